@@ -1,0 +1,30 @@
+# genomelab: train and audit genomics deep-learning models, each next to a simple baseline.
+# Run from this directory:   snakemake --cores 2            (embedded demo, CPU)
+#                            snakemake --profile profiles/slurm   (cluster; see README)
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+# Every module lives in its own rule file; each registers its final targets in
+# FINAL_TARGETS when enabled in config.
+for _module in MODULES:
+
+    include: f"workflow/rules/{_module}.smk"
+
+
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_targets(),

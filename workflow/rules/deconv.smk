@@ -1,0 +1,1 @@
+# Module deconv: not built yet (see its issue); enabling it has no effect.

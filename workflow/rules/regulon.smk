@@ -1,0 +1,1 @@
+# Module regulon: not built yet (see its issue); enabling it has no effect.

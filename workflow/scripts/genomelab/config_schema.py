@@ -1,0 +1,50 @@
+"""Fill JSON-schema defaults across ``$ref``'d schema files.
+
+Snakemake's ``validate(set_default=True)`` fills defaults only inside one schema file;
+genomelab keeps one schema per module (referenced from ``config.schema.yaml``), so the
+defaults of referenced files are filled here, then Snakemake validates the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _load(path: Path) -> dict[str, Any]:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def fill_defaults(instance: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
+    """Set missing keys of ``instance`` (in place) to the defaults of ``schema_path``."""
+    path = Path(schema_path)
+    _fill(instance, _load(path), path.parent)
+    return instance
+
+
+def _resolve(schema: dict[str, Any], base: Path) -> tuple[dict[str, Any], Path]:
+    while "$ref" in schema:
+        ref = base / schema["$ref"]
+        merged = {k: v for k, v in schema.items() if k != "$ref"}
+        schema = {**_load(ref), **{k: v for k, v in merged.items() if k == "default"}}
+        base = ref.parent
+    return schema, base
+
+
+def _fill(instance: Any, schema: dict[str, Any], base: Path) -> None:
+    schema, base = _resolve(schema, base)
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        resolved, sub_base = _resolve(sub, base)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        elif key not in instance and "default" in resolved:
+            instance[key] = copy.deepcopy(resolved["default"])
+        if key in instance:
+            _fill(instance[key], resolved, sub_base)

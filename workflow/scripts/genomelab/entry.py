@@ -1,0 +1,41 @@
+"""Thin glue between Snakemake ``script:`` rules and the package's step functions.
+
+Every script under ``workflow/scripts/`` is three lines: import a step, then
+``run_rule(snakemake, step)``. This sets up logging into the rule's log file, writes the run
+header, converts failures into a clear log message plus a non-zero exit, and turns a
+training interruption (SIGTERM/SIGUSR1 from SLURM) into exit code 128 + signal so that
+Snakemake retries the job, which then resumes from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from genomelab.runtime import log_run_header, setup_logging
+
+logger = logging.getLogger("genomelab")
+
+
+def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
+    """Run ``step(smk)`` for the Snakemake object ``smk`` with logging and exit codes."""
+    log_file = smk.log[0] if len(smk.log) else None
+    setup_logging(log_file)
+    seed = smk.config.get("seed") if hasattr(smk, "config") else None
+    log_run_header(logger, seed=seed)
+    logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
+    logger.info("inputs: %s", list(smk.input))
+    logger.info("outputs: %s", list(smk.output))
+    try:
+        step(smk)
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the log, then exit non-zero
+        from genomelab.train.engine import TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted):
+            logger.warning("%s; rerun (or let SLURM requeue) to resume", exc)
+            sys.exit(128 + exc.signum)
+        logger.error("rule %s failed: %s: %s", smk.rule, type(exc).__name__, exc, exc_info=exc)
+        sys.exit(1)
+    logger.info("rule %s finished", smk.rule)

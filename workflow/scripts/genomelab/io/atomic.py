@@ -1,0 +1,83 @@
+"""Atomic file writes: a half-written file must never look like a finished one.
+
+Everything is written to a temporary sibling (same directory, so ``os.replace`` is an
+atomic rename on POSIX file systems) and moved into place only after it was closed and
+flushed. On any exception the temporary file is removed and the target is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    ``suffix`` defaults to the target's suffix so that libraries which pick a format by
+    extension (matplotlib, numpy) keep working on the temporary name.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=f".tmp{suffix if suffix is not None else target.suffix}",
+        dir=target.parent,
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync_path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _fsync_path(path: Path) -> None:
+    # Without fsync a crash right after the rename can leave an empty file under the
+    # final name on some file systems (ext4 delayed allocation).
+    if path.is_file():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars/arrays and paths appear in metric dicts all the time.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _clean_floats(obj: Any) -> Any:
+    # JSON has no NaN/inf; write null so that strict parsers (jq, browsers) accept the file.
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean_floats(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any, indent: int = 2) -> None:
+    """Write ``data`` as JSON atomically; NaN and inf become ``null``."""
+    text = json.dumps(_clean_floats(json.loads(json.dumps(data, default=_json_default))),
+                      indent=indent, sort_keys=False)
+    atomic_write_text(path, text + "\n")

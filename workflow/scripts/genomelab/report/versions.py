@@ -1,0 +1,57 @@
+"""A record of the software a run used, so results can be traced and reproduced."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from genomelab import __version__
+from genomelab.io.atomic import atomic_write_json
+
+PACKAGES = ("numpy", "scipy", "pandas", "h5py", "scikit-learn", "matplotlib", "torch",
+            "tensorboard", "biopython", "pymongo", "snakemake")
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def software_versions(config_text: str = "", cwd: str | os.PathLike = ".") -> dict[str, Any]:
+    """Versions of Python, key packages, torch/CUDA and the GPU; git commit; config hash."""
+    record: dict[str, Any] = {
+        "genomelab": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(Path(cwd)),
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "packages": {},
+    }
+    for name in PACKAGES:
+        try:
+            record["packages"][name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            record["packages"][name] = None
+    try:
+        import torch
+
+        record["torch_cuda"] = torch.version.cuda
+        record["cuda_available"] = torch.cuda.is_available()
+        record["gpus"] = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                          if torch.cuda.is_available() else [])
+    except ImportError:
+        record["torch_cuda"], record["cuda_available"], record["gpus"] = None, False, []
+    return record
+
+
+def write_software_versions(path: str | os.PathLike, config_text: str = "") -> None:
+    atomic_write_json(path, software_versions(config_text))

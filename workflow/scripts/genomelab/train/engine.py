@@ -1,0 +1,580 @@
+"""One training loop for every module.
+
+A model is a plain ``nn.Module`` that also has ``loss(batch) -> LossOutput``: it runs its own
+forward pass on the batch (a tensor, tuple or dict already on the device) and returns the
+scalar to minimise plus named terms to log. The engine owns everything else: device,
+precision, optimiser, schedule, clipping, accumulation, early stopping, checkpoints,
+resumption, signals and metric files. It knows no biology.
+
+Determinism: the order of training examples in epoch ``e`` is a permutation drawn from a
+generator seeded with ``(seed, e)``, and every RNG state is saved in ``last.pt``. A run that
+is killed and resumed therefore replays exactly the batches and dropout masks an
+uninterrupted run would have seen, and ends with the same weights (on the CPU; CUDA kernels
+are not all bitwise deterministic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from genomelab import __version__
+from genomelab.io.atomic import atomic_write_json
+from genomelab.train.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
+from genomelab.train.device import resolve_device
+from genomelab.train.early_stopping import EarlyStopping
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class LossOutput:
+    """What ``model.loss(batch)`` returns.
+
+    ``loss`` is the scalar that is back-propagated; ``terms`` are logged as
+    ``{split}/{name}`` (the total is logged as ``{split}/loss``); ``n`` is the number of
+    examples in the batch, used to weight epoch averages.
+    """
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    n: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of the loop itself (model sizes live in each model's config)."""
+
+    max_epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    grad_accum_steps: int = 1
+    precision: str = "auto"
+    seed: int = 0
+    monitor: str = "val/loss"
+    mode: str = "min"
+    patience: int = 10
+    min_delta: float = 0.0
+    early_stopping_warmup: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    drop_last: bool = False
+    checkpoint_every_steps: int = 0
+    log_every_steps: int = 0
+
+    def __post_init__(self) -> None:
+        positive = {
+            "max_epochs": self.max_epochs,
+            "batch_size": self.batch_size,
+            "grad_accum_steps": self.grad_accum_steps,
+            "patience": self.patience,
+        }
+        for name, value in positive.items():
+            if int(value) < 1:
+                raise ValueError(f"train.{name} must be >= 1, not {value}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, not {self.lr}")
+        for name in ("weight_decay", "warmup_steps", "min_delta", "num_workers",
+                     "early_stopping_warmup", "checkpoint_every_steps", "log_every_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, not {getattr(self, name)}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"train.grad_clip must be > 0 or null, not {self.grad_clip}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"train.min_lr_ratio must be in [0, 1], not {self.min_lr_ratio}")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"train.mode must be 'min' or 'max', not {self.mode!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a config section, rejecting unknown keys (typos must not pass silently)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class FitResult:
+    """Summary of a finished ``fit``; the model holds the best weights afterwards."""
+
+    best_epoch: int
+    best_value: float
+    epochs_run: int
+    stopped_reason: str
+    history: list[dict[str, float]]
+    best_checkpoint: Path
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after a signal made the trainer save ``last.pt`` and stop."""
+
+    def __init__(self, signum: int, checkpoint: Path):
+        self.signum = signum
+        self.checkpoint = checkpoint
+        super().__init__(f"training stopped by signal {signum}; state saved to {checkpoint}")
+
+
+def config_fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-serialisable configuration parts.
+
+    Used to name state folders: a changed hyper-parameter gives a fresh folder (a new run),
+    an unchanged one finds its ``last.pt`` and resumes.
+    """
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _rng_state() -> dict[str, Any]:
+    # Plain lists and ints only, so that weights_only=True loading accepts them.
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": list(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _SignalFlag:
+    """Turn SIGTERM/SIGUSR1 (SLURM preemption and time-limit warnings) into a flag."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        logger.warning("received signal %d: will save state and stop at the next step", signum)
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Fit a model with ``loss(batch) -> LossOutput`` on map-style datasets.
+
+    Parameters
+    ----------
+    model: the ``nn.Module``; it is moved to the device here.
+    config: loop hyper-parameters.
+    state_dir: folder for ``last.pt``/``best.pt``; Snakemake must not manage it (it deletes
+        declared outputs before a rerun), so a rerun finds ``last.pt`` and resumes.
+    metrics_path: per-epoch history and final metrics as JSON (rewritten every epoch).
+    tensorboard_dir: TensorBoard event files with the same scalars.
+    eval_fn: ``eval_fn(model, dataset, device) -> {name: value}``, extra validation metrics
+        (accuracy, correlation, ...) logged as ``val/{name}``.
+    collate_fn: passed to the DataLoader for non-tensor datasets.
+    run_config: extra configuration (model, data) stored in checkpoints and part of the
+        fingerprint that must match on resume.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        state_dir: str | os.PathLike,
+        metrics_path: str | os.PathLike | None = None,
+        tensorboard_dir: str | os.PathLike | None = None,
+        eval_fn: Callable[[nn.Module, Dataset, torch.device], dict[str, float]] | None = None,
+        collate_fn: Callable | None = None,
+        run_config: dict[str, Any] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not hasattr(model, "loss"):
+            raise TypeError(f"{type(model).__name__} has no loss(batch) method")
+        self.config = config
+        self.device = torch.device(device) if device is not None else resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.state_dir = Path(state_dir)
+        self.metrics_path = Path(metrics_path) if metrics_path else None
+        self.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir else None
+        self.eval_fn = eval_fn
+        self.collate_fn = collate_fn
+        self.run_config = run_config or {}
+        self.fingerprint = config_fingerprint(dataclasses.asdict(config), self.run_config,
+                                              self._model_signature())
+        self.autocast_dtype = self._autocast_dtype()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype is torch.float16)
+        self.history: list[dict[str, float]] = []
+        self.stopper = EarlyStopping(config.monitor, config.mode, config.patience,
+                                     config.min_delta, config.early_stopping_warmup)
+        self._writer = None
+
+    # ----------------------------------------------------------------- set-up
+    def _model_signature(self) -> list:
+        return [[name, list(p.shape)] for name, p in self.model.state_dict().items()]
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        precision = self.config.precision
+        if precision == "auto":
+            # bf16 needs no loss scaling and halves activation memory; CPU autocast is slow.
+            if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+                return torch.bfloat16
+            return None
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        # No weight decay on biases and normalisation parameters (1-D tensors).
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        fused = self.device.type == "cuda"
+        return torch.optim.AdamW(groups, lr=self.config.lr, fused=fused)
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int):
+        cfg = self.config
+        warmup = cfg.warmup_steps
+
+        def factor(step: int) -> float:
+            if warmup and step < warmup:
+                return (step + 1) / warmup
+            if cfg.schedule == "constant":
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    # --------------------------------------------------------------- batching
+    def _epoch_permutation(self, n: int, epoch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return torch.randperm(n, generator=gen)
+
+    def _batches(self, dataset: Dataset, order: torch.Tensor, drop_last: bool) -> Iterator[Any]:
+        bs = self.config.batch_size
+        n = len(order)
+        stop = (n // bs) * bs if drop_last else n
+        if isinstance(dataset, TensorDataset):
+            # Fast path: slice whole tensors instead of collating single items; tensors
+            # already on the GPU (preloaded by the caller) never touch the host.
+            for start in range(0, stop, bs):
+                idx = order[start:start + bs]
+                yield tuple(t[idx.to(t.device)] for t in dataset.tensors)
+            return
+        loader = DataLoader(
+            dataset, batch_size=bs, sampler=order[:stop].tolist(), collate_fn=self.collate_fn,
+            num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(int(order[0]) if len(order) else 0),
+            persistent_workers=False,
+        )
+        yield from loader
+
+    def _n_batches(self, n: int, drop_last: bool) -> int:
+        bs = self.config.batch_size
+        return n // bs if drop_last else math.ceil(n / bs)
+
+    # ------------------------------------------------------------- checkpoints
+    def _state(self, optimizer, scheduler, epoch: int, batch_in_epoch: int,
+               running: dict[str, float], finished: bool) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "running": running,
+            "early_stopping": self.stopper.state_dict(),
+            "history": self.history,
+            "rng": _rng_state(),
+            "train_config": dataclasses.asdict(self.config),
+            "run_config": json.loads(json.dumps(self.run_config, default=str)),
+            "fingerprint": self.fingerprint,
+            "finished": finished,
+            "stopped_reason": self.stopper.reason,
+            "genomelab_version": __version__,
+        }
+
+    def _save_last(self, *args: Any, **kwargs: Any) -> Path:
+        path = self.state_dir / LAST
+        save_checkpoint(path, self._state(*args, **kwargs))
+        return path
+
+    def _resume(self, optimizer, scheduler) -> tuple[int, int, dict[str, float], bool]:
+        path = self.state_dir / LAST
+        if not path.exists():
+            return 0, 0, {}, False
+        ckpt = load_checkpoint(path)
+        if ckpt.get("fingerprint") != self.fingerprint:
+            raise CheckpointError(
+                f"{path} belongs to a different run (fingerprint {ckpt.get('fingerprint')} != "
+                f"{self.fingerprint}); remove {self.state_dir} to start afresh"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.stopper.load_state_dict(ckpt["early_stopping"])
+        self.stopper.reason = ckpt.get("stopped_reason", "")
+        self.history = list(ckpt["history"])
+        _set_rng_state(ckpt["rng"])
+        logger.info("resumed from %s at epoch %d, batch %d", path, ckpt["epoch"], ckpt["batch_in_epoch"])
+        return int(ckpt["epoch"]), int(ckpt["batch_in_epoch"]), dict(ckpt["running"]), bool(ckpt["finished"])
+
+    # --------------------------------------------------------------- logging
+    def _tb(self):
+        if self._writer is None and self.tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a killed attempt wrote after its last checkpoint.
+            self._writer = SummaryWriter(str(self.tensorboard_dir), purge_step=len(self.history))
+        return self._writer
+
+    def _log_epoch(self, metrics: dict[str, float]) -> None:
+        writer = self._tb()
+        if writer is not None:
+            for name, value in metrics.items():
+                if name != "epoch":
+                    writer.add_scalar(name, value, int(metrics["epoch"]))
+            writer.flush()
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch")
+        logger.info("epoch %d: %s", int(metrics["epoch"]), shown)
+
+    def metrics_payload(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The metrics JSON: per-epoch history, best epoch, final values and config."""
+        payload: dict[str, Any] = {
+            "genomelab_version": __version__,
+            "device": str(self.device),
+            "precision": str(self.autocast_dtype or torch.float32).replace("torch.", ""),
+            "train_config": dataclasses.asdict(self.config),
+            "monitor": self.config.monitor,
+            "best_epoch": self.stopper.best_epoch,
+            "best_value": self.stopper.best,
+            "stopped_reason": self.stopper.reason,
+            "epochs_run": len(self.history),
+            "history": self.history,
+            "final": self.history[-1] if self.history else {},
+        }
+        if extra:
+            payload.update(extra)
+        return payload
+
+    def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
+        if self.metrics_path is not None:
+            atomic_write_json(self.metrics_path, self.metrics_payload(extra))
+
+    def log_scalars(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Write extra scalars (e.g. ``test/accuracy``) to TensorBoard."""
+        writer = self._tb()
+        if writer is not None:
+            for name, value in metrics.items():
+                writer.add_scalar(name, value, len(self.history) if step is None else step)
+            writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -------------------------------------------------------------- the loop
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    @torch.no_grad()
+    def evaluate(self, dataset: Dataset, split: str = "val") -> dict[str, float]:
+        """Average loss terms over ``dataset`` (plus ``eval_fn`` metrics) as ``{split}/{name}``."""
+        if len(dataset) == 0:
+            raise ValueError(f"cannot evaluate on an empty {split} set")
+        self.model.eval()
+        sums: dict[str, float] = {}
+        total = 0
+        order = torch.arange(len(dataset))
+        for batch in self._batches(dataset, order, drop_last=False):
+            with self._autocast():
+                out = self.model.loss(_to_device(batch, self.device))
+            total += out.n
+            for name, value in {"loss": out.loss, **out.terms}.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach().float()) * out.n
+        metrics = {f"{split}/{k}": v / total for k, v in sums.items()}
+        if self.eval_fn is not None:
+            extra = self.eval_fn(self.model, dataset, self.device)
+            metrics.update({f"{split}/{k}": float(v) for k, v in extra.items()})
+        return metrics
+
+    def fit(self, train: Dataset, val: Dataset) -> FitResult:
+        """Train until ``max_epochs`` or early stopping; resume from ``last.pt`` if present.
+
+        Raises ``TrainingInterrupted`` after SIGTERM/SIGUSR1 (state saved first) and
+        ``ValueError`` without a validation set: early stopping and best-checkpoint
+        selection are meaningless on training loss.
+        """
+        cfg = self.config
+        if len(train) == 0:
+            raise ValueError("the training set is empty")
+        if val is None or len(val) == 0:
+            raise ValueError("a non-empty validation set is required (early stopping and best "
+                             "checkpoint are chosen on it)")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        from genomelab.runtime import seed_everything
+
+        seed_everything(cfg.seed)
+        optimizer = self._make_optimizer()
+        batches_per_epoch = self._n_batches(len(train), cfg.drop_last)
+        if batches_per_epoch == 0:
+            raise ValueError(f"batch_size {cfg.batch_size} with drop_last leaves no batch of {len(train)} examples")
+        steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
+        scheduler = self._make_scheduler(optimizer, steps_per_epoch * cfg.max_epochs)
+        start_epoch, skip_batches, running, finished = self._resume(optimizer, scheduler)
+        logger.info("training on %s (%s), %d train / %d val examples, %d batches/epoch, state in %s",
+                    self.device, self.metrics_payload()["precision"], len(train), len(val),
+                    batches_per_epoch, self.state_dir)
+
+        epoch = start_epoch
+        with _SignalFlag() as flag:
+            while not finished and epoch < cfg.max_epochs:
+                self.model.train()
+                order = self._epoch_permutation(len(train), epoch)[skip_batches * cfg.batch_size:]
+                n_seen = int(running.pop("__n__", 0))
+                sums = dict(running)
+                t0 = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                batch_iter = self._batches(train, order, cfg.drop_last)
+                progress = self._progress(batches_per_epoch, skip_batches, epoch)
+                for i, batch in enumerate(batch_iter, start=skip_batches):
+                    with self._autocast():
+                        out = self.model.loss(_to_device(batch, self.device))
+                    if not torch.isfinite(out.loss):
+                        raise FloatingPointError(
+                            f"non-finite training loss {float(out.loss)} at epoch {epoch}, batch {i}; "
+                            "check target normalisation and the learning rate")
+                    self.scaler.scale(out.loss / cfg.grad_accum_steps).backward()
+                    n_seen += out.n
+                    for name, value in {"loss": out.loss, **out.terms}.items():
+                        sums[name] = sums.get(name, 0.0) + float(value.detach().float()) * out.n
+                    boundary = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == batches_per_epoch
+                    if boundary:
+                        self._optimizer_step(optimizer, scheduler)
+                        if progress is not None:
+                            progress.update(cfg.grad_accum_steps)
+                        if cfg.log_every_steps and (i + 1) % cfg.log_every_steps == 0:
+                            logger.info("epoch %d batch %d/%d: train/loss=%.4g", epoch, i + 1,
+                                        batches_per_epoch, sums["loss"] / max(n_seen, 1))
+                        mid = dict(sums, __n__=n_seen)
+                        if flag.signum is not None:
+                            path = self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
+                            self.write_metrics()
+                            self.close()
+                            raise TrainingInterrupted(flag.signum, path)
+                        if cfg.checkpoint_every_steps and (i + 1) % cfg.checkpoint_every_steps == 0:
+                            self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
+                if progress is not None:
+                    progress.close()
+                skip_batches, running = 0, {}
+                metrics = {"epoch": float(epoch)}
+                metrics.update({f"train/{k}": v / max(n_seen, 1) for k, v in sums.items()})
+                metrics.update(self.evaluate(val, "val"))
+                metrics["lr"] = optimizer.param_groups[0]["lr"]
+                metrics["time/epoch_s"] = time.perf_counter() - t0
+                self.history.append(metrics)
+                self._log_epoch(metrics)
+                is_best, stop = self.stopper.step(epoch, metrics)
+                if is_best:
+                    save_checkpoint(self.state_dir / BEST, {
+                        "model": self.model.state_dict(), "epoch": epoch, "metrics": metrics,
+                        "train_config": dataclasses.asdict(cfg),
+                        "run_config": json.loads(json.dumps(self.run_config, default=str)),
+                        "fingerprint": self.fingerprint})
+                epoch += 1
+                if epoch >= cfg.max_epochs and not stop:
+                    self.stopper.reason = f"reached max_epochs={cfg.max_epochs}"
+                finished = stop or epoch >= cfg.max_epochs
+                if stop:
+                    logger.info("early stopping: %s", self.stopper.reason)
+                self._save_last(optimizer, scheduler, epoch, 0, {}, finished)
+                self.write_metrics()
+                if flag.signum is not None and not finished:
+                    self.close()
+                    raise TrainingInterrupted(flag.signum, self.state_dir / LAST)
+
+        if not (self.state_dir / BEST).exists():
+            raise CheckpointError(f"training finished without a best checkpoint in {self.state_dir}")
+        best = load_checkpoint(self.state_dir / BEST)
+        self.model.load_state_dict(best["model"])
+        logger.info("finished after %d epochs (%s); best %s=%.6g at epoch %d", len(self.history),
+                    self.stopper.reason, cfg.monitor, self.stopper.best, self.stopper.best_epoch)
+        return FitResult(self.stopper.best_epoch, self.stopper.best, len(self.history),
+                         self.stopper.reason, self.history, self.state_dir / BEST)
+
+    def _optimizer_step(self, optimizer, scheduler) -> None:
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _progress(self, total: int, done: int, epoch: int):
+        # Progress bars only on a terminal: in rule logs they are noise.
+        if not sys.stderr.isatty():
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=total, initial=done, desc=f"epoch {epoch}", leave=False)

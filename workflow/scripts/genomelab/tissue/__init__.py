@@ -1,0 +1,1 @@
+"""Tissue-of-origin classification from per-sample methylation (whole-sample models)."""

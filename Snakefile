@@ -12,6 +12,9 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+# Converts user methylation files into the tissue module's input; its outputs are requested
+# by the tissue module when tissue.input points at them.
+include: "workflow/rules/ingest.smk"
 
 
 # Every module lives in its own rule file; each registers its final targets in

@@ -79,8 +79,9 @@ def gate(paths: list[str | os.PathLike], strict: bool = True) -> dict[str, Any]:
             elif r.status == WARN:
                 warnings.append(entry)
     blocking = [f for f in failures if f["blocking"]]
+    # "passed": no blocking check failed; "opened": training may start (passed, or not strict).
     summary = {"strict": strict, "counts": counts, "failures": failures, "warnings": warnings,
-               "passed": not (blocking and strict)}
+               "passed": not blocking, "opened": not (blocking and strict)}
     if blocking and strict:
         lines = "\n".join(f"  - {f['name']} ({f['file']}): {f['message']}" for f in blocking)
         raise GateError(

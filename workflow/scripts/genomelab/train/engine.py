@@ -500,7 +500,7 @@ class Trainer:
                         out = self.model.loss(_to_device(batch, self.device))
                     if not torch.isfinite(out.loss):
                         raise FloatingPointError(
-                            f"non-finite training loss {float(out.loss)} at epoch {epoch}, batch {i}; "
+                            f"non-finite training loss {float(out.loss.detach())} at epoch {epoch}, batch {i}; "
                             "check target normalisation and the learning rate")
                     self.scaler.scale(out.loss / cfg.grad_accum_steps).backward()
                     n_seen += out.n

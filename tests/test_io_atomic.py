@@ -1,0 +1,33 @@
+"""Atomic writers: a failed write leaves neither a partial target nor temporary files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
+
+
+def test_atomic_output_replaces_only_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    with atomic_output(target) as tmp:
+        assert tmp.suffix == ".txt" and tmp.parent == tmp_path
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+
+
+def test_atomic_json_and_text(tmp_path):
+    import numpy as np
+
+    atomic_write_json(tmp_path / "a" / "m.json", {"x": np.float32(1.5), "arr": np.arange(3), "bad": float("inf")})
+    assert json.loads((tmp_path / "a" / "m.json").read_text()) == {"x": 1.5, "arr": [0, 1, 2], "bad": None}
+    atomic_write_text(tmp_path / "t.md", "hello")
+    assert (tmp_path / "t.md").read_text() == "hello"

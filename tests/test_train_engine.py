@@ -1,0 +1,239 @@
+"""The shared training engine: learning, early stopping, checkpoints, resumption, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from genomelab.train import (
+    CheckpointError,
+    LossOutput,
+    Trainer,
+    TrainConfig,
+    TrainingInterrupted,
+    load_checkpoint,
+)
+from genomelab.train.engine import config_fingerprint
+
+
+class TinyClassifier(nn.Module):
+    """[batch, 8] -> logits [batch, 3]; dropout makes RNG state matter for resumption."""
+
+    def __init__(self, fail_after: int | None = None, signal_after: int | None = None) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3))
+        self.calls = 0
+        self.fail_after = fail_after
+        self.signal_after = signal_after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def loss(self, batch) -> LossOutput:
+        if self.training:
+            self.calls += 1
+            if self.fail_after is not None and self.calls > self.fail_after:
+                raise KeyboardInterrupt("simulated kill -9")
+            if self.signal_after is not None and self.calls == self.signal_after:
+                os.kill(os.getpid(), signal.SIGTERM)
+        x, y = batch
+        logits = self(x)
+        ce = nn.functional.cross_entropy(logits, y)
+        return LossOutput(ce, {"ce": ce, "acc": (logits.argmax(1) == y).float().mean()}, len(y))
+
+
+def easy_data(n: int = 240, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    return TensorDataset(x, y)
+
+
+def make_trainer(tmp_path, model_cls=TinyClassifier, model_kwargs=None, **overrides) -> Trainer:
+    cfg = dict(max_epochs=6, batch_size=32, lr=2e-2, device="cpu", seed=3, patience=50)
+    cfg.update(overrides)
+    torch.manual_seed(0)  # identical initial weights in every run
+    model = model_cls(**(model_kwargs or {}))
+    return Trainer(model, TrainConfig(**cfg), tmp_path / "state", tmp_path / "metrics.json",
+                   tmp_path / "tb", device="cpu")
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_loss_falls_and_metrics_are_written(tmp_path):
+    trainer = make_trainer(tmp_path)
+    result = trainer.fit(easy_data(), easy_data(seed=1))
+    losses = [h["train/loss"] for h in result.history]
+    assert losses[-1] < 0.6 * losses[0]
+    assert result.history[-1]["val/acc"] > 0.75
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 6 and len(metrics["history"]) == 6
+    assert {"train/loss", "train/ce", "val/loss", "val/ce", "lr"} <= set(metrics["final"])
+    assert metrics["stopped_reason"] == "reached max_epochs=6"
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tb"))
+    assert (tmp_path / "state" / "best.pt").exists() and (tmp_path / "state" / "last.pt").exists()
+
+
+def test_same_seed_gives_same_weights(tmp_path):
+    a = make_trainer(tmp_path / "a")
+    a.fit(easy_data(), easy_data(seed=1))
+    b = make_trainer(tmp_path / "b")
+    b.fit(easy_data(), easy_data(seed=1))
+    for k, v in weights(a.model).items():
+        assert torch.equal(v, weights(b.model)[k]), k
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    ref = make_trainer(tmp_path / "ref")
+    ref.fit(easy_data(), easy_data(seed=1))
+    # A crash half-way through epoch 3 (8 batches per epoch) leaves last.pt of epoch 2.
+    crashed = make_trainer(tmp_path / "run", model_kwargs={"fail_after": 8 * 2 + 4})
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(easy_data(), easy_data(seed=1))
+    assert load_checkpoint(tmp_path / "run" / "state" / "last.pt")["epoch"] == 2
+    resumed = make_trainer(tmp_path / "run")
+    result = resumed.fit(easy_data(), easy_data(seed=1))
+    assert result.epochs_run == 6
+    for k, v in weights(ref.model).items():
+        assert torch.equal(v, weights(resumed.model)[k]), k
+    ref_hist = [h["val/loss"] for h in ref.history]
+    assert [h["val/loss"] for h in result.history] == pytest.approx(ref_hist, rel=0, abs=0)
+
+
+def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path):
+    ref = make_trainer(tmp_path / "ref", grad_accum_steps=2)
+    ref.fit(easy_data(), easy_data(seed=1))
+    run = make_trainer(tmp_path / "run", model_kwargs={"signal_after": 11}, grad_accum_steps=2)
+    with pytest.raises(TrainingInterrupted) as info:
+        run.fit(easy_data(), easy_data(seed=1))
+    assert info.value.signum == signal.SIGTERM
+    state = load_checkpoint(tmp_path / "run" / "state" / "last.pt")
+    assert state["epoch"] == 1 and state["batch_in_epoch"] == 4 and not state["finished"]
+    resumed = make_trainer(tmp_path / "run", grad_accum_steps=2)
+    resumed.fit(easy_data(), easy_data(seed=1))
+    for k, v in weights(ref.model).items():
+        assert torch.equal(v, weights(resumed.model)[k]), k
+
+
+def test_finished_run_is_not_retrained(tmp_path):
+    first = make_trainer(tmp_path)
+    first.fit(easy_data(), easy_data(seed=1))
+    again = make_trainer(tmp_path, model_kwargs={"fail_after": 0})
+    result = again.fit(easy_data(), easy_data(seed=1))  # would raise if it trained a batch
+    assert result.epochs_run == 6
+
+
+def test_early_stopping_fires_and_says_why(tmp_path):
+    # Random labels: validation loss cannot keep improving.
+    data = easy_data()
+    noisy = TensorDataset(data.tensors[0], torch.randint(0, 3, (240,), generator=torch.Generator().manual_seed(5)))
+    trainer = make_trainer(tmp_path, max_epochs=100, patience=3, lr=5e-2)
+    result = trainer.fit(noisy, easy_data(seed=9))
+    assert result.epochs_run < 100
+    assert "did not improve" in result.stopped_reason and "3 epochs" in result.stopped_reason
+    assert result.epochs_run == result.best_epoch + 1 + 3
+
+
+def test_changed_config_refuses_foreign_checkpoint(tmp_path):
+    make_trainer(tmp_path, max_epochs=2).fit(easy_data(), easy_data(seed=1))
+    with pytest.raises(CheckpointError, match="different run"):
+        make_trainer(tmp_path, max_epochs=2, lr=1e-3).fit(easy_data(), easy_data(seed=1))
+
+
+def test_truncated_checkpoint_is_an_error_not_a_restart(tmp_path):
+    make_trainer(tmp_path, max_epochs=2).fit(easy_data(), easy_data(seed=1))
+    last = tmp_path / "state" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="unreadable"):
+        make_trainer(tmp_path, max_epochs=2).fit(easy_data(), easy_data(seed=1))
+
+
+def test_validation_set_is_required(tmp_path):
+    with pytest.raises(ValueError, match="validation set is required"):
+        make_trainer(tmp_path).fit(easy_data(), TensorDataset(torch.zeros(0, 8), torch.zeros(0).long()))
+
+
+def test_non_finite_loss_is_reported(tmp_path):
+    class Exploding(TinyClassifier):
+        def loss(self, batch):
+            out = super().loss(batch)
+            return LossOutput(out.loss * float("nan"), out.terms, out.n)
+
+    with pytest.raises(FloatingPointError, match="non-finite training loss"):
+        make_trainer(tmp_path, model_cls=Exploding).fit(easy_data(), easy_data(seed=1))
+
+
+class DictDataset(Dataset):
+    """A map-style dataset of dicts, exercising the DataLoader path."""
+
+    def __init__(self, base: TensorDataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return {"x": x, "y": y}
+
+
+class DictModel(TinyClassifier):
+    def loss(self, batch) -> LossOutput:
+        return super().loss((batch["x"], batch["y"]))
+
+
+def test_map_style_datasets_match_tensor_datasets(tmp_path):
+    a = make_trainer(tmp_path / "a")
+    a.fit(easy_data(), easy_data(seed=1))
+    b = make_trainer(tmp_path / "b", model_cls=DictModel)
+    b.fit(DictDataset(easy_data()), DictDataset(easy_data(seed=1)))
+    for k, v in weights(a.model).items():
+        assert torch.allclose(v, weights(b.model)[k], atol=1e-6), k
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": 0}, "lr"),
+        ({"precision": "fp8"}, "precision"),
+        ({"schedule": "step"}, "schedule"),
+        ({"grad_clip": -1.0}, "grad_clip"),
+    ],
+)
+def test_train_config_rejects_bad_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+def test_train_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"epochs": 3})
+
+
+def test_warmup_then_cosine_schedule(tmp_path):
+    # 8 batches per epoch, 4 epochs = 32 steps; warm-up over the first 4.
+    trainer = make_trainer(tmp_path, max_epochs=4, warmup_steps=4, min_lr_ratio=0.1)
+    optimizer = trainer._make_optimizer()
+    scheduler = trainer._make_scheduler(optimizer, 32)
+    lrs = []
+    for _ in range(32):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:4] == pytest.approx([0.005, 0.01, 0.015, 0.02])
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.002)
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    assert config_fingerprint({"a": 1, "b": 2}) == config_fingerprint({"b": 2, "a": 1})
+    assert config_fingerprint({"a": 1}) != config_fingerprint({"a": 2})

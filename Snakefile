@@ -24,6 +24,7 @@ for _module in MODULES:
     include: f"workflow/rules/{_module}.smk"
 
 
+include: "workflow/rules/gate.smk"
 include: "workflow/rules/report.smk"
 
 

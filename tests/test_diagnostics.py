@@ -7,9 +7,17 @@ import math
 
 import numpy as np
 import pytest
-
-from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, GateError, gate, read_results, write_results
-from genomelab.diagnostics import checks
+from genomelab.diagnostics import (
+    FAIL,
+    PASS,
+    WARN,
+    DiagnosticResult,
+    GateError,
+    checks,
+    gate,
+    read_results,
+    write_results,
+)
 
 
 def test_chance_cross_entropy_is_ln_c_for_balanced_classes():
@@ -82,16 +90,26 @@ def test_overfit_tiny_subset():
 def test_results_round_trip_and_gate(tmp_path):
     good = tmp_path / "good.json"
     bad = tmp_path / "bad.json"
-    write_results(good, "m", [DiagnosticResult("a", PASS, "fine"), DiagnosticResult("b", WARN, "hm", blocking=False)])
-    write_results(bad, "m", [DiagnosticResult("c", FAIL, "labels broken"),
-                             DiagnosticResult("d", FAIL, "advisory", blocking=False)])
+    write_results(
+        good, "m", [DiagnosticResult("a", PASS, "fine"), DiagnosticResult("b", WARN, "hm", blocking=False)]
+    )
+    write_results(
+        bad,
+        "m",
+        [
+            DiagnosticResult("c", FAIL, "labels broken"),
+            DiagnosticResult("d", FAIL, "advisory", blocking=False),
+        ],
+    )
     assert [r.name for r in read_results(good)] == ["a", "b"]
     assert gate([good])["passed"]
     with pytest.raises(GateError, match="labels broken") as info:
         gate([good, bad])
     assert "advisory" not in str(info.value)
     relaxed = gate([good, bad], strict=False)
-    assert relaxed["opened"] and not relaxed["passed"] and relaxed["counts"] == {"pass": 1, "warn": 1, "fail": 2}
+    assert (
+        relaxed["opened"] and not relaxed["passed"] and relaxed["counts"] == {"pass": 1, "warn": 1, "fail": 2}
+    )
 
 
 def test_unreadable_results_file_names_it(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
 
 
@@ -27,7 +26,9 @@ def test_atomic_output_replaces_only_on_success(tmp_path):
 def test_atomic_json_and_text(tmp_path):
     import numpy as np
 
-    atomic_write_json(tmp_path / "a" / "m.json", {"x": np.float32(1.5), "arr": np.arange(3), "bad": float("inf")})
+    atomic_write_json(
+        tmp_path / "a" / "m.json", {"x": np.float32(1.5), "arr": np.arange(3), "bad": float("inf")}
+    )
     assert json.loads((tmp_path / "a" / "m.json").read_text()) == {"x": 1.5, "arr": [0, 1, 2], "bad": None}
     atomic_write_text(tmp_path / "t.md", "hello")
     assert (tmp_path / "t.md").read_text() == "hello"

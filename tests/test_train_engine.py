@@ -8,18 +8,17 @@ import signal
 
 import pytest
 import torch
-from torch import nn
-from torch.utils.data import Dataset, TensorDataset
-
 from genomelab.train import (
     CheckpointError,
     LossOutput,
-    Trainer,
     TrainConfig,
+    Trainer,
     TrainingInterrupted,
     load_checkpoint,
 )
 from genomelab.train.engine import config_fingerprint
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
 
 
 class TinyClassifier(nn.Module):
@@ -60,8 +59,14 @@ def make_trainer(tmp_path, model_cls=TinyClassifier, model_kwargs=None, **overri
     cfg.update(overrides)
     torch.manual_seed(0)  # identical initial weights in every run
     model = model_cls(**(model_kwargs or {}))
-    return Trainer(model, TrainConfig(**cfg), tmp_path / "state", tmp_path / "metrics.json",
-                   tmp_path / "tb", device="cpu")
+    return Trainer(
+        model,
+        TrainConfig(**cfg),
+        tmp_path / "state",
+        tmp_path / "metrics.json",
+        tmp_path / "tb",
+        device="cpu",
+    )
 
 
 def weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -134,7 +139,9 @@ def test_finished_run_is_not_retrained(tmp_path):
 def test_early_stopping_fires_and_says_why(tmp_path):
     # Random labels: validation loss cannot keep improving.
     data = easy_data()
-    noisy = TensorDataset(data.tensors[0], torch.randint(0, 3, (240,), generator=torch.Generator().manual_seed(5)))
+    noisy = TensorDataset(
+        data.tensors[0], torch.randint(0, 3, (240,), generator=torch.Generator().manual_seed(5))
+    )
     trainer = make_trainer(tmp_path, max_epochs=100, patience=3, lr=5e-2)
     result = trainer.fit(noisy, easy_data(seed=9))
     assert result.epochs_run < 100
@@ -230,7 +237,7 @@ def test_warmup_then_cosine_schedule(tmp_path):
         optimizer.step()
         scheduler.step()
     assert lrs[:4] == pytest.approx([0.005, 0.01, 0.015, 0.02])
-    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.002)
 
 

@@ -72,23 +72,3 @@ def config_json(section) -> str:
 
 # Diagnostics JSON files per module that the module's gate reads; filled in by the module.
 DIAGNOSTICS: dict[str, list[str]] = {m: [] for m in MODULES}
-
-
-rule gate:
-    """Stop before GPU training when a blocking diagnostic failed (diagnostics.strict)."""
-    input:
-        lambda wc: DIAGNOSTICS[wc.module],
-    output:
-        f"{RESULTS}/{{module}}/diagnostics/gate.json",
-    params:
-        strict=config["diagnostics"]["strict"],
-    log:
-        f"{LOGS}/{{module}}/gate.log",
-    conda:
-        ENV_CPU
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
-    script:
-        "../scripts/gate.py"

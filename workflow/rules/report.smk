@@ -23,8 +23,6 @@ rule report_summary:
 rule report_software_versions:
     output:
         f"{RESULTS}/report/software_versions.json",
-    params:
-        config=config_json(config),
     log:
         f"{LOGS}/report/software_versions.log",
     conda:
@@ -33,5 +31,7 @@ rule report_software_versions:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        config=config_json(config),
     script:
         "../scripts/report_versions.py"

@@ -9,8 +9,12 @@ import numpy as np
 SPLITS = ("train", "val", "test")
 
 
-def group_split(groups: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0,
-                stratify: Sequence | None = None) -> np.ndarray:
+def group_split(
+    groups: Sequence,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    stratify: Sequence | None = None,
+) -> np.ndarray:
     """Assign each example a split name so that all examples of a group share one split.
 
     Parameters
@@ -31,7 +35,9 @@ def group_split(groups: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15)
         raise ValueError(f"split fractions must be three non-negative numbers, not {list(fractions)}")
     frac = frac / frac.sum()
     uniq, first = np.unique(groups, return_index=True)
-    strata = np.asarray([str(s) for s in stratify])[first] if stratify is not None else np.zeros(len(uniq), str)
+    strata = (
+        np.asarray([str(s) for s in stratify])[first] if stratify is not None else np.zeros(len(uniq), str)
+    )
     rng = np.random.default_rng(seed)
     assign: dict[str, str] = {}
     for stratum in np.unique(strata):
@@ -49,8 +55,8 @@ def group_split(groups: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15)
         n_val = n - n_train - n_test
         for g in members[:n_train]:
             assign[g] = "train"
-        for g in members[n_train:n_train + n_val]:
+        for g in members[n_train : n_train + n_val]:
             assign[g] = "val"
-        for g in members[n_train + n_val:]:
+        for g in members[n_train + n_val :]:
             assign[g] = "test"
     return np.asarray([assign[g] for g in groups])

@@ -38,9 +38,12 @@ class DiagnosticResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiagnosticResult:
-        return cls(**{k: data[k] for k in ("name", "status", "message") },
-                   blocking=data.get("blocking", True), figure=data.get("figure"),
-                   details=data.get("details", {}))
+        return cls(
+            **{k: data[k] for k in ("name", "status", "message")},
+            blocking=data.get("blocking", True),
+            figure=data.get("figure"),
+            details=data.get("details", {}),
+        )
 
 
 class GateError(RuntimeError):
@@ -80,8 +83,14 @@ def gate(paths: list[str | os.PathLike], strict: bool = True) -> dict[str, Any]:
                 warnings.append(entry)
     blocking = [f for f in failures if f["blocking"]]
     # "passed": no blocking check failed; "opened": training may start (passed, or not strict).
-    summary = {"strict": strict, "counts": counts, "failures": failures, "warnings": warnings,
-               "passed": not blocking, "opened": not (blocking and strict)}
+    summary = {
+        "strict": strict,
+        "counts": counts,
+        "failures": failures,
+        "warnings": warnings,
+        "passed": not blocking,
+        "opened": not (blocking and strict),
+    }
     if blocking and strict:
         lines = "\n".join(f"  - {f['name']} ({f['file']}): {f['message']}" for f in blocking)
         raise GateError(

@@ -27,7 +27,8 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=f".tmp{suffix if suffix is not None else target.suffix}",
+        prefix=f".{target.name}.",
+        suffix=f".tmp{suffix if suffix is not None else target.suffix}",
         dir=target.parent,
     )
     os.close(fd)
@@ -78,6 +79,7 @@ def _clean_floats(obj: Any) -> Any:
 
 def atomic_write_json(path: str | os.PathLike, data: Any, indent: int = 2) -> None:
     """Write ``data`` as JSON atomically; NaN and inf become ``null``."""
-    text = json.dumps(_clean_floats(json.loads(json.dumps(data, default=_json_default))),
-                      indent=indent, sort_keys=False)
+    text = json.dumps(
+        _clean_floats(json.loads(json.dumps(data, default=_json_default))), indent=indent, sort_keys=False
+    )
     atomic_write_text(path, text + "\n")

@@ -70,9 +70,12 @@ class ModuleSummary:
         lines = [f"## {self.title}", ""]
         for comp in self.comparisons:
             metrics = sorted({m for row in comp.rows.values() for m in row})
-            lines += [f"### {comp.title} ({comp.split} split)", "",
-                      "| method | kind | " + " | ".join(metrics) + " |",
-                      "|---|---|" + "---|" * len(metrics)]
+            lines += [
+                f"### {comp.title} ({comp.split} split)",
+                "",
+                "| method | kind | " + " | ".join(metrics) + " |",
+                "|---|---|" + "---|" * len(metrics),
+            ]
             for name, row in comp.rows.items():
                 cells = [_fmt(row.get(m)) for m in metrics]
                 lines.append(f"| {name} | {comp.kinds.get(name, 'model')} | " + " | ".join(cells) + " |")
@@ -98,8 +101,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_module_summary(summary: ModuleSummary, json_path: str | os.PathLike,
-                         md_path: str | os.PathLike | None = None) -> None:
+def write_module_summary(
+    summary: ModuleSummary, json_path: str | os.PathLike, md_path: str | os.PathLike | None = None
+) -> None:
     atomic_write_json(json_path, summary.to_dict())
     if md_path is not None:
         atomic_write_text(md_path, summary.to_markdown())
@@ -107,7 +111,15 @@ def write_module_summary(summary: ModuleSummary, json_path: str | os.PathLike,
 
 def read_module_summary(path: str | os.PathLike) -> ModuleSummary:
     data = json.loads(Path(path).read_text())
-    comps = [Comparison(**{k: c[k] for k in ("title", "split", "primary", "higher_is_better", "rows", "kinds")})
-             for c in data.get("comparisons", [])]
-    return ModuleSummary(data["module"], data["title"], comps, data.get("diagnostics", []),
-                         data.get("plots", []), data.get("notes", []))
+    comps = [
+        Comparison(**{k: c[k] for k in ("title", "split", "primary", "higher_is_better", "rows", "kinds")})
+        for c in data.get("comparisons", [])
+    ]
+    return ModuleSummary(
+        data["module"],
+        data["title"],
+        comps,
+        data.get("diagnostics", []),
+        data.get("plots", []),
+        data.get("notes", []),
+    )

@@ -13,14 +13,26 @@ from typing import Any
 from genomelab import __version__
 from genomelab.io.atomic import atomic_write_json
 
-PACKAGES = ("numpy", "scipy", "pandas", "h5py", "scikit-learn", "matplotlib", "torch",
-            "tensorboard", "biopython", "pymongo", "snakemake")
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "h5py",
+    "scikit-learn",
+    "matplotlib",
+    "torch",
+    "tensorboard",
+    "biopython",
+    "pymongo",
+    "snakemake",
+)
 
 
 def _git_commit(cwd: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -46,8 +58,11 @@ def software_versions(config_text: str = "", cwd: str | os.PathLike = ".") -> di
 
         record["torch_cuda"] = torch.version.cuda
         record["cuda_available"] = torch.cuda.is_available()
-        record["gpus"] = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-                          if torch.cuda.is_available() else [])
+        record["gpus"] = (
+            [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch.cuda.is_available()
+            else []
+        )
     except ImportError:
         record["torch_cuda"], record["cuda_available"], record["gpus"] = None, False, []
     return record

@@ -3,7 +3,7 @@
 from genomelab.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from genomelab.train.device import resolve_device
 from genomelab.train.early_stopping import EarlyStopping
-from genomelab.train.engine import FitResult, LossOutput, Trainer, TrainConfig, TrainingInterrupted
+from genomelab.train.engine import FitResult, LossOutput, TrainConfig, Trainer, TrainingInterrupted
 
 __all__ = [
     "CheckpointError",

@@ -46,8 +46,7 @@ class EarlyStopping:
         """Record one epoch; return ``(is_best, should_stop)``."""
         if self.monitor not in metrics:
             raise KeyError(
-                f"early stopping monitors {self.monitor!r} but the epoch produced only "
-                f"{sorted(metrics)}"
+                f"early stopping monitors {self.monitor!r} but the epoch produced only {sorted(metrics)}"
             )
         value = float(metrics[self.monitor])
         if self.improved(value):

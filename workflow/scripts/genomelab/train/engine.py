@@ -100,8 +100,15 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, not {value}")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be > 0, not {self.lr}")
-        for name in ("weight_decay", "warmup_steps", "min_delta", "num_workers",
-                     "early_stopping_warmup", "checkpoint_every_steps", "log_every_steps"):
+        for name in (
+            "weight_decay",
+            "warmup_steps",
+            "min_delta",
+            "num_workers",
+            "early_stopping_warmup",
+            "checkpoint_every_steps",
+            "log_every_steps",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, not {getattr(self, name)}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -254,13 +261,15 @@ class Trainer:
         self.eval_fn = eval_fn
         self.collate_fn = collate_fn
         self.run_config = run_config or {}
-        self.fingerprint = config_fingerprint(dataclasses.asdict(config), self.run_config,
-                                              self._model_signature())
+        self.fingerprint = config_fingerprint(
+            dataclasses.asdict(config), self.run_config, self._model_signature()
+        )
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype is torch.float16)
         self.history: list[dict[str, float]] = []
-        self.stopper = EarlyStopping(config.monitor, config.mode, config.patience,
-                                     config.min_delta, config.early_stopping_warmup)
+        self.stopper = EarlyStopping(
+            config.monitor, config.mode, config.patience, config.min_delta, config.early_stopping_warmup
+        )
         self._writer = None
 
     # ----------------------------------------------------------------- set-up
@@ -280,8 +289,10 @@ class Trainer:
         # No weight decay on biases and normalisation parameters (1-D tensors).
         decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         fused = self.device.type == "cuda"
         return torch.optim.AdamW(groups, lr=self.config.lr, fused=fused)
 
@@ -312,12 +323,16 @@ class Trainer:
             # Fast path: slice whole tensors instead of collating single items; tensors
             # already on the GPU (preloaded by the caller) never touch the host.
             for start in range(0, stop, bs):
-                idx = order[start:start + bs]
+                idx = order[start : start + bs]
                 yield tuple(t[idx.to(t.device)] for t in dataset.tensors)
             return
         loader = DataLoader(
-            dataset, batch_size=bs, sampler=order[:stop].tolist(), collate_fn=self.collate_fn,
-            num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+            dataset,
+            batch_size=bs,
+            sampler=order[:stop].tolist(),
+            collate_fn=self.collate_fn,
+            num_workers=self.config.num_workers,
+            pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(int(order[0]) if len(order) else 0),
             persistent_workers=False,
         )
@@ -328,8 +343,9 @@ class Trainer:
         return n // bs if drop_last else math.ceil(n / bs)
 
     # ------------------------------------------------------------- checkpoints
-    def _state(self, optimizer, scheduler, epoch: int, batch_in_epoch: int,
-               running: dict[str, float], finished: bool) -> dict[str, Any]:
+    def _state(
+        self, optimizer, scheduler, epoch: int, batch_in_epoch: int, running: dict[str, float], finished: bool
+    ) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -432,8 +448,11 @@ class Trainer:
 
     # -------------------------------------------------------------- the loop
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                              enabled=self.autocast_dtype is not None)
+        return torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        )
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset, split: str = "val") -> dict[str, float]:
@@ -467,8 +486,9 @@ class Trainer:
         if len(train) == 0:
             raise ValueError("the training set is empty")
         if val is None or len(val) == 0:
-            raise ValueError("a non-empty validation set is required (early stopping and best "
-                             "checkpoint are chosen on it)")
+            raise ValueError(
+                "a non-empty validation set is required (early stopping and best checkpoint are chosen on it)"
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         from genomelab.runtime import seed_everything
 
@@ -476,19 +496,27 @@ class Trainer:
         optimizer = self._make_optimizer()
         batches_per_epoch = self._n_batches(len(train), cfg.drop_last)
         if batches_per_epoch == 0:
-            raise ValueError(f"batch_size {cfg.batch_size} with drop_last leaves no batch of {len(train)} examples")
+            raise ValueError(
+                f"batch_size {cfg.batch_size} with drop_last leaves no batch of {len(train)} examples"
+            )
         steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
         scheduler = self._make_scheduler(optimizer, steps_per_epoch * cfg.max_epochs)
         start_epoch, skip_batches, running, finished = self._resume(optimizer, scheduler)
-        logger.info("training on %s (%s), %d train / %d val examples, %d batches/epoch, state in %s",
-                    self.device, self.metrics_payload()["precision"], len(train), len(val),
-                    batches_per_epoch, self.state_dir)
+        logger.info(
+            "training on %s (%s), %d train / %d val examples, %d batches/epoch, state in %s",
+            self.device,
+            self.metrics_payload()["precision"],
+            len(train),
+            len(val),
+            batches_per_epoch,
+            self.state_dir,
+        )
 
         epoch = start_epoch
         with _SignalFlag() as flag:
             while not finished and epoch < cfg.max_epochs:
                 self.model.train()
-                order = self._epoch_permutation(len(train), epoch)[skip_batches * cfg.batch_size:]
+                order = self._epoch_permutation(len(train), epoch)[skip_batches * cfg.batch_size :]
                 n_seen = int(running.pop("__n__", 0))
                 sums = dict(running)
                 t0 = time.perf_counter()
@@ -501,7 +529,8 @@ class Trainer:
                     if not torch.isfinite(out.loss):
                         raise FloatingPointError(
                             f"non-finite training loss {float(out.loss.detach())} at epoch {epoch}, batch {i}; "
-                            "check target normalisation and the learning rate")
+                            "check target normalisation and the learning rate"
+                        )
                     self.scaler.scale(out.loss / cfg.grad_accum_steps).backward()
                     n_seen += out.n
                     for name, value in {"loss": out.loss, **out.terms}.items():
@@ -512,8 +541,13 @@ class Trainer:
                         if progress is not None:
                             progress.update(cfg.grad_accum_steps)
                         if cfg.log_every_steps and (i + 1) % cfg.log_every_steps == 0:
-                            logger.info("epoch %d batch %d/%d: train/loss=%.4g", epoch, i + 1,
-                                        batches_per_epoch, sums["loss"] / max(n_seen, 1))
+                            logger.info(
+                                "epoch %d batch %d/%d: train/loss=%.4g",
+                                epoch,
+                                i + 1,
+                                batches_per_epoch,
+                                sums["loss"] / max(n_seen, 1),
+                            )
                         mid = dict(sums, __n__=n_seen)
                         if flag.signum is not None:
                             path = self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
@@ -534,11 +568,17 @@ class Trainer:
                 self._log_epoch(metrics)
                 is_best, stop = self.stopper.step(epoch, metrics)
                 if is_best:
-                    save_checkpoint(self.state_dir / BEST, {
-                        "model": self.model.state_dict(), "epoch": epoch, "metrics": metrics,
-                        "train_config": dataclasses.asdict(cfg),
-                        "run_config": json.loads(json.dumps(self.run_config, default=str)),
-                        "fingerprint": self.fingerprint})
+                    save_checkpoint(
+                        self.state_dir / BEST,
+                        {
+                            "model": self.model.state_dict(),
+                            "epoch": epoch,
+                            "metrics": metrics,
+                            "train_config": dataclasses.asdict(cfg),
+                            "run_config": json.loads(json.dumps(self.run_config, default=str)),
+                            "fingerprint": self.fingerprint,
+                        },
+                    )
                 epoch += 1
                 if epoch >= cfg.max_epochs and not stop:
                     self.stopper.reason = f"reached max_epochs={cfg.max_epochs}"
@@ -555,10 +595,22 @@ class Trainer:
             raise CheckpointError(f"training finished without a best checkpoint in {self.state_dir}")
         best = load_checkpoint(self.state_dir / BEST)
         self.model.load_state_dict(best["model"])
-        logger.info("finished after %d epochs (%s); best %s=%.6g at epoch %d", len(self.history),
-                    self.stopper.reason, cfg.monitor, self.stopper.best, self.stopper.best_epoch)
-        return FitResult(self.stopper.best_epoch, self.stopper.best, len(self.history),
-                         self.stopper.reason, self.history, self.state_dir / BEST)
+        logger.info(
+            "finished after %d epochs (%s); best %s=%.6g at epoch %d",
+            len(self.history),
+            self.stopper.reason,
+            cfg.monitor,
+            self.stopper.best,
+            self.stopper.best_epoch,
+        )
+        return FitResult(
+            self.stopper.best_epoch,
+            self.stopper.best,
+            len(self.history),
+            self.stopper.reason,
+            self.history,
+            self.state_dir / BEST,
+        )
 
     def _optimizer_step(self, optimizer, scheduler) -> None:
         if self.config.grad_clip is not None:

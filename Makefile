@@ -1,0 +1,45 @@
+# The two commands of the README:
+#   make demo   set up .venv (CPU build of PyTorch) and run the workflow on the embedded demo
+#   make test   set up .venv and run the test suite (what CI runs)
+# Other targets: make setup | lint | dry-run | report | bench | clean
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint dry-run report bench clean
+
+$(BIN)/.genomelab-installed: pyproject.toml requirements-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned to a CPU build, so that `torch>=2.3` below installs nothing more.
+	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.genomelab-installed
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/pytest -n $(CORES) --durations=15 $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/ruff check workflow/scripts tests benchmarks
+
+dry-run: setup
+	$(BIN)/snakemake -n --cores $(CORES)
+	$(BIN)/snakemake -n --profile profiles/slurm
+
+report: setup
+	$(BIN)/snakemake --cores $(CORES) --report report.html
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf results logs .snakemake report.html

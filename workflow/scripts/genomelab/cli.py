@@ -1,0 +1,142 @@
+"""The ``genomelab`` command line: the workflow's steps and checks outside Snakemake.
+
+Examples::
+
+    genomelab validate-config config/config.yaml
+    genomelab gate results/tissue/diagnostics/*.json
+    genomelab simulate-tissue --out-dir sim/ --n-regions 5000
+    genomelab tissue-features --sheet sim/samples.tsv --out features.h5
+    genomelab versions --out versions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from genomelab import __version__
+from genomelab.runtime import log_run_header, setup_logging
+
+logger = logging.getLogger("genomelab.cli")
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
+
+def _validate_config(args: argparse.Namespace) -> int:
+    import yaml
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from genomelab.config_schema import fill_defaults
+
+    config = yaml.safe_load(Path(args.config).read_text()) or {}
+    fill_defaults(config, SCHEMA)
+    try:
+        validate(config, str(SCHEMA))
+    except WorkflowError as exc:
+        print(f"{args.config} is invalid: {exc}", file=sys.stderr)
+        return 1
+    if args.print:
+        print(yaml.safe_dump(config, sort_keys=False))
+    logger.info("%s is valid", args.config)
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from genomelab.diagnostics import GateError, gate
+
+    try:
+        summary = gate(args.files, strict=not args.no_strict)
+    except GateError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(json.dumps(summary["counts"]))
+    return 0
+
+
+def _simulate_tissue(args: argparse.Namespace) -> int:
+    from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
+
+    cfg = SimulationConfig(
+        n_regions=args.n_regions,
+        samples_per_subtype=args.samples_per_subtype,
+        coverage=args.coverage,
+        seed=args.seed,
+    )
+    print(simulate_dataset(cfg, args.out_dir))
+    return 0
+
+
+def _tissue_features(args: argparse.Namespace) -> int:
+    from genomelab.tissue.features import extract_features_from_hdf5, extract_features_from_sheet
+
+    if args.hdf5:
+        extract_features_from_hdf5(args.hdf5, args.out, sheet=args.sheet)
+    else:
+        extract_features_from_sheet(args.sheet, args.out, n_positions=args.n_positions)
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from genomelab.report.versions import software_versions, write_software_versions
+
+    if args.out:
+        write_software_versions(args.out)
+    else:
+        print(json.dumps(software_versions(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genomelab", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"genomelab {__version__}")
+    parser.add_argument("--log", help="also write the log to this file")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate-config", help="fill defaults and validate a config file against the schema")
+    p.add_argument("config")
+    p.add_argument("--print", action="store_true", help="print the config with defaults filled in")
+    p.set_defaults(func=_validate_config)
+
+    p = sub.add_parser("gate", help="read diagnostics JSON files; exit 1 if a blocking check failed")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--no-strict", action="store_true")
+    p.set_defaults(func=_gate)
+
+    p = sub.add_parser("simulate-tissue", help="simulate per-sample methylation NPZ files")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--n-regions", type=int, default=2000)
+    p.add_argument("--samples-per-subtype", type=int, default=6)
+    p.add_argument("--coverage", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_simulate_tissue)
+
+    p = sub.add_parser("tissue-features", help="region-mean features from a sample sheet or stacked HDF5")
+    p.add_argument("--sheet")
+    p.add_argument("--hdf5")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-positions", type=int, default=150)
+    p.set_defaults(func=_tissue_features)
+
+    p = sub.add_parser("versions", help="print or write the software-versions record")
+    p.add_argument("--out")
+    p.set_defaults(func=_versions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log)
+    log_run_header(logger)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

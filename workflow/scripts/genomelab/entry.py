@@ -19,10 +19,46 @@ from genomelab.runtime import log_run_header, setup_logging
 logger = logging.getLogger("genomelab")
 
 
+def _n_processes(smk: Any) -> int:
+    try:
+        return int(getattr(smk.resources, "gpu", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def relaunch_distributed(n_procs: int, script: str) -> int:
+    """Run ``script`` again under torchrun with ``n_procs`` processes; return its exit code.
+
+    Used when a training rule asks for more than one GPU: each process then finds
+    ``WORLD_SIZE`` in its environment and the Trainer trains data-parallel.
+    """
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={n_procs}", script])
+    try:
+        run(args)
+    except Exception as exc:  # noqa: BLE001 - torchrun raises ChildFailedError with the details
+        logger.error("distributed training failed: %s", exc)
+        return 1
+    return 0
+
+
 def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
-    """Run ``step(smk)`` for the Snakemake object ``smk`` with logging and exit codes."""
+    """Run ``step(smk)`` for the Snakemake object ``smk`` with logging and exit codes.
+
+    A rule with ``resources: gpu`` > 1 is relaunched under torchrun (one process per GPU);
+    every process runs ``step``, the Trainer makes only rank 0 write checkpoints and metrics.
+    """
+    import os
+
     log_file = smk.log[0] if len(smk.log) else None
     setup_logging(log_file)
+    n_procs = _n_processes(smk)
+    if n_procs > 1 and "WORLD_SIZE" not in os.environ:
+        logger.info(
+            "rule %s asks for %d GPUs: launching %d processes with torchrun", smk.rule, n_procs, n_procs
+        )
+        sys.exit(relaunch_distributed(n_procs, sys.argv[0]))
     seed = smk.config.get("seed") if hasattr(smk, "config") else None
     log_run_header(logger, seed=seed)
     logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from genomelab import __version__
 from genomelab.io.atomic import atomic_write_json
+from genomelab.train import distributed as ddp
 from genomelab.train.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from genomelab.train.device import resolve_device
 from genomelab.train.early_stopping import EarlyStopping
@@ -253,8 +254,13 @@ class Trainer:
         if not hasattr(model, "loss"):
             raise TypeError(f"{type(model).__name__} has no loss(batch) method")
         self.config = config
-        self.device = torch.device(device) if device is not None else resolve_device(config.device)
+        device = torch.device(device) if device is not None else resolve_device(config.device)
+        self.rank, self.world = ddp.init_from_env(device.type)
+        self.is_main = self.rank == 0
+        self.device = ddp.local_device(device)
         self.model = model.to(self.device)
+        if self.world > 1:
+            ddp.broadcast_module(self.model)
         self.state_dir = Path(state_dir)
         self.metrics_path = Path(metrics_path) if metrics_path else None
         self.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir else None
@@ -316,25 +322,32 @@ class Trainer:
         return torch.randperm(n, generator=gen)
 
     def _batches(self, dataset: Dataset, order: torch.Tensor, drop_last: bool) -> Iterator[Any]:
+        """Yield this rank's part of each global batch of ``order`` (the whole batch on 1 process)."""
         bs = self.config.batch_size
         n = len(order)
         stop = (n // bs) * bs if drop_last else n
+        index_batches = [order[start : start + bs] for start in range(0, stop, bs)]
+        if self.world > 1:
+            # Every rank must see the same number of steps; a last batch smaller than the
+            # number of ranks cannot be shared and is dropped on all of them.
+            index_batches = [
+                b.tensor_split(self.world)[self.rank] for b in index_batches if len(b) >= self.world
+            ]
         if isinstance(dataset, TensorDataset):
             # Fast path: slice whole tensors instead of collating single items; tensors
             # already on the GPU (preloaded by the caller) never touch the host.
-            for start in range(0, stop, bs):
-                idx = order[start : start + bs]
+            for idx in index_batches:
                 yield tuple(t[idx.to(t.device)] for t in dataset.tensors)
+            return
+        if not index_batches:
             return
         loader = DataLoader(
             dataset,
-            batch_size=bs,
-            sampler=order[:stop].tolist(),
+            batch_sampler=[b.tolist() for b in index_batches],
             collate_fn=self.collate_fn,
             num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(int(order[0]) if len(order) else 0),
-            persistent_workers=False,
+            generator=torch.Generator().manual_seed(int(order[0])),
         )
         yield from loader
 
@@ -367,7 +380,15 @@ class Trainer:
 
     def _save_last(self, *args: Any, **kwargs: Any) -> Path:
         path = self.state_dir / LAST
-        save_checkpoint(path, self._state(*args, **kwargs))
+        state = self._state(*args, **kwargs)
+        if self.world > 1:
+            # Each rank has its own dropout stream; keep all of them for an exact resume.
+            rngs: list[Any] = [None] * self.world
+            torch.distributed.all_gather_object(rngs, state["rng"])
+            state["rng_by_rank"] = rngs
+        if self.is_main:
+            save_checkpoint(path, state)
+        ddp.barrier()
         return path
 
     def _resume(self, optimizer, scheduler) -> tuple[int, int, dict[str, float], bool]:
@@ -387,7 +408,8 @@ class Trainer:
         self.stopper.load_state_dict(ckpt["early_stopping"])
         self.stopper.reason = ckpt.get("stopped_reason", "")
         self.history = list(ckpt["history"])
-        _set_rng_state(ckpt["rng"])
+        by_rank = ckpt.get("rng_by_rank")
+        _set_rng_state(by_rank[self.rank] if by_rank and len(by_rank) == self.world else ckpt["rng"])
         logger.info("resumed from %s at epoch %d, batch %d", path, ckpt["epoch"], ckpt["batch_in_epoch"])
         return int(ckpt["epoch"]), int(ckpt["batch_in_epoch"]), dict(ckpt["running"]), bool(ckpt["finished"])
 
@@ -401,6 +423,8 @@ class Trainer:
         return self._writer
 
     def _log_epoch(self, metrics: dict[str, float]) -> None:
+        if not self.is_main:
+            return
         writer = self._tb()
         if writer is not None:
             for name, value in metrics.items():
@@ -430,12 +454,12 @@ class Trainer:
         return payload
 
     def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
-        if self.metrics_path is not None:
+        if self.metrics_path is not None and self.is_main:
             atomic_write_json(self.metrics_path, self.metrics_payload(extra))
 
     def log_scalars(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Write extra scalars (e.g. ``test/accuracy``) to TensorBoard."""
-        writer = self._tb()
+        writer = self._tb() if self.is_main else None
         if writer is not None:
             for name, value in metrics.items():
                 writer.add_scalar(name, value, len(self.history) if step is None else step)
@@ -492,9 +516,17 @@ class Trainer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         from genomelab.runtime import seed_everything
 
-        seed_everything(cfg.seed)
+        # Ranks share the seed of the permutation but draw different dropout masks.
+        seed_everything(cfg.seed + 7919 * self.rank)
         optimizer = self._make_optimizer()
         batches_per_epoch = self._n_batches(len(train), cfg.drop_last)
+        if (
+            self.world > 1
+            and not cfg.drop_last
+            and len(train) % cfg.batch_size
+            and len(train) % cfg.batch_size < self.world
+        ):
+            batches_per_epoch -= 1
         if batches_per_epoch == 0:
             raise ValueError(
                 f"batch_size {cfg.batch_size} with drop_last leaves no batch of {len(train)} examples"
@@ -537,6 +569,8 @@ class Trainer:
                         sums[name] = sums.get(name, 0.0) + float(value.detach().float()) * out.n
                     boundary = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == batches_per_epoch
                     if boundary:
+                        if self.world > 1:
+                            ddp.average_gradients(self.model.parameters(), self.world)
                         self._optimizer_step(optimizer, scheduler)
                         if progress is not None:
                             progress.update(cfg.grad_accum_steps)
@@ -549,16 +583,23 @@ class Trainer:
                                 sums["loss"] / max(n_seen, 1),
                             )
                         mid = dict(sums, __n__=n_seen)
-                        if flag.signum is not None:
+                        stop_now = flag.signum is not None
+                        if self.world > 1:
+                            stop_now = ddp.any_rank(stop_now, self.device)
+                        if stop_now:
                             path = self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
                             self.write_metrics()
                             self.close()
-                            raise TrainingInterrupted(flag.signum, path)
+                            raise TrainingInterrupted(flag.signum or signal.SIGTERM, path)
                         if cfg.checkpoint_every_steps and (i + 1) % cfg.checkpoint_every_steps == 0:
                             self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
                 if progress is not None:
                     progress.close()
                 skip_batches, running = 0, {}
+                if self.world > 1:
+                    keys = sorted(sums)
+                    totals = ddp.all_reduce_sum([float(n_seen)] + [sums[k] for k in keys], self.device)
+                    n_seen, sums = int(totals[0]), dict(zip(keys, totals[1:], strict=True))
                 metrics = {"epoch": float(epoch)}
                 metrics.update({f"train/{k}": v / max(n_seen, 1) for k, v in sums.items()})
                 metrics.update(self.evaluate(val, "val"))
@@ -567,7 +608,7 @@ class Trainer:
                 self.history.append(metrics)
                 self._log_epoch(metrics)
                 is_best, stop = self.stopper.step(epoch, metrics)
-                if is_best:
+                if is_best and self.is_main:
                     save_checkpoint(
                         self.state_dir / BEST,
                         {
@@ -587,10 +628,14 @@ class Trainer:
                     logger.info("early stopping: %s", self.stopper.reason)
                 self._save_last(optimizer, scheduler, epoch, 0, {}, finished)
                 self.write_metrics()
-                if flag.signum is not None and not finished:
+                stop_now = flag.signum is not None
+                if self.world > 1:
+                    stop_now = ddp.any_rank(stop_now, self.device)
+                if stop_now and not finished:
                     self.close()
-                    raise TrainingInterrupted(flag.signum, self.state_dir / LAST)
+                    raise TrainingInterrupted(flag.signum or signal.SIGTERM, self.state_dir / LAST)
 
+        ddp.barrier()
         if not (self.state_dir / BEST).exists():
             raise CheckpointError(f"training finished without a best checkpoint in {self.state_dir}")
         best = load_checkpoint(self.state_dir / BEST)

@@ -1,0 +1,70 @@
+"""Data-parallel training: 2 CPU processes (gloo) reach the result of 1 process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from genomelab.train import LossOutput, TrainConfig, Trainer
+from torch import nn
+from torch.utils.data import TensorDataset
+
+HERE = Path(__file__).resolve().parent
+
+
+class Regressor(nn.Module):
+    """No dropout: with identical batches the only difference is summation order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+    def loss(self, batch) -> LossOutput:
+        x, y = batch
+        mse = nn.functional.mse_loss(self(x), y)
+        return LossOutput(mse, {"mse": mse}, len(y))
+
+
+def data(seed: int) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 6, generator=g)
+    return TensorDataset(x, x[:, 0] * 2 - x[:, 1] + 0.1 * torch.randn(256, generator=g))
+
+
+def train_once(state_dir: Path) -> nn.Module:
+    torch.manual_seed(0)
+    cfg = TrainConfig(max_epochs=4, batch_size=32, lr=1e-2, device="cpu", seed=1, patience=20)
+    trainer = Trainer(Regressor(), cfg, state_dir, device="cpu")
+    trainer.fit(data(0), data(1))
+    return trainer.model
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+    single = train_once(tmp_path / "single")
+    out = tmp_path / "ddp"
+    out.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        str(HERE / "ddp_worker.py"),
+        str(out),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    ddp_weights = torch.load(out / "weights.pt", weights_only=True)
+    for name, value in single.state_dict().items():
+        assert torch.allclose(value, ddp_weights[name], atol=1e-5), name
+    # Only rank 0 wrote checkpoints.
+    assert sorted(p.name for p in (out / "state").iterdir()) == ["best.pt", "last.pt"]

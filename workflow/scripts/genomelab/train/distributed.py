@@ -1,0 +1,86 @@
+"""Data-parallel training across processes (torchrun), kept out of the training loop's way.
+
+With ``WORLD_SIZE`` > 1 in the environment (set by ``torchrun``), :func:`init_from_env`
+joins the process group (NCCL on GPUs, gloo on CPUs). The Trainer then gives every rank a
+slice of each global batch, averages gradients across ranks before each optimiser step,
+sums epoch metrics, and lets only rank 0 write checkpoints, metrics and logs. A global
+batch is the same set of examples whatever the number of processes, so 2 processes reach
+the result of 1 up to floating-point summation order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+
+def dist_info() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_from_env(device_type: str = "cpu") -> tuple[int, int]:
+    """Join the process group described by torchrun's environment, if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        return dist_info()
+    backend = "nccl" if device_type == "cuda" and torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+    rank, world = dist_info()
+    logger.info("joined process group: rank %d of %d (%s)", rank, world, backend)
+    return rank, world
+
+
+def local_device(device: torch.device) -> torch.device:
+    """The GPU of this rank (``LOCAL_RANK``) when training on CUDA in a process group."""
+    if device.type == "cuda" and dist_info()[1] > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter], world: int) -> None:
+    """All-reduce gradients in one flat buffer and divide by the world size."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads or world <= 1:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Make every rank start from rank 0's parameters and buffers."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on at least one (e.g. a SIGTERM arrived)."""
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier() -> None:
+    if dist_info()[1] > 1:
+        dist.barrier()

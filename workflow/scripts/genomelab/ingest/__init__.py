@@ -1,0 +1,7 @@
+"""Ingest: methylation files as users have them into the tissue module's per-sample NPZ input.
+
+Formats (``genomelab.ingest.formats``): Bismark coverage files and CpG reports, bedMethyl
+(modkit, ENCODE), wgbstools ``.pat.gz`` and ``.beta`` (with the CpG index) and array beta
+matrices (probes x samples, with a probe-to-coordinate table). Each sample streams through
+one job (``genomelab.ingest.convert``) into ``methylation`` int8 [n_regions, n_positions].
+"""

@@ -11,6 +11,9 @@ min_version("9")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 # Converts user methylation files into the tissue module's input; its outputs are requested
 # by the tissue module when tissue.input points at them.

@@ -1,4 +1,4 @@
-# Run-level summary over every enabled module.
+# Run-level summary over every enabled module, and the software-versions record.
 
 
 rule report_summary:
@@ -8,6 +8,12 @@ rule report_summary:
     output:
         md=f"{RESULTS}/report/summary.md",
         json=f"{RESULTS}/report/summary.json",
+        html=report(
+            f"{RESULTS}/report/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"what": "run summary"},
+        ),
     log:
         f"{LOGS}/report/summary.log",
     conda:
@@ -22,7 +28,12 @@ rule report_summary:
 
 rule report_software_versions:
     output:
-        f"{RESULTS}/report/software_versions.json",
+        report(
+            f"{RESULTS}/report/software_versions.json",
+            caption="../report/versions.rst",
+            category="Reproducibility",
+            labels={"what": "software versions"},
+        ),
     log:
         f"{LOGS}/report/software_versions.log",
     conda:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from pathlib import Path
 
 from genomelab.io.atomic import atomic_write_json, atomic_write_text
-from genomelab.report.summary import read_module_summary
+from genomelab.report.summary import _fmt, read_module_summary
 
 
 def write_run_summary(
@@ -59,3 +60,44 @@ def write_run_summary(
         lines += [f'<a id="{s.module}"></a>', "", s.to_markdown()]
     atomic_write_text(md_path, "\n".join(lines))
     atomic_write_json(json_path, {"versions": versions, "modules": rows})
+    if html_path is not None:
+        atomic_write_text(html_path, render_html(summaries, versions, rows))
+
+
+def render_html(summaries: list, versions: dict, rows: list[dict]) -> str:
+    """A self-contained HTML page of the run summary (tables only; plots are separate report items)."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>genomelab run summary</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #999;padding:4px 8px}th{background:#eee}.fail{color:#b00}.warn{color:#a60}"
+        ".pass{color:#070}</style></head><body>",
+        "<h1>genomelab run summary</h1>",
+        f"<p>genomelab {esc(str(versions.get('genomelab')))}, commit {esc(str(versions.get('git_commit')))}, "
+        f"torch {esc(str(versions['packages'].get('torch')))}, GPUs: {esc(', '.join(versions.get('gpus') or []) or 'none')}</p>",
+        "<table id='modules'><tr><th>module</th><th>comparison</th><th>verdict</th><th>pass/warn/fail</th></tr>",
+    ]
+    for r in rows:
+        d = r["diagnostics"]
+        parts.append(f"<tr><td>{esc(r['module'])}</td><td>{esc(str(r['comparison']))}</td><td>{esc(r['verdict'])}</td>"
+                     f"<td>{d['pass']}/{d['warn']}/{d['fail']}</td></tr>")
+    parts.append("</table>")
+    for s in summaries:
+        parts.append(f"<h2 id='{esc(s.module)}'>{esc(s.title)}</h2>")
+        for c in s.comparisons:
+            metrics = sorted({m for row in c.rows.values() for m in row})
+            parts.append(f"<h3>{esc(c.title)} ({esc(c.split)} split)</h3><table class='comparison'><tr><th>method</th>"
+                         "<th>kind</th>" + "".join(f"<th>{esc(m)}</th>" for m in metrics) + "</tr>")
+            for name, row in c.rows.items():
+                cells = "".join(f"<td>{esc(_fmt(row.get(m)))}</td>" for m in metrics)
+                parts.append(f"<tr><td>{esc(name)}</td><td>{esc(c.kinds.get(name, 'model'))}</td>{cells}</tr>")
+            parts.append(f"</table><p><b>Verdict:</b> {esc(c.verdict())}</p>")
+        if s.diagnostics:
+            parts.append("<table class='diagnostics'><tr><th>check</th><th>status</th><th>message</th></tr>")
+            for d in s.diagnostics:
+                parts.append(f"<tr><td>{esc(d['name'])}</td><td class='{esc(d['status'])}'>{esc(d['status'].upper())}</td>"
+                             f"<td>{esc(d['message'])}</td></tr>")
+            parts.append("</table>")
+        parts += [f"<p>{esc(n)}</p>" for n in s.notes]
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,1 +1,196 @@
-# Module regulon: not built yet (see its issue); enabling it has no effect.
+# Module regulon: RegulonDB BSON dump + E. coli genome -> a three-head sequence model
+# (expression, gene density, operon membership), next to k-mer and GC baselines.
+REGULON = config["regulon"]
+REGULON_OUT = f"{RESULTS}/regulon"
+
+
+def get_regulon_dump():
+    """The dump's collection files (so that a changed dump reruns processing); none for MongoDB."""
+    if REGULON["mongodb_uri_env"]:
+        return []
+    root = Path(REGULON["dump_dir"])
+    return sorted(str(p) for p in root.rglob("*.bson*") if not p.name.endswith(".metadata.json"))
+
+
+def get_regulon_annotation():
+    return [REGULON["annotation"]] if REGULON["annotation"] else []
+
+
+def regulon_params(*keys):
+    """The config keys a rule reads, as JSON, so that changing one reruns exactly its rules."""
+    return config_json({k: REGULON[k] for k in keys})
+
+
+rule regulon_process:
+    """Parse the dump, join on b-numbers, log1p + z-score (saved statistics), data report."""
+    input:
+        dump=get_regulon_dump(),
+        genome=REGULON["genome"],
+        annotation=get_regulon_annotation(),
+    output:
+        genes=f"{REGULON_OUT}/data/genes.tsv",
+        operons=f"{REGULON_OUT}/data/operons.tsv",
+        stats=f"{REGULON_OUT}/data/norm_stats.json",
+        report=f"{REGULON_OUT}/data/data_report.json",
+    log:
+        f"{LOGS}/regulon/process.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        cfg=regulon_params(
+            "mongodb_uri_env",
+            "database",
+            "max_docs_per_file",
+            "contig",
+            "annotation",
+            "expression",
+        ),
+        dump_dir=REGULON["dump_dir"],
+    script:
+        "../scripts/regulon_process.py"
+
+
+rule regulon_targets:
+    """Strand-aware targets over the genome, genome blocks with splits, windows (HDF5)."""
+    input:
+        genes=rules.regulon_process.output.genes,
+        operons=rules.regulon_process.output.operons,
+        genome=REGULON["genome"],
+    output:
+        f"{REGULON_OUT}/data/targets.h5",
+    log:
+        f"{LOGS}/regulon/targets.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regulon/targets.tsv"
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        cfg=regulon_params("targets", "contig"),
+        seed=config["seed"],
+    script:
+        "../scripts/regulon_targets.py"
+
+
+rule regulon_diagnostics:
+    """Target vs head types, ranges, splits, initial loss vs chance, dummy vs real."""
+    input:
+        targets=rules.regulon_targets.output[0],
+        report=rules.regulon_process.output.report,
+    output:
+        f"{REGULON_OUT}/diagnostics/checks.json",
+    log:
+        f"{LOGS}/regulon/diagnostics.log",
+    conda:
+        ENV_TORCH
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        cfg=regulon_params("model", "targets", "diagnostics"),
+        seed=config["seed"],
+    script:
+        "../scripts/regulon_diagnostics.py"
+
+
+DIAGNOSTICS["regulon"].append(rules.regulon_diagnostics.output[0])
+
+
+rule regulon_baselines:
+    """k-mer ridge/logistic regression and GC-content baselines on the model's positions."""
+    input:
+        targets=rules.regulon_targets.output[0],
+    output:
+        tracks=f"{REGULON_OUT}/baselines/predictions.h5",
+        info=f"{REGULON_OUT}/baselines/info.json",
+    log:
+        f"{LOGS}/regulon/baselines.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regulon/baselines.tsv"
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        cfg=regulon_params("baseline"),
+        seed=config["seed"],
+    script:
+        "../scripts/regulon_baselines.py"
+
+
+rule regulon_train:
+    """Train the three-head CNN with the shared engine (after the gate); predict held-out blocks."""
+    input:
+        targets=rules.regulon_targets.output[0],
+        gate=gate_input("regulon"),
+    output:
+        checkpoint=f"{REGULON_OUT}/model/best.pt",
+        metrics=f"{REGULON_OUT}/model/metrics.json",
+        predictions=f"{REGULON_OUT}/model/predictions.h5",
+        tensorboard=directory(f"{REGULON_OUT}/model/tensorboard"),
+    log:
+        f"{LOGS}/regulon/train.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regulon/train.tsv"
+    conda:
+        ENV_TORCH
+    threads: 2
+    resources:
+        **train_resources("regulon"),
+    params:
+        cfg=regulon_params("model", "targets", "train"),
+        seed=config["seed"],
+        device=config["device"],
+        state_dir=state_dir("regulon", "cnn"),
+    script:
+        "../scripts/regulon_train.py"
+
+
+rule regulon_evaluate:
+    """Model vs baselines on the test blocks, plots, bedGraph export, module summary."""
+    input:
+        targets=rules.regulon_targets.output[0],
+        genes=rules.regulon_process.output.genes,
+        stats=rules.regulon_process.output.stats,
+        report=rules.regulon_process.output.report,
+        model_tracks=rules.regulon_train.output.predictions,
+        train_metrics=rules.regulon_train.output.metrics,
+        baseline_tracks=rules.regulon_baselines.output.tracks,
+        diagnostics=DIAGNOSTICS["regulon"],
+    output:
+        summary=f"{REGULON_OUT}/summary.json",
+        summary_md=f"{REGULON_OUT}/summary.md",
+        metrics=f"{REGULON_OUT}/metrics.json",
+        plots=[f"{REGULON_OUT}/plots/tracks.png", f"{REGULON_OUT}/plots/genes.png"],
+        bedgraphs=expand(
+            f"{REGULON_OUT}/tracks/model_{{track}}_{{strand}}.bedGraph",
+            track=["expression", "operon", "density"],
+            strand=["plus", "minus"],
+        ),
+    log:
+        f"{LOGS}/regulon/evaluate.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        cfg=regulon_params("plot_bp"),
+        out_dir=REGULON_OUT,
+    script:
+        "../scripts/regulon_evaluate.py"
+
+
+if REGULON["enabled"]:
+    FINAL_TARGETS["regulon"] = [rules.regulon_evaluate.output.summary]

@@ -1,0 +1,137 @@
+"""Streaming readers of RegulonDB collections: a ``mongodump`` folder or a live MongoDB.
+
+Both paths yield plain ``dict`` documents one at a time, so every parser downstream is
+shared and memory stays bounded by one document (plus what the caller keeps).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+GENE_EXPRESSION = "geneExpression"
+GENE_DATAMART = "geneDatamart"
+OPERON_DATAMART = "operonDatamart"
+COLLECTIONS = (GENE_EXPRESSION, GENE_DATAMART, OPERON_DATAMART)
+
+
+def iter_bson_file(path: str | os.PathLike, max_docs: int | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the documents of one ``.bson`` (or ``mongodump --gzip`` ``.bson.gz``) file.
+
+    ``max_docs`` stops after that many documents (``None`` or 0: all). A truncated or
+    corrupt file raises ``ValueError`` naming the file and the document index.
+    """
+    import bson
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"BSON file {path} does not exist")
+    if max_docs is not None and max_docs < 0:
+        raise ValueError(f"max_docs must be >= 0 or None, not {max_docs}")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    n = 0
+    with opener(path, "rb") as fh:
+        try:
+            for doc in bson.decode_file_iter(fh):
+                yield doc
+                n += 1
+                if max_docs and n >= max_docs:
+                    logger.info("%s: stopped after max_docs=%d documents", path, max_docs)
+                    return
+        except (bson.errors.InvalidBSON, OSError, EOFError) as exc:
+            raise ValueError(f"BSON file {path} is corrupt or truncated after {n} documents: {exc}") from exc
+
+
+def collection_file(dump_dir: str | os.PathLike, collection: str) -> Path:
+    """The file of ``collection`` in a mongodump folder (``<c>.bson`` or ``<c>.bson.gz``).
+
+    ``mongodump`` writes ``<out>/<database>/<collection>.bson``; both the database folder
+    and its parent are accepted.
+    """
+    root = Path(dump_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"RegulonDB dump folder {root} does not exist")
+    candidates = [root / f"{collection}{ext}" for ext in (".bson", ".bson.gz")]
+    candidates += [
+        d / f"{collection}{ext}"
+        for d in sorted(root.iterdir())
+        if d.is_dir()
+        for ext in (".bson", ".bson.gz")
+    ]
+    found = [c for c in candidates if c.is_file()]
+    if not found:
+        raise FileNotFoundError(
+            f"RegulonDB dump folder {root} has no {collection}.bson[.gz] "
+            "(expected mongodump layout <dump>/<database>/<collection>.bson)"
+        )
+    if len(found) > 1:
+        raise ValueError(
+            f"RegulonDB dump folder {root} has several {collection} files: {[str(f) for f in found]}"
+        )
+    return found[0]
+
+
+def iter_dump(
+    dump_dir: str | os.PathLike, collection: str, max_docs: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield the documents of ``collection`` from a mongodump folder."""
+    yield from iter_bson_file(collection_file(dump_dir, collection), max_docs)
+
+
+def iter_mongo(
+    uri_env: str, database: str, collection: str, max_docs: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield documents from a live MongoDB; the URI is read from the environment.
+
+    The URI may hold credentials, so it never comes from a config file and is never
+    logged; only the variable's name is.
+    """
+    uri = os.environ.get(uri_env)
+    if not uri:
+        raise ValueError(f"environment variable {uri_env!r} (regulon.mongodb_uri_env) is not set")
+    import pymongo
+
+    logger.info("reading %s.%s from the MongoDB in $%s", database, collection, uri_env)
+    client = pymongo.MongoClient(uri)
+    try:
+        cursor = client[database][collection].find({}, batch_size=1000)
+        if max_docs:
+            cursor = cursor.limit(max_docs)
+        yield from cursor
+    finally:
+        client.close()
+
+
+class Source:
+    """Where collections come from: a dump folder or a live MongoDB (URI in an env var)."""
+
+    def __init__(
+        self,
+        dump_dir: str | os.PathLike | None = None,
+        uri_env: str | None = None,
+        database: str = "regulondb",
+        max_docs_per_file: int | None = None,
+    ) -> None:
+        if (dump_dir is None) == (uri_env is None):
+            raise ValueError(
+                "give exactly one of a dump folder (regulon.dump_dir) or "
+                "a MongoDB URI environment variable (regulon.mongodb_uri_env)"
+            )
+        self.dump_dir = Path(dump_dir) if dump_dir is not None else None
+        self.uri_env = uri_env
+        self.database = database
+        self.max_docs = max_docs_per_file or None
+
+    def iter(self, collection: str) -> Iterator[dict[str, Any]]:
+        if self.dump_dir is not None:
+            return iter_dump(self.dump_dir, collection, self.max_docs)
+        return iter_mongo(self.uri_env, self.database, collection, self.max_docs)
+
+    def describe(self) -> str:
+        return str(self.dump_dir) if self.dump_dir is not None else f"mongodb ${self.uri_env}/{self.database}"

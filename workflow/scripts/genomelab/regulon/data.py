@@ -1,0 +1,532 @@
+"""Step 1, processing: parse RegulonDB documents, join on b-numbers, normalise, report.
+
+Expression values (TPM, FPKM or counts) span five orders of magnitude and cover only part
+of the genome. A model fed raw values, or 0/1 presence flags, sees a loss in the
+thousands that never falls. Here every value goes through ``log1p`` and a z-score whose
+statistics are saved (``norm_stats.json``) and reused at inference to map predictions
+back to ``log1p`` units.
+
+Coordinates: RegulonDB and GFF are 1-based inclusive; everything written here is 0-based
+half-open (``start = left - 1``, ``end = right``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART, Source
+
+logger = logging.getLogger(__name__)
+
+VALUE_FIELDS = ("tpm", "fpkm", "count")
+STRANDS = {"forward": "+", "reverse": "-", "+": "+", "-": "-", "1": "+", "-1": "-"}
+GENE_COLUMNS = [
+    "bnumber",
+    "gene_id",
+    "name",
+    "start",
+    "end",
+    "strand",
+    "operon_id",
+    "n_datasets",
+    "raw_mean",
+    "log1p_mean",
+    "z",
+]
+OPERON_COLUMNS = ["operon_id", "name", "strand", "start", "end", "n_genes", "bnumbers"]
+
+
+@dataclass
+class Normaliser:
+    """``z = (log1p(x) - mean) / std``, fitted on per-gene values and saved as JSON."""
+
+    value_field: str
+    mean: float
+    std: float
+    n_genes: int
+    transform_name: str = "log1p_zscore"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise ValueError(
+                f"normalisation statistics must be finite with std > 0, not mean={self.mean}, std={self.std}"
+            )
+
+    @classmethod
+    def fit(cls, log_values: np.ndarray, value_field: str) -> Normaliser:
+        """Fit on ``log1p`` values, shape [n_genes]."""
+        v = np.asarray(log_values, dtype=float)
+        v = v[np.isfinite(v)]
+        if v.size < 2:
+            raise ValueError(f"need at least 2 measured genes to normalise {value_field}, have {v.size}")
+        return cls(value_field, float(v.mean()), float(v.std()), int(v.size))
+
+    def transform_log(self, log_values: np.ndarray) -> np.ndarray:
+        return (np.asarray(log_values, dtype=float) - self.mean) / self.std
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        return self.transform_log(np.log1p(np.asarray(raw, dtype=float)))
+
+    def inverse_log(self, z: np.ndarray) -> np.ndarray:
+        """z-scores back to ``log1p(value)`` units (what bedGraph exports show)."""
+        return np.asarray(z, dtype=float) * self.std + self.mean
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Normaliser:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"normalisation statistics {path} are unreadable: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- parsing
+def _strand(value: Any) -> str | None:
+    return STRANDS.get(str(value).strip().lower()) if value is not None else None
+
+
+def _coords(sub: dict[str, Any]) -> tuple[int, int] | None:
+    left, right = sub.get("leftEndPosition"), sub.get("rightEndPosition")
+    if left is None or right is None:
+        return None
+    left, right = int(left), int(right)
+    if left < 1 or right < left:
+        return None
+    return left - 1, right
+
+
+def parse_gene_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """A geneDatamart document -> gene record (``None`` without b-number or coordinates)."""
+    gene = doc.get("gene") or {}
+    bnumber = gene.get("bnumber")
+    coords = _coords(gene)
+    if not bnumber or coords is None:
+        return None
+    return {
+        "bnumber": str(bnumber),
+        "gene_id": str(gene.get("id") or doc.get("_id") or bnumber),
+        "name": str(gene.get("name") or ""),
+        "start": coords[0],
+        "end": coords[1],
+        "strand": _strand(gene.get("strand")),
+    }
+
+
+def parse_expression_doc(doc: dict[str, Any], value_field: str) -> tuple[str, str, float | None, dict] | None:
+    """A geneExpression document -> (dataset, b-number, value, gene sub-document)."""
+    gene = doc.get("gene") or {}
+    bnumber = gene.get("bnumber")
+    if not bnumber:
+        return None
+    datasets = doc.get("datasetIds") or []
+    dataset = str(datasets[0]) if datasets else str(doc.get("_id", "")).split(",")[0]
+    value = doc.get(value_field)
+    return dataset, str(bnumber), (None if value is None else float(value)), gene
+
+
+def parse_operon_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """An operonDatamart document -> operon record with member gene ids (or b-numbers)."""
+    operon = doc.get("operon") or {}
+    oid = operon.get("id") or doc.get("_id")
+    if not oid:
+        return None
+    members: list[str] = []
+    for tu in doc.get("transcriptionUnits") or []:
+        for g in tu.get("genes") or []:
+            gid = g.get("id") or g.get("bnumber")
+            if gid and gid not in members:
+                members.append(str(gid))
+    return {
+        "operon_id": str(oid),
+        "name": str(operon.get("name") or oid),
+        "strand": _strand(operon.get("strand")),
+        "members": members,
+        "fallback": _coords(operon.get("regulationPositions") or {}),
+    }
+
+
+def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
+    """Genes with b-numbers (``locus_tag``) from a GFF3 or GenBank file (gzip allowed).
+
+    Returns columns bnumber, name, start (0-based), end, strand.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    name = path.name.lower().removesuffix(".gz")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    rows = []
+    if name.endswith((".gff", ".gff3")):
+        with opener(path, "rt") as fh:
+            for line in fh:
+                if line.startswith("#") or not line.strip():
+                    continue
+                cols = line.rstrip("\n").split("\t")
+                if len(cols) != 9:
+                    raise ValueError(f"annotation file {path}: GFF line with {len(cols)} columns, not 9")
+                if cols[2] not in ("gene", "pseudogene"):
+                    continue
+                attrs = dict(kv.split("=", 1) for kv in cols[8].split(";") if "=" in kv)
+                if "locus_tag" not in attrs:
+                    continue
+                rows.append(
+                    (
+                        attrs["locus_tag"],
+                        attrs.get("Name", ""),
+                        int(cols[3]) - 1,
+                        int(cols[4]),
+                        _strand(cols[6]),
+                    )
+                )
+    elif name.endswith((".gb", ".gbk", ".gbff", ".genbank")):
+        from Bio import SeqIO
+
+        with opener(path, "rt") as fh:
+            for record in SeqIO.parse(fh, "genbank"):
+                for feat in record.features:
+                    if feat.type == "gene" and "locus_tag" in feat.qualifiers:
+                        rows.append(
+                            (
+                                feat.qualifiers["locus_tag"][0],
+                                feat.qualifiers.get("gene", [""])[0],
+                                int(feat.location.start),
+                                int(feat.location.end),
+                                "+" if feat.location.strand == 1 else "-",
+                            )
+                        )
+    else:
+        raise ValueError(f"annotation file {path}: unknown format (expected .gff/.gff3 or .gb/.gbk/.gbff)")
+    if not rows:
+        raise ValueError(f"annotation file {path} holds no gene with a locus_tag (b-number)")
+    return pd.DataFrame(rows, columns=["bnumber", "name", "start", "end", "strand"]).drop_duplicates(
+        "bnumber"
+    )
+
+
+def genome_length(fasta: str | os.PathLike, contig: str | None = None) -> tuple[str, int]:
+    """Name and length of ``contig`` (default: the first record) of a FASTA file."""
+    from genomelab.regulon.targets import read_genome
+
+    name, codes = read_genome(fasta, contig)
+    return name, int(codes.size)
+
+
+# -------------------------------------------------------------------------- processing
+def _union_length(intervals: Iterable[tuple[int, int]], length: int) -> int:
+    diff = np.zeros(length + 1, dtype=np.int32)
+    iv = np.asarray(list(intervals), dtype=np.int64).reshape(-1, 2)
+    iv = np.clip(iv, 0, length)
+    np.add.at(diff, iv[:, 0], 1)
+    np.add.at(diff, iv[:, 1], -1)
+    return int((np.cumsum(diff[:-1]) > 0).sum())
+
+
+def process_data(
+    source: Source,
+    genome_fasta: str | os.PathLike,
+    value_field: str = "tpm",
+    annotation: str | os.PathLike | None = None,
+    contig: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, Normaliser, dict[str, Any]]:
+    """Parse the three collections, join on b-numbers and normalise expression.
+
+    Returns (genes [n_genes rows, GENE_COLUMNS], operons [n_operons rows, OPERON_COLUMNS],
+    the fitted normaliser, the data report). Streaming: only per-gene running sums are kept.
+    """
+    if value_field not in VALUE_FIELDS:
+        raise ValueError(f"regulon.expression.value must be one of {VALUE_FIELDS}, not {value_field!r}")
+    contig_name, n_bp = genome_length(genome_fasta, contig)
+    warnings: list[str] = []
+
+    # Genes: geneDatamart, then the annotation file overrides coordinates where given.
+    genes: dict[str, dict[str, Any]] = {}
+    n_gene_docs = n_gene_bad = 0
+    for doc in source.iter(GENE_DATAMART):
+        n_gene_docs += 1
+        rec = parse_gene_doc(doc)
+        if rec is None:
+            n_gene_bad += 1
+            continue
+        genes[rec["bnumber"]] = rec
+    if annotation is not None:
+        ann = read_annotation(annotation)
+        for row in ann.itertuples(index=False):
+            rec = genes.setdefault(
+                row.bnumber, {"bnumber": row.bnumber, "gene_id": row.bnumber, "name": row.name}
+            )
+            rec.update(start=int(row.start), end=int(row.end), strand=row.strand)
+        logger.info("annotation %s: %d genes", annotation, len(ann))
+
+    # Expression: running sums of log1p(value) per gene over datasets; raw statistics for the report.
+    sums: dict[str, float] = defaultdict(float)
+    raw_sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    dataset_totals: dict[str, float] = defaultdict(float)
+    field_seen = dict.fromkeys(VALUE_FIELDS, 0)
+    n_expr_docs = n_missing = n_negative = n_nonfinite = n_nonint = n_unmatched = 0
+    vmin, vmax = math.inf, -math.inf
+    unmatched: set[str] = set()
+    uniq_small: set[float] = set()
+    for doc in source.iter(GENE_EXPRESSION):
+        n_expr_docs += 1
+        for f in VALUE_FIELDS:
+            field_seen[f] += doc.get(f) is not None
+        parsed = parse_expression_doc(doc, value_field)
+        if parsed is None:
+            n_missing += 1
+            continue
+        dataset, bnumber, value, gene_sub = parsed
+        if value is None:
+            n_missing += 1
+            continue
+        if not math.isfinite(value):
+            n_nonfinite += 1
+            continue
+        if value < 0:
+            n_negative += 1
+            continue
+        if value_field == "count" and value != int(value):
+            n_nonint += 1
+        if len(uniq_small) <= 3:
+            uniq_small.add(value)
+        vmin, vmax = min(vmin, value), max(vmax, value)
+        if bnumber not in genes:
+            coords = _coords(gene_sub)
+            if coords is None:
+                n_unmatched += 1
+                unmatched.add(bnumber)
+                continue
+            # Coordinates from the expression document itself; strand stays unknown.
+            genes[bnumber] = {
+                "bnumber": bnumber,
+                "gene_id": str(gene_sub.get("_id") or bnumber),
+                "name": str(gene_sub.get("name") or ""),
+                "start": coords[0],
+                "end": coords[1],
+                "strand": None,
+            }
+        sums[bnumber] += math.log1p(value)
+        raw_sums[bnumber] += value
+        counts[bnumber] += 1
+        dataset_totals[dataset] += value
+    if n_expr_docs == 0:
+        raise ValueError(f"{source.describe()}: collection {GENE_EXPRESSION} is empty")
+    if not counts:
+        raise ValueError(
+            f"{source.describe()}: no {GENE_EXPRESSION} document has a usable {value_field!r} "
+            f"value (fields present: {field_seen})"
+        )
+
+    no_strand = sorted(b for b, g in genes.items() if g.get("strand") is None)
+    if no_strand:
+        warnings.append(
+            f"{len(no_strand)} genes have no strand (e.g. {no_strand[:3]}) and are dropped; "
+            "give regulon.annotation (GFF/GenBank) to place them"
+        )
+    out_of_range = sorted(b for b, g in genes.items() if g.get("strand") and g["end"] > n_bp)
+    if out_of_range:
+        warnings.append(f"{len(out_of_range)} genes end beyond {contig_name} ({n_bp} bp) and are dropped")
+    keep = [b for b, g in genes.items() if g.get("strand") and g["end"] <= n_bp]
+
+    # Operons: member gene ids (geneDatamart ids or b-numbers) resolve to b-numbers.
+    by_id = {g["gene_id"]: b for b, g in genes.items()}
+    operon_rows, gene_operon = [], {}
+    n_operon_docs = n_operon_unresolved = 0
+    for doc in source.iter(OPERON_DATAMART):
+        n_operon_docs += 1
+        rec = parse_operon_doc(doc)
+        if rec is None:
+            continue
+        members = [by_id.get(m, m) for m in rec["members"]]
+        members = [m for m in members if m in genes and m in keep]
+        if members:
+            start = min(genes[m]["start"] for m in members)
+            end = max(genes[m]["end"] for m in members)
+            strand = rec["strand"] or genes[members[0]]["strand"]
+        elif rec["fallback"] is not None and rec["strand"]:
+            start, end = rec["fallback"]
+            strand = rec["strand"]
+            n_operon_unresolved += 1
+        else:
+            n_operon_unresolved += 1
+            continue
+        for m in members:
+            gene_operon[m] = rec["operon_id"]
+        operon_rows.append(
+            (rec["operon_id"], rec["name"], strand, start, end, len(members), ",".join(members))
+        )
+    operons = pd.DataFrame(operon_rows, columns=OPERON_COLUMNS)
+
+    bn = np.asarray(keep)
+    n_ds = np.asarray([counts.get(b, 0) for b in keep], dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_mean = np.where(
+            n_ds > 0, np.asarray([sums.get(b, 0.0) for b in keep]) / np.maximum(n_ds, 1), np.nan
+        )
+        raw_mean = np.where(
+            n_ds > 0, np.asarray([raw_sums.get(b, 0.0) for b in keep]) / np.maximum(n_ds, 1), np.nan
+        )
+    norm = Normaliser.fit(log_mean, value_field)
+    table = (
+        pd.DataFrame(
+            {
+                "bnumber": bn,
+                "gene_id": [genes[b]["gene_id"] for b in keep],
+                "name": [genes[b]["name"] for b in keep],
+                "start": [genes[b]["start"] for b in keep],
+                "end": [genes[b]["end"] for b in keep],
+                "strand": [genes[b]["strand"] for b in keep],
+                "operon_id": [gene_operon.get(b, "") for b in keep],
+                "n_datasets": n_ds,
+                "raw_mean": raw_mean,
+                "log1p_mean": log_mean,
+                "z": norm.transform_log(log_mean),
+            },
+            columns=GENE_COLUMNS,
+        )
+        .sort_values(["start", "end", "bnumber"])
+        .reset_index(drop=True)
+    )
+
+    measured = table[table["n_datasets"] > 0]
+    covered = _union_length(zip(measured["start"], measured["end"], strict=True), n_bp)
+    annotated = _union_length(zip(table["start"], table["end"], strict=True), n_bp)
+    # Warnings for units and ranges that point at the history's failures.
+    if uniq_small <= {0.0, 1.0}:
+        warnings.append(f"{value_field} values are only 0/1: presence flags, not measurements")
+    if value_field == "tpm":
+        for ds, total in dataset_totals.items():
+            if not 0.5e6 <= total <= 1.5e6 and len(measured) > 1000:
+                warnings.append(
+                    f"dataset {ds}: TPM sums to {total:.3g}, not ~1e6 (values may be FPKM, counts "
+                    "or a gene subset)"
+                )
+                break
+    if vmax < 25 and any(v != int(v) for v in uniq_small):
+        warnings.append(
+            f"{value_field} values span only {vmin:.3g}..{vmax:.3g}: they may be log-transformed "
+            "already (log1p is applied again)"
+        )
+    if vmax > 1e7:
+        warnings.append(f"{value_field} maximum {vmax:.3g} is implausibly large")
+    if n_negative:
+        warnings.append(f"{n_negative} negative {value_field} values were dropped")
+    if n_nonfinite:
+        warnings.append(f"{n_nonfinite} non-finite {value_field} values were dropped")
+    if n_nonint:
+        warnings.append(f"{n_nonint} {value_field} values are not integers")
+    if unmatched:
+        warnings.append(
+            f"{len(unmatched)} expression b-numbers match no gene and have no coordinates "
+            f"(e.g. {sorted(unmatched)[:3]})"
+        )
+    if covered / n_bp < 0.2:
+        warnings.append(f"measured gene bodies cover only {covered / n_bp:.1%} of {contig_name}")
+    for w in warnings:
+        logger.warning("data report: %s", w)
+    finite_raw = measured["raw_mean"].to_numpy()
+    report = {
+        "source": source.describe(),
+        "contig": contig_name,
+        "genome_bp": n_bp,
+        "value_field": value_field,
+        "documents": {
+            GENE_DATAMART: n_gene_docs,
+            GENE_EXPRESSION: n_expr_docs,
+            OPERON_DATAMART: n_operon_docs,
+        },
+        "fields_present": field_seen,
+        "n_datasets": len(dataset_totals),
+        "dataset_totals": dict(sorted(dataset_totals.items())[:50]),
+        "n_genes": len(table),
+        "n_genes_measured": len(measured),
+        "n_genes_dropped_bad_docs": n_gene_bad,
+        "n_operons": len(operons),
+        "n_operons_unresolved": n_operon_unresolved,
+        "n_values_missing": n_missing,
+        "n_values_negative": n_negative,
+        "n_values_nonfinite": n_nonfinite,
+        "n_expression_unmatched": n_unmatched,
+        "raw_range": {
+            "min": vmin,
+            "max": vmax,
+            "median_gene": float(np.median(finite_raw)),
+            "p99_gene": float(np.quantile(finite_raw, 0.99)),
+        },
+        "log1p_range": {"min": float(np.nanmin(log_mean)), "max": float(np.nanmax(log_mean))},
+        "z_range": {"min": float(np.nanmin(table["z"])), "max": float(np.nanmax(table["z"]))},
+        "coverage": {
+            "measured_bp": covered,
+            "annotated_bp": annotated,
+            "genome_bp": n_bp,
+            "measured_fraction": covered / n_bp,
+            "annotated_fraction": annotated / n_bp,
+            "axis": "union of gene bodies over both strands / genome length",
+        },
+        "normalisation": asdict(norm),
+        "warnings": warnings,
+    }
+    logger.info(
+        "processed %d genes (%d measured, %.1f%% of the genome), %d operons",
+        len(table),
+        len(measured),
+        100 * covered / n_bp,
+        len(operons),
+    )
+    return table, operons, norm, report
+
+
+def write_tables(
+    genes: pd.DataFrame, operons: pd.DataFrame, genes_path: str | os.PathLike, operons_path: str | os.PathLike
+) -> None:
+    with atomic_output(genes_path) as tmp:
+        genes.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    with atomic_output(operons_path) as tmp:
+        operons.to_csv(tmp, sep="\t", index=False)
+
+
+def read_genes(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"gene table {path} does not exist")
+    df = pd.read_csv(
+        path,
+        sep="\t",
+        dtype={"bnumber": str, "operon_id": str, "name": str},
+        keep_default_na=False,
+        na_values={"z": [""], "log1p_mean": [""], "raw_mean": [""]},
+    )
+    missing = sorted(set(GENE_COLUMNS) - set(df.columns))
+    if missing:
+        raise ValueError(f"gene table {path} lacks columns {missing}")
+    return df
+
+
+def read_operons(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"operon table {path} does not exist")
+    df = pd.read_csv(
+        path, sep="\t", dtype={"operon_id": str, "bnumbers": str, "name": str}, keep_default_na=False
+    )
+    missing = sorted(set(OPERON_COLUMNS) - set(df.columns))
+    if missing:
+        raise ValueError(f"operon table {path} lacks columns {missing}")
+    return df

@@ -1,0 +1,217 @@
+"""Step 4, the sequence model: a dilated-CNN trunk with three heads matched to target types.
+
+Heads (the history's failure was a regression head fed 0/1 flags and raw TPM):
+- expression: unbounded linear, z-scored log1p values, masked MSE (no measurement = no loss);
+- density: non-negative (softplus), genes per 128-bp bin, MSE or Poisson NLL;
+- operon membership: a logit, sigmoid in ``predict``, BCE.
+All tracks are [B, 2, n] with rows plus/minus strand, so the reverse complement of a batch is
+"reverse positions, swap strand rows" for inputs and targets alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genomelab.train.engine import LossOutput
+
+DENSITY_LOSSES = ("mse", "poisson")
+HEADS = ("expression", "density", "operon")
+# What each head's activation can represent; diagnostics compare targets against this.
+HEAD_KINDS = {"expression": "regression", "density": "count", "operon": "binary"}
+
+
+@dataclass
+class RegulonModelConfig:
+    """Sizes, heads and loss options (``regulon.model`` in config)."""
+
+    channels: int = 64
+    n_layers: int = 6
+    kernel_size: int = 3
+    stem_kernel: int = 15
+    dropout: float = 0.1
+    resolution_bp: int = 16
+    bin_bp: int = 128
+    density_loss: str = "mse"
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"expression": 1.0, "density": 1.0, "operon": 1.0}
+    )
+    rc_augment: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "n_layers", "kernel_size", "stem_kernel", "resolution_bp", "bin_bp"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"regulon.model.{name} must be >= 1, not {getattr(self, name)}")
+        if self.kernel_size % 2 == 0 or self.stem_kernel % 2 == 0:
+            raise ValueError(
+                f"regulon.model kernel sizes must be odd (same-length padding), not "
+                f"{self.kernel_size}/{self.stem_kernel}"
+            )
+        if self.bin_bp % self.resolution_bp:
+            raise ValueError(
+                f"regulon.model.bin_bp ({self.bin_bp}) must be a multiple of resolution_bp "
+                f"({self.resolution_bp})"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"regulon.model.dropout must be in [0, 1), not {self.dropout}")
+        if self.density_loss not in DENSITY_LOSSES:
+            raise ValueError(
+                f"regulon.model.density_loss must be one of {DENSITY_LOSSES}, not {self.density_loss!r}"
+            )
+        unknown = sorted(set(self.loss_weights) - set(HEADS))
+        if unknown:
+            raise ValueError(
+                f"regulon.model.loss_weights has unknown head(s) {unknown}; heads: {list(HEADS)}"
+            )
+        self.loss_weights = {h: float(self.loss_weights.get(h, 1.0)) for h in HEADS}
+        if any(w < 0 or not math.isfinite(w) for w in self.loss_weights.values()) or not any(
+            self.loss_weights.values()
+        ):
+            raise ValueError(
+                f"regulon.model.loss_weights must be finite, >= 0 and not all 0: {self.loss_weights}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RegulonModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown regulon.model option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def one_hot(codes: torch.Tensor) -> torch.Tensor:
+    """[B, L] integer codes (A=0 C=1 G=2 T=3 N=4) -> [B, 4, L] float; N is all zeros."""
+    return F.one_hot(codes.long(), 5)[..., :4].transpose(1, 2).float()
+
+
+_COMPLEMENT = torch.tensor([3, 2, 1, 0, 4], dtype=torch.uint8)
+
+
+def rc_codes(codes: torch.Tensor) -> torch.Tensor:
+    """[B, L] codes -> reverse complement."""
+    return _COMPLEMENT.to(codes.device)[codes.flip(-1).long()].to(codes.dtype)
+
+
+def rc_track(track: torch.Tensor) -> torch.Tensor:
+    """[B, 2, n] strand-aware track -> reversed positions, swapped strands."""
+    return track.flip(-1).flip(-2)
+
+
+class _DilatedBlock(nn.Module):
+    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels)
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation, padding=dilation * (kernel // 2))
+        self.mix = nn.Conv1d(channels, channels, 1)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Residual, so that the receptive field grows with depth without losing local detail.
+        return x + self.drop(self.mix(F.gelu(self.conv(F.gelu(self.norm(x))))))
+
+
+class RegulonNet(nn.Module):
+    """Sequence [B, L] codes -> expression [B, 2, L/r], density [B, 2, L/bin], operon logits [B, 2, L/r].
+
+    ``L`` must be a multiple of ``bin_bp``. Receptive field about
+    ``stem_kernel + 2 * resolution_bp * (kernel_size - 1) / 2 * (2**n_layers - 1)`` bp.
+    """
+
+    def __init__(self, config: RegulonModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.stem = nn.Conv1d(4, c, config.stem_kernel, padding=config.stem_kernel // 2)
+        self.pool = nn.MaxPool1d(config.resolution_bp)
+        self.blocks = nn.Sequential(
+            *[_DilatedBlock(c, config.kernel_size, 2**i, config.dropout) for i in range(config.n_layers)]
+        )
+        self.norm = nn.BatchNorm1d(c)
+        self.expression_head = nn.Conv1d(c, 2, 1)
+        self.operon_head = nn.Conv1d(c, 2, 1)
+        self.density_pool = nn.AvgPool1d(config.bin_bp // config.resolution_bp)
+        self.density_head = nn.Conv1d(c, 2, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Xavier keeps activations at unit scale through the stack, so initial outputs sit
+        # near zero and the first loss is near the chance level rather than in the thousands.
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+        if codes.shape[-1] % self.config.bin_bp:
+            raise ValueError(
+                f"window length {codes.shape[-1]} is not a multiple of bin_bp={self.config.bin_bp}"
+            )
+        h = self.pool(F.gelu(self.stem(one_hot(codes))))
+        h = F.gelu(self.norm(self.blocks(h)))
+        return {
+            "expression": self.expression_head(h),
+            "operon_logit": self.operon_head(h),
+            # softplus: a gene count is never negative.
+            "density": F.softplus(self.density_head(self.density_pool(h))),
+        }
+
+    @torch.no_grad()
+    def predict(self, codes: torch.Tensor, rc_average: bool = True) -> dict[str, torch.Tensor]:
+        """Expression, density and operon probability; averaged with the reverse complement."""
+        out = self(codes)
+        pred = {
+            "expression": out["expression"],
+            "density": out["density"],
+            "operon": torch.sigmoid(out["operon_logit"]),
+        }
+        if rc_average:
+            rc = self(rc_codes(codes))
+            pred = {
+                "expression": 0.5 * (pred["expression"] + rc_track(rc["expression"])),
+                "density": 0.5 * (pred["density"] + rc_track(rc["density"])),
+                "operon": 0.5 * (pred["operon"] + rc_track(torch.sigmoid(rc["operon_logit"]))),
+            }
+        return pred
+
+    def _augment(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        # Reverse-complement half the windows: same biology on the other strand, so the
+        # strand rows of every target swap along with the sequence.
+        codes, expr, mask, dens, oper = batch
+        flip = torch.rand(codes.shape[0], device=codes.device) < 0.5
+        f2, f3 = flip[:, None], flip[:, None, None]
+        return (
+            torch.where(f2, rc_codes(codes), codes),
+            torch.where(f3, rc_track(expr), expr),
+            torch.where(f3, rc_track(mask), mask),
+            torch.where(f3, rc_track(dens), dens),
+            torch.where(f3, rc_track(oper), oper),
+        )
+
+    def loss_terms(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """Unweighted per-head losses of ``batch`` = (codes, expression, mask, density, operon)."""
+        codes, expr, mask, dens, oper = batch
+        out = self(codes)
+        m = mask.float()
+        sq = (out["expression"].float() - expr) ** 2
+        expression = (sq * m).sum() / m.sum().clamp_min(1.0)
+        if self.config.density_loss == "poisson":
+            density = F.poisson_nll_loss(out["density"].float(), dens, log_input=False, full=True, eps=1e-6)
+        else:
+            density = F.mse_loss(out["density"].float(), dens)
+        operon = F.binary_cross_entropy_with_logits(out["operon_logit"].float(), oper)
+        return {"expression": expression, "density": density, "operon": operon}
+
+    def loss(self, batch: tuple[torch.Tensor, ...]) -> LossOutput:
+        if self.training and self.config.rc_augment:
+            batch = self._augment(batch)
+        terms = self.loss_terms(batch)
+        w = self.config.loss_weights
+        total = sum(w[k] * v for k, v in terms.items())
+        return LossOutput(total, {f"loss_{k}": v for k, v in terms.items()}, n=int(batch[0].shape[0]))

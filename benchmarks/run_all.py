@@ -1,0 +1,68 @@
+"""Run every benchmark script in this folder and print one table of their headline figures.
+
+Each ``bench_*.py`` measures a hot path against a reference measured in the same run (ratios,
+because absolute times on shared machines are noisy) and writes
+``benchmarks/results/<name>.json``. This runner executes them one after another, collects
+those files into ``benchmarks/results/latest.json`` and prints a Markdown table (the one in the
+README). Not part of the test suite.
+
+    python benchmarks/run_all.py               # every benchmark, default (moderate) sizes
+    python benchmarks/run_all.py engine tissue # only those whose name contains a word
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def headline(data: dict, prefix: str = "") -> dict[str, object]:
+    """Scalar entries whose key mentions a ratio, a rate or a speed-up (searched one level deep)."""
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not prefix:
+            out.update(headline(value, f"{key}."))
+        elif isinstance(value, (int, float, str)) and any(
+            w in key.lower() for w in ("ratio", "speedup", "per_", "/s", "ms", "x_")
+        ):
+            out[name] = value
+    return out
+
+
+def main(argv: list[str]) -> int:
+    scripts = sorted(HERE.glob("bench_*.py"))
+    if argv:
+        scripts = [s for s in scripts if any(w in s.stem for w in argv)]
+    RESULTS.mkdir(exist_ok=True)
+    collected, failed = {}, []
+    for script in scripts:
+        t0 = time.perf_counter()
+        print(f"== {script.name}", flush=True)
+        res = subprocess.run([sys.executable, str(script)], cwd=HERE.parent)
+        if res.returncode != 0:
+            failed.append(script.name)
+            continue
+        print(f"   ({time.perf_counter() - t0:.0f} s)")
+    for path in sorted(RESULTS.glob("*.json")):
+        if path.name != "latest.json":
+            collected[path.stem] = json.loads(path.read_text())
+    (RESULTS / "latest.json").write_text(json.dumps(collected, indent=2) + "\n")
+    print("\n| benchmark | figure | value |\n|---|---|---|")
+    for name, data in collected.items():
+        for key, value in headline(data).items():
+            shown = f"{value:.3g}" if isinstance(value, float) else value
+            print(f"| {name} | {key} | {shown} |")
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -60,11 +60,14 @@ def make_genome(
     order = np.lexsort((pos_arr, chrom_arr))
     chrom_arr, pos_arr = chrom_arr[order], pos_arr[order]
     n = len(pos_arr)
-    base = rng.beta(0.5, 0.5, size=n)
-    levels = np.stack([base, base.copy()])
     region_of = np.full(n, -1)
     for r, (c, s, e, _) in enumerate(regions):
         region_of[(chrom_arr == c) & (pos_arr >= s) & (pos_arr < e)] = r
+    # CpGs of one region share a (bimodal) level, as in real CpG islands and blocks.
+    region_level = rng.beta(0.4, 0.4, size=n_regions)
+    base = np.where(region_of >= 0, region_level[np.maximum(region_of, 0)], rng.beta(0.5, 0.5, size=n))
+    base = base + rng.normal(0, 0.05, size=n)
+    levels = np.stack([base, base.copy()])
     # Every third region is a marker: tissue 1 sits at the opposite methylation state.
     marker = np.isin(region_of, np.arange(0, n_regions, 3))
     levels[1, marker] = 1 - base[marker]

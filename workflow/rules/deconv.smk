@@ -1,1 +1,339 @@
-# Module deconv: not built yet (see its issue); enabling it has no effect.
+# Module deconv: cfDNA tissue deconvolution. Chain: pure samples (simulated or the user's)
+# -> sources (split by individual) -> reference + markers -> phase 1-3 mixtures
+# -> diagnostics -> gate -> NNLS baseline + plain and two-stage networks per phase
+# -> comparison tables and plots -> inference on new samples -> summary.
+import hashlib
+
+DECONV = config["deconv"]
+DC_OUT = f"{RESULTS}/deconv"
+DC_PHASES = ["phase1", "phase2", "phase3"]
+DC_VARIANTS = ["plain", "sparse"]
+DC_REPS = [f"rep{i}" for i in range(DECONV["repeats"])]
+DC_SIMULATE = not (DECONV["input"]["sample_sheet"] or DECONV["input"]["features"])
+# Everything that changes the data or the networks names the training state folder, so a
+# changed setting starts a fresh run instead of resuming a stale last.pt.
+DC_FINGERPRINT = hashlib.sha256(
+    config_json(
+        {
+            "seed": config["seed"],
+            **{k: v for k, v in DECONV.items() if k not in ("infer", "plots", "repeats", "enabled")},
+        }
+    ).encode()
+).hexdigest()[:12]
+
+
+def get_deconv_sources_input():
+    if DECONV["input"]["features"]:
+        return {"features": DECONV["input"]["features"]}
+    if DECONV["input"]["sample_sheet"]:
+        return {"sheet": DECONV["input"]["sample_sheet"]}
+    return {"sheet": f"{DC_OUT}/demo/sample_sheet.tsv"}
+
+
+def get_deconv_reference_input():
+    inputs = {"sources": f"{DC_OUT}/sources.h5"}
+    if DECONV["reference"]["atlas"]:
+        inputs["atlas"] = DECONV["reference"]["atlas"]
+    return inputs
+
+
+def get_deconv_init(wc):
+    """Curriculum: a phase starts from the previous phase's model of the same variant and seed."""
+    if not DECONV["curriculum"] or wc.phase == "phase1":
+        return {}
+    prev = DC_PHASES[DC_PHASES.index(wc.phase) - 1]
+    return {"init": f"{DC_OUT}/{prev}/{wc.variant}/{wc.rep}/model.pt"}
+
+
+def get_deconv_infer_input():
+    inputs = {
+        "model": f"{DC_OUT}/{DECONV['infer']['phase']}/{DECONV['infer']['variant']}/rep0/model.pt",
+        "reference": f"{DC_OUT}/reference/reference.tsv",
+    }
+    if DECONV["infer"]["samples"]:
+        inputs["samples"] = DECONV["infer"]["samples"]
+        if DECONV["infer"]["truth"]:
+            inputs["truth"] = DECONV["infer"]["truth"]
+    elif DC_SIMULATE:
+        inputs["samples"] = f"{DC_OUT}/demo/new_samples.csv"
+        inputs["truth"] = f"{DC_OUT}/demo/new_samples_truth.csv"
+    return inputs
+
+
+DC_INFER = bool(DECONV["infer"]["samples"]) or DC_SIMULATE
+
+
+def dc_runs(kind):
+    return lambda wc: [f"{DC_OUT}/{wc.phase}/{v}/{r}/{kind}" for v in DC_VARIANTS for r in DC_REPS]
+
+
+def dc_variant_runs(variant, kind):
+    return lambda wc: [f"{DC_OUT}/{wc.phase}/{variant}/{r}/{kind}" for r in DC_REPS]
+
+
+rule deconv_simulate:
+    """Demo data: per-sample NPZ reads of simulated individuals, and new cfDNA-like samples."""
+    output:
+        samples=directory(f"{DC_OUT}/demo/samples"),
+        sheet=f"{DC_OUT}/demo/sample_sheet.tsv",
+        new_samples=f"{DC_OUT}/demo/new_samples.csv",
+        new_truth=f"{DC_OUT}/demo/new_samples_truth.csv",
+        profiles=f"{DC_OUT}/demo/tissue_profiles.csv",
+    log:
+        f"{LOGS}/deconv/simulate.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        simulate=config_json(DECONV["simulate"]),
+        seed=config["seed"],
+    script:
+        "../scripts/deconv_simulate.py"
+
+
+rule deconv_sources:
+    """Per-sample methylated/valid counts of the pure samples, split by individual."""
+    input:
+        **get_deconv_sources_input(),
+    output:
+        h5=f"{DC_OUT}/sources.h5",
+        json=f"{DC_OUT}/sources.json",
+    log:
+        f"{LOGS}/deconv/sources.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/deconv/sources.tsv"
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        fractions=DECONV["splits"],
+        seed=config["seed"],
+    script:
+        "../scripts/deconv_sources.py"
+
+
+rule deconv_reference:
+    """Reference profiles from pure training samples (or the user's atlas) and marker selection."""
+    input:
+        **get_deconv_reference_input(),
+    output:
+        reference=f"{DC_OUT}/reference/reference.tsv",
+        markers=f"{DC_OUT}/reference/markers.json",
+    log:
+        f"{LOGS}/deconv/reference.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        reference=config_json(DECONV["reference"]),
+    script:
+        "../scripts/deconv_reference.py"
+
+
+rule deconv_mixtures:
+    """Train/val/test mixtures of one phase, mixed read by read from disjoint individuals."""
+    input:
+        sources=rules.deconv_sources.output.h5,
+        reference=rules.deconv_reference.output.reference,
+    output:
+        f"{DC_OUT}/mixtures/{{phase}}.h5",
+    log:
+        f"{LOGS}/deconv/mixtures_{{phase}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/deconv/mixtures_{{phase}}.tsv"
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        mixtures=config_json(DECONV["mixtures"]),
+        seed=config["seed"],
+    script:
+        "../scripts/deconv_mixtures.py"
+
+
+rule deconv_diagnostics:
+    """Leakage, compositions, reference conditioning, pure recovery, network sanity checks."""
+    input:
+        sources=rules.deconv_sources.output.h5,
+        reference=rules.deconv_reference.output.reference,
+        mixtures=expand(f"{DC_OUT}/mixtures/{{phase}}.h5", phase=DC_PHASES),
+    output:
+        f"{DC_OUT}/diagnostics/checks.json",
+    log:
+        f"{LOGS}/deconv/diagnostics.log",
+    conda:
+        ENV_TORCH
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        model=config_json(DECONV["model"]),
+        presence_threshold=DECONV["presence_threshold"],
+        seed=config["seed"],
+    script:
+        "../scripts/deconv_diagnostics.py"
+
+
+DIAGNOSTICS["deconv"].append(f"{DC_OUT}/diagnostics/checks.json")
+
+
+rule deconv_nnls:
+    """The MethAtlas baseline (batched NNLS, scaled to sum 1) on the test mixtures."""
+    input:
+        mixtures=f"{DC_OUT}/mixtures/{{phase}}.h5",
+        reference=rules.deconv_reference.output.reference,
+    output:
+        metrics=f"{DC_OUT}/{{phase}}/nnls/metrics.json",
+        predictions=f"{DC_OUT}/{{phase}}/nnls/predictions.npz",
+    log:
+        f"{LOGS}/deconv/nnls_{{phase}}.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        presence_threshold=DECONV["presence_threshold"],
+        unknown_component=DECONV["reference"]["unknown_component"],
+    script:
+        "../scripts/deconv_nnls.py"
+
+
+rule deconv_train:
+    """Plain or two-stage sparse network on one phase (shared engine, after the gate)."""
+    input:
+        unpack(get_deconv_init),
+        mixtures=f"{DC_OUT}/mixtures/{{phase}}.h5",
+        reference=rules.deconv_reference.output.reference,
+        gate=gate_input("deconv"),
+    output:
+        model=f"{DC_OUT}/{{phase}}/{{variant}}/{{rep}}/model.pt",
+        metrics=f"{DC_OUT}/{{phase}}/{{variant}}/{{rep}}/metrics.json",
+        predictions=f"{DC_OUT}/{{phase}}/{{variant}}/{{rep}}/predictions.npz",
+        tensorboard=directory(f"{DC_OUT}/{{phase}}/{{variant}}/{{rep}}/tensorboard"),
+    log:
+        f"{LOGS}/deconv/train_{{phase}}_{{variant}}_{{rep}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/deconv/train_{{phase}}_{{variant}}_{{rep}}.tsv"
+    wildcard_constraints:
+        variant="plain|sparse",
+        rep=r"rep\d+",
+    conda:
+        ENV_TORCH
+    threads: 1
+    resources:
+        **train_resources("deconv"),
+    params:
+        model=config_json(DECONV["model"]),
+        train=config_json(DECONV["train"]),
+        presence_threshold=DECONV["presence_threshold"],
+        seed=lambda wc: config["seed"] + int(wc.rep[3:]),
+        device=config["device"],
+        data=DC_FINGERPRINT,
+        state_dir=lambda wc: state_dir("deconv", f"{wc.phase}_{wc.variant}_{wc.rep}_{DC_FINGERPRINT}"),
+    script:
+        "../scripts/deconv_train.py"
+
+
+rule deconv_compare:
+    """NNLS vs plain vs two-stage on the same test mixtures: table, Miami, scatter, errors."""
+    input:
+        mixtures=f"{DC_OUT}/mixtures/{{phase}}.h5",
+        nnls_metrics=rules.deconv_nnls.output.metrics,
+        nnls_predictions=rules.deconv_nnls.output.predictions,
+        plain_metrics=dc_variant_runs("plain", "metrics.json"),
+        plain_predictions=dc_variant_runs("plain", "predictions.npz"),
+        sparse_metrics=dc_variant_runs("sparse", "metrics.json"),
+        sparse_predictions=dc_variant_runs("sparse", "predictions.npz"),
+    output:
+        json=f"{DC_OUT}/{{phase}}/comparison.json",
+        tsv=report(f"{DC_OUT}/{{phase}}/comparison.tsv", category="deconv", subcategory="{phase}"),
+        miami=report(f"{DC_OUT}/{{phase}}/miami.png", category="deconv", subcategory="{phase}"),
+        scatter=report(f"{DC_OUT}/{{phase}}/scatter.png", category="deconv", subcategory="{phase}"),
+        errors=report(f"{DC_OUT}/{{phase}}/tissue_errors.png", category="deconv", subcategory="{phase}"),
+    log:
+        f"{LOGS}/deconv/compare_{{phase}}.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        n_miami=DECONV["plots"]["n_miami"],
+    script:
+        "../scripts/deconv_compare.py"
+
+
+rule deconv_infer:
+    """Deconvolve new samples with the chosen network and NNLS side by side."""
+    input:
+        **get_deconv_infer_input(),
+    output:
+        nnls=f"{DC_OUT}/infer/nnls_proportions.csv",
+        model=f"{DC_OUT}/infer/model_proportions.csv",
+        residuals=f"{DC_OUT}/infer/residuals.csv",
+        join=f"{DC_OUT}/infer/join_report.json",
+        stacked=report(f"{DC_OUT}/infer/stacked.png", category="deconv", subcategory="inference"),
+    log:
+        f"{LOGS}/deconv/infer.log",
+    conda:
+        ENV_TORCH
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        presence_threshold=DECONV["presence_threshold"],
+        min_match=DECONV["infer"]["min_match"],
+        unknown_component=DECONV["reference"]["unknown_component"],
+        other_threshold=DECONV["infer"]["other_threshold"],
+    script:
+        "../scripts/deconv_infer.py"
+
+
+rule deconv_summary:
+    """The module summary the run report reads."""
+    input:
+        **({"infer": rules.deconv_infer.output.join} if DC_INFER else {}),
+        comparisons=expand(f"{DC_OUT}/{{phase}}/comparison.json", phase=DC_PHASES),
+        plots=expand(
+            f"{DC_OUT}/{{phase}}/{{plot}}.png", phase=DC_PHASES, plot=["miami", "scatter", "tissue_errors"]
+        )
+        + ([f"{DC_OUT}/infer/stacked.png"] if DC_INFER else []),
+        diagnostics=rules.deconv_diagnostics.output[0],
+        train_metrics=expand(
+            f"{DC_OUT}/{{phase}}/{{variant}}/rep0/metrics.json", phase=DC_PHASES, variant=DC_VARIANTS
+        ),
+    output:
+        json=f"{DC_OUT}/summary.json",
+        md=f"{DC_OUT}/summary.md",
+        curves=report(f"{DC_OUT}/training_curves.png", category="deconv", subcategory="training"),
+    log:
+        f"{LOGS}/deconv/summary.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/deconv_summary.py"
+
+
+if DECONV["enabled"]:
+    FINAL_TARGETS["deconv"] = [f"{DC_OUT}/summary.json"]

@@ -1,0 +1,360 @@
+"""Inputs of the deconv module and its ``sources.h5`` file.
+
+Accepted inputs (the tissue module's files are read as files, never through its code):
+
+- a sample sheet (TSV: ``sample``, ``file``, ``tissue``, optional ``subtype`` and
+  ``source_sample``; ``file`` relative to the sheet's folder unless absolute) of per-sample
+  NPZ files with ``methylation`` int8 [n_regions, n_positions] (0 = unmethylated,
+  1 = methylated, 2 = missing) and ``region_ids`` str [n_regions];
+- a region-means HDF5 (``means`` float32 [n_samples, n_regions], NaN where a region had no
+  valid call; ``coverage`` [n_samples, n_regions] valid positions; ``samples``, ``regions``,
+  ``tissue`` and optionally ``source_sample`` string datasets);
+- a table of regions x columns (CSV or TSV, first column the region IDs), used both for a
+  user atlas (columns = tissues) and for MethAtlas-style sample tables (columns = samples).
+
+Every later step reads ``sources.h5``: per-sample methylated and valid counts per region,
+so that mixtures can be drawn read by read from each sample's own data.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from genomelab.io.atomic import atomic_output
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("sample", "file", "tissue")
+STR = h5py.string_dtype("utf-8")
+MISSING = 2
+
+
+def h5_strings(ds: h5py.Dataset) -> np.ndarray:
+    """Decode a string dataset (bytes or str) to a numpy array of str."""
+    return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]], dtype=str)
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    sample: str
+    file: Path
+    tissue: str
+    group: str
+
+
+def read_sample_sheet(path: str | os.PathLike) -> list[SheetRow]:
+    """Read a sample sheet; ``group`` is ``source_sample`` (or the sample itself).
+
+    Raises ``FileNotFoundError`` for a missing sheet or data file and ``ValueError`` naming
+    the sheet and row for missing columns, empty fields and duplicate samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sample sheet {path} does not exist")
+    rows: list[SheetRow] = []
+    seen: set[str] = set()
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        columns = reader.fieldnames or []
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"sample sheet {path} lacks column(s) {missing}; it has {columns}")
+        for line, values in enumerate(reader, start=2):
+            for col in REQUIRED_COLUMNS:
+                if not (values.get(col) or "").strip():
+                    raise ValueError(f"sample sheet {path}, line {line}: empty {col!r}")
+            sample = values["sample"].strip()
+            if sample in seen:
+                raise ValueError(f"sample sheet {path}, line {line}: duplicate sample {sample!r}")
+            seen.add(sample)
+            file = Path(values["file"].strip())
+            if not file.is_absolute():
+                file = path.parent / file
+            if not file.is_file():
+                raise FileNotFoundError(f"sample sheet {path}, line {line}: file {file} does not exist")
+            group = (values.get("source_sample") or "").strip() or sample
+            rows.append(SheetRow(sample, file, values["tissue"].strip(), group))
+    if not rows:
+        raise ValueError(f"sample sheet {path} lists no samples")
+    return rows
+
+
+def npz_counts(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-region counts of one NPZ: ``(n_methylated [R], n_valid [R], region_ids [R])``.
+
+    One vectorised pass over the int8 array; values outside {0, 1, 2} are an error naming
+    the file.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "methylation" not in npz.files:
+                raise ValueError(f"{path}: no 'methylation' array (found {npz.files})")
+            meth = npz["methylation"]
+            ids = npz["region_ids"].astype(str) if "region_ids" in npz.files else None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable NPZ file ({exc})") from exc
+    if meth.ndim != 2:
+        raise ValueError(f"{path}: 'methylation' must be 2-D [n_regions, n_positions], got {meth.shape}")
+    if not np.issubdtype(meth.dtype, np.integer):
+        raise ValueError(f"{path}: 'methylation' must hold integers 0/1/2, got dtype {meth.dtype}")
+    if meth.size and (meth.min() < 0 or meth.max() > MISSING):
+        raise ValueError(f"{path}: 'methylation' holds values outside {{0, 1, 2}}")
+    if ids is None:
+        ids = np.asarray([f"region_{i}" for i in range(meth.shape[0])])
+    if len(ids) != meth.shape[0]:
+        raise ValueError(f"{path}: {len(ids)} region_ids for {meth.shape[0]} regions")
+    n_meth = (meth == 1).sum(axis=1, dtype=np.int32)
+    n_valid = (meth != MISSING).sum(axis=1, dtype=np.int32)
+    return n_meth, n_valid, ids
+
+
+@dataclass
+class Sources:
+    """Per-sample methylation of pure samples (the raw material of references and mixtures).
+
+    ``meth`` and ``valid`` are float32 [n_samples, n_regions]: methylated and valid calls per
+    region (for region-means inputs ``meth = mean * coverage``), so ``beta = meth / valid``.
+    """
+
+    samples: np.ndarray
+    tissues: np.ndarray
+    groups: np.ndarray
+    regions: np.ndarray
+    meth: np.ndarray
+    valid: np.ndarray
+    splits: np.ndarray = field(default_factory=lambda: np.asarray([], dtype=str))
+
+    @property
+    def beta(self) -> np.ndarray:
+        """[n_samples, n_regions] mean methylation, NaN where no valid call."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.valid > 0, self.meth / np.maximum(self.valid, 1), np.nan).astype(np.float32)
+
+    def subset(self, mask: np.ndarray) -> Sources:
+        return Sources(
+            self.samples[mask],
+            self.tissues[mask],
+            self.groups[mask],
+            self.regions,
+            self.meth[mask],
+            self.valid[mask],
+            self.splits[mask] if len(self.splits) else self.splits,
+        )
+
+
+def sources_from_sheet(sheet: str | os.PathLike) -> Sources:
+    """Read every NPZ of a sample sheet file by file (memory: two [S, R] count matrices)."""
+    rows = read_sample_sheet(sheet)
+    regions: np.ndarray | None = None
+    meth = valid = None
+    for i, row in enumerate(rows):
+        n_meth, n_valid, ids = npz_counts(row.file)
+        if regions is None:
+            regions = ids
+            meth = np.zeros((len(rows), len(ids)), np.float32)
+            valid = np.zeros_like(meth)
+        elif not np.array_equal(ids, regions):
+            order = _reorder(ids, regions, row.file, rows[0].file)
+            n_meth, n_valid = n_meth[order], n_valid[order]
+        meth[i], valid[i] = n_meth, n_valid
+    return Sources(
+        np.asarray([r.sample for r in rows]),
+        np.asarray([r.tissue for r in rows]),
+        np.asarray([r.group for r in rows]),
+        regions,
+        meth,
+        valid,
+    )
+
+
+def _reorder(ids: np.ndarray, regions: np.ndarray, path: Path, first: Path) -> np.ndarray:
+    """Index that puts ``ids`` in the order of ``regions``; error naming mismatches otherwise."""
+    if len(ids) == len(regions) and set(ids.tolist()) == set(regions.tolist()):
+        pos = {r: i for i, r in enumerate(ids.tolist())}
+        return np.asarray([pos[r] for r in regions.tolist()])
+    extra = sorted(set(ids.tolist()) - set(regions.tolist()))[:3]
+    lacking = sorted(set(regions.tolist()) - set(ids.tolist()))[:3]
+    raise ValueError(
+        f"{path}: region IDs differ from those of {first} ({len(ids)} vs {len(regions)} "
+        f"regions; e.g. only here: {extra}, only there: {lacking})"
+    )
+
+
+def sources_from_features(path: str | os.PathLike) -> Sources:
+    """Read a region-means HDF5 (the tissue module's features file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"features file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as h5:
+            for key in ("means", "coverage", "samples", "regions", "tissue"):
+                if key not in h5:
+                    raise ValueError(f"{path}: HDF5 lacks dataset {key!r} (has {sorted(h5)})")
+            means = h5["means"][()].astype(np.float32)
+            coverage = h5["coverage"][()].astype(np.float32)
+            samples, regions = h5_strings(h5["samples"]), h5_strings(h5["regions"])
+            tissues = h5_strings(h5["tissue"])
+            groups = h5_strings(h5["source_sample"]) if "source_sample" in h5 else samples.copy()
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    if means.ndim != 2 or means.shape != coverage.shape:
+        raise ValueError(
+            f"{path}: 'means' {means.shape} and 'coverage' {coverage.shape} must be the same 2-D shape"
+        )
+    if means.shape != (len(samples), len(regions)) or len(tissues) != len(samples):
+        raise ValueError(
+            f"{path}: 'means' is {means.shape} but there are {len(samples)} samples, "
+            f"{len(tissues)} tissue labels and {len(regions)} regions"
+        )
+    finite = np.isfinite(means)
+    if (means[finite] < 0).any() or (means[finite] > 1).any():
+        raise ValueError(f"{path}: 'means' holds values outside [0, 1]")
+    groups = np.where(groups == "", samples, groups)
+    # A NaN mean has no valid call whatever the coverage says.
+    valid = np.where(finite, np.maximum(coverage, 1.0), 0.0).astype(np.float32)
+    meth = np.where(finite, means, 0.0) * valid
+    return Sources(samples, tissues, groups, regions, meth.astype(np.float32), valid)
+
+
+def write_sources(path: str | os.PathLike, src: Sources, attrs: dict | None = None) -> None:
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        for name in ("meth", "valid"):
+            h5.create_dataset(name, data=getattr(src, name), compression="gzip", compression_opts=1)
+        for name in ("samples", "tissues", "groups", "regions", "splits"):
+            h5.create_dataset(name, data=np.asarray(getattr(src, name), dtype=object), dtype=STR)
+        h5.attrs.update(attrs or {})
+
+
+def read_sources(path: str | os.PathLike) -> Sources:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sources file {path} does not exist")
+    with h5py.File(path, "r") as h5:
+        return Sources(
+            *(h5_strings(h5[k]) for k in ("samples", "tissues", "groups", "regions")),
+            h5["meth"][()],
+            h5["valid"][()],
+            h5_strings(h5["splits"]),
+        )
+
+
+def read_table(path: str | os.PathLike, what: str = "table") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a regions x columns CSV/TSV (optionally gzipped); first column = region IDs.
+
+    Returns ``(values float64 [R, C], region_ids [R], column_names [C])``. Empty cells and
+    ``NA`` become NaN. Percent tables (values up to 100) are an error: betas are in [0, 1].
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    name = path.name.lower().removesuffix(".gz")
+    sep = "\t" if name.endswith((".tsv", ".txt")) else ","
+    try:
+        df = pd.read_csv(path, sep=sep, index_col=0)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path} is not a readable table ({exc})") from exc
+    if df.shape[1] == 0 or df.shape[0] == 0:
+        raise ValueError(f"{what} {path} has no data columns or rows (shape {df.shape})")
+    bad = [c for c in df.columns if not np.issubdtype(df[c].dtype, np.number)]
+    if bad:
+        raise ValueError(f"{what} {path}: column(s) {bad[:5]} are not numeric")
+    values = df.to_numpy(dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        raise ValueError(
+            f"{what} {path}: values must be methylation fractions in [0, 1] "
+            f"(found {finite.min():g}..{finite.max():g}; divide percentages by 100)"
+        )
+    ids = df.index.astype(str).to_numpy()
+    if len(set(ids.tolist())) != len(ids):
+        raise ValueError(f"{what} {path}: duplicate region IDs")
+    return values, ids, df.columns.astype(str).to_numpy()
+
+
+def write_table(
+    path: str | os.PathLike,
+    values: np.ndarray,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    index_name: str = "region",
+) -> None:
+    """Write a rows x columns CSV (or TSV for .tsv) atomically."""
+    import pandas as pd
+
+    df = pd.DataFrame(np.asarray(values), index=pd.Index(list(rows), name=index_name), columns=list(columns))
+    sep = "\t" if str(path).endswith(".tsv") else ","
+    with atomic_output(path) as tmp:
+        df.to_csv(tmp, sep=sep, float_format="%.6g")
+
+
+@dataclass
+class JoinReport:
+    """How a sample's regions lined up with the reference's."""
+
+    n_reference: int
+    n_input: int
+    n_matched: int
+    dropped: list[str]
+    missing_per_sample: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return {
+            "n_reference_regions": self.n_reference,
+            "n_input_regions": self.n_input,
+            "n_matched": self.n_matched,
+            "n_dropped": len(self.dropped),
+            "dropped_examples": self.dropped[:20],
+            "n_missing_reference_regions": self.n_reference - self.n_matched,
+            "missing_per_sample": self.missing_per_sample,
+        }
+
+
+def join_regions(
+    ref_regions: np.ndarray,
+    in_regions: np.ndarray,
+    values: np.ndarray,
+    samples: Sequence[str],
+    min_fraction: float,
+    source: str,
+) -> tuple[np.ndarray, JoinReport]:
+    """Align ``values`` [S, R_in] to ``ref_regions``; NaN where a reference region is absent.
+
+    Raises ``ValueError`` naming the first mismatched IDs of both sides when fewer than
+    ``min_fraction`` of the reference regions are found (usually a different ID scheme, e.g.
+    probe IDs against coordinates).
+    """
+    pos = {r: i for i, r in enumerate(np.asarray(in_regions).tolist())}
+    idx = np.asarray([pos.get(r, -1) for r in np.asarray(ref_regions).tolist()])
+    found = idx >= 0
+    n_matched = int(found.sum())
+    ref_set = set(np.asarray(ref_regions).tolist())
+    if n_matched < min_fraction * len(ref_regions) or n_matched == 0:
+        ref_only = [r for r in np.asarray(ref_regions).tolist() if r not in pos][:5]
+        in_only = [r for r in np.asarray(in_regions).tolist() if r not in ref_set][:5]
+        raise ValueError(
+            f"{source}: only {n_matched} of {len(ref_regions)} reference regions found "
+            f"(need {min_fraction:.0%}); first reference IDs not found: {ref_only}; "
+            f"first input IDs not in the reference: {in_only}"
+        )
+    out = np.full((values.shape[0], len(ref_regions)), np.nan, dtype=np.float64)
+    out[:, found] = values[:, idx[found]]
+    dropped = [r for r in np.asarray(in_regions).tolist() if r not in ref_set]
+    missing = {str(s): int((~np.isfinite(out[i])).sum()) for i, s in enumerate(samples)}
+    return out, JoinReport(len(ref_regions), len(in_regions), n_matched, dropped, missing)
+
+
+def iter_chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))

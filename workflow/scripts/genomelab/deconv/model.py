@@ -1,0 +1,209 @@
+"""The two-stage deconvolution network and its plain variant (one code path).
+
+Input: mixture betas x [B, M] over the reference's marker regions (NaN = no read).
+A shared MLP trunk feeds
+
+- a proportion head (softmax over tissues), trained with squared error against the true
+  proportions;
+- with ``two_stage``, a presence head (a sigmoid per tissue), trained with BCE against
+  presence = true proportion >= ``presence_target`` (1%), plus an L1 penalty on the
+  proportion mass given to tissues the presence head calls absent. (A plain L1 norm of a
+  softmax output is always 1, so the penalty has to act on that mass: it pushes the
+  proportion head to agree with the presence head, so that the hard mask below removes
+  little mass.) At inference tissues with presence probability < ``presence_threshold``
+  are masked to 0 and the rest renormalised.
+
+``two_stage: false`` drops the presence head, its loss terms and the mask: the plain
+proportion model that let absent tissues steal mass in the project's history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from genomelab.train.engine import LossOutput
+
+
+@dataclass
+class DeconvNetConfig:
+    """Sizes, loss weights and thresholds of :class:`DeconvNet`."""
+
+    n_regions: int
+    n_tissues: int
+    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    dropout: float = 0.1
+    two_stage: bool = True
+    presence_threshold: float = 0.5
+    presence_target: float = 0.01
+    mse_weight: float = 1.0
+    presence_weight: float = 1.0
+    sparsity_weight: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.n_regions < 1 or self.n_tissues < 2:
+            raise ValueError(
+                f"model needs >= 1 region and >= 2 tissues, not {self.n_regions} and {self.n_tissues}"
+            )
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"model.hidden must list positive layer sizes, not {self.hidden}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1), not {self.dropout}")
+        if not 0 < self.presence_threshold < 1:
+            raise ValueError(f"model.presence_threshold must be in (0, 1), not {self.presence_threshold}")
+        if not 0 < self.presence_target < 1:
+            raise ValueError(
+                f"presence_threshold (true proportion) must be in (0, 1), not {self.presence_target}"
+            )
+        for name in ("mse_weight", "presence_weight", "sparsity_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.loss_weights: {name} must be >= 0, not {getattr(self, name)}")
+
+    @classmethod
+    def from_config(
+        cls, model: dict[str, Any], n_regions: int, n_tissues: int, two_stage: bool, presence_target: float
+    ) -> DeconvNetConfig:
+        """Build from the ``deconv.model`` config section (loss weights nested)."""
+        values = dict(model)
+        weights = values.pop("loss_weights", {}) or {}
+        unknown = sorted(set(weights) - {"mse", "presence", "sparsity"})
+        if unknown:
+            raise ValueError(f"unknown model.loss_weights key(s) {unknown}; known: mse, presence, sparsity")
+        known = {f.name for f in dataclasses.fields(cls)} - {
+            "n_regions",
+            "n_tissues",
+            "two_stage",
+            "presence_target",
+        }
+        bad = sorted(set(values) - known)
+        if bad:
+            raise ValueError(f"unknown model option(s) {bad}; known: {sorted(known | {'loss_weights'})}")
+        return cls(
+            n_regions=n_regions,
+            n_tissues=n_tissues,
+            two_stage=two_stage,
+            presence_target=presence_target,
+            **{f"{k}_weight": float(v) for k, v in weights.items()},
+            **values,
+        )
+
+
+class DeconvNet(nn.Module):
+    """MLP trunk, proportion head and (two-stage) presence head; see the module docstring.
+
+    ``fill`` [M] replaces missing inputs (the mean reference profile) and is subtracted from
+    every input, so a missing region contributes exactly nothing.
+    """
+
+    def __init__(self, cfg: DeconvNetConfig, fill: np.ndarray | torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        fill_t = (
+            torch.full((cfg.n_regions,), 0.5) if fill is None else torch.as_tensor(fill, dtype=torch.float32)
+        )
+        if fill_t.shape != (cfg.n_regions,):
+            raise ValueError(f"fill must have shape [{cfg.n_regions}], not {tuple(fill_t.shape)}")
+        self.register_buffer("fill", fill_t.clone())
+        layers: list[nn.Module] = []
+        width = cfg.n_regions
+        for h in cfg.hidden:
+            layers += [nn.Linear(width, int(h)), nn.LayerNorm(int(h)), nn.GELU(), nn.Dropout(cfg.dropout)]
+            width = int(h)
+        self.trunk = nn.Sequential(*layers)
+        self.proportion_head = nn.Linear(width, cfg.n_tissues)
+        self.presence_head = nn.Linear(width, cfg.n_tissues) if cfg.two_stage else None
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x [B, M] -> ``proportions`` [B, T] (softmax) and ``presence_logits`` [B, T]."""
+        x = torch.where(torch.isnan(x), self.fill, x) - self.fill
+        z = self.trunk(x)
+        out = {"proportions": torch.softmax(self.proportion_head(z), dim=-1)}
+        if self.presence_head is not None:
+            out["presence_logits"] = self.presence_head(z)
+        return out
+
+    def finalize(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Final proportions [B, T]: the hard presence mask and renormalisation (two-stage)."""
+        p = out["proportions"]
+        if self.presence_head is None:
+            return p
+        prob = torch.sigmoid(out["presence_logits"])
+        keep = prob >= self.cfg.presence_threshold
+        # A sample with no tissue above the threshold keeps its most likely tissue.
+        top = F.one_hot(prob.argmax(-1), p.shape[-1]).bool()
+        keep = torch.where(keep.any(-1, keepdim=True), keep, top)
+        q = p * keep
+        return q / q.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Final proportions [B, T] for x [B, M], in eval mode, in batches."""
+        was = self.training
+        self.eval()
+        outs = [self.finalize(self(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+        self.train(was)
+        return torch.cat(outs) if outs else torch.zeros(0, self.cfg.n_tissues, device=x.device)
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> LossOutput:
+        """batch = (x [B, M], y [B, T] true proportions)."""
+        x, y = batch
+        out = self(x)
+        p = out["proportions"].float()
+        cfg = self.cfg
+        # Squared error summed over tissues, averaged over samples: on the same scale as
+        # the BCE (a per-entry mean would be ~T times smaller and drown in it).
+        mse = ((p - y) ** 2).sum(-1).mean()
+        present = (y >= cfg.presence_target).float()
+        terms: dict[str, torch.Tensor] = {"mse_loss": mse}
+        total = cfg.mse_weight * mse
+        if self.presence_head is not None:
+            logits = out["presence_logits"].float()
+            bce = F.binary_cross_entropy_with_logits(logits, present)
+            prob = torch.sigmoid(logits)
+            sparsity = (p * (1 - prob.detach())).sum(-1).mean()
+            total = total + cfg.presence_weight * bce + cfg.sparsity_weight * sparsity
+            terms.update(presence_loss=bce, sparsity_loss=sparsity)
+            called = prob >= cfg.presence_threshold
+        else:
+            called = p >= cfg.presence_target
+        terms["presence_accuracy"] = (called.float() == present).float().mean()
+        terms["total_loss"] = total.detach()
+        return LossOutput(total, {k: v.detach() for k, v in terms.items()}, n=len(x))
+
+
+def save_model(
+    path: Any, model: DeconvNet, regions: np.ndarray, tissues: np.ndarray, extra: dict | None = None
+) -> None:
+    """A self-contained checkpoint for inference: weights, config, region and tissue IDs."""
+    from genomelab.train.checkpoint import save_checkpoint
+
+    save_checkpoint(
+        path,
+        {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "config": dataclasses.asdict(model.cfg),
+            "regions": [str(r) for r in regions],
+            "tissues": [str(t) for t in tissues],
+            **(extra or {}),
+        },
+    )
+
+
+def load_model(path: Any) -> tuple[DeconvNet, np.ndarray, np.ndarray, dict]:
+    """Inverse of :func:`save_model`: ``(model, regions, tissues, checkpoint)`` on the CPU."""
+    from genomelab.train.checkpoint import CheckpointError, load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    for key in ("model", "config", "regions", "tissues"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path} is not a deconv model checkpoint (no {key!r})")
+    model = DeconvNet(DeconvNetConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, np.asarray(ckpt["regions"]), np.asarray(ckpt["tissues"]), ckpt

@@ -1,0 +1,224 @@
+"""Reference profiles (regions x tissues) and marker selection.
+
+The reference is built from *pure training samples only* (pooled methylated / valid calls
+per tissue, so deeply covered samples weigh more), or taken from a user atlas table.
+Markers follow the MethAtlas recipe in spirit (Moss et al. 2018 selected, per cell type,
+the CpGs most hypo- and hypermethylated against all other types, plus CpGs separating
+similar types): for tissue ``t``
+
+- hypo score  = min over other tissues of ref[r, u] - ref[r, t]
+- hyper score = ref[r, t] - max over other tissues of ref[r, u]
+- pairwise    = |ref[r, t] - ref[r, n(t)]| for the tissue ``n(t)`` nearest to ``t``
+
+and the top ``hypo_per_tissue`` / ``hyper_per_tissue`` / ``pairwise_per_tissue`` regions
+whose score reaches ``min_delta`` are kept. Every parameter and count is written out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from genomelab.deconv.io import Sources
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReferenceConfig:
+    """How the reference is made (see the module docstring)."""
+
+    atlas: str = ""
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    select_markers: bool = True
+    hypo_per_tissue: int = 50
+    hyper_per_tissue: int = 10
+    pairwise_per_tissue: int = 10
+    min_delta: float = 0.2
+    max_missing: float = 0.5
+    unknown_component: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("hypo_per_tissue", "hyper_per_tissue", "pairwise_per_tissue"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"reference.{name} must be >= 0, not {getattr(self, name)}")
+        if not 0 <= self.min_delta < 1:
+            raise ValueError(f"reference.min_delta must be in [0, 1), not {self.min_delta}")
+        if not 0 <= self.max_missing <= 1:
+            raise ValueError(f"reference.max_missing must be in [0, 1], not {self.max_missing}")
+        overlap = sorted(set(self.include) & set(self.exclude))
+        if overlap:
+            raise ValueError(f"reference.include and reference.exclude both name {overlap}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ReferenceConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown reference option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class Reference:
+    """``profiles`` float64 [n_regions, n_tissues] (no NaN) with its IDs."""
+
+    profiles: np.ndarray
+    regions: np.ndarray
+    tissues: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.profiles.shape != (len(self.regions), len(self.tissues)):
+            raise ValueError(
+                f"reference profiles {self.profiles.shape} do not match {len(self.regions)} "
+                f"regions x {len(self.tissues)} tissues"
+            )
+        if not np.isfinite(self.profiles).all():
+            raise ValueError("reference profiles must not contain NaN")
+
+
+def pooled_profiles(src: Sources, tissues: list[str], max_missing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tissue pooled betas [R, T] and a [R] mask of regions usable in every tissue.
+
+    A region is usable when, for every tissue, at most ``max_missing`` of its samples lack
+    a call there.
+    """
+    prof = np.full((len(src.regions), len(tissues)), np.nan)
+    usable = np.ones(len(src.regions), bool)
+    for t, tissue in enumerate(tissues):
+        rows = src.tissues == tissue
+        if not rows.any():
+            raise ValueError(f"no pure training sample of tissue {tissue!r} to build its reference from")
+        meth, valid = src.meth[rows].sum(0, dtype=np.float64), src.valid[rows].sum(0, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prof[:, t] = np.where(valid > 0, meth / valid, np.nan)
+        usable &= (src.valid[rows] <= 0).mean(0) <= max_missing
+    usable &= np.isfinite(prof).all(1)
+    return prof, usable
+
+
+def _others_extreme(prof: np.ndarray, fn: str) -> np.ndarray:
+    """[R, T]: min (or max) over all tissues except the column itself, via the two extremes."""
+    s = np.sort(prof, axis=1)
+    if fn == "min":
+        first, second = s[:, :1], s[:, 1:2]
+        return np.where(prof == first, second, first)
+    first, second = s[:, -1:], s[:, -2:-1]
+    return np.where(prof == first, second, first)
+
+
+def select_markers(prof: np.ndarray, cfg: ReferenceConfig, tissues: list[str]) -> tuple[np.ndarray, dict]:
+    """Indices of marker regions (sorted) and a record of what was selected and why."""
+    n_r, n_t = prof.shape
+    if n_t < 2:
+        raise ValueError("marker selection needs at least two tissues")
+    hypo = _others_extreme(prof, "min") - prof
+    hyper = prof - _others_extreme(prof, "max")
+    dist = np.sqrt(((prof[:, :, None] - prof[:, None, :]) ** 2).mean(0))
+    np.fill_diagonal(dist, np.inf)
+    nearest = dist.argmin(1)
+    chosen: set[int] = set()
+    per_tissue = {}
+
+    def top(score: np.ndarray, k: int) -> list[int]:
+        if k == 0:
+            return []
+        idx = np.argsort(-score, kind="stable")[:k]
+        return [int(i) for i in idx if score[i] >= cfg.min_delta]
+
+    for t, tissue in enumerate(tissues):
+        a, b = top(hypo[:, t], cfg.hypo_per_tissue), top(hyper[:, t], cfg.hyper_per_tissue)
+        c = top(np.abs(prof[:, t] - prof[:, nearest[t]]), cfg.pairwise_per_tissue)
+        chosen.update(a + b + c)
+        per_tissue[tissue] = {
+            "hypo": len(a),
+            "hyper": len(b),
+            "pairwise": len(c),
+            "nearest_tissue": tissues[int(nearest[t])],
+            "distance_to_nearest": float(dist[t, nearest[t]]),
+        }
+    weak = [t for t, v in per_tissue.items() if v["hypo"] + v["hyper"] + v["pairwise"] == 0]
+    if weak:
+        raise ValueError(
+            f"no marker reaches reference.min_delta={cfg.min_delta} for tissue(s) {weak}; "
+            "lower min_delta or check that these tissues differ from the others"
+        )
+    return np.asarray(sorted(chosen), dtype=np.int64), per_tissue
+
+
+def filter_tissues(tissues: list[str], cfg: ReferenceConfig) -> list[str]:
+    """Apply ``include`` (empty = all) and ``exclude``; unknown names are an error."""
+    unknown = sorted((set(cfg.include) | set(cfg.exclude)) - set(tissues))
+    if unknown:
+        raise ValueError(f"reference.include/exclude name tissue(s) {unknown} not in the data ({tissues})")
+    kept = [t for t in tissues if (not cfg.include or t in cfg.include) and t not in cfg.exclude]
+    if len(kept) < 2:
+        raise ValueError(f"reference keeps {kept}: at least two tissues are needed")
+    return kept
+
+
+def build_reference(
+    src: Sources, cfg: ReferenceConfig, atlas: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> tuple[Reference, dict]:
+    """Reference on marker regions plus the record of marker selection.
+
+    ``src`` holds the *training* pure samples; with ``atlas`` = (values [R, T], region IDs,
+    tissue names) the atlas columns are used instead, restricted to regions present in
+    ``src`` (mixtures are drawn from those samples).
+    """
+    if atlas is None:
+        tissues = filter_tissues(sorted(set(src.tissues.tolist())), cfg)
+        prof, usable = pooled_profiles(src, tissues, cfg.max_missing)
+        regions = src.regions
+        origin = "pure training samples"
+    else:
+        values, a_regions, a_tissues = atlas
+        tissues = filter_tissues(list(a_tissues), cfg)
+        cols = [list(a_tissues).index(t) for t in tissues]
+        pos = {r: i for i, r in enumerate(src.regions.tolist())}
+        rows = [i for i, r in enumerate(a_regions.tolist()) if r in pos]
+        if len(rows) < 0.5 * len(a_regions):
+            missing = [r for r in a_regions.tolist() if r not in pos][:5]
+            raise ValueError(
+                f"atlas {cfg.atlas}: only {len(rows)} of {len(a_regions)} regions occur in the "
+                f"sample data; first missing: {missing}"
+            )
+        prof = values[np.ix_(rows, cols)]
+        regions = a_regions[rows]
+        usable = np.isfinite(prof).all(1)
+        origin = f"atlas {cfg.atlas}"
+    n_usable = int(usable.sum())
+    if n_usable == 0:
+        raise ValueError("no region has a reference value in every tissue")
+    idx_usable = np.flatnonzero(usable)
+    if cfg.select_markers:
+        sel, per_tissue = select_markers(prof[usable], cfg, tissues)
+        idx = idx_usable[sel]
+    else:
+        idx, per_tissue = idx_usable, {}
+    ref = Reference(prof[idx], np.asarray(regions)[idx], np.asarray(tissues))
+    record = {
+        "origin": origin,
+        "parameters": dataclasses.asdict(cfg),
+        "n_regions_input": int(len(regions)),
+        "n_regions_usable": n_usable,
+        "n_markers": int(len(idx)),
+        "tissues": list(tissues),
+        "per_tissue": per_tissue,
+        "condition_number": float(np.linalg.cond(ref.profiles)),
+        "markers": ref.regions.tolist(),
+    }
+    logger.info(
+        "reference from %s: %d tissues, %d markers of %d usable regions (condition number %.1f)",
+        origin,
+        len(tissues),
+        len(idx),
+        n_usable,
+        record["condition_number"],
+    )
+    return ref, record

@@ -1,0 +1,233 @@
+"""Demo data: per-tissue methylation profiles with marker structure, and per-sample reads.
+
+The structure follows what the Moss et al. (2018) atlas shows (facts only, no atlas data):
+most informative CpG regions are *hypo*methylated in one cell type and methylated in all
+others, a smaller set is hypermethylated in one type, and blood cell types share markers
+(they are hard to separate from each other but easy to separate from solid tissues).
+Individuals differ from their tissue's profile on the logit scale (``bio_sd``); each of
+the ``n_positions`` calls of a region is a Bernoulli draw from the individual's beta, some
+are missing (value 2), and a few regions have no call at all.
+
+``profiles`` may name a regions x tissues table (e.g. the Moss atlas in ../shared, for
+development only; it is never copied into the repository) that replaces the synthetic
+profiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genomelab.deconv.io import read_table, write_table
+from genomelab.io.atomic import atomic_output, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+DEMO_TISSUES = (
+    "Neutrophils",
+    "Monocytes",
+    "Lymphocytes",
+    "Liver",
+    "Lung",
+    "Colon",
+    "Pancreas",
+    "Cerebellum",
+    "Kidney",
+    "Adipocytes",
+)
+DEMO_BLOOD = ("Neutrophils", "Monocytes", "Lymphocytes")
+
+
+@dataclass
+class SimulationConfig:
+    """Size and noise of the demo data (see the module docstring)."""
+
+    tissues: list[str] = field(default_factory=lambda: list(DEMO_TISSUES))
+    blood: list[str] = field(default_factory=lambda: list(DEMO_BLOOD))
+    samples_per_tissue: int = 6
+    n_regions: int = 500
+    n_positions: int = 150
+    hypo_markers: int = 12
+    hyper_markers: int = 4
+    blood_markers: int = 20
+    bio_sd: float = 0.35
+    missing_rate: float = 0.2
+    region_dropout: float = 0.01
+    n_new_samples: int = 6
+    new_sample_coverage: int = 30
+    profiles: str = ""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.tissues) < 2 or len(set(self.tissues)) != len(self.tissues):
+            raise ValueError(f"simulate.tissues must name at least two distinct tissues, not {self.tissues}")
+        unknown = sorted(set(self.blood) - set(self.tissues))
+        if unknown and not self.profiles:
+            raise ValueError(f"simulate.blood names tissues not in simulate.tissues: {unknown}")
+        for name in ("samples_per_tissue", "n_regions", "n_positions", "new_sample_coverage"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"simulate.{name} must be >= 1, not {getattr(self, name)}")
+        for name in ("hypo_markers", "hyper_markers", "blood_markers", "n_new_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"simulate.{name} must be >= 0, not {getattr(self, name)}")
+        if self.samples_per_tissue < 3:
+            raise ValueError(
+                "simulate.samples_per_tissue must be >= 3 so that train, val and test "
+                f"get disjoint individuals of every tissue, not {self.samples_per_tissue}"
+            )
+        for name in ("missing_rate", "region_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"simulate.{name} must be in [0, 1), not {getattr(self, name)}")
+        if self.bio_sd < 0:
+            raise ValueError(f"simulate.bio_sd must be >= 0, not {self.bio_sd}")
+        n_markers = len(self.tissues) * (self.hypo_markers + self.hyper_markers) + self.blood_markers
+        if not self.profiles and n_markers > self.n_regions:
+            raise ValueError(f"simulate.n_regions={self.n_regions} cannot hold {n_markers} marker regions")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], seed: int = 0) -> SimulationConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown simulate option(s) {unknown}; known: {sorted(known)}")
+        return cls(**{**values, "seed": seed})
+
+
+def _uniform(rng: np.random.Generator, lo: float, hi: float, size: Any) -> np.ndarray:
+    return rng.uniform(lo, hi, size)
+
+
+def synthetic_profiles(cfg: SimulationConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tissue betas [n_regions, n_tissues] and region IDs [n_regions]."""
+    n_r, n_t = cfg.n_regions, len(cfg.tissues)
+    blood = np.asarray([t in cfg.blood for t in cfg.tissues])
+    # Background: a shared bimodal landscape with small tissue-specific deviations; blood
+    # cell types deviate together, as they do in real atlases.
+    base = rng.beta(0.6, 0.6, n_r)
+    logit = np.log(np.clip(base, 0.02, 0.98) / (1 - np.clip(base, 0.02, 0.98)))
+    dev = rng.normal(0, 0.25, (n_r, n_t))
+    dev[:, blood] = rng.normal(0, 0.25, (n_r, 1)) + rng.normal(0, 0.1, (n_r, int(blood.sum())))
+    prof = 1 / (1 + np.exp(-(logit[:, None] + dev)))
+    order = rng.permutation(n_r)
+    pos = 0
+
+    def take(k: int) -> np.ndarray:
+        nonlocal pos
+        out = order[pos : pos + k]
+        pos += k
+        return out
+
+    if blood.any() and cfg.blood_markers:
+        rows = take(cfg.blood_markers)
+        prof[np.ix_(rows, np.flatnonzero(~blood))] = _uniform(
+            rng, 0.75, 0.95, (len(rows), int((~blood).sum()))
+        )
+        prof[np.ix_(rows, np.flatnonzero(blood))] = _uniform(rng, 0.03, 0.2, (len(rows), int(blood.sum())))
+    for t in range(n_t):
+        rows = take(cfg.hypo_markers)
+        prof[rows] = _uniform(rng, 0.7, 0.95, (len(rows), n_t))
+        prof[rows, t] = _uniform(rng, 0.02, 0.2, len(rows))
+        rows = take(cfg.hyper_markers)
+        prof[rows] = _uniform(rng, 0.05, 0.3, (len(rows), n_t))
+        prof[rows, t] = _uniform(rng, 0.75, 0.95, len(rows))
+    ids = np.asarray([f"region_{i:06d}" for i in range(n_r)])
+    return prof.astype(np.float64), ids
+
+
+def load_profiles(
+    cfg: SimulationConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Profiles [R, T], region IDs [R] and tissue names: synthetic or from ``cfg.profiles``."""
+    if not cfg.profiles:
+        prof, ids = synthetic_profiles(cfg, rng)
+        return prof, ids, list(cfg.tissues)
+    values, ids, tissues = read_table(cfg.profiles, "simulate.profiles table")
+    keep = np.isfinite(values).all(axis=1)
+    values, ids = values[keep], ids[keep]
+    if cfg.n_regions < len(ids):
+        rows = np.sort(rng.choice(len(ids), cfg.n_regions, replace=False))
+        values, ids = values[rows], ids[rows]
+    return values, ids, list(tissues)
+
+
+def individual_betas(profile: np.ndarray, bio_sd: float, rng: np.random.Generator) -> np.ndarray:
+    """One individual's betas [R] around a tissue profile [R] (logit-normal variation)."""
+    p = np.clip(profile, 0.01, 0.99)
+    logit = np.log(p / (1 - p)) + rng.normal(0, bio_sd, p.shape)
+    return 1 / (1 + np.exp(-logit))
+
+
+def draw_calls(
+    beta: np.ndarray, n_positions: int, missing_rate: float, region_dropout: float, rng: np.random.Generator
+) -> np.ndarray:
+    """int8 [R, n_positions] calls: 1 methylated, 0 unmethylated, 2 missing."""
+    calls = (rng.random((len(beta), n_positions)) < beta[:, None]).astype(np.int8)
+    calls[rng.random(calls.shape) < missing_rate] = 2
+    calls[rng.random(len(beta)) < region_dropout] = 2
+    return calls
+
+
+def simulate_demo(
+    cfg: SimulationConfig,
+    out_dir: str | os.PathLike,
+    sheet: str | os.PathLike,
+    new_samples: str | os.PathLike,
+    new_truth: str | os.PathLike,
+    profiles_out: str | os.PathLike,
+) -> None:
+    """Write per-sample NPZ files and their sheet, plus cfDNA-like new samples to deconvolve.
+
+    New samples (regions x samples CSV, MethAtlas input style) come from fresh individuals
+    mixed read by read: a blood background plus one or two solid tissues at 1-15%; their
+    true proportions go to ``new_truth`` (tissues x samples).
+    """
+    rng = np.random.default_rng(cfg.seed)
+    prof, ids, tissues = load_profiles(cfg, rng)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["sample\tfile\ttissue\tsource_sample"]
+    for t, tissue in enumerate(tissues):
+        for j in range(cfg.samples_per_tissue):
+            name = f"{tissue}_{j:02d}"
+            beta = individual_betas(prof[:, t], cfg.bio_sd, rng)
+            calls = draw_calls(beta, cfg.n_positions, cfg.missing_rate, cfg.region_dropout, rng)
+            path = out_dir / f"{name}.npz"
+            with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+                np.savez_compressed(fh, methylation=calls, region_ids=ids)
+            lines.append(f"{name}\t{os.path.relpath(path, Path(sheet).parent)}\t{tissue}\t{name}")
+    atomic_write_text(sheet, "\n".join(lines) + "\n")
+    write_table(profiles_out, prof, ids, tissues)
+
+    # New samples for the inference rule.
+    blood = [i for i, t in enumerate(tissues) if t in cfg.blood] or [0]
+    solid = [i for i in range(len(tissues)) if i not in blood] or [len(tissues) - 1]
+    n_new = cfg.n_new_samples
+    truth = np.zeros((len(tissues), n_new))
+    betas = np.full((len(ids), n_new), np.nan)
+    for s in range(n_new):
+        p = np.zeros(len(tissues))
+        chosen = rng.choice(solid, size=min(len(solid), 1 + s % 2), replace=False)
+        p[chosen] = rng.uniform(0.01, 0.15, len(chosen))
+        p[blood] = rng.dirichlet(np.full(len(blood), 2.0)) * (1 - p.sum())
+        truth[:, s] = p
+        present = np.flatnonzero(p)
+        indiv = np.stack([individual_betas(prof[:, t], cfg.bio_sd, rng) for t in present], axis=1)
+        reads = rng.multinomial(cfg.new_sample_coverage, p[present], size=len(ids))
+        meth = rng.binomial(reads, indiv).sum(axis=1)
+        betas[:, s] = meth / cfg.new_sample_coverage
+    names = [f"new_{s:02d}" for s in range(n_new)]
+    write_table(new_samples, betas, ids, names)
+    write_table(new_truth, truth, tissues, names, index_name="tissue")
+    logger.info(
+        "simulated %d tissues x %d samples x %d regions; %d new samples",
+        len(tissues),
+        cfg.samples_per_tissue,
+        len(ids),
+        n_new,
+    )

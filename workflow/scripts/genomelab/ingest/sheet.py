@@ -140,3 +140,39 @@ def write_tissue_sheet(
                 }
             )
     return out
+
+
+NEEDS_INDEX = ("wgbs_pat", "wgbs_beta")
+
+
+def workflow_records(section: dict) -> dict[str, IngestRecord]:
+    """The ingest sheet of an ``ingest`` config section, checked at parse time: sheet and
+    regions given, a CpG index where a format or ``slots: cpg`` needs one, probes for arrays."""
+    for key in ("samples", "regions"):
+        if not section[key]:
+            raise ValueError(
+                f"ingest.enabled is true but ingest.{key} is empty; see config/README.md (ingest)"
+            )
+    records = read_ingest_sheet(section["samples"], section["genome_build"])
+    for rec in records:
+        if (rec.format in NEEDS_INDEX or section["slots"] == "cpg") and not section["cpg_index"]:
+            raise ValueError(
+                f"ingest sample {rec.sample} ({rec.format}, slots {section['slots']}) needs ingest.cpg_index "
+                "(a wgbstools CpG.bed.gz)"
+            )
+        if rec.format == "array" and not (rec.probes or section["probes"]):
+            raise ValueError(
+                f"ingest sample {rec.sample} is an array matrix: set ingest.probes or the 'probes' column of "
+                "the ingest sample sheet"
+            )
+    return {rec.sample: rec for rec in records}
+
+
+def sample_inputs(rec: IngestRecord, section: dict, index_npz: str) -> dict[str, str]:
+    """Input files of one sample's ingest job (Snakemake ``unpack``)."""
+    inputs = {"data": str(rec.path), "regions": section["regions"]}
+    if rec.format in NEEDS_INDEX or section["slots"] == "cpg":
+        inputs["cpg_index"] = index_npz
+    if rec.format == "array":
+        inputs["probes"] = str(rec.probes or section["probes"])
+    return inputs

@@ -90,6 +90,17 @@ def _versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _snapshot(args: argparse.Namespace) -> int:
+    from genomelab.report.snapshot import snapshot
+
+    text = json.dumps(snapshot(args.results), indent=1, sort_keys=True) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genomelab", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"genomelab {__version__}")
@@ -120,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--n-positions", type=int, default=150)
     p.set_defaults(func=_tissue_features)
+
+    p = sub.add_parser("snapshot", help="content digests of a run's deterministic outputs (snapshot tests)")
+    p.add_argument("results", nargs="?", default="results")
+    p.add_argument("--out")
+    p.set_defaults(func=_snapshot)
 
     p = sub.add_parser("versions", help="print or write the software-versions record")
     p.add_argument("--out")

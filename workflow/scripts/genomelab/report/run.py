@@ -16,6 +16,7 @@ def write_run_summary(
     versions_path: str | os.PathLike,
     md_path: str | os.PathLike,
     json_path: str | os.PathLike,
+    html_path: str | os.PathLike | None = None,
 ) -> None:
     """Combine module ``summary.json`` files into ``summary.md`` and ``summary.json``.
 
@@ -79,24 +80,32 @@ def render_html(summaries: list, versions: dict, rows: list[dict]) -> str:
     ]
     for r in rows:
         d = r["diagnostics"]
-        parts.append(f"<tr><td>{esc(r['module'])}</td><td>{esc(str(r['comparison']))}</td><td>{esc(r['verdict'])}</td>"
-                     f"<td>{d['pass']}/{d['warn']}/{d['fail']}</td></tr>")
+        parts.append(
+            f"<tr><td>{esc(r['module'])}</td><td>{esc(str(r['comparison']))}</td><td>{esc(r['verdict'])}</td>"
+            f"<td>{d['pass']}/{d['warn']}/{d['fail']}</td></tr>"
+        )
     parts.append("</table>")
     for s in summaries:
         parts.append(f"<h2 id='{esc(s.module)}'>{esc(s.title)}</h2>")
         for c in s.comparisons:
             metrics = sorted({m for row in c.rows.values() for m in row})
-            parts.append(f"<h3>{esc(c.title)} ({esc(c.split)} split)</h3><table class='comparison'><tr><th>method</th>"
-                         "<th>kind</th>" + "".join(f"<th>{esc(m)}</th>" for m in metrics) + "</tr>")
+            parts.append(
+                f"<h3>{esc(c.title)} ({esc(c.split)} split)</h3><table class='comparison'><tr><th>method</th>"
+                "<th>kind</th>" + "".join(f"<th>{esc(m)}</th>" for m in metrics) + "</tr>"
+            )
             for name, row in c.rows.items():
                 cells = "".join(f"<td>{esc(_fmt(row.get(m)))}</td>" for m in metrics)
-                parts.append(f"<tr><td>{esc(name)}</td><td>{esc(c.kinds.get(name, 'model'))}</td>{cells}</tr>")
+                parts.append(
+                    f"<tr><td>{esc(name)}</td><td>{esc(c.kinds.get(name, 'model'))}</td>{cells}</tr>"
+                )
             parts.append(f"</table><p><b>Verdict:</b> {esc(c.verdict())}</p>")
         if s.diagnostics:
             parts.append("<table class='diagnostics'><tr><th>check</th><th>status</th><th>message</th></tr>")
             for d in s.diagnostics:
-                parts.append(f"<tr><td>{esc(d['name'])}</td><td class='{esc(d['status'])}'>{esc(d['status'].upper())}</td>"
-                             f"<td>{esc(d['message'])}</td></tr>")
+                parts.append(
+                    f"<tr><td>{esc(d['name'])}</td><td class='{esc(d['status'])}'>{esc(d['status'].upper())}</td>"
+                    f"<td>{esc(d['message'])}</td></tr>"
+                )
             parts.append("</table>")
         parts += [f"<p>{esc(n)}</p>" for n in s.notes]
     parts.append("</body></html>")

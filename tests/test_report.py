@@ -1,0 +1,89 @@
+"""Module summaries, the run-level summary, software versions and snapshot digests."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from genomelab.report import Comparison, ModuleSummary, read_module_summary, write_module_summary
+from genomelab.report.run import write_run_summary
+from genomelab.report.snapshot import compare, digest, snapshot
+from genomelab.report.versions import write_software_versions
+
+
+def comparison(model_acc: float) -> Comparison:
+    return Comparison(
+        "tissue of origin",
+        "test",
+        "accuracy",
+        True,
+        {"MLP": {"accuracy": model_acc}, "logistic regression": {"accuracy": 0.9}},
+        {"MLP": "model", "logistic regression": "baseline"},
+    )
+
+
+def test_verdict_says_plainly_who_wins():
+    assert "MLP (accuracy 0.95) beats logistic regression (0.9)" in comparison(0.95).verdict()
+    assert "does NOT beat" in comparison(0.5).verdict()
+    lower = Comparison(
+        "mae",
+        "test",
+        "mae",
+        False,
+        {"net": {"mae": 0.02}, "NNLS": {"mae": 0.03}},
+        {"net": "model", "NNLS": "baseline"},
+    )
+    assert "beats" in lower.verdict() and "NOT" not in lower.verdict()
+
+
+def test_module_and_run_summary(tmp_path):
+    summary = ModuleSummary(
+        "tissue",
+        "Tissue of origin",
+        [comparison(0.95)],
+        [{"name": "label_granularity", "status": "pass", "message": "ok"}],
+        plots=["plots/confusion.png"],
+        notes=["demo data"],
+    )
+    write_module_summary(summary, tmp_path / "tissue" / "summary.json", tmp_path / "tissue" / "summary.md")
+    assert (
+        read_module_summary(tmp_path / "tissue" / "summary.json").comparisons[0].rows["MLP"]["accuracy"]
+        == 0.95
+    )
+    assert "| MLP | model | 0.95 |" in (tmp_path / "tissue" / "summary.md").read_text()
+    write_software_versions(tmp_path / "versions.json", "seed: 1")
+    write_run_summary(
+        [tmp_path / "tissue" / "summary.json"],
+        tmp_path / "versions.json",
+        tmp_path / "report" / "summary.md",
+        tmp_path / "report" / "summary.json",
+        tmp_path / "report" / "summary.html",
+    )
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "| [tissue](#tissue) | tissue of origin | test | MLP (accuracy 0.95) beats" in md
+    assert "](../tissue/plots/confusion.png)" in md
+    html = (tmp_path / "report" / "summary.html").read_text()
+    assert "<table class='comparison'>" in html and "label_granularity" in html
+    versions = json.loads((tmp_path / "versions.json").read_text())
+    assert versions["packages"]["numpy"] and versions["config_sha256"]
+
+
+def test_snapshot_ignores_write_times_and_float_noise(tmp_path):
+    arr = np.linspace(0, 1, 50)
+    np.savez_compressed(tmp_path / "a.npz", x=arr)
+    first = digest(tmp_path / "a.npz")
+    time.sleep(1.1)
+    np.savez_compressed(tmp_path / "a.npz", x=arr + 1e-12)
+    assert digest(tmp_path / "a.npz") == first
+    np.savez_compressed(tmp_path / "a.npz", x=arr + 0.01)
+    assert digest(tmp_path / "a.npz") != first
+
+    (tmp_path / "m.json").write_text(json.dumps({"acc": 0.912345678, "time/epoch_s": 3.2}))
+    before = digest(tmp_path / "m.json")
+    (tmp_path / "m.json").write_text(json.dumps({"acc": 0.912345679, "time/epoch_s": 9.9}))
+    assert digest(tmp_path / "m.json") == before
+    (tmp_path / "plot.png").write_bytes(b"png")
+    snap = snapshot(tmp_path)
+    assert set(snap) == {"a.npz", "m.json"}
+    assert compare(snap, {**snap, "new.tsv": "x"}) == ["unexpected: new.tsv"]

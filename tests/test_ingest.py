@@ -415,3 +415,56 @@ def test_region_and_sheet_errors(tmp_path):
         IngestConfig(call="majority")
     with pytest.raises(ValueError, match="ingest.slots must be one of"):
         IngestConfig(slots="bins")
+
+
+def test_workflow_records_and_job_inputs(tmp_path):
+    from genomelab.ingest.sheet import sample_inputs, workflow_records
+
+    sheet = demo.write_demo(tmp_path / "d")
+    section = {
+        "samples": str(sheet),
+        "regions": str(tmp_path / "d" / "regions.bed"),
+        "genome_build": "hg38",
+        "slots": "position",
+        "cpg_index": str(tmp_path / "d" / "CpG.bed.gz"),
+        "probes": "",
+    }
+    with pytest.raises(ValueError, match="array_blood is an array matrix: set ingest.probes"):
+        workflow_records(section)
+    section["probes"] = str(tmp_path / "d" / "probes.tsv")
+    records = workflow_records(section)
+    assert set(sample_inputs(records["blood_cov"], section, "idx.npz")) == {"data", "regions"}
+    assert sample_inputs(records["blood_pat"], section, "idx.npz")["cpg_index"] == "idx.npz"
+    assert sample_inputs(records["array_liver"], section, "idx.npz")["probes"].endswith("probes.tsv")
+    with pytest.raises(ValueError, match=r"blood_pat \(wgbs_pat, slots position\) needs ingest.cpg_index"):
+        workflow_records({**section, "cpg_index": ""})
+    with pytest.raises(ValueError, match="ingest.regions is empty"):
+        workflow_records({**section, "regions": ""})
+
+
+def test_regions_with_more_cpgs_than_slots_and_empty_files(tmp_path):
+    n_cpg = 12
+    write(tmp_path / "CpG.bed.gz", "".join(f"chr1\t{10 + 4 * i + 1}\t{i + 1}\n" for i in range(n_cpg)))
+    regions = read_regions(bed(tmp_path, [("chr1", 0, 100, "r")]), HG38, n_positions=8)
+    index = build_cpg_index(tmp_path / "CpG.bed.gz", regions)
+    path = write(tmp_path / "s.cov", cov_text([("chr1", 10 + 4 * i + 1, 1, 0) for i in range(n_cpg)]))
+    stats = convert_sample(
+        path, "", "s", regions, IngestConfig(n_positions=8, slots="cpg"), tmp_path / "o.npz", index=index
+    )
+    assert stats["calls_past_last_slot"] == n_cpg - 8
+    assert load(tmp_path / "o.npz")["n_valid"][0] == 8
+    write(tmp_path / "empty.cov", "")
+    with pytest.raises(ValueError, match="empty.cov: cannot be read as bismark_cov"):
+        convert_sample(
+            tmp_path / "empty.cov", "", "s", regions, IngestConfig(n_positions=8), tmp_path / "o.npz"
+        )
+
+
+def test_tissue_link_checks_n_positions():
+    from genomelab.ingest.sheet import check_tissue_input
+
+    out = "results/ingest/samples.tsv"
+    check_tissue_input({"n_positions": 150}, {"sheet": out, "n_positions": 150}, out)
+    check_tissue_input({"n_positions": 150}, {"sheet": "other.tsv", "n_positions": 100}, out)
+    with pytest.raises(ValueError, match=r"tissue.input.n_positions \(100\) differs from ingest.n_positions"):
+        check_tissue_input({"n_positions": 150}, {"sheet": out, "n_positions": 100}, out)

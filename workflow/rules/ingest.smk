@@ -10,10 +10,11 @@ INGEST_PARAMS = config_json(
 
 
 if INGEST["enabled"]:
-    from genomelab.ingest.sheet import sample_inputs, workflow_records
+    from genomelab.ingest.sheet import check_tissue_input, sample_inputs, workflow_records
 
     # Read and validated at parse time: a bad sheet stops Snakemake before any job runs.
     INGEST_RECORDS = workflow_records(INGEST)
+    check_tissue_input(INGEST, config["tissue"]["input"], f"{INGEST_OUT}/samples.tsv")
     FINAL_TARGETS["ingest"] = [f"{INGEST_OUT}/samples.tsv", f"{INGEST_OUT}/summary.json"]
 
 if INGEST["enabled"] and INGEST["cpg_index"]:

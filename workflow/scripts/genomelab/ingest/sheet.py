@@ -176,3 +176,14 @@ def sample_inputs(rec: IngestRecord, section: dict, index_npz: str) -> dict[str,
     if rec.format == "array":
         inputs["probes"] = str(rec.probes or section["probes"])
     return inputs
+
+
+def check_tissue_input(section: dict, tissue_input: dict, ingest_sheet: str) -> None:
+    """When the tissue module reads the ingest output, its slot count must match ingest's."""
+    if os.path.normpath(tissue_input.get("sheet") or "") != os.path.normpath(ingest_sheet):
+        return
+    if int(tissue_input.get("n_positions", section["n_positions"])) != int(section["n_positions"]):
+        raise ValueError(
+            f"tissue.input.sheet reads {ingest_sheet} but tissue.input.n_positions "
+            f"({tissue_input['n_positions']}) differs from ingest.n_positions ({section['n_positions']})"
+        )

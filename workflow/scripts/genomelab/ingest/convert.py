@@ -160,7 +160,7 @@ def _pat(
     index = placer.index
     for ch in F.read_pat(path, cfg.chunk_lines):
         placer.new_chrom(ch.chrom)
-        lengths = np.char.str_len(ch.patterns).astype(np.int64)
+        lengths = ch.lengths
         rng_idx = index.chrom_of_idx(ch.chrom)
         ends = ch.start + lengths - 1
         if rng_idx is None or (ch.start < rng_idx[0]).any() or (ends > rng_idx[1]).any():

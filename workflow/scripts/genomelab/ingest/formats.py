@@ -106,11 +106,13 @@ class CountChunk:
 @dataclass
 class ReadChunk:
     """Reads of one chromosome (wgbstools pat): ``start`` int64 [n] (first CpG number),
-    ``patterns`` str [n], ``counts`` int64 [n], ``line`` [n]."""
+    ``patterns`` object (str) [n], ``lengths`` int64 [n] (CpGs per pattern), ``counts`` int64 [n],
+    ``line`` [n]."""
 
     chrom: str
     start: np.ndarray
     patterns: np.ndarray
+    lengths: np.ndarray
     counts: np.ndarray
     line: np.ndarray
 
@@ -444,7 +446,9 @@ def read_pat(path: Path, chunk_lines: int) -> Iterator[ReadChunk]:
     for first, chunk in _read_chunks(path, PAT, "\t", [0, 1, 2, 3], dtype, _check_pat, chunk_lines):
         lines = np.arange(first, first + len(chunk))
         start, counts = chunk[1].to_numpy(), chunk[3].to_numpy()
-        patterns = chunk[2].to_numpy().astype(str)
+        # Kept as Python strings: a fixed-width numpy array would cost n x longest pattern x 4 bytes.
+        patterns = chunk[2].to_numpy(dtype=object)
+        lengths = chunk[2].str.len().to_numpy(dtype=np.int64)
         bad = ~chunk[2].str.fullmatch(r"[CT.]+").to_numpy(dtype=bool)
         if bad.any():
             raise _bad_row(
@@ -454,7 +458,7 @@ def read_pat(path: Path, chunk_lines: int) -> Iterator[ReadChunk]:
             raise _bad_row(path, lines, (start < 1) | (counts < 1), "CpG number and read count must be >= 1")
         for chrom, a, b in _chrom_runs(chunk[0]):
             order(chrom, start[a:b], lines[a:b])
-            yield ReadChunk(chrom, start[a:b], patterns[a:b], counts[a:b], lines[a:b])
+            yield ReadChunk(chrom, start[a:b], patterns[a:b], lengths[a:b], counts[a:b], lines[a:b])
 
 
 def read_beta(path: Path) -> np.ndarray:

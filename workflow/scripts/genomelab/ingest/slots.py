@@ -87,17 +87,21 @@ class SlotAccumulator:
     def finish(self, cfg: CallConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return ``methylation`` int8 [R, P], ``coverage`` uint32 [R] (calls in the region)
         and ``n_valid`` uint16 [R] (slots with a 0/1 call)."""
-        covered = self.total >= cfg.min_coverage
-        if self.read_level:
-            out = np.where(covered, self.call, MISSING).astype(np.int8)
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                frac = self.meth / np.maximum(self.total, 1)
-            if cfg.call == "threshold":
-                meth = frac >= cfg.threshold
+        out = np.empty(self.total.size, dtype=np.int8)
+        # Blocks bound the float64 temporaries (fraction, random draws) to a few MB.
+        block = 1 << 20
+        for a in range(0, out.size, block):
+            b = min(a + block, out.size)
+            covered = self.total[a:b] >= cfg.min_coverage
+            if self.read_level:
+                calls = self.call[a:b]
             else:
-                meth = rng.random(frac.size) < frac
-            out = np.where(covered, meth.astype(np.int8), MISSING).astype(np.int8)
+                frac = self.meth[a:b] / np.maximum(self.total[a:b], 1)
+                if cfg.call == "threshold":
+                    calls = (frac >= cfg.threshold).astype(np.int8)
+                else:
+                    calls = (rng.random(b - a) < frac).astype(np.int8)
+            out[a:b] = np.where(covered, calls, MISSING)
         shape = (self.n_regions, self.n_positions)
         methylation = out.reshape(shape)
         coverage = self.total.reshape(shape).sum(axis=1, dtype=np.uint64)

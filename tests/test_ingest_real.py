@@ -157,3 +157,33 @@ def test_tcga_450k_matrix(shared_data: Path, tmp_path):
         np.testing.assert_array_equal(meth[:, 0:100:20], (values >= 0.5).astype(np.int8))
         np.testing.assert_array_equal(cov, 5)
         assert (meth < 2).sum() == n_regions * 5
+
+
+def test_bsseq_chr22_as_wgbstools_lbeta(bsseq, tmp_path):
+    """Real counts as a wgbstools .lbeta (uint16) with a CpG index built from the real CpG positions."""
+    from genomelab.ingest.cpg_index import build_cpg_index
+
+    df = bsseq
+    bed, spans = _regions(df, tmp_path, n=200)
+    regions = read_regions(bed, genome_build("hg18"))
+    p, m, t = df["pos"].to_numpy(), df["M_r1"].to_numpy(), df["Cov_r1"].to_numpy()
+    with gzip.open(tmp_path / "CpG.bed.gz", "wt") as fh:
+        fh.writelines(f"chr22\t{pi}\t{i}\n" for i, pi in enumerate(p, start=1))
+    np.stack([m, t], axis=1).astype(np.uint16).tofile(tmp_path / "imr90.lbeta")
+    index = build_cpg_index(tmp_path / "CpG.bed.gz", regions, chunk_lines=10_000)
+    convert_sample(
+        tmp_path / "imr90.lbeta",
+        "",
+        "imr90",
+        regions,
+        IngestConfig(slots="cpg", call="threshold"),
+        tmp_path / "o.npz",
+        index=index,
+    )
+    with np.load(tmp_path / "o.npz") as z:
+        meth, cov = z["methylation"], z["coverage"]
+    for r, (s, e) in enumerate(spans):
+        sel = (p - 1 >= s) & (p - 1 < e)  # CpGs of the region in position order = slots 0, 1, ...
+        k = int(sel.sum())
+        np.testing.assert_array_equal(meth[r, :k], (m[sel] / t[sel] >= 0.5).astype(np.int8))
+        assert (meth[r, k:] == 2).all() and cov[r] == t[sel].sum()

@@ -128,12 +128,15 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path):
         assert torch.equal(v, weights(resumed.model)[k]), k
 
 
-def test_finished_run_is_not_retrained(tmp_path):
+def test_rerun_of_a_finished_run_trains_again_to_the_same_weights(tmp_path):
     first = make_trainer(tmp_path)
     first.fit(easy_data(), easy_data(seed=1))
-    again = make_trainer(tmp_path, model_kwargs={"fail_after": 0})
-    result = again.fit(easy_data(), easy_data(seed=1))  # would raise if it trained a batch
+    again = make_trainer(tmp_path, model_kwargs={"fail_after": 10**9})
+    result = again.fit(easy_data(), easy_data(seed=1))
     assert result.epochs_run == 6
+    assert again.model.calls == 6 * 8  # trained every batch again, not resumed
+    for k, v in weights(first.model).items():
+        assert torch.equal(v, weights(again.model)[k]), k
 
 
 def test_early_stopping_fires_and_says_why(tmp_path):

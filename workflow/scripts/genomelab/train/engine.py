@@ -401,6 +401,12 @@ class Trainer:
                 f"{path} belongs to a different run (fingerprint {ckpt.get('fingerprint')} != "
                 f"{self.fingerprint}); remove {self.state_dir} to start afresh"
             )
+        if ckpt["finished"]:
+            # A finished run is only rerun on purpose (snakemake -R, a changed script): train
+            # again from scratch. Same seed and config, so the result is the same.
+            logger.info("%s holds a finished run; this rerun trains again from scratch", path)
+            self.history = []
+            return 0, 0, {}, False
         self.model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

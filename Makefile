@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
-	$(BIN)/pytest -n $(CORES) --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(CORES) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/snakemake --lint

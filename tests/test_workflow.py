@@ -83,12 +83,14 @@ def test_every_module_is_enabled_in_the_test_config():
 
 
 def test_invalid_config_stops_before_any_job(workdir):
-    res = snakemake(workdir, "-n", "--cores", "1", "--config", "seed=-3")
+    before = sorted(workdir.rglob("*"))
+    res = snakemake(workdir, "--cores", "1", "--config", "seed=-3")
     assert res.returncode != 0
     assert "seed" in res.stderr + res.stdout and "minimum" in res.stderr + res.stdout
-    res = snakemake(workdir, "-n", "--cores", "1", "--config", "no_such_key=1")
+    res = snakemake(workdir, "--cores", "1", "--config", "no_such_key=1")
     assert res.returncode != 0 and "no_such_key" in res.stderr + res.stdout
-    assert not (workdir / "results").exists()
+    after = [p for p in sorted(workdir.rglob("*")) if ".snakemake" not in p.parts]
+    assert after == [p for p in before if ".snakemake" not in p.parts], "a job ran despite the invalid config"
 
 
 def test_env_files_are_pinned():
@@ -108,19 +110,123 @@ def test_every_rule_names_a_conda_env_and_a_log():
         assert text.count("    log:") >= n_rules, f"{smk.name}: a rule lacks log:"
 
 
-@pytest.mark.slow
-def test_end_to_end_on_the_test_config(workdir):
-    res = snakemake(workdir, "--cores", "2", "--configfile", "config/test.yaml", timeout=1200)
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a Snakemake (dry) run into {rule: count}."""
+    counts: dict[str, int] = {}
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("Job stats"))
+    except StopIteration:
+        return counts
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if not parts or parts[0] == "total":
+            break
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def finished_run(workdir) -> Path:
+    """The test configuration run to completion once (shared by the tests below)."""
+    res = snakemake(workdir, "--cores", "2", "--configfile", "config/test.yaml", timeout=1500)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    return workdir
+
+
+def train_rules(workdir: Path) -> list[str]:
+    res = snakemake(workdir, "--list-rules")
+    return sorted(r for r in res.stdout.split() if r.endswith("_train"))
+
+
+@pytest.mark.slow
+def test_end_to_end_on_the_test_config(finished_run):
+    workdir = finished_run
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
     summary = (workdir / "results" / "report" / "summary.md").read_text()
     for module in MODULES:
         if config.get(module, {}).get("enabled"):
             data = json.loads((workdir / "results" / module / "summary.json").read_text())
             assert data["module"] == module
+            assert data["comparisons"], f"{module} reports no model-vs-baseline comparison"
             assert f'id="{module}"' in summary
     versions = json.loads((workdir / "results" / "report" / "software_versions.json").read_text())
-    assert versions["packages"]["torch"]
+    assert versions["packages"]["torch"] and versions["config_sha256"]
     # Nothing left to do: the run is complete and consistent.
     again = snakemake(workdir, "-n", "--cores", "2", "--configfile", "config/test.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout
+
+
+@pytest.mark.slow
+def test_snapshot_of_deterministic_outputs(finished_run):
+    from genomelab.report.snapshot import compare, snapshot
+
+    expected_file = ROOT / "tests" / "data" / "snapshot_test_config.json"
+    actual = snapshot(finished_run / "results")
+    problems = compare(json.loads(expected_file.read_text()), actual)
+    assert not problems, (
+        "outputs of config/test.yaml changed:\n  "
+        + "\n  ".join(problems[:40])
+        + "\nIf the change is intended, regenerate the snapshot: snakemake --cores 2 --configfile "
+        "config/test.yaml && genomelab snapshot results --out tests/data/snapshot_test_config.json"
+    )
+
+
+@pytest.mark.slow
+def test_forcing_a_rule_reruns_only_it_and_its_dependents(finished_run):
+    res = snakemake(
+        finished_run, "-n", "--cores", "2", "--configfile", "config/test.yaml", "-R", "tissue_features"
+    )
+    jobs = job_counts(res.stdout)
+    assert jobs.get("tissue_features") == 1, res.stdout
+    assert "tissue_simulate" not in jobs
+    assert "report_summary" in jobs
+    assert not any(r.startswith(("deconv_", "regulon_", "assoc_", "binning_")) for r in jobs), jobs
+
+
+@pytest.mark.slow
+def test_changing_a_training_parameter_reruns_training_not_features(finished_run):
+    rules = train_rules(finished_run)
+    assert "tissue_train" in rules
+    config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
+    lr = config["tissue"].get("train", {}).get("lr", 0.001) * 0.5
+    override = finished_run / "override.yaml"
+    override.write_text(yaml.safe_dump({"tissue": {"train": {"lr": lr}}}))
+    res = snakemake(finished_run, "-n", "--cores", "2", "--configfile", "config/test.yaml", str(override))
+    jobs = job_counts(res.stdout)
+    assert jobs.get("tissue_train", 0) >= 1, res.stdout
+    assert "tissue_features" not in jobs and "tissue_simulate" not in jobs, jobs
+
+
+@pytest.mark.slow
+def test_snakemake_report_renders_in_a_browser(finished_run):
+    res = snakemake(finished_run, "--configfile", "config/test.yaml", "--report", "report.html")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    html = (finished_run / "report.html").read_text()
+    assert "genomelab" in html
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    dom = run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={finished_run / 'chromium-profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            (finished_run / "report.html").as_uri(),
+        ],
+        finished_run,
+        timeout=120,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = dom.stdout
+    for word in ("Summary", "Reproducibility", "genomelab trains genomics deep-learning models"):
+        assert word in text, f"{word!r} not rendered in the report"

@@ -468,3 +468,22 @@ def test_tissue_link_checks_n_positions():
     check_tissue_input({"n_positions": 150}, {"sheet": "other.tsv", "n_positions": 100}, out)
     with pytest.raises(ValueError, match=r"tissue.input.n_positions \(100\) differs from ingest.n_positions"):
         check_tissue_input({"n_positions": 150}, {"sheet": out, "n_positions": 100}, out)
+
+
+def test_cx_report_keeps_cg_and_merges_strands(tmp_path):
+    text = (
+        "chr1\t11\t+\t3\t1\tCG\tCGA\n"
+        "chr1\t12\t-\t1\t3\tCG\tCGT\n"
+        "chr1\t14\t+\t5\t0\tCHH\tCAT\n"
+        "chr1\t21\t+\t0\t0\tCG\tCGA\n"
+    )
+    path = write(tmp_path / "s.CX_report.txt", text)
+    regions = read_regions(bed(tmp_path, [("chr1", 0, 150, "r")]), HG38)
+    convert_sample(path, "", "s", regions, IngestConfig(call="threshold"), tmp_path / "m.npz")
+    merged = load(tmp_path / "m.npz")
+    assert merged["coverage"][0] == 8  # CHH and zero-coverage lines dropped
+    assert merged["methylation"][0, 10] == 1 and (merged["methylation"] != 2).sum() == 1  # 4/8 >= 0.5
+    cfg = IngestConfig(call="threshold", merge_strands=False)
+    convert_sample(path, "", "s", regions, cfg, tmp_path / "u.npz")
+    unmerged = load(tmp_path / "u.npz")["methylation"][0]
+    assert unmerged[10] == 1 and unmerged[11] == 0

@@ -18,6 +18,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 MODULES = ("tissue", "deconv", "regulon", "assoc", "binning")
 ENABLED = [m for m in MODULES if config[m]["enabled"]]
+# Steps with a summary in the run report: the enabled modules, plus ingest when enabled.
+REPORTED = ENABLED + (["ingest"] if config["ingest"]["enabled"] else [])
 # Final targets per module, filled in by each module's rule file.
 FINAL_TARGETS: dict[str, list[str]] = {}
 
@@ -51,8 +53,8 @@ def train_resources(module: str) -> dict:
 
 
 def get_final_targets() -> list[str]:
-    targets = [f"{RESULTS}/report/summary.md"] if ENABLED else []
-    for module in ENABLED:
+    targets = [f"{RESULTS}/report/summary.md"] if REPORTED else []
+    for module in REPORTED:
         targets.extend(FINAL_TARGETS.get(module, []))
     return targets
 

@@ -3,7 +3,7 @@
 
 rule report_summary:
     input:
-        summaries=lambda wc: [f"{RESULTS}/{m}/summary.json" for m in ENABLED],
+        summaries=lambda wc: [f"{RESULTS}/{m}/summary.json" for m in REPORTED],
         versions=f"{RESULTS}/report/software_versions.json",
     output:
         md=f"{RESULTS}/report/summary.md",

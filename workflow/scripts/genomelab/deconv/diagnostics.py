@@ -151,7 +151,7 @@ def check_pure_recovery(
 def check_network(
     ms_train: MixtureSet,
     ms_val: MixtureSet,
-    fill: np.ndarray,
+    reference: np.ndarray,
     model_cfg: dict,
     presence_target: float,
     seed: int,
@@ -167,7 +167,8 @@ def check_network(
         model_cfg, len(ms_train.regions), len(ms_train.tissues), True, presence_target
     )
     torch.manual_seed(seed)
-    model = DeconvNet(cfg, fill)
+    fill = reference.mean(1)
+    model = DeconvNet(cfg, fill, reference)
     x_val = torch.tensor(ms_val.beta)
     y_val = torch.tensor(ms_val.proportions)
     model.eval()
@@ -179,7 +180,7 @@ def check_network(
 
     def train_tiny() -> dict[str, float]:
         torch.manual_seed(seed)
-        tiny = DeconvNet(DeconvNetConfig(**{**cfg.__dict__, "dropout": 0.0}), fill)
+        tiny = DeconvNet(DeconvNetConfig(**{**cfg.__dict__, "dropout": 0.0}), fill, reference)
         x, y = torch.tensor(ms_train.beta[:n_tiny]), torch.tensor(ms_train.proportions[:n_tiny])
         opt = torch.optim.Adam(tiny.parameters(), lr=3e-3)
         for _ in range(steps):
@@ -214,7 +215,5 @@ def run_checks(
     last = list(phases)[-2] if len(phases) > 1 else list(phases)[0]
     sets = phases[last]
     assert set(sets) == set(SPLITS)
-    results += check_network(
-        sets["train"], sets["val"], ref.profiles.mean(1), model_cfg, presence_target, seed
-    )
+    results += check_network(sets["train"], sets["val"], ref.profiles, model_cfg, presence_target, seed)
     return results

@@ -279,7 +279,16 @@ def read_table(path: str | os.PathLike, what: str = "table") -> tuple[np.ndarray
         )
     ids = df.index.astype(str).to_numpy()
     if len(set(ids.tolist())) != len(ids):
-        raise ValueError(f"{what} {path}: duplicate region IDs")
+        # Published atlases repeat rows (the Moss atlas lists 1,270 CpGs twice, identically):
+        # identical repeats are dropped, conflicting ones are an error.
+        dup = df.index.duplicated(keep="first")
+        grouped = df.groupby(level=0, sort=False)
+        spread = (grouped.max() - grouped.min()).fillna(0).abs().max(axis=1)
+        conflict = spread.index[spread.to_numpy() > 1e-9].tolist()
+        if conflict:
+            raise ValueError(f"{what} {path}: region IDs repeated with different values, e.g. {conflict[:5]}")
+        logger.warning("%s %s: dropped %d identical repeated rows", what, path, int(dup.sum()))
+        values, ids = values[~dup], ids[~dup]
     return values, ids, df.columns.astype(str).to_numpy()
 
 

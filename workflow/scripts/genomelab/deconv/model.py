@@ -40,6 +40,7 @@ class DeconvNetConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 128])
     dropout: float = 0.1
     two_stage: bool = True
+    nnls_prior: bool = True
     presence_threshold: float = 0.5
     presence_target: float = 0.01
     mse_weight: float = 1.0
@@ -98,10 +99,22 @@ class DeconvNet(nn.Module):
     """MLP trunk, proportion head and (two-stage) presence head; see the module docstring.
 
     ``fill`` [M] replaces missing inputs (the mean reference profile) and is subtracted from
-    every input, so a missing region contributes exactly nothing.
+    every input, so a missing region contributes exactly nothing. With ``nnls_prior`` the
+    network also sees the NNLS solution against ``reference`` [M, T] (computed in the
+    forward pass, on the model's device) and its proportion head predicts a correction of
+    the NNLS log-proportions; that head starts at zero, so the untrained network *is* NNLS
+    and training can only have to improve on it (an MLP that must rediscover least squares
+    from a few thousand mixtures loses accuracy to NNLS; see docs/deconv.md).
     """
 
-    def __init__(self, cfg: DeconvNetConfig, fill: np.ndarray | torch.Tensor | None = None) -> None:
+    PRIOR_FLOOR = 1e-4
+
+    def __init__(
+        self,
+        cfg: DeconvNetConfig,
+        fill: np.ndarray | torch.Tensor | None = None,
+        reference: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         fill_t = (
@@ -110,20 +123,43 @@ class DeconvNet(nn.Module):
         if fill_t.shape != (cfg.n_regions,):
             raise ValueError(f"fill must have shape [{cfg.n_regions}], not {tuple(fill_t.shape)}")
         self.register_buffer("fill", fill_t.clone())
+        if cfg.nnls_prior:
+            ref_t = (
+                torch.zeros(cfg.n_regions, cfg.n_tissues)
+                if reference is None
+                else torch.as_tensor(np.asarray(reference), dtype=torch.float32)
+            )
+            if ref_t.shape != (cfg.n_regions, cfg.n_tissues):
+                raise ValueError(
+                    f"reference must have shape [{cfg.n_regions}, {cfg.n_tissues}], not {tuple(ref_t.shape)}"
+                )
+            self.register_buffer("reference", ref_t.clone())
         layers: list[nn.Module] = []
-        width = cfg.n_regions
+        width = cfg.n_regions + (cfg.n_tissues if cfg.nnls_prior else 0)
         for h in cfg.hidden:
             layers += [nn.Linear(width, int(h)), nn.LayerNorm(int(h)), nn.GELU(), nn.Dropout(cfg.dropout)]
             width = int(h)
         self.trunk = nn.Sequential(*layers)
         self.proportion_head = nn.Linear(width, cfg.n_tissues)
+        if cfg.nnls_prior:
+            nn.init.zeros_(self.proportion_head.weight)
+            nn.init.zeros_(self.proportion_head.bias)
         self.presence_head = nn.Linear(width, cfg.n_tissues) if cfg.two_stage else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x [B, M] -> ``proportions`` [B, T] (softmax) and ``presence_logits`` [B, T]."""
-        x = torch.where(torch.isnan(x), self.fill, x) - self.fill
-        z = self.trunk(x)
-        out = {"proportions": torch.softmax(self.proportion_head(z), dim=-1)}
+        xf = torch.where(torch.isnan(x), self.fill, x) - self.fill
+        if self.cfg.nnls_prior:
+            from genomelab.deconv.nnls import nnls_torch
+
+            raw = nnls_torch(self.reference, x)
+            prior = (raw / raw.sum(-1, keepdim=True).clamp_min(1e-12)).to(xf.dtype)
+            z = self.trunk(torch.cat([xf, prior], dim=-1))
+            logits = torch.log(prior + self.PRIOR_FLOOR) + self.proportion_head(z)
+        else:
+            z = self.trunk(xf)
+            logits = self.proportion_head(z)
+        out = {"proportions": torch.softmax(logits, dim=-1)}
         if self.presence_head is not None:
             out["presence_logits"] = self.presence_head(z)
         return out

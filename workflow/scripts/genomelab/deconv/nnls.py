@@ -106,11 +106,12 @@ def nnls_bpp(
     n, k = h.shape
     Gb = np.broadcast_to(G, (n, k, k)) if G.ndim == 2 else G
     max_iter = max_iter or 5 * k
-    if G.ndim == 2:
-        x0 = np.linalg.solve(G, h.T).T
-    else:
-        x0 = np.linalg.solve(G, h[..., None])[..., 0]
-    F = x0 > 0
+    try:
+        x0 = np.linalg.solve(G, h.T).T if G.ndim == 2 else np.linalg.solve(G, h[..., None])[..., 0]
+        F = x0 > 0
+    except np.linalg.LinAlgError:
+        # Singular on some sample's valid regions: start from the empty passive set.
+        F = np.zeros((n, k), bool)
     x = np.zeros((n, k))
     converged = np.zeros(n, bool)
     budget = np.full(n, 3)
@@ -178,6 +179,11 @@ def nnls_batched(A: np.ndarray, B: np.ndarray, chunk: int = 4096) -> np.ndarray:
         )
     if not np.isfinite(A).all():
         raise ValueError("NNLS: the reference contains NaN or inf")
+    if np.linalg.matrix_rank(A) < A.shape[1]:
+        raise ValueError(
+            f"NNLS: the reference's {A.shape[1]} tissue columns are linearly dependent "
+            "(duplicate or collinear profiles); drop one with reference.exclude"
+        )
     r, k = A.shape
     G = A.T @ A
     out = np.zeros((B.shape[0], k))
@@ -234,3 +240,64 @@ def deconvolve_nnls(A: np.ndarray, B: np.ndarray, unknown_component: bool = Fals
     err = np.where(valid, pred - np.where(valid, B, 0.0), 0.0)
     residual = np.sqrt((err**2).sum(1) / n_valid)
     return NNLSResult(raw, props, unknown, residual, n_valid)
+
+
+def nnls_torch(A, X, max_iter: int | None = None):
+    """Batched NNLS in torch (block principal pivoting), for use inside a network.
+
+    A: [M, K] reference; X: [B, M] samples (NaN = missing). Returns x [B, K] (float64, no
+    gradient). Runs on A's device, so a GPU model keeps its NNLS on the GPU. Samples that
+    do not converge within ``max_iter`` exchanges (rare) keep their clamped last iterate.
+    """
+    import torch
+
+    with torch.no_grad():
+        A = A.to(torch.float64)
+        X = X.to(device=A.device, dtype=torch.float64)
+        valid = torch.isfinite(X)
+        Xz = torch.where(valid, X, torch.zeros((), dtype=X.dtype, device=X.device))
+        h = Xz @ A
+        b, k = h.shape
+        if bool(valid.all()):
+            G = (A.T @ A).expand(b, k, k)
+        else:
+            G = torch.einsum("rk,br,rl->bkl", A, valid.to(A.dtype), A)
+        eye = torch.eye(k, dtype=torch.bool, device=A.device)
+        tol = (
+            10
+            * torch.finfo(torch.float64).eps
+            * max(A.shape)
+            * max(1.0, float(h.abs().max()) if h.numel() else 1.0)
+        )
+
+        def solve(F):
+            both = F[:, :, None] & F[:, None, :]
+            Gm = torch.where(both, G, eye.to(G.dtype).expand_as(G))
+            s = torch.linalg.solve(Gm, torch.where(F, h, torch.zeros_like(h)))
+            return torch.where(F, s, torch.zeros_like(s))
+
+        F = torch.linalg.solve(G + 1e-12 * eye, h) > 0
+        x = torch.zeros_like(h)
+        done = torch.zeros(b, dtype=torch.bool, device=A.device)
+        budget = torch.full((b,), 3, device=A.device)
+        best = torch.full((b,), k + 1, device=A.device)
+        idx = torch.arange(k, device=A.device)
+        for _ in range(max_iter or 5 * k):
+            s = solve(F)
+            y = (G @ s[..., None])[..., 0] - h
+            infeas = (F & (s < 0)) | (~F & (y < -tol))
+            n_inf = infeas.sum(1)
+            newly = (n_inf == 0) & ~done
+            x = torch.where(newly[:, None], s, x)
+            done |= newly
+            if bool(done.all()):
+                break
+            better = n_inf < best
+            full = better | (budget > 0)
+            best = torch.where(better, n_inf, best)
+            budget = torch.where(better, torch.full_like(budget, 3), torch.where(full, budget - 1, budget))
+            last = k - 1 - torch.argmax(infeas.flip(1).to(torch.int8), dim=1)
+            flip = torch.where(full[:, None], infeas, idx[None] == last[:, None])
+            F = torch.where(done[:, None], F, F ^ flip)
+        x = torch.where(done[:, None], x, s)
+        return x.clamp_min(0)

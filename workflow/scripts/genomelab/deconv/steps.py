@@ -247,7 +247,7 @@ def train_model(
     )
     tc = TrainConfig.from_dict({**train_cfg, "seed": seed})
     torch.manual_seed(seed)
-    model = DeconvNet(cfg, ref.profiles.mean(1))
+    model = DeconvNet(cfg, ref.profiles.mean(1), ref.profiles)
     if init_from:
         prev, regions, tissues, _ = load_model(init_from)
         if list(regions) != list(ref.regions) or list(tissues) != list(ref.tissues):

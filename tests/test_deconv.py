@@ -1,0 +1,318 @@
+"""deconv: readers, simulator, reference, mixtures, NNLS, metrics, model, diagnostics, inference."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from scipy.optimize import nnls as scipy_nnls
+
+from genomelab.deconv import io as dio
+from genomelab.deconv.metrics import deconv_metrics, detection_table
+from genomelab.deconv.mixtures import PhaseConfig, draw_proportions, make_mixtures, mix, read_mixtures, write_mixtures
+from genomelab.deconv.nnls import deconvolve_nnls, nnls_batched, nnls_gram
+from genomelab.deconv.reference import ReferenceConfig, build_reference, select_markers
+from genomelab.deconv.simulate import SimulationConfig, simulate_demo
+from genomelab.splits import group_split
+
+TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A small simulated data set: sheet, sources split by individual, reference, mixtures."""
+    d = tmp_path_factory.mktemp("deconv_demo")
+    cfg = SimulationConfig(tissues=TISSUES, blood=TISSUES[:2], samples_per_tissue=4, n_regions=200,
+                           hypo_markers=12, hyper_markers=4, blood_markers=10, n_new_samples=4, seed=3)
+    simulate_demo(cfg, d / "samples", d / "sheet.tsv", d / "new.csv", d / "truth.csv", d / "profiles.csv")
+    src = dio.sources_from_sheet(d / "sheet.tsv")
+    src.splits = group_split(src.groups, (0.5, 0.25, 0.25), seed=0, stratify=src.tissues)
+    ref, record = build_reference(src.subset(src.splits == "train"),
+                                  ReferenceConfig(hypo_per_tissue=12, hyper_per_tissue=4, pairwise_per_tissue=4))
+    return {"dir": d, "cfg": cfg, "src": src, "ref": ref, "record": record}
+
+
+# ---------------------------------------------------------------- NNLS
+def _scipy_loop(A, B):
+    out = []
+    for b in B:
+        v = np.isfinite(b)
+        out.append(scipy_nnls(A[v], b[v])[0])
+    return np.asarray(out)
+
+
+def test_nnls_matches_scipy_with_missing_values(rng):
+    A = rng.uniform(0, 1, (120, 9))
+    P = rng.dirichlet(np.full(9, 0.4), 300)
+    B = P @ A.T + rng.normal(0, 0.08, (300, 120))
+    B[rng.random(B.shape) < 0.05] = np.nan
+    B[0] = 0.0  # all-zero sample: the answer is 0
+    B[1] = A[:, 3]  # exactly one column
+    x = nnls_batched(A, B, chunk=64)
+    np.testing.assert_allclose(x, _scipy_loop(A, B), atol=1e-6)
+    assert (x >= 0).all()
+    np.testing.assert_allclose(x[1], np.eye(9)[3], atol=1e-9)
+
+
+def test_lawson_hanson_fallback_matches_scipy(rng):
+    A = rng.uniform(0, 1, (60, 7))
+    B = rng.uniform(0, 1, (50, 60))
+    G, h = A.T @ A, B @ A
+    np.testing.assert_allclose(nnls_gram(G, h, tol=1e-10), _scipy_loop(A, B), atol=1e-6)
+
+
+def test_nnls_rejects_bad_shapes_and_collinear_reference(rng):
+    A = rng.uniform(0, 1, (30, 3))
+    with pytest.raises(ValueError, match="must be \\[n, 30\\]"):
+        nnls_batched(A, rng.uniform(0, 1, (4, 29)))
+    dup = np.concatenate([A, A[:, :1]], axis=1)
+    with pytest.raises(ValueError, match="linearly dependent"):
+        nnls_batched(dup, (dup @ np.full(4, 0.25))[None])
+
+
+def test_unknown_component_reports_missing_tissue():
+    # Three orthogonal-ish marker blocks; the mixture holds 30% of a tissue the reference lacks.
+    A = np.zeros((30, 3))
+    for t in range(3):
+        A[t * 10:(t + 1) * 10, t] = 1.0
+    b = 0.7 * A[:, 0]
+    res = deconvolve_nnls(A[:, :2], b[None], unknown_component=False)
+    np.testing.assert_allclose(res.proportions, [[1.0, 0.0]], atol=1e-9)
+    b = 0.7 * A[:, 0] + 0.3 * A[:, 2]
+    res = deconvolve_nnls(A[:, :2], b[None], unknown_component=True)
+    np.testing.assert_allclose(res.unknown, [0.3], atol=1e-9)
+    np.testing.assert_allclose(res.proportions, [[0.7, 0.0]], atol=1e-9)
+
+
+@pytest.mark.shared_data
+def test_nnls_on_moss_atlas_examples(shared_data):
+    base = shared_data / "methylation_atlas" / "meth_atlas_moss2018"
+    A, regions, tissues = dio.read_table(base / "reference_atlas.csv.gz", "atlas")
+    B, b_regions, names = dio.read_table(base / "examples.csv.gz", "examples")
+    aligned, report = dio.join_regions(regions, b_regions, B.T, names, 0.9, "examples")
+    assert report.n_matched == len(regions)
+    res = deconvolve_nnls(A, aligned)
+    col = {t: i for i, t in enumerate(tissues)}
+    # The examples are exact linear combinations named after their composition.
+    assert res.proportions[0, col["Monocytes_EPIC"]] == pytest.approx(0.9, abs=1e-3)
+    assert res.proportions[0, col["Breast"]] == pytest.approx(0.1, abs=1e-3)
+    assert res.proportions[1, col["Adipocytes"]] == pytest.approx(0.6, abs=1e-3)
+    assert res.proportions[2, col["Erythrocyte_progenitors"]] == pytest.approx(0.5, abs=1e-3)
+    rng = np.random.default_rng(1)
+    noisy = rng.dirichlet(np.full(len(tissues), 0.3), 100) @ A.T + rng.normal(0, 0.05, (100, len(regions)))
+    np.testing.assert_allclose(nnls_batched(A, noisy), _scipy_loop(A, noisy), atol=1e-6)
+
+
+# ---------------------------------------------------------------- inputs
+def test_sample_sheet_errors_name_the_input(tmp_path):
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("sample\tfile\n a\tb.npz\n")
+    with pytest.raises(ValueError, match=r"s\.tsv lacks column\(s\) \['tissue'\]"):
+        dio.read_sample_sheet(sheet)
+    sheet.write_text("sample\tfile\ttissue\nA\tmissing.npz\tLiver\n")
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        dio.read_sample_sheet(sheet)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, methylation=np.full((3, 5), 3, np.int8), region_ids=np.array(["a", "b", "c"]))
+    with pytest.raises(ValueError, match="bad.npz.*outside"):
+        dio.npz_counts(bad)
+
+
+def test_npz_counts_and_region_reordering(tmp_path):
+    meth = np.array([[1, 1, 0, 2], [2, 2, 2, 2], [0, 0, 1, 1]], np.int8)
+    np.savez(tmp_path / "a.npz", methylation=meth, region_ids=np.array(["r1", "r2", "r3"]))
+    np.savez(tmp_path / "b.npz", methylation=meth[::-1], region_ids=np.array(["r3", "r2", "r1"]))
+    np.savez(tmp_path / "c.npz", methylation=meth, region_ids=np.array(["r1", "r2", "zz"]))
+    n_meth, n_valid, ids = dio.npz_counts(tmp_path / "a.npz")
+    assert n_meth.tolist() == [2, 0, 2] and n_valid.tolist() == [3, 0, 4]
+    (tmp_path / "s.tsv").write_text("sample\tfile\ttissue\nA\ta.npz\tLiver\nB\tb.npz\tLung\n")
+    src = dio.sources_from_sheet(tmp_path / "s.tsv")
+    np.testing.assert_array_equal(src.meth[0], src.meth[1])
+    assert np.isnan(src.beta[0, 1]) and src.beta[0, 0] == pytest.approx(2 / 3)
+    (tmp_path / "s2.tsv").write_text("sample\tfile\ttissue\nA\ta.npz\tLiver\nC\tc.npz\tLung\n")
+    with pytest.raises(ValueError, match="c.npz: region IDs differ.*zz"):
+        dio.sources_from_sheet(tmp_path / "s2.tsv")
+
+
+def test_region_means_hdf5_reader(tmp_path):
+    path = tmp_path / "features.h5"
+    with h5py.File(path, "w") as h5:
+        h5["means"] = np.array([[0.5, np.nan], [0.2, 0.9]], np.float32)
+        h5["coverage"] = np.array([[10, 0], [5, 20]], np.uint16)
+        for name, values in (("samples", ["s1", "s2"]), ("regions", ["r1", "r2"]), ("tissue", ["A", "B"])):
+            h5.create_dataset(name, data=np.array(values, dtype=object), dtype=dio.STR)
+    src = dio.sources_from_features(path)
+    np.testing.assert_allclose(src.beta, [[0.5, np.nan], [0.2, 0.9]])
+    assert src.tissues.tolist() == ["A", "B"] and src.groups.tolist() == ["s1", "s2"]
+    with h5py.File(path, "a") as h5:
+        del h5["tissue"]
+    with pytest.raises(ValueError, match="features.h5: HDF5 lacks dataset 'tissue'"):
+        dio.sources_from_features(path)
+
+
+def test_table_reader_and_join_errors(tmp_path):
+    path = tmp_path / "samples.csv"
+    path.write_text("CpGs,s1,s2\ncg1,0.1,0.2\ncg2,0.5,\ncg3,0.9,0.8\n")
+    values, regions, names = dio.read_table(path)
+    assert names.tolist() == ["s1", "s2"] and np.isnan(values[1, 1])
+    out, report = dio.join_regions(np.array(["cg3", "cg1", "cgX"]), regions, values.T, names, 0.5, "samples.csv")
+    np.testing.assert_allclose(out[0, :2], [0.9, 0.1])
+    assert report.n_matched == 2 and report.dropped == ["cg2"] and report.missing_per_sample == {"s1": 1, "s2": 1}
+    with pytest.raises(ValueError, match=r"only 0 of 2 reference regions.*\['chr1:1', 'chr1:2'\].*\['cg1'"):
+        dio.join_regions(np.array(["chr1:1", "chr1:2"]), regions, values.T, names, 0.5, "samples.csv")
+    path.write_text("CpGs,s1\ncg1,10\ncg2,90\n")
+    with pytest.raises(ValueError, match="divide percentages by 100"):
+        dio.read_table(path)
+
+
+# ---------------------------------------------------------------- simulator and reference
+def test_simulator_writes_reads_around_profiles(demo):
+    src, d = demo["src"], demo["dir"]
+    assert len(src.samples) == 6 * 4 and src.meth.shape == (24, 200)
+    profiles, _, tissues = dio.read_table(d / "profiles.csv")
+    liver = src.tissues == "Liver"
+    # Individuals scatter around their tissue profile; the tissue mean is close to it.
+    mean_beta = np.nanmean(src.beta[liver], axis=0)
+    assert np.corrcoef(mean_beta, profiles[:, list(tissues).index("Liver")])[0, 1] > 0.9
+    new, _, names = dio.read_table(d / "new.csv")
+    truth, t_tissues, _ = dio.read_table(d / "truth.csv")
+    assert new.shape == (200, 4) and len(names) == 4
+    np.testing.assert_allclose(truth.sum(0), 1.0, atol=1e-5)
+    assert truth[[list(t_tissues).index(t) for t in TISSUES[:2]]].sum(0).min() > 0.6
+
+
+def test_simulation_config_validation():
+    with pytest.raises(ValueError, match="samples_per_tissue must be >= 3"):
+        SimulationConfig(samples_per_tissue=2)
+    with pytest.raises(ValueError, match="blood names tissues not in simulate.tissues"):
+        SimulationConfig(tissues=["A", "B"], blood=["C"])
+
+
+def test_reference_from_training_samples_only(demo):
+    ref, record, src = demo["ref"], demo["record"], demo["src"]
+    assert list(ref.tissues) == sorted(TISSUES)
+    assert record["parameters"]["hypo_per_tissue"] == 12 and record["n_markers"] == len(ref.regions)
+    assert record["markers"] == ref.regions.tolist()
+    # The reference equals the pooled betas of the training individuals.
+    train = src.subset(src.splits == "train")
+    col = {r: i for i, r in enumerate(src.regions.tolist())}
+    i = col[ref.regions[0]]
+    liver = train.tissues == "Liver"
+    expected = train.meth[liver, i].sum() / train.valid[liver, i].sum()
+    assert ref.profiles[0, list(ref.tissues).index("Liver")] == pytest.approx(expected)
+
+
+def test_marker_selection_finds_planted_markers():
+    prof = np.full((40, 3), 0.8)
+    prof[5, 1] = 0.1  # hypo marker of tissue 1
+    prof[17, 2] = 0.95
+    prof[17, :2] = 0.2  # hyper marker of tissue 2
+    prof[30, 0] = 0.05
+    prof[30, 1] = 0.6  # tissue 0: hypo everywhere else at least 0.55 higher
+    cfg = ReferenceConfig(hypo_per_tissue=1, hyper_per_tissue=1, pairwise_per_tissue=0, min_delta=0.3)
+    idx, per = select_markers(prof, cfg, ["a", "b", "c"])
+    assert idx.tolist() == [5, 17, 30]
+    assert per["b"]["hypo"] == 1 and per["c"]["hyper"] == 1 and per["a"]["hypo"] == 1
+
+
+def test_reference_include_exclude(demo):
+    src = demo["src"].subset(demo["src"].splits == "train")
+    ref, _ = build_reference(src, ReferenceConfig(exclude=["Colon"], hypo_per_tissue=5))
+    assert "Colon" not in ref.tissues and len(ref.tissues) == 5
+    ref, _ = build_reference(src, ReferenceConfig(include=["Liver", "Lung"], hypo_per_tissue=5))
+    assert list(ref.tissues) == ["Liver", "Lung"]
+    with pytest.raises(ValueError, match=r"tissue\(s\) \['Brain'\] not in the data"):
+        build_reference(src, ReferenceConfig(exclude=["Brain"]))
+
+
+# ---------------------------------------------------------------- mixtures
+def test_phase_proportion_laws(rng):
+    cfg = PhaseConfig(background=["A", "B"])
+    tissues = ["A", "B", "C", "D", "E", "F", "G"]
+    p1 = draw_proportions("phase1", cfg, 2000, tissues, rng)
+    p2 = draw_proportions("phase2", cfg, 2000, tissues, rng)
+    p3 = draw_proportions("phase3", cfg, 2000, tissues, rng)
+    for p in (p1, p2, p3):
+        np.testing.assert_allclose(p.sum(1), 1.0)
+        assert (p >= 0).all()
+    assert (p1 > 0).sum(1).max() == 2 and abs((p1 == 1).any(1).mean() - 0.3) < 0.05
+    assert set(np.unique((p2 > 0).sum(1))) == {3, 4, 5}
+    solid = p3[:, 2:]
+    assert solid[solid > 0].min() >= 0.005 * 0.99 and solid.max() <= 0.1 + 1e-12
+    assert p3[:, :2].sum(1).min() >= 0.5
+    with pytest.raises(ValueError, match=r"background must name reference tissues.*\['X'\]"):
+        draw_proportions("phase3", PhaseConfig(background=["X"]), 5, tissues, rng)
+
+
+def test_read_level_mixing_noise_and_beta_average(rng):
+    beta_src = np.array([[0.1] * 200, [0.9] * 200])
+    props = np.array([[0.25, 0.75]] * 400)
+    idx = np.array([[0, 1]] * 400)
+    avg = mix(beta_src, props, idx, 30, "beta", rng)
+    np.testing.assert_allclose(avg, 0.25 * 0.1 + 0.75 * 0.9, atol=1e-6)
+    reads = mix(beta_src, props, idx, 30, "reads", rng, max_cells=10_000)
+    assert reads.mean() == pytest.approx(0.7, abs=0.01)
+    # Binomial sampling at ~30 reads: variance p(1-p)/n (plus the Poisson depth spread).
+    assert reads.var() == pytest.approx(0.7 * 0.3 / 30, rel=0.2)
+    with_nan = beta_src.copy()
+    with_nan[1, :5] = np.nan
+    out = mix(with_nan, props, idx, 30, "reads", rng)
+    # Reads of a source without a call are lost: those regions see only tissue 0.
+    assert np.nanmean(out[:, :5]) == pytest.approx(0.1, abs=0.03)
+
+
+def test_mixtures_are_reproducible_and_use_disjoint_individuals(demo, tmp_path):
+    src, ref = demo["src"], demo["ref"]
+    cfg = PhaseConfig(n_train=50, n_val=20, n_test=20, background=TISSUES[:2])
+    a = make_mixtures(src, ref.regions, list(ref.tissues), "phase3", cfg, 30, "reads", seed=5)
+    b = make_mixtures(src, ref.regions, list(ref.tissues), "phase3", cfg, 30, "reads", seed=5)
+    c = make_mixtures(src, ref.regions, list(ref.tissues), "phase3", cfg, 30, "reads", seed=6)
+    np.testing.assert_array_equal(a["test"].beta, b["test"].beta)
+    assert not np.array_equal(a["test"].beta, c["test"].beta, equal_nan=True)
+    used = {s: set(a[s].source_groups[np.unique(a[s].sources[a[s].sources >= 0])]) for s in a}
+    assert not (used["train"] & used["val"]) and not (used["train"] & used["test"]) and not (used["val"] & used["test"])
+    write_mixtures(tmp_path / "m.h5", a, {"phase": "phase3"})
+    back = read_mixtures(tmp_path / "m.h5", "val")
+    np.testing.assert_array_equal(back.beta, a["val"].beta)
+    assert back.tissues.tolist() == list(ref.tissues)
+
+
+# ---------------------------------------------------------------- metrics
+def test_metrics_by_hand():
+    true = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    pred = np.array([[0.4, 0.5, 0.1], [0.995, 0.0, 0.005]])
+    m = deconv_metrics(true, pred, ["a", "b", "c"], call=0.01)
+    assert m["mae"] == pytest.approx((0.1 + 0 + 0.1 + 0.005 + 0 + 0.005) / 6)
+    assert m["rmse"] == pytest.approx(np.sqrt((0.01 + 0.01 + 2 * 0.005**2) / 6))
+    assert m["spurious_per_sample"] == pytest.approx(0.5)  # c in sample 0
+    assert m["presence_accuracy"] == pytest.approx(5 / 6)
+    assert m["presence_precision"] == pytest.approx(3 / 4) and m["presence_recall"] == 1.0
+    assert m["n_predicted_per_sample"] == pytest.approx(2.0)
+    assert m["per_tissue"]["c"]["spurious_rate"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="must be \\[n, 3\\]"):
+        deconv_metrics(true, pred[:, :2], ["a", "b", "c"])
+
+
+def test_detection_limit():
+    true = np.array([0.005] * 10 + [0.02] * 10 + [0.1] * 10)
+    pred = np.concatenate([np.zeros(10), np.r_[np.full(9, 0.02), 0.0], np.full(10, 0.1)])
+    rows, limit = detection_table(true, pred, call=0.01, bins=(0.0025, 0.01, 0.05, 1.0001))
+    assert [r["rate"] for r in rows] == [0.0, 0.9, 1.0]
+    assert limit == 0.01
+
+
+# ---------------------------------------------------------------- diagnostics
+def test_leakage_diagnostic_fires(demo):
+    from genomelab.deconv.diagnostics import check_leakage, check_pure_recovery
+
+    src, ref = demo["src"], demo["ref"]
+    cfg = PhaseConfig(n_train=20, n_val=10, n_test=10, background=TISSUES[:2])
+    sets = make_mixtures(src, ref.regions, list(ref.tissues), "phase2", cfg, 30, "reads", seed=0)
+    assert check_leakage("phase2", sets).status == "pass"
+    leaky = dict(sets)
+    leaky["test"] = sets["train"]
+    res = check_leakage("phase2", leaky)
+    assert res.status == "fail" and "shared between splits" in res.message
+    assert check_pure_recovery(ref, src).status == "pass"

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import json
-
 import h5py
 import numpy as np
 import pytest
-from scipy.optimize import nnls as scipy_nnls
-
 from genomelab.deconv import io as dio
 from genomelab.deconv.metrics import deconv_metrics, detection_table
-from genomelab.deconv.mixtures import PhaseConfig, draw_proportions, make_mixtures, mix, read_mixtures, write_mixtures
+from genomelab.deconv.mixtures import (
+    PhaseConfig,
+    draw_proportions,
+    make_mixtures,
+    mix,
+    read_mixtures,
+    write_mixtures,
+)
 from genomelab.deconv.nnls import deconvolve_nnls, nnls_batched, nnls_gram
 from genomelab.deconv.reference import ReferenceConfig, build_reference, select_markers
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
 from genomelab.splits import group_split
+from scipy.optimize import nnls as scipy_nnls
 
 TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
 
@@ -24,13 +28,24 @@ TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
 def demo(tmp_path_factory):
     """A small simulated data set: sheet, sources split by individual, reference, mixtures."""
     d = tmp_path_factory.mktemp("deconv_demo")
-    cfg = SimulationConfig(tissues=TISSUES, blood=TISSUES[:2], samples_per_tissue=4, n_regions=200,
-                           hypo_markers=12, hyper_markers=4, blood_markers=10, n_new_samples=4, seed=3)
+    cfg = SimulationConfig(
+        tissues=TISSUES,
+        blood=TISSUES[:2],
+        samples_per_tissue=4,
+        n_regions=200,
+        hypo_markers=12,
+        hyper_markers=4,
+        blood_markers=10,
+        n_new_samples=4,
+        seed=3,
+    )
     simulate_demo(cfg, d / "samples", d / "sheet.tsv", d / "new.csv", d / "truth.csv", d / "profiles.csv")
     src = dio.sources_from_sheet(d / "sheet.tsv")
     src.splits = group_split(src.groups, (0.5, 0.25, 0.25), seed=0, stratify=src.tissues)
-    ref, record = build_reference(src.subset(src.splits == "train"),
-                                  ReferenceConfig(hypo_per_tissue=12, hyper_per_tissue=4, pairwise_per_tissue=4))
+    ref, record = build_reference(
+        src.subset(src.splits == "train"),
+        ReferenceConfig(hypo_per_tissue=12, hyper_per_tissue=4, pairwise_per_tissue=4),
+    )
     return {"dir": d, "cfg": cfg, "src": src, "ref": ref, "record": record}
 
 
@@ -76,7 +91,7 @@ def test_unknown_component_reports_missing_tissue():
     # Three orthogonal-ish marker blocks; the mixture holds 30% of a tissue the reference lacks.
     A = np.zeros((30, 3))
     for t in range(3):
-        A[t * 10:(t + 1) * 10, t] = 1.0
+        A[t * 10 : (t + 1) * 10, t] = 1.0
     b = 0.7 * A[:, 0]
     res = deconvolve_nnls(A[:, :2], b[None], unknown_component=False)
     np.testing.assert_allclose(res.proportions, [[1.0, 0.0]], atol=1e-9)
@@ -157,9 +172,15 @@ def test_table_reader_and_join_errors(tmp_path):
     path.write_text("CpGs,s1,s2\ncg1,0.1,0.2\ncg2,0.5,\ncg3,0.9,0.8\n")
     values, regions, names = dio.read_table(path)
     assert names.tolist() == ["s1", "s2"] and np.isnan(values[1, 1])
-    out, report = dio.join_regions(np.array(["cg3", "cg1", "cgX"]), regions, values.T, names, 0.5, "samples.csv")
+    out, report = dio.join_regions(
+        np.array(["cg3", "cg1", "cgX"]), regions, values.T, names, 0.5, "samples.csv"
+    )
     np.testing.assert_allclose(out[0, :2], [0.9, 0.1])
-    assert report.n_matched == 2 and report.dropped == ["cg2"] and report.missing_per_sample == {"s1": 1, "s2": 1}
+    assert (
+        report.n_matched == 2
+        and report.dropped == ["cg2"]
+        and report.missing_per_sample == {"s1": 1, "s2": 1}
+    )
     with pytest.raises(ValueError, match=r"only 0 of 2 reference regions.*\['chr1:1', 'chr1:2'\].*\['cg1'"):
         dio.join_regions(np.array(["chr1:1", "chr1:2"]), regions, values.T, names, 0.5, "samples.csv")
     path.write_text("CpGs,s1\ncg1,10\ncg2,90\n")
@@ -272,7 +293,11 @@ def test_mixtures_are_reproducible_and_use_disjoint_individuals(demo, tmp_path):
     np.testing.assert_array_equal(a["test"].beta, b["test"].beta)
     assert not np.array_equal(a["test"].beta, c["test"].beta, equal_nan=True)
     used = {s: set(a[s].source_groups[np.unique(a[s].sources[a[s].sources >= 0])]) for s in a}
-    assert not (used["train"] & used["val"]) and not (used["train"] & used["test"]) and not (used["val"] & used["test"])
+    assert (
+        not (used["train"] & used["val"])
+        and not (used["train"] & used["test"])
+        and not (used["val"] & used["test"])
+    )
     write_mixtures(tmp_path / "m.h5", a, {"phase": "phase3"})
     back = read_mixtures(tmp_path / "m.h5", "val")
     np.testing.assert_array_equal(back.beta, a["val"].beta)

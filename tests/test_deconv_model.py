@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from genomelab.deconv import io as dio
 from genomelab.deconv.metrics import deconv_metrics
 from genomelab.deconv.mixtures import PhaseConfig, make_mixtures, write_mixtures
@@ -18,24 +17,49 @@ from genomelab.deconv.simulate import SimulationConfig, simulate_demo
 from genomelab.splits import group_split
 
 TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
-TRAIN = {"max_epochs": 25, "batch_size": 64, "lr": 0.003, "monitor": "val/mae", "patience": 8,
-         "precision": "fp32", "device": "cpu"}
+TRAIN = {
+    "max_epochs": 25,
+    "batch_size": 64,
+    "lr": 0.003,
+    "monitor": "val/mae",
+    "patience": 8,
+    "precision": "fp32",
+    "device": "cpu",
+}
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Simulated individuals, a reference and phase-3 mixtures written like the workflow does."""
     d = tmp_path_factory.mktemp("deconv_model")
-    cfg = SimulationConfig(tissues=TISSUES, blood=TISSUES[:2], samples_per_tissue=4, n_regions=300,
-                           hypo_markers=25, hyper_markers=6, blood_markers=20, n_new_samples=5, seed=7)
+    cfg = SimulationConfig(
+        tissues=TISSUES,
+        blood=TISSUES[:2],
+        samples_per_tissue=4,
+        n_regions=300,
+        hypo_markers=25,
+        hyper_markers=6,
+        blood_markers=20,
+        n_new_samples=5,
+        seed=7,
+    )
     simulate_demo(cfg, d / "samples", d / "sheet.tsv", d / "new.csv", d / "truth.csv", d / "profiles.csv")
     src = dio.sources_from_sheet(d / "sheet.tsv")
     src.splits = group_split(src.groups, (0.5, 0.25, 0.25), seed=0, stratify=src.tissues)
-    ref, _ = build_reference(src.subset(src.splits == "train"),
-                             ReferenceConfig(hypo_per_tissue=25, hyper_per_tissue=6, pairwise_per_tissue=6))
+    ref, _ = build_reference(
+        src.subset(src.splits == "train"),
+        ReferenceConfig(hypo_per_tissue=25, hyper_per_tissue=6, pairwise_per_tissue=6),
+    )
     dio.write_table(d / "reference.tsv", ref.profiles, ref.regions, ref.tissues)
-    phase = PhaseConfig(n_train=1500, n_val=200, n_test=200, background=TISSUES[:2], max_solid=2,
-                        solid_min=0.02, solid_max=0.15)
+    phase = PhaseConfig(
+        n_train=1500,
+        n_val=200,
+        n_test=200,
+        background=TISSUES[:2],
+        max_solid=2,
+        solid_min=0.02,
+        solid_max=0.15,
+    )
     sets = make_mixtures(src, ref.regions, list(ref.tissues), "phase3", phase, 40, "reads", seed=1)
     write_mixtures(d / "phase3.h5", sets, {"phase": "phase3"})
     return {"dir": d, "ref": ref, "sets": sets}
@@ -63,8 +87,10 @@ def test_config_validation_names_the_option():
 
 def test_hard_mask_and_renormalisation():
     model = _net(_cfg(presence_threshold=0.5))
-    out = {"proportions": torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.4, 0.3, 0.2, 0.1]]),
-           "presence_logits": torch.tensor([[3.0, 1.0, -2.0, -3.0], [-5.0, -1.0, -4.0, -2.0]])}
+    out = {
+        "proportions": torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.4, 0.3, 0.2, 0.1]]),
+        "presence_logits": torch.tensor([[3.0, 1.0, -2.0, -3.0], [-5.0, -1.0, -4.0, -2.0]]),
+    }
     final = model.finalize(out)
     torch.testing.assert_close(final[0], torch.tensor([0.5 / 0.8, 0.3 / 0.8, 0.0, 0.0]))
     # Nothing above the threshold: the most likely tissue takes everything.
@@ -106,8 +132,13 @@ def test_loss_terms_and_missing_inputs():
 def test_save_load_roundtrip(tmp_path):
     torch.manual_seed(1)
     model = _net(_cfg(), fill=np.linspace(0.1, 0.9, 20))
-    save_model(tmp_path / "m.pt", model, np.array([f"r{i}" for i in range(20)]), np.array(list("abcd")),
-               {"variant": "sparse"})
+    save_model(
+        tmp_path / "m.pt",
+        model,
+        np.array([f"r{i}" for i in range(20)]),
+        np.array(list("abcd")),
+        {"variant": "sparse"},
+    )
     back, regions, tissues, ckpt = load_model(tmp_path / "m.pt")
     x = torch.rand(5, 20)
     model.eval()
@@ -136,8 +167,20 @@ def test_training_beats_nnls_on_spurious_calls(data, tmp_path):
     for variant in ("plain", "sparse"):
         out = tmp_path / variant
         results[variant] = train_model(
-            d / "phase3.h5", d / "reference.tsv", variant, {"hidden": [128]}, TRAIN, 0.01, out / "state",
-            out / "model.pt", out / "metrics.json", out / "pred.npz", out / "tb", device="cpu", seed=0)
+            d / "phase3.h5",
+            d / "reference.tsv",
+            variant,
+            {"hidden": [128]},
+            TRAIN,
+            0.01,
+            out / "state",
+            out / "model.pt",
+            out / "metrics.json",
+            out / "pred.npz",
+            out / "tb",
+            device="cpu",
+            seed=0,
+        )
     hist = json.loads((tmp_path / "sparse" / "metrics.json").read_text())["history"]
     for split in ("train", "val"):
         for name in ("mse_loss", "presence_loss", "sparsity_loss", "presence_accuracy", "total_loss"):
@@ -152,14 +195,38 @@ def test_training_beats_nnls_on_spurious_calls(data, tmp_path):
     assert sparse["mae"] <= nn["mae"] * 1.05
     assert sparse["presence_accuracy"] > 0.9
     # Resuming a finished run does not train again and gives the same answer.
-    again = train_model(d / "phase3.h5", d / "reference.tsv", "sparse", {"hidden": [128]}, TRAIN, 0.01,
-                        tmp_path / "sparse" / "state", tmp_path / "s2.pt", tmp_path / "s2.json", tmp_path / "s2.npz",
-                        None, device="cpu", seed=0)
+    again = train_model(
+        d / "phase3.h5",
+        d / "reference.tsv",
+        "sparse",
+        {"hidden": [128]},
+        TRAIN,
+        0.01,
+        tmp_path / "sparse" / "state",
+        tmp_path / "s2.pt",
+        tmp_path / "s2.json",
+        tmp_path / "s2.npz",
+        None,
+        device="cpu",
+        seed=0,
+    )
     assert again["mae"] == pytest.approx(sparse["mae"])
     with pytest.raises(Exception, match="different run"):
-        train_model(d / "phase3.h5", d / "reference.tsv", "sparse", {"hidden": [64]}, TRAIN, 0.01,
-                    tmp_path / "sparse" / "state", tmp_path / "s3.pt", tmp_path / "s3.json", tmp_path / "s3.npz",
-                    None, device="cpu", seed=0)
+        train_model(
+            d / "phase3.h5",
+            d / "reference.tsv",
+            "sparse",
+            {"hidden": [64]},
+            TRAIN,
+            0.01,
+            tmp_path / "sparse" / "state",
+            tmp_path / "s3.pt",
+            tmp_path / "s3.json",
+            tmp_path / "s3.npz",
+            None,
+            device="cpu",
+            seed=0,
+        )
 
 
 def test_curriculum_init_and_inference(data, tmp_path):
@@ -169,23 +236,71 @@ def test_curriculum_init_and_inference(data, tmp_path):
     torch.set_num_threads(1)
     short = {**TRAIN, "max_epochs": 2}
     first = tmp_path / "p2"
-    train_model(d / "phase3.h5", d / "reference.tsv", "sparse", {"hidden": [32]}, short, 0.01, first / "state",
-                first / "model.pt", first / "m.json", first / "p.npz", None, device="cpu", seed=0)
+    train_model(
+        d / "phase3.h5",
+        d / "reference.tsv",
+        "sparse",
+        {"hidden": [32]},
+        short,
+        0.01,
+        first / "state",
+        first / "model.pt",
+        first / "m.json",
+        first / "p.npz",
+        None,
+        device="cpu",
+        seed=0,
+    )
     second = tmp_path / "p3"
-    train_model(d / "phase3.h5", d / "reference.tsv", "sparse", {"hidden": [32]}, short, 0.01, second / "state",
-                second / "model.pt", second / "m.json", second / "p.npz", None, device="cpu", seed=0,
-                init_from=first / "model.pt")
+    train_model(
+        d / "phase3.h5",
+        d / "reference.tsv",
+        "sparse",
+        {"hidden": [32]},
+        short,
+        0.01,
+        second / "state",
+        second / "model.pt",
+        second / "m.json",
+        second / "p.npz",
+        None,
+        device="cpu",
+        seed=0,
+        init_from=first / "model.pt",
+    )
     assert "initialised" not in (second / "m.json").read_text()  # the log says it; the metrics do not
     with pytest.raises(ValueError, match="other regions or tissues"):
         bad = data["ref"]
         dio.write_table(tmp_path / "ref2.tsv", bad.profiles[:, :5], bad.regions, bad.tissues[:5])
-        train_model(d / "phase3.h5", tmp_path / "ref2.tsv", "sparse", {"hidden": [32]}, short, 0.01,
-                    tmp_path / "x" / "state", tmp_path / "x.pt", tmp_path / "x.json", tmp_path / "x.npz", None,
-                    device="cpu", seed=0, init_from=first / "model.pt")
-    files = {k: str(tmp_path / "inf" / f"{k}.{ext}") for k, ext in
-             (("nnls", "csv"), ("model", "csv"), ("residuals", "csv"), ("join", "json"), ("stacked", "png"))}
-    summary = infer(second / "model.pt", d / "reference.tsv", d / "new.csv", files, 0.01, 0.5, True, 0.02,
-                    d / "truth.csv")
+        train_model(
+            d / "phase3.h5",
+            tmp_path / "ref2.tsv",
+            "sparse",
+            {"hidden": [32]},
+            short,
+            0.01,
+            tmp_path / "x" / "state",
+            tmp_path / "x.pt",
+            tmp_path / "x.json",
+            tmp_path / "x.npz",
+            None,
+            device="cpu",
+            seed=0,
+            init_from=first / "model.pt",
+        )
+    files = {
+        k: str(tmp_path / "inf" / f"{k}.{ext}")
+        for k, ext in (
+            ("nnls", "csv"),
+            ("model", "csv"),
+            ("residuals", "csv"),
+            ("join", "json"),
+            ("stacked", "png"),
+        )
+    }
+    summary = infer(
+        second / "model.pt", d / "reference.tsv", d / "new.csv", files, 0.01, 0.5, True, 0.02, d / "truth.csv"
+    )
     assert summary["join"]["n_matched"] == len(data["ref"].regions)
     assert summary["join"]["n_dropped"] == 300 - len(data["ref"].regions)
     values, tissues, samples = dio.read_table(files["nnls"])

@@ -10,8 +10,9 @@ DC_PHASES = ["phase1", "phase2", "phase3"]
 DC_VARIANTS = ["plain", "sparse"]
 DC_REPS = [f"rep{i}" for i in range(DECONV["repeats"])]
 DC_SIMULATE = not (DECONV["input"]["sample_sheet"] or DECONV["input"]["features"])
-# Everything that changes the data or the networks names the training state folder, so a
-# changed setting starts a fresh run instead of resuming a stale last.pt.
+# Everything that changes the data or the networks (settings and the network's code) names
+# the training state folder, so a change starts a fresh run instead of resuming (or, for a
+# finished run, silently reusing) a stale last.pt.
 DC_FINGERPRINT = hashlib.sha256(
     config_json(
         {
@@ -19,6 +20,7 @@ DC_FINGERPRINT = hashlib.sha256(
             **{k: v for k, v in DECONV.items() if k not in ("infer", "plots", "repeats", "enabled")},
         }
     ).encode()
+    + b"".join((SCRIPTS / "genomelab" / "deconv" / f).read_bytes() for f in ("model.py", "nnls.py"))
 ).hexdigest()[:12]
 
 

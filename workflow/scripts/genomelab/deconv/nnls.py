@@ -22,10 +22,12 @@ logger = logging.getLogger(__name__)
 def _solve_passive(G: np.ndarray, h: np.ndarray, P: np.ndarray) -> np.ndarray:
     """Least squares on the passive set: s_P = G_PP^-1 h_P, s elsewhere 0. Shapes [n, K]."""
     k = G.shape[-1]
-    both = P[:, :, None] & P[:, None, :]
-    eye = np.eye(k, dtype=bool)[None]
-    Gm = np.where(both, G, np.where(eye, 1.0, 0.0))
-    rhs = np.where(P, h, 0.0)
+    # Rows and columns outside P become identity rows, so one batched solve gives G_PP^-1 h_P.
+    f = P.astype(G.dtype)
+    Gm = G * (f[:, :, None] * f[:, None, :])
+    idx = np.arange(k)
+    Gm[:, idx, idx] += 1.0 - f
+    rhs = h * f
     try:
         s = np.linalg.solve(Gm, rhs[..., None])[..., 0]
     except np.linalg.LinAlgError as exc:
@@ -179,13 +181,15 @@ def nnls_batched(A: np.ndarray, B: np.ndarray, chunk: int = 4096) -> np.ndarray:
         )
     if not np.isfinite(A).all():
         raise ValueError("NNLS: the reference contains NaN or inf")
-    if np.linalg.matrix_rank(A) < A.shape[1]:
+    G = A.T @ A
+    # Rank from the small Gram matrix: an SVD of the full [R, K] reference costs more than
+    # the whole batched solve.
+    if np.linalg.matrix_rank(G, hermitian=True) < A.shape[1]:
         raise ValueError(
             f"NNLS: the reference's {A.shape[1]} tissue columns are linearly dependent "
             "(duplicate or collinear profiles); drop one with reference.exclude"
         )
     r, k = A.shape
-    G = A.T @ A
     out = np.zeros((B.shape[0], k))
     for start in range(0, B.shape[0], chunk):
         b = B[start : start + chunk]

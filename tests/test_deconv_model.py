@@ -323,3 +323,43 @@ def test_nnls_scores_well_on_noise_free_mixtures(data):
     res = deconvolve_nnls(ref.profiles, exact)
     m = deconv_metrics(true, res.proportions, ref.tissues)
     assert m["mae"] < 1e-6 and m["spurious_per_sample"] == 0
+
+
+def test_same_seed_reproduces_training(data, tmp_path):
+    from genomelab.deconv.steps import load_predictions, train_model
+
+    d = data["dir"]
+    torch.set_num_threads(1)
+    short = {**TRAIN, "max_epochs": 2}
+    preds = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        train_model(
+            d / "phase3.h5",
+            d / "reference.tsv",
+            "sparse",
+            {"hidden": [32]},
+            short,
+            0.01,
+            out / "state",
+            out / "model.pt",
+            out / "m.json",
+            out / "p.npz",
+            None,
+            device="cpu",
+            seed=3,
+        )
+        preds.append(load_predictions(out / "p.npz"))
+    np.testing.assert_array_equal(preds[0], preds[1])
+
+
+def test_user_samples_from_sheet_and_stacked_other(data, tmp_path):
+    from genomelab.deconv.plots import group_other
+    from genomelab.deconv.steps import read_user_samples
+
+    betas, regions, names = read_user_samples(data["dir"] / "sheet.tsv")
+    assert betas.shape == (len(TISSUES) * 4, 300) and len(regions) == 300 and names[0].endswith("_00")
+    props = np.array([[0.9, 0.05, 0.01, 0.04], [0.8, 0.15, 0.005, 0.045]])
+    merged, names = group_other(props, ["a", "b", "c", "d"], 0.02)
+    assert names == ["a", "b", "d", "other"]
+    np.testing.assert_allclose(merged[:, -1], [0.01, 0.005])

@@ -24,53 +24,26 @@ DC_FINGERPRINT = hashlib.sha256(
 ).hexdigest()[:12]
 
 
-def get_deconv_sources_input():
-    if DECONV["input"]["features"]:
-        return {"features": DECONV["input"]["features"]}
-    if DECONV["input"]["sample_sheet"]:
-        return {"sheet": DECONV["input"]["sample_sheet"]}
-    return {"sheet": f"{DC_OUT}/demo/sample_sheet.tsv"}
-
-
-def get_deconv_reference_input():
-    inputs = {"sources": f"{DC_OUT}/sources.h5"}
-    if DECONV["reference"]["atlas"]:
-        inputs["atlas"] = DECONV["reference"]["atlas"]
-    return inputs
-
-
-def get_deconv_init(wc):
-    """Curriculum: a phase starts from the previous phase's model of the same variant and seed."""
-    if not DECONV["curriculum"] or wc.phase == "phase1":
-        return {}
-    prev = DC_PHASES[DC_PHASES.index(wc.phase) - 1]
-    return {"init": f"{DC_OUT}/{prev}/{wc.variant}/{wc.rep}/model.pt"}
-
-
-def get_deconv_infer_input():
-    inputs = {
-        "model": f"{DC_OUT}/{DECONV['infer']['phase']}/{DECONV['infer']['variant']}/rep0/model.pt",
-        "reference": f"{DC_OUT}/reference/reference.tsv",
-    }
-    if DECONV["infer"]["samples"]:
-        inputs["samples"] = DECONV["infer"]["samples"]
-        if DECONV["infer"]["truth"]:
-            inputs["truth"] = DECONV["infer"]["truth"]
-    elif DC_SIMULATE:
-        inputs["samples"] = f"{DC_OUT}/demo/new_samples.csv"
-        inputs["truth"] = f"{DC_OUT}/demo/new_samples_truth.csv"
-    return inputs
-
-
-DC_INFER = bool(DECONV["infer"]["samples"]) or DC_SIMULATE
-
-
-def dc_runs(kind):
-    return lambda wc: [f"{DC_OUT}/{wc.phase}/{v}/{r}/{kind}" for v in DC_VARIANTS for r in DC_REPS]
-
-
-def dc_variant_runs(variant, kind):
-    return lambda wc: [f"{DC_OUT}/{wc.phase}/{variant}/{r}/{kind}" for r in DC_REPS]
+DC_SOURCES_INPUT = (
+    {"features": DECONV["input"]["features"]}
+    if DECONV["input"]["features"]
+    else {"sheet": DECONV["input"]["sample_sheet"] or f"{DC_OUT}/demo/sample_sheet.tsv"}
+)
+DC_REFERENCE_INPUT = {"sources": f"{DC_OUT}/sources.h5"} | (
+    {"atlas": DECONV["reference"]["atlas"]} if DECONV["reference"]["atlas"] else {}
+)
+# Samples to deconvolve: the user's, or the demo's new samples (with their truth).
+DC_INFER_SAMPLES = (
+    {"samples": DECONV["infer"]["samples"]}
+    | ({"truth": DECONV["infer"]["truth"]} if DECONV["infer"]["truth"] else {})
+    if DECONV["infer"]["samples"]
+    else (
+        {"samples": f"{DC_OUT}/demo/new_samples.csv", "truth": f"{DC_OUT}/demo/new_samples_truth.csv"}
+        if DC_SIMULATE
+        else {}
+    )
+)
+DC_INFER = bool(DC_INFER_SAMPLES)
 
 
 rule deconv_simulate:
@@ -99,7 +72,7 @@ rule deconv_simulate:
 rule deconv_sources:
     """Per-sample methylated/valid counts of the pure samples, split by individual."""
     input:
-        **get_deconv_sources_input(),
+        **DC_SOURCES_INPUT,
     output:
         h5=f"{DC_OUT}/sources.h5",
         json=f"{DC_OUT}/sources.json",
@@ -123,7 +96,7 @@ rule deconv_sources:
 rule deconv_reference:
     """Reference profiles from pure training samples (or the user's atlas) and marker selection."""
     input:
-        **get_deconv_reference_input(),
+        **DC_REFERENCE_INPUT,
     output:
         reference=f"{DC_OUT}/reference/reference.tsv",
         markers=f"{DC_OUT}/reference/markers.json",
@@ -218,7 +191,14 @@ rule deconv_nnls:
 rule deconv_train:
     """Plain or two-stage sparse network on one phase (shared engine, after the gate)."""
     input:
-        unpack(get_deconv_init),
+        # Curriculum: a phase starts from the previous phase's model (same variant and seed).
+        unpack(
+            lambda wc: (
+                {"init": f"{DC_OUT}/phase{int(wc.phase[-1]) - 1}/{wc.variant}/{wc.rep}/model.pt"}
+                if DECONV["curriculum"] and wc.phase != "phase1"
+                else {}
+            )
+        ),
         mixtures=f"{DC_OUT}/mixtures/{{phase}}.h5",
         reference=rules.deconv_reference.output.reference,
         gate=gate_input("deconv"),
@@ -257,10 +237,10 @@ rule deconv_compare:
         mixtures=f"{DC_OUT}/mixtures/{{phase}}.h5",
         nnls_metrics=rules.deconv_nnls.output.metrics,
         nnls_predictions=rules.deconv_nnls.output.predictions,
-        plain_metrics=dc_variant_runs("plain", "metrics.json"),
-        plain_predictions=dc_variant_runs("plain", "predictions.npz"),
-        sparse_metrics=dc_variant_runs("sparse", "metrics.json"),
-        sparse_predictions=dc_variant_runs("sparse", "predictions.npz"),
+        plain_metrics=lambda wc: [f"{DC_OUT}/{wc.phase}/plain/{r}/metrics.json" for r in DC_REPS],
+        plain_predictions=lambda wc: [f"{DC_OUT}/{wc.phase}/plain/{r}/predictions.npz" for r in DC_REPS],
+        sparse_metrics=lambda wc: [f"{DC_OUT}/{wc.phase}/sparse/{r}/metrics.json" for r in DC_REPS],
+        sparse_predictions=lambda wc: [f"{DC_OUT}/{wc.phase}/sparse/{r}/predictions.npz" for r in DC_REPS],
     output:
         json=f"{DC_OUT}/{{phase}}/comparison.json",
         tsv=report(f"{DC_OUT}/{{phase}}/comparison.tsv", category="deconv", subcategory="{phase}"),
@@ -284,7 +264,9 @@ rule deconv_compare:
 rule deconv_infer:
     """Deconvolve new samples with the chosen network and NNLS side by side."""
     input:
-        **get_deconv_infer_input(),
+        **DC_INFER_SAMPLES,
+        model=f"{DC_OUT}/{DECONV['infer']['phase']}/{DECONV['infer']['variant']}/rep0/model.pt",
+        reference=f"{DC_OUT}/reference/reference.tsv",
     output:
         nnls=f"{DC_OUT}/infer/nnls_proportions.csv",
         model=f"{DC_OUT}/infer/model_proportions.csv",

@@ -230,3 +230,73 @@ def test_snakemake_report_renders_in_a_browser(finished_run):
     text = dom.stdout
     for word in ("Summary", "Reproducibility", "genomelab trains genomics deep-learning models"):
         assert word in text, f"{word!r} not rendered in the report"
+
+
+def _latest_state_file(root: Path, since: float) -> Path | None:
+    files = [p for p in root.rglob("last.pt") if p.stat().st_mtime > since] if root.exists() else []
+    return max(files, key=lambda p: p.stat().st_mtime) if files else None
+
+
+@pytest.mark.slow
+def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
+    """SIGTERM a running training job (SLURM preemption); the profile's retry resumes it."""
+    import signal
+    import time
+
+    override = finished_run / "long_training.yaml"
+    override.write_text(
+        yaml.safe_dump({"tissue": {"models": ["mlp"], "train": {"max_epochs": 150, "patience": 1000}}})
+    )
+    target = "results/tissue/train/mlp/metrics.json"
+    args = [
+        tool("snakemake"),
+        "--cores",
+        "1",
+        "--configfile",
+        "config/test.yaml",
+        str(override),
+        "--retries",
+        "1",
+        target,
+    ]
+    start = time.time()
+    proc = subprocess.Popen(
+        args,
+        cwd=finished_run,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    state_root = finished_run / "results" / ".state" / "tissue"
+    signalled = False
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and not signalled:
+        if _latest_state_file(state_root, start) is not None:
+            found = subprocess.run(["pgrep", "-f", "tissue_train"], capture_output=True, text=True)
+            for pid in found.stdout.split():
+                if int(pid) != proc.pid:
+                    os.kill(int(pid), signal.SIGTERM)
+                    signalled = True
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=600)
+    assert signalled, "training finished before it could be interrupted:\n" + out[-3000:]
+    assert proc.returncode == 0, out[-5000:]
+    log = (finished_run / "logs" / "tissue" / "train_mlp.log").read_text()
+    assert "stopped by signal 15" in log and "resumed from" in log, log[-3000:]
+    interrupted = json.loads((finished_run / target).read_text())
+    # The same training uninterrupted: a forced rerun of a finished run trains from scratch.
+    res = snakemake(
+        finished_run,
+        "--cores",
+        "1",
+        "--configfile",
+        "config/test.yaml",
+        str(override),
+        "-R",
+        "tissue_train",
+        target,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    clean = json.loads((finished_run / target).read_text())
+    assert [h["val/loss"] for h in interrupted["history"]] == [h["val/loss"] for h in clean["history"]]

@@ -1,1 +1,272 @@
-# Module binning: not built yet (see its issue); enabling it has no effect.
+# Module binning: k-mer profiles -> diagnostics -> gate -> beta-VAE and TNF baseline ->
+# medoid clustering -> bins -> AMBER-style evaluation -> summary (docs/binning.md).
+from genomelab.binning.paths import resolve_paths
+
+BIN = config["binning"]
+BIN_DIR = f"{RESULTS}/binning"
+BIN_LOGS = f"{LOGS}/binning"
+BIN_BENCH = f"{RESULTS}/benchmarks/binning"
+BIN_PATHS = resolve_paths(BIN, BIN_DIR)
+BIN_SHRED = BIN_PATHS.shred
+BIN_CONTIGS = BIN_PATHS.contigs
+BIN_TRUTH = BIN_PATHS.truth
+
+
+if BIN_SHRED:
+
+    rule binning_shred:
+        input:
+            genomes=BIN_PATHS.genomes,
+        output:
+            **({"depth": f"{BIN_DIR}/data/depth.tsv"} if BIN["shred"]["depth_samples"] > 0 else {}),
+            contigs=f"{BIN_DIR}/data/contigs.fna.gz",
+            truth=f"{BIN_DIR}/data/truth.tsv",
+        log:
+            f"{BIN_LOGS}/shred.log",
+        conda:
+            ENV_CPU
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        params:
+            shred=config_json(BIN["shred"]),
+            seed=config["seed"],
+        script:
+            "../scripts/binning_shred.py"
+
+
+rule binning_features:
+    input:
+        contigs=BIN_CONTIGS,
+    output:
+        h5=f"{BIN_DIR}/features/profiles.h5",
+    log:
+        f"{BIN_LOGS}/features.log",
+    benchmark:
+        f"{BIN_BENCH}/binning_features.tsv"
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        features=config_json(BIN["features"]),
+    script:
+        "../scripts/binning_features.py"
+
+
+rule binning_diagnostics:
+    input:
+        unpack(lambda wc: BIN_PATHS.optional_inputs(truth=True)),
+        h5=rules.binning_features.output.h5,
+    output:
+        f"{BIN_DIR}/diagnostics/profiles.json",
+    log:
+        f"{BIN_LOGS}/diagnostics.log",
+    conda:
+        ENV_TORCH
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        min_contigs=BIN["min_contigs"],
+        model=config_json(BIN["model"]),
+        seed=config["seed"],
+    script:
+        "../scripts/binning_diagnostics.py"
+
+
+DIAGNOSTICS["binning"].append(f"{BIN_DIR}/diagnostics/profiles.json")
+
+
+rule binning_baseline:
+    input:
+        unpack(lambda wc: BIN_PATHS.optional_inputs()),
+        h5=rules.binning_features.output.h5,
+    output:
+        clusters=f"{BIN_DIR}/baseline/clusters.tsv",
+        embedding=f"{BIN_DIR}/baseline/embedding.h5",
+    log:
+        f"{BIN_LOGS}/baseline.log",
+    benchmark:
+        f"{BIN_BENCH}/binning_baseline.tsv"
+    conda:
+        ENV_TORCH
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        baseline=config_json(BIN["baseline"]),
+        cluster=config_json(BIN["cluster"]),
+        seed=config["seed"],
+    script:
+        "../scripts/binning_baseline.py"
+
+
+rule binning_train:
+    input:
+        unpack(lambda wc: BIN_PATHS.optional_inputs()),
+        h5=rules.binning_features.output.h5,
+        gate=gate_input("binning"),
+    output:
+        model=f"{BIN_DIR}/model/vae.pt",
+        metrics=f"{BIN_DIR}/model/metrics.json",
+        tensorboard=directory(f"{BIN_DIR}/model/tensorboard"),
+    log:
+        f"{BIN_LOGS}/train.log",
+    benchmark:
+        f"{BIN_BENCH}/binning_train.tsv"
+    conda:
+        ENV_TORCH
+    threads: 2
+    resources:
+        **train_resources("binning"),
+    params:
+        model=config_json(BIN["model"]),
+        train=config_json(BIN["train"]),
+        split=config_json(BIN["split"]),
+        preload=BIN["preload"],
+        seed=config["seed"],
+        device=config["device"],
+        state_dir=state_dir("binning", "vae"),
+    script:
+        "../scripts/binning_train.py"
+
+
+rule binning_encode:
+    input:
+        unpack(lambda wc: BIN_PATHS.optional_inputs()),
+        h5=rules.binning_features.output.h5,
+        model=rules.binning_train.output.model,
+    output:
+        clusters=f"{BIN_DIR}/model/clusters.tsv",
+        latent=f"{BIN_DIR}/model/latent.h5",
+    log:
+        f"{BIN_LOGS}/encode.log",
+    benchmark:
+        f"{BIN_BENCH}/binning_encode.tsv"
+    conda:
+        ENV_TORCH
+    threads: 2
+    resources:
+        gpu=config["resources"]["gpus_per_training_job"],
+        mem_mb=config["resources"]["training_mem_mb"],
+        runtime=240,
+    params:
+        cluster=config_json(BIN["cluster"]),
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../scripts/binning_encode.py"
+
+
+rule binning_bins:
+    input:
+        contigs=BIN_CONTIGS,
+        h5=rules.binning_features.output.h5,
+        clusters=rules.binning_encode.output.clusters,
+    output:
+        fasta_dir=directory(f"{BIN_DIR}/bins/fasta"),
+        contig_bins=f"{BIN_DIR}/bins/contig_bins.tsv",
+        bin_summary=report(
+            f"{BIN_DIR}/bins/bin_summary.tsv",
+            caption="../../docs/binning.md",
+            category="binning",
+            labels={"table": "bins"},
+        ),
+    log:
+        f"{BIN_LOGS}/bins.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        min_bin_bp=BIN["bins"]["min_bin_bp"],
+    script:
+        "../scripts/binning_bins.py"
+
+
+if BIN_TRUTH:
+
+    rule binning_evaluate:
+        input:
+            h5=rules.binning_features.output.h5,
+            truth=BIN_TRUTH,
+            model_clusters=rules.binning_encode.output.clusters,
+            baseline_clusters=rules.binning_baseline.output.clusters,
+            model_latent=rules.binning_encode.output.latent,
+            baseline_embedding=rules.binning_baseline.output.embedding,
+        output:
+            json=f"{BIN_DIR}/evaluation/evaluation.json",
+            per_bin=f"{BIN_DIR}/evaluation/per_bin.tsv",
+            plot_model=report(
+                f"{BIN_DIR}/evaluation/latent_vae.png",
+                caption="../../docs/binning.md",
+                category="binning",
+                labels={"plot": "VAE latent"},
+            ),
+            plot_baseline=report(
+                f"{BIN_DIR}/evaluation/latent_tnf.png",
+                caption="../../docs/binning.md",
+                category="binning",
+                labels={"plot": "TNF PCA"},
+            ),
+        log:
+            f"{BIN_LOGS}/evaluate.log",
+        conda:
+            ENV_CPU
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            min_bin_bp=BIN["bins"]["min_bin_bp"],
+        script:
+            "../scripts/binning_evaluate.py"
+
+
+rule binning_summary:
+    input:
+        unpack(
+            lambda wc: (
+                {
+                    "evaluation": rules.binning_evaluate.output.json,
+                    "plot_model": rules.binning_evaluate.output.plot_model,
+                    "plot_baseline": rules.binning_evaluate.output.plot_baseline,
+                }
+                if BIN_TRUTH
+                else {}
+            )
+        ),
+        metrics=rules.binning_train.output.metrics,
+        bin_summary=rules.binning_bins.output.bin_summary,
+        fasta_dir=rules.binning_bins.output.fasta_dir,
+        diagnostics=DIAGNOSTICS["binning"],
+    output:
+        json=f"{BIN_DIR}/summary.json",
+        md=f"{BIN_DIR}/summary.md",
+    log:
+        f"{BIN_LOGS}/summary.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        min_bin_bp=BIN["bins"]["min_bin_bp"],
+    script:
+        "../scripts/binning_summary.py"
+
+
+if BIN["enabled"]:
+    FINAL_TARGETS["binning"] = [
+        f"{BIN_DIR}/summary.json",
+        f"{BIN_DIR}/bins/contig_bins.tsv",
+    ]

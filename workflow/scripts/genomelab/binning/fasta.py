@@ -68,11 +68,14 @@ def read_fasta(path: str | os.PathLike, allow_empty: bool = False) -> Iterator[t
                 chunks = []
             else:
                 if name is None:
-                    raise ValueError(f"{path}: line {line_no} has sequence before the first '>' header "
-                                     "(is this a FASTA file?)")
+                    raise ValueError(
+                        f"{path}: line {line_no} has sequence before the first '>' header "
+                        "(is this a FASTA file?)"
+                    )
                 # Internal spaces or tabs occur in hand-edited files; they are not bases.
-                chunks.append(line.replace(b" ", b"").replace(b"\t", b"") if b" " in line or b"\t" in line
-                              else line)
+                chunks.append(
+                    line.replace(b" ", b"").replace(b"\t", b"") if b" " in line or b"\t" in line else line
+                )
         if name is not None:
             yield finish()
     if not seen:
@@ -83,4 +86,4 @@ def write_fasta_record(fh: BinaryIO, name: str, seq: bytes, width: int = 80) -> 
     """Write one record with lines of ``width`` bases."""
     fh.write(b">" + name.encode() + b"\n")
     for start in range(0, len(seq), width):
-        fh.write(seq[start:start + width] + b"\n")
+        fh.write(seq[start : start + width] + b"\n")

@@ -122,13 +122,13 @@ def count_block(seqs: Sequence[bytes]) -> tuple[dict[int, np.ndarray], np.ndarra
     n_win = size - MAX_K + 1
     code6 = bits[:n_win] << 10
     for j in range(1, MAX_K):
-        code6 |= bits[j:j + n_win] << (2 * (MAX_K - 1 - j))
+        code6 |= bits[j : j + n_win] << (2 * (MAX_K - 1 - j))
     # Row (contig index) of every position; separators belong to the contig before them.
     rows = np.repeat(np.arange(n, dtype=np.int64), lengths + 1)
     rows = np.concatenate([rows, np.full(n_win - len(rows), n - 1, dtype=np.int64)])
 
     def valid(k: int) -> np.ndarray:
-        return (invalid_cum[k:k + n_win] - invalid_cum[:n_win]) == 0
+        return (invalid_cum[k : k + n_win] - invalid_cum[:n_win]) == 0
 
     valid6 = valid(MAX_K)
     # bincount is fastest on int64 indices (int32 input is converted first).
@@ -178,7 +178,7 @@ def naive_canonical_counts(seq: bytes | str, k: int) -> dict[str, int]:
     comp = str.maketrans("ACGT", "TGCA")
     out: dict[str, int] = {}
     for i in range(len(text) - k + 1):
-        word = text[i:i + k]
+        word = text[i : i + k]
         if any(b not in "ACGT" for b in word):
             continue
         rc = word.translate(comp)[::-1]
@@ -210,8 +210,9 @@ class ProfileBlock:
     features: np.ndarray  # [n, N_FEATURES] float32
 
 
-def _blocks(records: Iterable[tuple[str, bytes]], block_contigs: int,
-            block_bases: int) -> Iterator[list[tuple[str, bytes]]]:
+def _blocks(
+    records: Iterable[tuple[str, bytes]], block_contigs: int, block_bases: int
+) -> Iterator[list[tuple[str, bytes]]]:
     block: list[tuple[str, bytes]] = []
     n_bases = 0
     for rec in records:
@@ -233,9 +234,13 @@ class ProfileStats:
     bp_kept: int = 0
 
 
-def iter_profiles(records: Iterable[tuple[str, bytes]], min_length: int = 0, block_contigs: int = 2048,
-                  block_bases: int = 16_000_000,
-                  stats: ProfileStats | None = None) -> Iterator[ProfileBlock]:
+def iter_profiles(
+    records: Iterable[tuple[str, bytes]],
+    min_length: int = 0,
+    block_contigs: int = 2048,
+    block_bases: int = 16_000_000,
+    stats: ProfileStats | None = None,
+) -> Iterator[ProfileBlock]:
     """Stream ``ProfileBlock``s for ``records``; contigs shorter than ``min_length`` (or
     without a single valid 6-mer) are skipped and counted in ``stats``."""
     if min_length < 0:
@@ -266,9 +271,14 @@ def iter_profiles(records: Iterable[tuple[str, bytes]], min_length: int = 0, blo
 FEATURES_DS, NAMES_DS, LENGTHS_DS = "features", "names", "lengths"
 
 
-def write_profiles_h5(fasta: str | os.PathLike, out_path: str | os.PathLike, min_length: int,
-                      block_contigs: int = 2048, block_bases: int = 16_000_000,
-                      chunk_rows: int = 1024) -> ProfileStats:
+def write_profiles_h5(
+    fasta: str | os.PathLike,
+    out_path: str | os.PathLike,
+    min_length: int,
+    block_contigs: int = 2048,
+    block_bases: int = 16_000_000,
+    chunk_rows: int = 1024,
+) -> ProfileStats:
     """Profile every contig of ``fasta`` into an HDF5 file, block by block.
 
     Datasets: ``names`` [n] str, ``lengths`` [n] int64, ``features`` [n, 2761] float32
@@ -281,12 +291,19 @@ def write_profiles_h5(fasta: str | os.PathLike, out_path: str | os.PathLike, min
 
     stats = ProfileStats()
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        feats = h5.create_dataset(FEATURES_DS, shape=(0, N_FEATURES), maxshape=(None, N_FEATURES),
-                                  dtype="float32", chunks=(chunk_rows, N_FEATURES))
-        names = h5.create_dataset(NAMES_DS, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(),
-                                  chunks=(max(chunk_rows, 1024),))
-        lengths = h5.create_dataset(LENGTHS_DS, shape=(0,), maxshape=(None,), dtype="int64",
-                                    chunks=(max(chunk_rows, 1024),))
+        feats = h5.create_dataset(
+            FEATURES_DS,
+            shape=(0, N_FEATURES),
+            maxshape=(None, N_FEATURES),
+            dtype="float32",
+            chunks=(chunk_rows, N_FEATURES),
+        )
+        names = h5.create_dataset(
+            NAMES_DS, shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(max(chunk_rows, 1024),)
+        )
+        lengths = h5.create_dataset(
+            LENGTHS_DS, shape=(0,), maxshape=(None,), dtype="int64", chunks=(max(chunk_rows, 1024),)
+        )
         n = 0
         for block in iter_profiles(read_fasta(fasta), min_length, block_contigs, block_bases, stats):
             m = len(block.names)
@@ -294,24 +311,34 @@ def write_profiles_h5(fasta: str | os.PathLike, out_path: str | os.PathLike, min
                 continue
             for ds in (feats, names, lengths):
                 ds.resize(n + m, axis=0)
-            feats[n:n + m] = block.features
-            names[n:n + m] = block.names
-            lengths[n:n + m] = block.lengths
+            feats[n : n + m] = block.features
+            names[n : n + m] = block.names
+            lengths[n : n + m] = block.lengths
             n += m
         if n == 0:
-            raise ValueError(f"{fasta}: no contig of at least {min_length} bp with a valid 6-mer "
-                             f"({stats.n_records} records, {stats.n_short} shorter than min_length)")
+            raise ValueError(
+                f"{fasta}: no contig of at least {min_length} bp with a valid 6-mer "
+                f"({stats.n_records} records, {stats.n_short} shorter than min_length)"
+            )
         h5.attrs["ks"] = list(KS)
         h5.attrs["group_names"] = list(GROUP_SLICES)
         h5.attrs["group_starts"] = [s.start for s in GROUP_SLICES.values()]
         h5.attrs["group_stops"] = [s.stop for s in GROUP_SLICES.values()]
         h5.attrs["min_length"] = min_length
         h5.attrs["source"] = str(fasta)
-        h5.create_dataset("feature_names", data=np.array(feature_names(), dtype=object),
-                          dtype=h5py.string_dtype())
-    logger.info("profiled %d of %d contigs (%d bp) from %s: %d shorter than %d bp, %d without a valid 6-mer",
-                stats.n_kept, stats.n_records, stats.bp_kept, fasta, stats.n_short, min_length,
-                stats.n_no_kmers)
+        h5.create_dataset(
+            "feature_names", data=np.array(feature_names(), dtype=object), dtype=h5py.string_dtype()
+        )
+    logger.info(
+        "profiled %d of %d contigs (%d bp) from %s: %d shorter than %d bp, %d without a valid 6-mer",
+        stats.n_kept,
+        stats.n_records,
+        stats.bp_kept,
+        fasta,
+        stats.n_short,
+        min_length,
+        stats.n_no_kmers,
+    )
     return stats
 
 
@@ -322,8 +349,9 @@ class Profiles:
     features: np.ndarray  # [n, N_FEATURES] float32
 
 
-def read_profiles_h5(path: str | os.PathLike, rows: np.ndarray | None = None,
-                     chunk_rows: int = 65536) -> Profiles:
+def read_profiles_h5(
+    path: str | os.PathLike, rows: np.ndarray | None = None, chunk_rows: int = 65536
+) -> Profiles:
     """Read a profiles file (all rows, or the sorted ``rows``) chunk by chunk."""
     import h5py
 
@@ -342,8 +370,9 @@ def read_profiles_h5(path: str | os.PathLike, rows: np.ndarray | None = None,
         if rows is None:
             feats = np.empty((n, d), dtype=np.float32)
             for start in range(0, n, chunk_rows):
-                h5[FEATURES_DS].read_direct(feats, np.s_[start:start + chunk_rows],
-                                            np.s_[start:start + chunk_rows])
+                h5[FEATURES_DS].read_direct(
+                    feats, np.s_[start : start + chunk_rows], np.s_[start : start + chunk_rows]
+                )
         else:
             feats = h5[FEATURES_DS][np.asarray(rows)]
             names, lengths = names[rows], lengths[rows]

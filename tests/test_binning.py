@@ -1,0 +1,387 @@
+"""Tests of the binning module: parser, k-mer counts, shredding, model, clustering, bins."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from genomelab.binning import evaluate as ev
+from genomelab.binning import kmers
+from genomelab.binning.baselines import BaselineConfig, tnf_embedding
+from genomelab.binning.bins import bin_summary, n50, write_bin_fastas
+from genomelab.binning.cluster import ClusterConfig, choose_radius, medoid_cluster
+from genomelab.binning.data import load_inputs, split_indices
+from genomelab.binning.depth import check_names, depth_features, read_depth_table, read_truth
+from genomelab.binning.fasta import read_fasta
+from genomelab.binning.model import KmerVAE, VAEConfig
+from genomelab.binning.shred import ShredConfig, cut_points, genome_name, shred_genomes
+from sklearn.metrics import adjusted_rand_score
+
+DATA = Path(__file__).parent / "data" / "binning"
+
+
+def random_seq(rng: np.random.Generator, n: int, junk: float = 0.0, gc: float = 0.5) -> bytes:
+    p_gc, p_at = gc / 2, (1 - gc) / 2
+    letters = np.array(list(b"ACGT"), dtype=np.uint8)
+    seq = letters[rng.choice(4, size=n, p=[p_at, p_gc, p_gc, p_at])]
+    if junk:
+        mask = rng.random(n) < junk
+        seq[mask] = rng.choice(np.array(list(b"NRYKMSWn-"), dtype=np.uint8), size=int(mask.sum()))
+    lower = rng.random(n) < 0.3
+    seq[lower] = np.char.lower(seq[lower].view("S1")).view(np.uint8)
+    return seq.tobytes()
+
+
+def write_fasta(path: Path, records: list[tuple[str, bytes]], gz: bool = False) -> Path:
+    text = b"".join(
+        b">" + n.encode() + b" description\n" + s[:70] + b"\n" + s[70:] + b"\n" for n, s in records
+    )
+    if gz:
+        with gzip.open(path, "wb") as fh:
+            fh.write(text)
+    else:
+        path.write_bytes(text)
+    return path
+
+
+# ------------------------------------------------------------------- FASTA
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_fasta_plain_and_gzip(tmp_path, gz):
+    recs = [("a", b"ACGTNacgt" * 20), ("b", b"GGGCCC")]
+    path = write_fasta(tmp_path / "x.fa", recs, gz)
+    assert list(read_fasta(path)) == recs
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (b">a\nACGT\n>a\nACGT\n", "duplicate record name 'a'"),
+        (b">a\n>b\nACGT\n", "record 'a'"),
+        (b"ACGT\n>a\nACGT\n", "before the first"),
+        (b">\nACGT\n", "header without a name"),
+        (b"", "no FASTA records"),
+    ],
+)
+def test_read_fasta_rejects_bad_input_naming_the_file(tmp_path, text, problem):
+    path = tmp_path / "bad.fa"
+    path.write_bytes(text)
+    with pytest.raises(ValueError, match=problem) as info:
+        list(read_fasta(path))
+    assert str(path) in str(info.value)
+
+
+def test_read_fasta_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.fa"):
+        list(read_fasta(tmp_path / "nope.fa"))
+
+
+# ------------------------------------------------------------------ k-mers
+def test_layout_has_2761_columns():
+    assert kmers.N_CANONICAL == {6: 2080, 5: 512, 4: 136, 3: 32}
+    assert kmers.N_FEATURES == 2761
+    names = kmers.feature_names()
+    assert len(names) == 2761 and names[0] == "k6_AAAAAA" and names[-1] == "gc"
+
+
+def test_counts_equal_naive_counter_on_random_sequences():
+    rng = np.random.default_rng(1)
+    seqs = [random_seq(rng, int(rng.integers(0, 400)), junk=0.03) for _ in range(40)]
+    seqs += [b"", b"NNNNNNN", b"ACGTA", b"acgtac", b"AAAAAANAAAAAA"]
+    counts = kmers.canonical_counts_block(seqs)
+    for k in kmers.KS:
+        names = kmers.TABLES[k].names()
+        for i, seq in enumerate(seqs):
+            ref = kmers.naive_canonical_counts(seq, k)
+            expected = np.array([ref.get(n, 0) for n in names])
+            np.testing.assert_array_equal(counts[k][i], expected, err_msg=f"k={k}, contig {i}")
+
+
+def test_profiles_equal_naive_profiles_and_sum_to_one():
+    rng = np.random.default_rng(2)
+    seqs = [random_seq(rng, 500, junk=0.01, gc=g) for g in (0.3, 0.5, 0.7)]
+    feats, totals = kmers.profile_block(seqs)
+    for i, seq in enumerate(seqs):
+        np.testing.assert_allclose(feats[i], kmers.naive_profile(seq), rtol=0, atol=1e-6)
+    for g, sl in kmers.GROUP_SLICES.items():
+        if g != "gc":
+            np.testing.assert_allclose(feats[:, sl].sum(axis=1), 1.0, atol=1e-5)
+    assert feats[0, -1] < feats[1, -1] < feats[2, -1]
+
+
+def test_counts_equal_naive_counter_on_a_real_genome(shared_data):
+    path = shared_data / "binning_genomes" / "genomes" / "phage_Topaz_baboon_AMB_003_scaffold_97232.fna.gz"
+    _, seq = next(iter(read_fasta(path)))
+    pieces = [seq[i : i + 3000] for i in range(0, 12000, 3000)]
+    counts = kmers.canonical_counts_block(pieces)
+    for k in kmers.KS:
+        names = kmers.TABLES[k].names()
+        for i, piece in enumerate(pieces):
+            ref = kmers.naive_canonical_counts(piece, k)
+            np.testing.assert_array_equal(counts[k][i], [ref.get(n, 0) for n in names])
+
+
+def test_h5_streaming_matches_one_block_and_filters(tmp_path):
+    rng = np.random.default_rng(3)
+    recs = [(f"c{i}", random_seq(rng, int(rng.integers(50, 600)), junk=0.02)) for i in range(30)]
+    recs.append(("all_n", b"N" * 300))
+    fasta = write_fasta(tmp_path / "c.fa.gz", recs, gz=True)
+    stats = kmers.write_profiles_h5(
+        fasta, tmp_path / "p.h5", min_length=100, block_contigs=4, block_bases=900, chunk_rows=8
+    )
+    prof = kmers.read_profiles_h5(tmp_path / "p.h5")
+    kept = [(n, s) for n, s in recs if len(s) >= 100 and n != "all_n"]
+    assert list(prof.names) == [n for n, _ in kept]
+    assert stats.n_no_kmers == 1 and stats.n_short == len(recs) - len(kept) - 1
+    ref, _ = kmers.profile_block([s for _, s in kept])
+    np.testing.assert_array_equal(prof.features, ref)
+    np.testing.assert_array_equal(prof.lengths, [len(s) for _, s in kept])
+
+
+def test_h5_reader_rejects_foreign_files(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        h5["something"] = np.zeros(3)
+    with pytest.raises(ValueError, match="x.h5 has no dataset"):
+        kmers.read_profiles_h5(tmp_path / "x.h5")
+
+
+# ---------------------------------------------------------------- shredding
+def test_shred_truth_table_reassembles_the_genomes(tmp_path):
+    rng = np.random.default_rng(4)
+    genomes = {"gA": random_seq(rng, 30000), "gB": random_seq(rng, 22000, gc=0.65)}
+    paths = [write_fasta(tmp_path / f"{g}.fna.gz", [(f"{g}_rec", s)], gz=True) for g, s in genomes.items()]
+    cfg = ShredConfig(
+        median_length=3000, sigma=0.5, min_length=1000, max_length=8000, depth_samples=3, seed=1
+    )
+    shred_genomes(paths, tmp_path / "contigs.fna.gz", tmp_path / "truth.tsv", cfg, tmp_path / "depth.tsv")
+    contigs = dict(read_fasta(tmp_path / "contigs.fna.gz"))
+    truth = pd.read_csv(tmp_path / "truth.tsv", sep="\t")
+    assert set(truth["contig"]) == set(contigs)
+    for row in truth.itertuples():
+        assert contigs[row.contig] == genomes[row.genome][row.start : row.end]
+        assert 1000 <= row.length <= 8000
+    for g, seq in genomes.items():
+        rows = truth[truth["genome"] == g].sort_values("start")
+        assert (
+            rows["start"].iloc[0] == 0 and (rows["start"].to_numpy()[1:] == rows["end"].to_numpy()[:-1]).all()
+        )
+        assert len(seq) - rows["end"].iloc[-1] < 1000
+    names, depth, samples = read_depth_table(tmp_path / "depth.tsv")
+    assert samples == ["sample1.bam", "sample2.bam", "sample3.bam"] and depth.shape == (len(truth), 3)
+    # Same seed, same contigs.
+    shred_genomes(paths, tmp_path / "c2.fna.gz", tmp_path / "t2.tsv", cfg)
+    assert pd.read_csv(tmp_path / "t2.tsv", sep="\t").equals(truth)
+
+
+def test_shred_config_and_names_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="median_length"):
+        ShredConfig(median_length=100, min_length=1000)
+    with pytest.raises(ValueError, match="not a plain identifier"):
+        genome_name(tmp_path / "my genome.fna")
+    cuts = cut_points(
+        10_000,
+        ShredConfig(median_length=2000, sigma=0.0, min_length=1500, max_length=4000),
+        np.random.default_rng(0),
+    )
+    assert cuts == [(0, 2000), (2000, 4000), (4000, 6000), (6000, 8000), (8000, 10000)]
+
+
+# ------------------------------------------------------------ names, depth
+def test_name_check_shows_counts_and_first_mismatches():
+    with pytest.raises(ValueError, match=r"1 of fasta are missing from depth.*\['c3'\].*\['x9'\]"):
+        check_names(["c1", "c2", "c3"], ["c1", "c2", "x9"], "fasta", "depth")
+    check_names(["c1"], ["c1", "c2"], "fasta", "depth")  # extras are fine
+
+
+def test_depth_table_format_and_features(tmp_path):
+    path = DATA / "depth.tsv"
+    names, depth, samples = read_depth_table(path)
+    assert list(names) == ["c1", "c2", "c3"] and samples == ["s1.bam", "s2.bam"]
+    feats = depth_features(np.array(["c3", "c1"]), path)
+    # Library-size normalisation over the contigs that are binned.
+    picked = depth[[2, 0]]
+    np.testing.assert_allclose(feats, np.log1p(picked / picked.mean(axis=0)), rtol=1e-6)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("contig\tdepth\nc1\t3\n")
+    with pytest.raises(ValueError, match="bad.tsv lacks columns"):
+        read_depth_table(bad)
+    with pytest.raises(ValueError, match="missing from depth table"):
+        depth_features(np.array(["c1", "zz"]), path)
+
+
+def test_truth_table_duplicates_rejected(tmp_path):
+    path = tmp_path / "truth.tsv"
+    path.write_text("contig\tgenome\nc1\tA\nc1\tB\n")
+    with pytest.raises(ValueError, match="truth.tsv lists contigs more than once"):
+        read_truth(path)
+
+
+# -------------------------------------------------------------------- model
+def _profiles(n: int, seed: int = 0, n_genomes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Profiles of random contigs from genomes with distinct GC and 2-mer biases."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for i in range(n):
+        g = i % n_genomes
+        seqs.append(random_seq(rng, 1500, gc=0.3 + 0.2 * g))
+        labels.append(g)
+    feats, _ = kmers.profile_block(seqs)
+    return feats, np.array(labels)
+
+
+def test_vae_loss_terms_and_recon_formula():
+    x, _ = _profiles(16)
+    model = KmerVAE(VAEConfig(hidden=(32,), latent=4, kl_warmup_steps=10))
+    out = model.loss(torch.from_numpy(x))
+    t = out.terms
+    d = kmers.N_FEATURES
+    expected = (t["bce6"] + t["bce5"]) * d * 100 / 2 + (t["mse4"] + t["mse3"] + t["mse_gc"]) * d * 100 / 3
+    torch.testing.assert_close(t["recon"], expected)
+    assert set(t) >= {"bce6", "bce5", "mse4", "mse3", "mse_gc", "kl", "recon", "beta"}
+    assert float(t["beta"]) == 0.0  # warm-up starts at 0
+    model.loss(torch.from_numpy(x))
+    assert float(model.loss(torch.from_numpy(x)).terms["beta"]) == pytest.approx(0.02)
+    model.eval()
+    assert float(model.loss(torch.from_numpy(x)).terms["beta"]) == pytest.approx(0.1)
+
+
+def test_vae_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="beta"):
+        VAEConfig(beta=-1)
+    with pytest.raises(ValueError, match="unknown model option"):
+        VAEConfig.from_dict({"hiden": [3]})
+
+
+def test_vae_with_depth_reconstructs_abundance():
+    x, _ = _profiles(8)
+    xd = np.concatenate([x, np.ones((8, 2), np.float32)], axis=1)
+    model = KmerVAE(VAEConfig(n_depth=2, hidden=(16,), latent=4))
+    out = model.loss(torch.from_numpy(xd))
+    assert "mse_depth" in out.terms and torch.isfinite(out.loss)
+
+
+def test_training_lowers_loss_and_same_seed_same_weights(tmp_path):
+    from genomelab.binning.data import ModelInputs
+    from genomelab.binning.steps import train_vae
+
+    x, _ = _profiles(40)
+    inputs = ModelInputs(np.array([f"c{i}" for i in range(40)]), np.full(40, 1500), x, 0)
+    model_cfg = {"hidden": [16], "latent": 4, "kl_warmup_steps": 5}
+    train_cfg = {"max_epochs": 4, "batch_size": 8, "lr": 0.003, "weight_decay": 0.0}
+    split = {"val_fraction": 0.2, "test_fraction": 0.1}
+    runs = []
+    for run in ("a", "b"):
+        model, metrics = train_vae(
+            inputs,
+            model_cfg,
+            train_cfg,
+            split,
+            3,
+            tmp_path / run,
+            tmp_path / f"{run}.json",
+            None,
+            torch.device("cpu"),
+        )
+        runs.append(model)
+    hist = metrics["history"]
+    assert hist[-1]["train/recon"] < hist[0]["train/recon"]
+    assert "test/bce6" in metrics["test"]
+    for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- clustering
+def _blobs(n_per: int = 60, n_clusters: int = 5, dim: int = 16, spread: float = 0.05, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, dim))
+    x = np.concatenate([c + spread * rng.normal(size=(n_per, dim)) * np.linalg.norm(c) for c in centres])
+    return x.astype(np.float32), np.repeat(np.arange(n_clusters), n_per)
+
+
+def test_medoid_clustering_recovers_separated_clusters_reproducibly():
+    x, y = _blobs()
+    labels = medoid_cluster(x, ClusterConfig(seed=1))
+    assert adjusted_rand_score(y, labels) == pytest.approx(1.0)
+    # Chunked neighbour counting (bounded memory) changes nothing; the seed reproduces.
+    again = medoid_cluster(x, ClusterConfig(seed=1, candidate_chunk=7))
+    np.testing.assert_array_equal(labels, again)
+
+
+def test_medoid_clustering_rejects_bad_input():
+    with pytest.raises(ValueError, match="non-finite"):
+        medoid_cluster(np.array([[np.nan, 1.0]]), ClusterConfig())
+    with pytest.raises(ValueError, match="radii"):
+        ClusterConfig(default_radius=0.5, max_radius=0.2)
+
+
+def test_choose_radius_finds_the_valley():
+    near = torch.rand(200) * 0.05
+    far = 0.25 + torch.rand(300) * 0.05
+    cfg = ClusterConfig(max_radius=0.4, default_radius=0.02)
+    r = choose_radius(torch.cat([near, far]), cfg)
+    assert 0.05 <= r <= 0.25
+
+
+def test_tnf_baseline_separates_easy_genomes():
+    x, y = _profiles(90, n_genomes=3)
+    # The genomes differ in GC only, which the first components carry.
+    emb = tnf_embedding(x, BaselineConfig(n_components=3))
+    assert emb.shape == (90, 3)
+    labels = medoid_cluster(emb, ClusterConfig(seed=0, max_radius=1.0, default_radius=0.1))
+    assert adjusted_rand_score(y, labels) > 0.8
+
+
+# ---------------------------------------------------------------- evaluation
+def test_amber_metrics_on_a_hand_made_example():
+    bins = np.array([0, 0, 0, 1, 1, 2])
+    genomes = np.array(["A", "A", "B", "B", "B", "A"])
+    lengths = np.array([100, 100, 50, 300, 300, 800])
+    metrics, table = ev.evaluate_binning(bins, genomes, lengths)
+    t = table.set_index("bin")
+    # bin "0": 200 bp of A, 50 of B; A has 1,000 bp in total.
+    assert t.loc["0", "precision"] == pytest.approx(200 / 250) and t.loc["0", "recall"] == pytest.approx(0.2)
+    assert t.loc["1", "precision"] == 1.0 and t.loc["1", "recall"] == pytest.approx(600 / 650)
+    assert metrics["n_good_bins"] == 1  # bin 1 (recall 0.92, precision 1); bin 2 has recall 0.8
+    assert metrics["ari"] == pytest.approx(adjusted_rand_score(genomes, bins.astype(str)))
+    # Bins under min_bin_bp count as unbinned.
+    small, _ = ev.evaluate_binning(bins, genomes, lengths, min_bin_bp=500)
+    assert small["n_bins"] == 2 and small["binned_bp_fraction"] == pytest.approx(1400 / 1650)
+
+
+# ---------------------------------------------------------------------- bins
+def test_n50_and_bin_summary_and_fastas(tmp_path):
+    assert n50(np.array([2, 3, 4, 5, 6])) == 5
+    recs = [(f"c{i}", b"ACGT" * (10 + i)) for i in range(6)]
+    fasta = write_fasta(tmp_path / "c.fa", recs)
+    names = np.array([n for n, _ in recs])
+    lengths = np.array([len(s) for _, s in recs])
+    labels = np.array([7, 7, 7, 3, 3, 9])
+    contig_table, per_bin = bin_summary(names, labels, lengths, np.full(6, 0.5), min_bin_bp=100)
+    assert list(per_bin["bin"]) == ["bin_00001", "bin_00002", "bin_00003"]
+    assert list(per_bin["written"]) == [True, True, False]
+    assert per_bin["gc"].tolist() == pytest.approx([0.5] * 3)
+    n = write_bin_fastas(fasta, contig_table, tmp_path / "bins", max_open=1)
+    assert n == 5
+    got = {p.name: [r for r, _ in read_fasta(p)] for p in (tmp_path / "bins").iterdir()}
+    assert got == {"bin_00001.fna": ["c0", "c1", "c2"], "bin_00002.fna": ["c3", "c4"]}
+
+
+def test_split_indices_are_disjoint_and_checked():
+    s = split_indices(100, 0.1, 0.2, 0)
+    assert sorted(np.concatenate(list(s.values())).tolist()) == list(range(100))
+    assert len(s["val"]) == 10 and len(s["test"]) == 20
+    with pytest.raises(ValueError, match="too few"):
+        split_indices(2, 0.4, 0.4, 0)
+
+
+def test_load_inputs_joins_depth_by_name(tmp_path):
+    recs = [("c1", b"ACGTTGCA" * 50), ("c2", b"GGGCCCAT" * 50), ("c3", b"ATATATGC" * 50)]
+    fasta = write_fasta(tmp_path / "c.fa", recs)
+    kmers.write_profiles_h5(fasta, tmp_path / "p.h5", min_length=0)
+    inputs = load_inputs(tmp_path / "p.h5", DATA / "depth.tsv")
+    assert inputs.x.shape == (3, kmers.N_FEATURES + 2) and inputs.n_depth == 2

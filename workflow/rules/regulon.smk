@@ -16,6 +16,15 @@ def get_regulon_annotation():
     return [REGULON["annotation"]] if REGULON["annotation"] else []
 
 
+def regulon_state_dir():
+    """Resumable state per configuration: a changed model/targets/train config or seed starts a
+    fresh run in its own folder instead of failing on the old last.pt's fingerprint."""
+    import hashlib
+
+    blob = regulon_params("model", "targets", "train") + str(config["seed"])
+    return state_dir("regulon", "cnn-" + hashlib.sha256(blob.encode()).hexdigest()[:12])
+
+
 def regulon_params(*keys):
     """The config keys a rule reads, as JSON, so that changing one reruns exactly its rules."""
     return config_json({k: REGULON[k] for k in keys})
@@ -151,7 +160,7 @@ rule regulon_train:
         cfg=regulon_params("model", "targets", "train"),
         seed=config["seed"],
         device=config["device"],
-        state_dir=state_dir("regulon", "cnn"),
+        state_dir=regulon_state_dir(),
     script:
         "../scripts/regulon_train.py"
 

@@ -383,7 +383,10 @@ def process_data(
         raw_mean = np.where(
             n_ds > 0, np.asarray([raw_sums.get(b, 0.0) for b in keep]) / np.maximum(n_ds, 1), np.nan
         )
-    norm = Normaliser.fit(log_mean, value_field)
+    try:
+        norm = Normaliser.fit(log_mean, value_field)
+    except ValueError as exc:
+        raise ValueError(f"{source.describe()}: {value_field} values cannot be normalised: {exc}") from exc
     table = (
         pd.DataFrame(
             {

@@ -1,0 +1,473 @@
+"""regulon: BSON reading, processing, targets, baselines, metrics, diagnostics, model, chain."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from genomelab.regulon import steps
+from genomelab.regulon.baselines import (
+    BaselineConfig,
+    context_frequencies,
+    kmer_bin_counts,
+    kmer_rc_permutation,
+)
+from genomelab.regulon.bsonio import GENE_EXPRESSION, Source, iter_bson_file, iter_dump
+from genomelab.regulon.data import Normaliser, process_data, read_annotation
+from genomelab.regulon.demo import write_bson
+from genomelab.regulon.diagnostics import DiagnosticsConfig, loss_checks, split_checks, target_checks
+from genomelab.regulon.metrics import gene_means, regression_metrics
+from genomelab.regulon.model import RegulonModelConfig, RegulonNet, rc_codes, rc_track
+from genomelab.regulon.synthetic import make_synthetic
+from genomelab.regulon.targets import (
+    TargetConfig,
+    TargetData,
+    bp_tracks,
+    density_track,
+    pool_expression,
+    read_genome,
+    reverse_complement_codes,
+)
+from genomelab.train.engine import TrainConfig
+from scipy import stats
+
+DATA = Path(__file__).parent / "data" / "regulon"
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_TARGETS = {"block_bp": 6144, "window_bp": 2048, "stride_bp": 1024}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine more threads spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """A synthetic dump, processed and turned into targets (shared by several tests)."""
+    root = tmp_path_factory.mktemp("regulon_synth")
+    paths = make_synthetic(root / "in", n_bp=61_440, seed=1)
+    d = root / "data"
+    steps.process(
+        Source(paths["dump"]),
+        paths["genome"],
+        d / "genes.tsv",
+        d / "operons.tsv",
+        d / "norm_stats.json",
+        d / "data_report.json",
+    )
+    steps.make_targets(
+        d / "genes.tsv", d / "operons.tsv", paths["genome"], SMALL_TARGETS, d / "targets.h5", seed=3
+    )
+    return {"root": root, **paths, "data": d}
+
+
+# ------------------------------------------------------------------------------ BSON
+def test_bson_stream_and_max_docs(tmp_path):
+    path = tmp_path / "c.bson.gz"
+    write_bson(path, ({"_id": i, "v": i * 2} for i in range(10)))
+    assert [d["v"] for d in iter_bson_file(path)] == list(range(0, 20, 2))
+    assert len(list(iter_bson_file(path, max_docs=3))) == 3
+
+
+def test_truncated_bson_names_the_file(tmp_path):
+    path = tmp_path / "geneExpression.bson"
+    write_bson(path, ({"_id": i, "tpm": 1.0} for i in range(5)))
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(ValueError, match="geneExpression.bson.*corrupt or truncated after 4"):
+        list(iter_bson_file(path))
+
+
+def test_dump_layout_and_missing_collection(tmp_path):
+    (tmp_path / "regulondb").mkdir()
+    write_bson(tmp_path / "regulondb" / "geneExpression.bson", [{"_id": 1}])
+    assert len(list(iter_dump(tmp_path, GENE_EXPRESSION))) == 1
+    with pytest.raises(FileNotFoundError, match="no operonDatamart.bson"):
+        list(iter_dump(tmp_path, "operonDatamart"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list(iter_dump(tmp_path / "nope", GENE_EXPRESSION))
+
+
+def test_mongo_uri_comes_from_environment_only(monkeypatch):
+    monkeypatch.delenv("REGULON_TEST_URI", raising=False)
+    with pytest.raises(ValueError, match="REGULON_TEST_URI"):
+        list(Source(uri_env="REGULON_TEST_URI").iter(GENE_EXPRESSION))
+    with pytest.raises(ValueError, match="exactly one"):
+        Source(dump_dir="x", uri_env="Y")
+
+
+# ------------------------------------------------------------------------ processing
+def test_process_joins_on_bnumbers_and_normalises(synth):
+    genes = pd.read_csv(synth["data"] / "genes.tsv", sep="\t")
+    norm = Normaliser.load(synth["data"] / "norm_stats.json")
+    # Reference: mean of log1p over the two datasets, then z with the saved statistics.
+    docs = list(iter_dump(synth["dump"], GENE_EXPRESSION))
+    ref = pd.DataFrame([(d["gene"]["bnumber"], np.log1p(d["tpm"])) for d in docs], columns=["b", "v"])
+    ref = ref.groupby("b")["v"].mean()
+    assert norm.mean == pytest.approx(ref.mean()) and norm.std == pytest.approx(ref.std(ddof=0))
+    z = genes.set_index("bnumber")["z"]
+    np.testing.assert_allclose(z.loc[ref.index], (ref - ref.mean()) / ref.std(ddof=0), rtol=1e-5)
+    assert (genes["n_datasets"] == 2).all()
+    report = json.loads((synth["data"] / "data_report.json").read_text())
+    assert report["n_genes_measured"] == len(genes) and 0.5 < report["coverage"]["measured_fraction"] < 0.9
+    operons = pd.read_csv(synth["data"] / "operons.tsv", sep="\t")
+    assert (operons["n_genes"] >= 1).all() and set(genes["operon_id"].dropna()) <= set(operons["operon_id"])
+
+
+def test_normaliser_roundtrip(tmp_path):
+    norm = Normaliser.fit(np.log1p([0.0, 10.0, 100.0, 1000.0]), "tpm")
+    norm.save(tmp_path / "n.json")
+    again = Normaliser.load(tmp_path / "n.json")
+    raw = np.array([5.0, 50.0])
+    np.testing.assert_allclose(again.inverse_log(again.transform(raw)), np.log1p(raw))
+    with pytest.raises(ValueError, match="std > 0"):
+        Normaliser("tpm", 1.0, 0.0, 3)
+
+
+def test_suspicious_units_are_reported(tmp_path):
+    paths = make_synthetic(tmp_path, n_bp=20_000, seed=2)
+    flags = tmp_path / "flags"
+    (flags / "regulondb").mkdir(parents=True)
+    for f in ("geneDatamart", "operonDatamart"):
+        (flags / "regulondb" / f"{f}.bson").write_bytes(
+            (paths["dump"] / "regulondb" / f"{f}.bson").read_bytes()
+        )
+    docs = [
+        dict(d, tpm=float(int(d["gene"]["bnumber"][1:]) % 2))
+        for d in iter_dump(paths["dump"], GENE_EXPRESSION)
+    ]
+    write_bson(flags / "regulondb" / "geneExpression.bson", docs)
+    *_, report = process_data(Source(flags), paths["genome"])
+    assert any("presence flags" in w for w in report["warnings"])
+    with pytest.raises(ValueError, match="must be one of"):
+        process_data(Source(flags), paths["genome"], value_field="rpkm")
+    with pytest.raises(ValueError, match="no geneExpression document has a usable 'fpkm'"):
+        process_data(Source(flags), paths["genome"], value_field="fpkm")
+
+
+def test_read_annotation_gff():
+    ann = read_annotation(DATA / "tiny.gff3")
+    assert ann["bnumber"].tolist() == ["b0001", "b0002", "b0003"]
+    assert ann.iloc[0][["start", "end", "strand"]].tolist() == [100, 400, "+"]
+    assert ann.iloc[2]["strand"] == "-"
+
+
+def test_read_genome_codes_and_errors(tmp_path):
+    fa = tmp_path / "g.fa.gz"
+    with gzip.open(fa, "wt") as fh:
+        fh.write(">c1 x\nACGTN\nacgt\n>c2\nTT\n")
+    assert read_genome(fa)[1].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3]
+    assert read_genome(fa, "c2")[1].tolist() == [3, 3]
+    with pytest.raises(ValueError, match="no contig 'c3'"):
+        read_genome(fa, "c3")
+
+
+# --------------------------------------------------------------------------- targets
+def _naive_tracks(genes, operons, n, min_genes, bin_bp):
+    expr = np.full((2, n), np.nan)
+    sums, counts = np.zeros((2, n)), np.zeros((2, n))
+    oper = np.zeros((2, n), dtype=np.uint8)
+    dens = np.zeros((2, n // bin_bp))
+    for g in genes.itertuples():
+        row = 0 if g.strand == "+" else 1
+        if np.isfinite(g.z):
+            sums[row, g.start : g.end] += g.z
+            counts[row, g.start : g.end] += 1
+        for b in range(n // bin_bp):
+            if g.start < (b + 1) * bin_bp and g.end > b * bin_bp:
+                dens[row, b] += 1
+    hit = counts > 0
+    expr[hit] = sums[hit] / counts[hit]
+    for o in operons.itertuples():
+        if o.n_genes >= min_genes:
+            oper[0 if o.strand == "+" else 1, o.start : o.end] = 1
+    return expr, oper, dens
+
+
+def test_tracks_match_naive_reference():
+    genes = pd.DataFrame(
+        {
+            "start": [10, 50, 60, 300, 200],
+            "end": [100, 90, 200, 380, 260],
+            "strand": ["+", "+", "+", "-", "-"],
+            "z": [1.0, 3.0, -1.0, np.nan, 0.5],
+        }
+    )
+    operons = pd.DataFrame({"start": [10, 300], "end": [200, 380], "strand": ["+", "-"], "n_genes": [3, 1]})
+    expr, oper = bp_tracks(genes, operons, 0, 512, operon_min_genes=2)
+    dens = density_track(genes, 0, 512, 128)
+    ref_e, ref_o, ref_d = _naive_tracks(genes, operons, 512, 2, 128)
+    np.testing.assert_allclose(expr, ref_e, rtol=1e-6)
+    np.testing.assert_array_equal(oper, ref_o)
+    np.testing.assert_array_equal(dens, ref_d)
+    pooled = pool_expression(expr, 16, 0.5)
+    assert np.isnan(pooled[0, 0])  # bp 10..15 measured: 6 of 16 < half
+    assert pooled[0, 1] == pytest.approx(1.0)  # bp 16..31: gene 1 only
+    # bp 48..63: gene 1 alone (48-49), with gene 2 (50-59, mean 2), with genes 2 and 3 (60-63, mean 1)
+    assert pooled[0, 3] == pytest.approx((2 * 1.0 + 10 * 2.0 + 4 * 1.0) / 16)
+
+
+def test_windows_never_overlap_across_splits(synth):
+    data = TargetData(synth["data"] / "targets.h5")
+    assert all(r.status == "pass" for r in split_checks(data))
+    for split in ("train", "val", "test"):
+        w = data.split_windows(split)
+        blocks = data.blocks.set_index("block").loc[w["block"]]
+        assert (w["start"].to_numpy() >= blocks["start"].to_numpy()).all()
+        assert (w["start"].to_numpy() + 2048 <= blocks["end"].to_numpy()).all()
+        assert (blocks["split"] == split).all()
+    t = data.tensors("train")
+    assert t.codes.shape[1] == 2048 and t.expression.shape[1:] == (2, 128) and t.density.shape[1:] == (2, 16)
+
+
+def test_target_config_errors():
+    with pytest.raises(ValueError, match="multiple of bin_bp"):
+        TargetConfig(window_bp=1000)
+    with pytest.raises(ValueError, match="unknown regulon.targets"):
+        TargetConfig.from_dict({"windw_bp": 1})
+    with pytest.raises(ValueError, match="block_bp"):
+        TargetConfig(block_bp=1024, window_bp=2048)
+
+
+# ------------------------------------------------------------------ reverse complement
+def test_reverse_complement_numpy_and_torch_agree():
+    codes = np.array([[0, 1, 2, 3, 4, 0]], dtype=np.uint8)
+    assert reverse_complement_codes(codes).tolist() == [[3, 4, 0, 1, 2, 3]]
+    assert rc_codes(torch.from_numpy(codes)).tolist() == [[3, 4, 0, 1, 2, 3]]
+    track = torch.arange(6.0).reshape(1, 2, 3)
+    assert rc_track(track).tolist() == [[[5.0, 4.0, 3.0], [2.0, 1.0, 0.0]]]
+
+
+def test_rc_averaged_prediction_is_strand_equivariant():
+    torch.manual_seed(0)
+    model = RegulonNet(RegulonModelConfig(channels=8, n_layers=2)).eval()
+    codes = torch.randint(0, 4, (3, 256), dtype=torch.uint8)
+    a, b = model.predict(codes), model.predict(rc_codes(codes))
+    for k in a:
+        torch.testing.assert_close(rc_track(b[k]), a[k], rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------- baselines
+def test_kmer_counts_and_rc_permutation_match_naive():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 5, 200).astype(np.uint8)
+    counts = kmer_bin_counts(codes, 2, 16)
+    ref = np.zeros_like(counts)
+    for p in range(len(codes) - 1):
+        if codes[p] < 4 and codes[p + 1] < 4 and p < (len(codes) // 16) * 16:
+            ref[p // 16, codes[p] * 4 + codes[p + 1]] += 1
+    np.testing.assert_array_equal(counts, ref)
+    perm = kmer_rc_permutation(2)
+    assert perm[0 * 4 + 1] == 2 * 4 + 3  # AC -> GT
+    assert perm[0 * 4 + 3] == 0 * 4 + 3  # AT is its own reverse complement
+    freq = context_frequencies(counts, 3)
+    window = counts[0:3].sum(axis=0)
+    np.testing.assert_allclose(freq[1], window / window.sum(), rtol=1e-6)
+
+
+def test_baseline_config_errors():
+    with pytest.raises(ValueError, match="k must be in 1..6"):
+        BaselineConfig(k=9)
+    with pytest.raises(ValueError, match="unknown regulon.baseline"):
+        BaselineConfig.from_dict({"kk": 3})
+
+
+# --------------------------------------------------------------------------- metrics
+def test_regression_metrics_match_scipy():
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=200)
+    p = t + rng.normal(size=200)
+    m = regression_metrics(p, t)
+    assert m["pearson"] == pytest.approx(stats.pearsonr(p, t)[0])
+    assert m["spearman"] == pytest.approx(stats.spearmanr(p, t)[0])
+    assert m["r2"] == pytest.approx(1 - ((t - p) ** 2).sum() / ((t - t.mean()) ** 2).sum())
+
+
+def test_gene_means_match_naive(synth):
+    data = TargetData(synth["data"] / "targets.h5")
+    genes = pd.read_csv(synth["data"] / "genes.tsv", sep="\t")
+    rng = np.random.default_rng(0)
+    track = rng.normal(size=data.expression.shape)
+    covered = np.ones(track.shape[1], dtype=bool)
+    covered[:50] = False
+    got = gene_means(track, genes, data, covered)
+    for g, v in zip(genes.itertuples(), got, strict=True):
+        first, last = g.start // 16, (g.end - 1) // 16 + 1
+        if first < 50:
+            assert np.isnan(v)
+        else:
+            assert v == pytest.approx(track[0 if g.strand == "+" else 1, first:last].mean())
+
+
+# ------------------------------------------------------------------------ diagnostics
+def test_diagnostics_catch_the_history(synth):
+    """Binary expression targets, raw TPM targets: exactly the failure of the history."""
+    data = TargetData(synth["data"] / "targets.h5")
+    assert all(r.status == "pass" for r in target_checks(data))
+    measured = np.isfinite(data.expression)
+    data.expression = np.where(measured, (data.expression > 0).astype(np.float32), np.nan)
+    failed = {r.name: r for r in target_checks(data) if r.status == "fail"}
+    assert "presence flags" in failed["target_range[expression]"].message
+    raw = TargetData(synth["data"] / "targets.h5")
+    norm = Normaliser.load(synth["data"] / "norm_stats.json")
+    raw.expression = np.expm1(norm.inverse_log(raw.expression)).astype(np.float32)  # back to TPM
+    assert any("not normalised" in r.message for r in target_checks(raw) if r.status == "fail")
+    cfg = RegulonModelConfig(channels=8, n_layers=2)
+    checks = {
+        r.name: r
+        for r in loss_checks(raw, cfg, DiagnosticsConfig(n_check_windows=16), 0, torch.device("cpu"))
+    }
+    assert checks["dummy_vs_real"].status == "fail" and checks["initial_loss_range"].status == "fail"
+    ok = {
+        r.name: r
+        for r in loss_checks(
+            data.__class__(synth["data"] / "targets.h5"),
+            cfg,
+            DiagnosticsConfig(n_check_windows=16),
+            0,
+            torch.device("cpu"),
+        )
+    }
+    assert all(r.status == "pass" for r in ok.values()), ok
+
+
+# ----------------------------------------------------------------------------- model
+def test_model_config_errors():
+    with pytest.raises(ValueError, match="density_loss"):
+        RegulonModelConfig(density_loss="l1")
+    with pytest.raises(ValueError, match="unknown head"):
+        RegulonModelConfig(loss_weights={"expresion": 1.0})
+    with pytest.raises(ValueError, match="unknown regulon.model"):
+        RegulonModelConfig.from_dict({"chanels": 4})
+
+
+@pytest.mark.parametrize("density_loss", ["mse", "poisson"])
+def test_loss_terms_logged_and_masked(density_loss):
+    torch.manual_seed(0)
+    model = RegulonNet(RegulonModelConfig(channels=8, n_layers=2, density_loss=density_loss))
+    codes = torch.randint(0, 4, (2, 256), dtype=torch.uint8)
+    expr = torch.randn(2, 2, 16)
+    mask = torch.zeros(2, 2, 16, dtype=torch.bool)
+    dens = torch.poisson(torch.full((2, 2, 2), 0.5))
+    oper = (torch.rand(2, 2, 16) < 0.3).float()
+    out = model.loss((codes, expr, mask, dens, oper))
+    assert set(out.terms) == {"loss_expression", "loss_density", "loss_operon"}
+    assert out.terms["loss_expression"].item() == 0.0  # nothing measured, nothing learned
+    assert 0 < out.loss.item() < 10
+
+
+@pytest.mark.slow
+def test_chain_trains_and_beats_gc_baseline(synth, tmp_path):
+    """Loss starts sane and falls; every head beats the GC baseline on held-out blocks."""
+    targets = {**SMALL_TARGETS, "stride_bp": 512}
+    d = tmp_path / "data"
+    shutil.copytree(synth["data"], d)
+    steps.make_targets(d / "genes.tsv", d / "operons.tsv", synth["genome"], targets, d / "targets.h5", seed=3)
+    model_cfg = steps.model_config({"channels": 16, "n_layers": 4, "dropout": 0.0}, targets)
+    train_cfg = TrainConfig(max_epochs=6, batch_size=8, lr=3e-3, seed=0)
+    out = tmp_path / "run"
+    steps.diagnose(
+        d / "targets.h5",
+        d / "data_report.json",
+        model_cfg,
+        DiagnosticsConfig(n_check_windows=16),
+        out / "checks.json",
+    )
+    steps.run_baselines(d / "targets.h5", {"max_train_rows": 5000}, out / "bl.h5", out / "bl.json")
+    payload = steps.train(
+        d / "targets.h5",
+        model_cfg,
+        train_cfg,
+        out / "state",
+        out / "best.pt",
+        out / "metrics.json",
+        out / "tb",
+        out / "pred.h5",
+        "cpu",
+    )
+    losses = [h["train/loss"] for h in payload["history"]]
+    assert 0.5 < payload["initial"]["initial/loss"] < 10
+    assert losses[-1] < 0.8 * losses[0]
+    ev = steps.evaluate(
+        d / "targets.h5",
+        d / "genes.tsv",
+        d / "norm_stats.json",
+        out / "pred.h5",
+        out / "bl.h5",
+        out,
+        5000,
+        "test",
+        out / "metrics.json",
+        (out / "checks.json",),
+        d / "data_report.json",
+        out / "summary.json",
+        out / "summary.md",
+    )
+    m = ev["metrics"]
+    model, gc = m["CNN (3 heads, RC-averaged)"], m["GC content"]
+    assert model["expression_pearson"] > gc["expression_pearson"]
+    assert model["density_r2"] > gc["density_r2"]
+    assert model["operon_auroc"] > gc["operon_auroc"]
+    assert "held-out" not in ev["axes"]["operon"] and "test blocks" in ev["axes"]["operon"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {c["primary"] for c in summary["comparisons"]} == {
+        "expression_pearson",
+        "density_r2",
+        "operon_auroc",
+    }
+    lines = (out / "tracks" / "model_expression_plus.bedGraph").read_text().splitlines()
+    assert lines[0].startswith("track type=bedGraph") and lines[1].split("\t")[0] == "synth1"
+    assert (out / "plots" / "tracks.png").stat().st_size > 0
+
+
+def test_cli_process_data_only(tmp_path, synth):
+    from genomelab.regulon.cli import main
+
+    main(
+        [
+            "--dump",
+            str(synth["dump"]),
+            "--genome",
+            str(synth["genome"]),
+            "--out",
+            str(tmp_path / "o"),
+            "--process-data-only",
+            "--test-mode",
+        ]
+    )
+    assert (tmp_path / "o" / "data" / "targets.h5").is_file()
+    assert not (tmp_path / "o" / "model").exists()
+
+
+# ----------------------------------------------------------------- shipped / shared data
+def test_shipped_demo_dump_parses():
+    dump = ROOT / "resources" / "regulon" / "dump"
+    genes, operons, norm, report = process_data(
+        Source(dump, max_docs_per_file=400), ROOT / "resources" / "regulon" / "genome.fna.gz"
+    )
+    assert report["documents"][GENE_EXPRESSION] == 400 and norm.value_field == "tpm"
+    assert genes["bnumber"].str.match(r"^b\d{4}$").all()
+
+
+def test_demo_builder_from_shared_data(shared_data, tmp_path):
+    from genomelab.regulon.demo import build_demo
+
+    counts = build_demo(
+        shared_data / "ecoli_genome",
+        shared_data / "ecoli_expression",
+        tmp_path,
+        samples=["control__wt_glc__1"],
+    )
+    assert counts["geneExpression"] > 3800 and counts["geneDatamart"] > 4400
+    doc = next(iter_dump(tmp_path / "dump", GENE_EXPRESSION))
+    assert set(doc) >= {"_id", "datasetIds", "gene", "tpm", "fpkm", "count"}
+    assert set(doc["gene"]) >= {"bnumber", "leftEndPosition", "rightEndPosition"}

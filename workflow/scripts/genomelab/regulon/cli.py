@@ -1,0 +1,171 @@
+"""Run the regulon chain without Snakemake (handy on a workstation or for debugging)::
+
+    python -m genomelab.regulon.cli --dump resources/regulon/dump \
+        --genome resources/regulon/genome.fna.gz --out results/regulon_cli [--test-mode]
+
+``--process-data-only`` stops after processing and targets (data report, normalisation
+statistics, targets.h5); ``--test-mode`` models a 300 kb region with a tiny network for
+two epochs (about a minute on a laptop CPU). ``--config`` takes a YAML file shaped like the
+``regulon:`` block of config/config.yaml. The live MongoDB path: ``--mongodb-uri-env VAR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genomelab.regulon import steps
+from genomelab.regulon.diagnostics import DiagnosticsConfig
+from genomelab.runtime import log_run_header, setup_logging
+from genomelab.train.engine import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+TEST_MODE = {
+    "targets": {"region_end": 307200, "block_bp": 20480},
+    "model": {"channels": 16, "n_layers": 4},
+    "baseline": {"max_train_rows": 20000},
+    "diagnostics": {"n_check_windows": 32},
+    "train": {"max_epochs": 2, "batch_size": 32, "lr": 0.003},
+    "plot_bp": 10000,
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def run(
+    dump: str | None,
+    genome: str,
+    out: str | Path,
+    cfg: dict[str, Any],
+    uri_env: str | None = None,
+    process_data_only: bool = False,
+    device: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The whole chain into ``out``; returns the evaluation payload (or the data report)."""
+    out = Path(out)
+    source = steps.source_from_config({**cfg, "mongodb_uri_env": uri_env}, dump)
+    data = out / "data"
+    report = steps.process(
+        source,
+        genome,
+        data / "genes.tsv",
+        data / "operons.tsv",
+        data / "norm_stats.json",
+        data / "data_report.json",
+        cfg.get("expression", {}).get("value", "tpm"),
+        cfg.get("annotation"),
+        cfg.get("contig"),
+    )
+    steps.make_targets(
+        data / "genes.tsv",
+        data / "operons.tsv",
+        genome,
+        cfg.get("targets", {}),
+        data / "targets.h5",
+        cfg.get("contig"),
+        seed,
+    )
+    if process_data_only:
+        logger.info("--process-data-only: stopping after %s", data / "targets.h5")
+        return report
+    model_cfg = steps.model_config(cfg.get("model", {}), cfg.get("targets", {}))
+    steps.diagnose(
+        data / "targets.h5",
+        data / "data_report.json",
+        model_cfg,
+        DiagnosticsConfig.from_dict(cfg.get("diagnostics", {})),
+        out / "diagnostics" / "checks.json",
+        seed,
+        "cpu",
+    )
+    from genomelab.diagnostics import gate
+
+    gate([out / "diagnostics" / "checks.json"], strict=True)
+    steps.run_baselines(
+        data / "targets.h5",
+        cfg.get("baseline", {}),
+        out / "baselines" / "predictions.h5",
+        out / "baselines" / "info.json",
+        seed,
+    )
+    train_cfg = TrainConfig.from_dict({**cfg.get("train", {}), "seed": seed})
+    steps.train(
+        data / "targets.h5",
+        model_cfg,
+        train_cfg,
+        out / ".state",
+        out / "model" / "best.pt",
+        out / "model" / "metrics.json",
+        out / "model" / "tensorboard",
+        out / "model" / "predictions.h5",
+        device,
+    )
+    return steps.evaluate(
+        data / "targets.h5",
+        data / "genes.tsv",
+        data / "norm_stats.json",
+        out / "model" / "predictions.h5",
+        out / "baselines" / "predictions.h5",
+        out,
+        cfg.get("plot_bp", 20000),
+        "test",
+        out / "model" / "metrics.json",
+        (out / "diagnostics" / "checks.json",),
+        data / "data_report.json",
+        out / "summary.json",
+        out / "summary.md",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="regulon: RegulonDB dump + genome -> three-head sequence model"
+    )
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dump", help="mongodump folder")
+    src.add_argument("--mongodb-uri-env", help="environment variable holding a MongoDB URI")
+    parser.add_argument("--genome", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--config", help="YAML shaped like the regulon: block of config/config.yaml")
+    parser.add_argument("--test-mode", action="store_true", help="tiny region, tiny model, two epochs")
+    parser.add_argument(
+        "--process-data-only", action="store_true", help="stop after the data report and targets"
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    setup_logging(Path(args.out) / "regulon.log")
+    log_run_header(logger, seed=args.seed, device=args.device)
+    cfg: dict[str, Any] = {}
+    if args.config:
+        with open(args.config) as fh:
+            cfg = yaml.safe_load(fh) or {}
+        cfg = cfg.get("regulon", cfg)
+    cfg = {k: v for k, v in cfg.items() if k not in ("enabled", "dump_dir", "genome", "mongodb_uri_env")}
+    if args.test_mode:
+        cfg = _merge(cfg, TEST_MODE)
+    run(
+        args.dump,
+        args.genome,
+        args.out,
+        cfg,
+        args.mongodb_uri_env,
+        args.process_data_only,
+        args.device,
+        args.seed,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,521 @@
+"""Tests of the assoc module: validation, features, metrics, baselines, model, steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from genomelab.assoc import baselines as bl
+from genomelab.assoc import data as D
+from genomelab.assoc import features as Fe
+from genomelab.assoc import metrics as M
+from genomelab.assoc import steps as S
+from genomelab.assoc import training as T
+from genomelab.assoc.infer import Ranker, rank_new_entities, write_predictions
+from genomelab.assoc.model import AssocModel, AssocModelConfig, weighted_bce
+
+TEST_DATA = Path(__file__).parent / "data" / "assoc"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Tiny models gain nothing from threads; on a shared 2-core machine they only contend.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ helpers
+def write_tsv(path: Path, rows: list[dict]) -> Path:
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def synthetic(
+    tmp_path: Path, n_groups: int = 4, per_group: int = 12, seed: int = 0
+) -> tuple[Path, Path, Path]:
+    """An easy bipartite problem: source g links every target of group g.
+
+    Group membership is written in the descriptions ("family alpha" ...), so features
+    identify the links: a model using features must beat popularity, also on unseen
+    entities.
+    """
+    rng = np.random.default_rng(seed)
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"][:n_groups]
+    sources = [
+        {"id": f"S{g}{k}", "description": f"regulator {k} | family {words[g]}"}
+        for g in range(n_groups)
+        for k in range(3)
+    ]
+    targets, links = [], []
+    for g in range(n_groups):
+        for j in range(per_group):
+            tid = f"T{g}_{j}"
+            targets.append(
+                {
+                    "id": tid,
+                    "description": f"gene {j} | family {words[g]} member",
+                    "weight": float(rng.normal()),
+                }
+            )
+            for k in range(3):
+                links.append(
+                    {
+                        "source": f"S{g}{k}",
+                        "target": tid,
+                        "direction": "both",
+                        "confidence": float(rng.uniform(0.5, 1.0)),
+                    }
+                )
+    return (
+        write_tsv(tmp_path / "links.tsv", links),
+        write_tsv(tmp_path / "sources.tsv", sources),
+        write_tsv(tmp_path / "targets.tsv", targets),
+    )
+
+
+@pytest.fixture
+def easy(tmp_path):
+    links, sources, targets = synthetic(tmp_path)
+    data_dir = tmp_path / "data"
+    S.prepare_data(links, sources, targets, data_dir, seed=3)
+    cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=8, max_fields=2)
+    S.build_features(data_dir, tmp_path / "feat.npz", tmp_path / "featurizer.npz", cfg, seed=0)
+    return tmp_path, data_dir
+
+
+# ------------------------------------------------------------- validation
+def test_read_demo_tables():
+    src = D.read_entities(TEST_DATA / "sources.tsv", "source")
+    tgt = D.read_entities(TEST_DATA / "targets.tsv", "target")
+    links = D.read_links(TEST_DATA / "links.tsv", src, tgt)
+    assert len(src) == 14 and len(tgt) == 133 and len(links) == 266
+    assert set(links.direction) == {"s2t", "t2s"}
+    assert tgt.sequences is not None and src.sequences is None
+
+
+def _tables(tmp_path):
+    s = write_tsv(tmp_path / "s.tsv", [{"id": "a", "description": "x"}, {"id": "b", "description": "y"}])
+    t = write_tsv(tmp_path / "t.tsv", [{"id": "u", "description": "p"}, {"id": "v", "description": "q"}])
+    return D.read_entities(s, "source"), D.read_entities(t, "target")
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("a", "u", "both", "1.5"), ("b", "v", "both", "1")], "outside \\[0, 1\\]"),
+        ([("a", "u", "both", "-0.1"), ("b", "v", "both", "1")], "outside \\[0, 1\\]"),
+        ([("a", "zzz", "both", "1"), ("b", "v", "both", "1")], "target entit.*zzz"),
+        ([("a", "u", "both", "1"), ("a", "u", "source->target", "1"), ("b", "v", "both", "1")], "duplicate"),
+        ([("a", "u", "source->target", "1"), ("b", "v", "source->target", "1")], "no t2s links"),
+        ([("a", "u", "both", "1")], "no link.*empty classes"),
+        ([("a", "u", "sideways", "1"), ("b", "v", "both", "1")], "unknown direction"),
+    ],
+)
+def test_bad_links_raise_naming_file(tmp_path, rows, message):
+    src, tgt = _tables(tmp_path)
+    path = write_tsv(
+        tmp_path / "bad_links.tsv",
+        [dict(zip(("source", "target", "direction", "confidence"), r, strict=True)) for r in rows],
+    )
+    with pytest.raises(ValueError, match=message) as err:
+        D.read_links(path, src, tgt)
+    assert "bad_links.tsv" in str(err.value)
+
+
+def test_bad_entities_raise(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.tsv"):
+        D.read_entities(tmp_path / "missing.tsv", "source")
+    dup = write_tsv(tmp_path / "dup.tsv", [{"id": "a", "description": "x"}, {"id": "a", "description": "y"}])
+    with pytest.raises(ValueError, match="dup.tsv.*duplicate ids"):
+        D.read_entities(dup, "source")
+    bad = write_tsv(tmp_path / "num.tsv", [{"id": "a", "score": "1.0"}, {"id": "b", "score": "high"}])
+    with pytest.raises(ValueError, match="num.tsv.*'score' must be numeric"):
+        D.read_entities(bad, "target")
+    nofeat = write_tsv(tmp_path / "nofeat.tsv", [{"id": "a"}])
+    with pytest.raises(ValueError, match="nofeat.tsv.*features"):
+        D.read_entities(nofeat, "target")
+
+
+def test_quality_filter_and_unlinked(tmp_path):
+    src, tgt = _tables(tmp_path)
+    path = write_tsv(
+        tmp_path / "q.tsv",
+        [
+            {"source": "a", "target": "u", "direction": "both", "confidence": 1, "quality": 0.9},
+            {"source": "b", "target": "v", "direction": "both", "confidence": 1, "quality": 0.1},
+        ],
+    )
+    with pytest.raises(ValueError, match="empty classes"):
+        D.read_links(path, src, tgt, min_quality=0.5)
+    links = D.read_links(path, src, tgt, min_quality=0.5, allow_unlinked=True)
+    assert len(links) == 2
+
+
+def test_splits_no_leakage(easy):
+    _, data_dir = easy
+    src, tgt, links, asg = S.load_data(data_dir)
+    pair = [f"{s}:{t}" for s, t in zip(links.source, links.target, strict=True)]
+    by_pair = pd.Series(asg.links["links"]).groupby(pd.Series(pair)).nunique()
+    assert (by_pair == 1).all()  # both directions of a pair share a split
+    labels = S.all_labels(links, asg, "entities", len(src), len(tgt))
+    for split in ("val", "test"):
+        assert set(labels[split].queries["s2t"]) <= set(np.flatnonzero(asg.sources == split))
+        assert set(labels[split].queries["t2s"]) <= set(np.flatnonzero(asg.targets == split))
+    # Training never sees a held-out candidate as a negative.
+    train = labels["train"]
+    rows = train.dense_rows("s2t", train.queries["s2t"])
+    assert (rows[:, asg.targets != "train"] == D.MASKED).all()
+
+
+# ---------------------------------------------------------------- features
+def test_kmer_profile_matches_naive():
+    seqs = ["ACGTAC", "GGNNCC", "", "acgtt"]
+    prof = Fe.kmer_profile(seqs, 2)
+    assert prof.shape == (4, 17)
+    alphabet = "ACGT"
+    for i, s in enumerate(seqs):
+        s = s.upper()
+        counts = np.zeros(16)
+        for j in range(len(s) - 1):
+            a, b = s[j], s[j + 1]
+            if a in alphabet and b in alphabet:
+                counts[alphabet.index(a) * 4 + alphabet.index(b)] += 1
+        expected = counts / max(counts.sum(), 1)
+        np.testing.assert_allclose(prof[i, :16], expected, atol=1e-6)
+        acgt = [c for c in s if c in alphabet]
+        gc = sum(c in "GC" for c in acgt) / max(len(acgt), 1)
+        assert prof[i, 16] == pytest.approx(gc)
+
+
+def test_featurizer_roundtrip_matches_sklearn(tmp_path):
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    src = D.read_entities(TEST_DATA / "sources.tsv", "source")
+    tgt = D.read_entities(TEST_DATA / "targets.tsv", "target")
+    cfg = Fe.FeatureConfig(text_dim=8, max_fields=2)
+    fz = Fe.Featurizer(cfg).fit(src, tgt, seed=0)
+    arrays = fz.transform(tgt)
+    assert arrays["text"].shape == (133, 2, 8) and arrays["numeric"].shape == (133, 65)
+    # Reference: sklearn fitted directly on the same fields.
+    fields = [f for t in (src, tgt) for fs in Fe.split_fields(t.descriptions, len(t), " | ", 2) for f in fs]
+    vec = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, max_features=20000, dtype=np.float32
+    )
+    x = vec.fit_transform(fields)
+    svd = TruncatedSVD(8, random_state=0).fit(x)
+    first = [Fe.split_fields(tgt.descriptions, len(tgt), " | ", 2)[i][0] for i in range(5)]
+    np.testing.assert_allclose(arrays["text"][:5, 0], svd.transform(vec.transform(first)), atol=1e-4)
+    Fe.save_featurizer(fz, tmp_path / "f.npz")
+    again = Fe.load_featurizer(tmp_path / "f.npz").transform(tgt)
+    for key in ("text", "text_mask", "numeric"):
+        np.testing.assert_allclose(again[key], arrays[key], atol=1e-6)
+    np.testing.assert_allclose(arrays["numeric"].mean(axis=0), 0, atol=1e-4)
+
+
+def test_sentence_transformers_never_downloads(tmp_path):
+    with pytest.raises(ValueError, match="sentence_model_path"):
+        Fe.FeatureConfig(text_encoder="sentence-transformers")
+    cfg = Fe.FeatureConfig(text_encoder="sentence-transformers", sentence_model_path=str(tmp_path / "none"))
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        Fe.Featurizer(cfg).encode_text(["a field"])
+
+
+# ----------------------------------------------------------------- metrics
+def naive_rank(scores, labels, q, c):
+    """Reference: rank of candidate c among row q's negatives, ties counted half."""
+    s = scores[q, c]
+    others = [j for j in range(scores.shape[1]) if labels[q, j] == 0 and j != c]
+    return 1 + sum(scores[q, j] > s for j in others) + 0.5 * sum(scores[q, j] == s for j in others)
+
+
+def test_ranking_metrics_against_naive(rng):
+    scores = rng.integers(0, 6, size=(30, 12)).astype(float)  # many ties on purpose
+    labels = np.zeros((30, 12))
+    labels[rng.random((30, 12)) < 0.15] = 0.7
+    labels[rng.random((30, 12)) < 0.1] = D.MASKED
+    ranks = M.best_positive_ranks(scores, labels)
+    for q in range(30):
+        pos = np.flatnonzero(labels[q] > 0)
+        if len(pos) == 0:
+            assert np.isnan(ranks[q])
+            continue
+        best = pos[np.argmax(scores[q, pos])]
+        assert ranks[q] == pytest.approx(naive_rank(scores, labels, q, best))
+    cols = rng.integers(0, 12, size=30)
+    er = M.entry_ranks(scores, labels.copy(), cols)
+    for q in range(30):
+        assert er[q] == pytest.approx(naive_rank(scores, labels, q, cols[q]))
+    summary = M.summarise_ranks(np.array([1.0, 2.0, 4.0, np.nan, 20.0]))
+    assert summary["acc@1"] == 0.25 and summary["acc@3"] == 0.5 and summary["acc@10"] == 0.75
+    assert summary["mrr"] == pytest.approx((1 + 0.5 + 0.25 + 0.05) / 4)
+
+
+def test_perfect_and_constant_scorers(easy):
+    _, data_dir = easy
+    src, tgt, links, asg = S.load_data(data_dir)
+    labels = S.all_labels(links, asg, "links", len(src), len(tgt))
+    full = {d: labels["test"].labels[d].toarray() for d in D.DIRECTIONS}
+
+    def oracle(d, q):
+        return (full[d][q] > 0).astype(float)
+
+    def constant(d, q):
+        return np.zeros((len(q), full[d].shape[1]))
+
+    best = M.evaluate(oracle, labels["test"], links, asg.links["links"])
+    assert best["s2t_acc@1"] == 1.0 and best["t2s_mrr"] == 1.0 and best["consistency@10"] == 1.0
+    flat = M.evaluate(constant, labels["test"], links, asg.links["links"])
+    assert flat["s2t_mrr"] < 0.5 and flat["consistency@10"] < 1.0
+
+
+# ---------------------------------------------------------------- baselines
+def test_baselines_reference_and_quality(easy):
+    tmp_path, data_dir = easy
+    src, tgt, links, asg = S.load_data(data_dir)
+    feats = Fe.load_features(tmp_path / "feat.npz")
+    labels = S.all_labels(links, asg, "links", len(src), len(tgt))
+    pop = bl.PopularityBaseline().fit(labels["train"])
+    y = labels["train"].labels["s2t"].toarray()
+    expected = np.where(y > 0, y, 0)[labels["train"].queries["s2t"]].sum(axis=0)
+    np.testing.assert_allclose(pop.popularity["s2t"], expected, rtol=1e-6)
+    vectors = {s: bl.entity_vectors(feats[s]) for s in ("source", "target")}
+    ridge = bl.RidgeBaseline(vectors, alpha=0.5).fit(labels["train"])
+    # Reference: sklearn's Ridge on the same design.
+    from sklearn.linear_model import Ridge
+
+    q = labels["train"].queries["t2s"]
+    yt = labels["train"].labels["t2s"].toarray()[q]
+    ref = Ridge(alpha=0.5).fit(vectors["target"][q], np.where(yt > 0, yt, 0))
+    np.testing.assert_allclose(ridge("t2s", np.arange(5)), ref.predict(vectors["target"][:5]), atol=1e-4)
+    knn = bl.KnnBaseline(vectors, k=3).fit(labels["train"])
+    res = {b.name: M.evaluate(b, labels["test"], links, asg.links["links"]) for b in (pop, knn, ridge)}
+    assert res["kNN"]["mrr_mean"] > res["popularity"]["mrr_mean"]
+    assert res["ridge"]["mrr_mean"] > res["popularity"]["mrr_mean"]
+
+
+def test_bad_baseline_options():
+    with pytest.raises(ValueError, match="knn_k"):
+        bl.KnnBaseline({}, k=0)
+    with pytest.raises(ValueError, match="ridge_alpha"):
+        bl.RidgeBaseline({}, alpha=0)
+
+
+# -------------------------------------------------------------------- model
+def tiny_model(seed: int = 0, **overrides) -> AssocModel:
+    torch.manual_seed(seed)
+    cfg = AssocModelConfig(
+        text_dim=6,
+        max_fields=2,
+        n_numeric_source=0,
+        n_numeric_target=3,
+        d_model=8,
+        n_layers=1,
+        n_heads=2,
+        bridge_dim=8,
+        bridge_heads=2,
+        **overrides,
+    )
+    g = torch.Generator().manual_seed(1)
+    vocab = {
+        "source_text": torch.randn(5, 2, 6, generator=g),
+        "source_text_mask": torch.tensor([[1, 0]] * 5).bool(),
+        "source_numeric": torch.zeros(5, 0),
+        "target_text": torch.randn(9, 2, 6, generator=g),
+        "target_text_mask": torch.ones(9, 2).bool(),
+        "target_numeric": torch.randn(9, 3, generator=g),
+    }
+    return AssocModel(cfg, vocab)
+
+
+def test_model_config_validation():
+    base = dict(text_dim=4, max_fields=2, n_numeric_source=0, n_numeric_target=0)
+    with pytest.raises(ValueError, match="divisible"):
+        AssocModelConfig(**base, d_model=10, n_heads=4)
+    with pytest.raises(ValueError, match="dropout"):
+        AssocModelConfig(**base, dropout=1.5)
+    with pytest.raises(ValueError, match="unknown model option"):
+        AssocModelConfig.from_dict({"d_modle": 8}, **base)
+    with pytest.raises(ValueError, match="s2t_weight"):
+        AssocModelConfig(**base, s2t_weight=0, t2s_weight=0)
+
+
+def test_weighted_bce_matches_manual():
+    logits = torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, -0.5]])
+    labels = torch.tensor([[0.8, 0.0, D.MASKED], [0.0, 1.0, 0.0]])
+    loss = weighted_bce(logits, labels, pos_weight=2.0)
+    sig = torch.sigmoid(logits)
+    manual = (
+        -(1.6 * torch.log(sig[0, 0]))
+        - torch.log(1 - sig[0, 1])
+        - torch.log(1 - sig[1, 0])
+        - 2.0 * torch.log(sig[1, 1])
+        - torch.log(1 - sig[1, 2])
+    ) / 5
+    assert float(loss) == pytest.approx(float(manual), rel=1e-5)
+
+
+def test_loss_combines_directions_and_masks():
+    model = tiny_model(s2t_weight=0.6, t2s_weight=0.4).eval()
+    labels = torch.full((2, 9), 0.0)
+    labels[0, 2] = 1.0
+    labels[1, 5:] = D.MASKED  # t2s rows have 5 candidates
+    labels[1, 1] = 0.5
+    batch = (torch.tensor([0, 1]), torch.tensor([1, 3]), labels)
+    out = model.loss(batch)
+    with torch.no_grad():
+        ls = weighted_bce(model("s2t", torch.tensor([1])), labels[:1, :9])
+        lt = weighted_bce(model("t2s", torch.tensor([3])), labels[1:, :5])
+    assert float(out.loss.detach()) == pytest.approx(0.6 * float(ls) + 0.4 * float(lt), rel=1e-5)
+    assert set(out.terms) == {"bce_s2t", "bce_t2s"} and out.n == 2
+
+
+def test_padding_fields_do_not_change_encoding():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        a = model.encode("source")
+        model.source_text[:, 1] = 123.0  # masked field: must be ignored
+        b = model.encode("source")
+    torch.testing.assert_close(a, b)
+
+
+def test_same_seed_same_weights_and_save_load(tmp_path):
+    a, b = tiny_model(seed=5), tiny_model(seed=5)
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(va, vb, msg=ka)
+    T.save_model(
+        tmp_path / "m.pt", a, {"source_ids": list("abcde"), "target_ids": [str(i) for i in range(9)]}
+    )
+    loaded, ckpt = T.load_model(tmp_path / "m.pt")
+    a.eval()
+    q = torch.arange(5)
+    with torch.no_grad():
+        torch.testing.assert_close(a("s2t", q), loaded("s2t", q))
+    assert ckpt["target_ids"][0] == "0"
+
+
+def test_cached_vocabulary_matches_fresh_encoding():
+    model = tiny_model().eval()
+    q = torch.arange(9)
+    with torch.no_grad():
+        fresh = model("t2s", q)
+        model.cache_vocabulary()
+        cached = model("t2s", q)
+    torch.testing.assert_close(fresh, cached)
+    model.train()
+    assert model._cache is None
+
+
+# -------------------------------------------------------------- steps/train
+def test_diagnostics_pass_on_easy_data(easy):
+    tmp_path, data_dir = easy
+    options = {
+        "min_class_coverage": 0.5,
+        "max_initial_loss_ratio": 3.0,
+        "overfit_queries": 8,
+        "overfit_steps": 80,
+        "overfit_lr": 0.01,
+        "overfit_min_accuracy": 0.9,
+    }
+    model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 16}
+    results = S.run_diagnostics(
+        data_dir, tmp_path / "feat.npz", model, options, seed=0, figure=tmp_path / "deg.png"
+    )
+    status = {r.name: r.status for r in results}
+    assert all(v == "pass" for k, v in status.items() if not k.startswith("class_coverage")), status
+    assert (tmp_path / "deg.png").stat().st_size > 0
+
+
+def test_train_beats_popularity_and_reports(easy):
+    tmp_path, data_dir = easy
+    model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
+    train = {"max_epochs": 25, "patience": 25, "seed": 0}
+    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 16}
+    out = tmp_path / "run"
+    report = S.train_run(
+        data_dir,
+        tmp_path / "feat.npz",
+        "entities",
+        model,
+        train,
+        point,
+        out,
+        tmp_path / "state",
+        device="cpu",
+    )
+    assert report["final_train_loss"] < report["first_train_loss"]
+    base = S.run_baselines(data_dir, tmp_path / "feat.npz", "entities")
+    assert report["test"]["test/mrr_mean"] > base["popularity"]["test"]["mrr_mean"] + 0.2
+    saved = json.loads((out / "training_report.json").read_text())
+    assert saved["hyperparameters"]["lr"] == 0.01 and saved["model_config"]["bridge_dim"] == 16
+    assert "test/s2t_acc@5" in saved["test"] and "test/consistency@10" in saved["test"]
+    assert any(p.name.startswith("events") for p in (out / "tensorboard").iterdir())
+    # Grid selection picks by validation metric.
+    other = json.loads(json.dumps(saved))
+    other["run"], other["val"]["val/mrr_mean"] = "worse", -1.0
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    sel = S.select_best([out / "training_report.json", tmp_path / "other.json"])
+    assert sel["best_run"] == report["run"]
+    # Inference: unseen-entity queries rank their true targets highly.
+    asg_src = pd.read_csv(data_dir / "heldout_sources.tsv", sep="\t")
+    assert len(asg_src) > 0
+    pred = rank_new_entities(
+        out / "model.pt", tmp_path / "featurizer.npz", data_dir / "heldout_sources.tsv", "source", top_k=5
+    )
+    write_predictions(pred, tmp_path / "pred.tsv", known_links=data_dir / "links.tsv")
+    written = pd.read_csv(tmp_path / "pred.tsv", sep="\t")
+    assert len(written) == 5 * len(asg_src) and written["known_link"].mean() > 0.8
+
+
+def test_tensorboard_alias_names():
+    assert T.alias_name("train/loss") == "Loss/train"
+    assert T.alias_name("val/loss") == "Loss/val"
+    assert T.alias_name("val/s2t_acc@5") == "Accuracy/s2t_acc@5"
+    assert T.alias_name("val/t2s_mrr") == "Metrics/MRR_t2s"
+    assert T.alias_name("val/consistency@10") == "Metrics/bidirectional_consistency"
+    assert T.alias_name("lr") == "LR"
+
+
+def test_quick_test_config():
+    cfg = T.effective_train_config({"max_epochs": 50, "patience": 10}, quick_test=True)
+    assert cfg.max_epochs == T.QUICK_MAX_EPOCHS and cfg.patience == 5
+    assert T.effective_train_config({"max_epochs": 50}, quick_test=False).max_epochs == 50
+
+
+def test_run_names_and_grid():
+    assert S.run_name(0.0001, 64, 0.1, 64) == "lr0.0001_bs64_do0.1_bd64"
+    runs = S.grid_runs({"lr": [1e-3, 1e-4], "batch_size": [32], "dropout": [0.0, 0.1], "bridge_dim": [16]})
+    assert len(runs) == 4 and "lr0.001_bs32_do0_bd16" in runs
+    with pytest.raises(ValueError, match="grid.dropout"):
+        S.grid_runs({"lr": [1e-3], "batch_size": [32], "dropout": [], "bridge_dim": [16]})
+
+
+def test_ranker_scores_new_entities_like_vocabulary(easy, tmp_path):
+    tmp, data_dir = easy
+    src, tgt, links, asg = S.load_data(data_dir)
+    feats = Fe.load_features(tmp / "feat.npz")
+    labels = S.all_labels(links, asg, "links", len(src), len(tgt))
+    model = T.build_model(
+        {
+            "d_model": 8,
+            "n_layers": 1,
+            "n_heads": 2,
+            "bridge_heads": 2,
+            "bridge_dim": 8,
+            "id_embedding": False,
+        },
+        feats,
+        labels["train"],
+    ).eval()
+    ranker = Ranker(model, Fe.load_featurizer(tmp / "featurizer.npz"), src.ids, tgt.ids)
+    # An entity given as "new" but identical to a vocabulary entity scores identically.
+    scores = ranker.scores(feats["source"], "source")
+    with torch.no_grad():
+        expected = torch.sigmoid(model("s2t", torch.arange(len(src)))).numpy()
+    np.testing.assert_allclose(scores, expected, atol=1e-5)

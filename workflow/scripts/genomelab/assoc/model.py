@@ -1,0 +1,307 @@
+"""The bidirectional association network.
+
+Shapes: ``F`` description fields per entity, ``E`` text embedding size, ``d`` model width,
+``b`` queries in a batch, ``N_s``/``N_t`` source/target vocabulary sizes.
+
+- ``EntityEncoder`` (one per vocabulary): each text field [F, E] and the numeric vector are
+  projected to ``d`` and tagged with a slot embedding (field 1 is the name, field 2 the
+  product, ...), a few pre-norm transformer layers mix them, masked mean pooling gives one
+  [d] vector per entity.
+- ``BridgeHead`` (one per direction): the query entity attends over the encoded candidate
+  vocabulary (cross-attention, ``bridge_dim`` wide), then scores every candidate by a dot
+  product with a projection of the candidate's own encoding plus a candidate bias computed
+  from its encoding (plus, with ``id_bias``, a learned per-candidate bias: popularity).
+  Scores are logits of a multi-label head (sigmoid outputs). Because
+  candidate scores come from candidate *features* rather than one weight row per ID, the
+  head also ranks entities that had no training links (the held-out entity split).
+- Loss: BCE per direction over all candidates that are not masked, each positive weighted
+  by its link confidence (times ``pos_weight``), combined as ``s2t_weight * L_s2t +
+  t2s_weight * L_t2s`` (renormalised when a batch holds only one direction).
+
+The vocabularies' features are buffers of the model, so a checkpoint is self-contained
+for inference, and they move to the device with the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genomelab.assoc.data import MASKED
+from genomelab.train.engine import LossOutput
+
+DIRECTION_INDEX = {"s2t": 0, "t2s": 1}
+SIDE_OF_QUERY = {"s2t": "source", "t2s": "target"}
+SIDE_OF_CANDIDATE = {"s2t": "target", "t2s": "source"}
+
+
+@dataclass
+class AssocModelConfig:
+    """Sizes and loss weights. The first four fields come from the feature files."""
+
+    text_dim: int
+    max_fields: int
+    n_numeric_source: int
+    n_numeric_target: int
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    ff_mult: int = 2
+    dropout: float = 0.1
+    bridge_dim: int = 64
+    bridge_heads: int = 4
+    s2t_weight: float = 0.6
+    t2s_weight: float = 0.4
+    pos_weight: float = 1.0
+    id_bias: bool = True
+    id_embedding: bool = True
+    prior_s2t: float = 0.01
+    prior_t2s: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in (
+            "text_dim",
+            "max_fields",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "ff_mult",
+            "bridge_dim",
+            "bridge_heads",
+        ):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"model.{name} must be >= 1, not {getattr(self, name)}")
+        for name in ("n_numeric_source", "n_numeric_target"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name} must be >= 0, not {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.bridge_dim % self.bridge_heads:
+            raise ValueError(
+                f"model.bridge_dim ({self.bridge_dim}) must be divisible by bridge_heads "
+                f"({self.bridge_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), not {self.dropout}")
+        if self.s2t_weight < 0 or self.t2s_weight < 0 or self.s2t_weight + self.t2s_weight <= 0:
+            raise ValueError(
+                f"model.s2t_weight/t2s_weight must be >= 0 and not both 0, not "
+                f"{self.s2t_weight}/{self.t2s_weight}"
+            )
+        if not self.pos_weight > 0:
+            raise ValueError(f"model.pos_weight must be > 0, not {self.pos_weight}")
+        for name in ("prior_s2t", "prior_t2s"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"model.{name} must be in (0, 1), not {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, values: dict, **data_dims) -> AssocModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
+        return cls(**{**values, **data_dims})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class EntityEncoder(nn.Module):
+    """Fields + numeric token -> transformer -> masked mean pooling. [n, F, E] -> [n, d]."""
+
+    def __init__(self, text_dim: int, max_fields: int, n_numeric: int, cfg: AssocModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.text_proj = nn.Linear(text_dim, d)
+        self.numeric_proj = nn.Linear(n_numeric, d) if n_numeric > 0 else None
+        self.slot = nn.Parameter(torch.randn(max_fields + 1, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
+        # Nested tensors are an inference-only fast path that warns with norm_first.
+        self.layers = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        """text [n, F, E], text_mask [n, F] bool (True = field present), numeric [n, K] -> [n, d]."""
+        n_fields = text.shape[1]
+        tokens = self.text_proj(text) + self.slot[:n_fields]
+        mask = text_mask
+        if self.numeric_proj is not None:
+            num = self.numeric_proj(numeric).unsqueeze(1) + self.slot[-1]
+            tokens = torch.cat([tokens, num], dim=1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        hidden = self.layers(tokens, src_key_padding_mask=~mask)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        return self.norm(pooled)
+
+
+class BridgeHead(nn.Module):
+    """Cross-attention from queries to the candidate vocabulary, then candidate scores."""
+
+    def __init__(self, cfg: AssocModelConfig, prior: float, n_candidates: int = 0) -> None:
+        super().__init__()
+        d, bd = cfg.d_model, cfg.bridge_dim
+        self.query_proj = nn.Linear(d, bd)
+        self.memory_proj = nn.Linear(d, bd)
+        self.attn = nn.MultiheadAttention(bd, cfg.bridge_heads, dropout=cfg.dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(bd)
+        self.ff = nn.Sequential(
+            nn.Linear(bd, 2 * bd), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(2 * bd, bd)
+        )
+        self.norm2 = nn.LayerNorm(bd)
+        self.key_proj = nn.Linear(d, bd)
+        self.bias = nn.Linear(d, 1)
+        self.drop = nn.Dropout(cfg.dropout)
+        # Start at the label prior: an untrained head then has about the chance loss
+        # instead of ln 2 per candidate, which would be far above it with sparse labels.
+        nn.init.zeros_(self.bias.weight)
+        nn.init.constant_(self.bias.bias, math.log(prior / (1 - prior)))
+        self.scale = 1.0 / math.sqrt(bd)
+        # Optional per-candidate bias (learned popularity). Candidates without training
+        # links keep 0, i.e. they fall back on the feature-based bias.
+        self.id_bias = nn.Parameter(torch.zeros(n_candidates)) if n_candidates else None
+
+    def forward(self, queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """queries [b, d], candidates [C, d] -> logits [b, C]."""
+        q = self.query_proj(queries).unsqueeze(0)  # [1, b, bd]: queries do not attend to each other
+        mem = self.memory_proj(candidates).unsqueeze(0)  # [1, C, bd]
+        ctx, _ = self.attn(q, mem, mem, need_weights=False)
+        h = self.norm1(q + self.drop(ctx))
+        h = self.norm2(h + self.drop(self.ff(h))).squeeze(0)  # [b, bd]
+        keys = self.key_proj(candidates)  # [C, bd]
+        logits = h @ keys.T * self.scale + self.bias(candidates).squeeze(-1)
+        if self.id_bias is not None and self.id_bias.shape[0] == candidates.shape[0]:
+            logits = logits + self.id_bias
+        return logits
+
+
+def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
+    """Mean BCE over unmasked entries; positives weighted by confidence * pos_weight.
+
+    logits, labels: [b, C]; labels > 0 are positives with that confidence, 0 negatives,
+    ``MASKED`` (-1) ignored.
+    """
+    valid = labels != MASKED
+    target = (labels > 0).to(logits.dtype)
+    weight = torch.where(labels > 0, labels * pos_weight, torch.ones_like(labels)) * valid
+    loss = F.binary_cross_entropy_with_logits(
+        logits.float(), target.float(), weight=weight.float(), reduction="sum"
+    )
+    return loss / valid.sum().clamp_min(1)
+
+
+class AssocModel(nn.Module):
+    """Two entity encoders, a cross-attention bridge per direction, two multi-label heads.
+
+    ``vocab`` holds each side's feature arrays as tensors: ``{side}_text`` [N, F, E],
+    ``{side}_text_mask`` [N, F] bool, ``{side}_numeric`` [N, K].
+    """
+
+    def __init__(self, cfg: AssocModelConfig, vocab: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.config = cfg
+        for side in ("source", "target"):
+            self.register_buffer(f"{side}_text", vocab[f"{side}_text"].float())
+            self.register_buffer(f"{side}_text_mask", vocab[f"{side}_text_mask"].bool())
+            self.register_buffer(f"{side}_numeric", vocab[f"{side}_numeric"].float())
+        self.encoders = nn.ModuleDict(
+            {
+                "source": EntityEncoder(cfg.text_dim, cfg.max_fields, cfg.n_numeric_source, cfg),
+                "target": EntityEncoder(cfg.text_dim, cfg.max_fields, cfg.n_numeric_target, cfg),
+            }
+        )
+        n_s, n_t = self.n_entities("source"), self.n_entities("target")
+        # Optional per-entity embeddings added to the feature encoding (zero at start):
+        # they let the model memorise seen entities' link patterns (matrix factorisation),
+        # while entities without training links, and new ones, stay purely feature-based.
+        self.id_embeddings = (
+            nn.ParameterDict(
+                {
+                    "source": nn.Parameter(torch.zeros(n_s, cfg.d_model)),
+                    "target": nn.Parameter(torch.zeros(n_t, cfg.d_model)),
+                }
+            )
+            if cfg.id_embedding
+            else None
+        )
+        self.heads = nn.ModuleDict(
+            {
+                "s2t": BridgeHead(cfg, cfg.prior_s2t, n_t if cfg.id_bias else 0),
+                "t2s": BridgeHead(cfg, cfg.prior_t2s, n_s if cfg.id_bias else 0),
+            }
+        )
+        self._cache: dict[str, torch.Tensor] | None = None
+
+    def n_entities(self, side: str) -> int:
+        return int(getattr(self, f"{side}_text").shape[0])
+
+    def encode(
+        self,
+        side: str,
+        text: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        numeric: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encode the whole ``side`` vocabulary (default) or new entities of that side. [n, d]."""
+        if text is not None:
+            return self.encoders[side](text, text_mask, numeric)
+        encoded = self.encoders[side](
+            getattr(self, f"{side}_text"),
+            getattr(self, f"{side}_text_mask"),
+            getattr(self, f"{side}_numeric"),
+        )
+        if self.id_embeddings is not None:
+            encoded = encoded + self.id_embeddings[side]
+        return encoded
+
+    def train(self, mode: bool = True) -> AssocModel:
+        # Cached vocabulary encodings are valid only for frozen weights in eval mode.
+        self._cache = None
+        return super().train(mode)
+
+    @torch.no_grad()
+    def cache_vocabulary(self) -> None:
+        """Encode both vocabularies once for repeated inference (eval mode)."""
+        self.eval()
+        self._cache = {side: self.encode(side) for side in ("source", "target")}
+
+    def _vocab(self, side: str) -> torch.Tensor:
+        if self._cache is not None and not self.training:
+            return self._cache[side]
+        return self.encode(side)
+
+    def forward(
+        self, direction: str, queries: torch.Tensor, query_emb: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits [b, C] of ``direction`` for vocabulary indices ``queries`` [b] (or given
+        query encodings ``query_emb`` [b, d] of new entities)."""
+        if query_emb is None:
+            query_emb = self._vocab(SIDE_OF_QUERY[direction])[queries]
+        return self.heads[direction](query_emb, self._vocab(SIDE_OF_CANDIDATE[direction]))
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> LossOutput:
+        """batch: direction [b] long (0 = s2t, 1 = t2s), query index [b] long, labels [b, C_max]."""
+        direction, query, labels = batch
+        encoded = {side: self.encode(side) for side in ("source", "target")}
+        terms: dict[str, torch.Tensor] = {}
+        total = labels.new_zeros(())
+        weight_sum = 0.0
+        cfg = self.config
+        for name, idx in DIRECTION_INDEX.items():
+            sel = direction == idx
+            if not bool(sel.any()):
+                continue
+            cand = encoded[SIDE_OF_CANDIDATE[name]]
+            logits = self.heads[name](encoded[SIDE_OF_QUERY[name]][query[sel]], cand)
+            term = weighted_bce(logits, labels[sel, : cand.shape[0]], cfg.pos_weight)
+            terms[f"bce_{name}"] = term.detach()
+            w = cfg.s2t_weight if name == "s2t" else cfg.t2s_weight
+            total = total + w * term
+            weight_sum += w
+        return LossOutput(total / max(weight_sum, 1e-12), terms, n=int(len(query)))

@@ -1,0 +1,707 @@
+"""Snakemake steps of the assoc module: each unpacks ``smk`` and calls a typed function.
+
+Chain: data (validate, split) -> features (text/sequence encoders) -> diagnostics -> gate ->
+baselines (per scheme) -> train (per scheme and grid point) -> select (best run per scheme
+on validation) -> summary; infer ranks candidates for new entities with a selected model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genomelab.assoc import baselines as bl
+from genomelab.assoc.data import (
+    DIRECTIONS,
+    MASKED,
+    SCHEMES,
+    EntityTable,
+    Links,
+    SplitAssignment,
+    SplitLabels,
+    assign_splits,
+    read_entities,
+    read_links,
+    split_labels,
+)
+from genomelab.assoc.features import FeatureConfig, Featurizer, load_features, save_features, save_featurizer
+from genomelab.assoc.metrics import evaluate
+from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
+from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, overfit_tiny_subset
+from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
+from genomelab.report import Comparison, ModuleSummary, write_module_summary
+
+logger = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+# ----------------------------------------------------------------------------- data
+def _section(value: Any) -> dict[str, Any]:
+    """A config section passed as ``config_json`` (a JSON string, so changes rerun the rule)."""
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def run_name(lr: float, batch_size: int, dropout: float, bridge_dim: int) -> str:
+    """Name of one grid point, also its Snakemake wildcard values (``{lr:g}`` etc.)."""
+    return f"lr{lr:g}_bs{int(batch_size)}_do{dropout:g}_bd{int(bridge_dim)}"
+
+
+def grid_runs(grid: dict[str, list]) -> list[str]:
+    """All run names of the hyper-parameter grid (lr x batch_size x dropout x bridge_dim)."""
+    for key in ("lr", "batch_size", "dropout", "bridge_dim"):
+        if not grid.get(key):
+            raise ValueError(f"assoc.grid.{key} must list at least one value")
+    return [
+        run_name(lr, bs, do, bd)
+        for lr in grid["lr"]
+        for bs in grid["batch_size"]
+        for do in grid["dropout"]
+        for bd in grid["bridge_dim"]
+    ]
+
+
+def prepare_data(
+    links_path: str | os.PathLike,
+    sources_path: str | os.PathLike,
+    targets_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    min_quality: float | None = None,
+    allow_unlinked: bool = False,
+) -> dict[str, Any]:
+    """Validate the inputs and write normalised tables plus the split assignment.
+
+    Writes ``sources.tsv``, ``targets.tsv`` (copies), ``links.tsv`` (one row per link and
+    direction, with both schemes' split names), ``splits.npz``, ``heldout_sources.tsv``
+    (test-split sources of the entities scheme: new entities for the inference demo) and
+    ``data.json`` (counts).
+    """
+    out = Path(out_dir)
+    sources, targets = read_entities(sources_path, "source"), read_entities(targets_path, "target")
+    links = read_links(links_path, sources, targets, min_quality, allow_unlinked)
+    assignment = assign_splits(links, len(sources), len(targets), tuple(fractions), seed)
+    for side, path in (("sources", sources_path), ("targets", targets_path)):
+        with atomic_output(out / f"{side}.tsv") as tmp:
+            shutil.copyfile(path, tmp)
+    rows = ["source\ttarget\tdirection\tconfidence\tcategory\tsplit_links\tsplit_entities"]
+    names = {"s2t": "source->target", "t2s": "target->source"}
+    for i in range(len(links)):
+        rows.append(
+            "\t".join(
+                [
+                    sources.ids[links.source[i]],
+                    targets.ids[links.target[i]],
+                    names[links.direction[i]],
+                    f"{links.confidence[i]:g}",
+                    links.category[i],
+                    assignment.links["links"][i],
+                    assignment.links["entities"][i],
+                ]
+            )
+        )
+    atomic_write_text(out / "links.tsv", "\n".join(rows) + "\n")
+    with atomic_output(out / "splits.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            links_links=assignment.links["links"],
+            links_entities=assignment.links["entities"],
+            sources=assignment.sources,
+            targets=assignment.targets,
+        )
+    heldout = [i for i in range(len(sources)) if assignment.sources[i] == "test"]
+    _write_entity_subset(sources_path, out / "heldout_sources.tsv", [sources.ids[i] for i in heldout])
+    counts: dict[str, Any] = {"n_sources": len(sources), "n_targets": len(targets), "n_links": len(links)}
+    for scheme in SCHEMES:
+        counts[f"{scheme}_links_per_split"] = {
+            s: int((assignment.links[scheme] == s).sum()) for s in SPLIT_NAMES
+        }
+    counts["categories"] = {c: int((links.category == c).sum()) for c in np.unique(links.category)}
+    atomic_write_json(out / "data.json", counts)
+    logger.info("data: %s", counts)
+    return counts
+
+
+def _write_entity_subset(path: str | os.PathLike, out: Path, ids: list[str]) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    keep = df[df["id"].isin(set(ids))]
+    with atomic_output(out) as tmp:
+        keep.to_csv(tmp, sep="\t", index=False)
+
+
+def load_data(data_dir: str | os.PathLike) -> tuple[EntityTable, EntityTable, Links, SplitAssignment]:
+    """Read the data step's outputs back (re-validated) with their split assignment."""
+    d = Path(data_dir)
+    sources, targets = read_entities(d / "sources.tsv", "source"), read_entities(d / "targets.tsv", "target")
+    links = read_links(d / "links.tsv", sources, targets, allow_unlinked=True)
+    with np.load(d / "splits.npz", allow_pickle=False) as z:
+        assignment = SplitAssignment(
+            {"links": z["links_links"], "entities": z["links_entities"]}, z["sources"], z["targets"]
+        )
+    if len(assignment.links["links"]) != len(links):
+        raise ValueError(
+            f"{d / 'splits.npz'} has {len(assignment.links['links'])} link splits but "
+            f"{d / 'links.tsv'} has {len(links)} links: rerun the data step"
+        )
+    return sources, targets, links, assignment
+
+
+def all_labels(
+    links: Links, assignment: SplitAssignment, scheme: str, n_s: int, n_t: int
+) -> dict[str, SplitLabels]:
+    return {s: split_labels(links, assignment, scheme, s, n_s, n_t) for s in SPLIT_NAMES}
+
+
+def data_step(smk: Any) -> None:
+    p = smk.params
+    prepare_data(
+        smk.input.links,
+        smk.input.sources,
+        smk.input.targets,
+        Path(smk.output.links).parent,
+        int(p.seed),
+        tuple(p.data["split_fractions"]),
+        p.data["min_quality"],
+        p.data["allow_unlinked"],
+    )
+
+
+# ------------------------------------------------------------------------- features
+def build_features(
+    data_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    featurizer_path: str | os.PathLike,
+    config: FeatureConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """Fit the featuriser on both vocabularies and write the entity feature arrays."""
+    d = Path(data_dir)
+    sources, targets = read_entities(d / "sources.tsv", "source"), read_entities(d / "targets.tsv", "target")
+    featurizer = Featurizer(config).fit(sources, targets, seed)
+    arrays = {"source": featurizer.transform(sources), "target": featurizer.transform(targets)}
+    save_features(features_path, arrays)
+    save_featurizer(featurizer, featurizer_path)
+    shapes = {side: {k: list(v.shape) for k, v in a.items()} for side, a in arrays.items()}
+    logger.info("features: %s", shapes)
+    return shapes
+
+
+def features_step(smk: Any) -> None:
+    build_features(
+        Path(smk.input.links).parent,
+        smk.output.features,
+        smk.output.featurizer,
+        FeatureConfig(**smk.params.features),
+        int(smk.params.seed),
+    )
+
+
+# ---------------------------------------------------------------------- diagnostics
+def run_diagnostics(
+    data_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    model_section: dict[str, Any],
+    options: dict[str, Any],
+    seed: int,
+    figure: str | os.PathLike | None = None,
+) -> list[DiagnosticResult]:
+    """Checks before training: splits, leakage, coverage, features, initial loss, tiny overfit."""
+    from genomelab.assoc.training import build_dataset, build_model
+
+    sources, targets, links, assignment = load_data(data_dir)
+    feats = load_features(features_path)
+    n_s, n_t = len(sources), len(targets)
+    results: list[DiagnosticResult] = []
+    for side, table in (("source", sources), ("target", targets)):
+        if feats[side]["ids"].tolist() != table.ids:
+            results.append(
+                DiagnosticResult(
+                    f"feature_ids[{side}]",
+                    FAIL,
+                    f"{side} feature rows do not match the entity table order: rerun the features step",
+                )
+            )
+    finite = all(np.isfinite(feats[s][k]).all() for s in feats for k in ("text", "numeric"))
+    results.append(
+        DiagnosticResult(
+            "features_finite",
+            PASS if finite else FAIL,
+            "all entity features are finite" if finite else "entity features contain NaN/inf",
+        )
+    )
+    labels = {scheme: all_labels(links, assignment, scheme, n_s, n_t) for scheme in SCHEMES}
+    empty = [
+        f"{scheme}/{s}/{d}"
+        for scheme in SCHEMES
+        for s in SPLIT_NAMES
+        for d in DIRECTIONS
+        if len(labels[scheme][s].queries[d]) == 0
+    ]
+    results.append(
+        DiagnosticResult(
+            "splits_nonempty",
+            FAIL if empty else PASS,
+            f"no queries in {empty}: too few links for the split fractions"
+            if empty
+            else "every scheme, split and direction has queries",
+            details={
+                f"{scheme}/{s}/{d}": int(len(labels[scheme][s].queries[d]))
+                for scheme in SCHEMES
+                for s in SPLIT_NAMES
+                for d in DIRECTIONS
+            },
+        )
+    )
+    pair = np.char.add(np.char.add(links.source.astype(str), ":"), links.target.astype(str))
+    results.append(
+        group_leakage(
+            {s: pair[assignment.links["links"] == s] for s in SPLIT_NAMES},
+            name="leakage[links]",
+            what="(source, target) pair",
+        )
+    )
+    groups = {
+        s: [
+            f"{side}:{q}"
+            for d, side in (("s2t", "source"), ("t2s", "target"))
+            for q in labels["entities"][s].queries[d]
+        ]
+        for s in SPLIT_NAMES
+    }
+    results.append(group_leakage(groups, name="leakage[entities]", what="query entity"))
+    min_cov = float(options["min_class_coverage"])
+    for scheme in SCHEMES:
+        train = labels[scheme]["train"]
+        for d in DIRECTIONS:
+            rows = train.dense_rows(d, train.queries[d])
+            cov = float(((rows > 0).any(axis=0)).mean()) if len(rows) else 0.0
+            status = PASS if cov >= min_cov else WARN
+            results.append(
+                DiagnosticResult(
+                    f"class_coverage[{scheme}/{d}]",
+                    status,
+                    f"{cov:.0%} of {d} candidates have a training link "
+                    f"(threshold {min_cov:.0%}); the rest can only be ranked "
+                    "from their features",
+                    blocking=False,
+                    details={"coverage": cov},
+                )
+            )
+    # Initial loss of an untrained network vs a prior-only predictor, on the links scheme.
+    torch.manual_seed(seed)
+    train = labels["links"]["train"]
+    model = build_model(model_section, feats, train)
+    n_cand = {"s2t": n_t, "t2s": n_s}
+    ds = build_dataset(train, n_cand)
+    model.eval()
+    with torch.no_grad():
+        initial = float(model.loss(ds.tensors).loss)
+        chance = _prior_loss(model, ds.tensors)
+    results.append(
+        initial_loss_vs_chance(initial, chance, max_ratio=float(options["max_initial_loss_ratio"]))
+    )
+    results.append(_overfit(model_section, feats, train, n_cand, options, seed))
+    if figure is not None:
+        _degree_figure(links, figure)
+        for r in results:
+            if r.name == "splits_nonempty":
+                r.figure = Path(figure).name
+    return results
+
+
+def _prior_loss(model, tensors) -> float:
+    """The loss of predicting each direction's label prior for every candidate."""
+    from genomelab.assoc.model import DIRECTION_INDEX, weighted_bce
+
+    direction, _, labels = tensors
+    total, wsum = 0.0, 0.0
+    cfg = model.config
+    for name, idx in DIRECTION_INDEX.items():
+        sel = direction == idx
+        if not bool(sel.any()):
+            continue
+        prior = cfg.prior_s2t if name == "s2t" else cfg.prior_t2s
+        lab = labels[sel]
+        logits = torch.full_like(lab, float(np.log(prior / (1 - prior))))
+        w = cfg.s2t_weight if name == "s2t" else cfg.t2s_weight
+        total += w * float(weighted_bce(logits, lab, cfg.pos_weight))
+        wsum += w
+    return total / wsum
+
+
+def _overfit(model_section, feats, train: SplitLabels, n_cand, options, seed) -> DiagnosticResult:
+    """Memorise a few training queries; a wiring bug (detached graph, wrong labels) fails it."""
+    from genomelab.assoc.training import build_dataset, build_model
+
+    n_q = int(options["overfit_queries"])
+    steps = int(options["overfit_steps"])
+    torch.manual_seed(seed)
+    model = build_model({**model_section, "dropout": 0.0}, feats, train)
+    ds = build_dataset(train, n_cand)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(ds), generator=gen)[:n_q]
+    batch = tuple(t[idx] for t in ds.tensors)
+    opt = torch.optim.Adam(model.parameters(), lr=float(options["overfit_lr"]))
+    model.train()
+
+    def fit() -> dict[str, float]:
+        first = None
+        for _ in range(steps):
+            out = model.loss(batch)
+            first = float(out.loss.detach()) if first is None else first
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            final = float(model.loss(batch).loss)
+            hits = []
+            for name, d_idx in (("s2t", 0), ("t2s", 1)):
+                sel = batch[0] == d_idx
+                if bool(sel.any()):
+                    logits = model(name, batch[1][sel])
+                    lab = batch[2][sel, : logits.shape[1]]
+                    top = logits.masked_fill(lab == MASKED, -torch.inf).argmax(dim=1)
+                    hits.append((lab.gather(1, top[:, None]) > 0).float().squeeze(1))
+        acc = float(torch.cat(hits).mean()) if hits else 0.0
+        return {"loss": final, "initial_loss": first, "accuracy": acc}
+
+    result = overfit_tiny_subset(fit, n_q, min_accuracy=float(options["overfit_min_accuracy"]))
+    return result
+
+
+def _degree_figure(links: Links, path: str | os.PathLike) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, (name, idx) in zip(
+        axes,
+        (
+            ("source", links.source[links.direction == "s2t"]),
+            ("target", links.target[links.direction == "s2t"]),
+        ),
+        strict=True,
+    ):
+        counts = np.bincount(idx)
+        counts = counts[counts > 0]
+        ax.hist(
+            counts, bins=np.unique(np.geomspace(1, max(counts.max(), 2), 30).astype(int)), color="#4477aa"
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"links per {name}")
+        ax.set_ylabel("entities")
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def diagnostics_step(smk: Any) -> None:
+    torch.set_num_threads(max(1, int(smk.threads)))
+    results = run_diagnostics(
+        Path(smk.input.links).parent,
+        smk.input.features,
+        _section(smk.params.model),
+        smk.params.options,
+        int(smk.params.seed),
+        smk.output.figure,
+    )
+    write_results(smk.output.json, "assoc", results)
+
+
+# ------------------------------------------------------------------------ baselines
+def run_baselines(
+    data_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    scheme: str,
+    knn_k: int = 10,
+    ridge_alpha: float = 1.0,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics of popularity, kNN and ridge on the val and test splits of ``scheme``."""
+    sources, targets, links, assignment = load_data(data_dir)
+    feats = load_features(features_path)
+    vectors = {side: bl.entity_vectors(feats[side]) for side in ("source", "target")}
+    labels = all_labels(links, assignment, scheme, len(sources), len(targets))
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for model in (
+        bl.PopularityBaseline(),
+        bl.KnnBaseline(vectors, knn_k),
+        bl.RidgeBaseline(vectors, ridge_alpha),
+    ):
+        model.fit(labels["train"])
+        out[model.name] = {
+            s: evaluate(model, labels[s], links, assignment.links[scheme]) for s in ("val", "test")
+        }
+        logger.info("%s on %s: test mrr_mean %.4f", model.name, scheme, out[model.name]["test"]["mrr_mean"])
+    return out
+
+
+def baselines_step(smk: Any) -> None:
+    b = smk.params.baselines
+    atomic_write_json(
+        smk.output[0],
+        run_baselines(
+            Path(smk.input.links).parent,
+            smk.input.features,
+            smk.wildcards.scheme,
+            int(b["knn_k"]),
+            float(b["ridge_alpha"]),
+        ),
+    )
+
+
+# ------------------------------------------------------------------------- training
+def train_run(
+    data_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    scheme: str,
+    model_section: dict[str, Any],
+    train_section: dict[str, Any],
+    grid_point: dict[str, Any],
+    out_dir: str | os.PathLike,
+    state_dir: str | os.PathLike,
+    device: str = "auto",
+    quick_test: bool = False,
+) -> dict[str, Any]:
+    """Train one grid point on one scheme; write model.pt, metrics.json, training_report.json."""
+    from genomelab.assoc.training import (
+        RunPaths,
+        build_model,
+        effective_train_config,
+        save_model,
+        train_model,
+    )
+    from genomelab.train.device import resolve_device
+
+    out = Path(out_dir)
+    sources, targets, links, assignment = load_data(data_dir)
+    feats = load_features(features_path)
+    labels = all_labels(links, assignment, scheme, len(sources), len(targets))
+    model_cfg = {
+        **model_section,
+        "dropout": float(grid_point["dropout"]),
+        "bridge_dim": int(grid_point["bridge_dim"]),
+    }
+    train_cfg = effective_train_config(
+        {**train_section, "lr": float(grid_point["lr"]), "batch_size": int(grid_point["batch_size"])},
+        quick_test,
+    )
+    torch.manual_seed(train_cfg.seed)
+    model = build_model(model_cfg, feats, labels["train"])
+    dev = resolve_device(device)
+    paths = RunPaths(Path(state_dir), out / "metrics.json", out / "tensorboard")
+    model, result = train_model(
+        model,
+        train_cfg,
+        labels,
+        links,
+        assignment.links[scheme],
+        paths,
+        dev,
+        run_config={"scheme": scheme, "model": model.config.to_dict(), "quick_test": quick_test},
+    )
+    save_model(
+        out / "model.pt",
+        model.cpu(),
+        {"scheme": scheme, "source_ids": sources.ids, "target_ids": targets.ids},
+    )
+    report = {
+        "module": "assoc",
+        "scheme": scheme,
+        "run": run_name(**grid_point),
+        "quick_test": quick_test,
+        "device": str(dev),
+        "hyperparameters": {**grid_point, **result.pop("train_config")},
+        "model_config": model.config.to_dict(),
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        **result,
+    }
+    atomic_write_json(out / "training_report.json", report)
+    return report
+
+
+def train_step(smk: Any) -> None:
+    torch.set_num_threads(max(1, int(smk.threads)))
+    wc = smk.wildcards
+    point = {
+        "lr": float(wc.lr),
+        "batch_size": int(wc.bs),
+        "dropout": float(wc.dropout),
+        "bridge_dim": int(wc.bd),
+    }
+    train_run(
+        Path(smk.input.links).parent,
+        smk.input.features,
+        wc.scheme,
+        _section(smk.params.model),
+        _section(smk.params.train),
+        point,
+        Path(smk.output.report).parent,
+        smk.params.state_dir,
+        smk.params.device,
+        bool(smk.params.quick_test),
+    )
+
+
+# --------------------------------------------------------------------------- select
+def select_best(
+    reports: list[str | os.PathLike], metric: str = "val/mrr_mean", mode: str = "max"
+) -> dict[str, Any]:
+    """Pick the run with the best validation ``metric`` among training reports."""
+    if mode not in ("min", "max"):
+        raise ValueError(f"selection mode must be 'min' or 'max', not {mode!r}")
+    runs = []
+    for path in reports:
+        rep = json.loads(Path(path).read_text())
+        value = rep["val"].get(metric) if metric != "val/loss" else rep["best_val_loss"]
+        if value is None:
+            raise ValueError(f"{path} has no validation metric {metric!r} (has {sorted(rep['val'])})")
+        runs.append(
+            {
+                "run": rep["run"],
+                "report": str(path),
+                "value": float(value),
+                "hyperparameters": rep["hyperparameters"],
+                "val": rep["val"],
+                "test": rep["test"],
+                "best_epoch": rep["best_epoch"],
+                "epochs_run": rep["epochs_run"],
+            }
+        )
+    if not runs:
+        raise ValueError("no training reports to select from")
+    sign = 1 if mode == "max" else -1
+    finite = [r for r in runs if np.isfinite(r["value"])]
+    if not finite:
+        raise ValueError(f"every run has a non-finite {metric}")
+    best = max(finite, key=lambda r: sign * r["value"])
+    return {"metric": metric, "mode": mode, "best_run": best["run"], "best": best, "runs": runs}
+
+
+def select_step(smk: Any) -> None:
+    s = smk.params.selection
+    result = select_best(list(smk.input.reports), s["metric"], s["mode"])
+    best_model = Path(result["best"]["report"]).parent / "model.pt"
+    with atomic_output(smk.output.model) as tmp:
+        shutil.copyfile(best_model, tmp)
+    atomic_write_json(smk.output.json, result)
+    logger.info(
+        "best %s run: %s (%s %.4f)",
+        smk.wildcards.scheme,
+        result["best_run"],
+        result["metric"],
+        result["best"]["value"],
+    )
+
+
+# -------------------------------------------------------------------------- summary
+SUMMARY_METRICS = (
+    "s2t_acc@1",
+    "s2t_acc@5",
+    "s2t_acc@10",
+    "s2t_mrr",
+    "t2s_acc@1",
+    "t2s_acc@5",
+    "t2s_acc@10",
+    "t2s_mrr",
+    "mrr_mean",
+    "consistency@10",
+)
+SCHEME_TITLES = {"links": "held-out links (entities seen)", "entities": "held-out entities (unseen)"}
+
+
+def build_summary(
+    grids: dict[str, str | os.PathLike],
+    baselines: dict[str, str | os.PathLike],
+    diagnostics: str | os.PathLike,
+    plot: str | os.PathLike | None,
+    results_dir: str | os.PathLike,
+) -> ModuleSummary:
+    comps = []
+    for scheme, grid_path in grids.items():
+        grid = json.loads(Path(grid_path).read_text())
+        base = json.loads(Path(baselines[scheme]).read_text())
+        net = {m: grid["best"]["test"].get(f"test/{m}") for m in SUMMARY_METRICS}
+        rows = {f"network ({grid['best_run']})": net}
+        kinds = {f"network ({grid['best_run']})": "model"}
+        for name, res in base.items():
+            rows[name] = {m: res["test"].get(m) for m in SUMMARY_METRICS}
+            kinds[name] = "baseline"
+        comps.append(
+            Comparison(f"Ranking, {SCHEME_TITLES.get(scheme, scheme)}", "test", "mrr_mean", True, rows, kinds)
+        )
+    from genomelab.diagnostics import read_results
+
+    diags = [{"name": r.name, "status": r.status, "message": r.message} for r in read_results(diagnostics)]
+    notes = [
+        "Acc@K = share of queries whose best-ranked held-out positive is in the top K (filtered ranking); "
+        "MRR = mean reciprocal rank of that positive; consistency@10 = share of held-out links ranked in the "
+        "top 10 from both ends.",
+        "The network row is the grid point with the best validation mrr_mean; all numbers are on the test split.",
+    ]
+    for comp in comps:
+        notes.append(comp.verdict())
+    plots = [str(Path(plot).relative_to(results_dir))] if plot else []
+    return ModuleSummary("assoc", "assoc: bidirectional association model", comps, diags, plots, notes)
+
+
+def _summary_plot(comps: list[Comparison], path: str | os.PathLike) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(comps), figsize=(5 * len(comps), 3.2), squeeze=False)
+    for ax, comp in zip(axes[0], comps, strict=True):
+        names = list(comp.rows)
+        x = np.arange(len(names))
+        for k, (metric, color) in enumerate((("s2t_mrr", "#4477aa"), ("t2s_mrr", "#ee6677"))):
+            vals = [comp.rows[n].get(metric) or 0.0 for n in names]
+            ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=metric, color=color)
+        ax.set_xticks(x, [n.split(" (")[0] for n in names], rotation=20)
+        ax.set_title(comp.title, fontsize=9)
+        ax.set_ylabel("test MRR")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def summary_step(smk: Any) -> None:
+    schemes = list(smk.params.schemes)
+    grids = dict(zip(schemes, smk.input.grids, strict=True))
+    bases = dict(zip(schemes, smk.input.baselines, strict=True))
+    results_dir = Path(smk.output.json).parent
+    summary = build_summary(grids, bases, smk.input.diagnostics, smk.output.plot, results_dir)
+    _summary_plot(summary.comparisons, smk.output.plot)
+    write_module_summary(summary, smk.output.json, smk.output.md)
+
+
+# ---------------------------------------------------------------------------- infer
+def infer_step(smk: Any) -> None:
+    from genomelab.assoc.infer import rank_new_entities, write_predictions
+
+    torch.set_num_threads(max(1, int(smk.threads)))
+    p = smk.params.infer
+    table = rank_new_entities(
+        smk.input.model, smk.input.featurizer, smk.input.queries, p["side"], int(p["top_k"])
+    )
+    write_predictions(table, smk.output[0], known_links=smk.input.links)
+
+
+__all__ = ["MASKED"]

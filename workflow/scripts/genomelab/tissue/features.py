@@ -58,7 +58,9 @@ def _check_values(block: np.ndarray, source: str) -> None:
         raise ValueError(f"{source}: 'methylation' holds {int(bad.sum())} values outside {{0, 1, 2}}")
 
 
-def _iter_npz(records: list[SampleRecord], n_positions: int) -> Iterator[tuple[SampleRecord, np.ndarray, np.ndarray | None]]:
+def _iter_npz(
+    records: list[SampleRecord], n_positions: int
+) -> Iterator[tuple[SampleRecord, np.ndarray, np.ndarray | None]]:
     for rec in records:
         meth, ids = load_npz_sample(rec.file, n_positions)
         yield rec, meth, ids
@@ -67,8 +69,9 @@ def _iter_npz(records: list[SampleRecord], n_positions: int) -> Iterator[tuple[S
 def _create(h5: h5py.File, n_samples: int, regions: np.ndarray, n_positions: int, source: str) -> None:
     n_regions = len(regions)
     chunk_rows = max(1, min(n_samples, (1 << 20) // max(4 * n_regions, 1)))
-    h5.create_dataset("means", (n_samples, n_regions), np.float32, chunks=(chunk_rows, n_regions),
-                      fillvalue=np.nan)
+    h5.create_dataset(
+        "means", (n_samples, n_regions), np.float32, chunks=(chunk_rows, n_regions), fillvalue=np.nan
+    )
     h5.create_dataset("coverage", (n_samples, n_regions), np.uint16, chunks=(chunk_rows, n_regions))
     h5.create_dataset("regions", data=regions.astype(object), dtype=STR)
     h5.attrs.update({"n_positions": n_positions, "source": source, "genomelab_version": __version__})
@@ -80,8 +83,9 @@ def _write_labels(h5: h5py.File, records: list[SampleRecord]) -> None:
         h5.create_dataset(name, data=np.asarray([getattr(r, key) for r in records], dtype=object), dtype=STR)
 
 
-def extract_features_from_sheet(sheet: str | os.PathLike, out_h5: str | os.PathLike,
-                                n_positions: int = 150) -> Path:
+def extract_features_from_sheet(
+    sheet: str | os.PathLike, out_h5: str | os.PathLike, n_positions: int = 150
+) -> Path:
     """Stream every NPZ of a sample sheet into the features HDF5 (see module docstring).
 
     Region IDs must agree across files (a file with other regions is an error naming it).
@@ -96,8 +100,10 @@ def extract_features_from_sheet(sheet: str | os.PathLike, out_h5: str | os.PathL
                 regions = ids
                 _create(h5, len(records), regions, n_positions, str(sheet))
             elif len(ids) != len(regions) or not np.array_equal(ids, regions):
-                raise ValueError(f"{rec.file}: region IDs differ from those of {records[0].file} "
-                                 f"({len(ids)} vs {len(regions)} regions); all samples must share one region set")
+                raise ValueError(
+                    f"{rec.file}: region IDs differ from those of {records[0].file} "
+                    f"({len(ids)} vs {len(regions)} regions); all samples must share one region set"
+                )
             means, valid = region_means(meth)
             h5["means"][i] = means
             h5["coverage"][i] = valid
@@ -108,8 +114,12 @@ def extract_features_from_sheet(sheet: str | os.PathLike, out_h5: str | os.PathL
     return out_h5
 
 
-def extract_features_from_hdf5(stacked: str | os.PathLike, out_h5: str | os.PathLike,
-                               sheet: str | os.PathLike | None = None, block: int = 8) -> Path:
+def extract_features_from_hdf5(
+    stacked: str | os.PathLike,
+    out_h5: str | os.PathLike,
+    sheet: str | os.PathLike | None = None,
+    block: int = 8,
+) -> Path:
     """Stream a stacked methylation HDF5 ([n_files, n_regions, n_positions]) into features.
 
     When a sample sheet is given, labels must agree with the HDF5's (an error lists the
@@ -121,17 +131,22 @@ def extract_features_from_hdf5(stacked: str | os.PathLike, out_h5: str | os.Path
         records = read_sample_sheet(sheet, check_files=False)
         src.check_labels(records)
         by_name = {r.sample: r for r in records}
-    records = [by_name.get(s, SampleRecord(s, src.path, t, "", s)) for s, t in zip(src.samples, src.tissue, strict=True)]
+    subtype = src.subtype if src.subtype is not None else np.full(len(src.samples), "")
+    source = src.source_sample if src.source_sample is not None else src.samples
+    records = [
+        by_name.get(s, SampleRecord(s, src.path, t, st, g or s))
+        for s, t, st, g in zip(src.samples, src.tissue, subtype, source, strict=True)
+    ]
     out_h5 = Path(out_h5)
     with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as h5, h5py.File(src.path, "r") as h5in:
         _create(h5, len(records), src.region_ids, src.n_positions, str(stacked))
         meth = h5in["methylation"]
         for start in range(0, len(records), block):
-            arr = meth[start:start + block]
+            arr = meth[start : start + block]
             _check_values(arr, f"{src.path} (files {start}..{start + len(arr) - 1})")
             means, valid = region_means(arr)
-            h5["means"][start:start + len(arr)] = means
-            h5["coverage"][start:start + len(arr)] = valid
+            h5["means"][start : start + len(arr)] = means
+            h5["coverage"][start : start + len(arr)] = valid
         _write_labels(h5, records)
     logger.info("wrote features of %d samples x %d regions to %s", len(records), len(src.region_ids), out_h5)
     return out_h5

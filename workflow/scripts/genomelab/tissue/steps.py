@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from genomelab.diagnostics import write_results
+from genomelab.io.atomic import atomic_write_json
 from genomelab.tissue.features import extract_features_from_hdf5, extract_features_from_sheet
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def _limit_threads(smk: Any) -> None:
+    """Use exactly the rule's threads: BLAS and torch otherwise take every core on a shared node."""
+    n = max(1, int(getattr(smk, "threads", 1) or 1))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # threadpoolctl ships with scikit-learn; tolerate its absence
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def _task(smk: Any):
+    from genomelab.tissue.dataset import TaskConfig
+
+    return TaskConfig(**json.loads(smk.params.task))
 
 
 def simulate_step(smk: Any) -> None:
@@ -14,7 +46,98 @@ def simulate_step(smk: Any) -> None:
 
 
 def features_step(smk: Any) -> None:
-    if smk.params.hdf5:
-        extract_features_from_hdf5(smk.params.hdf5, smk.output.h5, sheet=smk.params.sheet or None)
+    if smk.params.source == "hdf5":
+        extract_features_from_hdf5(smk.input.hdf5, smk.output.h5, sheet=smk.params.sheet or None)
     else:
         extract_features_from_sheet(smk.input.sheet, smk.output.h5, n_positions=int(smk.params.n_positions))
+
+
+def splits_step(smk: Any) -> None:
+    from genomelab.tissue.dataset import make_splits, write_splits
+
+    write_splits(make_splits(smk.input.h5, _task(smk), int(smk.params.seed)), smk.output.tsv)
+
+
+def diagnostic_step(smk: Any) -> None:
+    """One diagnostics rule: ``smk.params.check`` names the check (see diagnostics.CHECKS)."""
+    from genomelab.tissue import diagnostics as dg
+    from genomelab.tissue.dataset import load_task
+
+    _limit_threads(smk)
+    check = smk.params.check
+    cfg = dg.DiagnosticsConfig(**json.loads(smk.params.diagnostics))
+    task, seed = _task(smk), int(smk.params.seed)
+    models = list(smk.params.models)
+    figure = Path(smk.output.png) if "png" in smk.output.keys() else None
+    if check == "labels":
+        results = dg.check_labels(smk.input.h5, task, cfg)
+    elif check == "subtypes":
+        results = dg.check_subtypes(smk.input.h5, task, cfg, seed, figure)
+    else:
+        data = load_task(smk.input.h5, smk.input.splits)
+        if check == "variance":
+            results = dg.check_variance(data, cfg, figure)
+        elif check == "leakage":
+            results = dg.check_leakage(data, task.fractions, seed)
+        elif check == "learnability":
+            results = dg.check_learnability(data, models, cfg, seed, figure)
+        elif check == "overfit":
+            results = dg.check_overfit(data, models, json.loads(smk.params.model_configs), cfg, seed)
+        else:
+            raise ValueError(f"unknown tissue diagnostic {check!r}; known: {dg.CHECKS}")
+    if "png" in smk.output.keys() and not Path(smk.output.png).exists():
+        dg.placeholder_figure(results[0].message if results else check, smk.output.png)
+    write_results(smk.output.json, "tissue", results)
+
+
+def baselines_step(smk: Any) -> None:
+    from genomelab.tissue.baselines import BaselineConfig, run_baselines
+    from genomelab.tissue.dataset import load_task
+
+    _limit_threads(smk)
+    data = load_task(smk.input.h5, smk.input.splits)
+    results = run_baselines(data, BaselineConfig(**json.loads(smk.params.baselines)), int(smk.params.seed))
+    atomic_write_json(smk.output.json, results)
+
+
+def train_step(smk: Any) -> None:
+    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.training import train_model
+    from genomelab.train.device import resolve_device
+
+    _limit_threads(smk)
+    kind = smk.wildcards.tissue_model
+    data = load_task(smk.input.h5, smk.input.splits)
+    device = resolve_device(smk.params.device)
+    logger.info("training tissue model %r on %s", kind, device)
+    train_model(
+        kind,
+        data,
+        json.loads(smk.params.model_config),
+        json.loads(smk.params.train),
+        smk.params.state_dir,
+        Path(smk.output.metrics).parent,
+        device,
+        int(smk.params.seed),
+    )
+
+
+def summary_step(smk: Any) -> None:
+    from genomelab.tissue.dataset import read_splits
+    from genomelab.tissue.report import build_summary
+
+    models = list(smk.params.models)
+    metrics = dict(zip(models, smk.input.metrics, strict=True))
+    model_diag = dict(zip(models, smk.input.model_diagnostics, strict=True))
+    rows = read_splits(smk.input.splits)
+    task = json.loads(smk.params.task)
+    task["n_classes"] = len({r["label"] for r in rows})
+    task["n_split"] = {s: int(np.sum([r["split"] == s for r in rows])) for s in ("train", "val", "test")}
+    build_summary(
+        smk.input.baselines,
+        metrics,
+        model_diag,
+        list(smk.input.diagnostics),
+        Path(smk.output.json).parent,
+        task,
+    )

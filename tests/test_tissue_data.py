@@ -1,0 +1,178 @@
+"""Tissue module inputs and features: validation errors name the input; features are exact."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from genomelab.tissue.data import StackedHDF5, load_npz_sample, read_sample_sheet
+from genomelab.tissue.features import (
+    extract_features_from_hdf5,
+    extract_features_from_sheet,
+    read_features,
+    region_means,
+)
+from genomelab.tissue.simulate import SimulationConfig, read_atlas, simulate_dataset
+
+STR = h5py.string_dtype("utf-8")
+
+
+def _write_sheet(path, rows, header="sample\tfile\ttissue\tsubtype\tsource_sample"):
+    path.write_text(header + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return path
+
+
+def _npz(path, meth, **extra):
+    np.savez(path, methylation=meth, **extra)
+    return path
+
+
+def test_region_means_match_reference_loop(rng):
+    block = rng.integers(0, 3, size=(3, 40, 25)).astype(np.int8)
+    block[0, 5] = 2  # a region with no valid call
+    means, valid = region_means(block)
+    for s in range(3):
+        for r in range(40):
+            calls = block[s, r][block[s, r] != 2]
+            assert valid[s, r] == len(calls)
+            if len(calls):
+                assert means[s, r] == pytest.approx(calls.mean(), abs=1e-6)
+            else:
+                assert np.isnan(means[s, r])
+
+
+def test_sheet_errors_name_the_sheet_and_line(tmp_path):
+    sheet = _write_sheet(tmp_path / "s.tsv", [["a", "a.npz", "Blood"]], header="sample\tfile")
+    with pytest.raises(ValueError, match=r"s\.tsv lacks column\(s\) \['tissue'\]"):
+        read_sample_sheet(sheet)
+    _npz(tmp_path / "a.npz", np.zeros((2, 4), np.int8))
+    sheet = _write_sheet(
+        tmp_path / "d.tsv", [["a", "a.npz", "Blood", "", ""], ["a", "a.npz", "Liver", "", ""]]
+    )
+    with pytest.raises(ValueError, match=r"d\.tsv, line 3: duplicate sample 'a'"):
+        read_sample_sheet(sheet)
+    sheet = _write_sheet(tmp_path / "m.tsv", [["b", "missing.npz", "Blood", "", ""]])
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        read_sample_sheet(sheet)
+
+
+def test_bad_npz_errors_name_the_file(tmp_path):
+    bad_values = _npz(tmp_path / "bad.npz", np.full((2, 4), 3, np.int8))
+    with pytest.raises(ValueError, match=r"bad\.npz.*outside \{0, 1, 2\}"):
+        load_npz_sample(bad_values)
+    wrong_shape = _npz(tmp_path / "shape.npz", np.zeros((2, 4, 1), np.int8))
+    with pytest.raises(ValueError, match=r"shape\.npz.*2-D"):
+        load_npz_sample(wrong_shape)
+    floats = _npz(tmp_path / "float.npz", np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"float\.npz.*integers"):
+        load_npz_sample(floats)
+    positions = _npz(tmp_path / "pos.npz", np.zeros((2, 4), np.int8))
+    with pytest.raises(ValueError, match=r"pos\.npz.*4 positions per region, expected 150"):
+        load_npz_sample(positions, 150)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"junk\.npz: not a readable NPZ"):
+        load_npz_sample(tmp_path / "junk.npz")
+
+
+def _stacked(path, meth, samples, tissue, **extra):
+    with h5py.File(path, "w") as h5:
+        h5["methylation"] = meth
+        h5.create_dataset("samples", data=np.asarray(samples, dtype=object), dtype=STR)
+        h5.create_dataset("tissue", data=np.asarray(tissue, dtype=object), dtype=STR)
+        for k, v in extra.items():
+            h5.create_dataset(k, data=np.asarray(v, dtype=object), dtype=STR)
+    return path
+
+
+def test_hdf5_and_npz_features_agree_and_labels_are_checked(tmp_path, rng):
+    meth = rng.integers(0, 3, size=(4, 30, 20)).astype(np.int8)
+    names, tissues = ["s1", "s2", "s3", "s4"], ["Blood", "Blood", "Liver", "Liver"]
+    rows = []
+    for i, n in enumerate(names):
+        _npz(tmp_path / f"{n}.npz", meth[i])
+        rows.append([n, f"{n}.npz", tissues[i], f"{tissues[i]}_A", n])
+    sheet = _write_sheet(tmp_path / "samples.tsv", rows)
+    extract_features_from_sheet(sheet, tmp_path / "a.h5", n_positions=20)
+    stacked = _stacked(tmp_path / "stack.h5", meth, names, tissues, subtype=[r[3] for r in rows])
+    extract_features_from_hdf5(stacked, tmp_path / "b.h5", block=3)
+    a, b = read_features(tmp_path / "a.h5"), read_features(tmp_path / "b.h5")
+    np.testing.assert_array_equal(a["means"], b["means"])
+    np.testing.assert_array_equal(a["coverage"], b["coverage"])
+    assert b["subtype"].tolist() == [r[3] for r in rows]
+    assert b["source_sample"].tolist() == names
+    wrong = _write_sheet(tmp_path / "wrong.tsv", [["s1", "x.npz", "Liver", "", ""]])
+    with pytest.raises(
+        ValueError, match=r"stack\.h5: tissue labels disagree.*s1: sheet 'Liver' vs HDF5 'Blood'"
+    ):
+        extract_features_from_hdf5(stacked, tmp_path / "c.h5", sheet=wrong)
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_stacked_hdf5_bad_values_and_shapes(tmp_path):
+    bad = np.zeros((2, 3, 4), np.int8)
+    bad[1, 2, 3] = 5
+    path = _stacked(tmp_path / "bad.h5", bad, ["a", "b"], ["X", "Y"])
+    with pytest.raises(ValueError, match=r"bad\.h5 \(files 0\.\.1\).*outside"):
+        extract_features_from_hdf5(path, tmp_path / "out.h5")
+    path = _stacked(tmp_path / "labels.h5", np.zeros((2, 3, 4), np.int8), ["a", "b"], ["X"])
+    with pytest.raises(ValueError, match=r"labels\.h5: 2 samples and 1 labels"):
+        StackedHDF5.open(path)
+    path = _stacked(tmp_path / "dup.h5", np.zeros((2, 3, 4), np.int8), ["a", "a"], ["X", "Y"])
+    with pytest.raises(ValueError, match=r"dup\.h5: duplicate sample names"):
+        StackedHDF5.open(path)
+
+
+def test_simulator_writes_groups_and_rejects_bad_config(tmp_path):
+    cfg = SimulationConfig(
+        tissues=["A", "B"],
+        n_subtypes=2,
+        samples_per_subtype=2,
+        n_regions=50,
+        augment_fraction=1.0,
+        n_augmented_copies=1,
+        seed=3,
+    )
+    sheet = simulate_dataset(cfg, tmp_path / "sim")
+    records = read_sample_sheet(sheet)
+    assert len(records) == 2 * 2 * 2 * 2
+    aug = [r for r in records if "_aug" in r.sample]
+    assert aug and all(r.source_sample == r.sample.split("_aug")[0] for r in aug)
+    with pytest.raises(ValueError, match="simulate.tissues"):
+        SimulationConfig(tissues=["A"])
+    with pytest.raises(ValueError, match="marker_fraction"):
+        SimulationConfig(marker_fraction=2.0)
+
+
+def test_atlas_profiles_drive_the_simulator(tmp_path):
+    table = tmp_path / "atlas.tsv"
+    rng = np.random.default_rng(0)
+    levels = rng.random((30, 3))
+    lines = ["CpGs\tT1\tT2\tT3"] + [
+        f"cg{i}\t" + "\t".join(f"{v:.4f}" for v in row) for i, row in enumerate(levels)
+    ]
+    table.write_text("\n".join(lines) + "\n")
+    np.testing.assert_allclose(read_atlas(table, ["T1", "T3"]), levels[:, [0, 2]], atol=1e-4)
+    with pytest.raises(ValueError, match=r"atlas\.tsv has no column\(s\) \['Liver'\]"):
+        read_atlas(table, ["T1", "Liver"])
+    cfg = SimulationConfig(
+        tissues=["T1", "T2"],
+        n_subtypes=1,
+        samples_per_subtype=2,
+        n_regions=40,
+        subtype_marker_fraction=0.0,
+        atlas=str(table),
+        coverage=20.0,
+        sample_sd=0.0,
+    )
+    sheet = simulate_dataset(cfg, tmp_path / "sim")
+    extract_features_from_sheet(sheet, tmp_path / "f.h5")
+    f = read_features(tmp_path / "f.h5")
+    # At high coverage and no sample variation, T1 and T2 samples differ where the atlas differs.
+    diff = np.nanmean(f["means"][f["tissue"] == "T1"], 0) - np.nanmean(f["means"][f["tissue"] == "T2"], 0)
+    assert np.nanmax(np.abs(diff)) > 0.3
+
+
+def test_moss_atlas_reads(shared_data):
+    path = shared_data / "methylation_atlas" / "meth_atlas_moss2018" / "reference_atlas.csv.gz"
+    levels = read_atlas(path, ["Hepatocytes", "Cortical_neurons"])
+    assert levels.shape == (7890, 2) and 0 <= levels.min() and levels.max() <= 1

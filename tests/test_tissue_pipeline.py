@@ -1,0 +1,288 @@
+"""Tissue module steps on tiny simulated data: splits, baselines, diagnostics, models, summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from genomelab.diagnostics import FAIL, PASS, read_results
+from genomelab.tissue import diagnostics as dg
+from genomelab.tissue.baselines import BaselineConfig, CentroidClassifier, run_baselines
+from genomelab.tissue.dataset import TaskConfig, load_task, make_splits, write_splits
+from genomelab.tissue.features import extract_features_from_sheet
+from genomelab.tissue.metrics import classification_metrics, expected_calibration_error
+from genomelab.tissue.models import AttentionConfig, FileMLP, MLPConfig, RegionAttention, build_model
+from genomelab.tissue.report import build_summary
+from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
+from genomelab.tissue.training import file_examples, train_model
+
+TRAIN = {"max_epochs": 25, "batch_size": 8, "lr": 0.005, "patience": 25}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Tiny models: a second intra-op thread only adds synchronisation, badly so on a busy machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def easy(tmp_path_factory):
+    """An easy 3-tissue task (strong markers, 1x coverage) with augmented copies."""
+    root = tmp_path_factory.mktemp("tissue")
+    cfg = SimulationConfig(
+        tissues=["Blood", "Liver", "Brain"],
+        n_subtypes=2,
+        samples_per_subtype=4,
+        n_regions=200,
+        marker_fraction=0.1,
+        subtype_marker_fraction=0.1,
+        coverage=1.0,
+        sample_sd=0.4,
+        augment_fraction=0.5,
+        n_augmented_copies=1,
+        seed=1,
+    )
+    sheet = simulate_dataset(cfg, root / "sim")
+    h5 = extract_features_from_sheet(sheet, root / "features.h5")
+    write_splits(make_splits(h5, TaskConfig(), seed=0), root / "splits.tsv")
+    return {"root": root, "h5": h5, "splits": root / "splits.tsv", "data": load_task(h5, root / "splits.tsv")}
+
+
+def test_splits_keep_copies_together_and_cover_every_class(easy):
+    data = easy["data"]
+    for g in np.unique(data.groups):
+        assert len(set(data.split[data.groups == g])) == 1
+    for split in ("train", "val", "test"):
+        assert set(data.labels[data.split == split]) == set(data.classes)
+    result = dg.check_leakage(data, [0.6, 0.2, 0.2], seed=0)[0]
+    assert result.status == PASS
+    assert result.details["n_augmented_copies"] > 0
+
+
+def test_task_errors_name_the_problem(easy):
+    with pytest.raises(ValueError, match=r"subset names tissues \['Lung'\]"):
+        make_splits(easy["h5"], TaskConfig(subset=["Lung"]), seed=0)
+    with pytest.raises(ValueError, match="label must be one of"):
+        TaskConfig(label="organ")
+
+
+def test_metrics_match_sklearn_and_hand_computed_ece():
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    proba = rng.dirichlet(np.ones(4), 200)
+    m = classification_metrics(y, proba, np.array(list("abcd")))
+    pred = proba.argmax(1)
+    assert m["accuracy"] == pytest.approx((pred == y).mean())
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert np.asarray(m["confusion"]).sum() == 200
+    # Perfectly calibrated two-bin example: confidence 0.75 and 3 of 4 correct -> ECE 0.
+    p = np.array([[0.75, 0.25]] * 4)
+    assert expected_calibration_error(p, np.array([0, 0, 0, 1])) == pytest.approx(0.0)
+    assert expected_calibration_error(p, np.array([1, 1, 1, 1])) == pytest.approx(0.75)
+
+
+def test_baselines_beat_chance_on_easy_data(easy):
+    res = run_baselines(easy["data"], BaselineConfig(lr_c_grid=[0.1, 1.0]), seed=0)
+    for name in ("logistic regression", "nearest centroid"):
+        assert res["methods"][name]["test"]["accuracy"] >= 0.8, name
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+    clf = CentroidClassifier().fit(x, np.array([0, 0, 1, 1]))
+    assert clf.predict(np.array([[0.2, 0.1], [4.0, 4.9]])).tolist() == [0, 1]
+
+
+def test_variance_ratio_is_exact_and_fires_on_shuffled_labels(easy):
+    from scipy.stats import f_oneway
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(30, 5))
+    y = np.repeat([0, 1, 2], 10)
+    f, _, _ = dg.variance_ratio(z, y, 3)
+    ref = [f_oneway(*(z[y == c, j] for c in range(3))).statistic for j in range(5)]
+    np.testing.assert_allclose(f, ref, rtol=1e-10)
+    cfg = dg.DiagnosticsConfig()
+    assert dg.check_variance(easy["data"], cfg)[0].status == PASS
+    data = easy["data"]
+    shuffled = dg.TissueData(**{**data.__dict__, "y": np.random.default_rng(1).permutation(data.y)})
+    noise = dg.TissueData(
+        **{**shuffled.__dict__, "means": np.random.default_rng(2).random(data.means.shape, dtype=np.float32)}
+    )
+    result = dg.check_variance(noise, cfg)[0]
+    assert result.status == FAIL and "unrelated" in result.message
+
+
+def test_label_consistency_catches_conflicting_copies(easy, tmp_path):
+    import h5py
+
+    cfg = dg.DiagnosticsConfig()
+    assert all(r.status == PASS for r in dg.check_labels(easy["h5"], TaskConfig(), cfg))
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(easy["h5"].read_bytes())
+    with h5py.File(bad, "r+") as h5:
+        tissue = h5["tissue"][()].astype(str)
+        src = h5["source_sample"][()].astype(str)
+        copy = int(np.flatnonzero(src != h5["samples"][()].astype(str))[0])
+        tissue[copy] = "Liver" if tissue[copy] != "Liver" else "Blood"
+        del h5["tissue"]
+        h5.create_dataset("tissue", data=tissue.astype(object), dtype=h5py.string_dtype("utf-8"))
+    results = dg.check_labels(bad, TaskConfig(), cfg)
+    assert results[0].status == FAIL and src[copy] in results[0].message
+
+
+def test_learnability_fires_for_region_level_mode_only(tmp_path):
+    # The demo's regime: few weak markers, low coverage; single regions carry nothing.
+    cfg = SimulationConfig(
+        tissues=["A", "B", "C", "D", "E"],
+        n_subtypes=1,
+        samples_per_subtype=10,
+        n_regions=600,
+        marker_fraction=0.05,
+        coverage=0.5,
+        augment_fraction=0.0,
+        seed=2,
+    )
+    h5 = extract_features_from_sheet(simulate_dataset(cfg, tmp_path / "sim"), tmp_path / "f.h5")
+    write_splits(make_splits(h5, TaskConfig(), seed=0), tmp_path / "s.tsv")
+    data = load_task(h5, tmp_path / "s.tsv")
+    dcfg = dg.DiagnosticsConfig(probe_regions=600)
+    file_level = dg.check_learnability(data, ["mlp", "attention"], dcfg, seed=0, figure=tmp_path / "l.png")[0]
+    region_level = dg.check_learnability(data, ["mlp", "region"], dcfg, seed=0)[0]
+    assert file_level.status == PASS and (tmp_path / "l.png").exists()
+    assert region_level.status == FAIL and region_level.blocking
+    assert (
+        "granularity mismatch" in region_level.message
+        and "labels belong to whole files" in region_level.message
+    )
+    assert (
+        region_level.details["region_informativeness"]
+        < 0.2
+        < 0.3
+        <= region_level.details["file_informativeness"]
+    )
+
+
+def test_overfit_check_passes_for_every_model(easy):
+    results = dg.check_overfit(
+        easy["data"], ["mlp", "attention", "region"], {}, dg.DiagnosticsConfig(overfit_steps=80), seed=0
+    )
+    assert [r.status for r in results] == [PASS, PASS, PASS], [r.message for r in results]
+
+
+def test_models_shapes_missing_regions_and_save_load(easy):
+    data = easy["data"]
+    mu, sd = np.full(len(data.regions), 0.5, np.float32), np.ones(len(data.regions), np.float32)
+    means, cov, y = file_examples(data, "train").tensors
+    means = means.clone()
+    means[0] = float("nan")  # a sample with no covered region must still give finite logits
+    cov[0] = 0
+    for kind in ("mlp", "attention"):
+        torch.manual_seed(0)
+        model = build_model(kind, {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
+        logits = model(means, cov)
+        assert logits.shape == (len(y), len(data.classes)) and torch.isfinite(logits).all()
+        clone = build_model(kind, {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
+        clone.load_state_dict(model.state_dict())
+        torch.testing.assert_close(clone(means, cov), logits)
+    with pytest.raises(ValueError, match="unknown option"):
+        build_model("mlp", {"hiden": [3]}, 5, 2, mu[:5], sd[:5], 150)
+    with pytest.raises(ValueError, match="dropout"):
+        MLPConfig(dropout=1.5)
+    with pytest.raises(ValueError, match="unknown tissue model"):
+        build_model("bert", {}, 5, 2, mu[:5], sd[:5], 150)
+    assert isinstance(build_model("mlp", MLPConfig(), 5, 2, mu[:5], sd[:5], 150), FileMLP)
+    assert isinstance(build_model("attention", AttentionConfig(), 5, 2, mu[:5], sd[:5], 150), RegionAttention)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "attention"])
+def test_file_level_models_learn_and_match_logistic_regression(easy, tmp_path, kind):
+    data = easy["data"]
+    test = train_model(kind, data, {}, TRAIN, tmp_path / "state", tmp_path / kind, "cpu", seed=0)
+    metrics = json.loads((tmp_path / kind / "metrics.json").read_text())
+    assert metrics["history"][-1]["train/nll"] < 0.5 * metrics["history"][0]["train/nll"]  # loss falls
+    lr = run_baselines(data, BaselineConfig(lr_c_grid=[0.1, 1.0]), seed=0)["methods"]["logistic regression"]
+    assert test["balanced_accuracy"] >= lr["test"]["balanced_accuracy"] - 1e-9
+    checks = {r.name: r for r in read_results(tmp_path / kind / "diagnostics.json")}
+    assert checks[f"{kind}: validation loss vs chance"].status == PASS
+    assert (tmp_path / kind / "model.pt").exists()
+    # Same config again: the finished state is found and gives the same test metrics.
+    again = train_model(kind, data, {}, TRAIN, tmp_path / "state", tmp_path / f"{kind}2", "cpu", seed=0)
+    assert again["accuracy"] == test["accuracy"]
+
+
+def test_region_level_ablation_sits_at_chance_and_is_flagged(tmp_path):
+    cfg = SimulationConfig(
+        tissues=["A", "B", "C", "D"],
+        n_subtypes=1,
+        samples_per_subtype=6,
+        n_regions=400,
+        marker_fraction=0.02,
+        coverage=0.5,
+        augment_fraction=0.0,
+        seed=4,
+    )
+    h5 = extract_features_from_sheet(simulate_dataset(cfg, tmp_path / "sim"), tmp_path / "f.h5")
+    write_splits(make_splits(h5, TaskConfig(), seed=0), tmp_path / "s.tsv")
+    data = load_task(h5, tmp_path / "s.tsv")
+    test = train_model(
+        "region",
+        data,
+        {"regions_per_sample": 64},
+        {"max_epochs": 6, "batch_size": 256, "patience": 6},
+        tmp_path / "state",
+        tmp_path / "region",
+        "cpu",
+        seed=0,
+    )
+    assert test["balanced_accuracy"] < 0.4  # 4 classes: chance 0.25
+    checks = {r.name: r for r in read_results(tmp_path / "region" / "diagnostics.json")}
+    assert checks["region: validation loss vs chance"].status == FAIL
+    assert not checks["region: validation loss vs chance"].blocking
+
+
+def test_subtype_task_and_summary(easy, tmp_path):
+    # Fine-grained classes: blood subtypes only.
+    task = TaskConfig(label="subtype", subset=["Blood"], fractions=[0.5, 0.25, 0.25])
+    write_splits(make_splits(easy["h5"], task, seed=0), tmp_path / "sub.tsv")
+    data = load_task(easy["h5"], tmp_path / "sub.tsv")
+    assert set(data.classes) == {"Blood_A", "Blood_B"}
+    sub = dg.check_subtypes(easy["h5"], task, dg.DiagnosticsConfig(), seed=0, figure=tmp_path / "sub.png")[0]
+    assert sub.status == PASS and sub.blocking and "Blood" in sub.details
+    # The summary: comparison on the same split, diagnostics and plots.
+    base = run_baselines(easy["data"], BaselineConfig(lr_c_grid=[1.0]), seed=0)
+    (tmp_path / "baselines.json").write_text(json.dumps(base))
+    train_model(
+        "mlp",
+        easy["data"],
+        {},
+        {**TRAIN, "max_epochs": 5},
+        tmp_path / "st",
+        tmp_path / "train" / "mlp",
+        "cpu",
+        seed=0,
+    )
+    from genomelab.diagnostics import write_results
+
+    write_results(
+        tmp_path / "diag" / "leakage.json", "tissue", dg.check_leakage(easy["data"], [0.6, 0.2, 0.2], 0)
+    )
+    summary = build_summary(
+        tmp_path / "baselines.json",
+        {"mlp": tmp_path / "train" / "mlp" / "metrics.json"},
+        {"mlp": tmp_path / "train" / "mlp" / "diagnostics.json"},
+        [tmp_path / "diag" / "leakage.json"],
+        tmp_path,
+        {"label": "tissue"},
+    )
+    data = json.loads((tmp_path / "summary.json").read_text())
+    comp = data["comparisons"][0]
+    assert set(comp["rows"]) == {"logistic regression", "nearest centroid", "file-level MLP"}
+    assert comp["kinds"]["file-level MLP"] == "model" and comp["split"] == "test"
+    assert all((tmp_path / p).exists() for p in summary.plots)
+    assert (tmp_path / "comparison.tsv").read_text().startswith("method\tkind\tn_test\taccuracy")

@@ -341,3 +341,28 @@ def test_leakage_diagnostic_fires(demo):
     res = check_leakage("phase2", leaky)
     assert res.status == "fail" and "shared between splits" in res.message
     assert check_pure_recovery(ref, src).status == "pass"
+
+
+def test_simulator_accepts_a_profiles_table(tmp_path):
+    prof = tmp_path / "atlas.tsv"
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0, 1, (50, 3))
+    dio.write_table(prof, values, [f"cg{i:04d}" for i in range(50)], ["A", "B", "C"])
+    cfg = SimulationConfig(
+        tissues=["A", "B", "C"],
+        blood=["A"],
+        samples_per_tissue=3,
+        n_regions=40,
+        profiles=str(prof),
+        n_new_samples=2,
+    )
+    simulate_demo(
+        cfg,
+        tmp_path / "s",
+        tmp_path / "sheet.tsv",
+        tmp_path / "n.csv",
+        tmp_path / "t.csv",
+        tmp_path / "p.csv",
+    )
+    src = dio.sources_from_sheet(tmp_path / "sheet.tsv")
+    assert src.meth.shape == (9, 40) and src.regions[0].startswith("cg")

@@ -289,7 +289,8 @@ def read_table(path: str | os.PathLike, what: str = "table") -> tuple[np.ndarray
             raise ValueError(f"{what} {path}: region IDs repeated with different values, e.g. {conflict[:5]}")
         logger.warning("%s %s: dropped %d identical repeated rows", what, path, int(dup.sum()))
         values, ids = values[~dup], ids[~dup]
-    return values, ids, df.columns.astype(str).to_numpy()
+    # Unicode arrays, not object arrays: they must survive np.savez without pickling.
+    return values, np.asarray(ids, dtype=str), np.asarray(df.columns.astype(str), dtype=str)
 
 
 def write_table(

@@ -199,7 +199,7 @@ def simulate_demo(
             calls = draw_calls(beta, cfg.n_positions, cfg.missing_rate, cfg.region_dropout, rng)
             path = out_dir / f"{name}.npz"
             with atomic_output(path) as tmp, open(tmp, "wb") as fh:
-                np.savez_compressed(fh, methylation=calls, region_ids=ids)
+                np.savez_compressed(fh, methylation=calls, region_ids=np.asarray(ids, dtype=str))
             lines.append(f"{name}\t{os.path.relpath(path, Path(sheet).parent)}\t{tissue}\t{name}")
     atomic_write_text(sheet, "\n".join(lines) + "\n")
     write_table(profiles_out, prof, ids, tissues)

@@ -180,6 +180,8 @@ def build_demo(
             dump / f"{GENE_EXPRESSION}.bson.gz", expression_documents(log_tpm, genes, samples)
         ),
     }
+    for path in [out / "genome.fna.gz", *dump.iterdir()]:
+        path.chmod(0o644)  # temporary files are created 0600; shipped files must be readable
     logger.info("demo dump in %s: %s", dump, counts)
     return counts
 

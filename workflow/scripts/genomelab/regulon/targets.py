@@ -123,8 +123,9 @@ class TargetConfig:
 def _interval_sum(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Sum of ``values`` over half-open intervals, per position: [n] float64."""
     diff = np.zeros(n + 1, dtype=np.float64)
-    np.add.at(diff, np.clip(starts, 0, n), values)
-    np.add.at(diff, np.clip(ends, 0, n), -values)
+    values = np.asarray(values, dtype=np.float64)
+    np.add.at(diff, np.clip(np.asarray(starts, dtype=np.int64), 0, n), values)
+    np.add.at(diff, np.clip(np.asarray(ends, dtype=np.int64), 0, n), -values)
     return np.cumsum(diff[:-1])
 
 

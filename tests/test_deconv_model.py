@@ -155,6 +155,7 @@ def test_same_seed_same_weights():
         torch.testing.assert_close(weights[0][k], weights[1][k])
 
 
+@pytest.mark.slow
 def test_training_beats_nnls_on_spurious_calls(data, tmp_path):
     """Through the shared engine: losses fall, the history has the issue's names, and on held-out
     mixtures the two-stage model makes fewer spurious calls than NNLS and the plain network with an
@@ -268,7 +269,10 @@ def test_curriculum_init_and_inference(data, tmp_path):
         seed=0,
         init_from=first / "model.pt",
     )
-    assert "initialised" not in (second / "m.json").read_text()  # the log says it; the metrics do not
+    # Initialised from the first run, the second starts where it ended: its first epoch is already good.
+    first_hist = json.loads((first / "m.json").read_text())["history"]
+    second_hist = json.loads((second / "m.json").read_text())["history"]
+    assert second_hist[0]["train/total_loss"] < first_hist[0]["train/total_loss"]
     with pytest.raises(ValueError, match="other regions or tissues"):
         bad = data["ref"]
         dio.write_table(tmp_path / "ref2.tsv", bad.profiles[:, :5], bad.regions, bad.tissues[:5])

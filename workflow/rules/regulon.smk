@@ -4,38 +4,28 @@ REGULON = config["regulon"]
 REGULON_OUT = f"{RESULTS}/regulon"
 
 
-def get_regulon_dump():
-    """The dump's collection files (so that a changed dump reruns processing); none for MongoDB."""
-    if REGULON["mongodb_uri_env"]:
-        return []
-    root = Path(REGULON["dump_dir"])
-    return sorted(str(p) for p in root.rglob("*.bson*") if not p.name.endswith(".metadata.json"))
-
-
-def get_regulon_annotation():
-    return [REGULON["annotation"]] if REGULON["annotation"] else []
-
-
-def regulon_state_dir():
-    """Resumable state per configuration: a changed model/targets/train config or seed starts a
-    fresh run in its own folder instead of failing on the old last.pt's fingerprint."""
-    import hashlib
-
-    blob = regulon_params("model", "targets", "train") + str(config["seed"])
-    return state_dir("regulon", "cnn-" + hashlib.sha256(blob.encode()).hexdigest()[:12])
-
-
-def regulon_params(*keys):
-    """The config keys a rule reads, as JSON, so that changing one reruns exactly its rules."""
-    return config_json({k: REGULON[k] for k in keys})
+# Plain values rather than helper functions (snakemake --lint wants functions in common.smk).
+# The dump's collection files are inputs, so that a changed dump reruns processing; none for
+# a live MongoDB.
+REGULON_DUMP = (
+    []
+    if REGULON["mongodb_uri_env"]
+    else sorted(str(p) for p in Path(REGULON["dump_dir"]).rglob("*.bson*") if ".metadata." not in p.name)
+)
+REGULON_ANNOTATION = [REGULON["annotation"]] if REGULON["annotation"] else []
+REGULON_MODEL_JSON = config_json({k: REGULON[k] for k in ("model", "targets", "train")})
+# Resumable state per configuration: a changed model/targets/train config or seed starts a
+# fresh run in its own folder instead of failing on the old last.pt's fingerprint.
+REGULON_RUN = __import__("hashlib").sha256(f"{REGULON_MODEL_JSON}{config['seed']}".encode()).hexdigest()[:12]
+REGULON_STATE = state_dir("regulon", f"cnn-{REGULON_RUN}")
 
 
 rule regulon_process:
     """Parse the dump, join on b-numbers, log1p + z-score (saved statistics), data report."""
     input:
-        dump=get_regulon_dump(),
+        dump=REGULON_DUMP,
         genome=REGULON["genome"],
-        annotation=get_regulon_annotation(),
+        annotation=REGULON_ANNOTATION,
     output:
         genes=f"{REGULON_OUT}/data/genes.tsv",
         operons=f"{REGULON_OUT}/data/operons.tsv",
@@ -50,15 +40,21 @@ rule regulon_process:
         mem_mb=2000,
         runtime=30,
     params:
-        cfg=regulon_params(
-            "mongodb_uri_env",
-            "database",
-            "max_docs_per_file",
-            "contig",
-            "annotation",
-            "expression",
+        # Only the keys this rule reads: changing another key does not rerun it.
+        cfg=config_json(
+            {
+                k: REGULON[k]
+                for k in (
+                    "dump_dir",
+                    "mongodb_uri_env",
+                    "database",
+                    "max_docs_per_file",
+                    "contig",
+                    "annotation",
+                    "expression",
+                )
+            }
         ),
-        dump_dir=REGULON["dump_dir"],
     script:
         "../scripts/regulon_process.py"
 
@@ -82,7 +78,7 @@ rule regulon_targets:
         mem_mb=4000,
         runtime=30,
     params:
-        cfg=regulon_params("targets", "contig"),
+        cfg=config_json({k: REGULON[k] for k in ("targets", "contig")}),
         seed=config["seed"],
     script:
         "../scripts/regulon_targets.py"
@@ -104,7 +100,7 @@ rule regulon_diagnostics:
         mem_mb=4000,
         runtime=30,
     params:
-        cfg=regulon_params("model", "targets", "diagnostics"),
+        cfg=config_json({k: REGULON[k] for k in ("model", "targets", "diagnostics")}),
         seed=config["seed"],
     script:
         "../scripts/regulon_diagnostics.py"
@@ -131,7 +127,7 @@ rule regulon_baselines:
         mem_mb=8000,
         runtime=60,
     params:
-        cfg=regulon_params("baseline"),
+        cfg=config_json({k: REGULON[k] for k in ("baseline",)}),
         seed=config["seed"],
     script:
         "../scripts/regulon_baselines.py"
@@ -157,10 +153,10 @@ rule regulon_train:
     resources:
         **train_resources("regulon"),
     params:
-        cfg=regulon_params("model", "targets", "train"),
+        cfg=config_json({k: REGULON[k] for k in ("model", "targets", "train")}),
         seed=config["seed"],
         device=config["device"],
-        state_dir=regulon_state_dir(),
+        state_dir=REGULON_STATE,
     script:
         "../scripts/regulon_train.py"
 
@@ -195,8 +191,7 @@ rule regulon_evaluate:
         mem_mb=4000,
         runtime=30,
     params:
-        cfg=regulon_params("plot_bp"),
-        out_dir=REGULON_OUT,
+        cfg=config_json({k: REGULON[k] for k in ("plot_bp",)}),
     script:
         "../scripts/regulon_evaluate.py"
 

@@ -87,7 +87,7 @@ def source_from_config(cfg: dict[str, Any], dump_dir: str | None) -> Source:
 def process_step(smk: Any) -> None:
     cfg = json.loads(smk.params.cfg)
     process(
-        source_from_config(cfg, smk.params.dump_dir),
+        source_from_config(cfg, cfg["dump_dir"]),
         smk.input.genome,
         smk.output.genes,
         smk.output.operons,
@@ -406,7 +406,7 @@ def evaluate_step(smk: Any) -> None:
         smk.input.stats,
         smk.input.model_tracks,
         smk.input.baseline_tracks,
-        smk.params.out_dir,
+        Path(smk.output.summary).parent,
         cfg["plot_bp"],
         "test",
         smk.input.train_metrics,

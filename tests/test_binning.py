@@ -267,7 +267,7 @@ def test_vae_with_depth_reconstructs_abundance():
 
 def test_training_lowers_loss_and_same_seed_same_weights(tmp_path):
     from genomelab.binning.data import ModelInputs
-    from genomelab.binning.steps import train_vae
+    from genomelab.binning.train_steps import train_vae
 
     x, _ = _profiles(40)
     inputs = ModelInputs(np.array([f"c{i}" for i in range(40)]), np.full(40, 1500), x, 0)

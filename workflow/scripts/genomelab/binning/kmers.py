@@ -4,13 +4,16 @@ The profile of a contig is the concatenation of canonical 6-, 5-, 4- and 3-mer f
 (2,080 + 512 + 136 + 32 columns, each group summing to 1) and its GC fraction: 2,761
 columns. Windows that contain anything but A, C, G, T (either case) are skipped.
 
-Speed comes from two facts. (1) Only 6-mers are counted directly: every valid k-mer
+Speed comes from three facts. (1) Only 6-mers are counted directly: every valid k-mer
 (k < 6) is the prefix of the valid (k+1)-mer starting at the same position, except at the
 "window ends" where the (k+1)-mer would run into a contig end or an invalid base; so the
 k-mer counts are the prefix marginals of the (k+1)-mer counts plus those few end windows.
-(2) All contigs of a block share one ``np.bincount`` over ``row * 4096 + code``: there is
-no Python loop over contigs or positions. The per-block count matrix is bounded by
-``block_contigs x 4096`` integers, and the HDF5 output is written block by block.
+(2) The 6-mer codes of a whole block of contigs are computed in a handful of vectorised
+passes, invalid windows are found from the (rare) invalid bases rather than tested at
+every position, and each contig's counts are one ``np.bincount`` over its uint16 codes.
+(3) Marginals, canonical folding and normalisation run on float32 count matrices (exact
+below 2**24). Memory is bounded by ``block_contigs x 4097`` counts, and the HDF5 output is
+written block by block.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ LUT = np.full(256, INVALID, dtype=np.uint8)
 for _code, _bases in enumerate((b"Aa", b"Cc", b"Gg", b"Tt")):
     for _b in _bases:
         LUT[_b] = _code
+# bytes.translate runs at memory speed, unlike a numpy gather with uint8 indices.
+TRANSLATE = LUT.tobytes()
 
 
 def reverse_complement_codes(k: int) -> np.ndarray:
@@ -50,11 +55,16 @@ def reverse_complement_codes(k: int) -> np.ndarray:
 @dataclass(frozen=True)
 class CanonicalTable:
     """Canonical k-mers for one k: ``codes[j]`` is the smaller of a k-mer and its reverse
-    complement (lexicographic order, since A<C<G<T); ``partner[j]`` its reverse complement."""
+    complement (lexicographic order, since A<C<G<T); ``partner[j]`` its reverse complement.
+
+    Non-palindromic k-mers come first (sorted), then the palindromes (sorted): the fold
+    then adds the partner counts to one contiguous block of columns.
+    """
 
     k: int
     codes: np.ndarray
     partner: np.ndarray
+    n_pairs: int
 
     @property
     def n(self) -> int:
@@ -64,18 +74,19 @@ class CanonicalTable:
         return [decode(int(c), self.k) for c in self.codes]
 
     def fold(self, counts: np.ndarray) -> np.ndarray:
-        """[4**k, n] strand-specific counts -> [n_canonical, n] canonical counts."""
-        palindrome = self.codes == self.partner
-        out = counts[self.codes]
-        out[~palindrome] += counts[self.partner[~palindrome]]
+        """[n, 4**k] strand-specific counts -> [n, n_canonical] canonical counts (same dtype)."""
+        out = np.take(counts, self.codes, axis=1)
+        out[:, : self.n_pairs] += np.take(counts, self.partner[: self.n_pairs], axis=1)
         return out
 
 
 def canonical_table(k: int) -> CanonicalTable:
     rc = reverse_complement_codes(k)
     codes = np.arange(4**k, dtype=np.int64)
-    keep = codes <= rc
-    return CanonicalTable(k, codes[keep], rc[keep])
+    pairs = codes[codes < rc]
+    palindromes = codes[codes == rc]
+    ordered = np.concatenate([pairs, palindromes])
+    return CanonicalTable(k, ordered, rc[ordered], len(pairs))
 
 
 TABLES = {k: canonical_table(k) for k in KS}
@@ -99,57 +110,67 @@ def feature_names() -> list[str]:
     return names + ["gc"]
 
 
-def count_block(seqs: Sequence[bytes]) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """Strand-specific k-mer counts of a block of contigs in one pass.
+def count_block(seqs: Sequence[bytes], dtype: type = np.int64) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Strand-specific k-mer counts of a block of contigs in one pass over the bases.
 
-    Returns ``({k: [4**k, n] int64 counts for k = 6..1}, [n] int64 valid 6-mer totals)``.
-    The k-mer axis comes first so that prefix marginals and canonical folding are
-    contiguous row operations.
+    Returns ``({k: [n, 4**k] counts for k = 6..1}, [n] int64 valid 6-mer totals)``. Counts
+    are exact in ``dtype``: int64 always, float32 while every count is below 2**24 (the
+    caller checks contig lengths), which halves the memory traffic of the matrix steps.
     """
     n = len(seqs)
     if n == 0:
-        return {k: np.zeros((4**k, 0), dtype=np.int64) for k in range(1, MAX_K + 1)}, np.zeros(0, np.int64)
+        return {k: np.zeros((0, 4**k), dtype=dtype) for k in range(1, MAX_K + 1)}, np.zeros(0, np.int64)
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=n)
-    # One separator after every contig plus MAX_K of padding: windows crossing contigs
-    # become invalid, and every valid window starts at least MAX_K before the buffer end,
-    # so the 6-mer code exists at every position where any valid k-mer starts.
-    buf = np.frombuffer(b"N".join(seqs) + b"N" * (MAX_K + 1), dtype=np.uint8)
-    codes = LUT[buf]
-    size = len(codes)
-    invalid_cum = np.zeros(size + 1, dtype=np.int32)
-    np.cumsum(codes == INVALID, out=invalid_cum[1:])
+    # One separator after every contig plus MAX_K of padding: windows crossing contigs are
+    # invalid, and every valid window starts early enough for its 6-mer code to exist.
+    joined = (b"N".join(seqs) + b"N" * (MAX_K + 1)).translate(TRANSLATE)
+    codes = np.frombuffer(joined, dtype=np.uint8)
     bits = (codes & 3).astype(np.uint16)
-    n_win = size - MAX_K + 1
-    code6 = bits[:n_win] << 10
-    for j in range(1, MAX_K):
-        code6 |= bits[j : j + n_win] << (2 * (MAX_K - 1 - j))
-    # Row (contig index) of every position; separators belong to the contig before them.
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths + 1)
-    rows = np.concatenate([rows, np.full(n_win - len(rows), n - 1, dtype=np.int64)])
-
-    def valid(k: int) -> np.ndarray:
-        return (invalid_cum[k : k + n_win] - invalid_cum[:n_win]) == 0
-
-    valid6 = valid(MAX_K)
-    # bincount is fastest on int64 indices (int32 input is converted first).
-    index = code6[valid6].astype(np.int64) * n + rows[valid6]
-    counts = {MAX_K: np.bincount(index, minlength=4**MAX_K * n).reshape(4**MAX_K, n)}
-    higher = valid6
+    # 6-mer code at every position from 2-mer and 4-mer codes: 3 shifts instead of 5.
+    two = (bits[:-1] << 2) | bits[1:]
+    four = (two[:-2] << 4) | two[2:]
+    code6 = (four[:-2] << 4) | two[4:]
+    n_win = len(code6)
+    # Invalid bases (N, IUPAC, separators) are rare: instead of a validity test at every
+    # position, the <= 6 windows touching each of them get the dump code 4096.
+    invalid = np.flatnonzero(codes == INVALID)
+    # Window ends: the k-mer that stops right before an invalid base is valid when the run
+    # of valid bases before that base is at least k long; its (k+1)-mer is not. Their codes
+    # are read before the dump marking overwrites those windows.
+    run = np.diff(invalid, prepend=-1) - 1
+    end_pos = {k: invalid[run >= k] - k for k in range(1, MAX_K)}
+    end_codes = {k: (code6[p] >> (2 * (MAX_K - k))).astype(np.int64) for k, p in end_pos.items()}
+    dump = 4**MAX_K
+    for j in range(MAX_K):
+        pos = invalid - j
+        code6[pos[(pos >= 0) & (pos < n_win)]] = dump
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(lengths[:-1] + 1, out=starts[1:])
+    # One bincount per contig over its uint16 codes. Measured faster than one shared
+    # bincount over row * 4096 + code for the block: building that int64 index costs three
+    # extra passes over the bases (benchmarks/bench_binning_features.py).
+    raw = np.empty((n, dump + 1), dtype=np.int64)
+    bincount = np.bincount
+    for i, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+        raw[i] = bincount(code6[start : start + length], minlength=dump + 1)
+    totals = raw[:, :dump].sum(axis=1)
+    counts = {MAX_K: raw[:, :dump].astype(dtype)}
     for k in range(MAX_K - 1, 0, -1):
-        valid_k = valid(k)
-        ends = np.flatnonzero(valid_k & ~higher)
-        end_index = (code6[ends] >> (2 * (MAX_K - k))).astype(np.int64) * n + rows[ends]
-        marginal = counts[k + 1].reshape(4**k, 4, n).sum(axis=1)
-        marginal += np.bincount(end_index, minlength=4**k * n).reshape(4**k, n)
+        rows = np.searchsorted(starts, end_pos[k], side="right") - 1
+        higher = counts[k + 1]
+        # Prefix marginal: the k-mer at i is the first k bases of the (k+1)-mer at i.
+        marginal = higher[:, 0::4] + higher[:, 1::4]
+        marginal += higher[:, 2::4]
+        marginal += higher[:, 3::4]
+        marginal += np.bincount(rows * 4**k + end_codes[k], minlength=n * 4**k).reshape(n, 4**k)
         counts[k] = marginal
-        higher = valid_k
-    return counts, counts[MAX_K].sum(axis=0)
+    return counts, totals
 
 
 def canonical_counts_block(seqs: Sequence[bytes]) -> dict[int, np.ndarray]:
     """{k: [n, n_canonical(k)] int64 canonical counts} for k in KS (used by tests)."""
     counts, _ = count_block(seqs)
-    return {k: TABLES[k].fold(counts[k]).T for k in KS}
+    return {k: TABLES[k].fold(counts[k]) for k in KS}
 
 
 def profile_block(seqs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -157,17 +178,21 @@ def profile_block(seqs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
     Rows with no valid 6-mer are all-zero; callers drop them (see ``iter_profiles``).
     """
-    counts, totals = count_block(seqs)
-    out = np.zeros((len(seqs), N_FEATURES), dtype=np.float32)
+    # float32 holds counts exactly up to 2**24; blocks with longer contigs use float64.
+    exact = np.float32 if max((len(s) for s in seqs), default=0) < 2**24 else np.float64
+    counts, totals = count_block(seqs, exact)
+    out = np.empty((len(seqs), N_FEATURES), dtype=np.float32)
     for k in KS:
-        canon = TABLES[k].fold(counts[k]).astype(np.float32)
-        denom = canon.sum(axis=0, keepdims=True)
+        canon = TABLES[k].fold(counts[k])
+        denom = canon.sum(axis=1, keepdims=True)
         np.divide(canon, denom, out=canon, where=denom > 0)
-        out[:, GROUP_SLICES[f"k{k}"]] = canon.T
+        canon[(denom == 0)[:, 0]] = 0
+        out[:, GROUP_SLICES[f"k{k}"]] = canon
     base = counts[1].astype(np.float64)
-    acgt = base.sum(axis=0)
-    gc = np.divide(base[1] + base[2], acgt, out=np.zeros_like(acgt), where=acgt > 0)
-    out[:, GROUP_SLICES["gc"].start] = gc
+    acgt = base.sum(axis=1)
+    out[:, GROUP_SLICES["gc"].start] = np.divide(
+        base[:, 1] + base[:, 2], acgt, out=np.zeros_like(acgt), where=acgt > 0
+    )
     return out, totals
 
 
@@ -237,7 +262,7 @@ class ProfileStats:
 def iter_profiles(
     records: Iterable[tuple[str, bytes]],
     min_length: int = 0,
-    block_contigs: int = 2048,
+    block_contigs: int = 512,
     block_bases: int = 16_000_000,
     stats: ProfileStats | None = None,
 ) -> Iterator[ProfileBlock]:
@@ -275,7 +300,7 @@ def write_profiles_h5(
     fasta: str | os.PathLike,
     out_path: str | os.PathLike,
     min_length: int,
-    block_contigs: int = 2048,
+    block_contigs: int = 512,
     block_bases: int = 16_000_000,
     chunk_rows: int = 1024,
 ) -> ProfileStats:

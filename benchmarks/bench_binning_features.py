@@ -1,0 +1,145 @@
+"""Speed of the k-mer feature step against VAMB's composition step, on the same FASTA.
+
+    python benchmarks/bench_binning_features.py [--vamb-python /tmp/vambenv/bin/python]
+
+VAMB (PyPI ``vamb``) pins old torch/numpy, so it lives in a throwaway venv:
+``python -m venv /tmp/vambenv && /tmp/vambenv/bin/pip install vamb``. Its
+``vamb.parsecontigs.Composition.from_file`` computes 4-mer frequencies (projected to 103
+dims); ours computes the full 2,761-column profile (6/5/4/3-mers + GC). Both read the same
+plain FASTA of shredded real genomes; each is timed as the best of several alternating runs,
+so load from other processes hits both alike. Counts are checked exactly against the naive
+counter on a sample of contigs. Writes benchmarks/results/bench_binning_features.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+
+from genomelab.binning import kmers  # noqa: E402
+from genomelab.binning.fasta import read_fasta  # noqa: E402
+from genomelab.binning.shred import ShredConfig, cut_points  # noqa: E402
+
+VAMB_SNIPPET = """
+import sys, time
+from vamb.parsecontigs import Composition
+best = float("inf")
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter()
+    with open(sys.argv[1], "rb") as fh:
+        comp = Composition.from_file(fh, sys.argv[1], minlength=int(sys.argv[3]))
+    best = min(best, time.perf_counter() - t0)
+print(best, comp.matrix.shape[0], comp.matrix.shape[1])
+"""
+
+
+def make_fasta(genome_dir: Path, out: Path, max_genomes: int, seed: int = 0) -> tuple[int, int]:
+    rng = np.random.default_rng(seed)
+    cfg = ShredConfig(seed=seed)
+    n, bp = 0, 0
+    with open(out, "wb") as fh:
+        for path in sorted(genome_dir.glob("*.fna.gz"))[:max_genomes]:
+            for name, seq in read_fasta(path):
+                for start, end in cut_points(len(seq), cfg, rng):
+                    fh.write(b">%s_%d\n%s\n" % (name.encode().replace(b"|", b"_"), start, seq[start:end]))
+                    n += 1
+                    bp += end - start
+    return n, bp
+
+
+def time_ours(fasta: Path, min_length: int, reps: int) -> tuple[float, int]:
+    best, n = float("inf"), 0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        n = sum(len(b.names) for b in kmers.iter_profiles(read_fasta(fasta), min_length))
+        best = min(best, time.perf_counter() - t0)
+    return best, n
+
+
+def check_exact(fasta: Path, n_check: int = 25) -> bool:
+    records = [rec for _, rec in zip(range(n_check), read_fasta(fasta), strict=False)]
+    counts = kmers.canonical_counts_block([s for _, s in records])
+    for k in kmers.KS:
+        names = kmers.TABLES[k].names()
+        for i, (_, seq) in enumerate(records):
+            ref = kmers.naive_canonical_counts(seq, k)
+            if not np.array_equal(counts[k][i], [ref.get(x, 0) for x in names]):
+                return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vamb-python", default="/tmp/vambenv/bin/python")
+    parser.add_argument(
+        "--genomes", default=str(ROOT.parent / "shared" / "data" / "binning_genomes" / "genomes")
+    )
+    parser.add_argument("--max-genomes", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--min-length", type=int, default=2000)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_binning_features.json"))
+    args = parser.parse_args()
+    genome_dir = Path(args.genomes)
+    if not genome_dir.is_dir():
+        genome_dir = ROOT / "resources" / "binning" / "genomes"
+    with tempfile.TemporaryDirectory() as tmp:
+        fasta = Path(tmp) / "contigs.fna"
+        n_contigs, bp = make_fasta(genome_dir, fasta, args.max_genomes)
+        exact = check_exact(fasta)
+        ours_best, vamb_best, vamb_rows, vamb_cols, n_ours = float("inf"), None, None, None, 0
+        vamb_error = None
+        # Alternate the two so that background load affects both.
+        for _ in range(args.reps):
+            t, n_ours = time_ours(fasta, args.min_length, 1)
+            ours_best = min(ours_best, t)
+            if Path(args.vamb_python).exists() and vamb_error is None:
+                proc = subprocess.run(
+                    [args.vamb_python, "-c", VAMB_SNIPPET, str(fasta), "1", str(args.min_length)],
+                    capture_output=True,
+                    text=True,
+                )
+                if proc.returncode != 0:
+                    vamb_error = proc.stderr.strip().splitlines()[-1]
+                    continue
+                t_v, vamb_rows, vamb_cols = proc.stdout.split()
+                vamb_best = min(float(t_v), vamb_best or float("inf"))
+            elif not Path(args.vamb_python).exists():
+                vamb_error = f"{args.vamb_python} not found (install vamb in a throwaway venv)"
+    result = {
+        "fasta": {"n_contigs": n_contigs, "bp": bp, "genomes": str(genome_dir)},
+        "exact_counts_vs_naive": exact,
+        "ours": {
+            "seconds": ours_best,
+            "mbp_per_s": bp / ours_best / 1e6,
+            "n_rows": n_ours,
+            "n_columns": kmers.N_FEATURES,
+        },
+        "vamb": None
+        if vamb_best is None
+        else {
+            "seconds": vamb_best,
+            "mbp_per_s": bp / vamb_best / 1e6,
+            "n_rows": int(vamb_rows),
+            "n_columns": int(vamb_cols),
+        },
+        "vamb_error": vamb_error,
+        "speed_ratio_vamb_time_over_ours": None if vamb_best is None else vamb_best / ours_best,
+        "reps": args.reps,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

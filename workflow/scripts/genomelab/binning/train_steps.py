@@ -1,0 +1,290 @@
+"""Snakemake steps of the binning module that use torch: diagnostics (initial loss), the
+TNF baseline (clustered like the model), VAE training, encoding and clustering."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genomelab.binning.baselines import BaselineConfig, tnf_embedding
+from genomelab.binning.bins import write_table
+from genomelab.binning.cluster import ClusterConfig, medoid_cluster
+from genomelab.binning.data import ModelInputs, load_inputs, split_indices
+from genomelab.binning.depth import check_names, read_depth_table, read_truth
+from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
+from genomelab.binning.model import KmerVAE, VAEConfig
+from genomelab.binning.steps import MODULE, REFERENCE_TERMS, _optional, _params, _save_latent
+from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
+from genomelab.diagnostics.checks import initial_loss_vs_chance
+from genomelab.train import TrainConfig, Trainer, resolve_device
+from genomelab.train.checkpoint import load_model_weights, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------ diagnostics
+def profile_checks(
+    features_h5: str | os.PathLike,
+    min_contigs: int,
+    truth: str | None,
+    depth: str | None,
+    model_cfg: dict[str, Any],
+    seed: int,
+) -> list[DiagnosticResult]:
+    """Cheap checks before training: profile sanity, contig counts, names, initial loss."""
+    prof = read_profiles_h5(features_h5)
+    x = prof.features
+    results = []
+    sums = {g: x[:, s].sum(axis=1) for g, s in GROUP_SLICES.items() if g != "gc"}
+    worst = max(float(np.abs(v - 1).max()) for v in sums.values())
+    gc = x[:, GROUP_SLICES["gc"]]
+    finite = bool(np.isfinite(x).all())
+    if not finite or worst > 1e-3 or (gc < 0).any() or (gc > 1).any():
+        results.append(
+            DiagnosticResult(
+                "profile_sanity",
+                FAIL,
+                f"k-mer profiles are malformed (finite: {finite}, "
+                f"worst group sum off by {worst:.2g}, GC range {gc.min():.3g}..{gc.max():.3g})",
+            )
+        )
+    else:
+        results.append(
+            DiagnosticResult(
+                "profile_sanity",
+                PASS,
+                f"{len(x)} profiles finite, each k group sums to 1 "
+                f"(max error {worst:.1e}), GC in {gc.min():.3f}..{gc.max():.3f}",
+            )
+        )
+    n = len(x)
+    status = PASS if n >= min_contigs else FAIL
+    results.append(
+        DiagnosticResult(
+            "n_contigs",
+            status,
+            f"{n} contigs pass the length filter (need >= {min_contigs} to train and cluster)",
+            details={"n": n},
+        )
+    )
+    median = float(np.median(prof.lengths))
+    results.append(
+        DiagnosticResult(
+            "contig_lengths",
+            PASS if median >= 2500 else WARN,
+            f"median contig length {median:.0f} bp"
+            + ("" if median >= 2500 else ": k-mer profiles of short contigs are noisy"),
+            blocking=False,
+            details={"median": median, "n50": float(np.percentile(prof.lengths, 50))},
+        )
+    )
+    for label, path, reader in (
+        ("truth", truth, lambda p: read_truth(p).index),
+        ("depth", depth, lambda p: read_depth_table(p)[0]),
+    ):
+        if not path:
+            continue
+        try:
+            check_names(prof.names, reader(path), "the k-mer profiles", f"{label} table {path}")
+            results.append(DiagnosticResult(f"names_{label}", PASS, f"all {n} contigs are in {path}"))
+        except (ValueError, FileNotFoundError) as exc:
+            results.append(DiagnosticResult(f"names_{label}", FAIL, str(exc)))
+    results.append(
+        _initial_loss_check(
+            prof.features,
+            model_cfg,
+            depth if not any(r.status == FAIL and r.name == "names_depth" for r in results) else None,
+            prof.names,
+            seed,
+        )
+    )
+    return results
+
+
+def _initial_loss_check(
+    x: np.ndarray,
+    model_cfg: dict[str, Any],
+    depth: str | None,
+    names: np.ndarray,
+    seed: int,
+    n_sample: int = 256,
+) -> DiagnosticResult:
+    """The untrained VAE's reconstruction loss vs predicting every contig's mean profile."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(x), min(n_sample, len(x)), replace=False))
+    xs = x[rows]
+    if depth:
+        from genomelab.binning.depth import depth_features
+
+        xs = np.concatenate([xs, depth_features(names, depth)[rows]], axis=1)
+    cfg = VAEConfig.from_dict(model_cfg, n_depth=xs.shape[1] - N_FEATURES)
+    torch.manual_seed(seed)
+    model = KmerVAE(cfg).eval()
+    xt = torch.from_numpy(xs)
+    with torch.no_grad():
+        raw, mu, logvar = model(xt)
+        initial = float(model.loss_terms(xt, raw, mu, logvar)["recon"])
+        mean = xt.mean(dim=0, keepdim=True).expand_as(xt).clone()
+        chance_raw = torch.log(mean.clamp_min(1e-9))
+        gc = GROUP_SLICES["gc"]
+        chance_raw[:, gc] = torch.logit(mean[:, gc].clamp(cfg.eps, 1 - cfg.eps))
+        chance_raw[:, N_FEATURES:] = mean[:, N_FEATURES:]
+        zeros = torch.zeros(len(xt), cfg.latent)
+        chance = float(model.loss_terms(xt, chance_raw, zeros, zeros)["recon"])
+    return initial_loss_vs_chance(initial, chance, name="initial_recon_vs_mean_profile")
+
+
+def diagnostics_step(smk: Any) -> None:
+    results = profile_checks(
+        smk.input.h5,
+        int(smk.params.min_contigs),
+        _optional(smk, "truth"),
+        _optional(smk, "depth"),
+        _params(smk, "model"),
+        int(smk.params.seed),
+    )
+    write_results(smk.output[0], MODULE, results)
+
+
+# --------------------------------------------------------------- baseline
+def baseline_step(smk: Any) -> None:
+    inputs = load_inputs(smk.input.h5, _optional(smk, "depth"))
+    emb = tnf_embedding(inputs.x, BaselineConfig(**_params(smk, "baseline")), inputs.n_depth)
+    ccfg = ClusterConfig(**_params(smk, "cluster"), seed=int(smk.params.seed))
+    labels = medoid_cluster(emb, ccfg, "cpu")
+    write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), smk.output.clusters)
+    _save_latent(smk.output.embedding, inputs.names, emb)
+
+
+# ---------------------------------------------------------------- training
+def _dataset(x: np.ndarray, rows: np.ndarray, device: torch.device, preload: bool):
+    from torch.utils.data import TensorDataset
+
+    t = torch.from_numpy(np.ascontiguousarray(x[rows]))
+    # On a GPU the whole matrix lives in device memory when it fits: the engine then slices
+    # batches on the device and epochs are never input-bound.
+    if preload and device.type == "cuda":
+        t = t.to(device)
+    elif device.type == "cuda":
+        t = t.pin_memory()
+    return TensorDataset(t)
+
+
+def train_vae(
+    inputs: ModelInputs,
+    model_cfg: dict[str, Any],
+    train_cfg: dict[str, Any],
+    split_cfg: dict[str, Any],
+    seed: int,
+    state_dir: str | os.PathLike,
+    metrics_path: str | os.PathLike,
+    tensorboard_dir: str | os.PathLike | None,
+    device: torch.device,
+    preload: bool = True,
+) -> tuple[KmerVAE, dict[str, Any]]:
+    """Fit the VAE on the train split; return the best model and the metrics payload."""
+    cfg = VAEConfig.from_dict(model_cfg, n_depth=inputs.n_depth)
+    tcfg = TrainConfig.from_dict({**train_cfg, "seed": seed})
+    splits = split_indices(
+        len(inputs.x), float(split_cfg["val_fraction"]), float(split_cfg["test_fraction"]), seed
+    )
+    torch.manual_seed(seed)
+    model = KmerVAE(cfg)
+    run_config = {"model": model_cfg, "n_depth": inputs.n_depth, "split": split_cfg, "n": len(inputs.x)}
+    trainer = Trainer(
+        model, tcfg, state_dir, metrics_path, tensorboard_dir, run_config=run_config, device=device
+    )
+    data = {s: _dataset(inputs.x, idx, trainer.device, preload) for s, idx in splits.items() if len(idx)}
+    t0 = time.perf_counter()
+    result = trainer.fit(data["train"], data["val"])
+    fit_s = time.perf_counter() - t0
+    test = trainer.evaluate(data["test"], "test") if "test" in data else {}
+    trainer.log_scalars(test)
+    epoch_s = [h["time/epoch_s"] for h in result.history]
+    extra = {
+        "test": test,
+        "n_contigs": {s: len(i) for s, i in splits.items()},
+        "reference_terms": REFERENCE_TERMS,
+        "fit_seconds": fit_s,
+        "mean_epoch_seconds": float(np.mean(epoch_s)) if epoch_s else None,
+        "train_contigs_per_second": (len(splits["train"]) / float(np.mean(epoch_s))) if epoch_s else None,
+        "n_depth": inputs.n_depth,
+    }
+    trainer.write_metrics(extra)
+    trainer.close()
+    return trainer.model, trainer.metrics_payload(extra)
+
+
+def train_step(smk: Any) -> None:
+    inputs = load_inputs(smk.input.h5, _optional(smk, "depth"))
+    device = resolve_device(smk.params.device)
+    model_cfg = _params(smk, "model")
+    model, _ = train_vae(
+        inputs,
+        model_cfg,
+        _params(smk, "train"),
+        _params(smk, "split"),
+        int(smk.params.seed),
+        smk.params.state_dir,
+        smk.output.metrics,
+        smk.output.tensorboard,
+        device,
+        bool(smk.params.preload),
+    )
+    save_checkpoint(
+        smk.output.model,
+        {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
+            "model_config": model_cfg,
+            "n_depth": inputs.n_depth,
+        },
+    )
+
+
+# ---------------------------------------------------------------- encoding
+def encode_and_cluster(
+    model_path: str | os.PathLike,
+    inputs: ModelInputs,
+    cluster_cfg: ClusterConfig,
+    device: torch.device,
+    batch_size: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(latent means [n, latent], cluster ids [n]) for every contig."""
+    from genomelab.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(model_path)
+    if int(ckpt["n_depth"]) != inputs.n_depth:
+        raise ValueError(
+            f"{model_path} was trained with {ckpt['n_depth']} abundance columns, "
+            f"the inputs have {inputs.n_depth}"
+        )
+    model = KmerVAE(VAEConfig.from_dict(ckpt["model_config"], n_depth=inputs.n_depth))
+    load_model_weights(model, model_path)
+    model.to(device).eval()
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(inputs.x), batch_size):
+            xb = torch.from_numpy(inputs.x[start : start + batch_size]).to(device)
+            chunks.append(model.encode(xb)[0].float())
+    latent = torch.cat(chunks)
+    labels = medoid_cluster(latent, cluster_cfg, device)
+    return latent.cpu().numpy(), labels
+
+
+def encode_step(smk: Any) -> None:
+    inputs = load_inputs(smk.input.h5, _optional(smk, "depth"))
+    device = resolve_device(smk.params.device)
+    ccfg = ClusterConfig(**_params(smk, "cluster"), seed=int(smk.params.seed))
+    t0 = time.perf_counter()
+    latent, labels = encode_and_cluster(smk.input.model, inputs, ccfg, device)
+    logger.info(
+        "encoded and clustered %d contigs on %s in %.1f s", len(labels), device, time.perf_counter() - t0
+    )
+    write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), smk.output.clusters)
+    _save_latent(smk.output.latent, inputs.names, latent)

@@ -129,6 +129,7 @@ class Featurizer:
         self.numeric_names: dict[str, list[str]] = {}
         self.text_dim = config.text_dim
         self._st_model = None
+        self._fitted_vectorizer = None
 
     # ------------------------------------------------------------------ text
     def _vectorizer(self, vocabulary: dict[str, int] | None = None):
@@ -180,9 +181,11 @@ class Featurizer:
             return self._encode_sentence_transformers(fields)
         if self.components is None or self.components.size == 0:
             return np.zeros((len(fields), self.text_dim), np.float32)
-        vec = self._vectorizer({t: i for i, t in enumerate(self.vocabulary.tolist())})
-        vec.idf_ = self.idf
-        x = vec.transform(fields)
+        if self._fitted_vectorizer is None:
+            # Built once: a 20k-term vocabulary dict per call would dominate query latency.
+            self._fitted_vectorizer = self._vectorizer({t: i for i, t in enumerate(self.vocabulary.tolist())})
+            self._fitted_vectorizer.idf_ = self.idf
+        x = self._fitted_vectorizer.transform(fields)
         return np.asarray(x @ self.components.T, dtype=np.float32)
 
     def _encode_sentence_transformers(self, fields: list[str]) -> np.ndarray:

@@ -167,18 +167,30 @@ class BridgeHead(nn.Module):
         # links keep 0, i.e. they fall back on the feature-based bias.
         self.id_bias = nn.Parameter(torch.zeros(n_candidates)) if n_candidates else None
 
-    def forward(self, queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """queries [b, d], candidates [C, d] -> logits [b, C]."""
+    def project(self, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-candidate tensors of this head: memory [1, C, bd], keys [C, bd], bias [C].
+
+        They depend only on the candidate vocabulary, so inference computes them once.
+        """
+        bias = self.bias(candidates).squeeze(-1)
+        if self.id_bias is not None and self.id_bias.shape[0] == candidates.shape[0]:
+            bias = bias + self.id_bias
+        return self.memory_proj(candidates).unsqueeze(0), self.key_proj(candidates), bias
+
+    def score(
+        self, queries: torch.Tensor, projected: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """queries [b, d] and ``project(candidates)`` -> logits [b, C]."""
+        mem, keys, bias = projected
         q = self.query_proj(queries).unsqueeze(0)  # [1, b, bd]: queries do not attend to each other
-        mem = self.memory_proj(candidates).unsqueeze(0)  # [1, C, bd]
         ctx, _ = self.attn(q, mem, mem, need_weights=False)
         h = self.norm1(q + self.drop(ctx))
         h = self.norm2(h + self.drop(self.ff(h))).squeeze(0)  # [b, bd]
-        keys = self.key_proj(candidates)  # [C, bd]
-        logits = h @ keys.T * self.scale + self.bias(candidates).squeeze(-1)
-        if self.id_bias is not None and self.id_bias.shape[0] == candidates.shape[0]:
-            logits = logits + self.id_bias
-        return logits
+        return h @ keys.T * self.scale + bias
+
+    def forward(self, queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """queries [b, d], candidates [C, d] -> logits [b, C]."""
+        return self.score(queries, self.project(candidates))
 
 
 def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
@@ -236,7 +248,7 @@ class AssocModel(nn.Module):
                 "t2s": BridgeHead(cfg, cfg.prior_t2s, n_s if cfg.id_bias else 0),
             }
         )
-        self._cache: dict[str, torch.Tensor] | None = None
+        self._cache: dict | None = None
 
     def n_entities(self, side: str) -> int:
         return int(getattr(self, f"{side}_text").shape[0])
@@ -267,23 +279,27 @@ class AssocModel(nn.Module):
 
     @torch.no_grad()
     def cache_vocabulary(self) -> None:
-        """Encode both vocabularies once for repeated inference (eval mode)."""
+        """Encode both vocabularies and project candidates once for repeated inference (eval mode)."""
         self.eval()
-        self._cache = {side: self.encode(side) for side in ("source", "target")}
-
-    def _vocab(self, side: str) -> torch.Tensor:
-        if self._cache is not None and not self.training:
-            return self._cache[side]
-        return self.encode(side)
+        encoded = {side: self.encode(side) for side in ("source", "target")}
+        self._cache = {
+            "encoded": encoded,
+            "projected": {d: self.heads[d].project(encoded[SIDE_OF_CANDIDATE[d]]) for d in DIRECTION_INDEX},
+        }
 
     def forward(
-        self, direction: str, queries: torch.Tensor, query_emb: torch.Tensor | None = None
+        self, direction: str, queries: torch.Tensor | None, query_emb: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits [b, C] of ``direction`` for vocabulary indices ``queries`` [b] (or given
         query encodings ``query_emb`` [b, d] of new entities)."""
+        cache = self._cache if not self.training else None
+        side_q, side_c = SIDE_OF_QUERY[direction], SIDE_OF_CANDIDATE[direction]
         if query_emb is None:
-            query_emb = self._vocab(SIDE_OF_QUERY[direction])[queries]
-        return self.heads[direction](query_emb, self._vocab(SIDE_OF_CANDIDATE[direction]))
+            vocab = cache["encoded"][side_q] if cache is not None else self.encode(side_q)
+            query_emb = vocab[queries]
+        if cache is not None:
+            return self.heads[direction].score(query_emb, cache["projected"][direction])
+        return self.heads[direction](query_emb, self.encode(side_c))
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> LossOutput:
         """batch: direction [b] long (0 = s2t, 1 = t2s), query index [b] long, labels [b, C_max]."""

@@ -161,6 +161,29 @@ def test_read_annotation_gff():
     assert ann.iloc[2]["strand"] == "-"
 
 
+def test_read_annotation_genbank_and_bad_format(tmp_path):
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import FeatureLocation, SeqFeature
+    from Bio.SeqRecord import SeqRecord
+
+    rec = SeqRecord(Seq("A" * 600), id="chrT", name="chrT", annotations={"molecule_type": "DNA"})
+    rec.features = [
+        SeqFeature(
+            FeatureLocation(99, 400, strand=-1),
+            type="gene",
+            qualifiers={"locus_tag": ["b0007"], "gene": ["xyz"]},
+        )
+    ]
+    from Bio import SeqIO
+
+    SeqIO.write(rec, tmp_path / "a.gbk", "genbank")
+    ann = read_annotation(tmp_path / "a.gbk")
+    assert ann.iloc[0].tolist() == ["b0007", "xyz", 99, 400, "-"]
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match="a.txt: unknown format"):
+        read_annotation(tmp_path / "a.txt")
+
+
 def test_read_genome_codes_and_errors(tmp_path):
     fa = tmp_path / "g.fa.gz"
     with gzip.open(fa, "wt") as fh:

@@ -77,16 +77,20 @@ def read_depth_table(path: str | os.PathLike) -> tuple[pd.Index, np.ndarray, lis
 def depth_features(names: np.ndarray, depth_path: str | os.PathLike) -> np.ndarray:
     """[n, n_samples] abundance inputs for the contigs ``names`` (in that order).
 
-    Each sample is divided by its mean depth (a library-size normalisation), then
-    ``log1p`` tames the long tail; the VAE reconstructs these with MSE.
+    Each sample is divided by its mean depth (a library-size normalisation), ``log1p``
+    tames the long tail, and each column is z-scored so that an untrained decoder (output
+    near 0) starts at the mean abundance; the VAE reconstructs these with MSE.
     """
     index, depth, _ = read_depth_table(depth_path)
     check_names(names, index, "the k-mer profiles", f"depth table {depth_path}")
     rows = index.get_indexer(pd.Index(np.asarray(names, dtype=object)))
-    depth = depth[rows]
+    depth = depth[rows].astype(np.float64)
     scale = depth.mean(axis=0, keepdims=True)
     scale[scale == 0] = 1.0
-    return np.log1p(depth / scale).astype(np.float32)
+    logged = np.log1p(depth / scale)
+    sd = logged.std(axis=0, keepdims=True)
+    sd[sd == 0] = 1.0
+    return ((logged - logged.mean(axis=0, keepdims=True)) / sd).astype(np.float32)
 
 
 def read_truth(path: str | os.PathLike) -> pd.Series:

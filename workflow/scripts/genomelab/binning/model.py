@@ -41,7 +41,7 @@ class VAEConfig:
     eps: float = 1e-6
     log_pseudocount: float = 0.01
     recon_scale: float = 100.0
-    depth_weight: float = 1.0
+    depth_weight: float = 0.1
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)

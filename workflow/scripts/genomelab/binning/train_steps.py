@@ -3,9 +3,12 @@ TNF baseline (clustered like the model), VAE training, encoding and clustering."
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,7 @@ from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_resu
 from genomelab.diagnostics.checks import initial_loss_vs_chance
 from genomelab.train import TrainConfig, Trainer, resolve_device
 from genomelab.train.checkpoint import load_model_weights, save_checkpoint
+from genomelab.train.engine import config_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +180,17 @@ def _dataset(x: np.ndarray, rows: np.ndarray, device: torch.device, preload: boo
     return TensorDataset(t)
 
 
+def data_fingerprint(inputs: ModelInputs, n_rows: int = 256) -> str:
+    """A short hash of contig names, lengths and a fixed sample of input rows (cheap even
+    for millions of contigs, yet it changes when the contigs or their profiles do)."""
+    h = hashlib.sha256()
+    h.update("\n".join(map(str, inputs.names)).encode())
+    h.update(np.ascontiguousarray(inputs.lengths).tobytes())
+    rows = np.linspace(0, len(inputs.x) - 1, min(n_rows, len(inputs.x))).astype(np.int64)
+    h.update(np.ascontiguousarray(inputs.x[rows]).tobytes())
+    return h.hexdigest()[:16]
+
+
 def train_vae(
     inputs: ModelInputs,
     model_cfg: dict[str, Any],
@@ -196,9 +211,18 @@ def train_vae(
     )
     torch.manual_seed(seed)
     model = KmerVAE(cfg)
-    run_config = {"model": model_cfg, "n_depth": inputs.n_depth, "split": split_cfg, "n": len(inputs.x)}
+    run_config = {
+        "model": model_cfg,
+        "n_depth": inputs.n_depth,
+        "split": split_cfg,
+        "n": len(inputs.x),
+        "data": data_fingerprint(inputs),
+    }
+    # One state folder per configuration and input: a changed parameter or new contigs
+    # start a fresh run, an identical rerun (e.g. after SIGTERM) resumes from last.pt.
+    run_dir = Path(state_dir) / config_fingerprint(dataclasses.asdict(tcfg), run_config)
     trainer = Trainer(
-        model, tcfg, state_dir, metrics_path, tensorboard_dir, run_config=run_config, device=device
+        model, tcfg, run_dir, metrics_path, tensorboard_dir, run_config=run_config, device=device
     )
     data = {s: _dataset(inputs.x, idx, trainer.device, preload) for s, idx in splits.items() if len(idx)}
     t0 = time.perf_counter()

@@ -494,3 +494,27 @@ def test_demo_builder_from_shared_data(shared_data, tmp_path):
     doc = next(iter_dump(tmp_path / "dump", GENE_EXPRESSION))
     assert set(doc) >= {"_id", "datasetIds", "gene", "tpm", "fpkm", "count"}
     assert set(doc["gene"]) >= {"bnumber", "leftEndPosition", "rightEndPosition"}
+
+
+@pytest.mark.slow
+def test_cli_test_mode_runs_the_whole_chain(tmp_path, synth):
+    from genomelab.regulon.cli import main
+
+    out = tmp_path / "o"
+    main(
+        [
+            "--dump",
+            str(synth["dump"]),
+            "--genome",
+            str(synth["genome"]),
+            "--out",
+            str(out),
+            "--test-mode",
+            "--device",
+            "cpu",
+        ]
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["comparisons"]) == 3 and (out / "model" / "best.pt").is_file()
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and "val/loss_operon" in metrics["history"][0]

@@ -518,3 +518,37 @@ def test_cli_test_mode_runs_the_whole_chain(tmp_path, synth):
     assert len(summary["comparisons"]) == 3 and (out / "model" / "best.pt").is_file()
     metrics = json.loads((out / "model" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and "val/loss_operon" in metrics["history"][0]
+
+
+def test_live_mongodb_path_shares_the_parsers(monkeypatch, synth):
+    """A fake MongoClient serving the synthetic dump gives the same tables as the dump path."""
+    import pymongo
+
+    class FakeCursor(list):
+        def limit(self, n):
+            return FakeCursor(self[:n])
+
+    class FakeClient:
+        def __init__(self, uri):
+            assert uri == "mongodb://user:secret@host/db"
+
+        def __getitem__(self, database):
+            assert database == "regulondb"
+            return {
+                c: type(
+                    "C",
+                    (),
+                    {"find": lambda self, q, batch_size, c=c: FakeCursor(iter_dump(synth["dump"], c))},
+                )()
+                for c in ("geneExpression", "geneDatamart", "operonDatamart")
+            }
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(pymongo, "MongoClient", FakeClient)
+    monkeypatch.setenv("REGULON_TEST_URI", "mongodb://user:secret@host/db")
+    live = process_data(Source(uri_env="REGULON_TEST_URI"), synth["genome"])
+    dump = process_data(Source(synth["dump"]), synth["genome"])
+    pd.testing.assert_frame_equal(live[0], dump[0])
+    assert "secret" not in live[3]["source"]

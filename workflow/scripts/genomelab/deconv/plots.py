@@ -79,7 +79,7 @@ def miami_plot(
         ax.set_xticks([])
     axes[-1, 0].set_xlabel("test mixture")
     fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
-    fig.suptitle(title or "Miami plot: true (up) vs predicted (down) proportions")
+    fig.suptitle(title or "Miami plot: true (up) vs predicted (down) proportions", y=1.02)
     _save(fig, path)
 
 
@@ -116,7 +116,7 @@ def scatter_plot(
         frameon=False,
         markerscale=2,
     )
-    fig.suptitle(title or "Predicted vs true (symlog axes)")
+    fig.suptitle(title or "Predicted vs true (symlog axes)", y=1.02)
     _save(fig, path)
 
 
@@ -189,7 +189,9 @@ def stacked_bar_plot(
         ax.set_title(name)
     axes[0, 0].set_ylabel("proportion")
     fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
-    fig.suptitle(title or f"Estimated composition (tissues < {threshold:.0%} everywhere grouped as other)")
+    fig.suptitle(
+        title or f"Estimated composition (tissues < {threshold:.0%} everywhere grouped as other)", y=1.02
+    )
     _save(fig, path)
 
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 from genomelab.binning import evaluate as ev  # noqa: E402
 from genomelab.binning.baselines import BaselineConfig, tnf_embedding  # noqa: E402
-from genomelab.binning.cluster import ClusterConfig, medoid_cluster  # noqa: E402
+from genomelab.binning.cluster import ClusterConfig, cluster_contigs  # noqa: E402
 from genomelab.binning.data import load_inputs  # noqa: E402
 from genomelab.binning.depth import read_truth  # noqa: E402
 from genomelab.binning.fasta import read_fasta  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> None:
         "--genomes", default=str(ROOT.parent / "shared" / "data" / "binning_genomes" / "genomes")
     )
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--min-bin-bp", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=1)
@@ -115,7 +115,7 @@ def main() -> None:
         truth = read_truth(work / "truth.tsv").loc[inputs.names].to_numpy()
         result["n_contigs"] = len(inputs.names)
         result["bp"] = int(inputs.lengths.sum())
-        model_cfg = {"hidden": [1024, 512], "latent": 256, "beta": 0.1, "kl_warmup_steps": 500}
+        model_cfg = {"hidden": [1024, 512], "latent": 256, "beta": 0.1, "kl_warmup_steps": 200}
         train_cfg = {
             "max_epochs": args.epochs,
             "batch_size": args.batch_size,
@@ -141,8 +141,11 @@ def main() -> None:
             work / "vae.pt", {"model": model.state_dict(), "model_config": model_cfg, "n_depth": 0}
         )
         ccfg = ClusterConfig(seed=args.seed)
-        _, vae_labels = encode_and_cluster(work / "vae.pt", inputs, ccfg, device)
-        tnf_labels = medoid_cluster(tnf_embedding(inputs.x, BaselineConfig()), ccfg)
+        latent, vae_labels = encode_and_cluster(work / "vae.pt", inputs, ccfg, device, args.min_bin_bp)
+        np.save(Path(tempfile.gettempdir()) / "bench_binning_metabat.latent.npy", latent)
+        tnf_labels = cluster_contigs(
+            tnf_embedding(inputs.x, BaselineConfig()), inputs.lengths, ccfg, args.min_bin_bp
+        )
         methods = {"workflow beta-VAE": vae_labels, "TNF PCA baseline": tnf_labels}
         mb_labels, mb_info = run_metabat(work / "contigs.fna.gz", work, args.min_bin_bp, args.seed)
         result["metabat2"] = mb_info

@@ -387,3 +387,17 @@ def test_load_inputs_joins_depth_by_name(tmp_path):
     kmers.write_profiles_h5(fasta, tmp_path / "p.h5", min_length=0)
     inputs = load_inputs(tmp_path / "p.h5", DATA / "depth.tsv")
     assert inputs.x.shape == (3, kmers.N_FEATURES + 2) and inputs.n_depth == 2
+
+
+def test_small_clusters_join_the_nearest_large_cluster():
+    from genomelab.binning.cluster import absorb_small_clusters, cluster_contigs
+
+    x, y = _blobs(n_per=40, n_clusters=2, spread=0.02)
+    labels = np.where(np.arange(80) % 10 == 0, 100 + np.arange(80), y)  # 8 singleton fragments
+    lengths = np.full(80, 1000)
+    merged = absorb_small_clusters(x, labels, lengths, min_bp=5000, radius=0.5, chunk=3)
+    np.testing.assert_array_equal(merged, y)
+    # Nothing moves when no large cluster is near enough.
+    np.testing.assert_array_equal(absorb_small_clusters(x, labels, lengths, 5000, radius=1e-6), labels)
+    full = cluster_contigs(x, lengths, ClusterConfig(seed=0), min_bp=5000)
+    assert adjusted_rand_score(y, full) == pytest.approx(1.0)

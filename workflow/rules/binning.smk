@@ -100,6 +100,7 @@ rule binning_baseline:
         mem_mb=8000,
         runtime=120,
     params:
+        min_bin_bp=BIN["bins"]["min_bin_bp"],
         baseline=config_json(BIN["baseline"]),
         cluster=config_json(BIN["cluster"]),
         seed=config["seed"],
@@ -157,6 +158,7 @@ rule binning_encode:
         mem_mb=config["resources"]["training_mem_mb"],
         runtime=240,
     params:
+        min_bin_bp=BIN["bins"]["min_bin_bp"],
         cluster=config_json(BIN["cluster"]),
         seed=config["seed"],
         device=config["device"],

@@ -29,6 +29,7 @@ class ClusterConfig:
     n_candidates: int = 25
     max_medoid_steps: int = 25
     candidate_chunk: int = 262144
+    merge_radius: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -37,6 +38,8 @@ class ClusterConfig:
                 f"cluster radii must satisfy 0 < default_radius ({self.default_radius}) <= "
                 f"max_radius ({self.max_radius}) <= 2"
             )
+        if not 0 <= self.merge_radius <= 2:
+            raise ValueError(f"cluster.merge_radius must be in [0, 2], not {self.merge_radius}")
         if not 0 < self.bin_width < self.max_radius:
             raise ValueError(f"cluster.bin_width must be in (0, max_radius), not {self.bin_width}")
         if not 0 < self.valley_ratio < 1:
@@ -135,4 +138,66 @@ def medoid_cluster(
         keep = ~members
         remaining, z_rem = remaining[keep], z_rem[keep]
     logger.info("medoid clustering: %d contigs -> %d clusters", n, cluster_id)
+    return labels
+
+
+def absorb_small_clusters(
+    latent: torch.Tensor | np.ndarray,
+    labels: np.ndarray,
+    lengths: np.ndarray,
+    min_bp: int,
+    radius: float,
+    chunk: int = 65536,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Move contigs of clusters smaller than ``min_bp`` to the nearest large cluster.
+
+    Medoid clustering cuts conservatively, so a genome often ends as one large cluster plus
+    fragments that never reach a writable bin size. Each contig of a small cluster joins
+    the large cluster whose (length-weighted, normalised) centroid is closest in cosine
+    distance, if that distance is at most ``radius``; otherwise it stays. Memory is
+    ``O(chunk x n_large_clusters)``.
+    """
+    z = F.normalize(
+        torch.as_tensor(np.asarray(latent) if not isinstance(latent, torch.Tensor) else latent).to(
+            device=device, dtype=torch.float32
+        ),
+        dim=1,
+    )
+    labels = np.asarray(labels).copy()
+    ids, inverse = np.unique(labels, return_inverse=True)
+    weights = np.asarray(lengths, dtype=np.float64)
+    bp = np.bincount(inverse, weights=weights, minlength=len(ids))
+    large = np.flatnonzero(bp >= min_bp)
+    small_rows = np.flatnonzero(bp[inverse] < min_bp)
+    if len(large) == 0 or len(small_rows) == 0:
+        return labels
+    inv_t = torch.as_tensor(inverse, device=z.device)
+    w_t = torch.as_tensor(weights, device=z.device, dtype=torch.float32)
+    centroids = torch.zeros(len(ids), z.shape[1], device=z.device)
+    centroids.index_add_(0, inv_t, z * w_t[:, None])
+    centroids = F.normalize(centroids[torch.as_tensor(large, device=z.device)], dim=1)
+    moved = 0
+    for start in range(0, len(small_rows), chunk):
+        rows = small_rows[start : start + chunk]
+        dist = 1 - z[torch.as_tensor(rows, device=z.device)] @ centroids.T
+        best, where = dist.min(dim=1)
+        ok = (best <= radius).cpu().numpy()
+        labels[rows[ok]] = ids[large[where.cpu().numpy()[ok]]]
+        moved += int(ok.sum())
+    logger.info("absorbed %d contigs of clusters < %d bp into %d large clusters", moved, min_bp, len(large))
+    return labels
+
+
+def cluster_contigs(
+    latent: torch.Tensor | np.ndarray,
+    lengths: np.ndarray,
+    cfg: ClusterConfig,
+    min_bp: int,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Medoid clustering, then small clusters absorbed (``cfg.merge_radius`` > 0)."""
+    labels = medoid_cluster(latent, cfg, device)
+    if cfg.merge_radius > 0 and min_bp > 0:
+        labels = absorb_small_clusters(latent, labels, lengths, min_bp, cfg.merge_radius, device=device)
     return labels

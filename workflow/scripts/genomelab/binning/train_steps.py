@@ -17,7 +17,7 @@ import torch
 
 from genomelab.binning.baselines import BaselineConfig, tnf_embedding
 from genomelab.binning.bins import write_table
-from genomelab.binning.cluster import ClusterConfig, medoid_cluster
+from genomelab.binning.cluster import ClusterConfig, cluster_contigs
 from genomelab.binning.data import ModelInputs, load_inputs, split_indices
 from genomelab.binning.depth import check_names, read_depth_table, read_truth
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
@@ -161,7 +161,7 @@ def baseline_step(smk: Any) -> None:
     inputs = load_inputs(smk.input.h5, _optional(smk, "depth"))
     emb = tnf_embedding(inputs.x, BaselineConfig(**_params(smk, "baseline")), inputs.n_depth)
     ccfg = ClusterConfig(**_params(smk, "cluster"), seed=int(smk.params.seed))
-    labels = medoid_cluster(emb, ccfg, "cpu")
+    labels = cluster_contigs(emb, inputs.lengths, ccfg, int(smk.params.min_bin_bp), "cpu")
     write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), smk.output.clusters)
     _save_latent(smk.output.embedding, inputs.names, emb)
 
@@ -277,6 +277,7 @@ def encode_and_cluster(
     inputs: ModelInputs,
     cluster_cfg: ClusterConfig,
     device: torch.device,
+    min_bin_bp: int = 0,
     batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(latent means [n, latent], cluster ids [n]) for every contig."""
@@ -297,7 +298,7 @@ def encode_and_cluster(
             xb = torch.from_numpy(inputs.x[start : start + batch_size]).to(device)
             chunks.append(model.encode(xb)[0].float())
     latent = torch.cat(chunks)
-    labels = medoid_cluster(latent, cluster_cfg, device)
+    labels = cluster_contigs(latent, inputs.lengths, cluster_cfg, min_bin_bp, device)
     return latent.cpu().numpy(), labels
 
 
@@ -306,7 +307,7 @@ def encode_step(smk: Any) -> None:
     device = resolve_device(smk.params.device)
     ccfg = ClusterConfig(**_params(smk, "cluster"), seed=int(smk.params.seed))
     t0 = time.perf_counter()
-    latent, labels = encode_and_cluster(smk.input.model, inputs, ccfg, device)
+    latent, labels = encode_and_cluster(smk.input.model, inputs, ccfg, device, int(smk.params.min_bin_bp))
     logger.info(
         "encoded and clustered %d contigs on %s in %.1f s", len(labels), device, time.perf_counter() - t0
     )

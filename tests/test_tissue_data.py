@@ -176,3 +176,38 @@ def test_moss_atlas_reads(shared_data):
     path = shared_data / "methylation_atlas" / "meth_atlas_moss2018" / "reference_atlas.csv.gz"
     levels = read_atlas(path, ["Hepatocytes", "Cortical_neurons"])
     assert levels.shape == (7890, 2) and 0 <= levels.min() and levels.max() <= 1
+
+
+def test_beta_table_conversion_is_exact_and_validated(tmp_path):
+    from genomelab.tissue.convert import convert_beta_table
+
+    table = tmp_path / "betas.csv"
+    table.write_text("sample,label,cg1,cg2,cg3\nP1,K1,0.0,0.5,1.0\nP2,K2,0.25,,0.9\nP3,NA,0.1,0.1,0.1\n")
+    out = convert_beta_table(table, tmp_path / "s.h5", n_positions=20)
+    src = StackedHDF5.open(out)
+    assert src.samples.tolist() == ["P1", "P2"] and src.subtype.tolist() == ["K1", "K2"]
+    assert src.tissue.tolist() == ["Glioma", "Glioma"] and src.region_ids.tolist() == ["cg1", "cg2", "cg3"]
+    extract_features_from_hdf5(out, tmp_path / "f.h5")
+    f = read_features(tmp_path / "f.h5")
+    expected = np.array([[0.0, 0.5, 1.0], [0.25, np.nan, 0.9]])
+    np.testing.assert_allclose(f["means"], expected, atol=1 / 40 + 1e-6)
+    assert f["coverage"][1].tolist() == [20, 0, 20]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sample,label,cg1\nP1,K1,1.5\n")
+    with pytest.raises(ValueError, match=r"bad\.csv: beta values must lie in \[0, 1\]"):
+        convert_beta_table(bad, tmp_path / "b.h5")
+    dup = tmp_path / "dup.csv"
+    dup.write_text("sample,label,cg1\nP1,K1,0.5\nP1,K2,0.5\n")
+    with pytest.raises(ValueError, match=r"dup\.csv: duplicate sample name"):
+        convert_beta_table(dup, tmp_path / "d.h5")
+
+
+def test_tcga_glioma_converts(shared_data, tmp_path):
+    from genomelab.tissue.convert import convert_beta_table
+
+    table = shared_data / "methylation_tcga_glioma" / "glioma.gcimp.trainingData.csv.gz"
+    out = convert_beta_table(table, tmp_path / "gcimp.h5", n_positions=10)
+    src = StackedHDF5.open(out)
+    # 276 samples, 2 labelled NA dropped (PROVENANCE.md); 145 probes.
+    assert len(src.samples) == 274 and len(src.region_ids) == 145
+    assert set(src.subtype) == {"G-CIMP-high", "G-CIMP-low"}

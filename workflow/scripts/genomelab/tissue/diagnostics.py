@@ -581,11 +581,12 @@ def check_learnability(
         ]
     mismatch = info_r < cfg.region_informative_max
     explanation = (
-        "the labels belong to whole files, not to regions: most regions are the same in every "
-        "class and each region has only a few reads, so single regions carry almost no class "
-        "information, while a sample's thousands of regions together do. A region-level model given "
-        "file labels sees near-identical inputs with different labels, its loss stays at ln(C) and "
-        "its predictions collapse to the commonest classes"
+        "the labels belong to whole files, not to regions: a single region's values overlap "
+        "between classes (few regions differ between classes, and each is measured with few "
+        "reads or noisily), so one region carries little class information, while a sample's many "
+        "regions together carry a lot. A region-level model given file labels sees near-identical "
+        "inputs with different labels, its loss stays near ln(C) and its predictions collapse to "
+        "the commonest classes"
     )
     if mismatch and region_models:
         return [

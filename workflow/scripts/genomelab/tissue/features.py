@@ -36,16 +36,34 @@ logger = logging.getLogger(__name__)
 STR = h5py.string_dtype("utf-8")
 
 
+# Rows per slice in region_means: ~1 MB of int8, so the temporaries stay in the CPU cache.
+_SLICE_ROWS = 8192
+
+
 def region_means(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean methylation and number of valid calls per region.
 
     ``block``: int8 [..., n_regions, n_positions] with 0/1/2. Returns ``(means float32
     [..., n_regions] with NaN where nothing is valid, valid uint16 [..., n_regions])``.
-    Two vectorised passes over the int8 data; no loop over regions.
+    Vectorised, no loop over regions: with values in {0, 1, 2}, the row sum S = n_meth +
+    2 n_missing and the sum of (value >> 1) = n_missing, so two byte-wise reductions give
+    both counts (about twice as fast as counting ``== 1`` and ``== 2``). Rows are processed
+    in cache-sized slices.
     """
-    n_meth = np.count_nonzero(block == 1, axis=-1)
-    n_missing = np.count_nonzero(block == 2, axis=-1)
-    valid = block.shape[-1] - n_missing
+    n_positions = block.shape[-1]
+    flat = block.reshape(-1, n_positions).view(np.uint8)
+    # uint16 accumulators hold 2 * n_positions; wider rows need wider sums.
+    acc = np.uint16 if 2 * n_positions < 65536 else np.uint32
+    n_missing = np.empty(flat.shape[0], acc)
+    n_meth = np.empty(flat.shape[0], acc)
+    for start in range(0, flat.shape[0], _SLICE_ROWS):
+        rows = flat[start : start + _SLICE_ROWS]
+        total = np.add.reduce(rows, axis=-1, dtype=acc)
+        missing = np.add.reduce(rows >> 1, axis=-1, dtype=acc)
+        n_missing[start : start + len(rows)] = missing
+        n_meth[start : start + len(rows)] = total - 2 * missing
+    valid = (n_positions - n_missing.astype(np.int64)).reshape(block.shape[:-1])
+    n_meth = n_meth.reshape(block.shape[:-1])
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(valid > 0, n_meth / np.maximum(valid, 1), np.nan).astype(np.float32)
     return means, valid.astype(np.uint16)

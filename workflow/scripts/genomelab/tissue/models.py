@@ -53,7 +53,7 @@ class MLPConfig:
     """File-level MLP: input projection to ``hidden[0]``, then BatchNorm/ReLU/Dropout/Linear blocks."""
 
     hidden: list[int] = field(default_factory=lambda: [256, 128])
-    dropout: float = 0.3
+    dropout: float = 0.5
     label_smoothing: float = 0.1
 
     def __post_init__(self) -> None:

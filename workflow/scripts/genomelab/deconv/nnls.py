@@ -193,26 +193,29 @@ def nnls_batched(A: np.ndarray, B: np.ndarray, chunk: int = 4096) -> np.ndarray:
     out = np.zeros((B.shape[0], k))
     for start in range(0, B.shape[0], chunk):
         b = B[start : start + chunk]
-        valid = np.isfinite(b)
-        full = valid.all(1)
-        bz = b if full.all() else np.where(valid, b, 0.0)
-        h = bz @ A
+        # NaN propagates through the product, so one matmul finds the rows with missing
+        # values; only those are scanned and recomputed (two fewer passes over B).
+        h = b @ A
+        full = np.isfinite(h).all(1)
+        miss_rows = np.flatnonzero(~full)
+        valid_miss = np.isfinite(b[miss_rows])
+        if len(miss_rows):
+            h[miss_rows] = np.where(valid_miss, b[miss_rows], 0.0) @ A
         # Roundoff scale of the gradient A^T (A x - b), as in Lawson-Hanson implementations.
         tol = 10 * np.finfo(float).eps * max(r, k) * max(1.0, float(np.abs(h).max(initial=0.0)))
         x = np.zeros((len(b), k))
         if full.any():
             x[full] = _nnls_rows(G, h[full], tol)
-        if (~full).any():
-            rows = np.flatnonzero(~full)
-            Gs = np.empty((len(rows), k, k))
-            for i, row in enumerate(rows):
+        if len(miss_rows):
+            Gs = np.empty((len(miss_rows), k, k))
+            for i in range(len(miss_rows)):
                 # Subtract the few missing rows rather than rebuild from the many valid ones.
-                miss = ~valid[row]
+                miss = ~valid_miss[i]
                 if miss.sum() < r // 2:
                     Gs[i] = G - A[miss].T @ A[miss]
                 else:
                     Gs[i] = A[~miss].T @ A[~miss]
-            x[~full] = _nnls_rows(Gs, h[~full], tol)
+            x[miss_rows] = _nnls_rows(Gs, h[miss_rows], tol)
         out[start : start + chunk] = x
     return out
 

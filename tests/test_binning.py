@@ -401,3 +401,20 @@ def test_small_clusters_join_the_nearest_large_cluster():
     np.testing.assert_array_equal(absorb_small_clusters(x, labels, lengths, 5000, radius=1e-6), labels)
     full = cluster_contigs(x, lengths, ClusterConfig(seed=0), min_bp=5000)
     assert adjusted_rand_score(y, full) == pytest.approx(1.0)
+
+
+def test_diagnostics_flag_mismatched_truth_names(tmp_path):
+    from genomelab.binning.train_steps import profile_checks
+
+    rng = np.random.default_rng(5)
+    recs = [(f"c{i}", random_seq(rng, 3000)) for i in range(25)]
+    kmers.write_profiles_h5(write_fasta(tmp_path / "c.fa", recs), tmp_path / "p.h5", min_length=1000)
+    truth = tmp_path / "truth.tsv"
+    truth.write_text("contig\tgenome\n" + "".join(f"x{i}\tA\n" for i in range(25)))
+    model_cfg = {"hidden": [16], "latent": 4}
+    results = {r.name: r for r in profile_checks(tmp_path / "p.h5", 20, str(truth), None, model_cfg, 0)}
+    assert results["names_truth"].status == "fail" and "first: ['c0'" in results["names_truth"].message
+    assert results["profile_sanity"].status == "pass" and results["n_contigs"].status == "pass"
+    assert results["initial_recon_vs_mean_profile"].status == "pass"
+    few = {r.name: r for r in profile_checks(tmp_path / "p.h5", 100, None, None, model_cfg, 0)}
+    assert few["n_contigs"].status == "fail"

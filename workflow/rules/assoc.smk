@@ -9,23 +9,15 @@ ASSOC_BENCH = f"{RESULTS}/benchmarks/assoc"
 ASSOC_GRID = ASSOC["grid"]
 
 
-def assoc_run_names() -> list[str]:
-    """Every grid point as a run folder name, lr{lr}_bs{bs}_do{dropout}_bd{bd}."""
-    return [
-        f"lr{lr:g}_bs{bs}_do{do:g}_bd{bd}"
-        for lr in ASSOC_GRID["lr"]
-        for bs in ASSOC_GRID["batch_size"]
-        for do in ASSOC_GRID["dropout"]
-        for bd in ASSOC_GRID["bridge_dim"]
-    ]
-
-
-def get_assoc_reports(wildcards) -> list[str]:
-    return [f"{ASSOC_R}/{wildcards.scheme}/runs/{run}/training_report.json" for run in assoc_run_names()]
-
-
-def get_assoc_queries(wildcards) -> str:
-    return ASSOC["infer"]["queries"] or f"{ASSOC_R}/data/heldout_sources.tsv"
+# Every grid point as a run folder name, lr{lr}_bs{bs}_do{dropout}_bd{bd}.
+ASSOC_RUNS = [
+    f"lr{lr:g}_bs{bs}_do{do:g}_bd{bd}"
+    for lr in ASSOC_GRID["lr"]
+    for bs in ASSOC_GRID["batch_size"]
+    for do in ASSOC_GRID["dropout"]
+    for bd in ASSOC_GRID["bridge_dim"]
+]
+ASSOC_QUERIES = ASSOC["infer"]["queries"] or f"{ASSOC_R}/data/heldout_sources.tsv"
 
 
 if ASSOC["enabled"]:
@@ -190,7 +182,7 @@ rule assoc_train:
 rule assoc_select:
     """Pick the grid point with the best validation metric; copy its model."""
     input:
-        reports=get_assoc_reports,
+        reports=lambda wc: [f"{ASSOC_R}/{wc.scheme}/runs/{run}/training_report.json" for run in ASSOC_RUNS],
     output:
         json=f"{ASSOC_R}/{{scheme}}/grid.json",
         model=f"{ASSOC_R}/{{scheme}}/best_model.pt",
@@ -244,7 +236,7 @@ rule assoc_infer:
     input:
         model=f"{ASSOC_R}/{ASSOC['infer']['scheme']}/best_model.pt",
         featurizer=rules.assoc_features.output.featurizer,
-        queries=get_assoc_queries,
+        queries=ASSOC_QUERIES,
         links=rules.assoc_data.output.links,
     output:
         f"{ASSOC_R}/inference/predictions.tsv",

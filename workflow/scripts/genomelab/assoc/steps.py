@@ -345,12 +345,12 @@ def _overfit(model_section, feats, train: SplitLabels, n_cand, options, seed) ->
 
     n_q = int(options["overfit_queries"])
     steps = int(options["overfit_steps"])
-    torch.manual_seed(seed)
-    model = build_model({**model_section, "dropout": 0.0}, feats, train)
     ds = build_dataset(train, n_cand)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(ds), generator=gen)[:n_q]
-    batch = tuple(t[idx] for t in ds.tensors)
+    sub_feats, batch = _subset_targets(feats, tuple(t[idx] for t in ds.tensors), n_cand, seed)
+    torch.manual_seed(seed)
+    model = build_model({**model_section, "dropout": 0.0}, sub_feats, train)
     opt = torch.optim.Adam(model.parameters(), lr=float(options["overfit_lr"]))
     model.train()
 
@@ -378,6 +378,33 @@ def _overfit(model_section, feats, train: SplitLabels, n_cand, options, seed) ->
 
     result = overfit_tiny_subset(fit, n_q, min_accuracy=float(options["overfit_min_accuracy"]))
     return result
+
+
+def _subset_targets(feats, batch, n_cand, seed: int, n_extra: int = 200):
+    """Shrink the target vocabulary to what a few examples need plus ``n_extra`` negatives.
+
+    Every training step encodes the whole candidate vocabulary; for a memorisation check
+    a few hundred targets show the same wiring at a fraction of the cost.
+    Returns (features with the target subset, batch with remapped indices and columns).
+    """
+    direction, query, labels = batch
+    n_t = n_cand["s2t"]
+    s2t, t2s = direction == 0, direction == 1
+    need = set(query[t2s].tolist())
+    need |= set(torch.nonzero(labels[s2t, :n_t] != 0)[:, 1].tolist())
+    rng = np.random.default_rng(seed)
+    others = np.setdiff1d(np.arange(n_t), np.fromiter(need, np.int64, len(need)))
+    extra = rng.choice(others, size=min(n_extra, len(others)), replace=False)
+    keep = np.sort(np.concatenate([np.fromiter(need, np.int64, len(need)), extra]))
+    remap = torch.full((n_t,), -1, dtype=torch.long)
+    remap[torch.as_tensor(keep)] = torch.arange(len(keep))
+    width = max(len(keep), n_cand["t2s"])
+    new_labels = torch.full((len(query), width), MASKED)
+    new_labels[s2t, : len(keep)] = labels[s2t][:, torch.as_tensor(keep)]
+    new_labels[t2s, : n_cand["t2s"]] = labels[t2s, : n_cand["t2s"]]
+    new_query = torch.where(t2s, remap[query.clamp_max(n_t - 1)], query)
+    sub = {"source": feats["source"], "target": {k: v[keep] for k, v in feats["target"].items()}}
+    return sub, (direction, new_query, new_labels)
 
 
 def _degree_figure(links: Links, path: str | os.PathLike) -> None:

@@ -519,3 +519,36 @@ def test_ranker_scores_new_entities_like_vocabulary(easy, tmp_path):
     with torch.no_grad():
         expected = torch.sigmoid(model("s2t", torch.arange(len(src)))).numpy()
     np.testing.assert_allclose(scores, expected, atol=1e-5)
+
+
+def test_summary_states_verdict_and_grid(tmp_path):
+    from genomelab.diagnostics import DiagnosticResult, write_results
+
+    metrics = {m: 0.1 for m in S.SUMMARY_METRICS}
+    grid = {
+        "metric": "val/mrr_mean",
+        "best_run": "lr0.01_bs64_do0.1_bd16",
+        "best": {"test": {f"test/{m}": v for m, v in metrics.items()}},
+        "runs": [
+            {"run": "lr0.01_bs64_do0.1_bd16", "value": 0.3},
+            {"run": "lr0.001_bs64_do0.1_bd16", "value": 0.2},
+        ],
+    }
+    base = {
+        "popularity": {"test": {**metrics, "mrr_mean": 0.05}},
+        "ridge": {"test": {**metrics, "mrr_mean": 0.2}},
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    write_results(tmp_path / "diag.json", "assoc", [DiagnosticResult("x", "pass", "ok")])
+    summary = S.build_summary(
+        {"links": tmp_path / "grid.json"},
+        {"links": tmp_path / "base.json"},
+        tmp_path / "diag.json",
+        tmp_path / "plots" / "mrr.png",
+        tmp_path,
+    )
+    verdict = summary.comparisons[0].verdict()
+    assert "does NOT beat ridge" in verdict
+    assert summary.plots == ["plots/mrr.png"]
+    assert any("best lr0.01_bs64_do0.1_bd16" in n for n in summary.notes)

@@ -680,8 +680,10 @@ def build_summary(
         "top 10 from both ends.",
         "The network row is the grid point with the best validation mrr_mean; all numbers are on the test split.",
     ]
-    for comp in comps:
-        notes.append(comp.verdict())
+    for scheme, grid_path in grids.items():
+        grid = json.loads(Path(grid_path).read_text())
+        runs = ", ".join(f"{r['run']} {r['value']:.4f}" for r in grid["runs"])
+        notes.append(f"Grid ({scheme} scheme, {grid['metric']}): {runs}; best {grid['best_run']}.")
     plots = [str(Path(plot).relative_to(results_dir))] if plot else []
     return ModuleSummary("assoc", "assoc: bidirectional association model", comps, diags, plots, notes)
 

@@ -552,3 +552,19 @@ def test_summary_states_verdict_and_grid(tmp_path):
     assert "does NOT beat ridge" in verdict
     assert summary.plots == ["plots/mrr.png"]
     assert any("best lr0.01_bs64_do0.1_bd16" in n for n in summary.notes)
+
+
+def test_rerun_resumes_same_state_and_new_config_starts_fresh(easy):
+    tmp_path, data_dir = easy
+    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
+    train = {"max_epochs": 2, "seed": 0}
+    point = {"lr": 0.01, "batch_size": 32, "dropout": 0.0, "bridge_dim": 8}
+    args = (data_dir, tmp_path / "feat.npz", "links")
+    first = S.train_run(*args, model, train, point, tmp_path / "a", tmp_path / "state", device="cpu")
+    again = S.train_run(*args, model, train, point, tmp_path / "b", tmp_path / "state", device="cpu")
+    assert again["test"] == first["test"] and again["epochs_run"] == 2
+    assert len(list((tmp_path / "state").iterdir())) == 1
+    S.train_run(
+        *args, {**model, "d_model": 16}, train, point, tmp_path / "c", tmp_path / "state", device="cpu"
+    )
+    assert len(list((tmp_path / "state").iterdir())) == 2

@@ -7,6 +7,8 @@ on validation) -> summary; infer ranks candidates for new entities with a select
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -513,6 +515,7 @@ def train_run(
         train_model,
     )
     from genomelab.train.device import resolve_device
+    from genomelab.train.engine import config_fingerprint
 
     out = Path(out_dir)
     sources, targets, links, assignment = load_data(data_dir)
@@ -530,7 +533,17 @@ def train_run(
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, feats, labels["train"])
     dev = resolve_device(device)
-    paths = RunPaths(Path(state_dir), out / "metrics.json", out / "tensorboard")
+    # The state folder is keyed by the inputs' content and the configuration: changed data
+    # or settings start a fresh run instead of resuming (or reusing) a stale last.pt.
+    key = config_fingerprint(
+        _file_digest(features_path),
+        _file_digest(Path(data_dir) / "splits.npz"),
+        _file_digest(Path(data_dir) / "links.tsv"),
+        model_cfg,
+        dataclasses.asdict(train_cfg),
+        scheme,
+    )
+    paths = RunPaths(Path(state_dir) / key, out / "metrics.json", out / "tensorboard")
     model, result = train_model(
         model,
         train_cfg,
@@ -559,6 +572,14 @@ def train_run(
     }
     atomic_write_json(out / "training_report.json", report)
     return report
+
+
+def _file_digest(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def train_step(smk: Any) -> None:

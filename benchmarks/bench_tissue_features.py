@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=8, help="files per block (as in the feature step)")
     parser.add_argument("--naive-regions", type=int, default=5000, help="regions timed in the naive loop")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="threads of the feature step")
     parser.add_argument("--workdir", default=None, help="folder for the temporary HDF5 (default: system tmp)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_tissue_features.json"))
     args = parser.parse_args()
@@ -98,7 +99,7 @@ def main() -> None:
         feat = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            extract_features_from_hdf5(src, out, block=args.block)
+            extract_features_from_hdf5(src, out, block=args.block, threads=args.threads)
             feat.append(time.perf_counter() - t0)
         feature = min(feat)
         per_region = naive_loop(src, min(args.naive_regions, args.n_regions))
@@ -106,6 +107,7 @@ def main() -> None:
     mb = n_bytes / 1e6
     result = {
         "shape": [n_files, args.n_regions, args.n_positions],
+        "threads": args.threads,
         "megabytes": mb,
         "block": args.block,
         "raw_read_s": raw,

@@ -41,6 +41,17 @@ def test_region_means_match_reference_loop(rng):
                 assert np.isnan(means[s, r])
 
 
+def test_region_means_threads_and_slices_agree(rng, monkeypatch):
+    import genomelab.tissue.features as features
+
+    monkeypatch.setattr(features, "_SLICE_ROWS", 7)  # many slices, a ragged last one
+    block = rng.integers(0, 3, size=(2, 50, 33)).astype(np.int8)
+    one, two = region_means(block, threads=1), region_means(block, threads=2)
+    np.testing.assert_array_equal(one[1], two[1])
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], np.count_nonzero(block != 2, axis=-1))
+
+
 def test_sheet_errors_name_the_sheet_and_line(tmp_path):
     sheet = _write_sheet(tmp_path / "s.tsv", [["a", "a.npz", "Blood"]], header="sample\tfile")
     with pytest.raises(ValueError, match=r"s\.tsv lacks column\(s\) \['tissue'\]"):

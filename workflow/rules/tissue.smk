@@ -68,7 +68,7 @@ rule tissue_features:
         f"{RESULTS}/benchmarks/tissue/features.tsv"
     conda:
         ENV_CPU
-    threads: 1
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=120,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -40,7 +41,7 @@ STR = h5py.string_dtype("utf-8")
 _SLICE_ROWS = 8192
 
 
-def region_means(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def region_means(block: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Mean methylation and number of valid calls per region.
 
     ``block``: int8 [..., n_regions, n_positions] with 0/1/2. Returns ``(means float32
@@ -48,7 +49,7 @@ def region_means(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Vectorised, no loop over regions: with values in {0, 1, 2}, the row sum S = n_meth +
     2 n_missing and the sum of (value >> 1) = n_missing, so two byte-wise reductions give
     both counts (about twice as fast as counting ``== 1`` and ``== 2``). Rows are processed
-    in cache-sized slices.
+    in cache-sized slices, on ``threads`` threads (numpy releases the GIL in reductions).
     """
     n_positions = block.shape[-1]
     flat = block.reshape(-1, n_positions).view(np.uint8)
@@ -56,12 +57,21 @@ def region_means(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     acc = np.uint16 if 2 * n_positions < 65536 else np.uint32
     n_missing = np.empty(flat.shape[0], acc)
     n_meth = np.empty(flat.shape[0], acc)
-    for start in range(0, flat.shape[0], _SLICE_ROWS):
+
+    def count(start: int) -> None:
         rows = flat[start : start + _SLICE_ROWS]
         total = np.add.reduce(rows, axis=-1, dtype=acc)
         missing = np.add.reduce(rows >> 1, axis=-1, dtype=acc)
         n_missing[start : start + len(rows)] = missing
         n_meth[start : start + len(rows)] = total - 2 * missing
+
+    starts = range(0, flat.shape[0], _SLICE_ROWS)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(count, starts))
+    else:
+        for start in starts:
+            count(start)
     valid = (n_positions - n_missing.astype(np.int64)).reshape(block.shape[:-1])
     n_meth = n_meth.reshape(block.shape[:-1])
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -102,7 +112,7 @@ def _write_labels(h5: h5py.File, records: list[SampleRecord]) -> None:
 
 
 def extract_features_from_sheet(
-    sheet: str | os.PathLike, out_h5: str | os.PathLike, n_positions: int = 150
+    sheet: str | os.PathLike, out_h5: str | os.PathLike, n_positions: int = 150, threads: int = 1
 ) -> Path:
     """Stream every NPZ of a sample sheet into the features HDF5 (see module docstring).
 
@@ -122,7 +132,7 @@ def extract_features_from_sheet(
                     f"{rec.file}: region IDs differ from those of {records[0].file} "
                     f"({len(ids)} vs {len(regions)} regions); all samples must share one region set"
                 )
-            means, valid = region_means(meth)
+            means, valid = region_means(meth, threads)
             h5["means"][i] = means
             h5["coverage"][i] = valid
             if (i + 1) % 50 == 0:
@@ -137,6 +147,7 @@ def extract_features_from_hdf5(
     out_h5: str | os.PathLike,
     sheet: str | os.PathLike | None = None,
     block: int = 8,
+    threads: int = 1,
 ) -> Path:
     """Stream a stacked methylation HDF5 ([n_files, n_regions, n_positions]) into features.
 
@@ -162,7 +173,7 @@ def extract_features_from_hdf5(
         for start in range(0, len(records), block):
             arr = meth[start : start + block]
             _check_values(arr, f"{src.path} (files {start}..{start + len(arr) - 1})")
-            means, valid = region_means(arr)
+            means, valid = region_means(arr, threads)
             h5["means"][start : start + len(arr)] = means
             h5["coverage"][start : start + len(arr)] = valid
         _write_labels(h5, records)

@@ -46,10 +46,15 @@ def simulate_step(smk: Any) -> None:
 
 
 def features_step(smk: Any) -> None:
+    threads = max(1, int(smk.threads))
     if smk.params.source == "hdf5":
-        extract_features_from_hdf5(smk.input.hdf5, smk.output.h5, sheet=smk.params.sheet or None)
+        extract_features_from_hdf5(
+            smk.input.hdf5, smk.output.h5, sheet=smk.params.sheet or None, threads=threads
+        )
     else:
-        extract_features_from_sheet(smk.input.sheet, smk.output.h5, n_positions=int(smk.params.n_positions))
+        extract_features_from_sheet(
+            smk.input.sheet, smk.output.h5, n_positions=int(smk.params.n_positions), threads=threads
+        )
 
 
 def splits_step(smk: Any) -> None:

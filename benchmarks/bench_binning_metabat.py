@@ -90,6 +90,10 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--hidden", type=int, nargs="+", default=[1024, 512], help="encoder sizes (issue: 1024 512)"
+    )
+    parser.add_argument("--latent", type=int, default=256, help="latent size (issue: 256)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--min-bin-bp", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=1)
@@ -115,7 +119,7 @@ def main() -> None:
         truth = read_truth(work / "truth.tsv").loc[inputs.names].to_numpy()
         result["n_contigs"] = len(inputs.names)
         result["bp"] = int(inputs.lengths.sum())
-        model_cfg = {"hidden": [1024, 512], "latent": 256, "beta": 0.1, "kl_warmup_steps": 200}
+        model_cfg = {"hidden": args.hidden, "latent": args.latent, "beta": 0.1, "kl_warmup_steps": 200}
         train_cfg = {
             "max_epochs": args.epochs,
             "batch_size": args.batch_size,

@@ -422,6 +422,7 @@ def test_diagnostics_pass_on_easy_data(easy):
         "overfit_steps": 80,
         "overfit_lr": 0.01,
         "overfit_min_accuracy": 0.9,
+        "overfit_max_loss_ratio": 0.3,
     }
     model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 16}
     results = S.run_diagnostics(

@@ -17,7 +17,7 @@ ASSOC_RUNS = [
     for do in ASSOC_GRID["dropout"]
     for bd in ASSOC_GRID["bridge_dim"]
 ]
-ASSOC_QUERIES = ASSOC["infer"]["queries"] or f"{ASSOC_R}/data/heldout_sources.tsv"
+ASSOC_QUERIES = ASSOC["infer"]["queries"] or f"{ASSOC_R}/data/heldout_{ASSOC['infer']['side']}s.tsv"
 
 
 if ASSOC["enabled"]:
@@ -43,7 +43,8 @@ rule assoc_data:
         sources=f"{ASSOC_R}/data/sources.tsv",
         targets=f"{ASSOC_R}/data/targets.tsv",
         splits=f"{ASSOC_R}/data/splits.npz",
-        heldout=f"{ASSOC_R}/data/heldout_sources.tsv",
+        heldout_sources=f"{ASSOC_R}/data/heldout_sources.tsv",
+        heldout_targets=f"{ASSOC_R}/data/heldout_targets.tsv",
         summary=f"{ASSOC_R}/data/data.json",
     log:
         f"{ASSOC_L}/data.log",

@@ -83,8 +83,8 @@ def prepare_data(
     """Validate the inputs and write normalised tables plus the split assignment.
 
     Writes ``sources.tsv``, ``targets.tsv`` (copies), ``links.tsv`` (one row per link and
-    direction, with both schemes' split names), ``splits.npz``, ``heldout_sources.tsv``
-    (test-split sources of the entities scheme: new entities for the inference demo) and
+    direction, with both schemes' split names), ``splits.npz``, ``heldout_{sources,targets}.tsv``
+    (test-split entities of the entities scheme: new entities for the inference demo) and
     ``data.json`` (counts).
     """
     out = Path(out_dir)
@@ -119,8 +119,12 @@ def prepare_data(
             sources=assignment.sources,
             targets=assignment.targets,
         )
-    heldout = [i for i in range(len(sources)) if assignment.sources[i] == "test"]
-    _write_entity_subset(sources_path, out / "heldout_sources.tsv", [sources.ids[i] for i in heldout])
+    for name, table, path, split in (
+        ("sources", sources, sources_path, assignment.sources),
+        ("targets", targets, targets_path, assignment.targets),
+    ):
+        held = [table.ids[i] for i in np.flatnonzero(split == "test")]
+        _write_entity_subset(path, out / f"heldout_{name}.tsv", held)
     counts: dict[str, Any] = {"n_sources": len(sources), "n_targets": len(targets), "n_links": len(links)}
     for scheme in SCHEMES:
         counts[f"{scheme}_links_per_split"] = {
@@ -354,13 +358,14 @@ def _overfit(model_section, feats, train: SplitLabels, n_cand, options, seed) ->
     torch.manual_seed(seed)
     model = build_model({**model_section, "dropout": 0.0}, sub_feats, train)
     opt = torch.optim.Adam(model.parameters(), lr=float(options["overfit_lr"]))
+    model.eval()
+    with torch.no_grad():
+        first = float(model.loss(batch).loss)
     model.train()
 
     def fit() -> dict[str, float]:
-        first = None
         for _ in range(steps):
             out = model.loss(batch)
-            first = float(out.loss.detach()) if first is None else first
             opt.zero_grad()
             out.loss.backward()
             opt.step()
@@ -378,8 +383,14 @@ def _overfit(model_section, feats, train: SplitLabels, n_cand, options, seed) ->
         acc = float(torch.cat(hits).mean()) if hits else 0.0
         return {"loss": final, "initial_loss": first, "accuracy": acc}
 
-    result = overfit_tiny_subset(fit, n_q, min_accuracy=float(options["overfit_min_accuracy"]))
-    return result
+    # Both: the loss must fall well below its start, and the top-ranked candidate must be a
+    # true link for most memorised queries (chance is a few in hundreds).
+    return overfit_tiny_subset(
+        fit,
+        n_q,
+        max_final_loss=float(options["overfit_max_loss_ratio"]) * first,
+        min_accuracy=float(options["overfit_min_accuracy"]),
+    )
 
 
 def _subset_targets(feats, batch, n_cand, seed: int, n_extra: int = 200):

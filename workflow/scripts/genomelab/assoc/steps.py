@@ -763,6 +763,3 @@ def infer_step(smk: Any) -> None:
         smk.input.model, smk.input.featurizer, smk.input.queries, p["side"], int(p["top_k"])
     )
     write_predictions(table, smk.output[0], known_links=smk.input.links)
-
-
-__all__ = ["MASKED"]

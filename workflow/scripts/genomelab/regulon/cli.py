@@ -155,16 +155,24 @@ def main(argv: list[str] | None = None) -> None:
     cfg = {k: v for k, v in cfg.items() if k not in ("enabled", "dump_dir", "genome", "mongodb_uri_env")}
     if args.test_mode:
         cfg = _merge(cfg, TEST_MODE)
-    run(
-        args.dump,
-        args.genome,
-        args.out,
-        cfg,
-        args.mongodb_uri_env,
-        args.process_data_only,
-        args.device,
-        args.seed,
-    )
+    try:
+        run(
+            args.dump,
+            args.genome,
+            args.out,
+            cfg,
+            args.mongodb_uri_env,
+            args.process_data_only,
+            args.device,
+            args.seed,
+        )
+    finally:
+        # setup_logging removes old handlers without closing them; close our log file here so
+        # that repeated calls in one process (tests) do not leak file handles.
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            handler.close()
+            root.removeHandler(handler)
 
 
 if __name__ == "__main__":

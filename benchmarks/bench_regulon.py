@@ -1,6 +1,6 @@
 """Benchmarks of the regulon module's hot paths (prints ratios, writes JSON; never run by tests).
 
-    PYTHONPATH=workflow/scripts python benchmarks/bench_regulon.py [--n-bp 400000]
+    python benchmarks/bench_regulon.py [--n-bp 400000]
 
 1. Target tracks: vectorised difference arrays vs a per-gene Python loop.
 2. k-mer bin counts: one bincount vs a per-position loop.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from genomelab.regulon.baselines import kmer_bin_counts
-from genomelab.regulon.bsonio import GENE_EXPRESSION, iter_dump
-from genomelab.regulon.model import RegulonModelConfig, RegulonNet
-from genomelab.regulon.synthetic import make_synthetic
-from genomelab.regulon.targets import bp_tracks
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+from genomelab.regulon.baselines import kmer_bin_counts  # noqa: E402
+from genomelab.regulon.bsonio import GENE_EXPRESSION, iter_dump  # noqa: E402
+from genomelab.regulon.model import RegulonModelConfig, RegulonNet  # noqa: E402
+from genomelab.regulon.synthetic import make_synthetic  # noqa: E402
+from genomelab.regulon.targets import bp_tracks  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "bench_regulon.json"
 

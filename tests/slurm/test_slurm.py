@@ -161,7 +161,11 @@ def sbatch_lines(output: str) -> dict[str, list[str]]:
 
 def sacct(cluster: SlurmCluster, *args: str) -> list[dict[str, str]]:
     fields = "JobID,JobName%60,State,Partition,ReqTRES%120,Comment%200"
-    res = cluster.run("sacct", "-X", "--parsable2", "--noheader", f"--format={fields}", *args)
+    # Without --starttime sacct only looks back to midnight.
+    since = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() - 2 * 86400))
+    res = cluster.run(
+        "sacct", "-X", "--parsable2", "--noheader", f"--format={fields}", f"--starttime={since}", *args
+    )
     names = [f.split("%")[0] for f in fields.split(",")]
     return [dict(zip(names, line.split("|"), strict=True)) for line in res.stdout.splitlines() if line]
 
@@ -598,3 +602,14 @@ def test_local_default_profile_does_not_override_the_slurm_profile():
     overridden = {k: (slurm.get(k), v) for k, v in local.items() if k in slurm and slurm[k] != v}
     capped = {k: v for k, v in local.items() if k in ("cores", "jobs", "resources") and k not in slurm}
     assert not overridden and not capped, f"profiles/default overrides {overridden}, adds {capped}"
+
+
+def test_a_cluster_that_cannot_be_installed_says_why(monkeypatch: pytest.MonkeyPatch):
+    import slurm_cluster
+
+    monkeypatch.setattr(slurm_cluster, "BINARIES", ("no-such-slurmctld",))
+    with pytest.raises(slurm_cluster.ClusterUnavailable, match=r"no-such-slurmctld.*installation disabled"):
+        slurm_cluster.ensure_packages(install=False)
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 1000)
+    with pytest.raises(slurm_cluster.ClusterUnavailable, match=r"no-such-slurmctld.*needs root"):
+        slurm_cluster.ensure_packages(install=True)

@@ -382,8 +382,10 @@ def evaluate(
         if "training" in payload:
             t = payload["training"]
             notes.append(
-                f"Training loss: {t['initial_train_loss']:.4g} before training, "
-                f"{', '.join(f'{v:.3g}' for v in t['train_loss_per_epoch'])} per epoch."
+                f"Loss of the untrained model (eval mode, first 512 training windows): "
+                f"{t['initial_train_loss']:.4g}; training loss per epoch (train mode, augmented): "
+                f"{', '.join(f'{v:.3g}' for v in t['train_loss_per_epoch'])}; validation loss per epoch: "
+                f"{', '.join(f'{v:.3g}' for v in t['val_loss_per_epoch'])}."
             )
         notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
         summary = ModuleSummary(

@@ -80,6 +80,8 @@ def main() -> None:
         write_mixtures(d / "phase3.h5", sets, {"phase": "phase3"})
         _, nn = evaluate_nnls(d / "phase3.h5", d / "reference.tsv", 0.01, False)
         rows = {"NNLS (MethAtlas)": headline(nn)}
+        meta = {"n_markers": record["n_markers"], "condition_number": record["condition_number"]}
+        write(args, meta, rows, t0)
         train = {
             "max_epochs": args.epochs,
             "batch_size": 64,
@@ -105,11 +107,15 @@ def main() -> None:
                 seed=0,
             )
             rows[name] = headline(m)
+            # Written after every method, so a run cut short keeps what it finished.
+            write(args, meta, rows, t0)
+
+
+def write(args: argparse.Namespace, meta: dict, rows: dict, t0: float) -> None:
     result = {
-        "data": f"Moss 2018 atlas profiles ({len(tissues)} cell types), simulated individuals, "
+        "data": "Moss 2018 atlas profiles (25 cell types), simulated individuals, "
         "phase-3 read-level mixtures at 30x",
-        "n_markers": record["n_markers"],
-        "condition_number": record["condition_number"],
+        **meta,
         "n_train": args.n_train,
         "n_test": 400,
         "epochs": args.epochs,
@@ -119,7 +125,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "deconv_moss.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2), flush=True)
 
 
 if __name__ == "__main__":

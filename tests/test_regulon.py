@@ -552,3 +552,40 @@ def test_live_mongodb_path_shares_the_parsers(monkeypatch, synth):
     dump = process_data(Source(synth["dump"]), synth["genome"])
     pd.testing.assert_frame_equal(live[0], dump[0])
     assert "secret" not in live[3]["source"]
+
+
+@pytest.mark.slow
+def test_same_seed_same_weights_and_reload(synth, tmp_path):
+    """Two runs with one seed give identical weights; the saved checkpoint reloads to the same output."""
+    from genomelab.train.checkpoint import load_checkpoint
+
+    d = synth["data"]
+    model_cfg = steps.model_config({"channels": 8, "n_layers": 2}, SMALL_TARGETS)
+    weights = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        steps.train(
+            d / "targets.h5",
+            model_cfg,
+            TrainConfig(max_epochs=1, batch_size=16, seed=5),
+            out / "state",
+            out / "best.pt",
+            out / "m.json",
+            out / "tb",
+            out / "p.h5",
+            "cpu",
+        )
+        weights.append(load_checkpoint(out / "best.pt")["model"])
+    for k in weights[0]:
+        torch.testing.assert_close(weights[0][k], weights[1][k], rtol=0, atol=0)
+    ckpt = load_checkpoint(tmp_path / "a" / "best.pt")
+    model = RegulonNet(RegulonModelConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    codes = torch.from_numpy(TargetData(d / "targets.h5").tensors("test").codes[:2])
+    pred = model.predict(codes)
+    from genomelab.regulon.tracks import read_tracks
+
+    saved = read_tracks(tmp_path / "a" / "p.h5")["model"]["operon"]
+    data = TargetData(d / "targets.h5")
+    start = (data.split_windows("test")["start"].iloc[0] - data.region_start) // 16
+    np.testing.assert_allclose(pred["operon"][0].numpy(), saved[:, start : start + 128], rtol=1e-5, atol=1e-6)

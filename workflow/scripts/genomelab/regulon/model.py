@@ -164,7 +164,19 @@ class RegulonNet(nn.Module):
 
     @torch.no_grad()
     def predict(self, codes: torch.Tensor, rc_average: bool = True) -> dict[str, torch.Tensor]:
-        """Expression, density and operon probability; averaged with the reverse complement."""
+        """Expression, density and operon probability; averaged with the reverse complement.
+
+        Always in eval mode (running BatchNorm statistics, no dropout); the previous mode is
+        restored afterwards, so calling it mid-training is safe.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            return self._predict(codes, rc_average)
+        finally:
+            self.train(was_training)
+
+    def _predict(self, codes: torch.Tensor, rc_average: bool) -> dict[str, torch.Tensor]:
         out = self(codes)
         pred = {
             "expression": out["expression"],

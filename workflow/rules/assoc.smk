@@ -175,6 +175,7 @@ rule assoc_train:
         train=config_json(ASSOC["train"]),
         quick_test=ASSOC["quick_test"],
         device=config["device"],
+        seed=config["seed"],
         state_dir=lambda wc: state_dir("assoc", f"{wc.scheme}/lr{wc.lr}_bs{wc.bs}_do{wc.dropout}_bd{wc.bd}"),
     script:
         "../scripts/assoc_train.py"

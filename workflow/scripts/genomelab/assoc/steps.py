@@ -607,7 +607,8 @@ def train_step(smk: Any) -> None:
         smk.input.features,
         wc.scheme,
         _section(smk.params.model),
-        _section(smk.params.train),
+        # The run's seed drives batch order and dropout, as in every other module.
+        {**_section(smk.params.train), "seed": int(smk.params.seed)},
         point,
         Path(smk.output.report).parent,
         smk.params.state_dir,

@@ -149,7 +149,7 @@ rule regulon_train:
         f"{RESULTS}/benchmarks/regulon/train.tsv"
     conda:
         ENV_TORCH
-    threads: 2
+    threads: 1
     resources:
         **train_resources("regulon"),
     params:

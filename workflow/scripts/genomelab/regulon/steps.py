@@ -291,8 +291,9 @@ def train(
 
 def train_step(smk: Any) -> None:
     cfg = json.loads(smk.params.cfg)
-    # Exactly the rule's threads: more intra-op threads than granted cores makes torch's
-    # thread pool spin against other jobs (measured 10-20x slower on a busy 2-core machine).
+    # Exactly the rule's threads (1 by default): more intra-op threads than free cores makes
+    # torch's thread pool spin against other jobs; on a busy 2-core machine one demo epoch took
+    # 427 s with 2 threads and 40-110 s with 1. On a GPU the CPU thread count hardly matters.
     torch.set_num_threads(max(1, int(smk.threads)))
     train_cfg = TrainConfig.from_dict({**cfg["train"], "seed": smk.params.seed})
     Path(smk.output.tensorboard).mkdir(parents=True, exist_ok=True)

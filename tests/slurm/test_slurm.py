@@ -442,6 +442,19 @@ def test_deterministic_outputs_match_a_local_run(runs: Runs):
     sys.stderr.write(f"\nequal under SLURM and locally: {compared}\n")
 
 
+EPOCH_LINE = re.compile(r"epoch \d+: ")
+
+
+def rule_logs(copy: Path, rule: str, job_id: str) -> list[Path]:
+    """The rule log(s) of a SLURM job, read from the job's output (the executor's log)."""
+    logs = []
+    for slurm_log in (copy / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob(f"{job_id}.log"):
+        for rel in re.findall(r"^\s+log: (\S+)", slurm_log.read_text(errors="replace"), re.MULTILINE):
+            if (copy / rel).is_file():
+                logs.append(copy / rel)
+    return logs
+
+
 def engine_metrics(copy: Path, module: str) -> dict[Path, dict[str, Any]]:
     found = {}
     for path in sorted((copy / "results" / module).rglob("*.json")):
@@ -507,7 +520,6 @@ def test_requeued_training_job_resumes_from_last_checkpoint(
         env=run_env(slurm_cluster),
         log=tmp_path / "slurm.log",
     )
-    state = runs.remote / "results" / ".state" / module
     job_id, requeued_at, released = None, None, False
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while proc.poll() is None and time.monotonic() < deadline:
@@ -517,8 +529,12 @@ def test_requeued_training_job_resumes_from_last_checkpoint(
                 if comment.startswith(f"rule_{rule}") and job_state == "RUNNING":
                     job_id = jid
         elif requeued_at is None:
-            # Requeue once a checkpoint exists: the job is then in the training loop.
-            if any(state.rglob("last.pt")):
+            # Requeue once this job's own log shows a finished epoch: it is then inside the
+            # training loop, where SIGTERM saves last.pt before the process exits.
+            if any(
+                EPOCH_LINE.search(log.read_text(errors="replace"))
+                for log in rule_logs(runs.remote, rule, job_id)
+            ):
                 slurm_cluster.run("scontrol", "requeue", job_id)
                 requeued_at = time.monotonic()
         elif not released:

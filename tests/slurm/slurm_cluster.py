@@ -28,6 +28,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -245,11 +246,17 @@ class SlurmCluster:
         missing = missing_binaries()
         if missing:
             raise ClusterUnavailable(f"programs missing: {missing}")
-        if self.system_conf is not None and self.system_conf.exists() and not self._ours(self.system_conf):
-            raise ClusterUnavailable(
-                f"{self.system_conf} exists and was not written by this test cluster: a real SLURM "
-                "is configured on this machine; not touching it"
-            )
+        if self.system_conf is not None and self.system_conf.exists():
+            if not self._ours(self.system_conf):
+                raise ClusterUnavailable(
+                    f"{self.system_conf} exists and was not written by this test cluster: a real "
+                    "SLURM is configured on this machine; not touching it"
+                )
+            owner = self._owner(self.system_conf)
+            if owner is not None and owner != os.getpid():
+                raise ClusterUnavailable(
+                    f"another genomelab test cluster (pid {owner}) is using {self.system_conf}"
+                )
         for sub in ("etc", "log", "run", "munge", "db", "spool/ctld", "spool/d"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         # munged refuses group/world-accessible key folders.
@@ -268,6 +275,7 @@ class SlurmCluster:
         db_user, db_pass = "slurm", secrets.token_hex(12)
         values = {
             "base": self.base,
+            "pid": os.getpid(),
             "cluster": self.cluster,
             "host": self.host,
             "user": getpass.getuser(),
@@ -408,6 +416,25 @@ class SlurmCluster:
         except OSError:
             return False
 
+    @staticmethod
+    def _owner(path: Path) -> int | None:
+        """The live process that wrote our ``slurm.conf`` there, if any."""
+        try:
+            with open(path) as fh:
+                match = re.search(r"\(pid (\d+)\)", fh.readline())
+        except OSError:
+            return None
+        if match is None:
+            return None
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
     def _sacctmgr(self, *args: str) -> None:
         res = self.run("sacctmgr", "-i", *args, check=False)
         # "Nothing new added" when it exists already: fine.
@@ -433,7 +460,11 @@ class SlurmCluster:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=10)
-        if self.system_conf is not None and self._ours(self.system_conf):
+        if (
+            self.system_conf is not None
+            and self._ours(self.system_conf)
+            and self._owner(self.system_conf) in (None, os.getpid())
+        ):
             self.system_conf.unlink()
 
     def __enter__(self) -> SlurmCluster:

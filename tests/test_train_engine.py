@@ -113,6 +113,21 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     assert [h["val/loss"] for h in result.history] == pytest.approx(ref_hist, rel=0, abs=0)
 
 
+def test_sparser_epoch_checkpoints_still_resume_exactly(tmp_path):
+    ref = make_trainer(tmp_path / "ref", checkpoint_every_epochs=2)
+    ref.fit(easy_data(), easy_data(seed=1))
+    crashed = make_trainer(
+        tmp_path / "run", model_kwargs={"fail_after": 8 * 3 + 2}, checkpoint_every_epochs=2
+    )
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(easy_data(), easy_data(seed=1))
+    assert load_checkpoint(tmp_path / "run" / "state" / "last.pt")["epoch"] == 2
+    resumed = make_trainer(tmp_path / "run", checkpoint_every_epochs=2)
+    resumed.fit(easy_data(), easy_data(seed=1))
+    for k, v in weights(ref.model).items():
+        assert torch.equal(v, weights(resumed.model)[k]), k
+
+
 def test_sigterm_saves_mid_epoch_and_resume_is_exact(tmp_path):
     ref = make_trainer(tmp_path / "ref", grad_accum_steps=2)
     ref.fit(easy_data(), easy_data(seed=1))

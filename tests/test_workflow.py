@@ -248,16 +248,17 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
         yaml.safe_dump({"tissue": {"models": ["mlp"], "train": {"max_epochs": 150, "patience": 1000}}})
     )
     target = "results/tissue/train/mlp/metrics.json"
+    # Targets first: --configfile and -R take several values and would swallow a target after them.
     args = [
         tool("snakemake"),
+        target,
         "--cores",
+        "1",
+        "--retries",
         "1",
         "--configfile",
         "config/test.yaml",
         str(override),
-        "--retries",
-        "1",
-        target,
     ]
     start = time.time()
     proc = subprocess.Popen(
@@ -288,14 +289,14 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     # The same training uninterrupted: a forced rerun of a finished run trains from scratch.
     res = snakemake(
         finished_run,
+        target,
         "--cores",
         "1",
+        "--forcerun",
+        "tissue_train",
         "--configfile",
         "config/test.yaml",
         str(override),
-        "-R",
-        "tissue_train",
-        target,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     clean = json.loads((finished_run / target).read_text())

@@ -43,6 +43,23 @@ def relaunch_distributed(n_procs: int, script: str) -> int:
     return 0
 
 
+def limit_threads(threads: int) -> None:
+    """Keep BLAS/OpenMP and torch to the rule's ``threads``.
+
+    Libraries default to one thread per core of the node; several jobs on a shared node (or
+    a SLURM allocation smaller than the node) then oversubscribe it and run many times slower.
+    """
+    threads = max(1, threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
     """Run ``step(smk)`` for the Snakemake object ``smk`` with logging and exit codes.
 
@@ -53,6 +70,7 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
 
     log_file = smk.log[0] if len(smk.log) else None
     setup_logging(log_file)
+    limit_threads(int(getattr(smk, "threads", 1) or 1))
     n_procs = _n_processes(smk)
     if n_procs > 1 and "WORLD_SIZE" not in os.environ:
         logger.info(

@@ -32,3 +32,14 @@ def test_atomic_json_and_text(tmp_path):
     assert json.loads((tmp_path / "a" / "m.json").read_text()) == {"x": 1.5, "arr": [0, 1, 2], "bad": None}
     atomic_write_text(tmp_path / "t.md", "hello")
     assert (tmp_path / "t.md").read_text() == "hello"
+
+
+def test_outputs_get_the_umask_mode_not_0600(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o644

@@ -26,6 +26,7 @@ def setup_logging(log_file: str | os.PathLike | None = None, level: int = loggin
     root.setLevel(level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()
     formatter = logging.Formatter(LOG_FORMAT)
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(formatter)

@@ -36,6 +36,11 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     try:
         yield tmp
         _fsync_path(tmp)
+        # mkstemp creates 0600 files; give outputs the usual umask-based mode instead.
+        if tmp.is_file():
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -199,6 +199,24 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _accumulate(sums: dict[str, torch.Tensor], out: LossOutput) -> None:
+    """Add ``n``-weighted loss terms to on-device float64 sums.
+
+    Kept on the device so that a GPU is not synchronised once per term per batch; the sums
+    become Python floats only where they are logged or saved.
+    """
+    for name, value in {"loss": out.loss, **out.terms}.items():
+        term = value.detach().to(torch.float64) * out.n
+        sums[name] = sums[name] + term if name in sums else term
+
+
+def _as_floats(sums: dict[str, torch.Tensor]) -> dict[str, float]:
+    if not sums:
+        return {}
+    values = torch.stack([v.reshape(()) for v in sums.values()]).tolist()  # one device sync
+    return dict(zip(sums, values, strict=True))
+
+
 class _SignalFlag:
     """Turn SIGTERM/SIGUSR1 (SLURM preemption and time-limit warnings) into a flag."""
 
@@ -492,16 +510,15 @@ class Trainer:
         if len(dataset) == 0:
             raise ValueError(f"cannot evaluate on an empty {split} set")
         self.model.eval()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         total = 0
         order = torch.arange(len(dataset))
         for batch in self._batches(dataset, order, drop_last=False):
             with self._autocast():
                 out = self.model.loss(_to_device(batch, self.device))
             total += out.n
-            for name, value in {"loss": out.loss, **out.terms}.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach().float()) * out.n
-        metrics = {f"{split}/{k}": v / total for k, v in sums.items()}
+            _accumulate(sums, out)
+        metrics = {f"{split}/{k}": v / total for k, v in _as_floats(sums).items()}
         if self.eval_fn is not None:
             extra = self.eval_fn(self.model, dataset, self.device)
             metrics.update({f"{split}/{k}": float(v) for k, v in extra.items()})
@@ -558,7 +575,9 @@ class Trainer:
                 self.model.train()
                 order = self._epoch_permutation(len(train), epoch)[skip_batches * cfg.batch_size :]
                 n_seen = int(running.pop("__n__", 0))
-                sums = dict(running)
+                sums = {
+                    k: torch.tensor(v, dtype=torch.float64, device=self.device) for k, v in running.items()
+                }
                 t0 = time.perf_counter()
                 optimizer.zero_grad(set_to_none=True)
                 batch_iter = self._batches(train, order, cfg.drop_last)
@@ -566,15 +585,9 @@ class Trainer:
                 for i, batch in enumerate(batch_iter, start=skip_batches):
                     with self._autocast():
                         out = self.model.loss(_to_device(batch, self.device))
-                    if not torch.isfinite(out.loss):
-                        raise FloatingPointError(
-                            f"non-finite training loss {float(out.loss.detach())} at epoch {epoch}, batch {i}; "
-                            "check target normalisation and the learning rate"
-                        )
                     self.scaler.scale(out.loss / cfg.grad_accum_steps).backward()
                     n_seen += out.n
-                    for name, value in {"loss": out.loss, **out.terms}.items():
-                        sums[name] = sums.get(name, 0.0) + float(value.detach().float()) * out.n
+                    _accumulate(sums, out)
                     boundary = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == batches_per_epoch
                     if boundary:
                         if self.world > 1:
@@ -588,22 +601,27 @@ class Trainer:
                                 epoch,
                                 i + 1,
                                 batches_per_epoch,
-                                sums["loss"] / max(n_seen, 1),
+                                float(sums["loss"]) / max(n_seen, 1),
                             )
-                        mid = dict(sums, __n__=n_seen)
                         stop_now = flag.signum is not None
                         if self.world > 1:
                             stop_now = ddp.any_rank(stop_now, self.device)
+                        save_mid = cfg.checkpoint_every_steps and (i + 1) % cfg.checkpoint_every_steps == 0
+                        if stop_now or save_mid:
+                            mid = dict(_as_floats(sums), __n__=n_seen)
+                            self._check_finite(mid["loss"], epoch)
                         if stop_now:
                             path = self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
                             self.write_metrics()
                             self.close()
                             raise TrainingInterrupted(flag.signum or signal.SIGTERM, path)
-                        if cfg.checkpoint_every_steps and (i + 1) % cfg.checkpoint_every_steps == 0:
+                        if save_mid:
                             self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
                 if progress is not None:
                     progress.close()
                 skip_batches, running = 0, {}
+                sums = _as_floats(sums)
+                self._check_finite(sums.get("loss", 0.0), epoch)
                 if self.world > 1:
                     keys = sorted(sums)
                     totals = ddp.all_reduce_sum([float(n_seen)] + [sums[k] for k in keys], self.device)
@@ -667,6 +685,15 @@ class Trainer:
             self.history,
             self.state_dir / BEST,
         )
+
+    @staticmethod
+    def _check_finite(loss_sum: float, epoch: int) -> None:
+        # Checked where the sums are synchronised anyway, not per batch; the state of the
+        # last good checkpoint is untouched when this fires.
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"non-finite training loss in epoch {epoch}; check target normalisation and the learning rate"
+            )
 
     def _optimizer_step(self, optimizer, scheduler) -> None:
         if self.config.grad_clip is not None:

@@ -605,12 +605,6 @@ def test_slurm_profile_placeholders_are_all_filled_for_a_cluster(tmp_path: Path)
     assert any("slurm_account" in c for c in changes)
 
 
-@pytest.mark.xfail(
-    reason="profiles/default is applied on top of --profile profiles/slurm (Snakemake's workflow "
-    "profile wins key by key), so the SLURM profile's retries/keep-going are replaced by the "
-    "local ones and `cores: 2` caps every SLURM job's threads; see docs/slurm.md",
-    strict=True,
-)
 def test_local_default_profile_does_not_override_the_slurm_profile():
     slurm = yaml.safe_load(PROFILE.read_text())
     local = yaml.safe_load(DEFAULT_PROFILE.read_text()) if DEFAULT_PROFILE.exists() else {}

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 SIGNIFICANT = 4
-SKIP_SUFFIXES = {".png", ".pdf", ".svg", ".log", ".pt", ".html", ".zip"}
+# Markdown files restate their JSON in prose, timings included.
+SKIP_SUFFIXES = {".png", ".pdf", ".svg", ".log", ".pt", ".html", ".zip", ".md"}
 SKIP_PARTS = {".state", "benchmarks", "tensorboard", "tb", "logs", ".snakemake"}
 VOLATILE_KEY = re.compile(
-    r"time|_s$|seconds|duration|version|commit|platform|python|device|path|date|host|node|gpus|cuda|packages|config_sha256|log",
+    r"^notes$|time|_s$|seconds|per_second|per_s$|throughput|speed|duration|version|commit|platform|python|device|path|date|host|node|gpus|cuda|packages|config_sha256|log",
     re.I,
 )
 NUMBER = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -38,6 +39,14 @@ def _git_commit(cwd: Path) -> str | None:
     return out.stdout.strip() or None
 
 
+def _seed(config_text: str) -> int | None:
+    """The run's seed, read from the JSON config the report rule passes in."""
+    try:
+        return json.loads(config_text).get("seed")
+    except (ValueError, AttributeError):
+        return None
+
+
 def software_versions(config_text: str = "", cwd: str | os.PathLike = ".") -> dict[str, Any]:
     """Versions of Python, key packages, torch/CUDA and the GPU; git commit; config hash."""
     record: dict[str, Any] = {
@@ -46,6 +55,7 @@ def software_versions(config_text: str = "", cwd: str | os.PathLike = ".") -> di
         "platform": platform.platform(),
         "git_commit": _git_commit(Path(cwd)),
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "seed": _seed(config_text),
         "packages": {},
     }
     for name in PACKAGES:

@@ -227,9 +227,18 @@ def test_snakemake_report_renders_in_a_browser(finished_run):
         timeout=120,
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
-    text = dom.stdout
-    for word in ("Summary", "Reproducibility", "genomelab trains genomics deep-learning models"):
-        assert word in text, f"{word!r} not rendered in the report"
+    # What the page shows once its JavaScript ran, without the embedded data and code.
+    import re
+
+    shown = re.sub(r"<(script|style)\b.*?</\1>", " ", dom.stdout, flags=re.S)
+    shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown))
+    config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
+    expected = ["Summary", "Reproducibility", "genomelab trains genomics deep-learning models"]
+    expected += [m for m in MODULES if config.get(m, {}).get("enabled")]
+    for word in expected:
+        assert word in shown, f"{word!r} not rendered in the report: {shown[:500]}"
+    # The module plots are embedded as images (one result entry each).
+    assert len(re.findall(r'"mime_type":\s*"image/png"', html)) >= 10
 
 
 def _latest_state_file(root: Path, since: float) -> Path | None:

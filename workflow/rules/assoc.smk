@@ -215,7 +215,7 @@ rule assoc_summary:
         md=f"{ASSOC_R}/summary.md",
         plot=report(
             f"{ASSOC_R}/plots/mrr.png",
-            caption="../../docs/assoc.md",
+            caption="../report/assoc.rst",
             category="assoc",
             labels={"figure": "test MRR, network vs baselines"},
         ),

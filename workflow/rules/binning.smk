@@ -176,7 +176,7 @@ rule binning_bins:
         contig_bins=f"{BIN_DIR}/bins/contig_bins.tsv",
         bin_summary=report(
             f"{BIN_DIR}/bins/bin_summary.tsv",
-            caption="../../docs/binning.md",
+            caption="../report/binning.rst",
             category="binning",
             labels={"table": "bins"},
         ),
@@ -209,13 +209,13 @@ if BIN_TRUTH:
             per_bin=f"{BIN_DIR}/evaluation/per_bin.tsv",
             plot_model=report(
                 f"{BIN_DIR}/evaluation/latent_vae.png",
-                caption="../../docs/binning.md",
+                caption="../report/binning.rst",
                 category="binning",
                 labels={"plot": "VAE latent"},
             ),
             plot_baseline=report(
                 f"{BIN_DIR}/evaluation/latent_tnf.png",
-                caption="../../docs/binning.md",
+                caption="../report/binning.rst",
                 category="binning",
                 labels={"plot": "TNF PCA"},
             ),

@@ -176,7 +176,14 @@ rule regulon_evaluate:
         summary=f"{REGULON_OUT}/summary.json",
         summary_md=f"{REGULON_OUT}/summary.md",
         metrics=f"{REGULON_OUT}/metrics.json",
-        plots=[f"{REGULON_OUT}/plots/tracks.png", f"{REGULON_OUT}/plots/genes.png"],
+        plots=[
+            report(
+                f"{REGULON_OUT}/plots/{name}.png",
+                category="regulon",
+                labels={"plot": name},
+            )
+            for name in ("tracks", "genes")
+        ],
         bedgraphs=expand(
             f"{REGULON_OUT}/tracks/model_{{track}}_{{strand}}.bedGraph",
             track=["expression", "operon", "density"],

@@ -255,7 +255,12 @@ rule tissue_summary:
             f"{TISSUE_OUT}/comparison.tsv",
             category="tissue",
         ),
-        plots=directory(f"{TISSUE_OUT}/plots"),
+        plots=report(
+            directory(f"{TISSUE_OUT}/plots"),
+            patterns=["{name}.png"],
+            category="tissue",
+            subcategory="plots",
+        ),
     log:
         f"{LOGS}/tissue/summary.log",
     conda:

@@ -68,3 +68,23 @@ def test_two_processes_match_one(tmp_path):
         assert torch.allclose(value, ddp_weights[name], atol=1e-5), name
     # Only rank 0 wrote checkpoints.
     assert sorted(p.name for p in (out / "state").iterdir()) == ["best.pt", "last.pt"]
+
+
+@pytest.mark.slow
+def test_a_rule_asking_for_two_gpus_is_relaunched_under_torchrun(tmp_path):
+    single = train_once(tmp_path / "single")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env.pop("WORLD_SIZE", None)
+    res = subprocess.run(
+        [sys.executable, str(HERE / "relaunch_worker.py"), str(tmp_path), "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "launching 2 processes with torchrun" in (tmp_path / "rule.log").read_text()
+    assert (tmp_path / "world_size.txt").read_text() == "2"
+    weights = torch.load(tmp_path / "weights.pt", weights_only=True)
+    for name, value in single.state_dict().items():
+        assert torch.allclose(value, weights[name], atol=1e-5), name

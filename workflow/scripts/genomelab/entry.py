@@ -26,7 +26,7 @@ def _n_processes(smk: Any) -> int:
         return 0
 
 
-def relaunch_distributed(n_procs: int, script: str) -> int:
+def relaunch_distributed(n_procs: int, script: str, script_args: list[str] | None = None) -> int:
     """Run ``script`` again under torchrun with ``n_procs`` processes; return its exit code.
 
     Used when a training rule asks for more than one GPU: each process then finds
@@ -34,7 +34,9 @@ def relaunch_distributed(n_procs: int, script: str) -> int:
     """
     from torch.distributed.run import get_args_parser, run
 
-    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={n_procs}", script])
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={n_procs}", script, *(script_args or [])]
+    )
     try:
         run(args)
     except Exception as exc:  # noqa: BLE001 - torchrun raises ChildFailedError with the details
@@ -76,7 +78,7 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
         logger.info(
             "rule %s asks for %d GPUs: launching %d processes with torchrun", smk.rule, n_procs, n_procs
         )
-        sys.exit(relaunch_distributed(n_procs, sys.argv[0]))
+        sys.exit(relaunch_distributed(n_procs, sys.argv[0], sys.argv[1:]))
     seed = smk.config.get("seed") if hasattr(smk, "config") else None
     log_run_header(logger, seed=seed)
     logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))

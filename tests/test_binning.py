@@ -79,6 +79,48 @@ def test_read_fasta_missing_file(tmp_path):
         list(read_fasta(tmp_path / "nope.fa"))
 
 
+def reference_parse(text: bytes) -> list[tuple[str, bytes]]:
+    """A line-by-line FASTA parser to compare the chunked one against."""
+    out: list[tuple[str, bytes]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(b">"):
+            out.append((line[1:].split()[0].decode(), b""))
+        elif line:
+            out[-1] = (out[-1][0], out[-1][1] + line.replace(b" ", b"").replace(b"\t", b""))
+    return out
+
+
+@pytest.mark.parametrize("chunk_bytes", [2, 3, 7, 64, 1 << 22])
+def test_read_fasta_chunk_boundaries_line_endings_and_wrapping(tmp_path, chunk_bytes):
+    rng = np.random.default_rng(8)
+    parts = [b"\n\n"]  # blank lines before the first header are fine
+    for i in range(12):
+        seq = random_seq(rng, int(rng.integers(1, 300)), junk=0.05)
+        width = int(rng.choice([0, 1, 60, 80]))
+        lines = [seq] if width == 0 else [seq[j : j + width] for j in range(0, len(seq), width)]
+        # A '>' in the description, CRLF line ends, blank lines and a space inside a line.
+        header = b">r%d desc a>b" % i
+        eol = b"\r\n" if i % 3 == 0 else b"\n"
+        body = eol.join(lines)
+        if i % 4 == 1:
+            body = body[:2] + b" " + body[2:]
+        parts.append(header + eol + body + eol + (b"\n" if i % 5 == 0 else b""))
+    text = b"".join(parts)
+    path = tmp_path / "x.fa"
+    path.write_bytes(text)
+    got = list(read_fasta(path, chunk_bytes=chunk_bytes))
+    assert got == reference_parse(text)
+    assert [n for n, _ in got] == [f"r{i}" for i in range(12)]
+
+
+def test_read_fasta_rejects_a_header_marker_inside_a_sequence(tmp_path):
+    path = tmp_path / "x.fa"
+    path.write_bytes(b">a\nAC>GT\n")
+    with pytest.raises(ValueError, match="'>' inside its sequence"):
+        list(read_fasta(path))
+
+
 # ------------------------------------------------------------------ k-mers
 def test_layout_has_2761_columns():
     assert kmers.N_CANONICAL == {6: 2080, 5: 512, 4: 136, 3: 32}
@@ -112,6 +154,28 @@ def test_profiles_equal_naive_profiles_and_sum_to_one():
     assert feats[0, -1] < feats[1, -1] < feats[2, -1]
 
 
+def test_reused_workspace_over_blocks_equals_naive_counts():
+    """One workspace through blocks of shrinking and growing size (odd and even base
+    totals, contigs shorter than 6, N runs and IUPAC codes at contig and block edges)."""
+    rng = np.random.default_rng(9)
+    seqs = [random_seq(rng, int(rng.integers(0, 900)), junk=0.02) for _ in range(30)]
+    seqs += [b"ACGTA", b"A", b"NNNNNNNNNN", b"ACGTNNNNNNACGTAC", b"RYACGTACGTKM", b"acgtaa" * 40 + b"N"]
+    rng.shuffle(seqs)
+    ws = kmers.Workspace()
+    for lo, hi in ((0, 20), (20, 23), (23, 24), (24, 36)):
+        block = seqs[lo:hi]
+        counts, totals = kmers.count_block(block, np.float32, ws)
+        for k in kmers.KS:
+            folded = kmers.TABLES[k].fold(counts[k])
+            names = kmers.TABLES[k].names()
+            for i, seq in enumerate(block):
+                ref = kmers.naive_canonical_counts(seq, k)
+                np.testing.assert_array_equal(folded[i], [ref.get(n, 0) for n in names], err_msg=f"k={k}")
+        assert list(totals) == [sum(kmers.naive_canonical_counts(s, 6).values()) for s in block]
+        feats, _ = kmers.profile_block(block, ws)
+        np.testing.assert_array_equal(feats, kmers.profile_block(block)[0])
+
+
 def test_counts_equal_naive_counter_on_a_real_genome(shared_data):
     path = shared_data / "binning_genomes" / "genomes" / "phage_Topaz_baboon_AMB_003_scaffold_97232.fna.gz"
     _, seq = next(iter(read_fasta(path)))
@@ -139,6 +203,21 @@ def test_h5_streaming_matches_one_block_and_filters(tmp_path):
     ref, _ = kmers.profile_block([s for _, s in kept])
     np.testing.assert_array_equal(prof.features, ref)
     np.testing.assert_array_equal(prof.lengths, [len(s) for _, s in kept])
+
+
+def test_threaded_profiles_equal_single_threaded_in_order():
+    rng = np.random.default_rng(10)
+    recs = [(f"c{i}", random_seq(rng, int(rng.integers(0, 700)), junk=0.03)) for i in range(40)]
+    one = list(kmers.iter_profiles(iter(recs), 20, block_contigs=3, block_bases=1000))
+    stats = kmers.ProfileStats()
+    two = list(kmers.iter_profiles(iter(recs), 20, block_contigs=3, block_bases=1000, stats=stats, threads=3))
+    assert [n for b in two for n in b.names] == [n for b in one for n in b.names]
+    np.testing.assert_array_equal(
+        np.concatenate([b.features for b in two]), np.concatenate([b.features for b in one])
+    )
+    assert stats.n_records == 40 and stats.n_kept == sum(len(b.names) for b in one)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        next(kmers.iter_profiles(iter(recs), threads=0))
 
 
 def test_h5_reader_rejects_foreign_files(tmp_path):

@@ -47,7 +47,7 @@ rule binning_features:
         f"{BIN_BENCH}/binning_features.tsv"
     conda:
         ENV_CPU
-    threads: 1
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=120,

@@ -41,11 +41,18 @@ def _from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
     return cls(**values)
 
 
-def _check_common(section: str, dropout: float, label_smoothing: float) -> None:
+def _check_common(section: str, dropout: float, label_smoothing: float, z_clip: float = 0.0) -> None:
     if not 0 <= dropout < 1:
         raise ValueError(f"tissue.{section}.dropout must be in [0, 1), not {dropout}")
     if not 0 <= label_smoothing < 1:
         raise ValueError(f"tissue.{section}.label_smoothing must be in [0, 1), not {label_smoothing}")
+    if z_clip < 0:
+        raise ValueError(f"tissue.{section}.z_clip must be >= 0 (0 = off), not {z_clip}")
+
+
+def _check_hidden(section: str, hidden: list[int]) -> None:
+    if not hidden or min(hidden) < 1:
+        raise ValueError(f"tissue.{section}.hidden must list sizes >= 1, not {hidden}")
 
 
 @dataclass
@@ -55,11 +62,11 @@ class MLPConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 128])
     dropout: float = 0.5
     label_smoothing: float = 0.1
+    z_clip: float = 3.0
 
     def __post_init__(self) -> None:
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"tissue.mlp.hidden must list sizes >= 1, not {self.hidden}")
-        _check_common("mlp", self.dropout, self.label_smoothing)
+        _check_hidden("mlp", self.hidden)
+        _check_common("mlp", self.dropout, self.label_smoothing, self.z_clip)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MLPConfig:
@@ -68,24 +75,29 @@ class MLPConfig:
 
 @dataclass
 class AttentionConfig:
-    """Attention across regions: region tokens, gated attention pooling with ``heads`` heads.
+    """Attention across regions on top of the MLP's region-mean pathway.
 
-    ``region_dropout`` hides that fraction of regions from each training sample (an
+    ``hidden``/``dropout``: the MLP trunk (as in :class:`MLPConfig`); ``dim``: region token
+    size; ``heads``: attention heads; ``gate_hidden``: hidden size of the gated attention
+    scorer. ``region_dropout`` hides that fraction of regions from each training sample (an
     augmentation that stops the model from relying on a handful of regions).
     """
 
+    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    dropout: float = 0.5
     dim: int = 32
     heads: int = 4
-    hidden: int = 64
-    dropout: float = 0.2
+    gate_hidden: int = 64
     label_smoothing: float = 0.1
     region_dropout: float = 0.1
+    z_clip: float = 3.0
 
     def __post_init__(self) -> None:
-        for name in ("dim", "heads", "hidden"):
+        for name in ("dim", "heads", "gate_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tissue.attention.{name} must be >= 1, not {getattr(self, name)}")
-        _check_common("attention", self.dropout, self.label_smoothing)
+        _check_hidden("attention", self.hidden)
+        _check_common("attention", self.dropout, self.label_smoothing, self.z_clip)
         if not 0 <= self.region_dropout < 1:
             raise ValueError(f"tissue.attention.region_dropout must be in [0, 1), not {self.region_dropout}")
 
@@ -124,12 +136,16 @@ CONFIGS = {"mlp": MLPConfig, "attention": AttentionConfig, "region": RegionConfi
 class _Standardise(nn.Module):
     """z-scores of region means with the training split's statistics; NaN -> 0 (the centre)."""
 
-    def __init__(self, mu: np.ndarray, sd: np.ndarray, n_positions: int) -> None:
+    def __init__(self, mu: np.ndarray, sd: np.ndarray, n_positions: int, z_clip: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("mu", torch.as_tensor(mu, dtype=torch.float32))
         self.register_buffer("sd", torch.as_tensor(sd, dtype=torch.float32))
         # Coverage enters as log1p(valid calls) / log1p(n_positions), i.e. roughly in [0, 1].
         self.cov_scale = 1.0 / math.log1p(max(n_positions, 1))
+        # At low coverage a region's training sd can be tiny, so one unusual read gives |z| in
+        # the hundreds and dominates a sample; z_clip * tanh(z / z_clip) bounds it smoothly
+        # (about z for |z| << z_clip; 0 = off).
+        self.z_clip = z_clip
 
     def forward(
         self, means: torch.Tensor, coverage: torch.Tensor, region: torch.Tensor | None = None
@@ -139,6 +155,8 @@ class _Standardise(nn.Module):
         sd = self.sd if region is None else self.sd[region]
         observed = torch.isfinite(means)
         z = torch.where(observed, (means - mu) / sd, torch.zeros_like(means))
+        if self.z_clip > 0:
+            z = self.z_clip * torch.tanh(z / self.z_clip)
         logcov = torch.log1p(coverage.float()) * self.cov_scale
         return torch.stack([z, observed.float(), logcov], dim=-1)
 
@@ -162,11 +180,25 @@ class _Classifier(nn.Module):
         return LossOutput(loss, {"nll": nll, "accuracy": acc}, n=len(y))
 
 
+def _mlp_body(sizes: list[int], dropout: float, n_classes: int) -> nn.Sequential:
+    """(BatchNorm, ReLU, Dropout, Linear) per layer: [B, sizes[0]] -> logits [B, n_classes]."""
+    sizes = [*sizes, n_classes]
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers += [
+            nn.BatchNorm1d(sizes[i]),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(sizes[i], sizes[i + 1]),
+        ]
+    return nn.Sequential(*layers)
+
+
 class FileMLP(_Classifier):
     """Whole-sample classifier on region means.
 
-    [B, R] means -> z-scores -> Linear(R, hidden[0]) -> (BatchNorm, ReLU, Dropout, Linear)
-    per further layer -> BatchNorm, ReLU, Dropout -> Linear(hidden[-1], C) logits [B, C].
+    [B, R] means -> (clipped) z-scores -> Linear(R, hidden[0]) -> (BatchNorm, ReLU, Dropout,
+    Linear) per further layer -> BatchNorm, ReLU, Dropout -> Linear(hidden[-1], C) logits [B, C].
     """
 
     def __init__(
@@ -180,18 +212,9 @@ class FileMLP(_Classifier):
     ) -> None:
         super().__init__()
         self.cfg, self.label_smoothing = cfg, cfg.label_smoothing
-        self.standardise = _Standardise(mu, sd, n_positions)
+        self.standardise = _Standardise(mu, sd, n_positions, cfg.z_clip)
         self.input_proj = nn.Linear(n_regions, cfg.hidden[0])
-        layers: list[nn.Module] = []
-        sizes = [*cfg.hidden, n_classes]
-        for i in range(len(cfg.hidden)):
-            layers += [
-                nn.BatchNorm1d(sizes[i]),
-                nn.ReLU(),
-                nn.Dropout(cfg.dropout),
-                nn.Linear(sizes[i], sizes[i + 1]),
-            ]
-        self.body = nn.Sequential(*layers)
+        self.body = _mlp_body(cfg.hidden, cfg.dropout, n_classes)
 
     def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
         z = self.standardise(means, coverage)[..., 0]
@@ -199,18 +222,21 @@ class FileMLP(_Classifier):
 
 
 class RegionAttention(_Classifier):
-    """Whole-sample classifier that attends across regions.
+    """Whole-sample classifier that attends across regions, over the MLP's region-mean pathway.
 
-    Each covered region r of a sample becomes a token h_r = z_r * E_r [dim] (z the
-    standardised mean, E_r a learned per-region vector), so a token says which region
-    it is and what it measured. Gated attention (Ilse et al. 2018, ICML) with ``heads``
-    heads scores tokens per sample; the score also sees the region's log-coverage, so that
-    well-read regions can count more. Uncovered and dropped regions are masked. Head k pools
-    n_kept * sum_r a_rk h_r: at initialisation a is uniform and the pooled vector equals a
-    linear projection of all region means (the MLP's input projection), so training starts
-    from a learnable point and attention then re-weighs regions per head instead of
-    averaging thousands of uninformative ones away. [B, heads*dim] -> BatchNorm/ReLU/
-    Dropout/Linear -> logits [B, C]. Cost is linear in R, so 51,089 regions fit on a GPU.
+    Two pathways meet in the first hidden layer:
+
+    - region means: Linear(R, hidden[0]) of all (clipped) z-scores, as in :class:`FileMLP`;
+    - attention: each kept region r is a token h_r = E_r + z_r * V_r + W [z_r, observed_r,
+      log-coverage_r] (E_r, V_r learned per region: which region it is and how its value
+      reads; W shared), so a token carries the region's identity, mean methylation and
+      coverage. Gated attention (Ilse et al. 2018, ICML) with ``heads`` heads pools
+      sum_r a_rk h_r per head; LayerNorm and a projection to hidden[0] follow.
+
+    The projection of the pooled tokens starts at zero, so the untrained model is exactly the
+    MLP and attention only adds what the data support; the trunk (BatchNorm/ReLU/Dropout/Linear
+    per ``hidden``) then gives logits [B, C]. Uncovered and dropped regions are masked.
+    Cost is linear in R, so 51,089 regions fit on a GPU.
     """
 
     def __init__(
@@ -224,47 +250,43 @@ class RegionAttention(_Classifier):
     ) -> None:
         super().__init__()
         self.cfg, self.label_smoothing = cfg, cfg.label_smoothing
-        self.standardise = _Standardise(mu, sd, n_positions)
-        # Scaled like nn.Linear(n_regions, dim) weights so the summed token starts at unit scale.
-        self.region_weights = nn.Parameter(torch.randn(n_regions, cfg.dim) / math.sqrt(n_regions))
-        self.coverage_gain = nn.Parameter(torch.zeros(cfg.heads))
-        self.attn_v = nn.Linear(cfg.dim, cfg.hidden)
-        self.attn_u = nn.Linear(cfg.dim, cfg.hidden)
-        self.attn_w = nn.Linear(cfg.hidden, cfg.heads)
-        nn.init.zeros_(self.attn_w.weight)
-        self.head = nn.Sequential(
-            nn.BatchNorm1d(cfg.heads * cfg.dim),
-            nn.ReLU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.heads * cfg.dim, cfg.hidden),
-            nn.BatchNorm1d(cfg.hidden),
-            nn.ReLU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, n_classes),
-        )
+        self.standardise = _Standardise(mu, sd, n_positions, cfg.z_clip)
+        self.input_proj = nn.Linear(n_regions, cfg.hidden[0])
+        self.region_embedding = nn.Parameter(0.02 * torch.randn(n_regions, cfg.dim))
+        self.value_weights = nn.Parameter(0.02 * torch.randn(n_regions, cfg.dim))
+        self.value_proj = nn.Linear(3, cfg.dim)
+        self.attn_v = nn.Linear(cfg.dim, cfg.gate_hidden)
+        self.attn_u = nn.Linear(cfg.dim, cfg.gate_hidden)
+        self.attn_w = nn.Linear(cfg.gate_hidden, cfg.heads)
+        self.pooled_norm = nn.LayerNorm(cfg.heads * cfg.dim)
+        self.pooled_proj = nn.Linear(cfg.heads * cfg.dim, cfg.hidden[0])
+        nn.init.zeros_(self.pooled_proj.weight)
+        nn.init.zeros_(self.pooled_proj.bias)
+        self.body = _mlp_body(cfg.hidden, cfg.dropout, n_classes)
 
     def attention(
         self, means: torch.Tensor, coverage: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tokens [B, R, dim], attention weights [B, R, heads] (softmax over regions), kept mask [B, R]."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z-scores [B, R], tokens [B, R, dim], attention weights [B, R, heads] (softmax over
+        regions) and the kept mask [B, R]."""
         feats = self.standardise(means, coverage)
-        tokens = feats[..., 0, None] * self.region_weights
-        # Scores see the token normalised per region so that a region's scale does not decide its weight.
-        normed = F.layer_norm(tokens, (tokens.shape[-1],))
-        scores = self.attn_w(torch.tanh(self.attn_v(normed)) * torch.sigmoid(self.attn_u(normed)))
-        scores = scores + feats[..., 2, None] * self.coverage_gain
+        z = feats[..., 0]
         keep = feats[..., 1] > 0
         if self.training and self.cfg.region_dropout > 0:
             keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.cfg.region_dropout)
+        tokens = self.region_embedding + z[..., None] * self.value_weights + self.value_proj(feats)
+        # Scores see each token normalised, so a region's scale does not decide its weight.
+        normed = F.layer_norm(tokens, (tokens.shape[-1],))
+        scores = self.attn_w(torch.tanh(self.attn_v(normed)) * torch.sigmoid(self.attn_u(normed)))
         # A finite large negative (not -inf) keeps a sample with no kept region at uniform weights.
         scores = scores.float().masked_fill(~keep[..., None], -1e4)
-        return tokens, torch.softmax(scores, dim=1), keep
+        return z, tokens, torch.softmax(scores, dim=1), keep
 
     def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-        tokens, weights, keep = self.attention(means, coverage)
-        n_kept = keep.sum(dim=1).clamp(min=1).to(weights.dtype)
-        pooled = torch.einsum("brh,brd->bhd", weights * n_kept[:, None, None], tokens.float())
-        return self.head(pooled.flatten(1))
+        z, tokens, weights, keep = self.attention(means, coverage)
+        pooled = torch.einsum("brh,brd->bhd", weights, tokens.float()).flatten(1)
+        hidden = self.input_proj(z * keep) + self.pooled_proj(self.pooled_norm(pooled))
+        return self.body(hidden)
 
 
 class RegionLevelClassifier(_Classifier):

@@ -52,6 +52,21 @@ def test_region_means_threads_and_slices_agree(rng, monkeypatch):
     np.testing.assert_array_equal(one[1], np.count_nonzero(block != 2, axis=-1))
 
 
+@pytest.mark.parametrize("n_positions", [255, 300])
+def test_region_means_exact_for_long_rows(rng, n_positions):
+    # 255 positions: the widest rows whose counts wrap in uint8 sums; 300 needs uint16.
+    block = rng.integers(0, 3, size=(2, 9, n_positions)).astype(np.int8)
+    block[0, 0] = 1  # every call methylated: n_meth = n_positions
+    block[0, 1] = 2  # no valid call
+    block[1, 2, : n_positions - 1] = 2  # one valid call
+    means, valid = region_means(block, source="x")
+    np.testing.assert_array_equal(valid, np.count_nonzero(block != 2, axis=-1))
+    with np.errstate(invalid="ignore"):
+        expected = np.count_nonzero(block == 1, axis=-1) / valid
+    np.testing.assert_allclose(means, expected, rtol=1e-6)
+    assert means[0, 0] == 1.0 and np.isnan(means[0, 1])
+
+
 def test_sheet_errors_name_the_sheet_and_line(tmp_path):
     sheet = _write_sheet(tmp_path / "s.tsv", [["a", "a.npz", "Blood"]], header="sample\tfile")
     with pytest.raises(ValueError, match=r"s\.tsv lacks column\(s\) \['tissue'\]"):
@@ -125,6 +140,22 @@ def test_stacked_hdf5_bad_values_and_shapes(tmp_path):
     path = _stacked(tmp_path / "bad.h5", bad, ["a", "b"], ["X", "Y"])
     with pytest.raises(ValueError, match=r"bad\.h5 \(files 0\.\.1\).*outside"):
         extract_features_from_hdf5(path, tmp_path / "out.h5")
+    # A bad value in a later block (read ahead in the background) names that block's files.
+    late = np.zeros((5, 3, 4), np.int8)
+    late[4, 0, 0] = -1
+    path = _stacked(tmp_path / "late.h5", late, list("abcde"), list("XYXYX"))
+    with pytest.raises(ValueError, match=r"late\.h5 \(files 4\.\.4\).*1 values outside"):
+        extract_features_from_hdf5(path, tmp_path / "out.h5", block=2)
+    # Another integer type on disk reads as int8 (HDF5 converts; large values stay out of range).
+    wide = np.zeros((3, 3, 4), np.int16)
+    wide[2, 1, 1] = 1
+    path = _stacked(tmp_path / "wide.h5", wide, ["a", "b", "c"], ["X", "Y", "X"])
+    extract_features_from_hdf5(path, tmp_path / "wide_out.h5", block=2)
+    assert read_features(tmp_path / "wide_out.h5")["means"][2, 1] == pytest.approx(0.25)
+    wide[0, 0, 0] = 300
+    path = _stacked(tmp_path / "wide_bad.h5", wide, ["a", "b", "c"], ["X", "Y", "X"])
+    with pytest.raises(ValueError, match=r"wide_bad\.h5 \(files 0\.\.1\).*outside"):
+        extract_features_from_hdf5(path, tmp_path / "out.h5", block=2)
     path = _stacked(tmp_path / "labels.h5", np.zeros((2, 3, 4), np.int8), ["a", "b"], ["X"])
     with pytest.raises(ValueError, match=r"labels\.h5: 2 samples and 1 labels"):
         StackedHDF5.open(path)

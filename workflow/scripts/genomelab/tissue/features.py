@@ -37,43 +37,61 @@ logger = logging.getLogger(__name__)
 STR = h5py.string_dtype("utf-8")
 
 
-# Rows per slice in region_means: ~1 MB of int8, so the temporaries stay in the CPU cache.
-_SLICE_ROWS = 8192
+# Rows per slice in region_means: ~600 KB of int8, so a slice and its temporary stay in the
+# CPU's L2 cache while it is read three times (value check, sum, count of missing calls).
+_SLICE_ROWS = 4096
 
 
-def region_means(block: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def _count_calls(flat: np.ndarray, threads: int, check: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-row sums and counts of missing calls of uint8 rows [N, P] with values 0/1/2.
+
+    Returns ``(total, n_missing, max_value)`` (max_value 0 when ``check`` is off). With P <=
+    255 both come out as uint8 sums that wrap modulo 256: n_missing <= P fits a byte, and
+    n_meth = total - 2 n_missing (mod 256) is exact because n_meth <= P too, so no
+    reduction widens its input. Longer rows use uint16/uint32 sums.
+    """
+    n_rows, n_positions = flat.shape
+    acc = np.uint8 if n_positions <= 255 else np.uint16 if 2 * n_positions < 65536 else np.uint32
+    total = np.empty(n_rows, acc)
+    n_missing = np.empty(n_rows, acc)
+
+    def count(start: int) -> int:
+        stop = min(start + _SLICE_ROWS, n_rows)
+        rows = flat[start:stop]
+        biggest = int(rows.max()) if check and len(rows) else 0
+        np.add.reduce(rows, axis=-1, dtype=acc, out=total[start:stop])
+        np.add.reduce(rows >> 1, axis=-1, dtype=acc, out=n_missing[start:stop])
+        return biggest
+
+    starts = range(0, n_rows, _SLICE_ROWS)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            biggest = max(pool.map(count, starts))
+    else:
+        biggest = max((count(start) for start in starts), default=0)
+    return total, n_missing, biggest
+
+
+def region_means(
+    block: np.ndarray, threads: int = 1, source: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean methylation and number of valid calls per region.
 
     ``block``: int8 [..., n_regions, n_positions] with 0/1/2. Returns ``(means float32
     [..., n_regions] with NaN where nothing is valid, valid uint16 [..., n_regions])``.
     Vectorised, no loop over regions: with values in {0, 1, 2}, the row sum S = n_meth +
     2 n_missing and the sum of (value >> 1) = n_missing, so two byte-wise reductions give
-    both counts (about twice as fast as counting ``== 1`` and ``== 2``). Rows are processed
-    in cache-sized slices, on ``threads`` threads (numpy releases the GIL in reductions).
+    both counts. Rows are processed in cache-sized slices on ``threads`` threads (numpy
+    releases the GIL in reductions). With ``source``, values outside {0, 1, 2} are an error
+    naming it (checked slice by slice while the slice is in cache).
     """
     n_positions = block.shape[-1]
     flat = block.reshape(-1, n_positions).view(np.uint8)
-    # uint16 accumulators hold 2 * n_positions; wider rows need wider sums.
-    acc = np.uint16 if 2 * n_positions < 65536 else np.uint32
-    n_missing = np.empty(flat.shape[0], acc)
-    n_meth = np.empty(flat.shape[0], acc)
-
-    def count(start: int) -> None:
-        rows = flat[start : start + _SLICE_ROWS]
-        total = np.add.reduce(rows, axis=-1, dtype=acc)
-        missing = np.add.reduce(rows >> 1, axis=-1, dtype=acc)
-        n_missing[start : start + len(rows)] = missing
-        n_meth[start : start + len(rows)] = total - 2 * missing
-
-    starts = range(0, flat.shape[0], _SLICE_ROWS)
-    if threads > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(count, starts))
-    else:
-        for start in starts:
-            count(start)
+    total, n_missing, biggest = _count_calls(flat, threads, check=source is not None)
+    if biggest > 2:
+        _check_values(block, source)
+    n_meth = (total - 2 * n_missing).astype(np.float32).reshape(block.shape[:-1])
     valid = (n_positions - n_missing.astype(np.int64)).reshape(block.shape[:-1])
-    n_meth = n_meth.reshape(block.shape[:-1])
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(valid > 0, n_meth / np.maximum(valid, 1), np.nan).astype(np.float32)
     return means, valid.astype(np.uint16)
@@ -169,16 +187,40 @@ def extract_features_from_hdf5(
     out_h5 = Path(out_h5)
     with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as h5, h5py.File(src.path, "r") as h5in:
         _create(h5, len(records), src.region_ids, src.n_positions, str(stacked))
-        meth = h5in["methylation"]
-        for start in range(0, len(records), block):
-            arr = meth[start : start + block]
-            _check_values(arr, f"{src.path} (files {start}..{start + len(arr) - 1})")
-            means, valid = region_means(arr, threads)
+        for start, arr in _read_blocks(h5in["methylation"], block):
+            means, valid = region_means(arr, threads, f"{src.path} (files {start}..{start + len(arr) - 1})")
             h5["means"][start : start + len(arr)] = means
             h5["coverage"][start : start + len(arr)] = valid
         _write_labels(h5, records)
     logger.info("wrote features of %d samples x %d regions to %s", len(records), len(src.region_ids), out_h5)
     return out_h5
+
+
+def _read_blocks(meth: h5py.Dataset, block: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first file, int8 [<= block, n_regions, n_positions])`` blocks of a stacked dataset.
+
+    A background thread reads the next block while the caller reduces the current one (numpy
+    releases the GIL in reductions). Two buffers are reused in turn, so memory stays at two
+    blocks and no fresh pages are faulted in per block; a yielded block is valid until the
+    next one is requested.
+    """
+    n_files = meth.shape[0]
+    buffers = [np.empty((min(block, n_files), *meth.shape[1:]), np.int8) for _ in range(2)]
+
+    def read(start: int, buf: np.ndarray) -> np.ndarray:
+        out = buf[: min(block, n_files - start)]
+        if len(out):
+            meth.read_direct(out, np.s_[start : start + len(out)])
+        return out
+
+    starts = list(range(0, n_files, block))
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(read, starts[0], buffers[0]) if starts else None
+        for k, start in enumerate(starts):
+            arr = pending.result()
+            if k + 1 < len(starts):
+                pending = reader.submit(read, starts[k + 1], buffers[(k + 1) % 2])
+            yield start, arr
 
 
 def read_features(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -400,6 +400,52 @@ def test_medoid_clustering_rejects_bad_input():
         ClusterConfig(default_radius=0.5, max_radius=0.2)
 
 
+def test_graph_clustering_recovers_separated_clusters_reproducibly():
+    from genomelab.binning.cluster import graph_cluster
+
+    x, y = _blobs()
+    labels = graph_cluster(x, ClusterConfig(seed=1))
+    assert adjusted_rand_score(y, labels) == pytest.approx(1.0)
+    # A tiny similarity block (bounded memory) changes nothing; the seed reproduces.
+    np.testing.assert_array_equal(labels, graph_cluster(x, ClusterConfig(seed=1, knn_chunk_elements=50)))
+    assert len(np.unique(graph_cluster(x[:1], ClusterConfig()))) == 1
+
+
+def test_knn_cosine_matches_brute_force_in_chunks():
+    from genomelab.binning.cluster import knn_cosine
+
+    x = np.random.default_rng(3).normal(size=(57, 8)).astype(np.float32)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    expected = np.argsort(-sim, axis=1)[:, :5]
+    for chunk in (1, 100, 1 << 20):
+        np.testing.assert_array_equal(knn_cosine(x, 5, chunk), expected)
+    assert knn_cosine(x[:3], 10).shape == (3, 2)  # at most n - 1 neighbours
+
+
+def test_louvain_splits_two_cliques_joined_by_one_edge():
+    import scipy.sparse as sp
+    from genomelab.binning.cluster import louvain
+
+    dense = np.zeros((12, 12))
+    dense[:6, :6] = dense[6:, 6:] = 1
+    np.fill_diagonal(dense, 0)
+    dense[5, 6] = dense[6, 5] = 1
+    labels = louvain(sp.csr_matrix(dense), seed=3)
+    np.testing.assert_array_equal(labels, [labels[0]] * 6 + [labels[6]] * 6)
+    assert labels[0] != labels[6]
+    # A very low resolution favours one community; no edges leave every node alone.
+    assert len(np.unique(louvain(sp.csr_matrix(dense), resolution=0.01))) == 1
+    np.testing.assert_array_equal(louvain(sp.csr_matrix((4, 4))), np.arange(4))
+
+
+def test_cluster_config_rejects_bad_graph_options():
+    for bad in ({"method": "kmeans"}, {"n_neighbors": 0}, {"resolution": 0}):
+        with pytest.raises(ValueError, match="cluster"):
+            ClusterConfig(**bad)
+
+
 def test_choose_radius_finds_the_valley():
     near = torch.rand(200) * 0.05
     far = 0.25 + torch.rand(300) * 0.05

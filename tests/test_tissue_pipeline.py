@@ -200,6 +200,23 @@ def test_models_shapes_missing_regions_and_save_load(easy):
     assert isinstance(build_model("attention", AttentionConfig(), 5, 2, mu[:5], sd[:5], 150), RegionAttention)
 
 
+def test_untrained_attention_model_is_the_mlp(easy):
+    # The attention pathway enters through a zero-initialised projection, so before training
+    # the model is the MLP on the same region-mean pathway; z-scores are soft-clipped.
+    data = easy["data"]
+    means, cov, _ = file_examples(data, "train").tensors
+    mu, sd = np.full(len(data.regions), 0.5, np.float32), np.full(len(data.regions), 1e-3, np.float32)
+    mlp = build_model("mlp", {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
+    attention = build_model("attention", {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
+    attention.input_proj.load_state_dict(mlp.input_proj.state_dict())
+    attention.body.load_state_dict(mlp.body.state_dict())
+    torch.testing.assert_close(attention(means, cov), mlp(means, cov))
+    z = mlp.standardise(means, cov)[..., 0]
+    assert z.abs().max() <= 3.0 and z.abs().max() > 2.9  # |z| up to 500 before clipping
+    with pytest.raises(ValueError, match="z_clip"):
+        MLPConfig(z_clip=-1)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "attention"])
 def test_file_level_models_learn_and_match_logistic_regression(easy, tmp_path, kind):
     data = easy["data"]

@@ -235,7 +235,8 @@ class RegionAttention(_Classifier):
 
     The projection of the pooled tokens starts at zero, so the untrained model is exactly the
     MLP and attention only adds what the data support; the trunk (BatchNorm/ReLU/Dropout/Linear
-    per ``hidden``) then gives logits [B, C]. Uncovered and dropped regions are masked.
+    per ``hidden``) then gives logits [B, C]. Uncovered regions (z = 0 on the region-mean
+    pathway) and, in training, ``region_dropout`` of the regions are masked from attention.
     Cost is linear in R, so 51,089 regions fit on a GPU.
     """
 
@@ -283,9 +284,11 @@ class RegionAttention(_Classifier):
         return z, tokens, torch.softmax(scores, dim=1), keep
 
     def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-        z, tokens, weights, keep = self.attention(means, coverage)
+        z, tokens, weights, _ = self.attention(means, coverage)
         pooled = torch.einsum("brh,brd->bhd", weights, tokens.float()).flatten(1)
-        hidden = self.input_proj(z * keep) + self.pooled_proj(self.pooled_norm(pooled))
+        # The region-mean pathway sees every region, exactly as the MLP does; region dropout
+        # acts on the attention pathway only.
+        hidden = self.input_proj(z) + self.pooled_proj(self.pooled_norm(pooled))
         return self.body(hidden)
 
 

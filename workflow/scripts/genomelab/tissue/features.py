@@ -37,9 +37,9 @@ logger = logging.getLogger(__name__)
 STR = h5py.string_dtype("utf-8")
 
 
-# Rows per slice in region_means: ~600 KB of int8, so a slice and its temporary stay in the
-# CPU's L2 cache while it is read three times (value check, sum, count of missing calls).
-_SLICE_ROWS = 4096
+# Rows per slice in region_means: ~1.2 MB of int8, so a slice and its temporary stay in the
+# CPU's cache while it is read three times (value check, sum, count of missing calls).
+_SLICE_ROWS = 8192
 
 
 def _count_calls(flat: np.ndarray, threads: int, check: bool) -> tuple[np.ndarray, np.ndarray, int]:
@@ -59,8 +59,13 @@ def _count_calls(flat: np.ndarray, threads: int, check: bool) -> tuple[np.ndarra
         stop = min(start + _SLICE_ROWS, n_rows)
         rows = flat[start:stop]
         biggest = int(rows.max()) if check and len(rows) else 0
-        np.add.reduce(rows, axis=-1, dtype=acc, out=total[start:stop])
-        np.add.reduce(rows >> 1, axis=-1, dtype=acc, out=n_missing[start:stop])
+        if acc is np.uint8:
+            # einsum's contiguous sum kernel is ~3x faster than add.reduce over short rows.
+            np.einsum("ij->i", rows, out=total[start:stop])
+            np.einsum("ij->i", rows >> 1, out=n_missing[start:stop])
+        else:
+            np.add.reduce(rows, axis=-1, dtype=acc, out=total[start:stop])
+            np.add.reduce(rows >> 1, axis=-1, dtype=acc, out=n_missing[start:stop])
         return biggest
 
     starts = range(0, n_rows, _SLICE_ROWS)
@@ -90,11 +95,13 @@ def region_means(
     total, n_missing, biggest = _count_calls(flat, threads, check=source is not None)
     if biggest > 2:
         _check_values(block, source)
-    n_meth = (total - 2 * n_missing).astype(np.float32).reshape(block.shape[:-1])
-    valid = (n_positions - n_missing.astype(np.int64)).reshape(block.shape[:-1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(valid > 0, n_meth / np.maximum(valid, 1), np.nan).astype(np.float32)
-    return means, valid.astype(np.uint16)
+    shape = block.shape[:-1]
+    n_meth = (total - 2 * n_missing).astype(np.float32).reshape(shape)
+    valid = np.subtract(n_positions, n_missing, dtype=np.uint16).reshape(shape)
+    # No valid call means no methylated call either, and 0 / 0 is NaN.
+    with np.errstate(invalid="ignore"):
+        means = np.divide(n_meth, valid, dtype=np.float32)
+    return means, valid
 
 
 def _check_values(block: np.ndarray, source: str) -> None:

@@ -1,5 +1,5 @@
 # Module binning: k-mer profiles -> diagnostics -> gate -> beta-VAE and TNF baseline ->
-# medoid clustering -> bins -> AMBER-style evaluation -> summary (docs/binning.md).
+# kNN-graph (Louvain) clustering -> bins -> AMBER-style evaluation -> summary (docs/binning.md).
 from genomelab.binning.paths import resolve_paths
 
 BIN = config["binning"]
@@ -263,6 +263,7 @@ rule binning_summary:
         runtime=10,
     params:
         min_bin_bp=BIN["bins"]["min_bin_bp"],
+        cluster_method=BIN["cluster"]["method"],
     script:
         "../scripts/binning_summary.py"
 

@@ -1,4 +1,4 @@
-"""Contig binning: canonical k-mer profiles, a beta-VAE embedding, medoid clustering, bins.
+"""Contig binning: canonical k-mer profiles, a beta-VAE embedding, graph clustering, bins.
 
 Chain (``workflow/rules/binning.smk``): genomes -> shredded contigs + truth (``shred``) ->
 k-mer profiles in HDF5 (``kmers``) -> diagnostics -> gate -> TNF baseline and VAE training

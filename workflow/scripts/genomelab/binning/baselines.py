@@ -1,5 +1,5 @@
 """The reference the VAE must beat: tetranucleotide frequencies (MetaBAT's TNF signal),
-log-transformed, standardised and reduced by PCA, clustered by the same medoid clusterer."""
+log-transformed, standardised and reduced by PCA, clustered like the VAE latent."""
 
 from __future__ import annotations
 

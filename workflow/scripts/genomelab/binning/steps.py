@@ -161,6 +161,8 @@ def summary_step(smk: Any) -> None:
     comparisons, plots = [], []
     if "evaluation" in smk.input.keys():
         evaluation = json.loads(Path(smk.input.evaluation).read_text())
+        method = getattr(smk.params, "cluster_method", "graph")
+        clustering = "kNN-graph clustering" if method == "graph" else f"{method} clustering"
         keys = (
             "ari",
             "ari_binned",
@@ -177,10 +179,10 @@ def summary_step(smk: Any) -> None:
                 primary="ari",
                 higher_is_better=True,
                 rows={
-                    "beta-VAE + medoid clustering": {k: evaluation["vae"][k] for k in keys},
-                    "TNF PCA + medoid clustering": {k: evaluation["tnf_baseline"][k] for k in keys},
+                    f"beta-VAE + {clustering}": {k: evaluation["vae"][k] for k in keys},
+                    f"TNF PCA + {clustering}": {k: evaluation["tnf_baseline"][k] for k in keys},
                 },
-                kinds={"beta-VAE + medoid clustering": "model", "TNF PCA + medoid clustering": "baseline"},
+                kinds={f"beta-VAE + {clustering}": "model", f"TNF PCA + {clustering}": "baseline"},
             )
         )
         plots = [os.path.relpath(p, results_dir) for p in (smk.input.plot_model, smk.input.plot_baseline)]

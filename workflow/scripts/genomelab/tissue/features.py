@@ -7,8 +7,9 @@ Output HDF5 (all string datasets UTF-8):
     regions                                   str [n_regions]
     attrs: n_positions, source, genomelab_version
 
-Memory is bounded by one block of samples (``block`` x n_regions x n_positions int8), so
-765 samples x 51,089 regions x 150 positions (~6 GB) stream through a few hundred MB.
+Memory is bounded by two blocks of samples (``block`` x n_regions x n_positions int8 each:
+the one being reduced and the next, read meanwhile), so 765 samples x 51,089 regions x 150
+positions (5.9 GB) stream through about 200 MB (benchmarks/bench_tissue_features.py --full).
 """
 
 from __future__ import annotations

@@ -188,19 +188,52 @@ def test_counts_equal_naive_counter_on_a_real_genome(shared_data):
             np.testing.assert_array_equal(counts[k][i], [ref.get(n, 0) for n in names])
 
 
-def test_h5_streaming_matches_one_block_and_filters(tmp_path):
+@pytest.mark.parametrize("seed", [11, 12])
+def test_compiled_kernel_equals_numpy_and_naive_profiles(seed):
+    """The numba kernel gives the numpy counter's profiles and totals exactly, on blocks
+    with empty and short contigs, N runs, IUPAC codes, lowercase and runs of 5 bases."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(seed)
+    seqs = [random_seq(rng, int(rng.integers(0, 1500)), junk=0.02) for _ in range(25)]
+    seqs += [b"", b"A", b"ACGTA", b"NNNNNNN", b"ACGTANACGTACNRYACGTAC", b"acgtac" * 30, b"GGGGGNCCCCC"]
+    rng.shuffle(seqs)
+    fast, fast_totals = kmers.profile_block(seqs, engine="numba")
+    ref, ref_totals = kmers.profile_block(seqs, engine="numpy")
+    np.testing.assert_array_equal(fast, ref)
+    np.testing.assert_array_equal(fast_totals, ref_totals)
+    for i, seq in enumerate(seqs[:8]):
+        np.testing.assert_allclose(fast[i], kmers.naive_profile(seq), rtol=0, atol=1e-6)
+
+
+def test_engine_choice_is_checked_and_auto_resolves():
+    with pytest.raises(ValueError, match="k-mer engine must be one of"):
+        kmers.resolve_engine("cuda")
+    assert kmers.resolve_engine("numpy") == "numpy"
+    assert kmers.resolve_engine("auto") in ("numba", "numpy")
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_h5_streaming_matches_one_block_and_filters(tmp_path, engine):
     rng = np.random.default_rng(3)
     recs = [(f"c{i}", random_seq(rng, int(rng.integers(50, 600)), junk=0.02)) for i in range(30)]
     recs.append(("all_n", b"N" * 300))
     fasta = write_fasta(tmp_path / "c.fa.gz", recs, gz=True)
+    if engine == "numba":
+        pytest.importorskip("numba")
     stats = kmers.write_profiles_h5(
-        fasta, tmp_path / "p.h5", min_length=100, block_contigs=4, block_bases=900, chunk_rows=8
+        fasta,
+        tmp_path / "p.h5",
+        min_length=100,
+        block_contigs=4,
+        block_bases=900,
+        chunk_rows=8,
+        engine=engine,
     )
     prof = kmers.read_profiles_h5(tmp_path / "p.h5")
     kept = [(n, s) for n, s in recs if len(s) >= 100 and n != "all_n"]
     assert list(prof.names) == [n for n, _ in kept]
     assert stats.n_no_kmers == 1 and stats.n_short == len(recs) - len(kept) - 1
-    ref, _ = kmers.profile_block([s for _, s in kept])
+    ref, _ = kmers.profile_block([s for _, s in kept], engine="numpy")
     np.testing.assert_array_equal(prof.features, ref)
     np.testing.assert_array_equal(prof.lengths, [len(s) for _, s in kept])
 
@@ -208,9 +241,13 @@ def test_h5_streaming_matches_one_block_and_filters(tmp_path):
 def test_threaded_profiles_equal_single_threaded_in_order():
     rng = np.random.default_rng(10)
     recs = [(f"c{i}", random_seq(rng, int(rng.integers(0, 700)), junk=0.03)) for i in range(40)]
-    one = list(kmers.iter_profiles(iter(recs), 20, block_contigs=3, block_bases=1000))
+    one = list(kmers.iter_profiles(iter(recs), 20, block_contigs=3, block_bases=1000, engine="numpy"))
     stats = kmers.ProfileStats()
-    two = list(kmers.iter_profiles(iter(recs), 20, block_contigs=3, block_bases=1000, stats=stats, threads=3))
+    two = list(
+        kmers.iter_profiles(
+            iter(recs), 20, block_contigs=3, block_bases=1000, stats=stats, threads=3, engine="auto"
+        )
+    )
     assert [n for b in two for n in b.names] == [n for b in one for n in b.names]
     np.testing.assert_array_equal(
         np.concatenate([b.features for b in two]), np.concatenate([b.features for b in one])

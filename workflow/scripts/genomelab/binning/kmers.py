@@ -229,11 +229,38 @@ def canonical_counts_block(seqs: Sequence[bytes]) -> dict[int, np.ndarray]:
     return {k: TABLES[k].fold(counts[k]) for k in KS}
 
 
-def profile_block(seqs: Sequence[bytes], workspace: Workspace | None = None) -> tuple[np.ndarray, np.ndarray]:
+ENGINES = ("auto", "numba", "numpy")
+
+
+def resolve_engine(engine: str = "auto") -> str:
+    """``numba`` when asked or (``auto``) when installed, else ``numpy``."""
+    if engine not in ENGINES:
+        raise ValueError(f"k-mer engine must be one of {ENGINES}, not {engine!r}")
+    if engine == "numpy":
+        return engine
+    try:
+        import genomelab.binning.kmer_kernel  # noqa: F401
+    except ImportError as err:
+        if engine == "numba":
+            raise ImportError(f"k-mer engine 'numba' asked for but numba cannot be imported: {err}") from err
+        logger.warning("numba is not installed: k-mer profiles use the numpy counter (about 3x slower)")
+        return "numpy"
+    return "numba"
+
+
+def profile_block(
+    seqs: Sequence[bytes], workspace: Workspace | None = None, engine: str = "numpy"
+) -> tuple[np.ndarray, np.ndarray]:
     """[n, N_FEATURES] float32 profiles and [n] valid 6-mer totals for a block of contigs.
 
     Rows with no valid 6-mer are all-zero; callers drop them (see ``iter_profiles``).
+    ``engine`` is ``numpy`` (vectorised passes, below) or ``numba`` (the compiled one-pass
+    kernel in ``kmer_kernel``); both give the same profiles.
     """
+    if engine == "numba":
+        from genomelab.binning.kmer_kernel import profile_block as compiled
+
+        return compiled(seqs)
     ws = workspace if workspace is not None else Workspace()
     # float32 holds counts exactly up to 2**24; blocks with longer contigs use float64.
     exact = np.float32 if max((len(s) for s in seqs), default=0) < 2**24 else np.float64
@@ -322,13 +349,14 @@ def iter_profiles(
     block_bases: int = 16_000_000,
     stats: ProfileStats | None = None,
     threads: int = 1,
+    engine: str = "auto",
 ) -> Iterator[ProfileBlock]:
     """Stream ``ProfileBlock``s for ``records``; contigs shorter than ``min_length`` (or
     without a single valid 6-mer) are skipped and counted in ``stats``.
 
     With ``threads`` > 1, blocks are profiled by a thread pool (numpy releases the GIL in
     its loops) while this thread reads the next records; blocks keep their order and at
-    most ``threads + 1`` are in memory.
+    most ``threads + 1`` are in memory. ``engine``: see ``resolve_engine``.
     """
     if min_length < 0:
         raise ValueError(f"min_length must be >= 0, not {min_length}")
@@ -337,6 +365,7 @@ def iter_profiles(
     if threads < 1:
         raise ValueError(f"threads must be >= 1, not {threads}")
     stats = stats if stats is not None else ProfileStats()
+    engine = resolve_engine(engine)
 
     def kept() -> Iterator[tuple[str, bytes]]:
         for name, seq in records:
@@ -346,7 +375,7 @@ def iter_profiles(
                 continue
             yield name, seq
 
-    for block, (feats, totals) in _profiled(_blocks(kept(), block_contigs, block_bases), threads):
+    for block, (feats, totals) in _profiled(_blocks(kept(), block_contigs, block_bases), threads, engine):
         ok = totals > 0
         stats.n_no_kmers += int((~ok).sum())
         names = [n for (n, _), good in zip(block, ok, strict=True) if good]
@@ -357,20 +386,20 @@ def iter_profiles(
 
 
 def _profiled(
-    blocks: Iterable[list[tuple[str, bytes]]], threads: int
+    blocks: Iterable[list[tuple[str, bytes]]], threads: int, engine: str
 ) -> Iterator[tuple[list[tuple[str, bytes]], tuple[np.ndarray, np.ndarray]]]:
     """``(block, profile_block(block))`` in order, one workspace per thread."""
     if threads == 1:
         workspace = Workspace()
         for block in blocks:
-            yield block, profile_block([s for _, s in block], workspace)
+            yield block, profile_block([s for _, s in block], workspace, engine)
         return
     local = threading.local()
 
     def work(block: list[tuple[str, bytes]]) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(local, "workspace"):
             local.workspace = Workspace()
-        return profile_block([s for _, s in block], local.workspace)
+        return profile_block([s for _, s in block], local.workspace, engine)
 
     with ThreadPoolExecutor(threads) as pool:
         pending: deque = deque()
@@ -395,12 +424,13 @@ def write_profiles_h5(
     block_bases: int = 16_000_000,
     chunk_rows: int = 1024,
     threads: int = 1,
+    engine: str = "auto",
 ) -> ProfileStats:
     """Profile every contig of ``fasta`` into an HDF5 file, block by block.
 
     Datasets: ``names`` [n] str, ``lengths`` [n] int64, ``features`` [n, 2761] float32
     (chunked by rows so readers stream it); attributes record the parameters and the
-    column layout. ``threads``: see ``iter_profiles`` (the output does not depend on it).
+    column layout. ``threads``, ``engine``: see ``iter_profiles`` (the output depends on neither).
     """
     import h5py
 
@@ -422,7 +452,9 @@ def write_profiles_h5(
             LENGTHS_DS, shape=(0,), maxshape=(None,), dtype="int64", chunks=(max(chunk_rows, 1024),)
         )
         n = 0
-        blocks = iter_profiles(read_fasta(fasta), min_length, block_contigs, block_bases, stats, threads)
+        blocks = iter_profiles(
+            read_fasta(fasta), min_length, block_contigs, block_bases, stats, threads, engine
+        )
         for block in blocks:
             m = len(block.names)
             if m == 0:

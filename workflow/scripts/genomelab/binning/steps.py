@@ -66,6 +66,7 @@ def features_step(smk: Any) -> None:
         int(p["block_bases"]),
         int(p["chunk_rows"]),
         threads=max(1, int(getattr(smk, "threads", 1))),
+        engine=str(p.get("engine", "auto")),
     )
     dt = time.perf_counter() - t0
     logger.info("feature step: %.2f s, %.1f Mbp/s", dt, stats.bp_kept / max(dt, 1e-9) / 1e6)

@@ -21,27 +21,19 @@ import numpy as np
 
 from genomelab.binning import kmers
 
-
-def _column_maps() -> tuple[np.ndarray, ...]:
-    """For k = 6, 5, 4, 3: [4**k] int64 profile column of every strand-specific k-mer code
-    (a k-mer and its reverse complement share their canonical column)."""
-    maps = []
-    for k in kmers.KS:
-        table = kmers.TABLES[k]
-        col = np.empty(4**k, dtype=np.int64)
-        start = kmers.GROUP_SLICES[f"k{k}"].start
-        col[table.codes] = start + np.arange(table.n)
-        col[table.partner] = start + np.arange(table.n)
-        maps.append(col)
-    return tuple(maps)
-
-
-COLUMNS = _column_maps()
-# [5, 2] column ranges of the groups k6, k5, k4, k3 and the GC column (its start only).
-GROUPS = np.array(
-    [[kmers.GROUP_SLICES[g].start, kmers.GROUP_SLICES[g].stop] for g in ("k6", "k5", "k4", "k3", "gc")],
-    dtype=np.int64,
+# Per k (6, 5, 4, 3): the canonical codes in column order, their reverse complements, the
+# number of non-palindromic pairs (listed first; see ``kmers.CanonicalTable``) and the
+# group's first column.
+FOLDS = tuple(
+    (
+        kmers.TABLES[k].codes,
+        kmers.TABLES[k].partner,
+        kmers.TABLES[k].n_pairs,
+        kmers.GROUP_SLICES[f"k{k}"].start,
+    )
+    for k in kmers.KS
 )
+GC_COLUMN = kmers.GROUP_SLICES["gc"].start
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -60,17 +52,34 @@ def _run_end(code, run, c5, c4, c3, c2, c1):  # pragma: no cover
         c1[code & 3] += 1
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _fold_into(row, start, counts, codes, partner, n_pairs):  # pragma: no cover
+    """Canonical frequencies of one k into ``row[start:start + len(codes)]``: a k-mer's
+    count plus its reverse complement's, over all k-mers (rows without one stay zero).
+    Returns the number of valid k-mers."""
+    total = 0
+    for x in range(len(counts)):
+        total += counts[x]
+    scale = float(max(total, 1))
+    for j in range(len(codes)):
+        value = counts[codes[j]]
+        if j < n_pairs:
+            value += counts[partner[j]]
+        row[start + j] = value / scale
+    return total
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _profile_kernel(buf, starts, lengths, lut, m6, m5, m4, m3, groups, out, totals):  # pragma: no cover
-    # (compiled: coverage cannot see inside; tests compare it with the naive counter)
-    # Strand-specific counts of one contig; c[k] has 4**k entries. Reused across contigs.
+def _profile_kernel(buf, starts, lengths, lut, folds, gc_column, out, totals):  # pragma: no cover
+    # (compiled: coverage cannot see inside; tests compare it with the numpy counter)
+    # Strand-specific counts of one contig (4**k entries for k = 6..1), reused across contigs.
     c6 = np.zeros(4096, np.int64)
     c5 = np.zeros(1024, np.int64)
     c4 = np.zeros(256, np.int64)
     c3 = np.zeros(64, np.int64)
     c2 = np.zeros(16, np.int64)
     c1 = np.zeros(4, np.int64)
-    canon = np.zeros(out.shape[1], np.int64)
+    f6, f5, f4, f3 = folds
     for i in range(len(starts)):
         c6[:] = 0
         c5[:] = 0
@@ -78,7 +87,6 @@ def _profile_kernel(buf, starts, lengths, lut, m6, m5, m4, m3, groups, out, tota
         c3[:] = 0
         c2[:] = 0
         c1[:] = 0
-        canon[:] = 0
         code = 0
         run = 0
         for p in range(starts[i], starts[i] + lengths[i]):
@@ -104,30 +112,13 @@ def _profile_kernel(buf, starts, lengths, lut, m6, m5, m4, m3, groups, out, tota
             c2[x] += c3[4 * x] + c3[4 * x + 1] + c3[4 * x + 2] + c3[4 * x + 3]
         for x in range(4):
             c1[x] += c2[4 * x] + c2[4 * x + 1] + c2[4 * x + 2] + c2[4 * x + 3]
-        total6 = 0
-        for x in range(4096):
-            canon[m6[x]] += c6[x]
-            total6 += c6[x]
-        for x in range(1024):
-            canon[m5[x]] += c5[x]
-        for x in range(256):
-            canon[m4[x]] += c4[x]
-        for x in range(64):
-            canon[m3[x]] += c3[x]
-        totals[i] = total6
-        # Frequencies within each k (divided in float64, stored as float32); rows without
-        # a valid k-mer stay zero.
-        for g in range(4):
-            lo = groups[g, 0]
-            hi = groups[g, 1]
-            denom = 0
-            for j in range(lo, hi):
-                denom += canon[j]
-            scale = float(max(denom, 1))
-            for j in range(lo, hi):
-                out[i, j] = canon[j] / scale
+        row = out[i]
+        totals[i] = _fold_into(row, f6[3], c6, f6[0], f6[1], f6[2])
+        _fold_into(row, f5[3], c5, f5[0], f5[1], f5[2])
+        _fold_into(row, f4[3], c4, f4[0], f4[1], f4[2])
+        _fold_into(row, f3[3], c3, f3[0], f3[1], f3[2])
         acgt = c1[0] + c1[1] + c1[2] + c1[3]
-        out[i, groups[4, 0]] = (c1[1] + c1[2]) / acgt if acgt > 0 else 0.0
+        row[gc_column] = (c1[1] + c1[2]) / acgt if acgt > 0 else 0.0
 
 
 def profile_block(seqs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -141,5 +132,5 @@ def profile_block(seqs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     buf = np.frombuffer(b"".join(seqs) + b"N", dtype=np.uint8)
     out = np.empty((n, kmers.N_FEATURES), dtype=np.float32)  # every column is written
     totals = np.zeros(n, dtype=np.int64)
-    _profile_kernel(buf, starts, lengths, kmers.LUT, *COLUMNS, GROUPS, out, totals)
+    _profile_kernel(buf, starts, lengths, kmers.LUT, FOLDS, GC_COLUMN, out, totals)
     return out, totals

@@ -344,6 +344,8 @@ def test_model_config_validation():
         AssocModelConfig.from_dict({"d_modle": 8}, **base)
     with pytest.raises(ValueError, match="s2t_weight"):
         AssocModelConfig(**base, s2t_weight=0, t2s_weight=0)
+    with pytest.raises(ValueError, match="link_dim"):
+        AssocModelConfig(**base, link_dim=-1)
 
 
 def test_weighted_bce_matches_manual():
@@ -400,8 +402,30 @@ def test_same_seed_same_weights_and_save_load(tmp_path):
     assert ckpt["target_ids"][0] == "0"
 
 
+def test_link_term_shared_by_directions_zero_without_links_and_saved(tmp_path):
+    model = tiny_model(link_dim=4).eval()
+    model.target_linked[[2, 7]] = False  # targets without training links
+    with torch.no_grad():
+        st = model.link_logits("s2t", torch.arange(5))
+        ts = model.link_logits("t2s", torch.arange(9))
+        torch.testing.assert_close(st, ts.T)  # one term for both directions
+        assert (st[:, [2, 7]] == 0).all() and (st != 0).any()
+        # An entity without training links is ranked exactly like a new entity.
+        as_new = model("t2s", None, query_emb=model.encode("target")[[2]])
+        torch.testing.assert_close(model("t2s", torch.tensor([2])), as_new)
+        labels = torch.zeros(1, 9)
+        labels[0, 1] = 1.0
+        out = model.loss((torch.tensor([0]), torch.tensor([1]), labels))
+    assert "link_l2" in out.terms and float(out.terms["link_l2"]) > 0
+    T.save_model(tmp_path / "m.pt", model, {})
+    loaded, _ = T.load_model(tmp_path / "m.pt")
+    assert loaded.target_linked.tolist() == model.target_linked.tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded("s2t", torch.arange(5)), model("s2t", torch.arange(5)))
+
+
 def test_cached_vocabulary_matches_fresh_encoding():
-    model = tiny_model().eval()
+    model = tiny_model(link_dim=3).eval()
     q = torch.arange(9)
     with torch.no_grad():
         fresh = model("t2s", q)
@@ -424,13 +448,27 @@ def test_diagnostics_pass_on_easy_data(easy):
         "overfit_min_accuracy": 0.9,
         "overfit_max_loss_ratio": 0.3,
     }
-    model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 16}
+    model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 16, "link_dim": 8}
     results = S.run_diagnostics(
         data_dir, tmp_path / "feat.npz", model, options, seed=0, figure=tmp_path / "deg.png"
     )
     status = {r.name: r.status for r in results}
     assert all(v == "pass" for k, v in status.items() if not k.startswith("class_coverage")), status
     assert (tmp_path / "deg.png").stat().st_size > 0
+
+
+def test_only_entities_with_training_links_get_link_vectors(easy):
+    tmp_path, data_dir = easy
+    src, tgt, links, asg = S.load_data(data_dir)
+    labels = S.all_labels(links, asg, "entities", len(src), len(tgt))
+    feats = Fe.load_features(tmp_path / "feat.npz")
+    model = T.build_model(
+        {"d_model": 8, "n_heads": 2, "bridge_dim": 8, "link_dim": 4}, feats, labels["train"]
+    )
+    for side, split in (("source", asg.sources), ("target", asg.targets)):
+        linked = getattr(model, f"{side}_linked").numpy()
+        assert linked.any() and not linked[split != "train"].any()
+        assert (model.link_vectors_of(side)[~torch.from_numpy(linked)] == 0).all()
 
 
 def test_train_beats_popularity_and_reports(easy):

@@ -14,6 +14,11 @@ Shapes: ``F`` description fields per entity, ``E`` text embedding size, ``d`` mo
   Scores are logits of a multi-label head (sigmoid outputs). Because
   candidate scores come from candidate *features* rather than one weight row per ID, the
   head also ranks entities that had no training links (the held-out entity split).
+- Optional link-structure term (``link_dim`` > 0): a free vector per entity with training
+  links, and the score of a pair gains their dot product (regularised matrix
+  factorisation, ``link_l2`` on the squared norms). The same term serves both directions,
+  so s2t and t2s share what the training links say about a pair; entities without
+  training links, and new ones, have a zero vector and are scored from features alone.
 - Loss: BCE per direction over all candidates that are not masked, each positive weighted
   by its link confidence (times ``pos_weight``), combined as ``s2t_weight * L_s2t +
   t2s_weight * L_t2s`` (renormalised when a batch holds only one direction).
@@ -59,6 +64,8 @@ class AssocModelConfig:
     pos_weight: float = 1.0
     id_bias: bool = True
     id_embedding: bool = True
+    link_dim: int = 0
+    link_l2: float = 1e-3
     prior_s2t: float = 0.01
     prior_t2s: float = 0.01
 
@@ -75,7 +82,7 @@ class AssocModelConfig:
         ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"model.{name} must be >= 1, not {getattr(self, name)}")
-        for name in ("n_numeric_source", "n_numeric_target"):
+        for name in ("n_numeric_source", "n_numeric_target", "link_dim", "link_l2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"model.{name} must be >= 0, not {getattr(self, name)}")
         if self.d_model % self.n_heads:
@@ -212,7 +219,8 @@ class AssocModel(nn.Module):
     """Two entity encoders, a cross-attention bridge per direction, two multi-label heads.
 
     ``vocab`` holds each side's feature arrays as tensors: ``{side}_text`` [N, F, E],
-    ``{side}_text_mask`` [N, F] bool, ``{side}_numeric`` [N, K].
+    ``{side}_text_mask`` [N, F] bool, ``{side}_numeric`` [N, K], and optionally
+    ``{side}_linked`` [N] bool (entities with training links; default all).
     """
 
     def __init__(self, cfg: AssocModelConfig, vocab: dict[str, torch.Tensor]) -> None:
@@ -222,6 +230,11 @@ class AssocModel(nn.Module):
             self.register_buffer(f"{side}_text", vocab[f"{side}_text"].float())
             self.register_buffer(f"{side}_text_mask", vocab[f"{side}_text_mask"].bool())
             self.register_buffer(f"{side}_numeric", vocab[f"{side}_numeric"].float())
+            linked = vocab.get(f"{side}_linked")
+            n = vocab[f"{side}_text"].shape[0]
+            self.register_buffer(
+                f"{side}_linked", torch.ones(n, dtype=torch.bool) if linked is None else linked.bool()
+            )
         self.encoders = nn.ModuleDict(
             {
                 "source": EntityEncoder(cfg.text_dim, cfg.max_fields, cfg.n_numeric_source, cfg),
@@ -248,7 +261,30 @@ class AssocModel(nn.Module):
                 "t2s": BridgeHead(cfg, cfg.prior_t2s, n_s if cfg.id_bias else 0),
             }
         )
+        # Link-structure vectors (see the module docstring). A small random start breaks
+        # the symmetry of the bilinear term (at zero its gradient is zero).
+        self.link_vectors = (
+            nn.ParameterDict(
+                {
+                    "source": nn.Parameter(0.1 * torch.randn(n_s, cfg.link_dim)),
+                    "target": nn.Parameter(0.1 * torch.randn(n_t, cfg.link_dim)),
+                }
+            )
+            if cfg.link_dim
+            else None
+        )
         self._cache: dict | None = None
+
+    def link_vectors_of(self, side: str) -> torch.Tensor:
+        """[N, link_dim] link vectors, zero for entities without training links."""
+        return self.link_vectors[side] * getattr(self, f"{side}_linked").unsqueeze(1)
+
+    def link_logits(self, direction: str, queries: torch.Tensor) -> torch.Tensor | float:
+        """[b, C] link-structure term of vocabulary queries (0 without ``link_dim``)."""
+        if self.link_vectors is None:
+            return 0.0
+        q = self.link_vectors_of(SIDE_OF_QUERY[direction])[queries]
+        return q @ self.link_vectors_of(SIDE_OF_CANDIDATE[direction]).T
 
     def n_entities(self, side: str) -> int:
         return int(getattr(self, f"{side}_text").shape[0])
@@ -294,12 +330,15 @@ class AssocModel(nn.Module):
         query encodings ``query_emb`` [b, d] of new entities)."""
         cache = self._cache if not self.training else None
         side_q, side_c = SIDE_OF_QUERY[direction], SIDE_OF_CANDIDATE[direction]
+        # New entities have no training links, hence no link-structure term.
+        link = 0.0
         if query_emb is None:
             vocab = cache["encoded"][side_q] if cache is not None else self.encode(side_q)
             query_emb = vocab[queries]
+            link = self.link_logits(direction, queries)
         if cache is not None:
-            return self.heads[direction].score(query_emb, cache["projected"][direction])
-        return self.heads[direction](query_emb, self.encode(side_c))
+            return self.heads[direction].score(query_emb, cache["projected"][direction]) + link
+        return self.heads[direction](query_emb, self.encode(side_c)) + link
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> LossOutput:
         """batch: direction [b] long (0 = s2t, 1 = t2s), query index [b] long, labels [b, C_max]."""
@@ -314,10 +353,18 @@ class AssocModel(nn.Module):
             if not bool(sel.any()):
                 continue
             cand = encoded[SIDE_OF_CANDIDATE[name]]
-            logits = self.heads[name](encoded[SIDE_OF_QUERY[name]][query[sel]], cand)
+            q = query[sel]
+            logits = self.heads[name](encoded[SIDE_OF_QUERY[name]][q], cand) + self.link_logits(name, q)
             term = weighted_bce(logits, labels[sel, : cand.shape[0]], cfg.pos_weight)
             terms[f"bce_{name}"] = term.detach()
             w = cfg.s2t_weight if name == "s2t" else cfg.t2s_weight
             total = total + w * term
             weight_sum += w
-        return LossOutput(total / max(weight_sum, 1e-12), terms, n=int(len(query)))
+        total = total / max(weight_sum, 1e-12)
+        if self.link_vectors is not None and cfg.link_l2 > 0:
+            # Gaussian prior on the link vectors (L2 of matrix factorisation): without it
+            # the free vectors memorise the training links and rank held-out ones last.
+            reg = sum((self.link_vectors_of(side) ** 2).sum(dim=1).mean() for side in self.link_vectors)
+            terms["link_l2"] = reg.detach()
+            total = total + cfg.link_l2 * reg
+        return LossOutput(total, terms, n=int(len(query)))

@@ -98,7 +98,19 @@ def build_model(
         prior_s2t=priors["s2t"],
         prior_t2s=priors["t2s"],
     )
-    return AssocModel(cfg, vocab_tensors(features))
+    vocab = vocab_tensors(features)
+    # Entities with a training link in either direction get a link-structure vector. (A
+    # vocabulary subset, as in the memorisation check, keeps the default: all linked.)
+    s2t, t2s = (train.labels[d].tocsr() for d in ("s2t", "t2s"))
+    if s2t.shape == (len(features["source"]["text"]), len(features["target"]["text"])):
+        vocab["source_linked"] = torch.from_numpy(_has_positive(s2t, 1) | _has_positive(t2s, 0))
+        vocab["target_linked"] = torch.from_numpy(_has_positive(s2t, 0) | _has_positive(t2s, 1))
+    return AssocModel(cfg, vocab)
+
+
+def _has_positive(matrix, axis: int) -> np.ndarray:
+    """Rows (axis=1) or columns (axis=0) of a sparse label matrix with a positive entry."""
+    return np.asarray((matrix > 0).sum(axis=axis)).ravel() > 0
 
 
 def model_score_fn(model: AssocModel, device: torch.device | str, batch: int = 1024) -> ScoreFn:

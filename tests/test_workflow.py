@@ -246,6 +246,33 @@ def _latest_state_file(root: Path, since: float) -> Path | None:
     return max(files, key=lambda p: p.stat().st_mtime) if files else None
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:  # exited meanwhile
+        return ""
+
+
+def _descendants(root: int) -> list[int]:
+    """PIDs of every process below ``root`` (read from /proc; children of exited parents are
+    re-parented away and so are not ours any more)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 @pytest.mark.slow
 def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     """SIGTERM a running training job (SLURM preemption); the profile's retry resumes it."""
@@ -283,10 +310,11 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline and not signalled:
         if _latest_state_file(state_root, start) is not None:
-            found = subprocess.run(["pgrep", "-f", "tissue_train"], capture_output=True, text=True)
-            for pid in found.stdout.split():
-                if int(pid) != proc.pid:
-                    os.kill(int(pid), signal.SIGTERM)
+            # Only this run's own job: a machine-wide `pgrep -f tissue_train` would also hit
+            # other tests' (or a user's) Snakemake processes.
+            for pid in _descendants(proc.pid):
+                if "tissue_train" in _cmdline(pid):
+                    os.kill(pid, signal.SIGTERM)
                     signalled = True
         time.sleep(0.05)
     out, _ = proc.communicate(timeout=600)

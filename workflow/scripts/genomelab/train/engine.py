@@ -343,22 +343,18 @@ class Trainer:
 
     def _batches(self, dataset: Dataset, order: torch.Tensor, drop_last: bool) -> Iterator[Any]:
         """Yield this rank's part of each global batch of ``order`` (the whole batch on 1 process)."""
-        bs = self.config.batch_size
-        n = len(order)
-        stop = (n // bs) * bs if drop_last else n
-        index_batches = [order[start : start + bs] for start in range(0, stop, bs)]
-        if self.world > 1:
-            # Every rank must see the same number of steps; a last batch smaller than the
-            # number of ranks cannot be shared and is dropped on all of them.
-            index_batches = [
-                b.tensor_split(self.world)[self.rank] for b in index_batches if len(b) >= self.world
-            ]
         if isinstance(dataset, TensorDataset):
-            # Fast path: slice whole tensors instead of collating single items; tensors
-            # already on the GPU (preloaded by the caller) never touch the host.
-            for idx in index_batches:
-                yield tuple(t[idx.to(t.device)] for t in dataset.tensors)
+            # Fast path: slice whole tensors instead of collating single items. Tensors
+            # already on the GPU (preloaded by the caller) never touch the host: the epoch's
+            # order is copied to their device once, because a host-to-device copy of every
+            # batch's indices (pageable memory) makes the host wait for the GPU each step.
+            per_device = {
+                d: self._index_batches(order.to(d), drop_last) for d in {t.device for t in dataset.tensors}
+            }
+            for i in range(len(next(iter(per_device.values()), []))):
+                yield tuple(t[per_device[t.device][i]] for t in dataset.tensors)
             return
+        index_batches = self._index_batches(order, drop_last)
         if not index_batches:
             return
         loader = DataLoader(
@@ -370,6 +366,20 @@ class Trainer:
             generator=torch.Generator().manual_seed(int(order[0])),
         )
         yield from loader
+
+    def _index_batches(self, order: torch.Tensor, drop_last: bool) -> list[torch.Tensor]:
+        """This rank's slice of each global batch of ``order`` (views, on ``order``'s device)."""
+        bs = self.config.batch_size
+        n = len(order)
+        stop = (n // bs) * bs if drop_last else n
+        index_batches = [order[start : start + bs] for start in range(0, stop, bs)]
+        if self.world > 1:
+            # Every rank must see the same number of steps; a last batch smaller than the
+            # number of ranks cannot be shared and is dropped on all of them.
+            index_batches = [
+                b.tensor_split(self.world)[self.rank] for b in index_batches if len(b) >= self.world
+            ]
+        return index_batches
 
     def _n_batches(self, n: int, drop_last: bool) -> int:
         bs = self.config.batch_size

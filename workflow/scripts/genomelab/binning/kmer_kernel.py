@@ -129,8 +129,9 @@ def profile_block(seqs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     starts = np.zeros(n, dtype=np.int64)
     if n > 1:
         np.cumsum(lengths[:-1], out=starts[1:])
-    buf = np.frombuffer(b"".join(seqs) + b"N", dtype=np.uint8)
+    # One copy of the block's bases; the kernel stops at each contig's end, so no sentinel.
+    buf = np.frombuffer(b"".join(seqs), dtype=np.uint8)
     out = np.empty((n, kmers.N_FEATURES), dtype=np.float32)  # every column is written
-    totals = np.zeros(n, dtype=np.int64)
+    totals = np.empty(n, dtype=np.int64)
     _profile_kernel(buf, starts, lengths, kmers.LUT, FOLDS, GC_COLUMN, out, totals)
     return out, totals

@@ -13,7 +13,8 @@ passes, invalid windows are found from the (rare) invalid bases rather than test
 every position, and each contig's counts are one ``np.bincount`` over its uint16 codes.
 (3) Marginals, canonical folding and normalisation run on float32 count matrices (exact
 below 2**24). Memory is bounded by ``block_contigs x 4097`` counts, and the HDF5 output is
-written block by block.
+written block by block. That is the numpy engine; where numba is installed the default is
+the compiled one-pass kernel in ``kmer_kernel`` (same identity, same profiles, ~3x faster).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ for _code, _bases in enumerate((b"Aa", b"Cc", b"Gg", b"Tt")):
         LUT[_b] = _code
 # bytes.translate runs at memory speed, unlike a numpy gather with uint8 indices.
 TRANSLATE = LUT.tobytes()
-PADDING = b"N" * (MAX_K + 1)
 
 
 def reverse_complement_codes(k: int) -> np.ndarray:

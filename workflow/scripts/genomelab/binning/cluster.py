@@ -235,6 +235,12 @@ def _louvain_moves(
     """One Louvain level: local moves of every node until none improves modularity."""
     n = graph.shape[0]
     indptr, indices, weights = graph.indptr.tolist(), graph.indices.tolist(), graph.data.tolist()
+    # Each node's (neighbour, weight) pairs without its self-loop, built once per level
+    # rather than sliced again on every pass.
+    neighbours = [
+        [(j, w) for j, w in zip(indices[a:b], weights[a:b], strict=True) if j != i]
+        for i, (a, b) in enumerate(zip(indptr[:-1], indptr[1:], strict=True))
+    ]
     degree = np.asarray(graph.sum(axis=1)).ravel().tolist()
     comm = list(range(n))
     total = list(degree)  # summed degree of each community
@@ -245,12 +251,9 @@ def _louvain_moves(
         moved = False
         for i in order:
             links: dict[int, float] = {}
-            for j, w in zip(
-                indices[indptr[i] : indptr[i + 1]], weights[indptr[i] : indptr[i + 1]], strict=True
-            ):
-                if j != i:
-                    c = comm[j]
-                    links[c] = links.get(c, 0.0) + w
+            for j, w in neighbours[i]:
+                c = comm[j]
+                links[c] = links.get(c, 0.0) + w
             own, k_i = comm[i], degree[i]
             total[own] -= k_i
             best, best_gain = own, links.get(own, 0.0) - scale * total[own] * k_i

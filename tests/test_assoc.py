@@ -16,7 +16,7 @@ from genomelab.assoc import metrics as M
 from genomelab.assoc import steps as S
 from genomelab.assoc import training as T
 from genomelab.assoc.infer import Ranker, rank_new_entities, write_predictions
-from genomelab.assoc.model import AssocModel, AssocModelConfig, weighted_bce
+from genomelab.assoc.model import AssocModel, AssocModelConfig, feature_vectors, weighted_bce
 
 TEST_DATA = Path(__file__).parent / "data" / "assoc"
 
@@ -308,20 +308,15 @@ def test_bad_baseline_options():
 
 
 # -------------------------------------------------------------------- model
+def tiny_config(**overrides) -> AssocModelConfig:
+    sizes = {"text_dim": 6, "max_fields": 2, "n_numeric_source": 0, "n_numeric_target": 3}
+    small = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_dim": 8, "bridge_heads": 2}
+    return AssocModelConfig(**{**sizes, **small, **overrides})
+
+
 def tiny_model(seed: int = 0, **overrides) -> AssocModel:
     torch.manual_seed(seed)
-    cfg = AssocModelConfig(
-        text_dim=6,
-        max_fields=2,
-        n_numeric_source=0,
-        n_numeric_target=3,
-        d_model=8,
-        n_layers=1,
-        n_heads=2,
-        bridge_dim=8,
-        bridge_heads=2,
-        **overrides,
-    )
+    cfg = tiny_config(**overrides)
     g = torch.Generator().manual_seed(1)
     vocab = {
         "source_text": torch.randn(5, 2, 6, generator=g),
@@ -403,7 +398,7 @@ def test_same_seed_same_weights_and_save_load(tmp_path):
 
 
 def test_link_term_shared_by_directions_zero_without_links_and_saved(tmp_path):
-    model = tiny_model(link_dim=4).eval()
+    model = tiny_model(link_dim=4, cold_start="none").eval()
     model.target_linked[[2, 7]] = False  # targets without training links
     with torch.no_grad():
         st = model.link_logits("s2t", torch.arange(5))
@@ -424,6 +419,19 @@ def test_link_term_shared_by_directions_zero_without_links_and_saved(tmp_path):
         torch.testing.assert_close(loaded("s2t", torch.arange(5)), model("s2t", torch.arange(5)))
 
 
+def test_model_file_without_cold_start_option_loads_without_it(tmp_path):
+    from genomelab.train.checkpoint import load_checkpoint, save_checkpoint
+
+    model = tiny_model(link_dim=4, cold_start="none").eval()
+    T.save_model(tmp_path / "m.pt", model, {})
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    for key in ("cold_start", "cold_start_k", "cold_start_dropout"):
+        del ckpt["model_config"][key]  # a file written before the option existed
+    save_checkpoint(tmp_path / "old.pt", ckpt)
+    loaded, _ = T.load_model(tmp_path / "old.pt")
+    assert loaded.config.cold_start == "none"
+
+
 def test_cached_vocabulary_matches_fresh_encoding():
     model = tiny_model(link_dim=3).eval()
     q = torch.arange(9)
@@ -434,6 +442,137 @@ def test_cached_vocabulary_matches_fresh_encoding():
     torch.testing.assert_close(fresh, cached)
     model.train()
     assert model._cache is None
+
+
+def test_feature_vectors_match_baseline_entity_vectors(easy):
+    tmp_path, _ = easy
+    feats = Fe.load_features(tmp_path / "feat.npz")
+    for side in ("source", "target"):
+        f = feats[side]
+        got = feature_vectors(
+            torch.from_numpy(f["text"]), torch.from_numpy(f["text_mask"]), torch.from_numpy(f["numeric"])
+        )
+        np.testing.assert_allclose(got.numpy(), bl.entity_vectors(f), atol=1e-5)
+
+
+def test_knn_cold_start_imputes_from_linked_neighbours():
+    model = tiny_model(link_dim=4, cold_start="knn", cold_start_k=3).eval()
+    model.target_linked[[2, 7]] = False
+    vec = model._target_feature_vectors.numpy()
+    free = model.link_vectors["target"].detach().numpy()
+    with torch.no_grad():
+        table = model.link_vectors_of("target").numpy()
+    linked = np.flatnonzero(model.target_linked.numpy())
+    for i in range(9):
+        if i in (2, 7):  # mean of the 3 most similar linked targets, weighted by similarity
+            cand = linked
+        else:  # a linked entity keeps its own free vector
+            np.testing.assert_allclose(table[i], free[i])
+            continue
+        sims = vec[cand] @ vec[i]
+        top = np.argsort(-sims)[:3]
+        w = np.maximum(sims[top], 0) / np.maximum(sims[top], 0).sum()
+        np.testing.assert_allclose(table[i], w @ free[cand[top]], rtol=1e-5, atol=1e-6)
+        assert np.isfinite(table[i]).all() and np.abs(table[i]).sum() > 0
+    # A linked entity never imputes from itself (its own vector would leak in DropoutNet).
+    with torch.no_grad():
+        self_excluded = model.impute_link_vectors(
+            "target", model._target_feature_vectors[[0]], exclude=torch.tensor([0])
+        )
+        with_self = model.impute_link_vectors("target", model._target_feature_vectors[[0]])
+    assert not torch.allclose(self_excluded, with_self)
+    # A new entity with the features of an unlinked one is scored exactly like it, link term included.
+    args = (model.target_text[[2]], model.target_text_mask[[2]], model.target_numeric[[2]])
+    with torch.no_grad():
+        emb = model.encode("target", *args)
+        link = model.new_entity_link_vectors("target", emb, *args)
+        torch.testing.assert_close(link, torch.from_numpy(table[[2]]))
+        torch.testing.assert_close(model("t2s", torch.tensor([2])), model("t2s", None, emb, link))
+        assert not torch.allclose(model("t2s", None, emb, link), model("t2s", None, emb))
+
+
+@pytest.mark.parametrize("mode", ["knn", "mlp"])
+def test_cold_start_dropout_replaces_free_vectors_only_in_training(mode):
+    model = tiny_model(link_dim=4, cold_start=mode, cold_start_dropout=0.9)
+    free = model.link_vectors["source"].detach()
+    model.train()
+    torch.manual_seed(0)
+    replaced = ~torch.isclose(model.link_table("source"), free).all(dim=1)
+    assert replaced.any() and torch.isfinite(model.link_table("source")).all()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.link_vectors_of("source"), free)
+    with pytest.raises(ValueError, match="cold_start"):
+        tiny_model(link_dim=4, cold_start="mean")
+    with pytest.raises(ValueError, match="cold_start_dropout"):
+        tiny_model(link_dim=4, cold_start_dropout=1.0)
+
+
+def _grouped_problem(n_groups: int = 24, per_source: int = 3, per_target: int = 6, seed: int = 0):
+    """Sources link every target of their group; groups show only in noisy numeric features
+    (text is noise). The first member of each group has no training links."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_groups, 12, generator=g)
+    vocab, groups, cold = {}, {}, {}
+    for side, n_per in (("source", per_source), ("target", per_target)):
+        grp = torch.arange(n_groups).repeat_interleave(n_per)
+        vocab[f"{side}_numeric"] = centres[grp] + 0.5 * torch.randn(len(grp), 12, generator=g)
+        vocab[f"{side}_text"] = torch.randn(len(grp), 1, 4, generator=g)
+        vocab[f"{side}_text_mask"] = torch.ones(len(grp), 1, dtype=torch.bool)
+        cold[side] = torch.zeros(len(grp), dtype=torch.bool)
+        cold[side][torch.arange(n_groups) * n_per] = True
+        vocab[f"{side}_linked"] = ~cold[side]
+        groups[side] = grp
+    truth = (groups["source"][:, None] == groups["target"][None, :]).float()
+    return vocab, truth, cold
+
+
+def _unseen_entity_mrr(cold_start: str, steps: int = 80) -> float:
+    """Train on links among linked entities only; MRR of the unlinked ones as queries."""
+    vocab, truth, cold = _grouped_problem()
+    torch.manual_seed(0)
+    cfg = tiny_config(
+        text_dim=4,
+        max_fields=1,
+        n_numeric_source=12,
+        n_numeric_target=12,
+        dropout=0.0,
+        link_dim=4,
+        cold_start=cold_start,
+        prior_s2t=0.1,
+        prior_t2s=0.1,
+    )
+    model = AssocModel(cfg, vocab)
+    n_c = max(truth.shape)
+    dirs, queries, rows = [], [], []
+    for idx, (side, other, y) in enumerate((("source", "target", truth), ("target", "source", truth.T))):
+        q = torch.nonzero(~cold[side]).squeeze(1)
+        lab = y[q].clone()
+        lab[:, cold[other]] = D.MASKED  # unlinked candidates' links are unknown to training
+        rows.append(torch.nn.functional.pad(lab, (0, n_c - lab.shape[1]), value=D.MASKED))
+        dirs.append(torch.full((len(q),), idx))
+        queries.append(q)
+    batch = (torch.cat(dirs), torch.cat(queries), torch.cat(rows))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(steps):
+        loss = model.loss(batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    mrr = []
+    with torch.no_grad():
+        for direction, side, y in (("s2t", "source", truth), ("t2s", "target", truth.T)):
+            q = torch.nonzero(cold[side]).squeeze(1)
+            scores = model(direction, q)
+            best = torch.where(y[q] > 0, scores, -torch.inf).max(dim=1).values
+            mrr.append(float((1.0 / (1 + (scores > best[:, None]).sum(dim=1))).mean()))
+    return float(np.mean(mrr))
+
+
+def test_knn_cold_start_ranks_unseen_entities_better():
+    none, knn = _unseen_entity_mrr("none"), _unseen_entity_mrr("knn")
+    assert knn > none + 0.05, (none, knn)
 
 
 # -------------------------------------------------------------- steps/train
@@ -462,13 +601,16 @@ def test_only_entities_with_training_links_get_link_vectors(easy):
     src, tgt, links, asg = S.load_data(data_dir)
     labels = S.all_labels(links, asg, "entities", len(src), len(tgt))
     feats = Fe.load_features(tmp_path / "feat.npz")
-    model = T.build_model(
-        {"d_model": 8, "n_heads": 2, "bridge_dim": 8, "link_dim": 4}, feats, labels["train"]
-    )
+    section = {"d_model": 8, "n_heads": 2, "bridge_dim": 8, "link_dim": 4}
+    model = T.build_model({**section, "cold_start": "none"}, feats, labels["train"])
+    cold = T.build_model(section, feats, labels["train"]).eval()  # default: knn cold start
     for side, split in (("source", asg.sources), ("target", asg.targets)):
         linked = getattr(model, f"{side}_linked").numpy()
         assert linked.any() and not linked[split != "train"].any()
         assert (model.link_vectors_of(side)[~torch.from_numpy(linked)] == 0).all()
+        with torch.no_grad():
+            imputed = cold.link_vectors_of(side)[~torch.from_numpy(linked)]
+        assert torch.isfinite(imputed).all() and (imputed.norm(dim=1) > 0).all()
 
 
 def test_train_beats_popularity_and_reports(easy):
@@ -607,3 +749,28 @@ def test_rerun_resumes_same_state_and_new_config_starts_fresh(easy):
         *args, {**model, "d_model": 16}, train, point, tmp_path / "c", tmp_path / "state", device="cpu"
     )
     assert len(list((tmp_path / "state").iterdir())) == 2
+
+
+def test_ranker_uses_cold_start_for_new_entities(easy, tmp_path):
+    tmp, data_dir = easy
+    src, tgt, links, asg = S.load_data(data_dir)
+    feats = Fe.load_features(tmp / "feat.npz")
+    labels = S.all_labels(links, asg, "entities", len(src), len(tgt))
+    section = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 8, "link_dim": 4}
+    model = T.build_model({**section, "cold_start": "knn"}, feats, labels["train"]).eval()
+    T.save_model(tmp_path / "m.pt", model, {"source_ids": src.ids, "target_ids": tgt.ids})
+    ranker = Ranker.load(tmp_path / "m.pt", tmp / "featurizer.npz")
+    # Held-out sources have no training links: given as new entities they get the same
+    # imputed link vector as in evaluation, so they score exactly as the vocabulary rows.
+    held = np.flatnonzero(asg.sources != "train")
+    scores = ranker.scores({k: v[held] for k, v in feats["source"].items()}, "source")
+    with torch.no_grad():
+        expected = torch.sigmoid(model("s2t", torch.from_numpy(held))).numpy()
+        emb = model.encode(
+            "source",
+            *(torch.from_numpy(feats["source"][k][held]) for k in ("text", "text_mask")),
+            torch.from_numpy(feats["source"]["numeric"][held]),
+        )
+        without = torch.sigmoid(model("s2t", None, emb)).numpy()
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert np.abs(scores - without).max() > 1e-4  # the link term is used, not dropped

@@ -1,9 +1,12 @@
 """Rank candidates for new entities with a trained model (rule ``assoc_infer`` and CLI).
 
 New entities come as an entity table of the query side (same columns as training). They
-are encoded with the saved featuriser, then by the model's encoder of that side; the
-candidate vocabulary is encoded once and cached, so a query costs one small encoder pass
-plus one [1, N] attention and dot product.
+are encoded with the saved featuriser, then by the model's encoder of that side; with the
+model's cold start (``model.cold_start``) they also get an imputed link-structure vector,
+exactly as entities without training links got one in training and evaluation. The
+candidate vocabulary is encoded once and cached, so a query costs one small encoder pass,
+one neighbour search over the linked entities ("knn") and one [1, N] attention and dot
+product.
 
 CLI::
 
@@ -59,10 +62,15 @@ class Ranker:
         model, ckpt = load_model(model_path)
         return cls(model, load_featurizer(featurizer_path), ckpt["source_ids"], ckpt["target_ids"], device)
 
-    def encode_arrays(self, arrays: dict[str, np.ndarray], side: str) -> torch.Tensor:
-        """Model encodings [n, d] of featurised new entities of ``side``."""
+    def encode_arrays(
+        self, arrays: dict[str, np.ndarray], side: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Model encodings [n, d] of featurised new entities of ``side`` and their cold-start
+        link vectors [n, link_dim] (None when the model has no cold start)."""
         t = {k: torch.as_tensor(arrays[k], device=self.device) for k in ("text", "text_mask", "numeric")}
-        return self.model.encode(side, t["text"].float(), t["text_mask"].bool(), t["numeric"].float())
+        text, mask, numeric = t["text"].float(), t["text_mask"].bool(), t["numeric"].float()
+        emb = self.model.encode(side, text, mask, numeric)
+        return emb, self.model.new_entity_link_vectors(side, emb, text, mask, numeric)
 
     @torch.no_grad()
     def scores(self, arrays: dict[str, np.ndarray], side: str) -> np.ndarray:
@@ -70,8 +78,9 @@ class Ranker:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, not {side!r}")
         direction = "s2t" if side == "source" else "t2s"
-        emb = self.encode_arrays(arrays, side)
-        return torch.sigmoid(self.model(direction, None, query_emb=emb)).float().cpu().numpy()
+        emb, link = self.encode_arrays(arrays, side)
+        logits = self.model(direction, None, query_emb=emb, query_link=link)
+        return torch.sigmoid(logits).float().cpu().numpy()
 
     def rank(self, table, side: str, top_k: int = 10) -> pd.DataFrame:
         """Top ``top_k`` candidates per entity of ``table`` (an ``EntityTable``)."""

@@ -17,8 +17,15 @@ Shapes: ``F`` description fields per entity, ``E`` text embedding size, ``d`` mo
 - Optional link-structure term (``link_dim`` > 0): a free vector per entity with training
   links, and the score of a pair gains their dot product (regularised matrix
   factorisation, ``link_l2`` on the squared norms). The same term serves both directions,
-  so s2t and t2s share what the training links say about a pair; entities without
-  training links, and new ones, have a zero vector and are scored from features alone.
+  so s2t and t2s share what the training links say about a pair.
+- Cold start (``cold_start``): entities without training links, and new ones, get an
+  imputed link vector instead of zero: "knn" (default) the similarity-weighted mean of the
+  free vectors of their ``cold_start_k`` most similar entities with training links (cosine
+  on fixed feature vectors, ``feature_vectors``; a neighbour vote inside the network,
+  differentiable through the neighbours' vectors), "mlp" a linear map of their feature
+  encoding; "none" keeps zero (features alone). ``cold_start_dropout`` > 0 trains
+  DropoutNet-style (Volkovs et al. 2017): each step replaces a random share of linked
+  entities' free vectors by their imputed ones.
 - Loss: BCE per direction over all candidates that are not masked, each positive weighted
   by its link confidence (times ``pos_weight``), combined as ``s2t_weight * L_s2t +
   t2s_weight * L_t2s`` (renormalised when a batch holds only one direction).
@@ -42,6 +49,8 @@ from genomelab.train.engine import LossOutput
 DIRECTION_INDEX = {"s2t": 0, "t2s": 1}
 SIDE_OF_QUERY = {"s2t": "source", "t2s": "target"}
 SIDE_OF_CANDIDATE = {"s2t": "target", "t2s": "source"}
+# How entities without training links get a link-structure vector (see ``AssocModel``).
+COLD_START_MODES = ("none", "knn", "mlp")
 
 
 @dataclass
@@ -66,6 +75,9 @@ class AssocModelConfig:
     id_embedding: bool = True
     link_dim: int = 0
     link_l2: float = 1e-3
+    cold_start: str = "knn"
+    cold_start_k: int = 10
+    cold_start_dropout: float = 0.0
     prior_s2t: float = 0.01
     prior_t2s: float = 0.01
 
@@ -85,6 +97,12 @@ class AssocModelConfig:
         for name in ("n_numeric_source", "n_numeric_target", "link_dim", "link_l2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"model.{name} must be >= 0, not {getattr(self, name)}")
+        if self.cold_start not in COLD_START_MODES:
+            raise ValueError(f"model.cold_start must be one of {COLD_START_MODES}, not {self.cold_start!r}")
+        if int(self.cold_start_k) < 1:
+            raise ValueError(f"model.cold_start_k must be >= 1, not {self.cold_start_k}")
+        if not 0.0 <= self.cold_start_dropout < 1.0:
+            raise ValueError(f"model.cold_start_dropout must be in [0, 1), not {self.cold_start_dropout}")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.bridge_dim % self.bridge_heads:
@@ -200,6 +218,17 @@ class BridgeHead(nn.Module):
         return self.score(queries, self.project(candidates))
 
 
+def feature_vectors(text: torch.Tensor, text_mask: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+    """[n, D] fixed feature vector per entity: the mean text token [n, E] and the numeric
+    features [n, K], each block L2-normalised (the vectors of the kNN and ridge baselines,
+    ``baselines.entity_vectors``), so a dot product of two is a cosine-like similarity.
+    """
+    mask = text_mask.to(text.dtype)
+    mean_text = (text * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
+    blocks = [b for b in (mean_text, numeric) if b.shape[1]]
+    return torch.cat([F.normalize(b, dim=1, eps=1e-8) for b in blocks], dim=1)
+
+
 def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
     """Mean BCE over unmasked entries; positives weighted by confidence * pos_weight.
 
@@ -273,18 +302,29 @@ class AssocModel(nn.Module):
             if cfg.link_dim
             else None
         )
+        # Cold start (``cold_start``): entities without training links get a link vector
+        # imputed from their features. "mlp": a linear map of the entity's feature encoding;
+        # "knn": the similarity-weighted mean of the free vectors of its ``cold_start_k``
+        # nearest entities with training links, by cosine on fixed feature vectors (those
+        # of the kNN baseline), so gradients reach the neighbours' vectors.
+        self.cold_proj = (
+            nn.ModuleDict({side: nn.Linear(cfg.d_model, cfg.link_dim) for side in ("source", "target")})
+            if cfg.link_dim and cfg.cold_start == "mlp"
+            else None
+        )
+        for side in ("source", "target"):
+            vec = (
+                feature_vectors(
+                    getattr(self, f"{side}_text"),
+                    getattr(self, f"{side}_text_mask"),
+                    getattr(self, f"{side}_numeric"),
+                )
+                if cfg.link_dim and cfg.cold_start == "knn"
+                else torch.zeros(0)
+            )
+            # Derived from the feature buffers, hence not saved.
+            self.register_buffer(f"_{side}_feature_vectors", vec, persistent=False)
         self._cache: dict | None = None
-
-    def link_vectors_of(self, side: str) -> torch.Tensor:
-        """[N, link_dim] link vectors, zero for entities without training links."""
-        return self.link_vectors[side] * getattr(self, f"{side}_linked").unsqueeze(1)
-
-    def link_logits(self, direction: str, queries: torch.Tensor) -> torch.Tensor | float:
-        """[b, C] link-structure term of vocabulary queries (0 without ``link_dim``)."""
-        if self.link_vectors is None:
-            return 0.0
-        q = self.link_vectors_of(SIDE_OF_QUERY[direction])[queries]
-        return q @ self.link_vectors_of(SIDE_OF_CANDIDATE[direction]).T
 
     def n_entities(self, side: str) -> int:
         return int(getattr(self, f"{side}_text").shape[0])
@@ -295,8 +335,12 @@ class AssocModel(nn.Module):
         text: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
         numeric: torch.Tensor | None = None,
+        id_embedding: bool = True,
     ) -> torch.Tensor:
-        """Encode the whole ``side`` vocabulary (default) or new entities of that side. [n, d]."""
+        """Encode the whole ``side`` vocabulary (default) or new entities of that side. [n, d].
+
+        Vocabulary encodings include the ID embeddings unless ``id_embedding`` is False.
+        """
         if text is not None:
             return self.encoders[side](text, text_mask, numeric)
         encoded = self.encoders[side](
@@ -304,9 +348,111 @@ class AssocModel(nn.Module):
             getattr(self, f"{side}_text_mask"),
             getattr(self, f"{side}_numeric"),
         )
-        if self.id_embeddings is not None:
+        if id_embedding and self.id_embeddings is not None:
             encoded = encoded + self.id_embeddings[side]
         return encoded
+
+    # ------------------------------------------------------------------ link structure
+    def impute_link_vectors(
+        self,
+        side: str,
+        features: torch.Tensor,
+        vectors: torch.Tensor | None = None,
+        exclude: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Cold-start link vectors [n, link_dim] of ``side`` entities from their features.
+
+        ``features``: the entities' feature encodings [n, d] ("mlp") or fixed feature
+        vectors [n, D] (``feature_vectors``; "knn"). ``exclude`` [n] (vocabulary indices,
+        -1 for none) keeps an entity out of its own neighbours.
+        """
+        cfg = self.config
+        if cfg.cold_start == "mlp":
+            return self.cold_proj[side](features)
+        linked = torch.nonzero(getattr(self, f"{side}_linked")).squeeze(1)
+        free = self.link_vectors[side]
+        if len(linked) == 0:
+            return free.new_zeros(len(features), cfg.link_dim)
+        ref = getattr(self, f"_{side}_feature_vectors")[linked]
+        sims = features @ ref.T  # [n, n_linked]
+        if exclude is not None:
+            sims = sims.masked_fill(exclude[:, None] == linked[None, :], -torch.inf)
+        top = sims.topk(min(cfg.cold_start_k, len(linked)), dim=1)
+        weights = top.values.clamp_min(0.0)
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return (weights.unsqueeze(-1) * free[linked[top.indices]]).sum(dim=1)
+
+    def link_table(self, side: str, features: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, link_dim] link vectors of the ``side`` vocabulary.
+
+        Free vectors for entities with training links; for the others zero, or with
+        ``cold_start`` the imputed vector (``features``: the vocabulary's feature encodings,
+        needed by "mlp"). In training, ``cold_start_dropout`` replaces each linked
+        entity's free vector by its imputed one with that probability (DropoutNet), so the
+        heads learn to rank from imputed vectors as they must for new entities.
+        """
+        cfg = self.config
+        linked = getattr(self, f"{side}_linked")
+        free = self.link_vectors[side]
+        if cfg.cold_start == "none":
+            return free * linked.unsqueeze(1)
+        use_free = linked
+        if self.training and cfg.cold_start_dropout > 0:
+            use_free = linked & (torch.rand(len(linked), device=linked.device) >= cfg.cold_start_dropout)
+        if cfg.cold_start == "knn":
+            vec = getattr(self, f"_{side}_feature_vectors")
+            imputed = self.impute_link_vectors(side, vec, exclude=torch.arange(len(vec), device=vec.device))
+        else:
+            if features is None:
+                features = self.encode(side, id_embedding=False)
+            imputed = self.impute_link_vectors(side, features)
+        return torch.where(use_free.unsqueeze(1), free, imputed)
+
+    def link_vectors_of(self, side: str) -> torch.Tensor:
+        """[N, link_dim] link vectors of the vocabulary (eval-mode ``link_table``)."""
+        return self.link_table(side)
+
+    def link_logits(self, direction: str, queries: torch.Tensor) -> torch.Tensor | float:
+        """[b, C] link-structure term of vocabulary queries (0 without ``link_dim``)."""
+        if self.link_vectors is None:
+            return 0.0
+        q = self.link_table(SIDE_OF_QUERY[direction])[queries]
+        return q @ self.link_table(SIDE_OF_CANDIDATE[direction]).T
+
+    def new_entity_link_vectors(
+        self,
+        side: str,
+        encoded: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        numeric: torch.Tensor,
+    ) -> torch.Tensor | None:
+        """Link vectors [n, link_dim] of new ``side`` entities (None without cold start).
+
+        ``encoded`` [n, d]: their feature encodings; ``text``/``text_mask``/``numeric`` their
+        feature arrays (the "knn" neighbour search uses them).
+        """
+        cfg = self.config
+        if self.link_vectors is None or cfg.cold_start == "none":
+            return None
+        if cfg.cold_start == "mlp":
+            return self.impute_link_vectors(side, encoded)
+        return self.impute_link_vectors(side, feature_vectors(text, text_mask, numeric))
+
+    # -------------------------------------------------------------------------- scoring
+    def _vocabulary_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Encodings (with ID embeddings) and link tables of both vocabularies."""
+        raw = {side: self.encode(side, id_embedding=False) for side in ("source", "target")}
+        encoded = {
+            side: raw[side] + self.id_embeddings[side] if self.id_embeddings is not None else raw[side]
+            for side in raw
+        }
+        links = (
+            {side: self.link_table(side, raw[side]) for side in raw}
+            if self.link_vectors is not None
+            else None
+        )
+        return {"encoded": encoded, "links": links}
 
     def train(self, mode: bool = True) -> AssocModel:
         # Cached vocabulary encodings are valid only for frozen weights in eval mode.
@@ -317,33 +463,43 @@ class AssocModel(nn.Module):
     def cache_vocabulary(self) -> None:
         """Encode both vocabularies and project candidates once for repeated inference (eval mode)."""
         self.eval()
-        encoded = {side: self.encode(side) for side in ("source", "target")}
-        self._cache = {
-            "encoded": encoded,
-            "projected": {d: self.heads[d].project(encoded[SIDE_OF_CANDIDATE[d]]) for d in DIRECTION_INDEX},
+        state = self._vocabulary_state()
+        state["projected"] = {
+            d: self.heads[d].project(state["encoded"][SIDE_OF_CANDIDATE[d]]) for d in DIRECTION_INDEX
         }
+        self._cache = state
 
     def forward(
-        self, direction: str, queries: torch.Tensor | None, query_emb: torch.Tensor | None = None
+        self,
+        direction: str,
+        queries: torch.Tensor | None,
+        query_emb: torch.Tensor | None = None,
+        query_link: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [b, C] of ``direction`` for vocabulary indices ``queries`` [b] (or given
-        query encodings ``query_emb`` [b, d] of new entities)."""
-        cache = self._cache if not self.training else None
+        query encodings ``query_emb`` [b, d] of new entities, with their cold-start link
+        vectors ``query_link`` [b, link_dim] if any: ``new_entity_link_vectors``)."""
         side_q, side_c = SIDE_OF_QUERY[direction], SIDE_OF_CANDIDATE[direction]
-        # New entities have no training links, hence no link-structure term.
+        state = self._cache if not self.training and self._cache is not None else self._vocabulary_state()
+        links = state["links"]
         link = 0.0
         if query_emb is None:
-            vocab = cache["encoded"][side_q] if cache is not None else self.encode(side_q)
-            query_emb = vocab[queries]
-            link = self.link_logits(direction, queries)
-        if cache is not None:
-            return self.heads[direction].score(query_emb, cache["projected"][direction]) + link
-        return self.heads[direction](query_emb, self.encode(side_c)) + link
+            query_emb = state["encoded"][side_q][queries]
+            if links is not None:
+                link = links[side_q][queries] @ links[side_c].T
+        elif links is not None and query_link is not None:
+            link = query_link @ links[side_c].T
+        head = self.heads[direction]
+        projected = (
+            state["projected"][direction] if "projected" in state else head.project(state["encoded"][side_c])
+        )
+        return head.score(query_emb, projected) + link
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> LossOutput:
         """batch: direction [b] long (0 = s2t, 1 = t2s), query index [b] long, labels [b, C_max]."""
         direction, query, labels = batch
-        encoded = {side: self.encode(side) for side in ("source", "target")}
+        state = self._vocabulary_state()  # one DropoutNet draw per step, shared by both directions
+        encoded, links = state["encoded"], state["links"]
         terms: dict[str, torch.Tensor] = {}
         total = labels.new_zeros(())
         weight_sum = 0.0
@@ -352,9 +508,12 @@ class AssocModel(nn.Module):
             sel = direction == idx
             if not bool(sel.any()):
                 continue
-            cand = encoded[SIDE_OF_CANDIDATE[name]]
+            side_q, side_c = SIDE_OF_QUERY[name], SIDE_OF_CANDIDATE[name]
+            cand = encoded[side_c]
             q = query[sel]
-            logits = self.heads[name](encoded[SIDE_OF_QUERY[name]][q], cand) + self.link_logits(name, q)
+            logits = self.heads[name](encoded[side_q][q], cand)
+            if links is not None:
+                logits = logits + links[side_q][q] @ links[side_c].T
             term = weighted_bce(logits, labels[sel, : cand.shape[0]], cfg.pos_weight)
             terms[f"bce_{name}"] = term.detach()
             w = cfg.s2t_weight if name == "s2t" else cfg.t2s_weight
@@ -362,9 +521,14 @@ class AssocModel(nn.Module):
             weight_sum += w
         total = total / max(weight_sum, 1e-12)
         if self.link_vectors is not None and cfg.link_l2 > 0:
-            # Gaussian prior on the link vectors (L2 of matrix factorisation): without it
-            # the free vectors memorise the training links and rank held-out ones last.
-            reg = sum((self.link_vectors_of(side) ** 2).sum(dim=1).mean() for side in self.link_vectors)
+            # Gaussian prior on the free link vectors (L2 of matrix factorisation): without
+            # it the free vectors memorise the training links and rank held-out ones last.
+            reg = sum(
+                ((self.link_vectors[side] * getattr(self, f"{side}_linked").unsqueeze(1)) ** 2)
+                .sum(dim=1)
+                .mean()
+                for side in self.link_vectors
+            )
             terms["link_l2"] = reg.detach()
             total = total + cfg.link_l2 * reg
         return LossOutput(total, terms, n=int(len(query)))

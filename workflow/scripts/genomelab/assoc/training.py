@@ -257,7 +257,8 @@ def load_model(path: str | os.PathLike) -> tuple[AssocModel, dict[str, Any]]:
     ckpt = load_checkpoint(path)
     if "model_config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not an assoc model file (no model_config)")
-    cfg = AssocModelConfig(**ckpt["model_config"])
+    # Files written before the cold start existed scored unlinked entities without it.
+    cfg = AssocModelConfig(**{"cold_start": "none", **ckpt["model_config"]})
     state = ckpt["model"]
     vocab = {k: state[k] for k in state if k.split("_", 1)[0] in ("source", "target") and "." not in k}
     model = AssocModel(cfg, vocab)

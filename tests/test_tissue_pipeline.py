@@ -303,3 +303,47 @@ def test_subtype_task_and_summary(easy, tmp_path):
     assert comp["kinds"]["file-level MLP"] == "model" and comp["split"] == "test"
     assert all((tmp_path / p).exists() for p in summary.plots)
     assert (tmp_path / "comparison.tsv").read_text().startswith("method\tkind\tn_test\taccuracy")
+
+
+def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, tmp_path):
+    from genomelab.tissue.training import combine_members, predict_proba
+
+    data = easy["data"]
+    dirs = [tmp_path / "members" / str(i) for i in range(2)]
+    for i, d in enumerate(dirs):
+        train_model("mlp", data, {}, {**TRAIN, "max_epochs": 6}, tmp_path / "st" / str(i), d, "cpu", seed=i)
+    files = {name: [d / name for d in dirs] for name in ("model.pt", "metrics.json", "diagnostics.json")}
+    test = combine_members(
+        "mlp", data, files["model.pt"], files["metrics.json"], files["diagnostics.json"], tmp_path / "ens"
+    )
+    # The ensemble's probabilities are the mean of what each saved member predicts.
+    ens = torch.load(tmp_path / "ens" / "model.pt", weights_only=True)
+    assert ens["seeds"] == [0, 1] and len(ens["members"]) == 2
+    x = file_examples(data, "test")
+    mu, sd = np.zeros(len(data.regions), np.float32), np.ones(len(data.regions), np.float32)
+    probs = []
+    for state in ens["members"]:
+        model = build_model("mlp", ens["model_config"], len(data.regions), len(data.classes), mu, sd, 150)
+        model.load_state_dict(state)
+        probs.append(predict_proba(model, x, torch.device("cpu")))
+    expected = classification_metrics(x.tensors[-1].numpy(), np.mean(probs, axis=0), data.classes)
+    assert test["nll"] == pytest.approx(expected["nll"]) and test["accuracy"] == expected["accuracy"]
+    # The two members differ (different seeds), so averaging is not a copy of one of them.
+    assert not np.allclose(probs[0], probs[1])
+    metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert metrics["n_members"] == 2 and [m["seed"] for m in metrics["members"]] == [0, 1]
+    assert metrics["history"] and metrics["granularity"] == "file"
+    checks = {r.name: r for r in read_results(tmp_path / "ens" / "diagnostics.json")}
+    assert "mlp: ensemble prediction collapse (test)" in checks
+    assert "2 members" in checks["mlp: validation loss vs chance"].message
+    # A member trained for another model kind (or task) is refused, naming its file.
+    with pytest.raises(ValueError, match=r"members/0/model\.pt.*kind"):
+        combine_members(
+            "attention",
+            data,
+            files["model.pt"],
+            files["metrics.json"],
+            files["diagnostics.json"],
+            tmp_path / "x",
+        )
+    assert not (tmp_path / "x" / "metrics.json").exists()

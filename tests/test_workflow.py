@@ -137,7 +137,7 @@ def finished_run(workdir) -> Path:
 
 def train_rules(workdir: Path) -> list[str]:
     res = snakemake(workdir, "--list-rules")
-    return sorted(r for r in res.stdout.split() if r.endswith("_train"))
+    return sorted(r for r in res.stdout.split() if r.endswith(("_train", "_train_member")))
 
 
 @pytest.mark.slow
@@ -281,7 +281,9 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
 
     override = finished_run / "long_training.yaml"
     override.write_text(
-        yaml.safe_dump({"tissue": {"models": ["mlp"], "train": {"max_epochs": 150, "patience": 1000}}})
+        yaml.safe_dump(
+            {"tissue": {"models": ["mlp"], "ensemble": 1, "train": {"max_epochs": 150, "patience": 1000}}}
+        )
     )
     target = "results/tissue/train/mlp/metrics.json"
     # Targets first: --configfile and -R take several values and would swallow a target after them.
@@ -323,7 +325,7 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     # Snakemake prints the failed attempt's log (show-failed-logs) and removes it before the
     # retry, whose own log must show the resumption.
     assert "stopped by signal 15" in out, out[-5000:]
-    log = (finished_run / "logs" / "tissue" / "train_mlp.log").read_text()
+    log = (finished_run / "logs" / "tissue" / "train_mlp_0.log").read_text()
     assert "resumed from" in log, log[:3000]
     interrupted = json.loads((finished_run / target).read_text())
     # The same training uninterrupted: a forced rerun of a finished run trains from scratch.
@@ -333,7 +335,7 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
         "--cores",
         "1",
         "--forcerun",
-        "tissue_train",
+        "tissue_train_member",
         "--configfile",
         "config/test.yaml",
         str(override),

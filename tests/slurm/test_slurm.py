@@ -489,11 +489,13 @@ def best_weights(copy: Path, module: str) -> dict[Path, dict[str, Any]]:
 def test_requeued_training_job_resumes_from_last_checkpoint(
     runs: Runs, slurm_cluster: SlurmCluster, tmp_path: Path
 ):
-    train = sorted(r for r in runs.plan.remote if r.endswith("_train"))
+    train = sorted(r for r in runs.plan.remote if r.endswith(("_train", "_train_member")))
     if not train:
         pytest.skip(f"{CONFIG} plans no *_train rule yet (planned: {sorted(runs.plan.remote)})")
-    rule = "tissue_train" if "tissue_train" in train else train[0]
-    module = rule.removesuffix("_train")
+    # The tissue module trains ensemble members (tissue_train_member) that tissue_train combines.
+    rule = "tissue_train_member" if "tissue_train_member" in train else train[0]
+    module = rule.split("_")[0]
+    until = "tissue_train" if rule == "tissue_train_member" else rule
     earlier = engine_metrics(runs.local, module)
     assert earlier, f"{rule} wrote no engine metrics JSON (history + train_config) under results/{module}"
     # Long enough to be caught running, short enough for CI; no early stop, so both runs
@@ -501,7 +503,7 @@ def test_requeued_training_job_resumes_from_last_checkpoint(
     n_epochs = epochs_for(REQUEUE_TRAIN_S, next(iter(earlier.values())))
     extra = tmp_path / "requeue.yaml"
     extra.write_text(yaml.safe_dump({module: {"train": {"max_epochs": n_epochs, "patience": n_epochs}}}))
-    args = ("--configfile", *runs.configs, str(extra), "--until", rule, "--forcerun", rule)
+    args = ("--configfile", *runs.configs, str(extra), "--until", until, "--forcerun", rule)
     for copy in (runs.local, runs.remote):
         # A fresh state folder: last.pt of the earlier run belongs to another configuration.
         shutil.rmtree(copy / "results" / ".state" / module, ignore_errors=True)

@@ -17,6 +17,11 @@ TISSUE_TASK = config_json(
 )
 TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "region")}
 
+
+# Ensemble member indices per model (the region-level ablation is a single run).
+TISSUE_MEMBERS = {m: [0] if m == "region" else list(range(TISSUE["ensemble"])) for m in TISSUE_MODEL_CONFIGS}
+
+
 # What the features step reads: the simulated or user sheet, or a stacked HDF5.
 if TISSUE["input"]["source"] == "simulate":
     TISSUE_INPUT = {"sheet": f"{TISSUE_OUT}/simulated/samples.tsv"}
@@ -34,6 +39,7 @@ wildcard_constraints:
     tissue_model="|".join(["mlp", "attention", "region"]),
     tissue_plot_check="|".join(TISSUE_PLOT_CHECKS),
     tissue_text_check="|".join(TISSUE_TEXT_CHECKS),
+    tissue_member=r"\d+",
 
 
 rule tissue_simulate:
@@ -206,21 +212,21 @@ rule tissue_baselines:
         "../scripts/tissue_baselines.py"
 
 
-rule tissue_train:
-    """Train one model with the shared engine (GPU when present) after the gate passed."""
+rule tissue_train_member:
+    """Train one ensemble member with the shared engine (GPU when present) after the gate passed."""
     input:
         h5=rules.tissue_features.output.h5,
         splits=rules.tissue_splits.output.tsv,
         gate=gate_input("tissue"),
     output:
-        metrics=f"{TISSUE_OUT}/train/{{tissue_model}}/metrics.json",
-        model=f"{TISSUE_OUT}/train/{{tissue_model}}/model.pt",
-        diagnostics=f"{TISSUE_OUT}/train/{{tissue_model}}/diagnostics.json",
-        tensorboard=directory(f"{TISSUE_OUT}/train/{{tissue_model}}/tensorboard"),
+        metrics=f"{TISSUE_OUT}/train/{{tissue_model}}/members/{{tissue_member}}/metrics.json",
+        model=f"{TISSUE_OUT}/train/{{tissue_model}}/members/{{tissue_member}}/model.pt",
+        diagnostics=f"{TISSUE_OUT}/train/{{tissue_model}}/members/{{tissue_member}}/diagnostics.json",
+        tensorboard=directory(f"{TISSUE_OUT}/train/{{tissue_model}}/members/{{tissue_member}}/tensorboard"),
     log:
-        f"{LOGS}/tissue/train_{{tissue_model}}.log",
+        f"{LOGS}/tissue/train_{{tissue_model}}_{{tissue_member}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tissue/train_{{tissue_model}}.tsv"
+        f"{RESULTS}/benchmarks/tissue/train_{{tissue_model}}_{{tissue_member}}.tsv"
     conda:
         ENV_TORCH
     # One CPU thread: the models are small and data sits in memory; on a GPU node the SLURM
@@ -233,11 +239,48 @@ rule tissue_train:
     params:
         model_config=lambda wc: config_json(TISSUE[wc.tissue_model]),
         train=config_json(TISSUE["train"]),
-        state_dir=lambda wc: state_dir("tissue", wc.tissue_model),
+        state_dir=lambda wc: state_dir("tissue", f"{wc.tissue_model}/{wc.tissue_member}"),
         device=config["device"],
-        seed=config["seed"],
+        # Member 0 uses the workflow seed itself, so an ensemble of 1 is the plain run.
+        seed=lambda wc: config["seed"] + 1000 * int(wc.tissue_member),
     script:
         "../scripts/tissue_train.py"
+
+
+rule tissue_train:
+    """Average the members' class probabilities; metrics, model and checks of the ensemble."""
+    input:
+        h5=rules.tissue_features.output.h5,
+        splits=rules.tissue_splits.output.tsv,
+        models=lambda wc: expand(
+            f"{TISSUE_OUT}/train/{wc.tissue_model}/members/{{i}}/model.pt",
+            i=TISSUE_MEMBERS[wc.tissue_model],
+        ),
+        metrics=lambda wc: expand(
+            f"{TISSUE_OUT}/train/{wc.tissue_model}/members/{{i}}/metrics.json",
+            i=TISSUE_MEMBERS[wc.tissue_model],
+        ),
+        diagnostics=lambda wc: expand(
+            f"{TISSUE_OUT}/train/{wc.tissue_model}/members/{{i}}/diagnostics.json",
+            i=TISSUE_MEMBERS[wc.tissue_model],
+        ),
+    output:
+        metrics=f"{TISSUE_OUT}/train/{{tissue_model}}/metrics.json",
+        model=f"{TISSUE_OUT}/train/{{tissue_model}}/model.pt",
+        diagnostics=f"{TISSUE_OUT}/train/{{tissue_model}}/diagnostics.json",
+    log:
+        f"{LOGS}/tissue/ensemble_{{tissue_model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tissue/ensemble_{{tissue_model}}.tsv"
+    conda:
+        ENV_TORCH
+    # Prediction with a few small models on the validation and test files: CPU is enough.
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["training_mem_mb"],
+        runtime=30,
+    script:
+        "../scripts/tissue_ensemble.py"
 
 
 rule tissue_summary:

@@ -5,7 +5,9 @@ from genomelab.report.run import write_run_summary
 
 
 def step(smk):
-    write_run_summary(list(smk.input.summaries), smk.input.versions, smk.output.md, smk.output.json, smk.output.html)
+    write_run_summary(
+        list(smk.input.summaries), smk.input.versions, smk.output.md, smk.output.json, smk.output.html
+    )
 
 
 run_rule(snakemake, step)  # noqa: F821 - injected by Snakemake

@@ -126,6 +126,14 @@ def build_summary(
         n_test[title] = m["test"]["n"]
         histories[title] = m["history"]
         chance[title] = m["chance_nll"]
+        if m.get("n_members", 1) > 1:
+            single = [r["test_accuracy"] for r in m["members"]]
+            notes.append(
+                f"{title}: average of {m['n_members']} independently seeded runs (seeds "
+                f"{', '.join(str(r['seed']) for r in m['members'])}); the single runs scored "
+                f"{min(single):.3f}-{max(single):.3f} test accuracy (mean {np.mean(single):.3f}); "
+                "the training curves are member 0's."
+            )
         if m["granularity"] == "file":
             confusions[title] = (m["test"]["confusion"], m["test"]["classes"])
         else:

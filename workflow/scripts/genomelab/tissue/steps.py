@@ -127,6 +127,21 @@ def train_step(smk: Any) -> None:
     )
 
 
+def ensemble_step(smk: Any) -> None:
+    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.training import combine_members
+
+    _limit_threads(smk)
+    combine_members(
+        smk.wildcards.tissue_model,
+        load_task(smk.input.h5, smk.input.splits),
+        list(smk.input.models),
+        list(smk.input.metrics),
+        list(smk.input.diagnostics),
+        Path(smk.output.metrics).parent,
+    )
+
+
 def summary_step(smk: Any) -> None:
     from genomelab.tissue.dataset import read_splits
     from genomelab.tissue.report import build_summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -13,14 +14,14 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from genomelab.diagnostics import DiagnosticResult, write_results
+from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, read_results, write_results
 from genomelab.diagnostics.checks import (
     chance_cross_entropy,
     initial_loss_vs_chance,
     loss_stuck_at_chance,
     prediction_collapse,
 )
-from genomelab.io.atomic import atomic_output
+from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.tissue.dataset import TissueData, impute_standardise_params
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, build_model
@@ -246,3 +247,171 @@ def training_checks(
         r.blocking = False
         r.message = f"{title}: {r.message}"
     return results
+
+
+_SEVERITY = {PASS: 0, WARN: 1, FAIL: 2}
+
+
+def _load_member(path: Path, kind: str, data: TissueData) -> torch.nn.Module:
+    """A member's model from its ``model.pt``, checked against the task it is combined on."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    for key, expected in (
+        ("kind", kind),
+        ("classes", data.classes.tolist()),
+        ("regions", data.regions.tolist()),
+    ):
+        if ckpt.get(key) != expected:
+            raise ValueError(f"{path}: member {key} does not match the task being combined (stale member?)")
+    n_regions = len(data.regions)
+    # mu/sd are placeholders: the member's own standardisation buffers are loaded below.
+    model = build_model(
+        kind,
+        ckpt["model_config"],
+        n_regions,
+        len(data.classes),
+        np.zeros(n_regions, np.float32),
+        np.ones(n_regions, np.float32),
+        int(ckpt["n_positions"]),
+    )
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def _worst_per_check(member_results: list[list[DiagnosticResult]]) -> list[DiagnosticResult]:
+    """One result per training check: the worst status over members, naming that member."""
+    out: dict[str, DiagnosticResult] = {}
+    for i, results in enumerate(member_results):
+        for r in results:
+            current = out.get(r.name)
+            if current is None or _SEVERITY[r.status] > _SEVERITY[current.status]:
+                out[r.name] = dataclasses.replace(r, details={**r.details, "member": i})
+    n = len(member_results)
+    for r in out.values():
+        if n > 1 and r.status == PASS:
+            r.message = f"{r.message} (all {n} members pass; figures of member {r.details['member']})"
+        elif n > 1:
+            r.message = f"{r.message} (worst of {n} members: member {r.details['member']})"
+    return list(out.values())
+
+
+def combine_members(
+    kind: str,
+    data: TissueData,
+    member_models: list[str | os.PathLike],
+    member_metrics: list[str | os.PathLike],
+    member_diagnostics: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+) -> dict[str, Any]:
+    """Ensemble of independently trained members: average their class probabilities.
+
+    Members are runs of ``train_model`` with different seeds on the same task; averaging
+    probabilities [n, C] lowers the variance that small cohorts give a single run (which
+    test samples a run gets right depends on its seed) and improves calibration
+    (Lakshminarayanan et al. 2017, NeurIPS). Writes into ``out_dir``: ``metrics.json``
+    (ensemble val/test metrics, each member's seed, best epoch and accuracies, member 0's
+    training history for the curves), ``model.pt`` (every member's weights) and
+    ``diagnostics.json`` (each training check at its worst over members, plus prediction
+    collapse of the ensemble). Returns the test metrics.
+    """
+    if not member_models or not (len(member_models) == len(member_metrics) == len(member_diagnostics)):
+        raise ValueError("combine_members needs the same non-empty number of models, metrics and diagnostics")
+    out_dir = Path(out_dir)
+    dev = torch.device("cpu")
+    infos = [json.loads(Path(p).read_text()) for p in member_metrics]
+    models = [_load_member(Path(p), kind, data) for p in member_models]
+    cfg = CONFIGS[kind].from_dict(infos[0]["model_config"])
+    # Region-level examples are drawn with a seed; evaluate on member 0's draw.
+    datasets = make_datasets(kind, data, cfg, int(infos[0]["train_config"]["seed"]))
+    probs = {
+        s: np.mean([predict_proba(m, datasets[s], dev) for m in models], axis=0) for s in ("val", "test")
+    }
+    metrics = {
+        s: classification_metrics(datasets[s].tensors[-1].numpy(), probs[s], data.classes)
+        for s in ("val", "test")
+    }
+    members = [
+        {
+            "seed": int(info["train_config"]["seed"]),
+            "best_epoch": info["best_epoch"],
+            "epochs_run": info["epochs_run"],
+            "stopped_reason": info["stopped_reason"],
+            "val_accuracy": info["val"]["accuracy"],
+            "test_accuracy": info["test"]["accuracy"],
+            "test_balanced_accuracy": info["test"]["balanced_accuracy"],
+        }
+        for info in infos
+    ]
+    first = infos[0]
+    payload: dict[str, Any] = {
+        key: first[key]
+        for key in (
+            "genomelab_version",
+            "model",
+            "title",
+            "model_config",
+            "granularity",
+            "classes",
+            "chance_nll",
+            "initial_nll",
+            "train_config",
+            "monitor",
+            "history",
+            "best_epoch",
+            "epochs_run",
+        )
+    }
+    payload.update(
+        {
+            "n_members": len(models),
+            "n_parameters": int(sum(info["n_parameters"] for info in infos)),
+            "members": members,
+            "history_of": "member 0",
+            "val": metrics["val"],
+            "test": metrics["test"],
+        }
+    )
+    if kind in FILE_LEVEL:
+        test_idx = data.index("test")
+        payload["predictions"] = {
+            "sample": data.samples[test_idx].tolist(),
+            "true": data.y[test_idx].tolist(),
+            "pred": probs["test"].argmax(1).tolist(),
+        }
+    with atomic_output(out_dir / "model.pt") as tmp:
+        torch.save(
+            {
+                "members": [m.state_dict() for m in models],
+                "seeds": [m["seed"] for m in members],
+                "kind": kind,
+                "model_config": first["model_config"],
+                "classes": data.classes.tolist(),
+                "regions": data.regions.tolist(),
+                "n_positions": data.n_positions,
+            },
+            tmp,
+        )
+    checks = _worst_per_check([read_results(p) for p in member_diagnostics])
+    title = MODEL_TITLES[kind]
+    for split in ("val", "test"):
+        r = prediction_collapse(
+            probs[split].argmax(1),
+            datasets[split].tensors[-1].numpy(),
+            name=f"{kind}: ensemble prediction collapse ({split})",
+        )
+        r.blocking = False
+        r.message = f"{title} ensemble: {r.message}"
+        checks.append(r)
+    write_results(out_dir / "diagnostics.json", "tissue", checks)
+    atomic_write_json(out_dir / "metrics.json", payload)
+    single = [m["test_accuracy"] for m in members]
+    logger.info(
+        "%s, ensemble of %d: test accuracy %.3f (members %.3f-%.3f), balanced %.3f, ECE %.3f",
+        title,
+        len(models),
+        metrics["test"]["accuracy"],
+        min(single),
+        max(single),
+        metrics["test"]["balanced_accuracy"],
+        metrics["test"]["ece"],
+    )
+    return metrics["test"]

@@ -758,6 +758,9 @@ def test_ranker_uses_cold_start_for_new_entities(easy, tmp_path):
     labels = S.all_labels(links, asg, "entities", len(src), len(tgt))
     section = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 8, "link_dim": 4}
     model = T.build_model({**section, "cold_start": "knn"}, feats, labels["train"]).eval()
+    with torch.no_grad():  # as after training: ID embeddings away from zero, also unlinked rows
+        for side in ("source", "target"):
+            model.id_embeddings[side].normal_()
     T.save_model(tmp_path / "m.pt", model, {"source_ids": src.ids, "target_ids": tgt.ids})
     ranker = Ranker.load(tmp_path / "m.pt", tmp / "featurizer.npz")
     # Held-out sources have no training links: given as new entities they get the same

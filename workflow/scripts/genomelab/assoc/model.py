@@ -349,8 +349,14 @@ class AssocModel(nn.Module):
             getattr(self, f"{side}_numeric"),
         )
         if id_embedding and self.id_embeddings is not None:
-            encoded = encoded + self.id_embeddings[side]
+            encoded = encoded + self.id_embedding_of(side)
         return encoded
+
+    def id_embedding_of(self, side: str) -> torch.Tensor:
+        """[N, d] ID embeddings, zero for entities without training links: their rows still
+        get gradients as cross-attention memory, but such an entity must be encoded exactly
+        like a new one (same features, same scores in evaluation and inference)."""
+        return self.id_embeddings[side] * getattr(self, f"{side}_linked").unsqueeze(1)
 
     # ------------------------------------------------------------------ link structure
     def impute_link_vectors(
@@ -444,7 +450,7 @@ class AssocModel(nn.Module):
         """Encodings (with ID embeddings) and link tables of both vocabularies."""
         raw = {side: self.encode(side, id_embedding=False) for side in ("source", "target")}
         encoded = {
-            side: raw[side] + self.id_embeddings[side] if self.id_embeddings is not None else raw[side]
+            side: raw[side] + self.id_embedding_of(side) if self.id_embeddings is not None else raw[side]
             for side in raw
         }
         links = (

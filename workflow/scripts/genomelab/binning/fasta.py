@@ -2,16 +2,21 @@
 
 Records are yielded one at a time as ``(name, sequence bytes)``; memory is bounded by a
 read chunk plus the longest record. The name is the first whitespace-separated word of the
-header, the form MetaBAT2's depth table and most assemblers use.
+header, the form MetaBAT2's depth table and most assemblers use. ``read_record_chunks``
+hands out the raw text of whole records instead, for the compiled reader of the feature
+step (``kmer_kernel.iter_fasta_profiles``); ``RecordNames`` gives both the same checks.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 22
@@ -76,6 +81,69 @@ def read_fasta(
         raise ValueError(f"{path}: no FASTA records found")
 
 
+def read_record_chunks(
+    path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[tuple[bytearray, int, int]]:
+    """Yield ``(data, start, stop)``: ``data[start:stop]`` holds whole FASTA records as
+    written (headers, line breaks), the first starting with its '>' at ``start``, each
+    ending where the next begins (a '>' at a line start) or at the end of the file.
+    ``data[stop]`` is always a '>' (the next record's, or one written after the last
+    byte), so a compiled scanner can run up to it without testing bounds.
+
+    ``data`` is one reused buffer of ``chunk_bytes`` (grown while a single record does
+    not fit), valid until the next chunk is asked for: memory is bounded by the buffer
+    plus the longest record. Raises ``ValueError`` naming the file and line for text
+    before the first header; yields nothing for a file without any (the caller says so).
+    """
+    if chunk_bytes < 2:
+        raise ValueError(f"chunk_bytes must be >= 2, not {chunk_bytes}")
+    path = Path(path)
+    buf = bytearray(chunk_bytes + 1)  # + 1: room for the '>' after the last record
+    filled = 0  # bytes in buf: the unfinished record carried over, then the new read
+    started = False
+    n_newlines = 0  # in the blank lines before the first header
+    with open_maybe_gzip(path) as fh:
+        while True:
+            if filled == len(buf) - 1:  # full, and no record ends in it: grow
+                grown = bytearray(2 * len(buf) - 1)
+                grown[:filled] = memoryview(buf)[:filled]
+                buf = grown
+            with memoryview(buf) as view:
+                n = fh.readinto(view[filled : len(buf) - 1])
+            searched = max(filled - 1, 0)  # earlier bytes hold no record start
+            filled += n
+            if not started:
+                first = _NOT_SPACE.search(buf, 0, filled)
+                if first is None:
+                    n_newlines += buf.count(b"\n", 0, filled)
+                    filled = 0
+                    if n:
+                        continue
+                    return
+                start = first.start()
+                if buf[start] != ord(">"):
+                    raise ValueError(_before_header(path, n_newlines + buf.count(b"\n", 0, start) + 1))
+                buf[: filled - start] = buf[start:filled]  # a copy: memcpy must not overlap
+                filled -= start
+                searched, started = 0, True
+            if n:
+                cut = buf.rfind(b"\n>", searched, filled)
+                if cut < 0:
+                    continue
+                stop = cut + 1
+            else:
+                stop = filled
+                buf[stop] = ord(">")
+            yield buf, 0, stop
+            if not n:
+                return
+            buf[: filled - stop] = buf[stop:filled]
+            filled -= stop
+
+
+_NOT_SPACE = re.compile(rb"[^ \t\r\n]")
+
+
 def _next_header(data: bytes | bytearray, pos: int, stop: int) -> int:
     """Position of the first ``\\n>`` in ``data[pos:stop]``, else ``stop``. Searching for the
     single byte '>' uses memchr and is several times faster than a two-byte search."""
@@ -88,13 +156,14 @@ def _next_header(data: bytes | bytearray, pos: int, stop: int) -> int:
         pos = gt + 1
 
 
-class _RecordParser:
-    """Whole records of ``data[start:stop]`` (each starting with '>'; the file's first
-    text may start with blank lines), with names checked across the file. Errors name the
-    record by its number (counting newlines for line numbers would cost a pass over the
-    bases)."""
+class RecordNames:
+    """Record names seen so far in one file, and the checks every record gets, in this
+    order: a header without a name, a duplicated name, a '>' inside the sequence, an empty
+    sequence. Errors name the file and the record by its number (counting newlines for
+    line numbers would cost a pass over the bases). Shared by ``read_fasta`` and the
+    compiled FASTA reader of ``kmer_kernel``, so both raise the same errors."""
 
-    def __init__(self, path: Path, allow_empty: bool) -> None:
+    def __init__(self, path: Path, allow_empty: bool = False) -> None:
         self.path = path
         self.allow_empty = allow_empty
         self.seen: set[str] = set()
@@ -102,39 +171,76 @@ class _RecordParser:
     def _where(self) -> str:
         return f"record {len(self.seen) + 1}"
 
+    def check(self, name: str, n_bases: int, gt_inside: bool = False) -> str:
+        """Check one record (``name``: the first header word, decoded, or "" when the
+        header has none) and add its name to the names seen."""
+        if not name:
+            raise ValueError(f"{self.path}: {self._where()} is a header without a name")
+        if name in self.seen:
+            raise ValueError(f"{self.path}: duplicate record name {name!r} ({self._where()})")
+        if gt_inside:
+            raise ValueError(f"{self.path}: record {name!r} ({self._where()}) has a '>' inside its sequence")
+        if not n_bases and not self.allow_empty:
+            raise ValueError(f"{self.path}: record {name!r} ({self._where()}) has an empty sequence")
+        self.seen.add(name)
+        return name
+
+    def check_many(self, names: list[str], n_bases: np.ndarray, gt_inside_last: bool = False) -> None:
+        """``check`` for consecutive records: set operations in C for the common case
+        (every record fine), the record-by-record checks (which raise at the first
+        problem, in file order) otherwise."""
+        unique = set(names)
+        if (
+            not gt_inside_last
+            and len(unique) == len(names)
+            and "" not in unique
+            and (self.allow_empty or bool(n_bases.all()))
+            and unique.isdisjoint(self.seen)
+        ):
+            self.seen |= unique
+            return
+        for i, name in enumerate(names):
+            self.check(name, int(n_bases[i]), gt_inside_last and i == len(names) - 1)
+
+
+class _RecordParser:
+    """Whole records of ``data[start:stop]`` (each starting with '>'; the file's first
+    text may start with blank lines), with names checked across the file."""
+
+    def __init__(self, path: Path, allow_empty: bool) -> None:
+        self.path = path
+        self.names = RecordNames(path, allow_empty)
+
+    @property
+    def seen(self) -> set[str]:
+        return self.names.seen
+
     def parse(self, data: bytes | bytearray, start: int, stop: int) -> Iterator[tuple[str, bytes]]:
         path, view, pos = self.path, memoryview(data), start
         if not self.seen:
             while pos < stop and data[pos] in b" \t\r\n":
                 pos += 1
             if pos < stop and data[pos] != ord(">"):
-                line = data.count(b"\n", start, pos) + 1
-                raise ValueError(
-                    f"{path}: line {line} has sequence before the first '>' header (is this a FASTA file?)"
-                )
+                raise ValueError(_before_header(path, data.count(b"\n", start, pos) + 1))
         while pos < stop:
             end = _next_header(data, pos + 1, stop)
             header_end = data.find(b"\n", pos, end)
             header_end = end if header_end < 0 else header_end
             parts = view[pos + 1 : header_end].tobytes().split()
-            if not parts:
-                raise ValueError(f"{path}: {self._where()} is a header without a name")
-            name = parts[0].decode("ascii", errors="replace")
-            if name in self.seen:
-                raise ValueError(f"{path}: duplicate record name {name!r} ({self._where()})")
             seq = view[min(header_end + 1, end) : end].tobytes()
             # Line breaks, carriage returns (Windows files) and spaces or tabs (hand-edited
             # files) are not bases.
             for space in (b"\n", b"\r", b" ", b"\t"):
                 if space in seq:
                     seq = seq.replace(space, b"")
-            if b">" in seq:
-                raise ValueError(f"{path}: record {name!r} ({self._where()}) has a '>' inside its sequence")
-            if not seq and not self.allow_empty:
-                raise ValueError(f"{path}: record {name!r} ({self._where()}) has an empty sequence")
-            self.seen.add(name)
+            name = parts[0].decode("ascii", errors="replace") if parts else ""
+            self.names.check(name, len(seq), b">" in seq)
             yield name, seq
             pos = end + 1
+
+
+def _before_header(path: Path, line: int) -> str:
+    return f"{path}: line {line} has sequence before the first '>' header (is this a FASTA file?)"
 
 
 def write_fasta_record(fh: BinaryIO, name: str, seq: bytes, width: int = 80) -> None:

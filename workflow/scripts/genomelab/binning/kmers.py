@@ -14,7 +14,8 @@ every position, and each contig's counts are one ``np.bincount`` over its uint16
 (3) Marginals, canonical folding and normalisation run on float32 count matrices (exact
 below 2**24). Memory is bounded by ``block_contigs x 4097`` counts, and the HDF5 output is
 written block by block. That is the numpy engine; where numba is installed the default is
-the compiled one-pass kernel in ``kmer_kernel`` (same identity, same profiles, ~3x faster).
+the compiled one-pass kernel in ``kmer_kernel`` (same identity, same profiles, ~3x faster),
+which for files (``iter_fasta_profiles``) also parses the FASTA text itself.
 """
 
 from __future__ import annotations
@@ -342,6 +343,36 @@ class ProfileStats:
     bp_kept: int = 0
 
 
+def check_profile_args(min_length: int, block_contigs: int, block_bases: int, threads: int) -> None:
+    if min_length < 0:
+        raise ValueError(f"min_length must be >= 0, not {min_length}")
+    if block_contigs < 1 or block_bases < 1:
+        raise ValueError("block_contigs and block_bases must be >= 1")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, not {threads}")
+
+
+def iter_fasta_profiles(
+    fasta: str | os.PathLike,
+    min_length: int = 0,
+    block_contigs: int = 512,
+    block_bases: int = 16_000_000,
+    stats: ProfileStats | None = None,
+    threads: int = 1,
+    engine: str = "auto",
+) -> Iterator[ProfileBlock]:
+    """``ProfileBlock``s of the records of a FASTA file (plain or gzip), as
+    ``iter_profiles(read_fasta(fasta), ...)``. With the numba engine the file's bytes go
+    straight to the compiled kernel (``kmer_kernel.iter_fasta_profiles``: no Python per
+    record or per line); the numpy engine parses with ``read_fasta``. Both give the same
+    rows, stats and errors (blocks may be cut at other records)."""
+    if resolve_engine(engine) == "numba":
+        from genomelab.binning.kmer_kernel import iter_fasta_profiles as compiled
+
+        return compiled(fasta, min_length, block_contigs, block_bases, stats, threads)
+    return iter_profiles(read_fasta(fasta), min_length, block_contigs, block_bases, stats, threads, "numpy")
+
+
 def iter_profiles(
     records: Iterable[tuple[str, bytes]],
     min_length: int = 0,
@@ -358,12 +389,7 @@ def iter_profiles(
     its loops) while this thread reads the next records; blocks keep their order and at
     most ``threads + 1`` are in memory. ``engine``: see ``resolve_engine``.
     """
-    if min_length < 0:
-        raise ValueError(f"min_length must be >= 0, not {min_length}")
-    if block_contigs < 1 or block_bases < 1:
-        raise ValueError("block_contigs and block_bases must be >= 1")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, not {threads}")
+    check_profile_args(min_length, block_contigs, block_bases, threads)
     stats = stats if stats is not None else ProfileStats()
     engine = resolve_engine(engine)
 
@@ -452,9 +478,7 @@ def write_profiles_h5(
             LENGTHS_DS, shape=(0,), maxshape=(None,), dtype="int64", chunks=(max(chunk_rows, 1024),)
         )
         n = 0
-        blocks = iter_profiles(
-            read_fasta(fasta), min_length, block_contigs, block_bases, stats, threads, engine
-        )
+        blocks = iter_fasta_profiles(fasta, min_length, block_contigs, block_bases, stats, threads, engine)
         for block in blocks:
             m = len(block.names)
             if m == 0:

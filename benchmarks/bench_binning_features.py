@@ -11,8 +11,12 @@ once wrapped at 60 columns (SPAdes' layout); each is timed as the best of severa
 alternating runs, so load from other processes hits both alike (the load average is
 recorded). The headline ratio is single-threaded on both sides (VAMB's composition step has
 no threads); ours is also timed with ``--threads`` (the feature rule's threads) and with the
-numpy engine (for machines without numba). Counts are checked exactly against the naive
-counter on a sample of contigs, and the numba kernel's profiles against the numpy counter's.
+numpy engine (for machines without numba). Ours is timed as the feature step runs it
+(``kmers.iter_fasta_profiles``: with numba the kernel parses the FASTA bytes itself), and
+``split`` times reading the file alone and the previous design (Python parser, then the
+kernel). Counts are checked exactly against the naive counter on a sample of contigs, the
+numba kernel's profiles against the numpy counter's, and both layouts through both engines
+must give the same profiles bit for bit.
 Writes benchmarks/results/bench_binning_features.json.
 """
 
@@ -33,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 from genomelab.binning import kmers  # noqa: E402
-from genomelab.binning.fasta import read_fasta  # noqa: E402
+from genomelab.binning.fasta import read_fasta, read_record_chunks  # noqa: E402
 from genomelab.binning.shred import ShredConfig, cut_points  # noqa: E402
 
 VAMB_SNIPPET = """
@@ -73,13 +77,30 @@ def make_fasta(
 def time_ours(
     fasta: Path, min_length: int, reps: int, threads: int = 1, engine: str = "auto"
 ) -> tuple[float, int]:
+    """Best-of-``reps`` seconds of the feature step's profiling (what ``write_profiles_h5``
+    runs, without the HDF5 writes) and the number of profiles."""
     best, n = float("inf"), 0
     for _ in range(reps):
         t0 = time.perf_counter()
-        blocks = kmers.iter_profiles(read_fasta(fasta), min_length, threads=threads, engine=engine)
+        blocks = kmers.iter_fasta_profiles(fasta, min_length, threads=threads, engine=engine)
         n = sum(len(b.names) for b in blocks)
         best = min(best, time.perf_counter() - t0)
     return best, n
+
+
+def time_split(fasta: Path, min_length: int, reps: int) -> dict:
+    """Where our single-threaded time goes: reading the file into record chunks alone,
+    and the previous design (Python parser, then the compiled kernel on joined blocks)."""
+    read = python_parser = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _chunk in read_record_chunks(fasta):
+            pass
+        read = min(read, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sum(len(b.names) for b in kmers.iter_profiles(read_fasta(fasta), min_length, engine="auto"))
+        python_parser = min(python_parser, time.perf_counter() - t0)
+    return {"read_record_chunks_seconds": read, "python_parser_then_kernel_seconds": python_parser}
 
 
 def check_exact(fasta: Path, n_check: int = 25) -> bool:
@@ -98,6 +119,22 @@ def check_exact(fasta: Path, n_check: int = 25) -> bool:
         fast, _ = kmers.profile_block(seqs, engine="numba")
         if not np.array_equal(fast, kmers.profile_block(seqs, engine="numpy")[0]):
             return False
+    return True
+
+
+def check_layouts(fastas: list[Path], min_length: int) -> bool:
+    """The timed path (compiled FASTA reader where numba is installed) gives the Python
+    parser + numpy counter's names and profiles bit for bit, on every layout."""
+    ref = None
+    for fasta in fastas:
+        for engine in ("auto", "numpy"):
+            blocks = list(kmers.iter_fasta_profiles(fasta, min_length, engine=engine))
+            names = [n for b in blocks for n in b.names]
+            feats = np.concatenate([b.features for b in blocks])
+            if ref is None:
+                ref = names, feats
+            elif names != ref[0] or not np.array_equal(feats, ref[1]):
+                return False
     return True
 
 
@@ -126,6 +163,7 @@ def compare(fasta: Path, bp: int, args: argparse.Namespace) -> dict:
             t_v, vamb_rows, vamb_cols = proc.stdout.split()
             vamb_best = min(float(t_v), vamb_best or float("inf"))
     return {
+        "split": time_split(fasta, args.min_length, args.reps),
         "ours": {
             "seconds": ours_best,
             "mbp_per_s": bp / ours_best / 1e6,
@@ -171,12 +209,16 @@ def main() -> None:
         genome_dir = ROOT / "resources" / "binning" / "genomes"
     result: dict = {"load_average_before": os.getloadavg(), "reps": args.reps, "layouts": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        fastas = {}
         for layout, width in (("one_line", 0), ("wrapped_60", 60)):
-            fasta = Path(tmp) / f"contigs_{layout}.fna"
-            n_contigs, bp = make_fasta(genome_dir, fasta, args.max_genomes, width=width)
+            fastas[layout] = Path(tmp) / f"contigs_{layout}.fna"
+            n_contigs, bp = make_fasta(genome_dir, fastas[layout], args.max_genomes, width=width)
             result["fasta"] = {"n_contigs": n_contigs, "bp": bp, "genomes": str(genome_dir)}
-            if layout == "one_line":
-                result["exact_counts_vs_naive"] = check_exact(fasta)
+        result["exact_counts_vs_naive"] = check_exact(fastas["one_line"])
+        result["same_profiles_all_layouts_and_engines"] = check_layouts(
+            list(fastas.values()), args.min_length
+        )
+        for layout, fasta in fastas.items():
             result["layouts"][layout] = compare(fasta, bp, args)
     result["load_average_after"] = os.getloadavg()
     one = result["layouts"]["one_line"]

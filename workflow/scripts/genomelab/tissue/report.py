@@ -97,6 +97,30 @@ def _diag_dicts(path: Path, rel_to: Path) -> list[dict[str, Any]]:
     return out
 
 
+def paired_test(model: dict[str, list], baseline: dict[str, list]) -> dict[str, Any]:
+    """Exact McNemar test of two classifiers on the same test samples.
+
+    ``model``/``baseline``: ``{"sample": [...], "true": [...], "pred": [...]}`` (the
+    ``predictions`` of a metrics JSON). Only the discordant samples count: ``only_model``
+    right by the model alone, ``only_baseline`` by the baseline alone; the two-sided p-value
+    is that of a fair coin giving so uneven a split (scipy's exact binomial test). On a few
+    dozen test samples a difference of one or two samples is noise, which this makes visible.
+    """
+    from scipy.stats import binomtest
+
+    if sorted(model["sample"]) != sorted(baseline["sample"]):
+        raise ValueError("paired test needs predictions on the same test samples")
+    right_b = {
+        s: t == p for s, t, p in zip(baseline["sample"], baseline["true"], baseline["pred"], strict=True)
+    }
+    right_m = {s: t == p for s, t, p in zip(model["sample"], model["true"], model["pred"], strict=True)}
+    only_model = sum(right_m[s] and not right_b[s] for s in right_m)
+    only_baseline = sum(right_b[s] and not right_m[s] for s in right_m)
+    n_disc = only_model + only_baseline
+    p = 1.0 if n_disc == 0 else float(binomtest(only_model, n_disc, 0.5).pvalue)
+    return {"n": len(right_m), "only_model": only_model, "only_baseline": only_baseline, "p_value": p}
+
+
 def build_summary(
     baselines_json: str | os.PathLike,
     model_metrics: dict[str, str | os.PathLike],
@@ -117,6 +141,9 @@ def build_summary(
         kinds[name] = "baseline"
         confusions[name] = (res["test"]["confusion"], res["test"]["classes"])
     histories, chance, notes = {}, {}, []
+    baseline_predictions = {
+        name: res["predictions"] for name, res in base["methods"].items() if "predictions" in res
+    }
     n_test = {name: res["test"]["n"] for name, res in base["methods"].items()}
     for path in model_metrics.values():
         m = json.loads(Path(path).read_text())
@@ -136,6 +163,13 @@ def build_summary(
             )
         if m["granularity"] == "file":
             confusions[title] = (m["test"]["confusion"], m["test"]["classes"])
+            for name, preds in baseline_predictions.items():
+                t = paired_test(m["predictions"], preds)
+                notes.append(
+                    f"{title} vs {name}, same {t['n']} test samples: {t['only_model']} right only by "
+                    f"the model, {t['only_baseline']} only by the baseline (exact McNemar p = "
+                    f"{t['p_value']:.2g})."
+                )
         else:
             notes.append(
                 f"{title}: metrics are over {m['test']['n']} single-region test examples, each "

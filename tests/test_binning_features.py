@@ -154,10 +154,12 @@ BAD_FILES = [
 
 
 @pytest.mark.parametrize("chunk_bytes", [3, 1 << 22])
+@pytest.mark.parametrize("gz", [False, True])
 @pytest.mark.parametrize("text, problem", BAD_FILES)
-def test_compiled_reader_raises_read_fastas_errors(tmp_path, text, problem, chunk_bytes):
+def test_compiled_reader_raises_read_fastas_errors(tmp_path, text, problem, chunk_bytes, gz):
+    """Plain files (memory-mapped) and gzip files (streamed through a buffer) alike."""
     path = tmp_path / "bad.fa"
-    path.write_bytes(text)
+    path.write_bytes(gzip.compress(text) if gz else text)
     with pytest.raises(ValueError, match=problem) as compiled:
         list(kmer_kernel.iter_fasta_profiles(path, chunk_bytes=chunk_bytes))
     assert str(path) in str(compiled.value)
@@ -186,11 +188,12 @@ def test_records_longer_than_the_counters_take_are_an_error(tmp_path, monkeypatc
         kmer_kernel.profile_block([b"ACGT" * 30])
 
 
-@pytest.mark.parametrize("chunk_bytes", [2, 5, 64])
-def test_record_chunks_hold_whole_records_with_a_sentinel(tmp_path, chunk_bytes):
+@pytest.mark.parametrize("chunk_bytes", [2, 5, 64, 1 << 22])
+@pytest.mark.parametrize("gz", [False, True])
+def test_record_chunks_hold_whole_records_with_a_sentinel(tmp_path, chunk_bytes, gz):
     text, records = tricky_fasta(np.random.default_rng(1), n_records=12)
     path = tmp_path / "c.fa"
-    path.write_bytes(text)
+    path.write_bytes(gzip.compress(text) if gz else text)
     pieces = []
     for data, start, stop in read_record_chunks(path, chunk_bytes):
         assert data[start] == ord(">") and data[stop] == ord(">")

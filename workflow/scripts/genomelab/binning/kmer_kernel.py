@@ -85,11 +85,12 @@ def _count_bases(buf, q, stop, classes, c6, c5, c4, c3, c2, c1):  # pragma: no c
     zeroed ``c6``..``c1``. ``buf[stop]`` must not be a base (a sentinel), so the inner loop
     tests nothing but the byte's class. Returns ``(end, n_skipped, gt_inside)``: where it
     stopped, the SKIP bytes passed, and whether it stopped at a '>' inside a sequence."""
+    # Indexing with an unsigned q spares numba's negative-index test in the hot loop.
     code = 0  # the last bases, 2 bits each; not masked, the counters mask it
     run = 0
     n_skipped = 0
     while True:
-        c = classes[buf[q]]
+        c = classes[buf[np.uint64(q)]]
         if c < 4:
             code = (code << 2) | c
             run += 1
@@ -98,7 +99,7 @@ def _count_bases(buf, q, stop, classes, c6, c5, c4, c3, c2, c1):  # pragma: no c
                 c6[code & 4095] += 1
                 # The common case, a run of bases: one lookup, shift and increment each.
                 while True:
-                    c = classes[buf[q]]
+                    c = classes[buf[np.uint64(q)]]
                     if c >= 4:
                         break
                     code = (code << 2) | c

@@ -362,3 +362,20 @@ def test_paired_test_counts_discordant_samples_in_any_order():
     assert paired_test(model, model)["p_value"] == 1.0
     with pytest.raises(ValueError, match="same test samples"):
         paired_test(model, {**baseline, "sample": list("fedcbz")})
+
+
+def test_prediction_batches_shrink_with_regions_and_do_not_change_results(easy):
+    from genomelab.tissue.training import eval_batch_size, predict_proba
+
+    data = easy["data"]
+    x = file_examples(data, "test")
+    mu, sd = np.full(len(data.regions), 0.5, np.float32), np.full(len(data.regions), 0.2, np.float32)
+    model = build_model("attention", {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
+    cpu = torch.device("cpu")
+    assert eval_batch_size(model, x, cpu) == 256  # 200 regions: far below the budget
+    # 51,089 regions (the real region set): a few samples per batch on the CPU, not 256.
+    wide = torch.utils.data.TensorDataset(torch.zeros(2, 51_089), torch.zeros(2, 51_089), torch.zeros(2))
+    assert 1 <= eval_batch_size(model, wide, cpu) <= 8
+    np.testing.assert_allclose(
+        predict_proba(model, x, cpu, batch_size=1), predict_proba(model, x, cpu), atol=1e-6
+    )

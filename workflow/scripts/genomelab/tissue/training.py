@@ -24,7 +24,7 @@ from genomelab.diagnostics.checks import (
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.tissue.dataset import TissueData, impute_standardise_params
 from genomelab.tissue.metrics import classification_metrics
-from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, build_model
+from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
 from genomelab.train.engine import TrainConfig, Trainer, config_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -72,14 +72,33 @@ def make_datasets(kind: str, data: TissueData, model_cfg: Any, seed: int) -> dic
     return {s: region_examples(data, s, model_cfg.regions_per_sample, seed) for s in ("train", "val", "test")}
 
 
+def eval_batch_size(model: torch.nn.Module, dataset: TensorDataset, device: torch.device) -> int:
+    """Examples per prediction batch, so that activations stay within a fixed budget.
+
+    The attention model holds several [B, R, dim or gate_hidden] float32 tensors at once:
+    with 51,089 regions that is ~70 MB per sample, so a fixed batch of 256 would need ~17 GB.
+    Budget: 256 MB on the CPU (the ensemble job), 1 GB on a GPU.
+    """
+    if not isinstance(model, RegionAttention):
+        return 256
+    n_regions = dataset.tensors[0].shape[1]
+    cfg = model.cfg
+    per_example = 4 * n_regions * (4 * cfg.dim + 3 * cfg.gate_hidden + cfg.heads + 8)
+    budget = 2**30 if device.type == "cuda" else 2**28
+    return int(max(1, min(256, budget // per_example)))
+
+
 @torch.no_grad()
 def predict_proba(
-    model: torch.nn.Module, dataset: TensorDataset, device: torch.device, batch_size: int = 256
+    model: torch.nn.Module, dataset: TensorDataset, device: torch.device, batch_size: int | None = None
 ) -> np.ndarray:
-    """Class probabilities float64 [n, C] of a TensorDataset (last tensor = labels, unused)."""
+    """Class probabilities float64 [n, C] of a TensorDataset (last tensor = labels, unused).
+
+    ``batch_size`` None: :func:`eval_batch_size`."""
     model.eval()
     out = []
     n = len(dataset)
+    batch_size = batch_size or eval_batch_size(model, dataset, device)
     for start in range(0, n, batch_size):
         batch = [t[start : start + batch_size].to(device) for t in dataset.tensors[:-1]]
         out.append(torch.softmax(model(*batch).float(), dim=-1).cpu())

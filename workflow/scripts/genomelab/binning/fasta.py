@@ -95,11 +95,11 @@ def read_record_chunks(
 
     A plain file is memory-mapped and handed out in pieces of about ``chunk_bytes`` (no
     copy: reading it into a buffer cost ~15% of the feature step; pieces are unmapped once
-    passed), its last record as a copy with the sentinel. A gzip file is inflated into one reused buffer of
-    ``chunk_bytes`` (grown while a single record does not fit), valid until the next
-    chunk is asked for: memory is bounded by the buffer plus the longest record. Raises
-    ``ValueError`` naming the file and line for text before the first header; yields
-    nothing for a file without any (the caller says so).
+    passed), its last record as a copy with the sentinel. A gzip file is inflated into
+    one reused buffer of ``chunk_bytes`` (grown while a single record does not fit),
+    valid until the next chunk is asked for. Either way memory is bounded by about a chunk
+    plus the longest record. Raises ``ValueError`` naming the file and line for text
+    before the first header; yields nothing for a file without any (the caller says so).
     """
     if chunk_bytes < 2:
         raise ValueError(f"chunk_bytes must be >= 2, not {chunk_bytes}")

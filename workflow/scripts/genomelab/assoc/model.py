@@ -363,7 +363,6 @@ class AssocModel(nn.Module):
         self,
         side: str,
         features: torch.Tensor,
-        vectors: torch.Tensor | None = None,
         exclude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Cold-start link vectors [n, link_dim] of ``side`` entities from their features.
@@ -415,7 +414,7 @@ class AssocModel(nn.Module):
         return torch.where(use_free.unsqueeze(1), free, imputed)
 
     def link_vectors_of(self, side: str) -> torch.Tensor:
-        """[N, link_dim] link vectors of the vocabulary (eval-mode ``link_table``)."""
+        """[N, link_dim] link vectors of the vocabulary (``link_table`` in the current mode)."""
         return self.link_table(side)
 
     def link_logits(self, direction: str, queries: torch.Tensor) -> torch.Tensor | float:

@@ -14,6 +14,7 @@ benchmarks/results/bench_assoc_latency.json.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -95,6 +96,8 @@ def main() -> None:
         "device": "cpu",
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
+        # Shared machines: timings are only comparable at a similar load.
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
         "n_candidates": len(tgt),
         "d_model": args.d_model,

@@ -317,15 +317,31 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
     test = combine_members(
         "mlp", data, files["model.pt"], files["metrics.json"], files["diagnostics.json"], tmp_path / "ens"
     )
-    # The ensemble's probabilities are the mean of what each saved member predicts.
     ens = torch.load(tmp_path / "ens" / "model.pt", weights_only=True)
     assert ens["seeds"] == [0, 1] and len(ens["members"]) == 2
+    # One member alone reproduces what training measured on the model in memory, so members
+    # are loaded correctly (weights and standardisation buffers).
+    single = combine_members(
+        "mlp",
+        data,
+        files["model.pt"][:1],
+        files["metrics.json"][:1],
+        files["diagnostics.json"][:1],
+        tmp_path / "one",
+    )
+    own = json.loads(files["metrics.json"][0].read_text())
+    assert (
+        single["nll"] == pytest.approx(own["test"]["nll"]) and single["accuracy"] == own["test"]["accuracy"]
+    )
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["predictions"] == own["predictions"]
+    # Two members: the mean of their probabilities, each predicted from its own file.
     x = file_examples(data, "test")
     mu, sd = np.zeros(len(data.regions), np.float32), np.ones(len(data.regions), np.float32)
     probs = []
-    for state in ens["members"]:
-        model = build_model("mlp", ens["model_config"], len(data.regions), len(data.classes), mu, sd, 150)
-        model.load_state_dict(state)
+    for path in files["model.pt"]:
+        ckpt = torch.load(path, weights_only=True)
+        model = build_model("mlp", ckpt["model_config"], len(data.regions), len(data.classes), mu, sd, 150)
+        model.load_state_dict(ckpt["model"])
         probs.append(predict_proba(model, x, torch.device("cpu")))
     expected = classification_metrics(x.tensors[-1].numpy(), np.mean(probs, axis=0), data.classes)
     assert test["nll"] == pytest.approx(expected["nll"]) and test["accuracy"] == expected["accuracy"]
@@ -337,17 +353,24 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
     checks = {r.name: r for r in read_results(tmp_path / "ens" / "diagnostics.json")}
     assert "mlp: ensemble prediction collapse (test)" in checks
     assert "2 members" in checks["mlp: validation loss vs chance"].message
-    # A member trained for another model kind (or task) is refused, naming its file.
-    with pytest.raises(ValueError, match=r"members/0/model\.pt.*kind"):
-        combine_members(
-            "attention",
-            data,
-            files["model.pt"],
-            files["metrics.json"],
-            files["diagnostics.json"],
-            tmp_path / "x",
-        )
-    assert not (tmp_path / "x" / "metrics.json").exists()
+
+    def refused(kind, task, idx, match):
+        with pytest.raises(ValueError, match=match):
+            combine_members(
+                kind,
+                task,
+                [files["model.pt"][i] for i in idx],
+                [files["metrics.json"][i] for i in idx],
+                [files["diagnostics.json"][i] for i in idx],
+                tmp_path / "x",
+            )
+        assert not (tmp_path / "x" / "metrics.json").exists()
+
+    # Members of another model kind, of other splits, or one member twice are refused.
+    refused("attention", data, [0, 1], r"members/0/model\.pt.*kind")
+    write_splits(make_splits(easy["h5"], TaskConfig(), seed=5), tmp_path / "other.tsv")
+    refused("mlp", load_task(easy["h5"], tmp_path / "other.tsv"), [0, 1], "training data and splits")
+    refused("mlp", data, [0, 0], "distinct seeds")
 
 
 def test_paired_test_counts_discordant_samples_in_any_order():

@@ -196,6 +196,10 @@ def test_changing_a_training_parameter_reruns_training_not_features(finished_run
     res = snakemake(finished_run, "-n", "--cores", "2", "--configfile", "config/test.yaml", str(override))
     jobs = job_counts(res.stdout)
     assert jobs.get("tissue_train", 0) >= 1, res.stdout
+    # Every ensemble member of every model retrains.
+    models = config["tissue"].get("models", ["mlp", "attention"])  # the schema's default
+    n_members = len(models) * config["tissue"]["ensemble"]
+    assert jobs.get("tissue_train_member") == n_members, res.stdout
     assert "tissue_features" not in jobs and "tissue_simulate" not in jobs, jobs
 
 

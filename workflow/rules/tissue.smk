@@ -274,11 +274,13 @@ rule tissue_train:
         f"{RESULTS}/benchmarks/tissue/ensemble_{{tissue_model}}.tsv"
     conda:
         ENV_TORCH
-    # Prediction with a few small models on the validation and test files: CPU is enough.
+    # Prediction with a few small models on the validation and test files: a CPU job of
+    # about 1 GB at 765 samples x 51,089 regions (features, 5 attention models, batches
+    # sized to 256 MB); more memory and time on a retry.
     threads: 1
     resources:
-        mem_mb=config["resources"]["training_mem_mb"],
-        runtime=30,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
     script:
         "../scripts/tissue_ensemble.py"
 

@@ -103,13 +103,19 @@ def paired_test(model: dict[str, list], baseline: dict[str, list]) -> dict[str, 
     ``model``/``baseline``: ``{"sample": [...], "true": [...], "pred": [...]}`` (the
     ``predictions`` of a metrics JSON). Only the discordant samples count: ``only_model``
     right by the model alone, ``only_baseline`` by the baseline alone; the two-sided p-value
-    is that of a fair coin giving so uneven a split (scipy's exact binomial test). On a few
-    dozen test samples a difference of one or two samples is noise, which this makes visible.
+    is that of a fair coin giving so uneven a split (scipy's exact binomial test; not corrected
+    for the several model x baseline pairs a summary shows). On a few dozen test samples a
+    difference of one or two samples is noise, which this makes visible.
     """
     from scipy.stats import binomtest
 
     if sorted(model["sample"]) != sorted(baseline["sample"]):
         raise ValueError("paired test needs predictions on the same test samples")
+    if len(set(model["sample"])) != len(model["sample"]):
+        raise ValueError("paired test needs unique sample names")
+    truth = dict(zip(baseline["sample"], baseline["true"], strict=True))
+    if any(truth[s] != t for s, t in zip(model["sample"], model["true"], strict=True)):
+        raise ValueError("paired test: the model's and the baseline's true labels differ for some samples")
     right_b = {
         s: t == p for s, t, p in zip(baseline["sample"], baseline["true"], baseline["pred"], strict=True)
     }

@@ -215,6 +215,10 @@ def train_model(
                 "regions": data.regions.tolist(),
                 "n_positions": data.n_positions,
                 "best_epoch": fit.best_epoch,
+                # What it was trained on and how (seed aside), so that an ensemble refuses
+                # a member of another run.
+                "data": run_config["data"],
+                "train_config": {k: v for k, v in dataclasses.asdict(train_cfg).items() if k != "seed"},
             },
             tmp,
         )
@@ -271,16 +275,22 @@ def training_checks(
 _SEVERITY = {PASS: 0, WARN: 1, FAIL: 2}
 
 
-def _load_member(path: Path, kind: str, data: TissueData) -> torch.nn.Module:
-    """A member's model from its ``model.pt``, checked against the task it is combined on."""
+def _load_member(path: Path, kind: str, data: TissueData, digest: str) -> tuple[torch.nn.Module, dict]:
+    """A member's model from its ``model.pt``, checked against the task it is combined on.
+
+    Returns the model (eval mode) and the checkpoint's metadata (everything but weights)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     for key, expected in (
         ("kind", kind),
         ("classes", data.classes.tolist()),
         ("regions", data.regions.tolist()),
+        ("data", digest),
     ):
         if ckpt.get(key) != expected:
-            raise ValueError(f"{path}: member {key} does not match the task being combined (stale member?)")
+            what = "training data and splits" if key == "data" else key
+            raise ValueError(
+                f"{path}: member {what} does not match the task being combined (a member of another run?)"
+            )
     n_regions = len(data.regions)
     # mu/sd are placeholders: the member's own standardisation buffers are loaded below.
     model = build_model(
@@ -293,7 +303,7 @@ def _load_member(path: Path, kind: str, data: TissueData) -> torch.nn.Module:
         int(ckpt["n_positions"]),
     )
     model.load_state_dict(ckpt["model"])
-    return model.eval()
+    return model.eval(), {k: v for k, v in ckpt.items() if k != "model"}
 
 
 def _worst_per_check(member_results: list[list[DiagnosticResult]]) -> list[DiagnosticResult]:
@@ -337,7 +347,22 @@ def combine_members(
     out_dir = Path(out_dir)
     dev = torch.device("cpu")
     infos = [json.loads(Path(p).read_text()) for p in member_metrics]
-    models = [_load_member(Path(p), kind, data) for p in member_models]
+    digest = data_digest(data)
+    loaded = [_load_member(Path(p), kind, data, digest) for p in member_models]
+    models = [m for m, _ in loaded]
+    # Members must differ only by their seed, and each metrics file must be its model's.
+    for path, (_, meta), info in zip(member_models, loaded, infos, strict=True):
+        if meta["model_config"] != loaded[0][1]["model_config"] or meta.get("train_config") != loaded[0][
+            1
+        ].get("train_config"):
+            raise ValueError(f"{path}: member trained with another model or training config than member 0")
+        if meta["best_epoch"] != info["best_epoch"] or info.get("model") != kind:
+            raise ValueError(
+                f"{path}: does not belong with its metrics file (best epoch or model kind differ)"
+            )
+    seeds = [int(info["train_config"]["seed"]) for info in infos]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"ensemble members must have distinct seeds, got {seeds}")
     cfg = CONFIGS[kind].from_dict(infos[0]["model_config"])
     # Region-level examples are drawn with a seed; evaluate on member 0's draw.
     datasets = make_datasets(kind, data, cfg, int(infos[0]["train_config"]["seed"]))

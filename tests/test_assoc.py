@@ -481,6 +481,15 @@ def test_knn_cold_start_imputes_from_linked_neighbours():
         )
         with_self = model.impute_link_vectors("target", model._target_feature_vectors[[0]])
     assert not torch.allclose(self_excluded, with_self)
+    # The vocabulary's neighbours are found once, in row chunks (memory n x k): any chunk size
+    # gives the same table, and it equals a direct search with each entity excluded.
+    idx, w = model.vocabulary_neighbours("target")
+    for rows in (1, 4, 4096):
+        chunked = model._knn_table("target", chunk_rows=rows)
+        assert torch.equal(chunked[0], idx) and torch.allclose(chunked[1], w)
+    direct = model._knn_neighbours("target", model._target_feature_vectors, torch.arange(9))
+    assert torch.equal(direct[0], idx) and torch.allclose(direct[1], w)
+    assert idx.shape == (9, 3) and not (idx == torch.arange(9)[:, None]).any()
     # A new entity with the features of an unlinked one is scored exactly like it, link term included.
     args = (model.target_text[[2]], model.target_text_mask[[2]], model.target_numeric[[2]])
     with torch.no_grad():

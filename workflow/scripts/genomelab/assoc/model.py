@@ -325,6 +325,10 @@ class AssocModel(nn.Module):
             # Derived from the feature buffers, hence not saved.
             self.register_buffer(f"_{side}_feature_vectors", vec, persistent=False)
         self._cache: dict | None = None
+        # The vocabulary's neighbours depend only on the fixed feature vectors and on which
+        # entities have training links, so they are found once (``vocabulary_neighbours``)
+        # instead of at every forward pass.
+        self._knn_cache: dict[str, tuple] = {}
 
     def n_entities(self, side: str) -> int:
         return int(getattr(self, f"{side}_text").shape[0])
@@ -359,6 +363,52 @@ class AssocModel(nn.Module):
         return self.id_embeddings[side] * getattr(self, f"{side}_linked").unsqueeze(1)
 
     # ------------------------------------------------------------------ link structure
+    @torch.no_grad()
+    def _knn_neighbours(
+        self, side: str, features: torch.Tensor, exclude: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``cold_start_k`` most similar linked ``side`` entities of each feature vector
+        [n, D]: vocabulary indices [n, k] and weights [n, k] (cosine similarities clipped at 0,
+        normalised to sum 1; k = 0 when no entity has links). ``exclude`` [n] (vocabulary
+        indices, -1 for none) keeps an entity out of its own neighbours. No gradient: the
+        feature vectors are fixed."""
+        linked = torch.nonzero(getattr(self, f"{side}_linked")).squeeze(1)
+        ref = getattr(self, f"_{side}_feature_vectors")[linked]
+        sims = features @ ref.T  # [n, n_linked]
+        if exclude is not None:
+            sims = sims.masked_fill(exclude[:, None] == linked[None, :], -torch.inf)
+        top = sims.topk(min(self.config.cold_start_k, len(linked)), dim=1)
+        weights = top.values.clamp_min(0.0)
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return linked[top.indices], weights
+
+    def _knn_table(self, side: str, chunk_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """Neighbours [N, k] and weights [N, k] of the whole ``side`` vocabulary (self
+        excluded), searched in row chunks: memory N x k plus a chunk, never N x N."""
+        vec = getattr(self, f"_{side}_feature_vectors")
+        parts = [
+            self._knn_neighbours(
+                side,
+                vec[a : a + chunk_rows],
+                exclude=torch.arange(a, min(a + chunk_rows, len(vec)), device=vec.device),
+            )
+            for a in range(0, len(vec), chunk_rows)
+        ]
+        if not parts:
+            return torch.zeros(0, 0, dtype=torch.long, device=vec.device), vec.new_zeros(0, 0)
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def vocabulary_neighbours(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_knn_table`` of ``side``, cached until the linked mask changes (in place, as
+        ``load_state_dict`` does, or by a move to another device)."""
+        linked = getattr(self, f"{side}_linked")
+        key = (linked._version, linked.data_ptr(), linked.device)
+        cached = self._knn_cache.get(side)
+        if cached is None or cached[0] != key:
+            cached = (key, *self._knn_table(side))
+            self._knn_cache[side] = cached
+        return cached[1], cached[2]
+
     def impute_link_vectors(
         self,
         side: str,
@@ -374,18 +424,16 @@ class AssocModel(nn.Module):
         cfg = self.config
         if cfg.cold_start == "mlp":
             return self.cold_proj[side](features)
-        linked = torch.nonzero(getattr(self, f"{side}_linked")).squeeze(1)
+        index, weights = self._knn_neighbours(side, features, exclude)
+        return self._weighted_links(side, index, weights)
+
+    def _weighted_links(self, side: str, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """sum_j weights[:, j] * free[index[:, j]]: [n, link_dim], zero when k = 0; gradients
+        reach the neighbours' free vectors."""
         free = self.link_vectors[side]
-        if len(linked) == 0:
-            return free.new_zeros(len(features), cfg.link_dim)
-        ref = getattr(self, f"_{side}_feature_vectors")[linked]
-        sims = features @ ref.T  # [n, n_linked]
-        if exclude is not None:
-            sims = sims.masked_fill(exclude[:, None] == linked[None, :], -torch.inf)
-        top = sims.topk(min(cfg.cold_start_k, len(linked)), dim=1)
-        weights = top.values.clamp_min(0.0)
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        return (weights.unsqueeze(-1) * free[linked[top.indices]]).sum(dim=1)
+        if index.shape[1] == 0:
+            return free.new_zeros(len(index), self.config.link_dim)
+        return (weights.unsqueeze(-1) * free[index]).sum(dim=1)
 
     def link_table(self, side: str, features: torch.Tensor | None = None) -> torch.Tensor:
         """[N, link_dim] link vectors of the ``side`` vocabulary.
@@ -405,8 +453,7 @@ class AssocModel(nn.Module):
         if self.training and cfg.cold_start_dropout > 0:
             use_free = linked & (torch.rand(len(linked), device=linked.device) >= cfg.cold_start_dropout)
         if cfg.cold_start == "knn":
-            vec = getattr(self, f"_{side}_feature_vectors")
-            imputed = self.impute_link_vectors(side, vec, exclude=torch.arange(len(vec), device=vec.device))
+            imputed = self._weighted_links(side, *self.vocabulary_neighbours(side))
         else:
             if features is None:
                 features = self.encode(side, id_embedding=False)

@@ -57,7 +57,8 @@ def test_kill9_and_sigterm_then_resume_give_the_uninterrupted_weights(tmp_path):
     proc.send_signal(signal.SIGTERM)  # SLURM preemption: save and exit 128 + 15
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "stopped by signal 15" in err, err[-2000:]
-    # No temporary or truncated checkpoint is left that could be mistaken for a good one.
+    # No temporary or truncated checkpoint is left that could be mistaken for a good one (a
+    # kill -9 during a write leaves a temporary file; the next run removes it).
     assert sorted(p.name for p in (run / "state").iterdir()) in (["best.pt", "last.pt"], ["last.pt"])
 
     final = subprocess.run(

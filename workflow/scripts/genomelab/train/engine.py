@@ -549,6 +549,13 @@ class Trainer:
                 "a non-empty validation set is required (early stopping and best checkpoint are chosen on it)"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # A process killed (kill -9, OOM, node failure) while writing a checkpoint leaves its
+        # temporary file (io.atomic) behind; last.pt itself is intact. One trainer owns a
+        # state folder, so such leftovers are removed instead of piling up.
+        for name in (LAST, BEST):
+            for stale in self.state_dir.glob(f".{name}.*.tmp*"):
+                logger.info("removing %s, left by a run killed while writing a checkpoint", stale)
+                stale.unlink(missing_ok=True)
         from genomelab.runtime import seed_everything
 
         # Ranks share the seed of the permutation but draw different dropout masks.

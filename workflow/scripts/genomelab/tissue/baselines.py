@@ -119,11 +119,7 @@ def run_baselines(data: TissueData, cfg: BaselineConfig, seed: int = 0) -> dict[
             "params": params,
             "val": classification_metrics(data.y[val], proba[val], data.classes),
             "test": classification_metrics(data.y[test], proba[test], data.classes),
-            "predictions": {
-                "sample": data.samples[test].tolist(),
-                "true": data.y[test].tolist(),
-                "pred": proba[test].argmax(1).tolist(),
-            },
+            "predictions": data.predictions("test", proba[test]),
         }
         logger.info(
             "%s: test accuracy %.3f, balanced %.3f, macro-F1 %.3f",

@@ -75,6 +75,19 @@ class TissueData:
     def index(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
 
+    def predictions(self, split: str, proba: np.ndarray) -> dict[str, list]:
+        """Per-sample record of a split's predictions, as metrics JSON files keep it (the
+        summary's paired tests match models and baselines on it): sample names, true and
+        predicted class indices. ``proba``: [n_split, C] in ``index(split)`` order."""
+        idx = self.index(split)
+        if len(proba) != len(idx):
+            raise ValueError(f"{len(proba)} predictions for {len(idx)} {split} samples")
+        return {
+            "sample": self.samples[idx].tolist(),
+            "true": self.y[idx].tolist(),
+            "pred": np.asarray(proba).argmax(1).tolist(),
+        }
+
     def subset(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(means, coverage, y)`` rows of one split."""
         idx = self.index(split)

@@ -183,7 +183,6 @@ def train_model(
         s: classification_metrics(datasets[s].tensors[-1].numpy(), probs[s], data.classes)
         for s in ("val", "test")
     }
-    test_idx = data.index("test")
     extra = {
         "model": kind,
         "title": MODEL_TITLES[kind],
@@ -199,11 +198,7 @@ def train_model(
         "stopped_reason": fit.stopped_reason,
     }
     if kind in FILE_LEVEL:
-        extra["predictions"] = {
-            "sample": data.samples[test_idx].tolist(),
-            "true": data.y[test_idx].tolist(),
-            "pred": probs["test"].argmax(1).tolist(),
-        }
+        extra["predictions"] = data.predictions("test", probs["test"])
     trainer.write_metrics(extra)
     with atomic_output(out_dir / "model.pt") as tmp:
         torch.save(
@@ -415,12 +410,7 @@ def combine_members(
         }
     )
     if kind in FILE_LEVEL:
-        test_idx = data.index("test")
-        payload["predictions"] = {
-            "sample": data.samples[test_idx].tolist(),
-            "true": data.y[test_idx].tolist(),
-            "pred": probs["test"].argmax(1).tolist(),
-        }
+        payload["predictions"] = data.predictions("test", probs["test"])
     with atomic_output(out_dir / "model.pt") as tmp:
         torch.save(
             {

@@ -19,7 +19,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -238,31 +238,20 @@ def _union_length(intervals: Iterable[tuple[int, int]], length: int) -> int:
     return int((np.cumsum(diff[:-1]) > 0).sum())
 
 
-def process_data(
-    source: Source,
-    genome_fasta: str | os.PathLike,
-    value_field: str = "tpm",
-    annotation: str | os.PathLike | None = None,
-    contig: str | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, Normaliser, dict[str, Any]]:
-    """Parse the three collections, join on b-numbers and normalise expression.
+def _collect_genes(
+    source: Source, annotation: str | os.PathLike | None
+) -> tuple[dict[str, dict[str, Any]], int, int]:
+    """Genes from geneDatamart, with coordinates from ``annotation`` overriding where given.
 
-    Returns (genes [n_genes rows, GENE_COLUMNS], operons [n_operons rows, OPERON_COLUMNS],
-    the fitted normaliser, the data report). Streaming: only per-gene running sums are kept.
+    Returns ({b-number: record}, documents read, documents that could not be parsed).
     """
-    if value_field not in VALUE_FIELDS:
-        raise ValueError(f"regulon.expression.value must be one of {VALUE_FIELDS}, not {value_field!r}")
-    contig_name, n_bp = genome_length(genome_fasta, contig)
-    warnings: list[str] = []
-
-    # Genes: geneDatamart, then the annotation file overrides coordinates where given.
     genes: dict[str, dict[str, Any]] = {}
-    n_gene_docs = n_gene_bad = 0
+    n_docs = n_bad = 0
     for doc in source.iter(GENE_DATAMART):
-        n_gene_docs += 1
+        n_docs += 1
         rec = parse_gene_doc(doc)
         if rec is None:
-            n_gene_bad += 1
+            n_bad += 1
             continue
         genes[rec["bnumber"]] = rec
     if annotation is not None:
@@ -273,46 +262,61 @@ def process_data(
             )
             rec.update(start=int(row.start), end=int(row.end), strand=row.strand)
         logger.info("annotation %s: %d genes", annotation, len(ann))
+    return genes, n_docs, n_bad
 
-    # Expression: running sums of log1p(value) per gene over datasets; raw statistics for the report.
-    sums: dict[str, float] = defaultdict(float)
-    raw_sums: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-    dataset_totals: dict[str, float] = defaultdict(float)
-    field_seen = dict.fromkeys(VALUE_FIELDS, 0)
-    n_expr_docs = n_missing = n_negative = n_nonfinite = n_nonint = n_unmatched = 0
-    vmin, vmax = math.inf, -math.inf
-    unmatched: set[str] = set()
-    uniq_small: set[float] = set()
-    for doc in source.iter(GENE_EXPRESSION):
-        n_expr_docs += 1
+
+@dataclass
+class _ExpressionTally:
+    """Streaming per-gene sums of one value field over every expression document.
+
+    Only running sums are kept (memory: genes, not documents), plus the counts of dropped
+    values and the raw range that the data report and its warnings need.
+    """
+
+    value_field: str
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    raw_sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dataset_totals: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    field_seen: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VALUE_FIELDS, 0))
+    n_docs: int = 0
+    n_missing: int = 0
+    n_negative: int = 0
+    n_nonfinite: int = 0
+    n_nonint: int = 0
+    n_unmatched: int = 0
+    vmin: float = math.inf
+    vmax: float = -math.inf
+    unmatched: set[str] = field(default_factory=set)
+    uniq_small: set[float] = field(default_factory=set)
+
+    def add(self, doc: dict[str, Any], genes: dict[str, dict[str, Any]]) -> None:
+        """Count one expression document; adds a gene to ``genes`` from the document's own coordinates."""
+        self.n_docs += 1
         for f in VALUE_FIELDS:
-            field_seen[f] += doc.get(f) is not None
-        parsed = parse_expression_doc(doc, value_field)
-        if parsed is None:
-            n_missing += 1
-            continue
+            self.field_seen[f] += doc.get(f) is not None
+        parsed = parse_expression_doc(doc, self.value_field)
+        if parsed is None or parsed[2] is None:
+            self.n_missing += 1
+            return
         dataset, bnumber, value, gene_sub = parsed
-        if value is None:
-            n_missing += 1
-            continue
         if not math.isfinite(value):
-            n_nonfinite += 1
-            continue
+            self.n_nonfinite += 1
+            return
         if value < 0:
-            n_negative += 1
-            continue
-        if value_field == "count" and value != int(value):
-            n_nonint += 1
-        if len(uniq_small) <= 3:
-            uniq_small.add(value)
-        vmin, vmax = min(vmin, value), max(vmax, value)
+            self.n_negative += 1
+            return
+        if self.value_field == "count" and value != int(value):
+            self.n_nonint += 1
+        if len(self.uniq_small) <= 3:
+            self.uniq_small.add(value)
+        self.vmin, self.vmax = min(self.vmin, value), max(self.vmax, value)
         if bnumber not in genes:
             coords = _coords(gene_sub)
             if coords is None:
-                n_unmatched += 1
-                unmatched.add(bnumber)
-                continue
+                self.n_unmatched += 1
+                self.unmatched.add(bnumber)
+                return
             # Coordinates from the expression document itself; strand stays unknown.
             genes[bnumber] = {
                 "bnumber": bnumber,
@@ -322,40 +326,64 @@ def process_data(
                 "end": coords[1],
                 "strand": None,
             }
-        sums[bnumber] += math.log1p(value)
-        raw_sums[bnumber] += value
-        counts[bnumber] += 1
-        dataset_totals[dataset] += value
-    if n_expr_docs == 0:
-        raise ValueError(f"{source.describe()}: collection {GENE_EXPRESSION} is empty")
-    if not counts:
-        raise ValueError(
-            f"{source.describe()}: no {GENE_EXPRESSION} document has a usable {value_field!r} "
-            f"value (fields present: {field_seen})"
-        )
+        self.sums[bnumber] += math.log1p(value)
+        self.raw_sums[bnumber] += value
+        self.counts[bnumber] += 1
+        self.dataset_totals[dataset] += value
 
-    no_strand = sorted(b for b, g in genes.items() if g.get("strand") is None)
-    if no_strand:
-        warnings.append(
-            f"{len(no_strand)} genes have no strand (e.g. {no_strand[:3]}) and are dropped; "
-            "give regulon.annotation (GFF/GenBank) to place them"
-        )
-    out_of_range = sorted(b for b, g in genes.items() if g.get("strand") and g["end"] > n_bp)
-    if out_of_range:
-        warnings.append(f"{len(out_of_range)} genes end beyond {contig_name} ({n_bp} bp) and are dropped")
-    keep = [b for b, g in genes.items() if g.get("strand") and g["end"] <= n_bp]
+    def warnings(self, n_measured: int) -> list[str]:
+        """Warnings for units and ranges that point at the history's failures."""
+        vf = self.value_field
+        out: list[str] = []
+        if self.uniq_small <= {0.0, 1.0}:
+            out.append(f"{vf} values are only 0/1: presence flags, not measurements")
+        if vf == "tpm":
+            for ds, total in self.dataset_totals.items():
+                if not 0.5e6 <= total <= 1.5e6 and n_measured > 1000:
+                    out.append(
+                        f"dataset {ds}: TPM sums to {total:.3g}, not ~1e6 (values may be FPKM, counts "
+                        "or a gene subset)"
+                    )
+                    break
+        if self.vmax < 25 and any(v != int(v) for v in self.uniq_small):
+            out.append(
+                f"{vf} values span only {self.vmin:.3g}..{self.vmax:.3g}: they may be log-transformed "
+                "already (log1p is applied again)"
+            )
+        if self.vmax > 1e7:
+            out.append(f"{vf} maximum {self.vmax:.3g} is implausibly large")
+        if self.n_negative:
+            out.append(f"{self.n_negative} negative {vf} values were dropped")
+        if self.n_nonfinite:
+            out.append(f"{self.n_nonfinite} non-finite {vf} values were dropped")
+        if self.n_nonint:
+            out.append(f"{self.n_nonint} {vf} values are not integers")
+        if self.unmatched:
+            out.append(
+                f"{len(self.unmatched)} expression b-numbers match no gene and have no coordinates "
+                f"(e.g. {sorted(self.unmatched)[:3]})"
+            )
+        return out
 
-    # Operons: member gene ids (geneDatamart ids or b-numbers) resolve to b-numbers.
+
+def _collect_operons(
+    source: Source, genes: dict[str, dict[str, Any]], keep: list[str]
+) -> tuple[pd.DataFrame, dict[str, str], int, int]:
+    """Operons whose member gene ids (geneDatamart ids or b-numbers) resolve to kept b-numbers.
+
+    Returns (operons [OPERON_COLUMNS], {b-number: operon id}, documents read, unresolved operons).
+    """
     by_id = {g["gene_id"]: b for b, g in genes.items()}
+    kept = set(keep)
     operon_rows, gene_operon = [], {}
-    n_operon_docs = n_operon_unresolved = 0
+    n_docs = n_unresolved = 0
     for doc in source.iter(OPERON_DATAMART):
-        n_operon_docs += 1
+        n_docs += 1
         rec = parse_operon_doc(doc)
         if rec is None:
             continue
         members = [by_id.get(m, m) for m in rec["members"]]
-        members = [m for m in members if m in genes and m in keep]
+        members = [m for m in members if m in genes and m in kept]
         if members:
             start = min(genes[m]["start"] for m in members)
             end = max(genes[m]["end"] for m in members)
@@ -363,34 +391,39 @@ def process_data(
         elif rec["fallback"] is not None and rec["strand"]:
             start, end = rec["fallback"]
             strand = rec["strand"]
-            n_operon_unresolved += 1
+            n_unresolved += 1
         else:
-            n_operon_unresolved += 1
+            n_unresolved += 1
             continue
         for m in members:
             gene_operon[m] = rec["operon_id"]
         operon_rows.append(
             (rec["operon_id"], rec["name"], strand, start, end, len(members), ",".join(members))
         )
-    operons = pd.DataFrame(operon_rows, columns=OPERON_COLUMNS)
+    return pd.DataFrame(operon_rows, columns=OPERON_COLUMNS), gene_operon, n_docs, n_unresolved
 
-    bn = np.asarray(keep)
-    n_ds = np.asarray([counts.get(b, 0) for b in keep], dtype=np.int64)
+
+def _gene_table(
+    genes: dict[str, dict[str, Any]],
+    keep: list[str],
+    gene_operon: dict[str, str],
+    tally: _ExpressionTally,
+    norm_fit: Any,
+) -> tuple[pd.DataFrame, np.ndarray, Normaliser]:
+    """The gene table [GENE_COLUMNS] sorted by position, its log1p means and the fitted normaliser."""
+    n_ds = np.asarray([tally.counts.get(b, 0) for b in keep], dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_mean = np.where(
-            n_ds > 0, np.asarray([sums.get(b, 0.0) for b in keep]) / np.maximum(n_ds, 1), np.nan
+            n_ds > 0, np.asarray([tally.sums.get(b, 0.0) for b in keep]) / np.maximum(n_ds, 1), np.nan
         )
         raw_mean = np.where(
-            n_ds > 0, np.asarray([raw_sums.get(b, 0.0) for b in keep]) / np.maximum(n_ds, 1), np.nan
+            n_ds > 0, np.asarray([tally.raw_sums.get(b, 0.0) for b in keep]) / np.maximum(n_ds, 1), np.nan
         )
-    try:
-        norm = Normaliser.fit(log_mean, value_field)
-    except ValueError as exc:
-        raise ValueError(f"{source.describe()}: {value_field} values cannot be normalised: {exc}") from exc
+    norm = norm_fit(log_mean)
     table = (
         pd.DataFrame(
             {
-                "bnumber": bn,
+                "bnumber": np.asarray(keep),
                 "gene_id": [genes[b]["gene_id"] for b in keep],
                 "name": [genes[b]["name"] for b in keep],
                 "start": [genes[b]["start"] for b in keep],
@@ -407,39 +440,65 @@ def process_data(
         .sort_values(["start", "end", "bnumber"])
         .reset_index(drop=True)
     )
+    return table, log_mean, norm
+
+
+def process_data(
+    source: Source,
+    genome_fasta: str | os.PathLike,
+    value_field: str = "tpm",
+    annotation: str | os.PathLike | None = None,
+    contig: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, Normaliser, dict[str, Any]]:
+    """Parse the three collections, join on b-numbers and normalise expression.
+
+    Returns (genes [n_genes rows, GENE_COLUMNS], operons [n_operons rows, OPERON_COLUMNS],
+    the fitted normaliser, the data report). Streaming: only per-gene running sums are kept.
+    """
+    if value_field not in VALUE_FIELDS:
+        raise ValueError(f"regulon.expression.value must be one of {VALUE_FIELDS}, not {value_field!r}")
+    contig_name, n_bp = genome_length(genome_fasta, contig)
+
+    genes, n_gene_docs, n_gene_bad = _collect_genes(source, annotation)
+    tally = _ExpressionTally(value_field)
+    for doc in source.iter(GENE_EXPRESSION):
+        tally.add(doc, genes)
+    if tally.n_docs == 0:
+        raise ValueError(f"{source.describe()}: collection {GENE_EXPRESSION} is empty")
+    if not tally.counts:
+        raise ValueError(
+            f"{source.describe()}: no {GENE_EXPRESSION} document has a usable {value_field!r} "
+            f"value (fields present: {tally.field_seen})"
+        )
+
+    warnings: list[str] = []
+    no_strand = sorted(b for b, g in genes.items() if g.get("strand") is None)
+    if no_strand:
+        warnings.append(
+            f"{len(no_strand)} genes have no strand (e.g. {no_strand[:3]}) and are dropped; "
+            "give regulon.annotation (GFF/GenBank) to place them"
+        )
+    out_of_range = sorted(b for b, g in genes.items() if g.get("strand") and g["end"] > n_bp)
+    if out_of_range:
+        warnings.append(f"{len(out_of_range)} genes end beyond {contig_name} ({n_bp} bp) and are dropped")
+    keep = [b for b, g in genes.items() if g.get("strand") and g["end"] <= n_bp]
+
+    operons, gene_operon, n_operon_docs, n_operon_unresolved = _collect_operons(source, genes, keep)
+
+    def fit_normaliser(log_mean: np.ndarray) -> Normaliser:
+        try:
+            return Normaliser.fit(log_mean, value_field)
+        except ValueError as exc:
+            raise ValueError(
+                f"{source.describe()}: {value_field} values cannot be normalised: {exc}"
+            ) from exc
+
+    table, log_mean, norm = _gene_table(genes, keep, gene_operon, tally, fit_normaliser)
 
     measured = table[table["n_datasets"] > 0]
     covered = _union_length(zip(measured["start"], measured["end"], strict=True), n_bp)
     annotated = _union_length(zip(table["start"], table["end"], strict=True), n_bp)
-    # Warnings for units and ranges that point at the history's failures.
-    if uniq_small <= {0.0, 1.0}:
-        warnings.append(f"{value_field} values are only 0/1: presence flags, not measurements")
-    if value_field == "tpm":
-        for ds, total in dataset_totals.items():
-            if not 0.5e6 <= total <= 1.5e6 and len(measured) > 1000:
-                warnings.append(
-                    f"dataset {ds}: TPM sums to {total:.3g}, not ~1e6 (values may be FPKM, counts "
-                    "or a gene subset)"
-                )
-                break
-    if vmax < 25 and any(v != int(v) for v in uniq_small):
-        warnings.append(
-            f"{value_field} values span only {vmin:.3g}..{vmax:.3g}: they may be log-transformed "
-            "already (log1p is applied again)"
-        )
-    if vmax > 1e7:
-        warnings.append(f"{value_field} maximum {vmax:.3g} is implausibly large")
-    if n_negative:
-        warnings.append(f"{n_negative} negative {value_field} values were dropped")
-    if n_nonfinite:
-        warnings.append(f"{n_nonfinite} non-finite {value_field} values were dropped")
-    if n_nonint:
-        warnings.append(f"{n_nonint} {value_field} values are not integers")
-    if unmatched:
-        warnings.append(
-            f"{len(unmatched)} expression b-numbers match no gene and have no coordinates "
-            f"(e.g. {sorted(unmatched)[:3]})"
-        )
+    warnings += tally.warnings(len(measured))
     if covered / n_bp < 0.2:
         warnings.append(f"measured gene bodies cover only {covered / n_bp:.1%} of {contig_name}")
     for w in warnings:
@@ -452,24 +511,24 @@ def process_data(
         "value_field": value_field,
         "documents": {
             GENE_DATAMART: n_gene_docs,
-            GENE_EXPRESSION: n_expr_docs,
+            GENE_EXPRESSION: tally.n_docs,
             OPERON_DATAMART: n_operon_docs,
         },
-        "fields_present": field_seen,
-        "n_datasets": len(dataset_totals),
-        "dataset_totals": dict(sorted(dataset_totals.items())[:50]),
+        "fields_present": tally.field_seen,
+        "n_datasets": len(tally.dataset_totals),
+        "dataset_totals": dict(sorted(tally.dataset_totals.items())[:50]),
         "n_genes": len(table),
         "n_genes_measured": len(measured),
         "n_genes_dropped_bad_docs": n_gene_bad,
         "n_operons": len(operons),
         "n_operons_unresolved": n_operon_unresolved,
-        "n_values_missing": n_missing,
-        "n_values_negative": n_negative,
-        "n_values_nonfinite": n_nonfinite,
-        "n_expression_unmatched": n_unmatched,
+        "n_values_missing": tally.n_missing,
+        "n_values_negative": tally.n_negative,
+        "n_values_nonfinite": tally.n_nonfinite,
+        "n_expression_unmatched": tally.n_unmatched,
         "raw_range": {
-            "min": vmin,
-            "max": vmax,
+            "min": tally.vmin,
+            "max": tally.vmax,
             "median_gene": float(np.median(finite_raw)),
             "p99_gene": float(np.quantile(finite_raw, 0.99)),
         },

@@ -33,3 +33,18 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for tests of tiny models.
+
+    A second thread only adds synchronisation for models this small, and on a busy 2-core
+    machine (CI runs two pytest workers) extra threads spin against each other.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

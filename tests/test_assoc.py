@@ -21,13 +21,7 @@ from genomelab.assoc.model import AssocModel, AssocModelConfig, feature_vectors,
 TEST_DATA = Path(__file__).parent / "data" / "assoc"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models gain nothing from threads; on a shared 2-core machine they only contend.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------ helpers

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 from genomelab.assoc import cli, demo_data
 from genomelab.assoc.features import kmer_profile
@@ -14,12 +13,7 @@ from genomelab.assoc.features import kmer_profile
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_demo_tables_rebuild_identically(shared_data, tmp_path):

@@ -42,13 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_TARGETS = {"block_bp": 6144, "window_bp": 2048, "stride_bp": 1024}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine more threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

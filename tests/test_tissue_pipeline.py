@@ -21,13 +21,7 @@ from genomelab.tissue.training import file_examples, train_model
 TRAIN = {"max_epochs": 25, "batch_size": 8, "lr": 0.005, "patience": 25}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models: a second intra-op thread only adds synchronisation, badly so on a busy machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

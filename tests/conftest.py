@@ -48,3 +48,46 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+DECONV_TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
+
+
+@pytest.fixture(scope="session")
+def simulate_deconv_sources():
+    """Factory: simulated individuals of six tissues (two blood), split by individual, and a
+    reference built from the training individuals, written like the workflow writes them.
+
+    ``make(d, n_regions, markers=(hypo, hyper, blood), n_new, seed)`` returns
+    ``(SimulationConfig, sources, reference, selection record)``; markers per tissue of the
+    reference equal the simulated hypo/hyper counts, pairwise markers the hyper count.
+    """
+
+    def make(d: Path, n_regions: int, markers: tuple[int, int, int], n_new: int, seed: int):
+        from genomelab.deconv import io as dio
+        from genomelab.deconv.reference import ReferenceConfig, build_reference
+        from genomelab.deconv.simulate import SimulationConfig, simulate_demo
+        from genomelab.splits import group_split
+
+        hypo, hyper, blood = markers
+        cfg = SimulationConfig(
+            tissues=DECONV_TISSUES,
+            blood=DECONV_TISSUES[:2],
+            samples_per_tissue=4,
+            n_regions=n_regions,
+            hypo_markers=hypo,
+            hyper_markers=hyper,
+            blood_markers=blood,
+            n_new_samples=n_new,
+            seed=seed,
+        )
+        simulate_demo(cfg, d / "samples", d / "sheet.tsv", d / "new.csv", d / "truth.csv", d / "profiles.csv")
+        src = dio.sources_from_sheet(d / "sheet.tsv")
+        src.splits = group_split(src.groups, (0.5, 0.25, 0.25), seed=0, stratify=src.tissues)
+        ref, record = build_reference(
+            src.subset(src.splits == "train"),
+            ReferenceConfig(hypo_per_tissue=hypo, hyper_per_tissue=hyper, pairwise_per_tissue=hyper),
+        )
+        return cfg, src, ref, record
+
+    return make

@@ -18,34 +18,16 @@ from genomelab.deconv.mixtures import (
 from genomelab.deconv.nnls import deconvolve_nnls, nnls_batched, nnls_gram
 from genomelab.deconv.reference import ReferenceConfig, build_reference, select_markers
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
-from genomelab.splits import group_split
 from scipy.optimize import nnls as scipy_nnls
 
 TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, simulate_deconv_sources):
     """A small simulated data set: sheet, sources split by individual, reference, mixtures."""
     d = tmp_path_factory.mktemp("deconv_demo")
-    cfg = SimulationConfig(
-        tissues=TISSUES,
-        blood=TISSUES[:2],
-        samples_per_tissue=4,
-        n_regions=200,
-        hypo_markers=12,
-        hyper_markers=4,
-        blood_markers=10,
-        n_new_samples=4,
-        seed=3,
-    )
-    simulate_demo(cfg, d / "samples", d / "sheet.tsv", d / "new.csv", d / "truth.csv", d / "profiles.csv")
-    src = dio.sources_from_sheet(d / "sheet.tsv")
-    src.splits = group_split(src.groups, (0.5, 0.25, 0.25), seed=0, stratify=src.tissues)
-    ref, record = build_reference(
-        src.subset(src.splits == "train"),
-        ReferenceConfig(hypo_per_tissue=12, hyper_per_tissue=4, pairwise_per_tissue=4),
-    )
+    cfg, src, ref, record = simulate_deconv_sources(d, n_regions=200, markers=(12, 4, 10), n_new=4, seed=3)
     return {"dir": d, "cfg": cfg, "src": src, "ref": ref, "record": record}
 
 

@@ -12,9 +12,6 @@ from genomelab.deconv.metrics import deconv_metrics
 from genomelab.deconv.mixtures import PhaseConfig, make_mixtures, write_mixtures
 from genomelab.deconv.model import DeconvNet, DeconvNetConfig, load_model, save_model
 from genomelab.deconv.nnls import deconvolve_nnls
-from genomelab.deconv.reference import ReferenceConfig, build_reference
-from genomelab.deconv.simulate import SimulationConfig, simulate_demo
-from genomelab.splits import group_split
 
 TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
 TRAIN = {
@@ -29,27 +26,10 @@ TRAIN = {
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, simulate_deconv_sources):
     """Simulated individuals, a reference and phase-3 mixtures written like the workflow does."""
     d = tmp_path_factory.mktemp("deconv_model")
-    cfg = SimulationConfig(
-        tissues=TISSUES,
-        blood=TISSUES[:2],
-        samples_per_tissue=4,
-        n_regions=300,
-        hypo_markers=25,
-        hyper_markers=6,
-        blood_markers=20,
-        n_new_samples=5,
-        seed=7,
-    )
-    simulate_demo(cfg, d / "samples", d / "sheet.tsv", d / "new.csv", d / "truth.csv", d / "profiles.csv")
-    src = dio.sources_from_sheet(d / "sheet.tsv")
-    src.splits = group_split(src.groups, (0.5, 0.25, 0.25), seed=0, stratify=src.tissues)
-    ref, _ = build_reference(
-        src.subset(src.splits == "train"),
-        ReferenceConfig(hypo_per_tissue=25, hyper_per_tissue=6, pairwise_per_tissue=6),
-    )
+    _, src, ref, _ = simulate_deconv_sources(d, n_regions=300, markers=(25, 6, 20), n_new=5, seed=7)
     dio.write_table(d / "reference.tsv", ref.profiles, ref.regions, ref.tissues)
     phase = PhaseConfig(
         n_train=1500,

@@ -1,5 +1,6 @@
-"""A rule-like script for tests/test_train_distributed.py: run_rule with ``resources.gpu = N``.
+"""A rule-like script for tests/test_train_distributed.py: dispatch with ``resources.gpu = N``.
 
+Like workflow/scripts/run_step.py, it dispatches by rule name (here to a toy registry);
 run_rule sees N > 1 outside a process group and starts this very file again under torchrun
 with N processes; each trains data-parallel and rank 0 saves the weights.
 """
@@ -13,7 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from genomelab.entry import run_rule  # noqa: E402
+from genomelab.entry import dispatch  # noqa: E402
 from test_train_distributed import train_once  # noqa: E402
 
 
@@ -44,4 +45,4 @@ if __name__ == "__main__":
         output=[str(out / "weights.pt")],
         config={"seed": 1},
     )
-    run_rule(smk, step)
+    dispatch(smk, {"toy_train": "relaunch_worker:step"})

@@ -489,13 +489,13 @@ def best_weights(copy: Path, module: str) -> dict[Path, dict[str, Any]]:
 def test_requeued_training_job_resumes_from_last_checkpoint(
     runs: Runs, slurm_cluster: SlurmCluster, tmp_path: Path
 ):
-    train = sorted(r for r in runs.plan.remote if r.endswith(("_train", "_train_member")))
+    train = sorted(r for r in runs.plan.remote if r.endswith("_train"))
     if not train:
         pytest.skip(f"{CONFIG} plans no *_train rule yet (planned: {sorted(runs.plan.remote)})")
-    # The tissue module trains ensemble members (tissue_train_member) that tissue_train combines.
-    rule = "tissue_train_member" if "tissue_train_member" in train else train[0]
+    # The tissue module trains ensemble members (tissue_train) that tissue_ensemble combines.
+    rule = "tissue_train" if "tissue_train" in train else train[0]
     module = rule.split("_")[0]
-    until = "tissue_train" if rule == "tissue_train_member" else rule
+    until = "tissue_ensemble" if rule == "tissue_train" else rule
     earlier = engine_metrics(runs.local, module)
     assert earlier, f"{rule} wrote no engine metrics JSON (history + train_config) under results/{module}"
     # Long enough to be caught running, short enough for CI; no early stop, so both runs

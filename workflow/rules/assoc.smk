@@ -58,7 +58,7 @@ rule assoc_data:
         data=ASSOC["data"],
         seed=config["seed"],
     script:
-        "../scripts/assoc_data.py"
+        "../scripts/run_step.py"
 
 
 rule assoc_features:
@@ -84,7 +84,7 @@ rule assoc_features:
         features=ASSOC["features"],
         seed=config["seed"],
     script:
-        "../scripts/assoc_features.py"
+        "../scripts/run_step.py"
 
 
 rule assoc_diagnostics:
@@ -111,7 +111,7 @@ rule assoc_diagnostics:
         options=ASSOC["diagnostics"],
         seed=config["seed"],
     script:
-        "../scripts/assoc_diagnostics.py"
+        "../scripts/run_step.py"
 
 
 rule assoc_baselines:
@@ -138,7 +138,7 @@ rule assoc_baselines:
     params:
         baselines=ASSOC["baselines"],
     script:
-        "../scripts/assoc_baselines.py"
+        "../scripts/run_step.py"
 
 
 rule assoc_train:
@@ -178,7 +178,7 @@ rule assoc_train:
         seed=config["seed"],
         state_dir=lambda wc: state_dir("assoc", f"{wc.scheme}/lr{wc.lr}_bs{wc.bs}_do{wc.dropout}_bd{wc.bd}"),
     script:
-        "../scripts/assoc_train.py"
+        "../scripts/run_step.py"
 
 
 rule assoc_select:
@@ -201,7 +201,7 @@ rule assoc_select:
     params:
         selection=ASSOC["selection"],
     script:
-        "../scripts/assoc_select.py"
+        "../scripts/run_step.py"
 
 
 rule assoc_summary:
@@ -230,7 +230,7 @@ rule assoc_summary:
     params:
         schemes=ASSOC["schemes"],
     script:
-        "../scripts/assoc_summary.py"
+        "../scripts/run_step.py"
 
 
 rule assoc_infer:
@@ -253,4 +253,4 @@ rule assoc_infer:
     params:
         infer=ASSOC["infer"],
     script:
-        "../scripts/assoc_infer.py"
+        "../scripts/run_step.py"

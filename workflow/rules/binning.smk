@@ -33,7 +33,7 @@ if BIN_SHRED:
             shred=config_json(BIN["shred"]),
             seed=config["seed"],
         script:
-            "../scripts/binning_shred.py"
+            "../scripts/run_step.py"
 
 
 rule binning_features:
@@ -54,7 +54,7 @@ rule binning_features:
     params:
         features=config_json(BIN["features"]),
     script:
-        "../scripts/binning_features.py"
+        "../scripts/run_step.py"
 
 
 rule binning_diagnostics:
@@ -76,7 +76,7 @@ rule binning_diagnostics:
         model=config_json(BIN["model"]),
         seed=config["seed"],
     script:
-        "../scripts/binning_diagnostics.py"
+        "../scripts/run_step.py"
 
 
 DIAGNOSTICS["binning"].append(f"{BIN_DIR}/diagnostics/profiles.json")
@@ -105,7 +105,7 @@ rule binning_baseline:
         cluster=config_json(BIN["cluster"]),
         seed=config["seed"],
     script:
-        "../scripts/binning_baseline.py"
+        "../scripts/run_step.py"
 
 
 rule binning_train:
@@ -135,7 +135,7 @@ rule binning_train:
         device=config["device"],
         state_dir=state_dir("binning", "vae"),
     script:
-        "../scripts/binning_train.py"
+        "../scripts/run_step.py"
 
 
 rule binning_encode:
@@ -163,7 +163,7 @@ rule binning_encode:
         seed=config["seed"],
         device=config["device"],
     script:
-        "../scripts/binning_encode.py"
+        "../scripts/run_step.py"
 
 
 rule binning_bins:
@@ -191,7 +191,7 @@ rule binning_bins:
     params:
         min_bin_bp=BIN["bins"]["min_bin_bp"],
     script:
-        "../scripts/binning_bins.py"
+        "../scripts/run_step.py"
 
 
 if BIN_TRUTH:
@@ -230,7 +230,7 @@ if BIN_TRUTH:
         params:
             min_bin_bp=BIN["bins"]["min_bin_bp"],
         script:
-            "../scripts/binning_evaluate.py"
+            "../scripts/run_step.py"
 
 
 rule binning_summary:
@@ -265,7 +265,7 @@ rule binning_summary:
         min_bin_bp=BIN["bins"]["min_bin_bp"],
         cluster_method=BIN["cluster"]["method"],
     script:
-        "../scripts/binning_summary.py"
+        "../scripts/run_step.py"
 
 
 if BIN["enabled"]:

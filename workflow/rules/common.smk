@@ -7,7 +7,14 @@ from pathlib import Path
 from snakemake.utils import validate
 
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+# This workflow's own package, not an installed genomelab (a `pip install .`, another clone's
+# editable install): its folder first, and any genomelab imported from elsewhere forgotten.
+# The jobs do the same in workflow/scripts/run_step.py.
 sys.path.insert(0, str(SCRIPTS))
+_loaded = getattr(sys.modules.get("genomelab"), "__file__", None) or "/"
+if "genomelab" in sys.modules and not Path(_loaded).resolve().is_relative_to(SCRIPTS.resolve()):
+    for _name in [m for m in sys.modules if m.split(".")[0] == "genomelab"]:
+        del sys.modules[_name]
 
 from genomelab.config_schema import fill_defaults
 

@@ -66,7 +66,7 @@ rule deconv_simulate:
         simulate=config_json(DECONV["simulate"]),
         seed=config["seed"],
     script:
-        "../scripts/deconv_simulate.py"
+        "../scripts/run_step.py"
 
 
 rule deconv_sources:
@@ -90,7 +90,7 @@ rule deconv_sources:
         fractions=DECONV["splits"],
         seed=config["seed"],
     script:
-        "../scripts/deconv_sources.py"
+        "../scripts/run_step.py"
 
 
 rule deconv_reference:
@@ -111,7 +111,7 @@ rule deconv_reference:
     params:
         reference=config_json(DECONV["reference"]),
     script:
-        "../scripts/deconv_reference.py"
+        "../scripts/run_step.py"
 
 
 rule deconv_mixtures:
@@ -135,7 +135,7 @@ rule deconv_mixtures:
         mixtures=config_json(DECONV["mixtures"]),
         seed=config["seed"],
     script:
-        "../scripts/deconv_mixtures.py"
+        "../scripts/run_step.py"
 
 
 rule deconv_diagnostics:
@@ -159,7 +159,7 @@ rule deconv_diagnostics:
         presence_threshold=DECONV["presence_threshold"],
         seed=config["seed"],
     script:
-        "../scripts/deconv_diagnostics.py"
+        "../scripts/run_step.py"
 
 
 DIAGNOSTICS["deconv"].append(f"{DC_OUT}/diagnostics/checks.json")
@@ -185,7 +185,7 @@ rule deconv_nnls:
         presence_threshold=DECONV["presence_threshold"],
         unknown_component=DECONV["reference"]["unknown_component"],
     script:
-        "../scripts/deconv_nnls.py"
+        "../scripts/run_step.py"
 
 
 rule deconv_train:
@@ -228,7 +228,7 @@ rule deconv_train:
         data=DC_FINGERPRINT,
         state_dir=lambda wc: state_dir("deconv", f"{wc.phase}_{wc.variant}_{wc.rep}_{DC_FINGERPRINT}"),
     script:
-        "../scripts/deconv_train.py"
+        "../scripts/run_step.py"
 
 
 rule deconv_compare:
@@ -258,7 +258,7 @@ rule deconv_compare:
     params:
         n_miami=DECONV["plots"]["n_miami"],
     script:
-        "../scripts/deconv_compare.py"
+        "../scripts/run_step.py"
 
 
 rule deconv_infer:
@@ -287,7 +287,7 @@ rule deconv_infer:
         unknown_component=DECONV["reference"]["unknown_component"],
         other_threshold=DECONV["infer"]["other_threshold"],
     script:
-        "../scripts/deconv_infer.py"
+        "../scripts/run_step.py"
 
 
 rule deconv_summary:
@@ -316,7 +316,7 @@ rule deconv_summary:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/deconv_summary.py"
+        "../scripts/run_step.py"
 
 
 if DECONV["enabled"]:

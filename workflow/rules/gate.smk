@@ -18,4 +18,4 @@ rule gate:
     params:
         strict=config["diagnostics"]["strict"],
     script:
-        "../scripts/gate.py"
+        "../scripts/run_step.py"

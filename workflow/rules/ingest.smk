@@ -39,7 +39,7 @@ if INGEST["enabled"] and INGEST["cpg_index"]:
         params:
             ingest=INGEST_PARAMS,
         script:
-            "../scripts/ingest_cpg_index.py"
+            "../scripts/run_step.py"
 
 
 if INGEST["enabled"]:
@@ -67,7 +67,7 @@ if INGEST["enabled"]:
             column=lambda wc: INGEST_RECORDS[wc.sample].column,
             seed=config["seed"],
         script:
-            "../scripts/ingest_sample.py"
+            "../scripts/run_step.py"
 
     rule ingest_sheet:
         """The tissue sample sheet over every ingested sample, the QC diagnostics and the summary."""
@@ -91,4 +91,4 @@ if INGEST["enabled"]:
         params:
             ingest=INGEST_PARAMS,
         script:
-            "../scripts/ingest_sheet.py"
+            "../scripts/run_step.py"

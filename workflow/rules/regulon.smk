@@ -56,7 +56,7 @@ rule regulon_process:
             }
         ),
     script:
-        "../scripts/regulon_process.py"
+        "../scripts/run_step.py"
 
 
 rule regulon_targets:
@@ -81,7 +81,7 @@ rule regulon_targets:
         cfg=config_json({k: REGULON[k] for k in ("targets", "contig")}),
         seed=config["seed"],
     script:
-        "../scripts/regulon_targets.py"
+        "../scripts/run_step.py"
 
 
 rule regulon_diagnostics:
@@ -103,7 +103,7 @@ rule regulon_diagnostics:
         cfg=config_json({k: REGULON[k] for k in ("model", "targets", "diagnostics")}),
         seed=config["seed"],
     script:
-        "../scripts/regulon_diagnostics.py"
+        "../scripts/run_step.py"
 
 
 DIAGNOSTICS["regulon"].append(rules.regulon_diagnostics.output[0])
@@ -130,7 +130,7 @@ rule regulon_baselines:
         cfg=config_json({k: REGULON[k] for k in ("baseline",)}),
         seed=config["seed"],
     script:
-        "../scripts/regulon_baselines.py"
+        "../scripts/run_step.py"
 
 
 rule regulon_train:
@@ -158,7 +158,7 @@ rule regulon_train:
         device=config["device"],
         state_dir=REGULON_STATE,
     script:
-        "../scripts/regulon_train.py"
+        "../scripts/run_step.py"
 
 
 rule regulon_evaluate:
@@ -200,7 +200,7 @@ rule regulon_evaluate:
     params:
         cfg=config_json({k: REGULON[k] for k in ("plot_bp",)}),
     script:
-        "../scripts/regulon_evaluate.py"
+        "../scripts/run_step.py"
 
 
 if REGULON["enabled"]:

@@ -23,7 +23,7 @@ rule report_summary:
         mem_mb=1000,
         runtime=10,
     script:
-        "../scripts/report_summary.py"
+        "../scripts/run_step.py"
 
 
 rule report_software_versions:
@@ -45,4 +45,4 @@ rule report_software_versions:
     params:
         config=config_json(config),
     script:
-        "../scripts/report_versions.py"
+        "../scripts/run_step.py"

@@ -59,7 +59,7 @@ rule tissue_simulate:
         seed=config["seed"],
         out_dir=lambda wc, output: str(Path(output.sheet).parent),
     script:
-        "../scripts/tissue_simulate.py"
+        "../scripts/run_step.py"
 
 
 rule tissue_features:
@@ -83,7 +83,7 @@ rule tissue_features:
         sheet=TISSUE["input"]["sheet"],
         n_positions=TISSUE["input"]["n_positions"],
     script:
-        "../scripts/tissue_features.py"
+        "../scripts/run_step.py"
 
 
 rule tissue_splits:
@@ -104,7 +104,7 @@ rule tissue_splits:
         task=TISSUE_TASK,
         seed=config["seed"],
     script:
-        "../scripts/tissue_splits.py"
+        "../scripts/run_step.py"
 
 
 rule tissue_diagnostic:
@@ -129,7 +129,7 @@ rule tissue_diagnostic:
         seed=config["seed"],
         models=TISSUE_MODELS,
     script:
-        "../scripts/tissue_diagnostic.py"
+        "../scripts/run_step.py"
 
 
 rule tissue_diagnostic_plot:
@@ -159,7 +159,7 @@ rule tissue_diagnostic_plot:
         seed=config["seed"],
         models=TISSUE_MODELS,
     script:
-        "../scripts/tissue_diagnostic.py"
+        "../scripts/run_step.py"
 
 
 rule tissue_diagnostic_overfit:
@@ -185,7 +185,7 @@ rule tissue_diagnostic_overfit:
         models=TISSUE_MODELS,
         model_configs=config_json(TISSUE_MODEL_CONFIGS),
     script:
-        "../scripts/tissue_diagnostic.py"
+        "../scripts/run_step.py"
 
 
 rule tissue_baselines:
@@ -209,10 +209,10 @@ rule tissue_baselines:
         baselines=config_json(TISSUE["baselines"]),
         seed=config["seed"],
     script:
-        "../scripts/tissue_baselines.py"
+        "../scripts/run_step.py"
 
 
-rule tissue_train_member:
+rule tissue_train:
     """Train one ensemble member with the shared engine (GPU when present) after the gate passed."""
     input:
         h5=rules.tissue_features.output.h5,
@@ -244,10 +244,10 @@ rule tissue_train_member:
         # Member 0 uses the workflow seed itself, so an ensemble of 1 is the plain run.
         seed=lambda wc: config["seed"] + 1000 * int(wc.tissue_member),
     script:
-        "../scripts/tissue_train.py"
+        "../scripts/run_step.py"
 
 
-rule tissue_train:
+rule tissue_ensemble:
     """Average the members' class probabilities; metrics, model and checks of the ensemble."""
     input:
         h5=rules.tissue_features.output.h5,
@@ -282,7 +282,7 @@ rule tissue_train:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
     script:
-        "../scripts/tissue_ensemble.py"
+        "../scripts/run_step.py"
 
 
 rule tissue_summary:
@@ -318,4 +318,4 @@ rule tissue_summary:
         models=TISSUE_MODELS,
         task=TISSUE_TASK,
     script:
-        "../scripts/tissue_summary.py"
+        "../scripts/run_step.py"

@@ -1,20 +1,25 @@
 """Thin glue between Snakemake ``script:`` rules and the package's step functions.
 
-Every script under ``workflow/scripts/`` is three lines: import a step, then
-``run_rule(snakemake, step)``. This sets up logging into the rule's log file, writes the run
-header, converts failures into a clear log message plus a non-zero exit, and turns a
-training interruption (SIGTERM/SIGUSR1 from SLURM) into exit code 128 + signal so that
-Snakemake retries the job, which then resumes from ``last.pt``.
+Every rule's ``script:`` is ``workflow/scripts/run_step.py``, which calls
+``dispatch(snakemake)``: the rule's name picks its step in ``steps_registry.STEPS``, and
+``run_rule`` runs it. That sets up logging into the rule's log file, writes the run header,
+converts failures into a clear log message plus a non-zero exit, and turns a training
+interruption (SIGTERM/SIGUSR1 from SLURM) into exit code 128 + signal so that Snakemake
+retries the job, which then resumes from ``last.pt``.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+import genomelab
 from genomelab.runtime import log_run_header, setup_logging
+from genomelab.steps_registry import STEPS
 
 logger = logging.getLogger("genomelab")
 
@@ -81,6 +86,8 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
         sys.exit(relaunch_distributed(n_procs, sys.argv[0], sys.argv[1:]))
     seed = smk.config.get("seed") if hasattr(smk, "config") else None
     log_run_header(logger, seed=seed)
+    # Which copy of the package ran: another clone's or an installed genomelab must not.
+    logger.info("genomelab code: %s", Path(genomelab.__file__).resolve().parent)
     logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
     logger.info("inputs: %s", list(smk.input))
     logger.info("outputs: %s", list(smk.output))
@@ -95,3 +102,30 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
         logger.error("rule %s failed: %s: %s", smk.rule, type(exc).__name__, exc, exc_info=exc)
         sys.exit(1)
     logger.info("rule %s finished", smk.rule)
+
+
+def resolve_step(rule: str, steps: Mapping[str, str] = STEPS) -> Callable[[Any], Any]:
+    """Import and return the step registered for ``rule`` (``"package.module:function"``)."""
+    try:
+        target = steps[rule]
+    except KeyError:
+        raise ValueError(
+            f"no step registered for rule {rule!r} in genomelab/steps_registry.py; "
+            f"registered rules: {', '.join(sorted(steps))}"
+        ) from None
+    module_name, _, function_name = target.partition(":")
+    step = getattr(importlib.import_module(module_name), function_name, None)
+    if not callable(step):
+        raise ValueError(
+            f"rule {rule!r} is registered as {target!r}, but {module_name} has no function {function_name}"
+        )
+    return step
+
+
+def dispatch(smk: Any, steps: Mapping[str, str] = STEPS) -> None:
+    """Run the step registered for the rule ``smk.rule`` through ``run_rule``.
+
+    The step is imported inside ``run_rule``: a failed import reaches the rule's log, and a
+    multi-GPU rule's launcher process relaunches under torchrun without importing it.
+    """
+    run_rule(smk, lambda smk_: resolve_step(smk_.rule, steps)(smk_))

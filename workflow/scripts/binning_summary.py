@@ -1,4 +1,0 @@
-from genomelab.binning.steps import summary_step
-from genomelab.entry import run_rule
-
-run_rule(snakemake, summary_step)  # noqa: F821 - injected by Snakemake

@@ -1,4 +1,0 @@
-from genomelab.deconv.steps import diagnostics_step
-from genomelab.entry import run_rule
-
-run_rule(snakemake, diagnostics_step)  # noqa: F821 - injected by Snakemake

@@ -1,4 +1,0 @@
-from genomelab.entry import run_rule
-from genomelab.regulon.steps import train_step
-
-run_rule(snakemake, train_step)  # noqa: F821 - injected by Snakemake

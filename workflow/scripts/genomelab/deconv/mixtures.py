@@ -43,6 +43,7 @@ MODES = ("reads", "beta")
 class PhaseConfig(ConfigSection):
     """Sizes and proportion law of one phase (keys of other phases are ignored)."""
 
+    # The three phases share one schema (a YAML anchor); messages name the phase via ``where``.
     SECTION = "deconv.mixtures.phase1"
 
     n_train: int = from_schema("deconv.mixtures.phase1.n_train")

@@ -80,8 +80,8 @@ def source_from_config(cfg: dict[str, Any], dump_dir: str | None) -> Source:
     return Source(
         dump_dir=None if uri_env else dump_dir,
         uri_env=uri_env or None,
-        database=cfg.get("database", "regulondb"),
-        max_docs_per_file=cfg.get("max_docs_per_file") or None,
+        database=cfg["database"],
+        max_docs_per_file=cfg["max_docs_per_file"] or None,
     )
 
 

@@ -329,7 +329,7 @@ def test_model_config_validation():
         AssocModelConfig(**base, d_model=10, n_heads=4)
     with pytest.raises(ValueError, match="dropout"):
         AssocModelConfig(**base, dropout=1.5)
-    with pytest.raises(ValueError, match="unknown model option"):
+    with pytest.raises(ValueError, match=r"unknown option assoc\.model\.d_modle"):
         AssocModelConfig.from_dict({"d_modle": 8}, **base)
     with pytest.raises(ValueError, match="s2t_weight"):
         AssocModelConfig(**base, s2t_weight=0, t2s_weight=0)

@@ -371,7 +371,7 @@ def test_vae_loss_terms_and_recon_formula():
 def test_vae_config_rejects_bad_values():
     with pytest.raises(ValueError, match="beta"):
         VAEConfig(beta=-1)
-    with pytest.raises(ValueError, match="unknown model option"):
+    with pytest.raises(ValueError, match=r"unknown option binning\.model\.hiden"):
         VAEConfig.from_dict({"hiden": [3]})
 
 

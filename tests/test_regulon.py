@@ -249,7 +249,7 @@ def test_windows_never_overlap_across_splits(synth):
 def test_target_config_errors():
     with pytest.raises(ValueError, match="multiple of bin_bp"):
         TargetConfig(window_bp=1000)
-    with pytest.raises(ValueError, match="unknown regulon.targets"):
+    with pytest.raises(ValueError, match=r"unknown option regulon\.targets\.windw_bp"):
         TargetConfig.from_dict({"windw_bp": 1})
     with pytest.raises(ValueError, match="block_bp"):
         TargetConfig(block_bp=1024, window_bp=2048)
@@ -294,7 +294,7 @@ def test_kmer_counts_and_rc_permutation_match_naive():
 def test_baseline_config_errors():
     with pytest.raises(ValueError, match="k must be in 1..6"):
         BaselineConfig(k=9)
-    with pytest.raises(ValueError, match="unknown regulon.baseline"):
+    with pytest.raises(ValueError, match=r"unknown option regulon\.baseline\.kk"):
         BaselineConfig.from_dict({"kk": 3})
 
 
@@ -363,7 +363,7 @@ def test_model_config_errors():
         RegulonModelConfig(density_loss="l1")
     with pytest.raises(ValueError, match="unknown head"):
         RegulonModelConfig(loss_weights={"expresion": 1.0})
-    with pytest.raises(ValueError, match="unknown regulon.model"):
+    with pytest.raises(ValueError, match=r"unknown option regulon\.model\.chanels"):
         RegulonModelConfig.from_dict({"chanels": 4})
 
 

@@ -254,7 +254,7 @@ def test_train_config_rejects_bad_values(bad, match):
 
 
 def test_train_config_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown training option"):
+    with pytest.raises(ValueError, match=r"unknown option train\.epochs"):
         TrainConfig.from_dict({"epochs": 3})
 
 

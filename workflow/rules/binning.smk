@@ -154,9 +154,7 @@ rule binning_encode:
         ENV_TORCH
     threads: 2
     resources:
-        gpu=config["resources"]["gpus_per_training_job"],
-        mem_mb=config["resources"]["training_mem_mb"],
-        runtime=240,
+        **train_resources("binning_encode"),
     params:
         min_bin_bp=BIN["bins"]["min_bin_bp"],
         cluster=config_json(BIN["cluster"]),

@@ -49,13 +49,19 @@ wildcard_constraints:
     phase=r"phase[1-3]",
 
 
-def train_resources(module: str) -> dict:
-    """SLURM-facing resources of a module's GPU training rule."""
+def train_resources(job: str) -> dict:
+    """SLURM-facing resources of a GPU job (a module's training rule, or binning_encode).
+
+    ``resources.training.<job>`` overrides the shared training values key by key; the runtime
+    grows with the attempt number, so a retried job gets more time.
+    """
     res = config["resources"]
+    own = res["training"][job]
+    runtime = own.get("runtime_min", res["training_runtime_min"])
     return {
-        "gpu": res["gpus_per_training_job"],
-        "mem_mb": res["training_mem_mb"],
-        "runtime": res["training_runtime_min"],
+        "gpu": own.get("gpu", res["gpus_per_training_job"]),
+        "mem_mb": own.get("mem_mb", res["training_mem_mb"]),
+        "runtime": lambda wc, attempt: runtime * attempt,
     }
 
 

@@ -233,9 +233,7 @@ rule tissue_train:
     # profile's cpus_per_gpu applies.
     threads: 1
     resources:
-        gpu=config["resources"]["gpus_per_training_job"],
-        mem_mb=config["resources"]["training_mem_mb"],
-        runtime=lambda wc, attempt: config["resources"]["training_runtime_min"] * attempt,
+        **train_resources("tissue"),
     params:
         model_config=lambda wc: config_json(TISSUE[wc.tissue_model]),
         train=config_json(TISSUE["train"]),

@@ -21,9 +21,10 @@ from typing import Any
 
 import yaml
 
+from genomelab.config import SCHEMA_DIR, schema_default
 from genomelab.config_schema import fill_defaults
 
-SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "assoc.schema.yaml"
+SCHEMA = SCHEMA_DIR / "assoc.schema.yaml"
 logger = logging.getLogger(__name__)
 
 
@@ -36,7 +37,8 @@ def load_section(config_path: Path | None) -> tuple[dict[str, Any], int, str]:
         config = yaml.safe_load(config_path.read_text()) or {}
     section = dict(config.get("assoc") or {})
     fill_defaults(section, SCHEMA)
-    return section, int(config.get("seed", 42)), str(config.get("device", "auto"))
+    seed = config.get("seed", schema_default("config.seed"))
+    return section, int(seed), str(config.get("device", schema_default("config.device")))
 
 
 def train_main(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,7 +60,11 @@ def train_main(args: argparse.Namespace) -> dict[str, Any]:
         data["allow_unlinked"],
     )
     steps.build_features(
-        out / "data", out / "features.npz", out / "featurizer.npz", FeatureConfig(**section["features"]), seed
+        out / "data",
+        out / "features.npz",
+        out / "featurizer.npz",
+        FeatureConfig.from_dict(section["features"]),
+        seed,
     )
     results = steps.run_diagnostics(
         out / "data", out / "features.npz", section["model"], section["diagnostics"], seed

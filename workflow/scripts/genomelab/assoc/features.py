@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from genomelab.assoc.data import EntityTable
+from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -38,19 +39,21 @@ for _i, _b in enumerate(b"ACGT"):
 
 
 @dataclass
-class FeatureConfig:
+class FeatureConfig(ConfigSection):
     """Options of the features step (``assoc.features`` in config)."""
 
-    text_encoder: str = "tfidf"
-    field_separator: str = " | "
-    max_fields: int = 4
-    text_dim: int = 64
-    analyzer: str = "char_wb"
-    ngram_min: int = 2
-    ngram_max: int = 4
-    max_vocabulary: int = 20000
-    sentence_model_path: str | None = None
-    kmer: int = 3
+    SECTION = "assoc.features"
+
+    text_encoder: str = from_schema("assoc.features.text_encoder")
+    field_separator: str = from_schema("assoc.features.field_separator")
+    max_fields: int = from_schema("assoc.features.max_fields")
+    text_dim: int = from_schema("assoc.features.text_dim")
+    analyzer: str = from_schema("assoc.features.analyzer")
+    ngram_min: int = from_schema("assoc.features.ngram_min")
+    ngram_max: int = from_schema("assoc.features.ngram_max")
+    max_vocabulary: int = from_schema("assoc.features.max_vocabulary")
+    sentence_model_path: str | None = from_schema("assoc.features.sentence_model_path")
+    kmer: int = from_schema("assoc.features.kmer")
 
     def __post_init__(self) -> None:
         if self.text_encoder not in TEXT_ENCODERS:

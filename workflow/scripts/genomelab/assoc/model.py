@@ -37,13 +37,14 @@ for inference, and they move to the device with the model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genomelab.assoc.data import MASKED
+from genomelab.config import ConfigSection, from_schema
 from genomelab.train.engine import LossOutput
 
 DIRECTION_INDEX = {"s2t": 0, "t2s": 1}
@@ -54,30 +55,32 @@ COLD_START_MODES = ("none", "knn", "mlp")
 
 
 @dataclass
-class AssocModelConfig:
+class AssocModelConfig(ConfigSection):
     """Sizes and loss weights. The first four fields come from the feature files."""
+
+    SECTION = "assoc.model"
 
     text_dim: int
     max_fields: int
     n_numeric_source: int
     n_numeric_target: int
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    ff_mult: int = 2
+    d_model: int = from_schema("assoc.model.d_model")
+    n_layers: int = from_schema("assoc.model.n_layers")
+    n_heads: int = from_schema("assoc.model.n_heads")
+    ff_mult: int = from_schema("assoc.model.ff_mult")
     dropout: float = 0.1
     bridge_dim: int = 64
-    bridge_heads: int = 4
-    s2t_weight: float = 0.6
-    t2s_weight: float = 0.4
-    pos_weight: float = 1.0
-    id_bias: bool = True
-    id_embedding: bool = True
-    link_dim: int = 0
-    link_l2: float = 1e-3
-    cold_start: str = "knn"
-    cold_start_k: int = 10
-    cold_start_dropout: float = 0.0
+    bridge_heads: int = from_schema("assoc.model.bridge_heads")
+    s2t_weight: float = from_schema("assoc.model.s2t_weight")
+    t2s_weight: float = from_schema("assoc.model.t2s_weight")
+    pos_weight: float = from_schema("assoc.model.pos_weight")
+    id_bias: bool = from_schema("assoc.model.id_bias")
+    id_embedding: bool = from_schema("assoc.model.id_embedding")
+    link_dim: int = from_schema("assoc.model.link_dim")
+    link_l2: float = from_schema("assoc.model.link_l2")
+    cold_start: str = from_schema("assoc.model.cold_start")
+    cold_start_k: int = from_schema("assoc.model.cold_start_k")
+    cold_start_dropout: float = from_schema("assoc.model.cold_start_dropout")
     prior_s2t: float = 0.01
     prior_t2s: float = 0.01
 
@@ -122,14 +125,6 @@ class AssocModelConfig:
         for name in ("prior_s2t", "prior_t2s"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"model.{name} must be in (0, 1), not {getattr(self, name)}")
-
-    @classmethod
-    def from_dict(cls, values: dict, **data_dims) -> AssocModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
-        return cls(**{**values, **data_dims})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -35,6 +35,7 @@ from genomelab.assoc.data import (
 )
 from genomelab.assoc.features import FeatureConfig, Featurizer, load_features, save_features, save_featurizer
 from genomelab.assoc.metrics import evaluate
+from genomelab.config import param
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, overfit_tiny_subset
 from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
@@ -169,16 +170,16 @@ def all_labels(
 
 
 def data_step(smk: Any) -> None:
-    p = smk.params
+    data = param(smk, "data")
     prepare_data(
         smk.input.links,
         smk.input.sources,
         smk.input.targets,
         Path(smk.output.links).parent,
-        int(p.seed),
-        tuple(p.data["split_fractions"]),
-        p.data["min_quality"],
-        p.data["allow_unlinked"],
+        int(param(smk, "seed")),
+        tuple(data["split_fractions"]),
+        data["min_quality"],
+        data["allow_unlinked"],
     )
 
 
@@ -207,8 +208,8 @@ def features_step(smk: Any) -> None:
         Path(smk.input.links).parent,
         smk.output.features,
         smk.output.featurizer,
-        FeatureConfig(**smk.params.features),
-        int(smk.params.seed),
+        FeatureConfig.from_dict(param(smk, "features")),
+        int(param(smk, "seed")),
     )
 
 
@@ -455,9 +456,9 @@ def diagnostics_step(smk: Any) -> None:
     results = run_diagnostics(
         Path(smk.input.links).parent,
         smk.input.features,
-        _section(smk.params.model),
-        smk.params.options,
-        int(smk.params.seed),
+        param(smk, "model"),
+        param(smk, "options"),
+        int(param(smk, "seed")),
         smk.output.figure,
     )
     write_results(smk.output.json, "assoc", results)
@@ -491,7 +492,7 @@ def run_baselines(
 
 
 def baselines_step(smk: Any) -> None:
-    b = smk.params.baselines
+    b = param(smk, "baselines")
     atomic_write_json(
         smk.output[0],
         run_baselines(
@@ -653,7 +654,7 @@ def select_best(
 
 
 def select_step(smk: Any) -> None:
-    s = smk.params.selection
+    s = param(smk, "selection")
     result = select_best(list(smk.input.reports), s["metric"], s["mode"])
     best_model = Path(result["best"]["report"]).parent / "model.pt"
     with atomic_output(smk.output.model) as tmp:
@@ -745,7 +746,7 @@ def _summary_plot(comps: list[Comparison], path: str | os.PathLike) -> None:
 
 
 def summary_step(smk: Any) -> None:
-    schemes = list(smk.params.schemes)
+    schemes = list(param(smk, "schemes"))
     grids = dict(zip(schemes, smk.input.grids, strict=True))
     bases = dict(zip(schemes, smk.input.baselines, strict=True))
     results_dir = Path(smk.output.json).parent
@@ -759,7 +760,7 @@ def infer_step(smk: Any) -> None:
     from genomelab.assoc.infer import rank_new_entities, write_predictions
 
     torch.set_num_threads(max(1, int(smk.threads)))
-    p = smk.params.infer
+    p = param(smk, "infer")
     table = rank_new_entities(
         smk.input.model, smk.input.featurizer, smk.input.queries, p["side"], int(p["top_k"])
     )

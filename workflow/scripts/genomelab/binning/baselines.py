@@ -8,12 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES
+from genomelab.config import ConfigSection, from_schema
 
 
 @dataclass
-class BaselineConfig:
-    n_components: int = 20
-    pseudocount: float = 1e-3
+class BaselineConfig(ConfigSection):
+    SECTION = "binning.baseline"
+
+    n_components: int = from_schema("binning.baseline.n_components")
+    pseudocount: float = from_schema("binning.baseline.pseudocount")
 
     def __post_init__(self) -> None:
         if self.n_components < 1:

@@ -29,6 +29,8 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
+from genomelab.config import ConfigSection, from_schema
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,19 +38,21 @@ METHODS = ("graph", "medoid")
 
 
 @dataclass
-class ClusterConfig:
-    method: str = "graph"
-    n_neighbors: int = 30
-    resolution: float = 1.0
-    knn_chunk_elements: int = 1 << 26
-    max_radius: float = 0.3
-    default_radius: float = 0.15
-    bin_width: float = 0.005
-    valley_ratio: float = 0.25
-    n_candidates: int = 25
-    max_medoid_steps: int = 25
-    candidate_chunk: int = 262144
-    merge_radius: float = 0.5
+class ClusterConfig(ConfigSection):
+    SECTION = "binning.cluster"
+
+    method: str = from_schema("binning.cluster.method")
+    n_neighbors: int = from_schema("binning.cluster.n_neighbors")
+    resolution: float = from_schema("binning.cluster.resolution")
+    knn_chunk_elements: int = from_schema("binning.cluster.knn_chunk_elements")
+    max_radius: float = from_schema("binning.cluster.max_radius")
+    default_radius: float = from_schema("binning.cluster.default_radius")
+    bin_width: float = from_schema("binning.cluster.bin_width")
+    valley_ratio: float = from_schema("binning.cluster.valley_ratio")
+    n_candidates: int = from_schema("binning.cluster.n_candidates")
+    max_medoid_steps: int = from_schema("binning.cluster.max_medoid_steps")
+    candidate_chunk: int = from_schema("binning.cluster.candidate_chunk")
+    merge_radius: float = from_schema("binning.cluster.merge_radius")
     seed: int = 0
 
     def __post_init__(self) -> None:

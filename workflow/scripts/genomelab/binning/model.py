@@ -16,7 +16,6 @@ to 1 like the input), GC as a logit and abundances directly. Loss per group:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,23 +24,26 @@ from torch import nn
 from torch.nn import functional as F
 
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES
+from genomelab.config import ConfigSection, from_schema
 from genomelab.train.engine import LossOutput
 
 TERMS = ("bce6", "bce5", "mse4", "mse3", "mse_gc", "kl", "recon")
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(ConfigSection):
+    SECTION = "binning.model"
+
     n_depth: int = 0
-    hidden: tuple[int, ...] = (1024, 512)
-    latent: int = 256
-    dropout: float = 0.2
-    beta: float = 0.1
-    kl_warmup_steps: int = 1000
-    eps: float = 1e-6
-    log_pseudocount: float = 0.01
-    recon_scale: float = 100.0
-    depth_weight: float = 0.1
+    hidden: tuple[int, ...] = from_schema("binning.model.hidden")
+    latent: int = from_schema("binning.model.latent")
+    dropout: float = from_schema("binning.model.dropout")
+    beta: float = from_schema("binning.model.beta")
+    kl_warmup_steps: int = from_schema("binning.model.kl_warmup_steps")
+    eps: float = from_schema("binning.model.eps")
+    log_pseudocount: float = from_schema("binning.model.log_pseudocount")
+    recon_scale: float = from_schema("binning.model.recon_scale")
+    depth_weight: float = from_schema("binning.model.depth_weight")
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -65,14 +67,6 @@ class VAEConfig:
             raise ValueError(
                 f"invalid model option(s) {bad}: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
             )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], n_depth: int = 0) -> VAEConfig:
-        known = {f.name for f in dataclasses.fields(cls)} - {"n_depth"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
-        return cls(n_depth=n_depth, **values)
 
     @property
     def n_inputs(self) -> int:

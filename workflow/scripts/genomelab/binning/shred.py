@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from genomelab.binning.fasta import read_fasta, write_fasta_record
+from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -29,13 +30,15 @@ TRUTH_COLUMNS = ("contig", "genome", "record", "start", "end", "length")
 
 
 @dataclass
-class ShredConfig:
-    median_length: int = 5000
-    sigma: float = 0.6
-    min_length: int = 2000
-    max_length: int = 20000
-    max_bp_per_genome: int | None = None
-    depth_samples: int = 0
+class ShredConfig(ConfigSection):
+    SECTION = "binning.shred"
+
+    median_length: int = from_schema("binning.shred.median_length")
+    sigma: float = from_schema("binning.shred.sigma")
+    min_length: int = from_schema("binning.shred.min_length")
+    max_length: int = from_schema("binning.shred.max_length")
+    max_bp_per_genome: int | None = from_schema("binning.shred.max_bp_per_genome")
+    depth_samples: int = from_schema("binning.shred.depth_samples")
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from genomelab.binning.bins import bin_summary, write_bin_fastas, write_table
 from genomelab.binning.depth import check_names, read_truth
 from genomelab.binning.kmers import GROUP_SLICES, read_profiles_h5, write_profiles_h5
 from genomelab.binning.shred import ShredConfig, shred_genomes
+from genomelab.config import param
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
@@ -38,25 +39,20 @@ REFERENCE_TERMS = {
 }
 
 
-def _params(smk: Any, name: str) -> dict[str, Any]:
-    value = getattr(smk.params, name)
-    return json.loads(value) if isinstance(value, str) else dict(value)
-
-
 def _optional(smk: Any, name: str) -> str | None:
     return getattr(smk.input, name) if name in smk.input.keys() else None
 
 
 # ------------------------------------------------------------------ shred
 def shred_step(smk: Any) -> None:
-    cfg = ShredConfig(**_params(smk, "shred"), seed=int(smk.params.seed))
+    cfg = ShredConfig.from_dict(param(smk, "shred"), seed=int(smk.params.seed))
     depth_out = smk.output.depth if "depth" in smk.output.keys() else None
     shred_genomes(list(smk.input.genomes), smk.output.contigs, smk.output.truth, cfg, depth_out)
 
 
 # --------------------------------------------------------------- features
 def features_step(smk: Any) -> None:
-    p = _params(smk, "features")
+    p = param(smk, "features")
     t0 = time.perf_counter()
     stats = write_profiles_h5(
         smk.input.contigs,

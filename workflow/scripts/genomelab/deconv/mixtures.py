@@ -20,15 +20,15 @@ comparison). Each split draws its source samples only from its own individuals.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
 import numpy as np
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.deconv.io import STR, Sources, h5_strings
 from genomelab.io.atomic import atomic_output
 
@@ -40,22 +40,25 @@ MODES = ("reads", "beta")
 
 
 @dataclass
-class PhaseConfig:
+class PhaseConfig(ConfigSection):
     """Sizes and proportion law of one phase (keys of other phases are ignored)."""
 
-    n_train: int = 2000
-    n_val: int = 300
-    n_test: int = 300
-    pure_fraction: float = 0.3
-    min_tissues: int = 3
-    max_tissues: int = 5
-    alpha: float = 1.0
-    background: list[str] = field(default_factory=list)
-    background_alpha: float = 2.0
-    min_solid: int = 0
-    max_solid: int = 3
-    solid_min: float = 0.005
-    solid_max: float = 0.10
+    # The three phases share one schema (a YAML anchor); messages name the phase via ``where``.
+    SECTION = "deconv.mixtures.phase1"
+
+    n_train: int = from_schema("deconv.mixtures.phase1.n_train")
+    n_val: int = from_schema("deconv.mixtures.phase1.n_val")
+    n_test: int = from_schema("deconv.mixtures.phase1.n_test")
+    pure_fraction: float = from_schema("deconv.mixtures.phase1.pure_fraction")
+    min_tissues: int = from_schema("deconv.mixtures.phase1.min_tissues")
+    max_tissues: int = from_schema("deconv.mixtures.phase1.max_tissues")
+    alpha: float = from_schema("deconv.mixtures.phase1.alpha")
+    background: list[str] = from_schema("deconv.mixtures.phase1.background")
+    background_alpha: float = from_schema("deconv.mixtures.phase1.background_alpha")
+    min_solid: int = from_schema("deconv.mixtures.phase1.min_solid")
+    max_solid: int = from_schema("deconv.mixtures.phase1.max_solid")
+    solid_min: float = from_schema("deconv.mixtures.phase1.solid_min")
+    solid_max: float = from_schema("deconv.mixtures.phase1.solid_max")
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "n_test"):
@@ -79,14 +82,6 @@ class PhaseConfig:
                 f"mixtures.phase3 needs 0 < solid_min <= solid_max < 1, not "
                 f"{self.solid_min}..{self.solid_max}"
             )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PhaseConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown mixtures option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
     def size(self, split: str) -> int:
         return getattr(self, f"n_{split}")

@@ -20,7 +20,7 @@ proportion model that let absent tissues steal mass in the project's history.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,24 +28,27 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genomelab.config import ConfigSection, from_schema, typed_config
 from genomelab.train.engine import LossOutput
 
 
 @dataclass
-class DeconvNetConfig:
+class DeconvNetConfig(ConfigSection):
     """Sizes, loss weights and thresholds of :class:`DeconvNet`."""
+
+    SECTION = "deconv.model"
 
     n_regions: int
     n_tissues: int
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
-    dropout: float = 0.1
+    hidden: list[int] = from_schema("deconv.model.hidden")
+    dropout: float = from_schema("deconv.model.dropout")
     two_stage: bool = True
-    nnls_prior: bool = True
-    presence_threshold: float = 0.5
-    presence_target: float = 0.01
-    mse_weight: float = 1.0
-    presence_weight: float = 1.0
-    sparsity_weight: float = 0.01
+    nnls_prior: bool = from_schema("deconv.model.nnls_prior")
+    presence_threshold: float = from_schema("deconv.model.presence_threshold")
+    presence_target: float = from_schema("deconv.presence_threshold")
+    mse_weight: float = from_schema("deconv.model.loss_weights.mse")
+    presence_weight: float = from_schema("deconv.model.loss_weights.presence")
+    sparsity_weight: float = from_schema("deconv.model.loss_weights.sparsity")
 
     def __post_init__(self) -> None:
         if self.n_regions < 1 or self.n_tissues < 2:
@@ -75,23 +78,17 @@ class DeconvNetConfig:
         weights = values.pop("loss_weights", {}) or {}
         unknown = sorted(set(weights) - {"mse", "presence", "sparsity"})
         if unknown:
-            raise ValueError(f"unknown model.loss_weights key(s) {unknown}; known: mse, presence, sparsity")
-        known = {f.name for f in dataclasses.fields(cls)} - {
-            "n_regions",
-            "n_tissues",
-            "two_stage",
-            "presence_target",
-        }
-        bad = sorted(set(values) - known)
-        if bad:
-            raise ValueError(f"unknown model option(s) {bad}; known: {sorted(known | {'loss_weights'})}")
-        return cls(
+            raise ValueError(
+                f"unknown option {cls.SECTION}.loss_weights.{unknown[0]}; known: mse, presence, sparsity"
+            )
+        return typed_config(
+            cls,
+            {**values, **{f"{k}_weight": float(v) for k, v in weights.items()}},
+            where=cls.SECTION,
             n_regions=n_regions,
             n_tissues=n_tissues,
             two_stage=two_stage,
             presence_target=presence_target,
-            **{f"{k}_weight": float(v) for k, v in weights.items()},
-            **values,
         )
 
 

@@ -18,30 +18,32 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.deconv.io import Sources
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ReferenceConfig:
+class ReferenceConfig(ConfigSection):
     """How the reference is made (see the module docstring)."""
 
-    atlas: str = ""
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    select_markers: bool = True
-    hypo_per_tissue: int = 50
-    hyper_per_tissue: int = 10
-    pairwise_per_tissue: int = 10
-    min_delta: float = 0.2
-    max_missing: float = 0.5
-    unknown_component: bool = False
+    SECTION = "deconv.reference"
+
+    atlas: str = from_schema("deconv.reference.atlas")
+    include: list[str] = from_schema("deconv.reference.include")
+    exclude: list[str] = from_schema("deconv.reference.exclude")
+    select_markers: bool = from_schema("deconv.reference.select_markers")
+    hypo_per_tissue: int = from_schema("deconv.reference.hypo_per_tissue")
+    hyper_per_tissue: int = from_schema("deconv.reference.hyper_per_tissue")
+    pairwise_per_tissue: int = from_schema("deconv.reference.pairwise_per_tissue")
+    min_delta: float = from_schema("deconv.reference.min_delta")
+    max_missing: float = from_schema("deconv.reference.max_missing")
+    unknown_component: bool = from_schema("deconv.reference.unknown_component")
 
     def __post_init__(self) -> None:
         for name in ("hypo_per_tissue", "hyper_per_tissue", "pairwise_per_tissue"):
@@ -54,14 +56,6 @@ class ReferenceConfig:
         overlap = sorted(set(self.include) & set(self.exclude))
         if overlap:
             raise ValueError(f"reference.include and reference.exclude both name {overlap}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ReferenceConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown reference option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass

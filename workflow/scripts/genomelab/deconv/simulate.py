@@ -15,53 +15,41 @@ profiles.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.deconv.io import read_table, write_table
 from genomelab.io.atomic import atomic_output, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-DEMO_TISSUES = (
-    "Neutrophils",
-    "Monocytes",
-    "Lymphocytes",
-    "Liver",
-    "Lung",
-    "Colon",
-    "Pancreas",
-    "Cerebellum",
-    "Kidney",
-    "Adipocytes",
-)
-DEMO_BLOOD = ("Neutrophils", "Monocytes", "Lymphocytes")
-
 
 @dataclass
-class SimulationConfig:
+class SimulationConfig(ConfigSection):
     """Size and noise of the demo data (see the module docstring)."""
 
-    tissues: list[str] = field(default_factory=lambda: list(DEMO_TISSUES))
-    blood: list[str] = field(default_factory=lambda: list(DEMO_BLOOD))
-    samples_per_tissue: int = 6
-    n_regions: int = 500
-    n_positions: int = 150
-    hypo_markers: int = 12
-    hyper_markers: int = 4
-    blood_markers: int = 20
-    bio_sd: float = 0.35
-    missing_rate: float = 0.2
-    region_dropout: float = 0.01
-    n_new_samples: int = 6
-    new_sample_coverage: int = 30
-    profiles: str = ""
+    SECTION = "deconv.simulate"
+
+    tissues: list[str] = from_schema("deconv.simulate.tissues")
+    blood: list[str] = from_schema("deconv.simulate.blood")
+    samples_per_tissue: int = from_schema("deconv.simulate.samples_per_tissue")
+    n_regions: int = from_schema("deconv.simulate.n_regions")
+    n_positions: int = from_schema("deconv.simulate.n_positions")
+    hypo_markers: int = from_schema("deconv.simulate.hypo_markers")
+    hyper_markers: int = from_schema("deconv.simulate.hyper_markers")
+    blood_markers: int = from_schema("deconv.simulate.blood_markers")
+    bio_sd: float = from_schema("deconv.simulate.bio_sd")
+    missing_rate: float = from_schema("deconv.simulate.missing_rate")
+    region_dropout: float = from_schema("deconv.simulate.region_dropout")
+    n_new_samples: int = from_schema("deconv.simulate.n_new_samples")
+    new_sample_coverage: int = from_schema("deconv.simulate.new_sample_coverage")
+    profiles: str = from_schema("deconv.simulate.profiles")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,14 +77,6 @@ class SimulationConfig:
         n_markers = len(self.tissues) * (self.hypo_markers + self.hyper_markers) + self.blood_markers
         if not self.profiles and n_markers > self.n_regions:
             raise ValueError(f"simulate.n_regions={self.n_regions} cannot hold {n_markers} marker regions")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], seed: int = 0) -> SimulationConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown simulate option(s) {unknown}; known: {sorted(known)}")
-        return cls(**{**values, "seed": seed})
 
 
 def _uniform(rng: np.random.Generator, lo: float, hi: float, size: Any) -> np.ndarray:

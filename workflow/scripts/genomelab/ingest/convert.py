@@ -13,9 +13,11 @@ one chunk of ``chunk_lines`` input lines, whatever the input size.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import zlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from genomelab.config import ConfigSection, from_schema, typed_config
 from genomelab.ingest import formats as F
 from genomelab.ingest.cpg_index import CpgIndex
 from genomelab.ingest.regions import Regions
@@ -36,20 +39,22 @@ NEEDS_INDEX = (F.PAT, F.BETA)
 
 
 @dataclass(frozen=True)
-class IngestConfig:
+class IngestConfig(ConfigSection):
     """Options of one conversion (the ``ingest`` config section; see config/README.md)."""
 
-    n_positions: int = 150
-    slots: str = "position"
-    call: str = "sample"
-    threshold: float = 0.5
-    min_coverage: int = 1
-    merge_strands: bool = True
-    mod_code: str = "m"
-    read_level: bool = True
-    probe_pos_base: int = 1
-    min_on_index: float = 0.8
-    chunk_lines: int = 1_000_000
+    SECTION = "ingest"
+
+    n_positions: int = from_schema("ingest.n_positions")
+    slots: str = from_schema("ingest.slots")
+    call: str = from_schema("ingest.call")
+    threshold: float = from_schema("ingest.threshold")
+    min_coverage: int = from_schema("ingest.min_coverage")
+    merge_strands: bool = from_schema("ingest.merge_strands")
+    mod_code: str = from_schema("ingest.mod_code")
+    read_level: bool = from_schema("ingest.read_level")
+    probe_pos_base: int = from_schema("ingest.probe_pos_base")
+    min_on_index: float = from_schema("ingest.min_on_index")
+    chunk_lines: int = from_schema("ingest.chunk_lines")
 
     def __post_init__(self) -> None:
         if self.n_positions < 1:
@@ -69,9 +74,12 @@ class IngestConfig:
         return CallConfig(self.call, self.threshold, self.min_coverage)
 
     @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> IngestConfig:
-        keys = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in section.items() if k in keys})
+    def from_dict(cls, section: Mapping[str, Any], *, where: str | None = None, **extra: Any) -> IngestConfig:
+        """The conversion options of the ``ingest`` section (its other keys name inputs and resources)."""
+        keys = {f.name for f in dataclasses.fields(cls)}
+        return typed_config(
+            cls, {k: v for k, v in section.items() if k in keys}, where=where or cls.SECTION, **extra
+        )
 
 
 def sample_seed(seed: int, sample: str) -> int:

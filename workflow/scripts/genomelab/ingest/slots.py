@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genomelab.config import from_schema
+
 MISSING = 2
 CALL_MODES = ("sample", "threshold")
 
@@ -31,9 +33,9 @@ class CallConfig:
     calls are missing (2). For read-level inputs the chosen read's call is used instead.
     """
 
-    call: str = "sample"
-    threshold: float = 0.5
-    min_coverage: int = 1
+    call: str = from_schema("ingest.call")
+    threshold: float = from_schema("ingest.threshold")
+    min_coverage: int = from_schema("ingest.min_coverage")
 
     def __post_init__(self) -> None:
         if self.call not in CALL_MODES:

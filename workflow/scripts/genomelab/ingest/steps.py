@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from genomelab.config import param
 from genomelab.diagnostics.core import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.ingest.builds import genome_build
 from genomelab.ingest.convert import IngestConfig, convert_sample
@@ -27,7 +28,7 @@ def load_regions(section: dict[str, Any], path: str | os.PathLike) -> Regions:
 
 
 def cpg_index_step(smk: Any) -> None:
-    section = json.loads(smk.params.ingest)
+    section = param(smk, "ingest")
     regions = load_regions(section, smk.input.regions)
     index = build_cpg_index(smk.input.index, regions, int(section["chunk_lines"]))
     index.save(smk.output.npz)
@@ -41,7 +42,7 @@ def cpg_index_step(smk: Any) -> None:
 
 
 def sample_step(smk: Any) -> None:
-    section = json.loads(smk.params.ingest)
+    section = param(smk, "ingest")
     cfg = IngestConfig.from_dict(section)
     regions = load_regions(section, smk.input.regions)
     index = CpgIndex.load(smk.input.cpg_index) if "cpg_index" in smk.input.keys() else None
@@ -142,7 +143,7 @@ def collect(
 
 
 def sheet_step(smk: Any) -> None:
-    section = json.loads(smk.params.ingest)
+    section = param(smk, "ingest")
     records = read_ingest_sheet(smk.input.sheet, section["genome_build"])
     collect(
         records,

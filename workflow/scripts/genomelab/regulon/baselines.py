@@ -17,6 +17,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import empty_tracks, split_bin_mask
 
@@ -26,14 +27,16 @@ KMER, GC = "kmer", "gc"
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ConfigSection):
     """``regulon.baseline`` in config."""
 
-    k: int = 3
-    context_bp: int = 512
-    ridge_alpha: float = 1.0
-    logistic_c: float = 1.0
-    max_train_rows: int = 200_000
+    SECTION = "regulon.baseline"
+
+    k: int = from_schema("regulon.baseline.k")
+    context_bp: int = from_schema("regulon.baseline.context_bp")
+    ridge_alpha: float = from_schema("regulon.baseline.ridge_alpha")
+    logistic_c: float = from_schema("regulon.baseline.logistic_c")
+    max_train_rows: int = from_schema("regulon.baseline.max_train_rows")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -49,13 +52,6 @@ class BaselineConfig:
                 f"regulon.baseline.ridge_alpha and logistic_c must be > 0, not "
                 f"{self.ridge_alpha}/{self.logistic_c}"
             )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], seed: int = 0) -> BaselineConfig:
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown regulon.baseline option(s) {unknown}")
-        return cls(**{"seed": seed, **values})
 
 
 def kmer_rc_permutation(k: int) -> np.ndarray:

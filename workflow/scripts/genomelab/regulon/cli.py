@@ -12,12 +12,15 @@ two epochs (about a minute on a laptop CPU). ``--config`` takes a YAML file shap
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from genomelab.config import SCHEMA_DIR
+from genomelab.config_schema import fill_defaults
 from genomelab.regulon import steps
 from genomelab.regulon.diagnostics import DiagnosticsConfig
 from genomelab.runtime import log_run_header, setup_logging
@@ -52,8 +55,12 @@ def run(
     device: str = "auto",
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The whole chain into ``out``; returns the evaluation payload (or the data report)."""
+    """The whole chain into ``out``; returns the evaluation payload (or the data report).
+
+    ``cfg`` is the ``regulon`` section, complete or not: the schema fills what it leaves out.
+    """
     out = Path(out)
+    cfg = fill_defaults(copy.deepcopy(cfg), SCHEMA_DIR / "regulon.schema.yaml")
     source = steps.source_from_config({**cfg, "mongodb_uri_env": uri_env}, dump)
     data = out / "data"
     report = steps.process(
@@ -63,28 +70,28 @@ def run(
         data / "operons.tsv",
         data / "norm_stats.json",
         data / "data_report.json",
-        cfg.get("expression", {}).get("value", "tpm"),
-        cfg.get("annotation"),
-        cfg.get("contig"),
+        cfg["expression"]["value"],
+        cfg["annotation"],
+        cfg["contig"],
     )
     steps.make_targets(
         data / "genes.tsv",
         data / "operons.tsv",
         genome,
-        cfg.get("targets", {}),
+        cfg["targets"],
         data / "targets.h5",
-        cfg.get("contig"),
+        cfg["contig"],
         seed,
     )
     if process_data_only:
         logger.info("--process-data-only: stopping after %s", data / "targets.h5")
         return report
-    model_cfg = steps.model_config(cfg.get("model", {}), cfg.get("targets", {}))
+    model_cfg = steps.model_config(cfg["model"], cfg["targets"])
     steps.diagnose(
         data / "targets.h5",
         data / "data_report.json",
         model_cfg,
-        DiagnosticsConfig.from_dict(cfg.get("diagnostics", {})),
+        DiagnosticsConfig.from_dict(cfg["diagnostics"]),
         out / "diagnostics" / "checks.json",
         seed,
         "cpu",
@@ -94,12 +101,12 @@ def run(
     gate([out / "diagnostics" / "checks.json"], strict=True)
     steps.run_baselines(
         data / "targets.h5",
-        cfg.get("baseline", {}),
+        cfg["baseline"],
         out / "baselines" / "predictions.h5",
         out / "baselines" / "info.json",
         seed,
     )
-    train_cfg = TrainConfig.from_dict({**cfg.get("train", {}), "seed": seed})
+    train_cfg = TrainConfig.from_dict(cfg["train"], seed=seed)
     steps.train(
         data / "targets.h5",
         model_cfg,
@@ -118,7 +125,7 @@ def run(
         out / "model" / "predictions.h5",
         out / "baselines" / "predictions.h5",
         out,
-        cfg.get("plot_bp", 20000),
+        cfg["plot_bp"],
         "test",
         out / "model" / "metrics.json",
         (out / "diagnostics" / "checks.json",),

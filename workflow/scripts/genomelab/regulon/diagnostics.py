@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, target_range
 from genomelab.diagnostics.core import FAIL, PASS, WARN, DiagnosticResult
 from genomelab.regulon.model import HEAD_KINDS, RegulonModelConfig, RegulonNet
@@ -26,27 +27,22 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class DiagnosticsConfig:
+class DiagnosticsConfig(ConfigSection):
     """``regulon.diagnostics`` in config."""
 
-    max_initial_ratio: float = 3.0
-    max_initial_loss: float = 100.0
-    max_dummy_ratio: float = 3.0
-    min_expression_coverage: float = 0.05
-    n_check_windows: int = 256
+    SECTION = "regulon.diagnostics"
+
+    max_initial_ratio: float = from_schema("regulon.diagnostics.max_initial_ratio")
+    max_initial_loss: float = from_schema("regulon.diagnostics.max_initial_loss")
+    max_dummy_ratio: float = from_schema("regulon.diagnostics.max_dummy_ratio")
+    min_expression_coverage: float = from_schema("regulon.diagnostics.min_expression_coverage")
+    n_check_windows: int = from_schema("regulon.diagnostics.n_check_windows")
 
     def __post_init__(self) -> None:
         if not (self.max_initial_ratio > 1 and self.max_dummy_ratio > 1 and self.max_initial_loss > 0):
             raise ValueError("regulon.diagnostics ratios must be > 1 and max_initial_loss > 0")
         if self.n_check_windows < 1:
             raise ValueError(f"regulon.diagnostics.n_check_windows must be >= 1, not {self.n_check_windows}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DiagnosticsConfig:
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown regulon.diagnostics option(s) {unknown}")
-        return cls(**values)
 
 
 def target_checks(data: TargetData) -> list[DiagnosticResult]:

@@ -10,15 +10,14 @@ All tracks are [B, 2, n] with rows plus/minus strand, so the reverse complement 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.train.engine import LossOutput
 
 DENSITY_LOSSES = ("mse", "poisson")
@@ -28,21 +27,21 @@ HEAD_KINDS = {"expression": "regression", "density": "count", "operon": "binary"
 
 
 @dataclass
-class RegulonModelConfig:
+class RegulonModelConfig(ConfigSection):
     """Sizes, heads and loss options (``regulon.model`` in config)."""
 
-    channels: int = 64
-    n_layers: int = 6
-    kernel_size: int = 3
-    stem_kernel: int = 15
-    dropout: float = 0.1
-    resolution_bp: int = 16
-    bin_bp: int = 128
-    density_loss: str = "mse"
-    loss_weights: dict[str, float] = field(
-        default_factory=lambda: {"expression": 1.0, "density": 1.0, "operon": 1.0}
-    )
-    rc_augment: bool = True
+    SECTION = "regulon.model"
+
+    channels: int = from_schema("regulon.model.channels")
+    n_layers: int = from_schema("regulon.model.n_layers")
+    kernel_size: int = from_schema("regulon.model.kernel_size")
+    stem_kernel: int = from_schema("regulon.model.stem_kernel")
+    dropout: float = from_schema("regulon.model.dropout")
+    resolution_bp: int = from_schema("regulon.targets.resolution_bp")
+    bin_bp: int = from_schema("regulon.targets.bin_bp")
+    density_loss: str = from_schema("regulon.model.density_loss")
+    loss_weights: dict[str, float] = from_schema("regulon.model.loss_weights")
+    rc_augment: bool = from_schema("regulon.model.rc_augment")
 
     def __post_init__(self) -> None:
         for name in ("channels", "n_layers", "kernel_size", "stem_kernel", "resolution_bp", "bin_bp"):
@@ -76,14 +75,6 @@ class RegulonModelConfig:
             raise ValueError(
                 f"regulon.model.loss_weights must be finite, >= 0 and not all 0: {self.loss_weights}"
             )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RegulonModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown regulon.model option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 def one_hot(codes: torch.Tensor) -> torch.Tensor:

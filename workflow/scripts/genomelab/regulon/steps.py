@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from genomelab.config import param
 from genomelab.diagnostics import read_results, write_results
 from genomelab.io.atomic import atomic_write_json
 from genomelab.regulon import baselines as bl
@@ -52,7 +53,7 @@ def _load_json(path: str | os.PathLike) -> Any:
 def model_config(model: dict[str, Any], targets: dict[str, Any]) -> RegulonModelConfig:
     """The model config; resolution and bin size always come from the targets' geometry."""
     tcfg = TargetConfig.from_dict(targets)
-    return RegulonModelConfig.from_dict({**model, "resolution_bp": tcfg.resolution_bp, "bin_bp": tcfg.bin_bp})
+    return RegulonModelConfig.from_dict(model, resolution_bp=tcfg.resolution_bp, bin_bp=tcfg.bin_bp)
 
 
 # ------------------------------------------------------------------------- 1. process
@@ -79,13 +80,13 @@ def source_from_config(cfg: dict[str, Any], dump_dir: str | None) -> Source:
     return Source(
         dump_dir=None if uri_env else dump_dir,
         uri_env=uri_env or None,
-        database=cfg.get("database", "regulondb"),
-        max_docs_per_file=cfg.get("max_docs_per_file") or None,
+        database=cfg["database"],
+        max_docs_per_file=cfg["max_docs_per_file"] or None,
     )
 
 
 def process_step(smk: Any) -> None:
-    cfg = json.loads(smk.params.cfg)
+    cfg = param(smk, "cfg")
     process(
         source_from_config(cfg, cfg["dump_dir"]),
         smk.input.genome,
@@ -115,7 +116,7 @@ def make_targets(
 
 
 def targets_step(smk: Any) -> None:
-    cfg = json.loads(smk.params.cfg)
+    cfg = param(smk, "cfg")
     make_targets(
         smk.input.genes,
         smk.input.operons,
@@ -146,7 +147,7 @@ def diagnose(
 
 
 def diagnostics_step(smk: Any) -> None:
-    cfg = json.loads(smk.params.cfg)
+    cfg = param(smk, "cfg")
     torch.set_num_threads(max(1, int(smk.threads)))
     # Diagnostics are cheap: run them on the CPU so that they never wait for a GPU.
     diagnose(
@@ -176,7 +177,7 @@ def run_baselines(
 
 
 def baselines_step(smk: Any) -> None:
-    cfg = json.loads(smk.params.cfg)
+    cfg = param(smk, "cfg")
     run_baselines(smk.input.targets, cfg["baseline"], smk.output.tracks, smk.output.info, smk.params.seed)
 
 
@@ -402,7 +403,7 @@ def evaluate(
 
 
 def evaluate_step(smk: Any) -> None:
-    cfg = json.loads(smk.params.cfg)
+    cfg = param(smk, "cfg")
     evaluate(
         smk.input.targets,
         smk.input.genes,

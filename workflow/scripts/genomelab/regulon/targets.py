@@ -19,7 +19,7 @@ import gzip
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
 from genomelab.splits import SPLITS, group_split
 
@@ -67,19 +68,21 @@ def read_genome(path: str | os.PathLike, contig: str | None = None) -> tuple[str
 
 
 @dataclass
-class TargetConfig:
+class TargetConfig(ConfigSection):
     """Geometry of targets, blocks and windows (``regulon.targets`` in config)."""
 
-    region_start: int = 0
-    region_end: int | None = None
-    bin_bp: int = 128
-    resolution_bp: int = 16
-    window_bp: int = 2048
-    stride_bp: int = 1024
-    block_bp: int = 102400
-    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    operon_min_genes: int = 2
-    expression_min_fraction: float = 0.5
+    SECTION = "regulon.targets"
+
+    region_start: int = from_schema("regulon.targets.region_start")
+    region_end: int | None = from_schema("regulon.targets.region_end")
+    bin_bp: int = from_schema("regulon.targets.bin_bp")
+    resolution_bp: int = from_schema("regulon.targets.resolution_bp")
+    window_bp: int = from_schema("regulon.targets.window_bp")
+    stride_bp: int = from_schema("regulon.targets.stride_bp")
+    block_bp: int = from_schema("regulon.targets.block_bp")
+    split_fractions: list[float] = from_schema("regulon.targets.split_fractions")
+    operon_min_genes: int = from_schema("regulon.targets.operon_min_genes")
+    expression_min_fraction: float = from_schema("regulon.targets.expression_min_fraction")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -110,14 +113,6 @@ class TargetConfig:
                 f"regulon.targets.expression_min_fraction must be in (0, 1], not "
                 f"{self.expression_min_fraction}"
             )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], seed: int = 0) -> TargetConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown regulon.targets option(s) {unknown}; known: {sorted(known)}")
-        return cls(**{"seed": seed, **values})
 
 
 def _interval_sum(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

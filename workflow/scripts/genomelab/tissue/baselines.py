@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.tissue.dataset import TissueData, impute_standardise_params, standardise
 from genomelab.tissue.metrics import classification_metrics
 
@@ -30,11 +31,13 @@ LOGREG, CENTROID = "logistic regression", "nearest centroid"
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ConfigSection):
     """``lr_c_grid``: candidate C values (validation picks one); ``max_iter`` of lbfgs."""
 
-    lr_c_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
-    max_iter: int = 2000
+    SECTION = "tissue.baselines"
+
+    lr_c_grid: list[float] = from_schema("tissue.baselines.lr_c_grid")
+    max_iter: int = from_schema("tissue.baselines.max_iter")
 
     def __post_init__(self) -> None:
         if not self.lr_c_grid or min(self.lr_c_grid) <= 0:

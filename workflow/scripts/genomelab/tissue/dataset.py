@@ -13,12 +13,13 @@ import csv
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
 from genomelab.splits import SPLITS, group_split
 from genomelab.tissue.features import read_features
@@ -30,12 +31,14 @@ SPLIT_COLUMNS = ("sample", "source_sample", "tissue", "label", "split")
 
 
 @dataclass
-class TaskConfig:
+class TaskConfig(ConfigSection):
     """What to classify: ``label`` column, optional broad-tissue ``subset``, split fractions."""
 
-    label: str = "tissue"
-    subset: list[str] = field(default_factory=list)
-    fractions: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
+    SECTION = "tissue.task"
+
+    label: str = from_schema("tissue.task.label")
+    subset: list[str] = from_schema("tissue.task.subset")
+    fractions: list[float] = from_schema("tissue.task.fractions")
 
     def __post_init__(self) -> None:
         if self.label not in LABEL_COLUMNS:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult
 from genomelab.diagnostics.checks import group_leakage, overfit_tiny_subset
 from genomelab.io.atomic import atomic_output
@@ -43,17 +44,19 @@ CHECKS = ("labels", "variance", "leakage", "subtypes", "learnability", "overfit"
 
 
 @dataclass
-class DiagnosticsConfig:
+class DiagnosticsConfig(ConfigSection):
     """Thresholds of the tissue diagnostics (config ``tissue.diagnostics``)."""
 
-    min_groups_per_class: int = 3
-    variance_alpha: float = 0.001
-    subtype_min_informativeness: float = 0.2
-    overfit_samples: int = 10
-    overfit_steps: int = 150
-    probe_regions: int = 2000
-    region_informative_max: float = 0.2
-    file_informative_min: float = 0.3
+    SECTION = "tissue.diagnostics"
+
+    min_groups_per_class: int = from_schema("tissue.diagnostics.min_groups_per_class")
+    variance_alpha: float = from_schema("tissue.diagnostics.variance_alpha")
+    subtype_min_informativeness: float = from_schema("tissue.diagnostics.subtype_min_informativeness")
+    overfit_samples: int = from_schema("tissue.diagnostics.overfit_samples")
+    overfit_steps: int = from_schema("tissue.diagnostics.overfit_steps")
+    probe_regions: int = from_schema("tissue.diagnostics.probe_regions")
+    region_informative_max: float = from_schema("tissue.diagnostics.region_informative_max")
+    file_informative_min: float = from_schema("tissue.diagnostics.file_informative_min")
 
     def __post_init__(self) -> None:
         if self.min_groups_per_class < 2:

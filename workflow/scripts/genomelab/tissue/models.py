@@ -11,9 +11,8 @@ Batches (tuples from a ``TensorDataset``):
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.train.engine import LossOutput
 
 FILE_LEVEL = ("mlp", "attention")
@@ -31,14 +31,6 @@ MODEL_TITLES = {
     "attention": "region-attention model",
     "region": "region-level (ablation)",
 }
-
-
-def _from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} in tissue.{section}; known: {sorted(known)}")
-    return cls(**values)
 
 
 def _check_common(section: str, dropout: float, label_smoothing: float, z_clip: float = 0.0) -> None:
@@ -56,25 +48,23 @@ def _check_hidden(section: str, hidden: list[int]) -> None:
 
 
 @dataclass
-class MLPConfig:
+class MLPConfig(ConfigSection):
     """File-level MLP: input projection to ``hidden[0]``, then BatchNorm/ReLU/Dropout/Linear blocks."""
 
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
-    dropout: float = 0.5
-    label_smoothing: float = 0.1
-    z_clip: float = 3.0
+    SECTION = "tissue.mlp"
+
+    hidden: list[int] = from_schema("tissue.mlp.hidden")
+    dropout: float = from_schema("tissue.mlp.dropout")
+    label_smoothing: float = from_schema("tissue.mlp.label_smoothing")
+    z_clip: float = from_schema("tissue.mlp.z_clip")
 
     def __post_init__(self) -> None:
         _check_hidden("mlp", self.hidden)
         _check_common("mlp", self.dropout, self.label_smoothing, self.z_clip)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> MLPConfig:
-        return _from_dict(cls, values, "mlp")
-
 
 @dataclass
-class AttentionConfig:
+class AttentionConfig(ConfigSection):
     """Attention across regions on top of the MLP's region-mean pathway.
 
     ``hidden``/``dropout``: the MLP trunk (as in :class:`MLPConfig`); ``dim``: region token
@@ -83,14 +73,16 @@ class AttentionConfig:
     augmentation that stops the model from relying on a handful of regions).
     """
 
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
-    dropout: float = 0.5
-    dim: int = 32
-    heads: int = 4
-    gate_hidden: int = 64
-    label_smoothing: float = 0.1
-    region_dropout: float = 0.1
-    z_clip: float = 3.0
+    SECTION = "tissue.attention"
+
+    hidden: list[int] = from_schema("tissue.attention.hidden")
+    dropout: float = from_schema("tissue.attention.dropout")
+    dim: int = from_schema("tissue.attention.dim")
+    heads: int = from_schema("tissue.attention.heads")
+    gate_hidden: int = from_schema("tissue.attention.gate_hidden")
+    label_smoothing: float = from_schema("tissue.attention.label_smoothing")
+    region_dropout: float = from_schema("tissue.attention.region_dropout")
+    z_clip: float = from_schema("tissue.attention.z_clip")
 
     def __post_init__(self) -> None:
         for name in ("dim", "heads", "gate_hidden"):
@@ -101,33 +93,27 @@ class AttentionConfig:
         if not 0 <= self.region_dropout < 1:
             raise ValueError(f"tissue.attention.region_dropout must be in [0, 1), not {self.region_dropout}")
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AttentionConfig:
-        return _from_dict(cls, values, "attention")
-
 
 @dataclass
-class RegionConfig:
+class RegionConfig(ConfigSection):
     """Region-level ablation: one region (identity + value) per example, labelled with its file's class.
 
     ``regions_per_sample`` covered regions are drawn from each sample to make examples.
     """
 
-    dim: int = 32
-    hidden: int = 64
-    dropout: float = 0.1
-    label_smoothing: float = 0.0
-    regions_per_sample: int = 256
+    SECTION = "tissue.region"
+
+    dim: int = from_schema("tissue.region.dim")
+    hidden: int = from_schema("tissue.region.hidden")
+    dropout: float = from_schema("tissue.region.dropout")
+    label_smoothing: float = from_schema("tissue.region.label_smoothing")
+    regions_per_sample: int = from_schema("tissue.region.regions_per_sample")
 
     def __post_init__(self) -> None:
         for name in ("dim", "hidden", "regions_per_sample"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tissue.region.{name} must be >= 1, not {getattr(self, name)}")
         _check_common("region", self.dropout, self.label_smoothing)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RegionConfig:
-        return _from_dict(cls, values, "region")
 
 
 CONFIGS = {"mlp": MLPConfig, "attention": AttentionConfig, "region": RegionConfig}

@@ -36,48 +36,38 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TISSUES = (
-    "Blood",
-    "Liver",
-    "Colon",
-    "Lung",
-    "Pancreas",
-    "Brain",
-    "Kidney",
-    "Heart",
-    "Breast",
-    "Thyroid",
-)
-
 
 @dataclass
-class SimulationConfig:
+class SimulationConfig(ConfigSection):
     """Parameters of the read-level simulator (see module docstring)."""
 
-    tissues: list[str] = field(default_factory=lambda: list(DEFAULT_TISSUES))
-    n_subtypes: int = 2
-    samples_per_subtype: int = 5
-    n_regions: int = 2000
-    n_positions: int = 150
-    marker_fraction: float = 0.02
-    subtype_marker_fraction: float = 0.01
-    sample_sd: float = 0.8
-    coverage: float = 0.5
-    read_length: int = 75
-    read_concordance: float = 0.95
-    augment_fraction: float = 0.25
-    n_augmented_copies: int = 2
-    atlas: str = ""
-    atlas_n_markers: int = 0
+    SECTION = "tissue.simulate"
+
+    tissues: list[str] = from_schema("tissue.simulate.tissues")
+    n_subtypes: int = from_schema("tissue.simulate.n_subtypes")
+    samples_per_subtype: int = from_schema("tissue.simulate.samples_per_subtype")
+    n_regions: int = from_schema("tissue.simulate.n_regions")
+    n_positions: int = from_schema("tissue.simulate.n_positions")
+    marker_fraction: float = from_schema("tissue.simulate.marker_fraction")
+    subtype_marker_fraction: float = from_schema("tissue.simulate.subtype_marker_fraction")
+    sample_sd: float = from_schema("tissue.simulate.sample_sd")
+    coverage: float = from_schema("tissue.simulate.coverage")
+    read_length: int = from_schema("tissue.simulate.read_length")
+    read_concordance: float = from_schema("tissue.simulate.read_concordance")
+    augment_fraction: float = from_schema("tissue.simulate.augment_fraction")
+    n_augmented_copies: int = from_schema("tissue.simulate.n_augmented_copies")
+    atlas: str = from_schema("tissue.simulate.atlas")
+    atlas_n_markers: int = from_schema("tissue.simulate.atlas_n_markers")
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from genomelab.config import param
 from genomelab.diagnostics import write_results
 from genomelab.io.atomic import atomic_write_json
 from genomelab.tissue.features import extract_features_from_hdf5, extract_features_from_sheet
@@ -37,11 +38,11 @@ def _limit_threads(smk: Any) -> None:
 def _task(smk: Any):
     from genomelab.tissue.dataset import TaskConfig
 
-    return TaskConfig(**json.loads(smk.params.task))
+    return TaskConfig.from_dict(param(smk, "task"))
 
 
 def simulate_step(smk: Any) -> None:
-    cfg = SimulationConfig(**smk.params.simulate, seed=int(smk.params.seed))
+    cfg = SimulationConfig.from_dict(param(smk, "simulate"), seed=int(smk.params.seed))
     simulate_dataset(cfg, smk.params.out_dir)
 
 
@@ -70,7 +71,7 @@ def diagnostic_step(smk: Any) -> None:
 
     _limit_threads(smk)
     check = smk.params.check
-    cfg = dg.DiagnosticsConfig(**json.loads(smk.params.diagnostics))
+    cfg = dg.DiagnosticsConfig.from_dict(param(smk, "diagnostics"))
     task, seed = _task(smk), int(smk.params.seed)
     models = list(smk.params.models)
     figure = Path(smk.output.png) if "png" in smk.output.keys() else None
@@ -87,7 +88,7 @@ def diagnostic_step(smk: Any) -> None:
         elif check == "learnability":
             results = dg.check_learnability(data, models, cfg, seed, figure)
         elif check == "overfit":
-            results = dg.check_overfit(data, models, json.loads(smk.params.model_configs), cfg, seed)
+            results = dg.check_overfit(data, models, param(smk, "model_configs"), cfg, seed)
         else:
             raise ValueError(f"unknown tissue diagnostic {check!r}; known: {dg.CHECKS}")
     if "png" in smk.output.keys() and not Path(smk.output.png).exists():
@@ -101,7 +102,7 @@ def baselines_step(smk: Any) -> None:
 
     _limit_threads(smk)
     data = load_task(smk.input.h5, smk.input.splits)
-    results = run_baselines(data, BaselineConfig(**json.loads(smk.params.baselines)), int(smk.params.seed))
+    results = run_baselines(data, BaselineConfig.from_dict(param(smk, "baselines")), int(smk.params.seed))
     atomic_write_json(smk.output.json, results)
 
 
@@ -150,7 +151,7 @@ def summary_step(smk: Any) -> None:
     metrics = dict(zip(models, smk.input.metrics, strict=True))
     model_diag = dict(zip(models, smk.input.model_diagnostics, strict=True))
     rows = read_splits(smk.input.splits)
-    task = json.loads(smk.params.task)
+    task = param(smk, "task")
     task["n_classes"] = len({r["label"] for r in rows})
     task["n_split"] = {s: int(np.sum([r["split"] == s for r in rows])) for s in ("train", "val", "test")}
     build_summary(

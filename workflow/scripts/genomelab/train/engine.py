@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from genomelab import __version__
+from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_write_json
 from genomelab.train import distributed as ddp
 from genomelab.train.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
@@ -64,31 +65,33 @@ class LossOutput:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigSection):
     """Hyper-parameters of the loop itself (model sizes live in each model's config)."""
 
-    max_epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    schedule: str = "cosine"
-    min_lr_ratio: float = 0.0
-    grad_clip: float | None = 1.0
-    grad_accum_steps: int = 1
-    precision: str = "auto"
+    SECTION = "train"
+
+    max_epochs: int = from_schema("train.max_epochs")
+    batch_size: int = from_schema("train.batch_size")
+    lr: float = from_schema("train.lr")
+    weight_decay: float = from_schema("train.weight_decay")
+    warmup_steps: int = from_schema("train.warmup_steps")
+    schedule: str = from_schema("train.schedule")
+    min_lr_ratio: float = from_schema("train.min_lr_ratio")
+    grad_clip: float | None = from_schema("train.grad_clip")
+    grad_accum_steps: int = from_schema("train.grad_accum_steps")
+    precision: str = from_schema("train.precision")
     seed: int = 0
-    monitor: str = "val/loss"
-    mode: str = "min"
-    patience: int = 10
-    min_delta: float = 0.0
-    early_stopping_warmup: int = 0
-    num_workers: int = 0
-    device: str = "auto"
-    drop_last: bool = False
-    checkpoint_every_steps: int = 0
-    checkpoint_every_epochs: int = 1
-    log_every_steps: int = 0
+    monitor: str = from_schema("train.monitor")
+    mode: str = from_schema("train.mode")
+    patience: int = from_schema("train.patience")
+    min_delta: float = from_schema("train.min_delta")
+    early_stopping_warmup: int = from_schema("train.early_stopping_warmup")
+    num_workers: int = from_schema("train.num_workers")
+    device: str = from_schema("config.device")
+    drop_last: bool = from_schema("train.drop_last")
+    checkpoint_every_steps: int = from_schema("train.checkpoint_every_steps")
+    checkpoint_every_epochs: int = from_schema("train.checkpoint_every_epochs")
+    log_every_steps: int = from_schema("train.log_every_steps")
 
     def __post_init__(self) -> None:
         positive = {
@@ -124,15 +127,6 @@ class TrainConfig:
             raise ValueError(f"train.min_lr_ratio must be in [0, 1], not {self.min_lr_ratio}")
         if self.mode not in ("min", "max"):
             raise ValueError(f"train.mode must be 'min' or 'max', not {self.mode!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a config section, rejecting unknown keys (typos must not pass silently)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass

@@ -380,15 +380,17 @@ def test_same_seed_same_weights_and_save_load(tmp_path):
     a, b = tiny_model(seed=5), tiny_model(seed=5)
     for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(va, vb, msg=ka)
-    T.save_model(
-        tmp_path / "m.pt", a, {"source_ids": list("abcde"), "target_ids": [str(i) for i in range(9)]}
-    )
-    loaded, ckpt = T.load_model(tmp_path / "m.pt")
+    T.save_model(tmp_path / "m.pt", a, {"sources": list("abcde"), "targets": [str(i) for i in range(9)]})
+    loaded, exported = T.load_model(tmp_path / "m.pt", source_ids=list("abcde"))
     a.eval()
     q = torch.arange(5)
     with torch.no_grad():
         torch.testing.assert_close(a("s2t", q), loaded("s2t", q))
-    assert ckpt["target_ids"][0] == "0"
+    assert exported.ids["targets"][0] == "0"
+    with pytest.raises(
+        ValueError, match=r"m\.pt was made for other sources.*'e' in the file, 'x' in the data"
+    ):
+        T.load_model(tmp_path / "m.pt", source_ids=list("abcdx"))
 
 
 def test_link_term_shared_by_directions_zero_without_links_and_saved(tmp_path):
@@ -414,14 +416,21 @@ def test_link_term_shared_by_directions_zero_without_links_and_saved(tmp_path):
 
 
 def test_model_file_without_cold_start_option_loads_without_it(tmp_path):
-    from genomelab.train.checkpoint import load_checkpoint, save_checkpoint
+    from genomelab.train.export import load_exported, save_exported
 
     model = tiny_model(link_dim=4, cold_start="none").eval()
     T.save_model(tmp_path / "m.pt", model, {})
-    ckpt = load_checkpoint(tmp_path / "m.pt")
+    exported = load_exported(tmp_path / "m.pt")
     for key in ("cold_start", "cold_start_k", "cold_start_dropout"):
-        del ckpt["model_config"][key]  # a file written before the option existed
-    save_checkpoint(tmp_path / "old.pt", ckpt)
+        del exported.config[key]  # a file written before the option existed
+    save_exported(
+        tmp_path / "old.pt",
+        exported.weights,
+        kind=exported.kind,
+        config=exported.config,
+        ids=exported.ids,
+        data_fingerprint=exported.data_fingerprint,
+    )
     loaded, _ = T.load_model(tmp_path / "old.pt")
     assert loaded.config.cold_start == "none"
 
@@ -764,7 +773,7 @@ def test_ranker_uses_cold_start_for_new_entities(easy, tmp_path):
     with torch.no_grad():  # as after training: ID embeddings away from zero, also unlinked rows
         for side in ("source", "target"):
             model.id_embeddings[side].normal_()
-    T.save_model(tmp_path / "m.pt", model, {"source_ids": src.ids, "target_ids": tgt.ids})
+    T.save_model(tmp_path / "m.pt", model, {"sources": src.ids, "targets": tgt.ids})
     ranker = Ranker.load(tmp_path / "m.pt", tmp / "featurizer.npz")
     # Held-out sources have no training links: given as new entities they get the same
     # imputed link vector as in evaluation, so they score exactly as the vocabulary rows.

@@ -385,7 +385,7 @@ def test_vae_with_depth_reconstructs_abundance():
 
 def test_training_lowers_loss_and_same_seed_same_weights(tmp_path):
     from genomelab.binning.data import ModelInputs
-    from genomelab.binning.train_steps import train_vae
+    from genomelab.binning.train_steps import load_model, train_vae
 
     x, _ = _profiles(40)
     inputs = ModelInputs(np.array([f"c{i}" for i in range(40)]), np.full(40, 1500), x, 0)
@@ -402,6 +402,7 @@ def test_training_lowers_loss_and_same_seed_same_weights(tmp_path):
             3,
             tmp_path / run,
             tmp_path / f"{run}.json",
+            tmp_path / f"{run}.pt",
             None,
             torch.device("cpu"),
         )
@@ -411,6 +412,11 @@ def test_training_lowers_loss_and_same_seed_same_weights(tmp_path):
     assert "test/bce6" in metrics["test"]
     for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+    # The exported model reloads to the same encoder; another depth layout is refused.
+    back = load_model(tmp_path / "a.pt", n_depth=0)
+    torch.testing.assert_close(back.encode(torch.from_numpy(x))[0], runs[0].encode(torch.from_numpy(x))[0])
+    with pytest.raises(ValueError, match=r"a\.pt was trained with 0 abundance columns, the inputs have 2"):
+        load_model(tmp_path / "a.pt", n_depth=2)
 
 
 # ---------------------------------------------------------------- clustering

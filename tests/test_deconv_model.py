@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,8 +11,9 @@ import torch
 from genomelab.deconv import io as dio
 from genomelab.deconv.metrics import deconv_metrics
 from genomelab.deconv.mixtures import PhaseConfig, make_mixtures, write_mixtures
-from genomelab.deconv.model import DeconvNet, DeconvNetConfig, load_model, save_model
+from genomelab.deconv.model import KIND, DeconvNet, DeconvNetConfig, load_model
 from genomelab.deconv.nnls import deconvolve_nnls
+from genomelab.train.export import save_exported
 
 TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
 TRAIN = {
@@ -112,18 +114,23 @@ def test_loss_terms_and_missing_inputs():
 def test_save_load_roundtrip(tmp_path):
     torch.manual_seed(1)
     model = _net(_cfg(), fill=np.linspace(0.1, 0.9, 20))
-    save_model(
+    regions = [f"r{i}" for i in range(20)]
+    save_exported(
         tmp_path / "m.pt",
         model,
-        np.array([f"r{i}" for i in range(20)]),
-        np.array(list("abcd")),
-        {"variant": "sparse"},
+        kind=KIND,
+        config=dataclasses.asdict(model.cfg),
+        ids={"regions": np.array(regions), "tissues": np.array(list("abcd"))},
+        data_fingerprint="d",
+        extra={"variant": "sparse"},
     )
-    back, regions, tissues, ckpt = load_model(tmp_path / "m.pt")
+    back, exported = load_model(tmp_path / "m.pt", regions, list("abcd"))
     x = torch.rand(5, 20)
     model.eval()
     torch.testing.assert_close(model.predict(x), back.predict(x))
-    assert regions[3] == "r3" and tissues.tolist() == list("abcd") and ckpt["variant"] == "sparse"
+    assert exported.extra["variant"] == "sparse"
+    with pytest.raises(ValueError, match=r"m\.pt was made for other tissues"):
+        load_model(tmp_path / "m.pt", regions, list("abce"))
 
 
 def test_same_seed_same_weights():
@@ -192,22 +199,24 @@ def test_training_beats_nnls_on_spurious_calls(data, tmp_path):
         seed=0,
     )
     assert again["mae"] == pytest.approx(sparse["mae"])
-    with pytest.raises(Exception, match="different run"):
-        train_model(
-            d / "phase3.h5",
-            d / "reference.tsv",
-            "sparse",
-            {"hidden": [64]},
-            TRAIN,
-            0.01,
-            tmp_path / "sparse" / "state",
-            tmp_path / "s3.pt",
-            tmp_path / "s3.json",
-            tmp_path / "s3.npz",
-            None,
-            device="cpu",
-            seed=0,
-        )
+    # Other settings on the same state root: a fresh run in its own folder, never a resume.
+    train_model(
+        d / "phase3.h5",
+        d / "reference.tsv",
+        "sparse",
+        {"hidden": [64]},
+        TRAIN,
+        0.01,
+        tmp_path / "sparse" / "state",
+        tmp_path / "s3.pt",
+        tmp_path / "s3.json",
+        tmp_path / "s3.npz",
+        None,
+        device="cpu",
+        seed=0,
+    )
+    assert len(list((tmp_path / "sparse" / "state").iterdir())) == 2
+    assert json.loads((tmp_path / "s3.json").read_text())["epochs_run"] >= 1
 
 
 def test_curriculum_init_and_inference(data, tmp_path):
@@ -253,7 +262,7 @@ def test_curriculum_init_and_inference(data, tmp_path):
     first_hist = json.loads((first / "m.json").read_text())["history"]
     second_hist = json.loads((second / "m.json").read_text())["history"]
     assert second_hist[0]["train/total_loss"] < first_hist[0]["train/total_loss"]
-    with pytest.raises(ValueError, match="other regions or tissues"):
+    with pytest.raises(ValueError, match=r"model\.pt was made for other tissues"):
         bad = data["ref"]
         dio.write_table(tmp_path / "ref2.tsv", bad.profiles[:, :5], bad.regions, bad.tissues[:5])
         train_model(

@@ -551,8 +551,6 @@ def test_live_mongodb_path_shares_the_parsers(monkeypatch, synth):
 @pytest.mark.slow
 def test_same_seed_same_weights_and_reload(synth, tmp_path):
     """Two runs with one seed give identical weights; the saved checkpoint reloads to the same output."""
-    from genomelab.train.checkpoint import load_checkpoint
-
     d = synth["data"]
     model_cfg = steps.model_config({"channels": 8, "n_layers": 2}, SMALL_TARGETS)
     weights = []
@@ -569,12 +567,10 @@ def test_same_seed_same_weights_and_reload(synth, tmp_path):
             out / "p.h5",
             "cpu",
         )
-        weights.append(load_checkpoint(out / "best.pt")["model"])
+        weights.append(steps.load_model(out / "best.pt")[1].weights)
     for k in weights[0]:
         torch.testing.assert_close(weights[0][k], weights[1][k], rtol=0, atol=0)
-    ckpt = load_checkpoint(tmp_path / "a" / "best.pt")
-    model = RegulonNet(RegulonModelConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    model, _ = steps.load_model(tmp_path / "a" / "best.pt", TargetData(d / "targets.h5").contig)
     codes = torch.from_numpy(TargetData(d / "targets.h5").tensors("test").codes[:2])
     pred = model.predict(codes)
     from genomelab.regulon.tracks import read_tracks

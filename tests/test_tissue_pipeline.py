@@ -17,6 +17,7 @@ from genomelab.tissue.models import AttentionConfig, FileMLP, MLPConfig, RegionA
 from genomelab.tissue.report import build_summary
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
 from genomelab.tissue.training import file_examples, train_model
+from genomelab.train.export import load_exported
 
 TRAIN = {"max_epochs": 25, "batch_size": 8, "lr": 0.005, "patience": 25}
 
@@ -311,8 +312,8 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
     test = combine_members(
         "mlp", data, files["model.pt"], files["metrics.json"], files["diagnostics.json"], tmp_path / "ens"
     )
-    ens = torch.load(tmp_path / "ens" / "model.pt", weights_only=True)
-    assert ens["seeds"] == [0, 1] and len(ens["members"]) == 2
+    ens = load_exported(tmp_path / "ens" / "model.pt", {"classes": data.classes}, kind="mlp-ensemble")
+    assert ens.extra["seeds"] == [0, 1] and {k.split(".")[0] for k in ens.weights} == {"0", "1"}
     # One member alone reproduces what training measured on the model in memory, so members
     # are loaded correctly (weights and standardisation buffers).
     single = combine_members(
@@ -333,9 +334,9 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
     mu, sd = np.zeros(len(data.regions), np.float32), np.ones(len(data.regions), np.float32)
     probs = []
     for path in files["model.pt"]:
-        ckpt = torch.load(path, weights_only=True)
-        model = build_model("mlp", ckpt["model_config"], len(data.regions), len(data.classes), mu, sd, 150)
-        model.load_state_dict(ckpt["model"])
+        exported = load_exported(path, {"regions": data.regions}, kind="mlp")
+        model = build_model("mlp", exported.config, len(data.regions), len(data.classes), mu, sd, 150)
+        model.load_state_dict(exported.weights)
         probs.append(predict_proba(model, x, torch.device("cpu")))
     expected = classification_metrics(x.tensors[-1].numpy(), np.mean(probs, axis=0), data.classes)
     assert test["nll"] == pytest.approx(expected["nll"]) and test["accuracy"] == expected["accuracy"]
@@ -361,7 +362,7 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
         assert not (tmp_path / "x" / "metrics.json").exists()
 
     # Members of another model kind, of other splits, or one member twice are refused.
-    refused("attention", data, [0, 1], r"members/0/model\.pt.*kind")
+    refused("attention", data, [0, 1], r"members/0/model\.pt holds a 'mlp' model")
     write_splits(make_splits(easy["h5"], TaskConfig(), seed=5), tmp_path / "other.tsv")
     refused("mlp", load_task(easy["h5"], tmp_path / "other.tsv"), [0, 1], "training data and splits")
     refused("mlp", data, [0, 0], "distinct seeds")

@@ -2,28 +2,12 @@
 # -> sources (split by individual) -> reference + markers -> phase 1-3 mixtures
 # -> diagnostics -> gate -> NNLS baseline + plain and two-stage networks per phase
 # -> comparison tables and plots -> inference on new samples -> summary.
-import hashlib
-
 DECONV = config["deconv"]
 DC_OUT = f"{RESULTS}/deconv"
 DC_PHASES = ["phase1", "phase2", "phase3"]
 DC_VARIANTS = ["plain", "sparse"]
 DC_REPS = [f"rep{i}" for i in range(DECONV["repeats"])]
 DC_SIMULATE = not (DECONV["input"]["sample_sheet"] or DECONV["input"]["features"])
-# Everything that changes the data or the networks (settings and the network's code) names
-# the training state folder, so a change starts a fresh run instead of resuming (or, for a
-# finished run, silently reusing) a stale last.pt.
-DC_FINGERPRINT = hashlib.sha256(
-    config_json(
-        {
-            "seed": config["seed"],
-            **{k: v for k, v in DECONV.items() if k not in ("infer", "plots", "repeats", "enabled")},
-        }
-    ).encode()
-    + b"".join((SCRIPTS / "genomelab" / "deconv" / f).read_bytes() for f in ("model.py", "nnls.py"))
-).hexdigest()[:12]
-
-
 DC_SOURCES_INPUT = (
     {"features": DECONV["input"]["features"]}
     if DECONV["input"]["features"]
@@ -225,8 +209,9 @@ rule deconv_train:
         presence_threshold=DECONV["presence_threshold"],
         seed=lambda wc: config["seed"] + int(wc.rep[3:]),
         device=config["device"],
-        data=DC_FINGERPRINT,
-        state_dir=lambda wc: state_dir("deconv", f"{wc.phase}_{wc.variant}_{wc.rep}_{DC_FINGERPRINT}"),
+        # The run adds a subfolder keyed by its settings and a fingerprint of its data
+        # (genomelab.train.run), so changed data or settings start a fresh run.
+        state_dir=lambda wc: state_dir("deconv", f"{wc.phase}_{wc.variant}_{wc.rep}"),
     script:
         "../scripts/run_step.py"
 

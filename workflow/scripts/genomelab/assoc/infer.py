@@ -59,8 +59,9 @@ class Ranker:
         featurizer_path: str | os.PathLike,
         device: torch.device | str = "cpu",
     ) -> Ranker:
-        model, ckpt = load_model(model_path)
-        return cls(model, load_featurizer(featurizer_path), ckpt["source_ids"], ckpt["target_ids"], device)
+        model, exported = load_model(model_path)
+        ids = exported.ids
+        return cls(model, load_featurizer(featurizer_path), ids["sources"], ids["targets"], device)
 
     def encode_arrays(
         self, arrays: dict[str, np.ndarray], side: str

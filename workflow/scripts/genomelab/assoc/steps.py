@@ -7,8 +7,6 @@ on validation) -> summary; infer ranks candidates for new entities with a select
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -519,15 +517,9 @@ def train_run(
     quick_test: bool = False,
 ) -> dict[str, Any]:
     """Train one grid point on one scheme; write model.pt, metrics.json, training_report.json."""
-    from genomelab.assoc.training import (
-        RunPaths,
-        build_model,
-        effective_train_config,
-        save_model,
-        train_model,
-    )
+    from genomelab.assoc import training as T
     from genomelab.train.device import resolve_device
-    from genomelab.train.engine import config_fingerprint
+    from genomelab.train.export import data_fingerprint
 
     out = Path(out_dir)
     sources, targets, links, assignment = load_data(data_dir)
@@ -538,60 +530,43 @@ def train_run(
         "dropout": float(grid_point["dropout"]),
         "bridge_dim": int(grid_point["bridge_dim"]),
     }
-    train_cfg = effective_train_config(
+    train_cfg = T.effective_train_config(
         {**train_section, "lr": float(grid_point["lr"]), "batch_size": int(grid_point["batch_size"])},
         quick_test,
     )
-    torch.manual_seed(train_cfg.seed)
-    model = build_model(model_cfg, feats, labels["train"])
+    config = T.model_config(model_cfg, feats, labels["train"]).to_dict()
     dev = resolve_device(device)
+
+    def make_report(model: torch.nn.Module, result: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "module": "assoc",
+            "scheme": scheme,
+            "run": run_name(**grid_point),
+            "quick_test": quick_test,
+            "device": str(dev),
+            "hyperparameters": {**grid_point, **result.pop("train_config")},
+            "model_config": config,
+            "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            **result,
+        }
+
     # The state folder is keyed by the inputs' content and the configuration: changed data
     # or settings start a fresh run instead of resuming (or reusing) a stale last.pt.
-    key = config_fingerprint(
-        _file_digest(features_path),
-        _file_digest(Path(data_dir) / "splits.npz"),
-        _file_digest(Path(data_dir) / "links.tsv"),
-        model_cfg,
-        dataclasses.asdict(train_cfg),
-        scheme,
-    )
-    paths = RunPaths(Path(state_dir) / key, out / "metrics.json", out / "tensorboard")
-    model, result = train_model(
-        model,
+    return T.train_model(
+        lambda: T.build_model(model_cfg, feats, labels["train"]),
+        config,
         train_cfg,
         labels,
         links,
         assignment.links[scheme],
-        paths,
+        {"sources": sources.ids, "targets": targets.ids},
+        data_fingerprint(Path(features_path), Path(data_dir) / "splits.npz", Path(data_dir) / "links.tsv"),
+        out,
+        state_dir,
         dev,
-        run_config={"scheme": scheme, "model": model.config.to_dict(), "quick_test": quick_test},
+        {"scheme": scheme, "quick_test": quick_test},
+        make_report,
     )
-    save_model(
-        out / "model.pt",
-        model.cpu(),
-        {"scheme": scheme, "source_ids": sources.ids, "target_ids": targets.ids},
-    )
-    report = {
-        "module": "assoc",
-        "scheme": scheme,
-        "run": run_name(**grid_point),
-        "quick_test": quick_test,
-        "device": str(dev),
-        "hyperparameters": {**grid_point, **result.pop("train_config")},
-        "model_config": model.config.to_dict(),
-        "n_parameters": int(sum(p.numel() for p in model.parameters())),
-        **result,
-    }
-    atomic_write_json(out / "training_report.json", report)
-    return report
-
-
-def _file_digest(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def train_step(smk: Any) -> None:

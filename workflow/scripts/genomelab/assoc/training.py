@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,15 @@ from torch.utils.data import TensorDataset
 from genomelab.assoc.data import DIRECTIONS, MASKED, S2T, Links, SplitLabels
 from genomelab.assoc.metrics import KS, ScoreFn, evaluate
 from genomelab.assoc.model import DIRECTION_INDEX, AssocModel, AssocModelConfig
+from genomelab.io.atomic import atomic_write_json
 from genomelab.train.engine import TrainConfig, Trainer
+from genomelab.train.export import ExportedModel, load_exported, save_exported
+from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training
 
 logger = logging.getLogger(__name__)
+
+# Kind of the association network's exported model (train/export.py).
+KIND = "assoc"
 
 # Quick mode (``--quick-test``): a handful of epochs, patience 5, to check the wiring.
 QUICK_MAX_EPOCHS = 5
@@ -85,11 +91,12 @@ def label_priors(train: SplitLabels) -> dict[str, float]:
     return priors
 
 
-def build_model(
+def model_config(
     model_section: dict[str, Any], features: dict[str, dict[str, np.ndarray]], train: SplitLabels
-) -> AssocModel:
+) -> AssocModelConfig:
+    """The model's configuration: the config section plus sizes and priors from the data."""
     priors = label_priors(train)
-    cfg = AssocModelConfig.from_dict(
+    return AssocModelConfig.from_dict(
         model_section,
         text_dim=int(features["source"]["text"].shape[2]),
         max_fields=int(features["source"]["text"].shape[1]),
@@ -98,6 +105,12 @@ def build_model(
         prior_s2t=priors["s2t"],
         prior_t2s=priors["t2s"],
     )
+
+
+def build_model(
+    model_section: dict[str, Any], features: dict[str, dict[str, np.ndarray]], train: SplitLabels
+) -> AssocModel:
+    cfg = model_config(model_section, features, train)
     vocab = vocab_tensors(features)
     # Entities with a training link in either direction get a link-structure vector. (A
     # vocabulary subset, as in the memorisation check, keeps the default: all linked.)
@@ -147,13 +160,6 @@ def make_eval_fn(
     return eval_fn
 
 
-@dataclass
-class RunPaths:
-    state_dir: Path
-    metrics: Path
-    tensorboard: Path
-
-
 def effective_train_config(train_section: dict[str, Any], quick_test: bool) -> TrainConfig:
     values = dict(train_section)
     if quick_test:
@@ -163,56 +169,83 @@ def effective_train_config(train_section: dict[str, Any], quick_test: bool) -> T
 
 
 def train_model(
-    model: AssocModel,
+    build: Callable[[], AssocModel],
+    config: dict[str, Any],
     train_cfg: TrainConfig,
     labels: dict[str, SplitLabels],
     links: Links,
     link_split: np.ndarray,
-    paths: RunPaths,
+    ids: dict[str, list[str]],
+    data_fingerprint: str,
+    out_dir: Path,
+    state_root: str | os.PathLike,
     device: torch.device | str,
-    run_config: dict[str, Any] | None = None,
-) -> tuple[AssocModel, dict[str, Any]]:
-    """Fit on ``labels['train']`` with early stopping on ``labels['val']``; test once at the end.
+    run_config: dict[str, Any],
+    make_report: Callable[[AssocModel, dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Fit ``build()`` (configuration ``config``) on ``labels['train']`` with early stopping
+    on ``labels['val']``; test once at the end.
 
-    Returns the model (best weights) and a dict with the fit result and test metrics.
+    Writes ``metrics.json``, ``model.pt`` (exported, with the entity IDs), ``tensorboard/``
+    (with the alias names) and ``training_report.json`` (``make_report(model, result)``,
+    where ``result`` holds the fit summary and test metrics). Returns the report.
     """
-    n_candidates = {"s2t": model.n_entities("target"), "t2s": model.n_entities("source")}
-    datasets = {s: build_dataset(labels[s], n_candidates) for s in ("train", "val", "test")}
-    for s, ds in datasets.items():
-        if len(ds) == 0:
-            raise ValueError(
-                f"the {labels[s].scheme} scheme has no {s} queries: too few links or "
-                "entities for the split fractions"
-            )
-    trainer = Trainer(
-        model,
-        train_cfg,
-        paths.state_dir,
-        paths.metrics,
-        paths.tensorboard,
+    built: dict[str, AssocModel] = {}
+
+    def build_model() -> AssocModel:
+        built["model"] = build()
+        return built["model"]
+
+    def build_data(dev: torch.device) -> dict[str, AssocDataset]:
+        model = built["model"]
+        n_candidates = {"s2t": model.n_entities("target"), "t2s": model.n_entities("source")}
+        datasets = {s: build_dataset(labels[s], n_candidates) for s in ("train", "val", "test")}
+        for s, ds in datasets.items():
+            if len(ds) == 0:
+                raise ValueError(
+                    f"the {labels[s].scheme} scheme has no {s} queries: too few links or "
+                    "entities for the split fractions"
+                )
+        return datasets
+
+    def after_fit(state: RunState) -> dict[str, Any]:
+        fit, test, history = state.fit, state.test_losses, state.fit.history
+        val_best = history[fit.best_epoch] if fit.best_epoch < len(history) else {}
+        result = {
+            "best_epoch": fit.best_epoch,
+            "best_val_loss": fit.best_value,
+            "epochs_run": fit.epochs_run,
+            "stopped_reason": fit.stopped_reason,
+            "val": {k: v for k, v in val_best.items() if k.startswith("val/")},
+            "test": test,
+            "initial_val_loss": history[0].get("val/loss") if history else None,
+            "final_train_loss": history[-1].get("train/loss") if history else None,
+            "first_train_loss": history[0].get("train/loss") if history else None,
+            "train_config": dataclasses.asdict(train_cfg),
+        }
+        state.values["report"] = make_report(state.model, result)
+        return {"test": test}
+
+    def write_outputs(state: RunState) -> None:
+        _write_aliases(state.trainer)
+        atomic_write_json(out_dir / "training_report.json", state.values["report"])
+
+    spec = RunSpec(
+        kind=KIND,
+        train_config=train_cfg,
+        model_config=config,
+        build_model=build_model,
+        build_data=build_data,
+        ids=ids,
+        data_fingerprint=data_fingerprint,
+        run_config=run_config,
         eval_fn=make_eval_fn(labels, links, link_split),
-        run_config=run_config or {},
-        device=device,
+        after_fit=after_fit,
+        write_outputs=write_outputs,
+        export_extra=lambda state: {"scheme": run_config.get("scheme")},
     )
-    result = trainer.fit(datasets["train"], datasets["val"])
-    test = trainer.evaluate(datasets["test"], "test")
-    trainer.log_scalars(test)
-    _write_aliases(trainer)
-    trainer.write_metrics({"test": test})
-    trainer.close()
-    val_best = result.history[result.best_epoch] if result.best_epoch < len(result.history) else {}
-    return trainer.model, {
-        "best_epoch": result.best_epoch,
-        "best_val_loss": result.best_value,
-        "epochs_run": result.epochs_run,
-        "stopped_reason": result.stopped_reason,
-        "val": {k: v for k, v in val_best.items() if k.startswith("val/")},
-        "test": test,
-        "initial_val_loss": result.history[0].get("val/loss") if result.history else None,
-        "final_train_loss": result.history[-1].get("train/loss") if result.history else None,
-        "first_train_loss": result.history[0].get("train/loss") if result.history else None,
-        "train_config": dataclasses.asdict(train_cfg),
-    }
+    outputs = RunOutputs(out_dir / "metrics.json", out_dir / "model.pt", out_dir / "tensorboard")
+    return run_training(spec, state_root, outputs, device).values["report"]
 
 
 def _write_aliases(trainer: Trainer) -> None:
@@ -244,24 +277,28 @@ def alias_name(name: str) -> str | None:
     return None
 
 
-def save_model(path: str | os.PathLike, model: AssocModel, extra: dict[str, Any]) -> None:
-    from genomelab.train.checkpoint import save_checkpoint
+def save_model(
+    path: str | os.PathLike, model: AssocModel, ids: dict[str, list[str]], extra: dict[str, Any] | None = None
+) -> None:
+    """An exported model of ``model`` outside a training run (``ids``: sources, targets)."""
+    save_exported(
+        path, model, kind=KIND, config=model.config.to_dict(), ids=ids, data_fingerprint="", extra=extra
+    )
 
-    save_checkpoint(path, {"model": model.state_dict(), "model_config": model.config.to_dict(), **extra})
 
+def load_model(
+    path: str | os.PathLike, source_ids: list[str] | None = None, target_ids: list[str] | None = None
+) -> tuple[AssocModel, ExportedModel]:
+    """Rebuild a model from an exported model file (vocabulary features included).
 
-def load_model(path: str | os.PathLike) -> tuple[AssocModel, dict[str, Any]]:
-    """Rebuild a model from ``save_model``'s file (vocabulary features included)."""
-    from genomelab.train.checkpoint import CheckpointError, load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    if "model_config" not in ckpt or "model" not in ckpt:
-        raise CheckpointError(f"{path} is not an assoc model file (no model_config)")
+    ``source_ids``/``target_ids``, when given, must be the file's entity IDs (in order)."""
+    expect = {k: v for k, v in (("sources", source_ids), ("targets", target_ids)) if v is not None}
+    exported = load_exported(path, expect_ids=expect, kind=KIND)
     # Files written before the cold start existed scored unlinked entities without it.
-    cfg = AssocModelConfig(**{"cold_start": "none", **ckpt["model_config"]})
-    state = ckpt["model"]
+    cfg = AssocModelConfig(**{"cold_start": "none", **exported.config})
+    state = exported.weights
     vocab = {k: state[k] for k in state if k.split("_", 1)[0] in ("source", "target") and "." not in k}
     model = AssocModel(cfg, vocab)
     model.load_state_dict(state)
     model.eval()
-    return model, ckpt
+    return model, exported

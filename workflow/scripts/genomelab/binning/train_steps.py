@@ -3,12 +3,9 @@ TNF baseline (clustered like the model), VAE training, encoding and clustering."
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,11 +23,14 @@ from genomelab.binning.steps import MODULE, REFERENCE_TERMS, _optional, _save_la
 from genomelab.config import param
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import initial_loss_vs_chance
-from genomelab.train import TrainConfig, Trainer, resolve_device
-from genomelab.train.checkpoint import load_model_weights, save_checkpoint
-from genomelab.train.engine import config_fingerprint
+from genomelab.train import TrainConfig, resolve_device
+from genomelab.train.export import data_fingerprint, load_exported
+from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training
 
 logger = logging.getLogger(__name__)
+
+# Kind of the VAE's exported model (train/export.py).
+KIND = "binning-vae"
 
 
 # ------------------------------------------------------------ diagnostics
@@ -181,15 +181,12 @@ def _dataset(x: np.ndarray, rows: np.ndarray, device: torch.device, preload: boo
     return TensorDataset(t)
 
 
-def data_fingerprint(inputs: ModelInputs, n_rows: int = 256) -> str:
-    """A short hash of contig names, lengths and a fixed sample of input rows (cheap even
-    for millions of contigs, yet it changes when the contigs or their profiles do)."""
-    h = hashlib.sha256()
-    h.update("\n".join(map(str, inputs.names)).encode())
-    h.update(np.ascontiguousarray(inputs.lengths).tobytes())
+def inputs_fingerprint(inputs: ModelInputs, n_rows: int = 256) -> str:
+    """:func:`~genomelab.train.export.data_fingerprint` of contig names, lengths and a fixed
+    sample of input rows (cheap even for millions of contigs, yet it changes when the
+    contigs or their profiles do)."""
     rows = np.linspace(0, len(inputs.x) - 1, min(n_rows, len(inputs.x))).astype(np.int64)
-    h.update(np.ascontiguousarray(inputs.x[rows]).tobytes())
-    return h.hexdigest()[:16]
+    return data_fingerprint(inputs.names, np.ascontiguousarray(inputs.lengths), inputs.x[rows])
 
 
 def train_vae(
@@ -200,50 +197,49 @@ def train_vae(
     seed: int,
     state_dir: str | os.PathLike,
     metrics_path: str | os.PathLike,
+    model_path: str | os.PathLike,
     tensorboard_dir: str | os.PathLike | None,
     device: torch.device,
     preload: bool = True,
 ) -> tuple[KmerVAE, dict[str, Any]]:
-    """Fit the VAE on the train split; return the best model and the metrics payload."""
+    """Fit the VAE on the train split; write metrics and the exported model (``model_path``).
+
+    One state folder per configuration and input: a changed parameter or new contigs start
+    a fresh run, an identical rerun (e.g. after SIGTERM) resumes from last.pt. Returns the
+    best model and the metrics payload."""
     cfg = VAEConfig.from_dict(model_cfg, n_depth=inputs.n_depth)
-    tcfg = TrainConfig.from_dict({**train_cfg, "seed": seed})
     splits = split_indices(
         len(inputs.x), float(split_cfg["val_fraction"]), float(split_cfg["test_fraction"]), seed
     )
-    torch.manual_seed(seed)
-    model = KmerVAE(cfg)
-    run_config = {
-        "model": model_cfg,
-        "n_depth": inputs.n_depth,
-        "split": split_cfg,
-        "n": len(inputs.x),
-        "data": data_fingerprint(inputs),
-    }
-    # One state folder per configuration and input: a changed parameter or new contigs
-    # start a fresh run, an identical rerun (e.g. after SIGTERM) resumes from last.pt.
-    run_dir = Path(state_dir) / config_fingerprint(dataclasses.asdict(tcfg), run_config)
-    trainer = Trainer(
-        model, tcfg, run_dir, metrics_path, tensorboard_dir, run_config=run_config, device=device
+
+    def after_fit(state: RunState) -> dict[str, Any]:
+        epoch_s = [h["time/epoch_s"] for h in state.fit.history]
+        return {
+            "test": state.test_losses,
+            "n_contigs": {s: len(i) for s, i in splits.items()},
+            "reference_terms": REFERENCE_TERMS,
+            "fit_seconds": state.fit_seconds,
+            "mean_epoch_seconds": float(np.mean(epoch_s)) if epoch_s else None,
+            "train_contigs_per_second": (len(splits["train"]) / float(np.mean(epoch_s))) if epoch_s else None,
+            "n_depth": inputs.n_depth,
+        }
+
+    spec = RunSpec(
+        kind=KIND,
+        train_config=TrainConfig.from_dict({**train_cfg, "seed": seed}),
+        model_config=dict(model_cfg),
+        build_model=lambda: KmerVAE(cfg),
+        build_data=lambda dev: {
+            s: _dataset(inputs.x, idx, dev, preload) for s, idx in splits.items() if len(idx)
+        },
+        ids={"contigs": inputs.names},
+        data_fingerprint=inputs_fingerprint(inputs),
+        run_config={"n_depth": inputs.n_depth, "split": split_cfg, "n": len(inputs.x)},
+        after_fit=after_fit,
+        export_extra=lambda state: {"n_depth": inputs.n_depth},
     )
-    data = {s: _dataset(inputs.x, idx, trainer.device, preload) for s, idx in splits.items() if len(idx)}
-    t0 = time.perf_counter()
-    result = trainer.fit(data["train"], data["val"])
-    fit_s = time.perf_counter() - t0
-    test = trainer.evaluate(data["test"], "test") if "test" in data else {}
-    trainer.log_scalars(test)
-    epoch_s = [h["time/epoch_s"] for h in result.history]
-    extra = {
-        "test": test,
-        "n_contigs": {s: len(i) for s, i in splits.items()},
-        "reference_terms": REFERENCE_TERMS,
-        "fit_seconds": fit_s,
-        "mean_epoch_seconds": float(np.mean(epoch_s)) if epoch_s else None,
-        "train_contigs_per_second": (len(splits["train"]) / float(np.mean(epoch_s))) if epoch_s else None,
-        "n_depth": inputs.n_depth,
-    }
-    trainer.write_metrics(extra)
-    trainer.close()
-    return trainer.model, trainer.metrics_payload(extra)
+    result = run_training(spec, state_dir, RunOutputs(metrics_path, model_path, tensorboard_dir), device)
+    return result.model, result.payload
 
 
 # train_step is being rewritten in the training-run refactor; until then its old helper name
@@ -253,28 +249,32 @@ _params = param
 
 def train_step(smk: Any) -> None:
     inputs = load_inputs(smk.input.h5, _optional(smk, "depth"))
-    device = resolve_device(smk.params.device)
-    model_cfg = _params(smk, "model")
-    model, _ = train_vae(
+    train_vae(
         inputs,
-        model_cfg,
+        _params(smk, "model"),
         _params(smk, "train"),
         _params(smk, "split"),
         int(smk.params.seed),
         smk.params.state_dir,
         smk.output.metrics,
+        smk.output.model,
         smk.output.tensorboard,
-        device,
+        resolve_device(smk.params.device),
         bool(smk.params.preload),
     )
-    save_checkpoint(
-        smk.output.model,
-        {
-            "model": {k: v.cpu() for k, v in model.state_dict().items()},
-            "model_config": model_cfg,
-            "n_depth": inputs.n_depth,
-        },
-    )
+
+
+def load_model(path: str | os.PathLike, n_depth: int) -> KmerVAE:
+    """The VAE of an exported model (CPU, eval mode); refuses one trained with another
+    number of abundance columns."""
+    exported = load_exported(path, kind=KIND)
+    if int(exported.extra["n_depth"]) != n_depth:
+        raise ValueError(
+            f"{path} was trained with {exported.extra['n_depth']} abundance columns, the inputs have {n_depth}"
+        )
+    model = KmerVAE(VAEConfig.from_dict(exported.config, n_depth=n_depth))
+    model.load_state_dict(exported.weights)
+    return model.eval()
 
 
 # ---------------------------------------------------------------- encoding
@@ -287,17 +287,7 @@ def encode_and_cluster(
     batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(latent means [n, latent], cluster ids [n]) for every contig."""
-    from genomelab.train.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(model_path)
-    if int(ckpt["n_depth"]) != inputs.n_depth:
-        raise ValueError(
-            f"{model_path} was trained with {ckpt['n_depth']} abundance columns, "
-            f"the inputs have {inputs.n_depth}"
-        )
-    model = KmerVAE(VAEConfig.from_dict(ckpt["model_config"], n_depth=inputs.n_depth))
-    load_model_weights(model, model_path)
-    model.to(device).eval()
+    model = load_model(model_path, inputs.n_depth).to(device)
     chunks = []
     with torch.no_grad():
         for start in range(0, len(inputs.x), batch_size):

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from genomelab.config import ConfigSection, from_schema, typed_config
 from genomelab.train.engine import LossOutput
+from genomelab.train.export import ExportedModel, load_exported
 
 
 @dataclass
@@ -210,33 +211,17 @@ class DeconvNet(nn.Module):
         return LossOutput(total, {k: v.detach() for k, v in terms.items()}, n=len(x))
 
 
-def save_model(
-    path: Any, model: DeconvNet, regions: np.ndarray, tissues: np.ndarray, extra: dict | None = None
-) -> None:
-    """A self-contained checkpoint for inference: weights, config, region and tissue IDs."""
-    from genomelab.train.checkpoint import save_checkpoint
-
-    save_checkpoint(
-        path,
-        {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "config": dataclasses.asdict(model.cfg),
-            "regions": [str(r) for r in regions],
-            "tissues": [str(t) for t in tissues],
-            **(extra or {}),
-        },
-    )
+# Kind of the deconvolution network's exported model (train/export.py).
+KIND = "deconv"
 
 
-def load_model(path: Any) -> tuple[DeconvNet, np.ndarray, np.ndarray, dict]:
-    """Inverse of :func:`save_model`: ``(model, regions, tissues, checkpoint)`` on the CPU."""
-    from genomelab.train.checkpoint import CheckpointError, load_checkpoint
+def load_model(path: Any, regions: Any = None, tissues: Any = None) -> tuple[DeconvNet, ExportedModel]:
+    """The network of an exported ``model.pt`` (eval mode, CPU) and the file's content.
 
-    ckpt = load_checkpoint(path)
-    for key in ("model", "config", "regions", "tissues"):
-        if key not in ckpt:
-            raise CheckpointError(f"{path} is not a deconv model checkpoint (no {key!r})")
-    model = DeconvNet(DeconvNetConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    ``regions``/``tissues``, when given, must be the file's ID lists (in order)."""
+    expect = {k: v for k, v in (("regions", regions), ("tissues", tissues)) if v is not None}
+    exported = load_exported(path, expect_ids=expect, kind=KIND)
+    model = DeconvNet(DeconvNetConfig(**exported.config))
+    model.load_state_dict(exported.weights)
     model.eval()
-    return model, np.asarray(ckpt["regions"]), np.asarray(ckpt["tissues"]), ckpt
+    return model, exported

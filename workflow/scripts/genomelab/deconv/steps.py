@@ -3,6 +3,7 @@ calls a plain typed function that tests call directly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -213,7 +214,7 @@ def train_model(
     model_cfg: dict,
     train_cfg: dict,
     presence_target: float,
-    state_dir: str | os.PathLike,
+    state_root: str | os.PathLike,
     out_model: str | os.PathLike,
     out_metrics: str | os.PathLike,
     out_predictions: str | os.PathLike,
@@ -221,18 +222,20 @@ def train_model(
     device: str = "auto",
     seed: int = 0,
     init_from: str | os.PathLike | None = None,
-    run_config: dict | None = None,
 ) -> dict[str, Any]:
     """Train the plain or two-stage network on one phase; evaluate it on the test split.
 
     ``init_from`` names a previous phase's model (curriculum): its weights start this run.
-    Returns the test metrics.
+    Resumable state lives in ``state_root/<fingerprint of settings and data>``. Returns
+    the test metrics.
     """
     import torch
     from torch.utils.data import TensorDataset
 
-    from genomelab.deconv.model import DeconvNet, DeconvNetConfig, load_model, save_model
-    from genomelab.train import TrainConfig, Trainer, resolve_device
+    from genomelab.deconv.model import KIND, DeconvNet, DeconvNetConfig, load_model
+    from genomelab.train import TrainConfig, resolve_device
+    from genomelab.train.export import data_fingerprint
+    from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training
 
     if variant not in ("plain", "sparse"):
         raise ValueError(f"model variant must be 'plain' or 'sparse', not {variant!r}")
@@ -241,15 +244,21 @@ def train_model(
     cfg = DeconvNetConfig.from_config(
         model_cfg, len(ref.regions), len(ref.tissues), variant == "sparse", presence_target
     )
-    tc = TrainConfig.from_dict({**train_cfg, "seed": seed})
-    torch.manual_seed(seed)
-    model = DeconvNet(cfg, ref.profiles.mean(1), ref.profiles)
-    if init_from:
-        prev, regions, tissues, _ = load_model(init_from)
-        if list(regions) != list(ref.regions) or list(tissues) != list(ref.tissues):
-            raise ValueError(f"{init_from} was trained on other regions or tissues than {reference}")
-        model.load_state_dict(prev.state_dict())
-        logger.info("initialised from %s", init_from)
+
+    def build_model() -> DeconvNet:
+        model = DeconvNet(cfg, ref.profiles.mean(1), ref.profiles)
+        if init_from:
+            prev, _ = load_model(init_from, ref.regions, ref.tissues)
+            model.load_state_dict(prev.state_dict())
+            logger.info("initialised from %s", init_from)
+        return model
+
+    def build_data(dev: torch.device) -> dict[str, TensorDataset]:
+        # Mixtures are small next to GPU memory: preloading lets the engine slice on device.
+        return {
+            s: TensorDataset(torch.tensor(ms.beta, device=dev), torch.tensor(ms.proportions, device=dev))
+            for s, ms in sets.items()
+        }
 
     def eval_fn(m: torch.nn.Module, ds: TensorDataset, d: torch.device) -> dict[str, float]:
         x, y = ds.tensors
@@ -261,48 +270,41 @@ def train_model(
             "spurious_per_sample": float((called & absent).sum(1).mean()),
         }
 
-    trainer = Trainer(
-        model,
-        tc,
-        state_dir,
-        out_metrics,
-        tensorboard_dir,
-        eval_fn=eval_fn,
-        run_config={
-            "model": model_cfg,
+    def after_fit(state: RunState) -> dict[str, Any]:
+        beta = torch.tensor(sets["test"].beta, device=state.device)
+        pred = state.model.predict(beta).float().cpu().numpy()
+        metrics = deconv_metrics(sets["test"].proportions, pred, ref.tissues, presence_target)
+        state.values.update(pred=pred, metrics=metrics)
+        return {
             "variant": variant,
-            "init_from": str(init_from or ""),
-            **(run_config or {}),
-        },
-        device=resolve_device(device),
+            "seed": seed,
+            "test": metrics,
+            "test_losses": state.test_losses,
+            "best_epoch": state.fit.best_epoch,
+            "stopped_reason": state.fit.stopped_reason,
+        }
+
+    spec = RunSpec(
+        kind=KIND,
+        train_config=TrainConfig.from_dict({**train_cfg, "seed": seed}),
+        model_config=dataclasses.asdict(cfg),
+        build_model=build_model,
+        build_data=build_data,
+        ids={"regions": ref.regions, "tissues": ref.tissues},
+        data_fingerprint=data_fingerprint(
+            ref.regions,
+            ref.tissues,
+            ref.profiles,
+            *(a for ms in sets.values() for a in (ms.beta, ms.proportions)),
+        ),
+        run_config={"variant": variant, "init_from": str(init_from or "")},
+        eval_fn=eval_fn,
+        after_fit=after_fit,
+        write_outputs=lambda state: save_predictions(out_predictions, state.values["pred"], ref.tissues),
+        export_extra=lambda state: {"variant": variant, "seed": seed},
     )
-    dev = trainer.device
-
-    def tensors(split: str) -> TensorDataset:
-        # Mixtures are small next to GPU memory: preloading lets the engine slice on device.
-        ms = sets[split]
-        return TensorDataset(torch.tensor(ms.beta, device=dev), torch.tensor(ms.proportions, device=dev))
-
-    fit = trainer.fit(tensors("train"), tensors("val"))
-    test_loss = trainer.evaluate(tensors("test"), "test")
-    trainer.log_scalars(test_loss)
-    pred = model.predict(torch.tensor(sets["test"].beta, device=dev)).float().cpu().numpy()
-    metrics = deconv_metrics(sets["test"].proportions, pred, ref.tissues, presence_target)
-    if trainer.is_main:
-        save_predictions(out_predictions, pred, ref.tissues)
-        save_model(out_model, model, ref.regions, ref.tissues, {"variant": variant, "seed": seed})
-        trainer.write_metrics(
-            {
-                "variant": variant,
-                "seed": seed,
-                "test": metrics,
-                "test_losses": test_loss,
-                "best_epoch": fit.best_epoch,
-                "stopped_reason": fit.stopped_reason,
-            }
-        )
-    trainer.close()
-    return metrics
+    outputs = RunOutputs(out_metrics, out_model, tensorboard_dir)
+    return run_training(spec, state_root, outputs, resolve_device(device)).values["metrics"]
 
 
 # train_step is being rewritten in the training-run refactor; until then its old helper name
@@ -330,7 +332,6 @@ def train_step(smk: Any) -> None:
         device=smk.params.device,
         seed=int(smk.params.seed),
         init_from=smk.input.get("init"),
-        run_config={"data": smk.params.data},
     )
 
 
@@ -461,9 +462,8 @@ def infer(
     from genomelab.deconv.model import load_model
 
     ref = load_reference(reference)
-    model, m_regions, m_tissues, ckpt = load_model(model_path)
-    if list(m_regions) != list(ref.regions) or list(m_tissues) != list(ref.tissues):
-        raise ValueError(f"model {model_path} and reference {reference} disagree on regions or tissues")
+    # A model made for another reference is refused, naming both ID lists.
+    model, exported = load_model(model_path, ref.regions, ref.tissues)
     betas, regions, names = read_user_samples(samples)
     aligned, report = join_regions(ref.regions, regions, betas, names, min_match, str(samples))
     empty = [str(n) for n, k in zip(names, np.isfinite(aligned).sum(1), strict=True) if k == 0]
@@ -497,7 +497,7 @@ def infer(
     summary: dict[str, Any] = {
         "samples": [str(n) for n in names],
         "model": str(model_path),
-        "variant": ckpt.get("variant"),
+        "variant": exported.extra.get("variant"),
         "join": report.to_dict(),
     }
     if truth:
@@ -511,7 +511,7 @@ def infer(
         }
     atomic_write_json(out_dir_files["join"], summary)
     P.stacked_bar_plot(
-        {"NNLS": nn.proportions, f"network ({ckpt.get('variant')})": net},
+        {"NNLS": nn.proportions, f"network ({exported.extra.get('variant')})": net},
         list(names),
         tissues,
         out_dir_files["stacked"],

@@ -35,9 +35,10 @@ from genomelab.regulon.model import RegulonModelConfig, RegulonNet
 from genomelab.regulon.targets import TargetConfig, TargetData, WindowTensors, build_targets, read_genome
 from genomelab.regulon.tracks import empty_tracks, place_windows, read_tracks, split_bin_mask, write_tracks
 from genomelab.report.summary import ModuleSummary, write_module_summary
-from genomelab.train.checkpoint import save_checkpoint
 from genomelab.train.device import resolve_device
-from genomelab.train.engine import TrainConfig, Trainer
+from genomelab.train.engine import TrainConfig
+from genomelab.train.export import ExportedModel, data_fingerprint, load_exported
+from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training
 
 logger = logging.getLogger(__name__)
 MODULE = "regulon"
@@ -228,66 +229,83 @@ def _eval_fn(model: RegulonNet, dataset: TensorDataset, device: torch.device) ->
     return {"expression_pearson": e["pearson"], "density_r2": d["r2"], "operon_auroc": o["auroc"]}
 
 
+# Kind of the regulon network's exported model (train/export.py).
+KIND = "regulon"
+
+
 def train(
     targets_path: str | os.PathLike,
     model_cfg: RegulonModelConfig,
     train_cfg: TrainConfig,
-    state_dir: str | os.PathLike,
+    state_root: str | os.PathLike,
     checkpoint_out: str | os.PathLike,
     metrics_out: str | os.PathLike,
     tensorboard_dir: str | os.PathLike,
     predictions_out: str | os.PathLike,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Fit the model with the shared engine; predict the val/test windows; write metrics."""
-    dev = resolve_device(device)
+    """Fit the model with the shared engine; predict the val/test windows; write metrics.
+
+    ``checkpoint_out`` is the exported model (best weights). Returns the metrics payload."""
     data = TargetData(targets_path)
     sets = {s: data.tensors(s) for s in ("train", "val", "test")}
-    ds = {s: tensor_dataset(t, dev) for s, t in sets.items()}
-    torch.manual_seed(train_cfg.seed)
-    model = RegulonNet(model_cfg)
-    run_config = {
-        "model": model_cfg.__dict__,
-        "targets": data.config.__dict__,
-        "targets_file": str(targets_path),
-    }
-    trainer = Trainer(
-        model,
-        train_cfg,
-        state_dir,
-        metrics_out,
-        tensorboard_dir,
+
+    def before_fit(state: RunState) -> None:
+        state.values["initial"] = {
+            "initial/loss": initial_loss(state.model, state.datasets["train"], train_cfg.batch_size)
+        }
+
+    def after_fit(state: RunState) -> dict[str, Any]:
+        tracks = empty_tracks(data)
+        for s in ("val", "test"):
+            place_windows(
+                tracks, data, sets[s].starts, predict_windows(state.model, state.datasets[s].tensors[0])
+            )
+        state.values["tracks"] = tracks
+        history = state.fit.history
+        return {
+            "initial": state.values["initial"],
+            "test": state.test_losses,
+            "best_checkpoint": str(checkpoint_out),
+            "loss_first_epoch": history[0]["train/loss"],
+            "loss_last_epoch": history[-1]["train/loss"],
+        }
+
+    spec = RunSpec(
+        kind=KIND,
+        train_config=train_cfg,
+        model_config=dict(model_cfg.__dict__),
+        build_model=lambda: RegulonNet(model_cfg),
+        build_data=lambda dev: {s: tensor_dataset(t, dev) for s, t in sets.items()},
+        ids={"contigs": [data.contig]},
+        data_fingerprint=data_fingerprint(
+            *(
+                a
+                for t in sets.values()
+                for a in (t.codes, t.expression, t.expression_mask, t.density, t.operon)
+            )
+        ),
+        run_config={"targets": data.config.__dict__},
         eval_fn=_eval_fn,
-        run_config=run_config,
-        device=dev,
-    )
-    initial = {"initial/loss": initial_loss(model, ds["train"], train_cfg.batch_size)}
-    fit = trainer.fit(ds["train"], ds["val"])
-    test = trainer.evaluate(ds["test"], "test")
-    trainer.log_scalars(test)
-    tracks = empty_tracks(data)
-    for s in ("val", "test"):
-        place_windows(tracks, data, sets[s].starts, predict_windows(model, ds[s].tensors[0]))
-    write_tracks(predictions_out, {"model": tracks}, data)
-    save_checkpoint(
-        checkpoint_out,
-        {
-            "model": model.state_dict(),
-            "model_config": model_cfg.__dict__,
-            "targets_config": data.config.__dict__,
-            "best_epoch": fit.best_epoch,
+        before_fit=before_fit,
+        after_fit=after_fit,
+        write_outputs=lambda state: write_tracks(predictions_out, {"model": state.values["tracks"]}, data),
+        export_extra=lambda state: {
+            "targets_config": dict(data.config.__dict__),
+            "best_epoch": state.fit.best_epoch,
         },
     )
-    extra = {
-        "initial": initial,
-        "test": test,
-        "best_checkpoint": str(checkpoint_out),
-        "loss_first_epoch": fit.history[0]["train/loss"],
-        "loss_last_epoch": fit.history[-1]["train/loss"],
-    }
-    trainer.write_metrics(extra)
-    trainer.close()
-    return trainer.metrics_payload(extra)
+    outputs = RunOutputs(metrics_out, checkpoint_out, tensorboard_dir)
+    return run_training(spec, state_root, outputs, resolve_device(device)).payload
+
+
+def load_model(path: str | os.PathLike, contig: str | None = None) -> tuple[RegulonNet, ExportedModel]:
+    """The network of an exported model (eval mode, CPU) and the file's content; ``contig``,
+    when given, must be the contig it was trained on."""
+    exported = load_exported(path, expect_ids={"contigs": [contig]} if contig else None, kind=KIND)
+    model = RegulonNet(RegulonModelConfig(**exported.config))
+    model.load_state_dict(exported.weights)
+    return model.eval(), exported
 
 
 def train_step(smk: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -21,13 +20,18 @@ from genomelab.diagnostics.checks import (
     loss_stuck_at_chance,
     prediction_collapse,
 )
-from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.atomic import atomic_write_json
 from genomelab.tissue.dataset import TissueData, impute_standardise_params
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
-from genomelab.train.engine import TrainConfig, Trainer, config_fingerprint
+from genomelab.train.engine import TrainConfig
+from genomelab.train.export import data_fingerprint, load_exported, save_exported
+from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training
 
 logger = logging.getLogger(__name__)
+
+# Kind of an ensemble's exported model: "mlp-ensemble" holds the members of "mlp" models.
+ENSEMBLE_SUFFIX = "-ensemble"
 
 
 def region_examples(data: TissueData, split: str, n_per_sample: int, seed: int) -> TensorDataset:
@@ -118,11 +122,7 @@ def make_eval_fn(classes: np.ndarray):
 
 def data_digest(data: TissueData) -> str:
     """A hash of what the model is trained on, so new data never resumes an old run's state."""
-    h = hashlib.sha256()
-    for arr in (data.samples, data.split, data.labels, data.regions):
-        h.update("\x1f".join(map(str, arr)).encode())
-    h.update(np.ascontiguousarray(np.nan_to_num(data.means, nan=-1.0)).tobytes())
-    return h.hexdigest()[:16]
+    return data_fingerprint(data.samples, data.split, data.labels, data.regions, data.means)
 
 
 def train_model(
@@ -138,96 +138,89 @@ def train_model(
     """Fit model ``kind`` on the train split (early stopping on val), evaluate on test.
 
     Writes into ``out_dir``: ``metrics.json`` (history, val/test metrics), ``model.pt``
-    (best weights and what is needed to use them), ``diagnostics.json`` (initial loss,
-    chance-level loss and prediction-collapse checks) and ``tensorboard/``. Resumable
-    state lives in ``state_root/<fingerprint>``. Returns the test metrics.
+    (the exported model: best weights, config, classes and regions), ``diagnostics.json``
+    (initial loss, chance-level loss and prediction-collapse checks) and ``tensorboard/``.
+    Resumable state lives in ``state_root/<fingerprint>``. Returns the test metrics.
     """
     model_cfg = CONFIGS[kind].from_dict(model_cfg_dict)
     train_cfg = TrainConfig.from_dict({"seed": seed, **train_cfg_dict})
     out_dir = Path(out_dir)
-    torch.manual_seed(train_cfg.seed)
     mu, sd = impute_standardise_params(data.means[data.index("train")])
-    model = build_model(kind, model_cfg, len(data.regions), len(data.classes), mu, sd, data.n_positions)
-    datasets = make_datasets(kind, data, model_cfg, seed)
-    run_config = {
-        "kind": kind,
-        "model": dataclasses.asdict(model_cfg),
-        "data": data_digest(data),
-        "classes": data.classes.tolist(),
-    }
-    state_dir = Path(state_root) / config_fingerprint(dataclasses.asdict(train_cfg), run_config)
-    dev = torch.device(device)
-    chance = chance_cross_entropy(
-        np.bincount(datasets["train"].tensors[-1].numpy(), minlength=len(data.classes))
-    )
-    # The untrained model's loss, before fit() may load a checkpoint into it.
-    initial = float(predict_nll(model.to(dev), datasets["train"], dev))
-    trainer = Trainer(
-        model,
-        train_cfg,
-        state_dir,
-        out_dir / "metrics.json",
-        out_dir / "tensorboard",
-        eval_fn=make_eval_fn(data.classes),
-        run_config=run_config,
-        device=dev,
-    )
-    try:
-        fit = trainer.fit(datasets["train"], datasets["val"])
-        test_loss = trainer.evaluate(datasets["test"], "test")
-        trainer.log_scalars(test_loss)
-    finally:
-        trainer.close()
-    probs = {s: predict_proba(model, datasets[s], dev) for s in ("val", "test")}
-    metrics = {
-        s: classification_metrics(datasets[s].tensors[-1].numpy(), probs[s], data.classes)
-        for s in ("val", "test")
-    }
-    extra = {
-        "model": kind,
-        "title": MODEL_TITLES[kind],
-        "model_config": dataclasses.asdict(model_cfg),
-        "granularity": "file" if kind in FILE_LEVEL else "region",
-        "classes": data.classes.tolist(),
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "chance_nll": chance,
-        "initial_nll": initial,
-        "val": metrics["val"],
-        "test": metrics["test"],
-        "test_losses": test_loss,
-        "stopped_reason": fit.stopped_reason,
-    }
-    if kind in FILE_LEVEL:
-        extra["predictions"] = data.predictions("test", probs["test"])
-    trainer.write_metrics(extra)
-    with atomic_output(out_dir / "model.pt") as tmp:
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "kind": kind,
-                "model_config": dataclasses.asdict(model_cfg),
-                "classes": data.classes.tolist(),
-                "regions": data.regions.tolist(),
-                "n_positions": data.n_positions,
-                "best_epoch": fit.best_epoch,
-                # What it was trained on and how (seed aside), so that an ensemble refuses
-                # a member of another run.
-                "data": run_config["data"],
-                "train_config": {k: v for k, v in dataclasses.asdict(train_cfg).items() if k != "seed"},
-            },
-            tmp,
+
+    def before_fit(state: RunState) -> None:
+        train = state.datasets["train"]
+        state.values["chance"] = chance_cross_entropy(
+            np.bincount(train.tensors[-1].numpy(), minlength=len(data.classes))
         )
-    checks = training_checks(fit.history, chance, initial, probs, datasets, kind)
-    write_results(out_dir / "diagnostics.json", "tissue", checks)
-    logger.info(
-        "%s: test accuracy %.3f, balanced %.3f, macro-F1 %.3f, ECE %.3f",
-        MODEL_TITLES[kind],
-        metrics["test"]["accuracy"],
-        metrics["test"]["balanced_accuracy"],
-        metrics["test"]["macro_f1"],
-        metrics["test"]["ece"],
+        # The untrained model's loss, before fit() may load a checkpoint into it.
+        state.values["initial"] = float(predict_nll(state.model, train, state.device))
+
+    def after_fit(state: RunState) -> dict[str, Any]:
+        ds = state.datasets
+        probs = {s: predict_proba(state.model, ds[s], state.device) for s in ("val", "test")}
+        metrics = {
+            s: classification_metrics(ds[s].tensors[-1].numpy(), probs[s], data.classes) for s in probs
+        }
+        state.values.update(probs=probs, metrics=metrics)
+        extra = {
+            "model": kind,
+            "title": MODEL_TITLES[kind],
+            "model_config": dataclasses.asdict(model_cfg),
+            "granularity": "file" if kind in FILE_LEVEL else "region",
+            "classes": data.classes.tolist(),
+            "n_parameters": sum(p.numel() for p in state.model.parameters()),
+            "chance_nll": state.values["chance"],
+            "initial_nll": state.values["initial"],
+            "val": metrics["val"],
+            "test": metrics["test"],
+            "test_losses": state.test_losses,
+            "stopped_reason": state.fit.stopped_reason,
+        }
+        if kind in FILE_LEVEL:
+            extra["predictions"] = data.predictions("test", probs["test"])
+        logger.info(
+            "%s: test accuracy %.3f, balanced %.3f, macro-F1 %.3f, ECE %.3f",
+            MODEL_TITLES[kind],
+            metrics["test"]["accuracy"],
+            metrics["test"]["balanced_accuracy"],
+            metrics["test"]["macro_f1"],
+            metrics["test"]["ece"],
+        )
+        return extra
+
+    def write_outputs(state: RunState) -> None:
+        v = state.values
+        checks = training_checks(
+            state.fit.history, v["chance"], v["initial"], v["probs"], state.datasets, kind
+        )
+        write_results(out_dir / "diagnostics.json", "tissue", checks)
+
+    spec = RunSpec(
+        kind=kind,
+        train_config=train_cfg,
+        model_config=dataclasses.asdict(model_cfg),
+        build_model=lambda: build_model(
+            kind, model_cfg, len(data.regions), len(data.classes), mu, sd, data.n_positions
+        ),
+        build_data=lambda device: make_datasets(kind, data, model_cfg, seed),
+        ids={"classes": data.classes, "regions": data.regions},
+        data_fingerprint=data_digest(data),
+        run_config={"classes": data.classes.tolist()},
+        eval_fn=make_eval_fn(data.classes),
+        before_fit=before_fit,
+        after_fit=after_fit,
+        write_outputs=write_outputs,
+        # What it was trained on and how (seed aside), so that an ensemble refuses a member
+        # of another run.
+        export_extra=lambda state: {
+            "n_positions": int(data.n_positions),
+            "best_epoch": state.fit.best_epoch,
+            "train_config": {k: v for k, v in dataclasses.asdict(train_cfg).items() if k != "seed"},
+        },
     )
-    return metrics["test"]
+    outputs = RunOutputs(out_dir / "metrics.json", out_dir / "model.pt", out_dir / "tensorboard")
+    result = run_training(spec, state_root, outputs, torch.device(device))
+    return result.values["metrics"]["test"]
 
 
 @torch.no_grad()
@@ -271,34 +264,28 @@ _SEVERITY = {PASS: 0, WARN: 1, FAIL: 2}
 
 
 def _load_member(path: Path, kind: str, data: TissueData, digest: str) -> tuple[torch.nn.Module, dict]:
-    """A member's model from its ``model.pt``, checked against the task it is combined on.
+    """A member's model from its exported ``model.pt``, checked against the task it is combined on.
 
-    Returns the model (eval mode) and the checkpoint's metadata (everything but weights)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    for key, expected in (
-        ("kind", kind),
-        ("classes", data.classes.tolist()),
-        ("regions", data.regions.tolist()),
-        ("data", digest),
-    ):
-        if ckpt.get(key) != expected:
-            what = "training data and splits" if key == "data" else key
-            raise ValueError(
-                f"{path}: member {what} does not match the task being combined (a member of another run?)"
-            )
+    Returns the model (eval mode) and the file's metadata (model config and extras)."""
+    exported = load_exported(path, expect_ids={"classes": data.classes, "regions": data.regions}, kind=kind)
+    if exported.data_fingerprint != digest:
+        raise ValueError(
+            f"{path}: member training data and splits do not match the task being combined "
+            "(a member of another run?)"
+        )
     n_regions = len(data.regions)
     # mu/sd are placeholders: the member's own standardisation buffers are loaded below.
     model = build_model(
         kind,
-        ckpt["model_config"],
+        exported.config,
         n_regions,
         len(data.classes),
         np.zeros(n_regions, np.float32),
         np.ones(n_regions, np.float32),
-        int(ckpt["n_positions"]),
+        int(exported.extra["n_positions"]),
     )
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), {k: v for k, v in ckpt.items() if k != "model"}
+    model.load_state_dict(exported.weights)
+    return model.eval(), {"model_config": exported.config, **exported.extra}
 
 
 def _worst_per_check(member_results: list[list[DiagnosticResult]]) -> list[DiagnosticResult]:
@@ -411,19 +398,16 @@ def combine_members(
     )
     if kind in FILE_LEVEL:
         payload["predictions"] = data.predictions("test", probs["test"])
-    with atomic_output(out_dir / "model.pt") as tmp:
-        torch.save(
-            {
-                "members": [m.state_dict() for m in models],
-                "seeds": [m["seed"] for m in members],
-                "kind": kind,
-                "model_config": first["model_config"],
-                "classes": data.classes.tolist(),
-                "regions": data.regions.tolist(),
-                "n_positions": data.n_positions,
-            },
-            tmp,
-        )
+    # The members' weights side by side (keys "0.…", "1.…", as an nn.ModuleList names them).
+    save_exported(
+        out_dir / "model.pt",
+        torch.nn.ModuleList(models),
+        kind=f"{kind}{ENSEMBLE_SUFFIX}",
+        config=first["model_config"],
+        ids={"classes": data.classes, "regions": data.regions},
+        data_fingerprint=digest,
+        extra={"seeds": [m["seed"] for m in members], "n_positions": int(data.n_positions)},
+    )
     checks = _worst_per_check([read_results(p) for p in member_diagnostics])
     title = MODEL_TITLES[kind]
     for split in ("val", "test"):

@@ -1,0 +1,120 @@
+"""The exported-model format: round trip, atomic write, ID checks, foreign files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from genomelab.train.export import (
+    ExportError,
+    data_fingerprint,
+    load_exported,
+    save_exported,
+    unwrap,
+)
+from torch import nn
+
+REGIONS = [f"chr1:{i * 100}-{i * 100 + 100}" for i in range(12)]
+
+
+def _save(path, model, regions=REGIONS, **kw):
+    save_exported(
+        path,
+        model,
+        kind="tiny",
+        config={"n_in": 12, "hidden": [4, 2]},
+        ids={"regions": regions, "classes": np.array(["blood", "liver"])},
+        data_fingerprint="abc123",
+        extra={"best_epoch": 3},
+        **kw,
+    )
+
+
+def test_round_trip_gives_the_same_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 2))
+    _save(tmp_path / "model.pt", model)
+    exp = load_exported(tmp_path / "model.pt", expect_ids={"regions": REGIONS}, kind="tiny")
+    assert exp.ids == {"regions": REGIONS, "classes": ["blood", "liver"]}
+    assert exp.config == {"n_in": 12, "hidden": [4, 2]}
+    assert (exp.data_fingerprint, exp.extra, exp.kind) == ("abc123", {"best_epoch": 3}, "tiny")
+    back = nn.Sequential(nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 2))
+    back.load_state_dict(exp.weights)
+    x = torch.randn(5, 12)
+    assert torch.equal(model(x), back(x))
+
+
+def test_a_wrapped_model_is_saved_without_prefixes(tmp_path):
+    model = nn.Linear(3, 1)
+
+    class Compiled(nn.Module):  # what torch.compile returns: the module under _orig_mod
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+    assert unwrap(Compiled(model)) is model
+    _save(tmp_path / "m.pt", Compiled(model))
+    assert set(load_exported(tmp_path / "m.pt").weights) == {"weight", "bias"}
+
+
+def test_the_write_is_atomic_and_leaves_no_temporary_file(tmp_path):
+    model = nn.Linear(3, 1)
+    _save(tmp_path / "model.pt", model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    # A failing write (a config torch cannot load safely) leaves the old file and no leftovers.
+    with pytest.raises(TypeError, match=r"config.bad"):
+        save_exported(
+            tmp_path / "model.pt",
+            model,
+            kind="tiny",
+            config={"bad": object()},
+            ids={},
+            data_fingerprint="x",
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    assert load_exported(tmp_path / "model.pt").kind == "tiny"
+
+
+def test_other_ids_are_refused_naming_the_file_and_both_sets(tmp_path):
+    _save(tmp_path / "model.pt", nn.Linear(3, 1))
+    other = list(REGIONS)
+    other[2] = "chrX:1-2"
+    with pytest.raises(ExportError) as err:
+        load_exported(tmp_path / "model.pt", expect_ids={"regions": other})
+    msg = str(err.value)
+    assert str(tmp_path / "model.pt") in msg
+    assert "'chr1:200-300' in the file" in msg and "'chrX:1-2' in the data" in msg
+    with pytest.raises(ExportError, match=r"the file has 12 .*the data has 11"):
+        load_exported(tmp_path / "model.pt", expect_ids={"regions": REGIONS[:11]})
+    with pytest.raises(ExportError, match=r"no 'contigs' ID list"):
+        load_exported(tmp_path / "model.pt", expect_ids={"contigs": ["a"]})
+    with pytest.raises(ExportError, match=r"holds a 'tiny' model, expected a 'vae'"):
+        load_exported(tmp_path / "model.pt", kind="vae")
+
+
+def test_a_file_that_is_no_export_is_refused_naming_it(tmp_path):
+    torch.save({"model": nn.Linear(3, 1).state_dict()}, tmp_path / "old.pt")
+    with pytest.raises(ExportError, match=r"old\.pt is not a genomelab exported model"):
+        load_exported(tmp_path / "old.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ExportError, match=r"junk\.pt is not a readable exported model"):
+        load_exported(tmp_path / "junk.pt")
+    with pytest.raises(ExportError, match=r"missing\.pt does not exist"):
+        load_exported(tmp_path / "missing.pt")
+
+
+def test_data_fingerprint_changes_with_content_and_not_otherwise(tmp_path):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    base = data_fingerprint(["s1", "s2"], a)
+    assert base == data_fingerprint(["s1", "s2"], a.copy())
+    assert base != data_fingerprint(["s1", "s3"], a)
+    assert base != data_fingerprint(["s1", "s2"], a.reshape(3, 2))
+    assert base != data_fingerprint(["s1", "s2"], a.astype(np.float64))
+    assert data_fingerprint("ab", "c") != data_fingerprint("a", "bc")
+    f = tmp_path / "x.tsv"
+    f.write_text("a\t1\n")
+    first = data_fingerprint(f)
+    f.write_text("a\t2\n")
+    assert data_fingerprint(f) != first
+    with pytest.raises(TypeError, match="cannot fingerprint"):
+        data_fingerprint(object())

@@ -1,0 +1,132 @@
+"""One training run for every module: outputs, exported model, rank-0 writes, closing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from genomelab.train import LossOutput, TrainConfig
+from genomelab.train.export import ExportError, load_exported
+from genomelab.train.run import RunOutputs, RunSpec, run_training
+from torch import nn
+from torch.utils.data import TensorDataset
+
+CLASSES = ["a", "b", "c"]
+
+
+class Tiny(nn.Module):
+    """[batch, 4] -> logits [batch, 3]; ``fail_in_epoch`` makes training raise."""
+
+    def __init__(self, fail_in_epoch: int | None = None) -> None:
+        super().__init__()
+        self.net = nn.Linear(4, 3)
+        self.fail_in_epoch = fail_in_epoch
+        self.epoch_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def loss(self, batch) -> LossOutput:
+        x, y = batch
+        if self.training:
+            self.epoch_calls += 1
+            if self.fail_in_epoch is not None and self.epoch_calls > 4 * self.fail_in_epoch:
+                raise RuntimeError("boom")
+        return LossOutput(nn.functional.cross_entropy(self(x), y), n=len(y))
+
+
+def _data(device: torch.device) -> dict[str, TensorDataset]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(96, 4, generator=g)
+    y = x[:, :3].argmax(1)
+    return {s: TensorDataset(x[i::3], y[i::3]) for i, s in enumerate(("train", "val", "test"))}
+
+
+def _spec(fail_in_epoch=None, data_fp="d1", seen=None, **kw) -> RunSpec:
+    seen = seen if seen is not None else {}
+
+    def before(state):
+        seen["trainer"] = state.trainer
+        seen["before"] = True
+
+    def after(state):
+        acc = state.model(state.datasets["test"].tensors[0]).argmax(1) == state.datasets["test"].tensors[1]
+        return {"test": state.test_losses, "test_accuracy": float(acc.float().mean())}
+
+    def write(state):
+        seen["written"] = True
+
+    return RunSpec(
+        kind="tiny",
+        train_config=TrainConfig(max_epochs=6, batch_size=8, lr=0.5, seed=3, device="cpu"),
+        model_config={"n_in": 4},
+        build_model=lambda: Tiny(fail_in_epoch),
+        build_data=_data,
+        ids={"classes": CLASSES},
+        data_fingerprint=data_fp,
+        before_fit=before,
+        after_fit=after,
+        write_outputs=write,
+        export_extra=lambda state: {"best_epoch": state.fit.best_epoch},
+        **kw,
+    )
+
+
+def _outputs(d) -> RunOutputs:
+    return RunOutputs(d / "metrics.json", d / "model.pt", d / "tb")
+
+
+def test_a_run_writes_metrics_and_an_exported_model_with_its_ids(tmp_path):
+    seen: dict = {}
+    res = run_training(_spec(seen=seen), tmp_path / "state", _outputs(tmp_path / "out"))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 6 and len(metrics["history"]) == 6
+    assert set(metrics["test"]) == {"test/loss"} and 0 <= metrics["test_accuracy"] <= 1
+    assert metrics["test_accuracy"] > 0.6  # it learned (chance is 1/3)
+    exported = load_exported(tmp_path / "out" / "model.pt", expect_ids={"classes": CLASSES}, kind="tiny")
+    assert exported.data_fingerprint == "d1" and exported.extra == {"best_epoch": res.fit.best_epoch}
+    back = Tiny()
+    back.load_state_dict(exported.weights)
+    x = torch.randn(5, 4)
+    assert torch.equal(back(x), res.model(x))
+    assert seen["written"] and seen["before"]
+    with pytest.raises(ExportError, match="other classes"):
+        load_exported(tmp_path / "out" / "model.pt", expect_ids={"classes": ["a", "b", "d"]})
+
+
+def test_same_seed_same_weights_and_data_fingerprint_keys_the_state_folder(tmp_path):
+    a = run_training(_spec(), tmp_path / "state", _outputs(tmp_path / "a"))
+    b = run_training(_spec(), tmp_path / "state", _outputs(tmp_path / "b"))
+    other = run_training(_spec(data_fp="d2"), tmp_path / "state", _outputs(tmp_path / "c"))
+    assert a.state_dir == b.state_dir != other.state_dir
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
+        assert torch.equal(v, other.model.state_dict()[k])  # the same data in fact
+
+
+def test_only_rank_zero_writes(tmp_path):
+    seen: dict = {}
+    res = run_training(_spec(seen=seen), tmp_path / "state", _outputs(tmp_path / "out"), is_main=False)
+    # The engine's per-epoch file follows the real rank; the run's final write did not happen.
+    assert "test_accuracy" not in json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert not (tmp_path / "out" / "model.pt").exists()
+    assert "written" not in seen
+    assert res.payload["test_accuracy"] > 0  # the metrics were still computed on this rank
+
+
+def test_the_trainer_is_closed_when_fit_raises(tmp_path):
+    seen: dict = {}
+    with pytest.raises(RuntimeError, match="boom"):
+        run_training(_spec(fail_in_epoch=2, seen=seen), tmp_path / "state", _outputs(tmp_path / "out"))
+    trainer = seen["trainer"]
+    assert len(trainer.history) == 2  # two epochs logged, so a TensorBoard writer was open
+    assert trainer._writer is None
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+
+def test_a_missing_validation_split_is_an_error(tmp_path):
+    spec = _spec()
+    spec.build_data = lambda device: {"train": _data(device)["train"]}
+    with pytest.raises(ValueError, match=r"tiny: build_data returned no \['val'\] split"):
+        run_training(spec, tmp_path / "state", _outputs(tmp_path / "out"))

@@ -1,0 +1,213 @@
+"""One training run, the same for every module.
+
+A module describes its run with a :class:`RunSpec`: how to build the model and the
+datasets, the metrics it computes after training, its ID lists and its extra outputs.
+:func:`run_training` does the rest, identically for every module:
+
+1. seed torch with ``train_config.seed`` and build the model (its initial weights);
+2. key the state folder by training config, model config, run config and the data
+   fingerprint, so that new data or settings start a fresh run while a rerun resumes;
+3. build the :class:`~genomelab.train.engine.Trainer` (the data fingerprint is part of
+   its run config, hence of the fingerprint a resumed ``last.pt`` must match);
+4. build the datasets on the trainer's device, run the pre-training hook (initial loss
+   vs chance), fit, evaluate the test split, run the module's metrics hook;
+5. on rank 0 only: write the metrics JSON, the exported model (:mod:`genomelab.train.export`)
+   and the module's extra outputs;
+6. close the trainer, also when any step above raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from genomelab.train.engine import FitResult, TrainConfig, Trainer, config_fingerprint
+from genomelab.train.export import save_exported
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class RunState:
+    """What the hooks of a run see; ``values`` carries a module's own intermediate results
+    from one hook to the next (e.g. predictions computed after fit, written on rank 0)."""
+
+    spec: RunSpec
+    trainer: Trainer
+    datasets: dict[str, Dataset]
+    fit: FitResult | None = None
+    test_losses: dict[str, float] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.trainer.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.device
+
+
+@dataclass
+class RunSpec:
+    """What a module supplies for one training run.
+
+    kind: the model's name (stored in the exported model).
+    train_config: the engine's hyper-parameters; ``seed`` seeds the initial weights.
+    model_config: plain-type configuration to rebuild the model (exported and keying state).
+    build_model: ``() -> nn.Module``, called right after ``torch.manual_seed(seed)``.
+    build_data: ``(device) -> {"train", "val"[, "test"]: Dataset}``, called with the
+        trainer's device (preloading on a GPU is the module's choice).
+    ids: named ID lists of the model's rows or outputs (classes, regions, contigs...).
+    data_fingerprint: :func:`genomelab.train.export.data_fingerprint` of the training data.
+    run_config: further settings that must start a fresh run when they change.
+    eval_fn, collate_fn: passed to the Trainer.
+    before_fit: ``(state) -> None``, after the datasets exist and before fit (initial
+        loss, chance level); results go to ``state.values``.
+    after_fit: ``(state) -> dict``, on every rank after test evaluation: the module's
+        metrics, returned as the extra entries of the metrics JSON.
+    write_outputs: ``(state) -> None``, rank 0 only, after the metrics JSON and the
+        exported model: predictions, diagnostics, reports.
+    export_extra: ``(state) -> dict``, plain-type metadata stored in the exported model.
+    """
+
+    kind: str
+    train_config: TrainConfig
+    model_config: dict[str, Any]
+    build_model: Callable[[], nn.Module]
+    build_data: Callable[[torch.device], dict[str, Dataset]]
+    ids: dict[str, Sequence[str] | np.ndarray]
+    data_fingerprint: str
+    run_config: dict[str, Any] = field(default_factory=dict)
+    eval_fn: Callable[[nn.Module, Dataset, torch.device], dict[str, float]] | None = None
+    collate_fn: Callable | None = None
+    before_fit: Callable[[RunState], None] | None = None
+    after_fit: Callable[[RunState], dict[str, Any]] | None = None
+    write_outputs: Callable[[RunState], None] | None = None
+    export_extra: Callable[[RunState], dict[str, Any]] | None = None
+
+
+@dataclass
+class RunOutputs:
+    """Where a run writes: metrics JSON, exported model, TensorBoard folder (optional)."""
+
+    metrics: Path
+    model: Path
+    tensorboard: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics, self.model = Path(self.metrics), Path(self.model)
+        self.tensorboard = Path(self.tensorboard) if self.tensorboard else None
+
+
+@dataclass
+class RunResult:
+    """A finished run: the model (best weights), fit summary, test losses, metrics payload."""
+
+    model: nn.Module
+    fit: FitResult
+    test_losses: dict[str, float]
+    payload: dict[str, Any]
+    state_dir: Path
+    values: dict[str, Any]
+
+
+def state_key(spec: RunSpec) -> str:
+    """The state folder's name: changes with any setting or the data, not otherwise."""
+    return config_fingerprint(dataclasses.asdict(spec.train_config), _run_config(spec))
+
+
+def _run_config(spec: RunSpec) -> dict[str, Any]:
+    return {
+        "kind": spec.kind,
+        "model": spec.model_config,
+        "data": spec.data_fingerprint,
+        **spec.run_config,
+    }
+
+
+def run_training(
+    spec: RunSpec,
+    state_root: str | os.PathLike,
+    outputs: RunOutputs,
+    device: torch.device | str | None = None,
+    is_main: bool | None = None,
+) -> RunResult:
+    """Run ``spec`` end to end (see the module docstring); state in ``state_root/<key>``.
+
+    ``device`` None: the train config's. ``is_main`` False suppresses the run's own writes
+    as on a rank other than 0 (tests simulate a second rank with it; the engine's
+    per-epoch metrics file follows the trainer's rank).
+    """
+    cfg = spec.train_config
+    torch.manual_seed(cfg.seed)
+    model = spec.build_model()
+    state_dir = Path(state_root) / state_key(spec)
+    trainer = Trainer(
+        model,
+        cfg,
+        state_dir,
+        outputs.metrics,
+        outputs.tensorboard,
+        eval_fn=spec.eval_fn,
+        collate_fn=spec.collate_fn,
+        run_config=_run_config(spec),
+        device=device,
+    )
+    writes = trainer.is_main and (is_main is None or is_main)
+    try:
+        state = RunState(spec, trainer, spec.build_data(trainer.device))
+        missing = [s for s in ("train", "val") if s not in state.datasets]
+        if missing:
+            raise ValueError(f"{spec.kind}: build_data returned no {missing} split")
+        if spec.before_fit is not None:
+            spec.before_fit(state)
+        t0 = time.perf_counter()
+        state.fit = trainer.fit(state.datasets["train"], state.datasets["val"])
+        state.fit_seconds = time.perf_counter() - t0
+        if "test" in state.datasets:
+            state.test_losses = trainer.evaluate(state.datasets["test"], "test")
+        trainer.log_scalars(state.test_losses)
+        extra = spec.after_fit(state) if spec.after_fit is not None else {"test": state.test_losses}
+        if writes:
+            _write(spec, state, outputs, extra)
+        return RunResult(
+            trainer.model,
+            state.fit,
+            state.test_losses,
+            trainer.metrics_payload(extra),
+            state_dir,
+            state.values,
+        )
+    finally:
+        trainer.close()
+
+
+def _write(spec: RunSpec, state: RunState, outputs: RunOutputs, extra: dict[str, Any]) -> None:
+    state.trainer.write_metrics(extra)
+    save_exported(
+        outputs.model,
+        state.model,
+        kind=spec.kind,
+        config=spec.model_config,
+        ids=spec.ids,
+        data_fingerprint=spec.data_fingerprint,
+        extra=spec.export_extra(state) if spec.export_extra is not None else {},
+    )
+    if spec.write_outputs is not None:
+        spec.write_outputs(state)
+    logger.info("%s: wrote %s and %s", spec.kind, outputs.metrics, outputs.model)

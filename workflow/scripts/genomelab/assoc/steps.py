@@ -45,11 +45,6 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 # ----------------------------------------------------------------------------- data
-def _section(value: Any) -> dict[str, Any]:
-    """A config section passed as ``config_json`` (a JSON string, so changes rerun the rule)."""
-    return json.loads(value) if isinstance(value, str) else dict(value)
-
-
 def run_name(lr: float, batch_size: int, dropout: float, bridge_dim: int) -> str:
     """Name of one grid point, also its Snakemake wildcard values (``{lr:g}`` etc.)."""
     return f"lr{lr:g}_bs{int(batch_size)}_do{dropout:g}_bd{int(bridge_dim)}"
@@ -582,9 +577,9 @@ def train_step(smk: Any) -> None:
         Path(smk.input.links).parent,
         smk.input.features,
         wc.scheme,
-        _section(smk.params.model),
+        param(smk, "model"),
         # The run's seed drives batch order and dropout, as in every other module.
-        {**_section(smk.params.train), "seed": int(smk.params.seed)},
+        {**param(smk, "train"), "seed": int(smk.params.seed)},
         point,
         Path(smk.output.report).parent,
         smk.params.state_dir,

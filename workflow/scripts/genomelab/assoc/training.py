@@ -163,7 +163,7 @@ def make_eval_fn(
 def effective_train_config(train_section: dict[str, Any], quick_test: bool) -> TrainConfig:
     values = dict(train_section)
     if quick_test:
-        values["max_epochs"] = min(int(values.get("max_epochs", 50)), QUICK_MAX_EPOCHS)
+        values["max_epochs"] = min(int(values["max_epochs"]), QUICK_MAX_EPOCHS)
         values["patience"] = QUICK_PATIENCE
     return TrainConfig.from_dict(values)
 

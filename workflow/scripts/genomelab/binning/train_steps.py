@@ -226,7 +226,7 @@ def train_vae(
 
     spec = RunSpec(
         kind=KIND,
-        train_config=TrainConfig.from_dict({**train_cfg, "seed": seed}),
+        train_config=TrainConfig.from_dict(train_cfg, seed=seed),
         model_config=dict(model_cfg),
         build_model=lambda: KmerVAE(cfg),
         build_data=lambda dev: {
@@ -242,18 +242,13 @@ def train_vae(
     return result.model, result.payload
 
 
-# train_step is being rewritten in the training-run refactor; until then its old helper name
-# is the shared decoder (integrator: replace _params with param and drop this line).
-_params = param
-
-
 def train_step(smk: Any) -> None:
     inputs = load_inputs(smk.input.h5, _optional(smk, "depth"))
     train_vae(
         inputs,
-        _params(smk, "model"),
-        _params(smk, "train"),
-        _params(smk, "split"),
+        param(smk, "model"),
+        param(smk, "train"),
+        param(smk, "split"),
         int(smk.params.seed),
         smk.params.state_dir,
         smk.output.metrics,

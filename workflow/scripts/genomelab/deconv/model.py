@@ -19,7 +19,6 @@ proportion model that let absent tissues steal mass in the project's history.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 

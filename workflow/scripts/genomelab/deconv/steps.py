@@ -286,7 +286,7 @@ def train_model(
 
     spec = RunSpec(
         kind=KIND,
-        train_config=TrainConfig.from_dict({**train_cfg, "seed": seed}),
+        train_config=TrainConfig.from_dict(train_cfg, seed=seed),
         model_config=dataclasses.asdict(cfg),
         build_model=build_model,
         build_data=build_data,
@@ -307,11 +307,6 @@ def train_model(
     return run_training(spec, state_root, outputs, resolve_device(device)).values["metrics"]
 
 
-# train_step is being rewritten in the training-run refactor; until then its old helper name
-# is the shared decoder (integrator: replace _params with param and drop this line).
-_params = param
-
-
 def train_step(smk: Any) -> None:
     import torch
 
@@ -321,8 +316,8 @@ def train_step(smk: Any) -> None:
         smk.input.mixtures,
         smk.input.reference,
         smk.wildcards.variant,
-        _params(smk, "model"),
-        _params(smk, "train"),
+        param(smk, "model"),
+        param(smk, "train"),
         float(smk.params.presence_threshold),
         smk.params.state_dir,
         smk.output.model,

@@ -309,12 +309,12 @@ def load_model(path: str | os.PathLike, contig: str | None = None) -> tuple[Regu
 
 
 def train_step(smk: Any) -> None:
-    cfg = json.loads(smk.params.cfg)
+    cfg = param(smk, "cfg")
     # Exactly the rule's threads (1 by default): more intra-op threads than free cores makes
     # torch's thread pool spin against other jobs; on a busy 2-core machine one demo epoch took
     # 427 s with 2 threads and 40-110 s with 1. On a GPU the CPU thread count hardly matters.
     torch.set_num_threads(max(1, int(smk.threads)))
-    train_cfg = TrainConfig.from_dict({**cfg["train"], "seed": smk.params.seed})
+    train_cfg = TrainConfig.from_dict(cfg["train"], seed=int(smk.params.seed))
     Path(smk.output.tensorboard).mkdir(parents=True, exist_ok=True)
     train(
         smk.input.targets,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -119,8 +118,8 @@ def train_step(smk: Any) -> None:
     train_model(
         kind,
         data,
-        json.loads(smk.params.model_config),
-        json.loads(smk.params.train),
+        param(smk, "model_config"),
+        param(smk, "train"),
         smk.params.state_dir,
         Path(smk.output.metrics).parent,
         device,

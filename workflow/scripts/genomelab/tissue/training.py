@@ -143,7 +143,7 @@ def train_model(
     Resumable state lives in ``state_root/<fingerprint>``. Returns the test metrics.
     """
     model_cfg = CONFIGS[kind].from_dict(model_cfg_dict)
-    train_cfg = TrainConfig.from_dict({"seed": seed, **train_cfg_dict})
+    train_cfg = TrainConfig.from_dict(train_cfg_dict, seed=seed)
     out_dir = Path(out_dir)
     mu, sd = impute_standardise_params(data.means[data.index("train")])
 

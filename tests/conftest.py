@@ -33,3 +33,15 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread: tiny models gain nothing from more, and on a shared
+    2-core machine extra threads only contend (use with ``pytest.mark.usefixtures``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

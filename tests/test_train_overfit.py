@@ -11,6 +11,8 @@ from genomelab.train import LossOutput
 from genomelab.train.overfit import fit_tiny_batch, loss_report, overfit_check, terms_report
 from torch import nn
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 class Classifier(nn.Module):
     """[batch, 6] -> logits [batch, 4], with dropout (the loop trains in train mode)."""

@@ -21,7 +21,14 @@ from genomelab.regulon.baselines import (
 from genomelab.regulon.bsonio import GENE_EXPRESSION, Source, iter_bson_file, iter_dump
 from genomelab.regulon.data import Normaliser, process_data, read_annotation
 from genomelab.regulon.demo import write_bson
-from genomelab.regulon.diagnostics import DiagnosticsConfig, loss_checks, split_checks, target_checks
+from genomelab.regulon.diagnostics import (
+    DiagnosticsConfig,
+    loss_checks,
+    overfit_check,
+    run_diagnostics,
+    split_checks,
+    target_checks,
+)
 from genomelab.regulon.metrics import gene_means, regression_metrics
 from genomelab.regulon.model import RegulonModelConfig, RegulonNet, rc_codes, rc_track
 from genomelab.regulon.synthetic import make_synthetic
@@ -355,6 +362,20 @@ def test_diagnostics_catch_the_history(synth):
         )
     }
     assert all(r.status == "pass" for r in ok.values()), ok
+
+
+def test_diagnostics_end_with_a_passing_memorisation_check(synth):
+    cpu, small = torch.device("cpu"), RegulonModelConfig(channels=16, n_layers=4)  # config/test.yaml
+    data = TargetData(synth["data"] / "targets.h5")
+    results = run_diagnostics(data, small, DiagnosticsConfig(n_check_windows=16), {}, 0, cpu)
+    assert all(r.status == "pass" for r in results), [(r.name, r.message) for r in results]
+    assert results[-1].name == "overfit 8 windows"
+    assert results[-1].details["loss"] < 0.5 * results[-1].details["initial_loss"]
+    poisson = RegulonModelConfig(channels=16, n_layers=4, density_loss="poisson")
+    assert overfit_check(data, poisson, 0, cpu).status == "pass"
+    short = overfit_check(data, small, 0, cpu, steps=2)
+    assert short.status == "fail" and "cannot memorise" in short.message
+    assert overfit_check(data, small, 0, cpu, steps=2).details == short.details
 
 
 # ----------------------------------------------------------------------------- model

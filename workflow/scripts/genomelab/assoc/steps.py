@@ -35,7 +35,7 @@ from genomelab.assoc.features import FeatureConfig, Featurizer, load_features, s
 from genomelab.assoc.metrics import evaluate
 from genomelab.config import param
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
-from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, overfit_tiny_subset
+from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance
 from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
@@ -342,49 +342,51 @@ def _prior_loss(model, tensors) -> float:
 def _overfit(model_section, feats, train: SplitLabels, n_cand, options, seed) -> DiagnosticResult:
     """Memorise a few training queries; a wiring bug (detached graph, wrong labels) fails it."""
     from genomelab.assoc.training import build_dataset, build_model
+    from genomelab.train.overfit import overfit_check
 
     n_q = int(options["overfit_queries"])
-    steps = int(options["overfit_steps"])
     ds = build_dataset(train, n_cand)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(ds), generator=gen)[:n_q]
     sub_feats, batch = _subset_targets(feats, tuple(t[idx] for t in ds.tensors), n_cand, seed)
     torch.manual_seed(seed)
     model = build_model({**model_section, "dropout": 0.0}, sub_feats, train)
-    opt = torch.optim.Adam(model.parameters(), lr=float(options["overfit_lr"]))
     model.eval()
     with torch.no_grad():
         first = float(model.loss(batch).loss)
-    model.train()
 
-    def fit() -> dict[str, float]:
-        for _ in range(steps):
-            out = model.loss(batch)
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            final = float(model.loss(batch).loss)
-            hits = []
-            for name, d_idx in (("s2t", 0), ("t2s", 1)):
-                sel = batch[0] == d_idx
-                if bool(sel.any()):
-                    logits = model(name, batch[1][sel])
-                    lab = batch[2][sel, : logits.shape[1]]
-                    top = logits.masked_fill(lab == MASKED, -torch.inf).argmax(dim=1)
-                    hits.append((lab.gather(1, top[:, None]) > 0).float().squeeze(1))
-        acc = float(torch.cat(hits).mean()) if hits else 0.0
-        return {"loss": final, "initial_loss": first, "accuracy": acc}
+    def report(model, batch) -> dict[str, float]:
+        return {
+            "loss": float(model.loss(batch).loss),
+            "initial_loss": first,
+            "accuracy": _top1_hits(model, batch),
+        }
 
     # Both: the loss must fall well below its start, and the top-ranked candidate must be a
     # true link for most memorised queries (chance is a few in hundreds).
-    return overfit_tiny_subset(
-        fit,
+    return overfit_check(
+        model,
+        batch,
         n_q,
+        steps=int(options["overfit_steps"]),
+        lr=float(options["overfit_lr"]),
+        report=report,
         max_final_loss=float(options["overfit_max_loss_ratio"]) * first,
         min_accuracy=float(options["overfit_min_accuracy"]),
     )
+
+
+def _top1_hits(model, batch) -> float:
+    """Fraction of queries in ``batch`` whose top-ranked (unmasked) candidate is a true link."""
+    hits = []
+    for name, d_idx in (("s2t", 0), ("t2s", 1)):
+        sel = batch[0] == d_idx
+        if bool(sel.any()):
+            logits = model(name, batch[1][sel])
+            lab = batch[2][sel, : logits.shape[1]]
+            top = logits.masked_fill(lab == MASKED, -torch.inf).argmax(dim=1)
+            hits.append((lab.gather(1, top[:, None]) > 0).float().squeeze(1))
+    return float(torch.cat(hits).mean()) if hits else 0.0
 
 
 def _subset_targets(feats, batch, n_cand, seed: int, n_extra: int = 200):

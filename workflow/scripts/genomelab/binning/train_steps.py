@@ -17,6 +17,7 @@ from genomelab.binning.bins import write_table
 from genomelab.binning.cluster import ClusterConfig, cluster_contigs
 from genomelab.binning.data import ModelInputs, load_inputs, split_indices
 from genomelab.binning.depth import check_names, read_depth_table, read_truth
+from genomelab.binning.diagnostics import overfit_check, recon_loss_of
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
 from genomelab.binning.model import KmerVAE, VAEConfig
 from genomelab.binning.steps import MODULE, REFERENCE_TERMS, _optional, _save_latent
@@ -100,16 +101,19 @@ def profile_checks(
             results.append(DiagnosticResult(f"names_{label}", PASS, f"all {n} contigs are in {path}"))
         except (ValueError, FileNotFoundError) as exc:
             results.append(DiagnosticResult(f"names_{label}", FAIL, str(exc)))
-    results.append(
-        _initial_loss_check(
-            prof.features,
-            model_cfg,
-            depth if not any(r.status == FAIL and r.name == "names_depth" for r in results) else None,
-            prof.names,
-            seed,
-        )
-    )
+    usable_depth = depth if not any(r.status == FAIL and r.name == "names_depth" for r in results) else None
+    results.append(_initial_loss_check(prof.features, model_cfg, usable_depth, prof.names, seed))
+    results.append(overfit_check(_with_depth(prof.features, prof.names, usable_depth), model_cfg, seed))
     return results
+
+
+def _with_depth(x: np.ndarray, names: np.ndarray, depth: str | None) -> np.ndarray:
+    """The model's inputs: k-mer profiles [n, N_FEATURES], then depth columns if given."""
+    if not depth:
+        return x
+    from genomelab.binning.depth import depth_features
+
+    return np.concatenate([x, depth_features(names, depth)], axis=1)
 
 
 def _initial_loss_check(
@@ -123,11 +127,7 @@ def _initial_loss_check(
     """The untrained VAE's reconstruction loss vs predicting every contig's mean profile."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(x), min(n_sample, len(x)), replace=False))
-    xs = x[rows]
-    if depth:
-        from genomelab.binning.depth import depth_features
-
-        xs = np.concatenate([xs, depth_features(names, depth)[rows]], axis=1)
+    xs = _with_depth(x, names, depth)[rows]
     cfg = VAEConfig.from_dict(model_cfg, n_depth=xs.shape[1] - N_FEATURES)
     torch.manual_seed(seed)
     model = KmerVAE(cfg).eval()
@@ -135,13 +135,7 @@ def _initial_loss_check(
     with torch.no_grad():
         raw, mu, logvar = model(xt)
         initial = float(model.loss_terms(xt, raw, mu, logvar)["recon"])
-        mean = xt.mean(dim=0, keepdim=True).expand_as(xt).clone()
-        chance_raw = torch.log(mean.clamp_min(1e-9))
-        gc = GROUP_SLICES["gc"]
-        chance_raw[:, gc] = torch.logit(mean[:, gc].clamp(cfg.eps, 1 - cfg.eps))
-        chance_raw[:, N_FEATURES:] = mean[:, N_FEATURES:]
-        zeros = torch.zeros(len(xt), cfg.latent)
-        chance = float(model.loss_terms(xt, chance_raw, zeros, zeros)["recon"])
+    chance = recon_loss_of(model, xt, xt.mean(dim=0, keepdim=True).expand_as(xt).clone())
     return initial_loss_vs_chance(initial, chance, name="initial_recon_vs_mean_profile")
 
 

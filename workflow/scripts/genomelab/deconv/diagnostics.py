@@ -21,7 +21,7 @@ from genomelab.deconv.mixtures import SPLITS, MixtureSet
 from genomelab.deconv.nnls import deconvolve_nnls
 from genomelab.deconv.reference import Reference
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult
-from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, overfit_tiny_subset
+from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ def check_network(
     import torch
 
     from genomelab.deconv.model import DeconvNet, DeconvNetConfig
+    from genomelab.train.overfit import overfit_check, terms_report
 
     cfg = DeconvNetConfig.from_config(
         model_cfg, len(ms_train.regions), len(ms_train.tissues), True, presence_target
@@ -178,24 +179,21 @@ def check_network(
     chance = float(((ms_val.proportions - mean_p) ** 2).sum(1).mean())
     results = [initial_loss_vs_chance(init, chance, name="initial_mse_vs_chance")]
 
-    def train_tiny() -> dict[str, float]:
-        torch.manual_seed(seed)
-        tiny = DeconvNet(DeconvNetConfig(**{**cfg.__dict__, "dropout": 0.0}), fill, reference)
-        x, y = torch.tensor(ms_train.beta[:n_tiny]), torch.tensor(ms_train.proportions[:n_tiny])
-        opt = torch.optim.Adam(tiny.parameters(), lr=3e-3)
-        for _ in range(steps):
-            out = tiny.loss((x, y))
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-        tiny.eval()
-        with torch.no_grad():
-            out = tiny.loss((x, y))
-        return {"loss": float(out.terms["mse_loss"]), "accuracy": float(out.terms["presence_accuracy"])}
-
+    # Dropout off: memorising n_tiny mixtures must reach a near-zero loss.
+    torch.manual_seed(seed)
+    tiny = DeconvNet(DeconvNetConfig(**{**cfg.__dict__, "dropout": 0.0}), fill, reference)
+    x, y = torch.tensor(ms_train.beta[:n_tiny]), torch.tensor(ms_train.proportions[:n_tiny])
     results.append(
-        overfit_tiny_subset(
-            train_tiny, n_tiny, max_final_loss=0.01, min_accuracy=0.95, name="overfit_16_mixtures"
+        overfit_check(
+            tiny,
+            (x, y),
+            n_tiny,
+            steps=steps,
+            lr=3e-3,
+            report=terms_report("mse_loss", "presence_accuracy"),
+            max_final_loss=0.01,
+            min_accuracy=0.95,
+            name="overfit_16_mixtures",
         )
     )
     return results

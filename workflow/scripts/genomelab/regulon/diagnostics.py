@@ -9,6 +9,7 @@ model whose loss on real data is far above its loss on dummy data of the expecte
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, target_range
@@ -133,6 +135,11 @@ def chance_losses(t: WindowTensors, density_loss: str) -> dict[str, float]:
     }
 
 
+def _rows(t: WindowTensors, rows: np.ndarray) -> WindowTensors:
+    """The windows ``rows`` of ``t``."""
+    return WindowTensors(*(getattr(t, f.name)[rows] for f in dataclasses.fields(t)))
+
+
 def _tensors(t: WindowTensors, device: torch.device) -> tuple[torch.Tensor, ...]:
     return tuple(
         torch.from_numpy(np.ascontiguousarray(a)).to(device)
@@ -167,19 +174,7 @@ def loss_checks(
     rng = np.random.default_rng(seed)
     train = data.tensors("train")
     pick = np.sort(rng.choice(len(train), min(len(train), cfg.n_check_windows), replace=False))
-    real = WindowTensors(
-        *(
-            a[pick]
-            for a in (
-                train.codes,
-                train.expression,
-                train.expression_mask,
-                train.density,
-                train.operon,
-                train.starts,
-            )
-        )
-    )
+    real = _rows(train, pick)
     torch.manual_seed(seed)
     model = RegulonNet(model_cfg).to(device)
     terms = _untrained_terms(model, _tensors(real, device))
@@ -249,6 +244,46 @@ def loss_checks(
     return out
 
 
+def overfit_check(
+    data: TargetData,
+    model_cfg: RegulonModelConfig,
+    seed: int,
+    device: torch.device,
+    n_windows: int = 8,
+    steps: int = 100,
+    lr: float = 3e-3,
+    max_loss_ratio: float = 0.5,
+) -> DiagnosticResult:
+    """A fresh network must memorise ``n_windows`` training windows: its total loss must fall
+    below ``max_loss_ratio`` times its start (not towards 0: a Poisson density loss has a floor).
+
+    Dropout and reverse-complement augmentation are off, so the same windows are seen at every step.
+    """
+    from genomelab.train import overfit
+
+    train = data.tensors("train")
+    pick = np.sort(np.random.default_rng(seed).choice(len(train), min(len(train), n_windows), replace=False))
+    batch = _tensors(_rows(train, pick), device)
+    torch.manual_seed(seed)
+    model = RegulonNet(dataclasses.replace(model_cfg, dropout=0.0, rc_augment=False)).to(device)
+    with torch.no_grad():
+        initial = overfit.loss_report(model.eval(), batch)["loss"]
+
+    def report(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        return {**overfit.loss_report(model, batch), "initial_loss": initial}
+
+    return overfit.overfit_check(
+        model,
+        batch,
+        len(pick),
+        steps=steps,
+        lr=lr,
+        report=report,
+        max_final_loss=max_loss_ratio * initial,
+        name=f"overfit {len(pick)} windows",
+    )
+
+
 def _stats(t: WindowTensors) -> dict[str, dict[str, float]]:
     e = t.expression[t.expression_mask]
     return {
@@ -284,4 +319,5 @@ def run_diagnostics(
     # A loss check on targets that already failed would only repeat the failure in other words.
     if all(r.status != FAIL for r in results):
         results += loss_checks(data, model_cfg, cfg, seed, device)
+        results.append(overfit_check(data, model_cfg, seed, device))
     return results

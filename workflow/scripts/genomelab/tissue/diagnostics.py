@@ -25,7 +25,7 @@ import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult
-from genomelab.diagnostics.checks import group_leakage, overfit_tiny_subset
+from genomelab.diagnostics.checks import group_leakage
 from genomelab.io.atomic import atomic_output
 from genomelab.splits import group_split
 from genomelab.tissue.dataset import (
@@ -41,6 +41,7 @@ from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, build_mod
 logger = logging.getLogger(__name__)
 
 CHECKS = ("labels", "variance", "leakage", "subtypes", "learnability", "overfit")
+OVERFIT_LR = 3e-3  # full-batch Adam of the memorisation check
 
 
 @dataclass
@@ -640,10 +641,10 @@ def _tiny_subset(data: TissueData, n: int) -> np.ndarray:
     return np.asarray(picked)
 
 
-def overfit_model(
-    kind: str, model_cfg: dict[str, Any], data: TissueData, n: int, steps: int, seed: int, lr: float = 3e-3
-) -> dict[str, float]:
-    """Train model ``kind`` full-batch on ``n`` training samples; return final ``loss`` (NLL) and ``accuracy``."""
+def tiny_model_and_batch(
+    kind: str, model_cfg: dict[str, Any], data: TissueData, n: int, seed: int
+) -> tuple[Any, tuple[Any, ...]]:
+    """A fresh model ``kind`` (initialised from ``seed``) and the full batch of ``n`` training samples."""
     import torch
 
     from genomelab.tissue.training import file_examples, region_examples
@@ -660,16 +661,12 @@ def overfit_model(
         ds = file_examples(tiny, "train")
     else:
         ds = region_examples(tiny, "train", 1, seed)
-    batch = ds.tensors
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        model.loss(batch).loss.backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        out = model.loss(batch)
+    return model, ds.tensors
+
+
+def _overfit_report(model: Any, batch: tuple[Any, ...]) -> dict[str, float]:
+    """Final ``loss`` (NLL) and ``accuracy`` on the memorised batch, its size and class count."""
+    out = model.loss(batch)
     return {
         "loss": float(out.terms["nll"]),
         "accuracy": float(out.terms["accuracy"]),
@@ -686,13 +683,18 @@ def check_overfit(
     seed: int,
 ) -> list[DiagnosticResult]:
     """Each configured model must memorise ``overfit_samples`` training examples."""
+    from genomelab.train.overfit import overfit_check
+
     results = []
     for kind in models:
-        result = overfit_tiny_subset(
-            lambda kind=kind: overfit_model(
-                kind, model_cfgs.get(kind, {}), data, cfg.overfit_samples, cfg.overfit_steps, seed
-            ),
+        model, batch = tiny_model_and_batch(kind, model_cfgs.get(kind, {}), data, cfg.overfit_samples, seed)
+        result = overfit_check(
+            model,
+            batch,
             cfg.overfit_samples,
+            steps=cfg.overfit_steps,
+            lr=OVERFIT_LR,
+            report=_overfit_report,
             max_final_loss=0.5,
             min_accuracy=1.0,
             name=f"overfit {cfg.overfit_samples} samples: {MODEL_TITLES[kind]}",

@@ -29,11 +29,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from genomelab import __version__
@@ -43,6 +44,9 @@ from genomelab.train import distributed as ddp
 from genomelab.train.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from genomelab.train.device import resolve_device
 from genomelab.train.early_stopping import EarlyStopping
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,12 @@ class LossOutput:
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     n: int = 1
+
+
+class LossModel(Protocol):
+    """What the engine asks of a model besides being an ``nn.Module``."""
+
+    def loss(self, batch: Any) -> LossOutput: ...
 
 
 @dataclass
@@ -172,7 +182,7 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 def _rng_state() -> dict[str, Any]:
     # Plain lists and ints only, so that weights_only=True loading accepts them.
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple form
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
@@ -211,6 +221,18 @@ def _as_floats(sums: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(sums, values, strict=True))
 
 
+def _check_splits(train: Dataset, val: Dataset | None) -> int:
+    """Refuse an empty training set or a missing validation set; return the training set size."""
+    n_train = len(train)  # type: ignore[arg-type]
+    if n_train == 0:
+        raise ValueError("the training set is empty")
+    if val is None or len(val) == 0:  # type: ignore[arg-type]
+        raise ValueError(
+            "a non-empty validation set is required (early stopping and best checkpoint are chosen on it)"
+        )
+    return n_train
+
+
 class _SignalFlag:
     """Turn SIGTERM/SIGUSR1 (SLURM preemption and time-limit warnings) into a flag."""
 
@@ -235,6 +257,40 @@ class _SignalFlag:
             signal.signal(sig, handler)
 
 
+@dataclass
+class _FitState:
+    """What the parts of one ``fit`` call share: optimiser, schedule, epoch length, signals."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    batches_per_epoch: int
+    flag: _SignalFlag
+
+
+@dataclass
+class _EpochSums:
+    """The current epoch's ``n``-weighted loss sums (float64, on the device) and examples seen."""
+
+    sums: dict[str, torch.Tensor]
+    n_seen: int
+
+    @classmethod
+    def restore(cls, running: dict[str, float], device: torch.device) -> _EpochSums:
+        """Continue from the ``running`` record of a mid-epoch ``last.pt`` (empty: a fresh epoch)."""
+        values = dict(running)
+        n_seen = int(values.pop("__n__", 0))
+        sums = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in values.items()}
+        return cls(sums, n_seen)
+
+    def add(self, out: LossOutput) -> None:
+        self.n_seen += out.n
+        _accumulate(self.sums, out)
+
+    def running(self) -> dict[str, float]:
+        """The record a mid-epoch ``last.pt`` stores (``__n__``: examples seen)."""
+        return dict(_as_floats(self.sums), __n__=self.n_seen)
+
+
 class Trainer:
     """Fit a model with ``loss(batch) -> LossOutput`` on map-style datasets.
 
@@ -252,6 +308,8 @@ class Trainer:
     run_config: extra configuration (model, data) stored in checkpoints and part of the
         fingerprint that must match on resume.
     """
+
+    _writer: SummaryWriter | None
 
     def __init__(
         self,
@@ -293,7 +351,7 @@ class Trainer:
         self._writer = None
 
     # ----------------------------------------------------------------- set-up
-    def _model_signature(self) -> list:
+    def _model_signature(self) -> list[list[Any]]:
         return [[name, list(p.shape)] for name, p in self.model.state_dict().items()]
 
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -316,7 +374,7 @@ class Trainer:
         fused = self.device.type == "cuda"
         return torch.optim.AdamW(groups, lr=self.config.lr, fused=fused)
 
-    def _make_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int):
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> LambdaLR:
         cfg = self.config
         warmup = cfg.warmup_steps
 
@@ -328,7 +386,7 @@ class Trainer:
             progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
             return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return LambdaLR(optimizer, factor)
 
     # --------------------------------------------------------------- batching
     def _epoch_permutation(self, n: int, epoch: int) -> torch.Tensor:
@@ -381,12 +439,13 @@ class Trainer:
 
     # ------------------------------------------------------------- checkpoints
     def _state(
-        self, optimizer, scheduler, epoch: int, batch_in_epoch: int, running: dict[str, float], finished: bool
+        self, run: _FitState, epoch: int, batch_in_epoch: int, running: dict[str, float], finished: bool
     ) -> dict[str, Any]:
+        """Everything ``last.pt`` needs to continue at batch ``batch_in_epoch`` of ``epoch``."""
         return {
             "model": self.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": epoch,
             "batch_in_epoch": batch_in_epoch,
@@ -402,9 +461,11 @@ class Trainer:
             "genomelab_version": __version__,
         }
 
-    def _save_last(self, *args: Any, **kwargs: Any) -> Path:
+    def _save_last(
+        self, run: _FitState, epoch: int, batch_in_epoch: int, running: dict[str, float], finished: bool
+    ) -> Path:
         path = self.state_dir / LAST
-        state = self._state(*args, **kwargs)
+        state = self._state(run, epoch, batch_in_epoch, running, finished)
         if self.world > 1:
             # Each rank has its own dropout stream; keep all of them for an exact resume.
             rngs: list[Any] = [None] * self.world
@@ -415,7 +476,23 @@ class Trainer:
         ddp.barrier()
         return path
 
-    def _resume(self, optimizer, scheduler) -> tuple[int, int, dict[str, float], bool]:
+    def _save_best(self, epoch: int, metrics: dict[str, float]) -> None:
+        save_checkpoint(
+            self.state_dir / BEST,
+            {
+                "model": self.model.state_dict(),
+                "epoch": epoch,
+                "metrics": metrics,
+                "train_config": dataclasses.asdict(self.config),
+                "run_config": json.loads(json.dumps(self.run_config, default=str)),
+                "fingerprint": self.fingerprint,
+            },
+        )
+
+    def _resume(
+        self, optimizer: torch.optim.Optimizer, scheduler: LRScheduler
+    ) -> tuple[int, int, dict[str, float], bool]:
+        """Load ``last.pt`` if there is one; return epoch, batch in epoch, running sums, finished."""
         path = self.state_dir / LAST
         if not path.exists():
             return 0, 0, {}, False
@@ -444,7 +521,7 @@ class Trainer:
         return int(ckpt["epoch"]), int(ckpt["batch_in_epoch"]), dict(ckpt["running"]), bool(ckpt["finished"])
 
     # --------------------------------------------------------------- logging
-    def _tb(self):
+    def _tb(self) -> SummaryWriter | None:
         if self._writer is None and self.tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -501,7 +578,10 @@ class Trainer:
             self._writer = None
 
     # -------------------------------------------------------------- the loop
-    def _autocast(self):
+    def _loss(self, batch: Any) -> LossOutput:
+        return cast(LossModel, self.model).loss(batch)
+
+    def _autocast(self) -> torch.autocast:
         return torch.autocast(
             self.device.type,
             dtype=self.autocast_dtype or torch.float32,
@@ -511,15 +591,15 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, dataset: Dataset, split: str = "val") -> dict[str, float]:
         """Average loss terms over ``dataset`` (plus ``eval_fn`` metrics) as ``{split}/{name}``."""
-        if len(dataset) == 0:
+        if len(dataset) == 0:  # type: ignore[arg-type]
             raise ValueError(f"cannot evaluate on an empty {split} set")
         self.model.eval()
         sums: dict[str, torch.Tensor] = {}
         total = 0
-        order = torch.arange(len(dataset))
+        order = torch.arange(len(dataset))  # type: ignore[arg-type]
         for batch in self._batches(dataset, order, drop_last=False):
             with self._autocast():
-                out = self.model.loss(_to_device(batch, self.device))
+                out = self._loss(_to_device(batch, self.device))
             total += out.n
             _accumulate(sums, out)
         metrics = {f"{split}/{k}": v / total for k, v in _as_floats(sums).items()}
@@ -534,147 +614,193 @@ class Trainer:
         Raises ``TrainingInterrupted`` after SIGTERM/SIGUSR1 (state saved first) and
         ``ValueError`` without a validation set: early stopping and best-checkpoint
         selection are meaningless on training loss.
+
+        Each epoch is a training pass (``_run_epoch`` over ``_run_batch`` and ``_step``, with
+        mid-epoch checkpoints), validation (``_epoch_metrics``), early stopping and the best
+        checkpoint (``_early_stopping``), then ``last.pt`` (``_checkpoint_epoch``).
         """
-        cfg = self.config
-        if len(train) == 0:
-            raise ValueError("the training set is empty")
-        if val is None or len(val) == 0:
-            raise ValueError(
-                "a non-empty validation set is required (early stopping and best checkpoint are chosen on it)"
-            )
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        # A process killed (kill -9, OOM, node failure) while writing a checkpoint leaves its
-        # temporary file (io.atomic) behind; last.pt itself is intact. One trainer owns a
-        # state folder, so such leftovers are removed instead of piling up.
-        for name in (LAST, BEST):
-            for stale in self.state_dir.glob(f".{name}.*.tmp*"):
-                logger.info("removing %s, left by a run killed while writing a checkpoint", stale)
-                stale.unlink(missing_ok=True)
         from genomelab.runtime import seed_everything
 
+        cfg = self.config
+        n_train = _check_splits(train, val)
+        self._remove_stale_temporaries()
         # Ranks share the seed of the permutation but draw different dropout masks.
         seed_everything(cfg.seed + 7919 * self.rank)
         optimizer = self._make_optimizer()
-        batches_per_epoch = self._n_batches(len(train), cfg.drop_last)
-        if (
-            self.world > 1
-            and not cfg.drop_last
-            and len(train) % cfg.batch_size
-            and len(train) % cfg.batch_size < self.world
-        ):
-            batches_per_epoch -= 1
-        if batches_per_epoch == 0:
-            raise ValueError(
-                f"batch_size {cfg.batch_size} with drop_last leaves no batch of {len(train)} examples"
-            )
+        batches_per_epoch = self._batches_per_epoch(n_train)
         steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
         scheduler = self._make_scheduler(optimizer, steps_per_epoch * cfg.max_epochs)
-        start_epoch, skip_batches, running, finished = self._resume(optimizer, scheduler)
+        epoch, skip_batches, running, finished = self._resume(optimizer, scheduler)
         logger.info(
             "training on %s (%s), %d train / %d val examples, %d batches/epoch, state in %s",
             self.device,
             self.metrics_payload()["precision"],
-            len(train),
-            len(val),
+            n_train,
+            len(val),  # type: ignore[arg-type]
             batches_per_epoch,
             self.state_dir,
         )
-
-        epoch = start_epoch
         with _SignalFlag() as flag:
+            run = _FitState(optimizer, scheduler, batches_per_epoch, flag)
             while not finished and epoch < cfg.max_epochs:
-                self.model.train()
-                order = self._epoch_permutation(len(train), epoch)[skip_batches * cfg.batch_size :]
-                n_seen = int(running.pop("__n__", 0))
-                sums = {
-                    k: torch.tensor(v, dtype=torch.float64, device=self.device) for k, v in running.items()
-                }
                 t0 = time.perf_counter()
-                optimizer.zero_grad(set_to_none=True)
-                batch_iter = self._batches(train, order, cfg.drop_last)
-                progress = self._progress(batches_per_epoch, skip_batches, epoch)
-                for i, batch in enumerate(batch_iter, start=skip_batches):
-                    with self._autocast():
-                        out = self.model.loss(_to_device(batch, self.device))
-                    self.scaler.scale(out.loss / cfg.grad_accum_steps).backward()
-                    n_seen += out.n
-                    _accumulate(sums, out)
-                    boundary = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == batches_per_epoch
-                    if boundary:
-                        if self.world > 1:
-                            ddp.average_gradients(self.model.parameters(), self.world)
-                        self._optimizer_step(optimizer, scheduler)
-                        if progress is not None:
-                            progress.update(cfg.grad_accum_steps)
-                        if cfg.log_every_steps and (i + 1) % cfg.log_every_steps == 0:
-                            logger.info(
-                                "epoch %d batch %d/%d: train/loss=%.4g",
-                                epoch,
-                                i + 1,
-                                batches_per_epoch,
-                                float(sums["loss"]) / max(n_seen, 1),
-                            )
-                        stop_now = flag.signum is not None
-                        if self.world > 1:
-                            stop_now = ddp.any_rank(stop_now, self.device)
-                        save_mid = cfg.checkpoint_every_steps and (i + 1) % cfg.checkpoint_every_steps == 0
-                        if stop_now or save_mid:
-                            mid = dict(_as_floats(sums), __n__=n_seen)
-                            self._check_finite(mid["loss"], epoch)
-                        if stop_now:
-                            path = self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
-                            self.write_metrics()
-                            self.close()
-                            raise TrainingInterrupted(flag.signum or signal.SIGTERM, path)
-                        if save_mid:
-                            self._save_last(optimizer, scheduler, epoch, i + 1, mid, False)
-                if progress is not None:
-                    progress.close()
+                train_metrics = self._run_epoch(run, train, epoch, skip_batches, running)
                 skip_batches, running = 0, {}
-                sums = _as_floats(sums)
-                self._check_finite(sums.get("loss", 0.0), epoch)
-                if self.world > 1:
-                    keys = sorted(sums)
-                    totals = ddp.all_reduce_sum([float(n_seen)] + [sums[k] for k in keys], self.device)
-                    n_seen, sums = int(totals[0]), dict(zip(keys, totals[1:], strict=True))
-                metrics = {"epoch": float(epoch)}
-                metrics.update({f"train/{k}": v / max(n_seen, 1) for k, v in sums.items()})
-                metrics.update(self.evaluate(val, "val"))
-                metrics["lr"] = optimizer.param_groups[0]["lr"]
-                metrics["time/epoch_s"] = time.perf_counter() - t0
-                self.history.append(metrics)
-                self._log_epoch(metrics)
-                is_best, stop = self.stopper.step(epoch, metrics)
-                if is_best and self.is_main:
-                    save_checkpoint(
-                        self.state_dir / BEST,
-                        {
-                            "model": self.model.state_dict(),
-                            "epoch": epoch,
-                            "metrics": metrics,
-                            "train_config": dataclasses.asdict(cfg),
-                            "run_config": json.loads(json.dumps(self.run_config, default=str)),
-                            "fingerprint": self.fingerprint,
-                        },
-                    )
+                metrics = self._epoch_metrics(run, val, epoch, train_metrics, t0)
+                finished = self._early_stopping(epoch, metrics)
                 epoch += 1
-                if epoch >= cfg.max_epochs and not stop:
-                    self.stopper.reason = f"reached max_epochs={cfg.max_epochs}"
-                finished = stop or epoch >= cfg.max_epochs
-                if stop:
-                    logger.info("early stopping: %s", self.stopper.reason)
-                stop_now = flag.signum is not None
-                if self.world > 1:
-                    stop_now = ddp.any_rank(stop_now, self.device)
-                # Saving every epoch costs an fsync that dominates tiny CPU runs; with
-                # checkpoint_every_epochs > 1 a resume replays the epochs since the last save.
-                if finished or stop_now or epoch % cfg.checkpoint_every_epochs == 0:
-                    self._save_last(optimizer, scheduler, epoch, 0, {}, finished)
-                self.write_metrics()
-                if stop_now and not finished:
-                    self.close()
-                    raise TrainingInterrupted(flag.signum or signal.SIGTERM, self.state_dir / LAST)
+                self._checkpoint_epoch(run, epoch, finished)
+        return self._finish()
 
+    # ------------------------------------------------------- parts of fit
+    def _remove_stale_temporaries(self) -> None:
+        # A process killed (kill -9, OOM, node failure) while writing a checkpoint leaves its
+        # temporary file (io.atomic) behind; last.pt itself is intact. One trainer owns a
+        # state folder, so such leftovers are removed instead of piling up.
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for name in (LAST, BEST):
+            for stale in self.state_dir.glob(f".{name}.*.tmp*"):
+                logger.info("removing %s, left by a run killed while writing a checkpoint", stale)
+                stale.unlink(missing_ok=True)
+
+    def _batches_per_epoch(self, n_train: int) -> int:
+        cfg = self.config
+        n_batches = self._n_batches(n_train, cfg.drop_last)
+        tail = n_train % cfg.batch_size
+        if self.world > 1 and not cfg.drop_last and 0 < tail < self.world:
+            n_batches -= 1  # _index_batches drops a last batch too small to share between ranks
+        if n_batches == 0:
+            raise ValueError(
+                f"batch_size {cfg.batch_size} with drop_last leaves no batch of {n_train} examples"
+            )
+        return n_batches
+
+    def _run_epoch(
+        self, run: _FitState, train: Dataset, epoch: int, skip_batches: int, running: dict[str, float]
+    ) -> dict[str, float]:
+        """Train on epoch ``epoch`` from batch ``skip_batches`` on (a resumed epoch continues
+        with the sums ``running`` that ``last.pt`` saved); return ``train/{name}`` averages
+        over all ranks."""
+        cfg = self.config
+        self.model.train()
+        order = self._epoch_permutation(len(train), epoch)[skip_batches * cfg.batch_size :]  # type: ignore[arg-type]
+        sums = _EpochSums.restore(running, self.device)
+        run.optimizer.zero_grad(set_to_none=True)
+        progress = self._progress(run.batches_per_epoch, skip_batches, epoch)
+        for i, batch in enumerate(self._batches(train, order, cfg.drop_last), start=skip_batches):
+            self._run_batch(batch, sums)
+            if (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == run.batches_per_epoch:
+                self._step(run, epoch, i + 1, sums, progress)
+        if progress is not None:
+            progress.close()
+        return self._train_averages(sums, epoch)
+
+    def _run_batch(self, batch: Any, sums: _EpochSums) -> None:
+        """Forward and backward pass of one batch; gradients accumulate until ``_step``."""
+        with self._autocast():
+            out = self._loss(_to_device(batch, self.device))
+        self.scaler.scale(out.loss / self.config.grad_accum_steps).backward()
+        sums.add(out)
+
+    def _step(self, run: _FitState, epoch: int, n_done: int, sums: _EpochSums, progress: Any) -> None:
+        """The optimiser step after ``n_done`` batches of ``epoch``, then progress, log and checkpoint."""
+        cfg = self.config
+        self._optimizer_step(run.optimizer, run.scheduler)
+        if progress is not None:
+            progress.update(cfg.grad_accum_steps)
+        if cfg.log_every_steps and n_done % cfg.log_every_steps == 0:
+            logger.info(
+                "epoch %d batch %d/%d: train/loss=%.4g",
+                epoch,
+                n_done,
+                run.batches_per_epoch,
+                float(sums.sums["loss"]) / max(sums.n_seen, 1),
+            )
+        self._checkpoint_mid_epoch(run, epoch, n_done, sums)
+
+    def _optimizer_step(self, optimizer: torch.optim.Optimizer, scheduler: LRScheduler) -> None:
+        if self.world > 1:
+            ddp.average_gradients(self.model.parameters(), self.world)
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _checkpoint_mid_epoch(self, run: _FitState, epoch: int, n_done: int, sums: _EpochSums) -> None:
+        """Save ``last.pt`` after ``n_done`` batches when due or when a signal asks to stop (then stop)."""
+        every = self.config.checkpoint_every_steps
+        stop_now = self._stop_requested(run.flag)  # a collective: every rank calls it at every step
+        if not (stop_now or (every and n_done % every == 0)):
+            return
+        running = sums.running()
+        self._check_finite(running["loss"], epoch)
+        path = self._save_last(run, epoch, n_done, running, False)
+        if stop_now:
+            self.write_metrics()
+            self._interrupt(run.flag, path)
+
+    def _train_averages(self, sums: _EpochSums, epoch: int) -> dict[str, float]:
+        """``train/{name}`` averages of the epoch's sums over all ranks."""
+        totals = _as_floats(sums.sums)
+        self._check_finite(totals.get("loss", 0.0), epoch)
+        n_seen = sums.n_seen
+        if self.world > 1:
+            keys = sorted(totals)
+            reduced = ddp.all_reduce_sum([float(n_seen)] + [totals[k] for k in keys], self.device)
+            n_seen, totals = int(reduced[0]), dict(zip(keys, reduced[1:], strict=True))
+        return {f"train/{k}": v / max(n_seen, 1) for k, v in totals.items()}
+
+    def _epoch_metrics(
+        self, run: _FitState, val: Dataset, epoch: int, train_metrics: dict[str, float], t0: float
+    ) -> dict[str, float]:
+        """Validate after epoch ``epoch``; log and record its metrics in the history."""
+        metrics = {"epoch": float(epoch), **train_metrics}
+        metrics.update(self.evaluate(val, "val"))
+        metrics["lr"] = run.optimizer.param_groups[0]["lr"]
+        metrics["time/epoch_s"] = time.perf_counter() - t0
+        self.history.append(metrics)
+        self._log_epoch(metrics)
+        return metrics
+
+    def _early_stopping(self, epoch: int, metrics: dict[str, float]) -> bool:
+        """Feed epoch ``epoch`` to the stopper, save ``best.pt`` if it improved; return whether training is over."""
+        max_epochs = self.config.max_epochs
+        is_best, stop = self.stopper.step(epoch, metrics)
+        if is_best and self.is_main:
+            self._save_best(epoch, metrics)
+        if stop:
+            logger.info("early stopping: %s", self.stopper.reason)
+        elif epoch + 1 >= max_epochs:
+            self.stopper.reason = f"reached max_epochs={max_epochs}"
+        return stop or epoch + 1 >= max_epochs
+
+    def _checkpoint_epoch(self, run: _FitState, next_epoch: int, finished: bool) -> None:
+        """Save ``last.pt`` at an epoch boundary when due, rewrite the metrics, stop on a signal."""
+        stop_now = self._stop_requested(run.flag)
+        # Saving every epoch costs an fsync that dominates tiny CPU runs; with
+        # checkpoint_every_epochs > 1 a resume replays the epochs since the last save.
+        if finished or stop_now or next_epoch % self.config.checkpoint_every_epochs == 0:
+            self._save_last(run, next_epoch, 0, {}, finished)
+        self.write_metrics()
+        if stop_now and not finished:
+            self._interrupt(run.flag, self.state_dir / LAST)
+
+    def _stop_requested(self, flag: _SignalFlag) -> bool:
+        """Whether a signal reached any rank (all ranks must stop at the same step)."""
+        stop_now = flag.signum is not None
+        if self.world > 1:
+            stop_now = ddp.any_rank(stop_now, self.device)
+        return stop_now
+
+    def _interrupt(self, flag: _SignalFlag, checkpoint: Path) -> NoReturn:
+        self.close()
+        raise TrainingInterrupted(flag.signum or signal.SIGTERM, checkpoint)
+
+    def _finish(self) -> FitResult:
+        """Load the best weights into the model and summarise the run."""
         ddp.barrier()
         if not (self.state_dir / BEST).exists():
             raise CheckpointError(f"training finished without a best checkpoint in {self.state_dir}")
@@ -684,7 +810,7 @@ class Trainer:
             "finished after %d epochs (%s); best %s=%.6g at epoch %d",
             len(self.history),
             self.stopper.reason,
-            cfg.monitor,
+            self.config.monitor,
             self.stopper.best,
             self.stopper.best_epoch,
         )
@@ -706,16 +832,7 @@ class Trainer:
                 f"non-finite training loss in epoch {epoch}; check target normalisation and the learning rate"
             )
 
-    def _optimizer_step(self, optimizer, scheduler) -> None:
-        if self.config.grad_clip is not None:
-            self.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.scaler.step(optimizer)
-        self.scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def _progress(self, total: int, done: int, epoch: int):
+    def _progress(self, total: int, done: int, epoch: int) -> Any:
         # Progress bars only on a terminal: in rule logs they are noise.
         if not sys.stderr.isatty():
             return None

@@ -1,0 +1,50 @@
+"""binning/diagnostics.py: the VAE memorises a few contigs (k-mer profiles plus depth columns)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from genomelab.binning import kmers
+from genomelab.binning.diagnostics import overfit_check
+from genomelab.binning.shred import ShredConfig, shred_genomes
+from genomelab.binning.train_steps import profile_checks
+from test_binning import random_seq, write_fasta
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+MODEL = {"hidden": [64, 32], "latent": 16, "kl_warmup_steps": 20}  # config/test.yaml
+
+
+@pytest.fixture(scope="module")
+def contigs(tmp_path_factory):
+    """Contigs of three genomes of different GC with a depth table of 2 samples."""
+    root = tmp_path_factory.mktemp("binning_diag")
+    rng = np.random.default_rng(2)
+    paths = [
+        write_fasta(root / f"g{i}.fna.gz", [(f"g{i}", random_seq(rng, 30000, gc=gc))], gz=True)
+        for i, gc in enumerate((0.35, 0.5, 0.65))
+    ]
+    cfg = ShredConfig(
+        median_length=3000, sigma=0.4, min_length=1500, max_length=8000, depth_samples=2, seed=1
+    )
+    shred_genomes(paths, root / "contigs.fna.gz", root / "truth.tsv", cfg, root / "depth.tsv")
+    kmers.write_profiles_h5(root / "contigs.fna.gz", root / "p.h5", min_length=1500)
+    return root
+
+
+def test_profile_checks_end_with_a_passing_memorisation_check(contigs):
+    results = profile_checks(contigs / "p.h5", 10, None, str(contigs / "depth.tsv"), MODEL, 0)
+    overfit = results[-1]
+    assert overfit.name == "overfit 8 contigs" and overfit.status == "pass", overfit.message
+    d = overfit.details
+    # Most of the way from the mean profile down to a perfect reconstruction.
+    assert (
+        d["perfect_loss"] < d["loss"] < d["perfect_loss"] + 0.5 * (d["mean_profile_loss"] - d["perfect_loss"])
+    )
+
+
+def test_too_little_training_fails_and_the_same_seed_repeats(contigs):
+    x = kmers.read_profiles_h5(contigs / "p.h5").features
+    short = overfit_check(x, MODEL, seed=0, steps=2)
+    assert short.status == "fail" and "cannot memorise" in short.message
+    assert overfit_check(x, MODEL, seed=0, steps=2).details == short.details

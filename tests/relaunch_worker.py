@@ -24,7 +24,7 @@ class _Wildcards(dict):
 
 def step(smk) -> None:
     out = Path(smk.output[0]).parent
-    model = train_once(out / "state")
+    model = train_once(out / "state").model
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     if rank == 0:
         torch.save(model.state_dict(), smk.output[0])

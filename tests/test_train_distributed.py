@@ -38,17 +38,25 @@ def data(seed: int) -> TensorDataset:
     return TensorDataset(x, x[:, 0] * 2 - x[:, 1] + 0.1 * torch.randn(256, generator=g))
 
 
-def train_once(state_dir: Path) -> nn.Module:
+class NormRegressor(Regressor):
+    """With BatchNorm: running statistics are buffers each rank updates from its own shard."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 1))
+
+
+def train_once(state_dir: Path, model_cls: type[nn.Module] = Regressor) -> Trainer:
     torch.manual_seed(0)
     cfg = TrainConfig(max_epochs=4, batch_size=32, lr=1e-2, device="cpu", seed=1, patience=20)
-    trainer = Trainer(Regressor(), cfg, state_dir, device="cpu")
+    trainer = Trainer(model_cls(), cfg, state_dir, device="cpu")
     trainer.fit(data(0), data(1))
-    return trainer.model
+    return trainer
 
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
-    single = train_once(tmp_path / "single")
+    single = train_once(tmp_path / "single").model
     out = tmp_path / "ddp"
     out.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -72,7 +80,7 @@ def test_two_processes_match_one(tmp_path):
 
 @pytest.mark.slow
 def test_a_rule_asking_for_two_gpus_is_relaunched_under_torchrun(tmp_path):
-    single = train_once(tmp_path / "single")
+    single = train_once(tmp_path / "single").model
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env.pop("WORLD_SIZE", None)
     res = subprocess.run(
@@ -88,3 +96,25 @@ def test_a_rule_asking_for_two_gpus_is_relaunched_under_torchrun(tmp_path):
     weights = torch.load(tmp_path / "weights.pt", weights_only=True)
     for name, value in single.state_dict().items():
         assert torch.allclose(value, weights[name], atol=1e-5), name
+
+
+@pytest.mark.slow
+def test_ranks_agree_on_validation_with_batchnorm(tmp_path):
+    """Every rank evaluates the same model, so early stopping and the best epoch agree."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        str(HERE / "ddp_worker.py"),
+        str(tmp_path),
+        "norm",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["val"] == ranks[1]["val"] and len(ranks[0]["val"]) == 4
+    for name, value in ranks[0]["buffers"].items():
+        assert torch.equal(value, ranks[1]["buffers"][name]), name

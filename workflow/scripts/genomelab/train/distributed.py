@@ -68,6 +68,26 @@ def broadcast_module(module: torch.nn.Module) -> None:
         dist.broadcast(tensor.data, src=0)
 
 
+def average_buffers(module: torch.nn.Module, world: int) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, in place.
+
+    Gradients are averaged every step, so parameters stay equal on every rank, but each
+    rank updates running statistics from its own shard of the batch. Without this, ranks
+    evaluate different models, disagree on the validation loss and so on the best epoch
+    and on early stopping. Integer buffers (``num_batches_tracked``) are equal already.
+    """
+    floats = [b for b in module.buffers() if b.is_floating_point()]
+    if not floats or world <= 1:
+        return
+    flat = torch.cat([b.reshape(-1) for b in floats])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for b in floats:
+        b.copy_(flat[offset : offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)

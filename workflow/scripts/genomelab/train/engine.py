@@ -393,20 +393,27 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         return torch.randperm(n, generator=gen)
 
-    def _batches(self, dataset: Dataset, order: torch.Tensor, drop_last: bool) -> Iterator[Any]:
-        """Yield this rank's part of each global batch of ``order`` (the whole batch on 1 process)."""
+    def _batches(
+        self, dataset: Dataset, order: torch.Tensor, drop_last: bool, every_sample: bool = False
+    ) -> Iterator[Any]:
+        """Yield this rank's part of each global batch of ``order`` (the whole batch on 1 process).
+
+        ``every_sample``: keep a last batch too small to give every rank a part (evaluation
+        must see every sample; training needs equal step counts on all ranks instead).
+        """
         if isinstance(dataset, TensorDataset):
             # Fast path: slice whole tensors instead of collating single items. Tensors
             # already on the GPU (preloaded by the caller) never touch the host: the epoch's
             # order is copied to their device once, because a host-to-device copy of every
             # batch's indices (pageable memory) makes the host wait for the GPU each step.
             per_device = {
-                d: self._index_batches(order.to(d), drop_last) for d in {t.device for t in dataset.tensors}
+                d: self._index_batches(order.to(d), drop_last, every_sample)
+                for d in {t.device for t in dataset.tensors}
             }
             for i in range(len(next(iter(per_device.values()), []))):
                 yield tuple(t[per_device[t.device][i]] for t in dataset.tensors)
             return
-        index_batches = self._index_batches(order, drop_last)
+        index_batches = self._index_batches(order, drop_last, every_sample)
         if not index_batches:
             return
         loader = DataLoader(
@@ -419,13 +426,19 @@ class Trainer:
         )
         yield from loader
 
-    def _index_batches(self, order: torch.Tensor, drop_last: bool) -> list[torch.Tensor]:
+    def _index_batches(
+        self, order: torch.Tensor, drop_last: bool, every_sample: bool = False
+    ) -> list[torch.Tensor]:
         """This rank's slice of each global batch of ``order`` (views, on ``order``'s device)."""
         bs = self.config.batch_size
         n = len(order)
         stop = (n // bs) * bs if drop_last else n
         index_batches = [order[start : start + bs] for start in range(0, stop, bs)]
-        if self.world > 1:
+        if self.world > 1 and every_sample:
+            # Evaluation: no collective runs per batch, so ranks may differ in batch count.
+            index_batches = [b.tensor_split(self.world)[self.rank] for b in index_batches]
+            index_batches = [b for b in index_batches if len(b)]
+        elif self.world > 1:
             # Every rank must see the same number of steps; a last batch smaller than the
             # number of ranks cannot be shared and is dropped on all of them.
             index_batches = [
@@ -590,19 +603,28 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset, split: str = "val") -> dict[str, float]:
-        """Average loss terms over ``dataset`` (plus ``eval_fn`` metrics) as ``{split}/{name}``."""
+        """Average loss terms over ``dataset`` (plus ``eval_fn`` metrics) as ``{split}/{name}``.
+
+        In a process group each rank evaluates its share of every batch and the sums are
+        added over ranks, so every rank gets the same averages over every sample.
+        """
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise ValueError(f"cannot evaluate on an empty {split} set")
         self.model.eval()
         sums: dict[str, torch.Tensor] = {}
         total = 0
         order = torch.arange(len(dataset))  # type: ignore[arg-type]
-        for batch in self._batches(dataset, order, drop_last=False):
+        for batch in self._batches(dataset, order, drop_last=False, every_sample=True):
             with self._autocast():
                 out = self._loss(_to_device(batch, self.device))
             total += out.n
             _accumulate(sums, out)
-        metrics = {f"{split}/{k}": v / total for k, v in _as_floats(sums).items()}
+        averages = _as_floats(sums)
+        if self.world > 1:
+            keys = sorted(averages)
+            reduced = ddp.all_reduce_sum([float(total)] + [averages[k] for k in keys], self.device)
+            total, averages = int(reduced[0]), dict(zip(keys, reduced[1:], strict=True))
+        metrics = {f"{split}/{k}": v / total for k, v in averages.items()}
         if self.eval_fn is not None:
             extra = self.eval_fn(self.model, dataset, self.device)
             metrics.update({f"{split}/{k}": float(v) for k, v in extra.items()})
@@ -758,6 +780,8 @@ class Trainer:
     ) -> dict[str, float]:
         """Validate after epoch ``epoch``; log and record its metrics in the history."""
         metrics = {"epoch": float(epoch), **train_metrics}
+        if self.world > 1:
+            ddp.average_buffers(self.model, self.world)
         metrics.update(self.evaluate(val, "val"))
         metrics["lr"] = run.optimizer.param_groups[0]["lr"]
         metrics["time/epoch_s"] = time.perf_counter() - t0

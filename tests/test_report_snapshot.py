@@ -188,3 +188,19 @@ def test_snapshot_of_the_shipped_run_is_current():
     data = json.loads(path.read_text())
     assert data["format"] == 2 and data["files"]
     assert {e["tier"] for e in data["files"].values()} == {"fixed", "numeric", "trained"}
+
+
+def test_a_trained_number_of_files_is_one_entry(tmp_path, expected):
+    """One FASTA per learned bin: another CPU may make another number of bins."""
+
+    def with_bins(name: str, n: int) -> dict:
+        root = write_results(tmp_path / name)
+        (root / "binning" / "bins" / "fasta").mkdir(parents=True)
+        for i in range(n):
+            (root / "binning" / "bins" / "fasta" / f"bin_{i:05d}.fna").write_text(f">c{i}\nACGT\n")
+        return snapshot(root)
+
+    three = with_bins("three", 3)
+    assert "binning/bins/fasta/*" in three["files"]
+    assert compare(three, with_bins("two", 2)) == []
+    assert compare(three, with_bins("none", 0)) == ["missing: binning/bins/fasta/*"]

@@ -104,6 +104,8 @@ class Rule:
     ``ids``: columns of a trained table that list the same IDs in the same order on every
     machine (the rows' keys, not model output). ``rows_vary``: the row count of a trained table
     depends on the model (one row per bin, say), so only the columns are checked.
+    ``files_vary``: how many files match depends on the model (one FASTA per bin): they make
+    one entry, keyed by the pattern, that says they exist and hold non-empty records.
     """
 
     pattern: str
@@ -111,6 +113,7 @@ class Rule:
     why: str
     ids: tuple[str, ...] = ()
     rows_vary: bool = False
+    files_vary: bool = False
 
 
 RULES: tuple[Rule, ...] = (
@@ -118,7 +121,8 @@ RULES: tuple[Rule, ...] = (
     Rule("binning/model/clusters.tsv", "trained", "clusters of the learned latent space", ids=("contig",)),
     Rule("binning/model/*", "trained", "VAE latent space and its training metrics"),
     Rule("binning/bins/contig_bins.tsv", "trained", "bins of the learned clusters", ids=("contig", "length")),
-    Rule("binning/bins/*", "trained", "bins (tables, FASTA) of the learned clusters", rows_vary=True),
+    Rule("binning/bins/fasta/*", "trained", "one FASTA per learned bin", rows_vary=True, files_vary=True),
+    Rule("binning/bins/*", "trained", "bins of the learned clusters", rows_vary=True),
     Rule("binning/evaluation/*", "trained", "scores of the learned bins", rows_vary=True),
     Rule("binning/baseline/clusters.tsv", "trained", "clusters of a PCA embedding", ids=("contig",)),
     Rule("binning/baseline/*", "trained", "PCA embedding: component signs and rotations are the solver's"),
@@ -220,7 +224,7 @@ def _array_facts(facts: dict[str, Any], name: str, arr: np.ndarray, rule: Rule) 
 
 
 def _classify(values: list[str]) -> str:
-    """ "int", "float" or "str" for a column of text cells."""
+    """The kind of a column of text cells: int, float or str."""
     kind = "int"
     for v in values:
         try:
@@ -462,13 +466,23 @@ def snapshot(results_dir: str | os.PathLike) -> dict[str, Any]:
     """The snapshot of every output under ``results_dir``: ``{"format", "files": {rel: entry}}``."""
     root = Path(results_dir)
     files: dict[str, Any] = {}
+    grouped: dict[Rule, list[dict[str, Any]]] = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if not path.is_file() or SKIP_PARTS & set(rel.parts[:-1]) or rel.parts[0] == "report":
             continue
         e = entry(path, rel.as_posix())
-        if e is not None:
+        if e is None:
+            continue
+        rule = rule_for(rel.as_posix())
+        if rule.files_vary:
+            grouped.setdefault(rule, []).append(e["facts"])
+        else:
             files[rel.as_posix()] = e
+    for rule, members in grouped.items():
+        # However many files the model made: at least one, each with non-empty records.
+        nonempty = all(f.get("records_nonempty", {}).get("eq", True) for f in members)
+        files[rule.pattern] = {"tier": rule.tier, "facts": {"records_nonempty": {"eq": nonempty}}}
     return {"format": FORMAT, "files": files}
 
 

@@ -328,25 +328,26 @@ def _leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix or "/", obj)]
 
 
+def _best(comp: dict[str, Any], kind: str) -> float | None:
+    """The best finite ``primary`` metric among a comparison's rows of ``kind`` (model/baseline)."""
+    sign = 1 if comp["higher_is_better"] else -1
+    values = [
+        float(row[comp["primary"]])
+        for name, row in comp["rows"].items()
+        if comp.get("kinds", {}).get(name, "model") == kind
+        and isinstance(row.get(comp["primary"]), (int, float))
+        and math.isfinite(row[comp["primary"]])
+    ]
+    return max(values, key=lambda v: sign * v) if values else None
+
+
 def _gap_facts(facts: dict[str, Any], data: dict[str, Any]) -> None:
     """Model-vs-baseline facts of a module summary's comparisons."""
     for i, comp in enumerate(data.get("comparisons", [])):
-        rows, kinds, primary = comp["rows"], comp.get("kinds", {}), comp["primary"]
-        facts[f"comparisons[{i}]:methods"] = {"eq": sorted(rows)}
+        primary = comp["primary"]
+        facts[f"comparisons[{i}]:methods"] = {"eq": sorted(comp["rows"])}
         facts[f"comparisons[{i}]:primary"] = {"eq": primary}
-
-        def best(
-            kind: str, rows=rows, kinds=kinds, primary=primary, sign=1 if comp["higher_is_better"] else -1
-        ):
-            values = [
-                float(r[primary])
-                for name, r in rows.items()
-                if kinds.get(name, "model") == kind and isinstance(r.get(primary), (int, float))
-            ]
-            values = [v for v in values if math.isfinite(v)]
-            return max(values, key=lambda v: sign * v) if values else None
-
-        model, baseline = best("model"), best("baseline")
+        model, baseline = _best(comp, "model"), _best(comp, "baseline")
         if model is None or baseline is None:
             continue
         sign = 1 if comp["higher_is_better"] else -1
@@ -498,7 +499,7 @@ def _num_difference(key: str, expected: Any, actual: Any, tol: Tolerance) -> str
         scale = max(abs(expected.get("min", 0.0)), abs(expected.get("max", 0.0)))
         for stat in expected:
             a, b = float(expected[stat]), float(actual[stat])
-            if not tol.close(a, b, scale if stat != "n" else 0.0) or (stat == "n" and a != b):
+            if (a != b) if stat == "n" else not tol.close(a, b, scale):
                 return f"{key}: {stat} {_fmt(a)} -> {_fmt(b)} (|diff| {abs(a - b):.3g}, tolerance {_tol(tol, a, b, scale)})"
         return None
     if isinstance(expected, list):

@@ -182,7 +182,7 @@ def test_rules_cover_training_outputs_and_state_why():
     assert metric_range("n_consistency_pairs") is None and metric_range("expression_r2") == (None, 1.0)
 
 
-def test_snapshot_of_the_shipped_run_is_current():
+def test_shipped_snapshot_is_in_this_format():
     """tests/data/snapshot_test_config.json is in the format this module writes."""
     path = Path(__file__).parent / "data" / "snapshot_test_config.json"
     data = json.loads(path.read_text())

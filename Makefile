@@ -7,6 +7,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 PYTEST_ARGS ?=
+# The SLURM cluster tests (tests/slurm: install and start SLURM, then run config/test.yaml
+# twice, ~15 min on 2 cores) run in CI only: .ci/run sets CI=true (as CI services do), and
+# GENOMELAB_SLURM=1 asks for them anywhere else. `make test PYTEST_MARKERS=` runs everything.
+ifeq ($(filter true 1,$(CI) $(GENOMELAB_SLURM)),)
+PYTEST_MARKERS ?= not slurm
+else
+PYTEST_MARKERS ?=
+endif
 
 .PHONY: setup demo test lint dry-run report bench clean
 
@@ -24,7 +32,7 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
-	$(BIN)/pytest -n $(CORES) --dist loadfile --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(CORES) --dist loadfile --durations=15 $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/snakemake --lint

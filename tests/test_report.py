@@ -1,14 +1,11 @@
-"""Module summaries, the run-level summary, software versions and snapshot digests."""
+"""Module summaries, the run-level summary and software versions (snapshots: test_report_snapshot.py)."""
 
 from __future__ import annotations
 
 import json
-import time
 
-import numpy as np
 from genomelab.report import Comparison, ModuleSummary, read_module_summary, write_module_summary
 from genomelab.report.run import write_run_summary
-from genomelab.report.snapshot import compare, digest, snapshot
 from genomelab.report.versions import write_software_versions
 
 
@@ -67,23 +64,3 @@ def test_module_and_run_summary(tmp_path):
     assert "<table class='comparison'>" in html and "label_granularity" in html
     versions = json.loads((tmp_path / "versions.json").read_text())
     assert versions["packages"]["numpy"] and versions["config_sha256"]
-
-
-def test_snapshot_ignores_write_times_and_float_noise(tmp_path):
-    arr = np.linspace(0, 1, 50)
-    np.savez_compressed(tmp_path / "a.npz", x=arr)
-    first = digest(tmp_path / "a.npz")
-    time.sleep(1.1)
-    np.savez_compressed(tmp_path / "a.npz", x=arr + 1e-12)
-    assert digest(tmp_path / "a.npz") == first
-    np.savez_compressed(tmp_path / "a.npz", x=arr + 0.01)
-    assert digest(tmp_path / "a.npz") != first
-
-    (tmp_path / "m.json").write_text(json.dumps({"acc": 0.912345678, "time/epoch_s": 3.2}))
-    before = digest(tmp_path / "m.json")
-    (tmp_path / "m.json").write_text(json.dumps({"acc": 0.912345679, "time/epoch_s": 9.9}))
-    assert digest(tmp_path / "m.json") == before
-    (tmp_path / "plot.png").write_bytes(b"png")
-    snap = snapshot(tmp_path)
-    assert set(snap) == {"a.npz", "m.json"}
-    assert compare(snap, {**snap, "new.tsv": "x"}) == ["unexpected: new.tsv"]

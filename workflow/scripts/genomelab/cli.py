@@ -91,9 +91,16 @@ def _versions(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from genomelab.report.snapshot import snapshot
+    from genomelab.report.snapshot import compare, snapshot
 
-    text = json.dumps(snapshot(args.results), indent=1, sort_keys=True) + "\n"
+    snap = snapshot(args.results)
+    if args.check:
+        problems = compare(json.loads(Path(args.check).read_text()), snap)
+        for problem in problems:
+            print(problem)
+        logger.info("%s: %d difference(s) from %s", args.results, len(problems), args.check)
+        return 1 if problems else 0
+    text = json.dumps(snap, indent=1, sort_keys=True) + "\n"
     if args.out:
         Path(args.out).write_text(text)
     else:
@@ -132,9 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-positions", type=int, default=150)
     p.set_defaults(func=_tissue_features)
 
-    p = sub.add_parser("snapshot", help="content digests of a run's deterministic outputs (snapshot tests)")
+    p = sub.add_parser(
+        "snapshot", help="snapshot of a run's outputs that holds across machines (snapshot tests)"
+    )
     p.add_argument("results", nargs="?", default="results")
-    p.add_argument("--out")
+    p.add_argument("--out", help="write the snapshot here (default: print it)")
+    p.add_argument("--check", metavar="SNAPSHOT", help="compare with this snapshot; exit 1 on differences")
     p.set_defaults(func=_snapshot)
 
     p = sub.add_parser("versions", help="print or write the software-versions record")

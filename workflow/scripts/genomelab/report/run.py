@@ -6,6 +6,7 @@ import html
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from genomelab.io.atomic import atomic_write_json, atomic_write_text
 from genomelab.report.summary import _fmt, read_module_summary
@@ -39,7 +40,8 @@ def write_run_summary(
     for path, s in zip(summary_paths, summaries, strict=True):
         counts = {k: sum(d["status"] == k for d in s.diagnostics) for k in ("pass", "warn", "fail")}
         diag = f"{counts['pass']}/{counts['warn']}/{counts['fail']}"
-        for c in s.comparisons or [None]:
+        comparisons: list[Any] = list(s.comparisons) or [None]
+        for c in comparisons:
             verdict = c.verdict() if c else "no comparison"
             lines.append(
                 f"| [{s.module}](#{s.module}) | {c.title if c else '–'} | {c.split if c else '–'} "

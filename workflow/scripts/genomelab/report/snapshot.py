@@ -195,7 +195,7 @@ def _float_facts(facts: dict[str, Any], key: str, values: np.ndarray, tier: str)
         facts[f"{key}:values"] = {"num": [float(v) for v in flat]}
         return
     good = flat[finite]
-    stats = {"n": int(good.size)}
+    stats: dict[str, float] = {"n": int(good.size)}
     if good.size:
         stats.update(
             mean=float(good.mean()), std=float(good.std()), min=float(good.min()), max=float(good.max())
@@ -265,7 +265,9 @@ def _read_text(path: Path) -> str:
 
 
 def _fasta_facts(facts: dict[str, Any], text: str, rule: Rule) -> None:
-    names, seqs, seq = [], [], []
+    names: list[str] = []
+    seqs: list[str] = []
+    seq: list[str] = []
     for line in text.splitlines():
         if line.startswith(">"):
             if names:
@@ -386,8 +388,10 @@ def _json_facts(facts: dict[str, Any], data: Any, rule: Rule) -> None:
             if metric_range(key.rsplit("/", 1)[-1]) is not None:
                 seen.setdefault(re.sub(r"\[\d+\]", "[]", key), []).append(float(value))
     for key, values in seen.items():
+        bounds = metric_range(key.rsplit("/", 1)[-1])
+        assert bounds is not None  # only keys with a range were collected above
         facts[f"{key}:range"] = {
-            "in": list(metric_range(key.rsplit("/", 1)[-1])),
+            "in": list(bounds),
             "value": [min(values), max(values)],
         }
     if isinstance(data, dict) and isinstance(data.get("results"), list):

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 from genomelab.report.versions import software_versions
-from genomelab.tissue.data import StackedHDF5
+from genomelab.io.methylation import StackedHDF5
 from genomelab.tissue.features import extract_features_from_hdf5, read_features
 
 

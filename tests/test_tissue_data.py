@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from genomelab.tissue.data import StackedHDF5, load_npz_sample, read_sample_sheet
+from genomelab.io.methylation import StackedHDF5, load_npz_sample, read_sample_sheet
 from genomelab.tissue.features import (
     extract_features_from_hdf5,
     extract_features_from_sheet,

@@ -8,7 +8,7 @@ the file was made with; it must equal ``ingest.genome_build``). Relative paths a
 to the sheet's folder.
 
 Tissue sheet (written): ``sample``, ``file``, ``tissue``, ``subtype``, ``source_sample``, the
-format ``genomelab.tissue.data.read_sample_sheet`` reads.
+format ``genomelab.io.methylation.read_sample_sheet`` reads.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import numpy as np
 
 from genomelab import __version__
 from genomelab.io.atomic import atomic_output
-from genomelab.tissue.data import NAME_RE
+from genomelab.io.methylation import NAME_RE
 
 logger = logging.getLogger(__name__)
 

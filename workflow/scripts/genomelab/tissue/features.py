@@ -25,7 +25,7 @@ import numpy as np
 
 from genomelab import __version__
 from genomelab.io.atomic import atomic_output
-from genomelab.tissue.data import (
+from genomelab.io.methylation import (
     SampleRecord,
     StackedHDF5,
     default_region_ids,

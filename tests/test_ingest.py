@@ -214,8 +214,10 @@ def test_array_matrix_and_probe_table(tmp_path):
 
 def test_demo_sheet_to_tissue_inputs(tmp_path):
     """The shipped-style demo through collect(): readable by the tissue module's readers."""
-    from genomelab.io.methylation import load_npz_sample, read_sample_sheet
-    from genomelab.tissue.features import extract_features_from_sheet, read_features
+    from genomelab.io.features import read_features
+    from genomelab.io.methylation import load_npz_sample
+    from genomelab.io.sheets import read_sample_sheet
+    from genomelab.tissue.features import extract_features_from_sheet
 
     sheet = demo.write_demo(tmp_path / "in")
     records = read_ingest_sheet(sheet, "hg38")

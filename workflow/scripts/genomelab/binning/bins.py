@@ -13,8 +13,8 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
-from genomelab.binning.fasta import read_fasta, write_fasta_record
 from genomelab.io.atomic import atomic_output
+from genomelab.io.fasta import read_fasta, write_fasta_record
 
 logger = logging.getLogger(__name__)
 

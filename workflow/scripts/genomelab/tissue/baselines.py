@@ -21,8 +21,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from genomelab.tissue.dataset import TissueData, impute_standardise_params, standardise
 from genomelab.tissue.metrics import classification_metrics
+from genomelab.tissue.task import TissueData, impute_standardise_params, standardise
 
 logger = logging.getLogger(__name__)
 

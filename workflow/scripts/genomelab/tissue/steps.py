@@ -35,7 +35,7 @@ def _limit_threads(smk: Any) -> None:
 
 
 def _task(smk: Any):
-    from genomelab.tissue.dataset import TaskConfig
+    from genomelab.tissue.task import TaskConfig
 
     return TaskConfig(**json.loads(smk.params.task))
 
@@ -58,7 +58,7 @@ def features_step(smk: Any) -> None:
 
 
 def splits_step(smk: Any) -> None:
-    from genomelab.tissue.dataset import make_splits, write_splits
+    from genomelab.tissue.task import make_splits, write_splits
 
     write_splits(make_splits(smk.input.h5, _task(smk), int(smk.params.seed)), smk.output.tsv)
 
@@ -66,7 +66,7 @@ def splits_step(smk: Any) -> None:
 def diagnostic_step(smk: Any) -> None:
     """One diagnostics rule: ``smk.params.check`` names the check (see diagnostics.CHECKS)."""
     from genomelab.tissue import diagnostics as dg
-    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.task import load_task
 
     _limit_threads(smk)
     check = smk.params.check
@@ -97,7 +97,7 @@ def diagnostic_step(smk: Any) -> None:
 
 def baselines_step(smk: Any) -> None:
     from genomelab.tissue.baselines import BaselineConfig, run_baselines
-    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.task import load_task
 
     _limit_threads(smk)
     data = load_task(smk.input.h5, smk.input.splits)
@@ -106,7 +106,7 @@ def baselines_step(smk: Any) -> None:
 
 
 def train_step(smk: Any) -> None:
-    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.task import load_task
     from genomelab.tissue.training import train_model
     from genomelab.train.device import resolve_device
 
@@ -128,7 +128,7 @@ def train_step(smk: Any) -> None:
 
 
 def ensemble_step(smk: Any) -> None:
-    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.task import load_task
     from genomelab.tissue.training import combine_members
 
     _limit_threads(smk)
@@ -143,8 +143,8 @@ def ensemble_step(smk: Any) -> None:
 
 
 def summary_step(smk: Any) -> None:
-    from genomelab.tissue.dataset import read_splits
     from genomelab.tissue.report import build_summary
+    from genomelab.tissue.task import read_splits
 
     models = list(smk.params.models)
     metrics = dict(zip(models, smk.input.metrics, strict=True))

@@ -22,9 +22,9 @@ from genomelab.diagnostics.checks import (
     prediction_collapse,
 )
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.tissue.dataset import TissueData, impute_standardise_params
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
+from genomelab.tissue.task import TissueData, impute_standardise_params
 from genomelab.train.engine import TrainConfig, Trainer, config_fingerprint
 
 logger = logging.getLogger(__name__)

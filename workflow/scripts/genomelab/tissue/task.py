@@ -1,4 +1,4 @@
-"""Labels, splits and in-memory feature matrices for the tissue classifiers.
+"""A tissue task: its labels, splits and in-memory feature matrices (``TissueData``).
 
 The features HDF5 (see :mod:`genomelab.tissue.features`) holds every sample; a *task*
 chooses the label column (``tissue`` or, for fine-grained classes, ``subtype``) and
@@ -16,12 +16,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from genomelab.io.atomic import atomic_output
+from genomelab.io.features import read_features, read_n_positions
 from genomelab.splits import SPLITS, group_split
-from genomelab.tissue.features import read_features
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +169,7 @@ def load_task(features_h5: str | os.PathLike, splits_tsv: str | os.PathLike) -> 
     idx = np.asarray([row_of[r["sample"]] for r in rows], dtype=np.int64)
     labels = np.asarray([r["label"] for r in rows])
     classes, y = np.unique(labels, return_inverse=True)
-    with h5py.File(features_h5, "r") as h5:
-        n_positions = int(h5.attrs.get("n_positions", 0))
+    n_positions = read_n_positions(features_h5)
     return TissueData(
         samples=feats["samples"][idx],
         groups=np.asarray([r["source_sample"] for r in rows]),

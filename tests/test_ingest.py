@@ -301,6 +301,22 @@ def test_malformed_lines_are_named(tmp_path, small_regions):
     assert not (tmp_path / "o.npz").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("name", ["cut.cov.gz", "cut.bed.gz"])
+def test_truncated_gzip_input_names_the_file(tmp_path, small_regions, name):
+    """A cut-off .cov.gz (or bedMethyl) used to end in a bare EOFError naming no file."""
+    rows = [("chr1", p, 1, 1) for p in range(1, 40001)]
+    text = cov_text(rows)
+    if name.endswith(".bed.gz"):
+        text = "".join(f"chr1\t{p - 1}\t{p}\tm\t2\t+\t{p - 1}\t{p}\t0\t2\t50.0\n" for _, p, _, _ in rows)
+    packed = gzip.compress(text.encode())
+    path = tmp_path / name
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt compressed file") as info:
+        convert_sample(path, "", "s", small_regions, IngestConfig(chunk_lines=5000), tmp_path / "o.npz")
+    assert str(path) in str(info.value)
+    assert not (tmp_path / "o.npz").exists()
+
+
 def test_unsorted_and_concatenated_input(tmp_path, small_regions):
     with pytest.raises(ValueError, match=r"line 2: position 5 on chr1 comes after 20; .*sorted"):
         run_cov(tmp_path, cov_text([("chr1", 20, 1, 1), ("chr1", 5, 1, 1)]), small_regions)

@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 
 from genomelab.io.errors import FormatError
-from genomelab.io.streams import compressed_errors, existing_file, is_gzip, open_binary
+from genomelab.io.streams import existing_file, is_gzip, open_binary
 
 CHUNK_BYTES = 1 << 22
 
@@ -51,7 +51,7 @@ def read_fasta(
     view = memoryview(buf)
     carry: list[bytes] = []  # an unfinished record (or the text before the first header)
     existing_file(path, "FASTA file")
-    with open_binary(path) as fh, compressed_errors(path):
+    with open_binary(path) as fh:
         while n := fh.readinto(buf):
             # The last record start in this chunk; one split across chunks ("\n" | ">")
             # counts as a start at 0.
@@ -101,7 +101,7 @@ def read_record_chunks(
     filled = 0  # bytes in buf: the unfinished record carried over, then the new read
     started = False
     n_newlines = 0  # in the blank lines before the first header
-    with open_binary(path) as fh, compressed_errors(path):
+    with open_binary(path) as fh:
         while True:
             if filled == len(buf) - 1:  # full, and no record ends in it: grow
                 grown = bytearray(2 * len(buf) - 1)

@@ -3,14 +3,17 @@
 gzip is recognised by its magic bytes, not the suffix: ".fa" files that are gzipped (and
 ".gz" files that are not) both occur in the wild. A truncated or corrupt gzip stream
 raises a bare ``EOFError`` ("Compressed file ended before the end-of-stream marker was
-reached"), ``zlib.error`` or ``gzip.BadGzipFile`` deep inside a reader, naming no file;
-:func:`compressed_errors` turns them into a :class:`FormatError` that names it.
+reached"), ``zlib.error`` or ``gzip.BadGzipFile`` deep inside a reader, naming no file.
+Handles from :func:`open_binary` and :func:`open_text` raise a :class:`FormatError` naming
+the file instead; :func:`compressed_errors` does the same around code that decompresses
+by itself (pandas' ``compression="gzip"``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 import zlib
 from collections.abc import Iterator
@@ -40,14 +43,41 @@ def compressed_errors(path: str | os.PathLike) -> Iterator[None]:
         ) from exc
 
 
+class _NamedGzipFile(gzip.GzipFile):
+    """A gzip reader whose stream errors name the file (every read path of ``GzipFile``:
+    ``readinto`` and iteration go through ``read`` and ``readline``)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path, "rb")
+        self.source = path
+
+    def read(self, size: int | None = -1) -> bytes:
+        with compressed_errors(self.source):
+            return super().read(size)
+
+    def read1(self, size: int = -1) -> bytes:
+        with compressed_errors(self.source):
+            return super().read1(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        with compressed_errors(self.source):
+            return super().readline(size)
+
+    def peek(self, n: int) -> bytes:
+        with compressed_errors(self.source):
+            return super().peek(n)
+
+
 def open_binary(path: str | os.PathLike) -> BinaryIO:
     """Open ``path`` for binary reading, decompressing gzip when its magic bytes say so."""
-    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # type: ignore[return-value]
+    return _NamedGzipFile(path) if is_gzip(path) else open(path, "rb")
 
 
 def open_text(path: str | os.PathLike) -> IO[str]:
-    """Open ``path`` as text (universal newlines off, as ``csv`` wants), gzip by magic bytes."""
-    return gzip.open(path, "rt", newline="") if is_gzip(path) else open(path, newline="")
+    """Open ``path`` as text (newlines untranslated, as ``csv`` wants), gzip by magic bytes."""
+    if is_gzip(path):
+        return io.TextIOWrapper(_NamedGzipFile(path), newline="")
+    return open(path, newline="")
 
 
 def existing_file(path: str | os.PathLike, what: str) -> Path:

@@ -16,15 +16,14 @@ import pandas as pd
 import torch
 
 from genomelab.binning.baselines import BaselineConfig, tnf_embedding
-from genomelab.binning.bins import write_table
 from genomelab.binning.cluster import ClusterConfig, cluster_contigs
 from genomelab.binning.data import ModelInputs, load_inputs, split_indices
-from genomelab.binning.depth import check_names, read_depth_table, read_truth
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
 from genomelab.binning.model import KmerVAE, VAEConfig
 from genomelab.binning.steps import MODULE, REFERENCE_TERMS, _optional, _params, _save_latent
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import initial_loss_vs_chance
+from genomelab.io.tables import check_names, read_depth_table, read_truth, write_table
 from genomelab.train import TrainConfig, Trainer, resolve_device
 from genomelab.train.checkpoint import load_model_weights, save_checkpoint
 from genomelab.train.engine import config_fingerprint

@@ -38,6 +38,7 @@ from genomelab.assoc.metrics import evaluate
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, overfit_tiny_subset
 from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
+from genomelab.io.metrics import read_json_file
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
 logger = logging.getLogger(__name__)
@@ -626,7 +627,7 @@ def select_best(
         raise ValueError(f"selection mode must be 'min' or 'max', not {mode!r}")
     runs = []
     for path in reports:
-        rep = json.loads(Path(path).read_text())
+        rep = read_json_file(path, "training report")
         value = rep["val"].get(metric) if metric != "val/loss" else rep["best_val_loss"]
         if value is None:
             raise ValueError(f"{path} has no validation metric {metric!r} (has {sorted(rep['val'])})")
@@ -693,8 +694,8 @@ def build_summary(
 ) -> ModuleSummary:
     comps = []
     for scheme, grid_path in grids.items():
-        grid = json.loads(Path(grid_path).read_text())
-        base = json.loads(Path(baselines[scheme]).read_text())
+        grid = read_json_file(grid_path, "grid selection")
+        base = read_json_file(baselines[scheme], "baselines metrics file")
         net = {m: grid["best"]["test"].get(f"test/{m}") for m in SUMMARY_METRICS}
         rows = {f"network ({grid['best_run']})": net}
         kinds = {f"network ({grid['best_run']})": "model"}
@@ -714,7 +715,7 @@ def build_summary(
         "The network row is the grid point with the best validation mrr_mean; all numbers are on the test split.",
     ]
     for scheme, grid_path in grids.items():
-        grid = json.loads(Path(grid_path).read_text())
+        grid = read_json_file(grid_path, "grid selection")
         runs = ", ".join(f"{r['run']} {r['value']:.4f}" for r in grid["runs"])
         notes.append(f"Grid ({scheme} scheme, {grid['metric']}): {runs}; best {grid['best_run']}.")
     plots = [str(Path(plot).relative_to(results_dir))] if plot else []

@@ -21,6 +21,7 @@ from genomelab.binning.kmers import GROUP_SLICES, read_profiles_h5, write_profil
 from genomelab.binning.shred import ShredConfig, shred_genomes
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.metrics import TRAINING_KEYS, read_json_file, read_metrics
 from genomelab.io.tables import check_names, read_clusters, read_truth, write_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
@@ -148,14 +149,14 @@ def evaluate_step(smk: Any) -> None:
 
 # ----------------------------------------------------------------- summary
 def summary_step(smk: Any) -> None:
-    metrics = json.loads(Path(smk.input.metrics).read_text())
+    metrics = read_metrics(smk.input.metrics, require=TRAINING_KEYS)
     per_bin = pd.read_csv(smk.input.bin_summary, sep="\t")
     diagnostics = [dataclasses.asdict(r) for path in smk.input.diagnostics for r in read_results(path)]
     results_dir = Path(smk.output.json).parent
     min_bp = int(smk.params.min_bin_bp)
     comparisons, plots = [], []
     if "evaluation" in smk.input.keys():
-        evaluation = json.loads(Path(smk.input.evaluation).read_text())
+        evaluation = read_json_file(smk.input.evaluation, "binning evaluation")
         method = getattr(smk.params, "cluster_method", "graph")
         clustering = "kNN-graph clustering" if method == "graph" else f"{method} clustering"
         keys = (

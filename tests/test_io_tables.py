@@ -15,8 +15,10 @@ from genomelab.io.tables import (
     read_depth_table,
     read_entity_table,
     read_link_table,
+    read_split_table,
     read_truth,
     write_clusters,
+    write_split_table,
     write_table,
 )
 
@@ -142,3 +144,20 @@ def test_write_table_is_tab_separated_with_six_significant_digits(tmp_path):
     path = tmp_path / "t.tsv"
     write_table(pd.DataFrame({"bin": ["b1"], "gc": [0.123456789]}), path)
     assert path.read_text() == "bin\tgc\nb1\t0.123457\n"
+
+
+def test_split_table_round_trip_and_errors(tmp_path):
+    rows = [
+        {"sample": "a", "source_sample": "a", "tissue": "Blood", "label": "Blood", "split": "train"},
+        {"sample": "b", "source_sample": "a", "tissue": "Blood", "label": "Blood", "split": "test"},
+    ]
+    path = tmp_path / "splits.tsv"
+    write_split_table(rows, path)
+    assert path.read_text().splitlines()[0] == "sample\tsource_sample\ttissue\tlabel\tsplit"
+    assert read_split_table(path) == rows
+    path.write_text(path.read_text().replace("\ttest\n", "\ttesting\n"))
+    with pytest.raises(FormatError, match=r"splits\.tsv, line 3: unknown split name 'testing'"):
+        read_split_table(path)
+    path.write_text("sample\tsplit\na\ttrain\n")
+    with pytest.raises(FormatError, match=r"splits\.tsv: splits file lacks column\(s\) \['source_sample'"):
+        read_split_table(path)

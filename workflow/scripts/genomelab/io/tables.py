@@ -1,5 +1,6 @@
-"""Tab-separated tables keyed by name: contig tables of the binning module (MetaBAT depth,
-truth, clusters, bins) and the link and entity tables of the assoc module.
+"""Tab-separated tables keyed by name: the tissue module's splits table, contig tables of
+the binning module (MetaBAT depth, truth, clusters, bins) and the link and entity tables
+of the assoc module.
 
 Readers check the columns and rows a table must have and name the file, and the line
 where a row is at fault (``line`` counts the header as line 1 and assumes no blank lines,
@@ -8,6 +9,7 @@ which pandas skips). Joins between tables go through :func:`check_names`.
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from pathlib import Path
@@ -18,11 +20,13 @@ import pandas as pd
 from genomelab.io.atomic import atomic_output
 from genomelab.io.errors import FormatError
 from genomelab.io.streams import compressed_errors, existing_file
+from genomelab.splits import SPLITS
 
 logger = logging.getLogger(__name__)
 
 CLUSTER_COLUMNS = ("contig", "cluster")
 LINK_COLUMNS = ("source", "target", "direction", "confidence")
+SPLIT_COLUMNS = ("sample", "source_sample", "tissue", "label", "split")
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, float_format: str = "%.6g") -> None:
@@ -83,6 +87,35 @@ def _unique_names(table: pd.DataFrame, column: str, path: Path, what: str) -> No
     if dup.any():
         first = table.loc[dup, column].tolist()[:5]
         raise FormatError(path, f"{what} lists contigs more than once (first: {first})", _first_line(dup))
+
+
+# ------------------------------------------------------------------- splits
+def write_split_table(rows: list[dict[str, str]], path: str | os.PathLike) -> None:
+    """Write a splits TSV (``SPLIT_COLUMNS``, one row per sample) atomically."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(SPLIT_COLUMNS), delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
+    logger.info("wrote splits of %d samples to %s: %s", len(rows), path, counts)
+
+
+def read_split_table(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a splits TSV; errors name the file (missing columns) and line (unknown split)."""
+    path = existing_file(path, "splits file")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise FormatError(path, f"splits file lacks column(s) {missing}")
+        rows = []
+        for row in reader:
+            if row["split"] not in SPLITS:
+                raise FormatError(
+                    path, f"unknown split name {row['split']!r}; expected one of {SPLITS}", reader.line_num
+                )
+            rows.append(row)
+    return rows
 
 
 # ------------------------------------------------------------------ binning

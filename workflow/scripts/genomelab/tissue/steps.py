@@ -58,9 +58,10 @@ def features_step(smk: Any) -> None:
 
 
 def splits_step(smk: Any) -> None:
-    from genomelab.tissue.task import make_splits, write_splits
+    from genomelab.io.tables import write_split_table
+    from genomelab.tissue.task import make_splits
 
-    write_splits(make_splits(smk.input.h5, _task(smk), int(smk.params.seed)), smk.output.tsv)
+    write_split_table(make_splits(smk.input.h5, _task(smk), int(smk.params.seed)), smk.output.tsv)
 
 
 def diagnostic_step(smk: Any) -> None:
@@ -143,13 +144,13 @@ def ensemble_step(smk: Any) -> None:
 
 
 def summary_step(smk: Any) -> None:
+    from genomelab.io.tables import read_split_table
     from genomelab.tissue.report import build_summary
-    from genomelab.tissue.task import read_splits
 
     models = list(smk.params.models)
     metrics = dict(zip(models, smk.input.metrics, strict=True))
     model_diag = dict(zip(models, smk.input.model_diagnostics, strict=True))
-    rows = read_splits(smk.input.splits)
+    rows = read_split_table(smk.input.splits)
     task = json.loads(smk.params.task)
     task["n_classes"] = len({r["label"] for r in rows})
     task["n_split"] = {s: int(np.sum([r["split"] == s for r in rows])) for s in ("train", "val", "test")}

@@ -9,23 +9,20 @@ that every baseline, diagnostic and model reads, so all of them see the same hel
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from genomelab.io.atomic import atomic_output
 from genomelab.io.features import read_features, read_n_positions
-from genomelab.splits import SPLITS, group_split
+from genomelab.io.tables import read_split_table
+from genomelab.splits import group_split
 
 logger = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ("tissue", "subtype")
-SPLIT_COLUMNS = ("sample", "source_sample", "tissue", "label", "split")
 
 
 @dataclass
@@ -132,33 +129,10 @@ def make_splits(features_h5: str | os.PathLike, task: TaskConfig, seed: int) -> 
     ]
 
 
-def write_splits(rows: list[dict[str, str]], path: str | os.PathLike) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(SPLIT_COLUMNS), delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
-    logger.info("wrote splits of %d samples to %s: %s", len(rows), path, counts)
-
-
-def read_splits(path: str | os.PathLike) -> list[dict[str, str]]:
-    path = Path(path)
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh, delimiter="\t")
-        missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"splits file {path} lacks column(s) {missing}")
-        rows = list(reader)
-    bad = sorted({r["split"] for r in rows} - set(SPLITS))
-    if bad:
-        raise ValueError(f"splits file {path} has unknown split name(s) {bad}; expected {SPLITS}")
-    return rows
-
-
 def load_task(features_h5: str | os.PathLike, splits_tsv: str | os.PathLike) -> TissueData:
     """Join the features HDF5 with a splits TSV (sample IDs must all be present)."""
     feats = read_features(features_h5)
-    rows = read_splits(splits_tsv)
+    rows = read_split_table(splits_tsv)
     row_of = {s: i for i, s in enumerate(feats["samples"])}
     missing = [r["sample"] for r in rows if r["sample"] not in row_of]
     if missing:

@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 from genomelab.diagnostics import read_results, write_results
 from genomelab.io.atomic import atomic_write_json
-from genomelab.io.metrics import read_json_file, read_metrics
+from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
 from genomelab.regulon import baselines as bl
 from genomelab.regulon.bsonio import Source
 from genomelab.regulon.data import Normaliser, process_data, read_genes, read_operons, write_tables
@@ -345,7 +345,7 @@ def evaluate(
             "best_epoch": tm.get("best_epoch"),
             "stopped_reason": tm.get("stopped_reason"),
         }
-    atomic_write_json(out_dir / "metrics.json", payload)
+    write_metrics(out_dir / "metrics.json", Metrics(payload, str(out_dir / "metrics.json")))
     plots = [out_dir / "plots" / "tracks.png", out_dir / "plots" / "genes.png"]
     plot_tracks(
         plots[0],

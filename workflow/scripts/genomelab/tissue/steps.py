@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from genomelab.diagnostics import write_results
-from genomelab.io.atomic import atomic_write_json
+from genomelab.io.metrics import Metrics, write_metrics
 from genomelab.tissue.features import extract_features_from_hdf5, extract_features_from_sheet
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
 
@@ -103,7 +103,7 @@ def baselines_step(smk: Any) -> None:
     _limit_threads(smk)
     data = load_task(smk.input.h5, smk.input.splits)
     results = run_baselines(data, BaselineConfig(**json.loads(smk.params.baselines)), int(smk.params.seed))
-    atomic_write_json(smk.output.json, results)
+    write_metrics(smk.output.json, Metrics(results, smk.output.json))
 
 
 def train_step(smk: Any) -> None:

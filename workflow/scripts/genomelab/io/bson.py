@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from genomelab.io.atomic import atomic_output
 from genomelab.io.errors import FormatError
@@ -32,7 +32,7 @@ def iter_bson_file(path: str | os.PathLike, max_docs: int | None = None) -> Iter
     n = 0
     with open_binary(path) as fh:
         try:
-            for doc in bson.decode_file_iter(fh):
+            for doc in bson.decode_file_iter(cast(BinaryIO, fh)):
                 yield doc
                 n += 1
                 if max_docs and n >= max_docs:

@@ -18,7 +18,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
 from genomelab.io.errors import FormatError
 
@@ -68,7 +68,7 @@ class _NamedGzipFile(gzip.GzipFile):
             return super().peek(n)
 
 
-def open_binary(path: str | os.PathLike) -> BinaryIO:
+def open_binary(path: str | os.PathLike) -> io.BufferedIOBase:
     """Open ``path`` for binary reading, decompressing gzip when its magic bytes say so."""
     return _NamedGzipFile(path) if is_gzip(path) else open(path, "rb")
 

@@ -18,6 +18,7 @@ from genomelab.io.tables import (
     read_split_table,
     read_truth,
     write_clusters,
+    write_link_table,
     write_split_table,
     write_table,
 )
@@ -161,3 +162,19 @@ def test_split_table_round_trip_and_errors(tmp_path):
     path.write_text("sample\tsplit\na\ttrain\n")
     with pytest.raises(FormatError, match=r"splits\.tsv: splits file lacks column\(s\) \['source_sample'"):
         read_split_table(path)
+
+
+def test_link_table_writer_round_trips_and_refuses_shifting_fields(tmp_path):
+    path = tmp_path / "links.tsv"
+    columns = ("source", "target", "direction", "confidence", "category")
+    assert write_link_table([["a", "u", "source->target", "0.5", "+"]], path, columns) == 1
+    assert (
+        path.read_text() == "source\ttarget\tdirection\tconfidence\tcategory\na\tu\tsource->target\t0.5\t+\n"
+    )
+    df = read_link_table(path, DIRECTIONS)
+    assert df["category"].tolist() == ["+"] and df["confidence"].tolist() == [0.5]
+    with pytest.raises(ValueError, match="tabs or line breaks"):
+        write_link_table([["a", "u\tv", "both", "1", ""]], tmp_path / "bad.tsv", columns)
+    with pytest.raises(ValueError, match="starts with columns"):
+        write_link_table([], tmp_path / "bad.tsv", ("target", "source", "direction", "confidence"))
+    assert not (tmp_path / "bad.tsv").exists()

@@ -37,8 +37,9 @@ from genomelab.assoc.features import FeatureConfig, Featurizer, load_features, s
 from genomelab.assoc.metrics import evaluate
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, overfit_tiny_subset
-from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
+from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import read_json_file
+from genomelab.io.tables import LINK_COLUMNS, write_link_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
 logger = logging.getLogger(__name__)
@@ -95,23 +96,20 @@ def prepare_data(
     for side, path in (("sources", sources_path), ("targets", targets_path)):
         with atomic_output(out / f"{side}.tsv") as tmp:
             shutil.copyfile(path, tmp)
-    rows = ["source\ttarget\tdirection\tconfidence\tcategory\tsplit_links\tsplit_entities"]
     names = {"s2t": "source->target", "t2s": "target->source"}
-    for i in range(len(links)):
-        rows.append(
-            "\t".join(
-                [
-                    sources.ids[links.source[i]],
-                    targets.ids[links.target[i]],
-                    names[links.direction[i]],
-                    f"{links.confidence[i]:g}",
-                    links.category[i],
-                    assignment.links["links"][i],
-                    assignment.links["entities"][i],
-                ]
-            )
-        )
-    atomic_write_text(out / "links.tsv", "\n".join(rows) + "\n")
+    rows = (
+        [
+            sources.ids[links.source[i]],
+            targets.ids[links.target[i]],
+            names[links.direction[i]],
+            f"{links.confidence[i]:g}",
+            links.category[i],
+            assignment.links["links"][i],
+            assignment.links["entities"][i],
+        ]
+        for i in range(len(links))
+    )
+    write_link_table(rows, out / "links.tsv", (*LINK_COLUMNS, "category", "split_links", "split_entities"))
     with atomic_output(out / "splits.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(
             fh,

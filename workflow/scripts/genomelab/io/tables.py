@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from genomelab.io.atomic import atomic_output
+from genomelab.io.atomic import atomic_output, atomic_write_text
 from genomelab.io.errors import FormatError
 from genomelab.io.streams import compressed_errors, existing_file
 from genomelab.splits import SPLITS
@@ -203,6 +204,23 @@ def read_entity_table(path: str | os.PathLike, side: str) -> pd.DataFrame:
         )
     df["id"] = ids
     return df
+
+
+def write_link_table(rows: Iterable[Sequence[str]], path: str | os.PathLike, columns: Sequence[str]) -> int:
+    """Write a links TSV atomically: ``columns`` (starting with ``LINK_COLUMNS``) and one
+    row of strings per link; returns the row count. A field holding a tab or line break
+    would shift columns, so it is an error."""
+    if tuple(columns[: len(LINK_COLUMNS)]) != LINK_COLUMNS:
+        raise ValueError(f"a links table starts with columns {LINK_COLUMNS}, not {tuple(columns)}")
+    lines = ["\t".join(columns)]
+    for row in rows:
+        if len(row) != len(columns) or any(c in f for f in row for c in "\t\r\n"):
+            raise ValueError(
+                f"{path}: link row {list(row)} does not fit columns {list(columns)} (tabs or line breaks?)"
+            )
+        lines.append("\t".join(row))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return len(lines) - 1
 
 
 def read_link_table(path: str | os.PathLike, directions: tuple[str, ...]) -> pd.DataFrame:

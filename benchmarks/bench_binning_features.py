@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 from genomelab.binning import kmers  # noqa: E402
-from genomelab.binning.fasta import read_fasta, read_record_chunks  # noqa: E402
 from genomelab.binning.shred import ShredConfig, cut_points  # noqa: E402
+from genomelab.io.fasta import read_fasta, read_record_chunks  # noqa: E402
 
 VAMB_SNIPPET = """
 import sys, time

@@ -5,9 +5,10 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from genomelab.io.features import read_features
+from genomelab.io.methylation import StackedHDF5
 from genomelab.report.versions import software_versions
-from genomelab.tissue.data import StackedHDF5
-from genomelab.tissue.features import extract_features_from_hdf5, read_features
+from genomelab.tissue.features import extract_features_from_hdf5
 
 
 def write_stacked(path, n=3, r=20):

@@ -15,10 +15,11 @@ from genomelab.binning.baselines import BaselineConfig, tnf_embedding
 from genomelab.binning.bins import bin_summary, n50, write_bin_fastas
 from genomelab.binning.cluster import ClusterConfig, choose_radius, medoid_cluster
 from genomelab.binning.data import load_inputs, split_indices
-from genomelab.binning.depth import check_names, depth_features, read_depth_table, read_truth
-from genomelab.binning.fasta import read_fasta
+from genomelab.binning.depth import depth_features
 from genomelab.binning.model import KmerVAE, VAEConfig
 from genomelab.binning.shred import ShredConfig, cut_points, genome_name, shred_genomes
+from genomelab.io.fasta import read_fasta
+from genomelab.io.tables import read_depth_table
 from sklearn.metrics import adjusted_rand_score
 
 DATA = Path(__file__).parent / "data" / "binning"
@@ -46,79 +47,6 @@ def write_fasta(path: Path, records: list[tuple[str, bytes]], gz: bool = False) 
     else:
         path.write_bytes(text)
     return path
-
-
-# ------------------------------------------------------------------- FASTA
-@pytest.mark.parametrize("gz", [False, True])
-def test_read_fasta_plain_and_gzip(tmp_path, gz):
-    recs = [("a", b"ACGTNacgt" * 20), ("b", b"GGGCCC")]
-    path = write_fasta(tmp_path / "x.fa", recs, gz)
-    assert list(read_fasta(path)) == recs
-
-
-@pytest.mark.parametrize(
-    "text, problem",
-    [
-        (b">a\nACGT\n>a\nACGT\n", "duplicate record name 'a'"),
-        (b">a\n>b\nACGT\n", "record 'a'"),
-        (b"ACGT\n>a\nACGT\n", "before the first"),
-        (b">\nACGT\n", "header without a name"),
-        (b"", "no FASTA records"),
-    ],
-)
-def test_read_fasta_rejects_bad_input_naming_the_file(tmp_path, text, problem):
-    path = tmp_path / "bad.fa"
-    path.write_bytes(text)
-    with pytest.raises(ValueError, match=problem) as info:
-        list(read_fasta(path))
-    assert str(path) in str(info.value)
-
-
-def test_read_fasta_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.fa"):
-        list(read_fasta(tmp_path / "nope.fa"))
-
-
-def reference_parse(text: bytes) -> list[tuple[str, bytes]]:
-    """A line-by-line FASTA parser to compare the chunked one against."""
-    out: list[tuple[str, bytes]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith(b">"):
-            out.append((line[1:].split()[0].decode(), b""))
-        elif line:
-            out[-1] = (out[-1][0], out[-1][1] + line.replace(b" ", b"").replace(b"\t", b""))
-    return out
-
-
-@pytest.mark.parametrize("chunk_bytes", [2, 3, 7, 64, 1 << 22])
-def test_read_fasta_chunk_boundaries_line_endings_and_wrapping(tmp_path, chunk_bytes):
-    rng = np.random.default_rng(8)
-    parts = [b"\n\n"]  # blank lines before the first header are fine
-    for i in range(12):
-        seq = random_seq(rng, int(rng.integers(1, 300)), junk=0.05)
-        width = int(rng.choice([0, 1, 60, 80]))
-        lines = [seq] if width == 0 else [seq[j : j + width] for j in range(0, len(seq), width)]
-        # A '>' in the description, CRLF line ends, blank lines and a space inside a line.
-        header = b">r%d desc a>b" % i
-        eol = b"\r\n" if i % 3 == 0 else b"\n"
-        body = eol.join(lines)
-        if i % 4 == 1:
-            body = body[:2] + b" " + body[2:]
-        parts.append(header + eol + body + eol + (b"\n" if i % 5 == 0 else b""))
-    text = b"".join(parts)
-    path = tmp_path / "x.fa"
-    path.write_bytes(text)
-    got = list(read_fasta(path, chunk_bytes=chunk_bytes))
-    assert got == reference_parse(text)
-    assert [n for n, _ in got] == [f"r{i}" for i in range(12)]
-
-
-def test_read_fasta_rejects_a_header_marker_inside_a_sequence(tmp_path):
-    path = tmp_path / "x.fa"
-    path.write_bytes(b">a\nAC>GT\n")
-    with pytest.raises(ValueError, match="'>' inside its sequence"):
-        list(read_fasta(path))
 
 
 # ------------------------------------------------------------------ k-mers
@@ -308,12 +236,6 @@ def test_shred_config_and_names_are_checked(tmp_path):
 
 
 # ------------------------------------------------------------ names, depth
-def test_name_check_shows_counts_and_first_mismatches():
-    with pytest.raises(ValueError, match=r"1 of fasta are missing from depth.*\['c3'\].*\['x9'\]"):
-        check_names(["c1", "c2", "c3"], ["c1", "c2", "x9"], "fasta", "depth")
-    check_names(["c1"], ["c1", "c2"], "fasta", "depth")  # extras are fine
-
-
 def test_depth_table_format_and_features(tmp_path):
     path = DATA / "depth.tsv"
     names, depth, samples = read_depth_table(path)
@@ -326,17 +248,10 @@ def test_depth_table_format_and_features(tmp_path):
     np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-6)
     bad = tmp_path / "bad.tsv"
     bad.write_text("contig\tdepth\nc1\t3\n")
-    with pytest.raises(ValueError, match="bad.tsv lacks columns"):
+    with pytest.raises(ValueError, match=r"bad\.tsv: depth table lacks columns"):
         read_depth_table(bad)
     with pytest.raises(ValueError, match="missing from depth table"):
         depth_features(np.array(["c1", "zz"]), path)
-
-
-def test_truth_table_duplicates_rejected(tmp_path):
-    path = tmp_path / "truth.tsv"
-    path.write_text("contig\tgenome\nc1\tA\nc1\tB\n")
-    with pytest.raises(ValueError, match="truth.tsv lists contigs more than once"):
-        read_truth(path)
 
 
 # -------------------------------------------------------------------- model

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from genomelab.binning import kmers
-from genomelab.binning.fasta import read_fasta, read_record_chunks
+from genomelab.io.fasta import read_fasta, read_record_chunks
 from test_binning import random_seq
 
 kmer_kernel = pytest.importorskip("genomelab.binning.kmer_kernel")
@@ -142,8 +142,8 @@ BAD_FILES = [
     (b">a\nACGT\n>a\nACGT\n", "duplicate record name 'a'"),
     (b">a\n>b\nACGT\n", "record 'a' \\(record 1\\) has an empty sequence"),
     (b">a\nACGTAC\n>b", "record 'b' \\(record 2\\) has an empty sequence"),
-    (b"ACGT\n>a\nACGT\n", "line 1 has sequence before the first"),
-    (b"\n\n  \nACGT\n>a\nACGT\n", "line 4 has sequence before the first"),
+    (b"ACGT\n>a\nACGT\n", "line 1: sequence before the first"),
+    (b"\n\n  \nACGT\n>a\nACGT\n", "line 4: sequence before the first"),
     (b">\nACGT\n", "record 1 is a header without a name"),
     (b">a\nACGTACGT\n> \r\nACGT\n", "record 2 is a header without a name"),
     (b">a\nAC>GT\n", "'>' inside its sequence"),
@@ -218,3 +218,13 @@ def test_feature_step_engines_write_identical_files(tmp_path):
         assert list(prof.names) == list(ref.names)
         np.testing.assert_array_equal(prof.lengths, ref.lengths)
         np.testing.assert_array_equal(prof.features, ref.features)
+
+
+def test_compiled_reader_names_a_truncated_gzip_file(tmp_path):
+    text, _ = tricky_fasta(np.random.default_rng(5), n_records=40)
+    packed = gzip.compress(text)
+    path = tmp_path / "cut.fa.gz"
+    path.write_bytes(packed[: len(packed) * 2 // 3])
+    with pytest.raises(ValueError, match="truncated or corrupt compressed file") as info:
+        list(kmer_kernel.iter_fasta_profiles(path, chunk_bytes=256))
+    assert str(path) in str(info.value)

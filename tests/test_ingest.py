@@ -214,8 +214,10 @@ def test_array_matrix_and_probe_table(tmp_path):
 
 def test_demo_sheet_to_tissue_inputs(tmp_path):
     """The shipped-style demo through collect(): readable by the tissue module's readers."""
-    from genomelab.tissue.data import load_npz_sample, read_sample_sheet
-    from genomelab.tissue.features import extract_features_from_sheet, read_features
+    from genomelab.io.features import read_features
+    from genomelab.io.methylation import load_npz_sample
+    from genomelab.io.sheets import read_sample_sheet
+    from genomelab.tissue.features import extract_features_from_sheet
 
     sheet = demo.write_demo(tmp_path / "in")
     records = read_ingest_sheet(sheet, "hg38")
@@ -297,6 +299,22 @@ def test_malformed_lines_are_named(tmp_path, small_regions):
     with pytest.raises(ValueError, match=r"bad.cov.gz, line 1: negative read count"):
         run_cov(tmp_path, "chr1\t10\t10\t0\t-1\t2\n", small_regions, "bad.cov.gz")
     assert not (tmp_path / "o.npz").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("name", ["cut.cov.gz", "cut.bed.gz"])
+def test_truncated_gzip_input_names_the_file(tmp_path, small_regions, name):
+    """A cut-off .cov.gz (or bedMethyl) used to end in a bare EOFError naming no file."""
+    rows = [("chr1", p, 1, 1) for p in range(1, 40001)]
+    text = cov_text(rows)
+    if name.endswith(".bed.gz"):
+        text = "".join(f"chr1\t{p - 1}\t{p}\tm\t2\t+\t{p - 1}\t{p}\t0\t2\t50.0\n" for _, p, _, _ in rows)
+    packed = gzip.compress(text.encode())
+    path = tmp_path / name
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt compressed file") as info:
+        convert_sample(path, "", "s", small_regions, IngestConfig(chunk_lines=5000), tmp_path / "o.npz")
+    assert str(path) in str(info.value)
+    assert not (tmp_path / "o.npz").exists()
 
 
 def test_unsorted_and_concatenated_input(tmp_path, small_regions):

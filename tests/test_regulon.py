@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from genomelab.io.bson import write_bson_file as write_bson
 from genomelab.regulon import steps
 from genomelab.regulon.baselines import (
     BaselineConfig,
@@ -18,9 +19,8 @@ from genomelab.regulon.baselines import (
     kmer_bin_counts,
     kmer_rc_permutation,
 )
-from genomelab.regulon.bsonio import GENE_EXPRESSION, Source, iter_bson_file, iter_dump
+from genomelab.regulon.bsonio import GENE_EXPRESSION, Source, iter_dump
 from genomelab.regulon.data import Normaliser, process_data, read_annotation
-from genomelab.regulon.demo import write_bson
 from genomelab.regulon.diagnostics import (
     DiagnosticsConfig,
     loss_checks,
@@ -73,21 +73,6 @@ def synth(tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------ BSON
-def test_bson_stream_and_max_docs(tmp_path):
-    path = tmp_path / "c.bson.gz"
-    write_bson(path, ({"_id": i, "v": i * 2} for i in range(10)))
-    assert [d["v"] for d in iter_bson_file(path)] == list(range(0, 20, 2))
-    assert len(list(iter_bson_file(path, max_docs=3))) == 3
-
-
-def test_truncated_bson_names_the_file(tmp_path):
-    path = tmp_path / "geneExpression.bson"
-    write_bson(path, ({"_id": i, "tpm": 1.0} for i in range(5)))
-    path.write_bytes(path.read_bytes()[:-7])
-    with pytest.raises(ValueError, match="geneExpression.bson.*corrupt or truncated after 4"):
-        list(iter_bson_file(path))
-
-
 def test_dump_layout_and_missing_collection(tmp_path):
     (tmp_path / "regulondb").mkdir()
     write_bson(tmp_path / "regulondb" / "geneExpression.bson", [{"_id": 1}])

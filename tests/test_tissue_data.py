@@ -5,14 +5,16 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from genomelab.tissue.data import StackedHDF5, load_npz_sample, read_sample_sheet
+from genomelab.io.features import read_features
+from genomelab.io.methylation import StackedHDF5
+from genomelab.io.sheets import read_sample_sheet
 from genomelab.tissue.features import (
     extract_features_from_hdf5,
     extract_features_from_sheet,
-    read_features,
     region_means,
 )
 from genomelab.tissue.simulate import SimulationConfig, read_atlas, simulate_dataset
+from test_io_methylation import write_stacked as _stacked
 
 STR = h5py.string_dtype("utf-8")
 
@@ -67,49 +69,6 @@ def test_region_means_exact_for_long_rows(rng, n_positions):
     assert means[0, 0] == 1.0 and np.isnan(means[0, 1])
 
 
-def test_sheet_errors_name_the_sheet_and_line(tmp_path):
-    sheet = _write_sheet(tmp_path / "s.tsv", [["a", "a.npz", "Blood"]], header="sample\tfile")
-    with pytest.raises(ValueError, match=r"s\.tsv lacks column\(s\) \['tissue'\]"):
-        read_sample_sheet(sheet)
-    _npz(tmp_path / "a.npz", np.zeros((2, 4), np.int8))
-    sheet = _write_sheet(
-        tmp_path / "d.tsv", [["a", "a.npz", "Blood", "", ""], ["a", "a.npz", "Liver", "", ""]]
-    )
-    with pytest.raises(ValueError, match=r"d\.tsv, line 3: duplicate sample 'a'"):
-        read_sample_sheet(sheet)
-    sheet = _write_sheet(tmp_path / "m.tsv", [["b", "missing.npz", "Blood", "", ""]])
-    with pytest.raises(FileNotFoundError, match="missing.npz"):
-        read_sample_sheet(sheet)
-
-
-def test_bad_npz_errors_name_the_file(tmp_path):
-    bad_values = _npz(tmp_path / "bad.npz", np.full((2, 4), 3, np.int8))
-    with pytest.raises(ValueError, match=r"bad\.npz.*outside \{0, 1, 2\}"):
-        load_npz_sample(bad_values)
-    wrong_shape = _npz(tmp_path / "shape.npz", np.zeros((2, 4, 1), np.int8))
-    with pytest.raises(ValueError, match=r"shape\.npz.*2-D"):
-        load_npz_sample(wrong_shape)
-    floats = _npz(tmp_path / "float.npz", np.zeros((2, 4), np.float32))
-    with pytest.raises(ValueError, match=r"float\.npz.*integers"):
-        load_npz_sample(floats)
-    positions = _npz(tmp_path / "pos.npz", np.zeros((2, 4), np.int8))
-    with pytest.raises(ValueError, match=r"pos\.npz.*4 positions per region, expected 150"):
-        load_npz_sample(positions, 150)
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match=r"junk\.npz: not a readable NPZ"):
-        load_npz_sample(tmp_path / "junk.npz")
-
-
-def _stacked(path, meth, samples, tissue, **extra):
-    with h5py.File(path, "w") as h5:
-        h5["methylation"] = meth
-        h5.create_dataset("samples", data=np.asarray(samples, dtype=object), dtype=STR)
-        h5.create_dataset("tissue", data=np.asarray(tissue, dtype=object), dtype=STR)
-        for k, v in extra.items():
-            h5.create_dataset(k, data=np.asarray(v, dtype=object), dtype=STR)
-    return path
-
-
 def test_hdf5_and_npz_features_agree_and_labels_are_checked(tmp_path, rng):
     meth = rng.integers(0, 3, size=(4, 30, 20)).astype(np.int8)
     names, tissues = ["s1", "s2", "s3", "s4"], ["Blood", "Blood", "Liver", "Liver"]
@@ -156,12 +115,6 @@ def test_stacked_hdf5_bad_values_and_shapes(tmp_path):
     path = _stacked(tmp_path / "wide_bad.h5", wide, ["a", "b", "c"], ["X", "Y", "X"])
     with pytest.raises(ValueError, match=r"wide_bad\.h5 \(files 0\.\.1\).*outside"):
         extract_features_from_hdf5(path, tmp_path / "out.h5", block=2)
-    path = _stacked(tmp_path / "labels.h5", np.zeros((2, 3, 4), np.int8), ["a", "b"], ["X"])
-    with pytest.raises(ValueError, match=r"labels\.h5: 2 samples and 1 labels"):
-        StackedHDF5.open(path)
-    path = _stacked(tmp_path / "dup.h5", np.zeros((2, 3, 4), np.int8), ["a", "a"], ["X", "Y"])
-    with pytest.raises(ValueError, match=r"dup\.h5: duplicate sample names"):
-        StackedHDF5.open(path)
 
 
 def test_simulator_writes_groups_and_rejects_bad_config(tmp_path):

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 from genomelab.diagnostics import FAIL, PASS, read_results
+from genomelab.io.tables import write_split_table as write_splits
 from genomelab.tissue import diagnostics as dg
 from genomelab.tissue.baselines import BaselineConfig, CentroidClassifier, run_baselines
-from genomelab.tissue.dataset import TaskConfig, load_task, make_splits, write_splits
 from genomelab.tissue.features import extract_features_from_sheet
 from genomelab.tissue.metrics import classification_metrics, expected_calibration_error
 from genomelab.tissue.models import AttentionConfig, FileMLP, MLPConfig, RegionAttention, build_model
 from genomelab.tissue.report import build_summary
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
+from genomelab.tissue.task import TaskConfig, load_task, make_splits
 from genomelab.tissue.training import file_examples, train_model
 from genomelab.train.export import load_exported
 

@@ -39,13 +39,14 @@ STATE = f"{RESULTS}/.state"
 ENV_CPU = "../../envs/cpu.yaml"
 ENV_TORCH = "../../envs/torch.yaml"
 
-# Sample, contig and run names reach paths and shell commands: keep them plain.
-NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
+# Sample, contig and run names reach paths and shell commands: keep them plain (the rule
+# every sheet reader of genomelab.io applies too).
+from genomelab.io.names import NAME_PATTERN
 
 
 wildcard_constraints:
-    sample=NAME_RE,
-    run=NAME_RE,
+    sample=NAME_PATTERN,
+    run=NAME_PATTERN,
     phase=r"phase[1-3]",
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from genomelab.io.tables import read_entity_table, read_link_table
 from genomelab.splits import SPLITS, group_split
 
 logger = logging.getLogger(__name__)
@@ -72,19 +73,8 @@ def read_entities(path: str | os.PathLike, side: str) -> EntityTable:
     description, a sequence or numeric features.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{side} entity table {path} does not exist")
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    if "id" not in df.columns:
-        raise ValueError(f"{side} entity table {path} has no 'id' column (columns: {list(df.columns)})")
-    if len(df) == 0:
-        raise ValueError(f"{side} entity table {path} has no rows")
-    ids = df["id"].str.strip()
-    if (ids == "").any():
-        raise ValueError(f"{side} entity table {path} has {int((ids == '').sum())} empty ids")
-    dup = ids[ids.duplicated()].unique().tolist()
-    if dup:
-        raise ValueError(f"{side} entity table {path} has duplicate ids: {dup[:5]}")
+    df = read_entity_table(path, side)
+    ids = df["id"]
     numeric_cols = [c for c in df.columns if c not in RESERVED_ENTITY_COLUMNS]
     numeric = np.zeros((len(df), len(numeric_cols)), np.float32)
     for j, col in enumerate(numeric_cols):
@@ -147,31 +137,8 @@ def read_links(
     links, and (unless ``allow_unlinked``) entities without any link (empty classes).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"links table {path} does not exist")
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in ("source", "target", "direction", "confidence") if c not in df.columns]
-    if missing:
-        raise ValueError(f"links table {path} lacks column(s) {missing} (has {list(df.columns)})")
-    if len(df) == 0:
-        raise ValueError(f"links table {path} has no rows")
-    df["source"], df["target"] = df["source"].str.strip(), df["target"].str.strip()
-    direction = df["direction"].str.strip()
-    bad_dir = sorted(set(direction) - set(DIRECTION_NAMES) - {"both"})
-    if bad_dir:
-        raise ValueError(
-            f"links table {path}: unknown direction(s) {bad_dir}; use {sorted(DIRECTION_NAMES)} or 'both'"
-        )
-    conf = pd.to_numeric(df["confidence"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isfinite(conf) | (conf < 0) | (conf > 1)
-    if bad.any():
-        rows = np.flatnonzero(bad)[:5]
-        examples = [f"{df['source'][i]}->{df['target'][i]}: {df['confidence'][i]!r}" for i in rows]
-        raise ValueError(
-            f"links table {path}: {int(bad.sum())} confidence(s) outside [0, 1] or not "
-            f"numbers, e.g. {examples}"
-        )
-    df["confidence"] = conf
+    df = read_link_table(path, (*DIRECTION_NAMES, "both"))
+    direction = df["direction"]
     if "quality" in df.columns and min_quality is not None:
         quality = pd.to_numeric(df["quality"], errors="coerce")
         if quality.isna().any():

@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 
 from genomelab.io.atomic import atomic_output
+from genomelab.io.tables import LINK_COLUMNS, write_link_table
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +123,14 @@ def build(shared: Path, out: Path, upstream_bp: int = 150) -> dict[str, int]:
         targets[tag] = (desc, upstream(genome, g["start"], g["end"], g["strand"], upstream_bp).upper())
 
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / "links.tsv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(["source", "target", "direction", "confidence", "category"])
-        for reg, tag, effect in edges:
-            conf = EFFECT_CONFIDENCE.get(effect)
-            if conf is None:
-                raise ValueError(f"{trn_path}: unknown effect {effect!r} for {reg} -> {tag}")
-            for direction in ("source->target", "target->source"):
-                w.writerow([reg, tag, direction, f"{conf:g}", effect])
+    link_rows = []
+    for reg, tag, effect in edges:
+        conf = EFFECT_CONFIDENCE.get(effect)
+        if conf is None:
+            raise ValueError(f"{trn_path}: unknown effect {effect!r} for {reg} -> {tag}")
+        for direction in ("source->target", "target->source"):
+            link_rows.append([reg, tag, direction, f"{conf:g}", effect])
+    write_link_table(link_rows, out / "links.tsv", (*LINK_COLUMNS, "category"))
     with atomic_output(out / "sources.tsv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         w.writerow(["id", "description"])

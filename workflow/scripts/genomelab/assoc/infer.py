@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genomelab.assoc.data import SIDES, read_entities
+from genomelab.assoc.data import DIRECTION_NAMES, SIDES, read_entities
 from genomelab.assoc.features import Featurizer, load_featurizer
 from genomelab.assoc.model import AssocModel
 from genomelab.assoc.training import load_model
 from genomelab.io.atomic import atomic_output
+from genomelab.io.tables import read_link_table
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def write_predictions(
     """Write predictions as TSV; with ``known_links`` mark pairs that are true links."""
     df = df.copy()
     if known_links is not None:
-        links = pd.read_csv(known_links, sep="\t", dtype=str, keep_default_na=False)
+        links = read_link_table(known_links, (*DIRECTION_NAMES, "both"))
         pairs = set(zip(links["source"], links["target"], strict=True)) | set(
             zip(links["target"], links["source"], strict=True)
         )

@@ -7,7 +7,6 @@ on validation) -> summary; infer ranks candidates for new entities with a select
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -36,7 +35,9 @@ from genomelab.assoc.metrics import evaluate
 from genomelab.config import param
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance
-from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
+from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.metrics import read_json_file
+from genomelab.io.tables import LINK_COLUMNS, write_link_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
 logger = logging.getLogger(__name__)
@@ -88,23 +89,20 @@ def prepare_data(
     for side, path in (("sources", sources_path), ("targets", targets_path)):
         with atomic_output(out / f"{side}.tsv") as tmp:
             shutil.copyfile(path, tmp)
-    rows = ["source\ttarget\tdirection\tconfidence\tcategory\tsplit_links\tsplit_entities"]
     names = {"s2t": "source->target", "t2s": "target->source"}
-    for i in range(len(links)):
-        rows.append(
-            "\t".join(
-                [
-                    sources.ids[links.source[i]],
-                    targets.ids[links.target[i]],
-                    names[links.direction[i]],
-                    f"{links.confidence[i]:g}",
-                    links.category[i],
-                    assignment.links["links"][i],
-                    assignment.links["entities"][i],
-                ]
-            )
-        )
-    atomic_write_text(out / "links.tsv", "\n".join(rows) + "\n")
+    rows = (
+        [
+            sources.ids[links.source[i]],
+            targets.ids[links.target[i]],
+            names[links.direction[i]],
+            f"{links.confidence[i]:g}",
+            links.category[i],
+            assignment.links["links"][i],
+            assignment.links["entities"][i],
+        ]
+        for i in range(len(links))
+    )
+    write_link_table(rows, out / "links.tsv", (*LINK_COLUMNS, "category", "split_links", "split_entities"))
     with atomic_output(out / "splits.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(
             fh,
@@ -599,7 +597,7 @@ def select_best(
         raise ValueError(f"selection mode must be 'min' or 'max', not {mode!r}")
     runs = []
     for path in reports:
-        rep = json.loads(Path(path).read_text())
+        rep = read_json_file(path, "training report")
         value = rep["val"].get(metric) if metric != "val/loss" else rep["best_val_loss"]
         if value is None:
             raise ValueError(f"{path} has no validation metric {metric!r} (has {sorted(rep['val'])})")
@@ -666,8 +664,8 @@ def build_summary(
 ) -> ModuleSummary:
     comps = []
     for scheme, grid_path in grids.items():
-        grid = json.loads(Path(grid_path).read_text())
-        base = json.loads(Path(baselines[scheme]).read_text())
+        grid = read_json_file(grid_path, "grid selection")
+        base = read_json_file(baselines[scheme], "baselines metrics file")
         net = {m: grid["best"]["test"].get(f"test/{m}") for m in SUMMARY_METRICS}
         rows = {f"network ({grid['best_run']})": net}
         kinds = {f"network ({grid['best_run']})": "model"}
@@ -687,7 +685,7 @@ def build_summary(
         "The network row is the grid point with the best validation mrr_mean; all numbers are on the test split.",
     ]
     for scheme, grid_path in grids.items():
-        grid = json.loads(Path(grid_path).read_text())
+        grid = read_json_file(grid_path, "grid selection")
         runs = ", ".join(f"{r['run']} {r['value']:.4f}" for r in grid["runs"])
         notes.append(f"Grid ({scheme} scheme, {grid['metric']}): {runs}; best {grid['best_run']}.")
     plots = [str(Path(plot).relative_to(results_dir))] if plot else []

@@ -13,8 +13,7 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
-from genomelab.binning.fasta import read_fasta, write_fasta_record
-from genomelab.io.atomic import atomic_output
+from genomelab.io.fasta import read_fasta, write_fasta_record
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +114,3 @@ def write_bin_fastas(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return n_written
-
-
-def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    with atomic_output(path) as tmp:
-        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

@@ -31,7 +31,8 @@ import numba
 import numpy as np
 
 from genomelab.binning import kmers
-from genomelab.binning.fasta import CHUNK_BYTES, RecordNames, read_record_chunks
+from genomelab.io.errors import FormatError
+from genomelab.io.fasta import CHUNK_BYTES, RecordNames, read_record_chunks
 
 # Per k (6, 5, 4, 3): the canonical codes in column order, their reverse complements, the
 # number of non-palindromic pairs (listed first; see ``kmers.CanonicalTable``) and the
@@ -439,4 +440,4 @@ def iter_fasta_profiles(
             while pending:
                 yield from drain()
     if not checker.seen:
-        raise ValueError(f"{path}: no FASTA records found")
+        raise FormatError(path, "no FASTA records found")

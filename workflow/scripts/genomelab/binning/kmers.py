@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genomelab.binning.fasta import read_fasta
+from genomelab.io.fasta import read_fasta
 
 logger = logging.getLogger(__name__)
 

@@ -13,19 +13,18 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from genomelab.binning.fasta import read_fasta, write_fasta_record
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
+from genomelab.io.fasta import read_fasta, write_fasta_record
+from genomelab.io.names import is_safe_name
 
 logger = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 TRUTH_COLUMNS = ("contig", "genome", "record", "start", "end", "length")
 
 
@@ -78,7 +77,7 @@ def genome_name(path: str | os.PathLike) -> str:
     for suffix in (".gz", ".fna", ".fasta", ".fa", ".fsa"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
-    if not NAME_RE.match(name):
+    if not is_safe_name(name):
         raise ValueError(
             f"genome file {path}: its name {name!r} is not a plain identifier (letters, digits, _ . + -)"
         )

@@ -5,7 +5,6 @@ Each step unpacks ``smk`` and calls a typed function."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -16,13 +15,14 @@ import numpy as np
 import pandas as pd
 
 from genomelab.binning import evaluate as ev
-from genomelab.binning.bins import bin_summary, write_bin_fastas, write_table
-from genomelab.binning.depth import check_names, read_truth
+from genomelab.binning.bins import bin_summary, write_bin_fastas
 from genomelab.binning.kmers import GROUP_SLICES, read_profiles_h5, write_profiles_h5
 from genomelab.binning.shred import ShredConfig, shred_genomes
 from genomelab.config import param
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.metrics import TRAINING_KEYS, read_json_file, read_metrics
+from genomelab.io.tables import check_names, read_clusters, read_truth, write_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ def _load_latent(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 # -------------------------------------------------------------------- bins
 def bins_step(smk: Any) -> None:
     prof = read_profiles_h5(smk.input.h5)
-    clusters = pd.read_csv(smk.input.clusters, sep="\t", dtype={"contig": str})
-    check_names(prof.names, clusters["contig"], "the k-mer profiles", f"clusters {smk.input.clusters}")
-    labels = clusters.set_index("contig").loc[prof.names, "cluster"].to_numpy()
+    labels = read_clusters(smk.input.clusters, prof.names)
     contig_table, per_bin = bin_summary(
         prof.names,
         labels,
@@ -125,9 +123,7 @@ def evaluate_step(smk: Any) -> None:
     out: dict[str, Any] = {"min_bin_bp": min_bp}
     tables = {}
     for method, path in (("vae", smk.input.model_clusters), ("tnf_baseline", smk.input.baseline_clusters)):
-        clusters = pd.read_csv(path, sep="\t", dtype={"contig": str}).set_index("contig")
-        check_names(prof.names, clusters.index, "the k-mer profiles", f"clusters {path}")
-        labels = clusters.loc[prof.names, "cluster"].to_numpy()
+        labels = read_clusters(path, prof.names)
         metrics, table = ev.evaluate_binning(labels, genomes, prof.lengths, min_bp)
         out[method] = metrics
         tables[method] = table
@@ -142,22 +138,20 @@ def evaluate_step(smk: Any) -> None:
     ):
         names, latent = _load_latent(getattr(smk.input, key))
         source = smk.input.model_clusters if key == "model_latent" else smk.input.baseline_clusters
-        labels = (
-            pd.read_csv(source, sep="\t", dtype={"contig": str}).set_index("contig").loc[names, "cluster"]
-        )
-        plot_latent(latent, labels.to_numpy(), truth.loc[names].to_numpy(), path, title)
+        labels = read_clusters(source, names, f"latent {getattr(smk.input, key)}")
+        plot_latent(latent, labels, truth.loc[names].to_numpy(), path, title)
 
 
 # ----------------------------------------------------------------- summary
 def summary_step(smk: Any) -> None:
-    metrics = json.loads(Path(smk.input.metrics).read_text())
+    metrics = read_metrics(smk.input.metrics, require=TRAINING_KEYS)
     per_bin = pd.read_csv(smk.input.bin_summary, sep="\t")
     diagnostics = [dataclasses.asdict(r) for path in smk.input.diagnostics for r in read_results(path)]
     results_dir = Path(smk.output.json).parent
     min_bp = int(smk.params.min_bin_bp)
     comparisons, plots = [], []
     if "evaluation" in smk.input.keys():
-        evaluation = json.loads(Path(smk.input.evaluation).read_text())
+        evaluation = read_json_file(smk.input.evaluation, "binning evaluation")
         method = getattr(smk.params, "cluster_method", "graph")
         clustering = "kNN-graph clustering" if method == "graph" else f"{method} clustering"
         keys = (

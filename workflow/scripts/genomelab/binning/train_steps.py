@@ -13,10 +13,8 @@ import pandas as pd
 import torch
 
 from genomelab.binning.baselines import BaselineConfig, tnf_embedding
-from genomelab.binning.bins import write_table
 from genomelab.binning.cluster import ClusterConfig, cluster_contigs
 from genomelab.binning.data import ModelInputs, load_inputs, split_indices
-from genomelab.binning.depth import check_names, read_depth_table, read_truth
 from genomelab.binning.diagnostics import overfit_check, recon_loss_of
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
 from genomelab.binning.model import KmerVAE, VAEConfig
@@ -24,6 +22,7 @@ from genomelab.binning.steps import MODULE, REFERENCE_TERMS, _optional, _save_la
 from genomelab.config import param
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import initial_loss_vs_chance
+from genomelab.io.tables import check_names, read_depth_table, read_truth, write_table
 from genomelab.train import TrainConfig, resolve_device
 from genomelab.train.export import data_fingerprint, load_exported
 from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training

@@ -18,10 +18,8 @@ so that mixtures can be drawn read by read from each sample's own data.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,92 +28,12 @@ import h5py
 import numpy as np
 
 from genomelab.io.atomic import atomic_output
+from genomelab.io.features import read_features
+from genomelab.io.hdf5 import STR, h5_strings
+from genomelab.io.methylation import npz_region_counts
+from genomelab.io.sheets import read_sample_sheet
 
 logger = logging.getLogger(__name__)
-
-REQUIRED_COLUMNS = ("sample", "file", "tissue")
-STR = h5py.string_dtype("utf-8")
-MISSING = 2
-
-
-def h5_strings(ds: h5py.Dataset) -> np.ndarray:
-    """Decode a string dataset (bytes or str) to a numpy array of str."""
-    return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]], dtype=str)
-
-
-@dataclass(frozen=True)
-class SheetRow:
-    sample: str
-    file: Path
-    tissue: str
-    group: str
-
-
-def read_sample_sheet(path: str | os.PathLike) -> list[SheetRow]:
-    """Read a sample sheet; ``group`` is ``source_sample`` (or the sample itself).
-
-    Raises ``FileNotFoundError`` for a missing sheet or data file and ``ValueError`` naming
-    the sheet and row for missing columns, empty fields and duplicate samples.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sample sheet {path} does not exist")
-    rows: list[SheetRow] = []
-    seen: set[str] = set()
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh, delimiter="\t")
-        columns = reader.fieldnames or []
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise ValueError(f"sample sheet {path} lacks column(s) {missing}; it has {columns}")
-        for line, values in enumerate(reader, start=2):
-            for col in REQUIRED_COLUMNS:
-                if not (values.get(col) or "").strip():
-                    raise ValueError(f"sample sheet {path}, line {line}: empty {col!r}")
-            sample = values["sample"].strip()
-            if sample in seen:
-                raise ValueError(f"sample sheet {path}, line {line}: duplicate sample {sample!r}")
-            seen.add(sample)
-            file = Path(values["file"].strip())
-            if not file.is_absolute():
-                file = path.parent / file
-            if not file.is_file():
-                raise FileNotFoundError(f"sample sheet {path}, line {line}: file {file} does not exist")
-            group = (values.get("source_sample") or "").strip() or sample
-            rows.append(SheetRow(sample, file, values["tissue"].strip(), group))
-    if not rows:
-        raise ValueError(f"sample sheet {path} lists no samples")
-    return rows
-
-
-def npz_counts(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-region counts of one NPZ: ``(n_methylated [R], n_valid [R], region_ids [R])``.
-
-    One vectorised pass over the int8 array; values outside {0, 1, 2} are an error naming
-    the file.
-    """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "methylation" not in npz.files:
-                raise ValueError(f"{path}: no 'methylation' array (found {npz.files})")
-            meth = npz["methylation"]
-            ids = npz["region_ids"].astype(str) if "region_ids" in npz.files else None
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable NPZ file ({exc})") from exc
-    if meth.ndim != 2:
-        raise ValueError(f"{path}: 'methylation' must be 2-D [n_regions, n_positions], got {meth.shape}")
-    if not np.issubdtype(meth.dtype, np.integer):
-        raise ValueError(f"{path}: 'methylation' must hold integers 0/1/2, got dtype {meth.dtype}")
-    if meth.size and (meth.min() < 0 or meth.max() > MISSING):
-        raise ValueError(f"{path}: 'methylation' holds values outside {{0, 1, 2}}")
-    if ids is None:
-        ids = np.asarray([f"region_{i}" for i in range(meth.shape[0])])
-    if len(ids) != meth.shape[0]:
-        raise ValueError(f"{path}: {len(ids)} region_ids for {meth.shape[0]} regions")
-    n_meth = (meth == 1).sum(axis=1, dtype=np.int32)
-    n_valid = (meth != MISSING).sum(axis=1, dtype=np.int32)
-    return n_meth, n_valid, ids
 
 
 @dataclass
@@ -158,7 +76,7 @@ def sources_from_sheet(sheet: str | os.PathLike) -> Sources:
     regions: np.ndarray | None = None
     meth = valid = None
     for i, row in enumerate(rows):
-        n_meth, n_valid, ids = npz_counts(row.file)
+        n_meth, n_valid, ids = npz_region_counts(row.file)
         if regions is None:
             regions = ids
             meth = np.zeros((len(rows), len(ids)), np.float32)
@@ -170,7 +88,7 @@ def sources_from_sheet(sheet: str | os.PathLike) -> Sources:
     return Sources(
         np.asarray([r.sample for r in rows]),
         np.asarray([r.tissue for r in rows]),
-        np.asarray([r.group for r in rows]),
+        np.asarray([r.source_sample for r in rows]),
         regions,
         meth,
         valid,
@@ -192,33 +110,15 @@ def _reorder(ids: np.ndarray, regions: np.ndarray, path: Path, first: Path) -> n
 
 def sources_from_features(path: str | os.PathLike) -> Sources:
     """Read a region-means HDF5 (the tissue module's features file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"features file {path} does not exist")
-    try:
-        with h5py.File(path, "r") as h5:
-            for key in ("means", "coverage", "samples", "regions", "tissue"):
-                if key not in h5:
-                    raise ValueError(f"{path}: HDF5 lacks dataset {key!r} (has {sorted(h5)})")
-            means = h5["means"][()].astype(np.float32)
-            coverage = h5["coverage"][()].astype(np.float32)
-            samples, regions = h5_strings(h5["samples"]), h5_strings(h5["regions"])
-            tissues = h5_strings(h5["tissue"])
-            groups = h5_strings(h5["source_sample"]) if "source_sample" in h5 else samples.copy()
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
-    if means.ndim != 2 or means.shape != coverage.shape:
-        raise ValueError(
-            f"{path}: 'means' {means.shape} and 'coverage' {coverage.shape} must be the same 2-D shape"
-        )
-    if means.shape != (len(samples), len(regions)) or len(tissues) != len(samples):
-        raise ValueError(
-            f"{path}: 'means' is {means.shape} but there are {len(samples)} samples, "
-            f"{len(tissues)} tissue labels and {len(regions)} regions"
-        )
+    feats = read_features(path)
+    means, coverage = feats["means"].astype(np.float32), feats["coverage"].astype(np.float32)
+    samples, tissues, groups, regions = (
+        feats["samples"],
+        feats["tissue"],
+        feats["source_sample"],
+        feats["regions"],
+    )
     finite = np.isfinite(means)
-    if (means[finite] < 0).any() or (means[finite] > 1).any():
-        raise ValueError(f"{path}: 'means' holds values outside [0, 1]")
     groups = np.where(groups == "", samples, groups)
     # A NaN mean has no valid call whatever the coverage says.
     valid = np.where(finite, np.maximum(coverage, 1.0), 0.0).astype(np.float32)

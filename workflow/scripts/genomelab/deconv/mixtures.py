@@ -29,8 +29,9 @@ import h5py
 import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
-from genomelab.deconv.io import STR, Sources, h5_strings
+from genomelab.deconv.io import Sources
 from genomelab.io.atomic import atomic_output
+from genomelab.io.hdf5 import STR, h5_strings
 
 logger = logging.getLogger(__name__)
 

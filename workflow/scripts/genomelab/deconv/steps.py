@@ -28,6 +28,7 @@ from genomelab.deconv.mixtures import PHASES, PhaseConfig, make_mixtures, read_m
 from genomelab.deconv.nnls import deconvolve_nnls
 from genomelab.deconv.reference import Reference, ReferenceConfig, build_reference
 from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,8 @@ def nnls_step(smk: Any) -> None:
     )
     ref = load_reference(smk.input.reference)
     save_predictions(smk.output.predictions, props, ref.tissues)
-    atomic_write_json(smk.output.metrics, {"method": "nnls", "phase": smk.wildcards.phase, "test": metrics})
+    record = Metrics({"method": "nnls", "phase": smk.wildcards.phase, "test": metrics}, smk.output.metrics)
+    write_metrics(smk.output.metrics, record)
 
 
 # ---------------------------------------------------------------- training
@@ -352,11 +354,11 @@ def compare(
     rows: dict[str, dict[str, float]] = {}
     preds: dict[str, np.ndarray] = {}
     full: dict[str, Any] = {}
-    m = json.loads(Path(nnls[0]).read_text())["test"]
+    m = read_metrics(nnls[0]).test
     rows[VARIANTS["nnls"]], preds[VARIANTS["nnls"]], full["nnls"] = headline(m), load_predictions(nnls[1]), m
     spread: dict[str, Any] = {}
     for variant, pairs in runs.items():
-        all_m = [json.loads(Path(p).read_text())["test"] for p, _ in pairs]
+        all_m = [read_metrics(p).test for p, _ in pairs]
         name = VARIANTS[variant]
         rows[name], preds[name], full[variant] = headline(all_m[0]), load_predictions(pairs[0][1]), all_m[0]
         if len(all_m) > 1:
@@ -547,7 +549,7 @@ def summarise(
 
     comps, notes = [], []
     for path in comparisons:
-        data = json.loads(Path(path).read_text())
+        data = read_json_file(path, "deconv comparison")
         phase = data["phase"]
         comps.append(
             Comparison(
@@ -585,7 +587,7 @@ def summarise(
                 f"+- {s['spurious_per_sample']['sd']:.2g}"
             )
     if infer_json:
-        inf = json.loads(Path(infer_json).read_text())
+        inf = read_json_file(infer_json, "deconv inference summary")
         j = inf["join"]
         notes.append(
             f"inference on {len(inf['samples'])} new samples: {j['n_matched']} of {j['n_reference_regions']} "
@@ -599,7 +601,7 @@ def summarise(
             )
     plots = list(plot_paths)
     if curves_png and curves:
-        hists = {name: json.loads(Path(p[0]).read_text())["history"] for name, p in curves.items() if p}
+        hists = {name: read_metrics(p[0]).history for name, p in curves.items() if p}
         P.curves_plot(hists, curves_png)
         plots.append(str(curves_png))
     base = Path(out_json).parent

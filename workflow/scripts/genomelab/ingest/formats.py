@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genomelab.io.streams import compressed_errors, is_gzip, open_text
+
 BISMARK_COV, CPG_REPORT, BEDMETHYL, PAT, BETA, ARRAY = (
     "bismark_cov",
     "bismark_cpg_report",
@@ -66,21 +68,10 @@ def detect_format(path: str | os.PathLike, declared: str = "") -> str:
     )
 
 
-def is_gzip(path: str | os.PathLike) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def _open_text(path: Path):
-    import gzip
-
-    return gzip.open(path, "rt", newline="") if is_gzip(path) else open(path, newline="")
-
-
 def count_header_lines(path: Path) -> int:
     """Leading ``#``/``track``/``browser`` lines (bedMethyl and BED-like files may carry them)."""
     n = 0
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for line in fh:
             if line.startswith(("#", "track", "browser")):
                 n += 1
@@ -176,7 +167,7 @@ def first_bad_line(
     path: Path, check: Callable[[list[str]], str | None], sep: str | None, n_header: int
 ) -> tuple[int, str, str] | None:
     """Rescan ``path``; return ``(line number, reason, line)`` of the first bad line."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for line_no, line in enumerate(fh, start=1):
             if line_no <= n_header:
                 continue
@@ -233,7 +224,7 @@ def _read_chunks(
             engine="c",
             na_filter=True,
         )
-        with reader:
+        with reader, compressed_errors(path):
             for chunk in reader:
                 if chunk.isna().to_numpy().any():
                     raise ValueError("missing fields")
@@ -377,7 +368,7 @@ def read_cpg_report(path: Path, chunk_lines: int, merge_strands: bool) -> Iterat
 
 def _bedmethyl_columns(path: Path) -> int:
     n_header = count_header_lines(path)
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for i, line in enumerate(fh):
             if i >= n_header and line.strip():
                 return len(line.split())
@@ -510,13 +501,14 @@ def read_probe_table(path: str | os.PathLike, pos_base: int = 1) -> pd.DataFrame
         _pick(cols, CHROM_COLUMNS, path, "chromosome"),
         _pick(cols, POS_COLUMNS, path, "position"),
     )
-    table = pd.read_csv(
-        path,
-        sep=_sep_of(path),
-        usecols=[p, c, s],
-        dtype={p: str, c: str},
-        compression="gzip" if is_gzip(path) else None,
-    )
+    with compressed_errors(path):
+        table = pd.read_csv(
+            path,
+            sep=_sep_of(path),
+            usecols=[p, c, s],
+            dtype={p: str, c: str},
+            compression="gzip" if is_gzip(path) else None,
+        )
     table = table.rename(columns={p: "probe", c: "chrom", s: "pos"})
     # Manifests leave control probes without coordinates; they cannot be placed.
     table = table.dropna(subset=["chrom", "pos"])
@@ -536,7 +528,10 @@ def read_probe_table(path: str | os.PathLike, pos_base: int = 1) -> pd.DataFrame
 
 def array_header(path: Path) -> list[str]:
     try:
-        header = pd.read_csv(path, sep=_sep_of(path), nrows=0, compression="gzip" if is_gzip(path) else None)
+        with compressed_errors(path):
+            header = pd.read_csv(
+                path, sep=_sep_of(path), nrows=0, compression="gzip" if is_gzip(path) else None
+            )
     except (ValueError, pd.errors.ParserError) as exc:
         raise ValueError(f"{path}: cannot read the header of the beta matrix: {exc}") from exc
     return [str(c) for c in header.columns]
@@ -566,7 +561,7 @@ def read_array_column(
         keep_default_na=False,
     )
     line = 1
-    with reader:
+    with reader, compressed_errors(path):
         for chunk in reader:
             lines = np.arange(line + 1, line + 1 + len(chunk))
             raw = chunk[column].str.strip()

@@ -14,7 +14,6 @@ file, so that all samples of a run share rows. Positions map to slots in one of 
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from genomelab.ingest.builds import GenomeBuild, other_style_name
-
-
-def open_text(path: str | os.PathLike):
-    """Open a plain or gzip-compressed text file for reading (by magic bytes, not name)."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", newline="")
-    return open(path, newline="")
+from genomelab.io.streams import open_text
 
 
 @dataclass

@@ -8,24 +8,21 @@ the file was made with; it must equal ``ingest.genome_build``). Relative paths a
 to the sheet's folder.
 
 Tissue sheet (written): ``sample``, ``file``, ``tissue``, ``subtype``, ``source_sample``, the
-format ``genomelab.tissue.data.read_sample_sheet`` reads.
+format of ``genomelab.io.sheets`` (``read_sample_sheet``, ``write_sample_sheet``).
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from genomelab.ingest.formats import detect_format
-from genomelab.io.atomic import atomic_output
+from genomelab.io.errors import FormatError
+from genomelab.io.sheets import SampleRecord, iter_sheet_rows, resolve, write_sample_sheet
 
 REQUIRED = ("sample", "path", "tissue")
 OPTIONAL = ("format", "subtype", "source_sample", "column", "probes", "build")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-TISSUE_COLUMNS = ("sample", "file", "tissue", "subtype", "source_sample")
 
 
 @dataclass(frozen=True)
@@ -43,78 +40,46 @@ class IngestRecord:
     build: str = ""
 
 
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(value)
-    return p if p.is_absolute() else base / p
-
-
 def read_ingest_sheet(
     path: str | os.PathLike, genome_build: str | None = None, check_files: bool = True
 ) -> list[IngestRecord]:
-    """Read and validate the ingest sheet; errors name the sheet and line."""
+    """Read and validate the ingest sheet; errors name the sheet and line (``#`` lines are comments)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ingest sample sheet {path} does not exist")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
-        columns = reader.fieldnames or []
-        missing = [c for c in REQUIRED if c not in columns]
-        if missing:
-            raise ValueError(
-                f"ingest sample sheet {path} lacks column(s) {missing}; it has {columns} "
-                "(tab-separated, header required)"
+    records: list[IngestRecord] = []
+    rows = iter_sheet_rows(
+        path, "ingest sample sheet", REQUIRED, OPTIONAL, comments=True, strict_columns=True
+    )
+    for line_no, v in rows:
+        where = f"ingest sample sheet {path}, line {line_no}"
+        file = resolve(path.parent, v["path"])
+        if check_files and not file.is_file():
+            raise FileNotFoundError(f"{where}: file {file} of sample {v['sample']!r} does not exist")
+        try:
+            fmt = detect_format(file, v["format"])
+        except ValueError as exc:
+            raise FormatError(path, str(exc), line_no) from None
+        if v["build"] and genome_build and v["build"] != genome_build:
+            raise FormatError(
+                path,
+                f"sample {v['sample']!r} was made on genome build {v['build']!r} but "
+                f"ingest.genome_build is {genome_build!r}; mixed builds cannot share one region "
+                "set (lift the file over first)",
+                line_no,
             )
-        unknown = [c for c in columns if c not in REQUIRED + OPTIONAL]
-        if unknown:
-            raise ValueError(
-                f"ingest sample sheet {path}: unknown column(s) {unknown}; allowed: "
-                f"{list(REQUIRED + OPTIONAL)}"
+        probes = resolve(path.parent, v["probes"]) if v["probes"] else None
+        records.append(
+            IngestRecord(
+                v["sample"],
+                file,
+                fmt,
+                v["tissue"],
+                v["subtype"],
+                v["source_sample"] or v["sample"],
+                v["column"],
+                probes,
+                v["build"],
             )
-        records: list[IngestRecord] = []
-        seen: set[str] = set()
-        for line_no, row in enumerate(reader, start=2):
-            v = {k: (row.get(k) or "").strip() for k in REQUIRED + OPTIONAL}
-            where = f"ingest sample sheet {path}, line {line_no}"
-            for col in REQUIRED:
-                if not v[col]:
-                    raise ValueError(f"{where}: empty {col!r}")
-            if not NAME_RE.match(v["sample"]):
-                raise ValueError(
-                    f"{where}: sample name {v['sample']!r} may only contain letters, digits and "
-                    "_ . + - (it becomes a file name)"
-                )
-            if v["sample"] in seen:
-                raise ValueError(f"{where}: duplicate sample {v['sample']!r}")
-            seen.add(v["sample"])
-            file = _resolve(path.parent, v["path"])
-            if check_files and not file.is_file():
-                raise FileNotFoundError(f"{where}: file {file} of sample {v['sample']!r} does not exist")
-            try:
-                fmt = detect_format(file, v["format"])
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-            if v["build"] and genome_build and v["build"] != genome_build:
-                raise ValueError(
-                    f"{where}: sample {v['sample']!r} was made on genome build {v['build']!r} but "
-                    f"ingest.genome_build is {genome_build!r}; mixed builds cannot share one region "
-                    "set (lift the file over first)"
-                )
-            probes = _resolve(path.parent, v["probes"]) if v["probes"] else None
-            records.append(
-                IngestRecord(
-                    v["sample"],
-                    file,
-                    fmt,
-                    v["tissue"],
-                    v["subtype"],
-                    v["source_sample"] or v["sample"],
-                    v["column"],
-                    probes,
-                    v["build"],
-                )
-            )
-    if not records:
-        raise ValueError(f"ingest sample sheet {path} lists no samples")
+        )
     return records
 
 
@@ -122,24 +87,13 @@ def write_tissue_sheet(
     records: list[IngestRecord], npz_paths: list[str | os.PathLike], out: str | os.PathLike
 ) -> Path:
     """Write the tissue module's sample sheet; ``file`` is relative to the sheet's folder."""
-    out = Path(out)
     if len(records) != len(npz_paths):
         raise ValueError(f"{len(records)} samples but {len(npz_paths)} NPZ files")
-    with atomic_output(out) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(TISSUE_COLUMNS), delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        for rec, npz in zip(records, npz_paths, strict=True):
-            rel = os.path.relpath(Path(npz).resolve(), out.parent.resolve())
-            writer.writerow(
-                {
-                    "sample": rec.sample,
-                    "file": rel,
-                    "tissue": rec.tissue,
-                    "subtype": rec.subtype,
-                    "source_sample": rec.source_sample,
-                }
-            )
-    return out
+    rows = [
+        SampleRecord(rec.sample, Path(npz), rec.tissue, rec.subtype, rec.source_sample)
+        for rec, npz in zip(records, npz_paths, strict=True)
+    ]
+    return write_sample_sheet(rows, out)
 
 
 NEEDS_INDEX = ("wgbs_pat", "wgbs_beta")

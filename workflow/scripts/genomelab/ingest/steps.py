@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from genomelab.ingest.formats import read_probe_table
 from genomelab.ingest.regions import Regions, read_regions
 from genomelab.ingest.sheet import IngestRecord, read_ingest_sheet, write_tissue_sheet
 from genomelab.io.atomic import atomic_write_json
+from genomelab.io.metrics import read_json_file
 from genomelab.report.summary import ModuleSummary, write_module_summary
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def collect(
     if missing:
         raise ValueError(f"no NPZ for sample(s) {missing[:5]} among the inputs")
     write_tissue_sheet(records, [by_sample[r.sample] for r in records], out_sheet)
-    stats = [json.loads(Path(p).read_text()) for p in qc]
+    stats = [read_json_file(p, "ingest QC file") for p in qc]
     diags = qc_diagnostics(stats)
     write_results(diagnostics_json, "ingest", diags)
     formats = sorted({s["format"] for s in stats})

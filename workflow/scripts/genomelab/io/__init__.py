@@ -1,5 +1,26 @@
-"""Readers and atomic writers shared by every module."""
+"""The formats layer: one reader/writer pair per on-disk format of the project.
+
+Readers validate what they read and raise :class:`FormatError` (a ``ValueError``) naming
+the file and, where it applies, the line; compressed streams that end early or are
+corrupt are errors naming the file too. Modules read and write their files through here;
+this package imports no module.
+
+- ``atomic``: atomic writes (temporary sibling, then rename)
+- ``errors``: ``FormatError``
+- ``streams``: plain/gzip opening by magic bytes, compressed-stream errors
+- ``names``: the one rule for sample, run and genome names (``NAME_RE``)
+- ``sheets``: sample sheets (``read_sample_sheet``, ``write_sample_sheet``, shared row checks)
+- ``methylation``: per-sample NPZ and stacked HDF5 methylation calls
+- ``features``: region-means feature HDF5 files
+- ``fasta``: streaming FASTA reader and writer (the numba k-mer engine of
+  ``binning.kmer_kernel`` reads through ``read_record_chunks``)
+- ``tables``: depth, truth, clusters, link and entity tables
+- ``bson``: BSON document files (mongodump)
+- ``metrics``: the metrics JSON record (``Metrics``, ``read_metrics``, ``write_metrics``)
+- ``hdf5``: string datasets shared by the HDF5 formats
+"""
 
 from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
+from genomelab.io.errors import FormatError
 
-__all__ = ["atomic_output", "atomic_write_json", "atomic_write_text"]
+__all__ = ["FormatError", "atomic_output", "atomic_write_json", "atomic_write_text"]

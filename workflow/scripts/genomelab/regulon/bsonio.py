@@ -1,4 +1,5 @@
-"""Streaming readers of RegulonDB collections: a ``mongodump`` folder or a live MongoDB.
+"""Streaming readers of RegulonDB collections: a ``mongodump`` folder (files read by
+``genomelab.io.bson``) or a live MongoDB.
 
 Both paths yield plain ``dict`` documents one at a time, so every parser downstream is
 shared and memory stays bounded by one document (plus what the caller keeps).
@@ -6,12 +7,13 @@ shared and memory stays bounded by one document (plus what the caller keeps).
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from genomelab.io.bson import iter_bson_file
 
 logger = logging.getLogger(__name__)
 
@@ -19,33 +21,6 @@ GENE_EXPRESSION = "geneExpression"
 GENE_DATAMART = "geneDatamart"
 OPERON_DATAMART = "operonDatamart"
 COLLECTIONS = (GENE_EXPRESSION, GENE_DATAMART, OPERON_DATAMART)
-
-
-def iter_bson_file(path: str | os.PathLike, max_docs: int | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the documents of one ``.bson`` (or ``mongodump --gzip`` ``.bson.gz``) file.
-
-    ``max_docs`` stops after that many documents (``None`` or 0: all). A truncated or
-    corrupt file raises ``ValueError`` naming the file and the document index.
-    """
-    import bson
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"BSON file {path} does not exist")
-    if max_docs is not None and max_docs < 0:
-        raise ValueError(f"max_docs must be >= 0 or None, not {max_docs}")
-    opener = gzip.open if path.name.endswith(".gz") else open
-    n = 0
-    with opener(path, "rb") as fh:
-        try:
-            for doc in bson.decode_file_iter(fh):
-                yield doc
-                n += 1
-                if max_docs and n >= max_docs:
-                    logger.info("%s: stopped after max_docs=%d documents", path, max_docs)
-                    return
-        except (bson.errors.InvalidBSON, OSError, EOFError) as exc:
-            raise ValueError(f"BSON file {path} is corrupt or truncated after {n} documents: {exc}") from exc
 
 
 def collection_file(dump_dir: str | os.PathLike, collection: str) -> Path:

@@ -22,7 +22,6 @@ Identifiers are our own (``GLGENE_b0001``), not RegulonDB's. Usage (from the rep
 from __future__ import annotations
 
 import argparse
-import gzip
 import logging
 import os
 import shutil
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from genomelab.io.atomic import atomic_output
+from genomelab.io.bson import write_bson_file
 from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART
 from genomelab.regulon.data import read_annotation
 
@@ -43,22 +43,6 @@ GENOME_FASTA = "GCF_000005845.2_ASM584v2_genomic.fna.gz"
 GENOME_GFF = "GCF_000005845.2_ASM584v2_genomic.gff.gz"
 DEFAULT_SAMPLES = ("control__wt_glc__1", "control__wt_glc__2")
 ORGANISM = {"id": "ECOLI", "name": "Escherichia coli K-12 MG1655"}
-
-
-def write_bson(path: str | os.PathLike, docs: Iterable[dict[str, Any]]) -> int:
-    """Write documents as concatenated BSON (mongodump's format), gzipped for ``.gz``."""
-    import bson
-
-    n = 0
-    path = Path(path)
-    with atomic_output(path, suffix=".bson.gz" if path.name.endswith(".gz") else ".bson") as tmp:
-        # mtime=0 keeps the gzip bytes identical across rebuilds.
-        fh = gzip.GzipFile(tmp, "wb", mtime=0) if path.name.endswith(".gz") else open(tmp, "wb")
-        with fh:
-            for doc in docs:
-                fh.write(bson.encode(doc))
-                n += 1
-    return n
 
 
 def _gene_id(bnumber: str) -> str:
@@ -174,9 +158,11 @@ def build_demo(
     with atomic_output(out / "genome.fna.gz", suffix=".fna.gz") as tmp:
         shutil.copyfile(genome_dir / GENOME_FASTA, tmp)
     counts = {
-        GENE_DATAMART: write_bson(dump / f"{GENE_DATAMART}.bson.gz", gene_documents(genes)),
-        OPERON_DATAMART: write_bson(dump / f"{OPERON_DATAMART}.bson.gz", operon_documents(gene_table, genes)),
-        GENE_EXPRESSION: write_bson(
+        GENE_DATAMART: write_bson_file(dump / f"{GENE_DATAMART}.bson.gz", gene_documents(genes)),
+        OPERON_DATAMART: write_bson_file(
+            dump / f"{OPERON_DATAMART}.bson.gz", operon_documents(gene_table, genes)
+        ),
+        GENE_EXPRESSION: write_bson_file(
             dump / f"{GENE_EXPRESSION}.bson.gz", expression_documents(log_tpm, genes, samples)
         ),
     }

@@ -5,7 +5,6 @@ Tests and the standalone CLI call the plain functions; the rules call the wrappe
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch.utils.data import TensorDataset
 from genomelab.config import param
 from genomelab.diagnostics import read_results, write_results
 from genomelab.io.atomic import atomic_write_json
+from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
 from genomelab.regulon import baselines as bl
 from genomelab.regulon.bsonio import Source
 from genomelab.regulon.data import Normaliser, process_data, read_genes, read_operons, write_tables
@@ -42,13 +42,6 @@ from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training
 
 logger = logging.getLogger(__name__)
 MODULE = "regulon"
-
-
-def _load_json(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    return json.loads(path.read_text())
 
 
 def model_config(model: dict[str, Any], targets: dict[str, Any]) -> RegulonModelConfig:
@@ -141,7 +134,7 @@ def diagnose(
 ) -> list:
     data = TargetData(targets_path)
     results = run_diagnostics(
-        data, model_cfg, diag_cfg, _load_json(report_path), seed, resolve_device(device)
+        data, model_cfg, diag_cfg, read_json_file(report_path), seed, resolve_device(device)
     )
     write_results(out, MODULE, results)
     return results
@@ -361,7 +354,7 @@ def evaluate(
         "normalisation": norm.__dict__,
     }
     if train_metrics_path is not None:
-        tm = _load_json(train_metrics_path)
+        tm = read_metrics(train_metrics_path)
         hist = tm.get("history", [])
         payload["training"] = {
             "initial_train_loss": tm.get("initial", {}).get("initial/loss"),
@@ -370,7 +363,7 @@ def evaluate(
             "best_epoch": tm.get("best_epoch"),
             "stopped_reason": tm.get("stopped_reason"),
         }
-    atomic_write_json(out_dir / "metrics.json", payload)
+    write_metrics(out_dir / "metrics.json", Metrics(payload, str(out_dir / "metrics.json")))
     plots = [out_dir / "plots" / "tracks.png", out_dir / "plots" / "genes.png"]
     plot_tracks(
         plots[0],
@@ -392,7 +385,7 @@ def evaluate(
     write_bedgraphs(methods[MODEL], data, norm, out_dir / "tracks")
     if summary_json is not None:
         diags = [r.__dict__ for p in diagnostics_paths for r in read_results(p)]
-        report = _load_json(report_path) if report_path else {}
+        report = read_json_file(report_path) if report_path else {}
         notes = [f"Axis of {k}: {v}." for k, v in payload["axes"].items()]
         notes.append(
             f"Expression measured on {report.get('coverage', {}).get('measured_fraction', float('nan')):.1%} "

@@ -29,7 +29,7 @@ def make_synthetic(
 
     ``value_scale`` multiplies TPM values (tests use it to fake wrong units).
     """
-    from genomelab.regulon.demo import write_bson
+    from genomelab.io.bson import write_bson_file
 
     rng = np.random.default_rng(seed)
     out = Path(out_dir)
@@ -115,7 +115,7 @@ def make_synthetic(
         for d in range(2)
         for g in genes
     ]
-    write_bson(dump / f"{GENE_DATAMART}.bson", gene_docs)
-    write_bson(dump / f"{OPERON_DATAMART}.bson", operon_docs)
-    write_bson(dump / f"{GENE_EXPRESSION}.bson", expr_docs)
+    write_bson_file(dump / f"{GENE_DATAMART}.bson", gene_docs)
+    write_bson_file(dump / f"{OPERON_DATAMART}.bson", operon_docs)
+    write_bson_file(dump / f"{GENE_EXPRESSION}.bson", expr_docs)
     return {"genome": genome, "dump": out / "dump"}

@@ -15,7 +15,6 @@ cross a block boundary, so no window overlaps a window of another split.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ import pandas as pd
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
+from genomelab.io.fasta import read_fasta
 from genomelab.splits import SPLITS, group_split
 
 logger = logging.getLogger(__name__)
@@ -47,21 +47,16 @@ def read_genome(path: str | os.PathLike, contig: str | None = None) -> tuple[str
 
     Returns (contig name, [n_bp] uint8). ``contig`` None takes the first record.
     """
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"genome FASTA {path} does not exist")
-    opener = gzip.open if path.name.endswith(".gz") else open
     names = []
-    with opener(path, "rt") as fh:
-        for title, seq in SimpleFastaParser(fh):
-            name = title.split()[0] if title else ""
-            names.append(name)
-            if contig is None or name == contig:
-                if not seq:
-                    raise ValueError(f"genome FASTA {path}: record {name!r} is empty")
-                return name, _LUT[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+    for name, seq in read_fasta(path, allow_empty=True):
+        names.append(name)
+        if contig is None or name == contig:
+            if not seq:
+                raise ValueError(f"genome FASTA {path}: record {name!r} is empty")
+            return name, _LUT[np.frombuffer(seq, dtype=np.uint8)]
     if not names:
         raise ValueError(f"genome FASTA {path} holds no FASTA record")
     raise ValueError(f"genome FASTA {path} has no contig {contig!r} (has {names[:5]})")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from genomelab.io.atomic import atomic_write_json, atomic_write_text
+from genomelab.io.metrics import read_json_file
 from genomelab.report.summary import _fmt, read_module_summary
 
 
@@ -25,7 +25,7 @@ def write_run_summary(
     relative to the run summary so the Markdown renders with its images.
     """
     md_dir = Path(md_path).parent
-    versions = json.loads(Path(versions_path).read_text())
+    versions = read_json_file(versions_path, "versions file")
     summaries = [read_module_summary(p) for p in summary_paths]
     lines = [
         "# genomelab run summary",

@@ -7,13 +7,14 @@ needs no knowledge of any module.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from genomelab.io.atomic import atomic_write_json, atomic_write_text
+from genomelab.io.errors import FormatError
+from genomelab.io.metrics import read_json_file
 
 
 @dataclass
@@ -110,7 +111,10 @@ def write_module_summary(
 
 
 def read_module_summary(path: str | os.PathLike) -> ModuleSummary:
-    data = json.loads(Path(path).read_text())
+    data = read_json_file(path, "module summary")
+    missing = [k for k in ("module", "title") if k not in data]
+    if missing:
+        raise FormatError(path, f"module summary lacks key(s) {missing}")
     comps = [
         Comparison(**{k: c[k] for k in ("title", "split", "primary", "higher_is_better", "rows", "kinds")})
         for c in data.get("comparisons", [])

@@ -22,8 +22,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from genomelab.config import ConfigSection, from_schema
-from genomelab.tissue.dataset import TissueData, impute_standardise_params, standardise
 from genomelab.tissue.metrics import classification_metrics
+from genomelab.tissue.task import TissueData, impute_standardise_params, standardise
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from genomelab import __version__
 from genomelab.io.atomic import atomic_output
-from genomelab.tissue.data import NAME_RE
+from genomelab.io.names import NAME_RULE, is_safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,9 @@ def convert_beta_table(
     dup = sorted({s for s in samples if (samples == s).sum() > 1})
     if dup:
         raise ValueError(f"{table}: duplicate sample name(s) {dup[:5]}")
-    bad_names = [s for s in samples if not NAME_RE.match(s)]
+    bad_names = [s for s in samples if not is_safe_name(s)]
     if bad_names:
-        raise ValueError(
-            f"{table}: sample name(s) {bad_names[:3]} may only contain letters, digits and _ . + -"
-        )
+        raise ValueError(f"{table}: sample name(s) {bad_names[:3]} {NAME_RULE}")
     probes = [c for c in df.columns if c not in (sample_column, label_column)]
     beta = df[probes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     non_numeric = np.isnan(beta) & df[probes].notna().to_numpy()

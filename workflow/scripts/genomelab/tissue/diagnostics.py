@@ -27,16 +27,16 @@ from genomelab.config import ConfigSection, from_schema
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult
 from genomelab.diagnostics.checks import group_leakage
 from genomelab.io.atomic import atomic_output
+from genomelab.io.features import read_features
 from genomelab.splits import group_split
-from genomelab.tissue.dataset import (
+from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, build_model
+from genomelab.tissue.task import (
     TaskConfig,
     TissueData,
     impute_standardise_params,
     select_task,
     standardise,
 )
-from genomelab.tissue.features import read_features
-from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, build_model
 
 logger = logging.getLogger(__name__)
 

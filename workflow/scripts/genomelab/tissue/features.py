@@ -23,19 +23,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from genomelab import __version__
 from genomelab.io.atomic import atomic_output
-from genomelab.tissue.data import (
-    SampleRecord,
-    StackedHDF5,
-    default_region_ids,
-    load_npz_sample,
-    read_sample_sheet,
-)
+from genomelab.io.features import create_features, write_feature_labels
+from genomelab.io.methylation import StackedHDF5, default_region_ids, load_npz_sample
+from genomelab.io.sheets import SampleRecord, read_sample_sheet
 
 logger = logging.getLogger(__name__)
-
-STR = h5py.string_dtype("utf-8")
 
 
 # Rows per slice in region_means: ~1.2 MB of int8, so a slice and its temporary stay in the
@@ -120,23 +113,6 @@ def _iter_npz(
         yield rec, meth, ids
 
 
-def _create(h5: h5py.File, n_samples: int, regions: np.ndarray, n_positions: int, source: str) -> None:
-    n_regions = len(regions)
-    chunk_rows = max(1, min(n_samples, (1 << 20) // max(4 * n_regions, 1)))
-    h5.create_dataset(
-        "means", (n_samples, n_regions), np.float32, chunks=(chunk_rows, n_regions), fillvalue=np.nan
-    )
-    h5.create_dataset("coverage", (n_samples, n_regions), np.uint16, chunks=(chunk_rows, n_regions))
-    h5.create_dataset("regions", data=regions.astype(object), dtype=STR)
-    h5.attrs.update({"n_positions": n_positions, "source": source, "genomelab_version": __version__})
-
-
-def _write_labels(h5: h5py.File, records: list[SampleRecord]) -> None:
-    for key in ("sample", "tissue", "subtype", "source_sample"):
-        name = "samples" if key == "sample" else key
-        h5.create_dataset(name, data=np.asarray([getattr(r, key) for r in records], dtype=object), dtype=STR)
-
-
 def extract_features_from_sheet(
     sheet: str | os.PathLike, out_h5: str | os.PathLike, n_positions: int = 150, threads: int = 1
 ) -> Path:
@@ -152,7 +128,7 @@ def extract_features_from_sheet(
             ids = ids if ids is not None else default_region_ids(meth.shape[0])
             if regions is None:
                 regions = ids
-                _create(h5, len(records), regions, n_positions, str(sheet))
+                create_features(h5, len(records), regions, n_positions, str(sheet))
             elif len(ids) != len(regions) or not np.array_equal(ids, regions):
                 raise ValueError(
                     f"{rec.file}: region IDs differ from those of {records[0].file} "
@@ -163,7 +139,7 @@ def extract_features_from_sheet(
             h5["coverage"][i] = valid
             if (i + 1) % 50 == 0:
                 logger.info("features: %d/%d samples", i + 1, len(records))
-        _write_labels(h5, records)
+        write_feature_labels(h5, records)
     logger.info("wrote features of %d samples x %d regions to %s", len(records), len(regions), out_h5)
     return out_h5
 
@@ -194,12 +170,12 @@ def extract_features_from_hdf5(
     ]
     out_h5 = Path(out_h5)
     with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as h5, h5py.File(src.path, "r") as h5in:
-        _create(h5, len(records), src.region_ids, src.n_positions, str(stacked))
+        create_features(h5, len(records), src.region_ids, src.n_positions, str(stacked))
         for start, arr in _read_blocks(h5in["methylation"], block):
             means, valid = region_means(arr, threads, f"{src.path} (files {start}..{start + len(arr) - 1})")
             h5["means"][start : start + len(arr)] = means
             h5["coverage"][start : start + len(arr)] = valid
-        _write_labels(h5, records)
+        write_feature_labels(h5, records)
     logger.info("wrote features of %d samples x %d regions to %s", len(records), len(src.region_ids), out_h5)
     return out_h5
 
@@ -229,16 +205,3 @@ def _read_blocks(meth: h5py.Dataset, block: int) -> Iterator[tuple[int, np.ndarr
             if k + 1 < len(starts):
                 pending = reader.submit(read, starts[k + 1], buffers[(k + 1) % 2])
             yield start, arr
-
-
-def read_features(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Load a features HDF5 into memory: means, coverage, samples, tissue, subtype, source_sample, regions."""
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as h5:
-            out = {k: h5[k][()] for k in ("means", "coverage")}
-            for k in ("samples", "tissue", "subtype", "source_sample", "regions"):
-                out[k] = np.asarray([v.decode() if isinstance(v, bytes) else v for v in h5[k][()]])
-    except (OSError, KeyError) as exc:
-        raise ValueError(f"{path}: not a genomelab tissue features file ({exc})") from exc
-    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output
+from genomelab.io.metrics import read_json_file, read_metrics
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 from genomelab.tissue.metrics import HEADLINE
 
@@ -138,7 +138,7 @@ def build_summary(
     """Write ``summary.json``/``summary.md``, ``comparison.tsv`` and plots into ``out_dir``."""
     out = Path(out_dir)
     plots_dir = out / "plots"
-    base = json.loads(Path(baselines_json).read_text())
+    base = read_json_file(baselines_json, "baselines metrics file")
     rows: dict[str, dict[str, float]] = {}
     kinds: dict[str, str] = {}
     confusions: dict[str, tuple[list, list]] = {}
@@ -152,12 +152,12 @@ def build_summary(
     }
     n_test = {name: res["test"]["n"] for name, res in base["methods"].items()}
     for path in model_metrics.values():
-        m = json.loads(Path(path).read_text())
+        m = read_metrics(path, require=("title", "granularity", "test", "history", "chance_nll"))
         title = m["title"]
-        rows[title] = {k: m["test"][k] for k in HEADLINE}
+        rows[title] = {k: m.test[k] for k in HEADLINE}
         kinds[title] = "model" if m["granularity"] == "file" else "ablation"
-        n_test[title] = m["test"]["n"]
-        histories[title] = m["history"]
+        n_test[title] = m.test["n"]
+        histories[title] = m.history
         chance[title] = m["chance_nll"]
         if m.get("n_members", 1) > 1:
             single = [r["test_accuracy"] for r in m["members"]]

@@ -10,7 +10,7 @@ import numpy as np
 
 from genomelab.config import param
 from genomelab.diagnostics import write_results
-from genomelab.io.atomic import atomic_write_json
+from genomelab.io.metrics import Metrics, write_metrics
 from genomelab.tissue.features import extract_features_from_hdf5, extract_features_from_sheet
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
 
@@ -35,7 +35,7 @@ def _limit_threads(smk: Any) -> None:
 
 
 def _task(smk: Any):
-    from genomelab.tissue.dataset import TaskConfig
+    from genomelab.tissue.task import TaskConfig
 
     return TaskConfig.from_dict(param(smk, "task"))
 
@@ -58,15 +58,16 @@ def features_step(smk: Any) -> None:
 
 
 def splits_step(smk: Any) -> None:
-    from genomelab.tissue.dataset import make_splits, write_splits
+    from genomelab.io.tables import write_split_table
+    from genomelab.tissue.task import make_splits
 
-    write_splits(make_splits(smk.input.h5, _task(smk), int(smk.params.seed)), smk.output.tsv)
+    write_split_table(make_splits(smk.input.h5, _task(smk), int(smk.params.seed)), smk.output.tsv)
 
 
 def diagnostic_step(smk: Any) -> None:
     """One diagnostics rule: ``smk.params.check`` names the check (see diagnostics.CHECKS)."""
     from genomelab.tissue import diagnostics as dg
-    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.task import load_task
 
     _limit_threads(smk)
     check = smk.params.check
@@ -97,16 +98,16 @@ def diagnostic_step(smk: Any) -> None:
 
 def baselines_step(smk: Any) -> None:
     from genomelab.tissue.baselines import BaselineConfig, run_baselines
-    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.task import load_task
 
     _limit_threads(smk)
     data = load_task(smk.input.h5, smk.input.splits)
     results = run_baselines(data, BaselineConfig.from_dict(param(smk, "baselines")), int(smk.params.seed))
-    atomic_write_json(smk.output.json, results)
+    write_metrics(smk.output.json, Metrics(results, smk.output.json))
 
 
 def train_step(smk: Any) -> None:
-    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.task import load_task
     from genomelab.tissue.training import train_model
     from genomelab.train.device import resolve_device
 
@@ -128,7 +129,7 @@ def train_step(smk: Any) -> None:
 
 
 def ensemble_step(smk: Any) -> None:
-    from genomelab.tissue.dataset import load_task
+    from genomelab.tissue.task import load_task
     from genomelab.tissue.training import combine_members
 
     _limit_threads(smk)
@@ -143,13 +144,13 @@ def ensemble_step(smk: Any) -> None:
 
 
 def summary_step(smk: Any) -> None:
-    from genomelab.tissue.dataset import read_splits
+    from genomelab.io.tables import read_split_table
     from genomelab.tissue.report import build_summary
 
     models = list(smk.params.models)
     metrics = dict(zip(models, smk.input.metrics, strict=True))
     model_diag = dict(zip(models, smk.input.model_diagnostics, strict=True))
-    rows = read_splits(smk.input.splits)
+    rows = read_split_table(smk.input.splits)
     task = param(smk, "task")
     task["n_classes"] = len({r["label"] for r in rows})
     task["n_split"] = {s: int(np.sum([r["split"] == s for r in rows])) for s in ("train", "val", "test")}

@@ -21,9 +21,9 @@ from genomelab.diagnostics.checks import (
     prediction_collapse,
 )
 from genomelab.io.atomic import atomic_write_json
-from genomelab.tissue.dataset import TissueData, impute_standardise_params
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
+from genomelab.tissue.task import TissueData, impute_standardise_params
 from genomelab.train.engine import TrainConfig
 from genomelab.train.export import data_fingerprint, load_exported, save_exported
 from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training

@@ -1,15 +1,14 @@
-"""A streaming FASTA reader (plain or gzip) that checks what binners silently accept.
+"""FASTA: a streaming reader (plain or gzip) that checks what binners silently accept, and a writer.
 
 Records are yielded one at a time as ``(name, sequence bytes)``; memory is bounded by a
 read chunk plus the longest record. The name is the first whitespace-separated word of the
 header, the form MetaBAT2's depth table and most assemblers use. ``read_record_chunks``
 hands out the raw text of whole records instead, for the compiled reader of the feature
-step (``kmer_kernel.iter_fasta_profiles``); ``RecordNames`` gives both the same checks.
+step (``genomelab.binning.kmer_kernel.iter_fasta_profiles``, the fast engine); ``RecordNames`` gives both the same checks.
 """
 
 from __future__ import annotations
 
-import gzip
 import mmap
 import os
 import re
@@ -19,24 +18,14 @@ from typing import BinaryIO
 
 import numpy as np
 
-GZIP_MAGIC = b"\x1f\x8b"
+from genomelab.io.errors import FormatError
+from genomelab.io.streams import existing_file, is_gzip, open_binary
+
 CHUNK_BYTES = 1 << 22
 
 
-def open_maybe_gzip(path: str | os.PathLike) -> BinaryIO:
-    """Open ``path`` for binary reading, decompressing gzip when its magic bytes say so."""
-    path = Path(path)
-    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
-
-
 def _is_gzip(path: Path) -> bool:
-    if not path.is_file():
-        raise FileNotFoundError(f"FASTA file {path} does not exist")
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    # Sniffing the magic bytes rather than trusting the suffix: ".fa" files that are
-    # gzipped (and ".gz" files that are not) both occur in the wild.
-    return magic == GZIP_MAGIC
+    return is_gzip(existing_file(path, "FASTA file"))
 
 
 def read_fasta(
@@ -44,7 +33,7 @@ def read_fasta(
 ) -> Iterator[tuple[str, bytes]]:
     """Yield ``(name, sequence)`` for each record of a FASTA file.
 
-    Raises ``ValueError`` naming the file for: text before the first header, a header
+    Raises ``FormatError`` naming the file for: text before the first header, a header
     without a name, an empty record (unless ``allow_empty``), a duplicated name, a '>'
     inside a sequence. Sequence bytes are returned as written (case and IUPAC codes kept);
     whitespace and line breaks are removed.
@@ -61,7 +50,8 @@ def read_fasta(
     buf = bytearray(chunk_bytes)
     view = memoryview(buf)
     carry: list[bytes] = []  # an unfinished record (or the text before the first header)
-    with open_maybe_gzip(path) as fh:
+    existing_file(path, "FASTA file")
+    with open_binary(path) as fh:
         while n := fh.readinto(buf):
             # The last record start in this chunk; one split across chunks ("\n" | ">")
             # counts as a start at 0.
@@ -81,7 +71,7 @@ def read_fasta(
     tail = b"".join(carry)
     yield from parser.parse(tail, 0, len(tail))
     if not parser.seen:
-        raise ValueError(f"{path}: no FASTA records found")
+        raise FormatError(path, "no FASTA records found")
 
 
 def read_record_chunks(
@@ -98,7 +88,7 @@ def read_record_chunks(
     passed), its last record as a copy with the sentinel. A gzip file is inflated into
     one reused buffer of ``chunk_bytes`` (grown while a single record does not fit),
     valid until the next chunk is asked for. Either way memory is bounded by about a chunk
-    plus the longest record. Raises ``ValueError`` naming the file and line for text
+    plus the longest record. Raises ``FormatError`` naming the file and line for text
     before the first header; yields nothing for a file without any (the caller says so).
     """
     if chunk_bytes < 2:
@@ -111,7 +101,7 @@ def read_record_chunks(
     filled = 0  # bytes in buf: the unfinished record carried over, then the new read
     started = False
     n_newlines = 0  # in the blank lines before the first header
-    with open_maybe_gzip(path) as fh:
+    with open_binary(path) as fh:
         while True:
             if filled == len(buf) - 1:  # full, and no record ends in it: grow
                 grown = bytearray(2 * len(buf) - 1)
@@ -131,7 +121,7 @@ def read_record_chunks(
                     return
                 start = first.start()
                 if buf[start] != ord(">"):
-                    raise ValueError(_before_header(path, n_newlines + buf.count(b"\n", 0, start) + 1))
+                    raise _before_header(path, n_newlines + buf.count(b"\n", 0, start) + 1)
                 buf[: filled - start] = buf[start:filled]  # a copy: memcpy must not overlap
                 filled -= start
                 searched, started = 0, True
@@ -165,7 +155,7 @@ def _mapped_record_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[bytear
         return
     start = first.start()
     if data[start] != ord(">"):
-        raise ValueError(_before_header(path, data[:start].count(b"\n") + 1))
+        raise _before_header(path, data[:start].count(b"\n") + 1)
     last = max(data.rfind(b"\n>", start) + 1, start)  # the last record's '>'
     released = 0
     while start < last:
@@ -222,13 +212,13 @@ class RecordNames:
         """Check one record (``name``: the first header word, decoded, or "" when the
         header has none) and add its name to the names seen."""
         if not name:
-            raise ValueError(f"{self.path}: {self._where()} is a header without a name")
+            raise FormatError(self.path, f"{self._where()} is a header without a name")
         if name in self.seen:
-            raise ValueError(f"{self.path}: duplicate record name {name!r} ({self._where()})")
+            raise FormatError(self.path, f"duplicate record name {name!r} ({self._where()})")
         if gt_inside:
-            raise ValueError(f"{self.path}: record {name!r} ({self._where()}) has a '>' inside its sequence")
+            raise FormatError(self.path, f"record {name!r} ({self._where()}) has a '>' inside its sequence")
         if not n_bases and not self.allow_empty:
-            raise ValueError(f"{self.path}: record {name!r} ({self._where()}) has an empty sequence")
+            raise FormatError(self.path, f"record {name!r} ({self._where()}) has an empty sequence")
         self.seen.add(name)
         return name
 
@@ -268,7 +258,7 @@ class _RecordParser:
             while pos < stop and data[pos] in b" \t\r\n":
                 pos += 1
             if pos < stop and data[pos] != ord(">"):
-                raise ValueError(_before_header(path, data.count(b"\n", start, pos) + 1))
+                raise _before_header(path, data.count(b"\n", start, pos) + 1)
         while pos < stop:
             end = _next_header(data, pos + 1, stop)
             header_end = data.find(b"\n", pos, end)
@@ -286,8 +276,8 @@ class _RecordParser:
             pos = end + 1
 
 
-def _before_header(path: Path, line: int) -> str:
-    return f"{path}: line {line} has sequence before the first '>' header (is this a FASTA file?)"
+def _before_header(path: Path, line: int) -> FormatError:
+    return FormatError(path, "sequence before the first '>' header (is this a FASTA file?)", line)
 
 
 def write_fasta_record(fh: BinaryIO, name: str, seq: bytes, width: int = 80) -> None:

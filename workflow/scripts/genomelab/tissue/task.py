@@ -1,4 +1,4 @@
-"""Labels, splits and in-memory feature matrices for the tissue classifiers.
+"""A tissue task: its labels, splits and in-memory feature matrices (``TissueData``).
 
 The features HDF5 (see :mod:`genomelab.tissue.features`) holds every sample; a *task*
 chooses the label column (``tissue`` or, for fine-grained classes, ``subtype``) and
@@ -9,25 +9,21 @@ that every baseline, diagnostic and model reads, so all of them see the same hel
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
-import h5py
 import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
-from genomelab.io.atomic import atomic_output
-from genomelab.splits import SPLITS, group_split
-from genomelab.tissue.features import read_features
+from genomelab.io.features import read_features, read_n_positions
+from genomelab.io.tables import read_split_table
+from genomelab.splits import group_split
 
 logger = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ("tissue", "subtype")
-SPLIT_COLUMNS = ("sample", "source_sample", "tissue", "label", "split")
 
 
 @dataclass
@@ -136,33 +132,10 @@ def make_splits(features_h5: str | os.PathLike, task: TaskConfig, seed: int) -> 
     ]
 
 
-def write_splits(rows: list[dict[str, str]], path: str | os.PathLike) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(SPLIT_COLUMNS), delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
-    logger.info("wrote splits of %d samples to %s: %s", len(rows), path, counts)
-
-
-def read_splits(path: str | os.PathLike) -> list[dict[str, str]]:
-    path = Path(path)
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh, delimiter="\t")
-        missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"splits file {path} lacks column(s) {missing}")
-        rows = list(reader)
-    bad = sorted({r["split"] for r in rows} - set(SPLITS))
-    if bad:
-        raise ValueError(f"splits file {path} has unknown split name(s) {bad}; expected {SPLITS}")
-    return rows
-
-
 def load_task(features_h5: str | os.PathLike, splits_tsv: str | os.PathLike) -> TissueData:
     """Join the features HDF5 with a splits TSV (sample IDs must all be present)."""
     feats = read_features(features_h5)
-    rows = read_splits(splits_tsv)
+    rows = read_split_table(splits_tsv)
     row_of = {s: i for i, s in enumerate(feats["samples"])}
     missing = [r["sample"] for r in rows if r["sample"] not in row_of]
     if missing:
@@ -173,8 +146,7 @@ def load_task(features_h5: str | os.PathLike, splits_tsv: str | os.PathLike) -> 
     idx = np.asarray([row_of[r["sample"]] for r in rows], dtype=np.int64)
     labels = np.asarray([r["label"] for r in rows])
     classes, y = np.unique(labels, return_inverse=True)
-    with h5py.File(features_h5, "r") as h5:
-        n_positions = int(h5.attrs.get("n_positions", 0))
+    n_positions = read_n_positions(features_h5)
     return TissueData(
         samples=feats["samples"][idx],
         groups=np.asarray([r["source_sample"] for r in rows]),

@@ -1,0 +1,97 @@
+"""Sample sheets (``genomelab.io.sheets``): one reader for the tissue and deconv modules,
+the shared row checks of the ingest sheet, and errors that name the sheet and line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from genomelab.io.errors import FormatError
+from genomelab.io.sheets import SampleRecord, iter_sheet_rows, read_sample_sheet, write_sample_sheet
+
+HEADER = "sample\tfile\ttissue\tsubtype\tsource_sample"
+
+
+def _write_sheet(path, rows, header=HEADER):
+    path.write_text(header + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return path
+
+
+def _npz(path):
+    np.savez(path, methylation=np.zeros((2, 4), np.int8))
+    return path
+
+
+def test_missing_column_names_the_sheet(tmp_path):
+    sheet = _write_sheet(tmp_path / "s.tsv", [["a", "a.npz"]], header="sample\tfile")
+    with pytest.raises(FormatError, match=r"s\.tsv: sample sheet lacks column\(s\) \['tissue'\]") as info:
+        read_sample_sheet(sheet)
+    assert info.value.path == sheet and info.value.line is None
+
+
+def test_a_comma_separated_header_is_a_missing_column_error(tmp_path):
+    sheet = tmp_path / "c.tsv"
+    sheet.write_text("sample,file,tissue\na,a.npz,Blood\n")
+    with pytest.raises(FormatError, match=r"c\.tsv: .*lacks column.*tab-separated"):
+        read_sample_sheet(sheet)
+
+
+@pytest.mark.parametrize(
+    "rows, line, problem",
+    [
+        ([["a", "a.npz", "Blood", "", ""], ["a", "a.npz", "Liver", "", ""]], 3, "duplicate sample 'a'"),
+        ([["a", "a.npz", "Blood", "", ""], ["b", "a.npz", "", "", ""]], 3, "empty 'tissue'"),
+        ([["a/b", "a.npz", "Blood", "", ""]], 2, "sample name 'a/b' may only contain"),
+        ([["", "a.npz", "Blood", "", ""]], 2, "empty 'sample'"),
+    ],
+)
+def test_bad_rows_name_the_sheet_and_line(tmp_path, rows, line, problem):
+    _npz(tmp_path / "a.npz")
+    sheet = _write_sheet(tmp_path / "d.tsv", rows)
+    with pytest.raises(FormatError, match=problem) as info:
+        read_sample_sheet(sheet)
+    assert info.value.line == line and f"d.tsv, line {line}: " in str(info.value)
+
+
+def test_line_numbers_count_blank_and_comment_lines(tmp_path):
+    sheet = tmp_path / "g.tsv"
+    sheet.write_text("# made by hand\nsample\tfile\n\na\tx\n# note\nb\t\n")
+    rows = iter_sheet_rows(sheet, "sheet", ("sample", "file"), comments=True)
+    assert next(rows) == (4, {"sample": "a", "file": "x"})
+    with pytest.raises(FormatError, match=r"g\.tsv, line 6: empty 'file'"):
+        next(rows)
+
+
+def test_unknown_columns_only_when_strict(tmp_path):
+    sheet = tmp_path / "u.tsv"
+    sheet.write_text("sample\tfile\textra\na\tx\ty\n")
+    assert [v for _, v in iter_sheet_rows(sheet, "sheet", ("sample", "file"))] == [
+        {"sample": "a", "file": "x"}
+    ]
+    with pytest.raises(FormatError, match=r"u\.tsv: sheet: unknown column\(s\) \['extra'\]"):
+        list(iter_sheet_rows(sheet, "sheet", ("sample", "file"), strict_columns=True))
+
+
+def test_missing_sheet_empty_sheet_and_missing_data_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"sample sheet .*nope\.tsv does not exist"):
+        read_sample_sheet(tmp_path / "nope.tsv")
+    with pytest.raises(FormatError, match=r"e\.tsv: sample sheet lists no samples"):
+        read_sample_sheet(_write_sheet(tmp_path / "e.tsv", []))
+    sheet = _write_sheet(tmp_path / "m.tsv", [["b", "missing.npz", "Blood", "", ""]])
+    with pytest.raises(FileNotFoundError, match=r"m\.tsv, line 2: file .*missing\.npz"):
+        read_sample_sheet(sheet)
+    assert read_sample_sheet(sheet, check_files=False)[0].file == tmp_path / "missing.npz"
+
+
+def test_write_then_read_gives_the_records_back(tmp_path):
+    data = tmp_path / "npz"
+    data.mkdir()
+    records = [
+        SampleRecord("s1", _npz(data / "s1.npz"), "Blood", "B_cell", "s1"),
+        SampleRecord("s1.aug", _npz(data / "s1.aug.npz"), "Blood", "", "s1"),
+    ]
+    out = write_sample_sheet(records, tmp_path / "sheets" / "samples.tsv")
+    assert out.read_text().splitlines()[:2] == [HEADER, "s1\t../npz/s1.npz\tBlood\tB_cell\ts1"]
+    back = read_sample_sheet(out)
+    assert [(r.sample, r.file.resolve(), r.tissue, r.subtype, r.source_sample) for r in back] == [
+        (r.sample, r.file.resolve(), r.tissue, r.subtype, r.source_sample) for r in records
+    ]

@@ -1,0 +1,54 @@
+"""Plain/gzip opening (``genomelab.io.streams``): compressed-stream errors name the file."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from genomelab.io.errors import FormatError
+from genomelab.io.streams import compressed_errors, is_gzip, open_binary, open_text
+
+TEXT = "".join(f"chr1\t{i}\t{i + 1}\tr{i}\n" for i in range(20000))
+
+
+def test_gzip_is_recognised_by_magic_bytes_not_name(tmp_path):
+    hidden = tmp_path / "regions.bed"
+    hidden.write_bytes(gzip.compress(TEXT.encode()))
+    plain = tmp_path / "regions.bed.gz"
+    plain.write_text(TEXT)
+    assert is_gzip(hidden) and not is_gzip(plain)
+    for path in (hidden, plain):
+        with open_text(path) as fh:
+            assert fh.read() == TEXT
+        with open_binary(path) as fh:
+            assert fh.read() == TEXT.encode()
+
+
+@pytest.mark.parametrize("mode", ["lines", "read", "readinto"])
+def test_truncated_gzip_names_the_file_however_it_is_read(tmp_path, mode):
+    packed = gzip.compress(TEXT.encode())
+    path = tmp_path / "cut.bed.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(FormatError, match=r"cut\.bed\.gz: truncated or corrupt compressed file") as info:
+        if mode == "lines":
+            with open_text(path) as fh:
+                for _ in fh:
+                    pass
+        elif mode == "read":
+            with open_binary(path) as fh:
+                fh.read()
+        else:
+            buf = bytearray(1000)
+            with open_binary(path) as fh:
+                while fh.readinto(buf):
+                    pass
+    assert info.value.path == path and isinstance(info.value, ValueError)
+
+
+def test_compressed_errors_wraps_code_that_inflates_by_itself(tmp_path):
+    path = tmp_path / "x.gz"
+    with pytest.raises(FormatError, match=r"x\.gz: truncated or corrupt compressed file \(EOFError"):
+        with compressed_errors(path):
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+    with pytest.raises(KeyError), compressed_errors(path):
+        raise KeyError("other errors pass through")

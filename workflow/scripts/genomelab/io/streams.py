@@ -1,0 +1,88 @@
+"""Opening plain or gzip-compressed files, with compressed-stream errors that name the file.
+
+gzip is recognised by its magic bytes, not the suffix: ".fa" files that are gzipped (and
+".gz" files that are not) both occur in the wild. A truncated or corrupt gzip stream
+raises a bare ``EOFError`` ("Compressed file ended before the end-of-stream marker was
+reached"), ``zlib.error`` or ``gzip.BadGzipFile`` deep inside a reader, naming no file.
+Handles from :func:`open_binary` and :func:`open_text` raise a :class:`FormatError` naming
+the file instead; :func:`compressed_errors` does the same around code that decompresses
+by itself (pandas' ``compression="gzip"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from genomelab.io.errors import FormatError
+
+GZIP_MAGIC = b"\x1f\x8b"
+COMPRESSED_STREAM_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    """True when ``path`` starts with the gzip magic bytes."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+@contextlib.contextmanager
+def compressed_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise a truncated or corrupt compressed stream's error as a ``FormatError`` naming ``path``."""
+    try:
+        yield
+    except COMPRESSED_STREAM_ERRORS as exc:
+        raise FormatError(
+            path, f"truncated or corrupt compressed file ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+class _NamedGzipFile(gzip.GzipFile):
+    """A gzip reader whose stream errors name the file (every read path of ``GzipFile``:
+    ``readinto`` and iteration go through ``read`` and ``readline``)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path, "rb")
+        self.source = path
+
+    def read(self, size: int | None = -1) -> bytes:
+        with compressed_errors(self.source):
+            return super().read(size)
+
+    def read1(self, size: int = -1) -> bytes:
+        with compressed_errors(self.source):
+            return super().read1(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        with compressed_errors(self.source):
+            return super().readline(size)
+
+    def peek(self, n: int) -> bytes:
+        with compressed_errors(self.source):
+            return super().peek(n)
+
+
+def open_binary(path: str | os.PathLike) -> io.BufferedIOBase:
+    """Open ``path`` for binary reading, decompressing gzip when its magic bytes say so."""
+    return _NamedGzipFile(path) if is_gzip(path) else open(path, "rb")
+
+
+def open_text(path: str | os.PathLike) -> IO[str]:
+    """Open ``path`` as text (newlines untranslated, as ``csv`` wants), gzip by magic bytes."""
+    if is_gzip(path):
+        return io.TextIOWrapper(_NamedGzipFile(path), newline="")
+    return open(path, newline="")
+
+
+def existing_file(path: str | os.PathLike, what: str) -> Path:
+    """``Path(path)``; ``FileNotFoundError`` naming ``what`` when it is not a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    return path

@@ -1,0 +1,257 @@
+"""Tab-separated tables keyed by name: the tissue module's splits table, contig tables of
+the binning module (MetaBAT depth, truth, clusters, bins) and the link and entity tables
+of the assoc module.
+
+Readers check the columns and rows a table must have and name the file, and the line
+where a row is at fault (``line`` counts the header as line 1 and assumes no blank lines,
+which pandas skips). Joins between tables go through :func:`check_names`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genomelab.io.atomic import atomic_output, atomic_write_text
+from genomelab.io.errors import FormatError
+from genomelab.io.streams import compressed_errors, existing_file
+from genomelab.splits import SPLITS
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_COLUMNS = ("contig", "cluster")
+LINK_COLUMNS = ("source", "target", "direction", "confidence")
+SPLIT_COLUMNS = ("sample", "source_sample", "tissue", "label", "split")
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, float_format: str = "%.6g") -> None:
+    """Write ``frame`` as TSV atomically (no index column)."""
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format=float_format)
+
+
+def _read_tsv(path: Path, **kwargs) -> pd.DataFrame:
+    with compressed_errors(path):
+        try:
+            return pd.read_csv(path, sep="\t", **kwargs)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise FormatError(path, f"not a readable tab-separated table ({exc})") from exc
+
+
+def _first_line(mask: np.ndarray | pd.Series) -> int:
+    """File line of the first true row of ``mask`` (header = line 1)."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 2
+
+
+def check_names(
+    reference: np.ndarray | list[str],
+    other: np.ndarray | list[str],
+    ref_label: str,
+    other_label: str,
+    require_all: bool = True,
+    show: int = 5,
+) -> None:
+    """Raise ``ValueError`` unless every name of ``reference`` occurs in ``other``.
+
+    The message shows the counts and the first mismatches on both sides, which is what a
+    user needs to spot a renamed assembly or a header-trimming difference.
+    """
+    ref = pd.Index(np.asarray(reference, dtype=object))
+    oth = pd.Index(np.asarray(other, dtype=object))
+    missing = ref.difference(oth, sort=False)
+    extra = oth.difference(ref, sort=False)
+    if len(missing) and require_all:
+        raise ValueError(
+            f"contig names differ between {ref_label} ({len(ref)} contigs) and {other_label} "
+            f"({len(oth)} contigs): {len(missing)} of {ref_label} are missing from {other_label} "
+            f"(first: {list(missing[:show])}); {len(extra)} of {other_label} are not in {ref_label} "
+            f"(first: {list(extra[:show])})"
+        )
+    if len(extra):
+        logger.info(
+            "%d contigs of %s are not in %s (e.g. %s); ignored",
+            len(extra),
+            other_label,
+            ref_label,
+            list(extra[:show]),
+        )
+
+
+def _unique_names(table: pd.DataFrame, column: str, path: Path, what: str) -> None:
+    dup = table[column].duplicated()
+    if dup.any():
+        first = table.loc[dup, column].tolist()[:5]
+        raise FormatError(path, f"{what} lists contigs more than once (first: {first})", _first_line(dup))
+
+
+# ------------------------------------------------------------------- splits
+def write_split_table(rows: list[dict[str, str]], path: str | os.PathLike) -> None:
+    """Write a splits TSV (``SPLIT_COLUMNS``, one row per sample) atomically."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(SPLIT_COLUMNS), delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
+    logger.info("wrote splits of %d samples to %s: %s", len(rows), path, counts)
+
+
+def read_split_table(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a splits TSV; errors name the file (missing columns) and line (unknown split)."""
+    path = existing_file(path, "splits file")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise FormatError(path, f"splits file lacks column(s) {missing}")
+        rows = []
+        for row in reader:
+            if row["split"] not in SPLITS:
+                raise FormatError(
+                    path, f"unknown split name {row['split']!r}; expected one of {SPLITS}", reader.line_num
+                )
+            rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------ binning
+def read_depth_table(path: str | os.PathLike) -> tuple[pd.Index, np.ndarray, list[str]]:
+    """Read a ``jgi_summarize_bam_contig_depths`` table.
+
+    Returns ``(contig names, [n, n_samples] float32 mean depths, sample names)``; the
+    ``-var`` columns, ``contigLen`` and ``totalAvgDepth`` are not model inputs.
+    """
+    path = existing_file(path, "depth table")
+    table = _read_tsv(path, dtype={"contigName": str})
+    need = {"contigName", "contigLen", "totalAvgDepth"}
+    if not need <= set(table.columns):
+        raise FormatError(
+            path,
+            f"depth table lacks columns {sorted(need - set(table.columns))}; "
+            "expected the jgi_summarize_bam_contig_depths format",
+        )
+    samples = [c for c in table.columns[3:] if not c.endswith("-var")]
+    if not samples:
+        raise FormatError(path, "depth table has no per-sample depth columns")
+    _unique_names(table, "contigName", path, "depth table")
+    try:
+        depth = table[samples].to_numpy(dtype=np.float64)
+    except ValueError as exc:
+        raise FormatError(path, f"depth table holds non-numeric depths ({exc})") from exc
+    bad = ~np.isfinite(depth).all(axis=1) | (depth < 0).any(axis=1)
+    if bad.any():
+        raise FormatError(path, "depth table holds negative or non-finite depths", _first_line(bad))
+    return pd.Index(table["contigName"]), depth.astype(np.float32), samples
+
+
+def read_truth(path: str | os.PathLike) -> pd.Series:
+    """contig -> genome from a truth TSV (columns ``contig`` and ``genome``; more allowed)."""
+    path = existing_file(path, "truth table")
+    table = _read_tsv(path, dtype=str)
+    if not {"contig", "genome"} <= set(table.columns):
+        raise FormatError(path, f"truth table needs columns 'contig' and 'genome', has {list(table.columns)}")
+    _unique_names(table, "contig", path, "truth table")
+    return pd.Series(table["genome"].to_numpy(), index=pd.Index(table["contig"]), name="genome")
+
+
+def write_clusters(names: np.ndarray | list[str], labels: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a clusters TSV (``contig``, ``cluster``), one row per contig in ``names`` order."""
+    write_table(pd.DataFrame({"contig": names, "cluster": labels}), path)
+
+
+def read_clusters(
+    path: str | os.PathLike, names: np.ndarray | list[str], names_label: str = "the k-mer profiles"
+) -> np.ndarray:
+    """Cluster labels [n] of the contigs ``names`` (in that order) from a clusters TSV.
+
+    Every name must be in the table (the error lists the first mismatches, see
+    :func:`check_names`); a contig listed twice is an error naming the line.
+    """
+    path = existing_file(path, "clusters table")
+    table = _read_tsv(path, dtype={"contig": str})
+    missing = [c for c in CLUSTER_COLUMNS if c not in table.columns]
+    if missing:
+        raise FormatError(path, f"clusters table lacks column(s) {missing}; it has {list(table.columns)}")
+    _unique_names(table, "contig", path, "clusters table")
+    check_names(names, table["contig"], names_label, f"clusters {path}")
+    return table.set_index("contig").loc[names, "cluster"].to_numpy()
+
+
+# -------------------------------------------------------------------- assoc
+def read_entity_table(path: str | os.PathLike, side: str) -> pd.DataFrame:
+    """An entity TSV as strings (``id`` stripped; missing values kept as ""); checks that
+    there is an ``id`` column, rows, and no empty or duplicate ids."""
+    what = f"{side} entity table"
+    path = existing_file(path, what)
+    df = _read_tsv(path, dtype=str, keep_default_na=False)
+    if "id" not in df.columns:
+        raise FormatError(path, f"{what} has no 'id' column (columns: {list(df.columns)})")
+    if len(df) == 0:
+        raise FormatError(path, f"{what} has no rows")
+    ids = df["id"].str.strip()
+    empty = ids == ""
+    if empty.any():
+        raise FormatError(path, f"{what} has {int(empty.sum())} empty ids", _first_line(empty))
+    dup = ids.duplicated()
+    if dup.any():
+        raise FormatError(
+            path, f"{what} has duplicate ids: {ids[dup].unique().tolist()[:5]}", _first_line(dup)
+        )
+    df["id"] = ids
+    return df
+
+
+def write_link_table(rows: Iterable[Sequence[str]], path: str | os.PathLike, columns: Sequence[str]) -> int:
+    """Write a links TSV atomically: ``columns`` (starting with ``LINK_COLUMNS``) and one
+    row of strings per link; returns the row count. A field holding a tab or line break
+    would shift columns, so it is an error."""
+    if tuple(columns[: len(LINK_COLUMNS)]) != LINK_COLUMNS:
+        raise ValueError(f"a links table starts with columns {LINK_COLUMNS}, not {tuple(columns)}")
+    lines = ["\t".join(columns)]
+    for row in rows:
+        if len(row) != len(columns) or any(c in f for f in row for c in "\t\r\n"):
+            raise ValueError(
+                f"{path}: link row {list(row)} does not fit columns {list(columns)} (tabs or line breaks?)"
+            )
+        lines.append("\t".join(row))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return len(lines) - 1
+
+
+def read_link_table(path: str | os.PathLike, directions: tuple[str, ...]) -> pd.DataFrame:
+    """A links TSV: ``source``, ``target`` (stripped), ``direction`` (stripped; one of
+    ``directions``), ``confidence`` (float in [0, 1]) and any other columns as strings.
+    Errors name the file and the first bad line."""
+    path = existing_file(path, "links table")
+    df = _read_tsv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in LINK_COLUMNS if c not in df.columns]
+    if missing:
+        raise FormatError(path, f"links table lacks column(s) {missing} (has {list(df.columns)})")
+    if len(df) == 0:
+        raise FormatError(path, "links table has no rows")
+    for col in ("source", "target", "direction"):
+        df[col] = df[col].str.strip()
+    bad_dir = ~df["direction"].isin(directions)
+    if bad_dir.any():
+        raise FormatError(
+            path,
+            f"links table: unknown direction(s) {sorted(set(df['direction'][bad_dir]))}; use {sorted(directions)}",
+            _first_line(bad_dir),
+        )
+    conf = pd.to_numeric(df["confidence"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(conf) | (conf < 0) | (conf > 1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5]
+        examples = [f"{df['source'][i]}->{df['target'][i]}: {df['confidence'][i]!r}" for i in rows]
+        raise FormatError(
+            path,
+            f"links table: {int(bad.sum())} confidence(s) outside [0, 1] or not numbers, e.g. {examples}",
+            _first_line(bad),
+        )
+    df["confidence"] = conf
+    return df

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,7 +19,7 @@ from genomelab.diagnostics.checks import (
     loss_stuck_at_chance,
     prediction_collapse,
 )
-from genomelab.io.atomic import atomic_write_json
+from genomelab.io.metrics import Metrics, read_metrics, write_metrics
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
 from genomelab.tissue.task import TissueData, impute_standardise_params
@@ -328,7 +327,7 @@ def combine_members(
         raise ValueError("combine_members needs the same non-empty number of models, metrics and diagnostics")
     out_dir = Path(out_dir)
     dev = torch.device("cpu")
-    infos = [json.loads(Path(p).read_text()) for p in member_metrics]
+    infos = [read_metrics(p).to_dict() for p in member_metrics]
     digest = data_digest(data)
     loaded = [_load_member(Path(p), kind, data, digest) for p in member_models]
     models = [m for m, _ in loaded]
@@ -420,7 +419,7 @@ def combine_members(
         r.message = f"{title} ensemble: {r.message}"
         checks.append(r)
     write_results(out_dir / "diagnostics.json", "tissue", checks)
-    atomic_write_json(out_dir / "metrics.json", payload)
+    write_metrics(out_dir / "metrics.json", Metrics(payload, str(out_dir / "metrics.json")))
     single = [m["test_accuracy"] for m in members]
     logger.info(
         "%s, ensemble of %d: test accuracy %.3f (members %.3f-%.3f), balanced %.3f, ECE %.3f",

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from genomelab import __version__
 from genomelab.config import ConfigSection, from_schema
-from genomelab.io.atomic import atomic_write_json
+from genomelab.io.metrics import Metrics, write_metrics
 from genomelab.train import distributed as ddp
 from genomelab.train.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from genomelab.train.device import resolve_device
@@ -556,26 +556,27 @@ class Trainer:
 
     def metrics_payload(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The metrics JSON: per-epoch history, best epoch, final values and config."""
-        payload: dict[str, Any] = {
-            "genomelab_version": __version__,
-            "device": str(self.device),
-            "precision": str(self.autocast_dtype or torch.float32).replace("torch.", ""),
-            "train_config": dataclasses.asdict(self.config),
-            "monitor": self.config.monitor,
-            "best_epoch": self.stopper.best_epoch,
-            "best_value": self.stopper.best,
-            "stopped_reason": self.stopper.reason,
-            "epochs_run": len(self.history),
-            "history": self.history,
-            "final": self.history[-1] if self.history else {},
-        }
-        if extra:
-            payload.update(extra)
-        return payload
+        return self._metrics_record(extra).to_dict()
+
+    def _metrics_record(self, extra: dict[str, Any] | None = None) -> Metrics:
+        # One record type for every metrics.json (genomelab.io.metrics), in the engine's key order.
+        return Metrics.training_run(
+            genomelab_version=__version__,
+            device=str(self.device),
+            precision=str(self.autocast_dtype or torch.float32).replace("torch.", ""),
+            train_config=dataclasses.asdict(self.config),
+            monitor=self.config.monitor,
+            best_epoch=self.stopper.best_epoch,
+            best_value=self.stopper.best,
+            stopped_reason=self.stopper.reason,
+            history=self.history,
+            extra=extra,
+            source=str(self.metrics_path or "metrics"),
+        )
 
     def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
         if self.metrics_path is not None and self.is_main:
-            atomic_write_json(self.metrics_path, self.metrics_payload(extra))
+            write_metrics(self.metrics_path, self._metrics_record(extra))
 
     def log_scalars(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Write extra scalars (e.g. ``test/accuracy``) to TensorBoard."""

@@ -12,7 +12,6 @@ half-open (``start = left - 1``, ``end = right``).
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.streams import open_text
 from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART, Source
 
 logger = logging.getLogger(__name__)
@@ -162,30 +162,19 @@ def parse_operon_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
-    """Genes with b-numbers (``locus_tag``) from a GFF3 or GenBank file (gzip allowed).
-
-    Returns columns bnumber, name, start (0-based), end, strand.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} does not exist")
-    name = path.name.lower().removesuffix(".gz")
-    opener = gzip.open if path.name.endswith(".gz") else open
+def _gff_genes(path: Path) -> list[tuple[str, str, int, int, str]]:
     rows = []
-    if name.endswith((".gff", ".gff3")):
-        with opener(path, "rt") as fh:
-            for line in fh:
-                if line.startswith("#") or not line.strip():
-                    continue
-                cols = line.rstrip("\n").split("\t")
-                if len(cols) != 9:
-                    raise ValueError(f"annotation file {path}: GFF line with {len(cols)} columns, not 9")
-                if cols[2] not in ("gene", "pseudogene"):
-                    continue
-                attrs = dict(kv.split("=", 1) for kv in cols[8].split(";") if "=" in kv)
-                if "locus_tag" not in attrs:
-                    continue
+    with open_text(path) as fh:
+        for line in fh:
+            if line.startswith("#") or not line.strip():
+                continue
+            cols = line.rstrip("\r\n").split("\t")
+            if len(cols) != 9:
+                raise ValueError(f"annotation file {path}: GFF line with {len(cols)} columns, not 9")
+            if cols[2] not in ("gene", "pseudogene"):
+                continue
+            attrs = dict(kv.split("=", 1) for kv in cols[8].split(";") if "=" in kv)
+            if "locus_tag" in attrs:
                 rows.append(
                     (
                         attrs["locus_tag"],
@@ -195,22 +184,42 @@ def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
                         _strand(cols[6]),
                     )
                 )
-    elif name.endswith((".gb", ".gbk", ".gbff", ".genbank")):
-        from Bio import SeqIO
+    return rows
 
-        with opener(path, "rt") as fh:
-            for record in SeqIO.parse(fh, "genbank"):
-                for feat in record.features:
-                    if feat.type == "gene" and "locus_tag" in feat.qualifiers:
-                        rows.append(
-                            (
-                                feat.qualifiers["locus_tag"][0],
-                                feat.qualifiers.get("gene", [""])[0],
-                                int(feat.location.start),
-                                int(feat.location.end),
-                                "+" if feat.location.strand == 1 else "-",
-                            )
+
+def _genbank_genes(path: Path) -> list[tuple[str, str, int, int, str]]:
+    from Bio import SeqIO
+
+    rows = []
+    with open_text(path) as fh:
+        for record in SeqIO.parse(fh, "genbank"):
+            for feat in record.features:
+                if feat.type == "gene" and "locus_tag" in feat.qualifiers:
+                    rows.append(
+                        (
+                            feat.qualifiers["locus_tag"][0],
+                            feat.qualifiers.get("gene", [""])[0],
+                            int(feat.location.start),
+                            int(feat.location.end),
+                            "+" if feat.location.strand == 1 else "-",
                         )
+                    )
+    return rows
+
+
+def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
+    """Genes with b-numbers (``locus_tag``) from a GFF3 or GenBank file (gzip allowed).
+
+    Returns columns bnumber, name, start (0-based), end, strand.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".gff", ".gff3")):
+        rows = _gff_genes(path)
+    elif name.endswith((".gb", ".gbk", ".gbff", ".genbank")):
+        rows = _genbank_genes(path)
     else:
         raise ValueError(f"annotation file {path}: unknown format (expected .gff/.gff3 or .gb/.gbk/.gbff)")
     if not rows:

@@ -85,6 +85,11 @@ class AssocModelConfig(ConfigSection):
     prior_t2s: float = 0.01
 
     def __post_init__(self) -> None:
+        self._check_sizes()
+        self._check_rates()
+
+    def _check_sizes(self) -> None:
+        """Dimensions, counts and head divisibility."""
         for name in (
             "text_dim",
             "max_fields",
@@ -104,8 +109,6 @@ class AssocModelConfig(ConfigSection):
             raise ValueError(f"model.cold_start must be one of {COLD_START_MODES}, not {self.cold_start!r}")
         if int(self.cold_start_k) < 1:
             raise ValueError(f"model.cold_start_k must be >= 1, not {self.cold_start_k}")
-        if not 0.0 <= self.cold_start_dropout < 1.0:
-            raise ValueError(f"model.cold_start_dropout must be in [0, 1), not {self.cold_start_dropout}")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.bridge_dim % self.bridge_heads:
@@ -113,8 +116,12 @@ class AssocModelConfig(ConfigSection):
                 f"model.bridge_dim ({self.bridge_dim}) must be divisible by bridge_heads "
                 f"({self.bridge_heads})"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), not {self.dropout}")
+
+    def _check_rates(self) -> None:
+        """Dropout rates, loss weights and priors."""
+        for name in ("cold_start_dropout", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"model.{name} must be in [0, 1), not {getattr(self, name)}")
         if self.s2t_weight < 0 or self.t2s_weight < 0 or self.s2t_weight + self.t2s_weight <= 0:
             raise ValueError(
                 f"model.s2t_weight/t2s_weight must be >= 0 and not both 0, not "

@@ -51,6 +51,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -401,6 +402,38 @@ def _json_facts(facts: dict[str, Any], data: Any, rule: Rule) -> None:
         facts["diagnostics"] = {"eq": sorted(d.get("name", "") for d in data.get("diagnostics", []))}
 
 
+def _arrays(path: Path, suffix: str) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, array)`` of every array in an NPZ, HDF5 or NPY file, in name order."""
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            for key in sorted(npz.files):
+                yield key, npz[key]
+    elif suffix == ".npy":
+        yield "array", np.load(path, allow_pickle=False)
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            names: list[str] = []
+            f.visit(names.append)
+            for key in sorted(names):
+                if isinstance(f[key], h5py.Dataset):
+                    yield key, np.asarray(f[key][()])
+
+
+def _delimited_facts(facts: dict[str, Any], path: Path, suffix: str, rule: Rule) -> None:
+    text = _read_text(path)
+    delimiter = "," if suffix == ".csv" else "\t"
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "track "))]
+    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
+    if suffix in (".bedgraph", ".bed"):  # no header line: the format's own column names
+        width = max((len(r) for r in rows), default=4)
+        header = ["chrom", "start", "end", "value", *map(str, range(4, width))][:width]
+        _table_facts(facts, rows, header, rule)
+    else:
+        _table_facts(facts, rows[1:], rows[0] if rows else [], rule)
+
+
 def file_facts(path: str | os.PathLike, rule: Rule) -> dict[str, Any] | None:
     """``{key: fact}`` of one file under ``rule``, or None when the file is not an output to
     snapshot."""
@@ -412,32 +445,11 @@ def file_facts(path: str | os.PathLike, rule: Rule) -> dict[str, Any] | None:
     suffix = Path(name).suffix.lower()
     if suffix == ".json":
         _json_facts(facts, json.loads(path.read_text()), rule)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            for key in sorted(npz.files):
-                _array_facts(facts, key, npz[key], rule)
-    elif suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            names: list[str] = []
-            f.visit(names.append)
-            for key in sorted(names):
-                if isinstance(f[key], h5py.Dataset):
-                    _array_facts(facts, key, np.asarray(f[key][()]), rule)
-    elif suffix == ".npy":
-        _array_facts(facts, "array", np.load(path, allow_pickle=False), rule)
+    elif suffix in (".npz", ".h5", ".hdf5", ".npy"):
+        for key, array in _arrays(path, suffix):
+            _array_facts(facts, key, array, rule)
     elif suffix in (".tsv", ".csv", ".bedgraph", ".bed", ".txt"):
-        text = _read_text(path)
-        delimiter = "," if suffix == ".csv" else "\t"
-        lines = [ln for ln in text.splitlines() if ln and not ln.startswith(("#", "track "))]
-        rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
-        if suffix in (".bedgraph", ".bed"):  # no header line: the format's own column names
-            width = max((len(r) for r in rows), default=4)
-            header = ["chrom", "start", "end", "value", *map(str, range(4, width))][:width]
-            _table_facts(facts, rows, header, rule)
-        else:
-            _table_facts(facts, rows[1:], rows[0] if rows else [], rule)
+        _delimited_facts(facts, path, suffix, rule)
     elif suffix in (".fa", ".fna", ".fasta"):
         _fasta_facts(facts, _read_text(path), rule)
     else:

@@ -18,6 +18,7 @@ from genomelab.io.tables import (
     read_split_table,
     read_truth,
     write_clusters,
+    write_entity_table,
     write_link_table,
     write_split_table,
     write_table,
@@ -177,4 +178,17 @@ def test_link_table_writer_round_trips_and_refuses_shifting_fields(tmp_path):
         write_link_table([["a", "u\tv", "both", "1", ""]], tmp_path / "bad.tsv", columns)
     with pytest.raises(ValueError, match="starts with columns"):
         write_link_table([], tmp_path / "bad.tsv", ("target", "source", "direction", "confidence"))
+    assert not (tmp_path / "bad.tsv").exists()
+
+
+def test_entity_table_writer_round_trips_and_refuses_shifting_fields(tmp_path):
+    path = tmp_path / "targets.tsv"
+    rows = [["b0001", "thrL | thr leader peptide", "ACGT"], ["b0002", "", "GG"]]
+    assert write_entity_table(rows, path, ("id", "description", "sequence")) == 2
+    df = read_entity_table(path, "target")
+    assert df["id"].tolist() == ["b0001", "b0002"] and df["description"].tolist()[1] == ""
+    with pytest.raises(ValueError, match="entity row .* tabs or line breaks"):
+        write_entity_table([["b1", "two\nlines"]], tmp_path / "bad.tsv", ("id", "description"))
+    with pytest.raises(ValueError, match="starts with an 'id' column"):
+        write_entity_table([], tmp_path / "bad.tsv", ("name", "description"))
     assert not (tmp_path / "bad.tsv").exists()

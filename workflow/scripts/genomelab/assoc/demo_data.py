@@ -27,9 +27,9 @@ import gzip
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
-from genomelab.io.atomic import atomic_output
-from genomelab.io.tables import LINK_COLUMNS, write_link_table
+from genomelab.io.tables import LINK_COLUMNS, write_entity_table, write_link_table
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +86,8 @@ def upstream(seq: str, start: int, end: int, strand: int, n_bp: int) -> str:
     return region[::-1].translate(str.maketrans("ACGTacgtN", "TGCAtgcaN"))
 
 
-def build(shared: Path, out: Path, upstream_bp: int = 150) -> dict[str, int]:
-    """Write links.tsv, sources.tsv and targets.tsv under ``out``; return row counts."""
-    trn_path = shared / "ecoli_expression" / "trn.csv"
-    gbk = sorted((shared / "ecoli_genome").glob("*_genomic.gbff.gz"))
-    if not trn_path.is_file():
-        raise FileNotFoundError(f"network table {trn_path} not found")
-    if not gbk:
-        raise FileNotFoundError(f"no *_genomic.gbff.gz under {shared / 'ecoli_genome'}")
-    genes, genome = read_genbank_genes(gbk[0])
-    by_name = {_norm(g["name"]): tag for tag, g in genes.items()}
-
+def _read_edges(trn_path: Path, genes: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(regulator, target b-number, effect) rows of the network whose target is annotated."""
     with open(trn_path, newline="") as fh:
         edges = [(r["regulator"], r["gene_id"], r["effect"]) for r in csv.DictReader(fh)]
     missing = sorted({g for _, g, _ in edges if g not in genes})
@@ -106,42 +97,57 @@ def build(shared: Path, out: Path, upstream_bp: int = 150) -> dict[str, int]:
             len(missing),
             missing[:10],
         )
-    edges = [e for e in edges if e[1] in genes]
+    return [e for e in edges if e[1] in genes]
 
-    sources = {}
+
+def _source_rows(edges: list[tuple[str, str, str]], genes: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """One row per regulator: its name, then the name and product of each annotated part."""
+    by_name = {_norm(g["name"]): tag for tag, g in genes.items()}
+    rows = []
     for reg in sorted({r for r, _, _ in edges}):
         fields = [reg]
         for part in reg.split(";"):
             tag = by_name.get(_norm(part))
             if tag is not None and genes[tag]["product"]:
                 fields.append(f"{genes[tag]['name']} {genes[tag]['product']}")
-        sources[reg] = FIELD_SEP.join(fields)
-    targets = {}
-    for tag in sorted({g for _, g, _ in edges}):
-        g = genes[tag]
-        desc = FIELD_SEP.join(x for x in (g["name"], g["product"]) if x)
-        targets[tag] = (desc, upstream(genome, g["start"], g["end"], g["strand"], upstream_bp).upper())
+        rows.append([reg, FIELD_SEP.join(fields)])
+    return rows
 
-    out.mkdir(parents=True, exist_ok=True)
-    link_rows = []
+
+def _link_rows(edges: list[tuple[str, str, str]], trn_path: Path) -> list[list[str]]:
+    rows = []
     for reg, tag, effect in edges:
         conf = EFFECT_CONFIDENCE.get(effect)
         if conf is None:
             raise ValueError(f"{trn_path}: unknown effect {effect!r} for {reg} -> {tag}")
         for direction in ("source->target", "target->source"):
-            link_rows.append([reg, tag, direction, f"{conf:g}", effect])
-    write_link_table(link_rows, out / "links.tsv", (*LINK_COLUMNS, "category"))
-    with atomic_output(out / "sources.tsv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(["id", "description"])
-        for reg, desc in sources.items():
-            w.writerow([reg, desc])
-    with atomic_output(out / "targets.tsv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(["id", "description", "sequence"])
-        for tag, (desc, up) in targets.items():
-            w.writerow([tag, desc, up])
-    counts = {"edges": len(edges), "sources": len(sources), "targets": len(targets)}
+            rows.append([reg, tag, direction, f"{conf:g}", effect])
+    return rows
+
+
+def build(shared: Path, out: Path, upstream_bp: int = 150) -> dict[str, int]:
+    """Write links.tsv, sources.tsv and targets.tsv under ``out``; return row counts."""
+    trn_path = shared / "ecoli_expression" / "trn.csv"
+    gbk = sorted((shared / "ecoli_genome").glob("*_genomic.gbff.gz"))
+    if not trn_path.is_file():
+        raise FileNotFoundError(f"network table {trn_path} not found")
+    if not gbk:
+        raise FileNotFoundError(f"no *_genomic.gbff.gz under {shared / 'ecoli_genome'}")
+    genes, genome = read_genbank_genes(gbk[0])
+    edges = _read_edges(trn_path, genes)
+    target_rows = []
+    for tag in sorted({g for _, g, _ in edges}):
+        g = genes[tag]
+        desc = FIELD_SEP.join(x for x in (g["name"], g["product"]) if x)
+        target_rows.append(
+            [tag, desc, upstream(genome, g["start"], g["end"], g["strand"], upstream_bp).upper()]
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_link_table(_link_rows(edges, trn_path), out / "links.tsv", (*LINK_COLUMNS, "category"))
+    n_sources = write_entity_table(_source_rows(edges, genes), out / "sources.tsv", ("id", "description"))
+    n_targets = write_entity_table(target_rows, out / "targets.tsv", ("id", "description", "sequence"))
+    counts = {"edges": len(edges), "sources": n_sources, "targets": n_targets}
     logger.info("wrote %s to %s", counts, out)
     return counts
 

@@ -206,21 +206,35 @@ def read_entity_table(path: str | os.PathLike, side: str) -> pd.DataFrame:
     return df
 
 
-def write_link_table(rows: Iterable[Sequence[str]], path: str | os.PathLike, columns: Sequence[str]) -> int:
-    """Write a links TSV atomically: ``columns`` (starting with ``LINK_COLUMNS``) and one
-    row of strings per link; returns the row count. A field holding a tab or line break
-    would shift columns, so it is an error."""
-    if tuple(columns[: len(LINK_COLUMNS)]) != LINK_COLUMNS:
-        raise ValueError(f"a links table starts with columns {LINK_COLUMNS}, not {tuple(columns)}")
+def _write_plain_tsv(
+    rows: Iterable[Sequence[str]], path: str | os.PathLike, columns: Sequence[str], what: str
+) -> int:
+    """Write ``columns`` and one row of strings per record, atomically; returns the row
+    count. A field holding a tab or line break would shift columns, so it is an error."""
     lines = ["\t".join(columns)]
     for row in rows:
         if len(row) != len(columns) or any(c in f for f in row for c in "\t\r\n"):
             raise ValueError(
-                f"{path}: link row {list(row)} does not fit columns {list(columns)} (tabs or line breaks?)"
+                f"{path}: {what} row {list(row)} does not fit columns {list(columns)} (tabs or line breaks?)"
             )
         lines.append("\t".join(row))
     atomic_write_text(path, "\n".join(lines) + "\n")
     return len(lines) - 1
+
+
+def write_entity_table(rows: Iterable[Sequence[str]], path: str | os.PathLike, columns: Sequence[str]) -> int:
+    """Write an entity TSV (first column ``id``, the layout ``read_entity_table`` reads)."""
+    if not columns or columns[0] != "id":
+        raise ValueError(f"an entity table starts with an 'id' column, not {tuple(columns)}")
+    return _write_plain_tsv(rows, path, columns, "entity")
+
+
+def write_link_table(rows: Iterable[Sequence[str]], path: str | os.PathLike, columns: Sequence[str]) -> int:
+    """Write a links TSV atomically: ``columns`` (starting with ``LINK_COLUMNS``) and one
+    row of strings per link; returns the row count."""
+    if tuple(columns[: len(LINK_COLUMNS)]) != LINK_COLUMNS:
+        raise ValueError(f"a links table starts with columns {LINK_COLUMNS}, not {tuple(columns)}")
+    return _write_plain_tsv(rows, path, columns, "link")
 
 
 def read_link_table(path: str | os.PathLike, directions: tuple[str, ...]) -> pd.DataFrame:

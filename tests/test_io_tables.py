@@ -187,7 +187,7 @@ def test_entity_table_writer_round_trips_and_refuses_shifting_fields(tmp_path):
     assert write_entity_table(rows, path, ("id", "description", "sequence")) == 2
     df = read_entity_table(path, "target")
     assert df["id"].tolist() == ["b0001", "b0002"] and df["description"].tolist()[1] == ""
-    with pytest.raises(ValueError, match="entity row .* tabs or line breaks"):
+    with pytest.raises(ValueError, match="entity row .*tabs or line breaks"):
         write_entity_table([["b1", "two\nlines"]], tmp_path / "bad.tsv", ("id", "description"))
     with pytest.raises(ValueError, match="starts with an 'id' column"):
         write_entity_table([], tmp_path / "bad.tsv", ("name", "description"))

@@ -38,6 +38,8 @@ lint: setup
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/ruff check workflow/scripts tests benchmarks
+	$(BIN)/ruff format --check workflow/scripts tests benchmarks
+	$(BIN)/mypy
 
 dry-run: setup
 	$(BIN)/snakemake -n --cores $(CORES)

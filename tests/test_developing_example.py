@@ -175,13 +175,14 @@ def test_the_example_module_plans_lints_and_formats(toy_repo):
         [tool("snakefmt"), "--check", "workflow/rules/toy.smk"], cwd=toy_repo, capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
-    ruff = subprocess.run(
-        [tool("ruff"), "check", "workflow/scripts/genomelab/toy"],
-        cwd=toy_repo,
-        capture_output=True,
-        text=True,
-    )
-    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    for check in (["check"], ["format", "--check"]):
+        ruff = subprocess.run(
+            [tool("ruff"), *check, "workflow/scripts/genomelab/toy"],
+            cwd=toy_repo,
+            capture_output=True,
+            text=True,
+        )
+        assert ruff.returncode == 0, ruff.stdout + ruff.stderr
 
 
 @pytest.mark.slow

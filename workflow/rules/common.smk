@@ -16,14 +16,22 @@ if "genomelab" in sys.modules and not Path(_loaded).resolve().is_relative_to(SCR
     for _name in [m for m in sys.modules if m.split(".")[0] == "genomelab"]:
         del sys.modules[_name]
 
-from genomelab.config_schema import fill_defaults
+from genomelab.config_schema import fill_defaults, module_sections
 
 # The schemas hold every default, so rules can index config without .get(); validation
 # runs here, at parse time, before any job starts.
 fill_defaults(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 validate(config, schema="../schemas/config.schema.yaml")
 
-MODULES = ("tissue", "deconv", "regulon", "assoc", "binning")
+# The modules: the config schema's sections with a schema file of their own name
+# (`<m>: {$ref: <m>.schema.yaml}`), in schema order; that line registers a module and its
+# rules, workflow/rules/<m>.smk. ingest is no model module (it converts user files for
+# tissue): the Snakefile includes it first and the report lists it last.
+MODULES = tuple(
+    m
+    for m in module_sections(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    if m != "ingest"
+)
 ENABLED = [m for m in MODULES if config[m]["enabled"]]
 # Steps with a summary in the run report: the enabled modules, plus ingest when enabled.
 REPORTED = ENABLED + (["ingest"] if config["ingest"]["enabled"] else [])

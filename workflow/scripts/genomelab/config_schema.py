@@ -27,6 +27,22 @@ def fill_defaults(instance: dict[str, Any], schema_path: str | os.PathLike) -> d
     return instance
 
 
+def module_sections(schema_path: str | os.PathLike) -> list[str]:
+    """The modules registered in the top-level schema ``schema_path``, in file order.
+
+    A module is a section that references a schema file of its own name
+    (``toy: {$ref: toy.schema.yaml}``): that one line registers it, and ``common.smk``
+    then includes ``workflow/rules/<module>.smk`` and gives it a gate.
+    """
+    path = Path(schema_path)
+    props = _load(path).get("properties", {})
+    return [
+        key
+        for key, sub in props.items()
+        if isinstance(sub, dict) and Path(str(sub.get("$ref", ""))).name == f"{key}.schema.yaml"
+    ]
+
+
 def _resolve(schema: dict[str, Any], base: Path) -> tuple[dict[str, Any], Path]:
     while "$ref" in schema:
         ref = base / schema["$ref"]

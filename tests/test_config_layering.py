@@ -264,3 +264,25 @@ def test_init_refuses_to_overwrite_and_names_unknown_modules(tmp_path, capsys):
     assert "tissue:\n  enabled: true" in path.read_text()
     with pytest.raises(ValueError, match="no module 'nope'; genomelab init knows tissue"):
         config_template("nope")
+
+
+def test_validate_config_applies_the_workflow_checks(tmp_path, capsys):
+    assert genomelab_main(["validate-config", str(ROOT / "config" / "test.yaml")]) == 0
+    path = tmp_path / "my.yaml"
+    path.write_text("tissue: {enabled: true}\n")
+    assert genomelab_main(["validate-config", str(path)]) == 1
+    assert f"{path} names no run" in capsys.readouterr().err
+
+
+def test_the_readme_own_data_example_plans_only_its_module(workdir):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using your own data") :]
+    example = re.search(r"```yaml\n# my\.yaml\n(.*?)```", section, flags=re.S).group(1)
+    config = yaml.safe_load(example)
+    sheet = tissue_data(workdir / "readme_data")
+    example = example.replace(config["tissue"]["input"]["sheet"], str(sheet))
+    path = workdir / "readme_example.yaml"
+    path.write_text(example)
+    counts, paths = planned(workdir, path)
+    assert {rule.split("_")[0] for rule in counts if rule not in RUN_RULES} == {"tissue"}, counts
+    assert all(p.startswith((f"results/{config['run']}/", f"logs/{config['run']}/")) for p in paths)

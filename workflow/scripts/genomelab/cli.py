@@ -28,17 +28,17 @@ SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 def _validate_config(args: argparse.Namespace) -> int:
     import yaml
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
 
-    from genomelab.config_schema import fill_defaults
+    from genomelab.config import ConfigError
+    from genomelab.config_template import OWN_DATA
+    from genomelab.run_config import load_run_config
 
     config = yaml.safe_load(Path(args.config).read_text()) or {}
-    fill_defaults(config, SCHEMA)
     try:
-        validate(config, str(SCHEMA))
-    except WorkflowError as exc:
-        print(f"{args.config} is invalid: {exc}", file=sys.stderr)
+        # The same checks as the workflow's (workflow/rules/common.smk) at parse time.
+        load_run_config(config, [args.config], SCHEMA, OWN_DATA)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 1
     if args.print:
         print(yaml.safe_dump(config, sort_keys=False))

@@ -178,11 +178,35 @@ def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile,
             ["my.yaml"],
             r"my\.yaml still has placeholders to fill in: tissue\.input\.sheet = '<path/to/samples\.tsv>'",
         ),
+        (
+            {"run": "a", "regulon": {"enabled": True, "dump_dir": "dump"}},
+            ["my.yaml"],
+            r"my\.yaml enables a module without its input\(s\): set regulon\.genome \(",
+        ),
+        (
+            {"run": "a", "regulon": {"enabled": True, "genome": "g.fna"}},
+            ["my.yaml"],
+            r"set regulon\.dump_dir or regulon\.mongodb_uri_env \(",
+        ),
+        (
+            {"run": "a", "assoc": {"enabled": True, "data": {"links": "l.tsv"}}},
+            ["my.yaml"],
+            r"set assoc\.data\.sources, assoc\.data\.targets \(",
+        ),
     ],
 )
 def test_a_config_that_cannot_run_stops_with_what_to_fix(config, files, message):
     with pytest.raises(ConfigError, match=message):
         load_run_config(config, files, SCHEMA, SECTIONS)
+
+
+def test_no_demo_data_stands_in_for_a_module_s_required_inputs(tmp_path):
+    from genomelab.assoc.cli import main as assoc_main
+
+    assert not any(schema_default(f"assoc.data.{t}") for t in ("links", "sources", "targets"))
+    assert not schema_default("regulon.genome") and not schema_default("regulon.dump_dir")
+    with pytest.raises(ValueError, match="no links, sources, targets table: pass --links"):
+        assoc_main(["train", "--out", str(tmp_path / "out")])
 
 
 def test_placeholders_are_found_anywhere_in_the_config():

@@ -18,6 +18,12 @@ from typing import Any
 from genomelab.config import ConfigError
 from genomelab.config_schema import fill_defaults
 
+# Inputs an enabled module cannot run without (no demo data stands in for them): dotted key,
+# or "a|b" for either of two keys.
+REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
+    "regulon": ("dump_dir|mongodb_uri_env", "genome"),
+    "assoc": ("data.links", "data.sources", "data.targets"),
+}
 # An unfilled value of a starter config written by ``genomelab init``: "<what to put here>".
 PLACEHOLDER = re.compile(r"^<[^<>]*>$")
 # What a user runs instead, quoted in every message that stops a run without a usable config.
@@ -84,6 +90,18 @@ def load_run_config(
         raise ConfigError(
             f"{_named(configfiles)} enables no module: every module is off unless the config "
             f"says `<module>: {{enabled: true}}` (modules: {', '.join(modules)}). {HOW_TO}"
+        )
+    missing = [
+        " or ".join(f"{module}.{key}" for key in keys.split("|"))
+        for module, required in REQUIRED_INPUTS.items()
+        if config[module]["enabled"]
+        for keys in required
+        if not any(_get(config[module], key) for key in keys.split("|"))
+    ]
+    if missing:
+        raise ConfigError(
+            f"{_named(configfiles)} enables a module without its input(s): set {', '.join(missing)} "
+            "(`genomelab init <module>` lists them; config/README.md describes each)"
         )
     return config
 

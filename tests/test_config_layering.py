@@ -217,6 +217,13 @@ def test_placeholders_are_found_anywhere_in_the_config():
 # -- genomelab init
 
 
+def test_init_knows_every_module_the_config_can_enable():
+    from genomelab.config import schema_properties
+
+    enabled = {k for k in schema_properties("config") if "enabled" in schema_properties(f"config.{k}")}
+    assert set(OWN_DATA) == enabled == set(SECTIONS)
+
+
 def test_own_data_keys_of_the_template_exist_in_the_schema():
     for module, keys in OWN_DATA.items():
         for key in keys:

@@ -242,7 +242,7 @@ def test_snakemake_report_renders_in_a_browser(finished_run):
     shown = re.sub(r"<(script|style)\b.*?</\1>", " ", dom.stdout, flags=re.S)
     shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown))
     config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
-    expected = ["Summary", "Reproducibility", "genomelab trains genomics deep-learning models"]
+    expected = ["Summary", "Reproducibility", "genomelab trains genomics deep-learning models", f"Run {RUN}"]
     expected += [m for m in MODULES if config.get(m, {}).get("enabled")]
     for word in expected:
         assert word in shown, f"{word!r} not rendered in the report: {shown[:500]}"

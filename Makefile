@@ -1,11 +1,15 @@
 # The two commands of the README:
 #   make demo   set up .venv (CPU build of PyTorch) and run the workflow on the embedded demo
+#               (config/demo.yaml: outputs in results/demo/, logs in logs/demo/)
 #   make test   set up .venv and run the test suite (what CI runs)
 # Other targets: make setup | lint | dry-run | report | bench | clean
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# The workflow reads no config by default: `demo` runs config/demo.yaml; lint, dry-run and
+# report use CONFIG (make dry-run CONFIG=my.yaml).
+CONFIG ?= config/demo.yaml
 PYTEST_ARGS ?=
 # The SLURM cluster tests (tests/slurm: install and start SLURM, then run config/test.yaml
 # twice, ~15 min on 2 cores) run in CI only: .ci/run sets CI=true (as CI services do), and
@@ -29,27 +33,28 @@ $(BIN)/.genomelab-installed: pyproject.toml requirements-cpu.txt
 setup: $(BIN)/.genomelab-installed
 
 demo: setup
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 
 test: setup
 	$(BIN)/pytest -n $(CORES) --dist loadfile --durations=15 $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/ruff check workflow/scripts tests benchmarks
 	$(BIN)/ruff format --check workflow/scripts tests benchmarks
 	$(BIN)/mypy
 
 dry-run: setup
-	$(BIN)/snakemake -n --cores $(CORES)
-	$(BIN)/snakemake -n --profile profiles/slurm
+	$(BIN)/snakemake -n --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/snakemake -n --profile profiles/slurm --configfile $(CONFIG)
 
 report: setup
-	$(BIN)/snakemake --cores $(CORES) --report report.html
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report report.html
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
+# Every run's results/<run>/ and logs/<run>/ (make clean RUN=demo removes only that run's).
 clean:
-	rm -rf results logs .snakemake report.html
+	$(if $(RUN),rm -rf results/$(RUN) logs/$(RUN),rm -rf results logs .snakemake report.html)

@@ -1,14 +1,14 @@
 # genomelab: train and audit genomics deep-learning models, each next to a simple baseline.
-# Run from this directory:   snakemake --cores 2            (embedded demo, CPU)
-#                            snakemake --profile profiles/slurm   (cluster; see README)
+# Run from this directory, always with a config (none is read by default, so a forgotten
+# --configfile stops here instead of running the demo):
+#   snakemake --cores 2 --configfile config/demo.yaml     (the embedded demo, CPU; make demo)
+#   snakemake --cores 4 --configfile my.yaml              (your data: genomelab init <module>)
+#   snakemake --profile profiles/slurm --configfile my.yaml   (cluster; see README)
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 min_version("9")
-
-
-configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

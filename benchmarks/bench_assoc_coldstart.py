@@ -1,8 +1,8 @@
 """Cold start of the assoc network: ranking entities without training links, over seeds.
 
-On the data and features the workflow prepared (``results/assoc/data``,
-``results/assoc/features``; make them with ``snakemake --cores 2
-results/assoc/features/entities.npz``), trains the network at the demo's grid point (lr
+On the data and features the workflow prepared (``results/demo/assoc/data``,
+``results/demo/assoc/features``; make them with ``snakemake --cores 2 --configfile config/demo.yaml
+results/demo/assoc/features/entities.npz``), trains the network at the demo's grid point (lr
 0.01, batch 512, dropout 0.1, bridge 32, d_model 32, 2 layers, link term 32-d, at most 60
 epochs, patience 10, checkpoint on ``val/mrr_mean``) once per cold-start variant and seed,
 and records validation and test metrics next to the baselines (popularity, kNN, ridge) on
@@ -17,7 +17,7 @@ what is there) and prints a table.
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_assoc_coldstart.py \\
         [--scheme entities] [--variants none knn mlp knn_dropout] [--seeds 0 1 2] \\
-        [--split-seeds 1 2 3] [--results results/assoc]
+        [--split-seeds 1 2 3] [--results results/demo/assoc]
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--split-seeds", type=int, nargs="*", default=[])
     parser.add_argument("--split-variants", nargs="+", default=["none", "knn"])
-    parser.add_argument("--results", default=str(ROOT / "results" / "assoc"))
+    parser.add_argument("--results", default=str(ROOT / "results" / "demo" / "assoc"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_assoc_coldstart.json"))
     args = parser.parse_args()

@@ -1,8 +1,8 @@
 """Why does the assoc network lose to ridge? Learning curves and a matrix-factorisation probe.
 
-On one scheme of the data and features the workflow prepared (``results/assoc/data``,
-``results/assoc/features``; make them with ``snakemake --cores 2
-results/assoc/features/entities.npz``):
+On one scheme of the data and features the workflow prepared (``results/demo/assoc/data``,
+``results/demo/assoc/features``; make them with ``snakemake --cores 2 --configfile config/demo.yaml
+results/demo/assoc/features/entities.npz``):
 
 1. **Learning curves** of the network at the demo's grid point, early stopping switched off
    (patience = max_epochs) so the whole curve shows: per epoch train loss, val loss and
@@ -17,7 +17,7 @@ results/assoc/features/entities.npz``):
 Prints a table per seed and writes benchmarks/results/bench_assoc_probe.json.
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_assoc_probe.py [--scheme links]
-        [--seeds 0 1 2] [--epochs 60] [--results results/assoc]
+        [--seeds 0 1 2] [--epochs 60] [--results results/demo/assoc]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--lambdas", type=float, nargs="+", default=[1e-4, 1e-3, 3e-3])
-    parser.add_argument("--results", default=str(ROOT / "results" / "assoc"))
+    parser.add_argument("--results", default=str(ROOT / "results" / "demo" / "assoc"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_assoc_probe.json"))
     args = parser.parse_args()

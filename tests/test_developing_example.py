@@ -106,16 +106,13 @@ def toy_repo(tmp_path_factory) -> Path:
         shutil.copy2(ROOT / rel, root / rel)
     for block in example_blocks(DOC.read_text()):
         apply_block(root, block)
-    # Every other module off, whatever a base config enables.
-    others = {m: {"enabled": False} for m in module_sections(root / SCHEMA) if m != "toy"}
-    (root / "others_off.yaml").write_text(yaml.safe_dump(others))
     return root
 
 
 def snakemake(root: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     # The copy's own package first, as the rules' run_step.py does for the jobs.
     env = dict(os.environ, PYTHONPATH=str(root / "workflow" / "scripts"), PYTHONWARNINGS="ignore")
-    cmd = [tool("snakemake"), *args, "--configfile", "others_off.yaml", "toy.yaml"]
+    cmd = [tool("snakemake"), *args, "--configfile", "toy.yaml"]
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -189,7 +186,7 @@ def test_the_example_module_plans_lints_and_formats(toy_repo):
 def test_the_example_module_runs_end_to_end(toy_repo):
     res = snakemake(toy_repo, "--cores", "2")
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    out = toy_repo / "results" / "toy"
+    out = toy_repo / "results" / "toy" / "toy"
     summary = json.loads((out / "summary.json").read_text())
     (comparison,) = summary["comparisons"]
     assert comparison["kinds"] == {
@@ -211,6 +208,9 @@ def test_the_example_module_runs_end_to_end(toy_repo):
     with pytest.raises(ExportError, match="features"):
         load_exported(out / "mlp" / "model.pt", expect_ids={"features": ["x1", "x2", "x3", "x5"]})
     # The run report includes the module, and nothing is left to do.
-    assert "Toy regression (worked example)" in (toy_repo / "results" / "report" / "summary.md").read_text()
+    assert (
+        "Toy regression (worked example)"
+        in (toy_repo / "results" / "toy" / "report" / "summary.md").read_text()
+    )
     again = snakemake(toy_repo, "-n", "--cores", "2")
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -160,7 +160,7 @@ def test_a_rule_runs_this_workflows_genomelab_not_another_on_the_path(tmp_path):
             shutil.copy2(ROOT / rel, copy / rel)
     fake = fake_genomelab(tmp_path / "site", "raise ImportError('the other genomelab was imported')\n")
     env = dict(os.environ, PYTHONPATH=str(fake), PYTHONWARNINGS="ignore")
-    target = "results/report/software_versions.json"
+    target = "results/test/report/software_versions.json"  # config/test.yaml's run: test
     snakemake = Path(sys.executable).parent / "snakemake"
     res = subprocess.run(
         [str(snakemake), target, "--cores", "1", "--configfile", "config/test.yaml"],
@@ -171,6 +171,6 @@ def test_a_rule_runs_this_workflows_genomelab_not_another_on_the_path(tmp_path):
         env=env,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    log = (copy / "logs" / "report" / "software_versions.log").read_text()
+    log = (copy / "logs" / "test" / "report" / "software_versions.log").read_text()
     assert f"genomelab code: {copy / 'workflow' / 'scripts' / 'genomelab'}\n" in log, log
     assert (copy / target).is_file()

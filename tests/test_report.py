@@ -56,8 +56,12 @@ def test_module_and_run_summary(tmp_path):
         tmp_path / "report" / "summary.md",
         tmp_path / "report" / "summary.json",
         tmp_path / "report" / "summary.html",
+        run="cohort_a",
     )
     md = (tmp_path / "report" / "summary.md").read_text()
+    assert md.startswith("# genomelab run summary: cohort_a\n")
+    assert json.loads((tmp_path / "report" / "summary.json").read_text())["run"] == "cohort_a"
+    assert "<h1>genomelab run summary: cohort_a</h1>" in (tmp_path / "report" / "summary.html").read_text()
     assert "| [tissue](#tissue) | tissue of origin | test | MLP (accuracy 0.95) beats" in md
     assert "](../tissue/plots/confusion.png)" in md
     html = (tmp_path / "report" / "summary.html").read_text()

@@ -19,6 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODULES = ("tissue", "deconv", "regulon", "assoc", "binning")
+# config/test.yaml's run name: its outputs are in results/test/, its logs in logs/test/.
+RUN = "test"
 
 
 def tool(name: str) -> str:
@@ -54,7 +56,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
 
 
 def test_lint_is_clean(workdir):
-    res = snakemake(workdir, "--lint")
+    res = snakemake(workdir, "--lint", "--configfile", "config/demo.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -63,7 +65,7 @@ def test_snakefmt_is_clean(workdir):
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/test.yaml"])
+@pytest.mark.parametrize("configfile", ["config/demo.yaml", "config/test.yaml"])
 def test_dry_run(workdir, configfile):
     res = snakemake(workdir, "-n", "--cores", "2", "--configfile", configfile)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -84,10 +86,10 @@ def test_every_module_is_enabled_in_the_test_config():
 
 def test_invalid_config_stops_before_any_job(workdir):
     before = sorted(workdir.rglob("*"))
-    res = snakemake(workdir, "--cores", "1", "--config", "seed=-3")
+    res = snakemake(workdir, "--cores", "1", "--configfile", "config/test.yaml", "--config", "seed=-3")
     assert res.returncode != 0
     assert "seed" in res.stderr + res.stdout and "minimum" in res.stderr + res.stdout
-    res = snakemake(workdir, "--cores", "1", "--config", "no_such_key=1")
+    res = snakemake(workdir, "--cores", "1", "--configfile", "config/test.yaml", "--config", "no_such_key=1")
     assert res.returncode != 0 and "no_such_key" in res.stderr + res.stdout
     after = [p for p in sorted(workdir.rglob("*")) if ".snakemake" not in p.parts]
     assert after == [p for p in before if ".snakemake" not in p.parts], "a job ran despite the invalid config"
@@ -144,14 +146,15 @@ def train_rules(workdir: Path) -> list[str]:
 def test_end_to_end_on_the_test_config(finished_run):
     workdir = finished_run
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
-    summary = (workdir / "results" / "report" / "summary.md").read_text()
+    summary = (workdir / "results" / RUN / "report" / "summary.md").read_text()
+    assert summary.startswith(f"# genomelab run summary: {RUN}\n")
     for module in MODULES:
         if config.get(module, {}).get("enabled"):
-            data = json.loads((workdir / "results" / module / "summary.json").read_text())
+            data = json.loads((workdir / "results" / RUN / module / "summary.json").read_text())
             assert data["module"] == module
             assert data["comparisons"], f"{module} reports no model-vs-baseline comparison"
             assert f'id="{module}"' in summary
-    versions = json.loads((workdir / "results" / "report" / "software_versions.json").read_text())
+    versions = json.loads((workdir / "results" / RUN / "report" / "software_versions.json").read_text())
     assert versions["packages"]["torch"] and versions["config_sha256"]
     # Nothing left to do: the run is complete and consistent.
     again = snakemake(workdir, "-n", "--cores", "2", "--configfile", "config/test.yaml")
@@ -163,7 +166,7 @@ def test_snapshot_of_deterministic_outputs(finished_run):
     from genomelab.report.snapshot import compare, snapshot
 
     expected_file = ROOT / "tests" / "data" / "snapshot_test_config.json"
-    actual = snapshot(finished_run / "results")
+    actual = snapshot(finished_run / "results" / RUN)
     problems = compare(json.loads(expected_file.read_text()), actual)
     assert not problems, (
         f"outputs of config/test.yaml changed ({len(problems)}):\n  "
@@ -171,7 +174,7 @@ def test_snapshot_of_deterministic_outputs(finished_run):
         + "\nFloats are compared with tolerances a different CPU respects and trained outputs as "
         "behaviour (genomelab/report/snapshot.py says which file is checked how). If the change is "
         "intended, regenerate the snapshot: snakemake --cores 2 --configfile config/test.yaml && "
-        "genomelab snapshot results --out tests/data/snapshot_test_config.json"
+        "genomelab snapshot results/test --out tests/data/snapshot_test_config.json"
     )
 
 
@@ -239,7 +242,7 @@ def test_snakemake_report_renders_in_a_browser(finished_run):
     shown = re.sub(r"<(script|style)\b.*?</\1>", " ", dom.stdout, flags=re.S)
     shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown))
     config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
-    expected = ["Summary", "Reproducibility", "genomelab trains genomics deep-learning models"]
+    expected = ["Summary", "Reproducibility", "genomelab trains genomics deep-learning models", f"Run {RUN}"]
     expected += [m for m in MODULES if config.get(m, {}).get("enabled")]
     for word in expected:
         assert word in shown, f"{word!r} not rendered in the report: {shown[:500]}"
@@ -289,7 +292,7 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
             {"tissue": {"models": ["mlp"], "ensemble": 1, "train": {"max_epochs": 150, "patience": 1000}}}
         )
     )
-    target = "results/tissue/train/mlp/metrics.json"
+    target = f"results/{RUN}/tissue/train/mlp/metrics.json"
     # Targets first: --configfile and -R take several values and would swallow a target after them.
     args = [
         tool("snakemake"),
@@ -311,7 +314,7 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
         text=True,
         env=dict(os.environ, PYTHONWARNINGS="ignore"),
     )
-    state_root = finished_run / "results" / ".state" / "tissue"
+    state_root = finished_run / "results" / RUN / ".state" / "tissue"
     signalled = False
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline and not signalled:
@@ -320,7 +323,7 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
             # (or a user's) Snakemake processes. Every rule runs run_step.py, so the training
             # job is the one writing the member's log.
             for pid in _descendants(proc.pid):
-                if _has_open(pid, finished_run / "logs" / "tissue" / "train_mlp_0.log"):
+                if _has_open(pid, finished_run / "logs" / RUN / "tissue" / "train_mlp_0.log"):
                     os.kill(pid, signal.SIGTERM)
                     signalled = True
         time.sleep(0.05)
@@ -330,7 +333,7 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     # Snakemake prints the failed attempt's log (show-failed-logs) and removes it before the
     # retry, whose own log must show the resumption.
     assert "stopped by signal 15" in out, out[-5000:]
-    log = (finished_run / "logs" / "tissue" / "train_mlp_0.log").read_text()
+    log = (finished_run / "logs" / RUN / "tissue" / "train_mlp_0.log").read_text()
     assert "resumed from" in log, log[:3000]
     interrupted = json.loads((finished_run / target).read_text())
     # The same training uninterrupted: a forced rerun of a finished run trains from scratch.

@@ -40,6 +40,7 @@ BIN = Path(sys.executable).parent
 PROFILE = ROOT / "profiles" / "slurm" / "config.v8+.yaml"
 DEFAULT_PROFILE = ROOT / "profiles" / "default" / "config.v8+.yaml"
 CONFIG = "config/test.yaml"
+RESULTS = "results/test"  # CONFIG's run: test
 # Generous ceilings so that a hung scheduler fails the test instead of hanging CI.
 RUN_TIMEOUT_S = 1500
 # How long the requeue test's training should last on its own (epochs are scaled to it).
@@ -457,7 +458,7 @@ def rule_logs(copy: Path, rule: str, job_id: str) -> list[Path]:
 
 def engine_metrics(copy: Path, module: str) -> dict[Path, dict[str, Any]]:
     found = {}
-    for path in sorted((copy / "results" / module).rglob("*.json")):
+    for path in sorted((copy / RESULTS / module).rglob("*.json")):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -480,7 +481,7 @@ def best_weights(copy: Path, module: str) -> dict[Path, dict[str, Any]]:
 
     return {
         p.relative_to(copy): torch.load(p, map_location="cpu", weights_only=True)["model"]
-        for p in sorted((copy / "results" / ".state" / module).rglob("best.pt"))
+        for p in sorted((copy / RESULTS / ".state" / module).rglob("best.pt"))
     }
 
 
@@ -497,7 +498,7 @@ def test_requeued_training_job_resumes_from_last_checkpoint(
     module = rule.split("_")[0]
     until = "tissue_ensemble" if rule == "tissue_train" else rule
     earlier = engine_metrics(runs.local, module)
-    assert earlier, f"{rule} wrote no engine metrics JSON (history + train_config) under results/{module}"
+    assert earlier, f"{rule} wrote no engine metrics JSON (history + train_config) under {RESULTS}/{module}"
     # Long enough to be caught running, short enough for CI; no early stop, so both runs
     # train exactly this many epochs.
     n_epochs = epochs_for(REQUEUE_TRAIN_S, next(iter(earlier.values())))
@@ -506,7 +507,7 @@ def test_requeued_training_job_resumes_from_last_checkpoint(
     args = ("--configfile", *runs.configs, str(extra), "--until", until, "--forcerun", rule)
     for copy in (runs.local, runs.remote):
         # A fresh state folder: last.pt of the earlier run belongs to another configuration.
-        shutil.rmtree(copy / "results" / ".state" / module, ignore_errors=True)
+        shutil.rmtree(copy / RESULTS / ".state" / module, ignore_errors=True)
     # Snakemake deletes a job's log before (re)running it, so every log left after this run
     # is from this run (and a requeued attempt's log replaces the interrupted one's).
     shutil.rmtree(runs.remote / "logs", ignore_errors=True)

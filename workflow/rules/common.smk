@@ -4,8 +4,6 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 # This workflow's own package, not an installed genomelab (a `pip install .`, another clone's
 # editable install): its folder first, and any genomelab imported from elsewhere forgotten.
@@ -16,12 +14,8 @@ if "genomelab" in sys.modules and not Path(_loaded).resolve().is_relative_to(SCR
     for _name in [m for m in sys.modules if m.split(".")[0] == "genomelab"]:
         del sys.modules[_name]
 
-from genomelab.config_schema import fill_defaults, module_sections
-
-# The schemas hold every default, so rules can index config without .get(); validation
-# runs here, at parse time, before any job starts.
-fill_defaults(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-validate(config, schema="../schemas/config.schema.yaml")
+from genomelab.config_schema import module_sections
+from genomelab.run_config import load_run_config
 
 # The modules: the config schema's sections with a schema file of their own name
 # (`<m>: {$ref: <m>.schema.yaml}`), in schema order; that line registers a module and its
@@ -32,14 +26,25 @@ MODULES = tuple(
     for m in module_sections(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
     if m != "ingest"
 )
+# Only the user's --configfile(s) and --config: no file is read by default, every key left out
+# takes its schema default (so rules index config without .get()), every module is off unless
+# enabled, and `run` names this run's folders. Checked here, at parse time, before any job.
+load_run_config(
+    config,
+    workflow.overwrite_configfiles,
+    Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+    (*MODULES, "ingest"),
+)
 ENABLED = [m for m in MODULES if config[m]["enabled"]]
 # Steps with a summary in the run report: the enabled modules, plus ingest when enabled.
 REPORTED = ENABLED + (["ingest"] if config["ingest"]["enabled"] else [])
 # Final targets per module, filled in by each module's rule file.
 FINAL_TARGETS: dict[str, list[str]] = {}
 
-RESULTS = "results"
-LOGS = "logs"
+# One folder per run name: two datasets or two model choices never overwrite each other.
+RUN = config["run"]
+RESULTS = f"results/{RUN}"
+LOGS = f"logs/{RUN}"
 # Resumable training state lives outside Snakemake's declared outputs, because Snakemake
 # deletes declared outputs before it reruns a job; last.pt must survive that.
 STATE = f"{RESULTS}/.state"

@@ -1,5 +1,5 @@
 # Ingest: standard methylation formats (Bismark, bedMethyl, wgbstools, arrays) into tissue NPZ inputs.
-# One job per sample (SLURM parallelises across samples); results/ingest/samples.tsv is what
+# One job per sample (SLURM parallelises across samples); results/<run>/ingest/samples.tsv is what
 # tissue.input.sheet points at to train on ingested data (docs/ingest.md).
 INGEST = config["ingest"]
 INGEST_OUT = f"{RESULTS}/ingest"

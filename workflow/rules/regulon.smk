@@ -9,7 +9,7 @@ REGULON_OUT = f"{RESULTS}/regulon"
 # a live MongoDB.
 REGULON_DUMP = (
     []
-    if REGULON["mongodb_uri_env"]
+    if REGULON["mongodb_uri_env"] or not REGULON["enabled"]
     else sorted(str(p) for p in Path(REGULON["dump_dir"]).rglob("*.bson*") if ".metadata." not in p.name)
 )
 REGULON_ANNOTATION = [REGULON["annotation"]] if REGULON["annotation"] else []

@@ -22,6 +22,8 @@ rule report_summary:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        run=RUN,
     script:
         "../scripts/run_step.py"
 

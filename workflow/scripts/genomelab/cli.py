@@ -2,8 +2,9 @@
 
 Examples::
 
-    genomelab validate-config config/config.yaml
-    genomelab gate results/tissue/diagnostics/*.json
+    genomelab init tissue --out my_tissue.yaml
+    genomelab validate-config config/demo.yaml
+    genomelab gate results/demo/tissue/diagnostics/*.json
     genomelab simulate-tissue --out-dir sim/ --n-regions 5000
     genomelab tissue-features --sheet sim/samples.tsv --out features.h5
     genomelab versions --out versions.json
@@ -27,21 +28,37 @@ SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 def _validate_config(args: argparse.Namespace) -> int:
     import yaml
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
 
-    from genomelab.config_schema import fill_defaults
+    from genomelab.config import ConfigError
+    from genomelab.config_template import OWN_DATA
+    from genomelab.run_config import load_run_config
 
     config = yaml.safe_load(Path(args.config).read_text()) or {}
-    fill_defaults(config, SCHEMA)
     try:
-        validate(config, str(SCHEMA))
-    except WorkflowError as exc:
-        print(f"{args.config} is invalid: {exc}", file=sys.stderr)
+        # The same checks as the workflow's (workflow/rules/common.smk) at parse time.
+        load_run_config(config, [args.config], SCHEMA, OWN_DATA)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 1
     if args.print:
         print(yaml.safe_dump(config, sort_keys=False))
     logger.info("%s is valid", args.config)
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from genomelab.config_template import config_template
+
+    text = config_template(args.module, args.out or "my.yaml")
+    if not args.out:
+        print(text, end="")
+        return 0
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    logger.info("wrote %s: fill in its <...> placeholders, then snakemake -n --configfile %s", out, out)
     return 0
 
 
@@ -109,10 +126,20 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from genomelab.config_template import OWN_DATA
+
     parser = argparse.ArgumentParser(prog="genomelab", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"genomelab {__version__}")
     parser.add_argument("--log", help="also write the log to this file")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "init", help="write a commented starting config that enables one module (from the schemas)"
+    )
+    p.add_argument("module", choices=list(OWN_DATA))
+    p.add_argument("--out", help="write it here (default: print it)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(func=_init)
 
     p = sub.add_parser("validate-config", help="fill defaults and validate a config file against the schema")
     p.add_argument("config")
@@ -142,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "snapshot", help="snapshot of a run's outputs that holds across machines (snapshot tests)"
     )
-    p.add_argument("results", nargs="?", default="results")
+    p.add_argument("results", help="a run's results folder, e.g. results/test for config/test.yaml")
     p.add_argument("--out", help="write the snapshot here (default: print it)")
     p.add_argument("--check", metavar="SNAPSHOT", help="compare with this snapshot; exit 1 on differences")
     p.set_defaults(func=_snapshot)
@@ -159,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     log_run_header(logger)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         logger.error("%s", exc)
         return 2
 

@@ -81,6 +81,11 @@ def schema_node(path: str) -> dict[str, Any]:
     return node
 
 
+def schema_properties(path: str) -> dict[str, Any]:
+    """The sub-keys of the config key at dotted ``path`` and their schemas, ``$ref`` resolved."""
+    return _resolve(schema_node(path)).get("properties", {})
+
+
 def schema_defaults(path: str) -> dict[str, Any]:
     """``{key: default}`` of the keys of the section at ``path`` that have a schema default."""
     props = _resolve(schema_node(path)).get("properties", {})

@@ -49,10 +49,17 @@ def train_main(args: argparse.Namespace) -> dict[str, Any]:
     section, seed, device = load_section(args.config)
     out = Path(args.out)
     data = section["data"]
+    tables = {name: getattr(args, name) or data[name] for name in ("links", "sources", "targets")}
+    missing = [name for name, path in tables.items() if not path]
+    if missing:
+        # The schema has no default data (the demo's are resources/assoc/*.tsv).
+        raise ValueError(
+            f"no {', '.join(missing)} table: pass --{missing[0]} or set assoc.data.{missing[0]} in --config"
+        )
     steps.prepare_data(
-        args.links or data["links"],
-        args.sources or data["sources"],
-        args.targets or data["targets"],
+        tables["links"],
+        tables["sources"],
+        tables["targets"],
         out / "data",
         seed,
         tuple(data["split_fractions"]),

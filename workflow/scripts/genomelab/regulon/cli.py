@@ -6,7 +6,7 @@
 ``--process-data-only`` stops after processing and targets (data report, normalisation
 statistics, targets.h5); ``--test-mode`` models a 300 kb region with a tiny network for
 two epochs (about a minute on a laptop CPU). ``--config`` takes a YAML file shaped like the
-``regulon:`` block of config/config.yaml. The live MongoDB path: ``--mongodb-uri-env VAR``.
+``regulon:`` block of config/demo.yaml. The live MongoDB path: ``--mongodb-uri-env VAR``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     src.add_argument("--mongodb-uri-env", help="environment variable holding a MongoDB URI")
     parser.add_argument("--genome", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--config", help="YAML shaped like the regulon: block of config/config.yaml")
+    parser.add_argument("--config", help="YAML shaped like the regulon: block of config/demo.yaml")
     parser.add_argument("--test-mode", action="store_true", help="tiny region, tiny model, two epochs")
     parser.add_argument(
         "--process-data-only", action="store_true", help="stop after the data report and targets"

@@ -18,8 +18,11 @@ def write_run_summary(
     md_path: str | os.PathLike,
     json_path: str | os.PathLike,
     html_path: str | os.PathLike | None = None,
+    run: str | None = None,
 ) -> None:
     """Combine module ``summary.json`` files into ``summary.md`` and ``summary.json``.
+
+    ``run`` is the config's run name (the folder ``results/<run>/``); the summary names it.
 
     Plot paths in module summaries are relative to the results folder; they are rewritten
     relative to the run summary so the Markdown renders with its images.
@@ -28,7 +31,7 @@ def write_run_summary(
     versions = read_json_file(versions_path, "versions file")
     summaries = [read_module_summary(p) for p in summary_paths]
     lines = [
-        "# genomelab run summary",
+        f"# genomelab run summary: {run}" if run else "# genomelab run summary",
         "",
         f"genomelab {versions['genomelab']}, git commit {versions.get('git_commit') or 'unknown'}, "
         f"torch {versions['packages'].get('torch')}, GPUs: {', '.join(versions.get('gpus') or []) or 'none'}.",
@@ -62,20 +65,21 @@ def write_run_summary(
         s.plots = [os.path.relpath(base / p, md_dir) for p in s.plots]
         lines += [f'<a id="{s.module}"></a>', "", s.to_markdown()]
     atomic_write_text(md_path, "\n".join(lines))
-    atomic_write_json(json_path, {"versions": versions, "modules": rows})
+    atomic_write_json(json_path, {"run": run, "versions": versions, "modules": rows})
     if html_path is not None:
-        atomic_write_text(html_path, render_html(summaries, versions, rows))
+        atomic_write_text(html_path, render_html(summaries, versions, rows, run))
 
 
-def render_html(summaries: list, versions: dict, rows: list[dict]) -> str:
+def render_html(summaries: list, versions: dict, rows: list[dict], run: str | None = None) -> str:
     """A self-contained HTML page of the run summary (tables only; plots are separate report items)."""
     esc = html.escape
+    title = f"genomelab run summary: {esc(run)}" if run else "genomelab run summary"
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>genomelab run summary</title>",
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #999;padding:4px 8px}th{background:#eee}.fail{color:#b00}.warn{color:#a60}"
         ".pass{color:#070}</style></head><body>",
-        "<h1>genomelab run summary</h1>",
+        f"<h1>{title}</h1>",
         f"<p>genomelab {esc(str(versions.get('genomelab')))}, commit {esc(str(versions.get('git_commit')))}, "
         f"torch {esc(str(versions['packages'].get('torch')))}, GPUs: {esc(', '.join(versions.get('gpus') or []) or 'none')}</p>",
         "<table id='modules'><tr><th>module</th><th>comparison</th><th>verdict</th><th>pass/warn/fail</th></tr>",

@@ -9,7 +9,12 @@ def summary_step(smk: Any) -> None:
     from genomelab.report.run import write_run_summary
 
     write_run_summary(
-        list(smk.input.summaries), smk.input.versions, smk.output.md, smk.output.json, smk.output.html
+        list(smk.input.summaries),
+        smk.input.versions,
+        smk.output.md,
+        smk.output.json,
+        smk.output.html,
+        run=smk.params.run,
     )
 
 

@@ -1,0 +1,319 @@
+"""Config layering: the user's config alone (plus schema defaults) decides what runs and where.
+
+No config file is read by default, every module is off unless enabled, and ``run`` keys the
+output, log and state folders; ``genomelab init <module>`` writes a starting config from the
+schema. Dry runs happen in a copy of the repository under tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from genomelab.cli import main as genomelab_main
+from genomelab.config import ConfigError, schema_default, schema_node
+from genomelab.config_schema import fill_defaults
+from genomelab.config_template import OWN_DATA, RUN_PLACEHOLDER, config_template
+from genomelab.run_config import load_run_config, placeholders
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+# Sections with an `enabled` key, as workflow/rules/common.smk passes them.
+SECTIONS = ("tissue", "deconv", "regulon", "assoc", "binning", "ingest")
+# Rules every run has besides its modules' own.
+RUN_RULES = {"all", "gate", "report_summary", "report_software_versions"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A copy of the repository's tracked (and new, unignored) files."""
+    dest = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def planned(workdir: Path, configfile: Path) -> tuple[dict[str, int], set[str]]:
+    """Dry run of ``configfile``: ({rule: jobs}, every planned output, log and benchmark path)."""
+    res = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(configfile))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    counts: dict[str, int] = {}
+    for rule in re.findall(r"^(?:local)?rule (\w+):", res.stdout, flags=re.M):
+        counts[rule] = counts.get(rule, 0) + 1
+    paths = set()
+    for line in re.findall(r"^\s+(?:output|log|benchmark): (.+)$", res.stdout, flags=re.M):
+        paths.update(p.strip() for p in line.split(", "))
+    return counts, paths
+
+
+def tissue_data(folder: Path, n_samples: int = 9, n_regions: int = 20) -> Path:
+    """A tiny sample sheet of per-sample NPZ files (methylation int8 [n_regions, 150])."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = ["sample\tfile\ttissue"]
+    for i in range(n_samples):
+        meth = rng.integers(0, 3, size=(n_regions, 150)).astype(np.int8)
+        np.savez_compressed(folder / f"s{i}.npz", methylation=meth)
+        rows.append(f"s{i}\ts{i}.npz\t{('Blood', 'Liver', 'Colon')[i % 3]}")
+    (folder / "samples.tsv").write_text("\n".join(rows) + "\n")
+    return folder / "samples.tsv"
+
+
+def own_tissue_config(workdir: Path, run: str) -> Path:
+    """What a user writes: `genomelab init tissue`, placeholders filled with small data."""
+    sheet = tissue_data(workdir / "mydata")
+    text = config_template("tissue")
+    text = text.replace(RUN_PLACEHOLDER, run).replace(
+        "<path/to/samples.tsv>", str(sheet.relative_to(workdir))
+    )
+    path = workdir / f"{run}.yaml"
+    path.write_text(text)
+    return path
+
+
+def load(config: dict, name: str = "my.yaml") -> dict:
+    return load_run_config(config, [name], SCHEMA, SECTIONS)
+
+
+# -- the workflow: only the user's config, schema defaults, one folder per run
+
+
+def test_a_bare_run_stops_and_says_which_config_to_pass(workdir):
+    res = snakemake(workdir, "-n", "--cores", "1")
+    assert res.returncode != 0
+    message = res.stdout + res.stderr
+    assert "No config given" in message and "--configfile config/demo.yaml" in message, message[-2000:]
+    assert "genomelab init" in message
+    assert not (workdir / "results").exists()
+
+
+def test_a_config_naming_one_module_plans_only_that_module(workdir):
+    counts, paths = planned(workdir, own_tissue_config(workdir, "cohort1"))
+    modules = {rule.split("_")[0] for rule in counts if rule not in RUN_RULES}
+    assert modules == {"tissue"}, counts
+    assert counts["gate"] == 1 and counts["report_summary"] == 1
+    # Schema defaults, not the demo's: two models x ensemble 5 (the schema's) training jobs.
+    assert counts["tissue_train"] == len(schema_default("tissue.models")) * schema_default("tissue.ensemble")
+    assert "tissue_simulate" not in counts, "the user's sheet is the input, not the demo simulator"
+    outside = sorted(p for p in paths if not p.startswith(("results/cohort1/", "logs/cohort1/")))
+    assert paths and not outside, outside[:5]
+
+
+def test_the_one_module_config_takes_training_settings_from_the_schema(workdir):
+    config = load(yaml.safe_load(own_tissue_config(workdir, "cohort1").read_text()))
+    demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    train = config["tissue"]["train"]
+    for key in ("max_epochs", "batch_size", "lr", "patience"):
+        assert train[key] == schema_default(f"train.{key}"), key
+        assert train[key] != demo["tissue"]["train"][key], f"the demo's tissue.train.{key} leaked in"
+    assert not any(config[m]["enabled"] for m in SECTIONS if m != "tissue")
+
+
+def test_two_run_names_plan_disjoint_outputs(workdir):
+    _, first = planned(workdir, own_tissue_config(workdir, "cohort1"))
+    _, second = planned(workdir, own_tissue_config(workdir, "cohort1_lr_small"))
+    assert first and second and not first & second
+    assert all(p.startswith(("results/cohort1_lr_small/", "logs/cohort1_lr_small/")) for p in second)
+    # Resumable training state is keyed by the run too.
+    assert any(p.startswith("results/cohort1/") for p in first)
+
+
+@pytest.mark.parametrize(("configfile", "run"), [("config/demo.yaml", "demo"), ("config/test.yaml", "test")])
+def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile, run):
+    counts, paths = planned(workdir, workdir / configfile)
+    modules = {rule.split("_")[0] for rule in counts if rule not in RUN_RULES}
+    assert modules == {"tissue", "deconv", "regulon", "assoc", "binning", "ingest"}, counts
+    assert all(p.startswith((f"results/{run}/", f"logs/{run}/")) for p in paths), sorted(paths)[:5]
+
+
+# -- the checks at parse time
+
+
+@pytest.mark.parametrize(
+    ("config", "files", "message"),
+    [
+        ({}, [], r"No config given.*config/demo\.yaml.*genomelab init"),
+        (
+            {"seed": 3, "tissue": {"enabled": True}},
+            ["my.yaml"],
+            r"my\.yaml names no run: add a line `run: <name>`",
+        ),
+        ({"run": "a"}, ["my.yaml"], r"my\.yaml enables no module"),
+        ({"run": "a", "tissue": {"enabled": False}}, ["my.yaml"], r"enables no module"),
+        (
+            {"run": "a/b", "tissue": {"enabled": True}},
+            ["my.yaml"],
+            r"(?s)my\.yaml is invalid: .*'a/b' does not match",
+        ),
+        (
+            {"run": "a", "tissue": {"enabled": True, "lr": 1}},
+            ["my.yaml"],
+            r"(?s)invalid.*'lr' was unexpected",
+        ),
+        (
+            {
+                "run": "a",
+                "tissue": {"enabled": True, "input": {"source": "sheet", "sheet": "<path/to/samples.tsv>"}},
+            },
+            ["my.yaml"],
+            r"my\.yaml still has placeholders to fill in: tissue\.input\.sheet = '<path/to/samples\.tsv>'",
+        ),
+        (
+            {"run": "a", "regulon": {"enabled": True, "dump_dir": "dump"}},
+            ["my.yaml"],
+            r"my\.yaml enables a module without its input\(s\): set regulon\.genome \(",
+        ),
+        (
+            {"run": "a", "regulon": {"enabled": True, "genome": "g.fna"}},
+            ["my.yaml"],
+            r"set regulon\.dump_dir or regulon\.mongodb_uri_env \(",
+        ),
+        (
+            {"run": "a", "assoc": {"enabled": True, "data": {"links": "l.tsv"}}},
+            ["my.yaml"],
+            r"set assoc\.data\.sources, assoc\.data\.targets \(",
+        ),
+    ],
+)
+def test_a_config_that_cannot_run_stops_with_what_to_fix(config, files, message):
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(config, files, SCHEMA, SECTIONS)
+
+
+def test_no_demo_data_stands_in_for_a_module_s_required_inputs(tmp_path):
+    from genomelab.assoc.cli import main as assoc_main
+
+    assert not any(schema_default(f"assoc.data.{t}") for t in ("links", "sources", "targets"))
+    assert not schema_default("regulon.genome") and not schema_default("regulon.dump_dir")
+    with pytest.raises(ValueError, match="no links, sources, targets table: pass --links"):
+        assoc_main(["train", "--out", str(tmp_path / "out")])
+
+
+def test_placeholders_are_found_anywhere_in_the_config():
+    config = {"run": "<name>", "binning": {"input": {"genomes": ["a.fna", "<more.fna>"]}}, "x": "a<b>"}
+    assert placeholders(config) == ["run", "binning.input.genomes[1]"]
+
+
+# -- genomelab init
+
+
+def test_init_knows_every_module_the_config_can_enable():
+    from genomelab.config import schema_properties
+
+    enabled = {k for k in schema_properties("config") if "enabled" in schema_properties(f"config.{k}")}
+    assert set(OWN_DATA) == enabled == set(SECTIONS)
+
+
+def test_own_data_keys_of_the_template_exist_in_the_schema():
+    for module, keys in OWN_DATA.items():
+        for key in keys:
+            schema_node(f"{module}.{key}")  # raises ConfigError naming a missing key
+
+
+@pytest.mark.parametrize("module", list(OWN_DATA))
+def test_init_writes_a_config_that_validates_once_its_placeholders_are_filled(tmp_path, module):
+    path = tmp_path / "my.yaml"
+    assert genomelab_main(["init", module, "--out", str(path)]) == 0
+    config = yaml.safe_load(path.read_text())
+    unfilled = placeholders(config)
+    assert "run" in unfilled and len(unfilled) == 1 + sum(
+        isinstance(v, str) and v.startswith("<") for v in OWN_DATA[module].values()
+    )
+    assert config[module]["enabled"] is True
+    with pytest.raises(ConfigError, match="placeholders"):
+        load(config)
+    # Filled with small data made here; the config then validates against the schema.
+    data = tmp_path / "data"
+    data.mkdir()
+    text = path.read_text().replace(RUN_PLACEHOLDER, "cohort1")
+    for i, key in enumerate(unfilled[1:]):
+        placeholder = config
+        for part in key.split("."):
+            placeholder = placeholder[part]
+        small = data / f"input{i}{Path(placeholder.strip('<>')).suffix}"
+        small.write_text("x\n")
+        text = text.replace(placeholder, str(small))
+    path.write_text(text)
+    filled = load(yaml.safe_load(path.read_text()), str(path))
+    assert [m for m in SECTIONS if filled[m]["enabled"]] == [module]
+    assert not placeholders(filled)
+
+
+@pytest.mark.parametrize("module", list(OWN_DATA))
+def test_init_comments_every_other_key_at_its_schema_default(module):
+    """Uncommenting the whole template gives a config equal to the schema defaults (plus the
+    filled-in keys): the comments are the schema, so they cannot drift from it."""
+    text = config_template(module)
+    body = text[text.index("\nrun: ") + 1 :]
+    lines = []
+    for line in body.splitlines():
+        if "(no default)" in line:  # a key the schema leaves unset (per-job resource overrides)
+            continue
+        # The "# " of a commented block sits at the indentation of its first key.
+        lines.append(re.sub(r"^(\s*)# ", r"\1", line, count=1))
+    uncommented = yaml.safe_load("\n".join(lines))
+    # A per-job override block whose keys all lack defaults is left empty: {} by the schema.
+    training = uncommented["resources"]["training"]
+    uncommented["resources"]["training"] = {k: v or {} for k, v in training.items()}
+    live = yaml.safe_load(text)
+    expected = fill_defaults(yaml.safe_load(text), SCHEMA)
+    for other in set(OWN_DATA) - {module}:
+        del expected[other]  # the template leaves other modules out
+    expected["resources"]["training"] = {
+        k: v for k, v in expected["resources"]["training"].items() if k.startswith(module)
+    }
+    assert uncommented == expected
+    assert live[module]["enabled"] is True and set(live) == {"run", module}
+
+
+def test_init_refuses_to_overwrite_and_names_unknown_modules(tmp_path, capsys):
+    path = tmp_path / "my.yaml"
+    path.write_text("mine\n")
+    assert genomelab_main(["init", "tissue", "--out", str(path)]) == 2
+    assert path.read_text() == "mine\n"
+    assert genomelab_main(["init", "tissue", "--out", str(path), "--force"]) == 0
+    assert "tissue:\n  enabled: true" in path.read_text()
+    with pytest.raises(ValueError, match="no module 'nope'; genomelab init knows tissue"):
+        config_template("nope")
+
+
+def test_validate_config_applies_the_workflow_checks(tmp_path, capsys):
+    assert genomelab_main(["validate-config", str(ROOT / "config" / "test.yaml")]) == 0
+    path = tmp_path / "my.yaml"
+    path.write_text("tissue: {enabled: true}\n")
+    assert genomelab_main(["validate-config", str(path)]) == 1
+    assert f"{path} names no run" in capsys.readouterr().err
+
+
+def test_the_readme_own_data_example_plans_only_its_module(workdir):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using your own data") :]
+    example = re.search(r"```yaml\n# my\.yaml\n(.*?)```", section, flags=re.S).group(1)
+    config = yaml.safe_load(example)
+    sheet = tissue_data(workdir / "readme_data")
+    example = example.replace(config["tissue"]["input"]["sheet"], str(sheet))
+    path = workdir / "readme_example.yaml"
+    path.write_text(example)
+    counts, paths = planned(workdir, path)
+    assert {rule.split("_")[0] for rule in counts if rule not in RUN_RULES} == {"tissue"}, counts
+    assert all(p.startswith((f"results/{config['run']}/", f"logs/{config['run']}/")) for p in paths)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from genomelab.io.dropped import count_dropped
 from genomelab.io.errors import FormatError
 from genomelab.report import Comparison, ModuleSummary, read_module_summary, write_module_summary

@@ -246,6 +246,7 @@ rule binning_summary:
         ),
         metrics=rules.binning_train.output.metrics,
         bin_summary=rules.binning_bins.output.bin_summary,
+        contig_bins=rules.binning_bins.output.contig_bins,
         fasta_dir=rules.binning_bins.output.fasta_dir,
         diagnostics=DIAGNOSTICS["binning"],
     output:

@@ -26,6 +26,7 @@ from genomelab.splits import SPLITS
 logger = logging.getLogger(__name__)
 
 CLUSTER_COLUMNS = ("contig", "cluster")
+CONTIG_BINS_COLUMNS = ("contig", "bin", "length", "bin_written", "status")
 LINK_COLUMNS = ("source", "target", "direction", "confidence")
 SPLIT_COLUMNS = ("sample", "source_sample", "tissue", "label", "split")
 
@@ -180,6 +181,17 @@ def read_clusters(
     _unique_names(table, "contig", path, "clusters table")
     check_names(names, table["contig"], names_label, f"clusters {path}")
     return table.set_index("contig").loc[names, "cluster"].to_numpy()
+
+
+def read_contig_bins(path: str | os.PathLike) -> pd.DataFrame:
+    """The binning module's contig -> bin table (``contig``, ``bin``, ``length``,
+    ``bin_written``, ``status``; every contig of the assembly, unbinned ones included)."""
+    path = existing_file(path, "contig bins table")
+    table = _read_tsv(path, dtype={"contig": str, "bin": str, "status": str})
+    missing = [c for c in CONTIG_BINS_COLUMNS if c not in table.columns]
+    if missing:
+        raise FormatError(path, f"contig bins table lacks column(s) {missing}; it has {list(table.columns)}")
+    return table
 
 
 # -------------------------------------------------------------------- assoc

@@ -285,6 +285,7 @@ rule deconv_summary:
         )
         + ([f"{DC_OUT}/infer/stacked.png"] if DC_INFER else []),
         diagnostics=rules.deconv_diagnostics.output[0],
+        markers=rules.deconv_reference.output.markers,
         train_metrics=expand(
             f"{DC_OUT}/{{phase}}/{{variant}}/rep0/metrics.json", phase=DC_PHASES, variant=DC_VARIANTS
         ),

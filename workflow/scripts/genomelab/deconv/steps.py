@@ -15,6 +15,7 @@ import numpy as np
 from genomelab.config import param
 from genomelab.deconv.io import (
     JoinReport,
+    join_dropped,
     join_regions,
     read_sources,
     read_table,
@@ -26,7 +27,7 @@ from genomelab.deconv.io import (
 from genomelab.deconv.metrics import deconv_metrics, headline
 from genomelab.deconv.mixtures import PHASES, PhaseConfig, make_mixtures, read_mixtures, write_mixtures
 from genomelab.deconv.nnls import deconvolve_nnls
-from genomelab.deconv.reference import Reference, ReferenceConfig, build_reference
+from genomelab.deconv.reference import Reference, ReferenceConfig, build_reference, reference_dropped
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
 
@@ -542,12 +543,15 @@ def summarise(
     out_md: str | os.PathLike,
     plot_paths: list[str],
     curves_png: str | os.PathLike | None = None,
+    markers_json: str | None = None,
 ) -> None:
     from genomelab.deconv import plots as P
     from genomelab.diagnostics import read_results
     from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
     comps, notes = [], []
+    # Records the module's steps left out (reference regions, unmatched input regions).
+    dropped = reference_dropped(markers_json) if markers_json else []
     for path in comparisons:
         data = read_json_file(path, "deconv comparison")
         phase = data["phase"]
@@ -589,6 +593,7 @@ def summarise(
     if infer_json:
         inf = read_json_file(infer_json, "deconv inference summary")
         j = inf["join"]
+        dropped += [d for d in (join_dropped(j),) if d is not None]
         notes.append(
             f"inference on {len(inf['samples'])} new samples: {j['n_matched']} of {j['n_reference_regions']} "
             f"reference regions matched, {j['n_dropped']} input regions dropped"
@@ -616,6 +621,7 @@ def summarise(
         diags,
         [os.path.relpath(p, base) for p in plots],
         notes,
+        dropped,
     )
     write_module_summary(summary, out_json, out_md)
 
@@ -635,6 +641,7 @@ def summary_step(smk: Any) -> None:
         smk.output.md,
         list(smk.input.plots),
         smk.output.curves,
+        smk.input.get("markers"),
     )
 
 

@@ -30,6 +30,7 @@ from genomelab.deconv.nnls import deconvolve_nnls
 from genomelab.deconv.reference import Reference, ReferenceConfig, build_reference, reference_dropped
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
+from genomelab.io.sheets import is_sample_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -432,12 +433,9 @@ def read_user_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, 
     if name.endswith((".h5", ".hdf5")):
         src = sources_from_features(path)
         return src.beta.astype(np.float64), src.regions, src.samples
-    if name.endswith(".tsv") and path.is_file():
-        with open(path) as fh:
-            header = fh.readline().rstrip("\n").split("\t")
-        if "file" in header and "sample" in header:
-            src = sources_from_sheet(path)
-            return src.beta.astype(np.float64), src.regions, src.samples
+    if is_sample_sheet(path):
+        src = sources_from_sheet(path)
+        return src.beta.astype(np.float64), src.regions, src.samples
     values, regions, samples = read_table(path, "samples table")
     return values.T, regions, samples
 

@@ -505,3 +505,12 @@ def test_cx_report_keeps_cg_and_merges_strands(tmp_path):
     convert_sample(path, "", "s", regions, cfg, tmp_path / "u.npz")
     unmerged = load(tmp_path / "u.npz")["methylation"][0]
     assert unmerged[10] == 1 and unmerged[11] == 0
+
+
+def test_probes_without_coordinates_are_counted_not_silent(tmp_path, caplog):
+    write(tmp_path / "p.tsv", "probe\tchrom\tpos\ncg1\tchr1\t11\nctl1\t\t\nctl2\tchr1\t\ncg2\tchr2\t5\n")
+    with caplog.at_level("WARNING"):
+        probes = read_probe_table(tmp_path / "p.tsv")
+    assert probes["probe"].tolist() == ["cg1", "cg2"]
+    assert "ingest_sample: 2 probes dropped (no chromosome or position in" in caplog.text
+    assert "first: ctl1, ctl2" in caplog.text

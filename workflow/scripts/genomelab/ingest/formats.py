@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genomelab.io.dropped import count_dropped
 from genomelab.io.streams import compressed_errors, is_gzip, open_text
 
 BISMARK_COV, CPG_REPORT, BEDMETHYL, PAT, BETA, ARRAY = (
@@ -511,7 +512,11 @@ def read_probe_table(path: str | os.PathLike, pos_base: int = 1) -> pd.DataFrame
         )
     table = table.rename(columns={p: "probe", c: "chrom", s: "pos"})
     # Manifests leave control probes without coordinates; they cannot be placed.
-    table = table.dropna(subset=["chrom", "pos"])
+    unplaced = table["chrom"].isna() | table["pos"].isna()
+    count_dropped(
+        "ingest_sample", "probes", f"no chromosome or position in {path}", table.loc[unplaced, "probe"]
+    )
+    table = table[~unplaced]
     pos = pd.to_numeric(table["pos"], errors="coerce")
     if pos.isna().any() or (pos < pos_base).any() or (pos != np.floor(pos)).any():
         bad = table.index[(pos.isna() | (pos < pos_base)).to_numpy()]

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.dropped import count_dropped
 from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART, Source
 
 logger = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
     name = path.name.lower().removesuffix(".gz")
     opener = gzip.open if path.name.endswith(".gz") else open
     rows = []
+    no_tag: list[str] = []  # genes without a b-number cannot be joined: counted, not silent
     if name.endswith((".gff", ".gff3")):
         with opener(path, "rt") as fh:
             for line in fh:
@@ -185,6 +187,7 @@ def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
                     continue
                 attrs = dict(kv.split("=", 1) for kv in cols[8].split(";") if "=" in kv)
                 if "locus_tag" not in attrs:
+                    no_tag.append(attrs.get("ID", attrs.get("Name", cols[3])))
                     continue
                 rows.append(
                     (
@@ -215,9 +218,13 @@ def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"annotation file {path}: unknown format (expected .gff/.gff3 or .gb/.gbk/.gbff)")
     if not rows:
         raise ValueError(f"annotation file {path} holds no gene with a locus_tag (b-number)")
-    return pd.DataFrame(rows, columns=["bnumber", "name", "start", "end", "strand"]).drop_duplicates(
-        "bnumber"
+    count_dropped("regulon_data", "genes", f"no locus_tag (b-number) in {path}", no_tag)
+    table = pd.DataFrame(rows, columns=["bnumber", "name", "start", "end", "strand"])
+    repeated = table["bnumber"].duplicated()
+    count_dropped(
+        "regulon_data", "genes", f"b-number repeated in {path} (first kept)", table["bnumber"][repeated]
     )
+    return table[~repeated]
 
 
 def genome_length(fasta: str | os.PathLike, contig: str | None = None) -> tuple[str, int]:

@@ -240,7 +240,7 @@ def join_dropped(join: dict) -> Dropped | None:
     return Dropped(
         "deconv_infer",
         "input regions",
-        "not in the reference",
+        "not a region of the reference (its markers)",
         int(join["n_dropped"]),
         list(join["dropped_examples"][:N_EXAMPLES]),
     )

@@ -102,8 +102,8 @@ class ModuleSummary:
                 "| step | records | reason | count | first IDs |",
                 "|---|---|---|---|---|",
             ]
-            for d in self.dropped:
-                lines.append(f"| {d.step} | {d.what} | {d.reason} | {d.count} | {', '.join(d.examples)} |")
+            for e in self.dropped:
+                lines.append(f"| {e.step} | {e.what} | {e.reason} | {e.count} | {', '.join(e.examples)} |")
             lines.append("")
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines).rstrip() + "\n"

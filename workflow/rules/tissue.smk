@@ -26,6 +26,7 @@ TISSUE_MEMBERS = {m: [0] if m == "region" else list(range(TISSUE["ensemble"])) f
 # optional sheet of labels). A user sheet is validated now and its files are inputs too.
 if TISSUE["input"]["source"] == "simulate":
     TISSUE_INPUT = {"sheet": f"{TISSUE_OUT}/simulated/samples.tsv"}
+    MADE_SHEETS.add(os.path.normpath(TISSUE_INPUT["sheet"]))  # deconv may read it
 elif TISSUE["input"]["source"] == "sheet":
     TISSUE_INPUT = {"sheet": TISSUE["input"]["sheet"]}
 else:

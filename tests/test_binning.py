@@ -456,6 +456,48 @@ def test_n50_and_bin_summary_and_fastas(tmp_path):
     assert got == {"bin_00001.fna": ["c0", "c1", "c2"], "bin_00002.fna": ["c3", "c4"]}
 
 
+def test_contigs_not_profiled_are_listed_unbinned_and_counted(tmp_path):
+    """Nothing silent: short and all-N contigs stay in contig_bins.tsv and reach the summary."""
+    from types import SimpleNamespace
+
+    from genomelab.binning.bins import unbinned_dropped
+    from genomelab.binning.steps import bins_step
+    from genomelab.io.tables import read_contig_bins, write_clusters
+
+    rng = np.random.default_rng(0)
+    recs = [(f"long{i}", random_seq(rng, 600)) for i in range(4)]
+    recs[1:1] = [("short0", random_seq(rng, 100))]
+    recs += [("allN", b"N" * 700), ("short1", random_seq(rng, 50))]
+    fasta = write_fasta(tmp_path / "c.fa", recs)
+    kmers.write_profiles_h5(fasta, tmp_path / "p.h5", min_length=500)
+    write_clusters([f"long{i}" for i in range(4)], np.array([0, 0, 1, 1]), tmp_path / "clusters.tsv")
+    out = tmp_path / "bins"
+    smk = SimpleNamespace(
+        input=SimpleNamespace(
+            contigs=str(fasta), h5=str(tmp_path / "p.h5"), clusters=str(tmp_path / "clusters.tsv")
+        ),
+        output=SimpleNamespace(
+            fasta_dir=str(out / "fasta"),
+            contig_bins=str(out / "contig_bins.tsv"),
+            bin_summary=str(out / "b.tsv"),
+        ),
+        params=SimpleNamespace(min_bin_bp=1000),
+    )
+    bins_step(smk)
+    table = read_contig_bins(out / "contig_bins.tsv")
+    assert table["contig"].tolist() == ["long0", "long1", "long2", "long3", "short0", "allN", "short1"]
+    unbinned = table.set_index("contig").loc[["short0", "allN", "short1"]]
+    assert unbinned["bin"].tolist() == ["unbinned"] * 3
+    assert unbinned["status"].tolist() == ["short", "no_kmers", "short"]
+    assert not unbinned["bin_written"].any() and unbinned["length"].tolist() == [100, 700, 50]
+    assert (table.set_index("contig").loc[["long0", "long3"], "status"] == "binned").all()
+    dropped = unbinned_dropped(table)
+    assert [(d.reason.split(",")[0], d.count, d.examples) for d in dropped] == [
+        ("shorter than binning.features.min_length", 2, ["short0", "short1"]),
+        ("no valid 6-mer (only N or other non-ACGT letters)", 1, ["allN"]),
+    ]
+
+
 def test_split_indices_are_disjoint_and_checked():
     s = split_indices(100, 0.1, 0.2, 0)
     assert sorted(np.concatenate(list(s.values())).tolist()) == list(range(100))

@@ -217,6 +217,69 @@ def test_reference_include_exclude(demo):
         build_reference(src, ReferenceConfig(exclude=["Brain"]))
 
 
+def test_reference_counts_the_regions_it_drops(tmp_path, caplog):
+    """Nothing silent: atlas rows with an NA cell, atlas regions absent from the samples and
+    regions without calls are counted in the record (markers.json) with their first IDs."""
+    regions = [f"r{i}" for i in range(8)]
+    valid = np.full((4, 8), 10.0, np.float32)
+    valid[:2, 6] = 0  # r6: no call in tissue A
+    meth = np.where(np.arange(8) % 2 == 0, 2.0, 8.0)[None, :] * np.array([[1], [1], [0.5], [0.5]])
+    src = dio.Sources(
+        np.array(["a1", "a2", "b1", "b2"]),
+        np.array(["A", "A", "B", "B"]),
+        np.array(["a1", "a2", "b1", "b2"]),
+        np.array(regions),
+        meth.astype(np.float32),
+        valid,
+    )
+    cfg = ReferenceConfig(select_markers=False)
+    _, record = build_reference(src, cfg)
+    assert record["dropped"] == [
+        {
+            "step": "deconv_reference",
+            "what": "regions",
+            "reason": "no call in a tissue's training samples, or more than "
+            "reference.max_missing=0.5 of them lack one",
+            "count": 1,
+            "examples": ["r6"],
+        }
+    ]
+    atlas = tmp_path / "atlas.tsv"
+    atlas.write_text(
+        "region\tA\tB\n"
+        + "".join(f"{r}\t0.2\t{'NA' if r in ('r1', 'r4') else 0.8}\n" for r in regions[:6])
+        + "x1\t0.1\t0.9\n"
+    )
+    with caplog.at_level("WARNING"):
+        ref, record = build_reference(
+            src, ReferenceConfig(atlas=str(atlas), select_markers=False), dio.read_table(atlas, "atlas")
+        )
+    assert ref.regions.tolist() == ["r0", "r2", "r3", "r5"]
+    got = {d["what"]: (d["count"], d["examples"], d["reason"]) for d in record["dropped"]}
+    assert got["atlas regions"][:2] == (1, ["x1"])
+    assert got["regions"][:2] == (2, ["r1", "r4"]) and "NA cell" in got["regions"][2]
+    assert "2 regions dropped (an NA cell in a used tissue column of atlas" in caplog.text
+    # The summary reads them back from markers.json, with the regions an inference join left out.
+    from genomelab.deconv.reference import reference_dropped
+    from genomelab.io.atomic import atomic_write_json
+
+    atomic_write_json(tmp_path / "markers.json", record)
+    assert [(d.what, d.count) for d in reference_dropped(tmp_path / "markers.json")] == [
+        ("atlas regions", 1),
+        ("regions", 2),
+    ]
+    _, join = dio.join_regions(
+        ref.regions,
+        np.array(["r0", "r2", "r3", "r5", "y1", "y2"]),
+        np.zeros((1, 6)),
+        ["s1"],
+        0.5,
+        "samples.csv",
+    )
+    entry = dio.join_dropped(join.to_dict())
+    assert (entry.step, entry.count, entry.examples) == ("deconv_infer", 2, ["y1", "y2"])
+
+
 # ---------------------------------------------------------------- mixtures
 def test_phase_proportion_laws(rng):
     cfg = PhaseConfig(background=["A", "B"])

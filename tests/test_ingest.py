@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from genomelab.ingest.formats import detect_format, read_probe_table
 from genomelab.ingest.regions import read_regions
 from genomelab.ingest.sheet import read_ingest_sheet
 from genomelab.ingest.steps import collect
+from genomelab.io.dropped import dropped_to_json
 
 HG38 = genome_build("hg38")
 
@@ -225,7 +227,8 @@ def test_demo_sheet_to_tissue_inputs(tmp_path):
     index = build_cpg_index(tmp_path / "in" / "CpG.bed.gz", regions)
     index.save(tmp_path / "idx.npz")
     index = CpgIndex.load(tmp_path / "idx.npz")
-    probes = read_probe_table(tmp_path / "in" / "probes.tsv")
+    dropped = []  # the probe table's control probes, as sample_step records them in the QC
+    probes = read_probe_table(tmp_path / "in" / "probes.tsv", dropped=dropped)
     cfg = IngestConfig(slots="cpg")
     npz, qc = [], []
     for rec in records:
@@ -235,6 +238,8 @@ def test_demo_sheet_to_tissue_inputs(tmp_path):
         )
         from genomelab.io.atomic import atomic_write_json
 
+        if rec.format == "array":
+            stats["dropped"] = dropped_to_json(dropped)
         atomic_write_json(tmp_path / "out" / "qc" / f"{rec.sample}.json", stats)
         npz.append(str(out))
         qc.append(str(tmp_path / "out" / "qc" / f"{rec.sample}.json"))
@@ -262,6 +267,11 @@ def test_demo_sheet_to_tissue_inputs(tmp_path):
     diff = np.abs(blood - liver)
     assert diff[::3].mean() > diff[np.arange(12) % 3 != 0].mean() + 0.2
     assert (out_dir / "summary.json").is_file() and "ingest" in (out_dir / "summary.md").read_text().lower()
+    # The two array samples share the probe table: its dropped control probes are listed once.
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert [(d["what"], d["count"], d["examples"][0]) for d in summary["dropped"]] == [
+        ("probes", 1, "ch_control_1")
+    ]
 
 
 def test_bounded_chunks_give_the_same_result(demo_set, tmp_path):
@@ -505,3 +515,12 @@ def test_cx_report_keeps_cg_and_merges_strands(tmp_path):
     convert_sample(path, "", "s", regions, cfg, tmp_path / "u.npz")
     unmerged = load(tmp_path / "u.npz")["methylation"][0]
     assert unmerged[10] == 1 and unmerged[11] == 0
+
+
+def test_probes_without_coordinates_are_counted_not_silent(tmp_path, caplog):
+    write(tmp_path / "p.tsv", "probe\tchrom\tpos\ncg1\tchr1\t11\nctl1\t\t\nctl2\tchr1\t\ncg2\tchr2\t5\n")
+    with caplog.at_level("WARNING"):
+        probes = read_probe_table(tmp_path / "p.tsv")
+    assert probes["probe"].tolist() == ["cg1", "cg2"]
+    assert "ingest_sample: 2 probes dropped (no chromosome or position in" in caplog.text
+    assert "first: ctl1, ctl2" in caplog.text

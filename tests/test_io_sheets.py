@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from genomelab.io.errors import FormatError
-from genomelab.io.sheets import SampleRecord, iter_sheet_rows, read_sample_sheet, write_sample_sheet
+from genomelab.io.sheets import (
+    SampleRecord,
+    is_sample_sheet,
+    iter_sheet_rows,
+    read_sample_sheet,
+    sheet_files,
+    write_sample_sheet,
+)
 
 HEADER = "sample\tfile\ttissue\tsubtype\tsource_sample"
 
@@ -95,3 +102,18 @@ def test_write_then_read_gives_the_records_back(tmp_path):
     assert [(r.sample, r.file.resolve(), r.tissue, r.subtype, r.source_sample) for r in back] == [
         (r.sample, r.file.resolve(), r.tissue, r.subtype, r.source_sample) for r in records
     ]
+
+
+def test_sheet_files_and_sheet_detection(tmp_path):
+    (tmp_path / "a.npz").write_bytes(b"")
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("sample\tfile\ttissue\nA\ta.npz\tLiver\n")
+    assert is_sample_sheet(sheet) and sheet_files(sheet) == [str(tmp_path / "a.npz")]
+    table = tmp_path / "t.tsv"
+    table.write_text("region\tA\tB\nr1\t0.1\t0.2\n")
+    assert not is_sample_sheet(table) and not is_sample_sheet(tmp_path / "absent.tsv")
+    sheet.write_text("sample\tfile\ttissue\nA\tb.npz\tLiver\n")
+    with pytest.raises(
+        FileNotFoundError, match=r"s\.tsv, line 2: file .*b\.npz of sample 'A' does not exist"
+    ):
+        sheet_files(sheet)

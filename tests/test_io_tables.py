@@ -11,6 +11,7 @@ import pytest
 from genomelab.io.errors import FormatError
 from genomelab.io.tables import (
     check_names,
+    check_truth_header,
     read_clusters,
     read_depth_table,
     read_entity_table,
@@ -41,8 +42,14 @@ def test_truth_table_duplicates_rejected(tmp_path):
     path.write_text("contig\tgenome\tlength\nc1\tA\t5\nc2\tB\t7\n")
     assert read_truth(path).to_dict() == {"c1": "A", "c2": "B"}
     path.write_text("contig\tlength\nc1\t5\n")
-    with pytest.raises(FormatError, match=r"truth\.tsv: truth table needs columns 'contig' and 'genome'"):
+    with pytest.raises(FormatError, match=r"truth\.tsv, line 1: truth table needs a tab-separated header"):
         read_truth(path)
+    # Without a header line: the first row reads as one; the error says what is expected.
+    path.write_text("c1\tA\nc2\tB\n")
+    with pytest.raises(
+        FormatError, match=r"naming the columns 'contig' and 'genome'.*\['c1', 'A'\]: a table without"
+    ):
+        check_truth_header(path)
 
 
 def test_depth_table_errors_name_file_and_line(tmp_path):

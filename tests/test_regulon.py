@@ -147,6 +147,24 @@ def test_read_annotation_gff():
     assert ann.iloc[2]["strand"] == "-"
 
 
+def test_read_annotation_counts_the_genes_it_leaves_out(tmp_path, caplog):
+    gff = tmp_path / "a.gff3"
+    lines = (DATA / "tiny.gff3").read_text().splitlines()
+    lines += [
+        "chrT\ttest\tgene\t1001\t1200\t.\t+\t.\tID=gene-x1;Name=xxxA",
+        "chrT\ttest\tgene\t1301\t1400\t.\t+\t.\tID=gene-b0001b;locus_tag=b0001",
+    ]
+    gff.write_text("\n".join(lines) + "\n")
+    with caplog.at_level("WARNING"):
+        ann = read_annotation(gff)
+    assert ann["bnumber"].tolist() == ["b0001", "b0002", "b0003"] and ann.iloc[0]["start"] == 100
+    assert (
+        "2 genes dropped (no locus_tag (b-number) in" in caplog.text
+        and "first: gene-x, gene-x1" in caplog.text
+    )
+    assert "1 genes dropped (b-number repeated in" in caplog.text and "first: b0001" in caplog.text
+
+
 def test_read_annotation_genbank_and_bad_format(tmp_path):
     from Bio.Seq import Seq
     from Bio.SeqFeature import FeatureLocation, SeqFeature

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from genomelab.io.dropped import count_dropped
+from genomelab.io.errors import FormatError
 from genomelab.report import Comparison, ModuleSummary, read_module_summary, write_module_summary
 from genomelab.report.run import write_run_summary
 from genomelab.report.versions import write_software_versions
@@ -68,3 +71,43 @@ def test_module_and_run_summary(tmp_path):
     assert "<table class='comparison'>" in html and "label_granularity" in html
     versions = json.loads((tmp_path / "versions.json").read_text())
     assert versions["packages"]["numpy"] and versions["config_sha256"]
+
+
+def test_dropped_records_reach_module_and_run_report(tmp_path):
+    short = count_dropped(
+        "binning_features", "contigs", "shorter than min_length", [f"c{i}" for i in range(7)]
+    )
+    summary = ModuleSummary("binning", "Binning", dropped=[short])
+    write_module_summary(summary, tmp_path / "binning" / "summary.json", tmp_path / "binning" / "summary.md")
+    data = json.loads((tmp_path / "binning" / "summary.json").read_text())
+    assert data["dropped"] == [
+        {
+            "step": "binning_features",
+            "what": "contigs",
+            "reason": "shorter than min_length",
+            "count": 7,
+            "examples": ["c0", "c1", "c2", "c3", "c4"],
+        }
+    ]
+    assert read_module_summary(tmp_path / "binning" / "summary.json").dropped == [short]
+    row = "| binning_features | contigs | shorter than min_length | 7 | c0, c1, c2, c3, c4 |"
+    assert row in (tmp_path / "binning" / "summary.md").read_text()
+    write_software_versions(tmp_path / "versions.json", "seed: 1")
+    write_run_summary(
+        [tmp_path / "binning" / "summary.json"],
+        tmp_path / "versions.json",
+        tmp_path / "report" / "summary.md",
+        tmp_path / "report" / "summary.json",
+        tmp_path / "report" / "summary.html",
+    )
+    assert row in (tmp_path / "report" / "summary.md").read_text()
+    assert json.loads((tmp_path / "report" / "summary.json").read_text())["modules"][0]["n_dropped"] == 7
+    assert "<td>shorter than min_length</td><td>7</td>" in (tmp_path / "report" / "summary.html").read_text()
+
+
+def test_dropped_entries_are_checked_when_read(tmp_path):
+    assert count_dropped("s", "rows", "NA", []) is None
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"module": "m", "title": "t", "dropped": [{"step": "s", "count": 2}]}))
+    with pytest.raises(FormatError, match=r"summary.json: dropped\[0\] must be an object with the keys"):
+        read_module_summary(path)

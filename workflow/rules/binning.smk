@@ -10,6 +10,11 @@ BIN_PATHS = resolve_paths(BIN, BIN_DIR)
 BIN_SHRED = BIN_PATHS.shred
 BIN_CONTIGS = BIN_PATHS.contigs
 BIN_TRUTH = BIN_PATHS.truth
+if BIN["enabled"] and BIN_TRUTH and not BIN_SHRED:
+    from genomelab.io.tables import check_truth_header
+
+    # The user's truth table: a missing header stops the run now, not at the gate.
+    check_truth_header(BIN_TRUTH)
 
 
 if BIN_SHRED:
@@ -246,6 +251,7 @@ rule binning_summary:
         ),
         metrics=rules.binning_train.output.metrics,
         bin_summary=rules.binning_bins.output.bin_summary,
+        contig_bins=rules.binning_bins.output.contig_bins,
         fasta_dir=rules.binning_bins.output.fasta_dir,
         diagnostics=DIAGNOSTICS["binning"],
     output:

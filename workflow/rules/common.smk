@@ -1,5 +1,6 @@
 # Shared set-up: config validation (before any job runs), paths, resources and helpers.
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -101,3 +102,20 @@ def config_json(section) -> str:
 
 # Diagnostics JSON files per module that the module's gate reads; filled in by the module.
 DIAGNOSTICS: dict[str, list[str]] = {m: [] for m in MODULES}
+
+
+# Files named inside sample sheets are inputs of the rules that read the sheets (a changed
+# NPZ reruns them), and every user sheet is read and validated at parse time, so a bad row
+# stops Snakemake before any job with the sheet and line in the message. Sheets this run
+# makes (the ingest output, the demo's) are left to the rules that make them.
+from genomelab.io.sheets import sheet_files
+
+# Sheets made by rules of this run (normalised paths); ingest.smk adds its tissue sheet.
+MADE_SHEETS: set[str] = set()
+
+
+def get_sheet_files(sheet: str, check_files: bool = True) -> list[str]:
+    """The files ``sheet`` lists, read and validated now ([] for a sheet this run makes)."""
+    if not sheet or os.path.normpath(sheet) in MADE_SHEETS:
+        return []
+    return sheet_files(sheet, check_files)

@@ -2,6 +2,8 @@
 # -> sources (split by individual) -> reference + markers -> phase 1-3 mixtures
 # -> diagnostics -> gate -> NNLS baseline + plain and two-stage networks per phase
 # -> comparison tables and plots -> inference on new samples -> summary.
+from genomelab.io.sheets import is_sample_sheet
+
 DECONV = config["deconv"]
 DC_OUT = f"{RESULTS}/deconv"
 DC_PHASES = ["phase1", "phase2", "phase3"]
@@ -28,6 +30,13 @@ DC_INFER_SAMPLES = (
     )
 )
 DC_INFER = bool(DC_INFER_SAMPLES)
+# The user's sheets, validated now; the NPZ files they list are inputs of the rules reading them.
+DC_SOURCES_FILES = get_sheet_files(DECONV["input"]["sample_sheet"]) if DECONV["enabled"] else []
+DC_INFER_FILES = (
+    get_sheet_files(DECONV["infer"]["samples"])
+    if DECONV["enabled"] and is_sample_sheet(DECONV["infer"]["samples"])
+    else []
+)
 
 
 rule deconv_simulate:
@@ -57,6 +66,7 @@ rule deconv_sources:
     """Per-sample methylated/valid counts of the pure samples, split by individual."""
     input:
         **DC_SOURCES_INPUT,
+        files=DC_SOURCES_FILES,
     output:
         h5=f"{DC_OUT}/sources.h5",
         json=f"{DC_OUT}/sources.json",
@@ -250,6 +260,7 @@ rule deconv_infer:
     """Deconvolve new samples with the chosen network and NNLS side by side."""
     input:
         **DC_INFER_SAMPLES,
+        files=DC_INFER_FILES,
         model=f"{DC_OUT}/{DECONV['infer']['phase']}/{DECONV['infer']['variant']}/rep0/model.pt",
         reference=f"{DC_OUT}/reference/reference.tsv",
     output:
@@ -285,6 +296,7 @@ rule deconv_summary:
         )
         + ([f"{DC_OUT}/infer/stacked.png"] if DC_INFER else []),
         diagnostics=rules.deconv_diagnostics.output[0],
+        markers=rules.deconv_reference.output.markers,
         train_metrics=expand(
             f"{DC_OUT}/{{phase}}/{{variant}}/rep0/metrics.json", phase=DC_PHASES, variant=DC_VARIANTS
         ),

@@ -15,6 +15,8 @@ if INGEST["enabled"]:
     # Read and validated at parse time: a bad sheet stops Snakemake before any job runs.
     INGEST_RECORDS = workflow_records(INGEST)
     check_tissue_input(INGEST, config["tissue"]["input"], f"{INGEST_OUT}/samples.tsv")
+    # The tissue sheet it writes lists the NPZ files of ingest_sample: tracked through them.
+    MADE_SHEETS.add(os.path.normpath(f"{INGEST_OUT}/samples.tsv"))
     FINAL_TARGETS["ingest"] = [f"{INGEST_OUT}/samples.tsv", f"{INGEST_OUT}/summary.json"]
 
 if INGEST["enabled"] and INGEST["cpg_index"]:

@@ -22,13 +22,26 @@ TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "region")}
 TISSUE_MEMBERS = {m: [0] if m == "region" else list(range(TISSUE["ensemble"])) for m in TISSUE_MODEL_CONFIGS}
 
 
-# What the features step reads: the simulated or user sheet, or a stacked HDF5.
+# What the features step reads: the simulated or user sheet, or a stacked HDF5 (with an
+# optional sheet of labels). A user sheet is validated now and its files are inputs too.
 if TISSUE["input"]["source"] == "simulate":
     TISSUE_INPUT = {"sheet": f"{TISSUE_OUT}/simulated/samples.tsv"}
+    MADE_SHEETS.add(os.path.normpath(TISSUE_INPUT["sheet"]))  # deconv may read it
 elif TISSUE["input"]["source"] == "sheet":
     TISSUE_INPUT = {"sheet": TISSUE["input"]["sheet"]}
 else:
-    TISSUE_INPUT = {"hdf5": TISSUE["input"]["hdf5"]}
+    TISSUE_INPUT = {"hdf5": TISSUE["input"]["hdf5"]} | (
+        {"sheet": TISSUE["input"]["sheet"]} if TISSUE["input"]["sheet"] else {}
+    )
+# The files a user sheet lists (read and validated now): inputs of the features, so a
+# changed NPZ reruns them. A stacked HDF5's sheet only labels its samples.
+TISSUE_SHEET_FILES = (
+    get_sheet_files(TISSUE["input"]["sheet"])
+    if TISSUE["enabled"] and TISSUE["input"]["source"] == "sheet"
+    else []
+)
+if TISSUE["enabled"] and TISSUE["input"]["source"] == "hdf5":
+    get_sheet_files(TISSUE["input"]["sheet"], check_files=False)
 
 DIAGNOSTICS["tissue"] = [f"{TISSUE_OUT}/diagnostics/{c}.json" for c in TISSUE_CHECKS]
 if TISSUE["enabled"]:
@@ -65,7 +78,8 @@ rule tissue_simulate:
 rule tissue_features:
     """Per-region mean methylation and coverage of every sample, streamed into one HDF5."""
     input:
-        unpack(lambda wc: TISSUE_INPUT),
+        **TISSUE_INPUT,
+        files=TISSUE_SHEET_FILES,
     output:
         h5=f"{TISSUE_OUT}/features/region_means.h5",
     log:

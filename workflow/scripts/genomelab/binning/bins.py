@@ -1,4 +1,10 @@
-"""Write bins: one FASTA per bin above a minimum size, a contig -> bin table, bin summaries."""
+"""Write bins: one FASTA per bin above a minimum size, a contig -> bin table, bin summaries.
+
+The contig table lists every contig of the assembly. Contigs the features step did not
+profile are listed too, after the binned ones: ``bin`` is ``"unbinned"`` and ``status`` says
+why (``short``: shorter than ``binning.features.min_length``; ``no_kmers``: no valid 6-mer,
+e.g. all N); binned contigs have ``status`` ``"binned"``.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,20 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
+from genomelab.io.dropped import Dropped, count_dropped
 from genomelab.io.fasta import read_fasta, write_fasta_record
+from genomelab.io.tables import CONTIG_BINS_COLUMNS
 
 logger = logging.getLogger(__name__)
+
+
+CONTIG_COLUMNS = list(CONTIG_BINS_COLUMNS)
+BINNED, UNBINNED = "binned", "unbinned"
+# Why a contig of the assembly has no bin (values of ``status``), as the summary words it.
+UNBINNED_REASONS = {
+    "short": "shorter than binning.features.min_length, not profiled",
+    "no_kmers": "no valid 6-mer (only N or other non-ACGT letters), not profiled",
+}
 
 
 def n50(lengths: np.ndarray) -> int:
@@ -59,7 +76,8 @@ def bin_summary(
     per_bin["written"] = per_bin["size_bp"] >= min_bin_bp
     frame["bin"] = per_bin.loc[frame["cluster"], "bin"].to_numpy()
     frame["bin_written"] = per_bin.loc[frame["cluster"], "written"].to_numpy()
-    contig_table = frame[["contig", "bin", "length", "bin_written"]]
+    frame["status"] = BINNED
+    contig_table = frame[CONTIG_COLUMNS]
     per_bin = per_bin.reset_index(drop=True)[["bin", "size_bp", "n_contigs", "n50", "gc", "written"]]
     return contig_table, per_bin
 
@@ -69,12 +87,16 @@ def write_bin_fastas(
     contig_table: pd.DataFrame,
     out_dir: str | os.PathLike,
     max_open: int = 128,
+    unlisted: list[tuple[str, int]] | None = None,
 ) -> int:
     """Stream ``contigs_fasta`` once and append each contig of a written bin to its FASTA.
 
     At most ``max_open`` files are open at a time (least recently used closed first), so
     thousands of bins do not exhaust file handles. The folder appears atomically.
+    ``unlisted``, when given, receives ``(name, length)`` of every record that
+    ``contig_table`` does not list (contigs the features step did not profile).
     """
+    listed = set(contig_table["contig"]) if unlisted is not None else set()
     out_dir = Path(out_dir)
     target = dict(
         zip(
@@ -91,6 +113,8 @@ def write_bin_fastas(
         for name, seq in read_fasta(contigs_fasta):
             bin_name = target.get(name)
             if bin_name is None:
+                if unlisted is not None and name not in listed:
+                    unlisted.append((name, len(seq)))
                 continue
             fh = handles.pop(bin_name, None)
             if fh is None:
@@ -114,3 +138,36 @@ def write_bin_fastas(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return n_written
+
+
+def add_unbinned(
+    contig_table: pd.DataFrame, unlisted: list[tuple[str, int]], min_length: int
+) -> pd.DataFrame:
+    """``contig_table`` followed by one ``unbinned`` row per contig in ``unlisted``
+    (``(name, length)`` in FASTA order); ``status`` is ``short`` below ``min_length`` bp,
+    ``no_kmers`` otherwise (the features step skips both, see ``kmers.iter_profiles``)."""
+    if not unlisted:
+        return contig_table
+    names, lengths = zip(*unlisted, strict=True)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    extra = pd.DataFrame(
+        {
+            "contig": np.asarray(names, dtype=object),
+            "bin": UNBINNED,
+            "length": lengths,
+            "bin_written": False,
+            "status": np.where(lengths < min_length, "short", "no_kmers"),
+        }
+    )
+    return pd.concat([contig_table, extra[CONTIG_COLUMNS]], ignore_index=True)
+
+
+def unbinned_dropped(contig_table: pd.DataFrame) -> list[Dropped]:
+    """One ``Dropped`` entry per reason of the table's unbinned contigs (FASTA order)."""
+    out = []
+    for status, reason in UNBINNED_REASONS.items():
+        ids = contig_table.loc[contig_table["status"] == status, "contig"]
+        entry = count_dropped("binning_features", "contigs", reason, ids)
+        if entry is not None:
+            out.append(entry)
+    return out

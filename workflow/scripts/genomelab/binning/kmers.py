@@ -317,6 +317,8 @@ class ProfileBlock:
     names: list[str]
     lengths: np.ndarray  # [n] int64
     features: np.ndarray  # [n, N_FEATURES] float32
+    # The features step's length filter: FASTA records shorter than this are not profiled.
+    min_length: int = 0
 
 
 def _blocks(
@@ -521,6 +523,8 @@ class Profiles:
     names: np.ndarray  # [n] str
     lengths: np.ndarray  # [n] int64
     features: np.ndarray  # [n, N_FEATURES] float32
+    # The features step's length filter: FASTA records shorter than this are not profiled.
+    min_length: int = 0
 
 
 def read_profiles_h5(
@@ -550,4 +554,5 @@ def read_profiles_h5(
         else:
             feats = h5[FEATURES_DS][np.asarray(rows)]
             names, lengths = names[rows], lengths[rows]
-    return Profiles(names, lengths, feats)
+        min_length = int(h5.attrs.get("min_length", 0))
+    return Profiles(names, lengths, feats, min_length)

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 
 from genomelab.binning import evaluate as ev
-from genomelab.binning.bins import bin_summary, write_bin_fastas
+from genomelab.binning.bins import add_unbinned, bin_summary, unbinned_dropped, write_bin_fastas
 from genomelab.binning.kmers import GROUP_SLICES, read_profiles_h5, write_profiles_h5
 from genomelab.binning.shred import ShredConfig, shred_genomes
 from genomelab.config import param
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import TRAINING_KEYS, read_json_file, read_metrics
-from genomelab.io.tables import check_names, read_clusters, read_truth, write_table
+from genomelab.io.tables import check_names, read_clusters, read_contig_bins, read_truth, write_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,22 @@ def bins_step(smk: Any) -> None:
         prof.features[:, GROUP_SLICES["gc"].start],
         int(smk.params.min_bin_bp),
     )
-    n = write_bin_fastas(smk.input.contigs, contig_table, smk.output.fasta_dir)
-    write_table(contig_table, smk.output.contig_bins)
+    unlisted: list[tuple[str, int]] = []
+    n = write_bin_fastas(smk.input.contigs, contig_table, smk.output.fasta_dir, unlisted=unlisted)
+    # Contigs the features step skipped are listed as unbinned, not left out.
+    write_table(add_unbinned(contig_table, unlisted, prof.min_length), smk.output.contig_bins)
     write_table(per_bin, smk.output.bin_summary)
     written = per_bin[per_bin["written"]]
     logger.info(
-        "%d bins, %d written (>= %d bp) holding %d contigs and %d bp; %d small bins listed in the TSV only",
+        "%d bins, %d written (>= %d bp) holding %d contigs and %d bp; %d small bins listed in the TSV only; "
+        "%d contigs not profiled listed as unbinned",
         len(per_bin),
         len(written),
         int(smk.params.min_bin_bp),
         n,
         int(written["size_bp"].sum()),
         len(per_bin) - len(written),
+        len(unlisted),
     )
 
 
@@ -192,7 +196,10 @@ def summary_step(smk: Any) -> None:
     ]
     if not comparisons:
         notes.append("No truth table was given, so bins were not evaluated (binning.input.truth).")
-    summary = ModuleSummary(MODULE, "Contig binning (k-mer beta-VAE)", comparisons, diagnostics, plots, notes)
+    dropped = unbinned_dropped(read_contig_bins(smk.input.contig_bins))
+    summary = ModuleSummary(
+        MODULE, "Contig binning (k-mer beta-VAE)", comparisons, diagnostics, plots, notes, dropped
+    )
     write_module_summary(summary, smk.output.json, smk.output.md)
     for comp in comparisons:
         logger.info("%s", comp.verdict())

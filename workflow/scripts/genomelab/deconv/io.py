@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from genomelab.io.atomic import atomic_output
+from genomelab.io.dropped import N_EXAMPLES, Dropped
 from genomelab.io.features import read_features
 from genomelab.io.hdf5 import STR, h5_strings
 from genomelab.io.methylation import npz_region_counts
@@ -229,6 +230,20 @@ class JoinReport:
             "n_missing_reference_regions": self.n_reference - self.n_matched,
             "missing_per_sample": self.missing_per_sample,
         }
+
+
+def join_dropped(join: dict) -> Dropped | None:
+    """The input regions an inference join left out (``JoinReport.to_dict()``), as a
+    ``Dropped`` entry of the summary; ``None`` when every input region was used."""
+    if not join["n_dropped"]:
+        return None
+    return Dropped(
+        "deconv_infer",
+        "input regions",
+        "not a region of the reference (its markers)",
+        int(join["n_dropped"]),
+        list(join["dropped_examples"][:N_EXAMPLES]),
+    )
 
 
 def join_regions(

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.deconv.io import Sources
+from genomelab.io.dropped import KEY as DROPPED_KEY
+from genomelab.io.dropped import Dropped, count_dropped, dropped_to_json, read_dropped
+from genomelab.io.metrics import read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +174,11 @@ def build_reference(
         prof, usable = pooled_profiles(src, tissues, cfg.max_missing)
         regions = src.regions
         origin = "pure training samples"
+        na_reason = (
+            f"no call in a tissue's training samples, or more than reference.max_missing={cfg.max_missing:g} "
+            "of them lack one"
+        )
+        dropped: list[Dropped | None] = []
     else:
         values, a_regions, a_tissues = atlas
         tissues = filter_tissues(list(a_tissues), cfg)
@@ -186,6 +195,16 @@ def build_reference(
         regions = a_regions[rows]
         usable = np.isfinite(prof).all(1)
         origin = f"atlas {cfg.atlas}"
+        na_reason = f"an NA cell in a used tissue column of atlas {cfg.atlas}"
+        dropped = [
+            count_dropped(
+                "deconv_reference",
+                "atlas regions",
+                f"not in the sample data (atlas {cfg.atlas})",
+                [r for r in a_regions.tolist() if r not in pos],
+            )
+        ]
+    dropped.append(count_dropped("deconv_reference", "regions", na_reason, np.asarray(regions)[~usable]))
     n_usable = int(usable.sum())
     if n_usable == 0:
         raise ValueError("no region has a reference value in every tissue")
@@ -206,6 +225,7 @@ def build_reference(
         "per_tissue": per_tissue,
         "condition_number": float(np.linalg.cond(ref.profiles)),
         "markers": ref.regions.tolist(),
+        DROPPED_KEY: dropped_to_json(dropped),
     }
     logger.info(
         "reference from %s: %d tissues, %d markers of %d usable regions (condition number %.1f)",
@@ -216,3 +236,10 @@ def build_reference(
         record["condition_number"],
     )
     return ref, record
+
+
+def reference_dropped(markers_json: str | os.PathLike) -> list[Dropped]:
+    """The regions the reference step dropped, from its record (``markers.json``)."""
+    return read_dropped(
+        read_json_file(markers_json, "deconv markers record").get(DROPPED_KEY, []), markers_json
+    )

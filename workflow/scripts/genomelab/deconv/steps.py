@@ -15,6 +15,7 @@ import numpy as np
 from genomelab.config import param
 from genomelab.deconv.io import (
     JoinReport,
+    join_dropped,
     join_regions,
     read_sources,
     read_table,
@@ -26,9 +27,10 @@ from genomelab.deconv.io import (
 from genomelab.deconv.metrics import deconv_metrics, headline
 from genomelab.deconv.mixtures import PHASES, PhaseConfig, make_mixtures, read_mixtures, write_mixtures
 from genomelab.deconv.nnls import deconvolve_nnls
-from genomelab.deconv.reference import Reference, ReferenceConfig, build_reference
+from genomelab.deconv.reference import Reference, ReferenceConfig, build_reference, reference_dropped
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
+from genomelab.io.sheets import is_sample_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -431,12 +433,9 @@ def read_user_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, 
     if name.endswith((".h5", ".hdf5")):
         src = sources_from_features(path)
         return src.beta.astype(np.float64), src.regions, src.samples
-    if name.endswith(".tsv") and path.is_file():
-        with open(path) as fh:
-            header = fh.readline().rstrip("\n").split("\t")
-        if "file" in header and "sample" in header:
-            src = sources_from_sheet(path)
-            return src.beta.astype(np.float64), src.regions, src.samples
+    if is_sample_sheet(path):
+        src = sources_from_sheet(path)
+        return src.beta.astype(np.float64), src.regions, src.samples
     values, regions, samples = read_table(path, "samples table")
     return values.T, regions, samples
 
@@ -542,12 +541,15 @@ def summarise(
     out_md: str | os.PathLike,
     plot_paths: list[str],
     curves_png: str | os.PathLike | None = None,
+    markers_json: str | None = None,
 ) -> None:
     from genomelab.deconv import plots as P
     from genomelab.diagnostics import read_results
     from genomelab.report import Comparison, ModuleSummary, write_module_summary
 
     comps, notes = [], []
+    # Records the module's steps left out (reference regions, unmatched input regions).
+    dropped = reference_dropped(markers_json) if markers_json else []
     for path in comparisons:
         data = read_json_file(path, "deconv comparison")
         phase = data["phase"]
@@ -589,6 +591,7 @@ def summarise(
     if infer_json:
         inf = read_json_file(infer_json, "deconv inference summary")
         j = inf["join"]
+        dropped += [d for d in (join_dropped(j),) if d is not None]
         notes.append(
             f"inference on {len(inf['samples'])} new samples: {j['n_matched']} of {j['n_reference_regions']} "
             f"reference regions matched, {j['n_dropped']} input regions dropped"
@@ -616,6 +619,7 @@ def summarise(
         diags,
         [os.path.relpath(p, base) for p in plots],
         notes,
+        dropped,
     )
     write_module_summary(summary, out_json, out_md)
 
@@ -635,6 +639,7 @@ def summary_step(smk: Any) -> None:
         smk.output.md,
         list(smk.input.plots),
         smk.output.curves,
+        smk.input.get("markers"),
     )
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genomelab.io.dropped import Dropped, count_dropped
 from genomelab.io.streams import compressed_errors, is_gzip, open_text
 
 BISMARK_COV, CPG_REPORT, BEDMETHYL, PAT, BETA, ARRAY = (
@@ -488,9 +489,12 @@ def _pick(columns: list[str], candidates: tuple[str, ...], path: Path, what: str
     )
 
 
-def read_probe_table(path: str | os.PathLike, pos_base: int = 1) -> pd.DataFrame:
+def read_probe_table(
+    path: str | os.PathLike, pos_base: int = 1, dropped: list[Dropped] | None = None
+) -> pd.DataFrame:
     """Probe -> coordinate table (CSV/TSV with a header: probe, chrom, pos; Illumina manifest
-    names IlmnID/CHR/MAPINFO accepted). Returns columns probe, chrom, pos (0-based)."""
+    names IlmnID/CHR/MAPINFO accepted). Returns columns probe, chrom, pos (0-based).
+    Probes without coordinates are left out; ``dropped``, when given, receives their entry."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"probe table {path} does not exist")
@@ -511,7 +515,13 @@ def read_probe_table(path: str | os.PathLike, pos_base: int = 1) -> pd.DataFrame
         )
     table = table.rename(columns={p: "probe", c: "chrom", s: "pos"})
     # Manifests leave control probes without coordinates; they cannot be placed.
-    table = table.dropna(subset=["chrom", "pos"])
+    unplaced = table["chrom"].isna() | table["pos"].isna()
+    entry = count_dropped(
+        "ingest_sample", "probes", f"no chromosome or position in {path}", table.loc[unplaced, "probe"]
+    )
+    if entry is not None and dropped is not None:
+        dropped.append(entry)
+    table = table[~unplaced]
     pos = pd.to_numeric(table["pos"], errors="coerce")
     if pos.isna().any() or (pos < pos_base).any() or (pos != np.floor(pos)).any():
         bad = table.index[(pos.isna() | (pos < pos_base)).to_numpy()]

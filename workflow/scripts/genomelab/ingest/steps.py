@@ -16,6 +16,8 @@ from genomelab.ingest.formats import read_probe_table
 from genomelab.ingest.regions import Regions, read_regions
 from genomelab.ingest.sheet import IngestRecord, read_ingest_sheet, write_tissue_sheet
 from genomelab.io.atomic import atomic_write_json
+from genomelab.io.dropped import KEY as DROPPED_KEY
+from genomelab.io.dropped import Dropped, dropped_to_json, read_dropped
 from genomelab.io.metrics import read_json_file
 from genomelab.report.summary import ModuleSummary, write_module_summary
 
@@ -46,8 +48,9 @@ def sample_step(smk: Any) -> None:
     cfg = IngestConfig.from_dict(section)
     regions = load_regions(section, smk.input.regions)
     index = CpgIndex.load(smk.input.cpg_index) if "cpg_index" in smk.input.keys() else None
+    dropped: list[Dropped] = []
     probes = (
-        read_probe_table(smk.input.probes, int(section["probe_pos_base"]))
+        read_probe_table(smk.input.probes, int(section["probe_pos_base"]), dropped)
         if "probes" in smk.input.keys()
         else None
     )
@@ -63,7 +66,7 @@ def sample_step(smk: Any) -> None:
         column=smk.params.column,
         seed=int(smk.params.seed),
     )
-    atomic_write_json(smk.output.qc, stats)
+    atomic_write_json(smk.output.qc, stats | ({DROPPED_KEY: dropped_to_json(dropped)} if dropped else {}))
 
 
 def qc_diagnostics(
@@ -138,8 +141,17 @@ def collect(
         [{"name": d.name, "status": d.status, "message": d.message} for d in diags],
         [],
         notes,
+        merged_dropped(stats, qc),
     )
     write_module_summary(summary, summary_json, summary_md)
+
+
+def merged_dropped(stats: list[dict[str, Any]], qc: list[str]) -> list[Dropped]:
+    """The samples' dropped-record entries, each once (array samples share one probe table)."""
+    out: list[Dropped] = []
+    for s, path in zip(stats, qc, strict=True):
+        out += [d for d in read_dropped(s.get(DROPPED_KEY, []), path) if d not in out]
+    return out
 
 
 def sheet_step(smk: Any) -> None:

@@ -18,6 +18,7 @@ this package imports no module.
 - ``bson``: BSON document files (mongodump)
 - ``metrics``: the metrics JSON record (``Metrics``, ``read_metrics``, ``write_metrics``)
 - ``hdf5``: string datasets shared by the HDF5 formats
+- ``dropped``: the ``dropped`` entries (count, reason, first IDs) of records a step left out
 """
 
 from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text

@@ -120,6 +120,24 @@ def read_sample_sheet(path: str | os.PathLike, check_files: bool = True) -> list
     return records
 
 
+def is_sample_sheet(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing ``.tsv`` whose header names ``sample`` and ``file`` (a
+    sample sheet, as opposed to a regions x samples table); reads the first line only."""
+    path = Path(path)
+    if not (path.name.lower().endswith(".tsv") and path.is_file()):
+        return False
+    with open(path) as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+    return "file" in header and "sample" in header
+
+
+def sheet_files(path: str | os.PathLike, check_files: bool = True) -> list[str]:
+    """The data files a tissue sample sheet lists (resolved), after reading and validating
+    it: the workflow makes them rule inputs at parse time, so that a changed file reruns the
+    rule that reads the sheet and a bad sheet stops the run before any job, naming its line."""
+    return [str(rec.file) for rec in read_sample_sheet(path, check_files)]
+
+
 def write_sample_sheet(records: list[SampleRecord], out: str | os.PathLike) -> Path:
     """Write a tissue sample sheet atomically; ``file`` is written relative to the sheet's folder."""
     out = Path(out)

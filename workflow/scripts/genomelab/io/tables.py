@@ -26,6 +26,8 @@ from genomelab.splits import SPLITS
 logger = logging.getLogger(__name__)
 
 CLUSTER_COLUMNS = ("contig", "cluster")
+TRUTH_COLUMNS = ("contig", "genome")
+CONTIG_BINS_COLUMNS = ("contig", "bin", "length", "bin_written", "status")
 LINK_COLUMNS = ("source", "target", "direction", "confidence")
 SPLIT_COLUMNS = ("sample", "source_sample", "tissue", "label", "split")
 
@@ -149,12 +151,25 @@ def read_depth_table(path: str | os.PathLike) -> tuple[pd.Index, np.ndarray, lis
     return pd.Index(table["contigName"]), depth.astype(np.float32), samples
 
 
+def check_truth_header(path: str | os.PathLike) -> Path:
+    """The truth table ``path`` if its first line is a header naming ``contig`` and
+    ``genome``; reads that line only, so the workflow checks a user's table at parse time."""
+    path = existing_file(path, "truth table")
+    columns = [str(c) for c in _read_tsv(path, dtype=str, nrows=0).columns]
+    if not set(TRUTH_COLUMNS) <= set(columns):
+        raise FormatError(
+            path,
+            "truth table needs a tab-separated header line naming the columns 'contig' and 'genome' "
+            f"(more columns allowed); its first line holds {columns}: a table without a header?",
+            1,
+        )
+    return path
+
+
 def read_truth(path: str | os.PathLike) -> pd.Series:
     """contig -> genome from a truth TSV (columns ``contig`` and ``genome``; more allowed)."""
-    path = existing_file(path, "truth table")
+    path = check_truth_header(path)
     table = _read_tsv(path, dtype=str)
-    if not {"contig", "genome"} <= set(table.columns):
-        raise FormatError(path, f"truth table needs columns 'contig' and 'genome', has {list(table.columns)}")
     _unique_names(table, "contig", path, "truth table")
     return pd.Series(table["genome"].to_numpy(), index=pd.Index(table["contig"]), name="genome")
 
@@ -180,6 +195,17 @@ def read_clusters(
     _unique_names(table, "contig", path, "clusters table")
     check_names(names, table["contig"], names_label, f"clusters {path}")
     return table.set_index("contig").loc[names, "cluster"].to_numpy()
+
+
+def read_contig_bins(path: str | os.PathLike) -> pd.DataFrame:
+    """The binning module's contig -> bin table (``contig``, ``bin``, ``length``,
+    ``bin_written``, ``status``; every contig of the assembly, unbinned ones included)."""
+    path = existing_file(path, "contig bins table")
+    table = _read_tsv(path, dtype={"contig": str, "bin": str, "status": str})
+    missing = [c for c in CONTIG_BINS_COLUMNS if c not in table.columns]
+    if missing:
+        raise FormatError(path, f"contig bins table lacks column(s) {missing}; it has {list(table.columns)}")
+    return table
 
 
 # -------------------------------------------------------------------- assoc

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.dropped import count_dropped
 from genomelab.io.streams import open_text
 from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART, Source
 
@@ -162,7 +163,8 @@ def parse_operon_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _gff_genes(path: Path) -> list[tuple[str, str, int, int, str]]:
+def _gff_genes(path: Path, no_tag: list[str]) -> list[tuple[str, str, int, int, str]]:
+    """Gene rows of a GFF3 file; genes without a ``locus_tag`` are appended to ``no_tag``."""
     rows = []
     with open_text(path) as fh:
         for line in fh:
@@ -174,16 +176,12 @@ def _gff_genes(path: Path) -> list[tuple[str, str, int, int, str]]:
             if cols[2] not in ("gene", "pseudogene"):
                 continue
             attrs = dict(kv.split("=", 1) for kv in cols[8].split(";") if "=" in kv)
-            if "locus_tag" in attrs:
-                rows.append(
-                    (
-                        attrs["locus_tag"],
-                        attrs.get("Name", ""),
-                        int(cols[3]) - 1,
-                        int(cols[4]),
-                        _strand(cols[6]),
-                    )
-                )
+            if "locus_tag" not in attrs:
+                no_tag.append(attrs.get("ID", attrs.get("Name", cols[3])))
+                continue
+            rows.append(
+                (attrs["locus_tag"], attrs.get("Name", ""), int(cols[3]) - 1, int(cols[4]), _strand(cols[6]))
+            )
     return rows
 
 
@@ -216,17 +214,22 @@ def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     name = path.name.lower().removesuffix(".gz")
+    no_tag: list[str] = []  # genes without a b-number cannot be joined: counted, not silent
     if name.endswith((".gff", ".gff3")):
-        rows = _gff_genes(path)
+        rows = _gff_genes(path, no_tag)
     elif name.endswith((".gb", ".gbk", ".gbff", ".genbank")):
         rows = _genbank_genes(path)
     else:
         raise ValueError(f"annotation file {path}: unknown format (expected .gff/.gff3 or .gb/.gbk/.gbff)")
     if not rows:
         raise ValueError(f"annotation file {path} holds no gene with a locus_tag (b-number)")
-    return pd.DataFrame(rows, columns=["bnumber", "name", "start", "end", "strand"]).drop_duplicates(
-        "bnumber"
+    count_dropped("regulon_data", "genes", f"no locus_tag (b-number) in {path}", no_tag)
+    table = pd.DataFrame(rows, columns=["bnumber", "name", "start", "end", "strand"])
+    repeated = table["bnumber"].duplicated()
+    count_dropped(
+        "regulon_data", "genes", f"b-number repeated in {path} (first kept)", table["bnumber"][repeated]
     )
+    return table[~repeated]
 
 
 def genome_length(fasta: str | os.PathLike, contig: str | None = None) -> tuple[str, int]:

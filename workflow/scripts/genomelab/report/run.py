@@ -56,6 +56,7 @@ def write_run_summary(
                     "comparison": c.title if c else None,
                     "verdict": verdict,
                     "diagnostics": counts,
+                    "n_dropped": sum(d.count for d in s.dropped),
                     "summary": str(path),
                 }
             )
@@ -111,6 +112,17 @@ def render_html(summaries: list, versions: dict, rows: list[dict], run: str | No
                 parts.append(
                     f"<tr><td>{esc(d['name'])}</td><td class='{esc(d['status'])}'>{esc(d['status'].upper())}</td>"
                     f"<td>{esc(d['message'])}</td></tr>"
+                )
+            parts.append("</table>")
+        if s.dropped:
+            parts.append(
+                "<table class='dropped'><tr><th>step</th><th>records</th><th>reason</th><th>count</th>"
+                "<th>first IDs</th></tr>"
+            )
+            for d in s.dropped:
+                parts.append(
+                    f"<tr><td>{esc(d.step)}</td><td>{esc(d.what)}</td><td>{esc(d.reason)}</td>"
+                    f"<td>{d.count}</td><td>{esc(', '.join(d.examples))}</td></tr>"
                 )
             parts.append("</table>")
         parts += [f"<p>{esc(n)}</p>" for n in s.notes]

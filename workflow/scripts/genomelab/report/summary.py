@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from genomelab.io.atomic import atomic_write_json, atomic_write_text
+from genomelab.io.dropped import Dropped, read_dropped
 from genomelab.io.errors import FormatError
 from genomelab.io.metrics import read_json_file
 
@@ -54,12 +55,16 @@ class Comparison:
 
 @dataclass
 class ModuleSummary:
+    """``dropped``: records the module's steps left out, one entry per step and reason
+    (``genomelab.io.dropped``), so that no record disappears without a count in the report."""
+
     module: str
     title: str
     comparisons: list[Comparison] = field(default_factory=list)
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -89,6 +94,16 @@ class ModuleSummary:
         for plot in self.plots:
             lines.append(f"![{Path(plot).stem}]({plot})")
         if self.plots:
+            lines.append("")
+        if self.dropped:
+            lines += [
+                "### Dropped records",
+                "",
+                "| step | records | reason | count | first IDs |",
+                "|---|---|---|---|---|",
+            ]
+            for e in self.dropped:
+                lines.append(f"| {e.step} | {e.what} | {e.reason} | {e.count} | {', '.join(e.examples)} |")
             lines.append("")
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines).rstrip() + "\n"
@@ -126,4 +141,5 @@ def read_module_summary(path: str | os.PathLike) -> ModuleSummary:
         data.get("diagnostics", []),
         data.get("plots", []),
         data.get("notes", []),
+        read_dropped(data.get("dropped", []), path),
     )

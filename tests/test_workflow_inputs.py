@@ -1,0 +1,120 @@
+"""Inputs named inside sample sheets and tables are tracked and checked at parse time.
+
+Dry runs in a copy of the repository (as in test_workflow.py) with a tiny config per case:
+a file a sheet lists is an input of the rule reading the sheet, and a bad sheet or truth
+table stops Snakemake before any job with the file (and line) in the message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+import test_workflow
+import yaml
+from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
+from test_workflow import job_counts, snakemake
+
+# The same fixture as test_workflow.py's: a copy of the repository per module.
+workdir = test_workflow.workdir
+
+RUN = "inputs"
+FEATURES = f"results/{RUN}/tissue/features/region_means.h5"
+
+
+def write_config(root: Path, name: str, **sections) -> str:
+    """A config naming the run and turning on only ``sections`` (modules are off by default)."""
+    config: dict = {"run": RUN}
+    config.update(sections)
+    path = root / name
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def simulated_sheet(root: Path) -> Path:
+    cfg = SimulationConfig(
+        tissues=["A", "B"], n_subtypes=1, samples_per_subtype=2, n_regions=12, n_positions=20
+    )
+    return simulate_dataset(cfg, root / "samples")
+
+
+def tissue_section(sheet: Path) -> dict:
+    return {"enabled": True, "input": {"source": "sheet", "sheet": str(sheet), "n_positions": 20}}
+
+
+def files(root: Path) -> list[Path]:
+    return [p for p in sorted(root.rglob("*")) if ".snakemake" not in p.parts]
+
+
+def test_a_changed_npz_of_the_tissue_sheet_reruns_the_features(workdir, tmp_path):
+    sheet = simulated_sheet(tmp_path)
+    config = write_config(tmp_path, "tissue.yaml", tissue=tissue_section(sheet))
+    args = ("--cores", "1", "--configfile", config)
+    # Features made (a placeholder, touched so Snakemake records it: a dry-run test), then
+    # nothing to do for them.
+    (workdir / FEATURES).parent.mkdir(parents=True, exist_ok=True)
+    (workdir / FEATURES).write_bytes(b"")
+    touched = snakemake(workdir, FEATURES, "--touch", *args)
+    assert touched.returncode == 0, touched.stdout + touched.stderr
+    res = snakemake(workdir, FEATURES, "-n", *args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "tissue_features" not in job_counts(res.stdout), res.stdout
+    # A fixed (newer) NPZ of one sample plans the features again.
+    npz = sorted((tmp_path / "samples").glob("*.npz"))[1]
+    later = time.time() + 60
+    os.utime(npz, (later, later))
+    res = snakemake(workdir, FEATURES, "-n", *args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert job_counts(res.stdout).get("tissue_features") == 1, res.stdout
+    assert npz.name in res.stdout  # Snakemake's reason: updated input files
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda lines: lines[:2] + ["B_A_09\t\tB\tB_A\tB_A_09"] + lines[2:], "line 3: empty 'file'"),
+        (lambda lines: lines + [lines[1]], "line 6: duplicate sample 'A_A_01'"),
+        (
+            lambda lines: lines[:3] + ["X\tmissing.npz\tB\tB_A\tX"],
+            "line 4: file .*missing.npz of sample 'X' does not exist",
+        ),
+    ],
+    ids=["empty-field", "duplicate", "missing-file"],
+)
+def test_a_bad_tissue_sheet_stops_before_any_job(workdir, tmp_path, edit, message):
+    sheet = simulated_sheet(tmp_path)
+    sheet.write_text("\n".join(edit(sheet.read_text().splitlines())) + "\n")
+    config = write_config(tmp_path, "tissue.yaml", tissue=tissue_section(sheet))
+    before = files(workdir)
+    res = snakemake(workdir, "--cores", "1", "--configfile", config)
+    assert res.returncode != 0 and files(workdir) == before, "a job ran"
+    assert re.search(f"{sheet}, {message}", res.stdout + res.stderr), res.stdout + res.stderr
+
+
+def test_a_deconv_sheet_lists_its_npz_files_as_inputs(workdir, tmp_path):
+    sheet = simulated_sheet(tmp_path)
+    config = write_config(
+        tmp_path, "deconv.yaml", deconv={"enabled": True, "input": {"sample_sheet": str(sheet)}}
+    )
+    target = f"results/{RUN}/deconv/sources.h5"
+    res = snakemake(workdir, target, "-n", "--cores", "1", "--configfile", config)
+    assert res.returncode == 0, res.stdout + res.stderr
+    npz = sorted((tmp_path / "samples").glob("*.npz"))
+    assert all(str(p) in res.stdout for p in npz), res.stdout  # every NPZ is an input of deconv_sources
+
+
+def test_a_truth_table_without_header_stops_before_any_job(workdir, tmp_path):
+    contigs = tmp_path / "contigs.fna"
+    contigs.write_text(">c1\n" + "ACGT" * 600 + "\n>c2\n" + "GGCA" * 600 + "\n")
+    truth = tmp_path / "truth.tsv"
+    truth.write_text("c1\tgenomeA\nc2\tgenomeB\n")
+    section = {"enabled": True, "input": {"contigs": str(contigs), "truth": str(truth)}}
+    config = write_config(tmp_path, "binning.yaml", binning=section)
+    before = files(workdir)
+    res = snakemake(workdir, "--cores", "1", "--configfile", config)
+    assert res.returncode != 0 and files(workdir) == before, "a job ran"
+    out = res.stdout + res.stderr
+    assert f"{truth}, line 1: truth table needs a tab-separated header line naming the columns" in out, out

@@ -72,12 +72,6 @@ def test_dry_run(workdir, configfile):
     assert "report_summary" in res.stdout
 
 
-def test_dry_run_with_slurm_profile_requests_gpus(workdir):
-    # The SLURM executor plugin plans jobs without any SLURM binaries in a dry run.
-    res = snakemake(workdir, "-n", "--profile", "profiles/slurm", "--configfile", "config/test.yaml")
-    assert res.returncode == 0, res.stdout + res.stderr
-
-
 def test_every_module_is_enabled_in_the_test_config():
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     enabled = [m for m in MODULES if config.get(m, {}).get("enabled")]

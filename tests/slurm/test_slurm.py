@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 import yaml
 from slurm_cluster import SlurmCluster
+from test_slurm_profile import LOCAL_RULES, planned_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -74,43 +75,24 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def make_profile(cluster: SlurmCluster, dest: Path) -> tuple[Path, list[str]]:
-    """profiles/slurm with its placeholders filled in for the test cluster.
+def make_profile(cluster: SlurmCluster, dest: Path) -> tuple[Path, Path, list[str]]:
+    """profiles/slurm with its placeholders filled in for the test cluster, and a config.
 
-    What a user does for their own cluster (README: replace the ``<...>`` placeholders), plus
-    sizes clamped to the one small node and faster status polling. Returns the profile folder
-    and the list of changes, so that a failure shows exactly what differed from the shipped
-    profile.
+    What a user does for their own cluster (docs/slurm.md): replace the profile's ``<...>``
+    placeholders (account, CPU partition) and give the training jobs' sizes and GPU partition
+    in the config (``resources``), here clamped to the one small node; plus faster status
+    polling. Returns the profile folder, the config file and the list of changes, so that a
+    failure shows exactly what differed from the shipped profile and config.
     """
     profile = yaml.safe_load(PROFILE.read_text())
     changes: list[str] = []
-
-    def fill(rule: str, res: dict[str, Any]) -> None:
-        gpu = int(res.get("gpu", 0) or 0)
-        for key, value in list(res.items()):
-            new = value
-            if isinstance(value, str) and re.fullmatch(r"<.*>", value):
-                if key == "slurm_account":
-                    new = cluster.account
-                elif key == "slurm_partition":
-                    new = cluster.gpu_partition if gpu else cluster.cpu_partition
-                else:
-                    raise AssertionError(f"{PROFILE}: unknown placeholder {key}: {value} in {rule}")
-            elif key in ("cpus_per_gpu", "cpus_per_task") and isinstance(value, int):
-                # Half the node, so that a GPU job leaves room for CPU jobs.
-                new = min(value, max(1, cluster.cpus // 2))
-            elif key == "mem_mb" and isinstance(value, int):
-                # Half the node, so that a GPU job and a CPU job can run side by side.
-                new = min(value, cluster.mem_mb // 2)
-            elif key == "gpu" and isinstance(value, int):
-                new = min(value, cluster.n_gpus)
-            if new != value:
-                res[key] = new
-                changes.append(f"{rule}.{key}: {value!r} -> {new!r}")
-
-    fill("default-resources", profile.setdefault("default-resources", {}))
-    for rule, res in profile.get("set-resources", {}).items():
-        fill(f"set-resources.{rule}", res)
+    fill = {"slurm_account": cluster.account, "slurm_partition": cluster.cpu_partition}
+    for key, value in profile.setdefault("default-resources", {}).items():
+        if isinstance(value, str) and re.fullmatch(r"<.*>", value):
+            if key not in fill:
+                raise AssertionError(f"{PROFILE}: unknown placeholder {key}: {value}")
+            profile["default-resources"][key] = fill[key]
+            changes.append(f"default-resources.{key}: {value!r} -> {fill[key]!r}")
     if profile.get("software-deployment-method") == "conda" and shutil.which("conda") is None:
         # No conda here; the jobs use this Python environment instead.
         del profile["software-deployment-method"]
@@ -121,24 +103,34 @@ def make_profile(cluster: SlurmCluster, dest: Path) -> tuple[Path, list[str]]:
     profile["slurm-keep-successful-logs"] = True
     dest.mkdir(parents=True, exist_ok=True)
     (dest / PROFILE.name).write_text(yaml.safe_dump(profile, sort_keys=False))
-    return dest, changes
-
-
-RULE_LINE = re.compile(r"^(local)?rule (\w+):", re.MULTILINE)
+    # Half the node per training job, so that a GPU job and a CPU job can run side by side.
+    resources = {
+        "gpu_partition": cluster.gpu_partition,
+        "gpus_per_training_job": min(1, cluster.n_gpus),
+        "cpus_per_gpu": max(1, cluster.cpus // 2),
+        "training_mem_mb": cluster.mem_mb // 2,
+    }
+    changes += [f"config resources.{k}: {v!r}" for k, v in resources.items()]
+    config = dest / "cluster.yaml"
+    config.write_text(yaml.safe_dump({"resources": resources}))
+    return dest, config, changes
 
 
 @dataclass
 class Plan:
-    """Jobs per rule of a dry run: those that go to SLURM and those run on the submit host."""
+    """Jobs per rule of a dry run: those that go to SLURM and those run on the submit host,
+    and the GPUs each rule's jobs ask for (from the config, through train_resources)."""
 
     remote: Counter = field(default_factory=Counter)
     local: Counter = field(default_factory=Counter)
+    gpus: dict[str, int] = field(default_factory=dict)
 
 
 def parse_plan(dry_run_output: str) -> Plan:
     plan = Plan()
-    for local, rule in RULE_LINE.findall(dry_run_output):
-        (plan.local if local else plan.remote)[rule] += 1
+    for rule, jobs in planned_resources(dry_run_output).items():
+        plan.remote[rule] = len(jobs)
+        plan.gpus[rule] = max(int(job.get("gpu", 0)) for job in jobs)
     return plan
 
 
@@ -295,9 +287,10 @@ def runs(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) 
     base = tmp_path_factory.mktemp("slurm_runs")
     local = copy_repo(base / "local")
     remote = copy_repo(base / "remote")
-    profile, changes = make_profile(slurm_cluster, base / "profile")
+    profile, cluster_config, changes = make_profile(slurm_cluster, base / "profile")
     targets = os.environ.get("GENOMELAB_SLURM_TARGETS", "").split()
-    configs = [CONFIG, *os.environ.get("GENOMELAB_SLURM_EXTRA_CONFIG", "").split()]
+    # Both runs get the cluster's resources config, so that their configs are the same.
+    configs = [CONFIG, str(cluster_config), *os.environ.get("GENOMELAB_SLURM_EXTRA_CONFIG", "").split()]
     env = run_env(slurm_cluster)
 
     rc, out = snakemake(
@@ -339,7 +332,8 @@ def runs(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) 
     )
     assert rc == 0, f"the SLURM run failed (profile changes {changes}):\n{tail(out)}"
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
-    # A dry run does not say which rules are local (the target rule `all`); the real run does.
+    # A dry run does not say which rules are local (the workflow's localrules and the
+    # target rule `all`); the real run does.
     for rule in set(re.findall(r"^localrule (\w+):", out, re.MULTILINE)):
         plan.local[rule] = plan.remote.pop(rule, 0)
     sys.stderr.write(
@@ -371,19 +365,19 @@ def test_every_rule_job_went_through_sbatch(runs: Runs, slurm_cluster: SlurmClus
     not_completed = [j for j in jobs if j["State"] != "COMPLETED"]
     assert not not_completed, f"jobs that did not complete: {not_completed}"
     submitted = Counter(rule_of_comment(j["Comment"]) for j in jobs)
-    # One accounted SLURM job per planned rule job; only Snakemake's local rules (the
-    # target rule `all`) stay on the submit host.
+    # One accounted SLURM job per planned rule job; only the workflow's localrules (gates,
+    # summaries, report) and the target rule `all` stay on the submit host.
     assert submitted == runs.plan.remote, f"sacct {dict(submitted)} != planned {dict(runs.plan.remote)}"
-    assert set(runs.plan.local) <= {"all"}, f"rules run outside SLURM: {dict(runs.plan.local)}"
+    assert set(runs.plan.local) <= LOCAL_RULES | {"all"}, f"rules run outside SLURM: {dict(runs.plan.local)}"
+    assert {"gate", "report_summary"} <= set(runs.plan.local), (
+        f"run on the submit host: {dict(runs.plan.local)}"
+    )
     assert Counter({r: len(c) for r, c in runs.sbatch.items()}) == runs.plan.remote
 
 
 def gpu_rules(runs: Runs) -> dict[str, int]:
-    """Planned rules that the profile sends to the GPU partition, with their GPU count."""
-    set_res = yaml.safe_load((runs.profile / PROFILE.name).read_text()).get("set-resources", {})
-    return {
-        r: int(set_res[r]["gpu"]) for r in runs.plan.remote if int(set_res.get(r, {}).get("gpu", 0) or 0) > 0
-    }
+    """Rules sent to SLURM whose jobs ask for GPUs (config resources), with their GPU count."""
+    return {r: n for r, n in runs.plan.gpus.items() if n > 0 and r in runs.plan.remote}
 
 
 @pytest.mark.slow
@@ -595,16 +589,16 @@ def test_requeued_training_job_resumes_from_last_checkpoint(
 def test_slurm_profile_placeholders_are_all_filled_for_a_cluster(tmp_path: Path):
     """The placeholder filling the SLURM tests rely on covers every ``<...>`` in the profile."""
     fake = SlurmCluster(tmp_path, cpus=2, mem_mb=8000)
-    profile, changes = make_profile(fake, tmp_path / "profile")
+    profile, config, changes = make_profile(fake, tmp_path / "profile")
     text = (profile / PROFILE.name).read_text()
     assert not re.search(r"<[a-z_]+>", text), text
     data = yaml.safe_load(text)
     assert data["executor"] == "slurm"
     assert data["default-resources"]["slurm_partition"] == fake.cpu_partition
-    for rule, res in data.get("set-resources", {}).items():
-        if res.get("gpu"):
-            assert res["slurm_partition"] == fake.gpu_partition, rule
-            assert res["cpus_per_gpu"] <= 2 and res["mem_mb"] <= 4000, rule
+    assert not data.get("set-resources"), "the profile must not override the config's resources"
+    resources = yaml.safe_load(config.read_text())["resources"]
+    assert resources["gpu_partition"] == fake.gpu_partition
+    assert resources["cpus_per_gpu"] <= 2 and resources["training_mem_mb"] <= 4000, resources
     assert any("slurm_account" in c for c in changes)
 
 

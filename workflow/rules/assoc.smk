@@ -181,6 +181,12 @@ rule assoc_train:
         "../scripts/run_step.py"
 
 
+# Seconds of work on small files: run on the submit host, not as cluster jobs.
+localrules:
+    assoc_select,
+    assoc_summary,
+
+
 rule assoc_select:
     """Pick the grid point with the best validation metric; copy its model."""
     input:

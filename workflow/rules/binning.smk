@@ -236,6 +236,11 @@ if BIN_TRUTH:
             "../scripts/run_step.py"
 
 
+# Seconds of work on small files: run on the submit host, not as cluster jobs.
+localrules:
+    binning_summary,
+
+
 rule binning_summary:
     input:
         unpack(

@@ -65,19 +65,75 @@ wildcard_constraints:
 
 
 def train_resources(job: str) -> dict:
-    """SLURM-facing resources of a GPU job (a module's training rule, or binning_encode).
+    """Resources of a training job (a module's training rule, or binning_encode), from config.
 
-    ``resources.training.<job>`` overrides the shared training values key by key; the runtime
-    grows with the attempt number, so a retried job gets more time.
+    The one place where GPU count, memory, runtime, CPUs per GPU and the GPU partition of a
+    training job are decided: the SLURM profile sets none of them (a profile's
+    ``set-resources`` would replace these values whatever the config says).
+    ``resources.training.<job>`` overrides the shared values key by key; the runtime grows
+    with the attempt number, so a retried job gets more time. A job without GPUs asks for
+    none and stays on the profile's default (CPU) partition.
     """
     res = config["resources"]
     own = res["training"][job]
+    gpu = own.get("gpu", res["gpus_per_training_job"])
     runtime = own.get("runtime_min", res["training_runtime_min"])
-    return {
-        "gpu": own.get("gpu", res["gpus_per_training_job"]),
+    out = {
+        "gpu": gpu,
         "mem_mb": own.get("mem_mb", res["training_mem_mb"]),
         "runtime": lambda wc, attempt: runtime * attempt,
     }
+    if gpu > 0:
+        out["cpus_per_gpu"] = own.get("cpus_per_gpu", res["cpus_per_gpu"])
+        if res["gpu_partition"]:
+            out["slurm_partition"] = res["gpu_partition"]
+    return out
+
+
+# A value still written as "<...>" (profiles/slurm ships <your_account>, <cpu_partition>).
+PLACEHOLDER_RE = re.compile(r"<[^<>]*>")
+
+
+def unfilled_placeholders() -> list[str]:
+    """Where a ``<...>`` placeholder is left: the profile's default-/set-resources, the config.
+
+    Reads the resources Snakemake resolved from ``--profile`` and the command line at parse
+    time, so a dry run (which needs no SLURM binaries) finds them too.
+    """
+    found = []
+    settings = getattr(workflow, "resource_settings", None)
+    defaults = getattr(settings, "default_resources", None) or {}
+    overrides = getattr(settings, "overwrite_resources", None) or {}
+    sources = [("default-resources", defaults)] + [
+        (f"set-resources of rule {rule}", values) for rule, values in overrides.items()
+    ]
+    for where, values in sources:
+        for name, value in values.items():
+            raw = getattr(value, "raw", value)
+            if isinstance(raw, str) and PLACEHOLDER_RE.fullmatch(raw.strip("'\"")):
+                found.append(f"{name}: {raw} (profile {where})")
+    for name, value in config["resources"].items():
+        if isinstance(value, str) and PLACEHOLDER_RE.fullmatch(value.strip()):
+            found.append(f"resources.{name}: {value} (config)")
+    return found
+
+
+def check_placeholders() -> None:
+    """Stop at parse time, before anything is submitted, while a placeholder is unfilled."""
+    unfilled = unfilled_placeholders()
+    if unfilled:
+        raise ValueError(
+            "placeholders left unreplaced:\n  "
+            + "\n  ".join(unfilled)
+            + "\nFill in your cluster's values: slurm_account (your SLURM account, e.g. from "
+            "`sacctmgr show associations user=$USER`) and slurm_partition (the partition of CPU "
+            "jobs, from `sinfo`) in the profile given to --profile "
+            "(profiles/slurm/config.v8+.yaml or your copy of it); the partition of GPU training "
+            "jobs is resources.gpu_partition in your config (docs/slurm.md)."
+        )
+
+
+check_placeholders()
 
 
 def get_final_targets() -> list[str]:

@@ -286,6 +286,11 @@ rule deconv_infer:
         "../scripts/run_step.py"
 
 
+# Seconds of work on small files: run on the submit host, not as cluster jobs.
+localrules:
+    deconv_summary,
+
+
 rule deconv_summary:
     """The module summary the run report reads."""
     input:

@@ -1,6 +1,11 @@
 # The gate before GPU training: one per module, reading that module's diagnostics JSON files.
 
 
+# Seconds of work on small files: run on the submit host, not as cluster jobs.
+localrules:
+    gate,
+
+
 rule gate:
     """Stop before GPU training when a blocking diagnostic failed (diagnostics.strict)."""
     input:

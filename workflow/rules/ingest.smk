@@ -71,6 +71,10 @@ if INGEST["enabled"]:
         script:
             "../scripts/run_step.py"
 
+    # A table over the per-sample QC files: run on the submit host, not as a cluster job.
+    localrules:
+        ingest_sheet,
+
     rule ingest_sheet:
         """The tissue sample sheet over every ingested sample, the QC diagnostics and the summary."""
         input:

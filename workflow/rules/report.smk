@@ -1,6 +1,12 @@
 # Run-level summary over every enabled module, and the software-versions record.
 
 
+# Seconds of work on small files: run on the submit host, not as cluster jobs.
+localrules:
+    report_summary,
+    report_software_versions,
+
+
 rule report_summary:
     input:
         summaries=lambda wc: [f"{RESULTS}/{m}/summary.json" for m in REPORTED],

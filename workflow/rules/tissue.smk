@@ -297,6 +297,11 @@ rule tissue_ensemble:
         "../scripts/run_step.py"
 
 
+# Seconds of work on small files: run on the submit host, not as cluster jobs.
+localrules:
+    tissue_summary,
+
+
 rule tissue_summary:
     """Comparison table (models vs baselines on the test split), plots and summary.json."""
     input:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -67,22 +69,54 @@ def limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+# The attempt log a torchrun launcher claimed, for its worker processes to append to.
+ATTEMPT_LOG_ENV = "GENOMELAB_ATTEMPT_LOG"
+ATTEMPT_RE = re.compile(r"attempt(\d+)\.log")
+
+
+def attempt_log(smk: Any) -> Path | None:
+    """This attempt's own log, ``<params.state_dir>/attempts/attempt<N>.log``, for a rule
+    with a state folder (the training rules); None for other rules.
+
+    Snakemake deletes a job's rule log before it runs the job again (a retry, a rerun after a
+    kill, a SLURM requeue), so the log of an interrupted attempt would be lost; the state
+    folder, which holds ``last.pt``, it leaves alone. N counts every attempt of the job.
+    """
+    state_dir = getattr(getattr(smk, "params", None), "state_dir", None)
+    if not state_dir:
+        return None
+    if "WORLD_SIZE" in os.environ and os.environ.get(ATTEMPT_LOG_ENV):
+        return Path(os.environ[ATTEMPT_LOG_ENV])
+    folder = Path(state_dir) / "attempts"
+    folder.mkdir(parents=True, exist_ok=True)
+    done = [int(m.group(1)) for p in folder.iterdir() if (m := ATTEMPT_RE.fullmatch(p.name))]
+    n = max(done, default=0) + 1
+    while True:  # exclusive creation: two processes never share an attempt number
+        path = folder / f"attempt{n}.log"
+        try:
+            path.open("x").close()
+            return path
+        except FileExistsError:
+            n += 1
+
+
 def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
     """Run ``step(smk)`` for the Snakemake object ``smk`` with logging and exit codes.
 
     A rule with ``resources: gpu`` > 1 is relaunched under torchrun (one process per GPU);
     every process runs ``step``, the Trainer makes only rank 0 write checkpoints and metrics.
     """
-    import os
-
     log_file = smk.log[0] if len(smk.log) else None
-    setup_logging(log_file)
+    attempt = attempt_log(smk)
+    setup_logging(log_file, also=[attempt] if attempt is not None else [])
     limit_threads(int(getattr(smk, "threads", 1) or 1))
     n_procs = _n_processes(smk)
     if n_procs > 1 and "WORLD_SIZE" not in os.environ:
         logger.info(
             "rule %s asks for %d GPUs: launching %d processes with torchrun", smk.rule, n_procs, n_procs
         )
+        if attempt is not None:
+            os.environ[ATTEMPT_LOG_ENV] = str(attempt)
         sys.exit(relaunch_distributed(n_procs, sys.argv[0], sys.argv[1:]))
     seed = smk.config.get("seed") if hasattr(smk, "config") else None
     log_run_header(logger, seed=seed)
@@ -91,6 +125,8 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
     logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
     logger.info("inputs: %s", list(smk.input))
     logger.info("outputs: %s", list(smk.output))
+    if attempt is not None:
+        logger.info("this attempt's log is also kept as %s (every attempt's is)", attempt)
     try:
         step(smk)
     except Exception as exc:  # noqa: BLE001 - every failure must reach the log, then exit non-zero

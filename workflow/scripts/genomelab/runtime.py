@@ -7,6 +7,7 @@ import os
 import platform
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,16 @@ from genomelab import __version__
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
-    """Send ``logging`` output to stderr and, when given, to ``log_file`` (appended).
+def setup_logging(
+    log_file: str | os.PathLike | None = None,
+    level: int = logging.INFO,
+    also: Sequence[str | os.PathLike] = (),
+) -> None:
+    """Send ``logging`` output to stderr and, when given, to ``log_file`` and the files ``also``
+    (appended to, not truncated).
 
-    Rule logs are appended to, not truncated, so that a resumed training job keeps the
-    history of the interrupted attempt above its own.
+    Snakemake deletes a rule's log before it runs the job again, so a training job also
+    writes each attempt's own copy under its state folder (``also``; genomelab.entry).
     """
     root = logging.getLogger()
     root.setLevel(level)
@@ -31,9 +37,9 @@ def setup_logging(log_file: str | os.PathLike | None = None, level: int = loggin
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(formatter)
     root.addHandler(stream)
-    if log_file is not None:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, mode="a")
+    for path in ([log_file] if log_file is not None else []) + list(also):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(path, mode="a")
         fh.setFormatter(formatter)
         root.addHandler(fh)
     logging.captureWarnings(True)

@@ -538,7 +538,9 @@ class Trainer:
         if self._writer is None and self.tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            # purge_step drops events a killed attempt wrote after its last checkpoint.
+            # purge_step drops the events a killed attempt wrote after its last checkpoint
+            # (TensorBoard ignores earlier files' events at steps >= purge_step), so a resumed
+            # run that writes into the same folder shows every epoch once.
             self._writer = SummaryWriter(str(self.tensorboard_dir), purge_step=len(self.history))
         return self._writer
 
@@ -654,6 +656,10 @@ class Trainer:
         steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
         scheduler = self._make_scheduler(optimizer, steps_per_epoch * cfg.max_epochs)
         epoch, skip_batches, running, finished = self._resume(optimizer, scheduler)
+        if self.is_main:
+            # Open the event file before the first epoch, so that its purge_step is the number
+            # of epochs last.pt kept (see _tb).
+            self._tb()
         logger.info(
             "training on %s (%s), %d train / %d val examples, %d batches/epoch, state in %s",
             self.device,

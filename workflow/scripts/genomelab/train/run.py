@@ -11,8 +11,9 @@ datasets, the metrics it computes after training, its ID lists and its extra out
    its run config, hence of the fingerprint a resumed ``last.pt`` must match);
 4. build the datasets on the trainer's device, run the pre-training hook (initial loss
    vs chance), fit, evaluate the test split, run the module's metrics hook;
-5. on rank 0 only: write the metrics JSON, the exported model (:mod:`genomelab.train.export`)
-   and the module's extra outputs;
+5. on rank 0 only: write the metrics JSON, the exported model (:mod:`genomelab.train.export`),
+   the module's extra outputs and a copy of the TensorBoard events (written into the state
+   folder, which a rerun keeps, so a resumed run's curves continue the killed attempt's);
 6. close the trainer, also when any step above raised.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,7 +105,12 @@ class RunSpec:
 
 @dataclass
 class RunOutputs:
-    """Where a run writes: metrics JSON, exported model, TensorBoard folder (optional)."""
+    """Where a run writes: metrics JSON, exported model, TensorBoard folder (optional).
+
+    The TensorBoard folder is a copy, made when the run finishes, of the events the trainer
+    writes into the state folder (:func:`events_dir`): Snakemake deletes a declared output
+    folder before it reruns a job, the state folder it leaves alone.
+    """
 
     metrics: Path
     model: Path
@@ -124,6 +131,21 @@ class RunResult:
     payload: dict[str, Any]
     state_dir: Path
     values: dict[str, Any]
+
+
+def events_dir(state_dir: Path) -> Path:
+    """The TensorBoard folder of a run: beside its ``last.pt``, kept from attempt to attempt."""
+    return state_dir / "tensorboard"
+
+
+def copy_events(src: Path, dest: Path) -> None:
+    """Replace the folder ``dest`` with a copy of ``src`` (every attempt's event files)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    if src.is_dir():
+        shutil.copytree(src, dest)
+    else:
+        dest.mkdir(parents=True)
 
 
 def state_key(spec: RunSpec) -> str:
@@ -162,7 +184,7 @@ def run_training(
         cfg,
         state_dir,
         outputs.metrics,
-        outputs.tensorboard,
+        events_dir(state_dir) if outputs.tensorboard is not None else None,
         eval_fn=spec.eval_fn,
         collate_fn=spec.collate_fn,
         run_config=_run_config(spec),
@@ -210,4 +232,7 @@ def _write(spec: RunSpec, state: RunState, outputs: RunOutputs, extra: dict[str,
     )
     if spec.write_outputs is not None:
         spec.write_outputs(state)
+    if outputs.tensorboard is not None:
+        state.trainer.close()  # flush the event file before copying it
+        copy_events(events_dir(state.trainer.state_dir), outputs.tensorboard)
     logger.info("%s: wrote %s and %s", spec.kind, outputs.metrics, outputs.model)

@@ -188,8 +188,8 @@ def group_kfold(groups: Sequence, k: int, seed: int = 0, stratify: Sequence | No
     """
     if k < 2:
         raise ValueError(f"k-fold cross-validation needs k >= 2 folds, not {k}")
-    groups = np.asarray([str(g) for g in groups])
-    uniq, first = np.unique(groups, return_index=True)
+    keys = np.asarray([str(g) for g in groups])
+    uniq, first = np.unique(keys, return_index=True)
     if len(uniq) < k:
         raise ValueError(f"{k} folds need at least {k} groups; there are {len(uniq)}")
     strata = (
@@ -203,7 +203,7 @@ def group_kfold(groups: Sequence, k: int, seed: int = 0, stratify: Sequence | No
         for g in members[rng.permutation(len(members))]:
             fold_of[g] = dealt % k
             dealt += 1
-    return np.asarray([fold_of[g] for g in groups], dtype=np.int64)
+    return np.asarray([fold_of[g] for g in keys], dtype=np.int64)
 
 
 def fold_split(
@@ -229,7 +229,7 @@ def fold_split(
         raise ValueError(f"fold {fold} has no example (folds present: {sorted(set(folds.tolist()))})")
     split = np.full(len(folds), "test", dtype=object)
     rest = np.flatnonzero(folds != fold)
-    groups = np.asarray([str(g) for g in groups])
-    strat = None if stratify is None else np.asarray([str(s) for s in stratify])[rest]
-    split[rest] = group_split(groups[rest], (1 - val_fraction, val_fraction, 0.0), seed + fold, strat)
+    keys = np.asarray([str(g) for g in groups])
+    strat = None if stratify is None else np.asarray([str(s) for s in stratify])[rest].tolist()
+    split[rest] = group_split(keys[rest].tolist(), (1 - val_fraction, val_fraction, 0.0), seed + fold, strat)
     return split.astype(str)

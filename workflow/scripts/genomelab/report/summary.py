@@ -118,7 +118,9 @@ class ModuleSummary:
         for comp in self.comparisons:
             metrics = sorted({m for row in comp.rows.values() for m in row})
             lines += [
-                f"### {comp.title} ({comp.split} split)",
+                f"### {comp.title} ({comp.split} split)"
+                if comp.folds <= 1
+                else f"### {comp.title} ({comp.split} splits of {comp.folds} folds)",
                 "",
                 "| method | kind | " + " | ".join(metrics) + " |",
                 "|---|---|" + "---|" * len(metrics),

@@ -22,43 +22,26 @@ TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "region")}
 
 
 # Folds: TISSUE_RUN is the folder of one evaluation (a fold's when K > 1, with the
-# tissue_fold wildcard); TISSUE_FOLD_LOG prefixes the fold to log and benchmark names.
+# tissue_fold wildcard); TISSUE_FOLD_LOG prefixes the fold to log and benchmark names, and
+# TISSUE_FOLD_STATE to names under the state folder. expand(..., tissue_fold=TISSUE_FOLD_IDS)
+# lists a file of every fold (of the single split when K = 1).
 TISSUE_FOLDS = TISSUE["evaluation"]["folds"]
 TISSUE_FOLD_IDS = list(range(TISSUE_FOLDS))
 TISSUE_RUN = TISSUE_OUT if TISSUE_FOLDS == 1 else f"{TISSUE_OUT}/folds/{{tissue_fold}}"
 TISSUE_FOLD_LOG = "" if TISSUE_FOLDS == 1 else "fold{tissue_fold}_"
+TISSUE_FOLD_STATE = "" if TISSUE_FOLDS == 1 else "folds/{tissue_fold}/"
 # The diagnostics look at one split: the only one, or fold 0's.
 TISSUE_DIAG_SPLITS = f"{TISSUE_OUT}/splits.tsv" if TISSUE_FOLDS == 1 else f"{TISSUE_OUT}/folds/0/splits.tsv"
 # K > 1: the folds table (each sample's test fold) that the summary pools predictions by.
 TISSUE_FOLDS_TABLE = {} if TISSUE_FOLDS == 1 else {"folds": f"{TISSUE_OUT}/folds.tsv"}
 
 
-def tissue_run_dir(wc):
-    """The folder of the evaluation a job belongs to (TISSUE_RUN with its wildcard filled)."""
-    return TISSUE_OUT if TISSUE_FOLDS == 1 else f"{TISSUE_OUT}/folds/{wc.tissue_fold}"
-
-
-def tissue_member_key(wc):
-    """A training job's name under the state folder: model/member, below folds/<fold> with folds."""
-    key = f"{wc.tissue_model}/{wc.tissue_member}"
-    return key if TISSUE_FOLDS == 1 else f"folds/{wc.tissue_fold}/{key}"
-
-
-def tissue_split_sources(wc):
-    """A given split or folds: the splits file, and the user's sheet (its split/fold column)."""
-    sources = {}
-    if TISSUE["input"]["splits"]:
-        sources["given"] = TISSUE["input"]["splits"]
-    if TISSUE["input"]["source"] != "simulate" and TISSUE["input"]["sheet"]:
-        sources["sheet"] = TISSUE["input"]["sheet"]
-    return sources
-
-
-def tissue_fold_files(path):
-    """``path`` (relative to an evaluation's folder) of every fold, or of the single split."""
-    if TISSUE_FOLDS == 1:
-        return [f"{TISSUE_OUT}/{path}"]
-    return [f"{TISSUE_OUT}/folds/{f}/{path}" for f in TISSUE_FOLD_IDS]
+# A given split or folds: the splits file, and the user's sheet (its split/fold column).
+TISSUE_SPLIT_SOURCES = {}
+if TISSUE["input"]["splits"]:
+    TISSUE_SPLIT_SOURCES["given"] = TISSUE["input"]["splits"]
+if TISSUE["input"]["source"] != "simulate" and TISSUE["input"]["sheet"]:
+    TISSUE_SPLIT_SOURCES["sheet"] = TISSUE["input"]["sheet"]
 
 
 # Ensemble member indices per model (the region-level ablation is a single run).
@@ -134,11 +117,15 @@ rule tissue_splits:
     """Train/val/test (or K folds) by source sample (augmented copies stay together), stratified
     by label; or the split or folds the user gave (splits file or sheet column), checked."""
     input:
-        unpack(tissue_split_sources),
+        unpack(lambda wc: TISSUE_SPLIT_SOURCES),
         h5=rules.tissue_features.output.h5,
     output:
         **TISSUE_FOLDS_TABLE,
-        tsv=tissue_fold_files("splits.tsv") if TISSUE_FOLDS > 1 else f"{TISSUE_OUT}/splits.tsv",
+        tsv=(
+            expand(f"{TISSUE_RUN}/splits.tsv", tissue_fold=TISSUE_FOLD_IDS)
+            if TISSUE_FOLDS > 1
+            else f"{TISSUE_OUT}/splits.tsv"
+        ),
     log:
         f"{LOGS}/tissue/splits.log",
     conda:
@@ -284,7 +271,9 @@ rule tissue_train:
     params:
         model_config=lambda wc: config_json(TISSUE[wc.tissue_model]),
         train=config_json(TISSUE["train"]),
-        state_dir=lambda wc: state_dir("tissue", tissue_member_key(wc)),
+        state_dir=lambda wc: state_dir(
+            "tissue", expand(f"{TISSUE_FOLD_STATE}{{tissue_model}}/{{tissue_member}}", **wc)[0]
+        ),
         device=config["device"],
         # Member 0 uses the workflow seed itself, so an ensemble of 1 is the plain run.
         seed=lambda wc: config["seed"] + 1000 * int(wc.tissue_member),
@@ -297,18 +286,21 @@ rule tissue_ensemble:
     input:
         h5=rules.tissue_features.output.h5,
         splits=f"{TISSUE_RUN}/splits.tsv",
-        models=lambda wc: [
-            f"{tissue_run_dir(wc)}/train/{wc.tissue_model}/members/{i}/model.pt"
-            for i in TISSUE_MEMBERS[wc.tissue_model]
-        ],
-        metrics=lambda wc: [
-            f"{tissue_run_dir(wc)}/train/{wc.tissue_model}/members/{i}/metrics.json"
-            for i in TISSUE_MEMBERS[wc.tissue_model]
-        ],
-        diagnostics=lambda wc: [
-            f"{tissue_run_dir(wc)}/train/{wc.tissue_model}/members/{i}/diagnostics.json"
-            for i in TISSUE_MEMBERS[wc.tissue_model]
-        ],
+        models=lambda wc: expand(
+            f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{i}}/model.pt",
+            i=TISSUE_MEMBERS[wc.tissue_model],
+            **wc,
+        ),
+        metrics=lambda wc: expand(
+            f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{i}}/metrics.json",
+            i=TISSUE_MEMBERS[wc.tissue_model],
+            **wc,
+        ),
+        diagnostics=lambda wc: expand(
+            f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{i}}/diagnostics.json",
+            i=TISSUE_MEMBERS[wc.tissue_model],
+            **wc,
+        ),
     output:
         metrics=f"{TISSUE_RUN}/train/{{tissue_model}}/metrics.json",
         model=f"{TISSUE_RUN}/train/{{tissue_model}}/model.pt",
@@ -336,10 +328,12 @@ rule tissue_summary:
     input:
         **TISSUE_FOLDS_TABLE,
         splits=TISSUE_DIAG_SPLITS,
-        baselines=tissue_fold_files("baselines/metrics.json"),
-        # Model-major: each model's folds in fold order.
-        metrics=[f for m in TISSUE_MODELS for f in tissue_fold_files(f"train/{m}/metrics.json")],
-        model_diagnostics=[f for m in TISSUE_MODELS for f in tissue_fold_files(f"train/{m}/diagnostics.json")],
+        baselines=expand(f"{TISSUE_RUN}/baselines/metrics.json", tissue_fold=TISSUE_FOLD_IDS),
+        # Model-major (expand varies its last keyword fastest): each model's folds in order.
+        metrics=expand(f"{TISSUE_RUN}/train/{{m}}/metrics.json", m=TISSUE_MODELS, tissue_fold=TISSUE_FOLD_IDS),
+        model_diagnostics=expand(
+            f"{TISSUE_RUN}/train/{{m}}/diagnostics.json", m=TISSUE_MODELS, tissue_fold=TISSUE_FOLD_IDS
+        ),
         diagnostics=DIAGNOSTICS["tissue"],
     output:
         json=f"{TISSUE_OUT}/summary.json",

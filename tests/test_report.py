@@ -24,7 +24,10 @@ def comparison(model_acc: float) -> Comparison:
 
 
 def test_verdict_says_plainly_who_wins():
-    assert "MLP (accuracy 0.95) beats logistic regression (0.9)" in comparison(0.95).verdict()
+    # Without a paired test a higher metric is not a win (tests/test_folds.py has the cases
+    # with tests); a lower one does not beat the baseline.
+    assert "MLP (accuracy 0.95) ties with logistic regression (0.9)" in comparison(0.95).verdict()
+    assert "no paired test" in comparison(0.95).verdict()
     assert "does NOT beat" in comparison(0.5).verdict()
     lower = Comparison(
         "mae",
@@ -34,7 +37,18 @@ def test_verdict_says_plainly_who_wins():
         {"net": {"mae": 0.02}, "NNLS": {"mae": 0.03}},
         {"net": "model", "NNLS": "baseline"},
     )
-    assert "beats" in lower.verdict() and "NOT" not in lower.verdict()
+    assert "ties with" in lower.verdict() and "NOT" not in lower.verdict()
+    assert (
+        "does NOT beat"
+        in Comparison(
+            "mae",
+            "test",
+            "mae",
+            False,
+            {"net": {"mae": 0.04}, "NNLS": {"mae": 0.03}},
+            {"net": "model", "NNLS": "baseline"},
+        ).verdict()
+    )
 
 
 def test_module_and_run_summary(tmp_path):
@@ -65,7 +79,7 @@ def test_module_and_run_summary(tmp_path):
     assert md.startswith("# genomelab run summary: cohort_a\n")
     assert json.loads((tmp_path / "report" / "summary.json").read_text())["run"] == "cohort_a"
     assert "<h1>genomelab run summary: cohort_a</h1>" in (tmp_path / "report" / "summary.html").read_text()
-    assert "| [tissue](#tissue) | tissue of origin | test | MLP (accuracy 0.95) beats" in md
+    assert "| [tissue](#tissue) | tissue of origin | test | MLP (accuracy 0.95) ties with" in md
     assert "](../tissue/plots/confusion.png)" in md
     html = (tmp_path / "report" / "summary.html").read_text()
     assert "<table class='comparison'>" in html and "label_granularity" in html

@@ -369,20 +369,6 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
     refused("mlp", data, [0, 0], "distinct seeds")
 
 
-def test_paired_test_counts_discordant_samples_in_any_order():
-    from genomelab.tissue.report import paired_test
-
-    model = {"sample": list("abcdef"), "true": [0, 0, 1, 1, 2, 2], "pred": [0, 0, 1, 1, 2, 0]}
-    baseline = {"sample": list("fedcba"), "true": [2, 2, 1, 1, 0, 0], "pred": [2, 1, 0, 1, 0, 1]}
-    t = paired_test(model, baseline)
-    # Model right on a-e, baseline on f, c, b: a, d, e only by the model, f only by the baseline.
-    assert (t["n"], t["only_model"], t["only_baseline"]) == (6, 3, 1)
-    assert t["p_value"] == pytest.approx(10 / 16)  # P(3 or more of 4, or 1 or fewer) for a fair coin
-    assert paired_test(model, model)["p_value"] == 1.0
-    with pytest.raises(ValueError, match="same test samples"):
-        paired_test(model, {**baseline, "sample": list("fedcbz")})
-
-
 def test_prediction_batches_shrink_with_regions_and_do_not_change_results(easy):
     from genomelab.tissue.training import eval_batch_size, predict_proba
 

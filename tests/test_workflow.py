@@ -40,15 +40,19 @@ def repo_files() -> list[str]:
     return [f for f in out.stdout.splitlines() if (ROOT / f).is_file()]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    """A copy of the repository's tracked (and new, unignored) files."""
-    dest = tmp_path_factory.mktemp("repo")
+def copy_repo(dest: Path) -> Path:
+    """Copy the repository's tracked (and new, unignored) files into ``dest``."""
     for rel in repo_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)
     return dest
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A copy of the repository's tracked (and new, unignored) files."""
+    return copy_repo(tmp_path_factory.mktemp("repo"))
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -345,3 +349,55 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     clean = json.loads((finished_run / target).read_text())
     assert [h["val/loss"] for h in interrupted["history"]] == [h["val/loss"] for h in clean["history"]]
+
+
+def tissue_only_config(workdir: Path, name: str, folds: int) -> str:
+    """The test config's tissue block alone (other modules off), with ``folds`` folds."""
+    config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
+    for module in (*MODULES, "ingest"):
+        if module != "tissue" and module in config:
+            config[module]["enabled"] = False
+    config["tissue"]["evaluation"] = {"folds": folds}
+    # A fold's training part can leave a last batch of one sample, which BatchNorm refuses.
+    config["tissue"]["train"]["drop_last"] = True
+    (workdir / name).write_text(yaml.safe_dump(config))
+    return name
+
+
+def test_dry_run_with_folds_plans_a_training_job_per_fold(workdir):
+    jobs = {}
+    for k in (1, 3):
+        res = snakemake(
+            workdir, "-n", "--cores", "2", "--configfile", tissue_only_config(workdir, f"k{k}.yaml", k)
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        jobs[k] = job_counts(res.stdout)
+    for rule in ("tissue_train", "tissue_ensemble", "tissue_baselines"):
+        assert jobs[3][rule] == 3 * jobs[1][rule], (rule, jobs)
+    # Data, splits, diagnostics and the summary run once whatever the folds.
+    for rule in ("tissue_features", "tissue_splits", "tissue_diagnostic", "tissue_summary"):
+        assert jobs[3][rule] == jobs[1][rule], (rule, jobs)
+
+
+@pytest.mark.slow
+def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
+    # A copy of its own: the shared workdir's results belong to finished_run.
+    workdir = copy_repo(tmp_path)
+    config = tissue_only_config(workdir, "k2.yaml", 2)
+    res = snakemake(
+        workdir, "results/tissue/summary.json", "--cores", "2", "--configfile", config, timeout=1500
+    )
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    out = workdir / "results" / "tissue"
+    folds = (out / "folds.tsv").read_text().splitlines()
+    assert folds[0].split("\t")[-1] == "fold" and {line.split("\t")[-1] for line in folds[1:]} == {"0", "1"}
+    summary = json.loads((out / "summary.json").read_text())
+    comp = summary["comparisons"][0]
+    assert comp["folds"] == 2 and set(comp["spread"]) == set(comp["rows"])
+    pair = comp["tests"]["file-level MLP vs logistic regression"]
+    assert pair["test"].startswith("exact McNemar") and pair["n"] == len(folds) - 1
+    assert 0 <= pair["p_value"] <= 1 and "paired t-test" in pair["details"]["across_folds"]
+    assert ("beats" in comp["verdict"]) == (pair["p_value"] < 0.05 and pair["favours"] == "model")
+    assert "±" in (out / "summary.md").read_text()
+    table = (out / "comparison.tsv").read_text().splitlines()
+    assert table[0].startswith("method\tkind\tfold\tn_test") and any("\tmean\t" in line for line in table)

@@ -1,6 +1,9 @@
 # Module tissue: tissue-of-origin classification from per-sample methylation.
 # Chain: simulate (or user input) -> features -> splits -> diagnostics -> gate -> baselines
 #        + training (file-level models; region-level only as an ablation) -> summary.
+# With evaluation.folds K > 1 the splits rule writes folds.tsv and one splits table per fold,
+# and baselines, training and ensembles run once per fold under folds/<fold>/ (one job each);
+# with K = 1 every path is the single split's.
 TISSUE = config["tissue"]
 TISSUE_OUT = f"{RESULTS}/tissue"
 TISSUE_MODELS = list(TISSUE["models"])
@@ -16,6 +19,29 @@ TISSUE_TASK = config_json(
     }
 )
 TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "region")}
+
+
+# Folds: TISSUE_RUN is the folder of one evaluation (a fold's when K > 1, with the
+# tissue_fold wildcard); TISSUE_FOLD_LOG prefixes the fold to log and benchmark names, and
+# TISSUE_FOLD_STATE to names under the state folder. expand(..., tissue_fold=TISSUE_FOLD_IDS)
+# lists a file of every fold (of the single split when K = 1).
+TISSUE_FOLDS = TISSUE["evaluation"]["folds"]
+TISSUE_FOLD_IDS = list(range(TISSUE_FOLDS))
+TISSUE_RUN = TISSUE_OUT if TISSUE_FOLDS == 1 else f"{TISSUE_OUT}/folds/{{tissue_fold}}"
+TISSUE_FOLD_LOG = "" if TISSUE_FOLDS == 1 else "fold{tissue_fold}_"
+TISSUE_FOLD_STATE = "" if TISSUE_FOLDS == 1 else "folds/{tissue_fold}/"
+# The diagnostics look at one split: the only one, or fold 0's.
+TISSUE_DIAG_SPLITS = f"{TISSUE_OUT}/splits.tsv" if TISSUE_FOLDS == 1 else f"{TISSUE_OUT}/folds/0/splits.tsv"
+# K > 1: the folds table (each sample's test fold) that the summary pools predictions by.
+TISSUE_FOLDS_TABLE = {} if TISSUE_FOLDS == 1 else {"folds": f"{TISSUE_OUT}/folds.tsv"}
+
+
+# A given split or folds: the splits file, and the user's sheet (its split/fold column).
+TISSUE_SPLIT_SOURCES = {}
+if TISSUE["input"]["splits"]:
+    TISSUE_SPLIT_SOURCES["given"] = TISSUE["input"]["splits"]
+if TISSUE["input"]["source"] != "simulate" and TISSUE["input"]["sheet"]:
+    TISSUE_SPLIT_SOURCES["sheet"] = TISSUE["input"]["sheet"]
 
 
 # Ensemble member indices per model (the region-level ablation is a single run).
@@ -53,6 +79,7 @@ wildcard_constraints:
     tissue_plot_check="|".join(TISSUE_PLOT_CHECKS),
     tissue_text_check="|".join(TISSUE_TEXT_CHECKS),
     tissue_member=r"\d+",
+    tissue_fold=r"\d+",
 
 
 rule tissue_simulate:
@@ -101,11 +128,18 @@ rule tissue_features:
 
 
 rule tissue_splits:
-    """Train/val/test by source sample (augmented copies stay together), stratified by label."""
+    """Train/val/test (or K folds) by source sample (augmented copies stay together), stratified
+    by label; or the split or folds the user gave (splits file or sheet column), checked."""
     input:
+        unpack(lambda wc: TISSUE_SPLIT_SOURCES),
         h5=rules.tissue_features.output.h5,
     output:
-        tsv=f"{TISSUE_OUT}/splits.tsv",
+        **TISSUE_FOLDS_TABLE,
+        tsv=(
+            expand(f"{TISSUE_RUN}/splits.tsv", tissue_fold=TISSUE_FOLD_IDS)
+            if TISSUE_FOLDS > 1
+            else f"{TISSUE_OUT}/splits.tsv"
+        ),
     log:
         f"{LOGS}/tissue/splits.log",
     conda:
@@ -125,7 +159,7 @@ rule tissue_diagnostic:
     """Label consistency and augmentation leakage (JSON only)."""
     input:
         h5=rules.tissue_features.output.h5,
-        splits=rules.tissue_splits.output.tsv,
+        splits=TISSUE_DIAG_SPLITS,
     output:
         json=f"{TISSUE_OUT}/diagnostics/{{tissue_text_check}}.json",
     log:
@@ -150,7 +184,7 @@ rule tissue_diagnostic_plot:
     """Variance ratio, subtype separability, region- vs file-level learnability (JSON + figure)."""
     input:
         h5=rules.tissue_features.output.h5,
-        splits=rules.tissue_splits.output.tsv,
+        splits=TISSUE_DIAG_SPLITS,
     output:
         json=f"{TISSUE_OUT}/diagnostics/{{tissue_plot_check}}.json",
         png=report(
@@ -180,7 +214,7 @@ rule tissue_diagnostic_overfit:
     """Each configured model memorises 10 training samples (its wiring works)."""
     input:
         h5=rules.tissue_features.output.h5,
-        splits=rules.tissue_splits.output.tsv,
+        splits=TISSUE_DIAG_SPLITS,
     output:
         json=f"{TISSUE_OUT}/diagnostics/overfit.json",
     log:
@@ -206,13 +240,13 @@ rule tissue_baselines:
     """Logistic regression and nearest centroid on region means, on the models' splits."""
     input:
         h5=rules.tissue_features.output.h5,
-        splits=rules.tissue_splits.output.tsv,
+        splits=f"{TISSUE_RUN}/splits.tsv",
     output:
-        json=f"{TISSUE_OUT}/baselines/metrics.json",
+        json=f"{TISSUE_RUN}/baselines/metrics.json",
     log:
-        f"{LOGS}/tissue/baselines.log",
+        f"{LOGS}/tissue/{TISSUE_FOLD_LOG}baselines.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tissue/baselines.tsv"
+        f"{RESULTS}/benchmarks/tissue/{TISSUE_FOLD_LOG}baselines.tsv"
     conda:
         ENV_CPU
     threads: 2
@@ -230,17 +264,17 @@ rule tissue_train:
     """Train one ensemble member with the shared engine (GPU when present) after the gate passed."""
     input:
         h5=rules.tissue_features.output.h5,
-        splits=rules.tissue_splits.output.tsv,
+        splits=f"{TISSUE_RUN}/splits.tsv",
         gate=gate_input("tissue"),
     output:
-        metrics=f"{TISSUE_OUT}/train/{{tissue_model}}/members/{{tissue_member}}/metrics.json",
-        model=f"{TISSUE_OUT}/train/{{tissue_model}}/members/{{tissue_member}}/model.pt",
-        diagnostics=f"{TISSUE_OUT}/train/{{tissue_model}}/members/{{tissue_member}}/diagnostics.json",
-        tensorboard=directory(f"{TISSUE_OUT}/train/{{tissue_model}}/members/{{tissue_member}}/tensorboard"),
+        metrics=f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{tissue_member}}/metrics.json",
+        model=f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{tissue_member}}/model.pt",
+        diagnostics=f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{tissue_member}}/diagnostics.json",
+        tensorboard=directory(f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{tissue_member}}/tensorboard"),
     log:
-        f"{LOGS}/tissue/train_{{tissue_model}}_{{tissue_member}}.log",
+        f"{LOGS}/tissue/{TISSUE_FOLD_LOG}train_{{tissue_model}}_{{tissue_member}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tissue/train_{{tissue_model}}_{{tissue_member}}.tsv"
+        f"{RESULTS}/benchmarks/tissue/{TISSUE_FOLD_LOG}train_{{tissue_model}}_{{tissue_member}}.tsv"
     conda:
         ENV_TORCH
     # One CPU thread: the models are small and data sits in memory; on a GPU node the SLURM
@@ -251,7 +285,9 @@ rule tissue_train:
     params:
         model_config=lambda wc: config_json(TISSUE[wc.tissue_model]),
         train=config_json(TISSUE["train"]),
-        state_dir=lambda wc: state_dir("tissue", f"{wc.tissue_model}/{wc.tissue_member}"),
+        state_dir=lambda wc: state_dir(
+            "tissue", expand(f"{TISSUE_FOLD_STATE}{{tissue_model}}/{{tissue_member}}", **wc)[0]
+        ),
         device=config["device"],
         # Member 0 uses the workflow seed itself, so an ensemble of 1 is the plain run.
         seed=lambda wc: config["seed"] + 1000 * int(wc.tissue_member),
@@ -263,27 +299,30 @@ rule tissue_ensemble:
     """Average the members' class probabilities; metrics, model and checks of the ensemble."""
     input:
         h5=rules.tissue_features.output.h5,
-        splits=rules.tissue_splits.output.tsv,
+        splits=f"{TISSUE_RUN}/splits.tsv",
         models=lambda wc: expand(
-            f"{TISSUE_OUT}/train/{wc.tissue_model}/members/{{i}}/model.pt",
+            f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{i}}/model.pt",
             i=TISSUE_MEMBERS[wc.tissue_model],
+            **wc,
         ),
         metrics=lambda wc: expand(
-            f"{TISSUE_OUT}/train/{wc.tissue_model}/members/{{i}}/metrics.json",
+            f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{i}}/metrics.json",
             i=TISSUE_MEMBERS[wc.tissue_model],
+            **wc,
         ),
         diagnostics=lambda wc: expand(
-            f"{TISSUE_OUT}/train/{wc.tissue_model}/members/{{i}}/diagnostics.json",
+            f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{i}}/diagnostics.json",
             i=TISSUE_MEMBERS[wc.tissue_model],
+            **wc,
         ),
     output:
-        metrics=f"{TISSUE_OUT}/train/{{tissue_model}}/metrics.json",
-        model=f"{TISSUE_OUT}/train/{{tissue_model}}/model.pt",
-        diagnostics=f"{TISSUE_OUT}/train/{{tissue_model}}/diagnostics.json",
+        metrics=f"{TISSUE_RUN}/train/{{tissue_model}}/metrics.json",
+        model=f"{TISSUE_RUN}/train/{{tissue_model}}/model.pt",
+        diagnostics=f"{TISSUE_RUN}/train/{{tissue_model}}/diagnostics.json",
     log:
-        f"{LOGS}/tissue/ensemble_{{tissue_model}}.log",
+        f"{LOGS}/tissue/{TISSUE_FOLD_LOG}ensemble_{{tissue_model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tissue/ensemble_{{tissue_model}}.tsv"
+        f"{RESULTS}/benchmarks/tissue/{TISSUE_FOLD_LOG}ensemble_{{tissue_model}}.tsv"
     conda:
         ENV_TORCH
     # Prediction with a few small models on the validation and test files: a CPU job of
@@ -303,12 +342,17 @@ localrules:
 
 
 rule tissue_summary:
-    """Comparison table (models vs baselines on the test split), plots and summary.json."""
+    """Comparison table (models vs baselines on the test split, or mean +- SD over K folds
+    with paired tests), plots and summary.json."""
     input:
-        splits=rules.tissue_splits.output.tsv,
-        baselines=rules.tissue_baselines.output.json,
-        metrics=expand(f"{TISSUE_OUT}/train/{{m}}/metrics.json", m=TISSUE_MODELS),
-        model_diagnostics=expand(f"{TISSUE_OUT}/train/{{m}}/diagnostics.json", m=TISSUE_MODELS),
+        **TISSUE_FOLDS_TABLE,
+        splits=TISSUE_DIAG_SPLITS,
+        baselines=expand(f"{TISSUE_RUN}/baselines/metrics.json", tissue_fold=TISSUE_FOLD_IDS),
+        # Model-major (expand varies its last keyword fastest): each model's folds in order.
+        metrics=expand(f"{TISSUE_RUN}/train/{{m}}/metrics.json", m=TISSUE_MODELS, tissue_fold=TISSUE_FOLD_IDS),
+        model_diagnostics=expand(
+            f"{TISSUE_RUN}/train/{{m}}/diagnostics.json", m=TISSUE_MODELS, tissue_fold=TISSUE_FOLD_IDS
+        ),
         diagnostics=DIAGNOSTICS["tissue"],
     output:
         json=f"{TISSUE_OUT}/summary.json",

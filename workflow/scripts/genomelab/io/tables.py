@@ -21,7 +21,7 @@ import pandas as pd
 from genomelab.io.atomic import atomic_output, atomic_write_text
 from genomelab.io.errors import FormatError
 from genomelab.io.streams import compressed_errors, existing_file
-from genomelab.splits import SPLITS
+from genomelab.splits import SPLIT_KINDS, SPLITS, GivenAssignment
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +93,19 @@ def _unique_names(table: pd.DataFrame, column: str, path: Path, what: str) -> No
 
 
 # ------------------------------------------------------------------- splits
-def write_split_table(rows: list[dict[str, str]], path: str | os.PathLike) -> None:
-    """Write a splits TSV (``SPLIT_COLUMNS``, one row per sample) atomically."""
+def write_split_table(rows: list[dict[str, str]], path: str | os.PathLike, kind: str = "split") -> None:
+    """Write a splits TSV (``SPLIT_COLUMNS``, one row per sample) atomically; with ``kind``
+    "fold" a folds TSV (the last column is ``fold``, each sample's test fold)."""
+    if kind not in SPLIT_KINDS:
+        raise ValueError(f"a splits table holds one of {SPLIT_KINDS}, not {kind!r}")
+    columns = [*SPLIT_COLUMNS[:-1], kind]
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(SPLIT_COLUMNS), delimiter="\t", lineterminator="\n")
+        writer = csv.DictWriter(fh, fieldnames=columns, delimiter="\t", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
-    logger.info("wrote splits of %d samples to %s: %s", len(rows), path, counts)
+    values = SPLITS if kind == "split" else sorted({int(r[kind]) for r in rows})
+    counts = {s: sum(str(r[kind]) == str(s) for r in rows) for s in values}
+    logger.info("wrote %ss of %d samples to %s: %s", kind, len(rows), path, counts)
 
 
 def read_split_table(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -119,6 +124,64 @@ def read_split_table(path: str | os.PathLike) -> list[dict[str, str]]:
                 )
             rows.append(row)
     return rows
+
+
+def read_given_assignment(
+    path: str | os.PathLike,
+    keys: Sequence[str] = ("sample",),
+    what: str = "splits file",
+    required: bool = True,
+) -> GivenAssignment | None:
+    """A user's split or fold per key from a TSV: a ``split`` column (train/val/test) or a
+    ``fold`` column (integers from 0), keyed by the first of ``keys`` the table has.
+
+    Returns the assignment (its ``key`` is the key column used); ``None`` when the table has neither column
+    and ``required`` is false (a sample sheet that gives no split). Errors name the file
+    and line: no key column, both columns, an empty or unknown value, a key given twice.
+    """
+    path = existing_file(path, what)
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        columns = reader.fieldnames or []
+        kinds = [k for k in SPLIT_KINDS if k in columns]
+        if not kinds:
+            if required:
+                raise FormatError(path, f"{what} has no 'split' or 'fold' column (columns: {columns})")
+            return None
+        if len(kinds) > 1:
+            raise FormatError(
+                path, f"{what} has both a 'split' and a 'fold' column; keep one (a split or K folds)"
+            )
+        key = next((k for k in keys if k in columns), None)
+        if key is None:
+            raise FormatError(path, f"{what} has a {kinds[0]!r} column but no {' or '.join(keys)} column")
+        kind = kinds[0]
+        values: dict[str, str | int] = {}
+        lines: dict[str, int] = {}
+        for row in reader:
+            name, raw = (row.get(key) or "").strip(), (row.get(kind) or "").strip()
+            if not name:
+                raise FormatError(path, f"empty {key!r}", reader.line_num)
+            if name in values:
+                raise FormatError(
+                    path, f"{key} {name!r} given twice (first on line {lines[name]})", reader.line_num
+                )
+            if kind == "split":
+                if raw not in SPLITS:
+                    raise FormatError(
+                        path, f"{key} {name!r}: split {raw!r} is not one of {SPLITS}", reader.line_num
+                    )
+                values[name] = raw
+            else:
+                if not raw.isdigit():
+                    raise FormatError(
+                        path, f"{key} {name!r}: fold {raw!r} is not an integer >= 0", reader.line_num
+                    )
+                values[name] = int(raw)
+            lines[name] = reader.line_num
+    if not values:
+        raise FormatError(path, f"{what} has no rows")
+    return GivenAssignment(kind, values, str(path), key, lines)
 
 
 # ------------------------------------------------------------------ binning

@@ -16,15 +16,24 @@ from genomelab.io.atomic import atomic_write_json, atomic_write_text
 from genomelab.io.dropped import Dropped, read_dropped
 from genomelab.io.errors import FormatError
 from genomelab.io.metrics import read_json_file
+from genomelab.report.stats import ALPHA, PairedTest
+
+
+def pair_key(model: str, baseline: str) -> str:
+    """Key of a model-vs-baseline paired test in ``Comparison.tests``."""
+    return f"{model} vs {baseline}"
 
 
 @dataclass
 class Comparison:
-    """Models and baselines evaluated on one split.
+    """Models and baselines evaluated on one split, or on the test splits of K folds.
 
-    ``rows`` maps a method name ("logistic regression", "file-level MLP") to its metrics;
-    ``kind`` of each method is "model" or "baseline" (in ``kinds``); ``primary`` is the metric
-    the verdict is based on.
+    ``rows`` maps a method name ("logistic regression", "file-level MLP") to its metrics
+    (with folds: their means over folds, and ``spread`` their standard deviations); ``kind``
+    of each method is "model" or "baseline" (in ``kinds``); ``primary`` is the metric the
+    verdict is based on. ``tests`` holds paired tests (:class:`genomelab.report.stats.PairedTest`
+    as dicts) keyed by :func:`pair_key`; without one for the pair the verdict compares, it
+    cannot say "beats".
     """
 
     title: str
@@ -33,9 +42,18 @@ class Comparison:
     higher_is_better: bool
     rows: dict[str, dict[str, float]]
     kinds: dict[str, str] = field(default_factory=dict)
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    spread: dict[str, dict[str, float]] = field(default_factory=dict)
+    folds: int = 1
 
     def verdict(self) -> str:
-        """One sentence: does the best model beat the best baseline on ``primary``?"""
+        """One sentence: does the best model beat the best baseline on ``primary``?
+
+        "beats" needs the paired test of the two to favour the model with p < ``ALPHA`` (and
+        the model to be ahead on ``primary``); a test favouring the baseline so gives "does
+        NOT beat"; anything else is a tie, the reason in brackets. Without a paired test a
+        model ahead "ties" and one behind "does NOT beat".
+        """
         models = {k: v for k, v in self.rows.items() if self.kinds.get(k, "model") == "model"}
         baselines = {k: v for k, v in self.rows.items() if self.kinds.get(k) == "baseline"}
         if not models or not baselines:
@@ -44,13 +62,40 @@ class Comparison:
         best_m = max(models, key=lambda k: sign * models[k].get(self.primary, float("nan")))
         best_b = max(baselines, key=lambda k: sign * baselines[k].get(self.primary, float("nan")))
         m, b = models[best_m][self.primary], baselines[best_b][self.primary]
-        if sign * (m - b) > 0:
-            word = "beats"
-        elif m == b:
-            word = "ties with"
+        ahead = sign * (m - b)
+        found = self.tests.get(pair_key(best_m, best_b))
+        if found is None:
+            word = "does NOT beat" if ahead < 0 else "ties with"
+            why = "no paired test" + (f"; ahead by {abs(m - b):.2g}" if ahead > 0 else "")
         else:
-            word = "does NOT beat"
-        return f"{best_m} ({self.primary} {m:.4g}) {word} {best_b} ({b:.4g}) on the {self.split} split"
+            test = PairedTest.from_dict(found)
+            why = test.describe()
+            if test.significant() and test.favours == "model" and ahead > 0:
+                word = "beats"
+            elif test.significant() and test.favours == "baseline" and ahead < 0:
+                word, why = "does NOT beat", f"the baseline is better, {why}"
+            else:
+                word = "ties with"
+                why += (
+                    f"; not significant at {ALPHA}"
+                    if not test.significant()
+                    else "; test and metric disagree"
+                )
+        where = (
+            f"the {self.split} split"
+            if self.folds <= 1
+            else f"{self.folds} folds' {self.split} splits (mean)"
+        )
+        return f"{best_m} ({self.primary} {m:.4g}) {word} {best_b} ({b:.4g}) on {where} ({why})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; ``tests``, ``spread`` and ``folds`` only where set (single-split
+        summaries without tests keep their keys)."""
+        data = asdict(self)
+        for key, empty in (("tests", {}), ("spread", {}), ("folds", 1)):
+            if data[key] == empty:
+                del data[key]
+        return data
 
 
 @dataclass
@@ -68,6 +113,7 @@ class ModuleSummary:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["comparisons"] = [c.to_dict() for c in self.comparisons]
         for comp, obj in zip(data["comparisons"], self.comparisons, strict=True):
             comp["verdict"] = obj.verdict()
         return data
@@ -77,14 +123,23 @@ class ModuleSummary:
         for comp in self.comparisons:
             metrics = sorted({m for row in comp.rows.values() for m in row})
             lines += [
-                f"### {comp.title} ({comp.split} split)",
+                f"### {comp.title} ({comp.split} split)"
+                if comp.folds <= 1
+                else f"### {comp.title} ({comp.split} splits of {comp.folds} folds)",
                 "",
                 "| method | kind | " + " | ".join(metrics) + " |",
                 "|---|---|" + "---|" * len(metrics),
             ]
             for name, row in comp.rows.items():
-                cells = [_fmt(row.get(m)) for m in metrics]
+                sd = comp.spread.get(name, {})
+                cells = [_fmt(row.get(m)) + (f" ± {_fmt(sd[m])}" if m in sd else "") for m in metrics]
                 lines.append(f"| {name} | {comp.kinds.get(name, 'model')} | " + " | ".join(cells) + " |")
+            if comp.folds > 1:
+                lines += ["", f"Mean ± SD over {comp.folds} folds."]
+            if comp.tests:
+                lines += ["", "| pair | test | n | p | favours |", "|---|---|---|---|---|"]
+                for pair, t in comp.tests.items():
+                    lines.append(f"| {pair} | {t['test']} | {t['n']} | {t['p_value']:.3g} | {t['favours']} |")
             lines += ["", f"Verdict: {comp.verdict()}", ""]
         if self.diagnostics:
             lines += ["### Diagnostics", "", "| check | status | message |", "|---|---|---|"]
@@ -130,10 +185,8 @@ def read_module_summary(path: str | os.PathLike) -> ModuleSummary:
     missing = [k for k in ("module", "title") if k not in data]
     if missing:
         raise FormatError(path, f"module summary lacks key(s) {missing}")
-    comps = [
-        Comparison(**{k: c[k] for k in ("title", "split", "primary", "higher_is_better", "rows", "kinds")})
-        for c in data.get("comparisons", [])
-    ]
+    fields = ("title", "split", "primary", "higher_is_better", "rows", "kinds", "tests", "spread", "folds")
+    comps = [Comparison(**{k: c[k] for k in fields if k in c}) for c in data.get("comparisons", [])]
     return ModuleSummary(
         data["module"],
         data["title"],

@@ -13,7 +13,10 @@ import numpy as np
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output
 from genomelab.io.metrics import read_json_file, read_metrics
+from genomelab.io.tables import read_given_assignment, read_split_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
+from genomelab.report.stats import mcnemar_predictions, mean_sd, paired_t, wilcoxon_signed_rank
+from genomelab.report.summary import pair_key
 from genomelab.tissue.metrics import HEADLINE
 
 logger = logging.getLogger(__name__)
@@ -97,34 +100,105 @@ def _diag_dicts(path: Path, rel_to: Path) -> list[dict[str, Any]]:
     return out
 
 
-def paired_test(model: dict[str, list], baseline: dict[str, list]) -> dict[str, Any]:
-    """Exact McNemar test of two classifiers on the same test samples.
-
-    ``model``/``baseline``: ``{"sample": [...], "true": [...], "pred": [...]}`` (the
-    ``predictions`` of a metrics JSON). Only the discordant samples count: ``only_model``
-    right by the model alone, ``only_baseline`` by the baseline alone; the two-sided p-value
-    is that of a fair coin giving so uneven a split (scipy's exact binomial test; not corrected
-    for the several model x baseline pairs a summary shows). On a few dozen test samples a
-    difference of one or two samples is noise, which this makes visible.
-    """
-    from scipy.stats import binomtest
-
-    if sorted(model["sample"]) != sorted(baseline["sample"]):
-        raise ValueError("paired test needs predictions on the same test samples")
-    if len(set(model["sample"])) != len(model["sample"]):
-        raise ValueError("paired test needs unique sample names")
-    truth = dict(zip(baseline["sample"], baseline["true"], strict=True))
-    if any(truth[s] != t for s, t in zip(model["sample"], model["true"], strict=True)):
-        raise ValueError("paired test: the model's and the baseline's true labels differ for some samples")
-    right_b = {
-        s: t == p for s, t, p in zip(baseline["sample"], baseline["true"], baseline["pred"], strict=True)
+def _baseline_rows(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per baseline of a baselines metrics file: test ``metrics``, ``confusion`` and
+    ``predictions`` (None where the file has none)."""
+    return {
+        name: {
+            "metrics": {k: res["test"][k] for k in HEADLINE},
+            "n_test": res["test"]["n"],
+            "confusion": (res["test"]["confusion"], res["test"]["classes"]),
+            "predictions": res.get("predictions"),
+        }
+        for name, res in base["methods"].items()
     }
-    right_m = {s: t == p for s, t, p in zip(model["sample"], model["true"], model["pred"], strict=True)}
-    only_model = sum(right_m[s] and not right_b[s] for s in right_m)
-    only_baseline = sum(right_b[s] and not right_m[s] for s in right_m)
-    n_disc = only_model + only_baseline
-    p = 1.0 if n_disc == 0 else float(binomtest(only_model, n_disc, 0.5).pvalue)
-    return {"n": len(right_m), "only_model": only_model, "only_baseline": only_baseline, "p_value": p}
+
+
+def _read_model(path: str | os.PathLike):
+    return read_metrics(path, require=("title", "granularity", "test", "history", "chance_nll"))
+
+
+def _members_note(title: str, m: Any) -> str | None:
+    if m.get("n_members", 1) <= 1:
+        return None
+    single = [r["test_accuracy"] for r in m["members"]]
+    return (
+        f"{title}: average of {m['n_members']} independently seeded runs (seeds "
+        f"{', '.join(str(r['seed']) for r in m['members'])}); the single runs scored "
+        f"{min(single):.3f}-{max(single):.3f} test accuracy (mean {np.mean(single):.3f}); "
+        "the training curves are member 0's."
+    )
+
+
+def _ablation_note(title: str, n_test: int) -> str:
+    return (
+        f"{title}: metrics are over {n_test} single-region test examples, each "
+        "labelled with its file's class (the granularity mistake kept as an ablation)."
+    )
+
+
+def _plot_confusions(confusions: dict[str, tuple[list, list]], out: Path, what: str) -> list[str]:
+    plots = []
+    for name, (cm, classes) in confusions.items():
+        file = out / "plots" / f"confusion_{name.replace(' ', '_').replace('(', '').replace(')', '')}.png"
+        plot_confusion(cm, classes, f"{name} ({what})", file)
+        plots.append(str(file.relative_to(out)))
+    return plots
+
+
+def _comparisons(
+    rows: dict[str, dict[str, float]], kinds: dict[str, str], task: dict[str, Any] | None, **extra: Any
+) -> list[Comparison]:
+    """The models-vs-baselines comparison and, when the region ablation ran, its own table."""
+    keep = [k for k in rows if kinds[k] != "ablation"]
+    comparisons = [
+        Comparison(
+            title="tissue classification" if not task else f"{task.get('label', 'tissue')} classification",
+            split="test",
+            primary="balanced_accuracy",
+            higher_is_better=True,
+            rows={k: rows[k] for k in keep},
+            kinds={k: kinds[k] for k in keep},
+            tests=extra.get("tests", {}),
+            spread={k: v for k, v in extra.get("spread", {}).items() if k in keep},
+            folds=extra.get("folds", 1),
+        )
+    ]
+    ablations = [k for k in rows if kinds[k] == "ablation"]
+    if ablations:
+        comparisons.append(
+            Comparison(
+                title="region-level ablation (single regions with file labels)",
+                split="test",
+                primary="balanced_accuracy",
+                higher_is_better=True,
+                rows={k: rows[k] for k in ablations},
+                kinds={k: "model" for k in ablations},
+                spread={k: v for k, v in extra.get("spread", {}).items() if k in ablations},
+                folds=extra.get("folds", 1),
+            )
+        )
+    return comparisons
+
+
+def _task_note(task: dict[str, Any], how: str) -> str:
+    return (
+        f"Task: classify {task.get('label', 'tissue')}"
+        + (f" within {task['subset']}" if task.get("subset") else "")
+        + f"; {task.get('n_classes', '?')} classes; {how}."
+    )
+
+
+def _diagnostics(
+    diagnostics: list, model_diagnostics: list[tuple[str, Path]], out: Path
+) -> list[dict[str, Any]]:
+    """Diagnostics of the run, then of the trained models (names prefixed, e.g. with the fold)."""
+    diag: list[dict[str, Any]] = []
+    for path in diagnostics:
+        diag += _diag_dicts(Path(path), out)
+    for prefix, path in model_diagnostics:
+        diag += [{**d, "name": prefix + d["name"]} for d in _diag_dicts(Path(path), out)]
+    return diag
 
 
 def build_summary(
@@ -135,113 +209,254 @@ def build_summary(
     out_dir: str | os.PathLike,
     task: dict[str, Any] | None = None,
 ) -> ModuleSummary:
-    """Write ``summary.json``/``summary.md``, ``comparison.tsv`` and plots into ``out_dir``."""
+    """Write ``summary.json``/``summary.md``, ``comparison.tsv`` and plots into ``out_dir``
+    (one train/val/test split; paired tests: exact McNemar on the test samples)."""
     out = Path(out_dir)
-    plots_dir = out / "plots"
-    base = read_json_file(baselines_json, "baselines metrics file")
-    rows: dict[str, dict[str, float]] = {}
-    kinds: dict[str, str] = {}
-    confusions: dict[str, tuple[list, list]] = {}
-    for name, res in base["methods"].items():
-        rows[name] = {k: res["test"][k] for k in HEADLINE}
-        kinds[name] = "baseline"
-        confusions[name] = (res["test"]["confusion"], res["test"]["classes"])
+    base = _baseline_rows(read_json_file(baselines_json, "baselines metrics file"))
+    rows = {name: b["metrics"] for name, b in base.items()}
+    kinds = {name: "baseline" for name in base}
+    n_test = {name: b["n_test"] for name, b in base.items()}
+    confusions = {name: b["confusion"] for name, b in base.items()}
     histories, chance, notes = {}, {}, []
-    baseline_predictions = {
-        name: res["predictions"] for name, res in base["methods"].items() if "predictions" in res
-    }
-    n_test = {name: res["test"]["n"] for name, res in base["methods"].items()}
+    tests: dict[str, dict[str, Any]] = {}
     for path in model_metrics.values():
-        m = read_metrics(path, require=("title", "granularity", "test", "history", "chance_nll"))
+        m = _read_model(path)
         title = m["title"]
         rows[title] = {k: m.test[k] for k in HEADLINE}
         kinds[title] = "model" if m["granularity"] == "file" else "ablation"
         n_test[title] = m.test["n"]
         histories[title] = m.history
         chance[title] = m["chance_nll"]
-        if m.get("n_members", 1) > 1:
-            single = [r["test_accuracy"] for r in m["members"]]
-            notes.append(
-                f"{title}: average of {m['n_members']} independently seeded runs (seeds "
-                f"{', '.join(str(r['seed']) for r in m['members'])}); the single runs scored "
-                f"{min(single):.3f}-{max(single):.3f} test accuracy (mean {np.mean(single):.3f}); "
-                "the training curves are member 0's."
-            )
+        note = _members_note(title, m)
+        if note:
+            notes.append(note)
         if m["granularity"] == "file":
             confusions[title] = (m["test"]["confusion"], m["test"]["classes"])
-            for name, preds in baseline_predictions.items():
-                t = paired_test(m["predictions"], preds)
+            for name, b in base.items():
+                if b["predictions"] is None:
+                    continue
+                t = mcnemar_predictions(m["predictions"], b["predictions"])
+                tests[pair_key(title, name)] = t.to_dict()
                 notes.append(
-                    f"{title} vs {name}, same {t['n']} test samples: {t['only_model']} right only by "
-                    f"the model, {t['only_baseline']} only by the baseline (exact McNemar p = "
-                    f"{t['p_value']:.2g})."
+                    f"{title} vs {name}, same {t.n} test samples: {t.details['only_model']} right only by "
+                    f"the model, {t.details['only_baseline']} only by the baseline (exact McNemar p = "
+                    f"{t.p_value:.2g})."
                 )
         else:
-            notes.append(
-                f"{title}: metrics are over {m['test']['n']} single-region test examples, each "
-                "labelled with its file's class (the granularity mistake kept as an ablation)."
-            )
-    plots = []
-    for name, (cm, classes) in confusions.items():
-        file = plots_dir / f"confusion_{name.replace(' ', '_').replace('(', '').replace(')', '')}.png"
-        plot_confusion(cm, classes, f"{name} (test split)", file)
-        plots.append(str(file.relative_to(out)))
+            notes.append(_ablation_note(title, m["test"]["n"]))
+    plots = _plot_confusions(confusions, out, "test split")
     if histories:
-        plot_training_curves(histories, chance, plots_dir / "training_curves.png")
+        plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")
     with atomic_output(out / "comparison.tsv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(["method", "kind", "n_test", *HEADLINE])
         for name, row in rows.items():
             writer.writerow([name, kinds[name], n_test[name], *(f"{row[k]:.4f}" for k in HEADLINE)])
-    diag: list[dict[str, Any]] = []
-    for path in diagnostics:
-        diag += _diag_dicts(Path(path), out)
-    for path in model_diagnostics.values():
-        diag += _diag_dicts(Path(path), out)
+    diag = _diagnostics(diagnostics, [("", Path(p)) for p in model_diagnostics.values()], out)
     plots += [d["figure"] for d in diag if d.get("figure")]
-    comparison = Comparison(
-        title="tissue classification" if not task else f"{task.get('label', 'tissue')} classification",
-        split="test",
-        primary="balanced_accuracy",
-        higher_is_better=True,
-        rows={k: v for k, v in rows.items() if kinds[k] != "ablation"},
-        kinds={k: v for k, v in kinds.items() if v != "ablation"},
-    )
-    comparisons = [comparison]
-    ablations = {k: v for k, v in rows.items() if kinds[k] == "ablation"}
-    if ablations:
-        comparisons.append(
-            Comparison(
-                title="region-level ablation (single regions with file labels)",
-                split="test",
-                primary="balanced_accuracy",
-                higher_is_better=True,
-                rows=ablations,
-                kinds={k: "model" for k in ablations},
-            )
-        )
+    comparisons = _comparisons(rows, kinds, task, tests=tests)
     if task:
-        notes.insert(
-            0,
-            f"Task: classify {task.get('label', 'tissue')}"
-            + (f" within {task['subset']}" if task.get("subset") else "")
-            + f"; {task.get('n_classes', '?')} classes; splits by source sample "
-            f"({task.get('n_split', {})}).",
-        )
+        notes.insert(0, _task_note(task, f"splits by source sample ({task.get('n_split', {})})"))
     models = {k: v for k, v in rows.items() if kinds[k] == "model"}
     if models and "logistic regression" in rows:
         lr = rows["logistic regression"]["balanced_accuracy"]
         matched = [k for k, v in models.items() if v["balanced_accuracy"] >= lr]
         notes.append(
             (
-                "File-level model(s) matching or beating logistic regression on balanced accuracy: "
+                "File-level model(s) at or above logistic regression's balanced accuracy on this split: "
                 + ", ".join(matched)
+                + " (a point estimate; the verdict says whether a paired test supports a difference)"
             )
             if matched
             else "No file-level model matches logistic regression on balanced accuracy on this split."
         )
     summary = ModuleSummary("tissue", TITLE, comparisons, diag, plots, notes)
     write_module_summary(summary, out / "summary.json", out / "summary.md")
-    logger.info("tissue summary: %s", comparison.verdict())
+    logger.info("tissue summary: %s", comparisons[0].verdict())
     return summary
+
+
+def build_fold_summary(
+    folds_tsv: str | os.PathLike,
+    baselines_json: list[str | os.PathLike],
+    model_metrics: dict[str, list[str | os.PathLike]],
+    model_diagnostics: dict[str, list[str | os.PathLike]],
+    diagnostics: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    task: dict[str, Any] | None = None,
+) -> ModuleSummary:
+    """The summary of K-fold cross-validation: mean +- SD over folds per model and baseline,
+    and paired tests of every file-level model against every baseline.
+
+    ``baselines_json`` [K] and ``model_metrics[model]`` [K] are in fold order; every sample is
+    in one fold's test split (``folds_tsv``). The verdict's test is the exact McNemar test on
+    the pooled out-of-fold predictions (one per sample, each from a model that did not train
+    on it): with K = 3-5 folds a test across the K fold metrics has too few pairs (the
+    signed-rank test cannot reach p < 0.05 below six), and fold metrics are not independent.
+    The paired t-test and the Wilcoxon signed-rank test on the per-fold balanced accuracy are
+    reported beside it. ``comparison.tsv`` lists every fold, then the mean and SD.
+    """
+    out = Path(out_dir)
+    fold_of = read_given_assignment(folds_tsv, ("sample",), "folds file").values
+    k = len(baselines_json)
+    per_fold: dict[str, list[dict[str, float]]] = {}
+    kinds: dict[str, str] = {}
+    n_test: dict[str, list[int]] = {}
+    pooled: dict[str, dict[str, list]] = {}
+    confusions: dict[str, tuple[np.ndarray, list]] = {}
+    histories, chance, notes = {}, {}, []
+
+    def add(name: str, fold: int, metrics: dict[str, float], n: int, confusion, predictions) -> None:
+        per_fold.setdefault(name, []).append(metrics)
+        n_test.setdefault(name, []).append(n)
+        if confusion is not None:
+            cm, classes = confusion
+            prev = confusions.get(name, (np.zeros_like(np.asarray(cm)), classes))[0]
+            confusions[name] = (prev + np.asarray(cm), classes)
+        if predictions is not None:
+            wrong = [s for s in predictions["sample"] if fold_of.get(s) != fold]
+            if wrong:
+                raise ValueError(
+                    f"{name}: fold {fold}'s test predictions include samples of other folds in "
+                    f"{folds_tsv} (e.g. {wrong[:3]}); rerun the fold's jobs"
+                )
+            rec = pooled.setdefault(name, {"sample": [], "true": [], "pred": []})
+            for key in rec:
+                rec[key] += list(predictions[key])
+
+    for fold, path in enumerate(baselines_json):
+        for name, b in _baseline_rows(read_json_file(path, "baselines metrics file")).items():
+            kinds[name] = "baseline"
+            add(name, fold, b["metrics"], b["n_test"], b["confusion"], b["predictions"])
+    for paths in model_metrics.values():
+        if len(paths) != k:
+            raise ValueError(f"{len(paths)} metrics files for {k} folds: {paths}")
+        for fold, path in enumerate(paths):
+            m = _read_model(path)
+            title, file_level = m["title"], m["granularity"] == "file"
+            kinds[title] = "model" if file_level else "ablation"
+            add(
+                title,
+                fold,
+                {k_: m.test[k_] for k_ in HEADLINE},
+                m.test["n"],
+                (m["test"]["confusion"], m["test"]["classes"]) if file_level else None,
+                m["predictions"] if file_level else None,
+            )
+            if fold == 0:
+                histories[title], chance[title] = m.history, m["chance_nll"]
+                note = _members_note(title, m)
+                if note:
+                    notes.append(f"Fold 0: {note}")
+                if not file_level:
+                    notes.append(_ablation_note(title, m["test"]["n"]))
+    rows, spread = {}, {}
+    for name, folds in per_fold.items():
+        stats = {metric: mean_sd([f[metric] for f in folds]) for metric in HEADLINE}
+        rows[name] = {metric: v[0] for metric, v in stats.items()}
+        spread[name] = {metric: v[1] for metric, v in stats.items()}
+    tests: dict[str, dict[str, Any]] = {}
+    models = [n for n in per_fold if kinds[n] == "model"]
+    baselines = [n for n in per_fold if kinds[n] == "baseline"]
+    for model in models:
+        for baseline in baselines:
+            if model not in pooled or baseline not in pooled:
+                continue
+            if sorted(pooled[model]["sample"]) != sorted(fold_of):
+                raise ValueError(f"{model}: the folds' test predictions do not cover {folds_tsv} once each")
+            test = mcnemar_predictions(pooled[model], pooled[baseline])
+            test.test = "exact McNemar (pooled out-of-fold predictions)"
+            primary = (
+                [f["balanced_accuracy"] for f in per_fold[model]],
+                [f["balanced_accuracy"] for f in per_fold[baseline]],
+            )
+            test.details["across_folds"] = {
+                t.test: t.to_dict() for t in (paired_t(*primary), wilcoxon_signed_rank(*primary))
+            }
+            tests[pair_key(model, baseline)] = test.to_dict()
+            notes.append(
+                f"{model} vs {baseline}, all {test.n} samples out of fold: {test.details['only_model']} "
+                f"right only by the model, {test.details['only_baseline']} only by the baseline (exact "
+                f"McNemar p = {test.p_value:.2g}); per-fold balanced accuracy: paired t p = "
+                f"{test.details['across_folds']['paired t-test']['p_value']:.2g}, Wilcoxon p = "
+                f"{test.details['across_folds']['Wilcoxon signed-rank']['p_value']:.2g} ({k} folds)."
+            )
+    plots = _plot_confusions(
+        {n: (c.tolist(), classes) for n, (c, classes) in confusions.items()}, out, f"pooled over {k} folds"
+    )
+    if histories:
+        plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
+        plots.append("plots/training_curves.png")
+    with atomic_output(out / "comparison.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(["method", "kind", "fold", "n_test", *HEADLINE])
+        for name, folds in per_fold.items():
+            for fold, row in enumerate(folds):
+                writer.writerow(
+                    [name, kinds[name], fold, n_test[name][fold], *(f"{row[m]:.4f}" for m in HEADLINE)]
+                )
+            writer.writerow(
+                [name, kinds[name], "mean", sum(n_test[name]), *(f"{rows[name][m]:.4f}" for m in HEADLINE)]
+            )
+            writer.writerow([name, kinds[name], "sd", "", *(f"{spread[name][m]:.4f}" for m in HEADLINE)])
+    model_diag = [
+        (f"fold {f}: ", Path(p)) for paths in model_diagnostics.values() for f, p in enumerate(paths)
+    ]
+    diag = _diagnostics(diagnostics, model_diag, out)
+    plots += [d["figure"] for d in diag if d.get("figure")]
+    comparisons = _comparisons(rows, kinds, task, tests=tests, spread=spread, folds=k)
+    if task:
+        notes.insert(
+            0,
+            _task_note(
+                task,
+                f"{k}-fold cross-validation by source sample (folds in folds.tsv); the "
+                "pre-training diagnostics looked at fold 0's split",
+            ),
+        )
+    summary = ModuleSummary("tissue", TITLE, comparisons, diag, plots, notes)
+    write_module_summary(summary, out / "summary.json", out / "summary.md")
+    logger.info("tissue summary: %s", comparisons[0].verdict())
+    return summary
+
+
+def summarise(
+    models: list[str],
+    task: dict[str, Any],
+    splits_tsv: str | os.PathLike,
+    baselines_json: list[str | os.PathLike],
+    model_metrics: list[str | os.PathLike],
+    model_diagnostics: list[str | os.PathLike],
+    diagnostics: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    folds_tsv: str | os.PathLike | None = None,
+) -> ModuleSummary:
+    """The tissue summary of one split or, with ``folds_tsv``, of K folds.
+
+    ``baselines_json`` [K]; ``model_metrics``/``model_diagnostics`` [len(models) * K],
+    model-major (each model's folds in order); ``splits_tsv`` is the split the diagnostics
+    used (fold 0's with folds).
+    """
+    rows = read_split_table(splits_tsv)
+    task = {**task, "n_classes": len({r["label"] for r in rows})}
+    task["n_split"] = {s: int(np.sum([r["split"] == s for r in rows])) for s in ("train", "val", "test")}
+    k = len(baselines_json)
+    if len(model_metrics) != len(models) * k or len(model_diagnostics) != len(models) * k:
+        raise ValueError(
+            f"{len(models)} models x {k} folds need as many metrics files, got {len(model_metrics)}"
+        )
+    metrics = {m: model_metrics[i * k : (i + 1) * k] for i, m in enumerate(models)}
+    diag = {m: model_diagnostics[i * k : (i + 1) * k] for i, m in enumerate(models)}
+    if folds_tsv is None:
+        if k != 1:
+            raise ValueError(f"{k} baselines files without a folds table")
+        return build_summary(
+            baselines_json[0],
+            {m: v[0] for m, v in metrics.items()},
+            {m: v[0] for m, v in diag.items()},
+            diagnostics,
+            out_dir,
+            task,
+        )
+    return build_fold_summary(folds_tsv, baselines_json, metrics, diag, diagnostics, out_dir, task)

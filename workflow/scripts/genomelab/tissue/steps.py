@@ -6,8 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from genomelab.config import param
 from genomelab.diagnostics import write_results
 from genomelab.io.metrics import Metrics, write_metrics
@@ -58,10 +56,14 @@ def features_step(smk: Any) -> None:
 
 
 def splits_step(smk: Any) -> None:
-    from genomelab.io.tables import write_split_table
-    from genomelab.tissue.task import make_splits
+    """One split (output ``tsv``), or K folds (outputs ``folds`` and one ``tsv`` per fold);
+    a given split or folds from the ``given`` splits file or the ``sheet``'s column."""
+    from genomelab.tissue.task import given_assignment, write_evaluation_splits
 
-    write_split_table(make_splits(smk.input.h5, _task(smk), int(smk.params.seed)), smk.output.tsv)
+    given = given_assignment(smk.input.get("given"), smk.input.get("sheet"))
+    folds = smk.output.get("folds")
+    tsv = [smk.output.tsv] if folds is None else list(smk.output.tsv)
+    write_evaluation_splits(smk.input.h5, _task(smk), int(smk.params.seed), tsv, folds, given)
 
 
 def diagnostic_step(smk: Any) -> None:
@@ -144,21 +146,16 @@ def ensemble_step(smk: Any) -> None:
 
 
 def summary_step(smk: Any) -> None:
-    from genomelab.io.tables import read_split_table
-    from genomelab.tissue.report import build_summary
+    from genomelab.tissue.report import summarise
 
-    models = list(smk.params.models)
-    metrics = dict(zip(models, smk.input.metrics, strict=True))
-    model_diag = dict(zip(models, smk.input.model_diagnostics, strict=True))
-    rows = read_split_table(smk.input.splits)
-    task = param(smk, "task")
-    task["n_classes"] = len({r["label"] for r in rows})
-    task["n_split"] = {s: int(np.sum([r["split"] == s for r in rows])) for s in ("train", "val", "test")}
-    build_summary(
-        smk.input.baselines,
-        metrics,
-        model_diag,
+    summarise(
+        list(smk.params.models),
+        param(smk, "task"),
+        smk.input.splits,
+        list(smk.input.baselines),
+        list(smk.input.metrics),
+        list(smk.input.model_diagnostics),
         list(smk.input.diagnostics),
         Path(smk.output.json).parent,
-        task,
+        smk.input.get("folds"),
     )

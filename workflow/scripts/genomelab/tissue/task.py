@@ -18,8 +18,8 @@ import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.features import read_features, read_n_positions
-from genomelab.io.tables import read_split_table
-from genomelab.splits import group_split
+from genomelab.io.tables import read_given_assignment, read_split_table, write_split_table
+from genomelab.splits import GivenAssignment, fold_split, group_kfold, group_split
 
 logger = logging.getLogger(__name__)
 
@@ -115,21 +115,144 @@ def select_task(features: dict[str, np.ndarray], task: TaskConfig, source: str =
     return keep
 
 
-def make_splits(features_h5: str | os.PathLike, task: TaskConfig, seed: int) -> list[dict[str, str]]:
-    """Split a task's samples by ``source_sample`` (augmented copies stay together), stratified by label."""
+@dataclass
+class EvaluationConfig(ConfigSection):
+    """How models are evaluated: ``folds`` = 1 is one train/val/test split, K > 1 is K-fold
+    cross-validation by source sample (each fold's training its own job)."""
+
+    SECTION = "tissue.evaluation"
+
+    folds: int = from_schema("tissue.evaluation.folds")
+
+    def __post_init__(self) -> None:
+        if self.folds < 1:
+            raise ValueError(f"tissue.evaluation.folds must be >= 1, not {self.folds}")
+
+
+def _task_samples(features_h5: str | os.PathLike, task: TaskConfig) -> dict[str, np.ndarray]:
+    """The task's samples: ``sample``, ``group`` (source sample), ``tissue``, ``label`` ([n] each)."""
     feats = read_features(features_h5)
     keep = select_task(feats, task, str(features_h5))
-    groups, labels = feats["source_sample"][keep], feats[task.label][keep]
+    labels = feats[task.label][keep]
     n_classes = len(np.unique(labels))
     if n_classes < 2:
         raise ValueError(f"{features_h5}: task needs at least 2 classes of {task.label!r}, found {n_classes}")
-    split = group_split(groups, task.fractions, seed=seed, stratify=labels)
+    return {
+        "sample": feats["samples"][keep],
+        "group": feats["source_sample"][keep],
+        "tissue": feats["tissue"][keep],
+        "label": labels,
+    }
+
+
+def _rows(samples: dict[str, np.ndarray], kind: str, values: np.ndarray) -> list[dict[str, str]]:
+    """Rows of a splits (``kind`` "split") or folds table (``kind`` "fold")."""
     return [
-        {"sample": s, "source_sample": g, "tissue": t, "label": lab, "split": sp}
-        for s, g, t, lab, sp in zip(
-            feats["samples"][keep], groups, feats["tissue"][keep], labels, split, strict=True
+        {"sample": s, "source_sample": g, "tissue": t, "label": lab, kind: str(v)}
+        for s, g, t, lab, v in zip(
+            samples["sample"], samples["group"], samples["tissue"], samples["label"], values, strict=True
         )
     ]
+
+
+def _given_values(samples: dict[str, np.ndarray], given: GivenAssignment) -> np.ndarray:
+    """The given split or fold of each task sample (keyed by sample or by source sample)."""
+    keys = samples["group"] if given.key == "source_sample" else samples["sample"]
+    return given.assign(keys, samples["group"])
+
+
+def make_splits(
+    features_h5: str | os.PathLike, task: TaskConfig, seed: int, given: GivenAssignment | None = None
+) -> list[dict[str, str]]:
+    """Split a task's samples by ``source_sample`` (augmented copies stay together), stratified
+    by label; or take the ``given`` split (checked: every sample assigned, no source sample
+    in two splits)."""
+    samples = _task_samples(features_h5, task)
+    if given is None:
+        split = group_split(samples["group"], task.fractions, seed=seed, stratify=samples["label"])
+    elif given.kind == "fold":
+        raise ValueError(
+            f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is 1; set "
+            f"evaluation: {{folds: {given.n_folds}}} or give a split column instead"
+        )
+    else:
+        split = _given_values(samples, given)
+        logger.info("using the split given in %s", given.source)
+    return _rows(samples, "split", split)
+
+
+def make_folds(
+    features_h5: str | os.PathLike,
+    task: TaskConfig,
+    seed: int,
+    k: int,
+    given: GivenAssignment | None = None,
+) -> tuple[list[dict[str, str]], list[list[dict[str, str]]]]:
+    """K folds of a task's samples by source sample, stratified by label, or the ``given`` folds.
+
+    Returns the folds table (each sample's test fold) and, per fold, its splits table: the
+    fold's samples are its test split; validation source samples are drawn from the other
+    folds in the proportion val : train of ``task.fractions``.
+    """
+    samples = _task_samples(features_h5, task)
+    if given is None:
+        folds = group_kfold(samples["group"], k, seed=seed, stratify=samples["label"])
+    elif given.kind == "split":
+        raise ValueError(
+            f"{given.source} gives one train/val/test split but tissue.evaluation.folds is {k}; "
+            "give a fold column (0..K-1) for cross-validation or set folds: 1"
+        )
+    else:
+        folds = _given_values(samples, given)
+        if given.n_folds != k:
+            raise ValueError(
+                f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is {k}; "
+                "make them agree"
+            )
+        logger.info("using the %d folds given in %s", k, given.source)
+    val_fraction = task.fractions[1] / (task.fractions[0] + task.fractions[1])
+    splits = [
+        _rows(samples, "split", fold_split(folds, f, samples["group"], val_fraction, seed, samples["label"]))
+        for f in range(k)
+    ]
+    return _rows(samples, "fold", folds), splits
+
+
+def given_assignment(
+    splits_file: str | os.PathLike | None, sheet: str | os.PathLike | None
+) -> GivenAssignment | None:
+    """The split or folds a user gave: ``tissue.input.splits`` (a ``split`` or ``fold`` column
+    keyed by ``sample`` or ``source_sample``) or a ``split``/``fold`` column of the sample
+    sheet; None when neither gives one. Both giving one is an error (which would win?)."""
+    from_file = read_given_assignment(splits_file, ("sample", "source_sample")) if splits_file else None
+    from_sheet = read_given_assignment(sheet, ("sample",), "sample sheet", required=False) if sheet else None
+    if from_file is not None and from_sheet is not None:
+        raise ValueError(
+            f"both the splits file {splits_file} and the sample sheet {sheet} give a split or folds; "
+            "keep one (remove tissue.input.splits or the sheet's column)"
+        )
+    return from_file if from_file is not None else from_sheet
+
+
+def write_evaluation_splits(
+    features_h5: str | os.PathLike,
+    task: TaskConfig,
+    seed: int,
+    splits_tsv: list[str | os.PathLike],
+    folds_tsv: str | os.PathLike | None = None,
+    given: GivenAssignment | None = None,
+) -> None:
+    """Write the evaluation's splits: one splits table (``folds_tsv`` None), or the folds table
+    and one splits table per fold (``splits_tsv`` [K], fold order)."""
+    if folds_tsv is None:
+        if len(splits_tsv) != 1:
+            raise ValueError(f"one split has one splits table, not {len(splits_tsv)}")
+        write_split_table(make_splits(features_h5, task, seed, given), splits_tsv[0])
+        return
+    fold_rows, per_fold = make_folds(features_h5, task, seed, len(splits_tsv), given)
+    write_split_table(fold_rows, folds_tsv, kind="fold")
+    for rows, path in zip(per_fold, splits_tsv, strict=True):
+        write_split_table(rows, path)
 
 
 def load_task(features_h5: str | os.PathLike, splits_tsv: str | os.PathLike) -> TissueData:

@@ -59,10 +59,11 @@ class Example:
         self.run = self.config["run"]
 
     def write(self, name: str) -> Path:
-        """Write the marked block ``name`` to that path under the repository copy."""
+        """Write the marked block ``name`` to that path under the repository copy (gzipped
+        for a ``.gz`` name: the block shows what ``zcat`` shows)."""
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.blocks[name])
+        write_text(path, self.blocks[name])
         return path
 
     def rows(self, name: str) -> list[dict[str, str]]:
@@ -74,6 +75,14 @@ class Example:
 
     def section(self) -> dict:
         return self.config[self.module]
+
+
+def write_text(path: Path, text: str) -> None:
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
 
 
 def plan(root: Path, *configs: Path) -> dict[str, int]:
@@ -114,27 +123,6 @@ def npz_sheet(example: Example, name: str) -> Path:
     return sheet
 
 
-# -- tissue
-
-
-def test_every_module_doc_has_an_own_data_example():
-    for module in MODULES:
-        blocks = marked_blocks(module)
-        assert any(name.endswith(".yaml") for name in blocks), f"docs/{module}.md: no marked config"
-        text = own_data_section(module)
-        for needed in ("snakemake -n", "--profile profiles/slurm", f"results/{Example(module, ROOT).run}/"):
-            assert needed in text, f"docs/{module}.md 'Your own data' does not show {needed!r}"
-
-
-def test_every_path_the_config_names_is_a_marked_block_or_made_by_the_test():
-    """The config's input paths are the doc's own blocks' paths (so the doc is consistent)."""
-    for module in MODULES:
-        example = Example(module, ROOT)
-        named = [v for v in _strings(example.section()) if "/" in v and not v.startswith("results/")]
-        for value in named:
-            assert value.startswith(f"data/{example.run}/"), (module, value)
-
-
 def _strings(node) -> list[str]:
     if isinstance(node, dict):
         return [s for v in node.values() for s in _strings(v)]
@@ -147,9 +135,200 @@ def tissue_inputs(example: Example) -> None:
     npz_sheet(example, example.section()["input"]["sheet"])
 
 
-def test_the_tissue_example_plans_only_tissue(workdir):
-    example = Example("tissue", workdir)
-    tissue_inputs(example)
-    counts = plan(workdir, example.write_config())
-    assert_plans_only(example, counts)
-    assert "tissue_simulate" not in counts
+def deconv_inputs(example: Example) -> None:
+    from genomelab.deconv.io import read_table
+
+    section = example.section()
+    npz_sheet(example, section["input"]["sample_sheet"])
+    plasma = example.write(section["infer"]["samples"])
+    values, regions, samples = read_table(plasma, "samples to deconvolve")  # the module's reader
+    assert values.shape == (len(regions), len(samples)) and np.isnan(values).any()
+
+
+def regulon_inputs(example: Example) -> None:
+    from genomelab.regulon.synthetic import make_synthetic
+
+    section = example.section()
+    made = make_synthetic(example.root / "simulated" / example.run, n_bp=20_000)
+    shutil.copytree(made["genome"].parent / "dump", example.root / section["dump_dir"])
+    write_text(example.root / section["genome"], made["genome"].read_text())
+
+
+def assoc_inputs(example: Example) -> None:
+    from genomelab.assoc.data import read_entities, read_links
+
+    data = example.section()["data"]
+    paths = {key: example.write(data[key]) for key in ("links", "sources", "targets")}
+    # The module's own readers (as rule assoc_data runs them): the doc's tables are valid.
+    sources = read_entities(paths["sources"], "source")
+    targets = read_entities(paths["targets"], "target")
+    links = read_links(paths["links"], sources, targets)
+    assert len(links) == sum(2 if r["direction"] == "both" else 1 for r in example.rows(data["links"]))
+
+
+# Three composition classes of random sequence (GC content), so that a real run finds bins.
+BINNING_GENOMES = {"genome_A": 0.3, "genome_B": 0.5, "genome_C": 0.7}
+
+
+def binning_inputs(example: Example, n_contigs: int = 48) -> None:
+    """Contigs ``contig_1..n`` cycling through BINNING_GENOMES (FASTA written by the io
+    writer) and the truth table: the doc's block, then the rows it leaves out."""
+    from genomelab.io.fasta import write_fasta_record
+
+    section = example.section()["input"]
+    rng = np.random.default_rng(0)
+    genomes = list(BINNING_GENOMES)
+    truth = {f"contig_{i + 1}": genomes[i % len(genomes)] for i in range(n_contigs)}
+    contigs = example.root / section["contigs"]
+    contigs.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(contigs, "wb") as fh:
+        for name, genome in truth.items():
+            gc = BINNING_GENOMES[genome]
+            probs = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+            seq = rng.choice(np.frombuffer(b"ACGT", np.uint8), int(rng.integers(2500, 4000)), p=probs)
+            write_fasta_record(fh, name, seq.tobytes())
+    documented = {row["contig"]: row["genome"] for row in example.rows(section["truth"])}
+    assert documented.items() <= truth.items(), (
+        f"the doc's truth rows {documented} are not the test's contigs"
+    )
+    path = example.write(section["truth"])
+    with path.open("a") as fh:
+        fh.writelines(f"{c}\t{g}\n" for c, g in truth.items() if c not in documented)
+
+
+def ingest_inputs(example: Example) -> None:
+    section = example.section()
+    example.write(section["regions"])
+    sheet = example.write(section["samples"])
+    calls = [name for name in example.blocks if name.endswith((".cov", ".cov.gz"))]
+    assert len(calls) == 1, calls
+    shown = example.write(calls[0])
+    # The other samples of the sheet get the same calls (the doc shows one file).
+    for row in example.rows(section["samples"]):
+        path = sheet.parent / row["path"]
+        if not path.exists():
+            shutil.copy(shown, path)
+
+
+INPUTS = {
+    "tissue": tissue_inputs,
+    "deconv": deconv_inputs,
+    "regulon": regulon_inputs,
+    "assoc": assoc_inputs,
+    "binning": binning_inputs,
+    "ingest": ingest_inputs,
+}
+
+
+def own_data_example(module: str, root: Path) -> tuple[Example, Path]:
+    """Write the doc's example of ``module`` and its inputs under ``root``; return it and its config."""
+    example = Example(module, root)
+    INPUTS[module](example)
+    return example, example.write_config()
+
+
+# -- the docs
+
+
+def test_every_module_doc_has_a_complete_own_data_example():
+    assert set(INPUTS) == set(MODULES)
+    for module in MODULES:
+        example = Example(module, ROOT)
+        text = own_data_section(module)
+        needed = (
+            "snakemake -n",
+            f"--configfile {example.config_name}",
+            "--profile profiles/slurm",
+            f"results/{example.run}/{module}/",
+            f"results/{example.run}/report/summary.md",
+        )
+        for snippet in needed:
+            assert snippet in text, f"docs/{module}.md 'Your own data' does not show {snippet!r}"
+        assert example.section()["enabled"] is True
+        assert set(example.config) == {"run", module}, (
+            f"docs/{module}.md: the example enables {set(example.config)}"
+        )
+
+
+def test_the_examples_set_only_keys_that_differ_from_the_schema_defaults():
+    from genomelab.config import schema_default
+
+    def walk(node: dict, prefix: str):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from walk(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    for module in MODULES:
+        for key, value in walk(Example(module, ROOT).section(), f"{module}."):
+            assert value != schema_default(key), f"docs/{module}.md sets {key}: {value!r}, its default"
+
+
+def test_the_examples_keep_their_inputs_in_the_run_s_data_folder():
+    """Paths are relative to the checkout (as in the docs), under data/<run>/ (git-ignored)."""
+    for module in MODULES:
+        example = Example(module, ROOT)
+        for value in _strings(example.section()):
+            if "/" in value:
+                assert value.startswith(f"data/{example.run}/"), f"docs/{module}.md: {value}"
+        for name in example.blocks:
+            assert name == example.config_name or name.startswith(f"data/{example.run}/"), name
+
+
+def test_the_regulon_example_documents_parse_with_the_module_s_readers(tmp_path):
+    """The doc's documents, written as BSON and read back, give what the readers need."""
+    from genomelab.io.bson import iter_bson_file, write_bson_file
+    from genomelab.regulon.data import parse_expression_doc, parse_gene_doc, parse_operon_doc
+
+    docs = {name: json.loads(body) for name, body in marked_blocks("regulon", "bson").items()}
+    assert set(docs) == {"geneExpression", "geneDatamart", "operonDatamart"}
+    read = {}
+    for name, doc in docs.items():
+        write_bson_file(tmp_path / f"{name}.bson", [doc])
+        (read[name],) = iter_bson_file(tmp_path / f"{name}.bson")
+    gene = parse_gene_doc(read["geneDatamart"])
+    assert gene is not None and gene["strand"] == "+" and gene["start"] == 189
+    dataset, bnumber, value, _ = parse_expression_doc(read["geneExpression"], "tpm")
+    assert bnumber == gene["bnumber"] and value is not None and dataset
+    operon = parse_operon_doc(read["operonDatamart"])
+    assert operon is not None and gene.get("gene_id") in operon["members"] and len(operon["members"]) >= 2
+
+
+# -- the dry runs: each example plans its module, the gate and the report, nothing else
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_the_own_data_example_plans_only_its_module(workdir, module):
+    example, config = own_data_example(module, workdir)
+    counts = plan(workdir, config)
+    modules = {rule.split("_")[0] for rule in counts if rule not in RUN_RULES}
+    assert modules == {module}, counts
+    assert counts.get("report_summary") == 1, counts
+    assert not any(rule.endswith("_simulate") or rule == "binning_shred" for rule in counts), (
+        f"the demo data generator runs for docs/{module}.md: {counts}"
+    )
+    if module == "ingest":
+        assert counts["ingest_sample"] == len(example.rows(example.section()["samples"]))
+
+
+# -- real runs where they are cheap on a CPU
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["binning", "ingest"])
+def test_the_own_data_example_runs(workdir, module):
+    example, config = own_data_example(module, workdir)
+    res = snakemake(workdir, "--cores", "2", "--configfile", str(config), timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    results = workdir / "results" / example.run
+    summary = (results / "report" / "summary.md").read_text()
+    assert summary.startswith(f"# genomelab run summary: {example.run}\n"), summary[:200]
+    assert json.loads((results / module / "summary.json").read_text())["module"] == module
+    if module == "binning":
+        table = (results / "binning" / "bins" / "contig_bins.tsv").read_text().splitlines()
+        bins = list(csv.DictReader(table, delimiter="\t"))
+        assert len(bins) == 48 and {row["status"] for row in bins} == {"binned"}
+    if module == "ingest":
+        sheet = (results / "ingest" / "samples.tsv").read_text()
+        assert all(row["sample"] in sheet for row in example.rows(example.section()["samples"]))

@@ -276,3 +276,25 @@ def test_warmup_then_cosine_schedule(tmp_path):
 def test_fingerprint_is_stable_and_sensitive():
     assert config_fingerprint({"a": 1, "b": 2}) == config_fingerprint({"b": 2, "a": 1})
     assert config_fingerprint({"a": 1}) != config_fingerprint({"a": 2})
+
+
+class NormClassifier(TinyClassifier):
+    """With BatchNorm, which cannot train on a batch of one example."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 3))
+
+
+def test_a_last_batch_of_one_is_dropped_only_for_batchnorm_models(tmp_path):
+    # 65 = 2 x 32 + 1: the last batch would hold one example.
+    norm = make_trainer(tmp_path / "norm", model_cls=NormClassifier, max_epochs=2)
+    norm.fit(easy_data(65), easy_data(seed=1))
+    assert json.loads((tmp_path / "norm" / "metrics.json").read_text())["epochs_run"] == 2
+    assert norm._batches_per_epoch(65) == 2
+    plain = make_trainer(tmp_path / "plain", max_epochs=1)
+    assert plain._batches_per_epoch(65) == 3
+    assert [len(b) for b in plain._index_batches(torch.arange(65), drop_last=False)] == [32, 32, 1]
+    assert [len(b) for b in norm._index_batches(torch.arange(65), drop_last=False)] == [32, 32]
+    # Evaluation still sees every example.
+    assert norm.evaluate(easy_data(65), "val")["val/loss"] > 0

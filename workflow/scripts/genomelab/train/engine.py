@@ -331,6 +331,11 @@ class Trainer:
         self.is_main = self.rank == 0
         self.device = ddp.local_device(device)
         self.model = model.to(self.device)
+        # BatchNorm cannot train on a batch of one (no variance): a training batch must give
+        # every rank at least two examples, so a last batch smaller than that is dropped.
+        self._min_share = (
+            2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) else 1
+        )
         if self.world > 1:
             ddp.broadcast_module(self.model)
         self.state_dir = Path(state_dir)
@@ -438,11 +443,13 @@ class Trainer:
             # Evaluation: no collective runs per batch, so ranks may differ in batch count.
             index_batches = [b.tensor_split(self.world)[self.rank] for b in index_batches]
             index_batches = [b for b in index_batches if len(b)]
-        elif self.world > 1:
-            # Every rank must see the same number of steps; a last batch smaller than the
-            # number of ranks cannot be shared and is dropped on all of them.
+        elif not every_sample:
+            # Every rank must see the same number of steps; a last batch that cannot give each
+            # rank ``_min_share`` examples is dropped on all of them.
             index_batches = [
-                b.tensor_split(self.world)[self.rank] for b in index_batches if len(b) >= self.world
+                b.tensor_split(self.world)[self.rank] if self.world > 1 else b
+                for b in index_batches
+                if len(b) >= self.world * self._min_share
             ]
         return index_batches
 
@@ -696,7 +703,7 @@ class Trainer:
         cfg = self.config
         n_batches = self._n_batches(n_train, cfg.drop_last)
         tail = n_train % cfg.batch_size
-        if self.world > 1 and not cfg.drop_last and 0 < tail < self.world:
+        if not cfg.drop_last and 0 < tail < self.world * self._min_share:
             n_batches -= 1  # _index_batches drops a last batch too small to share between ranks
         if n_batches == 0:
             raise ValueError(

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from genomelab.config import param
-from genomelab.diagnostics import write_results
 from genomelab.io.metrics import Metrics, write_metrics
 from genomelab.tissue.features import extract_features_from_hdf5, extract_features_from_sheet
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
@@ -66,34 +65,21 @@ def splits_step(smk: Any) -> None:
 
 def diagnostic_step(smk: Any) -> None:
     """One diagnostics rule: ``smk.params.check`` names the check (see diagnostics.CHECKS)."""
-    from genomelab.tissue import diagnostics as dg
-    from genomelab.tissue.task import load_task
+    from genomelab.tissue.diagnostics import DiagnosticsConfig, run_check
 
     _limit_threads(smk)
-    check = smk.params.check
-    cfg = dg.DiagnosticsConfig.from_dict(param(smk, "diagnostics"))
-    task, seed = _task(smk), int(smk.params.seed)
-    models = list(smk.params.models)
-    figure = Path(smk.output.png) if "png" in smk.output.keys() else None
-    if check == "labels":
-        results = dg.check_labels(smk.input.h5, task, cfg)
-    elif check == "subtypes":
-        results = dg.check_subtypes(smk.input.h5, task, cfg, seed, figure)
-    else:
-        data = load_task(smk.input.h5, smk.input.splits)
-        if check == "variance":
-            results = dg.check_variance(data, cfg, figure)
-        elif check == "leakage":
-            results = dg.check_leakage(data, task.fractions, seed)
-        elif check == "learnability":
-            results = dg.check_learnability(data, models, cfg, seed, figure)
-        elif check == "overfit":
-            results = dg.check_overfit(data, models, param(smk, "model_configs"), cfg, seed)
-        else:
-            raise ValueError(f"unknown tissue diagnostic {check!r}; known: {dg.CHECKS}")
-    if "png" in smk.output.keys() and not Path(smk.output.png).exists():
-        dg.placeholder_figure(results[0].message if results else check, smk.output.png)
-    write_results(smk.output.json, "tissue", results)
+    run_check(
+        smk.params.check,
+        smk.input.h5,
+        smk.input.get("splits"),
+        _task(smk),
+        DiagnosticsConfig.from_dict(param(smk, "diagnostics")),
+        list(smk.params.models),
+        param(smk, "model_configs") if "model_configs" in smk.params.keys() else None,
+        int(smk.params.seed),
+        smk.output.json,
+        smk.output.png if "png" in smk.output.keys() else None,
+    )
 
 
 def baselines_step(smk: Any) -> None:

@@ -42,7 +42,7 @@ from genomelab.binning.cluster import ClusterConfig, cluster_contigs, knn_cosine
 from genomelab.binning.data import load_inputs  # noqa: E402
 from genomelab.binning.kmers import write_profiles_h5  # noqa: E402
 from genomelab.binning.shred import ShredConfig, shred_genomes  # noqa: E402
-from genomelab.binning.train_steps import encode_and_cluster, train_vae  # noqa: E402
+from genomelab.binning.training import encode_and_cluster, train_vae  # noqa: E402
 from genomelab.io.fasta import read_fasta  # noqa: E402
 from genomelab.io.tables import read_truth  # noqa: E402
 from genomelab.train import resolve_device  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 from genomelab.binning import kmers
 from genomelab.binning.diagnostics import overfit_check
 from genomelab.binning.shred import ShredConfig, shred_genomes
-from genomelab.binning.train_steps import profile_checks
+from genomelab.binning.training import profile_checks
 from test_binning import random_seq, write_fasta
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -487,7 +487,7 @@ def test_small_clusters_join_the_nearest_large_cluster():
 
 
 def test_diagnostics_flag_mismatched_truth_names(tmp_path):
-    from genomelab.binning.training import profile_checks
+    from genomelab.binning.diagnostics import profile_checks
 
     rng = np.random.default_rng(5)
     recs = [(f"c{i}", random_seq(rng, 3000)) for i in range(25)]

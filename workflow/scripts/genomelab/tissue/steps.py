@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from genomelab.config import param
-from genomelab.io.metrics import Metrics, write_metrics
 from genomelab.tissue.features import extract_features_from_hdf5, extract_features_from_sheet
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
 
@@ -83,33 +82,31 @@ def diagnostic_step(smk: Any) -> None:
 
 
 def baselines_step(smk: Any) -> None:
-    from genomelab.tissue.baselines import BaselineConfig, run_baselines
-    from genomelab.tissue.task import load_task
+    from genomelab.tissue.baselines import BaselineConfig, write_baselines
 
     _limit_threads(smk)
-    data = load_task(smk.input.h5, smk.input.splits)
-    results = run_baselines(data, BaselineConfig.from_dict(param(smk, "baselines")), int(smk.params.seed))
-    write_metrics(smk.output.json, Metrics(results, smk.output.json))
+    write_baselines(
+        smk.input.h5,
+        smk.input.splits,
+        BaselineConfig.from_dict(param(smk, "baselines")),
+        int(smk.params.seed),
+        smk.output.json,
+    )
 
 
 def train_step(smk: Any) -> None:
-    from genomelab.tissue.task import load_task
-    from genomelab.tissue.training import train_model
-    from genomelab.train.device import resolve_device
+    from genomelab.tissue.training import train_from_files
 
     _limit_threads(smk)
-    kind = smk.wildcards.tissue_model
-    data = load_task(smk.input.h5, smk.input.splits)
-    device = resolve_device(smk.params.device)
-    logger.info("training tissue model %r on %s", kind, device)
-    train_model(
-        kind,
-        data,
+    train_from_files(
+        smk.wildcards.tissue_model,
+        smk.input.h5,
+        smk.input.splits,
         param(smk, "model_config"),
         param(smk, "train"),
         smk.params.state_dir,
         Path(smk.output.metrics).parent,
-        device,
+        smk.params.device,
         int(smk.params.seed),
     )
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 from genomelab.assoc import baselines as bl  # noqa: E402
-from genomelab.assoc import steps as S  # noqa: E402
+from genomelab.assoc import data as D  # noqa: E402
 from genomelab.assoc import training as T  # noqa: E402
 from genomelab.assoc.data import assign_splits  # noqa: E402
 from genomelab.assoc.features import load_features  # noqa: E402
@@ -103,9 +103,9 @@ def main() -> None:
             raise ValueError(f"unknown variant {v!r}; known: {sorted(VARIANTS)}")
     torch.set_num_threads(args.threads)
     res = Path(args.results)
-    sources, targets, links, assignment = S.load_data(res / "data")
+    sources, targets, links, assignment = D.load_data(res / "data")
     feats = load_features(res / "features" / "entities.npz")
-    labels = S.all_labels(links, assignment, args.scheme, len(sources), len(targets))
+    labels = D.all_labels(links, assignment, args.scheme, len(sources), len(targets))
     split = assignment.links[args.scheme]
     out = {
         "scheme": args.scheme,
@@ -120,7 +120,7 @@ def main() -> None:
     }
     for split_seed in args.split_seeds:
         asg = assign_splits(links, len(sources), len(targets), (0.7, 0.15, 0.15), split_seed)
-        lab = S.all_labels(links, asg, args.scheme, len(sources), len(targets))
+        lab = D.all_labels(links, asg, args.scheme, len(sources), len(targets))
         out["other_splits"][split_seed] = {
             "baselines": baselines(feats, lab, links, asg.links[args.scheme]),
             "network": {

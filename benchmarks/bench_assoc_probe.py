@@ -36,7 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
-from genomelab.assoc import steps as S  # noqa: E402
+from genomelab.assoc import baselines as bl  # noqa: E402
+from genomelab.assoc import data as D  # noqa: E402
 from genomelab.assoc import training as T  # noqa: E402
 from genomelab.assoc.data import DIRECTIONS  # noqa: E402
 from genomelab.assoc.features import load_features  # noqa: E402
@@ -52,7 +53,7 @@ REPORTED += ("t2s_mrr", "mrr_mean")
 
 def network_curve(data, feats, scheme: str, seed: int, epochs: int) -> dict:
     sources, targets, links, assignment = data
-    labels = S.all_labels(links, assignment, scheme, len(sources), len(targets))
+    labels = D.all_labels(links, assignment, scheme, len(sources), len(targets))
     train = {"max_epochs": epochs, "patience": epochs, "seed": seed, **DEMO_POINT}
     torch.manual_seed(seed)
     model = T.build_model(DEMO_MODEL, feats, labels["train"])
@@ -79,7 +80,7 @@ def network_curve(data, feats, scheme: str, seed: int, epochs: int) -> dict:
 def mf_probe(data, scheme: str, seed: int, lambdas: list[float], dim: int = 32, steps: int = 150) -> dict:
     """Plain matrix factorisation on the training links; lambda picked on val mrr_mean."""
     sources, targets, links, assignment = data
-    labels = S.all_labels(links, assignment, scheme, len(sources), len(targets))
+    labels = D.all_labels(links, assignment, scheme, len(sources), len(targets))
     train = labels["train"]
     y = {d: torch.from_numpy(train.dense_rows(d, np.arange(train.labels[d].shape[0]))) for d in DIRECTIONS}
     runs = []
@@ -125,10 +126,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     res = Path(args.results)
-    data = S.load_data(res / "data")
+    data = D.load_data(res / "data")
     feats = load_features(res / "features" / "entities.npz")
     start = time.perf_counter()
-    baselines = S.run_baselines(res / "data", res / "features" / "entities.npz", args.scheme)
+    baselines = bl.run_baselines(res / "data", res / "features" / "entities.npz", args.scheme)
     out = {
         "scheme": args.scheme,
         "baselines": {name: {m: r["test"][m] for m in REPORTED} for name, r in baselines.items()},

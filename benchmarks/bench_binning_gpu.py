@@ -5,7 +5,7 @@
 
 Synthetic k-mer profiles (each k group a softmax of genome-specific logits plus contig noise,
 GC in (0.2, 0.8)) for ``--n`` contigs are trained through the workflow's own path
-(``train_steps.train_vae``: the shared engine, the issue architecture, the input matrix kept
+(``training.train_vae``: the shared engine, the issue architecture, the input matrix kept
 on the GPU unless ``--no-preload``). Reported per epoch: seconds, training contigs per second,
 and the share of the epoch spent waiting on input, estimated two ways:
 
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 from genomelab.binning.data import ModelInputs, split_indices  # noqa: E402
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES  # noqa: E402
 from genomelab.binning.model import KmerVAE, VAEConfig  # noqa: E402
-from genomelab.binning.train_steps import train_vae  # noqa: E402
+from genomelab.binning.training import train_vae  # noqa: E402
 from genomelab.train import resolve_device  # noqa: E402
 
 

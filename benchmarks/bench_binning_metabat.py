@@ -40,9 +40,10 @@ from genomelab.binning import evaluate as ev  # noqa: E402
 from genomelab.binning.baselines import BaselineConfig, tnf_embedding  # noqa: E402
 from genomelab.binning.cluster import ClusterConfig, cluster_contigs, knn_cosine  # noqa: E402
 from genomelab.binning.data import load_inputs  # noqa: E402
+from genomelab.binning.encode import encode_and_cluster  # noqa: E402
 from genomelab.binning.kmers import write_profiles_h5  # noqa: E402
 from genomelab.binning.shred import ShredConfig, shred_genomes  # noqa: E402
-from genomelab.binning.train_steps import encode_and_cluster, train_vae  # noqa: E402
+from genomelab.binning.training import train_vae  # noqa: E402
 from genomelab.io.fasta import read_fasta  # noqa: E402
 from genomelab.io.tables import read_truth  # noqa: E402
 from genomelab.train import resolve_device  # noqa: E402

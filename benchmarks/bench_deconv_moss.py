@@ -24,11 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 from genomelab.deconv import io as dio  # noqa: E402
+from genomelab.deconv.baseline import evaluate_nnls  # noqa: E402
 from genomelab.deconv.metrics import headline  # noqa: E402
 from genomelab.deconv.mixtures import PhaseConfig, make_mixtures, write_mixtures  # noqa: E402
 from genomelab.deconv.reference import ReferenceConfig, build_reference  # noqa: E402
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo  # noqa: E402
-from genomelab.deconv.steps import evaluate_nnls, train_model  # noqa: E402
+from genomelab.deconv.training import train_model  # noqa: E402
 from genomelab.splits import group_split  # noqa: E402
 
 ATLAS = (

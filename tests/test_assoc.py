@@ -11,9 +11,11 @@ import pytest
 import torch
 from genomelab.assoc import baselines as bl
 from genomelab.assoc import data as D
+from genomelab.assoc import diagnostics as Dg
 from genomelab.assoc import features as Fe
+from genomelab.assoc import grid as G
 from genomelab.assoc import metrics as M
-from genomelab.assoc import steps as S
+from genomelab.assoc import summary as Su
 from genomelab.assoc import training as T
 from genomelab.assoc.infer import Ranker, rank_new_entities, write_predictions
 from genomelab.assoc.model import AssocModel, AssocModelConfig, feature_vectors, weighted_bce
@@ -77,9 +79,9 @@ def synthetic(
 def easy(tmp_path):
     links, sources, targets = synthetic(tmp_path)
     data_dir = tmp_path / "data"
-    S.prepare_data(links, sources, targets, data_dir, seed=3)
+    D.prepare_data(links, sources, targets, data_dir, seed=3)
     cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=8, max_fields=2)
-    S.build_features(data_dir, tmp_path / "feat.npz", tmp_path / "featurizer.npz", cfg, seed=0)
+    Fe.build_features(data_dir, tmp_path / "feat.npz", tmp_path / "featurizer.npz", cfg, seed=0)
     return tmp_path, data_dir
 
 
@@ -153,11 +155,11 @@ def test_quality_filter_and_unlinked(tmp_path):
 
 def test_splits_no_leakage(easy):
     _, data_dir = easy
-    src, tgt, links, asg = S.load_data(data_dir)
+    src, tgt, links, asg = D.load_data(data_dir)
     pair = [f"{s}:{t}" for s, t in zip(links.source, links.target, strict=True)]
     by_pair = pd.Series(asg.links["links"]).groupby(pd.Series(pair)).nunique()
     assert (by_pair == 1).all()  # both directions of a pair share a split
-    labels = S.all_labels(links, asg, "entities", len(src), len(tgt))
+    labels = D.all_labels(links, asg, "entities", len(src), len(tgt))
     for split in ("val", "test"):
         assert set(labels[split].queries["s2t"]) <= set(np.flatnonzero(asg.sources == split))
         assert set(labels[split].queries["t2s"]) <= set(np.flatnonzero(asg.targets == split))
@@ -253,8 +255,8 @@ def test_ranking_metrics_against_naive(rng):
 
 def test_perfect_and_constant_scorers(easy):
     _, data_dir = easy
-    src, tgt, links, asg = S.load_data(data_dir)
-    labels = S.all_labels(links, asg, "links", len(src), len(tgt))
+    src, tgt, links, asg = D.load_data(data_dir)
+    labels = D.all_labels(links, asg, "links", len(src), len(tgt))
     full = {d: labels["test"].labels[d].toarray() for d in D.DIRECTIONS}
 
     def oracle(d, q):
@@ -272,9 +274,9 @@ def test_perfect_and_constant_scorers(easy):
 # ---------------------------------------------------------------- baselines
 def test_baselines_reference_and_quality(easy):
     tmp_path, data_dir = easy
-    src, tgt, links, asg = S.load_data(data_dir)
+    src, tgt, links, asg = D.load_data(data_dir)
     feats = Fe.load_features(tmp_path / "feat.npz")
-    labels = S.all_labels(links, asg, "links", len(src), len(tgt))
+    labels = D.all_labels(links, asg, "links", len(src), len(tgt))
     pop = bl.PopularityBaseline().fit(labels["train"])
     y = labels["train"].labels["s2t"].toarray()
     expected = np.where(y > 0, y, 0)[labels["train"].queries["s2t"]].sum(axis=0)
@@ -600,7 +602,7 @@ def test_diagnostics_pass_on_easy_data(easy):
         "overfit_max_loss_ratio": 0.3,
     }
     model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 16, "link_dim": 8}
-    results = S.run_diagnostics(
+    results = Dg.run_diagnostics(
         data_dir, tmp_path / "feat.npz", model, options, seed=0, figure=tmp_path / "deg.png"
     )
     status = {r.name: r.status for r in results}
@@ -610,8 +612,8 @@ def test_diagnostics_pass_on_easy_data(easy):
 
 def test_only_entities_with_training_links_get_link_vectors(easy):
     tmp_path, data_dir = easy
-    src, tgt, links, asg = S.load_data(data_dir)
-    labels = S.all_labels(links, asg, "entities", len(src), len(tgt))
+    src, tgt, links, asg = D.load_data(data_dir)
+    labels = D.all_labels(links, asg, "entities", len(src), len(tgt))
     feats = Fe.load_features(tmp_path / "feat.npz")
     section = {"d_model": 8, "n_heads": 2, "bridge_dim": 8, "link_dim": 4}
     model = T.build_model({**section, "cold_start": "none"}, feats, labels["train"])
@@ -631,7 +633,7 @@ def test_train_beats_popularity_and_reports(easy):
     train = {"max_epochs": 25, "patience": 25, "seed": 0}
     point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 16}
     out = tmp_path / "run"
-    report = S.train_run(
+    report = T.train_run(
         data_dir,
         tmp_path / "feat.npz",
         "entities",
@@ -643,7 +645,7 @@ def test_train_beats_popularity_and_reports(easy):
         device="cpu",
     )
     assert report["final_train_loss"] < report["first_train_loss"]
-    base = S.run_baselines(data_dir, tmp_path / "feat.npz", "entities")
+    base = bl.run_baselines(data_dir, tmp_path / "feat.npz", "entities")
     assert report["test"]["test/mrr_mean"] > base["popularity"]["test"]["mrr_mean"] + 0.2
     saved = json.loads((out / "training_report.json").read_text())
     assert saved["hyperparameters"]["lr"] == 0.01 and saved["model_config"]["bridge_dim"] == 16
@@ -653,7 +655,7 @@ def test_train_beats_popularity_and_reports(easy):
     other = json.loads(json.dumps(saved))
     other["run"], other["val"]["val/mrr_mean"] = "worse", -1.0
     (tmp_path / "other.json").write_text(json.dumps(other))
-    sel = S.select_best([out / "training_report.json", tmp_path / "other.json"])
+    sel = G.select_best([out / "training_report.json", tmp_path / "other.json"])
     assert sel["best_run"] == report["run"]
     # Inference: unseen-entity queries rank their true targets highly.
     asg_src = pd.read_csv(data_dir / "heldout_sources.tsv", sep="\t")
@@ -682,18 +684,18 @@ def test_quick_test_config():
 
 
 def test_run_names_and_grid():
-    assert S.run_name(0.0001, 64, 0.1, 64) == "lr0.0001_bs64_do0.1_bd64"
-    runs = S.grid_runs({"lr": [1e-3, 1e-4], "batch_size": [32], "dropout": [0.0, 0.1], "bridge_dim": [16]})
+    assert G.run_name(0.0001, 64, 0.1, 64) == "lr0.0001_bs64_do0.1_bd64"
+    runs = G.grid_runs({"lr": [1e-3, 1e-4], "batch_size": [32], "dropout": [0.0, 0.1], "bridge_dim": [16]})
     assert len(runs) == 4 and "lr0.001_bs32_do0_bd16" in runs
     with pytest.raises(ValueError, match="grid.dropout"):
-        S.grid_runs({"lr": [1e-3], "batch_size": [32], "dropout": [], "bridge_dim": [16]})
+        G.grid_runs({"lr": [1e-3], "batch_size": [32], "dropout": [], "bridge_dim": [16]})
 
 
 def test_ranker_scores_new_entities_like_vocabulary(easy, tmp_path):
     tmp, data_dir = easy
-    src, tgt, links, asg = S.load_data(data_dir)
+    src, tgt, links, asg = D.load_data(data_dir)
     feats = Fe.load_features(tmp / "feat.npz")
-    labels = S.all_labels(links, asg, "links", len(src), len(tgt))
+    labels = D.all_labels(links, asg, "links", len(src), len(tgt))
     model = T.build_model(
         {
             "d_model": 8,
@@ -717,7 +719,7 @@ def test_ranker_scores_new_entities_like_vocabulary(easy, tmp_path):
 def test_summary_states_verdict_and_grid(tmp_path):
     from genomelab.diagnostics import DiagnosticResult, write_results
 
-    metrics = {m: 0.1 for m in S.SUMMARY_METRICS}
+    metrics = {m: 0.1 for m in Su.SUMMARY_METRICS}
     grid = {
         "metric": "val/mrr_mean",
         "best_run": "lr0.01_bs64_do0.1_bd16",
@@ -734,7 +736,7 @@ def test_summary_states_verdict_and_grid(tmp_path):
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     (tmp_path / "base.json").write_text(json.dumps(base))
     write_results(tmp_path / "diag.json", "assoc", [DiagnosticResult("x", "pass", "ok")])
-    summary = S.build_summary(
+    summary = Su.build_summary(
         {"links": tmp_path / "grid.json"},
         {"links": tmp_path / "base.json"},
         tmp_path / "diag.json",
@@ -753,11 +755,11 @@ def test_rerun_resumes_same_state_and_new_config_starts_fresh(easy):
     train = {"max_epochs": 2, "seed": 0}
     point = {"lr": 0.01, "batch_size": 32, "dropout": 0.0, "bridge_dim": 8}
     args = (data_dir, tmp_path / "feat.npz", "links")
-    first = S.train_run(*args, model, train, point, tmp_path / "a", tmp_path / "state", device="cpu")
-    again = S.train_run(*args, model, train, point, tmp_path / "b", tmp_path / "state", device="cpu")
+    first = T.train_run(*args, model, train, point, tmp_path / "a", tmp_path / "state", device="cpu")
+    again = T.train_run(*args, model, train, point, tmp_path / "b", tmp_path / "state", device="cpu")
     assert again["test"] == first["test"] and again["epochs_run"] == 2
     assert len(list((tmp_path / "state").iterdir())) == 1
-    S.train_run(
+    T.train_run(
         *args, {**model, "d_model": 16}, train, point, tmp_path / "c", tmp_path / "state", device="cpu"
     )
     assert len(list((tmp_path / "state").iterdir())) == 2
@@ -765,9 +767,9 @@ def test_rerun_resumes_same_state_and_new_config_starts_fresh(easy):
 
 def test_ranker_uses_cold_start_for_new_entities(easy, tmp_path):
     tmp, data_dir = easy
-    src, tgt, links, asg = S.load_data(data_dir)
+    src, tgt, links, asg = D.load_data(data_dir)
     feats = Fe.load_features(tmp / "feat.npz")
-    labels = S.all_labels(links, asg, "entities", len(src), len(tgt))
+    labels = D.all_labels(links, asg, "entities", len(src), len(tgt))
     section = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 8, "link_dim": 4}
     model = T.build_model({**section, "cold_start": "knn"}, feats, labels["train"]).eval()
     with torch.no_grad():  # as after training: ID embeddings away from zero, also unlinked rows

@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("sentence_transformers")
 
+from genomelab.assoc import data as D  # noqa: E402
 from genomelab.assoc import features as Fe  # noqa: E402
-from genomelab.assoc import steps as S  # noqa: E402
 from test_assoc import synthetic  # noqa: E402
 
 HIDDEN = 16
@@ -76,7 +76,7 @@ def tiny_model(path: Path, words: list[str], seed: int = 0) -> Path:
 def test_sentence_transformers_encodes_in_features_step(tmp_path):
     links, sources, targets = synthetic(tmp_path)
     data_dir = tmp_path / "data"
-    S.prepare_data(links, sources, targets, data_dir, seed=3)
+    D.prepare_data(links, sources, targets, data_dir, seed=3)
     words = [
         w
         for table in (sources, targets)
@@ -85,7 +85,7 @@ def test_sentence_transformers_encodes_in_features_step(tmp_path):
     ]
     model_dir = tiny_model(tmp_path, words)
     cfg = Fe.FeatureConfig(text_encoder="sentence-transformers", sentence_model_path=str(model_dir))
-    shapes = S.build_features(data_dir, tmp_path / "feat.npz", tmp_path / "featurizer.npz", cfg, seed=0)
+    shapes = Fe.build_features(data_dir, tmp_path / "feat.npz", tmp_path / "featurizer.npz", cfg, seed=0)
     assert shapes["source"]["text"][2] == HIDDEN
     feats = Fe.load_features(tmp_path / "feat.npz")
     for side in ("source", "target"):

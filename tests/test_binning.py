@@ -300,7 +300,7 @@ def test_vae_with_depth_reconstructs_abundance():
 
 def test_training_lowers_loss_and_same_seed_same_weights(tmp_path):
     from genomelab.binning.data import ModelInputs
-    from genomelab.binning.train_steps import load_model, train_vae
+    from genomelab.binning.training import load_model, train_vae
 
     x, _ = _profiles(40)
     inputs = ModelInputs(np.array([f"c{i}" for i in range(40)]), np.full(40, 1500), x, 0)
@@ -529,7 +529,7 @@ def test_small_clusters_join_the_nearest_large_cluster():
 
 
 def test_diagnostics_flag_mismatched_truth_names(tmp_path):
-    from genomelab.binning.train_steps import profile_checks
+    from genomelab.binning.diagnostics import profile_checks
 
     rng = np.random.default_rng(5)
     recs = [(f"c{i}", random_seq(rng, 3000)) for i in range(25)]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from genomelab.binning import kmers
-from genomelab.binning.diagnostics import overfit_check
+from genomelab.binning.diagnostics import overfit_check, profile_checks
 from genomelab.binning.shred import ShredConfig, shred_genomes
-from genomelab.binning.train_steps import profile_checks
 from test_binning import random_seq, write_fasta
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -147,7 +147,8 @@ def test_training_beats_nnls_on_spurious_calls(data, tmp_path):
     """Through the shared engine: losses fall, the history has the issue's names, and on held-out
     mixtures the two-stage model makes fewer spurious calls than NNLS and the plain network with an
     MAE no worse than NNLS."""
-    from genomelab.deconv.steps import evaluate_nnls, train_model
+    from genomelab.deconv.baseline import evaluate_nnls
+    from genomelab.deconv.training import train_model
 
     d = data["dir"]
     torch.set_num_threads(1)
@@ -220,7 +221,8 @@ def test_training_beats_nnls_on_spurious_calls(data, tmp_path):
 
 
 def test_curriculum_init_and_inference(data, tmp_path):
-    from genomelab.deconv.steps import infer, train_model
+    from genomelab.deconv.infer import infer
+    from genomelab.deconv.training import train_model
 
     d = data["dir"]
     torch.set_num_threads(1)
@@ -319,7 +321,8 @@ def test_nnls_scores_well_on_noise_free_mixtures(data):
 
 
 def test_same_seed_reproduces_training(data, tmp_path):
-    from genomelab.deconv.steps import load_predictions, train_model
+    from genomelab.deconv.io import load_predictions
+    from genomelab.deconv.training import train_model
 
     d = data["dir"]
     torch.set_num_threads(1)
@@ -347,8 +350,8 @@ def test_same_seed_reproduces_training(data, tmp_path):
 
 
 def test_user_samples_from_sheet_and_stacked_other(data, tmp_path):
+    from genomelab.deconv.infer import read_user_samples
     from genomelab.deconv.plots import group_other
-    from genomelab.deconv.steps import read_user_samples
 
     betas, regions, names = read_user_samples(data["dir"] / "sheet.tsv")
     assert betas.shape == (len(TISSUES) * 4, 300) and len(regions) == 300 and names[0].endswith("_00")

@@ -15,7 +15,7 @@ from genomelab.ingest.cpg_index import CpgIndex, build_cpg_index
 from genomelab.ingest.formats import detect_format, read_probe_table
 from genomelab.ingest.regions import read_regions
 from genomelab.ingest.sheet import read_ingest_sheet
-from genomelab.ingest.steps import collect
+from genomelab.ingest.summary import collect
 from genomelab.io.dropped import dropped_to_json
 
 HG38 = genome_build("hg38")

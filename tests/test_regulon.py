@@ -12,7 +12,12 @@ import pandas as pd
 import pytest
 import torch
 from genomelab.io.bson import write_bson_file as write_bson
-from genomelab.regulon import steps
+from genomelab.regulon import baselines as rbase
+from genomelab.regulon import data as rdata
+from genomelab.regulon import diagnostics as rdiag
+from genomelab.regulon import evaluate as reval
+from genomelab.regulon import targets as rtargets
+from genomelab.regulon import training as rtraining
 from genomelab.regulon.baselines import (
     BaselineConfig,
     context_frequencies,
@@ -58,7 +63,7 @@ def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("regulon_synth")
     paths = make_synthetic(root / "in", n_bp=61_440, seed=1)
     d = root / "data"
-    steps.process(
+    rdata.process(
         Source(paths["dump"]),
         paths["genome"],
         d / "genes.tsv",
@@ -66,7 +71,7 @@ def synth(tmp_path_factory):
         d / "norm_stats.json",
         d / "data_report.json",
     )
-    steps.make_targets(
+    rtargets.make_targets(
         d / "genes.tsv", d / "operons.tsv", paths["genome"], SMALL_TARGETS, d / "targets.h5", seed=3
     )
     return {"root": root, **paths, "data": d}
@@ -412,19 +417,21 @@ def test_chain_trains_and_beats_gc_baseline(synth, tmp_path):
     targets = {**SMALL_TARGETS, "stride_bp": 512}
     d = tmp_path / "data"
     shutil.copytree(synth["data"], d)
-    steps.make_targets(d / "genes.tsv", d / "operons.tsv", synth["genome"], targets, d / "targets.h5", seed=3)
-    model_cfg = steps.model_config({"channels": 16, "n_layers": 4, "dropout": 0.0}, targets)
+    rtargets.make_targets(
+        d / "genes.tsv", d / "operons.tsv", synth["genome"], targets, d / "targets.h5", seed=3
+    )
+    model_cfg = rtraining.model_config({"channels": 16, "n_layers": 4, "dropout": 0.0}, targets)
     train_cfg = TrainConfig(max_epochs=6, batch_size=8, lr=3e-3, seed=0)
     out = tmp_path / "run"
-    steps.diagnose(
+    rdiag.diagnose(
         d / "targets.h5",
         d / "data_report.json",
         model_cfg,
         DiagnosticsConfig(n_check_windows=16),
         out / "checks.json",
     )
-    steps.run_baselines(d / "targets.h5", {"max_train_rows": 5000}, out / "bl.h5", out / "bl.json")
-    payload = steps.train(
+    rbase.run_baselines(d / "targets.h5", {"max_train_rows": 5000}, out / "bl.h5", out / "bl.json")
+    payload = rtraining.train(
         d / "targets.h5",
         model_cfg,
         train_cfg,
@@ -438,7 +445,7 @@ def test_chain_trains_and_beats_gc_baseline(synth, tmp_path):
     losses = [h["train/loss"] for h in payload["history"]]
     assert 0.5 < payload["initial"]["initial/loss"] < 10
     assert losses[-1] < 0.8 * losses[0]
-    ev = steps.evaluate(
+    ev = reval.evaluate(
         d / "targets.h5",
         d / "genes.tsv",
         d / "norm_stats.json",
@@ -576,11 +583,11 @@ def test_live_mongodb_path_shares_the_parsers(monkeypatch, synth):
 def test_same_seed_same_weights_and_reload(synth, tmp_path):
     """Two runs with one seed give identical weights; the saved checkpoint reloads to the same output."""
     d = synth["data"]
-    model_cfg = steps.model_config({"channels": 8, "n_layers": 2}, SMALL_TARGETS)
+    model_cfg = rtraining.model_config({"channels": 8, "n_layers": 2}, SMALL_TARGETS)
     weights = []
     for run in ("a", "b"):
         out = tmp_path / run
-        steps.train(
+        rtraining.train(
             d / "targets.h5",
             model_cfg,
             TrainConfig(max_epochs=1, batch_size=16, seed=5),
@@ -591,10 +598,10 @@ def test_same_seed_same_weights_and_reload(synth, tmp_path):
             out / "p.h5",
             "cpu",
         )
-        weights.append(steps.load_model(out / "best.pt")[1].weights)
+        weights.append(rtraining.load_model(out / "best.pt")[1].weights)
     for k in weights[0]:
         torch.testing.assert_close(weights[0][k], weights[1][k], rtol=0, atol=0)
-    model, _ = steps.load_model(tmp_path / "a" / "best.pt", TargetData(d / "targets.h5").contig)
+    model, _ = rtraining.load_model(tmp_path / "a" / "best.pt", TargetData(d / "targets.h5").contig)
     codes = torch.from_numpy(TargetData(d / "targets.h5").tensors("test").codes[:2])
     pred = model.predict(codes)
     from genomelab.regulon.tracks import read_tracks

@@ -15,11 +15,15 @@ Each ``fit`` takes the training ``SplitLabels`` and each baseline is a score fun
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 from scipy import sparse
 
-from genomelab.assoc.data import DIRECTIONS, S2T, SplitLabels
+from genomelab.assoc.data import DIRECTIONS, S2T, SplitLabels, all_labels, load_data
+from genomelab.assoc.features import load_features
+from genomelab.assoc.metrics import evaluate
+from genomelab.io.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -124,3 +128,43 @@ class RidgeBaseline:
     def __call__(self, direction: str, queries: np.ndarray) -> np.ndarray:
         side = "source" if direction == S2T else "target"
         return self.vectors[side][queries] @ self.coef[direction] + self.intercept[direction]
+
+
+def run_baselines(
+    data_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    scheme: str,
+    knn_k: int = 10,
+    ridge_alpha: float = 1.0,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics of popularity, kNN and ridge on the val and test splits of ``scheme``."""
+    sources, targets, links, assignment = load_data(data_dir)
+    feats = load_features(features_path)
+    vectors = {side: entity_vectors(feats[side]) for side in ("source", "target")}
+    labels = all_labels(links, assignment, scheme, len(sources), len(targets))
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for model in (
+        PopularityBaseline(),
+        KnnBaseline(vectors, knn_k),
+        RidgeBaseline(vectors, ridge_alpha),
+    ):
+        model.fit(labels["train"])
+        out[model.name] = {
+            s: evaluate(model, labels[s], links, assignment.links[scheme]) for s in ("val", "test")
+        }
+        logger.info("%s on %s: test mrr_mean %.4f", model.name, scheme, out[model.name]["test"]["mrr_mean"])
+    return out
+
+
+def write_baselines(
+    data_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    scheme: str,
+    knn_k: int,
+    ridge_alpha: float,
+    out: str | os.PathLike,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`run_baselines`, written as JSON to ``out``."""
+    metrics = run_baselines(data_dir, features_path, scheme, knn_k, ridge_alpha)
+    atomic_write_json(out, metrics)
+    return metrics

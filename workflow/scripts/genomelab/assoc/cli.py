@@ -42,8 +42,11 @@ def load_section(config_path: Path | None) -> tuple[dict[str, Any], int, str]:
 
 
 def train_main(args: argparse.Namespace) -> dict[str, Any]:
-    from genomelab.assoc import steps
-    from genomelab.assoc.features import FeatureConfig
+    from genomelab.assoc.baselines import run_baselines
+    from genomelab.assoc.data import prepare_data
+    from genomelab.assoc.diagnostics import run_diagnostics
+    from genomelab.assoc.features import FeatureConfig, build_features
+    from genomelab.assoc.training import train_run
     from genomelab.diagnostics import gate, write_results
 
     section, seed, device = load_section(args.config)
@@ -56,7 +59,7 @@ def train_main(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(
             f"no {', '.join(missing)} table: pass --{missing[0]} or set assoc.data.{missing[0]} in --config"
         )
-    steps.prepare_data(
+    prepare_data(
         tables["links"],
         tables["sources"],
         tables["targets"],
@@ -66,20 +69,20 @@ def train_main(args: argparse.Namespace) -> dict[str, Any]:
         data["min_quality"],
         data["allow_unlinked"],
     )
-    steps.build_features(
+    build_features(
         out / "data",
         out / "features.npz",
         out / "featurizer.npz",
         FeatureConfig.from_dict(section["features"]),
         seed,
     )
-    results = steps.run_diagnostics(
+    results = run_diagnostics(
         out / "data", out / "features.npz", section["model"], section["diagnostics"], seed
     )
     write_results(out / "diagnostics.json", "assoc", results)
     gate([out / "diagnostics.json"], strict=not args.no_gate)
     b = section["baselines"]
-    base = steps.run_baselines(out / "data", out / "features.npz", args.scheme, b["knn_k"], b["ridge_alpha"])
+    base = run_baselines(out / "data", out / "features.npz", args.scheme, b["knn_k"], b["ridge_alpha"])
     grid = section["grid"]
     point = {
         "lr": args.lr or grid["lr"][0],
@@ -87,7 +90,7 @@ def train_main(args: argparse.Namespace) -> dict[str, Any]:
         "dropout": grid["dropout"][0] if args.dropout is None else args.dropout,
         "bridge_dim": args.bridge_dim or grid["bridge_dim"][0],
     }
-    report = steps.train_run(
+    report = train_run(
         out / "data",
         out / "features.npz",
         args.scheme,

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from genomelab.io.tables import read_entity_table, read_link_table
+from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.tables import LINK_COLUMNS, read_entity_table, read_link_table, write_link_table
 from genomelab.splits import SPLITS, group_split
 
 logger = logging.getLogger(__name__)
@@ -302,3 +305,101 @@ def label_matrix(
         # negatives, exactly as unknown links are in real use.
         q, c, values = q[in_split], c[in_split], values[in_split]
     return sparse.csr_matrix((values, (q, c)), shape=(nq, nc))
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def prepare_data(
+    links_path: str | os.PathLike,
+    sources_path: str | os.PathLike,
+    targets_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    min_quality: float | None = None,
+    allow_unlinked: bool = False,
+) -> dict[str, Any]:
+    """Validate the inputs and write normalised tables plus the split assignment.
+
+    Writes ``sources.tsv``, ``targets.tsv`` (copies), ``links.tsv`` (one row per link and
+    direction, with both schemes' split names), ``splits.npz``, ``heldout_{sources,targets}.tsv``
+    (test-split entities of the entities scheme: new entities for the inference demo) and
+    ``data.json`` (counts).
+    """
+    out = Path(out_dir)
+    sources, targets = read_entities(sources_path, "source"), read_entities(targets_path, "target")
+    links = read_links(links_path, sources, targets, min_quality, allow_unlinked)
+    assignment = assign_splits(links, len(sources), len(targets), tuple(fractions), seed)
+    for side, path in (("sources", sources_path), ("targets", targets_path)):
+        with atomic_output(out / f"{side}.tsv") as tmp:
+            shutil.copyfile(path, tmp)
+    names = {"s2t": "source->target", "t2s": "target->source"}
+    rows = (
+        [
+            sources.ids[links.source[i]],
+            targets.ids[links.target[i]],
+            names[links.direction[i]],
+            f"{links.confidence[i]:g}",
+            links.category[i],
+            assignment.links["links"][i],
+            assignment.links["entities"][i],
+        ]
+        for i in range(len(links))
+    )
+    write_link_table(rows, out / "links.tsv", (*LINK_COLUMNS, "category", "split_links", "split_entities"))
+    with atomic_output(out / "splits.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            links_links=assignment.links["links"],
+            links_entities=assignment.links["entities"],
+            sources=assignment.sources,
+            targets=assignment.targets,
+        )
+    for name, table, path, split in (
+        ("sources", sources, sources_path, assignment.sources),
+        ("targets", targets, targets_path, assignment.targets),
+    ):
+        held = [table.ids[i] for i in np.flatnonzero(split == "test")]
+        _write_entity_subset(path, out / f"heldout_{name}.tsv", held)
+    counts: dict[str, Any] = {"n_sources": len(sources), "n_targets": len(targets), "n_links": len(links)}
+    for scheme in SCHEMES:
+        counts[f"{scheme}_links_per_split"] = {
+            s: int((assignment.links[scheme] == s).sum()) for s in SPLIT_NAMES
+        }
+    counts["categories"] = {c: int((links.category == c).sum()) for c in np.unique(links.category)}
+    atomic_write_json(out / "data.json", counts)
+    logger.info("data: %s", counts)
+    return counts
+
+
+def _write_entity_subset(path: str | os.PathLike, out: Path, ids: list[str]) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    keep = df[df["id"].isin(set(ids))]
+    with atomic_output(out) as tmp:
+        keep.to_csv(tmp, sep="\t", index=False)
+
+
+def load_data(data_dir: str | os.PathLike) -> tuple[EntityTable, EntityTable, Links, SplitAssignment]:
+    """Read the data step's outputs back (re-validated) with their split assignment."""
+    d = Path(data_dir)
+    sources, targets = read_entities(d / "sources.tsv", "source"), read_entities(d / "targets.tsv", "target")
+    links = read_links(d / "links.tsv", sources, targets, allow_unlinked=True)
+    with np.load(d / "splits.npz", allow_pickle=False) as z:
+        assignment = SplitAssignment(
+            {"links": z["links_links"], "entities": z["links_entities"]}, z["sources"], z["targets"]
+        )
+    if len(assignment.links["links"]) != len(links):
+        raise ValueError(
+            f"{d / 'splits.npz'} has {len(assignment.links['links'])} link splits but "
+            f"{d / 'links.tsv'} has {len(links)} links: rerun the data step"
+        )
+    return sources, targets, links, assignment
+
+
+def all_labels(
+    links: Links, assignment: SplitAssignment, scheme: str, n_s: int, n_t: int
+) -> dict[str, SplitLabels]:
+    return {s: split_labels(links, assignment, scheme, s, n_s, n_t) for s in SPLIT_NAMES}

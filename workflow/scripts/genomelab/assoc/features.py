@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from genomelab.assoc.data import EntityTable
+from genomelab.assoc.data import EntityTable, read_entities
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
 
@@ -340,3 +340,22 @@ def load_features(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
         if missing:
             raise ValueError(f"features file {path} lacks {side} arrays {sorted(missing)}")
     return out
+
+
+def build_features(
+    data_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    featurizer_path: str | os.PathLike,
+    config: FeatureConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """Fit the featuriser on both vocabularies and write the entity feature arrays."""
+    d = Path(data_dir)
+    sources, targets = read_entities(d / "sources.tsv", "source"), read_entities(d / "targets.tsv", "target")
+    featurizer = Featurizer(config).fit(sources, targets, seed)
+    arrays = {"source": featurizer.transform(sources), "target": featurizer.transform(targets)}
+    save_features(features_path, arrays)
+    save_featurizer(featurizer, featurizer_path)
+    shapes = {side: {k: list(v.shape) for k, v in a.items()} for side, a in arrays.items()}
+    logger.info("features: %s", shapes)
+    return shapes

@@ -142,6 +142,20 @@ def write_predictions(
         df.to_csv(tmp, sep="\t", index=False, float_format="%.5g")
 
 
+def predict_new_entities(
+    model: str | os.PathLike,
+    featurizer: str | os.PathLike,
+    queries: str | os.PathLike,
+    side: str,
+    top_k: int,
+    out: str | os.PathLike,
+    known_links: str | os.PathLike | None = None,
+) -> None:
+    """:func:`rank_new_entities` written as a predictions TSV (known links marked)."""
+    table = rank_new_entities(model, featurizer, queries, side, top_k)
+    write_predictions(table, out, known_links=known_links)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Rank candidates for new entities with a trained assoc model"

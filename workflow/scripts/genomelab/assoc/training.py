@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from genomelab.assoc.data import DIRECTIONS, MASKED, S2T, Links, SplitLabels
+from genomelab.assoc.data import DIRECTIONS, MASKED, S2T, Links, SplitLabels, all_labels, load_data
+from genomelab.assoc.features import load_features
+from genomelab.assoc.grid import run_name
 from genomelab.assoc.metrics import KS, ScoreFn, evaluate
 from genomelab.assoc.model import DIRECTION_INDEX, AssocModel, AssocModelConfig
 from genomelab.io.atomic import atomic_write_json
@@ -302,3 +304,67 @@ def load_model(
     model.load_state_dict(state)
     model.eval()
     return model, exported
+
+
+def train_run(
+    data_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    scheme: str,
+    model_section: dict[str, Any],
+    train_section: dict[str, Any],
+    grid_point: dict[str, Any],
+    out_dir: str | os.PathLike,
+    state_dir: str | os.PathLike,
+    device: str = "auto",
+    quick_test: bool = False,
+) -> dict[str, Any]:
+    """Train one grid point on one scheme; write model.pt, metrics.json, training_report.json."""
+    from genomelab.train.device import resolve_device
+    from genomelab.train.export import data_fingerprint
+
+    out = Path(out_dir)
+    sources, targets, links, assignment = load_data(data_dir)
+    feats = load_features(features_path)
+    labels = all_labels(links, assignment, scheme, len(sources), len(targets))
+    model_cfg = {
+        **model_section,
+        "dropout": float(grid_point["dropout"]),
+        "bridge_dim": int(grid_point["bridge_dim"]),
+    }
+    train_cfg = effective_train_config(
+        {**train_section, "lr": float(grid_point["lr"]), "batch_size": int(grid_point["batch_size"])},
+        quick_test,
+    )
+    config = model_config(model_cfg, feats, labels["train"]).to_dict()
+    dev = resolve_device(device)
+
+    def make_report(model: torch.nn.Module, result: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "module": "assoc",
+            "scheme": scheme,
+            "run": run_name(**grid_point),
+            "quick_test": quick_test,
+            "device": str(dev),
+            "hyperparameters": {**grid_point, **result.pop("train_config")},
+            "model_config": config,
+            "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            **result,
+        }
+
+    # The state folder is keyed by the inputs' content and the configuration: changed data
+    # or settings start a fresh run instead of resuming (or reusing) a stale last.pt.
+    return train_model(
+        lambda: build_model(model_cfg, feats, labels["train"]),
+        config,
+        train_cfg,
+        labels,
+        links,
+        assignment.links[scheme],
+        {"sources": sources.ids, "targets": targets.ids},
+        data_fingerprint(Path(features_path), Path(data_dir) / "splits.npz", Path(data_dir) / "links.tsv"),
+        out,
+        state_dir,
+        dev,
+        {"scheme": scheme, "quick_test": quick_test},
+        make_report,
+    )

@@ -3,12 +3,17 @@ log-transformed, standardised and reduced by PCA, clustered like the VAE latent.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES
 from genomelab.config import ConfigSection, from_schema
+
+if TYPE_CHECKING:  # cluster imports torch: only the clustering function needs it
+    from genomelab.binning.cluster import ClusterConfig
 
 
 @dataclass
@@ -44,3 +49,29 @@ def tnf_embedding(x: np.ndarray, cfg: BaselineConfig, n_depth: int = 0) -> np.nd
     k = min(cfg.n_components, feats.shape[1])
     top = vecs[:, np.argsort(vals)[::-1][:k]]
     return (feats @ top).astype(np.float32)
+
+
+def tnf_clusters(
+    features_h5: str | os.PathLike,
+    depth: str | None,
+    baseline_cfg: BaselineConfig,
+    cluster_cfg: ClusterConfig,
+    min_bin_bp: int,
+    clusters_out: str | os.PathLike,
+    embedding_out: str | os.PathLike,
+) -> np.ndarray:
+    """The TNF baseline's embedding, clustered like the model's latent space (on the CPU);
+    writes the cluster table and the embedding, returns the cluster ids [n]."""
+    import pandas as pd
+
+    from genomelab.binning.cluster import cluster_contigs
+    from genomelab.binning.data import load_inputs
+    from genomelab.binning.latent import save_latent
+    from genomelab.io.tables import write_table
+
+    inputs = load_inputs(features_h5, depth)
+    emb = tnf_embedding(inputs.x, baseline_cfg, inputs.n_depth)
+    labels = cluster_contigs(emb, inputs.lengths, cluster_cfg, min_bin_bp, "cpu")
+    write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), clusters_out)
+    save_latent(embedding_out, inputs.names, emb)
+    return labels

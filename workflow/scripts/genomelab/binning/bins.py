@@ -171,3 +171,46 @@ def unbinned_dropped(contig_table: pd.DataFrame) -> list[Dropped]:
         if entry is not None:
             out.append(entry)
     return out
+
+
+def write_bins(
+    features_h5: str | os.PathLike,
+    clusters: str | os.PathLike,
+    contigs: str | os.PathLike,
+    min_bin_bp: int,
+    fasta_dir: str | os.PathLike,
+    contig_bins_out: str | os.PathLike,
+    bin_summary_out: str | os.PathLike,
+) -> pd.DataFrame:
+    """Bins of the clustered contigs: one FASTA per bin of >= ``min_bin_bp`` bp, the contig ->
+    bin table and the per-bin summary (every bin, written or not). Returns the summary."""
+    from genomelab.binning.kmers import GROUP_SLICES, read_profiles_h5
+    from genomelab.io.tables import read_clusters, write_table
+
+    prof = read_profiles_h5(features_h5)
+    labels = read_clusters(clusters, prof.names)
+    contig_table, per_bin = bin_summary(
+        prof.names,
+        labels,
+        prof.lengths,
+        prof.features[:, GROUP_SLICES["gc"].start],
+        min_bin_bp,
+    )
+    unlisted: list[tuple[str, int]] = []
+    n = write_bin_fastas(contigs, contig_table, fasta_dir, unlisted=unlisted)
+    # Contigs the features step skipped are listed as unbinned, not left out.
+    write_table(add_unbinned(contig_table, unlisted, prof.min_length), contig_bins_out)
+    write_table(per_bin, bin_summary_out)
+    written = per_bin[per_bin["written"]]
+    logger.info(
+        "%d bins, %d written (>= %d bp) holding %d contigs and %d bp; %d small bins listed in the TSV only; "
+        "%d contigs not profiled listed as unbinned",
+        len(per_bin),
+        len(written),
+        min_bin_bp,
+        n,
+        int(written["size_bp"].sum()),
+        len(per_bin) - len(written),
+        len(unlisted),
+    )
+    return per_bin

@@ -7,14 +7,17 @@ reconstruction; above 0 because the k-mer cross-entropy of a profile is its entr
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import torch
 
-from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES
+from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
 from genomelab.binning.model import KmerVAE, VAEConfig
-from genomelab.diagnostics import DiagnosticResult
+from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
+from genomelab.diagnostics.checks import initial_loss_vs_chance
+from genomelab.io.tables import check_names, read_depth_table, read_truth
 
 
 def decoder_output_of(profiles: torch.Tensor, cfg: VAEConfig) -> torch.Tensor:
@@ -75,3 +78,122 @@ def overfit_check(
         max_final_loss=perfect + (1 - min_memorised) * (mean_loss - perfect),
         name=f"overfit {len(rows)} contigs",
     )
+
+
+def profile_checks(
+    features_h5: str | os.PathLike,
+    min_contigs: int,
+    truth: str | None,
+    depth: str | None,
+    model_cfg: dict[str, Any],
+    seed: int,
+) -> list[DiagnosticResult]:
+    """Cheap checks before training: profile sanity, contig counts, names, initial loss."""
+    prof = read_profiles_h5(features_h5)
+    x = prof.features
+    results = []
+    sums = {g: x[:, s].sum(axis=1) for g, s in GROUP_SLICES.items() if g != "gc"}
+    worst = max(float(np.abs(v - 1).max()) for v in sums.values())
+    gc = x[:, GROUP_SLICES["gc"]]
+    finite = bool(np.isfinite(x).all())
+    if not finite or worst > 1e-3 or (gc < 0).any() or (gc > 1).any():
+        results.append(
+            DiagnosticResult(
+                "profile_sanity",
+                FAIL,
+                f"k-mer profiles are malformed (finite: {finite}, "
+                f"worst group sum off by {worst:.2g}, GC range {gc.min():.3g}..{gc.max():.3g})",
+            )
+        )
+    else:
+        results.append(
+            DiagnosticResult(
+                "profile_sanity",
+                PASS,
+                f"{len(x)} profiles finite, each k group sums to 1 "
+                f"(max error {worst:.1e}), GC in {gc.min():.3f}..{gc.max():.3f}",
+            )
+        )
+    n = len(x)
+    status = PASS if n >= min_contigs else FAIL
+    results.append(
+        DiagnosticResult(
+            "n_contigs",
+            status,
+            f"{n} contigs pass the length filter (need >= {min_contigs} to train and cluster)",
+            details={"n": n},
+        )
+    )
+    median = float(np.median(prof.lengths))
+    results.append(
+        DiagnosticResult(
+            "contig_lengths",
+            PASS if median >= 2500 else WARN,
+            f"median contig length {median:.0f} bp"
+            + ("" if median >= 2500 else ": k-mer profiles of short contigs are noisy"),
+            blocking=False,
+            details={"median": median, "n50": float(np.percentile(prof.lengths, 50))},
+        )
+    )
+    for label, path, reader in (
+        ("truth", truth, lambda p: read_truth(p).index),
+        ("depth", depth, lambda p: read_depth_table(p)[0]),
+    ):
+        if not path:
+            continue
+        try:
+            check_names(prof.names, reader(path), "the k-mer profiles", f"{label} table {path}")
+            results.append(DiagnosticResult(f"names_{label}", PASS, f"all {n} contigs are in {path}"))
+        except (ValueError, FileNotFoundError) as exc:
+            results.append(DiagnosticResult(f"names_{label}", FAIL, str(exc)))
+    usable_depth = depth if not any(r.status == FAIL and r.name == "names_depth" for r in results) else None
+    results.append(_initial_loss_check(prof.features, model_cfg, usable_depth, prof.names, seed))
+    results.append(overfit_check(_with_depth(prof.features, prof.names, usable_depth), model_cfg, seed))
+    return results
+
+
+def _with_depth(x: np.ndarray, names: np.ndarray, depth: str | None) -> np.ndarray:
+    """The model's inputs: k-mer profiles [n, N_FEATURES], then depth columns if given."""
+    if not depth:
+        return x
+    from genomelab.binning.depth import depth_features
+
+    return np.concatenate([x, depth_features(names, depth)], axis=1)
+
+
+def _initial_loss_check(
+    x: np.ndarray,
+    model_cfg: dict[str, Any],
+    depth: str | None,
+    names: np.ndarray,
+    seed: int,
+    n_sample: int = 256,
+) -> DiagnosticResult:
+    """The untrained VAE's reconstruction loss vs predicting every contig's mean profile."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(x), min(n_sample, len(x)), replace=False))
+    xs = _with_depth(x, names, depth)[rows]
+    cfg = VAEConfig.from_dict(model_cfg, n_depth=xs.shape[1] - N_FEATURES)
+    torch.manual_seed(seed)
+    model = KmerVAE(cfg).eval()
+    xt = torch.from_numpy(xs)
+    with torch.no_grad():
+        raw, mu, logvar = model(xt)
+        initial = float(model.loss_terms(xt, raw, mu, logvar)["recon"])
+    chance = recon_loss_of(model, xt, xt.mean(dim=0, keepdim=True).expand_as(xt).clone())
+    return initial_loss_vs_chance(initial, chance, name="initial_recon_vs_mean_profile")
+
+
+def diagnose(
+    features_h5: str | os.PathLike,
+    min_contigs: int,
+    truth: str | None,
+    depth: str | None,
+    model_cfg: dict[str, Any],
+    seed: int,
+    out: str | os.PathLike,
+) -> list[DiagnosticResult]:
+    """:func:`profile_checks`, written to ``out``."""
+    results = profile_checks(features_h5, min_contigs, truth, depth, model_cfg, seed)
+    write_results(out, "binning", results)
+    return results

@@ -8,9 +8,15 @@ precision >= 0.95 (the thresholds of the binning literature's "near-complete" bi
 
 from __future__ import annotations
 
+import logging
+import os
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
+
+logger = logging.getLogger(__name__)
 
 GOOD_RECALL, GOOD_PRECISION = 0.9, 0.95
 
@@ -81,3 +87,46 @@ def evaluate_binning(
     }
     table["good"] = good.to_numpy()
     return metrics, table
+
+
+def evaluate_bins(
+    features_h5: str | os.PathLike,
+    truth: str | os.PathLike,
+    clusters: dict[str, str],
+    latents: dict[str, str],
+    min_bin_bp: int,
+    out_json: str | os.PathLike,
+    out_per_bin: str | os.PathLike,
+    plots: dict[str, str],
+) -> dict[str, Any]:
+    """The model's and the TNF baseline's bins against the truth table, with latent plots.
+
+    ``clusters``, ``latents`` and ``plots`` are keyed ``vae`` and ``tnf_baseline`` (cluster
+    tables, latent HDF5 files, plot paths). Writes the metrics JSON and the model's per-bin
+    table; returns the metrics.
+    """
+    from genomelab.binning.kmers import read_profiles_h5
+    from genomelab.binning.latent import load_latent
+    from genomelab.binning.plots import plot_latent
+    from genomelab.io.atomic import atomic_write_json
+    from genomelab.io.tables import check_names, read_clusters, read_truth, write_table
+
+    prof = read_profiles_h5(features_h5)
+    table_of_truth = read_truth(truth)
+    check_names(prof.names, table_of_truth.index, "the k-mer profiles", f"truth table {truth}")
+    genomes = table_of_truth.loc[prof.names].to_numpy()
+    out: dict[str, Any] = {"min_bin_bp": min_bin_bp}
+    tables = {}
+    for method in ("vae", "tnf_baseline"):
+        labels = read_clusters(clusters[method], prof.names)
+        metrics, table = evaluate_binning(labels, genomes, prof.lengths, min_bin_bp)
+        out[method] = metrics
+        tables[method] = table
+        logger.info("%s: %s", method, metrics)
+    write_table(tables["vae"], out_per_bin)
+    atomic_write_json(out_json, out)
+    for method, title in (("vae", "VAE latent"), ("tnf_baseline", "TNF PCA")):
+        names, latent = load_latent(latents[method])
+        labels = read_clusters(clusters[method], names, f"latent {latents[method]}")
+        plot_latent(latent, labels, table_of_truth.loc[names].to_numpy(), plots[method], title)
+    return out

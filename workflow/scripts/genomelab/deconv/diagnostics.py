@@ -12,15 +12,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
-from genomelab.deconv.io import Sources
-from genomelab.deconv.mixtures import SPLITS, MixtureSet
+from genomelab.deconv.io import Sources, read_sources
+from genomelab.deconv.mixtures import SPLITS, MixtureSet, read_mixtures
 from genomelab.deconv.nnls import deconvolve_nnls
-from genomelab.deconv.reference import Reference
-from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult
+from genomelab.deconv.reference import Reference, load_reference
+from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance
 
 logger = logging.getLogger(__name__)
@@ -215,3 +217,23 @@ def run_checks(
     assert set(sets) == set(SPLITS)
     results += check_network(sets["train"], sets["val"], ref.profiles, model_cfg, presence_target, seed)
     return results
+
+
+def diagnose(
+    sources: str | os.PathLike,
+    reference: str | os.PathLike,
+    mixtures: list[str],
+    model_cfg: dict,
+    presence_target: float,
+    seed: int,
+    out: str | os.PathLike,
+) -> None:
+    """Run every check on the sources, reference and each phase's mixtures (file stem = phase)."""
+    src = read_sources(sources)
+    ref = load_reference(reference)
+    phases = {}
+    for path in mixtures:
+        phase = Path(path).stem
+        phases[phase] = {s: read_mixtures(path, s) for s in ("train", "val", "test")}
+    results = run_checks(src, ref, phases, model_cfg, presence_target, seed)
+    write_results(out, "deconv", results)

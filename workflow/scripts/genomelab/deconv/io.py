@@ -283,3 +283,20 @@ def join_regions(
 def iter_chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+
+
+def save_predictions(
+    path: str | os.PathLike, proportions: np.ndarray, tissues: np.ndarray, **extra: np.ndarray
+) -> None:
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            proportions=np.asarray(proportions, np.float32),
+            tissues=np.asarray(tissues, dtype=str),
+            **extra,
+        )
+
+
+def load_predictions(path: str | os.PathLike) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as npz:
+        return npz["proportions"].astype(np.float64)

@@ -20,6 +20,7 @@ comparison). Each split draws its source samples only from its own individuals.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ import h5py
 import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
-from genomelab.deconv.io import Sources
+from genomelab.deconv.io import Sources, read_sources
+from genomelab.deconv.reference import load_reference
 from genomelab.io.atomic import atomic_output
 from genomelab.io.hdf5 import STR, h5_strings
 
@@ -298,3 +300,33 @@ def read_mixtures(path: str | os.PathLike, split: str) -> MixtureSet:
             g["sources"][()],
             *(h5_strings(h5[k]) for k in ("regions", "tissues", "source_samples", "source_groups")),
         )
+
+
+def write_phase_mixtures(
+    sources: str | os.PathLike,
+    reference: str | os.PathLike,
+    phase: str,
+    mix_cfg: dict[str, Any],
+    seed: int,
+    out: str | os.PathLike,
+) -> None:
+    """Mixtures of one curriculum phase (train/val/test) from the sources, on the reference's
+    regions and tissues; ``mix_cfg`` is the whole ``deconv.mixtures`` section."""
+    cfg = PhaseConfig.from_dict(mix_cfg[phase], where=f"deconv.mixtures.{phase}")
+    src = read_sources(sources)
+    ref = load_reference(reference)
+    sets = make_mixtures(
+        src,
+        ref.regions,
+        list(ref.tissues),
+        phase,
+        cfg,
+        float(mix_cfg["coverage"]),
+        mix_cfg["mode"],
+        seed,
+    )
+    write_mixtures(
+        out,
+        sets,
+        {"phase": phase, "seed": seed, "config": json.dumps(mix_cfg, sort_keys=True)},
+    )

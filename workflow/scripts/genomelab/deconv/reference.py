@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
-from genomelab.deconv.io import Sources
+from genomelab.deconv.io import Sources, read_sources, read_table, write_table
+from genomelab.io.atomic import atomic_write_json
 from genomelab.io.dropped import KEY as DROPPED_KEY
 from genomelab.io.dropped import Dropped, count_dropped, dropped_to_json, read_dropped
 from genomelab.io.metrics import read_json_file
@@ -243,3 +244,24 @@ def reference_dropped(markers_json: str | os.PathLike) -> list[Dropped]:
     return read_dropped(
         read_json_file(markers_json, "deconv markers record").get(DROPPED_KEY, []), markers_json
     )
+
+
+def load_reference(path: str | os.PathLike) -> Reference:
+    values, regions, tissues = read_table(path, "reference")
+    return Reference(values, regions, tissues)
+
+
+def write_reference(
+    sources: str | os.PathLike,
+    atlas: str | os.PathLike | None,
+    cfg: ReferenceConfig,
+    out_reference: str | os.PathLike,
+    out_markers: str | os.PathLike,
+) -> None:
+    """The reference of the training split's sources (or an atlas) and its marker record."""
+    src = read_sources(sources)
+    train = src.subset(src.splits == "train")
+    atlas_table = read_table(atlas, "atlas") if atlas else None
+    ref, record = build_reference(train, cfg, atlas_table)
+    write_table(out_reference, ref.profiles, ref.regions, ref.tissues)
+    atomic_write_json(out_markers, record)

@@ -28,9 +28,11 @@ import pandas as pd
 from genomelab.config import ConfigSection, from_schema, typed_config
 from genomelab.ingest import formats as F
 from genomelab.ingest.cpg_index import CpgIndex
-from genomelab.ingest.regions import Regions
+from genomelab.ingest.regions import Regions, load_regions
 from genomelab.ingest.slots import CallConfig, SlotAccumulator
-from genomelab.io.atomic import atomic_output
+from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.dropped import KEY as DROPPED_KEY
+from genomelab.io.dropped import Dropped, dropped_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -381,3 +383,42 @@ def write_npz(
             slots=np.str_(slots),
             n_positions=np.int64(methylation.shape[1]),
         )
+
+
+def convert_sample_files(
+    data: str | os.PathLike,
+    fmt: str,
+    sample: str,
+    regions_path: str | os.PathLike,
+    section: dict[str, Any],
+    out_npz: str | os.PathLike,
+    out_qc: str | os.PathLike,
+    cpg_index: str | os.PathLike | None = None,
+    probes: str | os.PathLike | None = None,
+    column: str = "",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """:func:`convert_sample` with the regions, CpG index and probe table read from their
+    files (per the ``ingest`` section); writes the NPZ and the QC JSON, returns the QC."""
+    cfg = IngestConfig.from_dict(section)
+    regions = load_regions(section, regions_path)
+    index = CpgIndex.load(cpg_index) if cpg_index is not None else None
+    dropped: list[Dropped] = []
+    probe_table = (
+        F.read_probe_table(probes, int(section["probe_pos_base"]), dropped) if probes is not None else None
+    )
+    stats = convert_sample(
+        data,
+        fmt,
+        sample,
+        regions,
+        cfg,
+        out_npz,
+        index=index,
+        probes=probe_table,
+        column=column,
+        seed=seed,
+    )
+    # Probes the table could not place are recorded with the sample's QC, not left silent.
+    atomic_write_json(out_qc, stats | ({DROPPED_KEY: dropped_to_json(dropped)} if dropped else {}))
+    return stats

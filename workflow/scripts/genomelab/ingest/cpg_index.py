@@ -13,15 +13,19 @@ int32; per chromosome ``first_idx``/``last_idx`` int64; ``n_cpgs`` (genome-wide 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from genomelab.ingest.regions import Regions
+from genomelab.ingest.regions import Regions, load_regions
 from genomelab.io.atomic import atomic_output
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -215,3 +219,23 @@ def build_cpg_index(path: str | os.PathLike, regions: Regions, chunk_lines: int 
         expected_idx - 1,
         str(path),
     )
+
+
+def write_cpg_index(
+    index_bed: str | os.PathLike,
+    regions_path: str | os.PathLike,
+    section: dict[str, Any],
+    out: str | os.PathLike,
+) -> CpgIndex:
+    """The CpG index of the ``ingest`` section's regions, saved to ``out``."""
+    regions = load_regions(section, regions_path)
+    index = build_cpg_index(index_bed, regions, int(section["chunk_lines"]))
+    index.save(out)
+    logger.info(
+        "CpG index %s: %d CpGs genome-wide, %d inside %d regions",
+        index_bed,
+        index.n_cpgs,
+        len(index.idx),
+        regions.n_regions,
+    )
+    return index

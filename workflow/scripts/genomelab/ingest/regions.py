@@ -17,10 +17,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from genomelab.ingest.builds import GenomeBuild, other_style_name
+from genomelab.ingest.builds import GenomeBuild, genome_build, other_style_name
 from genomelab.io.streams import open_text
 
 
@@ -156,3 +157,8 @@ def read_regions(path: str | os.PathLike, build: GenomeBuild, n_positions: int =
         str(path),
         build,
     )
+
+
+def load_regions(section: dict[str, Any], path: str | os.PathLike) -> Regions:
+    build = genome_build(section["genome_build"], section.get("chrom_sizes") or None)
+    return read_regions(path, build, int(section["n_positions"]))

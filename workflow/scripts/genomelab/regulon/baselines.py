@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genomelab.config import ConfigSection, from_schema
+from genomelab.io.atomic import atomic_write_json
 from genomelab.regulon.targets import TargetData
-from genomelab.regulon.tracks import empty_tracks, split_bin_mask
+from genomelab.regulon.tracks import empty_tracks, split_bin_mask, write_tracks
 
 logger = logging.getLogger(__name__)
 
@@ -176,3 +178,17 @@ def fit_baselines(
         out[method] = tracks
         logger.info("baseline %s fitted", method)
     return out, info
+
+
+def run_baselines(
+    targets_path: str | os.PathLike,
+    baseline_cfg: dict[str, Any],
+    out: str | os.PathLike,
+    info_out: str | os.PathLike,
+    seed: int = 0,
+) -> dict[str, Any]:
+    data = TargetData(targets_path)
+    tracks, info = fit_baselines(data, BaselineConfig.from_dict(baseline_cfg, seed=seed))
+    write_tracks(out, tracks, data)
+    atomic_write_json(info_out, info)
+    return info

@@ -21,7 +21,12 @@ import yaml
 
 from genomelab.config import SCHEMA_DIR
 from genomelab.config_schema import fill_defaults
-from genomelab.regulon import steps
+from genomelab.regulon import baselines as rbase
+from genomelab.regulon import data as rdata
+from genomelab.regulon import diagnostics as rdiag
+from genomelab.regulon import evaluate as reval
+from genomelab.regulon import targets as rtargets
+from genomelab.regulon import training as rtraining
 from genomelab.regulon.diagnostics import DiagnosticsConfig
 from genomelab.runtime import log_run_header, setup_logging
 from genomelab.train.engine import TrainConfig
@@ -61,9 +66,9 @@ def run(
     """
     out = Path(out)
     cfg = fill_defaults(copy.deepcopy(cfg), SCHEMA_DIR / "regulon.schema.yaml")
-    source = steps.source_from_config({**cfg, "mongodb_uri_env": uri_env}, dump)
+    source = rdata.source_from_config({**cfg, "mongodb_uri_env": uri_env}, dump)
     data = out / "data"
-    report = steps.process(
+    report = rdata.process(
         source,
         genome,
         data / "genes.tsv",
@@ -74,7 +79,7 @@ def run(
         cfg["annotation"],
         cfg["contig"],
     )
-    steps.make_targets(
+    rtargets.make_targets(
         data / "genes.tsv",
         data / "operons.tsv",
         genome,
@@ -86,8 +91,8 @@ def run(
     if process_data_only:
         logger.info("--process-data-only: stopping after %s", data / "targets.h5")
         return report
-    model_cfg = steps.model_config(cfg["model"], cfg["targets"])
-    steps.diagnose(
+    model_cfg = rtraining.model_config(cfg["model"], cfg["targets"])
+    rdiag.diagnose(
         data / "targets.h5",
         data / "data_report.json",
         model_cfg,
@@ -99,7 +104,7 @@ def run(
     from genomelab.diagnostics import gate
 
     gate([out / "diagnostics" / "checks.json"], strict=True)
-    steps.run_baselines(
+    rbase.run_baselines(
         data / "targets.h5",
         cfg["baseline"],
         out / "baselines" / "predictions.h5",
@@ -107,7 +112,7 @@ def run(
         seed,
     )
     train_cfg = TrainConfig.from_dict(cfg["train"], seed=seed)
-    steps.train(
+    rtraining.train(
         data / "targets.h5",
         model_cfg,
         train_cfg,
@@ -118,7 +123,7 @@ def run(
         out / "model" / "predictions.h5",
         device,
     )
-    return steps.evaluate(
+    return reval.evaluate(
         data / "targets.h5",
         data / "genes.tsv",
         data / "norm_stats.json",

@@ -604,3 +604,31 @@ def read_operons(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise ValueError(f"operon table {path} lacks columns {missing}")
     return df
+
+
+def process(
+    source: Source,
+    genome: str | os.PathLike,
+    genes_out: str | os.PathLike,
+    operons_out: str | os.PathLike,
+    stats_out: str | os.PathLike,
+    report_out: str | os.PathLike,
+    value_field: str = "tpm",
+    annotation: str | os.PathLike | None = None,
+    contig: str | None = None,
+) -> dict[str, Any]:
+    genes, operons, norm, report = process_data(source, genome, value_field, annotation, contig)
+    write_tables(genes, operons, genes_out, operons_out)
+    norm.save(stats_out)
+    atomic_write_json(report_out, report)
+    return report
+
+
+def source_from_config(cfg: dict[str, Any], dump_dir: str | None) -> Source:
+    uri_env = cfg.get("mongodb_uri_env")
+    return Source(
+        dump_dir=None if uri_env else dump_dir,
+        uri_env=uri_env or None,
+        database=cfg["database"],
+        max_docs_per_file=cfg["max_docs_per_file"] or None,
+    )

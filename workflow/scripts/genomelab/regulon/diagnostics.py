@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,11 @@ from torch import nn
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.diagnostics.checks import group_leakage, initial_loss_vs_chance, target_range
-from genomelab.diagnostics.core import FAIL, PASS, WARN, DiagnosticResult
+from genomelab.diagnostics.core import FAIL, PASS, WARN, DiagnosticResult, write_results
+from genomelab.io.metrics import read_json_file
 from genomelab.regulon.model import HEAD_KINDS, RegulonModelConfig, RegulonNet
 from genomelab.regulon.targets import TargetData, WindowTensors
+from genomelab.train.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -320,4 +323,21 @@ def run_diagnostics(
     if all(r.status != FAIL for r in results):
         results += loss_checks(data, model_cfg, cfg, seed, device)
         results.append(overfit_check(data, model_cfg, seed, device))
+    return results
+
+
+def diagnose(
+    targets_path: str | os.PathLike,
+    report_path: str | os.PathLike,
+    model_cfg: RegulonModelConfig,
+    diag_cfg: DiagnosticsConfig,
+    out: str | os.PathLike,
+    seed: int = 0,
+    device: str = "cpu",
+) -> list:
+    data = TargetData(targets_path)
+    results = run_diagnostics(
+        data, model_cfg, diag_cfg, read_json_file(report_path), seed, resolve_device(device)
+    )
+    write_results(out, "regulon", results)
     return results

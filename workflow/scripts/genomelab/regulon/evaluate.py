@@ -10,10 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output
-from genomelab.regulon.data import Normaliser
+from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
+from genomelab.regulon.data import Normaliser, read_genes
+from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means
 from genomelab.regulon.targets import TargetData
-from genomelab.report.summary import Comparison
+from genomelab.regulon.tracks import read_tracks, split_bin_mask
+from genomelab.report.summary import Comparison, ModuleSummary, write_module_summary
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +168,93 @@ def plot_genes(
 
 def flatten_for_json(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
+
+
+def evaluate(
+    targets_path: str | os.PathLike,
+    genes_path: str | os.PathLike,
+    stats_path: str | os.PathLike,
+    model_tracks_path: str | os.PathLike,
+    baseline_tracks_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    plot_bp: int = 20000,
+    split: str = "test",
+    train_metrics_path: str | os.PathLike | None = None,
+    diagnostics_paths: tuple = (),
+    report_path: str | os.PathLike | None = None,
+    summary_json: str | os.PathLike | None = None,
+    summary_md: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Metrics of model and baselines on the same held-out positions, plots, bedGraph, summary."""
+    out_dir = Path(out_dir)
+    data = TargetData(targets_path)
+    genes = read_genes(genes_path)
+    norm = Normaliser.load(stats_path)
+    methods = {MODEL: read_tracks(model_tracks_path, data)["model"]}
+    for key, tracks in read_tracks(baseline_tracks_path, data).items():
+        methods[BASELINE_NAMES.get(key, key)] = tracks
+    metrics = {name: evaluate_tracks(t, data, genes, split, norm.value_field) for name, t in methods.items()}
+    payload: dict[str, Any] = {
+        "split": split,
+        "axes": axes(data, split, norm.value_field),
+        "metrics": metrics,
+        "normalisation": norm.__dict__,
+    }
+    if train_metrics_path is not None:
+        tm = read_metrics(train_metrics_path)
+        hist = tm.get("history", [])
+        payload["training"] = {
+            "initial_train_loss": tm.get("initial", {}).get("initial/loss"),
+            "train_loss_per_epoch": [h.get("train/loss") for h in hist],
+            "val_loss_per_epoch": [h.get("val/loss") for h in hist],
+            "best_epoch": tm.get("best_epoch"),
+            "stopped_reason": tm.get("stopped_reason"),
+        }
+    write_metrics(out_dir / "metrics.json", Metrics(payload, str(out_dir / "metrics.json")))
+    plots = [out_dir / "plots" / "tracks.png", out_dir / "plots" / "genes.png"]
+    plot_tracks(
+        plots[0],
+        data,
+        {MODEL: methods[MODEL], BASELINE_NAMES["kmer"]: methods[BASELINE_NAMES["kmer"]]},
+        split,
+        plot_bp,
+    )
+    res_mask = split_bin_mask(data, split, data.config.resolution_bp)
+    measured = genes[np.isfinite(genes["z"].to_numpy(dtype=float))]
+    per_gene = {
+        name: (
+            gene_means(methods[name]["expression"], measured, data, res_mask),
+            measured["z"].to_numpy(dtype=float),
+        )
+        for name in (MODEL, BASELINE_NAMES["kmer"])
+    }
+    plot_genes(plots[1], per_gene, split)
+    write_bedgraphs(methods[MODEL], data, norm, out_dir / "tracks")
+    if summary_json is not None:
+        diags = [r.__dict__ for p in diagnostics_paths for r in read_results(p)]
+        report = read_json_file(report_path) if report_path else {}
+        notes = [f"Axis of {k}: {v}." for k, v in payload["axes"].items()]
+        notes.append(
+            f"Expression measured on {report.get('coverage', {}).get('measured_fraction', float('nan')):.1%} "
+            f"of the genome; normalisation log1p then z (mean {norm.mean:.4g}, std {norm.std:.4g}) "
+            "saved in data/norm_stats.json and inverted in the bedGraph export."
+        )
+        if "training" in payload:
+            t = payload["training"]
+            notes.append(
+                f"Loss of the untrained model (eval mode, first 512 training windows): "
+                f"{t['initial_train_loss']:.4g}; training loss per epoch (train mode, augmented): "
+                f"{', '.join(f'{v:.3g}' for v in t['train_loss_per_epoch'])}; validation loss per epoch: "
+                f"{', '.join(f'{v:.3g}' for v in t['val_loss_per_epoch'])}."
+            )
+        notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
+        summary = ModuleSummary(
+            "regulon",
+            "regulon: E. coli sequence -> expression, gene density, operons",
+            comparisons(metrics, split),
+            diags,
+            [str(p.relative_to(out_dir)) for p in plots],
+            notes,
+        )
+        write_module_summary(summary, summary_json, summary_md)
+    return payload

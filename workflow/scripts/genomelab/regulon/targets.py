@@ -29,6 +29,7 @@ import pandas as pd
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
 from genomelab.io.fasta import read_fasta
+from genomelab.regulon.data import read_genes, read_operons
 from genomelab.splits import SPLITS, group_split
 
 logger = logging.getLogger(__name__)
@@ -348,3 +349,17 @@ def reverse_complement_codes(codes: np.ndarray) -> np.ndarray:
 def reverse_complement_track(track: np.ndarray) -> np.ndarray:
     """[..., 2, n] strand-aware track -> reverse positions and swap strands (numpy)."""
     return track[..., ::-1, ::-1]
+
+
+def make_targets(
+    genes_path: str | os.PathLike,
+    operons_path: str | os.PathLike,
+    genome: str | os.PathLike,
+    targets_cfg: dict[str, Any],
+    out: str | os.PathLike,
+    contig: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    cfg = TargetConfig.from_dict(targets_cfg, seed=seed)
+    name, codes = read_genome(genome, contig)
+    return build_targets(read_genes(genes_path), read_operons(operons_path), codes, name, cfg, out)

@@ -13,6 +13,7 @@ Both use the training split's per-region centre and scale (missing regions at th
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -131,4 +132,21 @@ def run_baselines(data: TissueData, cfg: BaselineConfig, seed: int = 0) -> dict[
             results["methods"][name]["test"]["balanced_accuracy"],
             results["methods"][name]["test"]["macro_f1"],
         )
+    return results
+
+
+def write_baselines(
+    features_h5: str | os.PathLike,
+    splits: str | os.PathLike,
+    cfg: BaselineConfig,
+    seed: int,
+    out_json: str | os.PathLike,
+) -> dict[str, Any]:
+    """:func:`run_baselines` on the task of the features file and splits table, written as
+    metrics JSON."""
+    from genomelab.io.metrics import Metrics, write_metrics
+    from genomelab.tissue.task import load_task
+
+    results = run_baselines(load_task(features_h5, splits), cfg, seed)
+    write_metrics(out_json, Metrics(results, str(out_json)))
     return results

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
-from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult
+from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import group_leakage
 from genomelab.io.atomic import atomic_output
 from genomelab.io.features import read_features
@@ -34,6 +34,7 @@ from genomelab.tissue.task import (
     TaskConfig,
     TissueData,
     impute_standardise_params,
+    load_task,
     select_task,
     standardise,
 )
@@ -700,4 +701,46 @@ def check_overfit(
             name=f"overfit {cfg.overfit_samples} samples: {MODEL_TITLES[kind]}",
         )
         results.append(result)
+    return results
+
+
+def run_check(
+    check: str,
+    features_h5: str | os.PathLike,
+    splits: str | os.PathLike | None,
+    task: TaskConfig,
+    cfg: DiagnosticsConfig,
+    models: list[str],
+    model_configs: dict[str, Any] | None,
+    seed: int,
+    out_json: str | os.PathLike,
+    figure: str | os.PathLike | None = None,
+) -> list[DiagnosticResult]:
+    """Run the check named ``check`` (one of :data:`CHECKS`) and write its results.
+
+    ``figure``, when given, is always written (a placeholder naming the outcome when the
+    check draws none); ``model_configs`` is needed by the overfit check only.
+    """
+    figure = Path(figure) if figure is not None else None
+    if check == "labels":
+        results = check_labels(features_h5, task, cfg)
+    elif check == "subtypes":
+        results = check_subtypes(features_h5, task, cfg, seed, figure)
+    else:
+        if splits is None:
+            raise ValueError(f"the tissue {check!r} check needs the splits table as input")
+        data = load_task(features_h5, splits)
+        if check == "variance":
+            results = check_variance(data, cfg, figure)
+        elif check == "leakage":
+            results = check_leakage(data, task.fractions, seed)
+        elif check == "learnability":
+            results = check_learnability(data, models, cfg, seed, figure)
+        elif check == "overfit":
+            results = check_overfit(data, models, model_configs, cfg, seed)
+        else:
+            raise ValueError(f"unknown tissue diagnostic {check!r}; known: {CHECKS}")
+    if figure is not None and not figure.exists():
+        placeholder_figure(results[0].message if results else check, figure)
+    write_results(out_json, "tissue", results)
     return results

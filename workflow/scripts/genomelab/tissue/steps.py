@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from genomelab.config import param
-from genomelab.diagnostics import write_results
-from genomelab.io.metrics import Metrics, write_metrics
 from genomelab.tissue.features import extract_features_from_hdf5, extract_features_from_sheet
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
 
@@ -68,64 +66,49 @@ def splits_step(smk: Any) -> None:
 
 def diagnostic_step(smk: Any) -> None:
     """One diagnostics rule: ``smk.params.check`` names the check (see diagnostics.CHECKS)."""
-    from genomelab.tissue import diagnostics as dg
-    from genomelab.tissue.task import load_task
+    from genomelab.tissue.diagnostics import DiagnosticsConfig, run_check
 
     _limit_threads(smk)
-    check = smk.params.check
-    cfg = dg.DiagnosticsConfig.from_dict(param(smk, "diagnostics"))
-    task, seed = _task(smk), int(smk.params.seed)
-    models = list(smk.params.models)
-    figure = Path(smk.output.png) if "png" in smk.output.keys() else None
-    if check == "labels":
-        results = dg.check_labels(smk.input.h5, task, cfg)
-    elif check == "subtypes":
-        results = dg.check_subtypes(smk.input.h5, task, cfg, seed, figure)
-    else:
-        data = load_task(smk.input.h5, smk.input.splits)
-        if check == "variance":
-            results = dg.check_variance(data, cfg, figure)
-        elif check == "leakage":
-            results = dg.check_leakage(data, task.fractions, seed)
-        elif check == "learnability":
-            results = dg.check_learnability(data, models, cfg, seed, figure)
-        elif check == "overfit":
-            results = dg.check_overfit(data, models, param(smk, "model_configs"), cfg, seed)
-        else:
-            raise ValueError(f"unknown tissue diagnostic {check!r}; known: {dg.CHECKS}")
-    if "png" in smk.output.keys() and not Path(smk.output.png).exists():
-        dg.placeholder_figure(results[0].message if results else check, smk.output.png)
-    write_results(smk.output.json, "tissue", results)
+    run_check(
+        smk.params.check,
+        smk.input.h5,
+        smk.input.get("splits"),
+        _task(smk),
+        DiagnosticsConfig.from_dict(param(smk, "diagnostics")),
+        list(smk.params.models),
+        param(smk, "model_configs") if "model_configs" in smk.params.keys() else None,
+        int(smk.params.seed),
+        smk.output.json,
+        smk.output.png if "png" in smk.output.keys() else None,
+    )
 
 
 def baselines_step(smk: Any) -> None:
-    from genomelab.tissue.baselines import BaselineConfig, run_baselines
-    from genomelab.tissue.task import load_task
+    from genomelab.tissue.baselines import BaselineConfig, write_baselines
 
     _limit_threads(smk)
-    data = load_task(smk.input.h5, smk.input.splits)
-    results = run_baselines(data, BaselineConfig.from_dict(param(smk, "baselines")), int(smk.params.seed))
-    write_metrics(smk.output.json, Metrics(results, smk.output.json))
+    write_baselines(
+        smk.input.h5,
+        smk.input.splits,
+        BaselineConfig.from_dict(param(smk, "baselines")),
+        int(smk.params.seed),
+        smk.output.json,
+    )
 
 
 def train_step(smk: Any) -> None:
-    from genomelab.tissue.task import load_task
-    from genomelab.tissue.training import train_model
-    from genomelab.train.device import resolve_device
+    from genomelab.tissue.training import train_from_files
 
     _limit_threads(smk)
-    kind = smk.wildcards.tissue_model
-    data = load_task(smk.input.h5, smk.input.splits)
-    device = resolve_device(smk.params.device)
-    logger.info("training tissue model %r on %s", kind, device)
-    train_model(
-        kind,
-        data,
+    train_from_files(
+        smk.wildcards.tissue_model,
+        smk.input.h5,
+        smk.input.splits,
         param(smk, "model_config"),
         param(smk, "train"),
         smk.params.state_dir,
         Path(smk.output.metrics).parent,
-        device,
+        smk.params.device,
         int(smk.params.seed),
     )
 

@@ -432,3 +432,25 @@ def combine_members(
         metrics["test"]["ece"],
     )
     return metrics["test"]
+
+
+def train_from_files(
+    kind: str,
+    features_h5: str | os.PathLike,
+    splits: str | os.PathLike,
+    model_cfg_dict: dict[str, Any],
+    train_cfg_dict: dict[str, Any],
+    state_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    device: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """:func:`train_model` on the task of the features file and splits table, on ``device``
+    (``auto``: a GPU when there is one)."""
+    from genomelab.tissue.task import load_task
+    from genomelab.train.device import resolve_device
+
+    data = load_task(features_h5, splits)
+    dev = resolve_device(device)
+    logger.info("training tissue model %r on %s", kind, dev)
+    return train_model(kind, data, model_cfg_dict, train_cfg_dict, state_root, out_dir, dev, seed)

@@ -1,0 +1,107 @@
+"""The binning module summary: bins against the truth table (model vs TNF baseline), the
+test loss terms beside their reference values, and the training run's speed."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from genomelab.binning.bins import unbinned_dropped
+from genomelab.diagnostics import read_results
+from genomelab.io.metrics import TRAINING_KEYS, read_json_file, read_metrics
+from genomelab.io.tables import read_contig_bins
+from genomelab.report import Comparison, ModuleSummary, write_module_summary
+
+logger = logging.getLogger(__name__)
+
+
+# Values from the model's development history (0.5M-sequence test set, ~500 epochs).
+REFERENCE_TERMS = {
+    "bce6": 0.0040,
+    "bce5": 0.0136,
+    "mse4": 0.0004,
+    "mse3": 0.0002,
+    "mse_gc": 0.0001,
+    "kl": 493.0,
+}
+
+
+def write_summary(
+    metrics_path: str | os.PathLike,
+    bin_summary: str | os.PathLike,
+    contig_bins: str | os.PathLike,
+    diagnostics: list[str],
+    evaluation: str | os.PathLike | None,
+    latent_plots: tuple[str, str] | None,
+    cluster_method: str,
+    min_bp: int,
+    out_json: str | os.PathLike,
+    out_md: str | os.PathLike,
+) -> ModuleSummary:
+    """The module summary; ``evaluation`` (with the model's and baseline's ``latent_plots``) is
+    None when no truth table was given; unbinned contigs of ``contig_bins`` are counted as
+    dropped records."""
+    metrics = read_metrics(metrics_path, require=TRAINING_KEYS)
+    per_bin = pd.read_csv(bin_summary, sep="\t")
+    diags = [dataclasses.asdict(r) for path in diagnostics for r in read_results(path)]
+    results_dir = Path(out_json).parent
+    comparisons, plots = [], []
+    if evaluation is not None:
+        scores: dict[str, Any] = read_json_file(evaluation, "binning evaluation")
+        clustering = "kNN-graph clustering" if cluster_method == "graph" else f"{cluster_method} clustering"
+        keys = (
+            "ari",
+            "ari_binned",
+            "n_good_bins",
+            "n_bins",
+            "binned_bp_fraction",
+            "mean_precision",
+            "mean_recall",
+        )
+        comparisons.append(
+            Comparison(
+                title="Binning against the truth table (bp-weighted, AMBER style)",
+                split="all contigs",
+                primary="ari",
+                higher_is_better=True,
+                rows={
+                    f"beta-VAE + {clustering}": {k: scores["vae"][k] for k in keys},
+                    f"TNF PCA + {clustering}": {k: scores["tnf_baseline"][k] for k in keys},
+                },
+                kinds={f"beta-VAE + {clustering}": "model", f"TNF PCA + {clustering}": "baseline"},
+            )
+        )
+        plots = [os.path.relpath(p, results_dir) for p in latent_plots or ()]
+    test = metrics.get("test", {})
+    terms = ", ".join(
+        f"{t} {test.get(f'test/{t}', float('nan')):.4g} (ref {REFERENCE_TERMS[t]:g})" for t in REFERENCE_TERMS
+    )
+    written = per_bin[per_bin["written"]]
+    notes = [
+        f"Test-split loss terms beside the development-history reference (0.5M sequences, ~500 epochs): {terms}.",
+        f"{len(per_bin)} bins; {len(written)} of at least {min_bp} bp written as FASTA "
+        f"({int(written['size_bp'].sum())} bp); good bins = recall >= 0.9 and precision >= 0.95.",
+        f"Training: {metrics.get('epochs_run')} epochs on {metrics.get('device')} "
+        f"({metrics.get('mean_epoch_seconds') or 0:.2f} s/epoch, "
+        f"{metrics.get('train_contigs_per_second') or 0:.0f} contigs/s); stopped: {metrics.get('stopped_reason')}.",
+    ]
+    if not comparisons:
+        notes.append("No truth table was given, so bins were not evaluated (binning.input.truth).")
+    summary = ModuleSummary(
+        "binning",
+        "Contig binning (k-mer beta-VAE)",
+        comparisons,
+        diags,
+        plots,
+        notes,
+        unbinned_dropped(read_contig_bins(contig_bins)),
+    )
+    write_module_summary(summary, out_json, out_md)
+    for comp in comparisons:
+        logger.info("%s", comp.verdict())
+    return summary

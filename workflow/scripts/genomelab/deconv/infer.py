@@ -1,0 +1,116 @@
+"""The deconv_infer step: deconvolve user samples with the chosen network and NNLS side by side."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genomelab.deconv.io import (
+    join_regions,
+    read_table,
+    sources_from_features,
+    sources_from_sheet,
+    write_table,
+)
+from genomelab.deconv.metrics import deconv_metrics, headline
+from genomelab.deconv.nnls import deconvolve_nnls
+from genomelab.deconv.reference import load_reference
+from genomelab.io.atomic import atomic_write_json
+from genomelab.io.sheets import is_sample_sheet
+
+
+def read_user_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """User samples as ``(betas [S, R], region IDs [R], sample names [S])``.
+
+    ``.h5``/``.hdf5``: a region-means file; ``.tsv`` with a ``file`` column: a sample sheet
+    of NPZ files; any other CSV/TSV: regions x samples (MethAtlas input).
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".h5", ".hdf5")):
+        src = sources_from_features(path)
+        return src.beta.astype(np.float64), src.regions, src.samples
+    if is_sample_sheet(path):
+        src = sources_from_sheet(path)
+        return src.beta.astype(np.float64), src.regions, src.samples
+    values, regions, samples = read_table(path, "samples table")
+    return values.T, regions, samples
+
+
+def infer(
+    model_path: str | os.PathLike,
+    reference: str | os.PathLike,
+    samples: str | os.PathLike,
+    out_dir_files: dict[str, str],
+    call: float,
+    min_match: float,
+    unknown_component: bool,
+    other_threshold: float,
+    truth: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Deconvolve user samples with the chosen network and NNLS side by side."""
+    import torch
+
+    from genomelab.deconv import plots as P
+    from genomelab.deconv.model import load_model
+
+    ref = load_reference(reference)
+    # A model made for another reference is refused, naming both ID lists.
+    model, exported = load_model(model_path, ref.regions, ref.tissues)
+    betas, regions, names = read_user_samples(samples)
+    aligned, report = join_regions(ref.regions, regions, betas, names, min_match, str(samples))
+    empty = [str(n) for n, k in zip(names, np.isfinite(aligned).sum(1), strict=True) if k == 0]
+    if empty:
+        raise ValueError(f"{samples}: sample(s) {empty[:5]} have no value on any reference region")
+    nn = deconvolve_nnls(ref.profiles, aligned, unknown_component)
+    with torch.no_grad():
+        net = model.predict(torch.tensor(aligned, dtype=torch.float32)).numpy().astype(np.float64)
+    # Residual of each method: RMS of (reference @ proportions - sample) over valid regions.
+    valid = np.isfinite(aligned)
+
+    def rms(p: np.ndarray) -> np.ndarray:
+        d = np.where(valid, p @ ref.profiles.T - np.where(valid, aligned, 0), 0)
+        return np.sqrt((d**2).sum(1) / valid.sum(1))
+
+    tissues = list(ref.tissues)
+    nn_rows = (
+        np.concatenate([nn.proportions, nn.unknown[:, None]], 1) if unknown_component else nn.proportions
+    )
+    nn_names = tissues + (["unknown"] if unknown_component else [])
+    write_table(out_dir_files["nnls"], nn_rows.T, nn_names, names, index_name="tissue")
+    write_table(out_dir_files["model"], net.T, tissues, names, index_name="tissue")
+    res = np.stack([nn.residual, rms(nn.proportions), rms(net), valid.sum(1)], 1)
+    write_table(
+        out_dir_files["residuals"],
+        res,
+        names,
+        ["nnls_raw_residual", "nnls_residual", "model_residual", "n_regions_used"],
+        index_name="sample",
+    )
+    summary: dict[str, Any] = {
+        "samples": [str(n) for n in names],
+        "model": str(model_path),
+        "variant": exported.extra.get("variant"),
+        "join": report.to_dict(),
+    }
+    if truth:
+        t_values, t_tissues, t_samples = read_table(truth, "truth table")
+        order = [list(t_samples).index(n) for n in names]
+        rows = [list(t_tissues).index(t) for t in tissues]
+        true = t_values[np.ix_(rows, order)].T
+        summary["vs_truth"] = {
+            "nnls": headline(deconv_metrics(true, nn.proportions, tissues, call)),
+            "model": headline(deconv_metrics(true, net, tissues, call)),
+        }
+    atomic_write_json(out_dir_files["join"], summary)
+    P.stacked_bar_plot(
+        {"NNLS": nn.proportions, f"network ({exported.extra.get('variant')})": net},
+        list(names),
+        tissues,
+        out_dir_files["stacked"],
+        other_threshold,
+    )
+    return summary

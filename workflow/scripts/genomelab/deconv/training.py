@@ -1,0 +1,118 @@
+"""The deconv_train step: the plain or two-stage sparse network on one phase's mixtures,
+through the shared training run (``genomelab.train.run``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from genomelab.deconv.io import save_predictions
+from genomelab.deconv.metrics import deconv_metrics
+from genomelab.deconv.mixtures import read_mixtures
+from genomelab.deconv.reference import load_reference
+
+logger = logging.getLogger(__name__)
+
+
+def train_model(
+    mixtures: str | os.PathLike,
+    reference: str | os.PathLike,
+    variant: str,
+    model_cfg: dict,
+    train_cfg: dict,
+    presence_target: float,
+    state_root: str | os.PathLike,
+    out_model: str | os.PathLike,
+    out_metrics: str | os.PathLike,
+    out_predictions: str | os.PathLike,
+    tensorboard_dir: str | os.PathLike | None,
+    device: str = "auto",
+    seed: int = 0,
+    init_from: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Train the plain or two-stage network on one phase; evaluate it on the test split.
+
+    ``init_from`` names a previous phase's model (curriculum): its weights start this run.
+    Resumable state lives in ``state_root/<fingerprint of settings and data>``. Returns
+    the test metrics.
+    """
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from genomelab.deconv.model import KIND, DeconvNet, DeconvNetConfig, load_model
+    from genomelab.train import TrainConfig, resolve_device
+    from genomelab.train.export import data_fingerprint
+    from genomelab.train.run import RunOutputs, RunSpec, RunState, run_training
+
+    if variant not in ("plain", "sparse"):
+        raise ValueError(f"model variant must be 'plain' or 'sparse', not {variant!r}")
+    ref = load_reference(reference)
+    sets = {s: read_mixtures(mixtures, s) for s in ("train", "val", "test")}
+    cfg = DeconvNetConfig.from_config(
+        model_cfg, len(ref.regions), len(ref.tissues), variant == "sparse", presence_target
+    )
+
+    def build_model() -> DeconvNet:
+        model = DeconvNet(cfg, ref.profiles.mean(1), ref.profiles)
+        if init_from:
+            prev, _ = load_model(init_from, ref.regions, ref.tissues)
+            model.load_state_dict(prev.state_dict())
+            logger.info("initialised from %s", init_from)
+        return model
+
+    def build_data(dev: torch.device) -> dict[str, TensorDataset]:
+        # Mixtures are small next to GPU memory: preloading lets the engine slice on device.
+        return {
+            s: TensorDataset(torch.tensor(ms.beta, device=dev), torch.tensor(ms.proportions, device=dev))
+            for s, ms in sets.items()
+        }
+
+    def eval_fn(m: torch.nn.Module, ds: TensorDataset, d: torch.device) -> dict[str, float]:
+        x, y = ds.tensors
+        pred = m.predict(x.to(d)).float().cpu().numpy()
+        true = y.cpu().numpy()
+        called, absent = pred >= presence_target, true == 0
+        return {
+            "mae": float(np.abs(pred - true).mean()),
+            "spurious_per_sample": float((called & absent).sum(1).mean()),
+        }
+
+    def after_fit(state: RunState) -> dict[str, Any]:
+        beta = torch.tensor(sets["test"].beta, device=state.device)
+        pred = state.model.predict(beta).float().cpu().numpy()
+        metrics = deconv_metrics(sets["test"].proportions, pred, ref.tissues, presence_target)
+        state.values.update(pred=pred, metrics=metrics)
+        return {
+            "variant": variant,
+            "seed": seed,
+            "test": metrics,
+            "test_losses": state.test_losses,
+            "best_epoch": state.fit.best_epoch,
+            "stopped_reason": state.fit.stopped_reason,
+        }
+
+    spec = RunSpec(
+        kind=KIND,
+        train_config=TrainConfig.from_dict(train_cfg, seed=seed),
+        model_config=dataclasses.asdict(cfg),
+        build_model=build_model,
+        build_data=build_data,
+        ids={"regions": ref.regions, "tissues": ref.tissues},
+        data_fingerprint=data_fingerprint(
+            ref.regions,
+            ref.tissues,
+            ref.profiles,
+            *(a for ms in sets.values() for a in (ms.beta, ms.proportions)),
+        ),
+        run_config={"variant": variant, "init_from": str(init_from or "")},
+        eval_fn=eval_fn,
+        after_fit=after_fit,
+        write_outputs=lambda state: save_predictions(out_predictions, state.values["pred"], ref.tissues),
+        export_extra=lambda state: {"variant": variant, "seed": seed},
+    )
+    outputs = RunOutputs(out_metrics, out_model, tensorboard_dir)
+    return run_training(spec, state_root, outputs, resolve_device(device)).values["metrics"]

@@ -277,6 +277,127 @@ def build_summary(
     return summary
 
 
+class _FoldResults:
+    """Per-fold metrics, test sizes, confusions and pooled test predictions of every method."""
+
+    def __init__(self, fold_of: dict[str, Any], folds_tsv: str | os.PathLike) -> None:
+        self.fold_of, self.folds_tsv = fold_of, folds_tsv
+        self.per_fold: dict[str, list[dict[str, float]]] = {}
+        self.kinds: dict[str, str] = {}
+        self.n_test: dict[str, list[int]] = {}
+        self.pooled: dict[str, dict[str, list]] = {}
+        self.confusions: dict[str, tuple[np.ndarray, list]] = {}
+
+    def add(
+        self, name: str, kind: str, fold: int, metrics: dict[str, float], n: int, confusion, predictions
+    ) -> None:
+        self.kinds[name] = kind
+        self.per_fold.setdefault(name, []).append(metrics)
+        self.n_test.setdefault(name, []).append(n)
+        if confusion is not None:
+            cm, classes = confusion
+            prev = self.confusions.get(name, (np.zeros_like(np.asarray(cm)), classes))[0]
+            self.confusions[name] = (prev + np.asarray(cm), classes)
+        if predictions is not None:
+            wrong = [s for s in predictions["sample"] if self.fold_of.get(s) != fold]
+            if wrong:
+                raise ValueError(
+                    f"{name}: fold {fold}'s test predictions include samples of other folds in "
+                    f"{self.folds_tsv} (e.g. {wrong[:3]}); rerun the fold's jobs"
+                )
+            rec = self.pooled.setdefault(name, {"sample": [], "true": [], "pred": []})
+            for key in rec:
+                rec[key] += list(predictions[key])
+
+    def mean_and_sd(self) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+        rows, spread = {}, {}
+        for name, folds in self.per_fold.items():
+            stats = {metric: mean_sd([f[metric] for f in folds]) for metric in HEADLINE}
+            rows[name] = {metric: v[0] for metric, v in stats.items()}
+            spread[name] = {metric: v[1] for metric, v in stats.items()}
+        return rows, spread
+
+    def paired_tests(self, k: int, notes: list[str]) -> dict[str, dict[str, Any]]:
+        """Exact McNemar on pooled out-of-fold predictions of each model x baseline pair, with
+        the paired t and Wilcoxon tests on per-fold balanced accuracy in its details."""
+        tests: dict[str, dict[str, Any]] = {}
+        models = [n for n in self.per_fold if self.kinds[n] == "model" and n in self.pooled]
+        baselines = [n for n in self.per_fold if self.kinds[n] == "baseline" and n in self.pooled]
+        for model in models:
+            if sorted(self.pooled[model]["sample"]) != sorted(self.fold_of):
+                raise ValueError(
+                    f"{model}: the folds' test predictions do not cover {self.folds_tsv} once each"
+                )
+            for baseline in baselines:
+                test = mcnemar_predictions(self.pooled[model], self.pooled[baseline])
+                test.test = "exact McNemar (pooled out-of-fold predictions)"
+                primary = (
+                    [f["balanced_accuracy"] for f in self.per_fold[model]],
+                    [f["balanced_accuracy"] for f in self.per_fold[baseline]],
+                )
+                test.details["across_folds"] = {
+                    t.test: t.to_dict() for t in (paired_t(*primary), wilcoxon_signed_rank(*primary))
+                }
+                tests[pair_key(model, baseline)] = test.to_dict()
+                across = test.details["across_folds"]
+                notes.append(
+                    f"{model} vs {baseline}, all {test.n} samples out of fold: {test.details['only_model']} "
+                    f"right only by the model, {test.details['only_baseline']} only by the baseline (exact "
+                    f"McNemar p = {test.p_value:.2g}); per-fold balanced accuracy: paired t p = "
+                    f"{across['paired t-test']['p_value']:.2g}, Wilcoxon p = "
+                    f"{across['Wilcoxon signed-rank']['p_value']:.2g} ({k} folds)."
+                )
+        return tests
+
+    def write_table(
+        self, path: Path, rows: dict[str, dict[str, float]], spread: dict[str, dict[str, float]]
+    ) -> None:
+        """``comparison.tsv``: every fold of every method, then its mean and SD."""
+        with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+            writer.writerow(["method", "kind", "fold", "n_test", *HEADLINE])
+            for name, folds in self.per_fold.items():
+                kind, n_test = self.kinds[name], self.n_test[name]
+                for fold, row in enumerate(folds):
+                    writer.writerow([name, kind, fold, n_test[fold], *(f"{row[m]:.4f}" for m in HEADLINE)])
+                writer.writerow(
+                    [name, kind, "mean", sum(n_test), *(f"{rows[name][m]:.4f}" for m in HEADLINE)]
+                )
+                writer.writerow([name, kind, "sd", "", *(f"{spread[name][m]:.4f}" for m in HEADLINE)])
+
+
+def _add_model_folds(
+    results: _FoldResults,
+    paths: list[str | os.PathLike],
+    k: int,
+    histories: dict,
+    chance: dict,
+    notes: list[str],
+) -> None:
+    """One model's metrics files [K], in fold order; fold 0 gives the curves and notes."""
+    if len(paths) != k:
+        raise ValueError(f"{len(paths)} metrics files for {k} folds: {paths}")
+    for fold, path in enumerate(paths):
+        m = _read_model(path)
+        title, file_level = m["title"], m["granularity"] == "file"
+        results.add(
+            title,
+            "model" if file_level else "ablation",
+            fold,
+            {k_: m.test[k_] for k_ in HEADLINE},
+            m.test["n"],
+            (m["test"]["confusion"], m["test"]["classes"]) if file_level else None,
+            m["predictions"] if file_level else None,
+        )
+        if fold == 0:
+            histories[title], chance[title] = m.history, m["chance_nll"]
+            note = _members_note(title, m)
+            if note:
+                notes.append(f"Fold 0: {note}")
+            if not file_level:
+                notes.append(_ablation_note(title, m["test"]["n"]))
+
+
 def build_fold_summary(
     folds_tsv: str | os.PathLike,
     baselines_json: list[str | os.PathLike],
@@ -298,114 +419,33 @@ def build_fold_summary(
     reported beside it. ``comparison.tsv`` lists every fold, then the mean and SD.
     """
     out = Path(out_dir)
-    fold_of = read_given_assignment(folds_tsv, ("sample",), "folds file").values
+    results = _FoldResults(read_given_assignment(folds_tsv, ("sample",), "folds file").values, folds_tsv)
     k = len(baselines_json)
-    per_fold: dict[str, list[dict[str, float]]] = {}
-    kinds: dict[str, str] = {}
-    n_test: dict[str, list[int]] = {}
-    pooled: dict[str, dict[str, list]] = {}
-    confusions: dict[str, tuple[np.ndarray, list]] = {}
-    histories, chance, notes = {}, {}, []
-
-    def add(name: str, fold: int, metrics: dict[str, float], n: int, confusion, predictions) -> None:
-        per_fold.setdefault(name, []).append(metrics)
-        n_test.setdefault(name, []).append(n)
-        if confusion is not None:
-            cm, classes = confusion
-            prev = confusions.get(name, (np.zeros_like(np.asarray(cm)), classes))[0]
-            confusions[name] = (prev + np.asarray(cm), classes)
-        if predictions is not None:
-            wrong = [s for s in predictions["sample"] if fold_of.get(s) != fold]
-            if wrong:
-                raise ValueError(
-                    f"{name}: fold {fold}'s test predictions include samples of other folds in "
-                    f"{folds_tsv} (e.g. {wrong[:3]}); rerun the fold's jobs"
-                )
-            rec = pooled.setdefault(name, {"sample": [], "true": [], "pred": []})
-            for key in rec:
-                rec[key] += list(predictions[key])
-
+    histories: dict[str, Any] = {}
+    chance: dict[str, Any] = {}
+    notes: list[str] = []
     for fold, path in enumerate(baselines_json):
         for name, b in _baseline_rows(read_json_file(path, "baselines metrics file")).items():
-            kinds[name] = "baseline"
-            add(name, fold, b["metrics"], b["n_test"], b["confusion"], b["predictions"])
+            results.add(name, "baseline", fold, b["metrics"], b["n_test"], b["confusion"], b["predictions"])
     for paths in model_metrics.values():
-        if len(paths) != k:
-            raise ValueError(f"{len(paths)} metrics files for {k} folds: {paths}")
-        for fold, path in enumerate(paths):
-            m = _read_model(path)
-            title, file_level = m["title"], m["granularity"] == "file"
-            kinds[title] = "model" if file_level else "ablation"
-            add(
-                title,
-                fold,
-                {k_: m.test[k_] for k_ in HEADLINE},
-                m.test["n"],
-                (m["test"]["confusion"], m["test"]["classes"]) if file_level else None,
-                m["predictions"] if file_level else None,
-            )
-            if fold == 0:
-                histories[title], chance[title] = m.history, m["chance_nll"]
-                note = _members_note(title, m)
-                if note:
-                    notes.append(f"Fold 0: {note}")
-                if not file_level:
-                    notes.append(_ablation_note(title, m["test"]["n"]))
-    rows, spread = {}, {}
-    for name, folds in per_fold.items():
-        stats = {metric: mean_sd([f[metric] for f in folds]) for metric in HEADLINE}
-        rows[name] = {metric: v[0] for metric, v in stats.items()}
-        spread[name] = {metric: v[1] for metric, v in stats.items()}
-    tests: dict[str, dict[str, Any]] = {}
-    models = [n for n in per_fold if kinds[n] == "model"]
-    baselines = [n for n in per_fold if kinds[n] == "baseline"]
-    for model in models:
-        for baseline in baselines:
-            if model not in pooled or baseline not in pooled:
-                continue
-            if sorted(pooled[model]["sample"]) != sorted(fold_of):
-                raise ValueError(f"{model}: the folds' test predictions do not cover {folds_tsv} once each")
-            test = mcnemar_predictions(pooled[model], pooled[baseline])
-            test.test = "exact McNemar (pooled out-of-fold predictions)"
-            primary = (
-                [f["balanced_accuracy"] for f in per_fold[model]],
-                [f["balanced_accuracy"] for f in per_fold[baseline]],
-            )
-            test.details["across_folds"] = {
-                t.test: t.to_dict() for t in (paired_t(*primary), wilcoxon_signed_rank(*primary))
-            }
-            tests[pair_key(model, baseline)] = test.to_dict()
-            notes.append(
-                f"{model} vs {baseline}, all {test.n} samples out of fold: {test.details['only_model']} "
-                f"right only by the model, {test.details['only_baseline']} only by the baseline (exact "
-                f"McNemar p = {test.p_value:.2g}); per-fold balanced accuracy: paired t p = "
-                f"{test.details['across_folds']['paired t-test']['p_value']:.2g}, Wilcoxon p = "
-                f"{test.details['across_folds']['Wilcoxon signed-rank']['p_value']:.2g} ({k} folds)."
-            )
+        _add_model_folds(results, list(paths), k, histories, chance, notes)
+    rows, spread = results.mean_and_sd()
+    tests = results.paired_tests(k, notes)
     plots = _plot_confusions(
-        {n: (c.tolist(), classes) for n, (c, classes) in confusions.items()}, out, f"pooled over {k} folds"
+        {n: (c.tolist(), classes) for n, (c, classes) in results.confusions.items()},
+        out,
+        f"pooled over {k} folds",
     )
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")
-    with atomic_output(out / "comparison.tsv") as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(["method", "kind", "fold", "n_test", *HEADLINE])
-        for name, folds in per_fold.items():
-            for fold, row in enumerate(folds):
-                writer.writerow(
-                    [name, kinds[name], fold, n_test[name][fold], *(f"{row[m]:.4f}" for m in HEADLINE)]
-                )
-            writer.writerow(
-                [name, kinds[name], "mean", sum(n_test[name]), *(f"{rows[name][m]:.4f}" for m in HEADLINE)]
-            )
-            writer.writerow([name, kinds[name], "sd", "", *(f"{spread[name][m]:.4f}" for m in HEADLINE)])
+    results.write_table(out / "comparison.tsv", rows, spread)
     model_diag = [
         (f"fold {f}: ", Path(p)) for paths in model_diagnostics.values() for f, p in enumerate(paths)
     ]
     diag = _diagnostics(diagnostics, model_diag, out)
     plots += [d["figure"] for d in diag if d.get("figure")]
-    comparisons = _comparisons(rows, kinds, task, tests=tests, spread=spread, folds=k)
+    comparisons = _comparisons(rows, results.kinds, task, tests=tests, spread=spread, folds=k)
     if task:
         notes.insert(
             0,

@@ -647,6 +647,13 @@ def test_train_beats_popularity_and_reports(easy):
     assert report["final_train_loss"] < report["first_train_loss"]
     base = bl.run_baselines(data_dir, tmp_path / "feat.npz", "entities")
     assert report["test"]["test/mrr_mean"] > base["popularity"]["test"]["mrr_mean"] + 0.2
+    # The per-query test ranks behind the metrics, the network's and each baseline's.
+    for record, mrr in (
+        (report["test_ranks"], report["test"]["test/s2t_mrr"]),
+        (base["popularity"]["test_ranks"], base["popularity"]["test"]["s2t_mrr"]),
+    ):
+        assert len(record["s2t"]["query"]) == len(record["s2t"]["rank"]) > 0
+        assert np.mean(1 / np.asarray(record["s2t"]["rank"])) == pytest.approx(mrr)
     saved = json.loads((out / "training_report.json").read_text())
     assert saved["hyperparameters"]["lr"] == 0.01 and saved["model_config"]["bridge_dim"] == 16
     assert "test/s2t_acc@5" in saved["test"] and "test/consistency@10" in saved["test"]
@@ -657,6 +664,22 @@ def test_train_beats_popularity_and_reports(easy):
     (tmp_path / "other.json").write_text(json.dumps(other))
     sel = G.select_best([out / "training_report.json", tmp_path / "other.json"])
     assert sel["best_run"] == report["run"]
+    assert sel["test_ranks"] == saved["test_ranks"]
+    # The summary's paired test: far ahead of popularity on the same queries.
+    (tmp_path / "grid.json").write_text(json.dumps(sel))
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    from genomelab.diagnostics import DiagnosticResult, write_results
+
+    write_results(tmp_path / "diag.json", "assoc", [DiagnosticResult("x", "pass", "ok")])
+    comp = Su.build_summary(
+        {"entities": tmp_path / "grid.json"},
+        {"entities": tmp_path / "base.json"},
+        tmp_path / "diag.json",
+        None,
+        tmp_path,
+    ).comparisons[0]
+    test = comp.tests[f"network ({report['run']}) vs popularity"]
+    assert test["p_value"] < 0.05 and test["favours"] == "model"
     # Inference: unseen-entity queries rank their true targets highly.
     asg_src = pd.read_csv(data_dir / "heldout_sources.tsv", sep="\t")
     assert len(asg_src) > 0

@@ -38,11 +38,13 @@ rule assoc_data:
         links=ASSOC["data"]["links"],
         sources=ASSOC["data"]["sources"],
         targets=ASSOC["data"]["targets"],
+        splits=ASSOC["data"]["splits"] or [],
     output:
         links=f"{ASSOC_R}/data/links.tsv",
         sources=f"{ASSOC_R}/data/sources.tsv",
         targets=f"{ASSOC_R}/data/targets.tsv",
         splits=f"{ASSOC_R}/data/splits.npz",
+        link_splits=f"{ASSOC_R}/data/link_splits.tsv",
         heldout_sources=f"{ASSOC_R}/data/heldout_sources.tsv",
         heldout_targets=f"{ASSOC_R}/data/heldout_targets.tsv",
         summary=f"{ASSOC_R}/data/data.json",

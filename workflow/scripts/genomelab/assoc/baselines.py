@@ -137,7 +137,8 @@ def run_baselines(
     knn_k: int = 10,
     ridge_alpha: float = 1.0,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Metrics of popularity, kNN and ridge on the val and test splits of ``scheme``."""
+    """Metrics of popularity, kNN and ridge on the val and test splits of ``scheme``, and
+    their per-query test ranks (``test_ranks``, see :func:`genomelab.assoc.metrics.evaluate`)."""
     sources, targets, links, assignment = load_data(data_dir)
     feats = load_features(features_path)
     vectors = {side: entity_vectors(feats[side]) for side in ("source", "target")}
@@ -149,8 +150,12 @@ def run_baselines(
         RidgeBaseline(vectors, ridge_alpha),
     ):
         model.fit(labels["train"])
+        ranks: dict[str, dict[str, list]] = {}
         out[model.name] = {
-            s: evaluate(model, labels[s], links, assignment.links[scheme]) for s in ("val", "test")
+            "val": evaluate(model, labels["val"], links, assignment.links[scheme]),
+            "test": evaluate(model, labels["test"], links, assignment.links[scheme], ranks_out=ranks),
+            # Per-query test ranks: the summary's paired test against the network.
+            "test_ranks": ranks,
         }
         logger.info("%s on %s: test mrr_mean %.4f", model.name, scheme, out[model.name]["test"]["mrr_mean"])
     return out

@@ -68,6 +68,7 @@ def train_main(args: argparse.Namespace) -> dict[str, Any]:
         tuple(data["split_fractions"]),
         data["min_quality"],
         data["allow_unlinked"],
+        data.get("splits") or None,
     )
     build_features(
         out / "data",

@@ -11,6 +11,10 @@ Two evaluation schemes (``SCHEMES``):
   and both its directions always share a split, so a pair cannot leak between splits);
 - ``entities``: held-out entities; a link belongs to the later split of its two ends
   (train < val < test), and only held-out entities are evaluated as queries.
+
+Both are drawn (seeded) unless given: a ``split`` column in the links table or a splits
+file of (source, target, split) rows fixes the ``links`` scheme (both directions of a pair
+must agree); a ``split`` column in an entity table fixes that side's entities.
 """
 
 from __future__ import annotations
@@ -27,8 +31,17 @@ import pandas as pd
 from scipy import sparse
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.io.tables import LINK_COLUMNS, read_entity_table, read_link_table, write_link_table
-from genomelab.splits import SPLITS, group_split
+from genomelab.io.errors import FormatError
+from genomelab.io.tables import (
+    LINK_COLUMNS,
+    link_pair_key,
+    read_entity_table,
+    read_link_split_file,
+    read_link_table,
+    write_link_split_file,
+    write_link_table,
+)
+from genomelab.splits import SPLITS, GivenAssignment, group_split
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +63,8 @@ class EntityTable:
     """One vocabulary.
 
     ``numeric`` is [n_entities, n_numeric] float32 (zero columns when the table has none);
-    ``descriptions``/``sequences`` are per-entity strings or ``None`` when the column is absent.
+    ``descriptions``/``sequences`` are per-entity strings or ``None`` when the column is absent;
+    ``split`` [n_entities] the given split of the entities scheme (a ``split`` column) or ``None``.
     """
 
     side: str
@@ -59,6 +73,7 @@ class EntityTable:
     sequences: list[str] | None = None
     numeric: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     numeric_names: list[str] = field(default_factory=list)
+    split: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.numeric.size == 0:
@@ -103,7 +118,18 @@ def read_entities(path: str | os.PathLike, side: str) -> EntityTable:
                 f"{side} entity table {path}: entities {empty[:5]} have an empty "
                 "description and no other features"
             )
-    return EntityTable(side, ids.tolist(), descriptions, sequences, numeric, numeric_cols)
+    split = None
+    if "split" in df.columns:
+        values = df["split"].str.strip()
+        bad = ~values.isin(SPLITS)
+        if bad.any():
+            raise FormatError(
+                path,
+                f"{side} entity {ids[bad].iloc[0]!r}: split {values[bad].iloc[0]!r} is not one of {SPLITS}",
+                int(np.flatnonzero(bad.to_numpy())[0]) + 2,
+            )
+        split = values.to_numpy(dtype=str)
+    return EntityTable(side, ids.tolist(), descriptions, sequences, numeric, numeric_cols, split)
 
 
 @dataclass
@@ -111,7 +137,9 @@ class Links:
     """Validated links as index arrays, one row per (pair, direction).
 
     ``source``/``target`` are [n] indices into the entity tables, ``direction`` [n] in
-    ``DIRECTIONS``, ``confidence`` [n] float32, ``category`` [n] str (may be empty).
+    ``DIRECTIONS``, ``confidence`` [n] float32, ``category`` [n] str (may be empty);
+    ``line`` [n] the row's line in the links table (header = 1; a ``both`` row gives two
+    links the same line); ``given_split`` [n] its ``split`` column, or ``None`` without one.
     """
 
     source: np.ndarray
@@ -119,6 +147,8 @@ class Links:
     direction: np.ndarray
     confidence: np.ndarray
     category: np.ndarray
+    line: np.ndarray | None = None
+    given_split: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.source)
@@ -141,6 +171,17 @@ def read_links(
     """
     path = Path(path)
     df = read_link_table(path, (*DIRECTION_NAMES, "both"))
+    df["_line"] = np.arange(len(df)) + 2
+    if "split" in df.columns:
+        df["split"] = df["split"].str.strip()
+        bad = ~df["split"].isin(SPLITS)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise FormatError(
+                path,
+                f"link {df['source'][i]} -> {df['target'][i]}: split {df['split'][i]!r} is not one of {SPLITS}",
+                i + 2,
+            )
     direction = df["direction"]
     if "quality" in df.columns and min_quality is not None:
         quality = pd.to_numeric(df["quality"], errors="coerce")
@@ -195,7 +236,55 @@ def read_links(
         direction=df["direction"].to_numpy(dtype=str),
         confidence=df["confidence"].to_numpy(np.float32),
         category=np.asarray(category, dtype=str),
+        line=df["_line"].to_numpy(np.int64),
+        given_split=df["split"].to_numpy(dtype=str) if "split" in df.columns else None,
     )
+
+
+def given_link_split(
+    links: Links,
+    sources: EntityTable,
+    targets: EntityTable,
+    links_path: str | os.PathLike,
+    splits_path: str | os.PathLike | None = None,
+) -> np.ndarray | None:
+    """The given split of the ``links`` scheme, [n_links] names, or ``None`` (draw one).
+
+    From ``splits_path`` (a (source, target, split) TSV, one row per pair) or else the links
+    table's ``split`` column. Raises ``ValueError`` naming the file and line when both are
+    given, a pair of the file is not among the links, a link has no split, the two directions
+    of a pair disagree (the pair would leak from training into the test), or a split is empty.
+    """
+    src = [sources.ids[i] for i in links.source]
+    tgt = [targets.ids[i] for i in links.target]
+    pairs = [link_pair_key(s, t) for s, t in zip(src, tgt, strict=True)]
+    if splits_path:
+        if links.given_split is not None:
+            raise ValueError(
+                f"links table {links_path} has a 'split' column and a splits file {splits_path} "
+                "is given too: keep one"
+            )
+        given = read_link_split_file(splits_path)
+        known = set(pairs)
+        extra = [k for k in given.values if k not in known]
+        if extra:
+            first = min(extra, key=lambda k: given.lines[k])
+            raise FormatError(
+                splits_path,
+                f"link {first.replace(chr(9), ' -> ')} is not in the links table {links_path} "
+                f"({len(extra)} such pair(s); after the min_quality filter, if one is set)",
+                given.lines[first],
+            )
+        return given.assign(pairs, pairs)
+    if links.given_split is None:
+        return None
+    # Key each row by pair and direction so that a disagreement names both rows' lines.
+    names = [f"{s} -> {t} ({d})" for s, t, d in zip(src, tgt, links.direction, strict=True)]
+    lines = dict(zip(names, links.line.tolist(), strict=True))
+    given = GivenAssignment(
+        "split", dict(zip(names, links.given_split.tolist(), strict=True)), str(links_path), "link", lines
+    )
+    return given.assign(names, [p.replace("\t", " -> ") for p in pairs])
 
 
 @dataclass
@@ -213,12 +302,24 @@ def assign_splits(
     n_targets: int,
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    given_links: np.ndarray | None = None,
+    given_sources: np.ndarray | None = None,
+    given_targets: np.ndarray | None = None,
 ) -> SplitAssignment:
-    """Split links by (source, target) pair and, separately, entities of each side."""
+    """Split links by (source, target) pair and, separately, entities of each side.
+
+    ``given_*`` ([n_links], [n_sources], [n_targets] split names) replace the drawn split
+    of the links scheme and of each side's entities; each draw has its own seeded generator,
+    so giving one leaves the others as they would be drawn.
+    """
     pair = np.char.add(np.char.add(links.source.astype(str), ":"), links.target.astype(str))
-    by_link = group_split(pair, fractions, seed)
+    by_link = group_split(pair, fractions, seed) if given_links is None else np.asarray(given_links, str)
     src_split = group_split(np.arange(n_sources), fractions, seed + 1)
     tgt_split = group_split(np.arange(n_targets), fractions, seed + 2)
+    if given_sources is not None:
+        src_split = np.asarray(given_sources, dtype=str)
+    if given_targets is not None:
+        tgt_split = np.asarray(given_targets, dtype=str)
     order = np.vectorize(SPLIT_ORDER.get)
     later = np.maximum(order(src_split[links.source]), order(tgt_split[links.target]))
     by_entity = np.asarray(SPLITS)[later]
@@ -319,18 +420,33 @@ def prepare_data(
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     min_quality: float | None = None,
     allow_unlinked: bool = False,
+    splits_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Validate the inputs and write normalised tables plus the split assignment.
 
+    The links scheme's split is given by ``splits_path`` or a ``split`` column of the links
+    table (see :func:`given_link_split`), the entities scheme's by ``split`` columns of the
+    entity tables; what is not given is drawn with ``seed`` and ``fractions``.
+
     Writes ``sources.tsv``, ``targets.tsv`` (copies), ``links.tsv`` (one row per link and
-    direction, with both schemes' split names), ``splits.npz``, ``heldout_{sources,targets}.tsv``
-    (test-split entities of the entities scheme: new entities for the inference demo) and
-    ``data.json`` (counts).
+    direction, with both schemes' split names), ``splits.npz``, ``link_splits.tsv`` (the
+    links scheme's split, one (source, target, split) row per pair: a splits file to give
+    back), ``heldout_{sources,targets}.tsv`` (test-split entities of the entities scheme: new
+    entities for the inference demo) and ``data.json`` (counts).
     """
     out = Path(out_dir)
     sources, targets = read_entities(sources_path, "source"), read_entities(targets_path, "target")
     links = read_links(links_path, sources, targets, min_quality, allow_unlinked)
-    assignment = assign_splits(links, len(sources), len(targets), tuple(fractions), seed)
+    given = given_link_split(links, sources, targets, links_path, splits_path)
+    assignment = assign_splits(
+        links, len(sources), len(targets), tuple(fractions), seed, given, sources.split, targets.split
+    )
+    logger.info(
+        "links scheme split: %s; entities scheme: sources %s, targets %s",
+        "drawn" if given is None else "given",
+        "drawn" if sources.split is None else "given",
+        "drawn" if targets.split is None else "given",
+    )
     for side, path in (("sources", sources_path), ("targets", targets_path)):
         with atomic_output(out / f"{side}.tsv") as tmp:
             shutil.copyfile(path, tmp)
@@ -348,6 +464,12 @@ def prepare_data(
         for i in range(len(links))
     )
     write_link_table(rows, out / "links.tsv", (*LINK_COLUMNS, "category", "split_links", "split_entities"))
+    pair_split: dict[tuple[str, str], str] = {}
+    for i in range(len(links)):
+        pair_split.setdefault(
+            (sources.ids[links.source[i]], targets.ids[links.target[i]]), assignment.links["links"][i]
+        )
+    write_link_split_file(((s, t, v) for (s, t), v in pair_split.items()), out / "link_splits.tsv")
     with atomic_output(out / "splits.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(
             fh,

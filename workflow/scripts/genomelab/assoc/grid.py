@@ -42,6 +42,7 @@ def select_best(
     if mode not in ("min", "max"):
         raise ValueError(f"selection mode must be 'min' or 'max', not {mode!r}")
     runs = []
+    test_ranks = {}
     for path in reports:
         rep = read_json_file(path, "training report")
         value = rep["val"].get(metric) if metric != "val/loss" else rep["best_val_loss"]
@@ -59,6 +60,7 @@ def select_best(
                 "epochs_run": rep["epochs_run"],
             }
         )
+        test_ranks[rep["run"]] = rep.get("test_ranks")
     if not runs:
         raise ValueError("no training reports to select from")
     sign = 1 if mode == "max" else -1
@@ -66,7 +68,11 @@ def select_best(
     if not finite:
         raise ValueError(f"every run has a non-finite {metric}")
     best = max(finite, key=lambda r: sign * r["value"])
-    return {"metric": metric, "mode": mode, "best_run": best["run"], "best": best, "runs": runs}
+    result = {"metric": metric, "mode": mode, "best_run": best["run"], "best": best, "runs": runs}
+    if test_ranks[best["run"]] is not None:
+        # The selected run's per-query test ranks, for the summary's paired tests.
+        result["test_ranks"] = test_ranks[best["run"]]
+    return result
 
 
 def select_model(

@@ -121,11 +121,19 @@ def evaluate(
     ks: tuple[int, ...] = KS,
     consistency_k: int = 10,
     chunk: int = 512,
+    ranks_out: dict[str, dict[str, list]] | None = None,
 ) -> dict[str, float]:
-    """All metrics of one split: ``{dir}_acc@K``, ``{dir}_mrr``, ``mrr_mean``, ``consistency@K``."""
+    """All metrics of one split: ``{dir}_acc@K``, ``{dir}_mrr``, ``mrr_mean``, ``consistency@K``.
+
+    With ``ranks_out`` (a dict), also the per-query ranks behind them:
+    ``ranks_out[dir] = {"query": [query index], "rank": [rank]}``, for paired tests.
+    """
     metrics: dict[str, float] = {}
     for d in DIRECTIONS:
-        for name, value in summarise_ranks(direction_ranks(score_fn, labels, d, chunk), ks).items():
+        ranks = direction_ranks(score_fn, labels, d, chunk)
+        if ranks_out is not None:
+            ranks_out[d] = {"query": labels.queries[d].tolist(), "rank": ranks.tolist()}
+        for name, value in summarise_ranks(ranks, ks).items():
             metrics[f"{d}_{name}"] = value
     metrics["mrr_mean"] = (
         float(np.nanmean([metrics[f"{S2T}_mrr"], metrics[f"{T2S}_mrr"]]))
@@ -145,4 +153,44 @@ def evaluate(
     return metrics
 
 
-__all__ = ["KS", "MASKED", "best_positive_ranks", "entry_ranks", "evaluate", "summarise_ranks"]
+def paired_reciprocal_ranks(
+    model: dict[str, dict[str, list]], baseline: dict[str, dict[str, list]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reciprocal ranks of two methods on the same queries, [n] each, matched by
+    (direction, query) from two ``ranks_out`` records of :func:`evaluate`.
+
+    Raises ``ValueError`` when the records do not hold the same queries (another split).
+    """
+    keyed = []
+    for record in (model, baseline):
+        keyed.append(
+            {
+                (d, int(q)): float(r)
+                for d in DIRECTIONS
+                for q, r in zip(
+                    record.get(d, {}).get("query", []), record.get(d, {}).get("rank", []), strict=True
+                )
+                if np.isfinite(r)
+            }
+        )
+    if set(keyed[0]) != set(keyed[1]):
+        raise ValueError(
+            f"paired test: the model ranked {len(keyed[0])} test queries and the baseline "
+            f"{len(keyed[1])}, not the same ones (were they evaluated on the same split?)"
+        )
+    keys = sorted(keyed[0])
+    return (
+        1.0 / np.asarray([keyed[0][k] for k in keys]),
+        1.0 / np.asarray([keyed[1][k] for k in keys]),
+    )
+
+
+__all__ = [
+    "KS",
+    "MASKED",
+    "best_positive_ranks",
+    "entry_ranks",
+    "evaluate",
+    "paired_reciprocal_ranks",
+    "summarise_ranks",
+]

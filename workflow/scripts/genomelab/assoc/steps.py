@@ -28,6 +28,7 @@ def data_step(smk: Any) -> None:
         tuple(data["split_fractions"]),
         data["min_quality"],
         data["allow_unlinked"],
+        data["splits"] or None,
     )
 
 

@@ -10,6 +10,8 @@ import numpy as np
 from genomelab.io.atomic import atomic_output
 from genomelab.io.metrics import read_json_file
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
+from genomelab.report.stats import paired_t, wilcoxon_signed_rank
+from genomelab.report.summary import pair_key
 
 SUMMARY_METRICS = (
     "s2t_acc@1",
@@ -23,6 +25,35 @@ SUMMARY_METRICS = (
     "mrr_mean",
     "consistency@10",
 )
+
+
+def ranking_tests(
+    model_ranks: dict[str, dict[str, list]] | None, baseline_ranks: dict[str, dict[str, list]] | None
+) -> dict | None:
+    """Paired test of the network against one baseline on the same test queries.
+
+    The reciprocal rank of each query (both directions pooled; [n] per method) is compared
+    by a Wilcoxon signed-rank test, with the paired t-test's p-value in ``details``.
+    Queries sharing entities are not independent, so the p-values are optimistic (see
+    docs/assoc.md). ``None`` when either method has no per-query ranks (older outputs).
+    """
+    from genomelab.assoc.metrics import paired_reciprocal_ranks
+
+    if not model_ranks or not baseline_ranks:
+        return None
+    m, b = paired_reciprocal_ranks(model_ranks, baseline_ranks)
+    if len(m) < 2:
+        return None
+    test = wilcoxon_signed_rank(m, b)
+    t = paired_t(m, b)
+    test.details.update(
+        {
+            "metric": "reciprocal rank per test query (both directions)",
+            "mean_difference": float((m - b).mean()),
+            "paired_t_p": t.p_value,
+        }
+    )
+    return test.to_dict()
 
 
 SCHEME_TITLES = {"links": "held-out links (entities seen)", "entities": "held-out entities (unseen)"}
@@ -40,13 +71,20 @@ def build_summary(
         grid = read_json_file(grid_path, "grid selection")
         base = read_json_file(baselines[scheme], "baselines metrics file")
         net = {m: grid["best"]["test"].get(f"test/{m}") for m in SUMMARY_METRICS}
-        rows = {f"network ({grid['best_run']})": net}
-        kinds = {f"network ({grid['best_run']})": "model"}
+        net_name = f"network ({grid['best_run']})"
+        rows = {net_name: net}
+        kinds = {net_name: "model"}
+        tests = {}
         for name, res in base.items():
             rows[name] = {m: res["test"].get(m) for m in SUMMARY_METRICS}
             kinds[name] = "baseline"
+            test = ranking_tests(grid.get("test_ranks"), res.get("test_ranks"))
+            if test is not None:
+                tests[pair_key(net_name, name)] = test
         comps.append(
-            Comparison(f"Ranking, {SCHEME_TITLES.get(scheme, scheme)}", "test", "mrr_mean", True, rows, kinds)
+            Comparison(
+                f"Ranking, {SCHEME_TITLES.get(scheme, scheme)}", "test", "mrr_mean", True, rows, kinds, tests
+            )
         )
     from genomelab.diagnostics import read_results
 
@@ -56,6 +94,9 @@ def build_summary(
         "MRR = mean reciprocal rank of that positive; consistency@10 = share of held-out links ranked in the "
         "top 10 from both ends.",
         "The network row is the grid point with the best validation mrr_mean; all numbers are on the test split.",
+        "Verdicts: Wilcoxon signed-rank test of the per-query reciprocal ranks of the network and the "
+        "best baseline on the same test queries (both directions pooled); queries sharing entities are "
+        "not independent, so p-values are optimistic.",
     ]
     for scheme, grid_path in grids.items():
         grid = read_json_file(grid_path, "grid selection")

@@ -149,13 +149,27 @@ def model_score_fn(model: AssocModel, device: torch.device | str, batch: int = 1
 
 
 def make_eval_fn(
-    labels_by_split: dict[str, SplitLabels], links: Links, link_split: np.ndarray, consistency_k: int = 10
+    labels_by_split: dict[str, SplitLabels],
+    links: Links,
+    link_split: np.ndarray,
+    consistency_k: int = 10,
+    ranks: dict[str, dict] | None = None,
 ):
-    """``eval_fn(model, dataset, device)`` for the Trainer: ranking metrics of the dataset's split."""
+    """``eval_fn(model, dataset, device)`` for the Trainer: ranking metrics of the dataset's split.
+
+    With ``ranks`` (a dict), the test evaluation (once, after fitting) also stores its
+    per-query ranks there under ``"test"``.
+    """
 
     def eval_fn(model: AssocModel, dataset: AssocDataset, device: torch.device) -> dict[str, float]:
         score = model_score_fn(model, device)
-        metrics = evaluate(score, labels_by_split[dataset.split], links, link_split, KS, consistency_k)
+        keep = ranks is not None and dataset.split == "test"
+        split_ranks: dict[str, dict[str, list]] | None = {} if keep else None
+        metrics = evaluate(
+            score, labels_by_split[dataset.split], links, link_split, KS, consistency_k, ranks_out=split_ranks
+        )
+        if keep:
+            ranks["test"] = split_ranks
         model.train()
         return {k: v for k, v in metrics.items() if not k.startswith("n_")}
 
@@ -190,9 +204,11 @@ def train_model(
 
     Writes ``metrics.json``, ``model.pt`` (exported, with the entity IDs), ``tensorboard/``
     (with the alias names) and ``training_report.json`` (``make_report(model, result)``,
-    where ``result`` holds the fit summary and test metrics). Returns the report.
+    where ``result`` holds the fit summary, test metrics and per-query test ranks
+    ``test_ranks``). Returns the report.
     """
     built: dict[str, AssocModel] = {}
+    ranks: dict[str, dict] = {}
 
     def build_model() -> AssocModel:
         built["model"] = build()
@@ -224,6 +240,8 @@ def train_model(
             "final_train_loss": history[-1].get("train/loss") if history else None,
             "first_train_loss": history[0].get("train/loss") if history else None,
             "train_config": dataclasses.asdict(train_cfg),
+            # Per-query ranks of the final test evaluation: the summary's paired tests.
+            "test_ranks": ranks.get("test", {}),
         }
         state.values["report"] = make_report(state.model, result)
         return {"test": test}
@@ -241,7 +259,7 @@ def train_model(
         ids=ids,
         data_fingerprint=data_fingerprint,
         run_config=run_config,
-        eval_fn=make_eval_fn(labels, links, link_split),
+        eval_fn=make_eval_fn(labels, links, link_split, ranks=ranks),
         after_fit=after_fit,
         write_outputs=write_outputs,
         export_extra=lambda state: {"scheme": run_config.get("scheme")},

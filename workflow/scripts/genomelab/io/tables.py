@@ -29,6 +29,7 @@ CLUSTER_COLUMNS = ("contig", "cluster")
 TRUTH_COLUMNS = ("contig", "genome")
 CONTIG_BINS_COLUMNS = ("contig", "bin", "length", "bin_written", "status")
 LINK_COLUMNS = ("source", "target", "direction", "confidence")
+LINK_SPLIT_COLUMNS = ("source", "target", "split")
 SPLIT_COLUMNS = ("sample", "source_sample", "tissue", "label", "split")
 
 
@@ -358,3 +359,52 @@ def read_link_table(path: str | os.PathLike, directions: tuple[str, ...]) -> pd.
         )
     df["confidence"] = conf
     return df
+
+
+def link_pair_key(source: str, target: str) -> str:
+    """Key of a (source, target) pair in a given link split (a tab cannot occur in either)."""
+    return f"{source}\t{target}"
+
+
+def read_link_split_file(path: str | os.PathLike) -> GivenAssignment:
+    """A given split of assoc links: a TSV of ``source``, ``target``, ``split`` rows, one per
+    (source, target) pair (both directions of a pair share its split).
+
+    Returns a split :class:`GivenAssignment` keyed by :func:`link_pair_key`. Errors name the
+    file and line: a missing column, an empty id, an unknown split, a pair given twice.
+    """
+    path = existing_file(path, "link splits file")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        missing = [c for c in LINK_SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise FormatError(path, f"link splits file lacks column(s) {missing} (has {reader.fieldnames})")
+        values: dict[str, str | int] = {}
+        lines: dict[str, int] = {}
+        for row in reader:
+            source, target = (row["source"] or "").strip(), (row["target"] or "").strip()
+            split = (row["split"] or "").strip()
+            if not source or not target:
+                raise FormatError(path, "empty source or target", reader.line_num)
+            if split not in SPLITS:
+                raise FormatError(
+                    path,
+                    f"link {source} -> {target}: split {split!r} is not one of {SPLITS}",
+                    reader.line_num,
+                )
+            key = link_pair_key(source, target)
+            if key in values:
+                raise FormatError(
+                    path,
+                    f"link {source} -> {target} given twice (first on line {lines[key]})",
+                    reader.line_num,
+                )
+            values[key], lines[key] = split, reader.line_num
+    if not values:
+        raise FormatError(path, "link splits file has no rows")
+    return GivenAssignment("split", values, str(path), "source/target", lines)
+
+
+def write_link_split_file(pairs: Iterable[tuple[str, str, str]], path: str | os.PathLike) -> int:
+    """Write (source, target, split) rows as the TSV :func:`read_link_split_file` reads."""
+    return _write_plain_tsv(pairs, path, LINK_SPLIT_COLUMNS, "link split")

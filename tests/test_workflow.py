@@ -358,8 +358,7 @@ def tissue_only_config(workdir: Path, name: str, folds: int) -> str:
         if module != "tissue" and module in config:
             config[module]["enabled"] = False
     config["tissue"]["evaluation"] = {"folds": folds}
-    # A fold's training part can leave a last batch of one sample, which BatchNorm refuses.
-    config["tissue"]["train"]["drop_last"] = True
+    config["run"] = "folds"
     (workdir / name).write_text(yaml.safe_dump(config))
     return name
 
@@ -385,10 +384,10 @@ def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
     workdir = copy_repo(tmp_path)
     config = tissue_only_config(workdir, "k2.yaml", 2)
     res = snakemake(
-        workdir, "results/tissue/summary.json", "--cores", "2", "--configfile", config, timeout=1500
+        workdir, "results/folds/tissue/summary.json", "--cores", "2", "--configfile", config, timeout=1500
     )
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    out = workdir / "results" / "tissue"
+    out = workdir / "results" / "folds" / "tissue"
     folds = (out / "folds.tsv").read_text().splitlines()
     assert folds[0].split("\t")[-1] == "fold" and {line.split("\t")[-1] for line in folds[1:]} == {"0", "1"}
     summary = json.loads((out / "summary.json").read_text())

@@ -154,6 +154,33 @@ class Links:
         return len(self.source)
 
 
+def _check_split_column(df: pd.DataFrame, path: Path) -> None:
+    """A given ``split`` column (stripped in place) holds only train/val/test."""
+    if "split" not in df.columns:
+        return
+    df["split"] = df["split"].str.strip()
+    bad = ~df["split"].isin(SPLITS)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise FormatError(
+            path,
+            f"link {df['source'][i]} -> {df['target'][i]}: split {df['split'][i]!r} is not one of {SPLITS}",
+            i + 2,
+        )
+
+
+def _filter_quality(df: pd.DataFrame, path: Path, min_quality: float | None) -> pd.DataFrame:
+    """Rows with ``quality`` >= ``min_quality`` (all rows without the column or threshold)."""
+    if "quality" not in df.columns or min_quality is None:
+        return df
+    quality = pd.to_numeric(df["quality"], errors="coerce")
+    if quality.isna().any():
+        raise ValueError(f"links table {path}: column 'quality' has non-numeric values")
+    keep = quality >= min_quality
+    logger.info("min_quality %g keeps %d of %d links", min_quality, int(keep.sum()), len(df))
+    return df[keep.to_numpy()]
+
+
 def read_links(
     path: str | os.PathLike,
     sources: EntityTable,
@@ -172,24 +199,9 @@ def read_links(
     path = Path(path)
     df = read_link_table(path, (*DIRECTION_NAMES, "both"))
     df["_line"] = np.arange(len(df)) + 2
-    if "split" in df.columns:
-        df["split"] = df["split"].str.strip()
-        bad = ~df["split"].isin(SPLITS)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise FormatError(
-                path,
-                f"link {df['source'][i]} -> {df['target'][i]}: split {df['split'][i]!r} is not one of {SPLITS}",
-                i + 2,
-            )
+    _check_split_column(df, path)
+    df = _filter_quality(df, path, min_quality)
     direction = df["direction"]
-    if "quality" in df.columns and min_quality is not None:
-        quality = pd.to_numeric(df["quality"], errors="coerce")
-        if quality.isna().any():
-            raise ValueError(f"links table {path}: column 'quality' has non-numeric values")
-        keep = quality >= min_quality
-        logger.info("min_quality %g keeps %d of %d links", min_quality, int(keep.sum()), len(df))
-        df, direction = df[keep.to_numpy()], direction[keep.to_numpy()]
     for side, table in (("source", sources), ("target", targets)):
         unknown = sorted(set(df[side]) - set(table.index))
         if unknown:

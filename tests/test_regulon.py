@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from genomelab.io.bson import write_bson_file as write_bson
+from genomelab.io.tables import read_given_assignment
 from genomelab.regulon import baselines as rbase
 from genomelab.regulon import data as rdata
 from genomelab.regulon import diagnostics as rdiag
@@ -46,6 +47,8 @@ from genomelab.regulon.targets import (
     read_genome,
     reverse_complement_codes,
 )
+from genomelab.regulon.tracks import write_tracks
+from genomelab.report.summary import pair_key, read_module_summary
 from genomelab.train.engine import TrainConfig
 from scipy import stats
 
@@ -610,3 +613,87 @@ def test_same_seed_same_weights_and_reload(synth, tmp_path):
     data = TargetData(d / "targets.h5")
     start = (data.split_windows("test")["start"].iloc[0] - data.region_start) // 16
     np.testing.assert_allclose(pred["operon"][0].numpy(), saved[:, start : start + 128], rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------ held-out blocks, paired tests
+def _targets(synth, out: Path, targets: dict, seed: int) -> TargetData:
+    d = synth["data"]
+    rtargets.make_targets(
+        d / "genes.tsv",
+        d / "operons.tsv",
+        synth["genome"],
+        targets,
+        out / "targets.h5",
+        seed=seed,
+        blocks_out=out / "blocks.tsv",
+    )
+    return TargetData(out / "targets.h5")
+
+
+def test_blocks_table_round_trips_as_given_blocks(synth, tmp_path):
+    drawn = _targets(synth, tmp_path / "a", SMALL_TARGETS, seed=3)
+    table = pd.read_csv(tmp_path / "a" / "blocks.tsv", sep="\t")
+    assert list(table.columns) == ["block", "chrom", "start", "end", "split"]
+    assert table["split"].tolist() == drawn.blocks["split"].tolist()
+    assert (table["chrom"] == drawn.contig).all()
+    # The table is also a splits file keyed by block for the generic reader.
+    given = read_given_assignment(tmp_path / "a" / "blocks.tsv", ("block",), "blocks file")
+    assert given.values == {str(b): s for b, s in zip(table["block"], table["split"], strict=True)}
+    # Reused as the held-out file under another seed: the same blocks, windows and table.
+    reused = _targets(
+        synth, tmp_path / "b", {**SMALL_TARGETS, "heldout": {"file": str(tmp_path / "a" / "blocks.tsv")}}, 99
+    )
+    pd.testing.assert_frame_equal(reused.blocks, drawn.blocks)
+    pd.testing.assert_frame_equal(reused.windows, drawn.windows)
+    assert (tmp_path / "b" / "blocks.tsv").read_text() == (tmp_path / "a" / "blocks.tsv").read_text()
+
+
+def test_summary_holds_paired_tests(synth, tmp_path):
+    """A model close to the truth against noise baselines: every comparison has a paired
+    test with a p-value; with many test genes the expression verdict is a significant win."""
+    test_blocks = [2, 5, 8]
+    data = _targets(
+        synth, tmp_path, {**SMALL_TARGETS, "heldout": {"blocks": {"val": [0], "test": test_blocks}}}, 3
+    )
+    rng = np.random.default_rng(0)
+    truth = {
+        "expression": np.nan_to_num(data.expression).astype(np.float32),
+        "density": data.density.astype(np.float32),
+        "operon": data.operon.astype(np.float32),
+    }
+    model = {k: (v + 0.05 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in truth.items()}
+    model["operon"] = np.clip(model["operon"], 0, 1)
+    noise = {
+        key: {k: rng.random(v.shape).astype(np.float32) for k, v in truth.items()} for key in ("kmer", "gc")
+    }
+    write_tracks(tmp_path / "model.h5", {"model": model}, data)
+    write_tracks(tmp_path / "baselines.h5", noise, data)
+    reval.evaluate(
+        tmp_path / "targets.h5",
+        synth["data"] / "genes.tsv",
+        synth["data"] / "norm_stats.json",
+        tmp_path / "model.h5",
+        tmp_path / "baselines.h5",
+        tmp_path / "eval",
+        plot_bp=5000,
+        summary_json=tmp_path / "eval" / "summary.json",
+        summary_md=tmp_path / "eval" / "summary.md",
+    )
+    summary = read_module_summary(tmp_path / "eval" / "summary.json")
+    for comp in summary.comparisons:
+        for baseline in reval.BASELINE_NAMES.values():
+            test = comp.tests[pair_key(reval.MODEL, baseline)]
+            assert 0 <= test["p_value"] <= 1 and test["favours"] == "model", (comp.title, test)
+    expression, density, operon = summary.comparisons
+    gene_test = expression.tests[pair_key(reval.MODEL, reval.BASELINE_NAMES["gc"])]
+    assert "test genes" in gene_test["test"] and gene_test["n"] >= 10 and gene_test["p_value"] < 0.05
+    assert gene_test["details"]["per_block"]["details"]["blocks"] == test_blocks
+    assert "beats" in expression.verdict() and "Wilcoxon" in expression.verdict()
+    block_test = density.tests[pair_key(reval.MODEL, reval.BASELINE_NAMES["kmer"])]
+    # Three blocks: the smallest two-sided Wilcoxon p is 2 / 2^3, so never "beats".
+    assert block_test["n"] == 3 and block_test["p_value"] == pytest.approx(0.25)
+    assert block_test["details"]["smallest_possible_p"] == pytest.approx(0.25)
+    assert "ties with" in density.verdict() and "not significant" in density.verdict()
+    assert "held-out test blocks [2, 5, 8]" in " ".join(summary.notes).lower()
+    assert "p = " in (tmp_path / "eval" / "summary.md").read_text()
+    json.loads((tmp_path / "eval" / "summary.json").read_text())

@@ -400,3 +400,41 @@ def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
     assert "±" in (out / "summary.md").read_text()
     table = (out / "comparison.tsv").read_text().splitlines()
     assert table[0].startswith("method\tkind\tfold\tn_test") and any("\tmean\t" in line for line in table)
+
+
+def regulon_only_config(workdir: Path, name: str, heldout: dict | None) -> str:
+    """The test config's regulon block alone (other modules off), with ``heldout`` blocks."""
+    config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
+    for module in (*MODULES, "ingest"):
+        if module != "regulon" and module in config:
+            config[module]["enabled"] = False
+    if heldout is not None:
+        config["regulon"]["targets"]["heldout"] = heldout
+    (workdir / name).write_text(yaml.safe_dump(config))
+    return name
+
+
+def test_dry_run_with_given_heldout_blocks_plans_the_same_jobs(workdir):
+    """Held-out blocks given by a file (an input of regulon_targets) or by index plan the same
+    jobs as the random draw."""
+    (workdir / "heldout.bed").write_text("chr\t0\t20480\tval\nchr\t81920\t102400\ttest\n")
+    jobs, outputs = {}, {}
+    for name, heldout in (
+        ("drawn", None),
+        ("file", {"file": "heldout.bed"}),
+        ("indices", {"blocks": {"val": [0], "test": [4, 7]}}),
+    ):
+        res = snakemake(
+            workdir,
+            "-n",
+            "--cores",
+            "2",
+            "--configfile",
+            regulon_only_config(workdir, f"r_{name}.yaml", heldout),
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        jobs[name], outputs[name] = job_counts(res.stdout), res.stdout
+    assert jobs["file"] == jobs["drawn"] == jobs["indices"], jobs
+    assert jobs["drawn"]["regulon_targets"] == 1
+    assert "heldout.bed" in outputs["file"] and "heldout.bed" not in outputs["drawn"]
+    assert "data/blocks.tsv" in outputs["drawn"]

@@ -13,6 +13,9 @@ REGULON_DUMP = (
     else sorted(str(p) for p in Path(REGULON["dump_dir"]).rglob("*.bson*") if ".metadata." not in p.name)
 )
 REGULON_ANNOTATION = [REGULON["annotation"]] if REGULON["annotation"] else []
+# A given file of held-out blocks is an input, so that editing it reruns the split.
+REGULON_HELDOUT_FILE = REGULON["targets"].get("heldout", {}).get("file")
+REGULON_HELDOUT = [REGULON_HELDOUT_FILE] if REGULON_HELDOUT_FILE else []
 REGULON_MODEL_JSON = config_json({k: REGULON[k] for k in ("model", "targets", "train")})
 # Resumable state per configuration: a changed model/targets/train config or seed starts a
 # fresh run in its own folder instead of failing on the old last.pt's fingerprint.
@@ -60,13 +63,16 @@ rule regulon_process:
 
 
 rule regulon_targets:
-    """Strand-aware targets over the genome, genome blocks with splits, windows (HDF5)."""
+    """Strand-aware targets over the genome, genome blocks with splits (drawn or given), windows (HDF5)."""
     input:
         genes=rules.regulon_process.output.genes,
         operons=rules.regulon_process.output.operons,
         genome=REGULON["genome"],
+        heldout=REGULON_HELDOUT,
     output:
-        f"{REGULON_OUT}/data/targets.h5",
+        targets=f"{REGULON_OUT}/data/targets.h5",
+        # The split of every block, whether drawn or given: reusable as targets.heldout.file.
+        blocks=f"{REGULON_OUT}/data/blocks.tsv",
     log:
         f"{LOGS}/regulon/targets.log",
     benchmark:

@@ -87,6 +87,7 @@ def run(
         data / "targets.h5",
         cfg["contig"],
         seed,
+        data / "blocks.tsv",
     )
     if process_data_only:
         logger.info("--process-data-only: stopping after %s", data / "targets.h5")

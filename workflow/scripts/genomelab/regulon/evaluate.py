@@ -13,11 +13,13 @@ import pandas as pd
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output
 from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
+from genomelab.regulon.blocks import Heldout, paired_tests
 from genomelab.regulon.data import Normaliser, read_genes
 from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import read_tracks, split_bin_mask
-from genomelab.report.summary import Comparison, ModuleSummary, write_module_summary
+from genomelab.report.stats import PairedTest
+from genomelab.report.summary import Comparison, ModuleSummary, pair_key, write_module_summary
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +44,38 @@ COMPARISONS = (
 )
 
 
-def comparisons(metrics: dict[str, dict[str, float]], split: str) -> list[Comparison]:
-    """One comparison per head; rows: the model and each baseline on the same positions."""
+def comparisons(
+    metrics: dict[str, dict[str, float]],
+    split: str,
+    tests: dict[str, dict[str, PairedTest]] | None = None,
+) -> list[Comparison]:
+    """One comparison per head; rows: the model and each baseline on the same positions;
+    ``tests``: primary metric -> baseline -> paired test of the model against it."""
     out = []
     for title, primary, higher, keys in COMPARISONS:
         rows = {name: {k: m[k] for k in keys} for name, m in metrics.items()}
         kinds = {name: "model" if name == MODEL else "baseline" for name in metrics}
-        out.append(Comparison(title, split, primary, higher, rows, kinds))
+        found = (tests or {}).get(primary, {})
+        paired = {pair_key(MODEL, name): t.to_dict() for name, t in found.items()}
+        out.append(Comparison(title, split, primary, higher, rows, kinds, paired))
     return out
+
+
+def block_metrics(
+    methods: dict[str, dict[str, np.ndarray]],
+    data: TargetData,
+    genes: pd.DataFrame,
+    split: str,
+    value_field: str,
+) -> dict[str, pd.DataFrame]:
+    """Per method, the metrics of each ``split`` block: a frame with a ``block`` column."""
+    blocks = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
+    return {
+        name: pd.DataFrame(
+            [{"block": b, **evaluate_tracks(t, data, genes, split, value_field, block=b)} for b in blocks]
+        )
+        for name, t in methods.items()
+    }
 
 
 def bedgraph_lines(track: np.ndarray, contig: str, region_start: int, step_bp: int) -> pd.DataFrame:
@@ -221,14 +247,11 @@ def evaluate(
     )
     res_mask = split_bin_mask(data, split, data.config.resolution_bp)
     measured = genes[np.isfinite(genes["z"].to_numpy(dtype=float))]
-    per_gene = {
-        name: (
-            gene_means(methods[name]["expression"], measured, data, res_mask),
-            measured["z"].to_numpy(dtype=float),
-        )
-        for name in (MODEL, BASELINE_NAMES["kmer"])
-    }
-    plot_genes(plots[1], per_gene, split)
+    true_gene = measured["z"].to_numpy(dtype=float)
+    gene_pred = {name: gene_means(t["expression"], measured, data, res_mask) for name, t in methods.items()}
+    plot_genes(
+        plots[1], {name: (gene_pred[name], true_gene) for name in (MODEL, BASELINE_NAMES["kmer"])}, split
+    )
     write_bedgraphs(methods[MODEL], data, norm, out_dir / "tracks")
     if summary_json is not None:
         diags = [r.__dict__ for p in diagnostics_paths for r in read_results(p)]
@@ -248,10 +271,23 @@ def evaluate(
                 f"{', '.join(f'{v:.3g}' for v in t['val_loss_per_epoch'])}."
             )
         notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
+        tests = paired_tests(
+            block_metrics(methods, data, genes, split, norm.value_field), gene_pred, true_gene, MODEL
+        )
+        held = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
+        how = (
+            "given in regulon.targets.heldout" if Heldout.from_config(data.config.heldout).given else "drawn"
+        )
+        notes.append(
+            f"Held-out {split} blocks {held} ({data.config.block_bp} bp each, {how}; "
+            "all blocks in data/blocks.tsv). Paired tests: Wilcoxon signed-rank over test genes for "
+            f"expression (genes of one block are not independent), over the {len(held)} test blocks for "
+            f"density and operons (smallest possible two-sided p {2.0 / 2 ** len(held):.2g})."
+        )
         summary = ModuleSummary(
             "regulon",
             "regulon: E. coli sequence -> expression, gene density, operons",
-            comparisons(metrics, split),
+            comparisons(metrics, split, tests),
             diags,
             [str(p.relative_to(out_dir)) for p in plots],
             notes,

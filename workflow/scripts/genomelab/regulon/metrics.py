@@ -80,12 +80,18 @@ def gene_means(track: np.ndarray, genes: pd.DataFrame, data: TargetData, covered
 
 
 def evaluate_tracks(
-    tracks: dict[str, np.ndarray], data: TargetData, genes: pd.DataFrame, split: str, value_field: str = "tpm"
+    tracks: dict[str, np.ndarray],
+    data: TargetData,
+    genes: pd.DataFrame,
+    split: str,
+    value_field: str = "tpm",
+    block: int | None = None,
 ) -> dict[str, float]:
-    """Flat metrics of one method's prediction tracks on ``split`` blocks."""
+    """Flat metrics of one method's prediction tracks on ``split`` blocks (on one ``block``
+    of them, when given: the per-block values of the paired tests)."""
     cfg = data.config
-    res_mask = split_bin_mask(data, split, cfg.resolution_bp)
-    bin_mask = split_bin_mask(data, split, cfg.bin_bp)
+    res_mask = split_bin_mask(data, split, cfg.resolution_bp, block)
+    bin_mask = split_bin_mask(data, split, cfg.bin_bp, block)
     out: dict[str, float] = {}
     sel = np.broadcast_to(res_mask, data.expression.shape)
     for k, v in regression_metrics(tracks["expression"][sel], data.expression[sel]).items():

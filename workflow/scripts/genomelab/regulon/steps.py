@@ -38,9 +38,10 @@ def targets_step(smk: Any) -> None:
         smk.input.operons,
         smk.input.genome,
         cfg["targets"],
-        smk.output[0],
+        smk.output.targets,
         cfg.get("contig"),
         smk.params.seed,
+        smk.output.blocks,
     )
 
 

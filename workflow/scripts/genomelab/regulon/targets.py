@@ -29,8 +29,9 @@ import pandas as pd
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_output
 from genomelab.io.fasta import read_fasta
+from genomelab.regulon.blocks import Heldout, assign_blocks, block_frame, write_blocks_table
 from genomelab.regulon.data import read_genes, read_operons
-from genomelab.splits import SPLITS, group_split
+from genomelab.splits import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class TargetConfig(ConfigSection):
     split_fractions: list[float] = from_schema("regulon.targets.split_fractions")
     operon_min_genes: int = from_schema("regulon.targets.operon_min_genes")
     expression_min_fraction: float = from_schema("regulon.targets.expression_min_fraction")
+    heldout: dict = from_schema("regulon.targets.heldout")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -109,6 +111,7 @@ class TargetConfig(ConfigSection):
                 f"regulon.targets.expression_min_fraction must be in (0, 1], not "
                 f"{self.expression_min_fraction}"
             )
+        Heldout.from_config(self.heldout)
 
 
 def _interval_sum(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -178,13 +181,13 @@ def pool_binary(track_bp: np.ndarray, resolution_bp: int) -> np.ndarray:
     )
 
 
-def make_blocks(start: int, end: int, cfg: TargetConfig) -> pd.DataFrame:
-    """Contiguous blocks of ``block_bp`` with a split each (block ids are the split groups)."""
-    starts = np.arange(start, end, cfg.block_bp)
-    ends = np.minimum(starts + cfg.block_bp, end)
-    ids = np.arange(len(starts))
-    split = group_split(ids, cfg.split_fractions, seed=cfg.seed)
-    blocks = pd.DataFrame({"block": ids, "start": starts, "end": ends, "split": split})
+def make_blocks(start: int, end: int, cfg: TargetConfig, contig: str | None = None) -> pd.DataFrame:
+    """Contiguous blocks of ``block_bp`` with a split each (block ids are the split groups):
+    drawn, or given by ``cfg.heldout`` (see :mod:`genomelab.regulon.blocks`)."""
+    blocks = block_frame(start, end, cfg.block_bp)
+    blocks["split"] = assign_blocks(
+        blocks, Heldout.from_config(cfg.heldout), cfg.split_fractions, cfg.seed, contig
+    )
     for s in SPLITS:
         usable = blocks[(blocks["split"] == s) & (blocks["end"] - blocks["start"] >= cfg.window_bp)]
         if usable.empty:
@@ -213,8 +216,10 @@ def build_targets(
     contig: str,
     cfg: TargetConfig,
     out_path: str | os.PathLike,
+    blocks_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Compute every track over the configured region and write ``targets.h5``.
+    """Compute every track over the configured region and write ``targets.h5``, and the
+    blocks with their splits to ``blocks_path`` (a TSV reusable as ``heldout.file``).
 
     ``codes``: [n_genome_bp] uint8 of the whole contig. Returns a small summary dict.
     """
@@ -228,8 +233,10 @@ def build_targets(
     dens = density_track(genes, start, end, cfg.bin_bp)
     expr_r = pool_expression(expr_bp, cfg.resolution_bp, cfg.expression_min_fraction)
     oper_r = pool_binary(oper_bp, cfg.resolution_bp)
-    blocks = make_blocks(start, end, cfg)
+    blocks = make_blocks(start, end, cfg, contig)
     windows = make_windows(blocks, cfg)
+    if blocks_path is not None:
+        write_blocks_table(blocks, contig, blocks_path)
     with atomic_output(out_path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["contig"] = contig
         h5.attrs["region_start"] = start
@@ -359,7 +366,10 @@ def make_targets(
     out: str | os.PathLike,
     contig: str | None = None,
     seed: int = 0,
+    blocks_out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     cfg = TargetConfig.from_dict(targets_cfg, seed=seed)
     name, codes = read_genome(genome, contig)
-    return build_targets(read_genes(genes_path), read_operons(operons_path), codes, name, cfg, out)
+    return build_targets(
+        read_genes(genes_path), read_operons(operons_path), codes, name, cfg, out, blocks_out
+    )

@@ -20,11 +20,15 @@ from genomelab.regulon.targets import TargetData
 TRACKS = ("expression", "density", "operon")
 
 
-def split_bin_mask(data: TargetData, split: str, step_bp: int) -> np.ndarray:
-    """[n_region_bp // step_bp] bool: bins covered by the windows of ``split``."""
+def split_bin_mask(data: TargetData, split: str, step_bp: int, block: int | None = None) -> np.ndarray:
+    """[n_region_bp // step_bp] bool: bins covered by the windows of ``split`` (of one
+    ``block`` of it, when given)."""
     n = (data.region_end - data.region_start) // step_bp
     mask = np.zeros(n, dtype=bool)
-    starts = (data.split_windows(split)["start"].to_numpy() - data.region_start) // step_bp
+    windows = data.split_windows(split)
+    if block is not None:
+        windows = windows[windows["block"] == block]
+    starts = (windows["start"].to_numpy() - data.region_start) // step_bp
     idx = starts[:, None] + np.arange(data.config.window_bp // step_bp)
     mask[idx.ravel()] = True
     return mask

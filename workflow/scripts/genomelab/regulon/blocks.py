@@ -127,6 +127,33 @@ def _file_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _columns(path: Path, rows: list[tuple[int, list[str]]]) -> tuple[list[int], list[tuple[int, list[str]]]]:
+    """Column positions of chrom, start, end, split (BED order, or a header naming them) and
+    the data rows."""
+    first_row = rows[0][1]
+    if len(first_row) >= 2 and first_row[1].strip().lstrip("-").isdigit():
+        return list(range(4)), rows
+    header = [c.strip().lower() for c in first_row]
+    missing = [c for c in FILE_COLUMNS if c not in header]
+    if missing:
+        raise FormatError(
+            path, f"header lacks column(s) {missing} (a header needs {list(FILE_COLUMNS)})", rows[0][0]
+        )
+    return [header.index(c) for c in FILE_COLUMNS], rows[1:]
+
+
+def _parse_row(path: Path, number: int, fields: list[str], columns: list[int]) -> tuple[str, int, int, str]:
+    if len(fields) <= max(columns):
+        raise FormatError(path, f"expected chrom, start, end and split, got {len(fields)} field(s)", number)
+    chrom, raw_start, raw_end, split = (fields[c].strip() for c in columns)
+    if split not in SPLITS:
+        raise FormatError(path, f"split {split!r} is not one of {SPLITS}", number)
+    try:
+        return chrom, int(raw_start), int(raw_end), split
+    except ValueError:
+        raise FormatError(path, f"start {raw_start!r} and end {raw_end!r} must be integers", number) from None
+
+
 def read_heldout_file(path: str | os.PathLike, contig: str, blocks: pd.DataFrame) -> GivenAssignment:
     """The split of every block from a BED/TSV of (chrom, start, end, split) rows.
 
@@ -139,36 +166,14 @@ def read_heldout_file(path: str | os.PathLike, contig: str, blocks: pd.DataFrame
     rows = _file_rows(path)
     if not rows:
         raise FormatError(path, "held-out blocks file has no rows")
-    columns = list(range(4))
-    first_row = rows[0][1]
-    if len(first_row) < 2 or not first_row[1].strip().lstrip("-").isdigit():
-        header = [c.strip().lower() for c in rows[0][1]]
-        missing = [c for c in FILE_COLUMNS if c not in header]
-        if missing:
-            raise FormatError(
-                path, f"header lacks column(s) {missing} (a header needs {list(FILE_COLUMNS)})", rows[0][0]
-            )
-        columns = [header.index(c) for c in FILE_COLUMNS]
-        rows = rows[1:]
+    columns, rows = _columns(path, rows)
     starts = blocks["start"].to_numpy()
     ends = blocks["end"].to_numpy()
     values: dict[str, str] = {str(b): "train" for b in blocks["block"]}
     lines: dict[str, int] = {}
     skipped = 0
     for number, fields in rows:
-        if len(fields) <= max(columns):
-            raise FormatError(
-                path, f"expected chrom, start, end and split, got {len(fields)} field(s)", number
-            )
-        chrom, raw_start, raw_end, split = (fields[c].strip() for c in columns)
-        if split not in SPLITS:
-            raise FormatError(path, f"split {split!r} is not one of {SPLITS}", number)
-        try:
-            start, end = int(raw_start), int(raw_end)
-        except ValueError:
-            raise FormatError(
-                path, f"start {raw_start!r} and end {raw_end!r} must be integers", number
-            ) from None
+        chrom, start, end, split = _parse_row(path, number, fields, columns)
         if chrom != contig:
             skipped += 1
             continue

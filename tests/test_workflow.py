@@ -136,7 +136,9 @@ def finished_run(workdir) -> Path:
 
 
 def train_rules(workdir: Path) -> list[str]:
-    res = snakemake(workdir, "--list-rules")
+    # Snakemake reads no config by default, and --list-rules needs one to parse the workflow.
+    res = snakemake(workdir, "--list-rules", "--configfile", "config/test.yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
     return sorted(r for r in res.stdout.split() if r.endswith("_train"))
 
 
@@ -410,6 +412,8 @@ def regulon_only_config(workdir: Path, name: str, heldout: dict | None) -> str:
             config[module]["enabled"] = False
     if heldout is not None:
         config["regulon"]["targets"]["heldout"] = heldout
+    # A run of its own: the shared workdir may hold finished_run's results for run "test".
+    config["run"] = "blocks_" + Path(name).stem
     (workdir / name).write_text(yaml.safe_dump(config))
     return name
 

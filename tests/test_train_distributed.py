@@ -54,11 +54,8 @@ def train_once(state_dir: Path, model_cls: type[nn.Module] = Regressor) -> Train
     return trainer
 
 
-@pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
-    single = train_once(tmp_path / "single").model
-    out = tmp_path / "ddp"
-    out.mkdir()
+def run_two_ranks(out: Path, *worker_args: str) -> subprocess.CompletedProcess:
+    """tests/ddp_worker.py under torchrun with 2 CPU processes (gloo), writing under ``out``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     cmd = [
         sys.executable,
@@ -68,8 +65,17 @@ def test_two_processes_match_one(tmp_path):
         "--nproc-per-node=2",
         str(HERE / "ddp_worker.py"),
         str(out),
+        *worker_args,
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+    single = train_once(tmp_path / "single").model
+    out = tmp_path / "ddp"
+    out.mkdir()
+    res = run_two_ranks(out)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     ddp_weights = torch.load(out / "weights.pt", weights_only=True)
     for name, value in single.state_dict().items():
@@ -101,18 +107,7 @@ def test_a_rule_asking_for_two_gpus_is_relaunched_under_torchrun(tmp_path):
 @pytest.mark.slow
 def test_ranks_agree_on_validation_with_batchnorm(tmp_path):
     """Every rank evaluates the same model, so early stopping and the best epoch agree."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        str(HERE / "ddp_worker.py"),
-        str(tmp_path),
-        "norm",
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    res = run_two_ranks(tmp_path, "norm")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["val"] == ranks[1]["val"] and len(ranks[0]["val"]) == 4

@@ -48,18 +48,22 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def average_gradients(params: Iterable[torch.nn.Parameter], world: int) -> None:
-    """All-reduce gradients in one flat buffer and divide by the world size."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads or world <= 1:
+def _average_in_place(tensors: list[torch.Tensor], world: int) -> None:
+    """All-reduce ``tensors`` in one flat buffer, divide by the world size, copy back."""
+    if not tensors or world <= 1:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
     flat /= world
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter], world: int) -> None:
+    """All-reduce gradients in one flat buffer and divide by the world size."""
+    _average_in_place([p.grad for p in params if p.grad is not None], world)
 
 
 def broadcast_module(module: torch.nn.Module) -> None:
@@ -76,16 +80,7 @@ def average_buffers(module: torch.nn.Module, world: int) -> None:
     evaluate different models, disagree on the validation loss and so on the best epoch
     and on early stopping. Integer buffers (``num_batches_tracked``) are equal already.
     """
-    floats = [b for b in module.buffers() if b.is_floating_point()]
-    if not floats or world <= 1:
-        return
-    flat = torch.cat([b.reshape(-1) for b in floats])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for b in floats:
-        b.copy_(flat[offset : offset + b.numel()].view_as(b))
-        offset += b.numel()
+    _average_in_place([b for b in module.buffers() if b.is_floating_point()], world)
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

@@ -49,8 +49,9 @@ dry-run: setup
 	$(BIN)/snakemake -n --cores $(CORES) --configfile $(CONFIG)
 	$(BIN)/snakemake -n --profile profiles/slurm --configfile $(CONFIG)
 
+# The HTML report of a finished run (results/<run>/report.html), opening on its run summary.
 report: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report report.html
+	$(BIN)/genomelab report --configfile $(CONFIG)
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

@@ -11,10 +11,20 @@ from snakemake.utils import min_version
 min_version("9")
 
 
-report: "workflow/report/workflow.rst"
-
-
 include: "workflow/rules/common.smk"
+
+
+# The report opens on the run summary once report_summary has written it (the report of a
+# finished run); before that, on the plain description.
+if Path(f"{RESULTS}/report/landing.rst").exists():
+
+    report: "workflow/report/landing.rst"
+
+else:
+
+    report: "workflow/report/workflow.rst"
+
+
 # Converts user methylation files into the tissue module's input; its outputs are requested
 # by the tissue module when tissue.input points at them.
 include: "workflow/rules/ingest.smk"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from genomelab.io.dropped import count_dropped
 from genomelab.io.errors import FormatError
 from genomelab.report import Comparison, ModuleSummary, read_module_summary, write_module_summary
@@ -125,3 +126,53 @@ def test_dropped_entries_are_checked_when_read(tmp_path):
     path.write_text(json.dumps({"module": "m", "title": "t", "dropped": [{"step": "s", "count": 2}]}))
     with pytest.raises(FormatError, match=r"summary.json: dropped\[0\] must be an object with the keys"):
         read_module_summary(path)
+
+
+def test_landing_page_is_the_verdict_table_and_numeric_metadata(tmp_path):
+    from docutils.core import publish_parts
+
+    tests = {
+        "MLP vs logistic regression": {"test": "exact McNemar", "n": 40, "p_value": 0.01, "favours": "model"}
+    }
+    won = comparison(0.95)
+    won.tests = {k: {**v, "statistic": 0.0, "wins": 9, "losses": 1} for k, v in tests.items()}
+    summary = ModuleSummary("tissue", "Tissue of origin", [won, comparison(0.5)], [], notes=[])
+    write_module_summary(summary, tmp_path / "tissue" / "summary.json", tmp_path / "tissue" / "summary.md")
+    write_software_versions(tmp_path / "versions.json", "seed: 1")
+    out = tmp_path / "report"
+    write_run_summary(
+        [tmp_path / "tissue" / "summary.json"],
+        tmp_path / "versions.json",
+        out / "summary.md",
+        out / "summary.json",
+        run="cohort_a_2",
+        landing_dir=out,
+    )
+    html = publish_parts((out / "landing.rst").read_text(), writer="html")["html_body"]
+    assert "Run summary: cohort_a_2" in html and "<table" in html
+    verdicts = [json.loads((out / "summary.json").read_text())["modules"][i]["verdict"] for i in (0, 1)]
+    assert " beats " in verdicts[0] and "does NOT beat" in verdicts[1]
+    for verdict in verdicts:  # each verdict is a table cell, as written (no markup swallowed)
+        assert verdict.split(" (")[0] in html
+    metadata = yaml.safe_load((out / "landing.yaml").read_text())
+    # Snakemake 9 shows string metadata as raw docutils parts: numbers only.
+    assert all(isinstance(v, int) for v in metadata.values()), metadata
+    assert metadata["model beats baseline (paired test)"] == 1 and metadata["baseline ahead"] == 1
+
+
+def test_report_command_opens_on_the_landing_page_when_the_run_has_one(tmp_path, monkeypatch):
+    from genomelab.cli import report_command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("run: cohort_b\ntissue: {enabled: true}\n")
+    cmd = report_command("my.yaml")
+    assert cmd[-2:] == ["--report", "results/cohort_b/report.html"] and "--report-metadata" not in cmd
+    landing = tmp_path / "results" / "cohort_b" / "report" / "landing.yaml"
+    landing.parent.mkdir(parents=True)
+    landing.write_text("ties: 1\n")
+    cmd = report_command("my.yaml", out="r.html")
+    assert cmd[cmd.index("--report") + 1] == "r.html"
+    assert cmd[cmd.index("--report-metadata") + 1] == "results/cohort_b/report/landing.yaml"
+    (tmp_path / "bad.yaml").write_text("tissue: {enabled: true}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: no `run:` name"):
+        report_command("bad.yaml")

@@ -208,46 +208,67 @@ def test_changing_a_training_parameter_reruns_training_not_features(finished_run
     assert "tissue_features" not in jobs and "tissue_simulate" not in jobs, jobs
 
 
-@pytest.mark.slow
-def test_snakemake_report_renders_in_a_browser(finished_run):
-    res = snakemake(finished_run, "--configfile", "config/test.yaml", "--report", "report.html")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    html = (finished_run / "report.html").read_text()
-    assert "genomelab" in html
+def _chromium(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    dom = run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={finished_run / 'chromium-profile'}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            (finished_run / "report.html").as_uri(),
-        ],
-        finished_run,
-        timeout=120,
-    )
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    # What the page shows once its JavaScript ran, without the embedded data and code.
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    flags += ["--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
+    flags += [f"--user-data-dir={cwd / 'chromium-profile'}", "--virtual-time-budget=10000"]
+    res = run([chromium, *flags, *args], cwd, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+#: Where the browser test leaves its screenshots for a person to look at (git-ignored).
+SCREENSHOTS = ROOT / "test-artifacts" / "report"
+
+
+@pytest.mark.slow
+def test_snakemake_report_opens_on_the_run_summary_in_a_browser(finished_run):
+    # `genomelab report` = snakemake --report with the run's landing page as metadata.
+    res = run([tool("genomelab"), "report", "--configfile", "config/test.yaml"], finished_run)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = finished_run / "results" / RUN / "report.html"
+    html = report.read_text()
+    assert "genomelab" in html
+    dom = _chromium(["--dump-dom", report.as_uri()], finished_run)
+    # What the landing page shows once its JavaScript ran, without the embedded data and code.
     import re
 
     shown = re.sub(r"<(script|style)\b.*?</\1>", " ", dom.stdout, flags=re.S)
     shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown))
+    summary = json.loads((finished_run / "results" / RUN / "report" / "summary.json").read_text())
+    # The landing page is the run summary: run name, a verdict per comparison, no rule graph.
+    expected = [
+        f"Run summary: {RUN}",
+        "genomelab trains genomics deep-learning models",
+        "model beats baseline (paired test)",
+    ]
+    expected += [row["verdict"].split(" (")[0] for row in summary["modules"]]
+    expected += sorted({row["module"] for row in summary["modules"]})
+    for text in expected:
+        assert text in shown, f"{text!r} not on the report's landing page: {shown[:800]}"
+    assert 'id="rulegraph"' not in dom.stdout
+    # Every plot is a report item with a caption, in its module's category.
+    items = re.findall(r'"mime_type":\s*"image/png"', html)
+    assert len(items) >= 10
+    assert '"caption": ""' not in html and '"caption": null' not in html
     config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
-    expected = ["Summary", "Reproducibility", "genomelab trains genomics deep-learning models", f"Run {RUN}"]
-    expected += [m for m in MODULES if config.get(m, {}).get("enabled")]
-    for word in expected:
-        assert word in shown, f"{word!r} not rendered in the report: {shown[:500]}"
-    # The module plots are embedded as images (one result entry each).
-    assert len(re.findall(r'"mime_type":\s*"image/png"', html)) >= 10
+    for module in (m for m in MODULES if config.get(m, {}).get("enabled")):
+        assert f'"{module}"' in html, f"no report category for {module}"
+    # Screenshots for a person: the landing page and the run summary page.
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, page in (("landing", report), ("summary", report.parent / "report" / "summary.html")):
+        shot = SCREENSHOTS / f"{name}.png"
+        _chromium([f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri()], finished_run)
+        assert shot.stat().st_size > 10_000, shot
+    # ... and the first plot of each module, as the report shows it.
+    for row in {r["module"]: r for r in summary["modules"]}.values():
+        plots = json.loads(Path(finished_run / row["summary"]).read_text()).get("plots", [])
+        if plots:
+            src = Path(finished_run / row["summary"]).parent / plots[0]
+            shutil.copyfile(src, SCREENSHOTS / f"{row['module']}_{src.name}")
 
 
 def _latest_state_file(root: Path, since: float) -> Path | None:

@@ -20,6 +20,10 @@ rule report_summary:
             category="Summary",
             labels={"what": "run summary"},
         ),
+        # The report's landing page (workflow/report/landing.rst includes it; `genomelab
+        # report` passes landing.yaml as --report-metadata so the report opens on it).
+        landing_rst=f"{RESULTS}/report/landing.rst",
+        landing_yaml=f"{RESULTS}/report/landing.yaml",
     log:
         f"{LOGS}/report/summary.log",
     conda:

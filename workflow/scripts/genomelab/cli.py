@@ -8,6 +8,7 @@ Examples::
     genomelab simulate-tissue --out-dir sim/ --n-regions 5000
     genomelab tissue-features --sheet sim/samples.tsv --out features.h5
     genomelab versions --out versions.json
+    genomelab report --configfile my.yaml     (results/<run>/report.html, opening on the summary)
 """
 
 from __future__ import annotations
@@ -125,6 +126,41 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_command(configfile: str, out: str | None = None) -> list[str]:
+    """The ``snakemake --report`` command of the run that ``configfile`` names.
+
+    The report goes to ``results/<run>/report.html`` unless ``out`` says otherwise; with the
+    run's ``landing.yaml`` (written by the report_summary rule) as ``--report-metadata`` the
+    report opens on the run summary rather than on the rule graph.
+    Raises ValueError naming ``configfile`` when it has no ``run:`` name.
+    """
+    import yaml
+
+    with open(configfile) as fh:
+        config = yaml.safe_load(fh) or {}
+    run = config.get("run") if isinstance(config, dict) else None
+    if not run:
+        raise ValueError(f"{configfile}: no `run:` name; the report is made for one run (results/<run>/)")
+    landing = Path("results") / str(run) / "report" / "landing.yaml"
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", configfile, "--report"]
+    cmd.append(out or str(Path("results") / str(run) / "report.html"))
+    if landing.exists():
+        cmd += ["--report-metadata", str(landing)]
+    else:
+        logger.warning(
+            "%s does not exist (has the run finished?): the report opens on the rule graph", landing
+        )
+    return cmd
+
+
+def _report(args: argparse.Namespace) -> int:
+    import subprocess
+
+    cmd = report_command(args.configfile, args.out)
+    logger.info("%s", " ".join(cmd))
+    return subprocess.run(cmd, check=False).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genomelab.config_template import OWN_DATA
 
@@ -173,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the snapshot here (default: print it)")
     p.add_argument("--check", metavar="SNAPSHOT", help="compare with this snapshot; exit 1 on differences")
     p.set_defaults(func=_snapshot)
+
+    p = sub.add_parser(
+        "report", help="the Snakemake HTML report of a finished run, opening on its run summary"
+    )
+    p.add_argument("--configfile", required=True, help="the config the run was made with")
+    p.add_argument("--out", help="the report file (default: results/<run>/report.html)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("versions", help="print or write the software-versions record")
     p.add_argument("--out")

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from genomelab.io.atomic import atomic_write_json, atomic_write_text
 from genomelab.io.metrics import read_json_file
 from genomelab.report.summary import _fmt, read_module_summary
@@ -19,6 +21,7 @@ def write_run_summary(
     json_path: str | os.PathLike,
     html_path: str | os.PathLike | None = None,
     run: str | None = None,
+    landing_dir: str | os.PathLike | None = None,
 ) -> None:
     """Combine module ``summary.json`` files into ``summary.md`` and ``summary.json``.
 
@@ -69,6 +72,69 @@ def write_run_summary(
     atomic_write_json(json_path, {"run": run, "versions": versions, "modules": rows})
     if html_path is not None:
         atomic_write_text(html_path, render_html(summaries, versions, rows, run))
+    if landing_dir is not None:
+        write_landing(rows, versions, run, landing_dir)
+
+
+#: Verdict words of :meth:`genomelab.report.summary.Comparison.verdict`, in the order counted.
+VERDICT_WORDS = {"beats": " beats ", "ties": " ties with ", "trails": " does NOT beat "}
+
+
+def _rst_cell(text: str) -> str:
+    """One line of reStructuredText-safe text for a list-table cell: ``*``, backquotes, ``|``
+    and ``_`` would start inline markup or references, so each is escaped."""
+    text = " ".join(str(text).split()).replace("\\", "\\\\")
+    for char in "*`|_":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def write_landing(rows: list[dict], versions: dict, run: str | None, out_dir: str | os.PathLike) -> None:
+    """The report's landing page: ``landing.rst`` and ``landing.yaml`` in ``out_dir``.
+
+    ``landing.rst`` is the verdict table the Snakemake report's front page includes (see
+    ``workflow/report/landing.rst``); ``landing.yaml`` is the report's ``--report-metadata``: with
+    metadata the report opens on this page instead of the rule graph. Snakemake 9 renders string
+    metadata values as raw docutils parts, so the metadata holds numbers only (verdict counts).
+    """
+    out = Path(out_dir)
+    counts = {word: sum(marker in r["verdict"] for r in rows) for word, marker in VERDICT_WORDS.items()}
+    fails = sum(r["diagnostics"]["fail"] for r in rows)
+    lines = [
+        f"Run summary: {_rst_cell(run or 'unnamed run')}",
+        "-" * (13 + len(_rst_cell(run or "unnamed run"))),
+        "",
+        f"genomelab {_rst_cell(versions.get('genomelab'))}, git commit "
+        f"{_rst_cell(versions.get('git_commit') or 'unknown')}. "
+        f"{counts['beats']} comparison(s) where a model beats its baseline with a paired test, "
+        f"{counts['ties']} tie(s), {counts['trails']} where the baseline is ahead. "
+        "Each module's plots are under Results; the full tables are in the Summary category.",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - module",
+        "     - comparison",
+        "     - verdict",
+        "     - diagnostics pass/warn/fail",
+    ]
+    for r in rows:
+        d = r["diagnostics"]
+        lines += [
+            f"   * - {_rst_cell(r['module'])}",
+            f"     - {_rst_cell(r['comparison'] or '-')}",
+            f"     - {_rst_cell(r['verdict'])}",
+            f"     - {d['pass']}/{d['warn']}/{d['fail']}",
+        ]
+    atomic_write_text(out / "landing.rst", "\n".join(lines) + "\n")
+    metadata = {
+        "modules reported": len({r["module"] for r in rows}),
+        "model beats baseline (paired test)": counts["beats"],
+        "ties": counts["ties"],
+        "baseline ahead": counts["trails"],
+        "failed diagnostics": fails,
+    }
+    atomic_write_text(out / "landing.yaml", yaml.safe_dump(metadata, sort_keys=False))
 
 
 def render_html(summaries: list, versions: dict, rows: list[dict], run: str | None = None) -> str:

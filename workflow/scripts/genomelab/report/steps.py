@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -15,6 +16,7 @@ def summary_step(smk: Any) -> None:
         smk.output.json,
         smk.output.html,
         run=smk.params.run,
+        landing_dir=Path(smk.output.landing_rst).parent,
     )
 
 

@@ -9,6 +9,7 @@ Examples::
     genomelab tissue-features --sheet sim/samples.tsv --out features.h5
     genomelab versions --out versions.json
     genomelab report --configfile my.yaml     (results/<run>/report.html, opening on the summary)
+    genomelab restore --configfile my.yaml    (the last good outputs a failed rerun deleted)
 """
 
 from __future__ import annotations
@@ -126,6 +127,18 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_name(configfile: str) -> str:
+    """The ``run:`` name of a config file; ValueError naming the file when it has none."""
+    import yaml
+
+    with open(configfile) as fh:
+        config = yaml.safe_load(fh) or {}
+    run = config.get("run") if isinstance(config, dict) else None
+    if not run:
+        raise ValueError(f"{configfile}: no `run:` name; a run's outputs are results/<run>/")
+    return str(run)
+
+
 def report_command(configfile: str, out: str | None = None) -> list[str]:
     """The ``snakemake --report`` command of the run that ``configfile`` names.
 
@@ -134,13 +147,7 @@ def report_command(configfile: str, out: str | None = None) -> list[str]:
     report opens on the run summary rather than on the rule graph.
     Raises ValueError naming ``configfile`` when it has no ``run:`` name.
     """
-    import yaml
-
-    with open(configfile) as fh:
-        config = yaml.safe_load(fh) or {}
-    run = config.get("run") if isinstance(config, dict) else None
-    if not run:
-        raise ValueError(f"{configfile}: no `run:` name; the report is made for one run (results/<run>/)")
+    run = _run_name(configfile)
     landing = Path("results") / str(run) / "report" / "landing.yaml"
     cmd = [sys.executable, "-m", "snakemake", "--configfile", configfile, "--report"]
     cmd.append(out or str(Path("results") / str(run) / "report.html"))
@@ -151,6 +158,15 @@ def report_command(configfile: str, out: str | None = None) -> list[str]:
             "%s does not exist (has the run finished?): the report opens on the rule graph", landing
         )
     return cmd
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from genomelab.last_good import restore
+
+    restored = restore(Path("results") / _run_name(args.configfile), args.paths, overwrite=args.overwrite)
+    for path in restored:
+        print(path)
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -216,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configfile", required=True, help="the config the run was made with")
     p.add_argument("--out", help="the report file (default: results/<run>/report.html)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("restore", help="put back a run's last good outputs that a failed rerun deleted")
+    p.add_argument("--configfile", required=True, help="the config the run was made with")
+    p.add_argument("paths", nargs="*", help="only these outputs or folders (default: every missing one)")
+    p.add_argument("--overwrite", action="store_true", help="also replace outputs that exist")
+    p.set_defaults(func=_restore)
 
     p = sub.add_parser("versions", help="print or write the software-versions record")
     p.add_argument("--out")

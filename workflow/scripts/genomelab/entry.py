@@ -137,7 +137,24 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
             sys.exit(128 + exc.signum)
         logger.error("rule %s failed: %s: %s", smk.rule, type(exc).__name__, exc, exc_info=exc)
         sys.exit(1)
+    _keep_last_good(smk)
     logger.info("rule %s finished", smk.rule)
+
+
+def _keep_last_good(smk: Any) -> None:
+    """Keep the job's outputs where a failed rerun cannot delete them (genomelab.last_good);
+    one process of a data-parallel run does it."""
+    from genomelab.last_good import keep
+
+    run = smk.config.get("run") if hasattr(smk, "config") else None
+    if not run or int(os.environ.get("RANK", "0")) != 0:
+        return
+    try:
+        n = keep(list(smk.output), Path("results") / str(run))
+    except OSError as exc:  # a full disk must not fail a job whose outputs are written
+        logger.warning("could not keep a copy of the outputs in results/%s/.state/last_good: %s", run, exc)
+        return
+    logger.info("kept %d output file(s) in results/%s/.state/last_good (genomelab restore)", n, run)
 
 
 def resolve_step(rule: str, steps: Mapping[str, str] = STEPS) -> Callable[[Any], Any]:

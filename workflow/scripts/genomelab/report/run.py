@@ -80,7 +80,7 @@ def write_run_summary(
 VERDICT_WORDS = {"beats": " beats ", "ties": " ties with ", "trails": " does NOT beat "}
 
 
-def _rst_cell(text: str) -> str:
+def _rst_cell(text: object) -> str:
     """One line of reStructuredText-safe text for a list-table cell: ``*``, backquotes, ``|``
     and ``_`` would start inline markup or references, so each is escaped."""
     text = " ".join(str(text).split()).replace("\\", "\\\\")

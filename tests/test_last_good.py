@@ -1,0 +1,93 @@
+"""Last good outputs survive a failed rerun (genomelab/last_good.py, `genomelab restore`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from genomelab.cli import main
+from genomelab.entry import run_rule
+from genomelab.last_good import keep, restore
+
+
+def outputs(root: Path, text: str) -> list[Path]:
+    model = root / "tissue" / "models" / "mlp.pt"
+    plots = root / "tissue" / "plots"
+    for path, body in ((model, text), (plots / "a.png", text + "a"), (plots / "sub" / "b.png", text + "b")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+    return [model, plots]
+
+
+def test_a_failed_rerun_loses_nothing_restore_puts_the_last_good_outputs_back(tmp_path):
+    root = tmp_path / "results" / "cohort1"
+    model, plots = outputs(root, "good")
+    assert keep([model, plots], root) == 3
+    # Kept as hard links: no second copy on disk while the outputs exist.
+    kept = root / ".state" / "last_good" / "tissue" / "models" / "mlp.pt"
+    assert os.stat(kept).st_ino == os.stat(model).st_ino
+    # A rerun: Snakemake deletes the outputs, the job fails half-way through writing.
+    model.unlink()
+    for png in plots.rglob("*.png"):
+        png.unlink()
+    (plots / "a.png").write_text("half-written")
+    restored = restore(root)
+    assert model.read_text() == "good" and (plots / "sub" / "b.png").read_text() == "goodb"
+    assert (plots / "a.png").read_text() == "half-written", "an existing file is left alone by default"
+    assert sorted(p.name for p in restored) == ["b.png", "mlp.pt"]
+    restore(root, ["tissue/plots"], overwrite=True)
+    assert (plots / "a.png").read_text() == "gooda"
+
+
+def test_a_new_success_replaces_the_kept_version_and_its_stale_files(tmp_path):
+    root = tmp_path / "results" / "r"
+    model, plots = outputs(root, "v1")
+    keep([model, plots], root)
+    for p in [model, *plots.rglob("*.png")]:
+        p.unlink()
+    (plots / "sub" / "b.png").parent.rmdir()
+    model.write_text("v2")
+    (plots / "a.png").write_text("v2a")
+    keep([model, plots], root)
+    store = root / ".state" / "last_good" / "tissue"
+    assert (store / "models" / "mlp.pt").read_text() == "v2"
+    assert sorted(p.name for p in (store / "plots").rglob("*") if p.is_file()) == ["a.png"]
+
+
+def test_outputs_outside_the_run_folder_and_missing_store_are_refused(tmp_path):
+    root = tmp_path / "results" / "r"
+    other = tmp_path / "elsewhere.txt"
+    other.write_text("x")
+    root.mkdir(parents=True)
+    assert keep([other], root) == 0
+    with pytest.raises(FileNotFoundError, match=r"last_good: no last good outputs kept"):
+        restore(root)
+
+
+def test_every_successful_rule_keeps_its_outputs_and_the_cli_restores_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = Path("results/cohort2/assoc/metrics.json")
+    smk = SimpleNamespace(
+        rule="assoc_summary",
+        config={"run": "cohort2", "seed": 1},
+        log=[str(tmp_path / "job.log")],
+        output=[str(out)],
+        input=[],
+        wildcards={},
+        threads=1,
+        resources=SimpleNamespace(gpu=0),
+        params=SimpleNamespace(),
+    )
+
+    def step(s):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text('{"mrr": 0.5}')
+
+    run_rule(smk, step)
+    assert "kept 1 output file(s) in results/cohort2/.state/last_good" in (tmp_path / "job.log").read_text()
+    out.unlink()  # what a failed rerun leaves
+    (tmp_path / "my.yaml").write_text("run: cohort2\n")
+    assert main(["restore", "--configfile", "my.yaml"]) == 0
+    assert out.read_text() == '{"mrr": 0.5}'

@@ -1,0 +1,94 @@
+"""The last good outputs of every job, kept where a failed rerun cannot delete them.
+
+Snakemake deletes a job's outputs before it runs the job again, and deletes what the failed
+attempt wrote when it fails: a rerun that fails (a bad new setting, a node lost mid-training)
+would leave the run without the results it had. After every successful job, ``keep`` hard-links
+each output file under ``results/<run>/.state/last_good/`` (the same relative path); the state
+folder is never an output, so Snakemake leaves it alone. A hard link costs no disk space while
+the output exists, and the next success of the job replaces it, so one version is kept.
+``restore`` links them back: ``genomelab restore --configfile my.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LAST_GOOD = Path(".state") / "last_good"
+
+
+def _files(path: Path) -> list[Path]:
+    """``path`` itself, or the files below it for a directory output."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return [path] if path.is_file() else []
+
+
+def _link(src: Path, dest: Path) -> None:
+    """Hard-link ``src`` as ``dest`` atomically (copy where the file system cannot link)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dest)
+
+
+def keep(outputs: Iterable[str | os.PathLike], results: str | os.PathLike) -> int:
+    """Link every output file under ``results`` into ``results/.state/last_good``.
+
+    Outputs outside ``results`` (none in this workflow) are skipped. A directory output's old
+    copy is replaced whole, so files the new version no longer has do not linger.
+    Returns the number of files kept.
+    """
+    root = Path(results).resolve()
+    store = root / LAST_GOOD
+    n = 0
+    for output in outputs:
+        # A temp() output is deleted to free its space: a kept link would hold it.
+        if "temp" in getattr(output, "flags", {}):
+            continue
+        path = Path(output).resolve()
+        if not path.is_relative_to(root) or path.is_relative_to(root / ".state"):
+            continue
+        target = store / path.relative_to(root)
+        if path.is_dir() and target.exists():
+            shutil.rmtree(target)
+        for file in _files(path):
+            _link(file, store / file.relative_to(root))
+            n += 1
+    return n
+
+
+def restore(results: str | os.PathLike, only: Iterable[str] = (), overwrite: bool = False) -> list[Path]:
+    """Link the kept outputs of ``results`` back to their places; return what was restored.
+
+    ``only`` limits it to these paths (files or folders, relative to ``results`` or to the
+    working directory); an existing output is left alone unless ``overwrite``.
+    Raises FileNotFoundError naming the folder when nothing was ever kept there.
+    """
+    root = Path(results).resolve()
+    store = root / LAST_GOOD
+    if not store.is_dir():
+        raise FileNotFoundError(
+            f"{store}: no last good outputs kept for {results} (has a job finished there?)"
+        )
+    wanted = [Path(p).resolve() if Path(p).resolve().is_relative_to(root) else root / p for p in only]
+    restored = []
+    for kept in _files(store):
+        dest = root / kept.relative_to(store)
+        if wanted and not any(dest == w or dest.is_relative_to(w) for w in wanted):
+            continue
+        if dest.exists() and not overwrite:
+            continue
+        _link(kept, dest)
+        restored.append(dest)
+    logger.info("restored %d file(s) of %s from %s", len(restored), results, store)
+    return restored

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -166,6 +167,18 @@ def _restore(args: argparse.Namespace) -> int:
     restored = restore(Path("results") / _run_name(args.configfile), args.paths, overwrite=args.overwrite)
     for path in restored:
         print(path)
+    if restored:
+        # Snakemake's record of the failed attempt names the new settings: it would take the
+        # restored files as their product. Say how to make them again once the cause is fixed.
+        files = " ".join(sorted({os.path.relpath(p) for p in restored})[:20])
+        logger.warning(
+            "restored %d file(s): Snakemake takes them as up to date; to remake them with the current "
+            "settings run: snakemake --configfile %s --forcerun %s%s",
+            len(restored),
+            args.configfile,
+            files,
+            " ..." if len(restored) > 20 else "",
+        )
     return 0
 
 

@@ -245,7 +245,9 @@ def test_snakemake_report_opens_on_the_run_summary_in_a_browser(finished_run):
         "genomelab trains genomics deep-learning models",
         "model beats baseline (paired test)",
     ]
-    expected += [row["verdict"].split(" (")[0] for row in summary["modules"]]
+    words = {"beats": "beats", "ties with": "ties", "does NOT beat": "trails"}
+    expected += [words[row["outcome"]["word"]] for row in summary["modules"] if row["outcome"]]
+    expected += [row["comparison"] for row in summary["modules"] if row["comparison"]]
     expected += sorted({row["module"] for row in summary["modules"]})
     for text in expected:
         assert text in shown, f"{text!r} not on the report's landing page: {shown[:800]}"

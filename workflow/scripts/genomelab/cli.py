@@ -27,6 +27,8 @@ from genomelab.runtime import log_run_header, setup_logging
 logger = logging.getLogger("genomelab.cli")
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+# The report's stylesheet (workflow/report/report.css says why).
+REPORT_CSS = Path(__file__).resolve().parents[2] / "report" / "report.css"
 
 
 def _validate_config(args: argparse.Namespace) -> int:
@@ -152,6 +154,7 @@ def report_command(configfile: str, out: str | None = None) -> list[str]:
     landing = Path("results") / str(run) / "report" / "landing.yaml"
     cmd = [sys.executable, "-m", "snakemake", "--configfile", configfile, "--report"]
     cmd.append(out or str(Path("results") / str(run) / "report.html"))
+    cmd += ["--report-stylesheet", str(REPORT_CSS)]
     if landing.exists():
         cmd += ["--report-metadata", str(landing)]
     else:

@@ -58,6 +58,7 @@ def write_run_summary(
                     "module": s.module,
                     "comparison": c.title if c else None,
                     "verdict": verdict,
+                    "outcome": c.outcome() if c else None,
                     "diagnostics": counts,
                     "n_dropped": sum(d.count for d in s.dropped),
                     "summary": str(path),
@@ -76,8 +77,8 @@ def write_run_summary(
         write_landing(rows, versions, run, landing_dir)
 
 
-#: Verdict words of :meth:`genomelab.report.summary.Comparison.verdict`, in the order counted.
-VERDICT_WORDS = {"beats": " beats ", "ties": " ties with ", "trails": " does NOT beat "}
+#: Verdict words of :meth:`genomelab.report.summary.Comparison.outcome`, by what is counted.
+VERDICT_WORDS = {"beats": "beats", "ties": "ties with", "trails": "does NOT beat"}
 
 
 def _rst_cell(text: object) -> str:
@@ -89,6 +90,15 @@ def _rst_cell(text: object) -> str:
     return text
 
 
+def _landing_verdict(outcome: dict | None) -> str:
+    """A table cell: "**ties** (p = 0.5)", "**beats** (p = 0.002)", "**trails** (no test)"."""
+    if outcome is None:
+        return "no comparison"
+    word = {"beats": "beats", "ties with": "ties", "does NOT beat": "trails"}[outcome["word"]]
+    p = outcome.get("p")
+    return f"**{word}** ({'no paired test' if p is None else f'p = {p:.2g}'})"
+
+
 def write_landing(rows: list[dict], versions: dict, run: str | None, out_dir: str | os.PathLike) -> None:
     """The report's landing page: ``landing.rst`` and ``landing.yaml`` in ``out_dir``.
 
@@ -98,17 +108,18 @@ def write_landing(rows: list[dict], versions: dict, run: str | None, out_dir: st
     metadata values as raw docutils parts, so the metadata holds numbers only (verdict counts).
     """
     out = Path(out_dir)
-    counts = {word: sum(marker in r["verdict"] for r in rows) for word, marker in VERDICT_WORDS.items()}
+    words = [r["outcome"]["word"] for r in rows if r.get("outcome")]
+    counts = {word: words.count(phrase) for word, phrase in VERDICT_WORDS.items()}
     fails = sum(r["diagnostics"]["fail"] for r in rows)
+    title = f"Run summary: {_rst_cell(run or 'unnamed run')}"
     lines = [
-        f"Run summary: {_rst_cell(run or 'unnamed run')}",
-        "-" * (13 + len(_rst_cell(run or "unnamed run"))),
+        title,
+        "-" * len(title),
         "",
-        f"genomelab {_rst_cell(versions.get('genomelab'))}, git commit "
-        f"{_rst_cell(versions.get('git_commit') or 'unknown')}. "
-        f"{counts['beats']} comparison(s) where a model beats its baseline with a paired test, "
-        f"{counts['ties']} tie(s), {counts['trails']} where the baseline is ahead. "
-        "Each module's plots are under Results; the full tables are in the Summary category.",
+        f"genomelab {_rst_cell(versions.get('genomelab'))}, commit "
+        f"{_rst_cell(versions.get('git_commit') or 'unknown')}. Best model against best baseline "
+        "of each comparison; **beats** needs a paired test with p < 0.05. The sentences and "
+        "tables are under Summary, each module's plots under its name.",
         "",
         ".. list-table::",
         "   :header-rows: 1",
@@ -116,15 +127,12 @@ def write_landing(rows: list[dict], versions: dict, run: str | None, out_dir: st
         "   * - module",
         "     - comparison",
         "     - verdict",
-        "     - diagnostics pass/warn/fail",
     ]
     for r in rows:
-        d = r["diagnostics"]
         lines += [
             f"   * - {_rst_cell(r['module'])}",
-            f"     - {_rst_cell(r['comparison'] or '-')}",
-            f"     - {_rst_cell(r['verdict'])}",
-            f"     - {d['pass']}/{d['warn']}/{d['fail']}",
+            f"     - {_rst_cell(r['comparison'] or 'none')}",
+            f"     - {_landing_verdict(r.get('outcome'))}",
         ]
     atomic_write_text(out / "landing.rst", "\n".join(lines) + "\n")
     metadata = {

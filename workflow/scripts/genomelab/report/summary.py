@@ -46,30 +46,33 @@ class Comparison:
     spread: dict[str, dict[str, float]] = field(default_factory=dict)
     folds: int = 1
 
-    def verdict(self) -> str:
-        """One sentence: does the best model beat the best baseline on ``primary``?
+    def outcome(self) -> dict[str, Any] | None:
+        """The verdict as data: ``word`` ("beats", "ties with" or "does NOT beat"), the best
+        model and baseline on ``primary`` with their values, ``why`` (the test or its absence)
+        and ``p`` (None without a paired test); None without a model/baseline pair.
 
         "beats" needs the paired test of the two to favour the model with p < ``ALPHA`` (and
         the model to be ahead on ``primary``); a test favouring the baseline so gives "does
-        NOT beat"; anything else is a tie, the reason in brackets. Without a paired test a
+        NOT beat"; anything else is a tie, the reason in ``why``. Without a paired test a
         model ahead "ties" and one behind "does NOT beat".
         """
         models = {k: v for k, v in self.rows.items() if self.kinds.get(k, "model") == "model"}
         baselines = {k: v for k, v in self.rows.items() if self.kinds.get(k) == "baseline"}
         if not models or not baselines:
-            return "no model/baseline pair to compare"
+            return None
         sign = 1 if self.higher_is_better else -1
         best_m = max(models, key=lambda k: sign * models[k].get(self.primary, float("nan")))
         best_b = max(baselines, key=lambda k: sign * baselines[k].get(self.primary, float("nan")))
         m, b = models[best_m][self.primary], baselines[best_b][self.primary]
         ahead = sign * (m - b)
         found = self.tests.get(pair_key(best_m, best_b))
+        p = None
         if found is None:
             word = "does NOT beat" if ahead < 0 else "ties with"
             why = "no paired test" + (f"; ahead by {abs(m - b):.2g}" if ahead > 0 else "")
         else:
             test = PairedTest.from_dict(found)
-            why = test.describe()
+            why, p = test.describe(), test.p_value
             if test.significant() and test.favours == "model" and ahead > 0:
                 word = "beats"
             elif test.significant() and test.favours == "baseline" and ahead < 0:
@@ -81,12 +84,31 @@ class Comparison:
                     if not test.significant()
                     else "; test and metric disagree"
                 )
+        return {
+            "word": word,
+            "model": best_m,
+            "model_value": m,
+            "baseline": best_b,
+            "baseline_value": b,
+            "why": why,
+            "p": p,
+        }
+
+    def verdict(self) -> str:
+        """One sentence: does the best model beat the best baseline on ``primary``?
+        (:meth:`outcome` says how it is decided.)"""
+        o = self.outcome()
+        if o is None:
+            return "no model/baseline pair to compare"
         where = (
             f"the {self.split} split"
             if self.folds <= 1
             else f"{self.folds} folds' {self.split} splits (mean)"
         )
-        return f"{best_m} ({self.primary} {m:.4g}) {word} {best_b} ({b:.4g}) on {where} ({why})"
+        return (
+            f"{o['model']} ({self.primary} {o['model_value']:.4g}) {o['word']} {o['baseline']} "
+            f"({o['baseline_value']:.4g}) on {where} ({o['why']})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form; ``tests``, ``spread`` and ``folds`` only where set (single-split

@@ -1,4 +1,4 @@
-"""Latent-space plots: a 2-D PCA projection coloured by bin and by truth."""
+"""Latent-space plots: a 2-D PCA projection coloured by source genome and by bin."""
 
 from __future__ import annotations
 
@@ -24,10 +24,61 @@ def project_2d(latent: np.ndarray, max_points: int = 20000, seed: int = 0) -> tu
 
 
 def _colours(labels: np.ndarray, top: int = 20) -> tuple[np.ndarray, list[str]]:
+    """(palette index per point [m], -1 for labels beyond the ``top`` largest; those labels)."""
     values, counts = np.unique(labels, return_counts=True)
-    keep = values[np.argsort(-counts)][:top]
+    keep = values[np.argsort(-counts, kind="stable")][:top]
     index = {v: i for i, v in enumerate(keep)}
     return np.array([index.get(v, -1) for v in labels]), [str(v) for v in keep]
+
+
+def _wrap(label: str, width: int = 34) -> str:
+    """A legend entry in full, broken over lines rather than cut (genome names are long)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False, break_long_words=True)) or label
+
+
+# Different palettes for the two panels: a colour in one panel never means the same thing as
+# in the other (genome colours are qualitative and dark, bin colours pastel with a black edge).
+PANELS = {
+    "truth": {"cmap": "tab10", "n": 10, "edge": "none", "what": "source genome", "other": "other genomes"},
+    "bins": {"cmap": "Set3", "n": 12, "edge": "black", "what": "bin (largest 20)", "other": "smaller bins"},
+}
+
+
+def _panel(ax, xy: np.ndarray, labels: np.ndarray, kind: str, prefix: str = "") -> None:
+    import matplotlib.pyplot as plt
+
+    style = PANELS[kind]
+    cmap = plt.get_cmap(style["cmap"])
+    idx, keep = _colours(labels)
+    other = idx < 0
+    if other.any():
+        ax.scatter(xy[other, 0], xy[other, 1], s=3, c="lightgrey", label=style["other"])
+    markers = "os^D"  # more labels than colours: the marker tells repeated colours apart
+    for i, label in enumerate(keep):
+        sel = idx == i
+        colour = cmap(i % style["n"])
+        marker = markers[(i // style["n"]) % len(markers)]
+        ax.scatter(
+            xy[sel, 0],
+            xy[sel, 1],
+            s=9,
+            color=colour,
+            marker=marker,
+            edgecolors=style["edge"],
+            linewidths=0.3,
+            label=_wrap(prefix + label),
+        )
+    ax.legend(
+        fontsize=6,
+        markerscale=1.5,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        title=style["what"],
+        title_fontsize=7,
+    )
 
 
 def plot_latent(
@@ -37,31 +88,26 @@ def plot_latent(
     path: str | os.PathLike,
     title: str = "latent space",
 ) -> None:
-    """Scatter of the 2-D projection, one panel coloured by bin and one by truth genome."""
+    """Scatter of the 2-D PCA projection of ``latent`` [n, d]: left coloured by source genome
+    (with a truth table), right by bin, each panel with its own palette and full legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows, xy = project_2d(np.asarray(latent))
-    panels = [("bin (largest 20)", np.asarray(bins)[rows])]
-    if truth is not None:
-        panels.append(("truth genome", np.asarray(truth)[rows]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
-    cmap = plt.get_cmap("tab20")
-    for ax, (name, labels) in zip(axes[0], panels, strict=True):
-        idx, keep = _colours(labels)
-        other = idx < 0
-        ax.scatter(xy[other, 0], xy[other, 1], s=3, c="lightgrey", label="other")
-        for i, label in enumerate(keep):
-            sel = idx == i
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=cmap(i % 20), label=label[:28])
-        ax.set_title(f"{title}: coloured by {name}")
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
-        if len(keep) <= 12:
-            ax.legend(fontsize=6, markerscale=2, loc="best")
+    x = np.asarray(latent, dtype=np.float64)[rows]
+    total = float(((x - x.mean(axis=0)) ** 2).sum()) or 1.0
+    explained = [float((xy[:, k] ** 2).sum()) / total for k in (0, 1)]
+    panels = [("truth", np.asarray(truth)[rows], "")] if truth is not None else []
+    panels.append(("bins", np.asarray(bins)[rows], "bin "))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5), squeeze=False)
+    for ax, (kind, labels, prefix) in zip(axes[0], panels, strict=True):
+        _panel(ax, xy, labels, kind, prefix)
+        ax.set_title(f"{title}: coloured by {PANELS[kind]['what']}")
+        ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance; unitless)")
+        ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance; unitless)")
     fig.tight_layout()
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)

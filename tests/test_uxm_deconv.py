@@ -88,7 +88,7 @@ def test_atlas_reference_markers_and_unknown_values(tmp_path: Path) -> None:
         "Lung",
     ]
     assert record["n_blocks_with_unknown_values"] == 1 and record["n_blocks_used"] == 4
-    # A headerless marker BED (UXM's Markers.*.bed) picks rows by chr, startCpG, endCpG, direction.
+    # A headerless marker BED (UXM's Markers.*.bed) picks rows by chr, startCpG, endCpG.
     (tmp_path / "m.bed").write_text(
         "chr1\t300\t400\t20\t26\tBlood\ty\tU\nchr2\t100\t200\t50\t55\tLiver\tx\tM\nchr9\t1\t9\t90\t95\tLung\tz\tU\n"
     )

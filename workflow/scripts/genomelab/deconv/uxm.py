@@ -48,7 +48,7 @@ def atlas_reference(
     """The atlas as a deconv :class:`Reference` (blocks x cell types), its blocks and a record.
 
     ``markers`` (optional) restricts the atlas to those blocks (matched on chromosome,
-    startCpG, endCpG and direction). Rows with an unknown value in any cell type are left
+    startCpG and endCpG; a marker BED need not carry the direction). Rows with an unknown value in any cell type are left
     out and counted. Raises ``FormatError`` naming the file when no block remains.
     """
     if not atlas.columns:
@@ -56,8 +56,8 @@ def atlas_reference(
     rows = np.arange(len(atlas))
     record: dict[str, Any] = {"atlas": atlas.source, "n_atlas_blocks": len(atlas)}
     if markers is not None:
-        wanted = set(_block_keys(markers))
-        keys = _block_keys(atlas)
+        wanted = {k[:3] for k in _block_keys(markers)}
+        keys = [k[:3] for k in _block_keys(atlas)]
         rows = np.asarray([i for i, k in enumerate(keys) if k in wanted], dtype=np.int64)
         record.update(
             markers=markers.source, n_markers=len(markers), n_markers_not_in_atlas=len(wanted - set(keys))
@@ -65,7 +65,7 @@ def atlas_reference(
         if not len(rows):
             raise FormatError(
                 markers.source,
-                f"none of its {len(markers)} blocks is in the atlas {atlas.source} (same chr, startCpG, endCpG, direction)",
+                f"none of its {len(markers)} blocks is in the atlas {atlas.source} (same chr, startCpG, endCpG)",
             )
     complete = np.isfinite(atlas.values[rows]).all(1)
     record["n_blocks_with_unknown_values"] = int((~complete).sum())

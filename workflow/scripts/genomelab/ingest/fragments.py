@@ -321,3 +321,27 @@ def write_sample_counts(
         qc["median_fragments_per_block"],
     )
     return counts
+
+
+def uxm_records(section: dict[str, Any]) -> dict[str, ReadsRecord]:
+    """The ``ingest.uxm`` samples by name, checked at parse time (sheet, blocks, index needs)."""
+    if not section["samples"]:
+        raise ValueError("ingest.uxm.enabled needs ingest.uxm.samples (TSV: sample, path[, format])")
+    if not (section["markers"] or section["atlas"]):
+        raise ValueError("ingest.uxm needs marker blocks: set ingest.uxm.markers or ingest.uxm.atlas")
+    records = {r.sample: r for r in read_reads_sheet(section["samples"], check_files=False)}
+    bams = [s for s, r in records.items() if r.format == "bam"]
+    if bams and not (section["cpg_index"] or section["genome_fasta"]):
+        raise ValueError(
+            f"ingest.uxm: BAM sample(s) {bams[:3]} need the genome's CpG index: set ingest.uxm.cpg_index "
+            "(a wgbstools CpG.bed.gz) or ingest.uxm.genome_fasta (to build one)"
+        )
+    return records
+
+
+def uxm_inputs(rec: ReadsRecord, section: dict[str, Any], cpg_index: str) -> dict[str, str]:
+    """Inputs of one sample's ``ingest_block_counts`` job."""
+    inputs = {"reads": str(rec.path), "blocks": section["markers"] or section["atlas"]}
+    if rec.format == "bam":
+        inputs["cpg_index"] = cpg_index
+    return inputs

@@ -207,11 +207,11 @@ def test_sample_counts_file_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("chr1\t1\tCCXT\t1\n", r"line 1: malformed pat line \(pattern must consist of C, T, H, \."),
+        ("chr1\t1\tCCXT\t1\n", r"line 1: pattern must consist of C, T, H, \."),
         ("chr1\t5\tCC\t1\nchr1\t3\tCC\t1\n", r"line 2: CpG number 3 on chr1 comes after 5"),
         ("chr1\t5\tCC\t1\nchr2\t9\tCC\t1\nchr1\t12\tC\t1\n", r"line 3: chromosome chr1 appears again"),
-        ("chr1\t5\tCC\n", r"line 1: malformed pat line \(expected >= 4"),
-        ("chr1\t5\tCC\t0\n", r"line 1: malformed pat line \(CpG number and count must be >= 1"),
+        ("chr1\t5\tCC\n", r"line 1: expected >= 4"),
+        ("chr1\t5\tCC\t0\n", r"line 1: CpG number and count must be >= 1"),
     ],
 )
 def test_pat_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:

@@ -139,7 +139,7 @@ def read_pat(path: str | os.PathLike, chunk_lines: int = 1_000_000) -> Iterator[
             raise
         found = _first_bad_line(path)
         if found:
-            raise FormatError(path, f"malformed pat line ({found[1]})", found[0]) from exc
+            raise FormatError(path, f"{found[1]} (not a wgbstools pat line)", found[0]) from exc
         raise FormatError(path, f"cannot be read as a wgbstools pat file: {exc}") from exc
 
 

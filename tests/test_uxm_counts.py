@@ -265,3 +265,11 @@ def test_block_table_errors_name_file_and_line(tmp_path: Path, text: str, messag
     path.write_text(text)
     with pytest.raises(FormatError, match=r"atlas\.tsv, " + message):
         read_blocks(path, need_values=text.startswith("chr\t"))
+
+
+def test_reference_positions_follow_the_cigar() -> None:
+    from genomelab.io.bam import reference_positions
+
+    # 2S 3M 1I 2M 2D 1M from 100: clips and insertions have no reference base, D skips two.
+    cigar = [(4, 2), (0, 3), (1, 1), (0, 2), (2, 2), (0, 1)]
+    assert reference_positions(cigar, 100, 9).tolist() == [-1, -1, 100, 101, 102, -1, 103, 104, 107]

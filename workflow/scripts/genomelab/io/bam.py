@@ -54,16 +54,35 @@ def read_cpg_calls(read, path: str, record: int) -> tuple[np.ndarray, np.ndarray
         raise FormatError(
             path, f"record {record} (read {read.query_name}): XG must be CT or GA, got {strand!r}"
         )
-    pairs = np.asarray(read.get_aligned_pairs(matches_only=True), dtype=np.int64).reshape(-1, 2)
     if len(xm) != read.query_length:
         raise FormatError(
             path,
             f"record {record} (read {read.query_name}): XM has {len(xm)} calls for {read.query_length} bases",
         )
-    call = xm[pairs[:, 0]]
-    cpg = (call == _Z) | (call == _z)
-    pos = pairs[cpg, 1] - (1 if strand == "GA" else 0)
-    return pos, call[cpg] == _Z
+    qpos = np.flatnonzero((xm == _Z) | (xm == _z))
+    if not len(qpos):
+        return qpos, np.zeros(0, dtype=bool)
+    ref = reference_positions(read.cigartuples, read.reference_start, len(xm))[qpos]
+    aligned = ref >= 0
+    pos = ref[aligned] - (1 if strand == "GA" else 0)
+    return pos, xm[qpos[aligned]] == _Z
+
+
+# CIGAR operations consuming the query and/or the reference (SAM specification).
+_QUERY_OPS = {0, 1, 4, 7, 8}
+_REF_OPS = {0, 2, 3, 7, 8}
+
+
+def reference_positions(cigar: list[tuple[int, int]], start: int, n_query: int) -> np.ndarray:
+    """0-based reference position of every query base, -1 where none (insertion, soft clip). [n_query]"""
+    out = np.full(n_query, -1, dtype=np.int64)
+    q, r = 0, start
+    for op, n in cigar:
+        if op in _QUERY_OPS and op in _REF_OPS:
+            out[q : q + n] = np.arange(r, r + n)
+        q += n if op in _QUERY_OPS else 0
+        r += n if op in _REF_OPS else 0
+    return out
 
 
 def merge_calls(pos: np.ndarray, meth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -273,3 +273,10 @@ def test_reference_positions_follow_the_cigar() -> None:
     # 2S 3M 1I 2M 2D 1M from 100: clips and insertions have no reference base, D skips two.
     cigar = [(4, 2), (0, 3), (1, 1), (0, 2), (2, 2), (0, 1)]
     assert reference_positions(cigar, 100, 9).tolist() == [-1, -1, 100, 101, 102, -1, 103, 104, 107]
+
+
+def test_mates_calling_a_cpg_differently_leave_it_unknown() -> None:
+    from genomelab.io.bam import merge_calls
+
+    pos, meth = merge_calls(np.array([30, 10, 20, 20, 30]), np.array([True, False, True, True, False]))
+    assert pos.tolist() == [10, 20] and meth.tolist() == [False, True]

@@ -120,3 +120,35 @@ def test_example_runs(workdir: Path) -> None:
     out = workdir / "results" / config["run"] / "ingest" / "uxm"
     assert_shown(out / "proportions.csv")
     assert (out / "qc" / "plasma1.json").is_file() and (out / "counts" / "plasma2.tsv").is_file()
+
+
+def test_bam_samples_plan_the_cpg_index_from_the_fasta(workdir: Path) -> None:
+    config_path, config = write_example(workdir)
+    data = workdir / "data" / "my_uxm"
+    (data / "genome.fa").write_text(">chr1\nACGT\n")
+    (data / "bam.tsv").write_text("sample\tpath\nplasma1\twgbs/plasma1.pat.gz\ncell3\tbam/cell3.bam\n")
+    (data / "bam").mkdir(exist_ok=True)
+    (data / "bam" / "cell3.bam").write_bytes(b"")  # a dry run does not open it
+    uxm = {
+        **config["ingest"]["uxm"],
+        "samples": "data/my_uxm/bam.tsv",
+        "genome_fasta": "data/my_uxm/genome.fa",
+    }
+    bam_config = workdir / "my_uxm_bam.yaml"
+    bam_config.write_text(yaml.safe_dump({**config, "ingest": {"uxm": uxm}}))
+    res = snakemake(workdir, "-n", "ingest_uxm_deconv", "--cores", "2", "--configfile", str(bam_config))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert job_counts(res.stdout) == {"ingest_cpg_bed": 1, "ingest_block_counts": 2, "ingest_uxm_deconv": 1}
+
+
+def test_parse_time_checks_name_what_is_missing(tmp_path: Path) -> None:
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("sample\tpath\na\tx.bam\n")
+    base = {"samples": str(sheet), "markers": "", "atlas": "a.tsv", "cpg_index": "", "genome_fasta": ""}
+    with pytest.raises(ValueError, match=r"BAM sample\(s\) \['a'\] need the genome's CpG index"):
+        uxm_records(base)
+    with pytest.raises(ValueError, match="needs marker blocks"):
+        uxm_records({**base, "atlas": "", "cpg_index": "CpG.bed.gz"})
+    sheet.write_text("sample\tpath\na\tx.txt\n")
+    with pytest.raises(ValueError, match=r"s\.tsv, line 2: .*x\.txt: cannot tell the format"):
+        uxm_records({**base, "cpg_index": "CpG.bed.gz"})

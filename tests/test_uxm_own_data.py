@@ -107,18 +107,18 @@ def test_example_steps_give_the_documented_proportions(tmp_path: Path, monkeypat
 
 def test_example_plans_one_job_per_sample(workdir: Path) -> None:
     config_path, _ = write_example(workdir)
-    res = snakemake(workdir, "-n", "ingest_uxm_deconv", "--cores", "2", "--configfile", str(config_path))
+    res = snakemake(workdir, "-n", "deconv_uxm", "--cores", "2", "--configfile", str(config_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert job_counts(res.stdout) == {"ingest_block_counts": 2, "ingest_uxm_deconv": 1}
+    assert job_counts(res.stdout) == {"ingest_block_counts": 2, "deconv_uxm": 1}
 
 
 @pytest.mark.slow
 def test_example_runs(workdir: Path) -> None:
     config_path, config = write_example(workdir)
-    res = snakemake(workdir, "ingest_uxm_deconv", "--cores", "2", "--configfile", str(config_path))
+    res = snakemake(workdir, "deconv_uxm", "--cores", "2", "--configfile", str(config_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = workdir / "results" / config["run"] / "ingest" / "uxm"
-    assert_shown(out / "proportions.csv")
+    assert_shown(workdir / "results" / config["run"] / "deconv" / "uxm" / "proportions.csv")
     assert (out / "qc" / "plasma1.json").is_file() and (out / "counts" / "plasma2.tsv").is_file()
 
 
@@ -136,9 +136,9 @@ def test_bam_samples_plan_the_cpg_index_from_the_fasta(workdir: Path) -> None:
     }
     bam_config = workdir / "my_uxm_bam.yaml"
     bam_config.write_text(yaml.safe_dump({**config, "ingest": {"uxm": uxm}}))
-    res = snakemake(workdir, "-n", "ingest_uxm_deconv", "--cores", "2", "--configfile", str(bam_config))
+    res = snakemake(workdir, "-n", "deconv_uxm", "--cores", "2", "--configfile", str(bam_config))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert job_counts(res.stdout) == {"ingest_cpg_bed": 1, "ingest_block_counts": 2, "ingest_uxm_deconv": 1}
+    assert job_counts(res.stdout) == {"ingest_cpg_bed": 1, "ingest_block_counts": 2, "deconv_uxm": 1}
 
 
 def test_parse_time_checks_name_what_is_missing(tmp_path: Path) -> None:

@@ -102,7 +102,8 @@ if INGEST["enabled"]:
 
 # The UXM path (docs/ingest.md, "Real WGBS, the UXM way"): wgbstools .pat.gz or Bismark BAM
 # files -> U/X/M fragment counts per marker block, one job per sample -> proportions against
-# a block-level atlas. Targets: rule ingest_uxm_deconv (or ingest_block_counts' files).
+# a block-level atlas. Targets: rule deconv_uxm (or ingest_block_counts' files). deconv_uxm is
+# the deconv module's step (genomelab.deconv.uxm); it lives here beside the counts it reads.
 UXM = INGEST["uxm"]
 UXM_OUT = f"{INGEST_OUT}/uxm"
 UXM_PARAMS = config_json(
@@ -168,17 +169,17 @@ if UXM["enabled"]:
 
 if UXM["enabled"] and UXM["atlas"]:
 
-    rule ingest_uxm_deconv:
+    rule deconv_uxm:
         """Tissue proportions of every sample: its block counts fitted to the atlas (weighted NNLS)."""
         input:
             **({"markers": UXM["markers"]} if UXM["markers"] else {}),
             atlas=UXM["atlas"],
             counts=expand(f"{UXM_OUT}/counts/{{sample}}.tsv", sample=list(UXM_RECORDS)),
         output:
-            csv=f"{UXM_OUT}/proportions.csv",
-            json=f"{UXM_OUT}/proportions.json",
+            csv=f"{RESULTS}/deconv/uxm/proportions.csv",
+            json=f"{RESULTS}/deconv/uxm/proportions.json",
         log:
-            f"{LOGS}/ingest/uxm_deconv.log",
+            f"{LOGS}/deconv/uxm.log",
         conda:
             ENV_CPU
         threads: 1

@@ -18,7 +18,7 @@ STEPS = MappingProxyType(
         "ingest_sheet": "genomelab.ingest.steps:sheet_step",
         "ingest_cpg_bed": "genomelab.ingest.steps:cpg_bed_step",
         "ingest_block_counts": "genomelab.ingest.steps:block_counts_step",
-        "ingest_uxm_deconv": "genomelab.deconv.uxm_steps:uxm_deconv_step",
+        "deconv_uxm": "genomelab.deconv.uxm_steps:uxm_step",
         "tissue_simulate": "genomelab.tissue.steps:simulate_step",
         "tissue_features": "genomelab.tissue.steps:features_step",
         "tissue_splits": "genomelab.tissue.steps:splits_step",

@@ -1,5 +1,6 @@
-"""Snakemake-facing step of the UXM deconvolution (rule ``ingest_uxm_deconv`` in ingest.smk):
-unpacks ``smk`` and calls :func:`genomelab.deconv.uxm.deconvolve_samples`."""
+"""Snakemake-facing step of the UXM deconvolution: rule ``deconv_uxm`` (defined in ingest.smk,
+beside the block counts it reads) unpacks ``smk`` and calls
+:func:`genomelab.deconv.uxm.deconvolve_samples`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from genomelab.config import param
 
 
-def uxm_deconv_step(smk: Any) -> None:
+def uxm_step(smk: Any) -> None:
     from genomelab.deconv.uxm import UxmDeconvConfig, deconvolve_samples, write_proportions
 
     samples = list(smk.params.samples)

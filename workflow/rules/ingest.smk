@@ -5,7 +5,7 @@ INGEST = config["ingest"]
 INGEST_OUT = f"{RESULTS}/ingest"
 # Conversion options only: moving the sample sheet or changing job resources reruns nothing.
 INGEST_PARAMS = config_json(
-    {k: v for k, v in INGEST.items() if k not in ("enabled", "samples", "mem_mb", "runtime")}
+    {k: v for k, v in INGEST.items() if k not in ("enabled", "samples", "mem_mb", "runtime", "uxm")}
 )
 
 
@@ -96,5 +96,98 @@ if INGEST["enabled"]:
             runtime=10,
         params:
             ingest=INGEST_PARAMS,
+        script:
+            "../scripts/run_step.py"
+
+
+# The UXM path (docs/ingest.md, "Real WGBS, the UXM way"): wgbstools .pat.gz or Bismark BAM
+# files -> U/X/M fragment counts per marker block, one job per sample -> proportions against
+# a block-level atlas. Targets: rule deconv_uxm (or ingest_block_counts' files). deconv_uxm is
+# the deconv module's step (genomelab.deconv.uxm); it lives here beside the counts it reads.
+UXM = INGEST["uxm"]
+UXM_OUT = f"{INGEST_OUT}/uxm"
+UXM_PARAMS = config_json(
+    {k: v for k, v in UXM.items() if k not in ("enabled", "samples", "mem_mb", "runtime")}
+)
+
+if UXM["enabled"]:
+    from genomelab.ingest.fragments import uxm_inputs, uxm_records
+
+    # Read and checked at parse time: a bad sheet or a missing key stops before any job.
+    UXM_RECORDS = uxm_records(UXM)
+    UXM_INDEX = UXM["cpg_index"] or (f"{UXM_OUT}/CpG.bed.gz" if UXM["genome_fasta"] else "")
+
+if UXM["enabled"] and UXM["genome_fasta"] and not UXM["cpg_index"]:
+
+    rule ingest_cpg_bed:
+        """The genome's CpG index (wgbstools CpG.bed.gz layout) from its FASTA, for BAM input."""
+        input:
+            fasta=UXM["genome_fasta"],
+        output:
+            bed=f"{UXM_OUT}/CpG.bed.gz",
+        log:
+            f"{LOGS}/ingest/cpg_bed.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/ingest/cpg_bed.tsv"
+        conda:
+            ENV_CPU
+        threads: 1
+        resources:
+            mem_mb=UXM["mem_mb"],
+            runtime=UXM["runtime"],
+        params:
+            uxm=UXM_PARAMS,
+        script:
+            "../scripts/run_step.py"
+
+
+if UXM["enabled"]:
+
+    rule ingest_block_counts:
+        """One sample's reads -> U/X/M fragment counts per marker block (TSV) and its QC JSON."""
+        input:
+            unpack(lambda wc: uxm_inputs(UXM_RECORDS[wc.sample], UXM, UXM_INDEX)),
+        output:
+            counts=f"{UXM_OUT}/counts/{{sample}}.tsv",
+            qc=f"{UXM_OUT}/qc/{{sample}}.json",
+        log:
+            f"{LOGS}/ingest/block_counts_{{sample}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/ingest/block_counts_{{sample}}.tsv"
+        conda:
+            ENV_CPU
+        threads: 1
+        resources:
+            mem_mb=UXM["mem_mb"],
+            runtime=UXM["runtime"],
+        params:
+            uxm=UXM_PARAMS,
+            format=lambda wc: UXM_RECORDS[wc.sample].format,
+        script:
+            "../scripts/run_step.py"
+
+
+if UXM["enabled"] and UXM["atlas"]:
+
+    rule deconv_uxm:
+        """Tissue proportions of every sample: its block counts fitted to the atlas (weighted NNLS)."""
+        input:
+            **({"markers": UXM["markers"]} if UXM["markers"] else {}),
+            atlas=UXM["atlas"],
+            counts=expand(f"{UXM_OUT}/counts/{{sample}}.tsv", sample=list(UXM_RECORDS)),
+        output:
+            csv=f"{RESULTS}/deconv/uxm/proportions.csv",
+            json=f"{RESULTS}/deconv/uxm/proportions.json",
+        log:
+            f"{LOGS}/deconv/uxm.log",
+        conda:
+            ENV_CPU
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        params:
+            uxm=UXM_PARAMS,
+            samples=list(UXM_RECORDS) if UXM["enabled"] else [],
         script:
             "../scripts/run_step.py"

@@ -86,7 +86,10 @@ def load_run_config(
     except WorkflowError as exc:
         raise ConfigError(f"{_named(configfiles)} is invalid: {exc}") from exc
     modules = list(modules)
-    if not any(config[m]["enabled"] for m in modules):
+    # ingest's UXM rules (ingest.uxm.enabled) run on their own too (docs/ingest.md).
+    if not any(config[m]["enabled"] for m in modules) and not config.get("ingest", {}).get("uxm", {}).get(
+        "enabled"
+    ):
         raise ConfigError(
             f"{_named(configfiles)} enables no module: every module is off unless the config "
             f"says `<module>: {{enabled: true}}` (modules: {', '.join(modules)}). {HOW_TO}"

@@ -192,7 +192,7 @@ def _pat(
         idx = np.repeat(ch.start, lengths) + within
         chars = np.frombuffer("".join(ch.patterns.tolist()).encode("ascii"), dtype=np.uint8)
         called = chars != ord(".")
-        meth = (chars == ord("C")).astype(np.int8)
+        meth = ((chars == ord("C")) | (chars == ord("H"))).astype(np.int8)
         counts = np.repeat(ch.counts, lengths)
         flat = placer.by_index(idx)
         keep = called & (flat >= 0)

@@ -1,4 +1,5 @@
-"""The reference CpG index (wgbstools ``CpG.bed.gz``), restricted to the regions.
+"""The reference CpG index (wgbstools ``CpG.bed.gz``): made from a genome FASTA, and read
+restricted to the regions.
 
 wgbstools numbers every CpG of a genome 1..N in genome order; ``.pat.gz`` and ``.beta``
 files address CpGs by that number. The index file has one line per CpG: chrom, 1-based
@@ -9,12 +10,23 @@ CpGs inside the regions, with their region, their rank inside the region (the sl
 Saved NPZ arrays: ``chroms`` str [n_chrom]; per in-region CpG (sorted by index):
 ``chrom_code`` int32, ``pos`` int64 (0-based), ``idx`` int64, ``region`` int64, ``rank``
 int32; per chromosome ``first_idx``/``last_idx`` int64; ``n_cpgs`` (genome-wide count).
+
+:func:`write_cpg_bed` makes the index itself from a genome FASTA, offline, as wgbstools
+``init_genome`` lays it out (its documentation and ``init_genome.py``): every ``CG`` of the
+upper-cased sequence, the 1-based position of its C, numbered 1..N over the chromosomes; by
+default only primary chromosomes (``chr1``..``chr22``-like numbers, X, Y, M/MT, with or
+without ``chr``) in the order 1, 2, ..., 10, ..., X, Y, M. One record is in memory at a time
+(plus the CpG positions found so far: 4 bytes per CpG, ~110 MB for a human genome).
+:func:`cpg_positions_in_ranges` reads back the positions of the CpGs with given numbers (the
+blocks of a marker file), for BAM reads that carry positions, not CpG numbers.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +36,8 @@ import pandas as pd
 
 from genomelab.ingest.regions import Regions, load_regions
 from genomelab.io.atomic import atomic_output
+from genomelab.io.errors import FormatError
+from genomelab.io.fasta import read_fasta
 
 logger = logging.getLogger(__name__)
 
@@ -135,17 +149,7 @@ def build_cpg_index(path: str | os.PathLike, regions: Regions, chunk_lines: int 
     expected_idx, line0 = 1, 0
     last_pos = -1
     try:
-        reader = pd.read_csv(
-            path,
-            sep="\t",
-            header=None,
-            usecols=[0, 1, 2],
-            names=["chrom", "pos", "idx"],
-            dtype={"chrom": str, "pos": np.int64, "idx": np.int64},
-            chunksize=chunk_lines,
-            compression="infer",
-        )
-        for chunk in reader:
+        for _, chunk in _index_chunks(path, chunk_lines):
             chrom_col = chunk["chrom"].to_numpy()
             pos = chunk["pos"].to_numpy() - 1
             idx = chunk["idx"].to_numpy()
@@ -239,3 +243,152 @@ def write_cpg_index(
         regions.n_regions,
     )
     return index
+
+
+# ----------------------------------------------------------------------------- from a FASTA
+CONTIG_SETS = ("primary", "all")
+CONTIG_ORDERS = ("natural", "fasta")
+_PRIMARY = re.compile(r"^(chr)?(\d+|X|Y|M|MT)$")
+
+
+def is_primary_chrom(name: str) -> bool:
+    """``chr1``/``1`` .. numbers, X, Y, M, MT: the chromosomes wgbstools keeps by default."""
+    return _PRIMARY.match(name) is not None
+
+
+def natural_chrom_key(name: str) -> tuple[int, int, str]:
+    """Sort key 1, 2, ..., 10, ..., X, Y, M/MT, then other names alphabetically."""
+    bare = name[3:] if name.startswith("chr") else name
+    if bare.isdigit():
+        return (0, int(bare), "")
+    rank = {"X": 1, "Y": 2, "M": 3, "MT": 3}.get(bare)
+    return (1, rank, "") if rank is not None else (2, 0, name)
+
+
+def cpg_positions(seq: bytes) -> np.ndarray:
+    """1-based positions of the C of every ``CG`` in ``seq`` (case-insensitive) -> int64 [n]."""
+    arr = np.frombuffer(seq, dtype=np.uint8) & 0xDF  # ASCII letters to upper case
+    if arr.size < 2:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero((arr[:-1] == ord("C")) & (arr[1:] == ord("G"))).astype(np.int64) + 1
+
+
+def _open_out(tmp: Path, compress: bool):
+    if compress:
+        # BGZF (what bgzip writes) is gzip-compatible and lets tabix index the result.
+        from pysam import BGZFile
+
+        return BGZFile(str(tmp), "wb")
+    return open(tmp, "wb")
+
+
+def write_cpg_bed(
+    fasta: str | os.PathLike,
+    out: str | os.PathLike,
+    contigs: str = "primary",
+    order: str = "natural",
+) -> dict[str, Any]:
+    """Write the CpG index (chrom, 1-based C position, CpG number) of a genome FASTA.
+
+    ``contigs``: ``primary`` keeps the chromosomes wgbstools keeps (see
+    :func:`is_primary_chrom`), ``all`` every record. ``order``: ``natural`` (1, 2, ..., 10,
+    ..., X, Y, M) or ``fasta`` (the file's order). ``out`` ending in ``.gz`` is BGZF-compressed.
+    Returns ``{"n_cpgs", "chromosomes": {name: n_cpgs}, "skipped": [names]}``.
+    """
+    if contigs not in CONTIG_SETS:
+        raise ValueError(f"contigs must be one of {CONTIG_SETS}, not {contigs!r}")
+    if order not in CONTIG_ORDERS:
+        raise ValueError(f"order must be one of {CONTIG_ORDERS}, not {order!r}")
+    found: dict[str, np.ndarray] = {}
+    skipped: list[str] = []
+    for name, seq in read_fasta(fasta, allow_empty=True):
+        if contigs == "primary" and not is_primary_chrom(name):
+            skipped.append(name)
+            continue
+        pos = cpg_positions(seq)
+        if pos.size and pos[-1] >= 2**32:
+            raise FormatError(fasta, f"record {name} is longer than 4 Gb")
+        found[name] = pos.astype(np.uint32)
+    if not found:
+        raise FormatError(fasta, f"no {'primary chromosome' if contigs == 'primary' else 'record'} to index")
+    names = sorted(found, key=natural_chrom_key) if order == "natural" else list(found)
+    n = 0
+    with atomic_output(out) as tmp, _open_out(tmp, str(out).endswith(".gz")) as fh:
+        for name in names:
+            pos = found[name]
+            idx = np.arange(n + 1, n + 1 + pos.size, dtype=np.int64)
+            lines = pd.DataFrame({"c": name, "p": pos, "i": idx})
+            fh.write(lines.to_csv(sep="\t", header=False, index=False, lineterminator="\n").encode())
+            n += pos.size
+    logger.info(
+        "CpG index %s from %s: %d CpGs on %d records (%d skipped)", out, fasta, n, len(names), len(skipped)
+    )
+    return {"n_cpgs": n, "chromosomes": {k: int(found[k].size) for k in names}, "skipped": skipped}
+
+
+def _index_chunks(path: Path, chunk_lines: int) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(first line number, chunk)`` of a CpG index; a malformed line is a FormatError."""
+    line = 1
+    try:
+        reader = pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            usecols=[0, 1, 2],
+            names=["chrom", "pos", "idx"],
+            dtype={"chrom": str, "pos": np.int64, "idx": np.int64},
+            chunksize=chunk_lines,
+            compression="infer",
+        )
+        with reader:
+            for chunk in reader:
+                yield line, chunk
+                line += len(chunk)
+    except (pd.errors.ParserError, ValueError, EOFError, OSError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(
+            path, f"not a CpG index (chrom, 1-based position, CpG number; tab-separated): {exc}", line
+        ) from exc
+
+
+def cpg_positions_in_ranges(
+    path: str | os.PathLike, starts: np.ndarray, ends: np.ndarray, chunk_lines: int = 2_000_000
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Positions of the CpGs numbered in any ``[starts[k], ends[k])`` of a CpG index.
+
+    Returns ``{chrom: (pos int64 [n] 0-based C position, sorted; idx int64 [n])}``. Streams
+    the index once; memory is the CpGs kept. CpG numbers must run 1, 2, 3, ... (FormatError
+    naming the line otherwise).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CpG index {path} does not exist")
+    order = np.argsort(starts, kind="stable")
+    s_sorted, e_sorted = np.asarray(starts)[order], np.asarray(ends)[order]
+    # Coverage of CpG numbers by the (possibly overlapping) ranges: +1 at a start, -1 at an end.
+    edges = np.concatenate([s_sorted, e_sorted])
+    steps = np.concatenate([np.ones(len(s_sorted), np.int64), -np.ones(len(e_sorted), np.int64)])
+    o = np.argsort(edges, kind="stable")
+    edges, depth = edges[o], np.cumsum(steps[o])
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    expected = 1
+    for first, chunk in _index_chunks(path, chunk_lines):
+        idx = chunk["idx"].to_numpy()
+        bad = np.flatnonzero(idx != np.arange(expected, expected + len(idx)))
+        if bad.size:
+            i = int(bad[0])
+            raise FormatError(
+                path, f"CpG number {idx[i]} where {expected + i} was expected (1, 2, 3, ...)", first + i
+            )
+        expected += len(idx)
+        k = np.searchsorted(edges, idx, side="right") - 1
+        inside = (k >= 0) & (depth[np.maximum(k, 0)] > 0)
+        if not inside.any():
+            continue
+        sub = chunk[inside]
+        for chrom, rows in sub.groupby("chrom", sort=False):
+            parts.setdefault(str(chrom), []).append((rows["pos"].to_numpy() - 1, rows["idx"].to_numpy()))
+    return {
+        c: (np.concatenate([p for p, _ in v]), np.concatenate([i for _, i in v])) for c, v in parts.items()
+    }

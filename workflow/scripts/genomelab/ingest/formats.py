@@ -9,7 +9,7 @@ strand (when the strand is known and ``merge_strands`` is on, a minus-strand C a
 | ``bismark_cov`` | ``*.cov``, ``*.cov.gz`` | chrom, start (1-based), end, percent, n methylated, n unmethylated |
 | ``bismark_cpg_report`` | ``*CpG_report.txt[.gz]``, ``*CX_report.txt[.gz]`` | chrom, pos (1-based), strand, n meth, n unmeth, context (CG kept) |
 | ``bedmethyl`` | ``*.bed[.gz]``, ``*.bedmethyl[.gz]`` | ENCODE (11 columns: coverage, percent) or modkit (18: Nvalid_cov, Nmod) |
-| ``wgbs_pat`` | ``*.pat.gz``, ``*.pat`` | chrom, first CpG number, pattern (C/T/.), read count |
+| ``wgbs_pat`` | ``*.pat.gz``, ``*.pat`` | chrom, first CpG number, pattern (C/T/H/.), read count |
 | ``wgbs_beta`` | ``*.beta`` (uint8), ``*.lbeta`` (uint16) | binary [n_cpgs, 2]: methylated, total |
 | ``array`` | ``*.csv[.gz]``, ``*.tsv[.gz]`` | probe IDs then one beta column per sample (probes x samples) |
 
@@ -151,16 +151,6 @@ def _check_bedmethyl(f: list[str]) -> str | None:
         return "percent methylated must be a number"
     if len(f) == 18 and not all(_is_int(x) for x in f[11:18]):
         return "modkit count columns 12-18 must be integers"
-    return None
-
-
-def _check_pat(f: list[str]) -> str | None:
-    if len(f) < 4:
-        return f"expected 4 tab-separated fields (chrom, CpG number, pattern, count), got {len(f)}"
-    if not (_is_int(f[1]) and _is_int(f[3])):
-        return "CpG number and count must be integers"
-    if not f[2] or set(f[2]) - set("CT."):
-        return f"pattern must consist of C, T and '.', got {f[2]!r}"
     return None
 
 
@@ -432,25 +422,13 @@ def read_bedmethyl(path: Path, chunk_lines: int, merge_strands: bool, mod_code: 
 
 # ----------------------------------------------------------------------------- wgbstools
 def read_pat(path: Path, chunk_lines: int) -> Iterator[ReadChunk]:
-    """wgbstools ``.pat.gz``: chrom, first CpG number, pattern of C/T/., number of reads."""
-    order = SortCheck(path, what="CpG number")
-    dtype = {0: "category", 1: np.int64, 2: str, 3: np.int64}
-    for first, chunk in _read_chunks(path, PAT, "\t", [0, 1, 2, 3], dtype, _check_pat, chunk_lines):
-        lines = np.arange(first, first + len(chunk))
-        start, counts = chunk[1].to_numpy(), chunk[3].to_numpy()
-        # Kept as Python strings: a fixed-width numpy array would cost n x longest pattern x 4 bytes.
-        patterns = chunk[2].to_numpy(dtype=object)
-        lengths = chunk[2].str.len().to_numpy(dtype=np.int64)
-        bad = ~chunk[2].str.fullmatch(r"[CT.]+").to_numpy(dtype=bool)
-        if bad.any():
-            raise _bad_row(
-                path, lines, bad, "pattern must consist of C (methylated), T (unmethylated) and '.'"
-            )
-        if ((start < 1) | (counts < 1)).any():
-            raise _bad_row(path, lines, (start < 1) | (counts < 1), "CpG number and read count must be >= 1")
-        for chrom, a, b in _chrom_runs(chunk[0]):
-            order(chrom, start[a:b], lines[a:b])
-            yield ReadChunk(chrom, start[a:b], patterns[a:b], lengths[a:b], counts[a:b], lines[a:b])
+    """wgbstools ``.pat.gz``: chrom, first CpG number, pattern, number of reads (read and
+    checked by ``genomelab.io.pat``; ``H``, hydroxymethylated, is a methylated call)."""
+    from genomelab.io.pat import read_pat as read_pat_chunks
+
+    for ch in read_pat_chunks(path, chunk_lines):
+        lengths = np.fromiter((len(p) for p in ch.patterns), dtype=np.int64, count=len(ch.patterns))
+        yield ReadChunk(ch.chrom, ch.start, ch.patterns, lengths, ch.counts, ch.line)
 
 
 def read_beta(path: Path) -> np.ndarray:

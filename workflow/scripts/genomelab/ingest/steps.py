@@ -1,5 +1,6 @@
 """Snakemake-facing steps of the ingest module: each unpacks ``smk`` and calls one typed
-function (``cpg_index``, ``convert``, ``summary``)."""
+function (``cpg_index``, ``convert``, ``summary``; for the UXM path ``cpg_bed`` and
+``block_counts``)."""
 
 from __future__ import annotations
 
@@ -44,4 +45,24 @@ def sheet_step(smk: Any) -> None:
         smk.output.summary,
         smk.output.md,
         smk.output.diagnostics,
+    )
+
+
+def cpg_bed_step(smk: Any) -> None:
+    from genomelab.ingest.cpg_index import write_cpg_bed
+
+    write_cpg_bed(smk.input.fasta, smk.output.bed, contigs=param(smk, "uxm")["contigs"])
+
+
+def block_counts_step(smk: Any) -> None:
+    from genomelab.ingest.fragments import write_sample_counts
+
+    write_sample_counts(
+        smk.input.reads,
+        smk.params.format,
+        smk.input.blocks,
+        param(smk, "uxm"),
+        smk.output.counts,
+        smk.output.qc,
+        cpg_index=smk.input.cpg_index if "cpg_index" in smk.input.keys() else None,
     )

@@ -19,6 +19,10 @@ this package imports no module.
 - ``metrics``: the metrics JSON record (``Metrics``, ``read_metrics``, ``write_metrics``)
 - ``hdf5``: string datasets shared by the HDF5 formats
 - ``dropped``: the ``dropped`` entries (count, reason, first IDs) of records a step left out
+- ``pat``: wgbstools ``.pat[.gz]`` read patterns (chrom, first CpG number, pattern, count)
+- ``bam``: CpG calls per fragment of Bismark BAM files (``XM``/``XG`` tags; pysam)
+- ``blocks``: wgbstools/UXM block tables (marker BEDs, block-level atlases) and per-block
+  U/X/M fragment counts
 """
 
 from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text

@@ -432,7 +432,7 @@ def test_amber_metrics_on_a_hand_made_example():
     assert t.loc["0", "precision"] == pytest.approx(200 / 250) and t.loc["0", "recall"] == pytest.approx(0.2)
     assert t.loc["1", "precision"] == 1.0 and t.loc["1", "recall"] == pytest.approx(600 / 650)
     assert metrics["n_good_bins"] == 1  # bin 1 (recall 0.92, precision 1); bin 2 has recall 0.8
-    assert metrics["ari"] == pytest.approx(adjusted_rand_score(genomes, bins.astype(str)))
+    assert metrics["ari_contigs"] == pytest.approx(adjusted_rand_score(genomes, bins.astype(str)))
     # Bins under min_bin_bp count as unbinned.
     small, _ = ev.evaluate_binning(bins, genomes, lengths, min_bin_bp=500)
     assert small["n_bins"] == 2 and small["binned_bp_fraction"] == pytest.approx(1400 / 1650)

@@ -55,8 +55,10 @@ def write_summary(
         scores: dict[str, Any] = read_json_file(evaluation, "binning evaluation")
         clustering = "kNN-graph clustering" if cluster_method == "graph" else f"{cluster_method} clustering"
         keys = (
-            "ari",
-            "ari_binned",
+            "ari_bp",
+            "ari_bp_binned",
+            "ari_contigs",
+            "ari_contigs_binned",
             "n_good_bins",
             "n_bins",
             "binned_bp_fraction",
@@ -65,9 +67,10 @@ def write_summary(
         )
         comparisons.append(
             Comparison(
-                title="Binning against the truth table (bp-weighted, AMBER style)",
+                title="Binning against the truth table (AMBER style: ari_bp* weighted by bp, "
+                "ari_contigs* counting contigs; precision/recall by bp)",
                 split="all contigs",
-                primary="ari",
+                primary="ari_bp",
                 higher_is_better=True,
                 rows={
                     f"beta-VAE + {clustering}": {k: scores["vae"][k] for k in keys},

@@ -382,22 +382,6 @@ def test_knn_cosine_matches_brute_force_in_chunks():
     assert knn_cosine(x[:3], 10).shape == (3, 2)  # at most n - 1 neighbours
 
 
-def test_louvain_splits_two_cliques_joined_by_one_edge():
-    import scipy.sparse as sp
-    from genomelab.binning.cluster import louvain
-
-    dense = np.zeros((12, 12))
-    dense[:6, :6] = dense[6:, 6:] = 1
-    np.fill_diagonal(dense, 0)
-    dense[5, 6] = dense[6, 5] = 1
-    labels = louvain(sp.csr_matrix(dense), seed=3)
-    np.testing.assert_array_equal(labels, [labels[0]] * 6 + [labels[6]] * 6)
-    assert labels[0] != labels[6]
-    # A very low resolution favours one community; no edges leave every node alone.
-    assert len(np.unique(louvain(sp.csr_matrix(dense), resolution=0.01))) == 1
-    np.testing.assert_array_equal(louvain(sp.csr_matrix((4, 4))), np.arange(4))
-
-
 def test_cluster_config_rejects_bad_graph_options():
     for bad in ({"method": "kmeans"}, {"n_neighbors": 0}, {"resolution": 0}):
         with pytest.raises(ValueError, match="cluster"):

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from genomelab.binning.bins import unbinned_dropped
-from genomelab.diagnostics import read_results
+from genomelab.binning.bins import empty_bins_reason, unbinned_dropped
+from genomelab.diagnostics import WARN, DiagnosticResult, read_results
 from genomelab.io.metrics import TRAINING_KEYS, read_json_file, read_metrics
 from genomelab.io.tables import read_contig_bins
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
@@ -85,6 +85,12 @@ def write_summary(
         f"{t} {test.get(f'test/{t}', float('nan')):.4g} (ref {REFERENCE_TERMS[t]:g})" for t in REFERENCE_TERMS
     )
     written = per_bin[per_bin["written"]]
+    contig_table = read_contig_bins(contig_bins)
+    if written.empty:
+        # An empty bins/fasta/ is a result to explain, not a silent success.
+        reason = empty_bins_reason(per_bin, contig_table, min_bp)
+        diags.append(dataclasses.asdict(DiagnosticResult("bins_written", WARN, reason, blocking=False)))
+        logger.warning("%s", reason)
     notes = [
         f"Test-split loss terms beside the development-history reference (0.5M sequences, ~500 epochs): {terms}.",
         f"{len(per_bin)} bins; {len(written)} of at least {min_bp} bp written as FASTA "
@@ -102,7 +108,7 @@ def write_summary(
         diags,
         plots,
         notes,
-        unbinned_dropped(read_contig_bins(contig_bins)),
+        unbinned_dropped(contig_table),
     )
     write_module_summary(summary, out_json, out_md)
     for comp in comparisons:

@@ -18,7 +18,7 @@ from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
 from genomelab.binning.model import KmerVAE, VAEConfig
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import initial_loss_vs_chance
-from genomelab.io.tables import check_names, read_depth_table, read_truth
+from genomelab.io.tables import check_names, read_abundance_table, read_truth
 
 
 def decoder_output_of(profiles: torch.Tensor, cfg: VAEConfig) -> torch.Tensor:
@@ -145,7 +145,7 @@ def profile_checks(
     results.append(contig_length_check(prof.lengths))
     for label, path, reader in (
         ("truth", truth, lambda p: read_truth(p).index),
-        ("depth", depth, lambda p: read_depth_table(p)[0]),
+        ("depth", depth, lambda p: read_abundance_table(p)[0]),
     ):
         if not path:
             continue

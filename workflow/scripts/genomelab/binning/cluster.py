@@ -264,7 +264,7 @@ def knn_cosine(
 def leiden(n: int, neighbours: np.ndarray, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
     """[n] community ids of the symmetrised kNN graph ``neighbours`` [n, k] (an edge, weight 1,
     where either node is among the other's neighbours) by Leiden on modularity with
-    ``resolution`` (leidenalg's RBConfigurationVertexPartition, iterated until stable).
+    ``resolution`` (leidenalg's RBConfigurationVertexPartition).
     Ids are numbered by decreasing community size."""
     import igraph as ig
     import leidenalg
@@ -275,12 +275,14 @@ def leiden(n: int, neighbours: np.ndarray, resolution: float = 1.0, seed: int = 
     dst = neighbours.ravel()
     # Each undirected edge once: order the pair, then drop repeats (mutual neighbours).
     pairs = np.unique(np.stack([np.minimum(src, dst), np.maximum(src, dst)], axis=1), axis=0)
-    graph = ig.Graph(n=n, edges=pairs, directed=False)
+    graph = ig.Graph(n=n, edges=pairs.tolist(), directed=False)
+    # Two iterations (leidenalg's default): iterating to a fixed point took ~1.7x the time
+    # for the same partition on 20,000 synthetic contigs.
     part = leidenalg.find_partition(
         graph,
         leidenalg.RBConfigurationVertexPartition,
         resolution_parameter=resolution,
-        n_iterations=-1,
+        n_iterations=2,
         seed=seed,
     )
     return np.asarray(part.membership, dtype=np.int64)

@@ -63,6 +63,7 @@ def old_cluster_module(rev: str):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("old_cluster", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["old_cluster"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -134,7 +134,7 @@ def test_outliers_are_listed_unbinned_with_their_reason():
     assert not t.loc[["c", "e"], "bin_written"].any()
     assert per_bin["size_bp"].tolist() == [600, 200] and per_bin["written"].tolist() == [True, False]
     (dropped,) = unbinned_dropped(table)
-    assert dropped.step == "binning_cluster" and dropped.count == 2 and dropped.examples == ["c", "e"]
+    assert dropped.step == "binning_encode" and dropped.count == 2 and dropped.examples == ["c", "e"]
 
 
 def _training_metrics(path):

@@ -35,7 +35,7 @@ OUTLIER_LABEL = -1  # the cluster id of contigs the clustering leaves out
 # and the reason as the summary words it.
 UNBINNED_REASONS = {
     "outlier": (
-        "binning_cluster",
+        "binning_encode",
         "far from every cluster (outlier score above binning.cluster.outlier_ratio), not binned",
     ),
     "short": ("binning_features", "shorter than binning.features.min_length, not profiled"),

@@ -182,7 +182,7 @@ def main() -> None:
             print(name, {k: round(v, 3) for k, v in metrics_.items()}, flush=True)
     if "MetaBAT2 (composition only)" in result:
         ours, mb = result["workflow beta-VAE"], result["MetaBAT2 (composition only)"]
-        result["bar_met"] = bool(ours["ari"] >= mb["ari"] and ours["n_good_bins"] >= mb["n_good_bins"])
+        result["bar_met"] = bool(ours["ari_bp"] >= mb["ari_bp"] and ours["n_good_bins"] >= mb["n_good_bins"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "test_terms"}, indent=2, default=float))

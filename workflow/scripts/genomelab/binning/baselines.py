@@ -1,5 +1,6 @@
 """The reference the VAE must beat: tetranucleotide frequencies (MetaBAT's TNF signal),
-log-transformed, standardised and reduced by PCA, clustered like the VAE latent."""
+log-transformed, standardised and reduced by PCA, clustered like the VAE latent (with the
+abundance columns beside it in the clustering when a depth table is given)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,11 @@ def tnf_clusters(
     from genomelab.io.tables import write_table
 
     inputs = load_inputs(features_h5, depth)
-    emb = tnf_embedding(inputs.x, baseline_cfg, inputs.n_depth)
-    labels = cluster_contigs(emb, inputs.lengths, cluster_cfg, min_bin_bp, "cpu")
+    # Abundance joins in the clustering (its own view beside the unit-length TNF scores),
+    # not the PCA, where a few sample columns would be a small share of 136 TNF columns.
+    emb = tnf_embedding(inputs.x, baseline_cfg)
+    abundance = inputs.x[:, N_FEATURES:] if inputs.n_depth else None
+    labels = cluster_contigs(emb, inputs.lengths, cluster_cfg, min_bin_bp, "cpu", depth=abundance)
     write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), clusters_out)
     save_latent(embedding_out, inputs.names, emb)
     return labels

@@ -1,9 +1,11 @@
 """Write bins: one FASTA per bin above a minimum size, a contig -> bin table, bin summaries.
 
-The contig table lists every contig of the assembly. Contigs the features step did not
-profile are listed too, after the binned ones: ``bin`` is ``"unbinned"`` and ``status`` says
-why (``short``: shorter than ``binning.features.min_length``; ``no_kmers``: no valid 6-mer,
-e.g. all N); binned contigs have ``status`` ``"binned"``.
+The contig table lists every contig of the assembly. Contigs the clustering left out and
+contigs the features step did not profile are listed too: ``bin`` is ``"unbinned"`` and
+``status`` says why (``outlier``: far from every cluster, see
+``genomelab.binning.cluster.outlier_scores``; ``short``: shorter than
+``binning.features.min_length``; ``no_kmers``: no valid 6-mer, e.g. all N); binned contigs
+have ``status`` ``"binned"``.
 """
 
 from __future__ import annotations
@@ -28,10 +30,16 @@ logger = logging.getLogger(__name__)
 
 CONTIG_COLUMNS = list(CONTIG_BINS_COLUMNS)
 BINNED, UNBINNED = "binned", "unbinned"
-# Why a contig of the assembly has no bin (values of ``status``), as the summary words it.
+OUTLIER_LABEL = -1  # the cluster id of contigs the clustering leaves out
+# Why a contig of the assembly has no bin (values of ``status``): the step that left it out
+# and the reason as the summary words it.
 UNBINNED_REASONS = {
-    "short": "shorter than binning.features.min_length, not profiled",
-    "no_kmers": "no valid 6-mer (only N or other non-ACGT letters), not profiled",
+    "outlier": (
+        "binning_encode",
+        "far from every cluster (outlier score above binning.cluster.outlier_ratio), not binned",
+    ),
+    "short": ("binning_features", "shorter than binning.features.min_length, not profiled"),
+    "no_kmers": ("binning_features", "no valid 6-mer (only N or other non-ACGT letters), not profiled"),
 }
 
 
@@ -51,7 +59,8 @@ def bin_summary(
 
     Bins are renamed ``bin_00001``... by decreasing size; ``written`` marks bins of at
     least ``min_bin_bp`` bp (written as FASTA, like MetaBAT2's ``-s``); small bins stay in
-    the tables so that no contig disappears from the output.
+    the tables so that no contig disappears from the output. Contigs labelled
+    ``OUTLIER_LABEL`` are listed with ``bin`` ``"unbinned"`` and ``status`` ``"outlier"``.
     """
     frame = pd.DataFrame(
         {
@@ -61,6 +70,8 @@ def bin_summary(
             "gc_bp": np.asarray(gc, dtype=np.float64) * np.asarray(lengths),
         }
     )
+    outlier = frame["cluster"].to_numpy() == OUTLIER_LABEL
+    left_out, frame = frame[outlier].copy(), frame[~outlier].copy()
     grouped = frame.groupby("cluster")
     per_bin = pd.DataFrame(
         {
@@ -77,7 +88,8 @@ def bin_summary(
     frame["bin"] = per_bin.loc[frame["cluster"], "bin"].to_numpy()
     frame["bin_written"] = per_bin.loc[frame["cluster"], "written"].to_numpy()
     frame["status"] = BINNED
-    contig_table = frame[CONTIG_COLUMNS]
+    left_out["bin"], left_out["bin_written"], left_out["status"] = UNBINNED, False, "outlier"
+    contig_table = pd.concat([frame[CONTIG_COLUMNS], left_out[CONTIG_COLUMNS]], ignore_index=True)
     per_bin = per_bin.reset_index(drop=True)[["bin", "size_bp", "n_contigs", "n50", "gc", "written"]]
     return contig_table, per_bin
 
@@ -165,12 +177,24 @@ def add_unbinned(
 def unbinned_dropped(contig_table: pd.DataFrame) -> list[Dropped]:
     """One ``Dropped`` entry per reason of the table's unbinned contigs (FASTA order)."""
     out = []
-    for status, reason in UNBINNED_REASONS.items():
+    for status, (step, reason) in UNBINNED_REASONS.items():
         ids = contig_table.loc[contig_table["status"] == status, "contig"]
-        entry = count_dropped("binning_features", "contigs", reason, ids)
+        entry = count_dropped(step, "contigs", reason, ids)
         if entry is not None:
             out.append(entry)
     return out
+
+
+def empty_bins_reason(per_bin: pd.DataFrame, contig_table: pd.DataFrame, min_bin_bp: int) -> str:
+    """Why no bin was written: the largest cluster beside ``min_bin_bp`` and the assembly."""
+    total = int(contig_table["length"].sum())
+    largest = int(per_bin["size_bp"].max()) if len(per_bin) else 0
+    return (
+        f"no bin written: no cluster reaches bins.min_bin_bp = {min_bin_bp} bp (largest {largest} bp, "
+        f"{len(per_bin)} clusters; the {len(contig_table)} listed contigs hold {total} bp"
+        + ("; the assembly is smaller than one bin" if total < min_bin_bp else "")
+        + ")"
+    )
 
 
 def write_bins(
@@ -202,6 +226,8 @@ def write_bins(
     write_table(add_unbinned(contig_table, unlisted, prof.min_length), contig_bins_out)
     write_table(per_bin, bin_summary_out)
     written = per_bin[per_bin["written"]]
+    if written.empty:
+        logger.warning("%s", empty_bins_reason(per_bin, contig_table, min_bin_bp))
     logger.info(
         "%d bins, %d written (>= %d bp) holding %d contigs and %d bp; %d small bins listed in the TSV only; "
         "%d contigs not profiled listed as unbinned",

@@ -1,4 +1,6 @@
-"""Abundance inputs of the binning model from a MetaBAT depth table (read by ``genomelab.io.tables``)."""
+"""Abundance inputs of the binning model and its clustering from a MetaBAT
+``jgi_summarize_bam_contig_depths`` table or a per-sample coverage table (strobealign
+``--aemb``, CoverM), read by ``genomelab.io.tables.read_abundance_table``."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from genomelab.io.tables import check_names, read_depth_table
+from genomelab.io.tables import check_names, read_abundance_table
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +20,10 @@ def depth_features(names: np.ndarray, depth_path: str | os.PathLike) -> np.ndarr
 
     Each sample is divided by its mean depth (a library-size normalisation), ``log1p``
     tames the long tail, and each column is z-scored so that an untrained decoder (output
-    near 0) starts at the mean abundance; the VAE reconstructs these with MSE.
+    near 0) starts at the mean abundance; the VAE reconstructs these with MSE, and the
+    clustering uses them as an extra view (``genomelab.binning.cluster.cluster_points``).
     """
-    index, depth, _ = read_depth_table(depth_path)
+    index, depth, _ = read_abundance_table(depth_path)
     check_names(names, index, "the k-mer profiles", f"depth table {depth_path}")
     rows = index.get_indexer(pd.Index(np.asarray(names, dtype=object)))
     depth = depth[rows].astype(np.float64)

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from genomelab.binning.bins import n50
 from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
 from genomelab.binning.model import KmerVAE, VAEConfig
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import initial_loss_vs_chance
-from genomelab.io.tables import check_names, read_depth_table, read_truth
+from genomelab.io.tables import check_names, read_abundance_table, read_truth
 
 
 def decoder_output_of(profiles: torch.Tensor, cfg: VAEConfig) -> torch.Tensor:
@@ -80,6 +81,23 @@ def overfit_check(
     )
 
 
+def contig_length_check(lengths: np.ndarray, min_median: int = 2500) -> DiagnosticResult:
+    """Median and N50 of the profiled contig ``lengths`` [n]; warns below ``min_median`` bp.
+
+    ``n50`` is the assembly N50 (the length L such that contigs of at least L bp hold half
+    of the bases), not the median.
+    """
+    median = float(np.median(lengths))
+    return DiagnosticResult(
+        "contig_lengths",
+        PASS if median >= min_median else WARN,
+        f"median contig length {median:.0f} bp, N50 {n50(lengths)} bp"
+        + ("" if median >= min_median else ": k-mer profiles of short contigs are noisy"),
+        blocking=False,
+        details={"median": median, "n50": n50(lengths)},
+    )
+
+
 def profile_checks(
     features_h5: str | os.PathLike,
     min_contigs: int,
@@ -124,20 +142,10 @@ def profile_checks(
             details={"n": n},
         )
     )
-    median = float(np.median(prof.lengths))
-    results.append(
-        DiagnosticResult(
-            "contig_lengths",
-            PASS if median >= 2500 else WARN,
-            f"median contig length {median:.0f} bp"
-            + ("" if median >= 2500 else ": k-mer profiles of short contigs are noisy"),
-            blocking=False,
-            details={"median": median, "n50": float(np.percentile(prof.lengths, 50))},
-        )
-    )
+    results.append(contig_length_check(prof.lengths))
     for label, path, reader in (
         ("truth", truth, lambda p: read_truth(p).index),
-        ("depth", depth, lambda p: read_depth_table(p)[0]),
+        ("depth", depth, lambda p: read_abundance_table(p)[0]),
     ):
         if not path:
             continue

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from genomelab.binning.bins import unbinned_dropped
-from genomelab.diagnostics import read_results
+from genomelab.binning.bins import empty_bins_reason, unbinned_dropped
+from genomelab.diagnostics import WARN, DiagnosticResult, read_results
 from genomelab.io.metrics import TRAINING_KEYS, read_json_file, read_metrics
 from genomelab.io.tables import read_contig_bins
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
@@ -55,8 +55,10 @@ def write_summary(
         scores: dict[str, Any] = read_json_file(evaluation, "binning evaluation")
         clustering = "kNN-graph clustering" if cluster_method == "graph" else f"{cluster_method} clustering"
         keys = (
-            "ari",
-            "ari_binned",
+            "ari_bp",
+            "ari_bp_binned",
+            "ari_contigs",
+            "ari_contigs_binned",
             "n_good_bins",
             "n_bins",
             "binned_bp_fraction",
@@ -65,9 +67,10 @@ def write_summary(
         )
         comparisons.append(
             Comparison(
-                title="Binning against the truth table (bp-weighted, AMBER style)",
+                title="Binning against the truth table (AMBER style: ari_bp* weighted by bp, "
+                "ari_contigs* counting contigs; precision/recall by bp)",
                 split="all contigs",
-                primary="ari",
+                primary="ari_bp",
                 higher_is_better=True,
                 rows={
                     f"beta-VAE + {clustering}": {k: scores["vae"][k] for k in keys},
@@ -82,6 +85,12 @@ def write_summary(
         f"{t} {test.get(f'test/{t}', float('nan')):.4g} (ref {REFERENCE_TERMS[t]:g})" for t in REFERENCE_TERMS
     )
     written = per_bin[per_bin["written"]]
+    contig_table = read_contig_bins(contig_bins)
+    if written.empty:
+        # An empty bins/fasta/ is a result to explain, not a silent success.
+        reason = empty_bins_reason(per_bin, contig_table, min_bp)
+        diags.append(dataclasses.asdict(DiagnosticResult("bins_written", WARN, reason, blocking=False)))
+        logger.warning("%s", reason)
     notes = [
         f"Test-split loss terms beside the development-history reference (0.5M sequences, ~500 epochs): {terms}.",
         f"{len(per_bin)} bins; {len(written)} of at least {min_bp} bp written as FASTA "
@@ -99,7 +108,7 @@ def write_summary(
         diags,
         plots,
         notes,
-        unbinned_dropped(read_contig_bins(contig_bins)),
+        unbinned_dropped(contig_table),
     )
     write_module_summary(summary, out_json, out_md)
     for comp in comparisons:

@@ -186,15 +186,34 @@ def read_given_assignment(
 
 
 # ------------------------------------------------------------------ binning
+JGI_DEPTH_COLUMNS = ("contigName", "contigLen", "totalAvgDepth")
+
+
+def _checked_depths(
+    table: pd.DataFrame, name_col: str, samples: list[str], path: Path, what: str
+) -> np.ndarray:
+    """[n, n_samples] float32 depths of ``samples``: unique names, numbers, finite, >= 0."""
+    _unique_names(table, name_col, path, what)
+    try:
+        depth = table[samples].to_numpy(dtype=np.float64)
+    except ValueError as exc:
+        raise FormatError(path, f"{what} holds non-numeric depths ({exc})") from exc
+    bad = ~np.isfinite(depth).all(axis=1) | (depth < 0).any(axis=1)
+    if bad.any():
+        raise FormatError(path, f"{what} holds negative or non-finite depths", _first_line(bad))
+    return depth.astype(np.float32)
+
+
 def read_depth_table(path: str | os.PathLike) -> tuple[pd.Index, np.ndarray, list[str]]:
-    """Read a ``jgi_summarize_bam_contig_depths`` table.
+    """Read a ``jgi_summarize_bam_contig_depths`` table (MetaBAT): ``contigName``,
+    ``contigLen``, ``totalAvgDepth``, then per sample its mean depth and ``<sample>-var``.
 
     Returns ``(contig names, [n, n_samples] float32 mean depths, sample names)``; the
     ``-var`` columns, ``contigLen`` and ``totalAvgDepth`` are not model inputs.
     """
     path = existing_file(path, "depth table")
     table = _read_tsv(path, dtype={"contigName": str})
-    need = {"contigName", "contigLen", "totalAvgDepth"}
+    need = set(JGI_DEPTH_COLUMNS)
     if not need <= set(table.columns):
         raise FormatError(
             path,
@@ -204,15 +223,54 @@ def read_depth_table(path: str | os.PathLike) -> tuple[pd.Index, np.ndarray, lis
     samples = [c for c in table.columns[3:] if not c.endswith("-var")]
     if not samples:
         raise FormatError(path, "depth table has no per-sample depth columns")
-    _unique_names(table, "contigName", path, "depth table")
+    depth = _checked_depths(table, "contigName", samples, path, "depth table")
+    return pd.Index(table["contigName"]), depth, samples
+
+
+def _is_number(text: str) -> bool:
     try:
-        depth = table[samples].to_numpy(dtype=np.float64)
-    except ValueError as exc:
-        raise FormatError(path, f"depth table holds non-numeric depths ({exc})") from exc
-    bad = ~np.isfinite(depth).all(axis=1) | (depth < 0).any(axis=1)
-    if bad.any():
-        raise FormatError(path, "depth table holds negative or non-finite depths", _first_line(bad))
-    return pd.Index(table["contigName"]), depth.astype(np.float32), samples
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_coverage_table(path: str | os.PathLike) -> tuple[pd.Index, np.ndarray, list[str]]:
+    """Read a per-sample coverage table: the contig name, then one mean-coverage column per
+    sample (``strobealign --aemb`` output, one sample's columns pasted beside the next,
+    or ``coverm contig -m mean``).
+
+    A header line is optional: when the first line's columns after the name are all
+    numbers it is data, and the samples are named ``sample_1``, ``sample_2``...
+    Returns ``(contig names, [n, n_samples] float32 depths, sample names)``.
+    """
+    path = existing_file(path, "coverage table")
+    first = _read_tsv(path, dtype=str, header=None, nrows=1)
+    if first.shape[1] < 2:
+        raise FormatError(path, "coverage table needs a contig column and at least one sample column", 1)
+    has_header = not all(_is_number(str(v)) for v in first.iloc[0, 1:])
+    if has_header:
+        table = _read_tsv(path, dtype={first.iloc[0, 0]: str})
+        table = table.rename(columns={table.columns[0]: "contig"})
+    else:
+        table = _read_tsv(path, header=None, dtype={0: str})
+        table.columns = ["contig"] + [f"sample_{i}" for i in range(1, table.shape[1])]
+    samples = [str(c) for c in table.columns[1:]]
+    depth = _checked_depths(table, "contig", samples, path, "coverage table")
+    if not has_header:
+        logger.info("%s: no header line; %d samples named sample_1...", path, len(samples))
+    return pd.Index(table["contig"]), depth, samples
+
+
+def read_abundance_table(path: str | os.PathLike) -> tuple[pd.Index, np.ndarray, list[str]]:
+    """Contig abundances from either format: a ``jgi_summarize_bam_contig_depths`` table
+    (recognised by its ``contigName``/``contigLen``/``totalAvgDepth`` header, see
+    :func:`read_depth_table`) or a per-sample coverage table (:func:`read_coverage_table`)."""
+    path = existing_file(path, "depth table")
+    header = [str(c) for c in _read_tsv(path, dtype=str, header=None, nrows=1).iloc[0]]
+    if tuple(header[:3]) == JGI_DEPTH_COLUMNS:
+        return read_depth_table(path)
+    return read_coverage_table(path)
 
 
 def check_truth_header(path: str | os.PathLike) -> Path:

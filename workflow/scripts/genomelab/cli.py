@@ -8,6 +8,8 @@ Examples::
     genomelab simulate-tissue --out-dir sim/ --n-regions 5000
     genomelab tissue-features --sheet sim/samples.tsv --out features.h5
     genomelab versions --out versions.json
+    genomelab predict tissue --model results/demo/tissue/train/mlp/model.pt --inputs new.h5 --out pred/
+    genomelab serve --model results/demo/tissue/train/mlp/model.pt --port 8000
 """
 
 from __future__ import annotations
@@ -177,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("versions", help="print or write the software-versions record")
     p.add_argument("--out")
     p.set_defaults(func=_versions)
+
+    from genomelab.predict.cli import add_parser as add_predict
+    from genomelab.serve.cli import add_parser as add_serve
+
+    add_predict(sub)
+    add_serve(sub)
     return parser
 
 

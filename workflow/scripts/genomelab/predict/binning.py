@@ -82,9 +82,11 @@ def predict_files(
     device: str = "cpu",
     seed: int = 0,
     protected: Sequence[str | os.PathLike] = (),
+    engine: str = "auto",
 ) -> dict[str, str]:
     """Profiles, latent, clusters and bins of an assembly (FASTA, or a profiles HDF5 already
-    made from it: then no bin FASTA files) in the new folder ``out_dir``."""
+    made from it: then no bin FASTA files) in the new folder ``out_dir``; ``engine``: the
+    k-mer counter (``binning.features.engine``; every engine gives the same profiles)."""
     import pandas as pd
 
     from genomelab.binning.bins import write_bins
@@ -101,7 +103,7 @@ def predict_files(
         profiles = contigs
     else:
         profiles = Path(files["profiles"])
-        write_profiles_h5(contigs, profiles, min_length)
+        write_profiles_h5(contigs, profiles, min_length, engine=engine)
     inputs, latent, labels = embed(model, profiles, depth, cluster, min_bin_bp, device, seed)
     write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), files["clusters"])
     save_latent(files["latent"], inputs.names, latent)

@@ -76,14 +76,16 @@ def binning_step(smk: Any) -> None:
     from genomelab.predict.binning import predict_files
 
     limit_threads(int(smk.threads))
+    features = param(smk, "features")
     predict_files(
         smk.input.model,
         smk.input.inputs,
         Path(smk.output.clusters).parent,
         param(smk, "cluster"),
         int(smk.params.min_bin_bp),
-        int(smk.params.min_length),
+        int(features["min_length"]),
         depth=smk.input.get("depth"),
         device=smk.params.device,
         seed=int(smk.params.seed),
+        engine=str(features.get("engine", "auto")),
     )

@@ -4,7 +4,8 @@ A region ``[start, end)`` of a FASTA record (or a whole record, or a raw sequenc
 with non-overlapping windows of the model's ``window_bp``, as the evaluated (val/test)
 windows are tiled in training, so a region that is a training block gets the very
 predictions training made there. A tail shorter than a window is covered by one last
-window ending at the region's end (it overwrites the overlap). Predictions are averaged
+window ending at the region's last whole bin (it overwrites the overlap); less than a bin
+at the end is not scored. Predictions are averaged
 with the reverse complement (:meth:`RegulonNet.predict`) and written as bedGraph, one file
 per head and strand (sorted, non-overlapping intervals: ready for ``bedGraphToBigWig``).
 """
@@ -78,27 +79,29 @@ class RegulonPredictor:
 
     def window_starts(self, start: int, end: int) -> tuple[np.ndarray, int]:
         """Window starts over ``[start, end)`` and the window length (``window_bp``, or the
-        region's length rounded down to ``bin_bp`` when it is shorter than a window)."""
-        length = end - start
-        if length < self.bin_bp:
-            raise ValueError(f"region of {length} bp is shorter than the model's bin of {self.bin_bp} bp")
+        region's length rounded down to ``bin_bp`` when it is shorter than a window). Only
+        whole bins are scored: the region is cut to a multiple of ``bin_bp``."""
+        length = (end - start) // self.bin_bp * self.bin_bp
+        if length == 0:
+            raise ValueError(f"region of {end - start} bp is shorter than the model's bin of {self.bin_bp} bp")
         if length < self.window_bp:
-            return np.asarray([start]), length // self.bin_bp * self.bin_bp
-        starts = list(range(start, end - self.window_bp + 1, self.window_bp))
-        if starts[-1] + self.window_bp < end:
-            # Align the tail window to the bin grid of the region so its values land on bins.
-            tail = start + (end - start - self.window_bp) // self.bin_bp * self.bin_bp
-            starts.append(tail)
+            return np.asarray([start]), length
+        starts = list(range(start, start + length - self.window_bp + 1, self.window_bp))
+        if starts[-1] + self.window_bp < start + length:
+            starts.append(start + length - self.window_bp)  # on the bin grid: both are multiples
         return np.asarray(starts), self.window_bp
 
     def predict_codes(
         self, codes: np.ndarray, contig: str, start: int = 0, batch_size: int = 64
     ) -> RegulonTracks:
-        """Tracks of the three heads over codes [L] (the region starts at ``start``)."""
+        """Tracks of the three heads over codes [L] (the region starts at ``start``; a tail
+        shorter than ``bin_bp`` is not scored, so the tracks end at a whole bin)."""
         from genomelab.regulon.training import predict_windows
 
-        end = start + len(codes)
-        starts, length = self.window_starts(start, end)
+        starts, length = self.window_starts(start, start + len(codes))
+        end = start + len(codes) // self.bin_bp * self.bin_bp
+        if end < start + len(codes):
+            logger.info("%s: the last %d bp (less than a bin) are not scored", contig, start + len(codes) - end)
         windows = codes[(starts - start)[:, None] + np.arange(length)]
         pred = predict_windows(self.model, torch.from_numpy(np.ascontiguousarray(windows)), batch_size)
         steps = {"expression": self.resolution_bp, "operon": self.resolution_bp, "density": self.bin_bp}
@@ -107,8 +110,7 @@ class RegulonPredictor:
             track = np.full((2, (end - start) // step), np.nan, np.float32)
             for i, s in enumerate(starts):
                 first = (s - start) // step
-                n = min(pred[head].shape[-1], track.shape[1] - first)
-                track[:, first : first + n] = pred[head][i, :, :n]
+                track[:, first : first + pred[head].shape[-1]] = pred[head][i]
             tracks[head] = track
         n_unknown = int((codes == 4).sum())
         return RegulonTracks(contig, start, end, tracks, steps, n_unknown)

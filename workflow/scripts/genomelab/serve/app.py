@@ -8,8 +8,8 @@ does not match the model's IDs 422 with the mismatch message). The model is read
 ``weights_only=True`` (:func:`genomelab.train.export.load_exported`): nothing is unpickled.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI reads the request model from the
+# endpoint's annotation at run time, and a postponed one is only a string.
 import logging
 import os
 from typing import Any
@@ -257,6 +257,7 @@ def create_app(model: str | os.PathLike, **opts: Any) -> FastAPI:
         return card
 
     def predict(req: request_type) -> dict[str, Any]:  # type: ignore[valid-type]
+        """The loaded module's prediction for the request body."""
         return handler(req)
 
     # A sync endpoint: FastAPI runs it in a worker thread, so torch never blocks the event loop.

@@ -58,7 +58,9 @@ def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "L
     rng = np.random.default_rng(0)
     mu, sd = rng.uniform(0.2, 0.8, n_regions).astype(np.float32), np.full(n_regions, 0.2, np.float32)
     cfg = MLPConfig.from_dict({"hidden": [8]})
-    members = torch.nn.ModuleList([build_model("mlp", cfg, n_regions, len(classes), mu, sd, 150) for _ in range(2)])
+    members = torch.nn.ModuleList(
+        [build_model("mlp", cfg, n_regions, len(classes), mu, sd, 150) for _ in range(2)]
+    )
     regions = [f"chr1:{100 * i}-{100 * i + 100}" for i in range(n_regions)]
     save_exported(
         path,
@@ -80,8 +82,16 @@ def test_tissue_server_health_card_predict_and_errors(tmp_path):
     regions = _tissue_model(model)
     (model.parent / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.9}, "best_epoch": 3}))
     rows = {"ensemble": {"accuracy": 0.9}, "logistic regression": {"accuracy": 0.8}}
-    comparison = {"title": "t", "split": "test", "primary": "accuracy", "higher_is_better": True, "rows": rows}
-    (run / "summary.json").write_text(json.dumps({"module": "tissue", "title": "T", "comparisons": [comparison]}))
+    comparison = {
+        "title": "t",
+        "split": "test",
+        "primary": "accuracy",
+        "higher_is_better": True,
+        "rows": rows,
+    }
+    (run / "summary.json").write_text(
+        json.dumps({"module": "tissue", "title": "T", "comparisons": [comparison]})
+    )
     rng = np.random.default_rng(1)
     means = rng.uniform(0, 1, (2, len(regions))).astype(np.float32)
     means[1, :5] = np.nan
@@ -109,9 +119,14 @@ def test_tissue_server_health_card_predict_and_errors(tmp_path):
         # The same numbers as the predict function on the same model.
         predictor = TissuePredictor.load(model)
         cov = np.isfinite(means).astype(np.float32)
-        pred = predictor.predict(TissueInputs(np.array(["a", "b"]), np.array(regions), means, cov, "x"), 0.5, 0.25)
+        pred = predictor.predict(
+            TissueInputs(np.array(["a", "b"]), np.array(regions), means, cov, "x"), 0.5, 0.25
+        )
         for record, expected in zip(got, pred.records(), strict=True):
-            assert record["call"] == expected["call"] and record["n_regions_covered"] == expected["n_regions_covered"]
+            assert (
+                record["call"] == expected["call"]
+                and record["n_regions_covered"] == expected["n_regions_covered"]
+            )
             for name, m in expected["models"].items():
                 for c, p in m["probabilities"].items():
                     assert record["models"][name]["probabilities"][c] == pytest.approx(p, rel=1e-6)
@@ -119,11 +134,17 @@ def test_tissue_server_health_card_predict_and_errors(tmp_path):
         bad = client.post("/predict", json={"samples": [{"sample": "a", "means": "high"}]})
         assert bad.status_code == 422 and "means" in json.dumps(bad.json()["detail"])
         bad = client.post("/predict", json={"samples": [{"sample": "a", "means": [0.5] * 3}]})
-        assert bad.status_code == 422 and "samples.0.means: 3 values without region IDs" in bad.json()["detail"]
-        bad = client.post("/predict", json={"samples": [{"sample": "a", "means": [0.5], "regions": ["chrZ:1"]}]})
+        assert (
+            bad.status_code == 422 and "samples.0.means: 3 values without region IDs" in bad.json()["detail"]
+        )
+        bad = client.post(
+            "/predict", json={"samples": [{"sample": "a", "means": [0.5], "regions": ["chrZ:1"]}]}
+        )
         assert bad.status_code == 422 and "0 of the model's 40 regions" in bad.json()["detail"]
         bad = client.post("/predict", json={"samples": [], "min_covered": 2})
-        assert bad.status_code == 422 and {"samples", "min_covered"} <= {e["loc"][-1] for e in bad.json()["detail"]}
+        assert bad.status_code == 422 and {"samples", "min_covered"} <= {
+            e["loc"][-1] for e in bad.json()["detail"]
+        }
 
 
 class _Payload:
@@ -193,7 +214,9 @@ def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     )  # fmt: skip
     contigs = [{"name": f"c{i}", "sequence": "".join(rng.choice(list("ACGT"), 800))} for i in range(3)]
     with serving(create_app(tmp_path / "vae.pt")) as client:
-        reply = client.post("/predict", json={"contigs": contigs + [{"name": "n", "sequence": "NNNN"}]}).json()
+        reply = client.post(
+            "/predict", json={"contigs": contigs + [{"name": "n", "sequence": "NNNN"}]}
+        ).json()
     from genomelab.binning.kmers import profile_block
     from genomelab.binning.training import load_model
 
@@ -238,6 +261,8 @@ def test_assoc_server_ranks_like_the_file_path(tmp_path):
     assert got["candidate"].tolist() == expected["candidate"].tolist()
     np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "side"
-    assert extra.status_code == 422 and "numeric columns of the target entities differ" in extra.json()["detail"]
+    assert (
+        extra.status_code == 422 and "numeric columns of the target entities differ" in extra.json()["detail"]
+    )
     with pytest.raises(ValueError, match="needs --featurizer"):
         create_app(tmp_path / "assoc.pt")

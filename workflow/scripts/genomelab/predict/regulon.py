@@ -83,7 +83,9 @@ class RegulonPredictor:
         whole bins are scored: the region is cut to a multiple of ``bin_bp``."""
         length = (end - start) // self.bin_bp * self.bin_bp
         if length == 0:
-            raise ValueError(f"region of {end - start} bp is shorter than the model's bin of {self.bin_bp} bp")
+            raise ValueError(
+                f"region of {end - start} bp is shorter than the model's bin of {self.bin_bp} bp"
+            )
         if length < self.window_bp:
             return np.asarray([start]), length
         starts = list(range(start, start + length - self.window_bp + 1, self.window_bp))
@@ -101,7 +103,9 @@ class RegulonPredictor:
         starts, length = self.window_starts(start, start + len(codes))
         end = start + len(codes) // self.bin_bp * self.bin_bp
         if end < start + len(codes):
-            logger.info("%s: the last %d bp (less than a bin) are not scored", contig, start + len(codes) - end)
+            logger.info(
+                "%s: the last %d bp (less than a bin) are not scored", contig, start + len(codes) - end
+            )
         windows = codes[(starts - start)[:, None] + np.arange(length)]
         pred = predict_windows(self.model, torch.from_numpy(np.ascontiguousarray(windows)), batch_size)
         steps = {"expression": self.resolution_bp, "operon": self.resolution_bp, "density": self.bin_bp}

@@ -92,8 +92,16 @@ def match_ids(
 
     Duplicated input IDs are an error (which one would the model see?).
     """
+    if input_ids is model_ids:
+        # Values given in the model's own order (a server request without IDs).
+        n = len(model_ids)
+        return IdMatch(what, np.arange(n), n, n, [], [], 0, 0)
     model_list = [str(x) for x in model_ids]
     input_list = [str(x) for x in input_ids]
+    if model_list == input_list and len(set(model_list)) == len(model_list):
+        # The common case (inputs made for this model): no dictionaries to build.
+        n = len(model_list)
+        return IdMatch(what, np.arange(n), n, n, [], [], 0, 0)
     pos: dict[str, int] = {}
     dups = []
     for i, x in enumerate(input_list):

@@ -154,7 +154,7 @@ def binning_case(d: Path, rng: np.random.Generator) -> tuple[Path, dict, dict]:
 
 
 @contextlib.contextmanager
-def serving(model: Path, opts: dict, threads: int) -> Iterator[str]:
+def serving(model: Path, opts: dict, threads: int) -> Iterator[tuple[str, int]]:
     """``genomelab serve`` in its own process (as a user runs it), on a free port."""
     import httpx
 
@@ -175,10 +175,16 @@ def serving(model: Path, opts: dict, threads: int) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"genomelab serve did not start: {' '.join(cmd)}")
             time.sleep(0.2)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
@@ -204,13 +210,26 @@ def bench(module: str, path: Path, opts: dict, body: dict, repeats: int, threads
     # would hold the body until the server's delayed ACK (40 ms on Linux).
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
     with (
-        serving(path, opts, threads) as url,
+        serving(path, opts, threads) as (url, pid),
         httpx.Client(base_url=url, timeout=60, transport=transport) as client,
     ):
         reply = client.post("/predict", json=body)
         reply.raise_for_status()
+        server0, client0 = cpu_seconds(pid), time.process_time()
         http = timed(lambda: client.post("/predict", json=body).raise_for_status(), repeats)
-    return {"http_ms": http, "predict_function_ms": in_process, "request_bytes": len(reply.request.content)}
+        n = repeats + 5
+        cpu = {
+            "server": 1000 * (cpu_seconds(pid) - server0) / n,
+            "client": 1000 * (time.process_time() - client0) / n,
+        }
+    return {
+        "http_ms": http,
+        "predict_function_ms": in_process,
+        # CPU time per query of the server process and of this client: what a query costs
+        # when the machine is not shared (wall-clock times above include waiting for a core).
+        "cpu_ms_per_query": cpu,
+        "request_bytes": len(reply.request.content),
+    }
 
 
 def main() -> None:
@@ -239,8 +258,9 @@ def main() -> None:
             r = results[module]
             print(
                 f"{module:8s} HTTP median {r['http_ms']['median']:7.2f} ms, p95 {r['http_ms']['p95']:7.2f} ms; "
-                f"predict function median {r['predict_function_ms']['median']:7.2f} ms "
-                f"({r['request_bytes']} request bytes)"
+                f"predict function median {r['predict_function_ms']['median']:7.2f} ms; "
+                f"CPU per query: server {r['cpu_ms_per_query']['server']:.2f} ms, "
+                f"client {r['cpu_ms_per_query']['client']:.2f} ms ({r['request_bytes']} request bytes)"
             )
     out = {
         "benchmark": "serve_latency",

@@ -23,6 +23,11 @@ NAMED_OTHERWISE = {
     "tissue_diagnostic_plot": "genomelab.tissue.steps:diagnostic_step",
     "tissue_diagnostic_overfit": "genomelab.tissue.steps:diagnostic_step",
     "gate": "genomelab.diagnostics.steps:gate_step",
+    # One predict code path for every module (genomelab predict, the rules, genomelab serve).
+    **{
+        f"{m}_predict": f"genomelab.predict.steps:{m}_step"
+        for m in ("tissue", "deconv", "regulon", "assoc", "binning")
+    },
 }
 
 

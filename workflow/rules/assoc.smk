@@ -262,3 +262,32 @@ rule assoc_infer:
         infer=ASSOC["infer"],
     script:
         "../scripts/run_step.py"
+
+
+# assoc_infer's output for other entities (genomelab predict assoc): only when
+# assoc.predict.inputs names an entity table.
+if ASSOC["predict"]["inputs"]:
+
+    rule assoc_predict:
+        input:
+            model=ASSOC["predict"]["model"] or f"{ASSOC_R}/{ASSOC['infer']['scheme']}/best_model.pt",
+            featurizer=ASSOC["predict"]["featurizer"] or rules.assoc_features.output.featurizer,
+            inputs=ASSOC["predict"]["inputs"],
+            links=rules.assoc_data.output.links,
+        output:
+            f"{ASSOC_R}/predict/predictions.tsv",
+        log:
+            f"{ASSOC_L}/predict.log",
+        conda:
+            ENV_TORCH
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            infer=ASSOC["infer"],
+        script:
+            "../scripts/run_step.py"
+
+    if ASSOC["enabled"]:
+        FINAL_TARGETS.setdefault("assoc", []).append(rules.assoc_predict.output[0])

@@ -282,3 +282,40 @@ if BIN["enabled"]:
         f"{BIN_DIR}/summary.json",
         f"{BIN_DIR}/bins/contig_bins.tsv",
     ]
+
+
+# Embed and bin a new assembly with the trained encoder (genomelab predict binning), into
+# its own folder: the run's bins are never touched. Only when binning.predict.inputs is set.
+if BIN["predict"]["inputs"]:
+
+    rule binning_predict:
+        input:
+            **({"depth": BIN["predict"]["depth"]} if BIN["predict"]["depth"] else {}),
+            model=BIN["predict"]["model"] or rules.binning_train.output.model,
+            inputs=BIN["predict"]["inputs"],
+        output:
+            profiles=f"{BIN_DIR}/predict/profiles.h5",
+            latent=f"{BIN_DIR}/predict/latent.h5",
+            clusters=f"{BIN_DIR}/predict/clusters.tsv",
+            contig_bins=f"{BIN_DIR}/predict/contig_bins.tsv",
+            bin_summary=f"{BIN_DIR}/predict/bin_summary.tsv",
+            fasta_dir=directory(f"{BIN_DIR}/predict/bins"),
+        log:
+            f"{BIN_LOGS}/predict.log",
+        conda:
+            ENV_TORCH
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            features=config_json(BIN["features"]),
+            cluster=config_json(BIN["cluster"]),
+            min_bin_bp=BIN["bins"]["min_bin_bp"],
+            seed=config["seed"],
+            device=config["device"],
+        script:
+            "../scripts/run_step.py"
+
+    if BIN["enabled"]:
+        FINAL_TARGETS.setdefault("binning", []).append(rules.binning_predict.output.contig_bins)

@@ -323,3 +323,44 @@ rule deconv_summary:
 
 if DECONV["enabled"]:
     FINAL_TARGETS["deconv"] = [f"{DC_OUT}/summary.json"]
+
+
+# deconv_infer's outputs for other samples (genomelab predict deconv): only when
+# deconv.predict.inputs names them.
+if DECONV["predict"]["inputs"]:
+
+    rule deconv_predict:
+        input:
+            **({"truth": DECONV["predict"]["truth"]} if DECONV["predict"]["truth"] else {}),
+            files=(
+                get_sheet_files(DECONV["predict"]["inputs"])
+                if is_sample_sheet(DECONV["predict"]["inputs"])
+                else []
+            ),
+            model=DECONV["predict"]["model"] or rules.deconv_infer.input.model,
+            reference=DECONV["predict"]["reference"] or f"{DC_OUT}/reference/reference.tsv",
+            inputs=DECONV["predict"]["inputs"],
+        output:
+            nnls=f"{DC_OUT}/predict/nnls_proportions.csv",
+            model=f"{DC_OUT}/predict/model_proportions.csv",
+            residuals=f"{DC_OUT}/predict/residuals.csv",
+            join=f"{DC_OUT}/predict/join_report.json",
+            stacked=f"{DC_OUT}/predict/stacked.png",
+        log:
+            f"{LOGS}/deconv/predict.log",
+        conda:
+            ENV_TORCH
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            presence_threshold=DECONV["presence_threshold"],
+            min_match=DECONV["infer"]["min_match"],
+            unknown_component=DECONV["reference"]["unknown_component"],
+            other_threshold=DECONV["infer"]["other_threshold"],
+        script:
+            "../scripts/run_step.py"
+
+    if DECONV["enabled"]:
+        FINAL_TARGETS.setdefault("deconv", []).append(rules.deconv_predict.output.join)

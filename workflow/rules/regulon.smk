@@ -211,3 +211,36 @@ rule regulon_evaluate:
 
 if REGULON["enabled"]:
     FINAL_TARGETS["regulon"] = [rules.regulon_evaluate.output.summary]
+
+
+# Tracks of the three heads over a new sequence (genomelab predict regulon): only when
+# regulon.predict.inputs names a FASTA.
+if REGULON["predict"]["inputs"]:
+
+    rule regulon_predict:
+        input:
+            model=REGULON["predict"]["model"] or rules.regulon_train.output.checkpoint,
+            inputs=REGULON["predict"]["inputs"],
+        output:
+            tracks=expand(
+                f"{REGULON_OUT}/predict/{{head}}.{{strand}}.bedGraph",
+                head=["expression", "density", "operon"],
+                strand=["plus", "minus"],
+            ),
+            json=f"{REGULON_OUT}/predict/tracks.json",
+        log:
+            f"{LOGS}/regulon/predict.log",
+        conda:
+            ENV_TORCH
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            predict=config_json(REGULON["predict"]),
+            device=config["device"],
+        script:
+            "../scripts/run_step.py"
+
+    if REGULON["enabled"]:
+        FINAL_TARGETS.setdefault("regulon", []).append(rules.regulon_predict.output.json)

@@ -380,3 +380,33 @@ rule tissue_summary:
         task=TISSUE_TASK,
     script:
         "../scripts/run_step.py"
+
+
+# Classify new samples with a trained model (genomelab predict tissue): only when
+# tissue.predict.inputs names them.
+if TISSUE["predict"]["inputs"]:
+
+    rule tissue_predict:
+        input:
+            model=TISSUE["predict"]["model"]
+            or f"{TISSUE_OUT}/{'' if TISSUE_FOLDS == 1 else 'folds/0/'}train/{TISSUE_MODELS[0]}/model.pt",
+            inputs=TISSUE["predict"]["inputs"],
+        output:
+            tsv=f"{TISSUE_OUT}/predict/predictions.tsv",
+            json=f"{TISSUE_OUT}/predict/predictions.json",
+        log:
+            f"{LOGS}/tissue/predict.log",
+        conda:
+            ENV_TORCH
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            predict=config_json(TISSUE["predict"]),
+            device=config["device"],
+        script:
+            "../scripts/run_step.py"
+
+    if TISSUE["enabled"]:
+        FINAL_TARGETS.setdefault("tissue", []).append(rules.tissue_predict.output.json)

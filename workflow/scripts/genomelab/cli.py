@@ -10,6 +10,8 @@ Examples::
     genomelab versions --out versions.json
     genomelab report --configfile my.yaml     (results/<run>/report.html, opening on the summary)
     genomelab restore --configfile my.yaml    (the last good outputs a failed rerun deleted)
+    genomelab predict tissue --model results/demo/tissue/train/mlp/model.pt --inputs new.h5 --out pred/
+    genomelab serve --model results/demo/tissue/train/mlp/model.pt --port 8000
 """
 
 from __future__ import annotations
@@ -258,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("versions", help="print or write the software-versions record")
     p.add_argument("--out")
     p.set_defaults(func=_versions)
+
+    from genomelab.predict.cli import add_parser as add_predict
+    from genomelab.serve.cli import add_parser as add_serve
+
+    add_predict(sub)
+    add_serve(sub)
     return parser
 
 

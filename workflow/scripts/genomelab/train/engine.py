@@ -203,6 +203,12 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _duration(seconds: float) -> str:
+    """``h:mm:ss`` of a non-negative number of seconds (progress lines)."""
+    whole = int(round(seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
 def _accumulate(sums: dict[str, torch.Tensor], out: LossOutput) -> None:
     """Add ``n``-weighted loss terms to on-device float64 sums.
 
@@ -560,8 +566,31 @@ class Trainer:
                 if name != "epoch":
                     writer.add_scalar(name, value, int(metrics["epoch"]))
             writer.flush()
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch")
-        logger.info("epoch %d: %s", int(metrics["epoch"]), shown)
+        logger.info("%s", self._progress_line(metrics))
+
+    def _progress_line(self, metrics: dict[str, float]) -> str:
+        """``epoch 11: 12/60 done, 0:01:23 elapsed, at most 0:04:10 left; val/loss=0.123 (best
+        0.120); ...``: the epoch's index (0-based, as in the metrics JSON and TensorBoard),
+        epochs done of ``max_epochs``, times, the monitored metric, then the other metrics.
+
+        Elapsed time sums the history's epoch times, so a resumed run counts the epochs of
+        the attempts before it; the time left assumes every remaining epoch runs (early
+        stopping may end sooner)."""
+        done, total = len(self.history), self.config.max_epochs
+        times = [h.get("time/epoch_s", 0.0) for h in self.history]
+        left = sum(times) / max(done, 1) * max(total - done, 0)
+        monitor = self.config.monitor
+        head = (
+            f"epoch {int(metrics['epoch'])}: {done}/{total} done, "
+            f"{_duration(sum(times))} elapsed, at most {_duration(left)} left"
+        )
+        if monitor in metrics:
+            value = metrics[monitor]
+            # The stopper sees this epoch after the line is logged: count it as it will.
+            best = value if self.stopper.improved(value) else self.stopper.best
+            head += f"; {monitor}={value:.4g} (best {best:.4g})"
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("epoch", monitor))
+        return f"{head}; {shown}"
 
     def metrics_payload(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The metrics JSON: per-epoch history, best epoch, final values and config."""
@@ -878,4 +907,9 @@ class Trainer:
             from tqdm.auto import tqdm
         except ImportError:
             return None
-        return tqdm(total=total, initial=done, desc=f"epoch {epoch}", leave=False)
+        return tqdm(
+            total=total,
+            initial=done,
+            desc=f"epoch {epoch} ({epoch + 1}/{self.config.max_epochs})",
+            leave=False,
+        )

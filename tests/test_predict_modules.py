@@ -1,0 +1,272 @@
+"""genomelab predict for deconv, assoc, regulon and binning: a saved model predicts what the
+module computed in training (or what its existing inference wrote) on the same inputs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from genomelab.cli import main
+from genomelab.predict.common import InputMismatch
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
+
+
+# ---------------------------------------------------------------------------- deconv
+@pytest.fixture(scope="module")
+def deconv_run(tmp_path_factory, simulate_deconv_sources):
+    from genomelab.deconv import io as dio
+    from genomelab.deconv.mixtures import PhaseConfig, make_mixtures, write_mixtures
+    from genomelab.deconv.training import train_model
+
+    d = tmp_path_factory.mktemp("deconv_predict")
+    _, src, ref, _ = simulate_deconv_sources(d, n_regions=160, markers=(8, 3, 8), n_new=3, seed=7)
+    dio.write_table(d / "reference.tsv", ref.profiles, ref.regions, ref.tissues)
+    phase = PhaseConfig(n_train=128, n_val=32, n_test=32, background=TISSUES[:2])
+    sets = make_mixtures(src, ref.regions, list(ref.tissues), "phase3", phase, 40, "reads", seed=1)
+    write_mixtures(d / "phase3.h5", sets, {"phase": "phase3"})
+    train = {"max_epochs": 2, "batch_size": 64, "lr": 0.003, "monitor": "val/mae", "precision": "fp32"}
+    run = d / "run"
+    train_model(
+        d / "phase3.h5", d / "reference.tsv", "sparse", {"hidden": [16]}, train, 0.01,
+        run / "state", run / "model.pt", run / "metrics.json", run / "pred.npz", None, device="cpu",
+    )  # fmt: skip
+    return {"dir": d, "run": run, "sets": sets, "ref": ref}
+
+
+def test_deconv_predictions_equal_training_and_infer(deconv_run, tmp_path):
+    from genomelab.deconv.infer import infer
+    from genomelab.deconv.io import load_predictions, read_table
+    from genomelab.predict.deconv import FILES, DeconvPredictor
+
+    d, run = deconv_run["dir"], deconv_run["run"]
+    predictor = DeconvPredictor(run / "model.pt")
+    test = deconv_run["sets"]["test"]
+    props, match = predictor.predict(test.beta, deconv_run["ref"].regions, 1.0, "test mixtures")
+    np.testing.assert_allclose(props, load_predictions(run / "pred.npz"), atol=1e-6)
+    assert match.n_matched == len(deconv_run["ref"].regions)
+    # genomelab predict deconv writes what deconv_infer writes, file for file.
+    out = tmp_path / "cli"
+    args = ["predict", "deconv", "--model", str(run / "model.pt"), "--inputs", str(d / "new.csv")]
+    assert main([*args, "--reference", str(d / "reference.tsv"), "--out", str(out)]) == 0
+    files = {k: str(tmp_path / "infer" / name) for k, name in FILES.items()}
+    infer(run / "model.pt", d / "reference.tsv", d / "new.csv", files, 0.01, 0.5, False, 0.02)
+    for key in ("nnls", "model", "residuals"):
+        assert (out / FILES[key]).read_text() == Path(files[key]).read_text(), key
+    values, tissues, samples = read_table(out / FILES["model"])
+    assert tissues.tolist() == list(deconv_run["ref"].tissues) and len(samples) == 3
+
+
+def test_deconv_other_regions_refused_with_counts(deconv_run):
+    from genomelab.predict.deconv import DeconvPredictor
+
+    predictor = DeconvPredictor(deconv_run["run"] / "model.pt")
+    regions = np.asarray([f"chr9:{i}" for i in range(len(predictor.regions))])
+    with pytest.raises(InputMismatch, match=r"req: 0 of the model's \d+ regions found.*chr9:0"):
+        predictor.predict(np.zeros((1, len(regions))), regions, 0.5, "req")
+
+
+# ----------------------------------------------------------------------------- assoc
+@pytest.fixture(scope="module")
+def assoc_run(tmp_path_factory):
+    from genomelab.assoc import data as D
+    from genomelab.assoc import features as Fe
+    from genomelab.assoc import training as T
+
+    tmp = tmp_path_factory.mktemp("assoc_predict")
+    src = ROOT / "tests" / "data" / "assoc"
+    D.prepare_data(src / "links.tsv", src / "sources.tsv", src / "targets.tsv", tmp / "data", seed=3)
+    cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=8, max_fields=2)
+    Fe.build_features(tmp / "data", tmp / "feat.npz", tmp / "featurizer.npz", cfg, seed=0)
+    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
+    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 8}
+    T.train_run(
+        tmp / "data", tmp / "feat.npz", "entities", model, {"max_epochs": 2, "seed": 0}, point,
+        tmp / "run", tmp / "state", device="cpu",
+    )  # fmt: skip
+    return tmp
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_assoc_predictions_equal_infer_and_records(assoc_run, tmp_path, side):
+    from genomelab.assoc.infer import predict_new_entities
+    from genomelab.predict.assoc import AssocPredictor
+
+    tmp = assoc_run
+    queries = tmp / "data" / f"heldout_{side}s.tsv"
+    model, featurizer = tmp / "run" / "model.pt", tmp / "featurizer.npz"
+    out = tmp_path / "cli"
+    args = ["predict", "assoc", "--model", str(model), "--inputs", str(queries), "--side", side]
+    assert main([*args, "--featurizer", str(featurizer), "--out", str(out)]) == 0
+    predict_new_entities(model, featurizer, queries, side, 10, tmp_path / "infer.tsv")
+    assert (out / "predictions.tsv").read_text() == (tmp_path / "infer.tsv").read_text()
+    # JSON-like records (what the server receives) rank exactly like the TSV.
+    records = pd.read_csv(queries, sep="\t", dtype=str, keep_default_na=False).to_dict(orient="records")
+    records = [{k: v for k, v in r.items() if k != "split"} for r in records]
+    ranked = AssocPredictor(model, featurizer).rank_records(records, side, 10)
+    table = pd.read_csv(tmp_path / "infer.tsv", sep="\t")
+    assert ranked["candidate"].tolist() == table["candidate"].tolist()
+    np.testing.assert_allclose(ranked["score"], table["score"], rtol=1e-4)
+    with pytest.raises(InputMismatch, match="numeric columns of the .* entities differ"):
+        AssocPredictor(model, featurizer).rank_records([{**records[0], "weight": 1.0}], side, 3)
+
+
+# --------------------------------------------------------------------------- regulon
+@pytest.fixture(scope="module")
+def regulon_run(tmp_path_factory):
+    from genomelab.regulon import data as rdata
+    from genomelab.regulon import targets as rtargets
+    from genomelab.regulon import training as rtraining
+    from genomelab.regulon.bsonio import Source
+    from genomelab.regulon.synthetic import make_synthetic
+    from genomelab.train.engine import TrainConfig
+
+    root = tmp_path_factory.mktemp("regulon_predict")
+    paths = make_synthetic(root / "in", n_bp=61_440, seed=1)
+    d = root / "data"
+    rdata.process(
+        Source(paths["dump"]), paths["genome"], d / "genes.tsv", d / "operons.tsv",
+        d / "norm_stats.json", d / "data_report.json",
+    )  # fmt: skip
+    targets = {"block_bp": 6144, "window_bp": 2048, "stride_bp": 1024}
+    rtargets.make_targets(
+        d / "genes.tsv", d / "operons.tsv", paths["genome"], targets, d / "targets.h5", seed=3
+    )
+    run = root / "run"
+    rtraining.train(
+        d / "targets.h5", rtraining.model_config({"channels": 8, "n_layers": 2}, targets),
+        TrainConfig(max_epochs=1, batch_size=16, seed=5), run / "state", run / "best.pt",
+        run / "m.json", run / "tb", run / "p.h5", "cpu",
+    )  # fmt: skip
+    return {"genome": paths["genome"], "targets": d / "targets.h5", "run": run}
+
+
+def test_regulon_tracks_of_a_test_block_equal_training(regulon_run, tmp_path):
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.regulon.targets import TargetData
+    from genomelab.regulon.tracks import read_tracks
+
+    data = TargetData(regulon_run["targets"])
+    windows = data.split_windows("test")
+    block = windows[windows["block"] == windows["block"].iloc[0]]
+    start, end = int(block["start"].min()), int(block["start"].max()) + 2048
+    out = tmp_path / "cli"
+    model = regulon_run["run"] / "best.pt"
+    region = f"{data.contig}:{start}-{end}"
+    args = ["predict", "regulon", "--model", str(model), "--inputs", str(regulon_run["genome"])]
+    assert main([*args, "--region", region, "--out", str(out)]) == 0
+    saved = read_tracks(regulon_run["run"] / "p.h5")["model"]
+    tracks = RegulonPredictor(model).predict_fasta(regulon_run["genome"], region)
+    for head, step in tracks.steps.items():
+        a, b = (start - data.region_start) // step, (end - data.region_start) // step
+        np.testing.assert_allclose(tracks.tracks[head], saved[head][:, a:b], rtol=1e-5, atol=1e-6)
+    lines = (out / "operon.plus.bedGraph").read_text().splitlines()
+    first = lines[1].split("\t")
+    assert lines[0].startswith("track type=bedGraph") and len(lines) == 1 + (end - start) // 16
+    assert first[:3] == [data.contig, str(start), str(start + 16)]
+    assert float(first[3]) == pytest.approx(float(tracks.tracks["operon"][0, 0]), rel=1e-5)
+    assert json.loads((out / "tracks.json").read_text())["steps_bp"]["density"] == 128
+
+
+def test_regulon_region_errors_name_the_problem(regulon_run):
+    from genomelab.predict.regulon import RegulonPredictor, parse_region
+
+    predictor = RegulonPredictor(regulon_run["run"] / "best.pt")
+    with pytest.raises(ValueError, match="contig:start-end"):
+        parse_region("chr1:5")
+    with pytest.raises(ValueError, match="outside the record"):
+        predictor.predict_fasta(regulon_run["genome"], "synth1:0-99999999")
+    # A tail shorter than a window is still covered, by a window ending at the region's end.
+    starts, length = predictor.window_starts(0, 5000)
+    assert length == 2048 and starts.tolist() == [0, 2048, 2944]
+
+
+# --------------------------------------------------------------------------- binning
+def _assembly(path: Path, n_per: int = 10, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    with gzip.open(path, "wt") as fh:
+        for g, gc in enumerate((0.3, 0.5, 0.7)):
+            p = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+            for i in range(n_per):
+                seq = "".join(rng.choice(list("ACGT"), size=2500, p=p))
+                fh.write(f">g{g}_c{i}\n{seq}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def binning_run(tmp_path_factory):
+    from genomelab.binning.data import load_inputs
+    from genomelab.binning.kmers import write_profiles_h5
+    from genomelab.binning.training import train_vae
+
+    root = tmp_path_factory.mktemp("binning_predict")
+    fasta = _assembly(root / "contigs.fna.gz")
+    # The numpy counter: the same profiles as numba without its compilation time.
+    write_profiles_h5(fasta, root / "profiles.h5", 1000, engine="numpy")
+    train_vae(
+        load_inputs(root / "profiles.h5"), {"hidden": [16], "latent": 4, "kl_warmup_steps": 5},
+        {"max_epochs": 2, "batch_size": 8, "lr": 0.003, "weight_decay": 0.0},
+        {"val_fraction": 0.2, "test_fraction": 0.1}, 3, root / "state", root / "m.json",
+        root / "model" / "vae.pt", None, torch.device("cpu"),
+    )  # fmt: skip
+    return {
+        "root": root,
+        "fasta": fasta,
+        "profiles": root / "profiles.h5",
+        "model": root / "model" / "vae.pt",
+    }
+
+
+def test_binning_new_assembly_embeds_like_the_run(binning_run, tmp_path):
+    from genomelab.binning.cluster import ClusterConfig
+    from genomelab.binning.encode import encode_contigs
+    from genomelab.binning.latent import load_latent
+    from genomelab.config import schema_defaults
+
+    cluster = {**schema_defaults("binning.cluster"), "n_neighbors": 5}
+    run = tmp_path / "run"
+    run.mkdir()
+    encode_contigs(
+        binning_run["profiles"], None, binning_run["model"], ClusterConfig.from_dict(cluster, seed=0), "cpu", 0,
+        run / "clusters.tsv", run / "latent.h5",
+    )  # fmt: skip
+    from genomelab.predict.binning import predict_files
+
+    files = predict_files(
+        binning_run["model"], binning_run["fasta"], tmp_path / "new", cluster, 0, 1000, engine="numpy"
+    )
+    names, latent = load_latent(files["latent"])
+    run_names, run_latent = load_latent(run / "latent.h5")
+    assert list(names) == list(run_names)
+    np.testing.assert_allclose(latent, run_latent, rtol=1e-6, atol=1e-7)
+    assert Path(files["clusters"]).read_text() == (run / "clusters.tsv").read_text()
+    assert Path(files["contig_bins"]).is_file() and Path(files["bin_summary"]).is_file()
+    # A run's bins are never overwritten: a folder with files is refused.
+    with pytest.raises(FileExistsError, match="not empty"):
+        predict_files(binning_run["model"], binning_run["fasta"], run, cluster, 0, 1000, engine="numpy")
+
+
+def test_binning_profiles_of_another_layout_are_refused(binning_run, tmp_path):
+    from genomelab.predict.binning import predict_files
+
+    bad = tmp_path / "other.h5"
+    shutil.copy(binning_run["profiles"], bad)
+    with h5py.File(bad, "a") as h5:
+        names = h5["feature_names"].asstr()[:].tolist()
+        del h5["feature_names"]
+        names[3], names[7] = "k9_AAAA", "k9_CCCC"
+        h5.create_dataset("feature_names", data=np.array(names, dtype=object), dtype=h5py.string_dtype())
+    with pytest.raises(
+        InputMismatch, match=r"other.h5: k-mer feature columns differ.*2 differing.*#3: 'k9_AAAA'"
+    ):
+        predict_files(binning_run["model"], bad, tmp_path / "out", {}, 0, 1000)

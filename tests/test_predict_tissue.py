@@ -1,0 +1,168 @@
+"""genomelab predict tissue: a saved model (and ensemble) classifies as it did in training."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from genomelab.cli import main
+from genomelab.io.features import read_features
+from genomelab.io.tables import write_split_table
+from genomelab.predict.common import InputMismatch
+from genomelab.predict.tissue import ENSEMBLE, TissueInputs, TissuePredictor, predict_files
+from genomelab.tissue.features import extract_features_from_sheet
+from genomelab.tissue.metrics import classification_metrics
+from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
+from genomelab.tissue.task import TaskConfig, load_task, make_splits
+from genomelab.tissue.training import combine_members, train_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TRAIN = {"max_epochs": 4, "batch_size": 8, "lr": 0.005, "patience": 4}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two MLP members and their ensemble, trained by the tissue module on a tiny task."""
+    root = tmp_path_factory.mktemp("tissue_predict")
+    cfg = SimulationConfig(
+        tissues=["Blood", "Liver", "Brain"],
+        n_subtypes=1,
+        samples_per_subtype=6,
+        n_regions=120,
+        marker_fraction=0.1,
+        coverage=1.0,
+        sample_sd=0.4,
+        seed=2,
+    )
+    sheet = simulate_dataset(cfg, root / "sim")
+    h5 = extract_features_from_sheet(sheet, root / "features.h5")
+    write_split_table(make_splits(h5, TaskConfig(), seed=0), root / "splits.tsv")
+    data = load_task(h5, root / "splits.tsv")
+    dirs = [root / "members" / str(i) for i in range(2)]
+    for i, d in enumerate(dirs):
+        train_model("mlp", data, {"hidden": [16]}, TRAIN, root / "state" / str(i), d, "cpu", seed=i)
+    files = {n: [d / n for d in dirs] for n in ("model.pt", "metrics.json", "diagnostics.json")}
+    combine_members(
+        "mlp", data, files["model.pt"], files["metrics.json"], files["diagnostics.json"], root / "ens"
+    )
+    return {"root": root, "sheet": sheet, "h5": h5, "data": data, "members": dirs, "ens": root / "ens"}
+
+
+def _test_rows(pred, data) -> np.ndarray:
+    order = {s: i for i, s in enumerate(pred.samples)}
+    return np.asarray([order[s] for s in data.samples[data.index("test")]])
+
+
+def test_saved_models_predict_what_training_measured(trained, tmp_path):
+    data = trained["data"]
+    y_test = data.y[data.index("test")]
+    for model_dir, name in [(trained["ens"], ENSEMBLE), (trained["members"][1], "model")]:
+        pred = predict_files(
+            model_dir / "model.pt", trained["h5"], tmp_path / "p.tsv", tmp_path / "p.json", 0.5, 0.25
+        )
+        rows = _test_rows(pred, data)
+        proba = pred.proba[name if name == ENSEMBLE else "model"][rows]
+        saved = json.loads((model_dir / "metrics.json").read_text())
+        measured = classification_metrics(y_test, proba, data.classes)
+        # float32 matrix products of other batch shapes round differently in the 7th digit.
+        for key in ("accuracy", "nll", "ece", "macro_f1"):
+            assert measured[key] == pytest.approx(saved["test"][key], rel=1e-6, abs=1e-9), key
+        assert proba.argmax(1).tolist() == saved["predictions"]["pred"]
+    table = pd.read_csv(tmp_path / "p.tsv", sep="\t")
+    assert set(table["model"]) == {"model", ENSEMBLE} or set(table["model"]) == {"model"}
+
+
+def test_ensemble_reports_members_and_confidence(trained):
+    predictor = TissuePredictor.load(trained["ens"] / "model.pt")
+    assert list(predictor.members) == ["member0", "member1"]
+    feats = read_features(trained["h5"])
+    inputs = TissueInputs(feats["samples"], feats["regions"], feats["means"], feats["coverage"], "h5")
+    pred = predictor.predict(inputs, 0.5, 0.25)
+    np.testing.assert_allclose(pred.proba[ENSEMBLE], (pred.proba["member0"] + pred.proba["member1"]) / 2)
+    np.testing.assert_allclose(pred.confidence, pred.proba[ENSEMBLE].max(1))
+    record = pred.records()[0]
+    assert set(record["models"]) == {"member0", "member1", ENSEMBLE} and not record["flagged"]
+
+
+def test_regions_join_by_id_and_sheet_input_agrees(trained, tmp_path):
+    predictor = TissuePredictor.load(trained["ens"] / "model.pt")
+    feats = read_features(trained["h5"])
+    base = predictor.predict(
+        TissueInputs(feats["samples"], feats["regions"], feats["means"], feats["coverage"], "h5"), 0.5, 0.25
+    )
+    perm = np.random.default_rng(0).permutation(len(feats["regions"]))
+    shuffled = TissueInputs(
+        feats["samples"], feats["regions"][perm], feats["means"][:, perm], feats["coverage"][:, perm], "perm"
+    )
+    np.testing.assert_array_equal(
+        predictor.predict(shuffled, 0.5, 0.25).proba[ENSEMBLE], base.proba[ENSEMBLE]
+    )
+    from_sheet = predict_files(
+        trained["ens"] / "model.pt", trained["sheet"], tmp_path / "s.tsv", tmp_path / "s.json", 0.5, 0.25
+    )
+    np.testing.assert_allclose(from_sheet.proba[ENSEMBLE], base.proba[ENSEMBLE], atol=1e-12)
+    # A sample missing most regions is flagged, with its count.
+    sparse = TissueInputs(
+        feats["samples"][:1],
+        feats["regions"][:30],
+        feats["means"][:1, :30],
+        feats["coverage"][:1, :30],
+        "few",
+    )
+    pred = predictor.predict(sparse, 0.2, 0.5)
+    assert pred.flagged.tolist() == [True] and pred.match.n_matched == 30 and pred.match.n_only_model == 90
+
+
+def test_other_regions_are_refused_with_counts(trained, tmp_path):
+    predictor = TissuePredictor.load(trained["ens"] / "model.pt")
+    feats = read_features(trained["h5"])
+    regions = feats["regions"].copy()
+    regions[10:] = [f"chrX:{i}" for i in range(len(regions) - 10)]
+    inputs = TissueInputs(feats["samples"], regions, feats["means"], feats["coverage"], "other.h5")
+    with pytest.raises(
+        InputMismatch,
+        match=r"other.h5: 10 of the model's 120 regions found.*110 of the model's regions are absent.*110 input regions are unknown.*chrX:0",
+    ):
+        predictor.predict(inputs, 0.5, 0.25)
+
+
+def test_cli_writes_a_new_folder_only(trained, tmp_path, capfd):
+    out = tmp_path / "pred"
+    args = [
+        "predict",
+        "tissue",
+        "--model",
+        str(trained["ens"] / "model.pt"),
+        "--inputs",
+        str(trained["h5"]),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    summary = json.loads((out / "predictions.json").read_text())
+    assert summary["regions"]["n_matched"] == 120 and summary["n_samples"] == len(
+        read_features(trained["h5"])["samples"]
+    )
+    capfd.readouterr()
+    assert main(args) == 2 and "not empty" in capfd.readouterr().err
+
+
+def test_region_level_model_is_refused(trained, tmp_path):
+    data = trained["data"]
+    train_model("region", data, {}, {**TRAIN, "max_epochs": 1}, tmp_path / "st", tmp_path / "region", "cpu")
+    with pytest.raises(ValueError, match="classifies single regions"):
+        TissuePredictor.load(tmp_path / "region" / "model.pt")
+
+
+def test_features_file_with_other_layout_is_named(tmp_path):
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as h5:
+        h5["x"] = [1]
+    with pytest.raises(Exception, match="bad.h5"):
+        from genomelab.predict.tissue import read_inputs
+
+        read_inputs(bad)

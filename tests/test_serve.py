@@ -1,0 +1,268 @@
+"""genomelab serve: a real uvicorn server on 127.0.0.1 answers with the predict functions' results.
+
+The models are real networks of each module (built by its own classes, untrained: what the
+server must reproduce is the predict path's output for the same file, not accuracy),
+exported in the format training writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+import uvicorn
+from genomelab.serve.app import create_app
+from genomelab.train.export import ExportError, save_exported
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def serving(app):
+    """Run ``app`` with uvicorn on a free port of 127.0.0.1 in a thread; yield an httpx client."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "Liver")) -> list[str]:
+    from genomelab.tissue.models import MLPConfig, build_model
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    mu, sd = rng.uniform(0.2, 0.8, n_regions).astype(np.float32), np.full(n_regions, 0.2, np.float32)
+    cfg = MLPConfig.from_dict({"hidden": [8]})
+    members = torch.nn.ModuleList(
+        [build_model("mlp", cfg, n_regions, len(classes), mu, sd, 150) for _ in range(2)]
+    )
+    regions = [f"chr1:{100 * i}-{100 * i + 100}" for i in range(n_regions)]
+    save_exported(
+        path,
+        members.eval(),
+        kind="mlp-ensemble",
+        config=dataclasses.asdict(cfg),
+        ids={"classes": list(classes), "regions": regions},
+        data_fingerprint="0" * 16,
+        extra={"seeds": [0, 1], "n_positions": 150},
+    )
+    return regions
+
+
+def test_tissue_server_health_card_predict_and_errors(tmp_path):
+    from genomelab.predict.tissue import TissueInputs, TissuePredictor
+
+    run = tmp_path / "results" / "tissue"
+    model = run / "train" / "mlp" / "model.pt"
+    regions = _tissue_model(model)
+    (model.parent / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.9}, "best_epoch": 3}))
+    rows = {"ensemble": {"accuracy": 0.9}, "logistic regression": {"accuracy": 0.8}}
+    comparison = {
+        "title": "t",
+        "split": "test",
+        "primary": "accuracy",
+        "higher_is_better": True,
+        "rows": rows,
+    }
+    (run / "summary.json").write_text(
+        json.dumps({"module": "tissue", "title": "T", "comparisons": [comparison]})
+    )
+    rng = np.random.default_rng(1)
+    means = rng.uniform(0, 1, (2, len(regions))).astype(np.float32)
+    means[1, :5] = np.nan
+    with serving(create_app(model)) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "ok" and health["module"] == "tissue" and health["kind"] == "mlp-ensemble"
+        card = client.get("/card").json()
+        assert card["ids"]["regions"]["n"] == len(regions) and card["metrics"]["test"]["accuracy"] == 0.9
+        assert card["comparison"][0]["rows"]["logistic regression"]["accuracy"] == 0.8
+        assert card["genomelab_version"] and card["trained_with_genomelab"]
+        body = {
+            "samples": [
+                {"sample": "a", "means": means[0].tolist()},
+                # Region IDs given, in another order: joined by ID.
+                {
+                    "sample": "b",
+                    "regions": regions[::-1],
+                    "means": [None if np.isnan(v) else float(v) for v in means[1][::-1]],
+                },
+            ]
+        }
+        reply = client.post("/predict", json=body)
+        assert reply.status_code == 200, reply.text
+        got = reply.json()["samples"]
+        # The same numbers as the predict function on the same model.
+        predictor = TissuePredictor.load(model)
+        cov = np.isfinite(means).astype(np.float32)
+        pred = predictor.predict(
+            TissueInputs(np.array(["a", "b"]), np.array(regions), means, cov, "x"), 0.5, 0.25
+        )
+        for record, expected in zip(got, pred.records(), strict=True):
+            assert (
+                record["call"] == expected["call"]
+                and record["n_regions_covered"] == expected["n_regions_covered"]
+            )
+            for name, m in expected["models"].items():
+                for c, p in m["probabilities"].items():
+                    assert record["models"][name]["probabilities"][c] == pytest.approx(p, rel=1e-6)
+        # Bad requests: 422 naming the field.
+        bad = client.post("/predict", json={"samples": [{"sample": "a", "means": "high"}]})
+        assert bad.status_code == 422 and "means" in json.dumps(bad.json()["detail"])
+        bad = client.post("/predict", json={"samples": [{"sample": "a", "means": [0.5] * 3}]})
+        assert (
+            bad.status_code == 422 and "samples.0.means: 3 values without region IDs" in bad.json()["detail"]
+        )
+        bad = client.post(
+            "/predict", json={"samples": [{"sample": "a", "means": [0.5], "regions": ["chrZ:1"]}]}
+        )
+        assert bad.status_code == 422 and "0 of the model's 40 regions" in bad.json()["detail"]
+        bad = client.post("/predict", json={"samples": [], "min_covered": 2})
+        assert bad.status_code == 422 and {"samples", "min_covered"} <= {
+            e["loc"][-1] for e in bad.json()["detail"]
+        }
+
+
+class _Payload:
+    """Runs code when unpickled: a server that unpickles would create ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_server_never_unpickles(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"format": "genomelab.exported_model", "payload": _Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(ExportError, match="evil.pt is not a readable exported model"):
+        create_app(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_deconv_regulon_binning_servers_match_predict(tmp_path):
+    from genomelab.binning.model import KmerVAE, VAEConfig
+    from genomelab.binning.training import KIND as BIN_KIND
+    from genomelab.deconv.model import KIND as DC_KIND
+    from genomelab.deconv.model import DeconvNet, DeconvNetConfig
+    from genomelab.predict.deconv import DeconvPredictor
+    from genomelab.predict.regulon import RegulonPredictor, encode
+    from genomelab.regulon.model import RegulonModelConfig, RegulonNet
+    from genomelab.regulon.training import KIND as RG_KIND
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    regions, tissues = [f"r{i}" for i in range(30)], ["Liver", "Lung", "Blood"]
+    profiles = rng.uniform(0, 1, (30, 3))
+    cfg = DeconvNetConfig.from_config({"hidden": [8]}, 30, 3, True, 0.01)
+    save_exported(
+        tmp_path / "deconv.pt", DeconvNet(cfg, profiles.mean(1), profiles), kind=DC_KIND,
+        config=dataclasses.asdict(cfg), ids={"regions": regions, "tissues": tissues}, data_fingerprint="0",
+    )  # fmt: skip
+    betas = rng.uniform(0, 1, 30)
+    with serving(create_app(tmp_path / "deconv.pt")) as client:
+        reply = client.post("/predict", json={"samples": [{"sample": "s", "betas": betas.tolist()}]}).json()
+    expected = DeconvPredictor(tmp_path / "deconv.pt").predict_arrays(betas[None])[0]
+    got = [reply["samples"][0]["proportions"][t] for t in tissues]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+    rcfg = RegulonModelConfig.from_dict({"channels": 4, "n_layers": 1}, resolution_bp=16, bin_bp=128)
+    save_exported(
+        tmp_path / "regulon.pt", RegulonNet(rcfg), kind=RG_KIND, config=dict(rcfg.__dict__),
+        ids={"contigs": ["c"]}, data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},
+    )  # fmt: skip
+    seq = "".join(rng.choice(list("ACGT"), 1000))
+    with serving(create_app(tmp_path / "regulon.pt")) as client:
+        reply = client.post("/predict", json={"sequence": seq, "contig": "q", "start": 100})
+        bad = client.post("/predict", json={"sequence": "ACGU"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "sequence"
+    tracks = RegulonPredictor(tmp_path / "regulon.pt").predict_codes(encode(seq), "q", 100)
+    body = reply.json()
+    assert (body["start"], body["end"]) == (100, 100 + 7 * 128)  # whole bins only
+    np.testing.assert_allclose(body["tracks"]["operon"]["minus"], tracks.tracks["operon"][1], rtol=1e-6)
+    assert np.isfinite(tracks.tracks["operon"]).all() and tracks.tracks["density"].shape == (2, 7)
+
+    vcfg = VAEConfig.from_dict({"hidden": [8], "latent": 3}, n_depth=0)
+    save_exported(
+        tmp_path / "vae.pt", KmerVAE(vcfg).eval(), kind=BIN_KIND, config={"hidden": [8], "latent": 3},
+        ids={"contigs": ["x"]}, data_fingerprint="0", extra={"n_depth": 0},
+    )  # fmt: skip
+    contigs = [{"name": f"c{i}", "sequence": "".join(rng.choice(list("ACGT"), 800))} for i in range(3)]
+    with serving(create_app(tmp_path / "vae.pt")) as client:
+        reply = client.post(
+            "/predict", json={"contigs": contigs + [{"name": "n", "sequence": "NNNN"}]}
+        ).json()
+    from genomelab.binning.kmers import profile_block
+    from genomelab.binning.training import load_model
+
+    x, _ = profile_block([c["sequence"].encode() for c in contigs])
+    with torch.no_grad():
+        z = load_model(tmp_path / "vae.pt", 0).encode(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose([c["latent"] for c in reply["contigs"]], z, rtol=1e-5, atol=1e-6)
+    assert reply["skipped"] == ["n"]
+
+
+def test_assoc_server_ranks_like_the_file_path(tmp_path):
+    import pandas as pd
+    from genomelab.assoc import data as D
+    from genomelab.assoc import features as Fe
+    from genomelab.assoc import training as T
+    from genomelab.assoc.infer import rank_new_entities
+
+    src = ROOT / "tests" / "data" / "assoc"
+    D.prepare_data(src / "links.tsv", src / "sources.tsv", src / "targets.tsv", tmp_path / "data", seed=3)
+    cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=8, max_fields=2)
+    Fe.build_features(tmp_path / "data", tmp_path / "feat.npz", tmp_path / "featurizer.npz", cfg, seed=0)
+    s, t, links, asg = D.load_data(tmp_path / "data")
+    feats = Fe.load_features(tmp_path / "feat.npz")
+    labels = D.all_labels(links, asg, "links", len(s), len(t))
+    torch.manual_seed(0)
+    section = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "bridge_dim": 8}
+    model = T.build_model(section, feats, labels["train"]).eval()
+    save_exported(
+        tmp_path / "assoc.pt", model, kind=T.KIND, config=dataclasses.asdict(model.config),
+        ids={"sources": s.ids, "targets": t.ids}, data_fingerprint="0",
+    )  # fmt: skip
+    queries = tmp_path / "data" / "heldout_targets.tsv"
+    records = pd.read_csv(queries, sep="\t", dtype=str, keep_default_na=False).to_dict(orient="records")
+    records = [{k: v for k, v in r.items() if k != "split"} for r in records]
+    app = create_app(tmp_path / "assoc.pt", featurizer=tmp_path / "featurizer.npz")
+    with serving(app) as client:
+        reply = client.post("/predict", json={"entities": records, "side": "target", "top_k": 3})
+        bad = client.post("/predict", json={"entities": records, "side": "both"})
+        extra = client.post("/predict", json={"entities": [{**records[0], "weight": 2}], "side": "target"})
+    expected = rank_new_entities(tmp_path / "assoc.pt", tmp_path / "featurizer.npz", queries, "target", 3)
+    got = pd.DataFrame(reply.json()["predictions"])
+    assert got["candidate"].tolist() == expected["candidate"].tolist()
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "side"
+    assert (
+        extra.status_code == 422 and "numeric columns of the target entities differ" in extra.json()["detail"]
+    )
+    with pytest.raises(ValueError, match="needs --featurizer"):
+        create_app(tmp_path / "assoc.pt")

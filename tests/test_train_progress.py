@@ -1,0 +1,47 @@
+"""Training progress lines: epoch i/N, elapsed and remaining time, the monitored metric."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+import torch
+from genomelab.train import LossOutput, TrainConfig, Trainer
+from torch import nn
+from torch.utils.data import TensorDataset
+
+LINE = re.compile(
+    r"epoch \d+: (\d+)/5 done, (\d+:\d\d:\d\d) elapsed, at most (\d+:\d\d:\d\d) left; "
+    r"val/loss=(\S+) \(best (\S+)\); train/loss="
+)
+
+
+class Linear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 1)
+
+    def loss(self, batch) -> LossOutput:
+        x, y = batch
+        return LossOutput(nn.functional.mse_loss(self.fc(x).squeeze(-1), y), n=len(y))
+
+
+def _data(n: int) -> TensorDataset:
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(n))
+    return TensorDataset(x, x @ torch.tensor([1.0, -2.0]))
+
+
+def test_each_epoch_logs_progress_and_the_monitored_metric(tmp_path, caplog):
+    torch.manual_seed(0)
+    cfg = TrainConfig(max_epochs=5, batch_size=8, lr=0.05, patience=5, device="cpu", seed=0)
+    trainer = Trainer(Linear(), cfg, tmp_path / "state", device="cpu")
+    with caplog.at_level(logging.INFO, logger="genomelab.train.engine"):
+        result = trainer.fit(_data(64), _data(16))
+    lines = [m for m in (LINE.search(r.getMessage()) for r in caplog.records) if m]
+    assert [int(m.group(1)) for m in lines] == [1, 2, 3, 4, 5]
+    values = [h["val/loss"] for h in result.history]
+    for m, value, best in zip(lines, values, (min(values[: i + 1]) for i in range(5)), strict=True):
+        assert float(m.group(4)) == pytest.approx(value, rel=1e-3)
+        assert float(m.group(5)) == pytest.approx(best, rel=1e-3)
+    assert lines[-1].group(3) == "0:00:00"  # nothing left after the last epoch

@@ -1,0 +1,123 @@
+"""Embed and bin a new assembly with a trained binning encoder.
+
+The assembly's contigs are profiled as in training (``binning_features``: the k-mer layout
+is checked against the model's input width), encoded by the trained model and clustered as
+``binning_encode`` clusters (same functions), then written as bins. Everything goes to a new
+folder: a prediction never writes over a run's own bins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genomelab.predict.common import check_same, fresh_out_dir
+
+logger = logging.getLogger(__name__)
+
+# Output files, in the prediction's folder.
+FILES = {
+    "profiles": "profiles.h5",
+    "latent": "latent.h5",
+    "clusters": "clusters.tsv",
+    "contig_bins": "contig_bins.tsv",
+    "bin_summary": "bin_summary.tsv",
+    "fasta_dir": "bins",
+}
+
+
+def _is_profiles(path: Path) -> bool:
+    return path.name.lower().endswith((".h5", ".hdf5"))
+
+
+def check_layout(profiles: str | os.PathLike) -> None:
+    """Refuse a profiles file whose k-mer columns are not the layout models are trained on
+    (the number of abundance columns is checked against the model when it is loaded)."""
+    import h5py
+
+    from genomelab.binning.kmers import feature_names
+
+    with h5py.File(profiles, "r") as h5:
+        names = h5["feature_names"].asstr()[:].tolist() if "feature_names" in h5 else None
+    if names is None:
+        raise ValueError(f"{profiles}: no feature_names dataset; not a k-mer profiles file of this genomelab")
+    check_same(names, feature_names(), "k-mer feature columns", str(profiles))
+
+
+def embed(
+    model: str | os.PathLike,
+    profiles: str | os.PathLike,
+    depth: str | os.PathLike | None,
+    cluster: dict[str, Any],
+    min_bin_bp: int,
+    device: str = "cpu",
+    seed: int = 0,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(model inputs, latent means [n, latent], cluster ids [n]) of a profiles file."""
+    from genomelab.binning.cluster import ClusterConfig
+    from genomelab.binning.data import load_inputs
+    from genomelab.binning.encode import encode_and_cluster
+    from genomelab.train import resolve_device
+
+    check_layout(profiles)
+    inputs = load_inputs(profiles, depth or None)
+    cfg = ClusterConfig.from_dict(cluster, seed=seed)
+    latent, labels = encode_and_cluster(model, inputs, cfg, resolve_device(device), min_bin_bp)
+    return inputs, latent, labels
+
+
+def predict_files(
+    model: str | os.PathLike,
+    contigs: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cluster: dict[str, Any],
+    min_bin_bp: int,
+    min_length: int,
+    depth: str | os.PathLike | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    protected: Sequence[str | os.PathLike] = (),
+    engine: str = "auto",
+) -> dict[str, str]:
+    """Profiles, latent, clusters and bins of an assembly (FASTA, or a profiles HDF5 already
+    made from it: then no bin FASTA files) in the new folder ``out_dir``; ``engine``: the
+    k-mer counter (``binning.features.engine``; every engine gives the same profiles)."""
+    import pandas as pd
+
+    from genomelab.binning.bins import write_bins
+    from genomelab.binning.kmers import write_profiles_h5
+    from genomelab.binning.latent import save_latent
+    from genomelab.io.tables import write_table
+
+    contigs = Path(contigs)
+    if not contigs.is_file():
+        raise FileNotFoundError(f"assembly {contigs} does not exist")
+    out = fresh_out_dir(out_dir, protected)
+    files = {k: str(out / v) for k, v in FILES.items()}
+    if _is_profiles(contigs):
+        profiles = contigs
+    else:
+        profiles = Path(files["profiles"])
+        write_profiles_h5(contigs, profiles, min_length, engine=engine)
+    inputs, latent, labels = embed(model, profiles, depth, cluster, min_bin_bp, device, seed)
+    write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), files["clusters"])
+    save_latent(files["latent"], inputs.names, latent)
+    if not _is_profiles(contigs):
+        write_bins(
+            profiles,
+            files["clusters"],
+            contigs,
+            min_bin_bp,
+            files["fasta_dir"],
+            files["contig_bins"],
+            files["bin_summary"],
+        )
+    logger.info(
+        "embedded %d contigs of %s into %d clusters in %s", len(labels), contigs, len(set(labels)), out
+    )
+    return files

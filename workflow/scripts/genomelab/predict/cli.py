@@ -1,0 +1,163 @@
+"""``genomelab predict <module> --model model.pt --inputs ... --out DIR``: one command per module.
+
+Every module writes into ``--out``, a new folder (an existing non-empty folder is refused,
+so a prediction never overwrites a run's outputs). Options left out take the schema
+default of the matching config key (``<module>.predict.*`` or the run setting named in
+the option's help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _default(value: Any, key: str) -> Any:
+    from genomelab.config import schema_default
+
+    return schema_default(key) if value is None else value
+
+
+def _tissue(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.predict.tissue import predict_files
+
+    predict_files(
+        a.model,
+        a.inputs,
+        out / "predictions.tsv",
+        out / "predictions.json",
+        float(_default(a.min_region_match, "tissue.predict.min_region_match")),
+        float(_default(a.min_covered, "tissue.predict.min_covered")),
+        device=a.device,
+    )
+
+
+def _deconv(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.predict.deconv import predict_files
+
+    if not a.reference:
+        raise ValueError("genomelab predict deconv needs --reference (the run's reference/reference.tsv)")
+    predict_files(
+        a.model,
+        a.reference,
+        a.inputs,
+        out,
+        float(_default(a.presence_threshold, "deconv.presence_threshold")),
+        float(_default(a.min_match, "deconv.infer.min_match")),
+        bool(_default(a.unknown_component, "deconv.reference.unknown_component")),
+        float(_default(a.other_threshold, "deconv.infer.other_threshold")),
+        a.truth,
+    )
+
+
+def _assoc(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.predict.assoc import predict_files
+
+    if not a.featurizer:
+        raise ValueError("genomelab predict assoc needs --featurizer (the run's features/featurizer.npz)")
+    predict_files(
+        a.model,
+        a.featurizer,
+        a.inputs,
+        _default(a.side, "assoc.infer.side"),
+        int(_default(a.top_k, "assoc.infer.top_k")),
+        out / "predictions.tsv",
+        a.known_links,
+    )
+
+
+def _regulon(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.predict.regulon import predict_files
+
+    predict_files(a.model, a.inputs, out, region=a.region or None, device=a.device)
+
+
+def _binning(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.config import schema_defaults
+    from genomelab.predict.binning import predict_files
+
+    predict_files(
+        a.model,
+        a.inputs,
+        out,
+        schema_defaults("binning.cluster"),
+        int(_default(a.min_bin_bp, "binning.bins.min_bin_bp")),
+        int(_default(a.min_length, "binning.features.min_length")),
+        depth=a.depth,
+        device=a.device,
+        seed=a.seed,
+    )
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace, Path], None]] = {
+    "tissue": _tissue,
+    "deconv": _deconv,
+    "assoc": _assoc,
+    "regulon": _regulon,
+    "binning": _binning,
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from genomelab.entry import limit_threads
+    from genomelab.predict.common import fresh_out_dir
+
+    limit_threads(args.threads)
+    out = fresh_out_dir(args.out)
+    RUNNERS[args.module](args, out)
+    logger.info("predictions of %s written to %s", args.model, out)
+    return 0
+
+
+def _module_options(p: argparse.ArgumentParser, module: str) -> None:
+    if module == "tissue":
+        p.add_argument("--min-region-match", type=float, help="tissue.predict.min_region_match")
+        p.add_argument("--min-covered", type=float, help="tissue.predict.min_covered")
+    elif module == "deconv":
+        p.add_argument("--reference", help="reference table (results/<run>/deconv/reference/reference.tsv)")
+        p.add_argument("--truth", help="tissues x samples table of true proportions")
+        p.add_argument("--presence-threshold", type=float, help="deconv.presence_threshold")
+        p.add_argument("--min-match", type=float, help="deconv.infer.min_match")
+        p.add_argument("--unknown-component", action=argparse.BooleanOptionalAction, default=None)
+        p.add_argument("--other-threshold", type=float, help="deconv.infer.other_threshold")
+    elif module == "assoc":
+        p.add_argument("--featurizer", help="featuriser NPZ (results/<run>/assoc/features/featurizer.npz)")
+        p.add_argument("--side", choices=("source", "target"), help="assoc.infer.side")
+        p.add_argument("--top-k", type=int, help="assoc.infer.top_k")
+        p.add_argument("--known-links", help="links TSV, to mark known pairs")
+    elif module == "regulon":
+        p.add_argument("--region", help="contig or contig:start-end (default: the first record, whole)")
+    elif module == "binning":
+        p.add_argument("--depth", help="MetaBAT depth table of the assembly")
+        p.add_argument("--min-length", type=int, help="binning.features.min_length")
+        p.add_argument("--min-bin-bp", type=int, help="binning.bins.min_bin_bp")
+        p.add_argument("--seed", type=int, default=0)
+
+
+INPUT_HELP = {
+    "tissue": "samples: features HDF5, sample sheet of NPZ files, or one NPZ",
+    "deconv": "samples: regions x samples CSV/TSV, region-means HDF5 or NPZ sample sheet",
+    "assoc": "entity TSV of new entities",
+    "regulon": "FASTA (plain or gzip)",
+    "binning": "assembly FASTA (or its k-mer profiles HDF5)",
+}
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``predict`` with one sub-command per module to the ``genomelab`` parser."""
+    p = sub.add_parser("predict", help="apply a trained model (model.pt) to new inputs")
+    mods = p.add_subparsers(dest="module", required=True)
+    for module in RUNNERS:
+        m = mods.add_parser(module, help=f"{module}: {INPUT_HELP[module]}")
+        m.add_argument("--model", required=True, help="exported model.pt of a run")
+        m.add_argument("--inputs", required=True, help=INPUT_HELP[module])
+        m.add_argument("--out", required=True, help="new output folder")
+        m.add_argument("--device", default="cpu")
+        m.add_argument("--threads", type=int, default=1)
+        _module_options(m, module)
+        m.set_defaults(func=_run)

@@ -1,0 +1,246 @@
+"""What every module's prediction shares: ID checks with counts, the model card, output folders.
+
+A prediction applies an exported model (:mod:`genomelab.train.export`, loaded with
+``weights_only=True``) to new inputs. Inputs are checked against the IDs the model recorded
+(regions, classes, k-mer layout, vocabularies) before anything is computed: a mismatch is
+an error that names the first differing IDs and counts them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genomelab import __version__
+
+logger = logging.getLogger(__name__)
+
+# IDs shown in a mismatch message; more only make it unreadable.
+N_SHOWN = 5
+# Model kinds (ExportedModel.kind) -> module. Tissue kinds are its model names, with
+# "-ensemble" for ensembles.
+KIND_MODULES = {
+    "mlp": "tissue",
+    "attention": "tissue",
+    "region": "tissue",
+    "deconv": "deconv",
+    "regulon": "regulon",
+    "assoc": "assoc",
+    "binning-vae": "binning",
+}
+MODULES = ("tissue", "deconv", "regulon", "assoc", "binning")
+
+
+class InputMismatch(ValueError):
+    """Inputs whose IDs do not match the IDs a model was trained with."""
+
+
+def module_of_kind(kind: str, path: str | os.PathLike = "model") -> str:
+    """The module that made an exported model of ``kind``."""
+    base = kind.removesuffix("-ensemble")
+    if base not in KIND_MODULES:
+        raise ValueError(f"{path}: model kind {kind!r} belongs to no module ({sorted(KIND_MODULES)})")
+    return KIND_MODULES[base]
+
+
+@dataclass
+class IdMatch:
+    """How input IDs line up with a model's: ``index`` [n_model] (input position or -1)."""
+
+    what: str
+    index: np.ndarray
+    n_model: int
+    n_input: int
+    only_model: list[str]
+    only_input: list[str]
+    n_only_model: int
+    n_only_input: int
+
+    @property
+    def n_matched(self) -> int:
+        return int((self.index >= 0).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "n_model": self.n_model,
+            "n_input": self.n_input,
+            "n_matched": self.n_matched,
+            "n_only_in_model": self.n_only_model,
+            "n_only_in_input": self.n_only_input,
+            "first_only_in_model": self.only_model,
+            "first_only_in_input": self.only_input,
+        }
+
+
+def match_ids(
+    model_ids: Sequence[str] | np.ndarray,
+    input_ids: Sequence[str] | np.ndarray,
+    what: str,
+    source: str,
+    min_fraction: float = 1.0,
+) -> IdMatch:
+    """Align ``input_ids`` to ``model_ids`` by name; refuse when fewer than ``min_fraction``
+    of the model's IDs are found (or none is), naming the first mismatches of both sides.
+
+    Duplicated input IDs are an error (which one would the model see?).
+    """
+    if input_ids is model_ids:
+        # Values given in the model's own order (a server request without IDs).
+        n = len(model_ids)
+        return IdMatch(what, np.arange(n), n, n, [], [], 0, 0)
+    model_list = [str(x) for x in model_ids]
+    input_list = [str(x) for x in input_ids]
+    if model_list == input_list and len(set(model_list)) == len(model_list):
+        # The common case (inputs made for this model): no dictionaries to build.
+        n = len(model_list)
+        return IdMatch(what, np.arange(n), n, n, [], [], 0, 0)
+    pos: dict[str, int] = {}
+    dups = []
+    for i, x in enumerate(input_list):
+        if x in pos:
+            dups.append(x)
+        pos[x] = i
+    if dups:
+        raise InputMismatch(f"{source}: {len(dups)} duplicated {what} ID(s), first {dups[:N_SHOWN]}")
+    model_set = set(model_list)
+    index = np.asarray([pos.get(x, -1) for x in model_list], dtype=np.int64)
+    only_model = [x for x in model_list if x not in pos]
+    only_input = [x for x in input_list if x not in model_set]
+    match = IdMatch(
+        what,
+        index,
+        len(model_list),
+        len(input_list),
+        only_model[:N_SHOWN],
+        only_input[:N_SHOWN],
+        len(only_model),
+        len(only_input),
+    )
+    if match.n_matched == 0 or match.n_matched < min_fraction * len(model_list):
+        raise InputMismatch(
+            f"{source}: {match.n_matched} of the model's {len(model_list)} {what} found in the "
+            f"input (need {min_fraction:.0%}); {len(only_model)} of the model's {what} are absent "
+            f"from the input, first {only_model[:N_SHOWN]}; {len(only_input)} input {what} are "
+            f"unknown to the model, first {only_input[:N_SHOWN]}"
+        )
+    if only_model or only_input:
+        logger.warning(
+            "%s: %d of %d model %s absent (treated as missing), %d input %s unknown to the model (ignored)",
+            source,
+            len(only_model),
+            len(model_list),
+            what,
+            len(only_input),
+            what,
+        )
+    return match
+
+
+def check_same(found: Sequence[Any], expected: Sequence[Any], what: str, source: str) -> None:
+    """Refuse unless ``found`` equals ``expected`` element by element (a layout: k-mer
+    columns, class order), naming the first differences and counting them."""
+    found, expected = [str(x) for x in found], [str(x) for x in expected]
+    if found == expected:
+        return
+    diffs = [i for i, (a, b) in enumerate(zip(found, expected, strict=False)) if a != b]
+    n_diff = len(diffs) + abs(len(found) - len(expected))
+    shown = "; ".join(
+        f"#{i}: {found[i]!r} in the input, {expected[i]!r} in the model" for i in diffs[:N_SHOWN]
+    )
+    raise InputMismatch(
+        f"{source}: {what} differ from the model's: {len(found)} in the input, {len(expected)} in "
+        f"the model, {n_diff} differing; first differences: {shown or 'none in the common length'}"
+    )
+
+
+def fresh_out_dir(out_dir: str | os.PathLike, protected: Sequence[str | os.PathLike] = ()) -> Path:
+    """A prediction's output folder: created if absent, refused when it holds files or is
+    one of ``protected`` (a run's own outputs, which a prediction must never overwrite)."""
+    out = Path(out_dir)
+    for p in protected:
+        if Path(p).resolve() == out.resolve():
+            raise FileExistsError(f"{out} holds a run's own outputs; predict into another folder")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; predict into a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@dataclass
+class ModelCard:
+    """What a served model is: kind, module, what it was trained on, metrics, versions."""
+
+    module: str
+    kind: str
+    model: str
+    trained_with_genomelab: str
+    genomelab_version: str
+    data_fingerprint: str
+    ids: dict[str, dict[str, Any]]
+    config: dict[str, Any]
+    extra: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    comparison: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _summary_near(model_path: Path, module: str, levels: int = 4) -> Path | None:
+    # A module's summary.json sits in results/<run>/<module>/, above the model's folder.
+    for parent in list(model_path.resolve().parents)[:levels]:
+        candidate = parent / "summary.json"
+        if candidate.is_file() and (_read_json(candidate) or {}).get("module") == module:
+            return candidate
+    return None
+
+
+def model_card(
+    model_path: str | os.PathLike,
+    exported: Any,
+    metrics_path: str | os.PathLike | None = None,
+    summary_path: str | os.PathLike | None = None,
+) -> ModelCard:
+    """The card of an exported model: ID lists (counts and first IDs), config, and, where the
+    run wrote them, its test metrics (``metrics.json`` beside the model, or ``metrics_path``)
+    and its module summary's comparisons with the baselines (``summary.json`` found above
+    the model, or ``summary_path``)."""
+    path = Path(model_path)
+    module = module_of_kind(exported.kind, path)
+    ids = {k: {"n": len(v), "first": list(v[:N_SHOWN])} for k, v in exported.ids.items()}
+    card = ModelCard(
+        module=module,
+        kind=exported.kind,
+        model=str(path),
+        trained_with_genomelab=exported.genomelab_version,
+        genomelab_version=__version__,
+        data_fingerprint=exported.data_fingerprint,
+        ids=ids,
+        config=dict(exported.config),
+        extra={k: v for k, v in exported.extra.items() if k != "predictions"},
+    )
+    metrics = _read_json(Path(metrics_path) if metrics_path else path.with_name("metrics.json"))
+    if metrics:
+        card.metrics = {
+            k: metrics[k] for k in ("test", "val", "best_epoch", "stopped_reason") if k in metrics
+        }
+    summary = Path(summary_path) if summary_path else _summary_near(path, module)
+    data = _read_json(summary) if summary else None
+    if data:
+        card.comparison = list(data.get("comparisons", []))
+    return card

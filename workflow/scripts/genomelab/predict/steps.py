@@ -1,0 +1,91 @@
+"""The ``<module>_predict`` rules' steps, adapters only: each calls the function that
+``genomelab predict <module>`` calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from genomelab.config import param
+from genomelab.entry import limit_threads
+
+
+def tissue_step(smk: Any) -> None:
+    from genomelab.predict.tissue import predict_files
+
+    limit_threads(int(smk.threads))
+    p = param(smk, "predict")
+    predict_files(
+        smk.input.model,
+        smk.input.inputs,
+        smk.output.tsv,
+        smk.output.json,
+        float(p["min_region_match"]),
+        float(p["min_covered"]),
+        device=smk.params.device,
+    )
+
+
+def deconv_step(smk: Any) -> None:
+    from genomelab.predict.deconv import predict_files
+
+    limit_threads(int(smk.threads))
+    predict_files(
+        smk.input.model,
+        smk.input.reference,
+        smk.input.inputs,
+        Path(smk.output.join).parent,
+        float(smk.params.presence_threshold),
+        float(smk.params.min_match),
+        bool(smk.params.unknown_component),
+        float(smk.params.other_threshold),
+        smk.input.get("truth"),
+    )
+
+
+def assoc_step(smk: Any) -> None:
+    from genomelab.predict.assoc import predict_files
+
+    limit_threads(int(smk.threads))
+    p = param(smk, "infer")
+    predict_files(
+        smk.input.model,
+        smk.input.featurizer,
+        smk.input.inputs,
+        p["side"],
+        int(p["top_k"]),
+        smk.output[0],
+        known_links=smk.input.get("links"),
+    )
+
+
+def regulon_step(smk: Any) -> None:
+    from genomelab.predict.regulon import predict_files
+
+    limit_threads(int(smk.threads))
+    predict_files(
+        smk.input.model,
+        smk.input.inputs,
+        Path(smk.output.json).parent,
+        region=param(smk, "predict")["region"] or None,
+        device=smk.params.device,
+    )
+
+
+def binning_step(smk: Any) -> None:
+    from genomelab.predict.binning import predict_files
+
+    limit_threads(int(smk.threads))
+    features = param(smk, "features")
+    predict_files(
+        smk.input.model,
+        smk.input.inputs,
+        Path(smk.output.clusters).parent,
+        param(smk, "cluster"),
+        int(smk.params.min_bin_bp),
+        int(features["min_length"]),
+        depth=smk.input.get("depth"),
+        device=smk.params.device,
+        seed=int(smk.params.seed),
+        engine=str(features.get("engine", "auto")),
+    )

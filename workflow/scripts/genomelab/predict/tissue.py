@@ -1,0 +1,261 @@
+"""Classify new samples with a trained tissue model (single model or ensemble).
+
+Inputs are region means: a features HDF5 (``tissue_features``/ingest output), a sample
+sheet of per-sample NPZ files, or one NPZ. Input regions are joined to the model's by ID
+(absent regions are "uncovered", as in training); fewer than ``min_region_match`` of the
+model's regions is an error naming the first mismatches. Each sample gets the class
+probabilities of every member and of the ensemble (the members' mean, as in training), the
+call, a confidence (the called class's probability) and a flag when it covers fewer than
+``min_covered`` of the model's regions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import TensorDataset
+
+from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.predict.common import IdMatch, match_ids
+from genomelab.tissue.models import FILE_LEVEL, build_model
+from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
+from genomelab.train.export import ExportedModel, load_exported
+
+logger = logging.getLogger(__name__)
+
+ENSEMBLE = "ensemble"
+
+
+@dataclass
+class TissueInputs:
+    """Region means of new samples: means float32 [S, R] (NaN uncovered), coverage [S, R]."""
+
+    samples: np.ndarray
+    regions: np.ndarray
+    means: np.ndarray
+    coverage: np.ndarray
+    source: str
+
+
+@dataclass
+class TissuePrediction:
+    """Probabilities [S, C] per member name (and ``ensemble``), the call per sample, counts."""
+
+    samples: list[str]
+    classes: list[str]
+    proba: dict[str, np.ndarray]
+    match: IdMatch
+    n_covered: np.ndarray
+    flagged: np.ndarray
+
+    @property
+    def call(self) -> list[str]:
+        return [self.classes[i] for i in self.proba[ENSEMBLE].argmax(1)]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.proba[ENSEMBLE].max(1)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready record per sample."""
+        out = []
+        for i, sample in enumerate(self.samples):
+            models = {
+                name: {
+                    "call": self.classes[int(p[i].argmax())],
+                    "probabilities": dict(zip(self.classes, p[i].tolist(), strict=True)),
+                }
+                for name, p in self.proba.items()
+            }
+            out.append(
+                {
+                    "sample": sample,
+                    "call": self.call[i],
+                    "confidence": float(self.confidence[i]),
+                    "n_regions_covered": int(self.n_covered[i]),
+                    "flagged": bool(self.flagged[i]),
+                    "models": models,
+                }
+            )
+        return out
+
+
+class TissuePredictor:
+    """An exported tissue model (one network, or an ensemble's members), ready to classify."""
+
+    def __init__(self, exported: ExportedModel, path: str | os.PathLike, device: str | torch.device = "cpu"):
+        kind = exported.kind.removesuffix(ENSEMBLE_SUFFIX)
+        if kind not in FILE_LEVEL:
+            raise ValueError(
+                f"{path}: a {exported.kind!r} model classifies single regions (the ablation), "
+                f"not samples; predict with one of {FILE_LEVEL} or their ensembles"
+            )
+        self.path, self.exported, self.device = str(path), exported, torch.device(device)
+        self.classes = list(exported.ids["classes"])
+        self.regions = np.asarray(exported.ids["regions"])
+        self.n_positions = int(exported.extra["n_positions"])
+        self.members = self._members(kind, exported)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> TissuePredictor:
+        return cls(load_exported(path), path, device)
+
+    def _members(self, kind: str, exported: ExportedModel) -> dict[str, torch.nn.Module]:
+        if exported.kind.endswith(ENSEMBLE_SUFFIX):
+            # An ensemble stores nn.ModuleList weights: "<member>.<parameter>".
+            n = len(exported.extra.get("seeds", [])) or 1 + max(
+                int(k.split(".", 1)[0]) for k in exported.weights
+            )
+            parts = [
+                {k.split(".", 1)[1]: v for k, v in exported.weights.items() if k.split(".", 1)[0] == str(i)}
+                for i in range(n)
+            ]
+            names = [f"member{i}" for i in range(n)]
+        else:
+            parts, names = [exported.weights], ["model"]
+        n_regions = len(self.regions)
+        members = {}
+        for name, weights in zip(names, parts, strict=True):
+            # mu/sd are placeholders: the model's own standardisation buffers are loaded next.
+            model = build_model(
+                kind,
+                exported.config,
+                n_regions,
+                len(self.classes),
+                np.zeros(n_regions, np.float32),
+                np.ones(n_regions, np.float32),
+                self.n_positions,
+            )
+            model.load_state_dict(weights)
+            members[name] = model.to(self.device).eval()
+        return members
+
+    def predict_arrays(
+        self, means: np.ndarray, coverage: np.ndarray, batch_size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Probabilities float64 [S, C] per member and ``ensemble`` for inputs already in the
+        model's region order (means [S, R] NaN = uncovered, coverage [S, R])."""
+        if means.ndim != 2 or means.shape[1] != len(self.regions) or coverage.shape != means.shape:
+            raise ValueError(
+                f"means and coverage must be [n_samples, {len(self.regions)}], not {means.shape} and {coverage.shape}"
+            )
+        ds = TensorDataset(
+            torch.as_tensor(means, dtype=torch.float32),
+            torch.as_tensor(np.asarray(coverage, dtype=np.float32)),
+            torch.zeros(len(means), dtype=torch.int64),  # labels: unused by predict_proba
+        )
+        proba = {name: predict_proba(m, ds, self.device, batch_size) for name, m in self.members.items()}
+        proba[ENSEMBLE] = np.mean(list(proba.values()), axis=0)
+        return proba
+
+    def predict(self, inputs: TissueInputs, min_region_match: float, min_covered: float) -> TissuePrediction:
+        """Join ``inputs`` to the model's regions, classify, flag poorly covered samples."""
+        match = match_ids(self.regions, inputs.regions, "regions", inputs.source, min_region_match)
+        found = match.index >= 0
+        n = len(inputs.samples)
+        means = np.full((n, len(self.regions)), np.nan, np.float32)
+        coverage = np.zeros((n, len(self.regions)), np.float32)
+        means[:, found] = inputs.means[:, match.index[found]]
+        coverage[:, found] = inputs.coverage[:, match.index[found]]
+        n_covered = np.isfinite(means).sum(1)
+        flagged = n_covered < min_covered * len(self.regions)
+        if flagged.any():
+            logger.warning(
+                "%s: %d of %d sample(s) cover fewer than %.0f%% of the model's %d regions (flagged): %s",
+                inputs.source,
+                int(flagged.sum()),
+                n,
+                100 * min_covered,
+                len(self.regions),
+                [str(s) for s in inputs.samples[flagged][:5]],
+            )
+        proba = self.predict_arrays(means, coverage)
+        return TissuePrediction(
+            [str(s) for s in inputs.samples], self.classes, proba, match, n_covered, flagged
+        )
+
+
+def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs:
+    """Region means of new samples from a features HDF5, a sample sheet of NPZ files or one
+    NPZ (``n_positions`` positions per region in NPZ files)."""
+    from genomelab.io.features import read_features
+    from genomelab.io.methylation import default_region_ids, load_npz_sample
+    from genomelab.io.sheets import is_sample_sheet
+    from genomelab.tissue.features import extract_features_from_sheet, region_means
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tissue inputs {path} do not exist")
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        meth, ids = load_npz_sample(path, n_positions)
+        means, valid = region_means(meth, source=str(path))
+        regions = ids if ids is not None else default_region_ids(len(means))
+        return TissueInputs(np.asarray([path.stem]), np.asarray(regions), means[None], valid[None], str(path))
+    if is_sample_sheet(path):
+        with tempfile.TemporaryDirectory() as tmp:
+            h5 = extract_features_from_sheet(path, Path(tmp) / "features.h5", n_positions=n_positions)
+            return _from_h5(read_features(h5), str(path))
+    return _from_h5(read_features(path), str(path))
+
+
+def _from_h5(feats: dict[str, np.ndarray], source: str) -> TissueInputs:
+    return TissueInputs(feats["samples"], feats["regions"], feats["means"], feats["coverage"], source)
+
+
+def write_predictions(
+    pred: TissuePrediction, out_tsv: str | os.PathLike, out_json: str | os.PathLike
+) -> None:
+    """A TSV with one row per sample and model (member, ``ensemble``): the call, confidence,
+    coverage, flag and one probability column per class; a JSON with the region join counts
+    and the per-sample records."""
+    rows = []
+    for name, p in pred.proba.items():
+        for i, sample in enumerate(pred.samples):
+            row = {
+                "sample": sample,
+                "model": name,
+                "call": pred.classes[int(p[i].argmax())],
+                "confidence": float(p[i].max()),
+                "n_regions_covered": int(pred.n_covered[i]),
+                "flagged": bool(pred.flagged[i]),
+            }
+            row.update({f"p_{c}": float(v) for c, v in zip(pred.classes, p[i], strict=True)})
+            rows.append(row)
+    with atomic_output(out_tsv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    atomic_write_json(
+        out_json,
+        {
+            "classes": pred.classes,
+            "regions": pred.match.to_dict(),
+            "n_samples": len(pred.samples),
+            "n_flagged": int(pred.flagged.sum()),
+            "samples": pred.records(),
+        },
+    )
+
+
+def predict_files(
+    model: str | os.PathLike,
+    inputs: str | os.PathLike,
+    out_tsv: str | os.PathLike,
+    out_json: str | os.PathLike,
+    min_region_match: float,
+    min_covered: float,
+    device: str = "cpu",
+) -> TissuePrediction:
+    """:class:`TissuePredictor` on the samples of ``inputs``, written as TSV and JSON."""
+    predictor = TissuePredictor.load(model, device)
+    pred = predictor.predict(read_inputs(inputs, predictor.n_positions), min_region_match, min_covered)
+    write_predictions(pred, out_tsv, out_json)
+    logger.info("classified %d sample(s) from %s with %s", len(pred.samples), inputs, model)
+    return pred

@@ -1,0 +1,1 @@
+"""Serve exported models over HTTP (``genomelab serve``)."""

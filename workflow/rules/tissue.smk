@@ -16,6 +16,7 @@ TISSUE_TASK = config_json(
         "label": TISSUE["task"]["label"],
         "subset": TISSUE["task"]["subset"],
         "fractions": TISSUE["task"]["fractions"],
+        "select_regions": TISSUE["task"]["select_regions"],
     }
 )
 TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "region")}
@@ -255,6 +256,7 @@ rule tissue_baselines:
         runtime=60,
     params:
         baselines=config_json(TISSUE["baselines"]),
+        task=TISSUE_TASK,
         seed=config["seed"],
     script:
         "../scripts/run_step.py"
@@ -285,6 +287,7 @@ rule tissue_train:
     params:
         model_config=lambda wc: config_json(TISSUE[wc.tissue_model]),
         train=config_json(TISSUE["train"]),
+        task=TISSUE_TASK,
         state_dir=lambda wc: state_dir(
             "tissue", expand(f"{TISSUE_FOLD_STATE}{{tissue_model}}/{{tissue_member}}", **wc)[0]
         ),
@@ -332,6 +335,8 @@ rule tissue_ensemble:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        task=TISSUE_TASK,
     script:
         "../scripts/run_step.py"
 

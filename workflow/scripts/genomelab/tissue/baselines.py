@@ -1,7 +1,7 @@
 """Baselines on region means, fitted on the training split and scored on the same test split.
 
 - logistic regression (scikit-learn, multinomial, L2): the inverse regularisation ``C`` is
-  chosen on the validation split from a small grid, then the model fitted on the training
+  chosen on the validation split from a log grid (:func:`choose_c` says how ties go), then the model fitted on the training
   split is scored on the test split (the same data the neural models see);
 - nearest centroid: each class is its mean standardised profile and a sample goes to the
   closest; probabilities are those of a Gaussian with the pooled within-class variance
@@ -88,6 +88,12 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, c: float, max_iter: int, seed: int 
     return model
 
 
+def choose_c(scores: dict[float, dict[str, float]]) -> float:
+    """The C of the best validation accuracy; ties (common on small validation sets) go to the
+    lower validation NLL, then to the smaller C (stronger regularisation, the simpler model)."""
+    return min(scores, key=lambda c: (-scores[c]["accuracy"], scores[c]["nll"], c))
+
+
 def run_baselines(data: TissueData, cfg: BaselineConfig, seed: int = 0) -> dict[str, Any]:
     """Fit both baselines on the train split; return per-method val/test metrics and predictions."""
     train, val, test = data.index("train"), data.index("val"), data.index("test")
@@ -106,8 +112,7 @@ def run_baselines(data: TissueData, cfg: BaselineConfig, seed: int = 0) -> dict[
             scores[c]["accuracy"],
             scores[c]["nll"],
         )
-    # Ties in accuracy (common on small validation sets) go to the lower validation NLL.
-    best_c = max(cfg.lr_c_grid, key=lambda c: (scores[c]["accuracy"], -scores[c]["nll"]))
+    best_c = choose_c(scores)
     logreg = fit_logreg(x[train], data.y[train], best_c, cfg.max_iter, seed)
     centroid = CentroidClassifier().fit(x[train], data.y[train])
     for name, model, params in (
@@ -141,12 +146,13 @@ def write_baselines(
     cfg: BaselineConfig,
     seed: int,
     out_json: str | os.PathLike,
+    select_regions: int = 0,
 ) -> dict[str, Any]:
-    """:func:`run_baselines` on the task of the features file and splits table, written as
-    metrics JSON."""
+    """:func:`run_baselines` on the task of the features file and splits table (the
+    ``select_regions`` best regions of its training split, 0 = all), written as metrics JSON."""
     from genomelab.io.metrics import Metrics, write_metrics
     from genomelab.tissue.task import load_task
 
-    results = run_baselines(load_task(features_h5, splits), cfg, seed)
+    results = run_baselines(load_task(features_h5, splits, select_regions), cfg, seed)
     write_metrics(out_json, Metrics(results, str(out_json)))
     return results

@@ -93,6 +93,7 @@ def baselines_step(smk: Any) -> None:
         BaselineConfig.from_dict(param(smk, "baselines")),
         int(smk.params.seed),
         smk.output.json,
+        _task(smk).select_regions,
     )
 
 
@@ -110,6 +111,7 @@ def train_step(smk: Any) -> None:
         Path(smk.output.metrics).parent,
         smk.params.device,
         int(smk.params.seed),
+        _task(smk).select_regions,
     )
 
 
@@ -120,7 +122,7 @@ def ensemble_step(smk: Any) -> None:
     _limit_threads(smk)
     combine_members(
         smk.wildcards.tissue_model,
-        load_task(smk.input.h5, smk.input.splits),
+        load_task(smk.input.h5, smk.input.splits, _task(smk).select_regions),
         list(smk.input.models),
         list(smk.input.metrics),
         list(smk.input.diagnostics),

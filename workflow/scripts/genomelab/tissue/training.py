@@ -444,13 +444,15 @@ def train_from_files(
     out_dir: str | os.PathLike,
     device: str = "auto",
     seed: int = 0,
+    select_regions: int = 0,
 ) -> dict[str, Any]:
-    """:func:`train_model` on the task of the features file and splits table, on ``device``
-    (``auto``: a GPU when there is one)."""
+    """:func:`train_model` on the task of the features file and splits table (the
+    ``select_regions`` best regions of its training split, 0 = all), on ``device`` (``auto``:
+    a GPU when there is one)."""
     from genomelab.tissue.task import load_task
     from genomelab.train.device import resolve_device
 
-    data = load_task(features_h5, splits)
+    data = load_task(features_h5, splits, select_regions)
     dev = resolve_device(device)
     logger.info("training tissue model %r on %s", kind, dev)
     return train_model(kind, data, model_cfg_dict, train_cfg_dict, state_root, out_dir, dev, seed)

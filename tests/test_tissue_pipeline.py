@@ -11,6 +11,7 @@ from genomelab.diagnostics import FAIL, PASS, read_results
 from genomelab.io.tables import write_split_table as write_splits
 from genomelab.tissue import diagnostics as dg
 from genomelab.tissue.baselines import BaselineConfig, CentroidClassifier, run_baselines
+from genomelab.tissue.calibration import CalibrationConfig
 from genomelab.tissue.features import extract_features_from_sheet
 from genomelab.tissue.metrics import classification_metrics, expected_calibration_error
 from genomelab.tissue.models import AttentionConfig, FileMLP, MLPConfig, RegionAttention, build_model
@@ -310,8 +311,16 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
     for i, d in enumerate(dirs):
         train_model("mlp", data, {}, {**TRAIN, "max_epochs": 6}, tmp_path / "st" / str(i), d, "cpu", seed=i)
     files = {name: [d / name for d in dirs] for name in ("model.pt", "metrics.json", "diagnostics.json")}
+    # Without temperature scaling the ensemble's probabilities are the members' mean exactly.
+    raw = CalibrationConfig(temperature=False)
     test = combine_members(
-        "mlp", data, files["model.pt"], files["metrics.json"], files["diagnostics.json"], tmp_path / "ens"
+        "mlp",
+        data,
+        files["model.pt"],
+        files["metrics.json"],
+        files["diagnostics.json"],
+        tmp_path / "ens",
+        raw,
     )
     ens = load_exported(tmp_path / "ens" / "model.pt", {"classes": data.classes}, kind="mlp-ensemble")
     assert ens.extra["seeds"] == [0, 1] and {k.split(".")[0] for k in ens.weights} == {"0", "1"}
@@ -324,12 +333,14 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
         files["metrics.json"][:1],
         files["diagnostics.json"][:1],
         tmp_path / "one",
+        raw,
     )
     own = json.loads(files["metrics.json"][0].read_text())
     assert (
         single["nll"] == pytest.approx(own["test"]["nll"]) and single["accuracy"] == own["test"]["accuracy"]
     )
-    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["predictions"] == own["predictions"]
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())["predictions"]
+    assert {k: one[k] for k in own["predictions"]} == own["predictions"]
     # Two members: the mean of their probabilities, each predicted from its own file.
     x = file_examples(data, "test")
     mu, sd = np.zeros(len(data.regions), np.float32), np.ones(len(data.regions), np.float32)

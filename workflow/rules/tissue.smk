@@ -256,6 +256,7 @@ rule tissue_baselines:
         runtime=60,
     params:
         baselines=config_json(TISSUE["baselines"]),
+        calibration=config_json(TISSUE["calibration"]),
         task=TISSUE_TASK,
         seed=config["seed"],
     script:
@@ -337,6 +338,7 @@ rule tissue_ensemble:
         runtime=lambda wc, attempt: 30 * attempt,
     params:
         task=TISSUE_TASK,
+        calibration=config_json(TISSUE["calibration"]),
     script:
         "../scripts/run_step.py"
 

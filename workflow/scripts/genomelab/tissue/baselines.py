@@ -23,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from genomelab.config import ConfigSection, from_schema
+from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.task import TissueData, impute_standardise_params, standardise
 
@@ -94,9 +95,34 @@ def choose_c(scores: dict[float, dict[str, float]]) -> float:
     return min(scores, key=lambda c: (-scores[c]["accuracy"], scores[c]["nll"], c))
 
 
-def run_baselines(data: TissueData, cfg: BaselineConfig, seed: int = 0) -> dict[str, Any]:
-    """Fit both baselines on the train split; return per-method val/test metrics and predictions."""
-    train, val, test = data.index("train"), data.index("val"), data.index("test")
+def calibrated_result(
+    data: TissueData, proba: np.ndarray, cal: CalibrationConfig, params: dict[str, Any]
+) -> dict[str, Any]:
+    """A method's metrics record from its probabilities [n, C] over all task rows: temperature
+    fitted on val, val/test metrics of the calibrated probabilities (``ece_uncalibrated``
+    beside ``ece``), the calibration record and the test predictions with confidences."""
+    val, test = data.index("val"), data.index("test")
+    p_val, p_test, record = calibrate((proba[val], data.y[val]), (proba[test], data.y[test]), cal)
+    metrics = {
+        "val": classification_metrics(data.y[val], p_val, data.classes),
+        "test": classification_metrics(data.y[test], p_test, data.classes),
+    }
+    metrics["test"]["ece_uncalibrated"] = record["ece_before"]
+    return {
+        "params": params,
+        **metrics,
+        "calibration": record,
+        "predictions": {**data.predictions("test", p_test), **call_records(p_test, cal.threshold)},
+    }
+
+
+def run_baselines(
+    data: TissueData, cfg: BaselineConfig, seed: int = 0, cal: CalibrationConfig | None = None
+) -> dict[str, Any]:
+    """Fit both baselines on the train split; return per-method val/test metrics (of the
+    probabilities calibrated on val, ``cal``) and predictions."""
+    cal = cal or CalibrationConfig()
+    train, val = data.index("train"), data.index("val")
     mu, sd = impute_standardise_params(data.means[train])
     x = standardise(data.means, mu, sd)
     n_classes = len(data.classes)
@@ -123,13 +149,7 @@ def run_baselines(data: TissueData, cfg: BaselineConfig, seed: int = 0) -> dict[
         ),
         (CENTROID, centroid, {}),
     ):
-        proba = full_proba(model, x, n_classes)
-        results["methods"][name] = {
-            "params": params,
-            "val": classification_metrics(data.y[val], proba[val], data.classes),
-            "test": classification_metrics(data.y[test], proba[test], data.classes),
-            "predictions": data.predictions("test", proba[test]),
-        }
+        results["methods"][name] = calibrated_result(data, full_proba(model, x, n_classes), cal, params)
         logger.info(
             "%s: test accuracy %.3f, balanced %.3f, macro-F1 %.3f",
             name,
@@ -147,12 +167,13 @@ def write_baselines(
     seed: int,
     out_json: str | os.PathLike,
     select_regions: int = 0,
+    cal: CalibrationConfig | None = None,
 ) -> dict[str, Any]:
     """:func:`run_baselines` on the task of the features file and splits table (the
     ``select_regions`` best regions of its training split, 0 = all), written as metrics JSON."""
     from genomelab.io.metrics import Metrics, write_metrics
     from genomelab.tissue.task import load_task
 
-    results = run_baselines(load_task(features_h5, splits, select_regions), cfg, seed)
+    results = run_baselines(load_task(features_h5, splits, select_regions), cfg, seed, cal)
     write_metrics(out_json, Metrics(results, str(out_json)))
     return results

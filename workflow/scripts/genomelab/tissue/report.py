@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from genomelab.diagnostics import read_results
-from genomelab.io.atomic import atomic_output
+from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import read_json_file, read_metrics
 from genomelab.io.tables import read_given_assignment, read_split_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 from genomelab.report.stats import mcnemar_predictions, mean_sd, paired_t, wilcoxon_signed_rank
 from genomelab.report.summary import pair_key
+from genomelab.tissue.calibration import ece_of_bins, finish_curve
 from genomelab.tissue.metrics import HEADLINE
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,12 @@ def plot_training_curves(
     _save(fig, path)
 
 
+def _headline(test: dict[str, Any]) -> dict[str, float]:
+    """The table's metrics of a test record; NaN for one not there (``ece_uncalibrated`` of
+    an uncalibrated single run, or of a file from before calibration)."""
+    return {k: float(test[k]) if test.get(k) is not None else float("nan") for k in HEADLINE}
+
+
 def _diag_dicts(path: Path, rel_to: Path) -> list[dict[str, Any]]:
     out = []
     for r in read_results(path):
@@ -105,10 +112,11 @@ def _baseline_rows(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ``predictions`` (None where the file has none)."""
     return {
         name: {
-            "metrics": {k: res["test"][k] for k in HEADLINE},
+            "metrics": _headline(res["test"]),
             "n_test": res["test"]["n"],
             "confusion": (res["test"]["confusion"], res["test"]["classes"]),
             "predictions": res.get("predictions"),
+            "calibration": res.get("calibration"),
         }
         for name, res in base["methods"].items()
     }
@@ -144,6 +152,84 @@ def _plot_confusions(confusions: dict[str, tuple[list, list]], out: Path, what: 
         plot_confusion(cm, classes, f"{name} ({what})", file)
         plots.append(str(file.relative_to(out)))
     return plots
+
+
+def _pool(records: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Sum the count fields of per-fold reliability bins or coverage curves."""
+    first = records[0][key]
+    out = dict(first)
+    for field in ("count", "correct", "confidence", "n_classified", "n_correct", "n"):
+        if field in first:
+            out[field] = np.sum([np.asarray(r[key][field], float) for r in records], axis=0).tolist()
+    return out
+
+
+def write_calibration(records: dict[str, list[dict[str, Any]]], out: Path, notes: list[str]) -> list[str]:
+    """Reliability diagram (``plots/reliability.png``), accuracy/coverage trade-off
+    (``plots/coverage.png`` and ``plots/coverage.json``) of every method's test calls, pooled
+    over folds; one note per method. ``records``: per method, its calibration record per fold."""
+    records = {k: v for k, v in records.items() if v}
+    if not records:
+        return []
+    pooled = {}
+    for name, recs in records.items():
+        before, after = _pool(recs, "reliability_before"), _pool(recs, "reliability_after")
+        curve = finish_curve(_pool(recs, "coverage_curve"))
+        n_cls = int(sum(r["n_classified"] for r in recs))
+        n_right = sum(r["accuracy_classified"] * r["n_classified"] for r in recs if r["n_classified"])
+        pooled[name] = {
+            "temperatures": [r["temperature"] for r in recs],
+            "ece_before": ece_of_bins(before),
+            "ece_after": ece_of_bins(after),
+            "reliability_before": before,
+            "reliability_after": after,
+            "coverage_curve": curve,
+            "threshold": recs[0]["threshold"],
+            "coverage": n_cls / max(sum(r["n_test"] for r in recs), 1),
+            "accuracy_classified": n_right / n_cls if n_cls else float("nan"),
+        }
+        p = pooled[name]
+        temps = p["temperatures"]
+        t_text = (
+            f"T = {temps[0]:.2f}" if len(temps) == 1 else f"T = {min(temps):.2f}-{max(temps):.2f} over folds"
+        )
+        notes.append(
+            f"{name}: temperature scaling on validation ({t_text}) takes test ECE from "
+            f"{p['ece_before']:.3f} to {p['ece_after']:.3f}; at confidence threshold {p['threshold']:.2f} "
+            f"{p['coverage']:.0%} of test samples are classified, {p['accuracy_classified']:.3f} of them "
+            "correctly (plots/coverage.json: the whole trade-off)."
+        )
+    atomic_write_json(out / "plots" / "coverage.json", pooled)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
+    for i, (name, p) in enumerate(pooled.items()):
+        for key, style in (("reliability_before", "--"), ("reliability_after", "-")):
+            b = p[key]
+            count = np.asarray(b["count"])
+            nz = count > 0
+            ax.plot(
+                np.asarray(b["confidence"])[nz] / count[nz],
+                np.asarray(b["correct"])[nz] / count[nz],
+                style,
+                marker="o",
+                ms=3,
+                color=f"C{i}",
+                label=f"{name} ({'scaled' if key.endswith('after') else 'raw'}, ECE {p[key.replace('reliability', 'ece')]:.3f})",
+            )
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.legend(frameon=False, fontsize=6)
+    _save(fig, out / "plots" / "reliability.png")
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    for i, (name, p) in enumerate(pooled.items()):
+        c = p["coverage_curve"]
+        ax.plot(c["coverage"], c["accuracy"], marker="o", ms=3, color=f"C{i}", label=name)
+    ax.set_xlabel("fraction classified (confidence >= threshold)")
+    ax.set_ylabel("accuracy of the classified")
+    ax.legend(frameon=False, fontsize=7)
+    _save(fig, out / "plots" / "coverage.png")
+    return ["plots/reliability.png", "plots/coverage.png"]
 
 
 def _comparisons(
@@ -217,12 +303,15 @@ def build_summary(
     kinds = {name: "baseline" for name in base}
     n_test = {name: b["n_test"] for name, b in base.items()}
     confusions = {name: b["confusion"] for name, b in base.items()}
+    calib = {name: [b["calibration"]] if b["calibration"] else [] for name, b in base.items()}
     histories, chance, notes = {}, {}, []
     tests: dict[str, dict[str, Any]] = {}
     for path in model_metrics.values():
         m = _read_model(path)
         title = m["title"]
-        rows[title] = {k: m.test[k] for k in HEADLINE}
+        rows[title] = _headline(m.test)
+        if m.get("calibration") and m["granularity"] == "file":
+            calib[title] = [m["calibration"]]
         kinds[title] = "model" if m["granularity"] == "file" else "ablation"
         n_test[title] = m.test["n"]
         histories[title] = m.history
@@ -245,6 +334,7 @@ def build_summary(
         else:
             notes.append(_ablation_note(title, m["test"]["n"]))
     plots = _plot_confusions(confusions, out, "test split")
+    plots += write_calibration(calib, out, notes)
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")
@@ -384,7 +474,7 @@ def _add_model_folds(
             title,
             "model" if file_level else "ablation",
             fold,
-            {k_: m.test[k_] for k_ in HEADLINE},
+            _headline(m.test),
             m.test["n"],
             (m["test"]["confusion"], m["test"]["classes"]) if file_level else None,
             m["predictions"] if file_level else None,
@@ -424,9 +514,17 @@ def build_fold_summary(
     histories: dict[str, Any] = {}
     chance: dict[str, Any] = {}
     notes: list[str] = []
+    calib: dict[str, list[dict[str, Any]]] = {}
     for fold, path in enumerate(baselines_json):
         for name, b in _baseline_rows(read_json_file(path, "baselines metrics file")).items():
             results.add(name, "baseline", fold, b["metrics"], b["n_test"], b["confusion"], b["predictions"])
+            if b["calibration"]:
+                calib.setdefault(name, []).append(b["calibration"])
+    for paths in model_metrics.values():
+        for path in paths:
+            m = _read_model(path)
+            if m.get("calibration") and m["granularity"] == "file":
+                calib.setdefault(m["title"], []).append(m["calibration"])
     for paths in model_metrics.values():
         _add_model_folds(results, list(paths), k, histories, chance, notes)
     rows, spread = results.mean_and_sd()
@@ -436,6 +534,7 @@ def build_fold_summary(
         out,
         f"pooled over {k} folds",
     )
+    plots += write_calibration(calib, out, notes)
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")

@@ -36,6 +36,12 @@ def _task(smk: Any):
     return TaskConfig.from_dict(param(smk, "task"))
 
 
+def _calibration(smk: Any):
+    from genomelab.tissue.calibration import CalibrationConfig
+
+    return CalibrationConfig.from_dict(param(smk, "calibration"))
+
+
 def simulate_step(smk: Any) -> None:
     cfg = SimulationConfig.from_dict(param(smk, "simulate"), seed=int(smk.params.seed))
     simulate_dataset(cfg, smk.params.out_dir)
@@ -94,6 +100,7 @@ def baselines_step(smk: Any) -> None:
         int(smk.params.seed),
         smk.output.json,
         _task(smk).select_regions,
+        _calibration(smk),
     )
 
 
@@ -127,6 +134,7 @@ def ensemble_step(smk: Any) -> None:
         list(smk.input.metrics),
         list(smk.input.diagnostics),
         Path(smk.output.metrics).parent,
+        _calibration(smk),
     )
 
 

@@ -20,6 +20,7 @@ from genomelab.diagnostics.checks import (
     prediction_collapse,
 )
 from genomelab.io.metrics import Metrics, read_metrics, write_metrics
+from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
 from genomelab.tissue.task import TissueData, impute_standardise_params
@@ -311,6 +312,7 @@ def combine_members(
     member_metrics: list[str | os.PathLike],
     member_diagnostics: list[str | os.PathLike],
     out_dir: str | os.PathLike,
+    cal: CalibrationConfig | None = None,
 ) -> dict[str, Any]:
     """Ensemble of independently trained members: average their class probabilities.
 
@@ -350,10 +352,14 @@ def combine_members(
     probs = {
         s: np.mean([predict_proba(m, datasets[s], dev) for m in models], axis=0) for s in ("val", "test")
     }
-    metrics = {
-        s: classification_metrics(datasets[s].tensors[-1].numpy(), probs[s], data.classes)
-        for s in ("val", "test")
-    }
+    labels = {s: datasets[s].tensors[-1].numpy() for s in ("val", "test")}
+    # One temperature for the ensemble's averaged probabilities, fitted on validation.
+    cal = cal or CalibrationConfig()
+    probs["val"], probs["test"], calibration = calibrate(
+        (probs["val"], labels["val"]), (probs["test"], labels["test"]), cal
+    )
+    metrics = {s: classification_metrics(labels[s], probs[s], data.classes) for s in ("val", "test")}
+    metrics["test"]["ece_uncalibrated"] = calibration["ece_before"]
     members = [
         {
             "seed": int(info["train_config"]["seed"]),
@@ -393,10 +399,14 @@ def combine_members(
             "history_of": "member 0",
             "val": metrics["val"],
             "test": metrics["test"],
+            "calibration": calibration,
         }
     )
     if kind in FILE_LEVEL:
-        payload["predictions"] = data.predictions("test", probs["test"])
+        payload["predictions"] = {
+            **data.predictions("test", probs["test"]),
+            **call_records(probs["test"], cal.threshold),
+        }
     # The members' weights side by side (keys "0.…", "1.…", as an nn.ModuleList names them).
     save_exported(
         out_dir / "model.pt",

@@ -8,6 +8,7 @@ from genomelab.diagnostics import SKIP
 from genomelab.tissue import diagnostics as dg
 from genomelab.tissue.baselines import BaselineConfig, choose_c
 from genomelab.tissue.task import TaskConfig, TissueData, select_regions
+from tissue_toy import toy_task
 
 
 def make_data(seed: int = 0, n_per: int = 12, n_regions: int = 40, n_classes: int = 3) -> TissueData:
@@ -19,21 +20,7 @@ def make_data(seed: int = 0, n_per: int = 12, n_regions: int = 40, n_classes: in
     means = rng.uniform(0.2, 0.8, (len(y), n_regions)).astype(np.float32)
     means[:, :5] = np.clip(0.15 + 0.3 * y[:, None] + rng.normal(0, 0.05, (len(y), 5)), 0, 1)
     split = np.tile(np.array(["train"] * 6 + ["val"] * 3 + ["test"] * 3)[:n_per], n_classes)
-    classes = np.array([f"c{i}" for i in range(n_classes)])
-    samples = np.array([f"s{i}" for i in range(len(y))])
-    return TissueData(
-        samples=samples,
-        groups=samples.copy(),
-        tissue=classes[y],
-        labels=classes[y],
-        classes=classes,
-        y=y.astype(np.int64),
-        means=means,
-        coverage=np.full(means.shape, 150, np.uint16),
-        regions=np.array([f"r{i}" for i in range(n_regions)]),
-        n_positions=150,
-        split=split,
-    )
+    return toy_task(means, y, split)
 
 
 def test_region_selection_uses_training_rows_only():

@@ -19,7 +19,7 @@ TISSUE_TASK = config_json(
         "select_regions": TISSUE["task"]["select_regions"],
     }
 )
-TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "region")}
+TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "masked", "region")}
 
 
 # Folds: TISSUE_RUN is the folder of one evaluation (a fold's when K > 1, with the
@@ -76,7 +76,7 @@ if TISSUE["enabled"]:
 
 
 wildcard_constraints:
-    tissue_model="|".join(["mlp", "attention", "region"]),
+    tissue_model="|".join(["mlp", "attention", "masked", "region"]),
     tissue_plot_check="|".join(TISSUE_PLOT_CHECKS),
     tissue_text_check="|".join(TISSUE_TEXT_CHECKS),
     tissue_member=r"\d+",
@@ -257,6 +257,7 @@ rule tissue_baselines:
     params:
         baselines=config_json(TISSUE["baselines"]),
         calibration=config_json(TISSUE["calibration"]),
+        sparsity=config_json(TISSUE["sparsity"]),
         task=TISSUE_TASK,
         seed=config["seed"],
     script:
@@ -339,6 +340,8 @@ rule tissue_ensemble:
     params:
         task=TISSUE_TASK,
         calibration=config_json(TISSUE["calibration"]),
+        sparsity=config_json(TISSUE["sparsity"]),
+        seed=config["seed"],
     script:
         "../scripts/run_step.py"
 

@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from genomelab.config import ConfigSection, from_schema
 from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
 from genomelab.tissue.metrics import classification_metrics
+from genomelab.tissue.sparse import SparsityConfig, evaluate_grid
 from genomelab.tissue.task import TissueData, impute_standardise_params, standardise
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,19 @@ class CentroidClassifier:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.classes_[self.predict_proba(x).argmax(1)]
+
+    def predict_proba_observed(self, x: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """Distances over each sample's observed regions only (``observed`` bool [n, R]), so a
+        missing region neither counts for nor against a class (nearest centroid on observed
+        regions, the fair reference for sparse inputs)."""
+        w = observed.astype(np.float64)
+        xw = np.where(observed, x, 0.0)
+        c = self.centroids_
+        d2 = (xw**2).sum(1)[:, None] - 2 * xw @ c.T + w @ (c**2).T
+        logits = -d2 / (2 * self.sigma2_)
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
 
 
 def full_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -117,10 +131,15 @@ def calibrated_result(
 
 
 def run_baselines(
-    data: TissueData, cfg: BaselineConfig, seed: int = 0, cal: CalibrationConfig | None = None
+    data: TissueData,
+    cfg: BaselineConfig,
+    seed: int = 0,
+    cal: CalibrationConfig | None = None,
+    sparsity: SparsityConfig | None = None,
 ) -> dict[str, Any]:
     """Fit both baselines on the train split; return per-method val/test metrics (of the
-    probabilities calibrated on val, ``cal``) and predictions."""
+    probabilities calibrated on val, ``cal``) and predictions, and with ``sparsity`` each
+    method's accuracy on the degraded test samples of every grid point (``grid``)."""
     cal = cal or CalibrationConfig()
     train, val = data.index("train"), data.index("val")
     mu, sd = impute_standardise_params(data.means[train])
@@ -150,6 +169,24 @@ def run_baselines(
         (CENTROID, centroid, {}),
     ):
         results["methods"][name] = calibrated_result(data, full_proba(model, x, n_classes), cal, params)
+    if sparsity is not None and sparsity.points():
+        test = data.index("test")
+
+        def lr_predict(means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+            # Mean imputation: an unobserved region sits at the training mean (z = 0).
+            return full_proba(logreg, standardise(means, mu, sd), n_classes)
+
+        def centroid_predict(means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+            proba = np.zeros((len(means), n_classes))
+            proba[:, centroid.classes_] = centroid.predict_proba_observed(
+                standardise(means, mu, sd), np.isfinite(means)
+            )
+            return proba
+
+        for name, predict in ((LOGREG, lr_predict), (CENTROID, centroid_predict)):
+            results["methods"][name]["grid"] = evaluate_grid(
+                predict, data.means[test], data.y[test], data.samples[test], data.classes, sparsity, seed
+            )
         logger.info(
             "%s: test accuracy %.3f, balanced %.3f, macro-F1 %.3f",
             name,
@@ -168,12 +205,13 @@ def write_baselines(
     out_json: str | os.PathLike,
     select_regions: int = 0,
     cal: CalibrationConfig | None = None,
+    sparsity: SparsityConfig | None = None,
 ) -> dict[str, Any]:
     """:func:`run_baselines` on the task of the features file and splits table (the
     ``select_regions`` best regions of its training split, 0 = all), written as metrics JSON."""
     from genomelab.io.metrics import Metrics, write_metrics
     from genomelab.tissue.task import load_task
 
-    results = run_baselines(load_task(features_h5, splits, select_regions), cfg, seed, cal)
+    results = run_baselines(load_task(features_h5, splits, select_regions), cfg, seed, cal, sparsity)
     write_metrics(out_json, Metrics(results, str(out_json)))
     return results

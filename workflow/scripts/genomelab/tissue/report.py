@@ -117,6 +117,7 @@ def _baseline_rows(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "confusion": (res["test"]["confusion"], res["test"]["classes"]),
             "predictions": res.get("predictions"),
             "calibration": res.get("calibration"),
+            "grid": res.get("grid"),
         }
         for name, res in base["methods"].items()
     }
@@ -232,6 +233,127 @@ def write_calibration(records: dict[str, list[dict[str, Any]]], out: Path, notes
     return ["plots/reliability.png", "plots/coverage.png"]
 
 
+FAIR_BASELINES = ("logistic regression", "nearest centroid", "masked single-layer model")
+
+
+def _grid_point_tests(
+    name: str, methods: dict[str, dict[str, Any]], kinds: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Exact McNemar of model ``name`` against every fair baseline at one grid point."""
+    tests = {}
+    for other in FAIR_BASELINES:
+        if other == name or other not in methods:
+            continue
+        t = mcnemar_predictions(methods[name]["pooled"], methods[other]["pooled"])
+        tests[other] = {"p_value": t.p_value, "favours": t.favours, **t.details}
+    return tests
+
+
+def write_grid(
+    grids: dict[str, list[list[dict[str, Any]]]], kinds: dict[str, str], out: Path, notes: list[str]
+) -> list[str]:
+    """The sparsity grid: per (depth, observed) point and method, accuracy and balanced
+    accuracy (mean and SD over folds) and, for each model, the exact McNemar test on the
+    pooled test predictions against each fair baseline. Writes ``plots/grid.json``,
+    ``plots/grid.tsv`` and ``plots/grid.png``. ``grids``: per method, its grid per fold."""
+    grids = {k: v for k, v in grids.items() if v and all(v)}
+    if not grids:
+        return []
+    first = next(iter(grids.values()))[0]
+    points = []
+    for i, pt in enumerate(first):
+        methods: dict[str, dict[str, Any]] = {}
+        for name, folds in grids.items():
+            recs = [f[i] for f in folds]
+            if any((r["depth"], r["observed"]) != (pt["depth"], pt["observed"]) for r in recs):
+                raise ValueError(f"{name}: grid points differ from the other methods'; rerun with one config")
+            pooled = {k: [v for r in recs for v in r["predictions"][k]] for k in ("sample", "true", "pred")}
+            acc = mean_sd([r["accuracy"] for r in recs])
+            bal = mean_sd([r["balanced_accuracy"] for r in recs])
+            methods[name] = {
+                "kind": kinds.get(name, "model"),
+                "accuracy": acc[0],
+                "accuracy_sd": acc[1],
+                "balanced_accuracy": bal[0],
+                "balanced_accuracy_sd": bal[1],
+                "pooled_accuracy": float(np.mean(np.equal(pooled["true"], pooled["pred"]))),
+                "pooled": pooled,
+            }
+        for name in methods:
+            if methods[name]["kind"] == "model":
+                methods[name]["tests"] = _grid_point_tests(name, methods, kinds)
+        for m in methods.values():
+            m.pop("pooled")
+        points.append({"depth": pt["depth"], "observed": pt["observed"], "methods": methods})
+    n_folds = len(next(iter(grids.values())))
+    atomic_write_json(out / "plots" / "grid.json", {"n_folds": n_folds, "points": points})
+    with atomic_output(out / "plots" / "grid.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(
+            [
+                "depth",
+                "observed",
+                "method",
+                "kind",
+                "accuracy",
+                "accuracy_sd",
+                "balanced_accuracy",
+                "p_vs_logistic_regression",
+                "p_vs_best_fair_baseline",
+            ]
+        )
+        for pt in points:
+            for name, m in pt["methods"].items():
+                tests = m.get("tests", {})
+                lr = tests.get("logistic regression", {}).get("p_value")
+                fair = [n for n in tests if n in pt["methods"]]
+                best = max(fair, key=lambda n: pt["methods"][n]["accuracy"]) if fair else None
+                writer.writerow(
+                    [
+                        pt["depth"],
+                        pt["observed"],
+                        name,
+                        m["kind"],
+                        f"{m['accuracy']:.4f}",
+                        f"{m['accuracy_sd']:.4f}",
+                        f"{m['balanced_accuracy']:.4f}",
+                        "" if lr is None else f"{lr:.3g}",
+                        "" if best is None else f"{tests[best]['p_value']:.3g} ({best})",
+                    ]
+                )
+    _plot_grid(points, out / "plots" / "grid.png")
+    notes.append(
+        f"Sparsity grid ({len(points)} points: reads per region x fraction of regions observed, test "
+        "samples degraded alike for every method): plots/grid.tsv, with the exact McNemar test of each "
+        "model against logistic regression (mean imputation) and the other fair baselines at each point."
+    )
+    return ["plots/grid.png"]
+
+
+def _plot_grid(points: list[dict[str, Any]], path: Path) -> None:
+    plt = _plt()
+    depths = sorted({p["depth"] for p in points}, reverse=True)
+    fig, axes = plt.subplots(1, len(depths), figsize=(3.0 * len(depths), 3.0), sharey=True, squeeze=False)
+    names = list(points[0]["methods"])
+    for ax, depth in zip(axes[0], depths, strict=True):
+        pts = sorted((p for p in points if p["depth"] == depth), key=lambda p: p["observed"])
+        for i, name in enumerate(names):
+            ax.plot(
+                [p["observed"] for p in pts],
+                [p["methods"][name]["accuracy"] for p in pts],
+                marker="o",
+                ms=3,
+                color=f"C{i}",
+                label=name,
+            )
+        ax.set_xscale("log")
+        ax.set_title(f"{depth} read(s) per region", fontsize=9)
+        ax.set_xlabel("fraction of regions observed")
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(frameon=False, fontsize=6)
+    _save(fig, path)
+
+
 def _comparisons(
     rows: dict[str, dict[str, float]], kinds: dict[str, str], task: dict[str, Any] | None, **extra: Any
 ) -> list[Comparison]:
@@ -304,6 +426,7 @@ def build_summary(
     n_test = {name: b["n_test"] for name, b in base.items()}
     confusions = {name: b["confusion"] for name, b in base.items()}
     calib = {name: [b["calibration"]] if b["calibration"] else [] for name, b in base.items()}
+    grids = {name: [b["grid"]] if b["grid"] else [] for name, b in base.items()}
     histories, chance, notes = {}, {}, []
     tests: dict[str, dict[str, Any]] = {}
     for path in model_metrics.values():
@@ -312,6 +435,8 @@ def build_summary(
         rows[title] = _headline(m.test)
         if m.get("calibration") and m["granularity"] == "file":
             calib[title] = [m["calibration"]]
+        if m.get("grid"):
+            grids[title] = [m["grid"]]
         kinds[title] = "model" if m["granularity"] == "file" else "ablation"
         n_test[title] = m.test["n"]
         histories[title] = m.history
@@ -335,6 +460,7 @@ def build_summary(
             notes.append(_ablation_note(title, m["test"]["n"]))
     plots = _plot_confusions(confusions, out, "test split")
     plots += write_calibration(calib, out, notes)
+    plots += write_grid(grids, kinds, out, notes)
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")
@@ -515,16 +641,20 @@ def build_fold_summary(
     chance: dict[str, Any] = {}
     notes: list[str] = []
     calib: dict[str, list[dict[str, Any]]] = {}
+    grids: dict[str, list[Any]] = {}
     for fold, path in enumerate(baselines_json):
         for name, b in _baseline_rows(read_json_file(path, "baselines metrics file")).items():
             results.add(name, "baseline", fold, b["metrics"], b["n_test"], b["confusion"], b["predictions"])
             if b["calibration"]:
                 calib.setdefault(name, []).append(b["calibration"])
+            grids.setdefault(name, []).append(b["grid"])
     for paths in model_metrics.values():
         for path in paths:
             m = _read_model(path)
             if m.get("calibration") and m["granularity"] == "file":
                 calib.setdefault(m["title"], []).append(m["calibration"])
+            if m["granularity"] == "file":
+                grids.setdefault(m["title"], []).append(m.get("grid"))
     for paths in model_metrics.values():
         _add_model_folds(results, list(paths), k, histories, chance, notes)
     rows, spread = results.mean_and_sd()
@@ -535,6 +665,7 @@ def build_fold_summary(
         f"pooled over {k} folds",
     )
     plots += write_calibration(calib, out, notes)
+    plots += write_grid(grids, results.kinds, out, notes)
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")

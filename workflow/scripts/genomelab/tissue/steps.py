@@ -42,6 +42,12 @@ def _calibration(smk: Any):
     return CalibrationConfig.from_dict(param(smk, "calibration"))
 
 
+def _sparsity(smk: Any):
+    from genomelab.tissue.sparse import SparsityConfig
+
+    return SparsityConfig.from_dict(param(smk, "sparsity"))
+
+
 def simulate_step(smk: Any) -> None:
     cfg = SimulationConfig.from_dict(param(smk, "simulate"), seed=int(smk.params.seed))
     simulate_dataset(cfg, smk.params.out_dir)
@@ -101,6 +107,7 @@ def baselines_step(smk: Any) -> None:
         smk.output.json,
         _task(smk).select_regions,
         _calibration(smk),
+        _sparsity(smk),
     )
 
 
@@ -135,6 +142,8 @@ def ensemble_step(smk: Any) -> None:
         list(smk.input.diagnostics),
         Path(smk.output.metrics).parent,
         _calibration(smk),
+        _sparsity(smk),
+        int(smk.params.seed),
     )
 
 

@@ -23,6 +23,7 @@ from genomelab.io.metrics import Metrics, read_metrics, write_metrics
 from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
+from genomelab.tissue.sparse import SparsityConfig, evaluate_grid
 from genomelab.tissue.task import TissueData, impute_standardise_params
 from genomelab.train.engine import TrainConfig
 from genomelab.train.export import data_fingerprint, load_exported, save_exported
@@ -305,6 +306,25 @@ def _worst_per_check(member_results: list[list[DiagnosticResult]]) -> list[Diagn
     return list(out.values())
 
 
+def ensemble_grid(
+    models: list[torch.nn.Module], data: TissueData, sparsity: SparsityConfig, seed: int
+) -> list[dict[str, Any]]:
+    """The ensemble's accuracy on the test samples degraded to each grid point (the inputs the
+    baselines rule draws with the same ``seed``)."""
+    test = data.index("test")
+    dev = torch.device("cpu")
+
+    def predict(means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        ds = TensorDataset(
+            torch.as_tensor(means), torch.as_tensor(coverage), torch.zeros(len(means), dtype=torch.int64)
+        )
+        return np.mean([predict_proba(m, ds, dev) for m in models], axis=0)
+
+    return evaluate_grid(
+        predict, data.means[test], data.y[test], data.samples[test], data.classes, sparsity, seed
+    )
+
+
 def combine_members(
     kind: str,
     data: TissueData,
@@ -313,6 +333,8 @@ def combine_members(
     member_diagnostics: list[str | os.PathLike],
     out_dir: str | os.PathLike,
     cal: CalibrationConfig | None = None,
+    sparsity: SparsityConfig | None = None,
+    grid_seed: int = 0,
 ) -> dict[str, Any]:
     """Ensemble of independently trained members: average their class probabilities.
 
@@ -402,6 +424,8 @@ def combine_members(
             "calibration": calibration,
         }
     )
+    if kind in FILE_LEVEL and sparsity is not None and sparsity.points():
+        payload["grid"] = ensemble_grid(models, data, sparsity, grid_seed)
     if kind in FILE_LEVEL:
         payload["predictions"] = {
             **data.predictions("test", probs["test"]),

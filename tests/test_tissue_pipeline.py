@@ -203,8 +203,10 @@ def test_untrained_attention_model_is_the_mlp(easy):
     data = easy["data"]
     means, cov, _ = file_examples(data, "train").tensors
     mu, sd = np.full(len(data.regions), 0.5, np.float32), np.full(len(data.regions), 1e-3, np.float32)
-    mlp = build_model("mlp", {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
-    attention = build_model("attention", {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
+    # Trained on complete data (sparse_training 0) both read the region means alone.
+    plain = {"sparse_training": 0.0}
+    mlp = build_model("mlp", plain, len(data.regions), len(data.classes), mu, sd, 150).eval()
+    attention = build_model("attention", plain, len(data.regions), len(data.classes), mu, sd, 150).eval()
     attention.input_proj.load_state_dict(mlp.input_proj.state_dict())
     attention.body.load_state_dict(mlp.body.state_dict())
     torch.testing.assert_close(attention(means, cov), mlp(means, cov))
@@ -219,7 +221,9 @@ def test_file_level_models_learn_and_match_logistic_regression(easy, tmp_path, k
     data = easy["data"]
     test = train_model(kind, data, {}, TRAIN, tmp_path / "state", tmp_path / kind, "cpu", seed=0)
     metrics = json.loads((tmp_path / kind / "metrics.json").read_text())
-    assert metrics["history"][-1]["train/nll"] < 0.5 * metrics["history"][0]["train/nll"]  # loss falls
+    # The loss falls: on validation (complete samples; training batches are partly degraded
+    # by the default sparse training, so their loss stays higher).
+    assert min(h["val/nll"] for h in metrics["history"]) < 0.5 * metrics["initial_nll"]
     lr = run_baselines(data, BaselineConfig(lr_c_grid=[0.1, 1.0]), seed=0)["methods"]["logistic regression"]
     assert test["balanced_accuracy"] >= lr["test"]["balanced_accuracy"] - 1e-9
     checks = {r.name: r for r in read_results(tmp_path / kind / "diagnostics.json")}

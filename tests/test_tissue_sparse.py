@@ -162,6 +162,7 @@ def test_build_model_knows_the_masked_kind_and_sparse_mlp_reads_three_channels()
     assert isinstance(build_model("masked", {}, 10, 3, mu, sd, 150), MaskedLinear)
     mlp = build_model("mlp", {"sparse_training": 0.5, "hidden": [8]}, 10, 3, mu, sd, 150)
     assert mlp.input_proj.in_features == 30
-    assert build_model("mlp", {"hidden": [8]}, 10, 3, mu, sd, 150).input_proj.in_features == 10
+    plain = {"hidden": [8], "sparse_training": 0.0}
+    assert build_model("mlp", plain, 10, 3, mu, sd, 150).input_proj.in_features == 10
     with pytest.raises(ValueError, match="train_depths"):
         MaskedConfig(train_depths=[0, 3])

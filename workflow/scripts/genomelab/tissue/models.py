@@ -289,6 +289,10 @@ class MaskedLinear(_Classifier):
         self.cfg, self.label_smoothing = cfg, cfg.label_smoothing
         self.standardise = _Standardise(mu, sd, n_positions, cfg.z_clip)
         self.linear = nn.Linear(3 * n_regions, n_classes)
+        # A linear softmax model is convex: start from uniform class probabilities (loss ln C)
+        # rather than from random logits summed over thousands of inputs.
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
 
     def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
         return self.linear(sparse_channels(self.standardise(means, coverage)))

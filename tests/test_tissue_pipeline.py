@@ -11,6 +11,7 @@ from genomelab.diagnostics import FAIL, PASS, read_results
 from genomelab.io.tables import write_split_table as write_splits
 from genomelab.tissue import diagnostics as dg
 from genomelab.tissue.baselines import BaselineConfig, CentroidClassifier, run_baselines
+from genomelab.tissue.calibration import CalibrationConfig
 from genomelab.tissue.features import extract_features_from_sheet
 from genomelab.tissue.metrics import classification_metrics, expected_calibration_error
 from genomelab.tissue.models import AttentionConfig, FileMLP, MLPConfig, RegionAttention, build_model
@@ -202,8 +203,10 @@ def test_untrained_attention_model_is_the_mlp(easy):
     data = easy["data"]
     means, cov, _ = file_examples(data, "train").tensors
     mu, sd = np.full(len(data.regions), 0.5, np.float32), np.full(len(data.regions), 1e-3, np.float32)
-    mlp = build_model("mlp", {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
-    attention = build_model("attention", {}, len(data.regions), len(data.classes), mu, sd, 150).eval()
+    # Trained on complete data (sparse_training 0) both read the region means alone.
+    plain = {"sparse_training": 0.0}
+    mlp = build_model("mlp", plain, len(data.regions), len(data.classes), mu, sd, 150).eval()
+    attention = build_model("attention", plain, len(data.regions), len(data.classes), mu, sd, 150).eval()
     attention.input_proj.load_state_dict(mlp.input_proj.state_dict())
     attention.body.load_state_dict(mlp.body.state_dict())
     torch.testing.assert_close(attention(means, cov), mlp(means, cov))
@@ -218,7 +221,9 @@ def test_file_level_models_learn_and_match_logistic_regression(easy, tmp_path, k
     data = easy["data"]
     test = train_model(kind, data, {}, TRAIN, tmp_path / "state", tmp_path / kind, "cpu", seed=0)
     metrics = json.loads((tmp_path / kind / "metrics.json").read_text())
-    assert metrics["history"][-1]["train/nll"] < 0.5 * metrics["history"][0]["train/nll"]  # loss falls
+    # The loss falls: on validation (complete samples; training batches are partly degraded
+    # by the default sparse training, so their loss stays higher).
+    assert min(h["val/nll"] for h in metrics["history"]) < 0.5 * metrics["initial_nll"]
     lr = run_baselines(data, BaselineConfig(lr_c_grid=[0.1, 1.0]), seed=0)["methods"]["logistic regression"]
     assert test["balanced_accuracy"] >= lr["test"]["balanced_accuracy"] - 1e-9
     checks = {r.name: r for r in read_results(tmp_path / kind / "diagnostics.json")}
@@ -310,8 +315,16 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
     for i, d in enumerate(dirs):
         train_model("mlp", data, {}, {**TRAIN, "max_epochs": 6}, tmp_path / "st" / str(i), d, "cpu", seed=i)
     files = {name: [d / name for d in dirs] for name in ("model.pt", "metrics.json", "diagnostics.json")}
+    # Without temperature scaling the ensemble's probabilities are the members' mean exactly.
+    raw = CalibrationConfig(temperature=False)
     test = combine_members(
-        "mlp", data, files["model.pt"], files["metrics.json"], files["diagnostics.json"], tmp_path / "ens"
+        "mlp",
+        data,
+        files["model.pt"],
+        files["metrics.json"],
+        files["diagnostics.json"],
+        tmp_path / "ens",
+        raw,
     )
     ens = load_exported(tmp_path / "ens" / "model.pt", {"classes": data.classes}, kind="mlp-ensemble")
     assert ens.extra["seeds"] == [0, 1] and {k.split(".")[0] for k in ens.weights} == {"0", "1"}
@@ -324,12 +337,14 @@ def test_ensemble_averages_member_probabilities_and_rejects_stale_members(easy, 
         files["metrics.json"][:1],
         files["diagnostics.json"][:1],
         tmp_path / "one",
+        raw,
     )
     own = json.loads(files["metrics.json"][0].read_text())
     assert (
         single["nll"] == pytest.approx(own["test"]["nll"]) and single["accuracy"] == own["test"]["accuracy"]
     )
-    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["predictions"] == own["predictions"]
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())["predictions"]
+    assert {k: one[k] for k in own["predictions"]} == own["predictions"]
     # Two members: the mean of their probabilities, each predicted from its own file.
     x = file_examples(data, "test")
     mu, sd = np.zeros(len(data.regions), np.float32), np.ones(len(data.regions), np.float32)

@@ -16,9 +16,10 @@ TISSUE_TASK = config_json(
         "label": TISSUE["task"]["label"],
         "subset": TISSUE["task"]["subset"],
         "fractions": TISSUE["task"]["fractions"],
+        "select_regions": TISSUE["task"]["select_regions"],
     }
 )
-TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "region")}
+TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "masked", "region")}
 
 
 # Folds: TISSUE_RUN is the folder of one evaluation (a fold's when K > 1, with the
@@ -75,7 +76,7 @@ if TISSUE["enabled"]:
 
 
 wildcard_constraints:
-    tissue_model="|".join(["mlp", "attention", "region"]),
+    tissue_model="|".join(["mlp", "attention", "masked", "region"]),
     tissue_plot_check="|".join(TISSUE_PLOT_CHECKS),
     tissue_text_check="|".join(TISSUE_TEXT_CHECKS),
     tissue_member=r"\d+",
@@ -255,6 +256,9 @@ rule tissue_baselines:
         runtime=60,
     params:
         baselines=config_json(TISSUE["baselines"]),
+        calibration=config_json(TISSUE["calibration"]),
+        sparsity=config_json(TISSUE["sparsity"]),
+        task=TISSUE_TASK,
         seed=config["seed"],
     script:
         "../scripts/run_step.py"
@@ -285,6 +289,7 @@ rule tissue_train:
     params:
         model_config=lambda wc: config_json(TISSUE[wc.tissue_model]),
         train=config_json(TISSUE["train"]),
+        task=TISSUE_TASK,
         state_dir=lambda wc: state_dir(
             "tissue", expand(f"{TISSUE_FOLD_STATE}{{tissue_model}}/{{tissue_member}}", **wc)[0]
         ),
@@ -332,6 +337,11 @@ rule tissue_ensemble:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        task=TISSUE_TASK,
+        calibration=config_json(TISSUE["calibration"]),
+        sparsity=config_json(TISSUE["sparsity"]),
+        seed=config["seed"],
     script:
         "../scripts/run_step.py"
 

@@ -8,6 +8,7 @@ stops the workflow when a blocking check failed.
 from genomelab.diagnostics.core import (
     FAIL,
     PASS,
+    SKIP,
     WARN,
     DiagnosticResult,
     GateError,
@@ -16,4 +17,14 @@ from genomelab.diagnostics.core import (
     write_results,
 )
 
-__all__ = ["FAIL", "PASS", "WARN", "DiagnosticResult", "GateError", "gate", "read_results", "write_results"]
+__all__ = [
+    "FAIL",
+    "PASS",
+    "SKIP",
+    "WARN",
+    "DiagnosticResult",
+    "GateError",
+    "gate",
+    "read_results",
+    "write_results",
+]

@@ -14,7 +14,9 @@ from genomelab.io.atomic import atomic_write_json
 logger = logging.getLogger(__name__)
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
-STATUSES = (PASS, WARN, FAIL)
+# A check that had nothing to test says so rather than pass (it never blocks).
+SKIP = "skipped"
+STATUSES = (PASS, WARN, FAIL, SKIP)
 
 
 @dataclass
@@ -75,7 +77,7 @@ def gate(paths: list[str | os.PathLike], strict: bool = True) -> dict[str, Any]:
     failures, warnings, counts = [], [], {PASS: 0, WARN: 0, FAIL: 0}
     for path in paths:
         for r in read_results(path):
-            counts[r.status] += 1
+            counts[r.status] = counts.get(r.status, 0) + 1
             entry = {"file": str(path), "name": r.name, "message": r.message, "blocking": r.blocking}
             if r.status == FAIL:
                 failures.append(entry)

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 # Headline metrics of the comparison table, in display order.
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll")
+# ``ece`` is after temperature scaling on validation, ``ece_uncalibrated`` before it.
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "ece_uncalibrated", "nll")
 
 
 def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:

@@ -21,14 +21,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from genomelab.config import ConfigSection, from_schema
+from genomelab.tissue.sparse import degrade_batch
 from genomelab.train.engine import LossOutput
 
-FILE_LEVEL = ("mlp", "attention")
+FILE_LEVEL = ("mlp", "attention", "masked")
 REGION_LEVEL = ("region",)
 MODEL_KINDS = FILE_LEVEL + REGION_LEVEL
 MODEL_TITLES = {
     "mlp": "file-level MLP",
     "attention": "region-attention model",
+    "masked": "masked single-layer model",
     "region": "region-level (ablation)",
 }
 
@@ -40,6 +42,19 @@ def _check_common(section: str, dropout: float, label_smoothing: float, z_clip: 
         raise ValueError(f"tissue.{section}.label_smoothing must be in [0, 1), not {label_smoothing}")
     if z_clip < 0:
         raise ValueError(f"tissue.{section}.z_clip must be >= 0 (0 = off), not {z_clip}")
+
+
+def _check_sparse(section: str, fraction: float, depths: list[float], observed: list[float]) -> None:
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"tissue.{section}.sparse_training must be in [0, 1], not {fraction}")
+    if len(depths) != 2 or not 1 <= depths[0] <= depths[1]:
+        raise ValueError(
+            f"tissue.{section}.train_depths must be [min, max] reads with 1 <= min <= max, not {depths}"
+        )
+    if len(observed) != 2 or not 0 < observed[0] <= observed[1] <= 1:
+        raise ValueError(
+            f"tissue.{section}.train_observed must be [min, max] fractions in (0, 1], not {observed}"
+        )
 
 
 def _check_hidden(section: str, hidden: list[int]) -> None:
@@ -57,10 +72,14 @@ class MLPConfig(ConfigSection):
     dropout: float = from_schema("tissue.mlp.dropout")
     label_smoothing: float = from_schema("tissue.mlp.label_smoothing")
     z_clip: float = from_schema("tissue.mlp.z_clip")
+    sparse_training: float = from_schema("tissue.mlp.sparse_training")
+    train_depths: list[float] = from_schema("tissue.mlp.train_depths")
+    train_observed: list[float] = from_schema("tissue.mlp.train_observed")
 
     def __post_init__(self) -> None:
         _check_hidden("mlp", self.hidden)
         _check_common("mlp", self.dropout, self.label_smoothing, self.z_clip)
+        _check_sparse("mlp", self.sparse_training, self.train_depths, self.train_observed)
 
 
 @dataclass
@@ -83,6 +102,9 @@ class AttentionConfig(ConfigSection):
     label_smoothing: float = from_schema("tissue.attention.label_smoothing")
     region_dropout: float = from_schema("tissue.attention.region_dropout")
     z_clip: float = from_schema("tissue.attention.z_clip")
+    sparse_training: float = from_schema("tissue.attention.sparse_training")
+    train_depths: list[float] = from_schema("tissue.attention.train_depths")
+    train_observed: list[float] = from_schema("tissue.attention.train_observed")
 
     def __post_init__(self) -> None:
         for name in ("dim", "heads", "gate_hidden"):
@@ -90,8 +112,28 @@ class AttentionConfig(ConfigSection):
                 raise ValueError(f"tissue.attention.{name} must be >= 1, not {getattr(self, name)}")
         _check_hidden("attention", self.hidden)
         _check_common("attention", self.dropout, self.label_smoothing, self.z_clip)
+        _check_sparse("attention", self.sparse_training, self.train_depths, self.train_observed)
         if not 0 <= self.region_dropout < 1:
             raise ValueError(f"tissue.attention.region_dropout must be in [0, 1), not {self.region_dropout}")
+
+
+@dataclass
+class MaskedConfig(ConfigSection):
+    """The masked single-layer model (the crossNN idea): one linear layer over, per region,
+    the value, whether it was observed and the value weighted by depth, trained with random
+    masking and read resampling (``sparse_training`` of the samples per batch)."""
+
+    SECTION = "tissue.masked"
+
+    label_smoothing: float = from_schema("tissue.masked.label_smoothing")
+    z_clip: float = from_schema("tissue.masked.z_clip")
+    sparse_training: float = from_schema("tissue.masked.sparse_training")
+    train_depths: list[float] = from_schema("tissue.masked.train_depths")
+    train_observed: list[float] = from_schema("tissue.masked.train_observed")
+
+    def __post_init__(self) -> None:
+        _check_common("masked", 0.0, self.label_smoothing, self.z_clip)
+        _check_sparse("masked", self.sparse_training, self.train_depths, self.train_observed)
 
 
 @dataclass
@@ -116,7 +158,7 @@ class RegionConfig(ConfigSection):
         _check_common("region", self.dropout, self.label_smoothing)
 
 
-CONFIGS = {"mlp": MLPConfig, "attention": AttentionConfig, "region": RegionConfig}
+CONFIGS = {"mlp": MLPConfig, "attention": AttentionConfig, "masked": MaskedConfig, "region": RegionConfig}
 
 
 class _Standardise(nn.Module):
@@ -151,9 +193,17 @@ class _Classifier(nn.Module):
     """Shared ``loss``: label-smoothed cross-entropy, plus unsmoothed NLL and accuracy terms."""
 
     label_smoothing: float = 0.0
+    # Sparse-training augmentation on in training mode; the overfit check turns it off.
+    augment: bool = True
 
     def logits_of(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self(*batch[:-1])
+        inputs = batch[:-1]
+        cfg = getattr(self, "cfg", None)
+        fraction = getattr(cfg, "sparse_training", 0.0)
+        if self.training and self.augment and fraction > 0:
+            # What sequencing gives: per sample a random depth and subset of regions.
+            inputs = degrade_batch(*inputs, fraction, tuple(cfg.train_depths), tuple(cfg.train_observed))
+        return self(*inputs)
 
     def loss(self, batch: tuple[torch.Tensor, ...]) -> LossOutput:
         y = batch[-1]
@@ -164,6 +214,13 @@ class _Classifier(nn.Module):
             nll = F.cross_entropy(logits, y)
             acc = (logits.argmax(-1) == y).float().mean()
         return LossOutput(loss, {"nll": nll, "accuracy": acc}, n=len(y))
+
+
+def sparse_channels(feats: torch.Tensor) -> torch.Tensor:
+    """[B, R, 3] (z, observed, log-coverage) -> [B, 3R]: per region the value, whether it was
+    observed and the value weighted by depth, so a linear layer can trust a deep region more."""
+    z, observed, logcov = feats.unbind(-1)
+    return torch.cat([z, observed, z * logcov], dim=-1)
 
 
 def _mlp_body(sizes: list[int], dropout: float, n_classes: int) -> nn.Sequential:
@@ -199,12 +256,46 @@ class FileMLP(_Classifier):
         super().__init__()
         self.cfg, self.label_smoothing = cfg, cfg.label_smoothing
         self.standardise = _Standardise(mu, sd, n_positions, cfg.z_clip)
-        self.input_proj = nn.Linear(n_regions, cfg.hidden[0])
+        # Trained on sparse inputs it also reads which regions were observed and how deeply.
+        self.channels = 3 if cfg.sparse_training > 0 else 1
+        self.input_proj = nn.Linear(self.channels * n_regions, cfg.hidden[0])
         self.body = _mlp_body(cfg.hidden, cfg.dropout, n_classes)
 
     def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-        z = self.standardise(means, coverage)[..., 0]
-        return self.body(self.input_proj(z))
+        feats = self.standardise(means, coverage)
+        x = feats[..., 0] if self.channels == 1 else sparse_channels(feats)
+        return self.body(self.input_proj(x))
+
+
+class MaskedLinear(_Classifier):
+    """The masked single-layer model: logits [B, C] = Linear(3R, C) of :func:`sparse_channels`.
+
+    An unobserved region contributes nothing (value 0, flag 0), so the model reads any subset
+    of regions; trained with masking and read resampling it learns weights that hold up when
+    most regions are missing (the crossNN idea, Yuan et al. 2025 Nat Cancer). The strong
+    simple baseline for sparse inputs: as cheap as logistic regression.
+    """
+
+    def __init__(
+        self,
+        n_regions: int,
+        n_classes: int,
+        cfg: MaskedConfig,
+        mu: np.ndarray,
+        sd: np.ndarray,
+        n_positions: int = 150,
+    ) -> None:
+        super().__init__()
+        self.cfg, self.label_smoothing = cfg, cfg.label_smoothing
+        self.standardise = _Standardise(mu, sd, n_positions, cfg.z_clip)
+        self.linear = nn.Linear(3 * n_regions, n_classes)
+        # A linear softmax model is convex: start from uniform class probabilities (loss ln C)
+        # rather than from random logits summed over thousands of inputs.
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+        return self.linear(sparse_channels(self.standardise(means, coverage)))
 
 
 class RegionAttention(_Classifier):
@@ -322,5 +413,10 @@ def build_model(
         raise ValueError(f"unknown tissue model {kind!r}; choose from {MODEL_KINDS}")
     if isinstance(cfg, dict):
         cfg = CONFIGS[kind].from_dict(cfg)
-    cls = {"mlp": FileMLP, "attention": RegionAttention, "region": RegionLevelClassifier}[kind]
+    cls = {
+        "mlp": FileMLP,
+        "attention": RegionAttention,
+        "masked": MaskedLinear,
+        "region": RegionLevelClassifier,
+    }[kind]
     return cls(n_regions, n_classes, cfg, mu, sd, n_positions)

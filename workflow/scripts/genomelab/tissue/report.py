@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from genomelab.diagnostics import read_results
-from genomelab.io.atomic import atomic_output
+from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import read_json_file, read_metrics
 from genomelab.io.tables import read_given_assignment, read_split_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
 from genomelab.report.stats import mcnemar_predictions, mean_sd, paired_t, wilcoxon_signed_rank
 from genomelab.report.summary import pair_key
+from genomelab.tissue.calibration import ece_of_bins, finish_curve
 from genomelab.tissue.metrics import HEADLINE
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,12 @@ def plot_training_curves(
     _save(fig, path)
 
 
+def _headline(test: dict[str, Any]) -> dict[str, float]:
+    """The table's metrics of a test record; NaN for one not there (``ece_uncalibrated`` of
+    an uncalibrated single run, or of a file from before calibration)."""
+    return {k: float(test[k]) if test.get(k) is not None else float("nan") for k in HEADLINE}
+
+
 def _diag_dicts(path: Path, rel_to: Path) -> list[dict[str, Any]]:
     out = []
     for r in read_results(path):
@@ -105,10 +112,12 @@ def _baseline_rows(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ``predictions`` (None where the file has none)."""
     return {
         name: {
-            "metrics": {k: res["test"][k] for k in HEADLINE},
+            "metrics": _headline(res["test"]),
             "n_test": res["test"]["n"],
             "confusion": (res["test"]["confusion"], res["test"]["classes"]),
             "predictions": res.get("predictions"),
+            "calibration": res.get("calibration"),
+            "grid": res.get("grid"),
         }
         for name, res in base["methods"].items()
     }
@@ -144,6 +153,205 @@ def _plot_confusions(confusions: dict[str, tuple[list, list]], out: Path, what: 
         plot_confusion(cm, classes, f"{name} ({what})", file)
         plots.append(str(file.relative_to(out)))
     return plots
+
+
+def _pool(records: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Sum the count fields of per-fold reliability bins or coverage curves."""
+    first = records[0][key]
+    out = dict(first)
+    for field in ("count", "correct", "confidence", "n_classified", "n_correct", "n"):
+        if field in first:
+            out[field] = np.sum([np.asarray(r[key][field], float) for r in records], axis=0).tolist()
+    return out
+
+
+def write_calibration(records: dict[str, list[dict[str, Any]]], out: Path, notes: list[str]) -> list[str]:
+    """Reliability diagram (``plots/reliability.png``), accuracy/coverage trade-off
+    (``plots/coverage.png`` and ``plots/coverage.json``) of every method's test calls, pooled
+    over folds; one note per method. ``records``: per method, its calibration record per fold."""
+    records = {k: v for k, v in records.items() if v}
+    if not records:
+        return []
+    pooled = {}
+    for name, recs in records.items():
+        before, after = _pool(recs, "reliability_before"), _pool(recs, "reliability_after")
+        curve = finish_curve(_pool(recs, "coverage_curve"))
+        n_cls = int(sum(r["n_classified"] for r in recs))
+        n_right = sum(r["accuracy_classified"] * r["n_classified"] for r in recs if r["n_classified"])
+        pooled[name] = {
+            "temperatures": [r["temperature"] for r in recs],
+            "ece_before": ece_of_bins(before),
+            "ece_after": ece_of_bins(after),
+            "reliability_before": before,
+            "reliability_after": after,
+            "coverage_curve": curve,
+            "threshold": recs[0]["threshold"],
+            "coverage": n_cls / max(sum(r["n_test"] for r in recs), 1),
+            "accuracy_classified": n_right / n_cls if n_cls else float("nan"),
+        }
+        p = pooled[name]
+        temps = p["temperatures"]
+        t_text = (
+            f"T = {temps[0]:.2f}" if len(temps) == 1 else f"T = {min(temps):.2f}-{max(temps):.2f} over folds"
+        )
+        notes.append(
+            f"{name}: temperature scaling on validation ({t_text}) takes test ECE from "
+            f"{p['ece_before']:.3f} to {p['ece_after']:.3f}; at confidence threshold {p['threshold']:.2f} "
+            f"{p['coverage']:.0%} of test samples are classified, {p['accuracy_classified']:.3f} of them "
+            "correctly (plots/coverage.json: the whole trade-off)."
+        )
+    atomic_write_json(out / "plots" / "coverage.json", pooled)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
+    for i, (name, p) in enumerate(pooled.items()):
+        for key, style in (("reliability_before", "--"), ("reliability_after", "-")):
+            b = p[key]
+            count = np.asarray(b["count"])
+            nz = count > 0
+            ax.plot(
+                np.asarray(b["confidence"])[nz] / count[nz],
+                np.asarray(b["correct"])[nz] / count[nz],
+                style,
+                marker="o",
+                ms=3,
+                color=f"C{i}",
+                label=f"{name} ({'scaled' if key.endswith('after') else 'raw'}, ECE {p[key.replace('reliability', 'ece')]:.3f})",
+            )
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.legend(frameon=False, fontsize=6)
+    _save(fig, out / "plots" / "reliability.png")
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    for i, (name, p) in enumerate(pooled.items()):
+        c = p["coverage_curve"]
+        ax.plot(c["coverage"], c["accuracy"], marker="o", ms=3, color=f"C{i}", label=name)
+    ax.set_xlabel("fraction classified (confidence >= threshold)")
+    ax.set_ylabel("accuracy of the classified")
+    ax.legend(frameon=False, fontsize=7)
+    _save(fig, out / "plots" / "coverage.png")
+    return ["plots/reliability.png", "plots/coverage.png"]
+
+
+FAIR_BASELINES = ("logistic regression", "nearest centroid", "masked single-layer model")
+
+
+def _grid_point_tests(
+    name: str, methods: dict[str, dict[str, Any]], kinds: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Exact McNemar of model ``name`` against every fair baseline at one grid point."""
+    tests = {}
+    for other in FAIR_BASELINES:
+        if other == name or other not in methods:
+            continue
+        t = mcnemar_predictions(methods[name]["pooled"], methods[other]["pooled"])
+        tests[other] = {"p_value": t.p_value, "favours": t.favours, **t.details}
+    return tests
+
+
+def write_grid(
+    grids: dict[str, list[list[dict[str, Any]]]], kinds: dict[str, str], out: Path, notes: list[str]
+) -> list[str]:
+    """The sparsity grid: per (depth, observed) point and method, accuracy and balanced
+    accuracy (mean and SD over folds) and, for each model, the exact McNemar test on the
+    pooled test predictions against each fair baseline. Writes ``plots/grid.json``,
+    ``plots/grid.tsv`` and ``plots/grid.png``. ``grids``: per method, its grid per fold."""
+    grids = {k: v for k, v in grids.items() if v and all(v)}
+    if not grids:
+        return []
+    first = next(iter(grids.values()))[0]
+    points = []
+    for i, pt in enumerate(first):
+        methods: dict[str, dict[str, Any]] = {}
+        for name, folds in grids.items():
+            recs = [f[i] for f in folds]
+            if any((r["depth"], r["observed"]) != (pt["depth"], pt["observed"]) for r in recs):
+                raise ValueError(f"{name}: grid points differ from the other methods'; rerun with one config")
+            pooled = {k: [v for r in recs for v in r["predictions"][k]] for k in ("sample", "true", "pred")}
+            acc = mean_sd([r["accuracy"] for r in recs])
+            bal = mean_sd([r["balanced_accuracy"] for r in recs])
+            methods[name] = {
+                "kind": kinds.get(name, "model"),
+                "accuracy": acc[0],
+                "accuracy_sd": acc[1],
+                "balanced_accuracy": bal[0],
+                "balanced_accuracy_sd": bal[1],
+                "pooled_accuracy": float(np.mean(np.equal(pooled["true"], pooled["pred"]))),
+                "pooled": pooled,
+            }
+        for name in methods:
+            if methods[name]["kind"] == "model":
+                methods[name]["tests"] = _grid_point_tests(name, methods, kinds)
+        for m in methods.values():
+            m.pop("pooled")
+        points.append({"depth": pt["depth"], "observed": pt["observed"], "methods": methods})
+    n_folds = len(next(iter(grids.values())))
+    atomic_write_json(out / "plots" / "grid.json", {"n_folds": n_folds, "points": points})
+    with atomic_output(out / "plots" / "grid.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(
+            [
+                "depth",
+                "observed",
+                "method",
+                "kind",
+                "accuracy",
+                "accuracy_sd",
+                "balanced_accuracy",
+                "p_vs_logistic_regression",
+                "p_vs_best_fair_baseline",
+            ]
+        )
+        for pt in points:
+            for name, m in pt["methods"].items():
+                tests = m.get("tests", {})
+                lr = tests.get("logistic regression", {}).get("p_value")
+                fair = [n for n in tests if n in pt["methods"]]
+                best = max(fair, key=lambda n: pt["methods"][n]["accuracy"]) if fair else None
+                writer.writerow(
+                    [
+                        pt["depth"],
+                        pt["observed"],
+                        name,
+                        m["kind"],
+                        f"{m['accuracy']:.4f}",
+                        f"{m['accuracy_sd']:.4f}",
+                        f"{m['balanced_accuracy']:.4f}",
+                        "" if lr is None else f"{lr:.3g}",
+                        "" if best is None else f"{tests[best]['p_value']:.3g} ({best})",
+                    ]
+                )
+    _plot_grid(points, out / "plots" / "grid.png")
+    notes.append(
+        f"Sparsity grid ({len(points)} points: reads per region x fraction of regions observed, test "
+        "samples degraded alike for every method): plots/grid.tsv, with the exact McNemar test of each "
+        "model against logistic regression (mean imputation) and the other fair baselines at each point."
+    )
+    return ["plots/grid.png"]
+
+
+def _plot_grid(points: list[dict[str, Any]], path: Path) -> None:
+    plt = _plt()
+    depths = sorted({p["depth"] for p in points}, reverse=True)
+    fig, axes = plt.subplots(1, len(depths), figsize=(3.0 * len(depths), 3.0), sharey=True, squeeze=False)
+    names = list(points[0]["methods"])
+    for ax, depth in zip(axes[0], depths, strict=True):
+        pts = sorted((p for p in points if p["depth"] == depth), key=lambda p: p["observed"])
+        for i, name in enumerate(names):
+            ax.plot(
+                [p["observed"] for p in pts],
+                [p["methods"][name]["accuracy"] for p in pts],
+                marker="o",
+                ms=3,
+                color=f"C{i}",
+                label=name,
+            )
+        ax.set_xscale("log")
+        ax.set_title(f"{depth} read(s) per region", fontsize=9)
+        ax.set_xlabel("fraction of regions observed")
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(frameon=False, fontsize=6)
+    _save(fig, path)
 
 
 def _comparisons(
@@ -217,12 +425,18 @@ def build_summary(
     kinds = {name: "baseline" for name in base}
     n_test = {name: b["n_test"] for name, b in base.items()}
     confusions = {name: b["confusion"] for name, b in base.items()}
+    calib = {name: [b["calibration"]] if b["calibration"] else [] for name, b in base.items()}
+    grids = {name: [b["grid"]] if b["grid"] else [] for name, b in base.items()}
     histories, chance, notes = {}, {}, []
     tests: dict[str, dict[str, Any]] = {}
     for path in model_metrics.values():
         m = _read_model(path)
         title = m["title"]
-        rows[title] = {k: m.test[k] for k in HEADLINE}
+        rows[title] = _headline(m.test)
+        if m.get("calibration") and m["granularity"] == "file":
+            calib[title] = [m["calibration"]]
+        if m.get("grid"):
+            grids[title] = [m["grid"]]
         kinds[title] = "model" if m["granularity"] == "file" else "ablation"
         n_test[title] = m.test["n"]
         histories[title] = m.history
@@ -245,6 +459,8 @@ def build_summary(
         else:
             notes.append(_ablation_note(title, m["test"]["n"]))
     plots = _plot_confusions(confusions, out, "test split")
+    plots += write_calibration(calib, out, notes)
+    plots += write_grid(grids, kinds, out, notes)
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")
@@ -384,7 +600,7 @@ def _add_model_folds(
             title,
             "model" if file_level else "ablation",
             fold,
-            {k_: m.test[k_] for k_ in HEADLINE},
+            _headline(m.test),
             m.test["n"],
             (m["test"]["confusion"], m["test"]["classes"]) if file_level else None,
             m["predictions"] if file_level else None,
@@ -424,9 +640,21 @@ def build_fold_summary(
     histories: dict[str, Any] = {}
     chance: dict[str, Any] = {}
     notes: list[str] = []
+    calib: dict[str, list[dict[str, Any]]] = {}
+    grids: dict[str, list[Any]] = {}
     for fold, path in enumerate(baselines_json):
         for name, b in _baseline_rows(read_json_file(path, "baselines metrics file")).items():
             results.add(name, "baseline", fold, b["metrics"], b["n_test"], b["confusion"], b["predictions"])
+            if b["calibration"]:
+                calib.setdefault(name, []).append(b["calibration"])
+            grids.setdefault(name, []).append(b["grid"])
+    for paths in model_metrics.values():
+        for path in paths:
+            m = _read_model(path)
+            if m.get("calibration") and m["granularity"] == "file":
+                calib.setdefault(m["title"], []).append(m["calibration"])
+            if m["granularity"] == "file":
+                grids.setdefault(m["title"], []).append(m.get("grid"))
     for paths in model_metrics.values():
         _add_model_folds(results, list(paths), k, histories, chance, notes)
     rows, spread = results.mean_and_sd()
@@ -436,6 +664,8 @@ def build_fold_summary(
         out,
         f"pooled over {k} folds",
     )
+    plots += write_calibration(calib, out, notes)
+    plots += write_grid(grids, results.kinds, out, notes)
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")

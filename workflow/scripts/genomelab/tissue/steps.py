@@ -36,6 +36,18 @@ def _task(smk: Any):
     return TaskConfig.from_dict(param(smk, "task"))
 
 
+def _calibration(smk: Any):
+    from genomelab.tissue.calibration import CalibrationConfig
+
+    return CalibrationConfig.from_dict(param(smk, "calibration"))
+
+
+def _sparsity(smk: Any):
+    from genomelab.tissue.sparse import SparsityConfig
+
+    return SparsityConfig.from_dict(param(smk, "sparsity"))
+
+
 def simulate_step(smk: Any) -> None:
     cfg = SimulationConfig.from_dict(param(smk, "simulate"), seed=int(smk.params.seed))
     simulate_dataset(cfg, smk.params.out_dir)
@@ -93,6 +105,9 @@ def baselines_step(smk: Any) -> None:
         BaselineConfig.from_dict(param(smk, "baselines")),
         int(smk.params.seed),
         smk.output.json,
+        _task(smk).select_regions,
+        _calibration(smk),
+        _sparsity(smk),
     )
 
 
@@ -110,6 +125,7 @@ def train_step(smk: Any) -> None:
         Path(smk.output.metrics).parent,
         smk.params.device,
         int(smk.params.seed),
+        _task(smk).select_regions,
     )
 
 
@@ -120,11 +136,14 @@ def ensemble_step(smk: Any) -> None:
     _limit_threads(smk)
     combine_members(
         smk.wildcards.tissue_model,
-        load_task(smk.input.h5, smk.input.splits),
+        load_task(smk.input.h5, smk.input.splits, _task(smk).select_regions),
         list(smk.input.models),
         list(smk.input.metrics),
         list(smk.input.diagnostics),
         Path(smk.output.metrics).parent,
+        _calibration(smk),
+        _sparsity(smk),
+        int(smk.params.seed),
     )
 
 

@@ -9,6 +9,7 @@ that every baseline, diagnostic and model reads, so all of them see the same hel
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -35,6 +36,7 @@ class TaskConfig(ConfigSection):
     label: str = from_schema("tissue.task.label")
     subset: list[str] = from_schema("tissue.task.subset")
     fractions: list[float] = from_schema("tissue.task.fractions")
+    select_regions: int = from_schema("tissue.task.select_regions")
 
     def __post_init__(self) -> None:
         if self.label not in LABEL_COLUMNS:
@@ -43,6 +45,8 @@ class TaskConfig(ConfigSection):
             raise ValueError(
                 f"tissue.task.fractions must be three numbers >= 0 with train > 0, not {self.fractions}"
             )
+        if self.select_regions < 0:
+            raise ValueError(f"tissue.task.select_regions must be >= 0 (0 = all), not {self.select_regions}")
         if self.fractions[1] <= 0 or self.fractions[2] <= 0:
             raise ValueError(
                 "tissue.task.fractions: validation and test fractions must be > 0 "
@@ -255,8 +259,12 @@ def write_evaluation_splits(
         write_split_table(rows, path)
 
 
-def load_task(features_h5: str | os.PathLike, splits_tsv: str | os.PathLike) -> TissueData:
-    """Join the features HDF5 with a splits TSV (sample IDs must all be present)."""
+def load_task(
+    features_h5: str | os.PathLike, splits_tsv: str | os.PathLike, n_regions: int = 0
+) -> TissueData:
+    """Join the features HDF5 with a splits TSV (sample IDs must all be present); with
+    ``n_regions`` > 0 keep the regions :func:`select_regions` picks on this split's training
+    samples."""
     feats = read_features(features_h5)
     rows = read_split_table(splits_tsv)
     row_of = {s: i for i, s in enumerate(feats["samples"])}
@@ -270,7 +278,7 @@ def load_task(features_h5: str | os.PathLike, splits_tsv: str | os.PathLike) -> 
     labels = np.asarray([r["label"] for r in rows])
     classes, y = np.unique(labels, return_inverse=True)
     n_positions = read_n_positions(features_h5)
-    return TissueData(
+    data = TissueData(
         samples=feats["samples"][idx],
         groups=np.asarray([r["source_sample"] for r in rows]),
         tissue=np.asarray([r["tissue"] for r in rows]),
@@ -283,6 +291,7 @@ def load_task(features_h5: str | os.PathLike, splits_tsv: str | os.PathLike) -> 
         n_positions=n_positions,
         split=np.asarray([r["split"] for r in rows]),
     )
+    return select_regions(data, n_regions)
 
 
 def impute_standardise_params(means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -304,3 +313,28 @@ def standardise(means: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray
     """z-scores with missing values at 0 (the training mean): float32 [n, R]."""
     z = (means - mu) / sd
     return np.where(np.isfinite(z), z, 0.0).astype(np.float32)
+
+
+def select_regions(data: TissueData, n_regions: int) -> TissueData:
+    """The task restricted to the ``n_regions`` regions of highest F statistic (between- over
+    within-class mean square of standardised means), computed on the TRAINING rows only.
+
+    Validation and test rows never enter the choice, so with K folds each fold selects its
+    own regions. ``n_regions`` 0 (or >= the number of regions) keeps all. Ties go to the
+    earlier region, so the choice is deterministic. Returns a new ``TissueData``.
+    """
+    if n_regions <= 0 or n_regions >= len(data.regions):
+        return data
+    from genomelab.tissue.diagnostics import variance_ratio
+
+    train = data.index("train")
+    if len(train) == 0:
+        raise ValueError("region selection needs training samples (the split has none)")
+    mu, sd = impute_standardise_params(data.means[train])
+    f, _, _ = variance_ratio(standardise(data.means[train], mu, sd), data.y[train], len(data.classes))
+    f = np.where(np.isfinite(f), f, -np.inf)
+    keep = np.sort(np.argsort(-f, kind="stable")[:n_regions])
+    logger.info("kept %d of %d regions by training-split F statistic", len(keep), len(data.regions))
+    return dataclasses.replace(
+        data, means=data.means[:, keep], coverage=data.coverage[:, keep], regions=data.regions[keep]
+    )

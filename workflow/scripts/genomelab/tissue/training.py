@@ -20,8 +20,10 @@ from genomelab.diagnostics.checks import (
     prediction_collapse,
 )
 from genomelab.io.metrics import Metrics, read_metrics, write_metrics
+from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
+from genomelab.tissue.sparse import SparsityConfig, evaluate_grid
 from genomelab.tissue.task import TissueData, impute_standardise_params
 from genomelab.train.engine import TrainConfig
 from genomelab.train.export import data_fingerprint, load_exported, save_exported
@@ -304,6 +306,25 @@ def _worst_per_check(member_results: list[list[DiagnosticResult]]) -> list[Diagn
     return list(out.values())
 
 
+def ensemble_grid(
+    models: list[torch.nn.Module], data: TissueData, sparsity: SparsityConfig, seed: int
+) -> list[dict[str, Any]]:
+    """The ensemble's accuracy on the test samples degraded to each grid point (the inputs the
+    baselines rule draws with the same ``seed``)."""
+    test = data.index("test")
+    dev = torch.device("cpu")
+
+    def predict(means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        ds = TensorDataset(
+            torch.as_tensor(means), torch.as_tensor(coverage), torch.zeros(len(means), dtype=torch.int64)
+        )
+        return np.mean([predict_proba(m, ds, dev) for m in models], axis=0)
+
+    return evaluate_grid(
+        predict, data.means[test], data.y[test], data.samples[test], data.classes, sparsity, seed
+    )
+
+
 def combine_members(
     kind: str,
     data: TissueData,
@@ -311,6 +332,9 @@ def combine_members(
     member_metrics: list[str | os.PathLike],
     member_diagnostics: list[str | os.PathLike],
     out_dir: str | os.PathLike,
+    cal: CalibrationConfig | None = None,
+    sparsity: SparsityConfig | None = None,
+    grid_seed: int = 0,
 ) -> dict[str, Any]:
     """Ensemble of independently trained members: average their class probabilities.
 
@@ -350,10 +374,14 @@ def combine_members(
     probs = {
         s: np.mean([predict_proba(m, datasets[s], dev) for m in models], axis=0) for s in ("val", "test")
     }
-    metrics = {
-        s: classification_metrics(datasets[s].tensors[-1].numpy(), probs[s], data.classes)
-        for s in ("val", "test")
-    }
+    labels = {s: datasets[s].tensors[-1].numpy() for s in ("val", "test")}
+    # One temperature for the ensemble's averaged probabilities, fitted on validation.
+    cal = cal or CalibrationConfig()
+    probs["val"], probs["test"], calibration = calibrate(
+        (probs["val"], labels["val"]), (probs["test"], labels["test"]), cal
+    )
+    metrics = {s: classification_metrics(labels[s], probs[s], data.classes) for s in ("val", "test")}
+    metrics["test"]["ece_uncalibrated"] = calibration["ece_before"]
     members = [
         {
             "seed": int(info["train_config"]["seed"]),
@@ -393,10 +421,16 @@ def combine_members(
             "history_of": "member 0",
             "val": metrics["val"],
             "test": metrics["test"],
+            "calibration": calibration,
         }
     )
+    if kind in FILE_LEVEL and sparsity is not None and sparsity.points():
+        payload["grid"] = ensemble_grid(models, data, sparsity, grid_seed)
     if kind in FILE_LEVEL:
-        payload["predictions"] = data.predictions("test", probs["test"])
+        payload["predictions"] = {
+            **data.predictions("test", probs["test"]),
+            **call_records(probs["test"], cal.threshold),
+        }
     # The members' weights side by side (keys "0.…", "1.…", as an nn.ModuleList names them).
     save_exported(
         out_dir / "model.pt",
@@ -444,13 +478,15 @@ def train_from_files(
     out_dir: str | os.PathLike,
     device: str = "auto",
     seed: int = 0,
+    select_regions: int = 0,
 ) -> dict[str, Any]:
-    """:func:`train_model` on the task of the features file and splits table, on ``device``
-    (``auto``: a GPU when there is one)."""
+    """:func:`train_model` on the task of the features file and splits table (the
+    ``select_regions`` best regions of its training split, 0 = all), on ``device`` (``auto``:
+    a GPU when there is one)."""
     from genomelab.tissue.task import load_task
     from genomelab.train.device import resolve_device
 
-    data = load_task(features_h5, splits)
+    data = load_task(features_h5, splits, select_regions)
     dev = resolve_device(device)
     logger.info("training tissue model %r on %s", kind, dev)
     return train_model(kind, data, model_cfg_dict, train_cfg_dict, state_root, out_dir, dev, seed)

@@ -1,0 +1,168 @@
+"""Sparsity-aware training and the evaluation grid: degradation, the masked single-layer model,
+the grid in baselines, ensembles and the fold summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from genomelab.tissue.baselines import BaselineConfig, CentroidClassifier, run_baselines
+from genomelab.tissue.models import MaskedConfig, MaskedLinear, build_model
+from genomelab.tissue.report import build_fold_summary
+from genomelab.tissue.sparse import SparsityConfig, degrade, degrade_batch, grid_inputs
+from genomelab.tissue.task import TissueData
+from genomelab.tissue.training import combine_members, train_model
+from tissue_toy import toy_task
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TRAIN = {"max_epochs": 15, "batch_size": 16, "lr": 0.01, "patience": 15}
+GRID = SparsityConfig(depths=[30, 1], observed=[1.0, 0.1])
+
+
+def make_data(seed: int, n_per: int = 20, n_regions: int = 120, n_classes: int = 3) -> TissueData:
+    """Three classes, each with 8 marker regions (level 0.15 vs 0.85); others shared noise.
+    Split 12 train / 4 val / 4 test per class."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_classes), n_per)
+    base = rng.uniform(0.1, 0.9, n_regions)
+    means = np.clip(base + rng.normal(0, 0.05, (len(y), n_regions)), 0, 1)
+    for c in range(n_classes):
+        markers = np.arange(8 * c, 8 * (c + 1))
+        means[np.ix_(y == c, markers)] = np.clip(0.85 + rng.normal(0, 0.05, ((y == c).sum(), 8)), 0, 1)
+        means[np.ix_(y != c, markers)] = np.clip(0.15 + rng.normal(0, 0.05, ((y != c).sum(), 8)), 0, 1)
+    split = np.tile(np.array(["train"] * 12 + ["val"] * 4 + ["test"] * 4), n_classes)
+    return toy_task(means, y, split, prefix=f"f{seed}_")
+
+
+def test_degrade_draws_reads_and_masks_as_asked():
+    rng = np.random.default_rng(0)
+    means = np.full((200, 500), 0.3, np.float32)
+    means[:, :10] = np.nan  # never covered: stays missing
+    m, c = degrade(means, 10, 0.5, rng)
+    kept = np.isfinite(m)
+    assert not kept[:, :10].any()
+    assert kept[:, 10:].mean() == pytest.approx(0.5, abs=0.01)
+    assert set(np.unique(c[kept])) == {10.0} and (c[~kept] == 0).all()
+    assert np.allclose(m[kept] * 10, np.round(m[kept] * 10))  # counts of 10 reads
+    assert m[kept].mean() == pytest.approx(0.3, abs=0.005) and m[kept].var() == pytest.approx(0.021, rel=0.1)
+    one, _ = degrade(means, 1, 1.0, rng)
+    assert set(np.unique(one[np.isfinite(one)])) == {0.0, 1.0}
+    # Each grid point has its own seed: two calls give the same inputs, two points differ.
+    a, b = grid_inputs(means, GRID, seed=3), grid_inputs(means, GRID, seed=3)
+    assert all(np.array_equal(x["means"], y["means"], equal_nan=True) for x, y in zip(a, b, strict=True))
+    assert [(p["depth"], p["observed"]) for p in a] == [(30, 1.0), (30, 0.1), (1, 1.0), (1, 0.1)]
+
+
+def test_degrade_batch_degrades_the_asked_fraction_of_samples():
+    torch.manual_seed(0)
+    means = torch.full((400, 300), 0.6)
+    m, c = degrade_batch(means, torch.full_like(means, 150.0), 0.5, (1, 30), (0.02, 1.0))
+    changed = (c != 150).any(1)
+    assert changed.float().mean().item() == pytest.approx(0.5, abs=0.08)
+    assert torch.equal(m[~changed], means[~changed])
+    obs = torch.isfinite(m[changed])
+    # Observed fractions are log-uniform in [0.02, 1]: mean (1 - 0.02) / ln 50 = 0.25.
+    assert obs.float().mean().item() == pytest.approx(0.98 / np.log(50), abs=0.04)
+    assert set(c[changed][obs].unique().tolist()) <= set(range(1, 31))
+
+
+def test_centroid_on_observed_regions_ignores_missing_ones():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (30, 20))
+    y = np.repeat([0, 1, 2], 10)
+    x[:, 0] += 3 * y
+    cc = CentroidClassifier().fit(x, y)
+    obs = np.ones_like(x, bool)
+    assert np.allclose(cc.predict_proba_observed(x, obs), cc.predict_proba(x))
+    # Observed on region 0 only: the distances there alone decide.
+    only = np.zeros_like(x, bool)
+    only[:, 0] = True
+    pred = cc.predict_proba_observed(x, only).argmax(1)
+    assert (pred == np.argmin(np.abs(x[:, :1] - cc.centroids_[:, 0][None]), axis=1)).all()
+
+
+def test_masked_model_reads_any_subset_and_ignores_missing_regions():
+    r = 12
+    model = MaskedLinear(r, 3, MaskedConfig(), np.full(r, 0.5, np.float32), np.full(r, 0.1, np.float32))
+    model.eval()
+    means = torch.rand(4, r)
+    cov = torch.full((4, r), 10.0)
+    means[:, 5:] = float("nan")
+    cov[:, 5:] = 0
+    base = model(means, cov)
+    # An unobserved region contributes nothing whatever its weights.
+    with torch.no_grad():
+        model.linear.weight[:, 5:r] += 100.0
+        model.linear.weight[:, r + 5 : 2 * r] += 100.0
+        model.linear.weight[:, 2 * r + 5 :] += 100.0
+    assert torch.allclose(model(means, cov), base)
+
+
+def test_grid_in_baselines_ensemble_and_fold_summary(tmp_path):
+    """Two folds of a 3-class task: baselines and a masked-model ensemble write their grids;
+    the fold summary pools them with the paired tests at every point."""
+    baselines, metrics = [], []
+    for fold in range(2):
+        data = make_data(fold)
+        base = run_baselines(data, BaselineConfig(lr_c_grid=[0.1, 1.0]), seed=0, sparsity=GRID)
+        lr_grid = base["methods"]["logistic regression"]["grid"]
+        assert [(p["depth"], p["observed"]) for p in lr_grid] == [(30, 1.0), (30, 0.1), (1, 1.0), (1, 0.1)]
+        assert lr_grid[0]["accuracy"] == 1.0  # 30 reads, all regions: easy
+        bpath = tmp_path / f"base{fold}.json"
+        bpath.write_text(json.dumps(base))
+        baselines.append(bpath)
+        member = tmp_path / f"f{fold}" / "m0"
+        train_model("masked", data, {}, TRAIN, tmp_path / "st" / str(fold), member, "cpu", seed=fold)
+        combine_members(
+            "masked",
+            data,
+            [member / "model.pt"],
+            [member / "metrics.json"],
+            [member / "diagnostics.json"],
+            tmp_path / f"f{fold}" / "ens",
+            sparsity=GRID,
+            grid_seed=0,
+        )
+        ens = json.loads((tmp_path / f"f{fold}" / "ens" / "metrics.json").read_text())
+        assert len(ens["grid"]) == 4 and ens["grid"][0]["accuracy"] >= 0.9
+        # Same degraded samples for model and baselines at each point (paired).
+        assert ens["grid"][3]["predictions"]["sample"] == lr_grid[3]["predictions"]["sample"]
+        metrics.append(tmp_path / f"f{fold}" / "ens" / "metrics.json")
+        (tmp_path / f"f{fold}" / "ens" / "diag.json").write_text(
+            json.dumps({"module": "tissue", "results": []})
+        )
+    folds = tmp_path / "folds.tsv"
+    rows = ["sample\tfold"] + [f"f{f}_{i}\t{f}" for f in range(2) for i in range(60) if i % 20 >= 16]
+    folds.write_text("\n".join(rows) + "\n")
+    build_fold_summary(
+        folds,
+        baselines,
+        {"masked": metrics},
+        {"masked": [tmp_path / f"f{f}" / "ens" / "diag.json" for f in range(2)]},
+        [],
+        tmp_path / "out",
+    )
+    grid = json.loads((tmp_path / "out" / "plots" / "grid.json").read_text())
+    assert grid["n_folds"] == 2 and len(grid["points"]) == 4
+    point = grid["points"][3]
+    masked = point["methods"]["masked single-layer model"]
+    assert set(masked["tests"]) == {"logistic regression", "nearest centroid"}
+    assert masked["tests"]["logistic regression"]["p_value"] <= 1
+    assert (tmp_path / "out" / "plots" / "grid.tsv").read_text().startswith("depth\tobserved\tmethod")
+    cov = json.loads((tmp_path / "out" / "plots" / "coverage.json").read_text())
+    assert cov["masked single-layer model"]["coverage_curve"]["coverage"][0] == 1.0
+    assert (tmp_path / "out" / "plots" / "reliability.png").exists()
+
+
+def test_build_model_knows_the_masked_kind_and_sparse_mlp_reads_three_channels():
+    mu, sd = np.zeros(10, np.float32), np.ones(10, np.float32)
+    assert isinstance(build_model("masked", {}, 10, 3, mu, sd, 150), MaskedLinear)
+    mlp = build_model("mlp", {"sparse_training": 0.5, "hidden": [8]}, 10, 3, mu, sd, 150)
+    assert mlp.input_proj.in_features == 30
+    plain = {"hidden": [8], "sparse_training": 0.0}
+    assert build_model("mlp", plain, 10, 3, mu, sd, 150).input_proj.in_features == 10
+    with pytest.raises(ValueError, match="train_depths"):
+        MaskedConfig(train_depths=[0, 3])

@@ -1,0 +1,174 @@
+"""Calibrated, abstaining calls: temperature scaling, reliability bins and the coverage curve.
+
+A classifier's top probability should mean what it says: of the samples called with
+confidence 0.9, nine in ten should be right. Label smoothing, dropout and ensembling leave
+the tissue models under-confident, logistic regression's L2 penalty can leave it either way,
+so each method's probabilities are rescaled by one temperature T fitted on the validation
+split (Guo et al. 2017, ICML): p_T = softmax(log p / T). T only sharpens or flattens the
+probabilities, so the predicted class, accuracy and the paired tests do not change.
+
+A call below ``threshold`` (top calibrated probability) is reported "not classifiable", as
+diagnostic methylation classifiers report samples below their calibrated score cut-off; the
+coverage curve (fraction classified and accuracy among them, per threshold) shows what a
+threshold costs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from genomelab.config import ConfigSection, from_schema
+
+logger = logging.getLogger(__name__)
+
+# Thresholds of the written coverage curve: 0 (classify all) to 0.99.
+CURVE_THRESHOLDS = tuple(round(t, 2) for t in np.r_[np.arange(0.0, 0.95, 0.05), 0.95, 0.99])
+EPS = 1e-12
+
+
+@dataclass
+class CalibrationConfig(ConfigSection):
+    """``temperature``: fit T on validation; ``threshold``: top calibrated probability below
+    which a sample is not classifiable (0 = classify all); ``n_bins`` of ECE and the diagram."""
+
+    SECTION = "tissue.calibration"
+
+    temperature: bool = from_schema("tissue.calibration.temperature")
+    threshold: float = from_schema("tissue.calibration.threshold")
+    n_bins: int = from_schema("tissue.calibration.n_bins")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold < 1:
+            raise ValueError(f"tissue.calibration.threshold must be in [0, 1), not {self.threshold}")
+        if self.n_bins < 1:
+            raise ValueError(f"tissue.calibration.n_bins must be >= 1, not {self.n_bins}")
+
+
+def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T), rows of ``proba`` [n, C]: T > 1 flattens, T < 1 sharpens."""
+    logits = np.log(np.clip(proba, EPS, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def _nll(proba: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(proba[np.arange(len(y)), y], EPS, 1.0)).mean())
+
+
+def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
+    """The T in [0.1, 20] minimising the NLL of ``y`` [n] under ``apply_temperature(proba, T)``
+    (a 1-D bounded search over log T; the NLL is convex in 1/T)."""
+    from scipy.optimize import minimize_scalar
+
+    if len(y) == 0:
+        raise ValueError("temperature scaling needs validation samples (the split has none)")
+    res = minimize_scalar(
+        lambda log_t: _nll(apply_temperature(proba, float(np.exp(log_t))), y),
+        # Bounded: a validation split the model gets all right drives T towards 0 (certainty).
+        bounds=(np.log(0.1), np.log(20.0)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    return float(np.exp(res.x))
+
+
+def reliability_bins(proba: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict[str, list[float]]:
+    """Per equal-width confidence bin: ``count``, ``correct`` and ``confidence`` sums (sums, so
+    folds pool by adding) and the bin ``edges`` [n_bins + 1]."""
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y).astype(float)
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    return {
+        "edges": np.linspace(0, 1, n_bins + 1).tolist(),
+        "count": np.bincount(bins, minlength=n_bins).astype(float).tolist(),
+        "correct": np.bincount(bins, weights=correct, minlength=n_bins).tolist(),
+        "confidence": np.bincount(bins, weights=conf, minlength=n_bins).tolist(),
+    }
+
+
+def ece_of_bins(bins: dict[str, list[float]]) -> float:
+    """Expected calibration error of (pooled) reliability bins."""
+    count = np.asarray(bins["count"])
+    gap = np.abs(np.asarray(bins["correct"]) - np.asarray(bins["confidence"]))
+    return float(gap.sum() / max(count.sum(), 1))
+
+
+def coverage_curve(
+    proba: np.ndarray, y: np.ndarray, thresholds: tuple[float, ...] = CURVE_THRESHOLDS
+) -> dict[str, list[float]]:
+    """Per threshold t: ``n_classified`` (top probability >= t), ``n_correct`` among them, and
+    ``n``, so folds pool by adding; ``coverage`` and ``accuracy`` (NaN when none classified)."""
+    conf = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y
+    n_cls = [int((conf >= t).sum()) for t in thresholds]
+    n_cor = [int((correct & (conf >= t)).sum()) for t in thresholds]
+    return finish_curve(
+        {"threshold": list(thresholds), "n_classified": n_cls, "n_correct": n_cor, "n": len(y)}
+    )
+
+
+def finish_curve(curve: dict[str, Any]) -> dict[str, Any]:
+    """Add ``coverage`` and ``accuracy`` to a curve of counts (after pooling)."""
+    n_cls, n_cor = np.asarray(curve["n_classified"], float), np.asarray(curve["n_correct"], float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(n_cls > 0, n_cor / n_cls, np.nan)
+    return {**curve, "coverage": (n_cls / max(curve["n"], 1)).tolist(), "accuracy": acc.tolist()}
+
+
+def calibrate(
+    val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], cfg: CalibrationConfig
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Fit the temperature on ``val`` = (proba [n_val, C], y [n_val]) and apply it.
+
+    Returns the calibrated validation and test probabilities and a record: ``temperature``
+    (1 when off), test ECE before and after, the test reliability bins before and after, the
+    coverage curve and, at ``cfg.threshold``, the coverage and accuracy of the calls made.
+    """
+    (p_val, y_val), (p_test, y_test) = val, test
+    t = fit_temperature(p_val, y_val) if cfg.temperature else 1.0
+    cal_val, cal_test = apply_temperature(p_val, t), apply_temperature(p_test, t)
+    before = reliability_bins(p_test, y_test, cfg.n_bins)
+    after = reliability_bins(cal_test, y_test, cfg.n_bins)
+    conf = cal_test.max(axis=1)
+    called = conf >= cfg.threshold
+    right = cal_test.argmax(axis=1) == y_test
+    record = {
+        "temperature": t,
+        "fitted_on": "validation split",
+        "val_nll_before": _nll(p_val, y_val),
+        "val_nll_after": _nll(cal_val, y_val),
+        "ece_before": ece_of_bins(before),
+        "ece_after": ece_of_bins(after),
+        "reliability_before": before,
+        "reliability_after": after,
+        "coverage_curve": coverage_curve(cal_test, y_test),
+        "threshold": cfg.threshold,
+        "n_test": len(y_test),
+        "n_classified": int(called.sum()),
+        "coverage": float(called.mean()) if len(y_test) else float("nan"),
+        "accuracy_classified": float(right[called].mean()) if called.any() else float("nan"),
+    }
+    logger.info(
+        "temperature %.3g (validation NLL %.3f -> %.3f); test ECE %.3f -> %.3f; threshold %.2f "
+        "classifies %d of %d",
+        t,
+        record["val_nll_before"],
+        record["val_nll_after"],
+        record["ece_before"],
+        record["ece_after"],
+        cfg.threshold,
+        record["n_classified"],
+        len(y_test),
+    )
+    return cal_val, cal_test, record
+
+
+def call_records(proba: np.ndarray, threshold: float) -> dict[str, list]:
+    """Per-sample ``confidence`` (top calibrated probability) and ``classifiable`` (>= threshold)."""
+    conf = proba.max(axis=1)
+    return {"confidence": conf.tolist(), "classifiable": (conf >= threshold).tolist()}

@@ -21,6 +21,7 @@ def simulate_step(smk: Any) -> None:
         smk.output.new_samples,
         smk.output.new_truth,
         smk.output.profiles,
+        smk.output.record,
     )
 
 

@@ -22,6 +22,10 @@ DC_MIXTURES_CFG = with_background(DECONV["mixtures"], DC_BACKGROUND)
 # Inference outputs are keyed by the model that made them, so switching models keeps both.
 DC_INFER_KEY = f"{DECONV['infer']['phase']}_{DECONV['infer']['variant']}"
 DC_INFER_OUT = f"{DC_OUT}/infer/{DC_INFER_KEY}"
+# Independent test sets (another generator), one per coverage, for the phase-3 networks.
+DC_INDEPENDENT = (
+    [f"{c:g}x" for c in DECONV["independent"]["coverages"]] if DECONV["independent"]["enabled"] else []
+)
 DC_SOURCES_INPUT = (
     {"features": DECONV["input"]["features"]}
     if DECONV["input"]["features"]
@@ -301,6 +305,61 @@ rule deconv_infer:
         "../scripts/run_step.py"
 
 
+rule deconv_independent:
+    """Test mixtures from a generator other than the training one, at one coverage."""
+    input:
+        sources=rules.deconv_sources.output.h5,
+        reference=rules.deconv_reference.output.reference,
+    output:
+        f"{DC_OUT}/independent/{{coverage}}.h5",
+    log:
+        f"{LOGS}/deconv/independent_{{coverage}}.log",
+    wildcard_constraints:
+        coverage=r"[0-9.]+x",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        independent=config_json(DECONV["independent"]),
+        background=DC_BACKGROUND,
+        seed=config["seed"],
+    script:
+        "../scripts/run_step.py"
+
+
+rule deconv_evaluate:
+    """NNLS and the phase-3 networks on an independent test set, with paired tests."""
+    input:
+        mixtures=f"{DC_OUT}/independent/{{coverage}}.h5",
+        reference=rules.deconv_reference.output.reference,
+        plain=f"{DC_OUT}/phase3/plain/rep0/model.pt",
+        sparse=f"{DC_OUT}/phase3/sparse/rep0/model.pt",
+    output:
+        json=f"{DC_OUT}/independent/{{coverage}}/comparison.json",
+        tsv=report(
+            f"{DC_OUT}/independent/{{coverage}}/comparison.tsv",
+            category="deconv",
+            subcategory="independent test sets",
+        ),
+    log:
+        f"{LOGS}/deconv/evaluate_{{coverage}}.log",
+    wildcard_constraints:
+        coverage=r"[0-9.]+x",
+    conda:
+        ENV_TORCH
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        presence_threshold=DECONV["presence_threshold"],
+    script:
+        "../scripts/run_step.py"
+
+
 # Seconds of work on small files: run on the submit host, not as cluster jobs.
 localrules:
     deconv_summary,
@@ -310,7 +369,8 @@ rule deconv_summary:
     """The module summary the run report reads."""
     input:
         **({"infer": rules.deconv_infer.output.join} if DC_INFER else {}),
-        comparisons=expand(f"{DC_OUT}/{{phase}}/comparison.json", phase=DC_PHASES),
+        comparisons=expand(f"{DC_OUT}/{{phase}}/comparison.json", phase=DC_PHASES)
+        + expand(f"{DC_OUT}/independent/{{coverage}}/comparison.json", coverage=DC_INDEPENDENT),
         plots=expand(
             f"{DC_OUT}/{{phase}}/{{plot}}.png", phase=DC_PHASES, plot=["miami", "scatter", "tissue_errors"]
         )

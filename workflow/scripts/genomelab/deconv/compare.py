@@ -1,4 +1,10 @@
-"""The deconv_compare step: NNLS vs plain vs two-stage network on the same test mixtures."""
+"""The deconv_compare and deconv_evaluate steps: NNLS vs plain vs two-stage network on the same
+test mixtures (the phase's own, or an independent set), with paired tests per mixture.
+
+Paired tests (Wilcoxon signed-rank, ``genomelab.report.stats``) compare every network with
+every NNLS row on the same mixtures: per-mixture absolute error (mean over tissues) for MAE,
+per-mixture counts of spurious calls, missed calls, and both together ("wrong calls").
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,37 @@ from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import read_metrics
 
 VARIANTS = {"nnls": "NNLS (MethAtlas)", "plain": "plain network", "sparse": "two-stage sparse network"}
+# Headline metric -> per-mixture observation of its paired test (metrics.per_sample).
+PAIRED = {
+    "mae": "abs_error",
+    "spurious_per_sample": "spurious",
+    "missed_per_sample": "missed",
+    "wrong_calls_per_sample": "wrong_calls",
+}
+
+
+def paired_tests(
+    true: np.ndarray, preds: dict[str, np.ndarray], kinds: dict[str, str], call: float
+) -> dict[str, dict[str, dict]]:
+    """``{metric: {pair_key(model, baseline): PairedTest dict}}`` for every model x baseline
+    pair, Wilcoxon on the per-mixture observations of :data:`PAIRED` (lower is better)."""
+    from genomelab.deconv.metrics import per_sample
+    from genomelab.report.stats import wilcoxon_signed_rank
+    from genomelab.report.summary import pair_key
+
+    obs = {name: per_sample(true, p, call) for name, p in preds.items()}
+    out: dict[str, dict[str, dict]] = {m: {} for m in PAIRED}
+    for model in (n for n in preds if kinds[n] == "model"):
+        for base in (n for n in preds if kinds[n] == "baseline"):
+            for metric, key in PAIRED.items():
+                test = wilcoxon_signed_rank(obs[model][key], obs[base][key], higher_is_better=False)
+                out[metric][pair_key(model, base)] = test.to_dict()
+    return out
+
+
+def add_wrong_calls(row: dict[str, float]) -> dict[str, float]:
+    """A headline row with spurious + missed calls per sample added."""
+    return {**row, "wrong_calls_per_sample": row["spurious_per_sample"] + row["missed_per_sample"]}
 
 
 def compare(
@@ -39,12 +76,20 @@ def compare(
     preds: dict[str, np.ndarray] = {}
     full: dict[str, Any] = {}
     m = read_metrics(nnls[0]).test
-    rows[VARIANTS["nnls"]], preds[VARIANTS["nnls"]], full["nnls"] = headline(m), load_predictions(nnls[1]), m
+    rows[VARIANTS["nnls"]], preds[VARIANTS["nnls"]], full["nnls"] = (
+        add_wrong_calls(headline(m)),
+        load_predictions(nnls[1]),
+        m,
+    )
     spread: dict[str, Any] = {}
     for variant, pairs in runs.items():
         all_m = [read_metrics(p).test for p, _ in pairs]
         name = VARIANTS[variant]
-        rows[name], preds[name], full[variant] = headline(all_m[0]), load_predictions(pairs[0][1]), all_m[0]
+        rows[name], preds[name], full[variant] = (
+            add_wrong_calls(headline(all_m[0])),
+            load_predictions(pairs[0][1]),
+            all_m[0],
+        )
         if len(all_m) > 1:
             spread[variant] = {
                 k: {
@@ -52,15 +97,19 @@ def compare(
                     "sd": float(np.nanstd([headline(a)[k] for a in all_m], ddof=1)),
                     "n": len(all_m),
                 }
-                for k in ("mae", "spurious_per_sample", "presence_accuracy")
+                for k in ("mae", "spurious_per_sample", "missed_per_sample", "presence_accuracy")
             }
+    kinds = {n: ("baseline" if n == VARIANTS["nnls"] else "model") for n in rows}
+    call = float(full["nnls"].get("call_threshold", 0.01))
     atomic_write_json(
         out_json,
         {
             "phase": phase,
+            "set": "phase test split (training generator)",
             "n_test": int(len(ms.proportions)),
             "rows": rows,
-            "kinds": {n: ("baseline" if n == VARIANTS["nnls"] else "model") for n in rows},
+            "kinds": kinds,
+            "tests": paired_tests(ms.proportions.astype(np.float64), preds, kinds, call),
             "repeats": spread,
             "full": full,
         },
@@ -82,3 +131,64 @@ def compare(
     P.scatter_plot(true, preds, list(ms.tissues), plots["scatter"], f"{phase}: predicted vs true")
     P.tissue_error_plot(true, preds, list(ms.tissues), plots["errors"], f"{phase}: per-tissue MAE")
     return rows
+
+
+def evaluate_independent(
+    mixtures: str | os.PathLike,
+    reference: str | os.PathLike,
+    models: dict[str, str],
+    call: float,
+    out_json: str | os.PathLike,
+    out_tsv: str | os.PathLike,
+) -> dict[str, Any]:
+    """NNLS and the exported networks (``models[variant]`` = model.pt) on an independent test
+    set (:mod:`genomelab.deconv.independent`): rows, paired tests, presence curves."""
+    import pandas as pd
+    import torch
+
+    from genomelab.deconv.metrics import deconv_metrics
+    from genomelab.deconv.model import load_model
+    from genomelab.deconv.nnls import deconvolve_nnls
+    from genomelab.deconv.reference import load_reference
+
+    ref = load_reference(reference)
+    ms = read_mixtures(mixtures, "test")
+    if list(ms.regions) != list(ref.regions) or list(ms.tissues) != list(ref.tissues):
+        raise ValueError(f"{mixtures}: regions/tissues differ from the reference {reference}")
+    true = ms.proportions.astype(np.float64)
+    preds = {VARIANTS["nnls"]: deconvolve_nnls(ref.profiles, ms.beta.astype(np.float64)).proportions}
+    for variant, path in models.items():
+        model, _ = load_model(path, ref.regions, ref.tissues)
+        with torch.no_grad():
+            preds[VARIANTS[variant]] = model.predict(torch.tensor(ms.beta)).double().numpy()
+    full = {name: deconv_metrics(true, p, ref.tissues, call) for name, p in preds.items()}
+    rows = {name: add_wrong_calls(headline(m)) for name, m in full.items()}
+    kinds = {n: ("baseline" if n == VARIANTS["nnls"] else "model") for n in rows}
+    if "sparse" in models:
+        from genomelab.deconv.training import presence_curves
+
+        sparse, _ = load_model(models["sparse"], ref.regions, ref.tissues)
+        full[VARIANTS["sparse"]]["presence_curve"] = presence_curves(sparse, ms, call, torch.device("cpu"))
+    coverage = float(_attrs(mixtures).get("coverage", float("nan")))
+    result = {
+        "phase": "independent",
+        "set": f"independent generator at {coverage:g}x",
+        "coverage": coverage,
+        "n_test": int(len(true)),
+        "rows": rows,
+        "kinds": kinds,
+        "tests": paired_tests(true, preds, kinds, call),
+        "full": full,
+    }
+    atomic_write_json(out_json, result)
+    with atomic_output(out_tsv) as tmp:
+        pd.DataFrame(rows).T.rename_axis("method").to_csv(tmp, sep="\t", float_format="%.5g")
+    return result
+
+
+def _attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The root attributes of an HDF5 file."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return dict(h5.attrs)

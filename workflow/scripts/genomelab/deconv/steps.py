@@ -91,6 +91,36 @@ def nnls_step(smk: Any) -> None:
     )
 
 
+def independent_step(smk: Any) -> None:
+    from genomelab.deconv.independent import write_independent
+
+    write_independent(
+        smk.input.sources,
+        smk.input.reference,
+        list(smk.params.background),
+        param(smk, "independent"),
+        float(smk.wildcards.coverage.removesuffix("x")),
+        int(smk.params.seed),
+        smk.output[0],
+    )
+
+
+def evaluate_step(smk: Any) -> None:
+    import torch
+
+    from genomelab.deconv.compare import evaluate_independent
+
+    torch.set_num_threads(max(1, int(smk.threads)))
+    evaluate_independent(
+        smk.input.mixtures,
+        smk.input.reference,
+        {"plain": smk.input.plain, "sparse": smk.input.sparse},
+        float(smk.params.presence_threshold),
+        smk.output.json,
+        smk.output.tsv,
+    )
+
+
 def train_step(smk: Any) -> None:
     import torch
 

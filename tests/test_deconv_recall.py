@@ -277,7 +277,13 @@ def test_independent_set_scored_with_exported_models(tmp_path, simulate_deconv_s
             extra={"variant": variant},
         )
     res = evaluate_independent(
-        tmp_path / "ind.h5", tmp_path / "reference.tsv", models, 0.01, tmp_path / "c.json", tmp_path / "c.tsv"
+        tmp_path / "ind.h5",
+        tmp_path / "reference.tsv",
+        tmp_path / "reference.tsv",
+        models,
+        0.01,
+        tmp_path / "c.json",
+        tmp_path / "c.tsv",
     )
     assert res["coverage"] == 20 and res["n_test"] == 60
     # An untrained network with the NNLS prior is NNLS (up to its floor on log-proportions).

@@ -113,6 +113,7 @@ rule deconv_reference:
     output:
         reference=f"{DC_OUT}/reference/reference.tsv",
         markers=f"{DC_OUT}/reference/markers.json",
+        all_regions=f"{DC_OUT}/reference/reference_all_regions.tsv",
     log:
         f"{LOGS}/deconv/reference.log",
     conda:
@@ -123,6 +124,9 @@ rule deconv_reference:
         runtime=30,
     params:
         reference=config_json(DECONV["reference"]),
+        mixtures=config_json(DC_MIXTURES_CFG),
+        seed=config["seed"],
+        presence_threshold=DECONV["presence_threshold"],
     script:
         "../scripts/run_step.py"
 
@@ -309,7 +313,7 @@ rule deconv_independent:
     """Test mixtures from a generator other than the training one, at one coverage."""
     input:
         sources=rules.deconv_sources.output.h5,
-        reference=rules.deconv_reference.output.reference,
+        reference=rules.deconv_reference.output.all_regions,
     output:
         f"{DC_OUT}/independent/{{coverage}}.h5",
     log:
@@ -335,6 +339,7 @@ rule deconv_evaluate:
     input:
         mixtures=f"{DC_OUT}/independent/{{coverage}}.h5",
         reference=rules.deconv_reference.output.reference,
+        all_regions=rules.deconv_reference.output.all_regions,
         plain=f"{DC_OUT}/phase3/plain/rep0/model.pt",
         sparse=f"{DC_OUT}/phase3/sparse/rep0/model.pt",
     output:

@@ -8,6 +8,7 @@ per-mixture counts of spurious calls, missed calls, and both together ("wrong ca
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -20,6 +21,8 @@ from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import read_metrics
 
 VARIANTS = {"nnls": "NNLS (MethAtlas)", "plain": "plain network", "sparse": "two-stage sparse network"}
+# NNLS on every usable region (independent sets; the NNLS row above uses the markers).
+NNLS_ALL = "NNLS, all regions"
 # Headline metric -> per-mixture observation of its paired test (metrics.per_sample).
 PAIRED = {
     "mae": "abs_error",
@@ -133,56 +136,87 @@ def compare(
     return rows
 
 
+def predict_all(
+    beta_all: np.ndarray, ref_all: Any, ref: Any, models: dict[str, str]
+) -> dict[str, np.ndarray]:
+    """Proportions [N, T] of NNLS on all regions, NNLS on the markers and each exported
+    network (``models[variant]`` = model.pt) for mixtures ``beta_all`` [N, R_all] on the
+    regions of ``ref_all``; the markers (``ref``'s regions) are a subset of them."""
+    import torch
+
+    from genomelab.deconv.model import load_model
+    from genomelab.deconv.nnls import deconvolve_nnls
+
+    pos = {r: i for i, r in enumerate(ref_all.regions.tolist())}
+    missing = [r for r in ref.regions.tolist() if r not in pos]
+    if missing or list(ref.tissues) != list(ref_all.tissues):
+        raise ValueError(f"markers {missing[:5]} or tissues are not those of the all-region reference")
+    cols = np.asarray([pos[r] for r in ref.regions.tolist()])
+    beta = beta_all[:, cols].astype(np.float32)
+    preds = {
+        VARIANTS["nnls"]: deconvolve_nnls(ref.profiles, beta.astype(np.float64)).proportions,
+        NNLS_ALL: deconvolve_nnls(ref_all.profiles, beta_all.astype(np.float64)).proportions,
+    }
+    for variant, path in models.items():
+        model, _ = load_model(path, ref.regions, ref.tissues)
+        with torch.no_grad():
+            preds[VARIANTS[variant]] = model.predict(torch.tensor(beta)).double().numpy()
+    return preds
+
+
+def score_set(true: np.ndarray, preds: dict[str, np.ndarray], tissues: Any, call: float) -> dict[str, Any]:
+    """Rows, kinds, paired tests and full metrics of every method on one test set."""
+    from genomelab.deconv.metrics import deconv_metrics
+
+    full = {name: deconv_metrics(true, p, tissues, call) for name, p in preds.items()}
+    rows = {name: add_wrong_calls(headline(m)) for name, m in full.items()}
+    kinds = {n: ("model" if n in (VARIANTS["plain"], VARIANTS["sparse"]) else "baseline") for n in rows}
+    return {"rows": rows, "kinds": kinds, "tests": paired_tests(true, preds, kinds, call), "full": full}
+
+
 def evaluate_independent(
     mixtures: str | os.PathLike,
     reference: str | os.PathLike,
+    reference_all: str | os.PathLike,
     models: dict[str, str],
     call: float,
     out_json: str | os.PathLike,
     out_tsv: str | os.PathLike,
 ) -> dict[str, Any]:
-    """NNLS and the exported networks (``models[variant]`` = model.pt) on an independent test
-    set (:mod:`genomelab.deconv.independent`): rows, paired tests, presence curves."""
+    """NNLS (markers and all regions) and the exported networks on an independent test set
+    (:mod:`genomelab.deconv.independent`, made on all regions): rows, paired tests, curves."""
     import pandas as pd
     import torch
 
-    from genomelab.deconv.metrics import deconv_metrics
     from genomelab.deconv.model import load_model
-    from genomelab.deconv.nnls import deconvolve_nnls
     from genomelab.deconv.reference import load_reference
 
-    ref = load_reference(reference)
+    ref, ref_all = load_reference(reference), load_reference(reference_all)
     ms = read_mixtures(mixtures, "test")
-    if list(ms.regions) != list(ref.regions) or list(ms.tissues) != list(ref.tissues):
-        raise ValueError(f"{mixtures}: regions/tissues differ from the reference {reference}")
+    if list(ms.regions) != list(ref_all.regions) or list(ms.tissues) != list(ref_all.tissues):
+        raise ValueError(f"{mixtures}: regions/tissues differ from the all-region reference {reference_all}")
     true = ms.proportions.astype(np.float64)
-    preds = {VARIANTS["nnls"]: deconvolve_nnls(ref.profiles, ms.beta.astype(np.float64)).proportions}
-    for variant, path in models.items():
-        model, _ = load_model(path, ref.regions, ref.tissues)
-        with torch.no_grad():
-            preds[VARIANTS[variant]] = model.predict(torch.tensor(ms.beta)).double().numpy()
-    full = {name: deconv_metrics(true, p, ref.tissues, call) for name, p in preds.items()}
-    rows = {name: add_wrong_calls(headline(m)) for name, m in full.items()}
-    kinds = {n: ("baseline" if n == VARIANTS["nnls"] else "model") for n in rows}
+    result = score_set(true, predict_all(ms.beta, ref_all, ref, models), ref.tissues, call)
     if "sparse" in models:
         from genomelab.deconv.training import presence_curves
 
+        pos = {r: i for i, r in enumerate(ref_all.regions.tolist())}
+        marker_set = dataclasses.replace(ms, beta=ms.beta[:, [pos[r] for r in ref.regions.tolist()]])
         sparse, _ = load_model(models["sparse"], ref.regions, ref.tissues)
-        full[VARIANTS["sparse"]]["presence_curve"] = presence_curves(sparse, ms, call, torch.device("cpu"))
+        result["full"][VARIANTS["sparse"]]["presence_curve"] = presence_curves(
+            sparse, marker_set, call, torch.device("cpu")
+        )
     coverage = float(_attrs(mixtures).get("coverage", float("nan")))
     result = {
         "phase": "independent",
         "set": f"independent generator at {coverage:g}x",
         "coverage": coverage,
         "n_test": int(len(true)),
-        "rows": rows,
-        "kinds": kinds,
-        "tests": paired_tests(true, preds, kinds, call),
-        "full": full,
+        **result,
     }
     atomic_write_json(out_json, result)
     with atomic_output(out_tsv) as tmp:
-        pd.DataFrame(rows).T.rename_axis("method").to_csv(tmp, sep="\t", float_format="%.5g")
+        pd.DataFrame(result["rows"]).T.rename_axis("method").to_csv(tmp, sep="\t", float_format="%.5g")
     return result
 
 

@@ -155,8 +155,9 @@ def write_independent(
     seed: int,
     out: str | os.PathLike,
 ) -> MixtureSet:
-    """One independent test set (``coverage``) on the reference's regions, as a mixtures
-    HDF5 with a single ``test`` split."""
+    """One independent test set (``coverage``) on the regions of ``reference`` (the
+    all-region reference, so NNLS can use every region), as a mixtures HDF5 with a single
+    ``test`` split."""
     cfg = IndependentConfig.from_dict(cfg_dict)
     src = read_sources(sources)
     ref = load_reference(reference)

@@ -47,6 +47,10 @@ def reference_step(smk: Any) -> None:
         ReferenceConfig.from_dict(param(smk, "reference")),
         smk.output.reference,
         smk.output.markers,
+        smk.output.all_regions,
+        param(smk, "mixtures"),
+        int(smk.params.seed),
+        float(smk.params.presence_threshold),
     )
 
 
@@ -114,6 +118,7 @@ def evaluate_step(smk: Any) -> None:
     evaluate_independent(
         smk.input.mixtures,
         smk.input.reference,
+        smk.input.all_regions,
         {"plain": smk.input.plain, "sparse": smk.input.sparse},
         float(smk.params.presence_threshold),
         smk.output.json,

@@ -21,7 +21,13 @@ from genomelab.deconv.independent import (
 )
 from genomelab.deconv.metrics import deconv_metrics, per_sample
 from genomelab.deconv.model import KIND, DeconvNet, DeconvNetConfig
-from genomelab.deconv.reference import ReferenceConfig, build_reference
+from genomelab.deconv.reference import (
+    ALL_REGIONS,
+    ReferenceConfig,
+    build_reference,
+    choose_markers,
+    write_reference,
+)
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
 from genomelab.deconv.tissues import resolve_background
 from genomelab.splits import group_split
@@ -295,3 +301,51 @@ def test_independent_set_scored_with_exported_models(tmp_path, simulate_deconv_s
     curve = res["full"][VARIANTS["sparse"]]["presence_curve"]
     assert {"model", "nnls"} <= set(curve) and curve["nnls"][0]["recall"] >= curve["nnls"][-1]["recall"]
     assert json.loads((tmp_path / "c.json").read_text())["rows"].keys() == res["rows"].keys()
+
+
+def _val_mixtures(prof, rng, n=150, noise_regions=None, depth=30):
+    t = prof.shape[1]
+    props = rng.dirichlet(np.ones(t), n)
+    level = props @ prof.T
+    if noise_regions is not None:  # regions whose mixture values are pure noise
+        level[:, noise_regions] = rng.uniform(0, 1, (n, len(noise_regions)))
+    return rng.binomial(depth, level) / depth, props
+
+
+def test_markers_chosen_on_validation_never_lose_to_all_regions(rng):
+    n_t = 4
+    prof = rng.uniform(0.3, 0.7, (400, n_t))
+    for t in range(n_t):
+        prof[t * 10 : (t + 1) * 10, t] = 0.02  # 10 strong hypo markers per tissue
+    cfg = ReferenceConfig(hypo_per_tissue=2, hyper_per_tissue=0, pairwise_per_tissue=0, min_delta=0.1)
+    tissues = [f"t{i}" for i in range(n_t)]
+    # Every region informative, none noisy: more regions help, all regions win.
+    beta, props = _val_mixtures(prof, rng)
+    idx, _, rec = choose_markers(prof, cfg, tissues, beta, props)
+    scores = rec["candidates"]
+    assert rec["chosen"] == ALL_REGIONS and len(idx) == 400
+    assert scores[ALL_REGIONS]["nnls_val_mae"] < scores["x1 markers"]["nnls_val_mae"]
+    # Most regions noise in the mixtures (e.g. batch-affected): the markers win.
+    beta, props = _val_mixtures(prof, rng, noise_regions=np.arange(40, 400))
+    idx, per_tissue, rec = choose_markers(prof, cfg, tissues, beta, props)
+    assert rec["chosen"] != ALL_REGIONS and set(idx.tolist()) <= set(range(40))
+    chosen = rec["candidates"][rec["chosen"]]["nnls_val_mae"]
+    assert chosen <= min(v["nnls_val_mae"] for v in rec["candidates"].values())
+    assert per_tissue["t0"]["hypo"] > 0
+
+
+def test_reference_step_writes_markers_chosen_on_validation(tmp_path, simulate_deconv_sources):
+    _, src, _, _ = simulate_deconv_sources(tmp_path, n_regions=200, markers=(10, 3, 10), n_new=0, seed=5)
+    dio.write_sources(tmp_path / "sources.h5", src)
+    mixtures = {"coverage": 30, "phase3": {"background": ["Neutrophils", "Lymphocytes"], "max_solid": 2}}
+    cfg = ReferenceConfig(hypo_per_tissue=10, hyper_per_tissue=3, pairwise_per_tissue=3, n_val_mixtures=80)
+    out = {k: tmp_path / f"{k}.tsv" for k in ("ref", "all")}
+    write_reference(
+        tmp_path / "sources.h5", None, cfg, out["ref"], tmp_path / "m.json", out["all"], mixtures, 0
+    )
+    rec = json.loads((tmp_path / "m.json").read_text())
+    ref_all = dio.read_table(out["all"])
+    assert len(ref_all[1]) == rec["n_regions_usable"]
+    chosen = rec["chosen_on_validation"]
+    assert chosen["n_val_mixtures"] == 80 and ALL_REGIONS in chosen["candidates"]
+    assert rec["n_markers"] == chosen["candidates"][chosen["chosen"]]["n_regions"]

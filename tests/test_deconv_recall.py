@@ -349,3 +349,53 @@ def test_reference_step_writes_markers_chosen_on_validation(tmp_path, simulate_d
     chosen = rec["chosen_on_validation"]
     assert chosen["n_val_mixtures"] == 80 and ALL_REGIONS in chosen["candidates"]
     assert rec["n_markers"] == chosen["candidates"][chosen["chosen"]]["n_regions"]
+
+
+@pytest.mark.slow
+def test_atlas_only_workflow(tmp_path):
+    """An atlas alone trains (no simulate.profiles detour), the background comes from the
+    atlas, a wrong background fails at parse time, and inference outputs name their model."""
+    import yaml
+    from test_workflow import copy_repo, snakemake
+
+    work = copy_repo(tmp_path / "repo")
+    _atlas(work / "data" / "atlas.csv", n_regions=90)
+    cfg = {
+        "run": "atlas_only",
+        "deconv": {
+            "enabled": True,
+            "reference": {
+                "atlas": "data/atlas.csv",
+                "hypo_per_tissue": 5,
+                "hyper_per_tissue": 2,
+                "n_val_mixtures": 40,
+            },
+            "simulate": {"samples_per_tissue": 3, "n_positions": 30, "n_new_samples": 2},
+        },
+    }
+
+    def write(name: str, **deconv) -> str:
+        c = yaml.safe_load(yaml.safe_dump(cfg))
+        c["deconv"].update(deconv)
+        (work / name).write_text(yaml.safe_dump(c))
+        return name
+
+    out = "results/atlas_only/deconv"
+    res = snakemake(work, f"{out}/reference/markers.json", "--cores", "1", "--configfile", write("a.yaml"))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    sim = json.loads((work / out / "demo" / "simulation.json").read_text())
+    assert sim["n_regions"] == 90 and sim["origin"] == "data/atlas.csv"
+    rec = json.loads((work / out / "reference" / "markers.json").read_text())
+    assert rec["n_regions_input"] == 90 and rec["dropped"] == []
+    # The whole plan, then the same with the plain model: separate inference folders.
+    for variant in ("sparse", "plain"):
+        res = snakemake(
+            work, "-n", "--cores", "1", "--configfile", write("b.yaml", infer={"variant": variant})
+        )
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        assert f"deconv/infer/phase3_{variant}/model_proportions.csv" in res.stdout
+        assert "deconv_evaluate" in res.stdout
+    bad = write("c.yaml", mixtures={"phase3": {"background": ["Neutrophils", "Monocytes"]}})
+    res = snakemake(work, "-n", "--cores", "1", "--configfile", bad)
+    assert res.returncode != 0
+    assert "names ['Neutrophils', 'Monocytes'], not tissues of this run" in res.stdout + res.stderr

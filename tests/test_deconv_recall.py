@@ -290,6 +290,7 @@ def test_independent_set_scored_with_exported_models(tmp_path, simulate_deconv_s
         0.01,
         tmp_path / "c.json",
         tmp_path / "c.tsv",
+        tmp_path / "curve.png",
     )
     assert res["coverage"] == 20 and res["n_test"] == 60
     # An untrained network with the NNLS prior is NNLS (up to its floor on log-proportions).
@@ -301,6 +302,7 @@ def test_independent_set_scored_with_exported_models(tmp_path, simulate_deconv_s
     curve = res["full"][VARIANTS["sparse"]]["presence_curve"]
     assert {"model", "nnls"} <= set(curve) and curve["nnls"][0]["recall"] >= curve["nnls"][-1]["recall"]
     assert json.loads((tmp_path / "c.json").read_text())["rows"].keys() == res["rows"].keys()
+    assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
 def _val_mixtures(prof, rng, n=150, noise_regions=None, depth=30):

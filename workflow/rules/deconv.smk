@@ -349,6 +349,11 @@ rule deconv_evaluate:
             category="deconv",
             subcategory="independent test sets",
         ),
+        curve=report(
+            f"{DC_OUT}/independent/{{coverage}}/presence_curve.png",
+            category="deconv",
+            subcategory="independent test sets",
+        ),
     log:
         f"{LOGS}/deconv/evaluate_{{coverage}}.log",
     wildcard_constraints:

@@ -182,6 +182,7 @@ def evaluate_independent(
     call: float,
     out_json: str | os.PathLike,
     out_tsv: str | os.PathLike,
+    out_curve: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """NNLS (markers and all regions) and the exported networks on an independent test set
     (:mod:`genomelab.deconv.independent`, made on all regions): rows, paired tests, curves."""
@@ -217,6 +218,15 @@ def evaluate_independent(
     atomic_write_json(out_json, result)
     with atomic_output(out_tsv) as tmp:
         pd.DataFrame(result["rows"]).T.rename_axis("method").to_csv(tmp, sep="\t", float_format="%.5g")
+    if out_curve and "sparse" in models:
+        from genomelab.deconv import plots as P
+
+        name = result["set"]
+        P.presence_curve_plot(
+            {name: result["full"][VARIANTS["sparse"]]["presence_curve"]},
+            {name: {m: (r["presence_recall"], r["presence_precision"]) for m, r in result["rows"].items()}},
+            out_curve,
+        )
     return result
 
 

@@ -123,6 +123,7 @@ def evaluate_step(smk: Any) -> None:
         float(smk.params.presence_threshold),
         smk.output.json,
         smk.output.tsv,
+        smk.output.curve,
     )
 
 

@@ -245,6 +245,13 @@ def test_paired_tests_favour_the_better_method(rng):
     for metric in ("mae", "spurious_per_sample", "missed_per_sample", "wrong_calls_per_sample"):
         t = tests[metric]["net vs NNLS"]
         assert t["favours"] == "model" and t["p_value"] < 1e-6, metric
+    # Mostly equal counts (median difference 0): the direction is the mean's.
+    fewer = bad.copy()
+    fewer[:20, 2], fewer[:20, 0] = 0.0, fewer[:20, 0] + 0.03
+    t = paired_tests(true, {"net": fewer, "NNLS": bad}, kinds, 0.01)["spurious_per_sample"]["net vs NNLS"]
+    assert (
+        t["favours"] == "model" and t["p_value"] < 1e-4 and t["details"]["mean_gain"] == pytest.approx(1 / 3)
+    )
     same = paired_tests(true, {"net": bad, "NNLS": bad}, kinds, 0.01)
     assert same["mae"]["net vs NNLS"]["p_value"] == 1.0
 

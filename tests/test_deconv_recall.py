@@ -29,7 +29,7 @@ from genomelab.deconv.reference import (
     write_reference,
 )
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
-from genomelab.deconv.tissues import resolve_background
+from genomelab.deconv.tissues import looks_like_blood, resolve_background
 from genomelab.splits import group_split
 from genomelab.train.export import save_exported
 
@@ -70,6 +70,19 @@ def _atlas(path, n_regions: int = 60, tissues=MOSS_LIKE, seed: int = 0):
         values[t * per : (t + 1) * per, t] = rng.uniform(0.02, 0.15, per)
     dio.write_table(path, values, [f"cg{i:05d}" for i in range(n_regions)], tissues)
     return values
+
+
+def test_blood_names():
+    blood = [
+        "Neutrophils_EPIC",
+        "CD4T-cells_EPIC",
+        "B-cells_EPIC",
+        "NK-cells_EPIC",
+        "Erythrocyte_progenitors",
+    ]
+    assert all(looks_like_blood(t) for t in blood + ["T cells", "Monocytes", "Lymphocytes"])
+    solid = ["Pancreatic_duct_cells", "Pancreatic_beta_cells", "Vascular_endothelial_cells", "Hepatocytes"]
+    assert not any(looks_like_blood(t) for t in solid)
 
 
 def test_background_is_derived_from_the_run_and_checked(tmp_path):

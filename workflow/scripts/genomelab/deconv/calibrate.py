@@ -18,7 +18,10 @@ from typing import Any
 import numpy as np
 
 # Candidate presence thresholds, from "keep everything" to "keep only the sure ones".
-GRID = np.asarray([0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+# Dense at the low end: a sharp presence head separates present from absent tissues there.
+GRID = np.asarray(
+    [0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+)
 
 
 def apply_mask(

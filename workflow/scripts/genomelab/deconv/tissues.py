@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 # Names of blood and immune cell types as atlases spell them (case-insensitive).
+# B/T/NK cells only where no letter precedes ("CD4T-cells", not "duct_cells").
 BLOOD_PATTERN = re.compile(
     r"neutrophil|monocyte|lymphocyte|granulocyte|macrophage|eosinophil|basophil|leukocyte|"
-    r"erythro|megakaryocyte|\bblood|b[-_ ]?cell|t[-_ ]?cell|nk[-_ ]?cell|cd4|cd8|treg",
+    r"erythro|megakaryocyte|\bblood|(?<![a-z])(?:b|t|nk)[-_ ]?cell|cd4|cd8|treg",
     re.IGNORECASE,
 )
 

@@ -61,6 +61,7 @@ if not ATLAS.is_file():  # a worktree sits one level deeper than the main checko
     ATLAS = Path("/work/shared/data/methylation_atlas/meth_atlas_moss2018/reference_atlas.csv.gz")
 OUT = ROOT / "benchmarks" / "results" / "deconv_recall.json"
 FIXED = "NNLS, default markers (not chosen)"
+UNCALIBRATED = "two-stage sparse, uncalibrated (0.5, no guard)"
 SHOWN = ("mae", "spurious_per_sample", "missed_per_sample", "presence_precision", "presence_recall")
 
 
@@ -103,6 +104,8 @@ def main() -> None:
         )
         dio.write_table(d / "reference.tsv", ref.profiles, ref.regions, ref.tissues)
         fixed, _ = select_markers(ref_all.profiles, ReferenceConfig(), list(ref_all.tissues))
+        pos = {r: i for i, r in enumerate(ref_all.regions.tolist())}
+        marker_cols = np.asarray([pos[r] for r in ref.regions.tolist()])
         dio.write_table(d / "all.tsv", ref_all.profiles, ref_all.regions, ref_all.tissues)
         result["reference"] = {
             "n_regions_all": len(ref_all.regions),
@@ -165,12 +168,24 @@ def main() -> None:
             preds = predict_all(ms.beta, ref_all, ref, models)
             beta_fixed = ms.beta[:, fixed].astype(np.float64)
             preds[FIXED] = deconvolve_nnls(ref_all.profiles[fixed], beta_fixed).proportions
+            preds[UNCALIBRATED] = uncalibrated(models["sparse"], ref, ms.beta[:, marker_cols])
             scored = score_set(ms.proportions.astype(np.float64), preds, ref.tissues, 0.01)
             curve = res["full"][VARIANTS["sparse"]]["presence_curve"]
             scored["full"][VARIANTS["sparse"]]["presence_curve"] = curve
             result["sets"][f"independent {cov:g}x"] = slim(scored)
             log(result, t0, f"independent {cov:g}x scored")
     print(table(result))
+
+
+def uncalibrated(model_path: Path, ref, beta: np.ndarray) -> np.ndarray:
+    """The sparse model as before issue 19: one presence threshold (0.5), no NNLS guard."""
+    from genomelab.deconv.model import load_model
+
+    model, _ = load_model(model_path, ref.regions, ref.tissues)
+    model.thresholds.fill_(model.cfg.presence_threshold)
+    model.cfg.nnls_guard = 1.0 + 1e-9  # a proportion never reaches it
+    with torch.no_grad():
+        return model.predict(torch.tensor(beta, dtype=torch.float32)).double().numpy()
 
 
 def slim(res: dict) -> dict:

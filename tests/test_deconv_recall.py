@@ -105,6 +105,11 @@ def test_background_is_derived_from_the_run_and_checked(tmp_path):
         **{"reference.atlas": str(tmp_path / "atlas.csv"), "reference.exclude": ["CD4T-cells_EPIC"]}
     )
     assert resolve_background(excl) == ["Neutrophils_EPIC", "Erythrocyte_progenitors"]
+    # Features another module of the run makes: named is trusted (checked later), empty is an error.
+    later = _deconv_cfg(**{"input.features": str(tmp_path / "not_yet.h5")})
+    assert resolve_background(dict(later, mixtures={"phase3": {"background": ["X"]}})) == ["X"]
+    with pytest.raises(ValueError, match="not known yet"):
+        resolve_background(later)
 
 
 def test_an_atlas_alone_builds_sources_and_reference(tmp_path):

@@ -31,12 +31,13 @@ def looks_like_blood(name: str) -> bool:
     return bool(BLOOD_PATTERN.search(name))
 
 
-def run_tissues(deconv: dict[str, Any]) -> tuple[list[str], str]:
+def run_tissues(deconv: dict[str, Any]) -> tuple[list[str] | None, str]:
     """The reference tissues of a run (before ``include``/``exclude``) and where they come from.
 
     ``deconv`` is the filled ``deconv`` config section. A user atlas wins (its columns are
     the reference); then the sample sheet, the region-means HDF5, a ``simulate.profiles``
-    table, and last the synthetic demo's ``simulate.tissues``.
+    table, and last the synthetic demo's ``simulate.tissues``. ``None`` when the sheet or
+    HDF5 does not exist yet (another module of the same run makes it).
     """
     atlas = deconv["reference"]["atlas"] or deconv["simulate"]["profiles"]
     inp = deconv["input"]
@@ -44,6 +45,9 @@ def run_tissues(deconv: dict[str, Any]) -> tuple[list[str], str]:
         from genomelab.deconv.io import read_table
 
         return list(read_table(atlas, "atlas")[2]), f"atlas {atlas}"
+    made_later = [p for p in (inp["sample_sheet"], inp["features"]) if p and not Path(p).exists()]
+    if made_later:
+        return None, f"{made_later[0]} (made by this run)"
     if inp["sample_sheet"]:
         from genomelab.io.sheets import read_sample_sheet
 
@@ -55,8 +59,6 @@ def run_tissues(deconv: dict[str, Any]) -> tuple[list[str], str]:
         from genomelab.io.hdf5 import h5_strings
 
         path = Path(inp["features"])
-        if not path.is_file():
-            raise FileNotFoundError(f"deconv.input.features {path} does not exist")
         with h5py.File(path, "r") as h5:
             if "tissue" not in h5:
                 raise ValueError(f"{path}: no 'tissue' dataset (region-means HDF5 of the tissue module)")
@@ -64,9 +66,11 @@ def run_tissues(deconv: dict[str, Any]) -> tuple[list[str], str]:
     return list(deconv["simulate"]["tissues"]), "simulate.tissues (synthetic demo)"
 
 
-def reference_tissues(deconv: dict[str, Any]) -> tuple[list[str], str]:
+def reference_tissues(deconv: dict[str, Any]) -> tuple[list[str] | None, str]:
     """:func:`run_tissues` after ``reference.include``/``exclude``."""
     tissues, origin = run_tissues(deconv)
+    if tissues is None:
+        return None, origin
     ref = deconv["reference"]
     kept = [t for t in tissues if (not ref["include"] or t in ref["include"]) and t not in ref["exclude"]]
     return kept, origin
@@ -77,6 +81,14 @@ def resolve_background(deconv: dict[str, Any]) -> list[str]:
     the missing tissues and the ones the run has."""
     tissues, origin = reference_tissues(deconv)
     named = list(deconv["mixtures"]["phase3"]["background"])
+    if tissues is None:
+        # Checked by the mixtures step, once the input exists.
+        if named:
+            return named
+        raise ValueError(
+            f"deconv.mixtures.phase3.background is empty and the run's tissues are not known yet "
+            f"({origin}); name the background tissues in deconv.mixtures.phase3.background"
+        )
     if named:
         missing = [t for t in named if t not in tissues]
         if missing:

@@ -153,7 +153,7 @@ def test_schema_wins_where_dataclass_and_schema_disagreed():
 
     assert TrainConfig().max_epochs == schema_default("train.max_epochs") == 50
     assert FeatureConfig().max_fields == schema_default("assoc.features.max_fields") == 2
-    assert PhaseConfig().background == ["Neutrophils", "Monocytes", "Lymphocytes"]
+    assert PhaseConfig().background == schema_default("deconv.mixtures.phase3.background") == []
     # Mutable defaults are copies: one instance cannot change another's default.
     a, b = PhaseConfig(), PhaseConfig()
     a.background.append("Liver")

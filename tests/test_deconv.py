@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -375,26 +377,33 @@ def test_leakage_diagnostic_fires(demo):
     assert check_pure_recovery(ref, src).status == "pass"
 
 
-def test_simulator_accepts_a_profiles_table(tmp_path):
+def test_simulator_uses_every_atlas_region_unless_asked(tmp_path):
+    # issue 19: n_regions (the synthetic demo's size) once silently subsampled an atlas.
     prof = tmp_path / "atlas.tsv"
     rng = np.random.default_rng(0)
     values = rng.uniform(0, 1, (50, 3))
+    values[3, 1] = np.nan
     dio.write_table(prof, values, [f"cg{i:04d}" for i in range(50)], ["A", "B", "C"])
-    cfg = SimulationConfig(
-        tissues=["A", "B", "C"],
-        blood=["A"],
-        samples_per_tissue=3,
-        n_regions=40,
-        profiles=str(prof),
-        n_new_samples=2,
-    )
-    simulate_demo(
-        cfg,
-        tmp_path / "s",
-        tmp_path / "sheet.tsv",
-        tmp_path / "n.csv",
-        tmp_path / "t.csv",
-        tmp_path / "p.csv",
-    )
-    src = dio.sources_from_sheet(tmp_path / "sheet.tsv")
-    assert src.meth.shape == (9, 40) and src.regions[0].startswith("cg")
+    for atlas_regions, expect in ((0, 49), (40, 40)):
+        d = tmp_path / str(atlas_regions)
+        cfg = SimulationConfig(
+            tissues=["A", "B", "C"],
+            blood=["A"],
+            samples_per_tissue=3,
+            n_regions=10,
+            profiles=str(prof),
+            atlas_regions=atlas_regions,
+            n_new_samples=2,
+        )
+        record = simulate_demo(
+            cfg, d / "s", d / "sheet.tsv", d / "n.csv", d / "t.csv", d / "p.csv", d / "sim.json"
+        )
+        src = dio.sources_from_sheet(d / "sheet.tsv")
+        assert src.meth.shape == (9, expect) and src.regions[0].startswith("cg")
+        saved = json.loads((d / "sim.json").read_text())
+        assert saved == record
+        assert (record["n_regions"], record["n_regions_table"], record["n_regions_with_na_dropped"]) == (
+            expect,
+            50,
+            1,
+        )

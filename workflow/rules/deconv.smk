@@ -2,6 +2,7 @@
 # -> sources (split by individual) -> reference + markers -> phase 1-3 mixtures
 # -> diagnostics -> gate -> NNLS baseline + plain and two-stage networks per phase
 # -> comparison tables and plots -> inference on new samples -> summary.
+from genomelab.deconv.tissues import resolve_background, with_background
 from genomelab.io.sheets import is_sample_sheet
 
 DECONV = config["deconv"]
@@ -10,6 +11,21 @@ DC_PHASES = ["phase1", "phase2", "phase3"]
 DC_VARIANTS = ["plain", "sparse"]
 DC_REPS = [f"rep{i}" for i in range(DECONV["repeats"])]
 DC_SIMULATE = not (DECONV["input"]["sample_sheet"] or DECONV["input"]["features"])
+# Atlas-only training: with no pure samples, individuals are simulated around the atlas.
+DC_PROFILES = DECONV["simulate"]["profiles"] or (DECONV["reference"]["atlas"] if DC_SIMULATE else "")
+# The phase-3 blood background, named or derived from the run's own tissues; checked now.
+DC_BACKGROUND = resolve_background(DECONV) if DECONV["enabled"] else []
+DC_SIMULATE_CFG = DECONV["simulate"] | (
+    {"profiles": DC_PROFILES, "blood": DC_BACKGROUND} if DC_PROFILES else {}
+)
+DC_MIXTURES_CFG = with_background(DECONV["mixtures"], DC_BACKGROUND)
+# Inference outputs are keyed by the model that made them, so switching models keeps both.
+DC_INFER_KEY = f"{DECONV['infer']['phase']}_{DECONV['infer']['variant']}"
+DC_INFER_OUT = f"{DC_OUT}/infer/{DC_INFER_KEY}"
+# Independent test sets (another generator), one per coverage, for the phase-3 networks.
+DC_INDEPENDENT = (
+    [f"{c:g}x" for c in DECONV["independent"]["coverages"]] if DECONV["independent"]["enabled"] else []
+)
 DC_SOURCES_INPUT = (
     {"features": DECONV["input"]["features"]}
     if DECONV["input"]["features"]
@@ -40,13 +56,16 @@ DC_INFER_FILES = (
 
 
 rule deconv_simulate:
-    """Demo data: per-sample NPZ reads of simulated individuals, and new cfDNA-like samples."""
+    """Simulated pure samples (synthetic or around an atlas) and new cfDNA-like samples."""
+    input:
+        **({"profiles": DC_PROFILES} if DC_PROFILES else {}),
     output:
         samples=directory(f"{DC_OUT}/demo/samples"),
         sheet=f"{DC_OUT}/demo/sample_sheet.tsv",
         new_samples=f"{DC_OUT}/demo/new_samples.csv",
         new_truth=f"{DC_OUT}/demo/new_samples_truth.csv",
         profiles=f"{DC_OUT}/demo/tissue_profiles.csv",
+        record=f"{DC_OUT}/demo/simulation.json",
     log:
         f"{LOGS}/deconv/simulate.log",
     conda:
@@ -56,7 +75,7 @@ rule deconv_simulate:
         mem_mb=2000,
         runtime=30,
     params:
-        simulate=config_json(DECONV["simulate"]),
+        simulate=config_json(DC_SIMULATE_CFG),
         seed=config["seed"],
     script:
         "../scripts/run_step.py"
@@ -94,6 +113,7 @@ rule deconv_reference:
     output:
         reference=f"{DC_OUT}/reference/reference.tsv",
         markers=f"{DC_OUT}/reference/markers.json",
+        all_regions=f"{DC_OUT}/reference/reference_all_regions.tsv",
     log:
         f"{LOGS}/deconv/reference.log",
     conda:
@@ -104,6 +124,9 @@ rule deconv_reference:
         runtime=30,
     params:
         reference=config_json(DECONV["reference"]),
+        mixtures=config_json(DC_MIXTURES_CFG),
+        seed=config["seed"],
+        presence_threshold=DECONV["presence_threshold"],
     script:
         "../scripts/run_step.py"
 
@@ -126,7 +149,7 @@ rule deconv_mixtures:
         mem_mb=4000,
         runtime=60,
     params:
-        mixtures=config_json(DECONV["mixtures"]),
+        mixtures=config_json(DC_MIXTURES_CFG),
         seed=config["seed"],
     script:
         "../scripts/run_step.py"
@@ -264,13 +287,13 @@ rule deconv_infer:
         model=f"{DC_OUT}/{DECONV['infer']['phase']}/{DECONV['infer']['variant']}/rep0/model.pt",
         reference=f"{DC_OUT}/reference/reference.tsv",
     output:
-        nnls=f"{DC_OUT}/infer/nnls_proportions.csv",
-        model=f"{DC_OUT}/infer/model_proportions.csv",
-        residuals=f"{DC_OUT}/infer/residuals.csv",
-        join=f"{DC_OUT}/infer/join_report.json",
-        stacked=report(f"{DC_OUT}/infer/stacked.png", category="deconv", subcategory="inference"),
+        nnls=f"{DC_INFER_OUT}/nnls_proportions.csv",
+        model=f"{DC_INFER_OUT}/model_proportions.csv",
+        residuals=f"{DC_INFER_OUT}/residuals.csv",
+        join=f"{DC_INFER_OUT}/join_report.json",
+        stacked=report(f"{DC_INFER_OUT}/stacked.png", category="deconv", subcategory="inference"),
     log:
-        f"{LOGS}/deconv/infer.log",
+        f"{LOGS}/deconv/infer_{DC_INFER_KEY}.log",
     conda:
         ENV_TORCH
     threads: 1
@@ -286,6 +309,67 @@ rule deconv_infer:
         "../scripts/run_step.py"
 
 
+rule deconv_independent:
+    """Test mixtures from a generator other than the training one, at one coverage."""
+    input:
+        sources=rules.deconv_sources.output.h5,
+        reference=rules.deconv_reference.output.all_regions,
+    output:
+        f"{DC_OUT}/independent/{{coverage}}.h5",
+    log:
+        f"{LOGS}/deconv/independent_{{coverage}}.log",
+    wildcard_constraints:
+        coverage=r"[0-9.]+x",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        independent=config_json(DECONV["independent"]),
+        background=DC_BACKGROUND,
+        seed=config["seed"],
+    script:
+        "../scripts/run_step.py"
+
+
+rule deconv_evaluate:
+    """NNLS and the phase-3 networks on an independent test set, with paired tests."""
+    input:
+        mixtures=f"{DC_OUT}/independent/{{coverage}}.h5",
+        reference=rules.deconv_reference.output.reference,
+        all_regions=rules.deconv_reference.output.all_regions,
+        plain=f"{DC_OUT}/phase3/plain/rep0/model.pt",
+        sparse=f"{DC_OUT}/phase3/sparse/rep0/model.pt",
+    output:
+        json=f"{DC_OUT}/independent/{{coverage}}/comparison.json",
+        tsv=report(
+            f"{DC_OUT}/independent/{{coverage}}/comparison.tsv",
+            category="deconv",
+            subcategory="independent test sets",
+        ),
+        curve=report(
+            f"{DC_OUT}/independent/{{coverage}}/presence_curve.png",
+            category="deconv",
+            subcategory="independent test sets",
+        ),
+    log:
+        f"{LOGS}/deconv/evaluate_{{coverage}}.log",
+    wildcard_constraints:
+        coverage=r"[0-9.]+x",
+    conda:
+        ENV_TORCH
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        presence_threshold=DECONV["presence_threshold"],
+    script:
+        "../scripts/run_step.py"
+
+
 # Seconds of work on small files: run on the submit host, not as cluster jobs.
 localrules:
     deconv_summary,
@@ -295,11 +379,12 @@ rule deconv_summary:
     """The module summary the run report reads."""
     input:
         **({"infer": rules.deconv_infer.output.join} if DC_INFER else {}),
-        comparisons=expand(f"{DC_OUT}/{{phase}}/comparison.json", phase=DC_PHASES),
+        comparisons=expand(f"{DC_OUT}/{{phase}}/comparison.json", phase=DC_PHASES)
+        + expand(f"{DC_OUT}/independent/{{coverage}}/comparison.json", coverage=DC_INDEPENDENT),
         plots=expand(
             f"{DC_OUT}/{{phase}}/{{plot}}.png", phase=DC_PHASES, plot=["miami", "scatter", "tissue_errors"]
         )
-        + ([f"{DC_OUT}/infer/stacked.png"] if DC_INFER else []),
+        + ([f"{DC_INFER_OUT}/stacked.png"] if DC_INFER else []),
         diagnostics=rules.deconv_diagnostics.output[0],
         markers=rules.deconv_reference.output.markers,
         train_metrics=expand(

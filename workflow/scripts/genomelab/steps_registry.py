@@ -39,6 +39,8 @@ STEPS = MappingProxyType(
         "deconv_nnls": "genomelab.deconv.steps:nnls_step",
         "deconv_train": "genomelab.deconv.steps:train_step",
         "deconv_compare": "genomelab.deconv.steps:compare_step",
+        "deconv_independent": "genomelab.deconv.steps:independent_step",
+        "deconv_evaluate": "genomelab.deconv.steps:evaluate_step",
         "deconv_infer": "genomelab.deconv.steps:infer_step",
         "deconv_summary": "genomelab.deconv.steps:summary_step",
         "regulon_process": "genomelab.regulon.steps:process_step",

@@ -10,8 +10,11 @@ A shared MLP trunk feeds
   proportion mass given to tissues the presence head calls absent. (A plain L1 norm of a
   softmax output is always 1, so the penalty has to act on that mass: it pushes the
   proportion head to agree with the presence head, so that the hard mask below removes
-  little mass.) At inference tissues with presence probability < ``presence_threshold``
-  are masked to 0 and the rest renormalised.
+  little mass.) At inference tissues with presence probability below their threshold are
+  masked to 0 and the rest renormalised. The thresholds (a buffer [T], ``presence_threshold``
+  until calibrated) are set on validation mixtures after training
+  (:mod:`genomelab.deconv.calibrate`), and a tissue whose NNLS proportion reaches
+  ``nnls_guard`` is never masked.
 
 ``two_stage: false`` drops the presence head, its loss terms and the mask: the plain
 proportion model that let absent tissues steal mass in the project's history.
@@ -45,6 +48,9 @@ class DeconvNetConfig(ConfigSection):
     two_stage: bool = True
     nnls_prior: bool = from_schema("deconv.model.nnls_prior")
     presence_threshold: float = from_schema("deconv.model.presence_threshold")
+    nnls_guard: float = from_schema("deconv.model.nnls_guard")
+    calibrate: bool = from_schema("deconv.model.calibrate")
+    calibrate_per_tissue: bool = from_schema("deconv.model.calibrate_per_tissue")
     presence_target: float = from_schema("deconv.presence_threshold")
     mse_weight: float = from_schema("deconv.model.loss_weights.mse")
     presence_weight: float = from_schema("deconv.model.loss_weights.presence")
@@ -61,6 +67,8 @@ class DeconvNetConfig(ConfigSection):
             raise ValueError(f"model.dropout must be in [0, 1), not {self.dropout}")
         if not 0 < self.presence_threshold < 1:
             raise ValueError(f"model.presence_threshold must be in (0, 1), not {self.presence_threshold}")
+        if not 0 < self.nnls_guard <= 1:
+            raise ValueError(f"model.nnls_guard must be in (0, 1], not {self.nnls_guard}")
         if not 0 < self.presence_target < 1:
             raise ValueError(
                 f"presence_threshold (true proportion) must be in (0, 1), not {self.presence_target}"
@@ -142,9 +150,12 @@ class DeconvNet(nn.Module):
             nn.init.zeros_(self.proportion_head.weight)
             nn.init.zeros_(self.proportion_head.bias)
         self.presence_head = nn.Linear(width, cfg.n_tissues) if cfg.two_stage else None
+        # Per-tissue presence thresholds of the mask, calibrated after training.
+        self.register_buffer("thresholds", torch.full((cfg.n_tissues,), float(cfg.presence_threshold)))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x [B, M] -> ``proportions`` [B, T] (softmax) and ``presence_logits`` [B, T]."""
+        """x [B, M] -> ``proportions`` [B, T] (softmax), ``presence_logits`` [B, T] (two-stage)
+        and ``nnls`` [B, T] (the NNLS proportions, with ``nnls_prior``)."""
         xf = torch.where(torch.isnan(x), self.fill, x) - self.fill
         if self.cfg.nnls_prior:
             from genomelab.deconv.nnls import nnls_torch
@@ -157,6 +168,8 @@ class DeconvNet(nn.Module):
             z = self.trunk(xf)
             logits = self.proportion_head(z)
         out = {"proportions": torch.softmax(logits, dim=-1)}
+        if self.cfg.nnls_prior:
+            out["nnls"] = prior
         if self.presence_head is not None:
             out["presence_logits"] = self.presence_head(z)
         return out
@@ -167,12 +180,27 @@ class DeconvNet(nn.Module):
         if self.presence_head is None:
             return p
         prob = torch.sigmoid(out["presence_logits"])
-        keep = prob >= self.cfg.presence_threshold
+        keep = prob >= self.thresholds
+        if "nnls" in out:
+            # Clear evidence in the data: NNLS itself gives the tissue nnls_guard or more.
+            keep = keep | (out["nnls"] >= self.cfg.nnls_guard)
         # A sample with no tissue above the threshold keeps its most likely tissue.
         top = F.one_hot(prob.argmax(-1), p.shape[-1]).bool()
         keep = torch.where(keep.any(-1, keepdim=True), keep, top)
         q = p * keep
         return q / q.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def raw_outputs(self, x: torch.Tensor, batch_size: int = 4096) -> dict[str, torch.Tensor]:
+        """``forward``'s outputs for x [B, M] in eval mode, in batches (presence as probabilities)."""
+        was = self.training
+        self.eval()
+        outs = [self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        self.train(was)
+        res = {k: torch.cat([o[k] for o in outs]) for k in outs[0]} if outs else {}
+        if "presence_logits" in res:
+            res["presence"] = torch.sigmoid(res.pop("presence_logits"))
+        return res
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:

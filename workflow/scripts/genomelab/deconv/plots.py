@@ -212,3 +212,31 @@ def curves_plot(
         ax.set_xlabel("epoch")
     axes[0, 0].legend(fontsize=7, frameon=False)
     _save(fig, path)
+
+
+def presence_curve_plot(
+    curves: Mapping[str, Mapping[str, list[dict]]],
+    points: Mapping[str, Mapping[str, tuple[float, float]]],
+    path: str | os.PathLike,
+) -> None:
+    """Precision vs recall of presence calls as the decision threshold sweeps, one panel per
+    test set: ``curves[set]`` = {"model": [...], "nnls": [...]} (calibrate.presence_curve
+    rows), ``points[set][method]`` = (recall, precision) of each method as run."""
+    plt = _plt()
+    n = max(1, len(curves))
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.4), squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items(), strict=False):
+        for key, label, style in (
+            ("model", "two-stage presence threshold", "-o"),
+            ("nnls", "NNLS cut-off", "-s"),
+        ):
+            rows = c.get(key, [])
+            ax.plot([r["recall"] for r in rows], [r["precision"] for r in rows], style, ms=3, label=label)
+        for method, (rec, prec) in points.get(name, {}).items():
+            ax.plot([rec], [prec], "k*", ms=8)
+            ax.annotate(method, (rec, prec), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("recall (present >= 1%)")
+        ax.set_ylabel("precision")
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    _save(fig, path)

@@ -12,6 +12,12 @@ similar types): for tissue ``t``
 
 and the top ``hypo_per_tissue`` / ``hyper_per_tissue`` / ``pairwise_per_tissue`` regions
 whose score reaches ``min_delta`` are kept. Every parameter and count is written out.
+
+With ``choose_on_validation`` the marker set is chosen on validation mixtures (phase-3 law,
+drawn from the *validation* individuals on every usable region) among the configured counts
+scaled by :data:`MARKER_SCALES` and *all usable regions*: the one with the lowest NNLS MAE
+wins, so selection never makes NNLS worse than NNLS on all regions on validation (issue 19:
+the fixed selection did, on an independent test set). Every candidate's scores are recorded.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ from genomelab.io.metrics import read_json_file
 
 logger = logging.getLogger(__name__)
 
+# Multiples of the configured markers per tissue tried on validation (plus all regions).
+MARKER_SCALES = (0.5, 1.0, 2.0, 4.0)
+ALL_REGIONS = "all regions"
+
 
 @dataclass
 class ReferenceConfig(ConfigSection):
@@ -49,6 +59,8 @@ class ReferenceConfig(ConfigSection):
     min_delta: float = from_schema("deconv.reference.min_delta")
     max_missing: float = from_schema("deconv.reference.max_missing")
     unknown_component: bool = from_schema("deconv.reference.unknown_component")
+    choose_on_validation: bool = from_schema("deconv.reference.choose_on_validation")
+    n_val_mixtures: int = from_schema("deconv.reference.n_val_mixtures")
 
     def __post_init__(self) -> None:
         for name in ("hypo_per_tissue", "hyper_per_tissue", "pairwise_per_tissue"):
@@ -150,6 +162,79 @@ def select_markers(prof: np.ndarray, cfg: ReferenceConfig, tissues: list[str]) -
     return np.asarray(sorted(chosen), dtype=np.int64), per_tissue
 
 
+def choose_markers(
+    prof: np.ndarray,
+    cfg: ReferenceConfig,
+    tissues: list[str],
+    val_beta: np.ndarray,
+    val_props: np.ndarray,
+    call: float = 0.01,
+) -> tuple[np.ndarray, dict, dict]:
+    """Marker indices into ``prof`` [R, T] chosen on validation mixtures ``val_beta`` [N, R]
+    of proportions ``val_props`` [N, T] (see the module docstring), their per-tissue record
+    and the scores of every candidate."""
+    from genomelab.deconv.metrics import per_sample
+    from genomelab.deconv.nnls import deconvolve_nnls
+
+    candidates: dict[str, tuple[np.ndarray, dict]] = {}
+    for scale in MARKER_SCALES:
+        c = dataclasses.replace(
+            cfg,
+            hypo_per_tissue=int(round(cfg.hypo_per_tissue * scale)),
+            hyper_per_tissue=int(round(cfg.hyper_per_tissue * scale)),
+            pairwise_per_tissue=int(round(cfg.pairwise_per_tissue * scale)),
+        )
+        try:
+            candidates[f"x{scale:g} markers"] = select_markers(prof, c, tissues)
+        except ValueError as exc:  # a tissue without markers at this size
+            logger.info("marker candidate x%g skipped: %s", scale, exc)
+    candidates[ALL_REGIONS] = (np.arange(len(prof)), {})
+    scores = {}
+    for name, (idx, _) in candidates.items():
+        pred = deconvolve_nnls(prof[idx], val_beta[:, idx]).proportions
+        obs = per_sample(val_props, pred, call)
+        scores[name] = {
+            "n_regions": int(len(idx)),
+            "nnls_val_mae": float(obs["abs_error"].mean()),
+            "nnls_val_spurious_per_sample": float(obs["spurious"].mean()),
+            "nnls_val_missed_per_sample": float(obs["missed"].mean()),
+        }
+    # Lowest MAE; on a tie the smaller set (fewer regions, faster networks).
+    best = min(scores, key=lambda k: (scores[k]["nnls_val_mae"], scores[k]["n_regions"]))
+    logger.info(
+        "markers chosen on %d validation mixtures: %s (%d regions, NNLS MAE %.4g; all regions %.4g)",
+        len(val_beta),
+        best,
+        scores[best]["n_regions"],
+        scores[best]["nnls_val_mae"],
+        scores[ALL_REGIONS]["nnls_val_mae"],
+    )
+    idx, per_tissue = candidates[best]
+    return (
+        np.sort(idx),
+        per_tissue,
+        {"chosen": best, "n_val_mixtures": int(len(val_beta)), "candidates": scores},
+    )
+
+
+def validation_mixtures(
+    src: Sources, regions: np.ndarray, tissues: list[str], phase3: dict, coverage: float, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase-3 mixtures [n, R] and their proportions [n, T] drawn from the *validation*
+    individuals of ``src`` (all splits) on ``regions``, for choosing markers."""
+    from genomelab.deconv.mixtures import PhaseConfig, choose_sources, draw_proportions, mix
+
+    cfg = PhaseConfig.from_dict({**phase3, "n_val": n}, where="deconv.mixtures.phase3")
+    pos = {r: i for i, r in enumerate(src.regions.tolist())}
+    cols = np.asarray([pos[r] for r in regions.tolist()])
+    sub = src.subset(np.isin(src.tissues, tissues))
+    rng = np.random.default_rng([seed, 7, 1])
+    props = draw_proportions("phase3", cfg, n, tissues, rng)
+    idx = choose_sources(props, sub.tissues, tissues, np.flatnonzero(sub.splits == "val"), rng, "val")
+    beta = mix(sub.beta[:, cols], props, idx, coverage, "reads", rng)
+    return beta.astype(np.float64), props
+
+
 def filter_tissues(tissues: list[str], cfg: ReferenceConfig) -> list[str]:
     """Apply ``include`` (empty = all) and ``exclude``; unknown names are an error."""
     unknown = sorted((set(cfg.include) | set(cfg.exclude)) - set(tissues))
@@ -161,14 +246,67 @@ def filter_tissues(tissues: list[str], cfg: ReferenceConfig) -> list[str]:
     return kept
 
 
+@dataclass
+class Validation:
+    """What choosing markers on validation needs: every split's sources (``splits`` set),
+    the filled phase-3 mixtures section (background resolved), coverage and seed."""
+
+    sources: Sources
+    phase3: dict
+    coverage: float
+    seed: int
+    call: float = 0.01
+
+
+def _markers(
+    prof: np.ndarray,
+    regions: np.ndarray,
+    cfg: ReferenceConfig,
+    tissues: list[str],
+    validation: Validation | None,
+) -> tuple[np.ndarray, dict, dict | None]:
+    """Marker indices into ``prof`` [R, T] (usable regions), per-tissue record, choice record."""
+    if not cfg.select_markers:
+        return np.arange(len(prof)), {}, None
+    if not (cfg.choose_on_validation and validation is not None):
+        sel, per_tissue = select_markers(prof, cfg, tissues)
+        return sel, per_tissue, None
+    beta, props = validation_mixtures(
+        validation.sources,
+        regions,
+        tissues,
+        validation.phase3,
+        validation.coverage,
+        cfg.n_val_mixtures,
+        validation.seed,
+    )
+    return choose_markers(prof, cfg, tissues, beta, props, validation.call)
+
+
 def build_reference(
-    src: Sources, cfg: ReferenceConfig, atlas: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    src: Sources,
+    cfg: ReferenceConfig,
+    atlas: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    validation: Validation | None = None,
 ) -> tuple[Reference, dict]:
+    """:func:`build_references` without the all-region reference."""
+    ref, record, _ = build_references(src, cfg, atlas, validation)
+    return ref, record
+
+
+def build_references(
+    src: Sources,
+    cfg: ReferenceConfig,
+    atlas: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    validation: Validation | None = None,
+) -> tuple[Reference, dict, Reference]:
     """Reference on marker regions plus the record of marker selection.
 
     ``src`` holds the *training* pure samples; with ``atlas`` = (values [R, T], region IDs,
     tissue names) the atlas columns are used instead, restricted to regions present in
-    ``src`` (mixtures are drawn from those samples).
+    ``src`` (mixtures are drawn from those samples). With ``validation`` (and
+    ``choose_on_validation``) the marker set is chosen on validation mixtures. The third
+    value is the reference on every usable region (for NNLS on all regions).
     """
     if atlas is None:
         tissues = filter_tissues(sorted(set(src.tissues.tolist())), cfg)
@@ -210,11 +348,8 @@ def build_reference(
     if n_usable == 0:
         raise ValueError("no region has a reference value in every tissue")
     idx_usable = np.flatnonzero(usable)
-    if cfg.select_markers:
-        sel, per_tissue = select_markers(prof[usable], cfg, tissues)
-        idx = idx_usable[sel]
-    else:
-        idx, per_tissue = idx_usable, {}
+    sel, per_tissue, chosen = _markers(prof[usable], np.asarray(regions)[usable], cfg, tissues, validation)
+    idx = idx_usable[sel]
     ref = Reference(prof[idx], np.asarray(regions)[idx], np.asarray(tissues))
     record = {
         "origin": origin,
@@ -228,6 +363,9 @@ def build_reference(
         "markers": ref.regions.tolist(),
         DROPPED_KEY: dropped_to_json(dropped),
     }
+    if chosen is not None:
+        record["chosen_on_validation"] = chosen
+    all_ref = Reference(prof[idx_usable], np.asarray(regions)[idx_usable], np.asarray(tissues))
     logger.info(
         "reference from %s: %d tissues, %d markers of %d usable regions (condition number %.1f)",
         origin,
@@ -236,7 +374,7 @@ def build_reference(
         n_usable,
         record["condition_number"],
     )
-    return ref, record
+    return ref, record, all_ref
 
 
 def reference_dropped(markers_json: str | os.PathLike) -> list[Dropped]:
@@ -257,11 +395,22 @@ def write_reference(
     cfg: ReferenceConfig,
     out_reference: str | os.PathLike,
     out_markers: str | os.PathLike,
+    out_all: str | os.PathLike | None = None,
+    mixtures: dict | None = None,
+    seed: int = 0,
+    call: float = 0.01,
 ) -> None:
-    """The reference of the training split's sources (or an atlas) and its marker record."""
+    """The reference of the training split's sources (or an atlas) and its marker record;
+    ``out_all`` the reference on every usable region. With ``mixtures`` (the filled
+    ``deconv.mixtures`` section, background resolved) markers are chosen on validation."""
     src = read_sources(sources)
     train = src.subset(src.splits == "train")
     atlas_table = read_table(atlas, "atlas") if atlas else None
-    ref, record = build_reference(train, cfg, atlas_table)
+    validation = (
+        Validation(src, mixtures["phase3"], float(mixtures["coverage"]), seed, call) if mixtures else None
+    )
+    ref, record, all_ref = build_references(train, cfg, atlas_table, validation)
     write_table(out_reference, ref.profiles, ref.regions, ref.tissues)
+    if out_all:
+        write_table(out_all, all_ref.profiles, all_ref.regions, all_ref.tissues)
     atomic_write_json(out_markers, record)

@@ -8,9 +8,11 @@ Individuals differ from their tissue's profile on the logit scale (``bio_sd``); 
 the ``n_positions`` calls of a region is a Bernoulli draw from the individual's beta, some
 are missing (value 2), and a few regions have no call at all.
 
-``profiles`` may name a regions x tissues table (e.g. the Moss atlas in ../shared, for
-development only; it is never copied into the repository) that replaces the synthetic
-profiles.
+``profiles`` may name a regions x tissues table (an atlas, e.g. the Moss atlas) that replaces
+the synthetic profiles: this is how a run trains from an atlas alone (``reference.atlas``
+with no pure samples sets it). Every region of the table is used; ``atlas_regions`` > 0
+(an explicit opt-in) draws that many at random. The number used is logged and written to
+the simulation record.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.deconv.io import read_table, write_table
-from genomelab.io.atomic import atomic_output, atomic_write_text
+from genomelab.io.atomic import atomic_output, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class SimulationConfig(ConfigSection):
     n_new_samples: int = from_schema("deconv.simulate.n_new_samples")
     new_sample_coverage: int = from_schema("deconv.simulate.new_sample_coverage")
     profiles: str = from_schema("deconv.simulate.profiles")
+    atlas_regions: int = from_schema("deconv.simulate.atlas_regions")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,7 +64,7 @@ class SimulationConfig(ConfigSection):
         for name in ("samples_per_tissue", "n_regions", "n_positions", "new_sample_coverage"):
             if getattr(self, name) < 1:
                 raise ValueError(f"simulate.{name} must be >= 1, not {getattr(self, name)}")
-        for name in ("hypo_markers", "hyper_markers", "blood_markers", "n_new_samples"):
+        for name in ("hypo_markers", "hyper_markers", "blood_markers", "n_new_samples", "atlas_regions"):
             if getattr(self, name) < 0:
                 raise ValueError(f"simulate.{name} must be >= 0, not {getattr(self, name)}")
         if self.samples_per_tissue < 3:
@@ -122,18 +125,29 @@ def synthetic_profiles(cfg: SimulationConfig, rng: np.random.Generator) -> tuple
 
 def load_profiles(
     cfg: SimulationConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Profiles [R, T], region IDs [R] and tissue names: synthetic or from ``cfg.profiles``."""
+) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
+    """Profiles [R, T], region IDs [R], tissue names and a record of the regions used:
+    synthetic or from ``cfg.profiles`` (all its complete rows unless ``atlas_regions``)."""
     if not cfg.profiles:
         prof, ids = synthetic_profiles(cfg, rng)
-        return prof, ids, list(cfg.tissues)
+        return prof, ids, list(cfg.tissues), {"origin": "synthetic", "n_regions": len(ids)}
     values, ids, tissues = read_table(cfg.profiles, "simulate.profiles table")
+    record: dict[str, Any] = {"origin": str(cfg.profiles), "n_regions_table": int(len(ids))}
     keep = np.isfinite(values).all(axis=1)
     values, ids = values[keep], ids[keep]
-    if cfg.n_regions < len(ids):
-        rows = np.sort(rng.choice(len(ids), cfg.n_regions, replace=False))
+    record["n_regions_with_na_dropped"] = int((~keep).sum())
+    if 0 < cfg.atlas_regions < len(ids):
+        rows = np.sort(rng.choice(len(ids), cfg.atlas_regions, replace=False))
         values, ids = values[rows], ids[rows]
-    return values, ids, list(tissues)
+        logger.warning(
+            "simulate.atlas_regions=%d: using %d of the table's %d complete regions",
+            cfg.atlas_regions,
+            len(ids),
+            int(keep.sum()),
+        )
+    record["n_regions"] = int(len(ids))
+    logger.info("profiles from %s: %d tissues x %d regions", cfg.profiles, len(tissues), len(ids))
+    return values, ids, list(tissues), record
 
 
 def individual_betas(profile: np.ndarray, bio_sd: float, rng: np.random.Generator) -> np.ndarray:
@@ -160,15 +174,17 @@ def simulate_demo(
     new_samples: str | os.PathLike,
     new_truth: str | os.PathLike,
     profiles_out: str | os.PathLike,
-) -> None:
+    record_out: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Write per-sample NPZ files and their sheet, plus cfDNA-like new samples to deconvolve.
 
     New samples (regions x samples CSV, MethAtlas input style) come from fresh individuals
     mixed read by read: a blood background plus one or two solid tissues at 1-15%; their
-    true proportions go to ``new_truth`` (tissues x samples).
+    true proportions go to ``new_truth`` (tissues x samples). Returns the record of the
+    regions used (also written to ``record_out``).
     """
     rng = np.random.default_rng(cfg.seed)
-    prof, ids, tissues = load_profiles(cfg, rng)
+    prof, ids, tissues, record = load_profiles(cfg, rng)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["sample\tfile\ttissue\tsource_sample"]
@@ -204,6 +220,9 @@ def simulate_demo(
     names = [f"new_{s:02d}" for s in range(n_new)]
     write_table(new_samples, betas, ids, names)
     write_table(new_truth, truth, tissues, names, index_name="tissue")
+    record.update(tissues=list(tissues), samples_per_tissue=cfg.samples_per_tissue, n_new_samples=n_new)
+    if record_out:
+        atomic_write_json(record_out, record)
     logger.info(
         "simulated %d tissues x %d samples x %d regions; %d new samples",
         len(tissues),
@@ -211,3 +230,4 @@ def simulate_demo(
         len(ids),
         n_new,
     )
+    return record

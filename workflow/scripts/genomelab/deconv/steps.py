@@ -21,6 +21,7 @@ def simulate_step(smk: Any) -> None:
         smk.output.new_samples,
         smk.output.new_truth,
         smk.output.profiles,
+        smk.output.record,
     )
 
 
@@ -46,6 +47,10 @@ def reference_step(smk: Any) -> None:
         ReferenceConfig.from_dict(param(smk, "reference")),
         smk.output.reference,
         smk.output.markers,
+        smk.output.all_regions,
+        param(smk, "mixtures"),
+        int(smk.params.seed),
+        float(smk.params.presence_threshold),
     )
 
 
@@ -87,6 +92,38 @@ def nnls_step(smk: Any) -> None:
         bool(smk.params.unknown_component),
         smk.output.predictions,
         smk.output.metrics,
+    )
+
+
+def independent_step(smk: Any) -> None:
+    from genomelab.deconv.independent import write_independent
+
+    write_independent(
+        smk.input.sources,
+        smk.input.reference,
+        list(smk.params.background),
+        param(smk, "independent"),
+        float(smk.wildcards.coverage.removesuffix("x")),
+        int(smk.params.seed),
+        smk.output[0],
+    )
+
+
+def evaluate_step(smk: Any) -> None:
+    import torch
+
+    from genomelab.deconv.compare import evaluate_independent
+
+    torch.set_num_threads(max(1, int(smk.threads)))
+    evaluate_independent(
+        smk.input.mixtures,
+        smk.input.reference,
+        smk.input.all_regions,
+        {"plain": smk.input.plain, "sparse": smk.input.sparse},
+        float(smk.params.presence_threshold),
+        smk.output.json,
+        smk.output.tsv,
+        smk.output.curve,
     )
 
 

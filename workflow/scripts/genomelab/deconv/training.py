@@ -10,12 +10,73 @@ from typing import Any
 
 import numpy as np
 
+from genomelab.deconv.calibrate import apply_mask, calibrate_thresholds, nnls_cut, presence_curve
 from genomelab.deconv.io import save_predictions
 from genomelab.deconv.metrics import deconv_metrics
 from genomelab.deconv.mixtures import read_mixtures
 from genomelab.deconv.reference import load_reference
 
 logger = logging.getLogger(__name__)
+
+# Thresholds swept for the precision/recall curves: presence probability (model), proportion (NNLS).
+CURVE_PRESENCE = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+CURVE_NNLS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1)
+
+
+def _raw(model: Any, ms: Any, device: Any) -> dict[str, np.ndarray]:
+    import torch
+
+    out = model.raw_outputs(torch.tensor(ms.beta, device=device))
+    return {k: v.float().cpu().numpy().astype(np.float64) for k, v in out.items()}
+
+
+def calibrate_model(model: Any, val: Any, call: float, device: Any) -> dict[str, Any]:
+    """Set the two-stage model's presence thresholds on the validation mixtures
+    (:func:`genomelab.deconv.calibrate.calibrate_thresholds`); returns the record."""
+    import torch
+
+    raw = _raw(model, val, device)
+    cfg = model.cfg
+    thresholds, record = calibrate_thresholds(
+        raw["proportions"],
+        raw["presence"],
+        raw["nnls"],
+        val.proportions.astype(np.float64),
+        call,
+        cfg.nnls_guard,
+        cfg.calibrate_per_tissue,
+    )
+    model.thresholds.copy_(torch.as_tensor(thresholds, dtype=model.thresholds.dtype))
+    logger.info(
+        "presence thresholds calibrated on %d validation mixtures: missed %d (NNLS %d), spurious %d (NNLS %d)",
+        record["n_val"],
+        record["model_missed"],
+        record["nnls_missed"],
+        record["model_spurious"],
+        record["nnls_spurious"],
+    )
+    return record
+
+
+def presence_curves(model: Any, ms: Any, call: float, device: Any) -> dict[str, Any]:
+    """Precision/recall of presence calls as the model's presence threshold (one for all
+    tissues) and NNLS's proportion cut-off sweep, on the same mixtures."""
+    raw = _raw(model, ms, device)
+    true = ms.proportions.astype(np.float64)
+    n_t = true.shape[1]
+    guard = model.cfg.nnls_guard
+    return {
+        "model": presence_curve(
+            true,
+            raw["presence"],
+            call,
+            np.asarray(CURVE_PRESENCE),
+            lambda th: apply_mask(raw["proportions"], raw["presence"], np.full(n_t, th), raw["nnls"], guard),
+        ),
+        "nnls": presence_curve(
+            true, raw["nnls"], call, np.asarray(CURVE_NNLS), lambda th: nnls_cut(raw["nnls"], th)
+        ),
+    }
 
 
 def train_model(
@@ -82,9 +143,15 @@ def train_model(
         }
 
     def after_fit(state: RunState) -> dict[str, Any]:
+        model = state.model
+        extra: dict[str, Any] = {}
+        if cfg.two_stage and cfg.calibrate and cfg.nnls_prior:
+            extra["calibration"] = calibrate_model(model, sets["val"], presence_target, state.device)
         beta = torch.tensor(sets["test"].beta, device=state.device)
-        pred = state.model.predict(beta).float().cpu().numpy()
+        pred = model.predict(beta).float().cpu().numpy()
         metrics = deconv_metrics(sets["test"].proportions, pred, ref.tissues, presence_target)
+        if cfg.two_stage and cfg.nnls_prior:
+            metrics["presence_curve"] = presence_curves(model, sets["test"], presence_target, state.device)
         state.values.update(pred=pred, metrics=metrics)
         return {
             "variant": variant,
@@ -93,6 +160,7 @@ def train_model(
             "test_losses": state.test_losses,
             "best_epoch": state.fit.best_epoch,
             "stopped_reason": state.fit.stopped_reason,
+            **extra,
         }
 
     spec = RunSpec(

@@ -13,6 +13,7 @@ from genomelab.io.features import read_features
 from genomelab.io.tables import write_split_table
 from genomelab.predict.common import InputMismatch
 from genomelab.predict.tissue import ENSEMBLE, TissueInputs, TissuePredictor, predict_files
+from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.features import extract_features_from_sheet
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
@@ -82,7 +83,10 @@ def test_ensemble_reports_members_and_confidence(trained):
     feats = read_features(trained["h5"])
     inputs = TissueInputs(feats["samples"], feats["regions"], feats["means"], feats["coverage"], "h5")
     pred = predictor.predict(inputs, 0.5, 0.25)
-    np.testing.assert_allclose(pred.proba[ENSEMBLE], (pred.proba["member0"] + pred.proba["member1"]) / 2)
+    # The ensemble is the members' mean, scaled by the temperature fitted when it was made.
+    assert predictor.temperature != 1.0
+    mean = (pred.proba["member0"] + pred.proba["member1"]) / 2
+    np.testing.assert_allclose(pred.proba[ENSEMBLE], apply_temperature(mean, predictor.temperature))
     np.testing.assert_allclose(pred.confidence, pred.proba[ENSEMBLE].max(1))
     record = pred.records()[0]
     assert set(record["models"]) == {"member0", "member1", ENSEMBLE} and not record["flagged"]

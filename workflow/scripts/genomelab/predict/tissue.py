@@ -25,6 +25,7 @@ from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.predict.common import IdMatch, match_ids
+from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.models import FILE_LEVEL, build_model
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.export import ExportedModel, load_exported
@@ -102,6 +103,9 @@ class TissuePredictor:
         self.classes = list(exported.ids["classes"])
         self.regions = np.asarray(exported.ids["regions"])
         self.n_positions = int(exported.extra["n_positions"])
+        # The temperature fitted on validation when the ensemble was made (1 = none, as for a
+        # single member, whose training metrics are uncalibrated too).
+        self.temperature = float(exported.extra.get("temperature", 1.0))
         self.members = self._members(kind, exported)
 
     @classmethod
@@ -153,7 +157,7 @@ class TissuePredictor:
             torch.zeros(len(means), dtype=torch.int64),  # labels: unused by predict_proba
         )
         proba = {name: predict_proba(m, ds, self.device, batch_size) for name, m in self.members.items()}
-        proba[ENSEMBLE] = np.mean(list(proba.values()), axis=0)
+        proba[ENSEMBLE] = apply_temperature(np.mean(list(proba.values()), axis=0), self.temperature)
         return proba
 
     def predict(self, inputs: TissueInputs, min_region_match: float, min_covered: float) -> TissuePrediction:

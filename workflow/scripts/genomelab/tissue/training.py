@@ -439,7 +439,13 @@ def combine_members(
         config=first["model_config"],
         ids={"classes": data.classes, "regions": data.regions},
         data_fingerprint=digest,
-        extra={"seeds": [m["seed"] for m in members], "n_positions": int(data.n_positions)},
+        # The ensemble's calibration travels with it: predictions made later are scaled alike.
+        extra={
+            "seeds": [m["seed"] for m in members],
+            "n_positions": int(data.n_positions),
+            "temperature": float(calibration["temperature"]),
+            "threshold": float(cal.threshold),
+        },
     )
     checks = _worst_per_check([read_results(p) for p in member_diagnostics])
     title = MODEL_TITLES[kind]

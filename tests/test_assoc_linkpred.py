@@ -255,3 +255,14 @@ def test_bad_known_files_raise_naming_the_file(tmp_path):
         D.prepare_data(
             links, sources, targets, tmp_path / "d2", seed=1, confidence_words=words, exclude_known=other
         )
+
+
+def test_paired_test_sides_with_the_larger_signed_rank_sum_when_the_median_is_zero():
+    # Most links far down for both methods (difference 0), a few much better with the model.
+    m = np.array([0.0] * 20 + [1.0] * 10 + [0.0, 0.0])
+    b = np.array([0.0] * 20 + [0.1] * 10 + [0.2, 0.2])
+    test = Su._test(m, b, "rr")
+    assert np.median(m - b) == 0
+    assert test["favours"] == "model" and test["p_value"] < 0.05
+    assert test["details"]["w_plus"] > test["details"]["w_minus"]
+    assert Su._test(b, m, "rr")["favours"] == "baseline"

@@ -16,6 +16,9 @@ writes everything to ``--out``/results.json.
 
     PYTHONPATH=workflow/scripts nice -n 5 python benchmarks/bench_assoc_linkpred.py \\
         --shared ../shared/data --out /tmp/assoc_lp [--seed 42] [--variant name key=value ...]
+
+``--collect`` gathers every run's results.json under ``--out`` into
+benchmarks/results/bench_assoc_linkpred.json (the figures docs/assoc.md quotes).
 """
 
 from __future__ import annotations
@@ -109,6 +112,26 @@ def parse_variant(items: list[str]) -> tuple[str, dict, dict, dict]:
     return items[0], model, train, point
 
 
+def comparisons(data_dir: Path, run_dir: Path, name: str) -> list:
+    """The summary's tables for one finished run, from its report and the split's baselines."""
+    report = json.loads((run_dir / "training_report.json").read_text())
+    base = json.loads((data_dir / "baselines.json").read_text())
+    grid = {"best_run": name, "best": {"test": report["test"]}, "test_ranks": report["test_ranks"]}
+    return Su.scheme_comparisons("links", grid, base)
+
+
+def collect(out: Path) -> None:
+    """Every run under ``out`` (tables rebuilt with the current summary code) into one JSON."""
+    runs = {}
+    for path in sorted(out.glob("seed*/results.json")):
+        result = json.loads(path.read_text())
+        comps = comparisons(out / f"data_seed{result['split_seed']}", path.parent, result["variant"])
+        result["comparisons"] = [c.to_dict() for c in comps]
+        result["verdicts"] = [f"{c.title}: {c.verdict()}" for c in comps]
+        runs[path.parent.name] = result
+    atomic_write_json(ROOT / "benchmarks" / "results" / "bench_assoc_linkpred.json", runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -116,26 +139,33 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--variant", nargs="*", default=[])
     ap.add_argument("--train-seed", type=int, default=0)
+    ap.add_argument("--collect", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.collect:
+        collect(args.out)
+        return
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     data_dir = prepare(args.shared, args.out, args.seed)
     base_path = data_dir / "baselines.json"
     if not base_path.exists():
         atomic_write_json(base_path, bl.run_baselines(data_dir, data_dir / "feat.npz", "links"))
-    base = json.loads(base_path.read_text())
     name, model_over, train_over, point_over = parse_variant(args.variant)
     model = {**schema_defaults("assoc.model"), **DEMO_MODEL, **model_over}
     train = {**schema_defaults("assoc.train"), **DEMO_TRAIN, **train_over, "seed": args.train_seed}
     point = {**DEMO_POINT, **point_over}
     run_dir = args.out / f"seed{args.seed}_{name}_t{args.train_seed}"
     t0 = time.time()
-    report = T.train_run(data_dir, data_dir / "feat.npz", "links", model, train, point, run_dir, run_dir / "state", "cpu")
-    grid = {"best_run": name, "best": {"test": report["test"]}, "test_ranks": report["test_ranks"]}
-    comps = Su.scheme_comparisons("links", grid, base)
+    report = T.train_run(
+        data_dir, data_dir / "feat.npz", "links", model, train, point, run_dir, run_dir / "state", "cpu"
+    )
+    comps = comparisons(data_dir, run_dir, name)
     result = {
         "variant": name,
+        "model": model,
+        "train": train,
+        "point": point,
         "split_seed": args.seed,
         "train_seed": args.train_seed,
         "seconds": time.time() - t0,

@@ -130,6 +130,30 @@ def collect(out: Path) -> None:
         result["verdicts"] = [f"{c.title}: {c.verdict()}" for c in comps]
         runs[path.parent.name] = result
     atomic_write_json(ROOT / "benchmarks" / "results" / "bench_assoc_linkpred.json", runs)
+    print(markdown_table(runs))
+
+
+def _cell(comp: dict, method: str) -> str:
+    row = comp["rows"][method]
+    hits = comp["primary"].replace("_mrr", "_hits@10")
+    return f"{row[comp['primary']]:.3f} / {row[hits]:.3f}"
+
+
+def markdown_table(runs: dict) -> str:
+    """One row per run: network and best baseline (by MRR) per per-link table, with p."""
+    head = "| run | " + " | ".join(("s->t", "t->s", "s->t not in known", "t->s not in known")) + " |"
+    lines = [head, "|---" * 5 + "|"]
+    for name, result in runs.items():
+        cells = []
+        for comp in [c for c in result["comparisons"] if c["primary"].endswith("link_mrr")]:
+            net, *bases = comp["rows"]
+            best = max(bases, key=lambda b: comp["rows"][b][comp["primary"]])
+            test = comp.get("tests", {}).get(Su.pair_key(net, best), {})
+            cells.append(
+                f"**{_cell(comp, net)}** vs {best} {_cell(comp, best)}, p = {test.get('p_value', float('nan')):.2g}"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:

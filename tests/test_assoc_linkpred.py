@@ -186,6 +186,18 @@ def test_summary_headlines_per_link_tables_with_paired_tests(tmp_path):
     assert test["test"] == "Wilcoxon signed-rank" and test["n"] == 3
     assert summary.comparisons[2].tests["network (run1) vs popularity"]["n"] == 2
     assert summary.comparisons[-1].primary == "mrr_mean"
+    # Written out: the plot shows the per-link tables, the Markdown names both kinds of table.
+    Su.write_summary(
+        paths["grid"],
+        paths["base"],
+        tmp_path / "diag.json",
+        tmp_path / "s.json",
+        tmp_path / "s.md",
+        tmp_path / "p.png",
+    )
+    assert (tmp_path / "p.png").stat().st_size > 0
+    text = (tmp_path / "s.md").read_text()
+    assert "Per-link ranking source->target" in text and "Per-query MRR (best positive)" in text
 
 
 # ------------------------------------------------------------ exclude_known through the steps

@@ -200,7 +200,7 @@ def _summary_plot(comps: list[Comparison], path: str | os.PathLike) -> None:
     import matplotlib.pyplot as plt
 
     # One panel per table of per-link MRR: the headline figure of each direction and scheme.
-    comps = [c for c in comps if c.primary.endswith("link_mrr")]
+    comps = [c for c in comps if c.primary.endswith("link_mrr")] or comps
     fig, axes = plt.subplots(1, len(comps), figsize=(4 * len(comps), 3.4), squeeze=False)
     for ax, comp in zip(axes[0], comps, strict=True):
         names = list(comp.rows)

@@ -150,7 +150,7 @@ def markdown_table(runs: dict) -> str:
             best = max(bases, key=lambda b: comp["rows"][b][comp["primary"]])
             test = comp.get("tests", {}).get(Su.pair_key(net, best), {})
             cells.append(
-                f"**{_cell(comp, net)}** vs {best} {_cell(comp, best)}, p = {test.get('p_value', float('nan')):.2g}"
+                f"{_cell(comp, net)} vs {best} {_cell(comp, best)}, p = {test.get('p_value', float('nan')):.2g}"
             )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

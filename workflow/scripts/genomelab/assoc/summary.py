@@ -36,13 +36,8 @@ SUMMARY_METRICS = QUERY_METRICS
 def link_metric_names(direction: str, novel: bool = False) -> tuple[str, ...]:
     """Per-link metric keys of one direction (on links absent from the known source)."""
     p = f"{direction}_{'novel_' if novel else ''}link"
-    return (
-        f"{p}_mrr",
-        f"{p}_hits@1",
-        f"{p}_hits@3",
-        f"{p}_hits@10",
-        f"n_{direction}_{'novel_' if novel else ''}links",
-    )
+    # The number of links is the paired test's n.
+    return (f"{p}_mrr", f"{p}_hits@1", f"{p}_hits@3", f"{p}_hits@10")
 
 
 def _test(m: np.ndarray, b: np.ndarray, metric: str) -> dict | None:

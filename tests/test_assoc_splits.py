@@ -161,7 +161,7 @@ def summary_of(tmp_path: Path, net_ranks: list[float], base_ranks: list[float]):
         tmp_path / "diag.json",
         None,
         tmp_path,
-    ).comparisons[0]
+    ).comparisons[-1]
 
 
 def test_paired_test_gives_p_values_and_ties_when_not_significant(tmp_path):

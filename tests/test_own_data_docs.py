@@ -158,13 +158,15 @@ def regulon_inputs(example: Example) -> None:
 
 def assoc_inputs(example: Example) -> None:
     from genomelab.assoc.data import read_entities, read_links
+    from genomelab.config import schema_default
 
     data = example.section()["data"]
     paths = {key: example.write(data[key]) for key in ("links", "sources", "targets")}
     # The module's own readers (as rule assoc_data runs them): the doc's tables are valid.
     sources = read_entities(paths["sources"], "source")
     targets = read_entities(paths["targets"], "target")
-    links = read_links(paths["links"], sources, targets)
+    words = data.get("confidence_words") or schema_default("assoc.data.confidence_words")
+    links = read_links(paths["links"], sources, targets, confidence_words=words)
     assert len(links) == sum(2 if r["direction"] == "both" else 1 for r in example.rows(data["links"]))
 
 

@@ -39,6 +39,7 @@ rule assoc_data:
         sources=ASSOC["data"]["sources"],
         targets=ASSOC["data"]["targets"],
         splits=ASSOC["data"]["splits"] or [],
+        exclude_known=ASSOC["data"]["exclude_known"] or [],
     output:
         links=f"{ASSOC_R}/data/links.tsv",
         sources=f"{ASSOC_R}/data/sources.tsv",

@@ -138,7 +138,7 @@ def run_baselines(
     ridge_alpha: float = 1.0,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics of popularity, kNN and ridge on the val and test splits of ``scheme``, and
-    their per-query test ranks (``test_ranks``, see :func:`genomelab.assoc.metrics.evaluate`)."""
+    their per-query and per-link test ranks (``test_ranks``, see :func:`genomelab.assoc.metrics.evaluate`)."""
     sources, targets, links, assignment = load_data(data_dir)
     feats = load_features(features_path)
     vectors = {side: entity_vectors(feats[side]) for side in ("source", "target")}
@@ -152,12 +152,27 @@ def run_baselines(
         model.fit(labels["train"])
         ranks: dict[str, dict[str, list]] = {}
         out[model.name] = {
-            "val": evaluate(model, labels["val"], links, assignment.links[scheme]),
-            "test": evaluate(model, labels["test"], links, assignment.links[scheme], ranks_out=ranks),
+            "val": evaluate(model, labels["val"], links, assignment.links[scheme], known=assignment.known),
+            "test": evaluate(
+                model,
+                labels["test"],
+                links,
+                assignment.links[scheme],
+                ranks_out=ranks,
+                known=assignment.known,
+            ),
             # Per-query test ranks: the summary's paired test against the network.
             "test_ranks": ranks,
         }
-        logger.info("%s on %s: test mrr_mean %.4f", model.name, scheme, out[model.name]["test"]["mrr_mean"])
+        test = out[model.name]["test"]
+        logger.info(
+            "%s on %s: test per-link MRR s2t %.4f t2s %.4f; per-query mrr_mean %.4f",
+            model.name,
+            scheme,
+            test["s2t_link_mrr"],
+            test["t2s_link_mrr"],
+            test["mrr_mean"],
+        )
     return out
 
 

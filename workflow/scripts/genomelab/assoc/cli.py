@@ -69,6 +69,8 @@ def train_main(args: argparse.Namespace) -> dict[str, Any]:
         data["min_quality"],
         data["allow_unlinked"],
         data.get("splits") or None,
+        data["confidence_words"],
+        data["exclude_known"] or None,
     )
     build_features(
         out / "data",

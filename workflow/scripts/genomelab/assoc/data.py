@@ -36,6 +36,7 @@ from genomelab.io.tables import (
     LINK_COLUMNS,
     link_pair_key,
     read_entity_table,
+    read_known_links,
     read_link_split_file,
     read_link_table,
     write_link_split_file,
@@ -187,17 +188,19 @@ def read_links(
     targets: EntityTable,
     min_quality: float | None = None,
     allow_unlinked: bool = False,
+    confidence_words: dict[str, float] | None = None,
 ) -> Links:
     """Read and validate a links TSV.
 
     Columns: ``source``, ``target``, ``direction`` (``source->target``, ``target->source`` or
-    ``both``), ``confidence`` in [0, 1]; optional ``quality`` (numeric; rows below
+    ``both``), ``confidence`` in [0, 1] or a word of ``confidence_words`` (case-insensitive,
+    e.g. ``{"confirmed": 1.0, "strong": 0.7, "weak": 0.4}``); optional ``quality`` (numeric; rows below
     ``min_quality`` are dropped) and ``category``. Raises ``ValueError`` naming the file for
     unknown entities, confidences outside [0, 1], duplicate links, a direction without
     links, and (unless ``allow_unlinked``) entities without any link (empty classes).
     """
     path = Path(path)
-    df = read_link_table(path, (*DIRECTION_NAMES, "both"))
+    df = read_link_table(path, (*DIRECTION_NAMES, "both"), confidence_words)
     df["_line"] = np.arange(len(df)) + 2
     _check_split_column(df, path)
     df = _filter_quality(df, path, min_quality)
@@ -301,11 +304,14 @@ def given_link_split(
 
 @dataclass
 class SplitAssignment:
-    """Per-scheme split names: ``links[scheme]`` [n_links], ``sources``/``targets`` [n]."""
+    """Per-scheme split names: ``links[scheme]`` [n_links], ``sources``/``targets`` [n];
+    ``known`` [n_links] bool, links whose (source, target) pair is in the user's
+    ``exclude_known`` file (``None`` without one): the report's row on the other links."""
 
     links: dict[str, np.ndarray]
     sources: np.ndarray
     targets: np.ndarray
+    known: np.ndarray | None = None
 
 
 def assign_splits(
@@ -433,6 +439,8 @@ def prepare_data(
     min_quality: float | None = None,
     allow_unlinked: bool = False,
     splits_path: str | os.PathLike | None = None,
+    confidence_words: dict[str, float] | None = None,
+    exclude_known: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Validate the inputs and write normalised tables plus the split assignment.
 
@@ -445,14 +453,21 @@ def prepare_data(
     links scheme's split, one (source, target, split) row per pair: a splits file to give
     back), ``heldout_{sources,targets}.tsv`` (test-split entities of the entities scheme: new
     entities for the inference demo) and ``data.json`` (counts).
+
+    ``confidence_words`` maps confidence words to numbers (see :func:`read_links`);
+    ``exclude_known`` names a file of (source, target) pairs already known from another
+    source: ``splits.npz`` then marks those links (``links_known``) and the report adds a
+    row on held-out links absent from it.
     """
     out = Path(out_dir)
     sources, targets = read_entities(sources_path, "source"), read_entities(targets_path, "target")
-    links = read_links(links_path, sources, targets, min_quality, allow_unlinked)
+    links = read_links(links_path, sources, targets, min_quality, allow_unlinked, confidence_words)
     given = given_link_split(links, sources, targets, links_path, splits_path)
     assignment = assign_splits(
         links, len(sources), len(targets), tuple(fractions), seed, given, sources.split, targets.split
     )
+    if exclude_known:
+        assignment.known = known_link_mask(links, sources, targets, exclude_known)
     logger.info(
         "links scheme split: %s; entities scheme: sources %s, targets %s",
         "drawn" if given is None else "given",
@@ -482,6 +497,7 @@ def prepare_data(
             (sources.ids[links.source[i]], targets.ids[links.target[i]]), assignment.links["links"][i]
         )
     write_link_split_file(((s, t, v) for (s, t), v in pair_split.items()), out / "link_splits.tsv")
+    known = {} if assignment.known is None else {"links_known": assignment.known}
     with atomic_output(out / "splits.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(
             fh,
@@ -489,6 +505,7 @@ def prepare_data(
             links_entities=assignment.links["entities"],
             sources=assignment.sources,
             targets=assignment.targets,
+            **known,
         )
     for name, table, path, split in (
         ("sources", sources, sources_path, assignment.sources),
@@ -501,10 +518,35 @@ def prepare_data(
         counts[f"{scheme}_links_per_split"] = {
             s: int((assignment.links[scheme] == s).sum()) for s in SPLIT_NAMES
         }
+    if assignment.known is not None:
+        counts["links_known_per_split"] = {
+            s: int((assignment.known & (assignment.links["links"] == s)).sum()) for s in SPLIT_NAMES
+        }
     counts["categories"] = {c: int((links.category == c).sum()) for c in np.unique(links.category)}
     atomic_write_json(out / "data.json", counts)
     logger.info("data: %s", counts)
     return counts
+
+
+def known_link_mask(
+    links: Links, sources: EntityTable, targets: EntityTable, path: str | os.PathLike
+) -> np.ndarray:
+    """[n_links] bool: the link's (source, target) pair is in the known links file ``path``.
+
+    Pairs of the file between entities outside the vocabularies are ignored (a training
+    source usually covers more); a file sharing no pair with the links is an error, since
+    it most likely names entities differently."""
+    pairs = read_known_links(path)
+    src = np.asarray(sources.ids, dtype=object)[links.source]
+    tgt = np.asarray(targets.ids, dtype=object)[links.target]
+    mask = np.fromiter(((s, t) in pairs for s, t in zip(src, tgt, strict=True)), bool, len(links))
+    if not mask.any():
+        raise ValueError(
+            f"known links file {path} ({len(pairs)} pairs) shares no (source, target) pair with "
+            f"the links table, e.g. it has {sorted(pairs)[:3]}: are the ids the same?"
+        )
+    logger.info("exclude_known %s: %d of %d links are known", path, int(mask.sum()), len(links))
+    return mask
 
 
 def _write_entity_subset(path: str | os.PathLike, out: Path, ids: list[str]) -> None:
@@ -523,7 +565,10 @@ def load_data(data_dir: str | os.PathLike) -> tuple[EntityTable, EntityTable, Li
     links = read_links(d / "links.tsv", sources, targets, allow_unlinked=True)
     with np.load(d / "splits.npz", allow_pickle=False) as z:
         assignment = SplitAssignment(
-            {"links": z["links_links"], "entities": z["links_entities"]}, z["sources"], z["targets"]
+            {"links": z["links_links"], "entities": z["links_entities"]},
+            z["sources"],
+            z["targets"],
+            z["links_known"] if "links_known" in z.files else None,
         )
     if len(assignment.links["links"]) != len(links):
         raise ValueError(

@@ -7,8 +7,14 @@ Definitions (the same for the network and every baseline):
   is never punished for ranking a true link it was trained on above a held-out one.
 - rank = 1 + (number of remaining negatives scored higher) + half the negatives scored
   equally (the expected rank under random tie-breaking; a constant scorer gets the middle).
-- Accuracy@K of a query: 1 if its best-ranked held-out positive has rank <= K (hit@K).
-  MRR: mean of 1 / that rank.
+- Per-link metrics (the headline, as link-prediction papers report them): every held-out
+  link of a direction is ranked on its own among its query's candidates, the query's other
+  known positives (of any split) removed; ``{dir}_link_mrr`` is the mean of 1 / rank over
+  links, ``{dir}_link_hits@K`` the share of links with rank <= K. A query with many
+  held-out links counts once per link.
+- Per-query metrics (best positive): Accuracy@K of a query is 1 if its best-ranked
+  held-out positive has rank <= K (hit@K); ``{dir}_mrr`` is the mean over queries of 1 / that
+  rank. It counts only each query's easiest link, so it reads higher than per-link MRR.
 - Bidirectional consistency@K: over held-out links present in both directions, the
   fraction whose target is in the source's top K *and* whose source is in the target's
   top K, each ranked against negatives only.
@@ -26,6 +32,7 @@ import numpy as np
 from genomelab.assoc.data import DIRECTIONS, MASKED, S2T, T2S, Links, SplitLabels, query_candidate
 
 KS = (1, 3, 5, 10)
+LINK_KS = (1, 3, 10)
 ScoreFn = Callable[[str, np.ndarray], np.ndarray]
 
 
@@ -99,6 +106,68 @@ def pair_ranks(
     return ranks
 
 
+def link_ranks(
+    score_fn: ScoreFn,
+    labels: SplitLabels,
+    links: Links,
+    link_split: np.ndarray,
+    direction: str,
+    chunk: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Filtered rank of every held-out link of ``direction`` in ``labels.split``.
+
+    Only links whose query is evaluated in this split count (in the entities scheme, held-out
+    queries). Returns (row indices into ``links`` [n], ranks [n])."""
+    rows, q, c = query_candidate(links, direction)
+    idx = np.flatnonzero(rows)
+    keep = (link_split[idx] == labels.split) & np.isin(q, labels.queries[direction])
+    idx, q, c = idx[keep], q[keep], c[keep]
+    return idx, pair_ranks(score_fn, labels, direction, q, c, chunk)
+
+
+def summarise_link_ranks(ranks: np.ndarray, prefix: str, ks: tuple[int, ...] = LINK_KS) -> dict[str, float]:
+    """``{prefix}_mrr``, ``{prefix}_hits@K`` over per-link ranks [n]; NaN without links."""
+    out: dict[str, float] = {f"{prefix}_mrr": float((1.0 / ranks).mean()) if len(ranks) else float("nan")}
+    for k in ks:
+        out[f"{prefix}_hits@{k}"] = float((ranks <= k).mean()) if len(ranks) else float("nan")
+    return out
+
+
+def _mean_of_directions(metrics: dict[str, float], name: str) -> float:
+    values = np.asarray([metrics[f"{d}_{name}"] for d in DIRECTIONS], float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _link_metrics(
+    score_fn: ScoreFn,
+    labels: SplitLabels,
+    links: Links,
+    link_split: np.ndarray,
+    known: np.ndarray | None,
+    chunk: int,
+    ranks_out: dict[str, dict[str, list]] | None,
+) -> dict[str, float]:
+    """Per-link metrics of both directions (and on links not ``known``, when given)."""
+    metrics: dict[str, float] = {}
+    for d in DIRECTIONS:
+        idx, ranks = link_ranks(score_fn, labels, links, link_split, d, chunk)
+        metrics.update(summarise_link_ranks(ranks, f"{d}_link"))
+        metrics[f"n_{d}_links"] = int(len(ranks))
+        if known is not None:
+            novel = ~known[idx]
+            metrics.update(summarise_link_ranks(ranks[novel], f"{d}_novel_link"))
+            metrics[f"n_{d}_novel_links"] = int(novel.sum())
+        if ranks_out is not None:
+            record = ranks_out.setdefault(d, {})
+            record["link_row"], record["link_rank"] = idx.tolist(), ranks.tolist()
+            if known is not None:
+                record["link_known"] = known[idx].tolist()
+    metrics["link_mrr_mean"] = _mean_of_directions(metrics, "link_mrr")
+    if known is not None:
+        metrics["novel_link_mrr_mean"] = _mean_of_directions(metrics, "novel_link_mrr")
+    return metrics
+
+
 def consistency_pairs(links: Links, link_split: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(source, target) index arrays of ``split`` links present in both directions."""
     keys = {}
@@ -122,11 +191,18 @@ def evaluate(
     consistency_k: int = 10,
     chunk: int = 512,
     ranks_out: dict[str, dict[str, list]] | None = None,
+    known: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """All metrics of one split: ``{dir}_acc@K``, ``{dir}_mrr``, ``mrr_mean``, ``consistency@K``.
+    """All metrics of one split.
 
-    With ``ranks_out`` (a dict), also the per-query ranks behind them:
-    ``ranks_out[dir] = {"query": [query index], "rank": [rank]}``, for paired tests.
+    Per link (the headline): ``{dir}_link_mrr``, ``{dir}_link_hits@K``, ``link_mrr_mean``;
+    with ``known`` ([n_links] bool, links of the user's ``exclude_known`` source) the same as
+    ``{dir}_novel_link_*`` on the other links. Per query (best positive): ``{dir}_acc@K``,
+    ``{dir}_mrr``, ``mrr_mean``. And ``consistency@K``.
+
+    With ``ranks_out`` (a dict), also the ranks behind them, for paired tests:
+    ``ranks_out[dir] = {"query": [query index], "rank": [rank], "link_row": [row of links],
+    "link_rank": [rank], "link_known": [bool] (with known)}``.
     """
     metrics: dict[str, float] = {}
     for d in DIRECTIONS:
@@ -135,11 +211,8 @@ def evaluate(
             ranks_out[d] = {"query": labels.queries[d].tolist(), "rank": ranks.tolist()}
         for name, value in summarise_ranks(ranks, ks).items():
             metrics[f"{d}_{name}"] = value
-    metrics["mrr_mean"] = (
-        float(np.nanmean([metrics[f"{S2T}_mrr"], metrics[f"{T2S}_mrr"]]))
-        if np.isfinite([metrics[f"{S2T}_mrr"], metrics[f"{T2S}_mrr"]]).any()
-        else float("nan")
-    )
+    metrics["mrr_mean"] = _mean_of_directions(metrics, "mrr")
+    metrics.update(_link_metrics(score_fn, labels, links, link_split, known, chunk, ranks_out))
     src, tgt = consistency_pairs(links, link_split, labels.split)
     if len(src):
         r_st = pair_ranks(score_fn, labels, S2T, src, tgt, chunk)
@@ -173,15 +246,43 @@ def paired_reciprocal_ranks(
                 if np.isfinite(r)
             }
         )
-    if set(keyed[0]) != set(keyed[1]):
-        raise ValueError(
-            f"paired test: the model ranked {len(keyed[0])} test queries and the baseline "
-            f"{len(keyed[1])}, not the same ones (were they evaluated on the same split?)"
+    return _matched_reciprocals(keyed[0], keyed[1], "test queries")
+
+
+def paired_link_reciprocal_ranks(
+    model: dict[str, dict[str, list]],
+    baseline: dict[str, dict[str, list]],
+    direction: str,
+    novel_only: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-link reciprocal ranks of two methods on the same held-out links of ``direction``,
+    [n] each, matched by link row from two ``ranks_out`` records of :func:`evaluate`;
+    ``novel_only`` keeps links absent from the known source.
+
+    Raises ``ValueError`` when the records do not hold the same links (another split).
+    """
+    keyed = []
+    for record in (model, baseline):
+        r = record.get(direction, {})
+        rows, ranks = r.get("link_row", []), r.get("link_rank", [])
+        known = r.get("link_known", [False] * len(rows))
+        keyed.append(
+            {int(i): float(k) for i, k, kn in zip(rows, ranks, known, strict=True) if not (novel_only and kn)}
         )
-    keys = sorted(keyed[0])
+    return _matched_reciprocals(keyed[0], keyed[1], f"{direction} test links")
+
+
+def _matched_reciprocals(model: dict, baseline: dict, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """1 / rank of both methods over their shared keys, [n] each, in key order."""
+    if set(model) != set(baseline):
+        raise ValueError(
+            f"paired test: the model ranked {len(model)} {what} and the baseline "
+            f"{len(baseline)}, not the same ones (were they evaluated on the same split?)"
+        )
+    keys = sorted(model)
     return (
-        1.0 / np.asarray([keyed[0][k] for k in keys]),
-        1.0 / np.asarray([keyed[1][k] for k in keys]),
+        1.0 / np.asarray([model[k] for k in keys], float),
+        1.0 / np.asarray([baseline[k] for k in keys], float),
     )
 
 
@@ -191,6 +292,8 @@ __all__ = [
     "best_positive_ranks",
     "entry_ranks",
     "evaluate",
+    "link_ranks",
+    "paired_link_reciprocal_ranks",
     "paired_reciprocal_ranks",
     "summarise_ranks",
 ]

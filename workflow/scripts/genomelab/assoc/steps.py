@@ -29,6 +29,8 @@ def data_step(smk: Any) -> None:
         data["min_quality"],
         data["allow_unlinked"],
         data["splits"] or None,
+        data["confidence_words"],
+        data["exclude_known"] or None,
     )
 
 

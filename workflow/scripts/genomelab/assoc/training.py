@@ -154,11 +154,13 @@ def make_eval_fn(
     link_split: np.ndarray,
     consistency_k: int = 10,
     ranks: dict[str, dict] | None = None,
+    known: np.ndarray | None = None,
 ):
     """``eval_fn(model, dataset, device)`` for the Trainer: ranking metrics of the dataset's split.
 
     With ``ranks`` (a dict), the test evaluation (once, after fitting) also stores its
-    per-query ranks there under ``"test"``.
+    per-query and per-link ranks there under ``"test"``; ``known`` [n_links] bool marks
+    links of the user's known source (see :func:`genomelab.assoc.metrics.evaluate`).
     """
 
     def eval_fn(model: AssocModel, dataset: AssocDataset, device: torch.device) -> dict[str, float]:
@@ -166,7 +168,14 @@ def make_eval_fn(
         keep = ranks is not None and dataset.split == "test"
         split_ranks: dict[str, dict[str, list]] | None = {} if keep else None
         metrics = evaluate(
-            score, labels_by_split[dataset.split], links, link_split, KS, consistency_k, ranks_out=split_ranks
+            score,
+            labels_by_split[dataset.split],
+            links,
+            link_split,
+            KS,
+            consistency_k,
+            ranks_out=split_ranks,
+            known=known,
         )
         if keep:
             ranks["test"] = split_ranks
@@ -198,6 +207,7 @@ def train_model(
     device: torch.device | str,
     run_config: dict[str, Any],
     make_report: Callable[[AssocModel, dict[str, Any]], dict[str, Any]],
+    known: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit ``build()`` (configuration ``config``) on ``labels['train']`` with early stopping
     on ``labels['val']``; test once at the end.
@@ -205,7 +215,7 @@ def train_model(
     Writes ``metrics.json``, ``model.pt`` (exported, with the entity IDs), ``tensorboard/``
     (with the alias names) and ``training_report.json`` (``make_report(model, result)``,
     where ``result`` holds the fit summary, test metrics and per-query test ranks
-    ``test_ranks``). Returns the report.
+    ``test_ranks``). ``known`` marks links of the user's known source. Returns the report.
     """
     built: dict[str, AssocModel] = {}
     ranks: dict[str, dict] = {}
@@ -259,7 +269,7 @@ def train_model(
         ids=ids,
         data_fingerprint=data_fingerprint,
         run_config=run_config,
-        eval_fn=make_eval_fn(labels, links, link_split, ranks=ranks),
+        eval_fn=make_eval_fn(labels, links, link_split, ranks=ranks, known=known),
         after_fit=after_fit,
         write_outputs=write_outputs,
         export_extra=lambda state: {"scheme": run_config.get("scheme")},
@@ -385,4 +395,5 @@ def train_run(
         dev,
         {"scheme": scheme, "quick_test": quick_test},
         make_report,
+        assignment.known,
     )

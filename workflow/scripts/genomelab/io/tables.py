@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -385,10 +385,17 @@ def write_link_table(rows: Iterable[Sequence[str]], path: str | os.PathLike, col
     return _write_plain_tsv(rows, path, columns, "link")
 
 
-def read_link_table(path: str | os.PathLike, directions: tuple[str, ...]) -> pd.DataFrame:
+def read_link_table(
+    path: str | os.PathLike,
+    directions: tuple[str, ...],
+    confidence_words: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """A links TSV: ``source``, ``target`` (stripped), ``direction`` (stripped; one of
-    ``directions``), ``confidence`` (float in [0, 1]) and any other columns as strings.
-    Errors name the file and the first bad line."""
+    ``directions``), ``confidence`` and any other columns as strings.
+
+    A confidence is a number in [0, 1] or, with ``confidence_words`` (word -> number in
+    [0, 1], matched case-insensitively), one of those words, e.g. RegulonDB's ``Strong``.
+    Errors name the file and the first bad line; an unknown word lists the mapping."""
     path = existing_file(path, "links table")
     df = _read_tsv(path, dtype=str, keep_default_na=False)
     missing = [c for c in LINK_COLUMNS if c not in df.columns]
@@ -405,7 +412,7 @@ def read_link_table(path: str | os.PathLike, directions: tuple[str, ...]) -> pd.
             f"links table: unknown direction(s) {sorted(set(df['direction'][bad_dir]))}; use {sorted(directions)}",
             _first_line(bad_dir),
         )
-    conf = pd.to_numeric(df["confidence"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    conf = _confidences(df, path, confidence_words or {})
     bad = ~np.isfinite(conf) | (conf < 0) | (conf > 1)
     if bad.any():
         rows = np.flatnonzero(bad)[:5]
@@ -419,9 +426,49 @@ def read_link_table(path: str | os.PathLike, directions: tuple[str, ...]) -> pd.
     return df
 
 
+def _confidences(df: pd.DataFrame, path: Path, words: Mapping[str, float]) -> np.ndarray:
+    """[n] float confidences: numbers as written, words through ``words`` (case-insensitive)."""
+    conf = pd.to_numeric(df["confidence"], errors="coerce").to_numpy(dtype=float, na_value=np.nan).copy()
+    text = df["confidence"].str.strip()
+    is_word = np.isnan(conf) & text.str.contains(r"[A-Za-z]", regex=True).to_numpy()
+    if not is_word.any() or not words:
+        return conf
+    lower = {str(k).strip().lower(): float(v) for k, v in words.items()}
+    mapped = text[is_word].str.lower().map(lower)
+    unknown = mapped.isna().to_numpy()
+    if unknown.any():
+        i = int(np.flatnonzero(is_word)[np.flatnonzero(unknown)[0]])
+        mapping = ", ".join(f"{k} {v:g}" for k, v in lower.items()) or "none configured"
+        raise FormatError(
+            path,
+            f"links table: confidence word {text[i]!r} of link {df['source'][i]} -> {df['target'][i]} "
+            f"is not in the confidence mapping ({mapping}); add it to assoc.data.confidence_words "
+            "or write a number in [0, 1]",
+            i + 2,
+        )
+    conf[is_word] = mapped.to_numpy(dtype=float)
+    return conf
+
+
 def link_pair_key(source: str, target: str) -> str:
     """Key of a (source, target) pair in a given link split (a tab cannot occur in either)."""
     return f"{source}\t{target}"
+
+
+def read_known_links(path: str | os.PathLike) -> set[tuple[str, str]]:
+    """(source, target) pairs of a links source the user names (``source``, ``target``
+    columns; other columns, e.g. a links table's, are ignored). Errors name the file and
+    line: a missing column, an empty id."""
+    path = existing_file(path, "known links file")
+    df = _read_tsv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("source", "target") if c not in df.columns]
+    if missing:
+        raise FormatError(path, f"known links file lacks column(s) {missing} (has {list(df.columns)})")
+    src, tgt = df["source"].str.strip(), df["target"].str.strip()
+    empty = (src == "") | (tgt == "")
+    if empty.any():
+        raise FormatError(path, "known links file: empty source or target", _first_line(empty))
+    return set(zip(src.tolist(), tgt.tolist(), strict=True))
 
 
 def read_link_split_file(path: str | os.PathLike) -> GivenAssignment:

@@ -276,5 +276,5 @@ def test_paired_test_sides_with_the_larger_signed_rank_sum_when_the_median_is_ze
     test = Su._test(m, b, "rr")
     assert np.median(m - b) == 0
     assert test["favours"] == "model" and test["p_value"] < 0.05
-    assert test["details"]["w_plus"] > test["details"]["w_minus"]
+    assert test["details"]["rank_sum_model"] > test["details"]["rank_sum_baseline"]
     assert Su._test(b, m, "rr")["favours"] == "baseline"

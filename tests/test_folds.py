@@ -288,3 +288,16 @@ def test_summary_keeps_tests_spread_and_folds_and_the_report_reads_them_back(tmp
         "kinds",
         "verdict",
     }
+
+
+def test_wilcoxon_sides_with_the_larger_rank_sum_when_most_pairs_tie():
+    from genomelab.report.stats import wilcoxon_signed_rank
+
+    # 60 tied pairs (median difference 0) and 20 where the model is ahead: a clear win.
+    model = [0.0] * 60 + [1.0] * 18 + [0.0] * 2
+    baseline = [0.0] * 60 + [0.0] * 18 + [0.5] * 2
+    test = wilcoxon_signed_rank(model, baseline)
+    assert test.details["median_difference"] == 0.0
+    assert test.significant() and test.favours == "model", test
+    flipped = wilcoxon_signed_rank(baseline, model)
+    assert flipped.favours == "baseline" and flipped.p_value == test.p_value

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 
 from genomelab.io.atomic import atomic_output
 from genomelab.io.metrics import read_json_file
@@ -43,22 +42,14 @@ def link_metric_names(direction: str, novel: bool = False) -> tuple[str, ...]:
 def _test(m: np.ndarray, b: np.ndarray, metric: str) -> dict | None:
     """Wilcoxon signed-rank test of paired reciprocal ranks [n] each, paired t in details.
 
-    Most held-out links rank far down for both methods, so the median difference is often
-    0 and the test's ``favours`` (taken from it) would be "neither" even at p << 0.05; then
-    the side is the one with the larger signed-rank sum, the quantity the test weighs."""
+    Most held-out links rank far down for both methods, so the median difference is often 0;
+    the test's side is its larger signed-rank sum (report/stats.py), not the median."""
     if len(m) < 2:
         return None
     test = wilcoxon_signed_rank(m, b)
     test.details.update(
         {"metric": metric, "mean_difference": float((m - b).mean()), "paired_t_p": paired_t(m, b).p_value}
     )
-    d = m - b
-    d = d[d != 0]
-    if test.favours == "neither" and len(d):
-        ranks = rankdata(np.abs(d))
-        w_plus, w_minus = float(ranks[d > 0].sum()), float(ranks[d < 0].sum())
-        test.favours = "model" if w_plus > w_minus else "baseline" if w_minus > w_plus else "neither"
-        test.details.update({"favours_from": "signed-rank sums", "w_plus": w_plus, "w_minus": w_minus})
     return test.to_dict()
 
 

@@ -161,7 +161,8 @@ def wilcoxon_signed_rank(
 ) -> PairedTest:
     """Wilcoxon signed-rank test of per-fold metrics ([K] each), exact for small K.
 
-    Zero differences are dropped (Wilcoxon's convention); all zero gives p = 1.
+    Zero differences are dropped (Wilcoxon's convention); all zero gives p = 1. ``favours``
+    is the side with the larger signed-rank sum.
     """
     from scipy.stats import wilcoxon
 
@@ -169,14 +170,26 @@ def wilcoxon_signed_rank(
     nonzero = d[d != 0]
     if len(nonzero) == 0:
         return PairedTest("Wilcoxon signed-rank", 1.0, len(d), "neither", 0.0, {"n_nonzero": 0})
+    from scipy.stats import rankdata
+
     res = wilcoxon(nonzero)
+    # The side is the larger signed-rank sum, the quantity the test compares: the median
+    # difference is 0 whenever most pairs tie (per-link ranks, call counts), even when the
+    # test finds a clear difference among the rest.
+    ranks = rankdata(np.abs(nonzero))
+    w_plus, w_minus = float(ranks[nonzero > 0].sum()), float(ranks[nonzero < 0].sum())
     return PairedTest(
         "Wilcoxon signed-rank",
         float(res.pvalue),
         len(d),
-        _favours(float(np.median(d))),
+        _favours(w_plus - w_minus),
         float(res.statistic),
-        {"n_nonzero": len(nonzero), "median_difference": float(np.median(d))},
+        {
+            "n_nonzero": len(nonzero),
+            "median_difference": float(np.median(d)),
+            "rank_sum_model": w_plus,
+            "rank_sum_baseline": w_minus,
+        },
     )
 
 

@@ -417,3 +417,36 @@ def test_no_expression_does_not_stop_the_run(content, tmp_path):
         assert not report["has_expression"] and NO_EXPRESSION in report["warnings"]
         assert genes["z"].isna().all() and len(operons) == len(content["docs"][OPERON_DATAMART])
         assert norm.n_genes == 0
+
+
+def test_chain_without_expression_runs_and_says_so(content, tmp_path):
+    """Flat files without any expression run the whole chain (gate included); the summary
+    has no expression comparison and says why."""
+    import json
+
+    import torch
+    from genomelab.regulon.cli import main
+
+    torch.set_num_threads(1)
+    genes, operons = write_positional(content, tmp_path)
+    out = tmp_path / "o"
+    small = {
+        "targets": SMALL_TARGETS,
+        "model": {"channels": 8, "n_layers": 2},
+        "baseline": {"max_train_rows": 5000},
+        "diagnostics": {"n_check_windows": 16},
+        "train": {"max_epochs": 2, "batch_size": 16},
+        "plot_bp": 5000,
+    }
+    (tmp_path / "cfg.yaml").write_text(json.dumps({"regulon": small}))
+    main(
+        [
+            *("--operons", str(operons), "--genes", str(genes), "--config", str(tmp_path / "cfg.yaml")),
+            *("--genome", str(content["genome"]), "--out", str(out), "--device", "cpu"),
+        ]
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["primary"] for c in summary["comparisons"]] == ["density_r2", "operon_auroc"]
+    assert any("expression head was not trained" in n for n in summary["notes"])
+    report = json.loads((out / "data" / "data_report.json").read_text())
+    assert report["has_expression"] is False and report["n_genes_measured"] == 0

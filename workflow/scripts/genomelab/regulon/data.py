@@ -598,7 +598,7 @@ def process_data(
     measured = table[table["n_datasets"] > 0]
     covered = _union_length(zip(measured["start"], measured["end"], strict=True), n_bp)
     annotated = _union_length(zip(table["start"], table["end"], strict=True), n_bp)
-    warnings += tally.warnings(len(measured))
+    warnings += tally.warnings(len(measured)) if has_expression else []
     if has_expression and covered / n_bp < 0.2:
         warnings.append(f"measured gene bodies cover only {covered / n_bp:.1%} of {contig_name}")
     for w in warnings:

@@ -48,11 +48,15 @@ def comparisons(
     metrics: dict[str, dict[str, float]],
     split: str,
     tests: dict[str, dict[str, PairedTest]] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> list[Comparison]:
     """One comparison per head; rows: the model and each baseline on the same positions;
-    ``tests``: primary metric -> baseline -> paired test of the model against it."""
+    ``tests``: primary metric -> baseline -> paired test of the model against it; comparisons
+    whose primary metric is in ``skip`` are left out (a head without targets)."""
     out = []
     for title, primary, higher, keys in COMPARISONS:
+        if primary in skip:
+            continue
         rows = {name: {k: m[k] for k in keys} for name, m in metrics.items()}
         kinds = {name: "model" if name == MODEL else "baseline" for name in metrics}
         found = (tests or {}).get(primary, {})
@@ -257,10 +261,14 @@ def evaluate(
         diags = [r.__dict__ for p in diagnostics_paths for r in read_results(p)]
         report = read_json_file(report_path) if report_path else {}
         notes = [f"Axis of {k}: {v}." for k, v in payload["axes"].items()]
+        has_expression = bool(len(measured))
         notes.append(
             f"Expression measured on {report.get('coverage', {}).get('measured_fraction', float('nan')):.1%} "
             f"of the genome; normalisation log1p then z (mean {norm.mean:.4g}, std {norm.std:.4g}) "
             "saved in data/norm_stats.json and inverted in the bedGraph export."
+            if has_expression
+            else "Expression: none in the input (no geneExpression collection or expression table), so the "
+            "expression head was not trained and the expression comparison is omitted."
         )
         if "training" in payload:
             t = payload["training"]
@@ -287,7 +295,7 @@ def evaluate(
         summary = ModuleSummary(
             "regulon",
             "regulon: E. coli sequence -> expression, gene density, operons",
-            comparisons(metrics, split, tests),
+            comparisons(metrics, split, tests, () if has_expression else ("expression_pearson",)),
             diags,
             [str(p.relative_to(out_dir)) for p in plots],
             notes,

@@ -283,8 +283,13 @@ def evaluate(
             block_metrics(methods, data, genes, split, norm.value_field), gene_pred, true_gene, MODEL
         )
         held = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
+        heldout = Heldout.from_config(data.config.heldout)
         how = (
-            "given in regulon.targets.heldout" if Heldout.from_config(data.config.heldout).given else "drawn"
+            "given in regulon.targets.heldout"
+            if heldout.given
+            else "fixed, evenly spaced (heldout.scheme: spaced)"
+            if heldout.scheme == "spaced"
+            else "drawn with the seed (heldout.scheme: random)"
         )
         notes.append(
             f"Held-out {split} blocks {held} ({data.config.block_bp} bp each, {how}; "

@@ -446,7 +446,12 @@ def test_chain_without_expression_runs_and_says_so(content, tmp_path):
         ]
     )
     summary = json.loads((out / "summary.json").read_text())
-    assert [c["primary"] for c in summary["comparisons"]] == ["density_r2", "operon_auroc"]
+    assert [c["primary"] for c in summary["comparisons"]] == [
+        "density_r2",
+        "operon_bp_auroc",
+        "pair_auroc",
+        "operon_auroc",
+    ]
     assert any("expression head was not trained" in n for n in summary["notes"])
     report = json.loads((out / "data" / "data_report.json").read_text())
     assert report["has_expression"] is False and report["n_genes_measured"] == 0

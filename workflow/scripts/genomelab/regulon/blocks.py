@@ -296,6 +296,10 @@ def write_blocks_table(blocks: pd.DataFrame, contig: str, path: str | os.PathLik
 
 
 # ------------------------------------------------------------------ paired tests
+# Primary metrics tested per held-out block (expression is tested per gene).
+BLOCK_METRICS = ("density_r2", "operon_auroc", "operon_bp_auroc", "pair_auroc")
+
+
 def _block_test(
     model: np.ndarray, baseline: np.ndarray, blocks: np.ndarray, metric: str
 ) -> PairedTest | None:
@@ -347,21 +351,25 @@ def paired_tests(
 ) -> dict[str, dict[str, PairedTest]]:
     """Paired tests of ``model`` against every other method, per comparison primary metric.
 
-    per_block: method -> frame (block, expression_pearson, density_r2, operon_auroc) of the
-    test blocks; per_gene: method -> [n_genes] mean prediction (NaN outside the test blocks);
+    per_block: method -> frame (block, expression_pearson and BLOCK_METRICS, those the method
+    has) of the test blocks; per_gene: method -> [n_genes] mean prediction (NaN outside the test blocks);
     true_gene: [n_genes]. Returns {primary metric: {baseline: test}}; the expression test is
     per gene, with the per-block test of Pearson in its details.
     """
-    out: dict[str, dict[str, PairedTest]] = {"expression_pearson": {}, "density_r2": {}, "operon_auroc": {}}
+    out: dict[str, dict[str, PairedTest]] = {"expression_pearson": {}} | {m: {} for m in BLOCK_METRICS}
     mine = per_block[model]
     for name, frame in per_block.items():
         if name == model:
             continue
         blocks = mine["block"].to_numpy()
-        for metric in ("density_r2", "operon_auroc"):
+        for metric in BLOCK_METRICS:
+            if metric not in frame:
+                continue  # a method without this view (the distance rules score pairs only)
             test = _block_test(mine[metric].to_numpy(float), frame[metric].to_numpy(float), blocks, metric)
             if test is not None:
                 out[metric][name] = test
+        if "expression_pearson" not in frame:
+            continue
         test = gene_test(per_gene[model], per_gene[name], true_gene) if name in per_gene else None
         by_block = _block_test(
             mine["expression_pearson"].to_numpy(float),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_me
 from genomelab.regulon.blocks import Heldout, paired_tests
 from genomelab.regulon.data import Normaliser, read_genes
 from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means
+from genomelab.regulon.operons import OperonEvaluation
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import read_tracks, split_bin_mask
 from genomelab.report.stats import PairedTest
@@ -40,7 +42,19 @@ COMPARISONS = (
         ),
     ),
     ("Gene density (128-bp bins)", "density_r2", True, ("density_r2", "density_pearson")),
-    ("Operon membership", "operon_auroc", True, ("operon_auroc", "operon_auprc")),
+    (
+        "Operon membership per bp, strands pooled",
+        "operon_bp_auroc",
+        True,
+        ("operon_bp_auroc", "operon_bp_auprc", "operon_bp_prevalence"),
+    ),
+    (
+        "Adjacent same-strand gene pairs in one operon",
+        "pair_auroc",
+        True,
+        ("pair_auroc", "pair_auprc", "pair_prevalence", "pair_n"),
+    ),
+    ("Operon membership (per strand, 16-bp bins)", "operon_auroc", True, ("operon_auroc", "operon_auprc")),
 )
 
 
@@ -57,29 +71,41 @@ def comparisons(
     for title, primary, higher, keys in COMPARISONS:
         if primary in skip:
             continue
-        rows = {name: {k: m[k] for k in keys} for name, m in metrics.items()}
-        kinds = {name: "model" if name == MODEL else "baseline" for name in metrics}
+        # Methods that score only some views (the distance rules: pairs) sit only in those.
+        rows = {name: {k: m[k] for k in keys} for name, m in metrics.items() if primary in m}
+        kinds = {name: "model" if name == MODEL else "baseline" for name in rows}
         found = (tests or {}).get(primary, {})
         paired = {pair_key(MODEL, name): t.to_dict() for name, t in found.items()}
         out.append(Comparison(title, split, primary, higher, rows, kinds, paired))
     return out
 
 
-def block_metrics(
+def method_metrics(
     methods: dict[str, dict[str, np.ndarray]],
     data: TargetData,
     genes: pd.DataFrame,
     split: str,
     value_field: str,
-) -> dict[str, pd.DataFrame]:
-    """Per method, the metrics of each ``split`` block: a frame with a ``block`` column."""
-    blocks = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
-    return {
-        name: pd.DataFrame(
-            [{"block": b, **evaluate_tracks(t, data, genes, split, value_field, block=b)} for b in blocks]
-        )
+    operons: OperonEvaluation,
+    block: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Every method's metrics on ``split`` (one ``block`` of it when given): the tracks' own,
+    the pooled per-bp and pair operon views, and the distance rules on the same pairs."""
+    out = {
+        name: evaluate_tracks(t, data, genes, split, value_field, block=block)
+        | operons.track_metrics(t["operon"], split, block)
         for name, t in methods.items()
     }
+    return out | operons.rule_metrics(split, block)
+
+
+def block_metrics(
+    metrics_of: Callable[[int], dict[str, dict[str, float]]], blocks: list[int]
+) -> dict[str, pd.DataFrame]:
+    """Per method, the metrics (``metrics_of(block)``) of each block: a frame with a ``block`` column."""
+    per_block = {b: metrics_of(b) for b in blocks}
+    names = per_block[blocks[0]].keys() if blocks else ()
+    return {name: pd.DataFrame([{"block": b, **per_block[b][name]} for b in blocks]) for name in names}
 
 
 def bedgraph_lines(track: np.ndarray, contig: str, region_start: int, step_bp: int) -> pd.DataFrame:
@@ -223,7 +249,8 @@ def evaluate(
     methods = {MODEL: read_tracks(model_tracks_path, data)["model"]}
     for key, tracks in read_tracks(baseline_tracks_path, data).items():
         methods[BASELINE_NAMES.get(key, key)] = tracks
-    metrics = {name: evaluate_tracks(t, data, genes, split, norm.value_field) for name, t in methods.items()}
+    operons = OperonEvaluation(data, genes)
+    metrics = method_metrics(methods, data, genes, split, norm.value_field, operons)
     payload: dict[str, Any] = {
         "split": split,
         "axes": axes(data, split, norm.value_field),
@@ -279,10 +306,15 @@ def evaluate(
                 f"{', '.join(f'{v:.3g}' for v in t['val_loss_per_epoch'])}."
             )
         notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
-        tests = paired_tests(
-            block_metrics(methods, data, genes, split, norm.value_field), gene_pred, true_gene, MODEL
-        )
         held = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
+        tests = paired_tests(
+            block_metrics(
+                lambda b: method_metrics(methods, data, genes, split, norm.value_field, operons, b), held
+            ),
+            gene_pred,
+            true_gene,
+            MODEL,
+        )
         heldout = Heldout.from_config(data.config.heldout)
         how = (
             "given in regulon.targets.heldout"

@@ -22,6 +22,7 @@ import pandas as pd
 
 from genomelab.regulon.metrics import binary_metrics
 from genomelab.regulon.targets import TargetData
+from genomelab.regulon.tracks import split_bin_mask
 
 DISTANCE = "intergenic distance (Salgado 2000)"
 DISTANCE_LL = "intergenic distance log-likelihood (train pairs)"
@@ -102,16 +103,19 @@ class OperonEvaluation:
         self.loglik = distance_loglik(self.pairs[self.pairs["split"] == "train"])
 
     def _bp_mask(self, split: str, block: int | None) -> np.ndarray:
-        bs = self.data.blocks
-        sel = bs[(bs["split"] == split) & ((bs["block"] == block) if block is not None else True)]
-        mask = np.zeros(self.operon_any.size, dtype=bool)
-        for s, e in zip(sel["start"], sel["end"], strict=True):
-            mask[s - self.data.region_start : e - self.data.region_start] = True
-        return mask
+        """[n_bp] the base pairs of the ``split`` windows (every method is scored on these)."""
+        r = self.data.config.resolution_bp
+        return np.repeat(split_bin_mask(self.data, split, r, block), r)[: self.operon_any.size]
 
     def _pairs(self, split: str, block: int | None) -> pd.DataFrame:
+        """Pairs of ``split`` (one ``block``) whose whole junction lies in its windows, so the
+        rules and the tracks score the same pairs."""
         p = self.pairs[self.pairs["split"] == split]
-        return p[p["block"] == block] if block is not None else p
+        if block is not None:
+            p = p[p["block"] == block]
+        covered = split_bin_mask(self.data, split, self.data.config.resolution_bp).astype(np.float32)
+        inside = pair_scores(np.stack([covered, covered]), p, self.data)
+        return p[inside == 1.0]
 
     def track_metrics(self, track: np.ndarray, split: str, block: int | None = None) -> dict[str, float]:
         """operon_bp_* (pooled strands, per bp) and pair_* metrics of an operon track [2, n_res]."""
@@ -124,12 +128,16 @@ class OperonEvaluation:
         pm = binary_metrics(pair_scores(track, pairs, self.data), pairs["same_operon"].to_numpy(float))
         return out | {f"pair_{k}": v for k, v in pm.items()}
 
+    def distance_ll(self, distance: np.ndarray) -> np.ndarray:
+        """The train-pair log-likelihood rule's score of intergenic distances [n]."""
+        return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
+
     def rule_metrics(self, split: str, block: int | None = None) -> dict[str, dict[str, float]]:
         """pair_* metrics of the distance rules on the same pairs."""
         pairs = self._pairs(split, block)
         y = pairs["same_operon"].to_numpy(float)
         d = pairs["distance"].to_numpy()
-        ll = self.loglik[np.digitize(d, _LL_EDGES[1:-1])]
+        ll = self.distance_ll(d)
         return {
             DISTANCE: {f"pair_{k}": v for k, v in binary_metrics(-d.astype(float), y).items()},
             DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()},

@@ -20,7 +20,7 @@ pairs next to the distance log-likelihood alone, with a paired Wilcoxon over tes
 
 Prints the operon comparisons (per bp with strands pooled, adjacent same-strand pairs, the
 per-strand 16-bp figure) with each method's AUROC/AUPRC and the paired per-block tests, and
-writes them to benchmarks/results/bench_regulon_operons_<variant>.json. One torch thread.
+writes them to benchmarks/results/bench_regulon_operons_<variant>_e<epochs>.json. One torch thread.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def main() -> None:
         )
     result["stacked_pairs"] = stacked_pairs(out)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    dest = ROOT / "benchmarks" / "results" / f"bench_regulon_operons_{args.variant}.json"
+    dest = ROOT / "benchmarks" / "results" / f"bench_regulon_operons_{args.variant}_e{args.epochs}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(result, indent=1) + "\n")
     for comp in result["comparisons"]:

@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 from genomelab.regulon import targets as rtargets
 from genomelab.regulon.data import GENE_COLUMNS, OPERON_COLUMNS
-from genomelab.regulon.operons import DISTANCE, DISTANCE_LL, OperonEvaluation, adjacent_pairs, pair_scores
+from genomelab.regulon.operons import (
+    COMBINED,
+    DISTANCE,
+    DISTANCE_LL,
+    OperonEvaluation,
+    adjacent_pairs,
+    pair_scores,
+)
 from genomelab.regulon.targets import TargetData
 from sklearn.metrics import roc_auc_score
 
@@ -112,3 +119,20 @@ def test_pooled_bp_and_pair_metrics_against_naive(case):
     assert rules[DISTANCE]["pair_n"] == 5 and set(rules) == {DISTANCE, DISTANCE_LL}
     one_block = ev.track_metrics(track, "test", block=1)
     assert one_block["pair_n"] == 2
+
+
+def test_combined_pair_readout_is_fitted_on_val_pairs_only(case):
+    data, genes = case
+    ev = OperonEvaluation(data, genes)
+    assert COMBINED not in ev.rule_metrics("test")  # nothing fitted yet
+    truth = data.operon.astype(np.float32)
+    noisy = truth.copy()
+    noisy[:, 256:] = np.random.default_rng(3).random(noisy[:, 256:].shape)  # test/train: noise
+    assert ev.fit_combined(noisy)
+    coef, _ = ev.combiner
+    assert coef[1] > 0  # on the val pairs the (true) track separates the classes
+    val, test = ev.rule_metrics("val")[COMBINED], ev.rule_metrics("test")[COMBINED]
+    assert val["pair_auroc"] == 1.0 and test["pair_n"] == 2
+    # Without val pairs of both classes there is nothing to fit.
+    ev2 = OperonEvaluation(data, genes.assign(operon_id=""))
+    assert not ev2.fit_combined(truth) and COMBINED not in ev2.rule_metrics("val")

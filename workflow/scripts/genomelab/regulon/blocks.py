@@ -300,9 +300,7 @@ def write_blocks_table(blocks: pd.DataFrame, contig: str, path: str | os.PathLik
 BLOCK_METRICS = ("density_r2", "operon_auroc", "operon_bp_auroc", "pair_auroc")
 
 
-def _block_test(
-    model: np.ndarray, baseline: np.ndarray, blocks: np.ndarray, metric: str
-) -> PairedTest | None:
+def block_test(model: np.ndarray, baseline: np.ndarray, blocks: np.ndarray, metric: str) -> PairedTest | None:
     """Wilcoxon signed-rank over blocks where both metrics are finite; None below 2 such blocks."""
     ok = np.isfinite(model) & np.isfinite(baseline)
     if ok.sum() < 2:
@@ -365,13 +363,13 @@ def paired_tests(
         for metric in BLOCK_METRICS:
             if metric not in frame:
                 continue  # a method without this view (the distance rules score pairs only)
-            test = _block_test(mine[metric].to_numpy(float), frame[metric].to_numpy(float), blocks, metric)
+            test = block_test(mine[metric].to_numpy(float), frame[metric].to_numpy(float), blocks, metric)
             if test is not None:
                 out[metric][name] = test
         if "expression_pearson" not in frame:
             continue
         test = gene_test(per_gene[model], per_gene[name], true_gene) if name in per_gene else None
-        by_block = _block_test(
+        by_block = block_test(
             mine["expression_pearson"].to_numpy(float),
             frame["expression_pearson"].to_numpy(float),
             blocks,

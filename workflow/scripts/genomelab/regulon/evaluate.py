@@ -14,10 +14,10 @@ import pandas as pd
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output
 from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
-from genomelab.regulon.blocks import Heldout, paired_tests
+from genomelab.regulon.blocks import Heldout, block_test, paired_tests
 from genomelab.regulon.data import Normaliser, read_genes
 from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means
-from genomelab.regulon.operons import OperonEvaluation
+from genomelab.regulon.operons import COMBINED, DISTANCE, DISTANCE_LL, OperonEvaluation
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import read_tracks, split_bin_mask
 from genomelab.report.stats import PairedTest
@@ -75,9 +75,33 @@ def comparisons(
         rows = {name: {k: m[k] for k in keys} for name, m in metrics.items() if primary in m}
         kinds = {name: "model" if name == MODEL else "baseline" for name in rows}
         found = (tests or {}).get(primary, {})
-        paired = {pair_key(MODEL, name): t.to_dict() for name, t in found.items()}
+        paired = {pair_key(MODEL, name): t.to_dict() for name, t in found.items() if name != COMBINED}
+        if COMBINED in rows:
+            # The combined pair readout is a model too; it is tested against the rules.
+            kinds[COMBINED] = "model"
+            paired |= {
+                pair_key(COMBINED, name): t.to_dict() for name, t in (tests or {}).get(COMBINED, {}).items()
+            }
         out.append(Comparison(title, split, primary, higher, rows, kinds, paired))
     return out
+
+
+def combined_tests(frames: dict[str, pd.DataFrame]) -> dict[str, PairedTest]:
+    """Per-block paired tests of the combined pair readout against each distance rule."""
+    if COMBINED not in frames:
+        return {}
+    mine = frames[COMBINED]
+    blocks = mine["block"].to_numpy()
+    found = {
+        rule: block_test(
+            mine["pair_auroc"].to_numpy(float),
+            frames[rule]["pair_auroc"].to_numpy(float),
+            blocks,
+            "pair_auroc",
+        )
+        for rule in (DISTANCE, DISTANCE_LL)
+    }
+    return {rule: t for rule, t in found.items() if t is not None}
 
 
 def method_metrics(
@@ -250,6 +274,7 @@ def evaluate(
     for key, tracks in read_tracks(baseline_tracks_path, data).items():
         methods[BASELINE_NAMES.get(key, key)] = tracks
     operons = OperonEvaluation(data, genes)
+    operons.fit_combined(methods[MODEL]["operon"])
     metrics = method_metrics(methods, data, genes, split, norm.value_field, operons)
     payload: dict[str, Any] = {
         "split": split,
@@ -307,14 +332,16 @@ def evaluate(
             )
         notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
         held = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
+        frames = block_metrics(
+            lambda b: method_metrics(methods, data, genes, split, norm.value_field, operons, b), held
+        )
         tests = paired_tests(
-            block_metrics(
-                lambda b: method_metrics(methods, data, genes, split, norm.value_field, operons, b), held
-            ),
+            frames,
             gene_pred,
             true_gene,
             MODEL,
         )
+        tests[COMBINED] = combined_tests(frames)
         heldout = Heldout.from_config(data.config.heldout)
         how = (
             "given in regulon.targets.heldout"

@@ -26,6 +26,9 @@ from genomelab.regulon.tracks import split_bin_mask
 
 DISTANCE = "intergenic distance (Salgado 2000)"
 DISTANCE_LL = "intergenic distance log-likelihood (train pairs)"
+# The pair-level readout that uses both: a logistic regression on [distance LL, the CNN's
+# pair score], fitted on the validation pairs (the CNN predicts no training block).
+COMBINED = "CNN pair score + distance LL (logistic, val pairs)"
 # Distance classes (bp) of the log-likelihood rule: fine around overlaps and short gaps,
 # where operon pairs concentrate, coarse beyond.
 _LL_EDGES = np.array([-np.inf, -20, -10, -1, 5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 300, np.inf])
@@ -101,6 +104,26 @@ class OperonEvaluation:
         self.operon_any = operon_bp.astype(bool).any(axis=0)  # [n_bp]
         self.pairs = adjacent_pairs(genes, data)
         self.loglik = distance_loglik(self.pairs[self.pairs["split"] == "train"])
+        self.combiner: tuple[np.ndarray, float] | None = None
+        self.combined_track: np.ndarray | None = None
+
+    def fit_combined(self, track: np.ndarray) -> bool:
+        """Fit COMBINED on the val pairs that ``track`` [2, n_res] scores; False (and no
+        COMBINED rows) without val pairs of both classes."""
+        from sklearn.linear_model import LogisticRegression
+
+        val = self._pairs("val", None)
+        x = np.column_stack(
+            [self.distance_ll(val["distance"].to_numpy()), pair_scores(track, val, self.data)]
+        )
+        ok = np.isfinite(x).all(axis=1)
+        y = val["same_operon"].to_numpy()[ok]
+        if len(np.unique(y)) < 2:
+            return False
+        fit = LogisticRegression().fit(x[ok], y)
+        self.combiner = (fit.coef_[0].copy(), float(fit.intercept_[0]))
+        self.combined_track = track
+        return True
 
     def _bp_mask(self, split: str, block: int | None) -> np.ndarray:
         """[n_bp] the base pairs of the ``split`` windows (every method is scored on these)."""
@@ -138,7 +161,12 @@ class OperonEvaluation:
         y = pairs["same_operon"].to_numpy(float)
         d = pairs["distance"].to_numpy()
         ll = self.distance_ll(d)
-        return {
+        out = {
             DISTANCE: {f"pair_{k}": v for k, v in binary_metrics(-d.astype(float), y).items()},
             DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()},
         }
+        if self.combiner is not None:
+            coef, intercept = self.combiner
+            score = coef[0] * ll + coef[1] * pair_scores(self.combined_track, pairs, self.data) + intercept
+            out[COMBINED] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()}
+        return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from genomelab.io.errors import FormatError
-from genomelab.regulon.blocks import Heldout, assign_blocks, block_frame, read_heldout_file
+from genomelab.regulon.blocks import Heldout, assign_blocks, block_frame, read_heldout_file, spaced_split
 from genomelab.regulon.targets import TargetConfig, make_blocks
 from genomelab.splits import group_split
 
@@ -19,11 +19,37 @@ def cfg(**heldout) -> TargetConfig:
     return TargetConfig(**SMALL, heldout=heldout, seed=3)
 
 
-def test_default_is_the_random_draw_of_before():
+def test_default_is_a_fixed_spaced_set_and_random_stays_available():
     blocks = make_blocks(0, END, cfg())
     ids = np.arange(10)
-    assert blocks["split"].tolist() == group_split(ids, [0.7, 0.15, 0.15], seed=3).tolist()
+    # The documented rule: test at floor((j + 0.5) n / n_test), val at floor(j n / n_val).
+    expected = ["val", "train", "test", "train", "train", "val", "train", "test", "train", "train"]
+    assert blocks["split"].tolist() == expected
     assert blocks["start"].tolist() == (ids * 6144).tolist()
+    # No seed in it: another seed holds out the same blocks.
+    again = make_blocks(0, END, TargetConfig(**SMALL, seed=99))
+    assert again["split"].tolist() == expected
+    drawn = make_blocks(0, END, cfg(scheme="random"))
+    assert drawn["split"].tolist() == group_split(ids, [0.7, 0.15, 0.15], seed=3).tolist()
+
+
+def test_spaced_split_matches_the_documented_example():
+    """E. coli's 4,641,652 bp in 46 blocks of 102,400 bp: the table in docs/regulon.md."""
+    split = spaced_split(46, [0.7, 0.15, 0.15])
+    assert np.flatnonzero(split == "test").tolist() == [3, 9, 16, 23, 29, 36, 42]
+    assert np.flatnonzero(split == "val").tolist() == [0, 6, 13, 19, 26, 32, 39]
+    for n in range(3, 200):
+        s = spaced_split(n, [0.7, 0.15, 0.15])
+        assert (s == "test").any() and (s == "val").any() and (s == "train").sum() >= n // 2
+    # Val blocks that would fall on test blocks move to the next free block.
+    s = spaced_split(10, [0.2, 0.4, 0.4])
+    assert (s == "val").sum() == 4 and (s == "test").sum() == 4
+    with pytest.raises(ValueError, match="at least 3 blocks"):
+        spaced_split(2, [0.7, 0.15, 0.15])
+    with pytest.raises(ValueError, match="leave no training block"):
+        spaced_split(4, [0.0, 0.5, 0.5])
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        Heldout.from_config({"scheme": "sometimes"})
 
 
 def test_given_indices_are_honoured_exactly():

@@ -7,12 +7,14 @@ REGULON_OUT = f"{RESULTS}/regulon"
 # Plain values rather than helper functions (snakemake --lint wants functions in common.smk).
 # The dump's collection files are inputs, so that a changed dump reruns processing; none for
 # a live MongoDB.
+REGULON_FLAT = [p for p in REGULON["flat_files"].values() if p]
 REGULON_DUMP = (
     []
-    if REGULON["mongodb_uri_env"] or not REGULON["enabled"]
+    if REGULON["mongodb_uri_env"] or REGULON_FLAT or not REGULON["enabled"]
     else sorted(str(p) for p in Path(REGULON["dump_dir"]).rglob("*.bson*") if ".metadata." not in p.name)
 )
 REGULON_ANNOTATION = [REGULON["annotation"]] if REGULON["annotation"] else []
+REGULON_EXPRESSION = [REGULON["expression"]["table"]] if REGULON["expression"]["table"] else []
 # A given file of held-out blocks is an input, so that editing it reruns the split.
 REGULON_HELDOUT_FILE = REGULON["targets"].get("heldout", {}).get("file")
 REGULON_HELDOUT = [REGULON_HELDOUT_FILE] if REGULON_HELDOUT_FILE else []
@@ -27,6 +29,8 @@ rule regulon_process:
     """Parse the dump, join on b-numbers, log1p + z-score (saved statistics), data report."""
     input:
         dump=REGULON_DUMP,
+        flat=REGULON_FLAT,
+        expression=REGULON_EXPRESSION,
         genome=REGULON["genome"],
         annotation=REGULON_ANNOTATION,
     output:
@@ -49,6 +53,8 @@ rule regulon_process:
                 k: REGULON[k]
                 for k in (
                     "dump_dir",
+                    "flat_files",
+                    "min_confidence",
                     "mongodb_uri_env",
                     "database",
                     "max_docs_per_file",

@@ -156,6 +156,10 @@ def fit_baselines(
             ("density", f_bin, data.density, both & train_bin, "regression"),
         ]
         for name, feats, target, mask, kind in jobs:
+            if not mask.any():
+                # No expression measured at all: nothing to fit; the track stays NaN.
+                info["n_train_rows"][f"{method}/{name}"] = 0
+                continue
             X, y, _ = _rows(feats, target, mask)
             pick = _subsample(len(y), cfg.max_train_rows, rng)
             X, y = X[pick], y[pick]

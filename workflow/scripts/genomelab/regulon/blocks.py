@@ -3,7 +3,10 @@
 The region is cut into contiguous blocks of ``block_bp`` (block ``i`` starts at
 ``region_start + i * block_bp``; the last may be shorter). Each block belongs to one split:
 
-- drawn at random (the default; ``split_fractions`` and the run's seed);
+- spaced (the default, ``heldout.scheme: spaced``): a fixed set that depends only on the
+  number of blocks and ``split_fractions``, never on a seed (:func:`spaced_split`), so runs
+  and studies with the same region and ``block_bp`` hold out the same blocks;
+- drawn at random (``heldout.scheme: random``; ``split_fractions`` and the run's seed);
 - given by index (``targets.heldout.blocks: {val: [...], test: [...]}``; the others train);
 - given by coordinates (``targets.heldout.file``): a BED (chrom, start, end, split; no
   header) or a TSV with a header naming ``chrom``, ``start``, ``end`` and ``split``. A row
@@ -40,6 +43,8 @@ logger = logging.getLogger(__name__)
 HELDOUT_KEY = "regulon.targets.heldout"
 BLOCK_COLUMNS = ("block", "chrom", "start", "end", "split")
 FILE_COLUMNS = ("chrom", "start", "end", "split")
+# Blocks neither given by index nor by file: evenly spaced (fixed) or drawn with the seed.
+SCHEMES = ("spaced", "random")
 # Lines of a BED file that are not intervals.
 _BED_META = ("#", "track", "browser")
 
@@ -55,18 +60,22 @@ class Heldout:
     val: tuple[int, ...] | None = None
     test: tuple[int, ...] | None = None
     file: str | None = None
+    scheme: str = "spaced"
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> Heldout:
         cfg = dict(cfg or {})
-        unknown = sorted(set(cfg) - {"blocks", "file"})
+        unknown = sorted(set(cfg) - {"blocks", "file", "scheme"})
         if unknown:
-            raise ValueError(f"{HELDOUT_KEY}: unknown key(s) {unknown}; expected blocks or file")
+            raise ValueError(f"{HELDOUT_KEY}: unknown key(s) {unknown}; expected blocks, file or scheme")
         blocks, file = cfg.get("blocks"), cfg.get("file")
+        scheme = cfg.get("scheme") or "spaced"
+        if scheme not in SCHEMES:
+            raise ValueError(f"{HELDOUT_KEY}.scheme must be one of {SCHEMES}, not {scheme!r}")
         if blocks is not None and file:
             raise ValueError(f"{HELDOUT_KEY}: give blocks or file, not both")
         if blocks is None:
-            return cls(file=str(file) if file else None)
+            return cls(file=str(file) if file else None, scheme=scheme)
         if not isinstance(blocks, Mapping) or set(blocks) - {"val", "test"}:
             raise ValueError(f"{HELDOUT_KEY}.blocks must map val and test to block indices, not {blocks!r}")
         lists = {}
@@ -79,7 +88,7 @@ class Heldout:
                     f"{HELDOUT_KEY}.blocks.{split} must be a list of block indices, not {values!r}"
                 )
             lists[split] = tuple(values)
-        return cls(val=lists["val"], test=lists["test"])
+        return cls(val=lists["val"], test=lists["test"], scheme=scheme)
 
     @property
     def given(self) -> bool:
@@ -92,6 +101,41 @@ def block_frame(start: int, end: int, block_bp: int) -> pd.DataFrame:
     return pd.DataFrame(
         {"block": np.arange(len(starts)), "start": starts, "end": np.minimum(starts + block_bp, end)}
     )
+
+
+def spaced_split(n_blocks: int, fractions: list[float]) -> np.ndarray:
+    """[n_blocks] split names of the fixed default: evenly spaced test and val blocks.
+
+    With ``n_test = max(1, round(f_test * n))`` (fractions normalised to sum 1; likewise
+    ``n_val``), test blocks are ``floor((j + 0.5) * n / n_test)`` for j = 0..n_test-1 and val
+    blocks ``floor(j * n / n_val)``; a val block that falls on a test block moves to the next
+    free block. Every other block trains. No seed: the set depends only on ``n`` and the
+    fractions (E. coli's 4.64 Mb in 46 blocks of 102,400 bp at 0.7/0.15/0.15: test 3, 9, 16,
+    23, 29, 36, 42; val 0, 6, 13, 19, 26, 32, 39; docs/regulon.md).
+    """
+    if n_blocks < 3:
+        raise ValueError(
+            f"{HELDOUT_KEY}: spaced held-out blocks need at least 3 blocks, the region has {n_blocks}"
+        )
+    f = np.asarray(fractions, dtype=float)
+    if f.shape != (3,) or (f < 0).any() or f.sum() <= 0:
+        raise ValueError(f"regulon.targets.split_fractions must be 3 non-negative numbers, not {fractions}")
+    f = f / f.sum()
+    n_test = max(1, round(f[2] * n_blocks))
+    n_val = max(1, round(f[1] * n_blocks))
+    if n_test + n_val >= n_blocks:
+        raise ValueError(
+            f"{HELDOUT_KEY}: {n_val} val + {n_test} test blocks leave no training block of {n_blocks}"
+        )
+    split = np.full(n_blocks, "train", dtype=object)
+    for j in range(n_test):
+        split[int((j + 0.5) * n_blocks / n_test)] = "test"
+    for j in range(n_val):
+        i = int(j * n_blocks / n_val)
+        while split[i] != "train":
+            i = (i + 1) % n_blocks
+        split[i] = "val"
+    return split.astype(str)
 
 
 def given_indices(heldout: Heldout, n_blocks: int) -> GivenAssignment:
@@ -212,13 +256,22 @@ def assign_blocks(
     seed: int,
     contig: str | None = None,
 ) -> np.ndarray:
-    """[n_blocks] split names: the ``heldout`` blocks, or a random draw of ``fractions``.
+    """[n_blocks] split names: the ``heldout`` blocks, else the fixed spaced set of
+    ``fractions`` (:func:`spaced_split`), or their random draw (``scheme: random``).
 
     A given assignment is checked by :meth:`GivenAssignment.assign` (each split has a block).
     """
     ids = blocks["block"].to_numpy()
     if not heldout.given:
-        return group_split(ids, fractions, seed=seed)
+        if heldout.scheme == "random":
+            return group_split(ids, fractions, seed=seed)
+        split = spaced_split(len(ids), fractions)
+        logger.info(
+            "held-out blocks (fixed, evenly spaced): val %s, test %s",
+            ids[split == "val"].tolist(),
+            ids[split == "test"].tolist(),
+        )
+        return split
     if heldout.file is not None:
         if contig is None:
             raise ValueError(f"{HELDOUT_KEY}.file needs the contig name to match its rows")
@@ -243,9 +296,11 @@ def write_blocks_table(blocks: pd.DataFrame, contig: str, path: str | os.PathLik
 
 
 # ------------------------------------------------------------------ paired tests
-def _block_test(
-    model: np.ndarray, baseline: np.ndarray, blocks: np.ndarray, metric: str
-) -> PairedTest | None:
+# Primary metrics tested per held-out block (expression is tested per gene).
+BLOCK_METRICS = ("density_r2", "operon_auroc", "operon_bp_auroc", "pair_auroc")
+
+
+def block_test(model: np.ndarray, baseline: np.ndarray, blocks: np.ndarray, metric: str) -> PairedTest | None:
     """Wilcoxon signed-rank over blocks where both metrics are finite; None below 2 such blocks."""
     ok = np.isfinite(model) & np.isfinite(baseline)
     if ok.sum() < 2:
@@ -294,23 +349,27 @@ def paired_tests(
 ) -> dict[str, dict[str, PairedTest]]:
     """Paired tests of ``model`` against every other method, per comparison primary metric.
 
-    per_block: method -> frame (block, expression_pearson, density_r2, operon_auroc) of the
-    test blocks; per_gene: method -> [n_genes] mean prediction (NaN outside the test blocks);
+    per_block: method -> frame (block, expression_pearson and BLOCK_METRICS, those the method
+    has) of the test blocks; per_gene: method -> [n_genes] mean prediction (NaN outside the test blocks);
     true_gene: [n_genes]. Returns {primary metric: {baseline: test}}; the expression test is
     per gene, with the per-block test of Pearson in its details.
     """
-    out: dict[str, dict[str, PairedTest]] = {"expression_pearson": {}, "density_r2": {}, "operon_auroc": {}}
+    out: dict[str, dict[str, PairedTest]] = {"expression_pearson": {}} | {m: {} for m in BLOCK_METRICS}
     mine = per_block[model]
     for name, frame in per_block.items():
         if name == model:
             continue
         blocks = mine["block"].to_numpy()
-        for metric in ("density_r2", "operon_auroc"):
-            test = _block_test(mine[metric].to_numpy(float), frame[metric].to_numpy(float), blocks, metric)
+        for metric in BLOCK_METRICS:
+            if metric not in frame:
+                continue  # a method without this view (the distance rules score pairs only)
+            test = block_test(mine[metric].to_numpy(float), frame[metric].to_numpy(float), blocks, metric)
             if test is not None:
                 out[metric][name] = test
+        if "expression_pearson" not in frame:
+            continue
         test = gene_test(per_gene[model], per_gene[name], true_gene) if name in per_gene else None
-        by_block = _block_test(
+        by_block = block_test(
             mine["expression_pearson"].to_numpy(float),
             frame["expression_pearson"].to_numpy(float),
             blocks,

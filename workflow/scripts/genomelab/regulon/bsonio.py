@@ -108,5 +108,17 @@ class Source:
             return iter_dump(self.dump_dir, collection, self.max_docs)
         return iter_mongo(self.uri_env, self.database, collection, self.max_docs)
 
+    def has(self, collection: str) -> bool:
+        """Whether ``collection`` exists; a live database is asked by reading (empty = absent)."""
+        if self.dump_dir is None:
+            return True
+        try:
+            collection_file(self.dump_dir, collection)
+        except FileNotFoundError:
+            if not self.dump_dir.is_dir():
+                raise
+            return False
+        return True
+
     def describe(self) -> str:
         return str(self.dump_dir) if self.dump_dir is not None else f"mongodb ${self.uri_env}/{self.database}"

@@ -2,6 +2,8 @@
 
     python -m genomelab.regulon.cli --dump resources/regulon/dump \
         --genome resources/regulon/genome.fna.gz --out results/regulon_cli [--test-mode]
+    python -m genomelab.regulon.cli --operons OperonSet.txt --genes GeneProductSet.txt \
+        --expression-table log_tpm.csv.gz --table-transform log2p1 --genome genome.fna.gz --out ...
 
 ``--process-data-only`` stops after processing and targets (data report, normalisation
 statistics, targets.h5); ``--test-mode`` models a 300 kb region with a tiny network for
@@ -78,6 +80,7 @@ def run(
         cfg["expression"]["value"],
         cfg["annotation"],
         cfg["contig"],
+        cfg["min_confidence"],
     )
     rtargets.make_targets(
         data / "genes.tsv",
@@ -148,6 +151,12 @@ def main(argv: list[str] | None = None) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--dump", help="mongodump folder")
     src.add_argument("--mongodb-uri-env", help="environment variable holding a MongoDB URI")
+    src.add_argument("--operons", help="RegulonDB operon flat file or datamart (OperonSet)")
+    parser.add_argument("--genes", help="RegulonDB gene flat file or datamart (GeneProductSet)")
+    parser.add_argument("--expression-table", help="gene x sample expression table (optional)")
+    parser.add_argument(
+        "--table-transform", default="linear", help="linear, log2p1 (PRECISE), log1p, log10p1"
+    )
     parser.add_argument("--genome", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--config", help="YAML shaped like the regulon: block of config/demo.yaml")
@@ -168,6 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = {k: v for k, v in cfg.items() if k not in ("enabled", "dump_dir", "genome", "mongodb_uri_env")}
     if args.test_mode:
         cfg = _merge(cfg, TEST_MODE)
+    if args.operons:
+        cfg["flat_files"] = {"genes": args.genes, "operons": args.operons}
+    if args.expression_table:
+        cfg = _merge(
+            cfg, {"expression": {"table": args.expression_table, "table_transform": args.table_transform}}
+        )
     try:
         run(
             args.dump,

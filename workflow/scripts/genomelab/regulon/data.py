@@ -27,6 +27,7 @@ import pandas as pd
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.dropped import count_dropped
+from genomelab.io.regulondb_flat import CONFIDENCE_LEVELS, confidence_rank, parse_confidence
 from genomelab.io.streams import open_text
 from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART, Source
 
@@ -160,7 +161,26 @@ def parse_operon_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
         "strand": _strand(operon.get("strand")),
         "members": members,
         "fallback": _coords(operon.get("regulationPositions") or {}),
+        "confidence": operon_confidence(operon),
     }
+
+
+def operon_confidence(operon: dict[str, Any]) -> str | None:
+    """An operon's evidence level: its ``confidenceLevel``, else the best of its citations'
+    evidence types (datamart citations carry ``evidence.type`` C/S/W), else ``None``."""
+    level = parse_confidence(operon.get("confidenceLevel"), "operon document")
+    if level is not None:
+        return level
+    best = None
+    for citation in operon.get("citations") or []:
+        evidence = (citation or {}).get("evidence") or {}
+        try:
+            cand = parse_confidence(evidence.get("type"), "operon citation")
+        except ValueError:
+            continue  # evidence types other than C/S/W say nothing about confidence
+        if confidence_rank(cand) > confidence_rank(best):
+            best = cand
+    return best
 
 
 def _gff_genes(path: Path, no_tag: list[str]) -> list[tuple[str, str, int, int, str]]:
@@ -259,7 +279,7 @@ def _collect_genes(
     """
     genes: dict[str, dict[str, Any]] = {}
     n_docs = n_bad = 0
-    for doc in source.iter(GENE_DATAMART):
+    for doc in source.iter(GENE_DATAMART) if source.has(GENE_DATAMART) else ():
         n_docs += 1
         rec = parse_gene_doc(doc)
         if rec is None:
@@ -274,6 +294,10 @@ def _collect_genes(
             )
             rec.update(start=int(row.start), end=int(row.end), strand=row.strand)
         logger.info("annotation %s: %d genes", annotation, len(ann))
+    if not genes:
+        raise ValueError(
+            f"{source.describe()}: no genes (give a genes file, a geneDatamart collection or regulon.annotation)"
+        )
     return genes, n_docs, n_bad
 
 
@@ -378,23 +402,59 @@ class _ExpressionTally:
         return out
 
 
-def _collect_operons(
-    source: Source, genes: dict[str, dict[str, Any]], keep: list[str]
-) -> tuple[pd.DataFrame, dict[str, str], int, int]:
-    """Operons whose member gene ids (geneDatamart ids or b-numbers) resolve to kept b-numbers.
+@dataclass
+class _OperonTally:
+    """What happened to the operon documents (the data report's counts)."""
 
-    Returns (operons [OPERON_COLUMNS], {b-number: operon id}, documents read, unresolved operons).
+    n_docs: int = 0
+    n_unresolved: int = 0
+    n_below_confidence: int = 0
+    by_confidence: dict[str, int] = field(default_factory=dict)
+
+
+def _member_lookup(genes: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Gene id, b-number or (unique) name -> b-number: flat files name members either way."""
+    names: dict[str, list[str]] = defaultdict(list)
+    for b, g in genes.items():
+        if g.get("name"):
+            names[g["name"]].append(b)
+    lookup = {n: bs[0] for n, bs in names.items() if len(bs) == 1}
+    lookup.update({b: b for b in genes})
+    lookup.update({g["gene_id"]: b for b, g in genes.items()})
+    return lookup
+
+
+def _collect_operons(
+    source: Any, genes: dict[str, dict[str, Any]], keep: list[str], min_confidence: str | None = None
+) -> tuple[pd.DataFrame, dict[str, str], _OperonTally]:
+    """Operons whose member genes (ids, b-numbers or names) resolve to kept b-numbers.
+
+    Operons below ``min_confidence`` (one of CONFIDENCE_LEVELS; ``None`` keeps all, also those
+    without a level) are left out and counted. Returns (operons [OPERON_COLUMNS],
+    {b-number: operon id}, counts).
     """
-    by_id = {g["gene_id"]: b for b, g in genes.items()}
+    if min_confidence is not None and min_confidence not in CONFIDENCE_LEVELS:
+        raise ValueError(
+            f"regulon.min_confidence must be one of {CONFIDENCE_LEVELS} or null, not {min_confidence!r}"
+        )
+    lookup = _member_lookup(genes)
     kept = set(keep)
     operon_rows, gene_operon = [], {}
-    n_docs = n_unresolved = 0
-    for doc in source.iter(OPERON_DATAMART):
-        n_docs += 1
+    tally = _OperonTally()
+    iterator = source.iter(OPERON_DATAMART) if source.has(OPERON_DATAMART) else iter(())
+    for doc in iterator:
+        tally.n_docs += 1
         rec = parse_operon_doc(doc)
         if rec is None:
             continue
-        members = [by_id.get(m, m) for m in rec["members"]]
+        level = rec["confidence"] or "none"
+        tally.by_confidence[level] = tally.by_confidence.get(level, 0) + 1
+        if min_confidence is not None and confidence_rank(rec["confidence"]) < confidence_rank(
+            min_confidence
+        ):
+            tally.n_below_confidence += 1
+            continue
+        members = [lookup.get(m, m) for m in rec["members"]]
         members = [m for m in members if m in genes and m in kept]
         if members:
             start = min(genes[m]["start"] for m in members)
@@ -403,16 +463,16 @@ def _collect_operons(
         elif rec["fallback"] is not None and rec["strand"]:
             start, end = rec["fallback"]
             strand = rec["strand"]
-            n_unresolved += 1
+            tally.n_unresolved += 1
         else:
-            n_unresolved += 1
+            tally.n_unresolved += 1
             continue
         for m in members:
             gene_operon[m] = rec["operon_id"]
         operon_rows.append(
             (rec["operon_id"], rec["name"], strand, start, end, len(members), ",".join(members))
         )
-    return pd.DataFrame(operon_rows, columns=OPERON_COLUMNS), gene_operon, n_docs, n_unresolved
+    return pd.DataFrame(operon_rows, columns=OPERON_COLUMNS), gene_operon, tally
 
 
 def _gene_table(
@@ -455,35 +515,60 @@ def _gene_table(
     return table, log_mean, norm
 
 
+NO_EXPRESSION = (
+    "no expression collection or table: the expression head is not trained and its metrics are skipped"
+)
+
+
+def _finite_range(values: np.ndarray) -> dict[str, float | None]:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return {"min": float(v.min()), "max": float(v.max())} if v.size else {"min": None, "max": None}
+
+
+def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, Any]]) -> _ExpressionTally:
+    """Tally the expression documents; an absent or empty collection gives an empty tally.
+
+    Expression often comes from elsewhere (PRECISE, GEO), so its absence is reported, not
+    fatal; a collection whose documents lack the value field is still an error.
+    """
+    tally = _ExpressionTally(value_field)
+    if not source.has(GENE_EXPRESSION):
+        return tally
+    for doc in source.iter(GENE_EXPRESSION):
+        tally.add(doc, genes)
+    if tally.n_docs and not tally.counts:
+        raise ValueError(
+            f"{source.describe()}: no {GENE_EXPRESSION} document has a usable {value_field!r} "
+            f"value (fields present: {tally.field_seen})"
+        )
+    return tally
+
+
 def process_data(
-    source: Source,
+    source: Any,
     genome_fasta: str | os.PathLike,
     value_field: str = "tpm",
     annotation: str | os.PathLike | None = None,
     contig: str | None = None,
+    min_confidence: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, Normaliser, dict[str, Any]]:
-    """Parse the three collections, join on b-numbers and normalise expression.
+    """Parse genes, expression (optional) and operons, join on b-numbers and normalise expression.
 
-    Returns (genes [n_genes rows, GENE_COLUMNS], operons [n_operons rows, OPERON_COLUMNS],
-    the fitted normaliser, the data report). Streaming: only per-gene running sums are kept.
+    ``source`` is a :class:`Source` (BSON dump or live MongoDB) or a
+    :class:`genomelab.regulon.flat.FlatSource`. Returns (genes [n_genes rows, GENE_COLUMNS],
+    operons [n_operons rows, OPERON_COLUMNS], the fitted normaliser, the data report).
+    Streaming: only per-gene running sums are kept.
     """
     if value_field not in VALUE_FIELDS:
         raise ValueError(f"regulon.expression.value must be one of {VALUE_FIELDS}, not {value_field!r}")
     contig_name, n_bp = genome_length(genome_fasta, contig)
 
     genes, n_gene_docs, n_gene_bad = _collect_genes(source, annotation)
-    tally = _ExpressionTally(value_field)
-    for doc in source.iter(GENE_EXPRESSION):
-        tally.add(doc, genes)
-    if tally.n_docs == 0:
-        raise ValueError(f"{source.describe()}: collection {GENE_EXPRESSION} is empty")
-    if not tally.counts:
-        raise ValueError(
-            f"{source.describe()}: no {GENE_EXPRESSION} document has a usable {value_field!r} "
-            f"value (fields present: {tally.field_seen})"
-        )
+    tally = _read_expression(source, value_field, genes)
+    has_expression = bool(tally.counts)
 
-    warnings: list[str] = []
+    warnings: list[str] = [] if has_expression else [NO_EXPRESSION]
     no_strand = sorted(b for b, g in genes.items() if g.get("strand") is None)
     if no_strand:
         warnings.append(
@@ -495,9 +580,12 @@ def process_data(
         warnings.append(f"{len(out_of_range)} genes end beyond {contig_name} ({n_bp} bp) and are dropped")
     keep = [b for b, g in genes.items() if g.get("strand") and g["end"] <= n_bp]
 
-    operons, gene_operon, n_operon_docs, n_operon_unresolved = _collect_operons(source, genes, keep)
+    operons, gene_operon, operon_tally = _collect_operons(source, genes, keep, min_confidence)
 
     def fit_normaliser(log_mean: np.ndarray) -> Normaliser:
+        if not has_expression:
+            # Identity statistics: nothing to normalise, every z stays NaN (masked).
+            return Normaliser(value_field, 0.0, 1.0, 0)
         try:
             return Normaliser.fit(log_mean, value_field)
         except ValueError as exc:
@@ -510,8 +598,8 @@ def process_data(
     measured = table[table["n_datasets"] > 0]
     covered = _union_length(zip(measured["start"], measured["end"], strict=True), n_bp)
     annotated = _union_length(zip(table["start"], table["end"], strict=True), n_bp)
-    warnings += tally.warnings(len(measured))
-    if covered / n_bp < 0.2:
+    warnings += tally.warnings(len(measured)) if has_expression else []
+    if has_expression and covered / n_bp < 0.2:
         warnings.append(f"measured gene bodies cover only {covered / n_bp:.1%} of {contig_name}")
     for w in warnings:
         logger.warning("data report: %s", w)
@@ -524,8 +612,9 @@ def process_data(
         "documents": {
             GENE_DATAMART: n_gene_docs,
             GENE_EXPRESSION: tally.n_docs,
-            OPERON_DATAMART: n_operon_docs,
+            OPERON_DATAMART: operon_tally.n_docs,
         },
+        "has_expression": has_expression,
         "fields_present": tally.field_seen,
         "n_datasets": len(tally.dataset_totals),
         "dataset_totals": dict(sorted(tally.dataset_totals.items())[:50]),
@@ -533,19 +622,22 @@ def process_data(
         "n_genes_measured": len(measured),
         "n_genes_dropped_bad_docs": n_gene_bad,
         "n_operons": len(operons),
-        "n_operons_unresolved": n_operon_unresolved,
+        "n_operons_unresolved": operon_tally.n_unresolved,
+        "min_confidence": min_confidence,
+        "n_operons_below_confidence": operon_tally.n_below_confidence,
+        "operons_by_confidence": dict(sorted(operon_tally.by_confidence.items())),
         "n_values_missing": tally.n_missing,
         "n_values_negative": tally.n_negative,
         "n_values_nonfinite": tally.n_nonfinite,
         "n_expression_unmatched": tally.n_unmatched,
         "raw_range": {
-            "min": tally.vmin,
-            "max": tally.vmax,
-            "median_gene": float(np.median(finite_raw)),
-            "p99_gene": float(np.quantile(finite_raw, 0.99)),
+            "min": tally.vmin if has_expression else None,
+            "max": tally.vmax if has_expression else None,
+            "median_gene": float(np.median(finite_raw)) if has_expression else None,
+            "p99_gene": float(np.quantile(finite_raw, 0.99)) if has_expression else None,
         },
-        "log1p_range": {"min": float(np.nanmin(log_mean)), "max": float(np.nanmax(log_mean))},
-        "z_range": {"min": float(np.nanmin(table["z"])), "max": float(np.nanmax(table["z"]))},
+        "log1p_range": _finite_range(log_mean),
+        "z_range": _finite_range(table["z"].to_numpy(dtype=float)),
         "coverage": {
             "measured_bp": covered,
             "annotated_bp": annotated,
@@ -616,19 +708,41 @@ def process(
     value_field: str = "tpm",
     annotation: str | os.PathLike | None = None,
     contig: str | None = None,
+    min_confidence: str | None = None,
 ) -> dict[str, Any]:
-    genes, operons, norm, report = process_data(source, genome, value_field, annotation, contig)
+    genes, operons, norm, report = process_data(
+        source, genome, value_field, annotation, contig, min_confidence
+    )
     write_tables(genes, operons, genes_out, operons_out)
     norm.save(stats_out)
     atomic_write_json(report_out, report)
     return report
 
 
-def source_from_config(cfg: dict[str, Any], dump_dir: str | None) -> Source:
+def source_from_config(cfg: dict[str, Any], dump_dir: str | None) -> Any:
+    """The configured source: flat files (``flat_files``), a live MongoDB or a dump folder;
+    ``expression.table``, when set, replaces the source's expression collection."""
+    from genomelab.regulon.flat import FlatSource, with_expression_table
+
+    flat = cfg.get("flat_files") or {}
     uri_env = cfg.get("mongodb_uri_env")
-    return Source(
+    expr = cfg.get("expression") or {}
+    if flat.get("genes") or flat.get("operons"):
+        if uri_env:
+            raise ValueError("give one of regulon.flat_files and regulon.mongodb_uri_env, not both")
+        return FlatSource(
+            flat.get("genes"),
+            flat.get("operons"),
+            expr.get("table"),
+            expr.get("table_transform", "linear"),
+            expr.get("value", "tpm"),
+        )
+    source = Source(
         dump_dir=None if uri_env else dump_dir,
         uri_env=uri_env or None,
         database=cfg["database"],
         max_docs_per_file=cfg["max_docs_per_file"] or None,
     )
+    if expr.get("table"):
+        return with_expression_table(source, expr["table"], expr["table_transform"], expr["value"])
+    return source

@@ -26,6 +26,7 @@ from genomelab.diagnostics.core import FAIL, PASS, WARN, DiagnosticResult, write
 from genomelab.io.metrics import read_json_file
 from genomelab.regulon.model import HEAD_KINDS, RegulonModelConfig, RegulonNet
 from genomelab.regulon.targets import TargetData, WindowTensors
+from genomelab.regulon.training import build_model
 from genomelab.train.device import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -51,10 +52,24 @@ class DiagnosticsConfig(ConfigSection):
 
 
 def target_checks(data: TargetData) -> list[DiagnosticResult]:
-    """Each target against the kind its head can represent (shared ``target_range``)."""
+    """Each target against the kind its head can represent (shared ``target_range``).
+
+    No expression at all is a valid input (expression often comes from elsewhere): the
+    expression head is then untrained and reported, not a failure."""
     expr = data.expression
+    measured = np.isfinite(expr)
+    expression = (
+        target_range(expr, "expression", kind=HEAD_KINDS["expression"], mask=measured)
+        if measured.any()
+        else DiagnosticResult(
+            "target_range[expression]",
+            WARN,
+            "no expression measured: the expression head is not trained and its metrics are skipped",
+            blocking=False,
+        )
+    )
     return [
-        target_range(expr, "expression", kind=HEAD_KINDS["expression"], mask=np.isfinite(expr)),
+        expression,
         target_range(data.density, "density", kind=HEAD_KINDS["density"]),
         target_range(data.operon, "operon", kind=HEAD_KINDS["operon"]),
     ]
@@ -179,14 +194,17 @@ def loss_checks(
     pick = np.sort(rng.choice(len(train), min(len(train), cfg.n_check_windows), replace=False))
     real = _rows(train, pick)
     torch.manual_seed(seed)
-    model = RegulonNet(model_cfg).to(device)
+    # Built as training builds it: heads at the priors of the whole training set.
+    model = build_model(model_cfg, train).to(device)
     terms = _untrained_terms(model, _tensors(real, device))
     chance = chance_losses(real, model_cfg.density_loss)
+    # A head without targets (no expression measured) has no chance level and no check.
     out = [
         initial_loss_vs_chance(
             terms[h], chance[h], name=f"initial_loss[{h}]", max_ratio=cfg.max_initial_ratio
         )
         for h in terms
+        if math.isfinite(chance[h])
     ]
     w = model_cfg.loss_weights
     total = sum(w[h] * terms[h] for h in terms)
@@ -268,7 +286,7 @@ def overfit_check(
     pick = np.sort(np.random.default_rng(seed).choice(len(train), min(len(train), n_windows), replace=False))
     batch = _tensors(_rows(train, pick), device)
     torch.manual_seed(seed)
-    model = RegulonNet(dataclasses.replace(model_cfg, dropout=0.0, rc_augment=False)).to(device)
+    model = build_model(dataclasses.replace(model_cfg, dropout=0.0, rc_augment=False), train).to(device)
     with torch.no_grad():
         initial = overfit.loss_report(model.eval(), batch)["loss"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ import pandas as pd
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output
 from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
-from genomelab.regulon.blocks import Heldout, paired_tests
+from genomelab.regulon.blocks import Heldout, block_test, paired_tests
 from genomelab.regulon.data import Normaliser, read_genes
 from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means
+from genomelab.regulon.operons import COMBINED, DISTANCE, DISTANCE_LL, OperonEvaluation
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import read_tracks, split_bin_mask
 from genomelab.report.stats import PairedTest
@@ -40,7 +42,19 @@ COMPARISONS = (
         ),
     ),
     ("Gene density (128-bp bins)", "density_r2", True, ("density_r2", "density_pearson")),
-    ("Operon membership", "operon_auroc", True, ("operon_auroc", "operon_auprc")),
+    (
+        "Operon membership per bp, strands pooled",
+        "operon_bp_auroc",
+        True,
+        ("operon_bp_auroc", "operon_bp_auprc", "operon_bp_prevalence"),
+    ),
+    (
+        "Adjacent same-strand gene pairs in one operon",
+        "pair_auroc",
+        True,
+        ("pair_auroc", "pair_auprc", "pair_prevalence", "pair_n"),
+    ),
+    ("Operon membership (per strand, 16-bp bins)", "operon_auroc", True, ("operon_auroc", "operon_auprc")),
 )
 
 
@@ -48,34 +62,74 @@ def comparisons(
     metrics: dict[str, dict[str, float]],
     split: str,
     tests: dict[str, dict[str, PairedTest]] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> list[Comparison]:
     """One comparison per head; rows: the model and each baseline on the same positions;
-    ``tests``: primary metric -> baseline -> paired test of the model against it."""
+    ``tests``: primary metric -> baseline -> paired test of the model against it; comparisons
+    whose primary metric is in ``skip`` are left out (a head without targets)."""
     out = []
     for title, primary, higher, keys in COMPARISONS:
-        rows = {name: {k: m[k] for k in keys} for name, m in metrics.items()}
-        kinds = {name: "model" if name == MODEL else "baseline" for name in metrics}
+        if primary in skip:
+            continue
+        # Methods that score only some views (the distance rules: pairs) sit only in those.
+        rows = {name: {k: m[k] for k in keys} for name, m in metrics.items() if primary in m}
+        kinds = {name: "model" if name == MODEL else "baseline" for name in rows}
         found = (tests or {}).get(primary, {})
-        paired = {pair_key(MODEL, name): t.to_dict() for name, t in found.items()}
+        paired = {pair_key(MODEL, name): t.to_dict() for name, t in found.items() if name != COMBINED}
+        if COMBINED in rows:
+            # The combined pair readout is a model too; it is tested against the rules.
+            kinds[COMBINED] = "model"
+            paired |= {
+                pair_key(COMBINED, name): t.to_dict() for name, t in (tests or {}).get(COMBINED, {}).items()
+            }
         out.append(Comparison(title, split, primary, higher, rows, kinds, paired))
     return out
 
 
-def block_metrics(
+def combined_tests(frames: dict[str, pd.DataFrame]) -> dict[str, PairedTest]:
+    """Per-block paired tests of the combined pair readout against each distance rule."""
+    if COMBINED not in frames:
+        return {}
+    mine = frames[COMBINED]
+    blocks = mine["block"].to_numpy()
+    found = {
+        rule: block_test(
+            mine["pair_auroc"].to_numpy(float),
+            frames[rule]["pair_auroc"].to_numpy(float),
+            blocks,
+            "pair_auroc",
+        )
+        for rule in (DISTANCE, DISTANCE_LL)
+    }
+    return {rule: t for rule, t in found.items() if t is not None}
+
+
+def method_metrics(
     methods: dict[str, dict[str, np.ndarray]],
     data: TargetData,
     genes: pd.DataFrame,
     split: str,
     value_field: str,
-) -> dict[str, pd.DataFrame]:
-    """Per method, the metrics of each ``split`` block: a frame with a ``block`` column."""
-    blocks = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
-    return {
-        name: pd.DataFrame(
-            [{"block": b, **evaluate_tracks(t, data, genes, split, value_field, block=b)} for b in blocks]
-        )
+    operons: OperonEvaluation,
+    block: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Every method's metrics on ``split`` (one ``block`` of it when given): the tracks' own,
+    the pooled per-bp and pair operon views, and the distance rules on the same pairs."""
+    out = {
+        name: evaluate_tracks(t, data, genes, split, value_field, block=block)
+        | operons.track_metrics(t["operon"], split, block)
         for name, t in methods.items()
     }
+    return out | operons.rule_metrics(split, block)
+
+
+def block_metrics(
+    metrics_of: Callable[[int], dict[str, dict[str, float]]], blocks: list[int]
+) -> dict[str, pd.DataFrame]:
+    """Per method, the metrics (``metrics_of(block)``) of each block: a frame with a ``block`` column."""
+    per_block = {b: metrics_of(b) for b in blocks}
+    names = per_block[blocks[0]].keys() if blocks else ()
+    return {name: pd.DataFrame([{"block": b, **per_block[b][name]} for b in blocks]) for name in names}
 
 
 def bedgraph_lines(track: np.ndarray, contig: str, region_start: int, step_bp: int) -> pd.DataFrame:
@@ -219,7 +273,9 @@ def evaluate(
     methods = {MODEL: read_tracks(model_tracks_path, data)["model"]}
     for key, tracks in read_tracks(baseline_tracks_path, data).items():
         methods[BASELINE_NAMES.get(key, key)] = tracks
-    metrics = {name: evaluate_tracks(t, data, genes, split, norm.value_field) for name, t in methods.items()}
+    operons = OperonEvaluation(data, genes)
+    operons.fit_combined(methods[MODEL]["operon"])
+    metrics = method_metrics(methods, data, genes, split, norm.value_field, operons)
     payload: dict[str, Any] = {
         "split": split,
         "axes": axes(data, split, norm.value_field),
@@ -257,10 +313,14 @@ def evaluate(
         diags = [r.__dict__ for p in diagnostics_paths for r in read_results(p)]
         report = read_json_file(report_path) if report_path else {}
         notes = [f"Axis of {k}: {v}." for k, v in payload["axes"].items()]
+        has_expression = bool(len(measured))
         notes.append(
             f"Expression measured on {report.get('coverage', {}).get('measured_fraction', float('nan')):.1%} "
             f"of the genome; normalisation log1p then z (mean {norm.mean:.4g}, std {norm.std:.4g}) "
             "saved in data/norm_stats.json and inverted in the bedGraph export."
+            if has_expression
+            else "Expression: none in the input (no geneExpression collection or expression table), so the "
+            "expression head was not trained and the expression comparison is omitted."
         )
         if "training" in payload:
             t = payload["training"]
@@ -271,12 +331,24 @@ def evaluate(
                 f"{', '.join(f'{v:.3g}' for v in t['val_loss_per_epoch'])}."
             )
         notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
-        tests = paired_tests(
-            block_metrics(methods, data, genes, split, norm.value_field), gene_pred, true_gene, MODEL
-        )
         held = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
+        frames = block_metrics(
+            lambda b: method_metrics(methods, data, genes, split, norm.value_field, operons, b), held
+        )
+        tests = paired_tests(
+            frames,
+            gene_pred,
+            true_gene,
+            MODEL,
+        )
+        tests[COMBINED] = combined_tests(frames)
+        heldout = Heldout.from_config(data.config.heldout)
         how = (
-            "given in regulon.targets.heldout" if Heldout.from_config(data.config.heldout).given else "drawn"
+            "given in regulon.targets.heldout"
+            if heldout.given
+            else "fixed, evenly spaced (heldout.scheme: spaced)"
+            if heldout.scheme == "spaced"
+            else "drawn with the seed (heldout.scheme: random)"
         )
         notes.append(
             f"Held-out {split} blocks {held} ({data.config.block_bp} bp each, {how}; "
@@ -287,7 +359,7 @@ def evaluate(
         summary = ModuleSummary(
             "regulon",
             "regulon: E. coli sequence -> expression, gene density, operons",
-            comparisons(metrics, split, tests),
+            comparisons(metrics, split, tests, () if has_expression else ("expression_pearson",)),
             diags,
             [str(p.relative_to(out_dir)) for p in plots],
             notes,

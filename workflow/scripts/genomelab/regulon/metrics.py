@@ -21,8 +21,13 @@ AXES = {
     "expression_gene": "genes whose whole body lies in {split} windows; prediction = mean over the gene's "
     "{r}-bp positions on its strand; target = the gene's z-scored log1p({value})",
     "density": "{b}-bp bins x 2 strands of the {split} blocks (pooled); target = genes overlapping the bin",
-    "operon": "{r}-bp positions x 2 strands of the {split} blocks (pooled); target = inside a >= "
-    "{min_genes}-gene operon",
+    "operon": "per strand: {r}-bp positions x 2 strands of the {split} blocks; target = inside a >= "
+    "{min_genes}-gene operon on that strand (the gene's strand alone is informative here)",
+    "operon_bp": "base pairs of the {split} blocks, strands pooled; target = inside a >= {min_genes}-gene "
+    "operon on either strand; score = the larger strand prediction of the bp's {r}-bp bin",
+    "pair": "adjacent same-strand gene pairs whose junction lies in one {split} block; target = both "
+    "genes in one operon; score = mean prediction over the junction on the pair's strand "
+    "(distance rules: minus the intergenic distance, or its train-pair log-likelihood)",
 }
 
 

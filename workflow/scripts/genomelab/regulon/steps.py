@@ -26,6 +26,7 @@ def process_step(smk: Any) -> None:
         cfg["expression"]["value"],
         cfg.get("annotation"),
         cfg.get("contig"),
+        cfg.get("min_confidence"),
     )
 
 

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.regulon.metrics import binary_metrics, regression_metrics
-from genomelab.regulon.model import RegulonModelConfig, RegulonNet
+from genomelab.regulon.model import LabelPriors, RegulonModelConfig, RegulonNet
 from genomelab.regulon.targets import TargetConfig, TargetData, WindowTensors
 from genomelab.regulon.tracks import empty_tracks, place_windows, write_tracks
 from genomelab.train.device import resolve_device
@@ -80,6 +80,18 @@ def _eval_fn(model: RegulonNet, dataset: TensorDataset, device: torch.device) ->
 KIND = "regulon"
 
 
+def priors_of(t: WindowTensors) -> LabelPriors:
+    """The label priors of a set of windows (the training set's start the heads)."""
+    return LabelPriors.from_targets(t.expression, t.expression_mask, t.density, t.operon)
+
+
+def build_model(model_cfg: RegulonModelConfig, train: WindowTensors) -> RegulonNet:
+    """A fresh network whose heads start at the training labels' priors."""
+    model = RegulonNet(model_cfg)
+    model.set_priors(priors_of(train))
+    return model
+
+
 def train(
     targets_path: str | os.PathLike,
     model_cfg: RegulonModelConfig,
@@ -122,7 +134,7 @@ def train(
         kind=KIND,
         train_config=train_cfg,
         model_config=dict(model_cfg.__dict__),
-        build_model=lambda: RegulonNet(model_cfg),
+        build_model=lambda: build_model(model_cfg, sets["train"]),
         build_data=lambda dev: {s: tensor_dataset(t, dev) for s, t in sets.items()},
         ids={"contigs": [data.contig]},
         data_fingerprint=data_fingerprint(

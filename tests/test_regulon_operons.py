@@ -1,0 +1,138 @@
+"""regulon: operon evaluation per bp with strands pooled and over adjacent gene pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from genomelab.regulon import targets as rtargets
+from genomelab.regulon.data import GENE_COLUMNS, OPERON_COLUMNS
+from genomelab.regulon.operons import (
+    COMBINED,
+    DISTANCE,
+    DISTANCE_LL,
+    OperonEvaluation,
+    adjacent_pairs,
+    pair_scores,
+)
+from genomelab.regulon.targets import TargetData
+from sklearn.metrics import roc_auc_score
+
+N_BP = 12_288
+# (bnumber, start, end, strand, operon): 0-based half-open; block 0 = [0, 4096) is val.
+GENES = [
+    ("b1", 100, 400, "+", "opA"),
+    ("b2", 420, 800, "+", "opA"),  # gap 20, same operon
+    ("b3", 1000, 1300, "-", ""),
+    ("b4", 1350, 1600, "-", ""),  # gap 50, no operon
+    ("b5", 1590, 2000, "-", "opB"),  # overlaps b4 by 10, other operon
+    ("b6", 2100, 2400, "+", "opC"),
+    ("b7", 2400, 2700, "+", "opC"),  # gap 0, same operon
+    ("b8", 4000, 4090, "+", ""),  # gap 1300 after b7
+    ("b9", 4100, 4200, "+", ""),  # junction 4090..4100 straddles the block border 4096
+    ("b10", 5000, 5600, "-", "opD"),
+    ("b11", 5650, 6000, "-", "opD"),  # test block 1: gap 50, same operon
+    ("b12", 6100, 6500, "-", ""),  # gap 100
+]
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    root = tmp_path_factory.mktemp("operons")
+    rng = np.random.default_rng(0)
+    (root / "g.fa").write_text(">c1\n" + "".join(rng.choice(list("ACGT"), N_BP)) + "\n")
+    genes = pd.DataFrame(
+        [
+            {"bnumber": b, "gene_id": b, "name": b, "start": s, "end": e, "strand": st, "operon_id": op,
+             "n_datasets": 0, "raw_mean": np.nan, "log1p_mean": np.nan, "z": np.nan}
+            for b, s, e, st, op in GENES
+        ],
+        columns=GENE_COLUMNS,
+    )  # fmt: skip
+    ops = genes[genes["operon_id"] != ""].groupby("operon_id")
+    operons = pd.DataFrame(
+        [
+            (o, o, g["strand"].iloc[0], g["start"].min(), g["end"].max(), len(g), ",".join(g["bnumber"]))
+            for o, g in ops
+        ],
+        columns=OPERON_COLUMNS,
+    )
+    genes.to_csv(root / "genes.tsv", sep="\t", index=False)
+    operons.to_csv(root / "operons.tsv", sep="\t", index=False)
+    cfg = {"block_bp": 4096, "window_bp": 2048, "stride_bp": 1024}
+    rtargets.make_targets(root / "genes.tsv", root / "operons.tsv", root / "g.fa", cfg, root / "t.h5", seed=0)
+    data = TargetData(root / "t.h5")
+    assert data.blocks["split"].tolist() == ["val", "test", "train"]
+    return data, genes
+
+
+def test_adjacent_same_strand_pairs(case):
+    data, genes = case
+    pairs = adjacent_pairs(genes, data)
+    got = {(r.upstream, r.downstream): (r.distance, r.same_operon, r.split) for r in pairs.itertuples()}
+    assert got == {
+        ("b1", "b2"): (20, True, "val"),
+        ("b3", "b4"): (50, False, "val"),
+        ("b4", "b5"): (-10, False, "val"),
+        ("b6", "b7"): (0, True, "val"),
+        ("b7", "b8"): (1300, False, "val"),
+        ("b10", "b11"): (50, True, "test"),
+        ("b11", "b12"): (100, False, "test"),
+    }  # b8-b9 straddles two blocks; b2-b3 and b5-b6 are on opposite strands
+
+
+def test_pair_scores_match_a_naive_loop(case):
+    data, genes = case
+    pairs = adjacent_pairs(genes, data)
+    rng = np.random.default_rng(1)
+    track = rng.random(data.operon.shape).astype(np.float32)
+    r = data.config.resolution_bp
+    naive = []
+    for p in pairs.itertuples():
+        row = 0 if p.strand == "+" else 1
+        lo, hi = p.lo // r, max(-(-p.hi // r), p.lo // r + 1)
+        naive.append(track[row, lo:hi].mean())
+    np.testing.assert_allclose(pair_scores(track, pairs, data), naive, rtol=1e-6)
+    track[0, :] = np.nan  # no prediction on the plus strand: plus-strand pairs get no score
+    scores = pair_scores(track, pairs, data)
+    assert np.isnan(scores[(pairs["strand"] == "+").to_numpy()]).all()
+    assert np.isfinite(scores[(pairs["strand"] == "-").to_numpy()]).all()
+
+
+def test_pooled_bp_and_pair_metrics_against_naive(case):
+    data, genes = case
+    ev = OperonEvaluation(data, genes)
+    rng = np.random.default_rng(2)
+    track = rng.random(data.operon.shape).astype(np.float32)
+    m = ev.track_metrics(track, "val")
+    _, operon_bp = data.bp_tracks()
+    y = operon_bp[:, :4096].any(axis=0)
+    score = np.repeat(np.maximum(track[0], track[1]), data.config.resolution_bp)[:4096]
+    assert m["operon_bp_auroc"] == pytest.approx(roc_auc_score(y, score))
+    assert m["operon_bp_n"] == 4096 and m["operon_bp_prevalence"] == pytest.approx(y.mean())
+    # The truth as a track: perfect on pairs, and per bp but for operon ends inside a 16-bp bin.
+    perfect = ev.track_metrics(data.operon.astype(np.float32), "val")
+    assert perfect["operon_bp_auroc"] > 0.99 and perfect["pair_auroc"] == 1.0
+    # Distance rule on the val pairs: positives at gaps 20, 0; negatives at 50, -10, 1300.
+    rules = ev.rule_metrics("val")
+    assert rules[DISTANCE]["pair_auroc"] == pytest.approx(4 / 6)
+    assert rules[DISTANCE]["pair_n"] == 5 and set(rules) == {DISTANCE, DISTANCE_LL}
+    one_block = ev.track_metrics(track, "test", block=1)
+    assert one_block["pair_n"] == 2
+
+
+def test_combined_pair_readout_is_fitted_on_val_pairs_only(case):
+    data, genes = case
+    ev = OperonEvaluation(data, genes)
+    assert COMBINED not in ev.rule_metrics("test")  # nothing fitted yet
+    truth = data.operon.astype(np.float32)
+    noisy = truth.copy()
+    noisy[:, 256:] = np.random.default_rng(3).random(noisy[:, 256:].shape)  # test/train: noise
+    assert ev.fit_combined(noisy)
+    coef, _ = ev.combiner
+    assert coef[1] > 0  # on the val pairs the (true) track separates the classes
+    val, test = ev.rule_metrics("val")[COMBINED], ev.rule_metrics("test")[COMBINED]
+    assert val["pair_auroc"] == 1.0 and test["pair_n"] == 2
+    # Without val pairs of both classes there is nothing to fit.
+    ev2 = OperonEvaluation(data, genes.assign(operon_id=""))
+    assert not ev2.fit_combined(truth) and COMBINED not in ev2.rule_metrics("val")

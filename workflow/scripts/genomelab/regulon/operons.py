@@ -1,0 +1,172 @@
+"""Operon evaluation as the field reports it, next to the module's own per-strand figure.
+
+Two views, both on the held-out blocks and for every method alike:
+
+- **per bp, strands pooled**: a base pair is positive when it lies inside a multi-gene operon
+  on either strand; a method's score for it is the larger of its two strand predictions
+  (each 16-bp bin's value repeated over its base pairs). Knowing only which strand carries a
+  gene no longer scores, unlike the per-strand 16-bp figure where every position on the
+  non-coding strand is an easy negative.
+- **adjacent same-strand gene pairs**: consecutive genes in genome order on the same strand
+  (no gene in between on either strand); positive when both belong to the same operon.
+  A track's pair score is its mean on that strand over the junction (the intergenic gap, or
+  the overlap of overlapping genes). Classic rules score the same pairs: the intergenic
+  distance (shorter = same operon; Salgado et al. 2000, PNAS 97:6652) as is, and as their
+  log-likelihood ratio of distance classes fitted on the training pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from genomelab.regulon.metrics import binary_metrics
+from genomelab.regulon.targets import TargetData
+from genomelab.regulon.tracks import split_bin_mask
+
+DISTANCE = "intergenic distance (Salgado 2000)"
+DISTANCE_LL = "intergenic distance log-likelihood (train pairs)"
+# The pair-level readout that uses both: a logistic regression on [distance LL, the CNN's
+# pair score], fitted on the validation pairs (the CNN predicts no training block).
+COMBINED = "CNN pair score + distance LL (logistic, val pairs)"
+# Distance classes (bp) of the log-likelihood rule: fine around overlaps and short gaps,
+# where operon pairs concentrate, coarse beyond.
+_LL_EDGES = np.array([-np.inf, -20, -10, -1, 5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 300, np.inf])
+PAIR_COLUMNS = ("upstream", "downstream", "strand", "lo", "hi", "distance", "same_operon", "block", "split")
+
+
+def adjacent_pairs(genes: pd.DataFrame, data: TargetData) -> pd.DataFrame:
+    """Adjacent same-strand gene pairs inside the region, one row each (PAIR_COLUMNS).
+
+    ``lo``/``hi``: the junction in genome coordinates (gap, or overlap when ``distance`` < 0);
+    ``block``/``split``: the block holding the whole junction (pairs across a block border
+    are left out, so no pair straddles two splits).
+    """
+    g = genes[(genes["start"] >= data.region_start) & (genes["end"] <= data.region_end)]
+    g = g.sort_values(["start", "end"]).reset_index(drop=True)
+    a, b = g.iloc[:-1].reset_index(drop=True), g.iloc[1:].reset_index(drop=True)
+    keep = (a["strand"] == b["strand"]).to_numpy()
+    a, b = a[keep].reset_index(drop=True), b[keep].reset_index(drop=True)
+    distance = (b["start"] - a["end"]).to_numpy()
+    lo = np.minimum(a["end"].to_numpy(), b["start"].to_numpy())
+    hi = np.maximum(a["end"].to_numpy(), b["start"].to_numpy())
+    oa, ob = a["operon_id"].astype(str).to_numpy(), b["operon_id"].astype(str).to_numpy()
+    bs = data.blocks
+    idx = np.searchsorted(bs["start"].to_numpy(), lo, side="right") - 1
+    ok = (idx >= 0) & (hi <= bs["end"].to_numpy()[np.clip(idx, 0, len(bs) - 1)])
+    pairs = pd.DataFrame(
+        {
+            "upstream": a["bnumber"].to_numpy(),
+            "downstream": b["bnumber"].to_numpy(),
+            "strand": a["strand"].to_numpy(),
+            "lo": lo,
+            "hi": hi,
+            "distance": distance,
+            "same_operon": (oa == ob) & (oa != "") & (oa != "nan"),
+            "block": bs["block"].to_numpy()[np.clip(idx, 0, len(bs) - 1)],
+            "split": bs["split"].to_numpy()[np.clip(idx, 0, len(bs) - 1)],
+        }
+    )
+    return pairs[ok].reset_index(drop=True)
+
+
+def pair_scores(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.ndarray:
+    """Mean of ``track`` [2, n_res] over each pair's junction bins on its strand; [n_pairs]."""
+    r = data.config.resolution_bp
+    first = (pairs["lo"].to_numpy() - data.region_start) // r
+    last = np.maximum(-(-(pairs["hi"].to_numpy() - data.region_start) // r), first + 1)
+    last = np.minimum(last, track.shape[1])
+    row = (pairs["strand"].to_numpy() == "-").astype(int)
+    vals = np.nan_to_num(track, nan=0.0).astype(np.float64)
+    seen = np.isfinite(track).astype(np.float64)
+    csum = np.concatenate([np.zeros((2, 1)), np.cumsum(vals, axis=1)], axis=1)
+    cseen = np.concatenate([np.zeros((2, 1)), np.cumsum(seen, axis=1)], axis=1)
+    n = cseen[row, last] - cseen[row, first]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n == (last - first), (csum[row, last] - csum[row, first]) / np.maximum(n, 1), np.nan)
+
+
+def distance_loglik(train: pd.DataFrame) -> np.ndarray:
+    """Per distance class, log P(class | same operon) - log P(class | not), add-one smoothed."""
+    cls = np.digitize(train["distance"].to_numpy(), _LL_EDGES[1:-1])
+    k = len(_LL_EDGES) - 1
+    pos = np.bincount(cls[train["same_operon"].to_numpy()], minlength=k) + 1.0
+    neg = np.bincount(cls[~train["same_operon"].to_numpy()], minlength=k) + 1.0
+    return np.log(pos / pos.sum()) - np.log(neg / neg.sum())
+
+
+class OperonEvaluation:
+    """Pooled per-bp and adjacent-pair operon metrics of tracks on the blocks of a split."""
+
+    def __init__(self, data: TargetData, genes: pd.DataFrame) -> None:
+        self.data = data
+        _, operon_bp = data.bp_tracks()
+        self.operon_any = operon_bp.astype(bool).any(axis=0)  # [n_bp]
+        self.pairs = adjacent_pairs(genes, data)
+        self.loglik = distance_loglik(self.pairs[self.pairs["split"] == "train"])
+        self.combiner: tuple[np.ndarray, float] | None = None
+        self.combined_track: np.ndarray | None = None
+
+    def fit_combined(self, track: np.ndarray) -> bool:
+        """Fit COMBINED on the val pairs that ``track`` [2, n_res] scores; False (and no
+        COMBINED rows) without val pairs of both classes."""
+        from sklearn.linear_model import LogisticRegression
+
+        val = self._pairs("val", None)
+        x = np.column_stack(
+            [self.distance_ll(val["distance"].to_numpy()), pair_scores(track, val, self.data)]
+        )
+        ok = np.isfinite(x).all(axis=1)
+        y = val["same_operon"].to_numpy()[ok]
+        if len(np.unique(y)) < 2:
+            return False
+        fit = LogisticRegression().fit(x[ok], y)
+        self.combiner = (fit.coef_[0].copy(), float(fit.intercept_[0]))
+        self.combined_track = track
+        return True
+
+    def _bp_mask(self, split: str, block: int | None) -> np.ndarray:
+        """[n_bp] the base pairs of the ``split`` windows (every method is scored on these)."""
+        r = self.data.config.resolution_bp
+        return np.repeat(split_bin_mask(self.data, split, r, block), r)[: self.operon_any.size]
+
+    def _pairs(self, split: str, block: int | None) -> pd.DataFrame:
+        """Pairs of ``split`` (one ``block``) whose whole junction lies in its windows, so the
+        rules and the tracks score the same pairs."""
+        p = self.pairs[self.pairs["split"] == split]
+        if block is not None:
+            p = p[p["block"] == block]
+        covered = split_bin_mask(self.data, split, self.data.config.resolution_bp).astype(np.float32)
+        inside = pair_scores(np.stack([covered, covered]), p, self.data)
+        return p[inside == 1.0]
+
+    def track_metrics(self, track: np.ndarray, split: str, block: int | None = None) -> dict[str, float]:
+        """operon_bp_* (pooled strands, per bp) and pair_* metrics of an operon track [2, n_res]."""
+        r = self.data.config.resolution_bp
+        mask = self._bp_mask(split, block)
+        pooled = np.fmax(track[0], track[1])  # NaN only where neither strand was predicted
+        score = np.repeat(pooled, r)[: mask.size]
+        out = {f"operon_bp_{k}": v for k, v in binary_metrics(score[mask], self.operon_any[mask]).items()}
+        pairs = self._pairs(split, block)
+        pm = binary_metrics(pair_scores(track, pairs, self.data), pairs["same_operon"].to_numpy(float))
+        return out | {f"pair_{k}": v for k, v in pm.items()}
+
+    def distance_ll(self, distance: np.ndarray) -> np.ndarray:
+        """The train-pair log-likelihood rule's score of intergenic distances [n]."""
+        return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
+
+    def rule_metrics(self, split: str, block: int | None = None) -> dict[str, dict[str, float]]:
+        """pair_* metrics of the distance rules on the same pairs."""
+        pairs = self._pairs(split, block)
+        y = pairs["same_operon"].to_numpy(float)
+        d = pairs["distance"].to_numpy()
+        ll = self.distance_ll(d)
+        out = {
+            DISTANCE: {f"pair_{k}": v for k, v in binary_metrics(-d.astype(float), y).items()},
+            DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()},
+        }
+        if self.combiner is not None:
+            coef, intercept = self.combiner
+            score = coef[0] * ll + coef[1] * pair_scores(self.combined_track, pairs, self.data) + intercept
+            out[COMBINED] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()}
+        return out

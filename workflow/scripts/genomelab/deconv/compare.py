@@ -134,6 +134,7 @@ def compare(
         list(ms.tissues),
         plots["miami"],
         f"{phase}: true (up) vs predicted (down), first {k} test mixtures",
+        call=call,
     )
     P.scatter_plot(true, preds, list(ms.tissues), plots["scatter"], f"{phase}: predicted vs true")
     P.tissue_error_plot(true, preds, list(ms.tissues), plots["errors"], f"{phase}: per-tissue MAE")

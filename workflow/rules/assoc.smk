@@ -224,7 +224,7 @@ rule assoc_summary:
         md=f"{ASSOC_R}/summary.md",
         plot=report(
             f"{ASSOC_R}/plots/mrr.png",
-            caption="../report/assoc.rst",
+            caption="../report/assoc_plot.rst",
             category="assoc",
             labels={"figure": "test MRR, network vs baselines"},
         ),

@@ -261,10 +261,30 @@ rule deconv_compare:
         sparse_predictions=lambda wc: [f"{DC_OUT}/{wc.phase}/sparse/{r}/predictions.npz" for r in DC_REPS],
     output:
         json=f"{DC_OUT}/{{phase}}/comparison.json",
-        tsv=report(f"{DC_OUT}/{{phase}}/comparison.tsv", category="deconv", subcategory="{phase}"),
-        miami=report(f"{DC_OUT}/{{phase}}/miami.png", category="deconv", subcategory="{phase}"),
-        scatter=report(f"{DC_OUT}/{{phase}}/scatter.png", category="deconv", subcategory="{phase}"),
-        errors=report(f"{DC_OUT}/{{phase}}/tissue_errors.png", category="deconv", subcategory="{phase}"),
+        tsv=report(
+            f"{DC_OUT}/{{phase}}/comparison.tsv",
+            caption="../report/deconv_phase.rst",
+            category="deconv",
+            subcategory="{phase}",
+        ),
+        miami=report(
+            f"{DC_OUT}/{{phase}}/miami.png",
+            caption="../report/deconv_phase.rst",
+            category="deconv",
+            subcategory="{phase}",
+        ),
+        scatter=report(
+            f"{DC_OUT}/{{phase}}/scatter.png",
+            caption="../report/deconv_phase.rst",
+            category="deconv",
+            subcategory="{phase}",
+        ),
+        errors=report(
+            f"{DC_OUT}/{{phase}}/tissue_errors.png",
+            caption="../report/deconv_phase.rst",
+            category="deconv",
+            subcategory="{phase}",
+        ),
     log:
         f"{LOGS}/deconv/compare_{{phase}}.log",
     conda:
@@ -291,7 +311,12 @@ rule deconv_infer:
         model=f"{DC_INFER_OUT}/model_proportions.csv",
         residuals=f"{DC_INFER_OUT}/residuals.csv",
         join=f"{DC_INFER_OUT}/join_report.json",
-        stacked=report(f"{DC_INFER_OUT}/stacked.png", category="deconv", subcategory="inference"),
+        stacked=report(
+            f"{DC_INFER_OUT}/stacked.png",
+            caption="../report/deconv_infer.rst",
+            category="deconv",
+            subcategory="inference",
+        ),
     log:
         f"{LOGS}/deconv/infer_{DC_INFER_KEY}.log",
     conda:
@@ -346,11 +371,13 @@ rule deconv_evaluate:
         json=f"{DC_OUT}/independent/{{coverage}}/comparison.json",
         tsv=report(
             f"{DC_OUT}/independent/{{coverage}}/comparison.tsv",
+            caption="../report/deconv_independent.rst",
             category="deconv",
             subcategory="independent test sets",
         ),
         curve=report(
             f"{DC_OUT}/independent/{{coverage}}/presence_curve.png",
+            caption="../report/deconv_independent.rst",
             category="deconv",
             subcategory="independent test sets",
         ),
@@ -393,7 +420,12 @@ rule deconv_summary:
     output:
         json=f"{DC_OUT}/summary.json",
         md=f"{DC_OUT}/summary.md",
-        curves=report(f"{DC_OUT}/training_curves.png", category="deconv", subcategory="training"),
+        curves=report(
+            f"{DC_OUT}/training_curves.png",
+            caption="../report/deconv_training.rst",
+            category="deconv",
+            subcategory="training",
+        ),
     log:
         f"{LOGS}/deconv/summary.log",
     conda:

@@ -191,6 +191,7 @@ rule regulon_evaluate:
         plots=[
             report(
                 f"{REGULON_OUT}/plots/{name}.png",
+                caption=f"../report/regulon_{name}.rst",
                 category="regulon",
                 labels={"plot": name},
             )

@@ -190,6 +190,7 @@ rule tissue_diagnostic_plot:
         json=f"{TISSUE_OUT}/diagnostics/{{tissue_plot_check}}.json",
         png=report(
             f"{TISSUE_OUT}/diagnostics/{{tissue_plot_check}}.png",
+            caption="../report/tissue_diagnostics.rst",
             category="tissue",
             subcategory="diagnostics",
         ),
@@ -369,11 +370,13 @@ rule tissue_summary:
         md=f"{TISSUE_OUT}/summary.md",
         table=report(
             f"{TISSUE_OUT}/comparison.tsv",
+            caption="../report/tissue_comparison.rst",
             category="tissue",
         ),
         plots=report(
             directory(f"{TISSUE_OUT}/plots"),
             patterns=["{name}.png"],
+            caption="../report/tissue_plots.rst",
             category="tissue",
             subcategory="plots",
         ),

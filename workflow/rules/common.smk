@@ -140,6 +140,8 @@ def get_final_targets() -> list[str]:
     targets = [f"{RESULTS}/report/summary.md"] if REPORTED else []
     for module in REPORTED:
         targets.extend(FINAL_TARGETS.get(module, []))
+    # The UXM path (ingest.uxm) is not a reported module; its proportions are still a target.
+    targets.extend(FINAL_TARGETS.get("uxm", []))
     return targets
 
 

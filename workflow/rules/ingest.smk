@@ -168,6 +168,8 @@ if UXM["enabled"]:
 
 
 if UXM["enabled"] and UXM["atlas"]:
+    # The proportions are what a UXM run is for: a plain `snakemake --configfile` makes them.
+    FINAL_TARGETS["uxm"] = [f"{RESULTS}/deconv/uxm/proportions.csv"]
 
     rule deconv_uxm:
         """Tissue proportions of every sample: its block counts fitted to the atlas (weighted NNLS)."""

@@ -91,3 +91,22 @@ def test_every_successful_rule_keeps_its_outputs_and_the_cli_restores_them(tmp_p
     (tmp_path / "my.yaml").write_text("run: cohort2\n")
     assert main(["restore", "--configfile", "my.yaml"]) == 0
     assert out.read_text() == '{"mrr": 0.5}'
+
+
+def test_a_finished_training_job_keeps_its_newest_states(tmp_path):
+    from genomelab.last_good import prune_states
+
+    state = tmp_path / ".state" / "tissue" / "mlp" / "0"
+    for i, name in enumerate(["aaa111", "bbb222", "ccc333"]):
+        folder = state / name
+        (folder / "tensorboard").mkdir(parents=True)
+        (folder / "last.pt").write_text(name)
+        os.utime(folder / "last.pt", (1000 + i, 1000 + i))
+    (state / "attempts").mkdir()
+    (state / "attempts" / "attempt1.log").write_text("kept")
+    deleted = prune_states(state, keep=2)
+    assert [p.name for p in deleted] == ["aaa111"]
+    assert sorted(p.name for p in state.iterdir()) == ["attempts", "bbb222", "ccc333"]
+    assert prune_states(state, keep=2) == [] and prune_states(tmp_path / "none", keep=1) == []
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        prune_states(state, keep=0)

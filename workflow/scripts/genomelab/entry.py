@@ -138,7 +138,19 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
         logger.error("rule %s failed: %s: %s", smk.rule, type(exc).__name__, exc, exc_info=exc)
         sys.exit(1)
     _keep_last_good(smk)
+    _prune_states(smk)
     logger.info("rule %s finished", smk.rule)
+
+
+def _prune_states(smk: Any) -> None:
+    """A finished training job keeps its newest ``state.keep`` training states (one process)."""
+    from genomelab.last_good import prune_states
+
+    state_dir = getattr(getattr(smk, "params", None), "state_dir", None)
+    config = getattr(smk, "config", None) or {}
+    if not state_dir or int(os.environ.get("RANK", "0")) != 0:
+        return
+    prune_states(state_dir, int(config.get("state", {}).get("keep", 2)))
 
 
 def _keep_last_good(smk: Any) -> None:

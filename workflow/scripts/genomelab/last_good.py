@@ -6,7 +6,8 @@ would leave the run without the results it had. After every successful job, ``ke
 each output file under ``results/<run>/.state/last_good/`` (the same relative path); the state
 folder is never an output, so Snakemake leaves it alone. A hard link costs no disk space while
 the output exists, and the next success of the job replaces it, so one version is kept.
-``restore`` links them back: ``genomelab restore --configfile my.yaml``.
+``restore`` links them back: ``genomelab restore --configfile my.yaml``. ``prune_states``
+keeps a training job's state folder from growing with every change of its settings.
 """
 
 from __future__ import annotations
@@ -92,3 +93,29 @@ def restore(results: str | os.PathLike, only: Iterable[str] = (), overwrite: boo
         restored.append(dest)
     logger.info("restored %d file(s) of %s from %s", len(restored), results, store)
     return restored
+
+
+def prune_states(state_dir: str | os.PathLike, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest training states in ``state_dir``; return the deleted.
+
+    A state is a fingerprint folder holding ``last.pt`` or ``best.pt`` (genomelab.train.run
+    keys it by data and settings, so changing either starts a new one and the old one stays
+    behind); newest by its checkpoint's modification time. The attempt logs stay.
+    """
+    root = Path(state_dir)
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, not {keep}")
+    if not root.is_dir():
+        return []
+
+    def newest(folder: Path) -> float:
+        return max((folder / n).stat().st_mtime for n in ("last.pt", "best.pt") if (folder / n).exists())
+
+    states = [
+        p for p in root.iterdir() if p.is_dir() and ((p / "last.pt").exists() or (p / "best.pt").exists())
+    ]
+    states.sort(key=newest, reverse=True)
+    for old in states[keep:]:
+        shutil.rmtree(old)
+        logger.info("deleted the old training state %s (state.keep = %d)", old, keep)
+    return states[keep:]

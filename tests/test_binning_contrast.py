@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from genomelab.binning.contrastive_model import ContrastiveConfig, ContrastiveEncoder, nt_xent
 from genomelab.binning.contrastive_views import (
     fragment_coords,
@@ -20,13 +19,13 @@ from genomelab.binning.contrastive_views import (
 from genomelab.binning.data import load_inputs
 from genomelab.binning.encode import encode_and_cluster
 from genomelab.binning.kmers import naive_profile, write_profiles_h5
+from genomelab.binning.model import VAEConfig, vae_options
 from genomelab.binning.training import (
     check_views,
     load_model,
     model_kind,
     train_contrastive,
     train_from_files,
-    vae_options,
 )
 from genomelab.train import TrainConfig
 
@@ -69,7 +68,16 @@ def train(tmp_path, inputs, views, name="run", seed=0, **train):
     cfg = {"max_epochs": 6, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.0, "patience": 50, **train}
     out = tmp_path / name
     return train_contrastive(
-        inputs, views, SMALL, cfg, SPLIT, seed, out / "state", out / "metrics.json", out / "model.pt", None,
+        inputs,
+        views,
+        SMALL,
+        cfg,
+        SPLIT,
+        seed,
+        out / "state",
+        out / "metrics.json",
+        out / "model.pt",
+        None,
         torch.device("cpu"),
     )
 
@@ -130,7 +138,13 @@ def test_fragment_coords_and_config_reject_bad_values():
     assert ((coords[1, :, 1] - coords[1, :, 0]) >= 2500).all()
     for bad in ({"n_views": 0}, {"min_fraction": 0.0}, {"min_bp": 0}):
         with pytest.raises(ValueError):
-            fragment_coords(np.array([5000]), bad.get("n_views", 2), bad.get("min_fraction", 0.5), bad.get("min_bp", 10), rng)
+            fragment_coords(
+                np.array([5000]),
+                bad.get("n_views", 2),
+                bad.get("min_fraction", 0.5),
+                bad.get("min_bp", 10),
+                rng,
+            )
     with pytest.raises(ValueError, match="temperature"):
         ContrastiveConfig.from_dict({**SMALL, "temperature": 0.0})
     with pytest.raises(ValueError, match="groups"):
@@ -138,6 +152,7 @@ def test_fragment_coords_and_config_reject_bad_values():
     with pytest.raises(ValueError, match="kind"):
         model_kind({"kind": "pca"})
     assert vae_options({"kind": "vae", "contrastive": {}, "latent": 3}) == {"latent": 3}
+    assert VAEConfig.from_dict({"kind": "contrastive", "contrastive": SMALL, "latent": 3}).latent == 3
 
 
 def test_nt_xent_matches_the_formula():

@@ -89,14 +89,19 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 class ContrastiveEncoder(nn.Module):
     """MLP encoder trained with NT-Xent on pairs of views of the same contig."""
 
-    def __init__(self, config: ContrastiveConfig, mean: np.ndarray | None = None, sd: np.ndarray | None = None):
+    def __init__(
+        self, config: ContrastiveConfig, mean: np.ndarray | None = None, sd: np.ndarray | None = None
+    ):
         super().__init__()
         self.config = config
         n = config.n_columns
-        self.register_buffer("mean", torch.zeros(n) if mean is None else torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer(
+            "mean", torch.zeros(n) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        )
         self.register_buffer("sd", torch.ones(n) if sd is None else torch.as_tensor(sd, dtype=torch.float32))
         self.encoder = nn.Sequential(
-            _mlp([config.n_inputs, *config.hidden], config.dropout), nn.Linear(config.hidden[-1], config.embedding)
+            _mlp([config.n_inputs, *config.hidden], config.dropout),
+            nn.Linear(config.hidden[-1], config.embedding),
         )
 
     @staticmethod

@@ -46,7 +46,9 @@ def check_groups(groups: Sequence[str]) -> tuple[str, ...]:
 
 def group_columns(groups: Sequence[str]) -> np.ndarray:
     """Profile column indices [n_columns] of ``groups`` (layout order)."""
-    return np.concatenate([np.arange(GROUP_SLICES[g].start, GROUP_SLICES[g].stop) for g in check_groups(groups)])
+    return np.concatenate(
+        [np.arange(GROUP_SLICES[g].start, GROUP_SLICES[g].stop) for g in check_groups(groups)]
+    )
 
 
 @dataclass
@@ -145,9 +147,13 @@ def load_views(path: str | os.PathLike) -> Views:
             if ds not in h5:
                 raise ValueError(f"{path} has no dataset {ds!r}: not a genomelab contig views file")
         groups = check_groups(str(h5.attrs.get("groups", "")).split())
-        views = Views(np.asarray(h5[NAMES_DS].asstr()[:], dtype=object), h5[COORDS_DS][:], h5[VIEWS_DS][:], groups)
+        views = Views(
+            np.asarray(h5[NAMES_DS].asstr()[:], dtype=object), h5[COORDS_DS][:], h5[VIEWS_DS][:], groups
+        )
     if views.views.shape[2] != len(group_columns(groups)):
-        raise ValueError(f"{path}: views have {views.views.shape[2]} columns, groups {groups} need another number")
+        raise ValueError(
+            f"{path}: views have {views.views.shape[2]} columns, groups {groups} need another number"
+        )
     return views
 
 

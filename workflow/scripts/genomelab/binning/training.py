@@ -4,6 +4,7 @@ contrastive encoder or the k-mer beta-VAE) through the shared training run
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from genomelab.binning.contrastive_model import ContrastiveConfig, ContrastiveEncoder
 from genomelab.binning.contrastive_views import Views, load_views
 from genomelab.binning.data import ModelInputs, load_inputs, split_indices
-from genomelab.binning.model import KmerVAE, VAEConfig
+from genomelab.binning.model import KmerVAE, VAEConfig, vae_options
 from genomelab.binning.summary import REFERENCE_TERMS
 from genomelab.train import TrainConfig, resolve_device
 from genomelab.train.export import data_fingerprint, load_exported
@@ -25,22 +26,15 @@ logger = logging.getLogger(__name__)
 # Kinds of the exported models (train/export.py).
 KIND = "binning-vae"
 CONTRASTIVE_KIND = "binning-contrastive"
-# binning.model keys that are not the VAE's own.
-MODEL_KIND_KEY, CONTRASTIVE_KEY = "kind", "contrastive"
 MODEL_KINDS = ("contrastive", "vae", "tnf")
 
 
 def model_kind(model_cfg: dict[str, Any]) -> str:
     """``binning.model.kind``, checked."""
-    kind = model_cfg.get(MODEL_KIND_KEY, "vae")
+    kind = model_cfg.get("kind")
     if kind not in MODEL_KINDS:
         raise ValueError(f"binning.model.kind must be one of {MODEL_KINDS}, not {kind!r}")
     return str(kind)
-
-
-def vae_options(model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The VAE's keys of ``binning.model`` (all but ``kind`` and ``contrastive``)."""
-    return {k: v for k, v in model_cfg.items() if k not in (MODEL_KIND_KEY, CONTRASTIVE_KEY)}
 
 
 def _dataset(x: np.ndarray, rows: np.ndarray, device: torch.device, preload: bool):
@@ -118,7 +112,9 @@ def train_vae(
     return result.model, result.payload
 
 
-def _view_dataset(views: np.ndarray, depth: np.ndarray, rows: np.ndarray, device: torch.device, preload: bool):
+def _view_dataset(
+    views: np.ndarray, depth: np.ndarray, rows: np.ndarray, device: torch.device, preload: bool
+):
     from torch.utils.data import TensorDataset
 
     tensors = [torch.from_numpy(np.ascontiguousarray(a[rows])) for a in (views, depth)]
@@ -157,6 +153,8 @@ def train_contrastive(
     ``binning.model.contrastive``); write metrics and the exported model. Resumes like
     :func:`train_vae`. Returns the best model and the metrics payload."""
     cfg = ContrastiveConfig.from_dict(model_cfg, n_depth=inputs.n_depth)
+    resolved = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    del resolved["n_depth"]
     check_views(views, inputs, cfg)
     splits = split_indices(
         len(inputs.x), float(split_cfg["val_fraction"]), float(split_cfg["test_fraction"]), seed
@@ -168,12 +166,12 @@ def train_contrastive(
 
     def after_fit(state: RunState) -> dict[str, Any]:
         epoch_s = [h["time/epoch_s"] for h in state.fit.history]
-        n_train = len(splits["train"])
+        n_train, n_val = len(splits["train"]), len(splits["val"])
         return {
             "test": state.test_losses,
             "n_contigs": {s: len(i) for s, i in splits.items()},
-            # NT-Xent of an encoder that knows nothing: log(2b - 1) for batches of b contigs.
-            "chance_nt_xent": float(np.log(2 * min(batch or n_train, n_train) - 1)),
+            # NT-Xent of an encoder that knows nothing: log(2b - 1) for validation batches of b.
+            "chance_nt_xent": float(np.log(2 * min(batch or n_val, n_val) - 1)),
             "fit_seconds": state.fit_seconds,
             "mean_epoch_seconds": float(np.mean(epoch_s)) if epoch_s else None,
             "train_contigs_per_second": (n_train / float(np.mean(epoch_s))) if epoch_s else None,
@@ -184,7 +182,8 @@ def train_contrastive(
     spec = RunSpec(
         kind=CONTRASTIVE_KIND,
         train_config=TrainConfig.from_dict(train_cfg, seed=seed),
-        model_config=dict(model_cfg),
+        # Every option, defaults included: the exported model rebuilds without the schema.
+        model_config=resolved,
         build_model=lambda: ContrastiveEncoder(cfg, mean, sd),
         build_data=lambda dev: {
             s: _view_dataset(views.views, depth, idx, dev, preload) for s, idx in splits.items() if len(idx)
@@ -245,11 +244,13 @@ def train_from_files(
     common = (train_cfg, split_cfg, seed, state_dir, metrics_path, model_path, tensorboard_dir)
     if kind == "contrastive":
         if not views_h5:
-            raise ValueError("binning.model.kind 'contrastive' needs the contig views file (binning_views rule)")
+            raise ValueError(
+                "binning.model.kind 'contrastive' needs the contig views file (binning_views rule)"
+            )
         _, payload = train_contrastive(
             inputs,
             load_views(views_h5),
-            model_cfg.get(CONTRASTIVE_KEY, {}),
+            model_cfg.get("contrastive", {}),
             *common,
             resolve_device(device),
             preload,

@@ -47,7 +47,6 @@ from genomelab.binning.training import train_vae  # noqa: E402
 from genomelab.io.fasta import read_fasta  # noqa: E402
 from genomelab.io.tables import read_truth  # noqa: E402
 from genomelab.train import resolve_device  # noqa: E402
-from genomelab.train.checkpoint import save_checkpoint  # noqa: E402
 
 
 def run_metabat(
@@ -147,14 +146,12 @@ def main() -> None:
             args.seed,
             work / "state",
             work / "metrics.json",
+            work / "vae.pt",
             None,
             device,
         )
         result["train_seconds"] = time.perf_counter() - t0
         result["test_terms"] = metrics["test"]
-        save_checkpoint(
-            work / "vae.pt", {"model": model.state_dict(), "model_config": model_cfg, "n_depth": 0}
-        )
         ccfg = ClusterConfig(seed=args.seed, method=args.cluster_method)
         result["cluster"] = {
             "method": ccfg.method,

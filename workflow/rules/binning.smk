@@ -1,5 +1,6 @@
-# Module binning: k-mer profiles -> diagnostics -> gate -> beta-VAE and TNF baseline ->
-# kNN-graph (Louvain) clustering -> bins -> AMBER-style evaluation -> summary (docs/binning.md).
+# Module binning: k-mer profiles -> diagnostics -> gate -> embedding (binning.model.kind: the
+# contrastive encoder on fragment views, or the beta-VAE) and TNF baseline -> kNN-graph
+# clustering -> bins -> AMBER-style evaluation -> summary (docs/binning.md).
 from genomelab.binning.paths import resolve_paths
 
 BIN = config["binning"]
@@ -10,6 +11,12 @@ BIN_PATHS = resolve_paths(BIN, BIN_DIR)
 BIN_SHRED = BIN_PATHS.shred
 BIN_CONTIGS = BIN_PATHS.contigs
 BIN_TRUTH = BIN_PATHS.truth
+BIN_KIND = BIN["model"]["kind"]
+if BIN["enabled"] and BIN_KIND == "tnf":
+    raise ValueError(
+        "binning.model.kind 'tnf' is not wired into the workflow yet: use contrastive or vae "
+        "(the TNF baseline is always run and reported beside the model)"
+    )
 if BIN["enabled"] and BIN_TRUTH and not BIN_SHRED:
     from genomelab.io.tables import check_truth_header
 
@@ -113,13 +120,45 @@ rule binning_baseline:
         "../scripts/run_step.py"
 
 
+if BIN_KIND == "contrastive":
+
+    rule binning_views:
+        input:
+            contigs=BIN_CONTIGS,
+            h5=rules.binning_features.output.h5,
+        output:
+            h5=f"{BIN_DIR}/features/views.h5",
+        log:
+            f"{BIN_LOGS}/views.log",
+        benchmark:
+            f"{BIN_BENCH}/binning_views.tsv"
+        conda:
+            ENV_CPU
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            contrastive=config_json(BIN["model"]["contrastive"]),
+            engine=BIN["features"]["engine"],
+            seed=config["seed"],
+        script:
+            "../scripts/run_step.py"
+
+
+def get_binning_views(wc) -> dict:
+    """The contrastive encoder's fragment views; the VAE reads only the profiles."""
+    return {"views": rules.binning_views.output.h5} if BIN_KIND == "contrastive" else {}
+
+
 rule binning_train:
     input:
         unpack(lambda wc: BIN_PATHS.optional_inputs()),
+        unpack(get_binning_views),
         h5=rules.binning_features.output.h5,
         gate=gate_input("binning"),
     output:
-        model=f"{BIN_DIR}/model/vae.pt",
+        model=f"{BIN_DIR}/model/{BIN_KIND}.pt",
         metrics=f"{BIN_DIR}/model/metrics.json",
         tensorboard=directory(f"{BIN_DIR}/model/tensorboard"),
     log:
@@ -138,7 +177,7 @@ rule binning_train:
         preload=BIN["preload"],
         seed=config["seed"],
         device=config["device"],
-        state_dir=state_dir("binning", "vae"),
+        state_dir=state_dir("binning", BIN_KIND),
     script:
         "../scripts/run_step.py"
 

@@ -61,6 +61,7 @@ STEPS = MappingProxyType(
         "binning_features": "genomelab.binning.steps:features_step",
         "binning_diagnostics": "genomelab.binning.steps:diagnostics_step",
         "binning_baseline": "genomelab.binning.steps:baseline_step",
+        "binning_views": "genomelab.binning.steps:views_step",
         "binning_train": "genomelab.binning.steps:train_step",
         "binning_encode": "genomelab.binning.steps:encode_step",
         "binning_bins": "genomelab.binning.steps:bins_step",

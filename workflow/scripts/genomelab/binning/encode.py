@@ -1,4 +1,5 @@
-"""The binning_encode step: every contig's latent mean under the trained VAE, clustered."""
+"""The binning_encode step: every contig's embedding under the trained model (the VAE's
+latent mean or the contrastive encoder's output), clustered."""
 
 from __future__ import annotations
 
@@ -28,13 +29,12 @@ def encode_and_cluster(
     min_bin_bp: int = 0,
     batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(latent means [n, latent], cluster ids [n]) for every contig."""
+    """(embeddings [n, d], cluster ids [n]) for every contig."""
     model = load_model(model_path, inputs.n_depth).to(device)
     chunks = []
-    with torch.no_grad():
-        for start in range(0, len(inputs.x), batch_size):
-            xb = torch.from_numpy(inputs.x[start : start + batch_size]).to(device)
-            chunks.append(model.encode(xb)[0].float())
+    for start in range(0, len(inputs.x), batch_size):
+        xb = torch.from_numpy(inputs.x[start : start + batch_size]).to(device)
+        chunks.append(model.embed(xb, batch_size))
     latent = torch.cat(chunks)
     labels = cluster_contigs(latent, inputs.lengths, cluster_cfg, min_bin_bp, device)
     return latent.cpu().numpy(), labels

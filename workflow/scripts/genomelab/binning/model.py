@@ -16,6 +16,7 @@ to 1 like the input), GC as a logit and abundances directly. Loss per group:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,13 @@ from genomelab.config import ConfigSection, from_schema
 from genomelab.train.engine import LossOutput
 
 TERMS = ("bce6", "bce5", "mse4", "mse3", "mse_gc", "kl", "recon")
+# binning.model keys that are not the VAE's: the model choice and the contrastive encoder's section.
+NOT_VAE_KEYS = ("kind", "contrastive")
+
+
+def vae_options(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The VAE's keys of a ``binning.model`` section (all but :data:`NOT_VAE_KEYS`)."""
+    return {k: v for k, v in model_cfg.items() if k not in NOT_VAE_KEYS}
 
 
 @dataclass
@@ -44,6 +52,11 @@ class VAEConfig(ConfigSection):
     log_pseudocount: float = from_schema("binning.model.log_pseudocount")
     recon_scale: float = from_schema("binning.model.recon_scale")
     depth_weight: float = from_schema("binning.model.depth_weight")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, where: str | None = None, **extra: Any) -> VAEConfig:
+        """The VAE's view of ``binning.model``: ``kind`` and ``contrastive`` are skipped."""
+        return super().from_dict(vae_options(values), where=where, **extra)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)

@@ -1,6 +1,7 @@
 """Snakemake steps of the binning module: each ``<name>_step(smk)`` unpacks ``smk`` and calls
 one plain typed function from the module named for what it does (``shred``, ``kmers``,
-``diagnostics``, ``baselines``, ``training``, ``encode``, ``bins``, ``evaluate``, ``summary``).
+``diagnostics``, ``baselines``, ``contrastive_views``, ``training``, ``encode``, ``bins``,
+``evaluate``, ``summary``).
 
 Those modules are imported inside the steps: the CPU rules (shred, features, bins, evaluate,
 summary) never import torch, and the torch rules limit its threads once it is loaded.
@@ -78,6 +79,23 @@ def baseline_step(smk: Any) -> None:
     )
 
 
+def views_step(smk: Any) -> None:
+    from genomelab.binning.contrastive_views import views_step_files
+
+    p = param(smk, "contrastive")
+    views_step_files(
+        smk.input.contigs,
+        smk.input.h5,
+        smk.output.h5,
+        p["groups"],
+        int(p["n_views"]),
+        float(p["min_fraction"]),
+        int(p["min_bp"]),
+        int(smk.params.seed),
+        str(smk.params.engine),
+    )
+
+
 def train_step(smk: Any) -> None:
     from genomelab.binning.training import train_from_files
 
@@ -85,6 +103,7 @@ def train_step(smk: Any) -> None:
     train_from_files(
         smk.input.h5,
         _optional(smk, "depth"),
+        _optional(smk, "views"),
         param(smk, "model"),
         param(smk, "train"),
         param(smk, "split"),

@@ -218,7 +218,7 @@ rule binning_bins:
         contig_bins=f"{BIN_DIR}/bins/contig_bins.tsv",
         bin_summary=report(
             f"{BIN_DIR}/bins/bin_summary.tsv",
-            caption="../report/binning.rst",
+            caption="../report/binning_bins.rst",
             category="binning",
             labels={"table": "bins"},
         ),
@@ -250,14 +250,14 @@ if BIN_TRUTH:
             json=f"{BIN_DIR}/evaluation/evaluation.json",
             per_bin=f"{BIN_DIR}/evaluation/per_bin.tsv",
             plot_model=report(
-                f"{BIN_DIR}/evaluation/latent_vae.png",
-                caption="../report/binning.rst",
+                f"{BIN_DIR}/evaluation/latent_model.png",
+                caption="../report/binning_latent.rst",
                 category="binning",
-                labels={"plot": "VAE latent"},
+                labels={"plot": f"{BIN['model']['kind']} embedding"},
             ),
             plot_baseline=report(
                 f"{BIN_DIR}/evaluation/latent_tnf.png",
-                caption="../report/binning.rst",
+                caption="../report/binning_latent.rst",
                 category="binning",
                 labels={"plot": "TNF PCA"},
             ),
@@ -271,6 +271,7 @@ if BIN_TRUTH:
             runtime=30,
         params:
             min_bin_bp=BIN["bins"]["min_bin_bp"],
+            model_kind=BIN["model"]["kind"],
         script:
             "../scripts/run_step.py"
 
@@ -312,6 +313,7 @@ rule binning_summary:
     params:
         min_bin_bp=BIN["bins"]["min_bin_bp"],
         cluster_method=BIN["cluster"]["method"],
+        model_kind=BIN["model"]["kind"],
     script:
         "../scripts/run_step.py"
 

@@ -13,6 +13,7 @@ import torch
 
 from genomelab.binning.cluster import ClusterConfig, cluster_contigs
 from genomelab.binning.data import ModelInputs, load_inputs
+from genomelab.binning.kmers import N_FEATURES
 from genomelab.binning.latent import save_latent
 from genomelab.binning.training import load_model
 from genomelab.io.tables import write_table
@@ -36,7 +37,10 @@ def encode_and_cluster(
         xb = torch.from_numpy(inputs.x[start : start + batch_size]).to(device)
         chunks.append(model.embed(xb, batch_size))
     latent = torch.cat(chunks)
-    labels = cluster_contigs(latent, inputs.lengths, cluster_cfg, min_bin_bp, device)
+    # Abundance joins the clustering as its own view, as for the TNF baseline, so both methods
+    # get the same clustering; strains that composition cannot split differ there.
+    depth = inputs.x[:, N_FEATURES:] if inputs.n_depth else None
+    labels = cluster_contigs(latent, inputs.lengths, cluster_cfg, min_bin_bp, device, depth=depth)
     return latent.cpu().numpy(), labels
 
 

@@ -138,12 +138,13 @@ def evaluate_bins(
     out_json: str | os.PathLike,
     out_per_bin: str | os.PathLike,
     plots: dict[str, str],
+    model_title: str = "model embedding",
 ) -> dict[str, Any]:
     """The model's and the TNF baseline's bins against the truth table, with latent plots.
 
-    ``clusters``, ``latents`` and ``plots`` are keyed ``vae`` and ``tnf_baseline`` (cluster
-    tables, latent HDF5 files, plot paths). Writes the metrics JSON and the model's per-bin
-    table; returns the metrics.
+    ``clusters``, ``latents`` and ``plots`` are keyed ``model`` and ``tnf_baseline`` (cluster
+    tables, embedding HDF5 files, plot paths); ``model_title`` names the model in its plot.
+    Writes the metrics JSON and the model's per-bin table; returns the metrics.
     """
     from genomelab.binning.kmers import read_profiles_h5
     from genomelab.binning.latent import load_latent
@@ -157,15 +158,15 @@ def evaluate_bins(
     genomes = table_of_truth.loc[prof.names].to_numpy()
     out: dict[str, Any] = {"min_bin_bp": min_bin_bp}
     tables = {}
-    for method in ("vae", "tnf_baseline"):
+    for method in ("model", "tnf_baseline"):
         labels = read_clusters(clusters[method], prof.names)
         metrics, table = evaluate_binning(labels, genomes, prof.lengths, min_bin_bp)
         out[method] = metrics
         tables[method] = table
         logger.info("%s: %s", method, metrics)
-    write_table(tables["vae"], out_per_bin)
+    write_table(tables["model"], out_per_bin)
     atomic_write_json(out_json, out)
-    for method, title in (("vae", "VAE latent"), ("tnf_baseline", "TNF PCA")):
+    for method, title in (("model", model_title), ("tnf_baseline", "TNF PCA")):
         names, latent = load_latent(latents[method])
         labels = read_clusters(clusters[method], names, f"latent {latents[method]}")
         plot_latent(latent, labels, table_of_truth.loc[names].to_numpy(), plots[method], title)

@@ -150,16 +150,18 @@ def bins_step(smk: Any) -> None:
 
 def evaluate_step(smk: Any) -> None:
     from genomelab.binning.evaluate import evaluate_bins
+    from genomelab.binning.summary import MODEL_LABELS
 
     evaluate_bins(
         smk.input.h5,
         smk.input.truth,
-        {"vae": smk.input.model_clusters, "tnf_baseline": smk.input.baseline_clusters},
-        {"vae": smk.input.model_latent, "tnf_baseline": smk.input.baseline_embedding},
+        {"model": smk.input.model_clusters, "tnf_baseline": smk.input.baseline_clusters},
+        {"model": smk.input.model_latent, "tnf_baseline": smk.input.baseline_embedding},
         int(smk.params.min_bin_bp),
         smk.output.json,
         smk.output.per_bin,
-        {"vae": smk.output.plot_model, "tnf_baseline": smk.output.plot_baseline},
+        {"model": smk.output.plot_model, "tnf_baseline": smk.output.plot_baseline},
+        f"{MODEL_LABELS.get(smk.params.model_kind, smk.params.model_kind)} embedding",
     )
 
 
@@ -178,4 +180,5 @@ def summary_step(smk: Any) -> None:
         int(smk.params.min_bin_bp),
         smk.output.json,
         smk.output.md,
+        smk.params.model_kind,
     )

@@ -31,6 +31,10 @@ REFERENCE_TERMS = {
 }
 
 
+#: How each binning.model.kind is named in the summary.
+MODEL_LABELS = {"vae": "beta-VAE", "contrastive": "contrastive encoder"}
+
+
 def write_summary(
     metrics_path: str | os.PathLike,
     bin_summary: str | os.PathLike,
@@ -42,10 +46,12 @@ def write_summary(
     min_bp: int,
     out_json: str | os.PathLike,
     out_md: str | os.PathLike,
+    model_kind: str = "vae",
 ) -> ModuleSummary:
     """The module summary; ``evaluation`` (with the model's and baseline's ``latent_plots``) is
     None when no truth table was given; unbinned contigs of ``contig_bins`` are counted as
-    dropped records."""
+    dropped records; ``model_kind`` (binning.model.kind) names the model."""
+    model = MODEL_LABELS.get(model_kind, model_kind)
     metrics = read_metrics(metrics_path, require=TRAINING_KEYS)
     per_bin = pd.read_csv(bin_summary, sep="\t")
     diags = [dataclasses.asdict(r) for path in diagnostics for r in read_results(path)]
@@ -73,10 +79,10 @@ def write_summary(
                 primary="ari_bp",
                 higher_is_better=True,
                 rows={
-                    f"beta-VAE + {clustering}": {k: scores["vae"][k] for k in keys},
+                    f"{model} + {clustering}": {k: scores["model"][k] for k in keys},
                     f"TNF PCA + {clustering}": {k: scores["tnf_baseline"][k] for k in keys},
                 },
-                kinds={f"beta-VAE + {clustering}": "model", f"TNF PCA + {clustering}": "baseline"},
+                kinds={f"{model} + {clustering}": "model", f"TNF PCA + {clustering}": "baseline"},
             )
         )
         plots = [os.path.relpath(p, results_dir) for p in latent_plots or ()]
@@ -91,8 +97,16 @@ def write_summary(
         reason = empty_bins_reason(per_bin, contig_table, min_bp)
         diags.append(dataclasses.asdict(DiagnosticResult("bins_written", WARN, reason, blocking=False)))
         logger.warning("%s", reason)
+    # The reference loss terms are the beta-VAE's; the contrastive encoder has its NT-Xent.
+    loss_note = (
+        f"Test-split loss terms beside the development-history reference (0.5M sequences, ~500 epochs): {terms}."
+        if model_kind == "vae"
+        else f"Test-split loss {test.get('test/loss', float('nan')):.4g} "
+        f"(chance {metrics.get('chance_nt_xent', float('nan')):.4g}, the NT-Xent of an embedding that "
+        "tells no view apart)."
+    )
     notes = [
-        f"Test-split loss terms beside the development-history reference (0.5M sequences, ~500 epochs): {terms}.",
+        loss_note,
         f"{len(per_bin)} bins; {len(written)} of at least {min_bp} bp written as FASTA "
         f"({int(written['size_bp'].sum())} bp); good bins = recall >= 0.9 and precision >= 0.95.",
         f"Training: {metrics.get('epochs_run')} epochs on {metrics.get('device')} "
@@ -103,7 +117,7 @@ def write_summary(
         notes.append("No truth table was given, so bins were not evaluated (binning.input.truth).")
     summary = ModuleSummary(
         "binning",
-        "Contig binning (k-mer beta-VAE)",
+        f"Contig binning ({model})",
         comparisons,
         diags,
         plots,

@@ -146,15 +146,11 @@ if BIN_KIND == "contrastive":
             "../scripts/run_step.py"
 
 
-def get_binning_views(wc) -> dict:
-    """The contrastive encoder's fragment views; the VAE reads only the profiles."""
-    return {"views": rules.binning_views.output.h5} if BIN_KIND == "contrastive" else {}
-
-
 rule binning_train:
     input:
         unpack(lambda wc: BIN_PATHS.optional_inputs()),
-        unpack(get_binning_views),
+        # The contrastive encoder's fragment views; the VAE reads only the profiles.
+        unpack(lambda wc: {"views": rules.binning_views.output.h5} if BIN_KIND == "contrastive" else {}),
         h5=rules.binning_features.output.h5,
         gate=gate_input("binning"),
     output:

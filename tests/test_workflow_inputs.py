@@ -97,7 +97,14 @@ def test_a_bad_tissue_sheet_stops_before_any_job(workdir, tmp_path, edit, messag
 def test_a_deconv_sheet_lists_its_npz_files_as_inputs(workdir, tmp_path):
     sheet = simulated_sheet(tmp_path)
     config = write_config(
-        tmp_path, "deconv.yaml", deconv={"enabled": True, "input": {"sample_sheet": str(sheet)}}
+        tmp_path,
+        "deconv.yaml",
+        # Tissues A and B read as no blood cell type: the phase-3 background is named.
+        deconv={
+            "enabled": True,
+            "input": {"sample_sheet": str(sheet)},
+            "mixtures": {"phase3": {"background": ["A"]}},
+        },
     )
     target = f"results/{RUN}/deconv/sources.h5"
     res = snakemake(workdir, target, "-n", "--cores", "1", "--configfile", config)

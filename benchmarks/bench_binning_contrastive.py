@@ -66,31 +66,9 @@ class Clock:
         return {"wall_s": time.perf_counter() - self.wall, "cpu_s": time.process_time() - self.cpu}
 
 
-def bp_ari(labels: np.ndarray, genomes: np.ndarray, lengths: np.ndarray) -> float:
-    """ARI over pairs of base pairs: the contingency table of bins x genomes holds bp."""
-    _, li = np.unique(np.asarray(labels).astype(str), return_inverse=True)
-    _, gi = np.unique(np.asarray(genomes).astype(str), return_inverse=True)
-    table = np.zeros((li.max() + 1, gi.max() + 1))
-    np.add.at(table, (li, gi), np.asarray(lengths, dtype=np.float64))
-
-    def pairs(x: np.ndarray) -> float:
-        return float((x * (x - 1) / 2).sum())
-
-    total = pairs(np.array([table.sum()]))
-    both, rows, cols = pairs(table), pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
-    expected = rows * cols / total
-    return (both - expected) / (0.5 * (rows + cols) - expected)
-
-
 def score(labels: np.ndarray, genomes: np.ndarray, lengths: np.ndarray, min_bin_bp: int) -> dict:
+    # ari_bp / ari_contigs as the workflow's evaluation computes them (binning/evaluate.py).
     metrics, table = ev.evaluate_binning(labels, genomes, lengths, min_bin_bp)
-    written = np.asarray(labels).astype(str)
-    size = {b: lengths[written == b].sum() for b in np.unique(written)}
-    singleton = np.array(
-        [b if b != "-1" and size[b] >= min_bin_bp else f"unbinned_{i}" for i, b in enumerate(written)]
-    )
-    metrics["ari_bp"] = bp_ari(singleton, genomes, lengths)
-    metrics["ari_contigs"] = metrics.pop("ari")
     metrics["n_medium_bins"] = int(
         ((table["recall"] >= MEDIUM_RECALL) & (table["precision"] >= MEDIUM_PRECISION) & ~table["good"]).sum()
     )

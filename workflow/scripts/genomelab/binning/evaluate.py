@@ -55,6 +55,32 @@ def per_bin_table(bins: np.ndarray, genomes: np.ndarray, lengths: np.ndarray) ->
     return table.reset_index().sort_values("bp", ascending=False, ignore_index=True)
 
 
+def genome_best_f1(bins: np.ndarray, genomes: np.ndarray, lengths: np.ndarray) -> dict[str, float]:
+    """Per genome, the bp-weighted F1 of the written bin that holds it best (0 when no bin
+    holds any of it): the paired observation of a model-vs-baseline test over genomes.
+
+    ``bins`` [n] (``-1`` = unbinned), ``genomes`` [n], ``lengths`` [n] bp. F1 of genome g in
+    bin b: 2 P R / (P + R) with P = bp of g in b / bp of b and R = bp of g in b / bp of g.
+    """
+    frame = pd.DataFrame(
+        {
+            "bin": np.asarray(bins).astype(str),
+            "genome": np.asarray(genomes).astype(str),
+            "bp": np.asarray(lengths, dtype=np.float64),
+        }
+    )
+    genome_bp = frame.groupby("genome")["bp"].sum()
+    binned = frame[frame["bin"] != "-1"]
+    best = dict.fromkeys(genome_bp.index, 0.0)
+    if not binned.empty:
+        cross = binned.groupby(["bin", "genome"])["bp"].sum().unstack(fill_value=0.0)
+        precision = cross.div(cross.sum(axis=1), axis=0)
+        recall = cross.div(genome_bp.loc[cross.columns], axis=1)
+        f1 = (2 * precision * recall / (precision + recall)).fillna(0.0)
+        best.update({str(g): float(v) for g, v in f1.max(axis=0).items()})
+    return {str(g): float(v) for g, v in best.items()}
+
+
 def _comb2(x: np.ndarray) -> float:
     return float((x * (x - 1.0) / 2.0).sum())
 
@@ -82,6 +108,14 @@ def weighted_ari(truth: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> fl
     if top == expected:
         return 1.0
     return float((both - expected) / (top - expected))
+
+
+def _written_labels(bins: np.ndarray, lengths: np.ndarray, min_bin_bp: int) -> np.ndarray:
+    """``bins`` [n] with contigs of bins under ``min_bin_bp`` (not written) set to ``-1``."""
+    bins = np.asarray(bins).astype(str)
+    size = pd.Series(np.asarray(lengths, dtype=np.int64)).groupby(bins).sum()
+    small = set(size.index[size < min_bin_bp])
+    return np.array([b if b != "-1" and b not in small else "-1" for b in bins])
 
 
 def evaluate_binning(
@@ -161,7 +195,8 @@ def evaluate_bins(
     for method in ("model", "tnf_baseline"):
         labels = read_clusters(clusters[method], prof.names)
         metrics, table = evaluate_binning(labels, genomes, prof.lengths, min_bin_bp)
-        out[method] = metrics
+        written = _written_labels(labels, prof.lengths, min_bin_bp)
+        out[method] = {**metrics, "per_genome_best_f1": genome_best_f1(written, genomes, prof.lengths)}
         tables[method] = table
         logger.info("%s: %s", method, metrics)
     write_table(tables["model"], out_per_bin)

@@ -35,6 +35,22 @@ REFERENCE_TERMS = {
 MODEL_LABELS = {"vae": "beta-VAE", "contrastive": "contrastive encoder"}
 
 
+def genome_tests(scores: dict[str, Any], model: str, baseline: str) -> dict[str, dict]:
+    """The paired test of the model's bins against the baseline's: Wilcoxon signed-rank over
+    genomes of each genome's best-bin F1 (evaluation key ``per_genome_best_f1``); empty when
+    the evaluation has no per-genome scores."""
+    from genomelab.report.stats import wilcoxon_signed_rank
+    from genomelab.report.summary import pair_key
+
+    m, b = scores["model"].get("per_genome_best_f1"), scores["tnf_baseline"].get("per_genome_best_f1")
+    if not m or not b:
+        return {}
+    genomes = sorted(set(m) & set(b))
+    test = wilcoxon_signed_rank([m[g] for g in genomes], [b[g] for g in genomes])
+    test.test = "Wilcoxon signed-rank over genomes (best-bin F1, bp)"
+    return {pair_key(model, baseline): test.to_dict()}
+
+
 def write_summary(
     metrics_path: str | os.PathLike,
     bin_summary: str | os.PathLike,
@@ -83,6 +99,7 @@ def write_summary(
                     f"TNF PCA + {clustering}": {k: scores["tnf_baseline"][k] for k in keys},
                 },
                 kinds={f"{model} + {clustering}": "model", f"TNF PCA + {clustering}": "baseline"},
+                tests=genome_tests(scores, f"{model} + {clustering}", f"TNF PCA + {clustering}"),
             )
         )
         plots = [os.path.relpath(p, results_dir) for p in latent_plots or ()]

@@ -115,7 +115,7 @@ def bismark_fragments(
     for k in ("reads", "reads_filtered", "reads_used", "fragments"):
         st.setdefault(k, 0)
     pending: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    chrom = None
+    chrom = ""  # the chromosome of the reads in `pending`
     try:
         bam = pysam.AlignmentFile(str(path), "rb", check_sq=False)
     except (ValueError, OSError) as exc:
@@ -126,10 +126,10 @@ def bismark_fragments(
             if read.flag & exclude_flags or read.is_unmapped or read.mapping_quality < min_mapq:
                 st["reads_filtered"] += 1
                 continue
-            if read.reference_name != chrom:
+            if (read.reference_name or "") != chrom:
                 # Mates on one chromosome arrive before the next one starts in a sorted BAM.
                 yield from _flush(chrom, pending, st)
-                chrom = read.reference_name
+                chrom = read.reference_name or ""
             pos, meth = read_cpg_calls(read, str(path), record)
             if keep is not None and len(pos):
                 sel = keep(chrom, pos)
@@ -142,11 +142,11 @@ def bismark_fragments(
             )
             if not mate_here:
                 yield _fragment(chrom, pos, meth, st)
-            elif read.query_name in pending:
-                p2, m2 = pending.pop(read.query_name)
+            elif (name := read.query_name or "") in pending:
+                p2, m2 = pending.pop(name)
                 yield _fragment(chrom, np.concatenate([p2, pos]), np.concatenate([m2, meth]), st)
             else:
-                pending[read.query_name] = (pos, meth)
+                pending[name] = (pos, meth)
         yield from _flush(chrom, pending, st)
 
 
@@ -156,7 +156,7 @@ def _fragment(chrom: str, pos: np.ndarray, meth: np.ndarray, st: dict[str, int])
     return Fragment(chrom, p, m)
 
 
-def _flush(chrom: str | None, pending: dict, st: dict[str, int]) -> Iterator[Fragment]:
+def _flush(chrom: str, pending: dict, st: dict[str, int]) -> Iterator[Fragment]:
     """Reads whose mate never came (filtered out, or an unsorted BAM) are fragments alone."""
     for pos, meth in pending.values():
         yield _fragment(chrom, pos, meth, st)

@@ -181,7 +181,9 @@ def read_blocks(
     if not rows:
         raise FormatError(path, f"{what} has a header but no rows")
     coords = np.zeros((len(rows), 4), dtype=np.int64)
-    text = {c: [] for c in ("chr", *INFO_COLUMNS)}
+    text: dict[str, list[str]] = {c: [] for c in ("chr", *INFO_COLUMNS)}
+    # Value columns exist only under a header (_layout), which names them.
+    column_names = header if header is not None else [""] * n_fields
     values = np.full((len(rows), len(value_cols)), np.nan)
     for k, (line, fields) in enumerate(rows):
         if len(fields) != n_fields:
@@ -193,7 +195,7 @@ def read_blocks(
         if text["direction"][-1] and text["direction"][-1] not in DIRECTIONS:
             raise FormatError(path, f"direction must be U or M, got {text['direction'][-1]!r}", line)
         for j, i in enumerate(value_cols):
-            values[k, j] = (_count if counts else _value)(fields[i], header[i], path, line)
+            values[k, j] = (_count if counts else _value)(fields[i], column_names[i], path, line)
     names = [
         n or f"{c}:{s}-{e}"
         for n, c, s, e in zip(text["name"], text["chr"], coords[:, 0], coords[:, 1], strict=True)

@@ -87,7 +87,8 @@ class _Order:
     """Chromosomes in one block each, CpG numbers not decreasing within a chromosome."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.seen, self.last = path, [], 0
+        self.path, self.last = path, 0
+        self.seen: list[str] = []
 
     def __call__(self, chrom: str, start: np.ndarray, line: np.ndarray) -> None:
         if not self.seen or self.seen[-1] != chrom:

@@ -180,6 +180,8 @@ def test_rules_cover_training_outputs_and_state_why():
     assert all(r.why and r.tier in ("fixed", "numeric", "trained") for r in RULES)
     assert metric_range("val/accuracy") == (0.0, 1.0) and metric_range("grad_accum_steps") is None
     assert metric_range("n_consistency_pairs") is None and metric_range("expression_r2") == (None, 1.0)
+    # A count of correct calls (reliability bins) is no correlation.
+    assert metric_range("correct") is None and metric_range("spearman_corr") == (-1.0, 1.0)
 
 
 def test_shipped_snapshot_is_in_this_format():

@@ -292,7 +292,7 @@ def _fasta_facts(facts: dict[str, Any], text: str, rule: Rule) -> None:
 # JSON metric names with a documented range (the first matching pattern wins).
 # None: unbounded on that side (JSON has no infinity).
 METRIC_RANGES: tuple[tuple[re.Pattern[str], tuple[float | None, float | None]], ...] = (
-    (re.compile(r"pearson|spearman|(^|[_/])r$|corr|cosine|silhouette", re.I), (-1.0, 1.0)),
+    (re.compile(r"pearson|spearman|(^|[_/])r$|corr(?!ect)|cosine|silhouette", re.I), (-1.0, 1.0)),
     (re.compile(r"(^|[_/])r2$|r_squared", re.I), (None, 1.0)),
     (
         re.compile(

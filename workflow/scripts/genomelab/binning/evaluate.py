@@ -136,10 +136,8 @@ def evaluate_binning(
         raise ValueError(
             f"bins ({len(bins)}), genomes ({len(genomes)}) and lengths ({len(lengths)}) differ in length"
         )
-    size = pd.Series(lengths).groupby(bins).sum()
-    small = set(size.index[size < min_bin_bp])
-    written = np.array([b != "-1" and b not in small for b in bins])
-    labels = np.where(written, bins, "-1")
+    labels = _written_labels(bins, lengths, min_bin_bp)
+    written = labels != "-1"
     table = per_bin_table(labels, genomes, lengths)
     good = (table["recall"] >= GOOD_RECALL) & (table["precision"] >= GOOD_PRECISION)
     singleton = np.where(written, labels, np.char.add("unbinned_", np.arange(len(bins)).astype(str)))

@@ -1,5 +1,5 @@
 """The ``<module>_predict`` rules' steps, adapters only: each calls the function that
-``genomelab predict <module>`` calls."""
+``genomelab predict <module>`` calls (run_rule has already limited the threads)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from genomelab.config import param
-from genomelab.entry import limit_threads
 
 
 def tissue_step(smk: Any) -> None:
     from genomelab.predict.tissue import predict_files
 
-    limit_threads(int(smk.threads))
     p = param(smk, "predict")
     predict_files(
         smk.input.model,
@@ -29,7 +27,6 @@ def tissue_step(smk: Any) -> None:
 def deconv_step(smk: Any) -> None:
     from genomelab.predict.deconv import predict_files
 
-    limit_threads(int(smk.threads))
     predict_files(
         smk.input.model,
         smk.input.reference,
@@ -46,7 +43,6 @@ def deconv_step(smk: Any) -> None:
 def assoc_step(smk: Any) -> None:
     from genomelab.predict.assoc import predict_files
 
-    limit_threads(int(smk.threads))
     p = param(smk, "infer")
     predict_files(
         smk.input.model,
@@ -62,7 +58,6 @@ def assoc_step(smk: Any) -> None:
 def regulon_step(smk: Any) -> None:
     from genomelab.predict.regulon import predict_files
 
-    limit_threads(int(smk.threads))
     predict_files(
         smk.input.model,
         smk.input.inputs,
@@ -75,7 +70,6 @@ def regulon_step(smk: Any) -> None:
 def binning_step(smk: Any) -> None:
     from genomelab.predict.binning import predict_files
 
-    limit_threads(int(smk.threads))
     features = param(smk, "features")
     predict_files(
         smk.input.model,

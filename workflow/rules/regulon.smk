@@ -1,7 +1,21 @@
 # Module regulon: RegulonDB BSON dump + E. coli genome -> a three-head sequence model
 # (expression, gene density, operon membership), next to k-mer and GC baselines.
+# With evaluation.folds K > 1 the folds rule writes data/folds.tsv and one targets file per
+# fold, and baselines, training and evaluation run once per fold under folds/<fold>/ (one
+# job each); regulon_summary combines the folds. With K = 1 every path is the single split's.
 REGULON = config["regulon"]
 REGULON_OUT = f"{RESULTS}/regulon"
+REGULON_FOLDS = REGULON["evaluation"]["folds"]
+REGULON_FOLD_IDS = list(range(REGULON_FOLDS))
+# REGULON_FOLD_OUT: the folder of one evaluation (a fold's, with the regulon_fold wildcard,
+# when K > 1); REGULON_FOLD_LOG prefixes the fold to log and benchmark names.
+REGULON_FOLD_OUT = REGULON_OUT if REGULON_FOLDS == 1 else f"{REGULON_OUT}/folds/{{regulon_fold}}"
+REGULON_FOLD_LOG = "" if REGULON_FOLDS == 1 else "fold{regulon_fold}_"
+REGULON_FOLD_TARGETS = f"{REGULON_FOLD_OUT}/data/targets.h5"
+
+
+wildcard_constraints:
+    regulon_fold=r"\d+",
 
 
 # Plain values rather than helper functions (snakemake --lint wants functions in common.smk).
@@ -15,14 +29,29 @@ REGULON_DUMP = (
 )
 REGULON_ANNOTATION = [REGULON["annotation"]] if REGULON["annotation"] else []
 REGULON_EXPRESSION = [REGULON["expression"]["table"]] if REGULON["expression"]["table"] else []
-# A given file of held-out blocks is an input, so that editing it reruns the split.
+# A given file of held-out blocks is an input, so that editing it reruns the split; with
+# K > 1 folds it gives each block's fold (a fold column) and is the folds rule's input, and
+# the shared targets file keeps the scheme's split (the diagnostics look at it).
 REGULON_HELDOUT_FILE = REGULON["targets"].get("heldout", {}).get("file")
-REGULON_HELDOUT = [REGULON_HELDOUT_FILE] if REGULON_HELDOUT_FILE else []
+REGULON_HELDOUT = [REGULON_HELDOUT_FILE] if REGULON_HELDOUT_FILE and REGULON_FOLDS == 1 else []
+REGULON_FOLDS_FILE = [REGULON_HELDOUT_FILE] if REGULON_HELDOUT_FILE and REGULON_FOLDS > 1 else []
+REGULON_TARGETS_CFG = (
+    REGULON["targets"]
+    if REGULON_FOLDS == 1
+    else {**REGULON["targets"], "heldout": {**REGULON["targets"]["heldout"], "file": None}}
+)
+if REGULON_FOLDS > 1:
+    from genomelab.regulon.folds import check_fold_config
+
+    check_fold_config(REGULON["targets"]["heldout"], REGULON_FOLDS)
 REGULON_MODEL_JSON = config_json({k: REGULON[k] for k in ("model", "targets", "train")})
 # Resumable state per configuration: a changed model/targets/train config or seed starts a
 # fresh run in its own folder instead of failing on the old last.pt's fingerprint.
 REGULON_RUN = __import__("hashlib").sha256(f"{REGULON_MODEL_JSON}{config['seed']}".encode()).hexdigest()[:12]
 REGULON_STATE = state_dir("regulon", f"cnn-{REGULON_RUN}")
+REGULON_FOLD_STATE = (
+    REGULON_STATE if REGULON_FOLDS == 1 else lambda wc: f"{REGULON_STATE}/folds/{wc.regulon_fold}"
+)
 
 
 rule regulon_process:
@@ -90,7 +119,7 @@ rule regulon_targets:
         mem_mb=4000,
         runtime=30,
     params:
-        cfg=config_json({k: REGULON[k] for k in ("targets", "contig")}),
+        cfg=config_json({"targets": REGULON_TARGETS_CFG, "contig": REGULON["contig"]}),
         seed=config["seed"],
     script:
         "../scripts/run_step.py"
@@ -124,14 +153,14 @@ DIAGNOSTICS["regulon"].append(rules.regulon_diagnostics.output[0])
 rule regulon_baselines:
     """k-mer ridge/logistic regression and GC-content baselines on the model's positions."""
     input:
-        targets=rules.regulon_targets.output[0],
+        targets=REGULON_FOLD_TARGETS,
     output:
-        tracks=f"{REGULON_OUT}/baselines/predictions.h5",
-        info=f"{REGULON_OUT}/baselines/info.json",
+        tracks=f"{REGULON_FOLD_OUT}/baselines/predictions.h5",
+        info=f"{REGULON_FOLD_OUT}/baselines/info.json",
     log:
-        f"{LOGS}/regulon/baselines.log",
+        f"{LOGS}/regulon/{REGULON_FOLD_LOG}baselines.log",
     benchmark:
-        f"{RESULTS}/benchmarks/regulon/baselines.tsv"
+        f"{RESULTS}/benchmarks/regulon/{REGULON_FOLD_LOG}baselines.tsv"
     conda:
         ENV_CPU
     threads: 1
@@ -148,17 +177,17 @@ rule regulon_baselines:
 rule regulon_train:
     """Train the three-head CNN with the shared engine (after the gate); predict held-out blocks."""
     input:
-        targets=rules.regulon_targets.output[0],
+        targets=REGULON_FOLD_TARGETS,
         gate=gate_input("regulon"),
     output:
-        checkpoint=f"{REGULON_OUT}/model/best.pt",
-        metrics=f"{REGULON_OUT}/model/metrics.json",
-        predictions=f"{REGULON_OUT}/model/predictions.h5",
-        tensorboard=directory(f"{REGULON_OUT}/model/tensorboard"),
+        checkpoint=f"{REGULON_FOLD_OUT}/model/best.pt",
+        metrics=f"{REGULON_FOLD_OUT}/model/metrics.json",
+        predictions=f"{REGULON_FOLD_OUT}/model/predictions.h5",
+        tensorboard=directory(f"{REGULON_FOLD_OUT}/model/tensorboard"),
     log:
-        f"{LOGS}/regulon/train.log",
+        f"{LOGS}/regulon/{REGULON_FOLD_LOG}train.log",
     benchmark:
-        f"{RESULTS}/benchmarks/regulon/train.tsv"
+        f"{RESULTS}/benchmarks/regulon/{REGULON_FOLD_LOG}train.tsv"
     conda:
         ENV_TORCH
     threads: 1
@@ -168,7 +197,7 @@ rule regulon_train:
         cfg=config_json({k: REGULON[k] for k in ("model", "targets", "train")}),
         seed=config["seed"],
         device=config["device"],
-        state_dir=REGULON_STATE,
+        state_dir=REGULON_FOLD_STATE,
     script:
         "../scripts/run_step.py"
 
@@ -176,7 +205,7 @@ rule regulon_train:
 rule regulon_evaluate:
     """Model vs baselines on the test blocks, plots, bedGraph export, module summary."""
     input:
-        targets=rules.regulon_targets.output[0],
+        targets=REGULON_FOLD_TARGETS,
         genes=rules.regulon_process.output.genes,
         stats=rules.regulon_process.output.stats,
         report=rules.regulon_process.output.report,
@@ -185,12 +214,12 @@ rule regulon_evaluate:
         baseline_tracks=rules.regulon_baselines.output.tracks,
         diagnostics=DIAGNOSTICS["regulon"],
     output:
-        summary=f"{REGULON_OUT}/summary.json",
-        summary_md=f"{REGULON_OUT}/summary.md",
-        metrics=f"{REGULON_OUT}/metrics.json",
+        summary=f"{REGULON_FOLD_OUT}/summary.json",
+        summary_md=f"{REGULON_FOLD_OUT}/summary.md",
+        metrics=f"{REGULON_FOLD_OUT}/metrics.json",
         plots=[
             report(
-                f"{REGULON_OUT}/plots/{name}.png",
+                f"{REGULON_FOLD_OUT}/plots/{name}.png",
                 caption=f"../report/regulon_{name}.rst",
                 category="regulon",
                 labels={"plot": name},
@@ -198,12 +227,13 @@ rule regulon_evaluate:
             for name in ("tracks", "genes")
         ],
         bedgraphs=expand(
-            f"{REGULON_OUT}/tracks/model_{{track}}_{{strand}}.bedGraph",
+            f"{REGULON_FOLD_OUT}/tracks/model_{{track}}_{{strand}}.bedGraph",
             track=["expression", "operon", "density"],
             strand=["plus", "minus"],
+            allow_missing=True,
         ),
     log:
-        f"{LOGS}/regulon/evaluate.log",
+        f"{LOGS}/regulon/{REGULON_FOLD_LOG}evaluate.log",
     conda:
         ENV_CPU
     threads: 1
@@ -216,8 +246,65 @@ rule regulon_evaluate:
         "../scripts/run_step.py"
 
 
+if REGULON_FOLDS > 1:
+
+    rule regulon_folds:
+        """Blocks to K folds (by heldout.scheme, or a fold column in heldout.file), the folds
+        table, and one targets file per fold with that fold's splits and windows."""
+        input:
+            targets=rules.regulon_targets.output.targets,
+            given=REGULON_FOLDS_FILE,
+        output:
+            folds=f"{REGULON_OUT}/data/folds.tsv",
+            targets=expand(REGULON_FOLD_TARGETS, regulon_fold=REGULON_FOLD_IDS),
+        log:
+            f"{LOGS}/regulon/folds.log",
+        conda:
+            ENV_CPU
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            cfg=config_json({"targets": REGULON["targets"], "evaluation": REGULON["evaluation"]}),
+            seed=config["seed"],
+        script:
+            "../scripts/run_step.py"
+
+    # Seconds of work on small files: run on the submit host, not as a cluster job.
+    localrules:
+        regulon_summary,
+
+    rule regulon_summary:
+        """Mean +- SD over folds of every metric per model and baseline, paired tests across
+        folds, the folds' table (comparison.tsv)."""
+        input:
+            summaries=expand(f"{REGULON_FOLD_OUT}/summary.json", regulon_fold=REGULON_FOLD_IDS),
+            folds=rules.regulon_folds.output.folds,
+        output:
+            summary=f"{REGULON_OUT}/summary.json",
+            summary_md=f"{REGULON_OUT}/summary.md",
+            table=report(
+                f"{REGULON_OUT}/comparison.tsv",
+                caption="../report/regulon_folds.rst",
+                category="regulon",
+            ),
+        log:
+            f"{LOGS}/regulon/summary.log",
+        conda:
+            ENV_CPU
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            scheme="given" if REGULON_FOLDS_FILE else REGULON["targets"]["heldout"]["scheme"],
+        script:
+            "../scripts/run_step.py"
+
+
 if REGULON["enabled"]:
-    FINAL_TARGETS["regulon"] = [rules.regulon_evaluate.output.summary]
+    FINAL_TARGETS["regulon"] = [f"{REGULON_OUT}/summary.json"]
 
 
 # Tracks of the three heads over a new sequence (genomelab predict regulon): only when
@@ -226,7 +313,12 @@ if REGULON["predict"]["inputs"]:
 
     rule regulon_predict:
         input:
-            model=REGULON["predict"]["model"] or rules.regulon_train.output.checkpoint,
+            model=REGULON["predict"]["model"]
+            or (
+                rules.regulon_train.output.checkpoint
+                if REGULON_FOLDS == 1
+                else f"{REGULON_OUT}/folds/0/model/best.pt"
+            ),
             inputs=REGULON["predict"]["inputs"],
         output:
             tracks=expand(

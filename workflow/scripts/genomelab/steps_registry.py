@@ -49,6 +49,8 @@ STEPS = MappingProxyType(
         "regulon_baselines": "genomelab.regulon.steps:baselines_step",
         "regulon_train": "genomelab.regulon.steps:train_step",
         "regulon_evaluate": "genomelab.regulon.steps:evaluate_step",
+        "regulon_folds": "genomelab.regulon.steps:folds_step",
+        "regulon_summary": "genomelab.regulon.steps:summary_step",
         "assoc_data": "genomelab.assoc.steps:data_step",
         "assoc_features": "genomelab.assoc.steps:features_step",
         "assoc_diagnostics": "genomelab.assoc.steps:diagnostics_step",

@@ -171,53 +171,64 @@ def _file_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _columns(path: Path, rows: list[tuple[int, list[str]]]) -> tuple[list[int], list[tuple[int, list[str]]]]:
-    """Column positions of chrom, start, end, split (BED order, or a header naming them) and
-    the data rows."""
+def _columns(
+    path: Path, rows: list[tuple[int, list[str]]], column: str = "split"
+) -> tuple[list[int], list[tuple[int, list[str]]]]:
+    """Column positions of chrom, start, end and ``column`` (split or fold; BED order, or a
+    header naming them) and the data rows."""
     first_row = rows[0][1]
     if len(first_row) >= 2 and first_row[1].strip().lstrip("-").isdigit():
         return list(range(4)), rows
     header = [c.strip().lower() for c in first_row]
-    missing = [c for c in FILE_COLUMNS if c not in header]
+    wanted = [*FILE_COLUMNS[:3], column]
+    missing = [c for c in wanted if c not in header]
     if missing:
-        raise FormatError(
-            path, f"header lacks column(s) {missing} (a header needs {list(FILE_COLUMNS)})", rows[0][0]
-        )
-    return [header.index(c) for c in FILE_COLUMNS], rows[1:]
+        raise FormatError(path, f"header lacks column(s) {missing} (a header needs {wanted})", rows[0][0])
+    return [header.index(c) for c in wanted], rows[1:]
 
 
-def _parse_row(path: Path, number: int, fields: list[str], columns: list[int]) -> tuple[str, int, int, str]:
+def _parse_row(
+    path: Path, number: int, fields: list[str], columns: list[int], column: str = "split"
+) -> tuple[str, int, int, str | int]:
     if len(fields) <= max(columns):
-        raise FormatError(path, f"expected chrom, start, end and split, got {len(fields)} field(s)", number)
-    chrom, raw_start, raw_end, split = (fields[c].strip() for c in columns)
-    if split not in SPLITS:
-        raise FormatError(path, f"split {split!r} is not one of {SPLITS}", number)
+        raise FormatError(
+            path, f"expected chrom, start, end and {column}, got {len(fields)} field(s)", number
+        )
+    chrom, raw_start, raw_end, value = (fields[c].strip() for c in columns)
+    if column == "split" and value not in SPLITS:
+        raise FormatError(path, f"split {value!r} is not one of {SPLITS}", number)
+    if column == "fold" and not value.isdigit():
+        raise FormatError(path, f"fold {value!r} is not a fold number (0, 1, ...)", number)
     try:
-        return chrom, int(raw_start), int(raw_end), split
+        return chrom, int(raw_start), int(raw_end), int(value) if column == "fold" else value
     except ValueError:
         raise FormatError(path, f"start {raw_start!r} and end {raw_end!r} must be integers", number) from None
 
 
-def read_heldout_file(path: str | os.PathLike, contig: str, blocks: pd.DataFrame) -> GivenAssignment:
-    """The split of every block from a BED/TSV of (chrom, start, end, split) rows.
+def read_heldout_file(
+    path: str | os.PathLike, contig: str, blocks: pd.DataFrame, column: str = "split"
+) -> GivenAssignment:
+    """The split (or, with ``column`` "fold", the test fold) of every block from a BED/TSV of
+    (chrom, start, end, split or fold) rows.
 
     ``blocks``: the region's blocks (:func:`block_frame`). A row must start and end on block
     boundaries inside the region (it may span several blocks); rows of other contigs are
     skipped (logged). Errors name the file and line: a row cutting a block, a block two rows
-    assign, an unknown split, a malformed row. Blocks no row covers train.
+    assign, an unknown split or a fold that is no number, a malformed row. Blocks no row
+    covers train; with folds every block needs a row (the error names the first without).
     """
     path = existing_file(path, "held-out blocks file")
     rows = _file_rows(path)
     if not rows:
         raise FormatError(path, "held-out blocks file has no rows")
-    columns, rows = _columns(path, rows)
+    columns, rows = _columns(path, rows, column)
     starts = blocks["start"].to_numpy()
     ends = blocks["end"].to_numpy()
-    values: dict[str, str] = {str(b): "train" for b in blocks["block"]}
+    values: dict[str, str | int] = {str(b): "train" for b in blocks["block"]}
     lines: dict[str, int] = {}
     skipped = 0
     for number, fields in rows:
-        chrom, start, end, split = _parse_row(path, number, fields, columns)
+        chrom, start, end, split = _parse_row(path, number, fields, columns, column)
         if chrom != contig:
             skipped += 1
             continue
@@ -244,9 +255,16 @@ def read_heldout_file(path: str | os.PathLike, contig: str, blocks: pd.DataFrame
     if skipped:
         logger.warning("%s: skipped %d row(s) of contigs other than %s", path, skipped, contig)
     n_default = len(values) - len(lines)
+    if n_default and column == "fold":
+        b = next(int(b) for b in blocks["block"] if str(b) not in lines)
+        raise FormatError(
+            path,
+            f"block {b} [{starts[b]}, {ends[b]}) and {n_default - 1} other block(s) have no fold; "
+            "with folds every block of the region needs a row (e.g. a run's data/folds.tsv)",
+        )
     if n_default:
         logger.info("%s: %d of %d blocks are covered by no row and train", path, n_default, len(values))
-    return GivenAssignment("split", values, str(path), "block", lines)
+    return GivenAssignment(column, values, str(path), "block", lines)
 
 
 def assign_blocks(

@@ -117,3 +117,30 @@ def evaluate_step(smk: Any) -> None:
         smk.output.summary,
         smk.output.summary_md,
     )
+
+
+def folds_step(smk: Any) -> None:
+    from genomelab.regulon.folds import write_folds
+
+    cfg = param(smk, "cfg")
+    write_folds(
+        smk.input.targets,
+        int(cfg["evaluation"]["folds"]),
+        smk.output.folds,
+        list(smk.output.targets),
+        cfg["targets"]["heldout"],
+        int(smk.params.seed),
+    )
+
+
+def summary_step(smk: Any) -> None:
+    from genomelab.regulon.summary import summarise_folds
+
+    summarise_folds(
+        list(smk.input.summaries),
+        smk.input.folds,
+        smk.output.summary,
+        smk.output.summary_md,
+        smk.output.table,
+        smk.params.scheme,
+    )

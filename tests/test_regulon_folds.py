@@ -166,7 +166,22 @@ def test_write_folds_gives_each_fold_its_own_targets(targets, tmp_path):
 MODEL, KMER, GC = "CNN", "k-mer", "GC"
 
 
-def fold_summary(path, operon: dict[str, float], expression: dict[str, float]):
+def fold_summary(path, operon: dict[str, float], expression: dict[str, float], per_block=None):
+    """A fold's module summary; ``per_block``: (blocks, CNN, k-mer) per-block operon AUROC, as
+    the fold's own paired test records them."""
+    tests = {}
+    if per_block is not None:
+        blocks, model, baseline = per_block
+        details = {"blocks": blocks, "model": model, "baseline": baseline}
+        tests = {
+            f"{MODEL} vs {KMER}": {
+                "test": "Wilcoxon",
+                "p_value": 0.5,
+                "n": 2,
+                "favours": "model",
+                "details": details,
+            }
+        }
     comps = [
         Comparison(
             "Operon per bp",
@@ -175,6 +190,7 @@ def fold_summary(path, operon: dict[str, float], expression: dict[str, float]):
             True,
             {m: {"operon_bp_auroc": v, "operon_bp_auprc": v / 2} for m, v in operon.items()},
             {MODEL: "model", KMER: "baseline", GC: "baseline"},
+            tests,
         ),
         Comparison(
             "Expression",
@@ -197,11 +213,15 @@ def test_summary_reports_mean_sd_and_a_paired_test_across_folds(tmp_path):
         GC: [0.55, 0.60, 0.52, 0.58, 0.57],
     }
     expression = {MODEL: [0.50, 0.41, 0.47, 0.44, 0.52], KMER: [0.49, 0.45, 0.44, 0.47, 0.50]}
+    # Each fold's two test blocks (f and f + 5), scored per block by its own paired test.
+    rng = np.random.default_rng(0)
+    block_cnn, block_kmer = rng.uniform(0.7, 0.9, 10), rng.uniform(0.6, 0.85, 10)
     paths = [
         fold_summary(
             tmp_path / f"f{f}.json",
             {m: v[f] for m, v in operon.items()},
             {m: v[f] for m, v in expression.items()},
+            ([f, f + 5], block_cnn[[f, f + 5]].tolist(), block_kmer[[f, f + 5]].tolist()),
         )
         for f in range(5)
     ]
@@ -222,6 +242,12 @@ def test_summary_reports_mean_sd_and_a_paired_test_across_folds(tmp_path):
         assert test["n"] == 5 and test["favours"] == "model"
         assert test["p_value"] == pytest.approx(stats.ttest_rel(operon[MODEL], operon[baseline]).pvalue)
         assert test["details"]["wilcoxon"]["p_value"] == pytest.approx(0.0625)  # 2 / 2^5: all five ahead
+    # The pooled out-of-fold test over all ten blocks, where every fold tested the pair per block.
+    pooled = op.tests[f"{MODEL} vs {KMER}"]["details"]["pooled_blocks"]
+    order = [b for f in range(5) for b in (f, f + 5)]
+    assert pooled["n"] == 10 and sorted(pooled["details"]["blocks"]) == list(range(10))
+    assert pooled["p_value"] == pytest.approx(stats.wilcoxon(block_cnn[order] - block_kmer[order]).pvalue)
+    assert "pooled_blocks" not in op.tests[f"{MODEL} vs {GC}"]["details"]
     ex_test = ex.tests[f"{MODEL} vs {KMER}"]
     assert ex_test["p_value"] == pytest.approx(stats.ttest_rel(expression[MODEL], expression[KMER]).pvalue)
     data = json.loads((tmp_path / "s.json").read_text())

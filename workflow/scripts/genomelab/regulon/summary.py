@@ -66,6 +66,38 @@ def fold_test(model: np.ndarray, baseline: np.ndarray, higher_is_better: bool) -
     return test.to_dict()
 
 
+def _block_values(test: dict[str, Any] | None) -> tuple[list, list, list] | None:
+    """(blocks, model, baseline) per test block of a fold's paired test (the expression test
+    is per gene and keeps its per-block test in ``details.per_block``); None without them."""
+    if not test:
+        return None
+    details = test.get("details", {})
+    details = details.get("per_block", {}).get("details", details)
+    if not all(isinstance(details.get(k), list) for k in ("blocks", "model", "baseline")):
+        return None
+    return details["blocks"], details["model"], details["baseline"]
+
+
+def pooled_block_test(
+    comps: Sequence[Comparison], model: str, baseline: str, higher_is_better: bool
+) -> dict[str, Any] | None:
+    """Wilcoxon signed-rank over the test blocks of all folds pooled (each block once, scored
+    by the fold model that did not train on it), from the folds' own per-block tests; None
+    when a fold has no such test for the pair."""
+    found = [_block_values(c.tests.get(pair_key(model, baseline))) for c in comps]
+    if any(f is None for f in found):
+        return None
+    blocks = [b for f in found for b in f[0]]
+    m = np.asarray([v for f in found for v in f[1]], dtype=float)
+    b = np.asarray([v for f in found for v in f[2]], dtype=float)
+    if len(blocks) < 2 or len(set(blocks)) != len(blocks):
+        return None
+    test = wilcoxon_signed_rank(m, b, higher_is_better)
+    test.test = "Wilcoxon signed-rank over the test blocks of all folds"
+    test.details["blocks"] = blocks
+    return test.to_dict()
+
+
 def combine(comps: Sequence[Comparison]) -> tuple[Comparison, dict[str, dict[str, list[float]]]]:
     """One comparison ([K] folds' of the same head) -> mean +- SD and paired tests over folds,
     and per method, per metric, the K fold values (for the table)."""
@@ -91,6 +123,9 @@ def combine(comps: Sequence[Comparison]) -> tuple[Comparison, dict[str, dict[str
                 first.higher_is_better,
             )
             if test is not None:
+                pooled = pooled_block_test(comps, model, baseline, first.higher_is_better)
+                if pooled is not None:
+                    test["details"]["pooled_blocks"] = pooled
                 tests[pair_key(model, baseline)] = test
     comp = Comparison(
         first.title, first.split, first.primary, first.higher_is_better, rows, kinds, tests, spread, k
@@ -165,8 +200,10 @@ def summarise_folds(
         f"Paired tests: a paired t-test across the {k} folds of each comparison's primary metric "
         "(Wilcoxon signed-rank beside it in details; below six folds it cannot reach p < 0.05); fold "
         "metrics are not independent (training blocks overlap), so a tie here is no evidence of no "
-        "difference.",
+        "difference. Where every fold tested the pair per block, details.pooled_blocks holds the "
+        "Wilcoxon signed-rank test over all folds' test blocks pooled (each block once, out of fold).",
     ]
+    notes += _pooled_notes([comp for comp, _ in by_title])
     # Fold 0's own held-out note names its blocks as "given" (each fold's targets record them
     # so); the first note above says where they came from.
     notes += [f"Fold 0: {n}" for n in folds[0].notes if not n.startswith("Held-out ")]
@@ -183,3 +220,18 @@ def summarise_folds(
     for comp, _ in by_title:
         logger.info("%s: %s", comp.title, comp.verdict())
     return summary
+
+
+def _pooled_notes(comps: Sequence[Comparison]) -> list[str]:
+    """One note per comparison whose verdict pair has a pooled per-block test."""
+    notes = []
+    for comp in comps:
+        o = comp.outcome()
+        test = comp.tests.get(pair_key(o["model"], o["baseline"])) if o else None
+        pooled = (test or {}).get("details", {}).get("pooled_blocks")
+        if pooled:
+            notes.append(
+                f"{comp.title}: {o['model']} vs {o['baseline']} over all {pooled['n']} test blocks pooled "
+                f"(out of fold): Wilcoxon p = {pooled['p_value']:.2g}, favours {pooled['favours']}."
+            )
+    return notes

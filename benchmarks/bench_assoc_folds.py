@@ -11,10 +11,13 @@ Hits@10 in both directions as mean +- SD over folds, a paired t-test across fold
 each fold's own Wilcoxon test over its links in the details.
 
     PYTHONPATH=workflow/scripts nice -n 5 python benchmarks/bench_assoc_folds.py \\
-        --shared ../shared/data --out /tmp/assoc_folds [--folds 5] [--seed 42] [--max-epochs 40]
+        --shared ../shared/data --out /tmp/assoc_folds [--folds 5] [--seed 42] [--max-epochs 60] \\
+        [--variant t2sw0.8_ld128 s2t_weight=0.2 t2s_weight=0.8 link_dim=128] [--save]
 
-Each fold's outputs are kept under ``--out``; a rerun skips finished folds. The result is
-written to ``--out``/results.json and, with ``--save``, to
+``--variant`` as in ``bench_assoc_linkpred.py`` (a name, then model keys, ``train.key`` or
+``point.key`` = JSON values); without it the demo grid point of that script. Each fold's
+outputs are kept under ``--out``/<variant>_e<max epochs>/; a rerun skips finished folds.
+The result is written there to results.json and, with ``--save``, under the run's name into
 benchmarks/results/bench_assoc_folds.json.
 """
 
@@ -33,7 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_assoc_linkpred import DEMO_MODEL, DEMO_POINT, DEMO_TRAIN, imodulon_links  # noqa: E402
+from bench_assoc_linkpred import (  # noqa: E402
+    DEMO_MODEL,
+    DEMO_POINT,
+    DEMO_TRAIN,
+    imodulon_links,
+    parse_variant,
+)
 from genomelab.assoc import baselines as bl  # noqa: E402
 from genomelab.assoc import data as D  # noqa: E402
 from genomelab.assoc import features as Fe  # noqa: E402
@@ -63,18 +72,26 @@ def prepare(shared: Path, out: Path, seed: int, k: int) -> Path:
     return data_dir
 
 
-def run_fold(data_dir: Path, out: Path, fold: int, max_epochs: int) -> tuple[Path, Path]:
+def run_fold(data_dir: Path, out: Path, fold: int, max_epochs: int, variant: list[str]) -> tuple[Path, Path]:
     """Baselines and the network on one fold: (grid selection JSON, baselines JSON)."""
     fold_dir = out / f"fold{fold}"
     splits = data_dir / "folds" / str(fold) / "splits.npz"
-    base_path, grid_path = fold_dir / "baselines.json", fold_dir / "grid.json"
+    # The baselines do not depend on the network variant: one file per fold for all runs.
+    base_path, grid_path = data_dir / "folds" / str(fold) / "baselines.json", fold_dir / "grid.json"
     if not base_path.exists():
         atomic_write_json(
             base_path, bl.run_baselines(data_dir, data_dir / "feat.npz", "links", splits_path=splits)
         )
     if not grid_path.exists():
-        model = {**schema_defaults("assoc.model"), **DEMO_MODEL}
-        train = {**schema_defaults("assoc.train"), **DEMO_TRAIN, "max_epochs": max_epochs, "seed": 0}
+        name, model_over, train_over, point_over = parse_variant(variant)
+        model = {**schema_defaults("assoc.model"), **DEMO_MODEL, **model_over}
+        train = {
+            **schema_defaults("assoc.train"),
+            **DEMO_TRAIN,
+            "max_epochs": max_epochs,
+            **train_over,
+            "seed": 0,
+        }
         t0 = time.time()
         report = T.train_run(
             data_dir,
@@ -82,7 +99,7 @@ def run_fold(data_dir: Path, out: Path, fold: int, max_epochs: int) -> tuple[Pat
             "links",
             model,
             train,
-            DEMO_POINT,
+            {**DEMO_POINT, **point_over},
             fold_dir / "run",
             fold_dir / "state",
             "cpu",
@@ -91,9 +108,9 @@ def run_fold(data_dir: Path, out: Path, fold: int, max_epochs: int) -> tuple[Pat
         value = report["val"].get("val/link_mrr_mean", float("nan"))
         grid = {
             "metric": "val/link_mrr_mean",
-            "best_run": "demo",
+            "best_run": name,
             "best": {"test": report["test"]},
-            "runs": [{"run": "demo", "value": value}],
+            "runs": [{"run": name, "value": value}],
             "test_ranks": report["test_ranks"],
             "seconds": time.time() - t0,
             "epochs_run": report["epochs_run"],
@@ -109,7 +126,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--max-epochs", type=int, default=40)
+    ap.add_argument("--max-epochs", type=int, default=60)
+    ap.add_argument("--variant", nargs="*", default=[])
     ap.add_argument(
         "--save", action="store_true", help="also write benchmarks/results/bench_assoc_folds.json"
     )
@@ -118,11 +136,15 @@ def main() -> None:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     data_dir = prepare(args.shared, args.out, args.seed, args.folds)
-    paths = [run_fold(data_dir, args.out, f, args.max_epochs) for f in range(args.folds)]
+    run = f"{parse_variant(args.variant)[0]}_e{args.max_epochs}"
+    run_dir = args.out / run
+    paths = [run_fold(data_dir, run_dir, f, args.max_epochs, args.variant) for f in range(args.folds)]
     grids = [json.loads(g.read_text()) for g, _ in paths]
     bases = [json.loads(b.read_text()) for _, b in paths]
     comps = Su.fold_scheme_comparisons("links", grids, bases)
     result = {
+        "run": run,
+        "variant": args.variant,
         "folds": args.folds,
         "seed": args.seed,
         "max_epochs": args.max_epochs,
@@ -130,9 +152,11 @@ def main() -> None:
         "comparisons": [c.to_dict() for c in comps],
         "verdicts": [f"{c.title}: {c.verdict()}" for c in comps],
     }
-    atomic_write_json(args.out / "results.json", result)
+    atomic_write_json(run_dir / "results.json", result)
     if args.save:
-        atomic_write_json(ROOT / "benchmarks" / "results" / "bench_assoc_folds.json", result)
+        saved = ROOT / "benchmarks" / "results" / "bench_assoc_folds.json"
+        runs = json.loads(saved.read_text()) if saved.exists() else {}
+        atomic_write_json(saved, {**runs, run: result})
     for c in comps:
         print(f"\n## {c.title}")
         net = next(iter(c.rows))

@@ -144,35 +144,26 @@ def test_bad_given_folds_are_refused_naming_file_link_and_line(tmp_path):
 
 
 # ------------------------------------------------------------------ the plan
-def test_a_dry_run_with_k_folds_plans_one_training_job_per_fold(tmp_path):
-    (tmp_path / "data").mkdir()
-    sources, targets, links = tables(tmp_path / "data")
-    links.to_csv(tmp_path / "data" / "links.tsv", sep="\t", index=False)
-    k = 3
+def planned_jobs(tmp_path: Path, folds: int) -> tuple[list[tuple[str, str]], str]:
+    """Dry run of a config made here (links scheme only): [(rule, output)] and stdout."""
+    if not (tmp_path / "data").exists():
+        (tmp_path / "data").mkdir()
+        links = tables(tmp_path / "data")[2]
+        links.to_csv(tmp_path / "data" / "links.tsv", sep="\t", index=False)
     config = {
         "run": "folds",
         "assoc": {
             "enabled": True,
             "data": {"links": "data/links.tsv", "sources": "data/sources.tsv", "targets": "data/targets.tsv"},
-            "evaluation": {"folds": k},
+            "evaluation": {"folds": folds},
             "schemes": ["links"],
             "infer": {"scheme": "links"},
         },
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    command = [SNAKEMAKE, "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
     res = subprocess.run(
-        [
-            SNAKEMAKE,
-            "-n",
-            "--cores",
-            "1",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(tmp_path),
-            "--configfile",
-            "c.yaml",
-        ],
+        [*command, "--configfile", "c.yaml"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -181,14 +172,34 @@ def test_a_dry_run_with_k_folds_plans_one_training_job_per_fold(tmp_path):
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:\s+.*\n)*?\s+output: (.+)$", res.stdout, flags=re.M)
+    return jobs, res.stdout
+
+
+def test_a_dry_run_with_k_folds_plans_one_training_job_per_fold(tmp_path):
+    k = 3
+    jobs, stdout = planned_jobs(tmp_path, k)
     trains = sorted(out for rule, out in jobs if rule == "assoc_train")
     assert len(trains) == k
     for f, out in enumerate(trains):
         assert out.startswith(f"results/folds/assoc/folds/{f}/links/runs/"), out
     counts = {rule: sum(r == rule for r, _ in jobs) for rule in {r for r, _ in jobs}}
     assert counts["assoc_baselines"] == k and counts["assoc_select"] == k and counts["assoc_data"] == 1
+    data = next(out for rule, out in jobs if rule == "assoc_data")
+    assert "results/folds/assoc/data/link_folds.tsv" in data
+    assert all(f"results/folds/assoc/data/folds/{f}/splits.npz" in data for f in range(k))
     # infer ranks with fold 0's model of the links scheme.
-    assert "results/folds/assoc/folds/0/links/best_model.pt" in res.stdout
+    assert "results/folds/assoc/folds/0/links/best_model.pt" in stdout
+    # One split (folds: 1) plans the paths it always had: no fold folder anywhere.
+    jobs, stdout = planned_jobs(tmp_path, 1)
+    assert [out for rule, out in jobs if rule == "assoc_train"][0].startswith(
+        "results/folds/assoc/links/runs/"
+    )
+    outputs = " ".join(out for _, out in jobs)
+    assert (
+        "assoc/folds/" not in outputs
+        and "link_folds" not in outputs
+        and "logs/folds/assoc/folds" not in stdout
+    )
 
 
 # ------------------------------------------------------------------ the summary

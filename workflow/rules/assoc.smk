@@ -1,6 +1,10 @@
 # Module assoc: bidirectional association model (links between two vocabularies).
 # Chain: data -> features -> diagnostics -> gate -> baselines -> train (grid x scheme)
 #        -> select (best run on validation) -> summary; infer ranks candidates for new entities.
+# With evaluation.folds K > 1 the links scheme is cross-validated: the data rule writes
+# link_folds.tsv and one splits file per fold (data/folds/<k>/splits.npz), and baselines,
+# training and selection of the links scheme run once per fold under folds/<k>/links/ (one
+# job each); the entities scheme keeps its one split. With K = 1 every path is as before.
 
 ASSOC = config["assoc"]
 ASSOC_R = f"{RESULTS}/assoc"
@@ -18,6 +22,27 @@ ASSOC_RUNS = [
     for bd in ASSOC_GRID["bridge_dim"]
 ]
 ASSOC_QUERIES = ASSOC["infer"]["queries"] or f"{ASSOC_R}/data/heldout_{ASSOC['infer']['side']}s.tsv"
+
+# Folds: the assoc_fold wildcard is the folder prefix of one evaluation of a scheme, "" (the
+# one split) or "folds/<k>/" (fold k of the links scheme when K > 1); it prefixes result,
+# log, benchmark and state paths, so K = 1 keeps every path as it was.
+ASSOC_FOLDS = ASSOC["evaluation"]["folds"]
+ASSOC_FOLD_DIRS = {
+    s: [f"folds/{k}/" for k in range(ASSOC_FOLDS)] if s == "links" and ASSOC_FOLDS > 1 else [""]
+    for s in ("links", "entities")
+}
+ASSOC_FOLD_OUTPUTS = (
+    {}
+    if ASSOC_FOLDS == 1
+    else {
+        "folds": f"{ASSOC_R}/data/link_folds.tsv",
+        "fold_splits": [f"{ASSOC_R}/data/{d}splits.npz" for d in ASSOC_FOLD_DIRS["links"]],
+    }
+)
+# The model that infer and predict use: infer.scheme's (fold 0's for cross-validated links).
+ASSOC_INFER_MODEL = (
+    f"{ASSOC_R}/{ASSOC_FOLD_DIRS[ASSOC['infer']['scheme']][0]}{ASSOC['infer']['scheme']}/best_model.pt"
+)
 
 
 if ASSOC["enabled"]:
@@ -41,6 +66,7 @@ rule assoc_data:
         splits=ASSOC["data"]["splits"] or [],
         exclude_known=ASSOC["data"]["exclude_known"] or [],
     output:
+        **ASSOC_FOLD_OUTPUTS,
         links=f"{ASSOC_R}/data/links.tsv",
         sources=f"{ASSOC_R}/data/sources.tsv",
         targets=f"{ASSOC_R}/data/targets.tsv",
@@ -59,6 +85,7 @@ rule assoc_data:
         runtime=10,
     params:
         data=ASSOC["data"],
+        folds=ASSOC_FOLDS,
         seed=config["seed"],
     script:
         "../scripts/run_step.py"
@@ -122,16 +149,17 @@ rule assoc_baselines:
     input:
         gate=gate_input("assoc"),
         links=rules.assoc_data.output.links,
-        splits=rules.assoc_data.output.splits,
+        splits=f"{ASSOC_R}/data/{{assoc_fold}}splits.npz",
         features=rules.assoc_features.output.features,
     output:
-        f"{ASSOC_R}/{{scheme}}/baselines.json",
+        f"{ASSOC_R}/{{assoc_fold}}{{scheme}}/baselines.json",
     log:
-        f"{ASSOC_L}/{{scheme}}/baselines.log",
+        f"{ASSOC_L}/{{assoc_fold}}{{scheme}}/baselines.log",
     benchmark:
-        f"{ASSOC_BENCH}/assoc_baselines_{{scheme}}.tsv"
+        f"{ASSOC_BENCH}/{{assoc_fold}}assoc_baselines_{{scheme}}.tsv"
     wildcard_constraints:
         scheme="links|entities",
+        assoc_fold=r"(folds/\d+/)?",
     conda:
         ENV_CPU
     threads: 1
@@ -149,21 +177,22 @@ rule assoc_train:
     input:
         gate=gate_input("assoc"),
         links=rules.assoc_data.output.links,
-        splits=rules.assoc_data.output.splits,
+        splits=f"{ASSOC_R}/data/{{assoc_fold}}splits.npz",
         features=rules.assoc_features.output.features,
     output:
-        report=f"{ASSOC_R}/{{scheme}}/runs/lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}/training_report.json",
-        metrics=f"{ASSOC_R}/{{scheme}}/runs/lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}/metrics.json",
-        model=f"{ASSOC_R}/{{scheme}}/runs/lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}/model.pt",
+        report=f"{ASSOC_R}/{{assoc_fold}}{{scheme}}/runs/lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}/training_report.json",
+        metrics=f"{ASSOC_R}/{{assoc_fold}}{{scheme}}/runs/lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}/metrics.json",
+        model=f"{ASSOC_R}/{{assoc_fold}}{{scheme}}/runs/lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}/model.pt",
         tensorboard=directory(
-            f"{ASSOC_R}/{{scheme}}/runs/lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}/tensorboard"
+            f"{ASSOC_R}/{{assoc_fold}}{{scheme}}/runs/lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}/tensorboard"
         ),
     log:
-        f"{ASSOC_L}/{{scheme}}/train_lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}.log",
+        f"{ASSOC_L}/{{assoc_fold}}{{scheme}}/train_lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}.log",
     benchmark:
-        f"{ASSOC_BENCH}/assoc_train_{{scheme}}_lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}.tsv"
+        f"{ASSOC_BENCH}/{{assoc_fold}}assoc_train_{{scheme}}_lr{{lr}}_bs{{bs}}_do{{dropout}}_bd{{bd}}.tsv"
     wildcard_constraints:
         scheme="links|entities",
+        assoc_fold=r"(folds/\d+/)?",
         lr=r"[0-9.]+(e-?[0-9]+)?",
         bs=r"[0-9]+",
         dropout=r"[0-9.]+(e-?[0-9]+)?",
@@ -179,7 +208,9 @@ rule assoc_train:
         quick_test=ASSOC["quick_test"],
         device=config["device"],
         seed=config["seed"],
-        state_dir=lambda wc: state_dir("assoc", f"{wc.scheme}/lr{wc.lr}_bs{wc.bs}_do{wc.dropout}_bd{wc.bd}"),
+        state_dir=lambda wc: state_dir(
+            "assoc", f"{wc.assoc_fold}{wc.scheme}/lr{wc.lr}_bs{wc.bs}_do{wc.dropout}_bd{wc.bd}"
+        ),
     script:
         "../scripts/run_step.py"
 
@@ -193,14 +224,17 @@ localrules:
 rule assoc_select:
     """Pick the grid point with the best validation metric; copy its model."""
     input:
-        reports=lambda wc: [f"{ASSOC_R}/{wc.scheme}/runs/{run}/training_report.json" for run in ASSOC_RUNS],
+        reports=lambda wc: [
+            f"{ASSOC_R}/{wc.assoc_fold}{wc.scheme}/runs/{run}/training_report.json" for run in ASSOC_RUNS
+        ],
     output:
-        json=f"{ASSOC_R}/{{scheme}}/grid.json",
-        model=f"{ASSOC_R}/{{scheme}}/best_model.pt",
+        json=f"{ASSOC_R}/{{assoc_fold}}{{scheme}}/grid.json",
+        model=f"{ASSOC_R}/{{assoc_fold}}{{scheme}}/best_model.pt",
     log:
-        f"{ASSOC_L}/{{scheme}}/select.log",
+        f"{ASSOC_L}/{{assoc_fold}}{{scheme}}/select.log",
     wildcard_constraints:
         scheme="links|entities",
+        assoc_fold=r"(folds/\d+/)?",
     conda:
         ENV_CPU
     threads: 1
@@ -214,10 +248,12 @@ rule assoc_select:
 
 
 rule assoc_summary:
-    """Network vs baselines on both schemes, diagnostics and a plot: results/assoc/summary.json."""
+    """Network vs baselines on both schemes (mean +- SD over folds and paired tests across
+    them for a cross-validated scheme), diagnostics and a plot: results/assoc/summary.json."""
     input:
-        grids=expand(f"{ASSOC_R}/{{scheme}}/grid.json", scheme=ASSOC["schemes"]),
-        baselines=expand(f"{ASSOC_R}/{{scheme}}/baselines.json", scheme=ASSOC["schemes"]),
+        # Scheme-major: each scheme's folds in order (its one split without folds).
+        grids=[f"{ASSOC_R}/{d}{s}/grid.json" for s in ASSOC["schemes"] for d in ASSOC_FOLD_DIRS[s]],
+        baselines=[f"{ASSOC_R}/{d}{s}/baselines.json" for s in ASSOC["schemes"] for d in ASSOC_FOLD_DIRS[s]],
         diagnostics=rules.assoc_diagnostics.output.json,
     output:
         json=f"{ASSOC_R}/summary.json",
@@ -237,7 +273,7 @@ rule assoc_summary:
         mem_mb=1000,
         runtime=5,
     params:
-        schemes=ASSOC["schemes"],
+        scheme_folds=config_json([[s, len(ASSOC_FOLD_DIRS[s])] for s in ASSOC["schemes"]]),
     script:
         "../scripts/run_step.py"
 
@@ -245,7 +281,7 @@ rule assoc_summary:
 rule assoc_infer:
     """Rank candidates for new entities with the selected model of infer.scheme."""
     input:
-        model=f"{ASSOC_R}/{ASSOC['infer']['scheme']}/best_model.pt",
+        model=ASSOC_INFER_MODEL,
         featurizer=rules.assoc_features.output.featurizer,
         queries=ASSOC_QUERIES,
         links=rules.assoc_data.output.links,
@@ -271,7 +307,7 @@ if ASSOC["predict"]["inputs"]:
 
     rule assoc_predict:
         input:
-            model=ASSOC["predict"]["model"] or f"{ASSOC_R}/{ASSOC['infer']['scheme']}/best_model.pt",
+            model=ASSOC["predict"]["model"] or ASSOC_INFER_MODEL,
             featurizer=ASSOC["predict"]["featurizer"] or rules.assoc_features.output.featurizer,
             inputs=ASSOC["predict"]["inputs"],
             links=rules.assoc_data.output.links,

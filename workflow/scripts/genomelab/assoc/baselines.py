@@ -136,10 +136,12 @@ def run_baselines(
     scheme: str,
     knn_k: int = 10,
     ridge_alpha: float = 1.0,
+    splits_path: str | os.PathLike | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics of popularity, kNN and ridge on the val and test splits of ``scheme``, and
-    their per-query and per-link test ranks (``test_ranks``, see :func:`genomelab.assoc.metrics.evaluate`)."""
-    sources, targets, links, assignment = load_data(data_dir)
+    their per-query and per-link test ranks (``test_ranks``, see :func:`genomelab.assoc.metrics.evaluate`).
+    ``splits_path``: a fold's splits (default: the data folder's ``splits.npz``)."""
+    sources, targets, links, assignment = load_data(data_dir, splits_path)
     feats = load_features(features_path)
     vectors = {side: entity_vectors(feats[side]) for side in ("source", "target")}
     labels = all_labels(links, assignment, scheme, len(sources), len(targets))
@@ -183,8 +185,9 @@ def write_baselines(
     knn_k: int,
     ridge_alpha: float,
     out: str | os.PathLike,
+    splits_path: str | os.PathLike | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """:func:`run_baselines`, written as JSON to ``out``."""
-    metrics = run_baselines(data_dir, features_path, scheme, knn_k, ridge_alpha)
+    metrics = run_baselines(data_dir, features_path, scheme, knn_k, ridge_alpha, splits_path)
     atomic_write_json(out, metrics)
     return metrics

@@ -15,10 +15,19 @@ Two evaluation schemes (``SCHEMES``):
 Both are drawn (seeded) unless given: a ``split`` column in the links table or a splits
 file of (source, target, split) rows fixes the ``links`` scheme (both directions of a pair
 must agree); a ``split`` column in an entity table fixes that side's entities.
+
+K-fold cross-validation of the ``links`` scheme (``assoc.evaluation.folds`` K > 1): each
+(source, target) pair gets a test fold 0..K-1, drawn with ``seed`` (pairs shuffled and dealt
+round-robin, :func:`genomelab.splits.group_kfold`) unless a ``fold`` column of the links
+table or a (source, target, fold) splits file gives it. Fold f tests its own pairs; its
+validation pairs (early stopping, grid selection) are drawn from the other folds' pairs with
+``seed + f`` in the proportion val : train of ``split_fractions``. The entities scheme keeps
+its one split.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -42,7 +51,7 @@ from genomelab.io.tables import (
     write_link_split_file,
     write_link_table,
 )
-from genomelab.splits import SPLITS, GivenAssignment, group_split
+from genomelab.splits import SPLITS, GivenAssignment, fold_split, group_kfold, group_split
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +149,8 @@ class Links:
     ``source``/``target`` are [n] indices into the entity tables, ``direction`` [n] in
     ``DIRECTIONS``, ``confidence`` [n] float32, ``category`` [n] str (may be empty);
     ``line`` [n] the row's line in the links table (header = 1; a ``both`` row gives two
-    links the same line); ``given_split`` [n] its ``split`` column, or ``None`` without one.
+    links the same line); ``given_split`` [n] its ``split`` column, or ``None`` without one;
+    ``given_fold`` [n] its ``fold`` column (int), or ``None`` without one.
     """
 
     source: np.ndarray
@@ -150,24 +160,32 @@ class Links:
     category: np.ndarray
     line: np.ndarray | None = None
     given_split: np.ndarray | None = None
+    given_fold: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.source)
 
 
 def _check_split_column(df: pd.DataFrame, path: Path) -> None:
-    """A given ``split`` column (stripped in place) holds only train/val/test."""
-    if "split" not in df.columns:
-        return
-    df["split"] = df["split"].str.strip()
-    bad = ~df["split"].isin(SPLITS)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+    """A given ``split`` column (stripped in place) holds only train/val/test, a given
+    ``fold`` column only integers >= 0; a table has at most one of them."""
+    if "split" in df.columns and "fold" in df.columns:
         raise FormatError(
-            path,
-            f"link {df['source'][i]} -> {df['target'][i]}: split {df['split'][i]!r} is not one of {SPLITS}",
-            i + 2,
+            path, "links table has both a 'split' and a 'fold' column; keep one (a split or K folds)"
         )
+    for column in ("split", "fold"):
+        if column not in df.columns:
+            continue
+        df[column] = df[column].str.strip()
+        ok = df[column].isin(SPLITS) if column == "split" else df[column].str.fullmatch(r"[0-9]+")
+        if not ok.all():
+            i = int(np.flatnonzero(~ok.to_numpy())[0])
+            allowed = f"one of {SPLITS}" if column == "split" else "an integer >= 0"
+            raise FormatError(
+                path,
+                f"link {df['source'][i]} -> {df['target'][i]}: {column} {df[column][i]!r} is not {allowed}",
+                i + 2,
+            )
 
 
 def _filter_quality(df: pd.DataFrame, path: Path, min_quality: float | None) -> pd.DataFrame:
@@ -253,31 +271,35 @@ def read_links(
         category=np.asarray(category, dtype=str),
         line=df["_line"].to_numpy(np.int64),
         given_split=df["split"].to_numpy(dtype=str) if "split" in df.columns else None,
+        given_fold=df["fold"].to_numpy(dtype=np.int64) if "fold" in df.columns else None,
     )
 
 
-def given_link_split(
+def given_link_assignment(
     links: Links,
     sources: EntityTable,
     targets: EntityTable,
     links_path: str | os.PathLike,
     splits_path: str | os.PathLike | None = None,
-) -> np.ndarray | None:
-    """The given split of the ``links`` scheme, [n_links] names, or ``None`` (draw one).
+) -> tuple[str, np.ndarray] | None:
+    """The given split or folds of the ``links`` scheme: ``("split", [n_links] names)`` or
+    ``("fold", [n_links] int test folds)``; ``None`` when nothing is given (draw them).
 
-    From ``splits_path`` (a (source, target, split) TSV, one row per pair) or else the links
-    table's ``split`` column. Raises ``ValueError`` naming the file and line when both are
-    given, a pair of the file is not among the links, a link has no split, the two directions
-    of a pair disagree (the pair would leak from training into the test), or a split is empty.
+    From ``splits_path`` (a (source, target, split or fold) TSV, one row per pair) or else
+    the links table's ``split`` or ``fold`` column. Raises ``ValueError`` naming the file and
+    line when both are given, a pair of the file is not among the links, a link has no value,
+    the two directions of a pair disagree (the pair would leak from training into the test),
+    a split is empty or fold numbers have gaps.
     """
     src = [sources.ids[i] for i in links.source]
     tgt = [targets.ids[i] for i in links.target]
     pairs = [link_pair_key(s, t) for s, t in zip(src, tgt, strict=True)]
+    column = links.given_split if links.given_split is not None else links.given_fold
     if splits_path:
-        if links.given_split is not None:
+        if column is not None:
             raise ValueError(
-                f"links table {links_path} has a 'split' column and a splits file {splits_path} "
-                "is given too: keep one"
+                f"links table {links_path} has a '{'split' if links.given_split is not None else 'fold'}' "
+                f"column and a splits file {splits_path} is given too: keep one"
             )
         given = read_link_split_file(splits_path)
         known = set(pairs)
@@ -290,16 +312,75 @@ def given_link_split(
                 f"({len(extra)} such pair(s); after the min_quality filter, if one is set)",
                 given.lines[first],
             )
-        return given.assign(pairs, pairs)
-    if links.given_split is None:
+        return given.kind, given.assign(pairs, pairs)
+    if column is None:
         return None
+    kind = "split" if links.given_split is not None else "fold"
     # Key each row by pair and direction so that a disagreement names both rows' lines.
     names = [f"{s} -> {t} ({d})" for s, t, d in zip(src, tgt, links.direction, strict=True)]
     lines = dict(zip(names, links.line.tolist(), strict=True))
     given = GivenAssignment(
-        "split", dict(zip(names, links.given_split.tolist(), strict=True)), str(links_path), "link", lines
+        kind, dict(zip(names, column.tolist(), strict=True)), str(links_path), "link", lines
     )
-    return given.assign(names, [p.replace("\t", " -> ") for p in pairs])
+    return kind, given.assign(names, [p.replace("\t", " -> ") for p in pairs])
+
+
+def single_link_split(given: tuple[str, np.ndarray] | None, source: str | os.PathLike) -> np.ndarray | None:
+    """The given split of the ``links`` scheme, [n_links] names, or ``None`` (draw one),
+    from :func:`given_link_assignment`'s answer; given folds are an error naming ``source``
+    (they need ``evaluation.folds`` K > 1)."""
+    if given is None:
+        return None
+    kind, values = given
+    if kind == "fold":
+        k = int(values.max()) + 1
+        raise ValueError(
+            f"{source} gives {k} folds but assoc.evaluation.folds is 1; set "
+            f"evaluation: {{folds: {k}}} or give a split column instead"
+        )
+    return values
+
+
+def link_folds(
+    links: Links,
+    k: int,
+    seed: int,
+    given: tuple[str, np.ndarray] | None,
+    source: str | os.PathLike,
+) -> np.ndarray:
+    """[n_links] test fold 0..k-1 of each link: both directions of a (source, target) pair
+    share one. Drawn with ``seed`` (:func:`genomelab.splits.group_kfold` over pairs) unless
+    ``given`` (from :func:`given_link_assignment`) holds folds; a given split, or a number
+    of given folds other than ``k``, is an error naming ``source``."""
+    if given is None:
+        pair = np.char.add(np.char.add(links.source.astype(str), ":"), links.target.astype(str))
+        return group_kfold(pair, k, seed)
+    kind, values = given
+    if kind == "split":
+        raise ValueError(
+            f"{source} gives one train/val/test split but assoc.evaluation.folds is {k}; give a "
+            "fold column (0..K-1) for cross-validation or set folds: 1"
+        )
+    n_given = int(values.max()) + 1
+    if n_given != k:
+        raise ValueError(f"{source} gives {n_given} folds but assoc.evaluation.folds is {k}; make them agree")
+    return np.asarray(values, dtype=np.int64)
+
+
+def fold_link_split(
+    links: Links, folds: np.ndarray, fold: int, fractions: tuple[float, float, float], seed: int
+) -> np.ndarray:
+    """The ``links`` scheme's split of one fold, [n_links] names: the fold's pairs are its
+    test split; validation pairs are drawn (seed ``seed + fold``) from the other folds' in
+    the proportion val : train of ``fractions``."""
+    frac = np.asarray(fractions, dtype=float)
+    if frac[0] <= 0 or frac[1] <= 0:
+        raise ValueError(
+            f"assoc.data.split_fractions {list(fractions)}: K folds need train and val fractions > 0 "
+            "(the val : train ratio sizes each fold's validation part)"
+        )
+    pair = np.char.add(np.char.add(links.source.astype(str), ":"), links.target.astype(str))
+    return fold_split(folds, fold, pair, float(frac[1] / (frac[0] + frac[1])), seed)
 
 
 @dataclass
@@ -441,12 +522,13 @@ def prepare_data(
     splits_path: str | os.PathLike | None = None,
     confidence_words: dict[str, float] | None = None,
     exclude_known: str | os.PathLike | None = None,
+    folds: int = 1,
 ) -> dict[str, Any]:
     """Validate the inputs and write normalised tables plus the split assignment.
 
     The links scheme's split is given by ``splits_path`` or a ``split`` column of the links
-    table (see :func:`given_link_split`), the entities scheme's by ``split`` columns of the
-    entity tables; what is not given is drawn with ``seed`` and ``fractions``.
+    table (see :func:`given_link_assignment`), the entities scheme's by ``split`` columns of
+    the entity tables; what is not given is drawn with ``seed`` and ``fractions``.
 
     Writes ``sources.tsv``, ``targets.tsv`` (copies), ``links.tsv`` (one row per link and
     direction, with both schemes' split names), ``splits.npz``, ``link_splits.tsv`` (the
@@ -454,29 +536,70 @@ def prepare_data(
     back), ``heldout_{sources,targets}.tsv`` (test-split entities of the entities scheme: new
     entities for the inference demo) and ``data.json`` (counts).
 
+    With ``folds`` K > 1 the links scheme is cross-validated: ``link_folds.tsv`` (each pair's
+    test fold, (source, target, fold): a splits file to give back) and
+    ``folds/<f>/splits.npz`` per fold (the fold's links-scheme split, the entities scheme's
+    one split); ``splits.npz``, ``links.tsv`` and ``link_splits.tsv`` then hold fold 0's
+    split (what the diagnostics look at).
+
     ``confidence_words`` maps confidence words to numbers (see :func:`read_links`);
     ``exclude_known`` names a file of (source, target) pairs already known from another
     source: ``splits.npz`` then marks those links (``links_known``) and the report adds a
     row on held-out links absent from it.
     """
+    if folds < 1:
+        raise ValueError(f"assoc.evaluation.folds must be >= 1, not {folds}")
     out = Path(out_dir)
     sources, targets = read_entities(sources_path, "source"), read_entities(targets_path, "target")
     links = read_links(links_path, sources, targets, min_quality, allow_unlinked, confidence_words)
-    given = given_link_split(links, sources, targets, links_path, splits_path)
+    found = given_link_assignment(links, sources, targets, links_path, splits_path)
+    if folds == 1:
+        given = single_link_split(found, splits_path or links_path)
+        fold_splits, fold_of = None, None
+    else:
+        fold_of = link_folds(links, folds, seed, found, splits_path or links_path)
+        fold_splits = [fold_link_split(links, fold_of, f, tuple(fractions), seed) for f in range(folds)]
+        given = fold_splits[0]
     assignment = assign_splits(
         links, len(sources), len(targets), tuple(fractions), seed, given, sources.split, targets.split
     )
     if exclude_known:
         assignment.known = known_link_mask(links, sources, targets, exclude_known)
     logger.info(
-        "links scheme split: %s; entities scheme: sources %s, targets %s",
-        "drawn" if given is None else "given",
+        "links scheme: %s; entities scheme: sources %s, targets %s",
+        f"{folds} folds" if folds > 1 else "drawn split" if given is None else "given split",
         "drawn" if sources.split is None else "given",
         "drawn" if targets.split is None else "given",
     )
     for side, path in (("sources", sources_path), ("targets", targets_path)):
         with atomic_output(out / f"{side}.tsv") as tmp:
             shutil.copyfile(path, tmp)
+    _write_links(links, sources, targets, assignment, out)
+    _write_pair_values(links, sources, targets, assignment.links["links"], out / "link_splits.tsv", "split")
+    _write_splits_npz(assignment, out / "splits.npz")
+    for name, table, path, split in (
+        ("sources", sources, sources_path, assignment.sources),
+        ("targets", targets, targets_path, assignment.targets),
+    ):
+        held = [table.ids[i] for i in np.flatnonzero(split == "test")]
+        _write_entity_subset(path, out / f"heldout_{name}.tsv", held)
+    counts = _counts(links, sources, targets, assignment)
+    if fold_splits is not None:
+        _write_pair_values(links, sources, targets, fold_of, out / "link_folds.tsv", "fold")
+        for f, split in enumerate(fold_splits):
+            fold_assignment = dataclasses.replace(assignment, links={**assignment.links, "links": split})
+            _write_splits_npz(fold_assignment, out / "folds" / str(f) / "splits.npz")
+        counts["folds"] = folds
+        counts["links_per_fold"] = {str(f): int((fold_of == f).sum()) for f in range(folds)}
+    atomic_write_json(out / "data.json", counts)
+    logger.info("data: %s", counts)
+    return counts
+
+
+def _write_links(
+    links: Links, sources: EntityTable, targets: EntityTable, assignment: SplitAssignment, out: Path
+) -> None:
+    """``links.tsv``: one row per link and direction, with both schemes' split names."""
     names = {"s2t": "source->target", "t2s": "target->source"}
     rows = (
         [
@@ -491,14 +614,21 @@ def prepare_data(
         for i in range(len(links))
     )
     write_link_table(rows, out / "links.tsv", (*LINK_COLUMNS, "category", "split_links", "split_entities"))
-    pair_split: dict[tuple[str, str], str] = {}
+
+
+def _write_pair_values(
+    links: Links, sources: EntityTable, targets: EntityTable, values: np.ndarray, path: Path, kind: str
+) -> None:
+    """One (source, target, split or fold) row per pair, in the order of first appearance."""
+    per_pair: dict[tuple[str, str], str] = {}
     for i in range(len(links)):
-        pair_split.setdefault(
-            (sources.ids[links.source[i]], targets.ids[links.target[i]]), assignment.links["links"][i]
-        )
-    write_link_split_file(((s, t, v) for (s, t), v in pair_split.items()), out / "link_splits.tsv")
+        per_pair.setdefault((sources.ids[links.source[i]], targets.ids[links.target[i]]), str(values[i]))
+    write_link_split_file(((s, t, v) for (s, t), v in per_pair.items()), path, kind)
+
+
+def _write_splits_npz(assignment: SplitAssignment, path: Path) -> None:
     known = {} if assignment.known is None else {"links_known": assignment.known}
-    with atomic_output(out / "splits.npz") as tmp, open(tmp, "wb") as fh:
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez(
             fh,
             links_links=assignment.links["links"],
@@ -507,12 +637,12 @@ def prepare_data(
             targets=assignment.targets,
             **known,
         )
-    for name, table, path, split in (
-        ("sources", sources, sources_path, assignment.sources),
-        ("targets", targets, targets_path, assignment.targets),
-    ):
-        held = [table.ids[i] for i in np.flatnonzero(split == "test")]
-        _write_entity_subset(path, out / f"heldout_{name}.tsv", held)
+
+
+def _counts(
+    links: Links, sources: EntityTable, targets: EntityTable, assignment: SplitAssignment
+) -> dict[str, Any]:
+    """``data.json``'s counts: entities, links, links per scheme and split, categories."""
     counts: dict[str, Any] = {"n_sources": len(sources), "n_targets": len(targets), "n_links": len(links)}
     for scheme in SCHEMES:
         counts[f"{scheme}_links_per_split"] = {
@@ -523,8 +653,6 @@ def prepare_data(
             s: int((assignment.known & (assignment.links["links"] == s)).sum()) for s in SPLIT_NAMES
         }
     counts["categories"] = {c: int((links.category == c).sum()) for c in np.unique(links.category)}
-    atomic_write_json(out / "data.json", counts)
-    logger.info("data: %s", counts)
     return counts
 
 
@@ -558,12 +686,16 @@ def _write_entity_subset(path: str | os.PathLike, out: Path, ids: list[str]) -> 
         keep.to_csv(tmp, sep="\t", index=False)
 
 
-def load_data(data_dir: str | os.PathLike) -> tuple[EntityTable, EntityTable, Links, SplitAssignment]:
-    """Read the data step's outputs back (re-validated) with their split assignment."""
+def load_data(
+    data_dir: str | os.PathLike, splits_path: str | os.PathLike | None = None
+) -> tuple[EntityTable, EntityTable, Links, SplitAssignment]:
+    """Read the data step's outputs back (re-validated) with their split assignment:
+    ``splits_path`` (a fold's ``folds/<f>/splits.npz``) or else ``data_dir/splits.npz``."""
     d = Path(data_dir)
+    splits = Path(splits_path) if splits_path else d / "splits.npz"
     sources, targets = read_entities(d / "sources.tsv", "source"), read_entities(d / "targets.tsv", "target")
     links = read_links(d / "links.tsv", sources, targets, allow_unlinked=True)
-    with np.load(d / "splits.npz", allow_pickle=False) as z:
+    with np.load(splits, allow_pickle=False) as z:
         assignment = SplitAssignment(
             {"links": z["links_links"], "entities": z["links_entities"]},
             z["sources"],
@@ -572,7 +704,7 @@ def load_data(data_dir: str | os.PathLike) -> tuple[EntityTable, EntityTable, Li
         )
     if len(assignment.links["links"]) != len(links):
         raise ValueError(
-            f"{d / 'splits.npz'} has {len(assignment.links['links'])} link splits but "
+            f"{splits} has {len(assignment.links['links'])} link splits but "
             f"{d / 'links.tsv'} has {len(links)} links: rerun the data step"
         )
     return sources, targets, links, assignment

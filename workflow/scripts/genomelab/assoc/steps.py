@@ -31,6 +31,7 @@ def data_step(smk: Any) -> None:
         data["splits"] or None,
         data["confidence_words"],
         data["exclude_known"] or None,
+        int(param(smk, "folds")),
     )
 
 
@@ -73,6 +74,7 @@ def baselines_step(smk: Any) -> None:
         int(b["knn_k"]),
         float(b["ridge_alpha"]),
         smk.output[0],
+        smk.input.splits,
     )
 
 
@@ -99,6 +101,7 @@ def train_step(smk: Any) -> None:
         smk.params.state_dir,
         smk.params.device,
         bool(smk.params.quick_test),
+        smk.input.splits,
     )
 
 
@@ -119,10 +122,21 @@ def select_step(smk: Any) -> None:
 def summary_step(smk: Any) -> None:
     from genomelab.assoc.summary import write_summary
 
-    schemes = list(param(smk, "schemes"))
+    # Scheme-major lists: each scheme's folds in order (one file each without folds).
+    n_folds = {s: int(k) for s, k in param(smk, "scheme_folds")}
+    grids, baselines = list(smk.input.grids), list(smk.input.baselines)
+    if len(grids) != sum(n_folds.values()) or len(baselines) != len(grids):
+        raise ValueError(
+            f"assoc summary: {len(grids)} grids and {len(baselines)} baselines for folds {n_folds}"
+        )
+    by_scheme: dict[str, tuple[list, list]] = {}
+    start = 0
+    for scheme, k in n_folds.items():
+        by_scheme[scheme] = (grids[start : start + k], baselines[start : start + k])
+        start += k
     write_summary(
-        dict(zip(schemes, smk.input.grids, strict=True)),
-        dict(zip(schemes, smk.input.baselines, strict=True)),
+        {s: g if len(g) > 1 else g[0] for s, (g, _) in by_scheme.items()},
+        {s: b if len(b) > 1 else b[0] for s, (_, b) in by_scheme.items()},
         smk.input.diagnostics,
         smk.output.json,
         smk.output.md,

@@ -345,13 +345,16 @@ def train_run(
     state_dir: str | os.PathLike,
     device: str = "auto",
     quick_test: bool = False,
+    splits_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Train one grid point on one scheme; write model.pt, metrics.json, training_report.json."""
+    """Train one grid point on one scheme; write model.pt, metrics.json, training_report.json.
+    ``splits_path``: a fold's splits (default: the data folder's ``splits.npz``)."""
     from genomelab.train.device import resolve_device
     from genomelab.train.export import data_fingerprint
 
     out = Path(out_dir)
-    sources, targets, links, assignment = load_data(data_dir)
+    splits = Path(splits_path) if splits_path else Path(data_dir) / "splits.npz"
+    sources, targets, links, assignment = load_data(data_dir, splits)
     feats = load_features(features_path)
     labels = all_labels(links, assignment, scheme, len(sources), len(targets))
     model_cfg = {
@@ -389,7 +392,7 @@ def train_run(
         links,
         assignment.links[scheme],
         {"sources": sources.ids, "targets": targets.ids},
-        data_fingerprint(Path(features_path), Path(data_dir) / "splits.npz", Path(data_dir) / "links.tsv"),
+        data_fingerprint(Path(features_path), splits, Path(data_dir) / "links.tsv"),
         out,
         state_dir,
         dev,

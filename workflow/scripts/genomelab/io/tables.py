@@ -472,29 +472,38 @@ def read_known_links(path: str | os.PathLike) -> set[tuple[str, str]]:
 
 
 def read_link_split_file(path: str | os.PathLike) -> GivenAssignment:
-    """A given split of assoc links: a TSV of ``source``, ``target``, ``split`` rows, one per
-    (source, target) pair (both directions of a pair share its split).
+    """A given split or folds of assoc links: a TSV of ``source``, ``target`` and ``split``
+    (train/val/test) or ``fold`` (an integer >= 0: the pair's test fold) rows, one per
+    (source, target) pair (both directions of a pair share its split or fold).
 
-    Returns a split :class:`GivenAssignment` keyed by :func:`link_pair_key`. Errors name the
-    file and line: a missing column, an empty id, an unknown split, a pair given twice.
+    Returns a :class:`GivenAssignment` keyed by :func:`link_pair_key`. Errors name the file
+    and line: a missing column, an empty id, an unknown split, a fold that is not an integer
+    >= 0, a pair given twice.
     """
     path = existing_file(path, "link splits file")
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t")
-        missing = [c for c in LINK_SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise FormatError(path, f"link splits file lacks column(s) {missing} (has {reader.fieldnames})")
+        columns = reader.fieldnames or []
+        kinds = [k for k in SPLIT_KINDS if k in columns]
+        missing = [c for c in LINK_SPLIT_COLUMNS[:2] if c not in columns]
+        if missing or len(kinds) != 1:
+            raise FormatError(
+                path,
+                f"link splits file needs columns source, target and one of split or fold (has {columns})",
+            )
+        kind = kinds[0]
         values: dict[str, str | int] = {}
         lines: dict[str, int] = {}
         for row in reader:
             source, target = (row["source"] or "").strip(), (row["target"] or "").strip()
-            split = (row["split"] or "").strip()
+            value = (row[kind] or "").strip()
             if not source or not target:
                 raise FormatError(path, "empty source or target", reader.line_num)
-            if split not in SPLITS:
+            if (kind == "split" and value not in SPLITS) or (kind == "fold" and not value.isdigit()):
+                allowed = f"one of {SPLITS}" if kind == "split" else "an integer >= 0"
                 raise FormatError(
                     path,
-                    f"link {source} -> {target}: split {split!r} is not one of {SPLITS}",
+                    f"link {source} -> {target}: {kind} {value!r} is not {allowed}",
                     reader.line_num,
                 )
             key = link_pair_key(source, target)
@@ -504,12 +513,17 @@ def read_link_split_file(path: str | os.PathLike) -> GivenAssignment:
                     f"link {source} -> {target} given twice (first on line {lines[key]})",
                     reader.line_num,
                 )
-            values[key], lines[key] = split, reader.line_num
+            values[key], lines[key] = (value if kind == "split" else int(value)), reader.line_num
     if not values:
         raise FormatError(path, "link splits file has no rows")
-    return GivenAssignment("split", values, str(path), "source/target", lines)
+    return GivenAssignment(kind, values, str(path), "source/target", lines)
 
 
-def write_link_split_file(pairs: Iterable[tuple[str, str, str]], path: str | os.PathLike) -> int:
-    """Write (source, target, split) rows as the TSV :func:`read_link_split_file` reads."""
-    return _write_plain_tsv(pairs, path, LINK_SPLIT_COLUMNS, "link split")
+def write_link_split_file(
+    pairs: Iterable[tuple[str, str, str]], path: str | os.PathLike, kind: str = "split"
+) -> int:
+    """Write (source, target, split) rows, or (source, target, fold) rows with ``kind``
+    "fold", as the TSV :func:`read_link_split_file` reads."""
+    if kind not in SPLIT_KINDS:
+        raise ValueError(f"a link splits file holds one of {SPLIT_KINDS}, not {kind!r}")
+    return _write_plain_tsv(pairs, path, (*LINK_SPLIT_COLUMNS[:2], kind), "link split")

@@ -128,6 +128,16 @@ class BlockCounter:
         self.layers = _layers(blocks.start_cpg, blocks.end_cpg)
         self.stats = {"reads": 0, "reads_in_blocks": 0, "clips": 0, "clips_too_short": 0}
 
+    def _check_chrom(self, chrom: str, b: np.ndarray, cpg: np.ndarray) -> None:
+        """Blocks ``b`` [n] hit by reads on ``chrom`` at CpG numbers ``cpg`` [n] lie on ``chrom``."""
+        wrong = self.blocks.chrom[b] != chrom
+        if wrong.any():
+            raise ValueError(
+                f"CpG {int(cpg[wrong][0])} of a read on {chrom} lies in block "
+                f"{self.blocks.name[b[wrong][0]]} on {self.blocks.chrom[b[wrong][0]]}: the reads and "
+                "the blocks use different CpG indexes (genome builds)"
+            )
+
     def add(self, chrom: str, row: np.ndarray, idx: np.ndarray, meth: np.ndarray, weight: np.ndarray) -> None:
         """Calls ``idx`` (CpG numbers) / ``meth`` of reads ``row`` (indices into ``weight``,
         non-decreasing; idx increasing within a read); ``weight`` [n_reads] reads per row."""
@@ -140,13 +150,7 @@ class BlockCounter:
             if not inside.any():
                 continue
             r, b, m = row[inside], layer[k[inside]], meth[inside]
-            wrong = self.blocks.chrom[b] != chrom
-            if wrong.any():
-                raise ValueError(
-                    f"CpG {int(idx[inside][wrong][0])} of a read on {chrom} lies in block "
-                    f"{self.blocks.name[b[wrong][0]]} on {self.blocks.chrom[b[wrong][0]]}: the reads and "
-                    "the blocks use different CpG indexes (genome builds)"
-                )
+            self._check_chrom(chrom, b, idx[inside])
             # Calls of one read in one block are consecutive: a group per (read, block) run.
             new = np.ones(len(r), dtype=bool)
             new[1:] = (r[1:] != r[:-1]) | (b[1:] != b[:-1])
@@ -187,13 +191,7 @@ class BlockCounter:
                 continue
             r = np.repeat(np.arange(len(weight)), n)
             b = layer[np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))]
-            wrong = self.blocks.chrom[b] != chrom
-            if wrong.any():
-                raise ValueError(
-                    f"a read on {chrom} spanning CpG {int(first[r[wrong][0]])} overlaps block "
-                    f"{self.blocks.name[b[wrong][0]]} on {self.blocks.chrom[b[wrong][0]]}: the reads and "
-                    "the blocks use different CpG indexes (genome builds)"
-                )
+            self._check_chrom(chrom, b, first[r])
             ok = cls[r] >= 0
             np.add.at(self.counts, (b[ok], cls[r][ok]), weight[r][ok])
             touched[r] = True

@@ -279,20 +279,13 @@ def marker_candidates(
 
 
 def fixed_markers(prof: np.ndarray, cfg: ReferenceConfig, tissues: list[str]) -> tuple[np.ndarray, dict]:
-    """Markers of ``prof`` [R, T] (``cfg.values`` scale) without validation: the configured
-    family, or the union of both (per-tissue records under ``methatlas`` / ``uxm``)."""
+    """Markers of ``prof`` [R, T] (``cfg.values`` scale) without validation: UXM-style with
+    ``marker_method: uxm``, else MethAtlas-style (``both`` names the candidates *validation*
+    chooses among; without validation there is no choice to make)."""
     meth = methylation_scale(prof, cfg.values)
-    if cfg.marker_method == "methatlas":
-        return select_markers(meth, cfg, tissues)
     if cfg.marker_method == "uxm":
         return select_markers_uxm(meth, cfg, tissues)
-    a, rec_a = select_markers(meth, cfg, tissues)
-    try:
-        b, rec_b = select_markers_uxm(meth, cfg, tissues)
-    except ValueError as exc:  # the MethAtlas family covers every tissue already
-        logger.warning("UXM-style markers left out: %s", exc)
-        b, rec_b = np.zeros(0, dtype=np.int64), {}
-    return np.union1d(a, b), {t: {"methatlas": rec_a[t], "uxm": rec_b.get(t)} for t in tissues}
+    return select_markers(meth, cfg, tissues)
 
 
 def choose_markers(

@@ -97,7 +97,7 @@ def train_and_dump(args) -> None:
             d / "phase3.h5",
             d / "reference.tsv",
             "sparse",
-            {"hidden": [256, 128]},
+            {"hidden": [256, 128], "presence_from_nnls": args.presence_from_nnls},
             train,
             0.01,
             out / "state",
@@ -294,6 +294,7 @@ def main() -> None:
     p.add_argument("--coverages", type=float, nargs="+", default=[30.0, 10.0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-solid", type=int, default=3, help="phase-3 training law: most solid tissues")
+    p.add_argument("--presence-from-nnls", action="store_true", help="model.presence_from_nnls")
     p.add_argument("--raw", type=Path, default=RAW, help="raw outputs file")
     args = p.parse_args()
     torch.set_num_threads(1)

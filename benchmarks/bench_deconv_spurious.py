@@ -212,6 +212,18 @@ def weighted_nnls(raw: dict, name: str, eps: float) -> np.ndarray:
     return np.asarray(out)
 
 
+def refit(raw: dict, name: str, kept: np.ndarray) -> np.ndarray:
+    """NNLS of each mixture on its kept tissues only (``kept`` bool [N, T]), scaled to 1."""
+    from scipy.optimize import nnls
+
+    A, out = raw["reference"], np.zeros(kept.shape)
+    for i, b in enumerate(raw[f"{name}_beta"].astype(np.float64)):
+        ok, cols = np.isfinite(b), np.flatnonzero(kept[i])
+        q, _ = nnls(A[np.ix_(ok, cols)], b[ok])
+        out[i, cols] = q / max(q.sum(), 1e-12)
+    return out
+
+
 def scored(raw: dict, preds: dict[str, np.ndarray], call: float) -> dict:
     """Per set: spurious/missed/MAE of the rule and NNLS, the ratio, paired Wilcoxon p-values."""
     from genomelab.deconv.metrics import per_sample
@@ -257,6 +269,9 @@ def study(raw: dict, call: float) -> dict:
     c = calibrate_cuts(fin["val"], fin["val"], tv, nv, grid, call)
     out["rules"]["per-tissue cut on the final proportion (val)"] = scored(
         raw, {n: cut(fin[n], fin[n], c) for n in names}, call
+    )
+    out["rules"]["per-tissue cut (val), then NNLS refit on the kept tissues"] = scored(
+        raw, {n: refit(raw, n, cut(fin[n], fin[n], c) > 0) for n in names}, call
     )
     zgrid = np.arange(0.0, 20.0, 0.25)
     for label, base in (("final proportion", fin), ("NNLS", {n: raw[f"{n}_nnls"] for n in names})):

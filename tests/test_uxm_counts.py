@@ -280,3 +280,43 @@ def test_mates_calling_a_cpg_differently_leave_it_unknown() -> None:
 
     pos, meth = merge_calls(np.array([30, 10, 20, 20, 30]), np.array([True, False, True, True, False]))
     assert pos.tolist() == [10, 20] and meth.tolist() == [False, True]
+
+
+# PAT counted in inclusive mode (wgbstools homog --inclusive), by hand: the whole read is
+# classified (>= 4 known calls) and counted in every block its span overlaps.
+#   (1, TTTT) x3: B1 U x3 | (1, CCCT): B1 M | (2, CTT) x2: 3 calls, too short
+#   (3, CCCCCC): 6/6 M in B1 and B2 | (4, TTTTT): 0/5 U in B1 and B2
+#   (5, CT.TCT) x2: 2/5 X in B2 | (7, TCTT): 1/4 U in B2
+HAND_INCLUSIVE = np.array([[4, 0, 2], [2, 2, 1]])
+
+
+def test_inclusive_mode_counts_whole_reads(tmp_path: Path) -> None:
+    blocks = read_blocks(write_blocks(tmp_path), need_values=True)
+    cfg = FragmentConfig(overlap="inclusive")
+    write_pat(tmp_path / "s.pat.gz", [("chr1", f, p, c) for f, p, c in PAT])
+    from_pat, stats = count_pat(tmp_path / "s.pat.gz", blocks, cfg)
+    np.testing.assert_array_equal(from_pat, HAND_INCLUSIVE)
+    assert stats["clips_too_short"] == 2  # (2, CTT) x2, once each (B1 only)
+    from_bam, _ = count_bam(write_bam(tmp_path), blocks, write_index(tmp_path), cfg)
+    np.testing.assert_array_equal(from_bam, HAND_INCLUSIVE)
+    np.testing.assert_array_equal(
+        count_pat(tmp_path / "s.pat.gz", blocks, cfg, chunk_lines=3)[0], HAND_INCLUSIVE
+    )
+    # The modes differ only on reads partly inside a block: a read of 2 CpGs in B1 and 3 in B2.
+    write_pat(tmp_path / "p.pat", [("chr1", 3, "CCTTT", 1)])
+    strict, _ = count_pat(tmp_path / "p.pat", blocks, FragmentConfig())
+    inclusive, _ = count_pat(tmp_path / "p.pat", blocks, cfg)
+    assert strict.tolist() == [[0, 0, 0], [0, 0, 0]]  # 2 and 3 calls: both clips too short
+    assert inclusive.tolist() == [[0, 1, 0], [0, 1, 0]]  # 2/5 methylated: X in both
+    # A '.' reaching into a block makes the read overlap it (as homog reads the pattern).
+    write_pat(tmp_path / "d.pat", [("chr1", 1, "TTTT.", 1)])
+    assert count_pat(tmp_path / "d.pat", blocks, cfg)[0].tolist() == [[1, 0, 0], [1, 0, 0]]
+    with pytest.raises(ValueError, match="ingest.uxm.overlap"):
+        FragmentConfig(overlap="partial")
+
+
+def test_inclusive_mode_on_blocks_of_another_chromosome(tmp_path: Path) -> None:
+    blocks = read_blocks(write_blocks(tmp_path))
+    write_pat(tmp_path / "x.pat", [("chr2", 1, "CCCC", 1)])
+    with pytest.raises(FormatError, match="different CpG indexes"):
+        count_pat(tmp_path / "x.pat", blocks, FragmentConfig(overlap="inclusive"))

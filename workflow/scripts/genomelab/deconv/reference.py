@@ -13,9 +13,17 @@ similar types): for tissue ``t``
 and the top ``hypo_per_tissue`` / ``hyper_per_tissue`` / ``pairwise_per_tissue`` regions
 whose score reaches ``min_delta`` are kept. Every parameter and count is written out.
 
+UXM-style markers (``marker_method`` uxm or both; Loyfer et al. 2023, wgbstools
+``find_markers``) compare a region's *unmethylated level* in the target with the other
+tissues' mean (``uxm_delta_means``, 0.3) and with their ``uxm_bg_quant`` quantile on the far
+side (``uxm_delta_quants``, 0.0), hypo (U) and hyper (M) per tissue, top ``uxm_top_hypo``
+(25, UXM's U25 atlas) / ``uxm_top_hyper`` by delta_means (:func:`select_markers_uxm`). An
+atlas of U fractions (``values: u_fraction``, UXM's atlases) is read on the methylated scale
+as 1 - U for every selection, so its hypomethylated blocks are hypo markers.
+
 With ``choose_on_validation`` the marker set is chosen on validation mixtures (phase-3 law,
 drawn from the *validation* individuals on every usable region) among the configured counts
-scaled by :data:`MARKER_SCALES` and *all usable regions*: the one with the lowest NNLS MAE
+scaled by :data:`MARKER_SCALES` (MethAtlas) and :data:`UXM_SCALES` (UXM) and *all usable regions*: the one with the lowest NNLS MAE
 wins, so selection never makes NNLS worse than NNLS on all regions on validation (issue 19:
 the fixed selection did, on an independent test set). Every candidate's scores are recorded.
 """
@@ -40,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 # Multiples of the configured markers per tissue tried on validation (plus all regions).
 MARKER_SCALES = (0.5, 1.0, 2.0, 4.0)
+# Multiples of uxm_top_* tried on validation: 25 -> 25, 50, 100, 250 (UXM's Markers.U250).
+UXM_SCALES = (1.0, 2.0, 4.0, 10.0)
+VALUE_KINDS = ("beta", "u_fraction")
+MARKER_METHODS = ("methatlas", "uxm", "both")
 ALL_REGIONS = "all regions"
 
 
@@ -61,6 +73,13 @@ class ReferenceConfig(ConfigSection):
     unknown_component: bool = from_schema("deconv.reference.unknown_component")
     choose_on_validation: bool = from_schema("deconv.reference.choose_on_validation")
     n_val_mixtures: int = from_schema("deconv.reference.n_val_mixtures")
+    values: str = from_schema("deconv.reference.values")
+    marker_method: str = from_schema("deconv.reference.marker_method")
+    uxm_top_hypo: int = from_schema("deconv.reference.uxm_top_hypo")
+    uxm_top_hyper: int = from_schema("deconv.reference.uxm_top_hyper")
+    uxm_delta_means: float = from_schema("deconv.reference.uxm_delta_means")
+    uxm_delta_quants: float = from_schema("deconv.reference.uxm_delta_quants")
+    uxm_bg_quant: float = from_schema("deconv.reference.uxm_bg_quant")
 
     def __post_init__(self) -> None:
         for name in ("hypo_per_tissue", "hyper_per_tissue", "pairwise_per_tissue"):
@@ -70,6 +89,16 @@ class ReferenceConfig(ConfigSection):
             raise ValueError(f"reference.min_delta must be in [0, 1), not {self.min_delta}")
         if not 0 <= self.max_missing <= 1:
             raise ValueError(f"reference.max_missing must be in [0, 1], not {self.max_missing}")
+        if self.values not in VALUE_KINDS:
+            raise ValueError(f"reference.values must be one of {VALUE_KINDS}, not {self.values!r}")
+        if self.marker_method not in MARKER_METHODS:
+            raise ValueError(
+                f"reference.marker_method must be one of {MARKER_METHODS}, not {self.marker_method!r}"
+            )
+        if min(self.uxm_top_hypo, self.uxm_top_hyper) < 0:
+            raise ValueError("reference.uxm_top_hypo and uxm_top_hyper must be >= 0")
+        if not 0 <= self.uxm_bg_quant <= 0.5:
+            raise ValueError(f"reference.uxm_bg_quant must be in [0, 0.5], not {self.uxm_bg_quant}")
         overlap = sorted(set(self.include) & set(self.exclude))
         if overlap:
             raise ValueError(f"reference.include and reference.exclude both name {overlap}")
@@ -162,6 +191,103 @@ def select_markers(prof: np.ndarray, cfg: ReferenceConfig, tissues: list[str]) -
     return np.asarray(sorted(chosen), dtype=np.int64), per_tissue
 
 
+def methylation_scale(prof: np.ndarray, values: str) -> np.ndarray:
+    """``prof`` [R, T] on the methylated scale: betas as they are, U fractions as 1 - U."""
+    if values not in VALUE_KINDS:
+        raise ValueError(f"reference.values must be one of {VALUE_KINDS}, not {values!r}")
+    return 1.0 - prof if values == "u_fraction" else prof
+
+
+def uxm_scores(meth: np.ndarray, t: int, bg_quant: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For tissue ``t`` of ``meth`` [R, T] (methylated scale), per region [R] the
+    ``(delta_means, delta_quants)`` of a hypo (U) and a hyper (M) marker, as wgbstools
+    ``find_markers`` defines them on an atlas of one column per cell type.
+
+    With ``u = 1 - meth`` (unmethylated level) and ``o`` the other tissues' columns:
+    hypo: ``u_t - mean(u_o)`` and ``u_t - quantile(u_o, 1 - bg_quant)``;
+    hyper: ``mean(u_o) - u_t`` and ``quantile(u_o, bg_quant) - u_t``.
+    """
+    u = 1.0 - meth
+    others = np.delete(u, t, axis=1)
+    mean_o = others.mean(1)
+    return {
+        "hypo": (u[:, t] - mean_o, u[:, t] - np.quantile(others, 1.0 - bg_quant, axis=1)),
+        "hyper": (mean_o - u[:, t], np.quantile(others, bg_quant, axis=1) - u[:, t]),
+    }
+
+
+def select_markers_uxm(meth: np.ndarray, cfg: ReferenceConfig, tissues: list[str]) -> tuple[np.ndarray, dict]:
+    """UXM-style markers (Loyfer et al. 2023; wgbstools ``find_markers``) of ``meth`` [R, T]
+    (methylated scale, :func:`methylation_scale`): per tissue the ``uxm_top_hypo`` hypo and
+    ``uxm_top_hyper`` hyper regions with the largest delta_means among those reaching
+    ``uxm_delta_means`` and ``uxm_delta_quants`` (:func:`uxm_scores`). Sorted indices and a
+    per-tissue record (counts found and kept)."""
+    n_t = meth.shape[1]
+    if n_t < 2:
+        raise ValueError("marker selection needs at least two tissues")
+    chosen: set[int] = set()
+    per_tissue = {}
+    tops = {"hypo": cfg.uxm_top_hypo, "hyper": cfg.uxm_top_hyper}
+    for t, tissue in enumerate(tissues):
+        rec = {}
+        for kind, (d_means, d_quants) in uxm_scores(meth, t, cfg.uxm_bg_quant).items():
+            ok = np.flatnonzero((d_means >= cfg.uxm_delta_means) & (d_quants >= cfg.uxm_delta_quants))
+            keep = ok[np.argsort(-d_means[ok], kind="stable")[: tops[kind]]]
+            chosen.update(int(i) for i in keep)
+            rec[kind], rec[f"{kind}_passing"] = int(len(keep)), int(len(ok))
+        per_tissue[tissue] = rec
+    weak = [t for t, v in per_tissue.items() if v["hypo"] + v["hyper"] == 0]
+    if weak:
+        raise ValueError(
+            f"no UXM-style marker reaches reference.uxm_delta_means={cfg.uxm_delta_means} for tissue(s) "
+            f"{weak}; lower it or check reference.values ({cfg.values})"
+        )
+    return np.asarray(sorted(chosen), dtype=np.int64), per_tissue
+
+
+def marker_candidates(
+    prof: np.ndarray, cfg: ReferenceConfig, tissues: list[str]
+) -> dict[str, tuple[np.ndarray, dict]]:
+    """Marker sets of ``prof`` [R, T] (``cfg.values`` scale) tried on validation: the
+    configured families (``marker_method``) at their scales, plus all regions."""
+    meth = methylation_scale(prof, cfg.values)
+    families = {
+        "methatlas": (
+            MARKER_SCALES,
+            ("hypo_per_tissue", "hyper_per_tissue", "pairwise_per_tissue"),
+            select_markers,
+        ),
+        "uxm": (UXM_SCALES, ("uxm_top_hypo", "uxm_top_hyper"), select_markers_uxm),
+    }
+    candidates: dict[str, tuple[np.ndarray, dict]] = {}
+    for family, (scales, keys, select) in families.items():
+        if cfg.marker_method not in (family, "both"):
+            continue
+        for scale in scales:
+            c = dataclasses.replace(cfg, **{k: int(round(getattr(cfg, k) * scale)) for k in keys})
+            name = (
+                f"x{scale:g} markers"
+                if family == "methatlas"
+                else f"uxm top {c.uxm_top_hypo}+{c.uxm_top_hyper}"
+            )
+            try:
+                candidates[name] = select(meth, c, tissues)
+            except ValueError as exc:  # a tissue without markers at this size
+                logger.info("marker candidate %s skipped: %s", name, exc)
+    candidates[ALL_REGIONS] = (np.arange(len(prof)), {})
+    return candidates
+
+
+def fixed_markers(prof: np.ndarray, cfg: ReferenceConfig, tissues: list[str]) -> tuple[np.ndarray, dict]:
+    """Markers of ``prof`` [R, T] (``cfg.values`` scale) without validation: UXM-style with
+    ``marker_method: uxm``, else MethAtlas-style (``both`` names the candidates *validation*
+    chooses among; without validation there is no choice to make)."""
+    meth = methylation_scale(prof, cfg.values)
+    if cfg.marker_method == "uxm":
+        return select_markers_uxm(meth, cfg, tissues)
+    return select_markers(meth, cfg, tissues)
+
+
 def choose_markers(
     prof: np.ndarray,
     cfg: ReferenceConfig,
@@ -176,19 +302,7 @@ def choose_markers(
     from genomelab.deconv.metrics import per_sample
     from genomelab.deconv.nnls import deconvolve_nnls
 
-    candidates: dict[str, tuple[np.ndarray, dict]] = {}
-    for scale in MARKER_SCALES:
-        c = dataclasses.replace(
-            cfg,
-            hypo_per_tissue=int(round(cfg.hypo_per_tissue * scale)),
-            hyper_per_tissue=int(round(cfg.hyper_per_tissue * scale)),
-            pairwise_per_tissue=int(round(cfg.pairwise_per_tissue * scale)),
-        )
-        try:
-            candidates[f"x{scale:g} markers"] = select_markers(prof, c, tissues)
-        except ValueError as exc:  # a tissue without markers at this size
-            logger.info("marker candidate x%g skipped: %s", scale, exc)
-    candidates[ALL_REGIONS] = (np.arange(len(prof)), {})
+    candidates = marker_candidates(prof, cfg, tissues)
     scores = {}
     for name, (idx, _) in candidates.items():
         pred = deconvolve_nnls(prof[idx], val_beta[:, idx]).proportions
@@ -269,7 +383,7 @@ def _markers(
     if not cfg.select_markers:
         return np.arange(len(prof)), {}, None
     if not (cfg.choose_on_validation and validation is not None):
-        sel, per_tissue = select_markers(prof, cfg, tissues)
+        sel, per_tissue = fixed_markers(prof, cfg, tissues)
         return sel, per_tissue, None
     beta, props = validation_mixtures(
         validation.sources,

@@ -13,6 +13,12 @@ Defaults (``workflow/schemas/ingest.schema.yaml``, ``ingest.uxm``) are those of 
 published atlases (``Atlas.U25.l4``: reads of >= 4 CpGs; wgbstools ``homog`` with
 ``--rlen 4`` puts f <= 0.25 in U and f >= 0.75 in M). Shorter clips are not counted.
 
+Reads partly inside a block (``overlap``, wgbstools ``homog``'s strict/inclusive choice):
+``strict`` (the default, as homog) classifies the clip above; ``inclusive`` (homog
+``--inclusive``) classifies the *whole read* (all its known calls, at least ``min_cpgs``) and
+counts it in every block its span overlaps. A ``.pat`` read spans its pattern's CpGs
+(``.`` included, as homog reads it); a BAM fragment spans its first to its last CpG call.
+
 Both inputs go through one counter (:func:`count_calls`), so a ``.pat`` file and a BAM of
 the same reads give the same counts; the BAM path first turns positions into CpG numbers
 with the genome's CpG index (``CpG.bed.gz``, e.g. made by
@@ -44,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 U, X, M = 0, 1, 2
 INPUT_FORMATS = ("pat", "bam")
+OVERLAP_MODES = ("strict", "inclusive")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class FragmentConfig(ConfigSection):
     min_cpgs: int = from_schema("ingest.uxm.min_cpgs")
     u_max: float = from_schema("ingest.uxm.u_max")
     m_min: float = from_schema("ingest.uxm.m_min")
+    overlap: str = from_schema("ingest.uxm.overlap")
     min_mapq: int = from_schema("ingest.uxm.min_mapq")
     exclude_flags: int = from_schema("ingest.uxm.exclude_flags")
 
@@ -65,6 +73,8 @@ class FragmentConfig(ConfigSection):
             raise ValueError(
                 f"ingest.uxm thresholds need 0 <= u_max < m_min <= 1, got u_max={self.u_max}, m_min={self.m_min}"
             )
+        if self.overlap not in OVERLAP_MODES:
+            raise ValueError(f"ingest.uxm.overlap must be one of {OVERLAP_MODES}, not {self.overlap!r}")
         if self.min_mapq < 0 or self.exclude_flags < 0:
             raise ValueError("ingest.uxm.min_mapq and exclude_flags must be >= 0")
 
@@ -118,6 +128,16 @@ class BlockCounter:
         self.layers = _layers(blocks.start_cpg, blocks.end_cpg)
         self.stats = {"reads": 0, "reads_in_blocks": 0, "clips": 0, "clips_too_short": 0}
 
+    def _check_chrom(self, chrom: str, b: np.ndarray, cpg: np.ndarray) -> None:
+        """Blocks ``b`` [n] hit by reads on ``chrom`` at CpG numbers ``cpg`` [n] lie on ``chrom``."""
+        wrong = self.blocks.chrom[b] != chrom
+        if wrong.any():
+            raise ValueError(
+                f"CpG {int(cpg[wrong][0])} of a read on {chrom} lies in block "
+                f"{self.blocks.name[b[wrong][0]]} on {self.blocks.chrom[b[wrong][0]]}: the reads and "
+                "the blocks use different CpG indexes (genome builds)"
+            )
+
     def add(self, chrom: str, row: np.ndarray, idx: np.ndarray, meth: np.ndarray, weight: np.ndarray) -> None:
         """Calls ``idx`` (CpG numbers) / ``meth`` of reads ``row`` (indices into ``weight``,
         non-decreasing; idx increasing within a read); ``weight`` [n_reads] reads per row."""
@@ -130,13 +150,7 @@ class BlockCounter:
             if not inside.any():
                 continue
             r, b, m = row[inside], layer[k[inside]], meth[inside]
-            wrong = self.blocks.chrom[b] != chrom
-            if wrong.any():
-                raise ValueError(
-                    f"CpG {int(idx[inside][wrong][0])} of a read on {chrom} lies in block "
-                    f"{self.blocks.name[b[wrong][0]]} on {self.blocks.chrom[b[wrong][0]]}: the reads and "
-                    "the blocks use different CpG indexes (genome builds)"
-                )
+            self._check_chrom(chrom, b, idx[inside])
             # Calls of one read in one block are consecutive: a group per (read, block) run.
             new = np.ones(len(r), dtype=bool)
             new[1:] = (r[1:] != r[:-1]) | (b[1:] != b[:-1])
@@ -151,6 +165,40 @@ class BlockCounter:
             self.stats["clips_too_short"] += int(weight[r[first]][~ok].sum())
         self.stats["reads_in_blocks"] += int(weight[touched].sum())
 
+    def add_spans(
+        self,
+        chrom: str,
+        span: tuple[np.ndarray, np.ndarray],
+        n_meth: np.ndarray,
+        n_known: np.ndarray,
+        weight: np.ndarray,
+    ) -> None:
+        """Inclusive mode: whole reads [n] spanning CpG numbers ``span`` = (first, last),
+        with ``n_meth`` of ``n_known`` calls methylated, each ``weight`` reads; every block
+        the span overlaps gets the read's class."""
+        first, last = span
+        self.stats["reads"] += int(weight.sum())
+        cls = classify(n_meth, n_known, self.cfg)
+        touched = np.zeros(len(weight), dtype=bool)
+        for layer in self.layers:
+            s, e = self.blocks.start_cpg[layer], self.blocks.end_cpg[layer]
+            # Blocks of a layer are disjoint and sorted: those overlapping [first, last] are the
+            # run from the first ending after ``first`` to the last starting at or before ``last``.
+            lo = np.searchsorted(e, first, side="right")
+            hi = np.searchsorted(s, last, side="right")
+            n = np.maximum(hi - lo, 0)
+            if not n.any():
+                continue
+            r = np.repeat(np.arange(len(weight)), n)
+            b = layer[np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))]
+            self._check_chrom(chrom, b, first[r])
+            ok = cls[r] >= 0
+            np.add.at(self.counts, (b[ok], cls[r][ok]), weight[r][ok])
+            touched[r] = True
+            self.stats["clips"] += int(weight[r].sum())
+            self.stats["clips_too_short"] += int(weight[r][~ok].sum())
+        self.stats["reads_in_blocks"] += int(weight[touched].sum())
+
 
 def count_pat(path: str | os.PathLike, blocks: BlockTable, cfg: FragmentConfig, chunk_lines: int = 1_000_000):
     """U/X/M counts [B, 3] of a wgbstools ``.pat[.gz]`` file, and the counter's statistics."""
@@ -160,7 +208,14 @@ def count_pat(path: str | os.PathLike, blocks: BlockTable, cfg: FragmentConfig, 
     for ch in read_pat(path, chunk_lines):
         row, idx, meth = ch.calls()
         try:
-            counter.add(ch.chrom, row, idx, meth, ch.counts)
+            if cfg.overlap == "inclusive":
+                n = len(ch.counts)
+                lengths = np.fromiter((len(p) for p in ch.patterns), dtype=np.int64, count=n)
+                n_known = np.bincount(row, minlength=n)
+                n_meth = np.bincount(row, weights=meth, minlength=n).astype(np.int64)
+                counter.add_spans(ch.chrom, (ch.start, ch.start + lengths - 1), n_meth, n_known, ch.counts)
+            else:
+                counter.add(ch.chrom, row, idx, meth, ch.counts)
         except ValueError as exc:
             raise FormatError(path, str(exc), int(ch.line[0])) from exc
     return counter.counts, counter.stats
@@ -184,6 +239,8 @@ def count_bam(
 
     def keep(chrom: str, pos: np.ndarray) -> np.ndarray:
         known = index.get(chrom)
+        if cfg.overlap == "inclusive":  # every call of a read counts; only its span needs the index
+            return np.full(len(pos), known is not None and len(known[0]) > 0)
         if known is None:
             return np.zeros(len(pos), dtype=bool)
         k = np.minimum(np.searchsorted(known[0], pos), max(len(known[0]) - 1, 0))
@@ -203,15 +260,39 @@ def count_bam(
 
 
 def _feed_fragments(counter: BlockCounter, frags: list, index: dict) -> None:
-    """One chromosome's fragments (positions already restricted to indexed block CpGs)."""
+    """One chromosome's fragments (strict: positions already restricted to indexed block CpGs)."""
     chrom = frags[0].chrom
     pos_known, idx_known = index[chrom]
+    if counter.cfg.overlap == "inclusive":
+        _feed_whole_fragments(counter, frags, pos_known, idx_known)
+        return
     lengths = np.fromiter((len(f.pos) for f in frags), dtype=np.int64, count=len(frags))
     pos = np.concatenate([f.pos for f in frags])
     meth = np.concatenate([f.meth for f in frags])
     idx = idx_known[np.searchsorted(pos_known, pos)]
     row = np.repeat(np.arange(len(frags)), lengths)
     counter.add(chrom, row, idx, meth, np.ones(len(frags), dtype=np.int64))
+
+
+def _feed_whole_fragments(
+    counter: BlockCounter, frags: list, pos_known: np.ndarray, idx_known: np.ndarray
+) -> None:
+    """Inclusive mode: each fragment's span as CpG numbers of the block CpGs it covers
+    (``pos_known``/``idx_known`` sorted by position); fragments covering none are skipped."""
+    frags = [f for f in frags if len(f.pos)]  # mates that disagreed on every CpG
+    if not frags:
+        return
+    first = np.fromiter((f.pos[0] for f in frags), dtype=np.int64, count=len(frags))
+    last = np.fromiter((f.pos[-1] for f in frags), dtype=np.int64, count=len(frags))
+    lo = np.searchsorted(pos_known, first, side="left")
+    hi = np.searchsorted(pos_known, last, side="right") - 1
+    inside = np.flatnonzero(lo <= hi)
+    if not len(inside):
+        return
+    n_known = np.fromiter((len(frags[i].pos) for i in inside), dtype=np.int64, count=len(inside))
+    n_meth = np.fromiter((int(frags[i].meth.sum()) for i in inside), dtype=np.int64, count=len(inside))
+    span = (idx_known[lo[inside]], idx_known[hi[inside]])
+    counter.add_spans(frags[0].chrom, span, n_meth, n_known, np.ones(len(inside), dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------- samples
@@ -307,7 +388,7 @@ def write_sample_counts(
             "M": int(counts[:, M].sum()),
         },
         "parameters": {
-            k: getattr(cfg, k) for k in ("min_cpgs", "u_max", "m_min", "min_mapq", "exclude_flags")
+            k: getattr(cfg, k) for k in ("min_cpgs", "u_max", "m_min", "overlap", "min_mapq", "exclude_flags")
         },
         **stats,
     }

@@ -17,6 +17,7 @@ under the GIL. The model is read with ``weights_only=True`` (:func:`genomelab.tr
 import base64
 import binascii
 import logging
+import math
 import os
 from typing import Annotated, Any, Self
 
@@ -187,6 +188,17 @@ class RegulonRequest(_Strict):
 class BinningContig(_Strict):
     name: str = Field(min_length=1)
     sequence: str = Field(min_length=1)
+    depth: list[float] | None = Field(
+        None,
+        min_length=1,
+        description="mean read depth in each sample (models trained with abundances: one value per sample)",
+    )
+
+    @model_validator(mode="after")
+    def _depths(self) -> Self:
+        if self.depth is not None and not all(math.isfinite(v) and v >= 0 for v in self.depth):
+            raise ValueError(f"depth: every value must be finite and >= 0, not {self.depth}")
+        return self
 
 
 class BinningRequest(_Strict):
@@ -296,26 +308,58 @@ class _Binning:
     def __init__(self, path: str, opts: dict[str, Any]) -> None:
         from genomelab.binning.training import load_model
 
-        # Abundances are normalised over a whole depth table, so one request cannot carry them.
-        self.model = load_model(path, 0)
+        # Abundance columns the model was trained with (0: composition only).
+        self.n_depth = int(load_exported(path).extra.get("n_depth", 0))
+        self.model = load_model(path, self.n_depth)
+
+    def depth(self, req: BinningRequest) -> np.ndarray | None:
+        """Raw depths [n_contigs, n_depth] of the request, checked against the model."""
+        given = [c.depth is not None for c in req.contigs]
+        if not self.n_depth:
+            if any(given):
+                raise ValueError(
+                    f"contigs.{given.index(True)}.depth: the model was trained without abundances "
+                    "(composition only); leave depth out"
+                )
+            return None
+        wrong = [i for i, c in enumerate(req.contigs) if c.depth is None or len(c.depth) != self.n_depth]
+        if wrong:
+            found = req.contigs[wrong[0]].depth
+            raise ValueError(
+                f"contigs.{wrong[0]}.depth: the model was trained with abundances from {self.n_depth} "
+                f"sample(s); {len(wrong)} contig(s) give {'none' if found is None else len(found)}"
+            )
+        return np.asarray([c.depth for c in req.contigs], dtype=np.float64)
 
     def __call__(self, req: BinningRequest) -> dict[str, Any]:
         import torch
 
+        from genomelab.binning.depth import normalise_depth
         from genomelab.binning.kmers import iter_profiles
 
+        depth = self.depth(req)
+        position = {c.name: i for i, c in enumerate(req.contigs)}
+        if len(position) < len(req.contigs):
+            raise ValueError("contigs: names must be unique (abundances and replies are by name)")
         records = [(c.name, c.sequence.upper().encode()) for c in req.contigs]
         blocks = list(iter_profiles(records, min_length=0, engine="numpy"))
         names = [str(n) for b in blocks for n in b.names]
         if not names:
             raise ValueError("contigs: no contig has a valid 6-mer")
-        x = torch.from_numpy(np.concatenate([b.features for b in blocks]))
-        with torch.no_grad():
-            latent = self.model.encode(x)[0].float().numpy()
-        skipped = sorted({c.name for c in req.contigs} - set(names))
+        x = np.concatenate([b.features for b in blocks])
+        if depth is not None:
+            if len(names) < 2:
+                # Abundances are scaled and z-scored over the contigs given, as over an
+                # assembly's by `genomelab predict binning --depth`: one contig has no scale.
+                raise ValueError(
+                    "contigs: abundances are normalised over the request's contigs; send 2 or more"
+                )
+            x = np.concatenate([x, normalise_depth(depth[[position[n] for n in names]])], axis=1)
+        latent = self.model.embed(torch.from_numpy(x)).float().numpy()
         return {
             "contigs": [{"name": n, "latent": z.tolist()} for n, z in zip(names, latent, strict=True)],
-            "skipped": skipped,
+            "skipped": sorted(set(position) - set(names)),
+            "n_depth": self.n_depth,
         }
 
 

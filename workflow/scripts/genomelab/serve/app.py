@@ -77,13 +77,15 @@ Float32Base64 = Annotated[
 ]
 
 
-def _values(listed: list[float | None] | None, packed: np.ndarray | None, field: str) -> np.ndarray:
-    """float32 [n] of a field given as a JSON list (null = NaN) or as ``<field>_b64``."""
+def _values(
+    listed: list[float | None] | None, packed: np.ndarray | None, field: str, dtype: type = np.float32
+) -> np.ndarray:
+    """[n] values of a field given as a JSON list (null = NaN) or as ``<field>_b64``."""
     if (listed is None) == (packed is None):
         raise ValueError(f"give exactly one of {field} (a list) and {field}_b64 (base64 float32)")
     if packed is not None:
         return packed
-    return np.array(listed, dtype=np.float32)  # None -> NaN
+    return np.array(listed, dtype=dtype)  # None -> NaN
 
 
 def _check_unit(values: np.ndarray, field: str) -> None:
@@ -153,7 +155,8 @@ class DeconvSample(_Strict):
 
     @model_validator(mode="after")
     def _arrays(self) -> Self:
-        self._betas = _values(self.betas, self.betas_b64, "betas")
+        # JSON numbers are doubles, and deconv_infer reads betas as float64 (NNLS is).
+        self._betas = _values(self.betas, self.betas_b64, "betas", np.float64)
         _check_unit(self._betas, "betas")
         if self.regions is not None and len(self.regions) != len(self._betas):
             raise ValueError(f"regions: {len(self.regions)} region IDs for {len(self._betas)} betas")
@@ -163,6 +166,9 @@ class DeconvSample(_Strict):
 class DeconvRequest(_Strict):
     samples: list[DeconvSample] = Field(min_length=1)
     min_match: float | None = Field(None, ge=0, le=1)
+    unknown_component: bool | None = Field(
+        None, description="NNLS reports 1 - sum as unknown (default: deconv.reference.unknown_component)"
+    )
 
 
 class AssocEntity(BaseModel):
@@ -247,24 +253,45 @@ class _Deconv:
 
         self.p = DeconvPredictor(path, opts.get("device", "cpu"))
         self.min_match = schema_default("deconv.infer.min_match")
+        self.unknown_component = schema_default("deconv.reference.unknown_component")
+        self.profiles, reference = self.p.nnls_reference(opts.get("reference"))
+        # The card says which reference NNLS uses.
+        self.card = {"reference": reference}
 
     def __call__(self, req: DeconvRequest) -> dict[str, Any]:
+        from genomelab.deconv.nnls import deconvolve_nnls
+
         n_model = len(self.p.regions)
-        out = []
+        min_match = self.min_match if req.min_match is None else req.min_match
+        unknown = self.unknown_component if req.unknown_component is None else req.unknown_component
+        rows, matched = [], []
         for i, s in enumerate(req.samples):
             _model_order(s._betas, s.regions, n_model, f"samples.{i}.betas")
-            betas = s._betas
             regions = np.asarray(s.regions) if s.regions is not None else self.p.regions
-            min_match = self.min_match if req.min_match is None else req.min_match
-            props, match = self.p.predict(betas[None].astype(np.float64), regions, min_match, f"samples.{i}")
+            aligned, match = self.p.align(
+                s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}"
+            )
+            if not np.isfinite(aligned).any():
+                raise ValueError(f"samples.{i}.betas: no value on any of the model's regions")
+            rows.append(aligned[0])
+            matched.append(match.n_matched)
+        aligned = np.stack(rows)
+        props = self.p.predict_arrays(aligned)
+        nnls = deconvolve_nnls(self.profiles, aligned, unknown)
+        out = []
+        for i, s in enumerate(req.samples):
+            by_nnls = dict(zip(self.p.tissues, nnls.proportions[i].tolist(), strict=True))
+            if unknown:
+                by_nnls["unknown"] = float(nnls.unknown[i])
             out.append(
                 {
                     "sample": s.sample,
-                    "proportions": dict(zip(self.p.tissues, props[0].tolist(), strict=True)),
-                    "n_regions_matched": match.n_matched,
+                    "proportions": dict(zip(self.p.tissues, props[i].tolist(), strict=True)),
+                    "nnls": by_nnls,
+                    "n_regions_matched": matched[i],
                 }
             )
-        return {"tissues": self.p.tissues, "samples": out}
+        return {"tissues": self.p.tissues, "unknown_component": unknown, "samples": out}
 
 
 class _Assoc:
@@ -419,13 +446,16 @@ def _add_schemas(app: FastAPI, request_type: type[BaseModel]) -> None:
 
 
 def create_app(model: str | os.PathLike, **opts: Any) -> FastAPI:
-    """The app serving ``model``; ``opts``: ``device``, ``featurizer`` (assoc), ``metrics`` and
+    """The app serving ``model``; ``opts``: ``device``, ``featurizer`` (assoc), ``reference``
+    (deconv: NNLS beside the network; default the model's NNLS prior), ``metrics`` and
     ``summary`` (the card's metrics JSON and module summary when not found beside the model)."""
     path = str(model)
     exported = load_exported(path)
     module = module_of_kind(exported.kind, path)
     card = model_card(path, exported, opts.get("metrics"), opts.get("summary")).to_dict()
     handler = HANDLERS[module](path, opts)
+    # What a module's server adds to the card (deconv: the reference NNLS uses).
+    card.update(getattr(handler, "card", {}))
     request_type = REQUESTS[module]
     app = FastAPI(title=f"genomelab {module} model", version=__version__)
     # What POST /predict calls, for benchmarks that time the predict function alone.

@@ -2,10 +2,15 @@
 
 For each module, builds a model of realistic size with the module's own classes (untrained:
 latency does not depend on the weights), exports it as training does, starts the server
-(``genomelab serve`` in its own process, 127.0.0.1, a free port) and times ``--repeats`` single-sample ``POST /predict``
-queries over one keep-alive HTTP connection: JSON encoding, validation, the predict
-function and the reply. Also times the predict function alone (no HTTP) for the same
-query. Prints median and p95 per module and writes benchmarks/results/bench_serve.json.
+(``genomelab serve`` in its own process, 127.0.0.1, a free port) and times ``--repeats``
+single-sample ``POST /predict`` queries over one keep-alive HTTP connection: JSON encoding,
+validation, the predict function and the reply. Tissue and deconv are timed in both request
+forms (a JSON list; ``<field>_b64``, base64 float32, encoded by the client per query). In
+the same run it times the predict function alone on the validated request, the CPU time per
+query of server and client, and the CPU time of each step in this process (client encoding,
+server parse and validation, predict function, reply encoding), which a busy machine
+disturbs less than wall-clock times. Prints median and p95 per module and writes
+benchmarks/results/bench_serve_<regions>[_<members>members].json.
 
 Sizes: tissue, an ensemble of 5 file-level MLPs (schema default sizes) over
 ``--tissue-regions`` regions (2,000: the simulated demo; 51,089: the ingested real panel);
@@ -15,6 +20,7 @@ binning, one 10 kb contig (demo VAE). The target is under 10 ms for tissue and a
 single-sample queries (the project history's bar was 200 ms).
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_serve.py [--repeats 200] [--tissue-regions 2000]
+        [--tissue-members 5] [--modules tissue assoc deconv regulon binning]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import base64
 import contextlib
 import dataclasses
+import json
 import os
 import platform
 import socket
@@ -213,11 +220,22 @@ def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
     return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95))}
 
 
+def cpu_ms(fn: Callable[[], Any], repeats: int) -> float:
+    """Mean CPU milliseconds of this process per call (robust to waiting for a shared core)."""
+    for _ in range(3):
+        fn()
+    start = time.process_time()
+    for _ in range(repeats):
+        fn()
+    return 1000 * (time.process_time() - start) / repeats
+
+
 def bench(module: str, path: Path, opts: dict, body: Any, repeats: int, threads: int) -> dict[str, Any]:
     """Latency of ``body`` (a request, or a function making one per query) over HTTP and of
     the predict function alone on the validated request, in the same run."""
     import httpx
     from genomelab.serve.app import create_app
+    from pydantic_core import to_json
 
     make_body = body if callable(body) else lambda: body
     app = create_app(path, **opts)
@@ -229,6 +247,16 @@ def bench(module: str, path: Path, opts: dict, body: Any, repeats: int, threads:
             handler(request)
 
     in_process = timed(predict_function, repeats)
+    raw = json.dumps(make_body()).encode()
+    with torch.inference_mode():
+        result = handler(request)
+    # Where a query's CPU time goes, step by step, in this process.
+    steps = {
+        "client_encode": cpu_ms(lambda: json.dumps(make_body()).encode(), repeats),
+        "server_parse_validate": cpu_ms(lambda: app.state.request_type.model_validate_json(raw), repeats),
+        "predict_function": cpu_ms(predict_function, repeats),
+        "reply_encode": cpu_ms(lambda: to_json(result, inf_nan_mode="null"), repeats),
+    }
     # TCP_NODELAY: the client writes headers and body separately, and Nagle's algorithm
     # would hold the body until the server's delayed ACK (40 ms on Linux).
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
@@ -253,6 +281,7 @@ def bench(module: str, path: Path, opts: dict, body: Any, repeats: int, threads:
         # CPU time per query of the server process and of this client: what a query costs
         # when the machine is not shared (wall-clock times above include waiting for a core).
         "cpu_ms_per_query": cpu,
+        "cpu_ms_per_step": steps,
         "request_bytes": len(reply.request.content),
     }
 

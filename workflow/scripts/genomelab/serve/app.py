@@ -19,7 +19,7 @@ import binascii
 import logging
 import math
 import os
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -118,7 +118,7 @@ class TissueSample(_Strict):
     _coverage: np.ndarray = PrivateAttr()
 
     @model_validator(mode="after")
-    def _arrays(self) -> Self:
+    def _arrays(self) -> "TissueSample":
         self._means = _values(self.means, self.means_b64, "means")
         _check_unit(self._means, "means")
         if self.coverage is None and self.coverage_b64 is None:
@@ -154,7 +154,7 @@ class DeconvSample(_Strict):
     _betas: np.ndarray = PrivateAttr()
 
     @model_validator(mode="after")
-    def _arrays(self) -> Self:
+    def _arrays(self) -> "DeconvSample":
         # JSON numbers are doubles, and deconv_infer reads betas as float64 (NNLS is).
         self._betas = _values(self.betas, self.betas_b64, "betas", np.float64)
         _check_unit(self._betas, "betas")
@@ -201,7 +201,7 @@ class BinningContig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _depths(self) -> Self:
+    def _depths(self) -> "BinningContig":
         if self.depth is not None and not all(math.isfinite(v) and v >= 0 for v in self.depth):
             raise ValueError(f"depth: every value must be finite and >= 0, not {self.depth}")
         return self

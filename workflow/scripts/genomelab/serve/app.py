@@ -9,7 +9,8 @@ lists or, compactly, as base64 float32 (``means_b64``, ``betas_b64``); either is
 same way (length, values in [0, 1] or missing). The body is parsed by pydantic straight from
 the request bytes, and the prediction runs on the event loop: one query at a time (the
 model uses one thread anyway), without handing each query to a worker thread and back
-under the GIL. The model is read with ``weights_only=True`` (:func:`genomelab.train.export.load_exported`): nothing is unpickled.
+under the GIL. The model is read with ``weights_only=True``
+(:func:`genomelab.train.export.load_exported`): nothing is unpickled.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations at

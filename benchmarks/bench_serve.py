@@ -2,10 +2,15 @@
 
 For each module, builds a model of realistic size with the module's own classes (untrained:
 latency does not depend on the weights), exports it as training does, starts the server
-(``genomelab serve`` in its own process, 127.0.0.1, a free port) and times ``--repeats`` single-sample ``POST /predict``
-queries over one keep-alive HTTP connection: JSON encoding, validation, the predict
-function and the reply. Also times the predict function alone (no HTTP) for the same
-query. Prints median and p95 per module and writes benchmarks/results/bench_serve.json.
+(``genomelab serve`` in its own process, 127.0.0.1, a free port) and times ``--repeats``
+single-sample ``POST /predict`` queries over one keep-alive HTTP connection: JSON encoding,
+validation, the predict function and the reply. Tissue and deconv are timed in both request
+forms (a JSON list; ``<field>_b64``, base64 float32, encoded by the client per query). In
+the same run it times the predict function alone on the validated request, the CPU time per
+query of server and client, and the CPU time of each step in this process (client encoding,
+server parse and validation, predict function, reply encoding), which a busy machine
+disturbs less than wall-clock times. Prints median and p95 per module and writes
+benchmarks/results/bench_serve_<regions>[_<members>members].json.
 
 Sizes: tissue, an ensemble of 5 file-level MLPs (schema default sizes) over
 ``--tissue-regions`` regions (2,000: the simulated demo; 51,089: the ingested real panel);
@@ -15,13 +20,16 @@ binning, one 10 kb contig (demo VAE). The target is under 10 ms for tissue and a
 single-sample queries (the project history's bar was 200 ms).
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_serve.py [--repeats 200] [--tissue-regions 2000]
+        [--tissue-members 5] [--modules tissue assoc deconv regulon binning]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
+import json
 import os
 import platform
 import socket
@@ -46,12 +54,14 @@ from genomelab.train.export import save_exported  # noqa: E402
 TARGET_AIM_MS = 10.0
 
 
-def tissue_case(d: Path, n_regions: int, rng: np.random.Generator) -> tuple[Path, dict, dict]:
+def tissue_case(d: Path, n_regions: int, n_members: int, rng: np.random.Generator) -> tuple[Path, dict, dict]:
     from genomelab.tissue.models import MLPConfig, build_model
 
     cfg = MLPConfig.from_dict(schema_defaults("tissue.mlp"))
     mu, sd = rng.uniform(0.2, 0.8, n_regions).astype(np.float32), np.full(n_regions, 0.2, np.float32)
-    members = torch.nn.ModuleList([build_model("mlp", cfg, n_regions, 8, mu, sd, 150) for _ in range(5)])
+    members = torch.nn.ModuleList(
+        [build_model("mlp", cfg, n_regions, 8, mu, sd, 150) for _ in range(n_members)]
+    )
     path = d / "tissue.pt"
     save_exported(
         path,
@@ -60,10 +70,22 @@ def tissue_case(d: Path, n_regions: int, rng: np.random.Generator) -> tuple[Path
         config=dataclasses.asdict(cfg),
         ids={"classes": [f"class{i}" for i in range(8)], "regions": [f"r{i}" for i in range(n_regions)]},
         data_fingerprint="0",
-        extra={"seeds": list(range(5)), "n_positions": 150},
+        extra={"seeds": list(range(n_members)), "n_positions": 150},
     )
     means = rng.uniform(0, 1, n_regions).round(4)
     return path, {}, {"samples": [{"sample": "s", "means": means.tolist()}]}
+
+
+def packed(body: dict, field: str) -> Callable[[], dict]:
+    """The compact request form of a one-sample ``body``: ``<field>_b64``, base64 float32.
+    Returns a function that encodes it, so each timed query pays the client's encoding."""
+    values = np.asarray(body["samples"][0][field], dtype="<f4")
+    rest = {k: v for k, v in body["samples"][0].items() if k != field}
+
+    def encode() -> dict:
+        return {"samples": [{**rest, f"{field}_b64": base64.b64encode(values.tobytes()).decode()}]}
+
+    return encode
 
 
 def deconv_case(d: Path, rng: np.random.Generator) -> tuple[Path, dict, dict]:
@@ -198,14 +220,43 @@ def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
     return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95))}
 
 
-def bench(module: str, path: Path, opts: dict, body: dict, repeats: int, threads: int) -> dict[str, Any]:
-    import httpx
-    from genomelab.serve.app import REQUESTS, create_app
+def cpu_ms(fn: Callable[[], Any], repeats: int) -> float:
+    """Mean CPU milliseconds of this process per call (robust to waiting for a shared core)."""
+    for _ in range(3):
+        fn()
+    start = time.process_time()
+    for _ in range(repeats):
+        fn()
+    return 1000 * (time.process_time() - start) / repeats
 
+
+def bench(module: str, path: Path, opts: dict, body: Any, repeats: int, threads: int) -> dict[str, Any]:
+    """Latency of ``body`` (a request, or a function making one per query) over HTTP and of
+    the predict function alone on the validated request, in the same run."""
+    import httpx
+    from genomelab.serve.app import create_app
+    from pydantic_core import to_json
+
+    make_body = body if callable(body) else lambda: body
     app = create_app(path, **opts)
-    handler_route = next(r for r in app.routes if getattr(r, "path", "") == "/predict")
-    request = REQUESTS[module].model_validate(body)
-    in_process = timed(lambda: handler_route.endpoint(request), repeats)
+    handler = app.state.handler
+    request = app.state.request_type.model_validate(make_body())
+
+    def predict_function() -> None:
+        with torch.inference_mode():
+            handler(request)
+
+    in_process = timed(predict_function, repeats)
+    raw = json.dumps(make_body()).encode()
+    with torch.inference_mode():
+        result = handler(request)
+    # Where a query's CPU time goes, step by step, in this process.
+    steps = {
+        "client_encode": cpu_ms(lambda: json.dumps(make_body()).encode(), repeats),
+        "server_parse_validate": cpu_ms(lambda: app.state.request_type.model_validate_json(raw), repeats),
+        "predict_function": cpu_ms(predict_function, repeats),
+        "reply_encode": cpu_ms(lambda: to_json(result, inf_nan_mode="null"), repeats),
+    }
     # TCP_NODELAY: the client writes headers and body separately, and Nagle's algorithm
     # would hold the body until the server's delayed ACK (40 ms on Linux).
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
@@ -213,10 +264,10 @@ def bench(module: str, path: Path, opts: dict, body: dict, repeats: int, threads
         serving(path, opts, threads) as (url, pid),
         httpx.Client(base_url=url, timeout=60, transport=transport) as client,
     ):
-        reply = client.post("/predict", json=body)
+        reply = client.post("/predict", json=make_body())
         reply.raise_for_status()
         server0, client0 = cpu_seconds(pid), time.process_time()
-        http = timed(lambda: client.post("/predict", json=body).raise_for_status(), repeats)
+        http = timed(lambda: client.post("/predict", json=make_body()).raise_for_status(), repeats)
         n = repeats + 5
         cpu = {
             "server": 1000 * (cpu_seconds(pid) - server0) / n,
@@ -225,9 +276,12 @@ def bench(module: str, path: Path, opts: dict, body: dict, repeats: int, threads
     return {
         "http_ms": http,
         "predict_function_ms": in_process,
+        # What HTTP, JSON and validation add to the predict function, as a factor.
+        "http_over_predict_function": http["median"] / in_process["median"],
         # CPU time per query of the server process and of this client: what a query costs
         # when the machine is not shared (wall-clock times above include waiting for a core).
         "cpu_ms_per_query": cpu,
+        "cpu_ms_per_step": steps,
         "request_bytes": len(reply.request.content),
     }
 
@@ -237,6 +291,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tissue-regions", type=int, default=2000)
+    parser.add_argument("--tissue-members", type=int, default=5, help="ensemble members (schema default 5)")
     parser.add_argument("--modules", nargs="+", default=["tissue", "assoc", "deconv", "regulon", "binning"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -245,29 +300,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         cases = {
-            "tissue": lambda: tissue_case(d, args.tissue_regions, rng),
+            "tissue": lambda: tissue_case(d, args.tissue_regions, args.tissue_members, rng),
             "deconv": lambda: deconv_case(d, rng),
             "assoc": lambda: assoc_case(d),
             "regulon": lambda: regulon_case(d, rng),
             "binning": lambda: binning_case(d, rng),
         }
+        # The compact form of the modules whose bodies are long arrays.
+        compact = {"tissue": "means", "deconv": "betas"}
         for module in args.modules:
             torch.manual_seed(0)
             path, opts, body = cases[module]()
-            results[module] = bench(module, path, opts, body, args.repeats, args.threads)
-            r = results[module]
-            print(
-                f"{module:8s} HTTP median {r['http_ms']['median']:7.2f} ms, p95 {r['http_ms']['p95']:7.2f} ms; "
-                f"predict function median {r['predict_function_ms']['median']:7.2f} ms; "
-                f"CPU per query: server {r['cpu_ms_per_query']['server']:.2f} ms, "
-                f"client {r['cpu_ms_per_query']['client']:.2f} ms ({r['request_bytes']} request bytes)"
-            )
+            forms = {module: body}
+            if module in compact:
+                forms[f"{module}_b64"] = packed(body, compact[module])
+            for name, form in forms.items():
+                results[name] = r = bench(module, path, opts, form, args.repeats, args.threads)
+                print(
+                    f"{name:12s} HTTP median {r['http_ms']['median']:7.2f} ms, p95 {r['http_ms']['p95']:7.2f} ms; "
+                    f"predict function median {r['predict_function_ms']['median']:7.2f} ms "
+                    f"(x{r['http_over_predict_function']:.2f}); CPU per query: server "
+                    f"{r['cpu_ms_per_query']['server']:.2f} ms, client {r['cpu_ms_per_query']['client']:.2f} ms "
+                    f"({r['request_bytes']} request bytes)"
+                )
     out = {
         "benchmark": "serve_latency",
         "device": "cpu",
         "threads": args.threads,
         "repeats": args.repeats,
         "tissue_regions": args.tissue_regions,
+        "tissue_members": args.tissue_members,
         "machine": platform.processor() or platform.machine(),
         # Shared machines: timings are only comparable at a similar load.
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
@@ -275,7 +337,10 @@ def main() -> None:
         "target_ms": TARGET_AIM_MS,
         "modules": results,
     }
-    atomic_write_json(ROOT / "benchmarks" / "results" / f"bench_serve_{args.tissue_regions}.json", out)
+    suffix = "" if args.tissue_members == 5 else f"_{args.tissue_members}members"
+    atomic_write_json(
+        ROOT / "benchmarks" / "results" / f"bench_serve_{args.tissue_regions}{suffix}.json", out
+    )
 
 
 if __name__ == "__main__":

@@ -266,3 +266,52 @@ def test_assoc_server_ranks_like_the_file_path(tmp_path):
     )
     with pytest.raises(ValueError, match="needs --featurizer"):
         create_app(tmp_path / "assoc.pt")
+
+
+def test_tissue_compact_form_equals_list_form_and_is_checked(tmp_path):
+    import base64
+
+    regions = _tissue_model(tmp_path / "model.pt", n_regions=12)
+    means = np.random.default_rng(2).uniform(0, 1, len(regions)).astype(np.float32)
+    means[3] = np.nan
+    packed = base64.b64encode(means.astype("<f4").tobytes()).decode()
+    listed = [None if np.isnan(v) else float(v) for v in means]
+
+    def sample(**fields):
+        return {"samples": [{"sample": "a", **fields}]}
+
+    with serving(create_app(tmp_path / "model.pt")) as client:
+        by_list = client.post("/predict", json=sample(means=listed)).json()
+        by_b64 = client.post("/predict", json=sample(means_b64=packed)).json()
+        coverage = base64.b64encode(np.full(12, 7, "<f4").tobytes()).decode()
+        deep = client.post("/predict", json=sample(means_b64=packed, coverage_b64=coverage))
+        errors = {
+            "means_b64": client.post("/predict", json=sample(means_b64="not base64!")),
+            "odd bytes": client.post("/predict", json=sample(means_b64=base64.b64encode(b"12345").decode())),
+            "both": client.post("/predict", json=sample(means=listed, means_b64=packed)),
+            "range": client.post("/predict", json=sample(means=[1.5] + listed[1:])),
+            "inf": client.post(
+                "/predict",
+                content=json.dumps(sample(means=[float("inf")] + listed[1:])).encode(),
+                headers={"content-type": "application/json"},
+            ),
+            "coverage": client.post("/predict", json=sample(means=listed, coverage=[-1.0] * 12)),
+            "regions": client.post("/predict", json=sample(means=listed, regions=regions[:3])),
+        }
+        schema = client.get("/openapi.json").json()
+    assert by_list == by_b64 and by_b64["samples"][0]["n_regions_covered"] == 11
+    assert deep.status_code == 200
+    assert deep.json()["samples"][0]["models"] != by_b64["samples"][0]["models"]  # coverage is read
+    for what, reply in errors.items():
+        assert reply.status_code == 422, (what, reply.text)
+    detail = {k: json.dumps(v.json()["detail"]) for k, v in errors.items()}
+    assert '"means_b64"' in detail["means_b64"] and "not valid base64" in detail["means_b64"]
+    assert "5 bytes, not a whole" in detail["odd bytes"]
+    assert "exactly one of means" in detail["both"]
+    assert "means: 1 value(s) are not in [0, 1]" in detail["range"] and "1.5 at position 0" in detail["range"]
+    assert "means: 1 value(s)" in detail["inf"]
+    assert "coverage: every value must be finite and >= 0" in detail["coverage"]
+    assert "regions: 3 region IDs for 12 means" in detail["regions"]
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/TissueRequest"}
+    assert "means_b64" in schema["components"]["schemas"]["TissueSample"]["properties"]

@@ -26,7 +26,13 @@ def depth_features(names: np.ndarray, depth_path: str | os.PathLike) -> np.ndarr
     index, depth, _ = read_abundance_table(depth_path)
     check_names(names, index, "the k-mer profiles", f"depth table {depth_path}")
     rows = index.get_indexer(pd.Index(np.asarray(names, dtype=object)))
-    depth = depth[rows].astype(np.float64)
+    return normalise_depth(depth[rows])
+
+
+def normalise_depth(depth: np.ndarray) -> np.ndarray:
+    """Raw depths [n, n_samples] of a set of contigs -> the model's abundance inputs
+    (float32, same shape), normalised over those contigs as :func:`depth_features` says."""
+    depth = np.asarray(depth, dtype=np.float64)
     scale = depth.mean(axis=0, keepdims=True)
     scale[scale == 0] = 1.0
     logged = np.log1p(depth / scale)

@@ -34,6 +34,7 @@ KIND_MODULES = {
     "regulon": "regulon",
     "assoc": "assoc",
     "binning-vae": "binning",
+    "binning-contrastive": "binning",
 }
 MODULES = ("tissue", "deconv", "regulon", "assoc", "binning")
 

@@ -1,12 +1,14 @@
 """Deconvolve new samples with a trained deconv network.
 
 Files: :func:`genomelab.deconv.infer.infer` (the ``deconv_infer`` rule's function, unchanged:
-network and NNLS side by side against the reference). Arrays (the server): the network
-alone, with input regions joined to the model's by ID as the file path joins them.
+network and NNLS side by side against the reference). Arrays (the server): the network,
+with input regions joined to the model's by ID as the file path joins them, and NNLS
+against the model's reference (:meth:`DeconvPredictor.nnls_reference`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genomelab.predict.common import IdMatch, match_ids
+from genomelab.predict.common import IdMatch, check_same, match_ids
 
 # Output files of a deconv prediction, in its folder (the names deconv_infer writes).
 FILES = {
@@ -45,15 +47,60 @@ class DeconvPredictor:
             x = torch.as_tensor(np.asarray(betas, dtype=np.float32), device=self.device)
             return self.model.predict(x).float().cpu().numpy().astype(np.float64)
 
-    def predict(
+    def align(
         self, betas: np.ndarray, regions: np.ndarray, min_match: float, source: str
     ) -> tuple[np.ndarray, IdMatch]:
-        """Join betas [S, R_in] to the model's regions, then :meth:`predict_arrays`."""
+        """Betas [S, R_in] joined by ID to the model's regions: float64 [S, R] (NaN absent)."""
         match = match_ids(self.regions, regions, "regions", source, min_match)
         aligned = np.full((betas.shape[0], len(self.regions)), np.nan, np.float64)
         found = match.index >= 0
         aligned[:, found] = betas[:, match.index[found]]
+        return aligned, match
+
+    def predict(
+        self, betas: np.ndarray, regions: np.ndarray, min_match: float, source: str
+    ) -> tuple[np.ndarray, IdMatch]:
+        """:meth:`align`, then :meth:`predict_arrays`."""
+        aligned, match = self.align(betas, regions, min_match, source)
         return self.predict_arrays(aligned), match
+
+    def nnls_reference(self, path: str | os.PathLike | None) -> tuple[np.ndarray, dict[str, Any]]:
+        """The reference profiles float64 [R, T] for NNLS beside the network, and what they are.
+
+        ``path`` (the run's ``deconv/reference/reference.tsv``) must hold the model's regions
+        and tissues in order and, for a model with an NNLS prior, the profiles the prior was
+        trained with. Without ``path`` the prior's own profiles are used (stored as float32:
+        NNLS then agrees with ``deconv_infer`` on the file to about 1e-6)."""
+        from genomelab.deconv.reference import load_reference
+
+        prior = self.model.reference.double().cpu().numpy() if hasattr(self.model, "reference") else None
+        if path is None:
+            if prior is None:
+                raise ValueError(
+                    f"{self.path} has no NNLS prior, so it carries no reference: give the run's "
+                    "deconv/reference/reference.tsv (--reference) for NNLS beside the network"
+                )
+            profiles, source = prior, f"{self.path} (the NNLS prior's profiles)"
+        else:
+            ref = load_reference(path)
+            check_same(ref.regions, self.regions, "reference regions", str(path))
+            check_same(ref.tissues, self.tissues, "reference tissues", str(path))
+            if prior is not None and not np.allclose(prior, ref.profiles, rtol=0, atol=1e-6):
+                worst = float(np.abs(prior - ref.profiles).max())
+                raise ValueError(
+                    f"{path}: profiles differ from those the model's NNLS prior was trained with "
+                    f"(by up to {worst:.3g}); give the reference of the model's run"
+                )
+            profiles, source = ref.profiles, str(path)
+        digest = hashlib.sha256(np.ascontiguousarray(profiles, "<f4").tobytes()).hexdigest()[:16]
+        info = {
+            "source": source,
+            "n_regions": int(profiles.shape[0]),
+            "n_tissues": int(profiles.shape[1]),
+            # Of the profiles rounded to float32, so the file and the prior give the same.
+            "profiles_sha256_float32": digest,
+        }
+        return profiles, info
 
 
 def predict_files(

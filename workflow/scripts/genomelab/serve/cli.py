@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.model,
         device=args.device,
         featurizer=args.featurizer,
+        reference=args.reference,
         metrics=args.metrics,
         summary=args.summary,
     )
@@ -37,6 +38,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--featurizer", help="assoc: the run's features/featurizer.npz")
+    p.add_argument(
+        "--reference",
+        help="deconv: the run's deconv/reference/reference.tsv, for NNLS beside the network "
+        "(default: the profiles of the model's NNLS prior; needed without one)",
+    )
     p.add_argument("--metrics", help="metrics JSON for the card (default: metrics.json beside the model)")
     p.add_argument("--summary", help="module summary.json for the card (default: found above the model)")
     p.set_defaults(func=_serve)

@@ -1,0 +1,114 @@
+"""genomelab serve for binning models trained with abundances: per-contig depth in the request.
+
+A real uvicorn server on 127.0.0.1 (``test_serve.serving``) answers with the latent that
+``genomelab predict binning --depth`` computes for the same contigs and depth table, for
+both kinds of binning model; depth counts that do not fit the model get a 422 naming the
+contig's field.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from genomelab.binning.contrastive_model import ContrastiveConfig, ContrastiveEncoder
+from genomelab.binning.model import KmerVAE, VAEConfig
+from genomelab.binning.training import CONTRASTIVE_KIND, KIND
+from genomelab.config import schema_defaults
+from genomelab.predict.binning import embed
+from genomelab.serve.app import create_app
+from genomelab.train.export import save_exported
+from test_serve import serving
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+N_SAMPLES = 2
+
+
+def _export(path, kind: str, n_depth: int) -> None:
+    torch.manual_seed(0)
+    if kind == KIND:
+        section = {"hidden": [16], "latent": 4}
+        model = KmerVAE(VAEConfig.from_dict(section, n_depth=n_depth))
+    else:
+        section = {"hidden": [16], "embedding": 4, "groups": ["k4", "gc"]}
+        model = ContrastiveEncoder(ContrastiveConfig.from_dict(section, n_depth=n_depth))
+    save_exported(
+        path, model.eval(), kind=kind, config=section, ids={"contigs": ["x"]}, data_fingerprint="0",
+        extra={"n_depth": n_depth},
+    )  # fmt: skip
+
+
+def _contigs(rng, n: int = 5) -> list[dict]:
+    contigs = []
+    for i in range(n):
+        # Contigs of different composition and depth, so the abundance columns matter.
+        p = rng.dirichlet(np.full(4, 2.0))
+        seq = "".join(rng.choice(list("ACGT"), 1500, p=p))
+        contigs.append({"name": f"c{i}", "sequence": seq, "depth": rng.gamma(2, 10, N_SAMPLES).tolist()})
+    return contigs
+
+
+@pytest.mark.parametrize("kind", [KIND, CONTRASTIVE_KIND])
+def test_binning_server_takes_depth_like_predict_files(tmp_path, kind):
+    from genomelab.binning.kmers import write_profiles_h5
+
+    rng = np.random.default_rng(0)
+    _export(tmp_path / "model.pt", kind, N_SAMPLES)
+    contigs = _contigs(rng)
+    fasta = tmp_path / "new.fna"
+    fasta.write_text("".join(f">{c['name']}\n{c['sequence']}\n" for c in contigs))
+    depth = tmp_path / "depth.tsv"
+    depth.write_text(
+        "contig\ts1\ts2\n"
+        + "".join(f"{c['name']}\t{c['depth'][0]}\t{c['depth'][1]}\n" for c in contigs[::-1])
+    )
+    write_profiles_h5(fasta, tmp_path / "profiles.h5", 0)
+    cluster = schema_defaults("binning.cluster")
+    inputs, latent, _ = embed(tmp_path / "model.pt", tmp_path / "profiles.h5", depth, cluster, 0)
+    without = [{k: v for k, v in c.items() if k != "depth"} for c in contigs]
+    with serving(create_app(tmp_path / "model.pt")) as client:
+        reply = client.post("/predict", json={"contigs": contigs})
+        missing = client.post("/predict", json={"contigs": contigs[:2] + without[2:]})
+        short = client.post("/predict", json={"contigs": [{**contigs[0], "depth": [1.0]}, *contigs[1:]]})
+        negative = client.post("/predict", json={"contigs": [{**contigs[0], "depth": [-1.0, 2.0]}]})
+        alone = client.post("/predict", json={"contigs": contigs[:1]})
+        card = client.get("/card").json()
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert [c["name"] for c in body["contigs"]] == list(inputs.names) and body["n_depth"] == N_SAMPLES
+    np.testing.assert_allclose([c["latent"] for c in body["contigs"]], latent, rtol=1e-5, atol=1e-6)
+    # The abundances are read: other depths give another latent.
+    shuffled = [{**c, "depth": contigs[(i + 1) % len(contigs)]["depth"]} for i, c in enumerate(contigs)]
+    with serving(create_app(tmp_path / "model.pt")) as client:
+        other = client.post("/predict", json={"contigs": shuffled}).json()
+    assert not np.allclose([c["latent"] for c in other["contigs"]], latent, atol=1e-4)
+    assert missing.status_code == 422
+    assert (
+        "contigs.2.depth: the model was trained with abundances from 2 sample(s); 3 contig(s) give none"
+        in (missing.json()["detail"])
+    )
+    assert (
+        short.status_code == 422
+        and "contigs.0.depth" in short.json()["detail"]
+        and "give 1" in short.json()["detail"]
+    )
+    assert negative.status_code == 422 and negative.json()["detail"][0]["loc"] == ["body", "contigs", 0]
+    assert "depth: every value must be finite and >= 0" in negative.json()["detail"][0]["msg"]
+    assert alone.status_code == 422 and "send 2 or more" in alone.json()["detail"]
+    assert card["kind"] == kind and card["extra"]["n_depth"] == N_SAMPLES
+
+
+def test_composition_only_model_refuses_depth(tmp_path):
+    _export(tmp_path / "model.pt", CONTRASTIVE_KIND, 0)
+    contigs = _contigs(np.random.default_rng(1), 2)
+    with serving(create_app(tmp_path / "model.pt")) as client:
+        refused = client.post("/predict", json={"contigs": contigs})
+        plain = client.post(
+            "/predict", json={"contigs": [{k: c[k] for k in ("name", "sequence")} for c in contigs]}
+        )
+    assert refused.status_code == 422
+    assert "contigs.0.depth: the model was trained without abundances" in json.dumps(refused.json())
+    assert plain.status_code == 200 and plain.json()["n_depth"] == 0 and len(plain.json()["contigs"]) == 2

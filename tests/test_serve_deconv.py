@@ -1,0 +1,120 @@
+"""genomelab serve for deconv: NNLS proportions beside the network's, against the model's reference.
+
+A real uvicorn server on 127.0.0.1 (``test_serve.serving``) must give, for the same samples,
+the network and NNLS proportions that ``genomelab predict deconv`` (``deconv_infer``'s
+function) writes, and say in its card which reference NNLS used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from genomelab.deconv.io import read_table, write_table
+from genomelab.deconv.model import KIND, DeconvNet, DeconvNetConfig
+from genomelab.deconv.nnls import deconvolve_nnls
+from genomelab.predict.common import InputMismatch
+from genomelab.predict.deconv import predict_files
+from genomelab.serve.app import create_app
+from genomelab.train.export import save_exported
+from test_serve import serving
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REGIONS = [f"cg{i:03d}" for i in range(40)]
+TISSUES = ["Blood", "Liver", "Lung", "Colon"]
+
+
+def _export(path, profiles: np.ndarray, nnls_prior: bool) -> None:
+    torch.manual_seed(0)
+    section = {"hidden": [8], "nnls_prior": nnls_prior}
+    cfg = DeconvNetConfig.from_config(section, len(REGIONS), len(TISSUES), True, 0.01)
+    net = DeconvNet(cfg, profiles.mean(1), profiles if nnls_prior else None)
+    save_exported(
+        path, net, kind=KIND, config=dataclasses.asdict(cfg),
+        ids={"regions": REGIONS, "tissues": TISSUES}, data_fingerprint="0",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    # Four decimals: the reference file (written with 6 significant digits) holds them exactly.
+    profiles = rng.uniform(0.05, 0.95, (len(REGIONS), len(TISSUES))).round(4)
+    write_table(tmp_path / "reference.tsv", profiles, REGIONS, TISSUES)
+    mix = rng.dirichlet(np.ones(len(TISSUES)), 3)
+    betas = np.clip(mix @ profiles.T + rng.normal(0, 0.02, (3, len(REGIONS))), 0, 1).round(4)
+    betas[1, :6] = np.nan
+    write_table(tmp_path / "samples.csv", betas.T, REGIONS, ["s0", "s1", "s2"])
+    _export(tmp_path / "prior.pt", profiles, nnls_prior=True)
+    _export(tmp_path / "plain.pt", profiles, nnls_prior=False)
+    return profiles, betas
+
+
+def _body(betas: np.ndarray, **extra) -> dict:
+    samples = [
+        {"sample": f"s{i}", "betas": [None if np.isnan(v) else float(v) for v in row]}
+        for i, row in enumerate(betas)
+    ]
+    return {"samples": samples, **extra}
+
+
+def _table(reply: dict, key: str) -> np.ndarray:
+    return np.array([[s[key][t] for t in TISSUES] for s in reply["samples"]])
+
+
+@pytest.mark.parametrize("model", ["prior.pt", "plain.pt"])
+def test_deconv_server_reports_nnls_like_predict_files(tmp_path, files, model):
+    profiles, betas = files
+    predict_files(
+        tmp_path / model, tmp_path / "reference.tsv", tmp_path / "samples.csv", tmp_path / model[:-3],
+        0.01, 0.5, False, 0.02,
+    )  # fmt: skip
+    nnls_file, _, nnls_samples = read_table(tmp_path / model[:-3] / "nnls_proportions.csv")
+    net_file, _, _ = read_table(tmp_path / model[:-3] / "model_proportions.csv")
+    assert list(nnls_samples) == ["s0", "s1", "s2"]
+    app = create_app(tmp_path / model, reference=tmp_path / "reference.tsv")
+    with serving(app) as client:
+        reply = client.post("/predict", json=_body(betas)).json()
+        unknown = client.post("/predict", json=_body(betas, unknown_component=True)).json()
+        card = client.get("/card").json()
+    # The files hold 6 significant digits.
+    np.testing.assert_allclose(_table(reply, "nnls"), nnls_file.T, atol=2e-6)
+    np.testing.assert_allclose(_table(reply, "proportions"), net_file.T, atol=2e-6)
+    assert [s["n_regions_matched"] for s in reply["samples"]] == [40, 40, 40]
+    assert card["reference"]["source"] == str(tmp_path / "reference.tsv")
+    assert (card["reference"]["n_regions"], card["reference"]["n_tissues"]) == (40, 4)
+    expected = deconvolve_nnls(profiles, betas, unknown_component=True)
+    np.testing.assert_allclose(_table(unknown, "nnls"), expected.proportions, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        [s["nnls"]["unknown"] for s in unknown["samples"]], expected.unknown, atol=1e-12
+    )
+    assert unknown["unknown_component"] is True and "unknown" not in reply["samples"][0]["nnls"]
+
+
+def test_deconv_server_uses_the_priors_reference_and_refuses_another(tmp_path, files):
+    profiles, betas = files
+    with serving(create_app(tmp_path / "prior.pt")) as client:
+        reply = client.post("/predict", json=_body(betas)).json()
+        card = client.get("/card").json()
+        empty = client.post("/predict", json={"samples": [{"sample": "x", "betas": [None] * 40}]})
+    # The prior stores the profiles as float32.
+    np.testing.assert_allclose(_table(reply, "nnls"), deconvolve_nnls(profiles, betas).proportions, atol=1e-5)
+    assert "NNLS prior" in card["reference"]["source"]
+    with_file = create_app(tmp_path / "prior.pt", reference=tmp_path / "reference.tsv")
+    assert (
+        with_file.state.handler.card["reference"]["profiles_sha256_float32"]
+        == (card["reference"]["profiles_sha256_float32"])
+    )
+    assert empty.status_code == 422 and "samples.0.betas: no value on any" in empty.json()["detail"]
+
+    with pytest.raises(ValueError, match="has no NNLS prior.*--reference"):
+        create_app(tmp_path / "plain.pt")
+    write_table(tmp_path / "shifted.tsv", profiles + 0.01, REGIONS, TISSUES)
+    with pytest.raises(ValueError, match="shifted.tsv: profiles differ from those the model's NNLS prior"):
+        create_app(tmp_path / "prior.pt", reference=tmp_path / "shifted.tsv")
+    write_table(tmp_path / "reordered.tsv", profiles[:, ::-1], REGIONS, TISSUES[::-1])
+    with pytest.raises(InputMismatch, match="reordered.tsv: reference tissues differ"):
+        create_app(tmp_path / "plain.pt", reference=tmp_path / "reordered.tsv")

@@ -11,7 +11,9 @@ chromosome, 46 blocks of 102,400 bp, the fixed default held-out blocks (test 3, 
 
 - ``demo``: the demo model (2,048-bp windows, 6 dilated blocks: receptive field ~2 kb);
 - ``wide``: 8,192-bp windows and 8 dilated blocks (receptive field ~8 kb: neighbouring
-  genes and their intergenic regions in view).
+  genes and their intergenic regions in view);
+- ``annot``: ``wide`` with ``model.inputs: sequence+annotation`` (the six per-strand
+  gene-body/start/end channels next to the sequence).
 
 Then one post-hoc question: does the CNN's pair score add to the distance rule? A logistic
 regression on [distance log-likelihood, CNN pair score] is fitted on the *validation* pairs
@@ -54,6 +56,10 @@ VARIANTS = {
     "wide": {
         "targets": {"window_bp": 8192, "stride_bp": 4096},
         "model": {"channels": 48, "n_layers": 8, "dropout": 0.2},
+    },
+    "annot": {
+        "targets": {"window_bp": 8192, "stride_bp": 4096},
+        "model": {"channels": 48, "n_layers": 8, "dropout": 0.2, "inputs": "sequence+annotation"},
     },
 }
 OPERON_VIEWS = ("operon_bp_auroc", "pair_auroc", "operon_auroc", "expression_pearson")

@@ -12,7 +12,14 @@ Two views, both on the held-out blocks and for every method alike:
   A track's pair score is its mean on that strand over the junction (the intergenic gap, or
   the overlap of overlapping genes). Classic rules score the same pairs: the intergenic
   distance (shorter = same operon; Salgado et al. 2000, PNAS 97:6652) as is, and as their
-  log-likelihood ratio of distance classes fitted on the training pairs.
+  log-likelihood ratio of distance classes fitted on the training pairs. That rule also gets
+  a per-bp track (each gene scored by its best same-strand neighbour pair, each junction by
+  its own pair), so that the per-bp view has a baseline that knows the annotation too.
+
+The pair-level readouts of the network (:class:`PairReadout`) are logistic regressions on its
+operon output around each pair (the junction, and the flanks inside the two genes), alone and
+with the distance log-likelihood, fitted on the *training* pairs from the network's output on
+the training blocks and scored on the held-out pairs.
 """
 
 from __future__ import annotations
@@ -26,21 +33,24 @@ from genomelab.regulon.tracks import split_bin_mask
 
 DISTANCE = "intergenic distance (Salgado 2000)"
 DISTANCE_LL = "intergenic distance log-likelihood (train pairs)"
-# The pair-level readout that uses both: a logistic regression on [distance LL, the CNN's
-# pair score], fitted on the validation pairs (the CNN predicts no training block).
-COMBINED = "CNN pair score + distance LL (logistic, val pairs)"
+# The network's pair-level readouts (PairReadout), fitted on the training pairs.
+PAIR_READOUT = "CNN pair readout (logistic, train pairs)"
+COMBINED = "CNN pair readout + distance LL (logistic, train pairs)"
+READOUTS = (PAIR_READOUT, COMBINED)
+# Flanks (bp) of a junction inside the two genes whose output the readout also reads.
+FLANK_BP = 64
 # Distance classes (bp) of the log-likelihood rule: fine around overlaps and short gaps,
 # where operon pairs concentrate, coarse beyond.
 _LL_EDGES = np.array([-np.inf, -20, -10, -1, 5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 300, np.inf])
 PAIR_COLUMNS = ("upstream", "downstream", "strand", "lo", "hi", "distance", "same_operon", "block", "split")
 
 
-def adjacent_pairs(genes: pd.DataFrame, data: TargetData) -> pd.DataFrame:
+def adjacent_pairs(genes: pd.DataFrame, data: TargetData, within_blocks: bool = True) -> pd.DataFrame:
     """Adjacent same-strand gene pairs inside the region, one row each (PAIR_COLUMNS).
 
     ``lo``/``hi``: the junction in genome coordinates (gap, or overlap when ``distance`` < 0);
     ``block``/``split``: the block holding the whole junction (pairs across a block border
-    are left out, so no pair straddles two splits).
+    are left out, so no pair straddles two splits, unless ``within_blocks`` is False).
     """
     g = genes[(genes["start"] >= data.region_start) & (genes["end"] <= data.region_end)]
     g = g.sort_values(["start", "end"]).reset_index(drop=True)
@@ -67,7 +77,7 @@ def adjacent_pairs(genes: pd.DataFrame, data: TargetData) -> pd.DataFrame:
             "split": bs["split"].to_numpy()[np.clip(idx, 0, len(bs) - 1)],
         }
     )
-    return pairs[ok].reset_index(drop=True)
+    return (pairs[ok] if within_blocks else pairs).reset_index(drop=True)
 
 
 def pair_scores(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.ndarray:
@@ -86,6 +96,24 @@ def pair_scores(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.
         return np.where(n == (last - first), (csum[row, last] - csum[row, first]) / np.maximum(n, 1), np.nan)
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def pair_features(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.ndarray:
+    """The readout's features [n_pairs, 3] from an operon probability track [2, n_res]: logits
+    of the mean over the junction and over ``FLANK_BP`` on each side of it (the ends of the two
+    genes); NaN where the track does not cover them."""
+    lo, hi = pairs["lo"].to_numpy(), pairs["hi"].to_numpy()
+    left = pairs.assign(lo=np.maximum(lo - FLANK_BP, data.region_start), hi=lo)
+    right = pairs.assign(lo=hi, hi=np.minimum(hi + FLANK_BP, data.region_end))
+    mid, *flanks = (pair_scores(track, p, data) for p in (pairs, left, right))
+    # A flank past the predicted windows (a block's end) reads as the junction, so that every
+    # pair the junction covers is scored: the rules and the readouts score the same pairs.
+    return _logit(np.column_stack([mid, *(np.where(np.isnan(f), mid, f) for f in flanks)]))
+
+
 def distance_loglik(train: pd.DataFrame) -> np.ndarray:
     """Per distance class, log P(class | same operon) - log P(class | not), add-one smoothed."""
     cls = np.digitize(train["distance"].to_numpy(), _LL_EDGES[1:-1])
@@ -93,6 +121,26 @@ def distance_loglik(train: pd.DataFrame) -> np.ndarray:
     pos = np.bincount(cls[train["same_operon"].to_numpy()], minlength=k) + 1.0
     neg = np.bincount(cls[~train["same_operon"].to_numpy()], minlength=k) + 1.0
     return np.log(pos / pos.sum()) - np.log(neg / neg.sum())
+
+
+class PairReadout:
+    """A logistic regression on pair features (standardised), fitted on labelled pairs."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+        self.n_train = len(y)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Decision values [n] (NaN where a feature is missing)."""
+        ok = np.isfinite(x).all(axis=1)
+        out = np.full(len(x), np.nan)
+        if ok.any():
+            out[ok] = self.model.decision_function(x[ok])
+        return out
 
 
 class OperonEvaluation:
@@ -104,26 +152,60 @@ class OperonEvaluation:
         self.operon_any = operon_bp.astype(bool).any(axis=0)  # [n_bp]
         self.pairs = adjacent_pairs(genes, data)
         self.loglik = distance_loglik(self.pairs[self.pairs["split"] == "train"])
-        self.combiner: tuple[np.ndarray, float] | None = None
-        self.combined_track: np.ndarray | None = None
+        self.readouts: dict[str, PairReadout] = {}
+        self.readout_track: np.ndarray | None = None
+        self.rule_track = self._rule_track(genes)
 
-    def fit_combined(self, track: np.ndarray) -> bool:
-        """Fit COMBINED on the val pairs that ``track`` [2, n_res] scores; False (and no
-        COMBINED rows) without val pairs of both classes."""
-        from sklearn.linear_model import LogisticRegression
+    def _features(self, track: np.ndarray, pairs: pd.DataFrame, name: str) -> np.ndarray:
+        x = pair_features(track, pairs, self.data)
+        if name == COMBINED:
+            x = np.column_stack([x, self.distance_ll(pairs["distance"].to_numpy())])
+        return x
 
-        val = self._pairs("val", None)
-        x = np.column_stack(
-            [self.distance_ll(val["distance"].to_numpy()), pair_scores(track, val, self.data)]
-        )
-        ok = np.isfinite(x).all(axis=1)
-        y = val["same_operon"].to_numpy()[ok]
-        if len(np.unique(y)) < 2:
-            return False
-        fit = LogisticRegression().fit(x[ok], y)
-        self.combiner = (fit.coef_[0].copy(), float(fit.intercept_[0]))
-        self.combined_track = track
+    def fit_readouts(self, track: np.ndarray, train_track: np.ndarray) -> bool:
+        """Fit READOUTS on the training pairs that ``train_track`` [2, n_res] (the network on
+        the training blocks) scores; held-out pairs are then scored from ``track``. False (and
+        no readout rows) without training pairs of both classes."""
+        train = self._pairs("train", None)
+        y = train["same_operon"].to_numpy()
+        for name in READOUTS:
+            x = self._features(train_track, train, name)
+            ok = np.isfinite(x).all(axis=1)
+            if len(np.unique(y[ok])) < 2:
+                self.readouts = {}
+                return False
+            self.readouts[name] = PairReadout(x[ok], y[ok])
+        self.readout_track = track
         return True
+
+    def _rule_track(self, genes: pd.DataFrame) -> np.ndarray:
+        """The distance rule per position [2, n_res]: a gene's bins score the distance LL of
+        its best same-strand neighbour pair, a junction's bins that of its pair, the rest (and
+        genes without a same-strand neighbour) the lowest LL."""
+        d, r = self.data, self.data.config.resolution_bp
+        n = (d.region_end - d.region_start) // r
+        floor = float(self.loglik.min()) - 1.0
+        track = np.full((2, n), floor)
+        g = genes[(genes["start"] >= d.region_start) & (genes["end"] <= d.region_end)]
+        pairs = adjacent_pairs(g, d, within_blocks=False)
+        ll = self.distance_ll(pairs["distance"].to_numpy())
+        best = (
+            pd.concat([pd.DataFrame({"bnumber": pairs[col], "ll": ll}) for col in ("upstream", "downstream")])
+            .groupby("bnumber")["ll"]
+            .max()
+        )
+        spans = [
+            (g["start"].to_numpy(), g["end"].to_numpy(), g["strand"].to_numpy(),
+             g["bnumber"].map(best).fillna(floor).to_numpy()),
+            (pairs["lo"].to_numpy(), pairs["hi"].to_numpy(), pairs["strand"].to_numpy(), ll),
+        ]  # fmt: skip
+        for start, end, strand, value in spans:
+            first = (start - d.region_start) // r
+            last = np.maximum(-(-(end - d.region_start) // r), first + 1)
+            for a, b, st, v in zip(first, last, strand, value, strict=True):
+                row = int(st == "-")
+                track[row, a:b] = np.maximum(track[row, a:b], v)
+        return track.astype(np.float32)
 
     def _bp_mask(self, split: str, block: int | None) -> np.ndarray:
         """[n_bp] the base pairs of the ``split`` windows (every method is scored on these)."""
@@ -156,17 +238,19 @@ class OperonEvaluation:
         return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
 
     def rule_metrics(self, split: str, block: int | None = None) -> dict[str, dict[str, float]]:
-        """pair_* metrics of the distance rules on the same pairs."""
+        """pair_* metrics of the distance rules and the fitted readouts on the same pairs, and
+        operon_bp_* of the LL rule's per-bp track."""
         pairs = self._pairs(split, block)
         y = pairs["same_operon"].to_numpy(float)
         d = pairs["distance"].to_numpy()
         ll = self.distance_ll(d)
+        # The LL rule also per bp (its annotation-aware track), scored like any track.
+        bp = {k: v for k, v in self.track_metrics(self.rule_track, split, block).items() if "bp" in k}
         out = {
             DISTANCE: {f"pair_{k}": v for k, v in binary_metrics(-d.astype(float), y).items()},
-            DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()},
+            DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()} | bp,
         }
-        if self.combiner is not None:
-            coef, intercept = self.combiner
-            score = coef[0] * ll + coef[1] * pair_scores(self.combined_track, pairs, self.data) + intercept
-            out[COMBINED] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()}
+        for name, readout in self.readouts.items():
+            score = readout.score(self._features(self.readout_track, pairs, name))
+            out[name] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()}
         return out

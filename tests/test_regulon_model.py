@@ -205,6 +205,8 @@ def test_pair_readout_beats_chance_where_distance_cannot(pair_case):
     assert rules[PAIR_READOUT]["pair_auroc"] > 0.85
     assert rules[COMBINED]["pair_auroc"] > 0.85
     assert rules[PAIR_READOUT]["pair_auroc"] > rules[DISTANCE]["pair_auroc"]
+    # Its per-bp track (genes take their best neighbour pair's score) is scored per bp too.
+    assert rules[PAIR_READOUT]["operon_bp_auroc"] > rules[DISTANCE_LL]["operon_bp_auroc"]
     # The fit learns from the training pairs alone: a training track that says the opposite
     # turns the held-out ranking round.
     assert ev.fit_readouts(track, 1.0 - train_track)

@@ -79,29 +79,32 @@ def comparisons(
         for readout in (r for r in READOUTS if r in rows):
             # The pair readouts are models too; each is tested against the rules.
             kinds[readout] = "model"
-            paired |= {
-                pair_key(readout, name): t.to_dict() for name, t in (tests or {}).get(readout, {}).items()
-            }
+            mine = (tests or {}).get(readout, {}).get(primary, {})
+            paired |= {pair_key(readout, name): t.to_dict() for name, t in mine.items()}
         out.append(Comparison(title, split, primary, higher, rows, kinds, paired))
     return out
 
 
-def combined_tests(frames: dict[str, pd.DataFrame], readout: str) -> dict[str, PairedTest]:
-    """Per-block paired tests of a pair ``readout`` against each distance rule."""
+def combined_tests(frames: dict[str, pd.DataFrame], readout: str) -> dict[str, dict[str, PairedTest]]:
+    """Per-block paired tests of a pair ``readout``, per view: {primary metric: {method:
+    test}}; on pairs against each distance rule, per bp against every baseline (the LL rule's
+    per-bp track, GC, k-mers)."""
     if readout not in frames:
         return {}
     mine = frames[readout]
     blocks = mine["block"].to_numpy()
-    found = {
-        rule: block_test(
-            mine["pair_auroc"].to_numpy(float),
-            frames[rule]["pair_auroc"].to_numpy(float),
-            blocks,
-            "pair_auroc",
-        )
-        for rule in (DISTANCE, DISTANCE_LL)
-    }
-    return {rule: t for rule, t in found.items() if t is not None}
+    out: dict[str, dict[str, PairedTest]] = {}
+    baselines = tuple(n for n in frames if n != MODEL and n not in READOUTS)
+    for metric, rules in (("pair_auroc", (DISTANCE, DISTANCE_LL)), ("operon_bp_auroc", baselines)):
+        found = {
+            rule: block_test(
+                mine[metric].to_numpy(float), frames[rule][metric].to_numpy(float), blocks, metric
+            )
+            for rule in rules
+            if metric in mine and metric in frames[rule]
+        }
+        out[metric] = {rule: t for rule, t in found.items() if t is not None}
+    return out
 
 
 def method_metrics(

@@ -14,7 +14,8 @@ Two views, both on the held-out blocks and for every method alike:
   distance (shorter = same operon; Salgado et al. 2000, PNAS 97:6652) as is, and as their
   log-likelihood ratio of distance classes fitted on the training pairs. That rule also gets
   a per-bp track (each gene scored by its best same-strand neighbour pair, each junction by
-  its own pair), so that the per-bp view has a baseline that knows the annotation too.
+  its own pair), so that the per-bp view has a baseline that knows the annotation too; the
+  readouts below get the same per-bp track from their pair scores.
 
 The pair-level readouts of the network (:class:`PairReadout`) are logistic regressions on its
 operon output around each pair (the junction, and the flanks inside the two genes), alone and
@@ -154,7 +155,13 @@ class OperonEvaluation:
         self.loglik = distance_loglik(self.pairs[self.pairs["split"] == "train"])
         self.readouts: dict[str, PairReadout] = {}
         self.readout_track: np.ndarray | None = None
-        self.rule_track = self._rule_track(genes)
+        # Per-bp tracks of the pair scorers: the LL rule (annotation-aware, like a model
+        # with annotation channels) and, once fitted, each readout.
+        d = data
+        self.region_genes = genes[(genes["start"] >= d.region_start) & (genes["end"] <= d.region_end)]
+        self.all_pairs = adjacent_pairs(self.region_genes, data, within_blocks=False)
+        self.rule_track = self._pair_track(self.distance_ll(self.all_pairs["distance"].to_numpy()))
+        self.readout_bp_tracks: dict[str, np.ndarray] = {}
 
     def _features(self, track: np.ndarray, pairs: pd.DataFrame, name: str) -> np.ndarray:
         x = pair_features(track, pairs, self.data)
@@ -175,29 +182,30 @@ class OperonEvaluation:
                 self.readouts = {}
                 return False
             self.readouts[name] = PairReadout(x[ok], y[ok])
+            everywhere = self.readouts[name].score(self._features(track, self.all_pairs, name))
+            self.readout_bp_tracks[name] = self._pair_track(everywhere)
         self.readout_track = track
         return True
 
-    def _rule_track(self, genes: pd.DataFrame) -> np.ndarray:
-        """The distance rule per position [2, n_res]: a gene's bins score the distance LL of
-        its best same-strand neighbour pair, a junction's bins that of its pair, the rest (and
-        genes without a same-strand neighbour) the lowest LL."""
+    def _pair_track(self, values: np.ndarray) -> np.ndarray:
+        """A per-position track [2, n_res] from one score per pair of ``all_pairs``: a gene's
+        bins take the best score of its same-strand neighbour pairs, a junction's bins its
+        pair's, the rest (and genes without a scored neighbour pair) one below the lowest."""
         d, r = self.data, self.data.config.resolution_bp
-        n = (d.region_end - d.region_start) // r
-        floor = float(self.loglik.min()) - 1.0
-        track = np.full((2, n), floor)
-        g = genes[(genes["start"] >= d.region_start) & (genes["end"] <= d.region_end)]
-        pairs = adjacent_pairs(g, d, within_blocks=False)
-        ll = self.distance_ll(pairs["distance"].to_numpy())
+        values = np.asarray(values, dtype=float)
+        floor = float(np.nanmin(values)) - 1.0 if np.isfinite(values).any() else 0.0
+        values = np.where(np.isfinite(values), values, floor)
+        pairs, g = self.all_pairs, self.region_genes
         best = (
-            pd.concat([pd.DataFrame({"bnumber": pairs[col], "ll": ll}) for col in ("upstream", "downstream")])
-            .groupby("bnumber")["ll"]
+            pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])
+            .groupby("bnumber")["v"]
             .max()
         )
+        track = np.full((2, (d.region_end - d.region_start) // r), floor)
         spans = [
             (g["start"].to_numpy(), g["end"].to_numpy(), g["strand"].to_numpy(),
              g["bnumber"].map(best).fillna(floor).to_numpy()),
-            (pairs["lo"].to_numpy(), pairs["hi"].to_numpy(), pairs["strand"].to_numpy(), ll),
+            (pairs["lo"].to_numpy(), pairs["hi"].to_numpy(), pairs["strand"].to_numpy(), values),
         ]  # fmt: skip
         for start, end, strand, value in spans:
             first = (start - d.region_start) // r
@@ -239,18 +247,23 @@ class OperonEvaluation:
 
     def rule_metrics(self, split: str, block: int | None = None) -> dict[str, dict[str, float]]:
         """pair_* metrics of the distance rules and the fitted readouts on the same pairs, and
-        operon_bp_* of the LL rule's per-bp track."""
+        operon_bp_* of their per-bp tracks (``_pair_track``)."""
         pairs = self._pairs(split, block)
         y = pairs["same_operon"].to_numpy(float)
         d = pairs["distance"].to_numpy()
         ll = self.distance_ll(d)
         # The LL rule also per bp (its annotation-aware track), scored like any track.
-        bp = {k: v for k, v in self.track_metrics(self.rule_track, split, block).items() if "bp" in k}
         out = {
             DISTANCE: {f"pair_{k}": v for k, v in binary_metrics(-d.astype(float), y).items()},
-            DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()} | bp,
+            DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()}
+            | self._bp_metrics(self.rule_track, split, block),
         }
         for name, readout in self.readouts.items():
             score = readout.score(self._features(self.readout_track, pairs, name))
-            out[name] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()}
+            out[name] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()} | self._bp_metrics(
+                self.readout_bp_tracks[name], split, block
+            )
         return out
+
+    def _bp_metrics(self, track: np.ndarray, split: str, block: int | None) -> dict[str, float]:
+        return {k: v for k, v in self.track_metrics(track, split, block).items() if k.startswith("operon_bp")}

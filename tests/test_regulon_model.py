@@ -156,14 +156,18 @@ def pair_case(tmp_path_factory):
             op += 1
         rows.append((f"b{len(rows)}", pos, pos + length, strand, f"op{op}"))
         pos += length + int(rng.integers(10, 150))
+    b, start, end, strand, operon = zip(*rows, strict=True)
     genes = pd.DataFrame(
-        [
-            {"bnumber": b, "gene_id": b, "name": b, "start": s, "end": e, "strand": st, "operon_id": o,
-             "n_datasets": 0, "raw_mean": np.nan, "log1p_mean": np.nan, "z": np.nan}
-            for b, s, e, st, o in rows
-        ],
-        columns=GENE_COLUMNS,
-    )  # fmt: skip
+        {
+            "bnumber": b,
+            "gene_id": b,
+            "name": b,
+            "start": start,
+            "end": end,
+            "strand": strand,
+            "operon_id": operon,
+        }
+    ).assign(n_datasets=0, raw_mean=np.nan, log1p_mean=np.nan, z=np.nan)[GENE_COLUMNS]
     operons = pd.DataFrame(
         [
             (o, o, g["strand"].iloc[0], g["start"].min(), g["end"].max(), len(g), ",".join(g["bnumber"]))

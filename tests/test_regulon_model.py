@@ -225,3 +225,17 @@ def test_distance_rule_per_bp_track(pair_case):
     # A gene's bins carry its best neighbour's LL; intergenic bins away from pairs the floor.
     assert ev.rule_track.shape == data.operon.shape
     assert np.isclose(ev.rule_track.min(), ev.loglik.min() - 1.0)
+
+
+def test_training_windows_for_the_readout_tile_without_overlap(pair_case):
+    from genomelab.regulon.training import tiled_train_rows
+
+    data, _ = pair_case
+    w = data.split_windows("train").iloc[tiled_train_rows(data)]
+    L = data.config.window_bp
+    for _, g in w.groupby("block"):
+        starts = g["start"].to_numpy()
+        assert (np.diff(starts) >= L).all()
+        block = data.blocks.set_index("block").loc[g["block"].iloc[0]]
+        # Stride 1024 with 2048-bp windows: every other window, covering the block.
+        assert starts[0] == block["start"] and starts[-1] + L == block["end"]

@@ -92,11 +92,15 @@ def _annotation(dataset: TensorDataset) -> torch.Tensor | None:
 
 
 def tiled_train_rows(data: TargetData) -> np.ndarray:
-    """Rows of the training windows that tile their blocks without overlap (start a multiple
-    of ``window_bp`` into the block): the positions the pair readout is fitted on, each once."""
+    """Rows of training windows that do not overlap (greedily from each block's start): the
+    positions the pair readouts are fitted on, each predicted once."""
     w = data.split_windows("train")
-    block_start = data.blocks.set_index("block")["start"].reindex(w["block"]).to_numpy()
-    return np.nonzero((w["start"].to_numpy() - block_start) % data.config.window_bp == 0)[0]
+    rows, end, block = [], -1, None
+    for i, (start, b) in enumerate(zip(w["start"].to_numpy(), w["block"].to_numpy(), strict=True)):
+        if b != block or start >= end:
+            rows.append(i)
+            block, end = b, start + data.config.window_bp
+    return np.asarray(rows, dtype=np.int64)
 
 
 # Kind of the regulon network's exported model (train/export.py).

@@ -188,6 +188,9 @@ def main() -> None:
     result["stacked_pairs"] = stacked_pairs(out)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     dest = ROOT / "benchmarks" / "results" / f"bench_regulon_operons_{args.variant}_e{args.epochs}.json"
+    # "run_seconds": the training run's time; a re-evaluation keeps the earlier file's.
+    previous = json.loads(dest.read_text()) if args.reevaluate and dest.is_file() else {}
+    result["run_seconds"] = previous.get("run_seconds", previous.get("seconds", result["seconds"]))
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(result, indent=1) + "\n")
     for comp in result["comparisons"]:

@@ -239,3 +239,31 @@ def test_training_windows_for_the_readout_tile_without_overlap(pair_case):
         block = data.blocks.set_index("block").loc[g["block"].iloc[0]]
         # Stride 1024 with 2048-bp windows: every other window, covering the block.
         assert starts[0] == block["start"] and starts[-1] + L == block["end"]
+
+
+@pytest.mark.slow
+def test_chain_with_annotation_inputs(tmp_path):
+    """The whole chain (test mode) with annotation channels: the model reads them, the
+    training blocks' output is kept for the readouts, the export refuses sequence alone."""
+    import json
+
+    import h5py
+    from genomelab.regulon.cli import TEST_MODE, _merge, run
+    from genomelab.regulon.synthetic import make_synthetic
+    from genomelab.regulon.training import load_model, predict_windows
+
+    paths = make_synthetic(tmp_path / "in", n_bp=61_440, seed=1)
+    cfg = _merge(TEST_MODE, {"model": {"inputs": "sequence+annotation"}, "targets": {"region_end": None}})
+    out = tmp_path / "o"
+    run(str(paths["dump"]), str(paths["genome"]), out, cfg, device="cpu", seed=0)
+    with h5py.File(out / "model" / "predictions.h5") as h5:
+        assert set(h5) == {"model", "model_train"}
+        assert np.isfinite(h5["model_train/operon"][:]).any()
+    model, _ = load_model(out / "model" / "best.pt")
+    assert model.config.inputs == "sequence+annotation" and model.stem.in_channels == 10
+    codes = torch.from_numpy(TargetData(out / "data" / "targets.h5").tensors("test").codes[:1])
+    with pytest.raises(ValueError, match="regulon.model.inputs"):
+        predict_windows(model, codes)
+    summary = json.loads((out / "summary.json").read_text())
+    per_bp = next(c for c in summary["comparisons"] if c["primary"] == "operon_bp_auroc")
+    assert DISTANCE_LL in per_bp["rows"]  # the annotation-aware baseline sits in the per-bp table

@@ -13,7 +13,9 @@ chromosome, 46 blocks of 102,400 bp, the fixed default held-out blocks (test 3, 
 - ``wide``: 8,192-bp windows and 8 dilated blocks (receptive field ~8 kb: neighbouring
   genes and their intergenic regions in view);
 - ``annot``: ``wide`` with ``model.inputs: sequence+annotation`` (the six per-strand
-  gene-body/start/end channels next to the sequence).
+  gene-body/start/end channels next to the sequence);
+- ``annot_op``: ``annot`` with the operon loss weighted 4 (expression, density 0.5) and
+  dropout 0.1: does the network's own operon track catch up with the readouts?
 
 Then one post-hoc question: does the CNN's pair score add to the distance rule? A logistic
 regression on [distance log-likelihood, CNN pair score] is fitted on the *validation* pairs
@@ -60,6 +62,16 @@ VARIANTS = {
     "annot": {
         "targets": {"window_bp": 8192, "stride_bp": 4096},
         "model": {"channels": 48, "n_layers": 8, "dropout": 0.2, "inputs": "sequence+annotation"},
+    },
+    "annot_op": {
+        "targets": {"window_bp": 8192, "stride_bp": 4096},
+        "model": {
+            "channels": 48,
+            "n_layers": 8,
+            "dropout": 0.1,
+            "inputs": "sequence+annotation",
+            "loss_weights": {"expression": 0.5, "density": 0.5, "operon": 4.0},
+        },
     },
 }
 OPERON_VIEWS = ("operon_bp_auroc", "pair_auroc", "operon_auroc", "expression_pearson")

@@ -155,14 +155,14 @@ def chance_losses(t: WindowTensors, density_loss: str) -> dict[str, float]:
 
 def _rows(t: WindowTensors, rows: np.ndarray) -> WindowTensors:
     """The windows ``rows`` of ``t``."""
-    return WindowTensors(*(getattr(t, f.name)[rows] for f in dataclasses.fields(t)))
+    values = (getattr(t, f.name) for f in dataclasses.fields(t))
+    return WindowTensors(*(v if v is None else v[rows] for v in values))
 
 
 def _tensors(t: WindowTensors, device: torch.device) -> tuple[torch.Tensor, ...]:
-    return tuple(
-        torch.from_numpy(np.ascontiguousarray(a)).to(device)
-        for a in (t.codes, t.expression, t.expression_mask, t.density, t.operon)
-    )
+    # The model's batch layout (training.tensor_dataset): annotation last, when there is one.
+    arrays = (t.codes, t.expression, t.expression_mask, t.density, t.operon, t.annotation)
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays if a is not None)
 
 
 @torch.no_grad()
@@ -182,6 +182,8 @@ def dummy_tensors(n: int, window_bp: int, cfg: RegulonModelConfig, rng: np.rando
         rng.poisson(0.5, (n, 2, b)).astype(np.float32),
         (rng.random((n, 2, r)) < 0.3).astype(np.float32),
         np.zeros(n, np.int64),
+        # Gene-body flags on either strand at random (bits 0-1 of the packed annotation).
+        rng.integers(0, 4, (n, window_bp), dtype=np.uint8),
     )
 
 

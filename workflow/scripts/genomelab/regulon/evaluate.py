@@ -17,9 +17,9 @@ from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_me
 from genomelab.regulon.blocks import Heldout, block_test, paired_tests
 from genomelab.regulon.data import Normaliser, read_genes
 from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means
-from genomelab.regulon.operons import COMBINED, DISTANCE, DISTANCE_LL, OperonEvaluation
+from genomelab.regulon.operons import DISTANCE, DISTANCE_LL, READOUTS, OperonEvaluation
 from genomelab.regulon.targets import TargetData
-from genomelab.regulon.tracks import read_tracks, split_bin_mask
+from genomelab.regulon.tracks import TRAIN_GROUP, read_tracks, split_bin_mask
 from genomelab.report.stats import PairedTest
 from genomelab.report.summary import Comparison, ModuleSummary, pair_key, write_module_summary
 
@@ -75,33 +75,36 @@ def comparisons(
         rows = {name: {k: m[k] for k in keys} for name, m in metrics.items() if primary in m}
         kinds = {name: "model" if name == MODEL else "baseline" for name in rows}
         found = (tests or {}).get(primary, {})
-        paired = {pair_key(MODEL, name): t.to_dict() for name, t in found.items() if name != COMBINED}
-        if COMBINED in rows:
-            # The combined pair readout is a model too; it is tested against the rules.
-            kinds[COMBINED] = "model"
-            paired |= {
-                pair_key(COMBINED, name): t.to_dict() for name, t in (tests or {}).get(COMBINED, {}).items()
-            }
+        paired = {pair_key(MODEL, name): t.to_dict() for name, t in found.items() if name not in READOUTS}
+        for readout in (r for r in READOUTS if r in rows):
+            # The pair readouts are models too; each is tested against the rules.
+            kinds[readout] = "model"
+            mine = (tests or {}).get(readout, {}).get(primary, {})
+            paired |= {pair_key(readout, name): t.to_dict() for name, t in mine.items()}
         out.append(Comparison(title, split, primary, higher, rows, kinds, paired))
     return out
 
 
-def combined_tests(frames: dict[str, pd.DataFrame]) -> dict[str, PairedTest]:
-    """Per-block paired tests of the combined pair readout against each distance rule."""
-    if COMBINED not in frames:
+def combined_tests(frames: dict[str, pd.DataFrame], readout: str) -> dict[str, dict[str, PairedTest]]:
+    """Per-block paired tests of a pair ``readout``, per view: {primary metric: {method:
+    test}}; on pairs against each distance rule, per bp against every baseline (the LL rule's
+    per-bp track, GC, k-mers)."""
+    if readout not in frames:
         return {}
-    mine = frames[COMBINED]
+    mine = frames[readout]
     blocks = mine["block"].to_numpy()
-    found = {
-        rule: block_test(
-            mine["pair_auroc"].to_numpy(float),
-            frames[rule]["pair_auroc"].to_numpy(float),
-            blocks,
-            "pair_auroc",
-        )
-        for rule in (DISTANCE, DISTANCE_LL)
-    }
-    return {rule: t for rule, t in found.items() if t is not None}
+    out: dict[str, dict[str, PairedTest]] = {}
+    baselines = tuple(n for n in frames if n != MODEL and n not in READOUTS)
+    for metric, rules in (("pair_auroc", (DISTANCE, DISTANCE_LL)), ("operon_bp_auroc", baselines)):
+        found = {
+            rule: block_test(
+                mine[metric].to_numpy(float), frames[rule][metric].to_numpy(float), blocks, metric
+            )
+            for rule in rules
+            if metric in mine and metric in frames[rule]
+        }
+        out[metric] = {rule: t for rule, t in found.items() if t is not None}
+    return out
 
 
 def method_metrics(
@@ -274,7 +277,10 @@ def evaluate(
     for key, tracks in read_tracks(baseline_tracks_path, data).items():
         methods[BASELINE_NAMES.get(key, key)] = tracks
     operons = OperonEvaluation(data, genes)
-    operons.fit_combined(methods[MODEL]["operon"])
+    model_tracks = read_tracks(model_tracks_path, data)
+    if TRAIN_GROUP in model_tracks:
+        # The pair readouts learn from the network's output on the training blocks.
+        operons.fit_readouts(methods[MODEL]["operon"], model_tracks[TRAIN_GROUP]["operon"])
     metrics = method_metrics(methods, data, genes, split, norm.value_field, operons)
     payload: dict[str, Any] = {
         "split": split,
@@ -341,7 +347,7 @@ def evaluate(
             true_gene,
             MODEL,
         )
-        tests[COMBINED] = combined_tests(frames)
+        tests |= {r: combined_tests(frames, r) for r in READOUTS}
         heldout = Heldout.from_config(data.config.heldout)
         how = (
             "given in regulon.targets.heldout"

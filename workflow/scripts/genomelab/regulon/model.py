@@ -6,6 +6,10 @@ Heads (the history's failure was a regression head fed 0/1 flags and raw TPM):
 - operon membership: a logit, sigmoid in ``predict``, BCE.
 All tracks are [B, 2, n] with rows plus/minus strand, so the reverse complement of a batch is
 "reverse positions, swap strand rows" for inputs and targets alike.
+
+Inputs (``regulon.model.inputs``): the one-hot sequence, and with ``sequence+annotation`` also
+the six per-strand gene-body/start/end channels of :mod:`genomelab.regulon.features`, so that
+gene boundaries and intergenic gaps are in view and not only inferred from sequence.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genomelab.config import ConfigSection, from_schema
+from genomelab.regulon.features import INPUTS, rc_annotation, unpack
 from genomelab.train.engine import LossOutput
 
 DENSITY_LOSSES = ("mse", "poisson")
@@ -42,8 +47,11 @@ class RegulonModelConfig(ConfigSection):
     density_loss: str = from_schema("regulon.model.density_loss")
     loss_weights: dict[str, float] = from_schema("regulon.model.loss_weights")
     rc_augment: bool = from_schema("regulon.model.rc_augment")
+    inputs: str = from_schema("regulon.model.inputs")
 
     def __post_init__(self) -> None:
+        if self.inputs not in INPUTS:
+            raise ValueError(f"regulon.model.inputs must be one of {list(INPUTS)}, not {self.inputs!r}")
         for name in ("channels", "n_layers", "kernel_size", "stem_kernel", "resolution_bp", "bin_bp"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"regulon.model.{name} must be >= 1, not {getattr(self, name)}")
@@ -135,7 +143,8 @@ class _DilatedBlock(nn.Module):
 
 
 class RegulonNet(nn.Module):
-    """Sequence [B, L] codes -> expression [B, 2, L/r], density [B, 2, L/bin], operon logits [B, 2, L/r].
+    """Sequence [B, L] codes (and, with annotation inputs, packed flags [B, L]) -> expression
+    [B, 2, L/r], density [B, 2, L/bin], operon logits [B, 2, L/r].
 
     ``L`` must be a multiple of ``bin_bp``. Receptive field about
     ``stem_kernel + 2 * resolution_bp * (kernel_size - 1) / 2 * (2**n_layers - 1)`` bp.
@@ -145,7 +154,8 @@ class RegulonNet(nn.Module):
         super().__init__()
         self.config = config
         c = config.channels
-        self.stem = nn.Conv1d(4, c, config.stem_kernel, padding=config.stem_kernel // 2)
+        self.uses_annotation = config.inputs == "sequence+annotation"
+        self.stem = nn.Conv1d(INPUTS[config.inputs], c, config.stem_kernel, padding=config.stem_kernel // 2)
         self.pool = nn.MaxPool1d(config.resolution_bp)
         self.blocks = nn.Sequential(
             *[_DilatedBlock(c, config.kernel_size, 2**i, config.dropout) for i in range(config.n_layers)]
@@ -180,13 +190,29 @@ class RegulonNet(nn.Module):
         # softplus^-1(d) = log(expm1(d)); for large d that is d itself.
         self.density_head.bias.fill_(d if d > 20 else math.log(math.expm1(d)))
 
-    def forward(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+    def input_channels(self, codes: torch.Tensor, annotation: torch.Tensor | None) -> torch.Tensor:
+        """[B, 4 or 10, L] network input of codes [B, L] and packed annotation [B, L]."""
         if codes.shape[-1] % self.config.bin_bp:
             raise ValueError(
                 f"window length {codes.shape[-1]} is not a multiple of bin_bp={self.config.bin_bp}"
             )
-        h = self.pool(F.gelu(self.stem(one_hot(codes))))
-        h = F.gelu(self.norm(self.blocks(h)))
+        x = one_hot(codes)
+        if not self.uses_annotation:
+            return x
+        if annotation is None or annotation.shape != codes.shape:
+            raise ValueError(
+                "this regulon model reads gene-annotation channels (regulon.model.inputs: "
+                f"sequence+annotation): give packed annotation flags of shape {tuple(codes.shape)}"
+            )
+        return torch.cat([x, unpack(annotation)], dim=1)
+
+    def hidden(self, codes: torch.Tensor, annotation: torch.Tensor | None = None) -> torch.Tensor:
+        """The trunk's output [B, channels, L/r]."""
+        h = self.pool(F.gelu(self.stem(self.input_channels(codes, annotation))))
+        return F.gelu(self.norm(self.blocks(h)))
+
+    def forward(self, codes: torch.Tensor, annotation: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        h = self.hidden(codes, annotation)
         return {
             "expression": self.expression_head(h),
             "operon_logit": self.operon_head(h),
@@ -195,7 +221,9 @@ class RegulonNet(nn.Module):
         }
 
     @torch.no_grad()
-    def predict(self, codes: torch.Tensor, rc_average: bool = True) -> dict[str, torch.Tensor]:
+    def predict(
+        self, codes: torch.Tensor, rc_average: bool = True, annotation: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Expression, density and operon probability; averaged with the reverse complement.
 
         Always in eval mode (running BatchNorm statistics, no dropout); the previous mode is
@@ -204,19 +232,21 @@ class RegulonNet(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self._predict(codes, rc_average)
+            return self._predict(codes, rc_average, annotation)
         finally:
             self.train(was_training)
 
-    def _predict(self, codes: torch.Tensor, rc_average: bool) -> dict[str, torch.Tensor]:
-        out = self(codes)
+    def _predict(
+        self, codes: torch.Tensor, rc_average: bool, annotation: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        out = self(codes, annotation)
         pred = {
             "expression": out["expression"],
             "density": out["density"],
             "operon": torch.sigmoid(out["operon_logit"]),
         }
         if rc_average:
-            rc = self(rc_codes(codes))
+            rc = self(rc_codes(codes), None if annotation is None else rc_annotation(annotation))
             pred = {
                 "expression": 0.5 * (pred["expression"] + rc_track(rc["expression"])),
                 "density": 0.5 * (pred["density"] + rc_track(rc["density"])),
@@ -227,21 +257,24 @@ class RegulonNet(nn.Module):
     def _augment(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         # Reverse-complement half the windows: same biology on the other strand, so the
         # strand rows of every target swap along with the sequence.
-        codes, expr, mask, dens, oper = batch
+        codes, expr, mask, dens, oper = batch[:5]
         flip = torch.rand(codes.shape[0], device=codes.device) < 0.5
         f2, f3 = flip[:, None], flip[:, None, None]
-        return (
+        out = (
             torch.where(f2, rc_codes(codes), codes),
             torch.where(f3, rc_track(expr), expr),
             torch.where(f3, rc_track(mask), mask),
             torch.where(f3, rc_track(dens), dens),
             torch.where(f3, rc_track(oper), oper),
         )
+        # The annotation flags swap strands with the sequence (features.rc_annotation).
+        return out + tuple(torch.where(f2, rc_annotation(a), a) for a in batch[5:])
 
     def loss_terms(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        """Unweighted per-head losses of ``batch`` = (codes, expression, mask, density, operon)."""
-        codes, expr, mask, dens, oper = batch
-        out = self(codes)
+        """Unweighted per-head losses of ``batch`` = (codes, expression, mask, density, operon[,
+        annotation])."""
+        codes, expr, mask, dens, oper = batch[:5]
+        out = self(codes, batch[5] if len(batch) > 5 else None)
         m = mask.float()
         sq = (out["expression"].float() - expr) ** 2
         expression = (sq * m).sum() / m.sum().clamp_min(1.0)

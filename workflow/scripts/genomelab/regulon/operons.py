@@ -12,7 +12,15 @@ Two views, both on the held-out blocks and for every method alike:
   A track's pair score is its mean on that strand over the junction (the intergenic gap, or
   the overlap of overlapping genes). Classic rules score the same pairs: the intergenic
   distance (shorter = same operon; Salgado et al. 2000, PNAS 97:6652) as is, and as their
-  log-likelihood ratio of distance classes fitted on the training pairs.
+  log-likelihood ratio of distance classes fitted on the training pairs. That rule also gets
+  a per-bp track (each gene scored by its best same-strand neighbour pair, each junction by
+  its own pair), so that the per-bp view has a baseline that knows the annotation too; the
+  readouts below get the same per-bp track from their pair scores.
+
+The pair-level readouts of the network (:class:`PairReadout`) are logistic regressions on its
+operon output around each pair (the junction, and the flanks inside the two genes), alone and
+with the distance log-likelihood, fitted on the *training* pairs from the network's output on
+the training blocks and scored on the held-out pairs.
 """
 
 from __future__ import annotations
@@ -26,21 +34,24 @@ from genomelab.regulon.tracks import split_bin_mask
 
 DISTANCE = "intergenic distance (Salgado 2000)"
 DISTANCE_LL = "intergenic distance log-likelihood (train pairs)"
-# The pair-level readout that uses both: a logistic regression on [distance LL, the CNN's
-# pair score], fitted on the validation pairs (the CNN predicts no training block).
-COMBINED = "CNN pair score + distance LL (logistic, val pairs)"
+# The network's pair-level readouts (PairReadout), fitted on the training pairs.
+PAIR_READOUT = "CNN pair readout (logistic, train pairs)"
+COMBINED = "CNN pair readout + distance LL (logistic, train pairs)"
+READOUTS = (PAIR_READOUT, COMBINED)
+# Flanks (bp) of a junction inside the two genes whose output the readout also reads.
+FLANK_BP = 64
 # Distance classes (bp) of the log-likelihood rule: fine around overlaps and short gaps,
 # where operon pairs concentrate, coarse beyond.
 _LL_EDGES = np.array([-np.inf, -20, -10, -1, 5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 300, np.inf])
 PAIR_COLUMNS = ("upstream", "downstream", "strand", "lo", "hi", "distance", "same_operon", "block", "split")
 
 
-def adjacent_pairs(genes: pd.DataFrame, data: TargetData) -> pd.DataFrame:
+def adjacent_pairs(genes: pd.DataFrame, data: TargetData, within_blocks: bool = True) -> pd.DataFrame:
     """Adjacent same-strand gene pairs inside the region, one row each (PAIR_COLUMNS).
 
     ``lo``/``hi``: the junction in genome coordinates (gap, or overlap when ``distance`` < 0);
     ``block``/``split``: the block holding the whole junction (pairs across a block border
-    are left out, so no pair straddles two splits).
+    are left out, so no pair straddles two splits, unless ``within_blocks`` is False).
     """
     g = genes[(genes["start"] >= data.region_start) & (genes["end"] <= data.region_end)]
     g = g.sort_values(["start", "end"]).reset_index(drop=True)
@@ -67,7 +78,7 @@ def adjacent_pairs(genes: pd.DataFrame, data: TargetData) -> pd.DataFrame:
             "split": bs["split"].to_numpy()[np.clip(idx, 0, len(bs) - 1)],
         }
     )
-    return pairs[ok].reset_index(drop=True)
+    return (pairs[ok] if within_blocks else pairs).reset_index(drop=True)
 
 
 def pair_scores(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.ndarray:
@@ -86,6 +97,24 @@ def pair_scores(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.
         return np.where(n == (last - first), (csum[row, last] - csum[row, first]) / np.maximum(n, 1), np.nan)
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def pair_features(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.ndarray:
+    """The readout's features [n_pairs, 3] from an operon probability track [2, n_res]: logits
+    of the mean over the junction and over ``FLANK_BP`` on each side of it (the ends of the two
+    genes); NaN where the track does not cover them."""
+    lo, hi = pairs["lo"].to_numpy(), pairs["hi"].to_numpy()
+    left = pairs.assign(lo=np.maximum(lo - FLANK_BP, data.region_start), hi=lo)
+    right = pairs.assign(lo=hi, hi=np.minimum(hi + FLANK_BP, data.region_end))
+    mid, *flanks = (pair_scores(track, p, data) for p in (pairs, left, right))
+    # A flank past the predicted windows (a block's end) reads as the junction, so that every
+    # pair the junction covers is scored: the rules and the readouts score the same pairs.
+    return _logit(np.column_stack([mid, *(np.where(np.isnan(f), mid, f) for f in flanks)]))
+
+
 def distance_loglik(train: pd.DataFrame) -> np.ndarray:
     """Per distance class, log P(class | same operon) - log P(class | not), add-one smoothed."""
     cls = np.digitize(train["distance"].to_numpy(), _LL_EDGES[1:-1])
@@ -93,6 +122,26 @@ def distance_loglik(train: pd.DataFrame) -> np.ndarray:
     pos = np.bincount(cls[train["same_operon"].to_numpy()], minlength=k) + 1.0
     neg = np.bincount(cls[~train["same_operon"].to_numpy()], minlength=k) + 1.0
     return np.log(pos / pos.sum()) - np.log(neg / neg.sum())
+
+
+class PairReadout:
+    """A logistic regression on pair features (standardised), fitted on labelled pairs."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+        self.n_train = len(y)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Decision values [n] (NaN where a feature is missing)."""
+        ok = np.isfinite(x).all(axis=1)
+        out = np.full(len(x), np.nan)
+        if ok.any():
+            out[ok] = self.model.decision_function(x[ok])
+        return out
 
 
 class OperonEvaluation:
@@ -104,26 +153,67 @@ class OperonEvaluation:
         self.operon_any = operon_bp.astype(bool).any(axis=0)  # [n_bp]
         self.pairs = adjacent_pairs(genes, data)
         self.loglik = distance_loglik(self.pairs[self.pairs["split"] == "train"])
-        self.combiner: tuple[np.ndarray, float] | None = None
-        self.combined_track: np.ndarray | None = None
+        self.readouts: dict[str, PairReadout] = {}
+        self.readout_track: np.ndarray | None = None
+        # Per-bp tracks of the pair scorers: the LL rule (annotation-aware, like a model
+        # with annotation channels) and, once fitted, each readout.
+        d = data
+        self.region_genes = genes[(genes["start"] >= d.region_start) & (genes["end"] <= d.region_end)]
+        self.all_pairs = adjacent_pairs(self.region_genes, data, within_blocks=False)
+        self.rule_track = self._pair_track(self.distance_ll(self.all_pairs["distance"].to_numpy()))
+        self.readout_bp_tracks: dict[str, np.ndarray] = {}
 
-    def fit_combined(self, track: np.ndarray) -> bool:
-        """Fit COMBINED on the val pairs that ``track`` [2, n_res] scores; False (and no
-        COMBINED rows) without val pairs of both classes."""
-        from sklearn.linear_model import LogisticRegression
+    def _features(self, track: np.ndarray, pairs: pd.DataFrame, name: str) -> np.ndarray:
+        x = pair_features(track, pairs, self.data)
+        if name == COMBINED:
+            x = np.column_stack([x, self.distance_ll(pairs["distance"].to_numpy())])
+        return x
 
-        val = self._pairs("val", None)
-        x = np.column_stack(
-            [self.distance_ll(val["distance"].to_numpy()), pair_scores(track, val, self.data)]
-        )
-        ok = np.isfinite(x).all(axis=1)
-        y = val["same_operon"].to_numpy()[ok]
-        if len(np.unique(y)) < 2:
-            return False
-        fit = LogisticRegression().fit(x[ok], y)
-        self.combiner = (fit.coef_[0].copy(), float(fit.intercept_[0]))
-        self.combined_track = track
+    def fit_readouts(self, track: np.ndarray, train_track: np.ndarray) -> bool:
+        """Fit READOUTS on the training pairs that ``train_track`` [2, n_res] (the network on
+        the training blocks) scores; held-out pairs are then scored from ``track``. False (and
+        no readout rows) without training pairs of both classes."""
+        train = self._pairs("train", None)
+        y = train["same_operon"].to_numpy()
+        for name in READOUTS:
+            x = self._features(train_track, train, name)
+            ok = np.isfinite(x).all(axis=1)
+            if len(np.unique(y[ok])) < 2:
+                self.readouts = {}
+                return False
+            self.readouts[name] = PairReadout(x[ok], y[ok])
+            everywhere = self.readouts[name].score(self._features(track, self.all_pairs, name))
+            self.readout_bp_tracks[name] = self._pair_track(everywhere)
+        self.readout_track = track
         return True
+
+    def _pair_track(self, values: np.ndarray) -> np.ndarray:
+        """A per-position track [2, n_res] from one score per pair of ``all_pairs``: a gene's
+        bins take the best score of its same-strand neighbour pairs, a junction's bins its
+        pair's, the rest (and genes without a scored neighbour pair) one below the lowest."""
+        d, r = self.data, self.data.config.resolution_bp
+        values = np.asarray(values, dtype=float)
+        floor = float(np.nanmin(values)) - 1.0 if np.isfinite(values).any() else 0.0
+        values = np.where(np.isfinite(values), values, floor)
+        pairs, g = self.all_pairs, self.region_genes
+        best = (
+            pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])
+            .groupby("bnumber")["v"]
+            .max()
+        )
+        track = np.full((2, (d.region_end - d.region_start) // r), floor)
+        spans = [
+            (g["start"].to_numpy(), g["end"].to_numpy(), g["strand"].to_numpy(),
+             g["bnumber"].map(best).fillna(floor).to_numpy()),
+            (pairs["lo"].to_numpy(), pairs["hi"].to_numpy(), pairs["strand"].to_numpy(), values),
+        ]  # fmt: skip
+        for start, end, strand, value in spans:
+            first = (start - d.region_start) // r
+            last = np.maximum(-(-(end - d.region_start) // r), first + 1)
+            for a, b, st, v in zip(first, last, strand, value, strict=True):
+                row = int(st == "-")
+                track[row, a:b] = np.maximum(track[row, a:b], v)
+        return track.astype(np.float32)
 
     def _bp_mask(self, split: str, block: int | None) -> np.ndarray:
         """[n_bp] the base pairs of the ``split`` windows (every method is scored on these)."""
@@ -156,17 +246,24 @@ class OperonEvaluation:
         return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
 
     def rule_metrics(self, split: str, block: int | None = None) -> dict[str, dict[str, float]]:
-        """pair_* metrics of the distance rules on the same pairs."""
+        """pair_* metrics of the distance rules and the fitted readouts on the same pairs, and
+        operon_bp_* of their per-bp tracks (``_pair_track``)."""
         pairs = self._pairs(split, block)
         y = pairs["same_operon"].to_numpy(float)
         d = pairs["distance"].to_numpy()
         ll = self.distance_ll(d)
+        # The LL rule also per bp (its annotation-aware track), scored like any track.
         out = {
             DISTANCE: {f"pair_{k}": v for k, v in binary_metrics(-d.astype(float), y).items()},
-            DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()},
+            DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()}
+            | self._bp_metrics(self.rule_track, split, block),
         }
-        if self.combiner is not None:
-            coef, intercept = self.combiner
-            score = coef[0] * ll + coef[1] * pair_scores(self.combined_track, pairs, self.data) + intercept
-            out[COMBINED] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()}
+        for name, readout in self.readouts.items():
+            score = readout.score(self._features(self.readout_track, pairs, name))
+            out[name] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()} | self._bp_metrics(
+                self.readout_bp_tracks[name], split, block
+            )
         return out
+
+    def _bp_metrics(self, track: np.ndarray, split: str, block: int | None) -> dict[str, float]:
+        return {k: v for k, v in self.track_metrics(track, split, block).items() if k.startswith("operon_bp")}

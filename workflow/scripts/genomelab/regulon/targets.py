@@ -31,6 +31,7 @@ from genomelab.io.atomic import atomic_output
 from genomelab.io.fasta import read_fasta
 from genomelab.regulon.blocks import Heldout, assign_blocks, block_frame, write_blocks_table
 from genomelab.regulon.data import read_genes, read_operons
+from genomelab.regulon.features import annotation_track
 from genomelab.splits import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -249,6 +250,8 @@ def build_targets(
         h5.create_dataset("res/expression", data=expr_r, **opts)
         h5.create_dataset("res/operon", data=oper_r, **opts)
         h5.create_dataset("density", data=dens, **opts)
+        # Gene bodies and ends per strand, packed bits (features.py): the model's optional input.
+        h5.create_dataset("annotation", data=annotation_track(genes, start, end), **opts)
         for col in ("start", "block"):
             h5.create_dataset(f"windows/{col}", data=windows[col].to_numpy(np.int64))
         h5.create_dataset("windows/split", data=windows["split"].to_numpy().astype("S5"))
@@ -272,7 +275,8 @@ class WindowTensors:
     """Training arrays of one split.
 
     codes [n, L] uint8; expression [n, 2, L/r] float32 (0 where masked); expression_mask
-    [n, 2, L/r] bool; density [n, 2, L/bin] float32; operon [n, 2, L/r] float32; starts [n].
+    [n, 2, L/r] bool; density [n, 2, L/bin] float32; operon [n, 2, L/r] float32; starts [n];
+    annotation [n, L] uint8 packed gene flags (:mod:`genomelab.regulon.features`; None = not given).
     """
 
     codes: np.ndarray
@@ -281,6 +285,7 @@ class WindowTensors:
     density: np.ndarray
     operon: np.ndarray
     starts: np.ndarray
+    annotation: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -304,6 +309,7 @@ class TargetData:
                 self.expression = h5["res/expression"][:]
                 self.operon = h5["res/operon"][:]
                 self.density = h5["density"][:]
+                self.annotation = h5["annotation"][:]
                 self.windows = pd.DataFrame(
                     {
                         "start": h5["windows/start"][:],
@@ -345,6 +351,7 @@ class TargetData:
             dens.astype(np.float32),
             oper,
             starts + self.region_start,
+            self.annotation[starts[:, None] + np.arange(L)],
         )
 
 

@@ -18,6 +18,9 @@ from genomelab.io.atomic import atomic_output
 from genomelab.regulon.targets import TargetData
 
 TRACKS = ("expression", "density", "operon")
+# Group of the model's predictions file holding its output on the training blocks (the pair
+# readouts are fitted on it; no metric reads it).
+TRAIN_GROUP = "model_train"
 
 
 def split_bin_mask(data: TargetData, split: str, step_bp: int, block: int | None = None) -> np.ndarray:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch.utils.data import TensorDataset
 from genomelab.regulon.metrics import binary_metrics, regression_metrics
 from genomelab.regulon.model import LabelPriors, RegulonModelConfig, RegulonNet
 from genomelab.regulon.targets import TargetConfig, TargetData, WindowTensors
-from genomelab.regulon.tracks import empty_tracks, place_windows, write_tracks
+from genomelab.regulon.tracks import TRAIN_GROUP, empty_tracks, place_windows, write_tracks
 from genomelab.train.device import resolve_device
 from genomelab.train.engine import TrainConfig
 from genomelab.train.export import ExportedModel, data_fingerprint, load_exported
@@ -31,21 +32,30 @@ def model_config(model: dict[str, Any], targets: dict[str, Any]) -> RegulonModel
 
 
 def tensor_dataset(t: WindowTensors, device: torch.device) -> TensorDataset:
-    """Tensors preloaded on the training device (a genome's windows fit easily)."""
-    arrays = (t.codes, t.expression, t.expression_mask, t.density, t.operon)
-    return TensorDataset(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays))
+    """Tensors preloaded on the training device (a genome's windows fit easily): codes,
+    expression, mask, density, operon and, when ``t`` has it, the packed annotation last."""
+    arrays = (t.codes, t.expression, t.expression_mask, t.density, t.operon, t.annotation)
+    return TensorDataset(
+        *(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays if a is not None)
+    )
 
 
 @torch.no_grad()
 def predict_windows(
-    model: RegulonNet, codes: torch.Tensor, batch_size: int = 64, rc_average: bool = True
+    model: RegulonNet,
+    codes: torch.Tensor,
+    batch_size: int = 64,
+    rc_average: bool = True,
+    annotation: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
-    """Predictions [n, 2, L/step] per head for window codes [n, L] (reverse-complement averaged)."""
+    """Predictions [n, 2, L/step] per head for window codes [n, L] (and packed annotation
+    [n, L] for a model that reads it), reverse-complement averaged."""
     model.eval()
     out: dict[str, list[np.ndarray]] = {"expression": [], "density": [], "operon": []}
     device = next(model.parameters()).device
     for i in range(0, len(codes), batch_size):
-        pred = model.predict(codes[i : i + batch_size].to(device), rc_average=rc_average)
+        ann = None if annotation is None else annotation[i : i + batch_size].to(device)
+        pred = model.predict(codes[i : i + batch_size].to(device), rc_average=rc_average, annotation=ann)
         for k in out:
             out[k].append(pred[k].float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -67,13 +77,30 @@ def initial_loss(model: RegulonNet, dataset: TensorDataset, batch_size: int, max
 
 def _eval_fn(model: RegulonNet, dataset: TensorDataset, device: torch.device) -> dict[str, float]:
     # Over all positions of the validation windows, pooled (the same axis as the final metrics).
-    codes, expr, mask, dens, oper = dataset.tensors
-    pred = predict_windows(model, codes)
+    codes, expr, mask, dens, oper = dataset.tensors[:5]
+    pred = predict_windows(model, codes, annotation=_annotation(dataset))
     m = mask.cpu().numpy()
     e = regression_metrics(pred["expression"][m], expr.cpu().numpy()[m])
     d = regression_metrics(pred["density"].ravel(), dens.cpu().numpy().ravel())
     o = binary_metrics(pred["operon"].ravel(), oper.cpu().numpy().ravel())
     return {"expression_pearson": e["pearson"], "density_r2": d["r2"], "operon_auroc": o["auroc"]}
+
+
+def _annotation(dataset: TensorDataset) -> torch.Tensor | None:
+    """The packed annotation of a ``tensor_dataset`` (its sixth tensor), if it has one."""
+    return dataset.tensors[5] if len(dataset.tensors) > 5 else None
+
+
+def tiled_train_rows(data: TargetData) -> np.ndarray:
+    """Rows of training windows that do not overlap (greedily from each block's start): the
+    positions the pair readouts are fitted on, each predicted once."""
+    w = data.split_windows("train")
+    rows, end, block = [], -1, None
+    for i, (start, b) in enumerate(zip(w["start"].to_numpy(), w["block"].to_numpy(), strict=True)):
+        if b != block or start >= end:
+            rows.append(i)
+            block, end = b, start + data.config.window_bp
+    return np.asarray(rows, dtype=np.int64)
 
 
 # Kind of the regulon network's exported model (train/export.py).
@@ -108,6 +135,9 @@ def train(
     ``checkpoint_out`` is the exported model (best weights). Returns the metrics payload."""
     data = TargetData(targets_path)
     sets = {s: data.tensors(s) for s in ("train", "val", "test")}
+    if model_cfg.inputs == "sequence":
+        # Not read by the network: not copied to the device either.
+        sets = {s: dataclasses.replace(t, annotation=None) for s, t in sets.items()}
 
     def before_fit(state: RunState) -> None:
         state.values["initial"] = {
@@ -117,10 +147,31 @@ def train(
     def after_fit(state: RunState) -> dict[str, Any]:
         tracks = empty_tracks(data)
         for s in ("val", "test"):
+            ds = state.datasets[s]
             place_windows(
-                tracks, data, sets[s].starts, predict_windows(state.model, state.datasets[s].tensors[0])
+                tracks,
+                data,
+                sets[s].starts,
+                predict_windows(state.model, ds.tensors[0], annotation=_annotation(ds)),
             )
         state.values["tracks"] = tracks
+        # The training blocks too, in a separate group: the pair readout (operons.py) is fitted
+        # on training pairs, so it needs the network's output there; metrics never read it.
+        rows = torch.from_numpy(tiled_train_rows(data))
+        ds = state.datasets["train"]
+        ann = _annotation(ds)
+        train_tracks = empty_tracks(data)
+        place_windows(
+            train_tracks,
+            data,
+            sets["train"].starts[rows.numpy()],
+            predict_windows(
+                state.model,
+                ds.tensors[0][rows.to(ds.tensors[0].device)],
+                annotation=None if ann is None else ann[rows.to(ann.device)],
+            ),
+        )
+        state.values["train_tracks"] = train_tracks
         history = state.fit.history
         return {
             "initial": state.values["initial"],
@@ -142,13 +193,19 @@ def train(
                 a
                 for t in sets.values()
                 for a in (t.codes, t.expression, t.expression_mask, t.density, t.operon)
-            )
+            ),
+            # The annotation only where the network reads it (sequence-only runs keep their print).
+            *((t.annotation for t in sets.values()) if model_cfg.inputs != "sequence" else ()),
         ),
         run_config={"targets": data.config.__dict__},
         eval_fn=_eval_fn,
         before_fit=before_fit,
         after_fit=after_fit,
-        write_outputs=lambda state: write_tracks(predictions_out, {"model": state.values["tracks"]}, data),
+        write_outputs=lambda state: write_tracks(
+            predictions_out,
+            {"model": state.values["tracks"], TRAIN_GROUP: state.values["train_tracks"]},
+            data,
+        ),
         export_extra=lambda state: {
             "targets_config": dict(data.config.__dict__),
             "best_epoch": state.fit.best_epoch,

@@ -93,6 +93,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--max-epochs", type=int, default=100)
     ap.add_argument("--patience", type=int, default=15)
+    ap.add_argument(
+        "--refit-budget",
+        type=int,
+        default=None,
+        help="tissue.baselines.refit_budget (default: the schema's; 0 = no refit baseline, a quicker run)",
+    )
     ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument(
@@ -133,7 +139,10 @@ def main() -> None:
         split = fold_split(folds, k, samples, 0.25, args.seed, labels)
         data = select_regions(task_of(samples, labels, probes, betas, split), args.regions)
         t0 = time.perf_counter()
-        base = run_baselines(data, BaselineConfig(), seed=args.seed, cal=cal, sparsity=sparsity)
+        base_cfg = (
+            BaselineConfig() if args.refit_budget is None else BaselineConfig(refit_budget=args.refit_budget)
+        )
+        base = run_baselines(data, base_cfg, seed=args.seed, cal=cal, sparsity=sparsity)
         timings["baselines"] = timings.get("baselines", 0) + time.perf_counter() - t0
         path = out / f"folds/{k}/baselines.json"
         path.parent.mkdir(parents=True, exist_ok=True)

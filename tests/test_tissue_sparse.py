@@ -156,6 +156,12 @@ def test_grid_in_baselines_ensemble_and_fold_summary(tmp_path):
     }
     assert masked["tests"]["logistic regression"]["p_value"] <= 1
     assert (tmp_path / "out" / "plots" / "grid.tsv").read_text().startswith("depth\tobserved\tmethod")
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert (
+        "logistic regression (refit on observed):" in summary
+        and "refits over 8 fold x grid points" in summary
+    )
+    assert "logistic regression (refit on observed)" in point["methods"]
     cov = json.loads((tmp_path / "out" / "plots" / "coverage.json").read_text())
     assert cov["masked single-layer model"]["coverage_curve"]["coverage"][0] == 1.0
     assert (tmp_path / "out" / "plots" / "reliability.png").exists()

@@ -333,12 +333,30 @@ def write_grid(
                     ]
                 )
     _plot_grid(points, out / "plots" / "grid.png")
+    notes += _refit_notes(grids)
     notes.append(
         f"Sparsity grid ({len(points)} points: reads per region x fraction of regions observed, test "
         "samples degraded alike for every method): plots/grid.tsv, with the exact McNemar test of each "
         "model against logistic regression (mean imputation) and the other fair baselines at each point."
     )
     return ["plots/grid.png"]
+
+
+def _refit_notes(grids: dict[str, list[list[dict[str, Any]]]]) -> list[str]:
+    """How many test patterns a refit baseline refitted and how many samples it imputed
+    instead (past its budget), over all folds and grid points."""
+    notes = []
+    for name, folds in grids.items():
+        recs = [p for f in folds for p in f if "refits" in p]
+        if recs:
+            n_fit = sum(int(p["refits"]) for p in recs)
+            n_fallback = sum(int(p["fallback_samples"]) for p in recs)
+            notes.append(
+                f"{name}: {n_fit} refits over {len(recs)} fold x grid points; {n_fallback} degraded "
+                "test samples past the refit budget were mean-imputed instead "
+                "(tissue.baselines.refit_budget)."
+            )
+    return notes
 
 
 def _plot_grid(points: list[dict[str, Any]], path: Path) -> None:

@@ -92,10 +92,30 @@ def main() -> None:
     ap.add_argument("--regions", type=int, default=200, help="in-fold selection (0 = all)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--max-epochs", type=int, default=100)
+    ap.add_argument("--patience", type=int, default=15)
+    ap.add_argument(
+        "--refit-budget",
+        type=int,
+        default=None,
+        help="tissue.baselines.refit_budget (default: the schema's; 0 = no refit baseline, a quicker run)",
+    )
+    ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=KIND:JSON",
+        help='an extra model, e.g. masked_noclip=masked:{"z_clip": 0} (then list NAME in --models)',
+    )
     ap.add_argument("--depths", nargs="+", type=int, default=[30, 10, 3, 1])
     ap.add_argument("--observed", nargs="+", type=float, default=[1.0, 0.5, 0.1, 0.02])
     args = ap.parse_args()
+    for spec in args.variant:
+        name, _, rest = spec.partition("=")
+        kind, _, cfg = rest.partition(":")
+        MODELS[name] = (kind, json.loads(cfg or "{}"))
+        TITLES[name] = name  # the config goes to bench.json; a title names plot files
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     out = args.out
@@ -112,14 +132,17 @@ def main() -> None:
     )
     sparsity = SparsityConfig(depths=args.depths, observed=args.observed)
     cal = CalibrationConfig()
-    train_cfg = {"max_epochs": args.max_epochs, "batch_size": 32, "lr": 0.001, "patience": 15}
+    train_cfg = {"max_epochs": args.max_epochs, "batch_size": 32, "lr": args.lr, "patience": args.patience}
     timings: dict[str, float] = {}
     baselines, metrics, diags = [], {m: [] for m in args.models}, {m: [] for m in args.models}
     for k in range(args.folds):
         split = fold_split(folds, k, samples, 0.25, args.seed, labels)
         data = select_regions(task_of(samples, labels, probes, betas, split), args.regions)
         t0 = time.perf_counter()
-        base = run_baselines(data, BaselineConfig(), seed=args.seed, cal=cal, sparsity=sparsity)
+        base_cfg = (
+            BaselineConfig() if args.refit_budget is None else BaselineConfig(refit_budget=args.refit_budget)
+        )
+        base = run_baselines(data, base_cfg, seed=args.seed, cal=cal, sparsity=sparsity)
         timings["baselines"] = timings.get("baselines", 0) + time.perf_counter() - t0
         path = out / f"folds/{k}/baselines.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +181,7 @@ def main() -> None:
         json.dumps(
             {
                 "args": {k: str(v) for k, v in vars(args).items()},
+                "models": {m: MODELS[m] for m in args.models},
                 "seconds": timings,
                 "n_samples": len(samples),
                 "n_probes": len(probes),

@@ -149,9 +149,19 @@ def test_grid_in_baselines_ensemble_and_fold_summary(tmp_path):
     assert grid["n_folds"] == 2 and len(grid["points"]) == 4
     point = grid["points"][3]
     masked = point["methods"]["masked single-layer model"]
-    assert set(masked["tests"]) == {"logistic regression", "nearest centroid"}
+    assert set(masked["tests"]) == {
+        "logistic regression",
+        "logistic regression (refit on observed)",
+        "nearest centroid",
+    }
     assert masked["tests"]["logistic regression"]["p_value"] <= 1
     assert (tmp_path / "out" / "plots" / "grid.tsv").read_text().startswith("depth\tobserved\tmethod")
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert (
+        "logistic regression (refit on observed):" in summary
+        and "refits over 8 fold x grid points" in summary
+    )
+    assert "logistic regression (refit on observed)" in point["methods"]
     cov = json.loads((tmp_path / "out" / "plots" / "coverage.json").read_text())
     assert cov["masked single-layer model"]["coverage_curve"]["coverage"][0] == 1.0
     assert (tmp_path / "out" / "plots" / "reliability.png").exists()

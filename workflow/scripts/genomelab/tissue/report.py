@@ -123,6 +123,12 @@ def _baseline_rows(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _grid_methods(base: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per grid-only baseline of a baselines metrics file (one that exists only on degraded
+    inputs, such as logistic regression refit on the observed regions): its grid."""
+    return {name: res["grid"] for name, res in base.get("grid_methods", {}).items()}
+
+
 def _read_model(path: str | os.PathLike):
     return read_metrics(path, require=("title", "granularity", "test", "history", "chance_nll"))
 
@@ -233,7 +239,12 @@ def write_calibration(records: dict[str, list[dict[str, Any]]], out: Path, notes
     return ["plots/reliability.png", "plots/coverage.png"]
 
 
-FAIR_BASELINES = ("logistic regression", "nearest centroid", "masked single-layer model")
+FAIR_BASELINES = (
+    "logistic regression",
+    "logistic regression (refit on observed)",
+    "nearest centroid",
+    "masked single-layer model",
+)
 
 
 def _grid_point_tests(
@@ -322,12 +333,30 @@ def write_grid(
                     ]
                 )
     _plot_grid(points, out / "plots" / "grid.png")
+    notes += _refit_notes(grids)
     notes.append(
         f"Sparsity grid ({len(points)} points: reads per region x fraction of regions observed, test "
         "samples degraded alike for every method): plots/grid.tsv, with the exact McNemar test of each "
         "model against logistic regression (mean imputation) and the other fair baselines at each point."
     )
     return ["plots/grid.png"]
+
+
+def _refit_notes(grids: dict[str, list[list[dict[str, Any]]]]) -> list[str]:
+    """How many test patterns a refit baseline refitted and how many samples it imputed
+    instead (past its budget), over all folds and grid points."""
+    notes = []
+    for name, folds in grids.items():
+        recs = [p for f in folds for p in f if "refits" in p]
+        if recs:
+            n_fit = sum(int(p["refits"]) for p in recs)
+            n_fallback = sum(int(p["fallback_samples"]) for p in recs)
+            notes.append(
+                f"{name}: {n_fit} refits over {len(recs)} fold x grid points; {n_fallback} degraded "
+                "test samples past the refit budget were mean-imputed instead "
+                "(tissue.baselines.refit_budget)."
+            )
+    return notes
 
 
 def _plot_grid(points: list[dict[str, Any]], path: Path) -> None:
@@ -420,13 +449,16 @@ def build_summary(
     """Write ``summary.json``/``summary.md``, ``comparison.tsv`` and plots into ``out_dir``
     (one train/val/test split; paired tests: exact McNemar on the test samples)."""
     out = Path(out_dir)
-    base = _baseline_rows(read_json_file(baselines_json, "baselines metrics file"))
+    base_json = read_json_file(baselines_json, "baselines metrics file")
+    base = _baseline_rows(base_json)
     rows = {name: b["metrics"] for name, b in base.items()}
     kinds = {name: "baseline" for name in base}
     n_test = {name: b["n_test"] for name, b in base.items()}
     confusions = {name: b["confusion"] for name, b in base.items()}
     calib = {name: [b["calibration"]] if b["calibration"] else [] for name, b in base.items()}
     grids = {name: [b["grid"]] if b["grid"] else [] for name, b in base.items()}
+    grid_only = _grid_methods(base_json)
+    grids.update({name: [g] for name, g in grid_only.items()})
     histories, chance, notes = {}, {}, []
     tests: dict[str, dict[str, Any]] = {}
     for path in model_metrics.values():
@@ -460,7 +492,7 @@ def build_summary(
             notes.append(_ablation_note(title, m["test"]["n"]))
     plots = _plot_confusions(confusions, out, "test split")
     plots += write_calibration(calib, out, notes)
-    plots += write_grid(grids, kinds, out, notes)
+    plots += write_grid(grids, {**kinds, **dict.fromkeys(grid_only, "baseline")}, out, notes)
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")
@@ -642,12 +674,17 @@ def build_fold_summary(
     notes: list[str] = []
     calib: dict[str, list[dict[str, Any]]] = {}
     grids: dict[str, list[Any]] = {}
+    grid_kinds: dict[str, str] = {}
     for fold, path in enumerate(baselines_json):
-        for name, b in _baseline_rows(read_json_file(path, "baselines metrics file")).items():
+        base_json = read_json_file(path, "baselines metrics file")
+        for name, b in _baseline_rows(base_json).items():
             results.add(name, "baseline", fold, b["metrics"], b["n_test"], b["confusion"], b["predictions"])
             if b["calibration"]:
                 calib.setdefault(name, []).append(b["calibration"])
             grids.setdefault(name, []).append(b["grid"])
+        for name, grid in _grid_methods(base_json).items():
+            grids.setdefault(name, []).append(grid)
+            grid_kinds[name] = "baseline"
     for paths in model_metrics.values():
         for path in paths:
             m = _read_model(path)
@@ -665,7 +702,7 @@ def build_fold_summary(
         f"pooled over {k} folds",
     )
     plots += write_calibration(calib, out, notes)
-    plots += write_grid(grids, results.kinds, out, notes)
+    plots += write_grid(grids, {**results.kinds, **grid_kinds}, out, notes)
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")

@@ -39,14 +39,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_binning_contrastive import Clock, paired, run_contrastive, score, shred_copies  # noqa: E402
+from bench_binning_contrastive import (  # noqa: E402
+    Clock,
+    add_data_args,
+    genome_files,
+    paired,
+    run_contrastive,
+    score,
+    shred_and_profile,
+)
 from genomelab.binning.baselines import BaselineConfig, tnf_embedding  # noqa: E402
 from genomelab.binning.cluster import ClusterConfig, cluster_contigs  # noqa: E402
-from genomelab.binning.data import load_inputs  # noqa: E402
-from genomelab.binning.kmers import write_profiles_h5  # noqa: E402
 from genomelab.config import schema_default, schema_defaults  # noqa: E402
 from genomelab.io.fasta import read_fasta  # noqa: E402
-from genomelab.io.tables import read_truth  # noqa: E402
 from genomelab.train import resolve_device  # noqa: E402
 
 METHODS = ("default", "tnf", "metabat2")
@@ -84,22 +89,16 @@ def run_metabat(contigs_gz: Path, work: Path, min_bin_bp: int, seed: int) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--genomes", default=str(ROOT.parent / "shared" / "data" / "binning_genomes" / "genomes")
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--shred-seed", type=int, default=1)
+    add_data_args(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_binning_metabat.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.min_bin_bp = int(schema_default("binning.bins.min_bin_bp"))
-    genome_dir = Path(args.genomes)
-    if not genome_dir.is_dir():
-        genome_dir = ROOT / "resources" / "binning" / "genomes"
+    genome_paths = genome_files(args.genomes)
     device = resolve_device(args.device)
     result: dict = {
-        "genomes": sorted(g.name for g in genome_dir.glob("*.fna.gz")),
+        "genomes": [g.name for g in genome_paths],
         "seeds": args.seeds,
         "default_model": schema_default("binning.model.kind"),
         "command": "python " + " ".join(sys.argv),
@@ -107,12 +106,7 @@ def main() -> None:
     runs: dict[str, dict[int, dict]] = {m: {} for m in METHODS}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        shred_copies(sorted(genome_dir.glob("*.fna.gz")), work, args.shred_seed, 1)
-        write_profiles_h5(
-            work / "contigs.fna.gz", work / "profiles.h5", int(schema_default("binning.features.min_length"))
-        )
-        inputs = load_inputs(work / "profiles.h5")
-        genomes = read_truth(work / "truth.tsv").loc[inputs.names].to_numpy()
+        inputs, genomes, _ = shred_and_profile(genome_paths, work, args.shred_seed)
         result.update(n_contigs=len(inputs.names), bp=int(inputs.lengths.sum()))
         result["metabat2_version"] = metabat_version(shutil.which("metabat2") or "metabat2")
         for seed in args.seeds:

@@ -18,7 +18,7 @@ plus the bp-weighted ARI (pairs of base pairs, AMBER's definition) and near-comp
 (recall >= 0.9, precision >= 0.95) and medium (recall >= 0.5, precision >= 0.9) bins. Wall
 times: views, training, encoding+clustering. Paired t-test and Wilcoxon over seeds of the
 bp-ARI difference contrastive - TNF. Model and training options come from the schema
-defaults; ``--model``/``--train`` JSON overrides them (exploration). Writes
+defaults; ``--model``/``--train``/``--cluster`` JSON overrides them (exploration). Writes
 benchmarks/results/bench_binning_contrastive.json.
 """
 
@@ -218,6 +218,7 @@ def main() -> None:
     )
     parser.add_argument("--model", default="{}", help="JSON overrides of binning.model.contrastive")
     parser.add_argument("--train", default="{}", help="JSON overrides of binning.train (contrastive)")
+    parser.add_argument("--cluster", default="{}", help="JSON overrides of binning.cluster (every method)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -229,11 +230,13 @@ def main() -> None:
     genomes_in = genome_files(args.genomes)
     device = resolve_device(args.device)
     model_over, train_over = json.loads(args.model), json.loads(args.train)
+    cluster_over = json.loads(args.cluster)
     result: dict = {
         "genomes": [g.name for g in genomes_in],
         "seeds": args.seeds,
         "model_overrides": model_over,
         "train_overrides": train_over,
+        "cluster_overrides": cluster_over,
         "threads": args.threads,
         "device": str(device),
         "command": " ".join(sys.argv),
@@ -246,7 +249,7 @@ def main() -> None:
         result.update(n_contigs=len(inputs.names), bp=int(inputs.lengths.sum()))
         runs: dict[str, dict[int, dict]] = {"contrastive": {}, "vae": {}, "tnf": {}}
         for seed in args.seeds:
-            ccfg = ClusterConfig.from_dict(schema_defaults("binning.cluster"), seed=seed)
+            ccfg = ClusterConfig.from_dict({**schema_defaults("binning.cluster"), **cluster_over}, seed=seed)
             clock = Clock()
             tnf = tnf_embedding(inputs.x, BaselineConfig.from_dict(schema_defaults("binning.baseline")))
             labels = cluster_contigs(tnf, inputs.lengths, ccfg, args.min_bin_bp)

@@ -32,7 +32,7 @@ REFERENCE_TERMS = {
 
 
 #: How each binning.model.kind is named in the summary.
-MODEL_LABELS = {"vae": "beta-VAE", "contrastive": "contrastive encoder", "tnf": "TNF PCA (no training)"}
+MODEL_LABELS = {"vae": "beta-VAE", "contrastive": "contrastive encoder", "tnf": "TNF PCA, no training"}
 
 
 def genome_tests(scores: dict[str, Any], model: str, baseline: str) -> dict[str, dict]:

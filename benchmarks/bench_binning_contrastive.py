@@ -18,7 +18,7 @@ plus the bp-weighted ARI (pairs of base pairs, AMBER's definition) and near-comp
 (recall >= 0.9, precision >= 0.95) and medium (recall >= 0.5, precision >= 0.9) bins. Wall
 times: views, training, encoding+clustering. Paired t-test and Wilcoxon over seeds of the
 bp-ARI difference contrastive - TNF. Model and training options come from the schema
-defaults; ``--model``/``--train`` JSON overrides them (exploration). Writes
+defaults; ``--model``/``--train``/``--cluster`` JSON overrides them (exploration). Writes
 benchmarks/results/bench_binning_contrastive.json.
 """
 
@@ -166,6 +166,36 @@ def shred_copies(genomes: list[Path], work: Path, seed: int, copies: int) -> Non
     (work / "truth.tsv").write_text("\n".join(truth_lines) + "\n")
 
 
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """The options every binning benchmark on the shredded genomes takes."""
+    parser.add_argument(
+        "--genomes", default=str(ROOT.parent / "shared" / "data" / "binning_genomes" / "genomes")
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--shred-seed", type=int, default=1)
+
+
+def genome_files(genomes: str) -> list[Path]:
+    """The genomes of ``genomes``, or the demo subsets in resources/binning where it is absent."""
+    genome_dir = Path(genomes)
+    if not genome_dir.is_dir():
+        genome_dir = ROOT / "resources" / "binning" / "genomes"
+    return sorted(genome_dir.glob("*.fna.gz"))
+
+
+def shred_and_profile(genomes: list[Path], work: Path, shred_seed: int, copies: int = 1):
+    """(model inputs, genome label per contig [n], feature Clock reading): :func:`shred_copies`
+    then the profiles with the ``binning.features`` defaults, in ``work``."""
+    shred_copies(genomes, work, shred_seed, copies)
+    clock = Clock()
+    write_profiles_h5(
+        work / "contigs.fna.gz", work / "profiles.h5", int(schema_default("binning.features.min_length"))
+    )
+    seconds = clock.read()
+    inputs = load_inputs(work / "profiles.h5")
+    return inputs, read_truth(work / "truth.tsv").loc[inputs.names].to_numpy().astype(str), seconds
+
+
 def paired(a: list[float], b: list[float]) -> dict:
     out: dict = {"mean_difference": float(np.mean(np.subtract(a, b)))}
     if len(a) >= 2:
@@ -176,13 +206,9 @@ def paired(a: list[float], b: list[float]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--genomes", default=str(ROOT.parent / "shared" / "data" / "binning_genomes" / "genomes")
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    add_data_args(parser)
     parser.add_argument("--vae-seeds", type=int, nargs="*", default=[])
     parser.add_argument("--no-contrastive", action="store_true", help="only the VAE and the TNF baseline")
-    parser.add_argument("--shred-seed", type=int, default=1)
     parser.add_argument(
         "--copies",
         type=int,
@@ -192,6 +218,7 @@ def main() -> None:
     )
     parser.add_argument("--model", default="{}", help="JSON overrides of binning.model.contrastive")
     parser.add_argument("--train", default="{}", help="JSON overrides of binning.train (contrastive)")
+    parser.add_argument("--cluster", default="{}", help="JSON overrides of binning.cluster (every method)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -200,34 +227,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.min_bin_bp = int(schema_default("binning.bins.min_bin_bp"))
-    genome_dir = Path(args.genomes)
-    if not genome_dir.is_dir():
-        genome_dir = ROOT / "resources" / "binning" / "genomes"
+    genomes_in = genome_files(args.genomes)
     device = resolve_device(args.device)
     model_over, train_over = json.loads(args.model), json.loads(args.train)
+    cluster_over = json.loads(args.cluster)
     result: dict = {
-        "genomes": sorted(g.name for g in genome_dir.glob("*.fna.gz")),
+        "genomes": [g.name for g in genomes_in],
         "seeds": args.seeds,
         "model_overrides": model_over,
         "train_overrides": train_over,
+        "cluster_overrides": cluster_over,
         "threads": args.threads,
         "device": str(device),
         "command": " ".join(sys.argv),
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        shred_copies(sorted(genome_dir.glob("*.fna.gz")), work, args.shred_seed, args.copies)
-        clock = Clock()
-        write_profiles_h5(
-            work / "contigs.fna.gz", work / "profiles.h5", int(schema_default("binning.features.min_length"))
+        inputs, genomes, result["feature_seconds"] = shred_and_profile(
+            genomes_in, work, args.shred_seed, args.copies
         )
-        result["feature_seconds"] = clock.read()
-        inputs = load_inputs(work / "profiles.h5")
-        genomes = read_truth(work / "truth.tsv").loc[inputs.names].to_numpy()
         result.update(n_contigs=len(inputs.names), bp=int(inputs.lengths.sum()))
         runs: dict[str, dict[int, dict]] = {"contrastive": {}, "vae": {}, "tnf": {}}
         for seed in args.seeds:
-            ccfg = ClusterConfig.from_dict(schema_defaults("binning.cluster"), seed=seed)
+            ccfg = ClusterConfig.from_dict({**schema_defaults("binning.cluster"), **cluster_over}, seed=seed)
             clock = Clock()
             tnf = tnf_embedding(inputs.x, BaselineConfig.from_dict(schema_defaults("binning.baseline")))
             labels = cluster_contigs(tnf, inputs.lengths, ccfg, args.min_bin_bp)

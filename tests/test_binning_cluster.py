@@ -108,9 +108,10 @@ def test_contigs_far_from_every_cluster_stay_unbinned():
     stray = rng.normal(size=(12, x.shape[1])).astype(np.float32)
     points = np.concatenate([x, stray])
     lengths = np.full(len(points), 5000)
-    off = cluster_contigs(points, lengths, ClusterConfig(seed=0), min_bp=0)
-    assert (off >= 0).all()  # outlier_ratio 0 (the default): every contig binned
-    labels = cluster_contigs(points, lengths, ClusterConfig(seed=0, outlier_ratio=2.0), min_bp=0)
+    off = cluster_contigs(points, lengths, ClusterConfig(seed=0, outlier_fence=0), min_bp=0)
+    assert (off >= 0).all()  # both rules off: every contig binned
+    ratio = ClusterConfig(seed=0, outlier_ratio=2.0, outlier_fence=0)
+    labels = cluster_contigs(points, lengths, ratio, min_bp=0)
     assert (labels[len(x) :] == -1).mean() >= 0.9
     assert (labels[: len(x)] == -1).mean() <= 0.02
     kept = labels[: len(x)] >= 0

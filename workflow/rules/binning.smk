@@ -12,10 +12,12 @@ BIN_SHRED = BIN_PATHS.shred
 BIN_CONTIGS = BIN_PATHS.contigs
 BIN_TRUTH = BIN_PATHS.truth
 BIN_KIND = BIN["model"]["kind"]
-if BIN["enabled"] and BIN_KIND == "tnf":
+# kind tnf: no training; the bins are the TNF baseline's (binning_baseline's clusters).
+BIN_TRAINED = BIN_KIND != "tnf"
+if BIN["enabled"] and not BIN_TRAINED and BIN["predict"]["inputs"] and not BIN["predict"]["model"]:
     raise ValueError(
-        "binning.model.kind 'tnf' is not wired into the workflow yet: use contrastive or vae "
-        "(the TNF baseline is always run and reported beside the model)"
+        "binning.model.kind 'tnf' trains no model, so binning.predict needs binning.predict.model "
+        "(an exported encoder) to embed binning.predict.inputs"
     )
 if BIN["enabled"] and BIN_TRUTH and not BIN_SHRED:
     from genomelab.io.tables import check_truth_header
@@ -146,69 +148,76 @@ if BIN_KIND == "contrastive":
             "../scripts/run_step.py"
 
 
-rule binning_train:
-    input:
-        unpack(lambda wc: BIN_PATHS.optional_inputs()),
-        # The contrastive encoder's fragment views; the VAE reads only the profiles.
-        unpack(lambda wc: {"views": rules.binning_views.output.h5} if BIN_KIND == "contrastive" else {}),
-        h5=rules.binning_features.output.h5,
-        gate=gate_input("binning"),
-    output:
-        model=f"{BIN_DIR}/model/{BIN_KIND}.pt",
-        metrics=f"{BIN_DIR}/model/metrics.json",
-        tensorboard=directory(f"{BIN_DIR}/model/tensorboard"),
-    log:
-        f"{BIN_LOGS}/train.log",
-    benchmark:
-        f"{BIN_BENCH}/binning_train.tsv"
-    conda:
-        ENV_TORCH
-    threads: 2
-    resources:
-        **train_resources("binning"),
-    params:
-        model=config_json(BIN["model"]),
-        train=config_json(BIN["train"]),
-        split=config_json(BIN["split"]),
-        preload=BIN["preload"],
-        seed=config["seed"],
-        device=config["device"],
-        state_dir=state_dir("binning", BIN_KIND),
-    script:
-        "../scripts/run_step.py"
+if BIN_TRAINED:
+
+    rule binning_train:
+        input:
+            unpack(lambda wc: BIN_PATHS.optional_inputs()),
+            # The contrastive encoder's fragment views; the VAE reads only the profiles.
+            unpack(lambda wc: {"views": rules.binning_views.output.h5} if BIN_KIND == "contrastive" else {}),
+            h5=rules.binning_features.output.h5,
+            gate=gate_input("binning"),
+        output:
+            model=f"{BIN_DIR}/model/{BIN_KIND}.pt",
+            metrics=f"{BIN_DIR}/model/metrics.json",
+            tensorboard=directory(f"{BIN_DIR}/model/tensorboard"),
+        log:
+            f"{BIN_LOGS}/train.log",
+        benchmark:
+            f"{BIN_BENCH}/binning_train.tsv"
+        conda:
+            ENV_TORCH
+        threads: 2
+        resources:
+            **train_resources("binning"),
+        params:
+            model=config_json(BIN["model"]),
+            train=config_json(BIN["train"]),
+            split=config_json(BIN["split"]),
+            preload=BIN["preload"],
+            seed=config["seed"],
+            device=config["device"],
+            state_dir=state_dir("binning", BIN_KIND),
+        script:
+            "../scripts/run_step.py"
+
+    rule binning_encode:
+        input:
+            unpack(lambda wc: BIN_PATHS.optional_inputs()),
+            h5=rules.binning_features.output.h5,
+            model=rules.binning_train.output.model,
+        output:
+            clusters=f"{BIN_DIR}/model/clusters.tsv",
+            latent=f"{BIN_DIR}/model/latent.h5",
+        log:
+            f"{BIN_LOGS}/encode.log",
+        benchmark:
+            f"{BIN_BENCH}/binning_encode.tsv"
+        conda:
+            ENV_TORCH
+        threads: 2
+        resources:
+            **train_resources("binning_encode"),
+        params:
+            min_bin_bp=BIN["bins"]["min_bin_bp"],
+            cluster=config_json(BIN["cluster"]),
+            seed=config["seed"],
+            device=config["device"],
+        script:
+            "../scripts/run_step.py"
 
 
-rule binning_encode:
-    input:
-        unpack(lambda wc: BIN_PATHS.optional_inputs()),
-        h5=rules.binning_features.output.h5,
-        model=rules.binning_train.output.model,
-    output:
-        clusters=f"{BIN_DIR}/model/clusters.tsv",
-        latent=f"{BIN_DIR}/model/latent.h5",
-    log:
-        f"{BIN_LOGS}/encode.log",
-    benchmark:
-        f"{BIN_BENCH}/binning_encode.tsv"
-    conda:
-        ENV_TORCH
-    threads: 2
-    resources:
-        **train_resources("binning_encode"),
-    params:
-        min_bin_bp=BIN["bins"]["min_bin_bp"],
-        cluster=config_json(BIN["cluster"]),
-        seed=config["seed"],
-        device=config["device"],
-    script:
-        "../scripts/run_step.py"
+# The clusters and embedding that become the bins: the trained model's, or with kind tnf the
+# TNF baseline's (then the evaluation's "model" is the baseline itself).
+BIN_CLUSTERS = rules.binning_encode.output.clusters if BIN_TRAINED else rules.binning_baseline.output.clusters
+BIN_EMBEDDING = rules.binning_encode.output.latent if BIN_TRAINED else rules.binning_baseline.output.embedding
 
 
 rule binning_bins:
     input:
         contigs=BIN_CONTIGS,
         h5=rules.binning_features.output.h5,
-        clusters=rules.binning_encode.output.clusters,
+        clusters=BIN_CLUSTERS,
     output:
         fasta_dir=directory(f"{BIN_DIR}/bins/fasta"),
         contig_bins=f"{BIN_DIR}/bins/contig_bins.tsv",
@@ -238,9 +247,9 @@ if BIN_TRUTH:
         input:
             h5=rules.binning_features.output.h5,
             truth=BIN_TRUTH,
-            model_clusters=rules.binning_encode.output.clusters,
+            model_clusters=BIN_CLUSTERS,
             baseline_clusters=rules.binning_baseline.output.clusters,
-            model_latent=rules.binning_encode.output.latent,
+            model_latent=BIN_EMBEDDING,
             baseline_embedding=rules.binning_baseline.output.embedding,
         output:
             json=f"{BIN_DIR}/evaluation/evaluation.json",
@@ -290,7 +299,7 @@ rule binning_summary:
                 else {}
             )
         ),
-        metrics=rules.binning_train.output.metrics,
+        unpack(lambda wc: {"metrics": rules.binning_train.output.metrics} if BIN_TRAINED else {}),
         bin_summary=rules.binning_bins.output.bin_summary,
         contig_bins=rules.binning_bins.output.contig_bins,
         fasta_dir=rules.binning_bins.output.fasta_dir,

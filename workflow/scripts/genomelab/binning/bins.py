@@ -36,7 +36,7 @@ OUTLIER_LABEL = -1  # the cluster id of contigs the clustering leaves out
 UNBINNED_REASONS = {
     "outlier": (
         "binning_encode",
-        "far from every cluster (outlier score above binning.cluster.outlier_ratio), not binned",
+        "far from every cluster (mean neighbour distance above its cluster's binning.cluster.outlier_fence or outlier_ratio), not binned",
     ),
     "short": ("binning_features", "shorter than binning.features.min_length, not profiled"),
     "no_kmers": ("binning_features", "no valid 6-mer (only N or other non-ACGT letters), not profiled"),

@@ -20,11 +20,14 @@ distance orders neighbours as cosine distance does), followed by the contigs' ab
 columns when a depth table is given (:func:`cluster_points`): abundance separates strains
 whose composition is the same.
 
-Contigs far from every cluster are left unbinned (label ``-1``, :func:`outlier_mask`): the
-outlier score of a contig is its mean distance to its ``n_neighbors`` nearest neighbours
-divided by the median of that distance over its cluster; above ``outlier_ratio`` the
-contig sits in a region much sparser than its cluster (a phage or plasmid among bacterial
-contigs, a chimera) and joins no bin.
+Contigs far from every cluster are left unbinned (label ``-1``, :func:`outlier_mask`). A
+contig's spread is its mean distance to its ``n_neighbors`` nearest neighbours; a contig
+whose spread lies beyond its cluster's upper Tukey fence (Q3 + ``outlier_fence`` x IQR of the
+spreads of the cluster's members; Tukey 1977, *Exploratory Data Analysis*) sits in a region
+much sparser than its cluster (a phage or plasmid among bacterial contigs, a chimera) and
+joins no bin. The fence adapts to each cluster's own spread, so no distance scale is
+assumed. ``outlier_ratio`` is the older rule: spread above that multiple of the cluster's
+median.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class ClusterConfig(ConfigSection):
     merge_radius: float = from_schema("binning.cluster.merge_radius")
     exact_knn_max: int = from_schema("binning.cluster.exact_knn_max")
     outlier_ratio: float = from_schema("binning.cluster.outlier_ratio")
+    outlier_fence: float = from_schema("binning.cluster.outlier_fence")
     depth_weight: float = from_schema("binning.cluster.depth_weight")
     seed: int = 0
 
@@ -86,10 +90,10 @@ class ClusterConfig(ConfigSection):
             raise ValueError(f"cluster.bin_width must be in (0, max_radius), not {self.bin_width}")
         if not 0 < self.valley_ratio < 1:
             raise ValueError(f"cluster.valley_ratio must be in (0, 1), not {self.valley_ratio}")
-        if self.outlier_ratio < 0 or self.depth_weight < 0:
+        if min(self.outlier_ratio, self.outlier_fence, self.depth_weight) < 0:
             raise ValueError(
-                f"cluster.outlier_ratio ({self.outlier_ratio}) and cluster.depth_weight "
-                f"({self.depth_weight}) must be >= 0"
+                f"cluster.outlier_ratio ({self.outlier_ratio}), cluster.outlier_fence "
+                f"({self.outlier_fence}) and cluster.depth_weight ({self.depth_weight}) must be >= 0"
             )
         for name in ("n_candidates", "max_medoid_steps", "candidate_chunk", "exact_knn_max"):
             if getattr(self, name) < 1:
@@ -393,13 +397,47 @@ def outlier_scores(labels: np.ndarray, dist: np.ndarray) -> np.ndarray:
     if dist.shape[1] == 0:
         return np.ones(len(labels))
     mean = dist.astype(np.float64).mean(axis=1)
+    median = np.zeros(len(labels))
+    for group in _cluster_groups(labels):
+        median[group] = np.median(mean[group])
+    return mean / np.maximum(median, np.finfo(np.float64).tiny)
+
+
+def _cluster_groups(labels: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each cluster of ``labels`` [n], in order of the sorted ids."""
     ids, inverse = np.unique(labels, return_inverse=True)
-    median = np.zeros(len(ids))
     order = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[order], np.arange(len(ids)))
-    for c, group in enumerate(np.split(order, starts[1:])):
-        median[c] = np.median(mean[group])
-    return mean / np.maximum(median[inverse], np.finfo(np.float64).tiny)
+    return np.split(order, starts[1:])
+
+
+def fence_outliers(labels: np.ndarray, dist: np.ndarray, k: float) -> np.ndarray:
+    """[n] bool: the contig's spread (mean of its neighbour distances ``dist`` [n, k_nn])
+    exceeds its cluster's upper Tukey fence ``Q3 + k x IQR`` (``labels`` [n]). Clusters of
+    fewer than 4 contigs have no quartiles to speak of and keep all their members."""
+    labels = np.asarray(labels)
+    out = np.zeros(len(labels), dtype=bool)
+    if dist.shape[1] == 0:
+        return out
+    spread = dist.astype(np.float64).mean(axis=1)
+    for group in _cluster_groups(labels):
+        if len(group) < 4:
+            continue
+        q1, q3 = np.percentile(spread[group], [25, 75])
+        out[group] = spread[group] > q3 + k * (q3 - q1)
+    return out
+
+
+def outlier_mask(labels: np.ndarray, dist: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
+    """[n] bool: contigs left unbinned by the rules switched on in ``cfg`` (either rule
+    suffices): :func:`fence_outliers` with ``cfg.outlier_fence`` and the spread ratio of
+    :func:`outlier_scores` above ``cfg.outlier_ratio``; a rule at 0 is off."""
+    out = np.zeros(len(labels), dtype=bool)
+    if cfg.outlier_fence > 0:
+        out |= fence_outliers(labels, dist, cfg.outlier_fence)
+    if cfg.outlier_ratio > 0:
+        out |= outlier_scores(labels, dist) > cfg.outlier_ratio
+    return out
 
 
 def cluster_contigs(
@@ -425,15 +463,16 @@ def cluster_contigs(
         labels = medoid_cluster(points, cfg, device)
     if cfg.merge_radius > 0 and min_bp > 0:
         labels = absorb_small_clusters(points, labels, lengths, min_bp, cfg.merge_radius, device=device)
-    if cfg.outlier_ratio > 0:
+    if cfg.outlier_fence > 0 or cfg.outlier_ratio > 0:
         if dist is None:
             dist = knn(points, cfg, device)[1]
-        out = outlier_scores(labels, dist) > cfg.outlier_ratio
+        out = outlier_mask(labels, dist, cfg)
         labels = np.where(out, -1, labels)
         logger.info(
-            "%d contigs (%d bp) score above outlier_ratio %g: unbinned",
+            "%d contigs (%d bp) far from their cluster (outlier_fence %g, outlier_ratio %g): unbinned",
             int(out.sum()),
             int(np.asarray(lengths)[out].sum()),
+            cfg.outlier_fence,
             cfg.outlier_ratio,
         )
     return labels

@@ -170,7 +170,7 @@ def summary_step(smk: Any) -> None:
 
     evaluated = "evaluation" in smk.input.keys()
     write_summary(
-        smk.input.metrics,
+        _optional(smk, "metrics"),  # none with binning.model.kind tnf (nothing trained)
         smk.input.bin_summary,
         smk.input.contig_bins,
         list(smk.input.diagnostics),

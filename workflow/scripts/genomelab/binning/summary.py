@@ -32,7 +32,7 @@ REFERENCE_TERMS = {
 
 
 #: How each binning.model.kind is named in the summary.
-MODEL_LABELS = {"vae": "beta-VAE", "contrastive": "contrastive encoder"}
+MODEL_LABELS = {"vae": "beta-VAE", "contrastive": "contrastive encoder", "tnf": "TNF PCA, no training"}
 
 
 def genome_tests(scores: dict[str, Any], model: str, baseline: str) -> dict[str, dict]:
@@ -51,8 +51,31 @@ def genome_tests(scores: dict[str, Any], model: str, baseline: str) -> dict[str,
     return {pair_key(model, baseline): test.to_dict()}
 
 
+def training_notes(metrics: dict[str, Any], model_kind: str) -> list[str]:
+    """The test loss beside its reference (VAE) or chance level (contrastive) and the
+    training speed, from the training ``metrics``."""
+    test = metrics.get("test", {})
+    terms = ", ".join(
+        f"{t} {test.get(f'test/{t}', float('nan')):.4g} (ref {REFERENCE_TERMS[t]:g})" for t in REFERENCE_TERMS
+    )
+    # The reference loss terms are the beta-VAE's; the contrastive encoder has its NT-Xent.
+    loss_note = (
+        f"Test-split loss terms beside the development-history reference (0.5M sequences, ~500 epochs): {terms}."
+        if model_kind == "vae"
+        else f"Test-split loss {test.get('test/loss', float('nan')):.4g} "
+        f"(chance {metrics.get('chance_nt_xent', float('nan')):.4g}, the NT-Xent of an embedding that "
+        "tells no view apart)."
+    )
+    return [
+        loss_note,
+        f"Training: {metrics.get('epochs_run')} epochs on {metrics.get('device')} "
+        f"({metrics.get('mean_epoch_seconds') or 0:.2f} s/epoch, "
+        f"{metrics.get('train_contigs_per_second') or 0:.0f} contigs/s); stopped: {metrics.get('stopped_reason')}.",
+    ]
+
+
 def write_summary(
-    metrics_path: str | os.PathLike,
+    metrics_path: str | os.PathLike | None,
     bin_summary: str | os.PathLike,
     contig_bins: str | os.PathLike,
     diagnostics: list[str],
@@ -66,9 +89,11 @@ def write_summary(
 ) -> ModuleSummary:
     """The module summary; ``evaluation`` (with the model's and baseline's ``latent_plots``) is
     None when no truth table was given; unbinned contigs of ``contig_bins`` are counted as
-    dropped records; ``model_kind`` (binning.model.kind) names the model."""
+    dropped records; ``model_kind`` (binning.model.kind) names the model. With kind ``tnf``
+    nothing was trained (``metrics_path`` None): the bins are the TNF baseline's, the one
+    row of the comparison."""
     model = MODEL_LABELS.get(model_kind, model_kind)
-    metrics = read_metrics(metrics_path, require=TRAINING_KEYS)
+    trained = model_kind != "tnf"
     per_bin = pd.read_csv(bin_summary, sep="\t")
     diags = [dataclasses.asdict(r) for path in diagnostics for r in read_results(path)]
     results_dir = Path(out_json).parent
@@ -87,6 +112,11 @@ def write_summary(
             "mean_precision",
             "mean_recall",
         )
+        ours, tnf = f"{model} + {clustering}", f"TNF PCA + {clustering}"
+        rows = {tnf: {k: scores["tnf_baseline"][k] for k in keys}}
+        kinds = {tnf: "baseline"}
+        if trained:
+            rows, kinds = {ours: {k: scores["model"][k] for k in keys}, **rows}, {ours: "model", **kinds}
         comparisons.append(
             Comparison(
                 title="Binning against the truth table (AMBER style: ari_bp* weighted by bp, "
@@ -94,19 +124,13 @@ def write_summary(
                 split="all contigs",
                 primary="ari_bp",
                 higher_is_better=True,
-                rows={
-                    f"{model} + {clustering}": {k: scores["model"][k] for k in keys},
-                    f"TNF PCA + {clustering}": {k: scores["tnf_baseline"][k] for k in keys},
-                },
-                kinds={f"{model} + {clustering}": "model", f"TNF PCA + {clustering}": "baseline"},
-                tests=genome_tests(scores, f"{model} + {clustering}", f"TNF PCA + {clustering}"),
+                rows=rows,
+                kinds=kinds,
+                tests=genome_tests(scores, ours, tnf) if trained else {},
             )
         )
-        plots = [os.path.relpath(p, results_dir) for p in latent_plots or ()]
-    test = metrics.get("test", {})
-    terms = ", ".join(
-        f"{t} {test.get(f'test/{t}', float('nan')):.4g} (ref {REFERENCE_TERMS[t]:g})" for t in REFERENCE_TERMS
-    )
+        # With kind tnf both plots show the baseline's embedding: keep one.
+        plots = [os.path.relpath(p, results_dir) for p in (latent_plots or ())[0 if trained else 1 :]]
     written = per_bin[per_bin["written"]]
     contig_table = read_contig_bins(contig_bins)
     if written.empty:
@@ -114,22 +138,28 @@ def write_summary(
         reason = empty_bins_reason(per_bin, contig_table, min_bp)
         diags.append(dataclasses.asdict(DiagnosticResult("bins_written", WARN, reason, blocking=False)))
         logger.warning("%s", reason)
-    # The reference loss terms are the beta-VAE's; the contrastive encoder has its NT-Xent.
-    loss_note = (
-        f"Test-split loss terms beside the development-history reference (0.5M sequences, ~500 epochs): {terms}."
-        if model_kind == "vae"
-        else f"Test-split loss {test.get('test/loss', float('nan')):.4g} "
-        f"(chance {metrics.get('chance_nt_xent', float('nan')):.4g}, the NT-Xent of an embedding that "
-        "tells no view apart)."
+    trained_notes = (
+        training_notes(read_metrics(metrics_path, require=TRAINING_KEYS), model_kind) if trained else []
     )
     notes = [
-        loss_note,
+        *trained_notes[:1],
         f"{len(per_bin)} bins; {len(written)} of at least {min_bp} bp written as FASTA "
         f"({int(written['size_bp'].sum())} bp); good bins = recall >= 0.9 and precision >= 0.95.",
-        f"Training: {metrics.get('epochs_run')} epochs on {metrics.get('device')} "
-        f"({metrics.get('mean_epoch_seconds') or 0:.2f} s/epoch, "
-        f"{metrics.get('train_contigs_per_second') or 0:.0f} contigs/s); stopped: {metrics.get('stopped_reason')}.",
+        *trained_notes[1:],
     ]
+    if not trained:
+        notes.append(
+            "binning.model.kind tnf: no model was trained; the bins are the TNF baseline's "
+            "(tetranucleotide frequencies, PCA) with the same clustering."
+        )
+    outliers = contig_table[contig_table["status"] == "outlier"]
+    if len(outliers):
+        notes.append(
+            f"{len(outliers)} contigs ({int(outliers['length'].sum())} bp, "
+            f"{outliers['length'].sum() / max(contig_table['length'].sum(), 1):.2%} of the listed bp) left "
+            "unbinned: far from every cluster (binning.cluster.outlier_fence); contig_bins.tsv lists them "
+            "with status 'outlier'."
+        )
     if not comparisons:
         notes.append("No truth table was given, so bins were not evaluated (binning.input.truth).")
     summary = ModuleSummary(

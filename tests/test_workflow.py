@@ -430,6 +430,41 @@ def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
     assert table[0].startswith("method\tkind\tfold\tn_test") and any("\tmean\t" in line for line in table)
 
 
+@pytest.mark.slow
+def test_regulon_and_assoc_with_two_folds_report_mean_sd_and_paired_tests(tmp_path):
+    # Folds over genome blocks (regulon) and over links (assoc), each fold's training its own
+    # job, run for real through the run summary that the report's landing page is made from.
+    workdir = copy_repo(tmp_path)
+    config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
+    for module in (*MODULES, "ingest"):
+        if module not in ("regulon", "assoc") and module in config:
+            config[module]["enabled"] = False
+    for module in ("regulon", "assoc"):
+        config[module]["evaluation"] = {"folds": 2}
+    config["run"] = "folds2"
+    (workdir / "k2.yaml").write_text(yaml.safe_dump(config))
+    res = snakemake(
+        workdir, "results/folds2/report/summary.json", "--cores", "2", "--configfile", "k2.yaml", timeout=1500
+    )
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    out = workdir / "results" / "folds2"
+    for fold in ("0", "1"):
+        assert (out / "regulon" / "folds" / fold / "summary.json").is_file()
+        assert (out / "assoc" / "folds" / fold / "links").is_dir()
+    for module in ("regulon", "assoc"):
+        summary = json.loads((out / module / "summary.json").read_text())
+        folded = [c for c in summary["comparisons"] if c.get("folds") == 2]
+        assert folded, (module, [c["title"] for c in summary["comparisons"]])
+        for comp in folded:
+            assert set(comp["spread"]) == set(comp["rows"])
+            assert all(0 <= pair["p_value"] <= 1 for pair in comp["tests"].values())
+            supported = any(p["p_value"] < 0.05 and p["favours"] == "model" for p in comp["tests"].values())
+            assert supported or "beats" not in comp["verdict"], comp["verdict"]
+        assert "±" in (out / module / "summary.md").read_text()
+    run_summary = (out / "report" / "summary.md").read_text()
+    assert "regulon" in run_summary and "assoc" in run_summary
+
+
 def regulon_only_config(workdir: Path, name: str, heldout: dict | None) -> str:
     """The test config's regulon block alone (other modules off), with ``heldout`` blocks."""
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())

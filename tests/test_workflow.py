@@ -6,6 +6,7 @@ developer's own results/.
 
 from __future__ import annotations
 
+import gzip
 import html as html_module
 import json
 import os
@@ -14,6 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from genomelab.config import schema_default
@@ -377,6 +381,57 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     clean = json.loads((finished_run / target).read_text())
     assert [h["val/loss"] for h in interrupted["history"]] == [h["val/loss"] for h in clean["history"]]
+
+
+@pytest.mark.slow
+def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run):
+    # Every module's <module>_predict rule, run for real on the finished test run's models.
+    # Inputs the run has already scored must give its own numbers back, and nothing of the run
+    # may change (the predict outputs live in their own folders).
+    run = finished_run / "results" / "test"
+    with gzip.open(finished_run / "resources" / "regulon" / "genome.fna.gz", "rt") as fh:
+        genome = "".join(line.strip() for line in fh if not line.startswith(">"))
+    (finished_run / "piece.fna").write_text(">piece\n" + genome[:6000] + "\n")
+    predict = {
+        "tissue": {"inputs": "results/test/tissue/features/region_means.h5"},
+        "deconv": {"inputs": "results/test/deconv/demo/new_samples.csv"},
+        "regulon": {"inputs": "piece.fna"},
+        "assoc": {"inputs": "tests/data/assoc/sources.tsv"},
+        "binning": {
+            "inputs": "results/test/binning/data/contigs.fna.gz",
+            "depth": "results/test/binning/data/depth.tsv",
+        },
+    }
+    (finished_run / "predict.yaml").write_text(
+        yaml.safe_dump({m: {"predict": p} for m, p in predict.items()})
+    )
+    bins = run / "binning" / "bins" / "contig_bins.tsv"
+    before = bins.stat().st_mtime_ns
+    rules = [f"{m}_predict" for m in predict]
+    # mtime triggers only: the predict keys change no other rule's work.
+    args = ("--rerun-triggers", "mtime", "--cores", "2", "--configfile", "config/test.yaml", "predict.yaml")
+    res = snakemake(finished_run, *rules, *args)
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    assert set(job_counts(res.stdout + res.stderr)) == set(rules), res.stderr[-3000:]
+    assert bins.stat().st_mtime_ns == before
+    tissue = pd.read_csv(run / "tissue" / "predict" / "predictions.tsv", sep="\t")
+    probs = tissue.filter(like="p_")
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (probs.idxmax(axis=1).str[2:] == tissue["call"]).all()
+    assert tissue.groupby("model")["sample"].nunique().nunique() == 1  # every sample once per model
+    deconv = pd.read_csv(run / "deconv" / "predict" / "model_proportions.csv", index_col=0)
+    infer = pd.read_csv(run / "deconv" / "infer" / "phase3_sparse" / "model_proportions.csv", index_col=0)
+    pd.testing.assert_frame_equal(deconv, infer.loc[deconv.index, deconv.columns], atol=1e-6)
+    with (
+        h5py.File(run / "binning" / "predict" / "latent.h5") as new,
+        h5py.File(run / "binning" / "model" / "latent.h5") as old,
+    ):
+        assert list(new["names"][:]) == list(old["names"][:])
+        np.testing.assert_allclose(new["latent"][:], old["latent"][:], atol=1e-5)
+    tracks = json.loads((run / "regulon" / "predict" / "tracks.json").read_text())
+    assert tracks["contig"] == "piece" and 5000 < tracks["end"] <= 6000 and len(tracks["files"]) == 6
+    assoc = pd.read_csv(run / "assoc" / "predict" / "predictions.tsv", sep="\t")
+    assert assoc.groupby("query")["rank"].max().max() <= 10 and assoc["score"].notna().all()
 
 
 def tissue_only_config(workdir: Path, name: str, folds: int) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from genomelab.predict.common import IdMatch, check_same, match_ids
+from genomelab.train.device import resolve_device
 
 # Output files of a deconv prediction, in its folder (the names deconv_infer writes).
 FILES = {
@@ -36,7 +37,7 @@ class DeconvPredictor:
 
         self.path = str(path)
         self.model, self.exported = load_model(path)
-        self.device = torch.device(device)
+        self.device = resolve_device(str(device))
         self.model.to(self.device)
         self.regions = np.asarray(self.exported.ids["regions"])
         self.tissues = list(self.exported.ids["tissues"])

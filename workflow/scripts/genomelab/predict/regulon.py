@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.train.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class RegulonPredictor:
 
         self.path = str(path)
         self.model, self.exported = load_model(path)
-        self.device = torch.device(device)
+        self.device = resolve_device(str(device))
         self.model.to(self.device)
         targets = self.exported.extra.get("targets_config") or {}
         if "window_bp" not in targets:

@@ -28,6 +28,7 @@ from genomelab.predict.common import IdMatch, match_ids
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.models import FILE_LEVEL, build_model
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
+from genomelab.train.device import resolve_device
 from genomelab.train.export import ExportedModel, load_exported
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class TissuePredictor:
                 f"{path}: a {exported.kind!r} model classifies single regions (the ablation), "
                 f"not samples; predict with one of {FILE_LEVEL} or their ensembles"
             )
-        self.path, self.exported, self.device = str(path), exported, torch.device(device)
+        self.path, self.exported, self.device = str(path), exported, resolve_device(str(device))
         self.classes = list(exported.ids["classes"])
         self.regions = np.asarray(exported.ids["regions"])
         self.n_positions = int(exported.extra["n_positions"])

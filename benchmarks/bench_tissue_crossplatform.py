@@ -44,8 +44,9 @@ from bench_tissue_sparse import load, task_of  # noqa: E402
 
 CALLS = ("sample", "threshold")
 # Not a file route: the drawn counts fed to the model as region means (methylated / reads) at
-# their depth, i.e. what an ingest that kept each CpG's counts would give (the current NPZ
-# keeps one call per CpG slot, so 5 reads at a probe's single CpG become one call).
+# their depth. The ingest NPZ keeps per-region counts (``methylated``/``coverage``) and the
+# tissue features read them, so the file routes should match it (``agree_with_counts``);
+# before the counts were kept, 5 reads at a probe's single CpG became one call.
 COUNTS = "counts_kept"
 
 
@@ -145,6 +146,9 @@ def main() -> None:
         "n_samples": len(samples),
         "accuracy": {r: float(np.mean(np.equal(pooled[r]["true"], pooled[r]["pred"]))) for r in routes},
         "accuracy_per_fold": per_fold,
+        "agree_with_counts": {
+            r: float(np.mean(np.equal(pooled[r]["pred"], pooled[COUNTS]["pred"]))) for r in CALLS
+        },
         "vs_array": {
             r: {"p_value": t.p_value, "favours": t.favours, **t.details}
             for r in (*CALLS, COUNTS)
@@ -152,7 +156,9 @@ def main() -> None:
         },
     }
     (args.out / "crossplatform.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("accuracy", "vs_array", "seconds")}, indent=2))
+    print(
+        json.dumps({k: result[k] for k in ("accuracy", "agree_with_counts", "vs_array", "seconds")}, indent=2)
+    )
 
 
 if __name__ == "__main__":

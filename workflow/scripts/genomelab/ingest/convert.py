@@ -4,8 +4,14 @@ Output NPZ (``np.savez_compressed``, no pickles):
     methylation  int8   [n_regions, n_positions]  0 unmethylated, 1 methylated, 2 missing
     region_ids   str    [n_regions]               the BED names (or chrom:start-end)
     coverage     uint32 [n_regions]               CpG calls (reads x CpGs; probes for arrays) in the region
+    methylated   float64 [n_regions]              methylated CpG calls among them (sum of betas for arrays)
     n_valid      uint16 [n_regions]               slots holding a 0/1 call
     sample, format, genome_build, slots           str scalars; n_positions int scalar
+
+``methylated / coverage`` is the region's read-level methylated fraction: every read at every
+CpG counts, where ``methylation`` keeps one call per slot (5 reads at one CpG are one call
+there). Integer-valued for sequencing inputs (float64 because array betas are fractions).
+NPZ files written before ``methylated`` existed lack it; readers treat it as absent.
 
 Memory is bounded by the slot accumulators of one sample (``genomelab.ingest.slots``) plus
 one chunk of ``chunk_lines`` input lines, whatever the input size.
@@ -318,6 +324,7 @@ def convert_sample(
         regions.ids,
         coverage,
         n_valid,
+        methylated=acc.region_methylated(),
         sample=sample,
         fmt=fmt,
         build=regions.build.name,
@@ -368,11 +375,15 @@ def write_npz(
     fmt: str,
     build: str,
     slots: str,
+    methylated: np.ndarray | None = None,
 ) -> None:
-    """Write the per-sample NPZ (see module docstring) atomically."""
+    """Write the per-sample NPZ (see module docstring) atomically (``methylated`` [n_regions]
+    left out when None)."""
+    counts = {} if methylated is None else {"methylated": np.asarray(methylated, dtype=np.float64)}
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(
             fh,
+            **counts,
             methylation=methylation.astype(np.int8),
             region_ids=np.asarray(region_ids, dtype=str),
             coverage=coverage.astype(np.uint32),

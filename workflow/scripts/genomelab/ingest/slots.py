@@ -110,3 +110,9 @@ class SlotAccumulator:
         coverage = np.minimum(coverage, np.iinfo(np.uint32).max).astype(np.uint32)
         n_valid = (methylation != MISSING).sum(axis=1).astype(np.uint16)
         return methylation, coverage, n_valid
+
+    def region_methylated(self) -> np.ndarray:
+        """Methylated calls per region, float64 [n_regions]: the numerator of ``coverage``'s
+        fraction over every call (``min_coverage`` does not apply; array betas add their
+        value, so for arrays it is the sum of the probes' betas)."""
+        return self.meth.reshape(self.n_regions, self.n_positions).sum(axis=1)

@@ -5,7 +5,10 @@ Formats
 -------
 Per-sample NPZ: ``methylation`` int8 [n_regions, n_positions] with 0 = unmethylated,
 1 = methylated, 2 = missing; optional ``dna_tokens`` [n_regions, n_positions] and
-``region_ids`` (str [n_regions]).
+``region_ids`` (str [n_regions]). Optional per-region counts (the ingest step writes both):
+``coverage`` [n_regions] CpG calls in the region (reads x CpGs) and ``methylated``
+[n_regions] methylated calls among them; a file with ``coverage`` but no ``methylated``
+(written before the counts were kept) has no counts (:func:`load_npz_counts`).
 
 Stacked HDF5: ``methylation`` int8 [n_files, n_regions, n_positions], ``samples`` and
 ``tissue`` (str [n_files]), optional ``region_ids`` (str [n_regions]), ``subtype``,
@@ -174,3 +177,36 @@ def npz_region_counts(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, 
     n_meth = (meth == METHYLATED).sum(axis=1, dtype=np.int32)
     n_valid = (meth != MISSING).sum(axis=1, dtype=np.int32)
     return n_meth, n_valid, ids
+
+
+def load_npz_counts(path: str | os.PathLike, n_regions: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-region read counts of one NPZ: ``(methylated float64 [R], coverage float64 [R])``, or
+    None when the file has no ``methylated`` array (older ingest output, simulated samples).
+
+    ``n_regions`` is the length of the file's ``methylation`` (checked)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "methylated" not in npz.files:
+                return None
+            if "coverage" not in npz.files:
+                raise FormatError(path, "'methylated' counts without 'coverage' (all CpG calls)")
+            meth, cov = npz["methylated"], npz["coverage"]
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise FormatError(path, f"not a readable NPZ file ({exc})") from exc
+    for key, arr in (("methylated", meth), ("coverage", cov)):
+        if arr.shape != (n_regions,) or not np.issubdtype(arr.dtype, np.number):
+            raise FormatError(
+                path, f"{key!r} must be numeric [{n_regions}] (one per region), got {arr.dtype} {arr.shape}"
+            )
+    meth, cov = meth.astype(np.float64), cov.astype(np.float64)
+    # Tolerance: array betas summed in float64.
+    bad = ~np.isfinite(meth) | (meth < 0) | (meth > cov + 1e-6)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise FormatError(
+            path,
+            f"'methylated' must be in [0, coverage]: {int(bad.sum())} region(s) are not "
+            f"(first: region {r}, {meth[r]} methylated of {cov[r]} calls)",
+        )
+    return meth, cov

@@ -192,18 +192,15 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
     """Region means of new samples from a features HDF5, a sample sheet of NPZ files or one
     NPZ (``n_positions`` positions per region in NPZ files)."""
     from genomelab.io.features import read_features
-    from genomelab.io.methylation import default_region_ids, load_npz_sample
     from genomelab.io.sheets import is_sample_sheet
-    from genomelab.tissue.features import extract_features_from_sheet, region_means
+    from genomelab.tissue.features import extract_features_from_sheet, npz_features
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tissue inputs {path} do not exist")
     name = path.name.lower()
     if name.endswith(".npz"):
-        meth, ids = load_npz_sample(path, n_positions)
-        means, valid = region_means(meth, source=str(path))
-        regions = ids if ids is not None else default_region_ids(len(means))
+        means, valid, regions = npz_features(path, n_positions)
         return TissueInputs(np.asarray([path.stem]), np.asarray(regions), means[None], valid[None], str(path))
     if is_sample_sheet(path):
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,10 +2,18 @@
 
 Output HDF5 (all string datasets UTF-8):
     means     float32 [n_samples, n_regions]  methylated / valid calls; NaN where no valid call
-    coverage  uint16  [n_samples, n_regions]  number of valid (0/1) positions
+    coverage  uint16  [n_samples, n_regions]  number of valid calls (see below)
     samples, tissue, subtype, source_sample   str [n_samples]
     regions                                   str [n_regions]
     attrs: n_positions, source, genomelab_version
+
+Two sources of a region's value. NPZ files with per-region counts (``methylated`` and
+``coverage``, written by ``ingest``) give the read-level fraction ``methylated / coverage``
+and, as ``coverage``, the CpG calls behind it (reads x CpGs, capped at 65,535), so 5 reads at
+a probe's one CpG count as 5 calls. Files without counts (simulated samples, stacked HDF5,
+NPZ from before the counts were kept) give the mean of the 0/1 calls of the region's
+positions and the number of valid positions. The per-position array itself is unchanged, so
+models that read positions see the same input either way.
 
 Memory is bounded by two blocks of samples (``block`` x n_regions x n_positions int8 each:
 the one being reduced and the next, read meanwhile), so 765 samples x 51,089 regions x 150
@@ -25,7 +33,7 @@ import numpy as np
 
 from genomelab.io.atomic import atomic_output
 from genomelab.io.features import create_features, write_feature_labels
-from genomelab.io.methylation import StackedHDF5, default_region_ids, load_npz_sample
+from genomelab.io.methylation import StackedHDF5, default_region_ids, load_npz_counts, load_npz_sample
 from genomelab.io.sheets import SampleRecord, read_sample_sheet
 
 logger = logging.getLogger(__name__)
@@ -105,12 +113,30 @@ def _check_values(block: np.ndarray, source: str) -> None:
         raise ValueError(f"{source}: 'methylation' holds {int(bad.sum())} values outside {{0, 1, 2}}")
 
 
-def _iter_npz(
-    records: list[SampleRecord], n_positions: int
-) -> Iterator[tuple[SampleRecord, np.ndarray, np.ndarray | None]]:
-    for rec in records:
-        meth, ids = load_npz_sample(rec.file, n_positions)
-        yield rec, meth, ids
+def count_means(methylated: np.ndarray, coverage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Region values from read counts (``methylated``, ``coverage`` [..., n_regions]): ``(means
+    float32 [..., R] = methylated / coverage with NaN where coverage is 0, valid uint16 [..., R]
+    = coverage capped at 65,535)``."""
+    coverage = np.asarray(coverage, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(coverage > 0, np.asarray(methylated, np.float64) / coverage, np.nan)
+    valid = np.minimum(coverage, np.iinfo(np.uint16).max).astype(np.uint16)
+    return means.astype(np.float32), valid
+
+
+def npz_features(
+    path: str | os.PathLike, n_positions: int | None = None, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One NPZ's ``(means float32 [R], valid uint16 [R], region_ids [R])``: from its read counts
+    when it has them, else from its per-position calls (module docstring)."""
+    meth, ids = load_npz_sample(path, n_positions)
+    counts = load_npz_counts(path, meth.shape[0])
+    if counts is not None:
+        means, valid = count_means(*counts)
+    else:
+        # load_npz_sample has checked the values already.
+        means, valid = region_means(meth, threads)
+    return means, valid, ids if ids is not None else default_region_ids(meth.shape[0])
 
 
 def extract_features_from_sheet(
@@ -124,8 +150,8 @@ def extract_features_from_sheet(
     out_h5 = Path(out_h5)
     regions: np.ndarray | None = None
     with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as h5:
-        for i, (rec, meth, ids) in enumerate(_iter_npz(records, n_positions)):
-            ids = ids if ids is not None else default_region_ids(meth.shape[0])
+        for i, rec in enumerate(records):
+            means, valid, ids = npz_features(rec.file, n_positions, threads)
             if regions is None:
                 regions = ids
                 create_features(h5, len(records), regions, n_positions, str(sheet))
@@ -134,7 +160,6 @@ def extract_features_from_sheet(
                     f"{rec.file}: region IDs differ from those of {records[0].file} "
                     f"({len(ids)} vs {len(regions)} regions); all samples must share one region set"
                 )
-            means, valid = region_means(meth, threads)
             h5["means"][i] = means
             h5["coverage"][i] = valid
             if (i + 1) % 50 == 0:

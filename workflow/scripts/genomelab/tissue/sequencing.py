@@ -12,10 +12,10 @@ model; ``depth`` fixed or Poisson). The coordinates are synthetic (probe ``i`` a
 ``spacing * (i + 1)`` on one chromosome): the TCGA tables carry probe IDs, not positions, and
 the ingest step only needs the file and the BED to agree.
 
-One CpG per region means one slot per region in the NPZ, and ``ingest`` turns a slot's counts
-into one call (``ingest.call``: ``sample`` draws it with P = fraction, ``threshold`` calls the
-majority), so the model sees each region as one read whatever the depth: the sequencing depth
-buys a better call, not more calls.
+One CpG per region means one slot per region in the NPZ, where ``ingest`` turns the slot's
+counts into one call (``ingest.call``); the NPZ also keeps the region's counts (``methylated``,
+``coverage``), and the tissue features read those, so the model sees the read-level fraction
+at the sample's depth (docs/tissue.md, "Train on arrays, predict sequencing").
 """
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ def train_and_dump(args) -> None:
                 "hidden": [256, 128],
                 "presence_from_nnls": args.presence_from_nnls,
                 "log_prior_input": args.log_prior_input,
+                "loss_weights": {"sparsity": args.sparsity_weight},
             },
             train,
             0.01,
@@ -322,6 +323,7 @@ def main() -> None:
     p.add_argument("--max-solid", type=int, default=3, help="phase-3 training law: most solid tissues")
     p.add_argument("--presence-from-nnls", action="store_true", help="model.presence_from_nnls")
     p.add_argument("--monitor", default="val/mae", help="train.monitor (best epoch, early stopping)")
+    p.add_argument("--sparsity-weight", type=float, default=0.01, help="model.loss_weights.sparsity")
     p.add_argument("--log-prior-input", action="store_true", help="model.log_prior_input")
     p.add_argument("--raw", type=Path, default=RAW, help="raw outputs file")
     args = p.parse_args()

@@ -93,3 +93,9 @@ def test_log_prior_input_features_are_scaled_log_proportions() -> None:
     scale = np.sqrt(M / T)
     assert feats[0, 0].item() == pytest.approx(scale, rel=1e-3)
     assert feats[0, 1:].abs().max().item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_log_prior_input_needs_the_nnls_prior() -> None:
+    cfg = dict(vars(_config(True)), nnls_prior=False)
+    with pytest.raises(ValueError, match="log_prior_input needs model.nnls_prior"):
+        DeconvNetConfig(**cfg)

@@ -16,8 +16,9 @@ A shared MLP trunk feeds
   (:mod:`genomelab.deconv.calibrate`), and a tissue whose NNLS proportion reaches
   ``nnls_guard`` is never masked. With ``presence_from_nnls`` the presence logits also get a
   per-tissue affine term of the log NNLS proportion (an NNLS-informed presence test that
-  training refines; issue 19: the presence head alone separated present from absent solid
-  tissues barely better than chance, AUC 0.54 on the Moss validation mixtures).
+  training refines). With ``log_prior_input`` the trunk sees those proportions on a log
+  scale balanced against the betas (issue 19: seen raw, they were drowned among thousands
+  of betas and the presence head stayed at chance for the epochs the budget allowed).
 
 ``two_stage: false`` drops the presence head, its loss terms and the mask: the plain
 proportion model that let absent tissues steal mass in the project's history.
@@ -78,6 +79,8 @@ class DeconvNetConfig(ConfigSection):
             raise ValueError(
                 f"presence_threshold (true proportion) must be in (0, 1), not {self.presence_target}"
             )
+        if self.log_prior_input and not self.nnls_prior:
+            raise ValueError("model.log_prior_input needs model.nnls_prior (the NNLS proportions it feeds)")
         if self.presence_from_nnls and not self.nnls_prior:
             raise ValueError(
                 "model.presence_from_nnls needs model.nnls_prior (the NNLS proportions it reads)"

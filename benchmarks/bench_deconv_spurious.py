@@ -16,6 +16,10 @@ Writes benchmarks/results/deconv_spurious.json from deconv_spurious_raw.npz (--r
 Not a test.
 
     nice -n 5 python benchmarks/bench_deconv_spurious.py [--reuse] [--epochs 25] [--n-train 2000]
+        [--log-prior-input] [--monitor val/loss] [--sparsity-weight 0.01] [--seed 0]
+
+Stage 1 also saves the training mixtures' presence outputs and the training history, which
+``bench_deconv_presence.py`` reads (presence-head AUC on training, validation, independent).
 """
 
 from __future__ import annotations

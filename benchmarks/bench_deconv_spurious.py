@@ -16,6 +16,10 @@ Writes benchmarks/results/deconv_spurious.json from deconv_spurious_raw.npz (--r
 Not a test.
 
     nice -n 5 python benchmarks/bench_deconv_spurious.py [--reuse] [--epochs 25] [--n-train 2000]
+        [--log-prior-input] [--monitor val/loss] [--sparsity-weight 0.01] [--seed 0]
+
+Stage 1 also saves the training mixtures' presence outputs and the training history, which
+``bench_deconv_presence.py`` reads (presence-head AUC on training, validation, independent).
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def train_and_dump(args) -> None:
             "max_epochs": args.epochs,
             "batch_size": 64,
             "lr": 0.002,
-            "monitor": "val/mae",
+            "monitor": args.monitor,
             "patience": 8,
         }
         out = d / "sparse"
@@ -97,7 +101,12 @@ def train_and_dump(args) -> None:
             d / "phase3.h5",
             d / "reference.tsv",
             "sparse",
-            {"hidden": [256, 128], "presence_from_nnls": args.presence_from_nnls},
+            {
+                "hidden": [256, 128],
+                "presence_from_nnls": args.presence_from_nnls,
+                "log_prior_input": args.log_prior_input,
+                "loss_weights": {"sparsity": args.sparsity_weight},
+            },
             train,
             0.01,
             out / "state",
@@ -133,6 +142,13 @@ def train_and_dump(args) -> None:
                 dump[f"{name}_{k}"] = v.double().numpy()
             dump[f"{name}_true"] = np.asarray(props, dtype=np.float64)
             dump[f"{name}_beta"] = np.asarray(beta, dtype=np.float32)
+        # For bench_deconv_presence.py: the training set's presence outputs (keys that do not
+        # end in "_true", so the study below skips them) and the training history.
+        fit = model.raw_outputs(torch.tensor(sets["train"].beta, dtype=torch.float32))
+        dump["fitset_presence"] = fit["presence"].double().numpy()
+        dump["fitset_nnls"] = fit["nnls"].double().numpy()
+        dump["fitset_truth"] = np.asarray(sets["train"].proportions, dtype=np.float64)
+        dump["metrics_json"] = np.asarray((out / "metrics.json").read_text())
         args.raw.parent.mkdir(exist_ok=True)
         np.savez_compressed(args.raw, **dump)
         print(f"[{time.perf_counter() - t0:.0f} s] raw outputs saved to {args.raw}", flush=True)
@@ -310,6 +326,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-solid", type=int, default=3, help="phase-3 training law: most solid tissues")
     p.add_argument("--presence-from-nnls", action="store_true", help="model.presence_from_nnls")
+    p.add_argument("--monitor", default="val/mae", help="train.monitor (best epoch, early stopping)")
+    p.add_argument("--sparsity-weight", type=float, default=0.01, help="model.loss_weights.sparsity")
+    p.add_argument("--log-prior-input", action="store_true", help="model.log_prior_input")
     p.add_argument("--raw", type=Path, default=RAW, help="raw outputs file")
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -16,8 +16,9 @@ A shared MLP trunk feeds
   (:mod:`genomelab.deconv.calibrate`), and a tissue whose NNLS proportion reaches
   ``nnls_guard`` is never masked. With ``presence_from_nnls`` the presence logits also get a
   per-tissue affine term of the log NNLS proportion (an NNLS-informed presence test that
-  training refines; issue 19: the presence head alone separated present from absent solid
-  tissues barely better than chance, AUC 0.54 on the Moss validation mixtures).
+  training refines). With ``log_prior_input`` the trunk sees those proportions on a log
+  scale balanced against the betas (issue 19: seen raw, they were drowned among thousands
+  of betas and the presence head stayed at chance for the epochs the budget allowed).
 
 ``two_stage: false`` drops the presence head, its loss terms and the mask: the plain
 proportion model that let absent tissues steal mass in the project's history.
@@ -50,6 +51,7 @@ class DeconvNetConfig(ConfigSection):
     dropout: float = from_schema("deconv.model.dropout")
     two_stage: bool = True
     nnls_prior: bool = from_schema("deconv.model.nnls_prior")
+    log_prior_input: bool = from_schema("deconv.model.log_prior_input")
     presence_threshold: float = from_schema("deconv.model.presence_threshold")
     nnls_guard: float = from_schema("deconv.model.nnls_guard")
     presence_from_nnls: bool = from_schema("deconv.model.presence_from_nnls")
@@ -77,6 +79,8 @@ class DeconvNetConfig(ConfigSection):
             raise ValueError(
                 f"presence_threshold (true proportion) must be in (0, 1), not {self.presence_target}"
             )
+        if self.log_prior_input and not self.nnls_prior:
+            raise ValueError("model.log_prior_input needs model.nnls_prior (the NNLS proportions it feeds)")
         if self.presence_from_nnls and not self.nnls_prior:
             raise ValueError(
                 "model.presence_from_nnls needs model.nnls_prior (the NNLS proportions it reads)"
@@ -180,8 +184,9 @@ class DeconvNet(nn.Module):
 
             raw = nnls_torch(self.reference, x)
             prior = (raw / raw.sum(-1, keepdim=True).clamp_min(1e-12)).to(xf.dtype)
-            z = self.trunk(torch.cat([xf, prior], dim=-1))
-            logits = torch.log(prior + self.PRIOR_FLOOR) + self.proportion_head(z)
+            log_prior = torch.log(prior + self.PRIOR_FLOOR)
+            z = self.trunk(torch.cat([xf, self._prior_features(prior, log_prior)], dim=-1))
+            logits = log_prior + self.proportion_head(z)
         else:
             z = self.trunk(xf)
             logits = self.proportion_head(z)
@@ -191,11 +196,23 @@ class DeconvNet(nn.Module):
         if self.presence_head is not None:
             out["presence_logits"] = self.presence_head(z)
             if self.nnls_presence:
-                evidence = torch.log(prior + self.PRIOR_FLOOR)
                 out["presence_logits"] = (
-                    out["presence_logits"] + self.presence_scale * evidence + self.presence_offset
+                    out["presence_logits"] + self.presence_scale * log_prior + self.presence_offset
                 )
         return out
+
+    def _prior_features(self, prior: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
+        """The NNLS proportions [B, T] as the trunk sees them. With ``log_prior_input`` on a
+        log scale mapped to [0, 1] (0 = absent, 1 = the whole sample) times sqrt(M / T), so
+        that the T of them weigh as much as the M beta inputs in the first layer (whose
+        initial weights scale with 1 / sqrt(M + T)). Issue 19: presence is decided between 0
+        and ~1 %, where the raw proportions are ~0.01 next to thousands of betas of ~0.5;
+        the trunk took ~10 epochs to find them and the presence head sat at chance."""
+        if not self.cfg.log_prior_input:
+            return prior
+        floor = float(np.log(self.PRIOR_FLOOR))
+        scale = float(np.sqrt(self.cfg.n_regions / self.cfg.n_tissues))
+        return (log_prior - floor) / -floor * scale
 
     def finalize(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """Final proportions [B, T]: the hard presence mask and renormalisation (two-stage)."""

@@ -384,32 +384,57 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
 
 
 @pytest.mark.slow
-def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run):
+def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run, tmp_path):
     # Every module's <module>_predict rule, run for real on the finished test run's models.
     # Inputs the run has already scored must give its own numbers back, and nothing of the run
     # may change (the predict outputs live in their own folders).
     run = finished_run / "results" / "test"
+    # The models as a user brings them: copies outside the run, so no rule of the run owns them
+    # (other tests in this module retrain some of the run's members in place).
+    models = tmp_path / "models"
+    models.mkdir()
+    trained = {
+        "tissue": run / "tissue" / "train" / "mlp" / "model.pt",
+        "deconv": run / "deconv" / "phase3" / "sparse" / "rep0" / "model.pt",
+        "reference": run / "deconv" / "reference" / "reference.tsv",
+        "regulon": run / "regulon" / "model" / "best.pt",
+        "assoc": run / "assoc" / "entities" / "best_model.pt",
+        "featurizer": run / "assoc" / "features" / "featurizer.npz",
+        "binning": run / "binning" / "model" / "contrastive.pt",
+    }
+    copies = {name: shutil.copy2(path, models / f"{name}{path.suffix}") for name, path in trained.items()}
     with gzip.open(finished_run / "resources" / "regulon" / "genome.fna.gz", "rt") as fh:
         genome = "".join(line.strip() for line in fh if not line.startswith(">"))
-    (finished_run / "piece.fna").write_text(">piece\n" + genome[:6000] + "\n")
+    (tmp_path / "piece.fna").write_text(">piece\n" + genome[:6000] + "\n")
     predict = {
         "tissue": {"inputs": "results/test/tissue/features/region_means.h5"},
-        "deconv": {"inputs": "results/test/deconv/demo/new_samples.csv"},
-        "regulon": {"inputs": "piece.fna"},
-        "assoc": {"inputs": "tests/data/assoc/sources.tsv"},
+        "deconv": {
+            "inputs": "results/test/deconv/demo/new_samples.csv",
+            "reference": str(copies["reference"]),
+        },
+        "regulon": {"inputs": str(tmp_path / "piece.fna")},
+        "assoc": {"inputs": "tests/data/assoc/sources.tsv", "featurizer": str(copies["featurizer"])},
         "binning": {
             "inputs": "results/test/binning/data/contigs.fna.gz",
             "depth": "results/test/binning/data/depth.tsv",
         },
     }
-    (finished_run / "predict.yaml").write_text(
-        yaml.safe_dump({m: {"predict": p} for m, p in predict.items()})
-    )
+    for module in ("tissue", "deconv", "regulon", "assoc", "binning"):
+        predict[module]["model"] = str(copies[module])
+    (tmp_path / "predict.yaml").write_text(yaml.safe_dump({m: {"predict": p} for m, p in predict.items()}))
     bins = run / "binning" / "bins" / "contig_bins.tsv"
     before = bins.stat().st_mtime_ns
     rules = [f"{m}_predict" for m in predict]
     # mtime triggers only: the predict keys change no other rule's work.
-    args = ("--rerun-triggers", "mtime", "--cores", "2", "--configfile", "config/test.yaml", "predict.yaml")
+    args = (
+        "--rerun-triggers",
+        "mtime",
+        "--cores",
+        "2",
+        "--configfile",
+        "config/test.yaml",
+        str(tmp_path / "predict.yaml"),
+    )
     res = snakemake(finished_run, *rules, *args)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
     assert set(job_counts(res.stdout + res.stderr)) == set(rules), res.stderr[-3000:]

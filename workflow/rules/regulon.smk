@@ -241,7 +241,7 @@ rule regulon_evaluate:
         mem_mb=4000,
         runtime=30,
     params:
-        cfg=config_json({k: REGULON[k] for k in ("plot_bp",)}),
+        cfg=config_json({k: REGULON[k] for k in ("plot_bp", "baseline")}),
     script:
         "../scripts/run_step.py"
 

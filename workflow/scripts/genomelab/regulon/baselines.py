@@ -14,18 +14,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_write_json
-from genomelab.regulon.targets import TargetData
+from genomelab.regulon.metrics import gene_means
+from genomelab.regulon.targets import TargetData, _interval_sum, pool_expression, reverse_complement_codes
 from genomelab.regulon.tracks import empty_tracks, split_bin_mask, write_tracks
 
 logger = logging.getLogger(__name__)
 
 KMER, GC = "kmer", "gc"
+UPSTREAM = "upstream"
 
 
 @dataclass
@@ -39,6 +42,9 @@ class BaselineConfig(ConfigSection):
     ridge_alpha: float = from_schema("regulon.baseline.ridge_alpha")
     logistic_c: float = from_schema("regulon.baseline.logistic_c")
     max_train_rows: int = from_schema("regulon.baseline.max_train_rows")
+    upstream_bp: int = from_schema("regulon.baseline.upstream_bp")
+    upstream_k: int = from_schema("regulon.baseline.upstream_k")
+    upstream_alphas: list[float] = from_schema("regulon.baseline.upstream_alphas")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -49,10 +55,15 @@ class BaselineConfig(ConfigSection):
                 f"regulon.baseline.context_bp must be >= 1 and max_train_rows >= 100, not "
                 f"{self.context_bp}/{self.max_train_rows}"
             )
-        if not (self.ridge_alpha > 0 and self.logistic_c > 0):
+        if not 1 <= self.upstream_k <= 6 or self.upstream_bp < 10 or not self.upstream_alphas:
             raise ValueError(
-                f"regulon.baseline.ridge_alpha and logistic_c must be > 0, not "
-                f"{self.ridge_alpha}/{self.logistic_c}"
+                f"regulon.baseline.upstream_k must be in 1..6, upstream_bp >= 10 and upstream_alphas "
+                f"non-empty, not {self.upstream_k}/{self.upstream_bp}/{self.upstream_alphas}"
+            )
+        if not (self.ridge_alpha > 0 and self.logistic_c > 0 and min(self.upstream_alphas) > 0):
+            raise ValueError(
+                f"regulon.baseline.ridge_alpha, logistic_c and upstream_alphas must be > 0, not "
+                f"{self.ridge_alpha}/{self.logistic_c}/{self.upstream_alphas}"
             )
 
 
@@ -196,3 +207,109 @@ def run_baselines(
     write_tracks(out, tracks, data)
     atomic_write_json(info_out, info)
     return info
+
+
+def upstream_codes(
+    codes: np.ndarray, region_start: int, genes: pd.DataFrame, length: int
+) -> list[np.ndarray]:
+    """The ``length`` bp before each gene's start on its own strand, 5' to 3' of that strand.
+
+    codes: [n] of the region starting at genome coordinate ``region_start``; genes: start/end
+    (0-based, end exclusive) and strand. Plus: codes[start - length, start); minus: the reverse
+    complement of codes[end, end + length). Clipped at the region ends (shorter or empty).
+    """
+    n = codes.size
+    out = []
+    for start, end, strand in zip(
+        genes["start"].to_numpy() - region_start,
+        genes["end"].to_numpy() - region_start,
+        genes["strand"],
+        strict=True,
+    ):
+        if strand == "-":
+            lo, hi = int(np.clip(end, 0, n)), int(np.clip(end + length, 0, n))
+            out.append(reverse_complement_codes(codes[lo:hi]))
+        else:
+            lo, hi = int(np.clip(start - length, 0, n)), int(np.clip(start, 0, n))
+            out.append(codes[lo:hi])
+    return out
+
+
+def upstream_features(
+    codes: np.ndarray, region_start: int, genes: pd.DataFrame, length: int, k: int
+) -> np.ndarray:
+    """k-mer frequencies of each gene's upstream sequence: [n_genes, 4**k] float32 (rows of
+    genes at a region end with fewer than k bases are zero)."""
+    feats = np.zeros((len(genes), 4**k), dtype=np.float32)
+    for i, seq in enumerate(upstream_codes(codes, region_start, genes, length)):
+        if seq.size >= k:
+            counts = kmer_bin_counts(seq, k, seq.size)[0]
+            feats[i] = counts / max(float(counts.sum()), 1.0)
+    return feats
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def fit_upstream(
+    data: TargetData, genes: pd.DataFrame, cfg: BaselineConfig
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Ridge on upstream k-mer frequencies -> each gene's z-scored expression.
+
+    genes: the measured genes (finite ``z``). Fitted on genes whose whole body lies in training
+    windows; alpha is the grid value with the highest Pearson on validation-window genes (the
+    first grid value when no validation gene exists). Returns predictions [n_genes] for every
+    gene (the caller keeps the held-out ones) and the fit's info.
+    """
+    feats = upstream_features(data.sequence, data.region_start, genes, cfg.upstream_bp, cfg.upstream_k)
+    z = genes["z"].to_numpy(dtype=float)
+    n_res = data.expression.shape[1]
+    inside = {
+        s: np.isfinite(
+            gene_means(np.zeros((2, n_res)), genes, data, split_bin_mask(data, s, data.config.resolution_bp))
+        )
+        for s in ("train", "val")
+    }
+    train, val = inside["train"], inside["val"] & ~inside["train"]
+    if train.sum() < 3:
+        raise ValueError(f"upstream baseline: only {int(train.sum())} measured genes lie in training blocks")
+    scores = {}
+    for alpha in cfg.upstream_alphas:
+        model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(feats[train], z[train])
+        scores[alpha] = _pearson(model.predict(feats[val]), z[val]) if val.any() else float("nan")
+    finite = {a: v for a, v in scores.items() if np.isfinite(v)}
+    alpha = max(finite, key=finite.get) if finite else cfg.upstream_alphas[0]
+    model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(feats[train], z[train])
+    info = {
+        "upstream_bp": cfg.upstream_bp,
+        "k": cfg.upstream_k,
+        "alpha": float(alpha),
+        "val_pearson_per_alpha": {str(a): v for a, v in scores.items()},
+        "n_train_genes": int(train.sum()),
+        "n_val_genes": int(val.sum()),
+    }
+    logger.info("upstream baseline: alpha %g chosen on %d validation genes", alpha, int(val.sum()))
+    return model.predict(feats), info
+
+
+def gene_track(pred: np.ndarray, genes: pd.DataFrame, data: TargetData) -> dict[str, np.ndarray]:
+    """Per-gene predictions painted like the expression target (overlapping genes on a strand
+    share their mean, pooled to the resolution) -> tracks with only ``expression`` filled."""
+    n = data.region_end - data.region_start
+    tracks = empty_tracks(data)
+    expr = np.full((2, n), np.nan, dtype=np.float32)
+    for row, strand in enumerate("+-"):
+        on = (genes["strand"] == strand).to_numpy()
+        s = genes["start"].to_numpy()[on] - data.region_start
+        e = genes["end"].to_numpy()[on] - data.region_start
+        total = _interval_sum(s, e, pred[on], n)
+        count = _interval_sum(s, e, np.ones(int(on.sum())), n)
+        hit = count > 0.5
+        expr[row, hit] = (total[hit] / count[hit]).astype(np.float32)
+    tracks["expression"] = pool_expression(
+        expr, data.config.resolution_bp, data.config.expression_min_fraction
+    )
+    return tracks

@@ -141,6 +141,7 @@ def run(
         data / "data_report.json",
         out / "summary.json",
         out / "summary.md",
+        cfg["baseline"],
     )
 
 

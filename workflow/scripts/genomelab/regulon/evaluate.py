@@ -14,9 +14,10 @@ import pandas as pd
 from genomelab.diagnostics import read_results
 from genomelab.io.atomic import atomic_output
 from genomelab.io.metrics import Metrics, read_json_file, read_metrics, write_metrics
+from genomelab.regulon.baselines import BaselineConfig, fit_upstream, gene_track
 from genomelab.regulon.blocks import Heldout, block_test, paired_tests
 from genomelab.regulon.data import Normaliser, read_genes
-from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means
+from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means, regression_metrics
 from genomelab.regulon.operons import DISTANCE, DISTANCE_LL, READOUTS, OperonEvaluation
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import TRAIN_GROUP, read_tracks, split_bin_mask
@@ -124,6 +125,30 @@ def method_metrics(
         for name, t in methods.items()
     }
     return out | operons.rule_metrics(split, block)
+
+
+def upstream_name(cfg: BaselineConfig) -> str:
+    return f"{cfg.upstream_k}-mer ridge, {cfg.upstream_bp} bp upstream"
+
+
+def gene_metrics(
+    tracks: dict[str, np.ndarray],
+    pred: np.ndarray,
+    data: TargetData,
+    genes: pd.DataFrame,
+    split: str,
+    value_field: str,
+    block: int | None = None,
+) -> dict[str, float]:
+    """Expression metrics of a per-gene method (genes: measured, pred [n_genes]): per position
+    from its painted ``tracks``, per gene from ``pred`` itself on the genes wholly in ``split``
+    windows (of one ``block``), the same genes as the model's gene means."""
+    out = {k: v for k, v in evaluate_tracks(tracks, data, genes, split, value_field, block).items()}
+    out = {k: v for k, v in out.items() if k.startswith("expression_") and "_gene_" not in k}
+    mask = split_bin_mask(data, split, data.config.resolution_bp, block)
+    inside = np.isfinite(gene_means(np.zeros(data.expression.shape), genes, data, mask))
+    found = regression_metrics(np.where(inside, pred, np.nan), genes["z"].to_numpy(dtype=float))
+    return out | {f"expression_gene_{k}": v for k, v in found.items()}
 
 
 def block_metrics(
@@ -267,8 +292,13 @@ def evaluate(
     report_path: str | os.PathLike | None = None,
     summary_json: str | os.PathLike | None = None,
     summary_md: str | os.PathLike | None = None,
+    baseline_cfg: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of model and baselines on the same held-out positions, plots, bedGraph, summary."""
+    """Metrics of model and baselines on the same held-out positions, plots, bedGraph, summary.
+
+    With ``baseline_cfg`` (``regulon.baseline``) and measured genes, the per-gene upstream k-mer
+    ridge (baselines.fit_upstream) is fitted here, where the gene table is at hand, and joins
+    the expression comparison."""
     out_dir = Path(out_dir)
     data = TargetData(targets_path)
     genes = read_genes(genes_path)
@@ -282,12 +312,23 @@ def evaluate(
         # The pair readouts learn from the network's output on the training blocks.
         operons.fit_readouts(methods[MODEL]["operon"], model_tracks[TRAIN_GROUP]["operon"])
     metrics = method_metrics(methods, data, genes, split, norm.value_field, operons)
+    measured = genes[np.isfinite(genes["z"].to_numpy(dtype=float))].reset_index(drop=True)
+    upstream: dict[str, Any] = {}
+    if baseline_cfg is not None and len(measured):
+        cfg = BaselineConfig.from_dict(baseline_cfg)
+        pred, info = fit_upstream(data, measured, cfg)
+        upstream = {"name": upstream_name(cfg), "pred": pred, "tracks": gene_track(pred, measured, data)}
+        metrics[upstream["name"]] = gene_metrics(
+            upstream["tracks"], pred, data, measured, split, norm.value_field
+        )
     payload: dict[str, Any] = {
         "split": split,
         "axes": axes(data, split, norm.value_field),
         "metrics": metrics,
         "normalisation": norm.__dict__,
     }
+    if upstream:
+        payload["upstream_baseline"] = info
     if train_metrics_path is not None:
         tm = read_metrics(train_metrics_path)
         hist = tm.get("history", [])
@@ -308,9 +349,11 @@ def evaluate(
         plot_bp,
     )
     res_mask = split_bin_mask(data, split, data.config.resolution_bp)
-    measured = genes[np.isfinite(genes["z"].to_numpy(dtype=float))]
     true_gene = measured["z"].to_numpy(dtype=float)
     gene_pred = {name: gene_means(t["expression"], measured, data, res_mask) for name, t in methods.items()}
+    if upstream:
+        # Its own prediction on the genes the model's gene means cover (the same held-out genes).
+        gene_pred[upstream["name"]] = np.where(np.isfinite(gene_pred[MODEL]), upstream["pred"], np.nan)
     plot_genes(
         plots[1], {name: (gene_pred[name], true_gene) for name in (MODEL, BASELINE_NAMES["kmer"])}, split
     )
@@ -338,9 +381,16 @@ def evaluate(
             )
         notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
         held = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
-        frames = block_metrics(
-            lambda b: method_metrics(methods, data, genes, split, norm.value_field, operons, b), held
-        )
+
+        def metrics_of(b: int) -> dict[str, dict[str, float]]:
+            found = method_metrics(methods, data, genes, split, norm.value_field, operons, b)
+            if upstream:
+                found[upstream["name"]] = gene_metrics(
+                    upstream["tracks"], upstream["pred"], data, measured, split, norm.value_field, b
+                )
+            return found
+
+        frames = block_metrics(metrics_of, held)
         tests = paired_tests(
             frames,
             gene_pred,
@@ -362,6 +412,14 @@ def evaluate(
             f"expression (genes of one block are not independent), over the {len(held)} test blocks for "
             f"density and operons (smallest possible two-sided p {2.0 / 2 ** len(held):.2g})."
         )
+        if upstream:
+            notes.append(
+                f"{upstream['name']}: per gene, the {info['k']}-mer frequencies of the {info['upstream_bp']} bp "
+                "before its start on its own strand (reverse complement for minus-strand genes), ridge "
+                f"fitted on {info['n_train_genes']} training-block genes, alpha {info['alpha']:g} chosen on "
+                f"{info['n_val_genes']} validation-block genes; per-position rows paint each gene's "
+                "prediction over its body like the target."
+            )
         summary = ModuleSummary(
             "regulon",
             "regulon: E. coli sequence -> expression, gene density, operons",

@@ -116,6 +116,7 @@ def evaluate_step(smk: Any) -> None:
         smk.input.report,
         smk.output.summary,
         smk.output.summary_md,
+        cfg.get("baseline"),
     )
 
 

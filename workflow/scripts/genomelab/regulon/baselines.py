@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import atomic_write_json
-from genomelab.regulon.metrics import gene_means
+from genomelab.regulon.metrics import gene_means, regression_metrics
 from genomelab.regulon.targets import TargetData, _interval_sum, pool_expression, reverse_complement_codes
 from genomelab.regulon.tracks import empty_tracks, split_bin_mask, write_tracks
 
@@ -248,12 +248,6 @@ def upstream_features(
     return feats
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def fit_upstream(
     data: TargetData, genes: pd.DataFrame, cfg: BaselineConfig
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -279,7 +273,9 @@ def fit_upstream(
     scores = {}
     for alpha in cfg.upstream_alphas:
         model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(feats[train], z[train])
-        scores[alpha] = _pearson(model.predict(feats[val]), z[val]) if val.any() else float("nan")
+        scores[alpha] = (
+            regression_metrics(model.predict(feats[val]), z[val])["pearson"] if val.any() else float("nan")
+        )
     finite = {a: v for a, v in scores.items() if np.isfinite(v)}
     alpha = max(finite, key=finite.get) if finite else cfg.upstream_alphas[0]
     model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(feats[train], z[train])

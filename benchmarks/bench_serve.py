@@ -10,7 +10,7 @@ the same run it times the predict function alone on the validated request, the C
 query of server and client, and the CPU time of each step in this process (client encoding,
 server parse and validation, predict function, reply encoding), which a busy machine
 disturbs less than wall-clock times. Prints median and p95 per module and writes
-benchmarks/results/bench_serve_<regions>[_<members>members].json.
+benchmarks/results/bench_serve_<regions>[_<members>members][_hidden<sizes>].json.
 
 Sizes: tissue, an ensemble of 5 file-level MLPs (schema default sizes) over
 ``--tissue-regions`` regions (2,000: the simulated demo; 51,089: the ingested real panel);
@@ -20,7 +20,7 @@ binning, one 10 kb contig (demo VAE). The target is under 10 ms for tissue and a
 single-sample queries (the project history's bar was 200 ms).
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_serve.py [--repeats 200] [--tissue-regions 2000]
-        [--tissue-members 5] [--modules tissue assoc deconv regulon binning]
+        [--tissue-members 5] [--tissue-hidden 64 32] [--threads 1] [--modules tissue assoc ...]
 """
 
 from __future__ import annotations
@@ -54,10 +54,13 @@ from genomelab.train.export import save_exported  # noqa: E402
 TARGET_AIM_MS = 10.0
 
 
-def tissue_case(d: Path, n_regions: int, n_members: int, rng: np.random.Generator) -> tuple[Path, dict, dict]:
+def tissue_case(
+    d: Path, n_regions: int, n_members: int, rng: np.random.Generator, hidden: list[int] | None = None
+) -> tuple[Path, dict, dict]:
     from genomelab.tissue.models import MLPConfig, build_model
 
-    cfg = MLPConfig.from_dict(schema_defaults("tissue.mlp"))
+    # ``hidden`` None: the schema's sizes (the first layer's width is what a query pays for).
+    cfg = MLPConfig.from_dict({**schema_defaults("tissue.mlp"), **({"hidden": hidden} if hidden else {})})
     mu, sd = rng.uniform(0.2, 0.8, n_regions).astype(np.float32), np.full(n_regions, 0.2, np.float32)
     members = torch.nn.ModuleList(
         [build_model("mlp", cfg, n_regions, 8, mu, sd, 150) for _ in range(n_members)]
@@ -292,6 +295,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tissue-regions", type=int, default=2000)
     parser.add_argument("--tissue-members", type=int, default=5, help="ensemble members (schema default 5)")
+    parser.add_argument(
+        "--tissue-hidden", type=int, nargs="+", default=None, help="tissue MLP sizes (default: the schema's)"
+    )
     parser.add_argument("--modules", nargs="+", default=["tissue", "assoc", "deconv", "regulon", "binning"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -300,7 +306,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         cases = {
-            "tissue": lambda: tissue_case(d, args.tissue_regions, args.tissue_members, rng),
+            "tissue": lambda: tissue_case(
+                d, args.tissue_regions, args.tissue_members, rng, args.tissue_hidden
+            ),
             "deconv": lambda: deconv_case(d, rng),
             "assoc": lambda: assoc_case(d),
             "regulon": lambda: regulon_case(d, rng),
@@ -330,6 +338,7 @@ def main() -> None:
         "repeats": args.repeats,
         "tissue_regions": args.tissue_regions,
         "tissue_members": args.tissue_members,
+        "tissue_hidden": args.tissue_hidden or schema_defaults("tissue.mlp")["hidden"],
         "machine": platform.processor() or platform.machine(),
         # Shared machines: timings are only comparable at a similar load.
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
@@ -338,6 +347,8 @@ def main() -> None:
         "modules": results,
     }
     suffix = "" if args.tissue_members == 5 else f"_{args.tissue_members}members"
+    if args.tissue_hidden:
+        suffix += "_hidden" + "-".join(map(str, args.tissue_hidden))
     atomic_write_json(
         ROOT / "benchmarks" / "results" / f"bench_serve_{args.tissue_regions}{suffix}.json", out
     )

@@ -100,6 +100,9 @@ def main() -> None:
         help="tissue.baselines.refit_budget (default: the schema's; 0 = no refit baseline, a quicker run)",
     )
     ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument(
+        "--members", type=int, default=1, help="ensemble members per model (the workflow's tissue.ensemble)"
+    )
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument(
         "--variant",
@@ -152,15 +155,17 @@ def main() -> None:
             kind, cfg = MODELS[name]
             d = out / f"folds/{k}/{name}"
             t0 = time.perf_counter()
-            train_model(
-                kind, data, cfg, train_cfg, out / ".state" / f"{k}_{name}", d / "m0", "cpu", args.seed
-            )
+            members = [d / f"m{m}" for m in range(args.members)]
+            for m, md in enumerate(members):
+                # Seeds as the workflow's ensemble members: seed + 1000 x member.
+                seed = args.seed + 1000 * m
+                train_model(kind, data, cfg, train_cfg, out / ".state" / f"{k}_{name}_{m}", md, "cpu", seed)
             combine_members(
                 kind,
                 data,
-                [d / "m0/model.pt"],
-                [d / "m0/metrics.json"],
-                [d / "m0/diagnostics.json"],
+                [md / "model.pt" for md in members],
+                [md / "metrics.json" for md in members],
+                [md / "diagnostics.json" for md in members],
                 d,
                 cal,
                 sparsity,

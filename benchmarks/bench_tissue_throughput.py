@@ -1,0 +1,139 @@
+"""Training throughput of each tissue model at the real region count (issue 18).
+
+Every model kind is trained through the workflow's own ``train_model`` (the engine, sparse
+training, early-stopping bookkeeping and exports included) with its schema-default config,
+on a synthetic cohort of ``--samples`` samples x ``--regions`` regions (default 51,089, the
+real panel) with class-specific region means. The dataset is built once in memory; on a
+GPU the engine keeps it resident on the device. Each model runs ``--epochs`` epochs with
+patience off, and the figure is the median ``time/epoch_s`` of the epochs after the first
+(the first pays allocation and warm-up). Samples/s counts training samples per epoch.
+
+The reference measured in the same run is the masked single-layer model (the linear
+baseline of the sparsity grid): each model's epoch time is also printed as a ratio to it,
+so figures from a loaded or a quiet machine compare.
+
+    PYTHONPATH=workflow/scripts python benchmarks/bench_tissue_throughput.py \
+        [--device cpu|cuda] [--samples 320] [--regions 51089] [--epochs 3] [--threads 2]
+
+Writes ``benchmarks/results/bench_tissue_throughput_<device>.json``. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from genomelab.config_schema import fill_defaults
+from genomelab.tissue.task import TissueData
+from genomelab.tissue.training import train_model
+
+KINDS = ("masked", "mlp", "attention")
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "tissue.schema.yaml"
+
+
+def synthetic_cohort(n: int, n_regions: int, n_classes: int, seed: int) -> TissueData:
+    """``n`` samples, ``n_classes`` classes, 5% of regions class-specific, 150 calls each."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    base = rng.beta(2, 2, n_regions).astype(np.float32)
+    shift = np.zeros((n_classes, n_regions), np.float32)
+    informative = rng.choice(n_regions, max(1, n_regions // 20), replace=False)
+    shift[:, informative] = rng.normal(0, 0.2, (n_classes, len(informative)))
+    means = np.clip(base + shift[y] + rng.normal(0, 0.05, (n, n_regions)).astype(np.float32), 0, 1)
+    split = np.array(["train"] * n, dtype=object)
+    split[n * 6 // 10 : n * 8 // 10] = "val"
+    split[n * 8 // 10 :] = "test"
+    samples = np.array([f"s{i}" for i in range(n)])
+    labels = np.array([f"class{c}" for c in y])
+    return TissueData(
+        samples=samples,
+        groups=samples.copy(),
+        tissue=labels.copy(),
+        labels=labels,
+        classes=np.unique(labels),
+        y=y.astype(np.int64),
+        means=means.astype(np.float32),
+        coverage=np.full(means.shape, 150, np.uint16),
+        regions=np.array([f"r{i}" for i in range(n_regions)]),
+        n_positions=150,
+        split=split.astype(str),
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--samples", type=int, default=320)
+    ap.add_argument("--regions", type=int, default=51089)
+    ap.add_argument("--classes", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tissue = fill_defaults({}, SCHEMA)
+    train_cfg = {**tissue["train"], "max_epochs": args.epochs, "patience": args.epochs + 1}
+    data = synthetic_cohort(args.samples, args.regions, args.classes, seed=0)
+    n_train = len(data.index("train"))
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.kinds:
+            t0 = time.perf_counter()
+            train_model(
+                kind, data, tissue[kind], train_cfg, Path(tmp) / "state" / kind, Path(tmp) / kind, args.device
+            )
+            wall = time.perf_counter() - t0
+            history = json.loads((Path(tmp) / kind / "metrics.json").read_text())["history"]
+            epochs = [h["time/epoch_s"] for h in history]
+            steady = float(np.median(epochs[1:] if len(epochs) > 1 else epochs))
+            results[kind] = {
+                "config": tissue[kind],
+                "epoch_seconds": epochs,
+                "steady_epoch_s": steady,
+                "train_samples_per_s": n_train / steady,
+                "wall_s": wall,
+            }
+            print(
+                f"{kind:10s} epoch {steady:7.2f} s  {n_train / steady:8.1f} train samples/s  (run {wall:.0f} s)"
+            )
+    ref = results.get("masked", next(iter(results.values())))["steady_epoch_s"]
+    for kind, r in results.items():
+        r["epoch_time_over_masked"] = r["steady_epoch_s"] / ref
+        print(f"{kind:10s} epoch time / masked model's: {r['epoch_time_over_masked']:.1f}x")
+    out = (
+        args.out
+        or Path(__file__).parent
+        / "results"
+        / f"bench_tissue_throughput_{torch.device(args.device).type}.json"
+    )
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "tissue_training_throughput",
+                "device": args.device,
+                "threads": args.threads,
+                "samples": args.samples,
+                "train_samples": n_train,
+                "regions": args.regions,
+                "batch_size": train_cfg.get("batch_size"),
+                "torch": torch.__version__,
+                "machine": platform.machine(),
+                "load_average_1min_at_end": os.getloadavg()[0],
+                "models": results,
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -239,7 +239,9 @@ def _sequence_model(path):
     from genomelab.train.export import save_exported
 
     torch.manual_seed(0)
-    cfg = RegulonModelConfig.from_dict({"channels": 4, "n_layers": 1}, resolution_bp=16, bin_bp=128)
+    cfg = RegulonModelConfig.from_dict(
+        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=128
+    )
     save_exported(
         path, RegulonNet(cfg).eval(), kind=KIND, config=dataclasses.asdict(cfg), ids={"contigs": ["c"]},
         data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},

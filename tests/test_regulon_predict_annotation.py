@@ -97,6 +97,8 @@ def test_gene_table_for_prediction_and_its_errors(tmp_path):
     table.write_text("bnumber\tstart\tend\tstrand\tcontig\nb1\t100\t400\t+\tc1\nb2\t10\t50\t-\tc2\n")
     genes = read_genes_for_prediction(table, "c1")
     assert genes.values.tolist() == [[100, 400, "+"]]
+    with pytest.raises(FormatError, match=r"no gene on contig 'c3' \(the table has \['c1', 'c2'\]\)"):
+        read_genes_for_prediction(table, "c3")
     table.write_text("bnumber\tstart\tend\tstrand\nb1\t100\t400\t+\nb2\t60\t50\t-\n")
     with pytest.raises(FormatError, match=r"genes.tsv, line 3: gene start=.*is not 0 <= start < end"):
         read_genes_for_prediction(table)

@@ -88,7 +88,12 @@ def _gene_table(path: Path, contig: str | None) -> pd.DataFrame:
         )
     for col in ("contig", "seqid"):
         if contig is not None and col in table.columns:
+            names = sorted(set(table[col].astype(str)))
             table = table[table[col].astype(str) == contig]
+            if table.empty:
+                raise FormatError(path, f"no gene on {col} {contig!r} (the table has {names[:5]})")
+    if table.empty:
+        raise FormatError(path, "the gene table has no rows")
     starts = pd.to_numeric(table["start"], errors="coerce")
     ends = pd.to_numeric(table["end"], errors="coerce")
     bad = ~(

@@ -308,7 +308,20 @@ if REGULON["enabled"]:
 
 
 # Tracks of the three heads over a new sequence (genomelab predict regulon): only when
-# regulon.predict.inputs names a FASTA.
+# regulon.predict.inputs names a FASTA. A network with annotation inputs needs the genes of
+# that FASTA (regulon.predict.annotation); for this run's own network that is known now.
+REGULON_PREDICT_ANNOTATION = [REGULON["predict"]["annotation"]] if REGULON["predict"]["annotation"] else []
+if (
+    REGULON["predict"]["inputs"]
+    and not REGULON["predict"]["model"]
+    and REGULON["model"]["inputs"] == "sequence+annotation"
+    and not REGULON_PREDICT_ANNOTATION
+):
+    raise ValueError(
+        "regulon.predict.annotation is empty, but this run's network reads gene-annotation "
+        "channels (regulon.model.inputs: sequence+annotation): name the genes of "
+        "regulon.predict.inputs (GFF3, or a gene table such as results/<run>/regulon/data/genes.tsv)"
+    )
 if REGULON["predict"]["inputs"]:
 
     rule regulon_predict:
@@ -320,6 +333,7 @@ if REGULON["predict"]["inputs"]:
                 else f"{REGULON_OUT}/folds/0/model/best.pt"
             ),
             inputs=REGULON["predict"]["inputs"],
+            annotation=REGULON_PREDICT_ANNOTATION,
         output:
             tracks=expand(
                 f"{REGULON_OUT}/predict/{{head}}.{{strand}}.bedGraph",

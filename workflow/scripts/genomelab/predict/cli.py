@@ -74,7 +74,7 @@ def _assoc(a: argparse.Namespace, out: Path) -> None:
 def _regulon(a: argparse.Namespace, out: Path) -> None:
     from genomelab.predict.regulon import predict_files
 
-    predict_files(a.model, a.inputs, out, region=a.region or None, device=a.device)
+    predict_files(a.model, a.inputs, out, region=a.region or None, device=a.device, annotation=a.annotation)
 
 
 def _binning(a: argparse.Namespace, out: Path) -> None:
@@ -132,6 +132,13 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
         p.add_argument("--known-links", help="links TSV, to mark known pairs")
     elif module == "regulon":
         p.add_argument("--region", help="contig or contig:start-end (default: the first record, whole)")
+        p.add_argument(
+            "--gff",
+            "--annotation",
+            dest="annotation",
+            help="genes of the FASTA (GFF3, or a gene table like the run's data/genes.tsv): "
+            "required by models trained with regulon.model.inputs: sequence+annotation, refused by others",
+        )
     elif module == "binning":
         p.add_argument("--depth", help="MetaBAT depth table of the assembly")
         p.add_argument("--min-length", type=int, help="binning.features.min_length")

@@ -8,6 +8,15 @@ window ending at the region's last whole bin (it overwrites the overlap); less t
 at the end is not scored. Predictions are averaged
 with the reverse complement (:meth:`RegulonNet.predict`) and written as bedGraph, one file
 per head and strand (sorted, non-overlapping intervals: ready for ``bedGraphToBigWig``).
+
+A model trained with ``regulon.model.inputs: sequence+annotation`` also reads six per-bp
+gene-annotation channels (:mod:`genomelab.regulon.features`). Prediction builds them with the
+function training used (:func:`~genomelab.regulon.features.annotation_track`, over the
+region in contig coordinates) from the genes the user gives: a GFF3 file
+(:func:`genomelab.io.gff.read_gff3_loci`: genes, pseudogenes and the CDS no gene owns, of the
+FASTA record's seqid) or a gene table in the layout the workflow writes (``genes.tsv``:
+0-based half-open start, end, strand). Such a model refuses to predict without genes, and a
+sequence-only model refuses genes (it would silently ignore them).
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
+from genomelab.io.errors import FormatError
 from genomelab.train.device import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -29,6 +40,19 @@ logger = logging.getLogger(__name__)
 HEADS = ("expression", "density", "operon")
 STRANDS = ("plus", "minus")
 _REGION = re.compile(r"^(?P<contig>[^:]+)(:(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
+
+
+# Columns every gene table needs (the workflow's genes.tsv has them, and more).
+GENE_TABLE_COLUMNS = ("start", "end", "strand")
+NEEDS_GENES = (
+    "this regulon model reads gene-annotation channels (regulon.model.inputs: "
+    "sequence+annotation): give the genes of the sequence (--gff GFF3 or gene table, "
+    "regulon.predict.annotation, or the request's 'genes')"
+)
+REFUSES_GENES = (
+    "this regulon model reads the sequence only (regulon.model.inputs: sequence) and would "
+    "ignore the genes given: leave them out, or use a model trained with sequence+annotation"
+)
 
 
 @dataclass
@@ -41,6 +65,65 @@ class RegulonTracks:
     tracks: dict[str, np.ndarray]
     steps: dict[str, int]
     n_unknown_bases: int
+    n_genes: int | None = None
+
+
+def _is_gff(path: Path) -> bool:
+    from genomelab.io.streams import open_text
+
+    if path.name.lower().removesuffix(".gz").endswith((".gff", ".gff3")):
+        return True
+    with open_text(path) as fh:
+        return fh.readline().startswith("##gff-version")
+
+
+def _gene_table(path: Path, contig: str | None) -> pd.DataFrame:
+    """start, end, strand of a tab-separated gene table (0-based half-open, as ``genes.tsv``);
+    rows of other contigs left out when it has a ``contig`` or ``seqid`` column."""
+    table = pd.read_csv(path, sep="\t", comment=None, dtype={"strand": str}, keep_default_na=False)
+    missing = [c for c in GENE_TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise FormatError(
+            path, f"not GFF3 and no gene-table columns {missing} (a header with start, end, strand)"
+        )
+    for col in ("contig", "seqid"):
+        if contig is not None and col in table.columns:
+            names = sorted(set(table[col].astype(str)))
+            table = table[table[col].astype(str) == contig]
+            if table.empty:
+                raise FormatError(path, f"no gene on {col} {contig!r} (the table has {names[:5]})")
+    if table.empty:
+        raise FormatError(path, "the gene table has no rows")
+    starts = pd.to_numeric(table["start"], errors="coerce")
+    ends = pd.to_numeric(table["end"], errors="coerce")
+    bad = ~(
+        starts.notna() & ends.notna() & (starts >= 0) & (ends > starts) & table["strand"].isin(["+", "-"])
+    )
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        row = table.iloc[i]
+        raise FormatError(
+            path,
+            f"gene start={row['start']!r} end={row['end']!r} strand={row['strand']!r} is not "
+            "0 <= start < end with strand + or -",
+            int(table.index[i]) + 2,  # the header is line 1
+        )
+    return pd.DataFrame(
+        {"start": starts.astype("int64"), "end": ends.astype("int64"), "strand": table["strand"]}
+    ).reset_index(drop=True)
+
+
+def read_genes_for_prediction(path: str | os.PathLike, contig: str | None = None) -> pd.DataFrame:
+    """Genes (start, end: 0-based half-open; strand '+'/'-') of ``contig`` from a GFF3 file or
+    a gene table (detected by the name .gff/.gff3 or a ``##gff-version`` first line)."""
+    from genomelab.io.gff import read_gff3_loci
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"gene annotation {path} does not exist")
+    if _is_gff(path):
+        return read_gff3_loci(path, contig)[["start", "end", "strand"]]
+    return _gene_table(path, contig)
 
 
 def parse_region(text: str) -> tuple[str, int | None, int | None]:
@@ -77,6 +160,14 @@ class RegulonPredictor:
         self.window_bp = int(targets["window_bp"])
         self.resolution_bp = int(self.model.config.resolution_bp)
         self.bin_bp = int(self.model.config.bin_bp)
+        self.uses_annotation = bool(self.model.uses_annotation)
+
+    def check_genes(self, given: bool) -> None:
+        """Genes given exactly when the model reads annotation channels (else ValueError)."""
+        if self.uses_annotation and not given:
+            raise ValueError(f"{self.path}: {NEEDS_GENES}")
+        if not self.uses_annotation and given:
+            raise ValueError(f"{self.path}: {REFUSES_GENES}")
 
     def window_starts(self, start: int, end: int) -> tuple[np.ndarray, int]:
         """Window starts over ``[start, end)`` and the window length (``window_bp``, or the
@@ -94,21 +185,49 @@ class RegulonPredictor:
             starts.append(start + length - self.window_bp)  # on the bin grid: both are multiples
         return np.asarray(starts), self.window_bp
 
-    def predict_codes(
-        self, codes: np.ndarray, contig: str, start: int = 0, batch_size: int = 64
-    ) -> RegulonTracks:
-        """Tracks of the three heads over codes [L] (the region starts at ``start``; a tail
-        shorter than ``bin_bp`` is not scored, so the tracks end at a whole bin)."""
-        from genomelab.regulon.training import predict_windows
+    def window_inputs(
+        self, codes: np.ndarray, start: int, genes: pd.DataFrame | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Window starts [n], codes [n, W] and packed annotation [n, W] (None without
+        ``genes``) of the region ``[start, start + len(codes))``: the network's inputs."""
+        from genomelab.regulon.features import annotation_track
 
         starts, length = self.window_starts(start, start + len(codes))
+        index = (starts - start)[:, None] + np.arange(length)
+        annotation = None
+        if genes is not None:
+            # The region's track, then cut into windows: as training cuts its region's track.
+            annotation = annotation_track(genes, start, start + len(codes))[index]
+        return starts, codes[index], annotation
+
+    def predict_codes(
+        self,
+        codes: np.ndarray,
+        contig: str,
+        start: int = 0,
+        batch_size: int = 64,
+        genes: pd.DataFrame | None = None,
+    ) -> RegulonTracks:
+        """Tracks of the three heads over codes [L] (the region starts at ``start``; a tail
+        shorter than ``bin_bp`` is not scored, so the tracks end at a whole bin).
+
+        ``genes`` (start, end, strand in contig coordinates): required by, and only by, a
+        model with annotation inputs; the channels are those training built for the same bp."""
+        from genomelab.regulon.training import predict_windows
+
+        self.check_genes(genes is not None)
+        starts, windows, annotation = self.window_inputs(codes, start, genes)
         end = start + len(codes) // self.bin_bp * self.bin_bp
         if end < start + len(codes):
             logger.info(
                 "%s: the last %d bp (less than a bin) are not scored", contig, start + len(codes) - end
             )
-        windows = codes[(starts - start)[:, None] + np.arange(length)]
-        pred = predict_windows(self.model, torch.from_numpy(np.ascontiguousarray(windows)), batch_size)
+        pred = predict_windows(
+            self.model,
+            torch.from_numpy(np.ascontiguousarray(windows)),
+            batch_size,
+            annotation=None if annotation is None else torch.from_numpy(np.ascontiguousarray(annotation)),
+        )
         steps = {"expression": self.resolution_bp, "operon": self.resolution_bp, "density": self.bin_bp}
         tracks = {}
         for head, step in steps.items():
@@ -118,11 +237,20 @@ class RegulonPredictor:
                 track[:, first : first + pred[head].shape[-1]] = pred[head][i]
             tracks[head] = track
         n_unknown = int((codes == 4).sum())
-        return RegulonTracks(contig, start, end, tracks, steps, n_unknown)
+        n_genes = None if genes is None else int(((genes["end"] > start) & (genes["start"] < end)).sum())
+        return RegulonTracks(contig, start, end, tracks, steps, n_unknown, n_genes)
 
-    def predict_fasta(self, fasta: str | os.PathLike, region: str | None = None) -> RegulonTracks:
-        """Tracks over ``region`` (``contig[:start-end]``) of ``fasta``, or its first record."""
+    def predict_fasta(
+        self,
+        fasta: str | os.PathLike,
+        region: str | None = None,
+        annotation: str | os.PathLike | None = None,
+    ) -> RegulonTracks:
+        """Tracks over ``region`` (``contig[:start-end]``) of ``fasta``, or its first record;
+        ``annotation``: GFF3 or gene table of its genes (models with annotation inputs)."""
         from genomelab.regulon.targets import read_genome
+
+        self.check_genes(annotation is not None)
 
         contig, start, end = parse_region(region) if region else (None, None, None)
         name, codes = read_genome(fasta, contig)
@@ -130,7 +258,8 @@ class RegulonPredictor:
         end = len(codes) if end is None else end
         if not 0 <= start < end <= len(codes):
             raise ValueError(f"{fasta}: region {name}:{start}-{end} is outside the record's {len(codes)} bp")
-        return self.predict_codes(codes[start:end], name, start)
+        genes = None if annotation is None else read_genes_for_prediction(annotation, name)
+        return self.predict_codes(codes[start:end], name, start, genes=genes)
 
 
 def write_bedgraphs(tracks: RegulonTracks, out_dir: str | os.PathLike) -> dict[str, str]:
@@ -161,10 +290,12 @@ def predict_files(
     out_dir: str | os.PathLike,
     region: str | None = None,
     device: str = "cpu",
+    annotation: str | os.PathLike | None = None,
 ) -> dict[str, str]:
-    """bedGraph tracks (and ``tracks.json``: region, steps, files) of ``fasta``'s ``region``."""
+    """bedGraph tracks (and ``tracks.json``: region, steps, files, genes) of ``fasta``'s
+    ``region``; ``annotation``: GFF3 or gene table, for models with annotation inputs."""
     predictor = RegulonPredictor(model, device)
-    tracks = predictor.predict_fasta(fasta, region)
+    tracks = predictor.predict_fasta(fasta, region, annotation)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     paths = write_bedgraphs(tracks, out_dir)
     atomic_write_json(
@@ -176,6 +307,8 @@ def predict_files(
             "end": tracks.end,
             "steps_bp": tracks.steps,
             "n_unknown_bases": tracks.n_unknown_bases,
+            "annotation": None if annotation is None else str(annotation),
+            "n_genes_in_region": tracks.n_genes,
             "files": paths,
         },
     )

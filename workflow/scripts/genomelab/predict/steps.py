@@ -58,12 +58,14 @@ def assoc_step(smk: Any) -> None:
 def regulon_step(smk: Any) -> None:
     from genomelab.predict.regulon import predict_files
 
+    p = param(smk, "predict")
     predict_files(
         smk.input.model,
         smk.input.inputs,
         Path(smk.output.json).parent,
-        region=param(smk, "predict")["region"] or None,
+        region=p["region"] or None,
         device=smk.params.device,
+        annotation=p["annotation"] or None,
     )
 
 

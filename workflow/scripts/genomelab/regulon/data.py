@@ -184,24 +184,22 @@ def operon_confidence(operon: dict[str, Any]) -> str | None:
 
 
 def _gff_genes(path: Path, no_tag: list[str]) -> list[tuple[str, str, int, int, str]]:
-    """Gene rows of a GFF3 file; genes without a ``locus_tag`` are appended to ``no_tag``."""
+    """Gene rows of a GFF3 file; genes without a ``locus_tag`` are appended to ``no_tag``.
+
+    Rows are parsed and checked by :func:`genomelab.io.gff.iter_gff3`, the reader that
+    ``genomelab predict regulon --gff`` uses too, so both see the same coordinates.
+    """
+    from genomelab.io.gff import GENE_TYPES, iter_gff3
+
     rows = []
-    with open_text(path) as fh:
-        for line in fh:
-            if line.startswith("#") or not line.strip():
-                continue
-            cols = line.rstrip("\r\n").split("\t")
-            if len(cols) != 9:
-                raise ValueError(f"annotation file {path}: GFF line with {len(cols)} columns, not 9")
-            if cols[2] not in ("gene", "pseudogene"):
-                continue
-            attrs = dict(kv.split("=", 1) for kv in cols[8].split(";") if "=" in kv)
-            if "locus_tag" not in attrs:
-                no_tag.append(attrs.get("ID", attrs.get("Name", cols[3])))
-                continue
-            rows.append(
-                (attrs["locus_tag"], attrs.get("Name", ""), int(cols[3]) - 1, int(cols[4]), _strand(cols[6]))
-            )
+    for f in iter_gff3(path):
+        if f.type not in GENE_TYPES:
+            continue
+        attrs = f.attributes
+        if "locus_tag" not in attrs:
+            no_tag.append(attrs.get("ID", attrs.get("Name", str(f.start + 1))))
+            continue
+        rows.append((attrs["locus_tag"], attrs.get("Name", ""), f.start, f.end, f.strand))
     return rows
 
 

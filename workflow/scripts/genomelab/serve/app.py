@@ -20,7 +20,7 @@ import binascii
 import logging
 import math
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -186,10 +186,41 @@ class AssocRequest(_Strict):
     top_k: int = Field(10, ge=1)
 
 
+class RegulonGene(_Strict):
+    # Relative to the request's sequence: 0-based half-open, so [0, len) is all of it; a
+    # gene may reach past either end (its flags are clipped, as training clips windows).
+    start: int
+    end: int
+    strand: Literal["+", "-"]
+
+    @model_validator(mode="after")
+    def _span(self) -> "RegulonGene":
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be above start ({self.start}): 0-based, half-open")
+        return self
+
+
 class RegulonRequest(_Strict):
     sequence: str = Field(min_length=1, pattern="^[ACGTNacgtn]+$")
     contig: str = "query"
     start: int = Field(0, ge=0)
+    genes: list[RegulonGene] | None = Field(
+        None,
+        description="genes of the sequence, relative to it (0-based half-open start, end; strand): "
+        "required by models trained with regulon.model.inputs sequence+annotation, refused by others",
+    )
+
+    @model_validator(mode="after")
+    def _genes_overlap(self) -> "RegulonRequest":
+        # A gene outside the sequence changes nothing: most likely contig coordinates sent
+        # where coordinates relative to the sequence are expected.
+        for i, g in enumerate(self.genes or ()):
+            if g.end <= 0 or g.start >= len(self.sequence):
+                raise ValueError(
+                    f"genes.{i}: [{g.start}, {g.end}) lies outside the sequence [0, {len(self.sequence)}); "
+                    "gene coordinates are relative to the sequence"
+                )
+        return self
 
 
 class BinningContig(_Strict):
@@ -318,7 +349,22 @@ class _Regulon:
     def __call__(self, req: RegulonRequest) -> dict[str, Any]:
         from genomelab.predict.regulon import encode
 
-        t = self.p.predict_codes(encode(req.sequence), req.contig, req.start)
+        genes = None
+        if req.genes is not None:
+            import pandas as pd
+
+            genes = pd.DataFrame(
+                {
+                    "start": [g.start + req.start for g in req.genes],
+                    "end": [g.end + req.start for g in req.genes],
+                    "strand": [g.strand for g in req.genes],
+                }
+            )
+        try:
+            self.p.check_genes(genes is not None)
+        except ValueError as exc:
+            raise ValueError(f"genes: {exc}") from None  # 422 naming the field to fix
+        t = self.p.predict_codes(encode(req.sequence), req.contig, req.start, genes=genes)
         tracks = {
             head: {
                 "step_bp": t.steps[head],

@@ -1,0 +1,336 @@
+"""Predicting with a regulon network that reads gene-annotation channels: GFF3 and gene-table
+genes in, the channels training built for the same bp, the predictions training made there,
+and the server taking genes with the sequence."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from genomelab.cli import main
+from genomelab.io.errors import FormatError
+from genomelab.io.gff import read_gff3_loci
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+GFF_HEAD = "##gff-version 3\n##sequence-region c1 1 5000\n"
+
+
+def _write(path, rows: list[str], head: str = GFF_HEAD):
+    path.write_text(head + "\n".join(rows) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------ GFF3 reader
+def test_gff_loci_count_a_gene_and_its_cds_once(tmp_path, caplog):
+    gff = _write(
+        tmp_path / "a.gff3",
+        [
+            "c1\tRefSeq\tregion\t1\t5000\t.\t+\t.\tID=c1",
+            "c1\tRefSeq\tgene\t101\t400\t.\t+\t.\tID=gene-b1;Name=aaaA;locus_tag=b1",
+            "c1\tRefSeq\tCDS\t101\t397\t.\t+\t0\tID=cds-b1;Parent=gene-b1",
+            # gene -> mRNA -> CDS, with the CDS listed before its mRNA: one locus.
+            "c1\tx\tgene\t501\t900\t.\t-\t.\tID=g2;Name=b%3Bc",
+            "c1\tx\tCDS\t510\t890\t.\t-\t0\tID=cds2;Parent=tx2",
+            "c1\tx\tmRNA\t501\t900\t.\t-\t.\tID=tx2;Parent=g2",
+            "c1\tx\tpseudogene\t1001\t1100\t.\t+\t.\tID=p3;locus_tag=b3",
+            # A CDS in two segments (one ID) with no gene: one locus spanning both.
+            "c1\tProdigal\tCDS\t2001\t2100\t.\t+\t0\tID=orf4",
+            "c1\tProdigal\tCDS\t2150\t2300\t.\t+\t2\tID=orf4",
+            "c1\tProdigal\tCDS\t3001\t3300\t.\t-\t0\tID=orf5;Parent=missing",
+            "c1\tx\tgene\t3501\t3600\t.\t.\t.\tID=nostrand",
+            "c2\tx\tgene\t11\t20\t.\t+\t.\tID=other",
+            "##FASTA",
+            ">c1",
+            "ACGT",
+        ],
+    )
+    with caplog.at_level("WARNING"):
+        loci = read_gff3_loci(gff, "c1")
+    assert loci[["id", "start", "end", "strand"]].values.tolist() == [
+        ["gene-b1", 100, 400, "+"],
+        ["g2", 500, 900, "-"],
+        ["p3", 1000, 1100, "+"],
+        ["orf4", 2000, 2300, "+"],
+        ["orf5", 3000, 3300, "-"],
+    ]
+    assert loci["name"].tolist()[:2] == ["aaaA", "b;c"]  # percent-decoded
+    assert "1 loci dropped (no strand" in caplog.text and "nostrand" in caplog.text
+    assert read_gff3_loci(gff)["seqid"].tolist()[-1] == "c2"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("c1\tx\tgene\t101\t400\t.\t+", "7 tab-separated columns, not the 9"),
+        ("c1\tx\tgene\t1O1\t400\t.\t+\t.\tID=a", "'1O1'/'400' are not integers"),
+        ("c1\tx\tgene\t401\t100\t.\t+\t.\tID=a", "401-100 are not 1 <= start <= end"),
+        ("c1\tx\tgene\t0\t100\t.\t+\t.\tID=a", "0-100 are not 1 <= start <= end"),
+        ("c1\tx\tgene\t1\t100\t.\tforward\t.\tID=a", "strand 'forward' is not one of"),
+        ('c1\tx\tgene\t1\t100\t.\t+\t.\tgene_id "a"; transcript_id "t"', "not GFF3 tag=value"),
+    ],
+)
+def test_gff_bad_rows_name_file_and_line(tmp_path, row, message):
+    gff = _write(tmp_path / "bad.gff3", ["c1\tx\tgene\t1\t10\t.\t+\t.\tID=ok", row])
+    with pytest.raises(FormatError, match=message) as err:
+        read_gff3_loci(gff)
+    assert err.value.line == 4 and str(err.value).startswith(f"{gff}, line 4: ")
+
+
+def test_gff_without_loci_of_the_contig_names_what_it_has(tmp_path):
+    gff = _write(tmp_path / "a.gff3", ["chrX\tx\tgene\t1\t10\t.\t+\t.\tID=a"])
+    with pytest.raises(FormatError, match=r"no gene, pseudogene or CDS feature on seqid 'c1' .*\['chrX'\]"):
+        read_gff3_loci(gff, "c1")
+    with pytest.raises(FileNotFoundError, match="nope.gff3"):
+        read_gff3_loci(tmp_path / "nope.gff3")
+
+
+def test_gene_table_for_prediction_and_its_errors(tmp_path):
+    from genomelab.predict.regulon import read_genes_for_prediction
+
+    table = tmp_path / "genes.tsv"
+    table.write_text("bnumber\tstart\tend\tstrand\tcontig\nb1\t100\t400\t+\tc1\nb2\t10\t50\t-\tc2\n")
+    genes = read_genes_for_prediction(table, "c1")
+    assert genes.values.tolist() == [[100, 400, "+"]]
+    with pytest.raises(FormatError, match=r"no gene on contig 'c3' \(the table has \['c1', 'c2'\]\)"):
+        read_genes_for_prediction(table, "c3")
+    table.write_text("bnumber\tstart\tend\tstrand\nb1\t100\t400\t+\nb2\t60\t50\t-\n")
+    with pytest.raises(FormatError, match=r"genes.tsv, line 3: gene start=.*is not 0 <= start < end"):
+        read_genes_for_prediction(table)
+    table.write_text("bnumber\tleft\tright\n")
+    with pytest.raises(FormatError, match=r"no gene-table columns \['start', 'end', 'strand'\]"):
+        read_genes_for_prediction(table)
+    # A GFF3 without the usual extension is known by its first line.
+    gff = _write(tmp_path / "genes.txt", ["c1\tx\tgene\t101\t400\t.\t-\t.\tID=a"])
+    assert read_genes_for_prediction(gff, "c1").values.tolist() == [[100, 400, "-"]]
+
+
+# ----------------------------------------------------------- a synthetic genome, trained on
+def _gff_of(genes: pd.DataFrame, contig: str) -> str:
+    """NCBI-style GFF3 of a gene table: gene + CDS (Parent) rows; every third gene through
+    an mRNA, every seventh a pseudogene without CDS."""
+    rows = [f"{contig}\tRefSeq\tregion\t1\t99999999\t.\t+\t.\tID={contig}"]
+    for i, g in enumerate(genes.itertuples(index=False)):
+        left, right, b = g.start + 1, g.end, g.bnumber
+        kind = "pseudogene" if i % 7 == 3 else "gene"
+        rows.append(f"{contig}\tRefSeq\t{kind}\t{left}\t{right}\t.\t{g.strand}\t.\tID=gene-{b};locus_tag={b}")
+        if kind == "pseudogene":
+            continue
+        parent = f"gene-{b}"
+        if i % 3 == 0:
+            rows.append(
+                f"{contig}\tRefSeq\tmRNA\t{left}\t{right}\t.\t{g.strand}\t.\tID=rna-{b};Parent={parent}"
+            )
+            parent = f"rna-{b}"
+        rows.append(
+            f"{contig}\tRefSeq\tCDS\t{left}\t{right - 3}\t.\t{g.strand}\t0\tID=cds-{b};Parent={parent}"
+        )
+    return GFF_HEAD + "\n".join(rows) + "\n"
+
+
+@pytest.fixture(scope="module")
+def annotated_run(tmp_path_factory):
+    """A synthetic genome whose genes come from a GFF3 (regulon.annotation), targets over it,
+    and a sequence+annotation network trained one epoch on them."""
+    from genomelab.regulon import data as rdata
+    from genomelab.regulon import targets as rtargets
+    from genomelab.regulon import training as rtraining
+    from genomelab.regulon.bsonio import Source
+    from genomelab.regulon.synthetic import make_synthetic
+    from genomelab.train.engine import TrainConfig
+
+    root = tmp_path_factory.mktemp("regulon_annotation")
+    paths = make_synthetic(root / "in", n_bp=61_440, seed=2)
+    first = root / "first"
+    files = [first / n for n in ("genes.tsv", "operons.tsv", "norm.json", "report.json")]
+    rdata.process(Source(paths["dump"]), paths["genome"], *files)
+    gff = root / "genes.gff3"
+    gff.write_text(_gff_of(rdata.read_genes(first / "genes.tsv"), "synth1"))
+    d = root / "data"
+    files = [d / n for n in ("genes.tsv", "operons.tsv", "norm.json", "report.json")]
+    rdata.process(Source(paths["dump"]), paths["genome"], *files, annotation=gff)
+    targets = {"block_bp": 6144, "window_bp": 2048, "stride_bp": 1024}
+    rtargets.make_targets(d / "genes.tsv", d / "operons.tsv", paths["genome"], targets, d / "t.h5", seed=3)
+    run = root / "run"
+    model = {"channels": 8, "n_layers": 2, "inputs": "sequence+annotation"}
+    rtraining.train(
+        d / "t.h5", rtraining.model_config(model, targets),
+        TrainConfig(max_epochs=1, batch_size=16, seed=5), run / "state", run / "best.pt",
+        run / "m.json", run / "tb", run / "p.h5", "cpu",
+    )  # fmt: skip
+    return {
+        "genome": paths["genome"],
+        "gff": gff,
+        "genes": d / "genes.tsv",
+        "targets": d / "t.h5",
+        "run": run,
+    }
+
+
+def test_channels_from_gff_and_gene_table_equal_training(annotated_run):
+    from genomelab.predict.regulon import RegulonPredictor, read_genes_for_prediction
+    from genomelab.regulon.targets import TargetData, read_genome
+
+    data = TargetData(annotated_run["targets"])
+    assert data.annotation.any()
+    predictor = RegulonPredictor(annotated_run["run"] / "best.pt")
+    _, codes = read_genome(annotated_run["genome"])
+    test = data.tensors("test")
+    for source in ("gff", "genes"):
+        genes = read_genes_for_prediction(annotated_run[source], data.contig)
+        # The whole targeted region, bit for bit ...
+        starts, _, ann = predictor.window_inputs(
+            codes[data.region_start : data.region_end], data.region_start, genes
+        )
+        for s, flags in zip(starts - data.region_start, ann, strict=True):
+            np.testing.assert_array_equal(flags, data.annotation[s : s + flags.size])
+        assert starts[-1] + ann.shape[1] == data.region_end
+        # ... and each test window as training gathered it, predicted alone.
+        for s, want, want_codes in zip(test.starts[:3], test.annotation, test.codes, strict=False):
+            starts, windows, ann = predictor.window_inputs(codes[s : s + 2048], int(s), genes)
+            assert starts.tolist() == [s]
+            np.testing.assert_array_equal(ann[0], want)
+            np.testing.assert_array_equal(windows[0], want_codes)
+
+
+def test_saved_annotation_model_predicts_what_training_predicted(annotated_run, tmp_path, capfd):
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.regulon.targets import TargetData
+    from genomelab.regulon.tracks import read_tracks
+
+    data = TargetData(annotated_run["targets"])
+    windows = data.split_windows("test")
+    block = windows[windows["block"] == windows["block"].iloc[0]]
+    start, end = int(block["start"].min()), int(block["start"].max()) + 2048
+    region = f"{data.contig}:{start}-{end}"
+    model = annotated_run["run"] / "best.pt"
+    saved = read_tracks(annotated_run["run"] / "p.h5")["model"]
+    predictor = RegulonPredictor(model)
+    assert predictor.uses_annotation
+    for source in ("gff", "genes"):
+        tracks = predictor.predict_fasta(annotated_run["genome"], region, annotated_run[source])
+        for head, step in tracks.steps.items():
+            a, b = (start - data.region_start) // step, (end - data.region_start) // step
+            np.testing.assert_allclose(tracks.tracks[head], saved[head][:, a:b], rtol=1e-5, atol=1e-6)
+    # The annotation is read: without it the same windows predict otherwise.
+    plain = predictor.predict_codes(
+        data.sequence[start - data.region_start : end - data.region_start], data.contig, start,
+        genes=pd.DataFrame({"start": [0], "end": [1], "strand": ["+"]}),
+    )  # fmt: skip
+    assert not np.allclose(plain.tracks["operon"], tracks.tracks["operon"], atol=1e-4)
+
+    args = ["predict", "regulon", "--model", str(model), "--inputs", str(annotated_run["genome"])]
+    out = tmp_path / "cli"
+    assert main([*args, "--region", region, "--gff", str(annotated_run["gff"]), "--out", str(out)]) == 0
+    meta = json.loads((out / "tracks.json").read_text())
+    assert meta["annotation"] == str(annotated_run["gff"]) and meta["n_genes_in_region"] > 0
+    line = (out / "operon.minus.bedGraph").read_text().splitlines()[1].split("\t")
+    assert float(line[3]) == pytest.approx(float(tracks.tracks["operon"][1, 0]), rel=1e-5)
+    assert main([*args, "--region", region, "--out", str(tmp_path / "none")]) == 2
+    assert re.search(r"sequence\+annotation\): give the genes .*--gff", capfd.readouterr().err)
+
+
+def _sequence_model(path):
+    from genomelab.regulon.model import RegulonModelConfig, RegulonNet
+    from genomelab.regulon.training import KIND
+    from genomelab.train.export import save_exported
+
+    torch.manual_seed(0)
+    cfg = RegulonModelConfig.from_dict(
+        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=128
+    )
+    save_exported(
+        path, RegulonNet(cfg).eval(), kind=KIND, config=dataclasses.asdict(cfg), ids={"contigs": ["c"]},
+        data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},
+    )  # fmt: skip
+    return path
+
+
+def test_sequence_model_refuses_genes(annotated_run, tmp_path, capfd):
+    from genomelab.predict.regulon import RegulonPredictor
+
+    model = _sequence_model(tmp_path / "seq.pt")
+    with pytest.raises(ValueError, match="reads the sequence only .* would ignore the genes"):
+        RegulonPredictor(model).predict_fasta(annotated_run["genome"], "synth1:0-1024", annotated_run["gff"])
+    args = ["predict", "regulon", "--model", str(model), "--inputs", str(annotated_run["genome"])]
+    assert main([*args, "--annotation", str(annotated_run["genes"]), "--out", str(tmp_path / "o")]) == 2
+    assert "would ignore the genes" in capfd.readouterr().err
+
+
+# -------------------------------------------------------------------------------- serving
+def test_server_takes_genes_relative_to_the_sequence(annotated_run, tmp_path):
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.regulon.targets import TargetData
+    from genomelab.serve.app import create_app
+    from test_serve import serving
+
+    data = TargetData(annotated_run["targets"])
+    model = annotated_run["run"] / "best.pt"
+    start = int(data.split_windows("test")["start"].iloc[0])
+    seq = "".join("ACGTN"[c] for c in data.sequence[start - data.region_start :][:3000])
+    genes = [{"start": 100, "end": 1300, "strand": "+"}, {"start": -50, "end": 60, "strand": "-"}]
+    with serving(create_app(model)) as client:
+        reply = client.post(
+            "/predict", json={"sequence": seq, "contig": "synth1", "start": start, "genes": genes}
+        )
+        missing = client.post("/predict", json={"sequence": seq})
+        bad = [
+            client.post("/predict", json={"sequence": seq, "genes": [genes[0], g]})
+            for g in (
+                {"start": 10, "end": 20, "strand": "x"},
+                {"start": 30, "end": 30, "strand": "+"},
+                {"start": start, "end": start + 900, "strand": "+"},  # contig coordinates
+                {"start": 1, "end": 5},
+            )
+        ]
+    assert reply.status_code == 200, reply.text
+    shifted = pd.DataFrame(genes).assign(start=lambda g: g["start"] + start, end=lambda g: g["end"] + start)
+    want = RegulonPredictor(model).predict_codes(
+        data.sequence[start - data.region_start :][:3000], "synth1", start, genes=shifted
+    )
+    body = reply.json()
+    assert (body["start"], body["end"]) == (start, want.end)
+    np.testing.assert_allclose(body["tracks"]["operon"]["plus"], want.tracks["operon"][0], rtol=1e-6)
+    np.testing.assert_allclose(body["tracks"]["expression"]["minus"], want.tracks["expression"][1], rtol=1e-6)
+    assert missing.status_code == 422 and missing.json()["detail"].startswith("genes: ")
+    assert "sequence+annotation" in missing.json()["detail"]
+    assert all(r.status_code == 422 for r in bad)
+    locs = [r.json()["detail"][0]["loc"] for r in bad]
+    assert locs[0] == ["body", "genes", 1, "strand"]
+    assert locs[1][:3] == ["body", "genes", 1] and "must be above start" in bad[1].json()["detail"][0]["msg"]
+    assert "genes.1: [" in bad[2].json()["detail"][0]["msg"] and "relative to the sequence" in bad[2].text
+    assert locs[3] == ["body", "genes", 1, "strand"]  # a required field left out
+
+    with serving(create_app(_sequence_model(tmp_path / "seq.pt"))) as client:
+        refused = client.post("/predict", json={"sequence": seq[:600], "genes": genes[:1]})
+        plain = client.post("/predict", json={"sequence": seq[:600]})
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("genes: ")
+    assert plain.status_code == 200
+
+
+def test_regulon_predict_rule_step_passes_the_annotation(annotated_run, tmp_path):
+    from types import SimpleNamespace
+
+    from genomelab.config import schema_defaults
+    from genomelab.predict.steps import regulon_step
+
+    section = schema_defaults("regulon.predict")
+    assert section["annotation"] == ""  # documented default: none
+    section |= {"inputs": str(annotated_run["genome"]), "region": "synth1:2048-6144"}
+    out = tmp_path / "predict" / "tracks.json"
+    smk = SimpleNamespace(
+        input=SimpleNamespace(model=str(annotated_run["run"] / "best.pt"), inputs=section["inputs"]),
+        output=SimpleNamespace(json=str(out)),
+        params=SimpleNamespace(predict=json.dumps(section), device="cpu"),
+    )
+    with pytest.raises(ValueError, match="give the genes"):
+        regulon_step(smk)
+    smk.params.predict = json.dumps(section | {"annotation": str(annotated_run["genes"])})
+    regulon_step(smk)
+    meta = json.loads(out.read_text())
+    assert meta["annotation"] == str(annotated_run["genes"]) and (meta["start"], meta["end"]) == (2048, 6144)

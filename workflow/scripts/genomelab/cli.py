@@ -10,8 +10,8 @@ Examples::
     genomelab versions --out versions.json
     genomelab report --configfile my.yaml     (results/<run>/report.html, opening on the summary)
     genomelab restore --configfile my.yaml    (the last good outputs a failed rerun deleted)
-    genomelab predict tissue --model results/demo/tissue/train/mlp/model.pt --inputs new.h5 --out pred/
-    genomelab serve --model results/demo/tissue/train/mlp/model.pt --port 8000
+    genomelab predict tissue --model results/demo/tissue/train/attention/model.pt --inputs new.h5 --out pred/
+    genomelab serve --model results/demo/tissue/train/attention/model.pt --port 8000
 """
 
 from __future__ import annotations

@@ -55,21 +55,28 @@ TARGET_AIM_MS = 10.0
 
 
 def tissue_case(
-    d: Path, n_regions: int, n_members: int, rng: np.random.Generator, hidden: list[int] | None = None
+    d: Path,
+    n_regions: int,
+    n_members: int,
+    rng: np.random.Generator,
+    hidden: list[int] | None = None,
+    kind: str = "mlp",
 ) -> tuple[Path, dict, dict]:
-    from genomelab.tissue.models import MLPConfig, build_model
+    from genomelab.tissue.models import CONFIGS, build_model
 
     # ``hidden`` None: the schema's sizes (the first layer's width is what a query pays for).
-    cfg = MLPConfig.from_dict({**schema_defaults("tissue.mlp"), **({"hidden": hidden} if hidden else {})})
+    cfg = CONFIGS[kind].from_dict(
+        {**schema_defaults(f"tissue.{kind}"), **({"hidden": hidden} if hidden else {})}
+    )
     mu, sd = rng.uniform(0.2, 0.8, n_regions).astype(np.float32), np.full(n_regions, 0.2, np.float32)
     members = torch.nn.ModuleList(
-        [build_model("mlp", cfg, n_regions, 8, mu, sd, 150) for _ in range(n_members)]
+        [build_model(kind, cfg, n_regions, 8, mu, sd, 150) for _ in range(n_members)]
     )
     path = d / "tissue.pt"
     save_exported(
         path,
         members.eval(),
-        kind="mlp-ensemble",
+        kind=f"{kind}-ensemble",
         config=dataclasses.asdict(cfg),
         ids={"classes": [f"class{i}" for i in range(8)], "regions": [f"r{i}" for i in range(n_regions)]},
         data_fingerprint="0",
@@ -298,6 +305,12 @@ def main() -> None:
     parser.add_argument(
         "--tissue-hidden", type=int, nargs="+", default=None, help="tissue MLP sizes (default: the schema's)"
     )
+    parser.add_argument(
+        "--tissue-kind",
+        choices=["mlp", "attention"],
+        default="mlp",
+        help="tissue model (attention: tissue_predict's default, first in tissue.models)",
+    )
     parser.add_argument("--modules", nargs="+", default=["tissue", "assoc", "deconv", "regulon", "binning"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -338,7 +351,8 @@ def main() -> None:
         "repeats": args.repeats,
         "tissue_regions": args.tissue_regions,
         "tissue_members": args.tissue_members,
-        "tissue_hidden": args.tissue_hidden or schema_defaults("tissue.mlp")["hidden"],
+        "tissue_kind": args.tissue_kind,
+        "tissue_hidden": args.tissue_hidden or schema_defaults(f"tissue.{args.tissue_kind}")["hidden"],
         "machine": platform.processor() or platform.machine(),
         # Shared machines: timings are only comparable at a similar load.
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
@@ -347,6 +361,8 @@ def main() -> None:
         "modules": results,
     }
     suffix = "" if args.tissue_members == 5 else f"_{args.tissue_members}members"
+    if args.tissue_kind != "mlp":
+        suffix += f"_{args.tissue_kind}"
     if args.tissue_hidden:
         suffix += "_hidden" + "-".join(map(str, args.tissue_hidden))
     atomic_write_json(

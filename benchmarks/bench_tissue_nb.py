@@ -1,4 +1,7 @@
-"""A read-count likelihood reference for the sparsity grid (issue 18; not a workflow model).
+"""The read-count naive Bayes baseline alone on the sparsity grid (issue 18).
+
+Since round 3 the workflow has it as a baseline (`genomelab.tissue.baselines.ReadNaiveBayes`,
+in every run's grid); this script scores it quickly without training any model.
 
 Beta-binomial naive Bayes: per class and region a beta distribution fitted by moments to the
 training betas; a degraded test region with k methylated of d reads scores
@@ -24,31 +27,17 @@ from pathlib import Path
 import numpy as np
 from genomelab.report.stats import mcnemar_predictions
 from genomelab.splits import fold_split, group_kfold
-from genomelab.tissue.baselines import BaselineConfig, run_baselines
+from genomelab.tissue.baselines import BaselineConfig, ReadNaiveBayes, run_baselines
 from genomelab.tissue.sparse import SparsityConfig, grid_inputs
 from genomelab.tissue.task import select_regions
-from scipy.special import betaln
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_tissue_sparse import load, task_of  # noqa: E402
 
 
-def fit_beta(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Beta (a, b) [C, R] per class and region by moments of betas ``x`` [n, R]."""
-    x = np.clip(x, 1e-3, 1 - 1e-3)
-    m = np.stack([x[y == c].mean(0) for c in range(n_classes)])
-    v = np.stack([x[y == c].var(0) for c in range(n_classes)])
-    phi = np.clip(m * (1 - m) / np.maximum(v, 1e-5) - 1, 0.5, 1e4)  # a + b
-    return m * phi, (1 - m) * phi
-
-
-def nb_predict(
-    means: np.ndarray, depth: int, a: np.ndarray, b: np.ndarray, log_prior: np.ndarray
-) -> np.ndarray:
-    obs = np.isfinite(means)
-    k = np.where(obs, np.rint(means * depth), 0.0)
-    ll = betaln(k[:, None, :] + a[None], depth - k[:, None, :] + b[None]) - betaln(a, b)[None]
-    return (np.where(obs[:, None, :], ll, 0.0).sum(-1) + log_prior).argmax(1)
+def nb_predict(nb: ReadNaiveBayes, means: np.ndarray, depth: int) -> np.ndarray:
+    """Predicted class indices of degraded ``means`` [n, R] at ``depth`` reads per region."""
+    return nb.log_likelihood(means, np.full(means.shape, depth, np.float64)).argmax(1)
 
 
 def main() -> None:
@@ -68,10 +57,9 @@ def main() -> None:
         data = select_regions(task_of(samples, labels, probes, betas, split), args.regions)
         base = run_baselines(data, BaselineConfig(refit_budget=0), seed=args.seed, sparsity=grid)
         tr, te = data.index("train"), data.index("test")
-        a, b = fit_beta(data.means[tr], data.y[tr], len(data.classes))
-        log_prior = np.log(np.bincount(data.y[tr], minlength=len(data.classes)) / len(tr))
+        nb = ReadNaiveBayes().fit(data.means[tr], data.y[tr], len(data.classes))
         for i, pt in enumerate(grid_inputs(data.means[te], grid, args.seed)):
-            pred = nb_predict(pt["means"], pt["depth"], a, b, log_prior)
+            pred = nb_predict(nb, pt["means"], pt["depth"])
             rec = {
                 "sample": [str(s) for s in data.samples[te]],
                 "true": data.y[te].tolist(),

@@ -300,7 +300,12 @@ def test_subtype_task_and_summary(easy, tmp_path):
     )
     data = json.loads((tmp_path / "summary.json").read_text())
     comp = data["comparisons"][0]
-    assert set(comp["rows"]) == {"logistic regression", "nearest centroid", "file-level MLP"}
+    assert set(comp["rows"]) == {
+        "logistic regression",
+        "nearest centroid",
+        "naive Bayes (read counts)",
+        "file-level MLP",
+    }
     assert comp["kinds"]["file-level MLP"] == "model" and comp["split"] == "test"
     assert all((tmp_path / p).exists() for p in summary.plots)
     assert (tmp_path / "comparison.tsv").read_text().startswith("method\tkind\tn_test\taccuracy")

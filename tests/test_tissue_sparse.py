@@ -153,6 +153,7 @@ def test_grid_in_baselines_ensemble_and_fold_summary(tmp_path):
         "logistic regression",
         "logistic regression (refit on observed)",
         "nearest centroid",
+        "naive Bayes (read counts)",
     }
     assert masked["tests"]["logistic regression"]["p_value"] <= 1
     assert (tmp_path / "out" / "plots" / "grid.tsv").read_text().startswith("depth\tobserved\tmethod")

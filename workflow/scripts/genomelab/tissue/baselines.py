@@ -11,8 +11,17 @@
 - nearest centroid: each class is its mean standardised profile and a sample goes to the
   closest; probabilities are those of a Gaussian with the pooled within-class variance
   (softmax of -d^2 / 2 sigma^2), the trivial reference.
+- naive Bayes on read counts (:class:`ReadNaiveBayes`): per class and region a beta
+  distribution of the methylation level, fitted by moments on the training split's means;
+  a sample scores the beta-binomial likelihood of its methylated / total reads, summed over
+  its observed regions, plus the log class prior. It needs no training on degraded data:
+  a missing region is simply not in the sum, and one read weighs as one read. The read-count
+  reference that sparse nanopore classifiers build on (MethyLYZR, a Bernoulli naive Bayes:
+  Brändl et al., Nat Med 2025), and on real TCGA sets the strongest sparse baseline
+  (docs/tissue.md, round 3).
 
-Both use the training split's per-region centre and scale (missing regions at the centre).
+Logistic regression and the centroid use the training split's per-region centre and scale
+(missing regions at the centre).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import betaln
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
@@ -36,6 +46,7 @@ from genomelab.tissue.task import TissueData, impute_standardise_params, standar
 logger = logging.getLogger(__name__)
 
 LOGREG, CENTROID = "logistic regression", "nearest centroid"
+NAIVE_BAYES = "naive Bayes (read counts)"
 LOGREG_REFIT = "logistic regression (refit on observed)"
 
 
@@ -92,6 +103,84 @@ class CentroidClassifier:
         logits = -d2 / (2 * self.sigma2_)
         logits -= logits.max(1, keepdims=True)
         p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+
+class ReadNaiveBayes:
+    """Beta-binomial naive Bayes on read counts; ``fit(means [n, R], y [n], n_classes)``,
+    ``predict_proba(means [m, R], coverage [m, R]) -> [m, C]``.
+
+    Per class c and region r, Beta(a, b) with a + b = m (1 - m) / v - 1 from the class's mean m
+    and variance v of the training means (clipped to [``min_concentration``,
+    ``max_concentration``]: a class whose samples agree exactly would otherwise get an
+    infinitely sharp beta); a class with fewer than 2 samples at a region takes the pooled
+    within-class variance there. A region with k of d reads methylated (k = mean x d, rounded)
+    adds log B(k + a, d - k + b) - log B(a, b) (the binomial coefficient is the same for every
+    class); unobserved regions (NaN mean or no reads) add nothing.
+    """
+
+    def __init__(
+        self, min_concentration: float = 0.5, max_concentration: float = 1e4, block: int = 256
+    ) -> None:
+        self.min_concentration = min_concentration
+        self.max_concentration = max_concentration
+        self.block = block  # samples scored at once: memory [block, R] per class
+
+    def fit(self, means: np.ndarray, y: np.ndarray, n_classes: int) -> ReadNaiveBayes:
+        x = np.clip(np.asarray(means, np.float32), 1e-3, 1 - 1e-3)  # float32: [n, R] copies stay small
+        n_per = np.stack([np.isfinite(x[y == c]).sum(0) for c in range(n_classes)])  # [C, R]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: handled below
+            m = np.stack(
+                [
+                    np.nanmean(x[y == c], 0) if (y == c).any() else np.full(x.shape[1], np.nan)
+                    for c in range(n_classes)
+                ]
+            )
+            v = np.stack(
+                [
+                    np.nanvar(x[y == c], 0) if (y == c).any() else np.full(x.shape[1], np.nan)
+                    for c in range(n_classes)
+                ]
+            )
+            resid = x - m[y]
+            pooled = np.nansum(resid**2, 0) / np.maximum(np.isfinite(resid).sum(0) - n_classes, 1)
+        overall = np.nanmean(x, 0) if np.isfinite(x).any() else np.full(x.shape[1], 0.5)
+        # A class never observed at a region carries no information there: the overall mean
+        # and the pooled variance make its likelihood about the same as the other classes'.
+        m = np.where(np.isfinite(m), m, np.nan_to_num(overall, nan=0.5)[None])
+        v = np.where(n_per >= 2, v, np.nan_to_num(pooled, nan=0.0)[None])
+        phi = np.clip(m * (1 - m) / np.maximum(v, 1e-6) - 1, self.min_concentration, self.max_concentration)
+        self.a_, self.b_ = m * phi, (1 - m) * phi  # [C, R]
+        counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+        # Laplace-smoothed prior: a class absent from training keeps a finite log prior.
+        self.log_prior_ = np.log((counts + 1) / (counts.sum() + n_classes))
+        return self
+
+    def log_likelihood(self, means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        """[m, C] summed log-likelihood of each sample's reads plus the log prior."""
+        means, coverage = np.asarray(means, np.float64), np.asarray(coverage, np.float64)
+        if means.shape != coverage.shape or means.shape[-1] != self.a_.shape[1]:
+            raise ValueError(
+                f"naive Bayes: means {means.shape} and coverage {coverage.shape} must both be "
+                f"[samples, {self.a_.shape[1]} regions]"
+            )
+        out = np.empty((len(means), self.a_.shape[0]))
+        norm = betaln(self.a_, self.b_)  # [C, R]
+        for lo in range(0, len(means), self.block):
+            mb, cb = means[lo : lo + self.block], coverage[lo : lo + self.block]
+            obs = np.isfinite(mb) & (cb > 0)
+            d = np.where(obs, cb, 0.0)
+            k = np.where(obs, np.rint(np.nan_to_num(mb) * d), 0.0)
+            for c in range(self.a_.shape[0]):
+                # k = d = 0 where unobserved, so the term is log B(a, b) - log B(a, b) = 0.
+                out[lo : lo + self.block, c] = (betaln(k + self.a_[c], d - k + self.b_[c]) - norm[c]).sum(1)
+        return out + self.log_prior_[None]
+
+    def predict_proba(self, means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        ll = self.log_likelihood(means, coverage)
+        ll -= ll.max(1, keepdims=True)
+        p = np.exp(ll)
         return p / p.sum(1, keepdims=True)
 
 
@@ -191,7 +280,7 @@ def run_baselines(
     cal: CalibrationConfig | None = None,
     sparsity: SparsityConfig | None = None,
 ) -> dict[str, Any]:
-    """Fit both baselines on the train split; return per-method val/test metrics (of the
+    """Fit the baselines on the train split; return per-method val/test metrics (of the
     probabilities calibrated on val, ``cal``) and predictions, and with ``sparsity`` each
     method's accuracy on the degraded test samples of every grid point (``grid``)."""
     cal = cal or CalibrationConfig()
@@ -214,6 +303,7 @@ def run_baselines(
     best_c = choose_c(scores)
     logreg = fit_logreg(x[train], data.y[train], best_c, cfg.max_iter, seed)
     centroid = CentroidClassifier().fit(x[train], data.y[train])
+    bayes = ReadNaiveBayes().fit(data.means[train], data.y[train], n_classes)
     for name, model, params in (
         (
             LOGREG,
@@ -223,6 +313,9 @@ def run_baselines(
         (CENTROID, centroid, {}),
     ):
         results["methods"][name] = calibrated_result(data, full_proba(model, x, n_classes), cal, params)
+    results["methods"][NAIVE_BAYES] = calibrated_result(
+        data, bayes.predict_proba(data.means, data.coverage), cal, {"model": "beta-binomial, moments"}
+    )
     if sparsity is not None and sparsity.points():
         test = data.index("test")
 
@@ -237,7 +330,11 @@ def run_baselines(
             )
             return proba
 
-        for name, predict in ((LOGREG, lr_predict), (CENTROID, centroid_predict)):
+        for name, predict in (
+            (LOGREG, lr_predict),
+            (CENTROID, centroid_predict),
+            (NAIVE_BAYES, bayes.predict_proba),
+        ):
             results["methods"][name]["grid"] = evaluate_grid(
                 predict, data.means[test], data.y[test], data.samples[test], data.classes, sparsity, seed
             )

@@ -243,6 +243,7 @@ FAIR_BASELINES = (
     "logistic regression",
     "logistic regression (refit on observed)",
     "nearest centroid",
+    "naive Bayes (read counts)",
     "masked single-layer model",
 )
 

@@ -17,6 +17,7 @@ Not a test.
 
     nice -n 5 python benchmarks/bench_deconv_spurious.py [--reuse] [--epochs 25] [--n-train 2000]
         [--log-prior-input] [--monitor val/loss] [--sparsity-weight 0.01] [--seed 0]
+        [--sparsity-below-nnls 1.0]
 
 Stage 1 also saves the training mixtures' presence outputs and the training history, which
 ``bench_deconv_presence.py`` reads (presence-head AUC on training, validation, independent).
@@ -106,6 +107,7 @@ def train_and_dump(args) -> None:
                 "presence_from_nnls": args.presence_from_nnls,
                 "log_prior_input": args.log_prior_input,
                 "loss_weights": {"sparsity": args.sparsity_weight},
+                "sparsity_below_nnls": args.sparsity_below_nnls,
             },
             train,
             0.01,
@@ -240,6 +242,59 @@ def refit(raw: dict, name: str, kept: np.ndarray) -> np.ndarray:
     return out
 
 
+def decoupled(raw: dict, name: str, thresholds: np.ndarray, refit_on_support: bool) -> np.ndarray:
+    """Issue 19 (c): the presence head decides the support (presence >= its tissue's threshold,
+    or NNLS >= the guard; nothing kept = the most likely tissue), the proportions come from
+    NNLS: refit on the support (``refit_on_support``) or NNLS's own masked and renormalised."""
+    from genomelab.deconv.calibrate import support_mask
+    from genomelab.deconv.nnls import nnls_torch
+
+    nnls = raw[f"{name}_nnls"]
+    keep = support_mask(raw[f"{name}_presence"], thresholds, nnls, float(raw["guard"]))
+    if refit_on_support:
+        x = nnls_torch(
+            torch.tensor(raw["reference"]), torch.tensor(raw[f"{name}_beta"]), support=torch.tensor(keep)
+        ).numpy()
+    else:
+        x = nnls * keep
+    return x / np.maximum(x.sum(1, keepdims=True), 1e-12)
+
+
+def decoupled_rules(raw: dict, names: list[str], call: float) -> dict:
+    """Rule (c) with and without the refit, thresholds calibrated per tissue on validation
+    against NNLS's missed calls (the package's calibrate_thresholds) for each final."""
+    from genomelab.deconv.calibrate import calibrate_thresholds
+
+    out, records = {}, {}
+    for refit_on in (True, False):
+        label = "decoupled: presence support, " + ("NNLS refit on it" if refit_on else "NNLS masked")
+        th, rec = calibrate_thresholds(
+            raw["val_proportions"],
+            raw["val_presence"],
+            raw["val_nnls"],
+            raw["val_true"],
+            call,
+            float(raw["guard"]),
+            per_tissue=True,
+            final_fn=lambda t, r=refit_on: decoupled(raw, "val", t, r),
+        )
+        out[label] = scored(raw, {n: decoupled(raw, n, th, refit_on) for n in names}, call)
+        records[label] = {
+            k: rec[k]
+            for k in (
+                "thresholds",
+                "nnls_missed",
+                "model_missed",
+                "nnls_spurious",
+                "model_spurious",
+                "grid",
+                "grid_missed",
+                "grid_spurious",
+            )
+        }
+    return out, records
+
+
 def scored(raw: dict, preds: dict[str, np.ndarray], call: float) -> dict:
     """Per set: spurious/missed/MAE of the rule and NNLS, the ratio, paired Wilcoxon p-values."""
     from genomelab.deconv.metrics import per_sample
@@ -306,6 +361,8 @@ def study(raw: dict, call: float) -> dict:
         out["rules"][f"weighted NNLS (binomial weights, eps {eps})"] = scored(
             raw, {n: weighted_nnls(raw, n, eps) for n in names}, call
         )
+    dec, out["decoupled_calibration"] = decoupled_rules(raw, names, call)
+    out["rules"].update(dec)
     out["summary"] = {
         rule: {
             n: {k: round(v[k], 4) for k in ("spurious_ratio", "missed", "nnls_missed", "mae", "nnls_mae")}
@@ -328,6 +385,9 @@ def main() -> None:
     p.add_argument("--presence-from-nnls", action="store_true", help="model.presence_from_nnls")
     p.add_argument("--monitor", default="val/mae", help="train.monitor (best epoch, early stopping)")
     p.add_argument("--sparsity-weight", type=float, default=0.01, help="model.loss_weights.sparsity")
+    p.add_argument(
+        "--sparsity-below-nnls", type=float, default=1.0, help="model.sparsity_below_nnls (1 = everywhere)"
+    )
     p.add_argument("--log-prior-input", action="store_true", help="model.log_prior_input")
     p.add_argument("--raw", type=Path, default=RAW, help="raw outputs file")
     args = p.parse_args()

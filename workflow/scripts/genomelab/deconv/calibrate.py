@@ -13,6 +13,7 @@ All arrays are [N, T] (mixtures x tissues) unless noted; numpy only (tests call 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,19 @@ GRID = np.asarray(
 )
 
 
+def support_mask(
+    presence: np.ndarray, thresholds: np.ndarray, nnls: np.ndarray | None = None, guard: float = 1.0
+) -> np.ndarray:
+    """Kept tissues (bool [N, T]): presence >= threshold [T] or NNLS >= ``guard``; a mixture
+    with nothing kept keeps its most likely tissue (as the model does)."""
+    keep = presence >= np.asarray(thresholds)[None, :]
+    if nnls is not None:
+        keep |= nnls >= guard
+    none = ~keep.any(1)
+    keep[none, presence[none].argmax(1)] = True
+    return keep
+
+
 def apply_mask(
     proportions: np.ndarray,
     presence: np.ndarray,
@@ -31,14 +45,8 @@ def apply_mask(
     nnls: np.ndarray | None = None,
     guard: float = 1.0,
 ) -> np.ndarray:
-    """Final proportions: keep tissues with presence >= threshold [T] (or NNLS >= ``guard``),
-    renormalise; a mixture with nothing kept keeps its most likely tissue (as the model does)."""
-    keep = presence >= np.asarray(thresholds)[None, :]
-    if nnls is not None:
-        keep |= nnls >= guard
-    none = ~keep.any(1)
-    keep[none, presence[none].argmax(1)] = True
-    q = proportions * keep
+    """Final proportions: the tissues of :func:`support_mask`, renormalised."""
+    q = proportions * support_mask(presence, thresholds, nnls, guard)
     return q / np.maximum(q.sum(1, keepdims=True), 1e-12)
 
 
@@ -61,17 +69,25 @@ def calibrate_thresholds(
     guard: float,
     per_tissue: bool = True,
     grid: np.ndarray = GRID,
+    final_fn: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Presence thresholds [T] and a record of how they were chosen (see the module docstring).
 
     With ``per_tissue`` false one threshold for all tissues (the highest whose total missed
     calls are no more than NNLS's). Where no threshold reaches the target (the proportion
     head itself puts a present tissue under call / 2), the lowest one is used and the
-    record says so.
+    record says so. ``final_fn(thresholds [T]) -> [N, T]`` gives the final proportions the
+    thresholds lead to (default: the mask, :func:`apply_mask`; the ``refit`` decision passes
+    NNLS on the kept tissues).
     """
     n_t = true.shape[1]
+    if final_fn is None:
+
+        def final_fn(th: np.ndarray) -> np.ndarray:
+            return apply_mask(proportions, presence, th, nnls, guard)
+
     target = missed_counts(true, nnls, call)
-    finals = [apply_mask(proportions, presence, np.full(n_t, g), nnls, guard) for g in grid]
+    finals = [final_fn(np.full(n_t, g)) for g in grid]
     missed = np.stack([missed_counts(true, f, call) for f in finals])  # [G, T]
     spurious = np.stack([spurious_counts(true, f, call) for f in finals])  # [G, T]
     if per_tissue:
@@ -85,7 +101,7 @@ def calibrate_thresholds(
         g = int(len(grid) - 1 - np.argmax(ok[::-1])) if ok.any() else 0
         thresholds = np.full(n_t, float(grid[g]))
         reached = np.full(n_t, bool(ok[g]))
-    final = apply_mask(proportions, presence, thresholds, nnls, guard)
+    final = final_fn(thresholds)
     record = {
         "target": "missed calls (present >= call, predicted < call/2) <= NNLS's on validation",
         "per_tissue": per_tissue,

@@ -17,7 +17,7 @@ Not a test.
 
     nice -n 5 python benchmarks/bench_deconv_spurious.py [--reuse] [--epochs 25] [--n-train 2000]
         [--log-prior-input] [--monitor val/loss] [--sparsity-weight 0.01] [--seed 0]
-        [--sparsity-below-nnls 1.0]
+        [--sparsity-below-nnls 1.0] [--samples-per-tissue 4] [--calibrate-choice highest]
 
 Stage 1 also saves the training mixtures' presence outputs and the training history, which
 ``bench_deconv_presence.py`` reads (presence-head AUC on training, validation, independent).
@@ -61,7 +61,7 @@ def train_and_dump(args) -> None:
         sim = SimulationConfig(
             tissues=list(atlas[2]),
             blood=blood,
-            samples_per_tissue=4,
+            samples_per_tissue=args.samples_per_tissue,
             profiles=str(ATLAS),
             n_new_samples=0,
             seed=args.seed,
@@ -108,6 +108,7 @@ def train_and_dump(args) -> None:
                 "log_prior_input": args.log_prior_input,
                 "loss_weights": {"sparsity": args.sparsity_weight},
                 "sparsity_below_nnls": args.sparsity_below_nnls,
+                "calibrate_choice": args.calibrate_choice,
             },
             train,
             0.01,
@@ -361,6 +362,26 @@ def study(raw: dict, call: float) -> dict:
         out["rules"][f"weighted NNLS (binomial weights, eps {eps})"] = scored(
             raw, {n: weighted_nnls(raw, n, eps) for n in names}, call
         )
+    # The same mask, thresholds recalibrated with the other choice (model.calibrate_choice),
+    # and no mask at all (the proportion head's own shares).
+    from genomelab.deconv.calibrate import calibrate_thresholds
+
+    guard = float(raw["guard"])
+    for choice in ("highest", "fewest_spurious"):
+        th, _ = calibrate_thresholds(
+            raw["val_proportions"], raw["val_presence"], nv, tv, call, guard, choice=choice
+        )
+        out["rules"][f"mask recalibrated, choice {choice}"] = scored(
+            raw,
+            {
+                n: apply_mask(raw[f"{n}_proportions"], raw[f"{n}_presence"], th, raw[f"{n}_nnls"], guard)
+                for n in names
+            },
+            call,
+        )
+    out["rules"]["no mask (proportion head alone)"] = scored(
+        raw, {n: raw[f"{n}_proportions"] for n in names}, call
+    )
     dec, out["decoupled_calibration"] = decoupled_rules(raw, names, call)
     out["rules"].update(dec)
     out["summary"] = {
@@ -381,12 +402,16 @@ def main() -> None:
     p.add_argument("--n-independent", type=int, default=300)
     p.add_argument("--coverages", type=float, nargs="+", default=[30.0, 10.0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples-per-tissue", type=int, default=4, help="simulated individuals per cell type")
     p.add_argument("--max-solid", type=int, default=3, help="phase-3 training law: most solid tissues")
     p.add_argument("--presence-from-nnls", action="store_true", help="model.presence_from_nnls")
     p.add_argument("--monitor", default="val/mae", help="train.monitor (best epoch, early stopping)")
     p.add_argument("--sparsity-weight", type=float, default=0.01, help="model.loss_weights.sparsity")
     p.add_argument(
         "--sparsity-below-nnls", type=float, default=1.0, help="model.sparsity_below_nnls (1 = everywhere)"
+    )
+    p.add_argument(
+        "--calibrate-choice", default="highest", help="model.calibrate_choice (highest, fewest_spurious)"
     )
     p.add_argument("--log-prior-input", action="store_true", help="model.log_prior_input")
     p.add_argument("--raw", type=Path, default=RAW, help="raw outputs file")

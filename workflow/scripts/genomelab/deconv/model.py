@@ -58,6 +58,7 @@ class DeconvNetConfig(ConfigSection):
     presence_from_nnls: bool = from_schema("deconv.model.presence_from_nnls")
     calibrate: bool = from_schema("deconv.model.calibrate")
     calibrate_per_tissue: bool = from_schema("deconv.model.calibrate_per_tissue")
+    calibrate_choice: str = from_schema("deconv.model.calibrate_choice")
     presence_target: float = from_schema("deconv.presence_threshold")
     mse_weight: float = from_schema("deconv.model.loss_weights.mse")
     presence_weight: float = from_schema("deconv.model.loss_weights.presence")
@@ -84,6 +85,10 @@ class DeconvNetConfig(ConfigSection):
         if not 0 < self.sparsity_below_nnls <= 1:
             raise ValueError(f"model.sparsity_below_nnls must be in (0, 1], not {self.sparsity_below_nnls}")
         self._check_needs_nnls_prior()
+        if self.calibrate_choice not in ("highest", "fewest_spurious"):
+            raise ValueError(
+                f"model.calibrate_choice must be 'highest' or 'fewest_spurious', not {self.calibrate_choice!r}"
+            )
         for name in ("mse_weight", "presence_weight", "sparsity_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"model.loss_weights: {name} must be >= 0, not {getattr(self, name)}")

@@ -18,6 +18,8 @@ Not a test.
     nice -n 5 python benchmarks/bench_deconv_spurious.py [--reuse] [--epochs 25] [--n-train 2000]
         [--log-prior-input] [--monitor val/loss] [--sparsity-weight 0.01] [--seed 0]
         [--sparsity-below-nnls 1.0] [--samples-per-tissue 4] [--calibrate-choice highest]
+    python benchmarks/bench_deconv_spurious.py --table benchmarks/results/deconv_spurious_X.json ...
+        [--rules current "mask recalibrated"]   # markdown rows of finished runs
 
 Stage 1 also saves the training mixtures' presence outputs and the training history, which
 ``bench_deconv_presence.py`` reads (presence-head AUC on training, validation, independent).
@@ -394,8 +396,36 @@ def study(raw: dict, call: float) -> dict:
     return out
 
 
+def table(paths: list[Path], rules: list[str]) -> str:
+    """Markdown rows (run, rule, set: spurious / missed / MAE with NNLS's and paired p) of the
+    result files ``paths`` for the rules whose names start with one of ``rules``."""
+    lines = [
+        "| run | rule | set | spurious / sample (NNLS) | ratio | p | missed / sample (NNLS) | p |"
+        " MAE (NNLS) | p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        res = json.loads(path.read_text())
+        for rule, sets in res["rules"].items():
+            if not any(rule.startswith(r) for r in rules):
+                continue
+            for name, v in sets.items():
+                if name == "val":
+                    continue
+                lines.append(
+                    f"| {path.stem.replace('deconv_spurious_', '')} | {rule} | {name} "
+                    f"| {v['spurious']:.3f} ({v['nnls_spurious']:.3f}) | {v['spurious_ratio']:.2f}x "
+                    f"| {v['p_spurious']:.1g} | {v['missed']:.3f} ({v['nnls_missed']:.3f}) "
+                    f"| {v['p_missed']:.2g} {v['favours_missed']} | {v['mae']:.5f} ({v['nnls_mae']:.5f}) "
+                    f"| {v['p_mae']:.2g} {v['favours_mae']} |"
+                )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--table", type=Path, nargs="+", help="only print a table of these result JSONs")
+    p.add_argument("--rules", nargs="+", default=["current", "mask recalibrated", "no mask", "decoupled"])
     p.add_argument("--reuse", action="store_true", help="reuse the raw outputs of an earlier stage 1")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--n-train", type=int, default=2000)
@@ -416,6 +446,9 @@ def main() -> None:
     p.add_argument("--log-prior-input", action="store_true", help="model.log_prior_input")
     p.add_argument("--raw", type=Path, default=RAW, help="raw outputs file")
     args = p.parse_args()
+    if args.table:
+        print(table(args.table, args.rules))
+        return
     torch.set_num_threads(1)
     if not (args.reuse and args.raw.is_file()):
         if not ATLAS.is_file():

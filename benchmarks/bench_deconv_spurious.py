@@ -397,28 +397,38 @@ def study(raw: dict, call: float) -> dict:
 
 
 def table(paths: list[Path], rules: list[str]) -> str:
-    """Markdown rows (run, rule, set: spurious / missed / MAE with NNLS's and paired p) of the
-    result files ``paths`` for the rules whose names start with one of ``rules``."""
-    lines = [
-        "| run | rule | set | spurious / sample (NNLS) | ratio | p | missed / sample (NNLS) | p |"
-        " MAE (NNLS) | p |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    """Markdown rows, one per result file x rule (rules whose names start with one of
+    ``rules``): per independent set spurious (ratio to NNLS, paired p), missed and MAE (NNLS's
+    in brackets, paired p, and "trails"/"beats" where p < 0.05)."""
+    sets = ("ind30", "ind10")
+    head = " | ".join(f"{s} spurious vs NNLS | {s} missed (NNLS) | {s} MAE (NNLS)" for s in sets)
+    lines = [f"| run | rule | {head} |", "|---|---|" + "---|" * 3 * len(sets)]
+
+    def verdict(v: dict, key: str) -> str:
+        if v[f"p_{key}"] >= 0.05 or v[f"favours_{key}"] == "neither":
+            return "tie"
+        won = v[f"favours_{key}"] == "model"
+        # The signed-rank test follows the per-mixture differences' ranks, which can side
+        # against the mean; say so rather than print "beats" next to a larger mean.
+        if won != (v[key] < v[f"nnls_{key}"]):
+            return ("beats" if won else "trails") + " (ranks; mean the other way)"
+        return "beats" if won else "trails"
+
     for path in paths:
         res = json.loads(path.read_text())
-        for rule, sets in res["rules"].items():
+        for rule, by_set in res["rules"].items():
             if not any(rule.startswith(r) for r in rules):
                 continue
-            for name, v in sets.items():
-                if name == "val":
-                    continue
-                lines.append(
-                    f"| {path.stem.replace('deconv_spurious_', '')} | {rule} | {name} "
-                    f"| {v['spurious']:.3f} ({v['nnls_spurious']:.3f}) | {v['spurious_ratio']:.2f}x "
-                    f"| {v['p_spurious']:.1g} | {v['missed']:.3f} ({v['nnls_missed']:.3f}) "
-                    f"| {v['p_missed']:.2g} {v['favours_missed']} | {v['mae']:.5f} ({v['nnls_mae']:.5f}) "
-                    f"| {v['p_mae']:.2g} {v['favours_mae']} |"
-                )
+            cells = []
+            for name in sets:
+                v = by_set[name]
+                cells += [
+                    f"{v['spurious_ratio']:.2f}x (p {v['p_spurious']:.1g})",
+                    f"{v['missed']:.3f} ({v['nnls_missed']:.3f}) {verdict(v, 'missed')}, p {v['p_missed']:.2g}",
+                    f"{v['mae']:.5f} ({v['nnls_mae']:.5f}) {verdict(v, 'mae')}, p {v['p_mae']:.2g}",
+                ]
+            run = path.stem.replace("deconv_spurious_", "")
+            lines.append(f"| {run} | {rule} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

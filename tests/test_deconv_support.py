@@ -169,3 +169,55 @@ def test_calibration_choice_is_checked() -> None:
         calibrate_thresholds(z, z, z, z, 0.01, 1.0, choice="lowest")
     with pytest.raises(ValueError, match="calibrate_choice must be"):
         _config(1.0, calibrate_choice="lowest")
+
+
+def test_training_step_uses_the_new_keys(tmp_path, simulate_deconv_sources) -> None:
+    # The workflow's deconv_train path (train_model): the schema keys reach the exported model
+    # and the calibration, whose thresholds are those of the chosen rule on validation.
+    from genomelab.deconv import io as dio
+    from genomelab.deconv.mixtures import PhaseConfig, make_mixtures, read_mixtures, write_mixtures
+    from genomelab.deconv.model import load_model
+    from genomelab.deconv.training import train_model
+    from genomelab.io.metrics import read_metrics
+
+    torch.set_num_threads(1)
+    _, src, ref, _ = simulate_deconv_sources(tmp_path, n_regions=80, markers=(6, 2, 6), n_new=0, seed=5)
+    dio.write_table(tmp_path / "reference.tsv", ref.profiles, ref.regions, ref.tissues)
+    blood = list(ref.tissues[:2])
+    phase = PhaseConfig(n_train=128, n_val=96, n_test=32, background=blood)
+    sets = make_mixtures(src, ref.regions, list(ref.tissues), "phase3", phase, 30, "reads", 0)
+    write_mixtures(tmp_path / "phase3.h5", sets, {"phase": "phase3"})
+    model_cfg = {
+        "hidden": [16],
+        "log_prior_input": True,
+        "sparsity_below_nnls": 0.005,
+        "calibrate_choice": "fewest_spurious",
+    }
+    out = tmp_path / "sparse"
+    files = {
+        k: out / f
+        for k, f in (("out_model", "model.pt"), ("out_metrics", "m.json"), ("out_predictions", "p.npz"))
+    }
+    train_model(
+        mixtures=tmp_path / "phase3.h5",
+        reference=tmp_path / "reference.tsv",
+        variant="sparse",
+        model_cfg=model_cfg,
+        train_cfg={"max_epochs": 2, "batch_size": 32},
+        presence_target=0.01,
+        state_root=out / "state",
+        tensorboard_dir=None,
+        device="cpu",
+        **files,
+    )
+    model, _ = load_model(out / "model.pt", ref.regions, ref.tissues)
+    assert model.cfg.sparsity_below_nnls == 0.005 and model.cfg.calibrate_choice == "fewest_spurious"
+    record = read_metrics(out / "m.json").data["calibration"]
+    assert record["choice"] == "fewest_spurious"
+    val = read_mixtures(tmp_path / "phase3.h5", "val")
+    raw = {k: v.double().numpy() for k, v in model.raw_outputs(torch.tensor(val.beta)).items()}
+    args = (raw["proportions"], raw["presence"], raw["nnls"], val.proportions.astype(np.float64), 0.01)
+    want, _ = calibrate_thresholds(*args, model.cfg.nnls_guard, choice="fewest_spurious")
+    np.testing.assert_allclose(model.thresholds.numpy(), want)
+    highest, _ = calibrate_thresholds(*args, model.cfg.nnls_guard)
+    assert not np.allclose(want, highest)  # the choice matters on this set, so the key is checked

@@ -18,6 +18,7 @@ Not a test.
     nice -n 5 python benchmarks/bench_deconv_spurious.py [--reuse] [--epochs 25] [--n-train 2000]
         [--log-prior-input] [--monitor val/loss] [--sparsity-weight 0.01] [--seed 0]
         [--sparsity-below-nnls 1.0] [--samples-per-tissue 4] [--calibrate-choice highest]
+        [--background-alpha 2.0]
     python benchmarks/bench_deconv_spurious.py --table benchmarks/results/deconv_spurious_X.json ...
         [--rules current "mask recalibrated"]   # markdown rows of finished runs
 
@@ -78,6 +79,7 @@ def train_and_dump(args) -> None:
             "n_test": 400,
             "background": blood,
             "max_solid": args.max_solid,
+            "background_alpha": args.background_alpha,
         }
         ref, record, ref_all = build_references(
             src.subset(src.splits == "train"),
@@ -444,6 +446,9 @@ def main() -> None:
     p.add_argument("--coverages", type=float, nargs="+", default=[30.0, 10.0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples-per-tissue", type=int, default=4, help="simulated individuals per cell type")
+    p.add_argument(
+        "--background-alpha", type=float, default=2.0, help="phase-3 training law: Dirichlet over blood"
+    )
     p.add_argument("--max-solid", type=int, default=3, help="phase-3 training law: most solid tissues")
     p.add_argument("--presence-from-nnls", action="store_true", help="model.presence_from_nnls")
     p.add_argument("--monitor", default="val/mae", help="train.monitor (best epoch, early stopping)")

@@ -17,6 +17,10 @@ Not a test.
 
     nice -n 5 python benchmarks/bench_deconv_spurious.py [--reuse] [--epochs 25] [--n-train 2000]
         [--log-prior-input] [--monitor val/loss] [--sparsity-weight 0.01] [--seed 0]
+        [--sparsity-below-nnls 1.0] [--samples-per-tissue 4] [--calibrate-choice highest]
+        [--background-alpha 2.0]
+    python benchmarks/bench_deconv_spurious.py --table benchmarks/results/deconv_spurious_X.json ...
+        [--rules current "mask recalibrated"]   # markdown rows of finished runs
 
 Stage 1 also saves the training mixtures' presence outputs and the training history, which
 ``bench_deconv_presence.py`` reads (presence-head AUC on training, validation, independent).
@@ -60,7 +64,7 @@ def train_and_dump(args) -> None:
         sim = SimulationConfig(
             tissues=list(atlas[2]),
             blood=blood,
-            samples_per_tissue=4,
+            samples_per_tissue=args.samples_per_tissue,
             profiles=str(ATLAS),
             n_new_samples=0,
             seed=args.seed,
@@ -75,6 +79,7 @@ def train_and_dump(args) -> None:
             "n_test": 400,
             "background": blood,
             "max_solid": args.max_solid,
+            "background_alpha": args.background_alpha,
         }
         ref, record, ref_all = build_references(
             src.subset(src.splits == "train"),
@@ -106,6 +111,8 @@ def train_and_dump(args) -> None:
                 "presence_from_nnls": args.presence_from_nnls,
                 "log_prior_input": args.log_prior_input,
                 "loss_weights": {"sparsity": args.sparsity_weight},
+                "sparsity_below_nnls": args.sparsity_below_nnls,
+                "calibrate_choice": args.calibrate_choice,
             },
             train,
             0.01,
@@ -149,6 +156,7 @@ def train_and_dump(args) -> None:
         dump["fitset_nnls"] = fit["nnls"].double().numpy()
         dump["fitset_truth"] = np.asarray(sets["train"].proportions, dtype=np.float64)
         dump["metrics_json"] = np.asarray((out / "metrics.json").read_text())
+        dump["args_json"] = np.asarray(json.dumps(vars(args), default=str))
         args.raw.parent.mkdir(exist_ok=True)
         np.savez_compressed(args.raw, **dump)
         print(f"[{time.perf_counter() - t0:.0f} s] raw outputs saved to {args.raw}", flush=True)
@@ -240,6 +248,59 @@ def refit(raw: dict, name: str, kept: np.ndarray) -> np.ndarray:
     return out
 
 
+def decoupled(raw: dict, name: str, thresholds: np.ndarray, refit_on_support: bool) -> np.ndarray:
+    """Issue 19 (c): the presence head decides the support (presence >= its tissue's threshold,
+    or NNLS >= the guard; nothing kept = the most likely tissue), the proportions come from
+    NNLS: refit on the support (``refit_on_support``) or NNLS's own masked and renormalised."""
+    from genomelab.deconv.calibrate import support_mask
+    from genomelab.deconv.nnls import nnls_torch
+
+    nnls = raw[f"{name}_nnls"]
+    keep = support_mask(raw[f"{name}_presence"], thresholds, nnls, float(raw["guard"]))
+    if refit_on_support:
+        x = nnls_torch(
+            torch.tensor(raw["reference"]), torch.tensor(raw[f"{name}_beta"]), support=torch.tensor(keep)
+        ).numpy()
+    else:
+        x = nnls * keep
+    return x / np.maximum(x.sum(1, keepdims=True), 1e-12)
+
+
+def decoupled_rules(raw: dict, names: list[str], call: float) -> dict:
+    """Rule (c) with and without the refit, thresholds calibrated per tissue on validation
+    against NNLS's missed calls (the package's calibrate_thresholds) for each final."""
+    from genomelab.deconv.calibrate import calibrate_thresholds
+
+    out, records = {}, {}
+    for refit_on in (True, False):
+        label = "decoupled: presence support, " + ("NNLS refit on it" if refit_on else "NNLS masked")
+        th, rec = calibrate_thresholds(
+            raw["val_proportions"],
+            raw["val_presence"],
+            raw["val_nnls"],
+            raw["val_true"],
+            call,
+            float(raw["guard"]),
+            per_tissue=True,
+            final_fn=lambda t, r=refit_on: decoupled(raw, "val", t, r),
+        )
+        out[label] = scored(raw, {n: decoupled(raw, n, th, refit_on) for n in names}, call)
+        records[label] = {
+            k: rec[k]
+            for k in (
+                "thresholds",
+                "nnls_missed",
+                "model_missed",
+                "nnls_spurious",
+                "model_spurious",
+                "grid",
+                "grid_missed",
+                "grid_spurious",
+            )
+        }
+    return out, records
+
+
 def scored(raw: dict, preds: dict[str, np.ndarray], call: float) -> dict:
     """Per set: spurious/missed/MAE of the rule and NNLS, the ratio, paired Wilcoxon p-values."""
     from genomelab.deconv.metrics import per_sample
@@ -306,6 +367,28 @@ def study(raw: dict, call: float) -> dict:
         out["rules"][f"weighted NNLS (binomial weights, eps {eps})"] = scored(
             raw, {n: weighted_nnls(raw, n, eps) for n in names}, call
         )
+    # The same mask, thresholds recalibrated with the other choice (model.calibrate_choice),
+    # and no mask at all (the proportion head's own shares).
+    from genomelab.deconv.calibrate import calibrate_thresholds
+
+    guard = float(raw["guard"])
+    for choice in ("highest", "fewest_spurious"):
+        th, _ = calibrate_thresholds(
+            raw["val_proportions"], raw["val_presence"], nv, tv, call, guard, choice=choice
+        )
+        out["rules"][f"mask recalibrated, choice {choice}"] = scored(
+            raw,
+            {
+                n: apply_mask(raw[f"{n}_proportions"], raw[f"{n}_presence"], th, raw[f"{n}_nnls"], guard)
+                for n in names
+            },
+            call,
+        )
+    out["rules"]["no mask (proportion head alone)"] = scored(
+        raw, {n: raw[f"{n}_proportions"] for n in names}, call
+    )
+    dec, out["decoupled_calibration"] = decoupled_rules(raw, names, call)
+    out["rules"].update(dec)
     out["summary"] = {
         rule: {
             n: {k: round(v[k], 4) for k in ("spurious_ratio", "missed", "nnls_missed", "mae", "nnls_mae")}
@@ -316,28 +399,82 @@ def study(raw: dict, call: float) -> dict:
     return out
 
 
+def table(paths: list[Path], rules: list[str]) -> str:
+    """Markdown rows, one per result file x rule (rules whose names start with one of
+    ``rules``): per independent set spurious (ratio to NNLS, paired p), missed and MAE (NNLS's
+    in brackets, paired p, and "trails"/"beats" where p < 0.05)."""
+    sets = ("ind30", "ind10")
+    head = " | ".join(f"{s} spurious vs NNLS | {s} missed (NNLS) | {s} MAE (NNLS)" for s in sets)
+    lines = [f"| run | rule | {head} |", "|---|---|" + "---|" * 3 * len(sets)]
+
+    def verdict(v: dict, key: str) -> str:
+        if v[f"p_{key}"] >= 0.05 or v[f"favours_{key}"] == "neither":
+            return "tie"
+        won = v[f"favours_{key}"] == "model"
+        # The signed-rank test follows the per-mixture differences' ranks, which can side
+        # against the mean; say so rather than print "beats" next to a larger mean.
+        if won != (v[key] < v[f"nnls_{key}"]):
+            return ("beats" if won else "trails") + " (ranks; mean the other way)"
+        return "beats" if won else "trails"
+
+    for path in paths:
+        res = json.loads(path.read_text())
+        for rule, by_set in res["rules"].items():
+            if not any(rule.startswith(r) for r in rules):
+                continue
+            cells = []
+            for name in sets:
+                v = by_set[name]
+                cells += [
+                    f"{v['spurious_ratio']:.2f}x (p {v['p_spurious']:.1g})",
+                    f"{v['missed']:.3f} ({v['nnls_missed']:.3f}) {verdict(v, 'missed')}, p {v['p_missed']:.2g}",
+                    f"{v['mae']:.5f} ({v['nnls_mae']:.5f}) {verdict(v, 'mae')}, p {v['p_mae']:.2g}",
+                ]
+            run = path.stem.replace("deconv_spurious_", "")
+            lines.append(f"| {run} | {rule} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--table", type=Path, nargs="+", help="only print a table of these result JSONs")
+    p.add_argument("--rules", nargs="+", default=["current", "mask recalibrated", "no mask", "decoupled"])
     p.add_argument("--reuse", action="store_true", help="reuse the raw outputs of an earlier stage 1")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--n-independent", type=int, default=300)
     p.add_argument("--coverages", type=float, nargs="+", default=[30.0, 10.0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples-per-tissue", type=int, default=4, help="simulated individuals per cell type")
+    p.add_argument(
+        "--background-alpha", type=float, default=2.0, help="phase-3 training law: Dirichlet over blood"
+    )
     p.add_argument("--max-solid", type=int, default=3, help="phase-3 training law: most solid tissues")
     p.add_argument("--presence-from-nnls", action="store_true", help="model.presence_from_nnls")
     p.add_argument("--monitor", default="val/mae", help="train.monitor (best epoch, early stopping)")
     p.add_argument("--sparsity-weight", type=float, default=0.01, help="model.loss_weights.sparsity")
+    p.add_argument(
+        "--sparsity-below-nnls", type=float, default=1.0, help="model.sparsity_below_nnls (1 = everywhere)"
+    )
+    p.add_argument(
+        "--calibrate-choice", default="highest", help="model.calibrate_choice (highest, fewest_spurious)"
+    )
     p.add_argument("--log-prior-input", action="store_true", help="model.log_prior_input")
     p.add_argument("--raw", type=Path, default=RAW, help="raw outputs file")
     args = p.parse_args()
+    if args.table:
+        print(table(args.table, args.rules))
+        return
     torch.set_num_threads(1)
     if not (args.reuse and args.raw.is_file()):
         if not ATLAS.is_file():
             sys.exit(f"Moss atlas not found at {ATLAS}")
         train_and_dump(args)
-    result = study(dict(np.load(args.raw)), call=0.01)
+    raw = dict(np.load(args.raw))
+    result = study(raw, call=0.01)
     result["args"] = vars(args)
+    if "args_json" in raw:  # the stage-1 options that made the raw file (--reuse keeps them)
+        result["trained_with"] = json.loads(str(raw["args_json"]))
     out = args.raw.with_name(args.raw.name.replace("_raw", "").replace(".npz", ".json"))
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(json.dumps(result["summary"], indent=1, default=float))

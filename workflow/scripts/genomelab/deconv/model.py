@@ -7,7 +7,8 @@ A shared MLP trunk feeds
   proportions;
 - with ``two_stage``, a presence head (a sigmoid per tissue), trained with BCE against
   presence = true proportion >= ``presence_target`` (1%), plus an L1 penalty on the
-  proportion mass given to tissues the presence head calls absent. (A plain L1 norm of a
+  proportion mass given to tissues the presence head calls absent (with
+  ``sparsity_below_nnls`` < 1 only to those whose NNLS proportion is below it). (A plain L1 norm of a
   softmax output is always 1, so the penalty has to act on that mass: it pushes the
   proportion head to agree with the presence head, so that the hard mask below removes
   little mass.) At inference tissues with presence probability below their threshold are
@@ -57,10 +58,12 @@ class DeconvNetConfig(ConfigSection):
     presence_from_nnls: bool = from_schema("deconv.model.presence_from_nnls")
     calibrate: bool = from_schema("deconv.model.calibrate")
     calibrate_per_tissue: bool = from_schema("deconv.model.calibrate_per_tissue")
+    calibrate_choice: str = from_schema("deconv.model.calibrate_choice")
     presence_target: float = from_schema("deconv.presence_threshold")
     mse_weight: float = from_schema("deconv.model.loss_weights.mse")
     presence_weight: float = from_schema("deconv.model.loss_weights.presence")
     sparsity_weight: float = from_schema("deconv.model.loss_weights.sparsity")
+    sparsity_below_nnls: float = from_schema("deconv.model.sparsity_below_nnls")
 
     def __post_init__(self) -> None:
         if self.n_regions < 1 or self.n_tissues < 2:
@@ -79,15 +82,29 @@ class DeconvNetConfig(ConfigSection):
             raise ValueError(
                 f"presence_threshold (true proportion) must be in (0, 1), not {self.presence_target}"
             )
-        if self.log_prior_input and not self.nnls_prior:
-            raise ValueError("model.log_prior_input needs model.nnls_prior (the NNLS proportions it feeds)")
-        if self.presence_from_nnls and not self.nnls_prior:
+        if not 0 < self.sparsity_below_nnls <= 1:
+            raise ValueError(f"model.sparsity_below_nnls must be in (0, 1], not {self.sparsity_below_nnls}")
+        self._check_needs_nnls_prior()
+        if self.calibrate_choice not in ("highest", "fewest_spurious"):
             raise ValueError(
-                "model.presence_from_nnls needs model.nnls_prior (the NNLS proportions it reads)"
+                f"model.calibrate_choice must be 'highest' or 'fewest_spurious', not {self.calibrate_choice!r}"
             )
         for name in ("mse_weight", "presence_weight", "sparsity_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"model.loss_weights: {name} must be >= 0, not {getattr(self, name)}")
+
+    def _check_needs_nnls_prior(self) -> None:
+        """Options that read the NNLS proportions need ``nnls_prior`` (which computes them)."""
+        if self.nnls_prior:
+            return
+        needs = {
+            "log_prior_input": (self.log_prior_input, "the NNLS proportions it feeds"),
+            "sparsity_below_nnls < 1": (self.sparsity_below_nnls < 1, "the NNLS proportions it reads"),
+            "presence_from_nnls": (self.presence_from_nnls, "the NNLS proportions it reads"),
+        }
+        for name, (on, why) in needs.items():
+            if on:
+                raise ValueError(f"model.{name} needs model.nnls_prior ({why})")
 
     @classmethod
     def from_config(
@@ -267,7 +284,12 @@ class DeconvNet(nn.Module):
             logits = out["presence_logits"].float()
             bce = F.binary_cross_entropy_with_logits(logits, present)
             prob = torch.sigmoid(logits)
-            sparsity = (p * (1 - prob.detach())).sum(-1).mean()
+            push = p * (1 - prob.detach())
+            if cfg.sparsity_below_nnls < 1:
+                # Issue 19: only where NNLS is low too, so the presence head's errors on a
+                # tissue NNLS sees cannot teach the proportion head to drop it.
+                push = push * (out["nnls"] < cfg.sparsity_below_nnls).to(push.dtype)
+            sparsity = push.sum(-1).mean()
             total = total + cfg.presence_weight * bce + cfg.sparsity_weight * sparsity
             terms.update(presence_loss=bce, sparsity_loss=sparsity)
             called = prob >= cfg.presence_threshold

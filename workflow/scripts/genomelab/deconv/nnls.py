@@ -249,12 +249,14 @@ def deconvolve_nnls(A: np.ndarray, B: np.ndarray, unknown_component: bool = Fals
     return NNLSResult(raw, props, unknown, residual, n_valid)
 
 
-def nnls_torch(A, X, max_iter: int | None = None):
+def nnls_torch(A, X, max_iter: int | None = None, support=None):
     """Batched NNLS in torch (block principal pivoting), for use inside a network.
 
     A: [M, K] reference; X: [B, M] samples (NaN = missing). Returns x [B, K] (float64, no
     gradient). Runs on A's device, so a GPU model keeps its NNLS on the GPU. Samples that
     do not converge within ``max_iter`` exchanges (rare) keep their clamped last iterate.
+    ``support`` [B, K] bool, when given, restricts each sample's fit to its True tissues
+    (the others are 0): NNLS against that sample's columns of A only.
     """
     import torch
 
@@ -270,6 +272,12 @@ def nnls_torch(A, X, max_iter: int | None = None):
         else:
             G = torch.einsum("rk,br,rl->bkl", A, valid.to(A.dtype), A)
         eye = torch.eye(k, dtype=torch.bool, device=A.device)
+        if support is not None:
+            # Columns outside the support become decoupled identity rows with a zero right-hand
+            # side, so their (unique) NNLS value is 0 and the rest is the restricted fit.
+            on = support.to(device=A.device, dtype=torch.bool)
+            G = torch.where(on[:, :, None] & on[:, None, :], G, eye.to(G.dtype).expand(b, k, k))
+            h = torch.where(on, h, torch.zeros_like(h))
         tol = (
             10
             * torch.finfo(torch.float64).eps

@@ -45,6 +45,7 @@ def calibrate_model(model: Any, val: Any, call: float, device: Any) -> dict[str,
         call,
         cfg.nnls_guard,
         cfg.calibrate_per_tissue,
+        choice=cfg.calibrate_choice,
     )
     model.thresholds.copy_(torch.as_tensor(thresholds, dtype=model.thresholds.dtype))
     logger.info(

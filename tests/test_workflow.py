@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 from genomelab.config import schema_default
+from genomelab.report.summary import Comparison, pair_key
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -504,7 +505,12 @@ def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
     pair = comp["tests"]["file-level MLP vs logistic regression"]
     assert pair["test"].startswith("exact McNemar") and pair["n"] == len(folds) - 1
     assert 0 <= pair["p_value"] <= 1 and "paired t-test" in pair["details"]["across_folds"]
-    assert ("beats" in comp["verdict"]) == (pair["p_value"] < 0.05 and pair["favours"] == "model")
+    # The verdict is the best model against the best baseline, by that pair's own test.
+    fields = ("title", "split", "primary", "higher_is_better", "rows", "kinds", "tests", "spread", "folds")
+    outcome = Comparison(**{k: comp[k] for k in fields if k in comp}).outcome()
+    judged = comp["tests"][pair_key(outcome["model"], outcome["baseline"])]
+    assert outcome["baseline"] in comp["verdict"] and outcome["model"] in comp["verdict"]
+    assert ("beats" in comp["verdict"]) == (judged["p_value"] < 0.05 and judged["favours"] == "model")
     assert "±" in (out / "summary.md").read_text()
     table = (out / "comparison.tsv").read_text().splitlines()
     assert table[0].startswith("method\tkind\tfold\tn_test") and any("\tmean\t" in line for line in table)

@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pandas as pd
@@ -120,7 +121,7 @@ def _owned_by_gene(feature: GffFeature, by_id: dict[str, GffFeature]) -> bool:
     return False
 
 
-def _locus(f: GffFeature, start: int, end: int) -> dict[str, object]:
+def _locus(f: GffFeature, start: int, end: int) -> dict[str, Any]:
     a = f.attributes
     return {
         "seqid": f.seqid,
@@ -142,7 +143,7 @@ def read_gff3_loci(path: str | os.PathLike, seqid: str | None = None) -> pd.Data
     path = Path(path)
     features = list(iter_gff3(path))
     by_id = {f.attributes["ID"]: f for f in features if "ID" in f.attributes and f.type != CDS_TYPE}
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     cds_rows: dict[str, int] = {}  # CDS ID -> its row, so that segments merge into one locus
     for f in features:
         if f.type in GENE_TYPES:

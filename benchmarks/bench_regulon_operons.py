@@ -55,11 +55,12 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 VARIANTS = {
     "demo": {
         "targets": {"window_bp": 2048, "stride_bp": 1024},
-        "model": {"channels": 64, "n_layers": 6, "dropout": 0.2},
+        # Inputs named: the variant must not follow the schema's default.
+        "model": {"channels": 64, "n_layers": 6, "dropout": 0.2, "inputs": "sequence"},
     },
     "wide": {
         "targets": {"window_bp": 8192, "stride_bp": 4096},
-        "model": {"channels": 48, "n_layers": 8, "dropout": 0.2},
+        "model": {"channels": 48, "n_layers": 8, "dropout": 0.2, "inputs": "sequence"},
     },
     "demo_annot": {
         "targets": {"window_bp": 2048, "stride_bp": 1024},

@@ -236,7 +236,7 @@ def test_saved_annotation_model_predicts_what_training_predicted(annotated_run, 
     assert re.search(r"sequence\+annotation\): give the genes .*--gff", capfd.readouterr().err)
 
 
-def _sequence_model(path):
+def _sequence_model(path, extra=None):
     from genomelab.regulon.model import RegulonModelConfig, RegulonNet
     from genomelab.regulon.training import KIND
     from genomelab.train.export import save_exported
@@ -247,7 +247,7 @@ def _sequence_model(path):
     )
     save_exported(
         path, RegulonNet(cfg).eval(), kind=KIND, config=dataclasses.asdict(cfg), ids={"contigs": ["c"]},
-        data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},
+        data_fingerprint="0", extra={"targets_config": {"window_bp": 512}, **(extra or {})},
     )  # fmt: skip
     return path
 
@@ -480,3 +480,20 @@ def test_export_without_readout_still_predicts_tracks(annotated_run, tmp_path):
     assert meta["operon_pairs_scored"] is None and not (out / "operon_pairs.tsv").exists()
     assert len(meta["files"]) == 6
     assert torch.is_tensor(next(iter(old.weights.values())))
+
+
+def test_sequence_model_with_a_readout_takes_genes_for_its_pairs(annotated_run, tmp_path):
+    """A sequence-only network that carries a pair readout uses the genes for the pairs only:
+    its tracks are those it predicts without genes."""
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.train.export import load_exported
+
+    readout = load_exported(annotated_run["run"] / "best.pt").extra["operon_readout"]
+    predictor = RegulonPredictor(_sequence_model(tmp_path / "seq.pt", {"operon_readout": readout}))
+    region = "synth1:0-8192"
+    with_genes = predictor.predict_fasta(annotated_run["genome"], region, annotated_run["genes"])
+    alone = predictor.predict_fasta(annotated_run["genome"], region)
+    for head, track in alone.tracks.items():
+        np.testing.assert_array_equal(with_genes.tracks[head], track)
+    assert alone.pairs is None and len(with_genes.pairs) > 3
+    assert with_genes.pairs["p_operon"].between(0, 1).all()

@@ -485,7 +485,7 @@ def test_export_without_readout_still_predicts_tracks(annotated_run, tmp_path):
 def test_sequence_model_with_a_readout_takes_genes_for_its_pairs(annotated_run, tmp_path):
     """A sequence-only network that carries a pair readout uses the genes for the pairs only:
     its tracks are those it predicts without genes."""
-    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.predict.regulon import RegulonPredictor, encode
     from genomelab.train.export import load_exported
 
     readout = load_exported(annotated_run["run"] / "best.pt").extra["operon_readout"]
@@ -497,3 +497,17 @@ def test_sequence_model_with_a_readout_takes_genes_for_its_pairs(annotated_run, 
         np.testing.assert_array_equal(with_genes.tracks[head], track)
     assert alone.pairs is None and len(with_genes.pairs) > 3
     assert with_genes.pairs["p_operon"].between(0, 1).all()
+
+    # The server gives the same pairs, naming the request's genes by index.
+    from genomelab.serve.app import create_app
+    from test_serve import serving
+
+    seq = "ACGT" * 700
+    genes = [{"start": 100, "end": 900, "strand": "+"}, {"start": 930, "end": 1500, "strand": "+"},
+             {"start": 1600, "end": 2000, "strand": "-"}, {"start": 2100, "end": 2600, "strand": "+"}]  # fmt: skip
+    with serving(create_app(tmp_path / "seq.pt")) as client:
+        body = client.post("/predict", json={"sequence": seq, "genes": genes}).json()
+    want = predictor.predict_codes(encode(seq), "seq", 0, genes=pd.DataFrame(genes))
+    assert [(p["upstream_gene"], p["downstream_gene"]) for p in body["operon_pairs"]] == [(0, 1)]
+    assert body["operon_pairs"][0]["p_operon"] == pytest.approx(want.pairs["p_operon"].iloc[0], rel=1e-6)
+    np.testing.assert_allclose(body["operon_readout"]["minus"], want.readout[1], rtol=1e-6)

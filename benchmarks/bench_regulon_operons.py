@@ -12,6 +12,8 @@ chromosome, 46 blocks of 102,400 bp, the fixed default held-out blocks (test 3, 
 - ``demo``: the demo model (2,048-bp windows, 6 dilated blocks: receptive field ~2 kb);
 - ``wide``: 8,192-bp windows and 8 dilated blocks (receptive field ~8 kb: neighbouring
   genes and their intergenic regions in view);
+- ``demo_annot``: ``demo`` with ``model.inputs: sequence+annotation`` (is the annotation worth
+  making the default at the demo's size?);
 - ``annot``: ``wide`` with ``model.inputs: sequence+annotation`` (the six per-strand
   gene-body/start/end channels next to the sequence);
 - ``annot_op``: ``annot`` with the operon loss weighted 4 (expression, density 0.5) and
@@ -53,11 +55,16 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 VARIANTS = {
     "demo": {
         "targets": {"window_bp": 2048, "stride_bp": 1024},
-        "model": {"channels": 64, "n_layers": 6, "dropout": 0.2},
+        # Inputs named: the variant must not follow the schema's default.
+        "model": {"channels": 64, "n_layers": 6, "dropout": 0.2, "inputs": "sequence"},
     },
     "wide": {
         "targets": {"window_bp": 8192, "stride_bp": 4096},
-        "model": {"channels": 48, "n_layers": 8, "dropout": 0.2},
+        "model": {"channels": 48, "n_layers": 8, "dropout": 0.2, "inputs": "sequence"},
+    },
+    "demo_annot": {
+        "targets": {"window_bp": 2048, "stride_bp": 1024},
+        "model": {"channels": 64, "n_layers": 6, "dropout": 0.2, "inputs": "sequence+annotation"},
     },
     "annot": {
         "targets": {"window_bp": 8192, "stride_bp": 4096},

@@ -144,7 +144,7 @@ def regulon_run(tmp_path_factory):
     )
     run = root / "run"
     rtraining.train(
-        d / "targets.h5", rtraining.model_config({"channels": 8, "n_layers": 2}, targets),
+        d / "targets.h5", rtraining.model_config({"channels": 8, "n_layers": 2, "inputs": "sequence"}, targets),
         TrainConfig(max_epochs=1, batch_size=16, seed=5), run / "state", run / "best.pt",
         run / "m.json", run / "tb", run / "p.h5", "cpu",
     )  # fmt: skip

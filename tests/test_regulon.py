@@ -284,7 +284,7 @@ def test_reverse_complement_numpy_and_torch_agree():
 
 def test_rc_averaged_prediction_is_strand_equivariant():
     torch.manual_seed(0)
-    model = RegulonNet(RegulonModelConfig(channels=8, n_layers=2)).eval()
+    model = RegulonNet(RegulonModelConfig(channels=8, n_layers=2, inputs="sequence")).eval()
     codes = torch.randint(0, 4, (3, 256), dtype=torch.uint8)
     a, b = model.predict(codes), model.predict(rc_codes(codes))
     for k in a:
@@ -402,7 +402,9 @@ def test_model_config_errors():
 @pytest.mark.parametrize("density_loss", ["mse", "poisson"])
 def test_loss_terms_logged_and_masked(density_loss):
     torch.manual_seed(0)
-    model = RegulonNet(RegulonModelConfig(channels=8, n_layers=2, density_loss=density_loss))
+    model = RegulonNet(
+        RegulonModelConfig(channels=8, n_layers=2, density_loss=density_loss, inputs="sequence")
+    )
     codes = torch.randint(0, 4, (2, 256), dtype=torch.uint8)
     expr = torch.randn(2, 2, 16)
     mask = torch.zeros(2, 2, 16, dtype=torch.bool)
@@ -589,7 +591,7 @@ def test_live_mongodb_path_shares_the_parsers(monkeypatch, synth):
 def test_same_seed_same_weights_and_reload(synth, tmp_path):
     """Two runs with one seed give identical weights; the saved checkpoint reloads to the same output."""
     d = synth["data"]
-    model_cfg = rtraining.model_config({"channels": 8, "n_layers": 2}, SMALL_TARGETS)
+    model_cfg = rtraining.model_config({"channels": 8, "n_layers": 2, "inputs": "sequence"}, SMALL_TARGETS)
     weights = []
     for run in ("a", "b"):
         out = tmp_path / run

@@ -1,6 +1,7 @@
 """Predicting with a regulon network that reads gene-annotation channels: GFF3 and gene-table
 genes in, the channels training built for the same bp, the predictions training made there,
-and the server taking genes with the sequence."""
+and the server taking genes with the sequence; the operon pair readout saved with the model
+and what predict writes with it."""
 
 from __future__ import annotations
 
@@ -161,7 +162,7 @@ def annotated_run(tmp_path_factory):
     rtraining.train(
         d / "t.h5", rtraining.model_config(model, targets),
         TrainConfig(max_epochs=1, batch_size=16, seed=5), run / "state", run / "best.pt",
-        run / "m.json", run / "tb", run / "p.h5", "cpu",
+        run / "m.json", run / "tb", run / "p.h5", "cpu", genes_path=d / "genes.tsv",
     )  # fmt: skip
     return {
         "genome": paths["genome"],
@@ -235,7 +236,7 @@ def test_saved_annotation_model_predicts_what_training_predicted(annotated_run, 
     assert re.search(r"sequence\+annotation\): give the genes .*--gff", capfd.readouterr().err)
 
 
-def _sequence_model(path):
+def _sequence_model(path, extra=None):
     from genomelab.regulon.model import RegulonModelConfig, RegulonNet
     from genomelab.regulon.training import KIND
     from genomelab.train.export import save_exported
@@ -246,7 +247,7 @@ def _sequence_model(path):
     )
     save_exported(
         path, RegulonNet(cfg).eval(), kind=KIND, config=dataclasses.asdict(cfg), ids={"contigs": ["c"]},
-        data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},
+        data_fingerprint="0", extra={"targets_config": {"window_bp": 512}, **(extra or {})},
     )  # fmt: skip
     return path
 
@@ -334,3 +335,179 @@ def test_regulon_predict_rule_step_passes_the_annotation(annotated_run, tmp_path
     regulon_step(smk)
     meta = json.loads(out.read_text())
     assert meta["annotation"] == str(annotated_run["genes"]) and (meta["start"], meta["end"]) == (2048, 6144)
+
+
+# ------------------------------------------- the operon pair readout saved with the model
+# The network above was trained with the module's genes: training fitted its pair readout
+# and saved it in the export; evaluation scores with the saved one, and predict with genes
+# writes the same pair probabilities and per-bp calls.
+def _evaluation(run):
+    """The evaluation's operon view with the readout as evaluate() sets it."""
+    from genomelab.regulon.data import read_genes
+    from genomelab.regulon.evaluate import set_readout
+    from genomelab.regulon.operons import OperonEvaluation
+    from genomelab.regulon.targets import TargetData
+    from genomelab.regulon.tracks import read_tracks
+
+    data = TargetData(run["targets"])
+    ev = OperonEvaluation(data, read_genes(run["genes"]))
+    set_readout(ev, run["run"] / "p.h5", read_tracks(run["run"] / "p.h5", data))
+    return data, ev
+
+
+def test_readout_saved_in_the_export_and_the_predictions_alike(annotated_run):
+    from genomelab.regulon.operons import COMBINED, READOUTS, OperonReadout
+    from genomelab.regulon.tracks import read_readout
+    from genomelab.train.export import load_exported
+
+    exported = load_exported(annotated_run["run"] / "best.pt")
+    saved = exported.extra["operon_readout"]
+    assert saved == read_readout(annotated_run["run"] / "p.h5")
+    # Plain numbers (the export loads with weights_only), the layout named.
+    assert json.loads(json.dumps(saved)) == saved
+    assert saved["features"][COMBINED][-1] == "distance_loglik" and saved["flank_bp"] == 64
+    readout = OperonReadout.from_dict(saved)
+    assert set(readout.readouts) == set(READOUTS) and readout.n_train_positive > 0
+    assert len(readout.readouts[COMBINED].coef) == 4
+    # A readout of another layout is refused, naming where it came from.
+    with pytest.raises(ValueError, match="best.pt: operon readout of another layout"):
+        OperonReadout.from_dict({**saved, "flank_bp": 32}, "best.pt")
+
+
+def test_saved_readout_scores_like_a_fresh_fit(annotated_run):
+    """The plain-parameter readout equals sklearn's pipeline it was taken from."""
+    from genomelab.regulon.operons import COMBINED, PairReadout
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    y = x[:, 0] + rng.normal(size=200) > 0
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    ref = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    mine = PairReadout.from_dict(PairReadout.fit(x, y).to_dict())
+    np.testing.assert_allclose(mine.score(x), ref.decision_function(x), rtol=1e-10, atol=1e-10)
+    x[3, 1] = np.nan
+    assert np.isnan(mine.score(x)[3]) and COMBINED
+
+
+def test_predict_gives_the_evaluations_pair_probabilities(annotated_run, tmp_path):
+    """On each test block as training tiled it, predict's pair probabilities and per-bp
+    readout track equal the evaluation's (the same readout over the same network output)."""
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.regulon.metrics import binary_metrics
+    from genomelab.regulon.operons import COMBINED
+
+    data, ev = _evaluation(annotated_run)
+    want = ev.pair_probabilities("test")
+    assert len(want) >= 5 and want["same_operon"].nunique() == 2
+    predictor = RegulonPredictor(annotated_run["run"] / "best.pt")
+    got, scores, truth = [], [], []
+    _, operon_bp = data.bp_tracks()
+    for _, w in data.split_windows("test").groupby("block"):
+        start, end = int(w["start"].min()), int(w["start"].max()) + data.config.window_bp
+        tracks = predictor.predict_fasta(
+            annotated_run["genome"], f"{data.contig}:{start}-{end}", annotated_run["genes"]
+        )
+        got.append(tracks.pairs)
+        r = tracks.steps["operon"]
+        scores.append(np.repeat(np.fmax(*tracks.readout), r))
+        truth.append(operon_bp[:, start - data.region_start : end - data.region_start].any(axis=0))
+    pairs = pd.concat(got).dropna(subset=["p_operon"])
+    merged = want.merge(
+        pairs, left_on=["upstream", "downstream"], right_on=["upstream_id", "downstream_id"], how="left"
+    )
+    assert merged["p_operon"].notna().all()  # every pair the evaluation scores, predict scores
+    np.testing.assert_allclose(merged["p_operon"], merged["probability"], rtol=1e-4, atol=1e-6)
+    assert (merged["distance_x"] == merged["distance_y"]).all()
+    # The per-bp view: predict's readout track scores the test bp as the evaluation does.
+    per_bp = binary_metrics(np.concatenate(scores), np.concatenate(truth))
+    evaluated = ev.rule_metrics("test")[COMBINED]
+    assert per_bp["n"] == evaluated["operon_bp_n"]
+    assert per_bp["auroc"] == pytest.approx(evaluated["operon_bp_auroc"], abs=1e-4)
+
+
+def test_predict_cli_writes_pairs_and_the_readout_track(annotated_run, tmp_path):
+    model = annotated_run["run"] / "best.pt"
+    out = tmp_path / "cli"
+    args = ["predict", "regulon", "--model", str(model), "--inputs", str(annotated_run["genome"])]
+    assert main([*args, "--gff", str(annotated_run["genes"]), "--out", str(out)]) == 0
+    meta = json.loads((out / "tracks.json").read_text())
+    assert {"operon_pairs", "operon_readout.plus", "operon_readout.minus"} <= set(meta["files"])
+    table = pd.read_csv(out / "operon_pairs.tsv", sep="\t")
+    assert meta["operon_pairs_scored"] == table["p_operon"].notna().sum() > 10
+    assert table["upstream_id"].str.startswith("b").all()  # the genes' own ids
+    assert (table["distance"] == table["downstream_start"] - table["upstream_end"]).all()
+    assert table["p_operon"].between(0, 1).all() and table["p_operon_network"].between(0, 1).all()
+    # Same-operon pairs of the synthetic genome (short gaps) score higher than the others.
+    genes = pd.read_csv(annotated_run["genes"], sep="\t", keep_default_na=False)
+    operon = dict(zip(genes["bnumber"], genes["operon_id"], strict=True))
+    same = (table["upstream_id"].map(operon) == table["downstream_id"].map(operon)) & (
+        table["upstream_id"].map(operon) != ""
+    )
+    assert table.loc[same, "p_operon"].mean() > table.loc[~same, "p_operon"].mean()
+    lines = (out / "operon_readout.minus.bedGraph").read_text().splitlines()
+    assert lines[0].startswith("track type=bedGraph") and len(lines) > 100
+    values = np.array([float(x.split("\t")[3]) for x in lines[1:]])
+    assert values.min() == 0.0 and 0 < values.max() <= 1
+
+
+def test_export_without_readout_still_predicts_tracks(annotated_run, tmp_path):
+    """An older export (no operon_readout in extra) predicts its three heads, no pairs."""
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.train.export import load_exported, save_exported
+
+    old = load_exported(annotated_run["run"] / "best.pt")
+    extra = {k: v for k, v in old.extra.items() if k != "operon_readout"}
+    path = tmp_path / "old.pt"
+    save_exported(
+        path, old.weights, kind=old.kind, config=old.config, ids=old.ids,
+        data_fingerprint=old.data_fingerprint, extra=extra,
+    )  # fmt: skip
+    region = "synth1:12288-16384"
+    old_tracks = RegulonPredictor(path).predict_fasta(annotated_run["genome"], region, annotated_run["genes"])
+    new_tracks = RegulonPredictor(annotated_run["run"] / "best.pt").predict_fasta(
+        annotated_run["genome"], region, annotated_run["genes"]
+    )
+    assert old_tracks.pairs is None and old_tracks.readout is None
+    for head in ("expression", "density", "operon"):
+        np.testing.assert_array_equal(old_tracks.tracks[head], new_tracks.tracks[head])
+    out = tmp_path / "out"
+    args = ["predict", "regulon", "--model", str(path), "--inputs", str(annotated_run["genome"])]
+    assert main([*args, "--region", region, "--gff", str(annotated_run["genes"]), "--out", str(out)]) == 0
+    meta = json.loads((out / "tracks.json").read_text())
+    assert meta["operon_pairs_scored"] is None and not (out / "operon_pairs.tsv").exists()
+    assert len(meta["files"]) == 6
+    assert torch.is_tensor(next(iter(old.weights.values())))
+
+
+def test_sequence_model_with_a_readout_takes_genes_for_its_pairs(annotated_run, tmp_path):
+    """A sequence-only network that carries a pair readout uses the genes for the pairs only:
+    its tracks are those it predicts without genes."""
+    from genomelab.predict.regulon import RegulonPredictor, encode
+    from genomelab.train.export import load_exported
+
+    readout = load_exported(annotated_run["run"] / "best.pt").extra["operon_readout"]
+    predictor = RegulonPredictor(_sequence_model(tmp_path / "seq.pt", {"operon_readout": readout}))
+    region = "synth1:0-8192"
+    with_genes = predictor.predict_fasta(annotated_run["genome"], region, annotated_run["genes"])
+    alone = predictor.predict_fasta(annotated_run["genome"], region)
+    for head, track in alone.tracks.items():
+        np.testing.assert_array_equal(with_genes.tracks[head], track)
+    assert alone.pairs is None and len(with_genes.pairs) > 3
+    assert with_genes.pairs["p_operon"].between(0, 1).all()
+
+    # The server gives the same pairs, naming the request's genes by index.
+    from genomelab.serve.app import create_app
+    from test_serve import serving
+
+    seq = "ACGT" * 700
+    genes = [{"start": 100, "end": 900, "strand": "+"}, {"start": 930, "end": 1500, "strand": "+"},
+             {"start": 1600, "end": 2000, "strand": "-"}, {"start": 2100, "end": 2600, "strand": "+"}]  # fmt: skip
+    with serving(create_app(tmp_path / "seq.pt")) as client:
+        body = client.post("/predict", json={"sequence": seq, "genes": genes}).json()
+    want = predictor.predict_codes(encode(seq), "seq", 0, genes=pd.DataFrame(genes))
+    assert [(p["upstream_gene"], p["downstream_gene"]) for p in body["operon_pairs"]] == [(0, 1)]
+    assert body["operon_pairs"][0]["p_operon"] == pytest.approx(want.pairs["p_operon"].iloc[0], rel=1e-6)
+    np.testing.assert_allclose(body["operon_readout"]["minus"], want.readout[1], rtol=1e-6)

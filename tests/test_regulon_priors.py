@@ -45,7 +45,7 @@ def _untrained(model: RegulonNet, t: WindowTensors) -> dict[str, float]:
 @pytest.mark.parametrize("density_loss", ["mse", "poisson"])
 def test_model_built_for_a_6_6_percent_prior_starts_at_chance(density_loss):
     rng = np.random.default_rng(0)
-    cfg = RegulonModelConfig(channels=32, n_layers=3, density_loss=density_loss)
+    cfg = RegulonModelConfig(channels=32, n_layers=3, density_loss=density_loss, inputs="sequence")
     t = _windows(rng, cfg)
     priors = LabelPriors.from_targets(t.expression, t.expression_mask, t.density, t.operon)
     assert abs(priors.operon_rate - OPERON_RATE) < 0.01
@@ -64,7 +64,7 @@ def test_without_priors_the_gate_check_still_catches_it():
     """The same network with its biases at zero is far above chance on a 6.6% label:
     the check is kept as it was, and it is the initialisation that moved."""
     rng = np.random.default_rng(1)
-    cfg = RegulonModelConfig(channels=32, n_layers=3)
+    cfg = RegulonModelConfig(channels=32, n_layers=3, inputs="sequence")
     t = _windows(rng, cfg)
     torch.manual_seed(0)
     model = RegulonNet(cfg)  # biases 0: P(operon) about 0.5 everywhere

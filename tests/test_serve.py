@@ -191,7 +191,9 @@ def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     got = [reply["samples"][0]["proportions"][t] for t in tissues]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
-    rcfg = RegulonModelConfig.from_dict({"channels": 4, "n_layers": 1}, resolution_bp=16, bin_bp=128)
+    rcfg = RegulonModelConfig.from_dict(
+        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=128
+    )
     save_exported(
         tmp_path / "regulon.pt", RegulonNet(rcfg), kind=RG_KIND, config=dict(rcfg.__dict__),
         ids={"contigs": ["c"]}, data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},

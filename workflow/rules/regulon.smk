@@ -178,6 +178,8 @@ rule regulon_train:
     """Train the three-head CNN with the shared engine (after the gate); predict held-out blocks."""
     input:
         targets=REGULON_FOLD_TARGETS,
+        # The pair readout saved with the model is fitted on the genes' adjacent pairs.
+        genes=rules.regulon_process.output.genes,
         gate=gate_input("regulon"),
     output:
         checkpoint=f"{REGULON_FOLD_OUT}/model/best.pt",

@@ -16,7 +16,17 @@ region in contig coordinates) from the genes the user gives: a GFF3 file
 (:func:`genomelab.io.gff.read_gff3_loci`: genes, pseudogenes and the CDS no gene owns, of the
 FASTA record's seqid) or a gene table in the layout the workflow writes (``genes.tsv``:
 0-based half-open start, end, strand). Such a model refuses to predict without genes, and a
-sequence-only model refuses genes (it would silently ignore them).
+sequence-only model refuses genes (it would silently ignore them) unless it carries a pair
+readout (below), which reads them.
+
+A model trained by the workflow carries its **operon pair readout** (``extra["operon_readout"]``:
+:class:`~genomelab.regulon.operons.OperonReadout`, logistic regressions fitted on the training
+pairs after training, plain numbers). Given genes, prediction then also scores every adjacent
+same-strand gene pair whose junction lies in the region (``operon_pairs.tsv``: P(same operon)
+from the readout with the distance log-likelihood, and from the network's output alone) and
+writes the readout's per-bp track (``operon_readout.<strand>.bedGraph``: a gene's bins take
+its best neighbour pair's probability, a junction's its pair's, 0 elsewhere), the calls
+evaluation scores. Older exports without a readout predict their tracks as before.
 """
 
 from __future__ import annotations
@@ -33,11 +43,14 @@ import torch
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.errors import FormatError
+from genomelab.regulon.operons import OperonReadout
 from genomelab.train.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
 HEADS = ("expression", "density", "operon")
+# Key of the exported model's extra holding the operon pair readout (regulon/training.py).
+READOUT_KEY = "operon_readout"
 STRANDS = ("plus", "minus")
 _REGION = re.compile(r"^(?P<contig>[^:]+)(:(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
 
@@ -50,9 +63,15 @@ NEEDS_GENES = (
     "regulon.predict.annotation, or the request's 'genes')"
 )
 REFUSES_GENES = (
-    "this regulon model reads the sequence only (regulon.model.inputs: sequence) and would "
-    "ignore the genes given: leave them out, or use a model trained with sequence+annotation"
+    "this regulon model reads the sequence only (regulon.model.inputs: sequence) and carries "
+    "no operon pair readout, so it would ignore the genes given: leave them out, or use a model "
+    "trained with sequence+annotation"
 )
+# operon_pairs.tsv: coordinates 0-based half-open; distance = downstream start - upstream end.
+PAIR_TABLE_COLUMNS = (
+    "contig", "upstream_id", "upstream_start", "upstream_end", "downstream_id", "downstream_start",
+    "downstream_end", "strand", "distance", "p_operon", "p_operon_network",
+)  # fmt: skip
 
 
 @dataclass
@@ -66,6 +85,10 @@ class RegulonTracks:
     steps: dict[str, int]
     n_unknown_bases: int
     n_genes: int | None = None
+    # With a pair readout and genes: the scored pairs (PAIR_TABLE_COLUMNS) and the readout's
+    # per-bp track [2, n_res] (P(operon), at the operon head's step).
+    pairs: pd.DataFrame | None = None
+    readout: np.ndarray | None = None
 
 
 def _is_gff(path: Path) -> bool:
@@ -78,7 +101,7 @@ def _is_gff(path: Path) -> bool:
 
 
 def _gene_table(path: Path, contig: str | None) -> pd.DataFrame:
-    """start, end, strand of a tab-separated gene table (0-based half-open, as ``genes.tsv``);
+    """id, start, end, strand of a tab-separated gene table (0-based half-open, as ``genes.tsv``);
     rows of other contigs left out when it has a ``contig`` or ``seqid`` column."""
     table = pd.read_csv(path, sep="\t", comment=None, dtype={"strand": str}, keep_default_na=False)
     missing = [c for c in GENE_TABLE_COLUMNS if c not in table.columns]
@@ -108,22 +131,97 @@ def _gene_table(path: Path, contig: str | None) -> pd.DataFrame:
             "0 <= start < end with strand + or -",
             int(table.index[i]) + 2,  # the header is line 1
         )
+    found = next((c for c in ("bnumber", "gene_id", "name") if c in table.columns), None)
     return pd.DataFrame(
-        {"start": starts.astype("int64"), "end": ends.astype("int64"), "strand": table["strand"]}
+        {
+            "id": table[found].astype(str) if found else "",
+            "start": starts.astype("int64"),
+            "end": ends.astype("int64"),
+            "strand": table["strand"],
+        }
     ).reset_index(drop=True)
 
 
-def read_genes_for_prediction(path: str | os.PathLike, contig: str | None = None) -> pd.DataFrame:
-    """Genes (start, end: 0-based half-open; strand '+'/'-') of ``contig`` from a GFF3 file or
-    a gene table (detected by the name .gff/.gff3 or a ``##gff-version`` first line)."""
+def read_gene_loci(path: str | os.PathLike, contig: str | None = None) -> pd.DataFrame:
+    """Genes (id, start, end: 0-based half-open; strand '+'/'-') of ``contig`` from a GFF3
+    file or a gene table (detected by the name .gff/.gff3 or a ``##gff-version`` first line).
+    ``id``: a GFF3 locus's locus_tag, else Name, else ID; a table's bnumber, gene_id or name
+    column; else ``start-end(strand)``."""
     from genomelab.io.gff import read_gff3_loci
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"gene annotation {path} does not exist")
     if _is_gff(path):
-        return read_gff3_loci(path, contig)[["start", "end", "strand"]]
-    return _gene_table(path, contig)
+        loci = read_gff3_loci(path, contig).reset_index(drop=True)
+        ids = loci["locus_tag"].where(loci["locus_tag"] != "", loci["name"])
+        ids = ids.where(ids != "", loci["id"]).astype(str)
+    else:
+        loci = _gene_table(path, contig)
+        ids = loci["id"]
+    coords = loci["start"].astype(str) + "-" + loci["end"].astype(str) + "(" + loci["strand"] + ")"
+    ids = ids.where(ids != "", coords).to_numpy()
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "start": loci["start"].to_numpy(),
+            "end": loci["end"].to_numpy(),
+            "strand": loci["strand"].to_numpy(),
+        }
+    )
+
+
+def read_genes_for_prediction(path: str | os.PathLike, contig: str | None = None) -> pd.DataFrame:
+    """Genes (start, end: 0-based half-open; strand '+'/'-') of ``contig`` (:func:`read_gene_loci`)."""
+    return read_gene_loci(path, contig)[["start", "end", "strand"]]
+
+
+def operon_calls(
+    readout: OperonReadout,
+    track: np.ndarray,
+    genes: pd.DataFrame,
+    contig: str,
+    start: int,
+    end: int,
+    resolution_bp: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Pairs (PAIR_TABLE_COLUMNS) and the readout's per-bp track [2, (end - start) //
+    resolution_bp] over ``[start, end)`` from the network's operon ``track`` there.
+
+    Pairs are adjacent on the whole contig (``genes``: all of it, with ``id`` when known),
+    as evaluation pairs genes over the genome; those whose junction lies in the region are
+    scored (NaN where the track misses part of it: a tail shorter than a bin)."""
+    from genomelab.regulon.operons import COMBINED, PAIR_READOUT, TrackFrame, gene_pairs, pair_track
+
+    g = genes.reset_index(drop=True)
+    # A unique key per gene (ids may repeat or be empty); the table shows the ids.
+    keyed = g.assign(bnumber=[f"g{i}" for i in range(len(g))])
+    ids = dict(zip(keyed["bnumber"], g["id"] if "id" in g else keyed["bnumber"], strict=True))
+    pairs = gene_pairs(keyed)
+    pairs = pairs[(pairs["lo"] >= start) & (pairs["hi"] <= end)].reset_index(drop=True)
+    frame = TrackFrame(start, resolution_bp)
+    p_both = readout.probability(track, pairs, frame, COMBINED)
+    inside = keyed[(keyed["end"] > start) & (keyed["start"] < end)]
+    bp_track = pair_track(p_both, pairs, inside, (start, end), resolution_bp, floor=0.0)
+    coords = keyed.set_index("bnumber")[["start", "end"]]
+    up, down = coords.loc[pairs["upstream"]], coords.loc[pairs["downstream"]]
+    table = pd.DataFrame(
+        {
+            "contig": contig,
+            "upstream_id": pairs["upstream"].map(ids).to_numpy(),
+            "upstream_start": up["start"].to_numpy(),
+            "upstream_end": up["end"].to_numpy(),
+            "downstream_id": pairs["downstream"].map(ids).to_numpy(),
+            "downstream_start": down["start"].to_numpy(),
+            "downstream_end": down["end"].to_numpy(),
+            "strand": pairs["strand"].to_numpy(),
+            "distance": pairs["distance"].to_numpy(),
+            "p_operon": p_both,
+            "p_operon_network": readout.probability(track, pairs, frame, PAIR_READOUT),
+        },
+        columns=list(PAIR_TABLE_COLUMNS),
+    )
+    return table, bp_track
 
 
 def parse_region(text: str) -> tuple[str, int | None, int | None]:
@@ -161,12 +259,15 @@ class RegulonPredictor:
         self.resolution_bp = int(self.model.config.resolution_bp)
         self.bin_bp = int(self.model.config.bin_bp)
         self.uses_annotation = bool(self.model.uses_annotation)
+        saved = self.exported.extra.get(READOUT_KEY)
+        self.readout = None if saved is None else OperonReadout.from_dict(saved, self.path)
 
     def check_genes(self, given: bool) -> None:
-        """Genes given exactly when the model reads annotation channels (else ValueError)."""
+        """Genes required by a model that reads annotation channels, refused by one that
+        neither reads them nor carries a pair readout (else ValueError)."""
         if self.uses_annotation and not given:
             raise ValueError(f"{self.path}: {NEEDS_GENES}")
-        if not self.uses_annotation and given:
+        if not self.uses_annotation and self.readout is None and given:
             raise ValueError(f"{self.path}: {REFUSES_GENES}")
 
     def window_starts(self, start: int, end: int) -> tuple[np.ndarray, int]:
@@ -195,7 +296,7 @@ class RegulonPredictor:
         starts, length = self.window_starts(start, start + len(codes))
         index = (starts - start)[:, None] + np.arange(length)
         annotation = None
-        if genes is not None:
+        if genes is not None and self.uses_annotation:
             # The region's track, then cut into windows: as training cuts its region's track.
             annotation = annotation_track(genes, start, start + len(codes))[index]
         return starts, codes[index], annotation
@@ -212,7 +313,9 @@ class RegulonPredictor:
         shorter than ``bin_bp`` is not scored, so the tracks end at a whole bin).
 
         ``genes`` (start, end, strand in contig coordinates): required by, and only by, a
-        model with annotation inputs; the channels are those training built for the same bp."""
+        model with annotation inputs (the channels are those training built for the same bp),
+        and what the pair readout scores when the model carries one (all genes of the contig:
+        pairs are formed there, then those in the region scored)."""
         from genomelab.regulon.training import predict_windows
 
         self.check_genes(genes is not None)
@@ -238,7 +341,12 @@ class RegulonPredictor:
             tracks[head] = track
         n_unknown = int((codes == 4).sum())
         n_genes = None if genes is None else int(((genes["end"] > start) & (genes["start"] < end)).sum())
-        return RegulonTracks(contig, start, end, tracks, steps, n_unknown, n_genes)
+        found = RegulonTracks(contig, start, end, tracks, steps, n_unknown, n_genes)
+        if genes is not None and self.readout is not None:
+            found.pairs, found.readout = operon_calls(
+                self.readout, tracks["operon"], genes, contig, start, end, self.resolution_bp
+            )
+        return found
 
     def predict_fasta(
         self,
@@ -258,7 +366,7 @@ class RegulonPredictor:
         end = len(codes) if end is None else end
         if not 0 <= start < end <= len(codes):
             raise ValueError(f"{fasta}: region {name}:{start}-{end} is outside the record's {len(codes)} bp")
-        genes = None if annotation is None else read_genes_for_prediction(annotation, name)
+        genes = None if annotation is None else read_gene_loci(annotation, name)
         return self.predict_codes(codes[start:end], name, start, genes=genes)
 
 
@@ -281,6 +389,26 @@ def write_bedgraphs(tracks: RegulonTracks, out_dir: str | os.PathLike) -> dict[s
             with atomic_output(path) as tmp:
                 Path(tmp).write_text(f'track type=bedGraph name="{head} {strand}"\n' + "".join(lines))
             paths[f"{head}.{strand}"] = str(path)
+    if tracks.readout is not None:
+        step = tracks.steps["operon"]
+        for row, strand in enumerate(STRANDS):
+            path = out_dir / f"operon_readout.{strand}.bedGraph"
+            starts = tracks.start + np.arange(tracks.readout.shape[1]) * step
+            lines = [
+                f"{tracks.contig}\t{s}\t{s + step}\t{v:.6g}\n"
+                for s, v in zip(starts, tracks.readout[row], strict=True)
+            ]
+            with atomic_output(path) as tmp:
+                Path(tmp).write_text(
+                    f'track type=bedGraph name="operon readout {strand}" description="P(operon) from the pair readout"\n'
+                    + "".join(lines)
+                )
+            paths[f"operon_readout.{strand}"] = str(path)
+    if tracks.pairs is not None:
+        path = out_dir / "operon_pairs.tsv"
+        with atomic_output(path) as tmp:
+            tracks.pairs.to_csv(tmp, sep="\t", index=False, na_rep="NA", float_format="%.6g")
+        paths["operon_pairs"] = str(path)
     return paths
 
 
@@ -309,6 +437,10 @@ def predict_files(
             "n_unknown_bases": tracks.n_unknown_bases,
             "annotation": None if annotation is None else str(annotation),
             "n_genes_in_region": tracks.n_genes,
+            # The pair readout's calls (None: the model carries no readout, or no genes given).
+            "operon_pairs_scored": None
+            if tracks.pairs is None
+            else int(tracks.pairs["p_operon"].notna().sum()),
             "files": paths,
         },
     )

@@ -126,6 +126,7 @@ def run(
         out / "model" / "tensorboard",
         out / "model" / "predictions.h5",
         device,
+        data / "genes.tsv",
     )
     return reval.evaluate(
         data / "targets.h5",

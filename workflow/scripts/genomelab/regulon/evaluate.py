@@ -18,9 +18,9 @@ from genomelab.regulon.baselines import BaselineConfig, fit_upstream, gene_track
 from genomelab.regulon.blocks import Heldout, block_test, paired_tests
 from genomelab.regulon.data import Normaliser, read_genes
 from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means, regression_metrics
-from genomelab.regulon.operons import DISTANCE, DISTANCE_LL, READOUTS, OperonEvaluation
+from genomelab.regulon.operons import DISTANCE, DISTANCE_LL, READOUTS, OperonEvaluation, OperonReadout
 from genomelab.regulon.targets import TargetData
-from genomelab.regulon.tracks import TRAIN_GROUP, read_tracks, split_bin_mask
+from genomelab.regulon.tracks import TRAIN_GROUP, read_readout, read_tracks, split_bin_mask
 from genomelab.report.stats import PairedTest
 from genomelab.report.summary import Comparison, ModuleSummary, pair_key, write_module_summary
 
@@ -274,6 +274,22 @@ def plot_genes(
     plt.close(fig)
 
 
+def set_readout(
+    operons: OperonEvaluation,
+    model_tracks_path: str | os.PathLike,
+    model_tracks: dict[str, dict[str, np.ndarray]],
+) -> None:
+    """Give ``operons`` the network's pair readout: the one training saved (in the
+    predictions file, as in the exported model), or for older runs one fitted here on the
+    network's output on the training blocks."""
+    saved = read_readout(model_tracks_path)
+    if saved is not None:
+        readout = OperonReadout.from_dict(saved, str(model_tracks_path))
+        operons.use_readout(readout, model_tracks["model"]["operon"])
+    elif TRAIN_GROUP in model_tracks:
+        operons.fit_readouts(model_tracks["model"]["operon"], model_tracks[TRAIN_GROUP]["operon"])
+
+
 def flatten_for_json(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
 
@@ -308,9 +324,7 @@ def evaluate(
         methods[BASELINE_NAMES.get(key, key)] = tracks
     operons = OperonEvaluation(data, genes)
     model_tracks = read_tracks(model_tracks_path, data)
-    if TRAIN_GROUP in model_tracks:
-        # The pair readouts learn from the network's output on the training blocks.
-        operons.fit_readouts(methods[MODEL]["operon"], model_tracks[TRAIN_GROUP]["operon"])
+    set_readout(operons, model_tracks_path, model_tracks)
     metrics = method_metrics(methods, data, genes, split, norm.value_field, operons)
     measured = genes[np.isfinite(genes["z"].to_numpy(dtype=float))].reset_index(drop=True)
     upstream: dict[str, Any] = {}

@@ -25,6 +25,9 @@ the training blocks and scored on the held-out pairs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -44,6 +47,52 @@ FLANK_BP = 64
 # where operon pairs concentrate, coarse beyond.
 _LL_EDGES = np.array([-np.inf, -20, -10, -1, 5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200, 300, np.inf])
 PAIR_COLUMNS = ("upstream", "downstream", "strand", "lo", "hi", "distance", "same_operon", "block", "split")
+# Features of the readouts, in column order (OperonReadout.to_dict records them).
+NETWORK_FEATURES = ("logit_junction", "logit_upstream_flank", "logit_downstream_flank")
+FEATURES = {PAIR_READOUT: NETWORK_FEATURES, COMBINED: (*NETWORK_FEATURES, "distance_loglik")}
+READOUT_FORMAT = "genomelab.regulon.operon_readout"
+READOUT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrackFrame:
+    """Where a track [2, n_res] lies: bin ``i`` covers ``region_start + i * resolution_bp``."""
+
+    region_start: int
+    resolution_bp: int
+
+    @classmethod
+    def of(cls, frame: TrackFrame | TargetData) -> TrackFrame:
+        if isinstance(frame, TrackFrame):
+            return frame
+        return cls(int(frame.region_start), int(frame.config.resolution_bp))
+
+
+def gene_pairs(genes: pd.DataFrame) -> pd.DataFrame:
+    """Adjacent same-strand pairs of ``genes`` (bnumber, start, end, strand, optional
+    operon_id) in genome order, no gene of either strand between them: upstream, downstream
+    (the genes' ``bnumber``), strand, lo, hi (the junction: gap, or overlap when ``distance``
+    < 0), distance, same_operon (False without an operon_id column)."""
+    g = genes.sort_values(["start", "end"]).reset_index(drop=True)
+    a, b = g.iloc[:-1].reset_index(drop=True), g.iloc[1:].reset_index(drop=True)
+    keep = (a["strand"] == b["strand"]).to_numpy()
+    a, b = a[keep].reset_index(drop=True), b[keep].reset_index(drop=True)
+    if "operon_id" in g.columns:
+        oa, ob = a["operon_id"].astype(str).to_numpy(), b["operon_id"].astype(str).to_numpy()
+        same = (oa == ob) & (oa != "") & (oa != "nan")
+    else:
+        same = np.zeros(len(a), dtype=bool)
+    return pd.DataFrame(
+        {
+            "upstream": a["bnumber"].to_numpy(),
+            "downstream": b["bnumber"].to_numpy(),
+            "strand": a["strand"].to_numpy(),
+            "lo": np.minimum(a["end"].to_numpy(), b["start"].to_numpy()),
+            "hi": np.maximum(a["end"].to_numpy(), b["start"].to_numpy()),
+            "distance": (b["start"] - a["end"]).to_numpy(),
+            "same_operon": same,
+        }
+    )
 
 
 def adjacent_pairs(genes: pd.DataFrame, data: TargetData, within_blocks: bool = True) -> pd.DataFrame:
@@ -53,48 +102,34 @@ def adjacent_pairs(genes: pd.DataFrame, data: TargetData, within_blocks: bool = 
     ``block``/``split``: the block holding the whole junction (pairs across a block border
     are left out, so no pair straddles two splits, unless ``within_blocks`` is False).
     """
-    g = genes[(genes["start"] >= data.region_start) & (genes["end"] <= data.region_end)]
-    g = g.sort_values(["start", "end"]).reset_index(drop=True)
-    a, b = g.iloc[:-1].reset_index(drop=True), g.iloc[1:].reset_index(drop=True)
-    keep = (a["strand"] == b["strand"]).to_numpy()
-    a, b = a[keep].reset_index(drop=True), b[keep].reset_index(drop=True)
-    distance = (b["start"] - a["end"]).to_numpy()
-    lo = np.minimum(a["end"].to_numpy(), b["start"].to_numpy())
-    hi = np.maximum(a["end"].to_numpy(), b["start"].to_numpy())
-    oa, ob = a["operon_id"].astype(str).to_numpy(), b["operon_id"].astype(str).to_numpy()
+    pairs = gene_pairs(genes[(genes["start"] >= data.region_start) & (genes["end"] <= data.region_end)])
+    lo, hi = pairs["lo"].to_numpy(), pairs["hi"].to_numpy()
     bs = data.blocks
     idx = np.searchsorted(bs["start"].to_numpy(), lo, side="right") - 1
     ok = (idx >= 0) & (hi <= bs["end"].to_numpy()[np.clip(idx, 0, len(bs) - 1)])
-    pairs = pd.DataFrame(
-        {
-            "upstream": a["bnumber"].to_numpy(),
-            "downstream": b["bnumber"].to_numpy(),
-            "strand": a["strand"].to_numpy(),
-            "lo": lo,
-            "hi": hi,
-            "distance": distance,
-            "same_operon": (oa == ob) & (oa != "") & (oa != "nan"),
-            "block": bs["block"].to_numpy()[np.clip(idx, 0, len(bs) - 1)],
-            "split": bs["split"].to_numpy()[np.clip(idx, 0, len(bs) - 1)],
-        }
-    )
+    pairs["block"] = bs["block"].to_numpy()[np.clip(idx, 0, len(bs) - 1)]
+    pairs["split"] = bs["split"].to_numpy()[np.clip(idx, 0, len(bs) - 1)]
     return (pairs[ok] if within_blocks else pairs).reset_index(drop=True)
 
 
-def pair_scores(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.ndarray:
-    """Mean of ``track`` [2, n_res] over each pair's junction bins on its strand; [n_pairs]."""
-    r = data.config.resolution_bp
-    first = (pairs["lo"].to_numpy() - data.region_start) // r
-    last = np.maximum(-(-(pairs["hi"].to_numpy() - data.region_start) // r), first + 1)
-    last = np.minimum(last, track.shape[1])
+def pair_scores(track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData) -> np.ndarray:
+    """Mean of ``track`` [2, n_res] over each pair's junction bins on its strand; [n_pairs].
+    NaN where a bin of the junction is NaN or outside the track (nothing predicted there)."""
+    f = TrackFrame.of(frame)
+    r, n_res = f.resolution_bp, track.shape[1]
+    first = (pairs["lo"].to_numpy() - f.region_start) // r
+    last = np.maximum(-(-(pairs["hi"].to_numpy() - f.region_start) // r), first + 1)
+    inside = (first >= 0) & (last <= n_res)
+    first, last = np.clip(first, 0, n_res), np.clip(last, 0, n_res)
     row = (pairs["strand"].to_numpy() == "-").astype(int)
     vals = np.nan_to_num(track, nan=0.0).astype(np.float64)
     seen = np.isfinite(track).astype(np.float64)
     csum = np.concatenate([np.zeros((2, 1)), np.cumsum(vals, axis=1)], axis=1)
     cseen = np.concatenate([np.zeros((2, 1)), np.cumsum(seen, axis=1)], axis=1)
     n = cseen[row, last] - cseen[row, first]
+    full = inside & (n == (last - first))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n == (last - first), (csum[row, last] - csum[row, first]) / np.maximum(n, 1), np.nan)
+        return np.where(full, (csum[row, last] - csum[row, first]) / np.maximum(n, 1), np.nan)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -102,16 +137,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def pair_features(track: np.ndarray, pairs: pd.DataFrame, data: TargetData) -> np.ndarray:
-    """The readout's features [n_pairs, 3] from an operon probability track [2, n_res]: logits
-    of the mean over the junction and over ``FLANK_BP`` on each side of it (the ends of the two
-    genes); NaN where the track does not cover them."""
+def pair_features(track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData) -> np.ndarray:
+    """The readout's features [n_pairs, 3] (NETWORK_FEATURES) from an operon probability
+    track [2, n_res]: logits of the mean over the junction and over ``FLANK_BP`` on each side
+    of it (the ends of the two genes); NaN where the track does not cover the junction."""
     lo, hi = pairs["lo"].to_numpy(), pairs["hi"].to_numpy()
-    left = pairs.assign(lo=np.maximum(lo - FLANK_BP, data.region_start), hi=lo)
-    right = pairs.assign(lo=hi, hi=np.minimum(hi + FLANK_BP, data.region_end))
-    mid, *flanks = (pair_scores(track, p, data) for p in (pairs, left, right))
-    # A flank past the predicted windows (a block's end) reads as the junction, so that every
-    # pair the junction covers is scored: the rules and the readouts score the same pairs.
+    left = pairs.assign(lo=lo - FLANK_BP, hi=lo)
+    right = pairs.assign(lo=hi, hi=hi + FLANK_BP)
+    mid, *flanks = (pair_scores(track, p, frame) for p in (pairs, left, right))
+    # A flank past the predicted windows (a block's or the region's end) reads as the
+    # junction, so that every pair the junction covers is scored: the rules and the readouts
+    # score the same pairs, and a region predicted alone scores as it did inside the genome.
     return _logit(np.column_stack([mid, *(np.where(np.isnan(f), mid, f) for f in flanks)]))
 
 
@@ -124,24 +160,191 @@ def distance_loglik(train: pd.DataFrame) -> np.ndarray:
     return np.log(pos / pos.sum()) - np.log(neg / neg.sum())
 
 
-class PairReadout:
-    """A logistic regression on pair features (standardised), fitted on labelled pairs."""
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+
+@dataclass
+class PairReadout:
+    """A logistic regression on standardised pair features, as plain parameters: the
+    decision value of features x [n, k] is ``((x - mean) / scale) @ coef + intercept``."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    n_train: int
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray) -> PairReadout:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
-        self.n_train = len(y)
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+        scaler, lr = model[0], model[1]
+        return cls(
+            scaler.mean_.copy(), scaler.scale_.copy(), lr.coef_[0].copy(), float(lr.intercept_[0]), len(y)
+        )
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Decision values [n] (NaN where a feature is missing)."""
         ok = np.isfinite(x).all(axis=1)
         out = np.full(len(x), np.nan)
         if ok.any():
-            out[ok] = self.model.decision_function(x[ok])
+            out[ok] = ((x[ok] - self.mean) / self.scale) @ self.coef + self.intercept
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "n_train": int(self.n_train),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PairReadout:
+        arrays = {k: np.asarray(d[k], dtype=np.float64) for k in ("mean", "scale", "coef")}
+        return cls(**arrays, intercept=float(d["intercept"]), n_train=int(d["n_train"]))
+
+
+@dataclass
+class OperonReadout:
+    """The fitted pair readouts of one network (READOUTS) with what scoring needs: the
+    distance log-likelihood per class (COMBINED's fourth feature) and the feature layout.
+    Plain values only (``to_dict``), so it travels in the exported model's ``extra``."""
+
+    readouts: dict[str, PairReadout]
+    loglik: np.ndarray  # [len(_LL_EDGES) - 1]
+    n_train_pairs: int
+    n_train_positive: int
+
+    def distance_ll(self, distance: np.ndarray) -> np.ndarray:
+        return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
+
+    def features(
+        self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData, name: str
+    ) -> np.ndarray:
+        """Features [n_pairs, len(FEATURES[name])] of ``pairs`` under the operon ``track``."""
+        x = pair_features(track, pairs, frame)
+        if name == COMBINED:
+            x = np.column_stack([x, self.distance_ll(pairs["distance"].to_numpy())])
+        return x
+
+    def score(
+        self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData, name: str
+    ) -> np.ndarray:
+        """Decision values [n_pairs] of readout ``name`` (NaN where the track misses a pair)."""
+        return self.readouts[name].score(self.features(track, pairs, frame, name))
+
+    def probability(
+        self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData, name: str = COMBINED
+    ) -> np.ndarray:
+        """P(same operon) [n_pairs] of readout ``name``: the logistic of its decision value."""
+        return _sigmoid(self.score(track, pairs, frame, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": READOUT_FORMAT,
+            "version": READOUT_VERSION,
+            "flank_bp": FLANK_BP,
+            "distance_edges_bp": _LL_EDGES[1:-1].tolist(),
+            "distance_loglik": self.loglik.tolist(),
+            "features": {name: list(FEATURES[name]) for name in self.readouts},
+            "readouts": {name: r.to_dict() for name, r in self.readouts.items()},
+            "n_train_pairs": int(self.n_train_pairs),
+            "n_train_positive": int(self.n_train_positive),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "the operon readout") -> OperonReadout:
+        """The readout of ``to_dict`` output; one made with another layout is refused
+        (``where`` names the file in the error)."""
+        layout = (d.get("format"), d.get("version"), d.get("flank_bp"), d.get("distance_edges_bp"))
+        want = (READOUT_FORMAT, READOUT_VERSION, FLANK_BP, _LL_EDGES[1:-1].tolist())
+        if layout != want or any(list(FEATURES.get(n, ())) != f for n, f in d.get("features", {}).items()):
+            raise ValueError(
+                f"{where}: operon readout of another layout (format, version, flank_bp, distance "
+                f"edges {layout[:3]}; this genomelab reads {want[:3]} with features {FEATURES})"
+            )
+        return cls(
+            {name: PairReadout.from_dict(r) for name, r in d["readouts"].items()},
+            np.asarray(d["distance_loglik"], dtype=np.float64),
+            int(d["n_train_pairs"]),
+            int(d["n_train_positive"]),
+        )
+
+
+def split_pairs(pairs: pd.DataFrame, data: TargetData, split: str, block: int | None = None) -> pd.DataFrame:
+    """Pairs of ``split`` (one ``block``) whose whole junction lies in its windows, so the
+    rules and the tracks score the same pairs."""
+    p = pairs[pairs["split"] == split]
+    if block is not None:
+        p = p[p["block"] == block]
+    covered = split_bin_mask(data, split, data.config.resolution_bp).astype(np.float32)
+    inside = pair_scores(np.stack([covered, covered]), p, data)
+    return p[inside == 1.0]
+
+
+def fit_readout(data: TargetData, genes: pd.DataFrame, train_track: np.ndarray) -> OperonReadout | None:
+    """READOUTS fitted on the training pairs that ``train_track`` [2, n_res] (the network on
+    the training blocks) scores, with the distance LL of those pairs; None without training
+    pairs of both classes."""
+    train = split_pairs(adjacent_pairs(genes, data), data, "train")
+    loglik = distance_loglik(train)
+    y = train["same_operon"].to_numpy()
+    found = OperonReadout({}, loglik, len(train), int(y.sum()))
+    for name in READOUTS:
+        x = found.features(train_track, train, data, name)
+        ok = np.isfinite(x).all(axis=1)
+        if len(np.unique(y[ok])) < 2:
+            return None
+        found.readouts[name] = PairReadout.fit(x[ok], y[ok])
+    return found
+
+
+def pair_track(
+    values: np.ndarray,
+    pairs: pd.DataFrame,
+    genes: pd.DataFrame,
+    region: tuple[int, int],
+    resolution_bp: int,
+    floor: float | None = None,
+) -> np.ndarray:
+    """A per-position track [2, (end - start) // resolution_bp] of ``region`` = (start, end)
+    from one score per pair (``values`` [n_pairs]; NaN = not scored): a gene's bins take the
+    best score of its same-strand neighbour pairs, a junction's bins its pair's, the rest (and
+    genes without a scored neighbour pair) ``floor`` (default: one below the lowest score).
+    Genes and junctions reaching past the region are clipped to it."""
+    start, end = region
+    r = resolution_bp
+    values = np.asarray(values, dtype=float)
+    if floor is None:
+        floor = float(np.nanmin(values)) - 1.0 if np.isfinite(values).any() else 0.0
+    values = np.where(np.isfinite(values), values, floor)
+    best = (
+        pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])
+        .groupby("bnumber")["v"]
+        .max()
+    )
+    n = (end - start) // r
+    track = np.full((2, n), floor)
+    spans = [
+        (genes["start"].to_numpy(), genes["end"].to_numpy(), genes["strand"].to_numpy(),
+         genes["bnumber"].map(best).fillna(floor).to_numpy()),
+        (pairs["lo"].to_numpy(), pairs["hi"].to_numpy(), pairs["strand"].to_numpy(), values),
+    ]  # fmt: skip
+    for lo, hi, strand, value in spans:
+        first = (lo - start) // r
+        last = np.clip(np.maximum(-(-(hi - start) // r), first + 1), 0, n)
+        first = np.clip(first, 0, n)
+        for a, b, st, v in zip(first, last, strand, value, strict=True):
+            row = int(st == "-")
+            track[row, a:b] = np.maximum(track[row, a:b], v)
+    return track.astype(np.float32)
 
 
 class OperonEvaluation:
@@ -153,7 +356,7 @@ class OperonEvaluation:
         self.operon_any = operon_bp.astype(bool).any(axis=0)  # [n_bp]
         self.pairs = adjacent_pairs(genes, data)
         self.loglik = distance_loglik(self.pairs[self.pairs["split"] == "train"])
-        self.readouts: dict[str, PairReadout] = {}
+        self.readout: OperonReadout | None = None
         self.readout_track: np.ndarray | None = None
         # Per-bp tracks of the pair scorers: the LL rule (annotation-aware, like a model
         # with annotation channels) and, once fitted, each readout.
@@ -163,57 +366,43 @@ class OperonEvaluation:
         self.rule_track = self._pair_track(self.distance_ll(self.all_pairs["distance"].to_numpy()))
         self.readout_bp_tracks: dict[str, np.ndarray] = {}
 
-    def _features(self, track: np.ndarray, pairs: pd.DataFrame, name: str) -> np.ndarray:
-        x = pair_features(track, pairs, self.data)
-        if name == COMBINED:
-            x = np.column_stack([x, self.distance_ll(pairs["distance"].to_numpy())])
-        return x
+    @property
+    def readouts(self) -> dict[str, PairReadout]:
+        return {} if self.readout is None else self.readout.readouts
 
     def fit_readouts(self, track: np.ndarray, train_track: np.ndarray) -> bool:
-        """Fit READOUTS on the training pairs that ``train_track`` [2, n_res] (the network on
-        the training blocks) scores; held-out pairs are then scored from ``track``. False (and
-        no readout rows) without training pairs of both classes."""
-        train = self._pairs("train", None)
-        y = train["same_operon"].to_numpy()
-        for name in READOUTS:
-            x = self._features(train_track, train, name)
-            ok = np.isfinite(x).all(axis=1)
-            if len(np.unique(y[ok])) < 2:
-                self.readouts = {}
-                return False
-            self.readouts[name] = PairReadout(x[ok], y[ok])
-            everywhere = self.readouts[name].score(self._features(track, self.all_pairs, name))
-            self.readout_bp_tracks[name] = self._pair_track(everywhere)
-        self.readout_track = track
+        """Fit READOUTS (:func:`fit_readout`) on the training pairs that ``train_track``
+        [2, n_res] (the network on the training blocks) scores; held-out pairs are then
+        scored from ``track``. False (and no readout rows) without training pairs of both
+        classes."""
+        found = fit_readout(self.data, self.region_genes, train_track)
+        if found is None:
+            self.readout, self.readout_bp_tracks = None, {}
+            return False
+        self.use_readout(found, track)
         return True
 
-    def _pair_track(self, values: np.ndarray) -> np.ndarray:
-        """A per-position track [2, n_res] from one score per pair of ``all_pairs``: a gene's
-        bins take the best score of its same-strand neighbour pairs, a junction's bins its
-        pair's, the rest (and genes without a scored neighbour pair) one below the lowest."""
-        d, r = self.data, self.data.config.resolution_bp
-        values = np.asarray(values, dtype=float)
-        floor = float(np.nanmin(values)) - 1.0 if np.isfinite(values).any() else 0.0
-        values = np.where(np.isfinite(values), values, floor)
-        pairs, g = self.all_pairs, self.region_genes
-        best = (
-            pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])
-            .groupby("bnumber")["v"]
-            .max()
+    def use_readout(self, readout: OperonReadout, track: np.ndarray) -> None:
+        """Score with a fitted ``readout`` (one saved by training) over the network's ``track``
+        [2, n_res]; its per-bp tracks are probabilities, 0 away from scored genes and
+        junctions, as prediction writes them."""
+        self.readout, self.readout_track = readout, track
+        self.readout_bp_tracks = {
+            name: self._pair_track(readout.probability(track, self.all_pairs, self.data, name), floor=0.0)
+            for name in readout.readouts
+        }
+
+    def _pair_track(self, values: np.ndarray, floor: float | None = None) -> np.ndarray:
+        """:func:`pair_track` over the region from one score per pair of ``all_pairs``."""
+        d = self.data
+        return pair_track(
+            values,
+            self.all_pairs,
+            self.region_genes,
+            (d.region_start, d.region_end),
+            d.config.resolution_bp,
+            floor,
         )
-        track = np.full((2, (d.region_end - d.region_start) // r), floor)
-        spans = [
-            (g["start"].to_numpy(), g["end"].to_numpy(), g["strand"].to_numpy(),
-             g["bnumber"].map(best).fillna(floor).to_numpy()),
-            (pairs["lo"].to_numpy(), pairs["hi"].to_numpy(), pairs["strand"].to_numpy(), values),
-        ]  # fmt: skip
-        for start, end, strand, value in spans:
-            first = (start - d.region_start) // r
-            last = np.maximum(-(-(end - d.region_start) // r), first + 1)
-            for a, b, st, v in zip(first, last, strand, value, strict=True):
-                row = int(st == "-")
-                track[row, a:b] = np.maximum(track[row, a:b], v)
-        return track.astype(np.float32)
 
     def _bp_mask(self, split: str, block: int | None) -> np.ndarray:
         """[n_bp] the base pairs of the ``split`` windows (every method is scored on these)."""
@@ -221,14 +410,7 @@ class OperonEvaluation:
         return np.repeat(split_bin_mask(self.data, split, r, block), r)[: self.operon_any.size]
 
     def _pairs(self, split: str, block: int | None) -> pd.DataFrame:
-        """Pairs of ``split`` (one ``block``) whose whole junction lies in its windows, so the
-        rules and the tracks score the same pairs."""
-        p = self.pairs[self.pairs["split"] == split]
-        if block is not None:
-            p = p[p["block"] == block]
-        covered = split_bin_mask(self.data, split, self.data.config.resolution_bp).astype(np.float32)
-        inside = pair_scores(np.stack([covered, covered]), p, self.data)
-        return p[inside == 1.0]
+        return split_pairs(self.pairs, self.data, split, block)
 
     def track_metrics(self, track: np.ndarray, split: str, block: int | None = None) -> dict[str, float]:
         """operon_bp_* (pooled strands, per bp) and pair_* metrics of an operon track [2, n_res]."""
@@ -258,12 +440,20 @@ class OperonEvaluation:
             DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()}
             | self._bp_metrics(self.rule_track, split, block),
         }
-        for name, readout in self.readouts.items():
-            score = readout.score(self._features(self.readout_track, pairs, name))
+        for name in self.readouts:
+            score = self.readout.score(self.readout_track, pairs, self.data, name)
             out[name] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()} | self._bp_metrics(
                 self.readout_bp_tracks[name], split, block
             )
         return out
+
+    def pair_probabilities(self, split: str, name: str = COMBINED) -> pd.DataFrame:
+        """The ``split`` pairs the metrics score, with ``probability``: P(same operon) of the
+        fitted readout ``name`` (what ``genomelab predict regulon`` writes for them)."""
+        pairs = self._pairs(split, None)
+        if self.readout is None:
+            raise ValueError("no pair readout fitted or given")
+        return pairs.assign(probability=self.readout.probability(self.readout_track, pairs, self.data, name))
 
     def _bp_metrics(self, track: np.ndarray, split: str, block: int | None) -> dict[str, float]:
         return {k: v for k, v in self.track_metrics(track, split, block).items() if k.startswith("operon_bp")}

@@ -95,6 +95,7 @@ def train_step(smk: Any) -> None:
         smk.output.tensorboard,
         smk.output.predictions,
         smk.params.device,
+        smk.input.genes,
     )
 
 

@@ -8,8 +8,10 @@ and baselines are evaluated on exactly the same positions.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -21,6 +23,9 @@ TRACKS = ("expression", "density", "operon")
 # Group of the model's predictions file holding its output on the training blocks (the pair
 # readouts are fitted on it; no metric reads it).
 TRAIN_GROUP = "model_train"
+# Attribute of the model's predictions file holding the pair readout training fitted (JSON),
+# the same one the exported model carries as extra["operon_readout"].
+READOUT_ATTR = "operon_readout"
 
 
 def split_bin_mask(data: TargetData, split: str, step_bp: int, block: int | None = None) -> np.ndarray:
@@ -63,9 +68,17 @@ def place_windows(
         tracks[name][:, idx] = pred.transpose(1, 0, 2)
 
 
-def write_tracks(path: str | os.PathLike, groups: dict[str, dict[str, np.ndarray]], data: TargetData) -> None:
-    """Write ``{method: {track: array}}`` to one HDF5 file."""
+def write_tracks(
+    path: str | os.PathLike,
+    groups: dict[str, dict[str, np.ndarray]],
+    data: TargetData,
+    readout: dict[str, Any] | None = None,
+) -> None:
+    """Write ``{method: {track: array}}`` to one HDF5 file; ``readout``: the network's fitted
+    pair readout (``OperonReadout.to_dict``), kept as the JSON attribute READOUT_ATTR."""
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        if readout is not None:
+            h5.attrs[READOUT_ATTR] = json.dumps(readout)
         h5.attrs["region_start"] = data.region_start
         h5.attrs["region_end"] = data.region_end
         h5.attrs["resolution_bp"] = data.config.resolution_bp
@@ -73,6 +86,13 @@ def write_tracks(path: str | os.PathLike, groups: dict[str, dict[str, np.ndarray
         for method, tracks in groups.items():
             for name in TRACKS:
                 h5.create_dataset(f"{method}/{name}", data=tracks[name], compression="gzip", shuffle=True)
+
+
+def read_readout(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The pair readout a predictions file carries (READOUT_ATTR), or None."""
+    with h5py.File(path, "r") as h5:
+        found = h5.attrs.get(READOUT_ATTR)
+    return None if found is None else json.loads(found)
 
 
 def read_tracks(path: str | os.PathLike, data: TargetData | None = None) -> dict[str, dict[str, np.ndarray]]:

@@ -16,7 +16,7 @@ from torch.utils.data import TensorDataset
 from genomelab.regulon.metrics import binary_metrics, regression_metrics
 from genomelab.regulon.model import LabelPriors, RegulonModelConfig, RegulonNet
 from genomelab.regulon.targets import TargetConfig, TargetData, WindowTensors
-from genomelab.regulon.tracks import TRAIN_GROUP, empty_tracks, place_windows, write_tracks
+from genomelab.regulon.tracks import READOUT_ATTR, TRAIN_GROUP, empty_tracks, place_windows, write_tracks
 from genomelab.train.device import resolve_device
 from genomelab.train.engine import TrainConfig
 from genomelab.train.export import ExportedModel, data_fingerprint, load_exported
@@ -129,10 +129,15 @@ def train(
     tensorboard_dir: str | os.PathLike,
     predictions_out: str | os.PathLike,
     device: str = "auto",
+    genes_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Fit the model with the shared engine; predict the val/test windows; write metrics.
 
-    ``checkpoint_out`` is the exported model (best weights). Returns the metrics payload."""
+    ``checkpoint_out`` is the exported model (best weights). With ``genes_path`` (the
+    module's genes.tsv) the operon pair readout (:func:`~genomelab.regulon.operons.fit_readout`)
+    is fitted on the training pairs from the best network's output on the training blocks and
+    saved twice, the same dict: in the exported model (``extra["operon_readout"]``, read by
+    prediction) and in the predictions file (read by evaluation). Returns the metrics payload."""
     data = TargetData(targets_path)
     sets = {s: data.tensors(s) for s in ("train", "val", "test")}
     if model_cfg.inputs == "sequence":
@@ -172,6 +177,7 @@ def train(
             ),
         )
         state.values["train_tracks"] = train_tracks
+        state.values["operon_readout"] = _fit_readout(data, genes_path, train_tracks["operon"])
         history = state.fit.history
         return {
             "initial": state.values["initial"],
@@ -205,14 +211,40 @@ def train(
             predictions_out,
             {"model": state.values["tracks"], TRAIN_GROUP: state.values["train_tracks"]},
             data,
+            state.values["operon_readout"],
         ),
-        export_extra=lambda state: {
-            "targets_config": dict(data.config.__dict__),
-            "best_epoch": state.fit.best_epoch,
-        },
+        export_extra=lambda state: (
+            {
+                "targets_config": dict(data.config.__dict__),
+                "best_epoch": state.fit.best_epoch,
+            }
+            | ({READOUT_ATTR: state.values["operon_readout"]} if state.values["operon_readout"] else {})
+        ),
     )
     outputs = RunOutputs(metrics_out, checkpoint_out, tensorboard_dir)
     return run_training(spec, state_root, outputs, resolve_device(device)).payload
+
+
+def _fit_readout(
+    data: TargetData, genes_path: str | os.PathLike | None, train_track: np.ndarray
+) -> dict[str, Any] | None:
+    """The pair readout's plain dict (None without genes, or without training pairs of both
+    classes: the model then predicts its tracks only)."""
+    if genes_path is None:
+        return None
+    from genomelab.regulon.data import read_genes
+    from genomelab.regulon.operons import fit_readout
+
+    found = fit_readout(data, read_genes(genes_path), train_track)
+    if found is None:
+        logger.warning("no training pairs of both classes: no operon pair readout saved with the model")
+        return None
+    logger.info(
+        "operon pair readout fitted on %d training pairs (%d in one operon)",
+        found.n_train_pairs,
+        found.n_train_positive,
+    )
+    return found.to_dict()
 
 
 def load_model(path: str | os.PathLike, contig: str | None = None) -> tuple[RegulonNet, ExportedModel]:
@@ -236,6 +268,7 @@ def train_from_sections(
     tensorboard_dir: str | os.PathLike,
     predictions_out: str | os.PathLike,
     device: str = "auto",
+    genes_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """:func:`train` with its configs built from the ``regulon`` config sections."""
     train_cfg = TrainConfig.from_dict(train_section, seed=seed)
@@ -250,4 +283,5 @@ def train_from_sections(
         tensorboard_dir,
         predictions_out,
         device,
+        genes_path,
     )

@@ -355,6 +355,7 @@ class _Regulon:
 
             genes = pd.DataFrame(
                 {
+                    "id": [str(i) for i in range(len(req.genes))],  # pairs name genes by index
                     "start": [g.start + req.start for g in req.genes],
                     "end": [g.end + req.start for g in req.genes],
                     "strand": [g.strand for g in req.genes],
@@ -375,7 +376,33 @@ class _Regulon:
             }
             for head, arr in t.tracks.items()
         }
-        return {"contig": t.contig, "start": t.start, "end": t.end, "tracks": tracks}
+        out = {"contig": t.contig, "start": t.start, "end": t.end, "tracks": tracks}
+        if t.pairs is not None:  # a model with an operon pair readout, given genes
+            out["operon_pairs"] = _regulon_pairs(t.pairs)
+            out["operon_readout"] = {
+                "step_bp": t.steps["operon"],
+                **{s: [float(v) for v in t.readout[row]] for row, s in enumerate(("plus", "minus"))},
+            }
+        return out
+
+
+def _regulon_pairs(pairs: Any) -> list[dict[str, Any]]:
+    """Adjacent same-strand pairs of the request's genes (their indices) with P(same operon)."""
+
+    def num(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    return [
+        {
+            "upstream_gene": int(r.upstream_id),
+            "downstream_gene": int(r.downstream_id),
+            "strand": r.strand,
+            "distance": int(r.distance),
+            "p_operon": num(r.p_operon),
+            "p_operon_network": num(r.p_operon_network),
+        }
+        for r in pairs.itertuples()
+    ]
 
 
 class _Binning:

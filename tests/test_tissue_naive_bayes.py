@@ -109,3 +109,35 @@ def test_run_baselines_reports_it_with_a_grid():
     assert rec["test"]["accuracy"] > 0.9  # 50 informative regions at 150 calls each
     assert len(rec["grid"]) == 1 and 0 <= rec["grid"][0]["accuracy"] <= 1
     assert len(rec["predictions"]["sample"]) == len(data.index("test"))
+
+
+def test_attention_read_likelihood_pathway_is_the_naive_bayes_sum():
+    """The attention option ``read_likelihood`` adds the baseline's own log-likelihood
+    (centred over classes, times its learned weight) to the logits; the exported buffers
+    carry it, so a model rebuilt for prediction gives the same outputs."""
+    import torch
+    from genomelab.config import schema_defaults
+    from genomelab.tissue.models import build_model
+
+    betas, y, _ = _cohort(12, 40, seed=8)
+    nb = ReadNaiveBayes().fit(betas, y, 3)
+    cfg = {**schema_defaults("tissue.attention"), "read_likelihood": True}
+    mu, sd = impute_standardise_params(betas)
+    model = build_model("attention", cfg, 40, 3, mu, sd, 150, (nb.a_, nb.b_)).eval()
+    rng = np.random.default_rng(9)
+    means = np.where(rng.random((5, 40)) < 0.5, np.nan, betas[:5]).astype(np.float32)
+    cov = np.full((5, 40), 20.0, np.float32)
+    with torch.no_grad():
+        got = model.reads(torch.from_numpy(means), torch.from_numpy(cov)).numpy()
+        weight = torch.exp(
+            10 * model.reads.gate[0]
+            + 10 * model.reads.gate[1] * torch.log1p(torch.tensor(cov * np.isfinite(means)).sum(1))
+        ).numpy()
+    ll = nb.log_likelihood(means, cov) - nb.log_prior_[None]
+    want = weight[:, None] * (ll - ll.mean(1, keepdims=True))
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+    rebuilt = build_model("attention", cfg, 40, 3, np.zeros(40, np.float32), np.ones(40, np.float32), 150)
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        x = (torch.from_numpy(means), torch.from_numpy(cov))
+        np.testing.assert_allclose(rebuilt.eval()(*x).numpy(), model(*x).numpy(), rtol=1e-6)

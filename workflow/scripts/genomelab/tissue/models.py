@@ -102,6 +102,7 @@ class AttentionConfig(ConfigSection):
     label_smoothing: float = from_schema("tissue.attention.label_smoothing")
     region_dropout: float = from_schema("tissue.attention.region_dropout")
     z_clip: float = from_schema("tissue.attention.z_clip")
+    read_likelihood: bool = from_schema("tissue.attention.read_likelihood")
     sparse_training: float = from_schema("tissue.attention.sparse_training")
     train_depths: list[float] = from_schema("tissue.attention.train_depths")
     train_observed: list[float] = from_schema("tissue.attention.train_observed")
@@ -298,6 +299,54 @@ class MaskedLinear(_Classifier):
         return self.linear(sparse_channels(self.standardise(means, coverage)))
 
 
+class _ReadLikelihood(nn.Module):
+    """Beta-binomial log-likelihood of each class from a sample's read counts, as logits.
+
+    Buffers ``a``, ``b`` [C, R]: per class and region the beta of the methylation level
+    (:class:`genomelab.tissue.baselines.ReadNaiveBayes`, fitted on the training split; ones,
+    i.e. no information, until loaded). forward(means, coverage [B, R]) -> [B, C]: the summed
+    log-likelihood of k = mean x coverage methylated of coverage reads over observed regions,
+    centred over classes, times w = exp(g0 + g1 log1p(total reads)). A naive Bayes sum is
+    overconfident by a factor that grows with the reads it sums (regions are not independent),
+    so the weight is learned as a power of the read count; the likelihood itself is fixed.
+    """
+
+    def __init__(self, n_classes: int, n_regions: int, params: tuple[np.ndarray, np.ndarray] | None) -> None:
+        super().__init__()
+        a, b = params if params is not None else (np.ones((n_classes, n_regions)),) * 2
+        self.register_buffer("a", torch.as_tensor(a, dtype=torch.float32))
+        self.register_buffer("b", torch.as_tensor(b, dtype=torch.float32))
+        self.register_buffer(
+            "norm", torch.lgamma(self.a) + torch.lgamma(self.b) - torch.lgamma(self.a + self.b)
+        )
+        # x 10 in forward: the engine's learning rate suits weights, these two need bigger steps.
+        self.gate = nn.Parameter(torch.tensor([0.0, -0.05]))
+
+    def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # the likelihood is fixed: no graph over [B, C, R]
+            cov = coverage.float()
+            observed = torch.isfinite(means) & (cov > 0)
+            d = torch.where(observed, cov, torch.zeros_like(cov))
+            k = torch.where(observed, torch.round(torch.nan_to_num(means.float()) * d), torch.zeros_like(d))
+            ll = torch.stack(
+                [
+                    (
+                        torch.lgamma(k + self.a[c])
+                        + torch.lgamma(d - k + self.b[c])
+                        - torch.lgamma(d + self.a[c] + self.b[c])
+                        - self.norm[c]
+                    ).sum(-1)
+                    for c in range(self.a.shape[0])
+                ],
+                dim=-1,
+            )
+            ll = ll - ll.mean(-1, keepdim=True)
+            reads = torch.log1p(d.sum(-1))
+        g = 10 * self.gate
+        weight = torch.exp(torch.clamp(g[0] + g[1] * reads, -12.0, 4.0))
+        return weight[:, None] * ll
+
+
 class RegionAttention(_Classifier):
     """Whole-sample classifier that attends across regions, over the MLP's region-mean pathway.
 
@@ -325,10 +374,12 @@ class RegionAttention(_Classifier):
         mu: np.ndarray,
         sd: np.ndarray,
         n_positions: int = 150,
+        read_params: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         self.cfg, self.label_smoothing = cfg, cfg.label_smoothing
         self.standardise = _Standardise(mu, sd, n_positions, cfg.z_clip)
+        self.reads = _ReadLikelihood(n_classes, n_regions, read_params) if cfg.read_likelihood else None
         self.input_proj = nn.Linear(n_regions, cfg.hidden[0])
         self.region_embedding = nn.Parameter(0.02 * torch.randn(n_regions, cfg.dim))
         self.value_weights = nn.Parameter(0.02 * torch.randn(n_regions, cfg.dim))
@@ -366,7 +417,8 @@ class RegionAttention(_Classifier):
         # The region-mean pathway sees every region, exactly as the MLP does; region dropout
         # acts on the attention pathway only.
         hidden = self.input_proj(z) + self.pooled_proj(self.pooled_norm(pooled))
-        return self.body(hidden)
+        logits = self.body(hidden)
+        return logits if self.reads is None else logits + self.reads(means, coverage)
 
 
 class RegionLevelClassifier(_Classifier):
@@ -406,9 +458,19 @@ class RegionLevelClassifier(_Classifier):
 
 
 def build_model(
-    kind: str, cfg: Any, n_regions: int, n_classes: int, mu: np.ndarray, sd: np.ndarray, n_positions: int
+    kind: str,
+    cfg: Any,
+    n_regions: int,
+    n_classes: int,
+    mu: np.ndarray,
+    sd: np.ndarray,
+    n_positions: int,
+    read_params: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> _Classifier:
-    """Instantiate a model of ``kind`` (one of MODEL_KINDS) from its config dataclass or dict."""
+    """Instantiate a model of ``kind`` (one of MODEL_KINDS) from its config dataclass or dict.
+
+    ``read_params``: the beta (a, b) [C, R] of the read-likelihood pathway (attention with
+    ``read_likelihood``); None where the exported buffers are loaded next."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown tissue model {kind!r}; choose from {MODEL_KINDS}")
     if isinstance(cfg, dict):
@@ -419,4 +481,6 @@ def build_model(
         "masked": MaskedLinear,
         "region": RegionLevelClassifier,
     }[kind]
+    if kind == "attention":
+        return RegionAttention(n_regions, n_classes, cfg, mu, sd, n_positions, read_params)
     return cls(n_regions, n_classes, cfg, mu, sd, n_positions)

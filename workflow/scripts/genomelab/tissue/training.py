@@ -126,6 +126,16 @@ def data_digest(data: TissueData) -> str:
     return data_fingerprint(data.samples, data.split, data.labels, data.regions, data.means)
 
 
+def read_params(data: TissueData) -> tuple[np.ndarray, np.ndarray]:
+    """Beta (a, b) [C, R] per class and region from the training split (the read-likelihood
+    pathway's fixed part; the same fit as the naive Bayes baseline's)."""
+    from genomelab.tissue.baselines import ReadNaiveBayes
+
+    train = data.index("train")
+    nb = ReadNaiveBayes().fit(data.means[train], data.y[train], len(data.classes))
+    return nb.a_, nb.b_
+
+
 def train_model(
     kind: str,
     data: TissueData,
@@ -201,7 +211,14 @@ def train_model(
         train_config=train_cfg,
         model_config=dataclasses.asdict(model_cfg),
         build_model=lambda: build_model(
-            kind, model_cfg, len(data.regions), len(data.classes), mu, sd, data.n_positions
+            kind,
+            model_cfg,
+            len(data.regions),
+            len(data.classes),
+            mu,
+            sd,
+            data.n_positions,
+            read_params(data) if getattr(model_cfg, "read_likelihood", False) else None,
         ),
         build_data=lambda device: make_datasets(kind, data, model_cfg, seed),
         ids={"classes": data.classes, "regions": data.regions},

@@ -129,10 +129,11 @@ def test_attention_read_likelihood_pathway_is_the_naive_bayes_sum():
     cov = np.full((5, 40), 20.0, np.float32)
     with torch.no_grad():
         got = model.reads(torch.from_numpy(means), torch.from_numpy(cov)).numpy()
-        weight = torch.exp(
-            10 * model.reads.gate[0]
-            + 10 * model.reads.gate[1] * torch.log1p(torch.tensor(cov * np.isfinite(means)).sum(1))
-        ).numpy()
+        obs = np.isfinite(means)
+        n_obs = obs.sum(1)
+        depth = (cov * obs).sum(1) / np.maximum(n_obs, 1)
+        g = 10 * model.reads.gate.numpy()
+        weight = np.exp(g[0] + g[1] * np.log1p(n_obs) + g[2] * np.log1p(depth))
     ll = nb.log_likelihood(means, cov) - nb.log_prior_[None]
     want = weight[:, None] * (ll - ll.mean(1, keepdims=True))
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)

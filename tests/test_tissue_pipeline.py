@@ -203,10 +203,13 @@ def test_untrained_attention_model_is_the_mlp(easy):
     data = easy["data"]
     means, cov, _ = file_examples(data, "train").tensors
     mu, sd = np.full(len(data.regions), 0.5, np.float32), np.full(len(data.regions), 1e-3, np.float32)
-    # Trained on complete data (sparse_training 0) both read the region means alone.
+    # Trained on complete data (sparse_training 0) both read the region means alone; the
+    # read-likelihood pathway (tested in test_tissue_naive_bayes.py) is off here.
     plain = {"sparse_training": 0.0}
     mlp = build_model("mlp", plain, len(data.regions), len(data.classes), mu, sd, 150).eval()
-    attention = build_model("attention", plain, len(data.regions), len(data.classes), mu, sd, 150).eval()
+    attention = build_model(
+        "attention", {**plain, "read_likelihood": False}, len(data.regions), len(data.classes), mu, sd, 150
+    ).eval()
     attention.input_proj.load_state_dict(mlp.input_proj.state_dict())
     attention.body.load_state_dict(mlp.body.state_dict())
     torch.testing.assert_close(attention(means, cov), mlp(means, cov))
@@ -218,7 +221,7 @@ def test_untrained_attention_model_is_the_mlp(easy):
 
 @pytest.mark.parametrize(
     "kind, cfg",
-    [("mlp", {}), ("attention", {}), ("attention", {"read_likelihood": True})],
+    [("mlp", {}), ("attention", {"read_likelihood": False}), ("attention", {"read_likelihood": True})],
     ids=["mlp", "attention", "attention-read-likelihood"],
 )
 def test_file_level_models_learn_and_match_logistic_regression(easy, tmp_path, kind, cfg):

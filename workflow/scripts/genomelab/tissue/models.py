@@ -306,9 +306,10 @@ class _ReadLikelihood(nn.Module):
     (:class:`genomelab.tissue.baselines.ReadNaiveBayes`, fitted on the training split; ones,
     i.e. no information, until loaded). forward(means, coverage [B, R]) -> [B, C]: the summed
     log-likelihood of k = mean x coverage methylated of coverage reads over observed regions,
-    centred over classes, times w = exp(g0 + g1 log1p(total reads)). A naive Bayes sum is
-    overconfident by a factor that grows with the reads it sums (regions are not independent),
-    so the weight is learned as a power of the read count; the likelihood itself is fixed.
+    centred over classes, times w = exp(g0 + g1 log1p(observed regions) + g2 log1p(mean
+    depth)). A naive Bayes sum is overconfident by a factor that grows with what it sums
+    (regions are not independent), so the weight is learned as powers of the two; the
+    likelihood itself is fixed.
     """
 
     def __init__(self, n_classes: int, n_regions: int, params: tuple[np.ndarray, np.ndarray] | None) -> None:
@@ -319,8 +320,11 @@ class _ReadLikelihood(nn.Module):
         self.register_buffer(
             "norm", torch.lgamma(self.a) + torch.lgamma(self.b) - torch.lgamma(self.a + self.b)
         )
-        # x 10 in forward: the engine's learning rate suits weights, these two need bigger steps.
-        self.gate = nn.Parameter(torch.tensor([0.0, -0.05]))
+        # x 10 in forward: the engine's learning rate suits weights, these need bigger steps.
+        # Weight exp(g0 + g1 log1p(observed regions) + g2 log1p(mean depth)): how far a sum of
+        # naive-Bayes terms overstates the evidence depends on how many regions it sums (they
+        # are correlated) and on how deep each one is, separately.
+        self.gate = nn.Parameter(torch.tensor([0.0, -0.05, -0.05]))
 
     def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # the likelihood is fixed: no graph over [B, C, R]
@@ -341,9 +345,11 @@ class _ReadLikelihood(nn.Module):
                 dim=-1,
             )
             ll = ll - ll.mean(-1, keepdim=True)
-            reads = torch.log1p(d.sum(-1))
+            n_obs = observed.sum(-1).float()
+            depth = d.sum(-1) / n_obs.clamp(min=1)
+            features = torch.stack([torch.log1p(n_obs), torch.log1p(depth)], dim=-1)
         g = 10 * self.gate
-        weight = torch.exp(torch.clamp(g[0] + g[1] * reads, -12.0, 4.0))
+        weight = torch.exp(torch.clamp(g[0] + features @ g[1:], -12.0, 4.0))
         return weight[:, None] * ll
 
 

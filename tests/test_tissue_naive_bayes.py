@@ -142,3 +142,36 @@ def test_attention_read_likelihood_pathway_is_the_naive_bayes_sum():
     with torch.no_grad():
         x = (torch.from_numpy(means), torch.from_numpy(cov))
         np.testing.assert_allclose(rebuilt.eval()(*x).numpy(), model(*x).numpy(), rtol=1e-6)
+
+
+def test_attention_exported_before_the_option_loads_without_it(tmp_path):
+    """An attention model exported before ``read_likelihood`` existed (its config lacks the
+    key) is rebuilt as it was trained, without the pathway, although new runs default to it."""
+    import dataclasses
+
+    import torch
+    from genomelab.predict.tissue import TissuePredictor
+    from genomelab.tissue.models import AttentionConfig, build_model
+    from genomelab.train.export import load_exported, save_exported
+
+    cfg = AttentionConfig(read_likelihood=False)
+    mu, sd = np.full(20, 0.5, np.float32), np.full(20, 0.2, np.float32)
+    model = build_model("attention", cfg, 20, 3, mu, sd, 150).eval()
+    old_config = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "read_likelihood"}
+    path = tmp_path / "old.pt"
+    save_exported(
+        path,
+        model,
+        kind="attention",
+        config=old_config,
+        ids={"classes": ["a", "b", "c"], "regions": [f"r{i}" for i in range(20)]},
+        data_fingerprint="0",
+        extra={"n_positions": 150},
+    )
+    assert AttentionConfig().read_likelihood  # new runs use it
+    predictor = TissuePredictor(load_exported(path), path)
+    (member,) = predictor.members.values()
+    assert member.reads is None
+    x = (torch.rand(2, 20), torch.full((2, 20), 30.0))
+    with torch.no_grad():
+        torch.testing.assert_close(member(*x), model(*x))

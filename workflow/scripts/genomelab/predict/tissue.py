@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.predict.common import IdMatch, match_ids
 from genomelab.tissue.calibration import apply_temperature
-from genomelab.tissue.models import FILE_LEVEL, build_model
+from genomelab.tissue.models import FILE_LEVEL, build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
 from genomelab.train.export import ExportedModel, load_exported
@@ -132,7 +132,7 @@ class TissuePredictor:
             # mu/sd are placeholders: the model's own standardisation buffers are loaded next.
             model = build_model(
                 kind,
-                exported.config,
+                exported_config(kind, exported.config),
                 n_regions,
                 len(self.classes),
                 np.zeros(n_regions, np.float32),

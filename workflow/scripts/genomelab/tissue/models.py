@@ -463,6 +463,17 @@ class RegionLevelClassifier(_Classifier):
         return self.body(self.region_embedding(region) + self.value(feats))
 
 
+# Model options added after models were first exported, with the behaviour of the models
+# exported before them: an export whose config lacks the key was trained without it.
+_LATER_OPTIONS = {"attention": {"read_likelihood": False}}
+
+
+def exported_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """An exported model's config with options it predates set to their earlier behaviour
+    (the schema default of a later option describes new runs, not old files)."""
+    return {**_LATER_OPTIONS.get(kind, {}), **config}
+
+
 def build_model(
     kind: str,
     cfg: Any,

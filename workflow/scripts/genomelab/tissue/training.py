@@ -22,7 +22,14 @@ from genomelab.diagnostics.checks import (
 from genomelab.io.metrics import Metrics, read_metrics, write_metrics
 from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
 from genomelab.tissue.metrics import classification_metrics
-from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, RegionAttention, build_model
+from genomelab.tissue.models import (
+    CONFIGS,
+    FILE_LEVEL,
+    MODEL_TITLES,
+    RegionAttention,
+    build_model,
+    exported_config,
+)
 from genomelab.tissue.sparse import SparsityConfig, evaluate_grid
 from genomelab.tissue.task import TissueData, impute_standardise_params
 from genomelab.train.engine import TrainConfig
@@ -295,7 +302,7 @@ def _load_member(path: Path, kind: str, data: TissueData, digest: str) -> tuple[
     # mu/sd are placeholders: the member's own standardisation buffers are loaded below.
     model = build_model(
         kind,
-        exported.config,
+        exported_config(kind, exported.config),
         n_regions,
         len(data.classes),
         np.zeros(n_regions, np.float32),

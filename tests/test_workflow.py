@@ -407,13 +407,17 @@ def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run, tmp_
     with gzip.open(finished_run / "resources" / "regulon" / "genome.fna.gz", "rt") as fh:
         genome = "".join(line.strip() for line in fh if not line.startswith(">"))
     (tmp_path / "piece.fna").write_text(">piece\n" + genome[:6000] + "\n")
+    # The regulon network reads gene annotation (the default input): the run's own gene table,
+    # cut to the genes of the piece, as a user gives genes with a new sequence.
+    genes = pd.read_csv(run / "regulon" / "data" / "genes.tsv", sep="\t")
+    genes[genes["end"] <= 6000].to_csv(tmp_path / "piece_genes.tsv", sep="\t", index=False)
     predict = {
         "tissue": {"inputs": "results/test/tissue/features/region_means.h5"},
         "deconv": {
             "inputs": "results/test/deconv/demo/new_samples.csv",
             "reference": str(copies["reference"]),
         },
-        "regulon": {"inputs": str(tmp_path / "piece.fna")},
+        "regulon": {"inputs": str(tmp_path / "piece.fna"), "annotation": str(tmp_path / "piece_genes.tsv")},
         "assoc": {"inputs": "tests/data/assoc/sources.tsv", "featurizer": str(copies["featurizer"])},
         "binning": {
             "inputs": "results/test/binning/data/contigs.fna.gz",
@@ -455,7 +459,10 @@ def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run, tmp_
         assert list(new["names"][:]) == list(old["names"][:])
         np.testing.assert_allclose(new["latent"][:], old["latent"][:], atol=1e-5)
     tracks = json.loads((run / "regulon" / "predict" / "tracks.json").read_text())
-    assert tracks["contig"] == "piece" and 5000 < tracks["end"] <= 6000 and len(tracks["files"]) == 6
+    assert tracks["contig"] == "piece" and 5000 < tracks["end"] <= 6000 and len(tracks["files"]) >= 6
+    # The saved pair readout scores the piece's adjacent same-strand genes.
+    pairs = pd.read_csv(run / "regulon" / "predict" / "operon_pairs.tsv", sep="\t")
+    assert tracks["operon_pairs_scored"] >= 1 and pairs["p_operon"].dropna().between(0, 1).all()
     assoc = pd.read_csv(run / "assoc" / "predict" / "predictions.tsv", sep="\t")
     assert assoc.groupby("query")["rank"].max().max() <= 10 and assoc["score"].notna().all()
 

@@ -26,7 +26,7 @@ pairs next to the distance log-likelihood alone, with a paired Wilcoxon over tes
 
 Prints the operon comparisons (per bp with strands pooled, adjacent same-strand pairs, the
 per-strand 16-bp figure) with each method's AUROC/AUPRC and the paired per-block tests, and
-writes them to benchmarks/results/bench_regulon_operons_<variant>_e<epochs>.json. One torch thread.
+writes them to benchmarks/results/bench_regulon_operons_<variant>_e<epochs>[_seed<seed>].json. One torch thread.
 """
 
 from __future__ import annotations
@@ -206,7 +206,9 @@ def main() -> None:
         )
     result["stacked_pairs"] = stacked_pairs(out)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    dest = ROOT / "benchmarks" / "results" / f"bench_regulon_operons_{args.variant}_e{args.epochs}.json"
+    # Seed 0 keeps the historical name; other seeds get their own file instead of replacing it.
+    seed = "" if args.seed == 0 else f"_seed{args.seed}"
+    dest = ROOT / "benchmarks" / "results" / f"bench_regulon_operons_{args.variant}_e{args.epochs}{seed}.json"
     # "run_seconds": the training run's time; a re-evaluation keeps the earlier file's.
     previous = json.loads(dest.read_text()) if args.reevaluate and dest.is_file() else {}
     result["run_seconds"] = previous.get("run_seconds", previous.get("seconds", result["seconds"]))

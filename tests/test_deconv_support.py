@@ -111,15 +111,23 @@ def test_nnls_on_a_support_equals_nnls_on_those_columns() -> None:
     np.testing.assert_allclose(got[0], full[0], atol=1e-9)
 
 
+def _minor_tissue_mixtures(
+    rng: np.random.Generator, n: int, p_present: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """True proportions [n, T] (tissues 1.. present with probability ``p_present`` at 0.5-5 %,
+    tissue 0 the rest) and NNLS-like estimates of them (sd 0.004 noise, renormalised)."""
+    true = np.where(rng.random((n, T)) < p_present, rng.uniform(0.005, 0.05, (n, T)), 0.0)
+    true[:, 0] = 1 - true[:, 1:].sum(1)
+    nn = np.clip(true + rng.normal(0, 0.004, true.shape), 0, None)
+    return true, nn / nn.sum(1, keepdims=True)
+
+
 def test_calibration_scores_the_rule_it_is_given() -> None:
     # Presence probabilities that separate nothing, a rule that takes NNLS's shares on the
     # kept tissues: calibrated against that rule the missed calls never exceed NNLS's.
     rng = np.random.default_rng(3)
     n = 300
-    true = np.where(rng.random((n, T)) < 0.4, rng.uniform(0.005, 0.05, (n, T)), 0.0)
-    true[:, 0] = 1 - true[:, 1:].sum(1)
-    nn = np.clip(true + rng.normal(0, 0.004, true.shape), 0, None)
-    nn /= nn.sum(1, keepdims=True)
+    true, nn = _minor_tissue_mixtures(rng, n, 0.4)
     presence = rng.random((n, T))
     props = np.full((n, T), 1 / T)
 
@@ -142,10 +150,7 @@ def test_fewest_spurious_choice_does_not_mask_a_tissue_validation_never_shows_lo
     # where its presence probability is high; tissues 1-3 are minor, present or absent.
     rng = np.random.default_rng(4)
     n = 400
-    true = np.where(rng.random((n, T)) < 0.5, rng.uniform(0.005, 0.05, (n, T)), 0.0)
-    true[:, 0] = 1 - true[:, 1:].sum(1)
-    nn = np.clip(true + rng.normal(0, 0.004, true.shape), 0, None)
-    nn /= nn.sum(1, keepdims=True)
+    true, nn = _minor_tissue_mixtures(rng, n, 0.5)
     presence = np.where(true >= 0.01, rng.uniform(0.6, 1.0, true.shape), rng.uniform(0.0, 0.7, true.shape))
     presence[:, 0] = rng.uniform(0.96, 1.0, n)
     th_high, rec_high = calibrate_thresholds(nn, presence, nn, true, 0.01, 1.0, choice="highest")

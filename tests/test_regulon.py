@@ -50,6 +50,7 @@ from genomelab.regulon.targets import (
 from genomelab.regulon.tracks import write_tracks
 from genomelab.report.summary import pair_key, read_module_summary
 from genomelab.train.engine import TrainConfig
+from regulon_toy import noisy_tracks, truth_tracks
 from scipy import stats
 
 DATA = Path(__file__).parent / "data" / "regulon"
@@ -661,13 +662,8 @@ def test_summary_holds_paired_tests(synth, tmp_path):
         synth, tmp_path, {**SMALL_TARGETS, "heldout": {"blocks": {"val": [0], "test": test_blocks}}}, 3
     )
     rng = np.random.default_rng(0)
-    truth = {
-        "expression": np.nan_to_num(data.expression).astype(np.float32),
-        "density": data.density.astype(np.float32),
-        "operon": data.operon.astype(np.float32),
-    }
-    model = {k: (v + 0.05 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in truth.items()}
-    model["operon"] = np.clip(model["operon"], 0, 1)
+    truth = truth_tracks(data)
+    model = noisy_tracks(truth, 0.05, rng)
     noise = {
         key: {k: rng.random(v.shape).astype(np.float32) for k, v in truth.items()} for key in ("kmer", "gc")
     }

@@ -12,6 +12,7 @@ from genomelab.regulon.metrics import gene_means
 from genomelab.regulon.targets import TargetData, make_targets
 from genomelab.regulon.tracks import split_bin_mask, write_tracks
 from genomelab.report.summary import pair_key, read_module_summary
+from regulon_toy import noisy_tracks, truth_tracks
 
 CODE = {b: i for i, b in enumerate("ACGT")}
 MOTIF = "TTGACA"
@@ -119,14 +120,9 @@ def test_upstream_ridge_recovers_a_planted_motif_and_beats_chance(tmp_path):
 def test_upstream_baseline_is_a_row_of_the_expression_comparison(tmp_path):
     data, genes = _planted(tmp_path)
     rng = np.random.default_rng(1)
-    truth = {
-        "expression": np.nan_to_num(data.expression).astype(np.float32),
-        "density": data.density.astype(np.float32),
-        "operon": data.operon.astype(np.float32),
-    }
+    truth = truth_tracks(data)
     # The "model" is the truth plus strong noise: worse than the planted-motif baseline.
-    model = {k: (v + 8.0 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in truth.items()}
-    model["operon"] = np.clip(model["operon"], 0, 1)
+    model = noisy_tracks(truth, 8.0, rng)
     write_tracks(tmp_path / "model.h5", {"model": model}, data)
     write_tracks(tmp_path / "baselines.h5", {"kmer": model, "gc": model}, data)
     (tmp_path / "norm.json").write_text('{"value_field": "tpm", "mean": 0.0, "std": 1.0, "n_genes": 240}')

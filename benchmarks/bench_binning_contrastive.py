@@ -37,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
+from genomelab.binning import contrastive_views  # noqa: E402
 from genomelab.binning import evaluate as ev  # noqa: E402
 from genomelab.binning.baselines import BaselineConfig, tnf_embedding  # noqa: E402
 from genomelab.binning.cluster import ClusterConfig, cluster_contigs  # noqa: E402
@@ -222,10 +223,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--view-dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="precision the views are held in (the workflow's is float16; float32 to compare)",
+    )
+    parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results" / "bench_binning_contrastive.json")
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    contrastive_views.VIEW_DTYPE = np.dtype(args.view_dtype).type
     args.min_bin_bp = int(schema_default("binning.bins.min_bin_bp"))
     genomes_in = genome_files(args.genomes)
     device = resolve_device(args.device)

@@ -102,12 +102,17 @@ def test_views_are_subsequences_of_their_own_contig(two_genomes):
     assert (start >= 0).all() and (end <= lengths[:, None]).all()
     assert ((end - start) >= np.maximum(np.ceil(0.5 * lengths), 500)[:, None]).all()
     assert (end - start < lengths[:, None]).any()  # real fragments, not only whole contigs
+    # Views are float16 (3 significant digits; see contrastive_views): equal to the naive
+    # counter's frequencies to float16 rounding.
+    assert views.views.dtype == np.float16
     for i in (0, 7, len(inputs.names) - 1):
         seq = seqs[inputs.names[i]]
-        np.testing.assert_allclose(views.views[i, 0], naive_profile(seq)[cols], atol=1e-6)
+        np.testing.assert_allclose(views.views[i, 0], naive_profile(seq)[cols], rtol=2**-11, atol=1e-7)
         for v in range(3):
             s, e = views.coords[i, v]
-            np.testing.assert_allclose(views.views[i, v + 1], naive_profile(seq[s:e])[cols], atol=1e-6)
+            np.testing.assert_allclose(
+                views.views[i, v + 1], naive_profile(seq[s:e])[cols], rtol=2**-11, atol=1e-7
+            )
         # and not the profile of the same stretch of another contig
         other = seqs[inputs.names[(i + 1) % len(inputs.names)]]
         s, e = views.coords[i, 0]

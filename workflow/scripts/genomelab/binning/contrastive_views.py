@@ -11,8 +11,15 @@ View 0 of every contig is the whole contig (its row of the profile file), so the
 is trained on what it embeds afterwards; views 1..n_views are fragments whose length is
 drawn uniformly from ``[max(min_fraction * L, min(min_bp, L)), L]`` and whose start is
 uniform. The views file (HDF5) holds ``names`` [n], ``coords`` [n, n_views, 2] (half-open
-start/end) and ``views`` [n, 1 + n_views, n_columns] float32: the profile groups listed in
+start/end) and ``views`` [n, 1 + n_views, n_columns] float16: the profile groups listed in
 its ``groups`` attribute (e.g. ``k4 k5``), in the order of ``kmers.GROUP_SLICES``.
+
+Views are stored and held as float16 because they are the largest array of the module:
+11 views x 648 columns are 14 KB per contig in float16 (14 GB for a million contigs, twice
+that in float32). Frequencies keep 3 significant digits (relative error <= 2^-11 above
+6e-5), far below the sampling noise of a k-mer frequency in a fragment of a few kb; the
+encoder takes logs in float32 (``ContrastiveEncoder.log_profile``). Files written as
+float32 by earlier versions load as they are.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from genomelab.io.atomic import atomic_output
 from genomelab.io.fasta import read_fasta
 
 logger = logging.getLogger(__name__)
+
+VIEW_DTYPE = np.float16
 
 VIEW_GROUPS = ("k6", "k5", "k4", "k3", "gc")
 VIEWS_DS, NAMES_DS, COORDS_DS = "views", "names", "coords"
@@ -55,7 +64,7 @@ def group_columns(groups: Sequence[str]) -> np.ndarray:
 class Views:
     names: np.ndarray  # [n] str
     coords: np.ndarray  # [n, n_views, 2] int64 fragment start/end
-    views: np.ndarray  # [n, 1 + n_views, n_columns] float32; view 0 = whole contig
+    views: np.ndarray  # [n, 1 + n_views, n_columns] float16; view 0 = whole contig
     groups: tuple[str, ...]
 
 
@@ -83,7 +92,7 @@ def profile_fragments(
     """[n, n_views, n_columns] profiles of the fragments ``coords`` [n, n_views, 2] of ``seqs``."""
     engine = resolve_engine(engine)
     n, n_views = coords.shape[:2]
-    out = np.empty((n, n_views, len(columns)), dtype=np.float32)
+    out = np.empty((n, n_views, len(columns)), dtype=VIEW_DTYPE)
     flat = [(i, v) for i in range(n) for v in range(n_views)]
     for b in range(0, len(flat), block):
         part = flat[b : b + block]
@@ -122,7 +131,7 @@ def make_views(
     columns = group_columns(groups)
     coords = fragment_coords(lengths, n_views, min_fraction, min_bp, np.random.default_rng(seed))
     frags = profile_fragments(seqs, coords, columns, engine)  # type: ignore[arg-type]
-    views = np.concatenate([prof.features[:, None, columns], frags], axis=1)
+    views = np.concatenate([prof.features[:, None, columns].astype(VIEW_DTYPE), frags], axis=1)
     return Views(prof.names, coords, views, groups)
 
 
@@ -132,7 +141,7 @@ def save_views(path: str | os.PathLike, views: Views) -> None:
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset(NAMES_DS, data=np.asarray(views.names, dtype=object), dtype=h5py.string_dtype())
         h5.create_dataset(COORDS_DS, data=views.coords.astype(np.int64))
-        h5.create_dataset(VIEWS_DS, data=views.views.astype(np.float32))
+        h5.create_dataset(VIEWS_DS, data=views.views.astype(VIEW_DTYPE))
         h5.attrs["groups"] = " ".join(views.groups)
 
 

@@ -168,7 +168,7 @@ def test_attention_exported_before_the_option_loads_without_it(tmp_path):
         data_fingerprint="0",
         extra={"n_positions": 150},
     )
-    # Whatever the schema default of new runs (off today), the old file keeps its behaviour.
+    # Whatever the schema default of new runs (on since round 4), the old file keeps its behaviour.
     assert exported_config("attention", old_config)["read_likelihood"] is False
     predictor = TissuePredictor(load_exported(path), path)
     (member,) = predictor.members.values()

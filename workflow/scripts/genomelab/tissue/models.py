@@ -103,6 +103,7 @@ class AttentionConfig(ConfigSection):
     region_dropout: float = from_schema("tissue.attention.region_dropout")
     z_clip: float = from_schema("tissue.attention.z_clip")
     read_likelihood: bool = from_schema("tissue.attention.read_likelihood")
+    read_likelihood_folds: int = from_schema("tissue.attention.read_likelihood_folds")
     sparse_training: float = from_schema("tissue.attention.sparse_training")
     train_depths: list[float] = from_schema("tissue.attention.train_depths")
     train_observed: list[float] = from_schema("tissue.attention.train_observed")
@@ -116,6 +117,11 @@ class AttentionConfig(ConfigSection):
         _check_sparse("attention", self.sparse_training, self.train_depths, self.train_observed)
         if not 0 <= self.region_dropout < 1:
             raise ValueError(f"tissue.attention.region_dropout must be in [0, 1), not {self.region_dropout}")
+        if self.read_likelihood_folds < 0 or self.read_likelihood_folds == 1:
+            raise ValueError(
+                "tissue.attention.read_likelihood_folds must be 0 (in-sample) or >= 2 folds, "
+                f"not {self.read_likelihood_folds}"
+            )
 
 
 @dataclass
@@ -198,12 +204,16 @@ class _Classifier(nn.Module):
     augment: bool = True
 
     def logits_of(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        # File-level batches: (means, coverage[, fold], y); only means and coverage are degraded.
         inputs = batch[:-1]
         cfg = getattr(self, "cfg", None)
         fraction = getattr(cfg, "sparse_training", 0.0)
         if self.training and self.augment and fraction > 0:
             # What sequencing gives: per sample a random depth and subset of regions.
-            inputs = degrade_batch(*inputs, fraction, tuple(cfg.train_depths), tuple(cfg.train_observed))
+            degraded = degrade_batch(
+                inputs[0], inputs[1], fraction, tuple(cfg.train_depths), tuple(cfg.train_observed)
+            )
+            inputs = (*degraded, *inputs[2:])
         return self(*inputs)
 
     def loss(self, batch: tuple[torch.Tensor, ...]) -> LossOutput:
@@ -299,20 +309,49 @@ class MaskedLinear(_Classifier):
         return self.linear(sparse_channels(self.standardise(means, coverage)))
 
 
+def _beta_binomial_sum(
+    k: torch.Tensor, d: torch.Tensor, a: torch.Tensor, b: torch.Tensor, norm: torch.Tensor | None = None
+) -> torch.Tensor:
+    """k, d [B, R] methylated and total reads (0, 0 where unobserved); a, b [C, R] (``norm``
+    = log B(a, b) when known) -> summed log B(k + a, d - k + b) - log B(a, b) over regions, [B, C]."""
+    if norm is None:
+        norm = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
+    return torch.stack(
+        [
+            (
+                torch.lgamma(k + a[c]) + torch.lgamma(d - k + b[c]) - torch.lgamma(d + a[c] + b[c]) - norm[c]
+            ).sum(-1)
+            for c in range(a.shape[0])
+        ],
+        dim=-1,
+    )
+
+
 class _ReadLikelihood(nn.Module):
     """Beta-binomial log-likelihood of each class from a sample's read counts, as logits.
 
     Buffers ``a``, ``b`` [C, R]: per class and region the beta of the methylation level
     (:class:`genomelab.tissue.baselines.ReadNaiveBayes`, fitted on the training split; ones,
-    i.e. no information, until loaded). forward(means, coverage [B, R]) -> [B, C]: the summed
-    log-likelihood of k = mean x coverage methylated of coverage reads over observed regions,
-    centred over classes, times w = exp(g0 + g1 log1p(observed regions) + g2 log1p(mean
-    depth)). A naive Bayes sum is overconfident by a factor that grows with what it sums
-    (regions are not independent), so the weight is learned as powers of the two; the
+    i.e. no information, until loaded). forward(means, coverage [B, R], fold [B] or None) ->
+    [B, C]: the summed log-likelihood of k = mean x coverage methylated of coverage reads over
+    observed regions, centred over classes, times w = exp(g0 + g1 log1p(observed regions) +
+    g2 log1p(mean depth)). A naive Bayes sum is overconfident by a factor that grows with what
+    it sums (regions are not independent), so the weight is learned as powers of the two; the
     likelihood itself is fixed.
+
+    Cross-fitting (``fold_params`` (a, b) [K, C, R], training only): a training sample of fold
+    f >= 0 is scored with the fit made without fold f, so the weight is learned on evidence
+    as strong as a new sample's; fold -1 (or None) uses the full fit. The fold fits are
+    non-persistent buffers: the export carries only the full fit, as before.
     """
 
-    def __init__(self, n_classes: int, n_regions: int, params: tuple[np.ndarray, np.ndarray] | None) -> None:
+    def __init__(
+        self,
+        n_classes: int,
+        n_regions: int,
+        params: tuple[np.ndarray, np.ndarray] | None,
+        fold_params: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         super().__init__()
         a, b = params if params is not None else (np.ones((n_classes, n_regions)),) * 2
         self.register_buffer("a", torch.as_tensor(a, dtype=torch.float32))
@@ -320,31 +359,52 @@ class _ReadLikelihood(nn.Module):
         self.register_buffer(
             "norm", torch.lgamma(self.a) + torch.lgamma(self.b) - torch.lgamma(self.a + self.b)
         )
+        folds = (
+            None if fold_params is None else [torch.as_tensor(p, dtype=torch.float32) for p in fold_params]
+        )
+        if folds is not None and (folds[0].shape[1:] != self.a.shape or folds[1].shape != folds[0].shape):
+            raise ValueError(
+                f"read likelihood: fold fits {tuple(folds[0].shape)} / {tuple(folds[1].shape)} must be "
+                f"[K, {n_classes}, {n_regions}]"
+            )
+        self.register_buffer("a_folds", None if folds is None else folds[0], persistent=False)
+        self.register_buffer("b_folds", None if folds is None else folds[1], persistent=False)
         # x 10 in forward: the engine's learning rate suits weights, these need bigger steps.
         # Weight exp(g0 + g1 log1p(observed regions) + g2 log1p(mean depth)): how far a sum of
         # naive-Bayes terms overstates the evidence depends on how many regions it sums (they
         # are correlated) and on how deep each one is, separately.
         self.gate = nn.Parameter(torch.tensor([0.0, -0.05, -0.05]))
 
-    def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(
+        self, means: torch.Tensor, coverage: torch.Tensor, fold: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, C] summed log-likelihood (not centred, not weighted): the full fit, or per
+        sample its fold's out-of-fold fit where ``fold`` [B] is >= 0 (cross-fitted training)."""
+        cov = coverage.float()
+        observed = torch.isfinite(means) & (cov > 0)
+        d = torch.where(observed, cov, torch.zeros_like(cov))
+        k = torch.where(observed, torch.round(torch.nan_to_num(means.float()) * d), torch.zeros_like(d))
+        if fold is None or self.a_folds is None or not bool((fold >= 0).any()):
+            return _beta_binomial_sum(k, d, self.a, self.b, self.norm)
+        ll = torch.empty(len(k), self.a.shape[0], device=k.device)
+        # One pass per fold present in the batch: memory [B, R] per class, never [B, C, R].
+        for f in torch.unique(fold).tolist():
+            rows = fold == f
+            if f < 0:
+                ll[rows] = _beta_binomial_sum(k[rows], d[rows], self.a, self.b, self.norm)
+            else:
+                ll[rows] = _beta_binomial_sum(k[rows], d[rows], self.a_folds[f], self.b_folds[f])
+        return ll
+
+    def forward(
+        self, means: torch.Tensor, coverage: torch.Tensor, fold: torch.Tensor | None = None
+    ) -> torch.Tensor:
         with torch.no_grad():  # the likelihood is fixed: no graph over [B, C, R]
+            ll = self.log_likelihood(means, coverage, fold)
+            ll = ll - ll.mean(-1, keepdim=True)
             cov = coverage.float()
             observed = torch.isfinite(means) & (cov > 0)
             d = torch.where(observed, cov, torch.zeros_like(cov))
-            k = torch.where(observed, torch.round(torch.nan_to_num(means.float()) * d), torch.zeros_like(d))
-            ll = torch.stack(
-                [
-                    (
-                        torch.lgamma(k + self.a[c])
-                        + torch.lgamma(d - k + self.b[c])
-                        - torch.lgamma(d + self.a[c] + self.b[c])
-                        - self.norm[c]
-                    ).sum(-1)
-                    for c in range(self.a.shape[0])
-                ],
-                dim=-1,
-            )
-            ll = ll - ll.mean(-1, keepdim=True)
             n_obs = observed.sum(-1).float()
             depth = d.sum(-1) / n_obs.clamp(min=1)
             features = torch.stack([torch.log1p(n_obs), torch.log1p(depth)], dim=-1)
@@ -381,11 +441,14 @@ class RegionAttention(_Classifier):
         sd: np.ndarray,
         n_positions: int = 150,
         read_params: tuple[np.ndarray, np.ndarray] | None = None,
+        fold_params: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         self.cfg, self.label_smoothing = cfg, cfg.label_smoothing
         self.standardise = _Standardise(mu, sd, n_positions, cfg.z_clip)
-        self.reads = _ReadLikelihood(n_classes, n_regions, read_params) if cfg.read_likelihood else None
+        self.reads = (
+            _ReadLikelihood(n_classes, n_regions, read_params, fold_params) if cfg.read_likelihood else None
+        )
         self.input_proj = nn.Linear(n_regions, cfg.hidden[0])
         self.region_embedding = nn.Parameter(0.02 * torch.randn(n_regions, cfg.dim))
         self.value_weights = nn.Parameter(0.02 * torch.randn(n_regions, cfg.dim))
@@ -417,14 +480,18 @@ class RegionAttention(_Classifier):
         scores = scores.float().masked_fill(~keep[..., None], -1e4)
         return z, tokens, torch.softmax(scores, dim=1), keep
 
-    def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, means: torch.Tensor, coverage: torch.Tensor, fold: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """means, coverage [B, R] -> logits [B, C]; ``fold`` [B] (training batches with a
+        cross-fitted read likelihood): each sample's fold, -1 = the full fit."""
         z, tokens, weights, _ = self.attention(means, coverage)
         pooled = torch.einsum("brh,brd->bhd", weights, tokens.float()).flatten(1)
         # The region-mean pathway sees every region, exactly as the MLP does; region dropout
         # acts on the attention pathway only.
         hidden = self.input_proj(z) + self.pooled_proj(self.pooled_norm(pooled))
         logits = self.body(hidden)
-        return logits if self.reads is None else logits + self.reads(means, coverage)
+        return logits if self.reads is None else logits + self.reads(means, coverage, fold)
 
 
 class RegionLevelClassifier(_Classifier):
@@ -465,7 +532,7 @@ class RegionLevelClassifier(_Classifier):
 
 # Model options added after models were first exported, with the behaviour of the models
 # exported before them: an export whose config lacks the key was trained without it.
-_LATER_OPTIONS = {"attention": {"read_likelihood": False}}
+_LATER_OPTIONS = {"attention": {"read_likelihood": False, "read_likelihood_folds": 0}}
 
 
 def exported_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -483,11 +550,13 @@ def build_model(
     sd: np.ndarray,
     n_positions: int,
     read_params: tuple[np.ndarray, np.ndarray] | None = None,
+    fold_params: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> _Classifier:
     """Instantiate a model of ``kind`` (one of MODEL_KINDS) from its config dataclass or dict.
 
     ``read_params``: the beta (a, b) [C, R] of the read-likelihood pathway (attention with
-    ``read_likelihood``); None where the exported buffers are loaded next."""
+    ``read_likelihood``); None where the exported buffers are loaded next. ``fold_params``:
+    the out-of-fold fits (a, b) [K, C, R] that score training samples (training only)."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown tissue model {kind!r}; choose from {MODEL_KINDS}")
     if isinstance(cfg, dict):
@@ -499,5 +568,5 @@ def build_model(
         "region": RegionLevelClassifier,
     }[kind]
     if kind == "attention":
-        return RegionAttention(n_regions, n_classes, cfg, mu, sd, n_positions, read_params)
+        return RegionAttention(n_regions, n_classes, cfg, mu, sd, n_positions, read_params, fold_params)
     return cls(n_regions, n_classes, cfg, mu, sd, n_positions)

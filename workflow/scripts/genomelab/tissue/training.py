@@ -78,9 +78,18 @@ def file_examples(data: TissueData, split: str) -> TensorDataset:
     )
 
 
-def make_datasets(kind: str, data: TissueData, model_cfg: Any, seed: int) -> dict[str, TensorDataset]:
+def make_datasets(
+    kind: str, data: TissueData, model_cfg: Any, seed: int, train_folds: np.ndarray | None = None
+) -> dict[str, TensorDataset]:
+    """Train/val/test datasets of ``kind``. ``train_folds`` [n_train] (a cross-fitted read
+    likelihood): each training sample's fold, added to its examples before the label, as
+    (means, coverage, fold int64, y)."""
     if kind in FILE_LEVEL:
-        return {s: file_examples(data, s) for s in ("train", "val", "test")}
+        out = {s: file_examples(data, s) for s in ("train", "val", "test")}
+        if train_folds is not None:
+            means, coverage, y = out["train"].tensors
+            out["train"] = TensorDataset(means, coverage, torch.as_tensor(train_folds, dtype=torch.int64), y)
+        return out
     return {s: region_examples(data, s, model_cfg.regions_per_sample, seed) for s in ("train", "val", "test")}
 
 
@@ -143,6 +152,42 @@ def read_params(data: TissueData) -> tuple[np.ndarray, np.ndarray]:
     return nb.a_, nb.b_
 
 
+def crossfit_read_params(
+    data: TissueData, k: int, seed: int
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
+    """Out-of-fold read-likelihood fits for the training split.
+
+    The training samples are dealt into ``k`` folds by source sample (augmented copies of one
+    sample stay together, else a copy would score its twin), stratified by class and seeded
+    (:func:`genomelab.splits.group_kfold`); fold f's fit is :func:`read_params`' on the other
+    folds. Returns (folds int64 [n_train], in ``data.index("train")`` order; (a, b)
+    [K, C, R]), or None when fewer than 2 source samples leave nothing to cross-fit. ``k`` is
+    lowered to the number of source samples when there are fewer.
+    """
+    from genomelab.splits import group_kfold
+    from genomelab.tissue.baselines import ReadNaiveBayes
+
+    train = data.index("train")
+    groups, y = data.groups[train], data.y[train]
+    n_groups = len(np.unique(groups.astype(str)))
+    k = min(k, n_groups)
+    if k < 2:
+        logger.warning("read likelihood: %d source sample(s) in training, no cross-fitting", n_groups)
+        return None
+    folds = group_kfold(groups, k, seed=seed, stratify=y)
+    fits = [
+        ReadNaiveBayes().fit(data.means[train[folds != f]], y[folds != f], len(data.classes))
+        for f in range(k)
+    ]
+    logger.info(
+        "read likelihood cross-fitted on %d folds of %d training samples (%d source samples)",
+        k,
+        len(train),
+        n_groups,
+    )
+    return folds, (np.stack([nb.a_ for nb in fits]), np.stack([nb.b_ for nb in fits]))
+
+
 def train_model(
     kind: str,
     data: TissueData,
@@ -164,6 +209,12 @@ def train_model(
     train_cfg = TrainConfig.from_dict(train_cfg_dict, seed=seed)
     out_dir = Path(out_dir)
     mu, sd = impute_standardise_params(data.means[data.index("train")])
+    uses_reads = getattr(model_cfg, "read_likelihood", False)
+    crossfit = (
+        crossfit_read_params(data, model_cfg.read_likelihood_folds, seed)
+        if uses_reads and model_cfg.read_likelihood_folds > 0
+        else None
+    )
 
     def before_fit(state: RunState) -> None:
         train = state.datasets["train"]
@@ -225,9 +276,12 @@ def train_model(
             mu,
             sd,
             data.n_positions,
-            read_params(data) if getattr(model_cfg, "read_likelihood", False) else None,
+            read_params(data) if uses_reads else None,
+            None if crossfit is None else crossfit[1],
         ),
-        build_data=lambda device: make_datasets(kind, data, model_cfg, seed),
+        build_data=lambda device: make_datasets(
+            kind, data, model_cfg, seed, None if crossfit is None else crossfit[0]
+        ),
         ids={"classes": data.classes, "regions": data.regions},
         data_fingerprint=data_digest(data),
         run_config={"classes": data.classes.tolist()},

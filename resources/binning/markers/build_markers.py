@@ -6,7 +6,7 @@
 Seeds: the E. coli K-12 MG1655 protein (RefSeq GCF_000005845.2) of each gene in
 marker_genes.tsv. Homologs: for each other bacterial genome in --genomes (E. coli itself and
 phages skipped), genes are called with pyrodigal (metagenomic mode), each protein is assigned
-to the seed profile it scores best on (E <= 1e-10, best domain covering >= 70% of the model),
+to the seed profile it scores best on (E <= 1e-10, domains covering >= 40% of the model),
 and the best protein per marker and genome is kept. Each marker's profile is built by HMMER's
 Builder from the seed plus its homologs aligned to the seed's profile (genomelab.binning.markers).
 Writes the gzipped HMM file and homologs.tsv (which genome gave which marker). See PROVENANCE.md.

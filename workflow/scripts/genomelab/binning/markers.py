@@ -11,7 +11,7 @@ and each protein counts for the one marker it scores best on. From the copies pe
   set (CheckM uses lineage-specific collocated sets; no strain heterogeneity is computed).
 
 A hit counts when its E-value is at most ``evalue`` (default 1e-10, CheckM's default) and its
-best domain covers at least ``min_coverage`` of the model (default 0.7, CheckM's alignment-
+domains cover at least ``min_coverage`` of the model (default 0.7, CheckM's alignment-
 length default), so a gene cut in two at contig ends is not counted twice; a model that
 carries gathering (GA) cutoffs, as Pfam and TIGRFAM models do, uses its own bit-score cutoff
 instead of the E-value when ``model_cutoffs`` is on. The tiers follow MIMAG (Bowers et al.
@@ -30,6 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,12 +197,18 @@ def call_proteins(
 
 
 def _hit_coverage(hit: Any) -> float:
-    """Share of the model's match states covered by the hit's best included domain."""
-    best = 0.0
-    for dom in hit.domains.included:
-        ali = dom.alignment
-        best = max(best, (ali.hmm_to - ali.hmm_from + 1) / ali.hmm_length)
-    return best
+    """Share of the model's match states covered by the hit's included domains together: a
+    long protein (RpoB) often aligns as two domains around a lineage-specific insertion."""
+    included = list(hit.domains.included)
+    if not included:
+        return 0.0
+    spans = sorted((d.alignment.hmm_from, d.alignment.hmm_to) for d in included)
+    covered, end = 0, 0
+    for start, stop in spans:
+        if stop > end:
+            covered += stop - max(start - 1, end)
+            end = stop
+    return covered / included[0].alignment.hmm_length
 
 
 def marker_copies(
@@ -295,8 +302,11 @@ def write_markers(
     rows, counts = [], []
     start = time.perf_counter()
     total_bp = 0
-    for path in files:
-        result = bin_markers(path, hmms, cfg, threads=threads)
+    # One bin per thread: pyrodigal's gene calling, most of the time, runs on one core per
+    # call and releases the GIL, as pyhmmer's search does; map keeps the bins' order.
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = list(pool.map(lambda path: bin_markers(path, hmms, cfg), files))
+    for result in results:
         total_bp += result.size_bp
         rows.append({**result.row(), "marker_set": hmm_path.name})
         counts.append(result.copies)

@@ -238,7 +238,7 @@ def test_dry_run_plans_markers_only_when_enabled(tmp_path):
     from test_workflow import copy_repo, job_counts, snakemake
 
     workdir = copy_repo(tmp_path)
-    for kind in ("tnf", "contrastive"):
+    for kind in ("tnf", "vae", "contrastive"):
         on = binning_only_config(workdir, f"{kind}.yaml", kind)
         res = snakemake(workdir, "-n", "--cores", "2", "--configfile", on)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -52,6 +52,13 @@ def homolog_genomes(genomes_dir: Path) -> dict[str, Path]:
     return out
 
 
+def write_gzip(plain: Path, out: Path) -> None:
+    """gzip ``plain`` to ``out`` with no file name and mtime 0 in the header: same bytes each time."""
+    with open(plain, "rb") as src, open(out, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=raw, mtime=0) as dst:
+            shutil.copyfileobj(src, dst)
+
+
 def collect_and_build(
     seeds: list[MarkerSeed], proteomes: dict[str, list[tuple[str, str]]], exclude: tuple[str, ...] = ()
 ) -> tuple[dict[str, dict[str, str]], list]:
@@ -85,12 +92,14 @@ def main() -> None:
     )
     proteomes = {name: genome_proteins(path) for name, path in homolog_genomes(args.genomes).items()}
     homologs, hmms = collect_and_build(seeds, proteomes)
+    for hmm in hmms:
+        # No DATE and COM lines: the same inputs give the same bytes.
+        hmm.creation_time = None
+        hmm.command_line = None
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "markers.hmm"
         write_hmms(hmms, plain)
-        # mtime 0: the same models give the same bytes.
-        with open(plain, "rb") as src, gzip.GzipFile(args.out, "wb", compresslevel=9, mtime=0) as dst:
-            shutil.copyfileobj(src, dst)
+        write_gzip(plain, args.out)
     table = pd.DataFrame(
         [
             {"gene": s.name, "product": s.product, **{g: int(g in homologs[s.name]) for g in proteomes}}

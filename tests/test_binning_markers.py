@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT
 from genomelab.binning.markers import (
     DEFAULT_HMM,
+    DEFAULT_SETS,
     TIER_CONTAMINATED,
     TIER_HIGH,
     TIER_LOW,
@@ -23,6 +24,7 @@ from genomelab.binning.markers import (
     mimag_tier,
     quality_view,
     read_marker_hmms,
+    read_marker_sets,
     read_markers_table,
     write_markers,
 )
@@ -138,6 +140,25 @@ def test_contamination_is_checkm_definition():
     result = BinMarkers("b", 1, 1, 1, np.array([0, 1, 2, 3]))
     assert result.completeness == 75.0  # 3 of 4 markers seen
     assert result.contamination == 75.0  # (1 + 2) extra copies / 4 markers
+    # Collocated sets weigh the same: set 0 = markers 0, 1; set 1 = markers 2, 3.
+    sets = BinMarkers("b", 1, 1, 1, np.array([1, 0, 2, 1]), np.array([0, 0, 1, 1]))
+    assert sets.completeness == pytest.approx(100 * (1 / 2 + 2 / 2) / 2)
+    assert sets.contamination == pytest.approx(100 * (0 / 2 + 1 / 2) / 2)
+    assert sets.row()["n_sets"] == 2
+
+
+def test_shipped_sets_and_bad_set_files(tmp_path, hmms):
+    names = marker_names(hmms)
+    sets = read_marker_sets(ROOT / DEFAULT_SETS, names)
+    assert len(np.unique(sets)) == 12
+    # The S10-spc-alpha ribosomal cluster of E. coli is one set of 13 markers.
+    assert np.bincount(sets).max() == 13 and sets[names.index("rplB")] == sets[names.index("rpsJ")]
+    bad = tmp_path / "sets.tsv"
+    bad.write_text("marker\tset\nrplB\ts1\n")
+    with pytest.raises(FormatError, match="sets.tsv.*not listed"):
+        read_marker_sets(bad, names)
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        read_marker_sets(tmp_path / "nope.tsv", names)
 
 
 def test_write_markers_ranks_bins_and_quality_view(tmp_path, ecoli_contigs):
@@ -153,6 +174,7 @@ def test_write_markers_ranks_bins_and_quality_view(tmp_path, ecoli_contigs):
         tmp_path / "counts.tsv",
         1,
         ROOT / DEFAULT_HMM,
+        "",  # flat: every marker its own set
     )
     back = read_markers_table(tmp_path / "markers.tsv")
     # All three are low tier; the duplicated bin ranks last (completeness - 5 x contamination).
@@ -185,9 +207,9 @@ def test_summary_has_the_quality_view(tmp_path):
     write_table(per_bin, tmp_path / "bs.tsv")
     markers = tmp_path / "markers.tsv"
     markers.write_text(
-        "bin\tsize_bp\tn_contigs\tn_genes\tn_markers\tmarkers_found\tmarkers_multi\textra_copies\t"
+        "bin\tsize_bp\tn_contigs\tn_genes\tn_markers\tn_sets\tmarkers_found\tmarkers_multi\textra_copies\t"
         "completeness\tcontamination\ttier\tmarker_set\n"
-        f"bin_1\t300000\t10\t280\t31\t30\t0\t0\t96.77\t0\t{TIER_HIGH}\tbacteria_universal31.hmm.gz\n"
+        f"bin_1\t300000\t10\t280\t31\t12\t30\t0\t0\t96.77\t0\t{TIER_HIGH}\tbacteria_universal31.hmm.gz\n"
     )
     write_summary(
         None,
@@ -225,11 +247,12 @@ def test_all_markers_in_the_full_genome_marker_regions(tmp_path, hmms, shared_da
     (_, genome), *_ = list(read_fasta(folder / "GCF_000005845.2_ASM584v2_genomic.fna.gz"))
     contigs = [(g, genome[max(0, s - 50) : e + 50]) for g, s, e in spans]
     cfg = MarkersConfig.from_dict({})
-    result = bin_markers(write_bin(tmp_path / "m.fna", contigs), hmms, cfg)
-    assert (result.completeness, result.contamination) == (100.0, 0.0)
+    sets = read_marker_sets(ROOT / DEFAULT_SETS, marker_names(hmms))
+    result = bin_markers(write_bin(tmp_path / "m.fna", contigs), hmms, cfg, sets=sets)
+    assert result.completeness == pytest.approx(100) and result.contamination == 0
     doubled = contigs + [(f"{g}_copy", s) for g, s in contigs]
-    result = bin_markers(write_bin(tmp_path / "m2.fna", doubled), hmms, cfg)
-    assert (result.completeness, result.contamination) == (100.0, 100.0)
+    result = bin_markers(write_bin(tmp_path / "m2.fna", doubled), hmms, cfg, sets=sets)
+    assert result.completeness == pytest.approx(100) and result.contamination == pytest.approx(100)
 
 
 def test_dry_run_plans_markers_only_when_enabled(tmp_path):

@@ -243,12 +243,17 @@ rule binning_bins:
 
 # Single-copy marker genes of the written bins (binning.markers; docs/binning.md, "Bin quality").
 BIN_MARKERS = BIN["markers"]["enabled"]
+BIN_MARKER_HMM = BIN["markers"]["hmm"] or "resources/binning/markers/bacteria_universal31.hmm.gz"
+BIN_MARKER_SETS = BIN["markers"]["sets"] or (
+    "" if BIN["markers"]["hmm"] else "resources/binning/markers/bacteria_universal31.sets.tsv"
+)
 if BIN_MARKERS:
 
     rule binning_markers:
         input:
+            **({"sets": BIN_MARKER_SETS} if BIN_MARKER_SETS else {}),
             fasta_dir=rules.binning_bins.output.fasta_dir,
-            hmm=BIN["markers"]["hmm"] or "resources/binning/markers/bacteria_universal31.hmm.gz",
+            hmm=BIN_MARKER_HMM,
         output:
             tsv=f"{BIN_DIR}/bins/markers.tsv",
             counts=f"{BIN_DIR}/bins/marker_counts.tsv",

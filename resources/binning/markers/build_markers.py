@@ -32,6 +32,7 @@ from genomelab.binning.markers import (  # noqa: E402
     MarkerSeed,
     best_homologs,
     build_marker_hmms,
+    collocated_sets,
     genome_proteins,
     read_marker_list,
     seeds_from_annotation,
@@ -40,6 +41,7 @@ from genomelab.binning.markers import (  # noqa: E402
 
 SEED_GENOME = "Escherichia_coli_K12_MG1655"
 HOMOLOG_COVERAGE = 0.4
+SET_GAP = 5000
 
 
 def homolog_genomes(genomes_dir: Path) -> dict[str, Path]:
@@ -75,6 +77,13 @@ def collect_and_build(
     return homologs, build_marker_hmms(seeds, homologs, exclude, seed_genome=SEED_GENOME)
 
 
+def write_sets(gff: Path, genes: list[str], hmm_out: Path) -> None:
+    """The collocated sets (markers within SET_GAP bp on one strand in E. coli) beside the HMM file."""
+    sets = collocated_sets(gff, genes, SET_GAP)
+    out = hmm_out.with_name(hmm_out.name.removesuffix(".gz").removesuffix(".hmm") + ".sets.tsv")
+    pd.DataFrame({"marker": genes, "set": [sets[g] for g in genes]}).to_csv(out, sep="\t", index=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -107,6 +116,7 @@ def main() -> None:
         ]
     )
     table.to_csv(HERE / "homologs.tsv", sep="\t", index=False)
+    write_sets(args.ecoli / "GCF_000005845.2_ASM584v2_genomic.gff.gz", genes, args.out)
     logging.info("%d models -> %s (%d bytes)", len(hmms), args.out, args.out.stat().st_size)
 
 

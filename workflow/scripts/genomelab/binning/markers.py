@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 #: The shipped marker set, used when ``binning.markers.hmm`` is empty.
 DEFAULT_HMM = "resources/binning/markers/bacteria_universal31.hmm.gz"
+#: Its collocated marker sets, used when neither ``hmm`` nor ``sets`` is set.
+DEFAULT_SETS = "resources/binning/markers/bacteria_universal31.sets.tsv"
 #: Columns of ``bins/markers.tsv``.
 MARKER_COLUMNS = (
     "bin",
@@ -55,6 +57,7 @@ MARKER_COLUMNS = (
     "n_contigs",
     "n_genes",
     "n_markers",
+    "n_sets",
     "markers_found",
     "markers_multi",
     "extra_copies",
@@ -83,6 +86,7 @@ class MarkersConfig(ConfigSection):
     evalue: float = from_schema("binning.markers.evalue")
     min_coverage: float = from_schema("binning.markers.min_coverage")
     model_cutoffs: bool = from_schema("binning.markers.model_cutoffs")
+    sets: str = from_schema("binning.markers.sets")
 
     def __post_init__(self) -> None:
         if not self.evalue > 0:
@@ -94,30 +98,46 @@ class MarkersConfig(ConfigSection):
     def hmm_path(self) -> str:
         return self.hmm or DEFAULT_HMM
 
+    @property
+    def sets_path(self) -> str:
+        """The collocated sets' TSV; empty = every marker its own set (a user's HMM file
+        without ``sets``)."""
+        return self.sets or ("" if self.hmm else DEFAULT_SETS)
+
 
 @dataclass
 class BinMarkers:
-    """One bin's marker counts; ``copies`` (n_markers,) int, in the marker set's order."""
+    """One bin's marker counts; ``copies`` (n_markers,) int, in the marker set's order;
+    ``sets`` (n_markers,) int: the collocated set of each marker (None: each its own set)."""
 
     name: str
     size_bp: int
     n_contigs: int
     n_genes: int
     copies: np.ndarray
+    sets: np.ndarray | None = None
 
     @property
     def n_markers(self) -> int:
         return len(self.copies)
 
+    def _set_weights(self) -> np.ndarray:
+        """(n_markers,) weight of each marker: 1 / (n_sets x its set's size), summing to 1."""
+        sets = np.arange(self.n_markers) if self.sets is None else np.asarray(self.sets)
+        _, inverse, sizes = np.unique(sets, return_inverse=True, return_counts=True)
+        return 1.0 / (len(sizes) * sizes[inverse]) if len(sizes) else np.zeros(0)
+
     @property
     def completeness(self) -> float:
-        """Percent of the markers seen at least once (0 for an empty marker set)."""
-        return 100.0 * float(np.count_nonzero(self.copies)) / max(self.n_markers, 1)
+        """Percent of the markers seen at least once, each collocated set weighing the same
+        (CheckM, Parks et al. 2015); without sets, the share of markers seen. 0 for no markers."""
+        return 100.0 * float((self._set_weights() * (self.copies > 0)).sum())
 
     @property
     def contamination(self) -> float:
-        """CheckM's contamination (Parks et al. 2015): 100 x sum(max(copies - 1, 0)) / markers."""
-        return 100.0 * float(np.maximum(self.copies - 1, 0).sum()) / max(self.n_markers, 1)
+        """CheckM's contamination (Parks et al. 2015): 100 x the set-weighted sum of
+        max(copies - 1, 0); without sets, 100 x sum(max(copies - 1, 0)) / markers."""
+        return 100.0 * float((self._set_weights() * np.maximum(self.copies - 1, 0)).sum())
 
     def row(self) -> dict[str, Any]:
         return {
@@ -126,6 +146,7 @@ class BinMarkers:
             "n_contigs": self.n_contigs,
             "n_genes": self.n_genes,
             "n_markers": self.n_markers,
+            "n_sets": self.n_markers if self.sets is None else len(np.unique(self.sets)),
             "markers_found": int(np.count_nonzero(self.copies)),
             "markers_multi": int(np.count_nonzero(self.copies > 1)),
             "extra_copies": int(np.maximum(self.copies - 1, 0).sum()),
@@ -256,6 +277,7 @@ def bin_markers(
     cfg: MarkersConfig,
     name: str | None = None,
     threads: int = 1,
+    sets: np.ndarray | None = None,
 ) -> BinMarkers:
     """Marker counts of one bin FASTA (plain or gzip); contigs are streamed, the bin's proteins
     (about a third of its bp in bytes) are held for one search. An empty file gives no genes."""
@@ -273,7 +295,7 @@ def bin_markers(
 
     proteins = list(call_proteins(records()))
     copies = marker_copies(proteins, hmms, cfg, threads)
-    return BinMarkers(name or _bin_name(path), size, n_contigs, len(proteins), copies)
+    return BinMarkers(name or _bin_name(path), size, n_contigs, len(proteins), copies, sets)
 
 
 def _bin_name(path: Path) -> str:
@@ -290,13 +312,17 @@ def write_markers(
     out_counts: str | os.PathLike,
     threads: int = 1,
     hmm_path: str | os.PathLike | None = None,
+    sets_path: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """``bins/markers.tsv`` (:data:`MARKER_COLUMNS`, one row per written bin, ranked best
     first) and ``out_counts`` (bin x marker copy numbers) for every ``*.fna`` bin of
-    ``fasta_dir``, searched against ``hmm_path`` (default ``cfg.hmm_path``)."""
+    ``fasta_dir``, searched against ``hmm_path`` (default ``cfg.hmm_path``), markers weighted
+    by the collocated sets of ``sets_path`` (default ``cfg.sets_path``; empty = none)."""
     hmm_path = Path(hmm_path or cfg.hmm_path)
     hmms = read_marker_hmms(hmm_path)
     marker_names = [_text(h.name) for h in hmms]
+    sets_path = cfg.sets_path if sets_path is None else sets_path
+    sets = read_marker_sets(sets_path, marker_names) if sets_path else None
     files = sorted(Path(fasta_dir).glob("*.fna"))
     logger.info("%d bins, %d marker models from %s", len(files), len(hmms), hmm_path)
     rows, counts = [], []
@@ -305,7 +331,7 @@ def write_markers(
     # One bin per thread: pyrodigal's gene calling, most of the time, runs on one core per
     # call and releases the GIL, as pyhmmer's search does; map keeps the bins' order.
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        results = list(pool.map(lambda path: bin_markers(path, hmms, cfg), files))
+        results = list(pool.map(lambda path: bin_markers(path, hmms, cfg, sets=sets), files))
     for result in results:
         total_bp += result.size_bp
         rows.append({**result.row(), "marker_set": hmm_path.name})
@@ -330,6 +356,56 @@ def write_markers(
     count_table.insert(0, "bin", [r["bin"] for r in rows])
     write_table(count_table, out_counts)
     return table
+
+
+def read_marker_sets(path: str | os.PathLike, markers: Sequence[str]) -> np.ndarray:
+    """(n_markers,) int set id of each of ``markers`` from a TSV with columns ``marker`` and
+    ``set`` (markers that sit together in genomes, counted as one set as CheckM does).
+    ``FormatError`` naming the file when a column is missing or the markers differ from the
+    HMM file's."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"marker set file not found: {path} (binning.markers.sets)")
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    missing = [c for c in ("marker", "set") if c not in table.columns]
+    if missing:
+        raise FormatError(path, f"marker set table lacks column(s) {missing}")
+    lookup = dict(zip(table["marker"], table["set"], strict=True))
+    absent, extra = sorted(set(markers) - set(lookup)), sorted(set(lookup) - set(markers))
+    if absent or extra or len(lookup) != len(table):
+        raise FormatError(
+            path,
+            f"markers differ from the HMM file's: not listed {absent[:5]}, unknown {extra[:5]}, or repeated",
+        )
+    ids = {name: i for i, name in enumerate(sorted(set(lookup.values())))}
+    return np.array([ids[lookup[m]] for m in markers], dtype=np.int64)
+
+
+def collocated_sets(gff: str | os.PathLike, genes: Sequence[str], max_gap: int = 5000) -> dict[str, str]:
+    """gene -> set name (``set01``...): markers whose CDS in the GFF3 ``gff`` lie on one
+    sequence and strand with at most ``max_gap`` bp between neighbours form one set (the
+    ribosomal-protein operons), as CheckM groups markers that sit together (Parks et al. 2015)."""
+    from genomelab.io.gff import iter_gff3
+
+    wanted = set(genes)
+    loci = sorted(
+        {
+            (f.seqid, f.start, f.end, f.strand, f.attributes["gene"])
+            for f in iter_gff3(gff)
+            if f.type == "CDS" and f.attributes.get("gene") in wanted
+        }
+    )
+    out: dict[str, str] = {}
+    n, last = 0, None
+    for seqid, start, end, strand, gene in loci:
+        if last is None or (seqid, strand) != last[:2] or start - last[2] > max_gap:
+            n += 1
+        out[gene] = f"set{n:02d}"
+        last = (seqid, strand, end)
+    missing = sorted(wanted - set(out))
+    if missing:
+        raise FormatError(gff, f"marker genes without a CDS: {missing}")
+    return out
 
 
 def rank_bins(table: pd.DataFrame) -> pd.DataFrame:
@@ -373,6 +449,7 @@ def quality_view(table: pd.DataFrame) -> tuple[list[dict[str, Any]], str, str]:
         "contamination",
         "markers_found",
         "n_markers",
+        "n_sets",
         "extra_copies",
         "tier",
     ]
@@ -397,7 +474,8 @@ def markers_step(smk: Any) -> None:
 
     cfg = MarkersConfig.from_dict(param(smk, "markers"))
     threads = int(getattr(smk, "threads", 1) or 1)
-    write_markers(smk.input.fasta_dir, cfg, smk.output.tsv, smk.output.counts, threads, smk.input.hmm)
+    sets = smk.input.sets if "sets" in smk.input.keys() else ""
+    write_markers(smk.input.fasta_dir, cfg, smk.output.tsv, smk.output.counts, threads, smk.input.hmm, sets)
 
 
 # --- building the default marker set -------------------------------------------------------

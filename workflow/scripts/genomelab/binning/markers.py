@@ -5,10 +5,15 @@ little sequence to train a gene model on; Hyatt et al. 2010, Larralde 2022), the
 searched with pyhmmer's ``hmmsearch`` against a set of profile HMMs of single-copy marker genes,
 and each protein counts for the one marker it scores best on. From the copies per marker:
 
-* completeness (%) = 100 x markers seen at least once / markers in the set;
-* contamination (%) = 100 x sum over markers of max(copies - 1, 0) / markers in the set,
-  CheckM's definition (Parks et al. 2015, Genome Res 25:1043), here over one flat marker
-  set (CheckM uses lineage-specific collocated sets; no strain heterogeneity is computed).
+* completeness (%) = 100 x mean over collocated sets of (set markers seen / set size);
+* contamination (%) = 100 x mean over sets of (sum over the set's markers of
+  max(copies - 1, 0) / set size),
+
+CheckM's definitions (Parks et al. 2015, Genome Res 25:1043): markers that sit together in
+genomes (an operon of ribosomal proteins) form one set, so a contig carrying one cluster does
+not weigh as much as all its genes. Without sets (a user's HMM file and no ``sets``) every
+marker is its own set: the share of markers seen and extra copies / markers. One set of
+markers for all bins (CheckM picks a lineage-specific one); no strain heterogeneity.
 
 A hit counts when its E-value is at most ``evalue`` (default 1e-10, CheckM's default) and its
 domains cover at least ``min_coverage`` of the model (default 0.7, CheckM's alignment-
@@ -21,7 +26,8 @@ marker set used.
 
 The default marker set (``resources/binning/markers/``) holds profile HMMs we build with
 pyhmmer's Builder from E. coli K-12 proteins and their best homologs among other bacteria
-(:func:`build_marker_hmms`; ``resources/binning/markers/build_markers.py`` rebuilds it).
+(:func:`build_marker_hmms`), and its sets from the genes' E. coli positions
+(:func:`collocated_sets`); ``resources/binning/markers/build_markers.py`` rebuilds both.
 """
 
 from __future__ import annotations

@@ -439,13 +439,17 @@ def quality_view(table: pd.DataFrame) -> tuple[list[dict[str, Any]], str, str]:
     the bins per MIMAG tier, and a markdown section."""
     sets = sorted(set(table["marker_set"].astype(str)))
     n_markers = sorted(set(table["n_markers"].astype(int)))
-    hmm_label = f"{', '.join(sets) or 'no bins'}, {'/'.join(map(str, n_markers)) or 0} markers"
+    n_sets = sorted(set(table["n_sets"].astype(int)))
+    hmm_label = (
+        f"{', '.join(sets) or 'no bins'}, {'/'.join(map(str, n_markers)) or 0} markers in "
+        f"{'/'.join(map(str, n_sets)) or 0} collocated sets"
+    )
     if Path(DEFAULT_HMM).name in sets:
         hmm_label += ", the shipped set of universal bacterial genes: bacteria only, archaea not covered"
     counts = table["tier"].value_counts()
     per_tier = ", ".join(f"{int(counts.get(t, 0))} {t.split(' ')[0]}" for t in TIERS)
     note = (
-        f"Bin quality estimated from single-copy marker genes ({hmm_label}; completeness, and "
+        f"Bin quality estimated from single-copy marker genes ({hmm_label}; completeness and "
         f"contamination as in CheckM): MIMAG tiers {per_tier} (bins/markers.tsv)."
     )
     cols = [
@@ -465,7 +469,7 @@ def quality_view(table: pd.DataFrame) -> tuple[list[dict[str, Any]], str, str]:
         "",
         f"Marker set: {hmm_label}. Tiers follow MIMAG (Bowers et al. 2017) on completeness and "
         "contamination only (rRNA and tRNA genes are not checked); contamination is CheckM's "
-        "(Parks et al. 2015): extra marker copies / markers.",
+        "(Parks et al. 2015): extra marker copies per set size, averaged over the collocated sets.",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),

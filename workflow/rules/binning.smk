@@ -241,6 +241,38 @@ rule binning_bins:
         "../scripts/run_step.py"
 
 
+# Single-copy marker genes of the written bins (binning.markers; docs/binning.md, "Bin quality").
+BIN_MARKERS = BIN["markers"]["enabled"]
+BIN_MARKER_HMM = BIN["markers"]["hmm"] or "resources/binning/markers/bacteria_universal31.hmm.gz"
+BIN_MARKER_SETS = BIN["markers"]["sets"] or (
+    "" if BIN["markers"]["hmm"] else "resources/binning/markers/bacteria_universal31.sets.tsv"
+)
+if BIN_MARKERS:
+
+    rule binning_markers:
+        input:
+            **({"sets": BIN_MARKER_SETS} if BIN_MARKER_SETS else {}),
+            fasta_dir=rules.binning_bins.output.fasta_dir,
+            hmm=BIN_MARKER_HMM,
+        output:
+            tsv=f"{BIN_DIR}/bins/markers.tsv",
+            counts=f"{BIN_DIR}/bins/marker_counts.tsv",
+        log:
+            f"{BIN_LOGS}/markers.log",
+        benchmark:
+            f"{BIN_BENCH}/binning_markers.tsv"
+        conda:
+            ENV_CPU
+        threads: 2
+        resources:
+            mem_mb=2000,
+            runtime=60,
+        params:
+            markers=config_json(BIN["markers"]),
+        script:
+            "../scripts/run_step.py"
+
+
 if BIN_TRUTH:
 
     rule binning_evaluate:
@@ -300,6 +332,7 @@ rule binning_summary:
             )
         ),
         unpack(lambda wc: {"metrics": rules.binning_train.output.metrics} if BIN_TRAINED else {}),
+        unpack(lambda wc: {"markers": rules.binning_markers.output.tsv} if BIN_MARKERS else {}),
         bin_summary=rules.binning_bins.output.bin_summary,
         contig_bins=rules.binning_bins.output.contig_bins,
         fasta_dir=rules.binning_bins.output.fasta_dir,

@@ -67,6 +67,7 @@ STEPS = MappingProxyType(
         "binning_train": "genomelab.binning.steps:train_step",
         "binning_encode": "genomelab.binning.steps:encode_step",
         "binning_bins": "genomelab.binning.steps:bins_step",
+        "binning_markers": "genomelab.binning.markers:markers_step",
         "binning_evaluate": "genomelab.binning.steps:evaluate_step",
         "binning_summary": "genomelab.binning.steps:summary_step",
         "tissue_predict": "genomelab.predict.steps:tissue_step",

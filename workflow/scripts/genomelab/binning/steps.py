@@ -181,4 +181,5 @@ def summary_step(smk: Any) -> None:
         smk.output.json,
         smk.output.md,
         smk.params.model_kind,
+        _optional(smk, "markers"),  # none when binning.markers.enabled is false
     )

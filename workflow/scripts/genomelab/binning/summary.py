@@ -13,6 +13,7 @@ import pandas as pd
 
 from genomelab.binning.bins import empty_bins_reason, unbinned_dropped
 from genomelab.diagnostics import WARN, DiagnosticResult, read_results
+from genomelab.io.atomic import atomic_write_json, atomic_write_text
 from genomelab.io.metrics import TRAINING_KEYS, read_json_file, read_metrics
 from genomelab.io.tables import read_contig_bins
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
@@ -86,12 +87,14 @@ def write_summary(
     out_json: str | os.PathLike,
     out_md: str | os.PathLike,
     model_kind: str = "vae",
+    markers: str | os.PathLike | None = None,
 ) -> ModuleSummary:
     """The module summary; ``evaluation`` (with the model's and baseline's ``latent_plots``) is
     None when no truth table was given; unbinned contigs of ``contig_bins`` are counted as
     dropped records; ``model_kind`` (binning.model.kind) names the model. With kind ``tnf``
     nothing was trained (``metrics_path`` None): the bins are the TNF baseline's, the one
-    row of the comparison."""
+    row of the comparison. ``markers`` (bins/markers.tsv, when binning.markers is on) adds
+    the quality view: bins ranked by estimated completeness/contamination with MIMAG tiers."""
     model = MODEL_LABELS.get(model_kind, model_kind)
     trained = model_kind != "tnf"
     per_bin = pd.read_csv(bin_summary, sep="\t")
@@ -162,6 +165,12 @@ def write_summary(
         )
     if not comparisons:
         notes.append("No truth table was given, so bins were not evaluated (binning.input.truth).")
+    quality, quality_md = None, ""
+    if markers is not None:
+        from genomelab.binning.markers import quality_view, read_markers_table
+
+        quality, quality_note, quality_md = quality_view(read_markers_table(markers))
+        notes.append(quality_note)
     summary = ModuleSummary(
         "binning",
         f"Contig binning ({model})",
@@ -171,7 +180,13 @@ def write_summary(
         notes,
         unbinned_dropped(contig_table),
     )
-    write_module_summary(summary, out_json, out_md)
+    if quality is None:
+        write_module_summary(summary, out_json, out_md)
+    else:
+        # ModuleSummary has no table field: the quality view is an extra key of summary.json
+        # (readers ignore it) and a section appended to summary.md.
+        atomic_write_json(out_json, {**summary.to_dict(), "quality": quality})
+        atomic_write_text(out_md, summary.to_markdown() + quality_md)
     for comp in comparisons:
         logger.info("%s", comp.verdict())
     return summary

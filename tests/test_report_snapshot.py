@@ -182,6 +182,8 @@ def test_rules_cover_training_outputs_and_state_why():
     assert metric_range("n_consistency_pairs") is None and metric_range("expression_r2") == (None, 1.0)
     # A count of correct calls (reliability bins) is no correlation.
     assert metric_range("correct") is None and metric_range("spearman_corr") == (-1.0, 1.0)
+    # Marker-gene bin quality is in percent (CheckM's convention); contamination may pass 100.
+    assert metric_range("completeness") == (0.0, 100.0) and metric_range("contamination") == (0.0, None)
 
 
 def test_shipped_snapshot_is_in_this_format():

@@ -292,12 +292,16 @@ def _fasta_facts(facts: dict[str, Any], text: str, rule: Rule) -> None:
 # JSON metric names with a documented range (the first matching pattern wins).
 # None: unbounded on that side (JSON has no infinity).
 METRIC_RANGES: tuple[tuple[re.Pattern[str], tuple[float | None, float | None]], ...] = (
+    # Marker-gene bin quality is in percent, as CheckM reports it; contamination (extra
+    # copies per marker) may pass 100.
+    (re.compile(r"(^|[_/])completeness$", re.I), (0.0, 100.0)),
+    (re.compile(r"(^|[_/])contamination$", re.I), (0.0, None)),
     (re.compile(r"pearson|spearman|(^|[_/])r$|corr(?!ect)|cosine|silhouette", re.I), (-1.0, 1.0)),
     (re.compile(r"(^|[_/])r2$|r_squared", re.I), (None, 1.0)),
     (
         re.compile(
             r"(^|[_/])acc(uracy)?($|_|@)|auc|auroc|auprc|(^|[_/])ap$|precision|recall|(^|[_/])f1|mrr|(^|[_/])ari$|nmi|ami$|purity|"
-            r"completeness|homogeneity|consistency|hit|@",
+            r"homogeneity|consistency|hit|@",
             re.I,
         ),
         (0.0, 1.0),

@@ -1,7 +1,8 @@
-"""Scale of the binning CPU path: k-mer features and clustering time and peak memory.
+"""Scale of the binning CPU path: k-mer features, encoding and clustering time and peak memory.
 
     nice -n 5 python benchmarks/bench_binning_scale.py [--target 1000000] [--cluster-n 200000]
-        [--feature-contigs 20000] [--reference-n 20000] [--seed 0]
+        [--feature-contigs 20000] [--encode-n 200000] [--reference-n 20000] [--cluster-dim 20]
+        [--stages features encoding clustering reference] [--threads 1] [--seed 0]
 
 A benchmark, not a test. The issue asks for 1M contigs; on the 2 shared cores of the dev
 machine that does not fit ~5 CPU-minutes, so each stage runs on as many synthetic contigs
@@ -15,6 +16,11 @@ bound). Stages, each in a fresh process so that its peak resident memory
   installed) of ``--feature-contigs`` random 2-20 kb contigs (log-normal, median 5 kb,
   as the shred rule cuts them) of varied GC, one 512-contig block at a time as the
   features rule streams them;
+* ``encoding``: the contrastive encoder with the schema's sizes (weights as initialised:
+  the time does not depend on them) embedding ``--encode-n`` whole-contig profile rows
+  [n, 2761] in blocks of 16,384 made on the fly (only a block is ever in memory; the
+  encode rule's ``embed`` batches alike), then the rows scaled to unit length as the
+  clustering takes them;
 * ``clustering``: ``cluster.cluster_contigs`` (approximate kNN with pynndescent above
   ``exact_knn_max``, Leiden, outlier scores) on ``--cluster-n`` 20-dimensional points in
   1,000 Gaussian groups (the TNF baseline's PCA width, genome-like groups);
@@ -45,6 +51,38 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _encoding_stage(n: int, seed: int, threads: int, queue: mp.Queue) -> None:
+    import torch
+    from genomelab.binning.contrastive_model import ContrastiveConfig, ContrastiveEncoder
+    from genomelab.binning.kmers import N_FEATURES
+    from genomelab.config import schema_defaults
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cfg = ContrastiveConfig.from_dict(schema_defaults("binning.model.contrastive"))
+    model = ContrastiveEncoder(cfg).eval()
+    rng = np.random.default_rng(seed)
+    base = _rss_mb()
+    seconds, block = 0.0, 16_384
+    for start in range(0, n, block):
+        rows = min(block, n - start)
+        x = torch.from_numpy(rng.dirichlet(np.ones(N_FEATURES), rows).astype(np.float32))
+        t0 = time.perf_counter()
+        z = model.embed(x)
+        torch.nn.functional.normalize(z, dim=1)
+        seconds += time.perf_counter() - t0
+    queue.put(
+        {
+            "n_contigs": n,
+            "threads": threads,
+            "embedding": cfg.embedding,
+            "seconds": seconds,
+            "contigs_per_s": n / seconds,
+            "peak_extra_rss_mb": _rss_mb() - base,
+        }
+    )
 
 
 def _synthetic_points(
@@ -88,13 +126,13 @@ def _features_stage(n: int, seed: int, queue: mp.Queue) -> None:
     )
 
 
-def _cluster_stage(n: int, seed: int, queue: mp.Queue) -> None:
+def _cluster_stage(n: int, seed: int, dim: int, queue: mp.Queue) -> None:
     import torch
     from genomelab.binning.cluster import ClusterConfig, cluster_contigs
     from sklearn.metrics import adjusted_rand_score
 
     torch.set_num_threads(1)
-    points, group = _synthetic_points(n, seed)
+    points, group = _synthetic_points(n, seed, dim)
     cfg = ClusterConfig(seed=seed, outlier_ratio=3.0)
     # Compile pynndescent's numba kernels on a small set first: a one-off per process.
     cluster_contigs(points[:2000], np.full(2000, 5000), ClusterConfig(seed=seed, exact_knn_max=100), 0)
@@ -153,6 +191,9 @@ def _in_fresh_process(stage, *args) -> dict:
     return result
 
 
+STAGES = ("features", "encoding", "clustering", "reference")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,27 +201,46 @@ def main() -> None:
     parser.add_argument("--target", type=int, default=1_000_000)
     parser.add_argument("--feature-contigs", type=int, default=20_000)
     parser.add_argument("--cluster-n", type=int, default=200_000)
+    parser.add_argument("--encode-n", type=int, default=200_000)
     parser.add_argument("--reference-n", type=int, default=20_000)
+    parser.add_argument(
+        "--cluster-dim",
+        type=int,
+        default=20,
+        help="20: the TNF baseline's PCA; 64: the contrastive embedding",
+    )
+    parser.add_argument(
+        "--stages", nargs="+", default=["features", "encoding", "clustering", "reference"], choices=STAGES
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the encoding stage")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_binning_scale.json"))
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     result: dict = {"load_average_before": list(os.getloadavg()), "target_contigs": args.target}
-    result["features"] = _in_fresh_process(_features_stage, args.feature_contigs, args.seed)
-    result["clustering"] = _in_fresh_process(_cluster_stage, args.cluster_n, args.seed)
-    result["reference"] = _in_fresh_process(_reference_stage, args.reference_n, args.seed)
-    scale = {}
-    for stage in ("features", "clustering"):
-        measured = result[stage]
-        scale[stage] = {
-            "extrapolated": measured["n_contigs"] < args.target,
-            "seconds": args.target / measured["contigs_per_s"],
-        }
-    # Brute force is O(n^2): its time at the target, from the subset, for the ratio.
-    ref = result["reference"]
-    brute_at_target = ref["brute_force_knn_seconds"] * (args.target / ref["n_contigs"]) ** 2
-    scale["brute_force_knn_seconds_extrapolated_n2"] = brute_at_target
-    scale["ratio_brute_force_knn_over_new_clustering"] = brute_at_target / scale["clustering"]["seconds"]
+    runs = {
+        "features": (_features_stage, args.feature_contigs, args.seed),
+        "encoding": (_encoding_stage, args.encode_n, args.seed, args.threads),
+        "clustering": (_cluster_stage, args.cluster_n, args.seed, args.cluster_dim),
+        "reference": (_reference_stage, args.reference_n, args.seed),
+    }
+    for stage in args.stages:
+        result[stage] = _in_fresh_process(*runs[stage])
+        print(stage, json.dumps(result[stage]), flush=True)
+    scale: dict = {}
+    for stage in ("features", "encoding", "clustering"):
+        if stage in result:
+            measured = result[stage]
+            scale[stage] = {
+                "extrapolated": measured["n_contigs"] < args.target,
+                "seconds": args.target / measured["contigs_per_s"],
+            }
+    if "reference" in result and "clustering" in scale:
+        # Brute force is O(n^2): its time at the target, from the subset, for the ratio.
+        ref = result["reference"]
+        brute_at_target = ref["brute_force_knn_seconds"] * (args.target / ref["n_contigs"]) ** 2
+        scale["brute_force_knn_seconds_extrapolated_n2"] = brute_at_target
+        scale["ratio_brute_force_knn_over_new_clustering"] = brute_at_target / scale["clustering"]["seconds"]
     # The feature matrix itself is streamed to HDF5 block by block; its size on disk:
     scale["feature_matrix_gb"] = args.target * 2761 * 4 / 1e9
     scale["knn_graph_mb"] = args.target * 30 * (8 + 4) / 1e6

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from genomelab.binning.markers import (
     DEFAULT_HMM,
     DEFAULT_SETS,
@@ -30,6 +29,10 @@ from genomelab.binning.markers import (
 )
 from genomelab.io.errors import FormatError
 from genomelab.io.fasta import read_fasta
+
+# Not `from conftest import ROOT`: with tests/slurm collected too, `conftest` names
+# whichever conftest module was imported first.
+ROOT = Path(__file__).resolve().parents[1]
 
 ECOLI_PREFIX = ROOT / "resources" / "binning" / "genomes" / "Escherichia_coli_K12_MG1655.first400kb.fna.gz"
 # In the first 400 kb of MG1655: rpsB (b0169), tsf (b0170) and frr (b0172), about 190 kb in.

@@ -47,3 +47,37 @@ def test_too_little_training_fails_and_the_same_seed_repeats(contigs):
     short = overfit_check(x, MODEL, seed=0, steps=2)
     assert short.status == "fail" and "cannot memorise" in short.message
     assert overfit_check(x, MODEL, seed=0, steps=2).details == short.details
+
+
+def test_contrastive_kind_checks_the_encoder_on_views_of_the_contigs(contigs):
+    """With ``kind: contrastive`` (the default) the gate checks the model that will train:
+    the encoder's initial NT-Xent near chance, and it memorises a few contigs' views."""
+    cfg = {"kind": "contrastive", "contrastive": {"groups": ["k4"], "hidden": [64], "embedding": 16}}
+    results = {
+        r.name: r
+        for r in profile_checks(contigs / "p.h5", 10, None, None, cfg, 0, contigs / "contigs.fna.gz")
+    }
+    assert "initial_recon_vs_mean_profile" not in results
+    initial = results["initial_nt_xent_vs_chance"]
+    assert initial.status == "pass", initial.message
+    overfit = next(r for name, r in results.items() if name.startswith("overfit"))
+    assert "contrastive" in overfit.name and overfit.status == "pass", overfit.message
+    # Memorised: the final loss is at most half the initial one (which starts below chance).
+    assert overfit.details["loss"] <= 0.5 * initial.details["initial_loss"]
+    assert initial.details["initial_loss"] < initial.details["chance_loss"]
+    # Without the FASTA there are no views to check: a clear error, not a VAE check instead.
+    with pytest.raises(ValueError, match="contigs FASTA"):
+        profile_checks(contigs / "p.h5", 10, None, None, cfg, 0)
+
+
+def test_contrastive_overfit_check_fails_when_the_encoder_cannot_learn(contigs):
+    """A learning rate of zero leaves the encoder as initialised: the check must fail."""
+    from genomelab.binning.diagnostics import contrastive_checks
+    from genomelab.binning.kmers import read_profiles_h5
+
+    prof = read_profiles_h5(contigs / "p.h5")
+    cfg = {"kind": "contrastive", "contrastive": {"groups": ["k4"], "hidden": [64], "embedding": 16}}
+    initial, overfit = contrastive_checks(
+        contigs / "contigs.fna.gz", prof.names, prof.features, cfg, 0, lr=1e-12
+    )
+    assert initial.status == "pass" and overfit.status == "fail", overfit.message

@@ -75,6 +75,7 @@ rule binning_diagnostics:
     input:
         unpack(lambda wc: BIN_PATHS.optional_inputs(truth=True)),
         h5=rules.binning_features.output.h5,
+        contigs=BIN_CONTIGS,
     output:
         f"{BIN_DIR}/diagnostics/profiles.json",
     log:

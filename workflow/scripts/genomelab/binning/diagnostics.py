@@ -105,9 +105,12 @@ def profile_checks(
     depth: str | None,
     model_cfg: dict[str, Any],
     seed: int,
+    contigs: str | os.PathLike | None = None,
 ) -> list[DiagnosticResult]:
-    """Cheap checks before training: profile sanity, contig counts, names, and (unless
-    ``model_cfg['kind']`` is ``tnf``, which trains nothing) the VAE's initial loss and overfit."""
+    """Cheap checks before training: profile sanity, contig counts, names, and the initial
+    loss and overfit checks of the model ``model_cfg['kind']`` trains: the contrastive
+    encoder (on views cut from ``contigs``), the VAE (kind ``vae`` or unset), none for
+    ``tnf``, which trains nothing."""
     prof = read_profiles_h5(features_h5)
     x = prof.features
     results = []
@@ -157,10 +160,77 @@ def profile_checks(
             results.append(DiagnosticResult(f"names_{label}", FAIL, str(exc)))
     if model_cfg.get("kind") == "tnf":
         return results  # no model is trained: its loss checks have nothing to check
+    if model_cfg.get("kind") == "contrastive":
+        # The model that will train is the encoder, so check it, not the VAE.
+        if not contigs:
+            raise ValueError("the contrastive encoder's checks need the contigs FASTA (its views)")
+        return results + contrastive_checks(contigs, prof.names, prof.features, model_cfg, seed)
     usable_depth = depth if not any(r.status == FAIL and r.name == "names_depth" for r in results) else None
     results.append(_initial_loss_check(prof.features, model_cfg, usable_depth, prof.names, seed))
     results.append(overfit_check(_with_depth(prof.features, prof.names, usable_depth), model_cfg, seed))
     return results
+
+
+def contrastive_checks(
+    contigs: str | os.PathLike,
+    names: np.ndarray,
+    features: np.ndarray,
+    model_cfg: dict[str, Any],
+    seed: int,
+    n_contigs: int = 32,
+    steps: int = 200,
+    lr: float = 1e-3,
+) -> list[DiagnosticResult]:
+    """The contrastive encoder's initial NT-Xent against chance, and its memorisation of
+    ``n_contigs`` contigs: views cut from their sequences in ``contigs`` as the views rule
+    cuts them (``model_cfg['contrastive']`` options), view 0 their rows of ``features``
+    [n, 2761] (``names`` [n]). Chance is log(2b - 1) for a batch of b contigs. An untrained
+    encoder already starts below it (two views of one contig share their k-mer profile, and
+    a random projection keeps that), so memorised means the final loss (eval mode: view 0
+    against view 1) at most half the initial one: a frozen or detached encoder fails.
+    Abundance columns are left out here: they are the same for every view of a contig."""
+    from genomelab.binning.contrastive_model import ContrastiveConfig, ContrastiveEncoder
+    from genomelab.binning.contrastive_views import fragment_coords, group_columns, profile_fragments
+    from genomelab.io.fasta import read_fasta
+    from genomelab.train.overfit import loss_report
+    from genomelab.train.overfit import overfit_check as check
+
+    cfg = ContrastiveConfig.from_dict({**model_cfg.get("contrastive", {}), "dropout": 0.0})
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(names), min(n_contigs, len(names)), replace=False))
+    wanted = {str(names[i]): k for k, i in enumerate(rows)}
+    seqs: list[bytes | None] = [None] * len(rows)
+    for name, seq in read_fasta(contigs):
+        if name in wanted:
+            seqs[wanted[name]] = seq
+    missing = [name for name, k in wanted.items() if seqs[k] is None]
+    if missing:
+        raise ValueError(f"{contigs} lacks {len(missing)} profiled contigs, e.g. {missing[:3]}")
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)  # type: ignore[arg-type]
+    columns = group_columns(cfg.groups)
+    coords = fragment_coords(lengths, cfg.n_views, cfg.min_fraction, cfg.min_bp, rng)
+    frags = profile_fragments(seqs, coords, columns)  # type: ignore[arg-type]
+    views = np.concatenate([features[rows][:, None, columns], frags.astype(np.float32)], axis=1)
+    batch = (torch.from_numpy(views), torch.zeros(len(rows), 0))
+    mean, sd = ContrastiveEncoder.standardiser(views[:, 0], cfg.pseudocount)
+    torch.manual_seed(seed)
+    model = ContrastiveEncoder(cfg, mean, sd).eval()
+    chance = float(np.log(2 * len(rows) - 1))
+    with torch.no_grad():
+        initial = float(model.loss(batch).loss)
+    return [
+        initial_loss_vs_chance(initial, chance, name="initial_nt_xent_vs_chance"),
+        check(
+            model,
+            batch,
+            len(rows),
+            steps=steps,
+            lr=lr,
+            report=loss_report,
+            max_final_loss=0.5 * initial,
+            name=f"overfit {len(rows)} contigs (contrastive encoder)",
+        ),
+    ]
 
 
 def _with_depth(x: np.ndarray, names: np.ndarray, depth: str | None) -> np.ndarray:
@@ -203,8 +273,9 @@ def diagnose(
     model_cfg: dict[str, Any],
     seed: int,
     out: str | os.PathLike,
+    contigs: str | os.PathLike | None = None,
 ) -> list[DiagnosticResult]:
     """:func:`profile_checks`, written to ``out``."""
-    results = profile_checks(features_h5, min_contigs, truth, depth, model_cfg, seed)
+    results = profile_checks(features_h5, min_contigs, truth, depth, model_cfg, seed, contigs)
     write_results(out, "binning", results)
     return results

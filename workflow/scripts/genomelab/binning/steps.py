@@ -60,6 +60,7 @@ def diagnostics_step(smk: Any) -> None:
         param(smk, "model"),
         int(smk.params.seed),
         smk.output[0],
+        smk.input.contigs,
     )
 
 

@@ -309,6 +309,18 @@ class MaskedLinear(_Classifier):
         return self.linear(sparse_channels(self.standardise(means, coverage)))
 
 
+def _read_counts(
+    means: torch.Tensor, coverage: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """means, coverage [B, R] -> (observed bool, methylated reads k, reads d) [B, R]; k and d
+    are 0 where a region is unobserved (NaN mean or no coverage)."""
+    cov = coverage.float()
+    observed = torch.isfinite(means) & (cov > 0)
+    d = torch.where(observed, cov, torch.zeros_like(cov))
+    k = torch.where(observed, torch.round(torch.nan_to_num(means.float()) * d), torch.zeros_like(d))
+    return observed, k, d
+
+
 def _beta_binomial_sum(
     k: torch.Tensor, d: torch.Tensor, a: torch.Tensor, b: torch.Tensor, norm: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -380,10 +392,9 @@ class _ReadLikelihood(nn.Module):
     ) -> torch.Tensor:
         """[B, C] summed log-likelihood (not centred, not weighted): the full fit, or per
         sample its fold's out-of-fold fit where ``fold`` [B] is >= 0 (cross-fitted training)."""
-        cov = coverage.float()
-        observed = torch.isfinite(means) & (cov > 0)
-        d = torch.where(observed, cov, torch.zeros_like(cov))
-        k = torch.where(observed, torch.round(torch.nan_to_num(means.float()) * d), torch.zeros_like(d))
+        return self._log_likelihood(*_read_counts(means, coverage)[1:], fold)
+
+    def _log_likelihood(self, k: torch.Tensor, d: torch.Tensor, fold: torch.Tensor | None) -> torch.Tensor:
         if fold is None or self.a_folds is None or not bool((fold >= 0).any()):
             return _beta_binomial_sum(k, d, self.a, self.b, self.norm)
         ll = torch.empty(len(k), self.a.shape[0], device=k.device)
@@ -400,11 +411,9 @@ class _ReadLikelihood(nn.Module):
         self, means: torch.Tensor, coverage: torch.Tensor, fold: torch.Tensor | None = None
     ) -> torch.Tensor:
         with torch.no_grad():  # the likelihood is fixed: no graph over [B, C, R]
-            ll = self.log_likelihood(means, coverage, fold)
+            observed, k, d = _read_counts(means, coverage)
+            ll = self._log_likelihood(k, d, fold)
             ll = ll - ll.mean(-1, keepdim=True)
-            cov = coverage.float()
-            observed = torch.isfinite(means) & (cov > 0)
-            d = torch.where(observed, cov, torch.zeros_like(cov))
             n_obs = observed.sum(-1).float()
             depth = d.sum(-1) / n_obs.clamp(min=1)
             features = torch.stack([torch.log1p(n_obs), torch.log1p(depth)], dim=-1)

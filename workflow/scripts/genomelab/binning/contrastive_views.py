@@ -128,11 +128,37 @@ def make_views(
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)  # type: ignore[arg-type]
     if not np.array_equal(lengths, prof.lengths):
         raise ValueError(f"contig lengths in {contigs} differ from those recorded in {features_h5}")
-    columns = group_columns(groups)
-    coords = fragment_coords(lengths, n_views, min_fraction, min_bp, np.random.default_rng(seed))
-    frags = profile_fragments(seqs, coords, columns, engine)  # type: ignore[arg-type]
-    views = np.concatenate([prof.features[:, None, columns].astype(VIEW_DTYPE), frags], axis=1)
+    coords, views = cut_views(
+        seqs,  # type: ignore[arg-type]
+        prof.features,
+        groups,
+        n_views,
+        min_fraction,
+        min_bp,
+        np.random.default_rng(seed),
+        engine,
+    )
     return Views(prof.names, coords, views, groups)
+
+
+def cut_views(
+    seqs: Sequence[bytes],
+    whole: np.ndarray,
+    groups: Sequence[str],
+    n_views: int,
+    min_fraction: float,
+    min_bp: int,
+    rng: np.random.Generator,
+    engine: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Views of contigs ``seqs`` [n] whose whole profiles are ``whole`` [n, 2761] (view 0):
+    (coords [n, n_views, 2], views [n, 1 + n_views, n_columns] float16). What the views rule
+    writes, and what the pre-training check cuts for a few contigs."""
+    columns = group_columns(groups)
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    coords = fragment_coords(lengths, n_views, min_fraction, min_bp, rng)
+    frags = profile_fragments(seqs, coords, columns, engine)
+    return coords, np.concatenate([whole[:, None, columns].astype(VIEW_DTYPE), frags], axis=1)
 
 
 def save_views(path: str | os.PathLike, views: Views) -> None:

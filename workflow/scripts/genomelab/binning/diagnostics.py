@@ -190,7 +190,7 @@ def contrastive_checks(
     against view 1) at most half the initial one: a frozen or detached encoder fails.
     Abundance columns are left out here: they are the same for every view of a contig."""
     from genomelab.binning.contrastive_model import ContrastiveConfig, ContrastiveEncoder
-    from genomelab.binning.contrastive_views import fragment_coords, group_columns, profile_fragments
+    from genomelab.binning.contrastive_views import cut_views
     from genomelab.io.fasta import read_fasta
     from genomelab.train.overfit import loss_report
     from genomelab.train.overfit import overfit_check as check
@@ -206,12 +206,16 @@ def contrastive_checks(
     missing = [name for name, k in wanted.items() if seqs[k] is None]
     if missing:
         raise ValueError(f"{contigs} lacks {len(missing)} profiled contigs, e.g. {missing[:3]}")
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)  # type: ignore[arg-type]
-    columns = group_columns(cfg.groups)
-    coords = fragment_coords(lengths, cfg.n_views, cfg.min_fraction, cfg.min_bp, rng)
-    frags = profile_fragments(seqs, coords, columns)  # type: ignore[arg-type]
-    views = np.concatenate([features[rows][:, None, columns], frags.astype(np.float32)], axis=1)
-    batch = (torch.from_numpy(views), torch.zeros(len(rows), 0))
+    _, views = cut_views(
+        seqs,  # type: ignore[arg-type]
+        features[rows],
+        cfg.groups,
+        cfg.n_views,
+        cfg.min_fraction,
+        cfg.min_bp,
+        rng,
+    )
+    batch = (torch.from_numpy(views.astype(np.float32)), torch.zeros(len(rows), 0))
     mean, sd = ContrastiveEncoder.standardiser(views[:, 0], cfg.pseudocount)
     torch.manual_seed(seed)
     model = ContrastiveEncoder(cfg, mean, sd).eval()

@@ -13,7 +13,8 @@ baseline of the sparsity grid): each model's epoch time is also printed as a rat
 so figures from a loaded or a quiet machine compare.
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_tissue_throughput.py \
-        [--device cpu|cuda] [--samples 320] [--regions 51089] [--epochs 3] [--threads 2]
+        [--device cpu|cuda] [--samples 320] [--regions 51089] [--epochs 3] [--threads 2] \
+        [--precision auto|fp32|bf16]
 
 Writes ``benchmarks/results/bench_tissue_throughput_<device>.json``. Not a test.
 """
@@ -76,16 +77,27 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    ap.add_argument(
+        "--precision",
+        default=None,
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="engine precision (default: the schema's, auto = bf16 autocast on CUDA)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tissue = fill_defaults({}, SCHEMA)
     train_cfg = {**tissue["train"], "max_epochs": args.epochs, "patience": args.epochs + 1}
+    if args.precision:
+        train_cfg["precision"] = args.precision
+    on_cuda = torch.device(args.device).type == "cuda"
     data = synthetic_cohort(args.samples, args.regions, args.classes, seed=0)
     n_train = len(data.index("train"))
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds:
+            if on_cuda:
+                torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             train_model(
                 kind, data, tissue[kind], train_cfg, Path(tmp) / "state" / kind, Path(tmp) / kind, args.device
@@ -101,8 +113,13 @@ def main() -> None:
                 "train_samples_per_s": n_train / steady,
                 "wall_s": wall,
             }
+            if on_cuda:
+                # The cohort lives on the device (the engine's resident dataset): this peak
+                # holds it, the model, optimiser state and the activations of one batch.
+                results[kind]["cuda_peak_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
             print(
                 f"{kind:10s} epoch {steady:7.2f} s  {n_train / steady:8.1f} train samples/s  (run {wall:.0f} s)"
+                + (f"  peak {results[kind]['cuda_peak_allocated_gb']:.2f} GiB" if on_cuda else "")
             )
     ref = results.get("masked", next(iter(results.values())))["steady_epoch_s"]
     for kind, r in results.items():
@@ -124,6 +141,8 @@ def main() -> None:
                 "train_samples": n_train,
                 "regions": args.regions,
                 "batch_size": train_cfg.get("batch_size"),
+                "precision": train_cfg.get("precision"),
+                "gpu": torch.cuda.get_device_name() if on_cuda else None,
                 "torch": torch.__version__,
                 "machine": platform.machine(),
                 "load_average_1min_at_end": os.getloadavg()[0],

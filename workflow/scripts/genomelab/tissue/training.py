@@ -93,6 +93,37 @@ def make_datasets(
     return {s: region_examples(data, s, model_cfg.regions_per_sample, seed) for s in ("train", "val", "test")}
 
 
+def labels_of(dataset: TensorDataset) -> np.ndarray:
+    """The labels int64 [n] of a dataset (its last tensor), wherever the tensors live."""
+    return dataset.tensors[-1].cpu().numpy()
+
+
+def preload_datasets(
+    datasets: dict[str, TensorDataset], device: torch.device, fraction: float = 0.5
+) -> dict[str, TensorDataset]:
+    """The datasets with every tensor moved to ``device`` when it is a GPU and all of them
+    fit in ``fraction`` of its free memory; else unchanged.
+
+    Resident data lets the engine slice batches on the GPU: at 51,089 regions one batch of
+    64 samples is 26 MB of means and coverage, and copying it from pageable host memory
+    every step would leave the GPU waiting on the host.
+    """
+    if device.type != "cuda":
+        return datasets
+    need = sum(t.element_size() * t.nelement() for ds in datasets.values() for t in ds.tensors)
+    free, _ = torch.cuda.mem_get_info(device)
+    if need > fraction * free:
+        logger.info(
+            "tissue data (%.2f GB) kept in host memory: more than %.0f%% of the GPU's free %.2f GB",
+            need / 1e9,
+            100 * fraction,
+            free / 1e9,
+        )
+        return datasets
+    logger.info("tissue data (%.2f GB) preloaded on %s", need / 1e9, device)
+    return {s: TensorDataset(*(t.to(device) for t in ds.tensors)) for s, ds in datasets.items()}
+
+
 def eval_batch_size(model: torch.nn.Module, dataset: TensorDataset, device: torch.device) -> int:
     """Examples per prediction batch, so that activations stay within a fixed budget.
 
@@ -131,7 +162,7 @@ def make_eval_fn(classes: np.ndarray):
 
     def eval_fn(model: torch.nn.Module, dataset: TensorDataset, device: torch.device) -> dict[str, float]:
         proba = predict_proba(model, dataset, device)
-        m = classification_metrics(dataset.tensors[-1].numpy(), proba, classes)
+        m = classification_metrics(labels_of(dataset), proba, classes)
         return {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "n_predicted_classes")}
 
     return eval_fn
@@ -219,7 +250,7 @@ def train_model(
     def before_fit(state: RunState) -> None:
         train = state.datasets["train"]
         state.values["chance"] = chance_cross_entropy(
-            np.bincount(train.tensors[-1].numpy(), minlength=len(data.classes))
+            np.bincount(labels_of(train), minlength=len(data.classes))
         )
         # The untrained model's loss, before fit() may load a checkpoint into it.
         state.values["initial"] = float(predict_nll(state.model, train, state.device))
@@ -228,7 +259,7 @@ def train_model(
         ds = state.datasets
         probs = {s: predict_proba(state.model, ds[s], state.device) for s in ("val", "test")}
         metrics = {
-            s: classification_metrics(ds[s].tensors[-1].numpy(), probs[s], data.classes) for s in probs
+            s: classification_metrics(labels_of(ds[s]), probs[s], data.classes) for s in probs
         }
         state.values.update(probs=probs, metrics=metrics)
         extra = {
@@ -279,8 +310,8 @@ def train_model(
             read_params(data) if uses_reads else None,
             None if crossfit is None else crossfit[1],
         ),
-        build_data=lambda device: make_datasets(
-            kind, data, model_cfg, seed, None if crossfit is None else crossfit[0]
+        build_data=lambda device: preload_datasets(
+            make_datasets(kind, data, model_cfg, seed, None if crossfit is None else crossfit[0]), device
         ),
         ids={"classes": data.classes, "regions": data.regions},
         data_fingerprint=data_digest(data),
@@ -306,7 +337,7 @@ def train_model(
 def predict_nll(model: torch.nn.Module, dataset: TensorDataset, device: torch.device) -> float:
     """Mean unsmoothed NLL of ``dataset`` under ``model`` (eval mode)."""
     proba = predict_proba(model, dataset, device)
-    y = dataset.tensors[-1].numpy()
+    y = labels_of(dataset)
     return float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1)).mean())
 
 
@@ -328,7 +359,7 @@ def training_checks(
         results.append(
             prediction_collapse(
                 probs[split].argmax(1),
-                datasets[split].tensors[-1].numpy(),
+                labels_of(datasets[split]),
                 name=f"{kind}: prediction collapse ({split})",
             )
         )
@@ -452,7 +483,7 @@ def combine_members(
     probs = {
         s: np.mean([predict_proba(m, datasets[s], dev) for m in models], axis=0) for s in ("val", "test")
     }
-    labels = {s: datasets[s].tensors[-1].numpy() for s in ("val", "test")}
+    labels = {s: labels_of(datasets[s]) for s in ("val", "test")}
     # One temperature for the ensemble's averaged probabilities, fitted on validation.
     cal = cal or CalibrationConfig()
     probs["val"], probs["test"], calibration = calibrate(
@@ -530,7 +561,7 @@ def combine_members(
     for split in ("val", "test"):
         r = prediction_collapse(
             probs[split].argmax(1),
-            datasets[split].tensors[-1].numpy(),
+            labels_of(datasets[split]),
             name=f"{kind}: ensemble prediction collapse ({split})",
         )
         r.blocking = False

@@ -110,6 +110,9 @@ def main() -> None:
         torch.ones(32, 2, 128, dtype=torch.bool, device=device),
         torch.rand(32, 2, 16, device=device),
         (torch.rand(32, 2, 128, device=device) < 0.3).float(),
+        # Packed gene-annotation flags (6 bits per bp): the default input is
+        # sequence+annotation, so the model refuses a batch without them.
+        torch.randint(0, 64, (32, 2048), dtype=torch.uint8, device=device),
     )
 
     def step() -> None:

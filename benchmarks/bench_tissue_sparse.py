@@ -111,6 +111,7 @@ def main() -> None:
         metavar="NAME=KIND:JSON",
         help='an extra model, e.g. masked_noclip=masked:{"z_clip": 0} (then list NAME in --models)',
     )
+    ap.add_argument("--device", default="cpu", help="training device of the models (cpu, cuda)")
     ap.add_argument("--depths", nargs="+", type=int, default=[30, 10, 3, 1])
     ap.add_argument("--observed", nargs="+", type=float, default=[1.0, 0.5, 0.1, 0.02])
     args = ap.parse_args()
@@ -159,7 +160,9 @@ def main() -> None:
             for m, md in enumerate(members):
                 # Seeds as the workflow's ensemble members: seed + 1000 x member.
                 seed = args.seed + 1000 * m
-                train_model(kind, data, cfg, train_cfg, out / ".state" / f"{k}_{name}_{m}", md, "cpu", seed)
+                train_model(
+                    kind, data, cfg, train_cfg, out / ".state" / f"{k}_{name}_{m}", md, args.device, seed
+                )
             combine_members(
                 kind,
                 data,

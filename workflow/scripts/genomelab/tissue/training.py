@@ -258,9 +258,7 @@ def train_model(
     def after_fit(state: RunState) -> dict[str, Any]:
         ds = state.datasets
         probs = {s: predict_proba(state.model, ds[s], state.device) for s in ("val", "test")}
-        metrics = {
-            s: classification_metrics(labels_of(ds[s]), probs[s], data.classes) for s in probs
-        }
+        metrics = {s: classification_metrics(labels_of(ds[s]), probs[s], data.classes) for s in probs}
         state.values.update(probs=probs, metrics=metrics)
         extra = {
             "model": kind,

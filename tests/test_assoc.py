@@ -306,7 +306,19 @@ def test_bad_baseline_options():
 # -------------------------------------------------------------------- model
 def tiny_config(**overrides) -> AssocModelConfig:
     sizes = {"text_dim": 6, "max_fields": 2, "n_numeric_source": 0, "n_numeric_target": 3}
-    small = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_dim": 8, "bridge_heads": 2}
+    # Mechanism tests pin what they rely on rather than the schema's defaults (link_dim 128,
+    # loss 0.5 / 0.5 since round 9): the features-only network (link_dim 0) unless a test
+    # asks for the link term, and the 0.6 / 0.4 direction weights they were written with.
+    small = {
+        "d_model": 8,
+        "n_layers": 1,
+        "n_heads": 2,
+        "bridge_dim": 8,
+        "bridge_heads": 2,
+        "link_dim": 0,
+        "s2t_weight": 0.6,
+        "t2s_weight": 0.4,
+    }
     return AssocModelConfig(**{**sizes, **small, **overrides})
 
 
@@ -629,7 +641,9 @@ def test_only_entities_with_training_links_get_link_vectors(easy):
 
 def test_train_beats_popularity_and_reports(easy):
     tmp_path, data_dir = easy
-    model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
+    # The settings this test was written with (the schema's defaults before round 9).
+    model = {"d_model": 16, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "link_dim": 0}
+    model |= {"s2t_weight": 0.6, "t2s_weight": 0.4}
     train = {"max_epochs": 25, "patience": 25, "seed": 0}
     point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 16}
     out = tmp_path / "run"
@@ -727,6 +741,7 @@ def test_ranker_scores_new_entities_like_vocabulary(easy, tmp_path):
             "bridge_heads": 2,
             "bridge_dim": 8,
             "id_embedding": False,
+            "link_dim": 0,  # features only: a new entity then scores as its vocabulary twin
         },
         feats,
         labels["train"],

@@ -22,12 +22,16 @@ endif
 
 .PHONY: setup demo test lint dry-run report bench clean
 
-$(BIN)/.genomelab-installed: pyproject.toml requirements-cpu.txt
+# Exact versions of everything installed (constraints.txt), so that a fresh checkout gets the
+# numbers the snapshot test holds; `make setup CONSTRAINTS=` installs the newest instead.
+CONSTRAINTS ?= constraints.txt
+
+$(BIN)/.genomelab-installed: pyproject.toml requirements-cpu.txt $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned to a CPU build, so that `torch>=2.3` below installs nothing more.
 	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[test]'
 	touch $@
 
 setup: $(BIN)/.genomelab-installed

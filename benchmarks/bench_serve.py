@@ -20,7 +20,8 @@ binning, one 10 kb contig (demo VAE). The target is under 10 ms for tissue and a
 single-sample queries (the project history's bar was 200 ms).
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_serve.py [--repeats 200] [--tissue-regions 2000]
-        [--tissue-members 5] [--tissue-hidden 64 32] [--threads 1] [--modules tissue assoc ...]
+        [--tissue-members 5] [--tissue-hidden 64 32] [--tissue-kind mlp|attention] [--threads 1]
+        [--modules tissue assoc ...] [--out results.json]
 """
 
 from __future__ import annotations
@@ -312,6 +313,12 @@ def main() -> None:
         help="tissue model (attention: tissue_predict's default, first in tissue.models)",
     )
     parser.add_argument("--modules", nargs="+", default=["tissue", "assoc", "deconv", "regulon", "binning"])
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="result JSON (default: benchmarks/results/bench_serve_<regions>[_...].json)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -320,7 +327,7 @@ def main() -> None:
         d = Path(tmp)
         cases = {
             "tissue": lambda: tissue_case(
-                d, args.tissue_regions, args.tissue_members, rng, args.tissue_hidden
+                d, args.tissue_regions, args.tissue_members, rng, args.tissue_hidden, args.tissue_kind
             ),
             "deconv": lambda: deconv_case(d, rng),
             "assoc": lambda: assoc_case(d),
@@ -366,7 +373,7 @@ def main() -> None:
     if args.tissue_hidden:
         suffix += "_hidden" + "-".join(map(str, args.tissue_hidden))
     atomic_write_json(
-        ROOT / "benchmarks" / "results" / f"bench_serve_{args.tissue_regions}{suffix}.json", out
+        args.out or ROOT / "benchmarks" / "results" / f"bench_serve_{args.tissue_regions}{suffix}.json", out
     )
 
 

@@ -84,7 +84,7 @@ class AttentionEnsemble:
     """
 
     # Regions per step of the gate: its [CHUNK, 2 gate_hidden] work buffer stays in cache.
-    CHUNK = 4096
+    CHUNK = 2048
     # Queries observing fewer than 1 / GATHER of the regions gather the region-mean
     # projection's weights of those regions; others read all of them (dense).
     GATHER = 8
@@ -123,7 +123,7 @@ class AttentionEnsemble:
                         2 * (bc @ cc) / d,
                     ]
                 )
-                # Scores = (2 s(2v) - 1) s(u) @ W^T + b = [s_v s_u, s_u] @ [2 W, -W]^T + b.
+                # Scores = tanh(v) s(u) @ W^T + b = (s(2v) - 1/2) s(u) @ (2 W)^T + b.
                 sw = m.attn_w.weight.double()
                 for lst, t in (
                     (self.a_tok, a),
@@ -134,7 +134,7 @@ class AttentionEnsemble:
                     (self.pcb, torch.stack([cc @ w.T, bias])),  # [2, 2G]: l's row, bias
                     (self.quad, quad),  # [5, R]
                     (self.cc, (cc * cc).mean()),
-                    (self.score_w, torch.cat([2 * sw, -sw], 1)),  # [H, 2G]
+                    (self.score_w, 2 * sw),  # [H, G]
                 ):
                     lst.append(t.float().contiguous())
                 # For sparse queries: rows of observed regions are contiguous (1 KB at 256).
@@ -174,7 +174,6 @@ class AttentionEnsemble:
         q = self.quad[i] if idx is None else self.quad[i].index_select(1, idx)
         var = q[0] + z * (q[1] * z + q[2] + q[4] * ell) + ell * (q[3] + self.cc[i] * ell)
         rstd = torch.rsqrt(var + self.ln_eps)
-        rz = rstd * z
         coef = torch.stack([rstd * ell, torch.ones_like(ell)], 1)  # [n, 2]
         n, g = len(z), self.gate
         scores = torch.empty(self.heads, n)
@@ -187,12 +186,12 @@ class AttentionEnsemble:
                 pa = torch.index_select(self.pa[i], 0, idx[lo:hi], out=take_a[: hi - lo])
                 pb = torch.index_select(self.pb[i], 0, idx[lo:hi], out=take_b[: hi - lo])
             b = buf[: hi - lo]
-            torch.mul(pa, rstd[lo:hi, None], out=b)
-            b.addcmul_(pb, rz[lo:hi, None])
-            b.addmm_(coef[lo:hi], self.pcb[i])
+            # One pass over the precomputed projections; the rest stays in cache.
+            torch.addcmul(pa, pb, z[lo:hi, None], out=b)
+            b.mul_(rstd[lo:hi, None]).addmm_(coef[lo:hi], self.pcb[i])
             b.sigmoid_()
-            b[:, :g].mul_(b[:, g:])
-            torch.mm(self.score_w[i], b.T, out=scores[:, lo:hi])
+            gated = b[:, :g].sub_(0.5).mul_(b[:, g:])  # tanh(v) sigmoid(u) / 2
+            torch.mm(self.score_w[i], gated.T, out=scores[:, lo:hi])
         return scores + self.members[i].attn_w.bias[:, None]
 
     def _attend(self, x: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -213,10 +213,11 @@ def _attention_members(read_likelihood: bool, n_regions: int, n_classes: int, se
 
 def _queries(n_regions: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Full and sparse single-sample queries: full at one read (a request without coverage),
-    full at 1-3 reads, 60% observed (dense path) with some finite means at zero coverage,
-    2% observed at 1-30 reads (gather path), one region, none."""
-    means = np.tile(rng.uniform(0, 1, n_regions).astype(np.float32), (6, 1))
-    cov = np.ones((6, n_regions), np.float32)
+    full at 1-3 reads, 60% observed (every region, unobserved ones masked) with some finite
+    means at zero coverage, 2% observed at 1-30 reads (observed regions gathered), one
+    region, none, 20% observed (gathered, region-mean projection over all regions)."""
+    means = np.tile(rng.uniform(0, 1, n_regions).astype(np.float32), (7, 1))
+    cov = np.ones((7, n_regions), np.float32)
     cov[1] = rng.integers(1, 4, n_regions)
     means[2, rng.random(n_regions) < 0.4] = np.nan
     cov[2] = np.where(rng.random(n_regions) < 0.2, 0, rng.integers(1, 5, n_regions))
@@ -228,6 +229,7 @@ def _queries(n_regions: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     means[5] = np.nan
     cov[5] = 0
     means[0, :3] = [0.0, 1.0, 0.5]
+    means[6, rng.random(n_regions) >= 0.2] = np.nan
     return means, cov
 
 

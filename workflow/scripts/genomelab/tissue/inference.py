@@ -53,26 +53,22 @@ class _ReadTables:
             torch.equal(x, y) for x, y in ((self.a, reads.a), (self.b, reads.b), (self.norm, reads.norm))
         )
 
-    def log_likelihood(self, k: torch.Tensor, d: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        """Summed log B(k + a, d - k + b) - log B(a, b) [C] over regions ``idx`` (None: all)
-        with k, d [n]. The terms go to their regions' places in a [C, R] row of zeros before
-        the sum, so the float32 sum adds what the members' sum adds, in the same order."""
-        one = (d == 1) & ((k == 0) | (k == 1))
-        if idx is None and bool(one.all()):
+    def log_likelihood(self, observed: torch.Tensor, k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Summed log B(k + a, d - k + b) - log B(a, b) [C] over the ``observed`` regions,
+        with k, d [R] (0 where unobserved). Every term has its region's place in a [C, R]
+        row (0 where unobserved, as there in the members' terms), so the float32 sum adds
+        what the members' sum adds, in the same order."""
+        one = observed & (d == 1) & ((k == 0) | (k == 1))
+        if bool(one.all()):
             return torch.where(k > 0, self.at_one[1], self.at_one[0]).sum(-1)
-        terms = torch.zeros_like(self.a)
-        if idx is None:
-            idx = torch.arange(self.a.shape[1])
-        if bool(one.any()):
-            i1 = idx[one]
-            terms[:, i1] = torch.where(
-                k[one] > 0, self.at_one[1].index_select(1, i1), self.at_one[0].index_select(1, i1)
+        terms = torch.where(one & (k > 0), self.at_one[1], torch.where(one, self.at_one[0], 0.0))
+        rest = (observed & ~one).nonzero().squeeze(1)
+        if rest.numel():
+            kr, dr = k[rest], d[rest]
+            a, b, norm = (t.index_select(1, rest) for t in (self.a, self.b, self.norm))
+            terms[:, rest] = (
+                torch.lgamma(kr + a) + torch.lgamma(dr - kr + b) - torch.lgamma(dr + a + b) - norm
             )
-        if not bool(one.all()):
-            rest = ~one
-            i, kr, dr = idx[rest], k[rest], d[rest]
-            a, b, norm = (t.index_select(1, i) for t in (self.a, self.b, self.norm))
-            terms[:, i] = torch.lgamma(kr + a) + torch.lgamma(dr - kr + b) - torch.lgamma(dr + a + b) - norm
         return terms.sum(-1)
 
 
@@ -85,8 +81,11 @@ class AttentionEnsemble:
 
     # Regions per step of the gate: its [CHUNK, 2 gate_hidden] work buffer stays in cache.
     CHUNK = 2048
-    # Queries observing fewer than 1 / GATHER of the regions gather the region-mean
-    # projection's weights of those regions; others read all of them (dense).
+    # Queries observing at most 1 / DENSE of the regions attend over those regions only
+    # (gathered); others over every region, the unobserved ones masked. Gathered queries
+    # observing fewer than 1 / GATHER of the regions also gather the region-mean
+    # projection's weights of those regions; others read all of them.
+    DENSE = 2.5
     GATHER = 8
 
     def __init__(self, members: list[RegionAttention]) -> None:
@@ -199,34 +198,42 @@ class AttentionEnsemble:
         tokens [M, H * D]; None when no region is observed (the members' forward then)."""
         n_regions = x.shape[0]
         observed = torch.isfinite(x)
-        idx = None if bool(observed.all()) else observed.nonzero().squeeze(1)
-        if idx is not None and idx.numel() == 0:
+        n = int(observed.sum())
+        if n == 0:
             return None
-        xo, co = (x, cov) if idx is None else (x[idx], cov[idx])
+        # Few observed regions: gather them. Many: every region, the unobserved ones masked
+        # from attention as in the members' forward (gathering most rows costs more).
+        gather = self.DENSE * n <= n_regions
+        idx = observed.nonzero().squeeze(1) if gather else None
+        masked = None if gather or n == n_regions else ~observed
+        xo, co = (x[idx], cov[idx]) if gather else (x, cov)
         ell = torch.log1p(co) * self.cov_scale  # [n]
         size = min(self.CHUNK, len(xo))
-        bufs = [torch.empty(size, 2 * self.gate) for _ in range(1 if idx is None else 3)]
+        bufs = [torch.empty(size, 2 * self.gate) for _ in range(3 if gather else 1)]
         bufs += [bufs[0]] * (3 - len(bufs))
         hidden, pooled = [], []
         for i, m in enumerate(self.members):
             std = m.standardise
             mu, sd = (
-                (std.mu, std.sd)
-                if idx is None
-                else (std.mu.index_select(0, idx), std.sd.index_select(0, idx))
+                (std.mu.index_select(0, idx), std.sd.index_select(0, idx)) if gather else (std.mu, std.sd)
             )
             z = (xo - mu) / sd
+            if masked is not None:
+                z = torch.where(masked, 0.0, z)  # as the members' z of an unobserved region
             if self.z_clip > 0:
                 z = self.z_clip * torch.tanh(z / self.z_clip)
-            wt = torch.softmax(self._scores(i, z, ell, idx, bufs), dim=1)  # [H, n]
+            scores = self._scores(i, z, ell, idx, bufs)
+            if masked is not None:
+                scores.masked_fill_(masked, -1e4)  # weight exp(-1e4) = 0, as in the members
+            wt = torch.softmax(scores, dim=1)  # [H, n]
             a, b = self.a_tok[i], self.b_tok[i]
-            if idx is not None:
+            if gather:
                 a, b = a.index_select(0, idx), b.index_select(0, idx)
             p = wt @ a + (wt * z) @ b + (wt @ ell)[:, None] * self.c_tok[i]
             pooled.append(p.flatten())
-            if idx is None:
+            if not gather:
                 h = torch.mv(m.input_proj.weight, z)  # [hidden0, R]: reads every weight
-            elif self.GATHER * idx.numel() > n_regions:
+            elif self.GATHER * n > n_regions:
                 zin = z.new_zeros(n_regions)
                 zin[idx] = z
                 h = torch.mv(m.input_proj.weight, zin)
@@ -242,17 +249,15 @@ class AttentionEnsemble:
         feats = torch.empty(n_samples, 2)
         for s in range(n_samples):
             x, cov = means[s], coverage[s]
+            # As the members count reads: k and d are 0 where unobserved.
             observed = torch.isfinite(x) & (cov > 0)
-            full = bool(observed.all())
-            idx = None if full else observed.nonzero().squeeze(1)
-            d = cov if idx is None else cov[idx]
-            k = torch.round(x * d) if idx is None else torch.round(x[idx] * d)
+            d = torch.where(observed, cov, 0.0)
+            k = torch.where(observed, torch.round(torch.nan_to_num(x) * d), 0.0)
             for g, table in enumerate(self.reads):
-                lls[g, s] = table.log_likelihood(k, d, idx)
+                lls[g, s] = table.log_likelihood(observed, k, d)
             n_obs = observed.sum().float()
             feats[s, 0] = torch.log1p(n_obs)
-            # As the members compute it: reads summed over all regions (0 where unobserved).
-            feats[s, 1] = torch.log1p(torch.where(observed, cov, 0.0).sum() / n_obs.clamp(min=1))
+            feats[s, 1] = torch.log1p(d.sum() / n_obs.clamp(min=1))
         lls = lls - lls.mean(-1, keepdim=True)
         out = []
         for m, g in zip(self.members, self.read_group, strict=True):

@@ -28,6 +28,7 @@ arithmetic, is what a full-coverage query's latency is made of.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from genomelab.tissue.models import RegionAttention, _ReadLikelihood
 
@@ -100,6 +101,8 @@ class AttentionEnsemble:
             [] for _ in range(8)
         )
         self.score_w: list[torch.Tensor] = []
+        self.gate_w: list[torch.Tensor] = []
+        self.gate_b: list[torch.Tensor] = []
         self.in_wt: list[torch.Tensor] = []  # [R, hidden0]
         with torch.no_grad():
             for m in members:
@@ -134,6 +137,8 @@ class AttentionEnsemble:
                     (self.quad, quad),  # [5, R]
                     (self.cc, (cc * cc).mean()),
                     (self.score_w, 2 * sw),  # [H, G]
+                    (self.gate_w, w),  # [2G, D]
+                    (self.gate_b, bias),
                 ):
                     lst.append(t.float().contiguous())
                 # For sparse queries: rows of observed regions are contiguous (1 KB at 256).
@@ -166,28 +171,30 @@ class AttentionEnsemble:
         return cls(members) if same else None
 
     def _scores(
-        self, i: int, z: torch.Tensor, ell: torch.Tensor, idx: torch.Tensor | None, bufs: list[torch.Tensor]
+        self, i: int, z: torch.Tensor, ell: torch.Tensor, tokens: tuple[torch.Tensor, torch.Tensor] | None
     ) -> torch.Tensor:
-        """Member ``i``'s attention scores [H, n] of the regions ``idx`` (None: all) with
-        clipped z-scores z [n] and log-coverage ell [n]."""
-        q = self.quad[i] if idx is None else self.quad[i].index_select(1, idx)
-        var = q[0] + z * (q[1] * z + q[2] + q[4] * ell) + ell * (q[3] + self.cc[i] * ell)
-        rstd = torch.rsqrt(var + self.ln_eps)
-        coef = torch.stack([rstd * ell, torch.ones_like(ell)], 1)  # [n, 2]
+        """Member ``i``'s attention scores [H, n] with clipped z-scores z [n] and log-coverage
+        ell [n]: of every region (``tokens`` None: from the precomputed projections, read
+        once), or of gathered regions whose (A, B) rows ``tokens`` are given (their tokens
+        normalised and projected here: a few rows cost less to project than to gather)."""
         n, g = len(z), self.gate
+        if tokens is None:
+            q = self.quad[i]
+            var = q[0] + z * (q[1] * z + q[2] + q[4] * ell) + ell * (q[3] + self.cc[i] * ell)
+            rstd = torch.rsqrt(var + self.ln_eps)
+            coef = torch.stack([rstd * ell, torch.ones_like(ell)], 1)  # [n, 2]
         scores = torch.empty(self.heads, n)
-        buf, take_a, take_b = bufs
+        buf = torch.empty(min(n, self.CHUNK), 2 * g)
         for lo in range(0, n, self.CHUNK):
             hi = min(n, lo + self.CHUNK)
-            if idx is None:
-                pa, pb = self.pa[i][lo:hi], self.pb[i][lo:hi]
-            else:
-                pa = torch.index_select(self.pa[i], 0, idx[lo:hi], out=take_a[: hi - lo])
-                pb = torch.index_select(self.pb[i], 0, idx[lo:hi], out=take_b[: hi - lo])
             b = buf[: hi - lo]
-            # One pass over the precomputed projections; the rest stays in cache.
-            torch.addcmul(pa, pb, z[lo:hi, None], out=b)
-            b.mul_(rstd[lo:hi, None]).addmm_(coef[lo:hi], self.pcb[i])
+            if tokens is None:
+                # One pass over the precomputed projections; the rest stays in cache.
+                torch.addcmul(self.pa[i][lo:hi], self.pb[i][lo:hi], z[lo:hi, None], out=b)
+                b.mul_(rstd[lo:hi, None]).addmm_(coef[lo:hi], self.pcb[i])
+            else:
+                h = tokens[0][lo:hi] + z[lo:hi, None] * tokens[1][lo:hi] + ell[lo:hi, None] * self.c_tok[i]
+                torch.addmm(self.gate_b[i], F.layer_norm(h, (self.dim,)), self.gate_w[i].T, out=b)
             b.sigmoid_()
             gated = b[:, :g].sub_(0.5).mul_(b[:, g:])  # tanh(v) sigmoid(u) / 2
             torch.mm(self.score_w[i], gated.T, out=scores[:, lo:hi])
@@ -208,9 +215,6 @@ class AttentionEnsemble:
         masked = None if gather or n == n_regions else ~observed
         xo, co = (x[idx], cov[idx]) if gather else (x, cov)
         ell = torch.log1p(co) * self.cov_scale  # [n]
-        size = min(self.CHUNK, len(xo))
-        bufs = [torch.empty(size, 2 * self.gate) for _ in range(3 if gather else 1)]
-        bufs += [bufs[0]] * (3 - len(bufs))
         hidden, pooled = [], []
         for i, m in enumerate(self.members):
             std = m.standardise
@@ -222,13 +226,13 @@ class AttentionEnsemble:
                 z = torch.where(masked, 0.0, z)  # as the members' z of an unobserved region
             if self.z_clip > 0:
                 z = self.z_clip * torch.tanh(z / self.z_clip)
-            scores = self._scores(i, z, ell, idx, bufs)
-            if masked is not None:
-                scores.masked_fill_(masked, -1e4)  # weight exp(-1e4) = 0, as in the members
-            wt = torch.softmax(scores, dim=1)  # [H, n]
             a, b = self.a_tok[i], self.b_tok[i]
             if gather:
                 a, b = a.index_select(0, idx), b.index_select(0, idx)
+            scores = self._scores(i, z, ell, (a, b) if gather else None)
+            if masked is not None:
+                scores.masked_fill_(masked, -1e4)  # weight exp(-1e4) = 0, as in the members
+            wt = torch.softmax(scores, dim=1)  # [H, n]
             p = wt @ a + (wt * z) @ b + (wt @ ell)[:, None] * self.c_tok[i]
             pooled.append(p.flatten())
             if not gather:

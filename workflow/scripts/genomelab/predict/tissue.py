@@ -181,10 +181,18 @@ class TissuePredictor:
         match = match_ids(self.regions, inputs.regions, "regions", inputs.source, min_region_match)
         found = match.index >= 0
         n = len(inputs.samples)
-        means = np.full((n, len(self.regions)), np.nan, np.float32)
-        coverage = np.zeros((n, len(self.regions)), np.float32)
-        means[:, found] = inputs.means[:, match.index[found]]
-        coverage[:, found] = inputs.coverage[:, match.index[found]]
+        if len(inputs.regions) == len(self.regions) and (match.index == np.arange(len(self.regions))).all():
+            # Inputs in the model's order (a server request without region IDs): no join.
+            # Copied only where read-only (a base64 request's buffer), as torch needs.
+            means, coverage = (
+                x if x.flags.writeable else x.copy()
+                for x in (np.asarray(inputs.means, np.float32), np.asarray(inputs.coverage, np.float32))
+            )
+        else:
+            means = np.full((n, len(self.regions)), np.nan, np.float32)
+            coverage = np.zeros((n, len(self.regions)), np.float32)
+            means[:, found] = inputs.means[:, match.index[found]]
+            coverage[:, found] = inputs.coverage[:, match.index[found]]
         n_covered = np.isfinite(means).sum(1)
         flagged = n_covered < min_covered * len(self.regions)
         if flagged.any():

@@ -12,17 +12,22 @@ computed once when the model is loaded:
   with PA, PB, PC the projections of the centred A, B, C (precomputed [R, 2 gate_hidden]);
 - tanh(v) = 2 sigmoid(2 v) - 1, so one sigmoid covers both halves of the gate (the v
   projection is stored doubled);
-- attention, pooling and the region-mean projection run over the observed regions only
-  (unobserved regions get weight exp(-1e4) = 0 in the members' softmax and z = 0 in the
-  region-mean pathway); a dense query skips the gather;
+- a query observing at most 40% of the regions attends over those regions only (unobserved
+  regions get weight exp(-1e4) = 0 in the members' softmax and z = 0 in the region-mean
+  pathway): their A, B rows are gathered and their tokens projected (fewer bytes than
+  gathering PA, PB rows), and under 1/8 of the regions also only their rows of the
+  region-mean projection; a denser query attends over every region with the unobserved
+  ones masked, as the members do;
 - members share the read likelihood's beta fits (the training split's, the same for every
-  member): its log-likelihood is computed once per distinct fit, over the observed regions,
-  and at one read per region (a request without coverage) from per-class tables made with
-  the same float32 operations as the members' own lgamma terms.
+  member): its log-likelihood is computed once per distinct fit, and at one read per region
+  (a request without coverage) from per-class tables made with the same float32 operations
+  as the members' own lgamma terms.
 
-The region-mean projection of a dense query still reads every member's [R, hidden[0]]
-weights (5 x 51,089 x 256 float32 = 261 MB at the schema's sizes): that memory traffic, not
-arithmetic, is what a full-coverage query's latency is made of.
+What a full-coverage query costs on one CPU thread (docs/predict.md, Latency): reading each
+member's region-mean projection [hidden0, R] (5 x 51,089 x 256 float32 = 261 MB at the
+schema's sizes) and PA, PB (another 261 MB), and 5 x 51,089 x 128 sigmoids. Memory beside
+the members' own weights, per member: PA, PB, the transposed region-mean projection and
+A, B, about 119 MB at 51,089 regions.
 """
 
 from __future__ import annotations

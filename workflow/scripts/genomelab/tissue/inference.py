@@ -70,12 +70,26 @@ class _ReadTables:
         terms = torch.where(one & (k > 0), self.at_one[1], torch.where(one, self.at_one[0], 0.0))
         rest = (observed & ~one).nonzero().squeeze(1)
         if rest.numel():
-            kr, dr = k[rest], d[rest]
-            a, b, norm = (t.index_select(1, rest) for t in (self.a, self.b, self.norm))
-            terms[:, rest] = (
-                torch.lgamma(kr + a) + torch.lgamma(dr - kr + b) - torch.lgamma(dr + a + b) - norm
-            )
+            terms[:, rest] = self._terms(rest, k[rest], d[rest])
         return terms.sum(-1)
+
+    def log_likelihood_of(self, idx: torch.Tensor, k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_likelihood` of a few observed regions ``idx`` with k, d [n]: their
+        terms go into a [C, R] row of zeros, the same sum."""
+        terms = torch.zeros_like(self.a)
+        one = (d == 1) & ((k == 0) | (k == 1))
+        i1 = idx[one]
+        terms[:, i1] = torch.where(
+            k[one] > 0, self.at_one[1].index_select(1, i1), self.at_one[0].index_select(1, i1)
+        )
+        if not bool(one.all()):
+            rest = ~one
+            terms[:, idx[rest]] = self._terms(idx[rest], k[rest], d[rest])
+        return terms.sum(-1)
+
+    def _terms(self, idx: torch.Tensor, k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        a, b, norm = (t.index_select(1, idx) for t in (self.a, self.b, self.norm))
+        return torch.lgamma(k + a) + torch.lgamma(d - k + b) - torch.lgamma(d + a + b) - norm
 
 
 class AttentionEnsemble:
@@ -261,10 +275,16 @@ class AttentionEnsemble:
             # As the members count reads: k and d are 0 where unobserved.
             observed = torch.isfinite(x) & (cov > 0)
             d = torch.where(observed, cov, 0.0)
-            k = torch.where(observed, torch.round(torch.nan_to_num(x) * d), 0.0)
-            for g, table in enumerate(self.reads):
-                lls[g, s] = table.log_likelihood(observed, k, d)
             n_obs = observed.sum().float()
+            if self.DENSE * int(n_obs) <= len(x):  # few observed regions: their terms only
+                idx = observed.nonzero().squeeze(1)
+                ki, di = torch.round(x[idx] * d[idx]), d[idx]
+                for g, table in enumerate(self.reads):
+                    lls[g, s] = table.log_likelihood_of(idx, ki, di)
+            else:
+                k = torch.where(observed, torch.round(torch.nan_to_num(x) * d), 0.0)
+                for g, table in enumerate(self.reads):
+                    lls[g, s] = table.log_likelihood(observed, k, d)
             feats[s, 0] = torch.log1p(n_obs)
             feats[s, 1] = torch.log1p(d.sum() / n_obs.clamp(min=1))
         lls = lls - lls.mean(-1, keepdim=True)

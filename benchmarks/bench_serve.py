@@ -20,7 +20,8 @@ binning, one 10 kb contig (demo VAE). The target is under 10 ms for tissue and a
 single-sample queries (the project history's bar was 200 ms).
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_serve.py [--repeats 200] [--tissue-regions 2000]
-        [--tissue-members 5] [--tissue-hidden 64 32] [--threads 1] [--modules tissue assoc ...]
+        [--tissue-members 5] [--tissue-hidden 64 32] [--tissue-kind mlp|attention] [--threads 1]
+        [--tissue-observed 0.02] [--modules tissue assoc ...] [--out results.json]
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def tissue_case(
     rng: np.random.Generator,
     hidden: list[int] | None = None,
     kind: str = "mlp",
+    observed: float = 1.0,
 ) -> tuple[Path, dict, dict]:
     from genomelab.tissue.models import CONFIGS, build_model
 
@@ -82,14 +84,17 @@ def tissue_case(
         data_fingerprint="0",
         extra={"seeds": list(range(n_members)), "n_positions": 150},
     )
-    means = rng.uniform(0, 1, n_regions).round(4)
-    return path, {}, {"samples": [{"sample": "s", "means": means.tolist()}]}
+    values: list[float | None] = rng.uniform(0, 1, n_regions).round(4).tolist()
+    if observed < 1:  # that fraction of regions (at random) has a value, the rest are null
+        keep = rng.random(n_regions) < observed
+        values = [v if k else None for v, k in zip(values, keep, strict=True)]
+    return path, {}, {"samples": [{"sample": "s", "means": values}]}
 
 
 def packed(body: dict, field: str) -> Callable[[], dict]:
     """The compact request form of a one-sample ``body``: ``<field>_b64``, base64 float32.
     Returns a function that encodes it, so each timed query pays the client's encoding."""
-    values = np.asarray(body["samples"][0][field], dtype="<f4")
+    values = np.asarray([np.nan if v is None else v for v in body["samples"][0][field]], dtype="<f4")
     rest = {k: v for k, v in body["samples"][0].items() if k != field}
 
     def encode() -> dict:
@@ -311,7 +316,19 @@ def main() -> None:
         default="mlp",
         help="tissue model (attention: tissue_predict's default, first in tissue.models)",
     )
+    parser.add_argument(
+        "--tissue-observed",
+        type=float,
+        default=1.0,
+        help="fraction of regions with a value in the tissue query (the rest null: a sparse sample)",
+    )
     parser.add_argument("--modules", nargs="+", default=["tissue", "assoc", "deconv", "regulon", "binning"])
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="result JSON (default: benchmarks/results/bench_serve_<regions>[_...].json)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -320,7 +337,13 @@ def main() -> None:
         d = Path(tmp)
         cases = {
             "tissue": lambda: tissue_case(
-                d, args.tissue_regions, args.tissue_members, rng, args.tissue_hidden
+                d,
+                args.tissue_regions,
+                args.tissue_members,
+                rng,
+                args.tissue_hidden,
+                args.tissue_kind,
+                args.tissue_observed,
             ),
             "deconv": lambda: deconv_case(d, rng),
             "assoc": lambda: assoc_case(d),
@@ -352,6 +375,7 @@ def main() -> None:
         "tissue_regions": args.tissue_regions,
         "tissue_members": args.tissue_members,
         "tissue_kind": args.tissue_kind,
+        "tissue_observed": args.tissue_observed,
         "tissue_hidden": args.tissue_hidden or schema_defaults(f"tissue.{args.tissue_kind}")["hidden"],
         "machine": platform.processor() or platform.machine(),
         # Shared machines: timings are only comparable at a similar load.
@@ -365,8 +389,10 @@ def main() -> None:
         suffix += f"_{args.tissue_kind}"
     if args.tissue_hidden:
         suffix += "_hidden" + "-".join(map(str, args.tissue_hidden))
+    if args.tissue_observed < 1:
+        suffix += f"_observed{args.tissue_observed:g}"
     atomic_write_json(
-        ROOT / "benchmarks" / "results" / f"bench_serve_{args.tissue_regions}{suffix}.json", out
+        args.out or ROOT / "benchmarks" / "results" / f"bench_serve_{args.tissue_regions}{suffix}.json", out
     )
 
 

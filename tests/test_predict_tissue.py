@@ -170,3 +170,114 @@ def test_features_file_with_other_layout_is_named(tmp_path):
         from genomelab.predict.tissue import read_inputs
 
         read_inputs(bad)
+
+
+def _attention_members(read_likelihood: bool, n_regions: int, n_classes: int, seed: int = 0):
+    """Three small attention members with every weight and BatchNorm statistic moved off
+    its initial value (pooled_proj starts at zero), beta fits of realistic concentration
+    shared by two members (as an ensemble's are) and different in the third."""
+    import torch
+    from genomelab.config import schema_defaults
+    from genomelab.tissue.models import build_model
+
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    cfg = {**schema_defaults("tissue.attention"), "hidden": [24, 12], "dim": 8, "gate_hidden": 16}
+    cfg["read_likelihood"] = read_likelihood
+
+    def beta_fit():
+        m = rng.uniform(0.05, 0.95, (n_classes, n_regions))
+        phi = np.exp(rng.uniform(np.log(0.5), np.log(1e3), (n_classes, n_regions)))
+        return (m * phi).astype(np.float32), ((1 - m) * phi).astype(np.float32)
+
+    shared = beta_fit()
+    members = []
+    for i in range(3):
+        mu = rng.uniform(0.2, 0.8, n_regions).astype(np.float32)
+        sd = rng.uniform(0.05, 0.3, n_regions).astype(np.float32)
+        model = build_model(
+            "attention", cfg, n_regions, n_classes, mu, sd, 150, shared if i < 2 else beta_fit()
+        )
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.BatchNorm1d):
+                    mod.running_mean.normal_(0, 0.1)
+                    mod.running_var.uniform_(0.5, 2.0)
+            if model.reads is not None:
+                model.reads.gate.copy_(torch.tensor([0.02, -0.01, -0.02]))
+        members.append(model.eval())
+    return members
+
+
+def _queries(n_regions: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Full and sparse single-sample queries: full at one read (a request without coverage),
+    full at 1-3 reads, 60% observed (every region, unobserved ones masked) with some finite
+    means at zero coverage, 2% observed at 1-30 reads (observed regions gathered), one
+    region, none, 20% observed (gathered, region-mean projection over all regions)."""
+    means = np.tile(rng.uniform(0, 1, n_regions).astype(np.float32), (7, 1))
+    cov = np.ones((7, n_regions), np.float32)
+    cov[1] = rng.integers(1, 4, n_regions)
+    means[2, rng.random(n_regions) < 0.4] = np.nan
+    cov[2] = np.where(rng.random(n_regions) < 0.2, 0, rng.integers(1, 5, n_regions))
+    keep = rng.random(n_regions) < 0.02
+    keep[:2] = True
+    means[3, ~keep] = np.nan
+    cov[3] = np.where(keep, rng.integers(1, 30, n_regions), 0)
+    means[4, 1:] = np.nan
+    means[5] = np.nan
+    cov[5] = 0
+    means[0, :3] = [0.0, 1.0, 0.5]
+    means[6, rng.random(n_regions) >= 0.2] = np.nan
+    return means, cov
+
+
+@pytest.mark.parametrize("read_likelihood", [True, False])
+def test_attention_query_path_equals_the_members_forward(read_likelihood, tmp_path, monkeypatch):
+    """The per-query path of an attention ensemble (genomelab.tissue.inference, what predict
+    and serve use on the CPU) gives each member's probabilities as its own eval forward does,
+    on full and sparse queries (NaN means, zero coverage, one region, none), with and
+    without the read likelihood; TissuePredictor uses it for an exported ensemble."""
+    import dataclasses
+
+    import torch
+    from genomelab.tissue.inference import AttentionEnsemble
+    from genomelab.tissue.training import predict_proba
+    from genomelab.train.export import save_exported
+
+    n_regions, n_classes = 300, 4
+    # Steps of 64 regions: several per query, the last one partial.
+    monkeypatch.setattr(AttentionEnsemble, "CHUNK", 64)
+    members = _attention_members(read_likelihood, n_regions, n_classes)
+    means, cov = _queries(n_regions, np.random.default_rng(1))
+    fast = AttentionEnsemble.build(members)
+    assert fast is not None and len(fast.reads) == (2 if read_likelihood else 0)
+    got = fast.proba(torch.as_tensor(means), torch.as_tensor(cov)).numpy()
+    with torch.no_grad():
+        for m, p in zip(members, got, strict=True):
+            ref = torch.softmax(m(torch.as_tensor(means), torch.as_tensor(cov)), -1).numpy()
+            np.testing.assert_allclose(p, ref, rtol=0, atol=1e-5)
+            for s in range(len(means)):  # one sample per query, as the server sends them
+                one = fast.proba(torch.as_tensor(means[s : s + 1]), torch.as_tensor(cov[s : s + 1]))
+                np.testing.assert_allclose(one.numpy()[members.index(m), 0], ref[s], rtol=0, atol=1e-5)
+
+    path = tmp_path / "attention.pt"
+    cfg = dataclasses.asdict(members[0].cfg)
+    save_exported(
+        path,
+        torch.nn.ModuleList(members),
+        kind="attention-ensemble",
+        config=cfg,
+        ids={"classes": [f"c{i}" for i in range(n_classes)], "regions": [f"r{i}" for i in range(n_regions)]},
+        data_fingerprint="0",
+        extra={"seeds": [0, 1, 2], "n_positions": 150},
+    )
+    predictor = TissuePredictor.load(path)
+    assert predictor.fast is not None
+    proba = predictor.predict_arrays(means, cov)
+    ds = torch.utils.data.TensorDataset(torch.as_tensor(means), torch.as_tensor(cov), torch.zeros(len(means)))
+    for name, m in predictor.members.items():
+        np.testing.assert_allclose(proba[name], predict_proba(m, ds, torch.device("cpu")), rtol=0, atol=1e-5)
+    expected = apply_temperature(np.mean([proba[n] for n in predictor.members], 0), predictor.temperature)
+    np.testing.assert_allclose(proba[ENSEMBLE], expected, rtol=0, atol=1e-12)

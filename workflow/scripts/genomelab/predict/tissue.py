@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.predict.common import IdMatch, match_ids
 from genomelab.tissue.calibration import apply_temperature
+from genomelab.tissue.inference import AttentionEnsemble
 from genomelab.tissue.models import FILE_LEVEL, build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
@@ -108,6 +109,11 @@ class TissuePredictor:
         # single member, whose training metrics are uncalibrated too).
         self.temperature = float(exported.extra.get("temperature", 1.0))
         self.members = self._members(kind, exported)
+        # Attention members on the CPU: the per-query path with load-time constants (the
+        # members' own forward, rearranged; genomelab.tissue.inference). None: the forward.
+        self.fast = (
+            AttentionEnsemble.build(list(self.members.values())) if self.device.type == "cpu" else None
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> TissuePredictor:
@@ -147,11 +153,20 @@ class TissuePredictor:
         self, means: np.ndarray, coverage: np.ndarray, batch_size: int | None = None
     ) -> dict[str, np.ndarray]:
         """Probabilities float64 [S, C] per member and ``ensemble`` for inputs already in the
-        model's region order (means [S, R] NaN = uncovered, coverage [S, R])."""
+        model's region order (means [S, R] NaN = uncovered, coverage [S, R]). Attention
+        members on the CPU: :class:`AttentionEnsemble`, one sample at a time (``batch_size``
+        is not used)."""
         if means.ndim != 2 or means.shape[1] != len(self.regions) or coverage.shape != means.shape:
             raise ValueError(
                 f"means and coverage must be [n_samples, {len(self.regions)}], not {means.shape} and {coverage.shape}"
             )
+        if self.fast is not None:
+            probs = self.fast.proba(
+                torch.as_tensor(means, dtype=torch.float32), torch.as_tensor(np.asarray(coverage, np.float32))
+            )
+            proba = dict(zip(self.members, probs.double().numpy(), strict=True))
+            proba[ENSEMBLE] = apply_temperature(np.mean(list(proba.values()), axis=0), self.temperature)
+            return proba
         ds = TensorDataset(
             torch.as_tensor(means, dtype=torch.float32),
             torch.as_tensor(np.asarray(coverage, dtype=np.float32)),
@@ -166,10 +181,18 @@ class TissuePredictor:
         match = match_ids(self.regions, inputs.regions, "regions", inputs.source, min_region_match)
         found = match.index >= 0
         n = len(inputs.samples)
-        means = np.full((n, len(self.regions)), np.nan, np.float32)
-        coverage = np.zeros((n, len(self.regions)), np.float32)
-        means[:, found] = inputs.means[:, match.index[found]]
-        coverage[:, found] = inputs.coverage[:, match.index[found]]
+        if len(inputs.regions) == len(self.regions) and (match.index == np.arange(len(self.regions))).all():
+            # Inputs in the model's order (a server request without region IDs): no join.
+            # Copied only where read-only (a base64 request's buffer), as torch needs.
+            means, coverage = (
+                x if x.flags.writeable else x.copy()
+                for x in (np.asarray(inputs.means, np.float32), np.asarray(inputs.coverage, np.float32))
+            )
+        else:
+            means = np.full((n, len(self.regions)), np.nan, np.float32)
+            coverage = np.zeros((n, len(self.regions)), np.float32)
+            means[:, found] = inputs.means[:, match.index[found]]
+            coverage[:, found] = inputs.coverage[:, match.index[found]]
         n_covered = np.isfinite(means).sum(1)
         flagged = n_covered < min_covered * len(self.regions)
         if flagged.any():

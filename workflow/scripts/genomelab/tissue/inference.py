@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genomelab.tissue.models import RegionAttention, _ReadLikelihood
+from genomelab.tissue.models import RegionAttention, _ReadLikelihood, beta_binomial_terms
 
 
 class _ReadTables:
@@ -46,13 +46,7 @@ class _ReadTables:
     def __init__(self, reads: _ReadLikelihood) -> None:
         self.a, self.b, self.norm = reads.a.float(), reads.b.float(), reads.norm.float()
         one, zero = torch.ones_like(self.a), torch.zeros_like(self.a)
-        self.at_one = [
-            torch.lgamma(k + self.a)
-            + torch.lgamma(one - k + self.b)
-            - torch.lgamma(one + self.a + self.b)
-            - self.norm
-            for k in (zero, one)
-        ]
+        self.at_one = [beta_binomial_terms(k, one, self.a, self.b, self.norm) for k in (zero, one)]
 
     def matches(self, reads: _ReadLikelihood) -> bool:
         return all(
@@ -89,7 +83,7 @@ class _ReadTables:
 
     def _terms(self, idx: torch.Tensor, k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         a, b, norm = (t.index_select(1, idx) for t in (self.a, self.b, self.norm))
-        return torch.lgamma(k + a) + torch.lgamma(d - k + b) - torch.lgamma(d + a + b) - norm
+        return beta_binomial_terms(k, d, a, b, norm)
 
 
 class AttentionEnsemble:

@@ -321,6 +321,16 @@ def _read_counts(
     return observed, k, d
 
 
+def beta_binomial_terms(
+    k: torch.Tensor, d: torch.Tensor, a: torch.Tensor, b: torch.Tensor, norm: torch.Tensor
+) -> torch.Tensor:
+    """Per-region log B(k + a, d - k + b) - log B(a, b) (the binomial coefficient, the same
+    for every class, left out) of k of d methylated reads, broadcast over the arguments'
+    shapes; 0 where k = d = 0 (unobserved). The one place this term is written: the members'
+    forward and the per-query path (:mod:`genomelab.tissue.inference`) must agree to the bit."""
+    return torch.lgamma(k + a) + torch.lgamma(d - k + b) - torch.lgamma(d + a + b) - norm
+
+
 def _beta_binomial_sum(
     k: torch.Tensor, d: torch.Tensor, a: torch.Tensor, b: torch.Tensor, norm: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -329,13 +339,7 @@ def _beta_binomial_sum(
     if norm is None:
         norm = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
     return torch.stack(
-        [
-            (
-                torch.lgamma(k + a[c]) + torch.lgamma(d - k + b[c]) - torch.lgamma(d + a[c] + b[c]) - norm[c]
-            ).sum(-1)
-            for c in range(a.shape[0])
-        ],
-        dim=-1,
+        [beta_binomial_terms(k, d, a[c], b[c], norm[c]).sum(-1) for c in range(a.shape[0])], dim=-1
     )
 
 

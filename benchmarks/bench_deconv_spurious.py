@@ -48,8 +48,15 @@ def train_and_dump(args) -> None:
     """Stage 1 (see the module docstring)."""
     from genomelab.deconv import io as dio
     from genomelab.deconv.independent import write_independent
-    from genomelab.deconv.mixtures import PhaseConfig, make_mixtures, read_mixtures, write_mixtures
+    from genomelab.deconv.mixtures import (
+        PhaseConfig,
+        coverage_of,
+        make_mixtures,
+        read_mixtures,
+        write_mixtures,
+    )
     from genomelab.deconv.model import load_model
+    from genomelab.deconv.nnls import deconvolve_nnls
     from genomelab.deconv.reference import ReferenceConfig, Validation, build_references
     from genomelab.deconv.simulate import SimulationConfig, simulate_demo
     from genomelab.deconv.tissues import looks_like_blood
@@ -81,17 +88,27 @@ def train_and_dump(args) -> None:
             "max_solid": args.max_solid,
             "background_alpha": args.background_alpha,
         }
+        train_coverage = coverage_of(
+            args.train_coverage[0] if len(args.train_coverage) == 1 else args.train_coverage
+        )
         ref, record, ref_all = build_references(
             src.subset(src.splits == "train"),
             ReferenceConfig(atlas=str(ATLAS)),
             atlas,
-            Validation(src, phase3, 30.0, args.seed),
+            Validation(src, phase3, train_coverage, args.seed),
         )
         dio.write_table(d / "reference.tsv", ref.profiles, ref.regions, ref.tissues)
         dio.write_table(d / "all.tsv", ref_all.profiles, ref_all.regions, ref_all.tissues)
         print(f"[{time.perf_counter() - t0:.0f} s] reference: {record['n_markers']} regions", flush=True)
         sets = make_mixtures(
-            src, ref.regions, list(ref.tissues), "phase3", PhaseConfig(**phase3), 30, "reads", args.seed
+            src,
+            ref.regions,
+            list(ref.tissues),
+            "phase3",
+            PhaseConfig(**phase3),
+            train_coverage,
+            "reads",
+            args.seed,
         )
         write_mixtures(d / "phase3.h5", sets, {"phase": "phase3"})
         train = {
@@ -110,6 +127,7 @@ def train_and_dump(args) -> None:
                 "hidden": [256, 128],
                 "presence_from_nnls": args.presence_from_nnls,
                 "log_prior_input": args.log_prior_input,
+                "prior_weight_floor": args.prior_weight_floor,
                 "loss_weights": {"sparsity": args.sparsity_weight},
                 "sparsity_below_nnls": args.sparsity_below_nnls,
                 "calibrate_choice": args.calibrate_choice,
@@ -147,6 +165,8 @@ def train_and_dump(args) -> None:
             raw = model.raw_outputs(torch.tensor(beta, dtype=torch.float32))
             for k, v in raw.items():
                 dump[f"{name}_{k}"] = v.double().numpy()
+            # The baseline is MethAtlas's plain NNLS whatever prior the network uses.
+            dump[f"{name}_baseline"] = deconvolve_nnls(ref.profiles, beta.astype(np.float64)).proportions
             dump[f"{name}_true"] = np.asarray(props, dtype=np.float64)
             dump[f"{name}_beta"] = np.asarray(beta, dtype=np.float32)
         # For bench_deconv_presence.py: the training set's presence outputs (keys that do not
@@ -301,6 +321,12 @@ def decoupled_rules(raw: dict, names: list[str], call: float) -> dict:
     return out, records
 
 
+def baseline(raw: dict, name: str) -> np.ndarray:
+    """Plain NNLS on set ``name`` (raw files before --prior-weight-floor: the model's prior,
+    which was plain NNLS)."""
+    return raw.get(f"{name}_baseline", raw[f"{name}_nnls"])
+
+
 def scored(raw: dict, preds: dict[str, np.ndarray], call: float) -> dict:
     """Per set: spurious/missed/MAE of the rule and NNLS, the ratio, paired Wilcoxon p-values."""
     from genomelab.deconv.metrics import per_sample
@@ -308,7 +334,7 @@ def scored(raw: dict, preds: dict[str, np.ndarray], call: float) -> dict:
 
     out = {}
     for name, f in preds.items():
-        true, nnls = raw[f"{name}_true"], raw[f"{name}_nnls"]
+        true, nnls = raw[f"{name}_true"], baseline(raw, name)
         a, b = per_sample(true, f, call), per_sample(true, nnls, call)
         row = {}
         for key, obs in (("spurious", "spurious"), ("missed", "missed"), ("mae", "abs_error")):
@@ -342,7 +368,11 @@ def study(raw: dict, call: float) -> dict:
     fin = {n: final(n) for n in names}
     out["rules"]["current (calibrated presence mask, NNLS guard)"] = scored(raw, fin, call)
     grid = np.r_[0.0, np.arange(0.005, 0.05, 0.0005)]
-    tv, nv = raw["val_true"], raw["val_nnls"]
+    tv, nv = raw["val_true"], baseline(raw, "val")
+    if "val_baseline" in raw:
+        out["rules"]["the network's prior alone (weighted NNLS + offset)"] = scored(
+            raw, {n: raw[f"{n}_nnls"] for n in names}, call
+        )
     c = calibrate_cuts(fin["val"], fin["val"], tv, nv, grid, call)
     out["rules"]["per-tissue cut on the final proportion (val)"] = scored(
         raw, {n: cut(fin[n], fin[n], c) for n in names}, call
@@ -360,7 +390,7 @@ def study(raw: dict, call: float) -> dict:
     # Not a method: cuts calibrated on each test set itself, the best any per-tissue cut could do.
     bound = {}
     for n in tests:
-        cn = calibrate_cuts(fin[n], fin[n], raw[f"{n}_true"], raw[f"{n}_nnls"], grid, call)
+        cn = calibrate_cuts(fin[n], fin[n], raw[f"{n}_true"], baseline(raw, n), grid, call)
         bound[n] = cut(fin[n], fin[n], cn)
     out["rules"]["bound: per-tissue cut calibrated on the test set itself"] = scored(raw, bound, call)
     for eps in (0.03, 0.1):
@@ -460,6 +490,14 @@ def main() -> None:
         "--calibrate-choice", default="highest", help="model.calibrate_choice (highest, fewest_spurious)"
     )
     p.add_argument("--log-prior-input", action="store_true", help="model.log_prior_input")
+    p.add_argument("--prior-weight-floor", type=float, default=0.0, help="model.prior_weight_floor")
+    p.add_argument(
+        "--train-coverage",
+        type=float,
+        nargs="+",
+        default=[30.0],
+        help="mixtures.coverage: a number or lowest highest",
+    )
     p.add_argument("--raw", type=Path, default=RAW, help="raw outputs file")
     args = p.parse_args()
     if args.table:

@@ -7,17 +7,26 @@ import json
 import h5py
 import numpy as np
 import pytest
+import torch
 from genomelab.deconv import io as dio
 from genomelab.deconv.metrics import deconv_metrics, detection_table
 from genomelab.deconv.mixtures import (
     PhaseConfig,
+    coverage_of,
     draw_proportions,
     make_mixtures,
     mix,
     read_mixtures,
     write_mixtures,
 )
-from genomelab.deconv.nnls import deconvolve_nnls, nnls_batched, nnls_gram
+from genomelab.deconv.nnls import (
+    deconvolve_nnls,
+    deconvolve_weighted,
+    nnls_batched,
+    nnls_gram,
+    nnls_torch,
+    weighted_nnls_batched,
+)
 from genomelab.deconv.reference import ReferenceConfig, build_reference, select_markers
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
 from genomelab.io.methylation import npz_region_counts
@@ -54,6 +63,54 @@ def test_nnls_matches_scipy_with_missing_values(rng):
     np.testing.assert_allclose(x, _scipy_loop(A, B), atol=1e-6)
     assert (x >= 0).all()
     np.testing.assert_allclose(x[1], np.eye(9)[3], atol=1e-9)
+
+
+def test_weighted_nnls_matches_scipy_on_scaled_rows(rng):
+    A = rng.uniform(0, 1, (80, 6))
+    B = rng.dirichlet(np.full(6, 0.5), 40) @ A.T + rng.normal(0, 0.05, (40, 80))
+    B[rng.random(B.shape) < 0.05] = np.nan
+    W = rng.uniform(0.1, 5.0, B.shape)
+    want = []
+    for b, w in zip(B, W, strict=True):
+        v = np.isfinite(b)
+        sw = np.sqrt(w[v])
+        want.append(scipy_nnls(A[v] * sw[:, None], b[v] * sw)[0])
+    np.testing.assert_allclose(weighted_nnls_batched(A, B, W, chunk=16), want, atol=1e-6)
+    # Unit weights are plain NNLS.
+    np.testing.assert_allclose(weighted_nnls_batched(A, B, np.ones_like(B)), nnls_batched(A, B), atol=1e-6)
+    with pytest.raises(ValueError, match="non-negative"):
+        weighted_nnls_batched(A, B, -W)
+
+
+def test_weighted_nnls_with_offset_undoes_a_compressed_range(rng):
+    """Betas pulled toward the middle (b = e + (1 - 2e) A q) make plain NNLS call tissues
+    that are absent; the offset column absorbs e and the weighted fit returns q."""
+    A = np.clip(rng.beta(0.4, 0.4, (300, 8)), 0, 1)
+    q = np.array([0.6, 0.3, 0.1, 0, 0, 0, 0, 0])
+    e = 0.03
+    b = e + (1 - 2 * e) * (A @ q)
+    plain = deconvolve_nnls(A, b[None]).proportions[0]
+    assert plain[3:].sum() > 0.02  # spurious tissues soak up the offset
+    fit = deconvolve_weighted(A, b[None], weight_floor=0.03)
+    np.testing.assert_allclose(fit.proportions[0], q, atol=1e-6)
+    assert fit.residual[0] < 1e-6
+    with pytest.raises(ValueError, match="weight_floor must be > 0"):
+        deconvolve_weighted(A, b[None], weight_floor=0)
+    with pytest.raises(ValueError, match=r"1 sample\(s\) have no valid region"):
+        deconvolve_weighted(A, np.full((1, 300), np.nan))
+
+
+def test_torch_weighted_prior_equals_the_numpy_estimator(rng):
+    A = rng.uniform(0, 1, (150, 7))
+    B = np.clip(rng.dirichlet(np.full(7, 0.3), 30) @ A.T + rng.normal(0, 0.05, (30, 150)), 0, 1)
+    B[rng.random(B.shape) < 0.1] = np.nan
+    want = deconvolve_weighted(A, B, weight_floor=0.02).raw
+    got = nnls_torch(torch.tensor(A), torch.tensor(B), weight_floor=0.02).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="do not combine"):
+        nnls_torch(
+            torch.tensor(A), torch.tensor(B), support=torch.ones(30, 7, dtype=torch.bool), weight_floor=0.02
+        )
 
 
 def test_lawson_hanson_fallback_matches_scipy(rng):
@@ -316,6 +373,28 @@ def test_read_level_mixing_noise_and_beta_average(rng):
     out = mix(with_nan, props, idx, 30, "reads", rng)
     # Reads of a source without a call are lost: those regions see only tissue 0.
     assert np.nanmean(out[:, :5]) == pytest.approx(0.1, abs=0.03)
+
+
+def test_a_coverage_range_gives_each_mixture_its_own_depth():
+    """mixtures.coverage: [lo, hi] draws a mean depth per mixture (log-uniform), so the
+    binomial noise of a mixture's betas spans both ends; one number keeps one depth and
+    the random stream of earlier releases."""
+    beta_src = np.array([[0.5] * 400])
+    props = np.ones((600, 1))
+    idx = np.zeros((600, 1), int)
+    fixed = mix(beta_src, props, idx, 30.0, "reads", np.random.default_rng(5))
+    again = mix(beta_src, props, idx, coverage_of(30), "reads", np.random.default_rng(5))
+    np.testing.assert_array_equal(fixed, again)
+    ranged = mix(
+        beta_src, props, idx, coverage_of([2, 60]), "reads", np.random.default_rng(5), max_cells=5000
+    )
+    # Per-mixture variance of the betas is 0.25 / depth: 1/60 .. 1/2 of 0.25 across mixtures.
+    var = np.nanvar(ranged, axis=1)
+    assert var.min() < 0.25 / 40 and var.max() > 0.25 / 4
+    assert np.nanvar(fixed, axis=1).max() < 0.25 / 15
+    for bad in ([30], [60, 2], [0, 5], "30", True):
+        with pytest.raises(ValueError, match="coverage must be a positive number or"):
+            coverage_of(bad)
 
 
 def test_mixtures_are_reproducible_and_use_disjoint_individuals(demo, tmp_path):

@@ -63,6 +63,10 @@ def test_config_validation_names_the_option():
         DeconvNetConfig.from_config({"loss_weights": {"l2": 1}}, 20, 4, True, 0.01)
     with pytest.raises(ValueError, match=r"unknown option deconv\.model\.width"):
         DeconvNetConfig.from_config({"width": 3}, 20, 4, True, 0.01)
+    with pytest.raises(ValueError, match=r"model\.prior_weight_floor > 0 needs model\.nnls_prior"):
+        _cfg(nnls_prior=False, prior_weight_floor=0.03)
+    with pytest.raises(ValueError, match="prior_weight_floor must be >= 0"):
+        _cfg(prior_weight_floor=-1.0)
     cfg = DeconvNetConfig.from_config({"loss_weights": {"mse": 2.0, "sparsity": 0.5}}, 20, 4, False, 0.02)
     assert (cfg.mse_weight, cfg.presence_weight, cfg.sparsity_weight, cfg.two_stage) == (2.0, 1.0, 0.5, False)
 
@@ -131,6 +135,28 @@ def test_save_load_roundtrip(tmp_path):
     assert exported.extra["variant"] == "sparse"
     with pytest.raises(ValueError, match=r"m\.pt was made for other tissues"):
         load_model(tmp_path / "m.pt", regions, list("abce"))
+
+
+def test_models_exported_before_the_weighted_prior_keep_plain_nnls(tmp_path):
+    """An export without prior_weight_floor (made before it existed) loads with the plain
+    NNLS prior whatever the schema's default, and a weighted model keeps its own."""
+    torch.manual_seed(2)
+    regions = [f"r{i}" for i in range(20)]
+    for name, floor in (("old", None), ("weighted", 0.05)):
+        model = _net(_cfg(**({} if floor is None else {"prior_weight_floor": floor})))
+        config = dataclasses.asdict(model.cfg)
+        if floor is None:
+            config.pop("prior_weight_floor")
+        save_exported(
+            tmp_path / f"{name}.pt",
+            model,
+            kind=KIND,
+            config=config,
+            ids={"regions": np.array(regions), "tissues": np.array(list("abcd"))},
+            data_fingerprint="d",
+        )
+        back, _ = load_model(tmp_path / f"{name}.pt", regions, list("abcd"))
+        assert back.cfg.prior_weight_floor == (0.0 if floor is None else floor)
 
 
 def test_same_seed_same_weights():

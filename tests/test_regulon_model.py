@@ -222,9 +222,18 @@ def test_distance_rule_per_bp_track(pair_case):
     ev = OperonEvaluation(data, genes)
     row = ev.rule_metrics("test")[DISTANCE_LL]
     assert 0 < row["operon_bp_auroc"] < 1 and row["operon_bp_n"] > 0
-    # A gene's bins carry its best neighbour's LL; intergenic bins away from pairs the floor.
+    # The rule's track is a probability: a junction's bins carry its pair's posterior
+    # (train-pair prior odds x the distance class's likelihood ratio), a gene's bins the
+    # chance that at least one of its junctions joins it, bins away from genes 0.
     assert ev.rule_track.shape == data.operon.shape
-    assert np.isclose(ev.rule_track.min(), ev.loglik.min() - 1.0)
+    assert ev.rule_track.min() == 0.0 and ev.rule_track.max() <= 1.0
+    p = 1.0 / (1.0 + np.exp(-(ev.distance_ll(ev.all_pairs["distance"].to_numpy()) + ev.prior_logit)))
+    r = data.config.resolution_bp
+    for i, pair in ev.all_pairs.reset_index(drop=True).iterrows():
+        row = int(pair["strand"] == "-")
+        mid = (int(pair["lo"] + pair["hi"]) // 2 - data.region_start) // r
+        if pair["hi"] - pair["lo"] >= 3 * r:  # a junction wide enough to own a bin
+            assert np.isclose(ev.rule_track[row, mid], p[i], atol=1e-6)
 
 
 def test_training_windows_for_the_readout_tile_without_overlap(pair_case):

@@ -14,6 +14,7 @@ from genomelab.regulon.operons import (
     OperonEvaluation,
     adjacent_pairs,
     pair_scores,
+    pair_track,
 )
 from genomelab.regulon.targets import TargetData
 from sklearn.metrics import roc_auc_score
@@ -129,3 +130,32 @@ def test_pair_readouts_need_training_pairs_of_both_classes(case):
     truth = data.operon.astype(np.float32)
     # The training block of this genome holds no gene pair: nothing to fit, no readout rows.
     assert not ev.fit_readouts(truth, truth) and COMBINED not in ev.rule_metrics("val")
+
+
+def test_pair_track_combines_a_genes_two_junctions():
+    """combine="any": a gene lies in a multi-gene operon if either junction joins it, so its
+    bins carry 1 - (1 - p_left)(1 - p_right); "max" keeps the best score; junction bins
+    carry their pair's value; scores outside [0, 1] are refused for "any"."""
+    genes = pd.DataFrame(
+        {"bnumber": ["a", "b", "c"], "start": [0, 200, 400], "end": [160, 360, 560], "strand": ["+"] * 3}
+    )
+    pairs = pd.DataFrame(
+        {
+            "upstream": ["a", "b"],
+            "downstream": ["b", "c"],
+            "lo": [160, 360],
+            "hi": [200, 400],
+            "strand": ["+"] * 2,
+        }
+    )
+    p = np.array([0.5, 0.6])
+    any_ = pair_track(p, pairs, genes, (0, 560), 8, floor=0.0, combine="any")
+    best = pair_track(p, pairs, genes, (0, 560), 8, floor=0.0, combine="max")
+    assert any_[0, 280 // 8] == pytest.approx(1 - 0.5 * 0.4) and best[0, 280 // 8] == pytest.approx(0.6)
+    assert any_[0, 40 // 8] == pytest.approx(0.5) and any_[0, 480 // 8] == pytest.approx(0.6)
+    assert any_[0, 180 // 8] == pytest.approx(0.5) and any_[0, 380 // 8] == pytest.approx(0.6)
+    assert (any_[1] == 0).all()
+    with pytest.raises(ValueError, match="needs probabilities"):
+        pair_track(np.array([-1.0, 2.0]), pairs, genes, (0, 560), 8, combine="any")
+    with pytest.raises(ValueError, match="combine must be"):
+        pair_track(p, pairs, genes, (0, 560), 8, combine="mean")

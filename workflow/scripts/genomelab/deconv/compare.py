@@ -23,6 +23,9 @@ from genomelab.io.metrics import read_metrics
 VARIANTS = {"nnls": "NNLS (MethAtlas)", "plain": "plain network", "sparse": "two-stage sparse network"}
 # NNLS on every usable region (independent sets; the NNLS row above uses the markers).
 NNLS_ALL = "NNLS, all regions"
+# NNLS with a per-sample offset and mean-variance weights on the markers (nnls.deconvolve_weighted;
+# independent sets): the sparse network's prior when model.prior_weight_floor > 0.
+WEIGHTED = "weighted NNLS + offset"
 # Headline metric -> per-mixture observation of its paired test (metrics.per_sample).
 PAIRED = {
     "mae": "abs_error",
@@ -150,7 +153,7 @@ def predict_all(
     import torch
 
     from genomelab.deconv.model import load_model
-    from genomelab.deconv.nnls import deconvolve_nnls
+    from genomelab.deconv.nnls import WEIGHT_FLOOR, deconvolve_nnls, deconvolve_weighted
 
     pos = {r: i for i, r in enumerate(ref_all.regions.tolist())}
     missing = [r for r in ref.regions.tolist() if r not in pos]
@@ -162,10 +165,15 @@ def predict_all(
         VARIANTS["nnls"]: deconvolve_nnls(ref.profiles, beta.astype(np.float64)).proportions,
         NNLS_ALL: deconvolve_nnls(ref_all.profiles, beta_all.astype(np.float64)).proportions,
     }
+    floors = []
     for variant, path in models.items():
         model, _ = load_model(path, ref.regions, ref.tissues)
+        floors.append(model.cfg.prior_weight_floor if model.cfg.nnls_prior else 0.0)
         with torch.no_grad():
             preds[VARIANTS[variant]] = model.predict(torch.tensor(beta)).double().numpy()
+    # The networks' weighted prior alone (their floor; the default one beside plain priors).
+    floor = max(floors, default=0.0) or WEIGHT_FLOOR
+    preds[WEIGHTED] = deconvolve_weighted(ref.profiles, beta.astype(np.float64), floor).proportions
     return preds
 
 

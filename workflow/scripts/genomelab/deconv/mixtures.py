@@ -163,19 +163,39 @@ def choose_sources(
     return out
 
 
+Coverage = float | tuple[float, float]
+
+
+def coverage_of(value: Any, where: str = "deconv.mixtures.coverage") -> Coverage:
+    """``mixtures.coverage`` as a number (every mixture at that mean depth) or a pair
+    (lowest, highest): each mixture's mean depth log-uniform between them."""
+    if isinstance(value, list | tuple):
+        if (
+            len(value) != 2
+            or not all(isinstance(v, int | float) and v > 0 for v in value)
+            or value[0] > value[1]
+        ):
+            raise ValueError(f"{where} must be a positive number or [lowest, highest], not {value!r}")
+        return float(value[0]), float(value[1])
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{where} must be a positive number or [lowest, highest], not {value!r}")
+    return float(value)
+
+
 def mix(
     beta_src: np.ndarray,
     props: np.ndarray,
     source_idx: np.ndarray,
-    coverage: float,
+    coverage: Coverage,
     mode: str,
     rng: np.random.Generator,
     max_cells: int = 4_000_000,
 ) -> np.ndarray:
     """Mixture betas [n, M] (float32, NaN where no valid read) from sources [S, M].
 
-    Works on chunks of mixtures so that the [chunk, M, T] read counts stay under
-    ``max_cells`` elements.
+    ``coverage``: the mean depth of every mixture, or (lowest, highest) for a mean depth per
+    mixture drawn log-uniformly (a model then sees shallow and deep samples alike). Works on
+    chunks of mixtures so that the [chunk, M, T] read counts stay under ``max_cells`` elements.
     """
     if mode not in MODES:
         raise ValueError(f"mixtures.mode must be one of {MODES}, not {mode!r}")
@@ -183,6 +203,10 @@ def mix(
     m = beta_src.shape[1]
     out = np.empty((n, m), np.float32)
     step = max(1, max_cells // max(1, m * n_t))
+    depth_mean: np.ndarray | None = None
+    if isinstance(coverage, tuple) and mode == "reads":
+        # Drawn only for a range, so a single coverage keeps its random stream (and results).
+        depth_mean = np.exp(rng.uniform(np.log(coverage[0]), np.log(coverage[1]), n))
     for start in range(0, n, step):
         p = props[start : start + step]
         idx = source_idx[start : start + step]
@@ -196,7 +220,8 @@ def mix(
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[start : start + step] = np.where(tot > 0, (w * sb0).sum(1) / tot, np.nan)
             continue
-        depth = rng.poisson(coverage, size=(len(p), m))
+        lam = coverage if depth_mean is None else depth_mean[start : start + step, None]
+        depth = rng.poisson(lam, size=(len(p), m))
         reads = rng.multinomial(depth, p[:, None, :])  # [c, M, T]
         reads = np.where(has.transpose(0, 2, 1), reads, 0)
         meth = rng.binomial(reads, sb0.transpose(0, 2, 1)).sum(2)
@@ -226,7 +251,7 @@ def make_mixtures(
     tissues: list[str],
     phase: str,
     cfg: PhaseConfig,
-    coverage: float,
+    coverage: Coverage,
     mode: str,
     seed: int,
 ) -> dict[str, MixtureSet]:
@@ -321,7 +346,7 @@ def write_phase_mixtures(
         list(ref.tissues),
         phase,
         cfg,
-        float(mix_cfg["coverage"]),
+        coverage_of(mix_cfg["coverage"]),
         mix_cfg["mode"],
         seed,
     )

@@ -52,6 +52,7 @@ class DeconvNetConfig(ConfigSection):
     dropout: float = from_schema("deconv.model.dropout")
     two_stage: bool = True
     nnls_prior: bool = from_schema("deconv.model.nnls_prior")
+    prior_weight_floor: float = from_schema("deconv.model.prior_weight_floor")
     log_prior_input: bool = from_schema("deconv.model.log_prior_input")
     presence_threshold: float = from_schema("deconv.model.presence_threshold")
     nnls_guard: float = from_schema("deconv.model.nnls_guard")
@@ -76,6 +77,8 @@ class DeconvNetConfig(ConfigSection):
             raise ValueError(f"model.dropout must be in [0, 1), not {self.dropout}")
         if not 0 < self.presence_threshold < 1:
             raise ValueError(f"model.presence_threshold must be in (0, 1), not {self.presence_threshold}")
+        if self.prior_weight_floor < 0:
+            raise ValueError(f"model.prior_weight_floor must be >= 0, not {self.prior_weight_floor}")
         if not 0 < self.nnls_guard <= 1:
             raise ValueError(f"model.nnls_guard must be in (0, 1], not {self.nnls_guard}")
         if not 0 < self.presence_target < 1:
@@ -101,6 +104,7 @@ class DeconvNetConfig(ConfigSection):
             "log_prior_input": (self.log_prior_input, "the NNLS proportions it feeds"),
             "sparsity_below_nnls < 1": (self.sparsity_below_nnls < 1, "the NNLS proportions it reads"),
             "presence_from_nnls": (self.presence_from_nnls, "the NNLS proportions it reads"),
+            "prior_weight_floor > 0": (self.prior_weight_floor > 0, "the prior it weights"),
         }
         for name, (on, why) in needs.items():
             if on:
@@ -199,7 +203,8 @@ class DeconvNet(nn.Module):
         if self.cfg.nnls_prior:
             from genomelab.deconv.nnls import nnls_torch
 
-            raw = nnls_torch(self.reference, x)
+            # prior_weight_floor > 0: the weighted NNLS with an offset (deconvolve_weighted).
+            raw = nnls_torch(self.reference, x, weight_floor=self.cfg.prior_weight_floor or None)
             prior = (raw / raw.sum(-1, keepdim=True).clamp_min(1e-12)).to(xf.dtype)
             log_prior = torch.log(prior + self.PRIOR_FLOOR)
             z = self.trunk(torch.cat([xf, self._prior_features(prior, log_prior)], dim=-1))
@@ -310,7 +315,8 @@ def load_model(path: Any, regions: Any = None, tissues: Any = None) -> tuple[Dec
     ``regions``/``tissues``, when given, must be the file's ID lists (in order)."""
     expect = {k: v for k, v in (("regions", regions), ("tissues", tissues)) if v is not None}
     exported = load_exported(path, expect_ids=expect, kind=KIND)
-    model = DeconvNet(DeconvNetConfig(**exported.config))
+    # Models exported before prior_weight_floor existed used the plain NNLS prior.
+    model = DeconvNet(DeconvNetConfig(**{"prior_weight_floor": 0.0, **exported.config}))
     model.load_state_dict(exported.weights)
     model.eval()
     return model, exported

@@ -249,14 +249,88 @@ def deconvolve_nnls(A: np.ndarray, B: np.ndarray, unknown_component: bool = Fals
     return NNLSResult(raw, props, unknown, residual, n_valid)
 
 
-def nnls_torch(A, X, max_iter: int | None = None, support=None):
+# Weight floor of :func:`deconvolve_weighted`: the variance a region keeps however close its
+# fitted level is to 0 or 1 (reference and individual noise, not read sampling).
+WEIGHT_FLOOR = 0.03
+
+
+def weighted_nnls_batched(A: np.ndarray, B: np.ndarray, W: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Solve min sum_r W[n, r] (A x - b_n)_r^2 s.t. x >= 0 for every row of ``B``.
+
+    A: [R, K]; B: [N, R] (NaN = missing: weight 0); W: [N, R] non-negative weights.
+    Returns x [N, K]. Each sample has its own Gram matrix A^T diag(w) A, formed ``chunk``
+    samples at a time ([chunk, K, K] memory, not [chunk, R, K]).
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    W = np.where(np.isfinite(B), np.asarray(W, dtype=np.float64), 0.0)
+    if W.shape != B.shape or (W < 0).any():
+        raise ValueError(
+            f"weighted NNLS: weights {W.shape} must be non-negative and shaped like samples {B.shape}"
+        )
+    r, k = A.shape
+    out = np.zeros((B.shape[0], k))
+    for start in range(0, B.shape[0], chunk):
+        w = W[start : start + chunk]
+        b = np.where(w > 0, B[start : start + chunk], 0.0)
+        G = np.einsum("rk,nr,rl->nkl", A, w, A, optimize=True)
+        h = (w * b) @ A
+        tol = 10 * np.finfo(float).eps * max(r, k) * max(1.0, float(np.abs(h).max(initial=0.0)))
+        out[start : start + chunk] = _nnls_rows(G, h, tol)
+    return out
+
+
+def deconvolve_weighted(A: np.ndarray, B: np.ndarray, weight_floor: float = WEIGHT_FLOOR) -> NNLSResult:
+    """NNLS with a per-sample offset and mean-variance weights (``weighted NNLS + offset``).
+
+    Two departures from MethAtlas's NNLS, both for samples that are not averages of the
+    reference's own profiles (issue 19: other individuals, another platform):
+
+    - **offset**: a constant column (coefficient >= 0) joins the reference, so a sample whose
+      betas are pulled toward the middle (``b = e + (1 - 2e) A q``: individual noise clipped
+      at 0 and 1, a platform's compressed range) is fitted as ``e`` plus ``A q`` scaled by
+      ``1 - 2e`` instead of as ``e`` worth of spurious tissues; scaling to sum 1 removes the
+      scale;
+    - **weights**: one reweighted solve with ``w_r = 1 / (mu_r (1 - mu_r) + weight_floor)``,
+      ``mu`` the first fit's level of region ``r``: read sampling varies as mu (1 - mu), so
+      regions near 0 or 1 (where a small tissue's markers show) count more, and
+      ``weight_floor`` is the variance no region loses (reference and individual noise).
+
+    ``A`` [R, K], ``B`` [N, R] (NaN = missing). Returns proportions scaled to sum 1 (``raw``
+    without the offset, ``residual`` unweighted RMS of the final fit, offset included).
+    """
+    if weight_floor <= 0:
+        raise ValueError(f"weighted NNLS: weight_floor must be > 0, not {weight_floor}")
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    Ao = np.column_stack([A, np.ones(len(A))])
+    valid = np.isfinite(B)
+    n_valid = valid.sum(1)
+    if (n_valid == 0).any():
+        raise ValueError(f"NNLS: {int((n_valid == 0).sum())} sample(s) have no valid region")
+    first = nnls_batched(Ao, B)
+    mu = np.clip(first @ Ao.T, 0.0, 1.0)
+    x = weighted_nnls_batched(Ao, B, 1.0 / (mu * (1.0 - mu) + weight_floor))
+    raw = x[:, :-1]
+    total = raw.sum(1)
+    if (total <= 0).any():
+        logger.warning("weighted NNLS: %d sample(s) got all-zero coefficients", int((total <= 0).sum()))
+    props = raw / np.where(total > 0, total, 1.0)[:, None]
+    err = np.where(valid, x @ Ao.T - np.where(valid, B, 0.0), 0.0)
+    residual = np.sqrt((err**2).sum(1) / n_valid)
+    return NNLSResult(raw, props, np.zeros(len(raw)), residual, n_valid)
+
+
+def nnls_torch(A, X, max_iter: int | None = None, support=None, weight_floor: float | None = None):
     """Batched NNLS in torch (block principal pivoting), for use inside a network.
 
     A: [M, K] reference; X: [B, M] samples (NaN = missing). Returns x [B, K] (float64, no
     gradient). Runs on A's device, so a GPU model keeps its NNLS on the GPU. Samples that
     do not converge within ``max_iter`` exchanges (rare) keep their clamped last iterate.
     ``support`` [B, K] bool, when given, restricts each sample's fit to its True tissues
-    (the others are 0): NNLS against that sample's columns of A only.
+    (the others are 0): NNLS against that sample's columns of A only. With
+    ``weight_floor`` the fit is :func:`deconvolve_weighted`'s (offset column, one reweighted
+    solve; the offset's coefficient is dropped from x); not with ``support``.
     """
     import torch
 
@@ -265,12 +339,29 @@ def nnls_torch(A, X, max_iter: int | None = None, support=None):
         X = X.to(device=A.device, dtype=torch.float64)
         valid = torch.isfinite(X)
         Xz = torch.where(valid, X, torch.zeros((), dtype=X.dtype, device=X.device))
-        h = Xz @ A
+        if weight_floor is not None:
+            if support is not None:
+                raise ValueError("nnls_torch: weight_floor and support do not combine")
+            Ao = torch.cat([A, torch.ones(len(A), 1, dtype=A.dtype, device=A.device)], dim=1)
+            first = _bpp_torch(Ao, Xz, valid.to(A.dtype), None, max_iter)
+            mu = (first @ Ao.T).clamp(0.0, 1.0)
+            w = torch.where(valid, 1.0 / (mu * (1.0 - mu) + weight_floor), torch.zeros_like(mu))
+            return _bpp_torch(Ao, Xz, w, None, max_iter)[:, :-1]
+        return _bpp_torch(A, Xz, valid.to(A.dtype), support, max_iter)
+
+
+def _bpp_torch(A, Xz, W, support, max_iter: int | None):
+    """:func:`nnls_torch`'s solver: min sum_r W[b, r] (A x - Xz_b)_r^2, x >= 0, for
+    A [M, K], Xz [B, M] (0 where missing), W [B, M] (0 where missing)."""
+    import torch
+
+    with torch.no_grad():
+        h = (Xz * W) @ A
         b, k = h.shape
-        if bool(valid.all()):
+        if bool((W == 1).all()):
             G = (A.T @ A).expand(b, k, k)
         else:
-            G = torch.einsum("rk,br,rl->bkl", A, valid.to(A.dtype), A)
+            G = torch.einsum("rk,br,rl->bkl", A, W, A)
         eye = torch.eye(k, dtype=torch.bool, device=A.device)
         if support is not None:
             # Columns outside the support become decoupled identity rows with a zero right-hand

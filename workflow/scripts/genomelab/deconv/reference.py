@@ -332,7 +332,13 @@ def choose_markers(
 
 
 def validation_mixtures(
-    src: Sources, regions: np.ndarray, tissues: list[str], phase3: dict, coverage: float, n: int, seed: int
+    src: Sources,
+    regions: np.ndarray,
+    tissues: list[str],
+    phase3: dict,
+    coverage: float | tuple[float, float],
+    n: int,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Phase-3 mixtures [n, R] and their proportions [n, T] drawn from the *validation*
     individuals of ``src`` (all splits) on ``regions``, for choosing markers."""
@@ -367,7 +373,7 @@ class Validation:
 
     sources: Sources
     phase3: dict
-    coverage: float
+    coverage: float | tuple[float, float]
     seed: int
     call: float = 0.01
 
@@ -517,11 +523,15 @@ def write_reference(
     """The reference of the training split's sources (or an atlas) and its marker record;
     ``out_all`` the reference on every usable region. With ``mixtures`` (the filled
     ``deconv.mixtures`` section, background resolved) markers are chosen on validation."""
+    from genomelab.deconv.mixtures import coverage_of
+
     src = read_sources(sources)
     train = src.subset(src.splits == "train")
     atlas_table = read_table(atlas, "atlas") if atlas else None
     validation = (
-        Validation(src, mixtures["phase3"], float(mixtures["coverage"]), seed, call) if mixtures else None
+        Validation(src, mixtures["phase3"], coverage_of(mixtures["coverage"]), seed, call)
+        if mixtures
+        else None
     )
     ref, record, all_ref = build_references(train, cfg, atlas_table, validation)
     write_table(out_reference, ref.profiles, ref.regions, ref.tissues)

@@ -202,7 +202,7 @@ def operon_calls(
     frame = TrackFrame(start, resolution_bp)
     p_both = readout.probability(track, pairs, frame, COMBINED)
     inside = keyed[(keyed["end"] > start) & (keyed["start"] < end)]
-    bp_track = pair_track(p_both, pairs, inside, (start, end), resolution_bp, floor=0.0)
+    bp_track = pair_track(p_both, pairs, inside, (start, end), resolution_bp, floor=0.0, combine="any")
     coords = keyed.set_index("bnumber")[["start", "end"]]
     up, down = coords.loc[pairs["upstream"]], coords.loc[pairs["downstream"]]
     table = pd.DataFrame(

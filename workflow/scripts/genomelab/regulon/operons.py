@@ -313,23 +313,34 @@ def pair_track(
     region: tuple[int, int],
     resolution_bp: int,
     floor: float | None = None,
+    combine: str = "max",
 ) -> np.ndarray:
     """A per-position track [2, (end - start) // resolution_bp] of ``region`` = (start, end)
-    from one score per pair (``values`` [n_pairs]; NaN = not scored): a gene's bins take the
-    best score of its same-strand neighbour pairs, a junction's bins its pair's, the rest (and
-    genes without a scored neighbour pair) ``floor`` (default: one below the lowest score).
-    Genes and junctions reaching past the region are clipped to it."""
+    from one score per pair (``values`` [n_pairs]; NaN = not scored): a junction's bins take
+    its pair's score, a gene's bins the combination of its same-strand neighbour pairs' scores,
+    the rest (and genes without a scored neighbour pair) ``floor`` (default: one below the
+    lowest score). ``combine``: ``"max"`` (the best of the two; any score scale) or ``"any"``
+    (scores are P(same operon): 1 - prod(1 - p), the probability that the gene is joined to
+    at least one neighbour, i.e. lies in a multi-gene operon, if the two junctions are
+    independent). Genes and junctions reaching past the region are clipped to it."""
+    if combine not in ("max", "any"):
+        raise ValueError(f"pair_track: combine must be 'max' or 'any', not {combine!r}")
     start, end = region
     r = resolution_bp
     values = np.asarray(values, dtype=float)
     if floor is None:
         floor = float(np.nanmin(values)) - 1.0 if np.isfinite(values).any() else 0.0
     values = np.where(np.isfinite(values), values, floor)
-    best = (
-        pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])
-        .groupby("bnumber")["v"]
-        .max()
-    )
+    ends = pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])
+    if combine == "max":
+        best = ends.groupby("bnumber")["v"].max()
+    else:
+        if ((ends["v"] < 0) | (ends["v"] > 1)).any():
+            raise ValueError("pair_track: combine='any' needs probabilities in [0, 1]")
+        # log(1 - p) summed per gene; p = 1 gives -inf and so a gene probability of 1.
+        with np.errstate(divide="ignore"):
+            ends = ends.assign(v=np.log1p(-ends["v"].to_numpy()))
+        best = -np.expm1(ends.groupby("bnumber")["v"].sum())
     n = (end - start) // r
     track = np.full((2, n), floor)
     spans = [
@@ -363,7 +374,12 @@ class OperonEvaluation:
         d = data
         self.region_genes = genes[(genes["start"] >= d.region_start) & (genes["end"] <= d.region_end)]
         self.all_pairs = adjacent_pairs(self.region_genes, data, within_blocks=False)
-        self.rule_track = self._pair_track(self.distance_ll(self.all_pairs["distance"].to_numpy()))
+        # The rule as a probability (train-pair prior odds x the class's likelihood ratio), so
+        # its per-bp track combines the two junctions of a gene as the readouts' tracks do.
+        train = self.pairs[self.pairs["split"] == "train"]["same_operon"].to_numpy()
+        self.prior_logit = float(np.log((train.sum() + 1.0) / ((~train).sum() + 1.0)))
+        rule_p = _sigmoid(self.distance_ll(self.all_pairs["distance"].to_numpy()) + self.prior_logit)
+        self.rule_track = self._pair_track(rule_p, floor=0.0)
         self.readout_bp_tracks: dict[str, np.ndarray] = {}
 
     @property
@@ -388,12 +404,13 @@ class OperonEvaluation:
         junctions, as prediction writes them."""
         self.readout, self.readout_track = readout, track
         self.readout_bp_tracks = {
-            name: self._pair_track(readout.probability(track, self.all_pairs, self.data, name), floor=0.0)
+            name: self._pair_track(readout.probability(track, self.all_pairs, self.data, name))
             for name in readout.readouts
         }
 
-    def _pair_track(self, values: np.ndarray, floor: float | None = None) -> np.ndarray:
-        """:func:`pair_track` over the region from one score per pair of ``all_pairs``."""
+    def _pair_track(self, values: np.ndarray, floor: float = 0.0) -> np.ndarray:
+        """:func:`pair_track` over the region from P(same operon) [n_pairs] of ``all_pairs``
+        (genes combine their two junctions as ``combine="any"``)."""
         d = self.data
         return pair_track(
             values,
@@ -402,6 +419,7 @@ class OperonEvaluation:
             (d.region_start, d.region_end),
             d.config.resolution_bp,
             floor,
+            combine="any",
         )
 
     def _bp_mask(self, split: str, block: int | None) -> np.ndarray:

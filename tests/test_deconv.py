@@ -94,6 +94,11 @@ def test_weighted_nnls_with_offset_undoes_a_compressed_range(rng):
     fit = deconvolve_weighted(A, b[None], weight_floor=0.03)
     np.testing.assert_allclose(fit.proportions[0], q, atol=1e-6)
     assert fit.residual[0] < 1e-6
+    # Flat betas are the offset alone: such a sample falls back to plain NNLS.
+    flat = np.full((1, 300), 0.5)
+    np.testing.assert_allclose(
+        deconvolve_weighted(A, flat).proportions, deconvolve_nnls(A, flat).proportions, atol=1e-9
+    )
     with pytest.raises(ValueError, match="weight_floor must be > 0"):
         deconvolve_weighted(A, b[None], weight_floor=0)
     with pytest.raises(ValueError, match=r"1 sample\(s\) have no valid region"):
@@ -104,6 +109,7 @@ def test_torch_weighted_prior_equals_the_numpy_estimator(rng):
     A = rng.uniform(0, 1, (150, 7))
     B = np.clip(rng.dirichlet(np.full(7, 0.3), 30) @ A.T + rng.normal(0, 0.05, (30, 150)), 0, 1)
     B[rng.random(B.shape) < 0.1] = np.nan
+    B[0] = 0.5  # the offset alone: plain NNLS in both
     want = deconvolve_weighted(A, B, weight_floor=0.02).raw
     got = nnls_torch(torch.tensor(A), torch.tensor(B), weight_floor=0.02).numpy()
     np.testing.assert_allclose(got, want, atol=1e-6)

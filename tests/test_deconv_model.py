@@ -63,8 +63,9 @@ def test_config_validation_names_the_option():
         DeconvNetConfig.from_config({"loss_weights": {"l2": 1}}, 20, 4, True, 0.01)
     with pytest.raises(ValueError, match=r"unknown option deconv\.model\.width"):
         DeconvNetConfig.from_config({"width": 3}, 20, 4, True, 0.01)
-    with pytest.raises(ValueError, match=r"model\.prior_weight_floor > 0 needs model\.nnls_prior"):
-        _cfg(nnls_prior=False, prior_weight_floor=0.03)
+    # Without the prior, the options that shape it are off (and recorded so).
+    plain = _cfg(nnls_prior=False, prior_weight_floor=0.03, log_prior_input=True)
+    assert (plain.prior_weight_floor, plain.log_prior_input) == (0.0, False)
     with pytest.raises(ValueError, match="prior_weight_floor must be >= 0"):
         _cfg(prior_weight_floor=-1.0)
     cfg = DeconvNetConfig.from_config({"loss_weights": {"mse": 2.0, "sparsity": 0.5}}, 20, 4, False, 0.02)
@@ -103,14 +104,20 @@ def test_loss_terms_and_missing_inputs():
     filled[0, :5] = mlp.fill[:5]
     mlp.eval()
     torch.testing.assert_close(mlp(x)["proportions"], mlp(filled)["proportions"])
-    # With it, the untrained network returns the NNLS proportions (its head starts at zero).
-    from genomelab.deconv.nnls import nnls_batched
+    # With it, the untrained network returns its prior (its head starts at zero): the
+    # weighted NNLS with an offset by default, plain NNLS with prior_weight_floor 0.
+    from genomelab.deconv.nnls import deconvolve_weighted, nnls_batched
 
-    raw = nnls_batched(model.reference.double().numpy(), x.double().numpy())
-    model.eval()
-    expected = torch.tensor(raw / raw.sum(1, keepdims=True), dtype=torch.float32)
-    got = model(x)["proportions"]
-    torch.testing.assert_close(got, (expected + 1e-4) / (1 + 4e-4), atol=1e-5, rtol=1e-4)
+    A, xs = model.reference.double().numpy(), x.double().numpy()
+    plain_prior = _net(_cfg(prior_weight_floor=0.0))
+    for net, raw in (
+        (model, deconvolve_weighted(A, xs, model.cfg.prior_weight_floor).raw),
+        (plain_prior, nnls_batched(A, xs)),
+    ):
+        net.eval()
+        expected = torch.tensor(raw / raw.sum(1, keepdims=True), dtype=torch.float32)
+        got = net(x)["proportions"]
+        torch.testing.assert_close(got, (expected + 1e-4) / (1 + 4e-4), atol=1e-5, rtol=1e-4)
     plain = _net(_cfg(two_stage=False)).loss((x, y))
     assert set(plain.terms) == {"mse_loss", "presence_accuracy", "total_loss"}
 

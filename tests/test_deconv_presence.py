@@ -95,7 +95,9 @@ def test_log_prior_input_features_are_scaled_log_proportions() -> None:
     assert feats[0, 1:].abs().max().item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_log_prior_input_needs_the_nnls_prior() -> None:
-    cfg = dict(vars(_config(True)), nnls_prior=False)
-    with pytest.raises(ValueError, match="log_prior_input needs model.nnls_prior"):
-        DeconvNetConfig(**cfg)
+def test_log_prior_input_is_off_without_the_nnls_prior() -> None:
+    """On by default, it shapes the prior's input; an MLP on betas alone has none to shape."""
+    cfg = DeconvNetConfig(**dict(vars(_config(True)), nnls_prior=False))
+    assert cfg.log_prior_input is False
+    width = DeconvNet(cfg, np.full(cfg.n_regions, 0.5)).trunk[0].in_features
+    assert width == cfg.n_regions

@@ -11,7 +11,7 @@ import pytest
 import torch
 from genomelab.deconv import io as dio
 from genomelab.deconv.calibrate import apply_mask, calibrate_thresholds, missed_counts, nnls_cut
-from genomelab.deconv.compare import VARIANTS, evaluate_independent, paired_tests
+from genomelab.deconv.compare import VARIANTS, WEIGHTED, evaluate_independent, paired_tests
 from genomelab.deconv.independent import (
     IndependentConfig,
     heldout_profiles,
@@ -318,9 +318,11 @@ def test_independent_set_scored_with_exported_models(tmp_path, simulate_deconv_s
         tmp_path / "curve.png",
     )
     assert res["coverage"] == 20 and res["n_test"] == 60
-    # An untrained network with the NNLS prior is NNLS (up to its floor on log-proportions).
-    plain, nnls = res["rows"][VARIANTS["plain"]], res["rows"][VARIANTS["nnls"]]
-    assert plain["mae"] == pytest.approx(nnls["mae"], rel=0.01)
+    # An untrained network is its prior (up to its floor on log-proportions): by default the
+    # weighted NNLS with an offset, which has a row of its own.
+    plain, prior = res["rows"][VARIANTS["plain"]], res["rows"][WEIGHTED]
+    assert plain["mae"] == pytest.approx(prior["mae"], rel=0.01)
+    assert prior["mae"] != pytest.approx(res["rows"][VARIANTS["nnls"]]["mae"], rel=1e-6)
     assert (
         res["tests"]["mae"][f"{VARIANTS['sparse']} vs {VARIANTS['nnls']}"]["test"] == "Wilcoxon signed-rank"
     )

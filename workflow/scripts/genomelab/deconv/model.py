@@ -97,14 +97,15 @@ class DeconvNetConfig(ConfigSection):
                 raise ValueError(f"model.loss_weights: {name} must be >= 0, not {getattr(self, name)}")
 
     def _check_needs_nnls_prior(self) -> None:
-        """Options that read the NNLS proportions need ``nnls_prior`` (which computes them)."""
+        """Options that read the NNLS proportions need ``nnls_prior`` (which computes them).
+        The two that only shape the prior (``log_prior_input``, ``prior_weight_floor``, on by
+        default) are switched off without one, so the exported config says what was used."""
         if self.nnls_prior:
             return
+        self.log_prior_input, self.prior_weight_floor = False, 0.0
         needs = {
-            "log_prior_input": (self.log_prior_input, "the NNLS proportions it feeds"),
             "sparsity_below_nnls < 1": (self.sparsity_below_nnls < 1, "the NNLS proportions it reads"),
             "presence_from_nnls": (self.presence_from_nnls, "the NNLS proportions it reads"),
-            "prior_weight_floor > 0": (self.prior_weight_floor > 0, "the prior it weights"),
         }
         for name, (on, why) in needs.items():
             if on:

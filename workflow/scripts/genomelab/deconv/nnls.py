@@ -252,6 +252,8 @@ def deconvolve_nnls(A: np.ndarray, B: np.ndarray, unknown_component: bool = Fals
 # Weight floor of :func:`deconvolve_weighted`: the variance a region keeps however close its
 # fitted level is to 0 or 1 (reference and individual noise, not read sampling).
 WEIGHT_FLOOR = 0.03
+# Below this total tissue coefficient the offset has explained the sample alone.
+OFFSET_ONLY = 1e-6
 
 
 def weighted_nnls_batched(A: np.ndarray, B: np.ndarray, W: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -297,7 +299,9 @@ def deconvolve_weighted(A: np.ndarray, B: np.ndarray, weight_floor: float = WEIG
       ``weight_floor`` is the variance no region loses (reference and individual noise).
 
     ``A`` [R, K], ``B`` [N, R] (NaN = missing). Returns proportions scaled to sum 1 (``raw``
-    without the offset, ``residual`` unweighted RMS of the final fit, offset included).
+    without the offset, ``residual`` unweighted RMS of the final fit, offset included). A
+    sample the offset explains alone (every tissue coefficient 0: flat betas) gets plain
+    NNLS instead, so every sample has proportions.
     """
     if weight_floor <= 0:
         raise ValueError(f"weighted NNLS: weight_floor must be > 0, not {weight_floor}")
@@ -312,9 +316,16 @@ def deconvolve_weighted(A: np.ndarray, B: np.ndarray, weight_floor: float = WEIG
     mu = np.clip(first @ Ao.T, 0.0, 1.0)
     x = weighted_nnls_batched(Ao, B, 1.0 / (mu * (1.0 - mu) + weight_floor))
     raw = x[:, :-1]
+    # Tissue mass of round-off size only: scaling it to sum 1 would report noise.
+    zero = raw.sum(1) <= OFFSET_ONLY
+    if zero.any():
+        # The offset explained the whole sample (flat betas, no tissue signal): plain NNLS.
+        logger.warning(
+            "weighted NNLS: %d sample(s) fitted by the offset alone; plain NNLS for them", int(zero.sum())
+        )
+        x[zero] = np.column_stack([nnls_batched(A, B[zero]), np.zeros(int(zero.sum()))])
+        raw = x[:, :-1]
     total = raw.sum(1)
-    if (total <= 0).any():
-        logger.warning("weighted NNLS: %d sample(s) got all-zero coefficients", int((total <= 0).sum()))
     props = raw / np.where(total > 0, total, 1.0)[:, None]
     err = np.where(valid, x @ Ao.T - np.where(valid, B, 0.0), 0.0)
     residual = np.sqrt((err**2).sum(1) / n_valid)
@@ -346,7 +357,12 @@ def nnls_torch(A, X, max_iter: int | None = None, support=None, weight_floor: fl
             first = _bpp_torch(Ao, Xz, valid.to(A.dtype), None, max_iter)
             mu = (first @ Ao.T).clamp(0.0, 1.0)
             w = torch.where(valid, 1.0 / (mu * (1.0 - mu) + weight_floor), torch.zeros_like(mu))
-            return _bpp_torch(Ao, Xz, w, None, max_iter)[:, :-1]
+            x = _bpp_torch(Ao, Xz, w, None, max_iter)[:, :-1]
+            zero = x.sum(1) <= OFFSET_ONLY
+            if bool(zero.any()):
+                # As deconvolve_weighted: a sample the offset explains alone gets plain NNLS.
+                x[zero] = _bpp_torch(A, Xz[zero], valid[zero].to(A.dtype), None, max_iter)
+            return x
         return _bpp_torch(A, Xz, valid.to(A.dtype), support, max_iter)
 
 

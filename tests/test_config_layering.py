@@ -317,3 +317,14 @@ def test_the_readme_own_data_example_plans_only_its_module(workdir):
     counts, paths = planned(workdir, path)
     assert {rule.split("_")[0] for rule in counts if rule not in RUN_RULES} == {"tissue"}, counts
     assert all(p.startswith((f"results/{config['run']}/", f"logs/{config['run']}/")) for p in paths)
+
+
+def test_deconv_coverage_is_a_number_or_a_range():
+    """mixtures.coverage: the schema takes one depth or [lowest, highest], nothing else."""
+    base = {"run": "r", "deconv": {"enabled": True, "input": {"sample_sheet": "s.tsv"}}}
+    for ok in (30, [5, 60]):
+        cfg = load({**base, "deconv": {**base["deconv"], "mixtures": {"coverage": ok}}})
+        assert cfg["deconv"]["mixtures"]["coverage"] == ok
+    for bad in ([5], [5, 60, 90], "30x", 0):
+        with pytest.raises(ConfigError, match="is invalid"):
+            load({**base, "deconv": {**base["deconv"], "mixtures": {"coverage": bad}}})

@@ -80,6 +80,12 @@ def test_weighted_nnls_matches_scipy_on_scaled_rows(rng):
     np.testing.assert_allclose(weighted_nnls_batched(A, B, np.ones_like(B)), nnls_batched(A, B), atol=1e-6)
     with pytest.raises(ValueError, match="non-negative"):
         weighted_nnls_batched(A, B, -W)
+    with pytest.raises(ValueError, match="shaped like samples"):
+        weighted_nnls_batched(A, B, W[0])  # one row for all samples is not broadcast
+    bad = W.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-negative numbers"):
+        weighted_nnls_batched(A, B, bad)
 
 
 def test_weighted_nnls_with_offset_undoes_a_compressed_range(rng):
@@ -103,6 +109,21 @@ def test_weighted_nnls_with_offset_undoes_a_compressed_range(rng):
         deconvolve_weighted(A, b[None], weight_floor=0)
     with pytest.raises(ValueError, match=r"1 sample\(s\) have no valid region"):
         deconvolve_weighted(A, np.full((1, 300), np.nan))
+
+
+def test_an_offset_the_tissues_can_mimic_falls_back_to_plain_nnls(rng, caplog):
+    """Two complementary profiles (tumour vs normal: they add up to 1) span the constant
+    profile, so an offset cannot be told from them: both paths give plain NNLS, with a warning."""
+    t = rng.uniform(0, 1, 200)
+    A = np.column_stack([t, 1 - t])
+    b = (A @ np.array([0.7, 0.3]) + rng.normal(0, 0.02, 200))[None]
+    with caplog.at_level("WARNING"):
+        fit = deconvolve_weighted(A, b)
+    assert "plain NNLS instead" in caplog.text
+    np.testing.assert_allclose(fit.proportions, deconvolve_nnls(A, b).proportions, atol=1e-9)
+    assert fit.proportions[0, 0] == pytest.approx(0.7, abs=0.02)
+    got = nnls_torch(torch.tensor(A), torch.tensor(b), weight_floor=0.03).numpy()
+    np.testing.assert_allclose(got, nnls_batched(A, b), atol=1e-6)
 
 
 def test_torch_weighted_prior_equals_the_numpy_estimator(rng):
@@ -398,7 +419,7 @@ def test_a_coverage_range_gives_each_mixture_its_own_depth():
     var = np.nanvar(ranged, axis=1)
     assert var.min() < 0.25 / 40 and var.max() > 0.25 / 4
     assert np.nanvar(fixed, axis=1).max() < 0.25 / 15
-    for bad in ([30], [60, 2], [0, 5], "30", True):
+    for bad in ([30], [60, 2], [0, 5], [True, 5], "30", True):
         with pytest.raises(ValueError, match="coverage must be a positive number or"):
             coverage_of(bad)
 

@@ -149,11 +149,19 @@ def test_models_exported_before_the_weighted_prior_keep_plain_nnls(tmp_path):
     NNLS prior whatever the schema's default, and a weighted model keeps its own."""
     torch.manual_seed(2)
     regions = [f"r{i}" for i in range(20)]
+    x = torch.rand(6, 20)
     for name, floor in (("old", None), ("weighted", 0.05)):
-        model = _net(_cfg(**({} if floor is None else {"prior_weight_floor": floor})))
+        kw = (
+            {"prior_weight_floor": 0.0, "log_prior_input": False}
+            if floor is None
+            else {"prior_weight_floor": floor}
+        )
+        model = _net(_cfg(**kw))
+        torch.nn.init.normal_(model.proportion_head.weight)  # so the trunk's input matters
         config = dataclasses.asdict(model.cfg)
-        if floor is None:
+        if floor is None:  # an export made before the two options existed
             config.pop("prior_weight_floor")
+            config.pop("log_prior_input")
         save_exported(
             tmp_path / f"{name}.pt",
             model,
@@ -164,6 +172,9 @@ def test_models_exported_before_the_weighted_prior_keep_plain_nnls(tmp_path):
         )
         back, _ = load_model(tmp_path / f"{name}.pt", regions, list("abcd"))
         assert back.cfg.prior_weight_floor == (0.0 if floor is None else floor)
+        assert back.cfg.log_prior_input == (floor is not None)
+        model.eval()
+        torch.testing.assert_close(back.predict(x), model.predict(x))
 
 
 def test_same_seed_same_weights():

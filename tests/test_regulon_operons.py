@@ -155,6 +155,9 @@ def test_pair_track_combines_a_genes_two_junctions():
     assert any_[0, 40 // 8] == pytest.approx(0.5) and any_[0, 480 // 8] == pytest.approx(0.6)
     assert any_[0, 180 // 8] == pytest.approx(0.5) and any_[0, 380 // 8] == pytest.approx(0.6)
     assert (any_[1] == 0).all()
+    # Unscored pairs (NaN) are "not joined" by default.
+    gap = pair_track(np.array([np.nan, 0.6]), pairs, genes, (0, 560), 8, combine="any")
+    assert gap[0, 40 // 8] == 0.0 and gap[0, 280 // 8] == pytest.approx(0.6)
     with pytest.raises(ValueError, match="needs probabilities"):
         pair_track(np.array([-1.0, 2.0]), pairs, genes, (0, 560), 8, combine="any")
     with pytest.raises(ValueError, match="combine must be"):

@@ -2,6 +2,7 @@
 # -> sources (split by individual) -> reference + markers -> phase 1-3 mixtures
 # -> diagnostics -> gate -> NNLS baseline + plain and two-stage networks per phase
 # -> comparison tables and plots -> inference on new samples -> summary.
+from genomelab.deconv.mixtures import coverage_of
 from genomelab.deconv.tissues import resolve_background, with_background
 from genomelab.io.sheets import is_sample_sheet
 
@@ -19,6 +20,8 @@ DC_SIMULATE_CFG = DECONV["simulate"] | (
     {"profiles": DC_PROFILES, "blood": DC_BACKGROUND} if DC_PROFILES else {}
 )
 DC_MIXTURES_CFG = with_background(DECONV["mixtures"], DC_BACKGROUND)
+# A coverage range the schema cannot fully check (lowest <= highest) fails now, not in a job.
+coverage_of(DECONV["mixtures"]["coverage"])
 # Inference outputs are keyed by the model that made them, so switching models keeps both.
 DC_INFER_KEY = f"{DECONV['infer']['phase']}_{DECONV['infer']['variant']}"
 DC_INFER_OUT = f"{DC_OUT}/infer/{DC_INFER_KEY}"

@@ -170,11 +170,8 @@ def coverage_of(value: Any, where: str = "deconv.mixtures.coverage") -> Coverage
     """``mixtures.coverage`` as a number (every mixture at that mean depth) or a pair
     (lowest, highest): each mixture's mean depth log-uniform between them."""
     if isinstance(value, list | tuple):
-        if (
-            len(value) != 2
-            or not all(isinstance(v, int | float) and v > 0 for v in value)
-            or value[0] > value[1]
-        ):
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
+        if len(value) != 2 or not numbers or value[0] > value[1]:
             raise ValueError(f"{where} must be a positive number or [lowest, highest], not {value!r}")
         return float(value[0]), float(value[1])
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:

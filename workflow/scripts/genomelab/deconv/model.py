@@ -27,6 +27,7 @@ proportion model that let absent tissues steal mass in the project's history.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,8 @@ from torch.nn import functional as F
 from genomelab.config import ConfigSection, from_schema, typed_config
 from genomelab.train.engine import LossOutput
 from genomelab.train.export import ExportedModel, load_exported
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -173,6 +176,15 @@ class DeconvNet(nn.Module):
                     f"reference must have shape [{cfg.n_regions}, {cfg.n_tissues}], not {tuple(ref_t.shape)}"
                 )
             self.register_buffer("reference", ref_t.clone())
+            if cfg.nnls_prior and cfg.prior_weight_floor > 0:
+                from genomelab.deconv.nnls import OFFSET_MIN_RESIDUAL, offset_residual
+
+                if offset_residual(ref_t.double().numpy()) < OFFSET_MIN_RESIDUAL:
+                    logger.warning(
+                        "the reference's tissues nearly span a constant profile: the prior is plain NNLS, "
+                        "not the weighted NNLS with an offset (model.prior_weight_floor %g has no effect)",
+                        cfg.prior_weight_floor,
+                    )
         layers: list[nn.Module] = []
         width = cfg.n_regions + (cfg.n_tissues if cfg.nnls_prior else 0)
         for h in cfg.hidden:
@@ -316,8 +328,10 @@ def load_model(path: Any, regions: Any = None, tissues: Any = None) -> tuple[Dec
     ``regions``/``tissues``, when given, must be the file's ID lists (in order)."""
     expect = {k: v for k, v in (("regions", regions), ("tissues", tissues)) if v is not None}
     exported = load_exported(path, expect_ids=expect, kind=KIND)
-    # Models exported before prior_weight_floor existed used the plain NNLS prior.
-    model = DeconvNet(DeconvNetConfig(**{"prior_weight_floor": 0.0, **exported.config}))
+    # Models exported before these options existed used the plain NNLS prior, fed raw (their
+    # defaults have changed since; the weights would load either way, the answers would not).
+    before = {"prior_weight_floor": 0.0, "log_prior_input": False}
+    model = DeconvNet(DeconvNetConfig(**{**before, **exported.config}))
     model.load_state_dict(exported.weights)
     model.eval()
     return model, exported

@@ -252,8 +252,28 @@ def deconvolve_nnls(A: np.ndarray, B: np.ndarray, unknown_component: bool = Fals
 # Weight floor of :func:`deconvolve_weighted`: the variance a region keeps however close its
 # fitted level is to 0 or 1 (reference and individual noise, not read sampling).
 WEIGHT_FLOOR = 0.03
-# Below this total tissue coefficient the offset has explained the sample alone.
-OFFSET_ONLY = 1e-6
+# Tissues carrying less than this share of the fitted level: the offset explained the
+# sample alone (flat betas), and scaling the rest to sum 1 would report noise.
+OFFSET_ONLY = 1e-3
+# The offset column needs this much of itself outside the tissues' span (relative residual
+# of the all-ones vector regressed on the reference): below it (e.g. two complementary
+# profiles that add up to 1) offset and tissues cannot be told apart. The Moss atlas: 0.55.
+OFFSET_MIN_RESIDUAL = 0.1
+
+
+def offset_residual(A: np.ndarray) -> float:
+    """Relative residual of the all-ones vector [R] regressed on the reference A [R, K]."""
+    A = np.asarray(A, dtype=np.float64)
+    one = np.ones(len(A))
+    coef, *_ = np.linalg.lstsq(A, one, rcond=None)
+    return float(np.linalg.norm(one - A @ coef) / np.sqrt(len(A)))
+
+
+def gram_per_sample(A: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """A^T diag(w_n) A [N, K, K] for weights W [N, R]: one [N, R] x [R, K*K] product (an
+    einsum over "rk,nr,rl" would hold [N, R, K] at once)."""
+    r, k = A.shape
+    return (W @ (A[:, :, None] * A[:, None, :]).reshape(r, k * k)).reshape(len(W), k, k)
 
 
 def weighted_nnls_batched(A: np.ndarray, B: np.ndarray, W: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -265,17 +285,18 @@ def weighted_nnls_batched(A: np.ndarray, B: np.ndarray, W: np.ndarray, chunk: in
     """
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
-    W = np.where(np.isfinite(B), np.asarray(W, dtype=np.float64), 0.0)
-    if W.shape != B.shape or (W < 0).any():
+    W = np.asarray(W, dtype=np.float64)
+    if W.shape != B.shape or not (W >= 0).all():
         raise ValueError(
-            f"weighted NNLS: weights {W.shape} must be non-negative and shaped like samples {B.shape}"
+            f"weighted NNLS: weights {W.shape} must be non-negative numbers shaped like samples {B.shape}"
         )
+    W = np.where(np.isfinite(B), W, 0.0)
     r, k = A.shape
     out = np.zeros((B.shape[0], k))
     for start in range(0, B.shape[0], chunk):
         w = W[start : start + chunk]
         b = np.where(w > 0, B[start : start + chunk], 0.0)
-        G = np.einsum("rk,nr,rl->nkl", A, w, A, optimize=True)
+        G = gram_per_sample(A, w)
         h = (w * b) @ A
         tol = 10 * np.finfo(float).eps * max(r, k) * max(1.0, float(np.abs(h).max(initial=0.0)))
         out[start : start + chunk] = _nnls_rows(G, h, tol)
@@ -300,13 +321,23 @@ def deconvolve_weighted(A: np.ndarray, B: np.ndarray, weight_floor: float = WEIG
 
     ``A`` [R, K], ``B`` [N, R] (NaN = missing). Returns proportions scaled to sum 1 (``raw``
     without the offset, ``residual`` unweighted RMS of the final fit, offset included). A
-    sample the offset explains alone (every tissue coefficient 0: flat betas) gets plain
-    NNLS instead, so every sample has proportions.
+    sample the offset explains alone (tissues under ``OFFSET_ONLY`` of its fitted level: flat
+    betas) gets plain NNLS instead, so every sample has proportions; so does every sample
+    when the reference's span nearly holds a constant profile (``offset_residual`` below
+    ``OFFSET_MIN_RESIDUAL``, e.g. two complementary profiles), with a warning.
     """
     if weight_floor <= 0:
         raise ValueError(f"weighted NNLS: weight_floor must be > 0, not {weight_floor}")
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
+    if offset_residual(A) < OFFSET_MIN_RESIDUAL:
+        logger.warning(
+            "weighted NNLS: the reference's tissues nearly span a constant profile (residual %.3g < %g), "
+            "so an offset cannot be told from them; plain NNLS instead (model.prior_weight_floor: 0 says so)",
+            offset_residual(A),
+            OFFSET_MIN_RESIDUAL,
+        )
+        return deconvolve_nnls(A, B)
     Ao = np.column_stack([A, np.ones(len(A))])
     valid = np.isfinite(B)
     n_valid = valid.sum(1)
@@ -316,8 +347,7 @@ def deconvolve_weighted(A: np.ndarray, B: np.ndarray, weight_floor: float = WEIG
     mu = np.clip(first @ Ao.T, 0.0, 1.0)
     x = weighted_nnls_batched(Ao, B, 1.0 / (mu * (1.0 - mu) + weight_floor))
     raw = x[:, :-1]
-    # Tissue mass of round-off size only: scaling it to sum 1 would report noise.
-    zero = raw.sum(1) <= OFFSET_ONLY
+    zero = raw.sum(1) <= OFFSET_ONLY * x.sum(1)
     if zero.any():
         # The offset explained the whole sample (flat betas, no tissue signal): plain NNLS.
         logger.warning(
@@ -353,12 +383,18 @@ def nnls_torch(A, X, max_iter: int | None = None, support=None, weight_floor: fl
         if weight_floor is not None:
             if support is not None:
                 raise ValueError("nnls_torch: weight_floor and support do not combine")
-            Ao = torch.cat([A, torch.ones(len(A), 1, dtype=A.dtype, device=A.device)], dim=1)
+            one = torch.ones(len(A), 1, dtype=A.dtype, device=A.device)
+            coef = torch.linalg.lstsq(A, one).solution
+            if float(torch.linalg.norm(one - A @ coef)) / len(A) ** 0.5 < OFFSET_MIN_RESIDUAL:
+                # As deconvolve_weighted: no offset that the tissues could mimic (DeconvNet warns).
+                return _bpp_torch(A, Xz, valid.to(A.dtype), None, max_iter)
+            Ao = torch.cat([A, one], dim=1)
             first = _bpp_torch(Ao, Xz, valid.to(A.dtype), None, max_iter)
             mu = (first @ Ao.T).clamp(0.0, 1.0)
             w = torch.where(valid, 1.0 / (mu * (1.0 - mu) + weight_floor), torch.zeros_like(mu))
-            x = _bpp_torch(Ao, Xz, w, None, max_iter)[:, :-1]
-            zero = x.sum(1) <= OFFSET_ONLY
+            full = _bpp_torch(Ao, Xz, w, None, max_iter)
+            x = full[:, :-1]
+            zero = x.sum(1) <= OFFSET_ONLY * full.sum(1)
             if bool(zero.any()):
                 # As deconvolve_weighted: a sample the offset explains alone gets plain NNLS.
                 x[zero] = _bpp_torch(A, Xz[zero], valid[zero].to(A.dtype), None, max_iter)
@@ -377,7 +413,8 @@ def _bpp_torch(A, Xz, W, support, max_iter: int | None):
         if bool((W == 1).all()):
             G = (A.T @ A).expand(b, k, k)
         else:
-            G = torch.einsum("rk,br,rl->bkl", A, W, A)
+            # A^T diag(w) A per sample from one [B, R] x [R, K*K] product (gram_per_sample).
+            G = (W @ (A[:, :, None] * A[:, None, :]).reshape(len(A), k * k)).reshape(b, k, k)
         eye = torch.eye(k, dtype=torch.bool, device=A.device)
         if support is not None:
             # Columns outside the support become decoupled identity rows with a zero right-hand

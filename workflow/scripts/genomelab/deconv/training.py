@@ -49,7 +49,7 @@ def calibrate_model(model: Any, val: Any, call: float, device: Any) -> dict[str,
     )
     model.thresholds.copy_(torch.as_tensor(thresholds, dtype=model.thresholds.dtype))
     logger.info(
-        "presence thresholds calibrated on %d validation mixtures: missed %d (NNLS %d), spurious %d (NNLS %d)",
+        "presence thresholds calibrated on %d validation mixtures: missed %d (prior %d), spurious %d (prior %d)",
         record["n_val"],
         record["model_missed"],
         record["nnls_missed"],

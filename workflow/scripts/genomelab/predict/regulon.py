@@ -24,8 +24,8 @@ A model trained by the workflow carries its **operon pair readout** (``extra["op
 pairs after training, plain numbers). Given genes, prediction then also scores every adjacent
 same-strand gene pair whose junction lies in the region (``operon_pairs.tsv``: P(same operon)
 from the readout with the distance log-likelihood, and from the network's output alone) and
-writes the readout's per-bp track (``operon_readout.<strand>.bedGraph``: a gene's bins take
-its best neighbour pair's probability, a junction's its pair's, 0 elsewhere), the calls
+writes the readout's per-bp track (``operon_readout.<strand>.bedGraph``: a junction's bins
+take its pair's probability, a gene's 1 - (1 - p_left)(1 - p_right), 0 elsewhere), the calls
 evaluation scores. Older exports without a readout predict their tracks as before.
 """
 

@@ -13,8 +13,8 @@ Two views, both on the held-out blocks and for every method alike:
   the overlap of overlapping genes). Classic rules score the same pairs: the intergenic
   distance (shorter = same operon; Salgado et al. 2000, PNAS 97:6652) as is, and as their
   log-likelihood ratio of distance classes fitted on the training pairs. That rule also gets
-  a per-bp track (each gene scored by its best same-strand neighbour pair, each junction by
-  its own pair), so that the per-bp view has a baseline that knows the annotation too; the
+  a per-bp track of probabilities (each junction its pair's, each gene the chance that either
+  of its two same-strand junctions joins it), so that the per-bp view has a baseline that knows the annotation too; the
   readouts below get the same per-bp track from their pair scores.
 
 The pair-level readouts of the network (:class:`PairReadout`) are logistic regressions on its
@@ -319,7 +319,7 @@ def pair_track(
     from one score per pair (``values`` [n_pairs]; NaN = not scored): a junction's bins take
     its pair's score, a gene's bins the combination of its same-strand neighbour pairs' scores,
     the rest (and genes without a scored neighbour pair) ``floor`` (default: one below the
-    lowest score). ``combine``: ``"max"`` (the best of the two; any score scale) or ``"any"``
+    lowest score; 0 with ``combine="any"``). ``combine``: ``"max"`` (the best of the two; any score scale) or ``"any"``
     (scores are P(same operon): 1 - prod(1 - p), the probability that the gene is joined to
     at least one neighbour, i.e. lies in a multi-gene operon, if the two junctions are
     independent). Genes and junctions reaching past the region are clipped to it."""
@@ -328,7 +328,9 @@ def pair_track(
     start, end = region
     r = resolution_bp
     values = np.asarray(values, dtype=float)
-    if floor is None:
+    if floor is None and combine == "any":
+        floor = 0.0  # probabilities: "not joined"
+    elif floor is None:
         floor = float(np.nanmin(values)) - 1.0 if np.isfinite(values).any() else 0.0
     values = np.where(np.isfinite(values), values, floor)
     ends = pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])

@@ -39,8 +39,9 @@ setup: $(BIN)/.genomelab-installed
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 
+# --no-loadscope-reorder keeps the order tests/conftest.py gives (longest files first).
 test: setup
-	$(BIN)/pytest -n $(CORES) --dist loadfile --durations=15 $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(CORES) --dist loadfile --no-loadscope-reorder --durations=15 $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/snakemake --lint --configfile $(CONFIG)

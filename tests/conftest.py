@@ -36,6 +36,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
+@pytest.fixture(scope="session")
+def test_config_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """config/test.yaml run to completion once per session (tests/shared_run.py); work on a
+    copy of it (``shared_run.copy_run``), never in it."""
+    from shared_run import finished_test_config
+
+    return finished_test_config(tmp_path_factory)
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT

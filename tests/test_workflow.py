@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 from genomelab.config import schema_default
+from shared_run import copy_repo, copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -37,22 +38,6 @@ def tool(name: str) -> str:
 def run(cmd: list[str], cwd: Path, timeout: int = 600, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
-
-
-def repo_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    return [f for f in out.stdout.splitlines() if (ROOT / f).is_file()]
-
-
-def copy_repo(dest: Path) -> Path:
-    """Copy the repository's tracked (and new, unignored) files into ``dest``."""
-    for rel in repo_files():
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, target)
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +119,10 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def finished_run(workdir) -> Path:
-    """The test configuration run to completion once (shared by the tests below)."""
-    res = snakemake(workdir, "--cores", "2", "--configfile", "config/test.yaml", timeout=1500)
-    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    return workdir
+def finished_run(test_config_run, tmp_path_factory) -> Path:
+    """The test configuration run to completion (once per session, tests/shared_run.py; the
+    SLURM tests compare with the same run), in a copy for the tests below to change."""
+    return copy_run(test_config_run, tmp_path_factory.mktemp("finished") / "repo")
 
 
 def train_rules(workdir: Path) -> list[str]:

@@ -14,7 +14,8 @@ import json
 import pytest
 import yaml
 from genomelab.report.summary import Comparison, pair_key
-from test_workflow import MODULES, copy_repo, snakemake, tissue_only_config
+from shared_run import copy_repo
+from test_workflow import MODULES, snakemake, tissue_only_config
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ CORES ?= 2
 CONFIG ?= config/demo.yaml
 PYTEST_ARGS ?=
 # The SLURM cluster tests (tests/slurm: install and start SLURM, then run config/test.yaml
-# twice, ~15 min on 2 cores) run in CI only: .ci/run sets CI=true (as CI services do), and
-# GENOMELAB_SLURM=1 asks for them anywhere else. `make test PYTEST_MARKERS=` runs everything.
+# through sbatch next to the session's local run of it, ~12 min on 2 cores) run in CI only:
+# .ci/run sets CI=true (as CI services do), and GENOMELAB_SLURM=1 asks for them anywhere
+# else. `make test PYTEST_MARKERS=` runs everything.
 ifeq ($(filter true 1,$(CI) $(GENOMELAB_SLURM)),)
 PYTEST_MARKERS ?= not slurm
 else
@@ -39,8 +40,9 @@ setup: $(BIN)/.genomelab-installed
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 
+# --no-loadscope-reorder keeps the order tests/conftest.py gives (longest files first).
 test: setup
-	$(BIN)/pytest -n $(CORES) --dist loadfile --durations=15 $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(CORES) --dist loadfile --no-loadscope-reorder --durations=15 $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/snakemake --lint --configfile $(CONFIG)

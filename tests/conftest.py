@@ -17,6 +17,34 @@ if str(SCRIPTS) not in sys.path:
 SHARED_DATA = Path(os.environ.get("GENOMELAB_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+# Test files that take minutes on CI's 2 cores (`make test`: 2 workers, one file at a time
+# each), longest first. They go to the front of the collection, and the Makefile turns off
+# pytest-xdist's reordering (by number of tests per file), so that they start at once on
+# both workers and the many short files fill in around them; a long file taken last would
+# run alone at the end. Every other file keeps its place after these.
+LONGEST_FIRST = (
+    "tests/slurm/test_slurm.py",
+    "tests/test_workflow.py",
+    "tests/test_workflow_folds.py",
+    "tests/test_binning_cluster.py",
+    "tests/test_own_data_docs.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+@pytest.fixture(scope="session")
+def test_config_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """config/test.yaml run to completion once per session (tests/shared_run.py); work on a
+    copy of it (``shared_run.copy_run``), never in it."""
+    from shared_run import finished_test_config
+
+    return finished_test_config(tmp_path_factory)
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import repo_files, tool
+from shared_run import repo_files
+from test_workflow import tool
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = Path("profiles") / "slurm" / "config.v8+.yaml"

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 from genomelab.config import schema_default
-from genomelab.report.summary import Comparison, pair_key
+from shared_run import copy_repo, copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -38,22 +38,6 @@ def tool(name: str) -> str:
 def run(cmd: list[str], cwd: Path, timeout: int = 600, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
-
-
-def repo_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    return [f for f in out.stdout.splitlines() if (ROOT / f).is_file()]
-
-
-def copy_repo(dest: Path) -> Path:
-    """Copy the repository's tracked (and new, unignored) files into ``dest``."""
-    for rel in repo_files():
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, target)
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +119,10 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def finished_run(workdir) -> Path:
-    """The test configuration run to completion once (shared by the tests below)."""
-    res = snakemake(workdir, "--cores", "2", "--configfile", "config/test.yaml", timeout=1500)
-    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    return workdir
+def finished_run(test_config_run, tmp_path_factory) -> Path:
+    """The test configuration run to completion (once per session, tests/shared_run.py; the
+    SLURM tests compare with the same run), in a copy for the tests below to change."""
+    return copy_run(test_config_run, tmp_path_factory.mktemp("finished") / "repo")
 
 
 def train_rules(workdir: Path) -> list[str]:
@@ -318,10 +301,11 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     import time
 
     override = finished_run / "long_training.yaml"
+    # Only the training parameters change, so only the target's two jobs rerun (tissue_train
+    # of mlp member 0 and mlp's ensemble). Changing tissue.models would also rerun the six
+    # diagnostics and the gate (their params), which this test is not about.
     override.write_text(
-        yaml.safe_dump(
-            {"tissue": {"models": ["mlp"], "ensemble": 1, "train": {"max_epochs": 150, "patience": 1000}}}
-        )
+        yaml.safe_dump({"tissue": {"ensemble": 1, "train": {"max_epochs": 150, "patience": 1000}}})
     )
     target = f"results/{RUN}/tissue/train/mlp/metrics.json"
     # Targets first: --configfile and -R take several values and would swallow a target after them.
@@ -467,13 +451,15 @@ def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run, tmp_
     assert assoc.groupby("query")["rank"].max().max() <= 10 and assoc["score"].notna().all()
 
 
-def tissue_only_config(workdir: Path, name: str, folds: int) -> str:
-    """The test config's tissue block alone (other modules off), with ``folds`` folds."""
+def tissue_only_config(workdir: Path, name: str, folds: int, **tissue) -> str:
+    """The test config's tissue block alone (other modules off), with ``folds`` folds and the
+    ``tissue`` keys given replaced."""
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
     for module in (*MODULES, "ingest"):
         if module != "tissue" and module in config:
             config[module]["enabled"] = False
     config["tissue"]["evaluation"] = {"folds": folds}
+    config["tissue"].update(tissue)
     config["run"] = "folds"
     (workdir / name).write_text(yaml.safe_dump(config))
     return name
@@ -492,70 +478,6 @@ def test_dry_run_with_folds_plans_a_training_job_per_fold(workdir):
     # Data, splits, diagnostics and the summary run once whatever the folds.
     for rule in ("tissue_features", "tissue_splits", "tissue_diagnostic", "tissue_summary"):
         assert jobs[3][rule] == jobs[1][rule], (rule, jobs)
-
-
-@pytest.mark.slow
-def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
-    # A copy of its own: the shared workdir's results belong to finished_run.
-    workdir = copy_repo(tmp_path)
-    config = tissue_only_config(workdir, "k2.yaml", 2)
-    res = snakemake(
-        workdir, "results/folds/tissue/summary.json", "--cores", "2", "--configfile", config, timeout=1500
-    )
-    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    out = workdir / "results" / "folds" / "tissue"
-    folds = (out / "folds.tsv").read_text().splitlines()
-    assert folds[0].split("\t")[-1] == "fold" and {line.split("\t")[-1] for line in folds[1:]} == {"0", "1"}
-    summary = json.loads((out / "summary.json").read_text())
-    comp = summary["comparisons"][0]
-    assert comp["folds"] == 2 and set(comp["spread"]) == set(comp["rows"])
-    pair = comp["tests"]["file-level MLP vs logistic regression"]
-    assert pair["test"].startswith("exact McNemar") and pair["n"] == len(folds) - 1
-    assert 0 <= pair["p_value"] <= 1 and "paired t-test" in pair["details"]["across_folds"]
-    # The verdict is the best model against the best baseline, by that pair's own test.
-    fields = ("title", "split", "primary", "higher_is_better", "rows", "kinds", "tests", "spread", "folds")
-    outcome = Comparison(**{k: comp[k] for k in fields if k in comp}).outcome()
-    judged = comp["tests"][pair_key(outcome["model"], outcome["baseline"])]
-    assert outcome["baseline"] in comp["verdict"] and outcome["model"] in comp["verdict"]
-    assert ("beats" in comp["verdict"]) == (judged["p_value"] < 0.05 and judged["favours"] == "model")
-    assert "±" in (out / "summary.md").read_text()
-    table = (out / "comparison.tsv").read_text().splitlines()
-    assert table[0].startswith("method\tkind\tfold\tn_test") and any("\tmean\t" in line for line in table)
-
-
-@pytest.mark.slow
-def test_regulon_and_assoc_with_two_folds_report_mean_sd_and_paired_tests(tmp_path):
-    # Folds over genome blocks (regulon) and over links (assoc), each fold's training its own
-    # job, run for real through the run summary that the report's landing page is made from.
-    workdir = copy_repo(tmp_path)
-    config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
-    for module in (*MODULES, "ingest"):
-        if module not in ("regulon", "assoc") and module in config:
-            config[module]["enabled"] = False
-    for module in ("regulon", "assoc"):
-        config[module]["evaluation"] = {"folds": 2}
-    config["run"] = "folds2"
-    (workdir / "k2.yaml").write_text(yaml.safe_dump(config))
-    res = snakemake(
-        workdir, "results/folds2/report/summary.json", "--cores", "2", "--configfile", "k2.yaml", timeout=1500
-    )
-    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    out = workdir / "results" / "folds2"
-    for fold in ("0", "1"):
-        assert (out / "regulon" / "folds" / fold / "summary.json").is_file()
-        assert (out / "assoc" / "folds" / fold / "links").is_dir()
-    for module in ("regulon", "assoc"):
-        summary = json.loads((out / module / "summary.json").read_text())
-        folded = [c for c in summary["comparisons"] if c.get("folds") == 2]
-        assert folded, (module, [c["title"] for c in summary["comparisons"]])
-        for comp in folded:
-            assert set(comp["spread"]) == set(comp["rows"])
-            assert all(0 <= pair["p_value"] <= 1 for pair in comp["tests"].values())
-            supported = any(p["p_value"] < 0.05 and p["favours"] == "model" for p in comp["tests"].values())
-            assert supported or "beats" not in comp["verdict"], comp["verdict"]
-        assert "±" in (out / module / "summary.md").read_text()
-    run_summary = (out / "report" / "summary.md").read_text()
-    assert "regulon" in run_summary and "assoc" in run_summary
 
 
 def regulon_only_config(workdir: Path, name: str, heldout: dict | None) -> str:

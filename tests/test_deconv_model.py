@@ -403,3 +403,29 @@ def test_user_samples_from_sheet_and_stacked_other(data, tmp_path):
     merged, names = group_other(props, ["a", "b", "c", "d"], 0.02)
     assert names == ["a", "b", "d", "other"]
     np.testing.assert_allclose(merged[:, -1], [0.01, 0.005])
+
+
+def test_the_weighted_prior_checks_its_reference_once_and_again_after_loading(caplog):
+    """A reference whose tissues span a constant profile (complementary profiles) leaves no
+    room for the offset: the prior is plain NNLS, with one warning, found on the first
+    forward and found again when other weights (another reference) are loaded."""
+    from genomelab.deconv.nnls import nnls_batched
+
+    t = np.linspace(0.05, 0.95, 20)
+    ref = np.column_stack([t, 1 - t, t**2, t**3])
+    net = _net(_cfg(prior_weight_floor=0.03))
+    other = DeconvNet(net.cfg, None, ref)
+    x = torch.tensor(np.clip(ref @ np.array([0.5, 0.2, 0.2, 0.1]) + 0.01, 0, 1)[None], dtype=torch.float32)
+    other.eval()
+    with caplog.at_level("WARNING"):
+        out = other(x)
+        other(x)
+    assert caplog.text.count("nearly span a constant profile") == 1
+    raw = nnls_batched(ref, x.double().numpy())
+    torch.testing.assert_close(
+        out["nnls"], torch.tensor(raw / raw.sum(1, keepdims=True), dtype=torch.float32)
+    )
+    other.load_state_dict(net.state_dict())  # the random reference has room for the offset
+    assert other._offset_ok is None
+    other(x)
+    assert other._offset_ok is True

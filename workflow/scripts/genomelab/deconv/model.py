@@ -176,15 +176,10 @@ class DeconvNet(nn.Module):
                     f"reference must have shape [{cfg.n_regions}, {cfg.n_tissues}], not {tuple(ref_t.shape)}"
                 )
             self.register_buffer("reference", ref_t.clone())
-            if cfg.nnls_prior and cfg.prior_weight_floor > 0:
-                from genomelab.deconv.nnls import OFFSET_MIN_RESIDUAL, offset_residual
-
-                if offset_residual(ref_t.double().numpy()) < OFFSET_MIN_RESIDUAL:
-                    logger.warning(
-                        "the reference's tissues nearly span a constant profile: the prior is plain NNLS, "
-                        "not the weighted NNLS with an offset (model.prior_weight_floor %g has no effect)",
-                        cfg.prior_weight_floor,
-                    )
+        # Whether the reference leaves room for the weighted prior's offset: found once per
+        # reference (the first forward after construction or loading), not per batch.
+        self._offset_ok: bool | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: setattr(module, "_offset_ok", None))
         layers: list[nn.Module] = []
         width = cfg.n_regions + (cfg.n_tissues if cfg.nnls_prior else 0)
         for h in cfg.hidden:
@@ -217,7 +212,10 @@ class DeconvNet(nn.Module):
             from genomelab.deconv.nnls import nnls_torch
 
             # prior_weight_floor > 0: the weighted NNLS with an offset (deconvolve_weighted).
-            raw = nnls_torch(self.reference, x, weight_floor=self.cfg.prior_weight_floor or None)
+            floor = self.cfg.prior_weight_floor or None
+            raw = nnls_torch(
+                self.reference, x, weight_floor=floor, offset=self._offset_room() if floor else None
+            )
             prior = (raw / raw.sum(-1, keepdim=True).clamp_min(1e-12)).to(xf.dtype)
             log_prior = torch.log(prior + self.PRIOR_FLOOR)
             z = self.trunk(torch.cat([xf, self._prior_features(prior, log_prior)], dim=-1))
@@ -235,6 +233,20 @@ class DeconvNet(nn.Module):
                     out["presence_logits"] + self.presence_scale * log_prior + self.presence_offset
                 )
         return out
+
+    def _offset_room(self) -> bool:
+        """``self._offset_ok``, found (and warned about) on first use for this reference."""
+        if self._offset_ok is None:
+            from genomelab.deconv.nnls import OFFSET_MIN_RESIDUAL, offset_residual
+
+            self._offset_ok = offset_residual(self.reference.double().cpu().numpy()) >= OFFSET_MIN_RESIDUAL
+            if not self._offset_ok:
+                logger.warning(
+                    "the reference's tissues nearly span a constant profile: the prior is plain NNLS, "
+                    "not the weighted NNLS with an offset (model.prior_weight_floor %g has no effect)",
+                    self.cfg.prior_weight_floor,
+                )
+        return self._offset_ok
 
     def _prior_features(self, prior: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
         """The NNLS proportions [B, T] as the trunk sees them. With ``log_prior_input`` on a

@@ -330,11 +330,12 @@ def deconvolve_weighted(A: np.ndarray, B: np.ndarray, weight_floor: float = WEIG
         raise ValueError(f"weighted NNLS: weight_floor must be > 0, not {weight_floor}")
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
-    if offset_residual(A) < OFFSET_MIN_RESIDUAL:
+    spread = offset_residual(A)
+    if spread < OFFSET_MIN_RESIDUAL:
         logger.warning(
             "weighted NNLS: the reference's tissues nearly span a constant profile (residual %.3g < %g), "
             "so an offset cannot be told from them; plain NNLS instead (model.prior_weight_floor: 0 says so)",
-            offset_residual(A),
+            spread,
             OFFSET_MIN_RESIDUAL,
         )
         return deconvolve_nnls(A, B)
@@ -362,7 +363,14 @@ def deconvolve_weighted(A: np.ndarray, B: np.ndarray, weight_floor: float = WEIG
     return NNLSResult(raw, props, np.zeros(len(raw)), residual, n_valid)
 
 
-def nnls_torch(A, X, max_iter: int | None = None, support=None, weight_floor: float | None = None):
+def nnls_torch(
+    A,
+    X,
+    max_iter: int | None = None,
+    support=None,
+    weight_floor: float | None = None,
+    offset: bool | None = None,
+):
     """Batched NNLS in torch (block principal pivoting), for use inside a network.
 
     A: [M, K] reference; X: [B, M] samples (NaN = missing). Returns x [B, K] (float64, no
@@ -371,7 +379,10 @@ def nnls_torch(A, X, max_iter: int | None = None, support=None, weight_floor: fl
     ``support`` [B, K] bool, when given, restricts each sample's fit to its True tissues
     (the others are 0): NNLS against that sample's columns of A only. With
     ``weight_floor`` the fit is :func:`deconvolve_weighted`'s (offset column, one reweighted
-    solve; the offset's coefficient is dropped from x); not with ``support``.
+    solve; the offset's coefficient is dropped from x); not with ``support``. ``offset``: whether
+    the reference leaves room for the offset (``offset_residual`` >= ``OFFSET_MIN_RESIDUAL``;
+    False = plain NNLS); None checks it here, so a caller with a fixed reference passes its own
+    answer once found instead of a least-squares fit per batch.
     """
     import torch
 
@@ -383,12 +394,12 @@ def nnls_torch(A, X, max_iter: int | None = None, support=None, weight_floor: fl
         if weight_floor is not None:
             if support is not None:
                 raise ValueError("nnls_torch: weight_floor and support do not combine")
-            one = torch.ones(len(A), 1, dtype=A.dtype, device=A.device)
-            coef = torch.linalg.lstsq(A, one).solution
-            if float(torch.linalg.norm(one - A @ coef)) / len(A) ** 0.5 < OFFSET_MIN_RESIDUAL:
-                # As deconvolve_weighted: no offset that the tissues could mimic (DeconvNet warns).
+            if offset is None:
+                offset = offset_residual(A.cpu().numpy()) >= OFFSET_MIN_RESIDUAL
+            if not offset:
+                # As deconvolve_weighted: no offset that the tissues could mimic.
                 return _bpp_torch(A, Xz, valid.to(A.dtype), None, max_iter)
-            Ao = torch.cat([A, one], dim=1)
+            Ao = torch.cat([A, torch.ones(len(A), 1, dtype=A.dtype, device=A.device)], dim=1)
             first = _bpp_torch(Ao, Xz, valid.to(A.dtype), None, max_iter)
             mu = (first @ Ao.T).clamp(0.0, 1.0)
             w = torch.where(valid, 1.0 / (mu * (1.0 - mu) + weight_floor), torch.zeros_like(mu))

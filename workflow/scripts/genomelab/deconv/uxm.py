@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from genomelab.config import ConfigSection, from_schema, typed_config
-from genomelab.deconv.nnls import NNLSResult, nnls_batched
+from genomelab.deconv.nnls import NNLSResult, weighted_nnls_batched
 from genomelab.deconv.reference import Reference
 from genomelab.io.atomic import atomic_write_json
 from genomelab.io.blocks import BlockTable, read_block_counts, read_blocks
@@ -115,20 +115,14 @@ def weighted_nnls(A: np.ndarray, B: np.ndarray, W: np.ndarray) -> NNLSResult:
     if (W < 0).any() or not np.isfinite(W).all():
         raise ValueError("weighted NNLS: weights must be finite and >= 0")
     n, k = B.shape[0], A.shape[1]
-    raw, residual = np.zeros((n, k)), np.full(n, np.nan)
     used = np.isfinite(B) & (W > 0)
-    for i in range(n):
-        rows = used[i]
-        if rows.sum() < k:
-            logger.warning(
-                "weighted NNLS: sample %d has %d usable blocks for %d cell types", i, rows.sum(), k
-            )
-        if not rows.any():
-            continue
-        Aw = A[rows] * W[i, rows, None]
-        bw = B[i, rows] * W[i, rows]
-        raw[i] = nnls_batched(Aw, bw[None])[0]
-        residual[i] = float(np.sqrt(np.mean((Aw @ raw[i] - bw) ** 2)))
+    for i in np.flatnonzero(used.sum(1) < k):
+        logger.warning("weighted NNLS: sample %d has %d usable blocks for %d cell types", i, used[i].sum(), k)
+    # Row multipliers w are squared weights of the least-squares terms (the shared solver's form).
+    raw = weighted_nnls_batched(A, np.where(used, B, np.nan), W**2)
+    err = np.where(used, (raw @ A.T - np.where(used, B, 0.0)) * W, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residual = np.sqrt((err**2).sum(1) / used.sum(1))  # NaN for a sample without rows
     total = raw.sum(1)
     props = raw / np.where(total > 0, total, 1.0)[:, None]
     return NNLSResult(raw, props, np.zeros(n), residual, used.sum(1))

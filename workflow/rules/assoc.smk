@@ -60,9 +60,11 @@ if ASSOC["enabled"]:
 rule assoc_data:
     """Validate links and entity tables; assign held-out-link and held-out-entity splits."""
     input:
-        links=ASSOC["data"]["links"],
-        sources=ASSOC["data"]["sources"],
-        targets=ASSOC["data"]["targets"],
+        # "" (the schema default) where assoc is off: [] so that Snakemake does not warn
+        # about an empty path in every other module's run.
+        links=ASSOC["data"]["links"] or [],
+        sources=ASSOC["data"]["sources"] or [],
+        targets=ASSOC["data"]["targets"] or [],
         splits=ASSOC["data"]["splits"] or [],
         exclude_known=ASSOC["data"]["exclude_known"] or [],
     output:

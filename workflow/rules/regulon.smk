@@ -60,7 +60,7 @@ rule regulon_process:
         dump=REGULON_DUMP,
         flat=REGULON_FLAT,
         expression=REGULON_EXPRESSION,
-        genome=REGULON["genome"],
+        genome=REGULON["genome"] or [],  # "" where regulon is off: no empty-path warning
         annotation=REGULON_ANNOTATION,
     output:
         genes=f"{REGULON_OUT}/data/genes.tsv",
@@ -102,7 +102,7 @@ rule regulon_targets:
     input:
         genes=rules.regulon_process.output.genes,
         operons=rules.regulon_process.output.operons,
-        genome=REGULON["genome"],
+        genome=REGULON["genome"] or [],  # "" where regulon is off: no empty-path warning
         heldout=REGULON_HELDOUT,
     output:
         targets=f"{REGULON_OUT}/data/targets.h5",

@@ -6,13 +6,16 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from genomelab.deconv import io as dio
+from genomelab.deconv.infer import read_user_samples
 from genomelab.deconv.metrics import deconv_metrics
 from genomelab.deconv.mixtures import PhaseConfig, make_mixtures, write_mixtures
 from genomelab.deconv.model import KIND, DeconvNet, DeconvNetConfig, load_model
-from genomelab.deconv.nnls import deconvolve_nnls
+from genomelab.deconv.nnls import WEIGHT_FLOOR, deconvolve_nnls, deconvolve_weighted
+from genomelab.deconv.reference import load_reference
 from genomelab.train.export import save_exported
 
 TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]
@@ -106,7 +109,7 @@ def test_loss_terms_and_missing_inputs():
     torch.testing.assert_close(mlp(x)["proportions"], mlp(filled)["proportions"])
     # With it, the untrained network returns its prior (its head starts at zero): the
     # weighted NNLS with an offset by default, plain NNLS with prior_weight_floor 0.
-    from genomelab.deconv.nnls import deconvolve_weighted, nnls_batched
+    from genomelab.deconv.nnls import nnls_batched
 
     A, xs = model.reference.double().numpy(), x.double().numpy()
     plain_prior = _net(_cfg(prior_weight_floor=0.0))
@@ -331,6 +334,7 @@ def test_curriculum_init_and_inference(data, tmp_path):
         k: str(tmp_path / "inf" / f"{k}.{ext}")
         for k, ext in (
             ("nnls", "csv"),
+            ("weighted", "csv"),
             ("model", "csv"),
             ("residuals", "csv"),
             ("join", "json"),
@@ -347,7 +351,22 @@ def test_curriculum_init_and_inference(data, tmp_path):
     np.testing.assert_allclose(values.sum(0), 1.0, atol=1e-4)
     model_props, _, _ = dio.read_table(files["model"])
     np.testing.assert_allclose(model_props.sum(0), 1.0, atol=1e-4)
-    assert "vs_truth" in summary
+    # The weighted NNLS with an offset beside them: what deconvolve_weighted gives on the
+    # joined betas, at the network's prior floor, without an unknown row.
+    weighted, w_tissues, w_samples = dio.read_table(files["weighted"])
+    assert w_tissues.tolist() == list(data["ref"].tissues) and w_samples.tolist() == samples.tolist()
+    ref_all = load_reference(d / "reference.tsv")
+    betas, regions, _ = read_user_samples(d / "new.csv")
+    aligned = betas[:, [regions.tolist().index(r) for r in ref_all.regions]]
+    floor = summary["weighted_nnls"]["weight_floor"]
+    assert floor == pytest.approx(load_model(second / "model.pt")[0].cfg.prior_weight_floor or WEIGHT_FLOOR)
+    np.testing.assert_allclose(
+        weighted.T, deconvolve_weighted(ref_all.profiles, aligned, floor).proportions, atol=2e-6
+    )
+    residuals = pd.read_csv(files["residuals"], index_col=0)
+    assert {"weighted_nnls_raw_residual", "weighted_nnls_residual"} <= set(residuals.columns)
+    assert np.isfinite(residuals.to_numpy()).all()
+    assert set(summary["vs_truth"]) == {"nnls", "weighted_nnls", "model"}
     # Samples on another ID scheme: an error naming the first IDs of both sides.
     other = tmp_path / "other.csv"
     other.write_text("id,s1\nchr1:100,0.5\nchr1:200,0.4\n")

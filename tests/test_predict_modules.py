@@ -61,7 +61,7 @@ def test_deconv_predictions_equal_training_and_infer(deconv_run, tmp_path):
     assert main([*args, "--reference", str(d / "reference.tsv"), "--out", str(out)]) == 0
     files = {k: str(tmp_path / "infer" / name) for k, name in FILES.items()}
     infer(run / "model.pt", d / "reference.tsv", d / "new.csv", files, 0.01, 0.5, False, 0.02)
-    for key in ("nnls", "model", "residuals"):
+    for key in ("nnls", "weighted", "model", "residuals"):
         assert (out / FILES[key]).read_text() == Path(files[key]).read_text(), key
     values, tissues, samples = read_table(out / FILES["model"])
     assert tissues.tolist() == list(deconv_run["ref"].tissues) and len(samples) == 3

@@ -74,6 +74,7 @@ def test_deconv_server_reports_nnls_like_predict_files(tmp_path, files, model):
     )  # fmt: skip
     nnls_file, _, nnls_samples = read_table(tmp_path / model[:-3] / "nnls_proportions.csv")
     net_file, _, _ = read_table(tmp_path / model[:-3] / "model_proportions.csv")
+    weighted_file, _, _ = read_table(tmp_path / model[:-3] / "weighted_nnls_proportions.csv")
     assert list(nnls_samples) == ["s0", "s1", "s2"]
     app = create_app(tmp_path / model, reference=tmp_path / "reference.tsv")
     with serving(app) as client:
@@ -83,6 +84,10 @@ def test_deconv_server_reports_nnls_like_predict_files(tmp_path, files, model):
     # The files hold 6 significant digits.
     np.testing.assert_allclose(_table(reply, "nnls"), nnls_file.T, atol=2e-6)
     np.testing.assert_allclose(_table(reply, "proportions"), net_file.T, atol=2e-6)
+    # The weighted NNLS with an offset, at the prior's floor (the default for the plain model).
+    np.testing.assert_allclose(_table(reply, "weighted_nnls"), weighted_file.T, atol=2e-6)
+    np.testing.assert_allclose(_table(unknown, "weighted_nnls"), weighted_file.T, atol=2e-6)
+    assert card["weighted_nnls"]["weight_floor"] == pytest.approx(0.03)
     assert [s["n_regions_matched"] for s in reply["samples"]] == [40, 40, 40]
     assert card["reference"]["source"] == str(tmp_path / "reference.tsv")
     assert (card["reference"]["n_regions"], card["reference"]["n_tissues"]) == (40, 4)

@@ -303,7 +303,7 @@ rule deconv_compare:
 
 
 rule deconv_infer:
-    """Deconvolve new samples with the chosen network and NNLS side by side."""
+    """Deconvolve new samples with the chosen network, NNLS and weighted NNLS side by side."""
     input:
         **DC_INFER_SAMPLES,
         files=DC_INFER_FILES,
@@ -311,6 +311,7 @@ rule deconv_infer:
         reference=f"{DC_OUT}/reference/reference.tsv",
     output:
         nnls=f"{DC_INFER_OUT}/nnls_proportions.csv",
+        weighted=f"{DC_INFER_OUT}/weighted_nnls_proportions.csv",
         model=f"{DC_INFER_OUT}/model_proportions.csv",
         residuals=f"{DC_INFER_OUT}/residuals.csv",
         join=f"{DC_INFER_OUT}/join_report.json",
@@ -462,6 +463,7 @@ if DECONV["predict"]["inputs"]:
             inputs=DECONV["predict"]["inputs"],
         output:
             nnls=f"{DC_OUT}/predict/nnls_proportions.csv",
+            weighted=f"{DC_OUT}/predict/weighted_nnls_proportions.csv",
             model=f"{DC_OUT}/predict/model_proportions.csv",
             residuals=f"{DC_OUT}/predict/residuals.csv",
             join=f"{DC_OUT}/predict/join_report.json",

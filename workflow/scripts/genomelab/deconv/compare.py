@@ -152,7 +152,7 @@ def predict_all(
     regions of ``ref_all``; the markers (``ref``'s regions) are a subset of them."""
     import torch
 
-    from genomelab.deconv.model import load_model
+    from genomelab.deconv.model import load_model, weighted_floor
     from genomelab.deconv.nnls import WEIGHT_FLOOR, deconvolve_nnls, deconvolve_weighted
 
     pos = {r: i for i, r in enumerate(ref_all.regions.tolist())}
@@ -168,7 +168,8 @@ def predict_all(
     floors = []
     for variant, path in models.items():
         model, _ = load_model(path, ref.regions, ref.tissues)
-        floors.append(model.cfg.prior_weight_floor if model.cfg.nnls_prior else 0.0)
+        if model.cfg.nnls_prior and model.cfg.prior_weight_floor:
+            floors.append(weighted_floor(model))
         with torch.no_grad():
             preds[VARIANTS[variant]] = model.predict(torch.tensor(beta)).double().numpy()
     # The networks' weighted prior alone (their floor; the default one beside plain priors).

@@ -1,4 +1,5 @@
-"""The deconv_infer step: deconvolve user samples with the chosen network and NNLS side by side."""
+"""The deconv_infer step: deconvolve user samples with the chosen network, NNLS (MethAtlas)
+and the weighted NNLS with an offset (the network's prior, issue 19) side by side."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from genomelab.deconv.io import (
     write_table,
 )
 from genomelab.deconv.metrics import deconv_metrics, headline
-from genomelab.deconv.nnls import deconvolve_nnls
+from genomelab.deconv.nnls import deconvolve_nnls, deconvolve_weighted
 from genomelab.deconv.reference import load_reference
 from genomelab.io.atomic import atomic_write_json
 from genomelab.io.sheets import is_sample_sheet
@@ -51,11 +52,17 @@ def infer(
     other_threshold: float,
     truth: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Deconvolve user samples with the chosen network and NNLS side by side."""
+    """Deconvolve user samples with the chosen network, NNLS and the weighted NNLS with an
+    offset side by side.
+
+    ``out_dir_files``: ``nnls``, ``weighted`` and ``model`` (proportions tables, tissues x
+    samples; NNLS with an ``unknown`` row when ``unknown_component``), ``residuals`` (per
+    sample), ``join`` (JSON summary) and ``stacked`` (PNG). The weighted NNLS uses the
+    network's prior weight floor (``model.weighted_floor``) and no unknown component."""
     import torch
 
     from genomelab.deconv import plots as P
-    from genomelab.deconv.model import load_model
+    from genomelab.deconv.model import load_model, weighted_floor
 
     ref = load_reference(reference)
     # A model made for another reference is refused, naming both ID lists.
@@ -66,6 +73,8 @@ def infer(
     if empty:
         raise ValueError(f"{samples}: sample(s) {empty[:5]} have no value on any reference region")
     nn = deconvolve_nnls(ref.profiles, aligned, unknown_component)
+    floor = weighted_floor(model)
+    wn = deconvolve_weighted(ref.profiles, aligned, floor)
     with torch.no_grad():
         net = model.predict(torch.tensor(aligned, dtype=torch.float32)).numpy().astype(np.float64)
     # Residual of each method: RMS of (reference @ proportions - sample) over valid regions.
@@ -81,13 +90,25 @@ def infer(
     )
     nn_names = tissues + (["unknown"] if unknown_component else [])
     write_table(out_dir_files["nnls"], nn_rows.T, nn_names, names, index_name="tissue")
+    write_table(out_dir_files["weighted"], wn.proportions.T, tissues, names, index_name="tissue")
     write_table(out_dir_files["model"], net.T, tissues, names, index_name="tissue")
-    res = np.stack([nn.residual, rms(nn.proportions), rms(net), valid.sum(1)], 1)
+    # weighted_nnls_residual: RMS of its own fit (offset and unscaled proportions), like
+    # nnls_raw_residual; the *_residual of proportions summing to 1 compare the methods.
+    res = np.stack(
+        [nn.residual, rms(nn.proportions), wn.residual, rms(wn.proportions), rms(net), valid.sum(1)], 1
+    )
     write_table(
         out_dir_files["residuals"],
         res,
         names,
-        ["nnls_raw_residual", "nnls_residual", "model_residual", "n_regions_used"],
+        [
+            "nnls_raw_residual",
+            "nnls_residual",
+            "weighted_nnls_raw_residual",
+            "weighted_nnls_residual",
+            "model_residual",
+            "n_regions_used",
+        ],
         index_name="sample",
     )
     summary: dict[str, Any] = {
@@ -95,6 +116,7 @@ def infer(
         "model": str(model_path),
         "variant": exported.extra.get("variant"),
         "join": report.to_dict(),
+        "weighted_nnls": {"weight_floor": floor, "offset": True},
     }
     if truth:
         t_values, t_tissues, t_samples = read_table(truth, "truth table")
@@ -103,11 +125,16 @@ def infer(
         true = t_values[np.ix_(rows, order)].T
         summary["vs_truth"] = {
             "nnls": headline(deconv_metrics(true, nn.proportions, tissues, call)),
+            "weighted_nnls": headline(deconv_metrics(true, wn.proportions, tissues, call)),
             "model": headline(deconv_metrics(true, net, tissues, call)),
         }
     atomic_write_json(out_dir_files["join"], summary)
     P.stacked_bar_plot(
-        {"NNLS": nn.proportions, f"network ({exported.extra.get('variant')})": net},
+        {
+            "NNLS": nn.proportions,
+            "weighted NNLS + offset": wn.proportions,
+            f"network ({exported.extra.get('variant')})": net,
+        },
         list(names),
         tissues,
         out_dir_files["stacked"],

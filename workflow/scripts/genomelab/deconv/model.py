@@ -334,6 +334,17 @@ class DeconvNet(nn.Module):
 KIND = "deconv"
 
 
+def weighted_floor(model: DeconvNet) -> float:
+    """The weight floor of the weighted NNLS reported beside ``model``: its prior's
+    (``prior_weight_floor`` of a network with a weighted NNLS prior), else the default
+    (``nnls.WEIGHT_FLOOR``), so that a network with a plain prior or none is still shown
+    next to the estimator that met issue 19's bar."""
+    from genomelab.deconv.nnls import WEIGHT_FLOOR
+
+    floor = model.cfg.prior_weight_floor if model.cfg.nnls_prior else 0.0
+    return float(floor) or WEIGHT_FLOOR
+
+
 def load_model(path: Any, regions: Any = None, tissues: Any = None) -> tuple[DeconvNet, ExportedModel]:
     """The network of an exported ``model.pt`` (eval mode, CPU) and the file's content.
 

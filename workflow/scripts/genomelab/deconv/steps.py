@@ -179,7 +179,7 @@ def infer_step(smk: Any) -> None:
         smk.input.model,
         smk.input.reference,
         smk.input.samples,
-        {k: smk.output[k] for k in ("nnls", "model", "residuals", "join", "stacked")},
+        {k: smk.output[k] for k in ("nnls", "weighted", "model", "residuals", "join", "stacked")},
         float(smk.params.presence_threshold),
         float(smk.params.min_match),
         bool(smk.params.unknown_component),

@@ -22,6 +22,7 @@ from genomelab.train.device import resolve_device
 # Output files of a deconv prediction, in its folder (the names deconv_infer writes).
 FILES = {
     "nnls": "nnls_proportions.csv",
+    "weighted": "weighted_nnls_proportions.csv",
     "model": "model_proportions.csv",
     "residuals": "residuals.csv",
     "join": "join_report.json",

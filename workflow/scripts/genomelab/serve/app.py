@@ -287,11 +287,17 @@ class _Deconv:
         self.min_match = schema_default("deconv.infer.min_match")
         self.unknown_component = schema_default("deconv.reference.unknown_component")
         self.profiles, reference = self.p.nnls_reference(opts.get("reference"))
-        # The card says which reference NNLS uses.
-        self.card = {"reference": reference}
+        from genomelab.deconv.model import weighted_floor
+
+        self.weight_floor = weighted_floor(self.p.model)
+        # The card says which reference NNLS and the weighted NNLS use.
+        self.card = {
+            "reference": reference,
+            "weighted_nnls": {"weight_floor": self.weight_floor, "offset": True},
+        }
 
     def __call__(self, req: DeconvRequest) -> dict[str, Any]:
-        from genomelab.deconv.nnls import deconvolve_nnls
+        from genomelab.deconv.nnls import deconvolve_nnls, deconvolve_weighted
 
         n_model = len(self.p.regions)
         min_match = self.min_match if req.min_match is None else req.min_match
@@ -310,6 +316,7 @@ class _Deconv:
         aligned = np.stack(rows)
         props = self.p.predict_arrays(aligned)
         nnls = deconvolve_nnls(self.profiles, aligned, unknown)
+        weighted = deconvolve_weighted(self.profiles, aligned, self.weight_floor).proportions
         out = []
         for i, s in enumerate(req.samples):
             by_nnls = dict(zip(self.p.tissues, nnls.proportions[i].tolist(), strict=True))
@@ -320,6 +327,7 @@ class _Deconv:
                     "sample": s.sample,
                     "proportions": dict(zip(self.p.tissues, props[i].tolist(), strict=True)),
                     "nnls": by_nnls,
+                    "weighted_nnls": dict(zip(self.p.tissues, weighted[i].tolist(), strict=True)),
                     "n_regions_matched": matched[i],
                 }
             )

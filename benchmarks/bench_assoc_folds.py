@@ -137,6 +137,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     data_dir = prepare(args.shared, args.out, args.seed, args.folds)
     run = f"{parse_variant(args.variant)[0]}_e{args.max_epochs}"
+    if args.folds != 5 or args.seed != 42:  # the saved runs' names before other fold counts
+        run += f"_k{args.folds}_s{args.seed}"
     run_dir = args.out / run
     paths = [run_fold(data_dir, run_dir, f, args.max_epochs, args.variant) for f in range(args.folds)]
     grids = [json.loads(g.read_text()) for g, _ in paths]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genomelab.predict.common import IdMatch, check_same, match_ids
+from genomelab.predict.common import IdIndex, IdMatch, check_same, match_ids
 from genomelab.train.device import resolve_device
 
 # Output files of a deconv prediction, in its folder (the names deconv_infer writes).
@@ -41,6 +41,7 @@ class DeconvPredictor:
         self.device = resolve_device(str(device))
         self.model.to(self.device)
         self.regions = np.asarray(self.exported.ids["regions"])
+        self.region_index = IdIndex(self.regions)  # built once: requests are matched against it
         self.tissues = list(self.exported.ids["tissues"])
 
     def predict_arrays(self, betas: np.ndarray) -> np.ndarray:
@@ -53,7 +54,7 @@ class DeconvPredictor:
         self, betas: np.ndarray, regions: np.ndarray, min_match: float, source: str
     ) -> tuple[np.ndarray, IdMatch]:
         """Betas [S, R_in] joined by ID to the model's regions: float64 [S, R] (NaN absent)."""
-        match = match_ids(self.regions, regions, "regions", source, min_match)
+        match = match_ids(self.region_index, regions, "regions", source, min_match)
         aligned = np.full((betas.shape[0], len(self.regions)), np.nan, np.float64)
         found = match.index >= 0
         aligned[:, found] = betas[:, match.index[found]]

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.predict.common import IdMatch, match_ids
+from genomelab.predict.common import IdIndex, IdMatch, match_ids
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble
 from genomelab.tissue.models import FILE_LEVEL, build_model, exported_config
@@ -104,6 +104,7 @@ class TissuePredictor:
         self.path, self.exported, self.device = str(path), exported, resolve_device(str(device))
         self.classes = list(exported.ids["classes"])
         self.regions = np.asarray(exported.ids["regions"])
+        self.region_index = IdIndex(self.regions)  # built once: requests are matched against it
         self.n_positions = int(exported.extra["n_positions"])
         # The temperature fitted on validation when the ensemble was made (1 = none, as for a
         # single member, whose training metrics are uncalibrated too).
@@ -178,7 +179,7 @@ class TissuePredictor:
 
     def predict(self, inputs: TissueInputs, min_region_match: float, min_covered: float) -> TissuePrediction:
         """Join ``inputs`` to the model's regions, classify, flag poorly covered samples."""
-        match = match_ids(self.regions, inputs.regions, "regions", inputs.source, min_region_match)
+        match = match_ids(self.region_index, inputs.regions, "regions", inputs.source, min_region_match)
         found = match.index >= 0
         n = len(inputs.samples)
         if len(inputs.regions) == len(self.regions) and (match.index == np.arange(len(self.regions))).all():

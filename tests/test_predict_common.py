@@ -1,0 +1,53 @@
+"""genomelab.predict.common: matching a request's IDs to a model's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from genomelab.predict.common import IdIndex, InputMismatch, match_ids
+
+MODEL = [f"r{i}" for i in range(50)]
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        MODEL,  # the model's own IDs, in order
+        MODEL[::-1],  # reordered
+        MODEL[10:40],  # a subset (a sparse sample)
+        ["x1", *MODEL[5:30:3], "x2"],  # a subset with IDs the model does not know
+        np.asarray(MODEL[:45]),  # an array
+    ],
+)
+def test_an_id_index_matches_as_the_plain_ids_do(inputs):
+    plain = match_ids(MODEL, inputs, "regions", "req", 0.0)
+    indexed = match_ids(IdIndex(MODEL), inputs, "regions", "req", 0.0)
+    for field in dataclasses.fields(plain):
+        a, b = getattr(plain, field.name), getattr(indexed, field.name)
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b, field.name
+    # Every matched model ID points at the same ID in the input.
+    found = indexed.index >= 0
+    assert [str(inputs[i]) for i in indexed.index[found]] == [
+        m for m, f in zip(MODEL, found, strict=True) if f
+    ]
+
+
+def test_an_id_index_refuses_as_the_plain_ids_do():
+    index = IdIndex(MODEL)
+    for ids, pattern in (
+        (["r1", "r2", "r1"], r"req: 1 duplicated regions ID\(s\), first \['r1'\]"),
+        (["x", "y"], r"req: 0 of the model's 50 regions found .*first \['r0', 'r1'.*first \['x', 'y'\]"),
+        (MODEL[:10], r"req: 10 of the model's 50 regions found in the input \(need 50%\); 40 of"),
+    ):
+        for model in (MODEL, index):
+            with pytest.raises(InputMismatch, match=pattern):
+                match_ids(model, ids, "regions", "req", 0.5)
+
+
+def test_a_request_in_the_model_s_own_order_needs_no_lookup():
+    ids = np.asarray(MODEL)
+    index = IdIndex(ids)
+    match = match_ids(index, ids, "regions", "req")  # the very array the index was built from
+    assert match.n_matched == 50 and (match.index == np.arange(50)).all()

@@ -54,7 +54,9 @@ from genomelab.io.atomic import atomic_write_json  # noqa: E402
 
 def prepare(shared: Path, out: Path, seed: int, k: int) -> Path:
     """The links in ``k`` folds (``data/folds/<f>/splits.npz``) and the entity features."""
-    data_dir = out / "data"
+    # One data folder per fold count and seed: runs sharing --out must not reuse another
+    # draw's folds (the saved 5-fold seed-42 run used out/data).
+    data_dir = out / ("data" if (k, seed) == (5, 42) else f"data_k{k}_s{seed}")
     if not (data_dir / "feat.npz").exists():
         res = ROOT / "resources" / "assoc"
         D.prepare_data(

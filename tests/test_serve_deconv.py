@@ -14,7 +14,7 @@ import pytest
 import torch
 from genomelab.deconv.io import read_table, write_table
 from genomelab.deconv.model import KIND, DeconvNet, DeconvNetConfig
-from genomelab.deconv.nnls import deconvolve_nnls
+from genomelab.deconv.nnls import deconvolve_nnls, deconvolve_weighted
 from genomelab.predict.common import InputMismatch
 from genomelab.predict.deconv import predict_files
 from genomelab.serve.app import create_app
@@ -27,9 +27,9 @@ REGIONS = [f"cg{i:03d}" for i in range(40)]
 TISSUES = ["Blood", "Liver", "Lung", "Colon"]
 
 
-def _export(path, profiles: np.ndarray, nnls_prior: bool) -> None:
+def _export(path, profiles: np.ndarray, nnls_prior: bool, **model) -> None:
     torch.manual_seed(0)
-    section = {"hidden": [8], "nnls_prior": nnls_prior}
+    section = {"hidden": [8], "nnls_prior": nnls_prior, **model}
     cfg = DeconvNetConfig.from_config(section, len(REGIONS), len(TISSUES), True, 0.01)
     net = DeconvNet(cfg, profiles.mean(1), profiles if nnls_prior else None)
     save_exported(
@@ -123,3 +123,29 @@ def test_deconv_server_uses_the_priors_reference_and_refuses_another(tmp_path, f
     write_table(tmp_path / "reordered.tsv", profiles[:, ::-1], REGIONS, TISSUES[::-1])
     with pytest.raises(InputMismatch, match="reordered.tsv: reference tissues differ"):
         create_app(tmp_path / "plain.pt", reference=tmp_path / "reordered.tsv")
+
+
+@pytest.mark.parametrize(
+    ("model", "floor", "is_prior"),
+    [({"prior_weight_floor": 0.05}, 0.05, True), ({"prior_weight_floor": 0.0}, 0.03, False)],
+)
+def test_deconv_weighted_nnls_is_the_network_s_own_prior(tmp_path, files, model, floor, is_prior):
+    """At a floor other than the default the reply's weighted NNLS is the network's own prior
+    (the ``nnls`` output of its forward) and the card says so; a network with a plain prior
+    (an export from before round 10 loads with floor 0) gets the default floor, 0.03."""
+    profiles, betas = files
+    _export(tmp_path / "m.pt", profiles, nnls_prior=True, **model)
+    app = create_app(tmp_path / "m.pt")
+    with serving(app) as client:
+        reply = client.post("/predict", json=_body(betas)).json()
+        card = client.get("/card").json()
+    assert card["weighted_nnls"] == {"weight_floor": floor, "offset": True, "network_prior": is_prior}
+    net = app.state.handler.p.model
+    with torch.no_grad():
+        prior = net(torch.tensor(betas, dtype=torch.float32))["nnls"].double().numpy()
+    expected = deconvolve_weighted(profiles.astype(np.float32).astype(np.float64), betas, floor).proportions
+    np.testing.assert_allclose(_table(reply, "weighted_nnls"), expected, atol=1e-9)
+    if is_prior:
+        np.testing.assert_allclose(_table(reply, "weighted_nnls"), prior, atol=1e-5)
+    else:
+        assert np.abs(_table(reply, "weighted_nnls") - prior).max() > 1e-4

@@ -433,9 +433,10 @@ def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run, tmp_
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     assert (probs.idxmax(axis=1).str[2:] == tissue["call"]).all()
     assert tissue.groupby("model")["sample"].nunique().nunique() == 1  # every sample once per model
-    deconv = pd.read_csv(run / "deconv" / "predict" / "model_proportions.csv", index_col=0)
-    infer = pd.read_csv(run / "deconv" / "infer" / "phase3_sparse" / "model_proportions.csv", index_col=0)
-    pd.testing.assert_frame_equal(deconv, infer.loc[deconv.index, deconv.columns], atol=1e-6)
+    for name in ("model_proportions.csv", "weighted_nnls_proportions.csv"):
+        deconv = pd.read_csv(run / "deconv" / "predict" / name, index_col=0)
+        infer = pd.read_csv(run / "deconv" / "infer" / "phase3_sparse" / name, index_col=0)
+        pd.testing.assert_frame_equal(deconv, infer.loc[deconv.index, deconv.columns], atol=1e-6)
     with (
         h5py.File(run / "binning" / "predict" / "latent.h5") as new,
         h5py.File(run / "binning" / "model" / "latent.h5") as old,

@@ -1,5 +1,6 @@
 """The deconv_infer step: deconvolve user samples with the chosen network, NNLS (MethAtlas)
-and the weighted NNLS with an offset (the network's prior, issue 19) side by side."""
+and the weighted NNLS with an offset (issue 19; the network's prior when it has a weighted
+one) side by side."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def infer(
     import torch
 
     from genomelab.deconv import plots as P
-    from genomelab.deconv.model import load_model, weighted_floor
+    from genomelab.deconv.model import load_model, weighted_record
 
     ref = load_reference(reference)
     # A model made for another reference is refused, naming both ID lists.
@@ -73,8 +74,8 @@ def infer(
     if empty:
         raise ValueError(f"{samples}: sample(s) {empty[:5]} have no value on any reference region")
     nn = deconvolve_nnls(ref.profiles, aligned, unknown_component)
-    floor = weighted_floor(model)
-    wn = deconvolve_weighted(ref.profiles, aligned, floor)
+    weighted = weighted_record(model, ref.profiles)
+    wn = deconvolve_weighted(ref.profiles, aligned, weighted["weight_floor"])
     with torch.no_grad():
         net = model.predict(torch.tensor(aligned, dtype=torch.float32)).numpy().astype(np.float64)
     # Residual of each method: RMS of (reference @ proportions - sample) over valid regions.
@@ -116,7 +117,7 @@ def infer(
         "model": str(model_path),
         "variant": exported.extra.get("variant"),
         "join": report.to_dict(),
-        "weighted_nnls": {"weight_floor": floor, "offset": True},
+        "weighted_nnls": weighted,
     }
     if truth:
         t_values, t_tissues, t_samples = read_table(truth, "truth table")

@@ -345,6 +345,21 @@ def weighted_floor(model: DeconvNet) -> float:
     return float(floor) or WEIGHT_FLOOR
 
 
+def weighted_record(model: DeconvNet, profiles: np.ndarray) -> dict[str, Any]:
+    """What the weighted NNLS reported beside ``model`` against ``profiles`` [R, T] is:
+    ``weight_floor`` (:func:`weighted_floor`), ``offset`` (False where the reference nearly
+    spans a constant profile, so ``deconvolve_weighted`` is plain NNLS) and
+    ``network_prior`` (it is the network's own prior, not the default floor beside a network
+    with a plain prior or none)."""
+    from genomelab.deconv.nnls import OFFSET_MIN_RESIDUAL, offset_residual
+
+    return {
+        "weight_floor": weighted_floor(model),
+        "offset": bool(offset_residual(np.asarray(profiles, dtype=np.float64)) >= OFFSET_MIN_RESIDUAL),
+        "network_prior": bool(model.cfg.nnls_prior and model.cfg.prior_weight_floor > 0),
+    }
+
+
 def load_model(path: Any, regions: Any = None, tissues: Any = None) -> tuple[DeconvNet, ExportedModel]:
     """The network of an exported ``model.pt`` (eval mode, CPU) and the file's content.
 

@@ -120,11 +120,16 @@ def summarise(
         )
         if "vs_truth" in inf:
             v = inf["vs_truth"]
+            names = {"nnls": "NNLS", "weighted_nnls": "weighted NNLS + offset", "model": "network"}
+            # Reports written before the weighted NNLS joined inference lack its entry.
             notes.append(
-                f"new samples vs truth: NNLS MAE {v['nnls']['mae']:.4g}, spurious {v['nnls']['spurious_per_sample']:.3g}, "
-                f"missed {v['nnls'].get('missed_per_sample', float('nan')):.3g}; "
-                f"network MAE {v['model']['mae']:.4g}, spurious {v['model']['spurious_per_sample']:.3g}, "
-                f"missed {v['model'].get('missed_per_sample', float('nan')):.3g}"
+                "new samples vs truth: "
+                + "; ".join(
+                    f"{label} MAE {v[key]['mae']:.4g}, spurious {v[key]['spurious_per_sample']:.3g}, "
+                    f"missed {v[key].get('missed_per_sample', float('nan')):.3g}"
+                    for key, label in names.items()
+                    if key in v
+                )
             )
     plots = list(plot_paths)
     if curves_png and curves:

@@ -1,9 +1,10 @@
 """Deconvolve new samples with a trained deconv network.
 
 Files: :func:`genomelab.deconv.infer.infer` (the ``deconv_infer`` rule's function, unchanged:
-network and NNLS side by side against the reference). Arrays (the server): the network,
-with input regions joined to the model's by ID as the file path joins them, and NNLS
-against the model's reference (:meth:`DeconvPredictor.nnls_reference`).
+network, NNLS and the weighted NNLS with an offset side by side against the reference).
+Arrays (the server): the network, with input regions joined to the model's by ID as the
+file path joins them, and both NNLS against the model's reference
+(:meth:`DeconvPredictor.nnls_reference`).
 """
 
 from __future__ import annotations

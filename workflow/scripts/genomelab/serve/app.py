@@ -287,14 +287,11 @@ class _Deconv:
         self.min_match = schema_default("deconv.infer.min_match")
         self.unknown_component = schema_default("deconv.reference.unknown_component")
         self.profiles, reference = self.p.nnls_reference(opts.get("reference"))
-        from genomelab.deconv.model import weighted_floor
+        from genomelab.deconv.model import weighted_record
 
-        self.weight_floor = weighted_floor(self.p.model)
-        # The card says which reference NNLS and the weighted NNLS use.
-        self.card = {
-            "reference": reference,
-            "weighted_nnls": {"weight_floor": self.weight_floor, "offset": True},
-        }
+        # The card says which reference NNLS and the weighted NNLS use, and what the latter is.
+        self.weighted = weighted_record(self.p.model, self.profiles)
+        self.card = {"reference": reference, "weighted_nnls": self.weighted}
 
     def __call__(self, req: DeconvRequest) -> dict[str, Any]:
         from genomelab.deconv.nnls import deconvolve_nnls, deconvolve_weighted
@@ -316,7 +313,13 @@ class _Deconv:
         aligned = np.stack(rows)
         props = self.p.predict_arrays(aligned)
         nnls = deconvolve_nnls(self.profiles, aligned, unknown)
-        weighted = deconvolve_weighted(self.profiles, aligned, self.weight_floor).proportions
+        # Without room for an offset the weighted NNLS is plain NNLS (checked once, at load,
+        # instead of warning on every request).
+        weighted = (
+            deconvolve_weighted(self.profiles, aligned, self.weighted["weight_floor"]).proportions
+            if self.weighted["offset"]
+            else deconvolve_nnls(self.profiles, aligned).proportions
+        )
         out = []
         for i, s in enumerate(req.samples):
             by_nnls = dict(zip(self.p.tissues, nnls.proportions[i].tolist(), strict=True))
@@ -529,7 +532,7 @@ def _add_schemas(app: FastAPI, request_type: type[BaseModel]) -> None:
 
 def create_app(model: str | os.PathLike, **opts: Any) -> FastAPI:
     """The app serving ``model``; ``opts``: ``device``, ``featurizer`` (assoc), ``reference``
-    (deconv: NNLS beside the network; default the model's NNLS prior), ``metrics`` and
+    (deconv: NNLS and the weighted NNLS beside the network; default the model's NNLS prior), ``metrics`` and
     ``summary`` (the card's metrics JSON and module summary when not found beside the model)."""
     path = str(model)
     exported = load_exported(path)

@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--featurizer", help="assoc: the run's features/featurizer.npz")
     p.add_argument(
         "--reference",
-        help="deconv: the run's deconv/reference/reference.tsv, for NNLS beside the network "
+        help="deconv: the run's deconv/reference/reference.tsv, for NNLS and the weighted NNLS beside the network "
         "(default: the profiles of the model's NNLS prior; needed without one)",
     )
     p.add_argument("--metrics", help="metrics JSON for the card (default: metrics.json beside the model)")

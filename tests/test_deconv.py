@@ -241,6 +241,13 @@ def test_table_reader_and_join_errors(tmp_path):
     path.write_text("CpGs,s1\ncg1,10\ncg2,90\n")
     with pytest.raises(ValueError, match="divide percentages by 100"):
         dio.read_table(path)
+    # A text cell (pandas reads the column as its own string dtype) and an infinite value.
+    path.write_text("CpGs,s1,s2\ncg1,0.1,abc\ncg2,0.5,0.2\n")
+    with pytest.raises(ValueError, match=r"samples.csv: column\(s\) \['s2'\] are not numeric"):
+        dio.read_table(path)
+    path.write_text("CpGs,s1,s2\ncg1,0.1,0.3\ncg2,inf,0.2\n")
+    with pytest.raises(ValueError, match=r"samples.csv: 1 infinite value\(s\), first at row cg2 column s1"):
+        dio.read_table(path)
 
 
 # ---------------------------------------------------------------- simulator and reference

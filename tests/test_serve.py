@@ -160,9 +160,11 @@ class _Payload:
 def test_server_never_unpickles(tmp_path):
     marker = tmp_path / "ran"
     torch.save({"format": "genomelab.exported_model", "payload": _Payload(marker)}, tmp_path / "evil.pt")
-    with pytest.raises(ExportError, match="evil.pt is not a readable exported model"):
+    with pytest.raises(ExportError, match="evil.pt is not a genomelab exported model: corrupt") as err:
         create_app(tmp_path / "evil.pt")
     assert not marker.exists()
+    # torch's advice to load with weights_only=False (running the file's code) is not passed on.
+    assert "weights_only" not in str(err.value) and "objects other than tensors" in str(err.value)
 
 
 def test_deconv_regulon_binning_servers_match_predict(tmp_path):

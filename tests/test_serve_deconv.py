@@ -149,3 +149,37 @@ def test_deconv_weighted_nnls_is_the_network_s_own_prior(tmp_path, files, model,
         np.testing.assert_allclose(_table(reply, "weighted_nnls"), prior, atol=1e-5)
     else:
         assert np.abs(_table(reply, "weighted_nnls") - prior).max() > 1e-4
+
+
+def test_deconv_refuses_samples_with_fewer_regions_than_tissues(tmp_path, files):
+    """A sample observed on fewer regions than the reference has tissues has no determined
+    proportions: predict names the file and the sample (the other samples are not half
+    written), the server answers 422 naming the field; a reference other than the one the
+    network's prior was trained with is refused by predict as by the server."""
+    profiles, betas = files
+    sparse = betas.copy()
+    sparse[2, 3:] = np.nan  # 3 regions for 4 tissues
+    write_table(tmp_path / "sparse.csv", sparse.T, REGIONS, ["s0", "s1", "s2"])
+    with pytest.raises(
+        ValueError, match=r"sparse.csv: 1 sample\(s\) have values on fewer .* 4 tissues.*s2 \(3 regions\)"
+    ):
+        predict_files(
+            tmp_path / "prior.pt", tmp_path / "reference.tsv", tmp_path / "sparse.csv", tmp_path / "out",
+            0.01, 0.5, False, 0.02,
+        )  # fmt: skip
+    assert not (tmp_path / "out" / "model_proportions.csv").exists()
+    with serving(create_app(tmp_path / "prior.pt")) as client:
+        one = client.post(
+            "/predict",
+            json={"samples": [{"sample": "a", "betas": [0.5], "regions": [REGIONS[0]]}], "min_match": 0},
+        )
+    assert (
+        one.status_code == 422
+        and "samples.0.betas: values on 1 of the model's regions" in one.json()["detail"]
+    )
+    write_table(tmp_path / "other.tsv", profiles * 0.9, REGIONS, TISSUES)
+    with pytest.raises(ValueError, match="other.tsv: profiles differ from those the model's NNLS prior"):
+        predict_files(
+            tmp_path / "prior.pt", tmp_path / "other.tsv", tmp_path / "samples.csv", tmp_path / "out2",
+            0.01, 0.5, False, 0.02,
+        )  # fmt: skip

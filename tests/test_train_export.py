@@ -97,8 +97,15 @@ def test_a_file_that_is_no_export_is_refused_naming_it(tmp_path):
     with pytest.raises(ExportError, match=r"old\.pt is not a genomelab exported model"):
         load_exported(tmp_path / "old.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    with pytest.raises(ExportError, match=r"junk\.pt is not a readable exported model"):
+    with pytest.raises(ExportError, match=r"junk\.pt is not a genomelab exported model: corrupt, truncated"):
         load_exported(tmp_path / "junk.pt")
+    # A real export cut short.
+    save_exported(
+        tmp_path / "full.pt", nn.Linear(300, 100), kind="tiny", config={}, ids={}, data_fingerprint="0"
+    )
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "full.pt").read_bytes()[:10_000])
+    with pytest.raises(ExportError, match=r"cut\.pt is not a genomelab exported model: corrupt, truncated"):
+        load_exported(tmp_path / "cut.pt")
     with pytest.raises(ExportError, match=r"missing\.pt does not exist"):
         load_exported(tmp_path / "missing.pt")
 

@@ -42,6 +42,25 @@ def read_user_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, 
     return values.T, regions, samples
 
 
+def check_observed(aligned: np.ndarray, names: Any, n_tissues: int, source: str) -> None:
+    """Refuse samples (rows of ``aligned`` [S, R], joined to the reference) that NNLS cannot
+    deconvolve: no value on any reference region, or values on fewer regions than there are
+    tissues (the proportions are then not determined, and the solver would blame the
+    reference). The error names ``source`` and the samples."""
+    n_valid = np.isfinite(aligned).sum(1)
+    for bad, why in (
+        (n_valid == 0, "have no value on any reference region"),
+        (
+            (n_valid > 0) & (n_valid < n_tissues),
+            f"have values on fewer reference regions than the reference's {n_tissues} tissues, "
+            "so their proportions are not determined",
+        ),
+    ):
+        if bad.any():
+            shown = [f"{n} ({k} regions)" for n, k, b in zip(names, n_valid, bad, strict=True) if b]
+            raise ValueError(f"{source}: {int(bad.sum())} sample(s) {why}: {shown[:5]}")
+
+
 def infer(
     model_path: str | os.PathLike,
     reference: str | os.PathLike,
@@ -63,16 +82,15 @@ def infer(
     import torch
 
     from genomelab.deconv import plots as P
-    from genomelab.deconv.model import load_model, weighted_record
+    from genomelab.deconv.model import check_prior_reference, load_model, weighted_record
 
     ref = load_reference(reference)
     # A model made for another reference is refused, naming both ID lists.
     model, exported = load_model(model_path, ref.regions, ref.tissues)
+    check_prior_reference(model, ref.profiles, str(reference))
     betas, regions, names = read_user_samples(samples)
     aligned, report = join_regions(ref.regions, regions, betas, names, min_match, str(samples))
-    empty = [str(n) for n, k in zip(names, np.isfinite(aligned).sum(1), strict=True) if k == 0]
-    if empty:
-        raise ValueError(f"{samples}: sample(s) {empty[:5]} have no value on any reference region")
+    check_observed(aligned, names, len(ref.tissues), str(samples))
     nn = deconvolve_nnls(ref.profiles, aligned, unknown_component)
     weighted = weighted_record(model, ref.profiles)
     wn = deconvolve_weighted(ref.profiles, aligned, weighted["weight_floor"])

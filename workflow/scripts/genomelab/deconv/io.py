@@ -168,10 +168,18 @@ def read_table(path: str | os.PathLike, what: str = "table") -> tuple[np.ndarray
         raise ValueError(f"{what} {path} is not a readable table ({exc})") from exc
     if df.shape[1] == 0 or df.shape[0] == 0:
         raise ValueError(f"{what} {path} has no data columns or rows (shape {df.shape})")
-    bad = [c for c in df.columns if not np.issubdtype(df[c].dtype, np.number)]
+    # is_numeric_dtype, not np.issubdtype: pandas' own string dtype is not a numpy dtype.
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise ValueError(f"{what} {path}: column(s) {bad[:5]} are not numeric")
     values = df.to_numpy(dtype=np.float64)
+    infinite = np.argwhere(np.isinf(values))
+    if len(infinite):
+        r, c = infinite[0]
+        raise ValueError(
+            f"{what} {path}: {len(infinite)} infinite value(s), first at row {df.index[r]!s} column "
+            f"{df.columns[c]!s}; leave a missing value empty or NA"
+        )
     finite = values[np.isfinite(values)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):
         raise ValueError(

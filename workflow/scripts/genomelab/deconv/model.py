@@ -345,6 +345,21 @@ def weighted_floor(model: DeconvNet) -> float:
     return float(floor) or WEIGHT_FLOOR
 
 
+def check_prior_reference(model: DeconvNet, profiles: np.ndarray, source: str) -> None:
+    """Refuse ``profiles`` [R, T] (the reference NNLS runs against, read from ``source``) that
+    differ from those ``model``'s NNLS prior was trained with: NNLS and the network would
+    then be computed against different references. Nothing to check without a prior."""
+    if not hasattr(model, "reference"):
+        return
+    prior = model.reference.double().cpu().numpy()
+    if prior.shape != np.shape(profiles) or not np.allclose(prior, profiles, rtol=0, atol=1e-6):
+        worst = float(np.abs(prior - profiles).max()) if prior.shape == np.shape(profiles) else float("nan")
+        raise ValueError(
+            f"{source}: profiles differ from those the model's NNLS prior was trained with "
+            f"(by up to {worst:.3g}); give the reference of the model's run"
+        )
+
+
 def weighted_record(model: DeconvNet, profiles: np.ndarray) -> dict[str, Any]:
     """What the weighted NNLS reported beside ``model`` against ``profiles`` [R, T] is:
     ``weight_floor`` (:func:`weighted_floor`), ``offset`` (False where the reference nearly

@@ -75,6 +75,7 @@ class DeconvPredictor:
         and tissues in order and, for a model with an NNLS prior, the profiles the prior was
         trained with. Without ``path`` the prior's own profiles are used (stored as float32:
         NNLS then agrees with ``deconv_infer`` on the file to about 1e-6)."""
+        from genomelab.deconv.model import check_prior_reference
         from genomelab.deconv.reference import load_reference
 
         prior = self.model.reference.double().cpu().numpy() if hasattr(self.model, "reference") else None
@@ -89,12 +90,7 @@ class DeconvPredictor:
             ref = load_reference(path)
             check_same(ref.regions, self.regions, "reference regions", str(path))
             check_same(ref.tissues, self.tissues, "reference tissues", str(path))
-            if prior is not None and not np.allclose(prior, ref.profiles, rtol=0, atol=1e-6):
-                worst = float(np.abs(prior - ref.profiles).max())
-                raise ValueError(
-                    f"{path}: profiles differ from those the model's NNLS prior was trained with "
-                    f"(by up to {worst:.3g}); give the reference of the model's run"
-                )
+            check_prior_reference(self.model, ref.profiles, str(path))
             profiles, source = ref.profiles, str(path)
         digest = hashlib.sha256(np.ascontiguousarray(profiles, "<f4").tobytes()).hexdigest()[:16]
         info = {

@@ -306,8 +306,14 @@ class _Deconv:
             aligned, match = self.p.align(
                 s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}"
             )
-            if not np.isfinite(aligned).any():
+            n_valid = int(np.isfinite(aligned).sum())
+            if n_valid == 0:
                 raise ValueError(f"samples.{i}.betas: no value on any of the model's regions")
+            if n_valid < len(self.p.tissues):
+                raise ValueError(
+                    f"samples.{i}.betas: values on {n_valid} of the model's regions, fewer than its "
+                    f"{len(self.p.tissues)} tissues, so the proportions are not determined"
+                )
             rows.append(aligned[0])
             matched.append(match.n_matched)
         aligned = np.stack(rows)

@@ -168,7 +168,16 @@ def load_exported(
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign archives
-        raise ExportError(f"{path} is not a readable exported model ({type(exc).__name__}: {exc})") from exc
+        # torch's own text for a pickle with other objects suggests weights_only=False, which
+        # would run the file's code: keep only its first line, and never follow that advice.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = (
+            "it holds objects other than tensors and plain values" if "weights_only" in str(exc) else first
+        )
+        raise ExportError(
+            f"{path} is not a genomelab exported model: corrupt, truncated or another format "
+            f"({type(exc).__name__}: {reason}); genomelab loads models without running code from them"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ExportError(f"{path} is not a genomelab exported model (no format {FORMAT!r})")
     if payload.get("format_version") != FORMAT_VERSION:

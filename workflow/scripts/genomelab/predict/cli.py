@@ -77,20 +77,58 @@ def _regulon(a: argparse.Namespace, out: Path) -> None:
     predict_files(a.model, a.inputs, out, region=a.region or None, device=a.device, annotation=a.annotation)
 
 
-def _binning(a: argparse.Namespace, out: Path) -> None:
+def run_config(path: str | Path) -> dict[str, Any]:
+    """A run's config file, read as the workflow reads it: schema defaults filled in and
+    validated (an invalid file is refused with the workflow's message)."""
+    import yaml
+
+    from genomelab.config import SCHEMA_DIR
+    from genomelab.config_schema import module_sections
+    from genomelab.run_config import load_run_config
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a run config is a YAML mapping (run: ..., <module>: ...)")
+    schema = SCHEMA_DIR / "config.schema.yaml"
+    return load_run_config(config, [path], schema, module_sections(schema))
+
+
+def binning_settings(a: argparse.Namespace) -> dict[str, Any]:
+    """Clustering, bin and length settings and seed of a binning prediction: the flags, then
+    the run's config (``--configfile``, so the run's bins can be reproduced), then the schema."""
     from genomelab.config import schema_defaults
+
+    run = run_config(a.configfile) if a.configfile else None
+    binning = (
+        run["binning"]
+        if run
+        else {k: schema_defaults(f"binning.{k}") for k in ("cluster", "bins", "features")}
+    )
+    pick = {"min_bin_bp": (a.min_bin_bp, binning["bins"]["min_bin_bp"])}
+    pick["min_length"] = (a.min_length, binning["features"]["min_length"])
+    pick["seed"] = (a.seed, run["seed"] if run else 0)
+    return {"cluster": dict(binning["cluster"])} | {
+        k: int(v if v is not None else d) for k, (v, d) in pick.items()
+    }
+
+
+def _binning(a: argparse.Namespace, out: Path) -> None:
     from genomelab.predict.binning import predict_files
 
+    s = binning_settings(a)
     predict_files(
         a.model,
         a.inputs,
         out,
-        schema_defaults("binning.cluster"),
-        int(_default(a.min_bin_bp, "binning.bins.min_bin_bp")),
-        int(_default(a.min_length, "binning.features.min_length")),
+        s["cluster"],
+        s["min_bin_bp"],
+        s["min_length"],
         depth=a.depth,
         device=a.device,
-        seed=a.seed,
+        seed=s["seed"],
     )
 
 
@@ -143,7 +181,13 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
         p.add_argument("--depth", help="MetaBAT depth table of the assembly")
         p.add_argument("--min-length", type=int, help="binning.features.min_length")
         p.add_argument("--min-bin-bp", type=int, help="binning.bins.min_bin_bp")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, help="clustering seed (default: the run config's seed, else 0)")
+        p.add_argument(
+            "--configfile",
+            help="the run's config: its binning.cluster, bins.min_bin_bp, features.min_length and seed "
+            "are used (the flags above still win), so the run's bins can be reproduced; "
+            "default: the schema's",
+        )
 
 
 INPUT_HELP = {

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from genomelab.cli import main
 from genomelab.io.features import read_features
 from genomelab.io.tables import write_split_table
@@ -281,3 +282,20 @@ def test_attention_query_path_equals_the_members_forward(read_likelihood, tmp_pa
         np.testing.assert_allclose(proba[name], predict_proba(m, ds, torch.device("cpu")), rtol=0, atol=1e-5)
     expected = apply_temperature(np.mean([proba[n] for n in predictor.members], 0), predictor.temperature)
     np.testing.assert_allclose(proba[ENSEMBLE], expected, rtol=0, atol=1e-12)
+
+
+def test_model_of_another_module_is_named_not_called_the_ablation(tmp_path):
+    from genomelab.train.export import save_exported
+
+    path = tmp_path / "deconv.pt"
+    save_exported(
+        path,
+        torch.nn.Linear(2, 2),
+        kind="deconv",
+        config={},
+        ids={"regions": ["r1", "r2"]},
+        data_fingerprint="0" * 16,
+    )
+    with pytest.raises(ValueError, match=r"deconv.pt holds a 'deconv' model, expected a tissue model") as err:
+        TissuePredictor.load(path)
+    assert "single regions" not in str(err.value) and "genomelab predict deconv" in str(err.value)

@@ -24,10 +24,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.predict.common import IdIndex, IdMatch, match_ids
+from genomelab.predict.common import KIND_MODULES, IdIndex, IdMatch, match_ids
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble
-from genomelab.tissue.models import FILE_LEVEL, build_model, exported_config
+from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
 from genomelab.train.export import ExportedModel, load_exported
@@ -96,10 +96,17 @@ class TissuePredictor:
 
     def __init__(self, exported: ExportedModel, path: str | os.PathLike, device: str | torch.device = "cpu"):
         kind = exported.kind.removesuffix(ENSEMBLE_SUFFIX)
-        if kind not in FILE_LEVEL:
+        if kind in REGION_LEVEL:
             raise ValueError(
                 f"{path}: a {exported.kind!r} model classifies single regions (the ablation), "
                 f"not samples; predict with one of {FILE_LEVEL} or their ensembles"
+            )
+        if kind not in FILE_LEVEL:
+            module = KIND_MODULES.get(kind)
+            hint = f"; predict it with `genomelab predict {module}`" if module else ""
+            raise ValueError(
+                f"{path} holds a {exported.kind!r} model, expected a tissue model (one of "
+                f"{FILE_LEVEL} or their ensembles){hint}"
             )
         self.path, self.exported, self.device = str(path), exported, resolve_device(str(device))
         self.classes = list(exported.ids["classes"])

@@ -299,3 +299,25 @@ def test_model_of_another_module_is_named_not_called_the_ablation(tmp_path):
     with pytest.raises(ValueError, match=r"deconv.pt holds a 'deconv' model, expected a tissue model") as err:
         TissuePredictor.load(path)
     assert "single regions" not in str(err.value) and "genomelab predict deconv" in str(err.value)
+
+
+def test_tables_that_are_not_inputs_are_named(tmp_path):
+    from genomelab.predict.tissue import read_inputs
+
+    nofile = tmp_path / "samples_nofile.tsv"
+    nofile.write_text("sample\ttissue\ns1\tBlood\n")
+    with pytest.raises(ValueError, match=r"samples_nofile.tsv: a sample sheet needs .*lacks \['file'\]"):
+        read_inputs(nofile)
+    commas = tmp_path / "sheet.csv"
+    commas.write_text("sample,file,tissue\ns1,s1.npz,Blood\n")
+    with pytest.raises(ValueError, match=r"sheet.csv: a sample sheet must be tab-separated"):
+        read_inputs(commas)
+    region_means = tmp_path / "means.csv"
+    region_means.write_text("region,s1,s2\nr1,0.5,0.2\n")
+    with pytest.raises(ValueError, match=r"means.csv: a table with columns .* is not an accepted") as err:
+        read_inputs(region_means)
+    assert "HDF5" in str(err.value) and "NPZ" in str(err.value) and "sample sheet" in str(err.value)
+    junk = tmp_path / "x.h5"
+    junk.write_text("not hdf5")
+    with pytest.raises(ValueError, match=r"x.h5: neither an NPZ, an HDF5 file nor a sample sheet"):
+        read_inputs(junk)

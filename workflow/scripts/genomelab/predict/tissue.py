@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -35,6 +36,10 @@ from genomelab.train.export import ExportedModel, load_exported
 logger = logging.getLogger(__name__)
 
 ENSEMBLE = "ensemble"
+ACCEPTED_INPUTS = (
+    "tissue --inputs takes a features HDF5 (tissue_features or ingest output), a tab-separated "
+    "sample sheet (columns sample, file, tissue) of NPZ files, or one NPZ"
+)
 
 
 @dataclass
@@ -237,7 +242,44 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
         with tempfile.TemporaryDirectory() as tmp:
             h5 = extract_features_from_sheet(path, Path(tmp) / "features.h5", n_positions=n_positions)
             return _from_h5(read_features(h5), str(path))
+    if not h5py.is_hdf5(path):
+        _refuse_other_input(path)
     return _from_h5(read_features(path), str(path))
+
+
+def _refuse_other_input(path: Path) -> None:
+    """Raise ``FormatError`` naming ``path``, which is neither NPZ, HDF5 nor a sample sheet:
+    what is wrong with it when it is a table (a sheet's missing columns, or a table of another
+    layout), and which inputs are accepted."""
+    from genomelab.io.errors import FormatError
+    from genomelab.io.sheets import REQUIRED_COLUMNS
+    from genomelab.io.streams import open_binary
+
+    try:
+        with open_binary(path) as fh:
+            first = fh.readline(65536).decode("utf-8", errors="replace").rstrip("\r\n")
+    except (OSError, EOFError) as exc:
+        raise FormatError(path, f"not a readable tissue input ({exc}); {ACCEPTED_INPUTS}") from exc
+    sep = "\t" if first.count("\t") >= first.count(",") else ","
+    header = [c.strip() for c in first.split(sep)]
+    if "sample" in header or "file" in header:
+        if sep == "," and {"sample", "file"} <= set(header):
+            raise FormatError(
+                path, f"a sample sheet must be tab-separated, this one uses commas; {ACCEPTED_INPUTS}"
+            )
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        raise FormatError(
+            path,
+            f"a sample sheet needs the columns {list(REQUIRED_COLUMNS)}; this one lacks {missing} "
+            f"(has {header[:10]}); {ACCEPTED_INPUTS}",
+        )
+    if len(header) > 1:
+        raise FormatError(
+            path,
+            f"a table with columns {header[:5]}{'...' if len(header) > 5 else ''} is not an accepted "
+            f"tissue input (a regions x samples table is a deconv input); {ACCEPTED_INPUTS}",
+        )
+    raise FormatError(path, f"neither an NPZ, an HDF5 file nor a sample sheet; {ACCEPTED_INPUTS}")
 
 
 def _from_h5(feats: dict[str, np.ndarray], source: str) -> TissueInputs:

@@ -321,3 +321,33 @@ def test_tables_that_are_not_inputs_are_named(tmp_path):
     junk.write_text("not hdf5")
     with pytest.raises(ValueError, match=r"x.h5: neither an NPZ, an HDF5 file nor a sample sheet"):
         read_inputs(junk)
+
+
+def test_regions_with_coverage_0_are_uncovered(trained, tmp_path):
+    predictor = TissuePredictor.load(trained["ens"] / "model.pt")
+    feats = read_features(trained["h5"])
+    # Every region covered to start with: a value and 5 calls.
+    means = np.nan_to_num(feats["means"][:2], nan=0.5)
+    coverage = np.full(means.shape, 5, np.float32)
+    coverage[0, :100] = 0  # a value with no calls behind it: the trial's t_cov0.h5
+    zero = predictor.predict(
+        TissueInputs(feats["samples"][:2], feats["regions"], means, coverage, "c0"), 0.5, 0.25
+    )
+    blank = means.copy()
+    blank[0, :100] = np.nan
+    expected = predictor.predict(
+        TissueInputs(feats["samples"][:2], feats["regions"], blank, coverage, "nan"), 0.5, 0.25
+    )
+    assert zero.n_covered.tolist() == [20, 120] and zero.flagged.tolist() == [True, False]
+    for name in expected.proba:
+        np.testing.assert_array_equal(zero.proba[name], expected.proba[name])
+    assert np.isfinite(means).all()  # the caller's array is left as it was
+    # The file path: an HDF5 whose coverage is 0 where the means are kept.
+    h5 = tmp_path / "cov0.h5"
+    with h5py.File(trained["h5"]) as src, h5py.File(h5, "w") as dst:
+        for key in src:
+            src.copy(key, dst)
+        dst["means"][...] = np.nan_to_num(dst["means"][()], nan=0.5)
+        dst["coverage"][...] = 0
+    pred = predict_files(trained["ens"] / "model.pt", h5, tmp_path / "p.tsv", tmp_path / "p.json", 0.5, 0.25)
+    assert (pred.n_covered == 0).all() and pred.flagged.all()

@@ -2,11 +2,11 @@
 
 Inputs are region means: a features HDF5 (``tissue_features``/ingest output), a sample
 sheet of per-sample NPZ files, or one NPZ. Input regions are joined to the model's by ID
-(absent regions are "uncovered", as in training); fewer than ``min_region_match`` of the
-model's regions is an error naming the first mismatches. Each sample gets the class
-probabilities of every member and of the ensemble (the members' mean, as in training), the
-call, a confidence (the called class's probability) and a flag when it covers fewer than
-``min_covered`` of the model's regions.
+(absent regions, and regions with coverage 0, are "uncovered", as in training); fewer
+than ``min_region_match`` of the model's regions is an error naming the first mismatches.
+Each sample gets the class probabilities of every member and of the ensemble (the members'
+mean, as in training), the call, a confidence (the called class's probability) and a flag
+when it covers fewer than ``min_covered`` of the model's regions.
 """
 
 from __future__ import annotations
@@ -206,6 +206,12 @@ class TissuePredictor:
             coverage = np.zeros((n, len(self.regions)), np.float32)
             means[:, found] = inputs.means[:, match.index[found]]
             coverage[:, found] = inputs.coverage[:, match.index[found]]
+        # A value with no calls behind it (coverage 0) is uncovered, as in training, whose
+        # features are NaN wherever coverage is 0 (tissue.features.count_means/region_means):
+        # the counts, the flag and every member see the region as missing.
+        no_calls = np.isfinite(means) & ~(coverage > 0)
+        if no_calls.any():
+            means = np.where(no_calls, np.float32(np.nan), means)
         n_covered = np.isfinite(means).sum(1)
         flagged = n_covered < min_covered * len(self.regions)
         if flagged.any():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -119,6 +120,25 @@ def test_assoc_predictions_equal_infer_and_records(assoc_run, tmp_path, side):
     np.testing.assert_allclose(ranked["score"], table["score"], rtol=1e-4)
     with pytest.raises(InputMismatch, match="numeric columns of the .* entities differ"):
         AssocPredictor(model, featurizer).rank_records([{**records[0], "weight": 1.0}], side, 3)
+
+
+def test_assoc_wrong_featurizer_and_wrong_side_are_named(assoc_run, tmp_path, capfd):
+    from genomelab.assoc.features import load_featurizer
+
+    tmp = assoc_run
+    model, queries = tmp / "run" / "model.pt", tmp / "data" / "heldout_targets.tsv"
+    # The run's other NPZ (the features), a table and a bare .npy are no featurizers.
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    for path in (tmp / "feat.npz", tmp / "data" / "heldout_sources.tsv", tmp_path / "one.npy"):
+        with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: not a featurizer file \("):
+            load_featurizer(path)
+    args = ["predict", "assoc", "--model", str(model), "--inputs", str(queries)]
+    assert main([*args, "--featurizer", str(tmp / "feat.npz"), "--out", str(tmp_path / "a")]) == 2
+    assert "feat.npz: not a featurizer file" in capfd.readouterr().err
+    # Target entities predicted as sources: the file is named and --side target suggested.
+    assert main([*args, "--featurizer", str(tmp / "featurizer.npz"), "--out", str(tmp_path / "b")]) == 2
+    err = capfd.readouterr().err
+    assert f"{queries}: source entities have numeric columns" in err and "--side target" in err
 
 
 # --------------------------------------------------------------------------- regulon

@@ -290,3 +290,31 @@ def test_binning_profiles_of_another_layout_are_refused(binning_run, tmp_path):
         InputMismatch, match=r"other.h5: k-mer feature columns differ.*2 differing.*#3: 'k9_AAAA'"
     ):
         predict_files(binning_run["model"], bad, tmp_path / "out", {}, 0, 1000)
+
+
+def test_binning_depth_of_another_layout_names_the_depth_file(binning_run, tmp_path):
+    from genomelab.binning.training import KIND, load_model
+    from genomelab.predict.binning import predict_files
+    from genomelab.train.export import save_exported
+
+    names = [f"g{g}_c{i}" for g in range(3) for i in range(10)]
+    depth = tmp_path / "depth_1sample.tsv"
+    depth.write_text(
+        "contigName\tcontigLen\ttotalAvgDepth\ts1.bam\ts1.bam-var\n"
+        + "".join(f"{n}\t2500\t{i + 1}\t{i + 1}\t1\n" for i, n in enumerate(names))
+    )
+    model = binning_run["model"]
+    with pytest.raises(
+        ValueError,
+        match=rf"vae.pt was trained with 0 abundance columns, the depth file {re.escape(str(depth))} has 1",
+    ):
+        predict_files(model, binning_run["profiles"], tmp_path / "out", {}, 0, 1000, depth=depth)
+    # A model trained with abundances, given none: says so and which option gives them.
+    save_exported(
+        tmp_path / "deep.pt", {}, kind=KIND, config={}, ids={"contigs": names}, data_fingerprint="0",
+        extra={"n_depth": 2},
+    )  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"deep.pt was trained with 2 abundance columns, the inputs have none .*--depth"
+    ):
+        load_model(tmp_path / "deep.pt", 0)

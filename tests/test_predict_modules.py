@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -119,6 +120,25 @@ def test_assoc_predictions_equal_infer_and_records(assoc_run, tmp_path, side):
     np.testing.assert_allclose(ranked["score"], table["score"], rtol=1e-4)
     with pytest.raises(InputMismatch, match="numeric columns of the .* entities differ"):
         AssocPredictor(model, featurizer).rank_records([{**records[0], "weight": 1.0}], side, 3)
+
+
+def test_assoc_wrong_featurizer_and_wrong_side_are_named(assoc_run, tmp_path, capfd):
+    from genomelab.assoc.features import load_featurizer
+
+    tmp = assoc_run
+    model, queries = tmp / "run" / "model.pt", tmp / "data" / "heldout_targets.tsv"
+    # The run's other NPZ (the features), a table and a bare .npy are no featurizers.
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    for path in (tmp / "feat.npz", tmp / "data" / "heldout_sources.tsv", tmp_path / "one.npy"):
+        with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: not a featurizer file \("):
+            load_featurizer(path)
+    args = ["predict", "assoc", "--model", str(model), "--inputs", str(queries)]
+    assert main([*args, "--featurizer", str(tmp / "feat.npz"), "--out", str(tmp_path / "a")]) == 2
+    assert "feat.npz: not a featurizer file" in capfd.readouterr().err
+    # Target entities predicted as sources: the file is named and --side target suggested.
+    assert main([*args, "--featurizer", str(tmp / "featurizer.npz"), "--out", str(tmp_path / "b")]) == 2
+    err = capfd.readouterr().err
+    assert f"{queries}: source entities have numeric columns" in err and "--side target" in err
 
 
 # --------------------------------------------------------------------------- regulon
@@ -270,3 +290,31 @@ def test_binning_profiles_of_another_layout_are_refused(binning_run, tmp_path):
         InputMismatch, match=r"other.h5: k-mer feature columns differ.*2 differing.*#3: 'k9_AAAA'"
     ):
         predict_files(binning_run["model"], bad, tmp_path / "out", {}, 0, 1000)
+
+
+def test_binning_depth_of_another_layout_names_the_depth_file(binning_run, tmp_path):
+    from genomelab.binning.training import KIND, load_model
+    from genomelab.predict.binning import predict_files
+    from genomelab.train.export import save_exported
+
+    names = [f"g{g}_c{i}" for g in range(3) for i in range(10)]
+    depth = tmp_path / "depth_1sample.tsv"
+    depth.write_text(
+        "contigName\tcontigLen\ttotalAvgDepth\ts1.bam\ts1.bam-var\n"
+        + "".join(f"{n}\t2500\t{i + 1}\t{i + 1}\t1\n" for i, n in enumerate(names))
+    )
+    model = binning_run["model"]
+    with pytest.raises(
+        ValueError,
+        match=rf"vae.pt was trained with 0 abundance columns, the depth file {re.escape(str(depth))} has 1",
+    ):
+        predict_files(model, binning_run["profiles"], tmp_path / "out", {}, 0, 1000, depth=depth)
+    # A model trained with abundances, given none: says so and which option gives them.
+    save_exported(
+        tmp_path / "deep.pt", {}, kind=KIND, config={}, ids={"contigs": names}, data_fingerprint="0",
+        extra={"n_depth": 2},
+    )  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"deep.pt was trained with 2 abundance columns, the inputs have none .*--depth"
+    ):
+        load_model(tmp_path / "deep.pt", 0)

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from genomelab.cli import main
 from genomelab.io.features import read_features
 from genomelab.io.tables import write_split_table
@@ -281,3 +282,72 @@ def test_attention_query_path_equals_the_members_forward(read_likelihood, tmp_pa
         np.testing.assert_allclose(proba[name], predict_proba(m, ds, torch.device("cpu")), rtol=0, atol=1e-5)
     expected = apply_temperature(np.mean([proba[n] for n in predictor.members], 0), predictor.temperature)
     np.testing.assert_allclose(proba[ENSEMBLE], expected, rtol=0, atol=1e-12)
+
+
+def test_model_of_another_module_is_named_not_called_the_ablation(tmp_path):
+    from genomelab.train.export import save_exported
+
+    path = tmp_path / "deconv.pt"
+    save_exported(
+        path,
+        torch.nn.Linear(2, 2),
+        kind="deconv",
+        config={},
+        ids={"regions": ["r1", "r2"]},
+        data_fingerprint="0" * 16,
+    )
+    with pytest.raises(ValueError, match=r"deconv.pt holds a 'deconv' model, expected a tissue model") as err:
+        TissuePredictor.load(path)
+    assert "single regions" not in str(err.value) and "genomelab predict deconv" in str(err.value)
+
+
+def test_tables_that_are_not_inputs_are_named(tmp_path):
+    from genomelab.predict.tissue import read_inputs
+
+    nofile = tmp_path / "samples_nofile.tsv"
+    nofile.write_text("sample\ttissue\ns1\tBlood\n")
+    with pytest.raises(ValueError, match=r"samples_nofile.tsv: a sample sheet needs .*lacks \['file'\]"):
+        read_inputs(nofile)
+    commas = tmp_path / "sheet.csv"
+    commas.write_text("sample,file,tissue\ns1,s1.npz,Blood\n")
+    with pytest.raises(ValueError, match=r"sheet.csv: a sample sheet must be tab-separated"):
+        read_inputs(commas)
+    region_means = tmp_path / "means.csv"
+    region_means.write_text("region,s1,s2\nr1,0.5,0.2\n")
+    with pytest.raises(ValueError, match=r"means.csv: a table with columns .* is not an accepted") as err:
+        read_inputs(region_means)
+    assert "HDF5" in str(err.value) and "NPZ" in str(err.value) and "sample sheet" in str(err.value)
+    junk = tmp_path / "x.h5"
+    junk.write_text("not hdf5")
+    with pytest.raises(ValueError, match=r"x.h5: neither an NPZ, an HDF5 file nor a sample sheet"):
+        read_inputs(junk)
+
+
+def test_regions_with_coverage_0_are_uncovered(trained, tmp_path):
+    predictor = TissuePredictor.load(trained["ens"] / "model.pt")
+    feats = read_features(trained["h5"])
+    # Every region covered to start with: a value and 5 calls.
+    means = np.nan_to_num(feats["means"][:2], nan=0.5)
+    coverage = np.full(means.shape, 5, np.float32)
+    coverage[0, :100] = 0  # a value with no calls behind it: the trial's t_cov0.h5
+    zero = predictor.predict(
+        TissueInputs(feats["samples"][:2], feats["regions"], means, coverage, "c0"), 0.5, 0.25
+    )
+    blank = means.copy()
+    blank[0, :100] = np.nan
+    expected = predictor.predict(
+        TissueInputs(feats["samples"][:2], feats["regions"], blank, coverage, "nan"), 0.5, 0.25
+    )
+    assert zero.n_covered.tolist() == [20, 120] and zero.flagged.tolist() == [True, False]
+    for name in expected.proba:
+        np.testing.assert_array_equal(zero.proba[name], expected.proba[name])
+    assert np.isfinite(means).all()  # the caller's array is left as it was
+    # The file path: an HDF5 whose coverage is 0 where the means are kept.
+    h5 = tmp_path / "cov0.h5"
+    with h5py.File(trained["h5"]) as src, h5py.File(h5, "w") as dst:
+        for key in src:
+            src.copy(key, dst)
+        dst["means"][...] = np.nan_to_num(dst["means"][()], nan=0.5)
+        dst["coverage"][...] = 0
+    pred = predict_files(trained["ens"] / "model.pt", h5, tmp_path / "p.tsv", tmp_path / "p.json", 0.5, 0.25)
+    assert (pred.n_covered == 0).all() and pred.flagged.all()

@@ -511,3 +511,29 @@ def test_sequence_model_with_a_readout_takes_genes_for_its_pairs(annotated_run, 
     assert [(p["upstream_gene"], p["downstream_gene"]) for p in body["operon_pairs"]] == [(0, 1)]
     assert body["operon_pairs"][0]["p_operon"] == pytest.approx(want.pairs["p_operon"].iloc[0], rel=1e-6)
     np.testing.assert_allclose(body["operon_readout"]["minus"], want.readout[1], rtol=1e-6)
+
+
+def test_empty_gene_list_gives_no_pairs(annotated_run):
+    """No genes (a server request's ``"genes": []``): the tracks, no pairs and a readout track
+    of zeros, as the CLI gives for a region without genes."""
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.regulon.targets import TargetData
+    from genomelab.serve.app import create_app
+    from test_serve import serving
+
+    data = TargetData(annotated_run["targets"])
+    model = annotated_run["run"] / "best.pt"
+    start = int(data.split_windows("test")["start"].iloc[0])
+    codes = data.sequence[start - data.region_start :][:3000]
+    seq = "".join("ACGTN"[c] for c in codes)
+    with serving(create_app(model)) as client:
+        reply = client.post(
+            "/predict", json={"sequence": seq, "contig": "synth1", "start": start, "genes": []}
+        )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["operon_pairs"] == [] and not any(body["operon_readout"]["plus"])
+    none = pd.DataFrame({"id": [], "start": [], "end": [], "strand": []})  # object columns, as JSON gives
+    want = RegulonPredictor(model).predict_codes(codes, "synth1", start, genes=none)
+    assert want.pairs is not None and want.pairs.empty and want.n_genes == 0
+    np.testing.assert_allclose(body["tracks"]["operon"]["plus"], want.tracks["operon"][0], rtol=1e-6)

@@ -319,3 +319,21 @@ def test_tissue_compact_form_equals_list_form_and_is_checked(tmp_path):
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/TissueRequest"}
     assert "means_b64" in schema["components"]["schemas"]["TissueSample"]["properties"]
+
+
+def test_tissue_server_counts_coverage_0_as_uncovered(tmp_path):
+    regions = _tissue_model(tmp_path / "model.pt")
+    means = np.random.default_rng(3).uniform(0, 1, len(regions)).round(3).tolist()
+    coverage = [0.0] * 35 + [5.0] * 5
+    with serving(create_app(tmp_path / "model.pt")) as client:
+        zero = client.post(
+            "/predict", json={"samples": [{"sample": "a", "means": means, "coverage": coverage}]}
+        )
+        blank = client.post(
+            "/predict",
+            json={"samples": [{"sample": "a", "means": [None] * 35 + means[35:], "coverage": coverage}]},
+        )
+    assert zero.status_code == 200, zero.text
+    got, expected = zero.json()["samples"][0], blank.json()["samples"][0]
+    assert got["n_regions_covered"] == 5 and got["flagged"]
+    assert got == expected

@@ -74,7 +74,8 @@ class EntityTable:
 
     ``numeric`` is [n_entities, n_numeric] float32 (zero columns when the table has none);
     ``descriptions``/``sequences`` are per-entity strings or ``None`` when the column is absent;
-    ``split`` [n_entities] the given split of the entities scheme (a ``split`` column) or ``None``.
+    ``split`` [n_entities] the given split of the entities scheme (a ``split`` column) or ``None``;
+    ``source`` the file the table was read from, for errors (``None`` when not from a file).
     """
 
     side: str
@@ -84,6 +85,7 @@ class EntityTable:
     numeric: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     numeric_names: list[str] = field(default_factory=list)
     split: np.ndarray | None = None
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if self.numeric.size == 0:
@@ -139,7 +141,7 @@ def read_entities(path: str | os.PathLike, side: str) -> EntityTable:
                 int(np.flatnonzero(bad.to_numpy())[0]) + 2,
             )
         split = values.to_numpy(dtype=str)
-    return EntityTable(side, ids.tolist(), descriptions, sequences, numeric, numeric_cols, split)
+    return EntityTable(side, ids.tolist(), descriptions, sequences, numeric, numeric_cols, split, str(path))
 
 
 @dataclass

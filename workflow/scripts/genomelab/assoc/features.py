@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 TEXT_ENCODERS = ("tfidf", "sentence-transformers")
 ANALYZERS = ("word", "char_wb")
+# What every featurizer file holds (Featurizer.to_arrays).
+FEATURIZER_KEYS = ("config_json", "text_dim")
 _BASE_CODE = np.full(256, -1, np.int64)
 for _i, _b in enumerate(b"ACGT"):
     _BASE_CODE[_b] = _i
@@ -261,9 +264,18 @@ class Featurizer:
         mask[rows, cols] = True
         raw, names = self.raw_numeric(table)
         if table.side in self.numeric_names and names != self.numeric_names[table.side]:
+            other = "target" if table.side == "source" else "source"
+            hint = ""
+            if names == self.numeric_names.get(other):
+                hint = (
+                    f"; they are the {other} entities' columns: predict them as {other} "
+                    f"entities (--side {other})"
+                )
+            where = f"{table.source}: " if table.source else ""
             raise ValueError(
-                f"{table.side} entities have numeric columns {names[:5]}... but the "
-                f"featuriser was fitted on {self.numeric_names[table.side][:5]}..."
+                f"{where}{table.side} entities have numeric columns {names[:5]}... but the "
+                f"featurizer was fitted on {self.numeric_names[table.side][:5]}... for {table.side} "
+                f"entities (numeric columns of the table, and kmer*/gc from a sequence column){hint}"
             )
         numeric = (raw - self.numeric_mean[table.side]) / self.numeric_std[table.side]
         if numeric.shape[1] == 0 and not mask.any(axis=1).all():
@@ -315,8 +327,23 @@ def load_featurizer(path: str | os.PathLike) -> Featurizer:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"featuriser file {path} does not exist")
-    with np.load(path, allow_pickle=False) as data:
-        return Featurizer.from_arrays({k: data[k] for k in data.files})
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a featurizer file (not an NPZ archive: {exc})") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a featurizer file (a single .npy array, not an NPZ archive)")
+    with loaded as data:
+        missing = [k for k in FEATURIZER_KEYS if k not in data.files]
+        if missing:
+            raise ValueError(
+                f"{path}: not a featurizer file (an NPZ without {missing}; it holds "
+                f"{sorted(data.files)[:8]}); give the run's features/featurizer.npz"
+            )
+        try:
+            return Featurizer.from_arrays({k: data[k] for k in data.files})
+        except (ValueError, TypeError, KeyError, zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"{path}: not a featurizer file ({type(exc).__name__}: {exc})") from exc
 
 
 def save_features(path: str | os.PathLike, arrays_by_side: dict[str, dict[str, np.ndarray]]) -> None:

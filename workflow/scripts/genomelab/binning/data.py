@@ -20,6 +20,7 @@ class ModelInputs:
     lengths: np.ndarray  # [n] int64
     x: np.ndarray  # [n, 2761 + n_depth] float32
     n_depth: int
+    depth_path: str | None = None  # the abundance table the depth columns came from, for errors
 
 
 def load_inputs(features_h5: str | os.PathLike, depth_path: str | os.PathLike | None = None) -> ModelInputs:
@@ -29,7 +30,7 @@ def load_inputs(features_h5: str | os.PathLike, depth_path: str | os.PathLike | 
         depth = depth_features(prof.names, depth_path)
         x = np.concatenate([prof.features, depth], axis=1)
         logger.info("appended %d abundance columns from %s", depth.shape[1], depth_path)
-        return ModelInputs(prof.names, prof.lengths, x, depth.shape[1])
+        return ModelInputs(prof.names, prof.lengths, x, depth.shape[1], str(depth_path))
     return ModelInputs(prof.names, prof.lengths, prof.features, 0)
 
 

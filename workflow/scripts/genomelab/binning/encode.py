@@ -31,7 +31,7 @@ def encode_and_cluster(
     batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings [n, d], cluster ids [n]) for every contig."""
-    model = load_model(model_path, inputs.n_depth).to(device)
+    model = load_model(model_path, inputs.n_depth, inputs.depth_path).to(device)
     chunks = []
     for start in range(0, len(inputs.x), batch_size):
         xb = torch.from_numpy(inputs.x[start : start + batch_size]).to(device)

@@ -200,16 +200,24 @@ def train_contrastive(
     return result.model, result.payload
 
 
-def load_model(path: str | os.PathLike, n_depth: int) -> KmerVAE | ContrastiveEncoder:
+def load_model(
+    path: str | os.PathLike, n_depth: int, depth_path: str | os.PathLike | None = None
+) -> KmerVAE | ContrastiveEncoder:
     """The model of an exported VAE or contrastive encoder (CPU, eval mode); refuses one
-    trained with another number of abundance columns. Both have ``embed(x)``."""
+    trained with another number of abundance columns (naming ``depth_path``, the inputs'
+    abundance table, or saying there is none). Both have ``embed(x)``."""
     exported = load_exported(path)
     if exported.kind not in (KIND, CONTRASTIVE_KIND):
         raise ValueError(f"{path} holds a {exported.kind!r} model, not a binning model")
-    if int(exported.extra["n_depth"]) != n_depth:
-        raise ValueError(
-            f"{path} was trained with {exported.extra['n_depth']} abundance columns, the inputs have {n_depth}"
-        )
+    trained = int(exported.extra["n_depth"])
+    if trained != n_depth:
+        if depth_path is not None:
+            where = f"the depth file {depth_path} has {n_depth}"
+        elif n_depth == 0:
+            where = "the inputs have none (no depth file given; pass the run's abundance table with --depth)"
+        else:
+            where = f"the inputs have {n_depth}"
+        raise ValueError(f"{path} was trained with {trained} abundance columns, {where}")
     model: KmerVAE | ContrastiveEncoder
     if exported.kind == KIND:
         model = KmerVAE(VAEConfig.from_dict(exported.config, n_depth=n_depth))

@@ -319,6 +319,10 @@ class RegulonPredictor:
         from genomelab.regulon.training import predict_windows
 
         self.check_genes(genes is not None)
+        if genes is not None:
+            # Integer coordinates even without rows (an empty list, e.g. a server request's
+            # "genes": [], gives object columns, which cannot index the tracks).
+            genes = genes.astype({"start": np.int64, "end": np.int64})
         starts, windows, annotation = self.window_inputs(codes, start, genes)
         end = start + len(codes) // self.bin_bp * self.bin_bp
         if end < start + len(codes):

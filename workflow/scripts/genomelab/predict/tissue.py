@@ -2,11 +2,11 @@
 
 Inputs are region means: a features HDF5 (``tissue_features``/ingest output), a sample
 sheet of per-sample NPZ files, or one NPZ. Input regions are joined to the model's by ID
-(absent regions are "uncovered", as in training); fewer than ``min_region_match`` of the
-model's regions is an error naming the first mismatches. Each sample gets the class
-probabilities of every member and of the ensemble (the members' mean, as in training), the
-call, a confidence (the called class's probability) and a flag when it covers fewer than
-``min_covered`` of the model's regions.
+(absent regions, and regions with coverage 0, are "uncovered", as in training); fewer
+than ``min_region_match`` of the model's regions is an error naming the first mismatches.
+Each sample gets the class probabilities of every member and of the ensemble (the members'
+mean, as in training), the call, a confidence (the called class's probability) and a flag
+when it covers fewer than ``min_covered`` of the model's regions.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.predict.common import IdIndex, IdMatch, match_ids
+from genomelab.predict.common import KIND_MODULES, IdIndex, IdMatch, match_ids
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble
-from genomelab.tissue.models import FILE_LEVEL, build_model, exported_config
+from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
 from genomelab.train.export import ExportedModel, load_exported
@@ -35,6 +36,10 @@ from genomelab.train.export import ExportedModel, load_exported
 logger = logging.getLogger(__name__)
 
 ENSEMBLE = "ensemble"
+ACCEPTED_INPUTS = (
+    "tissue --inputs takes a features HDF5 (tissue_features or ingest output), a tab-separated "
+    "sample sheet (columns sample, file, tissue) of NPZ files, or one NPZ"
+)
 
 
 @dataclass
@@ -96,10 +101,17 @@ class TissuePredictor:
 
     def __init__(self, exported: ExportedModel, path: str | os.PathLike, device: str | torch.device = "cpu"):
         kind = exported.kind.removesuffix(ENSEMBLE_SUFFIX)
-        if kind not in FILE_LEVEL:
+        if kind in REGION_LEVEL:
             raise ValueError(
                 f"{path}: a {exported.kind!r} model classifies single regions (the ablation), "
                 f"not samples; predict with one of {FILE_LEVEL} or their ensembles"
+            )
+        if kind not in FILE_LEVEL:
+            module = KIND_MODULES.get(kind)
+            hint = f"; predict it with `genomelab predict {module}`" if module else ""
+            raise ValueError(
+                f"{path} holds a {exported.kind!r} model, expected a tissue model (one of "
+                f"{FILE_LEVEL} or their ensembles){hint}"
             )
         self.path, self.exported, self.device = str(path), exported, resolve_device(str(device))
         self.classes = list(exported.ids["classes"])
@@ -194,6 +206,12 @@ class TissuePredictor:
             coverage = np.zeros((n, len(self.regions)), np.float32)
             means[:, found] = inputs.means[:, match.index[found]]
             coverage[:, found] = inputs.coverage[:, match.index[found]]
+        # A value with no calls behind it (coverage 0) is uncovered, as in training, whose
+        # features are NaN wherever coverage is 0 (tissue.features.count_means/region_means):
+        # the counts, the flag and every member see the region as missing.
+        no_calls = np.isfinite(means) & ~(coverage > 0)
+        if no_calls.any():
+            means = np.where(no_calls, np.float32(np.nan), means)
         n_covered = np.isfinite(means).sum(1)
         flagged = n_covered < min_covered * len(self.regions)
         if flagged.any():
@@ -230,7 +248,44 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
         with tempfile.TemporaryDirectory() as tmp:
             h5 = extract_features_from_sheet(path, Path(tmp) / "features.h5", n_positions=n_positions)
             return _from_h5(read_features(h5), str(path))
+    if not h5py.is_hdf5(path):
+        _refuse_other_input(path)
     return _from_h5(read_features(path), str(path))
+
+
+def _refuse_other_input(path: Path) -> None:
+    """Raise ``FormatError`` naming ``path``, which is neither NPZ, HDF5 nor a sample sheet:
+    what is wrong with it when it is a table (a sheet's missing columns, or a table of another
+    layout), and which inputs are accepted."""
+    from genomelab.io.errors import FormatError
+    from genomelab.io.sheets import REQUIRED_COLUMNS
+    from genomelab.io.streams import open_binary
+
+    try:
+        with open_binary(path) as fh:
+            first = fh.readline(65536).decode("utf-8", errors="replace").rstrip("\r\n")
+    except (OSError, EOFError) as exc:
+        raise FormatError(path, f"not a readable tissue input ({exc}); {ACCEPTED_INPUTS}") from exc
+    sep = "\t" if first.count("\t") >= first.count(",") else ","
+    header = [c.strip() for c in first.split(sep)]
+    if "sample" in header or "file" in header:
+        if sep == "," and {"sample", "file"} <= set(header):
+            raise FormatError(
+                path, f"a sample sheet must be tab-separated, this one uses commas; {ACCEPTED_INPUTS}"
+            )
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        raise FormatError(
+            path,
+            f"a sample sheet needs the columns {list(REQUIRED_COLUMNS)}; this one lacks {missing} "
+            f"(has {header[:10]}); {ACCEPTED_INPUTS}",
+        )
+    if len(header) > 1:
+        raise FormatError(
+            path,
+            f"a table with columns {header[:5]}{'...' if len(header) > 5 else ''} is not an accepted "
+            f"tissue input (a regions x samples table is a deconv input); {ACCEPTED_INPUTS}",
+        )
+    raise FormatError(path, f"neither an NPZ, an HDF5 file nor a sample sheet; {ACCEPTED_INPUTS}")
 
 
 def _from_h5(feats: dict[str, np.ndarray], source: str) -> TissueInputs:

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from genomelab.predict.common import IdIndex, InputMismatch, match_ids
+from genomelab.predict.common import KIND_MODULES, IdIndex, InputMismatch, match_ids, module_of_kind
 
 MODEL = [f"r{i}" for i in range(50)]
 
@@ -51,3 +51,13 @@ def test_a_request_in_the_model_s_own_order_needs_no_lookup():
     index = IdIndex(ids)
     match = match_ids(index, ids, "regions", "req")  # the very array the index was built from
     assert match.n_matched == 50 and (match.index == np.arange(50)).all()
+
+
+def test_every_tissue_model_kind_belongs_to_tissue():
+    """predict and serve find a model's module from its kind: every tissue model the workflow
+    trains (and its ensemble export) must be known, the masked model included."""
+    from genomelab.tissue.models import MODEL_KINDS
+
+    for kind in MODEL_KINDS:
+        assert KIND_MODULES.get(kind) == "tissue", kind
+        assert module_of_kind(f"{kind}-ensemble", "model.pt") == "tissue"

@@ -29,6 +29,7 @@ N_SHOWN = 5
 KIND_MODULES = {
     "mlp": "tissue",
     "attention": "tissue",
+    "masked": "tissue",
     "region": "tissue",
     "deconv": "deconv",
     "regulon": "regulon",

@@ -110,6 +110,15 @@ def test_regions_join_by_id_and_sheet_input_agrees(trained, tmp_path):
         trained["ens"] / "model.pt", trained["sheet"], tmp_path / "s.tsv", tmp_path / "s.json", 0.5, 0.25
     )
     np.testing.assert_allclose(from_sheet.proba[ENSEMBLE], base.proba[ENSEMBLE], atol=1e-12)
+    # New samples have no known tissue: a sheet without the column predicts the same.
+    sheet = pd.read_csv(trained["sheet"], sep="\t")
+    sheet["file"] = [str(trained["sheet"].parent / f) for f in sheet["file"]]
+    unlabelled = tmp_path / "unlabelled.tsv"
+    sheet[["sample", "file"]].to_csv(unlabelled, sep="\t", index=False)
+    from_unlabelled = predict_files(
+        trained["ens"] / "model.pt", unlabelled, tmp_path / "u.tsv", tmp_path / "u.json", 0.5, 0.25
+    )
+    np.testing.assert_allclose(from_unlabelled.proba[ENSEMBLE], base.proba[ENSEMBLE], atol=1e-12)
     # A sample missing most regions is flagged, with its count.
     sparse = TissueInputs(
         feats["samples"][:1],

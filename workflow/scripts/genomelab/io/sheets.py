@@ -26,6 +26,8 @@ from genomelab.io.streams import existing_file
 REQUIRED_COLUMNS = ("sample", "file", "tissue")
 OPTIONAL_COLUMNS = ("subtype", "source_sample")
 SHEET_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+# What a sheet of new samples to classify needs (their tissue is what is predicted).
+PREDICT_COLUMNS = ("sample", "file")
 
 
 @dataclass(frozen=True)
@@ -98,16 +100,21 @@ def iter_sheet_rows(
         raise FormatError(path, f"{what} lists no samples")
 
 
-def read_sample_sheet(path: str | os.PathLike, check_files: bool = True) -> list[SampleRecord]:
+def read_sample_sheet(
+    path: str | os.PathLike, check_files: bool = True, labels: bool = True
+) -> list[SampleRecord]:
     """Read and validate a tissue sample sheet.
 
-    Raises ``FormatError`` naming the sheet and line for missing columns, empty fields,
-    unsafe or duplicate sample names; ``FileNotFoundError`` for a missing sheet or (with
-    ``check_files``) data file.
+    ``labels`` False (new samples to classify): the ``tissue`` column is optional, its
+    value "" where absent or empty. Raises ``FormatError`` naming the sheet and line for
+    missing columns, empty fields, unsafe or duplicate sample names; ``FileNotFoundError``
+    for a missing sheet or (with ``check_files``) data file.
     """
     path = Path(path)
     records = []
-    for line, values in iter_sheet_rows(path, "sample sheet", REQUIRED_COLUMNS, OPTIONAL_COLUMNS):
+    required = REQUIRED_COLUMNS if labels else PREDICT_COLUMNS
+    optional = tuple(c for c in SHEET_COLUMNS if c not in required)
+    for line, values in iter_sheet_rows(path, "sample sheet", required, optional):
         sample = values["sample"]
         file = resolve(path.parent, values["file"])
         if check_files and not file.is_file():

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"
 ACCEPTED_INPUTS = (
     "tissue --inputs takes a features HDF5 (tissue_features or ingest output), a tab-separated "
-    "sample sheet (columns sample, file, tissue) of NPZ files, or one NPZ"
+    "sample sheet (columns sample and file; tissue optional) of NPZ files, or one NPZ"
 )
 
 
@@ -246,7 +246,9 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
         return TissueInputs(np.asarray([path.stem]), np.asarray(regions), means[None], valid[None], str(path))
     if is_sample_sheet(path):
         with tempfile.TemporaryDirectory() as tmp:
-            h5 = extract_features_from_sheet(path, Path(tmp) / "features.h5", n_positions=n_positions)
+            h5 = extract_features_from_sheet(
+                path, Path(tmp) / "features.h5", n_positions=n_positions, labels=False
+            )
             return _from_h5(read_features(h5), str(path))
     if not h5py.is_hdf5(path):
         _refuse_other_input(path)
@@ -258,7 +260,7 @@ def _refuse_other_input(path: Path) -> None:
     what is wrong with it when it is a table (a sheet's missing columns, or a table of another
     layout), and which inputs are accepted."""
     from genomelab.io.errors import FormatError
-    from genomelab.io.sheets import REQUIRED_COLUMNS
+    from genomelab.io.sheets import PREDICT_COLUMNS
     from genomelab.io.streams import open_binary
 
     try:
@@ -273,10 +275,10 @@ def _refuse_other_input(path: Path) -> None:
             raise FormatError(
                 path, f"a sample sheet must be tab-separated, this one uses commas; {ACCEPTED_INPUTS}"
             )
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        missing = [c for c in PREDICT_COLUMNS if c not in header]
         raise FormatError(
             path,
-            f"a sample sheet needs the columns {list(REQUIRED_COLUMNS)}; this one lacks {missing} "
+            f"a sample sheet needs the columns {list(PREDICT_COLUMNS)}; this one lacks {missing} "
             f"(has {header[:10]}); {ACCEPTED_INPUTS}",
         )
     if len(header) > 1:

@@ -140,13 +140,18 @@ def npz_features(
 
 
 def extract_features_from_sheet(
-    sheet: str | os.PathLike, out_h5: str | os.PathLike, n_positions: int = 150, threads: int = 1
+    sheet: str | os.PathLike,
+    out_h5: str | os.PathLike,
+    n_positions: int = 150,
+    threads: int = 1,
+    labels: bool = True,
 ) -> Path:
     """Stream every NPZ of a sample sheet into the features HDF5 (see module docstring).
 
     Region IDs must agree across files (a file with other regions is an error naming it).
+    ``labels`` False: new samples, whose sheet may leave out ``tissue`` (written as "").
     """
-    records = read_sample_sheet(sheet)
+    records = read_sample_sheet(sheet, labels=labels)
     out_h5 = Path(out_h5)
     regions: np.ndarray | None = None
     with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as h5:

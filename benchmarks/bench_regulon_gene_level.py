@@ -36,17 +36,9 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 from genomelab.regulon.data import read_genes  # noqa: E402
 from genomelab.regulon.evaluate import set_readout  # noqa: E402
-from genomelab.regulon.operons import COMBINED, OperonEvaluation, _sigmoid  # noqa: E402
+from genomelab.regulon.operons import COMBINED, OperonEvaluation, _sigmoid, gene_scores  # noqa: E402
 from genomelab.regulon.targets import TargetData  # noqa: E402
 from genomelab.regulon.tracks import read_tracks, split_bin_mask  # noqa: E402
-
-
-def gene_scores(p: np.ndarray, pairs: pd.DataFrame, genes: pd.DataFrame) -> np.ndarray:
-    """1 - prod(1 - p) over each gene's scored neighbour pairs [n_genes] (0 without one)."""
-    log_not = np.log1p(-np.clip(np.nan_to_num(p), 0, 1 - 1e-12))
-    ends = pd.concat([pd.Series(log_not, index=pairs[c].to_numpy()) for c in ("upstream", "downstream")])
-    summed = ends.groupby(level=0).sum()
-    return -np.expm1(genes["bnumber"].map(summed).fillna(0.0).to_numpy())
 
 
 def fold_figures(fold_dir: Path, genes_all: pd.DataFrame) -> dict[str, float]:
@@ -79,7 +71,9 @@ def fold_figures(fold_dir: Path, genes_all: pd.DataFrame) -> dict[str, float]:
     )
     length = (genes["end"] - genes["start"]).to_numpy()
     for name, p in (("readout", readout), ("rule", rule)):
-        score = gene_scores(p, pairs, genes)
+        # As the per-bp tracks score a gene's bases (pair_track, combine="any"); 0 without a pair.
+        by_gene = gene_scores(np.nan_to_num(p), pairs, "any")
+        score = genes["bnumber"].map(by_gene).fillna(0.0).to_numpy()
         out[f"gene_{name}"] = roc_auc_score(label[held], score[held])
         out[f"gene_weighted_{name}"] = roc_auc_score(label[held], score[held], sample_weight=length[held])
     out["n_test_genes"] = int(held.sum())

@@ -113,7 +113,10 @@ def test_deconv_server_uses_the_priors_reference_and_refuses_another(tmp_path, f
         with_file.state.handler.card["reference"]["profiles_sha256_float32"]
         == (card["reference"]["profiles_sha256_float32"])
     )
-    assert empty.status_code == 422 and "samples.0.betas: no value on any" in empty.json()["detail"]
+    assert (
+        empty.status_code == 422
+        and "samples.0.betas: 1 sample(s) have no value on any reference region" in empty.json()["detail"]
+    )
 
     with pytest.raises(ValueError, match="has no NNLS prior.*--reference"):
         create_app(tmp_path / "plain.pt")
@@ -174,8 +177,7 @@ def test_deconv_refuses_samples_with_fewer_regions_than_tissues(tmp_path, files)
             json={"samples": [{"sample": "a", "betas": [0.5], "regions": [REGIONS[0]]}], "min_match": 0},
         )
     assert (
-        one.status_code == 422
-        and "samples.0.betas: values on 1 of the model's regions" in one.json()["detail"]
+        one.status_code == 422 and "samples.0.betas: 1 sample(s) have values on fewer" in one.json()["detail"]
     )
     write_table(tmp_path / "other.tsv", profiles * 0.9, REGIONS, TISSUES)
     with pytest.raises(ValueError, match="other.tsv: profiles differ from those the model's NNLS prior"):

@@ -237,9 +237,9 @@ class DeconvNet(nn.Module):
     def _offset_room(self) -> bool:
         """``self._offset_ok``, found (and warned about) on first use for this reference."""
         if self._offset_ok is None:
-            from genomelab.deconv.nnls import OFFSET_MIN_RESIDUAL, offset_residual
+            from genomelab.deconv.nnls import offset_room
 
-            self._offset_ok = offset_residual(self.reference.double().cpu().numpy()) >= OFFSET_MIN_RESIDUAL
+            self._offset_ok = offset_room(self.reference.double().cpu().numpy())
             if not self._offset_ok:
                 logger.warning(
                     "the reference's tissues nearly span a constant profile: the prior is plain NNLS, "
@@ -366,11 +366,11 @@ def weighted_record(model: DeconvNet, profiles: np.ndarray) -> dict[str, Any]:
     spans a constant profile, so ``deconvolve_weighted`` is plain NNLS) and
     ``network_prior`` (it is the network's own prior, not the default floor beside a network
     with a plain prior or none)."""
-    from genomelab.deconv.nnls import OFFSET_MIN_RESIDUAL, offset_residual
+    from genomelab.deconv.nnls import offset_room
 
     return {
         "weight_floor": weighted_floor(model),
-        "offset": bool(offset_residual(np.asarray(profiles, dtype=np.float64)) >= OFFSET_MIN_RESIDUAL),
+        "offset": offset_room(profiles),
         "network_prior": bool(model.cfg.nnls_prior and model.cfg.prior_weight_floor > 0),
     }
 

@@ -269,6 +269,12 @@ def offset_residual(A: np.ndarray) -> float:
     return float(np.linalg.norm(one - A @ coef) / np.sqrt(len(A)))
 
 
+def offset_room(A: np.ndarray) -> bool:
+    """Whether the reference A [R, K] leaves room for an offset column (its tissues do not
+    nearly span a constant profile): where not, the weighted NNLS is plain NNLS."""
+    return offset_residual(A) >= OFFSET_MIN_RESIDUAL
+
+
 def gram_per_sample(A: np.ndarray, W: np.ndarray) -> np.ndarray:
     """A^T diag(w_n) A [N, K, K] for weights W [N, R]: one [N, R] x [R, K*K] product (an
     einsum over "rk,nr,rl" would hold [N, R, K] at once)."""
@@ -395,7 +401,7 @@ def nnls_torch(
             if support is not None:
                 raise ValueError("nnls_torch: weight_floor and support do not combine")
             if offset is None:
-                offset = offset_residual(A.cpu().numpy()) >= OFFSET_MIN_RESIDUAL
+                offset = offset_room(A.cpu().numpy())
             if not offset:
                 # As deconvolve_weighted: no offset that the tissues could mimic.
                 return _bpp_torch(A, Xz, valid.to(A.dtype), None, max_iter)

@@ -306,6 +306,22 @@ def fit_readout(data: TargetData, genes: pd.DataFrame, train_track: np.ndarray) 
     return found
 
 
+def gene_scores(values: np.ndarray, pairs: pd.DataFrame, combine: str = "any") -> pd.Series:
+    """Each gene's score (indexed by b-number) from the scores ``values`` [n_pairs] (no NaN)
+    of its same-strand neighbour pairs: the larger of the two (``"max"``) or, for
+    probabilities, 1 - prod(1 - p) (``"any"``: joined to at least one neighbour). Genes
+    without a pair are absent."""
+    ends = pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])
+    if combine == "max":
+        return ends.groupby("bnumber")["v"].max()
+    if ((ends["v"] < 0) | (ends["v"] > 1)).any():
+        raise ValueError("pair_track: combine='any' needs probabilities in [0, 1]")
+    # log(1 - p) summed per gene; p = 1 gives -inf and so a gene probability of 1.
+    with np.errstate(divide="ignore"):
+        ends = ends.assign(v=np.log1p(-ends["v"].to_numpy()))
+    return -np.expm1(ends.groupby("bnumber")["v"].sum())
+
+
 def pair_track(
     values: np.ndarray,
     pairs: pd.DataFrame,
@@ -333,16 +349,7 @@ def pair_track(
     elif floor is None:
         floor = float(np.nanmin(values)) - 1.0 if np.isfinite(values).any() else 0.0
     values = np.where(np.isfinite(values), values, floor)
-    ends = pd.concat([pd.DataFrame({"bnumber": pairs[c], "v": values}) for c in ("upstream", "downstream")])
-    if combine == "max":
-        best = ends.groupby("bnumber")["v"].max()
-    else:
-        if ((ends["v"] < 0) | (ends["v"] > 1)).any():
-            raise ValueError("pair_track: combine='any' needs probabilities in [0, 1]")
-        # log(1 - p) summed per gene; p = 1 gives -inf and so a gene probability of 1.
-        with np.errstate(divide="ignore"):
-            ends = ends.assign(v=np.log1p(-ends["v"].to_numpy()))
-        best = -np.expm1(ends.groupby("bnumber")["v"].sum())
+    best = gene_scores(values, pairs, combine)
     n = (end - start) // r
     track = np.full((2, n), floor)
     spans = [

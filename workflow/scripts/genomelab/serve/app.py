@@ -294,6 +294,7 @@ class _Deconv:
         self.card = {"reference": reference, "weighted_nnls": self.weighted}
 
     def __call__(self, req: DeconvRequest) -> dict[str, Any]:
+        from genomelab.deconv.infer import check_observed
         from genomelab.deconv.nnls import deconvolve_nnls, deconvolve_weighted
 
         n_model = len(self.p.regions)
@@ -306,14 +307,7 @@ class _Deconv:
             aligned, match = self.p.align(
                 s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}"
             )
-            n_valid = int(np.isfinite(aligned).sum())
-            if n_valid == 0:
-                raise ValueError(f"samples.{i}.betas: no value on any of the model's regions")
-            if n_valid < len(self.p.tissues):
-                raise ValueError(
-                    f"samples.{i}.betas: values on {n_valid} of the model's regions, fewer than its "
-                    f"{len(self.p.tissues)} tissues, so the proportions are not determined"
-                )
+            check_observed(aligned, [s.sample], len(self.p.tissues), f"samples.{i}.betas")
             rows.append(aligned[0])
             matched.append(match.n_matched)
         aligned = np.stack(rows)

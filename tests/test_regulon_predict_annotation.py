@@ -268,7 +268,7 @@ def test_server_takes_genes_relative_to_the_sequence(annotated_run, tmp_path):
     from genomelab.predict.regulon import RegulonPredictor
     from genomelab.regulon.targets import TargetData
     from genomelab.serve.app import create_app
-    from test_serve import serving
+    from test_serve import refused, serving
 
     data = TargetData(annotated_run["targets"])
     model = annotated_run["run"] / "best.pt"
@@ -298,8 +298,9 @@ def test_server_takes_genes_relative_to_the_sequence(annotated_run, tmp_path):
     assert (body["start"], body["end"]) == (start, want.end)
     np.testing.assert_allclose(body["tracks"]["operon"]["plus"], want.tracks["operon"][0], rtol=1e-6)
     np.testing.assert_allclose(body["tracks"]["expression"]["minus"], want.tracks["expression"][1], rtol=1e-6)
-    assert missing.status_code == 422 and missing.json()["detail"].startswith("genes: ")
-    assert "sequence+annotation" in missing.json()["detail"]
+    err = refused(missing)
+    assert err["loc"] == ["body", "genes"] and err["msg"].startswith("genes: ")
+    assert "sequence+annotation" in err["msg"]
     assert all(r.status_code == 422 for r in bad)
     locs = [r.json()["detail"][0]["loc"] for r in bad]
     assert locs[0] == ["body", "genes", 1, "strand"]
@@ -308,9 +309,9 @@ def test_server_takes_genes_relative_to_the_sequence(annotated_run, tmp_path):
     assert locs[3] == ["body", "genes", 1, "strand"]  # a required field left out
 
     with serving(create_app(_sequence_model(tmp_path / "seq.pt"))) as client:
-        refused = client.post("/predict", json={"sequence": seq[:600], "genes": genes[:1]})
+        with_genes = client.post("/predict", json={"sequence": seq[:600], "genes": genes[:1]})
         plain = client.post("/predict", json={"sequence": seq[:600]})
-    assert refused.status_code == 422 and refused.json()["detail"].startswith("genes: ")
+    assert refused(with_genes)["msg"].startswith("genes: ")
     assert plain.status_code == 200
 
 

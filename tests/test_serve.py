@@ -51,6 +51,16 @@ def serving(app):
         sock.close()
 
 
+def refused(reply) -> dict:
+    """The one error of a 422 reply, in the shape every 422 of the server has (FastAPI's
+    validation errors: ``detail`` a list of ``{"type", "loc", "msg"}``)."""
+    assert reply.status_code == 422, reply.text
+    detail = reply.json()["detail"]
+    assert isinstance(detail, list) and detail and {"type", "loc", "msg"} <= set(detail[0])
+    assert detail[0]["loc"][0] == "body"
+    return detail[0]
+
+
 def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "Liver")) -> list[str]:
     from genomelab.tissue.models import MLPConfig, build_model
 
@@ -134,13 +144,14 @@ def test_tissue_server_health_card_predict_and_errors(tmp_path):
         bad = client.post("/predict", json={"samples": [{"sample": "a", "means": "high"}]})
         assert bad.status_code == 422 and "means" in json.dumps(bad.json()["detail"])
         bad = client.post("/predict", json={"samples": [{"sample": "a", "means": [0.5] * 3}]})
-        assert (
-            bad.status_code == 422 and "samples.0.means: 3 values without region IDs" in bad.json()["detail"]
-        )
+        err = refused(bad)
+        assert "samples.0.means: 3 values without region IDs" in err["msg"]
+        assert err["loc"] == ["body", "samples", 0, "means"]
         bad = client.post(
             "/predict", json={"samples": [{"sample": "a", "means": [0.5], "regions": ["chrZ:1"]}]}
         )
-        assert bad.status_code == 422 and "0 of the model's 40 regions" in bad.json()["detail"]
+        err = refused(bad)
+        assert "0 of the model's 40 regions" in err["msg"] and err["loc"][:3] == ["body", "samples", 0]
         bad = client.post("/predict", json={"samples": [], "min_covered": 2})
         assert bad.status_code == 422 and {"samples", "min_covered"} <= {
             e["loc"][-1] for e in bad.json()["detail"]
@@ -265,9 +276,7 @@ def test_assoc_server_ranks_like_the_file_path(tmp_path):
     assert got["candidate"].tolist() == expected["candidate"].tolist()
     np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "side"
-    assert (
-        extra.status_code == 422 and "numeric columns of the target entities differ" in extra.json()["detail"]
-    )
+    assert "numeric columns of the target entities differ" in refused(extra)["msg"]
     with pytest.raises(ValueError, match="needs --featurizer"):
         create_app(tmp_path / "assoc.pt")
 
@@ -337,3 +346,19 @@ def test_tissue_server_counts_coverage_0_as_uncovered(tmp_path):
     got, expected = zero.json()["samples"][0], blank.json()["samples"][0]
     assert got["n_regions_covered"] == 5 and got["flagged"]
     assert got == expected
+
+
+def test_value_errors_take_the_validation_error_shape_with_the_field_they_name():
+    from genomelab.serve.app import TissueRequest, value_error_detail
+
+    def loc(message: str) -> list:
+        (err,) = value_error_detail(message, TissueRequest)
+        assert err["type"] == "value_error" and err["msg"] == message
+        return err["loc"]
+
+    assert loc("samples.3.means: 2 values without region IDs") == ["body", "samples", 3, "means"]
+    assert loc("min_covered: too high") == ["body", "min_covered"]
+    # Not a field of the request (a file, or no field at all): the body as a whole.
+    assert loc("model.pt: corrupt") == ["body"]
+    assert loc("/data/ref.tsv: 3 regions") == ["body"]
+    assert loc("no region matches") == ["body"]

@@ -20,6 +20,7 @@ import binascii
 import logging
 import math
 import os
+import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -508,6 +509,23 @@ def answer(handler: Any, request_type: type[BaseModel], body: bytes) -> bytes:
     return to_json(result, inf_nan_mode="null")
 
 
+# A handler's message starts with the request field it is about: "samples.0.means: ...".
+_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*): ")
+
+
+def value_error_detail(message: str, request_type: type[BaseModel]) -> list[dict[str, Any]]:
+    """A handler's ValueError as FastAPI's validation errors are given (``[{"type", "loc",
+    "msg"}]``): ``loc`` is ``["body", *field]`` when the message starts with a field of
+    ``request_type`` ("samples.0.means: ..." -> ``["body", "samples", 0, "means"]``), else
+    ``["body"]``; ``msg`` is the whole message."""
+    found = _FIELD.match(message)
+    parts = found.group(1).split(".") if found else []
+    if not parts or parts[0] not in request_type.model_fields:
+        parts = []
+    loc: list[str | int] = ["body", *(int(p) if p.isdigit() else p for p in parts)]
+    return [{"type": "value_error", "loc": loc, "msg": message}]
+
+
 def _body_schema(request_type: type[BaseModel]) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{request_type.__name__}"}
     return {"requestBody": {"required": True, "content": {JSON: {"schema": ref}}}}
@@ -548,8 +566,9 @@ def create_app(model: str | os.PathLike, **opts: Any) -> FastAPI:
 
     @app.exception_handler(ValueError)
     async def _value_error(request: Request, exc: ValueError) -> JSONResponse:
-        # Inputs that do not fit the model (IDs, lengths): the client's to fix.
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        # Inputs that do not fit the model (IDs, lengths): the client's to fix, in the same
+        # shape as a body that does not validate, so a client reads one kind of 422.
+        return JSONResponse(status_code=422, content={"detail": value_error_detail(str(exc), request_type)})
 
     @app.get("/health")
     def health() -> dict[str, Any]:

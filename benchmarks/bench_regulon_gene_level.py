@@ -12,6 +12,11 @@ readout training saved and the distance log-likelihood rule of the same fold:
   1 - (1 - p_left)(1 - p_right) as the per-bp tracks score its bases, as AUROC over genes
   and weighted by gene length (how per-bp AUROC weighs genes).
 
+- per bp with the two genes' log lengths added to the pair features (a logistic regression
+  fitted on the fold's training pairs): for the readout (network features + distance LL +
+  lengths) and for the rule (distance LL + lengths), so the two are compared with the same
+  annotation knowledge.
+
 Paired t-tests across folds. Writes ``--out`` (JSON; default
 benchmarks/results/bench_regulon_gene_level.json). Not a test; seconds per fold.
 
@@ -36,16 +41,59 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 from genomelab.regulon.data import read_genes  # noqa: E402
 from genomelab.regulon.evaluate import set_readout  # noqa: E402
-from genomelab.regulon.operons import COMBINED, OperonEvaluation, _sigmoid, gene_scores  # noqa: E402
+from genomelab.regulon.operons import (  # noqa: E402
+    COMBINED,
+    OperonEvaluation,
+    PairReadout,
+    _sigmoid,
+    adjacent_pairs,
+    gene_scores,
+    split_pairs,
+)
 from genomelab.regulon.targets import TargetData  # noqa: E402
-from genomelab.regulon.tracks import read_tracks, split_bin_mask  # noqa: E402
+from genomelab.regulon.tracks import TRAIN_GROUP, read_tracks, split_bin_mask  # noqa: E402
+
+
+def log_lengths(pairs: pd.DataFrame, length: pd.Series) -> np.ndarray:
+    """[n_pairs, 2] log bp of each pair's upstream and downstream gene (``length`` by b-number)."""
+    return np.log(np.column_stack([pairs[c].map(length).to_numpy(float) for c in ("upstream", "downstream")]))
+
+
+def with_lengths(op: OperonEvaluation, tracks: dict, data: TargetData) -> dict[str, float]:
+    """Per-bp AUROC of the readout's and the rule's features plus the genes' log lengths,
+    each a logistic regression fitted on the training pairs (the network's features there
+    from its output on the training blocks, as the readout itself is fitted)."""
+    train = split_pairs(adjacent_pairs(op.region_genes, data), data, "train")
+    length = op.region_genes.set_index("bnumber").eval("end - start")
+    y = train["same_operon"].to_numpy()
+    ro, every = op.readout, op.all_pairs
+    ll_train = ro.distance_ll(train["distance"].to_numpy())[:, None]
+    ll_every = ro.distance_ll(every["distance"].to_numpy())[:, None]
+    out = {}
+    for name, x_train, x_every in (
+        (
+            "readout",
+            ro.features(tracks[TRAIN_GROUP]["operon"], train, data, COMBINED),
+            ro.features(op.readout_track, every, data, COMBINED),
+        ),
+        ("rule", ll_train, ll_every),
+    ):
+        x_train = np.hstack([x_train, log_lengths(train, length)])
+        x_every = np.hstack([x_every, log_lengths(every, length)])
+        ok = np.isfinite(x_train).all(axis=1)
+        p = _sigmoid(PairReadout.fit(x_train[ok], y[ok]).score(x_every))
+        out[f"bp_lengths_{name}"] = op._bp_metrics(op._pair_track(np.nan_to_num(p)), "test", None)[
+            "operon_bp_auroc"
+        ]
+    return out
 
 
 def fold_figures(fold_dir: Path, genes_all: pd.DataFrame) -> dict[str, float]:
     data = TargetData(fold_dir / "data" / "targets.h5")
     predictions = fold_dir / "model" / "predictions.h5"
     op = OperonEvaluation(data, genes_all)
-    set_readout(op, predictions, read_tracks(predictions, data))
+    tracks = read_tracks(predictions, data)
+    set_readout(op, predictions, tracks)
     if op.readout is None:
         raise ValueError(f"{predictions}: no pair readout saved or fitted")
     pairs, genes = op.all_pairs, op.region_genes.reset_index(drop=True)
@@ -77,7 +125,7 @@ def fold_figures(fold_dir: Path, genes_all: pd.DataFrame) -> dict[str, float]:
         out[f"gene_{name}"] = roc_auc_score(label[held], score[held])
         out[f"gene_weighted_{name}"] = roc_auc_score(label[held], score[held], sample_weight=length[held])
     out["n_test_genes"] = int(held.sum())
-    return out
+    return out | with_lengths(op, tracks, data)
 
 
 def main() -> None:
@@ -92,21 +140,26 @@ def main() -> None:
     rows = [fold_figures(f, genes) for f in folds]
     frame = pd.DataFrame(rows)
     tests = {}
-    for view in ("bp", "gene", "gene_weighted"):
-        a, b = frame[f"{view}_readout"], frame[f"{view}_rule"]
+    # Each view: (first, second) columns, compared per fold.
+    views = {v: (f"{v}_readout", f"{v}_rule") for v in ("bp", "gene", "gene_weighted", "bp_lengths")}
+    views["bp_rule_with_lengths_vs_rule"] = ("bp_lengths_rule", "bp_rule")  # what lengths add
+    for view, (x, y) in views.items():
+        a, b = frame[x], frame[y]
         tests[view] = {
-            "readout_mean": float(a.mean()),
-            "rule_mean": float(b.mean()),
+            "first": x,
+            "second": y,
+            "first_mean": float(a.mean()),
+            "second_mean": float(b.mean()),
             "mean_difference": float((a - b).mean()),
             "differences": (a - b).round(5).tolist(),
             "paired_t_p": float(ttest_rel(a, b).pvalue),
         }
-    result = {"run": str(args.run), "per_fold": rows, "readout_vs_rule": tests}
+    result = {"run": str(args.run), "per_fold": rows, "paired": tests}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(frame.round(4).to_string())
-    for view, t in tests.items():
+    for t in tests.values():
         print(
-            f"{view}: readout {t['readout_mean']:.4f} vs rule {t['rule_mean']:.4f}, "
+            f"{t['first']} {t['first_mean']:.4f} vs {t['second']} {t['second_mean']:.4f}, "
             f"difference {t['mean_difference']:+.4f} (per fold {t['differences']}), paired t p = {t['paired_t_p']:.2g}"
         )
 

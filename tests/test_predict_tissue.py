@@ -360,3 +360,52 @@ def test_regions_with_coverage_0_are_uncovered(trained, tmp_path):
         dst["coverage"][...] = 0
     pred = predict_files(trained["ens"] / "model.pt", h5, tmp_path / "p.tsv", tmp_path / "p.json", 0.5, 0.25)
     assert (pred.n_covered == 0).all() and pred.flagged.all()
+
+
+def test_calls_below_the_runs_threshold_are_not_classifiable(trained, tmp_path):
+    """The run's tissue.calibration.threshold travels with the ensemble: predict marks the
+    samples training marked (test split), a flagged sample is never classifiable, and the
+    threshold can be overridden (CLI and call) or is refused out of [0, 1)."""
+    from genomelab.tissue.calibration import CalibrationConfig
+
+    data, dirs = trained["data"], trained["members"]
+    files = {n: [d / n for d in dirs] for n in ("model.pt", "metrics.json", "diagnostics.json")}
+    base = TissuePredictor.load(trained["ens"] / "model.pt")
+    feats = read_features(trained["h5"])
+    inputs = TissueInputs(feats["samples"], feats["regions"], feats["means"], feats["coverage"], "h5")
+    assert base.threshold == 0.0 and base.predict(inputs, 0.5, 0.25).classifiable.all()
+    # A threshold between the ensemble's confidences, so that both kinds of call occur.
+    threshold = float(np.median(base.predict(inputs, 0.5, 0.25).confidence))
+    out = tmp_path / "ens"
+    combine_members(
+        "mlp", data, files["model.pt"], files["metrics.json"], files["diagnostics.json"], out,
+        CalibrationConfig(threshold=threshold),
+    )  # fmt: skip
+    predictor = TissuePredictor.load(out / "model.pt")
+    assert predictor.threshold == pytest.approx(threshold)
+    pred = predictor.predict(inputs, 0.5, 0.25)
+    assert 0 < pred.classifiable.sum() < len(pred.samples)
+    np.testing.assert_array_equal(pred.classifiable, pred.confidence >= threshold)
+    saved = json.loads((out / "metrics.json").read_text())["predictions"]
+    assert pred.classifiable[_test_rows(pred, data)].tolist() == saved["classifiable"]
+    # Overridden: 0 classifies every sample; a sample covering too few regions never is.
+    assert predictor.predict(inputs, 0.5, 0.25, threshold=0.0).classifiable.all()
+    sparse = TissueInputs(
+        inputs.samples, inputs.regions, np.where(np.arange(120) < 10, inputs.means, np.nan),
+        inputs.coverage, "h5",
+    )  # fmt: skip
+    low = predictor.predict(sparse, 0.5, 0.25, threshold=0.0)
+    assert low.flagged.all() and not low.classifiable.any()
+    with pytest.raises(ValueError, match="threshold: 1.0 is not in"):
+        predictor.predict(inputs, 0.5, 0.25, threshold=1.0)
+    # Written: the ensemble rows say it, the members' rows leave it empty; the CLI overrides.
+    args = ["predict", "tissue", "--model", str(out / "model.pt"), "--inputs", str(trained["h5"])]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--threshold", "0"]) == 0
+    table = pd.read_csv(tmp_path / "a" / "predictions.tsv", sep="\t")
+    ens = table[table["model"] == ENSEMBLE].set_index("sample").loc[pred.samples]
+    assert ens["classifiable"].tolist() == pred.classifiable.tolist()
+    assert table.loc[table["model"] != ENSEMBLE, "classifiable"].isna().all()
+    summary = {k: json.loads((tmp_path / k / "predictions.json").read_text()) for k in "ab"}
+    assert summary["a"]["n_not_classifiable"] == int((~pred.classifiable).sum())
+    assert summary["b"]["threshold"] == 0 and summary["b"]["n_not_classifiable"] == 0

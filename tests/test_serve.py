@@ -152,6 +152,12 @@ def test_tissue_server_health_card_predict_and_errors(tmp_path):
         )
         err = refused(bad)
         assert "0 of the model's 40 regions" in err["msg"] and err["loc"][:3] == ["body", "samples", 0]
+        # The calibrated confidence threshold of a request: below it, not classifiable.
+        cut = float(np.mean([r["confidence"] for r in got]))
+        strict = client.post("/predict", json={**body, "threshold": cut}).json()["samples"]
+        assert [r["classifiable"] for r in strict] == [r["confidence"] >= cut for r in got]
+        assert all(r["classifiable"] for r in got)  # the model records none (0)
+        assert refused(client.post("/predict", json={**body, "threshold": 1}))["loc"] == ["body", "threshold"]
         bad = client.post("/predict", json={"samples": [], "min_covered": 2})
         assert bad.status_code == 422 and {"samples", "min_covered"} <= {
             e["loc"][-1] for e in bad.json()["detail"]

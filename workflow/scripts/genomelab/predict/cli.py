@@ -34,6 +34,7 @@ def _tissue(a: argparse.Namespace, out: Path) -> None:
         float(_default(a.min_region_match, "tissue.predict.min_region_match")),
         float(_default(a.min_covered, "tissue.predict.min_covered")),
         device=a.device,
+        threshold=a.threshold,
     )
 
 
@@ -156,6 +157,12 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
     if module == "tissue":
         p.add_argument("--min-region-match", type=float, help="tissue.predict.min_region_match")
         p.add_argument("--min-covered", type=float, help="tissue.predict.min_covered")
+        p.add_argument(
+            "--threshold",
+            type=float,
+            help="calibrated confidence below which a sample is not classifiable "
+            "(default: the model's, its run's tissue.calibration.threshold)",
+        )
     elif module == "deconv":
         p.add_argument("--reference", help="reference table (results/<run>/deconv/reference/reference.tsv)")
         p.add_argument("--truth", help="tissues x samples table of true proportions")

@@ -6,7 +6,11 @@ sheet of per-sample NPZ files, or one NPZ. Input regions are joined to the model
 than ``min_region_match`` of the model's regions is an error naming the first mismatches.
 Each sample gets the class probabilities of every member and of the ensemble (the members'
 mean, as in training), the call, a confidence (the called class's probability) and a flag
-when it covers fewer than ``min_covered`` of the model's regions.
+when it covers fewer than ``min_covered`` of the model's regions. A sample is
+``classifiable`` when it is not flagged and the ensemble's (temperature-calibrated)
+confidence reaches the threshold (by default the one recorded with the model, the run's
+``tissue.calibration.threshold``; 0 = every unflagged sample): below it the call is reported
+"not classifiable", as diagnostic classifiers report a calibrated score below their cut-off.
 """
 
 from __future__ import annotations
@@ -63,6 +67,12 @@ class TissuePrediction:
     match: IdMatch
     n_covered: np.ndarray
     flagged: np.ndarray
+    threshold: float = 0.0
+
+    @property
+    def classifiable(self) -> np.ndarray:
+        """[S] bool: not flagged and the ensemble's confidence at least ``threshold``."""
+        return ~self.flagged & (self.confidence >= self.threshold)
 
     @property
     def call(self) -> list[str]:
@@ -90,6 +100,7 @@ class TissuePrediction:
                     "confidence": float(self.confidence[i]),
                     "n_regions_covered": int(self.n_covered[i]),
                     "flagged": bool(self.flagged[i]),
+                    "classifiable": bool(self.classifiable[i]),
                     "models": models,
                 }
             )
@@ -121,6 +132,8 @@ class TissuePredictor:
         # The temperature fitted on validation when the ensemble was made (1 = none, as for a
         # single member, whose training metrics are uncalibrated too).
         self.temperature = float(exported.extra.get("temperature", 1.0))
+        # The run's "not classifiable" threshold on that calibrated confidence (0: none).
+        self.threshold = float(exported.extra.get("threshold", 0.0))
         self.members = self._members(kind, exported)
         # Attention members on the CPU: the per-query path with load-time constants (the
         # members' own forward, rearranged; genomelab.tissue.inference). None: the forward.
@@ -189,8 +202,18 @@ class TissuePredictor:
         proba[ENSEMBLE] = apply_temperature(np.mean(list(proba.values()), axis=0), self.temperature)
         return proba
 
-    def predict(self, inputs: TissueInputs, min_region_match: float, min_covered: float) -> TissuePrediction:
-        """Join ``inputs`` to the model's regions, classify, flag poorly covered samples."""
+    def predict(
+        self,
+        inputs: TissueInputs,
+        min_region_match: float,
+        min_covered: float,
+        threshold: float | None = None,
+    ) -> TissuePrediction:
+        """Join ``inputs`` to the model's regions, classify, flag poorly covered samples and
+        mark those below the confidence ``threshold`` (None: the model's) not classifiable."""
+        threshold = self.threshold if threshold is None else float(threshold)
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold: {threshold} is not in [0, 1)")
         match = match_ids(self.region_index, inputs.regions, "regions", inputs.source, min_region_match)
         found = match.index >= 0
         n = len(inputs.samples)
@@ -226,7 +249,7 @@ class TissuePredictor:
             )
         proba = self.predict_arrays(means, coverage)
         return TissuePrediction(
-            [str(s) for s in inputs.samples], self.classes, proba, match, n_covered, flagged
+            [str(s) for s in inputs.samples], self.classes, proba, match, n_covered, flagged, threshold
         )
 
 
@@ -298,8 +321,9 @@ def write_predictions(
     pred: TissuePrediction, out_tsv: str | os.PathLike, out_json: str | os.PathLike
 ) -> None:
     """A TSV with one row per sample and model (member, ``ensemble``): the call, confidence,
-    coverage, flag and one probability column per class; a JSON with the region join counts
-    and the per-sample records."""
+    coverage, flag, ``classifiable`` (the ensemble's rows; empty for members, whose
+    probabilities are not calibrated) and one probability column per class; a JSON with the
+    region join counts, the threshold and the per-sample records."""
     rows = []
     for name, p in pred.proba.items():
         for i, sample in enumerate(pred.samples):
@@ -310,6 +334,7 @@ def write_predictions(
                 "confidence": float(p[i].max()),
                 "n_regions_covered": int(pred.n_covered[i]),
                 "flagged": bool(pred.flagged[i]),
+                "classifiable": bool(pred.classifiable[i]) if name == ENSEMBLE else None,
             }
             row.update({f"p_{c}": float(v) for c, v in zip(pred.classes, p[i], strict=True)})
             rows.append(row)
@@ -322,6 +347,8 @@ def write_predictions(
             "regions": pred.match.to_dict(),
             "n_samples": len(pred.samples),
             "n_flagged": int(pred.flagged.sum()),
+            "threshold": pred.threshold,
+            "n_not_classifiable": int((~pred.classifiable).sum()),
             "samples": pred.records(),
         },
     )
@@ -335,10 +362,14 @@ def predict_files(
     min_region_match: float,
     min_covered: float,
     device: str = "cpu",
+    threshold: float | None = None,
 ) -> TissuePrediction:
-    """:class:`TissuePredictor` on the samples of ``inputs``, written as TSV and JSON."""
+    """:class:`TissuePredictor` on the samples of ``inputs``, written as TSV and JSON
+    (``threshold`` None: the model's recorded one)."""
     predictor = TissuePredictor.load(model, device)
-    pred = predictor.predict(read_inputs(inputs, predictor.n_positions), min_region_match, min_covered)
+    pred = predictor.predict(
+        read_inputs(inputs, predictor.n_positions), min_region_match, min_covered, threshold
+    )
     write_predictions(pred, out_tsv, out_json)
     logger.info("classified %d sample(s) from %s with %s", len(pred.samples), inputs, model)
     return pred

@@ -140,6 +140,8 @@ class TissueRequest(_Strict):
     samples: list[TissueSample] = Field(min_length=1)
     min_region_match: float | None = Field(None, ge=0, le=1)
     min_covered: float | None = Field(None, ge=0, le=1)
+    # Calibrated confidence below which a sample is "not classifiable" (None: the model's).
+    threshold: float | None = Field(None, ge=0, lt=1)
 
 
 class DeconvSample(_Strict):
@@ -275,6 +277,7 @@ class _Tissue:
                 inputs,
                 self.defaults["min_region_match"] if req.min_region_match is None else req.min_region_match,
                 self.defaults["min_covered"] if req.min_covered is None else req.min_covered,
+                req.threshold,
             )
             records += pred.records()
         return {"classes": self.p.classes, "samples": records}

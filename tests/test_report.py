@@ -87,6 +87,16 @@ def test_module_and_run_summary(tmp_path):
     assert "<table class='comparison'>" in html and "label_granularity" in html
     versions = json.loads((tmp_path / "versions.json").read_text())
     assert versions["packages"]["numpy"] and versions["config_sha256"]
+    # A run outside a git checkout (a copied tree, a release archive) has no commit: the
+    # pages say "unknown", never "None".
+    (tmp_path / "versions.json").write_text(json.dumps({**versions, "git_commit": None}))
+    out = [tmp_path / "report" / f"summary.{x}" for x in ("md", "json", "html")]
+    write_run_summary(
+        [tmp_path / "tissue" / "summary.json"], tmp_path / "versions.json", *out, run="cohort_a"
+    )
+    for page in (out[0], out[2]):
+        text = page.read_text()
+        assert "commit unknown" in text and "None" not in text, page
 
 
 def test_dropped_records_reach_module_and_run_report(tmp_path):

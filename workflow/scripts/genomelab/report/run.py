@@ -155,7 +155,7 @@ def render_html(summaries: list, versions: dict, rows: list[dict], run: str | No
         "td,th{border:1px solid #999;padding:4px 8px}th{background:#eee}.fail{color:#b00}.warn{color:#a60}"
         ".pass{color:#070}</style></head><body>",
         f"<h1>{title}</h1>",
-        f"<p>genomelab {esc(str(versions.get('genomelab')))}, commit {esc(str(versions.get('git_commit')))}, "
+        f"<p>genomelab {esc(str(versions.get('genomelab')))}, commit {esc(str(versions.get('git_commit') or 'unknown'))}, "
         f"torch {esc(str(versions['packages'].get('torch')))}, GPUs: {esc(', '.join(versions.get('gpus') or []) or 'none')}</p>",
         "<table id='modules'><tr><th>module</th><th>comparison</th><th>verdict</th><th>pass/warn/fail</th></tr>",
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from genomelab.binning.plots import PANELS, _panel, plot_latent
+from genomelab.binning.plots import PANELS, _panel, _wrap, plot_latent
 
 
 def test_latent_plot_names_genomes_in_full_with_a_palette_of_its_own(tmp_path):
@@ -31,3 +31,20 @@ def test_latent_plot_names_genomes_in_full_with_a_palette_of_its_own(tmp_path):
     assert PANELS["truth"]["cmap"] != PANELS["bins"]["cmap"]
     plot_latent(np.random.default_rng(1).normal(size=(60, 5)), bins, truth, tmp_path / "latent.png")
     assert (tmp_path / "latent.png").stat().st_size > 10_000
+
+
+def test_legend_names_break_after_separators_not_inside_words():
+    for name, lines in (
+        ("Escherichia_coli_K12_MG1655.first400kb", ["Escherichia_coli_K12_MG1655.", "first400kb"]),
+        (
+            "Corynebacterium_diphtheriae_NCTC11397.first400kb",
+            ["Corynebacterium_diphtheriae_", "NCTC11397.first400kb"],
+        ),
+        ("Aquifex_aeolicus_VF5.first400kb", ["Aquifex_aeolicus_VF5.first400kb"]),
+        ("bin 12", ["bin 12"]),
+        ("x" * 40, ["x" * 34, "x" * 6]),  # no separator: split at the width
+    ):
+        assert _wrap(name).split("\n") == lines
+    name = "Shewanella_oneidensis_MR-1_chromosome_complete_genome|contig_0001"
+    got = _wrap(name).split("\n")
+    assert "".join(got) == name and max(map(len, got)) <= 34

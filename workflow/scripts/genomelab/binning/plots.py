@@ -32,10 +32,26 @@ def _colours(labels: np.ndarray, top: int = 20) -> tuple[np.ndarray, list[str]]:
 
 
 def _wrap(label: str, width: int = 34) -> str:
-    """A legend entry in full, broken over lines rather than cut (genome names are long)."""
-    import textwrap
+    """A legend entry in full, broken over lines rather than cut (genome names are long):
+    after a separator (space, ``_``, ``.``, ``-``, ``|``) where one falls within ``width``,
+    so words stay whole ("MG1655.first400kb" -> "MG1655." / "first400kb"); a part longer
+    than ``width`` with no separator is split at ``width``."""
+    import re
 
-    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False, break_long_words=True)) or label
+    lines, line = [], ""
+    for part in re.findall(r"[^ _.|-]*[ _.|-]|[^ _.|-]+", label):
+        while len(part) > width:  # no separator within a whole line: split it
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(part[:width])
+            part = part[width:]
+        if line and len(line) + len(part.rstrip()) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    lines.append(line)
+    return "\n".join(x.rstrip() for x in lines if x.strip()) or label
 
 
 # Different palettes for the two panels: a colour in one panel never means the same thing as

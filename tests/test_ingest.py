@@ -267,6 +267,8 @@ def test_demo_sheet_to_tissue_inputs(tmp_path):
     diff = np.abs(blood - liver)
     assert diff[::3].mean() > diff[np.arange(12) % 3 != 0].mean() + 0.2
     assert (out_dir / "summary.json").is_file() and "ingest" in (out_dir / "summary.md").read_text().lower()
+    # The summary names the sheet to feed the tissue module: this run's (was results/ingest/...).
+    assert f"tissue.input.sheet: {out_dir / 'samples.tsv'}" in (out_dir / "summary.md").read_text()
     # The two array samples share the probe table: its dropped control probes are listed once.
     summary = json.loads((out_dir / "summary.json").read_text())
     assert [(d["what"], d["count"], d["examples"][0]) for d in summary["dropped"]] == [

@@ -122,13 +122,18 @@ def _blank_subtype(sheet: Path) -> None:
             lambda section, sheet: section["input"].update(source="hdf5", hdf5=str(sheet.parent / "x.h5")),
             r"tissue.input.hdf5: .*/samples/x.h5 does not exist",
         ),
+        (
+            lambda section, sheet: section["input"].pop("source"),
+            r"tissue.input.sheet is set but tissue.input.source is 'simulate' \(the default: the demo's "
+            r"simulated samples, which would ignore your file\): add `source: sheet` under tissue.input",
+        ),
     ],
-    ids=["label-column-empty", "subset-typo", "no-sheet", "missing-hdf5"],
+    ids=["label-column-empty", "subset-typo", "no-sheet", "missing-hdf5", "sheet-without-source"],
 )
 def test_a_tissue_task_its_input_cannot_serve_stops_before_any_job(workdir, tmp_path, change, message):
     """Before: a subtype task on a sheet without subtypes failed in tissue_splits, after the
     features of every sample; an empty input key stopped with Snakemake's 'Missing input files'
-    naming no file."""
+    naming no file; a sheet without `source: sheet` was ignored and the demo simulated."""
     sheet = simulated_sheet(tmp_path)
     section = {**tissue_section(sheet), "task": {}}
     change(section, sheet)

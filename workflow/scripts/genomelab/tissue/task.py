@@ -135,6 +135,15 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
 
     source = section["input"]["source"]
     if source == "simulate":
+        given = [k for k in ("sheet", "hdf5") if section["input"][k]]
+        if given:
+            # The schema's default source is the demo's simulator: a sheet without source: sheet
+            # would be ignored and the run trained on simulated samples under the user's run name.
+            raise ValueError(
+                f"tissue.input.{given[0]} is set but tissue.input.source is 'simulate' (the default: "
+                f"the demo's simulated samples, which would ignore your file): add `source: {given[0]}` "
+                "under tissue.input"
+            )
         return
     key = "sheet" if source == "sheet" else "hdf5"
     if not section["input"][key]:

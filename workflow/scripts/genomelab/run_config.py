@@ -147,7 +147,8 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | os.PathLike) -> 
     validator = Draft202012Validator(schema, registry=registry)
     problems = []
     for err in sorted(validator.iter_errors(config), key=lambda e: [str(k) for k in e.absolute_path]):
-        where = ".".join(str(k) for k in err.absolute_path)
+        # tissue.models[1], as placeholders() names list items.
+        where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in err.absolute_path).lstrip(".")
         if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
             allowed = list(err.schema.get("properties", {}))
             for key in [k for k in err.instance if k not in allowed]:

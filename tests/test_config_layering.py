@@ -353,3 +353,5 @@ def test_schema_errors_name_every_bad_key_in_a_few_lines():
         ConfigError, match=r"zzz: unknown key \('zzz' was unexpected; keys allowed here: run, seed"
     ):
         load({"run": "a", "tissue": {"enabled": True}, "zzz": 1})
+    with pytest.raises(ConfigError, match=r"tissue\.models\[1\]: 'transformer' is not one of"):
+        load({"run": "a", "tissue": {"enabled": True, "models": ["mlp", "transformer"]}})

@@ -97,7 +97,7 @@ def test_hdf5_and_npz_features_agree_and_labels_are_checked(tmp_path, rng):
     )
     with pytest.raises(
         ValueError,
-        match=r"stack\.h5: the sample sheet names 1 sample\(s\) this HDF5 lacks: \['s_4'\] \(its samples start \['s1'",
+        match=r"stack\.h5: the sample sheet .*typo\.tsv names 1 sample\(s\) this HDF5 lacks: \['s_4'\] \(its samples start \['s1'",
     ):
         extract_features_from_hdf5(stacked, tmp_path / "c.h5", sheet=typo)
 

@@ -143,7 +143,7 @@ class StackedHDF5:
             path, samples, tissue, region_ids, shape[2], optional["subtype"], optional["source_sample"]
         )
 
-    def check_labels(self, records: list[SampleRecord]) -> None:
+    def check_labels(self, records: list[SampleRecord], sheet: str | os.PathLike = "") -> None:
         """Raise if the sheet names samples the HDF5 lacks (a misspelt name would silently
         keep the HDF5's labels) or its tissue labels disagree with the HDF5's."""
         h5_labels = {str(s): str(t) for s, t in zip(self.samples, self.tissue, strict=True)}
@@ -151,7 +151,7 @@ class StackedHDF5:
         if unknown:
             raise FormatError(
                 self.path,
-                f"the sample sheet names {len(unknown)} sample(s) this HDF5 lacks: {unknown[:5]} "
+                f"the sample sheet {sheet} names {len(unknown)} sample(s) this HDF5 lacks: {unknown[:5]} "
                 f"(its samples start {[str(s) for s in self.samples[:5]]})",
             )
         bad = [

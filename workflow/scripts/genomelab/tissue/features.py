@@ -207,7 +207,7 @@ def hdf5_records(src: StackedHDF5, sheet: str | os.PathLike | None = None) -> li
     by_name: dict[str, SampleRecord] = {}
     if sheet is not None:
         records = read_sample_sheet(sheet, check_files=False)
-        src.check_labels(records)
+        src.check_labels(records, sheet)
         by_name = {r.sample: r for r in records}
     subtype = src.subtype if src.subtype is not None else np.full(len(src.samples), "")
     source = src.source_sample if src.source_sample is not None else src.samples

@@ -328,3 +328,30 @@ def test_deconv_coverage_is_a_number_or_a_range():
     for bad in ([5], [5, 60, 90], "30x", 0):
         with pytest.raises(ConfigError, match="is invalid"):
             load({**base, "deconv": {**base["deconv"], "mixtures": {"coverage": bad}}})
+
+
+def test_schema_errors_name_every_bad_key_in_a_few_lines():
+    """A misspelt key and a value of the wrong type: each named by its dotted key (with the key
+    it was probably meant to be), both at once, and not buried under the schema and config."""
+    config = {
+        "run": "a",
+        "tissue": {"enabled": True, "trian": {"max_epochs": 5}, "train": {"max_epochs": "five"}},
+        "deconv": {"reference": {"atlass": "a.csv"}},
+    }
+    with pytest.raises(ConfigError) as err:
+        load(config)
+    message = str(err.value)
+    assert "my.yaml is invalid: 3 problem(s)" in message
+    assert "tissue.trian: unknown key ('trian' was unexpected; did you mean tissue.train?)" in message
+    assert (
+        "deconv.reference.atlass: unknown key ('atlass' was unexpected; did you mean deconv.reference.atlas?)"
+        in message
+    )
+    assert "tissue.train.max_epochs: 'five' is not of type 'integer'" in message
+    assert len(message.splitlines()) == 4, message
+    with pytest.raises(
+        ConfigError, match=r"zzz: unknown key \('zzz' was unexpected; keys allowed here: run, seed"
+    ):
+        load({"run": "a", "tissue": {"enabled": True}, "zzz": 1})
+    with pytest.raises(ConfigError, match=r"tissue\.models\[1\]: 'transformer' is not one of"):
+        load({"run": "a", "tissue": {"enabled": True, "models": ["mlp", "transformer"]}})

@@ -250,6 +250,27 @@ def test_table_reader_and_join_errors(tmp_path):
         dio.read_table(path)
 
 
+def test_truth_table_in_any_order_and_its_errors_name_what_is_wrong(tmp_path):
+    """infer.truth: rows and columns in any order; a misspelt tissue, a missing sample or an
+    absent tissue row is named (before: "np.str_('s1') is not in list" or a tissue's index error)."""
+    from genomelab.deconv.infer import read_truth
+
+    path = tmp_path / "truth.csv"
+    path.write_text("tissue,s2,s1\nBreast,0.1,0\nMonocytes,0.9,0.4\nLiver,0,0.6\n")
+    np.testing.assert_allclose(
+        read_truth(path, np.array(["Liver", "Monocytes", "Breast"]), np.array(["s1", "s2"])),
+        [[0.6, 0.4, 0.0], [0.0, 0.9, 0.1]],
+    )
+    path.write_text("tissue,s2,s1x\nBreest,0.1,0\nMonocytes,0.9,0.4\n")
+    with pytest.raises(ValueError) as err:
+        read_truth(path, ["Liver", "Monocytes", "Breast"], ["s1", "s2"])
+    assert str(err.value) == (
+        f"truth table {path}: no column for sample(s) ['s1'] (its columns: ['s2', 's1x']); "
+        "row(s) 'Breest' (did you mean 'Breast'?) name no tissue of the reference; "
+        "no row for reference tissue(s) ['Liver', 'Breast'] (write 0 where a tissue is absent)"
+    )
+
+
 # ---------------------------------------------------------------- simulator and reference
 def test_simulator_writes_reads_around_profiles(demo):
     src, d = demo["src"], demo["dir"]

@@ -29,7 +29,7 @@ from genomelab.deconv.reference import (
     write_reference,
 )
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
-from genomelab.deconv.tissues import looks_like_blood, resolve_background
+from genomelab.deconv.tissues import check_own_samples, looks_like_blood, resolve_background
 from genomelab.splits import group_split
 from genomelab.train.export import save_exported
 
@@ -59,6 +59,19 @@ def _deconv_cfg(**over) -> dict:
         section, name = key.split(".")
         cfg[section][name] = value
     return cfg
+
+
+def test_own_samples_need_a_reference_of_the_user_s():
+    """infer.samples alone (no sheet, features or atlas) trained the synthetic demo and failed
+    at deconv_infer when the samples' regions did not join; now it stops at parse time."""
+    own = {"samples": "plasma.csv"}
+    with pytest.raises(
+        ValueError, match=r"deconv.infer.samples is set \(plasma.csv\) but the run has no reference"
+    ):
+        check_own_samples(_deconv_cfg() | {"infer": own})
+    for key in ("reference.atlas", "input.sample_sheet", "input.features", "simulate.profiles"):
+        check_own_samples(_deconv_cfg(**{key: "x"}) | {"infer": own})
+    check_own_samples(_deconv_cfg() | {"infer": {"samples": ""}})  # the demo's own new samples
 
 
 def _atlas(path, n_regions: int = 60, tissues=MOSS_LIKE, seed: int = 0):

@@ -267,6 +267,8 @@ def test_demo_sheet_to_tissue_inputs(tmp_path):
     diff = np.abs(blood - liver)
     assert diff[::3].mean() > diff[np.arange(12) % 3 != 0].mean() + 0.2
     assert (out_dir / "summary.json").is_file() and "ingest" in (out_dir / "summary.md").read_text().lower()
+    # The summary names the sheet to feed the tissue module: this run's (was results/ingest/...).
+    assert f"tissue.input.sheet: {out_dir / 'samples.tsv'}" in (out_dir / "summary.md").read_text()
     # The two array samples share the probe table: its dropped control probes are listed once.
     summary = json.loads((out_dir / "summary.json").read_text())
     assert [(d["what"], d["count"], d["examples"][0]) for d in summary["dropped"]] == [
@@ -456,6 +458,7 @@ def test_workflow_records_and_job_inputs(tmp_path):
         "slots": "position",
         "cpg_index": str(tmp_path / "d" / "CpG.bed.gz"),
         "probes": "",
+        "n_positions": 150,
     }
     with pytest.raises(ValueError, match="array_blood is an array matrix: set ingest.probes"):
         workflow_records(section)
@@ -468,6 +471,28 @@ def test_workflow_records_and_job_inputs(tmp_path):
         workflow_records({**section, "cpg_index": ""})
     with pytest.raises(ValueError, match="ingest.regions is empty"):
         workflow_records({**section, "regions": ""})
+    # A bad regions BED stops the workflow at parse time (before: in every sample's job).
+    regions = (tmp_path / "d" / "regions.bed").read_text().splitlines()
+    for k, (i, edit, message) in enumerate(
+        [
+            (
+                0,
+                lambda f: [f[0].removeprefix("chr"), *f[1:]],
+                r"line 1: chromosome '1' does not follow the naming of genome build hg38",
+            ),
+            (1, lambda f: [f[0], f[1], "abc", *f[3:]], r"line 2: start/end must be integers"),
+            (
+                1,
+                lambda f: [f[0], "1000100", "1000250", *f[3:]],
+                r"regions demo_r001 .* and demo_r002 .* overlap",
+            ),
+        ]
+    ):
+        fields = regions[i].split("\t")
+        lines = regions[:i] + ["\t".join(edit(fields))] + regions[i + 1 :]
+        bad = write(tmp_path / f"bad{k}.bed", "\n".join(lines) + "\n")
+        with pytest.raises(ValueError, match=f"bad{k}.bed[:,] " + message):
+            workflow_records({**section, "regions": str(bad)})
 
 
 def test_regions_with_more_cpgs_than_slots_and_empty_files(tmp_path):

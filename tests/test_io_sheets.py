@@ -117,3 +117,23 @@ def test_sheet_files_and_sheet_detection(tmp_path):
         FileNotFoundError, match=r"s\.tsv, line 2: file .*b\.npz of sample 'A' does not exist"
     ):
         sheet_files(sheet)
+
+
+def test_one_file_under_two_source_samples_is_refused(tmp_path):
+    """A copied row whose file was not changed: the same data under two individuals could be
+    split into train and test. Copies that share a source_sample are fine (one split)."""
+    for name in ("a.npz", "b.npz"):
+        (tmp_path / name).write_bytes(b"")
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text("sample\tfile\ttissue\nA\ta.npz\tLiver\nB\tb.npz\tLiver\nC\t./a.npz\tBlood\n")
+    with pytest.raises(
+        FormatError,
+        match=r"s\.tsv, line 4: file \./a\.npz of sample 'C' is also the file of sample 'A' \(line 2\), "
+        "another source_sample",
+    ):
+        read_sample_sheet(sheet)
+    assert len(read_sample_sheet(sheet, check_files=False)) == 3  # labels only (a stacked HDF5's sheet)
+    sheet.write_text(
+        "sample\tfile\ttissue\tsource_sample\nA\ta.npz\tLiver\td1\nA2\ta.npz\tLiver\td1\nB\tb.npz\tLiver\td2\n"
+    )
+    assert [r.sample for r in read_sample_sheet(sheet)] == ["A", "A2", "B"]

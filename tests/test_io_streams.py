@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import pytest
 from genomelab.io.errors import FormatError
-from genomelab.io.streams import compressed_errors, is_gzip, open_binary, open_text
+from genomelab.io.streams import compressed_errors, existing_file, is_gzip, open_binary, open_text
 
 TEXT = "".join(f"chr1\t{i}\t{i + 1}\tr{i}\n" for i in range(20000))
 
@@ -52,3 +53,21 @@ def test_compressed_errors_wraps_code_that_inflates_by_itself(tmp_path):
             raise EOFError("Compressed file ended before the end-of-stream marker was reached")
     with pytest.raises(KeyError), compressed_errors(path):
         raise KeyError("other errors pass through")
+
+
+def test_a_missing_relative_path_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    """A config's relative path is read from the working directory, not the config's folder:
+    the error says so (it named only 'data/samples.tsv')."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        existing_file("data/samples.tsv", "sample sheet")
+    assert (
+        str(err.value)
+        == f"sample sheet data/samples.tsv does not exist (looked for in the working directory {tmp_path})"
+    )
+    with pytest.raises(FileNotFoundError) as err:
+        existing_file(tmp_path / "x.tsv", "sample sheet")
+    assert str(err.value) == f"sample sheet {tmp_path / 'x.tsv'} does not exist"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "samples.tsv").write_text("x")
+    assert existing_file("data/samples.tsv", "sample sheet") == Path("data/samples.tsv")

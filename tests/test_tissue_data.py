@@ -91,6 +91,15 @@ def test_hdf5_and_npz_features_agree_and_labels_are_checked(tmp_path, rng):
     ):
         extract_features_from_hdf5(stacked, tmp_path / "c.h5", sheet=wrong)
     assert not (tmp_path / "c.h5").exists()
+    # A sheet row for a sample the HDF5 lacks (misspelt): its labels would be silently unused.
+    typo = _write_sheet(
+        tmp_path / "typo.tsv", [["s1", "x.npz", "Blood", "Blood_B", "s1"], ["s_4", "x.npz", "Liver", "", ""]]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"stack\.h5: the sample sheet .*typo\.tsv names 1 sample\(s\) this HDF5 lacks: \['s_4'\] \(its samples start \['s1'",
+    ):
+        extract_features_from_hdf5(stacked, tmp_path / "c.h5", sheet=typo)
 
 
 def test_stacked_hdf5_bad_values_and_shapes(tmp_path):

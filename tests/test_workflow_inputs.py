@@ -94,6 +94,57 @@ def test_a_bad_tissue_sheet_stops_before_any_job(workdir, tmp_path, edit, messag
     assert re.search(f"{sheet}, {message}", res.stdout + res.stderr), res.stdout + res.stderr
 
 
+def _blank_subtype(sheet: Path) -> None:
+    lines = sheet.read_text().splitlines()
+    fields = lines[2].split("\t")
+    fields[3] = ""
+    sheet.write_text("\n".join(lines[:2] + ["\t".join(fields)] + lines[3:]) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda section, sheet: (_blank_subtype(sheet), section["task"].update(label="subtype")),
+            r"sample sheet {sheet} \(tissue.task.label: subtype\): 1 sample\(s\) have no 'subtype' label "
+            r"\(e.g. \['A_A_02'\]\); fill the column",
+        ),
+        (
+            lambda section, sheet: section["task"].update(subset=["A", "Blod"]),
+            r"sample sheet {sheet} .*: tissue.task.subset names tissues \['Blod'\] that no sample has "
+            r"\(tissues: \['A', 'B'\]\)",
+        ),
+        (
+            lambda section, sheet: section["input"].update(sheet=""),
+            r"tissue.input.source is 'sheet' but tissue.input.sheet is empty: set it to your sample sheet",
+        ),
+        (
+            lambda section, sheet: section["input"].update(source="hdf5", hdf5=str(sheet.parent / "x.h5")),
+            r"tissue.input.hdf5: .*/samples/x.h5 does not exist",
+        ),
+        (
+            lambda section, sheet: section["input"].pop("source"),
+            r"tissue.input.sheet is set but tissue.input.source is 'simulate' \(the default: the demo's "
+            r"simulated samples, which would ignore your file\): add `source: sheet` under tissue.input",
+        ),
+    ],
+    ids=["label-column-empty", "subset-typo", "no-sheet", "missing-hdf5", "sheet-without-source"],
+)
+def test_a_tissue_task_its_input_cannot_serve_stops_before_any_job(workdir, tmp_path, change, message):
+    """Before: a subtype task on a sheet without subtypes failed in tissue_splits, after the
+    features of every sample; an empty input key stopped with Snakemake's 'Missing input files'
+    naming no file; a sheet without `source: sheet` was ignored and the demo simulated."""
+    sheet = simulated_sheet(tmp_path)
+    section = {**tissue_section(sheet), "task": {}}
+    change(section, sheet)
+    config = write_config(tmp_path, "tissue.yaml", tissue=section)
+    before = files(workdir)
+    res = snakemake(workdir, "--cores", "1", "--configfile", config)
+    assert res.returncode != 0 and files(workdir) == before, "a job ran"
+    out = res.stdout + res.stderr
+    assert re.search(message.format(sheet=re.escape(str(sheet))), out), out
+
+
 def test_a_deconv_sheet_lists_its_npz_files_as_inputs(workdir, tmp_path):
     sheet = simulated_sheet(tmp_path)
     config = write_config(

@@ -3,7 +3,7 @@
 # -> diagnostics -> gate -> NNLS baseline + plain and two-stage networks per phase
 # -> comparison tables and plots -> inference on new samples -> summary.
 from genomelab.deconv.mixtures import coverage_of
-from genomelab.deconv.tissues import resolve_background, with_background
+from genomelab.deconv.tissues import check_own_samples, resolve_background, with_background
 from genomelab.io.sheets import is_sample_sheet
 
 DECONV = config["deconv"]
@@ -16,6 +16,9 @@ DC_SIMULATE = not (DECONV["input"]["sample_sheet"] or DECONV["input"]["features"
 DC_PROFILES = DECONV["simulate"]["profiles"] or (DECONV["reference"]["atlas"] if DC_SIMULATE else "")
 # The phase-3 blood background, named or derived from the run's own tissues; checked now.
 DC_BACKGROUND = resolve_background(DECONV) if DECONV["enabled"] else []
+# The user's samples against the demo's tissues would fail after training: stop now.
+if DECONV["enabled"]:
+    check_own_samples(DECONV)
 DC_SIMULATE_CFG = DECONV["simulate"] | (
     {"profiles": DC_PROFILES, "blood": DC_BACKGROUND} if DC_PROFILES else {}
 )

@@ -69,6 +69,11 @@ TISSUE_SHEET_FILES = (
 )
 if TISSUE["enabled"] and TISSUE["input"]["source"] == "hdf5":
     get_sheet_files(TISSUE["input"]["sheet"], check_files=False)
+if TISSUE["enabled"]:
+    from genomelab.tissue.task import check_input as check_tissue_input
+
+    # The input keys, labels and subset checked now, not after the features of every sample.
+    check_tissue_input(TISSUE, os.path.normpath(TISSUE["input"]["sheet"] or ".") not in MADE_SHEETS)
 
 DIAGNOSTICS["tissue"] = [f"{TISSUE_OUT}/diagnostics/{c}.json" for c in TISSUE_CHECKS]
 if TISSUE["enabled"]:

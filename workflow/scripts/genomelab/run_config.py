@@ -9,6 +9,7 @@ Snakemake at parse time with a message that says what to do.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -81,6 +82,12 @@ def load_run_config(
             + ", ".join(f"{key} = {_get(config, key)!r}" for key in unfilled)
         )
     fill_defaults(config, schema_path)
+    problems = schema_errors(config, schema_path)
+    if problems:
+        raise ConfigError(
+            f"{_named(configfiles)} is invalid: {len(problems)} problem(s) (config/README.md explains "
+            "every key):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     try:
         validate(config, str(Path(schema_path).resolve()))
     except WorkflowError as exc:
@@ -107,6 +114,59 @@ def load_run_config(
             "(`genomelab init <module>` lists them; config/README.md describes each)"
         )
     return config
+
+
+# Longest value quoted in a schema error (a whole section would bury the message).
+MAX_ERROR_CHARS = 300
+
+
+def schema_errors(config: Mapping[str, Any], schema_path: str | os.PathLike) -> list[str]:
+    """Every way ``config`` breaks the schema, one line each, led by the dotted key
+    (``tissue.train.max_epochs: 'five' is not of type 'integer'``); an unknown key gets the
+    closest known one or the keys allowed there. [] when the config is valid.
+
+    Snakemake's own validation reports only the first error, followed by the whole schema
+    section and the whole config (1,600 lines for one misspelt key of a module).
+    """
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    import yaml
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    def load(path: str | os.PathLike) -> dict[str, Any]:
+        with open(path) as fh:
+            return yaml.safe_load(fh)
+
+    path = Path(schema_path).resolve()
+    schema = {**load(path), "$id": path.as_uri()}
+    registry: Registry = Registry(
+        retrieve=lambda uri: Resource.from_contents(load(url2pathname(urlparse(uri).path)))
+    )
+    validator = Draft202012Validator(schema, registry=registry)
+    problems = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: [str(k) for k in e.absolute_path]):
+        # tissue.models[1], as placeholders() names list items.
+        where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in err.absolute_path).lstrip(".")
+        if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+            allowed = list(err.schema.get("properties", {}))
+            for key in [k for k in err.instance if k not in allowed]:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = (
+                    f"did you mean {'.'.join(filter(None, [where, close[0]]))}?"
+                    if close
+                    else f"keys allowed here: {', '.join(allowed)}"
+                )
+                problems.append(
+                    f"{'.'.join(filter(None, [where, str(key)]))}: unknown key ('{key}' was unexpected; {hint})"
+                )
+            continue
+        message = err.message
+        if len(message) > MAX_ERROR_CHARS:
+            message = message[:MAX_ERROR_CHARS] + " ..."
+        problems.append(f"{where or 'the config'}: {message}")
+    return problems
 
 
 def _get(config: Mapping[str, Any], dotted: str) -> Any:

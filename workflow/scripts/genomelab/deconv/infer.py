@@ -42,6 +42,44 @@ def read_user_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, 
     return values.T, regions, samples
 
 
+def read_truth(path: str | os.PathLike, tissues: Any, samples: Any) -> np.ndarray:
+    """True proportions float64 [samples, tissues] from a tissues x samples table (first column
+    the reference's tissue names, one column per deconvolved sample, in any order).
+
+    Every sample and every reference tissue needs its value (0 where a tissue is absent); a
+    sample or tissue the table lacks, or a row naming no reference tissue (a misspelt name),
+    is an error naming the table, the names and the closest reference tissue."""
+    import difflib
+
+    values, t_tissues, t_samples = read_table(path, "truth table")
+    t_tissues, t_samples = [str(t) for t in t_tissues], [str(s) for s in t_samples]
+    tissues, samples = [str(t) for t in tissues], [str(s) for s in samples]
+    problems = []
+    missing = [s for s in samples if s not in t_samples]
+    if missing:
+        problems.append(f"no column for sample(s) {missing[:5]} (its columns: {t_samples[:5]})")
+    unknown = [t for t in t_tissues if t not in tissues]
+    if unknown:
+        hints = [
+            f"{t!r}"
+            + (
+                f" (did you mean {close[0]!r}?)"
+                if (close := difflib.get_close_matches(t, tissues, 1))
+                else ""
+            )
+            for t in unknown[:5]
+        ]
+        problems.append(f"row(s) {', '.join(hints)} name no tissue of the reference")
+    absent = [t for t in tissues if t not in t_tissues]
+    if absent:
+        problems.append(f"no row for reference tissue(s) {absent[:5]} (write 0 where a tissue is absent)")
+    if problems:
+        raise ValueError(f"truth table {path}: " + "; ".join(problems))
+    order = [t_samples.index(s) for s in samples]
+    rows = [t_tissues.index(t) for t in tissues]
+    return values[np.ix_(rows, order)].T
+
+
 def check_observed(aligned: np.ndarray, names: Any, n_tissues: int, source: str) -> None:
     """Refuse samples (rows of ``aligned`` [S, R], joined to the reference) that NNLS cannot
     deconvolve: no value on any reference region, or values on fewer regions than there are
@@ -138,10 +176,7 @@ def infer(
         "weighted_nnls": weighted,
     }
     if truth:
-        t_values, t_tissues, t_samples = read_table(truth, "truth table")
-        order = [list(t_samples).index(n) for n in names]
-        rows = [list(t_tissues).index(t) for t in tissues]
-        true = t_values[np.ix_(rows, order)].T
+        true = read_truth(truth, tissues, names)
         summary["vs_truth"] = {
             "nnls": headline(deconv_metrics(true, nn.proportions, tissues, call)),
             "weighted_nnls": headline(deconv_metrics(true, wn.proportions, tissues, call)),

@@ -66,6 +66,25 @@ def run_tissues(deconv: dict[str, Any]) -> tuple[list[str] | None, str]:
     return list(deconv["simulate"]["tissues"]), "simulate.tissues (synthetic demo)"
 
 
+def check_own_samples(deconv: dict[str, Any]) -> None:
+    """Samples of the user's to deconvolve (``infer.samples``) need a reference of the user's:
+    with no ``input.sample_sheet``, ``input.features``, ``reference.atlas`` or
+    ``simulate.profiles`` the run would train on the synthetic demo's tissues and fail at the
+    end, when the samples' regions do not join the demo's. ``ValueError`` at parse time."""
+    inp, own = deconv["input"], deconv["infer"]["samples"]
+    if own and not (
+        inp["sample_sheet"]
+        or inp["features"]
+        or deconv["reference"]["atlas"]
+        or deconv["simulate"]["profiles"]
+    ):
+        raise ValueError(
+            f"deconv.infer.samples is set ({own}) but the run has no reference of yours: set "
+            "deconv.input.sample_sheet (pure samples), deconv.input.features or deconv.reference.atlas "
+            "(docs/deconv.md, 'Your own data'); without one the demo's simulated tissues are trained on"
+        )
+
+
 def reference_tissues(deconv: dict[str, Any]) -> tuple[list[str] | None, str]:
     """:func:`run_tissues` after ``reference.include``/``exclude``."""
     tissues, origin = run_tissues(deconv)

@@ -101,13 +101,18 @@ NEEDS_INDEX = ("wgbs_pat", "wgbs_beta")
 
 def workflow_records(section: dict) -> dict[str, IngestRecord]:
     """The ingest sheet of an ``ingest`` config section, checked at parse time: sheet and
-    regions given, a CpG index where a format or ``slots: cpg`` needs one, probes for arrays."""
+    regions given, a CpG index where a format or ``slots: cpg`` needs one, probes for arrays.
+    The regions BED is read too (lines, overlaps, chromosome naming and lengths of the build),
+    so that a bad one stops the run once, before any job, not in every sample's job."""
+    from genomelab.ingest.regions import load_regions
+
     for key in ("samples", "regions"):
         if not section[key]:
             raise ValueError(
                 f"ingest.enabled is true but ingest.{key} is empty; see config/README.md (ingest)"
             )
     records = read_ingest_sheet(section["samples"], section["genome_build"])
+    load_regions(section, section["regions"])
     for rec in records:
         if (rec.format in NEEDS_INDEX or section["slots"] == "cpg") and not section["cpg_index"]:
             raise ValueError(

@@ -77,7 +77,7 @@ def collect(
         "mean fraction of regions covered: "
         f"{sum(s['fraction_regions_covered'] for s in stats) / len(stats):.3f}; "
         f"median per-region coverage across samples: {sorted(s['median_coverage'] for s in stats)[len(stats) // 2]:g}",
-        "Feed the tissue module with tissue.input.source: sheet and tissue.input.sheet: results/ingest/samples.tsv",
+        f"Feed the tissue module with tissue.input.source: sheet and tissue.input.sheet: {os.fspath(out_sheet)}",
         "Ingest trains no model, so this summary has no model/baseline comparison.",
     ]
     summary = ModuleSummary(

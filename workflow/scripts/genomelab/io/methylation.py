@@ -143,9 +143,17 @@ class StackedHDF5:
             path, samples, tissue, region_ids, shape[2], optional["subtype"], optional["source_sample"]
         )
 
-    def check_labels(self, records: list[SampleRecord]) -> None:
-        """Raise if the sheet's tissue labels disagree with the HDF5's for shared samples."""
+    def check_labels(self, records: list[SampleRecord], sheet: str | os.PathLike = "") -> None:
+        """Raise if the sheet names samples the HDF5 lacks (a misspelt name would silently
+        keep the HDF5's labels) or its tissue labels disagree with the HDF5's."""
         h5_labels = {str(s): str(t) for s, t in zip(self.samples, self.tissue, strict=True)}
+        unknown = [r.sample for r in records if r.sample not in h5_labels]
+        if unknown:
+            raise FormatError(
+                self.path,
+                f"the sample sheet {sheet} names {len(unknown)} sample(s) this HDF5 lacks: {unknown[:5]} "
+                f"(its samples start {[str(s) for s in self.samples[:5]]})",
+            )
         bad = [
             (r.sample, r.tissue, h5_labels[r.sample])
             for r in records

@@ -114,6 +114,7 @@ def read_sample_sheet(
     records = []
     required = REQUIRED_COLUMNS if labels else PREDICT_COLUMNS
     optional = tuple(c for c in SHEET_COLUMNS if c not in required)
+    first_use: dict[Path, tuple[int, SampleRecord]] = {}
     for line, values in iter_sheet_rows(path, "sample sheet", required, optional):
         sample = values["sample"]
         file = resolve(path.parent, values["file"])
@@ -121,9 +122,22 @@ def read_sample_sheet(
             raise FileNotFoundError(
                 f"sample sheet {path}, line {line}: file {file} of sample {sample!r} does not exist"
             )
-        records.append(
-            SampleRecord(sample, file, values["tissue"], values["subtype"], values["source_sample"] or sample)
+        rec = SampleRecord(
+            sample, file, values["tissue"], values["subtype"], values["source_sample"] or sample
         )
+        if check_files and labels:
+            # One file under two names of different source samples: identical data could be
+            # split into train and test (a copied row whose file was not changed).
+            earlier = first_use.setdefault(file.resolve(), (line, rec))
+            if earlier[1] is not rec and earlier[1].source_sample != rec.source_sample:
+                raise FormatError(
+                    path,
+                    f"file {values['file']} of sample {sample!r} is also the file of sample "
+                    f"{earlier[1].sample!r} (line {earlier[0]}), another source_sample: identical data "
+                    "could be split into train and test; fix the path, or give both one source_sample",
+                    line,
+                )
+        records.append(rec)
     return records
 
 

@@ -81,8 +81,11 @@ def open_text(path: str | os.PathLike) -> IO[str]:
 
 
 def existing_file(path: str | os.PathLike, what: str) -> Path:
-    """``Path(path)``; ``FileNotFoundError`` naming ``what`` when it is not a file."""
+    """``Path(path)``; ``FileNotFoundError`` naming ``what`` when it is not a file (and, for a
+    relative path, the folder it was looked for in: a config's paths are read from the
+    working directory, not from the config file's folder)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
+        where = "" if path.is_absolute() else f" (looked for in the working directory {Path.cwd()})"
+        raise FileNotFoundError(f"{what} {path} does not exist{where}")
     return path

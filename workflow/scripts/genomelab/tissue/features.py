@@ -187,17 +187,7 @@ def extract_features_from_hdf5(
     disagreeing samples) and the sheet's subtype/source_sample columns are used.
     """
     src = StackedHDF5.open(stacked)
-    by_name: dict[str, SampleRecord] = {}
-    if sheet is not None:
-        records = read_sample_sheet(sheet, check_files=False)
-        src.check_labels(records)
-        by_name = {r.sample: r for r in records}
-    subtype = src.subtype if src.subtype is not None else np.full(len(src.samples), "")
-    source = src.source_sample if src.source_sample is not None else src.samples
-    records = [
-        by_name.get(s, SampleRecord(s, src.path, t, st, g or s))
-        for s, t, st, g in zip(src.samples, src.tissue, subtype, source, strict=True)
-    ]
+    records = hdf5_records(src, sheet)
     out_h5 = Path(out_h5)
     with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as h5, h5py.File(src.path, "r") as h5in:
         create_features(h5, len(records), src.region_ids, src.n_positions, str(stacked))
@@ -208,6 +198,23 @@ def extract_features_from_hdf5(
         write_feature_labels(h5, records)
     logger.info("wrote features of %d samples x %d regions to %s", len(records), len(src.region_ids), out_h5)
     return out_h5
+
+
+def hdf5_records(src: StackedHDF5, sheet: str | os.PathLike | None = None) -> list[SampleRecord]:
+    """The labels of a stacked HDF5's samples, in its order: its own ``tissue``, ``subtype`` and
+    ``source_sample``, or a sample sheet's row where the sheet names the sample (the sheet's
+    tissue labels must agree with the HDF5's)."""
+    by_name: dict[str, SampleRecord] = {}
+    if sheet is not None:
+        records = read_sample_sheet(sheet, check_files=False)
+        src.check_labels(records, sheet)
+        by_name = {r.sample: r for r in records}
+    subtype = src.subtype if src.subtype is not None else np.full(len(src.samples), "")
+    source = src.source_sample if src.source_sample is not None else src.samples
+    return [
+        by_name.get(s, SampleRecord(s, src.path, t, st, g or s))
+        for s, t, st, g in zip(src.samples, src.tissue, subtype, source, strict=True)
+    ]
 
 
 def _read_blocks(meth: h5py.Dataset, block: int) -> Iterator[tuple[int, np.ndarray]]:

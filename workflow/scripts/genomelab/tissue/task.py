@@ -13,7 +13,10 @@ import dataclasses
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +108,7 @@ def select_task(features: dict[str, np.ndarray], task: TaskConfig, source: str =
         if unknown:
             raise ValueError(
                 f"{source}: tissue.task.subset names tissues {unknown} that no sample has "
-                f"(tissues: {sorted(set(features['tissue']))})"
+                f"(tissues: {sorted({str(t) for t in features['tissue']})})"
             )
         keep &= np.isin(features["tissue"], task.subset)
     labels = features[task.label]
@@ -117,6 +120,55 @@ def select_task(features: dict[str, np.ndarray], task: TaskConfig, source: str =
             f"(e.g. {names}); fill the column in the sample sheet or use label: tissue"
         )
     return keep
+
+
+def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
+    """Parse-time check of a ``tissue`` config section against its input: the file that
+    ``input.source`` names is set, and every sample the task uses has its ``task.label``
+    (``subtype`` needs the column filled) and ``task.subset`` names tissues that exist. Raises
+    naming the key and the file, before a job runs (the same checks in ``tissue_splits``
+    come after the features of the whole cohort). ``sheet_exists`` False: the sheet is made
+    by this run (ingest), so only the keys are checked."""
+    from genomelab.io.methylation import StackedHDF5
+    from genomelab.io.sheets import read_sample_sheet
+    from genomelab.tissue.features import hdf5_records
+
+    source = section["input"]["source"]
+    if source == "simulate":
+        given = [k for k in ("sheet", "hdf5") if section["input"][k]]
+        if given:
+            # The schema's default source is the demo's simulator: a sheet without source: sheet
+            # would be ignored and the run trained on simulated samples under the user's run name.
+            raise ValueError(
+                f"tissue.input.{given[0]} is set but tissue.input.source is 'simulate' (the default: "
+                f"the demo's simulated samples, which would ignore your file): add `source: {given[0]}` "
+                "under tissue.input"
+            )
+        return
+    key = "sheet" if source == "sheet" else "hdf5"
+    if not section["input"][key]:
+        raise ValueError(
+            f"tissue.input.source is {source!r} but tissue.input.{key} is empty: set it to your "
+            + ("sample sheet" if key == "sheet" else "stacked methylation HDF5")
+            + " (docs/tissue.md, 'Your own data')"
+        )
+    if source == "sheet":
+        if not sheet_exists:
+            return
+        where = f"sample sheet {section['input']['sheet']}"
+        records = read_sample_sheet(section["input"]["sheet"], check_files=False)
+    else:
+        if not Path(section["input"]["hdf5"]).is_file():
+            raise FileNotFoundError(f"tissue.input.hdf5: {section['input']['hdf5']} does not exist")
+        where = f"stacked HDF5 {section['input']['hdf5']}"
+        records = hdf5_records(StackedHDF5.open(section["input"]["hdf5"]), section["input"]["sheet"] or None)
+    labels = {
+        "samples": np.array([r.sample for r in records]),
+        "tissue": np.array([r.tissue for r in records]),
+        "subtype": np.array([r.subtype for r in records]),
+    }
+    task = TaskConfig.from_dict(section["task"])
+    select_task(labels, task, f"{where} (tissue.task.label: {task.label})")
 
 
 @dataclass

@@ -209,6 +209,27 @@ def test_no_demo_data_stands_in_for_a_module_s_required_inputs(tmp_path):
         assoc_main(["train", "--out", str(tmp_path / "out")])
 
 
+@pytest.mark.parametrize(
+    "module, own",
+    [
+        ("tissue", {"input": {"source": "sheet", "sheet": "s.tsv"}}),
+        ("tissue", {"input": {"source": "hdf5", "hdf5": "x.h5"}}),
+        ("deconv", {"input": {"sample_sheet": "s.tsv"}}),
+        ("deconv", {"reference": {"atlas": "atlas.csv"}}),
+    ],
+)
+def test_simulated_data_stand_in_only_when_the_config_asks_for_them(module, own):
+    """tissue and deconv can simulate the demo's data: enabled with no data of the user's and
+    no word about simulation they used to train on it under the user's run name."""
+    with pytest.raises(ConfigError, match=rf"enables {module} but names no data of yours .*`simulate: {{}}`"):
+        load({"run": "r", module: {"enabled": True}})
+    for asked in ({"simulate": {}}, {"simulate": {"n_regions": 50}}):
+        assert load({"run": "r", module: {"enabled": True, **asked}})[module]["enabled"]
+    assert load({"run": "r", module: {"enabled": True, **own}})[module]["enabled"]
+    if module == "tissue":
+        assert load({"run": "r", "tissue": {"enabled": True, "input": {"source": "simulate"}}})
+
+
 def test_placeholders_are_found_anywhere_in_the_config():
     config = {"run": "<name>", "binning": {"input": {"genomes": ["a.fna", "<more.fna>"]}}, "x": "a<b>"}
     assert placeholders(config) == ["run", "binning.input.genomes[1]"]

@@ -34,6 +34,24 @@ HOW_TO = (
     "run `snakemake --cores 4 --configfile my.yaml`."
 )
 
+# Modules whose data the workflow can also simulate (the demo's), with the keys that name a
+# user's own data. Enabled with none of them set, such a module would train on simulated
+# data under the user's run name: it does so only when the config asks for it, with a
+# `<module>.simulate` section (or tissue.input.source: simulate).
+OWN_DATA_INPUTS: dict[str, tuple[str, ...]] = {
+    "tissue": ("input.sheet", "input.hdf5"),
+    "deconv": ("input.sample_sheet", "input.features", "reference.atlas"),
+}
+
+
+def _asks_for_simulation(config: Mapping[str, Any], module: str) -> bool:
+    """Whether the user's (unfilled) config asks for ``module``'s simulated data."""
+    section = config.get(module)
+    if not isinstance(section, Mapping):
+        return False
+    source = section.get("input", {}).get("source") if isinstance(section.get("input"), Mapping) else None
+    return "simulate" in section or source == "simulate"
+
 
 def _named(configfiles: Sequence[str | os.PathLike]) -> str:
     return ", ".join(str(p) for p in configfiles) or "the --config values"
@@ -81,6 +99,7 @@ def load_run_config(
             f"{_named(configfiles)} still has placeholders to fill in: "
             + ", ".join(f"{key} = {_get(config, key)!r}" for key in unfilled)
         )
+    simulated = {m for m in OWN_DATA_INPUTS if _asks_for_simulation(config, m)}
     fill_defaults(config, schema_path)
     problems = schema_errors(config, schema_path)
     if problems:
@@ -113,6 +132,22 @@ def load_run_config(
             f"{_named(configfiles)} enables a module without its input(s): set {', '.join(missing)} "
             "(`genomelab init <module>` lists them; config/README.md describes each)"
         )
+    for module, keys in OWN_DATA_INPUTS.items():
+        # tissue.input.source sheet or hdf5 with its file left empty: tissue's own check
+        # (tissue.task.check_input) names the key to fill.
+        chosen = config[module].get("input", {}).get("source", "simulate") != "simulate"
+        if (
+            config[module]["enabled"]
+            and not chosen
+            and module not in simulated
+            and not any(_get(config[module], k) for k in keys)
+        ):
+            raise ConfigError(
+                f"{_named(configfiles)} enables {module} but names no data of yours "
+                f"({' or '.join(f'{module}.{k}' for k in keys)}) and does not ask for the demo's "
+                f"simulated data: set your input (docs/{module}.md, 'Your own data'), or add "
+                f"`simulate: {{}}` under {module} to train on simulated data on purpose"
+            )
     return config
 
 

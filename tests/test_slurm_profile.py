@@ -184,3 +184,17 @@ def test_trivial_rules_run_on_the_submit_host(workdir):
     local = set(re.search(r"^LOCAL (.*)$", res.stdout, re.MULTILINE).group(1).split())
     assert local == LOCAL_RULES, f"local rules {sorted(local)}"
     assert not local & GPU_RULES
+
+
+def test_gpu_jobs_without_a_gpu_partition_are_announced_at_parse_time(workdir, tmp_path):
+    """resources.gpu_partition null sends GPU training jobs to the profile's CPU partition
+    (documented); the dry run says so, naming the modules and the partition. Not with the
+    partition set, nor on a CPU-only cluster."""
+    warning = "ask for GPUs but go to the profile's default partition (cpu)"
+    profile = filled_profile(tmp_path / "profile")
+    res = dry_run(workdir, profile, write_config(tmp_path / "none.yaml", {"gpu_partition": None}))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and warning in out and "tissue, deconv" in out, out[-3000:]
+    for name, resources in (("gpu", {"gpu_partition": "gpu"}), ("cpu", {"gpus_per_training_job": 0})):
+        res = dry_run(workdir, profile, write_config(tmp_path / f"{name}.yaml", resources))
+        assert res.returncode == 0 and "go to the profile's default partition" not in res.stdout + res.stderr

@@ -15,6 +15,8 @@ if "genomelab" in sys.modules and not Path(_loaded).resolve().is_relative_to(SCR
     for _name in [m for m in sys.modules if m.split(".")[0] == "genomelab"]:
         del sys.modules[_name]
 
+from snakemake.logging import logger
+
 from genomelab.config_schema import module_sections
 from genomelab.run_config import load_run_config
 
@@ -134,6 +136,31 @@ def check_placeholders() -> None:
 
 
 check_placeholders()
+
+
+def gpu_partition_warning() -> str | None:
+    """The warning for GPU training jobs that a SLURM profile (one that sets a default
+    ``slurm_partition``) would send to that default partition because
+    ``resources.gpu_partition`` is null: documented, yet easy to miss until jobs are refused
+    or wait for GPUs the partition does not have. None when nothing is wrong."""
+    settings = getattr(workflow, "resource_settings", None)
+    defaults = getattr(settings, "default_resources", None) or {}
+    partition = defaults.get("slurm_partition") if hasattr(defaults, "get") else None
+    if partition is None or config["resources"]["gpu_partition"]:
+        return None
+    gpu_jobs = [m for m in ENABLED if train_resources(m)["gpu"] > 0]
+    if not gpu_jobs:
+        return None
+    raw = str(getattr(partition, "raw", partition)).strip("'\"")
+    return (
+        f"the training jobs of {', '.join(gpu_jobs)} ask for GPUs but go to the profile's default "
+        f"partition ({raw}), since resources.gpu_partition is not set: set it to your GPU "
+        "partition, or resources.gpus_per_training_job: 0 on a CPU-only cluster (docs/slurm.md)"
+    )
+
+
+if (_warning := gpu_partition_warning()) is not None:
+    logger.warning(f"genomelab: {_warning}")
 
 
 def get_final_targets() -> list[str]:

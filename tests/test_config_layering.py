@@ -186,7 +186,8 @@ def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile,
         (
             {"run": "a", "regulon": {"enabled": True, "genome": "g.fna"}},
             ["my.yaml"],
-            r"set regulon\.dump_dir or regulon\.mongodb_uri_env \(",
+            r"set regulon\.dump_dir or regulon\.mongodb_uri_env or regulon\.flat_files\.genes or "
+            r"regulon\.flat_files\.operons \(",
         ),
         (
             {"run": "a", "assoc": {"enabled": True, "data": {"links": "l.tsv"}}},
@@ -198,6 +199,28 @@ def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile,
 def test_a_config_that_cannot_run_stops_with_what_to_fix(config, files, message):
     with pytest.raises(ConfigError, match=message):
         load_run_config(config, files, SCHEMA, SECTIONS)
+
+
+def test_regulon_flat_files_alone_are_an_input_the_workflow_plans(workdir):
+    """docs/regulon.md: flat files are given instead of dump_dir (no dump, no MongoDB)."""
+    data = workdir / "my_flat"
+    data.mkdir()
+    for name in ("GeneProductSet.txt", "OperonSet.txt", "genome.fna"):
+        (data / name).write_text("# a file\n")
+    config = {
+        "run": "my_flat",
+        "regulon": {
+            "enabled": True,
+            "flat_files": {"genes": "my_flat/GeneProductSet.txt", "operons": "my_flat/OperonSet.txt"},
+            "genome": "my_flat/genome.fna",
+        },
+    }
+    assert load(dict(config))["regulon"]["dump_dir"] == ""
+    path = workdir / "my_flat.yaml"
+    path.write_text(yaml.safe_dump(config))
+    counts, paths = planned(workdir, path)
+    assert counts.get("regulon_process") == 1 and "regulon_train" in counts, counts
+    assert all(p.startswith(("results/my_flat/", "logs/my_flat/")) for p in paths)
 
 
 def test_no_demo_data_stands_in_for_a_module_s_required_inputs(tmp_path):

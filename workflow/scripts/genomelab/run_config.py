@@ -19,9 +19,10 @@ from genomelab.config import ConfigError
 from genomelab.config_schema import fill_defaults
 
 # Inputs an enabled module cannot run without (no demo data stands in for them): dotted key,
-# or "a|b" for either of two keys.
+# or "a|b|..." for any one of several keys (regulon: a dump, a live MongoDB or flat files,
+# docs/regulon.md).
 REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
-    "regulon": ("dump_dir|mongodb_uri_env", "genome"),
+    "regulon": ("dump_dir|mongodb_uri_env|flat_files.genes|flat_files.operons", "genome"),
     "assoc": ("data.links", "data.sources", "data.targets"),
 }
 # An unfilled value of a starter config written by ``genomelab init``: "<what to put here>".

@@ -7,6 +7,7 @@ synthetic content (RegulonDB's licence forbids redistributing its content).
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -343,6 +344,22 @@ def test_other_kinds_read_by_name_and_position(tmp_path):
         "T1\t300\t340\treverse\trho-independent\tacgt\t[EXP]\tWeak\n"
     )
     assert read_flat(term).records[0]["strand"] == "-"
+
+
+def test_a_positional_file_of_another_layout_is_refused_not_misread(tmp_path):
+    """A block documenting other columns (here no "number of genes" column) is another
+    release's layout: read by the 9.x positions its evidence would be the operon's genes."""
+    other = [d for d in _POS_OPERONS if "(5)" not in d]
+    other = [re.sub(r"\((\d)\)", lambda m: f"({int(m.group(1)) - (int(m.group(1)) > 5)})", d) for d in other]
+    bad = tmp_path / "OperonSet.txt"
+    bad.write_text("\n".join([*other, "abcAB\t10\t20\tforward\tabcA,abcB\t[EXP]\tStrong"]) + "\n")
+    with pytest.raises(
+        FormatError, match=r"OperonSet.txt, line 9: its column block describes column \(6\) as"
+    ):
+        read_flat(bad)
+    # The same operon in the 9.x layout reads.
+    bad.write_text("\n".join([*_POS_OPERONS, "abcAB\t10\t20\tforward\t2\tabcA,abcB\t[EXP]\tStrong"]) + "\n")
+    assert read_flat(bad).records[0]["genes"] == ["abcA", "abcB"]
 
 
 def test_bad_files_name_file_and_line(tmp_path):

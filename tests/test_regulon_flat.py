@@ -423,6 +423,17 @@ def test_expression_table_transforms(content, tmp_path):
     np.testing.assert_allclose(a[0]["z"], c[0]["z"], rtol=1e-9)
 
 
+def test_an_expression_table_of_other_ids_says_so(content, tmp_path):
+    """A transposed table (samples as rows) holds values, none of a known gene: the error
+    says the first column must be b-numbers, not that the value field is missing."""
+    table = read_expression_table(write_expression_table(content, tmp_path / "e.tsv"))
+    transposed = tmp_path / "t.csv"
+    table.T.to_csv(transposed)
+    source = FlatSource(*write_positional(content, tmp_path), expression=transposed)
+    with pytest.raises(ValueError, match=r"none of the \d+ gene IDs .* b-numbers in its first column"):
+        process_data(source, content["genome"])
+
+
 def test_no_expression_does_not_stop_the_run(content, tmp_path):
     """A dump without geneExpression, and flat files without a table, both process; the report says so."""
     dump = tmp_path / "dump" / "regulondb"

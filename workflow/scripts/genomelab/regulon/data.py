@@ -535,6 +535,15 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
         return tally
     for doc in source.iter(GENE_EXPRESSION):
         tally.add(doc, genes)
+    if tally.n_docs and not tally.counts and tally.unmatched:
+        # Values were read but none is of a known gene: a table keyed by something else
+        # (gene names, or transposed: samples as rows), not a missing value field.
+        raise ValueError(
+            f"{source.describe()}: none of the {len(tally.unmatched)} gene IDs of the expression "
+            f"({GENE_EXPRESSION}) is a b-number of the genes read (e.g. {sorted(tally.unmatched)[:3]}; "
+            f"genes e.g. {sorted(genes)[:3]}); an expression table needs b-numbers in its first "
+            "column and one column per sample (transposed?)"
+        )
     if tally.n_docs and not tally.counts:
         raise ValueError(
             f"{source.describe()}: no {GENE_EXPRESSION} document has a usable {value_field!r} "

@@ -434,6 +434,18 @@ def test_an_expression_table_of_other_ids_says_so(content, tmp_path):
         process_data(source, content["genome"])
 
 
+def test_genes_beyond_the_genome_are_dropped_and_named(content, tmp_path):
+    genes, operons = write_positional(content, tmp_path)
+    lines = genes.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    cells = lines[row].split("\t")
+    cells[3], cells[4] = "9000000", "9000300"
+    lines[row] = "\t".join(cells)
+    genes.write_text("\n".join(lines) + "\n")
+    report = process_data(FlatSource(genes, operons), content["genome"])[3]
+    assert any("1 genes end beyond" in w and cells[2] in w for w in report["warnings"]), report["warnings"]
+
+
 def test_no_expression_does_not_stop_the_run(content, tmp_path):
     """A dump without geneExpression, and flat files without a table, both process; the report says so."""
     dump = tmp_path / "dump" / "regulondb"

@@ -584,7 +584,10 @@ def process_data(
         )
     out_of_range = sorted(b for b, g in genes.items() if g.get("strand") and g["end"] > n_bp)
     if out_of_range:
-        warnings.append(f"{len(out_of_range)} genes end beyond {contig_name} ({n_bp} bp) and are dropped")
+        warnings.append(
+            f"{len(out_of_range)} genes end beyond {contig_name} ({n_bp} bp) and are dropped "
+            f"(e.g. {out_of_range[:3]}; genes of another genome or contig?)"
+        )
     keep = [b for b, g in genes.items() if g.get("strand") and g["end"] <= n_bp]
 
     operons, gene_operon, operon_tally = _collect_operons(source, genes, keep, min_confidence)

@@ -478,7 +478,11 @@ def test_contigs_not_profiled_are_listed_unbinned_and_counted(tmp_path):
     dropped = unbinned_dropped(table)
     assert [(d.reason.split(",")[0], d.count, d.examples) for d in dropped] == [
         ("shorter than binning.features.min_length", 2, ["short0", "short1"]),
-        ("no valid 6-mer (only N or other non-ACGT letters)", 1, ["allN"]),
+        (
+            "fewer valid 6-mers than a binning.features.min_length contig (mostly N or other non-ACGT letters)",
+            1,
+            ["allN"],
+        ),
     ]
 
 

@@ -223,6 +223,27 @@ def test_regulon_flat_files_alone_are_an_input_the_workflow_plans(workdir):
     assert all(p.startswith(("results/my_flat/", "logs/my_flat/")) for p in paths)
 
 
+def test_paths_written_relative_to_the_config_file_are_named_with_where_they_are(tmp_path, monkeypatch):
+    """Snakemake reads a config's relative paths from its working directory; a user who
+    wrote them relative to the config file gets told so, with the files' real place."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "contigs.fna").write_text(">c\nACGT\n")
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    config = {"run": "a", "binning": {"enabled": True, "input": {"contigs": "contigs.fna"}}}
+    with pytest.raises(
+        ConfigError,
+        match=r"binning\.input\.contigs = 'contigs\.fna' is not there but is .*project/contigs\.fna",
+    ):
+        load_run_config(dict(config), [project / "my.yaml"], SCHEMA, SECTIONS)
+    # Where the working directory holds the file too, the path is fine as it stands.
+    (tmp_path / "repo" / "contigs.fna").write_text(">c\nACGT\n")
+    assert load_run_config(dict(config), [project / "my.yaml"], SCHEMA, SECTIONS)["binning"]["input"][
+        "contigs"
+    ]
+
+
 def test_no_demo_data_stands_in_for_a_module_s_required_inputs(tmp_path):
     from genomelab.assoc.cli import main as assoc_main
 

@@ -107,7 +107,40 @@ def load_run_config(
             f"{_named(configfiles)} enables a module without its input(s): set {', '.join(missing)} "
             "(`genomelab init <module>` lists them; config/README.md describes each)"
         )
+    beside = [
+        (key, value, found)
+        for module in modules
+        if config[module]["enabled"]
+        for key, value, found in _beside_config(config[module], configfiles, module)
+    ]
+    if beside:
+        raise ConfigError(
+            f"{_named(configfiles)}: relative paths are taken from the folder Snakemake runs in "
+            f"({Path.cwd()}), not from the config file's folder: "
+            + "; ".join(f"{key} = {value!r} is not there but is {found}" for key, value, found in beside)
+            + ". Write absolute paths (or paths relative to that folder)."
+        )
     return config
+
+
+def _beside_config(
+    node: Any, configfiles: Sequence[str | os.PathLike], where: str
+) -> Iterable[tuple[str, str, Path]]:
+    """(key, value, file) for each relative path value that does not exist from the working
+    directory but does beside one of ``configfiles``: the config was written with paths
+    relative to itself, which Snakemake does not read them as."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _beside_config(value, configfiles, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _beside_config(value, configfiles, f"{where}[{i}]")
+    elif isinstance(node, str) and node and not os.path.isabs(node) and not os.path.exists(node):
+        for configfile in configfiles:
+            folder = Path(configfile).resolve().parent
+            if folder != Path.cwd().resolve() and (folder / node).exists():
+                yield where, node, folder / node
+                break
 
 
 def _get(config: Mapping[str, Any], dotted: str) -> Any:

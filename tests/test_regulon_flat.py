@@ -446,6 +446,26 @@ def test_genes_beyond_the_genome_are_dropped_and_named(content, tmp_path):
     assert any("1 genes end beyond" in w and cells[2] in w for w in report["warnings"]), report["warnings"]
 
 
+def test_operons_whose_members_match_no_gene_are_a_warning_naming_them(content, tmp_path):
+    """Operon members in another ID scheme than the genes' leave every operon unresolved;
+    the data report says so with the members, not only a constant operon target."""
+    genes, operons = write_positional(content, tmp_path)
+    report = process_data(FlatSource(genes, operons), content["genome"])[3]
+    assert report["n_operons_unresolved"] == 0 and not any("name no gene" in w for w in report["warnings"])
+    lines = operons.read_text().splitlines()
+    renamed = [
+        line if line.startswith("#") else "\t".join([*c[:5], f"X{i}", *c[6:]])
+        for i, (line, c) in enumerate((line, line.split("\t")) for line in lines)
+    ]
+    operons.write_text("\n".join(renamed) + "\n")
+    report = process_data(FlatSource(genes, operons), content["genome"])[3]
+    n = report["n_operons_unresolved"]
+    assert n == len(content["docs"][OPERON_DATAMART])
+    assert any(f"{n} of {n} operons name no gene" in w and "'X" in w for w in report["warnings"]), report[
+        "warnings"
+    ]
+
+
 def test_no_expression_does_not_stop_the_run(content, tmp_path):
     """A dump without geneExpression, and flat files without a table, both process; the report says so."""
     dump = tmp_path / "dump" / "regulondb"

@@ -408,6 +408,7 @@ class _OperonTally:
     n_unresolved: int = 0
     n_below_confidence: int = 0
     by_confidence: dict[str, int] = field(default_factory=dict)
+    unresolved_members: list[str] = field(default_factory=list)  # the first few, as written
 
 
 def _member_lookup(genes: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -453,7 +454,10 @@ def _collect_operons(
             tally.n_below_confidence += 1
             continue
         members = [lookup.get(m, m) for m in rec["members"]]
+        missed = [m for m in members if m not in genes]
         members = [m for m in members if m in genes and m in kept]
+        if not members and len(tally.unresolved_members) < 5:
+            tally.unresolved_members += missed[: 5 - len(tally.unresolved_members)]
         if members:
             start = min(genes[m]["start"] for m in members)
             end = max(genes[m]["end"] for m in members)
@@ -591,6 +595,15 @@ def process_data(
     keep = [b for b, g in genes.items() if g.get("strand") and g["end"] <= n_bp]
 
     operons, gene_operon, operon_tally = _collect_operons(source, genes, keep, min_confidence)
+    n_considered = operon_tally.n_docs - operon_tally.n_below_confidence
+    if operon_tally.n_unresolved and 2 * operon_tally.n_unresolved > n_considered:
+        # Most operons name no known gene: members written in another ID scheme than the
+        # genes' (the operon target then holds little or nothing; the gate says only that).
+        warnings.append(
+            f"{operon_tally.n_unresolved} of {n_considered} operons name no gene of the genes read "
+            f"(members e.g. {operon_tally.unresolved_members}; matched by gene id, b-number or unique "
+            "name): their members are in another ID scheme than the genes'?"
+        )
 
     def fit_normaliser(log_mean: np.ndarray) -> Normaliser:
         if not has_expression:

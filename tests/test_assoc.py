@@ -106,7 +106,7 @@ def _tables(tmp_path):
     [
         ([("a", "u", "both", "1.5"), ("b", "v", "both", "1")], "outside \\[0, 1\\]"),
         ([("a", "u", "both", "-0.1"), ("b", "v", "both", "1")], "outside \\[0, 1\\]"),
-        ([("a", "zzz", "both", "1"), ("b", "v", "both", "1")], "target entit.*zzz"),
+        ([("b", "v", "both", "1"), ("a", "zzz", "both", "1")], "line 3: links table: 1 target entit.*zzz"),
         ([("a", "u", "both", "1"), ("a", "u", "source->target", "1"), ("b", "v", "both", "1")], "duplicate"),
         ([("a", "u", "source->target", "1"), ("b", "v", "source->target", "1")], "no t2s links"),
         ([("a", "u", "both", "1")], "no link.*empty classes"),

@@ -202,6 +202,36 @@ def test_a_dry_run_with_k_folds_plans_one_training_job_per_fold(tmp_path):
     )
 
 
+def test_links_scheme_alone_without_infer_scheme_says_what_to_set(tmp_path):
+    """schemes: [links] leaves infer.scheme at its default, entities: the stop names the fix."""
+    (tmp_path / "data").mkdir()
+    tables(tmp_path / "data")[2].to_csv(tmp_path / "data" / "links.tsv", sep="\t", index=False)
+    data = {"links": "data/links.tsv", "sources": "data/sources.tsv", "targets": "data/targets.tsv"}
+    config = {"run": "one", "assoc": {"enabled": True, "data": data, "schemes": ["links"]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    res = subprocess.run(
+        [
+            SNAKEMAKE,
+            "-n",
+            "--cores",
+            "1",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            "c.yaml",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    assert res.returncode != 0
+    assert "set assoc.infer.scheme to one of ['links']" in res.stdout + res.stderr, res.stderr[-2000:]
+
+
 # ------------------------------------------------------------------ the summary
 def link_record(ranks: list[float], first_row: int) -> dict:
     """Per-link ranks of both directions (the same ranks), link rows from ``first_row``."""

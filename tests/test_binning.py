@@ -17,6 +17,7 @@ from genomelab.binning.cluster import ClusterConfig, choose_radius, medoid_clust
 from genomelab.binning.data import load_inputs, split_indices
 from genomelab.binning.depth import depth_features
 from genomelab.binning.model import KmerVAE, VAEConfig
+from genomelab.binning.paths import resolve_paths
 from genomelab.binning.shred import ShredConfig, cut_points, genome_name, shred_genomes
 from genomelab.io.fasta import read_fasta
 from genomelab.io.tables import read_depth_table
@@ -195,6 +196,28 @@ def test_h5_reader_rejects_foreign_files(tmp_path):
 
 
 # ---------------------------------------------------------------- shredding
+def test_inputs_of_both_sources_are_refused_not_one_ignored():
+    """input.contigs with input.genomes (or a truth table without contigs) named something
+    the run would have silently ignored."""
+
+    def cfg(**inp):
+        return {
+            "enabled": True,
+            "input": {"genomes": [], "contigs": "", "truth": "", "depth": "", **inp},
+            "shred": {"depth_samples": 0},
+        }
+
+    assert resolve_paths(cfg(contigs="my.fna"), "out").contigs == "my.fna"
+    with pytest.raises(ValueError, match="input.contigs and binning.input.genomes are both set"):
+        resolve_paths(cfg(contigs="my.fna", genomes=["g.fna.gz"]), "out")
+    with pytest.raises(
+        ValueError, match=r"binning.input.truth \(t.tsv\) is the truth of binning.input.contigs"
+    ):
+        resolve_paths(cfg(genomes=["g.fna.gz"], truth="t.tsv"), "out")
+    # A module that is off plans nothing, so its inputs are not checked.
+    resolve_paths({**cfg(contigs="my.fna", genomes=["g.fna.gz"]), "enabled": False}, "out")
+
+
 def test_shred_truth_table_reassembles_the_genomes(tmp_path):
     rng = np.random.default_rng(4)
     genomes = {"gA": random_seq(rng, 30000), "gB": random_seq(rng, 22000, gc=0.65)}
@@ -478,7 +501,11 @@ def test_contigs_not_profiled_are_listed_unbinned_and_counted(tmp_path):
     dropped = unbinned_dropped(table)
     assert [(d.reason.split(",")[0], d.count, d.examples) for d in dropped] == [
         ("shorter than binning.features.min_length", 2, ["short0", "short1"]),
-        ("no valid 6-mer (only N or other non-ACGT letters)", 1, ["allN"]),
+        (
+            "fewer valid 6-mers than a binning.features.min_length contig (mostly N or other non-ACGT letters)",
+            1,
+            ["allN"],
+        ),
     ]
 
 

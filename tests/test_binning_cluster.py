@@ -243,10 +243,17 @@ def test_abundance_readers_take_both_formats_and_name_the_file(tmp_path):
     names, got, samples = read_abundance_table(tmp_path / "aemb.tsv")
     assert list(names) == ["001", "002"] and samples == ["sample_1", "sample_2", "sample_3"]
     np.testing.assert_allclose(got, depth)
+    # Errors name the file's line, with or without a header line.
     for text, match in (
-        ("c1\t1\t-2\n", "negative or non-finite"),
-        ("contig\ts1\nc1\tlots\n", "non-numeric"),
-        ("contig\ts1\nc1\t1\nc1\t2\n", "more than once"),
+        ("c1\t1\t-2\n", r"line 1: coverage table holds negative or non-finite"),
+        ("c0\t1\t2\nc1\t1\tNaN\n", r"line 2: coverage table holds negative or non-finite"),
+        (
+            "contig\ts1\nc0\t1\nc1\tlots\n",
+            r"line 3: coverage table: contig 'c1', sample 's1': depth 'lots' is not",
+        ),
+        ("c0\t1\t2\nc1\t1\tlots\n", r"line 2: .* sample 'sample_2': depth 'lots' is not a number"),
+        ("contig\ts1\nc1\t1\nc1\t2\n", r"line 3: coverage table lists contigs more than once"),
+        ("c1\t1\nc1\t2\n", r"line 2: coverage table lists contigs more than once"),
         ("c1\n", "at least one sample column"),
     ):
         (tmp_path / "bad.tsv").write_text(text)

@@ -81,3 +81,24 @@ def test_contrastive_overfit_check_fails_when_the_encoder_cannot_learn(contigs):
         contigs / "contigs.fna.gz", prof.names, prof.features, cfg, 0, lr=1e-12
     )
     assert initial.status == "pass" and overfit.status == "fail", overfit.message
+
+
+def test_table_contigs_that_are_no_fasta_record_are_said_short_ones_are_not(contigs, tmp_path):
+    """A truth (or depth) table may list the FASTA's contigs below the length filter; names
+    of no record at all (another assembly, renamed contigs) pass the gate but are a warning."""
+    fasta = contigs / "contigs.fna.gz"
+    kmers.write_profiles_h5(fasta, tmp_path / "p.h5", min_length=3000)  # some contigs short
+    n_profiled = len(kmers.read_profiles_h5(tmp_path / "p.h5").names)
+    truth = (contigs / "truth.tsv").read_text()
+    assert n_profiled < truth.count("\n") - 1
+    tnf = {"kind": "tnf"}
+
+    def names_truth(table: str):
+        (tmp_path / "truth.tsv").write_text(table)
+        results = profile_checks(tmp_path / "p.h5", 10, str(tmp_path / "truth.tsv"), None, tnf, 0, fasta)
+        return next(r for r in results if r.name == "names_truth")
+
+    assert names_truth(truth).status == "pass"
+    check = names_truth(truth + "ghost_1\tg0\n")
+    assert check.status == "warn" and "ghost_1" in check.message and "no record of" in check.message
+    assert check.details["n_absent"] == 1

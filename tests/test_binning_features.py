@@ -228,3 +228,25 @@ def test_compiled_reader_names_a_truncated_gzip_file(tmp_path):
     with pytest.raises(ValueError, match="truncated or corrupt compressed file") as info:
         list(kmer_kernel.iter_fasta_profiles(path, chunk_bytes=256))
     assert str(path) in str(info.value)
+
+
+def test_a_contig_of_mostly_n_is_not_profiled_by_either_engine(tmp_path):
+    """min_length is about how much sequence a profile rests on: a 10 kb scaffold of 300
+    bases and gaps has as few 6-mers as a 300 bp contig, so it is left out (as a contig
+    without a valid 6-mer is); an N-free contig of exactly min_length, and one whose few N
+    leave it min_length - 5 valid 6-mers, are profiled."""
+    rng = np.random.default_rng(5)
+    exact = random_seq(rng, 2000)
+    gappy = random_seq(rng, 150) + b"N" * 9700 + random_seq(rng, 150)
+    few_n = random_seq(rng, 1000) + b"N" + random_seq(rng, 1010)  # 995 + 1,005 = 2,000 valid 6-mers
+    short_by_n = random_seq(rng, 1000) + b"N" + random_seq(rng, 1000)  # 995 + 995 = 1,990 valid 6-mers
+    recs = [("exact", exact), ("gappy", gappy), ("few_n", few_n), ("short_by_n", short_by_n)]
+    fasta = tmp_path / "c.fa"
+    fasta.write_bytes(b"".join(b">" + n.encode() + b"\n" + s + b"\n" for n, s in recs))
+    for engine in ("numpy", "numba"):
+        path = tmp_path / f"{engine}.h5"
+        stats = kmers.write_profiles_h5(fasta, path, 2000, engine=engine)
+        prof = kmers.read_profiles_h5(path)
+        assert list(prof.names) == ["exact", "few_n"], engine
+        assert (stats.n_short, stats.n_no_kmers, stats.n_kept) == (0, 2, 2)
+        np.testing.assert_array_equal(prof.lengths, [2000, 2011])

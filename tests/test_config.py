@@ -7,6 +7,7 @@ import functools
 import importlib
 import json
 import pkgutil
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -231,3 +232,40 @@ def test_param_errors_name_the_rule_and_param():
         param(_smk(reference="{}"), "referense")
     with pytest.raises(ConfigError, match=r"rule deconv_reference: params\.reference is not valid JSON"):
         param(_smk(reference="{'a': 1}"), "reference")
+
+
+def _readme_section(module: str) -> str:
+    text = (ROOT / "config" / "README.md").read_text()
+    return next(p for p in text.split("\n## ") if p.split("\n", 1)[0].strip() == module)
+
+
+def _schema_keys(node: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of a module schema's values (objects' own keys, not the objects); `$ref` sections (train,
+    evaluation) and `predict` are documented in their own tables of config/README.md."""
+    keys = []
+    for key, sub in node.get("properties", {}).items():
+        dotted = f"{prefix}{key}"
+        if "$ref" in sub or dotted == "predict":
+            continue
+        keys += _schema_keys(sub, f"{dotted}.") if "properties" in sub else [dotted]
+    return keys
+
+
+@pytest.mark.parametrize("module", ["regulon", "assoc", "binning"])
+def test_config_readme_names_every_key_of_the_module_with_its_default(module):
+    """config/README.md "explains every key": each schema key is named (as `key`, `a.key` or
+    its object's name), and a row giving one key and one plain value gives the schema default."""
+    section = _readme_section(module)
+    named = set(re.findall(r"`(?:[\w.]*\.)?(\w+)(?:\.\*)?`", section))
+    keys = _schema_keys(schema_node(module))
+    missing = [k for k in keys if not {k.split(".")[-1], (k.split(".")[-2:-1] or [""])[0]} & named]
+    assert not missing, f"config/README.md section {module} does not name {missing}"
+    for key, cell in re.findall(r"^\| `([\w.]+)` \| `?([^|`\s]+)`? \|", section, flags=re.M):
+        default = schema_default(f"{module}.{key}")
+        if isinstance(default, bool) or default is None or default == "":
+            ok = cell == json.dumps(default)
+        elif isinstance(default, (int, float)):
+            ok = float(cell.replace(",", "")) == default
+        else:
+            ok = cell == default or not isinstance(default, str)
+        assert ok, f"config/README.md gives {module}.{key} the default {cell!r}, the schema {default!r}"

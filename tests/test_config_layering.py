@@ -186,7 +186,8 @@ def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile,
         (
             {"run": "a", "regulon": {"enabled": True, "genome": "g.fna"}},
             ["my.yaml"],
-            r"set regulon\.dump_dir or regulon\.mongodb_uri_env \(",
+            r"set regulon\.dump_dir or regulon\.mongodb_uri_env or regulon\.flat_files\.genes or "
+            r"regulon\.flat_files\.operons \(",
         ),
         (
             {"run": "a", "assoc": {"enabled": True, "data": {"links": "l.tsv"}}},
@@ -198,6 +199,49 @@ def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile,
 def test_a_config_that_cannot_run_stops_with_what_to_fix(config, files, message):
     with pytest.raises(ConfigError, match=message):
         load_run_config(config, files, SCHEMA, SECTIONS)
+
+
+def test_regulon_flat_files_alone_are_an_input_the_workflow_plans(workdir):
+    """docs/regulon.md: flat files are given instead of dump_dir (no dump, no MongoDB)."""
+    data = workdir / "my_flat"
+    data.mkdir()
+    for name in ("GeneProductSet.txt", "OperonSet.txt", "genome.fna"):
+        (data / name).write_text("# a file\n")
+    config = {
+        "run": "my_flat",
+        "regulon": {
+            "enabled": True,
+            "flat_files": {"genes": "my_flat/GeneProductSet.txt", "operons": "my_flat/OperonSet.txt"},
+            "genome": "my_flat/genome.fna",
+        },
+    }
+    assert load(dict(config))["regulon"]["dump_dir"] == ""
+    path = workdir / "my_flat.yaml"
+    path.write_text(yaml.safe_dump(config))
+    counts, paths = planned(workdir, path)
+    assert counts.get("regulon_process") == 1 and "regulon_train" in counts, counts
+    assert all(p.startswith(("results/my_flat/", "logs/my_flat/")) for p in paths)
+
+
+def test_paths_written_relative_to_the_config_file_are_named_with_where_they_are(tmp_path, monkeypatch):
+    """Snakemake reads a config's relative paths from its working directory; a user who
+    wrote them relative to the config file gets told so, with the files' real place."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "contigs.fna").write_text(">c\nACGT\n")
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    config = {"run": "a", "binning": {"enabled": True, "input": {"contigs": "contigs.fna"}}}
+    with pytest.raises(
+        ConfigError,
+        match=r"binning\.input\.contigs = 'contigs\.fna' is not there but is .*project/contigs\.fna",
+    ):
+        load_run_config(dict(config), [project / "my.yaml"], SCHEMA, SECTIONS)
+    # Where the working directory holds the file too, the path is fine as it stands.
+    (tmp_path / "repo" / "contigs.fna").write_text(">c\nACGT\n")
+    assert load_run_config(dict(config), [project / "my.yaml"], SCHEMA, SECTIONS)["binning"]["input"][
+        "contigs"
+    ]
 
 
 def test_no_demo_data_stands_in_for_a_module_s_required_inputs(tmp_path):

@@ -7,6 +7,7 @@ synthetic content (RegulonDB's licence forbids redistributing its content).
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +346,22 @@ def test_other_kinds_read_by_name_and_position(tmp_path):
     assert read_flat(term).records[0]["strand"] == "-"
 
 
+def test_a_positional_file_of_another_layout_is_refused_not_misread(tmp_path):
+    """A block documenting other columns (here no "number of genes" column) is another
+    release's layout: read by the 9.x positions its evidence would be the operon's genes."""
+    other = [d for d in _POS_OPERONS if "(5)" not in d]
+    other = [re.sub(r"\((\d)\)", lambda m: f"({int(m.group(1)) - (int(m.group(1)) > 5)})", d) for d in other]
+    bad = tmp_path / "OperonSet.txt"
+    bad.write_text("\n".join([*other, "abcAB\t10\t20\tforward\tabcA,abcB\t[EXP]\tStrong"]) + "\n")
+    with pytest.raises(
+        FormatError, match=r"OperonSet.txt, line 9: its column block describes column \(6\) as"
+    ):
+        read_flat(bad)
+    # The same operon in the 9.x layout reads.
+    bad.write_text("\n".join([*_POS_OPERONS, "abcAB\t10\t20\tforward\t2\tabcA,abcB\t[EXP]\tStrong"]) + "\n")
+    assert read_flat(bad).records[0]["genes"] == ["abcA", "abcB"]
+
+
 def test_bad_files_name_file_and_line(tmp_path):
     bad = tmp_path / "OperonSet.txt"
     bad.write_text("\n".join([*_POS_OPERONS, "abc\t10\t20\tforward\t1\tabcA\t[EXP]\tMaybe"]) + "\n")
@@ -404,6 +421,49 @@ def test_expression_table_transforms(content, tmp_path):
     }
     c = process_data(source_from_config(cfg, str(content["dump"])), content["genome"])
     np.testing.assert_allclose(a[0]["z"], c[0]["z"], rtol=1e-9)
+
+
+def test_an_expression_table_of_other_ids_says_so(content, tmp_path):
+    """A transposed table (samples as rows) holds values, none of a known gene: the error
+    says the first column must be b-numbers, not that the value field is missing."""
+    table = read_expression_table(write_expression_table(content, tmp_path / "e.tsv"))
+    transposed = tmp_path / "t.csv"
+    table.T.to_csv(transposed)
+    source = FlatSource(*write_positional(content, tmp_path), expression=transposed)
+    with pytest.raises(ValueError, match=r"none of the \d+ gene IDs .* b-numbers in its first column"):
+        process_data(source, content["genome"])
+
+
+def test_genes_beyond_the_genome_are_dropped_and_named(content, tmp_path):
+    genes, operons = write_positional(content, tmp_path)
+    lines = genes.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    cells = lines[row].split("\t")
+    cells[3], cells[4] = "9000000", "9000300"
+    lines[row] = "\t".join(cells)
+    genes.write_text("\n".join(lines) + "\n")
+    report = process_data(FlatSource(genes, operons), content["genome"])[3]
+    assert any("1 genes end beyond" in w and cells[2] in w for w in report["warnings"]), report["warnings"]
+
+
+def test_operons_whose_members_match_no_gene_are_a_warning_naming_them(content, tmp_path):
+    """Operon members in another ID scheme than the genes' leave every operon unresolved;
+    the data report says so with the members, not only a constant operon target."""
+    genes, operons = write_positional(content, tmp_path)
+    report = process_data(FlatSource(genes, operons), content["genome"])[3]
+    assert report["n_operons_unresolved"] == 0 and not any("name no gene" in w for w in report["warnings"])
+    lines = operons.read_text().splitlines()
+    renamed = [
+        line if line.startswith("#") else "\t".join([*c[:5], f"X{i}", *c[6:]])
+        for i, (line, c) in enumerate((line, line.split("\t")) for line in lines)
+    ]
+    operons.write_text("\n".join(renamed) + "\n")
+    report = process_data(FlatSource(genes, operons), content["genome"])[3]
+    n = report["n_operons_unresolved"]
+    assert n == len(content["docs"][OPERON_DATAMART])
+    assert any(f"{n} of {n} operons name no gene" in w and "'X" in w for w in report["warnings"]), report[
+        "warnings"
+    ]
 
 
 def test_no_expression_does_not_stop_the_run(content, tmp_path):

@@ -311,3 +311,21 @@ def test_dry_run_with_folds_refuses_fixed_block_indices(workdir):  # noqa: F811
     res = snakemake(workdir, "-n", "--cores", "1", "--configfile", config)
     assert res.returncode != 0
     assert "heldout.blocks fixes one split" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_switching_a_finished_run_between_one_split_and_folds_reruns_it(workdir):  # noqa: F811
+    """summary.json is regulon_evaluate's with one split and regulon_summary's with folds:
+    after a finished run, changing evaluation.folds must plan the other mode's jobs, not
+    keep (and report) the old summary."""
+    one, three = (regulon_config(workdir, f"rswitch{k}.yaml", k) for k in (1, 3))
+    for name in (one, three):  # a run of its own, not the other tests' rfolds
+        config = yaml.safe_load((workdir / name).read_text())
+        (workdir / name).write_text(yaml.safe_dump({**config, "run": "rswitch"}))
+    res = snakemake(workdir, "--cores", "1", "--configfile", one)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert not job_counts(snakemake(workdir, "-n", "--cores", "1", "--configfile", one).stdout)
+    res = snakemake(workdir, "-n", "--cores", "1", "--configfile", three)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    jobs = job_counts(res.stdout)
+    assert jobs.get("regulon_summary") == 1 and jobs.get("regulon_train") == 3, jobs

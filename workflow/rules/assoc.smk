@@ -48,7 +48,9 @@ ASSOC_INFER_MODEL = (
 if ASSOC["enabled"]:
     if ASSOC["infer"]["scheme"] not in ASSOC["schemes"]:
         raise ValueError(
-            f"assoc.infer.scheme {ASSOC['infer']['scheme']!r} is not in assoc.schemes {ASSOC['schemes']}"
+            f"assoc.infer.scheme {ASSOC['infer']['scheme']!r} (default: entities) is not in "
+            f"assoc.schemes {ASSOC['schemes']}: set assoc.infer.scheme to one of {ASSOC['schemes']} "
+            "(the scheme whose best model ranks the inference queries) or add it to assoc.schemes"
         )
     DIAGNOSTICS["assoc"].append(f"{ASSOC_R}/diagnostics/checks.json")
     FINAL_TARGETS["assoc"] = [

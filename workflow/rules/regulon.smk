@@ -141,6 +141,12 @@ rule regulon_diagnostics:
         mem_mb=4000,
         runtime=30,
     params:
+        # folds (not read by the step): a changed evaluation.folds reruns the diagnostics and
+        # so the gate and everything after it. Without it, switching between one split and
+        # folds kept the other mode's summary.json (made by another rule, which Snakemake's
+        # params trigger does not compare) and reported it as this run's. Absent for one
+        # split, so that runs made before it was added do not rerun.
+        **({"folds": REGULON_FOLDS} if REGULON_FOLDS > 1 else {}),
         cfg=config_json({k: REGULON[k] for k in ("model", "targets", "diagnostics")}),
         seed=config["seed"],
     script:

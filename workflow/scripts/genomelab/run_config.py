@@ -20,9 +20,10 @@ from genomelab.config import ConfigError
 from genomelab.config_schema import fill_defaults
 
 # Inputs an enabled module cannot run without (no demo data stands in for them): dotted key,
-# or "a|b" for either of two keys.
+# or "a|b|..." for any one of several keys (regulon: a dump, a live MongoDB or flat files,
+# docs/regulon.md).
 REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
-    "regulon": ("dump_dir|mongodb_uri_env", "genome"),
+    "regulon": ("dump_dir|mongodb_uri_env|flat_files.genes|flat_files.operons", "genome"),
     "assoc": ("data.links", "data.sources", "data.targets"),
 }
 # An unfilled value of a starter config written by ``genomelab init``: "<what to put here>".
@@ -148,7 +149,40 @@ def load_run_config(
                 f"simulated data: set your input (docs/{module}.md, 'Your own data'), or add "
                 f"`simulate: {{}}` under {module} to train on simulated data on purpose"
             )
+    beside = [
+        (key, value, found)
+        for module in modules
+        if config[module]["enabled"]
+        for key, value, found in _beside_config(config[module], configfiles, module)
+    ]
+    if beside:
+        raise ConfigError(
+            f"{_named(configfiles)}: relative paths are taken from the folder Snakemake runs in "
+            f"({Path.cwd()}), not from the config file's folder: "
+            + "; ".join(f"{key} = {value!r} is not there but is {found}" for key, value, found in beside)
+            + ". Write absolute paths (or paths relative to that folder)."
+        )
     return config
+
+
+def _beside_config(
+    node: Any, configfiles: Sequence[str | os.PathLike], where: str
+) -> Iterable[tuple[str, str, Path]]:
+    """(key, value, file) for each relative path value that does not exist from the working
+    directory but does beside one of ``configfiles``: the config was written with paths
+    relative to itself, which Snakemake does not read them as."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _beside_config(value, configfiles, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _beside_config(value, configfiles, f"{where}[{i}]")
+    elif isinstance(node, str) and node and not os.path.isabs(node) and not os.path.exists(node):
+        for configfile in configfiles:
+            folder = Path(configfile).resolve().parent
+            if folder != Path.cwd().resolve() and (folder / node).exists():
+                yield where, node, folder / node
+                break
 
 
 # Longest value quoted in a schema error (a whole section would bury the message).

@@ -228,9 +228,12 @@ def read_links(
     for side, table in (("source", sources), ("target", targets)):
         unknown = sorted(set(df[side]) - set(table.index))
         if unknown:
-            raise ValueError(
-                f"links table {path}: {len(unknown)} {side} entit(ies) not in the "
-                f"{side} table, e.g. {unknown[:5]}"
+            first = int(df.loc[df[side].isin(unknown), "_line"].min())
+            raise FormatError(
+                path,
+                f"links table: {len(unknown)} {side} entit(ies) not in the {side} entity table, e.g. "
+                f"{unknown[:5]} (first on this line; add them there or set the right assoc.data.{side}s)",
+                first,
             )
     # "both" is shorthand for one row per direction.
     both = direction == "both"

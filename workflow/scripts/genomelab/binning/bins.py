@@ -4,7 +4,8 @@ The contig table lists every contig of the assembly. Contigs the clustering left
 contigs the features step did not profile are listed too: ``bin`` is ``"unbinned"`` and
 ``status`` says why (``outlier``: far from every cluster, see
 ``genomelab.binning.cluster.outlier_scores``; ``short``: shorter than
-``binning.features.min_length``; ``no_kmers``: no valid 6-mer, e.g. all N); binned contigs
+``binning.features.min_length``; ``no_kmers``: fewer valid 6-mers than a contig of that
+length without N, e.g. mostly N); binned contigs
 have ``status`` ``"binned"``.
 """
 
@@ -39,7 +40,11 @@ UNBINNED_REASONS = {
         "far from every cluster (mean neighbour distance above its cluster's binning.cluster.outlier_fence or outlier_ratio), not binned",
     ),
     "short": ("binning_features", "shorter than binning.features.min_length, not profiled"),
-    "no_kmers": ("binning_features", "no valid 6-mer (only N or other non-ACGT letters), not profiled"),
+    "no_kmers": (
+        "binning_features",
+        "fewer valid 6-mers than a binning.features.min_length contig (mostly N or other non-ACGT letters), "
+        "not profiled",
+    ),
 }
 
 

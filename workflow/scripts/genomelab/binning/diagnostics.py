@@ -18,6 +18,7 @@ from genomelab.binning.kmers import GROUP_SLICES, N_FEATURES, read_profiles_h5
 from genomelab.binning.model import KmerVAE, VAEConfig
 from genomelab.diagnostics import FAIL, PASS, WARN, DiagnosticResult, write_results
 from genomelab.diagnostics.checks import initial_loss_vs_chance
+from genomelab.io.fasta import read_fasta
 from genomelab.io.tables import check_names, read_abundance_table, read_truth
 
 
@@ -147,6 +148,7 @@ def profile_checks(
         )
     )
     results.append(contig_length_check(prof.lengths))
+    records: set[str] | None = None  # every FASTA record's name, read once when needed
     for label, path, reader in (
         ("truth", truth, lambda p: read_truth(p).index),
         ("depth", depth, lambda p: read_abundance_table(p)[0]),
@@ -154,10 +156,29 @@ def profile_checks(
         if not path:
             continue
         try:
-            check_names(prof.names, reader(path), "the k-mer profiles", f"{label} table {path}")
-            results.append(DiagnosticResult(f"names_{label}", PASS, f"all {n} contigs are in {path}"))
+            names = reader(path)
+            check_names(prof.names, names, "the k-mer profiles", f"{label} table {path}")
         except (ValueError, FileNotFoundError) as exc:
             results.append(DiagnosticResult(f"names_{label}", FAIL, str(exc)))
+            continue
+        extra = sorted(set(names) - set(prof.names))
+        if extra and contigs and records is None:
+            records = {name for name, _ in read_fasta(contigs)}
+        absent = [c for c in extra if c not in records] if extra and records is not None else []
+        if absent:
+            # Not the FASTA's short contigs (those are expected): names of no record at all,
+            # e.g. a table of another assembly or of renamed contigs. Ignored, but said.
+            results.append(
+                DiagnosticResult(
+                    f"names_{label}",
+                    WARN,
+                    f"all {n} contigs are in {path}, but {len(absent)} of its contigs are no record of "
+                    f"{contigs} (first: {absent[:5]}): another assembly's or renamed contigs? ignored",
+                    details={"n_absent": len(absent), "absent": absent[:5]},
+                )
+            )
+        else:
+            results.append(DiagnosticResult(f"names_{label}", PASS, f"all {n} contigs are in {path}"))
     if model_cfg.get("kind") == "tnf":
         return results  # no model is trained: its loss checks have nothing to check
     if model_cfg.get("kind") == "contrastive":

@@ -258,13 +258,26 @@ def profile_block(seqs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _scan_kernel(
-    buf, pos, stop, classes, pairs, min_length, max_bases, folds, gc_column, out, lengths, rows, names
+    buf,
+    pos,
+    stop,
+    classes,
+    pairs,
+    min_length,
+    min_valid,
+    max_bases,
+    folds,
+    gc_column,
+    out,
+    lengths,
+    rows,
+    names,
 ):  # pragma: no cover
     """Profile the FASTA records of ``buf[pos:stop]`` (``buf[pos]`` is a header's '>',
     ``buf[stop]`` a sentinel '>') until ``out`` or ``lengths`` is full or ``max_bases``
     bases were profiled. Per record: its bases (line breaks etc. removed) in ``lengths``,
-    its row of ``out`` in ``rows`` (-1: shorter than ``min_length`` or without a valid
-    6-mer), its name (the header's first word) plus a newline appended to ``names``.
+    its row of ``out`` in ``rows`` (-1: shorter than ``min_length`` or with fewer valid
+    6-mers than ``min_valid``, see ``kmers.min_valid_kmers``), its name (the header's first word) plus a newline appended to ``names``.
     Stops after a record with a '>' inside its sequence. Returns ``(pos, n_records,
     n_rows, n_name_bytes, gt_inside)``."""
     c6, c5, c4, c3, c2, c1, pair_sums = _counters()
@@ -297,7 +310,7 @@ def _scan_kernel(
         if gt_inside:
             return pos, n_records, n_rows, n_name, True
         if length >= min_length and length <= MAX_RECORD_BASES:
-            if _finish_row(out[n_rows], folds, gc_column, c6, c5, c4, c3, c2, c1, pair_sums) > 0:
+            if _finish_row(out[n_rows], folds, gc_column, c6, c5, c4, c3, c2, c1, pair_sums) >= min_valid:
                 rows[n_records - 1] = n_rows
                 n_rows += 1
                 n_bases += length
@@ -337,6 +350,7 @@ class _Scanner:
             FASTA_CLASSES,
             PAIR_CODES,
             self.min_length,
+            kmers.min_valid_kmers(self.min_length),
             self.block_bases,
             FOLDS,
             GC_COLUMN,

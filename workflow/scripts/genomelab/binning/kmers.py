@@ -346,6 +346,15 @@ class ProfileStats:
     bp_kept: int = 0
 
 
+def min_valid_kmers(min_length: int) -> int:
+    """Fewest valid 6-mers a contig needs to be profiled: as many as a contig of
+    ``min_length`` bp without N has (``min_length - 5``), at least one. A long contig that
+    is mostly N or other non-ACGT letters (a scaffold of gaps) would otherwise be profiled
+    from the few hundred bases it holds, a profile as noisy as a contig far below
+    ``min_length``; N-free contigs are filtered exactly as by their length."""
+    return max(1, min_length - (MAX_K - 1))
+
+
 def check_profile_args(min_length: int, block_contigs: int, block_bases: int, threads: int) -> None:
     if min_length < 0:
         raise ValueError(f"min_length must be >= 0, not {min_length}")
@@ -386,7 +395,8 @@ def iter_profiles(
     engine: str = "auto",
 ) -> Iterator[ProfileBlock]:
     """Stream ``ProfileBlock``s for ``records``; contigs shorter than ``min_length`` (or
-    without a single valid 6-mer) are skipped and counted in ``stats``.
+    with fewer valid 6-mers than ``min_valid_kmers(min_length)``) are skipped and counted
+    in ``stats``.
 
     With ``threads`` > 1, blocks are profiled by a thread pool (numpy releases the GIL in
     its loops) while this thread reads the next records; blocks keep their order and at
@@ -405,7 +415,7 @@ def iter_profiles(
             yield name, seq
 
     for block, (feats, totals) in _profiled(_blocks(kept(), block_contigs, block_bases), threads, engine):
-        ok = totals > 0
+        ok = totals >= min_valid_kmers(min_length)
         stats.n_no_kmers += int((~ok).sum())
         names = [n for (n, _), good in zip(block, ok, strict=True) if good]
         lengths = np.array([len(s) for (_, s), good in zip(block, ok, strict=True) if good], dtype=np.int64)
@@ -494,7 +504,8 @@ def write_profiles_h5(
             n += m
         if n == 0:
             raise ValueError(
-                f"{fasta}: no contig of at least {min_length} bp with a valid 6-mer "
+                f"{fasta}: no contig of at least {min_length} bp with {min_valid_kmers(min_length)} "
+                "valid 6-mers "
                 f"({stats.n_records} records, {stats.n_short} shorter than min_length)"
             )
         h5.attrs["ks"] = list(KS)

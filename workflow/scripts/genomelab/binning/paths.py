@@ -29,6 +29,18 @@ def resolve_paths(cfg: dict[str, Any], out_dir: str, resources: str = "resources
     """Contigs, truth and depth: given by the user, or made by shredding genomes."""
     inp = cfg["input"]
     shred = not inp["contigs"]
+    if cfg["enabled"]:
+        # One source of contigs: a key of the other would be ignored without a word.
+        if inp["contigs"] and inp["genomes"]:
+            raise ValueError(
+                "binning.input.contigs and binning.input.genomes are both set: genomes are shredded "
+                "only when no contigs are given; remove one of them"
+            )
+        if shred and inp["truth"]:
+            raise ValueError(
+                f"binning.input.truth ({inp['truth']}) is the truth of binning.input.contigs, which is not "
+                "set: shredded genomes get their own truth table; set input.contigs or remove input.truth"
+            )
     genomes = list(inp["genomes"]) or sorted(glob(f"{resources}/genomes/*.fna.gz"))
     if shred and not genomes and cfg["enabled"]:
         raise ValueError(

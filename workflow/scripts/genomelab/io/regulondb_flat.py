@@ -173,6 +173,26 @@ _POSITIONAL_FIRST = (
     ("terminators", "terminator identifier"),
 )
 _POSITIONAL_LATER = (("sites", "binding site"), ("interactions", "gene regulated"))
+# What the "# (n) ..." description of the column a positional field is read from must say
+# (lower case, any of the substrings). A file whose block describes another column there is
+# another release's layout: reading it by the 9.x positions would take, say, the evidence
+# column as an operon's genes, so it is refused. Identifiers are not checked (no fixed words).
+_POSITIONAL_WORDS: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "bnumber": ("blattner", "bnumber", "b-number"),
+    "left": ("left",),
+    "right": ("right",),
+    "strand": ("strand",),
+    "genes": ("gene",),
+    "confidence": ("confidence", "evidence type"),
+    "operon": ("operon",),
+    "promoter": ("promoter",),
+    "tss": ("+1", "tss", "transcription start", "position"),
+    "sigma": ("sigma",),
+    "regulator": ("tf", "transcription factor", "regulator"),
+    "target": ("gene", "regulated"),
+    "effect": ("effect", "function"),
+}
 _DESCRIPTION = re.compile(r"^#+\s*\((\d+)\)\s*(.*)$")
 _NUMBERED = re.compile(r"^\s*(\d+)\)\s*(.+?)\s*$")
 _BNUMBER = re.compile(r"\b(b\d{4})\b")
@@ -257,6 +277,25 @@ def _kind_from_descriptions(described: dict[int, str]) -> str | None:
         if marker in later:
             return kind
     return None
+
+
+def _check_positions(path: Path, kind: str, described: dict[int, str], line: int) -> None:
+    """FormatError when the file's own column descriptions put a field elsewhere than the
+    9.x position it is read from (columns without a description are not checked)."""
+    for fld, col in POSITIONS[kind].items():
+        words = _POSITIONAL_WORDS.get(fld)
+        text = described.get(col + 1)
+        if words is None or text is None or any(w in text for w in words):
+            continue
+        expected = ", ".join(f"({c + 1}) {f}" for f, c in POSITIONS[kind].items())
+        raise FormatError(
+            path,
+            f"its column block describes column ({col + 1}) as {text!r}, but the RegulonDB 9.x "
+            f"{kind} layout read by position has {fld} there; this is another release's layout "
+            f"(expected {expected}); give a release whose columns match or a datamart with a "
+            "named header row (docs/regulon.md)",
+            line,
+        )
 
 
 def _header_columns(path: Path, kind: str, names: list[str], line: int) -> dict[str, int]:
@@ -348,7 +387,11 @@ def read_flat(path: str | os.PathLike, kind: str | None = None) -> FlatTable:
             "'# (1) ...' column descriptions of a known RegulonDB file",
             first_line,
         )
-    columns = _header_columns(path, kind, names, first_line) if layout != "positional" else POSITIONS[kind]
+    if layout == "positional":
+        _check_positions(path, kind, described, first_line)
+        columns = POSITIONS[kind]
+    else:
+        columns = _header_columns(path, kind, names, first_line)
     table = FlatTable(path, kind, layout)
     for line, cells in body:
         table.records.append(_record(path, kind, line, cells, columns))

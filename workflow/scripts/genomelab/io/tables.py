@@ -86,11 +86,13 @@ def check_names(
         )
 
 
-def _unique_names(table: pd.DataFrame, column: str, path: Path, what: str) -> None:
+def _unique_names(table: pd.DataFrame, column: str, path: Path, what: str, shift: int = 0) -> None:
     dup = table[column].duplicated()
     if dup.any():
         first = table.loc[dup, column].tolist()[:5]
-        raise FormatError(path, f"{what} lists contigs more than once (first: {first})", _first_line(dup))
+        raise FormatError(
+            path, f"{what} lists contigs more than once (first: {first})", _first_line(dup) + shift
+        )
 
 
 # ------------------------------------------------------------------- splits
@@ -190,17 +192,27 @@ JGI_DEPTH_COLUMNS = ("contigName", "contigLen", "totalAvgDepth")
 
 
 def _checked_depths(
-    table: pd.DataFrame, name_col: str, samples: list[str], path: Path, what: str
+    table: pd.DataFrame, name_col: str, samples: list[str], path: Path, what: str, header: bool = True
 ) -> np.ndarray:
-    """[n, n_samples] float32 depths of ``samples``: unique names, numbers, finite, >= 0."""
-    _unique_names(table, name_col, path, what)
-    try:
-        depth = table[samples].to_numpy(dtype=np.float64)
-    except ValueError as exc:
-        raise FormatError(path, f"{what} holds non-numeric depths ({exc})") from exc
+    """[n, n_samples] float32 depths of ``samples``: unique names, numbers, finite, >= 0.
+    Errors name the file line (``header``: whether the file has a header line)."""
+    shift = 0 if header else -1  # _first_line counts a header line
+    _unique_names(table, name_col, path, what, shift)
+    numbers = table[samples].apply(pd.to_numeric, errors="coerce")
+    text = numbers.isna() & table[samples].notna()
+    if text.to_numpy().any():
+        row = int(np.flatnonzero(text.to_numpy().any(axis=1))[0])
+        col = samples[int(np.flatnonzero(text.iloc[row].to_numpy())[0])]
+        raise FormatError(
+            path,
+            f"{what}: contig {table[name_col].iloc[row]!r}, sample {col!r}: depth "
+            f"{table[col].iloc[row]!r} is not a number",
+            row + 2 + shift,
+        )
+    depth = numbers.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(depth).all(axis=1) | (depth < 0).any(axis=1)
     if bad.any():
-        raise FormatError(path, f"{what} holds negative or non-finite depths", _first_line(bad))
+        raise FormatError(path, f"{what} holds negative or non-finite depths", _first_line(bad) + shift)
     return depth.astype(np.float32)
 
 
@@ -256,7 +268,7 @@ def read_coverage_table(path: str | os.PathLike) -> tuple[pd.Index, np.ndarray, 
         table = _read_tsv(path, header=None, dtype={0: str})
         table.columns = ["contig"] + [f"sample_{i}" for i in range(1, table.shape[1])]
     samples = [str(c) for c in table.columns[1:]]
-    depth = _checked_depths(table, "contig", samples, path, "coverage table")
+    depth = _checked_depths(table, "contig", samples, path, "coverage table", header=has_header)
     if not has_header:
         logger.info("%s: no header line; %d samples named sample_1...", path, len(samples))
     return pd.Index(table["contig"]), depth, samples

@@ -408,6 +408,7 @@ class _OperonTally:
     n_unresolved: int = 0
     n_below_confidence: int = 0
     by_confidence: dict[str, int] = field(default_factory=dict)
+    unresolved_members: list[str] = field(default_factory=list)  # the first few, as written
 
 
 def _member_lookup(genes: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -453,7 +454,10 @@ def _collect_operons(
             tally.n_below_confidence += 1
             continue
         members = [lookup.get(m, m) for m in rec["members"]]
+        missed = [m for m in members if m not in genes]
         members = [m for m in members if m in genes and m in kept]
+        if not members and len(tally.unresolved_members) < 5:
+            tally.unresolved_members += missed[: 5 - len(tally.unresolved_members)]
         if members:
             start = min(genes[m]["start"] for m in members)
             end = max(genes[m]["end"] for m in members)
@@ -535,6 +539,15 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
         return tally
     for doc in source.iter(GENE_EXPRESSION):
         tally.add(doc, genes)
+    if tally.n_docs and not tally.counts and tally.unmatched:
+        # Values were read but none is of a known gene: a table keyed by something else
+        # (gene names, or transposed: samples as rows), not a missing value field.
+        raise ValueError(
+            f"{source.describe()}: none of the {len(tally.unmatched)} gene IDs of the expression "
+            f"({GENE_EXPRESSION}) is a b-number of the genes read (e.g. {sorted(tally.unmatched)[:3]}; "
+            f"genes e.g. {sorted(genes)[:3]}); an expression table needs b-numbers in its first "
+            "column and one column per sample (transposed?)"
+        )
     if tally.n_docs and not tally.counts:
         raise ValueError(
             f"{source.describe()}: no {GENE_EXPRESSION} document has a usable {value_field!r} "
@@ -575,10 +588,22 @@ def process_data(
         )
     out_of_range = sorted(b for b, g in genes.items() if g.get("strand") and g["end"] > n_bp)
     if out_of_range:
-        warnings.append(f"{len(out_of_range)} genes end beyond {contig_name} ({n_bp} bp) and are dropped")
+        warnings.append(
+            f"{len(out_of_range)} genes end beyond {contig_name} ({n_bp} bp) and are dropped "
+            f"(e.g. {out_of_range[:3]}; genes of another genome or contig?)"
+        )
     keep = [b for b, g in genes.items() if g.get("strand") and g["end"] <= n_bp]
 
     operons, gene_operon, operon_tally = _collect_operons(source, genes, keep, min_confidence)
+    n_considered = operon_tally.n_docs - operon_tally.n_below_confidence
+    if operon_tally.n_unresolved and 2 * operon_tally.n_unresolved > n_considered:
+        # Most operons name no known gene: members written in another ID scheme than the
+        # genes' (the operon target then holds little or nothing; the gate says only that).
+        warnings.append(
+            f"{operon_tally.n_unresolved} of {n_considered} operons name no gene of the genes read "
+            f"(members e.g. {operon_tally.unresolved_members}; matched by gene id, b-number or unique "
+            "name): their members are in another ID scheme than the genes'?"
+        )
 
     def fit_normaliser(log_mean: np.ndarray) -> Normaliser:
         if not has_expression:

@@ -244,6 +244,19 @@ def test_paths_written_relative_to_the_config_file_are_named_with_where_they_are
     ]
 
 
+def test_a_word_value_beside_the_config_is_no_path_written_relative_to_it(tmp_path, monkeypatch):
+    """Values that are no path (binning.model.kind: contrastive, tissue names, ...) are not
+    taken for paths written relative to the config file, whatever its folder holds."""
+    project = tmp_path / "project"
+    (project / "contrastive").mkdir(parents=True)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    (tmp_path / "repo" / "contigs.fna").write_text(">c\nACGT\n")
+    config = {"run": "a", "binning": {"enabled": True, "input": {"contigs": "contigs.fna"}}}
+    out = load_run_config(config, [project / "my.yaml"], SCHEMA, SECTIONS)
+    assert out["binning"]["model"]["kind"] == "contrastive"
+
+
 def test_no_demo_data_stands_in_for_a_module_s_required_inputs(tmp_path):
     from genomelab.assoc.cli import main as assoc_main
 

@@ -170,14 +170,22 @@ def _beside_config(
 ) -> Iterable[tuple[str, str, Path]]:
     """(key, value, file) for each relative path value that does not exist from the working
     directory but does beside one of ``configfiles``: the config was written with paths
-    relative to itself, which Snakemake does not read them as."""
+    relative to itself, which Snakemake does not read them as. Only values shaped like a path
+    (a folder part or a file suffix: ``data/x.h5``, ``samples.tsv``) are looked for: a word
+    (``contrastive``, a tissue name) is a setting, whatever the config's folder holds."""
     if isinstance(node, Mapping):
         for key, value in node.items():
             yield from _beside_config(value, configfiles, f"{where}.{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _beside_config(value, configfiles, f"{where}[{i}]")
-    elif isinstance(node, str) and node and not os.path.isabs(node) and not os.path.exists(node):
+    elif (
+        isinstance(node, str)
+        and node
+        and ("/" in node or Path(node).suffix)
+        and not os.path.isabs(node)
+        and not os.path.exists(node)
+    ):
         for configfile in configfiles:
             folder = Path(configfile).resolve().parent
             if folder != Path.cwd().resolve() and (folder / node).exists():

@@ -120,7 +120,7 @@ def _blank_subtype(sheet: Path) -> None:
         ),
         (
             lambda section, sheet: section["input"].update(source="hdf5", hdf5=str(sheet.parent / "x.h5")),
-            r"tissue.input.hdf5: .*/samples/x.h5 does not exist",
+            r"tissue.input.hdf5 .*/samples/x.h5 does not exist",
         ),
         (
             lambda section, sheet: section["input"].pop("source"),
@@ -176,3 +176,17 @@ def test_a_truth_table_without_header_stops_before_any_job(workdir, tmp_path):
     assert res.returncode != 0 and files(workdir) == before, "a job ran"
     out = res.stdout + res.stderr
     assert f"{truth}, line 1: truth table needs a tab-separated header line naming the columns" in out, out
+
+
+def test_a_missing_relative_tissue_hdf5_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    """The parse-time check of tissue.input.hdf5 says, for a relative path, that it was read
+    from the working directory (as every other input's message does), not only 'does not exist'."""
+    from genomelab.tissue.task import check_input
+
+    monkeypatch.chdir(tmp_path)
+    section = {"input": {"source": "hdf5", "hdf5": "data/cohort.h5", "sheet": ""}, "task": {}}
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"tissue.input.hdf5 data/cohort.h5 does not exist \(looked for in the working directory {re.escape(str(tmp_path))}\)",
+    ):
+        check_input(section)

@@ -15,7 +15,6 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,6 +130,7 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
     by this run (ingest), so only the keys are checked."""
     from genomelab.io.methylation import StackedHDF5
     from genomelab.io.sheets import read_sample_sheet
+    from genomelab.io.streams import existing_file
     from genomelab.tissue.features import hdf5_records
 
     source = section["input"]["source"]
@@ -158,8 +158,7 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
         where = f"sample sheet {section['input']['sheet']}"
         records = read_sample_sheet(section["input"]["sheet"], check_files=False)
     else:
-        if not Path(section["input"]["hdf5"]).is_file():
-            raise FileNotFoundError(f"tissue.input.hdf5: {section['input']['hdf5']} does not exist")
+        existing_file(section["input"]["hdf5"], "tissue.input.hdf5")
         where = f"stacked HDF5 {section['input']['hdf5']}"
         records = hdf5_records(StackedHDF5.open(section["input"]["hdf5"]), section["input"]["sheet"] or None)
     labels = {

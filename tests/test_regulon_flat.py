@@ -466,6 +466,21 @@ def test_operons_whose_members_match_no_gene_are_a_warning_naming_them(content, 
     ]
 
 
+def test_operons_beyond_a_shorter_genome_are_not_said_to_use_another_id_scheme(content, tmp_path):
+    """Operons whose genes are known but end beyond the genome (dropped with their own
+    warning) are no members in another ID scheme: the ID-scheme warning stays quiet."""
+    from genomelab.io.fasta import read_fasta
+
+    genes, operons = write_positional(content, tmp_path)
+    name, seq = next(iter(read_fasta(content["genome"])))
+    short = tmp_path / "short.fna"
+    short.write_text(f">{name}\n{seq[: len(seq) // 4].decode()}\n")
+    report = process_data(FlatSource(genes, operons), short)[3]
+    assert any("genes end beyond" in w for w in report["warnings"]), report["warnings"]
+    assert report["n_operons_unresolved"] > len(content["docs"][OPERON_DATAMART]) // 2
+    assert not any("name no gene" in w for w in report["warnings"]), report["warnings"]
+
+
 def test_no_expression_does_not_stop_the_run(content, tmp_path):
     """A dump without geneExpression, and flat files without a table, both process; the report says so."""
     dump = tmp_path / "dump" / "regulondb"

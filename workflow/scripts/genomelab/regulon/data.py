@@ -408,7 +408,10 @@ class _OperonTally:
     n_unresolved: int = 0
     n_below_confidence: int = 0
     by_confidence: dict[str, int] = field(default_factory=dict)
-    unresolved_members: list[str] = field(default_factory=list)  # the first few, as written
+    # Operons none of whose members is a gene read (another ID scheme), unlike operons whose
+    # genes are known but end beyond the genome; and the first few such members.
+    n_unmatched: int = 0
+    unresolved_members: list[str] = field(default_factory=list)
 
 
 def _member_lookup(genes: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -456,8 +459,9 @@ def _collect_operons(
         members = [lookup.get(m, m) for m in rec["members"]]
         missed = [m for m in members if m not in genes]
         members = [m for m in members if m in genes and m in kept]
-        if not members and len(tally.unresolved_members) < 5:
-            tally.unresolved_members += missed[: 5 - len(tally.unresolved_members)]
+        if missed and len(missed) == len(rec["members"]):
+            tally.n_unmatched += 1
+            tally.unresolved_members += missed[: max(0, 5 - len(tally.unresolved_members))]
         if members:
             start = min(genes[m]["start"] for m in members)
             end = max(genes[m]["end"] for m in members)
@@ -596,11 +600,13 @@ def process_data(
 
     operons, gene_operon, operon_tally = _collect_operons(source, genes, keep, min_confidence)
     n_considered = operon_tally.n_docs - operon_tally.n_below_confidence
-    if operon_tally.n_unresolved and 2 * operon_tally.n_unresolved > n_considered:
+    if operon_tally.n_unmatched and 2 * operon_tally.n_unmatched > n_considered:
         # Most operons name no known gene: members written in another ID scheme than the
         # genes' (the operon target then holds little or nothing; the gate says only that).
+        # Operons of known genes beyond the genome are not counted: those genes have their
+        # own warning above.
         warnings.append(
-            f"{operon_tally.n_unresolved} of {n_considered} operons name no gene of the genes read "
+            f"{operon_tally.n_unmatched} of {n_considered} operons name no gene of the genes read "
             f"(members e.g. {operon_tally.unresolved_members}; matched by gene id, b-number or unique "
             "name): their members are in another ID scheme than the genes'?"
         )

@@ -198,3 +198,28 @@ def test_gpu_jobs_without_a_gpu_partition_are_announced_at_parse_time(workdir, t
     for name, resources in (("gpu", {"gpu_partition": "gpu"}), ("cpu", {"gpus_per_training_job": 0})):
         res = dry_run(workdir, profile, write_config(tmp_path / f"{name}.yaml", resources))
         assert res.returncode == 0 and "go to the profile's default partition" not in res.stdout + res.stderr
+
+
+def test_the_gpu_partition_warning_names_the_jobs_that_ask_for_gpus(workdir, tmp_path):
+    """The warning names training jobs that exist and ask for GPUs: binning with kind tnf
+    trains nothing (no warning), and binning_encode asks for its own GPUs
+    (resources.training.binning_encode) whatever binning_train's are."""
+    profile = filled_profile(tmp_path / "profile")
+    only_binning = {m: {"enabled": False} for m in ("tissue", "deconv", "regulon", "assoc")}
+    for name, extra, named in (
+        ("tnf", {"binning": {"model": {"kind": "tnf"}}}, None),
+        (
+            "encode",
+            {"resources": {"training": {"binning": {"gpu": 0}, "binning_encode": {"gpu": 1}}}},
+            "the training jobs of binning_encode ask for GPUs",
+        ),
+    ):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({**only_binning, **extra}))
+        res = dry_run(workdir, profile, config)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out[-3000:]
+        if named is None:
+            assert "go to the profile's default partition" not in out, out[-3000:]
+        else:
+            assert named in out, out[-3000:]

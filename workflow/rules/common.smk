@@ -148,7 +148,12 @@ def gpu_partition_warning() -> str | None:
     partition = defaults.get("slurm_partition") if hasattr(defaults, "get") else None
     if partition is None or config["resources"]["gpu_partition"]:
         return None
-    gpu_jobs = [m for m in ENABLED if train_resources(m)["gpu"] > 0]
+    # The training jobs this run has: one per enabled module, but binning trains (and
+    # encodes on GPUs, with resources.training.binning_encode) only when its kind is not tnf.
+    jobs = [m for m in ENABLED if m != "binning"]
+    if "binning" in ENABLED and config["binning"]["model"]["kind"] != "tnf":
+        jobs += ["binning", "binning_encode"]
+    gpu_jobs = [j for j in jobs if train_resources(j)["gpu"] > 0]
     if not gpu_jobs:
         return None
     raw = str(getattr(partition, "raw", partition)).strip("'\"")

@@ -189,3 +189,17 @@ def test_report_command_opens_on_the_landing_page_when_the_run_has_one(tmp_path,
     (tmp_path / "bad.yaml").write_text("tissue: {enabled: true}\n")
     with pytest.raises(ValueError, match=r"bad.yaml: no `run:` name"):
         report_command("bad.yaml")
+
+
+def test_report_of_an_unfinished_run_says_to_finish_it(tmp_path, monkeypatch, capfd):
+    """`genomelab report` before the run's summary exists: exit 2 naming the missing file and
+    the command to run (Snakemake's own report stopped on a raw WorkflowError)."""
+    from genomelab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("run: cohort_c\ntissue: {enabled: true, simulate: {}}\n")
+    assert main(["report", "--configfile", "my.yaml"]) == 2
+    err = capfd.readouterr().err
+    assert "results/cohort_c/report/summary.md does not exist" in err
+    assert "snakemake --configfile my.yaml" in err
+    assert not (tmp_path / "results" / "cohort_c" / "report.html").exists()

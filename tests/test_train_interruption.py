@@ -190,12 +190,17 @@ def test_a_killed_workflow_resumes_with_its_whole_history(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_resumed_run_writes_each_epoch_to_tensorboard_once(tmp_path):
+def test_a_resumed_run_writes_each_epoch_to_tensorboard_once(tmp_path, monkeypatch):
     """A crash after an epoch was logged but before last.pt caught up with it (here
     checkpoint_every_epochs=2 and an error in epoch 3's validation): the resumed run writes
-    that epoch again, and TensorBoard must show it once, with the resumed run's values."""
+    that epoch again, and TensorBoard must show it once, with the resumed run's values.
+    The event files' counter starts at 9, so that within one second the resumed file (n 10)
+    would sort before the first (n 9) by name; it failed so when the suite's order did that."""
     from genomelab.train import Trainer
     from interrupt_worker import SlowClassifier, datasets, train_config
+    from tensorboard.summary.writer import event_file_writer
+
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
 
     data = datasets()
     cfg = dataclasses.replace(train_config(max_epochs=5), checkpoint_every_epochs=2, checkpoint_every_steps=0)
@@ -231,3 +236,20 @@ def test_a_resumed_run_writes_each_epoch_to_tensorboard_once(tmp_path):
         curve = scalars(tmp_path / "tb", name)
         assert [s for s, _ in curve] == [0, 1, 2, 3, 4], (name, curve)
         assert [v for _, v in curve] == pytest.approx([h[name] for h in second.history], rel=1e-6), name
+
+
+def test_a_new_event_file_sorts_after_the_folders_earlier_ones(tmp_path):
+    """TensorBoard reads event files in name order, and the name's pid and counter compare as
+    text; the engine opens its file only once the clock's second is past every earlier file's."""
+    import time
+
+    from genomelab.train.engine import _after_earlier_event_files
+
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now:010d}.host.999.9").write_bytes(b"")
+    (tmp_path / "events.out.tfevents.notatime").write_bytes(b"")
+    _after_earlier_event_files(tmp_path)
+    assert int(time.time()) > now
+    start = time.monotonic()
+    _after_earlier_event_files(tmp_path / "empty")  # no files (nor folder): no wait
+    assert time.monotonic() - start < 0.05

@@ -190,6 +190,18 @@ def _restore(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import subprocess
 
+    summary = Path("results") / _run_name(args.configfile) / "report" / "summary.md"
+    if not summary.exists():
+        # Snakemake's report of an unfinished run stops on the first missing report file
+        # with a WorkflowError; say what is missing and what to run instead.
+        logger.error(
+            "%s does not exist: the run of %s has not finished (or runs in another folder); "
+            "finish it with `snakemake --configfile %s` (add --profile for a cluster), then make the report",
+            summary,
+            args.configfile,
+            args.configfile,
+        )
+        return 2
     cmd = report_command(args.configfile, args.out)
     logger.info("%s", " ".join(cmd))
     return subprocess.run(cmd, check=False).returncode

@@ -297,6 +297,22 @@ class _EpochSums:
         return dict(_as_floats(self.sums), __n__=self.n_seen)
 
 
+def _after_earlier_event_files(folder: Path) -> None:
+    """Wait (under a second) until the clock's whole second is past every event file's in
+    ``folder``. TensorBoard reads a folder's event files in name order,
+    ``events.out.tfevents.<seconds>.<host>.<pid>.<n>``, and compares the pid and n as text: a
+    resumed attempt opened within the same second as the attempt it resumes (pid 998 after
+    999, n 10 after 9) would be read first, and its purge would drop its own epochs."""
+    stamps = [
+        int(parts[3])
+        for f in folder.glob("events.out.tfevents.*")
+        if len(parts := f.name.split(".")) > 3 and parts[3].isdigit()
+    ]
+    if stamps:
+        while int(time.time()) <= max(stamps):
+            time.sleep(0.05)
+
+
 class Trainer:
     """Fit a model with ``loss(batch) -> LossOutput`` on map-style datasets.
 
@@ -554,6 +570,7 @@ class Trainer:
             # purge_step drops the events a killed attempt wrote after its last checkpoint
             # (TensorBoard ignores earlier files' events at steps >= purge_step), so a resumed
             # run that writes into the same folder shows every epoch once.
+            _after_earlier_event_files(Path(self.tensorboard_dir))
             self._writer = SummaryWriter(str(self.tensorboard_dir), purge_step=len(self.history))
         return self._writer
 

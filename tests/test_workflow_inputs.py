@@ -127,8 +127,20 @@ def _blank_subtype(sheet: Path) -> None:
             r"tissue.input.sheet is set but tissue.input.source is 'simulate' \(the default: the demo's "
             r"simulated samples, which would ignore your file\): add `source: sheet` under tissue.input",
         ),
+        (
+            lambda section, sheet: section["input"].update(hdf5="data/cohort.h5"),
+            r"tissue.input.hdf5 \(data/cohort.h5\) is set but tissue.input.source is 'sheet', which reads "
+            r"only the sample sheet",
+        ),
     ],
-    ids=["label-column-empty", "subset-typo", "no-sheet", "missing-hdf5", "sheet-without-source"],
+    ids=[
+        "label-column-empty",
+        "subset-typo",
+        "no-sheet",
+        "missing-hdf5",
+        "sheet-without-source",
+        "sheet-and-hdf5",
+    ],
 )
 def test_a_tissue_task_its_input_cannot_serve_stops_before_any_job(workdir, tmp_path, change, message):
     """Before: a subtype task on a sheet without subtypes failed in tissue_splits, after the

@@ -152,6 +152,14 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
             + ("sample sheet" if key == "sheet" else "stacked methylation HDF5")
             + " (docs/tissue.md, 'Your own data')"
         )
+    if source == "sheet" and section["input"]["hdf5"]:
+        # With source: hdf5 the sheet is the HDF5's optional label sheet; the reverse has no
+        # use for the HDF5, which would be ignored.
+        raise ValueError(
+            f"tissue.input.hdf5 ({section['input']['hdf5']}) is set but tissue.input.source is 'sheet', "
+            "which reads only the sample sheet: remove tissue.input.hdf5, or set source: hdf5 (the sheet "
+            "then gives the HDF5's labels)"
+        )
     if source == "sheet":
         if not sheet_exists:
             return

@@ -77,6 +77,40 @@ def test_deconv_other_regions_refused_with_counts(deconv_run):
         predictor.predict(np.zeros((1, len(regions))), regions, 0.5, "req")
 
 
+def test_deconv_bad_truth_leaves_no_half_written_folder(deconv_run, tmp_path, capfd):
+    """A truth table naming a tissue the reference lacks stops the prediction before any
+    proportions table is written; the CLI leaves no --out folder behind, so the same command
+    with a corrected table runs into the same folder."""
+    from genomelab.deconv.infer import infer
+    from genomelab.predict.deconv import FILES
+
+    d, run = deconv_run["dir"], deconv_run["run"]
+    truth = pd.read_csv(d / "truth.csv", index_col=0)
+    bad = tmp_path / "truth_bad.csv"
+    truth.rename(index={"Liver": "Livr"}).to_csv(bad)
+    files = {k: str(tmp_path / "infer" / name) for k, name in FILES.items()}
+    (tmp_path / "infer").mkdir()
+    with pytest.raises(ValueError, match=r"truth_bad.csv: row\(s\) 'Livr' .*did you mean 'Liver'"):
+        infer(run / "model.pt", d / "reference.tsv", d / "new.csv", files, 0.01, 0.5, False, 0.02, bad)
+    assert list((tmp_path / "infer").iterdir()) == []
+    out = tmp_path / "pred"
+    args = ["predict", "deconv", "--model", str(run / "model.pt"), "--inputs", str(d / "new.csv")]
+    args += ["--reference", str(d / "reference.tsv"), "--out", str(out)]
+    assert main([*args, "--truth", str(bad)]) == 2
+    assert "name no tissue of the reference" in capfd.readouterr().err
+    assert not out.exists()
+    # Percentages: the message says proportions, not methylation fractions.
+    (truth * 100).to_csv(tmp_path / "truth_pct.csv")
+    assert main([*args, "--truth", str(tmp_path / "truth_pct.csv")]) == 2
+    assert "values must be proportions in [0, 1]" in capfd.readouterr().err and not out.exists()
+    # An existing empty folder is kept, and stays empty.
+    out.mkdir()
+    assert main([*args, "--truth", str(bad)]) == 2
+    assert out.is_dir() and list(out.iterdir()) == []
+    assert main([*args, "--truth", str(d / "truth.csv")]) == 0
+    assert "vs_truth" in json.loads((out / FILES["join"]).read_text())
+
+
 # ----------------------------------------------------------------------------- assoc
 @pytest.fixture(scope="module")
 def assoc_run(tmp_path_factory):

@@ -51,7 +51,7 @@ def read_truth(path: str | os.PathLike, tissues: Any, samples: Any) -> np.ndarra
     is an error naming the table, the names and the closest reference tissue."""
     import difflib
 
-    values, t_tissues, t_samples = read_table(path, "truth table")
+    values, t_tissues, t_samples = read_table(path, "truth table", "proportions")
     t_tissues, t_samples = [str(t) for t in t_tissues], [str(s) for s in t_samples]
     tissues, samples = [str(t) for t in tissues], [str(s) for s in samples]
     problems = []
@@ -129,6 +129,9 @@ def infer(
     betas, regions, names = read_user_samples(samples)
     aligned, report = join_regions(ref.regions, regions, betas, names, min_match, str(samples))
     check_observed(aligned, names, len(ref.tissues), str(samples))
+    # The truth table is checked before anything is computed or written: a misspelt tissue
+    # or sample must not leave the proportions tables written without their scores.
+    true = read_truth(truth, ref.tissues, names) if truth else None
     nn = deconvolve_nnls(ref.profiles, aligned, unknown_component)
     weighted = weighted_record(model, ref.profiles)
     wn = deconvolve_weighted(ref.profiles, aligned, weighted["weight_floor"])
@@ -175,8 +178,7 @@ def infer(
         "join": report.to_dict(),
         "weighted_nnls": weighted,
     }
-    if truth:
-        true = read_truth(truth, tissues, names)
+    if true is not None:
         summary["vs_truth"] = {
             "nnls": headline(deconv_metrics(true, nn.proportions, tissues, call)),
             "weighted_nnls": headline(deconv_metrics(true, wn.proportions, tissues, call)),

@@ -149,8 +149,11 @@ def read_sources(path: str | os.PathLike) -> Sources:
         )
 
 
-def read_table(path: str | os.PathLike, what: str = "table") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read a regions x columns CSV/TSV (optionally gzipped); first column = region IDs.
+def read_table(
+    path: str | os.PathLike, what: str = "table", values_are: str = "methylation fractions"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a regions x columns CSV/TSV (optionally gzipped); first column = region IDs
+    (``values_are``: what the values are, for the out-of-range message).
 
     Returns ``(values float64 [R, C], region_ids [R], column_names [C])``. Empty cells and
     ``NA`` become NaN. Percent tables (values up to 100) are an error: betas are in [0, 1].
@@ -183,7 +186,7 @@ def read_table(path: str | os.PathLike, what: str = "table") -> tuple[np.ndarray
     finite = values[np.isfinite(values)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):
         raise ValueError(
-            f"{what} {path}: values must be methylation fractions in [0, 1] "
+            f"{what} {path}: values must be {values_are} in [0, 1] "
             f"(found {finite.min():g}..{finite.max():g}; divide percentages by 100)"
         )
     ids = df.index.astype(str).to_numpy()

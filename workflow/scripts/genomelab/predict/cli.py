@@ -1,7 +1,8 @@
 """``genomelab predict <module> --model model.pt --inputs ... --out DIR``: one command per module.
 
 Every module writes into ``--out``, a new folder (an existing non-empty folder is refused,
-so a prediction never overwrites a run's outputs). Options left out take the schema
+so a prediction never overwrites a run's outputs); a prediction that fails removes what it
+wrote there, and the folder when it made it. Options left out take the schema
 default of the matching config key (``<module>.predict.*`` or the run setting named in
 the option's help).
 """
@@ -147,10 +148,31 @@ def _run(args: argparse.Namespace) -> int:
     from genomelab.predict.common import fresh_out_dir
 
     limit_threads(args.threads)
+    created = not Path(args.out).exists()
     out = fresh_out_dir(args.out)
-    RUNNERS[args.module](args, out)
+    try:
+        RUNNERS[args.module](args, out)
+    except BaseException:
+        # The folder was new or empty: what a failed prediction wrote there is removed, so
+        # no half-written folder is left (and the same --out can be given again).
+        _discard(out, created)
+        raise
     logger.info("predictions of %s written to %s", args.model, out)
     return 0
+
+
+def _discard(out: Path, created: bool) -> None:
+    """Remove everything under ``out`` (empty when the prediction started), and ``out`` itself
+    when the prediction created it."""
+    import shutil
+
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _module_options(p: argparse.ArgumentParser, module: str) -> None:

@@ -332,6 +332,47 @@ def test_tables_that_are_not_inputs_are_named(tmp_path):
         read_inputs(junk)
 
 
+def test_stacked_hdf5_predicts_like_its_samples_npz(trained, tmp_path):
+    """Array samples converted to the training input's layout (a stacked methylation HDF5,
+    tissue_convert_tcga.py's output) are classified as the same samples' NPZ files."""
+    from genomelab.io.methylation import load_npz_sample
+
+    sheet = pd.read_csv(trained["sheet"], sep="\t").head(5)
+    arrays = [load_npz_sample(trained["sheet"].parent / f, 150) for f in sheet["file"]]
+    stacked = tmp_path / "new_arrays.h5"
+    with h5py.File(stacked, "w") as h5:
+        h5["methylation"] = np.stack([m for m, _ in arrays])
+        h5["region_ids"] = np.asarray(arrays[0][1], dtype="S")
+        h5["samples"] = sheet["sample"].to_numpy(dtype="S")
+        h5["tissue"] = sheet["tissue"].to_numpy(dtype="S")
+    model = trained["ens"] / "model.pt"
+    from_h5 = predict_files(model, stacked, tmp_path / "h.tsv", tmp_path / "h.json", 0.5, 0.25)
+    from_sheet = predict_files(model, trained["sheet"], tmp_path / "s.tsv", tmp_path / "s.json", 0.5, 0.25)
+    assert from_h5.samples == sheet["sample"].tolist()
+    np.testing.assert_allclose(from_h5.proba[ENSEMBLE], from_sheet.proba[ENSEMBLE][:5], atol=1e-12)
+
+
+def test_raw_calls_and_ingest_sheets_say_to_run_ingest(tmp_path):
+    """One sample's Bismark or bedMethyl file, or the ingest sheet listing them, given to
+    predict: the error names the file and says to ingest it first (not "a deconv input")."""
+    from genomelab.predict.tissue import read_inputs
+
+    cov = tmp_path / "s1.bismark.cov"
+    cov.write_text("chr1\t1001\t1001\t80.0\t4\t1\n")
+    bed = tmp_path / "s2.bed"
+    bed.write_text("chr1\t1000\t1001\t.\t5\t+\t1000\t1001\t0,0,0\t5\t80\n")
+    for path, fmt in ((cov, "bismark_cov"), (bed, "bedmethyl")):
+        with pytest.raises(ValueError, match=rf"{path.name}: a {fmt} file .*run the ingest module") as err:
+            read_inputs(path)
+        assert "deconv" not in str(err.value)
+    sheet = tmp_path / "ingest_samples.tsv"
+    sheet.write_text("sample\tpath\ttissue\ns1\ts1.bismark.cov\tGlioma\n")
+    with pytest.raises(
+        ValueError, match=r"ingest_samples.tsv: an ingest sample sheet .*run the ingest module"
+    ):
+        read_inputs(sheet)
+
+
 def test_regions_with_coverage_0_are_uncovered(trained, tmp_path):
     predictor = TissuePredictor.load(trained["ens"] / "model.pt")
     feats = read_features(trained["h5"])

@@ -220,7 +220,7 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
 
 
 INPUT_HELP = {
-    "tissue": "samples: features HDF5, sample sheet of NPZ files, or one NPZ",
+    "tissue": "samples: features HDF5, stacked methylation HDF5, sample sheet of NPZ files (ingest's samples.tsv), or one NPZ",
     "deconv": "samples: regions x samples CSV/TSV, region-means HDF5 or NPZ sample sheet",
     "assoc": "entity TSV of new entities",
     "regulon": "FASTA (plain or gzip)",

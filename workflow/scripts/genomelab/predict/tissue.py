@@ -1,9 +1,12 @@
 """Classify new samples with a trained tissue model (single model or ensemble).
 
-Inputs are region means: a features HDF5 (``tissue_features``/ingest output), a sample
-sheet of per-sample NPZ files, or one NPZ. Input regions are joined to the model's by ID
-(absent regions, and regions with coverage 0, are "uncovered", as in training); fewer
-than ``min_region_match`` of the model's regions is an error naming the first mismatches.
+Inputs are region means: a features HDF5 (``tissue_features`` output), a stacked methylation
+HDF5 (made into region means as for training), a sample sheet of per-sample NPZ files
+(ingest's ``samples.tsv``), or one NPZ; a sample's raw calls (Bismark, bedMethyl, wgbstools)
+or an ingest sheet are refused, saying to run ingest first. Input regions are joined to
+the model's by ID (absent regions, and regions with coverage 0, are "uncovered", as in
+training); fewer than ``min_region_match`` of the model's regions is an error naming the
+first mismatches.
 Each sample gets the class probabilities of every member and of the ensemble (the members'
 mean, as in training), the call, a confidence (the called class's probability) and a flag
 when it covers fewer than ``min_covered`` of the model's regions. A sample is
@@ -41,8 +44,14 @@ logger = logging.getLogger(__name__)
 
 ENSEMBLE = "ensemble"
 ACCEPTED_INPUTS = (
-    "tissue --inputs takes a features HDF5 (tissue_features or ingest output), a tab-separated "
-    "sample sheet (columns sample and file; tissue optional) of NPZ files, or one NPZ"
+    "tissue --inputs takes a features HDF5 (tissue_features output), a stacked methylation HDF5 "
+    "(tissue.input.hdf5's layout, e.g. tissue_convert_tcga.py output), a tab-separated sample "
+    "sheet (columns sample and file; tissue optional) of NPZ files (ingest's samples.tsv), or one NPZ"
+)
+# What to do with one sample's raw calls (Bismark, bedMethyl, wgbstools) or an ingest sheet.
+INGEST_FIRST = (
+    "run the ingest module on it first (docs/ingest.md: a regions BED naming each region as the "
+    "model's regions are named), then predict the NPZ files it writes (results/<run>/ingest/samples.tsv)"
 )
 
 
@@ -275,17 +284,41 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
             return _from_h5(read_features(h5), str(path))
     if not h5py.is_hdf5(path):
         _refuse_other_input(path)
+    if _is_stacked(path):
+        # Per-position calls of several samples (the training input's layout): their region
+        # means, as tissue_features makes them for training.
+        from genomelab.tissue.features import extract_features_from_hdf5
+
+        with tempfile.TemporaryDirectory() as tmp:
+            h5 = extract_features_from_hdf5(path, Path(tmp) / "features.h5")
+            return _from_h5(read_features(h5), str(path))
     return _from_h5(read_features(path), str(path))
+
+
+def _is_stacked(path: Path) -> bool:
+    """Whether the HDF5 ``path`` is a stacked methylation file (``methylation`` [files,
+    regions, positions]), not a features file."""
+    with h5py.File(path, "r") as h5:
+        return "methylation" in h5 and "means" not in h5
 
 
 def _refuse_other_input(path: Path) -> None:
     """Raise ``FormatError`` naming ``path``, which is neither NPZ, HDF5 nor a sample sheet:
     what is wrong with it when it is a table (a sheet's missing columns, or a table of another
     layout), and which inputs are accepted."""
+    from genomelab.ingest.formats import ARRAY, detect_format
     from genomelab.io.errors import FormatError
     from genomelab.io.sheets import PREDICT_COLUMNS
     from genomelab.io.streams import open_binary
 
+    try:
+        fmt = detect_format(path)
+    except ValueError:
+        fmt = ""
+    if fmt and fmt != ARRAY:
+        raise FormatError(
+            path, f"a {fmt} file (one sample's methylation calls), not a tissue input: {INGEST_FIRST}"
+        )
     try:
         with open_binary(path) as fh:
             first = fh.readline(65536).decode("utf-8", errors="replace").rstrip("\r\n")
@@ -299,6 +332,11 @@ def _refuse_other_input(path: Path) -> None:
                 path, f"a sample sheet must be tab-separated, this one uses commas; {ACCEPTED_INPUTS}"
             )
         missing = [c for c in PREDICT_COLUMNS if c not in header]
+        if "path" in header and "file" not in header:
+            raise FormatError(
+                path,
+                f"an ingest sample sheet (column path: raw methylation files), not a tissue input: {INGEST_FIRST}",
+            )
         raise FormatError(
             path,
             f"a sample sheet needs the columns {list(PREDICT_COLUMNS)}; this one lacks {missing} "
@@ -308,7 +346,8 @@ def _refuse_other_input(path: Path) -> None:
         raise FormatError(
             path,
             f"a table with columns {header[:5]}{'...' if len(header) > 5 else ''} is not an accepted "
-            f"tissue input (a regions x samples table is a deconv input); {ACCEPTED_INPUTS}",
+            f"tissue input (a regions x samples table is a deconv input; array betas, probes x samples, "
+            f"an ingest input of format array); {ACCEPTED_INPUTS}",
         )
     raise FormatError(path, f"neither an NPZ, an HDF5 file nor a sample sheet; {ACCEPTED_INPUTS}")
 

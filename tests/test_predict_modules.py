@@ -111,6 +111,37 @@ def test_deconv_bad_truth_leaves_no_half_written_folder(deconv_run, tmp_path, ca
     assert "vs_truth" in json.loads((out / FILES["join"]).read_text())
 
 
+def test_deconv_wrong_model_or_reference_is_named(deconv_run, tmp_path, capfd):
+    """Another module's model says which command predicts it; a reference of another run
+    (other tissues) is named beside the model."""
+    from genomelab.deconv import io as dio
+    from genomelab.train.export import save_exported
+
+    d, run = deconv_run["dir"], deconv_run["run"]
+    tissue_model = tmp_path / "tissue_model.pt"
+    save_exported(
+        tissue_model,
+        torch.nn.Linear(2, 2),
+        kind="attention-ensemble",
+        config={},
+        ids={"regions": ["r1", "r2"], "classes": ["a", "b"]},
+        data_fingerprint="0" * 16,
+    )
+    args = ["predict", "deconv", "--inputs", str(d / "new.csv"), "--reference", str(d / "reference.tsv")]
+    assert main([*args, "--model", str(tissue_model), "--out", str(tmp_path / "a")]) == 2
+    err = capfd.readouterr().err
+    assert "tissue_model.pt holds a 'attention-ensemble' model, expected a 'deconv' model" in err
+    assert "genomelab predict tissue" in err and not (tmp_path / "a").exists()
+    ref = deconv_run["ref"]
+    other = tmp_path / "other_reference.tsv"
+    dio.write_table(other, ref.profiles[:, :-1], ref.regions, ref.tissues[:-1])
+    args = ["predict", "deconv", "--inputs", str(d / "new.csv"), "--model", str(run / "model.pt")]
+    assert main([*args, "--reference", str(other), "--out", str(tmp_path / "b")]) == 2
+    err = capfd.readouterr().err
+    assert "model.pt was made for other tissues" in err and f"the reference {other}" in err
+    assert not (tmp_path / "b").exists()
+
+
 # ----------------------------------------------------------------------------- assoc
 @pytest.fixture(scope="module")
 def assoc_run(tmp_path_factory):

@@ -121,10 +121,19 @@ def infer(
 
     from genomelab.deconv import plots as P
     from genomelab.deconv.model import check_prior_reference, load_model, weighted_record
+    from genomelab.train.export import ExportError, check_ids
 
     ref = load_reference(reference)
-    # A model made for another reference is refused, naming both ID lists.
-    model, exported = load_model(model_path, ref.regions, ref.tissues)
+    # A model made for another reference is refused, naming both ID lists and the reference.
+    model, exported = load_model(model_path)
+    for name, ids in (("regions", ref.regions), ("tissues", ref.tissues)):
+        try:
+            check_ids(model_path, name, exported.ids.get(name), [str(x) for x in ids])
+        except ExportError as exc:
+            raise ExportError(
+                f"{exc}. The data is the reference {reference}: a model is used with its own run's "
+                "reference (results/<run>/deconv/reference/reference.tsv)"
+            ) from exc
     check_prior_reference(model, ref.profiles, str(reference))
     betas, regions, names = read_user_samples(samples)
     aligned, report = join_regions(ref.regions, regions, betas, names, min_match, str(samples))

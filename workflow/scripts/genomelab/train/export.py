@@ -195,10 +195,20 @@ def load_exported(
         extra=payload["extra"],
     )
     if kind is not None and model.kind != kind:
-        raise ExportError(f"{path} holds a {model.kind!r} model, expected a {kind!r} model")
+        raise ExportError(
+            f"{path} holds a {model.kind!r} model, expected a {kind!r} model{_module_hint(model.kind)}"
+        )
     for name, expected in (expect_ids or {}).items():
         check_ids(path, name, model.ids.get(name), [str(x) for x in expected])
     return model
+
+
+def _module_hint(kind: str) -> str:
+    """Which ``genomelab predict`` command reads a model of ``kind`` (empty when none does)."""
+    from genomelab.predict.common import KIND_MODULES
+
+    module = KIND_MODULES.get(kind.removesuffix("-ensemble"))
+    return f" (a {kind!r} model is predicted with `genomelab predict {module}`)" if module else ""
 
 
 def check_ids(path: str | os.PathLike, name: str, found: list[str] | None, expected: list[str]) -> None:

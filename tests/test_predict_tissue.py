@@ -450,3 +450,21 @@ def test_calls_below_the_runs_threshold_are_not_classifiable(trained, tmp_path):
     summary = {k: json.loads((tmp_path / k / "predictions.json").read_text()) for k in "ab"}
     assert summary["a"]["n_not_classifiable"] == int((~pred.classifiable).sum())
     assert summary["b"]["threshold"] == 0 and summary["b"]["n_not_classifiable"] == 0
+
+
+def test_one_members_file_says_it_is_not_calibrated(trained, tmp_path, caplog):
+    """One member's model.pt (docs: it works too) has neither the run's temperature nor its
+    threshold: predictions.json says so (calibrated false) and a warning names the file."""
+    sheet = trained["sheet"]
+    member = trained["members"][0] / "model.pt"
+    with caplog.at_level("WARNING", logger="genomelab.predict.tissue"):
+        pred = predict_files(member, sheet, tmp_path / "m.tsv", tmp_path / "m.json", 0.5, 0.25)
+    assert not pred.calibrated and json.loads((tmp_path / "m.json").read_text())["calibrated"] is False
+    assert f"{member} is one network without its run's calibration" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomelab.predict.tissue"):
+        ens = predict_files(
+            trained["ens"] / "model.pt", sheet, tmp_path / "e.tsv", tmp_path / "e.json", 0.5, 0.25
+        )
+    assert ens.calibrated and json.loads((tmp_path / "e.json").read_text())["calibrated"] is True
+    assert "without its run's calibration" not in caplog.text

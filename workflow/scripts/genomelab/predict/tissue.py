@@ -77,6 +77,8 @@ class TissuePrediction:
     n_covered: np.ndarray
     flagged: np.ndarray
     threshold: float = 0.0
+    # False: the model is one network without its run's calibration (raw probabilities).
+    calibrated: bool = True
 
     @property
     def classifiable(self) -> np.ndarray:
@@ -143,6 +145,17 @@ class TissuePredictor:
         self.temperature = float(exported.extra.get("temperature", 1.0))
         # The run's "not classifiable" threshold on that calibrated confidence (0: none).
         self.threshold = float(exported.extra.get("threshold", 0.0))
+        # Whether the file carries its run's calibration (an ensemble's model.pt does; one
+        # member's file does not: its probabilities are raw and it knows no threshold).
+        self.calibrated = "temperature" in exported.extra
+        if not self.calibrated:
+            logger.warning(
+                "%s is one network without its run's calibration: its probabilities are not "
+                "temperature-scaled and it records no tissue.calibration.threshold, so every sample "
+                "not flagged is classifiable unless a threshold is given; the ensemble's model.pt "
+                "(train/<model>/model.pt) carries both",
+                path,
+            )
         self.members = self._members(kind, exported)
         # Attention members on the CPU: the per-query path with load-time constants (the
         # members' own forward, rearranged; genomelab.tissue.inference). None: the forward.
@@ -258,7 +271,14 @@ class TissuePredictor:
             )
         proba = self.predict_arrays(means, coverage)
         return TissuePrediction(
-            [str(s) for s in inputs.samples], self.classes, proba, match, n_covered, flagged, threshold
+            [str(s) for s in inputs.samples],
+            self.classes,
+            proba,
+            match,
+            n_covered,
+            flagged,
+            threshold,
+            self.calibrated,
         )
 
 
@@ -387,6 +407,7 @@ def write_predictions(
             "n_samples": len(pred.samples),
             "n_flagged": int(pred.flagged.sum()),
             "threshold": pred.threshold,
+            "calibrated": pred.calibrated,
             "n_not_classifiable": int((~pred.classifiable).sum()),
             "samples": pred.records(),
         },

@@ -433,3 +433,35 @@ def test_schema_errors_name_every_bad_key_in_a_few_lines():
         load({"run": "a", "tissue": {"enabled": True}, "zzz": 1})
     with pytest.raises(ConfigError, match=r"tissue\.models\[1\]: 'transformer' is not one of"):
         load({"run": "a", "tissue": {"enabled": True, "models": ["mlp", "transformer"]}})
+
+
+def test_a_predict_only_run_plans_the_predict_rules_of_modules_that_are_off(workdir):
+    """New samples classified / deconvolved with an earlier run's model: tissue and deconv off,
+    their predict section set. The run plans their predict rules (it did nothing, silently, or
+    stopped saying no module is enabled); without the model it stops saying what to name."""
+    sheet = tissue_data(workdir / "new_samples")
+    (workdir / "old").mkdir(exist_ok=True)
+    for name in ("model.pt", "deconv.pt", "reference.tsv", "plasma.csv"):
+        (workdir / "old" / name).write_text("x")
+    config = workdir / "predict_only.yaml"
+    config.write_text(
+        "run: predonly\n"
+        f"tissue: {{enabled: false, predict: {{inputs: {sheet.relative_to(workdir)}, model: old/model.pt}}}}\n"
+        "deconv:\n  enabled: false\n  predict: {inputs: old/plasma.csv, model: old/deconv.pt, "
+        "reference: old/reference.tsv}\n"
+    )
+    counts, paths = planned(workdir, config)
+    assert counts == {"tissue_predict": 1, "deconv_predict": 1, "all": 1}, counts
+    assert {
+        "results/predonly/tissue/predict/predictions.json",
+        "results/predonly/deconv/predict/join_report.json",
+    } <= paths
+    base = {"run": "predonly", "tissue": {"enabled": False, "predict": {"inputs": "new.tsv"}}}
+    with pytest.raises(
+        ConfigError,
+        match=r"my.yaml sets tissue.predict.inputs with the module off.*leaves tissue.predict.model empty",
+    ):
+        load(base)
+    deconv = {"run": "p", "deconv": {"enabled": False, "predict": {"inputs": "p.csv", "model": "m.pt"}}}
+    with pytest.raises(ConfigError, match=r"leaves deconv.predict.reference empty"):
+        load(deconv)

@@ -172,8 +172,10 @@ def get_final_targets() -> list[str]:
     targets = [f"{RESULTS}/report/summary.md"] if REPORTED else []
     for module in REPORTED:
         targets.extend(FINAL_TARGETS.get(module, []))
-    # The UXM path (ingest.uxm) is not a reported module; its proportions are still a target.
+    # The UXM path (ingest.uxm) is not a reported module; its proportions are still a target,
+    # as are the predictions of a predict-only module (tissue/deconv off, predict.inputs set).
     targets.extend(FINAL_TARGETS.get("uxm", []))
+    targets.extend(FINAL_TARGETS.get("predict", []))
     return targets
 
 

@@ -489,3 +489,6 @@ if DECONV["predict"]["inputs"]:
 
     if DECONV["enabled"]:
         FINAL_TARGETS.setdefault("deconv", []).append(rules.deconv_predict.output.join)
+    else:
+        # A predict-only run (deconv off, predict.model and .reference an earlier run's).
+        FINAL_TARGETS.setdefault("predict", []).append(rules.deconv_predict.output.join)

@@ -428,3 +428,6 @@ if TISSUE["predict"]["inputs"]:
 
     if TISSUE["enabled"]:
         FINAL_TARGETS.setdefault("tissue", []).append(rules.tissue_predict.output.json)
+    else:
+        # A predict-only run (tissue off, predict.model an earlier run's; run_config checks it).
+        FINAL_TARGETS.setdefault("predict", []).append(rules.tissue_predict.output.json)

@@ -44,6 +44,25 @@ OWN_DATA_INPUTS: dict[str, tuple[str, ...]] = {
     "deconv": ("input.sample_sheet", "input.features", "reference.atlas"),
 }
 
+# Modules whose `<module>_predict` rule runs without the module's training (`enabled: false`
+# with `predict.inputs` set: a predict-only run, e.g. ingest new samples and classify them
+# with an earlier run's model), with the keys that must then name that run's files.
+PREDICT_ONLY: dict[str, tuple[str, ...]] = {
+    "tissue": ("predict.model",),
+    "deconv": ("predict.model", "predict.reference"),
+}
+
+
+def predict_only(config: Mapping[str, Any]) -> list[str]:
+    """Modules that are off but have ``predict.inputs`` set: their predict rule is the run's."""
+    return [
+        m
+        for m in PREDICT_ONLY
+        if isinstance(config.get(m), Mapping)
+        and not config[m].get("enabled")
+        and (config[m].get("predict") or {}).get("inputs")
+    ]
+
 
 def _asks_for_simulation(config: Mapping[str, Any], module: str) -> bool:
     """Whether the user's (unfilled) config asks for ``module``'s simulated data."""
@@ -113,9 +132,23 @@ def load_run_config(
     except WorkflowError as exc:
         raise ConfigError(f"{_named(configfiles)} is invalid: {exc}") from exc
     modules = list(modules)
-    # ingest's UXM rules (ingest.uxm.enabled) run on their own too (docs/ingest.md).
-    if not any(config[m]["enabled"] for m in modules) and not config.get("ingest", {}).get("uxm", {}).get(
-        "enabled"
+    predicting = predict_only(config)
+    unnamed = [f"{m}.{key}" for m in predicting for key in PREDICT_ONLY[m] if not _get(config[m], key)]
+    if unnamed:
+        raise ConfigError(
+            f"{_named(configfiles)} sets {', '.join(f'{m}.predict.inputs' for m in predicting)} with the "
+            f"module off, a predict-only run, but leaves {', '.join(unnamed)} empty: this run trains "
+            "no model to predict with. Name a trained run's files (tissue: results/<run>/tissue/"
+            "train/<model>/model.pt; deconv: results/<run>/deconv/phase3/sparse/rep0/model.pt and "
+            "results/<run>/deconv/reference/reference.tsv), or enable the module to train first "
+            "(docs/predict.md)"
+        )
+    # ingest's UXM rules (ingest.uxm.enabled) run on their own too (docs/ingest.md), and a
+    # predict-only module's predict rule does.
+    if (
+        not any(config[m]["enabled"] for m in modules)
+        and not config.get("ingest", {}).get("uxm", {}).get("enabled")
+        and not predicting
     ):
         raise ConfigError(
             f"{_named(configfiles)} enables no module: every module is off unless the config "

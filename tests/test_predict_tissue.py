@@ -468,3 +468,35 @@ def test_one_members_file_says_it_is_not_calibrated(trained, tmp_path, caplog):
         )
     assert ens.calibrated and json.loads((tmp_path / "e.json").read_text())["calibrated"] is True
     assert "without its run's calibration" not in caplog.text
+
+
+def test_a_sheet_of_npz_files_over_different_regions_joins_each(trained, tmp_path):
+    """Samples ingested over other region sets (a subset BED, another panel) in one sheet: each
+    is joined to the model's regions as its NPZ alone is (it was an error, "all samples must
+    share one region set"); a file repeating a region ID is named."""
+    model = trained["ens"] / "model.pt"
+    sheet = pd.read_csv(trained["sheet"], sep="\t").head(2)
+    full = trained["sheet"].parent / sheet["file"][0]
+    data = dict(np.load(full))
+    n = len(data["region_ids"])
+    keep = np.r_[n // 2 : n, 0:10]  # another order and a subset: 70 of 120 regions
+    part = {k: (v[keep] if v.ndim and len(v) == n else v) for k, v in data.items()}
+    np.savez(tmp_path / "part.npz", **part)
+    other = trained["sheet"].parent / sheet["file"][1]
+    mixed = tmp_path / "mixed.tsv"
+    mixed.write_text(f"sample\tfile\npart\t{tmp_path / 'part.npz'}\nwhole\t{other}\n")
+    pred = predict_files(model, mixed, tmp_path / "m.tsv", tmp_path / "m.json", 0.5, 0.25)
+    alone = [
+        predict_files(model, f, tmp_path / f"{i}.tsv", tmp_path / f"{i}.json", 0.5, 0.25)
+        for i, f in enumerate((tmp_path / "part.npz", other))
+    ]
+    for row, single in enumerate(alone):
+        for name in pred.proba:
+            np.testing.assert_allclose(pred.proba[name][row], single.proba[name][0], atol=1e-6)
+        assert pred.n_covered[row] == single.n_covered[0]
+    assert pred.match.n_matched == n
+    dup = dict(part, region_ids=np.r_[part["region_ids"][:-1], part["region_ids"][:1]])
+    np.savez(tmp_path / "dup.npz", **dup)
+    mixed.write_text(f"sample\tfile\nwhole\t{other}\ndup\t{tmp_path / 'dup.npz'}\n")
+    with pytest.raises(InputMismatch, match=r"dup.npz: 1 duplicated region ID"):
+        predict_files(model, mixed, tmp_path / "d.tsv", tmp_path / "d.json", 0.5, 0.25)

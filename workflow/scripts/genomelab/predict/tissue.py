@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.predict.common import KIND_MODULES, IdIndex, IdMatch, match_ids
+from genomelab.predict.common import KIND_MODULES, IdIndex, IdMatch, InputMismatch, match_ids
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble
 from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config
@@ -287,7 +287,7 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
     NPZ (``n_positions`` positions per region in NPZ files)."""
     from genomelab.io.features import read_features
     from genomelab.io.sheets import is_sample_sheet
-    from genomelab.tissue.features import extract_features_from_sheet, npz_features
+    from genomelab.tissue.features import npz_features
 
     path = Path(path)
     if not path.is_file():
@@ -297,11 +297,7 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
         means, valid, regions = npz_features(path, n_positions)
         return TissueInputs(np.asarray([path.stem]), np.asarray(regions), means[None], valid[None], str(path))
     if is_sample_sheet(path):
-        with tempfile.TemporaryDirectory() as tmp:
-            h5 = extract_features_from_sheet(
-                path, Path(tmp) / "features.h5", n_positions=n_positions, labels=False
-            )
-            return _from_h5(read_features(h5), str(path))
+        return _from_sheet(path, n_positions)
     if not h5py.is_hdf5(path):
         _refuse_other_input(path)
     if _is_stacked(path):
@@ -313,6 +309,41 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
             h5 = extract_features_from_hdf5(path, Path(tmp) / "features.h5")
             return _from_h5(read_features(h5), str(path))
     return _from_h5(read_features(path), str(path))
+
+
+def _from_sheet(path: Path, n_positions: int) -> TissueInputs:
+    """Region means of a sheet's NPZ files over the union of their regions (NaN and coverage
+    0 where a file lacks a region): files ingested over other region sets (another panel, a
+    subset BED) are each joined to the model's regions by name, as a single NPZ is."""
+    from genomelab.io.sheets import read_sample_sheet
+    from genomelab.tissue.features import npz_features
+
+    records = read_sample_sheet(path, labels=False)
+    columns: dict[str, int] = {}
+    rows, last_ids, last_idx, n_sets = [], None, None, 0
+    for rec in records:
+        means, valid, ids = npz_features(rec.file, n_positions)
+        ids = [str(x) for x in ids]
+        if ids != last_ids:
+            if len(set(ids)) != len(ids):
+                dups = sorted({x for x in ids if ids.count(x) > 1})
+                raise InputMismatch(f"{rec.file}: {len(dups)} duplicated region ID(s), first {dups[:5]}")
+            last_ids, n_sets = ids, n_sets + 1
+            last_idx = np.fromiter((columns.setdefault(x, len(columns)) for x in ids), np.int64, len(ids))
+        rows.append((last_idx, means, valid))
+    means = np.full((len(rows), len(columns)), np.nan, np.float32)
+    coverage = np.zeros((len(rows), len(columns)), np.float32)
+    for i, (idx, m, v) in enumerate(rows):
+        means[i, idx], coverage[i, idx] = m, v
+    if n_sets > 1:
+        logger.info(
+            "%s: the samples' NPZ files cover different region sets (%d regions in all); each "
+            "sample's absent regions are uncovered",
+            path,
+            len(columns),
+        )
+    samples = np.asarray([r.sample for r in records])
+    return TissueInputs(samples, np.asarray(list(columns)), means, coverage, str(path))
 
 
 def _is_stacked(path: Path) -> bool:

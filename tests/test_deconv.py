@@ -541,3 +541,22 @@ def test_simulator_uses_every_atlas_region_unless_asked(tmp_path):
             50,
             1,
         )
+
+
+def test_unsolvable_samples_of_both_kinds_are_named_in_one_error():
+    """A batch with an empty sample and one with fewer values than tissues: both are named
+    at once (the second was reported only after the first had been fixed)."""
+    from genomelab.deconv.infer import check_observed
+
+    aligned = np.full((3, 20), np.nan)
+    aligned[0] = 0.5  # fine
+    aligned[2, :3] = 0.5  # 3 regions for 6 tissues
+    with pytest.raises(ValueError) as err:
+        check_observed(aligned, ["ok", "empty", "few"], 6, "plasma.csv")
+    assert str(err.value).startswith(
+        "plasma.csv: 1 sample(s) have no value on any reference region: ['empty (0 regions)']; "
+    )
+    assert "1 sample(s) have values on fewer reference regions than the reference's 6 tissues" in str(
+        err.value
+    )
+    assert "['few (3 regions)']" in str(err.value)

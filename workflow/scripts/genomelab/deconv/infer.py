@@ -86,6 +86,7 @@ def check_observed(aligned: np.ndarray, names: Any, n_tissues: int, source: str)
     tissues (the proportions are then not determined, and the solver would blame the
     reference). The error names ``source`` and the samples."""
     n_valid = np.isfinite(aligned).sum(1)
+    problems = []
     for bad, why in (
         (n_valid == 0, "have no value on any reference region"),
         (
@@ -96,7 +97,10 @@ def check_observed(aligned: np.ndarray, names: Any, n_tissues: int, source: str)
     ):
         if bad.any():
             shown = [f"{n} ({k} regions)" for n, k, b in zip(names, n_valid, bad, strict=True) if b]
-            raise ValueError(f"{source}: {int(bad.sum())} sample(s) {why}: {shown[:5]}")
+            problems.append(f"{int(bad.sum())} sample(s) {why}: {shown[:5]}")
+    if problems:
+        # Every kind at once, so one correction of the input is enough.
+        raise ValueError(f"{source}: " + "; ".join(problems))
 
 
 def infer(

@@ -439,7 +439,10 @@ def test_a_predict_only_run_plans_the_predict_rules_of_modules_that_are_off(work
     """New samples classified / deconvolved with an earlier run's model: tissue and deconv off,
     their predict section set. The run plans their predict rules (it did nothing, silently, or
     stopped saying no module is enabled); without the model it stops saying what to name."""
-    sheet = tissue_data(workdir / "new_samples")
+    labelled = tissue_data(workdir / "new_samples")
+    # New samples carry no tissue label: the sheets of both predict rules leave it out.
+    sheet = labelled.with_name("unlabelled.tsv")
+    sheet.write_text("".join(line.rsplit("\t", 1)[0] + "\n" for line in labelled.read_text().splitlines()))
     (workdir / "old").mkdir(exist_ok=True)
     for name in ("model.pt", "deconv.pt", "reference.tsv", "plasma.csv"):
         (workdir / "old" / name).write_text("x")
@@ -447,7 +450,7 @@ def test_a_predict_only_run_plans_the_predict_rules_of_modules_that_are_off(work
     config.write_text(
         "run: predonly\n"
         f"tissue: {{enabled: false, predict: {{inputs: {sheet.relative_to(workdir)}, model: old/model.pt}}}}\n"
-        "deconv:\n  enabled: false\n  predict: {inputs: old/plasma.csv, model: old/deconv.pt, "
+        f"deconv:\n  enabled: false\n  predict: {{inputs: {sheet.relative_to(workdir)}, model: old/deconv.pt, "
         "reference: old/reference.tsv}\n"
     )
     counts, paths = planned(workdir, config)

@@ -142,6 +142,22 @@ def test_deconv_wrong_model_or_reference_is_named(deconv_run, tmp_path, capfd):
     assert not (tmp_path / "b").exists()
 
 
+def test_deconv_sheet_of_new_samples_needs_no_tissue_column(deconv_run, tmp_path):
+    """Samples to deconvolve listed in an NPZ sheet without a tissue column (their tissues
+    are the question): deconvolved as the same sheet with labels (it was refused, "sample
+    sheet lacks column(s) ['tissue']")."""
+    d, run = deconv_run["dir"], deconv_run["run"]
+    sheet = pd.read_csv(d / "sheet.tsv", sep="\t").head(4)
+    sheet["file"] = [str(d / f) for f in sheet["file"]]
+    sheet.to_csv(tmp_path / "labelled.tsv", sep="\t", index=False)
+    sheet[["sample", "file"]].to_csv(tmp_path / "new.tsv", sep="\t", index=False)
+    args = ["predict", "deconv", "--model", str(run / "model.pt"), "--reference", str(d / "reference.tsv")]
+    for name in ("labelled", "new"):
+        assert main([*args, "--inputs", str(tmp_path / f"{name}.tsv"), "--out", str(tmp_path / name)]) == 0
+    for table in ("model_proportions.csv", "nnls_proportions.csv"):
+        assert (tmp_path / "new" / table).read_text() == (tmp_path / "labelled" / table).read_text()
+
+
 # ----------------------------------------------------------------------------- assoc
 @pytest.fixture(scope="module")
 def assoc_run(tmp_path_factory):

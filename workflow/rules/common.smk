@@ -206,8 +206,9 @@ from genomelab.io.sheets import sheet_files
 MADE_SHEETS: set[str] = set()
 
 
-def get_sheet_files(sheet: str, check_files: bool = True) -> list[str]:
-    """The files ``sheet`` lists, read and validated now ([] for a sheet this run makes)."""
+def get_sheet_files(sheet: str, check_files: bool = True, labels: bool = True) -> list[str]:
+    """The files ``sheet`` lists, read and validated now ([] for a sheet this run makes);
+    ``labels`` False: new samples (deconvolved or classified), no ``tissue`` column needed."""
     if not sheet or os.path.normpath(sheet) in MADE_SHEETS:
         return []
-    return sheet_files(sheet, check_files)
+    return sheet_files(sheet, check_files, labels)

@@ -55,7 +55,7 @@ DC_INFER = bool(DC_INFER_SAMPLES)
 # The user's sheets, validated now; the NPZ files they list are inputs of the rules reading them.
 DC_SOURCES_FILES = get_sheet_files(DECONV["input"]["sample_sheet"]) if DECONV["enabled"] else []
 DC_INFER_FILES = (
-    get_sheet_files(DECONV["infer"]["samples"])
+    get_sheet_files(DECONV["infer"]["samples"], labels=False)
     if DECONV["enabled"] and is_sample_sheet(DECONV["infer"]["samples"])
     else []
 )
@@ -457,7 +457,7 @@ if DECONV["predict"]["inputs"]:
         input:
             **({"truth": DECONV["predict"]["truth"]} if DECONV["predict"]["truth"] else {}),
             files=(
-                get_sheet_files(DECONV["predict"]["inputs"])
+                get_sheet_files(DECONV["predict"]["inputs"], labels=False)
                 if is_sample_sheet(DECONV["predict"]["inputs"])
                 else []
             ),

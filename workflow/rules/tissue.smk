@@ -4,6 +4,8 @@
 # With evaluation.folds K > 1 the splits rule writes folds.tsv and one splits table per fold,
 # and baselines, training and ensembles run once per fold under folds/<fold>/ (one job each);
 # with K = 1 every path is the single split's.
+from genomelab.io.sheets import is_sample_sheet
+
 TISSUE = config["tissue"]
 TISSUE_OUT = f"{RESULTS}/tissue"
 TISSUE_MODELS = list(TISSUE["models"])
@@ -409,6 +411,12 @@ if TISSUE["predict"]["inputs"]:
             model=TISSUE["predict"]["model"]
             or f"{TISSUE_OUT}/{'' if TISSUE_FOLDS == 1 else 'folds/0/'}train/{TISSUE_MODELS[0]}/model.pt",
             inputs=TISSUE["predict"]["inputs"],
+            # A sheet's NPZ files, validated now (no tissue column needed): a changed file reruns it.
+            files=(
+                get_sheet_files(TISSUE["predict"]["inputs"], labels=False)
+                if is_sample_sheet(TISSUE["predict"]["inputs"])
+                else []
+            ),
         output:
             tsv=f"{TISSUE_OUT}/predict/predictions.tsv",
             json=f"{TISSUE_OUT}/predict/predictions.json",

@@ -36,7 +36,8 @@ def read_user_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, 
         src = sources_from_features(path)
         return src.beta.astype(np.float64), src.regions, src.samples
     if is_sample_sheet(path):
-        src = sources_from_sheet(path)
+        # New samples: no tissue label needed (one would be their answer).
+        src = sources_from_sheet(path, labels=False)
         return src.beta.astype(np.float64), src.regions, src.samples
     values, regions, samples = read_table(path, "samples table")
     return values.T, regions, samples

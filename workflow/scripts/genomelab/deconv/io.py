@@ -71,9 +71,10 @@ class Sources:
         )
 
 
-def sources_from_sheet(sheet: str | os.PathLike) -> Sources:
-    """Read every NPZ of a sample sheet file by file (memory: two [S, R] count matrices)."""
-    rows = read_sample_sheet(sheet)
+def sources_from_sheet(sheet: str | os.PathLike, labels: bool = True) -> Sources:
+    """Read every NPZ of a sample sheet file by file (memory: two [S, R] count matrices);
+    ``labels`` False: samples to deconvolve, whose ``tissue`` column is optional."""
+    rows = read_sample_sheet(sheet, labels=labels)
     regions: np.ndarray | None = None
     meth = valid = None
     for i, row in enumerate(rows):

@@ -152,11 +152,12 @@ def is_sample_sheet(path: str | os.PathLike) -> bool:
     return "file" in header and "sample" in header
 
 
-def sheet_files(path: str | os.PathLike, check_files: bool = True) -> list[str]:
+def sheet_files(path: str | os.PathLike, check_files: bool = True, labels: bool = True) -> list[str]:
     """The data files a tissue sample sheet lists (resolved), after reading and validating
     it: the workflow makes them rule inputs at parse time, so that a changed file reruns the
-    rule that reads the sheet and a bad sheet stops the run before any job, naming its line."""
-    return [str(rec.file) for rec in read_sample_sheet(path, check_files)]
+    rule that reads the sheet and a bad sheet stops the run before any job, naming its line.
+    ``labels`` False: a sheet of new samples to predict, whose ``tissue`` column is optional."""
+    return [str(rec.file) for rec in read_sample_sheet(path, check_files, labels)]
 
 
 def write_sample_sheet(records: list[SampleRecord], out: str | os.PathLike) -> Path:

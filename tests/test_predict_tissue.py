@@ -500,3 +500,26 @@ def test_a_sheet_of_npz_files_over_different_regions_joins_each(trained, tmp_pat
     mixed.write_text(f"sample\tfile\nwhole\t{other}\ndup\t{tmp_path / 'dup.npz'}\n")
     with pytest.raises(InputMismatch, match=r"dup.npz: 1 duplicated region ID"):
         predict_files(model, mixed, tmp_path / "d.tsv", tmp_path / "d.json", 0.5, 0.25)
+
+
+def test_regions_named_by_coordinates_say_to_name_the_bed(trained):
+    """Sequencing samples ingested over a BED without names (IDs chrom:start-end) for a model
+    whose regions have names: the refusal says why and what to do; IDs of the same naming get
+    only the counts."""
+    from genomelab.predict.tissue import COORDINATE_ID, naming_hint
+
+    predictor = TissuePredictor.load(trained["ens"] / "model.pt")
+    feats = read_features(trained["h5"])
+    model_ids = np.asarray([f"cg{i:08d}" for i in range(len(feats["regions"]))])
+    coords = np.asarray([f"chr1:{1000 * i}-{1000 * i + 150}" for i in range(len(model_ids))])
+    hint = naming_hint(model_ids, coords)
+    assert "named by coordinates" in hint and "cg00000000" in hint and "4th column" in hint
+    assert "named by index" in naming_hint(model_ids, np.asarray([f"region_{i}" for i in range(5)]))
+    assert naming_hint(coords, coords[::-1]) == "" and naming_hint(model_ids, model_ids[:3]) == ""
+    # The fixture's model names its regions by coordinates; NPZ files without region_ids
+    # (region_<i>) are refused with the hint through the predictor.
+    assert COORDINATE_ID.match(str(predictor.regions[0]))
+    index_ids = np.asarray([f"region_{i}" for i in range(len(model_ids))])
+    inputs = TissueInputs(feats["samples"], index_ids, feats["means"], feats["coverage"], "seq.h5")
+    with pytest.raises(InputMismatch, match=r"seq.h5: 0 of the model's 120 regions found.*named by index"):
+        predictor.predict(inputs, 0.5, 0.25)

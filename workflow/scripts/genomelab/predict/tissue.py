@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,7 +237,10 @@ class TissuePredictor:
         threshold = self.threshold if threshold is None else float(threshold)
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold: {threshold} is not in [0, 1)")
-        match = match_ids(self.region_index, inputs.regions, "regions", inputs.source, min_region_match)
+        try:
+            match = match_ids(self.region_index, inputs.regions, "regions", inputs.source, min_region_match)
+        except InputMismatch as exc:
+            raise InputMismatch(f"{exc}{naming_hint(self.regions, inputs.regions)}") from exc
         found = match.index >= 0
         n = len(inputs.samples)
         if len(inputs.regions) == len(self.regions) and (match.index == np.arange(len(self.regions))).all():
@@ -280,6 +284,33 @@ class TissuePredictor:
             threshold,
             self.calibrated,
         )
+
+
+# Region IDs ingest gives a BED region without a name (chrom:start-end), and those of an NPZ
+# without region_ids (region_<i>).
+COORDINATE_ID = re.compile(r"^[^:\s]+:\d+-\d+$")
+INDEX_ID = re.compile(r"^region_\d+$")
+
+
+def naming_hint(model_regions: np.ndarray, input_regions: np.ndarray) -> str:
+    """Why input regions may miss the model's when their naming differs (else ""): named by
+    coordinates (a regions BED without names given to ingest) or by index (NPZ files without
+    ``region_ids``), where the model's are named otherwise (e.g. array probe IDs)."""
+    model = [str(x) for x in model_regions[:100]]
+    given = [str(x) for x in input_regions[:100]]
+    if not given:
+        return ""
+    for pattern, what in (
+        (COORDINATE_ID, "named by coordinates, as ingest names the regions of a BED without a name column"),
+        (INDEX_ID, "named by index, as for NPZ files without region_ids"),
+    ):
+        if all(pattern.match(x) for x in given) and not any(pattern.match(x) for x in model):
+            return (
+                f". The input's regions are {what}, the model's are named like {model[:3]}: name each "
+                "region as the model does (the BED's 4th column, e.g. the probe ID of an array-trained "
+                "model) and ingest again"
+            )
+    return ""
 
 
 def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs:

@@ -523,3 +523,25 @@ def test_regions_named_by_coordinates_say_to_name_the_bed(trained):
     inputs = TissueInputs(feats["samples"], index_ids, feats["means"], feats["coverage"], "seq.h5")
     with pytest.raises(InputMismatch, match=r"seq.h5: 0 of the model's 120 regions found.*named by index"):
         predictor.predict(inputs, 0.5, 0.25)
+
+
+def test_the_predict_rule_takes_tissue_predict_threshold(trained, tmp_path):
+    """tissue.predict.threshold reaches the tissue_predict step (the rule had no way to set
+    one but retraining); null keeps the model's."""
+    from types import SimpleNamespace
+
+    from genomelab.config import schema_default
+    from genomelab.predict.steps import tissue_step
+
+    assert schema_default("tissue.predict.threshold") is None
+    for name, threshold in (("model", None), ("set", 0.9)):
+        section = {"min_region_match": 0.5, "min_covered": 0.25, "threshold": threshold}
+        out = tmp_path / name
+        smk = SimpleNamespace(
+            rule="tissue_predict",
+            input=SimpleNamespace(model=str(trained["ens"] / "model.pt"), inputs=str(trained["sheet"])),
+            output=SimpleNamespace(tsv=str(out / "p.tsv"), json=str(out / "p.json")),
+            params=SimpleNamespace(predict=json.dumps(section), device="cpu"),
+        )
+        tissue_step(smk)
+        assert json.loads((out / "p.json").read_text())["threshold"] == (threshold or 0.0)

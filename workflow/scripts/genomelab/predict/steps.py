@@ -21,6 +21,7 @@ def tissue_step(smk: Any) -> None:
         float(p["min_region_match"]),
         float(p["min_covered"]),
         device=smk.params.device,
+        threshold=None if p.get("threshold") is None else float(p["threshold"]),
     )
 
 

@@ -549,3 +549,35 @@ def test_probes_without_coordinates_are_counted_not_silent(tmp_path, caplog):
     assert probes["probe"].tolist() == ["cg1", "cg2"]
     assert "ingest_sample: 2 probes dropped (no chromosome or position in" in caplog.text
     assert "first: ctl1, ctl2" in caplog.text
+
+
+def test_new_samples_to_predict_need_no_tissue_label(tmp_path):
+    """An ingest sheet of new samples (to classify) may leave out tissue: the tissue sheet it
+    writes is read as a prediction input. Where a module trains on the ingest output, the
+    unlabelled samples are refused at parse time, naming the ingest sheet and the samples."""
+    from genomelab.ingest.sheet import check_labels, write_tissue_sheet
+    from genomelab.io.sheets import read_sample_sheet
+
+    write(tmp_path / "a.cov", "")
+    write(tmp_path / "b.cov", "")
+    sheet = write(tmp_path / "new.tsv", "sample\tpath\nA\ta.cov\nB\tb.cov\n")
+    records = read_ingest_sheet(sheet)
+    assert [r.tissue for r in records] == ["", ""]
+    for r in records:
+        np.savez(tmp_path / f"{r.sample}.npz", methylation=np.zeros((2, 150), np.int8))
+    out = write_tissue_sheet(records, [tmp_path / "A.npz", tmp_path / "B.npz"], tmp_path / "samples.tsv")
+    assert [r.sample for r in read_sample_sheet(out, labels=False)] == ["A", "B"]
+    by_sample = {r.sample: r for r in records}
+    made = "results/x/ingest/samples.tsv"
+    config = {
+        "ingest": {"samples": str(sheet)},
+        "tissue": {"enabled": True, "input": {"sheet": "", "source": "hdf5"}, "predict": {"inputs": made}},
+        "deconv": {"enabled": False, "input": {"sample_sheet": made}},
+    }
+    check_labels(by_sample, config, made)  # predicted only (a disabled deconv does not train on it)
+    config["tissue"]["input"]["sheet"] = made
+    with pytest.raises(
+        ValueError,
+        match=r"new.tsv: 2 sample\(s\) have no tissue label, first \['A', 'B'\], but tissue.input.sheet",
+    ):
+        check_labels(by_sample, config, made)

@@ -10,11 +10,13 @@ INGEST_PARAMS = config_json(
 
 
 if INGEST["enabled"]:
-    from genomelab.ingest.sheet import check_tissue_input, sample_inputs, workflow_records
+    from genomelab.ingest.sheet import check_labels, check_tissue_input, sample_inputs, workflow_records
 
     # Read and validated at parse time: a bad sheet stops Snakemake before any job runs.
     INGEST_RECORDS = workflow_records(INGEST)
     check_tissue_input(INGEST, config["tissue"]["input"], f"{INGEST_OUT}/samples.tsv")
+    # Samples without a tissue (new ones, to predict) only where no module trains on them.
+    check_labels(INGEST_RECORDS, config, f"{INGEST_OUT}/samples.tsv")
     # The tissue sheet it writes lists the NPZ files of ingest_sample: tracked through them.
     MADE_SHEETS.add(os.path.normpath(f"{INGEST_OUT}/samples.tsv"))
     FINAL_TARGETS["ingest"] = [f"{INGEST_OUT}/samples.tsv", f"{INGEST_OUT}/summary.json"]

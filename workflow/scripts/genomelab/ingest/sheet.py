@@ -1,7 +1,8 @@
 """The ingest sample sheet (the user's files) and the tissue sample sheet it produces.
 
-Ingest sheet (TSV, header required): ``sample``, ``path``, ``tissue`` and optionally
-``format`` (empty or ``auto``: from the extension), ``subtype``, ``source_sample``,
+Ingest sheet (TSV, header required): ``sample``, ``path`` and optionally ``tissue`` (the
+label a module trains on; new samples to predict have none: :func:`check_labels` refuses
+unlabelled rows only where a module trains on the sheet), ``format`` (empty or ``auto``: from the extension), ``subtype``, ``source_sample``,
 ``column`` (array matrices: the sample's column, default the sample name), ``probes``
 (array matrices: a probe table overriding ``ingest.probes``) and ``build`` (the genome build
 the file was made with; it must equal ``ingest.genome_build``). Relative paths are relative
@@ -21,8 +22,8 @@ from genomelab.ingest.formats import detect_format
 from genomelab.io.errors import FormatError
 from genomelab.io.sheets import SampleRecord, iter_sheet_rows, resolve, write_sample_sheet
 
-REQUIRED = ("sample", "path", "tissue")
-OPTIONAL = ("format", "subtype", "source_sample", "column", "probes", "build")
+REQUIRED = ("sample", "path")
+OPTIONAL = ("tissue", "format", "subtype", "source_sample", "column", "probes", "build")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,36 @@ def sample_inputs(rec: IngestRecord, section: dict, index_npz: str) -> dict[str,
     if rec.format == "array":
         inputs["probes"] = str(rec.probes or section["probes"])
     return inputs
+
+
+def check_labels(records: dict[str, IngestRecord], config: dict, ingest_sheet: str) -> None:
+    """Samples without a tissue label are new samples to predict: refuse them (naming the
+    ingest sheet and samples) when an enabled module trains on the ingest output."""
+    unlabelled = [s for s, rec in records.items() if not rec.tissue]
+    if not unlabelled:
+        return
+    readers = [
+        f"{module}.{key}"
+        for module, key in (("tissue", "input.sheet"), ("deconv", "input.sample_sheet"))
+        if config.get(module, {}).get("enabled")
+        and os.path.normpath(_dotted(config[module], key) or "") == os.path.normpath(ingest_sheet)
+    ]
+    if readers:
+        raise FormatError(
+            Path(config["ingest"]["samples"]),
+            f"{len(unlabelled)} sample(s) have no tissue label, first {unlabelled[:5]}, but "
+            f"{' and '.join(readers)} train(s) on {ingest_sheet}: give every sample its tissue "
+            "(column tissue); only new samples to predict (tissue.predict.inputs, "
+            "deconv.predict.inputs) may go without",
+        )
+
+
+def _dotted(section: dict, key: str) -> str:
+    """The string at dotted ``key`` of ``section`` ("" when absent or not a string)."""
+    value: object = section
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def check_tissue_input(section: dict, tissue_input: dict, ingest_sheet: str) -> None:

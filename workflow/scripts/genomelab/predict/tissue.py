@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -314,8 +315,8 @@ def naming_hint(model_regions: np.ndarray, input_regions: np.ndarray) -> str:
 
 
 def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs:
-    """Region means of new samples from a features HDF5, a sample sheet of NPZ files or one
-    NPZ (``n_positions`` positions per region in NPZ files)."""
+    """Region means of new samples from a features HDF5, a stacked methylation HDF5, a sample
+    sheet of NPZ files or one NPZ (``n_positions`` positions per region in NPZ files)."""
     from genomelab.io.features import read_features
     from genomelab.io.sheets import is_sample_sheet
     from genomelab.tissue.features import npz_features
@@ -357,7 +358,7 @@ def _from_sheet(path: Path, n_positions: int) -> TissueInputs:
         ids = [str(x) for x in ids]
         if ids != last_ids:
             if len(set(ids)) != len(ids):
-                dups = sorted({x for x in ids if ids.count(x) > 1})
+                dups = sorted(x for x, k in Counter(ids).items() if k > 1)
                 raise InputMismatch(f"{rec.file}: {len(dups)} duplicated region ID(s), first {dups[:5]}")
             last_ids, n_sets = ids, n_sets + 1
             last_idx = np.fromiter((columns.setdefault(x, len(columns)) for x in ids), np.int64, len(ids))

@@ -318,3 +318,49 @@ def test_binning_depth_of_another_layout_names_the_depth_file(binning_run, tmp_p
         ValueError, match=r"deep.pt was trained with 2 abundance columns, the inputs have none .*--depth"
     ):
         load_model(tmp_path / "deep.pt", 0)
+
+
+def test_binning_failed_prediction_leaves_no_partial_folder(binning_run, tmp_path, capfd, monkeypatch):
+    """A prediction that fails after profiling (a depth table the model was not trained
+    with) leaves no half-written --out behind, so the corrected rerun may use the same one;
+    another module's model and a missing depth table are refused before any profiling."""
+    import genomelab.binning.kmers as kmers
+    from genomelab.binning.training import KIND
+    from genomelab.train.export import save_exported
+
+    names = [f"g{g}_c{i}" for g in range(3) for i in range(10)]
+    depth = tmp_path / "depth.tsv"
+    depth.write_text(
+        "contigName\tcontigLen\ttotalAvgDepth\ts1.bam\ts1.bam-var\n"
+        + "".join(f"{n}\t2500\t{i + 1}\t{i + 1}\t1\n" for i, n in enumerate(names))
+    )
+    args = ["predict", "binning", "--model", str(binning_run["model"]), "--inputs", str(binning_run["fasta"])]
+    out = tmp_path / "new"
+    assert main([*args, "--min-length", "1000", "--depth", str(depth), "--out", str(out)]) == 2
+    assert "trained with 0 abundance columns" in capfd.readouterr().err
+    assert not out.exists()
+    # An existing empty folder is emptied again, not removed.
+    out.mkdir()
+    assert main([*args, "--min-length", "1000", "--depth", str(depth), "--out", str(out)]) == 2
+    assert out.is_dir() and not any(out.iterdir())
+    assert main([*args, "--min-length", "1000", "--out", str(out)]) == 0
+    assert (out / "contig_bins.tsv").is_file()
+
+    def no_profiling(*a, **k):
+        raise AssertionError("profiled before the model was checked")
+
+    monkeypatch.setattr(kmers, "write_profiles_h5", no_profiling)
+    save_exported(
+        tmp_path / "deep.pt", {}, kind=KIND, config={}, ids={"contigs": names}, data_fingerprint="0",
+        extra={"n_depth": 2},
+    )  # fmt: skip
+    save_exported(tmp_path / "other.pt", {}, kind="regulon", config={}, ids={}, data_fingerprint="0")
+    fasta = str(binning_run["fasta"])
+    for model, message in (
+        ("deep.pt", "the inputs have none"),
+        ("other.pt", "'regulon' model, not a binning"),
+    ):
+        bad = ["predict", "binning", "--model", str(tmp_path / model), "--inputs", fasta]
+        assert main([*bad, "--out", str(tmp_path / f"out_{model}")]) == 2
+        assert message in capfd.readouterr().err
+        assert not (tmp_path / f"out_{model}").exists()

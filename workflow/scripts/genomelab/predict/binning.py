@@ -49,6 +49,21 @@ def check_layout(profiles: str | os.PathLike) -> None:
     check_same(names, feature_names(), "k-mer feature columns", str(profiles))
 
 
+def check_model(model: str | os.PathLike, depth: str | os.PathLike | None) -> None:
+    """Refuse, before any contig is profiled, a model that is not a binning encoder and one
+    trained with abundances when no depth table is given (the number of abundance columns is
+    checked against the depth table once it is read)."""
+    from genomelab.binning.training import CONTRASTIVE_KIND, KIND, no_depth_message
+    from genomelab.train.export import load_exported
+
+    exported = load_exported(model)
+    if exported.kind not in (KIND, CONTRASTIVE_KIND):
+        raise ValueError(f"{model} holds a {exported.kind!r} model, not a binning model")
+    trained = int(exported.extra.get("n_depth", 0))
+    if trained and not depth:
+        raise ValueError(no_depth_message(model, trained))
+
+
 def embed(
     model: str | os.PathLike,
     profiles: str | os.PathLike,
@@ -97,6 +112,7 @@ def predict_files(
     contigs = Path(contigs)
     if not contigs.is_file():
         raise FileNotFoundError(f"assembly {contigs} does not exist")
+    check_model(model, depth)
     out = fresh_out_dir(out_dir, protected)
     files = {k: str(out / v) for k, v in FILES.items()}
     if _is_profiles(contigs):

@@ -141,6 +141,26 @@ def test_assoc_wrong_featurizer_and_wrong_side_are_named(assoc_run, tmp_path, ca
     assert f"{queries}: source entities have numeric columns" in err and "--side target" in err
 
 
+def test_assoc_featurizer_of_another_run_is_refused_naming_both_files(assoc_run, tmp_path, capfd):
+    """Another run's featuriser (other text width) is refused by name before the network is
+    run (it failed inside torch with a shape error), by predict and by the ranker serve uses."""
+    from genomelab.assoc import features as Fe
+    from genomelab.predict.assoc import AssocPredictor
+
+    tmp = assoc_run
+    cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=4, max_fields=2)
+    Fe.build_features(tmp / "data", tmp_path / "feat.npz", tmp_path / "other.npz", cfg, seed=0)
+    model, queries = tmp / "run" / "model.pt", tmp / "data" / "heldout_sources.tsv"
+    args = ["predict", "assoc", "--model", str(model), "--inputs", str(queries)]
+    out = tmp_path / "out"
+    assert main([*args, "--featurizer", str(tmp_path / "other.npz"), "--out", str(out)]) == 2
+    err = capfd.readouterr().err
+    assert f"{tmp_path / 'other.npz'}: not the featuriser {model} was trained with" in err
+    assert "text_dim 4 in the featuriser, 8 in the model" in err and not out.exists()
+    with pytest.raises(ValueError, match="not the featuriser"):
+        AssocPredictor(model, tmp_path / "other.npz")
+
+
 # --------------------------------------------------------------------------- regulon
 @pytest.fixture(scope="module")
 def regulon_run(tmp_path_factory):

@@ -36,6 +36,32 @@ from genomelab.io.tables import read_link_table
 logger = logging.getLogger(__name__)
 
 
+def check_featurizer(
+    model_config: dict,
+    featurizer: Featurizer,
+    model_path: str | os.PathLike,
+    featurizer_path: str | os.PathLike,
+) -> None:
+    """Refuse a featuriser whose feature widths differ from those the model was trained on
+    (another run's featurizer.npz), naming both files, instead of failing inside the network."""
+    found = {
+        "text_dim": featurizer.text_dim,
+        "max_fields": featurizer.config.max_fields,
+        "n_numeric_source": len(featurizer.numeric_names.get("source", [])),
+        "n_numeric_target": len(featurizer.numeric_names.get("target", [])),
+    }
+    diffs = [
+        f"{key} {value} in the featuriser, {model_config[key]} in the model"
+        for key, value in found.items()
+        if key in model_config and int(model_config[key]) != int(value)
+    ]
+    if diffs:
+        raise ValueError(
+            f"{featurizer_path}: not the featuriser {model_path} was trained with ({'; '.join(diffs)}); "
+            "give the featurizer.npz of the run that trained the model (results/<run>/assoc/features/)"
+        )
+
+
 class Ranker:
     """A loaded model plus featuriser, ready to score new query entities."""
 
@@ -61,8 +87,10 @@ class Ranker:
         device: torch.device | str = "cpu",
     ) -> Ranker:
         model, exported = load_model(model_path)
+        featurizer = load_featurizer(featurizer_path)
+        check_featurizer(exported.config, featurizer, model_path, featurizer_path)
         ids = exported.ids
-        return cls(model, load_featurizer(featurizer_path), ids["sources"], ids["targets"], device)
+        return cls(model, featurizer, ids["sources"], ids["targets"], device)
 
     def encode_arrays(
         self, arrays: dict[str, np.ndarray], side: str

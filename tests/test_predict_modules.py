@@ -231,6 +231,26 @@ def test_regulon_region_errors_name_the_problem(regulon_run):
     assert length == 2048 and starts.tolist() == [0, 2048, 2944]
 
 
+def test_regulon_fasta_with_a_duplicated_name_and_a_reversed_region_are_refused(regulon_run, tmp_path, capfd):
+    """A FASTA naming the region's contig twice was read from its first record without a
+    word; a region whose end is before its start was called 'outside the record'."""
+    from genomelab.predict.regulon import parse_region
+    from genomelab.regulon.targets import read_genome
+
+    contig, codes = read_genome(regulon_run["genome"])
+    seq = "".join("ACGTN"[c] for c in codes[:8192])
+    dup = tmp_path / "dup.fna"
+    dup.write_text(f">{contig}\n{seq[:4096]}\n>other\n{seq}\n>{contig}\n{seq[4096:]}\n")
+    model = str(regulon_run["run"] / "best.pt")
+    out = tmp_path / "out"
+    args = ["predict", "regulon", "--model", model, "--inputs", str(dup), "--out", str(out)]
+    assert main([*args, "--region", f"{contig}:0-2048"]) == 2
+    assert f"{dup}: duplicate record name {contig!r}" in capfd.readouterr().err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"end 1000 is not after start 2000"):
+        parse_region(f"{contig}:2000-1000")
+
+
 # --------------------------------------------------------------------------- binning
 def _assembly(path: Path, n_per: int = 10, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)

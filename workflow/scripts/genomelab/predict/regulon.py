@@ -232,7 +232,10 @@ def parse_region(text: str) -> tuple[str, int | None, int | None]:
     start, end = m.group("start"), m.group("end")
     if start is None:
         return m.group("contig"), None, None
-    return m.group("contig"), int(start.replace(",", "")), int(end.replace(",", ""))
+    first, last = int(start.replace(",", "")), int(end.replace(",", ""))
+    if last <= first:
+        raise ValueError(f"region {text!r}: end {last} is not after start {first} (0-based, end exclusive)")
+    return m.group("contig"), first, last
 
 
 def encode(sequence: str) -> np.ndarray:

@@ -404,3 +404,29 @@ def test_binning_failed_prediction_leaves_no_partial_folder(binning_run, tmp_pat
         assert main([*bad, "--out", str(tmp_path / f"out_{model}")]) == 2
         assert message in capfd.readouterr().err
         assert not (tmp_path / f"out_{model}").exists()
+
+
+def test_binning_predict_rule_on_a_profiles_file_plans_what_it_writes(binning_run, tmp_path):
+    """binning.predict.inputs may be a profiles HDF5 (the schema says so): the rule then
+    declares latent and clusters only, the files predict_files writes without sequences
+    (it declared bins, contig_bins and the profiles copy, and failed with missing outputs)."""
+    import yaml
+    from test_workflow import copy_repo, snakemake
+
+    workdir = copy_repo(tmp_path / "repo")
+    config = {
+        "run": "predict_h5",
+        "device": "cpu",
+        "binning": {
+            "enabled": True,
+            "predict": {"inputs": str(binning_run["profiles"]), "model": str(binning_run["model"])},
+            "cluster": {"n_neighbors": 5},
+        },
+    }
+    (workdir / "predict_h5.yaml").write_text(yaml.safe_dump(config))
+    target = "results/predict_h5/binning/predict/clusters.tsv"
+    res = snakemake(workdir, target, "--cores", "1", "--configfile", "predict_h5.yaml")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = workdir / "results" / "predict_h5" / "binning" / "predict"
+    assert sorted(p.name for p in out.iterdir()) == ["clusters.tsv", "latent.h5"]
+    assert len((out / "clusters.tsv").read_text().splitlines()) == 1 + 30

@@ -31,8 +31,10 @@ FILES = {
 }
 
 
-def _is_profiles(path: Path) -> bool:
-    return path.name.lower().endswith((".h5", ".hdf5"))
+def is_profiles(path: str | os.PathLike) -> bool:
+    """Whether an assembly input is a k-mer profiles HDF5 (no sequences: no bin FASTA files,
+    no contig_bins or bin_summary) rather than a FASTA."""
+    return Path(path).name.lower().endswith((".h5", ".hdf5"))
 
 
 def check_layout(profiles: str | os.PathLike) -> None:
@@ -115,7 +117,7 @@ def predict_files(
     check_model(model, depth)
     out = fresh_out_dir(out_dir, protected)
     files = {k: str(out / v) for k, v in FILES.items()}
-    if _is_profiles(contigs):
+    if is_profiles(contigs):
         profiles = contigs
     else:
         profiles = Path(files["profiles"])
@@ -123,7 +125,7 @@ def predict_files(
     inputs, latent, labels = embed(model, profiles, depth, cluster, min_bin_bp, device, seed)
     write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), files["clusters"])
     save_latent(files["latent"], inputs.names, latent)
-    if not _is_profiles(contigs):
+    if not is_profiles(contigs):
         write_bins(
             profiles,
             files["clusters"],

@@ -61,3 +61,14 @@ def test_every_tissue_model_kind_belongs_to_tissue():
     for kind in MODEL_KINDS:
         assert KIND_MODULES.get(kind) == "tissue", kind
         assert module_of_kind(f"{kind}-ensemble", "model.pt") == "tissue"
+
+
+def test_a_layout_longer_or_shorter_than_the_model_s_names_the_surplus():
+    """An entity with one numeric column the model does not know (a serve request's extra
+    field) was refused with 'first differences: none in the common length'."""
+    from genomelab.predict.common import InputMismatch, check_same
+
+    with pytest.raises(InputMismatch, match=r"1 differing; first differences: input only: \['weight'\]"):
+        check_same(["weight"], [], "numeric columns", "request")
+    with pytest.raises(InputMismatch, match=r"#1: 'x' in the input, 'b' in the model; model only: \['c'\]"):
+        check_same(["a", "x"], ["a", "b", "c"], "columns", "f.h5")

@@ -161,6 +161,28 @@ def test_assoc_featurizer_of_another_run_is_refused_naming_both_files(assoc_run,
         AssocPredictor(model, tmp_path / "other.npz")
 
 
+def test_assoc_queries_that_are_the_model_s_own_entities_are_named(assoc_run, tmp_path, caplog):
+    """A 'new' entity table holding entities with training links: they are ranked from their
+    features alone (cold start), not with their learned links; the log now says so, naming them."""
+    from genomelab.assoc.infer import predict_new_entities
+
+    tmp = assoc_run
+    sources = pd.read_csv(tmp / "data" / "sources.tsv", sep="\t", dtype=str, keep_default_na=False)
+    known = tmp_path / "known.tsv"
+    sources.head(2).to_csv(known, sep="\t", index=False)
+    model, featurizer = tmp / "run" / "model.pt", tmp / "featurizer.npz"
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        predict_new_entities(model, featurizer, known, "source", 3, tmp_path / "p.tsv")
+    ids = sources["id"].head(2).tolist()
+    assert f"2 of 2 query source entities have training links in the model, first {ids}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        queries = tmp / "data" / "heldout_sources.tsv"
+        predict_new_entities(model, featurizer, queries, "source", 3, tmp_path / "q.tsv")
+    # Held-out entities are in the model's vocabulary but have no training links.
+    assert "training links in the model" not in caplog.text
+
+
 # --------------------------------------------------------------------------- regulon
 @pytest.fixture(scope="module")
 def regulon_run(tmp_path_factory):

@@ -77,6 +77,12 @@ class Ranker:
         self.model.cache_vocabulary()
         self.featurizer = featurizer
         self.ids = {"source": list(source_ids), "target": list(target_ids)}
+        # The model's entities with training links (its held-out ones have none): a query
+        # among them is still ranked as a new entity, from its features.
+        self.known = {
+            side: {x for x, on in zip(ids, getattr(model, f"{side}_linked").tolist(), strict=True) if on}
+            for side, ids in self.ids.items()
+        }
         self.device = torch.device(device)
 
     @classmethod
@@ -116,6 +122,17 @@ class Ranker:
         """Top ``top_k`` candidates per entity of ``table`` (an ``EntityTable``)."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, not {top_k}")
+        known = [x for x in table.ids if x in self.known[side]]
+        if known:
+            logger.warning(
+                "%d of %d query %s entities have training links in the model, first %s: they "
+                "are ranked as new entities, from their features alone (cold start), not with "
+                "what the model learned of their links",
+                len(known),
+                len(table),
+                side,
+                known[:5],
+            )
         arrays = self.featurizer.transform(table)
         scores = self.scores(arrays, side)
         k = min(top_k, scores.shape[1])

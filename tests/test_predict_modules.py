@@ -431,7 +431,9 @@ def test_binning_failed_prediction_leaves_no_partial_folder(binning_run, tmp_pat
 def test_binning_predict_rule_on_a_profiles_file_plans_what_it_writes(binning_run, tmp_path):
     """binning.predict.inputs may be a profiles HDF5 (the schema says so): the rule then
     declares latent and clusters only, the files predict_files writes without sequences
-    (it declared bins, contig_bins and the profiles copy, and failed with missing outputs)."""
+    (it declared bins, contig_bins and the profiles copy, and failed with missing outputs),
+    and an earlier FASTA prediction's files in its folder are replaced (it failed: folder
+    not empty)."""
     import yaml
     from test_workflow import copy_repo, snakemake
 
@@ -447,8 +449,13 @@ def test_binning_predict_rule_on_a_profiles_file_plans_what_it_writes(binning_ru
     }
     (workdir / "predict_h5.yaml").write_text(yaml.safe_dump(config))
     target = "results/predict_h5/binning/predict/clusters.tsv"
+    # What an earlier prediction from the assembly's FASTA left there (not outputs of this
+    # job, so Snakemake does not remove them): replaced, not a "folder not empty" failure.
+    out = workdir / "results" / "predict_h5" / "binning" / "predict"
+    (out / "bins").mkdir(parents=True)
+    for name in ("profiles.h5", "contig_bins.tsv", "bin_summary.tsv", "bins/bin_0.fna"):
+        (out / name).write_text("from an earlier prediction\n")
     res = snakemake(workdir, target, "--cores", "1", "--configfile", "predict_h5.yaml")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    out = workdir / "results" / "predict_h5" / "binning" / "predict"
     assert sorted(p.name for p in out.iterdir()) == ["clusters.tsv", "latent.h5"]
     assert len((out / "clusters.tsv").read_text().splitlines()) == 1 + 30

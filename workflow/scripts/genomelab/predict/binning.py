@@ -31,6 +31,22 @@ FILES = {
 }
 
 
+def remove_previous(out_dir: str | os.PathLike) -> None:
+    """Remove, from the ``binning_predict`` rule's own folder, what an earlier prediction
+    wrote there (the names of ``FILES``): from a FASTA it also wrote profiles, bins and their
+    tables, which a later prediction from a profiles HDF5 does not declare, so Snakemake
+    leaves them and the folder would not be empty. Other files are kept (and refused)."""
+    import shutil
+
+    out = Path(out_dir)
+    for name in FILES.values():
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def is_profiles(path: str | os.PathLike) -> bool:
     """Whether an assembly input is a k-mer profiles HDF5 (no sequences: no bin FASTA files,
     no contig_bins or bin_summary) rather than a FASTA."""

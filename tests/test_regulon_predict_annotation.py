@@ -538,3 +538,26 @@ def test_empty_gene_list_gives_no_pairs(annotated_run):
     want = RegulonPredictor(model).predict_codes(codes, "synth1", start, genes=none)
     assert want.pairs is not None and want.pairs.empty and want.n_genes == 0
     np.testing.assert_allclose(body["tracks"]["operon"]["plus"], want.tracks["operon"][0], rtol=1e-6)
+
+
+def test_rule_folder_keeps_no_pair_files_of_an_earlier_prediction(annotated_run, tmp_path):
+    """The regulon_predict rule's folder after a prediction with genes, then one without (a
+    sequence model with a readout, annotation cleared): the earlier operon_pairs.tsv and
+    readout tracks (not rule outputs, so never removed by Snakemake) were left beside the
+    new tracks, as if they were its calls."""
+    from genomelab.predict.regulon import predict_files
+    from genomelab.train.export import load_exported
+
+    pair_files = ("operon_pairs.tsv", "operon_readout.plus.bedGraph", "operon_readout.minus.bedGraph")
+    readout = load_exported(annotated_run["run"] / "best.pt").extra["operon_readout"]
+    model = _sequence_model(tmp_path / "seq.pt", {"operon_readout": readout})
+    out = tmp_path / "predict"
+    first = predict_files(
+        model, annotated_run["genome"], out, "synth1:0-8192", annotation=annotated_run["genes"]
+    )
+    assert all((out / name).is_file() for name in pair_files) and "operon_pairs" in first
+    (out / "notes.txt").write_text("mine\n")
+    second = predict_files(model, annotated_run["genome"], out, "synth1:8192-16384")
+    assert "operon_pairs" not in second
+    assert not any((out / name).exists() for name in pair_files)
+    assert (out / "notes.txt").is_file() and (out / "operon.plus.bedGraph").is_file()

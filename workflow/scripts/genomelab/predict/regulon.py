@@ -67,6 +67,8 @@ REFUSES_GENES = (
     "no operon pair readout, so it would ignore the genes given: leave them out, or use a model "
     "trained with sequence+annotation"
 )
+# Files written only with genes and a pair readout (keys of write_bedgraphs's paths + suffix).
+PAIR_FILES = ("operon_pairs.tsv", "operon_readout.plus.bedGraph", "operon_readout.minus.bedGraph")
 # operon_pairs.tsv: coordinates 0-based half-open; distance = downstream start - upstream end.
 PAIR_TABLE_COLUMNS = (
     "contig", "upstream_id", "upstream_start", "upstream_end", "downstream_id", "downstream_start",
@@ -433,6 +435,14 @@ def predict_files(
     tracks = predictor.predict_fasta(fasta, region, annotation)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     paths = write_bedgraphs(tracks, out_dir)
+    # The pair files of an earlier prediction into this folder (the regulon_predict rule's,
+    # which does not declare them) would sit beside tracks of another region or without
+    # genes: only this prediction's files stay.
+    for name in PAIR_FILES:
+        stale = Path(out_dir) / name
+        if name.removesuffix(".tsv").removesuffix(".bedGraph") not in paths and stale.is_file():
+            stale.unlink()
+            logger.info("removed %s of an earlier prediction (this one scores no gene pairs)", stale)
     atomic_write_json(
         Path(out_dir) / "tracks.json",
         {

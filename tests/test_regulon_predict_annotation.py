@@ -561,3 +561,23 @@ def test_rule_folder_keeps_no_pair_files_of_an_earlier_prediction(annotated_run,
     assert "operon_pairs" not in second
     assert not any((out / name).exists() for name in pair_files)
     assert (out / "notes.txt").is_file() and (out / "operon.plus.bedGraph").is_file()
+
+
+def test_genes_of_another_sequence_are_refused(annotated_run, tmp_path, capfd):
+    """A whole genome's gene table given with a FASTA of one part of it (the part cut out
+    into its own record): the genes' coordinates are the genome's, the channels were built
+    at the wrong places without a word."""
+    from genomelab.cli import main
+    from genomelab.regulon.targets import read_genome
+
+    contig, codes = read_genome(annotated_run["genome"])
+    part = tmp_path / "part.fna"
+    part.write_text(f">{contig}\n" + "".join("ACGTN"[c] for c in codes[20480:28672]) + "\n")
+    args = ["predict", "regulon", "--model", str(annotated_run["run"] / "best.pt"), "--inputs", str(part)]
+    out = tmp_path / "out"
+    assert main([*args, "--gff", str(annotated_run["genes"]), "--out", str(out)]) == 2
+    err = capfd.readouterr().err
+    assert f"genes start past the end of {part}'s record {contig!r} (8192 bp)" in err and not out.exists()
+    # The genome itself with the same table predicts.
+    whole = ["--inputs", str(annotated_run["genome"]), "--region", f"{contig}:20480-28672"]
+    assert main([*args[:4], *whole, "--gff", str(annotated_run["genes"]), "--out", str(tmp_path / "ok")]) == 0

@@ -376,6 +376,18 @@ class RegulonPredictor:
         if not 0 <= start < end <= len(codes):
             raise ValueError(f"{fasta}: region {name}:{start}-{end} is outside the record's {len(codes)} bp")
         genes = None if annotation is None else read_gene_loci(annotation, name)
+        if genes is not None:
+            beyond = genes[genes["start"] >= len(codes)]
+            if len(beyond):
+                # Another sequence's genes (a whole genome's table given with a FASTA of one
+                # part of it, or of another genome): their channels would sit at wrong places.
+                first = beyond.iloc[0]
+                raise ValueError(
+                    f"{annotation}: {len(beyond)} of its {len(genes)} genes start past the end of "
+                    f"{fasta}'s record {name!r} ({len(codes)} bp), first {first['id']} at "
+                    f"{first['start']}: not this sequence's genes (coordinates are the record's, "
+                    "0-based)"
+                )
         return self.predict_codes(codes[start:end], name, start, genes=genes)
 
 

@@ -544,7 +544,7 @@ def test_rule_folder_keeps_no_pair_files_of_an_earlier_prediction(annotated_run,
     """The regulon_predict rule's folder after a prediction with genes, then one without (a
     sequence model with a readout, annotation cleared): the earlier operon_pairs.tsv and
     readout tracks (not rule outputs, so never removed by Snakemake) were left beside the
-    new tracks, as if they were its calls."""
+    new tracks, as if they were its calls, and alone after a failed prediction."""
     from genomelab.predict.regulon import predict_files
     from genomelab.train.export import load_exported
 
@@ -561,6 +561,13 @@ def test_rule_folder_keeps_no_pair_files_of_an_earlier_prediction(annotated_run,
     assert "operon_pairs" not in second
     assert not any((out / name).exists() for name in pair_files)
     assert (out / "notes.txt").is_file() and (out / "operon.plus.bedGraph").is_file()
+    # A prediction that fails (region out of range) leaves no pair files of the earlier one.
+    predict_files(model, annotated_run["genome"], out, "synth1:0-8192", annotation=annotated_run["genes"])
+    with pytest.raises(ValueError, match="outside the record"):
+        predict_files(
+            model, annotated_run["genome"], out, "synth1:0-99999999", annotation=annotated_run["genes"]
+        )
+    assert not any((out / name).exists() for name in pair_files)
 
 
 def test_genes_of_another_sequence_are_refused(annotated_run, tmp_path, capfd):

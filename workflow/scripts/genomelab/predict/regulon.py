@@ -443,18 +443,18 @@ def predict_files(
 ) -> dict[str, str]:
     """bedGraph tracks (and ``tracks.json``: region, steps, files, genes) of ``fasta``'s
     ``region``; ``annotation``: GFF3 or gene table, for models with annotation inputs."""
+    # The pair files of an earlier prediction into this folder (the regulon_predict rule's,
+    # which does not declare them, so Snakemake keeps them) would sit beside tracks of
+    # another region or without genes, or alone when this prediction fails: removed first.
+    for name in PAIR_FILES:
+        stale = Path(out_dir) / name
+        if stale.is_file():
+            stale.unlink()
+            logger.info("removed %s of an earlier prediction", stale)
     predictor = RegulonPredictor(model, device)
     tracks = predictor.predict_fasta(fasta, region, annotation)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     paths = write_bedgraphs(tracks, out_dir)
-    # The pair files of an earlier prediction into this folder (the regulon_predict rule's,
-    # which does not declare them) would sit beside tracks of another region or without
-    # genes: only this prediction's files stay.
-    for name in PAIR_FILES:
-        stale = Path(out_dir) / name
-        if name.removesuffix(".tsv").removesuffix(".bedGraph") not in paths and stale.is_file():
-            stale.unlink()
-            logger.info("removed %s of an earlier prediction (this one scores no gene pairs)", stale)
     atomic_write_json(
         Path(out_dir) / "tracks.json",
         {

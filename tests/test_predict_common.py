@@ -72,3 +72,13 @@ def test_a_layout_longer_or_shorter_than_the_model_s_names_the_surplus():
         check_same(["weight"], [], "numeric columns", "request")
     with pytest.raises(InputMismatch, match=r"#1: 'x' in the input, 'b' in the model; model only: \['c'\]"):
         check_same(["a", "x"], ["a", "b", "c"], "columns", "f.h5")
+
+
+def test_an_out_folder_that_is_a_file_is_refused_naming_it(tmp_path):
+    """--out naming an existing file ended in a NotADirectoryError traceback."""
+    from genomelab.predict.common import fresh_out_dir
+
+    (tmp_path / "predictions.tsv").write_text("kept\n")
+    with pytest.raises(FileExistsError, match=r"predictions\.tsv is a file, not a folder"):
+        fresh_out_dir(tmp_path / "predictions.tsv")
+    assert (tmp_path / "predictions.tsv").read_text() == "kept\n"

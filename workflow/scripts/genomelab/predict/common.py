@@ -212,6 +212,8 @@ def fresh_out_dir(out_dir: str | os.PathLike, protected: Sequence[str | os.PathL
     for p in protected:
         if Path(p).resolve() == out.resolve():
             raise FileExistsError(f"{out} holds a run's own outputs; predict into another folder")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a folder; predict into a new folder")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; predict into a new folder")
     out.mkdir(parents=True, exist_ok=True)

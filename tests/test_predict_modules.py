@@ -183,6 +183,19 @@ def test_assoc_queries_that_are_the_model_s_own_entities_are_named(assoc_run, tm
     assert "training links in the model" not in caplog.text
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_assoc_predict_takes_the_device_option(assoc_run, tmp_path, capfd):
+    """--device applies to every module: assoc ignored it and ran on the CPU when asked
+    for a GPU without a word."""
+    tmp = assoc_run
+    args = ["predict", "assoc", "--model", str(tmp / "run" / "model.pt"), "--inputs"]
+    args += [str(tmp / "data" / "heldout_sources.tsv"), "--featurizer", str(tmp / "featurizer.npz")]
+    assert main([*args, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+    assert "device 'cuda' requested but CUDA is not available" in capfd.readouterr().err
+    assert not (tmp_path / "gpu").exists()
+    assert main([*args, "--device", "cpu", "--out", str(tmp_path / "cpu")]) == 0
+
+
 # --------------------------------------------------------------------------- regulon
 @pytest.fixture(scope="module")
 def regulon_run(tmp_path_factory):

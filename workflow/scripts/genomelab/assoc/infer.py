@@ -32,6 +32,7 @@ from genomelab.assoc.model import AssocModel
 from genomelab.assoc.training import load_model
 from genomelab.io.atomic import atomic_output
 from genomelab.io.tables import read_link_table
+from genomelab.train.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ class Ranker:
         featurizer_path: str | os.PathLike,
         device: torch.device | str = "cpu",
     ) -> Ranker:
+        if isinstance(device, str):
+            # "cuda" without CUDA: genomelab's error, not torch's assertion (nor a silent CPU run).
+            device = resolve_device(device)
         model, exported = load_model(model_path)
         featurizer = load_featurizer(featurizer_path)
         check_featurizer(exported.config, featurizer, model_path, featurizer_path)
@@ -195,9 +199,10 @@ def predict_new_entities(
     top_k: int,
     out: str | os.PathLike,
     known_links: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> None:
     """:func:`rank_new_entities` written as a predictions TSV (known links marked)."""
-    table = rank_new_entities(model, featurizer, queries, side, top_k)
+    table = rank_new_entities(model, featurizer, queries, side, top_k, device)
     write_predictions(table, out, known_links=known_links)
 
 

@@ -69,6 +69,7 @@ def _assoc(a: argparse.Namespace, out: Path) -> None:
         int(_default(a.top_k, "assoc.infer.top_k")),
         out / "predictions.tsv",
         a.known_links,
+        device=a.device,
     )
 
 

@@ -61,3 +61,24 @@ def test_every_tissue_model_kind_belongs_to_tissue():
     for kind in MODEL_KINDS:
         assert KIND_MODULES.get(kind) == "tissue", kind
         assert module_of_kind(f"{kind}-ensemble", "model.pt") == "tissue"
+
+
+def test_a_layout_longer_or_shorter_than_the_model_s_names_the_surplus():
+    """An entity with one numeric column the model does not know (a serve request's extra
+    field) was refused with 'first differences: none in the common length'."""
+    from genomelab.predict.common import InputMismatch, check_same
+
+    with pytest.raises(InputMismatch, match=r"1 differing; first differences: input only: \['weight'\]"):
+        check_same(["weight"], [], "numeric columns", "request")
+    with pytest.raises(InputMismatch, match=r"#1: 'x' in the input, 'b' in the model; model only: \['c'\]"):
+        check_same(["a", "x"], ["a", "b", "c"], "columns", "f.h5")
+
+
+def test_an_out_folder_that_is_a_file_is_refused_naming_it(tmp_path):
+    """--out naming an existing file ended in a NotADirectoryError traceback."""
+    from genomelab.predict.common import fresh_out_dir
+
+    (tmp_path / "predictions.tsv").write_text("kept\n")
+    with pytest.raises(FileExistsError, match=r"predictions\.tsv is a file, not a folder"):
+        fresh_out_dir(tmp_path / "predictions.tsv")
+    assert (tmp_path / "predictions.tsv").read_text() == "kept\n"

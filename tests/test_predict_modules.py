@@ -222,6 +222,61 @@ def test_assoc_wrong_featurizer_and_wrong_side_are_named(assoc_run, tmp_path, ca
     assert f"{queries}: source entities have numeric columns" in err and "--side target" in err
 
 
+def test_assoc_featurizer_of_another_run_is_refused_naming_both_files(assoc_run, tmp_path, capfd):
+    """Another run's featuriser (other text width) is refused by name before the network is
+    run (it failed inside torch with a shape error), by predict and by the ranker serve uses."""
+    from genomelab.assoc import features as Fe
+    from genomelab.predict.assoc import AssocPredictor
+
+    tmp = assoc_run
+    cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=4, max_fields=2)
+    Fe.build_features(tmp / "data", tmp_path / "feat.npz", tmp_path / "other.npz", cfg, seed=0)
+    model, queries = tmp / "run" / "model.pt", tmp / "data" / "heldout_sources.tsv"
+    args = ["predict", "assoc", "--model", str(model), "--inputs", str(queries)]
+    out = tmp_path / "out"
+    assert main([*args, "--featurizer", str(tmp_path / "other.npz"), "--out", str(out)]) == 2
+    err = capfd.readouterr().err
+    assert f"{tmp_path / 'other.npz'}: not the featuriser {model} was trained with" in err
+    assert "text_dim 4 in the featuriser, 8 in the model" in err and not out.exists()
+    with pytest.raises(ValueError, match="not the featuriser"):
+        AssocPredictor(model, tmp_path / "other.npz")
+
+
+def test_assoc_queries_that_are_the_model_s_own_entities_are_named(assoc_run, tmp_path, caplog):
+    """A 'new' entity table holding entities with training links: they are ranked from their
+    features alone (cold start), not with their learned links; the log now says so, naming them."""
+    from genomelab.assoc.infer import predict_new_entities
+
+    tmp = assoc_run
+    sources = pd.read_csv(tmp / "data" / "sources.tsv", sep="\t", dtype=str, keep_default_na=False)
+    known = tmp_path / "known.tsv"
+    sources.head(2).to_csv(known, sep="\t", index=False)
+    model, featurizer = tmp / "run" / "model.pt", tmp / "featurizer.npz"
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        predict_new_entities(model, featurizer, known, "source", 3, tmp_path / "p.tsv")
+    ids = sources["id"].head(2).tolist()
+    assert f"2 of 2 query source entities have training links in the model, first {ids}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        queries = tmp / "data" / "heldout_sources.tsv"
+        predict_new_entities(model, featurizer, queries, "source", 3, tmp_path / "q.tsv")
+    # Held-out entities are in the model's vocabulary but have no training links.
+    assert "training links in the model" not in caplog.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_assoc_predict_takes_the_device_option(assoc_run, tmp_path, capfd):
+    """--device applies to every module: assoc ignored it and ran on the CPU when asked
+    for a GPU without a word."""
+    tmp = assoc_run
+    args = ["predict", "assoc", "--model", str(tmp / "run" / "model.pt"), "--inputs"]
+    args += [str(tmp / "data" / "heldout_sources.tsv"), "--featurizer", str(tmp / "featurizer.npz")]
+    assert main([*args, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+    assert "device 'cuda' requested but CUDA is not available" in capfd.readouterr().err
+    assert not (tmp_path / "gpu").exists()
+    assert main([*args, "--device", "cpu", "--out", str(tmp_path / "cpu")]) == 0
+
+
 # --------------------------------------------------------------------------- regulon
 @pytest.fixture(scope="module")
 def regulon_run(tmp_path_factory):
@@ -290,6 +345,26 @@ def test_regulon_region_errors_name_the_problem(regulon_run):
     # A tail shorter than a window is still covered, by a window ending at the region's end.
     starts, length = predictor.window_starts(0, 5000)
     assert length == 2048 and starts.tolist() == [0, 2048, 2944]
+
+
+def test_regulon_fasta_with_a_duplicated_name_and_a_reversed_region_are_refused(regulon_run, tmp_path, capfd):
+    """A FASTA naming the region's contig twice was read from its first record without a
+    word; a region whose end is before its start was called 'outside the record'."""
+    from genomelab.predict.regulon import parse_region
+    from genomelab.regulon.targets import read_genome
+
+    contig, codes = read_genome(regulon_run["genome"])
+    seq = "".join("ACGTN"[c] for c in codes[:8192])
+    dup = tmp_path / "dup.fna"
+    dup.write_text(f">{contig}\n{seq[:4096]}\n>other\n{seq}\n>{contig}\n{seq[4096:]}\n")
+    model = str(regulon_run["run"] / "best.pt")
+    out = tmp_path / "out"
+    args = ["predict", "regulon", "--model", model, "--inputs", str(dup), "--out", str(out)]
+    assert main([*args, "--region", f"{contig}:0-2048"]) == 2
+    assert f"{dup}: duplicate record name {contig!r}" in capfd.readouterr().err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"end 1000 is not after start 2000"):
+        parse_region(f"{contig}:2000-1000")
 
 
 # --------------------------------------------------------------------------- binning
@@ -399,3 +474,82 @@ def test_binning_depth_of_another_layout_names_the_depth_file(binning_run, tmp_p
         ValueError, match=r"deep.pt was trained with 2 abundance columns, the inputs have none .*--depth"
     ):
         load_model(tmp_path / "deep.pt", 0)
+
+
+def test_binning_failed_prediction_leaves_no_partial_folder(binning_run, tmp_path, capfd, monkeypatch):
+    """A prediction that fails after profiling (a depth table the model was not trained
+    with) leaves no half-written --out behind, so the corrected rerun may use the same one;
+    another module's model and a missing depth table are refused before any profiling."""
+    import genomelab.binning.kmers as kmers
+    from genomelab.binning.training import KIND
+    from genomelab.train.export import save_exported
+
+    names = [f"g{g}_c{i}" for g in range(3) for i in range(10)]
+    depth = tmp_path / "depth.tsv"
+    depth.write_text(
+        "contigName\tcontigLen\ttotalAvgDepth\ts1.bam\ts1.bam-var\n"
+        + "".join(f"{n}\t2500\t{i + 1}\t{i + 1}\t1\n" for i, n in enumerate(names))
+    )
+    args = ["predict", "binning", "--model", str(binning_run["model"]), "--inputs", str(binning_run["fasta"])]
+    out = tmp_path / "new"
+    assert main([*args, "--min-length", "1000", "--depth", str(depth), "--out", str(out)]) == 2
+    assert "trained with 0 abundance columns" in capfd.readouterr().err
+    assert not out.exists()
+    # An existing empty folder is emptied again, not removed.
+    out.mkdir()
+    assert main([*args, "--min-length", "1000", "--depth", str(depth), "--out", str(out)]) == 2
+    assert out.is_dir() and not any(out.iterdir())
+    assert main([*args, "--min-length", "1000", "--out", str(out)]) == 0
+    assert (out / "contig_bins.tsv").is_file()
+
+    def no_profiling(*a, **k):
+        raise AssertionError("profiled before the model was checked")
+
+    monkeypatch.setattr(kmers, "write_profiles_h5", no_profiling)
+    save_exported(
+        tmp_path / "deep.pt", {}, kind=KIND, config={}, ids={"contigs": names}, data_fingerprint="0",
+        extra={"n_depth": 2},
+    )  # fmt: skip
+    save_exported(tmp_path / "other.pt", {}, kind="regulon", config={}, ids={}, data_fingerprint="0")
+    fasta = str(binning_run["fasta"])
+    for model, message in (
+        ("deep.pt", "the inputs have none"),
+        ("other.pt", "'regulon' model, not a binning"),
+    ):
+        bad = ["predict", "binning", "--model", str(tmp_path / model), "--inputs", fasta]
+        assert main([*bad, "--out", str(tmp_path / f"out_{model}")]) == 2
+        assert message in capfd.readouterr().err
+        assert not (tmp_path / f"out_{model}").exists()
+
+
+def test_binning_predict_rule_on_a_profiles_file_plans_what_it_writes(binning_run, tmp_path):
+    """binning.predict.inputs may be a profiles HDF5 (the schema says so): the rule then
+    declares latent and clusters only, the files predict_files writes without sequences
+    (it declared bins, contig_bins and the profiles copy, and failed with missing outputs),
+    and an earlier FASTA prediction's files in its folder are replaced (it failed: folder
+    not empty)."""
+    import yaml
+    from test_workflow import copy_repo, snakemake
+
+    workdir = copy_repo(tmp_path / "repo")
+    config = {
+        "run": "predict_h5",
+        "device": "cpu",
+        "binning": {
+            "enabled": True,
+            "predict": {"inputs": str(binning_run["profiles"]), "model": str(binning_run["model"])},
+            "cluster": {"n_neighbors": 5},
+        },
+    }
+    (workdir / "predict_h5.yaml").write_text(yaml.safe_dump(config))
+    target = "results/predict_h5/binning/predict/clusters.tsv"
+    # What an earlier prediction from the assembly's FASTA left there (not outputs of this
+    # job, so Snakemake does not remove them): replaced, not a "folder not empty" failure.
+    out = workdir / "results" / "predict_h5" / "binning" / "predict"
+    (out / "bins").mkdir(parents=True)
+    for name in ("profiles.h5", "contig_bins.tsv", "bin_summary.tsv", "bins/bin_0.fna"):
+        (out / name).write_text("from an earlier prediction\n")
+    res = snakemake(workdir, target, "--cores", "1", "--configfile", "predict_h5.yaml")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["clusters.tsv", "latent.h5"]
+    assert len((out / "clusters.tsv").read_text().splitlines()) == 1 + 30

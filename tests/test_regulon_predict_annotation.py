@@ -538,3 +538,53 @@ def test_empty_gene_list_gives_no_pairs(annotated_run):
     want = RegulonPredictor(model).predict_codes(codes, "synth1", start, genes=none)
     assert want.pairs is not None and want.pairs.empty and want.n_genes == 0
     np.testing.assert_allclose(body["tracks"]["operon"]["plus"], want.tracks["operon"][0], rtol=1e-6)
+
+
+def test_rule_folder_keeps_no_pair_files_of_an_earlier_prediction(annotated_run, tmp_path):
+    """The regulon_predict rule's folder after a prediction with genes, then one without (a
+    sequence model with a readout, annotation cleared): the earlier operon_pairs.tsv and
+    readout tracks (not rule outputs, so never removed by Snakemake) were left beside the
+    new tracks, as if they were its calls, and alone after a failed prediction."""
+    from genomelab.predict.regulon import predict_files
+    from genomelab.train.export import load_exported
+
+    pair_files = ("operon_pairs.tsv", "operon_readout.plus.bedGraph", "operon_readout.minus.bedGraph")
+    readout = load_exported(annotated_run["run"] / "best.pt").extra["operon_readout"]
+    model = _sequence_model(tmp_path / "seq.pt", {"operon_readout": readout})
+    out = tmp_path / "predict"
+    first = predict_files(
+        model, annotated_run["genome"], out, "synth1:0-8192", annotation=annotated_run["genes"]
+    )
+    assert all((out / name).is_file() for name in pair_files) and "operon_pairs" in first
+    (out / "notes.txt").write_text("mine\n")
+    second = predict_files(model, annotated_run["genome"], out, "synth1:8192-16384")
+    assert "operon_pairs" not in second
+    assert not any((out / name).exists() for name in pair_files)
+    assert (out / "notes.txt").is_file() and (out / "operon.plus.bedGraph").is_file()
+    # A prediction that fails (region out of range) leaves no pair files of the earlier one.
+    predict_files(model, annotated_run["genome"], out, "synth1:0-8192", annotation=annotated_run["genes"])
+    with pytest.raises(ValueError, match="outside the record"):
+        predict_files(
+            model, annotated_run["genome"], out, "synth1:0-99999999", annotation=annotated_run["genes"]
+        )
+    assert not any((out / name).exists() for name in pair_files)
+
+
+def test_genes_of_another_sequence_are_refused(annotated_run, tmp_path, capfd):
+    """A whole genome's gene table given with a FASTA of one part of it (the part cut out
+    into its own record): the genes' coordinates are the genome's, the channels were built
+    at the wrong places without a word."""
+    from genomelab.cli import main
+    from genomelab.regulon.targets import read_genome
+
+    contig, codes = read_genome(annotated_run["genome"])
+    part = tmp_path / "part.fna"
+    part.write_text(f">{contig}\n" + "".join("ACGTN"[c] for c in codes[20480:28672]) + "\n")
+    args = ["predict", "regulon", "--model", str(annotated_run["run"] / "best.pt"), "--inputs", str(part)]
+    out = tmp_path / "out"
+    assert main([*args, "--gff", str(annotated_run["genes"]), "--out", str(out)]) == 2
+    err = capfd.readouterr().err
+    assert f"genes start past the end of {part}'s record {contig!r} (8192 bp)" in err and not out.exists()
+    # The genome itself with the same table predicts.
+    whole = ["--inputs", str(annotated_run["genome"]), "--region", f"{contig}:20480-28672"]
+    assert main([*args[:4], *whole, "--gff", str(annotated_run["genes"]), "--out", str(tmp_path / "ok")]) == 0

@@ -99,6 +99,16 @@ def test_a_file_that_is_no_export_is_refused_naming_it(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(ExportError, match=r"junk\.pt is not a genomelab exported model: corrupt, truncated"):
         load_exported(tmp_path / "junk.pt")
+    # The engine's checkpoint (results/<run>/.state/.../last.pt) given as the model.
+    torch.save({"model": {}, "optimizer": {}, "epoch": 3}, tmp_path / "last.pt")
+    with pytest.raises(ExportError, match=r"last\.pt is a training checkpoint .*not an exported model"):
+        load_exported(tmp_path / "last.pt")
+    # A run's metrics.json given as the model: a text file, not pickled objects.
+    (tmp_path / "metrics.json").write_text('{"test": {"loss": 0.5}}')
+    with pytest.raises(
+        ExportError, match=r"metrics\.json is not .*not a PyTorch file, it starts with b'\{\"test"
+    ):
+        load_exported(tmp_path / "metrics.json")
     # A real export cut short.
     save_exported(
         tmp_path / "full.pt", nn.Linear(300, 100), kind="tiny", config={}, ids={}, data_fingerprint="0"

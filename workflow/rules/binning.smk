@@ -366,7 +366,20 @@ if BIN["enabled"]:
 
 # Embed and bin a new assembly with the trained encoder (genomelab predict binning), into
 # its own folder: the run's bins are never touched. Only when binning.predict.inputs is set.
+# A profiles HDF5 given as inputs holds no sequences: latent and clusters only, no bins.
 if BIN["predict"]["inputs"]:
+    from genomelab.predict.binning import is_profiles
+
+    BIN_PREDICT_BINS = (
+        {}
+        if is_profiles(BIN["predict"]["inputs"])
+        else {
+            "profiles": f"{BIN_DIR}/predict/profiles.h5",
+            "contig_bins": f"{BIN_DIR}/predict/contig_bins.tsv",
+            "bin_summary": f"{BIN_DIR}/predict/bin_summary.tsv",
+            "fasta_dir": directory(f"{BIN_DIR}/predict/bins"),
+        }
+    )
 
     rule binning_predict:
         input:
@@ -374,12 +387,9 @@ if BIN["predict"]["inputs"]:
             model=BIN["predict"]["model"] or rules.binning_train.output.model,
             inputs=BIN["predict"]["inputs"],
         output:
-            profiles=f"{BIN_DIR}/predict/profiles.h5",
+            **BIN_PREDICT_BINS,
             latent=f"{BIN_DIR}/predict/latent.h5",
             clusters=f"{BIN_DIR}/predict/clusters.tsv",
-            contig_bins=f"{BIN_DIR}/predict/contig_bins.tsv",
-            bin_summary=f"{BIN_DIR}/predict/bin_summary.tsv",
-            fasta_dir=directory(f"{BIN_DIR}/predict/bins"),
         log:
             f"{BIN_LOGS}/predict.log",
         conda:
@@ -398,4 +408,4 @@ if BIN["predict"]["inputs"]:
             "../scripts/run_step.py"
 
     if BIN["enabled"]:
-        FINAL_TARGETS.setdefault("binning", []).append(rules.binning_predict.output.contig_bins)
+        FINAL_TARGETS.setdefault("binning", []).append(rules.binning_predict.output.clusters)

@@ -32,8 +32,35 @@ from genomelab.assoc.model import AssocModel
 from genomelab.assoc.training import load_model
 from genomelab.io.atomic import atomic_output
 from genomelab.io.tables import read_link_table
+from genomelab.train.device import resolve_device
 
 logger = logging.getLogger(__name__)
+
+
+def check_featurizer(
+    model_config: dict,
+    featurizer: Featurizer,
+    model_path: str | os.PathLike,
+    featurizer_path: str | os.PathLike,
+) -> None:
+    """Refuse a featuriser whose feature widths differ from those the model was trained on
+    (another run's featurizer.npz), naming both files, instead of failing inside the network."""
+    found = {
+        "text_dim": featurizer.text_dim,
+        "max_fields": featurizer.config.max_fields,
+        "n_numeric_source": len(featurizer.numeric_names.get("source", [])),
+        "n_numeric_target": len(featurizer.numeric_names.get("target", [])),
+    }
+    diffs = [
+        f"{key} {value} in the featuriser, {model_config[key]} in the model"
+        for key, value in found.items()
+        if key in model_config and int(model_config[key]) != int(value)
+    ]
+    if diffs:
+        raise ValueError(
+            f"{featurizer_path}: not the featuriser {model_path} was trained with ({'; '.join(diffs)}); "
+            "give the featurizer.npz of the run that trained the model (results/<run>/assoc/features/)"
+        )
 
 
 class Ranker:
@@ -51,6 +78,12 @@ class Ranker:
         self.model.cache_vocabulary()
         self.featurizer = featurizer
         self.ids = {"source": list(source_ids), "target": list(target_ids)}
+        # The model's entities with training links (its held-out ones have none): a query
+        # among them is still ranked as a new entity, from its features.
+        self.known = {
+            side: {x for x, on in zip(ids, getattr(model, f"{side}_linked").tolist(), strict=True) if on}
+            for side, ids in self.ids.items()
+        }
         self.device = torch.device(device)
 
     @classmethod
@@ -60,9 +93,14 @@ class Ranker:
         featurizer_path: str | os.PathLike,
         device: torch.device | str = "cpu",
     ) -> Ranker:
+        if isinstance(device, str):
+            # "cuda" without CUDA: genomelab's error, not torch's assertion (nor a silent CPU run).
+            device = resolve_device(device)
         model, exported = load_model(model_path)
+        featurizer = load_featurizer(featurizer_path)
+        check_featurizer(exported.config, featurizer, model_path, featurizer_path)
         ids = exported.ids
-        return cls(model, load_featurizer(featurizer_path), ids["sources"], ids["targets"], device)
+        return cls(model, featurizer, ids["sources"], ids["targets"], device)
 
     def encode_arrays(
         self, arrays: dict[str, np.ndarray], side: str
@@ -88,6 +126,17 @@ class Ranker:
         """Top ``top_k`` candidates per entity of ``table`` (an ``EntityTable``)."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, not {top_k}")
+        known = [x for x in table.ids if x in self.known[side]]
+        if known:
+            logger.warning(
+                "%d of %d query %s entities have training links in the model, first %s: they "
+                "are ranked as new entities, from their features alone (cold start), not with "
+                "what the model learned of their links",
+                len(known),
+                len(table),
+                side,
+                known[:5],
+            )
         arrays = self.featurizer.transform(table)
         scores = self.scores(arrays, side)
         k = min(top_k, scores.shape[1])
@@ -150,9 +199,10 @@ def predict_new_entities(
     top_k: int,
     out: str | os.PathLike,
     known_links: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> None:
     """:func:`rank_new_entities` written as a predictions TSV (known links marked)."""
-    table = rank_new_entities(model, featurizer, queries, side, top_k)
+    table = rank_new_entities(model, featurizer, queries, side, top_k, device)
     write_predictions(table, out, known_links=known_links)
 
 

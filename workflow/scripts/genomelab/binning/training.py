@@ -200,6 +200,14 @@ def train_contrastive(
     return result.model, result.payload
 
 
+def no_depth_message(path: str | os.PathLike, trained: int) -> str:
+    """What a model trained with ``trained`` abundance columns says when given none."""
+    return (
+        f"{path} was trained with {trained} abundance columns, the inputs have none "
+        "(no depth file given; pass the run's abundance table with --depth)"
+    )
+
+
 def load_model(
     path: str | os.PathLike, n_depth: int, depth_path: str | os.PathLike | None = None
 ) -> KmerVAE | ContrastiveEncoder:
@@ -214,7 +222,7 @@ def load_model(
         if depth_path is not None:
             where = f"the depth file {depth_path} has {n_depth}"
         elif n_depth == 0:
-            where = "the inputs have none (no depth file given; pass the run's abundance table with --depth)"
+            raise ValueError(no_depth_message(path, trained))
         else:
             where = f"the inputs have {n_depth}"
         raise ValueError(f"{path} was trained with {trained} abundance columns, {where}")

@@ -70,8 +70,9 @@ def predict_files(
     top_k: int,
     out: str | os.PathLike,
     known_links: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> None:
     """The ``assoc_infer`` predictions TSV for the entity table ``queries``."""
     from genomelab.assoc.infer import predict_new_entities
 
-    predict_new_entities(model, featurizer, queries, side, top_k, out, known_links)
+    predict_new_entities(model, featurizer, queries, side, top_k, out, known_links, device)

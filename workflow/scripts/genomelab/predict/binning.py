@@ -31,8 +31,26 @@ FILES = {
 }
 
 
-def _is_profiles(path: Path) -> bool:
-    return path.name.lower().endswith((".h5", ".hdf5"))
+def remove_previous(out_dir: str | os.PathLike) -> None:
+    """Remove, from the ``binning_predict`` rule's own folder, what an earlier prediction
+    wrote there (the names of ``FILES``): from a FASTA it also wrote profiles, bins and their
+    tables, which a later prediction from a profiles HDF5 does not declare, so Snakemake
+    leaves them and the folder would not be empty. Other files are kept (and refused)."""
+    import shutil
+
+    out = Path(out_dir)
+    for name in FILES.values():
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def is_profiles(path: str | os.PathLike) -> bool:
+    """Whether an assembly input is a k-mer profiles HDF5 (no sequences: no bin FASTA files,
+    no contig_bins or bin_summary) rather than a FASTA."""
+    return Path(path).name.lower().endswith((".h5", ".hdf5"))
 
 
 def check_layout(profiles: str | os.PathLike) -> None:
@@ -47,6 +65,21 @@ def check_layout(profiles: str | os.PathLike) -> None:
     if names is None:
         raise ValueError(f"{profiles}: no feature_names dataset; not a k-mer profiles file of this genomelab")
     check_same(names, feature_names(), "k-mer feature columns", str(profiles))
+
+
+def check_model(model: str | os.PathLike, depth: str | os.PathLike | None) -> None:
+    """Refuse, before any contig is profiled, a model that is not a binning encoder and one
+    trained with abundances when no depth table is given (the number of abundance columns is
+    checked against the depth table once it is read)."""
+    from genomelab.binning.training import CONTRASTIVE_KIND, KIND, no_depth_message
+    from genomelab.train.export import load_exported
+
+    exported = load_exported(model)
+    if exported.kind not in (KIND, CONTRASTIVE_KIND):
+        raise ValueError(f"{model} holds a {exported.kind!r} model, not a binning model")
+    trained = int(exported.extra.get("n_depth", 0))
+    if trained and not depth:
+        raise ValueError(no_depth_message(model, trained))
 
 
 def embed(
@@ -97,9 +130,10 @@ def predict_files(
     contigs = Path(contigs)
     if not contigs.is_file():
         raise FileNotFoundError(f"assembly {contigs} does not exist")
+    check_model(model, depth)
     out = fresh_out_dir(out_dir, protected)
     files = {k: str(out / v) for k, v in FILES.items()}
-    if _is_profiles(contigs):
+    if is_profiles(contigs):
         profiles = contigs
     else:
         profiles = Path(files["profiles"])
@@ -107,7 +141,7 @@ def predict_files(
     inputs, latent, labels = embed(model, profiles, depth, cluster, min_bin_bp, device, seed)
     write_table(pd.DataFrame({"contig": inputs.names, "cluster": labels}), files["clusters"])
     save_latent(files["latent"], inputs.names, latent)
-    if not _is_profiles(contigs):
+    if not is_profiles(contigs):
         write_bins(
             profiles,
             files["clusters"],

@@ -70,6 +70,7 @@ def _assoc(a: argparse.Namespace, out: Path) -> None:
         int(_default(a.top_k, "assoc.infer.top_k")),
         out / "predictions.tsv",
         a.known_links,
+        device=a.device,
     )
 
 
@@ -143,36 +144,37 @@ RUNNERS: dict[str, Callable[[argparse.Namespace, Path], None]] = {
 }
 
 
-def _run(args: argparse.Namespace) -> int:
-    from genomelab.entry import limit_threads
-    from genomelab.predict.common import fresh_out_dir
-
-    limit_threads(args.threads)
-    created = not Path(args.out).exists()
-    out = fresh_out_dir(args.out)
-    try:
-        RUNNERS[args.module](args, out)
-    except BaseException:
-        # The folder was new or empty: what a failed prediction wrote there is removed, so
-        # no half-written folder is left (and the same --out can be given again).
-        _discard(out, created)
-        raise
-    logger.info("predictions of %s written to %s", args.model, out)
-    return 0
-
-
-def _discard(out: Path, created: bool) -> None:
-    """Remove everything under ``out`` (empty when the prediction started), and ``out`` itself
-    when the prediction created it."""
+def remove_written(out: Path, existed: bool) -> None:
+    """Remove what a failed prediction wrote into ``out`` (new, or empty before it ran)."""
     import shutil
 
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
     for child in out.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
-    if created:
-        shutil.rmtree(out, ignore_errors=True)
+    logger.info("removed the partial outputs of the failed prediction from %s", out)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from genomelab.entry import limit_threads
+    from genomelab.predict.common import fresh_out_dir
+
+    limit_threads(args.threads)
+    existed = Path(args.out).exists()
+    out = fresh_out_dir(args.out)
+    try:
+        RUNNERS[args.module](args, out)
+    except BaseException:
+        # The folder was new or empty: whatever is in it now is this failed prediction's,
+        # which would also block the rerun into the same --out.
+        remove_written(out, existed)
+        raise
+    logger.info("predictions of %s written to %s", args.model, out)
+    return 0
 
 
 def _module_options(p: argparse.ArgumentParser, module: str) -> None:

@@ -194,6 +194,11 @@ def check_same(found: Sequence[Any], expected: Sequence[Any], what: str, source:
     shown = "; ".join(
         f"#{i}: {found[i]!r} in the input, {expected[i]!r} in the model" for i in diffs[:N_SHOWN]
     )
+    n = min(len(found), len(expected))
+    if len(found) > n:
+        shown = f"{shown + '; ' if shown else ''}input only: {found[n : n + N_SHOWN]}"
+    elif len(expected) > n:
+        shown = f"{shown + '; ' if shown else ''}model only: {expected[n : n + N_SHOWN]}"
     raise InputMismatch(
         f"{source}: {what} differ from the model's: {len(found)} in the input, {len(expected)} in "
         f"the model, {n_diff} differing; first differences: {shown or 'none in the common length'}"
@@ -207,6 +212,8 @@ def fresh_out_dir(out_dir: str | os.PathLike, protected: Sequence[str | os.PathL
     for p in protected:
         if Path(p).resolve() == out.resolve():
             raise FileExistsError(f"{out} holds a run's own outputs; predict into another folder")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a folder; predict into a new folder")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; predict into a new folder")
     out.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,8 @@ REFUSES_GENES = (
     "no operon pair readout, so it would ignore the genes given: leave them out, or use a model "
     "trained with sequence+annotation"
 )
+# Files written only with genes and a pair readout (keys of write_bedgraphs's paths + suffix).
+PAIR_FILES = ("operon_pairs.tsv", "operon_readout.plus.bedGraph", "operon_readout.minus.bedGraph")
 # operon_pairs.tsv: coordinates 0-based half-open; distance = downstream start - upstream end.
 PAIR_TABLE_COLUMNS = (
     "contig", "upstream_id", "upstream_start", "upstream_end", "downstream_id", "downstream_start",
@@ -232,7 +234,10 @@ def parse_region(text: str) -> tuple[str, int | None, int | None]:
     start, end = m.group("start"), m.group("end")
     if start is None:
         return m.group("contig"), None, None
-    return m.group("contig"), int(start.replace(",", "")), int(end.replace(",", ""))
+    first, last = int(start.replace(",", "")), int(end.replace(",", ""))
+    if last <= first:
+        raise ValueError(f"region {text!r}: end {last} is not after start {first} (0-based, end exclusive)")
+    return m.group("contig"), first, last
 
 
 def encode(sequence: str) -> np.ndarray:
@@ -371,6 +376,18 @@ class RegulonPredictor:
         if not 0 <= start < end <= len(codes):
             raise ValueError(f"{fasta}: region {name}:{start}-{end} is outside the record's {len(codes)} bp")
         genes = None if annotation is None else read_gene_loci(annotation, name)
+        if genes is not None:
+            beyond = genes[genes["start"] >= len(codes)]
+            if len(beyond):
+                # Another sequence's genes (a whole genome's table given with a FASTA of one
+                # part of it, or of another genome): their channels would sit at wrong places.
+                first = beyond.iloc[0]
+                raise ValueError(
+                    f"{annotation}: {len(beyond)} of its {len(genes)} genes start past the end of "
+                    f"{fasta}'s record {name!r} ({len(codes)} bp), first {first['id']} at "
+                    f"{first['start']}: not this sequence's genes (coordinates are the record's, "
+                    "0-based)"
+                )
         return self.predict_codes(codes[start:end], name, start, genes=genes)
 
 
@@ -426,6 +443,14 @@ def predict_files(
 ) -> dict[str, str]:
     """bedGraph tracks (and ``tracks.json``: region, steps, files, genes) of ``fasta``'s
     ``region``; ``annotation``: GFF3 or gene table, for models with annotation inputs."""
+    # The pair files of an earlier prediction into this folder (the regulon_predict rule's,
+    # which does not declare them, so Snakemake keeps them) would sit beside tracks of
+    # another region or without genes, or alone when this prediction fails: removed first.
+    for name in PAIR_FILES:
+        stale = Path(out_dir) / name
+        if stale.is_file():
+            stale.unlink()
+            logger.info("removed %s of an earlier prediction", stale)
     predictor = RegulonPredictor(model, device)
     tracks = predictor.predict_fasta(fasta, region, annotation)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

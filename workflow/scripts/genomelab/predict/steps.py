@@ -71,13 +71,15 @@ def regulon_step(smk: Any) -> None:
 
 
 def binning_step(smk: Any) -> None:
-    from genomelab.predict.binning import predict_files
+    from genomelab.predict.binning import predict_files, remove_previous
 
     features = param(smk, "features")
+    out = Path(smk.output.clusters).parent
+    remove_previous(out)
     predict_files(
         smk.input.model,
         smk.input.inputs,
-        Path(smk.output.clusters).parent,
+        out,
         param(smk, "cluster"),
         int(smk.params.min_bin_bp),
         int(features["min_length"]),

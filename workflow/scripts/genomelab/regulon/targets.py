@@ -48,18 +48,23 @@ COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
 def read_genome(path: str | os.PathLike, contig: str | None = None) -> tuple[str, np.ndarray]:
     """Read one contig of a FASTA file (gzip allowed) as codes A=0 C=1 G=2 T=3 other=4.
 
-    Returns (contig name, [n_bp] uint8). ``contig`` None takes the first record.
+    Returns (contig name, [n_bp] uint8). ``contig`` None takes the first record. The whole
+    file is read: a record name given twice is an error naming the file (which of the two
+    would the contig be?), not the first one taken silently.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"genome FASTA {path} does not exist")
     names = []
-    for name, seq in read_fasta(path, allow_empty=True):
+    found = None
+    for name, seq in read_fasta(path, allow_empty=True):  # raises on a duplicated name
         names.append(name)
-        if contig is None or name == contig:
+        if found is None and (contig is None or name == contig):
             if not seq:
                 raise ValueError(f"genome FASTA {path}: record {name!r} is empty")
-            return name, _LUT[np.frombuffer(seq, dtype=np.uint8)]
+            found = name, _LUT[np.frombuffer(seq, dtype=np.uint8)]
+    if found is not None:
+        return found
     if not names:
         raise ValueError(f"genome FASTA {path} holds no FASTA record")
     raise ValueError(f"genome FASTA {path} has no contig {contig!r} (has {names[:5]})")

@@ -174,10 +174,22 @@ def load_exported(
         reason = (
             "it holds objects other than tensors and plain values" if "weights_only" in str(exc) else first
         )
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+        if not head.startswith((b"PK\x03\x04", b"\x80")):
+            # Neither torch.save's zip archive nor a pickle: a JSON, table or text file given
+            # as the model (torch's weights-only unpickler calls its first byte an operand).
+            reason = f"not a PyTorch file, it starts with {head!r}"
         raise ExportError(
             f"{path} is not a genomelab exported model: corrupt, truncated or another format "
             f"({type(exc).__name__}: {reason}); genomelab loads models without running code from them"
         ) from exc
+    if isinstance(payload, dict) and {"model", "optimizer", "epoch"} <= set(payload):
+        raise ExportError(
+            f"{path} is a training checkpoint (the engine's state, in results/<run>/.state/), "
+            "not an exported model: give the model file the run exported (docs/predict.md, "
+            "'Which model file')"
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ExportError(f"{path} is not a genomelab exported model (no format {FORMAT!r})")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -468,3 +468,13 @@ def test_a_predict_only_run_plans_the_predict_rules_of_modules_that_are_off(work
     deconv = {"run": "p", "deconv": {"enabled": False, "predict": {"inputs": "p.csv", "model": "m.pt"}}}
     with pytest.raises(ConfigError, match=r"leaves deconv.predict.reference empty"):
         load(deconv)
+    # regulon, assoc and binning have no predict-only run: off with predict.inputs set they
+    # planned nothing, silently; now the run stops and says to use genomelab predict.
+    for module in ("regulon", "assoc", "binning"):
+        idle = {"run": "p", "tissue": {"enabled": True, "simulate": {}}}
+        idle[module] = {"enabled": False, "predict": {"inputs": "new.fna", "model": "m.pt"}}
+        with pytest.raises(
+            ConfigError,
+            match=rf"sets {module}.predict.inputs with the module off.*genomelab predict {module}",
+        ):
+            load(idle)

@@ -64,6 +64,45 @@ def predict_only(config: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _check_predict_sections(
+    config: Mapping[str, Any], configfiles: Sequence[str | os.PathLike], modules: list[str]
+) -> list[str]:
+    """The predict-only modules of ``config`` (:func:`predict_only`); ConfigError when one
+    leaves the files it needs unnamed, or a module without predict-only runs is off with
+    ``predict.inputs`` set."""
+    predicting = predict_only(config)
+    unnamed = [f"{m}.{key}" for m in predicting for key in PREDICT_ONLY[m] if not _get(config[m], key)]
+    if unnamed:
+        raise ConfigError(
+            f"{_named(configfiles)} sets {', '.join(f'{m}.predict.inputs' for m in predicting)} with the "
+            f"module off, a predict-only run, but leaves {', '.join(unnamed)} empty: this run trains "
+            "no model to predict with. Name a trained run's files (tissue: results/<run>/tissue/"
+            "train/<model>/model.pt; deconv: results/<run>/deconv/phase3/sparse/rep0/model.pt and "
+            "results/<run>/deconv/reference/reference.tsv), or enable the module to train first "
+            "(docs/predict.md)"
+        )
+    # The other modules' predict rules read their own run's files (assoc its links, regulon
+    # its gene table, binning its settings): off with predict.inputs set they would plan
+    # nothing, silently.
+    idle = [
+        m
+        for m in modules
+        if m not in PREDICT_ONLY
+        and isinstance(config[m].get("predict"), Mapping)
+        and config[m]["predict"].get("inputs")
+        and not config[m]["enabled"]
+    ]
+    if idle:
+        raise ConfigError(
+            f"{_named(configfiles)} sets {', '.join(f'{m}.predict.inputs' for m in idle)} with the "
+            f"module off: its predict rule runs only inside a run that trains it (predict-only runs "
+            f"exist for {' and '.join(PREDICT_ONLY)}). Use `genomelab predict {idle[0]} --model "
+            f"results/<run>/{idle[0]}/... --inputs ...` with an earlier run's model, or enable the "
+            "module (docs/predict.md)"
+        )
+    return predicting
+
+
 def _asks_for_simulation(config: Mapping[str, Any], module: str) -> bool:
     """Whether the user's (unfilled) config asks for ``module``'s simulated data."""
     section = config.get(module)
@@ -132,17 +171,7 @@ def load_run_config(
     except WorkflowError as exc:
         raise ConfigError(f"{_named(configfiles)} is invalid: {exc}") from exc
     modules = list(modules)
-    predicting = predict_only(config)
-    unnamed = [f"{m}.{key}" for m in predicting for key in PREDICT_ONLY[m] if not _get(config[m], key)]
-    if unnamed:
-        raise ConfigError(
-            f"{_named(configfiles)} sets {', '.join(f'{m}.predict.inputs' for m in predicting)} with the "
-            f"module off, a predict-only run, but leaves {', '.join(unnamed)} empty: this run trains "
-            "no model to predict with. Name a trained run's files (tissue: results/<run>/tissue/"
-            "train/<model>/model.pt; deconv: results/<run>/deconv/phase3/sparse/rep0/model.pt and "
-            "results/<run>/deconv/reference/reference.tsv), or enable the module to train first "
-            "(docs/predict.md)"
-        )
+    predicting = _check_predict_sections(config, configfiles, modules)
     # ingest's UXM rules (ingest.uxm.enabled) run on their own too (docs/ingest.md), and a
     # predict-only module's predict rule does.
     if (

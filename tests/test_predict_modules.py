@@ -115,18 +115,11 @@ def test_deconv_wrong_model_or_reference_is_named(deconv_run, tmp_path, capfd):
     """Another module's model says which command predicts it; a reference of another run
     (other tissues) is named beside the model."""
     from genomelab.deconv import io as dio
-    from genomelab.train.export import save_exported
+    from test_train_export import save_model_of_kind
 
     d, run = deconv_run["dir"], deconv_run["run"]
     tissue_model = tmp_path / "tissue_model.pt"
-    save_exported(
-        tissue_model,
-        torch.nn.Linear(2, 2),
-        kind="attention-ensemble",
-        config={},
-        ids={"regions": ["r1", "r2"], "classes": ["a", "b"]},
-        data_fingerprint="0" * 16,
-    )
+    save_model_of_kind(tissue_model, "attention-ensemble", {"regions": ["r1", "r2"], "classes": ["a", "b"]})
     args = ["predict", "deconv", "--inputs", str(d / "new.csv"), "--reference", str(d / "reference.tsv")]
     assert main([*args, "--model", str(tissue_model), "--out", str(tmp_path / "a")]) == 2
     err = capfd.readouterr().err

@@ -186,7 +186,6 @@ def _attention_members(read_likelihood: bool, n_regions: int, n_classes: int, se
     """Three small attention members with every weight and BatchNorm statistic moved off
     its initial value (pooled_proj starts at zero), beta fits of realistic concentration
     shared by two members (as an ensemble's are) and different in the third."""
-    import torch
     from genomelab.config import schema_defaults
     from genomelab.tissue.models import build_model
 
@@ -251,7 +250,6 @@ def test_attention_query_path_equals_the_members_forward(read_likelihood, tmp_pa
     without the read likelihood; TissuePredictor uses it for an exported ensemble."""
     import dataclasses
 
-    import torch
     from genomelab.tissue.inference import AttentionEnsemble
     from genomelab.tissue.training import predict_proba
     from genomelab.train.export import save_exported
@@ -294,17 +292,10 @@ def test_attention_query_path_equals_the_members_forward(read_likelihood, tmp_pa
 
 
 def test_model_of_another_module_is_named_not_called_the_ablation(tmp_path):
-    from genomelab.train.export import save_exported
+    from test_train_export import save_model_of_kind
 
     path = tmp_path / "deconv.pt"
-    save_exported(
-        path,
-        torch.nn.Linear(2, 2),
-        kind="deconv",
-        config={},
-        ids={"regions": ["r1", "r2"]},
-        data_fingerprint="0" * 16,
-    )
+    save_model_of_kind(path, "deconv", {"regions": ["r1", "r2"]})
     with pytest.raises(ValueError, match=r"deconv.pt holds a 'deconv' model, expected a tissue model") as err:
         TissuePredictor.load(path)
     assert "single regions" not in str(err.value) and "genomelab predict deconv" in str(err.value)

@@ -30,6 +30,12 @@ def _save(path, model, regions=REGIONS, **kw):
     )
 
 
+def save_model_of_kind(path, kind: str, ids: dict) -> None:
+    """A small exported model of ``kind`` with ``ids``: a file of another module or run for
+    the tests that check it is refused by name (its weights do not matter)."""
+    save_exported(path, nn.Linear(2, 2), kind=kind, config={}, ids=ids, data_fingerprint="0" * 16)
+
+
 def test_round_trip_gives_the_same_outputs(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 2))

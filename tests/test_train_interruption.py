@@ -238,18 +238,29 @@ def test_a_resumed_run_writes_each_epoch_to_tensorboard_once(tmp_path, monkeypat
         assert [v for _, v in curve] == pytest.approx([h[name] for h in second.history], rel=1e-6), name
 
 
-def test_a_new_event_file_sorts_after_the_folders_earlier_ones(tmp_path):
+def test_a_new_event_file_sorts_after_the_folders_earlier_ones(tmp_path, monkeypatch):
     """TensorBoard reads event files in name order, and the name's pid and counter compare as
-    text; the engine opens its file only once the clock's second is past every earlier file's."""
-    import time
+    text; the engine opens its file only once the clock's second is past every earlier file's.
+    A clock of its own (advanced by each sleep), so nothing here depends on the machine's."""
+    from genomelab.train import engine
 
-    from genomelab.train.engine import _after_earlier_event_files
+    class Clock:
+        now, sleeps = 1_700_000_000.25, 0
 
-    now = int(time.time())
-    (tmp_path / f"events.out.tfevents.{now:010d}.host.999.9").write_bytes(b"")
+        def time(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.sleeps += 1
+            self.now += seconds
+
+    clock = Clock()
+    monkeypatch.setattr(engine, "time", clock)
+    (tmp_path / "events.out.tfevents.1700000000.host.999.9").write_bytes(b"")
     (tmp_path / "events.out.tfevents.notatime").write_bytes(b"")
-    _after_earlier_event_files(tmp_path)
-    assert int(time.time()) > now
-    start = time.monotonic()
-    _after_earlier_event_files(tmp_path / "empty")  # no files (nor folder): no wait
-    assert time.monotonic() - start < 0.05
+    engine._after_earlier_event_files(tmp_path)
+    assert int(clock.now) == 1_700_000_001 and clock.sleeps > 0  # the next second, no later
+    before = clock.sleeps
+    engine._after_earlier_event_files(tmp_path)  # already past: no wait
+    engine._after_earlier_event_files(tmp_path / "empty")  # no files (nor folder): no wait
+    assert clock.sleeps == before

@@ -11,7 +11,7 @@ import pytest
 from genomelab.io.errors import FormatError
 from genomelab.io.tables import read_given_assignment, read_split_table
 from genomelab.report import Comparison, ModuleSummary, read_module_summary, write_module_summary
-from genomelab.report.stats import exact_mcnemar, mcnemar_predictions, paired_t, wilcoxon_signed_rank
+from genomelab.report.stats import exact_mcnemar, holm, mcnemar_predictions, paired_t, wilcoxon_signed_rank
 from genomelab.report.summary import pair_key
 from genomelab.splits import GivenAssignment, fold_split, group_kfold
 from genomelab.tissue.features import extract_features_from_sheet
@@ -221,6 +221,21 @@ def test_exact_mcnemar_and_signed_rank_give_the_hand_computed_answers():
     # Five folds, the model ahead in all: the smallest two-sided signed-rank p, 2 / 2^5.
     w = wilcoxon_signed_rank([0.9, 0.8, 0.85, 0.7, 0.95], [0.8, 0.75, 0.8, 0.6, 0.9])
     assert w.p_value == pytest.approx(0.0625) and w.favours == "model"
+
+
+def test_holm_adjusts_a_family_step_down_in_the_input_order():
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04; the last is
+    # raised to 0.06 (never below a smaller p's adjustment).
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # One test is its own family; large products are capped at 1.
+    assert holm([0.02]) == [0.02]
+    assert holm([0.5, 0.6, 0.9]) == pytest.approx([1.0, 1.0, 1.0])
+    # Two of 16 grid points at p 0.014 and 0.022 (the rest 0.5): neither survives.
+    adjusted = holm([0.014, 0.022] + [0.5] * 14)
+    assert adjusted[:2] == pytest.approx([0.224, 0.33]) and min(adjusted) > 0.05
+    for bad in ([0.1, float("nan")], [1.5], [[0.1]]):
+        with pytest.raises(ValueError, match="p-values in"):
+            holm(bad)
 
 
 def test_mcnemar_on_predictions_matches_samples_in_any_order():

@@ -156,6 +156,17 @@ def test_grid_in_baselines_ensemble_and_fold_summary(tmp_path):
         "naive Bayes (read counts)",
     }
     assert masked["tests"]["logistic regression"]["p_value"] <= 1
+    # Holm's adjustment over the 4 points of each model x baseline pair: never below the raw p.
+    for pt in grid["points"]:
+        for t in pt["methods"]["masked single-layer model"]["tests"].values():
+            assert t["p_value"] <= t["p_value_holm"] <= 1
+    header = (tmp_path / "out" / "plots" / "grid.tsv").read_text().splitlines()[0].split("\t")
+    assert header[-4:] == [
+        "p_vs_logistic_regression",
+        "p_vs_logistic_regression_holm",
+        "p_vs_best_fair_baseline",
+        "p_vs_best_fair_baseline_holm",
+    ]
     assert (tmp_path / "out" / "plots" / "grid.tsv").read_text().startswith("depth\tobserved\tmethod")
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert (
@@ -166,6 +177,65 @@ def test_grid_in_baselines_ensemble_and_fold_summary(tmp_path):
     cov = json.loads((tmp_path / "out" / "plots" / "coverage.json").read_text())
     assert cov["masked single-layer model"]["coverage_curve"]["coverage"][0] == 1.0
     assert (tmp_path / "out" / "plots" / "reliability.png").exists()
+
+
+def _grid_of_pooled(right: dict[str, list[list[bool]]]) -> dict[str, list[list[dict]]]:
+    """One fold's grid per method from [points][samples] right/wrong (all true labels 0)."""
+    grids = {}
+    for name, points in right.items():
+        grid = []
+        for i, ok in enumerate(points):
+            preds = {"sample": [f"s{j}" for j in range(len(ok))], "true": [0] * len(ok)}
+            preds["pred"] = [0 if r else 1 for r in ok]
+            acc = float(np.mean(ok))
+            grid.append(
+                {
+                    "depth": 1 + i,
+                    "observed": 0.1,
+                    "accuracy": acc,
+                    "balanced_accuracy": acc,
+                    "predictions": preds,
+                }
+            )
+        grids[name] = [grid]
+    return grids
+
+
+def test_grid_notes_count_points_below_a_baseline_raw_and_after_holm(tmp_path):
+    from genomelab.tissue.report import write_grid
+
+    n = 40
+    # Point 0: naive Bayes right on 8 samples the model misses, never the reverse (exact
+    # McNemar p = 2 / 2^8 = 0.0078; Holm over 2 points: 0.016, still significant). Point 1:
+    # 6 such samples (p = 0.031; Holm 0.031 as the larger p: significant too). With a third,
+    # tied point the family grows and point 1's adjusted p is 0.062: not significant.
+    model = [[True] * 32 + [False] * 8, [True] * 34 + [False] * 6, [True] * n]
+    nb = [[True] * n, [True] * n, [True] * n]
+    kinds = {"attention": "model", "naive Bayes (read counts)": "baseline"}
+    notes: list[str] = []
+    write_grid(
+        _grid_of_pooled({"attention": model[:2], "naive Bayes (read counts)": nb[:2]}),
+        kinds,
+        tmp_path / "a",
+        notes,
+    )
+    below = [x for x in notes if x.startswith("attention: significantly below")]
+    assert below == [
+        "attention: significantly below a fair baseline at 2 of 2 grid points by the raw p (< 0.05) "
+        "(1 read(s) / 10% observed: naive Bayes (read counts) (p = 0.0078); 2 read(s) / 10% observed: "
+        "naive Bayes (read counts) (p = 0.031)), at 2 after Holm's adjustment across the points."
+    ]
+    notes = []
+    write_grid(
+        _grid_of_pooled({"attention": model, "naive Bayes (read counts)": nb}), kinds, tmp_path / "b", notes
+    )
+    assert any(
+        x.startswith("attention: significantly below a fair baseline at 2 of 3") and "at 1 after Holm" in x
+        for x in notes
+    )
+    grid = json.loads((tmp_path / "b" / "plots" / "grid.json").read_text())
+    ps = [p["methods"]["attention"]["tests"]["naive Bayes (read counts)"] for p in grid["points"]]
+    assert [t["p_value_holm"] for t in ps] == pytest.approx([3 * 2 / 2**8, 2 * 2 / 2**6 * 1, 1.0])
 
 
 def test_build_model_knows_the_masked_kind_and_sparse_mlp_reads_three_channels():

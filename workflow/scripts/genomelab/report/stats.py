@@ -14,7 +14,9 @@ tests. Which test fits depends on what is paired:
   metrics being independent, which they are not (training parts overlap). They are reported
   beside the pooled McNemar test, which the fold-level verdicts use.
 
-No test here corrects for the several model x baseline pairs a summary shows.
+No test here corrects for the several model x baseline pairs a summary shows. Where one
+claim rests on a family of tests (the tissue sparsity grid's "below a fair baseline at any
+point"), :func:`holm` adjusts that family's p-values, and both are reported.
 """
 
 from __future__ import annotations
@@ -191,6 +193,25 @@ def wilcoxon_signed_rank(
             "rank_sum_baseline": w_minus,
         },
     )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values [m] of a family of m tests, in the input order.
+
+    The i-th smallest p (1-based) is multiplied by m - i + 1, made non-decreasing along the
+    sorted order and capped at 1; rejecting where the adjusted p < alpha keeps the chance of
+    any false rejection in the family at most alpha, without assuming independence (the
+    grid's tests share their test samples).
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"holm needs a flat list of p-values in [0, 1], not {p_values!r}")
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted.tolist()
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.metrics import read_json_file, read_metrics
 from genomelab.io.tables import read_given_assignment, read_split_table
 from genomelab.report import Comparison, ModuleSummary, write_module_summary
-from genomelab.report.stats import mcnemar_predictions, mean_sd, paired_t, wilcoxon_signed_rank
+from genomelab.report.stats import ALPHA, holm, mcnemar_predictions, mean_sd, paired_t, wilcoxon_signed_rank
 from genomelab.report.summary import pair_key
 from genomelab.tissue.calibration import ece_of_bins, finish_curve
 from genomelab.tissue.metrics import HEADLINE
@@ -297,6 +297,7 @@ def write_grid(
         for m in methods.values():
             m.pop("pooled")
         points.append({"depth": pt["depth"], "observed": pt["observed"], "methods": methods})
+    _add_holm(points)
     n_folds = len(next(iter(grids.values())))
     atomic_write_json(out / "plots" / "grid.json", {"n_folds": n_folds, "points": points})
     with atomic_output(out / "plots" / "grid.tsv") as tmp, open(tmp, "w", newline="") as fh:
@@ -311,13 +312,15 @@ def write_grid(
                 "accuracy_sd",
                 "balanced_accuracy",
                 "p_vs_logistic_regression",
+                "p_vs_logistic_regression_holm",
                 "p_vs_best_fair_baseline",
+                "p_vs_best_fair_baseline_holm",
             ]
         )
         for pt in points:
             for name, m in pt["methods"].items():
                 tests = m.get("tests", {})
-                lr = tests.get("logistic regression", {}).get("p_value")
+                lr = tests.get("logistic regression", {})
                 fair = [n for n in tests if n in pt["methods"]]
                 best = max(fair, key=lambda n: pt["methods"][n]["accuracy"]) if fair else None
                 writer.writerow(
@@ -329,8 +332,10 @@ def write_grid(
                         f"{m['accuracy']:.4f}",
                         f"{m['accuracy_sd']:.4f}",
                         f"{m['balanced_accuracy']:.4f}",
-                        "" if lr is None else f"{lr:.3g}",
+                        f"{lr['p_value']:.3g}" if lr else "",
+                        f"{lr['p_value_holm']:.3g}" if lr else "",
                         "" if best is None else f"{tests[best]['p_value']:.3g} ({best})",
+                        "" if best is None else f"{tests[best]['p_value_holm']:.3g} ({best})",
                     ]
                 )
     _plot_grid(points, out / "plots" / "grid.png")
@@ -338,9 +343,53 @@ def write_grid(
     notes.append(
         f"Sparsity grid ({len(points)} points: reads per region x fraction of regions observed, test "
         "samples degraded alike for every method): plots/grid.tsv, with the exact McNemar test of each "
-        "model against logistic regression (mean imputation) and the other fair baselines at each point."
+        "model against logistic regression (mean imputation) and the other fair baselines at each point, "
+        f"and its p-value adjusted by Holm's method across the {len(points)} points (per model and "
+        "baseline: the family of tests behind a claim about every point)."
     )
+    notes += _grid_below_notes(points)
     return ["plots/grid.png"]
+
+
+def _add_holm(points: list[dict[str, Any]]) -> None:
+    """Each grid test's ``p_value_holm``: Holm's adjustment over the points at which the same
+    model was tested against the same baseline (in place)."""
+    families: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for pt in points:
+        for name, m in pt["methods"].items():
+            for other, test in m.get("tests", {}).items():
+                families.setdefault((name, other), []).append(test)
+    for tests in families.values():
+        for test, adjusted in zip(tests, holm([t["p_value"] for t in tests]), strict=True):
+            test["p_value_holm"] = adjusted
+
+
+def _grid_below_notes(points: list[dict[str, Any]]) -> list[str]:
+    """Per model: the grid points at which a fair baseline is significantly ahead of it, by
+    the raw exact McNemar p and after Holm's adjustment across the points."""
+    notes = []
+    models = [n for n, m in points[0]["methods"].items() if m.get("tests")]
+    for name in models:
+        raw, adjusted = [], 0
+        for pt in points:
+            below = {
+                other: t
+                for other, t in pt["methods"][name].get("tests", {}).items()
+                if t["favours"] == "baseline" and t["p_value"] < ALPHA
+            }
+            if below:
+                where = f"{pt['depth']:g} read(s) / {pt['observed']:.0%} observed"
+                raw.append(
+                    f"{where}: " + ", ".join(f"{o} (p = {t['p_value']:.2g})" for o, t in below.items())
+                )
+                adjusted += any(t["p_value_holm"] < ALPHA for t in below.values())
+        notes.append(
+            f"{name}: significantly below a fair baseline at {len(raw)} of {len(points)} grid points "
+            f"by the raw p (< {ALPHA})"
+            + (f" ({'; '.join(raw)})" if raw else "")
+            + f", at {adjusted} after Holm's adjustment across the points."
+        )
+    return notes
 
 
 def _refit_notes(grids: dict[str, list[list[dict[str, Any]]]]) -> list[str]:

@@ -61,7 +61,7 @@ def refused(reply) -> dict:
     return detail[0]
 
 
-def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "Liver")) -> list[str]:
+def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "Liver"), **extra) -> list[str]:
     from genomelab.tissue.models import MLPConfig, build_model
 
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "L
         config=dataclasses.asdict(cfg),
         ids={"classes": list(classes), "regions": regions},
         data_fingerprint="0" * 16,
-        extra={"seeds": [0, 1], "n_positions": 150},
+        extra={"seeds": [0, 1], "n_positions": 150, **extra},
     )
     return regions
 
@@ -162,6 +162,34 @@ def test_tissue_server_health_card_predict_and_errors(tmp_path):
         assert bad.status_code == 422 and {"samples", "min_covered"} <= {
             e["loc"][-1] for e in bad.json()["detail"]
         }
+
+
+def test_tissue_reply_says_which_threshold_decided_and_whether_calibrated(tmp_path):
+    """The reply carries the threshold that decided `classifiable` (the request's, else the
+    model's) and whether the confidence is calibrated, as predictions.json does."""
+    from genomelab.predict.tissue import TissueInputs, TissuePredictor
+
+    regions = _tissue_model(tmp_path / "ens.pt", temperature=1.5, threshold=0.4)
+    _tissue_model(tmp_path / "member.pt")  # one member's file: no temperature, no threshold
+    means = np.random.default_rng(4).uniform(0, 1, (3, len(regions))).round(3)
+    body = {"samples": [{"sample": f"s{i}", "means": m.tolist()} for i, m in enumerate(means)]}
+    pred = TissuePredictor.load(tmp_path / "ens.pt").predict(
+        TissueInputs(np.array(["s0", "s1", "s2"]), np.array(regions), means, np.ones_like(means), "x"),
+        0.5,
+        0.25,
+    )
+    cut = float(np.median(pred.confidence))
+    with serving(create_app(tmp_path / "ens.pt")) as client:
+        by_model = client.post("/predict", json=body).json()
+        by_request = client.post("/predict", json={**body, "threshold": cut}).json()
+    with serving(create_app(tmp_path / "member.pt")) as client:
+        raw = client.post("/predict", json=body).json()
+    assert by_model["threshold"] == 0.4 and by_model["calibrated"] is True
+    assert by_model["n_not_classifiable"] == int((pred.confidence < 0.4).sum())
+    assert by_request["threshold"] == cut and by_request["n_flagged"] == 0
+    assert by_request["n_not_classifiable"] == int((pred.confidence < cut).sum()) == 1
+    assert [r["classifiable"] for r in by_request["samples"]] == (pred.confidence >= cut).tolist()
+    assert raw["threshold"] == 0.0 and raw["calibrated"] is False and raw["n_not_classifiable"] == 0
 
 
 class _Payload:

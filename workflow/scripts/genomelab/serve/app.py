@@ -265,6 +265,7 @@ class _Tissue:
 
         n_model = len(self.p.regions)
         records = []
+        threshold = self.p.threshold if req.threshold is None else float(req.threshold)
         for i, s in enumerate(req.samples):
             _model_order(s._means, s.regions, n_model, f"samples.{i}.means")
             # Without IDs the values are in the model's order: passing the model's own array
@@ -277,10 +278,20 @@ class _Tissue:
                 inputs,
                 self.defaults["min_region_match"] if req.min_region_match is None else req.min_region_match,
                 self.defaults["min_covered"] if req.min_covered is None else req.min_covered,
-                req.threshold,
+                threshold,
             )
             records += pred.records()
-        return {"classes": self.p.classes, "samples": records}
+        # What decided `classifiable`, as predictions.json says it: the threshold applied
+        # (the request's, else the model's) and whether the confidence it was compared with
+        # is calibrated (false for one member's file: raw probabilities, threshold 0).
+        return {
+            "classes": self.p.classes,
+            "threshold": threshold,
+            "calibrated": self.p.calibrated,
+            "n_flagged": sum(r["flagged"] for r in records),
+            "n_not_classifiable": sum(not r["classifiable"] for r in records),
+            "samples": records,
+        }
 
 
 class _Deconv:

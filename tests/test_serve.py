@@ -396,3 +396,81 @@ def test_value_errors_take_the_validation_error_shape_with_the_field_they_name()
     assert loc("model.pt: corrupt") == ["body"]
     assert loc("/data/ref.tsv: 3 regions") == ["body"]
     assert loc("no region matches") == ["body"]
+
+
+def _refusal_locs(request_type, body: dict) -> list[tuple]:
+    """(loc, msg) of each error the server's parsing of ``body`` gives (no model needed:
+    the body is refused before any handler runs)."""
+    from fastapi.exceptions import RequestValidationError
+    from genomelab.serve.app import answer
+
+    with pytest.raises(RequestValidationError) as err:
+        answer(None, request_type, json.dumps(body).encode())
+    return [(tuple(e["loc"]), e["msg"]) for e in err.value.errors()]
+
+
+def _b64(values) -> str:
+    import base64
+
+    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode()
+
+
+@pytest.mark.parametrize(
+    "module, item, field, first",
+    [
+        ("tissue", {"means": [0.5, 0.5], "coverage": [1.0, -1.0]}, "coverage", "every value must be finite"),
+        ("tissue", {"means": [0.5, 0.5], "coverage": [1.0]}, "coverage", "1 values for 2 means"),
+        (
+            "tissue",
+            {"means": [0.5, 0.5], "coverage_b64": _b64([1, -2])},
+            "coverage_b64",
+            "-2.0 at position 1",
+        ),
+        ("tissue", {"means": [0.5, 1.5]}, "means", "1.5 at position 1"),
+        ("tissue", {"means_b64": _b64([0.5, 1.5])}, "means_b64", "1.5 at position 1"),
+        ("tissue", {"means": [0.5, 0.5], "regions": ["r1"]}, "regions", "1 region IDs for 2 means"),
+        ("deconv", {"betas": [0.5, -0.5]}, "betas", "-0.5 at position 1"),
+        ("deconv", {"betas_b64": _b64([0.5, 2])}, "betas_b64", "2.0 at position 1"),
+        ("deconv", {"betas": [0.5, 0.5], "regions": ["r1"]}, "regions", "1 region IDs for 2 betas"),
+    ],
+)
+def test_a_bad_per_sample_field_is_named_down_to_the_field(module, item, field, first):
+    """A per-sample field that fails its check gets a 422 whose loc ends at that field
+    (it stopped at the sample: ["body", "samples", 0])."""
+    from genomelab.serve.app import REQUESTS
+
+    errors = _refusal_locs(REQUESTS[module], {"samples": [{"sample": "a", **item}]})
+    assert len(errors) == 1 and errors[0][0] == ("body", "samples", 0, field), errors
+    assert f"{field}: " in errors[0][1] and first in errors[0][1]
+
+
+def test_regulon_genes_and_binning_depth_errors_name_their_field():
+    from genomelab.serve.app import BinningRequest, RegulonRequest
+
+    genes = [{"start": 0, "end": 10, "strand": "+"}, {"start": 50, "end": 40, "strand": "-"}]
+    assert _refusal_locs(RegulonRequest, {"sequence": "ACGT" * 20, "genes": genes})[0][0] == (
+        "body", "genes", 1, "end",
+    )  # fmt: skip
+    genes[1] = {"start": 100, "end": 120, "strand": "-"}
+    loc, msg = _refusal_locs(RegulonRequest, {"sequence": "ACGT" * 20, "genes": genes})[0]
+    assert loc == ("body", "genes", 1) and "lies outside the sequence [0, 80)" in msg
+    contigs = [{"name": "c", "sequence": "ACGT", "depth": [1.0, -1.0]}]
+    assert _refusal_locs(BinningRequest, {"contigs": contigs})[0][0] == ("body", "contigs", 0, "depth")
+
+
+def test_tissue_server_names_the_coverage_field_and_the_regions_of_a_mismatch(tmp_path):
+    regions = _tissue_model(tmp_path / "model.pt", n_regions=6)
+    means = [0.5] * 6
+    with serving(create_app(tmp_path / "model.pt")) as client:
+        bad_coverage = client.post(
+            "/predict", json={"samples": [{"sample": "a", "means": means, "coverage": [-1.0] * 6}]}
+        )
+        short_b64 = client.post("/predict", json={"samples": [{"sample": "a", "means_b64": _b64([0.5])}]})
+        other = client.post(
+            "/predict",
+            json={"samples": [{"sample": "a", "means": means, "regions": [f"x{r}" for r in regions]}]},
+        )
+    assert refused(bad_coverage)["loc"] == ["body", "samples", 0, "coverage"]
+    err = refused(short_b64)
+    assert err["loc"] == ["body", "samples", 0, "means_b64"] and "1 values without region IDs" in err["msg"]
+    assert refused(other)["loc"] == ["body", "samples", 0, "regions"]

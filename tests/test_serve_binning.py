@@ -93,7 +93,12 @@ def test_binning_server_takes_depth_like_predict_files(tmp_path, kind):
     assert err["loc"] == ["body", "contigs", 2, "depth"]
     err = refused(short)
     assert err["loc"] == ["body", "contigs", 0, "depth"] and "give 1" in err["msg"]
-    assert negative.status_code == 422 and negative.json()["detail"][0]["loc"] == ["body", "contigs", 0]
+    assert negative.status_code == 422 and negative.json()["detail"][0]["loc"] == [
+        "body",
+        "contigs",
+        0,
+        "depth",
+    ]
     assert "depth: every value must be finite and >= 0" in negative.json()["detail"][0]["msg"]
     assert "send 2 or more" in refused(alone)["msg"]
     assert card["kind"] == kind and card["extra"]["n_depth"] == N_SAMPLES

@@ -52,6 +52,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FieldError(ValueError):
+    """A validator's error about one field of its model (``field``: a name, or a dotted path
+    below the model such as ``genes.2``): the 422's ``loc`` goes down to that field instead
+    of stopping at the model (``["body", "samples", 0, "coverage"]``, not ``[..., 0]``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.loc = tuple(int(p) if p.isdigit() else p for p in field.split("."))
+
+
+def _given(model: BaseModel, field: str) -> str:
+    """``field`` or ``<field>_b64``: whichever form the request used (the one to name)."""
+    return f"{field}_b64" if getattr(model, f"{field}_b64", None) is not None else field
+
+
 def _from_base64(value: Any) -> np.ndarray:
     """float32 [n] from base64 of little-endian float32 bytes (a request's compact form)."""
     if not isinstance(value, str):
@@ -95,9 +110,10 @@ def _check_unit(values: np.ndarray, field: str) -> None:
     bad = np.isinf(values) | (values < 0) | (values > 1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{field}: {int(bad.sum())} value(s) are not in [0, 1] or missing (NaN/null), "
-            f"first {float(values[first])} at position {first}"
+        raise FieldError(
+            field,
+            f"{int(bad.sum())} value(s) are not in [0, 1] or missing (NaN/null), "
+            f"first {float(values[first])} at position {first}",
         )
 
 
@@ -122,17 +138,23 @@ class TissueSample(_Strict):
     @model_validator(mode="after")
     def _arrays(self) -> "TissueSample":
         self._means = _values(self.means, self.means_b64, "means")
-        _check_unit(self._means, "means")
+        _check_unit(self._means, _given(self, "means"))
         if self.coverage is None and self.coverage_b64 is None:
             self._coverage = np.isfinite(self._means).astype(np.float32)
         else:
             self._coverage = _values(self.coverage, self.coverage_b64, "coverage")
+        coverage = _given(self, "coverage")
         if len(self._coverage) != len(self._means):
-            raise ValueError(f"coverage: {len(self._coverage)} values for {len(self._means)} means")
+            raise FieldError(coverage, f"{len(self._coverage)} values for {len(self._means)} means")
         if not np.isfinite(self._coverage).all() or (self._coverage < 0).any():
-            raise ValueError("coverage: every value must be finite and >= 0")
+            bad = np.flatnonzero(~np.isfinite(self._coverage) | (self._coverage < 0))
+            raise FieldError(
+                coverage,
+                f"every value must be finite and >= 0; {len(bad)} are not, "
+                f"first {float(self._coverage[bad[0]])} at position {int(bad[0])}",
+            )
         if self.regions is not None and len(self.regions) != len(self._means):
-            raise ValueError(f"regions: {len(self.regions)} region IDs for {len(self._means)} means")
+            raise FieldError("regions", f"{len(self.regions)} region IDs for {len(self._means)} means")
         return self
 
 
@@ -161,9 +183,9 @@ class DeconvSample(_Strict):
     def _arrays(self) -> "DeconvSample":
         # JSON numbers are doubles, and deconv_infer reads betas as float64 (NNLS is).
         self._betas = _values(self.betas, self.betas_b64, "betas", np.float64)
-        _check_unit(self._betas, "betas")
+        _check_unit(self._betas, _given(self, "betas"))
         if self.regions is not None and len(self.regions) != len(self._betas):
-            raise ValueError(f"regions: {len(self.regions)} region IDs for {len(self._betas)} betas")
+            raise FieldError("regions", f"{len(self.regions)} region IDs for {len(self._betas)} betas")
         return self
 
 
@@ -199,7 +221,7 @@ class RegulonGene(_Strict):
     @model_validator(mode="after")
     def _span(self) -> "RegulonGene":
         if self.end <= self.start:
-            raise ValueError(f"end ({self.end}) must be above start ({self.start}): 0-based, half-open")
+            raise FieldError("end", f"{self.end} must be above start ({self.start}): 0-based, half-open")
         return self
 
 
@@ -219,9 +241,10 @@ class RegulonRequest(_Strict):
         # where coordinates relative to the sequence are expected.
         for i, g in enumerate(self.genes or ()):
             if g.end <= 0 or g.start >= len(self.sequence):
-                raise ValueError(
-                    f"genes.{i}: [{g.start}, {g.end}) lies outside the sequence [0, {len(self.sequence)}); "
-                    "gene coordinates are relative to the sequence"
+                raise FieldError(
+                    f"genes.{i}",
+                    f"[{g.start}, {g.end}) lies outside the sequence [0, {len(self.sequence)}); "
+                    "gene coordinates are relative to the sequence",
                 )
         return self
 
@@ -238,7 +261,7 @@ class BinningContig(_Strict):
     @model_validator(mode="after")
     def _depths(self) -> "BinningContig":
         if self.depth is not None and not all(math.isfinite(v) and v >= 0 for v in self.depth):
-            raise ValueError(f"depth: every value must be finite and >= 0, not {self.depth}")
+            raise FieldError("depth", f"every value must be finite and >= 0, not {self.depth}")
         return self
 
 
@@ -267,12 +290,12 @@ class _Tissue:
         records = []
         threshold = self.p.threshold if req.threshold is None else float(req.threshold)
         for i, s in enumerate(req.samples):
-            _model_order(s._means, s.regions, n_model, f"samples.{i}.means")
+            _model_order(s._means, s.regions, n_model, f"samples.{i}.{_given(s, 'means')}")
             # Without IDs the values are in the model's order: passing the model's own array
             # lets the ID join skip comparing 51,089 strings.
             regions = np.asarray(s.regions) if s.regions is not None else self.p.regions
             inputs = TissueInputs(
-                np.asarray([s.sample]), regions, s._means[None], s._coverage[None], f"samples.{i}"
+                np.asarray([s.sample]), regions, s._means[None], s._coverage[None], f"samples.{i}.regions"
             )
             pred = self.p.predict(
                 inputs,
@@ -317,12 +340,13 @@ class _Deconv:
         unknown = self.unknown_component if req.unknown_component is None else req.unknown_component
         rows, matched = [], []
         for i, s in enumerate(req.samples):
-            _model_order(s._betas, s.regions, n_model, f"samples.{i}.betas")
+            betas = f"samples.{i}.{_given(s, 'betas')}"
+            _model_order(s._betas, s.regions, n_model, betas)
             regions = np.asarray(s.regions) if s.regions is not None else self.p.regions
             aligned, match = self.p.align(
-                s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}"
+                s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}.regions"
             )
-            check_observed(aligned, [s.sample], len(self.p.tissues), f"samples.{i}.betas")
+            check_observed(aligned, [s.sample], len(self.p.tissues), betas)
             rows.append(aligned[0])
             matched.append(match.n_matched)
         aligned = np.stack(rows)
@@ -512,8 +536,13 @@ def answer(handler: Any, request_type: type[BaseModel], body: bytes) -> bytes:
         req = request_type.model_validate_json(body)
     except ValidationError as exc:
         # ctx holds the raised exception object, which has no JSON form; msg carries its text.
+        # A FieldError's loc goes on below the model that raised it, to the field it names.
         errors = [
-            {"type": e["type"], "loc": ("body", *e["loc"]), "msg": e["msg"]}
+            {
+                "type": e["type"],
+                "loc": ("body", *e["loc"], *getattr(e.get("ctx", {}).get("error"), "loc", ())),
+                "msg": e["msg"],
+            }
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise RequestValidationError(errors) from None

@@ -25,36 +25,40 @@ def _default(value: Any, key: str) -> Any:
 
 
 def _tissue(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.predict.common import relaxed_by
     from genomelab.predict.tissue import predict_files
 
-    predict_files(
-        a.model,
-        a.inputs,
-        out / "predictions.tsv",
-        out / "predictions.json",
-        float(_default(a.min_region_match, "tissue.predict.min_region_match")),
-        float(_default(a.min_covered, "tissue.predict.min_covered")),
-        device=a.device,
-        threshold=a.threshold,
-    )
+    with relaxed_by("--min-region-match"):
+        predict_files(
+            a.model,
+            a.inputs,
+            out / "predictions.tsv",
+            out / "predictions.json",
+            float(_default(a.min_region_match, "tissue.predict.min_region_match")),
+            float(_default(a.min_covered, "tissue.predict.min_covered")),
+            device=a.device,
+            threshold=a.threshold,
+        )
 
 
 def _deconv(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.predict.common import relaxed_by
     from genomelab.predict.deconv import predict_files
 
     if not a.reference:
         raise ValueError("genomelab predict deconv needs --reference (the run's reference/reference.tsv)")
-    predict_files(
-        a.model,
-        a.reference,
-        a.inputs,
-        out,
-        float(_default(a.presence_threshold, "deconv.presence_threshold")),
-        float(_default(a.min_match, "deconv.infer.min_match")),
-        bool(_default(a.unknown_component, "deconv.reference.unknown_component")),
-        float(_default(a.other_threshold, "deconv.infer.other_threshold")),
-        a.truth,
-    )
+    with relaxed_by("--min-match"):
+        predict_files(
+            a.model,
+            a.reference,
+            a.inputs,
+            out,
+            float(_default(a.presence_threshold, "deconv.presence_threshold")),
+            float(_default(a.min_match, "deconv.infer.min_match")),
+            bool(_default(a.unknown_component, "deconv.reference.unknown_component")),
+            float(_default(a.other_threshold, "deconv.infer.other_threshold")),
+            a.truth,
+        )
 
 
 def _assoc(a: argparse.Namespace, out: Path) -> None:

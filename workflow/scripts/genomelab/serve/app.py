@@ -42,7 +42,7 @@ from pydantic_core import to_json
 
 from genomelab import __version__
 from genomelab.config import schema_default
-from genomelab.predict.common import model_card, module_of_kind
+from genomelab.predict.common import model_card, module_of_kind, relaxed_by
 from genomelab.train.export import ExportError, load_exported
 
 logger = logging.getLogger(__name__)
@@ -297,12 +297,15 @@ class _Tissue:
             inputs = TissueInputs(
                 np.asarray([s.sample]), regions, s._means[None], s._coverage[None], f"samples.{i}.regions"
             )
-            pred = self.p.predict(
-                inputs,
-                self.defaults["min_region_match"] if req.min_region_match is None else req.min_region_match,
-                self.defaults["min_covered"] if req.min_covered is None else req.min_covered,
-                threshold,
-            )
+            with relaxed_by("min_region_match in the request"):
+                pred = self.p.predict(
+                    inputs,
+                    self.defaults["min_region_match"]
+                    if req.min_region_match is None
+                    else req.min_region_match,
+                    self.defaults["min_covered"] if req.min_covered is None else req.min_covered,
+                    threshold,
+                )
             records += pred.records()
         # What decided `classifiable`, as predictions.json says it: the threshold applied
         # (the request's, else the model's) and whether the confidence it was compared with
@@ -343,9 +346,10 @@ class _Deconv:
             betas = f"samples.{i}.{_given(s, 'betas')}"
             _model_order(s._betas, s.regions, n_model, betas)
             regions = np.asarray(s.regions) if s.regions is not None else self.p.regions
-            aligned, match = self.p.align(
-                s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}.regions"
-            )
+            with relaxed_by("min_match in the request"):
+                aligned, match = self.p.align(
+                    s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}.regions"
+                )
             check_observed(aligned, [s.sample], len(self.p.tissues), betas)
             rows.append(aligned[0])
             matched.append(match.n_matched)

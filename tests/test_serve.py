@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import socket
 import threading
 import time
@@ -212,6 +213,54 @@ def test_server_never_unpickles(tmp_path):
     assert "weights_only" not in str(err.value) and "objects other than tensors" in str(err.value)
 
 
+def _regulon_model(path: Path) -> None:
+    """An untrained sequence-only regulon network, 128 bp bins, 512 bp windows."""
+    from genomelab.regulon.model import RegulonModelConfig, RegulonNet
+    from genomelab.regulon.training import KIND as RG_KIND
+
+    torch.manual_seed(0)
+    rcfg = RegulonModelConfig.from_dict(
+        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=128
+    )
+    save_exported(
+        path, RegulonNet(rcfg), kind=RG_KIND, config=dict(rcfg.__dict__),
+        ids={"contigs": ["c"]}, data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},
+    )  # fmt: skip
+
+
+def test_regulon_server_reads_iupac_codes_as_n_like_the_fasta_path(tmp_path):
+    """N and the IUPAC ambiguity codes, either case, are N on both paths (the server refused
+    them: pattern ^[ACGTNacgtn]+$); other letters are refused naming the first one."""
+    from genomelab.predict.regulon import predict_files
+
+    _regulon_model(tmp_path / "regulon.pt")
+    rng = np.random.default_rng(5)
+    seq = list("".join(rng.choice(list("ACGTacgt"), 1000)))
+    for i, code in enumerate("RYKMSWBDHVNrykmswbdhvn"):
+        seq[40 * i + 7] = code
+    seq = "".join(seq)
+    (tmp_path / "g.fna").write_text(f">q\n{seq[:500]}\n{seq[500:]}\n")
+    predict_files(tmp_path / "regulon.pt", tmp_path / "g.fna", tmp_path / "out")
+    from_fasta = json.loads((tmp_path / "out" / "tracks.json").read_text())
+    with serving(create_app(tmp_path / "regulon.pt")) as client:
+        reply = client.post("/predict", json={"sequence": seq, "contig": "q"})
+        as_n = client.post("/predict", json={"sequence": re.sub("[^ACGTacgt]", "N", seq), "contig": "q"})
+        bad = client.post("/predict", json={"sequence": "ACGTRYU1"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["n_unknown_bases"] == from_fasta["n_unknown_bases"] == 22
+    assert body["tracks"] == as_n.json()["tracks"]  # each code is read as N
+    for head, step in from_fasta["steps_bp"].items():
+        for strand in ("plus", "minus"):
+            lines = (tmp_path / "out" / f"{head}.{strand}.bedGraph").read_text().splitlines()[1:]
+            values = [float(line.split("\t")[3]) for line in lines]
+            got = [v for v in body["tracks"][head][strand] if v is not None]
+            np.testing.assert_allclose(got, values, rtol=1e-5, atol=1e-6)
+            assert body["tracks"][head]["step_bp"] == step
+    err = refused(bad)
+    assert err["loc"] == ["body", "sequence"] and "'U' at position 6 is not a base" in err["msg"]
+
+
 def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     from genomelab.binning.model import KmerVAE, VAEConfig
     from genomelab.binning.training import KIND as BIN_KIND
@@ -219,8 +268,6 @@ def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     from genomelab.deconv.model import DeconvNet, DeconvNetConfig
     from genomelab.predict.deconv import DeconvPredictor
     from genomelab.predict.regulon import RegulonPredictor, encode
-    from genomelab.regulon.model import RegulonModelConfig, RegulonNet
-    from genomelab.regulon.training import KIND as RG_KIND
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -238,13 +285,7 @@ def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     got = [reply["samples"][0]["proportions"][t] for t in tissues]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
-    rcfg = RegulonModelConfig.from_dict(
-        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=128
-    )
-    save_exported(
-        tmp_path / "regulon.pt", RegulonNet(rcfg), kind=RG_KIND, config=dict(rcfg.__dict__),
-        ids={"contigs": ["c"]}, data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},
-    )  # fmt: skip
+    _regulon_model(tmp_path / "regulon.pt")
     seq = "".join(rng.choice(list("ACGT"), 1000))
     with serving(create_app(tmp_path / "regulon.pt")) as client:
         reply = client.post("/predict", json={"sequence": seq, "contig": "q", "start": 100})

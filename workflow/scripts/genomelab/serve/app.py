@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -225,8 +226,28 @@ class RegulonGene(_Strict):
         return self
 
 
+# What a FASTA record may hold and genomelab reads: A/C/G/T, and N or an IUPAC ambiguity
+# code, either case, read as N (genomelab.regulon.targets._LUT, as for a FASTA file).
+IUPAC_N = "NRYKMSWBDHV"
+_BASES = re.compile(f"[ACGT{IUPAC_N}]+", re.IGNORECASE)
+
+
+def _check_bases(sequence: str) -> str:
+    if not _BASES.fullmatch(sequence):
+        bad = next(i for i, c in enumerate(sequence) if not _BASES.fullmatch(c))
+        raise ValueError(
+            f"{sequence[bad]!r} at position {bad} is not a base: A, C, G, T, or N or an IUPAC "
+            f"ambiguity code ({' '.join(IUPAC_N[1:])}), either case; codes are read as N, as in a FASTA file"
+        )
+    return sequence
+
+
 class RegulonRequest(_Strict):
-    sequence: str = Field(min_length=1, pattern="^[ACGTNacgtn]+$")
+    sequence: Annotated[str, AfterValidator(_check_bases)] = Field(
+        min_length=1,
+        description="A/C/G/T; N and IUPAC ambiguity codes (either case) are read as N, as in a FASTA file",
+        json_schema_extra={"pattern": f"^[ACGT{IUPAC_N}{IUPAC_N.lower()}acgt]+$"},
+    )
     contig: str = "query"
     start: int = Field(0, ge=0)
     genes: list[RegulonGene] | None = Field(
@@ -430,7 +451,14 @@ class _Regulon:
             }
             for head, arr in t.tracks.items()
         }
-        out = {"contig": t.contig, "start": t.start, "end": t.end, "tracks": tracks}
+        out = {
+            "contig": t.contig,
+            "start": t.start,
+            "end": t.end,
+            # Bases read as N (N, IUPAC codes), as tracks.json of the FASTA path counts them.
+            "n_unknown_bases": t.n_unknown_bases,
+            "tracks": tracks,
+        }
         if t.pairs is not None:  # a model with an operon pair readout, given genes
             out["operon_pairs"] = _regulon_pairs(t.pairs)
             out["operon_readout"] = {

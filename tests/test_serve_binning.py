@@ -115,3 +115,33 @@ def test_composition_only_model_refuses_depth(tmp_path):
     assert refused.status_code == 422
     assert "contigs.0.depth: the model was trained without abundances" in json.dumps(refused.json())
     assert plain.status_code == 200 and plain.json()["n_depth"] == 0 and len(plain.json()["contigs"]) == 2
+
+
+def test_a_skipped_contig_is_named_with_why(tmp_path):
+    """Two contigs, one all N: with abundances the 422 names the skipped contig and why (it
+    said only "send 2 or more", though 2 were sent); without, the reply says why it is
+    skipped; with none left, every contig's reason."""
+    _export(tmp_path / "depth.pt", KIND, N_SAMPLES)
+    _export(tmp_path / "plain.pt", KIND, 0)
+    contigs = _contigs(np.random.default_rng(2), 2)
+    contigs[1]["sequence"] = "N" * 1500
+    short = [contigs[0], {**contigs[1], "sequence": "ACGTA"}]
+    plain = [{k: c[k] for k in ("name", "sequence")} for c in contigs]
+    with serving(create_app(tmp_path / "depth.pt")) as client:
+        all_n = refused(client.post("/predict", json={"contigs": contigs}))
+        too_short = refused(client.post("/predict", json={"contigs": short}))
+    with serving(create_app(tmp_path / "plain.pt")) as client:
+        reply = client.post("/predict", json={"contigs": plain}).json()
+        none_left = refused(client.post("/predict", json={"contigs": [plain[1], {**plain[1], "name": "c2"}]}))
+    assert all_n["loc"] == ["body", "contigs", 1]
+    assert all_n["msg"].startswith(
+        "contigs.1: 'c1' was skipped, no 6 consecutive A/C/G/T bases (1500 of its 1500 bp are N"
+    )
+    assert "that leaves 1 (c0): send 2 or more" in all_n["msg"]
+    assert "contigs.1: 'c1' was skipped, 5 bp, shorter than a 6-mer" in too_short["msg"]
+    assert reply["skipped"] == ["c1"] and [c["name"] for c in reply["contigs"]] == ["c0"]
+    assert reply["skip_reasons"] == {
+        "c1": "no 6 consecutive A/C/G/T bases (1500 of its 1500 bp are N or other letters)"
+    }
+    assert none_left["loc"] == ["body", "contigs"] and "contigs.0: 'c1' was skipped" in none_left["msg"]
+    assert "contigs.1: 'c2' was skipped" in none_left["msg"]

@@ -527,23 +527,40 @@ class _Binning:
         records = [(c.name, c.sequence.upper().encode()) for c in req.contigs]
         blocks = list(iter_profiles(records, min_length=0, engine="numpy"))
         names = [str(n) for b in blocks for n in b.names]
+        kept = set(names)
+        # Why each contig without a profile has none: the client cannot tell from its name.
+        why = {c.name: _skip_reason(c.sequence) for c in req.contigs if c.name not in kept}
+        skipped = "; ".join(
+            f"contigs.{position[n]}: {n!r} was skipped, {r}" for n, r in list(why.items())[:5]
+        )
         if not names:
-            raise ValueError("contigs: no contig has a valid 6-mer")
+            raise ValueError(f"contigs: no contig has a valid 6-mer: {skipped}")
         x = np.concatenate([b.features for b in blocks])
         if depth is not None:
             if len(names) < 2:
                 # Abundances are scaled and z-scored over the contigs given, as over an
                 # assembly's by `genomelab predict binning --depth`: one contig has no scale.
                 raise ValueError(
-                    "contigs: abundances are normalised over the request's contigs; send 2 or more"
+                    f"{skipped or 'contigs: 1 contig sent'}; abundances are normalised over the "
+                    f"request's profiled contigs, and that leaves {len(names)} ({names[0]}): send 2 or "
+                    "more that have a valid 6-mer"
                 )
             x = np.concatenate([x, normalise_depth(depth[[position[n] for n in names]])], axis=1)
         latent = self.model.embed(torch.from_numpy(x)).float().numpy()
         return {
             "contigs": [{"name": n, "latent": z.tolist()} for n, z in zip(names, latent, strict=True)],
-            "skipped": sorted(set(position) - set(names)),
+            "skipped": sorted(why),
+            "skip_reasons": why,
             "n_depth": self.n_depth,
         }
+
+
+def _skip_reason(sequence: str) -> str:
+    """Why a contig has no k-mer profile (no window of 6 A/C/G/T bases), in words."""
+    if len(sequence) < 6:
+        return f"{len(sequence)} bp, shorter than a 6-mer"
+    n_bad = len(sequence) - sum(sequence.upper().count(b) for b in "ACGT")
+    return f"no 6 consecutive A/C/G/T bases ({n_bad} of its {len(sequence)} bp are N or other letters)"
 
 
 HANDLERS = {"tissue": _Tissue, "deconv": _Deconv, "assoc": _Assoc, "regulon": _Regulon, "binning": _Binning}

@@ -105,18 +105,35 @@ def run_config(path: str | Path) -> dict[str, Any]:
 
 def binning_settings(a: argparse.Namespace) -> dict[str, Any]:
     """Clustering, bin and length settings and seed of a binning prediction: the flags, then
-    the run's config (``--configfile``, so the run's bins can be reproduced), then the schema."""
+    the run's config (``--configfile``, so the run's bins can be reproduced; refused where it
+    contradicts the model), then what the model records of its run (length filter, seed),
+    then the schema."""
     from genomelab.config import schema_defaults
+    from genomelab.predict.binning import check_run_config, recorded_settings
 
+    recorded = recorded_settings(a.model)
     run = run_config(a.configfile) if a.configfile else None
+    if run:
+        check_run_config(a.model, run, f"--configfile {a.configfile}")
     binning = (
         run["binning"]
         if run
         else {k: schema_defaults(f"binning.{k}") for k in ("cluster", "bins", "features")}
     )
+    min_length = recorded.get("binning.features.min_length")
+    if not run and min_length is None:
+        min_length = binning["features"]["min_length"]
+        if a.min_length is None:
+            logger.warning(
+                "%s records no profile length filter (exported before models recorded it): contigs "
+                "shorter than the schema's binning.features.min_length %d bp are skipped; give the run's "
+                "with --min-length or --configfile",
+                a.model,
+                min_length,
+            )
     pick = {"min_bin_bp": (a.min_bin_bp, binning["bins"]["min_bin_bp"])}
-    pick["min_length"] = (a.min_length, binning["features"]["min_length"])
-    pick["seed"] = (a.seed, run["seed"] if run else 0)
+    pick["min_length"] = (a.min_length, binning["features"]["min_length"] if run else min_length)
+    pick["seed"] = (a.seed, run["seed"] if run else recorded.get("seed", 0))
     return {"cluster": dict(binning["cluster"])} | {
         k: int(v if v is not None else d) for k, (v, d) in pick.items()
     }

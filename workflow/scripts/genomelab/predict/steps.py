@@ -75,9 +75,19 @@ def regulon_step(smk: Any) -> None:
 
 
 def binning_step(smk: Any) -> None:
-    from genomelab.predict.binning import predict_files, remove_previous
+    from genomelab.predict.binning import check_run_config, is_profiles, predict_files, remove_previous
 
     features = param(smk, "features")
+    if not is_profiles(smk.input.inputs):
+        # binning.predict.model may be another run's model, trained on profiles of contigs
+        # of other lengths than this run's filter would profile the assembly with.
+        check_run_config(
+            smk.input.model,
+            {"binning": {"features": features}},
+            "the run's config",
+            "set it to the model's, or profile the assembly with the model's run and give its "
+            "profiles HDF5 as binning.predict.inputs",
+        )
     out = Path(smk.output.clusters).parent
     remove_previous(out)
     predict_files(

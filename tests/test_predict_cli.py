@@ -100,3 +100,39 @@ def test_a_model_of_another_k_mer_layout_is_refused(tmp_path):
         ValueError, match=r"other.pt was trained on k-mer profiles of layout \{'k6': \[0, 10\]\}"
     ):
         check_kmer_layout(_model(tmp_path / "other.pt", kmer_layout={"k6": [0, 10]}))
+
+
+@pytest.mark.parametrize(
+    "module, option, value, interval",
+    [
+        ("tissue", "--min-region-match", "2", "[0, 1]"),
+        ("tissue", "--min-covered", "-0.1", "[0, 1]"),
+        ("tissue", "--threshold", "1", "[0, 1)"),
+        ("deconv", "--min-match", "1.5", "[0, 1]"),
+        ("deconv", "--presence-threshold", "0", "(0, 1)"),
+        ("deconv", "--other-threshold", "-1", "[0, 1]"),
+    ],
+)
+def test_a_fraction_option_out_of_range_is_refused_naming_it(
+    tmp_path, capsys, module, option, value, interval
+):
+    """A fraction option outside its config key's range is refused before anything runs (a
+    --min-covered of -0.1 flagged nothing, a --min-region-match of 2 ended in "need 200%")."""
+    from genomelab.cli import main
+
+    args = [
+        "predict",
+        module,
+        "--model",
+        "m.pt",
+        "--inputs",
+        "x",
+        "--out",
+        str(tmp_path / "out"),
+        option,
+        value,
+    ]
+    with pytest.raises(SystemExit) as err:
+        main(args)
+    assert err.value.code == 2 and not (tmp_path / "out").exists()
+    assert f"argument {option}: {value} is not in {interval}" in capsys.readouterr().err

@@ -198,23 +198,47 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def fraction(low: float = 0.0, high: float = 1.0, open_low: bool = False, open_high: bool = False):
+    """An argparse type: a number in [low, high] (``open_*``: that end excluded), as the
+    config key the option stands for must be; argparse names the option in its error."""
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (low < value if open_low else low <= value) or not (
+            value < high if open_high else value <= high
+        ):
+            raise argparse.ArgumentTypeError(f"{text} is not in {interval}")
+        return value
+
+    parse.__name__ = f"number in {interval}"
+    return parse
+
+
 def _module_options(p: argparse.ArgumentParser, module: str) -> None:
     if module == "tissue":
-        p.add_argument("--min-region-match", type=float, help="tissue.predict.min_region_match")
-        p.add_argument("--min-covered", type=float, help="tissue.predict.min_covered")
+        p.add_argument("--min-region-match", type=fraction(), help="tissue.predict.min_region_match")
+        p.add_argument("--min-covered", type=fraction(), help="tissue.predict.min_covered")
         p.add_argument(
             "--threshold",
-            type=float,
+            type=fraction(open_high=True),
             help="calibrated confidence below which a sample is not classifiable "
             "(default: the model's, its run's tissue.calibration.threshold)",
         )
     elif module == "deconv":
         p.add_argument("--reference", help="reference table (results/<run>/deconv/reference/reference.tsv)")
         p.add_argument("--truth", help="tissues x samples table of true proportions")
-        p.add_argument("--presence-threshold", type=float, help="deconv.presence_threshold")
-        p.add_argument("--min-match", type=float, help="deconv.infer.min_match")
+        p.add_argument(
+            "--presence-threshold",
+            type=fraction(open_low=True, open_high=True),
+            help="deconv.presence_threshold",
+        )
+        p.add_argument("--min-match", type=fraction(), help="deconv.infer.min_match")
         p.add_argument("--unknown-component", action=argparse.BooleanOptionalAction, default=None)
-        p.add_argument("--other-threshold", type=float, help="deconv.infer.other_threshold")
+        p.add_argument("--other-threshold", type=fraction(), help="deconv.infer.other_threshold")
     elif module == "assoc":
         p.add_argument("--featurizer", help="featuriser NPZ (results/<run>/assoc/features/featurizer.npz)")
         p.add_argument("--side", choices=("source", "target"), help="assoc.infer.side")

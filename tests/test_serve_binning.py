@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 N_SAMPLES = 2
 
 
-def _export(path, kind: str, n_depth: int) -> None:
+def _export(path, kind: str, n_depth: int, **extra) -> None:
     torch.manual_seed(0)
     if kind == KIND:
         section = {"hidden": [16], "latent": 4}
@@ -37,7 +37,7 @@ def _export(path, kind: str, n_depth: int) -> None:
         model = ContrastiveEncoder(ContrastiveConfig.from_dict(section, n_depth=n_depth))
     save_exported(
         path, model.eval(), kind=kind, config=section, ids={"contigs": ["x"]}, data_fingerprint="0",
-        extra={"n_depth": n_depth},
+        extra={"n_depth": n_depth, **extra},
     )  # fmt: skip
 
 
@@ -145,3 +145,37 @@ def test_a_skipped_contig_is_named_with_why(tmp_path):
     }
     assert none_left["loc"] == ["body", "contigs"] and "contigs.0: 'c1' was skipped" in none_left["msg"]
     assert "contigs.1: 'c2' was skipped" in none_left["msg"]
+
+
+def test_server_profiles_with_the_length_filter_the_model_records(tmp_path):
+    """A model recording its run's min_length (1000): the server skips what the file path
+    skips (it profiled every contig with a 6-mer, so an 800 bp contig got a latent and the
+    abundances were normalised over other contigs than genomelab predict binning's), and
+    says why."""
+    from genomelab.binning.kmers import write_profiles_h5
+
+    rng = np.random.default_rng(3)
+    _export(tmp_path / "model.pt", KIND, N_SAMPLES, min_length=1000)
+    contigs = _contigs(rng, 5)
+    contigs[3]["sequence"] = contigs[3]["sequence"][:800]
+    contigs[4]["sequence"] = contigs[4]["sequence"][:700] + "N" * 600 + contigs[4]["sequence"][1300:]
+    fasta = tmp_path / "new.fna"
+    fasta.write_text("".join(f">{c['name']}\n{c['sequence']}\n" for c in contigs))
+    depth = tmp_path / "depth.tsv"
+    depth.write_text(
+        "contig\ts1\ts2\n" + "".join(f"{c['name']}\t{c['depth'][0]}\t{c['depth'][1]}\n" for c in contigs)
+    )
+    write_profiles_h5(fasta, tmp_path / "profiles.h5", 1000)
+    inputs, latent, _ = embed(
+        tmp_path / "model.pt", tmp_path / "profiles.h5", depth, schema_defaults("binning.cluster"), 0
+    )
+    with serving(create_app(tmp_path / "model.pt")) as client:
+        body = client.post("/predict", json={"contigs": contigs}).json()
+    assert [c["name"] for c in body["contigs"]] == list(inputs.names) == ["c0", "c1", "c2"]
+    np.testing.assert_allclose([c["latent"] for c in body["contigs"]], latent, rtol=1e-5, atol=1e-6)
+    assert body["min_length"] == 1000 and body["skipped"] == ["c3", "c4"]
+    assert (
+        body["skip_reasons"]["c3"]
+        == "800 bp, shorter than the model's run profiled (binning.features.min_length 1000)"
+    )
+    assert body["skip_reasons"]["c4"].startswith("890 valid 6-mers, fewer than the 995 its run required")

@@ -490,9 +490,14 @@ def _regulon_pairs(pairs: Any) -> list[dict[str, Any]]:
 class _Binning:
     def __init__(self, path: str, opts: dict[str, Any]) -> None:
         from genomelab.binning.training import load_model
+        from genomelab.predict.binning import check_kmer_layout
 
+        check_kmer_layout(path)
+        extra = load_exported(path).extra
         # Abundance columns the model was trained with (0: composition only).
-        self.n_depth = int(load_exported(path).extra.get("n_depth", 0))
+        self.n_depth = int(extra.get("n_depth", 0))
+        # Its run's length filter, as `genomelab predict binning` applies it (0: not recorded).
+        self.min_length = int(extra.get("min_length", 0))
         self.model = load_model(path, self.n_depth)
 
     def depth(self, req: BinningRequest) -> np.ndarray | None:
@@ -525,16 +530,18 @@ class _Binning:
         if len(position) < len(req.contigs):
             raise ValueError("contigs: names must be unique (abundances and replies are by name)")
         records = [(c.name, c.sequence.upper().encode()) for c in req.contigs]
-        blocks = list(iter_profiles(records, min_length=0, engine="numpy"))
+        blocks = list(iter_profiles(records, min_length=self.min_length, engine="numpy"))
         names = [str(n) for b in blocks for n in b.names]
         kept = set(names)
         # Why each contig without a profile has none: the client cannot tell from its name.
-        why = {c.name: _skip_reason(c.sequence) for c in req.contigs if c.name not in kept}
+        why = {c.name: _skip_reason(c.sequence, self.min_length) for c in req.contigs if c.name not in kept}
         skipped = "; ".join(
             f"contigs.{position[n]}: {n!r} was skipped, {r}" for n, r in list(why.items())[:5]
         )
         if not names:
-            raise ValueError(f"contigs: no contig has a valid 6-mer: {skipped}")
+            raise ValueError(
+                f"contigs: no contig {'can be profiled' if self.min_length else 'has a valid 6-mer'}: {skipped}"
+            )
         x = np.concatenate([b.features for b in blocks])
         if depth is not None:
             if len(names) < 2:
@@ -552,15 +559,28 @@ class _Binning:
             "skipped": sorted(why),
             "skip_reasons": why,
             "n_depth": self.n_depth,
+            "min_length": self.min_length,
         }
 
 
-def _skip_reason(sequence: str) -> str:
-    """Why a contig has no k-mer profile (no window of 6 A/C/G/T bases), in words."""
-    if len(sequence) < 6:
-        return f"{len(sequence)} bp, shorter than a 6-mer"
-    n_bad = len(sequence) - sum(sequence.upper().count(b) for b in "ACGT")
-    return f"no 6 consecutive A/C/G/T bases ({n_bad} of its {len(sequence)} bp are N or other letters)"
+def _skip_reason(sequence: str, min_length: int = 0) -> str:
+    """Why a contig is not profiled (as ``iter_profiles`` filters with ``min_length``), in words."""
+    from genomelab.binning.kmers import MAX_K, min_valid_kmers
+
+    n = len(sequence)
+    if n < min_length:
+        return f"{n} bp, shorter than the model's run profiled (binning.features.min_length {min_length})"
+    if n < MAX_K:
+        return f"{n} bp, shorter than a {MAX_K}-mer"
+    acgt = np.isin(np.frombuffer(sequence.upper().encode(), np.uint8), np.frombuffer(b"ACGT", np.uint8))
+    n_bad = n - int(acgt.sum())
+    valid = int((np.convolve(acgt, np.ones(MAX_K, int), "valid") == MAX_K).sum())
+    if valid == 0:
+        return f"no {MAX_K} consecutive A/C/G/T bases ({n_bad} of its {n} bp are N or other letters)"
+    return (
+        f"{valid} valid {MAX_K}-mers, fewer than the {min_valid_kmers(min_length)} its run required "
+        f"(binning.features.min_length {min_length} - {MAX_K - 1}; {n_bad} of its {n} bp are N or other letters)"
+    )
 
 
 HANDLERS = {"tissue": _Tissue, "deconv": _Deconv, "assoc": _Assoc, "regulon": _Regulon, "binning": _Binning}

@@ -103,36 +103,26 @@ def test_a_model_of_another_k_mer_layout_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "module, option, value, interval",
+    "module, option, value, why",
     [
-        ("tissue", "--min-region-match", "2", "[0, 1]"),
-        ("tissue", "--min-covered", "-0.1", "[0, 1]"),
-        ("tissue", "--threshold", "1", "[0, 1)"),
-        ("deconv", "--min-match", "1.5", "[0, 1]"),
-        ("deconv", "--presence-threshold", "0", "(0, 1)"),
-        ("deconv", "--other-threshold", "-1", "[0, 1]"),
+        ("tissue", "--min-region-match", "2", "is not in [0, 1]"),
+        ("tissue", "--min-covered", "-0.1", "is not in [0, 1]"),
+        ("tissue", "--threshold", "1", "is not in [0, 1)"),
+        ("deconv", "--min-match", "1.5", "is not in [0, 1]"),
+        ("deconv", "--presence-threshold", "0", "is not in (0, 1)"),
+        ("deconv", "--other-threshold", "-1", "is not in [0, 1]"),
+        ("binning", "--min-length", "-5", "is below 0"),
+        ("binning", "--min-bin-bp", "-1", "is below 0"),
     ],
 )
-def test_a_fraction_option_out_of_range_is_refused_naming_it(
-    tmp_path, capsys, module, option, value, interval
-):
-    """A fraction option outside its config key's range is refused before anything runs (a
-    --min-covered of -0.1 flagged nothing, a --min-region-match of 2 ended in "need 200%")."""
+def test_an_option_out_of_its_keys_range_is_refused_naming_it(tmp_path, capsys, module, option, value, why):
+    """An option outside its config key's range is refused before anything runs (a
+    --min-covered of -0.1 flagged nothing, a --min-region-match of 2 ended in "need 200%",
+    --min-length -5 gave "min_length must be >= 0" after loading the model)."""
     from genomelab.cli import main
 
-    args = [
-        "predict",
-        module,
-        "--model",
-        "m.pt",
-        "--inputs",
-        "x",
-        "--out",
-        str(tmp_path / "out"),
-        option,
-        value,
-    ]
+    out = str(tmp_path / "out")
     with pytest.raises(SystemExit) as err:
-        main(args)
+        main(["predict", module, "--model", "m.pt", "--inputs", "x", "--out", out, option, value])
     assert err.value.code == 2 and not (tmp_path / "out").exists()
-    assert f"argument {option}: {value} is not in {interval}" in capsys.readouterr().err
+    assert f"argument {option}: {value} {why}" in capsys.readouterr().err

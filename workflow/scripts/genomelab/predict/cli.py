@@ -218,6 +218,17 @@ def fraction(low: float = 0.0, high: float = 1.0, open_low: bool = False, open_h
     return parse
 
 
+def bp(text: str) -> int:
+    """An argparse type: a whole number of base pairs, 0 or more (the binning keys' range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is below 0")
+    return value
+
+
 def _module_options(p: argparse.ArgumentParser, module: str) -> None:
     if module == "tissue":
         p.add_argument("--min-region-match", type=fraction(), help="tissue.predict.min_region_match")
@@ -255,8 +266,10 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
         )
     elif module == "binning":
         p.add_argument("--depth", help="MetaBAT depth table of the assembly")
-        p.add_argument("--min-length", type=int, help="binning.features.min_length")
-        p.add_argument("--min-bin-bp", type=int, help="binning.bins.min_bin_bp")
+        p.add_argument(
+            "--min-length", type=bp, help="binning.features.min_length (default: the model's run's)"
+        )
+        p.add_argument("--min-bin-bp", type=bp, help="binning.bins.min_bin_bp")
         p.add_argument("--seed", type=int, help="clustering seed (default: the run config's seed, else 0)")
         p.add_argument(
             "--configfile",

@@ -82,3 +82,20 @@ def test_an_out_folder_that_is_a_file_is_refused_naming_it(tmp_path):
     with pytest.raises(FileExistsError, match=r"predictions\.tsv is a file, not a folder"):
         fresh_out_dir(tmp_path / "predictions.tsv")
     assert (tmp_path / "predictions.tsv").read_text() == "kept\n"
+
+
+def test_too_few_ids_found_names_the_option_of_the_path_and_a_value_that_works():
+    from genomelab.predict.common import TooFewMatched, relaxed_by
+
+    model = [f"r{i}" for i in range(120)]
+    given = model[:10] + [f"x{i}" for i in range(110)]
+    with pytest.raises(TooFewMatched) as err, relaxed_by("--min-region-match"):
+        match_ids(model, given, "regions", "new.h5", 0.5)
+    message = str(err.value)
+    assert message.startswith("new.h5: 10 of the model's 120 regions found in the input (need 50%)")
+    assert "set --min-region-match to 0.083 or lower (it is 0.5)" in message
+    assert match_ids(model, given, "regions", "new.h5", 0.083).n_matched == 10  # the value given works
+    # Nothing in common: no fraction lets it through, so no option is offered.
+    with pytest.raises(InputMismatch) as err, relaxed_by("--min-region-match"):
+        match_ids(model, [f"x{i}" for i in range(120)], "regions", "new.h5", 0.5)
+    assert not isinstance(err.value, TooFewMatched) and "--min-region-match" not in str(err.value)

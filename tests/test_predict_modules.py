@@ -546,3 +546,42 @@ def test_binning_predict_rule_on_a_profiles_file_plans_what_it_writes(binning_ru
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["clusters.tsv", "latent.h5"]
     assert len((out / "clusters.tsv").read_text().splitlines()) == 1 + 30
+
+
+def test_binning_predict_without_configfile_uses_what_the_model_records(binning_run, tmp_path, capfd):
+    """The fixture's model was trained on profiles of contigs >= 1000 bp with seed 3, and
+    records both: without --configfile a 1500 bp contig is binned (the schema's 2000 bp
+    skipped it), and the rule refuses a config whose length filter contradicts the model."""
+    from types import SimpleNamespace
+
+    from genomelab.predict.steps import binning_step
+    from genomelab.train.export import load_exported
+
+    extra = load_exported(binning_run["model"]).extra
+    assert (extra["min_length"], extra["seed"], extra["n_depth"]) == (1000, 3, 0)
+    fasta = tmp_path / "new.fna"
+    rng = np.random.default_rng(4)
+    records = [(f"long{i}", 2500) for i in range(12)] + [(f"short{i}", 1500) for i in range(3)]
+    fasta.write_text("".join(f">{n}\n{''.join(rng.choice(list('ACGT'), size=k))}\n" for n, k in records))
+    out = tmp_path / "out"
+    args = ["predict", "binning", "--model", str(binning_run["model"]), "--inputs", str(fasta)]
+    assert main([*args, "--out", str(out), "--min-bin-bp", "0"]) == 0, capfd.readouterr().err
+    binned = pd.read_csv(out / "clusters.tsv", sep="\t")["contig"].tolist()
+    assert sorted(binned) == sorted(n for n, _ in records)
+    smk = SimpleNamespace(
+        rule="binning_predict",
+        input=SimpleNamespace(model=str(binning_run["model"]), inputs=str(fasta), get=lambda k: None),
+        output=SimpleNamespace(clusters=str(tmp_path / "rule" / "clusters.tsv")),
+        params=SimpleNamespace(
+            features=json.dumps({"min_length": 2000}),
+            cluster=json.dumps({}),
+            min_bin_bp=0,
+            seed=0,
+            device="cpu",
+        ),
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"the run's config contradicts the model .*vae.pt: binning.features.min_length is 2000, the model's 1000",
+    ):
+        binning_step(smk)

@@ -536,3 +536,53 @@ def test_the_predict_rule_takes_tissue_predict_threshold(trained, tmp_path):
         )
         tissue_step(smk)
         assert json.loads((out / "p.json").read_text())["threshold"] == (threshold or 0.0)
+
+
+def test_too_few_regions_name_the_option_of_each_path(trained, tmp_path, capfd):
+    """A sample sharing 10 of the model's 120 regions (need 50%) is refused naming what
+    relaxes the check where the user is: --min-region-match for genomelab predict, the
+    config key for the tissue_predict rule, min_region_match for a serve request."""
+    from types import SimpleNamespace
+
+    from genomelab.predict.common import TooFewMatched
+    from genomelab.predict.steps import tissue_step
+    from genomelab.serve.app import create_app
+    from test_serve import serving
+
+    other = tmp_path / "other.h5"
+    other.write_bytes(trained["h5"].read_bytes())
+    with h5py.File(other, "r+") as h5:
+        regions = h5["regions"].asstr()[:]
+        regions[10:] = [f"chrX:{i}" for i in range(len(regions) - 10)]
+        del h5["regions"]
+        h5.create_dataset("regions", data=regions.astype(object), dtype=h5py.string_dtype())
+    model = str(trained["ens"] / "model.pt")
+    args = ["predict", "tissue", "--model", model, "--inputs", str(other), "--out", str(tmp_path / "p")]
+    assert main(args) == 2
+    err = capfd.readouterr().err
+    assert "10 of the model's 120 regions found" in err
+    assert "set --min-region-match to 0.083 or lower (it is 0.5)" in err
+    assert main([*args, "--min-region-match", "0.083"]) == 0  # the value it gives works
+    smk = SimpleNamespace(
+        rule="tissue_predict",
+        input=SimpleNamespace(model=model, inputs=str(other)),
+        output=SimpleNamespace(tsv=str(tmp_path / "r.tsv"), json=str(tmp_path / "r.json")),
+        params=SimpleNamespace(
+            predict=json.dumps({"min_region_match": 0.5, "min_covered": 0.25, "threshold": None}),
+            device="cpu",
+        ),
+    )
+    with pytest.raises(
+        TooFewMatched, match=r"set tissue.predict.min_region_match in the run's config to 0.083"
+    ):
+        tissue_step(smk)
+    feats = read_features(other)
+    sample = {"sample": "s", "means": np.nan_to_num(feats["means"][0], nan=0.5).tolist()}
+    body = {"samples": [{**sample, "regions": feats["regions"].tolist()}]}
+    with serving(create_app(model)) as client:
+        reply = client.post("/predict", json=body)
+    assert reply.status_code == 422
+    (detail,) = reply.json()["detail"]
+    assert detail["loc"] == ["body", "samples", 0, "regions"]
+    assert "set min_region_match in the request to 0.083 or lower (it is 0.5)" in detail["msg"]
+    assert "--min-region-match" not in detail["msg"]

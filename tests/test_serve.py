@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import socket
 import threading
 import time
@@ -61,7 +62,7 @@ def refused(reply) -> dict:
     return detail[0]
 
 
-def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "Liver")) -> list[str]:
+def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "Liver"), **extra) -> list[str]:
     from genomelab.tissue.models import MLPConfig, build_model
 
     torch.manual_seed(0)
@@ -79,7 +80,7 @@ def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "L
         config=dataclasses.asdict(cfg),
         ids={"classes": list(classes), "regions": regions},
         data_fingerprint="0" * 16,
-        extra={"seeds": [0, 1], "n_positions": 150},
+        extra={"seeds": [0, 1], "n_positions": 150, **extra},
     )
     return regions
 
@@ -164,6 +165,34 @@ def test_tissue_server_health_card_predict_and_errors(tmp_path):
         }
 
 
+def test_tissue_reply_says_which_threshold_decided_and_whether_calibrated(tmp_path):
+    """The reply carries the threshold that decided `classifiable` (the request's, else the
+    model's) and whether the confidence is calibrated, as predictions.json does."""
+    from genomelab.predict.tissue import TissueInputs, TissuePredictor
+
+    regions = _tissue_model(tmp_path / "ens.pt", temperature=1.5, threshold=0.4)
+    _tissue_model(tmp_path / "member.pt")  # one member's file: no temperature, no threshold
+    means = np.random.default_rng(4).uniform(0, 1, (3, len(regions))).round(3)
+    body = {"samples": [{"sample": f"s{i}", "means": m.tolist()} for i, m in enumerate(means)]}
+    pred = TissuePredictor.load(tmp_path / "ens.pt").predict(
+        TissueInputs(np.array(["s0", "s1", "s2"]), np.array(regions), means, np.ones_like(means), "x"),
+        0.5,
+        0.25,
+    )
+    cut = float(np.median(pred.confidence))
+    with serving(create_app(tmp_path / "ens.pt")) as client:
+        by_model = client.post("/predict", json=body).json()
+        by_request = client.post("/predict", json={**body, "threshold": cut}).json()
+    with serving(create_app(tmp_path / "member.pt")) as client:
+        raw = client.post("/predict", json=body).json()
+    assert by_model["threshold"] == 0.4 and by_model["calibrated"] is True
+    assert by_model["n_not_classifiable"] == int((pred.confidence < 0.4).sum())
+    assert by_request["threshold"] == cut and by_request["n_flagged"] == 0
+    assert by_request["n_not_classifiable"] == int((pred.confidence < cut).sum()) == 1
+    assert [r["classifiable"] for r in by_request["samples"]] == (pred.confidence >= cut).tolist()
+    assert raw["threshold"] == 0.0 and raw["calibrated"] is False and raw["n_not_classifiable"] == 0
+
+
 class _Payload:
     """Runs code when unpickled: a server that unpickles would create ``marker``."""
 
@@ -184,6 +213,54 @@ def test_server_never_unpickles(tmp_path):
     assert "weights_only" not in str(err.value) and "objects other than tensors" in str(err.value)
 
 
+def _regulon_model(path: Path) -> None:
+    """An untrained sequence-only regulon network, 128 bp bins, 512 bp windows."""
+    from genomelab.regulon.model import RegulonModelConfig, RegulonNet
+    from genomelab.regulon.training import KIND as RG_KIND
+
+    torch.manual_seed(0)
+    rcfg = RegulonModelConfig.from_dict(
+        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=128
+    )
+    save_exported(
+        path, RegulonNet(rcfg), kind=RG_KIND, config=dict(rcfg.__dict__),
+        ids={"contigs": ["c"]}, data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},
+    )  # fmt: skip
+
+
+def test_regulon_server_reads_iupac_codes_as_n_like_the_fasta_path(tmp_path):
+    """N and the IUPAC ambiguity codes, either case, are N on both paths (the server refused
+    them: pattern ^[ACGTNacgtn]+$); other letters are refused naming the first one."""
+    from genomelab.predict.regulon import predict_files
+
+    _regulon_model(tmp_path / "regulon.pt")
+    rng = np.random.default_rng(5)
+    seq = list("".join(rng.choice(list("ACGTacgt"), 1000)))
+    for i, code in enumerate("RYKMSWBDHVNrykmswbdhvn"):
+        seq[40 * i + 7] = code
+    seq = "".join(seq)
+    (tmp_path / "g.fna").write_text(f">q\n{seq[:500]}\n{seq[500:]}\n")
+    predict_files(tmp_path / "regulon.pt", tmp_path / "g.fna", tmp_path / "out")
+    from_fasta = json.loads((tmp_path / "out" / "tracks.json").read_text())
+    with serving(create_app(tmp_path / "regulon.pt")) as client:
+        reply = client.post("/predict", json={"sequence": seq, "contig": "q"})
+        as_n = client.post("/predict", json={"sequence": re.sub("[^ACGTacgt]", "N", seq), "contig": "q"})
+        bad = client.post("/predict", json={"sequence": "ACGTRYU1"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["n_unknown_bases"] == from_fasta["n_unknown_bases"] == 22
+    assert body["tracks"] == as_n.json()["tracks"]  # each code is read as N
+    for head, step in from_fasta["steps_bp"].items():
+        for strand in ("plus", "minus"):
+            lines = (tmp_path / "out" / f"{head}.{strand}.bedGraph").read_text().splitlines()[1:]
+            values = [float(line.split("\t")[3]) for line in lines]
+            got = [v for v in body["tracks"][head][strand] if v is not None]
+            np.testing.assert_allclose(got, values, rtol=1e-5, atol=1e-6)
+            assert body["tracks"][head]["step_bp"] == step
+    err = refused(bad)
+    assert err["loc"] == ["body", "sequence"] and "'U' at position 6 is not a base" in err["msg"]
+
+
 def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     from genomelab.binning.model import KmerVAE, VAEConfig
     from genomelab.binning.training import KIND as BIN_KIND
@@ -191,8 +268,6 @@ def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     from genomelab.deconv.model import DeconvNet, DeconvNetConfig
     from genomelab.predict.deconv import DeconvPredictor
     from genomelab.predict.regulon import RegulonPredictor, encode
-    from genomelab.regulon.model import RegulonModelConfig, RegulonNet
-    from genomelab.regulon.training import KIND as RG_KIND
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -210,13 +285,7 @@ def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     got = [reply["samples"][0]["proportions"][t] for t in tissues]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
-    rcfg = RegulonModelConfig.from_dict(
-        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=128
-    )
-    save_exported(
-        tmp_path / "regulon.pt", RegulonNet(rcfg), kind=RG_KIND, config=dict(rcfg.__dict__),
-        ids={"contigs": ["c"]}, data_fingerprint="0", extra={"targets_config": {"window_bp": 512}},
-    )  # fmt: skip
+    _regulon_model(tmp_path / "regulon.pt")
     seq = "".join(rng.choice(list("ACGT"), 1000))
     with serving(create_app(tmp_path / "regulon.pt")) as client:
         reply = client.post("/predict", json={"sequence": seq, "contig": "q", "start": 100})
@@ -368,3 +437,81 @@ def test_value_errors_take_the_validation_error_shape_with_the_field_they_name()
     assert loc("model.pt: corrupt") == ["body"]
     assert loc("/data/ref.tsv: 3 regions") == ["body"]
     assert loc("no region matches") == ["body"]
+
+
+def _refusal_locs(request_type, body: dict) -> list[tuple]:
+    """(loc, msg) of each error the server's parsing of ``body`` gives (no model needed:
+    the body is refused before any handler runs)."""
+    from fastapi.exceptions import RequestValidationError
+    from genomelab.serve.app import answer
+
+    with pytest.raises(RequestValidationError) as err:
+        answer(None, request_type, json.dumps(body).encode())
+    return [(tuple(e["loc"]), e["msg"]) for e in err.value.errors()]
+
+
+def _b64(values) -> str:
+    import base64
+
+    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode()
+
+
+@pytest.mark.parametrize(
+    "module, item, field, first",
+    [
+        ("tissue", {"means": [0.5, 0.5], "coverage": [1.0, -1.0]}, "coverage", "every value must be finite"),
+        ("tissue", {"means": [0.5, 0.5], "coverage": [1.0]}, "coverage", "1 values for 2 means"),
+        (
+            "tissue",
+            {"means": [0.5, 0.5], "coverage_b64": _b64([1, -2])},
+            "coverage_b64",
+            "-2.0 at position 1",
+        ),
+        ("tissue", {"means": [0.5, 1.5]}, "means", "1.5 at position 1"),
+        ("tissue", {"means_b64": _b64([0.5, 1.5])}, "means_b64", "1.5 at position 1"),
+        ("tissue", {"means": [0.5, 0.5], "regions": ["r1"]}, "regions", "1 region IDs for 2 means"),
+        ("deconv", {"betas": [0.5, -0.5]}, "betas", "-0.5 at position 1"),
+        ("deconv", {"betas_b64": _b64([0.5, 2])}, "betas_b64", "2.0 at position 1"),
+        ("deconv", {"betas": [0.5, 0.5], "regions": ["r1"]}, "regions", "1 region IDs for 2 betas"),
+    ],
+)
+def test_a_bad_per_sample_field_is_named_down_to_the_field(module, item, field, first):
+    """A per-sample field that fails its check gets a 422 whose loc ends at that field
+    (it stopped at the sample: ["body", "samples", 0])."""
+    from genomelab.serve.app import REQUESTS
+
+    errors = _refusal_locs(REQUESTS[module], {"samples": [{"sample": "a", **item}]})
+    assert len(errors) == 1 and errors[0][0] == ("body", "samples", 0, field), errors
+    assert f"{field}: " in errors[0][1] and first in errors[0][1]
+
+
+def test_regulon_genes_and_binning_depth_errors_name_their_field():
+    from genomelab.serve.app import BinningRequest, RegulonRequest
+
+    genes = [{"start": 0, "end": 10, "strand": "+"}, {"start": 50, "end": 40, "strand": "-"}]
+    assert _refusal_locs(RegulonRequest, {"sequence": "ACGT" * 20, "genes": genes})[0][0] == (
+        "body", "genes", 1, "end",
+    )  # fmt: skip
+    genes[1] = {"start": 100, "end": 120, "strand": "-"}
+    loc, msg = _refusal_locs(RegulonRequest, {"sequence": "ACGT" * 20, "genes": genes})[0]
+    assert loc == ("body", "genes", 1) and "lies outside the sequence [0, 80)" in msg
+    contigs = [{"name": "c", "sequence": "ACGT", "depth": [1.0, -1.0]}]
+    assert _refusal_locs(BinningRequest, {"contigs": contigs})[0][0] == ("body", "contigs", 0, "depth")
+
+
+def test_tissue_server_names_the_coverage_field_and_the_regions_of_a_mismatch(tmp_path):
+    regions = _tissue_model(tmp_path / "model.pt", n_regions=6)
+    means = [0.5] * 6
+    with serving(create_app(tmp_path / "model.pt")) as client:
+        bad_coverage = client.post(
+            "/predict", json={"samples": [{"sample": "a", "means": means, "coverage": [-1.0] * 6}]}
+        )
+        short_b64 = client.post("/predict", json={"samples": [{"sample": "a", "means_b64": _b64([0.5])}]})
+        other = client.post(
+            "/predict",
+            json={"samples": [{"sample": "a", "means": means, "regions": [f"x{r}" for r in regions]}]},
+        )
+    assert refused(bad_coverage)["loc"] == ["body", "samples", 0, "coverage"]
+    err = refused(short_b64)
+    assert err["loc"] == ["body", "samples", 0, "means_b64"] and "1 values without region IDs" in err["msg"]
+    assert refused(other)["loc"] == ["body", "samples", 0, "regions"]

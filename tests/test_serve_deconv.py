@@ -182,3 +182,63 @@ def test_deconv_refuses_samples_with_fewer_regions_than_tissues(tmp_path, files)
             tmp_path / "prior.pt", tmp_path / "other.tsv", tmp_path / "samples.csv", tmp_path / "out2",
             0.01, 0.5, False, 0.02,
         )  # fmt: skip
+
+
+def test_too_few_regions_name_the_option_of_each_path(tmp_path, files, capfd):
+    """Samples sharing 10 of the model's 40 regions (min_match 0.5) are refused naming what
+    relaxes the check where the user is: --min-match for genomelab predict deconv, the
+    config key deconv_predict and deconv_infer read, min_match for a serve request."""
+    from types import SimpleNamespace
+
+    from genomelab.cli import main
+    from genomelab.deconv.steps import infer_step
+    from genomelab.predict.common import TooFewMatched
+    from genomelab.predict.steps import deconv_step
+
+    profiles, betas = files
+    renamed = REGIONS[:10] + [f"chrX:{i}" for i in range(30)]
+    write_table(tmp_path / "other.csv", np.nan_to_num(betas.T, nan=0.5), renamed, ["s0", "s1", "s2"])
+    ref, model = str(tmp_path / "reference.tsv"), str(tmp_path / "prior.pt")
+    args = [
+        "predict",
+        "deconv",
+        "--model",
+        model,
+        "--reference",
+        ref,
+        "--inputs",
+        str(tmp_path / "other.csv"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "p")]) == 2
+    err = capfd.readouterr().err
+    assert "only 10 of 40 reference regions found" in err
+    assert "set --min-match to 0.25 or lower (it is 0.5)" in err
+    assert main([*args, "--out", str(tmp_path / "p"), "--min-match", "0.25"]) == 0  # the value given works
+    out = {
+        k: str(tmp_path / "rule" / k) for k in ("nnls", "weighted", "model", "residuals", "join", "stacked")
+    }
+    params = {
+        "presence_threshold": 0.01,
+        "min_match": 0.5,
+        "unknown_component": False,
+        "other_threshold": 0.02,
+    }
+
+    class Named(dict):  # Snakemake's input and output: by attribute, by key, get
+        __getattr__ = dict.__getitem__
+
+    for step, key in ((deconv_step, "inputs"), (infer_step, "samples")):
+        smk = SimpleNamespace(
+            input=Named(model=model, reference=ref, **{key: str(tmp_path / "other.csv")}),
+            output=Named(out),
+            params=SimpleNamespace(**params),
+        )
+        with pytest.raises(TooFewMatched, match=r"set deconv.infer.min_match in the run's config to 0.25"):
+            step(smk)
+    body = _body(np.nan_to_num(betas, nan=0.5))
+    for s in body["samples"]:
+        s["regions"] = renamed
+    with serving(create_app(tmp_path / "prior.pt")) as client:
+        (detail,) = client.post("/predict", json=body).json()["detail"]
+    assert detail["loc"] == ["body", "samples", 0, "regions"]
+    assert "set min_match in the request to 0.25 or lower (it is 0.5)" in detail["msg"]

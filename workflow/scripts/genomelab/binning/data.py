@@ -21,6 +21,8 @@ class ModelInputs:
     x: np.ndarray  # [n, 2761 + n_depth] float32
     n_depth: int
     depth_path: str | None = None  # the abundance table the depth columns came from, for errors
+    # The profiles' length filter (binning.features.min_length), recorded in exported models.
+    min_length: int = 0
 
 
 def load_inputs(features_h5: str | os.PathLike, depth_path: str | os.PathLike | None = None) -> ModelInputs:
@@ -30,8 +32,8 @@ def load_inputs(features_h5: str | os.PathLike, depth_path: str | os.PathLike | 
         depth = depth_features(prof.names, depth_path)
         x = np.concatenate([prof.features, depth], axis=1)
         logger.info("appended %d abundance columns from %s", depth.shape[1], depth_path)
-        return ModelInputs(prof.names, prof.lengths, x, depth.shape[1], str(depth_path))
-    return ModelInputs(prof.names, prof.lengths, prof.features, 0)
+        return ModelInputs(prof.names, prof.lengths, x, depth.shape[1], str(depth_path), prof.min_length)
+    return ModelInputs(prof.names, prof.lengths, prof.features, 0, min_length=prof.min_length)
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:

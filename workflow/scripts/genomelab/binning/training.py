@@ -106,7 +106,7 @@ def train_vae(
         data_fingerprint=inputs_fingerprint(inputs),
         run_config={"n_depth": inputs.n_depth, "split": split_cfg, "n": len(inputs.x)},
         after_fit=after_fit,
-        export_extra=lambda state: {"n_depth": inputs.n_depth},
+        export_extra=lambda state: trained_settings(inputs, seed),
     )
     result = run_training(spec, state_dir, RunOutputs(metrics_path, model_path, tensorboard_dir), device)
     return result.model, result.payload
@@ -194,10 +194,24 @@ def train_contrastive(
         ),
         run_config={"n_depth": inputs.n_depth, "split": split_cfg, "n": len(inputs.x)},
         after_fit=after_fit,
-        export_extra=lambda state: {"n_depth": inputs.n_depth},
+        export_extra=lambda state: trained_settings(inputs, seed),
     )
     result = run_training(spec, state_dir, RunOutputs(metrics_path, model_path, tensorboard_dir), device)
     return result.model, result.payload
+
+
+def trained_settings(inputs: ModelInputs, seed: int) -> dict[str, Any]:
+    """What an exported binning model records of its run beside its own config, so that
+    ``genomelab predict binning`` profiles and clusters a new assembly as the run did: the
+    abundance columns, the profiles' length filter, the k-mer layout, the run's seed."""
+    from genomelab.binning.kmers import GROUP_SLICES
+
+    return {
+        "n_depth": inputs.n_depth,
+        "min_length": int(inputs.min_length),
+        "kmer_layout": {name: [s.start, s.stop] for name, s in GROUP_SLICES.items()},
+        "seed": int(seed),
+    }
 
 
 def no_depth_message(path: str | os.PathLike, trained: int) -> str:

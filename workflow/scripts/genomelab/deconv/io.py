@@ -280,11 +280,17 @@ def join_regions(
     if n_matched < min_fraction * len(ref_regions) or n_matched == 0:
         ref_only = [r for r in np.asarray(ref_regions).tolist() if r not in pos][:5]
         in_only = [r for r in np.asarray(in_regions).tolist() if r not in ref_set][:5]
-        raise ValueError(
+        message = (
             f"{source}: only {n_matched} of {len(ref_regions)} reference regions found "
             f"(need {min_fraction:.0%}); first reference IDs not found: {ref_only}; "
             f"first input IDs not in the reference: {in_only}"
         )
+        if n_matched == 0:
+            raise ValueError(message)
+        from genomelab.predict.common import TooFewMatched
+
+        # Lowering min_match would let it through: the caller names its option (relaxed_by).
+        raise TooFewMatched(message, "reference regions", n_matched, len(ref_regions), min_fraction)
     out = np.full((values.shape[0], len(ref_regions)), np.nan, dtype=np.float64)
     out[:, found] = values[:, idx[found]]
     dropped = [r for r in np.asarray(in_regions).tolist() if r not in ref_set]

@@ -174,18 +174,20 @@ def compare_step(smk: Any) -> None:
 
 def infer_step(smk: Any) -> None:
     from genomelab.deconv.infer import infer
+    from genomelab.predict.common import relaxed_by
 
-    infer(
-        smk.input.model,
-        smk.input.reference,
-        smk.input.samples,
-        {k: smk.output[k] for k in ("nnls", "weighted", "model", "residuals", "join", "stacked")},
-        float(smk.params.presence_threshold),
-        float(smk.params.min_match),
-        bool(smk.params.unknown_component),
-        float(smk.params.other_threshold),
-        smk.input.get("truth"),
-    )
+    with relaxed_by("deconv.infer.min_match in the run's config"):
+        infer(
+            smk.input.model,
+            smk.input.reference,
+            smk.input.samples,
+            {k: smk.output[k] for k in ("nnls", "weighted", "model", "residuals", "join", "stacked")},
+            float(smk.params.presence_threshold),
+            float(smk.params.min_match),
+            bool(smk.params.unknown_component),
+            float(smk.params.other_threshold),
+            smk.input.get("truth"),
+        )
 
 
 def summary_step(smk: Any) -> None:

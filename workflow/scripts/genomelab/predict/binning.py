@@ -82,6 +82,75 @@ def check_model(model: str | os.PathLike, depth: str | os.PathLike | None) -> No
         raise ValueError(no_depth_message(model, trained))
 
 
+def recorded_settings(model: str | os.PathLike) -> dict[str, Any]:
+    """The run settings an exported binning model records, by config key: the model kind
+    and the model section it was built from (``binning.model.*``, or
+    ``binning.model.contrastive.*``), and, in models exported since they are recorded,
+    ``binning.features.min_length`` (its profiles' length filter) and ``seed``."""
+    from genomelab.binning.training import CONTRASTIVE_KIND
+    from genomelab.train.export import load_exported
+
+    exported = load_exported(model)
+    contrastive = exported.kind == CONTRASTIVE_KIND
+    prefix = "binning.model.contrastive." if contrastive else "binning.model."
+    out: dict[str, Any] = {"binning.model.kind": "contrastive" if contrastive else "vae"}
+    out |= {prefix + k: _plain(k, v) for k, v in exported.config.items()}
+    if "min_length" in exported.extra:
+        out["binning.features.min_length"] = int(exported.extra["min_length"])
+    if "seed" in exported.extra:
+        out["seed"] = int(exported.extra["seed"])
+    return out
+
+
+def _plain(key: str, value: Any) -> Any:
+    """A config value in the form compared: lists, and contrastive groups in layout order."""
+    from genomelab.binning.contrastive_views import check_groups
+
+    if key == "groups":
+        return list(check_groups(list(value)))
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def check_run_config(
+    model: str | os.PathLike,
+    run: dict[str, Any],
+    source: str,
+    advice: str = "give the config of the run that trained it, or leave it out (the model's "
+    "recorded settings are used)",
+) -> None:
+    """Refuse a run config that contradicts what ``model`` records of the run that trained
+    it (its model kind and settings, its profiles' length filter), naming each key; keys
+    absent from ``run`` are not compared."""
+    differ = []
+    for key, value in recorded_settings(model).items():
+        if key == "seed":  # the clustering seed: a config may choose another
+            continue
+        given: Any = run
+        for part in key.split("."):
+            given = given.get(part) if isinstance(given, dict) else None
+        if given is not None and _plain(key.rsplit(".", 1)[-1], given) != value:
+            differ.append(f"{key} is {given!r}, the model's {value!r}")
+    if differ:
+        raise ValueError(
+            f"{source} contradicts the model {model}: {'; '.join(differ[:5])}"
+            f"{f' (and {len(differ) - 5} more)' if len(differ) > 5 else ''}; {advice}"
+        )
+
+
+def check_kmer_layout(model: str | os.PathLike) -> None:
+    """Refuse a model trained on another k-mer layout than this genomelab profiles."""
+    from genomelab.binning.kmers import GROUP_SLICES
+    from genomelab.train.export import load_exported
+
+    recorded = load_exported(model).extra.get("kmer_layout")
+    current = {name: [s.start, s.stop] for name, s in GROUP_SLICES.items()}
+    if recorded is not None and dict(recorded) != current:
+        raise ValueError(
+            f"{model} was trained on k-mer profiles of layout {dict(recorded)} (columns of each "
+            f"group); this genomelab profiles {current}: predict with the genomelab that trained it"
+        )
+
+
 def embed(
     model: str | os.PathLike,
     profiles: str | os.PathLike,
@@ -131,6 +200,7 @@ def predict_files(
     if not contigs.is_file():
         raise FileNotFoundError(f"assembly {contigs} does not exist")
     check_model(model, depth)
+    check_kmer_layout(model)
     out = fresh_out_dir(out_dir, protected)
     files = {k: str(out / v) for k, v in FILES.items()}
     if is_profiles(contigs):

@@ -25,36 +25,40 @@ def _default(value: Any, key: str) -> Any:
 
 
 def _tissue(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.predict.common import relaxed_by
     from genomelab.predict.tissue import predict_files
 
-    predict_files(
-        a.model,
-        a.inputs,
-        out / "predictions.tsv",
-        out / "predictions.json",
-        float(_default(a.min_region_match, "tissue.predict.min_region_match")),
-        float(_default(a.min_covered, "tissue.predict.min_covered")),
-        device=a.device,
-        threshold=a.threshold,
-    )
+    with relaxed_by("--min-region-match"):
+        predict_files(
+            a.model,
+            a.inputs,
+            out / "predictions.tsv",
+            out / "predictions.json",
+            float(_default(a.min_region_match, "tissue.predict.min_region_match")),
+            float(_default(a.min_covered, "tissue.predict.min_covered")),
+            device=a.device,
+            threshold=a.threshold,
+        )
 
 
 def _deconv(a: argparse.Namespace, out: Path) -> None:
+    from genomelab.predict.common import relaxed_by
     from genomelab.predict.deconv import predict_files
 
     if not a.reference:
         raise ValueError("genomelab predict deconv needs --reference (the run's reference/reference.tsv)")
-    predict_files(
-        a.model,
-        a.reference,
-        a.inputs,
-        out,
-        float(_default(a.presence_threshold, "deconv.presence_threshold")),
-        float(_default(a.min_match, "deconv.infer.min_match")),
-        bool(_default(a.unknown_component, "deconv.reference.unknown_component")),
-        float(_default(a.other_threshold, "deconv.infer.other_threshold")),
-        a.truth,
-    )
+    with relaxed_by("--min-match"):
+        predict_files(
+            a.model,
+            a.reference,
+            a.inputs,
+            out,
+            float(_default(a.presence_threshold, "deconv.presence_threshold")),
+            float(_default(a.min_match, "deconv.infer.min_match")),
+            bool(_default(a.unknown_component, "deconv.reference.unknown_component")),
+            float(_default(a.other_threshold, "deconv.infer.other_threshold")),
+            a.truth,
+        )
 
 
 def _assoc(a: argparse.Namespace, out: Path) -> None:
@@ -101,18 +105,35 @@ def run_config(path: str | Path) -> dict[str, Any]:
 
 def binning_settings(a: argparse.Namespace) -> dict[str, Any]:
     """Clustering, bin and length settings and seed of a binning prediction: the flags, then
-    the run's config (``--configfile``, so the run's bins can be reproduced), then the schema."""
+    the run's config (``--configfile``, so the run's bins can be reproduced; refused where it
+    contradicts the model), then what the model records of its run (length filter, seed),
+    then the schema."""
     from genomelab.config import schema_defaults
+    from genomelab.predict.binning import check_run_config, recorded_settings
 
+    recorded = recorded_settings(a.model)
     run = run_config(a.configfile) if a.configfile else None
+    if run:
+        check_run_config(a.model, run, f"--configfile {a.configfile}")
     binning = (
         run["binning"]
         if run
         else {k: schema_defaults(f"binning.{k}") for k in ("cluster", "bins", "features")}
     )
+    min_length = recorded.get("binning.features.min_length")
+    if not run and min_length is None:
+        min_length = binning["features"]["min_length"]
+        if a.min_length is None:
+            logger.warning(
+                "%s records no profile length filter (exported before models recorded it): contigs "
+                "shorter than the schema's binning.features.min_length %d bp are skipped; give the run's "
+                "with --min-length or --configfile",
+                a.model,
+                min_length,
+            )
     pick = {"min_bin_bp": (a.min_bin_bp, binning["bins"]["min_bin_bp"])}
-    pick["min_length"] = (a.min_length, binning["features"]["min_length"])
-    pick["seed"] = (a.seed, run["seed"] if run else 0)
+    pick["min_length"] = (a.min_length, binning["features"]["min_length"] if run else min_length)
+    pick["seed"] = (a.seed, run["seed"] if run else recorded.get("seed", 0))
     return {"cluster": dict(binning["cluster"])} | {
         k: int(v if v is not None else d) for k, (v, d) in pick.items()
     }
@@ -177,23 +198,58 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def fraction(low: float = 0.0, high: float = 1.0, open_low: bool = False, open_high: bool = False):
+    """An argparse type: a number in [low, high] (``open_*``: that end excluded), as the
+    config key the option stands for must be; argparse names the option in its error."""
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (low < value if open_low else low <= value) or not (
+            value < high if open_high else value <= high
+        ):
+            raise argparse.ArgumentTypeError(f"{text} is not in {interval}")
+        return value
+
+    parse.__name__ = f"number in {interval}"
+    return parse
+
+
+def bp(text: str) -> int:
+    """An argparse type: a whole number of base pairs, 0 or more (the binning keys' range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is below 0")
+    return value
+
+
 def _module_options(p: argparse.ArgumentParser, module: str) -> None:
     if module == "tissue":
-        p.add_argument("--min-region-match", type=float, help="tissue.predict.min_region_match")
-        p.add_argument("--min-covered", type=float, help="tissue.predict.min_covered")
+        p.add_argument("--min-region-match", type=fraction(), help="tissue.predict.min_region_match")
+        p.add_argument("--min-covered", type=fraction(), help="tissue.predict.min_covered")
         p.add_argument(
             "--threshold",
-            type=float,
+            type=fraction(open_high=True),
             help="calibrated confidence below which a sample is not classifiable "
             "(default: the model's, its run's tissue.calibration.threshold)",
         )
     elif module == "deconv":
         p.add_argument("--reference", help="reference table (results/<run>/deconv/reference/reference.tsv)")
         p.add_argument("--truth", help="tissues x samples table of true proportions")
-        p.add_argument("--presence-threshold", type=float, help="deconv.presence_threshold")
-        p.add_argument("--min-match", type=float, help="deconv.infer.min_match")
+        p.add_argument(
+            "--presence-threshold",
+            type=fraction(open_low=True, open_high=True),
+            help="deconv.presence_threshold",
+        )
+        p.add_argument("--min-match", type=fraction(), help="deconv.infer.min_match")
         p.add_argument("--unknown-component", action=argparse.BooleanOptionalAction, default=None)
-        p.add_argument("--other-threshold", type=float, help="deconv.infer.other_threshold")
+        p.add_argument("--other-threshold", type=fraction(), help="deconv.infer.other_threshold")
     elif module == "assoc":
         p.add_argument("--featurizer", help="featuriser NPZ (results/<run>/assoc/features/featurizer.npz)")
         p.add_argument("--side", choices=("source", "target"), help="assoc.infer.side")
@@ -210,8 +266,10 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
         )
     elif module == "binning":
         p.add_argument("--depth", help="MetaBAT depth table of the assembly")
-        p.add_argument("--min-length", type=int, help="binning.features.min_length")
-        p.add_argument("--min-bin-bp", type=int, help="binning.bins.min_bin_bp")
+        p.add_argument(
+            "--min-length", type=bp, help="binning.features.min_length (default: the model's run's)"
+        )
+        p.add_argument("--min-bin-bp", type=bp, help="binning.bins.min_bin_bp")
         p.add_argument("--seed", type=int, help="clustering seed (default: the run config's seed, else 0)")
         p.add_argument(
             "--configfile",

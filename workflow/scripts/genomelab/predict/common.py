@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,50 @@ MODULES = ("tissue", "deconv", "regulon", "assoc", "binning")
 
 class InputMismatch(ValueError):
     """Inputs whose IDs do not match the IDs a model was trained with."""
+
+
+class TooFewMatched(InputMismatch):
+    """Some of a model's IDs found in the input, fewer than the fraction asked for: an
+    option relaxes the check (:func:`relaxed_by` names the one of the caller's path)."""
+
+    def __init__(self, message: str, what: str, n_matched: int, n_model: int, min_fraction: float) -> None:
+        super().__init__(message)
+        self.what, self.n_matched, self.n_model, self.min_fraction = what, n_matched, n_model, min_fraction
+
+
+def too_few_matched(
+    source: str, what: str, n_matched: int, n_model: int, min_fraction: float, detail: str
+) -> InputMismatch:
+    """The error of an ID join that found ``n_matched`` of ``n_model`` IDs, fewer than
+    ``min_fraction`` (or none): a :class:`TooFewMatched` when lowering the fraction would
+    let it through, else (nothing in common) a plain :class:`InputMismatch`."""
+    message = (
+        f"{source}: {n_matched} of the model's {n_model} {what} found in the input "
+        f"(need {min_fraction:.0%}); {detail}"
+    )
+    if n_matched == 0:
+        return InputMismatch(message)
+    return TooFewMatched(message, what, n_matched, n_model, min_fraction)
+
+
+@contextmanager
+def relaxed_by(option: str) -> Iterator[None]:
+    """Add to a :class:`TooFewMatched` raised inside the option that relaxes the check on
+    the caller's path (``--min-region-match``, a request's ``min_region_match``, a config
+    key) and the value that would accept the IDs found."""
+    try:
+        yield
+    except TooFewMatched as exc:
+        # Rounded down, so the value suggested accepts the input.
+        enough = math.floor(1000 * exc.n_matched / exc.n_model) / 1000
+        raise TooFewMatched(
+            f"{exc}. To predict with the {exc.n_matched} {exc.what} found, set {option} to "
+            f"{enough:g} or lower (it is {exc.min_fraction:g}); the {exc.what} not found count as missing",
+            exc.what,
+            exc.n_matched,
+            exc.n_model,
+            exc.min_fraction,
+        ) from None
 
 
 def module_of_kind(kind: str, path: str | os.PathLike = "model") -> str:
@@ -164,11 +210,15 @@ def match_ids(
         len(only_input),
     )
     if match.n_matched == 0 or match.n_matched < min_fraction * len(model_list):
-        raise InputMismatch(
-            f"{source}: {match.n_matched} of the model's {len(model_list)} {what} found in the "
-            f"input (need {min_fraction:.0%}); {n_only_model} of the model's {what} are absent "
-            f"from the input, first {only_model_first}; {len(only_input)} input {what} are "
-            f"unknown to the model, first {only_input[:N_SHOWN]}"
+        raise too_few_matched(
+            source,
+            what,
+            match.n_matched,
+            len(model_list),
+            min_fraction,
+            f"{n_only_model} of the model's {what} are absent from the input, first "
+            f"{only_model_first}; {len(only_input)} input {what} are unknown to the model, "
+            f"first {only_input[:N_SHOWN]}",
         )
     if n_only_model or only_input:
         logger.warning(

@@ -7,38 +7,42 @@ from pathlib import Path
 from typing import Any
 
 from genomelab.config import param
+from genomelab.predict.common import relaxed_by
 
 
 def tissue_step(smk: Any) -> None:
     from genomelab.predict.tissue import predict_files
 
     p = param(smk, "predict")
-    predict_files(
-        smk.input.model,
-        smk.input.inputs,
-        smk.output.tsv,
-        smk.output.json,
-        float(p["min_region_match"]),
-        float(p["min_covered"]),
-        device=smk.params.device,
-        threshold=None if p.get("threshold") is None else float(p["threshold"]),
-    )
+    with relaxed_by("tissue.predict.min_region_match in the run's config"):
+        predict_files(
+            smk.input.model,
+            smk.input.inputs,
+            smk.output.tsv,
+            smk.output.json,
+            float(p["min_region_match"]),
+            float(p["min_covered"]),
+            device=smk.params.device,
+            threshold=None if p.get("threshold") is None else float(p["threshold"]),
+        )
 
 
 def deconv_step(smk: Any) -> None:
     from genomelab.predict.deconv import predict_files
 
-    predict_files(
-        smk.input.model,
-        smk.input.reference,
-        smk.input.inputs,
-        Path(smk.output.join).parent,
-        float(smk.params.presence_threshold),
-        float(smk.params.min_match),
-        bool(smk.params.unknown_component),
-        float(smk.params.other_threshold),
-        smk.input.get("truth"),
-    )
+    # The rule reads min_match from deconv.infer (deconv.predict has none).
+    with relaxed_by("deconv.infer.min_match in the run's config"):
+        predict_files(
+            smk.input.model,
+            smk.input.reference,
+            smk.input.inputs,
+            Path(smk.output.join).parent,
+            float(smk.params.presence_threshold),
+            float(smk.params.min_match),
+            bool(smk.params.unknown_component),
+            float(smk.params.other_threshold),
+            smk.input.get("truth"),
+        )
 
 
 def assoc_step(smk: Any) -> None:
@@ -71,9 +75,19 @@ def regulon_step(smk: Any) -> None:
 
 
 def binning_step(smk: Any) -> None:
-    from genomelab.predict.binning import predict_files, remove_previous
+    from genomelab.predict.binning import check_run_config, is_profiles, predict_files, remove_previous
 
     features = param(smk, "features")
+    if not is_profiles(smk.input.inputs):
+        # binning.predict.model may be another run's model, trained on profiles of contigs
+        # of other lengths than this run's filter would profile the assembly with.
+        check_run_config(
+            smk.input.model,
+            {"binning": {"features": features}},
+            "the run's config",
+            "set it to the model's, or profile the assembly with the model's run and give its "
+            "profiles HDF5 as binning.predict.inputs",
+        )
     out = Path(smk.output.clusters).parent
     remove_previous(out)
     predict_files(

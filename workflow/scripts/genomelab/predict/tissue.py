@@ -241,7 +241,9 @@ class TissuePredictor:
         try:
             match = match_ids(self.region_index, inputs.regions, "regions", inputs.source, min_region_match)
         except InputMismatch as exc:
-            raise InputMismatch(f"{exc}{naming_hint(self.regions, inputs.regions)}") from exc
+            # The same error (a TooFewMatched stays one, for the option that relaxes it).
+            exc.args = (f"{exc}{naming_hint(self.regions, inputs.regions)}",)
+            raise
         found = match.index >= 0
         n = len(inputs.samples)
         if len(inputs.regions) == len(self.regions) and (match.index == np.arange(len(self.regions))).all():

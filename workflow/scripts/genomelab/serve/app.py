@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -42,7 +43,7 @@ from pydantic_core import to_json
 
 from genomelab import __version__
 from genomelab.config import schema_default
-from genomelab.predict.common import model_card, module_of_kind
+from genomelab.predict.common import model_card, module_of_kind, relaxed_by
 from genomelab.train.export import ExportError, load_exported
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,21 @@ logger = logging.getLogger(__name__)
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(ValueError):
+    """A validator's error about one field of its model (``field``: a name, or a dotted path
+    below the model such as ``genes.2``): the 422's ``loc`` goes down to that field instead
+    of stopping at the model (``["body", "samples", 0, "coverage"]``, not ``[..., 0]``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.loc = tuple(int(p) if p.isdigit() else p for p in field.split("."))
+
+
+def _given(model: BaseModel, field: str) -> str:
+    """``field`` or ``<field>_b64``: whichever form the request used (the one to name)."""
+    return f"{field}_b64" if getattr(model, f"{field}_b64", None) is not None else field
 
 
 def _from_base64(value: Any) -> np.ndarray:
@@ -95,9 +111,10 @@ def _check_unit(values: np.ndarray, field: str) -> None:
     bad = np.isinf(values) | (values < 0) | (values > 1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{field}: {int(bad.sum())} value(s) are not in [0, 1] or missing (NaN/null), "
-            f"first {float(values[first])} at position {first}"
+        raise FieldError(
+            field,
+            f"{int(bad.sum())} value(s) are not in [0, 1] or missing (NaN/null), "
+            f"first {float(values[first])} at position {first}",
         )
 
 
@@ -122,17 +139,23 @@ class TissueSample(_Strict):
     @model_validator(mode="after")
     def _arrays(self) -> "TissueSample":
         self._means = _values(self.means, self.means_b64, "means")
-        _check_unit(self._means, "means")
+        _check_unit(self._means, _given(self, "means"))
         if self.coverage is None and self.coverage_b64 is None:
             self._coverage = np.isfinite(self._means).astype(np.float32)
         else:
             self._coverage = _values(self.coverage, self.coverage_b64, "coverage")
+        coverage = _given(self, "coverage")
         if len(self._coverage) != len(self._means):
-            raise ValueError(f"coverage: {len(self._coverage)} values for {len(self._means)} means")
+            raise FieldError(coverage, f"{len(self._coverage)} values for {len(self._means)} means")
         if not np.isfinite(self._coverage).all() or (self._coverage < 0).any():
-            raise ValueError("coverage: every value must be finite and >= 0")
+            bad = np.flatnonzero(~np.isfinite(self._coverage) | (self._coverage < 0))
+            raise FieldError(
+                coverage,
+                f"every value must be finite and >= 0; {len(bad)} are not, "
+                f"first {float(self._coverage[bad[0]])} at position {int(bad[0])}",
+            )
         if self.regions is not None and len(self.regions) != len(self._means):
-            raise ValueError(f"regions: {len(self.regions)} region IDs for {len(self._means)} means")
+            raise FieldError("regions", f"{len(self.regions)} region IDs for {len(self._means)} means")
         return self
 
 
@@ -161,9 +184,9 @@ class DeconvSample(_Strict):
     def _arrays(self) -> "DeconvSample":
         # JSON numbers are doubles, and deconv_infer reads betas as float64 (NNLS is).
         self._betas = _values(self.betas, self.betas_b64, "betas", np.float64)
-        _check_unit(self._betas, "betas")
+        _check_unit(self._betas, _given(self, "betas"))
         if self.regions is not None and len(self.regions) != len(self._betas):
-            raise ValueError(f"regions: {len(self.regions)} region IDs for {len(self._betas)} betas")
+            raise FieldError("regions", f"{len(self.regions)} region IDs for {len(self._betas)} betas")
         return self
 
 
@@ -199,12 +222,32 @@ class RegulonGene(_Strict):
     @model_validator(mode="after")
     def _span(self) -> "RegulonGene":
         if self.end <= self.start:
-            raise ValueError(f"end ({self.end}) must be above start ({self.start}): 0-based, half-open")
+            raise FieldError("end", f"{self.end} must be above start ({self.start}): 0-based, half-open")
         return self
 
 
+# What a FASTA record may hold and genomelab reads: A/C/G/T, and N or an IUPAC ambiguity
+# code, either case, read as N (genomelab.regulon.targets._LUT, as for a FASTA file).
+IUPAC_N = "NRYKMSWBDHV"
+_BASES = re.compile(f"[ACGT{IUPAC_N}]+", re.IGNORECASE)
+
+
+def _check_bases(sequence: str) -> str:
+    if not _BASES.fullmatch(sequence):
+        bad = next(i for i, c in enumerate(sequence) if not _BASES.fullmatch(c))
+        raise ValueError(
+            f"{sequence[bad]!r} at position {bad} is not a base: A, C, G, T, or N or an IUPAC "
+            f"ambiguity code ({' '.join(IUPAC_N[1:])}), either case; codes are read as N, as in a FASTA file"
+        )
+    return sequence
+
+
 class RegulonRequest(_Strict):
-    sequence: str = Field(min_length=1, pattern="^[ACGTNacgtn]+$")
+    sequence: Annotated[str, AfterValidator(_check_bases)] = Field(
+        min_length=1,
+        description="A/C/G/T; N and IUPAC ambiguity codes (either case) are read as N, as in a FASTA file",
+        json_schema_extra={"pattern": f"^[ACGT{IUPAC_N}{IUPAC_N.lower()}acgt]+$"},
+    )
     contig: str = "query"
     start: int = Field(0, ge=0)
     genes: list[RegulonGene] | None = Field(
@@ -219,9 +262,10 @@ class RegulonRequest(_Strict):
         # where coordinates relative to the sequence are expected.
         for i, g in enumerate(self.genes or ()):
             if g.end <= 0 or g.start >= len(self.sequence):
-                raise ValueError(
-                    f"genes.{i}: [{g.start}, {g.end}) lies outside the sequence [0, {len(self.sequence)}); "
-                    "gene coordinates are relative to the sequence"
+                raise FieldError(
+                    f"genes.{i}",
+                    f"[{g.start}, {g.end}) lies outside the sequence [0, {len(self.sequence)}); "
+                    "gene coordinates are relative to the sequence",
                 )
         return self
 
@@ -238,7 +282,7 @@ class BinningContig(_Strict):
     @model_validator(mode="after")
     def _depths(self) -> "BinningContig":
         if self.depth is not None and not all(math.isfinite(v) and v >= 0 for v in self.depth):
-            raise ValueError(f"depth: every value must be finite and >= 0, not {self.depth}")
+            raise FieldError("depth", f"every value must be finite and >= 0, not {self.depth}")
         return self
 
 
@@ -265,22 +309,36 @@ class _Tissue:
 
         n_model = len(self.p.regions)
         records = []
+        threshold = self.p.threshold if req.threshold is None else float(req.threshold)
         for i, s in enumerate(req.samples):
-            _model_order(s._means, s.regions, n_model, f"samples.{i}.means")
+            _model_order(s._means, s.regions, n_model, f"samples.{i}.{_given(s, 'means')}")
             # Without IDs the values are in the model's order: passing the model's own array
             # lets the ID join skip comparing 51,089 strings.
             regions = np.asarray(s.regions) if s.regions is not None else self.p.regions
             inputs = TissueInputs(
-                np.asarray([s.sample]), regions, s._means[None], s._coverage[None], f"samples.{i}"
+                np.asarray([s.sample]), regions, s._means[None], s._coverage[None], f"samples.{i}.regions"
             )
-            pred = self.p.predict(
-                inputs,
-                self.defaults["min_region_match"] if req.min_region_match is None else req.min_region_match,
-                self.defaults["min_covered"] if req.min_covered is None else req.min_covered,
-                req.threshold,
-            )
+            with relaxed_by("min_region_match in the request"):
+                pred = self.p.predict(
+                    inputs,
+                    self.defaults["min_region_match"]
+                    if req.min_region_match is None
+                    else req.min_region_match,
+                    self.defaults["min_covered"] if req.min_covered is None else req.min_covered,
+                    threshold,
+                )
             records += pred.records()
-        return {"classes": self.p.classes, "samples": records}
+        # What decided `classifiable`, as predictions.json says it: the threshold applied
+        # (the request's, else the model's) and whether the confidence it was compared with
+        # is calibrated (false for one member's file: raw probabilities, threshold 0).
+        return {
+            "classes": self.p.classes,
+            "threshold": threshold,
+            "calibrated": self.p.calibrated,
+            "n_flagged": sum(r["flagged"] for r in records),
+            "n_not_classifiable": sum(not r["classifiable"] for r in records),
+            "samples": records,
+        }
 
 
 class _Deconv:
@@ -306,12 +364,14 @@ class _Deconv:
         unknown = self.unknown_component if req.unknown_component is None else req.unknown_component
         rows, matched = [], []
         for i, s in enumerate(req.samples):
-            _model_order(s._betas, s.regions, n_model, f"samples.{i}.betas")
+            betas = f"samples.{i}.{_given(s, 'betas')}"
+            _model_order(s._betas, s.regions, n_model, betas)
             regions = np.asarray(s.regions) if s.regions is not None else self.p.regions
-            aligned, match = self.p.align(
-                s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}"
-            )
-            check_observed(aligned, [s.sample], len(self.p.tissues), f"samples.{i}.betas")
+            with relaxed_by("min_match in the request"):
+                aligned, match = self.p.align(
+                    s._betas[None].astype(np.float64), regions, min_match, f"samples.{i}.regions"
+                )
+            check_observed(aligned, [s.sample], len(self.p.tissues), betas)
             rows.append(aligned[0])
             matched.append(match.n_matched)
         aligned = np.stack(rows)
@@ -391,7 +451,14 @@ class _Regulon:
             }
             for head, arr in t.tracks.items()
         }
-        out = {"contig": t.contig, "start": t.start, "end": t.end, "tracks": tracks}
+        out = {
+            "contig": t.contig,
+            "start": t.start,
+            "end": t.end,
+            # Bases read as N (N, IUPAC codes), as tracks.json of the FASTA path counts them.
+            "n_unknown_bases": t.n_unknown_bases,
+            "tracks": tracks,
+        }
         if t.pairs is not None:  # a model with an operon pair readout, given genes
             out["operon_pairs"] = _regulon_pairs(t.pairs)
             out["operon_readout"] = {
@@ -423,9 +490,14 @@ def _regulon_pairs(pairs: Any) -> list[dict[str, Any]]:
 class _Binning:
     def __init__(self, path: str, opts: dict[str, Any]) -> None:
         from genomelab.binning.training import load_model
+        from genomelab.predict.binning import check_kmer_layout
 
+        check_kmer_layout(path)
+        extra = load_exported(path).extra
         # Abundance columns the model was trained with (0: composition only).
-        self.n_depth = int(load_exported(path).extra.get("n_depth", 0))
+        self.n_depth = int(extra.get("n_depth", 0))
+        # Its run's length filter, as `genomelab predict binning` applies it (0: not recorded).
+        self.min_length = int(extra.get("min_length", 0))
         self.model = load_model(path, self.n_depth)
 
     def depth(self, req: BinningRequest) -> np.ndarray | None:
@@ -458,25 +530,57 @@ class _Binning:
         if len(position) < len(req.contigs):
             raise ValueError("contigs: names must be unique (abundances and replies are by name)")
         records = [(c.name, c.sequence.upper().encode()) for c in req.contigs]
-        blocks = list(iter_profiles(records, min_length=0, engine="numpy"))
+        blocks = list(iter_profiles(records, min_length=self.min_length, engine="numpy"))
         names = [str(n) for b in blocks for n in b.names]
+        kept = set(names)
+        # Why each contig without a profile has none: the client cannot tell from its name.
+        why = {c.name: _skip_reason(c.sequence, self.min_length) for c in req.contigs if c.name not in kept}
+        skipped = "; ".join(
+            f"contigs.{position[n]}: {n!r} was skipped, {r}" for n, r in list(why.items())[:5]
+        )
         if not names:
-            raise ValueError("contigs: no contig has a valid 6-mer")
+            raise ValueError(
+                f"contigs: no contig {'can be profiled' if self.min_length else 'has a valid 6-mer'}: {skipped}"
+            )
         x = np.concatenate([b.features for b in blocks])
         if depth is not None:
             if len(names) < 2:
                 # Abundances are scaled and z-scored over the contigs given, as over an
                 # assembly's by `genomelab predict binning --depth`: one contig has no scale.
                 raise ValueError(
-                    "contigs: abundances are normalised over the request's contigs; send 2 or more"
+                    f"{skipped or 'contigs: 1 contig sent'}; abundances are normalised over the "
+                    f"request's profiled contigs, and that leaves {len(names)} ({names[0]}): send 2 or "
+                    "more that have a valid 6-mer"
                 )
             x = np.concatenate([x, normalise_depth(depth[[position[n] for n in names]])], axis=1)
         latent = self.model.embed(torch.from_numpy(x)).float().numpy()
         return {
             "contigs": [{"name": n, "latent": z.tolist()} for n, z in zip(names, latent, strict=True)],
-            "skipped": sorted(set(position) - set(names)),
+            "skipped": sorted(why),
+            "skip_reasons": why,
             "n_depth": self.n_depth,
+            "min_length": self.min_length,
         }
+
+
+def _skip_reason(sequence: str, min_length: int = 0) -> str:
+    """Why a contig is not profiled (as ``iter_profiles`` filters with ``min_length``), in words."""
+    from genomelab.binning.kmers import MAX_K, min_valid_kmers
+
+    n = len(sequence)
+    if n < min_length:
+        return f"{n} bp, shorter than the model's run profiled (binning.features.min_length {min_length})"
+    if n < MAX_K:
+        return f"{n} bp, shorter than a {MAX_K}-mer"
+    acgt = np.isin(np.frombuffer(sequence.upper().encode(), np.uint8), np.frombuffer(b"ACGT", np.uint8))
+    n_bad = n - int(acgt.sum())
+    valid = int((np.convolve(acgt, np.ones(MAX_K, int), "valid") == MAX_K).sum())
+    if valid == 0:
+        return f"no {MAX_K} consecutive A/C/G/T bases ({n_bad} of its {n} bp are N or other letters)"
+    return (
+        f"{valid} valid {MAX_K}-mers, fewer than the {min_valid_kmers(min_length)} its run required "
+        f"(binning.features.min_length {min_length} - {MAX_K - 1}; {n_bad} of its {n} bp are N or other letters)"
+    )
 
 
 HANDLERS = {"tissue": _Tissue, "deconv": _Deconv, "assoc": _Assoc, "regulon": _Regulon, "binning": _Binning}
@@ -501,8 +605,13 @@ def answer(handler: Any, request_type: type[BaseModel], body: bytes) -> bytes:
         req = request_type.model_validate_json(body)
     except ValidationError as exc:
         # ctx holds the raised exception object, which has no JSON form; msg carries its text.
+        # A FieldError's loc goes on below the model that raised it, to the field it names.
         errors = [
-            {"type": e["type"], "loc": ("body", *e["loc"]), "msg": e["msg"]}
+            {
+                "type": e["type"],
+                "loc": ("body", *e["loc"], *getattr(e.get("ctx", {}).get("error"), "loc", ())),
+                "msg": e["msg"],
+            }
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise RequestValidationError(errors) from None

@@ -164,9 +164,11 @@ def match_ids(
         len(only_input),
     )
     if match.n_matched == 0 or match.n_matched < min_fraction * len(model_list):
+        # None in common is refused whatever min_fraction says ("need 0%" read as a contradiction).
+        need = f"{min_fraction:.0%}" if min_fraction * len(model_list) > 1 else "at least one"
         raise InputMismatch(
             f"{source}: {match.n_matched} of the model's {len(model_list)} {what} found in the "
-            f"input (need {min_fraction:.0%}); {n_only_model} of the model's {what} are absent "
+            f"input (need {need}); {n_only_model} of the model's {what} are absent "
             f"from the input, first {only_model_first}; {len(only_input)} input {what} are "
             f"unknown to the model, first {only_input[:N_SHOWN]}"
         )

@@ -251,7 +251,18 @@ def _schema_keys(node: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-@pytest.mark.parametrize("module", ["regulon", "assoc", "binning"])
+@pytest.mark.parametrize("module", ["tissue", "deconv", "regulon", "assoc", "binning"])
+def test_config_readme_names_every_predict_key_of_the_module(module):
+    """The `<module>.predict` table of config/README.md names each module's predict keys
+    (regulon's `annotation` was left out: a gene-annotation model cannot predict without it)."""
+    section = _readme_section("`<module>.predict` (every module; docs/predict.md)")
+    named = set(re.findall(r"`(?:[\w.]*\.)?(\w+)`", section))
+    keys = list(schema_node(module)["properties"]["predict"]["properties"])
+    missing = [k for k in keys if k not in named]
+    assert not missing, f"config/README.md's <module>.predict table does not name {module}.predict.{missing}"
+
+
+@pytest.mark.parametrize("module", ["ingest", "tissue", "deconv", "regulon", "assoc", "binning"])
 def test_config_readme_names_every_key_of_the_module_with_its_default(module):
     """config/README.md "explains every key": each schema key is named (as `key`, `a.key` or
     its object's name), and a row giving one key and one plain value gives the schema default."""

@@ -46,6 +46,16 @@ def test_an_id_index_refuses_as_the_plain_ids_do():
                 match_ids(model, ids, "regions", "req", 0.5)
 
 
+def test_no_id_in_common_is_refused_even_with_no_minimum_and_says_so():
+    """With min_region_match 0 (docs/predict.md's curl example) a request sharing no region
+    with the model was refused with 'found in the input (need 0%)', which reads as met."""
+    with pytest.raises(
+        InputMismatch, match=r"req: 0 of the model's 50 regions found in the input \(need at least one\)"
+    ):
+        match_ids(MODEL, ["chr1:100-600"], "regions", "req", 0.0)
+    assert match_ids(MODEL, ["chr1:100-600", "r3"], "regions", "req", 0.0).n_matched == 1
+
+
 def test_a_request_in_the_model_s_own_order_needs_no_lookup():
     ids = np.asarray(MODEL)
     index = IdIndex(ids)

@@ -61,9 +61,10 @@ def too_few_matched(
     """The error of an ID join that found ``n_matched`` of ``n_model`` IDs, fewer than
     ``min_fraction`` (or none): a :class:`TooFewMatched` when lowering the fraction would
     let it through, else (nothing in common) a plain :class:`InputMismatch`."""
+    # None in common is refused whatever min_fraction says ("need 0%" read as a contradiction).
+    need = f"{min_fraction:.0%}" if min_fraction * n_model > 1 else "at least one"
     message = (
-        f"{source}: {n_matched} of the model's {n_model} {what} found in the input "
-        f"(need {min_fraction:.0%}); {detail}"
+        f"{source}: {n_matched} of the model's {n_model} {what} found in the input (need {need}); {detail}"
     )
     if n_matched == 0:
         return InputMismatch(message)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from genomelab.io.atomic import atomic_output, atomic_write_text
 from genomelab.io.errors import FormatError
-from genomelab.io.streams import compressed_errors, existing_file
+from genomelab.io.streams import compressed_errors, existing_file, open_text
 from genomelab.splits import SPLIT_KINDS, SPLITS, GivenAssignment
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,16 @@ def _read_tsv(path: Path, **kwargs) -> pd.DataFrame:
 def _first_line(mask: np.ndarray | pd.Series) -> int:
     """File line of the first true row of ``mask`` (header = line 1)."""
     return int(np.flatnonzero(np.asarray(mask))[0]) + 2
+
+
+def _row_lines(path: Path) -> np.ndarray:
+    """[n_rows] int64: the 1-based file line of each row ``_read_tsv`` reads from ``path``.
+
+    ``read_csv`` skips blank lines (empty or spaces only) before and after the header, so
+    after one the row index + 2 is not the row's line."""
+    with compressed_errors(path), open_text(path) as fh:
+        lines = [i for i, line in enumerate(fh, start=1) if line.rstrip("\r\n").strip(" ")]
+    return np.asarray(lines[1:], dtype=np.int64)
 
 
 def check_names(
@@ -407,7 +417,8 @@ def read_link_table(
 
     A confidence is a number in [0, 1] or, with ``confidence_words`` (word -> number in
     [0, 1], matched case-insensitively), one of those words, e.g. RegulonDB's ``Strong``.
-    Errors name the file and the first bad line; an unknown word lists the mapping."""
+    Errors name the file and the first bad line (the file's own line: blank lines count); an
+    unknown word lists the mapping. Column ``_line`` holds each row's line."""
     path = existing_file(path, "links table")
     df = _read_tsv(path, dtype=str, keep_default_na=False)
     missing = [c for c in LINK_COLUMNS if c not in df.columns]
@@ -415,6 +426,10 @@ def read_link_table(
         raise FormatError(path, f"links table lacks column(s) {missing} (has {list(df.columns)})")
     if len(df) == 0:
         raise FormatError(path, "links table has no rows")
+    lines = _row_lines(path)
+    if len(lines) != len(df):  # a quoted field over several lines: count rows as before
+        lines = np.arange(len(df), dtype=np.int64) + 2
+    df["_line"] = lines
     for col in ("source", "target", "direction"):
         df[col] = df[col].str.strip()
     bad_dir = ~df["direction"].isin(directions)
@@ -422,7 +437,7 @@ def read_link_table(
         raise FormatError(
             path,
             f"links table: unknown direction(s) {sorted(set(df['direction'][bad_dir]))}; use {sorted(directions)}",
-            _first_line(bad_dir),
+            int(df["_line"][bad_dir].iloc[0]),
         )
     conf = _confidences(df, path, confidence_words or {})
     bad = ~np.isfinite(conf) | (conf < 0) | (conf > 1)
@@ -432,7 +447,7 @@ def read_link_table(
         raise FormatError(
             path,
             f"links table: {int(bad.sum())} confidence(s) outside [0, 1] or not numbers, e.g. {examples}",
-            _first_line(bad),
+            int(df["_line"][bad].iloc[0]),
         )
     df["confidence"] = conf
     return df
@@ -456,7 +471,7 @@ def _confidences(df: pd.DataFrame, path: Path, words: Mapping[str, float]) -> np
             f"links table: confidence word {text[i]!r} of link {df['source'][i]} -> {df['target'][i]} "
             f"is not in the confidence mapping ({mapping}); add it to assoc.data.confidence_words "
             "or write a number in [0, 1]",
-            i + 2,
+            int(df["_line"][i]),
         )
     conf[is_word] = mapped.to_numpy(dtype=float)
     return conf

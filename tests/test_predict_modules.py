@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from genomelab.cli import main
 from genomelab.predict.common import InputMismatch
 
@@ -268,6 +269,48 @@ def test_assoc_predict_takes_the_device_option(assoc_run, tmp_path, capfd):
     assert "device 'cuda' requested but CUDA is not available" in capfd.readouterr().err
     assert not (tmp_path / "gpu").exists()
     assert main([*args, "--device", "cpu", "--out", str(tmp_path / "cpu")]) == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_assoc_predict_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
+    """The assoc_predict rule takes the top-level ``device`` as the other <module>_predict
+    rules do: it had no device param and ranked on the CPU whatever the config said."""
+    import subprocess
+    import sys
+
+    from genomelab.assoc import data as D
+    from shared_run import copy_repo
+
+    repo = copy_repo(tmp_path / "repo")
+    src = ROOT / "tests" / "data" / "assoc"
+    # The run's data step as done (assoc_predict reads its links table); nothing else runs.
+    D.prepare_data(
+        src / "links.tsv", src / "sources.tsv", src / "targets.tsv", repo / "results/r/assoc/data", 3
+    )
+    config = {
+        "run": "r",
+        "assoc": {
+            "enabled": True,
+            "data": {k: f"tests/data/assoc/{k}.tsv" for k in ("links", "sources", "targets")},
+            "predict": {
+                "inputs": "results/r/assoc/data/heldout_sources.tsv",
+                "model": str(assoc_run / "run" / "model.pt"),
+                "featurizer": str(assoc_run / "featurizer.npz"),
+            },
+        },
+    }
+    out = "results/r/assoc/predict/predictions.tsv"
+    args = [out, "--cores", "1", "--allowed-rules", "assoc_predict", "--rerun-triggers", "mtime"]
+    for device, code in (("cuda", 1), ("cpu", 0)):
+        (repo / "c.yaml").write_text(yaml.safe_dump({**config, "device": device}))
+        res = subprocess.run(
+            [str(Path(sys.executable).parent / "snakemake"), *args, "--configfile", "c.yaml"],
+            cwd=repo, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        log = (repo / "logs/r/assoc/predict.log").read_text()
+        assert res.returncode == code, res.stderr[-3000:] + log[-2000:]
+        assert ("device 'cuda' requested but CUDA is not available" in log) == (device == "cuda"), log
+    assert pd.read_csv(repo / out, sep="\t")["score"].notna().all()
 
 
 # --------------------------------------------------------------------------- regulon

@@ -236,6 +236,44 @@ def test_assoc_featurizer_of_another_run_is_refused_naming_both_files(assoc_run,
         AssocPredictor(model, tmp_path / "other.npz")
 
 
+def test_assoc_featurizer_of_the_same_widths_but_another_vocabulary_is_refused(assoc_run, tmp_path, caplog):
+    """A featuriser fitted on other descriptions has the same widths (text_dim 8, max_fields
+    2, no numeric columns) but another TF-IDF vocabulary: the width check passed it and the
+    model ranked with features it never saw. The model now records the featuriser's
+    fingerprint; a model exported without one (before) is still loaded, on widths alone,
+    and the log says so."""
+    from genomelab.assoc import features as Fe
+    from genomelab.assoc import training as T
+    from genomelab.assoc.infer import predict_new_entities
+
+    tmp = assoc_run
+    model, queries = tmp / "run" / "model.pt", tmp / "data" / "heldout_sources.tsv"
+    shutil.copytree(tmp / "data", tmp_path / "data")
+    sources = pd.read_csv(tmp_path / "data" / "sources.tsv", sep="\t", dtype=str, keep_default_na=False)
+    sources["description"] = "renamed " + sources["description"]
+    sources.to_csv(tmp_path / "data" / "sources.tsv", sep="\t", index=False)
+    cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=8, max_fields=2)
+    Fe.build_features(tmp_path / "data", tmp_path / "feat.npz", tmp_path / "other.npz", cfg, seed=0)
+    ours, other = Fe.load_featurizer(tmp / "featurizer.npz"), Fe.load_featurizer(tmp_path / "other.npz")
+    assert other.text_dim == ours.text_dim and len(other.vocabulary) != len(ours.vocabulary)
+    assert ours.fingerprint() == Fe.features_fingerprint(tmp / "feat.npz")
+    with pytest.raises(
+        ValueError, match=r"not the featuriser .* trained with \(same feature widths, but another vocabulary"
+    ):
+        predict_new_entities(model, tmp_path / "other.npz", queries, "source", 3, tmp_path / "p.tsv")
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        predict_new_entities(model, tmp / "featurizer.npz", queries, "source", 3, tmp_path / "ok.tsv")
+    assert "records no featuriser fingerprint" not in caplog.text
+    # An export of before (no fingerprint): loaded, checked on widths, and the log says so.
+    old = tmp_path / "old_model.pt"
+    net, exported = T.load_model(model)
+    T.save_model(old, net, exported.ids, extra={"scheme": "entities"})
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        predict_new_entities(old, tmp / "featurizer.npz", queries, "source", 3, tmp_path / "old.tsv")
+    assert f"{old} records no featuriser fingerprint" in caplog.text and "feature widths only" in caplog.text
+    assert (tmp_path / "old.tsv").read_text() == (tmp_path / "ok.tsv").read_text()
+
+
 def test_assoc_queries_that_are_the_model_s_own_entities_are_named(assoc_run, tmp_path, caplog):
     """A 'new' entity table holding entities with training links: they are ranked from their
     features alone (cold start), not with their learned links; the log now says so, naming them."""

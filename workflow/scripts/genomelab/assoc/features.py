@@ -374,7 +374,9 @@ def save_features(
         f"{side}_{k}": v for side, arrays in arrays_by_side.items() for k, v in arrays.items()
     }
     if fingerprint:
-        flat[FINGERPRINT_KEY] = np.asarray(fingerprint)
+        # Raw digest bytes, not text: the run snapshot compares no bytes of the trained tier
+        # (the fingerprint covers the LSA fit, whose floats differ between CPUs).
+        flat[FINGERPRINT_KEY] = np.frombuffer(bytes.fromhex(fingerprint), np.uint8)
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **flat)
 
@@ -382,7 +384,7 @@ def save_features(
 def features_fingerprint(path: str | os.PathLike) -> str:
     """The featuriser fingerprint a features file records; "" for files written before it was."""
     with np.load(path, allow_pickle=False) as data:
-        return str(data[FINGERPRINT_KEY]) if FINGERPRINT_KEY in data.files else ""
+        return data[FINGERPRINT_KEY].tobytes().hex() if FINGERPRINT_KEY in data.files else ""
 
 
 def load_features(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:

@@ -435,6 +435,39 @@ def test_schema_errors_name_every_bad_key_in_a_few_lines():
         load({"run": "a", "tissue": {"enabled": True, "models": ["mlp", "transformer"]}})
 
 
+def test_one_validation_names_a_misspelt_key_once_and_fills_every_default(workdir, monkeypatch):
+    """The config is validated once, by genomelab (one line per bad key), and its defaults are
+    filled across the module schemas as before; Snakemake's validate(config, schema), which
+    ran as well after genomelab's and could only repeat it, is not called."""
+    import copy
+
+    from snakemake import utils as smk_utils
+
+    (workdir / "trian.yaml").write_text(
+        "run: a\ntissue: {enabled: true, simulate: {}, trian: {max_epochs: 5}}\n"
+    )
+    res = snakemake(workdir, "-n", "--cores", "1", "--configfile", "trian.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert out.count("tissue.trian: unknown key ('trian' was unexpected; did you mean tissue.train?)") == 1, (
+        out
+    )
+    assert "Failed validating" not in out and "ValidationError" not in out, out
+    calls = []
+    monkeypatch.setattr(smk_utils, "validate", lambda *a, **k: calls.append(a))
+    given = {"run": "a", "tissue": {"enabled": True, "simulate": {}, "train": {"max_epochs": 5}}}
+    config = load(copy.deepcopy(given))
+    assert calls == []
+    assert config == fill_defaults(copy.deepcopy(given), SCHEMA)
+    assert config["tissue"]["train"]["max_epochs"] == 5
+    assert config["tissue"]["train"]["lr"] == schema_default("tissue.train.lr")
+    assert config["regulon"]["targets"]["block_bp"] == schema_default("regulon.targets.block_bp")
+    top = yaml.safe_load(SCHEMA.read_text())["properties"]
+    assert (
+        config["resources"]["training_mem_mb"] == top["resources"]["properties"]["training_mem_mb"]["default"]
+    )
+
+
 def test_a_predict_only_run_plans_the_predict_rules_of_modules_that_are_off(workdir):
     """New samples classified / deconvolved with an earlier run's model: tissue and deconv off,
     their predict section set. The run plans their predict rules (it did nothing, silently, or

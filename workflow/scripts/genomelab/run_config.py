@@ -139,11 +139,14 @@ def load_run_config(
     """Check ``config`` (what Snakemake read from ``configfiles`` and ``--config``), fill its
     schema defaults in place and validate it; raise ConfigError saying what to fix.
 
+    The one validation of the config: :func:`fill_defaults` fills every default (across the
+    module schema files) and :func:`schema_errors` reports every problem, one line per key.
+    Snakemake's ``validate(config, schema)`` is not run as well: after these it filled
+    nothing and could fail on nothing, and where it did fail it printed the whole schema
+    section and config instead of the key.
+
     ``modules`` are the config sections with an ``enabled`` key; at least one must be on.
     """
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
     if not config and not configfiles:
         raise ConfigError(f"No config given: genomelab reads no config file by default. {HOW_TO}")
     if "run" not in config:
@@ -166,10 +169,6 @@ def load_run_config(
             f"{_named(configfiles)} is invalid: {len(problems)} problem(s) (config/README.md explains "
             "every key):\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    try:
-        validate(config, str(Path(schema_path).resolve()))
-    except WorkflowError as exc:
-        raise ConfigError(f"{_named(configfiles)} is invalid: {exc}") from exc
     modules = list(modules)
     predicting = _check_predict_sections(config, configfiles, modules)
     # ingest's UXM rules (ingest.uxm.enabled) run on their own too (docs/ingest.md), and a

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from genomelab.config import ConfigError
+from genomelab.config import ConfigError, own_data_keys
 from genomelab.config_schema import fill_defaults
 
 # Inputs an enabled module cannot run without (no demo data stands in for them): dotted key,
@@ -36,13 +36,10 @@ HOW_TO = (
 )
 
 # Modules whose data the workflow can also simulate (the demo's), with the keys that name a
-# user's own data. Enabled with none of them set, such a module would train on simulated
-# data under the user's run name: it does so only when the config asks for it, with a
-# `<module>.simulate` section (or tissue.input.source: simulate).
-OWN_DATA_INPUTS: dict[str, tuple[str, ...]] = {
-    "tissue": ("input.sheet", "input.hdf5"),
-    "deconv": ("input.sample_sheet", "input.features", "reference.atlas"),
-}
+# user's own data: their schemas' `x-own-data` lists. Enabled with none of them set, such a
+# module would train on simulated data under the user's run name: it does so only when the
+# config asks for it, with a `<module>.simulate` section (or tissue.input.source: simulate).
+OWN_DATA_INPUTS: dict[str, tuple[str, ...]] = {m: own_data_keys(m) for m in ("tissue", "deconv")}
 
 # Modules whose `<module>_predict` rule runs without the module's training (`enabled: false`
 # with `predict.inputs` set: a predict-only run, e.g. ingest new samples and classify them

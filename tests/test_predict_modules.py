@@ -296,6 +296,29 @@ def test_assoc_queries_that_are_the_model_s_own_entities_are_named(assoc_run, tm
     assert "training links in the model" not in caplog.text
 
 
+def test_assoc_queries_without_a_known_term_are_named(assoc_run, tmp_path, caplog):
+    """Queries whose descriptions share no term with the featuriser's vocabulary were ranked
+    without a word (source entities have no numeric features: each got the same ranking).
+    The log now names them; queries with known terms are not named."""
+    from genomelab.assoc.infer import predict_new_entities
+
+    tmp = assoc_run
+    model, featurizer = tmp / "run" / "model.pt", tmp / "featurizer.npz"
+    queries = tmp_path / "unknown.tsv"
+    queries.write_text("id\tdescription\nnew1\tqwertyuiop zxcvbnm\nnew2\tasdfghjkl\n")
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        predict_new_entities(model, featurizer, queries, "source", 3, tmp_path / "p.tsv")
+    assert "2 of 2 query source entities share no term with the featuriser's vocabulary" in caplog.text
+    assert "['new1', 'new2']" in caplog.text and "every one of them gets the same ranking" in caplog.text
+    ranked = pd.read_csv(tmp_path / "p.tsv", sep="\t")
+    assert ranked.groupby("query")["candidate"].apply(tuple).nunique() == 1
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        known = tmp / "data" / "heldout_sources.tsv"
+        predict_new_entities(model, featurizer, known, "source", 3, tmp_path / "q.tsv")
+    assert "share no term" not in caplog.text
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_assoc_predict_takes_the_device_option(assoc_run, tmp_path, capfd):
     """--device applies to every module: assoc ignored it and ran on the CPU when asked

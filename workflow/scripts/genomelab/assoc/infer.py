@@ -141,6 +141,32 @@ class Ranker:
         logits = self.model(direction, None, query_emb=emb, query_link=link)
         return torch.sigmoid(logits).float().cpu().numpy()
 
+    def _warn_unknown_text(self, arrays: dict[str, np.ndarray], side: str) -> None:
+        """Log the queries whose description shares no term with the featuriser's TF-IDF
+        vocabulary: their text encodes to zeros, so they are ranked from their numeric
+        features alone, or, without any, all alike (nothing refuses them)."""
+        if self.featurizer.config.text_encoder != "tfidf":
+            return
+        text, mask = arrays["text"], arrays["text_mask"]
+        blank = mask.any(axis=1) & ~np.abs(text).reshape(len(text), -1).any(axis=1)
+        if not blank.any():
+            return
+        ids = arrays["ids"][blank].tolist()
+        rest = (
+            "they are ranked from their numeric features alone"
+            if arrays["numeric"].shape[1]
+            else "they have no other features, so every one of them gets the same ranking"
+        )
+        logger.warning(
+            "%d of %d query %s entities share no term with the featuriser's vocabulary, first %s: "
+            "their descriptions encode to zeros and %s",
+            len(ids),
+            len(blank),
+            side,
+            ids[:5],
+            rest,
+        )
+
     def rank(self, table, side: str, top_k: int = 10) -> pd.DataFrame:
         """Top ``top_k`` candidates per entity of ``table`` (an ``EntityTable``)."""
         if top_k < 1:
@@ -157,6 +183,7 @@ class Ranker:
                 known[:5],
             )
         arrays = self.featurizer.transform(table)
+        self._warn_unknown_text(arrays, side)
         scores = self.scores(arrays, side)
         k = min(top_k, scores.shape[1])
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]

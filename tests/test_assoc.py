@@ -147,6 +147,18 @@ def test_links_errors_give_the_file_s_own_line_after_blank_lines(tmp_path, row, 
         D.read_links(path, src, tgt, confidence_words={"strong": 0.7})
 
 
+def test_entity_table_errors_give_the_file_s_own_line_after_blank_lines(tmp_path):
+    """The entity tables' reader shares the links table's: a duplicate or empty id after blank
+    lines was reported on the row count + 2 (line 3 here), not the file's line 6."""
+    for bad, message in (("a\tz", "duplicate ids: \\['a'\\]"), ("  \tz", "1 empty ids")):
+        path = tmp_path / "gappy_entities.tsv"
+        path.write_text("\nid\tdescription\na\tx\n   \n\n" + bad + "\n")
+        with pytest.raises(
+            ValueError, match=rf"gappy_entities.tsv, line 6: source entity table has {message}"
+        ):
+            D.read_entities(path, "source")
+
+
 def test_bad_entities_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.tsv"):
         D.read_entities(tmp_path / "missing.tsv", "source")

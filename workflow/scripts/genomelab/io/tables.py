@@ -52,14 +52,18 @@ def _first_line(mask: np.ndarray | pd.Series) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0]) + 2
 
 
-def _row_lines(path: Path) -> np.ndarray:
-    """[n_rows] int64: the 1-based file line of each row ``_read_tsv`` reads from ``path``.
+def _row_lines(path: Path, n_rows: int) -> np.ndarray:
+    """[n_rows] int64: the 1-based file line of each of the ``n_rows`` rows ``_read_tsv``
+    read from ``path``.
 
     ``read_csv`` skips blank lines (empty or spaces only) before and after the header, so
-    after one the row index + 2 is not the row's line."""
+    after one the row index + 2 is not the row's line. Where the count disagrees (a quoted
+    field over several lines) rows are counted from line 2 as before."""
     with compressed_errors(path), open_text(path) as fh:
-        lines = [i for i, line in enumerate(fh, start=1) if line.rstrip("\r\n").strip(" ")]
-    return np.asarray(lines[1:], dtype=np.int64)
+        lines = [i for i, line in enumerate(fh, start=1) if line.rstrip("\r\n").strip(" ")][1:]
+    if len(lines) != n_rows:
+        return np.arange(n_rows, dtype=np.int64) + 2
+    return np.asarray(lines, dtype=np.int64)
 
 
 def check_names(
@@ -365,12 +369,14 @@ def read_entity_table(path: str | os.PathLike, side: str) -> pd.DataFrame:
         raise FormatError(path, f"{what} has no rows")
     ids = df["id"].str.strip()
     empty = ids == ""
-    if empty.any():
-        raise FormatError(path, f"{what} has {int(empty.sum())} empty ids", _first_line(empty))
     dup = ids.duplicated()
+    if empty.any() or dup.any():
+        lines = _row_lines(path, len(df))
+    if empty.any():
+        raise FormatError(path, f"{what} has {int(empty.sum())} empty ids", int(lines[empty.to_numpy()][0]))
     if dup.any():
         raise FormatError(
-            path, f"{what} has duplicate ids: {ids[dup].unique().tolist()[:5]}", _first_line(dup)
+            path, f"{what} has duplicate ids: {ids[dup].unique().tolist()[:5]}", int(lines[dup.to_numpy()][0])
         )
     df["id"] = ids
     return df
@@ -426,10 +432,7 @@ def read_link_table(
         raise FormatError(path, f"links table lacks column(s) {missing} (has {list(df.columns)})")
     if len(df) == 0:
         raise FormatError(path, "links table has no rows")
-    lines = _row_lines(path)
-    if len(lines) != len(df):  # a quoted field over several lines: count rows as before
-        lines = np.arange(len(df), dtype=np.int64) + 2
-    df["_line"] = lines
+    df["_line"] = _row_lines(path, len(df))
     for col in ("source", "target", "direction"):
         df[col] = df[col].str.strip()
     bad_dir = ~df["direction"].isin(directions)

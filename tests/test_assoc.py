@@ -124,6 +124,41 @@ def test_bad_links_raise_naming_file(tmp_path, rows, message):
     assert "bad_links.tsv" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "row, line, message",
+    [
+        (("b", "zzz", "both", "1"), 6, "1 target entit"),
+        (("b", "v", "sideways", "1"), 6, "unknown direction"),
+        (("b", "v", "both", "1.5"), 6, "outside \\[0, 1\\]"),
+        (("b", "v", "both", "Strongish"), 6, "confidence word 'Strongish'"),
+        (("b", "v", "both", "1", "tset"), 6, "split 'tset' is not"),
+    ],
+)
+def test_links_errors_give_the_file_s_own_line_after_blank_lines(tmp_path, row, line, message):
+    """Blank lines (here one before the header, one of spaces and one empty between rows) are
+    skipped by the reader; an error counted rows from there and named line 3 for line 6."""
+    src, tgt = _tables(tmp_path)
+    header = ["source", "target", "direction", "confidence"] + (["split"] if len(row) == 5 else [])
+    first = ["a", "u", "both", "1"] + (["train"] if len(row) == 5 else [])
+    text = "\n" + "\t".join(header) + "\n" + "\t".join(first) + "\n   \n\n" + "\t".join(row) + "\n"
+    path = tmp_path / "gappy_links.tsv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"gappy_links.tsv, line {line}: .*{message}"):
+        D.read_links(path, src, tgt, confidence_words={"strong": 0.7})
+
+
+def test_entity_table_errors_give_the_file_s_own_line_after_blank_lines(tmp_path):
+    """The entity tables' reader shares the links table's: a duplicate or empty id after blank
+    lines was reported on the row count + 2 (line 3 here), not the file's line 6."""
+    for bad, message in (("a\tz", "duplicate ids: \\['a'\\]"), ("  \tz", "1 empty ids")):
+        path = tmp_path / "gappy_entities.tsv"
+        path.write_text("\nid\tdescription\na\tx\n   \n\n" + bad + "\n")
+        with pytest.raises(
+            ValueError, match=rf"gappy_entities.tsv, line 6: source entity table has {message}"
+        ):
+            D.read_entities(path, "source")
+
+
 def test_bad_entities_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.tsv"):
         D.read_entities(tmp_path / "missing.tsv", "source")

@@ -7,6 +7,7 @@ schema. Dry runs happen in a copy of the repository under tmp_path.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -433,6 +434,60 @@ def test_schema_errors_name_every_bad_key_in_a_few_lines():
         load({"run": "a", "tissue": {"enabled": True}, "zzz": 1})
     with pytest.raises(ConfigError, match=r"tissue\.models\[1\]: 'transformer' is not one of"):
         load({"run": "a", "tissue": {"enabled": True, "models": ["mlp", "transformer"]}})
+
+
+def test_deconv_own_data_keys_are_one_list_that_the_check_and_the_docs_use():
+    """The deconv keys that name a user's own data were written out three times (schema text,
+    docs, config check). The schema's x-own-data is the list: the check takes exactly its keys
+    (each alone lets deconv run without simulate; none of them stops the run naming them all)
+    and docs/deconv.md "Inputs" names the same keys, in order."""
+    from genomelab.config import own_data_keys
+    from genomelab.run_config import OWN_DATA_INPUTS
+
+    keys = own_data_keys("deconv")
+    assert OWN_DATA_INPUTS["deconv"] == keys and len(keys) == 3
+    text = (ROOT / "docs" / "deconv.md").read_text()
+    line = re.search(r"^- Your own data is any of (.*?) \(the one\s+list", text, flags=re.M | re.S)
+    assert line, "docs/deconv.md: the 'Your own data is any of ...' line is gone"
+    assert tuple(re.findall(r"`([^`]+)`", line.group(1))) == keys
+    base = {"run": "own", "deconv": {"enabled": True}}
+    with pytest.raises(ConfigError, match="names no data of yours") as err:
+        load(copy.deepcopy(base))
+    assert " or ".join(f"deconv.{k}" for k in keys) in str(err.value)
+    for key in keys:
+        first, second = key.split(".")
+        load({"run": "own", "deconv": {"enabled": True, first: {second: "mine.tsv"}}})
+
+
+def test_one_validation_names_a_misspelt_key_once_and_fills_every_default(workdir, monkeypatch):
+    """The config is validated once, by genomelab (one line per bad key), and its defaults are
+    filled across the module schemas as before; Snakemake's validate(config, schema), which
+    ran as well after genomelab's and could only repeat it, is not called."""
+    from snakemake import utils as smk_utils
+
+    (workdir / "trian.yaml").write_text(
+        "run: a\ntissue: {enabled: true, simulate: {}, trian: {max_epochs: 5}}\n"
+    )
+    res = snakemake(workdir, "-n", "--cores", "1", "--configfile", "trian.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert out.count("tissue.trian: unknown key ('trian' was unexpected; did you mean tissue.train?)") == 1, (
+        out
+    )
+    assert "Failed validating" not in out and "ValidationError" not in out, out
+    calls = []
+    monkeypatch.setattr(smk_utils, "validate", lambda *a, **k: calls.append(a))
+    given = {"run": "a", "tissue": {"enabled": True, "simulate": {}, "train": {"max_epochs": 5}}}
+    config = load(copy.deepcopy(given))
+    assert calls == []
+    assert config == fill_defaults(copy.deepcopy(given), SCHEMA)
+    assert config["tissue"]["train"]["max_epochs"] == 5
+    assert config["tissue"]["train"]["lr"] == schema_default("tissue.train.lr")
+    assert config["regulon"]["targets"]["block_bp"] == schema_default("regulon.targets.block_bp")
+    top = yaml.safe_load(SCHEMA.read_text())["properties"]
+    assert (
+        config["resources"]["training_mem_mb"] == top["resources"]["properties"]["training_mem_mb"]["default"]
+    )
 
 
 def test_a_predict_only_run_plans_the_predict_rules_of_modules_that_are_off(workdir):

@@ -86,3 +86,35 @@ def test_stacked_hdf5_header_errors_name_the_file(tmp_path):
     assert src.region_ids.tolist() == ["region_0", "region_1", "region_2"] and src.n_positions == 4
     with pytest.raises(FormatError, match=r"v\.h5 \(file b\).*outside"):
         list(src.iter_blocks(block=1))
+
+
+def test_another_slot_count_names_the_file_its_count_and_what_to_do(tmp_path):
+    """NPZ files of 100 slots per region were refused with "expected 150" and no hint. The
+    error now names the file and its count and says what to do: for training, the option that
+    takes such files (and taking it works); for a prediction, remaking the file at the model's
+    count."""
+    from genomelab.predict.tissue import read_inputs
+    from genomelab.tissue.features import extract_features_from_sheet
+
+    rows = ["sample\tfile\ttissue"]
+    for i in range(2):
+        _npz(tmp_path / f"s{i}.npz", np.zeros((3, 100), np.int8))
+        rows.append(f"s{i}\ts{i}.npz\tBlood")
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text("\n".join(rows) + "\n")
+    with pytest.raises(FormatError) as err:
+        extract_features_from_sheet(sheet, tmp_path / "f.h5", n_positions=150)
+    message = str(err.value)
+    assert f"{tmp_path / 's0.npz'}: 'methylation' has 100 positions per region, expected 150" in message
+    assert "set tissue.input.n_positions: 100 (genomelab tissue-features --n-positions 100)" in message
+    assert "genomelab ingest at ingest.n_positions: 150" in message
+    extract_features_from_sheet(sheet, tmp_path / "f.h5", n_positions=100)
+    with h5py.File(tmp_path / "f.h5") as h5:
+        assert h5["means"].shape == (2, 3)
+    # A prediction cannot change the model's count: only remaking the file helps.
+    with pytest.raises(FormatError) as err:
+        read_inputs(tmp_path / "s1.npz", 150)
+    message = str(err.value)
+    assert "s1.npz: 'methylation' has 100 positions per region, expected 150" in message
+    assert "the model was trained on files of 150 slots per region" in message
+    assert "ingest.n_positions: 150" in message and "tissue.input.n_positions" not in message

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from genomelab.cli import main
 from genomelab.predict.common import InputMismatch
 
@@ -235,6 +236,44 @@ def test_assoc_featurizer_of_another_run_is_refused_naming_both_files(assoc_run,
         AssocPredictor(model, tmp_path / "other.npz")
 
 
+def test_assoc_featurizer_of_the_same_widths_but_another_vocabulary_is_refused(assoc_run, tmp_path, caplog):
+    """A featuriser fitted on other descriptions has the same widths (text_dim 8, max_fields
+    2, no numeric columns) but another TF-IDF vocabulary: the width check passed it and the
+    model ranked with features it never saw. The model now records the featuriser's
+    fingerprint; a model exported without one (before) is still loaded, on widths alone,
+    and the log says so."""
+    from genomelab.assoc import features as Fe
+    from genomelab.assoc import training as T
+    from genomelab.assoc.infer import predict_new_entities
+
+    tmp = assoc_run
+    model, queries = tmp / "run" / "model.pt", tmp / "data" / "heldout_sources.tsv"
+    shutil.copytree(tmp / "data", tmp_path / "data")
+    sources = pd.read_csv(tmp_path / "data" / "sources.tsv", sep="\t", dtype=str, keep_default_na=False)
+    sources["description"] = "renamed " + sources["description"]
+    sources.to_csv(tmp_path / "data" / "sources.tsv", sep="\t", index=False)
+    cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=8, max_fields=2)
+    Fe.build_features(tmp_path / "data", tmp_path / "feat.npz", tmp_path / "other.npz", cfg, seed=0)
+    ours, other = Fe.load_featurizer(tmp / "featurizer.npz"), Fe.load_featurizer(tmp_path / "other.npz")
+    assert other.text_dim == ours.text_dim and len(other.vocabulary) != len(ours.vocabulary)
+    assert ours.fingerprint() == Fe.features_fingerprint(tmp / "feat.npz")
+    with pytest.raises(
+        ValueError, match=r"not the featuriser .* trained with \(same feature widths, but another vocabulary"
+    ):
+        predict_new_entities(model, tmp_path / "other.npz", queries, "source", 3, tmp_path / "p.tsv")
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        predict_new_entities(model, tmp / "featurizer.npz", queries, "source", 3, tmp_path / "ok.tsv")
+    assert "records no featuriser fingerprint" not in caplog.text
+    # An export of before (no fingerprint): loaded, checked on widths, and the log says so.
+    old = tmp_path / "old_model.pt"
+    net, exported = T.load_model(model)
+    T.save_model(old, net, exported.ids, extra={"scheme": "entities"})
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        predict_new_entities(old, tmp / "featurizer.npz", queries, "source", 3, tmp_path / "old.tsv")
+    assert f"{old} records no featuriser fingerprint" in caplog.text and "feature widths only" in caplog.text
+    assert (tmp_path / "old.tsv").read_text() == (tmp_path / "ok.tsv").read_text()
+
+
 def test_assoc_queries_that_are_the_model_s_own_entities_are_named(assoc_run, tmp_path, caplog):
     """A 'new' entity table holding entities with training links: they are ranked from their
     features alone (cold start), not with their learned links; the log now says so, naming them."""
@@ -257,6 +296,29 @@ def test_assoc_queries_that_are_the_model_s_own_entities_are_named(assoc_run, tm
     assert "training links in the model" not in caplog.text
 
 
+def test_assoc_queries_without_a_known_term_are_named(assoc_run, tmp_path, caplog):
+    """Queries whose descriptions share no term with the featuriser's vocabulary were ranked
+    without a word (source entities have no numeric features: each got the same ranking).
+    The log now names them; queries with known terms are not named."""
+    from genomelab.assoc.infer import predict_new_entities
+
+    tmp = assoc_run
+    model, featurizer = tmp / "run" / "model.pt", tmp / "featurizer.npz"
+    queries = tmp_path / "unknown.tsv"
+    queries.write_text("id\tdescription\nnew1\tqwertyuiop zxcvbnm\nnew2\tasdfghjkl\n")
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        predict_new_entities(model, featurizer, queries, "source", 3, tmp_path / "p.tsv")
+    assert "2 of 2 query source entities share no term with the featuriser's vocabulary" in caplog.text
+    assert "['new1', 'new2']" in caplog.text and "every one of them gets the same ranking" in caplog.text
+    ranked = pd.read_csv(tmp_path / "p.tsv", sep="\t")
+    assert ranked.groupby("query")["candidate"].apply(tuple).nunique() == 1
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomelab.assoc.infer"):
+        known = tmp / "data" / "heldout_sources.tsv"
+        predict_new_entities(model, featurizer, known, "source", 3, tmp_path / "q.tsv")
+    assert "share no term" not in caplog.text
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_assoc_predict_takes_the_device_option(assoc_run, tmp_path, capfd):
     """--device applies to every module: assoc ignored it and ran on the CPU when asked
@@ -268,6 +330,48 @@ def test_assoc_predict_takes_the_device_option(assoc_run, tmp_path, capfd):
     assert "device 'cuda' requested but CUDA is not available" in capfd.readouterr().err
     assert not (tmp_path / "gpu").exists()
     assert main([*args, "--device", "cpu", "--out", str(tmp_path / "cpu")]) == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_assoc_predict_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
+    """The assoc_predict rule takes the top-level ``device`` as the other <module>_predict
+    rules do: it had no device param and ranked on the CPU whatever the config said."""
+    import subprocess
+    import sys
+
+    from genomelab.assoc import data as D
+    from shared_run import copy_repo
+
+    repo = copy_repo(tmp_path / "repo")
+    src = ROOT / "tests" / "data" / "assoc"
+    # The run's data step as done (assoc_predict reads its links table); nothing else runs.
+    D.prepare_data(
+        src / "links.tsv", src / "sources.tsv", src / "targets.tsv", repo / "results/r/assoc/data", 3
+    )
+    config = {
+        "run": "r",
+        "assoc": {
+            "enabled": True,
+            "data": {k: f"tests/data/assoc/{k}.tsv" for k in ("links", "sources", "targets")},
+            "predict": {
+                "inputs": "results/r/assoc/data/heldout_sources.tsv",
+                "model": str(assoc_run / "run" / "model.pt"),
+                "featurizer": str(assoc_run / "featurizer.npz"),
+            },
+        },
+    }
+    out = "results/r/assoc/predict/predictions.tsv"
+    args = [out, "--cores", "1", "--allowed-rules", "assoc_predict", "--rerun-triggers", "mtime"]
+    for device, code in (("cuda", 1), ("cpu", 0)):
+        (repo / "c.yaml").write_text(yaml.safe_dump({**config, "device": device}))
+        res = subprocess.run(
+            [str(Path(sys.executable).parent / "snakemake"), *args, "--configfile", "c.yaml"],
+            cwd=repo, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        log = (repo / "logs/r/assoc/predict.log").read_text()
+        assert res.returncode == code, res.stderr[-3000:] + log[-2000:]
+        assert ("device 'cuda' requested but CUDA is not available" in log) == (device == "cuda"), log
+    assert pd.read_csv(repo / out, sep="\t")["score"].notna().all()
 
 
 # --------------------------------------------------------------------------- regulon

@@ -515,6 +515,36 @@ def test_shipped_demo_dump_parses():
     assert genes["bnumber"].str.match(r"^b\d{4}$").all()
 
 
+def test_coverage_warning_is_computed_over_the_modelled_region(caplog):
+    """A run limited to a region (regulon.targets region_start/region_end) got the data
+    report's coverage and its warning over the whole genome: a region whose genes are all
+    measured was warned about, one without any measured gene was not named."""
+    dump, genome = ROOT / "resources" / "regulon" / "dump", ROOT / "resources" / "regulon" / "genome.fna.gz"
+    source = Source(dump, max_docs_per_file=400)
+    with caplog.at_level("WARNING", logger="genomelab.regulon.data"):
+        genes, *_, whole = process_data(source, genome)
+    assert whole["coverage"]["measured_fraction"] < 0.2 and "measured gene bodies cover only" in caplog.text
+    measured = genes[genes["n_datasets"] > 0].sort_values("start")
+    gene = measured.iloc[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomelab.regulon.data"):
+        *_, inside = process_data(source, genome, region=(int(gene["start"]), int(gene["end"])))
+    cov = inside["coverage"]
+    assert cov["measured_fraction"] == 1.0 and cov["region"] == [int(gene["start"]), int(gene["end"])]
+    assert "measured gene bodies cover only" not in caplog.text
+    # A stretch between genes without expression: warned about, naming the region.
+    bodies = genes.sort_values("start")
+    gaps = bodies["start"].to_numpy()[1:] - np.maximum.accumulate(bodies["end"].to_numpy())[:-1]
+    i = int(np.argmax(gaps))
+    start = int(np.maximum.accumulate(bodies["end"].to_numpy())[i])
+    end = start + int(gaps[i])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomelab.regulon.data"):
+        *_, outside = process_data(source, genome, region=(start, end))
+    assert outside["coverage"]["measured_fraction"] == 0.0
+    assert f"cover only 0.0% of {whole['contig']}:{start}-{end} (the regulon.targets region)" in caplog.text
+
+
 def test_demo_builder_from_shared_data(shared_data, tmp_path):
     from genomelab.regulon.demo import build_demo
 

@@ -323,10 +323,11 @@ if ASSOC["predict"]["inputs"]:
             ENV_TORCH
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=4000,
+            runtime=30,
         params:
             infer=ASSOC["infer"],
+            device=config["device"],
         script:
             "../scripts/run_step.py"
 

@@ -93,6 +93,8 @@ rule regulon_process:
                 )
             }
         ),
+        # The modelled region: the data report's coverage (and its warning) is computed over it.
+        region=[REGULON["targets"]["region_start"], REGULON["targets"]["region_end"]],
     script:
         "../scripts/run_step.py"
 

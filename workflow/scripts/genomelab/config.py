@@ -81,6 +81,20 @@ def schema_node(path: str) -> dict[str, Any]:
     return node
 
 
+# Keyword of a module schema listing the keys (dotted, below the module) that name a user's
+# own data; the one list of them (run_config's check, the schema text and docs point to it).
+OWN_DATA_KEYWORD = "x-own-data"
+
+
+def own_data_keys(module: str) -> tuple[str, ...]:
+    """The keys of ``module`` that name a user's own data (its schema's ``x-own-data``, each
+    checked to be a key of the schema); () for a module without simulated data."""
+    keys = tuple(str(k) for k in _schema_file(module).get(OWN_DATA_KEYWORD, ()))
+    for key in keys:
+        schema_node(f"{module}.{key}")
+    return keys
+
+
 def schema_properties(path: str) -> dict[str, Any]:
     """The sub-keys of the config key at dotted ``path`` and their schemas, ``$ref`` resolved."""
     return _resolve(schema_node(path)).get("properties", {})

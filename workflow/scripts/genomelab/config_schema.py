@@ -2,7 +2,8 @@
 
 Snakemake's ``validate(set_default=True)`` fills defaults only inside one schema file;
 genomelab keeps one schema per module (referenced from ``config.schema.yaml``), so the
-defaults of referenced files are filled here, then Snakemake validates the result.
+defaults of referenced files are filled here, then ``run_config.schema_errors`` validates
+the result (the only validation: ``load_run_config`` does not call Snakemake's as well).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from genomelab.config import ConfigError
+from genomelab.config import ConfigError, own_data_keys
 from genomelab.config_schema import fill_defaults
 
 # Inputs an enabled module cannot run without (no demo data stands in for them): dotted key,
@@ -36,13 +36,10 @@ HOW_TO = (
 )
 
 # Modules whose data the workflow can also simulate (the demo's), with the keys that name a
-# user's own data. Enabled with none of them set, such a module would train on simulated
-# data under the user's run name: it does so only when the config asks for it, with a
-# `<module>.simulate` section (or tissue.input.source: simulate).
-OWN_DATA_INPUTS: dict[str, tuple[str, ...]] = {
-    "tissue": ("input.sheet", "input.hdf5"),
-    "deconv": ("input.sample_sheet", "input.features", "reference.atlas"),
-}
+# user's own data: their schemas' `x-own-data` lists. Enabled with none of them set, such a
+# module would train on simulated data under the user's run name: it does so only when the
+# config asks for it, with a `<module>.simulate` section (or tissue.input.source: simulate).
+OWN_DATA_INPUTS: dict[str, tuple[str, ...]] = {m: own_data_keys(m) for m in ("tissue", "deconv")}
 
 # Modules whose `<module>_predict` rule runs without the module's training (`enabled: false`
 # with `predict.inputs` set: a predict-only run, e.g. ingest new samples and classify them
@@ -139,11 +136,14 @@ def load_run_config(
     """Check ``config`` (what Snakemake read from ``configfiles`` and ``--config``), fill its
     schema defaults in place and validate it; raise ConfigError saying what to fix.
 
+    The one validation of the config: :func:`fill_defaults` fills every default (across the
+    module schema files) and :func:`schema_errors` reports every problem, one line per key.
+    Snakemake's ``validate(config, schema)`` is not run as well: after these it filled
+    nothing and could fail on nothing, and where it did fail it printed the whole schema
+    section and config instead of the key.
+
     ``modules`` are the config sections with an ``enabled`` key; at least one must be on.
     """
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
     if not config and not configfiles:
         raise ConfigError(f"No config given: genomelab reads no config file by default. {HOW_TO}")
     if "run" not in config:
@@ -166,10 +166,6 @@ def load_run_config(
             f"{_named(configfiles)} is invalid: {len(problems)} problem(s) (config/README.md explains "
             "every key):\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    try:
-        validate(config, str(Path(schema_path).resolve()))
-    except WorkflowError as exc:
-        raise ConfigError(f"{_named(configfiles)} is invalid: {exc}") from exc
     modules = list(modules)
     predicting = _check_predict_sections(config, configfiles, modules)
     # ingest's UXM rules (ingest.uxm.enabled) run on their own too (docs/ingest.md), and a

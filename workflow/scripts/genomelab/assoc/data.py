@@ -186,7 +186,7 @@ def _check_split_column(df: pd.DataFrame, path: Path) -> None:
             raise FormatError(
                 path,
                 f"link {df['source'][i]} -> {df['target'][i]}: {column} {df[column][i]!r} is not {allowed}",
-                i + 2,
+                int(df["_line"][i]),
             )
 
 
@@ -221,7 +221,6 @@ def read_links(
     """
     path = Path(path)
     df = read_link_table(path, (*DIRECTION_NAMES, "both"), confidence_words)
-    df["_line"] = np.arange(len(df)) + 2
     _check_split_column(df, path)
     df = _filter_quality(df, path, min_quality)
     direction = df["direction"]

@@ -16,6 +16,7 @@ encode new entities exactly like the training ones without unpickling anything.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,6 +37,8 @@ TEXT_ENCODERS = ("tfidf", "sentence-transformers")
 ANALYZERS = ("word", "char_wb")
 # What every featurizer file holds (Featurizer.to_arrays).
 FEATURIZER_KEYS = ("config_json", "text_dim")
+# The features file's key for the fingerprint of the featuriser that made it.
+FINGERPRINT_KEY = "featurizer_fingerprint"
 _BASE_CODE = np.full(256, -1, np.int64)
 for _i, _b in enumerate(b"ACGT"):
     _BASE_CODE[_b] = _i
@@ -304,6 +307,21 @@ class Featurizer:
             arrays[f"{side}_names"] = np.asarray(self.numeric_names[side], dtype=str)
         return arrays
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of everything the featuriser encodes with: its settings, the ordered
+        TF-IDF vocabulary, IDF weights and LSA components, and each side's numeric column
+        names, means and SDs. Two featurisers with the same widths but another vocabulary or
+        fit differ here; a saved and reloaded one does not."""
+        digest = hashlib.sha256()
+        for key, value in sorted(self.to_arrays().items()):
+            a = np.asarray(value)
+            digest.update(f"{key}\x1e{a.shape}\x1e".encode())
+            if a.dtype.kind in "US":
+                digest.update("\x1f".join(map(str, a.ravel().tolist())).encode())
+            else:
+                digest.update(a.dtype.str.encode() + np.ascontiguousarray(a).tobytes())
+        return digest.hexdigest()
+
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any]) -> Featurizer:
         f = cls(FeatureConfig(**json.loads(str(arrays["config_json"]))))
@@ -346,11 +364,27 @@ def load_featurizer(path: str | os.PathLike) -> Featurizer:
             raise ValueError(f"{path}: not a featurizer file ({type(exc).__name__}: {exc})") from exc
 
 
-def save_features(path: str | os.PathLike, arrays_by_side: dict[str, dict[str, np.ndarray]]) -> None:
-    """One NPZ with ``{side}_{name}`` arrays (ids, text, text_mask, numeric) per side."""
-    flat = {f"{side}_{k}": v for side, arrays in arrays_by_side.items() for k, v in arrays.items()}
+def save_features(
+    path: str | os.PathLike, arrays_by_side: dict[str, dict[str, np.ndarray]], fingerprint: str = ""
+) -> None:
+    """One NPZ with ``{side}_{name}`` arrays (ids, text, text_mask, numeric) per side, and the
+    :meth:`Featurizer.fingerprint` of the featuriser that made them (training records it in
+    the exported model)."""
+    flat: dict[str, np.ndarray] = {
+        f"{side}_{k}": v for side, arrays in arrays_by_side.items() for k, v in arrays.items()
+    }
+    if fingerprint:
+        # Raw digest bytes, not text: the run snapshot compares no bytes of the trained tier
+        # (the fingerprint covers the LSA fit, whose floats differ between CPUs).
+        flat[FINGERPRINT_KEY] = np.frombuffer(bytes.fromhex(fingerprint), np.uint8)
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **flat)
+
+
+def features_fingerprint(path: str | os.PathLike) -> str:
+    """The featuriser fingerprint a features file records; "" for files written before it was."""
+    with np.load(path, allow_pickle=False) as data:
+        return data[FINGERPRINT_KEY].tobytes().hex() if FINGERPRINT_KEY in data.files else ""
 
 
 def load_features(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
@@ -360,6 +394,8 @@ def load_features(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
     out: dict[str, dict[str, np.ndarray]] = {"source": {}, "target": {}}
     with np.load(path, allow_pickle=False) as data:
         for key in data.files:
+            if key == FINGERPRINT_KEY:
+                continue
             side, name = key.split("_", 1)
             out[side][name] = data[key]
     for side, arrays in out.items():
@@ -381,7 +417,7 @@ def build_features(
     sources, targets = read_entities(d / "sources.tsv", "source"), read_entities(d / "targets.tsv", "target")
     featurizer = Featurizer(config).fit(sources, targets, seed)
     arrays = {"source": featurizer.transform(sources), "target": featurizer.transform(targets)}
-    save_features(features_path, arrays)
+    save_features(features_path, arrays, featurizer.fingerprint())
     save_featurizer(featurizer, featurizer_path)
     shapes = {side: {k: list(v.shape) for k, v in a.items()} for side, a in arrays.items()}
     logger.info("features: %s", shapes)

@@ -33,18 +33,23 @@ from genomelab.assoc.training import load_model
 from genomelab.io.atomic import atomic_output
 from genomelab.io.tables import read_link_table
 from genomelab.train.device import resolve_device
+from genomelab.train.export import ExportedModel
 
 logger = logging.getLogger(__name__)
 
 
 def check_featurizer(
-    model_config: dict,
+    exported: ExportedModel,
     featurizer: Featurizer,
     model_path: str | os.PathLike,
     featurizer_path: str | os.PathLike,
 ) -> None:
-    """Refuse a featuriser whose feature widths differ from those the model was trained on
-    (another run's featurizer.npz), naming both files, instead of failing inside the network."""
+    """Refuse a featuriser the model was not trained with (another run's featurizer.npz),
+    naming both files, instead of failing inside the network or ranking with features the
+    model never saw: first the feature widths, then the featuriser fingerprint the model
+    recorded (another vocabulary or fit of the same widths). A model exported before models
+    recorded it is checked on widths alone, and the log says so."""
+    model_config = exported.config
     found = {
         "text_dim": featurizer.text_dim,
         "max_fields": featurizer.config.max_fields,
@@ -56,10 +61,24 @@ def check_featurizer(
         for key, value in found.items()
         if key in model_config and int(model_config[key]) != int(value)
     ]
+    recorded = str(exported.extra.get("featurizer_fingerprint") or "")
+    if not diffs and recorded and recorded != featurizer.fingerprint():
+        diffs = [
+            "same feature widths, but another vocabulary or fit: its fingerprint "
+            f"{featurizer.fingerprint()[:12]} is not the model's {recorded[:12]}"
+        ]
     if diffs:
         raise ValueError(
             f"{featurizer_path}: not the featuriser {model_path} was trained with ({'; '.join(diffs)}); "
             "give the featurizer.npz of the run that trained the model (results/<run>/assoc/features/)"
+        )
+    if not recorded:
+        logger.warning(
+            "%s records no featuriser fingerprint (exported before models recorded one): %s is "
+            "checked on feature widths only, so another run's featuriser of the same widths "
+            "would not be noticed",
+            model_path,
+            featurizer_path,
         )
 
 
@@ -98,7 +117,7 @@ class Ranker:
             device = resolve_device(device)
         model, exported = load_model(model_path)
         featurizer = load_featurizer(featurizer_path)
-        check_featurizer(exported.config, featurizer, model_path, featurizer_path)
+        check_featurizer(exported, featurizer, model_path, featurizer_path)
         ids = exported.ids
         return cls(model, featurizer, ids["sources"], ids["targets"], device)
 
@@ -122,6 +141,32 @@ class Ranker:
         logits = self.model(direction, None, query_emb=emb, query_link=link)
         return torch.sigmoid(logits).float().cpu().numpy()
 
+    def _warn_unknown_text(self, arrays: dict[str, np.ndarray], side: str) -> None:
+        """Log the queries whose description shares no term with the featuriser's TF-IDF
+        vocabulary: their text encodes to zeros, so they are ranked from their numeric
+        features alone, or, without any, all alike (nothing refuses them)."""
+        if self.featurizer.config.text_encoder != "tfidf":
+            return
+        text, mask = arrays["text"], arrays["text_mask"]
+        blank = mask.any(axis=1) & ~np.abs(text).reshape(len(text), -1).any(axis=1)
+        if not blank.any():
+            return
+        ids = arrays["ids"][blank].tolist()
+        rest = (
+            "they are ranked from their numeric features alone"
+            if arrays["numeric"].shape[1]
+            else "they have no other features, so every one of them gets the same ranking"
+        )
+        logger.warning(
+            "%d of %d query %s entities share no term with the featuriser's vocabulary, first %s: "
+            "their descriptions encode to zeros and %s",
+            len(ids),
+            len(blank),
+            side,
+            ids[:5],
+            rest,
+        )
+
     def rank(self, table, side: str, top_k: int = 10) -> pd.DataFrame:
         """Top ``top_k`` candidates per entity of ``table`` (an ``EntityTable``)."""
         if top_k < 1:
@@ -138,6 +183,7 @@ class Ranker:
                 known[:5],
             )
         arrays = self.featurizer.transform(table)
+        self._warn_unknown_text(arrays, side)
         scores = self.scores(arrays, side)
         k = min(top_k, scores.shape[1])
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.assoc.data import DIRECTIONS, MASKED, S2T, Links, SplitLabels, all_labels, load_data
-from genomelab.assoc.features import load_features
+from genomelab.assoc.features import features_fingerprint, load_features
 from genomelab.assoc.grid import run_name
 from genomelab.assoc.metrics import KS, ScoreFn, evaluate
 from genomelab.assoc.model import DIRECTION_INDEX, AssocModel, AssocModelConfig
@@ -208,9 +208,11 @@ def train_model(
     run_config: dict[str, Any],
     make_report: Callable[[AssocModel, dict[str, Any]], dict[str, Any]],
     known: np.ndarray | None = None,
+    featurizer_fingerprint: str = "",
 ) -> dict[str, Any]:
     """Fit ``build()`` (configuration ``config``) on ``labels['train']`` with early stopping
-    on ``labels['val']``; test once at the end.
+    on ``labels['val']``; test once at the end. ``featurizer_fingerprint`` (of the featuriser
+    that made the features) goes into the exported model for inference to check.
 
     Writes ``metrics.json``, ``model.pt`` (exported, with the entity IDs), ``tensorboard/``
     (with the alias names) and ``training_report.json`` (``make_report(model, result)``,
@@ -272,7 +274,11 @@ def train_model(
         eval_fn=make_eval_fn(labels, links, link_split, ranks=ranks, known=known),
         after_fit=after_fit,
         write_outputs=write_outputs,
-        export_extra=lambda state: {"scheme": run_config.get("scheme")},
+        export_extra=lambda state: {
+            "scheme": run_config.get("scheme"),
+            # The featuriser the features came from: inference checks the one it is given.
+            "featurizer_fingerprint": featurizer_fingerprint,
+        },
     )
     outputs = RunOutputs(out_dir / "metrics.json", out_dir / "model.pt", out_dir / "tensorboard")
     return run_training(spec, state_root, outputs, device).values["report"]
@@ -399,4 +405,5 @@ def train_run(
         {"scheme": scheme, "quick_test": quick_test},
         make_report,
         assignment.known,
+        featurizer_fingerprint=features_fingerprint(features_path),
     )

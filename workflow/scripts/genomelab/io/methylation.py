@@ -36,10 +36,23 @@ logger = logging.getLogger(__name__)
 METHYLATED, UNMETHYLATED, MISSING = 1, 0, 2
 
 
-def validate_methylation(array: np.ndarray, source: str, n_positions: int | None = None) -> np.ndarray:
+# What to do about a file whose slot count per region is not the expected one (tissue
+# training and `genomelab tissue-features`); {found} and {expected} are filled in.
+SLOTS_FIX = (
+    "every file must have the same count: if all your files have {found}, set "
+    "tissue.input.n_positions: {found} (genomelab tissue-features --n-positions {found}); else "
+    "make this file again with genomelab ingest at ingest.n_positions: {expected} "
+    "(docs/ingest.md, 'What happens to a sample')"
+)
+
+
+def validate_methylation(
+    array: np.ndarray, source: str, n_positions: int | None = None, slots_fix: str = SLOTS_FIX
+) -> np.ndarray:
     """Check one sample's methylation array; return it as int8 [n_regions, n_positions].
 
-    ``source`` names the file in error messages.
+    ``source`` names the file in error messages; ``slots_fix`` says what to do when its
+    slot count is not ``n_positions`` (formatted with ``found`` and ``expected``).
     """
     if array.ndim != 2:
         raise FormatError(
@@ -47,7 +60,9 @@ def validate_methylation(array: np.ndarray, source: str, n_positions: int | None
         )
     if n_positions is not None and array.shape[1] != n_positions:
         raise FormatError(
-            source, f"'methylation' has {array.shape[1]} positions per region, expected {n_positions}"
+            source,
+            f"'methylation' has {array.shape[1]} positions per region, expected {n_positions}; "
+            + slots_fix.format(found=array.shape[1], expected=n_positions),
         )
     if not np.issubdtype(array.dtype, np.integer):
         raise FormatError(source, f"'methylation' must hold integers 0/1/2, got dtype {array.dtype}")
@@ -63,9 +78,10 @@ def validate_methylation(array: np.ndarray, source: str, n_positions: int | None
 
 
 def load_npz_sample(
-    path: str | os.PathLike, n_positions: int | None = None
+    path: str | os.PathLike, n_positions: int | None = None, slots_fix: str = SLOTS_FIX
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Load one per-sample NPZ; return ``(methylation int8 [R, P], region_ids or None)``."""
+    """Load one per-sample NPZ; return ``(methylation int8 [R, P], region_ids or None)``
+    (``slots_fix``: as for :func:`validate_methylation`)."""
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
         # np.load would take a non-zip file for a pickle and fail without naming the file.
@@ -74,7 +90,7 @@ def load_npz_sample(
         with np.load(path, allow_pickle=False) as npz:
             if "methylation" not in npz.files:
                 raise FormatError(path, f"no 'methylation' array (found {npz.files})")
-            meth = validate_methylation(npz["methylation"], str(path), n_positions)
+            meth = validate_methylation(npz["methylation"], str(path), n_positions, slots_fix)
             region_ids = npz["region_ids"].astype(str) if "region_ids" in npz.files else None
             if "dna_tokens" in npz.files and npz["dna_tokens"].shape != meth.shape:
                 raise FormatError(

@@ -20,7 +20,7 @@ import pandas as pd
 
 from genomelab.io.atomic import atomic_output, atomic_write_text
 from genomelab.io.errors import FormatError
-from genomelab.io.streams import compressed_errors, existing_file
+from genomelab.io.streams import compressed_errors, existing_file, open_text
 from genomelab.splits import SPLIT_KINDS, SPLITS, GivenAssignment
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,20 @@ def _read_tsv(path: Path, **kwargs) -> pd.DataFrame:
 def _first_line(mask: np.ndarray | pd.Series) -> int:
     """File line of the first true row of ``mask`` (header = line 1)."""
     return int(np.flatnonzero(np.asarray(mask))[0]) + 2
+
+
+def _row_lines(path: Path, n_rows: int) -> np.ndarray:
+    """[n_rows] int64: the 1-based file line of each of the ``n_rows`` rows ``_read_tsv``
+    read from ``path``.
+
+    ``read_csv`` skips blank lines (empty or spaces only) before and after the header, so
+    after one the row index + 2 is not the row's line. Where the count disagrees (a quoted
+    field over several lines) rows are counted from line 2 as before."""
+    with compressed_errors(path), open_text(path) as fh:
+        lines = [i for i, line in enumerate(fh, start=1) if line.rstrip("\r\n").strip(" ")][1:]
+    if len(lines) != n_rows:
+        return np.arange(n_rows, dtype=np.int64) + 2
+    return np.asarray(lines, dtype=np.int64)
 
 
 def check_names(
@@ -355,12 +369,14 @@ def read_entity_table(path: str | os.PathLike, side: str) -> pd.DataFrame:
         raise FormatError(path, f"{what} has no rows")
     ids = df["id"].str.strip()
     empty = ids == ""
-    if empty.any():
-        raise FormatError(path, f"{what} has {int(empty.sum())} empty ids", _first_line(empty))
     dup = ids.duplicated()
+    if empty.any() or dup.any():
+        lines = _row_lines(path, len(df))
+    if empty.any():
+        raise FormatError(path, f"{what} has {int(empty.sum())} empty ids", int(lines[empty.to_numpy()][0]))
     if dup.any():
         raise FormatError(
-            path, f"{what} has duplicate ids: {ids[dup].unique().tolist()[:5]}", _first_line(dup)
+            path, f"{what} has duplicate ids: {ids[dup].unique().tolist()[:5]}", int(lines[dup.to_numpy()][0])
         )
     df["id"] = ids
     return df
@@ -407,7 +423,8 @@ def read_link_table(
 
     A confidence is a number in [0, 1] or, with ``confidence_words`` (word -> number in
     [0, 1], matched case-insensitively), one of those words, e.g. RegulonDB's ``Strong``.
-    Errors name the file and the first bad line; an unknown word lists the mapping."""
+    Errors name the file and the first bad line (the file's own line: blank lines count); an
+    unknown word lists the mapping. Column ``_line`` holds each row's line."""
     path = existing_file(path, "links table")
     df = _read_tsv(path, dtype=str, keep_default_na=False)
     missing = [c for c in LINK_COLUMNS if c not in df.columns]
@@ -415,6 +432,7 @@ def read_link_table(
         raise FormatError(path, f"links table lacks column(s) {missing} (has {list(df.columns)})")
     if len(df) == 0:
         raise FormatError(path, "links table has no rows")
+    df["_line"] = _row_lines(path, len(df))
     for col in ("source", "target", "direction"):
         df[col] = df[col].str.strip()
     bad_dir = ~df["direction"].isin(directions)
@@ -422,7 +440,7 @@ def read_link_table(
         raise FormatError(
             path,
             f"links table: unknown direction(s) {sorted(set(df['direction'][bad_dir]))}; use {sorted(directions)}",
-            _first_line(bad_dir),
+            int(df["_line"][bad_dir].iloc[0]),
         )
     conf = _confidences(df, path, confidence_words or {})
     bad = ~np.isfinite(conf) | (conf < 0) | (conf > 1)
@@ -432,7 +450,7 @@ def read_link_table(
         raise FormatError(
             path,
             f"links table: {int(bad.sum())} confidence(s) outside [0, 1] or not numbers, e.g. {examples}",
-            _first_line(bad),
+            int(df["_line"][bad].iloc[0]),
         )
     df["confidence"] = conf
     return df
@@ -456,7 +474,7 @@ def _confidences(df: pd.DataFrame, path: Path, words: Mapping[str, float]) -> np
             f"links table: confidence word {text[i]!r} of link {df['source'][i]} -> {df['target'][i]} "
             f"is not in the confidence mapping ({mapping}); add it to assoc.data.confidence_words "
             "or write a number in [0, 1]",
-            i + 2,
+            int(df["_line"][i]),
         )
     conf[is_word] = mapped.to_numpy(dtype=float)
     return conf

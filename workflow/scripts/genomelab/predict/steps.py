@@ -57,6 +57,7 @@ def assoc_step(smk: Any) -> None:
         int(p["top_k"]),
         smk.output[0],
         known_links=smk.input.get("links"),
+        device=smk.params.device,
     )
 
 

@@ -316,6 +316,13 @@ def naming_hint(model_regions: np.ndarray, input_regions: np.ndarray) -> str:
     return ""
 
 
+# A new sample's NPZ must have the slot count of the model's training files.
+PREDICT_SLOTS_FIX = (
+    "the model was trained on files of {expected} slots per region: make this file again with "
+    "genomelab ingest at ingest.n_positions: {expected} (docs/ingest.md, 'What happens to a sample')"
+)
+
+
 def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs:
     """Region means of new samples from a features HDF5, a stacked methylation HDF5, a sample
     sheet of NPZ files or one NPZ (``n_positions`` positions per region in NPZ files)."""
@@ -328,7 +335,7 @@ def read_inputs(path: str | os.PathLike, n_positions: int = 150) -> TissueInputs
         raise FileNotFoundError(f"tissue inputs {path} do not exist")
     name = path.name.lower()
     if name.endswith(".npz"):
-        means, valid, regions = npz_features(path, n_positions)
+        means, valid, regions = npz_features(path, n_positions, slots_fix=PREDICT_SLOTS_FIX)
         return TissueInputs(np.asarray([path.stem]), np.asarray(regions), means[None], valid[None], str(path))
     if is_sample_sheet(path):
         return _from_sheet(path, n_positions)
@@ -356,7 +363,7 @@ def _from_sheet(path: Path, n_positions: int) -> TissueInputs:
     columns: dict[str, int] = {}
     rows, last_ids, last_idx, n_sets = [], None, None, 0
     for rec in records:
-        means, valid, ids = npz_features(rec.file, n_positions)
+        means, valid, ids = npz_features(rec.file, n_positions, slots_fix=PREDICT_SLOTS_FIX)
         ids = [str(x) for x in ids]
         if ids != last_ids:
             if len(set(ids)) != len(ids):

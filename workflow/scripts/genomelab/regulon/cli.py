@@ -81,6 +81,7 @@ def run(
         cfg["annotation"],
         cfg["contig"],
         cfg["min_confidence"],
+        (cfg["targets"]["region_start"], cfg["targets"]["region_end"]),
     )
     rtargets.make_targets(
         data / "genes.tsv",

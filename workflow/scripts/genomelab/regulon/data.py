@@ -567,17 +567,27 @@ def process_data(
     annotation: str | os.PathLike | None = None,
     contig: str | None = None,
     min_confidence: str | None = None,
+    region: tuple[int, int | None] = (0, None),
 ) -> tuple[pd.DataFrame, pd.DataFrame, Normaliser, dict[str, Any]]:
     """Parse genes, expression (optional) and operons, join on b-numbers and normalise expression.
 
     ``source`` is a :class:`Source` (BSON dump or live MongoDB) or a
     :class:`genomelab.regulon.flat.FlatSource`. Returns (genes [n_genes rows, GENE_COLUMNS],
     operons [n_operons rows, OPERON_COLUMNS], the fitted normaliser, the data report).
-    Streaming: only per-gene running sums are kept.
+    ``region`` (start, end or None = contig end; ``regulon.targets`` region_start/region_end):
+    the part of the contig the run models, over which the report's coverage (and its warning)
+    is computed. Streaming: only per-gene running sums are kept.
     """
     if value_field not in VALUE_FIELDS:
         raise ValueError(f"regulon.expression.value must be one of {VALUE_FIELDS}, not {value_field!r}")
     contig_name, n_bp = genome_length(genome_fasta, contig)
+    start, end = int(region[0]), min(int(region[1] or n_bp), n_bp)
+    if not 0 <= start < end:
+        raise ValueError(
+            f"regulon.targets region [{region[0]}, {region[1]}) lies outside {contig_name} ({n_bp} bp)"
+        )
+    whole = (start, end) == (0, n_bp)
+    over = contig_name if whole else f"{contig_name}:{start}-{end} (the regulon.targets region)"
 
     genes, n_gene_docs, n_gene_bad = _collect_genes(source, annotation)
     tally = _read_expression(source, value_field, genes)
@@ -625,11 +635,15 @@ def process_data(
     table, log_mean, norm = _gene_table(genes, keep, gene_operon, tally, fit_normaliser)
 
     measured = table[table["n_datasets"] > 0]
-    covered = _union_length(zip(measured["start"], measured["end"], strict=True), n_bp)
-    annotated = _union_length(zip(table["start"], table["end"], strict=True), n_bp)
+    region_bp = end - start
+
+    def union_in_region(genes: pd.DataFrame) -> int:
+        return _union_length(zip(genes["start"] - start, genes["end"] - start, strict=True), region_bp)
+
+    covered, annotated = union_in_region(measured), union_in_region(table)
     warnings += tally.warnings(len(measured)) if has_expression else []
-    if has_expression and covered / n_bp < 0.2:
-        warnings.append(f"measured gene bodies cover only {covered / n_bp:.1%} of {contig_name}")
+    if has_expression and covered / region_bp < 0.2:
+        warnings.append(f"measured gene bodies cover only {covered / region_bp:.1%} of {over}")
     for w in warnings:
         logger.warning("data report: %s", w)
     finite_raw = measured["raw_mean"].to_numpy()
@@ -671,18 +685,22 @@ def process_data(
             "measured_bp": covered,
             "annotated_bp": annotated,
             "genome_bp": n_bp,
-            "measured_fraction": covered / n_bp,
-            "annotated_fraction": annotated / n_bp,
-            "axis": "union of gene bodies over both strands / genome length",
+            "region": [start, end],
+            "region_bp": region_bp,
+            "over": "the genome" if whole else over,
+            "measured_fraction": covered / region_bp,
+            "annotated_fraction": annotated / region_bp,
+            "axis": "union of gene bodies over both strands within the modelled region / its length",
         },
         "normalisation": asdict(norm),
         "warnings": warnings,
     }
     logger.info(
-        "processed %d genes (%d measured, %.1f%% of the genome), %d operons",
+        "processed %d genes (%d measured, %.1f%% of %s), %d operons",
         len(table),
         len(measured),
-        100 * covered / n_bp,
+        100 * covered / region_bp,
+        over,
         len(operons),
     )
     return table, operons, norm, report
@@ -738,9 +756,10 @@ def process(
     annotation: str | os.PathLike | None = None,
     contig: str | None = None,
     min_confidence: str | None = None,
+    region: tuple[int, int | None] = (0, None),
 ) -> dict[str, Any]:
     genes, operons, norm, report = process_data(
-        source, genome, value_field, annotation, contig, min_confidence
+        source, genome, value_field, annotation, contig, min_confidence, region
     )
     write_tables(genes, operons, genes_out, operons_out)
     norm.save(stats_out)

@@ -379,7 +379,7 @@ def evaluate(
         has_expression = bool(len(measured))
         notes.append(
             f"Expression measured on {report.get('coverage', {}).get('measured_fraction', float('nan')):.1%} "
-            f"of the genome; normalisation log1p then z (mean {norm.mean:.4g}, std {norm.std:.4g}) "
+            f"of {report.get('coverage', {}).get('over', 'the genome')}; normalisation log1p then z (mean {norm.mean:.4g}, std {norm.std:.4g}) "
             "saved in data/norm_stats.json and inverted in the bedGraph export."
             if has_expression
             else "Expression: none in the input (no geneExpression collection or expression table), so the "

@@ -27,6 +27,7 @@ def process_step(smk: Any) -> None:
         cfg.get("annotation"),
         cfg.get("contig"),
         cfg.get("min_confidence"),
+        tuple(smk.params.region),
     )
 
 

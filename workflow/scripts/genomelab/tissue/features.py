@@ -33,7 +33,13 @@ import numpy as np
 
 from genomelab.io.atomic import atomic_output
 from genomelab.io.features import create_features, write_feature_labels
-from genomelab.io.methylation import StackedHDF5, default_region_ids, load_npz_counts, load_npz_sample
+from genomelab.io.methylation import (
+    SLOTS_FIX,
+    StackedHDF5,
+    default_region_ids,
+    load_npz_counts,
+    load_npz_sample,
+)
 from genomelab.io.sheets import SampleRecord, read_sample_sheet
 
 logger = logging.getLogger(__name__)
@@ -125,11 +131,12 @@ def count_means(methylated: np.ndarray, coverage: np.ndarray) -> tuple[np.ndarra
 
 
 def npz_features(
-    path: str | os.PathLike, n_positions: int | None = None, threads: int = 1
+    path: str | os.PathLike, n_positions: int | None = None, threads: int = 1, slots_fix: str = SLOTS_FIX
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One NPZ's ``(means float32 [R], valid uint16 [R], region_ids [R])``: from its read counts
-    when it has them, else from its per-position calls (module docstring)."""
-    meth, ids = load_npz_sample(path, n_positions)
+    when it has them, else from its per-position calls (module docstring). ``slots_fix``: what
+    the error of another slot count per region says to do (:func:`validate_methylation`)."""
+    meth, ids = load_npz_sample(path, n_positions, slots_fix)
     counts = load_npz_counts(path, meth.shape[0])
     if counts is not None:
         means, valid = count_means(*counts)

@@ -108,8 +108,10 @@ def test_same_seed_same_weights_and_data_fingerprint_keys_the_state_folder(tmp_p
 def test_only_rank_zero_writes(tmp_path):
     seen: dict = {}
     res = run_training(_spec(seen=seen), tmp_path / "state", _outputs(tmp_path / "out"), is_main=False)
-    # The engine's per-epoch file follows the real rank; the run's final write did not happen.
-    assert "test_accuracy" not in json.loads((tmp_path / "out" / "metrics.json").read_text())
+    # The engine's per-epoch file (in the state folder) follows the real rank; the run's
+    # final write did not happen.
+    assert "test_accuracy" not in json.loads((res.state_dir / "metrics.json").read_text())
+    assert not (tmp_path / "out" / "metrics.json").exists()
     assert not (tmp_path / "out" / "model.pt").exists()
     assert "written" not in seen
     assert res.payload["test_accuracy"] > 0  # the metrics were still computed on this rank
@@ -130,3 +132,32 @@ def test_a_missing_validation_split_is_an_error(tmp_path):
     spec.build_data = lambda device: {"train": _data(device)["train"]}
     with pytest.raises(ValueError, match=r"tiny: build_data returned no \['val'\] split"):
         run_training(spec, tmp_path / "state", _outputs(tmp_path / "out"))
+
+
+def test_a_killed_run_leaves_no_partial_metrics_among_its_outputs(tmp_path):
+    """SIGTERM mid-training: the declared metrics JSON does not exist (a partial one, with the
+    history so far and no test metrics, would look finished); the per-epoch copy in the state
+    folder does, and the resumed run writes the whole one."""
+    import os
+    import signal
+
+    from genomelab.train.engine import TrainingInterrupted
+
+    def stop_in_epoch_3(model, dataset, device):
+        if len(seen["trainer"].history) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what SLURM sends; the engine saves and stops
+        return {}
+
+    seen: dict = {}
+    out = tmp_path / "out"
+    with pytest.raises(TrainingInterrupted):
+        run_training(_spec(seen=seen, eval_fn=stop_in_epoch_3), tmp_path / "state", _outputs(out))
+    assert not (out / "metrics.json").exists() and not (out / "model.pt").exists()
+    progress = json.loads((seen["trainer"].state_dir / "metrics.json").read_text())
+    assert len(progress["history"]) == 3 and "test" not in progress
+    res = run_training(_spec(seen=seen), tmp_path / "state", _outputs(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == 6 and "test_accuracy" in metrics
+    assert metrics == json.loads((res.state_dir / "metrics.json").read_text()) | {
+        k: metrics[k] for k in ("test", "test_accuracy")
+    }

@@ -629,9 +629,13 @@ class Trainer:
             source=str(self.metrics_path or "metrics"),
         )
 
-    def write_metrics(self, extra: dict[str, Any] | None = None) -> None:
-        if self.metrics_path is not None and self.is_main:
-            write_metrics(self.metrics_path, self._metrics_record(extra))
+    def write_metrics(
+        self, extra: dict[str, Any] | None = None, path: str | os.PathLike | None = None
+    ) -> None:
+        """Write the metrics JSON (rank 0) to ``path``, by default the per-epoch ``metrics_path``."""
+        target = path if path is not None else self.metrics_path
+        if target is not None and self.is_main:
+            write_metrics(target, self._metrics_record(extra))
 
     def log_scalars(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Write extra scalars (e.g. ``test/accuracy``) to TensorBoard."""

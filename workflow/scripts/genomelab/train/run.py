@@ -11,7 +11,8 @@ datasets, the metrics it computes after training, its ID lists and its extra out
    its run config, hence of the fingerprint a resumed ``last.pt`` must match);
 4. build the datasets on the trainer's device, run the pre-training hook (initial loss
    vs chance), fit, evaluate the test split, run the module's metrics hook;
-5. on rank 0 only: write the metrics JSON, the exported model (:mod:`genomelab.train.export`),
+5. on rank 0 only: write the metrics JSON (the trainer's per-epoch copy of it stays in the
+   state folder, so that a killed run leaves no partial metrics JSON among the outputs), the exported model (:mod:`genomelab.train.export`),
    the module's extra outputs and a copy of the TensorBoard events (written into the state
    folder, which a rerun keeps, so a resumed run's curves continue the killed attempt's);
 6. close the trainer, also when any step above raised.
@@ -148,6 +149,11 @@ def copy_events(src: Path, dest: Path) -> None:
         dest.mkdir(parents=True)
 
 
+def progress_metrics(state_dir: Path) -> Path:
+    """The metrics JSON the trainer rewrites every epoch (history so far), beside ``last.pt``."""
+    return state_dir / "metrics.json"
+
+
 def state_key(spec: RunSpec) -> str:
     """The state folder's name: changes with any setting or the data, not otherwise."""
     return config_fingerprint(dataclasses.asdict(spec.train_config), _run_config(spec))
@@ -183,7 +189,9 @@ def run_training(
         model,
         cfg,
         state_dir,
-        outputs.metrics,
+        # The per-epoch metrics go to the state folder: the declared metrics JSON is written
+        # once, when the run has finished, so a killed run leaves no partial one in its place.
+        progress_metrics(state_dir),
         events_dir(state_dir) if outputs.tensorboard is not None else None,
         eval_fn=spec.eval_fn,
         collate_fn=spec.collate_fn,
@@ -220,7 +228,7 @@ def run_training(
 
 
 def _write(spec: RunSpec, state: RunState, outputs: RunOutputs, extra: dict[str, Any]) -> None:
-    state.trainer.write_metrics(extra)
+    state.trainer.write_metrics(extra, outputs.metrics)
     save_exported(
         outputs.model,
         state.model,

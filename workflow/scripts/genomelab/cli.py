@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from genomelab import __version__
@@ -188,8 +189,6 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import subprocess
-
     summary = Path("results") / _run_name(args.configfile) / "report" / "summary.md"
     if not summary.exists():
         # Snakemake's report of an unfinished run stops on the first missing report file
@@ -202,9 +201,44 @@ def _report(args: argparse.Namespace) -> int:
             args.configfile,
         )
         return 2
-    cmd = report_command(args.configfile, args.out)
-    logger.info("%s", " ".join(cmd))
-    return subprocess.run(cmd, check=False).returncode
+    target = Path(args.out or Path("results") / _run_name(args.configfile) / "report.html")
+    return run_staged(lambda staged: report_command(args.configfile, str(staged)), target)
+
+
+def run_staged(command: Callable[[Path], list[str]], target: Path) -> int:
+    """Run ``command(staged)``, a child process writing one file, then rename it onto ``target``.
+
+    ``staged`` has ``target``'s name (Snakemake names a zip report's folder after it) in a
+    hidden folder beside it. A child that fails or is interrupted (Ctrl-C, SIGTERM, SIGHUP: the
+    child is stopped too) leaves neither a partial ``target`` nor the folder; an earlier
+    ``target`` stays until the new one is complete. Returns the child's exit code.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    from genomelab.runtime import signals_as_exit
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    staged = stage / target.name
+    try:
+        with signals_as_exit():
+            cmd = command(staged)
+            logger.info("%s", " ".join(cmd))
+            child = subprocess.Popen(cmd)
+            try:
+                rc = child.wait()
+            except BaseException:
+                child.terminate()
+                child.wait()
+                raise
+        if rc == 0 and staged.exists():
+            os.replace(staged, target)
+            logger.info("wrote %s", target)
+        return rc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import random
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +67,29 @@ def log_run_header(logger: logging.Logger, seed: int | None = None, device: str 
         logger.info("seed: %d", seed)
     if device is not None:
         logger.info("device: %s", device)
+
+
+@contextlib.contextmanager
+def signals_as_exit() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise ``SystemExit(128 + signal)``, as Ctrl-C raises
+    KeyboardInterrupt, instead of ending the process at once.
+
+    Python's default for SIGTERM (``kill``, ``scancel``, a SLURM time limit) and SIGHUP (a
+    closed terminal) skips every ``finally`` and ``except BaseException``, so a command killed
+    mid-write would leave its partial outputs in place; this way they are removed. SIGKILL
+    cannot be caught: writers that must survive it stage their files and rename them at the end.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s]
+    previous = {sig: signal.signal(sig, _exit) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -183,12 +183,15 @@ def remove_written(out: Path, existed: bool) -> None:
 def _run(args: argparse.Namespace) -> int:
     from genomelab.entry import limit_threads
     from genomelab.predict.common import fresh_out_dir
+    from genomelab.runtime import signals_as_exit
 
     limit_threads(args.threads)
     existed = Path(args.out).exists()
     out = fresh_out_dir(args.out)
     try:
-        RUNNERS[args.module](args, out)
+        # SIGTERM/SIGHUP (kill, scancel, a closed terminal) reach the except below, as Ctrl-C does.
+        with signals_as_exit():
+            RUNNERS[args.module](args, out)
     except BaseException:
         # The folder was new or empty: whatever is in it now is this failed prediction's,
         # which would also block the rerun into the same --out.

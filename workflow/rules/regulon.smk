@@ -44,11 +44,10 @@ if REGULON_FOLDS > 1:
     from genomelab.regulon.folds import check_fold_config
 
     check_fold_config(REGULON["targets"]["heldout"], REGULON_FOLDS)
-REGULON_MODEL_JSON = config_json({k: REGULON[k] for k in ("model", "targets", "train")})
-# Resumable state per configuration: a changed model/targets/train config or seed starts a
-# fresh run in its own folder instead of failing on the old last.pt's fingerprint.
-REGULON_RUN = __import__("hashlib").sha256(f"{REGULON_MODEL_JSON}{config['seed']}".encode()).hexdigest()[:12]
-REGULON_STATE = state_dir("regulon", f"cnn-{REGULON_RUN}")
+# One state folder for the training job, whatever its settings: the run keys a subfolder by
+# model/targets/train config, seed and data (genomelab.train.run), so changed settings start a
+# fresh run there, and a finished job keeps the newest state.keep of them (entry._prune_states).
+REGULON_STATE = state_dir("regulon", "cnn")
 REGULON_FOLD_STATE = (
     REGULON_STATE if REGULON_FOLDS == 1 else lambda wc: f"{REGULON_STATE}/folds/{wc.regulon_fold}"
 )

@@ -161,3 +161,22 @@ def test_a_killed_run_leaves_no_partial_metrics_among_its_outputs(tmp_path):
     assert metrics == json.loads((res.state_dir / "metrics.json").read_text()) | {
         k: metrics[k] for k in ("test", "test_accuracy")
     }
+
+
+def test_a_failed_tensorboard_copy_leaves_no_partial_folder(tmp_path):
+    """The declared TensorBoard folder appears whole or not at all: a copy that fails half-way
+    (here a dangling link among the event files, which copytree reports after copying the
+    rest) leaves the earlier copy and no staged folder."""
+    from genomelab.train.run import copy_events
+
+    src, dest = tmp_path / "state" / "tensorboard", tmp_path / "out" / "tensorboard"
+    src.mkdir(parents=True)
+    (src / "events.out.tfevents.1").write_bytes(b"new events")
+    copy_events(src, dest)
+    assert [p.name for p in dest.iterdir()] == ["events.out.tfevents.1"]
+    (src / "events.out.tfevents.2").write_bytes(b"more")
+    (src / "events.out.tfevents.3").symlink_to(tmp_path / "gone")
+    with pytest.raises(OSError):
+        copy_events(src, dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["tensorboard"]
+    assert [p.name for p in dest.iterdir()] == ["events.out.tfevents.1"]

@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -140,13 +141,21 @@ def events_dir(state_dir: Path) -> Path:
 
 
 def copy_events(src: Path, dest: Path) -> None:
-    """Replace the folder ``dest`` with a copy of ``src`` (every attempt's event files)."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    if src.is_dir():
-        shutil.copytree(src, dest)
-    else:
-        dest.mkdir(parents=True)
+    """Replace the folder ``dest`` with a copy of ``src`` (every attempt's event files).
+
+    The copy is made beside ``dest`` and renamed into place when complete, so a copy that
+    fails or is killed leaves no partial ``dest`` (a failed one removes its staged folder).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        if src.is_dir():
+            shutil.copytree(src, staged, dirs_exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staged, dest)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def progress_metrics(state_dir: Path) -> Path:

@@ -180,3 +180,30 @@ def test_a_failed_tensorboard_copy_leaves_no_partial_folder(tmp_path):
         copy_events(src, dest)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["tensorboard"]
     assert [p.name for p in dest.iterdir()] == ["events.out.tfevents.1"]
+
+
+def test_a_job_killed_after_training_reuses_it_and_a_forced_rerun_trains_again(tmp_path):
+    """Ctrl-C while the outputs are written (training had finished; a SLURM time limit or a
+    SIGTERM at that moment alike): the rerun takes the finished state as it is, with no
+    training step, and writes the same outputs. A rerun of a job that wrote its outputs
+    (snakemake -R after a code change) trains again from scratch."""
+
+    def interrupted_write(state):
+        raise KeyboardInterrupt
+
+    seen: dict = {}
+    out = tmp_path / "out"
+    spec = _spec(seen=seen)
+    spec.write_outputs = interrupted_write
+    with pytest.raises(KeyboardInterrupt):
+        run_training(spec, tmp_path / "state", _outputs(out))
+    trained = {k: v.clone() for k, v in seen["trainer"].model.state_dict().items()}
+    assert seen["trainer"].model.epoch_calls > 0
+    res = run_training(_spec(seen=seen), tmp_path / "state", _outputs(out))
+    assert seen["trainer"].model.epoch_calls == 0  # not one training step
+    assert all(torch.equal(v, res.model.state_dict()[k]) for k, v in trained.items())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 6 and "test_accuracy" in metrics
+    assert not (res.state_dir / "outputs_pending").exists()
+    run_training(_spec(seen=seen), tmp_path / "state", _outputs(out))
+    assert seen["trainer"].model.epoch_calls > 0  # trained again

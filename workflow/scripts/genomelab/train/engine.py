@@ -329,6 +329,9 @@ class Trainer:
     collate_fn: passed to the DataLoader for non-tensor datasets.
     run_config: extra configuration (model, data) stored in checkpoints and part of the
         fingerprint that must match on resume.
+    reuse_finished: a ``last.pt`` of a finished run is taken as it is (no training) rather
+        than trained again from scratch: the job that trained it was killed before it wrote
+        its outputs (genomelab.train.run decides).
     """
 
     _writer: SummaryWriter | None
@@ -344,6 +347,7 @@ class Trainer:
         collate_fn: Callable | None = None,
         run_config: dict[str, Any] | None = None,
         device: torch.device | str | None = None,
+        reuse_finished: bool = False,
     ) -> None:
         if not hasattr(model, "loss"):
             raise TypeError(f"{type(model).__name__} has no loss(batch) method")
@@ -366,6 +370,7 @@ class Trainer:
         self.eval_fn = eval_fn
         self.collate_fn = collate_fn
         self.run_config = run_config or {}
+        self.reuse_finished = reuse_finished
         self.fingerprint = config_fingerprint(
             dataclasses.asdict(config), self.run_config, self._model_signature()
         )
@@ -544,12 +549,14 @@ class Trainer:
                 f"{path} belongs to a different run (fingerprint {ckpt.get('fingerprint')} != "
                 f"{self.fingerprint}); remove {self.state_dir} to start afresh"
             )
-        if ckpt["finished"]:
+        if ckpt["finished"] and not self.reuse_finished:
             # A finished run is only rerun on purpose (snakemake -R, a changed script): train
             # again from scratch. Same seed and config, so the result is the same.
             logger.info("%s holds a finished run; this rerun trains again from scratch", path)
             self.history = []
             return 0, 0, {}, False
+        if ckpt["finished"]:
+            logger.info("%s holds a finished run whose outputs were never written: using it", path)
         self.model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

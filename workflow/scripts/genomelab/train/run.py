@@ -16,6 +16,9 @@ datasets, the metrics it computes after training, its ID lists and its extra out
    the module's extra outputs and a copy of the TensorBoard events (written into the state
    folder, which a rerun keeps, so a resumed run's curves continue the killed attempt's);
 6. close the trainer, also when any step above raised.
+
+Between 4 and 5 a marker (:func:`outputs_pending`) says that training finished and the outputs
+are not written yet: a job killed there is rerun from its finished state, not trained again.
 """
 
 from __future__ import annotations
@@ -163,6 +166,14 @@ def progress_metrics(state_dir: Path) -> Path:
     return state_dir / "metrics.json"
 
 
+def outputs_pending(state_dir: Path) -> Path:
+    """A marker that training finished and the outputs are not written yet: a job killed
+    between the two (a time limit while it writes, a SIGTERM as it exits) left it, and its
+    rerun takes the finished ``last.pt`` as it is instead of training again from scratch (as a
+    finished run without the marker is, on purpose: ``snakemake -R``)."""
+    return state_dir / "outputs_pending"
+
+
 def state_key(spec: RunSpec) -> str:
     """The state folder's name: changes with any setting or the data, not otherwise."""
     return config_fingerprint(dataclasses.asdict(spec.train_config), _run_config(spec))
@@ -206,6 +217,7 @@ def run_training(
         collate_fn=spec.collate_fn,
         run_config=_run_config(spec),
         device=device,
+        reuse_finished=outputs_pending(state_dir).exists(),
     )
     writes = trainer.is_main and (is_main is None or is_main)
     try:
@@ -218,12 +230,15 @@ def run_training(
         t0 = time.perf_counter()
         state.fit = trainer.fit(state.datasets["train"], state.datasets["val"])
         state.fit_seconds = time.perf_counter() - t0
+        if writes:
+            outputs_pending(state_dir).touch()
         if "test" in state.datasets:
             state.test_losses = trainer.evaluate(state.datasets["test"], "test")
         trainer.log_scalars(state.test_losses)
         extra = spec.after_fit(state) if spec.after_fit is not None else {"test": state.test_losses}
         if writes:
             _write(spec, state, outputs, extra)
+            outputs_pending(state_dir).unlink()
         return RunResult(
             trainer.model,
             state.fit,

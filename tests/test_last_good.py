@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -110,3 +111,19 @@ def test_a_finished_training_job_keeps_its_newest_states(tmp_path):
     assert prune_states(state, keep=2) == [] and prune_states(tmp_path / "none", keep=1) == []
     with pytest.raises(ValueError, match="keep must be at least 1"):
         prune_states(state, keep=0)
+
+
+def test_pruning_keeps_an_older_state_whose_training_was_interrupted(tmp_path):
+    """keep=1: the finished older state goes; the one killed mid-training (no stop reason in
+    its per-epoch metrics) stays, so going back to its settings resumes it."""
+    from genomelab.last_good import prune_states
+
+    state = tmp_path / "mlp" / "0"
+    reasons = {"killed": "", "finished": "reached max_epochs=5", "current": "reached max_epochs=5"}
+    for i, (name, reason) in enumerate(reasons.items()):
+        (state / name).mkdir(parents=True)
+        (state / name / "last.pt").write_text(name)
+        (state / name / "metrics.json").write_text(json.dumps({"stopped_reason": reason, "history": []}))
+        os.utime(state / name / "last.pt", (1000 + i, 1000 + i))
+    assert [p.name for p in prune_states(state, keep=1)] == ["finished"]
+    assert sorted(p.name for p in state.iterdir()) == ["current", "killed"]

@@ -12,6 +12,7 @@ keeps a training job's state folder from growing with every change of its settin
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -95,12 +96,24 @@ def restore(results: str | os.PathLike, only: Iterable[str] = (), overwrite: boo
     return restored
 
 
+def interrupted(state: Path) -> bool:
+    """Whether the training of a state folder had not finished: its per-epoch metrics JSON
+    (genomelab.train.run) has no stop reason yet. A rerun with its settings resumes it."""
+    try:
+        return not json.loads((state / "metrics.json").read_text()).get("stopped_reason")
+    except (OSError, ValueError, AttributeError):
+        return False  # no readable metrics (a state from before they were kept there)
+
+
 def prune_states(state_dir: str | os.PathLike, keep: int) -> list[Path]:
-    """Delete all but the ``keep`` newest training states in ``state_dir``; return the deleted.
+    """Delete the finished training states in ``state_dir`` but the ``keep`` newest states;
+    return the deleted.
 
     A state is a fingerprint folder holding ``last.pt`` or ``best.pt`` (genomelab.train.run
     keys it by data and settings, so changing either starts a new one and the old one stays
-    behind); newest by its checkpoint's modification time. The attempt logs stay.
+    behind); newest by its checkpoint's modification time. An older state whose training was
+    interrupted (:func:`interrupted`) stays: going back to its settings resumes it. The
+    attempt logs stay.
     """
     root = Path(state_dir)
     if keep < 1:
@@ -115,7 +128,12 @@ def prune_states(state_dir: str | os.PathLike, keep: int) -> list[Path]:
         p for p in root.iterdir() if p.is_dir() and ((p / "last.pt").exists() or (p / "best.pt").exists())
     ]
     states.sort(key=newest, reverse=True)
+    deleted = []
     for old in states[keep:]:
+        if interrupted(old):
+            logger.info("kept the older training state %s: its training was interrupted", old)
+            continue
         shutil.rmtree(old)
+        deleted.append(old)
         logger.info("deleted the old training state %s (state.keep = %d)", old, keep)
-    return states[keep:]
+    return deleted

@@ -43,3 +43,34 @@ def test_outputs_get_the_umask_mode_not_0600(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o644
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from genomelab.io.atomic import atomic_output
+with atomic_output(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half of a large file")
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9 mid-write: no cleanup can run
+"""
+
+
+def test_the_temporary_file_of_a_writer_killed_with_sigkill_goes_with_the_next_write(tmp_path):
+    """kill -9 leaves the writer's temporary file (never the target); the next write of the same
+    target removes it, so reruns after kills do not pile up half-written copies."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target = tmp_path / "features.h5"
+    scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    env = dict(os.environ, PYTHONPATH=str(scripts))
+    res = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], env=env, timeout=60)
+    assert res.returncode == -9
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(".features.h5.") and left.read_bytes() == b"half of a large file"
+    (tmp_path / ".other.h5.abc.tmp.h5").write_text("another target's: kept")
+    with atomic_output(target) as tmp:
+        tmp.write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.h5.abc.tmp.h5", "features.h5"]
+    assert target.read_text() == "whole"

@@ -8,13 +8,17 @@ flushed. On any exception the temporary file is removed and the target is untouc
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -26,6 +30,7 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.",
         suffix=f".tmp{suffix if suffix is not None else target.suffix}",
@@ -46,6 +51,17 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _remove_leftovers(target: Path) -> None:
+    # A writer killed with SIGKILL (kill -9, the out-of-memory killer, a lost node) cannot
+    # remove its temporary file; a rerun writes a new one, and the old one (a features file can
+    # take gigabytes) would stay for good. One writer owns a target at a time (Snakemake runs
+    # one job per output), so a temporary of the target found now is such a leftover.
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
+        if stale.is_file() or stale.is_symlink():
+            stale.unlink(missing_ok=True)
+            logger.info("removed %s, left by a writer of %s that was killed", stale, target)
 
 
 def _fsync_path(path: Path) -> None:

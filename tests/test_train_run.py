@@ -172,7 +172,11 @@ def test_a_failed_tensorboard_copy_leaves_no_partial_folder(tmp_path):
     src, dest = tmp_path / "state" / "tensorboard", tmp_path / "out" / "tensorboard"
     src.mkdir(parents=True)
     (src / "events.out.tfevents.1").write_bytes(b"new events")
+    killed = tmp_path / "out" / ".tensorboard.x1y2.partial"  # what a copy killed with -9 leaves
+    killed.mkdir(parents=True)
+    (killed / "events.out.tfevents.0").write_bytes(b"half")
     copy_events(src, dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["tensorboard"]
     assert [p.name for p in dest.iterdir()] == ["events.out.tfevents.1"]
     (src / "events.out.tfevents.2").write_bytes(b"more")
     (src / "events.out.tfevents.3").symlink_to(tmp_path / "gone")

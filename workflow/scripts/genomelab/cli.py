@@ -215,12 +215,11 @@ def run_staged(command: Callable[[Path], list[str]], target: Path) -> int:
     """
     import shutil
     import subprocess
-    import tempfile
 
+    from genomelab.io.atomic import staging_dir
     from genomelab.runtime import signals_as_exit
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    stage = staging_dir(target)
     staged = stage / target.name
     try:
         with signals_as_exit():

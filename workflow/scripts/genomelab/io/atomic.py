@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,18 @@ def _remove_leftovers(target: Path) -> None:
         if stale.is_file() or stale.is_symlink():
             stale.unlink(missing_ok=True)
             logger.info("removed %s, left by a writer of %s that was killed", stale, target)
+
+
+def staging_dir(target: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``target`` to build it in (then renamed onto it), after
+    removing the folders that writers of ``target`` killed with SIGKILL left."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+            logger.info("removed %s, left by a writer of %s that was killed", stale, target)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
 
 
 def _fsync_path(path: Path) -> None:

@@ -27,7 +27,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from genomelab.io.atomic import staging_dir
 from genomelab.train.engine import FitResult, TrainConfig, Trainer, config_fingerprint
 from genomelab.train.export import save_exported
 
@@ -149,8 +149,7 @@ def copy_events(src: Path, dest: Path) -> None:
     The copy is made beside ``dest`` and renamed into place when complete, so a copy that
     fails or is killed leaves no partial ``dest`` (a failed one removes its staged folder).
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    staged = staging_dir(dest)
     try:
         if src.is_dir():
             shutil.copytree(src, staged, dirs_exist_ok=True)

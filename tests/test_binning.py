@@ -457,8 +457,11 @@ def test_n50_and_bin_summary_and_fastas(tmp_path):
     assert list(per_bin["bin"]) == ["bin_00001", "bin_00002", "bin_00003"]
     assert list(per_bin["written"]) == [True, True, False]
     assert per_bin["gc"].tolist() == pytest.approx([0.5] * 3)
+    killed = tmp_path / ".bins.k1ll.partial"  # what a write killed with -9 leaves
+    killed.mkdir()
+    (killed / "bin_00001.fna").write_text(">c0\nAC")
     n = write_bin_fastas(fasta, contig_table, tmp_path / "bins", max_open=1)
-    assert n == 5
+    assert n == 5 and not killed.exists()
     got = {p.name: [r for r, _ in read_fasta(p)] for p in (tmp_path / "bins").iterdir()}
     assert got == {"bin_00001.fna": ["c0", "c1", "c2"], "bin_00002.fna": ["c3", "c4"]}
 

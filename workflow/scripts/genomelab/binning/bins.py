@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +21,7 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
+from genomelab.io.atomic import staging_dir
 from genomelab.io.dropped import Dropped, count_dropped
 from genomelab.io.fasta import read_fasta, write_fasta_record
 from genomelab.io.tables import CONTIG_BINS_COLUMNS
@@ -122,8 +122,8 @@ def write_bin_fastas(
             strict=True,
         )
     )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    # Beside out_dir, renamed onto it when whole; a folder left by a kill -9 goes first.
+    tmp = staging_dir(out_dir)
     handles: OrderedDict[str, BinaryIO] = OrderedDict()
     n_written = 0
     try:

@@ -7,6 +7,9 @@ setting's state in a folder of its own, which no job ever pruned.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,26 +22,39 @@ def repo(tmp_path_factory) -> Path:
     return copy_repo(tmp_path_factory.mktemp("repo"))
 
 
+# Snakemake's API in a process of its own: parsing the workflow re-imports genomelab from the
+# copy's workflow/scripts (common.smk), which must not replace this process's modules.
+PLAN = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+repo = Path(sys.argv[1])
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(
+        resource_settings=ResourceSettings(cores=1),
+        config_settings=ConfigSettings(configfiles=[repo / "config" / "test.yaml", Path(sys.argv[2])]),
+        snakefile=repo / "Snakefile",
+        workdir=repo,
+    )
+    print(json.dumps({
+        rule.name: rule.params.state_dir
+        for rule in workflow._workflow.rules
+        if "state_dir" in rule.params.keys() and isinstance(rule.params.state_dir, str)
+    }))
+"""
+
+
 def planned_state_dirs(repo: Path, override: dict) -> dict[str, str]:
     """``params.state_dir`` of every rule that has a fixed one, under config/test.yaml + ``override``."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
     extra = repo / f"override{len(list(repo.glob('override*.yaml')))}.yaml"
     extra.write_text(yaml.safe_dump(override))
-    with SnakemakeApi(OutputSettings()) as api:
-        workflow = api.workflow(
-            resource_settings=ResourceSettings(cores=1),
-            config_settings=ConfigSettings(configfiles=[repo / "config" / "test.yaml", extra]),
-            snakefile=repo / "Snakefile",
-            workdir=repo,
-        )
-        rules = workflow._workflow.rules
-        return {
-            rule.name: rule.params.state_dir
-            for rule in rules
-            if "state_dir" in rule.params.keys() and isinstance(rule.params.state_dir, str)
-        }
+    res = subprocess.run(
+        [sys.executable, "-c", PLAN, str(repo), str(extra)], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def test_changed_training_settings_keep_the_state_folder_that_pruning_looks_in(repo):

@@ -19,8 +19,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from genomelab.config import schema_default
+from genomelab.train.export import load_exported
 from shared_run import copy_repo, copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,6 +353,8 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     log = (finished_run / "logs" / RUN / "tissue" / "train_mlp_0.log").read_text()
     assert "resumed from" in log, log[:3000]
     interrupted = json.loads((finished_run / target).read_text())
+    member = finished_run / "results" / RUN / "tissue" / "train" / "mlp" / "members" / "0" / "model.pt"
+    interrupted_weights = load_exported(member).weights
     # The same training uninterrupted: a forced rerun of a finished run trains from scratch.
     res = snakemake(
         finished_run,
@@ -366,6 +370,11 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     clean = json.loads((finished_run / target).read_text())
     assert [h["val/loss"] for h in interrupted["history"]] == [h["val/loss"] for h in clean["history"]]
+    # Equal weights, not only an equal history: the resumed run is the uninterrupted one.
+    clean_weights = load_exported(member).weights
+    assert interrupted_weights.keys() == clean_weights.keys()
+    for name, tensor in clean_weights.items():
+        assert torch.equal(interrupted_weights[name], tensor), name
 
 
 @pytest.mark.slow

@@ -109,3 +109,27 @@ def test_too_few_ids_found_names_the_option_of_the_path_and_a_value_that_works()
     with pytest.raises(InputMismatch) as err, relaxed_by("--min-region-match"):
         match_ids(model, [f"x{i}" for i in range(120)], "regions", "new.h5", 0.5)
     assert not isinstance(err.value, TooFewMatched) and "--min-region-match" not in str(err.value)
+
+
+def test_the_value_suggested_for_too_few_ids_is_accepted_by_both_joins():
+    """7 of 25 regions found: the error suggested 0.28, and 0.28 was refused again ("need 28%"),
+    since 0.28 * 25 is 7.000000000000001 in floating point; 683 (found, model) pairs up to
+    3,000 IDs were like it. Both ID joins (predict and serve's match_ids, deconv's
+    join_regions) now accept the decimal of the fraction found."""
+    import re
+
+    from genomelab.deconv.io import join_regions
+    from genomelab.predict.common import TooFewMatched, relaxed_by
+
+    for n_found, n_model in ((7, 25), (14, 50), (51, 75), (7, 100), (1, 2000)):
+        model = [f"r{i}" for i in range(n_model)]
+        given = model[:n_found] + ["x"]
+        with pytest.raises(TooFewMatched) as err, relaxed_by("--min-region-match"):
+            match_ids(model, given, "regions", "new.h5", 0.9)
+        suggested = float(re.search(r"set --min-region-match to ([0-9.]+)", str(err.value))[1])
+        assert match_ids(model, given, "regions", "new.h5", suggested).n_matched == n_found
+        values = np.zeros((1, len(given)))
+        _, join = join_regions(np.asarray(model), np.asarray(given), values, ["s"], suggested, "b.tsv")
+        assert join.n_matched == n_found
+    # Below 0.001 of the model's IDs the value is 0, and nothing lower is offered.
+    assert "to 0 (it is 0.9)" in str(err.value)

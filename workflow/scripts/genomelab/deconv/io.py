@@ -277,7 +277,9 @@ def join_regions(
     found = idx >= 0
     n_matched = int(found.sum())
     ref_set = set(np.asarray(ref_regions).tolist())
-    if n_matched < min_fraction * len(ref_regions) or n_matched == 0:
+    from genomelab.predict.common import TooFewMatched, too_few
+
+    if too_few(n_matched, len(ref_regions), min_fraction):
         ref_only = [r for r in np.asarray(ref_regions).tolist() if r not in pos][:5]
         in_only = [r for r in np.asarray(in_regions).tolist() if r not in ref_set][:5]
         message = (
@@ -287,8 +289,6 @@ def join_regions(
         )
         if n_matched == 0:
             raise ValueError(message)
-        from genomelab.predict.common import TooFewMatched
-
         # Lowering min_match would let it through: the caller names its option (relaxed_by).
         raise TooFewMatched(message, "reference regions", n_matched, len(ref_regions), min_fraction)
     out = np.full((values.shape[0], len(ref_regions)), np.nan, dtype=np.float64)

@@ -55,6 +55,14 @@ class TooFewMatched(InputMismatch):
         self.what, self.n_matched, self.n_model, self.min_fraction = what, n_matched, n_model, min_fraction
 
 
+def too_few(n_matched: int, n_model: int, min_fraction: float) -> bool:
+    """Whether ``n_matched`` of ``n_model`` IDs is none or fewer than ``min_fraction`` of them.
+
+    A fraction written as the decimal of n_matched / n_model accepts n_matched: 7 of 25 at
+    0.28 (in floating point 0.28 * 25 is 7.000000000000001, which refused the 7 found)."""
+    return n_matched == 0 or n_matched < min_fraction * n_model - 1e-9 * n_model
+
+
 def too_few_matched(
     source: str, what: str, n_matched: int, n_model: int, min_fraction: float, detail: str
 ) -> InputMismatch:
@@ -79,11 +87,13 @@ def relaxed_by(option: str) -> Iterator[None]:
     try:
         yield
     except TooFewMatched as exc:
-        # Rounded down, so the value suggested accepts the input.
+        # Rounded down, so the value suggested accepts the input (see too_few); below 0.001
+        # that is 0, the lowest the option takes.
         enough = math.floor(1000 * exc.n_matched / exc.n_model) / 1000
         raise TooFewMatched(
             f"{exc}. To predict with the {exc.n_matched} {exc.what} found, set {option} to "
-            f"{enough:g} or lower (it is {exc.min_fraction:g}); the {exc.what} not found count as missing",
+            f"{enough:g}{' or lower' if enough > 0 else ''} (it is {exc.min_fraction:g}); the "
+            f"{exc.what} not found count as missing",
             exc.what,
             exc.n_matched,
             exc.n_model,
@@ -210,7 +220,7 @@ def match_ids(
         n_only_model,
         len(only_input),
     )
-    if match.n_matched == 0 or match.n_matched < min_fraction * len(model_list):
+    if too_few(match.n_matched, len(model_list), min_fraction):
         raise too_few_matched(
             source,
             what,

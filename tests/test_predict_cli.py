@@ -113,6 +113,9 @@ def test_a_model_of_another_k_mer_layout_is_refused(tmp_path):
         ("deconv", "--other-threshold", "-1", "is not in [0, 1]"),
         ("binning", "--min-length", "-5", "is below 0"),
         ("binning", "--min-bin-bp", "-1", "is below 0"),
+        # The schema's seed is 0 or more: -1 was taken (the medoid clustering's numpy
+        # generator refuses it, "expected non-negative integer", after the embedding).
+        ("binning", "--seed", "-1", "is below 0"),
     ],
 )
 def test_an_option_out_of_its_keys_range_is_refused_naming_it(tmp_path, capsys, module, option, value, why):

@@ -222,7 +222,8 @@ def fraction(low: float = 0.0, high: float = 1.0, open_low: bool = False, open_h
 
 
 def bp(text: str) -> int:
-    """An argparse type: a whole number of base pairs, 0 or more (the binning keys' range)."""
+    """An argparse type: a whole number, 0 or more (the range of the binning keys' base pairs
+    and of ``seed``)."""
     try:
         value = int(text)
     except ValueError:
@@ -273,7 +274,11 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
             "--min-length", type=bp, help="binning.features.min_length (default: the model's run's)"
         )
         p.add_argument("--min-bin-bp", type=bp, help="binning.bins.min_bin_bp")
-        p.add_argument("--seed", type=int, help="clustering seed (default: the run config's seed, else 0)")
+        p.add_argument(
+            "--seed",
+            type=bp,
+            help="clustering seed (default: the run config's seed, else the model's run's, else 0)",
+        )
         p.add_argument(
             "--configfile",
             help="the run's config: its binning.cluster, bins.min_bin_bp, features.min_length and seed "

@@ -133,3 +133,17 @@ def test_the_value_suggested_for_too_few_ids_is_accepted_by_both_joins():
         assert join.n_matched == n_found
     # Below 0.001 of the model's IDs the value is 0, and nothing lower is offered.
     assert "to 0 (it is 0.9)" in str(err.value)
+
+
+def test_deconv_reference_join_with_nothing_in_common_says_it_needs_at_least_one():
+    """match_ids says "(need at least one)" where the fraction asks for less than one ID
+    (31fd0ef); deconv's reference join (deconv_infer, genomelab predict deconv, serve) still
+    said "only 0 of 3 reference regions found (need 0%)" under min_match 0, which reads as met."""
+    from genomelab.deconv.io import join_regions
+
+    ref, given = np.asarray(["a", "b", "c"]), np.asarray(["x", "y"])
+    for fraction in (0.0, 0.2):
+        with pytest.raises(ValueError, match=r"only 0 of 3 reference regions found \(need at least one\)"):
+            join_regions(ref, given, np.zeros((1, 2)), ["s"], fraction, "b.tsv")
+    with pytest.raises(ValueError, match=r"only 1 of 3 reference regions found \(need 50%\)"):
+        join_regions(ref, np.asarray(["a", "y"]), np.zeros((1, 2)), ["s"], 0.5, "b.tsv")

@@ -277,14 +277,14 @@ def join_regions(
     found = idx >= 0
     n_matched = int(found.sum())
     ref_set = set(np.asarray(ref_regions).tolist())
-    from genomelab.predict.common import TooFewMatched, too_few
+    from genomelab.predict.common import TooFewMatched, needed, too_few
 
     if too_few(n_matched, len(ref_regions), min_fraction):
         ref_only = [r for r in np.asarray(ref_regions).tolist() if r not in pos][:5]
         in_only = [r for r in np.asarray(in_regions).tolist() if r not in ref_set][:5]
         message = (
             f"{source}: only {n_matched} of {len(ref_regions)} reference regions found "
-            f"(need {min_fraction:.0%}); first reference IDs not found: {ref_only}; "
+            f"(need {needed(len(ref_regions), min_fraction)}); first reference IDs not found: {ref_only}; "
             f"first input IDs not in the reference: {in_only}"
         )
         if n_matched == 0:

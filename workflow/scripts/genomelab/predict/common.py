@@ -63,16 +63,22 @@ def too_few(n_matched: int, n_model: int, min_fraction: float) -> bool:
     return n_matched == 0 or n_matched < min_fraction * n_model - 1e-9 * n_model
 
 
+def needed(n_model: int, min_fraction: float) -> str:
+    """What an ID join needs of ``n_model`` IDs, in words: ``min_fraction`` as a percentage,
+    or "at least one" where that is less than one ID (none in common is refused whatever
+    min_fraction says, and "need 0%" read as met)."""
+    return f"{min_fraction:.0%}" if min_fraction * n_model > 1 else "at least one"
+
+
 def too_few_matched(
     source: str, what: str, n_matched: int, n_model: int, min_fraction: float, detail: str
 ) -> InputMismatch:
     """The error of an ID join that found ``n_matched`` of ``n_model`` IDs, fewer than
     ``min_fraction`` (or none): a :class:`TooFewMatched` when lowering the fraction would
     let it through, else (nothing in common) a plain :class:`InputMismatch`."""
-    # None in common is refused whatever min_fraction says ("need 0%" read as a contradiction).
-    need = f"{min_fraction:.0%}" if min_fraction * n_model > 1 else "at least one"
     message = (
-        f"{source}: {n_matched} of the model's {n_model} {what} found in the input (need {need}); {detail}"
+        f"{source}: {n_matched} of the model's {n_model} {what} found in the input "
+        f"(need {needed(n_model, min_fraction)}); {detail}"
     )
     if n_matched == 0:
         return InputMismatch(message)

@@ -159,6 +159,19 @@ def test_entity_table_errors_give_the_file_s_own_line_after_blank_lines(tmp_path
             D.read_entities(path, "source")
 
 
+def test_known_links_file_errors_give_the_file_s_own_line_after_blank_lines(tmp_path):
+    """assoc's known links file (exclude_known) is read like the links table, but its empty-id
+    error still counted rows: line 3 for the file's line 6 after blank lines."""
+    from genomelab.io.tables import read_known_links
+
+    path = tmp_path / "gappy_known.tsv"
+    path.write_text("\nsource\ttarget\na\tu\n   \n\n\tv\n")
+    with pytest.raises(
+        ValueError, match=r"gappy_known.tsv, line 6: known links file: empty source or target"
+    ):
+        read_known_links(path)
+
+
 def test_bad_entities_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.tsv"):
         D.read_entities(tmp_path / "missing.tsv", "source")

@@ -497,7 +497,8 @@ def read_known_links(path: str | os.PathLike) -> set[tuple[str, str]]:
     src, tgt = df["source"].str.strip(), df["target"].str.strip()
     empty = (src == "") | (tgt == "")
     if empty.any():
-        raise FormatError(path, "known links file: empty source or target", _first_line(empty))
+        line = int(_row_lines(path, len(df))[empty.to_numpy()][0])
+        raise FormatError(path, "known links file: empty source or target", line)
     return set(zip(src.tolist(), tgt.tolist(), strict=True))
 
 

@@ -90,6 +90,10 @@ def test_a_report_replaces_the_target_only_when_the_child_succeeds(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.zip"]
     assert run_staged(lambda staged: [sys.executable, "-c", write, str(staged), "0"], target) == 0
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["report.zip"]
+    # A child that succeeds without writing the file: not a success (it returned 0, and the
+    # earlier report stayed in place as if it were the new one).
+    assert run_staged(lambda staged: [sys.executable, "-c", "pass"], target) == 1
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["report.zip"]
 
 
 PREDICT = """

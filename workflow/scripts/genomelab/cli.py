@@ -211,7 +211,8 @@ def run_staged(command: Callable[[Path], list[str]], target: Path) -> int:
     ``staged`` has ``target``'s name (Snakemake names a zip report's folder after it) in a
     hidden folder beside it. A child that fails or is interrupted (Ctrl-C, SIGTERM, SIGHUP: the
     child is stopped too) leaves neither a partial ``target`` nor the folder; an earlier
-    ``target`` stays until the new one is complete. Returns the child's exit code.
+    ``target`` stays until the new one is complete. Returns the child's exit code (1 when it
+    exits 0 without writing the file).
     """
     import shutil
     import subprocess
@@ -232,7 +233,11 @@ def run_staged(command: Callable[[Path], list[str]], target: Path) -> int:
                 child.terminate()
                 child.wait()
                 raise
-        if rc == 0 and staged.exists():
+        if rc == 0 and not staged.exists():
+            # Success without the file would leave an earlier target in place, unnoticed.
+            logger.error("%s exited 0 but wrote no %s; %s is unchanged", cmd[0], target.name, target)
+            return 1
+        if rc == 0:
             os.replace(staged, target)
             logger.info("wrote %s", target)
         return rc

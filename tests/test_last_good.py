@@ -127,3 +127,25 @@ def test_pruning_keeps_an_older_state_whose_training_was_interrupted(tmp_path):
         os.utime(state / name / "last.pt", (1000 + i, 1000 + i))
     assert [p.name for p in prune_states(state, keep=1)] == ["finished"]
     assert sorted(p.name for p in state.iterdir()) == ["current", "killed"]
+
+
+def test_a_state_killed_in_its_first_epoch_after_a_step_checkpoint_is_kept(tmp_path):
+    """A run that stopped in its first epoch after a mid-epoch checkpoint (checkpoint_every_steps)
+    had a last.pt but no metrics JSON yet, which pruning read as a state from before they were
+    kept and deleted once a newer run finished; its metrics JSON is now written beside every
+    last.pt, so it stays."""
+    import dataclasses
+
+    from genomelab.last_good import prune_states
+    from genomelab.train.run import RunOutputs, run_training
+    from test_train_run import _spec
+
+    root = tmp_path / "state"
+    killed = _spec(fail_in_epoch=0.5, data_fp="killed")  # raises at its 3rd training batch
+    killed.train_config = dataclasses.replace(killed.train_config, checkpoint_every_steps=1)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_training(killed, root, RunOutputs(tmp_path / "k.json", tmp_path / "k.pt", None))
+    (state,) = [p for p in root.iterdir() if (p / "last.pt").exists()]
+    assert json.loads((state / "metrics.json").read_text())["stopped_reason"] == ""
+    done = run_training(_spec(data_fp="done"), root, RunOutputs(tmp_path / "d.json", tmp_path / "d.pt", None))
+    assert prune_states(root, keep=1) == [] and state.exists() and done.state_dir.exists()

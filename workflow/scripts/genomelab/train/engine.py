@@ -831,8 +831,10 @@ class Trainer:
         running = sums.running()
         self._check_finite(running["loss"], epoch)
         path = self._save_last(run, epoch, n_done, running, False)
+        # Beside every last.pt its metrics JSON (no stop reason yet): a state killed in its
+        # first epoch is then known as interrupted, which state pruning keeps (last_good).
+        self.write_metrics()
         if stop_now:
-            self.write_metrics()
             self._interrupt(run.flag, path)
 
     def _train_averages(self, sums: _EpochSums, epoch: int) -> dict[str, float]:

@@ -300,7 +300,7 @@ def test_deconv_regulon_binning_servers_match_predict(tmp_path):
     vcfg = VAEConfig.from_dict({"hidden": [8], "latent": 3}, n_depth=0)
     save_exported(
         tmp_path / "vae.pt", KmerVAE(vcfg).eval(), kind=BIN_KIND, config={"hidden": [8], "latent": 3},
-        ids={"contigs": ["x"]}, data_fingerprint="0", extra={"n_depth": 0},
+        ids={"contigs": ["x"]}, data_fingerprint="0", extra={"n_depth": 0, "min_length": 500},
     )  # fmt: skip
     contigs = [{"name": f"c{i}", "sequence": "".join(rng.choice(list("ACGT"), 800))} for i in range(3)]
     with serving(create_app(tmp_path / "vae.pt")) as client:

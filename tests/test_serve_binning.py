@@ -16,7 +16,7 @@ import torch
 from genomelab.binning.contrastive_model import ContrastiveConfig, ContrastiveEncoder
 from genomelab.binning.model import KmerVAE, VAEConfig
 from genomelab.binning.training import CONTRASTIVE_KIND, KIND
-from genomelab.config import schema_defaults
+from genomelab.config import schema_default, schema_defaults
 from genomelab.predict.binning import embed
 from genomelab.serve.app import create_app
 from genomelab.train.export import save_exported
@@ -28,6 +28,9 @@ N_SAMPLES = 2
 
 
 def _export(path, kind: str, n_depth: int, **extra) -> None:
+    """A binning model as training exports it (its run's length filter 1000 bp unless given;
+    ``min_length=None``: a model exported before models recorded it)."""
+    extra = {k: v for k, v in {"min_length": 1000, **extra}.items() if v is not None}
     torch.manual_seed(0)
     if kind == KIND:
         section = {"hidden": [16], "latent": 4}
@@ -121,8 +124,9 @@ def test_a_skipped_contig_is_named_with_why(tmp_path):
     """Two contigs, one all N: with abundances the 422 names the skipped contig and why (it
     said only "send 2 or more", though 2 were sent); without, the reply says why it is
     skipped; with none left, every contig's reason."""
-    _export(tmp_path / "depth.pt", KIND, N_SAMPLES)
-    _export(tmp_path / "plain.pt", KIND, 0)
+    # Models of a run without a length filter, so the reasons are the 6-mer ones.
+    _export(tmp_path / "depth.pt", KIND, N_SAMPLES, min_length=0)
+    _export(tmp_path / "plain.pt", KIND, 0, min_length=0)
     contigs = _contigs(np.random.default_rng(2), 2)
     contigs[1]["sequence"] = "N" * 1500
     short = [contigs[0], {**contigs[1], "sequence": "ACGTA"}]
@@ -145,6 +149,21 @@ def test_a_skipped_contig_is_named_with_why(tmp_path):
     }
     assert none_left["loc"] == ["body", "contigs"] and "contigs.0: 'c1' was skipped" in none_left["msg"]
     assert "contigs.1: 'c2' was skipped" in none_left["msg"]
+
+
+def test_a_model_without_a_recorded_length_filter_gets_the_schema_s_as_predict_gives_it(tmp_path, caplog):
+    # It got 0 (every contig with a 6-mer profiled) where genomelab predict binning applies
+    # the schema's 2,000 bp: the two paths embedded different contigs of one assembly.
+    rng = np.random.default_rng(4)
+    _export(tmp_path / "model.pt", KIND, N_SAMPLES, min_length=None)
+    contigs = _contigs(rng, 4)
+    for c in contigs[:3]:
+        c["sequence"] = c["sequence"] * 2  # 3,000 bp; the fourth stays at 1,500
+    with caplog.at_level("WARNING"), serving(create_app(tmp_path / "model.pt")) as client:
+        body = client.post("/predict", json={"contigs": contigs}).json()
+    assert body["min_length"] == schema_default("binning.features.min_length") == 2000
+    assert [c["name"] for c in body["contigs"]] == ["c0", "c1", "c2"] and body["skipped"] == ["c3"]
+    assert "records no profile length filter" in caplog.text
 
 
 def test_server_profiles_with_the_length_filter_the_model_records(tmp_path):

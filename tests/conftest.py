@@ -119,3 +119,37 @@ def simulate_deconv_sources():
         return cfg, src, ref, record
 
     return make
+
+
+# A writer of io.atomic that dies by SIGKILL half-way: a temporary file (``atomic_output``) or
+# a staged folder (``staging_dir``) of the target is left, named by this machine and the dead
+# writer's process id, as a job killed with -9 leaves it.
+_KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from genomelab.io.atomic import atomic_output, staging_dir
+if sys.argv[2] == "folder":
+    (staging_dir(sys.argv[1]) / "half").write_bytes(b"half of a folder")
+else:
+    with atomic_output(sys.argv[1]) as tmp:
+        tmp.write_bytes(b"half of a large file")
+        os.kill(os.getpid(), signal.SIGKILL)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.fixture
+def killed_writer():
+    """``killed_writer(target, kind)`` runs a writer of ``target`` (kind "file" or "folder") that
+    is killed with -9 and returns what it left beside ``target``."""
+    import subprocess
+
+    def run(target: Path, kind: str = "file") -> Path:
+        before = set(Path(target).parent.glob(f".{Path(target).name}.*"))
+        env = dict(os.environ, PYTHONPATH=str(SCRIPTS))
+        res = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(target), kind], env=env, timeout=60)
+        assert res.returncode == -9
+        (left,) = set(Path(target).parent.glob(f".{Path(target).name}.*")) - before
+        return left
+
+    return run

@@ -446,7 +446,7 @@ def test_amber_metrics_on_a_hand_made_example():
 
 
 # ---------------------------------------------------------------------- bins
-def test_n50_and_bin_summary_and_fastas(tmp_path):
+def test_n50_and_bin_summary_and_fastas(tmp_path, killed_writer):
     assert n50(np.array([2, 3, 4, 5, 6])) == 5
     recs = [(f"c{i}", b"ACGT" * (10 + i)) for i in range(6)]
     fasta = write_fasta(tmp_path / "c.fa", recs)
@@ -457,9 +457,7 @@ def test_n50_and_bin_summary_and_fastas(tmp_path):
     assert list(per_bin["bin"]) == ["bin_00001", "bin_00002", "bin_00003"]
     assert list(per_bin["written"]) == [True, True, False]
     assert per_bin["gc"].tolist() == pytest.approx([0.5] * 3)
-    killed = tmp_path / ".bins.k1ll.partial"  # what a write killed with -9 leaves
-    killed.mkdir()
-    (killed / "bin_00001.fna").write_text(">c0\nAC")
+    killed = killed_writer(tmp_path / "bins", "folder")  # what a write killed with -9 leaves
     n = write_bin_fastas(fasta, contig_table, tmp_path / "bins", max_open=1)
     assert n == 5 and not killed.exists()
     got = {p.name: [r for r, _ in read_fasta(p)] for p in (tmp_path / "bins").iterdir()}

@@ -163,7 +163,7 @@ def test_a_killed_run_leaves_no_partial_metrics_among_its_outputs(tmp_path):
     }
 
 
-def test_a_failed_tensorboard_copy_leaves_no_partial_folder(tmp_path):
+def test_a_failed_tensorboard_copy_leaves_no_partial_folder(tmp_path, killed_writer):
     """The declared TensorBoard folder appears whole or not at all: a copy that fails half-way
     (here a dangling link among the event files, which copytree reports after copying the
     rest) leaves the earlier copy and no staged folder."""
@@ -172,10 +172,9 @@ def test_a_failed_tensorboard_copy_leaves_no_partial_folder(tmp_path):
     src, dest = tmp_path / "state" / "tensorboard", tmp_path / "out" / "tensorboard"
     src.mkdir(parents=True)
     (src / "events.out.tfevents.1").write_bytes(b"new events")
-    killed = tmp_path / "out" / ".tensorboard.x1y2.partial"  # what a copy killed with -9 leaves
-    killed.mkdir(parents=True)
-    (killed / "events.out.tfevents.0").write_bytes(b"half")
+    killed = killed_writer(dest, "folder")  # what a copy killed with -9 leaves
     copy_events(src, dest)
+    assert not killed.exists()
     assert sorted(p.name for p in dest.parent.iterdir()) == ["tensorboard"]
     assert [p.name for p in dest.iterdir()] == ["events.out.tfevents.1"]
     (src / "events.out.tfevents.2").write_bytes(b"more")

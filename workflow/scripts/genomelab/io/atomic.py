@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +35,7 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(target)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.",
+        prefix=_temp_prefix(target),
         suffix=f".tmp{suffix if suffix is not None else target.suffix}",
         dir=target.parent,
     )
@@ -54,12 +56,55 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
         raise
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _temp_prefix(target: Path) -> str:
+    # The writer's machine and process id are in the name: a later write of the target removes
+    # the temporary only once that process is gone (_leftovers).
+    return f".{target.name}.{_host()}.{os.getpid()}."
+
+
+def _pid_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this machine (False when it cannot be told)."""
+    if os.name != "posix":
+        return False  # os.kill(pid, 0) would end the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # PermissionError: it runs, as another user
+    return False
+
+
+def _leftovers(target: Path, tail: str) -> list[Path]:
+    """The temporaries of ``target`` (names ending with the regex ``tail``) left by a writer
+    that was killed: made on this machine by a process that no longer runs.
+
+    A temporary is never taken for a leftover by its name alone: another job may be writing
+    the same target right now (a job left running on a SLURM node when Snakemake was killed,
+    and the rerun's), or a target whose name starts with this one's (``x.h5`` and
+    ``x.h5.gz``); deleting its live temporary would lose what it has written. A writer on
+    another machine (a node sharing the file system) cannot be checked, so its temporaries
+    stay; the name says which machine and process made them.
+    """
+    own = re.compile(rf"\.{re.escape(target.name)}\.([A-Za-z0-9-]+)\.(\d+)\.[a-z0-9_]{{8}}{tail}")
+    host = _host()
+    found = []
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        m = own.fullmatch(path.name)
+        if m and m.group(1) == host and _pid_gone(int(m.group(2))):
+            found.append(path)
+    return found
+
+
 def _remove_leftovers(target: Path) -> None:
     # A writer killed with SIGKILL (kill -9, the out-of-memory killer, a lost node) cannot
     # remove its temporary file; a rerun writes a new one, and the old one (a features file can
-    # take gigabytes) would stay for good. One writer owns a target at a time (Snakemake runs
-    # one job per output), so a temporary of the target found now is such a leftover.
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
+    # take gigabytes) would stay for good.
+    for stale in _leftovers(target, r"\.tmp.*"):
         if stale.is_file() or stale.is_symlink():
             stale.unlink(missing_ok=True)
             logger.info("removed %s, left by a writer of %s that was killed", stale, target)
@@ -67,14 +112,14 @@ def _remove_leftovers(target: Path) -> None:
 
 def staging_dir(target: str | os.PathLike) -> Path:
     """A new hidden folder beside ``target`` to build it in (then renamed onto it), after
-    removing the folders that writers of ``target`` killed with SIGKILL left."""
+    removing the folders that writers of ``target`` killed with SIGKILL left (:func:`_leftovers`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+    for stale in _leftovers(target, r"\.partial"):
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
             logger.info("removed %s, left by a writer of %s that was killed", stale, target)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    return Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".partial", dir=target.parent))
 
 
 def _fsync_path(path: Path) -> None:

@@ -57,7 +57,8 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
 
 
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+    # At most 32 characters: the temporary's name must stay within 255 with a long target name.
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
 
 
 def _temp_prefix(target: Path) -> str:

@@ -210,3 +210,26 @@ def test_a_job_killed_after_training_reuses_it_and_a_forced_rerun_trains_again(t
     assert not (res.state_dir / "outputs_pending").exists()
     run_training(_spec(seen=seen), tmp_path / "state", _outputs(out))
     assert seen["trainer"].model.epoch_calls > 0  # trained again
+
+
+def test_pruning_keeps_an_older_state_whose_job_was_killed_before_its_outputs(tmp_path):
+    """A job of settings A finished training and was killed while writing its outputs; a job
+    of settings B finished after it. Pruning to one state must keep A's: the rerun of A takes
+    its finished training as it is (outputs_pending) instead of training again."""
+    from genomelab.last_good import prune_states
+
+    def interrupted_write(state):
+        raise KeyboardInterrupt
+
+    seen: dict = {}
+    state, out = tmp_path / "state", tmp_path / "out"
+    spec_a = _spec(seen=seen)
+    spec_a.write_outputs = interrupted_write
+    with pytest.raises(KeyboardInterrupt):
+        run_training(spec_a, state, _outputs(out))
+    killed = seen["trainer"].state_dir
+    run_training(_spec(data_fp="d2", seen=seen), state, _outputs(out))
+    assert prune_states(state, keep=1) == []
+    assert (killed / "outputs_pending").exists()
+    run_training(_spec(seen=seen), state, _outputs(out))
+    assert seen["trainer"].model.epoch_calls == 0  # A's training was reused, not redone

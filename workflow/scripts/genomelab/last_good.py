@@ -97,8 +97,12 @@ def restore(results: str | os.PathLike, only: Iterable[str] = (), overwrite: boo
 
 
 def interrupted(state: Path) -> bool:
-    """Whether the training of a state folder had not finished: its per-epoch metrics JSON
-    (genomelab.train.run) has no stop reason yet. A rerun with its settings resumes it."""
+    """Whether the job of a state folder was interrupted: its training had not finished (its
+    per-epoch metrics JSON, genomelab.train.run, has no stop reason yet), or it had and the
+    job was killed before it wrote its outputs (``outputs_pending``). A rerun with its
+    settings resumes it, or takes the finished training as it is."""
+    if (state / "outputs_pending").exists():  # genomelab.train.run.outputs_pending
+        return True
     try:
         return not json.loads((state / "metrics.json").read_text()).get("stopped_reason")
     except (OSError, ValueError, AttributeError):
@@ -111,7 +115,7 @@ def prune_states(state_dir: str | os.PathLike, keep: int) -> list[Path]:
 
     A state is a fingerprint folder holding ``last.pt`` or ``best.pt`` (genomelab.train.run
     keys it by data and settings, so changing either starts a new one and the old one stays
-    behind); newest by its checkpoint's modification time. An older state whose training was
+    behind); newest by its checkpoint's modification time. An older state whose job was
     interrupted (:func:`interrupted`) stays: going back to its settings resumes it. The
     attempt logs stay.
     """

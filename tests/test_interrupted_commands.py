@@ -8,6 +8,7 @@ that is renamed onto the target only when Snakemake finished it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -124,3 +125,57 @@ def test_a_prediction_stopped_by_sigterm_removes_its_partial_folder(tmp_path):
     assert res.returncode == 128 + signal.SIGTERM, res.stderr[-3000:]
     assert not out.exists(), sorted(p.name for p in out.iterdir())
     assert "removed the partial outputs" not in res.stderr  # a new folder goes whole
+
+
+# A child that, asked to stop, takes its time (as Snakemake finishing its jobs) and says so.
+SLOW_TO_STOP = """
+import signal, sys, time
+from pathlib import Path
+def stopping(signum, frame):
+    Path(sys.argv[1]).parents[2].joinpath("stopping").write_text("yes")  # beside out/
+    time.sleep(60)
+    sys.exit(1)
+signal.signal(signal.SIGTERM, stopping)
+open(sys.argv[1], "w").write("<html>half")
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the child process")
+def test_a_second_signal_while_the_report_stops_kills_its_child(tmp_path):
+    """SIGTERM, then SIGTERM again while the child is still ending (Ctrl-C pressed twice, SIGHUP
+    then SIGTERM): the child is killed and waited for, not left running alone after the
+    command exited and removed its staged folder."""
+    target = tmp_path / "out" / "report.html"
+    target.parent.mkdir()
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT.format(half=SLOW_TO_STOP), str(target)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            not list(target.parent.glob(".report.html.*.partial/report.html")) and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        children = _children(parent.pid)
+        assert children, parent.stderr.read() if parent.poll() is not None else "no child"
+        parent.send_signal(signal.SIGTERM)
+        while not (tmp_path / "stopping").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (tmp_path / "stopping").exists(), "the child was not asked to stop"
+        parent.send_signal(signal.SIGTERM)
+        _, err = parent.communicate(timeout=60)
+        assert parent.returncode == 128 + signal.SIGTERM, err
+        alive = [c for c in children if Path(f"/proc/{c}").exists() and "Z" not in _state(c)]
+        assert not alive, "the report's child still runs after the command exited"
+        assert sorted(p.name for p in target.parent.iterdir()) == []
+    finally:
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()

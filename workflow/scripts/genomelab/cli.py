@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -215,7 +216,6 @@ def run_staged(command: Callable[[Path], list[str]], target: Path) -> int:
     exits 0 without writing the file).
     """
     import shutil
-    import subprocess
 
     from genomelab.io.atomic import staging_dir
     from genomelab.runtime import signals_as_exit
@@ -230,8 +230,7 @@ def run_staged(command: Callable[[Path], list[str]], target: Path) -> int:
             try:
                 rc = child.wait()
             except BaseException:
-                child.terminate()
-                child.wait()
+                _stop(child)
                 raise
         if rc == 0 and not staged.exists():
             # Success without the file would leave an earlier target in place, unnoticed.
@@ -243,6 +242,19 @@ def run_staged(command: Callable[[Path], list[str]], target: Path) -> int:
         return rc
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """Stop the process ``child`` and wait until it has ended. A second signal while it ends
+    (Ctrl-C pressed again, SIGHUP then SIGTERM) kills it rather than leaving it running alone,
+    still writing into the staged folder after it was removed."""
+    child.terminate()
+    while True:
+        try:
+            child.wait()
+            return
+        except BaseException:  # noqa: BLE001 - the first signal is the one re-raised
+            child.kill()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,6 +127,23 @@ def test_a_prediction_stopped_by_sigterm_removes_its_partial_folder(tmp_path):
     assert "removed the partial outputs" not in res.stderr  # a new folder goes whole
 
 
+def test_a_prediction_under_nohup_survives_the_closed_terminal(tmp_path):
+    """``nohup genomelab predict ...`` starts with SIGHUP ignored: the hang-up of a closed
+    terminal must not stop it (and delete what it wrote), as it did not before SIGHUP was
+    handled; the prediction ends with all its files."""
+    out = tmp_path / "pred"
+    res = subprocess.run(
+        [sys.executable, "-c", PREDICT.replace("SIGTERM", "SIGHUP"), str(out)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.json", "predictions.tsv"]
+
+
 # A child that, asked to stop, takes its time (as Snakemake finishing its jobs) and says so.
 SLOW_TO_STOP = """
 import signal, sys, time

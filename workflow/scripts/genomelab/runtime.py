@@ -78,6 +78,7 @@ def signals_as_exit() -> Iterator[None]:
     closed terminal) skips every ``finally`` and ``except BaseException``, so a command killed
     mid-write would leave its partial outputs in place; this way they are removed. SIGKILL
     cannot be caught: writers that must survive it stage their files and rename them at the end.
+    A signal that is ignored (SIGHUP under ``nohup``) stays ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -86,7 +87,14 @@ def signals_as_exit() -> Iterator[None]:
     def _exit(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s]
+    # A signal the process was started to ignore stays ignored: ``nohup genomelab predict ...``
+    # must survive the closed terminal, as it did before this handler.
+    wanted = [
+        s
+        for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+        # None: a handler set outside Python, which signal.signal could not put back.
+        if s and signal.getsignal(s) not in (signal.SIG_IGN, None)
+    ]
     previous = {sig: signal.signal(sig, _exit) for sig in wanted}
     try:
         yield

@@ -58,7 +58,13 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
 
 def _host() -> str:
     # At most 32 characters: the temporary's name must stay within 255 with a long target name.
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+    # Containers that share the host's name (Docker's --network host) each number their
+    # processes apart: their PID namespace is part of the machine, so that one never checks
+    # another's process ids.
+    with contextlib.suppress(OSError):
+        host += "-" + re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
+    return host
 
 
 def _temp_prefix(target: Path) -> str:

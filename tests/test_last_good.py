@@ -67,20 +67,25 @@ def test_outputs_outside_the_run_folder_and_missing_store_are_refused(tmp_path):
         restore(root)
 
 
-def test_every_successful_rule_keeps_its_outputs_and_the_cli_restores_them(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    out = Path("results/cohort2/assoc/metrics.json")
-    smk = SimpleNamespace(
-        rule="assoc_summary",
-        config={"run": "cohort2", "seed": 1},
+def _job(tmp_path: Path, rule: str, out: Path, config: dict, **params) -> SimpleNamespace:
+    """A Snakemake job object as run_rule sees it: one output, its log at tmp_path/job.log."""
+    return SimpleNamespace(
+        rule=rule,
+        config=config,
         log=[str(tmp_path / "job.log")],
         output=[str(out)],
         input=[],
         wildcards={},
         threads=1,
         resources=SimpleNamespace(gpu=0),
-        params=SimpleNamespace(),
+        params=SimpleNamespace(**params),
     )
+
+
+def test_every_successful_rule_keeps_its_outputs_and_the_cli_restores_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = Path("results/cohort2/assoc/metrics.json")
+    smk = _job(tmp_path, "assoc_summary", out, {"run": "cohort2", "seed": 1})
 
     def step(s):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -149,3 +154,33 @@ def test_a_state_killed_in_its_first_epoch_after_a_step_checkpoint_is_kept(tmp_p
     assert json.loads((state / "metrics.json").read_text())["stopped_reason"] == ""
     done = run_training(_spec(data_fp="done"), root, RunOutputs(tmp_path / "d.json", tmp_path / "d.pt", None))
     assert prune_states(root, keep=1) == [] and state.exists() and done.state_dir.exists()
+
+
+def test_a_state_that_cannot_be_deleted_does_not_fail_the_finished_job(tmp_path, monkeypatch):
+    """Pruning runs after the job wrote its outputs: an old state it cannot delete (here one
+    moved to another disk and linked back; on NFS, a file of it still open) is left with a
+    warning. Failing the job made Snakemake delete the outputs it had just written."""
+    monkeypatch.chdir(tmp_path)
+    state = Path("results/r/.state/tissue/mlp/0")
+    elsewhere = tmp_path / "other_disk" / "old"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "last.pt").write_text("old")
+    (elsewhere / "metrics.json").write_text(json.dumps({"stopped_reason": "reached max_epochs=5"}))
+    os.utime(elsewhere / "last.pt", (1000, 1000))
+    state.mkdir(parents=True)
+    (state / "old").symlink_to(elsewhere)
+    out = Path("results/r/tissue/metrics.json")
+    smk = _job(
+        tmp_path, "tissue_train", out, {"run": "r", "seed": 1, "state": {"keep": 1}}, state_dir=str(state)
+    )
+
+    def step(s):
+        (state / "new").mkdir()
+        (state / "new" / "last.pt").write_text("new")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+
+    run_rule(smk, step)
+    log = (tmp_path / "job.log").read_text()
+    assert "could not delete the old training state" in log and "rule tissue_train finished" in log
+    assert (elsewhere / "last.pt").read_text() == "old" and out.exists()

@@ -117,7 +117,7 @@ def prune_states(state_dir: str | os.PathLike, keep: int) -> list[Path]:
     keys it by data and settings, so changing either starts a new one and the old one stays
     behind); newest by its checkpoint's modification time. An older state whose job was
     interrupted (:func:`interrupted`) stays: going back to its settings resumes it. The
-    attempt logs stay.
+    attempt logs stay; a state that cannot be deleted (a link, say) stays with a warning.
     """
     root = Path(state_dir)
     if keep < 1:
@@ -137,7 +137,13 @@ def prune_states(state_dir: str | os.PathLike, keep: int) -> list[Path]:
         if interrupted(old):
             logger.info("kept the older training state %s: its training was interrupted", old)
             continue
-        shutil.rmtree(old)
+        try:
+            shutil.rmtree(old)
+        except OSError as exc:
+            # It runs after the job wrote its outputs: failing the job would make Snakemake
+            # delete them. A linked folder, a file still open on NFS, no permission: leave it.
+            logger.warning("could not delete the old training state %s: %s", old, exc)
+            continue
         deleted.append(old)
         logger.info("deleted the old training state %s (state.keep = %d)", old, keep)
     return deleted

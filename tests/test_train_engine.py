@@ -113,18 +113,27 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     assert [h["val/loss"] for h in result.history] == pytest.approx(ref_hist, rel=0, abs=0)
 
 
-def test_temporary_files_of_a_killed_checkpoint_write_are_removed(tmp_path):
+def test_temporary_files_of_a_killed_checkpoint_write_are_removed(tmp_path, killed_writer):
+    """Those of writers killed with -9 go; one whose writer still runs (here this process, as a
+    job left running when Snakemake was killed, training in the same folder) stays."""
+    from genomelab.io.atomic import atomic_output
+
     crashed = make_trainer(tmp_path, model_kwargs={"fail_after": 8 * 2 + 4})
     with pytest.raises(KeyboardInterrupt):
         crashed.fit(easy_data(), easy_data(seed=1))
     state = tmp_path / "state"
     # What io.atomic leaves when the process dies between creating and renaming its file.
-    (state / ".last.pt.abc123.tmp.pt").write_bytes(b"half a checkpoint")
-    (state / ".best.pt.def456.tmp.pt").write_bytes(b"")
+    killed = [killed_writer(state / "last.pt"), killed_writer(state / "best.pt")]
     (state / "notes.txt").write_text("not ours")
-    resumed = make_trainer(tmp_path)
-    assert resumed.fit(easy_data(), easy_data(seed=1)).epochs_run == 6
-    assert sorted(p.name for p in state.iterdir()) == ["best.pt", "last.pt", "notes.txt"]
+    with atomic_output(state / "best.pt") as live:
+        live.write_bytes(b"a checkpoint being written")
+        resumed = make_trainer(tmp_path)
+        assert resumed.fit(easy_data(), easy_data(seed=1)).epochs_run == 6
+        assert live.read_bytes() == b"a checkpoint being written"
+        assert not any(k.exists() for k in killed)
+        assert sorted(p.name for p in state.iterdir()) == sorted(
+            ["best.pt", "last.pt", "notes.txt", live.name]
+        )
 
 
 def test_sparser_epoch_checkpoints_still_resume_exactly(tmp_path):

@@ -33,7 +33,7 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(target)
+    remove_leftovers(target)
     fd, tmp_name = tempfile.mkstemp(
         prefix=_temp_prefix(target),
         suffix=f".tmp{suffix if suffix is not None else target.suffix}",
@@ -107,7 +107,9 @@ def _leftovers(target: Path, tail: str) -> list[Path]:
     return found
 
 
-def _remove_leftovers(target: Path) -> None:
+def remove_leftovers(target: Path) -> None:
+    """Remove the temporary files of ``target`` that writers killed with SIGKILL left
+    (:func:`_leftovers`); :func:`atomic_output` does it before every write."""
     # A writer killed with SIGKILL (kill -9, the out-of-memory killer, a lost node) cannot
     # remove its temporary file; a rerun writes a new one, and the old one (a features file can
     # take gigabytes) would stay for good.

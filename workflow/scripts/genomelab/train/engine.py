@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from genomelab import __version__
 from genomelab.config import ConfigSection, from_schema
+from genomelab.io.atomic import remove_leftovers
 from genomelab.io.metrics import Metrics, write_metrics
 from genomelab.train import distributed as ddp
 from genomelab.train.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
@@ -748,13 +749,12 @@ class Trainer:
     # ------------------------------------------------------- parts of fit
     def _remove_stale_temporaries(self) -> None:
         # A process killed (kill -9, OOM, node failure) while writing a checkpoint leaves its
-        # temporary file (io.atomic) behind; last.pt itself is intact. One trainer owns a
-        # state folder, so such leftovers are removed instead of piling up.
+        # temporary file (io.atomic) behind; last.pt itself is intact. Such leftovers are
+        # removed instead of piling up; a temporary whose writer still runs stays (a job left
+        # running on its node when Snakemake was killed trains in the same folder).
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for name in (LAST, BEST):
-            for stale in self.state_dir.glob(f".{name}.*.tmp*"):
-                logger.info("removing %s, left by a run killed while writing a checkpoint", stale)
-                stale.unlink(missing_ok=True)
+            remove_leftovers(self.state_dir / name)
 
     def _batches_per_epoch(self, n_train: int) -> int:
         cfg = self.config

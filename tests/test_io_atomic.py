@@ -58,6 +58,30 @@ def test_the_temporary_file_of_a_writer_killed_with_sigkill_goes_with_the_next_w
     assert target.read_text() == "whole"
 
 
+def test_a_leftover_that_cannot_be_removed_does_not_fail_the_write(
+    tmp_path, killed_writer, monkeypatch, caplog
+):
+    # Another user's leftover in a shared sticky-bit folder cannot be deleted (EPERM); the
+    # cleanup raised it and failed the write. As root the permission check never applies, so
+    # the OS error is raised for that one path.
+    import pathlib
+
+    target = tmp_path / "features.h5"
+    left = killed_writer(target)
+    unlink = pathlib.Path.unlink
+
+    def refuse(self, *args, **kwargs):
+        if self == left:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse)
+    with caplog.at_level("WARNING"):
+        atomic_write_text(target, "whole")
+    assert target.read_text() == "whole" and left.exists()
+    assert f"could not remove {left}" in caplog.text
+
+
 # A writer that is still running: it writes half its file (or a file of its staged folder),
 # waits for the test's go, then the rest through the path (as np.save, h5py or pandas reopen it).
 LIVE_WRITER = """

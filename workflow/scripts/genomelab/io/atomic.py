@@ -115,7 +115,13 @@ def remove_leftovers(target: Path) -> None:
     # take gigabytes) would stay for good.
     for stale in _leftovers(target, r"\.tmp.*"):
         if stale.is_file() or stale.is_symlink():
-            stale.unlink(missing_ok=True)
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError as exc:
+                # Cleanup is a courtesy: a leftover this user may not delete (another user's,
+                # in a shared sticky-bit folder) must not fail the write it precedes.
+                logger.warning("could not remove %s, left by a killed writer of %s: %s", stale, target, exc)
+                continue
             logger.info("removed %s, left by a writer of %s that was killed", stale, target)
 
 

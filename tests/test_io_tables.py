@@ -13,6 +13,7 @@ from genomelab.io.tables import (
     check_names,
     check_truth_header,
     read_clusters,
+    read_coverage_table,
     read_depth_table,
     read_entity_table,
     read_link_table,
@@ -67,6 +68,39 @@ def test_depth_table_errors_name_file_and_line(tmp_path):
         read_depth_table(path)
     with pytest.raises(FileNotFoundError, match="depth table .*nope.tsv does not exist"):
         read_depth_table(tmp_path / "nope.tsv")
+
+
+def test_depth_truth_and_coverage_errors_give_the_file_s_own_line_after_blank_lines(tmp_path):
+    # Blank lines (skipped by the reader) shifted these errors up: the row count + 2 was
+    # reported, as the links and entity tables did before.
+    head = "contigName\tcontigLen\ttotalAvgDepth\ts1.bam\ts1.bam-var\n"
+    ok = "c1\t100\t2\t2\t0.1\n"
+    path = tmp_path / "depth.tsv"
+    cases = [
+        (ok + "\n\n" + "c2\t100\t-1\t-1\t0.1\n", 5, "holds negative"),
+        (ok + "\n" + ok, 4, "lists contigs more than once"),
+        (ok + "\n\n\n" + "c2\t100\t2\tmany\t0.1\n", 6, "is not a number"),
+    ]
+    for rows, line, problem in cases:
+        path.write_text(head + rows)
+        with pytest.raises(FormatError, match=problem) as info:
+            read_depth_table(path)
+        assert info.value.line == line
+    truth = tmp_path / "truth.tsv"
+    truth.write_text("contig\tgenome\nc1\tg1\n\n\nc1\tg2\n")
+    with pytest.raises(FormatError, match="more than once") as info:
+        read_truth(truth)
+    assert info.value.line == 5
+    # A coverage table without a header: its first line is a row.
+    cov = tmp_path / "cov.tsv"
+    cov.write_text("c1\t2.0\n\nc2\t-3\n")
+    with pytest.raises(FormatError, match="negative") as info:
+        read_coverage_table(cov)
+    assert info.value.line == 3
+    cov.write_text("c1\t2.0\nc2\t-3\n")
+    with pytest.raises(FormatError, match="negative") as info:
+        read_coverage_table(cov)
+    assert info.value.line == 2
 
 
 def test_truncated_gzip_table_names_the_file(tmp_path):

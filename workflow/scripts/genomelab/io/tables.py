@@ -47,22 +47,17 @@ def _read_tsv(path: Path, **kwargs) -> pd.DataFrame:
             raise FormatError(path, f"not a readable tab-separated table ({exc})") from exc
 
 
-def _first_line(mask: np.ndarray | pd.Series) -> int:
-    """File line of the first true row of ``mask`` (header = line 1)."""
-    return int(np.flatnonzero(np.asarray(mask))[0]) + 2
-
-
-def _row_lines(path: Path, n_rows: int) -> np.ndarray:
+def _row_lines(path: Path, n_rows: int, header: bool = True) -> np.ndarray:
     """[n_rows] int64: the 1-based file line of each of the ``n_rows`` rows ``_read_tsv``
-    read from ``path``.
+    read from ``path`` (``header``: whether its first non-blank line is a header).
 
     ``read_csv`` skips blank lines (empty or spaces only) before and after the header, so
     after one the row index + 2 is not the row's line. Where the count disagrees (a quoted
-    field over several lines) rows are counted from line 2 as before."""
+    field over several lines) rows are counted from the first line after the header."""
     with compressed_errors(path), open_text(path) as fh:
-        lines = [i for i, line in enumerate(fh, start=1) if line.rstrip("\r\n").strip(" ")][1:]
+        lines = [i for i, line in enumerate(fh, start=1) if line.rstrip("\r\n").strip(" ")][int(header) :]
     if len(lines) != n_rows:
-        return np.arange(n_rows, dtype=np.int64) + 2
+        return np.arange(n_rows, dtype=np.int64) + 1 + int(header)
     return np.asarray(lines, dtype=np.int64)
 
 
@@ -100,12 +95,19 @@ def check_names(
         )
 
 
-def _unique_names(table: pd.DataFrame, column: str, path: Path, what: str, shift: int = 0) -> None:
+def _line_of_first(mask: np.ndarray | pd.Series, path: Path, header: bool = True) -> int:
+    """File line of the first true row of ``mask`` over the rows ``_read_tsv`` read from
+    ``path`` (blank lines counted; read only when an error needs it)."""
+    rows = np.flatnonzero(np.asarray(mask))
+    return int(_row_lines(path, len(np.asarray(mask)), header)[rows[0]])
+
+
+def _unique_names(table: pd.DataFrame, column: str, path: Path, what: str, header: bool = True) -> None:
     dup = table[column].duplicated()
     if dup.any():
         first = table.loc[dup, column].tolist()[:5]
         raise FormatError(
-            path, f"{what} lists contigs more than once (first: {first})", _first_line(dup) + shift
+            path, f"{what} lists contigs more than once (first: {first})", _line_of_first(dup, path, header)
         )
 
 
@@ -210,23 +212,25 @@ def _checked_depths(
 ) -> np.ndarray:
     """[n, n_samples] float32 depths of ``samples``: unique names, numbers, finite, >= 0.
     Errors name the file line (``header``: whether the file has a header line)."""
-    shift = 0 if header else -1  # _first_line counts a header line
-    _unique_names(table, name_col, path, what, shift)
+    _unique_names(table, name_col, path, what, header)
     numbers = table[samples].apply(pd.to_numeric, errors="coerce")
     text = numbers.isna() & table[samples].notna()
     if text.to_numpy().any():
-        row = int(np.flatnonzero(text.to_numpy().any(axis=1))[0])
+        rows = text.to_numpy().any(axis=1)
+        row = int(np.flatnonzero(rows)[0])
         col = samples[int(np.flatnonzero(text.iloc[row].to_numpy())[0])]
         raise FormatError(
             path,
             f"{what}: contig {table[name_col].iloc[row]!r}, sample {col!r}: depth "
             f"{table[col].iloc[row]!r} is not a number",
-            row + 2 + shift,
+            _line_of_first(rows, path, header),
         )
     depth = numbers.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(depth).all(axis=1) | (depth < 0).any(axis=1)
     if bad.any():
-        raise FormatError(path, f"{what} holds negative or non-finite depths", _first_line(bad) + shift)
+        raise FormatError(
+            path, f"{what} holds negative or non-finite depths", _line_of_first(bad, path, header)
+        )
     return depth.astype(np.float32)
 
 

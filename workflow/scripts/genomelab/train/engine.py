@@ -378,6 +378,8 @@ class Trainer:
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype is torch.float16)
         self.history: list[dict[str, float]] = []
+        # (wall clock when this attempt's fit started, epochs in the history before it)
+        self._clock: tuple[float | None, int] = (None, 0)
         self.stopper = EarlyStopping(
             config.monitor, config.mode, config.patience, config.min_delta, config.early_stopping_warmup
         )
@@ -598,16 +600,24 @@ class Trainer:
         0.120); ...``: the epoch's index (0-based, as in the metrics JSON and TensorBoard),
         epochs done of ``max_epochs``, times, the monitored metric, then the other metrics.
 
-        Elapsed time sums the history's epoch times, so a resumed run counts the epochs of
-        the attempts before it; the time left assumes every remaining epoch runs (early
-        stopping may end sooner)."""
+        Elapsed time is this attempt's wall time since training started (checkpoints, logging
+        and the rest between epochs included: with many short epochs they can take longer than
+        the epochs themselves) plus the epoch times of the attempts before it, from the
+        history; the time left is this attempt's wall time per epoch times the epochs left,
+        assuming every remaining epoch runs (early stopping may end sooner)."""
         done, total = len(self.history), self.config.max_epochs
         times = [h.get("time/epoch_s", 0.0) for h in self.history]
-        left = sum(times) / max(done, 1) * max(total - done, 0)
+        start, before = self._clock
+        if start is None or done <= before:
+            elapsed, per_epoch = sum(times), sum(times) / max(done, 1)
+        else:
+            wall = time.perf_counter() - start
+            elapsed, per_epoch = sum(times[:before]) + wall, wall / (done - before)
+        left = per_epoch * max(total - done, 0)
         monitor = self.config.monitor
         head = (
             f"epoch {int(metrics['epoch'])}: {done}/{total} done, "
-            f"{_duration(sum(times))} elapsed, at most {_duration(left)} left"
+            f"{_duration(elapsed)} elapsed, at most {_duration(left)} left"
         )
         if monitor in metrics:
             value = metrics[monitor]
@@ -721,6 +731,8 @@ class Trainer:
         steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
         scheduler = self._make_scheduler(optimizer, steps_per_epoch * cfg.max_epochs)
         epoch, skip_batches, running, finished = self._resume(optimizer, scheduler)
+        # Wall clock of this attempt and the epochs before it, for the progress line.
+        self._clock = (time.perf_counter(), len(self.history))
         if self.is_main:
             # Open the event file before the first epoch, so that its purge_step is the number
             # of epochs last.pt kept (see _tb).

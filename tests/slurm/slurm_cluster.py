@@ -449,8 +449,51 @@ class SlurmCluster:
         return state.startswith("idle")
 
     # -------------------------------------------------------------- shut-down
+    def job_processes(self) -> list[int]:
+        """PIDs of live processes that this cluster's jobs started, and their slurmstepd: their
+        environment holds ``SLURM_CONF`` of this cluster (slurmstepd sets it for every step)
+        and, but for slurmstepd, a ``SLURM_JOB_ID``. This process and its ancestors are never
+        listed, nor a shell that only exported ``SLURM_CONF``."""
+        marker, job = f"SLURM_CONF={self.conf}".encode(), b"SLURM_JOB_ID="
+        keep, pid = set(), os.getpid()
+        while pid > 1:  # the ancestors: a shell that exported SLURM_CONF must survive
+            keep.add(pid)
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                break
+            pid = int(re.search(r"^PPid:\s*(\d+)", status, re.MULTILINE).group(1))
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in keep:
+                continue
+            try:
+                env = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:  # gone, or not ours to read
+                continue
+            if marker not in env:
+                continue
+            try:
+                name = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if any(v.startswith(job) for v in env) or name.startswith(b"slurmstepd"):
+                found.append(int(entry.name))
+        return found
+
     def stop(self) -> None:
-        """Stop the daemons this object started, newest first."""
+        """Stop the daemons this object started, newest first, then kill what their jobs left:
+        a step process that ``proctrack/linuxproc`` lost track of (one was seen outliving the
+        requeue test, asleep and deaf to SIGTERM) would otherwise outlive the cluster."""
+        self._stop_daemons()
+        for pid in self.job_processes():
+            logger.info("killing process %d left by a job of the test cluster", pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _stop_daemons(self) -> None:
         for name in reversed(list(self._procs)):
             proc = self._procs.pop(name)
             if proc.poll() is None:

@@ -105,17 +105,18 @@ def test_a_model_of_another_k_mer_layout_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "module, option, value, why",
     [
-        ("tissue", "--min-region-match", "2", "is not in [0, 1]"),
-        ("tissue", "--min-covered", "-0.1", "is not in [0, 1]"),
-        ("tissue", "--threshold", "1", "is not in [0, 1)"),
-        ("deconv", "--min-match", "1.5", "is not in [0, 1]"),
-        ("deconv", "--presence-threshold", "0", "is not in (0, 1)"),
-        ("deconv", "--other-threshold", "-1", "is not in [0, 1]"),
-        ("binning", "--min-length", "-5", "is below 0"),
-        ("binning", "--min-bin-bp", "-1", "is below 0"),
+        ("tissue", "--min-region-match", "2", "is above 1 (tissue.predict.min_region_match)"),
+        ("tissue", "--min-covered", "-0.1", "is below 0 (tissue.predict.min_covered)"),
+        ("tissue", "--threshold", "1", "is not below 1 (tissue.calibration.threshold)"),
+        ("deconv", "--min-match", "1.5", "is above 1 (deconv.infer.min_match)"),
+        ("deconv", "--presence-threshold", "0", "is not above 0 (deconv.presence_threshold)"),
+        ("deconv", "--other-threshold", "-1", "is below 0 (deconv.infer.other_threshold)"),
+        ("binning", "--min-length", "-5", "is below 0 (binning.features.min_length)"),
+        ("binning", "--min-bin-bp", "-1", "is below 0 (binning.bins.min_bin_bp)"),
         # The schema's seed is 0 or more: -1 was taken (the medoid clustering's numpy
         # generator refuses it, "expected non-negative integer", after the embedding).
-        ("binning", "--seed", "-1", "is below 0"),
+        ("binning", "--seed", "-1", "is below 0 (seed)"),
+        ("binning", "--min-length", "1.5", "is not a whole number"),
     ],
 )
 def test_an_option_out_of_its_keys_range_is_refused_naming_it(tmp_path, capsys, module, option, value, why):

@@ -201,45 +201,52 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fraction(low: float = 0.0, high: float = 1.0, open_low: bool = False, open_high: bool = False):
-    """An argparse type: a number in [low, high] (``open_*``: that end excluded), as the
-    config key the option stands for must be; argparse names the option in its error."""
-    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+def in_range_of(key: str):
+    """An argparse type for an option that stands for config key ``key``: a number (a whole one
+    for an integer key) within the key's schema bounds, so the option is refused as the key
+    would be, before anything loads; argparse names the option in its error."""
+    from genomelab.config import schema_node
 
-    def parse(text: str) -> float:
+    node = schema_node(key)
+    name = key.removeprefix("config.")  # a top-level key: the name users write
+    whole = node.get("type") == "integer"
+    low = [(node[k], k == "exclusiveMinimum") for k in ("minimum", "exclusiveMinimum") if k in node]
+    high = [(node[k], k == "exclusiveMaximum") for k in ("maximum", "exclusiveMaximum") if k in node]
+
+    def parse(text: str) -> float | int:
         try:
-            value = float(text)
+            value = int(text) if whole else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (low < value if open_low else low <= value) or not (
-            value < high if open_high else value <= high
-        ):
-            raise argparse.ArgumentTypeError(f"{text} is not in {interval}")
+            raise argparse.ArgumentTypeError(f"{text} is not a {'whole ' if whole else ''}number") from None
+        for bound, strict in low:
+            if value < bound or (strict and value == bound):
+                raise argparse.ArgumentTypeError(
+                    f"{text} is {'not above' if strict else 'below'} {bound:g} ({name})"
+                )
+        for bound, strict in high:
+            if value > bound or (strict and value == bound):
+                raise argparse.ArgumentTypeError(
+                    f"{text} is {'not below' if strict else 'above'} {bound:g} ({name})"
+                )
         return value
 
-    parse.__name__ = f"number in {interval}"
+    parse.__name__ = f"value of {name}"
     return parse
-
-
-def bp(text: str) -> int:
-    """An argparse type: a whole number, 0 or more (the range of the binning keys' base pairs
-    and of ``seed``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is below 0")
-    return value
 
 
 def _module_options(p: argparse.ArgumentParser, module: str) -> None:
     if module == "tissue":
-        p.add_argument("--min-region-match", type=fraction(), help="tissue.predict.min_region_match")
-        p.add_argument("--min-covered", type=fraction(), help="tissue.predict.min_covered")
+        p.add_argument(
+            "--min-region-match",
+            type=in_range_of("tissue.predict.min_region_match"),
+            help="tissue.predict.min_region_match",
+        )
+        p.add_argument(
+            "--min-covered", type=in_range_of("tissue.predict.min_covered"), help="tissue.predict.min_covered"
+        )
         p.add_argument(
             "--threshold",
-            type=fraction(open_high=True),
+            type=in_range_of("tissue.calibration.threshold"),
             help="calibrated confidence below which a sample is not classifiable "
             "(default: the model's, its run's tissue.calibration.threshold)",
         )
@@ -248,12 +255,18 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
         p.add_argument("--truth", help="tissues x samples table of true proportions")
         p.add_argument(
             "--presence-threshold",
-            type=fraction(open_low=True, open_high=True),
+            type=in_range_of("deconv.presence_threshold"),
             help="deconv.presence_threshold",
         )
-        p.add_argument("--min-match", type=fraction(), help="deconv.infer.min_match")
+        p.add_argument(
+            "--min-match", type=in_range_of("deconv.infer.min_match"), help="deconv.infer.min_match"
+        )
         p.add_argument("--unknown-component", action=argparse.BooleanOptionalAction, default=None)
-        p.add_argument("--other-threshold", type=fraction(), help="deconv.infer.other_threshold")
+        p.add_argument(
+            "--other-threshold",
+            type=in_range_of("deconv.infer.other_threshold"),
+            help="deconv.infer.other_threshold",
+        )
     elif module == "assoc":
         p.add_argument("--featurizer", help="featuriser NPZ (results/<run>/assoc/features/featurizer.npz)")
         p.add_argument("--side", choices=("source", "target"), help="assoc.infer.side")
@@ -271,12 +284,16 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
     elif module == "binning":
         p.add_argument("--depth", help="MetaBAT depth table of the assembly")
         p.add_argument(
-            "--min-length", type=bp, help="binning.features.min_length (default: the model's run's)"
+            "--min-length",
+            type=in_range_of("binning.features.min_length"),
+            help="binning.features.min_length (default: the model's run's)",
         )
-        p.add_argument("--min-bin-bp", type=bp, help="binning.bins.min_bin_bp")
+        p.add_argument(
+            "--min-bin-bp", type=in_range_of("binning.bins.min_bin_bp"), help="binning.bins.min_bin_bp"
+        )
         p.add_argument(
             "--seed",
-            type=bp,
+            type=in_range_of("config.seed"),
             help="clustering seed (default: the run config's seed, else the model's run's, else 0)",
         )
         p.add_argument(

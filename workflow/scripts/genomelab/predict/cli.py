@@ -234,43 +234,34 @@ def in_range_of(key: str):
     return parse
 
 
+def _key_option(p: argparse.ArgumentParser, flag: str, key: str, help: str | None = None) -> None:
+    """An option standing for config key ``key``: checked against the key's range, its help
+    the key (or ``help``)."""
+    p.add_argument(flag, type=in_range_of(key), help=help or key)
+
+
 def _module_options(p: argparse.ArgumentParser, module: str) -> None:
     if module == "tissue":
-        p.add_argument(
-            "--min-region-match",
-            type=in_range_of("tissue.predict.min_region_match"),
-            help="tissue.predict.min_region_match",
-        )
-        p.add_argument(
-            "--min-covered", type=in_range_of("tissue.predict.min_covered"), help="tissue.predict.min_covered"
-        )
-        p.add_argument(
+        _key_option(p, "--min-region-match", "tissue.predict.min_region_match")
+        _key_option(p, "--min-covered", "tissue.predict.min_covered")
+        _key_option(
+            p,
             "--threshold",
-            type=in_range_of("tissue.calibration.threshold"),
-            help="calibrated confidence below which a sample is not classifiable "
+            "tissue.calibration.threshold",
+            "calibrated confidence below which a sample is not classifiable "
             "(default: the model's, its run's tissue.calibration.threshold)",
         )
     elif module == "deconv":
         p.add_argument("--reference", help="reference table (results/<run>/deconv/reference/reference.tsv)")
         p.add_argument("--truth", help="tissues x samples table of true proportions")
-        p.add_argument(
-            "--presence-threshold",
-            type=in_range_of("deconv.presence_threshold"),
-            help="deconv.presence_threshold",
-        )
-        p.add_argument(
-            "--min-match", type=in_range_of("deconv.infer.min_match"), help="deconv.infer.min_match"
-        )
+        _key_option(p, "--presence-threshold", "deconv.presence_threshold")
+        _key_option(p, "--min-match", "deconv.infer.min_match")
         p.add_argument("--unknown-component", action=argparse.BooleanOptionalAction, default=None)
-        p.add_argument(
-            "--other-threshold",
-            type=in_range_of("deconv.infer.other_threshold"),
-            help="deconv.infer.other_threshold",
-        )
+        _key_option(p, "--other-threshold", "deconv.infer.other_threshold")
     elif module == "assoc":
         p.add_argument("--featurizer", help="featuriser NPZ (results/<run>/assoc/features/featurizer.npz)")
         p.add_argument("--side", choices=("source", "target"), help="assoc.infer.side")
-        p.add_argument("--top-k", type=int, help="assoc.infer.top_k")
+        _key_option(p, "--top-k", "assoc.infer.top_k")
         p.add_argument("--known-links", help="links TSV, to mark known pairs")
     elif module == "regulon":
         p.add_argument("--region", help="contig or contig:start-end (default: the first record, whole)")
@@ -283,18 +274,18 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
         )
     elif module == "binning":
         p.add_argument("--depth", help="MetaBAT depth table of the assembly")
-        p.add_argument(
+        _key_option(
+            p,
             "--min-length",
-            type=in_range_of("binning.features.min_length"),
-            help="binning.features.min_length (default: the model's run's)",
+            "binning.features.min_length",
+            "binning.features.min_length (default: the model's run's)",
         )
-        p.add_argument(
-            "--min-bin-bp", type=in_range_of("binning.bins.min_bin_bp"), help="binning.bins.min_bin_bp"
-        )
-        p.add_argument(
+        _key_option(p, "--min-bin-bp", "binning.bins.min_bin_bp")
+        _key_option(
+            p,
             "--seed",
-            type=in_range_of("config.seed"),
-            help="clustering seed (default: the run config's seed, else the model's run's, else 0)",
+            "config.seed",
+            "clustering seed (default: the run config's seed, else the model's run's, else 0)",
         )
         p.add_argument(
             "--configfile",

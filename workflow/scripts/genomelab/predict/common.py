@@ -58,9 +58,10 @@ class TooFewMatched(InputMismatch):
 def too_few(n_matched: int, n_model: int, min_fraction: float) -> bool:
     """Whether ``n_matched`` of ``n_model`` IDs is none or fewer than ``min_fraction`` of them.
 
-    A fraction written as the decimal of n_matched / n_model accepts n_matched: 7 of 25 at
-    0.28 (in floating point 0.28 * 25 is 7.000000000000001, which refused the 7 found)."""
-    return n_matched == 0 or n_matched < min_fraction * n_model - 1e-9 * n_model
+    Compared as the ratio n_matched / n_model (one correctly rounded division, monotonic in
+    the true ratio), so any decimal at or below it accepts n_matched: 7 of 25 at 0.28. The
+    product 0.28 * 25 is 7.000000000000001 in floating point, which refused the 7 found."""
+    return n_matched == 0 or n_matched / n_model < min_fraction
 
 
 def needed(n_model: int, min_fraction: float) -> str:

@@ -102,6 +102,25 @@ def recorded_settings(model: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
+def min_length_of(model: str | os.PathLike, extra: dict[str, Any], advice: str) -> int:
+    """The profiles' length filter of ``model``'s run (``extra``: its exported ``extra``); a
+    model exported before models recorded it gets the schema's
+    ``binning.features.min_length``, with a warning that ends with ``advice``."""
+    from genomelab.config import schema_default
+
+    if "min_length" in extra:
+        return int(extra["min_length"])
+    value = int(schema_default("binning.features.min_length"))
+    logger.warning(
+        "%s records no profile length filter (exported before models recorded it): contigs "
+        "shorter than the schema's binning.features.min_length %d bp are skipped; %s",
+        model,
+        value,
+        advice,
+    )
+    return value
+
+
 def _plain(key: str, value: Any) -> Any:
     """A config value in the form compared: lists, and contrastive groups in layout order."""
     from genomelab.binning.contrastive_views import check_groups

@@ -109,7 +109,7 @@ def binning_settings(a: argparse.Namespace) -> dict[str, Any]:
     contradicts the model), then what the model records of its run (length filter, seed),
     then the schema."""
     from genomelab.config import schema_defaults
-    from genomelab.predict.binning import check_run_config, recorded_settings
+    from genomelab.predict.binning import check_run_config, min_length_of, recorded_settings
 
     recorded = recorded_settings(a.model)
     run = run_config(a.configfile) if a.configfile else None
@@ -121,16 +121,8 @@ def binning_settings(a: argparse.Namespace) -> dict[str, Any]:
         else {k: schema_defaults(f"binning.{k}") for k in ("cluster", "bins", "features")}
     )
     min_length = recorded.get("binning.features.min_length")
-    if not run and min_length is None:
-        min_length = binning["features"]["min_length"]
-        if a.min_length is None:
-            logger.warning(
-                "%s records no profile length filter (exported before models recorded it): contigs "
-                "shorter than the schema's binning.features.min_length %d bp are skipped; give the run's "
-                "with --min-length or --configfile",
-                a.model,
-                min_length,
-            )
+    if not run and min_length is None and a.min_length is None:
+        min_length = min_length_of(a.model, {}, "give the run's with --min-length or --configfile")
     pick = {"min_bin_bp": (a.min_bin_bp, binning["bins"]["min_bin_bp"])}
     pick["min_length"] = (a.min_length, binning["features"]["min_length"] if run else min_length)
     pick["seed"] = (a.seed, run["seed"] if run else recorded.get("seed", 0))

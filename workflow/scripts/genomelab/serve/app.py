@@ -490,25 +490,15 @@ def _regulon_pairs(pairs: Any) -> list[dict[str, Any]]:
 class _Binning:
     def __init__(self, path: str, opts: dict[str, Any]) -> None:
         from genomelab.binning.training import load_model
-        from genomelab.predict.binning import check_kmer_layout
+        from genomelab.predict.binning import check_kmer_layout, min_length_of
 
         check_kmer_layout(path)
         extra = load_exported(path).extra
         # Abundance columns the model was trained with (0: composition only).
         self.n_depth = int(extra.get("n_depth", 0))
-        # Its run's length filter, as `genomelab predict binning` applies it; a model exported
-        # before models recorded it gets the schema's, as predict gives it without --min-length.
-        if "min_length" in extra:
-            self.min_length = int(extra["min_length"])
-        else:
-            self.min_length = int(schema_default("binning.features.min_length"))
-            logger.warning(
-                "%s records no profile length filter (exported before models recorded it): contigs "
-                "shorter than the schema's binning.features.min_length %d bp are skipped, as "
-                "genomelab predict binning skips them",
-                path,
-                self.min_length,
-            )
+        # Its run's length filter, as `genomelab predict binning` applies it (the schema's for
+        # a model exported before models recorded it, as predict gives it without --min-length).
+        self.min_length = min_length_of(path, extra, "as genomelab predict binning skips them")
         self.model = load_model(path, self.n_depth)
 
     def depth(self, req: BinningRequest) -> np.ndarray | None:

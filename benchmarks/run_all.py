@@ -4,7 +4,9 @@ Each ``bench_*.py`` measures a hot path against a reference measured in the same
 because absolute times on shared machines are noisy) and writes
 ``benchmarks/results/<name>.json``. This runner executes them one after another, collects
 those files into ``benchmarks/results/latest.json`` and prints a Markdown table (the one in the
-README). Not part of the test suite.
+README). Scripts that need arguments (a dataset, an output path or earlier runs: the studies
+behind docs/*.md, each with its command in its docstring) are listed as skipped, not run.
+Not part of the test suite.
 
     python benchmarks/run_all.py               # every benchmark, default (moderate) sizes
     python benchmarks/run_all.py engine tissue # only those whose name contains a word
@@ -12,6 +14,7 @@ README). Not part of the test suite.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -36,10 +39,32 @@ def headline(data: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+def needs_arguments(script: Path) -> bool:
+    """Whether the script's argparse parser has a positional or a required option (read from
+    its source: nothing is run)."""
+    for node in ast.walk(ast.parse(script.read_text(), filename=str(script))):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument"):
+            continue
+        first = node.args[0] if node.args else None
+        if (
+            isinstance(first, ast.Constant)
+            and isinstance(first.value, str)
+            and not first.value.startswith("-")
+        ):
+            return True
+        if any(
+            k.arg == "required" and isinstance(k.value, ast.Constant) and k.value.value for k in node.keywords
+        ):
+            return True
+    return False
+
+
 def main(argv: list[str]) -> int:
     scripts = sorted(HERE.glob("bench_*.py"))
     if argv:
         scripts = [s for s in scripts if any(w in s.stem for w in argv)]
+    skipped = [s.name for s in scripts if needs_arguments(s)]
+    scripts = [s for s in scripts if s.name not in skipped]
     RESULTS.mkdir(exist_ok=True)
     collected, failed = {}, []
     for script in scripts:
@@ -59,6 +84,8 @@ def main(argv: list[str]) -> int:
         for key, value in headline(data).items():
             shown = f"{value:.3g}" if isinstance(value, float) else value
             print(f"| {name} | {key} | {shown} |")
+    if skipped:
+        print(f"\nskipped (they need arguments; each docstring gives its command): {', '.join(skipped)}")
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -15,13 +15,20 @@ readout training saved and the distance log-likelihood rule of the same fold:
 - per bp with the two genes' log lengths added to the pair features (a logistic regression
   fitted on the fold's training pairs): for the readout (network features + distance LL +
   lengths) and for the rule (distance LL + lengths), so the two are compared with the same
-  annotation knowledge.
+  annotation knowledge;
+- with ``--expression`` (a gene x sample table of log expression, rows by b-number, e.g.
+  PRECISE's ``log_tpm.csv.gz``): the same, plus the co-expression of the pair's two genes
+  across the table's samples (Fisher z of their Pearson correlation, and a flag for pairs
+  with a gene missing from the table, whose z is 0): per bp and on the test pairs. Operon
+  genes are transcribed together, so co-expression is the classic signal beside distance
+  (Sabatti et al. 2002, Nucleic Acids Res 30:2886; Bockhorst et al. 2003, Bioinformatics
+  19:1227). The table is measured data like the annotation, not the operon labels.
 
 Paired t-tests across folds. Writes ``--out`` (JSON; default
 benchmarks/results/bench_regulon_gene_level.json). Not a test; seconds per fold.
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_regulon_gene_level.py \\
-        [--run results/regfolds_ecoli/regulon] [--out X.json]
+        [--run results/regfolds_ecoli/regulon] [--expression log_tpm.csv.gz] [--out X.json]
 """
 
 from __future__ import annotations
@@ -59,17 +66,40 @@ def log_lengths(pairs: pd.DataFrame, length: pd.Series) -> np.ndarray:
     return np.log(np.column_stack([pairs[c].map(length).to_numpy(float) for c in ("upstream", "downstream")]))
 
 
-def with_lengths(op: OperonEvaluation, tracks: dict, data: TargetData) -> dict[str, float]:
-    """Per-bp AUROC of the readout's and the rule's features plus the genes' log lengths,
-    each a logistic regression fitted on the training pairs (the network's features there
-    from its output on the training blocks, as the readout itself is fitted)."""
+def coexpression(pairs: pd.DataFrame, table: pd.DataFrame | None) -> np.ndarray:
+    """[n_pairs, 2]: Fisher z of the Pearson correlation across ``table``'s samples of each
+    pair's two genes (rows by b-number), and 1 where both genes are in the table (else 0, 0)."""
+    out = np.zeros((len(pairs), 2))
+    if table is None:
+        return out
+    x = table.to_numpy(float)
+    x = x - x.mean(1, keepdims=True)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    row = {g: i for i, g in enumerate(table.index.astype(str))}
+    for j, (up, down) in enumerate(zip(pairs["upstream"], pairs["downstream"], strict=True)):
+        if up in row and down in row:
+            out[j] = np.arctanh(np.clip(x[row[up]] @ x[row[down]], -0.999, 0.999)), 1.0
+    return out
+
+
+def with_features(
+    op: OperonEvaluation, tracks: dict, data: TargetData, expression: pd.DataFrame | None
+) -> dict[str, float]:
+    """Per-bp AUROC (and test-pair AUROC) of the readout's and the rule's features plus the
+    genes' log lengths (``lengths``), and with ``expression`` also their co-expression
+    (``lengths_expr``), each a logistic regression fitted on the training pairs (the
+    network's features there from its output on the training blocks, as the readout itself
+    is fitted)."""
     train = split_pairs(adjacent_pairs(op.region_genes, data), data, "train")
     length = op.region_genes.set_index("bnumber").eval("end - start")
     y = train["same_operon"].to_numpy()
     ro, every = op.readout, op.all_pairs
+    test = split_pairs(every, data, "test")
+    at_test = every.index.get_indexer(test.index)
     ll_train = ro.distance_ll(train["distance"].to_numpy())[:, None]
     ll_every = ro.distance_ll(every["distance"].to_numpy())[:, None]
     out = {}
+    sets = {"lengths": False} | ({"lengths_expr": True} if expression is not None else {})
     for name, x_train, x_every in (
         (
             "readout",
@@ -78,17 +108,27 @@ def with_lengths(op: OperonEvaluation, tracks: dict, data: TargetData) -> dict[s
         ),
         ("rule", ll_train, ll_every),
     ):
-        x_train = np.hstack([x_train, log_lengths(train, length)])
-        x_every = np.hstack([x_every, log_lengths(every, length)])
-        ok = np.isfinite(x_train).all(axis=1)
-        p = _sigmoid(PairReadout.fit(x_train[ok], y[ok]).score(x_every))
-        out[f"bp_lengths_{name}"] = op._bp_metrics(op._pair_track(np.nan_to_num(p)), "test", None)[
-            "operon_bp_auroc"
-        ]
+        for view, expr in sets.items():
+            xt = np.hstack(
+                [x_train, log_lengths(train, length)] + ([coexpression(train, expression)] if expr else [])
+            )
+            xe = np.hstack(
+                [x_every, log_lengths(every, length)] + ([coexpression(every, expression)] if expr else [])
+            )
+            ok = np.isfinite(xt).all(axis=1)
+            p = _sigmoid(PairReadout.fit(xt[ok], y[ok]).score(xe))
+            out[f"bp_{view}_{name}"] = op._bp_metrics(op._pair_track(np.nan_to_num(p)), "test", None)[
+                "operon_bp_auroc"
+            ]
+            out[f"pairs_{view}_{name}"] = roc_auc_score(
+                test["same_operon"].to_numpy(), np.nan_to_num(p[at_test])
+            )
     return out
 
 
-def fold_figures(fold_dir: Path, genes_all: pd.DataFrame) -> dict[str, float]:
+def fold_figures(
+    fold_dir: Path, genes_all: pd.DataFrame, expression: pd.DataFrame | None
+) -> dict[str, float]:
     data = TargetData(fold_dir / "data" / "targets.h5")
     predictions = fold_dir / "model" / "predictions.h5"
     op = OperonEvaluation(data, genes_all)
@@ -125,7 +165,7 @@ def fold_figures(fold_dir: Path, genes_all: pd.DataFrame) -> dict[str, float]:
         out[f"gene_{name}"] = roc_auc_score(label[held], score[held])
         out[f"gene_weighted_{name}"] = roc_auc_score(label[held], score[held], sample_weight=length[held])
     out["n_test_genes"] = int(held.sum())
-    return out | with_lengths(op, tracks, data)
+    return out | with_features(op, tracks, data, expression)
 
 
 def main() -> None:
@@ -134,15 +174,22 @@ def main() -> None:
     ap.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_regulon_gene_level.json"
     )
+    ap.add_argument("--expression", type=Path, help="gene x sample log-expression table, rows by b-number")
     args = ap.parse_args()
     genes = read_genes(args.run / "data" / "genes.tsv")
+    expression = pd.read_csv(args.expression, index_col=0) if args.expression else None
     folds = sorted((args.run / "folds").iterdir(), key=lambda p: int(p.name))
-    rows = [fold_figures(f, genes) for f in folds]
+    rows = [fold_figures(f, genes, expression) for f in folds]
     frame = pd.DataFrame(rows)
     tests = {}
     # Each view: (first, second) columns, compared per fold.
-    views = {v: (f"{v}_readout", f"{v}_rule") for v in ("bp", "gene", "gene_weighted", "bp_lengths")}
+    extra = ("bp_lengths_expr", "pairs_lengths_expr") if expression is not None else ()
+    names = ("bp", "gene", "gene_weighted", "bp_lengths", "pairs_lengths", *extra)
+    views = {v: (f"{v}_readout", f"{v}_rule") for v in names}
     views["bp_rule_with_lengths_vs_rule"] = ("bp_lengths_rule", "bp_rule")  # what lengths add
+    if expression is not None:  # what co-expression adds to the rule with lengths
+        views["bp_rule_with_expr_vs_lengths"] = ("bp_lengths_expr_rule", "bp_lengths_rule")
+        views["pairs_rule_with_expr_vs_lengths"] = ("pairs_lengths_expr_rule", "pairs_lengths_rule")
     for view, (x, y) in views.items():
         a, b = frame[x], frame[y]
         tests[view] = {
@@ -154,7 +201,7 @@ def main() -> None:
             "differences": (a - b).round(5).tolist(),
             "paired_t_p": float(ttest_rel(a, b).pvalue),
         }
-    result = {"run": str(args.run), "per_fold": rows, "paired": tests}
+    result = {"run": str(args.run), "expression": str(args.expression), "per_fold": rows, "paired": tests}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(frame.round(4).to_string())
     for t in tests.values():

@@ -412,6 +412,36 @@ def test_same_seed_reproduces_training(data, tmp_path):
     np.testing.assert_array_equal(preds[0], preds[1])
 
 
+@pytest.mark.usefixtures("one_torch_thread")
+def test_training_resumed_after_a_crash_equals_an_uninterrupted_run(data, tmp_path, monkeypatch):
+    """train_model (the deconv_train rule's step), two-stage with dropout, stopped mid-epoch
+    by SIGTERM or a kill and rerun: the same weights and history as without the crash."""
+    from genomelab.deconv.training import train_model
+    from resume_check import assert_resume_is_exact
+
+    d = data["dir"]
+    train_cfg = {**TRAIN, "max_epochs": 4, "batch_size": 256}
+
+    def train(root):
+        train_model(
+            d / "phase3.h5",
+            d / "reference.tsv",
+            "sparse",
+            {"hidden": [32], "dropout": 0.2},
+            train_cfg,
+            0.01,
+            root / "state",
+            root / "model.pt",
+            root / "m.json",
+            root / "p.npz",
+            root / "tb",
+            device="cpu",
+            seed=3,
+        )
+
+    assert_resume_is_exact(train, tmp_path, monkeypatch)
+
+
 def test_user_samples_from_sheet_and_stacked_other(data, tmp_path):
     from genomelab.deconv.infer import read_user_samples
     from genomelab.deconv.plots import group_other

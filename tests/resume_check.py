@@ -25,7 +25,7 @@ from genomelab.train.engine import Trainer, TrainingInterrupted
 CRASHES = ("sigterm", "kill")
 
 
-class _BatchCounter:
+class BatchCounter:
     """Counts training batches (``Trainer._run_batch`` calls); ``crash`` ends the run on one."""
 
     def __init__(self) -> None:
@@ -77,7 +77,7 @@ def assert_resume_is_exact(
 ) -> None:
     """See the module docstring. ``train`` must run at least 3 epochs of at least 3 batches
     with the engine's default of one ``last.pt`` per epoch and no early stop before the end."""
-    counter = _BatchCounter()
+    counter = BatchCounter()
     counter.install(monkeypatch)
     train(tmp_path / "ref")
     total = counter.n

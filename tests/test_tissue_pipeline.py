@@ -277,6 +277,44 @@ def test_file_level_training_resumed_after_a_crash_equals_an_uninterrupted_run(
     assert_resume_is_exact(train, tmp_path, monkeypatch)
 
 
+@pytest.mark.parametrize("changed", ["coverage", "groups", "n_positions"])
+def test_a_rerun_on_changed_inputs_does_not_resume_the_old_state(easy, tmp_path, monkeypatch, changed):
+    """Coverage (the read likelihood's counts, the depth channels), source samples (the
+    cross-fitting folds) and positions per region (the coverage scale) are inputs as much as
+    the means: a job killed mid-run and rerun after one of them changed ends as an
+    uninterrupted run on the new data does, instead of resuming the old data's state."""
+    import dataclasses
+
+    from resume_check import BatchCounter
+
+    data = easy["data"]
+    new = dataclasses.replace(
+        data,
+        **{
+            "coverage": {"coverage": (data.coverage // 3).astype(data.coverage.dtype)},
+            "groups": {"groups": data.samples.copy()},  # every augmented copy its own source
+            "n_positions": {"n_positions": 2 * data.n_positions},
+        }[changed],
+    )
+    cfg = {"hidden": [16], "dim": 8, "heads": 2, "gate_hidden": 8, "read_likelihood_folds": 3}
+    train_cfg = {**TRAIN, "max_epochs": 3}
+
+    def train(task, root):
+        train_model("attention", task, cfg, train_cfg, root / "state", root / "out", "cpu", seed=0)
+
+    counter = BatchCounter()
+    counter.install(monkeypatch)
+    counter.crash_at, counter.how = 5, "kill"  # in the second epoch (3 batches each)
+    with pytest.raises(KeyboardInterrupt):
+        train(data, tmp_path / "run")
+    counter.crash_at = None
+    train(new, tmp_path / "run")
+    train(new, tmp_path / "ref")
+    ref, run = (load_exported(tmp_path / r / "out" / "model.pt").weights for r in ("ref", "run"))
+    for k, v in ref.items():
+        assert torch.equal(v, run[k]), k
+
+
 def test_region_level_ablation_sits_at_chance_and_is_flagged(tmp_path):
     cfg = SimulationConfig(
         tissues=["A", "B", "C", "D"],

@@ -169,8 +169,19 @@ def make_eval_fn(classes: np.ndarray):
 
 
 def data_digest(data: TissueData) -> str:
-    """A hash of what the model is trained on, so new data never resumes an old run's state."""
-    return data_fingerprint(data.samples, data.split, data.labels, data.regions, data.means)
+    """A hash of what the model is trained on, so new data never resumes an old run's state:
+    the means and also the coverage (the read likelihood's counts, the depth channels), the
+    source samples (the cross-fitting folds) and the positions per region (coverage scale)."""
+    return data_fingerprint(
+        data.samples,
+        data.split,
+        data.labels,
+        data.regions,
+        data.means,
+        data.coverage,
+        data.groups.astype(str),
+        int(data.n_positions),
+    )
 
 
 def read_params(data: TissueData) -> tuple[np.ndarray, np.ndarray]:

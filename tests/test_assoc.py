@@ -851,6 +851,25 @@ def test_rerun_resumes_same_state_and_new_config_starts_fresh(easy):
     assert len(list((tmp_path / "state").iterdir())) == 2
 
 
+def test_training_resumed_after_sigterm_or_a_kill_equals_an_uninterrupted_run(easy, monkeypatch):
+    """train_run (the assoc_train rule's step) stopped mid-epoch by SIGTERM or a kill and
+    rerun: the same weights and history. Dropout and the cold start's DropoutNet draw (a
+    random share of linked entities scored through their imputed link vectors) are on."""
+    from resume_check import assert_resume_is_exact
+
+    tmp_path, data_dir = easy
+    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2, "cold_start_dropout": 0.3}
+    train = {"max_epochs": 4, "seed": 0, "patience": 50}
+    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.2, "bridge_dim": 8}
+
+    def run(root):
+        T.train_run(
+            data_dir, tmp_path / "feat.npz", "links", model, train, point, root / "out", root / "state", "cpu"
+        )
+
+    assert_resume_is_exact(run, tmp_path / "runs", monkeypatch)
+
+
 def test_ranker_uses_cold_start_for_new_entities(easy, tmp_path):
     tmp, data_dir = easy
     src, tgt, links, asg = D.load_data(data_dir)

@@ -216,6 +216,46 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(two_genomes, monkeypat
     assert [h["val/loss"] for h in payload["history"]] == [h["val/loss"] for h in ref_payload["history"]]
 
 
+@pytest.mark.parametrize("kind", ["vae", "contrastive"])
+def test_train_from_files_resumed_after_sigterm_or_a_kill_equals_an_uninterrupted_run(
+    two_genomes, tmp_path, monkeypatch, kind
+):
+    """train_from_files (the binning_train rule's step) stopped mid-epoch by SIGTERM or a
+    kill and rerun: the same weights and history. The VAE's KL warm-up (a step counter) is
+    still running at the crash, its sampling and dropout draw random numbers."""
+    from resume_check import assert_resume_is_exact
+
+    _, _, h5, _, _, views = two_genomes
+    save_views(tmp_path / "views.h5", views)
+    model_cfg = {
+        "kind": kind,
+        "contrastive": {**SMALL, "dropout": 0.2},
+        "hidden": [32],
+        "latent": 4,
+        "dropout": 0.2,
+        "kl_warmup_steps": 20,
+    }
+    train_cfg = {"max_epochs": 4, "batch_size": 16, "lr": 3e-3, "patience": 50}
+
+    def train(root):
+        train_from_files(
+            h5,
+            None,
+            str(tmp_path / "views.h5"),
+            model_cfg,
+            train_cfg,
+            SPLIT,
+            0,
+            root / "state",
+            root / "metrics.json",
+            root / "model.pt",
+            root / "tb",
+            "cpu",
+        )
+
+    assert_resume_is_exact(train, tmp_path, monkeypatch)
+
+
 def test_exported_model_embeds_like_the_trained_one_and_clusters(two_genomes):
     from genomelab.binning.cluster import ClusterConfig
 

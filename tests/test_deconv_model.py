@@ -412,6 +412,69 @@ def test_same_seed_reproduces_training(data, tmp_path):
     np.testing.assert_array_equal(preds[0], preds[1])
 
 
+def _train_phase3(d, root, train_cfg, seed=3, init=None):
+    """The deconv_train step on the fixture's phase-3 mixtures, two-stage with dropout."""
+    from genomelab.deconv.training import train_model
+
+    train_model(
+        d / "phase3.h5",
+        d / "reference.tsv",
+        "sparse",
+        {"hidden": [32], "dropout": 0.2},
+        train_cfg,
+        0.01,
+        root / "state",
+        root / "model.pt",
+        root / "m.json",
+        root / "p.npz",
+        root / "tb",
+        device="cpu",
+        seed=seed,
+        init_from=init,
+    )
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_training_resumed_after_a_crash_equals_an_uninterrupted_run(data, tmp_path, monkeypatch):
+    """train_model (the deconv_train rule's step), two-stage with dropout, stopped mid-epoch
+    by SIGTERM or a kill and rerun: the same weights and history as without the crash."""
+    from resume_check import assert_resume_is_exact
+
+    train_cfg = {**TRAIN, "max_epochs": 4, "batch_size": 256}
+    assert_resume_is_exact(lambda root: _train_phase3(data["dir"], root, train_cfg), tmp_path, monkeypatch)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_rerun_after_the_previous_phase_changed_starts_from_the_new_model(data, tmp_path, monkeypatch):
+    """Curriculum: a phase starts from the previous phase's model.pt. A job killed mid-run and
+    rerun after that model was retrained (other weights, same path) must end as an
+    uninterrupted run from the new model does, not resume the state begun from the old one."""
+    import shutil
+
+    from genomelab.train.export import load_exported
+    from resume_check import BatchCounter
+
+    d, short = data["dir"], {**TRAIN, "max_epochs": 3, "batch_size": 256}
+    for previous, seed in (("old", 1), ("new", 2)):
+        _train_phase3(d, tmp_path / previous, short, seed=seed)
+    init = tmp_path / "previous_phase.pt"
+    shutil.copy(tmp_path / "old" / "model.pt", init)
+    counter = BatchCounter()
+    counter.install(monkeypatch)
+    counter.crash_at, counter.how = 8, "kill"  # in the second epoch (6 batches each)
+    with pytest.raises(KeyboardInterrupt):
+        _train_phase3(d, tmp_path / "run", short, init=init)
+    counter.crash_at = None
+    shutil.copy(tmp_path / "new" / "model.pt", init)  # the previous phase was trained again
+    _train_phase3(d, tmp_path / "run", short, init=init)
+    _train_phase3(d, tmp_path / "ref", short, init=init)  # uninterrupted, from the new model
+    ref, run = (load_exported(tmp_path / r / "model.pt").weights for r in ("ref", "run"))
+    for k, v in ref.items():
+        assert torch.equal(v, run[k]), k
+    history = [json.loads((tmp_path / r / "m.json").read_text())["history"] for r in ("ref", "run")]
+    assert [h["val/loss"] for h in history[0]] == [h["val/loss"] for h in history[1]]
+
+
 def test_user_samples_from_sheet_and_stacked_other(data, tmp_path):
     from genomelab.deconv.infer import read_user_samples
     from genomelab.deconv.plots import group_other

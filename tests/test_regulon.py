@@ -651,6 +651,35 @@ def test_same_seed_same_weights_and_reload(synth, tmp_path):
     np.testing.assert_allclose(pred["operon"][0].numpy(), saved[:, start : start + 128], rtol=1e-5, atol=1e-6)
 
 
+def test_training_resumed_after_sigterm_or_a_kill_equals_an_uninterrupted_run(synth, tmp_path, monkeypatch):
+    """train_from_sections (the regulon_train rule's step) stopped mid-epoch by SIGTERM or a
+    kill and rerun: the same weights and history. Reverse-complement augmentation and dropout
+    draw random numbers every batch; the model reads sequence and annotation (the default)."""
+    from resume_check import assert_resume_is_exact
+
+    d = synth["data"]
+    model = {"channels": 8, "n_layers": 2, "dropout": 0.2}
+    assert RegulonModelConfig().rc_augment
+
+    def train(root):
+        rtraining.train_from_sections(
+            d / "targets.h5",
+            model,
+            SMALL_TARGETS,
+            {"max_epochs": 4, "batch_size": 8, "lr": 3e-3, "patience": 50},
+            5,
+            root / "state",
+            root / "best.pt",
+            root / "m.json",
+            root / "tb",
+            root / "p.h5",
+            "cpu",
+            d / "genes.tsv",
+        )
+
+    assert_resume_is_exact(train, tmp_path, monkeypatch)
+
+
 # ------------------------------------------------------------ held-out blocks, paired tests
 def _targets(synth, out: Path, targets: dict, seed: int) -> TargetData:
     d = synth["data"]

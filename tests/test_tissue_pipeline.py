@@ -18,7 +18,7 @@ from genomelab.tissue.models import AttentionConfig, FileMLP, MLPConfig, RegionA
 from genomelab.tissue.report import build_summary
 from genomelab.tissue.simulate import SimulationConfig, simulate_dataset
 from genomelab.tissue.task import TaskConfig, load_task, make_splits
-from genomelab.tissue.training import file_examples, train_model
+from genomelab.tissue.training import file_examples, train_from_files, train_model
 from genomelab.train.export import load_exported
 
 TRAIN = {"max_epochs": 25, "batch_size": 8, "lr": 0.005, "patience": 25}
@@ -242,6 +242,77 @@ def test_file_level_models_learn_and_match_logistic_regression(easy, tmp_path, k
     # Same config again: the finished state is found and gives the same test metrics.
     again = train_model(kind, data, cfg, TRAIN, tmp_path / "state", tmp_path / f"{kind}2", "cpu", seed=0)
     assert again["accuracy"] == test["accuracy"]
+
+
+@pytest.mark.parametrize(
+    "kind, cfg",
+    [
+        ("mlp", {"hidden": [16]}),
+        ("attention", {"hidden": [16], "dim": 8, "heads": 2, "gate_hidden": 8, "read_likelihood_folds": 3}),
+        ("masked", {}),
+    ],
+    ids=["mlp", "attention-read-likelihood", "masked"],
+)
+def test_file_level_training_resumed_after_a_crash_equals_an_uninterrupted_run(
+    easy, tmp_path, monkeypatch, kind, cfg
+):
+    """train_from_files (the tissue_train rule's step) stopped mid-epoch by SIGTERM or a kill, then
+    rerun: the same weights and history as without the crash. Sparse training (read resampling
+    and masking of a random share of each batch), dropout, the attention's region dropout and
+    the cross-fitted read likelihood's folds are all on (the schema's defaults)."""
+    from resume_check import assert_resume_is_exact
+
+    defaults = {"mlp": MLPConfig, "attention": AttentionConfig}
+    if kind in defaults:
+        assert defaults[kind]().sparse_training > 0 and defaults[kind]().dropout > 0
+    if kind == "attention":
+        assert AttentionConfig().read_likelihood and AttentionConfig().region_dropout > 0
+    train_cfg = {**TRAIN, "max_epochs": 4}
+
+    def train(root):
+        train_from_files(
+            kind, easy["h5"], easy["splits"], cfg, train_cfg, root / "state", root / "out", "cpu"
+        )
+
+    assert_resume_is_exact(train, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("changed", ["coverage", "groups", "n_positions"])
+def test_a_rerun_on_changed_inputs_does_not_resume_the_old_state(easy, tmp_path, monkeypatch, changed):
+    """Coverage (the read likelihood's counts, the depth channels), source samples (the
+    cross-fitting folds) and positions per region (the coverage scale) are inputs as much as
+    the means: a job killed mid-run and rerun after one of them changed ends as an
+    uninterrupted run on the new data does, instead of resuming the old data's state."""
+    import dataclasses
+
+    from resume_check import BatchCounter
+
+    data = easy["data"]
+    new = dataclasses.replace(
+        data,
+        **{
+            "coverage": {"coverage": (data.coverage // 3).astype(data.coverage.dtype)},
+            "groups": {"groups": data.samples.copy()},  # every augmented copy its own source
+            "n_positions": {"n_positions": 2 * data.n_positions},
+        }[changed],
+    )
+    cfg = {"hidden": [16], "dim": 8, "heads": 2, "gate_hidden": 8, "read_likelihood_folds": 3}
+    train_cfg = {**TRAIN, "max_epochs": 3}
+
+    def train(task, root):
+        train_model("attention", task, cfg, train_cfg, root / "state", root / "out", "cpu", seed=0)
+
+    counter = BatchCounter()
+    counter.install(monkeypatch)
+    counter.crash_at, counter.how = 5, "kill"  # in the second epoch (3 batches each)
+    with pytest.raises(KeyboardInterrupt):
+        train(data, tmp_path / "run")
+    counter.crash_at = None
+    train(new, tmp_path / "run")
+    train(new, tmp_path / "ref")
+    ref, run = (load_exported(tmp_path / r / "out" / "model.pt").weights for r in ("ref", "run"))
+    for k, v in ref.items():
+        assert torch.equal(v, run[k]), k
 
 
 def test_region_level_ablation_sits_at_chance_and_is_flagged(tmp_path):

@@ -118,11 +118,15 @@ def train_model(
         model_cfg, len(ref.regions), len(ref.tissues), variant == "sparse", presence_target
     )
 
+    # The previous phase's weights key the state folder (not only its path): a run killed and
+    # rerun after that phase was trained again starts afresh from the new weights instead of
+    # resuming the state it began from the old ones.
+    init = load_model(init_from, ref.regions, ref.tissues)[0].state_dict() if init_from else None
+
     def build_model() -> DeconvNet:
         model = DeconvNet(cfg, ref.profiles.mean(1), ref.profiles)
-        if init_from:
-            prev, _ = load_model(init_from, ref.regions, ref.tissues)
-            model.load_state_dict(prev.state_dict())
+        if init is not None:
+            model.load_state_dict(init)
             logger.info("initialised from %s", init_from)
         return model
 
@@ -177,7 +181,12 @@ def train_model(
             ref.profiles,
             *(a for ms in sets.values() for a in (ms.beta, ms.proportions)),
         ),
-        run_config={"variant": variant, "init_from": str(init_from or "")},
+        run_config={
+            "variant": variant,
+            "init_from": str(init_from or ""),
+            # Only with a previous phase, so that a first phase keeps its state folder.
+            **({} if init is None else {"init_weights": data_fingerprint(list(init), *init.values())}),
+        },
         eval_fn=eval_fn,
         after_fit=after_fit,
         write_outputs=lambda state: save_predictions(out_predictions, state.values["pred"], ref.tissues),

@@ -169,8 +169,17 @@ def make_eval_fn(classes: np.ndarray):
 
 
 def data_digest(data: TissueData) -> str:
-    """A hash of what the model is trained on, so new data never resumes an old run's state."""
+    """A hash of the task a model is trained on (recorded in its exported model; an ensemble
+    refuses a member of another task)."""
     return data_fingerprint(data.samples, data.split, data.labels, data.regions, data.means)
+
+
+def inputs_digest(data: TissueData) -> str:
+    """A hash of what else training reads: the coverage (the read likelihood's counts, the
+    depth channels), the source samples (the cross-fitting folds) and the positions per
+    region (the coverage scale). With :func:`data_digest` it keys the state folder, so that a
+    rerun on data changed in any of them starts afresh instead of resuming the old state."""
+    return data_fingerprint(data.coverage, data.groups.astype(str), int(data.n_positions))
 
 
 def read_params(data: TissueData) -> tuple[np.ndarray, np.ndarray]:
@@ -313,7 +322,7 @@ def train_model(
         ),
         ids={"classes": data.classes, "regions": data.regions},
         data_fingerprint=data_digest(data),
-        run_config={"classes": data.classes.tolist()},
+        run_config={"classes": data.classes.tolist(), "inputs": inputs_digest(data)},
         eval_fn=make_eval_fn(data.classes),
         before_fit=before_fit,
         after_fit=after_fit,

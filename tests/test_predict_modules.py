@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from genomelab.cli import main
-from genomelab.predict.common import InputMismatch
+from genomelab.io.ids import InputMismatch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -25,7 +25,7 @@ def _default(value: Any, key: str) -> Any:
 
 
 def _tissue(a: argparse.Namespace, out: Path) -> None:
-    from genomelab.predict.common import relaxed_by
+    from genomelab.io.ids import relaxed_by
     from genomelab.predict.tissue import predict_files
 
     with relaxed_by("--min-region-match"):
@@ -42,7 +42,7 @@ def _tissue(a: argparse.Namespace, out: Path) -> None:
 
 
 def _deconv(a: argparse.Namespace, out: Path) -> None:
-    from genomelab.predict.common import relaxed_by
+    from genomelab.io.ids import relaxed_by
     from genomelab.predict.deconv import predict_files
 
     if not a.reference:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genomelab.predict.common import IdIndex, IdMatch, check_same, match_ids
+from genomelab.io.ids import IdIndex, IdMatch, check_same, match_ids
 from genomelab.train.device import resolve_device
 
 # Output files of a deconv prediction, in its folder (the names deconv_infer writes).

@@ -222,6 +222,7 @@ def test_too_few_regions_name_the_option_of_each_path(tmp_path, files, capfd):
         "min_match": 0.5,
         "unknown_component": False,
         "other_threshold": 0.02,
+        "device": "cpu",  # deconv_predict's (deconv_infer has none: it runs on the CPU)
     }
 
     class Named(dict):  # Snakemake's input and output: by attribute, by key, get

@@ -58,6 +58,7 @@ def _deconv(a: argparse.Namespace, out: Path) -> None:
             bool(_default(a.unknown_component, "deconv.reference.unknown_component")),
             float(_default(a.other_threshold, "deconv.infer.other_threshold")),
             a.truth,
+            device=a.device,
         )
 
 

@@ -42,6 +42,7 @@ def deconv_step(smk: Any) -> None:
             bool(smk.params.unknown_component),
             float(smk.params.other_threshold),
             smk.input.get("truth"),
+            device=smk.params.device,
         )
 
 

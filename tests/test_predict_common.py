@@ -1,4 +1,5 @@
-"""genomelab.predict.common: matching a request's IDs to a model's."""
+"""Matching a request's IDs to a model's (genomelab.io.ids) and what predictions share
+(genomelab.predict.common: a model's module, output folders)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from genomelab.predict.common import KIND_MODULES, IdIndex, InputMismatch, match_ids, module_of_kind
+from genomelab.io.ids import IdIndex, InputMismatch, match_ids
+from genomelab.predict.common import KIND_MODULES, module_of_kind
 
 MODEL = [f"r{i}" for i in range(50)]
 
@@ -76,7 +78,7 @@ def test_every_tissue_model_kind_belongs_to_tissue():
 def test_a_layout_longer_or_shorter_than_the_model_s_names_the_surplus():
     """An entity with one numeric column the model does not know (a serve request's extra
     field) was refused with 'first differences: none in the common length'."""
-    from genomelab.predict.common import InputMismatch, check_same
+    from genomelab.io.ids import InputMismatch, check_same
 
     with pytest.raises(InputMismatch, match=r"1 differing; first differences: input only: \['weight'\]"):
         check_same(["weight"], [], "numeric columns", "request")
@@ -95,7 +97,7 @@ def test_an_out_folder_that_is_a_file_is_refused_naming_it(tmp_path):
 
 
 def test_too_few_ids_found_names_the_option_of_the_path_and_a_value_that_works():
-    from genomelab.predict.common import TooFewMatched, relaxed_by
+    from genomelab.io.ids import TooFewMatched, relaxed_by
 
     model = [f"r{i}" for i in range(120)]
     given = model[:10] + [f"x{i}" for i in range(110)]
@@ -119,7 +121,7 @@ def test_the_value_suggested_for_too_few_ids_is_accepted_by_both_joins():
     import re
 
     from genomelab.deconv.io import join_regions
-    from genomelab.predict.common import TooFewMatched, relaxed_by
+    from genomelab.io.ids import TooFewMatched, relaxed_by
 
     for n_found, n_model in ((7, 25), (14, 50), (51, 75), (7, 100), (1, 2000)):
         model = [f"r{i}" for i in range(n_model)]

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from genomelab.cli import main
-from genomelab.predict.common import InputMismatch
+from genomelab.io.ids import InputMismatch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -110,6 +110,104 @@ def test_deconv_bad_truth_leaves_no_half_written_folder(deconv_run, tmp_path, ca
     assert out.is_dir() and list(out.iterdir()) == []
     assert main([*args, "--truth", str(d / "truth.csv")]) == 0
     assert "vs_truth" in json.loads((out / FILES["join"]).read_text())
+
+
+def predict_rule_on_each_device(repo: Path, config: dict, module: str, args: list[str]) -> str:
+    """Run ``<module>_predict`` in ``repo`` (``args``: snakemake's targets and options) with
+    ``config`` and the top-level ``device`` cuda, then cpu: cuda is refused in the rule's log
+    where CUDA is absent (CI), taken where present (the GPU machine, where a test expecting
+    the refusal failed); cpu runs. Returns the cpu run's log."""
+    import subprocess
+    import sys
+
+    args = [*args, "--cores", "1", "--rerun-triggers", "mtime", "--configfile", "c.yaml"]
+    refused = not torch.cuda.is_available()
+    for device, code in (("cuda", int(refused)), ("cpu", 0)):
+        (repo / "c.yaml").write_text(yaml.safe_dump({**config, "device": device}))
+        res = subprocess.run(
+            [str(Path(sys.executable).parent / "snakemake"), *args],
+            cwd=repo, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        log = (repo / f"logs/r/{module}/predict.log").read_text()
+        assert res.returncode == code, res.stderr[-3000:] + log[-2000:]
+        assert ("device 'cuda' requested but CUDA is not available" in log) == (
+            device == "cuda" and refused
+        ), log
+    return log
+
+
+def _deconv_args(deconv_run) -> list[str]:
+    d, run = deconv_run["dir"], deconv_run["run"]
+    args = ["predict", "deconv", "--model", str(run / "model.pt"), "--inputs", str(d / "new.csv")]
+    return [*args, "--reference", str(d / "reference.tsv")]
+
+
+def _proportions(out: Path) -> dict[str, str]:
+    from genomelab.predict.deconv import FILES
+
+    return {k: (out / FILES[k]).read_text() for k in ("nnls", "weighted", "model", "residuals")}
+
+
+def test_deconv_predict_on_the_cpu_given_explicitly_equals_the_default(deconv_run, tmp_path):
+    """`genomelab predict deconv --device cpu` writes what the command without --device does,
+    file for file."""
+    args = _deconv_args(deconv_run)
+    assert main([*args, "--out", str(tmp_path / "default")]) == 0
+    assert main([*args, "--device", "cpu", "--out", str(tmp_path / "cpu")]) == 0
+    assert _proportions(tmp_path / "cpu") == _proportions(tmp_path / "default")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_deconv_predict_takes_the_device_option(deconv_run, tmp_path, capfd):
+    """--device applies to every module: deconv parsed it and dropped it, running the network
+    on the CPU when asked for a GPU without a word."""
+    args = _deconv_args(deconv_run)
+    assert main([*args, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+    assert "device 'cuda' requested but CUDA is not available" in capfd.readouterr().err
+    assert not (tmp_path / "gpu").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_deconv_predict_on_cuda_agrees_with_the_cpu(deconv_run, tmp_path):
+    from genomelab.deconv.io import read_table
+
+    args = _deconv_args(deconv_run)
+    for device in ("cpu", "cuda"):
+        assert main([*args, "--device", device, "--out", str(tmp_path / device)]) == 0
+    # NNLS runs on the CPU either way; the network's float32 on the GPU differs by rounding.
+    cpu, gpu = _proportions(tmp_path / "cpu"), _proportions(tmp_path / "cuda")
+    assert cpu["nnls"] == gpu["nnls"] and cpu["weighted"] == gpu["weighted"]
+    np.testing.assert_allclose(
+        read_table(tmp_path / "cuda" / "model_proportions.csv")[0],
+        read_table(tmp_path / "cpu" / "model_proportions.csv")[0],
+        atol=1e-5,
+    )
+
+
+def test_deconv_predict_rule_runs_on_the_config_s_device(deconv_run, tmp_path):
+    """The deconv_predict rule takes the top-level ``device`` as the other <module>_predict
+    rules do: it had no device param and ran the network on the CPU whatever the config said.
+    On the CPU it writes what `genomelab predict deconv` writes."""
+    from shared_run import copy_repo
+
+    d, run = deconv_run["dir"], deconv_run["run"]
+    repo = copy_repo(tmp_path / "repo")
+    config = {
+        "run": "r",
+        "deconv": {
+            "enabled": False,  # a predict-only run: deconv_predict alone
+            "predict": {
+                "inputs": str(d / "new.csv"),
+                "model": str(run / "model.pt"),
+                "reference": str(d / "reference.tsv"),
+            },
+        },
+    }
+    log = predict_rule_on_each_device(repo, config, "deconv", ["--forcerun", "deconv_predict"])
+    assert "the network deconvolves 3 sample(s) on cpu" in log
+    out = repo / "results/r/deconv/predict"
+    assert main([*_deconv_args(deconv_run), "--out", str(tmp_path / "cli")]) == 0
+    assert _proportions(out) == _proportions(tmp_path / "cli")
 
 
 def test_deconv_wrong_model_or_reference_is_named(deconv_run, tmp_path, capfd):
@@ -336,9 +434,6 @@ def test_assoc_predict_takes_the_device_option(assoc_run, tmp_path, capfd):
 def test_assoc_predict_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
     """The assoc_predict rule takes the top-level ``device`` as the other <module>_predict
     rules do: it had no device param and ranked on the CPU whatever the config said."""
-    import subprocess
-    import sys
-
     from genomelab.assoc import data as D
     from shared_run import copy_repo
 
@@ -361,21 +456,8 @@ def test_assoc_predict_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
         },
     }
     out = "results/r/assoc/predict/predictions.tsv"
-    args = [out, "--cores", "1", "--allowed-rules", "assoc_predict", "--rerun-triggers", "mtime"]
-    # device cuda reaches Ranker.load: refused where CUDA is absent (CI), taken where present
-    # (the GPU machine, where this test expected a refusal and failed).
-    refused = not torch.cuda.is_available()
-    for device, code in (("cuda", int(refused)), ("cpu", 0)):
-        (repo / "c.yaml").write_text(yaml.safe_dump({**config, "device": device}))
-        res = subprocess.run(
-            [str(Path(sys.executable).parent / "snakemake"), *args, "--configfile", "c.yaml"],
-            cwd=repo, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        log = (repo / "logs/r/assoc/predict.log").read_text()
-        assert res.returncode == code, res.stderr[-3000:] + log[-2000:]
-        assert ("device 'cuda' requested but CUDA is not available" in log) == (
-            device == "cuda" and refused
-        ), log
+    # device cuda reaches Ranker.load.
+    predict_rule_on_each_device(repo, config, "assoc", [out, "--allowed-rules", "assoc_predict"])
     assert pd.read_csv(repo / out, sep="\t")["score"].notna().all()
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from genomelab.cli import main
 from genomelab.io.features import read_features
+from genomelab.io.ids import InputMismatch
 from genomelab.io.tables import write_split_table
-from genomelab.predict.common import InputMismatch
 from genomelab.predict.tissue import ENSEMBLE, TissueInputs, TissuePredictor, predict_files
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.features import extract_features_from_sheet
@@ -544,7 +544,7 @@ def test_too_few_regions_name_the_option_of_each_path(trained, tmp_path, capfd):
     config key for the tissue_predict rule, min_region_match for a serve request."""
     from types import SimpleNamespace
 
-    from genomelab.predict.common import TooFewMatched
+    from genomelab.io.ids import TooFewMatched
     from genomelab.predict.steps import tissue_step
     from genomelab.serve.app import create_app
     from test_serve import serving

@@ -7,6 +7,7 @@ exported in the format training writes.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -515,3 +516,94 @@ def test_tissue_server_names_the_coverage_field_and_the_regions_of_a_mismatch(tm
     err = refused(short_b64)
     assert err["loc"] == ["body", "samples", 0, "means_b64"] and "1 values without region IDs" in err["msg"]
     assert refused(other)["loc"] == ["body", "samples", 0, "regions"]
+
+
+# Each request field standing for a config key, and the key (the server marks them in its
+# request schema; a field losing its key, or a new one not listed here, fails the first test).
+KEY_FIELDS = {
+    ("tissue", "min_region_match"): "tissue.predict.min_region_match",
+    ("tissue", "min_covered"): "tissue.predict.min_covered",
+    ("tissue", "threshold"): "tissue.calibration.threshold",
+    ("deconv", "min_match"): "deconv.infer.min_match",
+    ("deconv", "unknown_component"): "deconv.reference.unknown_component",
+    ("assoc", "side"): "assoc.infer.side",
+    ("assoc", "top_k"): "assoc.infer.top_k",
+}
+# The smallest valid body of each module, to which one field is added.
+MINIMAL_BODY = {
+    "tissue": {"samples": [{"sample": "a", "means": [0.5]}]},
+    "deconv": {"samples": [{"sample": "a", "betas": [0.5]}]},
+    "assoc": {"entities": [{"id": "e"}]},
+}
+
+
+def test_every_request_field_standing_for_a_config_key_names_it_in_the_openapi_schema():
+    from genomelab.serve.app import CONFIG_KEY, REQUESTS
+
+    marked = {
+        (module, name): prop[CONFIG_KEY]
+        for module, request_type in REQUESTS.items()
+        for name, prop in request_type.model_json_schema()["properties"].items()
+        if CONFIG_KEY in prop
+    }
+    assert marked == KEY_FIELDS
+
+
+def _edges(node: dict) -> tuple[list, list]:
+    """(values the schema of a config key accepts, values it refuses), at and just past each
+    bound: an inclusive bound is accepted and the next value out refused; an exclusive one
+    refused and the next value in accepted. An unbounded side: a far value is accepted."""
+    import math
+
+    if "enum" in node:
+        return list(node["enum"]), ["-".join(map(str, node["enum"]))]
+    if node["type"] == "boolean":
+        return [True, False], [2]
+    whole = node["type"] == "integer"
+
+    def step(x, towards: float):
+        return x + (1 if towards > x else -1) if whole else math.nextafter(x, towards)
+
+    accept, refuse = [], []
+    for inclusive, exclusive, outwards in (
+        ("minimum", "exclusiveMinimum", -math.inf),
+        ("maximum", "exclusiveMaximum", math.inf),
+    ):
+        if inclusive in node:
+            accept.append(node[inclusive])
+            refuse.append(step(node[inclusive], outwards))
+        elif exclusive in node:
+            refuse.append(node[exclusive])
+            accept.append(step(node[exclusive], -outwards))
+        else:
+            accept.append(int(math.copysign(2**31, outwards)) if whole else math.copysign(1e300, outwards))
+    return accept, refuse
+
+
+@pytest.mark.parametrize("module, field", sorted(KEY_FIELDS))
+def test_a_request_field_is_bounded_as_its_config_key_in_the_schema(module, field):
+    """The server accepts a config-key field at each inclusive bound of the key's schema and
+    refuses it just outside (422 naming the field), as `genomelab predict`'s option does; the
+    bounds are read from the schema here, not written out again."""
+    from genomelab.config import schema_node
+    from genomelab.predict.cli import in_range_of
+    from genomelab.serve.app import REQUESTS
+
+    key = KEY_FIELDS[module, field]
+    node = schema_node(key)
+    request_type = REQUESTS[module]
+    accept, refuse = _edges(node)
+    assert refuse, f"{key}: no value to refuse"
+    for value in accept:
+        req = request_type.model_validate_json(json.dumps({**MINIMAL_BODY[module], field: value}))
+        assert getattr(req, field) == value, (key, value)
+    for value in refuse:
+        errors = _refusal_locs(request_type, {**MINIMAL_BODY[module], field: value})
+        assert [loc for loc, _ in errors] == [("body", field)], (key, value, errors)
+    if node.get("type") in ("number", "integer"):  # the CLI option of the key draws the same line
+        parse = in_range_of(key)
+        for value in accept:
+            assert parse(repr(value)) == value
+        for value in refuse:
+            with pytest.raises(argparse.ArgumentTypeError, match=re.escape(key)):
+                parse(repr(value))

@@ -15,7 +15,7 @@ import torch
 from genomelab.deconv.io import read_table, write_table
 from genomelab.deconv.model import KIND, DeconvNet, DeconvNetConfig
 from genomelab.deconv.nnls import deconvolve_nnls, deconvolve_weighted
-from genomelab.predict.common import InputMismatch
+from genomelab.io.ids import InputMismatch
 from genomelab.predict.deconv import predict_files
 from genomelab.serve.app import create_app
 from genomelab.train.export import save_exported
@@ -192,7 +192,7 @@ def test_too_few_regions_name_the_option_of_each_path(tmp_path, files, capfd):
 
     from genomelab.cli import main
     from genomelab.deconv.steps import infer_step
-    from genomelab.predict.common import TooFewMatched
+    from genomelab.io.ids import TooFewMatched
     from genomelab.predict.steps import deconv_step
 
     profiles, betas = files
@@ -222,6 +222,7 @@ def test_too_few_regions_name_the_option_of_each_path(tmp_path, files, capfd):
         "min_match": 0.5,
         "unknown_component": False,
         "other_threshold": 0.02,
+        "device": "cpu",  # deconv_predict's (deconv_infer has none: it runs on the CPU)
     }
 
     class Named(dict):  # Snakemake's input and output: by attribute, by key, get

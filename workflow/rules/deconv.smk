@@ -484,6 +484,7 @@ if DECONV["predict"]["inputs"]:
             min_match=DECONV["infer"]["min_match"],
             unknown_component=DECONV["reference"]["unknown_component"],
             other_threshold=DECONV["infer"]["other_threshold"],
+            device=config["device"],
         script:
             "../scripts/run_step.py"
 

@@ -114,6 +114,19 @@ def schema_default(path: str) -> Any:
     return copy.deepcopy(node["default"])
 
 
+# JSON-schema range keywords and the pydantic ``Field`` argument of each.
+_BOUNDS = {"minimum": "ge", "exclusiveMinimum": "gt", "maximum": "le", "exclusiveMaximum": "lt"}
+
+
+def schema_bounds(path: str) -> dict[str, float | int]:
+    """The range of the config key at dotted ``path`` as pydantic ``Field`` arguments
+    (``{"ge": 0, "lt": 1}`` for ``minimum: 0, exclusiveMaximum: 1``); {} for an unbounded key.
+    The one reading of a key's range: ``genomelab predict`` options and ``genomelab serve``
+    request fields standing for a key are checked against it."""
+    node = schema_node(path)
+    return {arg: node[k] for k, arg in _BOUNDS.items() if k in node}
+
+
 def from_schema(path: str) -> Any:
     """A dataclass field whose default is the schema default of the key at dotted ``path``.
 

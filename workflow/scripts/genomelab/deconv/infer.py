@@ -4,6 +4,7 @@ one) side by side."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from genomelab.deconv.nnls import deconvolve_nnls, deconvolve_weighted
 from genomelab.deconv.reference import load_reference
 from genomelab.io.atomic import atomic_write_json
 from genomelab.io.sheets import is_sample_sheet
+
+logger = logging.getLogger(__name__)
 
 
 def read_user_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,9 +117,10 @@ def infer(
     unknown_component: bool,
     other_threshold: float,
     truth: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Deconvolve user samples with the chosen network, NNLS and the weighted NNLS with an
-    offset side by side.
+    offset side by side; the network runs on ``device`` (``auto``: CUDA when present).
 
     ``out_dir_files``: ``nnls``, ``weighted`` and ``model`` (proportions tables, tissues x
     samples; NNLS with an ``unknown`` row when ``unknown_component``), ``residuals`` (per
@@ -126,8 +130,10 @@ def infer(
 
     from genomelab.deconv import plots as P
     from genomelab.deconv.model import check_prior_reference, load_model, weighted_record
+    from genomelab.train.device import resolve_device
     from genomelab.train.export import ExportError, check_ids
 
+    on = resolve_device(device)  # a device this machine lacks is refused before anything is read
     ref = load_reference(reference)
     # A model made for another reference is refused, naming both ID lists and the reference.
     model, exported = load_model(model_path)
@@ -149,8 +155,10 @@ def infer(
     nn = deconvolve_nnls(ref.profiles, aligned, unknown_component)
     weighted = weighted_record(model, ref.profiles)
     wn = deconvolve_weighted(ref.profiles, aligned, weighted["weight_floor"])
+    logger.info("the network deconvolves %d sample(s) on %s", len(names), on)
     with torch.no_grad():
-        net = model.predict(torch.tensor(aligned, dtype=torch.float32)).numpy().astype(np.float64)
+        x = torch.tensor(aligned, dtype=torch.float32, device=on)
+        net = model.to(on).predict(x).float().cpu().numpy().astype(np.float64)
     # Residual of each method: RMS of (reference @ proportions - sample) over valid regions.
     valid = np.isfinite(aligned)
 

@@ -31,6 +31,7 @@ from genomelab.io.atomic import atomic_output
 from genomelab.io.dropped import N_EXAMPLES, Dropped
 from genomelab.io.features import read_features
 from genomelab.io.hdf5 import STR, h5_strings
+from genomelab.io.ids import TooFewMatched, needed, too_few
 from genomelab.io.methylation import npz_region_counts
 from genomelab.io.sheets import read_sample_sheet
 
@@ -277,8 +278,6 @@ def join_regions(
     found = idx >= 0
     n_matched = int(found.sum())
     ref_set = set(np.asarray(ref_regions).tolist())
-    from genomelab.predict.common import TooFewMatched, needed, too_few
-
     if too_few(n_matched, len(ref_regions), min_fraction):
         ref_only = [r for r in np.asarray(ref_regions).tolist() if r not in pos][:5]
         in_only = [r for r in np.asarray(in_regions).tolist() if r not in ref_set][:5]

@@ -174,7 +174,7 @@ def compare_step(smk: Any) -> None:
 
 def infer_step(smk: Any) -> None:
     from genomelab.deconv.infer import infer
-    from genomelab.predict.common import relaxed_by
+    from genomelab.io.ids import relaxed_by
 
     with relaxed_by("deconv.infer.min_match in the run's config"):
         infer(

@@ -8,6 +8,7 @@ this package imports no module.
 - ``atomic``: atomic writes (temporary sibling, then rename)
 - ``errors``: ``FormatError``
 - ``streams``: plain/gzip opening by magic bytes, compressed-stream errors
+- ``ids``: joining IDs by name with counts (``match_ids``, ``TooFewMatched``, ``relaxed_by``)
 - ``names``: the one rule for sample, run and genome names (``NAME_RE``)
 - ``sheets``: sample sheets (``read_sample_sheet``, ``write_sample_sheet``, shared row checks)
 - ``methylation``: per-sample NPZ and stacked HDF5 methylation calls

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genomelab.predict.common import check_same
+from genomelab.io.ids import check_same
 
 
 class AssocPredictor:

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from genomelab.predict.common import check_same, fresh_out_dir
+from genomelab.io.ids import check_same
+from genomelab.predict.common import fresh_out_dir
 
 logger = logging.getLogger(__name__)
 

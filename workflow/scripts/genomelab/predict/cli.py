@@ -25,7 +25,7 @@ def _default(value: Any, key: str) -> Any:
 
 
 def _tissue(a: argparse.Namespace, out: Path) -> None:
-    from genomelab.predict.common import relaxed_by
+    from genomelab.io.ids import relaxed_by
     from genomelab.predict.tissue import predict_files
 
     with relaxed_by("--min-region-match"):
@@ -42,7 +42,7 @@ def _tissue(a: argparse.Namespace, out: Path) -> None:
 
 
 def _deconv(a: argparse.Namespace, out: Path) -> None:
-    from genomelab.predict.common import relaxed_by
+    from genomelab.io.ids import relaxed_by
     from genomelab.predict.deconv import predict_files
 
     if not a.reference:
@@ -58,6 +58,7 @@ def _deconv(a: argparse.Namespace, out: Path) -> None:
             bool(_default(a.unknown_component, "deconv.reference.unknown_component")),
             float(_default(a.other_threshold, "deconv.infer.other_threshold")),
             a.truth,
+            device=a.device,
         )
 
 
@@ -197,13 +198,13 @@ def in_range_of(key: str):
     """An argparse type for an option that stands for config key ``key``: a number (a whole one
     for an integer key) within the key's schema bounds, so the option is refused as the key
     would be, before anything loads; argparse names the option in its error."""
-    from genomelab.config import schema_node
+    from genomelab.config import schema_bounds, schema_node
 
-    node = schema_node(key)
+    bounds = schema_bounds(key)
     name = key.removeprefix("config.")  # a top-level key: the name users write
-    whole = node.get("type") == "integer"
-    low = [(node[k], k == "exclusiveMinimum") for k in ("minimum", "exclusiveMinimum") if k in node]
-    high = [(node[k], k == "exclusiveMaximum") for k in ("maximum", "exclusiveMaximum") if k in node]
+    whole = schema_node(key).get("type") == "integer"
+    low = [(bounds[k], k == "gt") for k in ("ge", "gt") if k in bounds]
+    high = [(bounds[k], k == "lt") for k in ("le", "lt") if k in bounds]
 
     def parse(text: str) -> float | int:
         try:

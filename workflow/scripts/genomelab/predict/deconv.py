@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genomelab.predict.common import IdIndex, IdMatch, check_same, match_ids
+from genomelab.io.ids import IdIndex, IdMatch, check_same, match_ids
 from genomelab.train.device import resolve_device
 
 # Output files of a deconv prediction, in its folder (the names deconv_infer writes).
@@ -113,8 +113,10 @@ def predict_files(
     unknown_component: bool,
     other_threshold: float,
     truth: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """The ``deconv_infer`` outputs (:data:`FILES`) for ``inputs``, written into ``out_dir``."""
+    """The ``deconv_infer`` outputs (:data:`FILES`) for ``inputs``, written into ``out_dir``;
+    the network runs on ``device``."""
     from genomelab.deconv.infer import infer
 
     files = {k: str(Path(out_dir) / name) for k, name in FILES.items()}
@@ -128,4 +130,5 @@ def predict_files(
         unknown_component,
         other_threshold,
         truth,
+        device=device,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from genomelab.config import param
-from genomelab.predict.common import relaxed_by
+from genomelab.io.ids import relaxed_by
 
 
 def tissue_step(smk: Any) -> None:
@@ -42,6 +42,7 @@ def deconv_step(smk: Any) -> None:
             bool(smk.params.unknown_component),
             float(smk.params.other_threshold),
             smk.input.get("truth"),
+            device=smk.params.device,
         )
 
 

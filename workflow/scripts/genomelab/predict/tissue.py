@@ -34,7 +34,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.predict.common import KIND_MODULES, IdIndex, IdMatch, InputMismatch, match_ids
+from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, match_ids
+from genomelab.predict.common import KIND_MODULES
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble
 from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config

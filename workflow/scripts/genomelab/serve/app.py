@@ -42,8 +42,9 @@ from pydantic import (
 from pydantic_core import to_json
 
 from genomelab import __version__
-from genomelab.config import schema_default
-from genomelab.predict.common import model_card, module_of_kind, relaxed_by
+from genomelab.config import schema_bounds, schema_default, schema_node
+from genomelab.io.ids import relaxed_by
+from genomelab.predict.common import model_card, module_of_kind
 from genomelab.train.export import ExportError, load_exported
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,22 @@ def _check_unit(values: np.ndarray, field: str) -> None:
         )
 
 
+# The JSON-schema keyword naming the config key a request field stands for (in /openapi.json).
+CONFIG_KEY = "x-config-key"
+
+
+def key_field(key: str, default: Any = None, description: str | None = None) -> Any:
+    """A request field standing for config key ``key``: the key's range (pydantic ``ge``/``gt``/
+    ``le``/``lt``, so /openapi.json shows it) or its values, read from the schema as
+    ``genomelab predict``'s options read theirs (``in_range_of``): a request is refused as the
+    option and the key would be, and the bounds are written down once, in the schema."""
+    node = schema_node(key)
+    extra: dict[str, Any] = dict(schema_bounds(key))
+    if "enum" in node:
+        extra["pattern"] = "^(" + "|".join(re.escape(str(v)) for v in node["enum"]) + ")$"
+    return Field(default, description=description or key, json_schema_extra={CONFIG_KEY: key}, **extra)
+
+
 class TissueSample(_Strict):
     sample: str = Field(min_length=1)
     means: list[float | None] | None = Field(
@@ -161,10 +178,17 @@ class TissueSample(_Strict):
 
 class TissueRequest(_Strict):
     samples: list[TissueSample] = Field(min_length=1)
-    min_region_match: float | None = Field(None, ge=0, le=1)
-    min_covered: float | None = Field(None, ge=0, le=1)
-    # Calibrated confidence below which a sample is "not classifiable" (None: the model's).
-    threshold: float | None = Field(None, ge=0, lt=1)
+    min_region_match: float | None = key_field(
+        "tissue.predict.min_region_match", description="default: tissue.predict.min_region_match's"
+    )
+    min_covered: float | None = key_field(
+        "tissue.predict.min_covered", description="default: tissue.predict.min_covered's"
+    )
+    threshold: float | None = key_field(
+        "tissue.calibration.threshold",
+        description='calibrated confidence below which a sample is "not classifiable" '
+        "(default: the model's, its run's tissue.calibration.threshold)",
+    )
 
 
 class DeconvSample(_Strict):
@@ -192,9 +216,12 @@ class DeconvSample(_Strict):
 
 class DeconvRequest(_Strict):
     samples: list[DeconvSample] = Field(min_length=1)
-    min_match: float | None = Field(None, ge=0, le=1)
-    unknown_component: bool | None = Field(
-        None, description="NNLS reports 1 - sum as unknown (default: deconv.reference.unknown_component)"
+    min_match: float | None = key_field(
+        "deconv.infer.min_match", description="default: deconv.infer.min_match's"
+    )
+    unknown_component: bool | None = key_field(
+        "deconv.reference.unknown_component",
+        description="NNLS reports 1 - sum as unknown (default: deconv.reference.unknown_component)",
     )
 
 
@@ -208,8 +235,8 @@ class AssocEntity(BaseModel):
 
 class AssocRequest(_Strict):
     entities: list[AssocEntity] = Field(min_length=1)
-    side: str = Field("source", pattern="^(source|target)$")
-    top_k: int = Field(10, ge=1)
+    side: str = key_field("assoc.infer.side", schema_default("assoc.infer.side"))
+    top_k: int = key_field("assoc.infer.top_k", schema_default("assoc.infer.top_k"))
 
 
 class RegulonGene(_Strict):

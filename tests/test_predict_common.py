@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 from genomelab.io.ids import IdIndex, InputMismatch, match_ids
-from genomelab.predict.common import KIND_MODULES, module_of_kind
+from genomelab.train.export import KIND_MODULES, module_of_kind
 
 MODEL = [f"r{i}" for i in range(50)]
 

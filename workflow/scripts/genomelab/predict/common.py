@@ -16,29 +16,9 @@ from typing import Any
 
 from genomelab import __version__
 from genomelab.io.ids import N_SHOWN
+from genomelab.train.export import module_of_kind
 
-# Model kinds (ExportedModel.kind) -> module. Tissue kinds are its model names, with
-# "-ensemble" for ensembles.
-KIND_MODULES = {
-    "mlp": "tissue",
-    "attention": "tissue",
-    "masked": "tissue",
-    "region": "tissue",
-    "deconv": "deconv",
-    "regulon": "regulon",
-    "assoc": "assoc",
-    "binning-vae": "binning",
-    "binning-contrastive": "binning",
-}
 MODULES = ("tissue", "deconv", "regulon", "assoc", "binning")
-
-
-def module_of_kind(kind: str, path: str | os.PathLike = "model") -> str:
-    """The module that made an exported model of ``kind``."""
-    base = kind.removesuffix("-ensemble")
-    if base not in KIND_MODULES:
-        raise ValueError(f"{path}: model kind {kind!r} belongs to no module ({sorted(KIND_MODULES)})")
-    return KIND_MODULES[base]
 
 
 def fresh_out_dir(out_dir: str | os.PathLike, protected: Sequence[str | os.PathLike] = ()) -> Path:

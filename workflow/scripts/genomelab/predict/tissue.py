@@ -35,13 +35,12 @@ from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, match_ids
-from genomelab.predict.common import KIND_MODULES
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble
 from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
-from genomelab.train.export import ExportedModel, load_exported
+from genomelab.train.export import KIND_MODULES, ExportedModel, load_exported
 
 logger = logging.getLogger(__name__)
 

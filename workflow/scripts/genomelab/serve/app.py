@@ -44,8 +44,8 @@ from pydantic_core import to_json
 from genomelab import __version__
 from genomelab.config import schema_bounds, schema_default, schema_node
 from genomelab.io.ids import relaxed_by
-from genomelab.predict.common import model_card, module_of_kind
-from genomelab.train.export import ExportError, load_exported
+from genomelab.predict.common import model_card
+from genomelab.train.export import ExportError, load_exported, module_of_kind
 
 logger = logging.getLogger(__name__)
 

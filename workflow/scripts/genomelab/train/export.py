@@ -215,10 +215,31 @@ def load_exported(
     return model
 
 
+# Model kinds (ExportedModel.kind) -> module. Tissue kinds are its model names, with
+# "-ensemble" for ensembles.
+KIND_MODULES = {
+    "mlp": "tissue",
+    "attention": "tissue",
+    "masked": "tissue",
+    "region": "tissue",
+    "deconv": "deconv",
+    "regulon": "regulon",
+    "assoc": "assoc",
+    "binning-vae": "binning",
+    "binning-contrastive": "binning",
+}
+
+
+def module_of_kind(kind: str, path: str | os.PathLike = "model") -> str:
+    """The module that made an exported model of ``kind``."""
+    base = kind.removesuffix("-ensemble")
+    if base not in KIND_MODULES:
+        raise ValueError(f"{path}: model kind {kind!r} belongs to no module ({sorted(KIND_MODULES)})")
+    return KIND_MODULES[base]
+
+
 def _module_hint(kind: str) -> str:
     """Which ``genomelab predict`` command reads a model of ``kind`` (empty when none does)."""
-    from genomelab.predict.common import KIND_MODULES
-
     module = KIND_MODULES.get(kind.removesuffix("-ensemble"))
     return f" (a {kind!r} model is predicted with `genomelab predict {module}`)" if module else ""
 

@@ -314,11 +314,30 @@ def test_vae_config_rejects_bad_values():
 
 
 def test_vae_with_depth_reconstructs_abundance():
-    x, _ = _profiles(8)
-    xd = np.concatenate([x, np.ones((8, 2), np.float32)], axis=1)
-    model = KmerVAE(VAEConfig(n_depth=2, hidden=(16,), latent=4))
-    out = model.loss(torch.from_numpy(xd))
-    assert "mse_depth" in out.terms and torch.isfinite(out.loss)
+    # Two abundance columns that differ by genome: a few steps must learn to decode them, which
+    # only happens when their error is part of the loss, not just reported as a term.
+    x, genome = _profiles(12)
+    depth = np.stack([genome - 1.0, 1.0 - 0.5 * genome], axis=1).astype(np.float32)
+    xd = torch.from_numpy(np.concatenate([x, depth], axis=1))
+    torch.manual_seed(0)
+    model = KmerVAE(VAEConfig(n_depth=2, hidden=(32,), latent=4, kl_warmup_steps=0, beta=0.0))
+    out = model.loss(xd)
+    assert torch.isfinite(out.loss)
+    model.eval()
+    with torch.no_grad():
+        before = float(model.loss(xd).terms["mse_depth"])
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        model.loss(xd).loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        raw, _, _ = model(xd)
+        after = float(model.loss(xd).terms["mse_depth"])
+    assert after < 0.15 * before, (before, after)
+    np.testing.assert_allclose(raw[:, kmers.N_FEATURES :].numpy(), depth, atol=0.3)
 
 
 def test_training_lowers_loss_and_same_seed_same_weights(tmp_path):

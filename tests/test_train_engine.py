@@ -190,6 +190,35 @@ def test_early_stopping_fires_and_says_why(tmp_path):
     assert result.epochs_run == result.best_epoch + 1 + 3
 
 
+@pytest.mark.parametrize(
+    ("cfg", "values", "stop_epoch", "reason"),
+    [
+        # Gains of 0.05 and 0.03 are below min_delta 0.1; epochs 1-2 are warm-up (not counted).
+        (
+            {"patience": 2, "min_delta": 0.1, "early_stopping_warmup": 3},
+            [1.0, 0.95, 0.92, 0.85, 0.80, 0.79],
+            5,
+            "val/loss did not improve by more than 0.1 for 2 epochs (best 0.85 at epoch 3)",
+        ),
+        # mode max: 0.7 beats 0.5 + 0.1, 0.75 does not beat 0.7 + 0.1.
+        (
+            {"monitor": "val/acc", "mode": "max", "patience": 1, "min_delta": 0.1},
+            [0.5, 0.7, 0.75],
+            2,
+            "val/acc did not improve by more than 0.1 for 1 epochs (best 0.7 at epoch 1)",
+        ),
+    ],
+)
+def test_early_stopping_counts_min_delta_warmup_and_mode_from_the_config(
+    tmp_path, cfg, values, stop_epoch, reason
+):
+    stopper = make_trainer(tmp_path, **cfg).stopper
+    monitor = cfg.get("monitor", "val/loss")
+    steps = [stopper.step(epoch, {monitor: v}) for epoch, v in enumerate(values)]
+    assert [stop for _, stop in steps] == [False] * stop_epoch + [True]
+    assert stopper.reason == reason
+
+
 def test_changed_config_refuses_foreign_checkpoint(tmp_path):
     make_trainer(tmp_path, max_epochs=2).fit(easy_data(), easy_data(seed=1))
     with pytest.raises(CheckpointError, match="different run"):

@@ -69,7 +69,13 @@ def test_task_errors_name_the_problem(easy):
 
 
 def test_metrics_match_sklearn_and_hand_computed_ece():
-    from sklearn.metrics import balanced_accuracy_score, f1_score
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        f1_score,
+        log_loss,
+        precision_recall_fscore_support,
+    )
+    from sklearn.metrics import confusion_matrix as sk_confusion
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 200)
@@ -79,7 +85,16 @@ def test_metrics_match_sklearn_and_hand_computed_ece():
     assert m["accuracy"] == pytest.approx((pred == y).mean())
     assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
     assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
-    assert np.asarray(m["confusion"]).sum() == 200
+    assert m["nll"] == pytest.approx(log_loss(y, proba, labels=range(4)))
+    assert m["confusion"] == sk_confusion(y, pred, labels=range(4)).tolist()
+    # A collapsed model: one predicted class, recall 1 on it and 0 elsewhere.
+    collapsed = classification_metrics(y, np.tile([0.1, 0.6, 0.2, 0.1], (200, 1)), np.array(list("abcd")))
+    assert collapsed["n_predicted_classes"] == 1 and collapsed["balanced_accuracy"] == pytest.approx(0.25)
+    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=range(4))
+    for i, c in enumerate("abcd"):
+        assert m["per_class"][c] == pytest.approx(
+            {"precision": precision[i], "recall": recall[i], "f1": f1[i], "support": support[i]}
+        )
     # Perfectly calibrated two-bin example: confidence 0.75 and 3 of 4 correct -> ECE 0.
     p = np.array([[0.75, 0.25]] * 4)
     assert expected_calibration_error(p, np.array([0, 0, 0, 1])) == pytest.approx(0.0)

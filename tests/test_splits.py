@@ -15,6 +15,20 @@ def test_groups_never_straddle_splits(rng):
         assert len(set(split[groups == g])) == 1
     for label in range(4):
         assert set(split[labels == label]) == {"train", "val", "test"}
+    # Each label's 10 groups are dealt 6/2/2, the fractions given.
+    per_group = {g: (split[groups == g][0], g % 4) for g in np.unique(groups)}
+    for label in range(4):
+        names = [s for s, lab in per_group.values() if lab == label]
+        assert [names.count(s) for s in ("train", "val", "test")] == [6, 2, 2], label
+
+
+def test_a_class_of_three_groups_reaches_every_split_and_fractions_are_normalised():
+    # 3 groups x 0.15 rounds to 0 in val and test: each still gets one group.
+    small = group_split(["a", "b", "c"], (0.7, 0.15, 0.15), seed=0)
+    assert sorted(small) == ["test", "train", "val"]
+    # (6, 1, 3) is (0.6, 0.1, 0.3): 20 groups -> 12/2/6.
+    split = group_split([f"g{i}" for i in range(20)], (6, 1, 3), seed=0)
+    assert [int((split == s).sum()) for s in ("train", "val", "test")] == [12, 2, 6]
 
 
 def test_split_is_reproducible():

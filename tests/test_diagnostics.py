@@ -29,6 +29,9 @@ def test_initial_loss_far_above_chance_fails():
     bad = checks.initial_loss_vs_chance(5000.0, math.log(22))
     assert bad.status == FAIL and "different scales" in bad.message
     assert checks.initial_loss_vs_chance(float("nan"), 1.0).status == FAIL
+    # The default limit is 3x chance: 2.9x passes, 3.1x fails.
+    assert checks.initial_loss_vs_chance(2.9, 1.0).status == PASS
+    assert checks.initial_loss_vs_chance(3.1, 1.0).status == FAIL
 
 
 def test_loss_stuck_at_chance_detects_the_history_failure():
@@ -38,6 +41,9 @@ def test_loss_stuck_at_chance_detects_the_history_failure():
     learning = [{"val/loss": v} for v in (3.0, 2.0, 1.0, 0.5)]
     assert checks.loss_stuck_at_chance(learning, chance).status == PASS
     assert checks.loss_stuck_at_chance(learning[:1], chance).status == WARN
+    # A run that learnt and then overfitted back above chance did learn: the best epoch counts.
+    overfitted = [{"val/loss": v} for v in (3.0, 1.0, 2.5, 3.5)]
+    assert checks.loss_stuck_at_chance(overfitted, chance).status == PASS
 
 
 def test_prediction_collapse():
@@ -85,6 +91,11 @@ def test_overfit_tiny_subset():
     assert ok.status == PASS
     bad = checks.overfit_tiny_subset(lambda: {"loss": 1.5, "accuracy": 0.4}, 10, 0.05, 0.99)
     assert bad.status == FAIL and "cannot memorise" in bad.message
+    # Each limit fails the check on its own.
+    low_accuracy = checks.overfit_tiny_subset(lambda: {"loss": 0.01, "accuracy": 0.5}, 10, 0.05, 0.99)
+    assert low_accuracy.status == FAIL and "accuracy 50.0% < 99%" in low_accuracy.message
+    high_loss = checks.overfit_tiny_subset(lambda: {"loss": 0.2, "accuracy": 1.0}, 10, 0.05, 0.99)
+    assert high_loss.status == FAIL and "loss 0.2 > 0.05" in high_loss.message
 
 
 def test_results_round_trip_and_gate(tmp_path):

@@ -311,6 +311,46 @@ def test_warmup_then_cosine_schedule(tmp_path):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.002)
 
 
+class PlainClassifier(TinyClassifier):
+    """Without dropout: batches of 16 and 32 then draw no random numbers that could differ."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
+def test_two_accumulated_batches_of_16_train_like_batches_of_32(tmp_path):
+    data = easy_data(256)  # 8 batches of 32: no short last batch
+    whole = make_trainer(tmp_path / "whole", model_cls=PlainClassifier, max_epochs=2)
+    whole.fit(data, easy_data(seed=1))
+    accum = make_trainer(
+        tmp_path / "accum", model_cls=PlainClassifier, max_epochs=2, batch_size=16, grad_accum_steps=2
+    )
+    accum.fit(data, easy_data(seed=1))
+    every = make_trainer(tmp_path / "every", model_cls=PlainClassifier, max_epochs=2, batch_size=16)
+    every.fit(data, easy_data(seed=1))
+    for k, v in weights(whole.model).items():
+        torch.testing.assert_close(weights(accum.model)[k], v, rtol=1e-5, atol=1e-6)
+    # The check can tell: 16 optimiser steps of 16 examples end elsewhere.
+    assert any(
+        not torch.allclose(weights(every.model)[k], v, atol=1e-3) for k, v in weights(whole.model).items()
+    )
+
+
+def test_gradients_are_clipped_to_grad_clip_before_the_step(tmp_path):
+    trainer = make_trainer(tmp_path, model_cls=PlainClassifier, grad_clip=0.5)
+    params = list(trainer.model.parameters())
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.full_like(p, 3.0)  # norm 3 * sqrt(n_parameters), far above 0.5
+    # Plain SGD with lr 1 moves the weights by exactly the (clipped) gradient.
+    sgd = torch.optim.SGD(params, lr=1.0)
+    trainer._optimizer_step(sgd, torch.optim.lr_scheduler.LambdaLR(sgd, lambda step: 1.0))
+    step = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, params, strict=True)])
+    assert float(step.norm()) == pytest.approx(0.5, rel=1e-4)
+    assert torch.allclose(step, step[0].expand_as(step))  # the direction is kept
+
+
 def test_fingerprint_is_stable_and_sensitive():
     assert config_fingerprint({"a": 1, "b": 2}) == config_fingerprint({"b": 2, "a": 1})
     assert config_fingerprint({"a": 1}) != config_fingerprint({"a": 2})

@@ -141,8 +141,12 @@ def test_fragment_coords_and_config_reject_bad_values():
     coords = fragment_coords(np.array([300, 5000]), 4, 0.5, 1000, rng)
     assert (coords[0] == [0, 300]).all()  # shorter than min_bp: the whole contig
     assert ((coords[1, :, 1] - coords[1, :, 0]) >= 2500).all()
-    for bad in ({"n_views": 0}, {"min_fraction": 0.0}, {"min_bp": 0}):
-        with pytest.raises(ValueError):
+    for bad, match in (
+        ({"n_views": 0}, r"n_views must be >= 1, not 0"),
+        ({"min_fraction": 0.0}, r"view min_fraction must be in \(0, 1\], not 0\.0"),
+        ({"min_bp": 0}, r"view min_bp must be >= 1, not 0"),
+    ):
+        with pytest.raises(ValueError, match=match):
             fragment_coords(
                 np.array([5000]),
                 bad.get("n_views", 2),

@@ -415,6 +415,35 @@ def test_loss_terms_logged_and_masked(density_loss):
     assert set(out.terms) == {"loss_expression", "loss_density", "loss_operon"}
     assert out.terms["loss_expression"].item() == 0.0  # nothing measured, nothing learned
     assert 0 < out.loss.item() < 10
+    # Measured positions only count, and the total weighs each head as configured.
+    weights = {"expression": 2.0, "density": 0.5, "operon": 3.0}
+    model = RegulonNet(
+        RegulonModelConfig(
+            channels=8, n_layers=2, density_loss=density_loss, inputs="sequence", loss_weights=weights
+        )
+    ).eval()
+    mask[:, 0, :5] = True
+    out = model.loss((codes, expr, mask, dens, oper))
+    with torch.no_grad():
+        pred = model(codes)["expression"]
+    want = ((pred - expr)[mask] ** 2).mean()
+    torch.testing.assert_close(out.terms["loss_expression"], want)
+    total = sum(w * out.terms[f"loss_{head}"] for head, w in weights.items())
+    torch.testing.assert_close(out.loss, total)
+
+
+def test_rc_augmentation_flips_every_target_with_its_sequence():
+    torch.manual_seed(0)
+    model = RegulonNet(RegulonModelConfig(channels=8, n_layers=2, inputs="sequence"))
+    codes = torch.randint(0, 4, (16, 64), dtype=torch.uint8)
+    tracks = [torch.randn(16, 2, 8), torch.rand(16, 2, 8) < 0.5, torch.rand(16, 2, 2), torch.rand(16, 2, 8)]
+    out = model._augment((codes, *tracks))
+    flipped = (out[0] != codes).any(dim=1)
+    assert 0 < int(flipped.sum()) < 16  # about half the windows
+    assert torch.equal(out[0][flipped], rc_codes(codes[flipped]))
+    for before, after in zip(tracks, out[1:], strict=True):
+        assert torch.equal(after[flipped], rc_track(before[flipped]))
+        assert torch.equal(after[~flipped], before[~flipped])
 
 
 @pytest.mark.slow

@@ -94,6 +94,14 @@ def test_same_seed_gives_same_weights(tmp_path):
     b.fit(easy_data(), easy_data(seed=1))
     for k, v in weights(a.model).items():
         assert torch.equal(v, weights(b.model)[k]), k
+    # The seed is what decides: without dropout only the batch order draws from it, and
+    # another seed (same initial weights) ends elsewhere.
+    plain = [make_trainer(tmp_path / f"plain{s}", model_cls=PlainClassifier, seed=s) for s in (3, 3, 4)]
+    for trainer in plain:
+        trainer.fit(easy_data(), easy_data(seed=1))
+    same, other = weights(plain[1].model), weights(plain[2].model)
+    assert all(torch.equal(v, same[k]) for k, v in weights(plain[0].model).items())
+    assert not all(torch.allclose(v, other[k]) for k, v in weights(plain[0].model).items())
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):

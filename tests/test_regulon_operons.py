@@ -162,3 +162,130 @@ def test_pair_track_combines_a_genes_two_junctions():
         pair_track(np.array([-1.0, 2.0]), pairs, genes, (0, 560), 8, combine="any")
     with pytest.raises(ValueError, match="combine must be"):
         pair_track(p, pairs, genes, (0, 560), 8, combine="mean")
+
+
+# ------------------------------------------------------------ co-expression of adjacent pairs
+def _expression_tally(values: dict[str, list[float]], value_field: str = "tpm"):
+    """A tally of one document per (gene, dataset) value, as the data step reads them."""
+    from genomelab.regulon.data import _ExpressionTally
+
+    tally = _ExpressionTally(value_field)
+    genes = {b: {} for b in values}
+    for b, vs in values.items():
+        for d, v in enumerate(vs):
+            if v is not None:
+                tally.add({"datasetIds": [f"DS{d}"], "gene": {"bnumber": b}, value_field: v}, genes)
+    return tally
+
+
+def _gene_rows(*rows):
+    return pd.DataFrame(rows, columns=["bnumber", "start", "end", "strand"])
+
+
+def test_coexpression_is_given_to_adjacent_same_strand_pairs_over_the_datasets_measuring_both():
+    from genomelab.regulon.data import MIN_COEXPRESSION_DATASETS, add_coexpression
+
+    rng = np.random.default_rng(0)
+    level = np.exp(rng.normal(3, 1, 12))
+    noise = np.exp(rng.normal(3, 1, 12))
+    values = {
+        "b1": list(level),
+        "b2": list(3 * level),  # b1's partner: the same profile, scaled
+        "b3": list(noise),  # after b2 on the same strand, but b4 lies between (other strand)
+        "b4": [5.0] * 12,  # constant: no correlation to give
+        "b5": list(noise[: MIN_COEXPRESSION_DATASETS - 1]),  # too few datasets with b6
+        "b6": list(level[: MIN_COEXPRESSION_DATASETS - 1]),
+        "b7": list(level),
+    }
+    genes = _gene_rows(
+        ("b1", 0, 100, "+"), ("b2", 150, 300, "+"), ("b4", 400, 500, "-"), ("b3", 600, 700, "+"),
+        ("b5", 800, 900, "-"), ("b6", 950, 1000, "-"), ("b7", 1100, 1200, "-"),
+    )  # fmt: skip
+    out = add_coexpression(genes, _expression_tally(values)).set_index("bnumber")
+    assert out.loc["b1", "next_bnumber"] == "b2" and out.loc["b1", "next_coexpression_n"] == 12
+    # log1p(3 x) against log1p(x): almost a straight line.
+    assert np.tanh(out.loc["b1", "next_coexpression"]) > 0.99
+    # The next gene in genome order is on the other strand: no pair.
+    assert out.loc["b2", "next_bnumber"] == "" and np.isnan(out.loc["b2", "next_coexpression"])
+    assert out.loc["b4", "next_bnumber"] == "" and out.loc["b3", "next_bnumber"] == ""
+    # Below the minimum number of datasets measuring both, the pair has no co-expression.
+    assert out.loc["b5", "next_bnumber"] == "b6"
+    assert out.loc["b5", "next_coexpression_n"] == MIN_COEXPRESSION_DATASETS - 1
+    assert np.isnan(out.loc["b5", "next_coexpression"])
+    assert out.loc["b6", "next_coexpression_n"] == MIN_COEXPRESSION_DATASETS - 1
+
+
+def test_counts_are_scaled_to_their_library_before_correlating():
+    """Two independent genes in datasets of very different depth: raw counts correlate
+    through the depth, counts per million do not."""
+    from genomelab.regulon.data import add_coexpression
+
+    rng = np.random.default_rng(1)
+    depth = np.exp(rng.uniform(0, 5, 40))
+    p1, p2 = rng.uniform(0.01, 0.02, 40), rng.uniform(0.01, 0.02, 40)
+    values = {"a": list(depth * p1), "b": list(depth * p2), "bulk": list(depth * (1 - p1 - p2))}
+    genes = _gene_rows(("a", 0, 100, "+"), ("b", 120, 200, "+"), ("bulk", 300, 400, "-"))
+    raw = np.corrcoef(np.log1p(depth * p1), np.log1p(depth * p2))[0, 1]
+    assert raw > 0.9  # what a correlation of raw counts would say
+    out = add_coexpression(genes, _expression_tally(values, "count")).set_index("bnumber")
+    assert abs(np.tanh(out.loc["a", "next_coexpression"])) < 0.5
+
+
+def test_gene_pairs_carry_lengths_and_the_upstream_genes_coexpression():
+    from genomelab.regulon.operons import gene_pairs
+
+    genes = _gene_rows(("b1", 0, 100, "+"), ("b2", 150, 300, "+"), ("b3", 320, 400, "+")).assign(
+        next_bnumber=["b2", "b3", ""], next_coexpression=[1.5, np.nan, np.nan]
+    )
+    pairs = gene_pairs(genes)
+    assert pairs[["upstream", "downstream"]].values.tolist() == [["b1", "b2"], ["b2", "b3"]]
+    assert pairs["length_upstream"].tolist() == [100, 150] and pairs["length_downstream"].tolist() == [
+        150,
+        80,
+    ]
+    assert pairs["coexpression"].iloc[0] == 1.5 and np.isnan(pairs["coexpression"].iloc[1])
+    # A next gene that is not the pair's downstream gene (a table of another gene set) gives none.
+    other = genes.assign(next_bnumber=["b9", "b3", ""], next_coexpression=[1.5, 0.2, np.nan])
+    assert (
+        np.isnan(gene_pairs(other)["coexpression"].iloc[0])
+        and gene_pairs(other)["coexpression"].iloc[1] == 0.2
+    )
+    # Without the columns (a GFF, an older gene table): no co-expression.
+    assert gene_pairs(genes[["bnumber", "start", "end", "strand"]])["coexpression"].isna().all()
+
+
+def test_readout_versions_one_and_two_read_and_others_are_refused():
+    from genomelab.regulon.operons import (
+        COEXPRESSED,
+        COMBINED,
+        FEATURES,
+        PAIR_READOUT,
+        OperonReadout,
+        PairReadout,
+    )
+
+    def fitted(k):
+        return PairReadout(np.zeros(k), np.ones(k), np.arange(k, dtype=float), 0.5, 10)
+
+    readout = OperonReadout(
+        {name: fitted(len(FEATURES[name])) for name in (PAIR_READOUT, COMBINED, COEXPRESSED)},
+        np.zeros(16),
+        40,
+        12,
+        {("b1", "b2"): 1.25, ("b7", "b8"): -0.5},
+    )
+    saved = readout.to_dict()
+    assert saved["version"] == 2 and saved["features"][COEXPRESSED][-2:] == [
+        "coexpression_z",
+        "coexpression_known",
+    ]
+    again = OperonReadout.from_dict(saved)
+    assert again.coexpression == readout.coexpression and set(again.readouts) == set(readout.readouts)
+    # A version-1 readout (round 13's exports: two readouts, no co-expression) still reads.
+    v1 = {k: v for k, v in saved.items() if k != "coexpression"} | {"version": 1}
+    v1["readouts"] = {n: r for n, r in saved["readouts"].items() if n != COEXPRESSED}
+    v1["features"] = {n: f for n, f in saved["features"].items() if n != COEXPRESSED}
+    old = OperonReadout.from_dict(v1)
+    assert set(old.readouts) == {PAIR_READOUT, COMBINED} and old.coexpression == {}
+    with pytest.raises(ValueError, match="model.pt: operon readout of another layout"):
+        OperonReadout.from_dict(saved | {"version": 3}, "model.pt")

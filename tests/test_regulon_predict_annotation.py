@@ -357,7 +357,7 @@ def _evaluation(run):
 
 
 def test_readout_saved_in_the_export_and_the_predictions_alike(annotated_run):
-    from genomelab.regulon.operons import COMBINED, READOUTS, OperonReadout
+    from genomelab.regulon.operons import COMBINED, PAIR_READOUT, OperonReadout
     from genomelab.regulon.tracks import read_readout
     from genomelab.train.export import load_exported
 
@@ -368,7 +368,9 @@ def test_readout_saved_in_the_export_and_the_predictions_alike(annotated_run):
     assert json.loads(json.dumps(saved)) == saved
     assert saved["features"][COMBINED][-1] == "distance_loglik" and saved["flank_bp"] == 64
     readout = OperonReadout.from_dict(saved)
-    assert set(readout.readouts) == set(READOUTS) and readout.n_train_positive > 0
+    # Two datasets of expression give no co-expression: no co-expression readout.
+    assert set(readout.readouts) == {PAIR_READOUT, COMBINED} and readout.n_train_positive > 0
+    assert readout.coexpression == {} and saved["version"] == 2
     assert len(readout.readouts[COMBINED].coef) == 4
     # A readout of another layout is refused, naming where it came from.
     with pytest.raises(ValueError, match="best.pt: operon readout of another layout"):
@@ -588,3 +590,90 @@ def test_genes_of_another_sequence_are_refused(annotated_run, tmp_path, capfd):
     # The genome itself with the same table predicts.
     whole = ["--inputs", str(annotated_run["genome"]), "--region", f"{contig}:20480-28672"]
     assert main([*args[:4], *whole, "--gff", str(annotated_run["genes"]), "--out", str(tmp_path / "ok")]) == 0
+
+
+# ----------------------------------------- co-expression: the third readout and its rule
+def _with_coexpression(run, tmp_path):
+    """The run's genes with a co-expression that tells operon pairs apart (as many datasets
+    would), written as the data step writes it (next_* columns)."""
+    from genomelab.regulon.data import read_genes
+
+    genes = read_genes(run["genes"])
+    rng = np.random.default_rng(7)
+    nxt = dict(zip(genes["bnumber"], genes["next_bnumber"], strict=True))
+    operon = dict(zip(genes["bnumber"], genes["operon_id"], strict=True))
+    same = np.array([n != "" and operon[b] != "" and operon[b] == operon.get(n) for b, n in nxt.items()])
+    z = np.where(same, 1.2, 0.1) + rng.normal(0, 0.4, len(genes))
+    genes["next_coexpression"] = np.where(genes["next_bnumber"] != "", z, np.nan)
+    genes["next_coexpression_n"] = np.where(genes["next_bnumber"] != "", 50, 0)
+    path = tmp_path / "genes_coexpression.tsv"
+    genes.to_csv(path, sep="\t", index=False)
+    return read_genes(path), path
+
+
+def test_coexpression_readout_and_rule_are_fitted_scored_and_predicted_alike(annotated_run, tmp_path):
+    """With co-expression in the genes, training's fit adds the co-expression readout (and
+    saves the genome's pair co-expression), the evaluation scores it and the co-expression
+    rule beside the distance rules, both gain on pairs from an informative co-expression, and
+    predict writes the readout's probabilities the evaluation gives (by the genes' IDs)."""
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.regulon.operons import (
+        COEXPRESSED,
+        COEXPRESSION_RULE,
+        COMBINED,
+        DISTANCE_LL,
+        OperonEvaluation,
+        OperonReadout,
+        fit_readout,
+    )
+    from genomelab.regulon.targets import TargetData
+    from genomelab.regulon.tracks import TRAIN_GROUP, read_tracks
+    from genomelab.train.export import load_exported, save_exported
+
+    genes, genes_path = _with_coexpression(annotated_run, tmp_path)
+    data = TargetData(annotated_run["targets"])
+    tracks = read_tracks(annotated_run["run"] / "p.h5", data)
+    found = fit_readout(data, genes, tracks[TRAIN_GROUP]["operon"])
+    assert COEXPRESSED in found.readouts and len(found.readouts[COEXPRESSED].coef) == 8
+    # Every adjacent same-strand pair of the genome with a co-expression, by its genes' IDs.
+    assert len(found.coexpression) == int(genes["next_coexpression"].notna().sum())
+    again = OperonReadout.from_dict(found.to_dict())
+    assert again.coexpression == found.coexpression and set(again.readouts) == set(found.readouts)
+
+    ev = OperonEvaluation(data, genes)
+    ev.use_readout(again, tracks["model"]["operon"])
+    metrics = ev.rule_metrics("test")
+    # The synthetic genome's gaps already separate its operons (the distance rule scores 1 on
+    # its test pairs), so the fits must show what they learned: more co-expression, more
+    # likely one operon (feature "coexpression_z": the rule's 4th, the readout's 7th).
+    assert ev.coexpression_rule.coef[3] > 0 and found.readouts[COEXPRESSED].coef[6] > 0
+    assert metrics[COEXPRESSION_RULE]["pair_auroc"] >= metrics[DISTANCE_LL]["pair_auroc"] > 0.9
+    assert metrics[COEXPRESSED]["pair_auroc"] >= metrics[COMBINED]["pair_auroc"] > 0.9
+    assert metrics[COEXPRESSION_RULE]["operon_bp_n"] == metrics[DISTANCE_LL]["operon_bp_n"]
+
+    old = load_exported(annotated_run["run"] / "best.pt")
+    path = tmp_path / "coexpression.pt"
+    save_exported(
+        path, old.weights, kind=old.kind, config=old.config, ids=old.ids,
+        data_fingerprint=old.data_fingerprint, extra={**old.extra, "operon_readout": found.to_dict()},
+    )  # fmt: skip
+    predictor = RegulonPredictor(path)
+    want = ev.pair_probabilities("test", COEXPRESSED)
+    got = []
+    for _, w in data.split_windows("test").groupby("block"):
+        start, end = int(w["start"].min()), int(w["start"].max()) + data.config.window_bp
+        got.append(
+            predictor.predict_fasta(annotated_run["genome"], f"{data.contig}:{start}-{end}", genes_path).pairs
+        )
+    pairs = pd.concat(got).dropna(subset=["p_operon"])
+    merged = want.merge(
+        pairs, left_on=["upstream", "downstream"], right_on=["upstream_id", "downstream_id"], how="left"
+    )
+    known = merged["coexpression_x"].notna()
+    assert known.sum() >= 5
+    np.testing.assert_allclose(merged.loc[known, "coexpression_y"], merged.loc[known, "coexpression_x"])
+    np.testing.assert_allclose(
+        merged.loc[known, "p_operon_coexpression"], merged.loc[known, "probability"], rtol=1e-4, atol=1e-6
+    )
+    # Where the training genome gives no co-expression, predict leaves the column empty.
+    assert merged.loc[~known, "p_operon_coexpression"].isna().all()

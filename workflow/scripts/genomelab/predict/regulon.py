@@ -72,7 +72,8 @@ PAIR_FILES = ("operon_pairs.tsv", "operon_readout.plus.bedGraph", "operon_readou
 # operon_pairs.tsv: coordinates 0-based half-open; distance = downstream start - upstream end.
 PAIR_TABLE_COLUMNS = (
     "contig", "upstream_id", "upstream_start", "upstream_end", "downstream_id", "downstream_start",
-    "downstream_end", "strand", "distance", "p_operon", "p_operon_network",
+    "downstream_end", "strand", "distance", "p_operon", "p_operon_network", "coexpression",
+    "p_operon_coexpression",
 )  # fmt: skip
 
 
@@ -193,7 +194,14 @@ def operon_calls(
     Pairs are adjacent on the whole contig (``genes``: all of it, with ``id`` when known),
     as evaluation pairs genes over the genome; those whose junction lies in the region are
     scored (NaN where the track misses part of it: a tail shorter than a bin)."""
-    from genomelab.regulon.operons import COMBINED, PAIR_READOUT, TrackFrame, gene_pairs, pair_track
+    from genomelab.regulon.operons import (
+        COEXPRESSED,
+        COMBINED,
+        PAIR_READOUT,
+        TrackFrame,
+        gene_pairs,
+        pair_track,
+    )
 
     g = genes.reset_index(drop=True)
     # A unique key per gene (ids may repeat or be empty); the table shows the ids.
@@ -201,8 +209,15 @@ def operon_calls(
     ids = dict(zip(keyed["bnumber"], g["id"] if "id" in g else keyed["bnumber"], strict=True))
     pairs = gene_pairs(keyed)
     pairs = pairs[(pairs["lo"] >= start) & (pairs["hi"] <= end)].reset_index(drop=True)
+    # The training genome's co-expression of the pair, by the genes' IDs (NaN elsewhere).
+    pairs = readout.with_coexpression(pairs, pairs["upstream"].map(ids), pairs["downstream"].map(ids))
     frame = TrackFrame(start, resolution_bp)
     p_both = readout.probability(track, pairs, frame, COMBINED)
+    # Only where the pair's co-expression is known: elsewhere p_operon is the call.
+    known = np.isfinite(pairs["coexpression"].to_numpy(float))
+    p_coexpressed = np.full(len(pairs), np.nan)
+    if COEXPRESSED in readout.readouts and known.any():
+        p_coexpressed[known] = readout.probability(track, pairs[known], frame, COEXPRESSED)
     inside = keyed[(keyed["end"] > start) & (keyed["start"] < end)]
     bp_track = pair_track(p_both, pairs, inside, (start, end), resolution_bp, floor=0.0, combine="any")
     coords = keyed.set_index("bnumber")[["start", "end"]]
@@ -220,6 +235,8 @@ def operon_calls(
             "distance": pairs["distance"].to_numpy(),
             "p_operon": p_both,
             "p_operon_network": readout.probability(track, pairs, frame, PAIR_READOUT),
+            "coexpression": pairs["coexpression"].to_numpy(),
+            "p_operon_coexpression": p_coexpressed,
         },
         columns=list(PAIR_TABLE_COLUMNS),
     )

@@ -6,6 +6,13 @@ thousands that never falls. Here every value goes through ``log1p`` and a z-scor
 statistics are saved (``norm_stats.json``) and reused at inference to map predictions
 back to ``log1p`` units.
 
+With several expression datasets, each gene also gets its co-expression with its next
+gene on the same strand (``next_*`` columns, :func:`add_coexpression`): genes of one operon
+are transcribed together, so across conditions their expression correlates, the classic
+operon signal beside intergenic distance (Sabatti et al. 2002, Nucleic Acids Res 30:2886).
+Memory: about 20 bytes per measured (gene, dataset) value while reading and correlating,
+e.g. 4,000 genes x 1,000 datasets = 80 MB.
+
 Coordinates: RegulonDB and GFF are 1-based inclusive; everything written here is 0-based
 half-open (``start = left - 1``, ``end = right``).
 """
@@ -16,6 +23,7 @@ import json
 import logging
 import math
 import os
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -48,6 +56,12 @@ GENE_COLUMNS = [
     "log1p_mean",
     "z",
 ]
+# Written by runs since round 14 (add_coexpression); gene tables without them read as
+# without co-expression.
+NEXT_COLUMNS = ["next_bnumber", "next_coexpression", "next_coexpression_n"]
+# Datasets measuring both genes below which no co-expression is given (a correlation over a
+# handful of conditions says little).
+MIN_COEXPRESSION_DATASETS = 8
 OPERON_COLUMNS = ["operon_id", "name", "strand", "start", "end", "n_genes", "bnumbers"]
 
 
@@ -323,6 +337,12 @@ class _ExpressionTally:
     vmax: float = -math.inf
     unmatched: set[str] = field(default_factory=set)
     uniq_small: set[float] = field(default_factory=set)
+    # Every kept value, for co-expression: gene and dataset indices, value.
+    gene_index: dict[str, int] = field(default_factory=dict)
+    dataset_index: dict[str, int] = field(default_factory=dict)
+    value_gene: array = field(default_factory=lambda: array("i"))
+    value_dataset: array = field(default_factory=lambda: array("i"))
+    value: array = field(default_factory=lambda: array("d"))
 
     def add(self, doc: dict[str, Any], genes: dict[str, dict[str, Any]]) -> None:
         """Count one expression document; adds a gene to ``genes`` from the document's own coordinates."""
@@ -364,6 +384,27 @@ class _ExpressionTally:
         self.raw_sums[bnumber] += value
         self.counts[bnumber] += 1
         self.dataset_totals[dataset] += value
+        self.value_gene.append(self.gene_index.setdefault(bnumber, len(self.gene_index)))
+        self.value_dataset.append(self.dataset_index.setdefault(dataset, len(self.dataset_index)))
+        self.value.append(value)
+
+    def log_matrix(self) -> tuple[dict[str, int], np.ndarray]:
+        """(row of each b-number, log1p values [genes, datasets] float32, NaN = not measured).
+        Counts are scaled to counts per million of their dataset first, so that library
+        size does not correlate every pair; a value given twice for one gene and dataset
+        keeps the last."""
+        # np.asarray reads each array's own item type (no assumption on the C int's size).
+        values = np.asarray(self.value, dtype=np.float64)
+        rows = np.asarray(self.value_gene, dtype=np.int64)
+        cols = np.asarray(self.value_dataset, dtype=np.int64)
+        if self.value_field == "count":
+            totals = np.zeros(len(self.dataset_index))
+            for name, i in self.dataset_index.items():
+                totals[i] = self.dataset_totals[name]
+            values = 1e6 * values / np.maximum(totals[cols], 1e-12)
+        out = np.full((len(self.gene_index), len(self.dataset_index)), np.nan, dtype=np.float32)
+        out[rows, cols] = np.log1p(values)
+        return self.gene_index, out
 
     def warnings(self, n_measured: int) -> list[str]:
         """Warnings for units and ranges that point at the history's failures."""
@@ -521,6 +562,46 @@ def _gene_table(
     return table, log_mean, norm
 
 
+def add_coexpression(table: pd.DataFrame, tally: _ExpressionTally) -> pd.DataFrame:
+    """``table`` (sorted by position) with NEXT_COLUMNS: for each gene whose next gene in genome
+    order is on the same strand (an adjacent same-strand pair, no gene of either strand
+    between: the pairs operon evaluation scores), that gene's b-number, the Fisher z of the
+    Pearson correlation of the two genes' log1p expression over the datasets measuring both,
+    and their number; empty where there is no such gene, or fewer than
+    MIN_COEXPRESSION_DATASETS datasets measure both (then no correlation is given)."""
+    out = table.copy()
+    n = len(out)
+    nxt = np.full(n, "", dtype=object)
+    z = np.full(n, np.nan)
+    n_both = np.zeros(n, dtype=np.int64)
+    # The order of operons.gene_pairs: by start, then end (stable: ties keep the table's order).
+    order = out.sort_values(["start", "end"], kind="stable").index.to_numpy()
+    rows, matrix = tally.log_matrix()
+    strand = out["strand"].to_numpy()
+    bnumber = out["bnumber"].astype(str).to_numpy()
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if strand[a] != strand[b]:
+            continue
+        nxt[a] = bnumber[b]
+        ra, rb = rows.get(bnumber[a]), rows.get(bnumber[b])
+        if ra is None or rb is None:
+            continue
+        x, y = matrix[ra].astype(np.float64), matrix[rb].astype(np.float64)
+        both = np.isfinite(x) & np.isfinite(y)
+        n_both[a] = int(both.sum())
+        if n_both[a] < MIN_COEXPRESSION_DATASETS:
+            continue
+        x, y = x[both] - x[both].mean(), y[both] - y[both].mean()
+        denom = math.sqrt(float(x @ x) * float(y @ y))
+        # A gene constant over the datasets has no correlation to give.
+        if denom > 0:
+            z[a] = math.atanh(min(max(float(x @ y) / denom, -0.999), 0.999))
+    out["next_bnumber"] = nxt
+    out["next_coexpression"] = z
+    out["next_coexpression_n"] = n_both
+    return out
+
+
 NO_EXPRESSION = (
     "no expression collection or table: the expression head is not trained and its metrics are skipped"
 )
@@ -633,6 +714,8 @@ def process_data(
             ) from exc
 
     table, log_mean, norm = _gene_table(genes, keep, gene_operon, tally, fit_normaliser)
+    table = add_coexpression(table, tally)
+    n_coexpressed = int(np.isfinite(table["next_coexpression"].to_numpy(float)).sum())
 
     measured = table[table["n_datasets"] > 0]
     region_bp = end - start
@@ -661,6 +744,13 @@ def process_data(
         "fields_present": tally.field_seen,
         "n_datasets": len(tally.dataset_totals),
         "dataset_totals": dict(sorted(tally.dataset_totals.items())[:50]),
+        "coexpression": {
+            "n_pairs": int((table["next_bnumber"] != "").sum()),
+            "n_with_coexpression": n_coexpressed,
+            "min_datasets": MIN_COEXPRESSION_DATASETS,
+            "axis": "adjacent same-strand gene pairs; Fisher z of the Pearson correlation of log1p "
+            "expression over the datasets measuring both genes",
+        },
         "n_genes": len(table),
         "n_genes_measured": len(measured),
         "n_genes_dropped_bad_docs": n_gene_bad,
@@ -722,9 +812,9 @@ def read_genes(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_csv(
         path,
         sep="\t",
-        dtype={"bnumber": str, "operon_id": str, "name": str},
+        dtype={"bnumber": str, "operon_id": str, "name": str, "next_bnumber": str},
         keep_default_na=False,
-        na_values={"z": [""], "log1p_mean": [""], "raw_mean": [""]},
+        na_values={"z": [""], "log1p_mean": [""], "raw_mean": [""], "next_coexpression": [""]},
     )
     missing = sorted(set(GENE_COLUMNS) - set(df.columns))
     if missing:

@@ -18,7 +18,14 @@ from genomelab.regulon.baselines import BaselineConfig, fit_upstream, gene_track
 from genomelab.regulon.blocks import Heldout, block_test, paired_tests
 from genomelab.regulon.data import Normaliser, read_genes
 from genomelab.regulon.metrics import axes, evaluate_tracks, gene_means, regression_metrics
-from genomelab.regulon.operons import DISTANCE, DISTANCE_LL, READOUTS, OperonEvaluation, OperonReadout
+from genomelab.regulon.operons import (
+    COEXPRESSION_RULE,
+    DISTANCE,
+    DISTANCE_LL,
+    READOUTS,
+    OperonEvaluation,
+    OperonReadout,
+)
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import TRAIN_GROUP, read_readout, read_tracks, split_bin_mask
 from genomelab.report.stats import PairedTest
@@ -88,21 +95,22 @@ def comparisons(
 
 def combined_tests(frames: dict[str, pd.DataFrame], readout: str) -> dict[str, dict[str, PairedTest]]:
     """Per-block paired tests of a pair ``readout``, per view: {primary metric: {method:
-    test}}; on pairs against each distance rule, per bp against every baseline (the LL rule's
-    per-bp track, GC, k-mers)."""
+    test}}; on pairs against each distance rule (and the co-expression rule, where fitted),
+    per bp against every baseline (the rules' per-bp tracks, GC, k-mers)."""
     if readout not in frames:
         return {}
     mine = frames[readout]
     blocks = mine["block"].to_numpy()
     out: dict[str, dict[str, PairedTest]] = {}
     baselines = tuple(n for n in frames if n != MODEL and n not in READOUTS)
-    for metric, rules in (("pair_auroc", (DISTANCE, DISTANCE_LL)), ("operon_bp_auroc", baselines)):
+    pair_rules = (DISTANCE, DISTANCE_LL, COEXPRESSION_RULE)
+    for metric, rules in (("pair_auroc", pair_rules), ("operon_bp_auroc", baselines)):
         found = {
             rule: block_test(
                 mine[metric].to_numpy(float), frames[rule][metric].to_numpy(float), blocks, metric
             )
             for rule in rules
-            if metric in mine and metric in frames[rule]
+            if rule in frames and metric in mine and metric in frames[rule]
         }
         out[metric] = {rule: t for rule, t in found.items() if t is not None}
     return out

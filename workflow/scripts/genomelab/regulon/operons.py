@@ -20,12 +20,15 @@ Two views, both on the held-out blocks and for every method alike:
 The pair-level readouts of the network (:class:`PairReadout`) are logistic regressions on its
 operon output around each pair (the junction, and the flanks inside the two genes), alone and
 with the distance log-likelihood, fitted on the *training* pairs from the network's output on
-the training blocks and scored on the held-out pairs.
+the training blocks and scored on the held-out pairs. Where the genes carry their
+co-expression (several expression datasets: ``genomelab.regulon.data.add_coexpression``), a
+third readout adds the two genes' log lengths and their co-expression, and the same features
+without the network make a rule (COEXPRESSION_RULE), the strong simple baseline of that view.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,7 +43,13 @@ DISTANCE_LL = "intergenic distance log-likelihood (train pairs)"
 # The network's pair-level readouts (PairReadout), fitted on the training pairs.
 PAIR_READOUT = "CNN pair readout (logistic, train pairs)"
 COMBINED = "CNN pair readout + distance LL (logistic, train pairs)"
-READOUTS = (PAIR_READOUT, COMBINED)
+# With the genes' lengths and co-expression; fitted only where the genes carry co-expression.
+COEXPRESSED = "CNN pair readout + distance LL + lengths + co-expression (logistic, train pairs)"
+READOUTS = (PAIR_READOUT, COMBINED, COEXPRESSED)
+# The same features without the network: the baseline of the co-expression readout.
+COEXPRESSION_RULE = "distance LL + lengths + co-expression (logistic, train pairs)"
+# Training pairs with co-expression below which neither is fitted.
+MIN_COEXPRESSED_PAIRS = 20
 # Flanks (bp) of a junction inside the two genes whose output the readout also reads.
 FLANK_BP = 64
 # Distance classes (bp) of the log-likelihood rule: fine around overlaps and short gaps,
@@ -49,9 +58,18 @@ _LL_EDGES = np.array([-np.inf, -20, -10, -1, 5, 10, 20, 30, 40, 50, 60, 80, 100,
 PAIR_COLUMNS = ("upstream", "downstream", "strand", "lo", "hi", "distance", "same_operon", "block", "split")
 # Features of the readouts, in column order (OperonReadout.to_dict records them).
 NETWORK_FEATURES = ("logit_junction", "logit_upstream_flank", "logit_downstream_flank")
-FEATURES = {PAIR_READOUT: NETWORK_FEATURES, COMBINED: (*NETWORK_FEATURES, "distance_loglik")}
+PAIR_FEATURES = ("log_length_upstream", "log_length_downstream", "coexpression_z", "coexpression_known")
+FEATURES = {
+    PAIR_READOUT: NETWORK_FEATURES,
+    COMBINED: (*NETWORK_FEATURES, "distance_loglik"),
+    COEXPRESSED: (*NETWORK_FEATURES, "distance_loglik", *PAIR_FEATURES),
+}
+RULE_FEATURES = ("distance_loglik", *PAIR_FEATURES)
 READOUT_FORMAT = "genomelab.regulon.operon_readout"
-READOUT_VERSION = 1
+# 2: the co-expression readout and the co-expression of the training genome's pairs; a
+# version-1 readout (two readouts) still reads.
+READOUT_VERSION = 2
+READ_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -70,9 +88,12 @@ class TrackFrame:
 
 def gene_pairs(genes: pd.DataFrame) -> pd.DataFrame:
     """Adjacent same-strand pairs of ``genes`` (bnumber, start, end, strand, optional
-    operon_id) in genome order, no gene of either strand between them: upstream, downstream
-    (the genes' ``bnumber``), strand, lo, hi (the junction: gap, or overlap when ``distance``
-    < 0), distance, same_operon (False without an operon_id column)."""
+    operon_id, optional next_bnumber / next_coexpression) in genome order, no gene of either
+    strand between them: upstream, downstream (the genes' ``bnumber``), strand, lo, hi (the
+    junction: gap, or overlap when ``distance`` < 0), distance, same_operon (False without an
+    operon_id column), the two genes' lengths (``length_upstream``, ``length_downstream``, bp)
+    and ``coexpression`` (the upstream gene's next_coexpression when its next_bnumber is the
+    downstream gene; NaN otherwise or without those columns)."""
     g = genes.sort_values(["start", "end"]).reset_index(drop=True)
     a, b = g.iloc[:-1].reset_index(drop=True), g.iloc[1:].reset_index(drop=True)
     keep = (a["strand"] == b["strand"]).to_numpy()
@@ -82,6 +103,10 @@ def gene_pairs(genes: pd.DataFrame) -> pd.DataFrame:
         same = (oa == ob) & (oa != "") & (oa != "nan")
     else:
         same = np.zeros(len(a), dtype=bool)
+    coexpression = np.full(len(a), np.nan)
+    if {"next_bnumber", "next_coexpression"} <= set(g.columns):
+        mine = a["next_bnumber"].astype(str).to_numpy() == b["bnumber"].astype(str).to_numpy()
+        coexpression = np.where(mine, a["next_coexpression"].to_numpy(float), np.nan)
     return pd.DataFrame(
         {
             "upstream": a["bnumber"].to_numpy(),
@@ -91,6 +116,9 @@ def gene_pairs(genes: pd.DataFrame) -> pd.DataFrame:
             "hi": np.maximum(a["end"].to_numpy(), b["start"].to_numpy()),
             "distance": (b["start"] - a["end"]).to_numpy(),
             "same_operon": same,
+            "length_upstream": (a["end"] - a["start"]).to_numpy(),
+            "length_downstream": (b["end"] - b["start"]).to_numpy(),
+            "coexpression": coexpression,
         }
     )
 
@@ -160,6 +188,21 @@ def distance_loglik(train: pd.DataFrame) -> np.ndarray:
     return np.log(pos / pos.sum()) - np.log(neg / neg.sum())
 
 
+def annotation_features(pairs: pd.DataFrame, loglik: np.ndarray) -> np.ndarray:
+    """RULE_FEATURES [n_pairs, 5]: the distance LL under ``loglik``, the two genes' log
+    lengths, the co-expression (0 where unknown) and whether it is known."""
+    ll = loglik[np.digitize(pairs["distance"].to_numpy(), _LL_EDGES[1:-1])]
+    lengths = np.log(np.maximum(pairs[["length_upstream", "length_downstream"]].to_numpy(float), 1.0))
+    z = pairs["coexpression"].to_numpy(float)
+    known = np.isfinite(z)
+    return np.column_stack([ll, lengths, np.where(known, z, 0.0), known.astype(float)])
+
+
+def n_coexpressed(pairs: pd.DataFrame) -> int:
+    """Pairs whose co-expression is known."""
+    return int(np.isfinite(pairs["coexpression"].to_numpy(float)).sum()) if "coexpression" in pairs else 0
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         return 1.0 / (1.0 + np.exp(-x))
@@ -221,9 +264,22 @@ class OperonReadout:
     loglik: np.ndarray  # [len(_LL_EDGES) - 1]
     n_train_pairs: int
     n_train_positive: int
+    # With COEXPRESSED: the co-expression of the training genome's adjacent pairs, by
+    # (upstream, downstream) gene ID, so that prediction on that genome's genes has it.
+    coexpression: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def distance_ll(self, distance: np.ndarray) -> np.ndarray:
         return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
+
+    def with_coexpression(
+        self, pairs: pd.DataFrame, upstream: pd.Series, downstream: pd.Series
+    ) -> pd.DataFrame:
+        """``pairs`` with ``coexpression`` from the saved pairs, matched by the genes' IDs
+        ``upstream``, ``downstream`` [n_pairs] (NaN for a pair the training genome lacks)."""
+        z = [
+            self.coexpression.get((str(u), str(d)), np.nan) for u, d in zip(upstream, downstream, strict=True)
+        ]
+        return pairs.assign(coexpression=np.asarray(z, dtype=float))
 
     def features(
         self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData, name: str
@@ -232,6 +288,8 @@ class OperonReadout:
         x = pair_features(track, pairs, frame)
         if name == COMBINED:
             x = np.column_stack([x, self.distance_ll(pairs["distance"].to_numpy())])
+        elif name == COEXPRESSED:
+            x = np.column_stack([x, annotation_features(pairs, self.loglik)])
         return x
 
     def score(
@@ -257,6 +315,11 @@ class OperonReadout:
             "readouts": {name: r.to_dict() for name, r in self.readouts.items()},
             "n_train_pairs": int(self.n_train_pairs),
             "n_train_positive": int(self.n_train_positive),
+            "coexpression": {
+                "upstream": [u for u, _ in self.coexpression],
+                "downstream": [d for _, d in self.coexpression],
+                "z": [float(z) for z in self.coexpression.values()],
+            },
         }
 
     @classmethod
@@ -264,17 +327,27 @@ class OperonReadout:
         """The readout of ``to_dict`` output; one made with another layout is refused
         (``where`` names the file in the error)."""
         layout = (d.get("format"), d.get("version"), d.get("flank_bp"), d.get("distance_edges_bp"))
-        want = (READOUT_FORMAT, READOUT_VERSION, FLANK_BP, _LL_EDGES[1:-1].tolist())
-        if layout != want or any(list(FEATURES.get(n, ())) != f for n, f in d.get("features", {}).items()):
+        want = (READOUT_FORMAT, FLANK_BP, _LL_EDGES[1:-1].tolist())
+        if (
+            (layout[0], *layout[2:]) != want
+            or layout[1] not in READ_VERSIONS
+            or any(list(FEATURES.get(n, ())) != f for n, f in d.get("features", {}).items())
+        ):
             raise ValueError(
                 f"{where}: operon readout of another layout (format, version, flank_bp, distance "
-                f"edges {layout[:3]}; this genomelab reads {want[:3]} with features {FEATURES})"
+                f"edges {layout[:3]}; this genomelab reads {READOUT_FORMAT} versions {READ_VERSIONS}, "
+                f"flank {FLANK_BP} with features {FEATURES})"
             )
+        co = d.get("coexpression") or {"upstream": [], "downstream": [], "z": []}
         return cls(
             {name: PairReadout.from_dict(r) for name, r in d["readouts"].items()},
             np.asarray(d["distance_loglik"], dtype=np.float64),
             int(d["n_train_pairs"]),
             int(d["n_train_positive"]),
+            {
+                (str(u), str(v)): float(z)
+                for u, v, z in zip(co["upstream"], co["downstream"], co["z"], strict=True)
+            },
         )
 
 
@@ -298,12 +371,38 @@ def fit_readout(data: TargetData, genes: pd.DataFrame, train_track: np.ndarray) 
     y = train["same_operon"].to_numpy()
     found = OperonReadout({}, loglik, len(train), int(y.sum()))
     for name in READOUTS:
+        if name == COEXPRESSED and not coexpression_fits(train):
+            continue
         x = found.features(train_track, train, data, name)
         ok = np.isfinite(x).all(axis=1)
         if len(np.unique(y[ok])) < 2:
             return None
         found.readouts[name] = PairReadout.fit(x[ok], y[ok])
+    if COEXPRESSED in found.readouts:
+        every = gene_pairs(genes)
+        known = np.isfinite(every["coexpression"].to_numpy(float))
+        found.coexpression = {
+            (str(u), str(d)): float(z)
+            for u, d, z in zip(
+                every["upstream"][known],
+                every["downstream"][known],
+                every["coexpression"][known],
+                strict=True,
+            )
+        }
     return found
+
+
+def coexpression_fits(train: pd.DataFrame) -> bool:
+    """Whether the training pairs carry enough co-expression (MIN_COEXPRESSED_PAIRS, both
+    classes among them) to fit the co-expression readout and rule."""
+    known = (
+        np.isfinite(train["coexpression"].to_numpy(float)) if "coexpression" in train else np.zeros(0, bool)
+    )
+    return (
+        int(known.sum()) >= MIN_COEXPRESSED_PAIRS
+        and len(np.unique(train["same_operon"].to_numpy()[known])) == 2
+    )
 
 
 def gene_scores(values: np.ndarray, pairs: pd.DataFrame, combine: str = "any") -> pd.Series:
@@ -390,6 +489,15 @@ class OperonEvaluation:
         rule_p = _sigmoid(self.distance_ll(self.all_pairs["distance"].to_numpy()) + self.prior_logit)
         self.rule_track = self._pair_track(rule_p, floor=0.0)
         self.readout_bp_tracks: dict[str, np.ndarray] = {}
+        # With co-expression: the rule on the distance LL, lengths and co-expression, fitted on
+        # the training pairs as the LL is, and its per-bp track.
+        train_pairs = self.pairs[self.pairs["split"] == "train"]
+        self.coexpression_rule: PairReadout | None = None
+        if coexpression_fits(train_pairs):
+            x = annotation_features(train_pairs, self.loglik)
+            self.coexpression_rule = PairReadout.fit(x, train_pairs["same_operon"].to_numpy())
+            p = _sigmoid(self.coexpression_rule.score(annotation_features(self.all_pairs, self.loglik)))
+            self.coexpression_rule_track = self._pair_track(p, floor=0.0)
 
     @property
     def readouts(self) -> dict[str, PairReadout]:
@@ -455,8 +563,9 @@ class OperonEvaluation:
         return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
 
     def rule_metrics(self, split: str, block: int | None = None) -> dict[str, dict[str, float]]:
-        """pair_* metrics of the distance rules and the fitted readouts on the same pairs, and
-        operon_bp_* of their per-bp tracks (``_pair_track``)."""
+        """pair_* metrics of the distance rules (and the co-expression rule, where fitted) and
+        the fitted readouts on the same pairs, and operon_bp_* of their per-bp tracks
+        (``_pair_track``)."""
         pairs = self._pairs(split, block)
         y = pairs["same_operon"].to_numpy(float)
         d = pairs["distance"].to_numpy()
@@ -467,6 +576,11 @@ class OperonEvaluation:
             DISTANCE_LL: {f"pair_{k}": v for k, v in binary_metrics(ll, y).items()}
             | self._bp_metrics(self.rule_track, split, block),
         }
+        if self.coexpression_rule is not None:
+            score = self.coexpression_rule.score(annotation_features(pairs, self.loglik))
+            out[COEXPRESSION_RULE] = {
+                f"pair_{k}": v for k, v in binary_metrics(score, y).items()
+            } | self._bp_metrics(self.coexpression_rule_track, split, block)
         for name in self.readouts:
             score = self.readout.score(self.readout_track, pairs, self.data, name)
             out[name] = {f"pair_{k}": v for k, v in binary_metrics(score, y).items()} | self._bp_metrics(

@@ -37,13 +37,13 @@ class BatchCounter:
         original = Trainer._run_batch
         counter = self
 
-        def run_batch(trainer: Trainer, batch: Any, sums: Any) -> None:
+        def run_batch(trainer: Trainer, batch: Any, *args: Any) -> None:
             counter.n += 1
             if counter.n == counter.crash_at:
                 if counter.how == "kill":
                     raise KeyboardInterrupt("simulated kill -9 mid-epoch")
                 os.kill(os.getpid(), signal.SIGTERM)  # saved and stopped at the next step
-            original(trainer, batch, sums)
+            original(trainer, batch, *args)
 
         monkeypatch.setattr(Trainer, "_run_batch", run_batch)
 

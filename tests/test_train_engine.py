@@ -345,6 +345,21 @@ def test_two_accumulated_batches_of_16_train_like_batches_of_32(tmp_path):
     )
 
 
+def test_a_short_last_accumulation_group_steps_with_the_mean_of_its_batches(tmp_path):
+    """240 examples in batches of 16 accumulated 2 at a time: 7 groups of two and a lone
+    last batch, whose step must use its whole gradient (as batch 32's last batch of 16 does),
+    not half of it."""
+    data = easy_data(240)
+    whole = make_trainer(tmp_path / "whole", model_cls=PlainClassifier, max_epochs=2)
+    whole.fit(data, easy_data(seed=1))
+    accum = make_trainer(
+        tmp_path / "accum", model_cls=PlainClassifier, max_epochs=2, batch_size=16, grad_accum_steps=2
+    )
+    accum.fit(data, easy_data(seed=1))
+    for k, v in weights(whole.model).items():
+        torch.testing.assert_close(weights(accum.model)[k], v, rtol=1e-5, atol=1e-6)
+
+
 def test_gradients_are_clipped_to_grad_clip_before_the_step(tmp_path):
     trainer = make_trainer(tmp_path, model_cls=PlainClassifier, grad_clip=0.5)
     params = list(trainer.model.parameters())

@@ -792,27 +792,35 @@ class Trainer:
         sums = _EpochSums.restore(running, self.device)
         run.optimizer.zero_grad(set_to_none=True)
         progress = self._progress(run.batches_per_epoch, skip_batches, epoch)
+        k = cfg.grad_accum_steps
         for i, batch in enumerate(self._batches(train, order, cfg.drop_last), start=skip_batches):
-            self._run_batch(batch, sums)
-            if (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == run.batches_per_epoch:
-                self._step(run, epoch, i + 1, sums, progress)
+            # Each step averages the batches of its group: the epoch's last group may hold
+            # fewer than grad_accum_steps (its gradient is then still a mean, not a fraction).
+            group_start = i - i % k
+            self._run_batch(batch, sums, min(k, run.batches_per_epoch - group_start))
+            if (i + 1) % k == 0 or i + 1 == run.batches_per_epoch:
+                self._step(run, epoch, i + 1, sums, progress, i + 1 - group_start)
         if progress is not None:
             progress.close()
         return self._train_averages(sums, epoch)
 
-    def _run_batch(self, batch: Any, sums: _EpochSums) -> None:
-        """Forward and backward pass of one batch; gradients accumulate until ``_step``."""
+    def _run_batch(self, batch: Any, sums: _EpochSums, group: int) -> None:
+        """Forward and backward pass of one batch of a group of ``group`` batches; gradients
+        accumulate (each batch's loss / ``group``) until ``_step``."""
         with self._autocast():
             out = self._loss(_to_device(batch, self.device))
-        self.scaler.scale(out.loss / self.config.grad_accum_steps).backward()
+        self.scaler.scale(out.loss / group).backward()
         sums.add(out)
 
-    def _step(self, run: _FitState, epoch: int, n_done: int, sums: _EpochSums, progress: Any) -> None:
-        """The optimiser step after ``n_done`` batches of ``epoch``, then progress, log and checkpoint."""
+    def _step(
+        self, run: _FitState, epoch: int, n_done: int, sums: _EpochSums, progress: Any, n_batches: int
+    ) -> None:
+        """The optimiser step after ``n_done`` batches of ``epoch`` (``n_batches`` of them since
+        the last step), then progress, log and checkpoint."""
         cfg = self.config
         self._optimizer_step(run.optimizer, run.scheduler)
         if progress is not None:
-            progress.update(cfg.grad_accum_steps)
+            progress.update(n_batches)
         if cfg.log_every_steps and n_done % cfg.log_every_steps == 0:
             logger.info(
                 "epoch %d batch %d/%d: train/loss=%.4g",

@@ -5,7 +5,8 @@ because absolute times on shared machines are noisy) and writes
 ``benchmarks/results/<name>.json``. This runner executes them one after another, collects
 those files into ``benchmarks/results/latest.json`` and prints a Markdown table (the one in the
 README). Scripts that need arguments (a dataset, an output path or earlier runs: the studies
-behind docs/*.md, each with its command in its docstring) are listed as skipped, not run.
+behind docs/*.md, each with its command in its docstring; :func:`needs_arguments`) are listed
+as skipped, not run.
 Not part of the test suite.
 
     python benchmarks/run_all.py               # every benchmark, default (moderate) sizes
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import time
@@ -39,12 +41,23 @@ def headline(data: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+# An option default under the repository's results/ folder: ROOT / "results" / ..., "results/...".
+EARLIER_RUN = re.compile(r"""(^|ROOT\s*/\s*)['"]results(['"]|/)""")
+
+
 def needs_arguments(script: Path) -> bool:
-    """Whether the script's argparse parser has a positional or a required option (read from
-    its source: nothing is run)."""
+    """Whether the script needs arguments (read from its source: nothing is run): its
+    argparse parser has a positional or a required option, an option whose default is an
+    earlier run (a path under ``results``: run without it, the study would rewrite its
+    committed result from whatever run is there, or fail), or it loops over ``sys.argv[1:]``
+    with no default (run without arguments it would write an empty result)."""
     for node in ast.walk(ast.parse(script.read_text(), filename=str(script))):
+        if isinstance(node, ast.For) and ast.unparse(node.iter) == "sys.argv[1:]":
+            return True
         if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument"):
             continue
+        if any(k.arg == "default" and EARLIER_RUN.search(ast.unparse(k.value)) for k in node.keywords):
+            return True
         first = node.args[0] if node.args else None
         if (
             isinstance(first, ast.Constant)

@@ -26,6 +26,12 @@ def run_all():
         ('ap.add_argument("csv", type=Path)', True),
         ('ap.add_argument("--out", type=Path, required=True)', True),
         ('parser.add_argument("pats", nargs="+")', True),
+        # An earlier run as the default: the study would rewrite its committed result.
+        ('ap.add_argument("--run", type=Path, default=ROOT / "results" / "regfolds" / "regulon")', True),
+        ('ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "x.json")', False),
+        # Run folders as arguments, none by default: without them it would write [].
+        ("import sys\nfor arg in sys.argv[1:]:\n    print(arg)", True),
+        ("import sys\nfor arg in [Path(p) for p in sys.argv[1:]] or [RAW]:\n    print(arg)", False),
     ],
 )
 def test_a_script_needs_arguments_when_its_parser_has_a_positional_or_a_required_option(
@@ -42,3 +48,17 @@ def test_the_shipped_studies_are_skipped_and_the_hot_path_benchmarks_run(run_all
     assert scripts["bench_tissue_sparse.py"] and scripts["bench_tissue_pairs.py"]
     # Hot paths with defaults for every option: run by run_all.py as they are.
     assert not scripts["bench_engine.py"] and not scripts["bench_serve.py"]
+
+
+def test_the_studies_on_earlier_runs_are_skipped(run_all):
+    """bench_regulon_gene_level.py (default --run results/regfolds_ecoli/regulon) rewrote the
+    committed round-14 result without --expression; bench_regulon_upstream.py (run folders as
+    arguments) wrote [] over its result and run_all.py then failed on the list."""
+    bench = RUNNER.parent
+    assert run_all.needs_arguments(bench / "bench_regulon_gene_level.py")
+    assert run_all.needs_arguments(bench / "bench_regulon_upstream.py")
+    # Studies on the demo's run (results/demo/assoc) behind docs/assoc.md's tables.
+    assert run_all.needs_arguments(bench / "bench_assoc_coldstart.py")
+    assert run_all.needs_arguments(bench / "bench_assoc_probe.py")
+    # Its default is the shipped dataset: it runs.
+    assert not run_all.needs_arguments(bench / "bench_deconv_presence.py")

@@ -289,3 +289,21 @@ def test_readout_versions_one_and_two_read_and_others_are_refused():
     assert set(old.readouts) == {PAIR_READOUT, COMBINED} and old.coexpression == {}
     with pytest.raises(ValueError, match="model.pt: operon readout of another layout"):
         OperonReadout.from_dict(saved | {"version": 3}, "model.pt")
+
+
+def test_saved_coexpression_marks_the_training_genomes_pairs_without_one():
+    """A pair of the training genome without co-expression is saved (null in JSON) and read
+    back as the genome's pair, scored with the flag 0 as evaluation scores it; a pair the
+    genome lacks (another gene set's adjacency) is not."""
+    import json
+
+    from genomelab.regulon.operons import OperonReadout
+
+    readout = OperonReadout({}, np.zeros(16), 40, 12, {("b1", "b2"): 1.25, ("b2", "b3"): np.nan})
+    saved = json.loads(json.dumps(readout.to_dict(), allow_nan=False))
+    assert saved["coexpression"]["z"] == [1.25, None]
+    again = OperonReadout.from_dict(saved)
+    pairs = pd.DataFrame({"distance": [10, 20, 30]})
+    got = again.with_coexpression(pairs, pd.Series(["b1", "b2", "b1"]), pd.Series(["b2", "b3", "b3"]))
+    assert got["coexpression"].iloc[0] == 1.25 and got["coexpression"].iloc[1:].isna().all()
+    assert got["training_pair"].tolist() == [True, True, False]

@@ -593,9 +593,11 @@ def test_genes_of_another_sequence_are_refused(annotated_run, tmp_path, capfd):
 
 
 # ----------------------------------------- co-expression: the third readout and its rule
-def _with_coexpression(run, tmp_path):
+def _with_coexpression(run, tmp_path, unmeasured=()):
     """The run's genes with a co-expression that tells operon pairs apart (as many datasets
-    would), written as the data step writes it (next_* columns)."""
+    would), written as the data step writes it (next_* columns); none for the pairs whose
+    upstream gene is in ``unmeasured`` (as where a gene is missing from the compendium: 812 of
+    E. coli's 3,230 pairs with PRECISE)."""
     from genomelab.regulon.data import read_genes
 
     genes = read_genes(run["genes"])
@@ -604,7 +606,8 @@ def _with_coexpression(run, tmp_path):
     operon = dict(zip(genes["bnumber"], genes["operon_id"], strict=True))
     same = np.array([n != "" and operon[b] != "" and operon[b] == operon.get(n) for b, n in nxt.items()])
     z = np.where(same, 1.2, 0.1) + rng.normal(0, 0.4, len(genes))
-    genes["next_coexpression"] = np.where(genes["next_bnumber"] != "", z, np.nan)
+    measured = (genes["next_bnumber"] != "") & ~genes["bnumber"].isin(list(unmeasured))
+    genes["next_coexpression"] = np.where(measured, z, np.nan)
     genes["next_coexpression_n"] = np.where(genes["next_bnumber"] != "", 50, 0)
     path = tmp_path / "genes_coexpression.tsv"
     genes.to_csv(path, sep="\t", index=False)
@@ -617,6 +620,7 @@ def test_coexpression_readout_and_rule_are_fitted_scored_and_predicted_alike(ann
     rule beside the distance rules, both gain on pairs from an informative co-expression, and
     predict writes the readout's probabilities the evaluation gives (by the genes' IDs)."""
     from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.regulon.data import read_genes
     from genomelab.regulon.operons import (
         COEXPRESSED,
         COEXPRESSION_RULE,
@@ -625,20 +629,27 @@ def test_coexpression_readout_and_rule_are_fitted_scored_and_predicted_alike(ann
         OperonEvaluation,
         OperonReadout,
         fit_readout,
+        gene_pairs,
     )
     from genomelab.regulon.targets import TargetData
     from genomelab.regulon.tracks import TRAIN_GROUP, read_tracks
     from genomelab.train.export import load_exported, save_exported
 
-    genes, genes_path = _with_coexpression(annotated_run, tmp_path)
     data = TargetData(annotated_run["targets"])
+    # Two test pairs without co-expression (the training pairs keep theirs, enough to fit).
+    plain = OperonEvaluation(data, read_genes(annotated_run["genes"])).pairs
+    unmeasured = plain.loc[plain["split"] == "test", "upstream"].iloc[:2]
+    genes, genes_path = _with_coexpression(annotated_run, tmp_path, unmeasured)
     tracks = read_tracks(annotated_run["run"] / "p.h5", data)
     found = fit_readout(data, genes, tracks[TRAIN_GROUP]["operon"])
     assert COEXPRESSED in found.readouts and len(found.readouts[COEXPRESSED].coef) == 8
-    # Every adjacent same-strand pair of the genome with a co-expression, by its genes' IDs.
-    assert len(found.coexpression) == int(genes["next_coexpression"].notna().sum())
+    # Every adjacent same-strand pair of the genome, by its genes' IDs (NaN: none measured).
+    every = gene_pairs(genes)
+    assert len(found.coexpression) == len(every)
+    assert sum(np.isnan(z) for z in found.coexpression.values()) == every["coexpression"].isna().sum() > 0
     again = OperonReadout.from_dict(found.to_dict())
-    assert again.coexpression == found.coexpression and set(again.readouts) == set(found.readouts)
+    assert list(again.coexpression) == list(found.coexpression) and set(again.readouts) == set(found.readouts)
+    np.testing.assert_array_equal(list(again.coexpression.values()), list(found.coexpression.values()))
 
     ev = OperonEvaluation(data, genes)
     ev.use_readout(again, tracks["model"]["operon"])
@@ -670,10 +681,10 @@ def test_coexpression_readout_and_rule_are_fitted_scored_and_predicted_alike(ann
         pairs, left_on=["upstream", "downstream"], right_on=["upstream_id", "downstream_id"], how="left"
     )
     known = merged["coexpression_x"].notna()
-    assert known.sum() >= 5
+    assert known.sum() >= 5 and (~known).sum() == 2
     np.testing.assert_allclose(merged.loc[known, "coexpression_y"], merged.loc[known, "coexpression_x"])
-    np.testing.assert_allclose(
-        merged.loc[known, "p_operon_coexpression"], merged.loc[known, "probability"], rtol=1e-4, atol=1e-6
-    )
-    # Where the training genome gives no co-expression, predict leaves the column empty.
-    assert merged.loc[~known, "p_operon_coexpression"].isna().all()
+    assert merged.loc[~known, "coexpression_y"].isna().all()
+    # Every test pair alike, those without co-expression too (the readout's flag 0): what the
+    # evaluation scores is what predict writes.
+    assert merged["p_operon_coexpression"].notna().all()
+    np.testing.assert_allclose(merged["p_operon_coexpression"], merged["probability"], rtol=1e-4, atol=1e-6)

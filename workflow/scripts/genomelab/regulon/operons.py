@@ -265,7 +265,8 @@ class OperonReadout:
     n_train_pairs: int
     n_train_positive: int
     # With COEXPRESSED: the co-expression of the training genome's adjacent pairs, by
-    # (upstream, downstream) gene ID, so that prediction on that genome's genes has it.
+    # (upstream, downstream) gene ID (NaN for a pair without one), so that prediction on that
+    # genome's genes scores every pair as evaluation does.
     coexpression: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def distance_ll(self, distance: np.ndarray) -> np.ndarray:
@@ -275,11 +276,15 @@ class OperonReadout:
         self, pairs: pd.DataFrame, upstream: pd.Series, downstream: pd.Series
     ) -> pd.DataFrame:
         """``pairs`` with ``coexpression`` from the saved pairs, matched by the genes' IDs
-        ``upstream``, ``downstream`` [n_pairs] (NaN for a pair the training genome lacks)."""
-        z = [
-            self.coexpression.get((str(u), str(d)), np.nan) for u, d in zip(upstream, downstream, strict=True)
-        ]
-        return pairs.assign(coexpression=np.asarray(z, dtype=float))
+        ``upstream``, ``downstream`` [n_pairs] (NaN for a pair the training genome lacks or
+        has without one), and ``training_pair``: whether the training genome has the pair (the
+        pairs the co-expression readout scores, with ``coexpression_known`` 0 where NaN)."""
+        keys = [(str(u), str(d)) for u, d in zip(upstream, downstream, strict=True)]
+        z = [self.coexpression.get(k, np.nan) for k in keys]
+        return pairs.assign(
+            coexpression=np.asarray(z, dtype=float),
+            training_pair=np.asarray([k in self.coexpression for k in keys], dtype=bool),
+        )
 
     def features(
         self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData, name: str
@@ -318,7 +323,8 @@ class OperonReadout:
             "coexpression": {
                 "upstream": [u for u, _ in self.coexpression],
                 "downstream": [d for _, d in self.coexpression],
-                "z": [float(z) for z in self.coexpression.values()],
+                # null: a pair without co-expression (JSON has no NaN).
+                "z": [float(z) if np.isfinite(z) else None for z in self.coexpression.values()],
             },
         }
 
@@ -345,7 +351,7 @@ class OperonReadout:
             int(d["n_train_pairs"]),
             int(d["n_train_positive"]),
             {
-                (str(u), str(v)): float(z)
+                (str(u), str(v)): np.nan if z is None else float(z)
                 for u, v, z in zip(co["upstream"], co["downstream"], co["z"], strict=True)
             },
         )
@@ -379,16 +385,12 @@ def fit_readout(data: TargetData, genes: pd.DataFrame, train_track: np.ndarray) 
             return None
         found.readouts[name] = PairReadout.fit(x[ok], y[ok])
     if COEXPRESSED in found.readouts:
+        # Every pair, those without co-expression too: the readout scores them (flag 0) in the
+        # evaluation, and prediction on this genome's genes scores them alike.
         every = gene_pairs(genes)
-        known = np.isfinite(every["coexpression"].to_numpy(float))
         found.coexpression = {
             (str(u), str(d)): float(z)
-            for u, d, z in zip(
-                every["upstream"][known],
-                every["downstream"][known],
-                every["coexpression"][known],
-                strict=True,
-            )
+            for u, d, z in zip(every["upstream"], every["downstream"], every["coexpression"], strict=True)
         }
     return found
 

@@ -141,3 +141,27 @@ def test_data_fingerprint_changes_with_content_and_not_otherwise(tmp_path):
     assert data_fingerprint(f) != first
     with pytest.raises(TypeError, match="cannot fingerprint"):
         data_fingerprint(object())
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.arange(10, dtype=np.uint16).reshape(2, 5),
+        np.array([True, False, True]),
+        np.array(2.5),
+        np.zeros((0, 3), np.float32),
+        np.arange(12, dtype=np.int64).reshape(3, 4)[:, ::2],  # not contiguous
+        np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3)),
+    ],
+    ids=["float32", "uint16", "bool", "0-d", "empty", "strided", "fortran"],
+)
+def test_an_arrays_fingerprint_is_its_header_and_c_order_bytes(array):
+    """Fingerprints key state folders and are stored in exported models, so their layout must
+    not move: a tag with dtype and shape, then the array's bytes in C order."""
+    import hashlib
+
+    c = np.ascontiguousarray(array)
+    want = hashlib.sha256(f"array:{c.dtype.str}:{c.shape}\x1e".encode() + c.tobytes()).hexdigest()[:16]
+    assert data_fingerprint(array) == want
+    assert data_fingerprint(torch.from_numpy(c.copy())) == want

@@ -76,7 +76,9 @@ def _update(h: Any, part: Any) -> None:
     if isinstance(part, np.ndarray) and part.dtype.kind not in "OUS":
         arr = np.ascontiguousarray(part)
         h.update(f"array:{arr.dtype.str}:{arr.shape}\x1e".encode())
-        h.update(arr.tobytes())
+        # The array's own bytes, read in place: tobytes() would copy it first (82 MB for a
+        # cohort's coverage at 800 x 51,089); the digest is the same.
+        h.update(arr.reshape(-1).view(np.uint8))
     elif isinstance(part, Path):
         h.update(b"file\x1e")
         with open(part, "rb") as fh:

@@ -767,8 +767,14 @@ def test_summary_holds_paired_tests(synth, tmp_path):
         plot_bp=5000,
         summary_json=tmp_path / "eval" / "summary.json",
         summary_md=tmp_path / "eval" / "summary.md",
+        report_path=synth["data"] / "data_report.json",
     )
     summary = read_module_summary(tmp_path / "eval" / "summary.json")
+    # The synthetic dump has too few datasets for co-expression: the summary says why its
+    # readout and rule are absent (the data report's note), not only the data report.
+    n_datasets = json.loads((synth["data"] / "data_report.json").read_text())["n_datasets"]
+    said = [n for n in summary.notes if n.startswith("Data report, co-expression: no adjacent gene pair")]
+    assert len(said) == 1 and f"has {n_datasets} dataset(s)" in said[0], summary.notes
     for comp in summary.comparisons:
         for baseline in reval.BASELINE_NAMES.values():
             test = comp.tests[pair_key(reval.MODEL, baseline)]

@@ -530,3 +530,54 @@ def test_chain_without_expression_runs_and_says_so(content, tmp_path):
     assert any("expression head was not trained" in n for n in summary["notes"])
     report = json.loads((out / "data" / "data_report.json").read_text())
     assert report["has_expression"] is False and report["n_genes_measured"] == 0
+
+
+def _random_expression_table(content, path: Path, n_samples: int) -> Path:
+    """Log-normal TPM-like values of every synthetic gene over ``n_samples`` samples."""
+    bnumbers = sorted({g["bnumber"] for g in _genes(content)})
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        np.exp(rng.normal(3, 1, (len(bnumbers), n_samples))),
+        index=pd.Index(bnumbers, name="bnumber"),
+        columns=[f"s{j}" for j in range(n_samples)],
+    )
+    frame.to_csv(path)
+    return path
+
+
+def test_too_few_samples_for_coexpression_are_said_in_the_report_and_log(content, tmp_path, caplog):
+    """5 samples (fewer than the 8 a pair's co-expression needs): no pair gets one, and the
+    data report's coexpression note and the log say so, naming the table and the number of
+    samples, instead of silently leaving the co-expression readout out."""
+    from genomelab.regulon.data import MIN_COEXPRESSION_DATASETS
+
+    table = _random_expression_table(content, tmp_path / "five.csv", 5)
+    source = FlatSource(*write_positional(content, tmp_path), expression=table)
+    with caplog.at_level("WARNING", logger="genomelab.regulon.data"):
+        report = process_data(source, content["genome"])[3]
+    co = report["coexpression"]
+    assert co["n_pairs"] > 0 and co["n_with_coexpression"] == 0
+    assert "five.csv" in co["note"] and "has 5 dataset(s)" in co["note"]
+    assert f"at least {MIN_COEXPRESSION_DATASETS}" in co["note"]
+    assert any(co["note"] in r.getMessage() for r in caplog.records)
+    # With enough samples the pairs get theirs and there is nothing to say.
+    table = _random_expression_table(content, tmp_path / "twelve.csv", 12)
+    report = process_data(
+        FlatSource(*write_positional(content, tmp_path), expression=table), content["genome"]
+    )[3]
+    assert report["coexpression"]["n_with_coexpression"] > 0 and report["coexpression"]["note"] is None
+
+
+def test_an_all_na_sample_column_is_named_in_the_report(content, tmp_path):
+    """A sample column with no value at all is left out of the datasets; the report says which,
+    from which table, instead of the dataset count silently dropping by one."""
+    path = _random_expression_table(content, tmp_path / "na.csv", 10)
+    frame = pd.read_csv(path, index_col=0)
+    frame["s4"] = np.nan
+    frame.to_csv(path)
+    report = process_data(
+        FlatSource(*write_positional(content, tmp_path), expression=path), content["genome"]
+    )[3]
+    assert report["n_datasets"] == 9
+    said = [w for w in report["warnings"] if "no tpm value for any gene" in w]
+    assert len(said) == 1 and "na.csv" in said[0] and "'s4'" in said[0] and "9 datasets are used" in said[0]

@@ -337,6 +337,8 @@ class _ExpressionTally:
     vmin: float = math.inf
     vmax: float = -math.inf
     unmatched: set[str] = field(default_factory=set)
+    # Datasets with a document whose value is missing; those never with a value are named.
+    missing_datasets: set[str] = field(default_factory=set)
     uniq_small: set[float] = field(default_factory=set)
     # Every kept value, for co-expression: gene and dataset indices, value.
     gene_index: dict[str, int] = field(default_factory=dict)
@@ -353,6 +355,8 @@ class _ExpressionTally:
         parsed = parse_expression_doc(doc, self.value_field)
         if parsed is None or parsed[2] is None:
             self.n_missing += 1
+            if parsed is not None:
+                self.missing_datasets.add(parsed[0])
             return
         dataset, bnumber, value, gene_sub = parsed
         if not math.isfinite(value):
@@ -407,8 +411,9 @@ class _ExpressionTally:
         out[rows, cols] = np.log1p(values)
         return self.gene_index, out
 
-    def warnings(self, n_measured: int) -> list[str]:
-        """Warnings for units and ranges that point at the history's failures."""
+    def warnings(self, n_measured: int, where: str = "the expression") -> list[str]:
+        """Warnings for units and ranges that point at the history's failures (``where``: the
+        source, named where a message points at one of its columns)."""
         vf = self.value_field
         out: list[str] = []
         if self.uniq_small <= {0.0, 1.0}:
@@ -428,6 +433,13 @@ class _ExpressionTally:
             )
         if self.vmax > 1e7:
             out.append(f"{vf} maximum {self.vmax:.3g} is implausibly large")
+        empty = sorted(self.missing_datasets - set(self.dataset_totals))
+        if empty:
+            out.append(
+                f"{where}: {len(empty)} dataset(s) (samples) have no {vf} value for any gene and are "
+                f"left out (e.g. {empty[:3]}; an all-empty/NA sample column?): {len(self.dataset_totals)} "
+                "datasets are used"
+            )
         if self.n_negative:
             out.append(f"{self.n_negative} negative {vf} values were dropped")
         if self.n_nonfinite:
@@ -603,6 +615,53 @@ def add_coexpression(table: pd.DataFrame, tally: _ExpressionTally) -> pd.DataFra
     return out
 
 
+def _no_coexpression_note(table: pd.DataFrame, tally: _ExpressionTally, source: Any) -> str | None:
+    """Why no adjacent pair of ``table`` (add_coexpression's output) has a co-expression, for
+    the data report and its warning; None when some pair has one or there is no pair."""
+    if (
+        np.isfinite(table["next_coexpression"].to_numpy(float)).any()
+        or not (table["next_bnumber"] != "").any()
+    ):
+        return None
+    n_ds = len(tally.dataset_totals)
+    consequence = (
+        "the co-expression operon readout and rule take no part and operon_pairs.tsv's coexpression "
+        "and p_operon_coexpression stay NA"
+    )
+    if n_ds < MIN_COEXPRESSION_DATASETS:
+        return (
+            f"no adjacent gene pair has a co-expression: {source.describe()} has {n_ds} dataset(s) "
+            f"(samples) with values, and a pair needs at least {MIN_COEXPRESSION_DATASETS} measuring "
+            f"both genes; {consequence} (give regulon.expression.table a gene x sample table with "
+            f"{MIN_COEXPRESSION_DATASETS} or more sample columns to use it)"
+        )
+    most = int(table["next_coexpression_n"].max())
+    return (
+        f"no adjacent gene pair has a co-expression: of {n_ds} datasets, at most {most} measure both "
+        f"genes of a pair (at least {MIN_COEXPRESSION_DATASETS} needed, or a gene is constant); "
+        f"{consequence}"
+    )
+
+
+def _coexpression_section(
+    table: pd.DataFrame, tally: _ExpressionTally, source: Any, has_expression: bool
+) -> dict[str, Any]:
+    """The data report's ``coexpression`` counts; ``note`` says why no pair has one (null when
+    some do). The note is logged as a warning but kept out of the report's unit/range
+    warnings: the demo's two datasets are expected to give none."""
+    note = _no_coexpression_note(table, tally, source) if has_expression else None
+    if note is not None:
+        logger.warning("data report: %s", note)
+    return {
+        "n_pairs": int((table["next_bnumber"] != "").sum()),
+        "n_with_coexpression": int(np.isfinite(table["next_coexpression"].to_numpy(float)).sum()),
+        "min_datasets": MIN_COEXPRESSION_DATASETS,
+        "note": note,
+        "axis": "adjacent same-strand gene pairs; Fisher z of the Pearson correlation of log1p "
+        "expression over the datasets measuring both genes",
+    }
+
+
 NO_EXPRESSION = (
     "no expression collection or table: the expression head is not trained and its metrics are skipped"
 )
@@ -716,7 +775,7 @@ def process_data(
 
     table, log_mean, norm = _gene_table(genes, keep, gene_operon, tally, fit_normaliser)
     table = add_coexpression(table, tally)
-    n_coexpressed = int(np.isfinite(table["next_coexpression"].to_numpy(float)).sum())
+    coexpression = _coexpression_section(table, tally, source, has_expression)
 
     measured = table[table["n_datasets"] > 0]
     region_bp = end - start
@@ -725,7 +784,7 @@ def process_data(
         return _union_length(zip(genes["start"] - start, genes["end"] - start, strict=True), region_bp)
 
     covered, annotated = union_in_region(measured), union_in_region(table)
-    warnings += tally.warnings(len(measured)) if has_expression else []
+    warnings += tally.warnings(len(measured), source.describe()) if has_expression else []
     if has_expression and covered / region_bp < 0.2:
         warnings.append(f"measured gene bodies cover only {covered / region_bp:.1%} of {over}")
     for w in warnings:
@@ -745,13 +804,7 @@ def process_data(
         "fields_present": tally.field_seen,
         "n_datasets": len(tally.dataset_totals),
         "dataset_totals": dict(sorted(tally.dataset_totals.items())[:50]),
-        "coexpression": {
-            "n_pairs": int((table["next_bnumber"] != "").sum()),
-            "n_with_coexpression": n_coexpressed,
-            "min_datasets": MIN_COEXPRESSION_DATASETS,
-            "axis": "adjacent same-strand gene pairs; Fisher z of the Pearson correlation of log1p "
-            "expression over the datasets measuring both genes",
-        },
+        "coexpression": coexpression,
         "n_genes": len(table),
         "n_genes_measured": len(measured),
         "n_genes_dropped_bad_docs": n_gene_bad,

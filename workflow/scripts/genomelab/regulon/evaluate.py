@@ -402,6 +402,8 @@ def evaluate(
                 f"{', '.join(f'{v:.3g}' for v in t['val_loss_per_epoch'])}."
             )
         notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
+        if (report.get("coexpression") or {}).get("note"):
+            notes.append(f"Data report, co-expression: {report['coexpression']['note']}")
         held = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
 
         def metrics_of(b: int) -> dict[str, dict[str, float]]:

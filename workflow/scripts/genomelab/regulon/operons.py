@@ -28,6 +28,7 @@ without the network make a rule (COEXPRESSION_RULE), the strong simple baseline 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ import pandas as pd
 from genomelab.regulon.metrics import binary_metrics
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import split_bin_mask
+
+logger = logging.getLogger(__name__)
 
 DISTANCE = "intergenic distance (Salgado 2000)"
 DISTANCE_LL = "intergenic distance log-likelihood (train pairs)"
@@ -378,6 +381,14 @@ def fit_readout(data: TargetData, genes: pd.DataFrame, train_track: np.ndarray) 
     found = OperonReadout({}, loglik, len(train), int(y.sum()))
     for name in READOUTS:
         if name == COEXPRESSED and not coexpression_fits(train):
+            known = np.isfinite(train["coexpression"].to_numpy(float)) if "coexpression" in train else []
+            logger.info(
+                "co-expression readout not fitted: %d of %d training pairs have a co-expression "
+                "(needs %d, of both classes; data_report.json's coexpression says why)",
+                int(np.sum(known)),
+                len(train),
+                MIN_COEXPRESSED_PAIRS,
+            )
             continue
         x = found.features(train_track, train, data, name)
         ok = np.isfinite(x).all(axis=1)

@@ -165,3 +165,13 @@ def test_an_arrays_fingerprint_is_its_header_and_c_order_bytes(array):
     want = hashlib.sha256(f"array:{c.dtype.str}:{c.shape}\x1e".encode() + c.tobytes()).hexdigest()[:16]
     assert data_fingerprint(array) == want
     assert data_fingerprint(torch.from_numpy(c.copy())) == want
+
+
+def test_a_missing_model_names_the_model_files_beside_it(tmp_path):
+    """regulon exports model/best.pt where other modules write model.pt: a user asking for
+    model.pt is shown the file that is there."""
+    _save(tmp_path / "best.pt", nn.Linear(3, 1))
+    with pytest.raises(ExportError, match=r"model\.pt does not exist \(.* holds best\.pt\)"):
+        load_exported(tmp_path / "model.pt")
+    with pytest.raises(ExportError, match=r"nowhere/model\.pt does not exist$"):
+        load_exported(tmp_path / "nowhere" / "model.pt")

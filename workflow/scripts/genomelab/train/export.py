@@ -166,7 +166,11 @@ def load_exported(
     """
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"exported model {path} does not exist")
+        # Modules name their exported model differently (regulon: model/best.pt, the others
+        # model.pt): point at the .pt files next to the one asked for.
+        near = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        hint = f" ({path.parent} holds {', '.join(near)})" if near else ""
+        raise ExportError(f"exported model {path} does not exist{hint}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign archives

@@ -581,3 +581,10 @@ def test_an_all_na_sample_column_is_named_in_the_report(content, tmp_path):
     assert report["n_datasets"] == 9
     said = [w for w in report["warnings"] if "no tpm value for any gene" in w]
     assert len(said) == 1 and "na.csv" in said[0] and "'s4'" in said[0] and "9 datasets are used" in said[0]
+
+
+def test_a_gene_twice_in_the_expression_table_is_refused_naming_both_lines(tmp_path):
+    matrix = tmp_path / "dup.csv"
+    matrix.write_text(",s1,s2\nb0001,1.0,2.0\nb0002,3.0,4.0\nb0001,5.0,6.0\n")
+    with pytest.raises(FormatError, match=r"dup.csv, line 4: gene 'b0001' appears twice \(first on line 2\)"):
+        read_expression_table(matrix)

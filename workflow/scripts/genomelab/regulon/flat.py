@@ -69,8 +69,14 @@ def read_expression_table(path: str | os.PathLike) -> pd.DataFrame:
         raise FormatError(path, f"sample {col!r}: value {table[col].iloc[row]!r} is not a number", row + 2)
     repeated = table.index.duplicated()
     if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        gene = table.index[row]
+        first = int(np.flatnonzero(table.index == gene)[0])
         raise FormatError(
-            path, f"gene {table.index[repeated][0]!r} appears twice", int(np.flatnonzero(repeated)[0]) + 2
+            path,
+            f"gene {gene!r} appears twice (first on line {first + 2}): the table needs one row per "
+            "gene (average or drop the repeats, e.g. probes or isoforms of one gene)",
+            row + 2,
         )
     table.index = table.index.astype(str)
     return table.astype(float)

@@ -588,3 +588,28 @@ def test_a_gene_twice_in_the_expression_table_is_refused_naming_both_lines(tmp_p
     matrix.write_text(",s1,s2\nb0001,1.0,2.0\nb0002,3.0,4.0\nb0001,5.0,6.0\n")
     with pytest.raises(FormatError, match=r"dup.csv, line 4: gene 'b0001' appears twice \(first on line 2\)"):
         read_expression_table(matrix)
+
+
+def test_an_expression_table_of_gene_names_says_to_use_b_numbers(content, tmp_path):
+    """Gene names where b-numbers belong: the error says they are the genes' names and gives
+    one name's b-number, not only that no ID is a b-number."""
+    import copy
+
+    from genomelab.regulon.flat import with_expression_table
+
+    docs = copy.deepcopy(content["docs"])
+    for i, d in enumerate(docs[GENE_DATAMART]):
+        d["gene"]["name"] = f"gen{i:03d}"  # the synthetic genes are named by their b-numbers
+    dump = tmp_path / "dump" / "regulondb"
+    dump.mkdir(parents=True)
+    for c, ds in docs.items():
+        write_bson_file(dump / f"{c}.bson", ds)
+    name_of = {d["gene"]["bnumber"]: d["gene"]["name"] for d in docs[GENE_DATAMART]}
+    table = read_expression_table(write_expression_table(content, tmp_path / "e.tsv"))
+    named = tmp_path / "named.csv"
+    table.rename(index=name_of).to_csv(named)
+    first = sorted(set(table.rename(index=name_of).index))[0]
+    bnumber = next(b for b, n in name_of.items() if n == first)
+    source = with_expression_table(Source(tmp_path / "dump"), named, "linear", "tpm")
+    with pytest.raises(ValueError, match=rf"are gene names \(e.g. '{first}' is {bnumber}\): replace them"):
+        process_data(source, content["genome"])

@@ -687,11 +687,19 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
     if tally.n_docs and not tally.counts and tally.unmatched:
         # Values were read but none is of a known gene: a table keyed by something else
         # (gene names, or transposed: samples as rows), not a missing value field.
+        names = {str(g.get("name")): b for b, g in genes.items() if g.get("name")}
+        named = sorted(tally.unmatched & set(names))
+        hint = (
+            f"; {len(named)} of them are gene names (e.g. {named[0]!r} is {names[named[0]]}): replace "
+            "them by the genes' b-numbers (a run's data/genes.tsv lists name and bnumber)"
+            if named
+            else ""
+        )
         raise ValueError(
             f"{source.describe()}: none of the {len(tally.unmatched)} gene IDs of the expression "
             f"({GENE_EXPRESSION}) is a b-number of the genes read (e.g. {sorted(tally.unmatched)[:3]}; "
             f"genes e.g. {sorted(genes)[:3]}); an expression table needs b-numbers in its first "
-            "column and one column per sample (transposed?)"
+            f"column and one column per sample (transposed?){hint}"
         )
     if tally.n_docs and not tally.counts:
         raise ValueError(

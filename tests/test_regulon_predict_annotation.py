@@ -440,6 +440,8 @@ def test_predict_cli_writes_pairs_and_the_readout_track(annotated_run, tmp_path)
     assert {"operon_pairs", "operon_readout.plus", "operon_readout.minus"} <= set(meta["files"])
     table = pd.read_csv(out / "operon_pairs.tsv", sep="\t")
     assert meta["operon_pairs_scored"] == table["p_operon"].notna().sum() > 10
+    # The synthetic dump's 2 datasets give no co-expression: the count says none was scored.
+    assert meta["operon_pairs_coexpression_scored"] == 0 and table["p_operon_coexpression"].isna().all()
     assert table["upstream_id"].str.startswith("b").all()  # the genes' own ids
     assert (table["distance"] == table["downstream_start"] - table["upstream_end"]).all()
     assert table["p_operon"].between(0, 1).all() and table["p_operon_network"].between(0, 1).all()
@@ -688,3 +690,21 @@ def test_coexpression_readout_and_rule_are_fitted_scored_and_predicted_alike(ann
     # evaluation scores is what predict writes.
     assert merged["p_operon_coexpression"].notna().all()
     np.testing.assert_allclose(merged["p_operon_coexpression"], merged["probability"], rtol=1e-4, atol=1e-6)
+
+
+def test_predict_says_why_p_operon_coexpression_is_empty(annotated_run, tmp_path, caplog):
+    """A model trained without co-expression (the synthetic dump's 2 datasets): every pair's
+    p_operon_coexpression is NA, tracks.json counts 0 and the log says why and what to use."""
+    from genomelab.predict.regulon import predict_files
+
+    with caplog.at_level("INFO", logger="genomelab.predict.regulon"):
+        predict_files(
+            annotated_run["run"] / "best.pt",
+            annotated_run["genome"],
+            tmp_path / "p",
+            annotation=annotated_run["genes"],
+        )
+    meta = json.loads((tmp_path / "p" / "tracks.json").read_text())
+    assert meta["operon_pairs_scored"] > 10 and meta["operon_pairs_coexpression_scored"] == 0
+    said = [r.getMessage() for r in caplog.records if "p_operon_coexpression is NA" in r.getMessage()]
+    assert len(said) == 1 and "carries no co-expression readout" in said[0] and "use p_operon" in said[0]

@@ -219,6 +219,16 @@ def operon_calls(
     p_coexpressed = np.full(len(pairs), np.nan)
     if COEXPRESSED in readout.readouts and known.any():
         p_coexpressed[known] = readout.probability(track, pairs[known], frame, COEXPRESSED)
+    elif len(pairs):
+        # Say why the column is empty: it looks like a failure otherwise.
+        logger.info(
+            "p_operon_coexpression is NA for all %d pairs: %s; use p_operon",
+            len(pairs),
+            "none is an adjacent pair of the model's training genome (matched by the genes' IDs)"
+            if COEXPRESSED in readout.readouts
+            else "the model carries no co-expression readout (its training data gave too few pairs a "
+            "co-expression: data/data_report.json's coexpression.note says why)",
+        )
     inside = keyed[(keyed["end"] > start) & (keyed["start"] < end)]
     bp_track = pair_track(p_both, pairs, inside, (start, end), resolution_bp, floor=0.0, combine="any")
     coords = keyed.set_index("bnumber")[["start", "end"]]
@@ -488,6 +498,10 @@ def predict_files(
             "operon_pairs_scored": None
             if tracks.pairs is None
             else int(tracks.pairs["p_operon"].notna().sum()),
+            # Those with the co-expression readout's call (0: the log says why).
+            "operon_pairs_coexpression_scored": None
+            if tracks.pairs is None
+            else int(tracks.pairs["p_operon_coexpression"].notna().sum()),
             "files": paths,
         },
     )

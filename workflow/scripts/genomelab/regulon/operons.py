@@ -182,9 +182,14 @@ def pair_features(track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | Ta
     return _logit(np.column_stack([mid, *(np.where(np.isnan(f), mid, f) for f in flanks)]))
 
 
+def distance_class(distance: np.ndarray) -> np.ndarray:
+    """The distance class (index into a ``distance_loglik`` table) of intergenic distances [n]."""
+    return np.digitize(np.asarray(distance), _LL_EDGES[1:-1])
+
+
 def distance_loglik(train: pd.DataFrame) -> np.ndarray:
     """Per distance class, log P(class | same operon) - log P(class | not), add-one smoothed."""
-    cls = np.digitize(train["distance"].to_numpy(), _LL_EDGES[1:-1])
+    cls = distance_class(train["distance"].to_numpy())
     k = len(_LL_EDGES) - 1
     pos = np.bincount(cls[train["same_operon"].to_numpy()], minlength=k) + 1.0
     neg = np.bincount(cls[~train["same_operon"].to_numpy()], minlength=k) + 1.0
@@ -194,16 +199,11 @@ def distance_loglik(train: pd.DataFrame) -> np.ndarray:
 def annotation_features(pairs: pd.DataFrame, loglik: np.ndarray) -> np.ndarray:
     """RULE_FEATURES [n_pairs, 5]: the distance LL under ``loglik``, the two genes' log
     lengths, the co-expression (0 where unknown) and whether it is known."""
-    ll = loglik[np.digitize(pairs["distance"].to_numpy(), _LL_EDGES[1:-1])]
+    ll = loglik[distance_class(pairs["distance"].to_numpy())]
     lengths = np.log(np.maximum(pairs[["length_upstream", "length_downstream"]].to_numpy(float), 1.0))
     z = pairs["coexpression"].to_numpy(float)
     known = np.isfinite(z)
     return np.column_stack([ll, lengths, np.where(known, z, 0.0), known.astype(float)])
-
-
-def n_coexpressed(pairs: pd.DataFrame) -> int:
-    """Pairs whose co-expression is known."""
-    return int(np.isfinite(pairs["coexpression"].to_numpy(float)).sum()) if "coexpression" in pairs else 0
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -273,7 +273,7 @@ class OperonReadout:
     coexpression: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def distance_ll(self, distance: np.ndarray) -> np.ndarray:
-        return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
+        return self.loglik[distance_class(distance)]
 
     def with_coexpression(
         self, pairs: pd.DataFrame, upstream: pd.Series, downstream: pd.Series
@@ -573,7 +573,7 @@ class OperonEvaluation:
 
     def distance_ll(self, distance: np.ndarray) -> np.ndarray:
         """The train-pair log-likelihood rule's score of intergenic distances [n]."""
-        return self.loglik[np.digitize(np.asarray(distance), _LL_EDGES[1:-1])]
+        return self.loglik[distance_class(distance)]
 
     def rule_metrics(self, split: str, block: int | None = None) -> dict[str, dict[str, float]]:
         """pair_* metrics of the distance rules (and the co-expression rule, where fitted) and

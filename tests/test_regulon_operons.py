@@ -254,10 +254,11 @@ def test_gene_pairs_carry_lengths_and_the_upstream_genes_coexpression():
     assert gene_pairs(genes[["bnumber", "start", "end", "strand"]])["coexpression"].isna().all()
 
 
-def test_readout_versions_one_and_two_read_and_others_are_refused():
+def test_readout_versions_one_to_three_read_and_others_are_refused():
     from genomelab.regulon.operons import (
         COEXPRESSED,
         COMBINED,
+        FALLBACK_FEATURES,
         FEATURES,
         PAIR_READOUT,
         OperonReadout,
@@ -273,14 +274,24 @@ def test_readout_versions_one_and_two_read_and_others_are_refused():
         40,
         12,
         {("b1", "b2"): 1.25, ("b7", "b8"): -0.5},
+        {name: fitted(len(FALLBACK_FEATURES[name])) for name in (COMBINED, COEXPRESSED)},
     )
     saved = readout.to_dict()
-    assert saved["version"] == 2 and saved["features"][COEXPRESSED][-2:] == [
+    assert saved["version"] == 3 and saved["features"][COEXPRESSED][-2:] == [
         "coexpression_z",
         "coexpression_known",
     ]
+    assert saved["fallback_features"][COMBINED] == ["distance_loglik"]
     again = OperonReadout.from_dict(saved)
     assert again.coexpression == readout.coexpression and set(again.readouts) == set(readout.readouts)
+    assert set(again.fallbacks) == {COMBINED, COEXPRESSED}
+    np.testing.assert_array_equal(again.fallbacks[COEXPRESSED].coef, readout.fallbacks[COEXPRESSED].coef)
+    # A version-2 readout (round 14's exports: no fallbacks) still reads.
+    v2 = {k: v for k, v in saved.items() if k not in ("fallbacks", "fallback_features")} | {"version": 2}
+    assert OperonReadout.from_dict(v2).fallbacks == {}
+    # A fallback with another feature layout is refused.
+    with pytest.raises(ValueError, match="another layout"):
+        OperonReadout.from_dict(saved | {"fallback_features": {COMBINED: ["distance"], COEXPRESSED: []}})
     # A version-1 readout (round 13's exports: two readouts, no co-expression) still reads.
     v1 = {k: v for k, v in saved.items() if k != "coexpression"} | {"version": 1}
     v1["readouts"] = {n: r for n, r in saved["readouts"].items() if n != COEXPRESSED}
@@ -288,7 +299,7 @@ def test_readout_versions_one_and_two_read_and_others_are_refused():
     old = OperonReadout.from_dict(v1)
     assert set(old.readouts) == {PAIR_READOUT, COMBINED} and old.coexpression == {}
     with pytest.raises(ValueError, match="model.pt: operon readout of another layout"):
-        OperonReadout.from_dict(saved | {"version": 3}, "model.pt")
+        OperonReadout.from_dict(saved | {"version": 4}, "model.pt")
 
 
 def test_saved_coexpression_marks_the_training_genomes_pairs_without_one():
@@ -307,3 +318,52 @@ def test_saved_coexpression_marks_the_training_genomes_pairs_without_one():
     got = again.with_coexpression(pairs, pd.Series(["b1", "b2", "b1"]), pd.Series(["b2", "b3", "b3"]))
     assert got["coexpression"].iloc[0] == 1.25 and got["coexpression"].iloc[1:].isna().all()
     assert got["training_pair"].tolist() == [True, True, False]
+
+
+def test_a_pair_the_network_did_not_score_gets_the_readouts_annotation_fallback(case):
+    """Where the track misses a pair's junction (a pair reaching into blocks the network was
+    not run on), the readouts that know the annotation give their fallback's score (the same
+    annotation features without the network's), so that their per-bp tracks score the genes
+    beside it as the rules do; the network-only readout and a readout without fallbacks stay
+    NaN there."""
+    from genomelab.regulon.operons import (
+        COEXPRESSED,
+        FALLBACK_FEATURES,
+        FEATURES,
+        PAIR_READOUT,
+        OperonReadout,
+        PairReadout,
+    )
+
+    data, genes = case
+    ev = OperonEvaluation(data, genes)
+    pairs = ev.all_pairs.assign(coexpression=np.linspace(-1, 1, len(ev.all_pairs)))
+
+    def fitted(k, intercept):
+        return PairReadout(np.zeros(k), np.ones(k), np.linspace(0.5, 1.5, k), intercept, 10)
+
+    ll = np.linspace(-2, 2, 16)
+    names = (PAIR_READOUT, COMBINED, COEXPRESSED)
+    readout = OperonReadout(
+        {n: fitted(len(FEATURES[n]), 0.3) for n in names},
+        ll,
+        40,
+        12,
+        fallbacks={n: fitted(len(FALLBACK_FEATURES[n]), -0.7) for n in (COMBINED, COEXPRESSED)},
+    )
+    track = np.full((2, data.operon.shape[1]), 0.6, np.float32)
+    # The track misses the first pair's junction (bins of both strands NaN there).
+    r = data.config.resolution_bp
+    first = pairs.iloc[0]
+    track[:, (first["lo"] - data.region_start) // r : -(-(first["hi"] - data.region_start) // r)] = np.nan
+    scored = readout.network_scored(track, pairs, data)
+    assert not scored[0] and scored[1:].all()
+    for name in (COMBINED, COEXPRESSED):
+        got = readout.score(track, pairs, data, name)
+        want = readout.fallbacks[name].score(readout.annotation(pairs.iloc[:1], name))
+        assert np.isfinite(got).all() and got[0] == pytest.approx(want[0])
+        full = readout.readouts[name].score(readout.features(track, pairs, data, name))
+        np.testing.assert_array_equal(got[1:], full[1:])  # the network's pairs: the readout's own
+    assert np.isnan(readout.score(track, pairs, data, PAIR_READOUT)[0])
+    bare = OperonReadout(readout.readouts, ll, 40, 12)
+    assert np.isnan(bare.score(track, pairs, data, COMBINED)[0])

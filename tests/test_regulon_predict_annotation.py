@@ -370,7 +370,7 @@ def test_readout_saved_in_the_export_and_the_predictions_alike(annotated_run):
     readout = OperonReadout.from_dict(saved)
     # Two datasets of expression give no co-expression: no co-expression readout.
     assert set(readout.readouts) == {PAIR_READOUT, COMBINED} and readout.n_train_positive > 0
-    assert readout.coexpression == {} and saved["version"] == 2
+    assert readout.coexpression == {} and saved["version"] == 3 and set(readout.fallbacks) == {COMBINED}
     assert len(readout.readouts[COMBINED].coef) == 4
     # A readout of another layout is refused, naming where it came from.
     with pytest.raises(ValueError, match="best.pt: operon readout of another layout"):
@@ -653,8 +653,19 @@ def test_coexpression_readout_and_rule_are_fitted_scored_and_predicted_alike(ann
     assert list(again.coexpression) == list(found.coexpression) and set(again.readouts) == set(found.readouts)
     np.testing.assert_array_equal(list(again.coexpression.values()), list(found.coexpression.values()))
 
+    # The annotation fallbacks: the readouts without the network, fitted on the same pairs
+    # (the co-expression one is the co-expression rule the evaluation fits on its training pairs).
+    assert set(again.fallbacks) == {COMBINED, COEXPRESSED}
     ev = OperonEvaluation(data, genes)
     ev.use_readout(again, tracks["model"]["operon"])
+    np.testing.assert_allclose(again.fallbacks[COEXPRESSED].coef, ev.coexpression_rule.coef, rtol=0.05)
+    # Pairs of the training blocks have no held-out track: their per-bp track values come from
+    # the fallback, so the genes beside them are scored as the rules score them.
+    unscored = ~again.network_scored(tracks["model"]["operon"], ev.all_pairs, data)
+    assert unscored.sum() > 5
+    p = again.probability(tracks["model"]["operon"], ev.all_pairs, data, COEXPRESSED)
+    want = again.fallbacks[COEXPRESSED].score(again.annotation(ev.all_pairs[unscored], COEXPRESSED))
+    np.testing.assert_allclose(p[unscored], 1 / (1 + np.exp(-want)))
     metrics = ev.rule_metrics("test")
     # The synthetic genome's gaps already separate its operons (the distance rule scores 1 on
     # its test pairs), so the fits must show what they learned: more co-expression, more

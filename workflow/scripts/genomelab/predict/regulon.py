@@ -498,6 +498,11 @@ def predict_files(
             "operon_pairs_scored": None
             if tracks.pairs is None
             else int(tracks.pairs["p_operon"].notna().sum()),
+            # Those whose junction the network scored (p_operon_network); the others' p_operon
+            # is the readout's annotation fallback (FALLBACK_FEATURES).
+            "operon_pairs_network_scored": None
+            if tracks.pairs is None
+            else int(tracks.pairs["p_operon_network"].notna().sum()),
             # Those with the co-expression readout's call (0: the log says why).
             "operon_pairs_coexpression_scored": None
             if tracks.pairs is None

@@ -68,11 +68,16 @@ FEATURES = {
     COEXPRESSED: (*NETWORK_FEATURES, "distance_loglik", *PAIR_FEATURES),
 }
 RULE_FEATURES = ("distance_loglik", *PAIR_FEATURES)
+# What the readouts that know the annotation fall back to where the network did not score a
+# pair's junction (a pair reaching into blocks it was not run on, a region's edge): the same
+# annotation features without the network's, fitted on the same training pairs.
+FALLBACK_FEATURES = {COMBINED: ("distance_loglik",), COEXPRESSED: RULE_FEATURES}
 READOUT_FORMAT = "genomelab.regulon.operon_readout"
-# 2: the co-expression readout and the co-expression of the training genome's pairs; a
-# version-1 readout (two readouts) still reads.
-READOUT_VERSION = 2
-READ_VERSIONS = (1, 2)
+# 2: the co-expression readout and the co-expression of the training genome's pairs;
+# 3: the annotation fallbacks (FALLBACK_FEATURES). Versions 1 (two readouts) and 2 still
+# read; without fallbacks a pair the network did not score stays NaN, as it did.
+READOUT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,8 @@ class OperonReadout:
     # (upstream, downstream) gene ID (NaN for a pair without one), so that prediction on that
     # genome's genes scores every pair as evaluation does.
     coexpression: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Per readout of FALLBACK_FEATURES: its annotation-only fallback (see there).
+    fallbacks: dict[str, PairReadout] = field(default_factory=dict)
 
     def distance_ll(self, distance: np.ndarray) -> np.ndarray:
         return self.loglik[distance_class(distance)]
@@ -300,11 +307,29 @@ class OperonReadout:
             x = np.column_stack([x, annotation_features(pairs, self.loglik)])
         return x
 
+    def annotation(self, pairs: pd.DataFrame, name: str) -> np.ndarray:
+        """The fallback's features [n_pairs, len(FALLBACK_FEATURES[name])] of ``pairs``."""
+        if name == COMBINED:
+            return self.distance_ll(pairs["distance"].to_numpy())[:, None]
+        return annotation_features(pairs, self.loglik)
+
     def score(
         self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData, name: str
     ) -> np.ndarray:
-        """Decision values [n_pairs] of readout ``name`` (NaN where the track misses a pair)."""
-        return self.readouts[name].score(self.features(track, pairs, frame, name))
+        """Decision values [n_pairs] of readout ``name``. Where the track misses a pair's
+        junction: the readout's annotation fallback, where it has one (else NaN)."""
+        out = self.readouts[name].score(self.features(track, pairs, frame, name))
+        missed = np.isnan(out)
+        if name in self.fallbacks and missed.any():
+            out[missed] = self.fallbacks[name].score(self.annotation(pairs[missed], name))
+        return out
+
+    def network_scored(
+        self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData
+    ) -> np.ndarray:
+        """[n_pairs] bool: whether the network's ``track`` covers the pair's junction (else a
+        readout gives its annotation fallback's score, or NaN)."""
+        return np.isfinite(pair_features(track, pairs, frame)).all(axis=1)
 
     def probability(
         self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData, name: str = COMBINED
@@ -321,6 +346,8 @@ class OperonReadout:
             "distance_loglik": self.loglik.tolist(),
             "features": {name: list(FEATURES[name]) for name in self.readouts},
             "readouts": {name: r.to_dict() for name, r in self.readouts.items()},
+            "fallback_features": {name: list(FALLBACK_FEATURES[name]) for name in self.fallbacks},
+            "fallbacks": {name: r.to_dict() for name, r in self.fallbacks.items()},
             "n_train_pairs": int(self.n_train_pairs),
             "n_train_positive": int(self.n_train_positive),
             "coexpression": {
@@ -341,6 +368,8 @@ class OperonReadout:
             (layout[0], *layout[2:]) != want
             or layout[1] not in READ_VERSIONS
             or any(list(FEATURES.get(n, ())) != f for n, f in d.get("features", {}).items())
+            or any(list(FALLBACK_FEATURES.get(n, ())) != f for n, f in d.get("fallback_features", {}).items())
+            or set(d.get("fallbacks", {})) != set(d.get("fallback_features", {}))
         ):
             raise ValueError(
                 f"{where}: operon readout of another layout (format, version, flank_bp, distance "
@@ -357,6 +386,7 @@ class OperonReadout:
                 (str(u), str(v)): np.nan if z is None else float(z)
                 for u, v, z in zip(co["upstream"], co["downstream"], co["z"], strict=True)
             },
+            {name: PairReadout.from_dict(r) for name, r in d.get("fallbacks", {}).items()},
         )
 
 
@@ -395,6 +425,9 @@ def fit_readout(data: TargetData, genes: pd.DataFrame, train_track: np.ndarray) 
         if len(np.unique(y[ok])) < 2:
             return None
         found.readouts[name] = PairReadout.fit(x[ok], y[ok])
+        if name in FALLBACK_FEATURES:
+            # On the same pairs, so that the fallback is the readout without the network.
+            found.fallbacks[name] = PairReadout.fit(found.annotation(train[ok], name), y[ok])
     if COEXPRESSED in found.readouts:
         # Every pair, those without co-expression too: the readout scores them (flag 0) in the
         # evaluation, and prediction on this genome's genes scores them alike.

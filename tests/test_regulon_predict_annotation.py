@@ -683,12 +683,20 @@ def test_coexpression_readout_and_rule_are_fitted_scored_and_predicted_alike(ann
     )  # fmt: skip
     predictor = RegulonPredictor(path)
     want = ev.pair_probabilities("test", COEXPRESSED)
-    got = []
+    got, r = [], data.config.resolution_bp
     for _, w in data.split_windows("test").groupby("block"):
         start, end = int(w["start"].min()), int(w["start"].max()) + data.config.window_bp
-        got.append(
-            predictor.predict_fasta(annotated_run["genome"], f"{data.contig}:{start}-{end}", genes_path).pairs
+        tracks_here = predictor.predict_fasta(
+            annotated_run["genome"], f"{data.contig}:{start}-{end}", genes_path
         )
+        got.append(tracks_here.pairs)
+        # The per-bp readout track carries the co-expression readout's call at a junction
+        # (the bin inside a gap wider than two bins touches no gene).
+        wide = tracks_here.pairs[tracks_here.pairs["distance"] > 3 * r]
+        mid = ((wide["upstream_end"] + wide["downstream_start"]) // 2 - start) // r
+        row = (wide["strand"] == "-").astype(int)
+        assert len(wide) > 0
+        np.testing.assert_allclose(tracks_here.readout[row, mid], wide["p_operon_coexpression"], rtol=1e-6)
     pairs = pd.concat(got).dropna(subset=["p_operon"])
     merged = want.merge(
         pairs, left_on=["upstream", "downstream"], right_on=["upstream_id", "downstream_id"], how="left"

@@ -25,8 +25,11 @@ pairs after training, plain numbers). Given genes, prediction then also scores e
 same-strand gene pair whose junction lies in the region (``operon_pairs.tsv``: P(same operon)
 from the readout with the distance log-likelihood, and from the network's output alone) and
 writes the readout's per-bp track (``operon_readout.<strand>.bedGraph``: a junction's bins
-take its pair's probability, a gene's 1 - (1 - p_left)(1 - p_right), 0 elsewhere), the calls
-evaluation scores. Older exports without a readout predict their tracks as before.
+take its pair's probability, the co-expression readout's where the model has one for the
+pair, else the combined readout's; a gene's 1 - (1 - p_left)(1 - p_right), 0 elsewhere), the
+calls evaluation scores. A pair whose junction the predicted track misses (a region tail
+shorter than a bin) gets the readouts' annotation fallback (``p_operon_network`` stays NA).
+Older exports without a readout predict their tracks as before.
 """
 
 from __future__ import annotations
@@ -230,7 +233,10 @@ def operon_calls(
             "co-expression: data/data_report.json's coexpression.note says why)",
         )
     inside = keyed[(keyed["end"] > start) & (keyed["start"] < end)]
-    bp_track = pair_track(p_both, pairs, inside, (start, end), resolution_bp, floor=0.0, combine="any")
+    # The best call per pair: the co-expression readout's where given (the training genome's
+    # pairs; its per-bp track is then the one the evaluation scores), the combined one elsewhere.
+    best = np.where(np.isfinite(p_coexpressed), p_coexpressed, p_both)
+    bp_track = pair_track(best, pairs, inside, (start, end), resolution_bp, floor=0.0, combine="any")
     coords = keyed.set_index("bnumber")[["start", "end"]]
     up, down = coords.loc[pairs["upstream"]], coords.loc[pairs["downstream"]]
     table = pd.DataFrame(

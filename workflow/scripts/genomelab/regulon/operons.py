@@ -24,6 +24,8 @@ the training blocks and scored on the held-out pairs. Where the genes carry thei
 co-expression (several expression datasets: ``genomelab.regulon.data.add_coexpression``), a
 third readout adds the two genes' log lengths and their co-expression, and the same features
 without the network make a rule (COEXPRESSION_RULE), the strong simple baseline of that view.
+The readouts that know the annotation fall back to it alone (FALLBACK_FEATURES) where the
+network's track does not cover a pair's junction, as the rules score every pair.
 """
 
 from __future__ import annotations

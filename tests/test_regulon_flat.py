@@ -590,22 +590,30 @@ def test_a_gene_twice_in_the_expression_table_is_refused_naming_both_lines(tmp_p
         read_expression_table(matrix)
 
 
-def test_an_expression_table_of_gene_names_says_to_use_b_numbers(content, tmp_path):
-    """Gene names where b-numbers belong: the error says they are the genes' names and gives
-    one name's b-number, not only that no ID is a b-number."""
+def _dump_with_gene_names(content, tmp_path):
+    """A dump under tmp_path/dump whose genes have names other than their b-numbers (the
+    synthetic genes are named by them), and its expression table: (name of each b-number,
+    the table keyed by b-numbers)."""
     import copy
-
-    from genomelab.regulon.flat import with_expression_table
 
     docs = copy.deepcopy(content["docs"])
     for i, d in enumerate(docs[GENE_DATAMART]):
-        d["gene"]["name"] = f"gen{i:03d}"  # the synthetic genes are named by their b-numbers
+        d["gene"]["name"] = f"gen{i:03d}"
     dump = tmp_path / "dump" / "regulondb"
     dump.mkdir(parents=True)
     for c, ds in docs.items():
         write_bson_file(dump / f"{c}.bson", ds)
     name_of = {d["gene"]["bnumber"]: d["gene"]["name"] for d in docs[GENE_DATAMART]}
-    table = read_expression_table(write_expression_table(content, tmp_path / "e.tsv"))
+    return name_of, read_expression_table(write_expression_table(content, tmp_path / "e.tsv"))
+
+
+def test_an_expression_table_of_gene_names_says_to_use_b_numbers(content, tmp_path):
+    """Gene names where b-numbers belong: the error says they are the genes' names and gives
+    one name's b-number, not only that no ID is a b-number."""
+
+    from genomelab.regulon.flat import with_expression_table
+
+    name_of, table = _dump_with_gene_names(content, tmp_path)
     named = tmp_path / "named.csv"
     table.rename(index=name_of).to_csv(named)
     first = sorted(set(table.rename(index=name_of).index))[0]
@@ -613,3 +621,24 @@ def test_an_expression_table_of_gene_names_says_to_use_b_numbers(content, tmp_pa
     source = with_expression_table(Source(tmp_path / "dump"), named, "linear", "tpm")
     with pytest.raises(ValueError, match=rf"are gene names \(e.g. '{first}' is {bnumber}\): replace them"):
         process_data(source, content["genome"])
+
+
+def test_a_table_of_mostly_gene_names_is_read_with_a_warning_naming_them(content, tmp_path):
+    """Most rows keyed by gene names, a few by b-numbers: the b-number rows are used, and the
+    data report's warnings say how many IDs are names (with one name's b-number) rather than
+    only that some IDs match no gene."""
+
+    from genomelab.regulon.flat import with_expression_table
+
+    name_of, table = _dump_with_gene_names(content, tmp_path)
+    keep = list(table.index[:3])  # these rows keep their b-numbers
+    renamed = table.rename(index={b: n for b, n in name_of.items() if b not in keep})
+    path = tmp_path / "mostly_named.csv"
+    renamed.to_csv(path)
+    source = with_expression_table(Source(tmp_path / "dump"), path, "linear", "tpm")
+    genes, _, _, report = process_data(source, content["genome"])
+    n_named = len(table) - len(keep)
+    said = [w for w in report["warnings"] if "gene names" in w]
+    assert len(said) == 1 and f"{n_named} of them gene names" in said[0] and "replace them" in said[0]
+    assert genes.loc[genes["bnumber"].isin(keep), "n_datasets"].gt(0).all()
+    assert genes.loc[~genes["bnumber"].isin(keep), "n_datasets"].eq(0).all()

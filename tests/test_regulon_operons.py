@@ -231,6 +231,26 @@ def test_counts_are_scaled_to_their_library_before_correlating():
     assert abs(np.tanh(out.loc["a", "next_coexpression"])) < 0.5
 
 
+def test_a_value_given_twice_for_a_gene_and_dataset_is_averaged_in_either_order():
+    """Repeated (gene, dataset) documents: the co-expression matrix holds their mean on the
+    log scale, the same whichever comes first."""
+    values = {"b1": [1.0, 10.0, 5.0], "b2": [2.0, 4.0, None]}
+    again = {"b1": [99.0], "b2": [None]}  # b1 in DS0 once more
+    got = []
+    for first, second in ((values, again), (again, values)):
+        tally = _expression_tally(first)
+        for b, vs in second.items():
+            for d, v in enumerate(vs):
+                if v is not None:
+                    tally.add({"datasetIds": [f"DS{d}"], "gene": {"bnumber": b}, "tpm": v}, {b: {}})
+        rows, matrix = tally.log_matrix()
+        got.append({g: matrix[i] for g, i in rows.items()})
+    for g in got:
+        assert g["b1"][tally.dataset_index["DS0"]] == pytest.approx((np.log1p(1.0) + np.log1p(99.0)) / 2)
+        assert np.isnan(g["b2"][tally.dataset_index["DS2"]])
+    np.testing.assert_array_equal(got[0]["b1"][[0]], got[1]["b1"][[0]])
+
+
 def test_gene_pairs_carry_lengths_and_the_upstream_genes_coexpression():
     from genomelab.regulon.operons import gene_pairs
 

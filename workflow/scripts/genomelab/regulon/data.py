@@ -337,6 +337,8 @@ class _ExpressionTally:
     vmin: float = math.inf
     vmax: float = -math.inf
     unmatched: set[str] = field(default_factory=set)
+    # Unmatched IDs that are names of the genes read, with their b-number (named_unmatched).
+    unmatched_names: dict[str, str] = field(default_factory=dict)
     # Datasets with a document whose value is missing; those never with a value are named.
     missing_datasets: set[str] = field(default_factory=set)
     uniq_small: set[float] = field(default_factory=set)
@@ -396,8 +398,8 @@ class _ExpressionTally:
     def log_matrix(self) -> tuple[dict[str, int], np.ndarray]:
         """(row of each b-number, log1p values [genes, datasets] float32, NaN = not measured).
         Counts are scaled to counts per million of their dataset first, so that library
-        size does not correlate every pair; a value given twice for one gene and dataset
-        keeps the last."""
+        size does not correlate every pair; values given more than once for one gene and
+        dataset are averaged (on the log scale)."""
         # np.asarray reads each array's own item type (no assumption on the C int's size).
         values = np.asarray(self.value, dtype=np.float64)
         rows = np.asarray(self.value_gene, dtype=np.int64)
@@ -407,8 +409,14 @@ class _ExpressionTally:
             for name, i in self.dataset_index.items():
                 totals[i] = self.dataset_totals[name]
             values = 1e6 * values / np.maximum(totals[cols], 1e-12)
-        out = np.full((len(self.gene_index), len(self.dataset_index)), np.nan, dtype=np.float32)
-        out[rows, cols] = np.log1p(values)
+        shape = (len(self.gene_index), len(self.dataset_index))
+        # Summed and counted per cell, so that repeats average whatever their order (an
+        # assignment with repeated indices keeps an unspecified one of them).
+        flat = rows * shape[1] + cols
+        total = np.bincount(flat, weights=np.log1p(values), minlength=shape[0] * shape[1])
+        n = np.bincount(flat, minlength=shape[0] * shape[1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(n > 0, total / n, np.nan).astype(np.float32).reshape(shape)
         return self.gene_index, out
 
     def warnings(self, n_measured: int, where: str = "the expression") -> list[str]:
@@ -446,12 +454,26 @@ class _ExpressionTally:
             out.append(f"{self.n_nonfinite} non-finite {vf} values were dropped")
         if self.n_nonint:
             out.append(f"{self.n_nonint} {vf} values are not integers")
+        unmatched = self._unmatched_warning()
+        return out + ([unmatched] if unmatched else [])
+
+    def _unmatched_warning(self) -> str | None:
+        """What the IDs that match no gene are, where some are: gene names (with one's
+        b-number), or b-numbers without coordinates."""
+        if self.unmatched_names:
+            first = min(self.unmatched_names)
+            return (
+                f"{len(self.unmatched)} expression gene IDs match no gene, {len(self.unmatched_names)} of "
+                f"them gene names (e.g. {first!r} is {self.unmatched_names[first]}): their values are "
+                "left out; replace them by the genes' b-numbers (a run's data/genes.tsv lists name "
+                "and bnumber)"
+            )
         if self.unmatched:
-            out.append(
+            return (
                 f"{len(self.unmatched)} expression b-numbers match no gene and have no coordinates "
                 f"(e.g. {sorted(self.unmatched)[:3]})"
             )
-        return out
+        return None
 
 
 @dataclass
@@ -684,11 +706,13 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
         return tally
     for doc in source.iter(GENE_EXPRESSION):
         tally.add(doc, genes)
+    # IDs that match no gene but name one: a table keyed by gene names, in whole or in part.
+    names = {str(g.get("name")): b for b, g in genes.items() if g.get("name")}
+    tally.unmatched_names = {n: names[n] for n in tally.unmatched if n in names}
     if tally.n_docs and not tally.counts and tally.unmatched:
         # Values were read but none is of a known gene: a table keyed by something else
         # (gene names, or transposed: samples as rows), not a missing value field.
-        names = {str(g.get("name")): b for b, g in genes.items() if g.get("name")}
-        named = sorted(tally.unmatched & set(names))
+        named = sorted(tally.unmatched_names)
         hint = (
             f"; {len(named)} of them are gene names (e.g. {named[0]!r} is {names[named[0]]}): replace "
             "them by the genes' b-numbers (a run's data/genes.tsv lists name and bnumber)"

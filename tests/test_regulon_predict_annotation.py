@@ -727,3 +727,44 @@ def test_predict_says_why_p_operon_coexpression_is_empty(annotated_run, tmp_path
     assert meta["operon_pairs_scored"] > 10 and meta["operon_pairs_coexpression_scored"] == 0
     said = [r.getMessage() for r in caplog.records if "p_operon_coexpression is NA" in r.getMessage()]
     assert len(said) == 1 and "carries no co-expression readout" in said[0] and "use p_operon" in said[0]
+
+
+def test_evaluation_fits_the_fallbacks_of_a_readout_saved_without_them(annotated_run, tmp_path, caplog):
+    """A run trained before the annotation fallbacks (readout format 2) is evaluated as a new
+    one: the evaluation fits the fallbacks on the training pairs (logged), so the per-bp track
+    scores the pairs the held-out track misses, as training's own fit does."""
+    import shutil
+
+    import h5py
+    from genomelab.regulon.data import read_genes
+    from genomelab.regulon.evaluate import set_readout
+    from genomelab.regulon.operons import COMBINED, OperonEvaluation
+    from genomelab.regulon.targets import TargetData
+    from genomelab.regulon.tracks import READOUT_ATTR, read_readout, read_tracks
+
+    data = TargetData(annotated_run["targets"])
+    genes = read_genes(annotated_run["genes"])
+    new = read_readout(annotated_run["run"] / "p.h5")
+    old = {k: v for k, v in new.items() if k not in ("fallbacks", "fallback_features")} | {"version": 2}
+    path = tmp_path / "old.h5"
+    shutil.copy(annotated_run["run"] / "p.h5", path)
+    with h5py.File(path, "a") as h5:
+        h5.attrs[READOUT_ATTR] = json.dumps(old)
+    tracks = read_tracks(path, data)
+    got = {}
+    for name, p in (("new", annotated_run["run"] / "p.h5"), ("old", path)):
+        ev = OperonEvaluation(data, genes)
+        with caplog.at_level("INFO", logger="genomelab.regulon.evaluate"):
+            set_readout(ev, p, tracks)
+        got[name] = ev
+    said = [r.getMessage() for r in caplog.records if "without annotation fallbacks" in r.getMessage()]
+    assert len(said) == 1 and "old.h5" in said[0] and "format 2" in said[0]
+    assert set(got["old"].readout.fallbacks) == {COMBINED}
+    np.testing.assert_allclose(
+        got["old"].readout.fallbacks[COMBINED].coef, got["new"].readout.fallbacks[COMBINED].coef, rtol=0.05
+    )
+    unscored = ~got["new"].readout.network_scored(tracks["model"]["operon"], got["new"].all_pairs, data)
+    assert unscored.any()
+    for ev in got.values():
+        p = ev.readout.probability(tracks["model"]["operon"], ev.all_pairs, data, COMBINED)
+        assert np.isfinite(p[unscored]).all()

@@ -25,6 +25,9 @@ from genomelab.regulon.operons import (
     READOUTS,
     OperonEvaluation,
     OperonReadout,
+    adjacent_pairs,
+    fit_fallbacks,
+    split_pairs,
 )
 from genomelab.regulon.targets import TargetData
 from genomelab.regulon.tracks import TRAIN_GROUP, read_readout, read_tracks, split_bin_mask
@@ -289,10 +292,22 @@ def set_readout(
 ) -> None:
     """Give ``operons`` the network's pair readout: the one training saved (in the
     predictions file, as in the exported model), or for older runs one fitted here on the
-    network's output on the training blocks."""
+    network's output on the training blocks. A readout saved before its annotation fallbacks
+    (format 2 and older) gets them fitted here on the training pairs, so that old runs are
+    scored as new ones (prediction with such a model leaves those pairs NA)."""
     saved = read_readout(model_tracks_path)
     if saved is not None:
         readout = OperonReadout.from_dict(saved, str(model_tracks_path))
+        if not readout.fallbacks:
+            train = split_pairs(adjacent_pairs(operons.region_genes, operons.data), operons.data, "train")
+            fit_fallbacks(readout, train)
+            logger.info(
+                "%s: pair readout saved without annotation fallbacks (format %s): fitted here on %d "
+                "training pairs",
+                model_tracks_path,
+                saved.get("version"),
+                len(train),
+            )
         operons.use_readout(readout, model_tracks["model"]["operon"])
     elif TRAIN_GROUP in model_tracks:
         operons.fit_readouts(model_tracks["model"]["operon"], model_tracks[TRAIN_GROUP]["operon"])

@@ -427,9 +427,8 @@ def fit_readout(data: TargetData, genes: pd.DataFrame, train_track: np.ndarray) 
         if len(np.unique(y[ok])) < 2:
             return None
         found.readouts[name] = PairReadout.fit(x[ok], y[ok])
-        if name in FALLBACK_FEATURES:
-            # On the same pairs, so that the fallback is the readout without the network.
-            found.fallbacks[name] = PairReadout.fit(found.annotation(train[ok], name), y[ok])
+        # On the same pairs, so that the fallback is the readout without the network.
+        fit_fallbacks(found, train[ok], (name,))
     if COEXPRESSED in found.readouts:
         # Every pair, those without co-expression too: the readout scores them (flag 0) in the
         # evaluation, and prediction on this genome's genes scores them alike.
@@ -439,6 +438,15 @@ def fit_readout(data: TargetData, genes: pd.DataFrame, train_track: np.ndarray) 
             for u, d, z in zip(every["upstream"], every["downstream"], every["coexpression"], strict=True)
         }
     return found
+
+
+def fit_fallbacks(readout: OperonReadout, train: pd.DataFrame, names: tuple[str, ...] | None = None) -> None:
+    """Fit the annotation fallback (FALLBACK_FEATURES) of each of ``readout``'s readouts in
+    ``names`` (default: all) that has one, on the training pairs ``train``."""
+    y = train["same_operon"].to_numpy()
+    for name in names if names is not None else tuple(readout.readouts):
+        if name in FALLBACK_FEATURES and name in readout.readouts:
+            readout.fallbacks[name] = PairReadout.fit(readout.annotation(train, name), y)
 
 
 def coexpression_fits(train: pd.DataFrame) -> bool:

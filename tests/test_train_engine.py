@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 
+import numpy as np
 import pytest
 import torch
 from genomelab.train import (
@@ -18,7 +20,7 @@ from genomelab.train import (
 )
 from genomelab.train.engine import config_fingerprint
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 
 class TinyClassifier(nn.Module):
@@ -399,3 +401,57 @@ def test_a_last_batch_of_one_is_dropped_only_for_batchnorm_models(tmp_path):
     assert [len(b) for b in norm._index_batches(torch.arange(65), drop_last=False)] == [32, 32]
     # Evaluation still sees every example.
     assert norm.evaluate(easy_data(65), "val")["val/loss"] > 0
+
+
+class NoisyDataset(DictDataset):
+    """A user's own dataset with an augmentation: noise from torch, numpy and ``random`` in
+    ``__getitem__``, so that with ``num_workers > 0`` the worker processes' RNGs draw it."""
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        noise = 0.3 * torch.randn(8) + float(np.random.normal(scale=0.3)) + random.gauss(0.0, 0.3)
+        return {"x": item["x"] + noise, "y": item["y"]}
+
+
+def test_resume_with_loader_workers_replays_the_augmentation_of_an_uninterrupted_run(tmp_path):
+    """Two workers draw the noise: a run stopped by SIGTERM in the middle of epoch 0 and
+    resumed ends with the weights and validation losses of an uninterrupted run (each
+    sample's draws are seeded from the run's seed, the epoch and its place in the epoch)."""
+    kwargs = dict(max_epochs=2, batch_size=16, num_workers=2, model_cls=DictModel)
+    train, val = NoisyDataset(easy_data(96)), NoisyDataset(easy_data(48, seed=1))
+    ref = make_trainer(tmp_path / "ref", **kwargs)
+    ref.fit(train, val)
+    run = make_trainer(tmp_path / "run", model_kwargs={"signal_after": 3}, **kwargs)
+    with pytest.raises(TrainingInterrupted):
+        run.fit(train, val)
+    state = load_checkpoint(tmp_path / "run" / "state" / "last.pt")
+    assert state["epoch"] == 0 and state["batch_in_epoch"] == 3
+    resumed = make_trainer(tmp_path / "run", **kwargs)
+    result = resumed.fit(train, val)
+    assert result.epochs_run == 2
+    diff = max(float((v - weights(resumed.model)[k]).abs().max()) for k, v in weights(ref.model).items())
+    assert diff == 0.0, f"resumed weights differ from the uninterrupted run's by up to {diff:.3g}"
+    assert [h["val/loss"] for h in result.history] == [h["val/loss"] for h in ref.history]
+    # A sample's noise depends on its place in the epoch, not on the worker that drew it.
+    one = make_trainer(tmp_path / "one", **dict(kwargs, num_workers=1))
+    one.fit(train, val)
+    assert all(torch.equal(v, weights(one.model)[k]) for k, v in weights(ref.model).items())
+
+
+@pytest.mark.parametrize("wrap", [lambda d: d, lambda d: Subset(d, range(len(d)))], ids=["item", "batched"])
+def test_a_resumed_epochs_loader_gives_its_batches_the_draws_of_the_whole_epochs(tmp_path, wrap):
+    """The batches of an epoch resumed after batch 2 equal batches 2.. of the whole epoch,
+    for a dataset fetched item by item and for one with a batched ``__getitems__``
+    (``Subset``), seeded once per batch."""
+    trainer = make_trainer(tmp_path, batch_size=8, num_workers=2, model_cls=DictModel)
+    data = wrap(NoisyDataset(easy_data(40)))
+    order = trainer._epoch_permutation(40, 1)
+    whole = list(trainer._batches(data, order, False, epoch=1))
+    rest = list(trainer._batches(data, order[16:], False, epoch=1, first=16))
+    assert len(whole) == 5 and len(rest) == 3
+    for a, b in zip(whole[2:], rest, strict=True):
+        assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
+    # The noise is there, and differs between epochs.
+    assert not torch.equal(whole[0]["x"], easy_data(40).tensors[0][order[:8]])
+    other = list(trainer._batches(data, trainer._epoch_permutation(40, 1), False, epoch=2))
+    assert not torch.equal(whole[0]["x"], other[0]["x"])

@@ -10,7 +10,15 @@ Determinism: the order of training examples in epoch ``e`` is a permutation draw
 generator seeded with ``(seed, e)``, and every RNG state is saved in ``last.pt``. A run that
 is killed and resumed therefore replays exactly the batches and dropout masks an
 uninterrupted run would have seen, and ends with the same weights (on the CPU; CUDA kernels
-are not all bitwise deterministic).
+are not all bitwise deterministic). Random draws in a dataset's ``__getitem__`` (an
+augmentation) are replayed too: with ``num_workers = 0`` they come from the main process's
+RNGs, which ``last.pt`` holds; with worker processes the training loader seeds torch, numpy
+and ``random`` before each sample from ``(seed, e, the sample's position in the epoch's
+order)`` (``_SeededSamples``), so a sample's draws depend neither on the worker that fetches
+it nor on where a resumed epoch starts, nor on the number of workers. ``collate_fn`` runs in
+the worker after its batch's samples and is replayed as well. Evaluation loaders are left
+as they are: their order always starts at sample 0, so their workers' RNGs start from the
+same seeds at every evaluation, and a resumed run evaluates as the uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -202,6 +210,53 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _sample_seed(seed: int, epoch: int, position: int) -> int:
+    """A 63-bit seed for the sample at ``position`` of epoch ``epoch``'s order in run ``seed``."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{position}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _seed_all(seed: int) -> None:
+    """Seed torch, numpy's legacy global RNG and ``random`` (a worker's, per sample)."""
+    torch.manual_seed(seed)
+    np.random.seed([seed & 0xFFFF_FFFF, seed >> 32])
+    random.seed(seed)
+
+
+class _SeededSamples(Dataset):
+    """A training set whose items are fetched by ``(position, index)``: before fetching
+    ``dataset[index]`` it seeds the RNGs from ``(seed, epoch, position)``, ``position`` being
+    the sample's place in the whole epoch's order.
+
+    Used only when the loader has worker processes. A worker's RNGs are seeded once per loader from the
+    loader's generator and the worker id, and batches go to workers in turn, so without this
+    a resumed epoch (a loader over the rest of the order) would give its samples other
+    augmentations than the uninterrupted run. A dataset with a batched ``__getitems__`` is
+    seeded once per batch, from its first sample's position (batches are the same in every
+    run: resumption starts at a batch boundary).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, epoch: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: list[int]) -> Any:
+        position, index = key
+        _seed_all(_sample_seed(self.seed, self.epoch, position))
+        return self.dataset[index]
+
+    def __getitems__(self, keys: list[list[int]]) -> Any:
+        batched = getattr(self.dataset, "__getitems__", None)
+        if not batched:
+            return [self[key] for key in keys]
+        _seed_all(_sample_seed(self.seed, self.epoch, keys[0][0]))
+        return batched([index for _, index in keys])
 
 
 def _duration(seconds: float) -> str:
@@ -429,12 +484,21 @@ class Trainer:
         return torch.randperm(n, generator=gen)
 
     def _batches(
-        self, dataset: Dataset, order: torch.Tensor, drop_last: bool, every_sample: bool = False
+        self,
+        dataset: Dataset,
+        order: torch.Tensor,
+        drop_last: bool,
+        every_sample: bool = False,
+        epoch: int | None = None,
+        first: int = 0,
     ) -> Iterator[Any]:
         """Yield this rank's part of each global batch of ``order`` (the whole batch on 1 process).
 
         ``every_sample``: keep a last batch too small to give every rank a part (evaluation
         must see every sample; training needs equal step counts on all ranks instead).
+        ``epoch``: a training epoch whose order ``order`` is from position ``first`` on; with
+        worker processes each sample is fetched with RNGs seeded from its position
+        (``_SeededSamples``).
         """
         if isinstance(dataset, TensorDataset):
             # Fast path: slice whole tensors instead of collating single items. Tensors
@@ -448,6 +512,18 @@ class Trainer:
             for i in range(len(next(iter(per_device.values()), []))):
                 yield tuple(t[per_device[t.device][i]] for t in dataset.tensors)
             return
+        if not len(order):
+            return
+        generator = torch.Generator().manual_seed(int(order[0]))
+        if epoch is not None and self.config.num_workers > 0:
+            # Without workers __getitem__ draws from the main process's RNGs, which last.pt
+            # saves: that path stays as it is. Workers' RNGs are not saved, and a resumed
+            # epoch's loader seeds and assigns them differently: each sample is seeded from
+            # its position in the whole epoch's order instead. Rows (position, index) are
+            # batched exactly as the indices alone would be.
+            positions = torch.arange(first, first + len(order), device=order.device)
+            order = torch.stack([positions, order], dim=1)
+            dataset = _SeededSamples(dataset, self.config.seed, epoch)
         index_batches = self._index_batches(order, drop_last, every_sample)
         if not index_batches:
             return
@@ -457,7 +533,7 @@ class Trainer:
             collate_fn=self.collate_fn,
             num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(int(order[0])),
+            generator=generator,
         )
         yield from loader
 
@@ -788,12 +864,15 @@ class Trainer:
         over all ranks."""
         cfg = self.config
         self.model.train()
-        order = self._epoch_permutation(len(train), epoch)[skip_batches * cfg.batch_size :]  # type: ignore[arg-type]
+        first = skip_batches * cfg.batch_size
+        order = self._epoch_permutation(len(train), epoch)[first:]  # type: ignore[arg-type]
         sums = _EpochSums.restore(running, self.device)
         run.optimizer.zero_grad(set_to_none=True)
         progress = self._progress(run.batches_per_epoch, skip_batches, epoch)
         k = cfg.grad_accum_steps
-        for i, batch in enumerate(self._batches(train, order, cfg.drop_last), start=skip_batches):
+        for i, batch in enumerate(
+            self._batches(train, order, cfg.drop_last, epoch=epoch, first=first), start=skip_batches
+        ):
             # Each step averages the batches of its group: the epoch's last group may hold
             # fewer than grad_accum_steps (its gradient is then still a mean, not a fraction).
             group_start = i - i % k

@@ -222,6 +222,32 @@ def test_region_means_hdf5_reader(tmp_path):
         dio.sources_from_features(path)
 
 
+def test_a_sample_file_listing_a_region_twice_is_refused_by_the_join(tmp_path):
+    """join_regions kept the last of two values given for one region (a dict over the input's
+    IDs): [[0.1, 0.9, 0.3]] for r2 given as 0.2 then 0.9. It now joins through match_ids, which
+    refuses duplicated IDs naming the input, how many and the first ones; the region-means HDF5
+    and NPZ readers pass repeated regions on to the join (the CSV reader drops identical repeats
+    and refuses conflicting ones itself)."""
+    ref = np.array(["r1", "r2", "r3"])
+    for given, n_dup in ((["r1", "r2", "r2", "r3"], 1), (["r2", "r1", "r2", "r3", "r2", "r1"], 3)):
+        values = np.arange(len(given), dtype=np.float64)[None] / 10
+        with pytest.raises(
+            ValueError, match=rf"samples.h5: {n_dup} duplicated regions ID\(s\), first \['r2'"
+        ):
+            dio.join_regions(ref, np.array(given), values, ["s1"], 0.5, "samples.h5")
+    path = tmp_path / "features.h5"
+    with h5py.File(path, "w") as h5:
+        h5["means"] = np.array([[0.5, 0.2, 0.9]], np.float32)
+        h5["coverage"] = np.array([[10, 10, 10]], np.uint16)
+        for name, v in (("samples", ["s1"]), ("regions", ["r1", "r2", "r2"]), ("tissue", ["A"])):
+            h5.create_dataset(name, data=np.array(v, dtype=object), dtype=dio.STR)
+    from genomelab.deconv.infer import read_user_samples
+
+    betas, regions, names = read_user_samples(path)
+    with pytest.raises(ValueError, match=r"features.h5: 1 duplicated regions ID\(s\), first \['r2'\]"):
+        dio.join_regions(ref, regions, betas, names, 0.5, str(path))
+
+
 def test_table_reader_and_join_errors(tmp_path):
     path = tmp_path / "samples.csv"
     path.write_text("CpGs,s1,s2\ncg1,0.1,0.2\ncg2,0.5,\ncg3,0.9,0.8\n")
@@ -236,7 +262,9 @@ def test_table_reader_and_join_errors(tmp_path):
         and report.dropped == ["cg2"]
         and report.missing_per_sample == {"s1": 1, "s2": 1}
     )
-    with pytest.raises(ValueError, match=r"only 0 of 2 reference regions.*\['chr1:1', 'chr1:2'\].*\['cg1'"):
+    with pytest.raises(
+        ValueError, match=r"samples.csv: 0 of the reference's 2 regions.*\['chr1:1', 'chr1:2'\].*\['cg1'"
+    ):
         dio.join_regions(np.array(["chr1:1", "chr1:2"]), regions, values.T, names, 0.5, "samples.csv")
     path.write_text("CpGs,s1\ncg1,10\ncg2,90\n")
     with pytest.raises(ValueError, match="divide percentages by 100"):

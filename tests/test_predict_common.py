@@ -145,7 +145,12 @@ def test_deconv_reference_join_with_nothing_in_common_says_it_needs_at_least_one
 
     ref, given = np.asarray(["a", "b", "c"]), np.asarray(["x", "y"])
     for fraction in (0.0, 0.2):
-        with pytest.raises(ValueError, match=r"only 0 of 3 reference regions found \(need at least one\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"b.tsv: 0 of the reference's 3 regions found in the input \(need at least one\)",
+        ):
             join_regions(ref, given, np.zeros((1, 2)), ["s"], fraction, "b.tsv")
-    with pytest.raises(ValueError, match=r"only 1 of 3 reference regions found \(need 50%\)"):
+    with pytest.raises(
+        ValueError, match=r"b.tsv: 1 of the reference's 3 regions found in the input \(need 50%\)"
+    ):
         join_regions(ref, np.asarray(["a", "y"]), np.zeros((1, 2)), ["s"], 0.5, "b.tsv")

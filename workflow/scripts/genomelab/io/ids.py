@@ -56,13 +56,20 @@ def needed(n_model: int, min_fraction: float) -> str:
 
 
 def too_few_matched(
-    source: str, what: str, n_matched: int, n_model: int, min_fraction: float, detail: str
+    source: str,
+    what: str,
+    n_matched: int,
+    n_model: int,
+    min_fraction: float,
+    detail: str,
+    holder: str = "model",
 ) -> InputMismatch:
-    """The error of an ID join that found ``n_matched`` of ``n_model`` IDs, fewer than
-    ``min_fraction`` (or none): a :class:`TooFewMatched` when lowering the fraction would
-    let it through, else (nothing in common) a plain :class:`InputMismatch`."""
+    """The error of an ID join that found ``n_matched`` of ``n_model`` IDs (the ``holder``'s:
+    a model, a reference), fewer than ``min_fraction`` (or none): a :class:`TooFewMatched`
+    when lowering the fraction would let it through, else (nothing in common) a plain
+    :class:`InputMismatch`."""
     message = (
-        f"{source}: {n_matched} of the model's {n_model} {what} found in the input "
+        f"{source}: {n_matched} of the {holder}'s {n_model} {what} found in the input "
         f"(need {needed(n_model, min_fraction)}); {detail}"
     )
     if n_matched == 0:
@@ -164,10 +171,12 @@ def match_ids(
     what: str,
     source: str,
     min_fraction: float = 1.0,
+    holder: str = "model",
 ) -> IdMatch:
     """Align ``input_ids`` to ``model_ids`` (the IDs, or their :class:`IdIndex`) by name;
     refuse when fewer than ``min_fraction`` of the model's IDs are found (or none is), naming
-    the first mismatches of both sides.
+    the first mismatches of both sides. ``holder`` is what the messages call the owner of
+    ``model_ids`` ("the model's regions"; deconv's reference join: "the reference's").
 
     Duplicated input IDs are an error (which one would the model see?).
     """
@@ -211,19 +220,22 @@ def match_ids(
             match.n_matched,
             len(model_list),
             min_fraction,
-            f"{n_only_model} of the model's {what} are absent from the input, first "
-            f"{only_model_first}; {len(only_input)} input {what} are unknown to the model, "
+            f"{n_only_model} of the {holder}'s {what} are absent from the input, first "
+            f"{only_model_first}; {len(only_input)} input {what} are unknown to the {holder}, "
             f"first {only_input[:N_SHOWN]}",
+            holder,
         )
     if n_only_model or only_input:
         logger.warning(
-            "%s: %d of %d model %s absent (treated as missing), %d input %s unknown to the model (ignored)",
+            "%s: %d of %d %s %s absent (treated as missing), %d input %s unknown to the %s (ignored)",
             source,
             n_only_model,
             len(model_list),
+            holder,
             what,
             len(only_input),
             what,
+            holder,
         )
     return match
 

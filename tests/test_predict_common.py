@@ -40,6 +40,8 @@ def test_an_id_index_refuses_as_the_plain_ids_do():
     index = IdIndex(MODEL)
     for ids, pattern in (
         (["r1", "r2", "r1"], r"req: 1 duplicated regions ID\(s\), first \['r1'\]"),
+        # Counted and shown once each however often repeated (was: 3, first ['r1', 'r1', 'r2']).
+        (["r1", "r2", "r1", "r1", "r2"], r"req: 2 duplicated regions ID\(s\), first \['r1', 'r2'\]$"),
         (["x", "y"], r"req: 0 of the model's 50 regions found .*first \['r0', 'r1'.*first \['x', 'y'\]"),
         (MODEL[:10], r"req: 10 of the model's 50 regions found in the input \(need 50%\); 40 of"),
     ):

@@ -31,7 +31,7 @@ from genomelab.io.atomic import atomic_output
 from genomelab.io.dropped import N_EXAMPLES, Dropped
 from genomelab.io.features import read_features
 from genomelab.io.hdf5 import STR, h5_strings
-from genomelab.io.ids import IdIndex, match_ids
+from genomelab.io.ids import IdIndex, match_ids, refuse_duplicates
 from genomelab.io.methylation import npz_region_counts
 from genomelab.io.sheets import read_sample_sheet
 
@@ -80,6 +80,10 @@ def sources_from_sheet(sheet: str | os.PathLike, labels: bool = True) -> Sources
     meth = valid = None
     for i, row in enumerate(rows):
         n_meth, n_valid, ids = npz_region_counts(row.file)
+        if regions is None or not np.array_equal(ids, regions):
+            # A region listed twice: which of its rows is the region? (Checked where the IDs
+            # change, so once for a sheet of files over the same regions.)
+            refuse_duplicates(ids.tolist(), "region", str(row.file))
         if regions is None:
             regions = ids
             meth = np.zeros((len(rows), len(ids)), np.float32)
@@ -121,6 +125,7 @@ def sources_from_features(path: str | os.PathLike) -> Sources:
         feats["source_sample"],
         feats["regions"],
     )
+    refuse_duplicates(regions.tolist(), "region", str(path))
     finite = np.isfinite(means)
     groups = np.where(groups == "", samples, groups)
     # A NaN mean has no valid call whatever the coverage says.

@@ -99,6 +99,20 @@ def relaxed_by(option: str) -> Iterator[None]:
         ) from None
 
 
+def refuse_duplicates(ids: Sequence[str], what: str, source: str) -> None:
+    """Refuse ``ids`` that list an ID more than once (which of its values would be used?),
+    naming ``source``, how many IDs repeat and the first of them, each once."""
+    if len(set(ids)) == len(ids):
+        return
+    seen: set[str] = set()
+    dups: dict[str, None] = {}  # ordered: the first IDs repeated, in the order of their repeat
+    for x in ids:
+        if x in seen:
+            dups[x] = None
+        seen.add(x)
+    raise InputMismatch(f"{source}: {len(dups)} duplicated {what} ID(s), first {list(dups)[:N_SHOWN]}")
+
+
 @dataclass
 class IdMatch:
     """How input IDs line up with a model's: ``index`` [n_model] (input position or -1)."""
@@ -194,14 +208,9 @@ def match_ids(
         # The common case (inputs made for this model): nothing to look up.
         n = len(model_list)
         return IdMatch(what, np.arange(n), n, n, [], [], 0, 0)
-    pos: dict[str, int] = {}
-    dups = []
-    for i, x in enumerate(input_list):
-        if x in pos:
-            dups.append(x)
-        pos[x] = i
-    if dups:
-        raise InputMismatch(f"{source}: {len(dups)} duplicated {what} ID(s), first {dups[:N_SHOWN]}")
+    pos = {x: i for i, x in enumerate(input_list)}
+    if len(pos) != len(input_list):
+        refuse_duplicates(input_list, what, source)
     index, only_input, only_model_first, n_only_model = _positions(index_of, pos)
     match = IdMatch(
         what,

@@ -222,6 +222,48 @@ def test_region_means_hdf5_reader(tmp_path):
         dio.sources_from_features(path)
 
 
+def test_a_sample_file_listing_a_region_twice_is_refused_by_the_join(tmp_path):
+    """join_regions kept the last of two values given for one region (a dict over the input's
+    IDs): [[0.1, 0.9, 0.3]] for r2 given as 0.2 then 0.9. It now joins through match_ids, which
+    refuses duplicated IDs naming the input, how many and the first ones (the readers refuse
+    them too: below, and the CSV reader drops identical repeats, refusing conflicting ones)."""
+    ref = np.array(["r1", "r2", "r3"])
+    for given, n_dup in ((["r1", "r2", "r2", "r3"], 1), (["r2", "r1", "r2", "r3", "r2", "r1"], 2)):
+        values = np.arange(len(given), dtype=np.float64)[None] / 10
+        with pytest.raises(
+            ValueError, match=rf"samples.h5: {n_dup} duplicated regions ID\(s\), first \['r2'"
+        ):
+            dio.join_regions(ref, np.array(given), values, ["s1"], 0.5, "samples.h5")
+
+
+def test_a_region_file_listing_a_region_twice_is_refused_naming_the_file(tmp_path):
+    """A sheet's NPZ or a region-means HDF5 listing a region twice was read as it stood: its
+    regions (with the repeat) became the sources' (deconv_sources trained on them) or went on
+    to the join (which named the sheet, not the file); after a first NPZ, a file with the
+    same number of regions and the same set (r1, r1, r2 after r1, r2, r2) was reordered by a
+    dict of positions, giving its second r1 row for r2. The readers now refuse it, naming the
+    file, how many regions repeat and the first ones."""
+    meth = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [1, 1, 0, 0]], np.int8)
+    for name, ids in (("a", ["r1", "r2", "r3"]), ("c", ["r1", "r2", "r2"]), ("d", ["r1", "r1", "r2"])):
+        np.savez(tmp_path / f"{name}.npz", methylation=meth, region_ids=np.array(ids))
+    for files, bad, first in (("c", "c", "r2"), ("cd", "c", "r2"), ("ad", "d", "r1")):
+        sheet = tmp_path / f"{files}.tsv"
+        sheet.write_text("sample\tfile\n" + "".join(f"{f}\t{f}.npz\n" for f in files))
+        with pytest.raises(ValueError, match=rf"{bad}.npz: 1 duplicated region ID\(s\), first \['{first}'\]"):
+            dio.sources_from_sheet(sheet, labels=False)
+    path = tmp_path / "features.h5"
+    with h5py.File(path, "w") as h5:
+        h5["means"] = np.array([[0.5, 0.2, 0.9]], np.float32)
+        h5["coverage"] = np.array([[10, 10, 10]], np.uint16)
+        for name, v in (("samples", ["s1"]), ("regions", ["r1", "r2", "r2"]), ("tissue", ["A"])):
+            h5.create_dataset(name, data=np.array(v, dtype=object), dtype=dio.STR)
+    from genomelab.deconv.infer import read_user_samples
+
+    for read in (dio.sources_from_features, read_user_samples):
+        with pytest.raises(ValueError, match=r"features.h5: 1 duplicated region ID\(s\), first \['r2'\]"):
+            read(path)
+
+
 def test_table_reader_and_join_errors(tmp_path):
     path = tmp_path / "samples.csv"
     path.write_text("CpGs,s1,s2\ncg1,0.1,0.2\ncg2,0.5,\ncg3,0.9,0.8\n")
@@ -236,7 +278,9 @@ def test_table_reader_and_join_errors(tmp_path):
         and report.dropped == ["cg2"]
         and report.missing_per_sample == {"s1": 1, "s2": 1}
     )
-    with pytest.raises(ValueError, match=r"only 0 of 2 reference regions.*\['chr1:1', 'chr1:2'\].*\['cg1'"):
+    with pytest.raises(
+        ValueError, match=r"samples.csv: 0 of the reference's 2 regions.*\['chr1:1', 'chr1:2'\].*\['cg1'"
+    ):
         dio.join_regions(np.array(["chr1:1", "chr1:2"]), regions, values.T, names, 0.5, "samples.csv")
     path.write_text("CpGs,s1\ncg1,10\ncg2,90\n")
     with pytest.raises(ValueError, match="divide percentages by 100"):

@@ -370,7 +370,7 @@ def test_curriculum_init_and_inference(data, tmp_path):
     # Samples on another ID scheme: an error naming the first IDs of both sides.
     other = tmp_path / "other.csv"
     other.write_text("id,s1\nchr1:100,0.5\nchr1:200,0.4\n")
-    with pytest.raises(ValueError, match=r"other.csv: only 0 of .*region_0.*chr1:100"):
+    with pytest.raises(ValueError, match=r"other.csv: 0 of the reference.s \d+ regions .*region_0.*chr1:100"):
         infer(second / "model.pt", d / "reference.tsv", other, files, 0.01, 0.5, False, 0.02)
 
 

@@ -40,6 +40,8 @@ def test_an_id_index_refuses_as_the_plain_ids_do():
     index = IdIndex(MODEL)
     for ids, pattern in (
         (["r1", "r2", "r1"], r"req: 1 duplicated regions ID\(s\), first \['r1'\]"),
+        # Counted and shown once each however often repeated (was: 3, first ['r1', 'r1', 'r2']).
+        (["r1", "r2", "r1", "r1", "r2"], r"req: 2 duplicated regions ID\(s\), first \['r1', 'r2'\]$"),
         (["x", "y"], r"req: 0 of the model's 50 regions found .*first \['r0', 'r1'.*first \['x', 'y'\]"),
         (MODEL[:10], r"req: 10 of the model's 50 regions found in the input \(need 50%\); 40 of"),
     ):
@@ -145,7 +147,12 @@ def test_deconv_reference_join_with_nothing_in_common_says_it_needs_at_least_one
 
     ref, given = np.asarray(["a", "b", "c"]), np.asarray(["x", "y"])
     for fraction in (0.0, 0.2):
-        with pytest.raises(ValueError, match=r"only 0 of 3 reference regions found \(need at least one\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"b.tsv: 0 of the reference's 3 regions found in the input \(need at least one\)",
+        ):
             join_regions(ref, given, np.zeros((1, 2)), ["s"], fraction, "b.tsv")
-    with pytest.raises(ValueError, match=r"only 1 of 3 reference regions found \(need 50%\)"):
+    with pytest.raises(
+        ValueError, match=r"b.tsv: 1 of the reference's 3 regions found in the input \(need 50%\)"
+    ):
         join_regions(ref, np.asarray(["a", "y"]), np.zeros((1, 2)), ["s"], 0.5, "b.tsv")

@@ -211,7 +211,7 @@ def test_too_few_regions_name_the_option_of_each_path(tmp_path, files, capfd):
     ]
     assert main([*args, "--out", str(tmp_path / "p")]) == 2
     err = capfd.readouterr().err
-    assert "only 10 of 40 reference regions found" in err
+    assert "10 of the reference's 40 regions found in the input" in err
     assert "set --min-match to 0.25 or lower (it is 0.5)" in err
     assert main([*args, "--out", str(tmp_path / "p"), "--min-match", "0.25"]) == 0  # the value given works
     out = {

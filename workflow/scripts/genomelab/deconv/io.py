@@ -31,7 +31,7 @@ from genomelab.io.atomic import atomic_output
 from genomelab.io.dropped import N_EXAMPLES, Dropped
 from genomelab.io.features import read_features
 from genomelab.io.hdf5 import STR, h5_strings
-from genomelab.io.ids import TooFewMatched, needed, too_few
+from genomelab.io.ids import IdIndex, match_ids, refuse_duplicates
 from genomelab.io.methylation import npz_region_counts
 from genomelab.io.sheets import read_sample_sheet
 
@@ -80,6 +80,10 @@ def sources_from_sheet(sheet: str | os.PathLike, labels: bool = True) -> Sources
     meth = valid = None
     for i, row in enumerate(rows):
         n_meth, n_valid, ids = npz_region_counts(row.file)
+        if regions is None or not np.array_equal(ids, regions):
+            # A region listed twice: which of its rows is the region? (Checked where the IDs
+            # change, so once for a sheet of files over the same regions.)
+            refuse_duplicates(ids.tolist(), "region", str(row.file))
         if regions is None:
             regions = ids
             meth = np.zeros((len(rows), len(ids)), np.float32)
@@ -121,6 +125,7 @@ def sources_from_features(path: str | os.PathLike) -> Sources:
         feats["source_sample"],
         feats["regions"],
     )
+    refuse_duplicates(regions.tolist(), "region", str(path))
     finite = np.isfinite(means)
     groups = np.where(groups == "", samples, groups)
     # A NaN mean has no valid call whatever the coverage says.
@@ -260,41 +265,34 @@ def join_dropped(join: dict) -> Dropped | None:
 
 
 def join_regions(
-    ref_regions: np.ndarray,
+    ref_regions: np.ndarray | IdIndex,
     in_regions: np.ndarray,
     values: np.ndarray,
     samples: Sequence[str],
     min_fraction: float,
     source: str,
 ) -> tuple[np.ndarray, JoinReport]:
-    """Align ``values`` [S, R_in] to ``ref_regions``; NaN where a reference region is absent.
+    """Align ``values`` [S, R_in] to ``ref_regions`` (the IDs or their :class:`IdIndex`);
+    NaN where a reference region is absent.
 
-    Raises ``ValueError`` naming the first mismatched IDs of both sides when fewer than
-    ``min_fraction`` of the reference regions are found (usually a different ID scheme, e.g.
-    probe IDs against coordinates).
+    The join of the predict layer (:func:`genomelab.io.ids.match_ids`): an input region
+    listed twice is an error (which value would be used?), and fewer than ``min_fraction``
+    of the reference regions found raises :class:`~genomelab.io.ids.TooFewMatched` (``ValueError`` when none
+    is: usually a different ID scheme, e.g. probe IDs against coordinates), naming the first
+    mismatched IDs of both sides and counting them.
     """
-    pos = {r: i for i, r in enumerate(np.asarray(in_regions).tolist())}
-    idx = np.asarray([pos.get(r, -1) for r in np.asarray(ref_regions).tolist()])
-    found = idx >= 0
-    n_matched = int(found.sum())
-    ref_set = set(np.asarray(ref_regions).tolist())
-    if too_few(n_matched, len(ref_regions), min_fraction):
-        ref_only = [r for r in np.asarray(ref_regions).tolist() if r not in pos][:5]
-        in_only = [r for r in np.asarray(in_regions).tolist() if r not in ref_set][:5]
-        message = (
-            f"{source}: only {n_matched} of {len(ref_regions)} reference regions found "
-            f"(need {needed(len(ref_regions), min_fraction)}); first reference IDs not found: {ref_only}; "
-            f"first input IDs not in the reference: {in_only}"
-        )
-        if n_matched == 0:
-            raise ValueError(message)
-        # Lowering min_match would let it through: the caller names its option (relaxed_by).
-        raise TooFewMatched(message, "reference regions", n_matched, len(ref_regions), min_fraction)
-    out = np.full((values.shape[0], len(ref_regions)), np.nan, dtype=np.float64)
-    out[:, found] = values[:, idx[found]]
-    dropped = [r for r in np.asarray(in_regions).tolist() if r not in ref_set]
-    missing = {str(s): int((~np.isfinite(out[i])).sum()) for i, s in enumerate(samples)}
-    return out, JoinReport(len(ref_regions), len(in_regions), n_matched, dropped, missing)
+    in_regions = np.asarray(in_regions)
+    match = match_ids(ref_regions, in_regions, "regions", source, min_fraction, holder="reference")
+    found = match.index >= 0
+    out = np.full((values.shape[0], match.n_model), np.nan, dtype=np.float64)
+    out[:, found] = values[:, match.index[found]]
+    # Input regions no reference region took, in the input's order.
+    unused = np.ones(len(in_regions), dtype=bool)
+    unused[match.index[found]] = False
+    dropped = [str(r) for r in in_regions[unused].tolist()]
+    n_missing = (~np.isfinite(out)).sum(axis=1)
+    missing = {str(s): int(n) for s, n in zip(samples, n_missing, strict=True)}
+    return out, JoinReport(match.n_model, len(in_regions), match.n_matched, dropped, missing)
 
 
 def iter_chunks(n: int, size: int) -> Iterator[slice]:

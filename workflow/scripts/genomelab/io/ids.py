@@ -56,13 +56,20 @@ def needed(n_model: int, min_fraction: float) -> str:
 
 
 def too_few_matched(
-    source: str, what: str, n_matched: int, n_model: int, min_fraction: float, detail: str
+    source: str,
+    what: str,
+    n_matched: int,
+    n_model: int,
+    min_fraction: float,
+    detail: str,
+    holder: str = "model",
 ) -> InputMismatch:
-    """The error of an ID join that found ``n_matched`` of ``n_model`` IDs, fewer than
-    ``min_fraction`` (or none): a :class:`TooFewMatched` when lowering the fraction would
-    let it through, else (nothing in common) a plain :class:`InputMismatch`."""
+    """The error of an ID join that found ``n_matched`` of ``n_model`` IDs (the ``holder``'s:
+    a model, a reference), fewer than ``min_fraction`` (or none): a :class:`TooFewMatched`
+    when lowering the fraction would let it through, else (nothing in common) a plain
+    :class:`InputMismatch`."""
     message = (
-        f"{source}: {n_matched} of the model's {n_model} {what} found in the input "
+        f"{source}: {n_matched} of the {holder}'s {n_model} {what} found in the input "
         f"(need {needed(n_model, min_fraction)}); {detail}"
     )
     if n_matched == 0:
@@ -90,6 +97,20 @@ def relaxed_by(option: str) -> Iterator[None]:
             exc.n_model,
             exc.min_fraction,
         ) from None
+
+
+def refuse_duplicates(ids: Sequence[str], what: str, source: str) -> None:
+    """Refuse ``ids`` that list an ID more than once (which of its values would be used?),
+    naming ``source``, how many IDs repeat and the first of them, each once."""
+    if len(set(ids)) == len(ids):
+        return
+    seen: set[str] = set()
+    dups: dict[str, None] = {}  # ordered: the first IDs repeated, in the order of their repeat
+    for x in ids:
+        if x in seen:
+            dups[x] = None
+        seen.add(x)
+    raise InputMismatch(f"{source}: {len(dups)} duplicated {what} ID(s), first {list(dups)[:N_SHOWN]}")
 
 
 @dataclass
@@ -164,10 +185,12 @@ def match_ids(
     what: str,
     source: str,
     min_fraction: float = 1.0,
+    holder: str = "model",
 ) -> IdMatch:
     """Align ``input_ids`` to ``model_ids`` (the IDs, or their :class:`IdIndex`) by name;
     refuse when fewer than ``min_fraction`` of the model's IDs are found (or none is), naming
-    the first mismatches of both sides.
+    the first mismatches of both sides. ``holder`` is what the messages call the owner of
+    ``model_ids`` ("the model's regions"; deconv's reference join: "the reference's").
 
     Duplicated input IDs are an error (which one would the model see?).
     """
@@ -185,14 +208,9 @@ def match_ids(
         # The common case (inputs made for this model): nothing to look up.
         n = len(model_list)
         return IdMatch(what, np.arange(n), n, n, [], [], 0, 0)
-    pos: dict[str, int] = {}
-    dups = []
-    for i, x in enumerate(input_list):
-        if x in pos:
-            dups.append(x)
-        pos[x] = i
-    if dups:
-        raise InputMismatch(f"{source}: {len(dups)} duplicated {what} ID(s), first {dups[:N_SHOWN]}")
+    pos = {x: i for i, x in enumerate(input_list)}
+    if len(pos) != len(input_list):
+        refuse_duplicates(input_list, what, source)
     index, only_input, only_model_first, n_only_model = _positions(index_of, pos)
     match = IdMatch(
         what,
@@ -211,19 +229,22 @@ def match_ids(
             match.n_matched,
             len(model_list),
             min_fraction,
-            f"{n_only_model} of the model's {what} are absent from the input, first "
-            f"{only_model_first}; {len(only_input)} input {what} are unknown to the model, "
+            f"{n_only_model} of the {holder}'s {what} are absent from the input, first "
+            f"{only_model_first}; {len(only_input)} input {what} are unknown to the {holder}, "
             f"first {only_input[:N_SHOWN]}",
+            holder,
         )
     if n_only_model or only_input:
         logger.warning(
-            "%s: %d of %d model %s absent (treated as missing), %d input %s unknown to the model (ignored)",
+            "%s: %d of %d %s %s absent (treated as missing), %d input %s unknown to the %s (ignored)",
             source,
             n_only_model,
             len(model_list),
+            holder,
             what,
             len(only_input),
             what,
+            holder,
         )
     return match
 

@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, match_ids
+from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, match_ids, refuse_duplicates
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble
 from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config
@@ -366,9 +365,7 @@ def _from_sheet(path: Path, n_positions: int) -> TissueInputs:
         means, valid, ids = npz_features(rec.file, n_positions, slots_fix=PREDICT_SLOTS_FIX)
         ids = [str(x) for x in ids]
         if ids != last_ids:
-            if len(set(ids)) != len(ids):
-                dups = sorted(x for x, k in Counter(ids).items() if k > 1)
-                raise InputMismatch(f"{rec.file}: {len(dups)} duplicated region ID(s), first {dups[:5]}")
+            refuse_duplicates(ids, "region", str(rec.file))
             last_ids, n_sets = ids, n_sets + 1
             last_idx = np.fromiter((columns.setdefault(x, len(columns)) for x in ids), np.int64, len(ids))
         rows.append((last_idx, means, valid))

@@ -23,7 +23,7 @@ binning, one 10 kb contig (demo VAE). The target is under 10 ms for tissue and a
 single-sample queries (the project history's bar was 200 ms).
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_serve.py [--repeats 200] [--tissue-regions 2000]
-        [--tissue-members 5] [--tissue-hidden 64 32] [--tissue-kind mlp|attention] [--threads 1]
+        [--tissue-members 5] [--tissue-hidden 64 32] [--tissue-kind mlp|attention|masked] [--threads 1]
         [--tissue-observed 0.02] [--modules tissue assoc ...] [--out results.json]
 """
 
@@ -327,9 +327,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--tissue-kind",
-        choices=["mlp", "attention"],
+        choices=["mlp", "attention", "masked"],
         default="mlp",
-        help="tissue model (attention: tissue_predict's default, first in tissue.models)",
+        help="tissue model (attention: tissue_predict's default, first in tissue.models; masked: the "
+        "single-layer model, the cheapest of the defaults)",
     )
     parser.add_argument(
         "--tissue-observed",
@@ -393,7 +394,8 @@ def main() -> None:
         "tissue_members": args.tissue_members,
         "tissue_kind": args.tissue_kind,
         "tissue_observed": args.tissue_observed,
-        "tissue_hidden": args.tissue_hidden or schema_defaults(f"tissue.{args.tissue_kind}")["hidden"],
+        # The masked model has no hidden layer.
+        "tissue_hidden": args.tissue_hidden or schema_defaults(f"tissue.{args.tissue_kind}").get("hidden"),
         "machine": platform.processor() or platform.machine(),
         # Shared machines: timings are only comparable at a similar load.
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),

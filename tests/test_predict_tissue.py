@@ -291,6 +291,65 @@ def test_attention_query_path_equals_the_members_forward(read_likelihood, tmp_pa
     np.testing.assert_allclose(proba[ENSEMBLE], expected, rtol=0, atol=1e-12)
 
 
+def test_masked_query_path_equals_the_members_forward(tmp_path, monkeypatch):
+    """The masked ensemble's query path (features once, the members' weights stacked: what
+    predict and serve use on the CPU) gives each member's probabilities as its own eval
+    forward does, on full and sparse queries, in steps of samples; members that standardise
+    differently take their own forward."""
+    import dataclasses
+
+    from genomelab.config import schema_defaults
+    from genomelab.tissue.inference import MaskedEnsemble
+    from genomelab.tissue.models import CONFIGS, build_model
+    from genomelab.tissue.training import predict_proba
+    from genomelab.train.export import save_exported
+
+    n_regions, n_classes = 300, 4
+    rng = np.random.default_rng(0)
+    mu, sd = (
+        rng.uniform(0.2, 0.8, n_regions).astype(np.float32),
+        rng.uniform(0.1, 0.3, n_regions).astype(np.float32),
+    )
+    cfg = CONFIGS["masked"].from_dict(schema_defaults("tissue.masked"))
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        m = build_model("masked", cfg, n_regions, n_classes, mu, sd, 150)
+        with torch.no_grad():  # trained weights: not the zeros the model starts from
+            m.linear.weight.normal_(0, 0.3)
+            m.linear.bias.normal_(0, 0.3)
+        members.append(m.eval())
+    means, cov = _queries(n_regions, np.random.default_rng(1))
+    monkeypatch.setattr(MaskedEnsemble, "CHUNK", 3)  # steps of 3 samples, the last partial
+    fast = MaskedEnsemble.build(members)
+    assert fast is not None
+    got = fast.proba(torch.as_tensor(means), torch.as_tensor(cov)).numpy()
+    with torch.no_grad():
+        for m, p in zip(members, got, strict=True):
+            ref = torch.softmax(m(torch.as_tensor(means), torch.as_tensor(cov)), -1).numpy()
+            np.testing.assert_allclose(p, ref, rtol=0, atol=1e-6)
+    assert not np.allclose(got[0], got[1])  # the members differ, and each keeps its own
+    other = build_model("masked", cfg, n_regions, n_classes, mu, 2 * sd, 150).eval()
+    assert MaskedEnsemble.build([*members, other]) is None
+
+    path = tmp_path / "masked.pt"
+    save_exported(
+        path,
+        torch.nn.ModuleList(members),
+        kind="masked-ensemble",
+        config=dataclasses.asdict(cfg),
+        ids={"classes": [f"c{i}" for i in range(n_classes)], "regions": [f"r{i}" for i in range(n_regions)]},
+        data_fingerprint="0",
+        extra={"seeds": [0, 1, 2], "n_positions": 150},
+    )
+    predictor = TissuePredictor.load(path)
+    assert isinstance(predictor.fast, MaskedEnsemble)
+    proba = predictor.predict_arrays(means, cov)
+    ds = torch.utils.data.TensorDataset(torch.as_tensor(means), torch.as_tensor(cov), torch.zeros(len(means)))
+    for name, m in predictor.members.items():
+        np.testing.assert_allclose(proba[name], predict_proba(m, ds, torch.device("cpu")), rtol=0, atol=1e-6)
+
+
 def test_model_of_another_module_is_named_not_called_the_ablation(tmp_path):
     from test_train_export import save_model_of_kind
 

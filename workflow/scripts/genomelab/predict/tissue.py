@@ -35,7 +35,7 @@ from torch.utils.data import TensorDataset
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, match_ids, refuse_duplicates
 from genomelab.tissue.calibration import apply_temperature
-from genomelab.tissue.inference import AttentionEnsemble
+from genomelab.tissue.inference import AttentionEnsemble, MaskedEnsemble
 from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
@@ -158,10 +158,13 @@ class TissuePredictor:
                 path,
             )
         self.members = self._members(kind, exported)
-        # Attention members on the CPU: the per-query path with load-time constants (the
-        # members' own forward, rearranged; genomelab.tissue.inference). None: the forward.
-        self.fast = (
-            AttentionEnsemble.build(list(self.members.values())) if self.device.type == "cpu" else None
+        # Attention or masked members on the CPU: the per-query path with load-time constants
+        # (the members' own forward, rearranged; genomelab.tissue.inference). None: the forward.
+        members = list(self.members.values())
+        self.fast: AttentionEnsemble | MaskedEnsemble | None = (
+            (AttentionEnsemble.build(members) or MaskedEnsemble.build(members))
+            if self.device.type == "cpu"
+            else None
         )
 
     @classmethod
@@ -203,8 +206,9 @@ class TissuePredictor:
     ) -> dict[str, np.ndarray]:
         """Probabilities float64 [S, C] per member and ``ensemble`` for inputs already in the
         model's region order (means [S, R] NaN = uncovered, coverage [S, R]). Attention
-        members on the CPU: :class:`AttentionEnsemble`, one sample at a time (``batch_size``
-        is not used)."""
+        members on the CPU: :class:`AttentionEnsemble`, one sample at a time; masked members
+        on the CPU: :class:`MaskedEnsemble`, all samples at once (``batch_size`` is not used
+        by either)."""
         if means.ndim != 2 or means.shape[1] != len(self.regions) or coverage.shape != means.shape:
             raise ValueError(
                 f"means and coverage must be [n_samples, {len(self.regions)}], not {means.shape} and {coverage.shape}"

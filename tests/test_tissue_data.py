@@ -243,6 +243,22 @@ def test_beta_table_conversion_is_exact_and_validated(tmp_path):
         convert_beta_table(dup, tmp_path / "d.h5")
 
 
+def test_a_beta_table_giving_a_probe_twice_is_refused_naming_it(tmp_path):
+    """convert_beta_table read a table whose header gives cg1 twice through pandas, which
+    renamed the second column "cg1.1": the stacked HDF5 got region_ids ['cg1', 'cg2',
+    'cg1.1'], a probe that does not exist, with no error. Now the header as written is
+    checked, naming the table, how many probes repeat and the first ones."""
+    from genomelab.tissue.convert import convert_beta_table
+
+    table = tmp_path / "betas.csv"
+    table.write_text(
+        "sample,label,cg1,cg2,cg1,cg2,cg3\nP1,K1,0.1,0.5,0.9,0.2,0.3\nP2,K2,0.2,0.6,0.3,0.4,0.5\n"
+    )
+    with pytest.raises(ValueError, match=r"betas\.csv: 2 duplicated probe ID\(s\), first \['cg1', 'cg2'\]$"):
+        convert_beta_table(table, tmp_path / "s.h5", n_positions=10)
+    assert not (tmp_path / "s.h5").exists()
+
+
 def test_tcga_glioma_converts(shared_data, tmp_path):
     from genomelab.tissue.convert import convert_beta_table
 

@@ -11,10 +11,10 @@ from genomelab.io.features import create_features, read_features, read_n_positio
 from genomelab.io.sheets import SampleRecord
 
 
-def _features(path, means, with_optional=True):
+def _features(path, means, with_optional=True, regions=("r1", "r2")):
     records = [SampleRecord(f"s{i}", path, "Blood", "B", f"g{i}") for i in range(len(means))]
     with h5py.File(path, "w") as h5:
-        create_features(h5, len(means), np.array(["r1", "r2"]), 150, "test")
+        create_features(h5, len(means), np.array(regions), 150, "test")
         h5["means"][:] = means
         h5["coverage"][:] = 3
         if with_optional:
@@ -56,3 +56,17 @@ def test_errors_name_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(FormatError, match=r"shape\.h5: not a readable HDF5 file"):
         read_features(path)
+
+
+def test_a_features_file_listing_a_region_twice_is_refused_naming_it(tmp_path):
+    """A features HDF5 listing a region twice was read as it stood (regions ['r1', 'r2',
+    'r1']): the tissue splits, baselines and models took both r1 columns, and the exported
+    model listed r1 twice. Reading it is now an error naming the file, how many regions repeat
+    and the first ones, for every module that reads the format (tissue, deconv, predict)."""
+    means = np.array([[0.1, 0.5, 0.9]], np.float32)
+    path = _features(tmp_path / "dup.h5", means, regions=("r1", "r2", "r1"))
+    with pytest.raises(ValueError, match=r"dup\.h5: 1 duplicated region ID\(s\), first \['r1'\]$"):
+        read_features(path)
+    assert (
+        read_features(_features(tmp_path / "ok.h5", means, regions=("r1", "r2", "r3")))["regions"].size == 3
+    )

@@ -88,6 +88,23 @@ def test_stacked_hdf5_header_errors_name_the_file(tmp_path):
         list(src.iter_blocks(block=1))
 
 
+def test_a_stacked_hdf5_listing_a_region_twice_is_refused_naming_it(tmp_path):
+    """A stacked HDF5 whose ``region_ids`` repeat an ID was opened as it stood (region_ids
+    ['r1', 'r1', 'r2']), so tissue_features wrote a features file listing r1 twice and the
+    models trained on both columns. Opening it is now an error naming the file, how many IDs
+    repeat and the first ones (check_input opens it when Snakemake starts)."""
+    meth = np.zeros((2, 4, 5), np.int8)
+    path = write_stacked(
+        tmp_path / "dup.h5", meth, ["a", "b"], ["X", "Y"], region_ids=["r1", "r2", "r1", "r2"]
+    )
+    with pytest.raises(ValueError, match=r"dup\.h5: 2 duplicated region ID\(s\), first \['r1', 'r2'\]$"):
+        StackedHDF5.open(path)
+    path = write_stacked(
+        tmp_path / "ok.h5", meth, ["a", "b"], ["X", "Y"], region_ids=["r1", "r2", "r3", "r4"]
+    )
+    assert StackedHDF5.open(path).region_ids.tolist() == ["r1", "r2", "r3", "r4"]
+
+
 def test_another_slot_count_names_the_file_its_count_and_what_to_do(tmp_path):
     """NPZ files of 100 slots per region were refused with "expected 150" and no hint. The
     error now names the file and its count and says what to do: for training, the option that

@@ -102,6 +102,43 @@ def test_hdf5_and_npz_features_agree_and_labels_are_checked(tmp_path, rng):
         extract_features_from_hdf5(stacked, tmp_path / "c.h5", sheet=typo)
 
 
+def test_a_sheet_npz_listing_a_region_twice_is_refused_naming_the_file(tmp_path):
+    """tissue_features took an NPZ whose region_ids repeat an ID as it stood: a sheet of two
+    files over r1, r1, r2 wrote regions ['r1', 'r1', 'r2'] with means [[1, 0, 1], [0, 1, 0]]
+    (two different values for r1 in one sample), and the splits and models went on with both
+    columns. A file with a repeat after another file was refused only as "region IDs differ
+    from those of ok.npz (3 vs 3 regions)", which does not say what is wrong. Now the file
+    is refused by name with how many regions repeat and the first ones, wherever it stands in
+    the sheet; files that list each region once still give the features."""
+    calls = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [1, 1, 0, 0]], np.int8)
+    for name, ids in (("ok", ["r1", "r2", "r3"]), ("d1", ["r1", "r1", "r2"]), ("d2", ["r1", "r2", "r2"])):
+        _npz(tmp_path / f"{name}.npz", calls, region_ids=np.array(ids))
+    _npz(tmp_path / "d1b.npz", calls[::-1], region_ids=np.array(["r1", "r1", "r2"]))
+    cases = (
+        (["d1", "d1b"], "d1", "r1"),  # alone (every file the same)
+        (["ok", "d1"], "d1", "r1"),  # after a file without repeats
+        (["d2", "d1"], "d2", "r2"),  # first of two files over the same set in another order
+        (["ok", "ok2", "d2"], "d2", "r2"),  # after two files that agree
+    )
+    _npz(tmp_path / "ok2.npz", calls, region_ids=np.array(["r1", "r2", "r3"]))
+    for files, bad, first in cases:
+        rows = [
+            [f"s{i}", f"{f}.npz", "Blood" if i % 2 else "Liver", "", f"s{i}"] for i, f in enumerate(files)
+        ]
+        sheet = _write_sheet(tmp_path / f"{'_'.join(files)}.tsv", rows)
+        with pytest.raises(
+            ValueError, match=rf"{bad}\.npz: 1 duplicated region ID\(s\), first \['{first}'\]$"
+        ):
+            extract_features_from_sheet(sheet, tmp_path / "out.h5", n_positions=4)
+        assert not (tmp_path / "out.h5").exists()
+    sheet = _write_sheet(
+        tmp_path / "good.tsv", [["a", "ok.npz", "Liver", "", "a"], ["b", "ok2.npz", "Blood", "", "b"]]
+    )
+    feats = read_features(extract_features_from_sheet(sheet, tmp_path / "good.h5", n_positions=4))
+    assert feats["regions"].tolist() == ["r1", "r2", "r3"]
+    np.testing.assert_array_equal(feats["means"], [[1.0, 0.0, 0.5], [1.0, 0.0, 0.5]])
+
+
 def test_stacked_hdf5_bad_values_and_shapes(tmp_path):
     bad = np.zeros((2, 3, 4), np.int8)
     bad[1, 2, 3] = 5
@@ -204,6 +241,22 @@ def test_beta_table_conversion_is_exact_and_validated(tmp_path):
     dup.write_text("sample,label,cg1\nP1,K1,0.5\nP1,K2,0.5\n")
     with pytest.raises(ValueError, match=r"dup\.csv: duplicate sample name"):
         convert_beta_table(dup, tmp_path / "d.h5")
+
+
+def test_a_beta_table_giving_a_probe_twice_is_refused_naming_it(tmp_path):
+    """convert_beta_table read a table whose header gives cg1 twice through pandas, which
+    renamed the second column "cg1.1": the stacked HDF5 got region_ids ['cg1', 'cg2',
+    'cg1.1'], a probe that does not exist, with no error. Now the header as written is
+    checked, naming the table, how many probes repeat and the first ones."""
+    from genomelab.tissue.convert import convert_beta_table
+
+    table = tmp_path / "betas.csv"
+    table.write_text(
+        "sample,label,cg1,cg2,cg1,cg2,cg3\nP1,K1,0.1,0.5,0.9,0.2,0.3\nP2,K2,0.2,0.6,0.3,0.4,0.5\n"
+    )
+    with pytest.raises(ValueError, match=r"betas\.csv: 2 duplicated probe ID\(s\), first \['cg1', 'cg2'\]$"):
+        convert_beta_table(table, tmp_path / "s.h5", n_positions=10)
+    assert not (tmp_path / "s.h5").exists()
 
 
 def test_tcga_glioma_converts(shared_data, tmp_path):

@@ -21,6 +21,7 @@ import numpy as np
 from genomelab import __version__
 from genomelab.io.errors import FormatError
 from genomelab.io.hdf5 import STR, h5_strings
+from genomelab.io.ids import refuse_duplicates
 from genomelab.io.sheets import SampleRecord
 
 REQUIRED = ("means", "coverage", "samples", "tissue", "regions")
@@ -54,7 +55,7 @@ def read_features(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Returns means (float32 [S, R]), coverage ([S, R]), samples, tissue, subtype,
     source_sample (str [S]) and regions (str [R]). Raises ``FileNotFoundError`` for a
     missing file and ``FormatError`` naming it for a missing dataset, shapes that disagree
-    or means outside [0, 1].
+    or means outside [0, 1], and ``InputMismatch`` naming it for a region listed twice.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,6 +88,9 @@ def read_features(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"'means' is {means.shape} but there are {n} samples, {len(out['tissue'])} tissue labels "
             f"and {len(out['regions'])} regions",
         )
+    # A region listed twice: which of its columns is the region? (Training would keep both, and
+    # a model's join would give both the one value of a new sample's region.)
+    refuse_duplicates(out["regions"].tolist(), "region", str(path))
     finite = np.isfinite(means)
     if (means[finite] < 0).any() or (means[finite] > 1).any():
         raise FormatError(path, "'means' holds values outside [0, 1]")

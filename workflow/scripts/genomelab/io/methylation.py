@@ -29,6 +29,7 @@ import numpy as np
 
 from genomelab.io.errors import FormatError
 from genomelab.io.hdf5 import h5_strings
+from genomelab.io.ids import refuse_duplicates
 from genomelab.io.sheets import SampleRecord
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class StackedHDF5:
                 raise FormatError(path, f"{len(values)} {key} labels for {shape[0]} files")
         if len(set(samples)) != len(samples):
             raise FormatError(path, "duplicate sample names in 'samples'")
+        refuse_duplicates(region_ids.tolist(), "region", str(path))
         return cls(
             path, samples, tissue, region_ids, shape[2], optional["subtype"], optional["source_sample"]
         )

@@ -26,6 +26,7 @@ import numpy as np
 
 from genomelab import __version__
 from genomelab.io.atomic import atomic_output
+from genomelab.io.ids import refuse_duplicates
 from genomelab.io.names import NAME_RULE, is_safe_name
 
 logger = logging.getLogger(__name__)
@@ -59,8 +60,9 @@ def convert_beta_table(
     """Write a stacked methylation HDF5 from a CSV of samples x probes beta values.
 
     The table has ``sample_column``, ``label_column`` and one numeric column per probe.
-    Rows whose label is in ``drop_labels`` (e.g. "NA") are dropped; duplicate sample names,
-    betas outside [0, 1] and non-numeric probe columns are errors naming the table.
+    Rows whose label is in ``drop_labels`` (e.g. "NA") are dropped; duplicate sample names, a
+    probe column given twice, betas outside [0, 1] and non-numeric probe columns are errors
+    naming the table.
     """
     import pandas as pd
 
@@ -68,6 +70,10 @@ def convert_beta_table(
     if not table.is_file():
         raise FileNotFoundError(f"beta table {table} does not exist")
     df = pd.read_csv(table, keep_default_na=False, na_values=[""])
+    # pandas renames a repeated column (the second cg1 becomes a probe "cg1.1"), so the
+    # probes are checked in the header as written: which column would be the probe's?
+    header = pd.read_csv(table, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+    refuse_duplicates([c for c in header if c not in (sample_column, label_column)], "probe", str(table))
     for col in (sample_column, label_column):
         if col not in df.columns:
             raise ValueError(f"{table}: no {col!r} column (columns start {list(df.columns[:5])})")

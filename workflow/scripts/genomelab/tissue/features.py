@@ -33,6 +33,7 @@ import numpy as np
 
 from genomelab.io.atomic import atomic_output
 from genomelab.io.features import create_features, write_feature_labels
+from genomelab.io.ids import refuse_duplicates
 from genomelab.io.methylation import (
     SLOTS_FIX,
     StackedHDF5,
@@ -155,7 +156,8 @@ def extract_features_from_sheet(
 ) -> Path:
     """Stream every NPZ of a sample sheet into the features HDF5 (see module docstring).
 
-    Region IDs must agree across files (a file with other regions is an error naming it).
+    Region IDs must agree across files (a file with other regions is an error naming it) and
+    list each region once (a file listing one twice is an error naming it and the region).
     ``labels`` False: new samples, whose sheet may leave out ``tissue`` (written as "").
     """
     records = read_sample_sheet(sheet, labels=labels)
@@ -164,10 +166,14 @@ def extract_features_from_sheet(
     with atomic_output(out_h5) as tmp, h5py.File(tmp, "w") as h5:
         for i, rec in enumerate(records):
             means, valid, ids = npz_features(rec.file, n_positions, threads)
+            if regions is None or not np.array_equal(ids, regions):
+                # A region listed twice: which of its rows is the region? Checked where the IDs
+                # change (the first file, a file that differs), so once for a sheet over one set.
+                refuse_duplicates(ids.tolist(), "region", str(rec.file))
             if regions is None:
                 regions = ids
                 create_features(h5, len(records), regions, n_positions, str(sheet))
-            elif len(ids) != len(regions) or not np.array_equal(ids, regions):
+            elif not np.array_equal(ids, regions):
                 raise ValueError(
                     f"{rec.file}: region IDs differ from those of {records[0].file} "
                     f"({len(ids)} vs {len(regions)} regions); all samples must share one region set"

@@ -806,3 +806,36 @@ def test_a_held_out_block_predicted_alone_gives_the_evaluations_per_bp_readout_t
         assert (got.pairs["upstream_end"].clip(upper=got.pairs["downstream_start"]) >= start).all()
         assert (got.pairs[["upstream_end", "downstream_start"]].max(axis=1) <= end).all()
     assert n_edge_genes > 0  # a block edge cuts a gene: the case this checks
+
+
+def test_a_region_inside_one_intergenic_gap_carries_that_pairs_call():
+    """A region that lies inside the junction of two genes beyond it: the per-bp readout track
+    carries the pair's call there (from the readout's annotation fallback: the region's track
+    cannot cover the junction), as evaluation's track over the genome paints the junction's
+    bins; the pair table stays empty (no junction lies in the region)."""
+    from genomelab.predict.regulon import operon_calls
+    from genomelab.regulon.operons import (
+        COMBINED,
+        FEATURES,
+        PAIR_READOUT,
+        OperonReadout,
+        PairReadout,
+        _sigmoid,
+    )
+
+    def fitted(k, intercept):
+        return PairReadout(np.zeros(k), np.ones(k), np.ones(k), intercept, 10)
+
+    readout = OperonReadout(
+        {n: fitted(len(FEATURES[n]), 0.3) for n in (PAIR_READOUT, COMBINED)},
+        np.linspace(-2, 2, 16),
+        40,
+        12,
+        fallbacks={COMBINED: fitted(1, -0.7)},
+    )
+    genes = pd.DataFrame({"id": ["a", "b"], "start": [0, 5000], "end": [1000, 6000], "strand": ["+", "+"]})
+    table, track = operon_calls(readout, np.full((2, 100), 0.6, np.float32), genes, "c", 2000, 3600, 16)
+    want = _sigmoid(readout.distance_ll(np.array([4000]))[0] - 0.7)
+    assert len(table) == 0
+    np.testing.assert_allclose(track[0], want, rtol=1e-6)
+    assert (track[1] == 0).all()

@@ -220,10 +220,11 @@ def operon_calls(
     # its neighbour pairs, as evaluation's track over the genome does (a junction the track
     # misses takes the readouts' annotation fallback there as here); the table lists those
     # whose junction lies in the region.
-    in_genes = pairs["upstream"].isin(inside["bnumber"]) | pairs["downstream"].isin(inside["bnumber"])
+    scored = pairs["upstream"].isin(inside["bnumber"]) | pairs["downstream"].isin(inside["bnumber"])
+    scored |= (pairs["lo"] < end) & (pairs["hi"] > start)  # a junction across the whole region
     in_region = (pairs["lo"] >= start) & (pairs["hi"] <= end)
-    pairs = pairs[in_genes | in_region].reset_index(drop=True)
-    listed = in_region[in_genes | in_region].to_numpy()
+    pairs = pairs[scored | in_region].reset_index(drop=True)
+    listed = in_region[scored | in_region].to_numpy()
     # The training genome's co-expression of the pair, by the genes' IDs (NaN elsewhere).
     pairs = readout.with_coexpression(pairs, pairs["upstream"].map(ids), pairs["downstream"].map(ids))
     frame = TrackFrame(start, resolution_bp)

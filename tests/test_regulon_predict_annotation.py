@@ -768,3 +768,74 @@ def test_evaluation_fits_the_fallbacks_of_a_readout_saved_without_them(annotated
     for ev in got.values():
         p = ev.readout.probability(tracks["model"]["operon"], ev.all_pairs, data, COMBINED)
         assert np.isfinite(p[unscored]).all()
+
+
+def test_a_held_out_block_predicted_alone_gives_the_evaluations_per_bp_readout_track(annotated_run):
+    """Each test block predicted as a region of its own: the readout's per-bp track is the one
+    the evaluation scores over those bins, the genes at the block's edges included (their pair
+    beyond the region, in a training block, scored by the readout's annotation fallback in
+    both; before, prediction left that pair out and such a gene took its inside pair alone),
+    and operon_pairs.tsv still lists only the pairs whose junction lies in the region."""
+    from genomelab.predict.regulon import RegulonPredictor
+    from genomelab.regulon.data import read_genes
+    from genomelab.regulon.evaluate import set_readout
+    from genomelab.regulon.operons import COMBINED, OperonEvaluation
+    from genomelab.regulon.targets import TargetData
+    from genomelab.regulon.tracks import read_tracks
+
+    data = TargetData(annotated_run["targets"])
+    genes = read_genes(annotated_run["genes"])
+    ev = OperonEvaluation(data, genes)
+    set_readout(ev, annotated_run["run"] / "p.h5", read_tracks(annotated_run["run"] / "p.h5", data))
+    predictor = RegulonPredictor(annotated_run["run"] / "best.pt")
+    r, blocks = data.config.resolution_bp, data.blocks
+    n_edge_genes = 0
+    for _, b in blocks[blocks["split"] == "test"].iterrows():
+        start, end = int(b["start"]), int(b["end"])
+        # The fixture's test blocks lie between training blocks: evaluation's held-out track
+        # misses the pairs beyond them, as the prediction of the block alone does.
+        assert set(blocks.loc[blocks["block"].isin([b["block"] - 1, b["block"] + 1]), "split"]) == {"train"}
+        got = predictor.predict_fasta(
+            annotated_run["genome"], f"{data.contig}:{start}-{end}", annotated_run["genes"]
+        )
+        first = (start - data.region_start) // r
+        want = ev.readout_bp_tracks[COMBINED][:, first : first + got.readout.shape[1]]
+        np.testing.assert_allclose(got.readout, want, rtol=1e-5, atol=1e-6)
+        n_edge_genes += int(((genes["start"] < start) & (genes["end"] > start)).sum())
+        n_edge_genes += int(((genes["start"] < end) & (genes["end"] > end)).sum())
+        assert (got.pairs["upstream_end"].clip(upper=got.pairs["downstream_start"]) >= start).all()
+        assert (got.pairs[["upstream_end", "downstream_start"]].max(axis=1) <= end).all()
+    assert n_edge_genes > 0  # a block edge cuts a gene: the case this checks
+
+
+def test_a_region_inside_one_intergenic_gap_carries_that_pairs_call():
+    """A region that lies inside the junction of two genes beyond it: the per-bp readout track
+    carries the pair's call there (from the readout's annotation fallback: the region's track
+    cannot cover the junction), as evaluation's track over the genome paints the junction's
+    bins; the pair table stays empty (no junction lies in the region)."""
+    from genomelab.predict.regulon import operon_calls
+    from genomelab.regulon.operons import (
+        COMBINED,
+        FEATURES,
+        PAIR_READOUT,
+        OperonReadout,
+        PairReadout,
+        _sigmoid,
+    )
+
+    def fitted(k, intercept):
+        return PairReadout(np.zeros(k), np.ones(k), np.ones(k), intercept, 10)
+
+    readout = OperonReadout(
+        {n: fitted(len(FEATURES[n]), 0.3) for n in (PAIR_READOUT, COMBINED)},
+        np.linspace(-2, 2, 16),
+        40,
+        12,
+        fallbacks={COMBINED: fitted(1, -0.7)},
+    )
+    genes = pd.DataFrame({"id": ["a", "b"], "start": [0, 5000], "end": [1000, 6000], "strand": ["+", "+"]})
+    table, track = operon_calls(readout, np.full((2, 100), 0.6, np.float32), genes, "c", 2000, 3600, 16)
+    want = _sigmoid(readout.distance_ll(np.array([4000]))[0] - 0.7)
+    assert len(table) == 0
+    np.testing.assert_allclose(track[0], want, rtol=1e-6)
+    assert (track[1] == 0).all()

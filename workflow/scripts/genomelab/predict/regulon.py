@@ -28,7 +28,8 @@ writes the readout's per-bp track (``operon_readout.<strand>.bedGraph``: a junct
 take its pair's probability, the co-expression readout's where the model has one for the
 pair, else the combined readout's; a gene's 1 - (1 - p_left)(1 - p_right), 0 elsewhere), the
 calls evaluation scores. A pair whose junction the predicted track misses (a region tail
-shorter than a bin) gets the readouts' annotation fallback (``p_operon_network`` stays NA).
+shorter than a bin; for the track, also the pair beyond the region of a gene at its edge) gets
+the readouts' annotation fallback (``p_operon_network`` stays NA).
 Older exports without a readout predict their tracks as before.
 """
 
@@ -196,7 +197,10 @@ def operon_calls(
 
     Pairs are adjacent on the whole contig (``genes``: all of it, with ``id`` when known),
     as evaluation pairs genes over the genome; those whose junction lies in the region are
-    scored (NaN where the track misses part of it: a tail shorter than a bin)."""
+    listed (NaN where the track misses part of it, a tail shorter than a bin, and the readout
+    has no annotation fallback). The track also scores the pairs beyond the region of the
+    genes at its edges (from the readouts' fallback), so each gene combines both its
+    neighbour pairs as evaluation's track does."""
     from genomelab.regulon.operons import (
         COEXPRESSED,
         COMBINED,
@@ -210,8 +214,17 @@ def operon_calls(
     # A unique key per gene (ids may repeat or be empty); the table shows the ids.
     keyed = g.assign(bnumber=[f"g{i}" for i in range(len(g))])
     ids = dict(zip(keyed["bnumber"], g["id"] if "id" in g else keyed["bnumber"], strict=True))
+    inside = keyed[(keyed["end"] > start) & (keyed["start"] < end)]
     pairs = gene_pairs(keyed)
-    pairs = pairs[(pairs["lo"] >= start) & (pairs["hi"] <= end)].reset_index(drop=True)
+    # Scored: the pairs of the genes in the region, so that a gene at its edge combines both
+    # its neighbour pairs, as evaluation's track over the genome does (a junction the track
+    # misses takes the readouts' annotation fallback there as here); the table lists those
+    # whose junction lies in the region.
+    scored = pairs["upstream"].isin(inside["bnumber"]) | pairs["downstream"].isin(inside["bnumber"])
+    scored |= (pairs["lo"] < end) & (pairs["hi"] > start)  # a junction across the whole region
+    in_region = (pairs["lo"] >= start) & (pairs["hi"] <= end)
+    pairs = pairs[scored | in_region].reset_index(drop=True)
+    listed = in_region[scored | in_region].to_numpy()
     # The training genome's co-expression of the pair, by the genes' IDs (NaN elsewhere).
     pairs = readout.with_coexpression(pairs, pairs["upstream"].map(ids), pairs["downstream"].map(ids))
     frame = TrackFrame(start, resolution_bp)
@@ -222,17 +235,16 @@ def operon_calls(
     p_coexpressed = np.full(len(pairs), np.nan)
     if COEXPRESSED in readout.readouts and known.any():
         p_coexpressed[known] = readout.probability(track, pairs[known], frame, COEXPRESSED)
-    elif len(pairs):
+    elif listed.any():
         # Say why the column is empty: it looks like a failure otherwise.
         logger.info(
             "p_operon_coexpression is NA for all %d pairs: %s; use p_operon",
-            len(pairs),
+            int(listed.sum()),
             "none is an adjacent pair of the model's training genome (matched by the genes' IDs)"
             if COEXPRESSED in readout.readouts
             else "the model carries no co-expression readout (its training data gave too few pairs a "
             "co-expression: data/data_report.json's coexpression.note says why)",
         )
-    inside = keyed[(keyed["end"] > start) & (keyed["start"] < end)]
     # The best call per pair: the co-expression readout's where given (the training genome's
     # pairs; its per-bp track is then the one the evaluation scores), the combined one elsewhere.
     best = np.where(np.isfinite(p_coexpressed), p_coexpressed, p_both)
@@ -257,7 +269,7 @@ def operon_calls(
         },
         columns=list(PAIR_TABLE_COLUMNS),
     )
-    return table, bp_track
+    return table[listed].reset_index(drop=True), bp_track
 
 
 def parse_region(text: str) -> tuple[str, int | None, int | None]:

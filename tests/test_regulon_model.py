@@ -109,7 +109,8 @@ def _gene_windows(rng: np.random.Generator, n: int, window: int = 512):
     return codes, ann, oper
 
 
-def test_loss_falls_with_annotation_channels():
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_loss_falls_with_annotation_channels(norm):
     rng = np.random.default_rng(0)
     codes, ann, oper = _gene_windows(rng, 48)
     n, r = len(codes), oper.shape[-1]
@@ -123,7 +124,10 @@ def test_loss_falls_with_annotation_channels():
     )
     torch.manual_seed(0)
     cfg = _cfg(
-        inputs="sequence+annotation", n_layers=4, loss_weights={"expression": 0, "density": 0, "operon": 1}
+        inputs="sequence+annotation",
+        n_layers=4,
+        norm=norm,
+        loss_weights={"expression": 0, "density": 0, "operon": 1},
     )
     model = RegulonNet(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -276,3 +280,64 @@ def test_chain_with_annotation_inputs(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     per_bp = next(c for c in summary["comparisons"] if c["primary"] == "operon_bp_auroc")
     assert DISTANCE_LL in per_bp["rows"]  # the annotation-aware baseline sits in the per-bp table
+
+
+def test_norm_option_config():
+    """``regulon.model.norm``: batch (default) or layer, nothing else; layer has no BatchNorm."""
+    assert _cfg().norm == "batch"
+    with pytest.raises(
+        ValueError, match="regulon.model.norm must be one of \\['batch', 'layer'\\], not 'group'"
+    ):
+        _cfg(norm="group")
+    model = RegulonNet(_cfg(norm="layer"))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_layer_norm_output_is_the_same_in_train_and_eval_mode(norm):
+    """With ``norm: layer`` a window's output does not depend on the batch or the mode (no
+    running statistics); with batch it does (the validation loss swing of round 15)."""
+    torch.manual_seed(0)
+    model = RegulonNet(_cfg(inputs="sequence", norm=norm))
+    with torch.no_grad():  # move the running statistics away from their initial values
+        model.train()
+        for _ in range(3):
+            model(torch.randint(0, 4, (8, 256), dtype=torch.uint8))
+    codes = torch.randint(0, 4, (4, 256), dtype=torch.uint8)
+    with torch.no_grad():
+        model.train()
+        train_out = model(codes)["expression"]
+        alone = model(codes[:1])["expression"] if norm == "layer" else None
+        model.eval()
+        eval_out = model(codes)["expression"]
+    same = torch.allclose(train_out, eval_out, atol=1e-5)
+    assert same == (norm == "layer")
+    if alone is not None:  # nor on the other windows of its batch
+        torch.testing.assert_close(alone, train_out[:1], atol=1e-5, rtol=1e-4)
+
+
+def test_model_exported_without_norm_loads_as_batch(tmp_path):
+    """A model exported before ``regulon.model.norm`` existed (no such key in its config)
+    loads as a BatchNorm network with its weights and running statistics."""
+    import dataclasses
+
+    from genomelab.regulon.training import KIND, load_model
+    from genomelab.train.export import save_exported
+
+    torch.manual_seed(0)
+    cfg = _cfg(inputs="sequence")
+    net = RegulonNet(cfg)
+    with torch.no_grad():
+        net.train()
+        net(torch.randint(0, 4, (8, 256), dtype=torch.uint8))
+    old = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "norm"}
+    save_exported(
+        tmp_path / "old.pt", net.eval(), kind=KIND, config=old, ids={"contigs": ["c"]},
+        data_fingerprint="0", extra={"targets_config": {"window_bp": 256}},
+    )  # fmt: skip
+    model, exported = load_model(tmp_path / "old.pt")
+    assert "norm" not in exported.config and model.config.norm == "batch"
+    assert isinstance(model.norm, torch.nn.BatchNorm1d)
+    torch.testing.assert_close(model.norm.running_mean, net.norm.running_mean)
+    codes = torch.randint(0, 4, (2, 256), dtype=torch.uint8)
+    torch.testing.assert_close(model.predict(codes)["expression"], net.predict(codes)["expression"])

@@ -26,6 +26,10 @@ from genomelab.regulon.features import INPUTS, rc_annotation, unpack
 from genomelab.train.engine import LossOutput
 
 DENSITY_LOSSES = ("mse", "poisson")
+# ``regulon.model.norm``: BatchNorm1d (running statistics in eval mode) or a LayerNorm over the
+# channels at each position (no batch or window statistics: a position's output depends on its
+# receptive field only, in training and evaluation alike).
+NORMS = ("batch", "layer")
 HEADS = ("expression", "density", "operon")
 # What each head's activation can represent; diagnostics compare targets against this.
 HEAD_KINDS = {"expression": "regression", "density": "count", "operon": "binary"}
@@ -48,8 +52,12 @@ class RegulonModelConfig(ConfigSection):
     loss_weights: dict[str, float] = from_schema("regulon.model.loss_weights")
     rc_augment: bool = from_schema("regulon.model.rc_augment")
     inputs: str = from_schema("regulon.model.inputs")
+    # A model exported before this key existed has none in its config: it loads as "batch".
+    norm: str = from_schema("regulon.model.norm")
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"regulon.model.norm must be one of {list(NORMS)}, not {self.norm!r}")
         if self.inputs not in INPUTS:
             raise ValueError(f"regulon.model.inputs must be one of {list(INPUTS)}, not {self.inputs!r}")
         for name in ("channels", "n_layers", "kernel_size", "stem_kernel", "resolution_bp", "bin_bp"):
@@ -129,10 +137,28 @@ def rc_track(track: torch.Tensor) -> torch.Tensor:
     return track.flip(-1).flip(-2)
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of [B, C, L], each position on its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """The normalisation layer of ``regulon.model.norm``."""
+    if kind == "batch":
+        return nn.BatchNorm1d(channels)
+    if kind == "layer":
+        return ChannelLayerNorm(channels)
+    raise ValueError(f"regulon.model.norm must be one of {list(NORMS)}, not {kind!r}")
+
+
 class _DilatedBlock(nn.Module):
-    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float) -> None:
+    def __init__(
+        self, channels: int, kernel: int, dilation: int, dropout: float, norm: str = "batch"
+    ) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm1d(channels)
+        self.norm = make_norm(norm, channels)
         self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation, padding=dilation * (kernel // 2))
         self.mix = nn.Conv1d(channels, channels, 1)
         self.drop = nn.Dropout(dropout)
@@ -158,9 +184,12 @@ class RegulonNet(nn.Module):
         self.stem = nn.Conv1d(INPUTS[config.inputs], c, config.stem_kernel, padding=config.stem_kernel // 2)
         self.pool = nn.MaxPool1d(config.resolution_bp)
         self.blocks = nn.Sequential(
-            *[_DilatedBlock(c, config.kernel_size, 2**i, config.dropout) for i in range(config.n_layers)]
+            *[
+                _DilatedBlock(c, config.kernel_size, 2**i, config.dropout, config.norm)
+                for i in range(config.n_layers)
+            ]
         )
-        self.norm = nn.BatchNorm1d(c)
+        self.norm = make_norm(config.norm, c)
         self.expression_head = nn.Conv1d(c, 2, 1)
         self.operon_head = nn.Conv1d(c, 2, 1)
         self.density_pool = nn.AvgPool1d(config.bin_bp // config.resolution_bp)
@@ -226,7 +255,7 @@ class RegulonNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Expression, density and operon probability; averaged with the reverse complement.
 
-        Always in eval mode (running BatchNorm statistics, no dropout); the previous mode is
+        Always in eval mode (running BatchNorm statistics with ``norm: batch``, no dropout); the previous mode is
         restored afterwards, so calling it mid-training is safe.
         """
         was_training = self.training

@@ -26,10 +26,13 @@ from genomelab.regulon.features import INPUTS, rc_annotation, unpack
 from genomelab.train.engine import LossOutput
 
 DENSITY_LOSSES = ("mse", "poisson")
-# ``regulon.model.norm``: BatchNorm1d (running statistics in eval mode) or a LayerNorm over the
-# channels at each position (no batch or window statistics: a position's output depends on its
-# receptive field only, in training and evaluation alike).
-NORMS = ("batch", "layer")
+# ``regulon.model.norm``: BatchNorm1d (running statistics in eval mode), a GroupNorm over each
+# window (groups of channels x the window's positions: no batch statistics, but a position's
+# output depends on the rest of its window) or a LayerNorm over the channels at each position
+# (no batch or window statistics: a position's output depends on its receptive field only).
+NORMS = ("batch", "group", "layer")
+# Channel groups of ``norm: group`` (fewer where the channels are not a multiple).
+NORM_GROUPS = 8
 HEADS = ("expression", "density", "operon")
 # What each head's activation can represent; diagnostics compare targets against this.
 HEAD_KINDS = {"expression": "regression", "density": "count", "operon": "binary"}
@@ -148,6 +151,8 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     """The normalisation layer of ``regulon.model.norm``."""
     if kind == "batch":
         return nn.BatchNorm1d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(NORM_GROUPS, channels), channels)
     if kind == "layer":
         return ChannelLayerNorm(channels)
     raise ValueError(f"regulon.model.norm must be one of {list(NORMS)}, not {kind!r}")

@@ -326,13 +326,6 @@ class OperonReadout:
             out[missed] = self.fallbacks[name].score(self.annotation(pairs[missed], name))
         return out
 
-    def network_scored(
-        self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData
-    ) -> np.ndarray:
-        """[n_pairs] bool: whether the network's ``track`` covers the pair's junction (else a
-        readout gives its annotation fallback's score, or NaN)."""
-        return np.isfinite(pair_features(track, pairs, frame)).all(axis=1)
-
     def probability(
         self, track: np.ndarray, pairs: pd.DataFrame, frame: TrackFrame | TargetData, name: str = COMBINED
     ) -> np.ndarray:

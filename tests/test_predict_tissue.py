@@ -645,3 +645,34 @@ def test_too_few_regions_name_the_option_of_each_path(trained, tmp_path, capfd):
     assert detail["loc"] == ["body", "samples", 0, "regions"]
     assert "set min_region_match in the request to 0.083 or lower (it is 0.5)" in detail["msg"]
     assert "--min-region-match" not in detail["msg"]
+
+
+def test_a_model_exported_with_a_repeated_region_loads_with_a_warning(trained, tmp_path, caplog):
+    """A model exported before training refused repeated region IDs still predicts (each copy
+    of the region gets the input's value), and loading it says so, naming the file and count."""
+    from genomelab.predict.tissue import TissuePredictor
+    from genomelab.train.export import load_exported, save_exported
+
+    src = trained["ens"] / "model.pt"
+    old = load_exported(src)
+    regions = list(old.ids["regions"])
+    ids = dict(old.ids, regions=regions[:-1] + regions[:1])  # the last region replaced by the first
+    path = tmp_path / "old.pt"
+    save_exported(
+        path,
+        old.weights,
+        kind=old.kind,
+        config=old.config,
+        ids=ids,
+        data_fingerprint=old.data_fingerprint,
+        extra=old.extra,
+    )
+    with caplog.at_level("WARNING", logger="genomelab.predict.tissue"):
+        pred = TissuePredictor.load(path)
+    assert f"{path} lists 1 region ID(s) more than once" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomelab.predict.tissue"):
+        TissuePredictor.load(src)
+    assert "more than once" not in caplog.text
+    out = predict_files(path, trained["sheet"], tmp_path / "o.tsv", tmp_path / "o.json", 0.5, 0.25)
+    assert np.isfinite(out.proba[next(iter(out.proba))]).all() and pred.region_index.ids[-1] == regions[0]

@@ -140,6 +140,17 @@ class TissuePredictor:
         self.classes = list(exported.ids["classes"])
         self.regions = np.asarray(exported.ids["regions"])
         self.region_index = IdIndex(self.regions)  # built once: requests are matched against it
+        if not self.region_index.unique:
+            # Exported before training refused repeated region IDs: still usable (each copy
+            # gets the input's value for that ID), but the user should know why it differs.
+            repeated = len(self.regions) - len(self.region_index.pos)
+            logger.warning(
+                "%s lists %d region ID(s) more than once (it was trained before genomelab refused "
+                "repeated region IDs in training inputs): each copy gets the input's value for that "
+                "region; retrain it from inputs without repeats",
+                path,
+                repeated,
+            )
         self.n_positions = int(exported.extra["n_positions"])
         # The temperature fitted on validation when the ensemble was made (1 = none, as for a
         # single member, whose training metrics are uncalibrated too).

@@ -125,7 +125,7 @@ def sources_from_features(path: str | os.PathLike) -> Sources:
         feats["source_sample"],
         feats["regions"],
     )
-    refuse_duplicates(regions.tolist(), "region", str(path))
+    # read_features has refused a region listed twice, naming the file.
     finite = np.isfinite(means)
     groups = np.where(groups == "", samples, groups)
     # A NaN mean has no valid call whatever the coverage says.

@@ -73,11 +73,18 @@ def open_binary(path: str | os.PathLike) -> io.BufferedIOBase:
     return _NamedGzipFile(path) if is_gzip(path) else open(path, "rb")
 
 
+# Text files users write: a leading byte-order mark (Excel's "CSV UTF-8", Notepad) is dropped,
+# not read into the first column's name ('\ufeffsample'), where a "missing column" would
+# name a column the user can see is there.
+TEXT_ENCODING = "utf-8-sig"
+
+
 def open_text(path: str | os.PathLike) -> IO[str]:
-    """Open ``path`` as text (newlines untranslated, as ``csv`` wants), gzip by magic bytes."""
+    """Open ``path`` as text (newlines untranslated, as ``csv`` wants; a leading byte-order
+    mark dropped), gzip by magic bytes."""
     if is_gzip(path):
-        return io.TextIOWrapper(_NamedGzipFile(path), newline="")
-    return open(path, newline="")
+        return io.TextIOWrapper(_NamedGzipFile(path), encoding=TEXT_ENCODING, newline="")
+    return open(path, newline="", encoding=TEXT_ENCODING)
 
 
 def existing_file(path: str | os.PathLike, what: str) -> Path:

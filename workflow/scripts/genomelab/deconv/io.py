@@ -163,7 +163,8 @@ def read_table(
     (``values_are``: what the values are, for the out-of-range message).
 
     Returns ``(values float64 [R, C], region_ids [R], column_names [C])``. Empty cells and
-    ``NA`` become NaN. Percent tables (values up to 100) are an error: betas are in [0, 1].
+    ``NA`` become NaN. Percent tables (values up to 100) are an error: betas are in [0, 1];
+    so is a column name (sample, tissue) given twice.
     """
     import pandas as pd
 
@@ -178,6 +179,10 @@ def read_table(
         raise ValueError(f"{what} {path} is not a readable table ({exc})") from exc
     if df.shape[1] == 0 or df.shape[0] == 0:
         raise ValueError(f"{what} {path} has no data columns or rows (shape {df.shape})")
+    # pandas renames a repeated column (a second sample p1 becomes "p1.1", a sample nobody
+    # named), so the header is checked as written: which column would be p1's?
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+    refuse_duplicates(header.tolist()[1:], "column", f"{what} {path}")
     # is_numeric_dtype, not np.issubdtype: pandas' own string dtype is not a numpy dtype.
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:

@@ -3,7 +3,12 @@
 # -> diagnostics -> gate -> NNLS baseline + plain and two-stage networks per phase
 # -> comparison tables and plots -> inference on new samples -> summary.
 from genomelab.deconv.mixtures import coverage_of
-from genomelab.deconv.tissues import check_own_samples, resolve_background, with_background
+from genomelab.deconv.tissues import (
+    check_infer_files,
+    check_own_samples,
+    resolve_background,
+    with_background,
+)
 from genomelab.io.sheets import is_sample_sheet
 
 DECONV = config["deconv"]
@@ -19,6 +24,7 @@ DC_BACKGROUND = resolve_background(DECONV) if DECONV["enabled"] else []
 # The user's samples against the demo's tissues would fail after training: stop now.
 if DECONV["enabled"]:
     check_own_samples(DECONV)
+    check_infer_files(DECONV, RESULTS)
 DC_SIMULATE_CFG = DECONV["simulate"] | (
     {"profiles": DC_PROFILES, "blood": DC_BACKGROUND} if DC_PROFILES else {}
 )

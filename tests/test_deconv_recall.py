@@ -30,7 +30,6 @@ from genomelab.deconv.reference import (
 )
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
 from genomelab.deconv.tissues import (
-    check_infer_files,
     check_own_samples,
     looks_like_blood,
     resolve_background,
@@ -77,20 +76,6 @@ def test_own_samples_need_a_reference_of_the_user_s():
     for key in ("reference.atlas", "input.sample_sheet", "input.features", "simulate.profiles"):
         check_own_samples(_deconv_cfg(**{key: "x"}) | {"infer": own})
     check_own_samples(_deconv_cfg() | {"infer": {"samples": ""}})  # the demo's own new samples
-
-
-def test_a_misspelt_infer_path_stops_the_run_naming_the_key(tmp_path):
-    """With infer.samples misspelt on a run that had deconvolved before, `snakemake -n`
-    planned only the report jobs and kept the earlier proportions; now the run stops at parse
-    time. A file this run makes (under its results folder) may not exist yet."""
-    plasma = tmp_path / "plasma.csv"
-    plasma.write_text("region,p1\ncg1,0.5\n")
-    results = tmp_path / "results" / "r1"
-    ok = {"samples": str(plasma), "truth": str(results / "deconv" / "demo" / "truth.csv")}
-    check_infer_files({"infer": ok}, str(results))
-    for key, typo in (("samples", tmp_path / "plasm.csv"), ("truth", tmp_path / "truht.csv")):
-        with pytest.raises(FileNotFoundError, match=rf"deconv\.infer\.{key}: .*{typo.name} does not exist$"):
-            check_infer_files({"infer": ok | {key: str(typo)}}, str(results))
 
 
 def _atlas(path, n_regions: int = 60, tissues=MOSS_LIKE, seed: int = 0):

@@ -202,3 +202,18 @@ def test_a_missing_relative_tissue_hdf5_says_where_it_was_looked_for(tmp_path, m
         match=rf"tissue.input.hdf5 data/cohort.h5 does not exist \(looked for in the working directory {re.escape(str(tmp_path))}\)",
     ):
         check_input(section)
+
+
+def test_a_misspelt_splits_file_stops_the_run_naming_the_key(tmp_path):
+    """tissue.input.splits misspelt on a run that had trained before: `snakemake -n` planned
+    only the report jobs and the earlier split stood, with no error."""
+    from genomelab.tissue.task import check_input
+
+    splits = tmp_path / "splts.tsv"
+    section = {"input": {"source": "simulate", "sheet": "", "hdf5": "", "splits": str(splits)}, "task": {}}
+    with pytest.raises(
+        FileNotFoundError, match=rf"tissue.input.splits {re.escape(str(splits))} does not exist$"
+    ):
+        check_input(section)
+    splits.write_text("sample\tsplit\n")
+    check_input(section)

@@ -85,21 +85,6 @@ def check_own_samples(deconv: dict[str, Any]) -> None:
         )
 
 
-def check_infer_files(deconv: dict[str, Any], results: str) -> None:
-    """``infer.samples`` and ``infer.truth`` must exist unless this run makes them (a path
-    under ``results``, the run's folder). A misspelt path otherwise went unnoticed on a run
-    that had deconvolved before: Snakemake kept the earlier proportions and reran only the
-    report. ``FileNotFoundError`` at parse time, naming the key."""
-    made_here = Path(results).resolve()
-    for key in ("samples", "truth"):
-        path = deconv["infer"][key]
-        if path and not Path(path).exists() and made_here not in Path(path).resolve().parents:
-            raise FileNotFoundError(
-                f"deconv.infer.{key}: {path} does not exist"
-                + ("" if Path(path).is_absolute() else f" (looked for in the working directory {Path.cwd()})")
-            )
-
-
 def reference_tissues(deconv: dict[str, Any]) -> tuple[list[str] | None, str]:
     """:func:`run_tissues` after ``reference.include``/``exclude``."""
     tissues, origin = run_tissues(deconv)

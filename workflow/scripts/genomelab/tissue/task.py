@@ -133,6 +133,10 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
     from genomelab.io.streams import existing_file
     from genomelab.tissue.features import hdf5_records
 
+    if section["input"].get("splits"):
+        # Misspelt on a run that had trained before, Snakemake reran only the report and the
+        # earlier split stood; checked now, naming the key.
+        existing_file(section["input"]["splits"], "tissue.input.splits")
     source = section["input"]["source"]
     if source == "simulate":
         given = [k for k in ("sheet", "hdf5") if section["input"][k]]

@@ -133,11 +133,16 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
     from genomelab.io.streams import existing_file
     from genomelab.tissue.features import hdf5_records
 
-    if section["input"].get("splits"):
+    splits = section["input"].get("splits") or None
+    if splits:
         # Misspelt on a run that had trained before, Snakemake reran only the report and the
         # earlier split stood; checked now, naming the key.
-        existing_file(section["input"]["splits"], "tissue.input.splits")
+        existing_file(splits, "tissue.input.splits")
     source = section["input"]["source"]
+    sheet = section["input"]["sheet"] if source != "simulate" and sheet_exists else ""
+    # A given split or folds (values, keys given twice, both a file and a sheet column),
+    # named by file and line now, not after the features of the whole cohort.
+    check_given_kind(given_assignment(splits, sheet or None), section.get("evaluation", {}).get("folds", 1))
     if source == "simulate":
         given = [k for k in ("sheet", "hdf5") if section["input"][k]]
         if given:
@@ -228,6 +233,27 @@ def _given_values(samples: dict[str, np.ndarray], given: GivenAssignment) -> np.
     return given.assign(keys, samples["group"])
 
 
+def check_given_kind(given: GivenAssignment | None, k: int) -> None:
+    """Refuse a given split with ``k`` > 1 folds, given folds with one split (``k`` = 1), or
+    given folds whose number is not ``k`` (``tissue.evaluation.folds``)."""
+    if given is None:
+        return
+    if k == 1 and given.kind == "fold":
+        raise ValueError(
+            f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is 1; set "
+            f"evaluation: {{folds: {given.n_folds}}} or give a split column instead"
+        )
+    if k > 1 and given.kind == "split":
+        raise ValueError(
+            f"{given.source} gives one train/val/test split but tissue.evaluation.folds is {k}; "
+            "give a fold column (0..K-1) for cross-validation or set folds: 1"
+        )
+    if k > 1 and given.n_folds != k:
+        raise ValueError(
+            f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is {k}; make them agree"
+        )
+
+
 def make_splits(
     features_h5: str | os.PathLike, task: TaskConfig, seed: int, given: GivenAssignment | None = None
 ) -> list[dict[str, str]]:
@@ -235,13 +261,9 @@ def make_splits(
     by label; or take the ``given`` split (checked: every sample assigned, no source sample
     in two splits)."""
     samples = _task_samples(features_h5, task)
+    check_given_kind(given, 1)
     if given is None:
         split = group_split(samples["group"], task.fractions, seed=seed, stratify=samples["label"])
-    elif given.kind == "fold":
-        raise ValueError(
-            f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is 1; set "
-            f"evaluation: {{folds: {given.n_folds}}} or give a split column instead"
-        )
     else:
         split = _given_values(samples, given)
         logger.info("using the split given in %s", given.source)
@@ -262,20 +284,11 @@ def make_folds(
     folds in the proportion val : train of ``task.fractions``.
     """
     samples = _task_samples(features_h5, task)
+    check_given_kind(given, k)
     if given is None:
         folds = group_kfold(samples["group"], k, seed=seed, stratify=samples["label"])
-    elif given.kind == "split":
-        raise ValueError(
-            f"{given.source} gives one train/val/test split but tissue.evaluation.folds is {k}; "
-            "give a fold column (0..K-1) for cross-validation or set folds: 1"
-        )
     else:
         folds = _given_values(samples, given)
-        if given.n_folds != k:
-            raise ValueError(
-                f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is {k}; "
-                "make them agree"
-            )
         logger.info("using the %d folds given in %s", k, given.source)
     val_fraction = task.fractions[1] / (task.fractions[0] + task.fractions[1])
     splits = [

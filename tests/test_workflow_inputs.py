@@ -249,3 +249,25 @@ def test_given_folds_that_disagree_with_evaluation_folds_stop_the_run_at_parse_t
         with pytest.raises(ValueError, match=message):
             check_input(section | {"evaluation": {"folds": folds}})
     check_input(section | {"evaluation": {"folds": 3}})
+
+
+def test_a_converted_table_trained_on_tissue_says_to_classify_its_subtypes(tmp_path):
+    """tissue_convert_tcga.py keeps a table's labels in subtype and one tissue ("Glioma");
+    a config without task.label: subtype ran the features, then tissue_splits stopped with
+    "task needs at least 2 classes of 'tissue', found 1". Now Snakemake stops when it starts
+    and says which key to set."""
+    from genomelab.tissue.convert import convert_beta_table
+    from genomelab.tissue.task import check_input
+
+    table = tmp_path / "betas.csv"
+    table.write_text("sample,label,cg1,cg2\nP1,K1,0.1,0.9\nP2,K2,0.8,0.2\nP3,K1,0.2,0.7\n")
+    h5 = convert_beta_table(table, tmp_path / "betas.h5", n_positions=10)
+    section = {"input": {"source": "hdf5", "hdf5": str(h5), "sheet": ""}, "task": {}}
+    with pytest.raises(
+        ValueError,
+        match=r"betas\.h5 \(tissue\.task\.label: tissue\): task needs at least 2 classes of 'tissue', "
+        r"found \['Glioma'\]; the samples' subtype column has 2 classes \(\['K1', 'K2'\]\): to classify "
+        r"those, set tissue\.task\.label: subtype$",
+    ):
+        check_input(section)
+    check_input(section | {"task": {"label": "subtype"}})

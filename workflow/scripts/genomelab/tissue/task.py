@@ -121,11 +121,30 @@ def select_task(features: dict[str, np.ndarray], task: TaskConfig, source: str =
     return keep
 
 
+def check_classes(features: dict[str, np.ndarray], keep: np.ndarray, task: TaskConfig, source: str) -> None:
+    """Refuse a task of fewer than 2 classes; where the samples' subtypes would give classes
+    (a stacked HDF5 from ``tissue_convert_tcga.py`` keeps the table's labels in ``subtype``
+    and one broad ``tissue``), say to classify those."""
+    classes = sorted({str(c) for c in features[task.label][keep]})
+    if len(classes) >= 2:
+        return
+    subtypes = sorted({str(c) for c in features["subtype"][keep]} - {""})
+    hint = (
+        f"; the samples' subtype column has {len(subtypes)} classes ({subtypes[:5]}): to classify "
+        "those, set tissue.task.label: subtype"
+        if task.label == "tissue" and len(subtypes) >= 2
+        else ""
+    )
+    raise ValueError(f"{source}: task needs at least 2 classes of {task.label!r}, found {classes}{hint}")
+
+
 def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
     """Parse-time check of a ``tissue`` config section against its input: the file that
-    ``input.source`` names is set, and every sample the task uses has its ``task.label``
-    (``subtype`` needs the column filled) and ``task.subset`` names tissues that exist. Raises
-    naming the key and the file, before a job runs (the same checks in ``tissue_splits``
+    ``input.source`` names is set, every sample the task uses has its ``task.label``
+    (``subtype`` needs the column filled), the task has 2 classes or more, ``task.subset``
+    names tissues that exist, and a given split or folds (``input.splits`` or the sheet's
+    column) reads and agrees with ``evaluation.folds``. Raises naming the key and the file,
+    before a job runs (the same checks in ``tissue_splits``
     come after the features of the whole cohort). ``sheet_exists`` False: the sheet is made
     by this run (ingest), so only the keys are checked."""
     from genomelab.io.methylation import StackedHDF5
@@ -184,7 +203,8 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
         "subtype": np.array([r.subtype for r in records]),
     }
     task = TaskConfig.from_dict(section["task"])
-    select_task(labels, task, f"{where} (tissue.task.label: {task.label})")
+    where = f"{where} (tissue.task.label: {task.label})"
+    check_classes(labels, select_task(labels, task, where), task, where)
 
 
 @dataclass
@@ -205,10 +225,8 @@ def _task_samples(features_h5: str | os.PathLike, task: TaskConfig) -> dict[str,
     """The task's samples: ``sample``, ``group`` (source sample), ``tissue``, ``label`` ([n] each)."""
     feats = read_features(features_h5)
     keep = select_task(feats, task, str(features_h5))
+    check_classes(feats, keep, task, str(features_h5))
     labels = feats[task.label][keep]
-    n_classes = len(np.unique(labels))
-    if n_classes < 2:
-        raise ValueError(f"{features_h5}: task needs at least 2 classes of {task.label!r}, found {n_classes}")
     return {
         "sample": feats["samples"][keep],
         "group": feats["source_sample"][keep],

@@ -31,7 +31,7 @@ from genomelab.io.atomic import atomic_output
 from genomelab.io.dropped import N_EXAMPLES, Dropped
 from genomelab.io.features import read_features
 from genomelab.io.hdf5 import STR, h5_strings
-from genomelab.io.ids import IdIndex, match_ids, refuse_duplicates
+from genomelab.io.ids import IdIndex, InputMismatch, match_ids, refuse_duplicates
 from genomelab.io.methylation import npz_region_counts
 from genomelab.io.sheets import read_sample_sheet
 
@@ -269,6 +269,19 @@ def join_dropped(join: dict) -> Dropped | None:
     )
 
 
+def transposed_hint(ref_regions: np.ndarray | IdIndex, samples: Sequence[str]) -> str:
+    """Why no input region matched when the input's column names are the reference's regions:
+    a samples x regions table (a transposed MethAtlas input); else ""."""
+    index = ref_regions if isinstance(ref_regions, IdIndex) else IdIndex(ref_regions)
+    n = sum(str(s) in index.pos for s in samples)
+    if n < max(1, len(samples) // 2):
+        return ""
+    return (
+        f". {n} of the input's {len(samples)} column names are regions of the reference: the table "
+        "looks transposed (samples as rows); write one row per region and one column per sample"
+    )
+
+
 def join_regions(
     ref_regions: np.ndarray | IdIndex,
     in_regions: np.ndarray,
@@ -287,7 +300,12 @@ def join_regions(
     mismatched IDs of both sides and counting them.
     """
     in_regions = np.asarray(in_regions)
-    match = match_ids(ref_regions, in_regions, "regions", source, min_fraction, holder="reference")
+    try:
+        match = match_ids(ref_regions, in_regions, "regions", source, min_fraction, holder="reference")
+    except InputMismatch as exc:
+        # The same error (a TooFewMatched stays one, for the option that relaxes it).
+        exc.args = (f"{exc}{transposed_hint(ref_regions, samples)}",)
+        raise
     found = match.index >= 0
     out = np.full((values.shape[0], match.n_model), np.nan, dtype=np.float64)
     out[:, found] = values[:, match.index[found]]

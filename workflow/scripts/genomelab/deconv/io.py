@@ -203,8 +203,9 @@ def read_table(
         )
     ids = df.index.astype(str).to_numpy()
     if len(set(ids.tolist())) != len(ids):
-        # Published atlases repeat rows (the Moss atlas lists 1,270 CpGs twice, identically):
-        # identical repeats are dropped, conflicting ones are an error.
+        # Published atlases repeat rows (the Moss atlas lists 1,270 CpGs two to eight times,
+        # identically: 1,785 extra rows): identical repeats are dropped, conflicting ones are
+        # an error.
         dup = df.index.duplicated(keep="first")
         grouped = df.groupby(level=0, sort=False)
         spread = (grouped.max() - grouped.min()).fillna(0).abs().max(axis=1)

@@ -180,6 +180,22 @@ def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile,
             r"my\.yaml still has placeholders to fill in: tissue\.input\.sheet = '<path/to/samples\.tsv>'",
         ),
         (
+            # genomelab init deconv writes input.sample_sheet as a placeholder; a user with an
+            # atlas alone was told only to fill it in.
+            {
+                "run": "a",
+                "deconv": {
+                    "enabled": True,
+                    "input": {"sample_sheet": "<path/to/samples.tsv>"},
+                    "reference": {"atlas": "atlas.csv"},
+                },
+            },
+            ["my.yaml"],
+            r"my\.yaml still has placeholders to fill in: deconv\.input\.sample_sheet = '<path/to/samples\.tsv>' "
+            r"\(or delete that line if your data is named by deconv\.input\.features or deconv\.reference\.atlas "
+            r"instead\)$",
+        ),
+        (
             {"run": "a", "regulon": {"enabled": True, "dump_dir": "dump"}},
             ["my.yaml"],
             r"my\.yaml enables a module without its input\(s\): set regulon\.genome \(",

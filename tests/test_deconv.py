@@ -294,6 +294,43 @@ def test_table_reader_and_join_errors(tmp_path):
         dio.read_table(path)
 
 
+def test_a_transposed_samples_table_is_named_as_such():
+    """Samples as rows and regions as columns (the wrong way round for infer.samples) gave
+    '0 of the reference's 3 regions found ... unknown to the reference, first ['p1', 'p2']'
+    without saying why; the error now says the columns are the reference's regions."""
+    with pytest.raises(
+        ValueError,
+        match=r"plasma\.csv: 0 of the reference's 3 regions found.*\['p1', 'p2'\]\. 3 of the input's 3 column "
+        r"names are regions of the reference: the table looks transposed",
+    ):
+        dio.join_regions(
+            np.array(["cg1", "cg2", "cg3"]),
+            np.array(["p1", "p2"]),
+            np.zeros((3, 2)),
+            ["cg1", "cg2", "cg3"],
+            0.5,
+            "plasma.csv",
+        )
+
+
+def test_a_table_naming_a_sample_or_tissue_twice_is_refused(tmp_path):
+    """pandas renamed a repeated column, so a samples table with p1 twice was deconvolved
+    as p1 and "p1.1" (a sample nobody named) with no error; an atlas with a tissue twice gave
+    two tissues. The header is now checked as written."""
+    path = tmp_path / "plasma.csv"
+    path.write_text("region,p1,p2,p1\ncg1,0.1,0.2,0.3\ncg2,0.5,0.6,0.7\n")
+    with pytest.raises(
+        ValueError, match=r"samples table .*plasma\.csv: 1 duplicated column ID\(s\), first \['p1'\]$"
+    ):
+        dio.read_table(path, "samples table")
+    atlas = tmp_path / "atlas.tsv"
+    atlas.write_text("CpGs\tLiver\tLiver\tLung\ncg1\t0.1\t0.2\t0.3\n")
+    with pytest.raises(
+        ValueError, match=r"atlas .*atlas\.tsv: 1 duplicated column ID\(s\), first \['Liver'\]$"
+    ):
+        dio.read_table(atlas, "atlas")
+
+
 def test_truth_table_in_any_order_and_its_errors_name_what_is_wrong(tmp_path):
     """infer.truth: rows and columns in any order; a misspelt tissue, a missing sample or an
     absent tissue row is named (before: "np.str_('s1') is not in list" or a tissue's index error)."""

@@ -29,7 +29,11 @@ from genomelab.deconv.reference import (
     write_reference,
 )
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
-from genomelab.deconv.tissues import check_own_samples, looks_like_blood, resolve_background
+from genomelab.deconv.tissues import (
+    check_own_samples,
+    looks_like_blood,
+    resolve_background,
+)
 from genomelab.splits import group_split
 from genomelab.train.export import save_exported
 

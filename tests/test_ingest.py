@@ -75,6 +75,16 @@ def demo_set(tmp_path: Path):
     return genome, reads, regions, index, files
 
 
+def test_a_regions_bed_saved_by_excel_names_its_first_chromosome_as_written(tmp_path):
+    """A BED with a byte-order mark (and CRLF) gave its first region the chromosome
+    '\\ufeffchr1', on which no call ever falls: region 1 was uncovered in every sample, with
+    no error."""
+    path = tmp_path / "probes.bed"
+    path.write_bytes("\ufeffchr1\t925\t1075\tcg1\r\nchr1\t1925\t2075\tcg2\r\n".encode())
+    regions = read_regions(path, HG38)
+    assert regions.chrom.tolist() == ["chr1", "chr1"] and regions.ids.tolist() == ["cg1", "cg2"]
+
+
 # ----------------------------------------------------------------------------- behaviour
 def test_detect_format_by_extension():
     cases = {

@@ -40,6 +40,21 @@ def test_bad_npz_errors_name_the_file(tmp_path):
         load_npz_sample(ids)
 
 
+def test_region_ids_saved_as_python_objects_name_the_file_and_the_fix(tmp_path):
+    """np.savez(..., region_ids=df.columns.to_numpy()) stores a pickled object array; the
+    features step stopped with numpy's "Object arrays cannot be loaded when
+    allow_pickle=False", naming neither the file nor the array."""
+    path = _npz(
+        tmp_path / "s1.npz", np.zeros((2, 4), np.int8), region_ids=np.array(["cg1", "cg2"], dtype=object)
+    )
+    with pytest.raises(
+        FormatError,
+        match=r"s1\.npz: 'region_ids' is an array of Python objects \(pickled\), which is not loaded; "
+        r"save it as strings .*np\.asarray\(values, dtype=str\)",
+    ):
+        load_npz_sample(path)
+
+
 def test_truncated_npz_names_the_file(tmp_path):
     path = _npz(tmp_path / "cut.npz", np.zeros((50, 40), np.int8), region_ids=np.arange(50).astype(str))
     path.write_bytes(path.read_bytes()[:-300])

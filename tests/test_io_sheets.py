@@ -119,6 +119,22 @@ def test_sheet_files_and_sheet_detection(tmp_path):
         sheet_files(sheet)
 
 
+def test_a_sheet_saved_by_excel_reads_as_written(tmp_path):
+    """Excel's "UTF-8 CSV" starts with a byte-order mark and Windows ends lines with CRLF:
+    the mark once made the header's first column '\\ufeffsample', a "missing" column the
+    user could see; the line numbers of errors still count from the header."""
+    (tmp_path / "a.npz").write_bytes(b"")
+    sheet = tmp_path / "s.tsv"
+    sheet.write_bytes("\ufeffsample\tfile\ttissue\r\nA\ta.npz\tLiver\r\n".encode())
+    assert is_sample_sheet(sheet)
+    assert [(r.sample, r.file, r.tissue) for r in read_sample_sheet(sheet)] == [
+        ("A", tmp_path / "a.npz", "Liver")
+    ]
+    sheet.write_bytes("\ufeffsample\tfile\ttissue\r\nA\ta.npz\tLiver\r\nA\ta.npz\tLiver\r\n".encode())
+    with pytest.raises(FormatError, match=r"s\.tsv, line 3: duplicate sample 'A'"):
+        read_sample_sheet(sheet)
+
+
 def test_one_file_under_two_source_samples_is_refused(tmp_path):
     """A copied row whose file was not changed: the same data under two individuals could be
     split into train and test. Copies that share a source_sample are fine (one split)."""

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
 from genomelab.io.errors import FormatError
-from genomelab.io.streams import compressed_errors, existing_file, is_gzip, open_binary, open_text
+from genomelab.io.streams import (
+    check_config_files,
+    compressed_errors,
+    existing_file,
+    is_gzip,
+    open_binary,
+    open_text,
+)
 
 TEXT = "".join(f"chr1\t{i}\t{i + 1}\tr{i}\n" for i in range(20000))
 
@@ -71,3 +79,23 @@ def test_a_missing_relative_path_says_where_it_was_looked_for(tmp_path, monkeypa
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "samples.tsv").write_text("x")
     assert existing_file("data/samples.tsv", "sample sheet") == Path("data/samples.tsv")
+
+
+def test_a_misspelt_config_file_is_named_by_its_key_unless_the_run_makes_it(tmp_path):
+    """deconv.infer.samples (or tissue.input.splits, tissue.predict.model) misspelt on a run
+    whose outputs existed: `snakemake -n` planned only the report jobs and kept the outputs of
+    the earlier file, with no error. A file under the run's own folder may be made later."""
+    plasma = tmp_path / "plasma.csv"
+    plasma.write_text("region,p1\ncg1,0.5\n")
+    results = tmp_path / "results" / "r1"
+    files = {
+        "deconv.infer.samples": str(plasma),
+        "deconv.infer.truth": "",
+        "tissue.predict.inputs": str(results / "ingest" / "samples.tsv"),
+    }
+    check_config_files(files, results)
+    typo = tmp_path / "plasm.csv"
+    with pytest.raises(
+        FileNotFoundError, match=rf"^deconv\.infer\.samples {re.escape(str(typo))} does not exist$"
+    ):
+        check_config_files(files | {"deconv.infer.samples": str(typo)}, results)

@@ -16,6 +16,7 @@ from genomelab.io.tables import (
     read_coverage_table,
     read_depth_table,
     read_entity_table,
+    read_given_assignment,
     read_link_table,
     read_split_table,
     read_truth,
@@ -204,6 +205,18 @@ def test_split_table_round_trip_and_errors(tmp_path):
     path.write_text("sample\tsplit\na\ttrain\n")
     with pytest.raises(FormatError, match=r"splits\.tsv: splits file lacks column\(s\) \['source_sample'"):
         read_split_table(path)
+
+
+def test_split_table_with_a_byte_order_mark_and_crlf_reads_as_written(tmp_path):
+    path = tmp_path / "splits.tsv"
+    path.write_bytes("\ufeffsample\tsplit\r\na\ttrain\r\nb\ttest\r\n".encode())
+    given = read_given_assignment(path)
+    assert (given.key, given.kind, given.values, given.lines) == (
+        "sample",
+        "split",
+        {"a": "train", "b": "test"},
+        {"a": 2, "b": 3},
+    )
 
 
 def test_link_table_writer_round_trips_and_refuses_shifting_fields(tmp_path):

@@ -265,6 +265,40 @@ def test_the_readme_points_to_every_own_data_example():
         assert "\n## Your own data\n" in (ROOT / "docs" / f"{module}.md").read_text()
 
 
+def documented_commands(text: str) -> list[str]:
+    """Every line of a fenced code block, and every inline code span (a span wrapped over
+    lines is one command) of a Markdown text."""
+    fences = re.split(r"^```.*$", text, flags=re.M)
+    commands = []
+    for i, part in enumerate(fences):
+        if i % 2:
+            commands += part.splitlines()
+        else:
+            commands += [span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", part)]
+    return commands
+
+
+def test_no_documented_command_gives_a_target_after_configfile():
+    """Snakemake's --configfile reads every word after it as a config file: docs/ingest.md's
+    `snakemake --cores 2 --configfile config/demo.yaml results/demo/ingest/samples.tsv`
+    stopped with FileNotFoundError for the target, read as a config. A target goes first."""
+    docs = [ROOT / "README.md", ROOT / "config" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    wrong = []
+    for path in docs:
+        for command in documented_commands(path.read_text()):
+            words = command.split("#")[0].split()
+            if "snakemake" not in words or "--configfile" not in words:
+                continue
+            after = words[words.index("--configfile") + 1 :]
+            values = next((after[:k] for k, w in enumerate(after) if w.startswith("-")), after)
+            if any(not w.endswith((".yaml", ".yml")) for w in values):
+                wrong.append(f"{path.relative_to(ROOT)}: {command.strip()}")
+    assert documented_commands("a `snakemake x\n--configfile c.yaml t.tsv` b") == [
+        "snakemake x --configfile c.yaml t.tsv"
+    ]
+    assert not wrong, wrong
+
+
 def test_the_examples_set_only_keys_that_differ_from_the_schema_defaults():
     from genomelab.config import schema_default
 

@@ -60,6 +60,26 @@ def test_no_id_in_common_is_refused_even_with_no_minimum_and_says_so():
     assert match_ids(MODEL, ["chr1:100-600", "r3"], "regions", "req", 0.0).n_matched == 1
 
 
+def test_ids_in_another_letter_case_are_named_as_such(caplog):
+    """Probe IDs written 'CG00000029' against a model of 'cg00000029' found nothing, and the
+    error listed both sides without saying why; a partial case mismatch only warned of
+    unknown IDs. Both now say how many match once case is ignored, with an example."""
+    model = ["cg01", "cg02", "cg03", "cg04"]
+    with pytest.raises(
+        InputMismatch,
+        match=r"req: 0 of the reference's 4 regions found .*; 4 input regions match the reference's "
+        r"only when letter case is ignored \(e\.g\. 'CG01' for 'cg01'\): IDs are matched exactly",
+    ):
+        match_ids(model, [x.upper() for x in model], "regions", "req", 0.5, holder="reference")
+    match_ids(model, ["cg01", "cg02", "CG03", "x"], "regions", "req", 0.5)
+    assert "1 input regions match the model's only when letter case is ignored (e.g. 'CG03' for 'cg03')" in (
+        caplog.text
+    )
+    caplog.clear()
+    match_ids(model, ["cg01", "cg02", "x"], "regions", "req", 0.5)
+    assert "regions unknown to the model (ignored)" in caplog.text and "letter case" not in caplog.text
+
+
 def test_a_request_in_the_model_s_own_order_needs_no_lookup():
     ids = np.asarray(MODEL)
     index = IdIndex(ids)

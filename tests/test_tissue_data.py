@@ -259,6 +259,42 @@ def test_a_beta_table_giving_a_probe_twice_is_refused_naming_it(tmp_path):
     assert not (tmp_path / "s.h5").exists()
 
 
+def test_a_beta_table_of_new_samples_converts_without_labels(tmp_path):
+    """docs/predict.md names the converter's HDF5 as the input for new array samples, but a
+    table without a label column was refused ("no 'label' column"): new samples have none.
+    With no_labels (``--no-labels``) it converts, without ``subtype``; without the flag the
+    error says to use it."""
+    from genomelab.tissue.convert import convert_beta_table
+
+    table = tmp_path / "new.csv"
+    table.write_text("sample,cg1,cg2\nN1,0.0,1.0\nN2,0.5,\n")
+    with pytest.raises(ValueError, match=r"new\.csv: no 'label' column .*--no-labels"):
+        convert_beta_table(table, tmp_path / "n.h5")
+    out = convert_beta_table(table, tmp_path / "n.h5", label_column=None, n_positions=10)
+    src = StackedHDF5.open(out)
+    assert src.samples.tolist() == ["N1", "N2"] and src.subtype is None
+    extract_features_from_hdf5(out, tmp_path / "f.h5")
+    np.testing.assert_allclose(read_features(tmp_path / "f.h5")["means"], [[0.0, 1.0], [0.5, np.nan]])
+
+
+def test_the_converter_script_reports_a_bad_table_without_a_traceback(tmp_path, capsys):
+    """Betas in percent (0-100), a common export, were refused with a traceback and a range
+    only; the script now exits 2 with one line naming the table and the likely cause."""
+    from genomelab.tissue.convert import main
+
+    table = tmp_path / "pct.csv"
+    table.write_text("sample,label,cg1,cg2\nP1,K1,12.5,98\n")
+    with pytest.raises(SystemExit) as info:
+        main([str(table), str(tmp_path / "p.h5")])
+    assert info.value.code == 2 and not (tmp_path / "p.h5").exists()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (
+        f"ERROR   genomelab.tissue.convert: {table}: beta values must lie in [0, 1] (found 12.5..98); " in err
+    )
+    assert err.rstrip().endswith("percentages? divide them by 100")
+
+
 def test_tcga_glioma_converts(shared_data, tmp_path):
     from genomelab.tissue.convert import convert_beta_table
 

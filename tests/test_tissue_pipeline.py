@@ -148,6 +148,30 @@ def test_label_consistency_catches_conflicting_copies(easy, tmp_path):
     assert results[0].status == FAIL and src[copy] in results[0].message
 
 
+def test_a_class_of_one_source_sample_is_named_with_its_sample(easy, tmp_path):
+    """A label typo that makes a class of one sample (IDHwt-K4 for IDHwt-K1) failed the gate
+    with "{np.str_('IDHwt-K4'): 1}": numpy's repr, and no sample to look up in the sheet."""
+    import h5py
+
+    bad = tmp_path / "one.h5"
+    bad.write_bytes(easy["h5"].read_bytes())
+    with h5py.File(bad, "r+") as h5:
+        tissue = h5["tissue"][()].astype(str)
+        samples = h5["samples"][()].astype(str)
+        src = h5["source_sample"][()].astype(str)
+        alone = int(np.flatnonzero(src == samples)[0])
+        tissue[src == src[alone]] = "Typo"
+        del h5["tissue"]
+        h5.create_dataset("tissue", data=tissue.astype(object), dtype=h5py.string_dtype("utf-8"))
+    result = next(
+        r for r in dg.check_labels(bad, TaskConfig(), dg.DiagnosticsConfig()) if "classes" in r.name
+    )
+    assert result.status == FAIL
+    assert result.message == (
+        f"class(es) with a single source sample cannot be both trained and tested: 'Typo' (source sample {src[alone]})"
+    )
+
+
 def test_learnability_fires_for_region_level_mode_only(tmp_path):
     # The demo's regime: few weak markers, low coverage; single regions carry nothing.
     cfg = SimulationConfig(

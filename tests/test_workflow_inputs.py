@@ -202,3 +202,72 @@ def test_a_missing_relative_tissue_hdf5_says_where_it_was_looked_for(tmp_path, m
         match=rf"tissue.input.hdf5 data/cohort.h5 does not exist \(looked for in the working directory {re.escape(str(tmp_path))}\)",
     ):
         check_input(section)
+
+
+def test_a_misspelt_splits_file_stops_the_run_naming_the_key(tmp_path):
+    """tissue.input.splits misspelt on a run that had trained before: `snakemake -n` planned
+    only the report jobs and the earlier split stood, with no error."""
+    from genomelab.tissue.task import check_input
+
+    splits = tmp_path / "splts.tsv"
+    section = {"input": {"source": "simulate", "sheet": "", "hdf5": "", "splits": str(splits)}, "task": {}}
+    with pytest.raises(
+        FileNotFoundError, match=rf"tissue.input.splits {re.escape(str(splits))} does not exist$"
+    ):
+        check_input(section)
+    splits.write_text("sample\tsplit\na\ttrain\n")
+    check_input(section)
+
+
+def test_a_bad_split_column_stops_the_run_before_any_job(workdir, tmp_path):
+    """A sheet's split column saying 'validation' stopped the run only in tissue_splits, after
+    the features of every sample; now Snakemake stops when it starts, naming sheet and line."""
+    sheet = simulated_sheet(tmp_path)
+    rows = sheet.read_text().splitlines()
+    split = ["split"] + ["validation" if i == 2 else "train" for i in range(1, len(rows))]
+    sheet.write_text("".join(f"{r}\t{s}\n" for r, s in zip(rows, split, strict=True)))
+    config = write_config(tmp_path, "split.yaml", tissue=tissue_section(sheet))
+    before = files(workdir)
+    res = snakemake(workdir, "--cores", "1", "--configfile", config)
+    assert res.returncode != 0 and files(workdir) == before, "a job ran"
+    assert f"{sheet}, line 3: sample " in res.stdout + res.stderr
+    assert "split 'validation' is not one of ('train', 'val', 'test')" in res.stdout + res.stderr
+
+
+def test_given_folds_that_disagree_with_evaluation_folds_stop_the_run_at_parse_time(tmp_path):
+    """A fold column of 3 folds with evaluation.folds 5 (or with one split) was refused in
+    tissue_splits, after the features of every sample; check_input refuses it first."""
+    from genomelab.tissue.task import check_input
+
+    splits = tmp_path / "folds.tsv"
+    splits.write_text("sample\tfold\n" + "".join(f"s{i}\t{i % 3}\n" for i in range(6)))
+    section = {"input": {"source": "simulate", "sheet": "", "hdf5": "", "splits": str(splits)}, "task": {}}
+    for folds, message in (
+        (5, r"folds\.tsv gives 3 folds but tissue\.evaluation\.folds is 5; make them agree"),
+        (1, r"folds\.tsv gives 3 folds but tissue\.evaluation\.folds is 1; set evaluation: \{folds: 3\}"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            check_input(section | {"evaluation": {"folds": folds}})
+    check_input(section | {"evaluation": {"folds": 3}})
+
+
+def test_a_converted_table_trained_on_tissue_says_to_classify_its_subtypes(tmp_path):
+    """tissue_convert_tcga.py keeps a table's labels in subtype and one tissue ("Glioma");
+    a config without task.label: subtype ran the features, then tissue_splits stopped with
+    "task needs at least 2 classes of 'tissue', found 1". Now Snakemake stops when it starts
+    and says which key to set."""
+    from genomelab.tissue.convert import convert_beta_table
+    from genomelab.tissue.task import check_input
+
+    table = tmp_path / "betas.csv"
+    table.write_text("sample,label,cg1,cg2\nP1,K1,0.1,0.9\nP2,K2,0.8,0.2\nP3,K1,0.2,0.7\n")
+    h5 = convert_beta_table(table, tmp_path / "betas.h5", n_positions=10)
+    section = {"input": {"source": "hdf5", "hdf5": str(h5), "sheet": ""}, "task": {}}
+    with pytest.raises(
+        ValueError,
+        match=r"betas\.h5 \(tissue\.task\.label: tissue\): task needs at least 2 classes of 'tissue', "
+        r"found \['Glioma'\]; the samples' subtype column has 2 classes \(\['K1', 'K2'\]\): to classify "
+        r"those, set tissue\.task\.label: subtype$",
+    ):
+        check_input(section)
+    check_input(section | {"task": {"label": "subtype"}})

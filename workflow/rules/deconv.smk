@@ -4,6 +4,7 @@
 # -> comparison tables and plots -> inference on new samples -> summary.
 from genomelab.deconv.mixtures import coverage_of
 from genomelab.deconv.tissues import check_own_samples, resolve_background, with_background
+from genomelab.io.streams import check_config_files
 from genomelab.io.sheets import is_sample_sheet
 
 DECONV = config["deconv"]
@@ -19,6 +20,13 @@ DC_BACKGROUND = resolve_background(DECONV) if DECONV["enabled"] else []
 # The user's samples against the demo's tissues would fail after training: stop now.
 if DECONV["enabled"]:
     check_own_samples(DECONV)
+# The user's files named in the config exist (a misspelt one would leave the outputs of the
+# earlier file standing): checked now, naming the key.
+check_config_files(
+    ({f"deconv.infer.{k}": DECONV["infer"][k] for k in ("samples", "truth")} if DECONV["enabled"] else {})
+    | {f"deconv.predict.{k}": DECONV["predict"][k] for k in ("inputs", "model", "reference", "truth")},
+    RESULTS,
+)
 DC_SIMULATE_CFG = DECONV["simulate"] | (
     {"profiles": DC_PROFILES, "blood": DC_BACKGROUND} if DC_PROFILES else {}
 )

@@ -5,6 +5,7 @@
 # and baselines, training and ensembles run once per fold under folds/<fold>/ (one job each);
 # with K = 1 every path is the single split's.
 from genomelab.io.sheets import is_sample_sheet
+from genomelab.io.streams import check_config_files
 
 TISSUE = config["tissue"]
 TISSUE_OUT = f"{RESULTS}/tissue"
@@ -404,6 +405,7 @@ rule tissue_summary:
 
 # Classify new samples with a trained model (genomelab predict tissue): only when
 # tissue.predict.inputs names them.
+check_config_files({f"tissue.predict.{k}": TISSUE["predict"][k] for k in ("inputs", "model")}, RESULTS)
 if TISSUE["predict"]["inputs"]:
 
     rule tissue_predict:

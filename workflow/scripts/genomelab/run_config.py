@@ -127,6 +127,18 @@ def placeholders(config: Any, where: str = "") -> list[str]:
     return found
 
 
+def _other_inputs(key: str) -> str:
+    """For a placeholder of one of a module's own-data inputs (``genomelab init deconv``
+    writes ``input.sample_sheet``), the others that can name the data instead (an atlas
+    alone), so a user who has one of those knows to delete the line; else ""."""
+    module, _, rest = key.partition(".")
+    own = OWN_DATA_INPUTS.get(module, ())
+    others = [f"{module}.{k}" for k in own if k != rest]
+    if rest not in own or not others:
+        return ""
+    return f" (or delete that line if your data is named by {' or '.join(others)} instead)"
+
+
 def load_run_config(
     config: dict[str, Any],
     configfiles: Sequence[str | os.PathLike],
@@ -156,7 +168,7 @@ def load_run_config(
     if unfilled:
         raise ConfigError(
             f"{_named(configfiles)} still has placeholders to fill in: "
-            + ", ".join(f"{key} = {_get(config, key)!r}" for key in unfilled)
+            + ", ".join(f"{key} = {_get(config, key)!r}{_other_inputs(key)}" for key in unfilled)
         )
     simulated = {m for m in OWN_DATA_INPUTS if _asks_for_simulation(config, m)}
     fill_defaults(config, schema_path)

@@ -31,7 +31,7 @@ from genomelab.io.atomic import atomic_output
 from genomelab.io.dropped import N_EXAMPLES, Dropped
 from genomelab.io.features import read_features
 from genomelab.io.hdf5 import STR, h5_strings
-from genomelab.io.ids import IdIndex, match_ids, refuse_duplicates
+from genomelab.io.ids import IdIndex, InputMismatch, match_ids, refuse_duplicates
 from genomelab.io.methylation import npz_region_counts
 from genomelab.io.sheets import read_sample_sheet
 
@@ -163,7 +163,8 @@ def read_table(
     (``values_are``: what the values are, for the out-of-range message).
 
     Returns ``(values float64 [R, C], region_ids [R], column_names [C])``. Empty cells and
-    ``NA`` become NaN. Percent tables (values up to 100) are an error: betas are in [0, 1].
+    ``NA`` become NaN. Percent tables (values up to 100) are an error: betas are in [0, 1];
+    so is a column name (sample, tissue) given twice.
     """
     import pandas as pd
 
@@ -178,6 +179,10 @@ def read_table(
         raise ValueError(f"{what} {path} is not a readable table ({exc})") from exc
     if df.shape[1] == 0 or df.shape[0] == 0:
         raise ValueError(f"{what} {path} has no data columns or rows (shape {df.shape})")
+    # pandas renames a repeated column (a second sample p1 becomes "p1.1", a sample nobody
+    # named), so the header is checked as written: which column would be p1's?
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+    refuse_duplicates(header.tolist()[1:], "column", f"{what} {path}")
     # is_numeric_dtype, not np.issubdtype: pandas' own string dtype is not a numpy dtype.
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
@@ -198,8 +203,9 @@ def read_table(
         )
     ids = df.index.astype(str).to_numpy()
     if len(set(ids.tolist())) != len(ids):
-        # Published atlases repeat rows (the Moss atlas lists 1,270 CpGs twice, identically):
-        # identical repeats are dropped, conflicting ones are an error.
+        # Published atlases repeat rows (the Moss atlas lists 1,270 CpGs two to eight times,
+        # identically: 1,785 extra rows): identical repeats are dropped, conflicting ones are
+        # an error.
         dup = df.index.duplicated(keep="first")
         grouped = df.groupby(level=0, sort=False)
         spread = (grouped.max() - grouped.min()).fillna(0).abs().max(axis=1)
@@ -264,6 +270,19 @@ def join_dropped(join: dict) -> Dropped | None:
     )
 
 
+def transposed_hint(ref_regions: np.ndarray | IdIndex, samples: Sequence[str]) -> str:
+    """Why no input region matched when the input's column names are the reference's regions:
+    a samples x regions table (a transposed MethAtlas input); else ""."""
+    index = ref_regions if isinstance(ref_regions, IdIndex) else IdIndex(ref_regions)
+    n = sum(str(s) in index.pos for s in samples)
+    if n < max(1, len(samples) // 2):
+        return ""
+    return (
+        f". {n} of the input's {len(samples)} column names are regions of the reference: the table "
+        "looks transposed (samples as rows); write one row per region and one column per sample"
+    )
+
+
 def join_regions(
     ref_regions: np.ndarray | IdIndex,
     in_regions: np.ndarray,
@@ -282,7 +301,12 @@ def join_regions(
     mismatched IDs of both sides and counting them.
     """
     in_regions = np.asarray(in_regions)
-    match = match_ids(ref_regions, in_regions, "regions", source, min_fraction, holder="reference")
+    try:
+        match = match_ids(ref_regions, in_regions, "regions", source, min_fraction, holder="reference")
+    except InputMismatch as exc:
+        # The same error (a TooFewMatched stays one, for the option that relaxes it).
+        exc.args = (f"{exc}{transposed_hint(ref_regions, samples)}",)
+        raise
     found = match.index >= 0
     out = np.full((values.shape[0], match.n_model), np.nan, dtype=np.float64)
     out[:, found] = values[:, match.index[found]]

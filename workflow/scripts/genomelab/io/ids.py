@@ -179,6 +179,22 @@ def _positions(index_of: IdIndex, pos: dict[str, int]) -> tuple[np.ndarray, list
     return index, only_input, [model_list[j] for j in absent[:N_SHOWN]], len(absent)
 
 
+def case_hint(index_of: IdIndex, only_input: list[str], what: str, holder: str) -> str:
+    """Where input IDs unknown to the model match its IDs once letter case is ignored
+    ('CG00000029' for 'cg00000029'): the sentence saying so, else "". IDs are joined exactly."""
+    if not only_input:
+        return ""
+    folded = {x.casefold(): x for x in index_of.ids}
+    pairs = [(x, folded[x.casefold()]) for x in only_input if x.casefold() in folded]
+    if not pairs:
+        return ""
+    return (
+        f"; {len(pairs)} input {what} match the {holder}'s only when letter case is ignored "
+        f"(e.g. {pairs[0][0]!r} for {pairs[0][1]!r}): IDs are matched exactly, write them as the "
+        f"{holder} does"
+    )
+
+
 def match_ids(
     model_ids: Sequence[str] | np.ndarray | IdIndex,
     input_ids: Sequence[str] | np.ndarray,
@@ -231,12 +247,12 @@ def match_ids(
             min_fraction,
             f"{n_only_model} of the {holder}'s {what} are absent from the input, first "
             f"{only_model_first}; {len(only_input)} input {what} are unknown to the {holder}, "
-            f"first {only_input[:N_SHOWN]}",
+            f"first {only_input[:N_SHOWN]}{case_hint(index_of, only_input, what, holder)}",
             holder,
         )
     if n_only_model or only_input:
         logger.warning(
-            "%s: %d of %d %s %s absent (treated as missing), %d input %s unknown to the %s (ignored)",
+            "%s: %d of %d %s %s absent (treated as missing), %d input %s unknown to the %s (ignored)%s",
             source,
             n_only_model,
             len(model_list),
@@ -245,6 +261,7 @@ def match_ids(
             len(only_input),
             what,
             holder,
+            case_hint(index_of, only_input, what, holder),
         )
     return match
 

@@ -78,6 +78,22 @@ def validate_methylation(
     return array.astype(np.int8, copy=False)
 
 
+def npz_array(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """``npz[key]``, or a ``FormatError`` naming the file and array when it was saved as a
+    Python object array (``np.savez(..., region_ids=df.columns.to_numpy())`` pickles the
+    strings), which is not loaded: unpickling a file can run code from it."""
+    try:
+        return np.asarray(npz[key])
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise FormatError(
+            path,
+            f"{key!r} is an array of Python objects (pickled), which is not loaded; save it "
+            f"as strings or numbers, e.g. np.savez(..., {key}=np.asarray(values, dtype=str))",
+        ) from None
+
+
 def load_npz_sample(
     path: str | os.PathLike, n_positions: int | None = None, slots_fix: str = SLOTS_FIX
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -91,9 +107,11 @@ def load_npz_sample(
         with np.load(path, allow_pickle=False) as npz:
             if "methylation" not in npz.files:
                 raise FormatError(path, f"no 'methylation' array (found {npz.files})")
-            meth = validate_methylation(npz["methylation"], str(path), n_positions, slots_fix)
-            region_ids = npz["region_ids"].astype(str) if "region_ids" in npz.files else None
-            if "dna_tokens" in npz.files and npz["dna_tokens"].shape != meth.shape:
+            meth = validate_methylation(
+                npz_array(npz, "methylation", path), str(path), n_positions, slots_fix
+            )
+            region_ids = npz_array(npz, "region_ids", path).astype(str) if "region_ids" in npz.files else None
+            if "dna_tokens" in npz.files and npz_array(npz, "dna_tokens", path).shape != meth.shape:
                 raise FormatError(
                     path,
                     f"'dna_tokens' shape {npz['dna_tokens'].shape} differs from 'methylation' {meth.shape}",
@@ -217,7 +235,7 @@ def load_npz_counts(path: str | os.PathLike, n_regions: int) -> tuple[np.ndarray
                 return None
             if "coverage" not in npz.files:
                 raise FormatError(path, "'methylated' counts without 'coverage' (all CpG calls)")
-            meth, cov = npz["methylated"], npz["coverage"]
+            meth, cov = npz_array(npz, "methylated", path), npz_array(npz, "coverage", path)
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise FormatError(path, f"not a readable NPZ file ({exc})") from exc
     for key, arr in (("methylated", meth), ("coverage", cov)):

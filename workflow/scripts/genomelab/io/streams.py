@@ -16,7 +16,7 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -73,11 +73,18 @@ def open_binary(path: str | os.PathLike) -> io.BufferedIOBase:
     return _NamedGzipFile(path) if is_gzip(path) else open(path, "rb")
 
 
+# Text files users write: a leading byte-order mark (Excel's "CSV UTF-8", Notepad) is dropped,
+# not read into the first column's name ('\ufeffsample'), where a "missing column" would
+# name a column the user can see is there.
+TEXT_ENCODING = "utf-8-sig"
+
+
 def open_text(path: str | os.PathLike) -> IO[str]:
-    """Open ``path`` as text (newlines untranslated, as ``csv`` wants), gzip by magic bytes."""
+    """Open ``path`` as text (newlines untranslated, as ``csv`` wants; a leading byte-order
+    mark dropped), gzip by magic bytes."""
     if is_gzip(path):
-        return io.TextIOWrapper(_NamedGzipFile(path), newline="")
-    return open(path, newline="")
+        return io.TextIOWrapper(_NamedGzipFile(path), encoding=TEXT_ENCODING, newline="")
+    return open(path, newline="", encoding=TEXT_ENCODING)
 
 
 def existing_file(path: str | os.PathLike, what: str) -> Path:
@@ -89,3 +96,17 @@ def existing_file(path: str | os.PathLike, what: str) -> Path:
         where = "" if path.is_absolute() else f" (looked for in the working directory {Path.cwd()})"
         raise FileNotFoundError(f"{what} {path} does not exist{where}")
     return path
+
+
+def check_config_files(files: Mapping[str, str], results: str | os.PathLike) -> None:
+    """Each config key's file (``{"deconv.infer.samples": "plasma.csv"}``; empty = unset) must
+    exist, unless this run makes it (a path under ``results``, the run's folder).
+
+    Checked when Snakemake starts: a misspelt path on a run whose outputs exist went
+    unnoticed, since Snakemake reran only the report and kept the outputs made from the
+    earlier file. ``FileNotFoundError`` naming the key (and, for a relative path, the
+    folder it was looked for in)."""
+    made_here = Path(results).resolve()
+    for key, value in files.items():
+        if value and not Path(value).exists() and made_here not in Path(value).resolve().parents:
+            existing_file(value, key)

@@ -53,7 +53,7 @@ def convert_beta_table(
     tissue: str = "Glioma",
     n_positions: int = 150,
     sample_column: str = "sample",
-    label_column: str = "label",
+    label_column: str | None = "label",
     drop_labels: tuple[str, ...] = ("NA", ""),
     seed: int = 0,
 ) -> Path:
@@ -62,7 +62,8 @@ def convert_beta_table(
     The table has ``sample_column``, ``label_column`` and one numeric column per probe.
     Rows whose label is in ``drop_labels`` (e.g. "NA") are dropped; duplicate sample names, a
     probe column given twice, betas outside [0, 1] and non-numeric probe columns are errors
-    naming the table.
+    naming the table. ``label_column`` None: new samples to classify (``genomelab predict
+    tissue``), whose table has no label column; the HDF5 then has no ``subtype``.
     """
     import pandas as pd
 
@@ -75,9 +76,15 @@ def convert_beta_table(
     header = pd.read_csv(table, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
     refuse_duplicates([c for c in header if c not in (sample_column, label_column)], "probe", str(table))
     for col in (sample_column, label_column):
-        if col not in df.columns:
-            raise ValueError(f"{table}: no {col!r} column (columns start {list(df.columns[:5])})")
-    labels = df[label_column].astype(str).str.strip()
+        if col is not None and col not in df.columns:
+            advice = " (a table of new samples without labels: --no-labels)" if col == label_column else ""
+            raise ValueError(f"{table}: no {col!r} column (columns start {list(df.columns[:5])}){advice}")
+    labels = (
+        df[label_column].astype(str).str.strip()
+        if label_column is not None
+        else pd.Series("", index=df.index, dtype=object)
+    )
+    drop_labels = drop_labels if label_column is not None else ()
     keep = ~labels.isin(drop_labels)
     if (~keep).any():
         logger.info(
@@ -102,8 +109,10 @@ def convert_beta_table(
         )
     finite = beta[np.isfinite(beta)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):
+        percent = finite.min() >= 0 and finite.max() <= 100
         raise ValueError(
             f"{table}: beta values must lie in [0, 1] (found {finite.min():.3g}..{finite.max():.3g})"
+            + ("; percentages? divide them by 100" if percent else "")
         )
     rng = np.random.default_rng(seed)
     out_h5 = Path(out_h5)
@@ -114,7 +123,8 @@ def convert_beta_table(
             meth[i] = beta_to_calls(beta[i], n_positions, rng)
         h5.create_dataset("samples", data=samples.astype(object), dtype=STR)
         h5.create_dataset("tissue", data=np.full(n, tissue, dtype=object), dtype=STR)
-        h5.create_dataset("subtype", data=labels.to_numpy().astype(object), dtype=STR)
+        if label_column is not None:
+            h5.create_dataset("subtype", data=labels.to_numpy().astype(object), dtype=STR)
         h5.create_dataset("region_ids", data=np.asarray(probes, dtype=object), dtype=STR)
         h5.attrs.update(
             {
@@ -125,14 +135,16 @@ def convert_beta_table(
                 "genomelab_version": __version__,
             }
         )
-    counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
+    counts = dict(zip(*np.unique(labels.to_numpy(str), return_counts=True), strict=True))
     logger.info(
-        "wrote %d samples x %d probes (x %d positions) to %s; classes %s",
+        "wrote %d samples x %d probes (x %d positions) to %s; %s",
         n,
         r,
         n_positions,
         out_h5,
-        {str(k): int(v) for k, v in counts.items()},
+        f"classes { {str(k): int(v) for k, v in counts.items()} }"
+        if label_column is not None
+        else "no labels",
     )
     return out_h5
 
@@ -148,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample-column", default="sample")
     parser.add_argument("--label-column", default="label")
     parser.add_argument(
+        "--no-labels",
+        action="store_true",
+        help="the table has no label column: new samples to classify with genomelab predict tissue",
+    )
+    parser.add_argument(
         "--drop-label",
         action="append",
         default=None,
@@ -158,13 +175,18 @@ def main(argv: list[str] | None = None) -> None:
     from genomelab.runtime import setup_logging
 
     setup_logging()
-    convert_beta_table(
-        args.table,
-        args.out_h5,
-        args.tissue,
-        args.n_positions,
-        args.sample_column,
-        args.label_column,
-        tuple(args.drop_label) if args.drop_label else ("NA", ""),
-        args.seed,
-    )
+    try:
+        convert_beta_table(
+            args.table,
+            args.out_h5,
+            args.tissue,
+            args.n_positions,
+            args.sample_column,
+            None if args.no_labels else args.label_column,
+            tuple(args.drop_label) if args.drop_label else ("NA", ""),
+            args.seed,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        # A bad table is the user's to fix: the message names it; a traceback adds nothing.
+        logger.error("%s", exc)
+        raise SystemExit(2) from None

@@ -178,8 +178,9 @@ def check_labels(
         )
     # Groups (not files) per class: augmented copies do not add independent examples.
     classes, first = np.unique(labels, return_index=True)
-    n_groups = {c: len(np.unique(src[labels == c])) for c in classes}
-    n_files = {c: int((labels == c).sum()) for c in classes}
+    # str keys: a message shows {'K4': 1}, not numpy's {np.str_('K4'): 1}.
+    n_groups = {str(c): len(np.unique(src[labels == c])) for c in classes}
+    n_files = {str(c): int((labels == c).sum()) for c in classes}
     too_few = {c: n for c, n in n_groups.items() if n < 2}
     few = {c: n for c, n in n_groups.items() if 2 <= n < cfg.min_groups_per_class}
     details = {"n_source_samples": n_groups, "n_files": n_files, "n_classes": len(classes)}
@@ -197,7 +198,8 @@ def check_labels(
             DiagnosticResult(
                 "label consistency: classes",
                 FAIL,
-                f"class(es) with a single source sample cannot be both trained and tested: {too_few}",
+                "class(es) with a single source sample cannot be both trained and tested: "
+                + ", ".join(f"{c!r} (source sample {src[labels == c][0]})" for c in too_few),
                 details=details,
             )
         )

@@ -121,11 +121,30 @@ def select_task(features: dict[str, np.ndarray], task: TaskConfig, source: str =
     return keep
 
 
+def check_classes(features: dict[str, np.ndarray], keep: np.ndarray, task: TaskConfig, source: str) -> None:
+    """Refuse a task of fewer than 2 classes; where the samples' subtypes would give classes
+    (a stacked HDF5 from ``tissue_convert_tcga.py`` keeps the table's labels in ``subtype``
+    and one broad ``tissue``), say to classify those."""
+    classes = sorted({str(c) for c in features[task.label][keep]})
+    if len(classes) >= 2:
+        return
+    subtypes = sorted({str(c) for c in features["subtype"][keep]} - {""})
+    hint = (
+        f"; the samples' subtype column has {len(subtypes)} classes ({subtypes[:5]}): to classify "
+        "those, set tissue.task.label: subtype"
+        if task.label == "tissue" and len(subtypes) >= 2
+        else ""
+    )
+    raise ValueError(f"{source}: task needs at least 2 classes of {task.label!r}, found {classes}{hint}")
+
+
 def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
     """Parse-time check of a ``tissue`` config section against its input: the file that
-    ``input.source`` names is set, and every sample the task uses has its ``task.label``
-    (``subtype`` needs the column filled) and ``task.subset`` names tissues that exist. Raises
-    naming the key and the file, before a job runs (the same checks in ``tissue_splits``
+    ``input.source`` names is set, every sample the task uses has its ``task.label``
+    (``subtype`` needs the column filled), the task has 2 classes or more, ``task.subset``
+    names tissues that exist, and a given split or folds (``input.splits`` or the sheet's
+    column) reads and agrees with ``evaluation.folds``. Raises naming the key and the file,
+    before a job runs (the same checks in ``tissue_splits``
     come after the features of the whole cohort). ``sheet_exists`` False: the sheet is made
     by this run (ingest), so only the keys are checked."""
     from genomelab.io.methylation import StackedHDF5
@@ -133,7 +152,16 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
     from genomelab.io.streams import existing_file
     from genomelab.tissue.features import hdf5_records
 
+    splits = section["input"].get("splits") or None
+    if splits:
+        # Misspelt on a run that had trained before, Snakemake reran only the report and the
+        # earlier split stood; checked now, naming the key.
+        existing_file(splits, "tissue.input.splits")
     source = section["input"]["source"]
+    sheet = section["input"]["sheet"] if source != "simulate" and sheet_exists else ""
+    # A given split or folds (values, keys given twice, both a file and a sheet column),
+    # named by file and line now, not after the features of the whole cohort.
+    check_given_kind(given_assignment(splits, sheet or None), section.get("evaluation", {}).get("folds", 1))
     if source == "simulate":
         given = [k for k in ("sheet", "hdf5") if section["input"][k]]
         if given:
@@ -175,7 +203,8 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
         "subtype": np.array([r.subtype for r in records]),
     }
     task = TaskConfig.from_dict(section["task"])
-    select_task(labels, task, f"{where} (tissue.task.label: {task.label})")
+    where = f"{where} (tissue.task.label: {task.label})"
+    check_classes(labels, select_task(labels, task, where), task, where)
 
 
 @dataclass
@@ -196,10 +225,8 @@ def _task_samples(features_h5: str | os.PathLike, task: TaskConfig) -> dict[str,
     """The task's samples: ``sample``, ``group`` (source sample), ``tissue``, ``label`` ([n] each)."""
     feats = read_features(features_h5)
     keep = select_task(feats, task, str(features_h5))
+    check_classes(feats, keep, task, str(features_h5))
     labels = feats[task.label][keep]
-    n_classes = len(np.unique(labels))
-    if n_classes < 2:
-        raise ValueError(f"{features_h5}: task needs at least 2 classes of {task.label!r}, found {n_classes}")
     return {
         "sample": feats["samples"][keep],
         "group": feats["source_sample"][keep],
@@ -224,6 +251,27 @@ def _given_values(samples: dict[str, np.ndarray], given: GivenAssignment) -> np.
     return given.assign(keys, samples["group"])
 
 
+def check_given_kind(given: GivenAssignment | None, k: int) -> None:
+    """Refuse a given split with ``k`` > 1 folds, given folds with one split (``k`` = 1), or
+    given folds whose number is not ``k`` (``tissue.evaluation.folds``)."""
+    if given is None:
+        return
+    if k == 1 and given.kind == "fold":
+        raise ValueError(
+            f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is 1; set "
+            f"evaluation: {{folds: {given.n_folds}}} or give a split column instead"
+        )
+    if k > 1 and given.kind == "split":
+        raise ValueError(
+            f"{given.source} gives one train/val/test split but tissue.evaluation.folds is {k}; "
+            "give a fold column (0..K-1) for cross-validation or set folds: 1"
+        )
+    if k > 1 and given.n_folds != k:
+        raise ValueError(
+            f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is {k}; make them agree"
+        )
+
+
 def make_splits(
     features_h5: str | os.PathLike, task: TaskConfig, seed: int, given: GivenAssignment | None = None
 ) -> list[dict[str, str]]:
@@ -231,13 +279,9 @@ def make_splits(
     by label; or take the ``given`` split (checked: every sample assigned, no source sample
     in two splits)."""
     samples = _task_samples(features_h5, task)
+    check_given_kind(given, 1)
     if given is None:
         split = group_split(samples["group"], task.fractions, seed=seed, stratify=samples["label"])
-    elif given.kind == "fold":
-        raise ValueError(
-            f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is 1; set "
-            f"evaluation: {{folds: {given.n_folds}}} or give a split column instead"
-        )
     else:
         split = _given_values(samples, given)
         logger.info("using the split given in %s", given.source)
@@ -258,20 +302,11 @@ def make_folds(
     folds in the proportion val : train of ``task.fractions``.
     """
     samples = _task_samples(features_h5, task)
+    check_given_kind(given, k)
     if given is None:
         folds = group_kfold(samples["group"], k, seed=seed, stratify=samples["label"])
-    elif given.kind == "split":
-        raise ValueError(
-            f"{given.source} gives one train/val/test split but tissue.evaluation.folds is {k}; "
-            "give a fold column (0..K-1) for cross-validation or set folds: 1"
-        )
     else:
         folds = _given_values(samples, given)
-        if given.n_folds != k:
-            raise ValueError(
-                f"{given.source} gives {given.n_folds} folds but tissue.evaluation.folds is {k}; "
-                "make them agree"
-            )
         logger.info("using the %d folds given in %s", k, given.source)
     val_fraction = task.fractions[1] / (task.fractions[0] + task.fractions[1])
     splits = [

@@ -642,3 +642,29 @@ def test_a_table_of_mostly_gene_names_is_read_with_a_warning_naming_them(content
     assert len(said) == 1 and f"{n_named} of them gene names" in said[0] and "replace them" in said[0]
     assert genes.loc[genes["bnumber"].isin(keep), "n_datasets"].gt(0).all()
     assert genes.loc[~genes["bnumber"].isin(keep), "n_datasets"].eq(0).all()
+
+
+def test_genes_without_a_position_are_read_and_counted_not_refused(content, tmp_path):
+    """RegulonDB lists genes known only from the literature ('phantom' genes) without
+    coordinates or strand: empty cells in 9.x files, the word ``None`` in 11.x/12.x files
+    (their export writes Python's None). The file reads; the data step drops and counts them."""
+    genes, operons = write_positional(content, tmp_path)
+    genes.write_text(genes.read_text() + "ECK120099999\tphnX\t\t\t\t\tphantom protein\t\t\n")
+    (tmp_path / "n").mkdir()
+    num_genes, _ = write_numbered(content, tmp_path / "n")
+    dm = tmp_path / "n" / "GeneProductSet_none.tsv"
+    with gzip.open(num_genes, "rt") as fh:
+        text = fh.read()
+    dm.write_text(
+        text + "RDBECOLIGNC01145\tphnY\tNone\tNone\tNone\tNone\tNone\tNone\tNone\tNone\tNone\tNone\n"
+    )
+    for path, name in ((genes, "phnX"), (dm, "phnY")):
+        rec = read_flat(path).records[-1]
+        assert (rec["name"], rec["left"], rec["right"], rec["strand"]) == (name, None, None, None)
+        _, _, _, report = process_data(FlatSource(path, operons), content["genome"])
+        assert report["n_genes_dropped_bad_docs"] == 1, path
+        assert report["n_genes"] == len(_genes(content))
+    # A position that is there but not a number is still an error naming file and line.
+    genes.write_text(genes.read_text().replace("phantom protein", "x").replace("phnX\t\t\t", "phnX\t\tx\t"))
+    with pytest.raises(FormatError, match=r"GeneProductSet.txt, line \d+: left 'x' is not a position"):
+        read_flat(genes)

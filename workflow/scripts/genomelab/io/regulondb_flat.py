@@ -54,7 +54,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "interactions": ("ri_id", "regulator", "target", "effect", "confidence"),
     "sites": ("site_id", "regulator", "left", "right", "strand", "confidence"),
 }
-# Fields without which a record is useless; a row missing one is a FormatError.
+# Fields without which a record is useless; a header without their columns is a FormatError,
+# and so is a row without a value, except for the fields in ``MAY_BE_EMPTY``.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "genes": ("name", "left", "right", "strand"),
     "operons": ("name", "genes"),
@@ -64,6 +65,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "interactions": ("regulator", "target"),
     "sites": ("regulator", "left", "right"),
 }
+# RegulonDB lists genes known only from the literature ("phantom" genes) without coordinates
+# or strand: empty cells in 9.x files, ``None`` in 11.x/12.x ones. Such rows are read with empty
+# fields; the data step drops and counts them (``n_genes_dropped_bad_docs``), as for a dump.
+MAY_BE_EMPTY: dict[str, tuple[str, ...]] = {"genes": ("left", "right", "strand")}
 _INT_FIELDS = {"left", "right", "tss"}
 _LIST_FIELDS = {"genes"}
 
@@ -346,7 +351,7 @@ def _record(path: Path, kind: str, line: int, cells: list[str], columns: dict[st
         m = _BNUMBER.search(cells[columns["_xrefs"]])
         rec["bnumber"] = m.group(1) if m else None
     for fld in REQUIRED[kind]:
-        if rec[fld] in (None, []):
+        if rec[fld] in (None, []) and fld not in MAY_BE_EMPTY.get(kind, ()):
             raise FormatError(path, f"{kind} row has no {fld}", line)
     if rec.get("left") is not None and rec.get("right") is not None and not 1 <= rec["left"] <= rec["right"]:
         raise FormatError(path, f"coordinates {rec['left']}..{rec['right']} are not 1 <= left <= right", line)

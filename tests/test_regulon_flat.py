@@ -668,3 +668,15 @@ def test_genes_without_a_position_are_read_and_counted_not_refused(content, tmp_
     genes.write_text(genes.read_text().replace("phantom protein", "x").replace("phnX\t\t\t", "phnX\t\tx\t"))
     with pytest.raises(FormatError, match=r"GeneProductSet.txt, line \d+: left 'x' is not a position"):
         read_flat(genes)
+
+
+def test_a_file_in_latin_1_reads(content, tmp_path):
+    """Product names with accents or Greek letters in an ISO-8859-1 file (not UTF-8) read as
+    the same records; before, a bare UnicodeDecodeError named neither file nor line."""
+    genes, _ = write_positional(content, tmp_path)
+    ref = read_flat(genes).records
+    lines = genes.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if not line.startswith("#"))
+    lines[i] = lines[i].replace("protein", "prote\u00edna \u00b5-subunit")
+    (tmp_path / "latin1.txt").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    assert read_flat(tmp_path / "latin1.txt").records == ref

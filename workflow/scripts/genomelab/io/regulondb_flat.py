@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from genomelab.io.errors import FormatError
-from genomelab.io.streams import open_text
+from genomelab.io.streams import open_binary
 
 # Evidence confidence, weakest first; 11.x+ files abbreviate them to C/S/W.
 CONFIDENCE_LEVELS = ("weak", "strong", "confirmed")
@@ -244,14 +244,23 @@ def _normalise_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", base.lower())
 
 
+def _decode(raw: bytes) -> str:
+    """One line as UTF-8, else ISO-8859-1 (older downloads; only product names and comments
+    carry non-ASCII letters, and every field read is ASCII either way)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def _scan(path: Path) -> tuple[list[tuple[int, str]], dict[int, str], list[tuple[int, list[str]]]]:
     """(comment lines, {column number: description}, data rows) of a file."""
     comments: list[tuple[int, str]] = []
     described: dict[int, str] = {}
     rows: list[tuple[int, list[str]]] = []
-    with open_text(path) as fh:
-        for i, raw in enumerate(fh, 1):
-            line = raw.rstrip("\r\n")
+    with open_binary(path) as fh:
+        for i, raw_bytes in enumerate(fh, 1):
+            line = _decode(raw_bytes).rstrip("\r\n")
             if line.startswith("#"):
                 comments.append((i, line))
                 m = _DESCRIPTION.match(line)

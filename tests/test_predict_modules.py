@@ -312,6 +312,8 @@ def test_assoc_wrong_featurizer_and_wrong_side_are_named(assoc_run, tmp_path, ca
     assert main([*args, "--featurizer", str(tmp / "featurizer.npz"), "--out", str(tmp_path / "b")]) == 2
     err = capfd.readouterr().err
     assert f"{queries}: source entities have numeric columns" in err and "--side target" in err
+    # The assoc_infer rule raises the same error: the config key is named too.
+    assert "assoc.infer.side: target" in err
 
 
 def test_assoc_featurizer_of_another_run_is_refused_naming_both_files(assoc_run, tmp_path, capfd):

@@ -618,6 +618,24 @@ def test_binning_new_assembly_embeds_like_the_run(binning_run, tmp_path):
         predict_files(binning_run["model"], binning_run["fasta"], run, cluster, 0, 1000, engine="numpy")
 
 
+def test_binning_prediction_log_counts_clusters_without_the_unbinned(binning_run, tmp_path, caplog):
+    """Contigs left out of every cluster (label -1: outliers) are no cluster: the log said
+    'into 4 clusters' for 3 Leiden clusters and one outlier."""
+    from genomelab.config import schema_defaults
+    from genomelab.predict.binning import predict_files
+
+    cluster = {**schema_defaults("binning.cluster"), "n_neighbors": 5, "outlier_fence": 0.01}
+    with caplog.at_level("INFO", logger="genomelab.predict.binning"):
+        files = predict_files(
+            binning_run["model"], binning_run["fasta"], tmp_path / "new", cluster, 0, 1000, engine="numpy"
+        )
+    labels = pd.read_csv(files["clusters"], sep="\t", dtype=str)["cluster"]
+    n_out = int((labels == "-1").sum())
+    assert n_out > 0
+    said = [r.getMessage() for r in caplog.records if "embedded" in r.getMessage()]
+    assert f"into {labels[labels != '-1'].nunique()} clusters ({n_out} contigs in none)" in said[0]
+
+
 def test_binning_profiles_of_another_layout_are_refused(binning_run, tmp_path):
     from genomelab.predict.binning import predict_files
 

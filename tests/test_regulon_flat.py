@@ -421,6 +421,11 @@ def test_expression_table_transforms(content, tmp_path):
     }
     c = process_data(source_from_config(cfg, str(content["dump"])), content["genome"])
     np.testing.assert_allclose(a[0]["z"], c[0]["z"], rtol=1e-9)
+    # A log2 table read as linear (table_transform left at its default) is warned about,
+    # naming the key that fixes it.
+    d = process_data(FlatSource(*write_positional(content, tmp_path), expression=log2), content["genome"])
+    said = [w for w in d[3]["warnings"] if "log-transformed" in w]
+    assert len(said) == 1 and "regulon.expression.table_transform" in said[0], d[3]["warnings"]
 
 
 def test_an_expression_table_of_other_ids_says_so(content, tmp_path):

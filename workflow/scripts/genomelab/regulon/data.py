@@ -462,7 +462,8 @@ class _ExpressionTally:
         if self.vmax < 25 and any(v != int(v) for v in self.uniq_small):
             out.append(
                 f"{vf} values span only {self.vmin:.3g}..{self.vmax:.3g}: they may be log-transformed "
-                "already (log1p is applied again)"
+                "already (log1p is applied again; for a table set regulon.expression.table_transform, "
+                "e.g. log2p1 for log2(TPM + 1) such as PRECISE's log_tpm)"
             )
         if self.vmax > 1e7:
             out.append(f"{vf} maximum {self.vmax:.3g} is implausibly large")

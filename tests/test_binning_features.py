@@ -250,3 +250,17 @@ def test_a_contig_of_mostly_n_is_not_profiled_by_either_engine(tmp_path):
         assert list(prof.names) == ["exact", "few_n"], engine
         assert (stats.n_short, stats.n_no_kmers, stats.n_kept) == (0, 2, 2)
         np.testing.assert_array_equal(prof.lengths, [2000, 2011])
+
+
+def test_an_assembly_with_no_contig_long_enough_names_the_setting(tmp_path):
+    """Every contig under min_length: the error names the setting to lower (it said only
+    'shorter than min_length', no key)."""
+    rng = np.random.default_rng(6)
+    fasta = tmp_path / "short.fa"
+    fasta.write_bytes(b"".join(b">s%d\n" % i + random_seq(rng, 1500) + b"\n" for i in range(3)))
+    with pytest.raises(
+        ValueError,
+        match=r"short.fa: no contig of at least 2000 bp .*\(3 records, 3 shorter than "
+        r"binning\.features\.min_length",
+    ):
+        kmers.write_profiles_h5(fasta, tmp_path / "p.h5", 2000)

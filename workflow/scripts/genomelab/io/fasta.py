@@ -74,6 +74,23 @@ def read_fasta(
         raise FormatError(path, "no FASTA records found")
 
 
+def check_fasta_start(path: str | os.PathLike, what: str = "FASTA file") -> None:
+    """A check cheap enough for Snakemake's start: ``FormatError`` naming ``what`` and the file
+    when it holds no record at all, or text other than a '>' header before the first one
+    (another table given in its place). Reads at most the first 64 KiB; the records are
+    checked when the file is read. A file that does not exist is left to Snakemake."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open_binary(path) as fh:
+        head = fh.read(1 << 16)
+    text = head.lstrip(b" \t\r\n")
+    if not text and len(head) < 1 << 16:
+        raise FormatError(path, f"{what} is empty: no FASTA record")
+    if text and text[:1] != b">":
+        raise _before_header(path, head[: len(head) - len(text)].count(b"\n") + 1)
+
+
 def read_record_chunks(
     path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[tuple[bytearray | mmap.mmap, int, int]]:

@@ -338,6 +338,12 @@ def test_other_kinds_read_by_name_and_position(tmp_path):
     )
     table = read_flat(sites)
     assert (table.kind, table.records[0]["left"], table.records[0]["confidence"]) == ("sites", 100, "strong")
+    # An interaction whose site has no mapped position (empty coordinates, or None in 11.x+
+    # exports) reads with empty ones; it stopped the file ("sites row has no left").
+    sites.write_text(sites.read_text() + "TF1\tAbcR\t\t\t\t\tRI2\tabcAB\t-\tabcp\t\t\t[GEA]\tWeak\n")
+    assert [(r["left"], r["right"], r["strand"]) for r in read_flat(sites).records[1:]] == [
+        (None, None, None)
+    ]
     term = tmp_path / "TerminatorSet.txt"
     term.write_text(
         "# (1) Terminator identifier assigned by RegulonDB\n# (2) Terminator left end position\n"

@@ -66,9 +66,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "sites": ("regulator", "left", "right"),
 }
 # RegulonDB lists genes known only from the literature ("phantom" genes) without coordinates
-# or strand: empty cells in 9.x files, ``None`` in 11.x/12.x ones. Such rows are read with empty
-# fields; the data step drops and counts them (``n_genes_dropped_bad_docs``), as for a dump.
-MAY_BE_EMPTY: dict[str, tuple[str, ...]] = {"genes": ("left", "right", "strand")}
+# or strand, and regulatory interactions whose binding site is not mapped without the site's:
+# empty cells in 9.x files, ``None`` in 11.x/12.x ones. Such rows are read with empty fields;
+# the data step drops and counts such genes (``n_genes_dropped_bad_docs``), as for a dump.
+MAY_BE_EMPTY: dict[str, tuple[str, ...]] = {"genes": ("left", "right", "strand"), "sites": ("left", "right")}
 _INT_FIELDS = {"left", "right", "tss"}
 _LIST_FIELDS = {"genes"}
 

@@ -202,6 +202,22 @@ def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile,
             ["my.yaml"],
             r"my\.yaml: regulon\.flat_files\.genes is set but regulon\.flat_files\.operons is not",
         ),
+        # `genomelab init regulon` then flat files filled in, the dump_dir line kept: the
+        # placeholder is to delete, not to fill (it said only "placeholders to fill in").
+        (
+            {
+                "run": "a",
+                "regulon": {
+                    "enabled": True,
+                    "dump_dir": "<path/to/regulondb_dump>",
+                    "genome": "g.fna",
+                    "flat_files": {"genes": "G.txt", "operons": "O.txt"},
+                },
+            },
+            ["my.yaml"],
+            r"regulon\.dump_dir = '<path/to/regulondb_dump>' \(delete this line: "
+            r"regulon\.flat_files\.genes is given instead\)",
+        ),
         # Operons alone, no genes anywhere: the data step stopped with 'no genes'.
         (
             {"run": "a", "regulon": {"enabled": True, "genome": "g.fna", "flat_files": {"operons": "O.txt"}}},

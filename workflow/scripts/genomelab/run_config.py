@@ -156,7 +156,7 @@ def load_run_config(
     if unfilled:
         raise ConfigError(
             f"{_named(configfiles)} still has placeholders to fill in: "
-            + ", ".join(f"{key} = {_get(config, key)!r}" for key in unfilled)
+            + ", ".join(f"{key} = {_get(config, key)!r}{_given_instead(config, key)}" for key in unfilled)
         )
     simulated = {m for m in OWN_DATA_INPUTS if _asks_for_simulation(config, m)}
     fill_defaults(config, schema_path)
@@ -304,6 +304,25 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | os.PathLike) -> 
             message = message[:MAX_ERROR_CHARS] + " ..."
         problems.append(f"{where or 'the config'}: {message}")
     return problems
+
+
+def _given_instead(config: Mapping[str, Any], dotted: str) -> str:
+    """For a placeholder left in one of several alternative inputs (regulon.dump_dir, when
+    flat files are given): that the line is to delete, naming the alternative given."""
+    module, _, key = dotted.partition(".")
+    section = config.get(module)
+    for keys in REQUIRED_INPUTS.get(module, ()):
+        alternatives = keys.split("|")
+        if key not in alternatives or not isinstance(section, Mapping):
+            continue
+        for other in alternatives:
+            try:
+                value = _get(section, other)
+            except (KeyError, TypeError, IndexError):
+                continue
+            if other != key and value and not PLACEHOLDER.match(str(value)):
+                return f" (delete this line: {module}.{other} is given instead)"
+    return ""
 
 
 def _check_regulon_flat_files(regulon: Mapping[str, Any], configfiles: Sequence[str | os.PathLike]) -> None:

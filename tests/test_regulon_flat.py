@@ -691,3 +691,7 @@ def test_a_file_in_latin_1_reads(content, tmp_path):
     lines[i] = lines[i].replace("protein", "prote\u00edna \u00b5-subunit")
     (tmp_path / "latin1.txt").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
     assert read_flat(tmp_path / "latin1.txt").records == ref
+    # Saved again by a spreadsheet as "UTF-8 with BOM": the mark before the first '#' made
+    # that line a data row ("line 1: genes row has no left").
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + genes.read_bytes())
+    assert read_flat(tmp_path / "bom.txt").records == ref

@@ -261,7 +261,8 @@ def _scan(path: Path) -> tuple[list[tuple[int, str]], dict[int, str], list[tuple
     rows: list[tuple[int, list[str]]] = []
     with open_binary(path) as fh:
         for i, raw_bytes in enumerate(fh, 1):
-            line = _decode(raw_bytes).rstrip("\r\n")
+            # A byte-order mark (a file saved again as "UTF-8 with BOM") is not text.
+            line = _decode(raw_bytes.removeprefix(b"\xef\xbb\xbf") if i == 1 else raw_bytes).rstrip("\r\n")
             if line.startswith("#"):
                 comments.append((i, line))
                 m = _DESCRIPTION.match(line)

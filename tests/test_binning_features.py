@@ -174,8 +174,13 @@ def test_a_duplicate_far_apart_and_in_threads_is_found(tmp_path):
     path = tmp_path / "c.fa"
     path.write_bytes(b"".join(b">%s\n%s\n" % (n.encode(), s) for n, s in recs))
     for threads in (1, 2):
-        with pytest.raises(ValueError, match="duplicate record name 'c3' \\(record 51\\)"):
+        # Both records are named: the first 'c3' is record 4 (it named record 51 only).
+        with pytest.raises(
+            ValueError, match="duplicate record name 'c3' \\(record 51, the name of record 4\\)"
+        ):
             list(kmer_kernel.iter_fasta_profiles(path, threads=threads, chunk_bytes=1000))
+    with pytest.raises(ValueError, match="duplicate record name 'c3' \\(record 51, the name of record 4\\)"):
+        list(read_fasta(path, chunk_bytes=1000))
 
 
 def test_records_longer_than_the_counters_take_are_an_error(tmp_path, monkeypatch):

@@ -220,7 +220,7 @@ class RecordNames:
     def __init__(self, path: Path, allow_empty: bool = False) -> None:
         self.path = path
         self.allow_empty = allow_empty
-        self.seen: set[str] = set()
+        self.seen: dict[str, int] = {}  # name -> its record number, for a duplicate's error
 
     def _where(self) -> str:
         return f"record {len(self.seen) + 1}"
@@ -231,12 +231,15 @@ class RecordNames:
         if not name:
             raise FormatError(self.path, f"{self._where()} is a header without a name")
         if name in self.seen:
-            raise FormatError(self.path, f"duplicate record name {name!r} ({self._where()})")
+            raise FormatError(
+                self.path,
+                f"duplicate record name {name!r} ({self._where()}, the name of record {self.seen[name]})",
+            )
         if gt_inside:
             raise FormatError(self.path, f"record {name!r} ({self._where()}) has a '>' inside its sequence")
         if not n_bases and not self.allow_empty:
             raise FormatError(self.path, f"record {name!r} ({self._where()}) has an empty sequence")
-        self.seen.add(name)
+        self.seen[name] = len(self.seen) + 1
         return name
 
     def check_many(self, names: list[str], n_bases: np.ndarray, gt_inside_last: bool = False) -> None:
@@ -249,9 +252,10 @@ class RecordNames:
             and len(unique) == len(names)
             and "" not in unique
             and (self.allow_empty or bool(n_bases.all()))
-            and unique.isdisjoint(self.seen)
+            and self.seen.keys().isdisjoint(unique)  # iterates the block's names, in C
         ):
-            self.seen |= unique
+            first = len(self.seen) + 1
+            self.seen.update(zip(names, range(first, first + len(names)), strict=True))
             return
         for i, name in enumerate(names):
             self.check(name, int(n_bases[i]), gt_inside_last and i == len(names) - 1)
@@ -266,7 +270,7 @@ class _RecordParser:
         self.names = RecordNames(path, allow_empty)
 
     @property
-    def seen(self) -> set[str]:
+    def seen(self) -> dict[str, int]:
         return self.names.seen
 
     def parse(self, data: bytes | bytearray, start: int, stop: int) -> Iterator[tuple[str, bytes]]:

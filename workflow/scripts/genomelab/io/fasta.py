@@ -220,10 +220,23 @@ class RecordNames:
     def __init__(self, path: Path, allow_empty: bool = False) -> None:
         self.path = path
         self.allow_empty = allow_empty
-        self.seen: dict[str, int] = {}  # name -> its record number, for a duplicate's error
+        self.seen: set[str] = set()
 
     def _where(self) -> str:
         return f"record {len(self.seen) + 1}"
+
+    def _first_of(self, name: str) -> str:
+        """ ", the name of record k": the first record named ``name``, found by reading the
+        headers again (only when a duplicate is found: the names seen keep no numbers)."""
+        with open_binary(self.path) as fh:
+            n = 0
+            for line in fh:
+                if line.startswith(b">"):
+                    n += 1
+                    words = line[1:].split()
+                    if words and words[0].decode("ascii", errors="replace") == name:
+                        return f", the name of record {n}"
+        return ""
 
     def check(self, name: str, n_bases: int, gt_inside: bool = False) -> str:
         """Check one record (``name``: the first header word, decoded, or "" when the
@@ -232,14 +245,13 @@ class RecordNames:
             raise FormatError(self.path, f"{self._where()} is a header without a name")
         if name in self.seen:
             raise FormatError(
-                self.path,
-                f"duplicate record name {name!r} ({self._where()}, the name of record {self.seen[name]})",
+                self.path, f"duplicate record name {name!r} ({self._where()}{self._first_of(name)})"
             )
         if gt_inside:
             raise FormatError(self.path, f"record {name!r} ({self._where()}) has a '>' inside its sequence")
         if not n_bases and not self.allow_empty:
             raise FormatError(self.path, f"record {name!r} ({self._where()}) has an empty sequence")
-        self.seen[name] = len(self.seen) + 1
+        self.seen.add(name)
         return name
 
     def check_many(self, names: list[str], n_bases: np.ndarray, gt_inside_last: bool = False) -> None:
@@ -252,10 +264,9 @@ class RecordNames:
             and len(unique) == len(names)
             and "" not in unique
             and (self.allow_empty or bool(n_bases.all()))
-            and self.seen.keys().isdisjoint(unique)  # iterates the block's names, in C
+            and unique.isdisjoint(self.seen)
         ):
-            first = len(self.seen) + 1
-            self.seen.update(zip(names, range(first, first + len(names)), strict=True))
+            self.seen |= unique
             return
         for i, name in enumerate(names):
             self.check(name, int(n_bases[i]), gt_inside_last and i == len(names) - 1)
@@ -270,7 +281,7 @@ class _RecordParser:
         self.names = RecordNames(path, allow_empty)
 
     @property
-    def seen(self) -> dict[str, int]:
+    def seen(self) -> set[str]:
         return self.names.seen
 
     def parse(self, data: bytes | bytearray, start: int, stop: int) -> Iterator[tuple[str, bytes]]:

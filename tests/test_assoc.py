@@ -107,7 +107,10 @@ def _tables(tmp_path):
         ([("a", "u", "both", "1.5"), ("b", "v", "both", "1")], "outside \\[0, 1\\]"),
         ([("a", "u", "both", "-0.1"), ("b", "v", "both", "1")], "outside \\[0, 1\\]"),
         ([("b", "v", "both", "1"), ("a", "zzz", "both", "1")], "line 3: links table: 1 target entit.*zzz"),
-        ([("a", "u", "both", "1"), ("a", "u", "source->target", "1"), ("b", "v", "both", "1")], "duplicate"),
+        (
+            [("a", "u", "both", "1"), ("a", "u", "source->target", "1"), ("b", "v", "both", "1")],
+            "given twice, also on line 2",
+        ),
         ([("a", "u", "source->target", "1"), ("b", "v", "source->target", "1")], "no t2s links"),
         ([("a", "u", "both", "1")], "no link.*empty classes"),
         ([("a", "u", "sideways", "1"), ("b", "v", "both", "1")], "unknown direction"),
@@ -132,6 +135,8 @@ def test_bad_links_raise_naming_file(tmp_path, rows, message):
         (("b", "v", "both", "1.5"), 6, "outside \\[0, 1\\]"),
         (("b", "v", "both", "Strongish"), 6, "confidence word 'Strongish'"),
         (("b", "v", "both", "1", "tset"), 6, "split 'tset' is not"),
+        # A link given twice names both lines (it said "2 rows are duplicate", no line).
+        (("a", "u", "source->target", "1"), 6, "link a -> u \\(s2t\\) is given twice, also on line 3"),
     ],
 )
 def test_links_errors_give_the_file_s_own_line_after_blank_lines(tmp_path, row, line, message):

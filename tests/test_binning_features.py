@@ -174,8 +174,13 @@ def test_a_duplicate_far_apart_and_in_threads_is_found(tmp_path):
     path = tmp_path / "c.fa"
     path.write_bytes(b"".join(b">%s\n%s\n" % (n.encode(), s) for n, s in recs))
     for threads in (1, 2):
-        with pytest.raises(ValueError, match="duplicate record name 'c3' \\(record 51\\)"):
+        # Both records are named: the first 'c3' is record 4 (it named record 51 only).
+        with pytest.raises(
+            ValueError, match="duplicate record name 'c3' \\(record 51, the name of record 4\\)"
+        ):
             list(kmer_kernel.iter_fasta_profiles(path, threads=threads, chunk_bytes=1000))
+    with pytest.raises(ValueError, match="duplicate record name 'c3' \\(record 51, the name of record 4\\)"):
+        list(read_fasta(path, chunk_bytes=1000))
 
 
 def test_records_longer_than_the_counters_take_are_an_error(tmp_path, monkeypatch):
@@ -250,3 +255,17 @@ def test_a_contig_of_mostly_n_is_not_profiled_by_either_engine(tmp_path):
         assert list(prof.names) == ["exact", "few_n"], engine
         assert (stats.n_short, stats.n_no_kmers, stats.n_kept) == (0, 2, 2)
         np.testing.assert_array_equal(prof.lengths, [2000, 2011])
+
+
+def test_an_assembly_with_no_contig_long_enough_names_the_setting(tmp_path):
+    """Every contig under min_length: the error names the setting to lower (it said only
+    'shorter than min_length', no key)."""
+    rng = np.random.default_rng(6)
+    fasta = tmp_path / "short.fa"
+    fasta.write_bytes(b"".join(b">s%d\n" % i + random_seq(rng, 1500) + b"\n" for i in range(3)))
+    with pytest.raises(
+        ValueError,
+        match=r"short.fa: no contig of at least 2000 bp .*\(3 records, 3 shorter than "
+        r"binning\.features\.min_length",
+    ):
+        kmers.write_profiles_h5(fasta, tmp_path / "p.h5", 2000)

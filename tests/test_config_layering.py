@@ -211,6 +211,49 @@ def test_shipped_configs_run_on_their_own_into_their_folder(workdir, configfile,
             ["my.yaml"],
             r"set assoc\.data\.sources, assoc\.data\.targets \(",
         ),
+        # A genes file alone: no operon is read, the operon target is all 0 and the gate
+        # stopped the run after the data step ("target 'operon' is constant (0)").
+        (
+            {"run": "a", "regulon": {"enabled": True, "genome": "g.fna", "flat_files": {"genes": "G.txt"}}},
+            ["my.yaml"],
+            r"my\.yaml: regulon\.flat_files\.genes is set but regulon\.flat_files\.operons is not",
+        ),
+        # `genomelab init regulon` then flat files filled in, the dump_dir line kept: the
+        # placeholder is to delete, not to fill (it said only "placeholders to fill in").
+        (
+            {
+                "run": "a",
+                "regulon": {
+                    "enabled": True,
+                    "dump_dir": "<path/to/regulondb_dump>",
+                    "genome": "g.fna",
+                    "flat_files": {"genes": "G.txt", "operons": "O.txt"},
+                },
+            },
+            ["my.yaml"],
+            r"regulon\.dump_dir = '<path/to/regulondb_dump>' \(delete this line: "
+            r"regulon\.flat_files\.genes is given instead\)",
+        ),
+        # Operons alone, no genes anywhere: the data step stopped with 'no genes'.
+        (
+            {"run": "a", "regulon": {"enabled": True, "genome": "g.fna", "flat_files": {"operons": "O.txt"}}},
+            ["my.yaml"],
+            r"regulon\.flat_files\.operons is set but neither regulon\.flat_files\.genes nor "
+            r"regulon\.annotation",
+        ),
+        (
+            {
+                "run": "a",
+                "regulon": {
+                    "enabled": True,
+                    "genome": "g.fna",
+                    "flat_files": {"genes": "G.txt", "operons": "O.txt"},
+                    "mongodb_uri_env": "URI",
+                },
+            },
+            ["my.yaml"],
+            r"give one of regulon\.flat_files and regulon\.mongodb_uri_env, not both",
+        ),
     ],
 )
 def test_a_config_that_cannot_run_stops_with_what_to_fix(config, files, message):

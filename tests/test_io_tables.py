@@ -36,6 +36,18 @@ def test_name_check_shows_counts_and_first_mismatches():
     check_names(["c1"], ["c1", "c2"], "fasta", "depth")  # extras are fine
 
 
+def test_name_check_says_when_a_table_holds_whole_header_lines():
+    """A truth table made with `grep '>'` holds 'k141_1 flag=1 len=5000', not the contig
+    name 'k141_1' (the header's first word): the error says so."""
+    with pytest.raises(
+        ValueError,
+        match=r"2 of fasta are missing from truth .*the names of truth hold whole header lines .*first word \(e.g. 'k141_1 flag=1",
+    ):
+        check_names(
+            ["k141_1", "k141_2"], ["k141_1 flag=1 len=5000", "k141_2 flag=0 len=3000"], "fasta", "truth"
+        )
+
+
 def test_truth_table_duplicates_rejected(tmp_path):
     path = tmp_path / "truth.tsv"
     path.write_text("contig\tgenome\nc1\tA\nc1\tB\n")

@@ -312,6 +312,8 @@ def test_assoc_wrong_featurizer_and_wrong_side_are_named(assoc_run, tmp_path, ca
     assert main([*args, "--featurizer", str(tmp / "featurizer.npz"), "--out", str(tmp_path / "b")]) == 2
     err = capfd.readouterr().err
     assert f"{queries}: source entities have numeric columns" in err and "--side target" in err
+    # The assoc_infer rule raises the same error: the config key is named too.
+    assert "assoc.infer.side: target" in err
 
 
 def test_assoc_featurizer_of_another_run_is_refused_naming_both_files(assoc_run, tmp_path, capfd):
@@ -614,6 +616,24 @@ def test_binning_new_assembly_embeds_like_the_run(binning_run, tmp_path):
     # A run's bins are never overwritten: a folder with files is refused.
     with pytest.raises(FileExistsError, match="not empty"):
         predict_files(binning_run["model"], binning_run["fasta"], run, cluster, 0, 1000, engine="numpy")
+
+
+def test_binning_prediction_log_counts_clusters_without_the_unbinned(binning_run, tmp_path, caplog):
+    """Contigs left out of every cluster (label -1: outliers) are no cluster: the log said
+    'into 4 clusters' for 3 Leiden clusters and one outlier."""
+    from genomelab.config import schema_defaults
+    from genomelab.predict.binning import predict_files
+
+    cluster = {**schema_defaults("binning.cluster"), "n_neighbors": 5, "outlier_fence": 0.01}
+    with caplog.at_level("INFO", logger="genomelab.predict.binning"):
+        files = predict_files(
+            binning_run["model"], binning_run["fasta"], tmp_path / "new", cluster, 0, 1000, engine="numpy"
+        )
+    labels = pd.read_csv(files["clusters"], sep="\t", dtype=str)["cluster"]
+    n_out = int((labels == "-1").sum())
+    assert n_out > 0
+    said = [r.getMessage() for r in caplog.records if "embedded" in r.getMessage()]
+    assert f"into {labels[labels != '-1'].nunique()} clusters ({n_out} contigs in none)" in said[0]
 
 
 def test_binning_profiles_of_another_layout_are_refused(binning_run, tmp_path):

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from genomelab.io.bson import write_bson_file as write_bson
+from genomelab.io.errors import FormatError
 from genomelab.io.tables import read_given_assignment
 from genomelab.regulon import baselines as rbase
 from genomelab.regulon import data as rdata
@@ -195,6 +196,46 @@ def test_read_annotation_genbank_and_bad_format(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(ValueError, match="a.txt: unknown format"):
         read_annotation(tmp_path / "a.txt")
+
+
+def test_annotation_genes_are_those_of_the_modelled_contig(synth, tmp_path):
+    """A GFF3 of several records (chromosome + plasmid) adds only the modelled contig's genes;
+    one whose seqids name none of them (``chr`` for ``NC_000913.3``) is refused, naming both,
+    as ``genomelab predict regulon --gff`` refuses it (before, its genes were laid on the contig)."""
+    contig, _ = rdata.genome_length(synth["genome"])
+    gff = tmp_path / "two_records.gff3"
+    gff.write_text(
+        "##gff-version 3\n"
+        f"{contig}\tt\tgene\t101\t400\t.\t+\t.\tID=g1;Name=aaaA;locus_tag=b0001\n"
+        "plasmid1\tt\tgene\t2001\t2600\t.\t-\t.\tID=g2;Name=parA;locus_tag=b9901\n"
+    )
+    assert read_annotation(gff, seqid=contig)["bnumber"].tolist() == ["b0001"]
+    genes, _, _, _ = process_data(Source(synth["dump"]), synth["genome"], annotation=gff)
+    assert "b9901" not in set(genes["bnumber"])
+    assert genes.set_index("bnumber").loc["b0001", ["start", "end", "strand"]].tolist() == [100, 400, "+"]
+    other = tmp_path / "chr.gff3"
+    other.write_text(gff.read_text().replace(f"{contig}\t", "chr\t"))
+    with pytest.raises(
+        FormatError, match=rf"chr.gff3: no gene .* on seqid '{contig}'.*\['chr', 'plasmid1'\]"
+    ):
+        process_data(Source(synth["dump"]), synth["genome"], annotation=other)
+    # GenBank: records are matched by their id (accession.version) or name (LOCUS).
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqFeature import FeatureLocation, SeqFeature
+    from Bio.SeqRecord import SeqRecord
+
+    records = []
+    for rid, tag in ((contig, "b0001"), ("plasmid1", "b9901")):
+        rec = SeqRecord(Seq("A" * 3000), id=rid, name=rid, annotations={"molecule_type": "DNA"})
+        rec.features = [
+            SeqFeature(FeatureLocation(99, 400, strand=1), type="gene", qualifiers={"locus_tag": [tag]})
+        ]
+        records.append(rec)
+    SeqIO.write(records, tmp_path / "two.gbk", "genbank")
+    assert read_annotation(tmp_path / "two.gbk", seqid=contig)["bnumber"].tolist() == ["b0001"]
+    with pytest.raises(FormatError, match=r"two.gbk: no gene .* on record 'chrX'"):
+        read_annotation(tmp_path / "two.gbk", seqid="chrX")
 
 
 def test_read_genome_codes_and_errors(tmp_path):

@@ -338,6 +338,12 @@ def test_other_kinds_read_by_name_and_position(tmp_path):
     )
     table = read_flat(sites)
     assert (table.kind, table.records[0]["left"], table.records[0]["confidence"]) == ("sites", 100, "strong")
+    # An interaction whose site has no mapped position (empty coordinates, or None in 11.x+
+    # exports) reads with empty ones; it stopped the file ("sites row has no left").
+    sites.write_text(sites.read_text() + "TF1\tAbcR\t\t\t\t\tRI2\tabcAB\t-\tabcp\t\t\t[GEA]\tWeak\n")
+    assert [(r["left"], r["right"], r["strand"]) for r in read_flat(sites).records[1:]] == [
+        (None, None, None)
+    ]
     term = tmp_path / "TerminatorSet.txt"
     term.write_text(
         "# (1) Terminator identifier assigned by RegulonDB\n# (2) Terminator left end position\n"
@@ -421,6 +427,11 @@ def test_expression_table_transforms(content, tmp_path):
     }
     c = process_data(source_from_config(cfg, str(content["dump"])), content["genome"])
     np.testing.assert_allclose(a[0]["z"], c[0]["z"], rtol=1e-9)
+    # A log2 table read as linear (table_transform left at its default) is warned about,
+    # naming the key that fixes it.
+    d = process_data(FlatSource(*write_positional(content, tmp_path), expression=log2), content["genome"])
+    said = [w for w in d[3]["warnings"] if "log-transformed" in w]
+    assert len(said) == 1 and "regulon.expression.table_transform" in said[0], d[3]["warnings"]
 
 
 def test_an_expression_table_of_other_ids_says_so(content, tmp_path):
@@ -642,3 +653,45 @@ def test_a_table_of_mostly_gene_names_is_read_with_a_warning_naming_them(content
     assert len(said) == 1 and f"{n_named} of them gene names" in said[0] and "replace them" in said[0]
     assert genes.loc[genes["bnumber"].isin(keep), "n_datasets"].gt(0).all()
     assert genes.loc[~genes["bnumber"].isin(keep), "n_datasets"].eq(0).all()
+
+
+def test_genes_without_a_position_are_read_and_counted_not_refused(content, tmp_path):
+    """RegulonDB lists genes known only from the literature ('phantom' genes) without
+    coordinates or strand: empty cells in 9.x files, the word ``None`` in 11.x/12.x files
+    (their export writes Python's None). The file reads; the data step drops and counts them."""
+    genes, operons = write_positional(content, tmp_path)
+    genes.write_text(genes.read_text() + "ECK120099999\tphnX\t\t\t\t\tphantom protein\t\t\n")
+    (tmp_path / "n").mkdir()
+    num_genes, _ = write_numbered(content, tmp_path / "n")
+    dm = tmp_path / "n" / "GeneProductSet_none.tsv"
+    with gzip.open(num_genes, "rt") as fh:
+        text = fh.read()
+    dm.write_text(
+        text + "RDBECOLIGNC01145\tphnY\tNone\tNone\tNone\tNone\tNone\tNone\tNone\tNone\tNone\tNone\n"
+    )
+    for path, name in ((genes, "phnX"), (dm, "phnY")):
+        rec = read_flat(path).records[-1]
+        assert (rec["name"], rec["left"], rec["right"], rec["strand"]) == (name, None, None, None)
+        _, _, _, report = process_data(FlatSource(path, operons), content["genome"])
+        assert report["n_genes_dropped_bad_docs"] == 1, path
+        assert report["n_genes"] == len(_genes(content))
+    # A position that is there but not a number is still an error naming file and line.
+    genes.write_text(genes.read_text().replace("phantom protein", "x").replace("phnX\t\t\t", "phnX\t\tx\t"))
+    with pytest.raises(FormatError, match=r"GeneProductSet.txt, line \d+: left 'x' is not a position"):
+        read_flat(genes)
+
+
+def test_a_file_in_latin_1_reads(content, tmp_path):
+    """Product names with accents or Greek letters in an ISO-8859-1 file (not UTF-8) read as
+    the same records; before, a bare UnicodeDecodeError named neither file nor line."""
+    genes, _ = write_positional(content, tmp_path)
+    ref = read_flat(genes).records
+    lines = genes.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if not line.startswith("#"))
+    lines[i] = lines[i].replace("protein", "prote\u00edna \u00b5-subunit")
+    (tmp_path / "latin1.txt").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    assert read_flat(tmp_path / "latin1.txt").records == ref
+    # Saved again by a spreadsheet as "UTF-8 with BOM": the mark before the first '#' made
+    # that line a data row ("line 1: genes row has no left").
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + genes.read_bytes())
+    assert read_flat(tmp_path / "bom.txt").records == ref

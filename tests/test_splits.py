@@ -40,3 +40,17 @@ def test_split_is_reproducible():
 def test_bad_fractions():
     with pytest.raises(ValueError, match="fractions"):
         group_split(["a"], (0.5, 0.5))
+
+
+def test_a_fold_number_with_a_gap_names_where_the_largest_is():
+    """Folds 0, 1, 2 and one mistyped 5: the error says where the 5 is (it named only the
+    absent folds 3 and 4)."""
+    from genomelab.splits import GivenAssignment
+
+    values = {"a": 0, "b": 1, "c": 2, "d": 5, "e": 0}
+    lines = {k: i + 2 for i, k in enumerate(values)}
+    given = GivenAssignment("fold", values, "links.tsv", "link", lines)
+    with pytest.raises(
+        ValueError, match=r"folds \[3, 4\] have no example .*fold 5 of 'd' \(links.tsv, line 5\)"
+    ):
+        given.assign(list(values), list(values))

@@ -190,6 +190,30 @@ def test_a_truth_table_without_header_stops_before_any_job(workdir, tmp_path):
     assert f"{truth}, line 1: truth table needs a tab-separated header line naming the columns" in out, out
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "binning.input.contigs is empty: no FASTA record"),
+        ("\n\n", "binning.input.contigs is empty: no FASTA record"),
+        # The depth table given as the contigs by mistake.
+        ("contig\ts1\nc1\t3.2\n", "line 1: sequence before the first '>' header (is this a FASTA file?)"),
+    ],
+)
+def test_contigs_that_are_no_fasta_stop_before_any_job(workdir, tmp_path, text, message):
+    """An empty contig file or another table in its place stopped the first job
+    (binning_features), not Snakemake's start."""
+    contigs = tmp_path / "contigs.fna"
+    contigs.write_text(text)
+    config = write_config(
+        tmp_path, "binning.yaml", binning={"enabled": True, "input": {"contigs": str(contigs)}}
+    )
+    before = files(workdir)
+    res = snakemake(workdir, "--cores", "1", "--configfile", config)
+    assert res.returncode != 0 and files(workdir) == before, "a job ran"
+    out = res.stdout + res.stderr
+    assert f"{contigs}" in out and message in out, out
+
+
 def test_a_missing_relative_tissue_hdf5_says_where_it_was_looked_for(tmp_path, monkeypatch):
     """The parse-time check of tissue.input.hdf5 says, for a relative path, that it was read
     from the working directory (as every other input's message does), not only 'does not exist'."""

@@ -19,6 +19,11 @@ if BIN["enabled"] and not BIN_TRAINED and BIN["predict"]["inputs"] and not BIN["
         "binning.model.kind 'tnf' trains no model, so binning.predict needs binning.predict.model "
         "(an exported encoder) to embed binning.predict.inputs"
     )
+if BIN["enabled"] and not BIN_SHRED:
+    from genomelab.io.fasta import check_fasta_start
+
+    # An empty file, or another table given as the contigs, stops the run now.
+    check_fasta_start(BIN_CONTIGS, "binning.input.contigs")
 if BIN["enabled"] and BIN_TRUTH and not BIN_SHRED:
     from genomelab.io.tables import check_truth_header
 

@@ -168,7 +168,10 @@ def load_run_config(
     if unfilled:
         raise ConfigError(
             f"{_named(configfiles)} still has placeholders to fill in: "
-            + ", ".join(f"{key} = {_get(config, key)!r}{_other_inputs(key)}" for key in unfilled)
+            + ", ".join(
+                f"{key} = {_get(config, key)!r}{_given_instead(config, key) or _other_inputs(key)}"
+                for key in unfilled
+            )
         )
     simulated = {m for m in OWN_DATA_INPUTS if _asks_for_simulation(config, m)}
     fill_defaults(config, schema_path)
@@ -203,6 +206,8 @@ def load_run_config(
             f"{_named(configfiles)} enables a module without its input(s): set {', '.join(missing)} "
             "(`genomelab init <module>` lists them; config/README.md describes each)"
         )
+    if config["regulon"]["enabled"]:
+        _check_regulon_flat_files(config["regulon"], configfiles)
     for module, keys in OWN_DATA_INPUTS.items():
         # tissue.input.source sheet or hdf5 with its file left empty: tissue's own check
         # (tissue.task.check_input) names the key to fill.
@@ -314,6 +319,50 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | os.PathLike) -> 
             message = message[:MAX_ERROR_CHARS] + " ..."
         problems.append(f"{where or 'the config'}: {message}")
     return problems
+
+
+def _given_instead(config: Mapping[str, Any], dotted: str) -> str:
+    """For a placeholder left in one of several alternative inputs (regulon.dump_dir, when
+    flat files are given): that the line is to delete, naming the alternative given."""
+    module, _, key = dotted.partition(".")
+    section = config.get(module)
+    for keys in REQUIRED_INPUTS.get(module, ()):
+        alternatives = keys.split("|")
+        if key not in alternatives or not isinstance(section, Mapping):
+            continue
+        for other in alternatives:
+            try:
+                value = _get(section, other)
+            except (KeyError, TypeError, IndexError):
+                continue
+            if other != key and value and not PLACEHOLDER.match(str(value)):
+                return f" (delete this line: {module}.{other} is given instead)"
+    return ""
+
+
+def _check_regulon_flat_files(regulon: Mapping[str, Any], configfiles: Sequence[str | os.PathLike]) -> None:
+    """Flat files replace ``dump_dir``: they are then the only source of operons (without an
+    operons file the operon target is all 0 and the gate stops the run after the data step),
+    and the operons' members need genes (a genes file or ``annotation``)."""
+    flat = regulon.get("flat_files") or {}
+    if not (flat.get("genes") or flat.get("operons")):
+        return
+    where = _named(configfiles)
+    if regulon.get("mongodb_uri_env"):
+        raise ConfigError(f"{where}: give one of regulon.flat_files and regulon.mongodb_uri_env, not both")
+    if not flat.get("operons"):
+        raise ConfigError(
+            f"{where}: regulon.flat_files.genes is set but regulon.flat_files.operons is not: flat "
+            "files replace dump_dir, so no operon would be read, the operon target would be all 0 "
+            "and the gate would stop the run before training; give the operons file (OperonSet.txt "
+            "or a 10.x-12.x OperonSet datamart) as regulon.flat_files.operons"
+        )
+    if not flat.get("genes") and not regulon.get("annotation"):
+        raise ConfigError(
+            f"{where}: regulon.flat_files.operons is set but neither regulon.flat_files.genes nor "
+            "regulon.annotation: the operons' genes would have no coordinates; give the genes file "
+            "(GeneProductSet) as regulon.flat_files.genes or a GFF3/GenBank as regulon.annotation"
+        )
 
 
 def _get(config: Mapping[str, Any], dotted: str) -> Any:

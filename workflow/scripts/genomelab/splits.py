@@ -131,9 +131,12 @@ class GivenAssignment:
             folds = np.asarray(values, dtype=np.int64)
             absent = sorted(set(range(self.n_folds)) - set(folds.tolist()))
             if absent:
+                # A mistyped fold (5 among 0..2) makes the gap: say where the largest is.
+                top = int(np.argmax(folds))
                 raise ValueError(
                     f"{self.source}: folds {absent} have no example among the {len(keys)} used "
-                    f"(folds are numbered 0..{self.n_folds - 1}; number them without gaps)"
+                    f"(folds are numbered 0..{self.n_folds - 1}, fold {folds[top]} of "
+                    f"{keys[top]!r} ({self._where(keys[top])}) the largest; number them without gaps)"
                 )
             return folds
         split = np.asarray(values, dtype=object)

@@ -244,12 +244,18 @@ def read_links(
         ],
         ignore_index=True,
     )
-    dup = df.duplicated(["source", "target", "direction"], keep=False)
-    if dup.any():
-        ex = df[dup].drop_duplicates(["source", "target", "direction"]).head(5)
-        raise ValueError(
-            f"links table {path}: {int(dup.sum())} rows are duplicate (source, target, "
-            f"direction) links, e.g. {list(zip(ex.source, ex.target, ex.direction, strict=True))}"
+    key = ["source", "target", "direction"]
+    by_line = df.sort_values("_line", kind="stable")
+    repeat = by_line.duplicated(key, keep="first")  # the later line of each repeated link
+    if repeat.any():
+        row = by_line[repeat].iloc[0]
+        same = (df[key] == row[key]).all(axis=1)
+        raise FormatError(
+            path,
+            f"links table: link {row.source} -> {row.target} ({row.direction}) is given twice, also on "
+            f"line {int(df.loc[same, '_line'].min())} ({int(repeat.sum())} repeated link(s) in all, a "
+            "'both' row counting once per direction); keep one row per link",
+            int(row["_line"]),
         )
     for d in DIRECTIONS:
         if not (df["direction"] == d).any():

@@ -272,7 +272,8 @@ class Featurizer:
             if names == self.numeric_names.get(other):
                 hint = (
                     f"; they are the {other} entities' columns: predict them as {other} "
-                    f"entities (--side {other})"
+                    f"entities (genomelab predict --side {other}; in a config "
+                    f"assoc.infer.side: {other})"
                 )
             where = f"{table.source}: " if table.source else ""
             raise ValueError(

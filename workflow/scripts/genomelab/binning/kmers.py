@@ -506,7 +506,8 @@ def write_profiles_h5(
             raise ValueError(
                 f"{fasta}: no contig of at least {min_length} bp with {min_valid_kmers(min_length)} "
                 "valid 6-mers "
-                f"({stats.n_records} records, {stats.n_short} shorter than min_length)"
+                f"({stats.n_records} records, {stats.n_short} shorter than binning.features.min_length, "
+                "--min-length of genomelab predict binning)"
             )
         h5.attrs["ks"] = list(KS)
         h5.attrs["group_names"] = list(GROUP_SLICES)

@@ -74,6 +74,23 @@ def read_fasta(
         raise FormatError(path, "no FASTA records found")
 
 
+def check_fasta_start(path: str | os.PathLike, what: str = "FASTA file") -> None:
+    """A check cheap enough for Snakemake's start: ``FormatError`` naming ``what`` and the file
+    when it holds no record at all, or text other than a '>' header before the first one
+    (another table given in its place). Reads at most the first 64 KiB; the records are
+    checked when the file is read. A file that does not exist is left to Snakemake."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open_binary(path) as fh:
+        head = fh.read(1 << 16)
+    text = head.lstrip(b" \t\r\n")
+    if not text and len(head) < 1 << 16:
+        raise FormatError(path, f"{what} is empty: no FASTA record")
+    if text and text[:1] != b">":
+        raise _before_header(path, head[: len(head) - len(text)].count(b"\n") + 1)
+
+
 def read_record_chunks(
     path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[tuple[bytearray | mmap.mmap, int, int]]:
@@ -208,13 +225,28 @@ class RecordNames:
     def _where(self) -> str:
         return f"record {len(self.seen) + 1}"
 
+    def _first_of(self, name: str) -> str:
+        """ ", the name of record k": the first record named ``name``, found by reading the
+        headers again (only when a duplicate is found: the names seen keep no numbers)."""
+        with open_binary(self.path) as fh:
+            n = 0
+            for line in fh:
+                if line.startswith(b">"):
+                    n += 1
+                    words = line[1:].split()
+                    if words and words[0].decode("ascii", errors="replace") == name:
+                        return f", the name of record {n}"
+        return ""
+
     def check(self, name: str, n_bases: int, gt_inside: bool = False) -> str:
         """Check one record (``name``: the first header word, decoded, or "" when the
         header has none) and add its name to the names seen."""
         if not name:
             raise FormatError(self.path, f"{self._where()} is a header without a name")
         if name in self.seen:
-            raise FormatError(self.path, f"duplicate record name {name!r} ({self._where()})")
+            raise FormatError(
+                self.path, f"duplicate record name {name!r} ({self._where()}{self._first_of(name)})"
+            )
         if gt_inside:
             raise FormatError(self.path, f"record {name!r} ({self._where()}) has a '>' inside its sequence")
         if not n_bases and not self.allow_empty:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from genomelab.io.errors import FormatError
-from genomelab.io.streams import open_text
+from genomelab.io.streams import open_binary
 
 # Evidence confidence, weakest first; 11.x+ files abbreviate them to C/S/W.
 CONFIDENCE_LEVELS = ("weak", "strong", "confirmed")
@@ -54,7 +54,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "interactions": ("ri_id", "regulator", "target", "effect", "confidence"),
     "sites": ("site_id", "regulator", "left", "right", "strand", "confidence"),
 }
-# Fields without which a record is useless; a row missing one is a FormatError.
+# Fields without which a record is useless; a header without their columns is a FormatError,
+# and so is a row without a value, except for the fields in ``MAY_BE_EMPTY``.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "genes": ("name", "left", "right", "strand"),
     "operons": ("name", "genes"),
@@ -64,6 +65,11 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "interactions": ("regulator", "target"),
     "sites": ("regulator", "left", "right"),
 }
+# RegulonDB lists genes known only from the literature ("phantom" genes) without coordinates
+# or strand, and regulatory interactions whose binding site is not mapped without the site's:
+# empty cells in 9.x files, ``None`` in 11.x/12.x ones. Such rows are read with empty fields;
+# the data step drops and counts such genes (``n_genes_dropped_bad_docs``), as for a dump.
+MAY_BE_EMPTY: dict[str, tuple[str, ...]] = {"genes": ("left", "right", "strand"), "sites": ("left", "right")}
 _INT_FIELDS = {"left", "right", "tss"}
 _LIST_FIELDS = {"genes"}
 
@@ -239,14 +245,24 @@ def _normalise_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", base.lower())
 
 
+def _decode(raw: bytes) -> str:
+    """One line as UTF-8, else ISO-8859-1 (older downloads; only product names and comments
+    carry non-ASCII letters, and every field read is ASCII either way)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def _scan(path: Path) -> tuple[list[tuple[int, str]], dict[int, str], list[tuple[int, list[str]]]]:
     """(comment lines, {column number: description}, data rows) of a file."""
     comments: list[tuple[int, str]] = []
     described: dict[int, str] = {}
     rows: list[tuple[int, list[str]]] = []
-    with open_text(path) as fh:
-        for i, raw in enumerate(fh, 1):
-            line = raw.rstrip("\r\n")
+    with open_binary(path) as fh:
+        for i, raw_bytes in enumerate(fh, 1):
+            # A byte-order mark (a file saved again as "UTF-8 with BOM") is not text.
+            line = _decode(raw_bytes.removeprefix(b"\xef\xbb\xbf") if i == 1 else raw_bytes).rstrip("\r\n")
             if line.startswith("#"):
                 comments.append((i, line))
                 m = _DESCRIPTION.match(line)
@@ -346,7 +362,7 @@ def _record(path: Path, kind: str, line: int, cells: list[str], columns: dict[st
         m = _BNUMBER.search(cells[columns["_xrefs"]])
         rec["bnumber"] = m.group(1) if m else None
     for fld in REQUIRED[kind]:
-        if rec[fld] in (None, []):
+        if rec[fld] in (None, []) and fld not in MAY_BE_EMPTY.get(kind, ()):
             raise FormatError(path, f"{kind} row has no {fld}", line)
     if rec.get("left") is not None and rec.get("right") is not None and not 1 <= rec["left"] <= rec["right"]:
         raise FormatError(path, f"coordinates {rec['left']}..{rec['right']} are not 1 <= left <= right", line)

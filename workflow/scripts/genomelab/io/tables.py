@@ -79,11 +79,19 @@ def check_names(
     missing = ref.difference(oth, sort=False)
     extra = oth.difference(ref, sort=False)
     if len(missing) and require_all:
+        # A table made from header lines (grep '>') holds 'k141_1 flag=1 len=5000' for k141_1.
+        first_words = {str(n).split()[0] for n in extra if str(n).split()}
+        whole_headers = (
+            f"; the names of {other_label} hold whole header lines where contigs are named by "
+            f"their FASTA header's first word (e.g. {str(extra[0])!r})"
+            if set(missing) <= first_words
+            else ""
+        )
         raise ValueError(
             f"contig names differ between {ref_label} ({len(ref)} contigs) and {other_label} "
             f"({len(oth)} contigs): {len(missing)} of {ref_label} are missing from {other_label} "
             f"(first: {list(missing[:show])}); {len(extra)} of {other_label} are not in {ref_label} "
-            f"(first: {list(extra[:show])})"
+            f"(first: {list(extra[:show])}){whole_headers}"
         )
     if len(extra):
         logger.info(

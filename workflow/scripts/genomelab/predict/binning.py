@@ -241,7 +241,13 @@ def predict_files(
             files["contig_bins"],
             files["bin_summary"],
         )
+    unclustered = np.asarray(labels).astype(str) == "-1"  # outliers: no cluster
     logger.info(
-        "embedded %d contigs of %s into %d clusters in %s", len(labels), contigs, len(set(labels)), out
+        "embedded %d contigs of %s into %d clusters (%d contigs in none) in %s",
+        len(labels),
+        contigs,
+        len(set(np.asarray(labels)[~unclustered].tolist())),
+        int(unclustered.sum()),
+        out,
     )
     return files

@@ -36,6 +36,7 @@ import pandas as pd
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.dropped import count_dropped
+from genomelab.io.errors import FormatError
 from genomelab.io.regulondb_flat import CONFIDENCE_LEVELS, confidence_rank, parse_confidence
 from genomelab.io.streams import open_text
 from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART, Source
@@ -198,8 +199,9 @@ def operon_confidence(operon: dict[str, Any]) -> str | None:
     return best
 
 
-def _gff_genes(path: Path, no_tag: list[str]) -> list[tuple[str, str, int, int, str]]:
-    """Gene rows of a GFF3 file; genes without a ``locus_tag`` are appended to ``no_tag``.
+def _gff_genes(path: Path, no_tag: list[str], seqid: str | None) -> list[tuple[str, str, int, int, str]]:
+    """Gene rows of a GFF3 file (of ``seqid`` only, when given); genes without a ``locus_tag``
+    are appended to ``no_tag``.
 
     Rows are parsed and checked by :func:`genomelab.io.gff.iter_gff3`, the reader that
     ``genomelab predict regulon --gff`` uses too, so both see the same coordinates.
@@ -207,23 +209,38 @@ def _gff_genes(path: Path, no_tag: list[str]) -> list[tuple[str, str, int, int, 
     from genomelab.io.gff import GENE_TYPES, iter_gff3
 
     rows = []
+    seqids: set[str] = set()
     for f in iter_gff3(path):
         if f.type not in GENE_TYPES:
+            continue
+        seqids.add(f.seqid)
+        if seqid is not None and f.seqid != seqid:
             continue
         attrs = f.attributes
         if "locus_tag" not in attrs:
             no_tag.append(attrs.get("ID", attrs.get("Name", str(f.start + 1))))
             continue
         rows.append((attrs["locus_tag"], attrs.get("Name", ""), f.start, f.end, f.strand))
+    if seqid is not None and seqid not in seqids and seqids:
+        raise FormatError(
+            path,
+            f"no gene or pseudogene on seqid {seqid!r}, the genome record modelled (seqids in the "
+            f"file: {sorted(seqids)[:5]}); give the annotation of that record, or rename its seqids",
+        )
     return rows
 
 
-def _genbank_genes(path: Path) -> list[tuple[str, str, int, int, str]]:
+def _genbank_genes(path: Path, seqid: str | None) -> list[tuple[str, str, int, int, str]]:
+    """Gene rows of a GenBank file (of the record whose id or LOCUS name is ``seqid``, when given)."""
     from Bio import SeqIO
 
     rows = []
+    names: list[str] = []
     with open_text(path) as fh:
         for record in SeqIO.parse(fh, "genbank"):
+            names.append(record.id)
+            if seqid is not None and seqid not in (record.id, record.name):
+                continue
             for feat in record.features:
                 if feat.type == "gene" and "locus_tag" in feat.qualifiers:
                     rows.append(
@@ -235,12 +252,19 @@ def _genbank_genes(path: Path) -> list[tuple[str, str, int, int, str]]:
                             "+" if feat.location.strand == 1 else "-",
                         )
                     )
+    if seqid is not None and names and not rows:
+        raise FormatError(
+            path,
+            f"no gene with a locus_tag on record {seqid!r}, the genome record modelled (records: {names[:5]})",
+        )
     return rows
 
 
-def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
+def read_annotation(path: str | os.PathLike, seqid: str | None = None) -> pd.DataFrame:
     """Genes with b-numbers (``locus_tag``) from a GFF3 or GenBank file (gzip allowed).
 
+    ``seqid``: the genome record modelled; only its genes are read (GFF3 seqid, GenBank id or
+    LOCUS name), and a file without any gene on it is a FormatError naming the ones it has.
     Returns columns bnumber, name, start (0-based), end, strand.
     """
     path = Path(path)
@@ -249,9 +273,9 @@ def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
     name = path.name.lower().removesuffix(".gz")
     no_tag: list[str] = []  # genes without a b-number cannot be joined: counted, not silent
     if name.endswith((".gff", ".gff3")):
-        rows = _gff_genes(path, no_tag)
+        rows = _gff_genes(path, no_tag, seqid)
     elif name.endswith((".gb", ".gbk", ".gbff", ".genbank")):
-        rows = _genbank_genes(path)
+        rows = _genbank_genes(path, seqid)
     else:
         raise ValueError(f"annotation file {path}: unknown format (expected .gff/.gff3 or .gb/.gbk/.gbff)")
     if not rows:
@@ -284,9 +308,10 @@ def _union_length(intervals: Iterable[tuple[int, int]], length: int) -> int:
 
 
 def _collect_genes(
-    source: Source, annotation: str | os.PathLike | None
+    source: Source, annotation: str | os.PathLike | None, contig: str | None = None
 ) -> tuple[dict[str, dict[str, Any]], int, int]:
-    """Genes from geneDatamart, with coordinates from ``annotation`` overriding where given.
+    """Genes from geneDatamart, with coordinates from ``annotation`` (its genes on the genome
+    record ``contig``) overriding where given.
 
     Returns ({b-number: record}, documents read, documents that could not be parsed).
     """
@@ -300,7 +325,7 @@ def _collect_genes(
             continue
         genes[rec["bnumber"]] = rec
     if annotation is not None:
-        ann = read_annotation(annotation)
+        ann = read_annotation(annotation, seqid=contig)
         for row in ann.itertuples(index=False):
             rec = genes.setdefault(
                 row.bnumber, {"bnumber": row.bnumber, "gene_id": row.bnumber, "name": row.name}
@@ -437,7 +462,8 @@ class _ExpressionTally:
         if self.vmax < 25 and any(v != int(v) for v in self.uniq_small):
             out.append(
                 f"{vf} values span only {self.vmin:.3g}..{self.vmax:.3g}: they may be log-transformed "
-                "already (log1p is applied again)"
+                "already (log1p is applied again; for a table set regulon.expression.table_transform, "
+                "e.g. log2p1 for log2(TPM + 1) such as PRECISE's log_tpm)"
             )
         if self.vmax > 1e7:
             out.append(f"{vf} maximum {self.vmax:.3g} is implausibly large")
@@ -762,7 +788,7 @@ def process_data(
     whole = (start, end) == (0, n_bp)
     over = contig_name if whole else f"{contig_name}:{start}-{end} (the regulon.targets region)"
 
-    genes, n_gene_docs, n_gene_bad = _collect_genes(source, annotation)
+    genes, n_gene_docs, n_gene_bad = _collect_genes(source, annotation, contig_name)
     tally = _read_expression(source, value_field, genes)
     has_expression = bool(tally.counts)
 

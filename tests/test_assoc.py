@@ -901,3 +901,18 @@ def test_ranker_uses_cold_start_for_new_entities(easy, tmp_path):
         without = torch.sigmoid(model("s2t", None, emb)).numpy()
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     assert np.abs(scores - without).max() > 1e-4  # the link term is used, not dropped
+
+
+def test_entity_sequence_and_split_errors_give_the_file_s_own_line(tmp_path):
+    """A sequence holding a non-ASCII character (a pasted 'Å') failed later in the k-mer
+    profile with a bare UnicodeEncodeError naming no file; a bad split value after blank lines
+    was reported on the row count + 2. Both now name the file, its own line and the entity."""
+    path = tmp_path / "seqs.tsv"
+    path.write_text("id\tsequence\nseq1\tACGT\n\n\nseq2\tACÅT\n")
+    with pytest.raises(
+        ValueError, match=r"seqs.tsv, line 5: target entity 'seq2': .*non-ASCII character 'Å'"
+    ):
+        D.read_entities(path, "target")
+    path.write_text("id\tdescription\tsplit\na\tx\ttrain\n\n\nb\ty\ttset\n")
+    with pytest.raises(ValueError, match=r"seqs.tsv, line 5: source entity 'b': split 'tset'"):
+        D.read_entities(path, "source")

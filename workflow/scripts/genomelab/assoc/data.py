@@ -48,6 +48,7 @@ from genomelab.io.tables import (
     read_known_links,
     read_link_split_file,
     read_link_table,
+    row_lines,
     write_link_split_file,
     write_link_table,
 )
@@ -118,6 +119,19 @@ def read_entities(path: str | os.PathLike, side: str) -> EntityTable:
         numeric[:, j] = values.to_numpy(dtype=np.float32)
     descriptions = df["description"].tolist() if "description" in df.columns else None
     sequences = df["sequence"].str.upper().tolist() if "sequence" in df.columns else None
+    if sequences is not None:
+        # k-mer profiles read the bases as bytes: a non-ASCII letter (a pasted "Å", a
+        # typographic dash) is named here rather than failing there as a bare encode error.
+        bad = ~df["sequence"].map(str.isascii)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            char = next(c for c in df["sequence"].iloc[row] if not c.isascii())
+            raise FormatError(
+                path,
+                f"{side} entity {ids.iloc[row]!r}: sequence holds the non-ASCII character {char!r} "
+                f"({int(bad.sum())} sequence(s) do); sequences are bases (A, C, G, T, N, ...)",
+                int(row_lines(path, len(df))[row]),
+            )
     if descriptions is None and sequences is None and not numeric_cols:
         raise ValueError(
             f"{side} entity table {path} has neither a description, a sequence nor "
@@ -138,7 +152,7 @@ def read_entities(path: str | os.PathLike, side: str) -> EntityTable:
             raise FormatError(
                 path,
                 f"{side} entity {ids[bad].iloc[0]!r}: split {values[bad].iloc[0]!r} is not one of {SPLITS}",
-                int(np.flatnonzero(bad.to_numpy())[0]) + 2,
+                int(row_lines(path, len(df))[np.flatnonzero(bad.to_numpy())[0]]),
             )
         split = values.to_numpy(dtype=str)
     return EntityTable(side, ids.tolist(), descriptions, sequences, numeric, numeric_cols, split, str(path))

@@ -47,7 +47,7 @@ def _read_tsv(path: Path, **kwargs) -> pd.DataFrame:
             raise FormatError(path, f"not a readable tab-separated table ({exc})") from exc
 
 
-def _row_lines(path: Path, n_rows: int, header: bool = True) -> np.ndarray:
+def row_lines(path: Path, n_rows: int, header: bool = True) -> np.ndarray:
     """[n_rows] int64: the 1-based file line of each of the ``n_rows`` rows ``_read_tsv``
     read from ``path`` (``header``: whether its first non-blank line is a header).
 
@@ -107,7 +107,7 @@ def _line_of_first(mask: np.ndarray | pd.Series, path: Path, header: bool = True
     """File line of the first true row of ``mask`` over the rows ``_read_tsv`` read from
     ``path`` (blank lines counted; read only when an error needs it)."""
     rows = np.flatnonzero(np.asarray(mask))
-    return int(_row_lines(path, len(np.asarray(mask)), header)[rows[0]])
+    return int(row_lines(path, len(np.asarray(mask)), header)[rows[0]])
 
 
 def _unique_names(table: pd.DataFrame, column: str, path: Path, what: str, header: bool = True) -> None:
@@ -383,7 +383,7 @@ def read_entity_table(path: str | os.PathLike, side: str) -> pd.DataFrame:
     empty = ids == ""
     dup = ids.duplicated()
     if empty.any() or dup.any():
-        lines = _row_lines(path, len(df))
+        lines = row_lines(path, len(df))
     if empty.any():
         raise FormatError(path, f"{what} has {int(empty.sum())} empty ids", int(lines[empty.to_numpy()][0]))
     if dup.any():
@@ -444,7 +444,7 @@ def read_link_table(
         raise FormatError(path, f"links table lacks column(s) {missing} (has {list(df.columns)})")
     if len(df) == 0:
         raise FormatError(path, "links table has no rows")
-    df["_line"] = _row_lines(path, len(df))
+    df["_line"] = row_lines(path, len(df))
     for col in ("source", "target", "direction"):
         df[col] = df[col].str.strip()
     bad_dir = ~df["direction"].isin(directions)
@@ -509,7 +509,7 @@ def read_known_links(path: str | os.PathLike) -> set[tuple[str, str]]:
     src, tgt = df["source"].str.strip(), df["target"].str.strip()
     empty = (src == "") | (tgt == "")
     if empty.any():
-        line = int(_row_lines(path, len(df))[empty.to_numpy()][0])
+        line = int(row_lines(path, len(df))[empty.to_numpy()][0])
         raise FormatError(path, "known links file: empty source or target", line)
     return set(zip(src.tolist(), tgt.tolist(), strict=True))
 

@@ -295,3 +295,26 @@ def test_a_converted_table_trained_on_tissue_says_to_classify_its_subtypes(tmp_p
     ):
         check_input(section)
     check_input(section | {"task": {"label": "subtype"}})
+
+
+def test_a_misspelt_input_file_is_named_by_its_config_key_before_any_job(workdir, tmp_path):
+    """tissue.input.sheet and regulon.flat_files.* misspelt: the sheet's error named only the
+    path ("sample sheet /x/sheet.tvs does not exist"), a flat file got Snakemake's missing-input
+    message after planning; both now stop when Snakemake starts, naming the config key."""
+    sheet = tmp_path / "sheet.tvs"
+    config = write_config(tmp_path, "sheet.yaml", tissue=tissue_section(sheet))
+    res = snakemake(workdir, "-n", "--configfile", config)
+    assert res.returncode != 0
+    assert f"tissue.input.sheet {sheet} does not exist" in res.stdout + res.stderr
+    genes = tmp_path / "GeneProductSet.txt"
+    genes.write_text("# RegulonDB\n")
+    operons = tmp_path / "OperonSett.txt"
+    regulon = {
+        "enabled": True,
+        "genome": "resources/regulon/genome.fna.gz",
+        "flat_files": {"genes": str(genes), "operons": str(operons)},
+    }
+    config = write_config(tmp_path, "flat.yaml", regulon=regulon)
+    res = snakemake(workdir, "-n", "--configfile", config)
+    assert res.returncode != 0
+    assert f"regulon.flat_files.operons {operons} does not exist" in res.stdout + res.stderr

@@ -3,6 +3,8 @@
 # With evaluation.folds K > 1 the folds rule writes data/folds.tsv and one targets file per
 # fold, and baselines, training and evaluation run once per fold under folds/<fold>/ (one
 # job each); regulon_summary combines the folds. With K = 1 every path is the single split's.
+from genomelab.io.streams import check_config_files
+
 REGULON = config["regulon"]
 REGULON_OUT = f"{RESULTS}/regulon"
 REGULON_FOLDS = REGULON["evaluation"]["folds"]
@@ -16,6 +18,19 @@ REGULON_FOLD_TARGETS = f"{REGULON_FOLD_OUT}/data/targets.h5"
 
 wildcard_constraints:
     regulon_fold=r"\d+",
+
+
+# The user's files named in the config exist: a misspelt one is named by its key now, not
+# by Snakemake's missing-input message.
+if REGULON["enabled"]:
+    check_config_files(
+        {f"regulon.flat_files.{k}": v or "" for k, v in REGULON["flat_files"].items()}
+        | {
+            "regulon.annotation": REGULON["annotation"] or "",
+            "regulon.expression.table": REGULON["expression"]["table"] or "",
+        },
+        RESULTS,
+    )
 
 
 # Plain values rather than helper functions (snakemake --lint wants functions in common.smk).

@@ -63,6 +63,11 @@ else:
     TISSUE_INPUT = {"hdf5": TISSUE["input"]["hdf5"]} | (
         {"sheet": TISSUE["input"]["sheet"]} if TISSUE["input"]["sheet"] else {}
     )
+# The user's input files exist (a misspelt one is named by its key, not only its path).
+if TISSUE["enabled"] and TISSUE["input"]["source"] != "simulate":
+    check_config_files(
+        {f"tissue.input.{k}": TISSUE["input"].get(k) or "" for k in ("sheet", "hdf5")}, RESULTS
+    )
 # The files a user sheet lists (read and validated now): inputs of the features, so a
 # changed NPZ reruns them. A stacked HDF5's sheet only labels its samples.
 TISSUE_SHEET_FILES = (

@@ -162,6 +162,14 @@ class ModuleSummary:
                 lines += ["", "| pair | test | n | p | favours |", "|---|---|---|---|---|"]
                 for pair, t in comp.tests.items():
                     lines.append(f"| {pair} | {t['test']} | {t['n']} | {t['p_value']:.3g} | {t['favours']} |")
+                # A Wilcoxon test's side is its larger signed-rank sum, which can disagree with
+                # the means (many small per-link gains against a few large losses).
+                lines += [
+                    "",
+                    "favours: the side the test's statistic leans to whatever p (McNemar: more samples "
+                    "right only by it; Wilcoxon: the larger signed-rank sum, which can differ from the "
+                    "side with the higher mean); the verdict also needs the mean ahead.",
+                ]
             lines += ["", f"Verdict: {comp.verdict()}", ""]
         if self.diagnostics:
             lines += ["### Diagnostics", "", "| check | status | message |", "|---|---|---|"]

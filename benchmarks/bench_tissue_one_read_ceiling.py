@@ -53,8 +53,8 @@ the exact McNemar test against logistic regression (C on validation) on the pool
         ../shared/data/methylation_tcga_glioma/glioma.idhwt.trainingData.csv.gz \\
         --seed 42 --draws 5 --out benchmarks/results/tissue_one_read_ceiling/r16_s42.json
 
-About 4 minutes per seed on one thread (843 probes, 430 samples; 3.5-4.2 min measured on a
-shared 2-core machine at load ~4), about 9 with ``--mlp-seeds 3``. Not a test.
+About 2 CPU-minutes per seed on one thread (843 probes, 430 samples; 3.5-6 minutes wall on a
+shared 2-core machine at load 4-6), 11 minutes wall with ``--mlp-seeds 3``. Not a test.
 """
 
 from __future__ import annotations

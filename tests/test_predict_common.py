@@ -80,6 +80,35 @@ def test_ids_in_another_letter_case_are_named_as_such(caplog):
     assert "regions unknown to the model (ignored)" in caplog.text and "letter case" not in caplog.text
 
 
+class _CountedIds(list):
+    """A model's ID list that counts the passes made over it."""
+
+    passes = 0
+
+    def __iter__(self):
+        type(self).passes += 1
+        return super().__iter__()
+
+
+def test_a_letter_case_hint_does_not_walk_the_model_s_ids_per_request(caplog):
+    """A server matches each request against the IdIndex built once per model, so that a
+    request costs its own IDs only. The letter-case hint (any request naming an ID the model
+    lacks) built its lower-case lookup from every model ID on every request: a sparse request
+    of 1,001 IDs, one unknown, took 10.9 ms instead of 0.28 ms at 51,089 regions. The lookup is
+    now built once, the first time a hint needs it."""
+    index = IdIndex([f"cg{i:05d}" for i in range(200)])
+    index.ids = _CountedIds(index.ids)
+    _CountedIds.passes = 0
+    for request in (["cg00001", "x"], ["cg00002", "CG00003"], ["CG00004", "y", "cg00005"]):
+        match_ids(index, request, "regions", "req", 0.0)
+    assert _CountedIds.passes <= 1
+    # The hint itself is unchanged.
+    assert (
+        "1 input regions match the model's only when letter case is ignored (e.g. 'CG00004' for 'cg00004')"
+        in (caplog.text)
+    )
+
+
 def test_a_request_in_the_model_s_own_order_needs_no_lookup():
     ids = np.asarray(MODEL)
     index = IdIndex(ids)

@@ -153,9 +153,17 @@ class IdIndex:
         self.ids = [str(x) for x in ids]
         self.pos = {x: i for i, x in enumerate(self.ids)}
         self.unique = len(self.pos) == len(self.ids)
+        self._folded: dict[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def folded(self) -> dict[str, str]:
+        """{ID in lower case (casefold): ID}, built on first use and kept: a letter-case hint
+        for one request must not rebuild it from every ID of the model."""
+        if self._folded is None:
+            self._folded = {x.casefold(): x for x in self.ids}
+        return self._folded
 
 
 def _positions(index_of: IdIndex, pos: dict[str, int]) -> tuple[np.ndarray, list[str], list[str], int]:
@@ -184,7 +192,7 @@ def case_hint(index_of: IdIndex, only_input: list[str], what: str, holder: str) 
     ('CG00000029' for 'cg00000029'): the sentence saying so, else "". IDs are joined exactly."""
     if not only_input:
         return ""
-    folded = {x.casefold(): x for x in index_of.ids}
+    folded = index_of.folded()
     pairs = [(x, folded[x.casefold()]) for x in only_input if x.casefold() in folded]
     if not pairs:
         return ""

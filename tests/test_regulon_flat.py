@@ -695,3 +695,18 @@ def test_a_file_in_latin_1_reads(content, tmp_path):
     # that line a data row ("line 1: genes row has no left").
     (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + genes.read_bytes())
     assert read_flat(tmp_path / "bom.txt").records == ref
+
+
+def test_a_file_with_lone_carriage_return_line_ends_reads(content, tmp_path):
+    """A download saved by Excel for Mac as tab-delimited text ends its lines with a lone CR.
+    Before this round the text reader split such lines; the byte reader of the latin-1 fix
+    read the file as one comment line: "no data rows after the '#' comment lines". Lines
+    end at LF, CRLF or CR again, with the latin-1 fallback and the BOM kept."""
+    genes, _ = write_positional(content, tmp_path)
+    ref = read_flat(genes).records
+    lines = genes.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if not line.startswith("#"))
+    lines[i] = lines[i].replace("protein", "prote\u00edna")
+    mac = tmp_path / "mac.txt"
+    mac.write_bytes(b"\xef\xbb\xbf" + ("\r".join(lines) + "\r").encode("latin-1"))
+    assert read_flat(mac).records == ref

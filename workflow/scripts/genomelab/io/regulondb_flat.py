@@ -19,12 +19,13 @@ content lives in this repository; tests write small files in these layouts.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from genomelab.io.errors import FormatError
 from genomelab.io.streams import open_binary
@@ -259,8 +260,12 @@ def _scan(path: Path) -> tuple[list[tuple[int, str]], dict[int, str], list[tuple
     comments: list[tuple[int, str]] = []
     described: dict[int, str] = {}
     rows: list[tuple[int, list[str]]] = []
-    with open_binary(path) as fh:
-        for i, raw_bytes in enumerate(fh, 1):
+    # Lines end at \n, \r\n or a lone \r (a file saved by Excel for Mac as tab-delimited
+    # text), as text mode splits them: ISO-8859-1 maps each byte to one character, so every
+    # line's bytes come back unchanged for _decode.
+    with io.TextIOWrapper(cast(BinaryIO, open_binary(path)), encoding="latin-1", newline="") as fh:
+        for i, raw in enumerate(fh, 1):
+            raw_bytes = raw.encode("latin-1")
             # A byte-order mark (a file saved again as "UTF-8 with BOM") is not text.
             line = _decode(raw_bytes.removeprefix(b"\xef\xbb\xbf") if i == 1 else raw_bytes).rstrip("\r\n")
             if line.startswith("#"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from genomelab.ingest.builds import genome_build
+from genomelab.ingest.regions import read_regions
 from genomelab.io.errors import FormatError
 from genomelab.io.sheets import (
     SampleRecord,
@@ -14,6 +16,7 @@ from genomelab.io.sheets import (
     sheet_files,
     write_sample_sheet,
 )
+from genomelab.io.tables import read_given_assignment, read_split_table
 
 HEADER = "sample\tfile\ttissue\tsubtype\tsource_sample"
 
@@ -133,6 +136,29 @@ def test_a_sheet_saved_by_excel_reads_as_written(tmp_path):
     sheet.write_bytes("\ufeffsample\tfile\ttissue\r\nA\ta.npz\tLiver\r\nA\ta.npz\tLiver\r\n".encode())
     with pytest.raises(FormatError, match=r"s\.tsv, line 3: duplicate sample 'A'"):
         read_sample_sheet(sheet)
+
+
+def test_a_sheet_saved_in_the_windows_ansi_encoding_names_the_file_and_line(tmp_path):
+    """Excel's "Text (Tab delimited)" writes Windows' ANSI code page, not UTF-8: one accented
+    tissue ('Pâncreas', byte 0xe2) stopped Snakemake's start with a bare "UnicodeDecodeError:
+    'utf-8' codec can't decode byte 0xe2 in position 29", naming neither file nor line. The
+    sheet, the split column read from it, a splits file and a regions BED now name both."""
+    (tmp_path / "a.npz").write_bytes(b"")
+    sheet = tmp_path / "s.tsv"
+    sheet.write_bytes("sample\tfile\ttissue\tsplit\nA\ta.npz\tP\u00e2ncreas\ttrain\n".encode("cp1252"))
+    want = r"s\.tsv, line 2: byte 0xe2 is not UTF-8 text .*save it as UTF-8"
+    with pytest.raises(FormatError, match=want):
+        read_sample_sheet(sheet)
+    with pytest.raises(FormatError, match=want):
+        read_given_assignment(sheet, ("sample",), "sample sheet", required=False)
+    splits = tmp_path / "s.tsv"
+    splits.write_bytes("sample\tsplit\nA\ttrain\nB\tval \u2013 old\n".encode("cp1252"))
+    with pytest.raises(FormatError, match=r"s\.tsv, line 3: byte 0x96 is not UTF-8"):
+        read_split_table(splits)
+    bed = tmp_path / "r.bed"
+    bed.write_bytes("chr1\t10\t20\tr\u00e9gion1\n".encode("cp1252"))
+    with pytest.raises(FormatError, match=r"r\.bed, line 1: byte 0xe9 is not UTF-8"):
+        read_regions(bed, genome_build("hg38"))
 
 
 def test_one_file_under_two_source_samples_is_refused(tmp_path):

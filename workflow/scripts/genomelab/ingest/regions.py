@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from genomelab.ingest.builds import GenomeBuild, genome_build, other_style_name
-from genomelab.io.streams import open_text
+from genomelab.io.streams import open_text, text_errors
 
 
 @dataclass
@@ -106,7 +106,7 @@ def read_regions(path: str | os.PathLike, build: GenomeBuild, n_positions: int =
     if not path.is_file():
         raise FileNotFoundError(f"region file {path} does not exist")
     chrom, start, end, ids = [], [], [], []
-    with open_text(path) as fh:
+    with text_errors(path), open_text(path) as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip() or line.startswith("#") or line.startswith("browser"):
                 continue

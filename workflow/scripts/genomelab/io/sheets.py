@@ -21,7 +21,7 @@ from pathlib import Path
 from genomelab.io.atomic import atomic_output
 from genomelab.io.errors import FormatError
 from genomelab.io.names import NAME_RULE, is_safe_name
-from genomelab.io.streams import existing_file, open_text
+from genomelab.io.streams import existing_file, open_text, text_errors
 
 REQUIRED_COLUMNS = ("sample", "file", "tissue")
 OPTIONAL_COLUMNS = ("subtype", "source_sample")
@@ -65,7 +65,7 @@ def iter_sheet_rows(
     a required column) and a sheet without rows.
     """
     path = existing_file(path, what)
-    with open_text(path) as fh:
+    with text_errors(path), open_text(path) as fh:
         numbered = [
             (i, line) for i, line in enumerate(fh, start=1) if not (comments and line.startswith("#"))
         ]
@@ -147,7 +147,7 @@ def is_sample_sheet(path: str | os.PathLike) -> bool:
     path = Path(path)
     if not (path.name.lower().endswith(".tsv") and path.is_file()):
         return False
-    with open_text(path) as fh:
+    with text_errors(path), open_text(path) as fh:
         header = fh.readline().rstrip("\r\n").split("\t")
     return "file" in header and "sample" in header
 

@@ -87,6 +87,33 @@ def open_text(path: str | os.PathLike) -> IO[str]:
     return open(path, newline="", encoding=TEXT_ENCODING)
 
 
+@contextlib.contextmanager
+def text_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise a ``UnicodeDecodeError`` from reading ``path`` as text (a file saved in another
+    encoding than UTF-8: Excel's "Text (Tab delimited)" writes Windows' ANSI code page, so one
+    accented letter or typographic dash is a byte UTF-8 refuses) as a ``FormatError`` naming
+    the file, the first line that is not UTF-8 and its byte. For files users write (sheets,
+    splits, BEDs), around the reading of an :func:`open_text` handle."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        line = None
+        with open_binary(path) as fh:
+            for i, raw in enumerate(fh, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    line = i
+                    break
+        byte = bytes(exc.object[exc.start : exc.start + 1]).hex()
+        raise FormatError(
+            path,
+            f"byte 0x{byte} is not UTF-8 text (the file is in another encoding, such as the "
+            "Windows ANSI of Excel's 'Text (Tab delimited)'); save it as UTF-8",
+            line,
+        ) from None
+
+
 def existing_file(path: str | os.PathLike, what: str) -> Path:
     """``Path(path)``; ``FileNotFoundError`` naming ``what`` when it is not a file (and, for a
     relative path, the folder it was looked for in: a config's paths are read from the

@@ -20,7 +20,7 @@ import pandas as pd
 
 from genomelab.io.atomic import atomic_output, atomic_write_text
 from genomelab.io.errors import FormatError
-from genomelab.io.streams import compressed_errors, existing_file, open_text
+from genomelab.io.streams import compressed_errors, existing_file, open_text, text_errors
 from genomelab.splits import SPLIT_KINDS, SPLITS, GivenAssignment
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def write_split_table(rows: list[dict[str, str]], path: str | os.PathLike, kind:
 def read_split_table(path: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of a splits TSV; errors name the file (missing columns) and line (unknown split)."""
     path = existing_file(path, "splits file")
-    with open_text(path) as fh:
+    with text_errors(path), open_text(path) as fh:
         reader = csv.DictReader(fh, delimiter="\t")
         missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -167,7 +167,7 @@ def read_given_assignment(
     and line: no key column, both columns, an empty or unknown value, a key given twice.
     """
     path = existing_file(path, what)
-    with open_text(path) as fh:
+    with text_errors(path), open_text(path) as fh:
         reader = csv.DictReader(fh, delimiter="\t")
         columns = reader.fieldnames or []
         kinds = [k for k in SPLIT_KINDS if k in columns]
@@ -524,7 +524,7 @@ def read_link_split_file(path: str | os.PathLike) -> GivenAssignment:
     >= 0, a pair given twice.
     """
     path = existing_file(path, "link splits file")
-    with open_text(path) as fh:
+    with text_errors(path), open_text(path) as fh:
         reader = csv.DictReader(fh, delimiter="\t")
         columns = reader.fieldnames or []
         kinds = [k for k in SPLIT_KINDS if k in columns]

@@ -293,6 +293,12 @@ def test_the_converter_script_reports_a_bad_table_without_a_traceback(tmp_path, 
         f"ERROR   genomelab.tissue.convert: {table}: beta values must lie in [0, 1] (found 12.5..98); " in err
     )
     assert err.rstrip().endswith("percentages? divide them by 100")
+    # A few betas just over 1 are not percentages: the range, without that advice.
+    table.write_text("sample,label,cg1,cg2\nP1,K1,0.12,1.02\nP2,K1,0.5,0.9\nP3,K2,0.3,0.1\nP4,K2,0.7,0.2\n")
+    with pytest.raises(SystemExit):
+        main([str(table), str(tmp_path / "p.h5")])
+    err = capsys.readouterr().err
+    assert "beta values must lie in [0, 1] (found 0.1..1.02)" in err and "percentages" not in err
 
 
 def test_tcga_glioma_converts(shared_data, tmp_path):

@@ -306,6 +306,11 @@ def test_a_misspelt_input_file_is_named_by_its_config_key_before_any_job(workdir
     res = snakemake(workdir, "-n", "--configfile", config)
     assert res.returncode != 0
     assert f"tissue.input.sheet {sheet} does not exist" in res.stdout + res.stderr
+    # A stale tissue.input.hdf5 beside source: sheet is not read: the error says to remove it.
+    stale = tissue_section(simulated_sheet(tmp_path))
+    stale["input"]["hdf5"] = str(tmp_path / "old.h5")
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "stale.yaml", tissue=stale))
+    assert res.returncode != 0 and "remove tissue.input.hdf5" in res.stdout + res.stderr
     genes = tmp_path / "GeneProductSet.txt"
     genes.write_text("# RegulonDB\n")
     operons = tmp_path / "OperonSett.txt"

@@ -63,10 +63,16 @@ else:
     TISSUE_INPUT = {"hdf5": TISSUE["input"]["hdf5"]} | (
         {"sheet": TISSUE["input"]["sheet"]} if TISSUE["input"]["sheet"] else {}
     )
-# The user's input files exist (a misspelt one is named by its key, not only its path).
+# The user's input files exist (a misspelt one is named by its key, not only its path); a
+# key the source does not read is left to check_input below, which says to remove it.
 if TISSUE["enabled"] and TISSUE["input"]["source"] != "simulate":
     check_config_files(
-        {f"tissue.input.{k}": TISSUE["input"].get(k) or "" for k in ("sheet", "hdf5")}, RESULTS
+        {
+            f"tissue.input.{k}": TISSUE["input"].get(k) or ""
+            for k in ("sheet", "hdf5")
+            if k == "sheet" or TISSUE["input"]["source"] == "hdf5"
+        },
+        RESULTS,
     )
 # The files a user sheet lists (read and validated now): inputs of the features, so a
 # changed NPZ reruns them. A stacked HDF5's sheet only labels its samples.

@@ -143,6 +143,7 @@ BAD_FILES = [
     (b">a\n>b\nACGT\n", "record 'a' \\(record 1\\) has an empty sequence"),
     (b">a\nACGTAC\n>b", "record 'b' \\(record 2\\) has an empty sequence"),
     (b"ACGT\n>a\nACGT\n", "line 1: sequence before the first"),
+    (b"\xef\xbb\xbf>a\nACGT\n", "line 1: starts with a byte-order mark"),
     (b"\n\n  \nACGT\n>a\nACGT\n", "line 4: sequence before the first"),
     (b">\nACGT\n", "record 1 is a header without a name"),
     (b">a\nACGTACGT\n> \r\nACGT\n", "record 2 is a header without a name"),

@@ -27,6 +27,7 @@ def test_read_fasta_plain_and_gzip(tmp_path, gz):
         (b">a\nACGT\n>a\nACGT\n", "duplicate record name 'a'"),
         (b">a\n>b\nACGT\n", "record 'a'"),
         (b"ACGT\n>a\nACGT\n", "line 1: sequence before the first"),
+        (b"\xef\xbb\xbf>a\nACGT\n", "line 1: starts with a byte-order mark"),
         (b">\nACGT\n", "header without a name"),
         (b"", "no FASTA records"),
     ],

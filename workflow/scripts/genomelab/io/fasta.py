@@ -309,6 +309,14 @@ class _RecordParser:
 
 
 def _before_header(path: Path, line: int) -> FormatError:
+    if line == 1:
+        # A FASTA saved by a Windows editor may start with a byte-order mark: the user sees '>'
+        # on line 1, so say what is before it (read only on this error path).
+        with open_binary(path) as fh:
+            if fh.read(3) == b"\xef\xbb\xbf":
+                return FormatError(
+                    path, "starts with a byte-order mark before its first '>' header: save it without one", 1
+                )
     return FormatError(path, "sequence before the first '>' header (is this a FASTA file?)", line)
 
 

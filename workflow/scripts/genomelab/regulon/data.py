@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-from array import array
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -314,6 +313,62 @@ def _collect_genes(
     return genes, n_docs, n_bad
 
 
+class _ValueGrid:
+    """Values by (row, column) as they stream in, for a [rows, columns] matrix.
+
+    One float64 array per row, NaN where no value came yet, grown as columns appear (by a
+    quarter at least, or at once to every column seen so far: a gene x sample table's rows
+    after the first are made at their full width); a cell given more than once keeps its
+    further values aside, in the order given. 8 bytes per cell, twice the float32 matrix.
+    Values must be finite (NaN marks an empty cell).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.n_columns = 0
+        # row -> column -> the cell's values after its first
+        self.repeats: dict[int, dict[int, list[float]]] = {}
+
+    def put(self, row: int, column: int, value: float) -> None:
+        self.n_columns = max(self.n_columns, column + 1)
+        if row == len(self.rows):
+            self.rows.append(np.full(max(self.n_columns, 8), np.nan))
+        cells = self.rows[row]
+        if column >= cells.size:
+            wider = np.full(max(self.n_columns, cells.size + cells.size // 4), np.nan)
+            wider[: cells.size] = cells
+            self.rows[row] = cells = wider
+        if math.isnan(cells[column]):
+            cells[column] = value
+        else:
+            self.repeats.setdefault(row, {}).setdefault(column, []).append(value)
+
+    def to_matrix(self, n_columns: int, scale: np.ndarray | None) -> np.ndarray:
+        """[rows, n_columns] float32 of log1p(value), or of log1p(1e6 * value / scale[column])
+        with ``scale``; a cell with several values gets their mean, summed in the order given
+        (as ``np.bincount`` sums). Empties the grid one row at a time, so that the float64
+        rows give way to the float32 ones: the peak stays at 8 bytes per cell."""
+
+        def scaled(values: np.ndarray, columns: Any) -> np.ndarray:
+            return values if scale is None else 1e6 * values / scale[columns]
+
+        out = []
+        for i in range(len(self.rows)):
+            cells, self.rows[i] = self.rows[i], np.empty(0)
+            k = min(cells.size, n_columns)
+            row = np.full(n_columns, np.nan, dtype=np.float32)
+            row[:k] = np.log1p(scaled(cells[:k], slice(0, k)))
+            for j, more in self.repeats.get(i, {}).items():
+                total = 0.0
+                for v in np.log1p(scaled(np.asarray([cells[j], *more]), j)):
+                    total += float(v)
+                row[j] = total / (1 + len(more))
+            out.append(row)
+            del cells
+        self.rows, self.repeats = [], {}
+        return np.stack(out) if out else np.empty((0, n_columns), dtype=np.float32)
+
+
 @dataclass
 class _ExpressionTally:
     """Streaming per-gene sums of one value field over every expression document.
@@ -342,15 +397,17 @@ class _ExpressionTally:
     # Datasets with a document whose value is missing; those never with a value are named.
     missing_datasets: set[str] = field(default_factory=set)
     uniq_small: set[float] = field(default_factory=set)
-    # Every kept value, for co-expression: gene and dataset indices, value.
+    # Every kept value, for co-expression: rows (genes) and columns (datasets) in the order
+    # first seen, the values in a grid of them until log_matrix turns it into its matrix.
     gene_index: dict[str, int] = field(default_factory=dict)
     dataset_index: dict[str, int] = field(default_factory=dict)
-    value_gene: array = field(default_factory=lambda: array("i"))
-    value_dataset: array = field(default_factory=lambda: array("i"))
-    value: array = field(default_factory=lambda: array("d"))
+    grid: _ValueGrid | None = field(default_factory=lambda: _ValueGrid())
+    matrix: np.ndarray | None = None
 
     def add(self, doc: dict[str, Any], genes: dict[str, dict[str, Any]]) -> None:
         """Count one expression document; adds a gene to ``genes`` from the document's own coordinates."""
+        if self.grid is None:
+            raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
         self.n_docs += 1
         for f in VALUE_FIELDS:
             self.field_seen[f] += doc.get(f) is not None
@@ -391,33 +448,33 @@ class _ExpressionTally:
         self.raw_sums[bnumber] += value
         self.counts[bnumber] += 1
         self.dataset_totals[dataset] += value
-        self.value_gene.append(self.gene_index.setdefault(bnumber, len(self.gene_index)))
-        self.value_dataset.append(self.dataset_index.setdefault(dataset, len(self.dataset_index)))
-        self.value.append(value)
+        assert self.grid is not None
+        self.grid.put(
+            self.gene_index.setdefault(bnumber, len(self.gene_index)),
+            self.dataset_index.setdefault(dataset, len(self.dataset_index)),
+            value,
+        )
 
     def log_matrix(self) -> tuple[dict[str, int], np.ndarray]:
         """(row of each b-number, log1p values [genes, datasets] float32, NaN = not measured).
         Counts are scaled to counts per million of their dataset first, so that library
         size does not correlate every pair; values given more than once for one gene and
-        dataset are averaged (on the log scale)."""
-        # np.asarray reads each array's own item type (no assumption on the C int's size).
-        values = np.asarray(self.value, dtype=np.float64)
-        rows = np.asarray(self.value_gene, dtype=np.int64)
-        cols = np.asarray(self.value_dataset, dtype=np.int64)
-        if self.value_field == "count":
-            totals = np.zeros(len(self.dataset_index))
-            for name, i in self.dataset_index.items():
-                totals[i] = self.dataset_totals[name]
-            values = 1e6 * values / np.maximum(totals[cols], 1e-12)
-        shape = (len(self.gene_index), len(self.dataset_index))
-        # Summed and counted per cell, so that repeats average whatever their order (an
-        # assignment with repeated indices keeps an unspecified one of them).
-        flat = rows * shape[1] + cols
-        total = np.bincount(flat, weights=np.log1p(values), minlength=shape[0] * shape[1])
-        n = np.bincount(flat, minlength=shape[0] * shape[1])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(n > 0, total / n, np.nan).astype(np.float32).reshape(shape)
-        return self.gene_index, out
+        dataset are averaged (on the log scale, summed in the order given).
+
+        The first call turns the grid of values into the matrix row by row, freeing each
+        float64 row as its float32 row is made (peak: 8 bytes per cell, twice the matrix);
+        the tally keeps the matrix and takes no more values."""
+        if self.matrix is None:
+            assert self.grid is not None
+            scale = None
+            if self.value_field == "count":
+                totals = np.zeros(len(self.dataset_index))
+                for name, i in self.dataset_index.items():
+                    totals[i] = self.dataset_totals[name]
+                scale = np.maximum(totals, 1e-12)
+            self.matrix = self.grid.to_matrix(len(self.dataset_index), scale)
+            self.grid = None
+        return self.gene_index, self.matrix
 
     def warnings(self, n_measured: int, where: str = "the expression") -> list[str]:
         """Warnings for units and ranges that point at the history's failures (``where``: the

@@ -87,7 +87,7 @@ def _checked_chunk(path: Path, chunk: pd.DataFrame, offset: int, first_line: dic
     """``chunk`` (rows ``offset`` on of the table) as floats indexed by b-number, after the
     checks that name a line: a value that is not a number, a gene given twice (``first_line``
     remembers the lines of the genes read so far)."""
-    bad_cols = [c for c in chunk.columns if not pd.api.types.is_numeric_dtype(chunk[c])]
+    bad_cols = [c for c, dtype in chunk.dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)]
     if bad_cols:
         col = bad_cols[0]
         row = int(np.flatnonzero(pd.to_numeric(chunk[col], errors="coerce").isna() & chunk[col].notna())[0])

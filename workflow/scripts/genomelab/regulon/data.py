@@ -20,6 +20,7 @@ half-open (``start = left - 1``, ``end = right``).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -376,7 +377,18 @@ class _ValueGrid:
             out.append(row)
             del cells
         self.rows, self.repeats = [], {}
+        _release_freed_memory()
         return np.stack(out) if out else np.empty((0, n_columns), dtype=np.float32)
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed to the C heap back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). The grid's rows are small heap blocks: freed, they stayed resident beside
+    the matrix made next (5,000 samples: 3.4x the matrix resident instead of about 2x)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass

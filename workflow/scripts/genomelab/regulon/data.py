@@ -15,9 +15,9 @@ float32 matrix the co-expression reads; a cell given twice keeps its further val
 aside), an expression table is read a chunk of rows at a time, and the matrix replaces the
 grid row by row. The whole step at 4,600 genes x 1,000 / 5,000 samples
 (``benchmarks/bench_regulon_expression_memory.py``): 50 / 207 MB resident at the peak, 2.9x /
-2.4x the 17.5 / 87.7 MB matrix (traced: 46 MB, 2.6x, at 1,000). Before (value lists of 16
+2.4x the 17.5 / 87.7 MB matrix (traced: 46 / 199 MB, 2.6x / 2.3x). Before (value lists of 16
 bytes a value, their int64 / float64 copies and bincounts, the table held whole, per-base
-coverage arrays): 359 / 1,823 MB, 20.5x / 20.8x.
+coverage arrays): 359 / 1,823 MB resident, 20.5x / 20.8x (traced: 325 / 1,616 MB).
 
 Coordinates: RegulonDB and GFF are 1-based inclusive; everything written here is 0-based
 half-open (``start = left - 1``, ``end = right``).

@@ -615,6 +615,33 @@ def test_coverage_warning_is_computed_over_the_modelled_region(caplog):
     assert f"cover only 0.0% of {whole['contig']}:{start}-{end} (the regulon.targets region)" in caplog.text
 
 
+def test_gene_body_coverage_equals_a_per_base_count_without_a_per_base_array():
+    """The report's covered bases (union of gene bodies, clipped to the region) are merged
+    from the intervals: the same count as marking each base, where the per-base arrays
+    took 89 MB at the peak for E. coli's 4.6 Mb genome (more than the expression)."""
+    import tracemalloc
+
+    from genomelab.regulon.data import _union_length
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n, length = int(rng.integers(1, 30)), int(rng.integers(1, 400))
+        starts = rng.integers(-50, length + 50, n)
+        intervals = list(zip(starts, starts + rng.integers(0, 120, n), strict=True))
+        covered = np.zeros(length, dtype=bool)
+        for a, b in intervals:
+            covered[max(a, 0) : max(min(b, length), 0)] = True
+        assert _union_length(intervals, length) == covered.sum(), intervals
+    assert _union_length([], 10) == 0 and _union_length([(0, 5), (5, 8), (2, 3)], 10) == 8
+    tracemalloc.start()
+    try:
+        assert _union_length([(1000 * i, 1000 * i + 800) for i in range(4600)], 4_641_652) == 4600 * 800
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, peak
+
+
 def test_demo_builder_from_shared_data(shared_data, tmp_path):
     from genomelab.regulon.demo import build_demo
 

@@ -601,6 +601,37 @@ def test_a_gene_twice_in_the_expression_table_is_refused_naming_both_lines(tmp_p
         read_expression_table(matrix)
 
 
+def test_an_expression_table_is_read_in_chunks_that_name_lines_across_them(tmp_path, monkeypatch):
+    """A table is read a few rows at a time (a compendium of thousands of samples is never
+    held whole beside the values it becomes); its checks still name the table's line."""
+    from genomelab.regulon import flat
+
+    monkeypatch.setattr(flat, "CHUNK_CELLS", 4)  # two rows of two samples a chunk
+    lines = [",s1,s2", *(f"b{i:04d},{i}.5,{2 * i}" for i in range(7))]
+    matrix = tmp_path / "expr.csv"
+    matrix.write_text("\n".join(lines) + "\n")
+    chunks = list(flat.iter_expression_table(matrix))
+    assert [len(c) for c in chunks] == [2, 2, 2, 1]
+    whole = pd.read_csv(matrix, index_col=0).astype(float)
+    pd.testing.assert_frame_equal(read_expression_table(matrix), whole)
+    docs = list(FlatSource(expression=matrix).iter(GENE_EXPRESSION))
+    assert len(docs) == 14 and docs[-1]["_id"] == "s2,b0006" and docs[-1]["tpm"] == 12.0
+    dup = tmp_path / "dup.csv"
+    dup.write_text("\n".join([*lines, "b0001,1,1"]) + "\n")
+    with pytest.raises(FormatError, match=r"dup.csv, line 9: gene 'b0001' appears twice \(first on line 3\)"):
+        list(FlatSource(expression=dup).iter(GENE_EXPRESSION))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([*lines[:6], "b0005,1,oops", *lines[7:]]) + "\n")
+    with pytest.raises(FormatError, match=r"bad.csv, line 7: sample 's2': value 'oops' is not a number"):
+        read_expression_table(bad)
+    header = tmp_path / "header.csv"
+    header.write_text(",s1,s2\n")
+    with pytest.raises(
+        FormatError, match="header.csv: expression table has no sample columns or no gene rows"
+    ):
+        read_expression_table(header)
+
+
 def _dump_with_gene_names(content, tmp_path):
     """A dump under tmp_path/dump whose genes have names other than their b-numbers (the
     synthetic genes are named by them), and its expression table: (name of each b-number,

@@ -251,6 +251,106 @@ def test_a_value_given_twice_for_a_gene_and_dataset_is_averaged_in_either_order(
     np.testing.assert_array_equal(got[0]["b1"][[0]], got[1]["b1"][[0]])
 
 
+def _reference_log_matrix(docs: list[tuple[str, str, float]], value_field: str):
+    """The co-expression matrix computed plainly from (gene, dataset, value) in the order given:
+    each cell's values as counts per million of their dataset's total (counts) or as they
+    are, log1p, averaged; rows and columns in the order first seen."""
+    genes = list(dict.fromkeys(g for g, _, _ in docs))
+    datasets = list(dict.fromkeys(d for _, d, _ in docs))
+    totals = {d: sum(v for _, e, v in docs if e == d) for d in datasets}
+    cells: dict[tuple[int, int], list[float]] = {}
+    for g, d, v in docs:
+        x = 1e6 * v / max(totals[d], 1e-12) if value_field == "count" else v
+        cells.setdefault((genes.index(g), datasets.index(d)), []).append(np.log1p(x))
+    matrix = np.full((len(genes), len(datasets)), np.nan)
+    for (i, j), logs in cells.items():
+        matrix[i, j] = sum(logs) / len(logs)
+    return genes, datasets, matrix.astype(np.float32)
+
+
+@pytest.mark.parametrize("value_field", ["tpm", "count"])
+def test_the_coexpression_matrix_and_pairs_equal_a_plain_reference_with_repeats_and_gaps(value_field):
+    """The tally's matrix and the pairs' co-expression against a plain computation, on values
+    that come dataset by dataset, then gene by gene, with repeated cells (given two and three
+    times), missing and non-finite values, and a gene first measured in the last dataset."""
+    from genomelab.regulon.data import MIN_COEXPRESSION_DATASETS, _ExpressionTally, add_coexpression
+
+    rng = np.random.default_rng(7)
+    n_genes, n_ds = 9, MIN_COEXPRESSION_DATASETS + 6
+    level = rng.normal(3, 1, n_ds)
+    value = np.exp(level + rng.normal(0, 0.3, (n_genes, n_ds)) * np.arange(1, n_genes + 1)[:, None])
+    if value_field == "count":
+        value = np.round(value * rng.uniform(1, 50, n_ds))
+    docs = [(f"b{i}", f"DS{j}", float(value[i, j])) for j in range(n_ds // 2) for i in range(n_genes - 1)]
+    docs += [
+        (f"b{i}", f"DS{j}", float(value[i, j])) for i in range(n_genes - 1) for j in range(n_ds // 2, n_ds)
+    ]
+    docs += [(f"b{n_genes - 1}", f"DS{n_ds - 1}", 4.0)]
+    docs += [("b2", "DS3", 99.0), ("b2", "DS3", 0.5), ("b5", "DS0", 7.0), ("b0", f"DS{n_ds - 1}", 3.0)]
+    gaps = {("b3", "DS4"), ("b4", "DS4"), ("b6", "DS9"), ("b1", "DS2")}
+    docs = [d for d in docs if (d[0], d[1]) not in gaps]
+    tally = _ExpressionTally(value_field)
+    genes = {f"b{i}": {} for i in range(n_genes)}
+    for g, d, v in docs:
+        tally.add({"datasetIds": [d], "gene": {"bnumber": g}, value_field: v}, genes)
+    for g, d, v in (("b3", "DS4", None), ("b4", "DS4", float("nan")), ("b6", "DS9", -1.0)):
+        tally.add({"datasetIds": [d], "gene": {"bnumber": g}, value_field: v}, genes)  # not kept
+
+    order, datasets, expected = _reference_log_matrix(docs, value_field)
+    rows, matrix = tally.log_matrix()
+    assert list(rows) == order and list(tally.dataset_index) == datasets
+    assert matrix.dtype == np.float32 and matrix.shape == (n_genes, n_ds)
+    np.testing.assert_array_equal(np.isnan(matrix), np.isnan(expected))
+    np.testing.assert_allclose(matrix, expected, rtol=0, atol=1e-6)
+    assert np.isnan(matrix[rows["b8"], :-1]).all()
+
+    table = _gene_rows(*[(f"b{i}", 100 * i, 100 * i + 80, "+" if i < 6 else "-") for i in range(n_genes)])
+    out = add_coexpression(table, tally).set_index("bnumber")
+    for i in range(n_genes - 1):
+        a, b = expected[order.index(f"b{i}")], expected[order.index(f"b{i + 1}")]
+        both = np.isfinite(a) & np.isfinite(b)
+        if i == 5:  # b5 (+) and b6 (-): no pair
+            assert out.loc["b5", "next_bnumber"] == "" and np.isnan(out.loc["b5", "next_coexpression"])
+            continue
+        assert out.loc[f"b{i}", "next_coexpression_n"] == both.sum()
+        if both.sum() < MIN_COEXPRESSION_DATASETS:
+            assert np.isnan(out.loc[f"b{i}", "next_coexpression"])
+            continue
+        r = np.corrcoef(a[both].astype(float), b[both].astype(float))[0, 1]
+        assert out.loc[f"b{i}", "next_coexpression"] == pytest.approx(np.arctanh(r), abs=1e-6)
+
+
+def test_the_expression_tally_keeps_its_values_in_twice_the_matrix_at_most_thrice_at_the_peak():
+    """Values are kept in a grid of 8 bytes per cell (not 16 per value in lists, and 40 more
+    per value in numpy copies while the matrix is made, as before: 14 times the matrix),
+    and the matrix replaces the grid row by row."""
+    import tracemalloc
+
+    from genomelab.regulon.data import _ExpressionTally
+
+    n_genes, n_ds = 300, 300
+    rng = np.random.default_rng(3)
+    values = np.exp(rng.normal(3, 2, (n_genes, n_ds)))
+    genes = {f"b{i}": {} for i in range(n_genes)}
+    tracemalloc.start()
+    try:
+        tally = _ExpressionTally("tpm")
+        for i in range(n_genes):
+            for j in range(n_ds):
+                tally.add({"datasetIds": [f"S{j}"], "gene": {"bnumber": f"b{i}"}, "tpm": values[i, j]}, genes)
+        kept, _ = tracemalloc.get_traced_memory()
+        _, matrix = tally.log_matrix()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert matrix.shape == (n_genes, n_ds)
+    assert kept < 2.75 * matrix.nbytes and peak < 3 * matrix.nbytes, (kept, peak, matrix.nbytes)
+    # The grid is gone: the matrix is the tally's, and no value can be added to it any more.
+    assert tally.log_matrix()[1] is matrix
+    with pytest.raises(RuntimeError, match="after log_matrix"):
+        tally.add({"datasetIds": ["S0"], "gene": {"bnumber": "b0"}, "tpm": 1.0}, genes)
+
+
 def test_gene_pairs_carry_lengths_and_the_upstream_genes_coexpression():
     from genomelab.regulon.operons import gene_pairs
 

@@ -10,9 +10,14 @@ With several expression datasets, each gene also gets its co-expression with its
 gene on the same strand (``next_*`` columns, :func:`add_coexpression`): genes of one operon
 are transcribed together, so across conditions their expression correlates, the classic
 operon signal beside intergenic distance (Sabatti et al. 2002, Nucleic Acids Res 30:2886).
-Memory: 16 bytes per measured (gene, dataset) value while reading, about 60 at the peak
-while correlating (the value arrays, their int64 / float64 copies and the float32 matrix):
-4,600 genes x 1,000 datasets = 75 MB read, 260 MB at the peak (tracemalloc).
+Memory: the values wait in a float64 grid of genes x datasets (8 bytes per cell, twice the
+float32 matrix the co-expression reads; a cell given twice keeps its further values
+aside), an expression table is read a chunk of rows at a time, and the matrix replaces the
+grid row by row. The whole step at 4,600 genes x 1,000 / 5,000 samples
+(``benchmarks/bench_regulon_expression_memory.py``): 50 / 207 MB resident at the peak, 2.9x /
+2.4x the 17.5 / 87.7 MB matrix (traced: 46 / 199 MB, 2.6x / 2.3x). Before (value lists of 16
+bytes a value, their int64 / float64 copies and bincounts, the table held whole, per-base
+coverage arrays): 359 / 1,823 MB resident, 20.5x / 20.8x (traced: 325 / 1,616 MB).
 
 Coordinates: RegulonDB and GFF are 1-based inclusive; everything written here is 0-based
 half-open (``start = left - 1``, ``end = right``).
@@ -20,11 +25,11 @@ half-open (``start = left - 1``, ``end = right``).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
 import os
-from array import array
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -299,12 +304,22 @@ def genome_length(fasta: str | os.PathLike, contig: str | None = None) -> tuple[
 
 # -------------------------------------------------------------------------- processing
 def _union_length(intervals: Iterable[tuple[int, int]], length: int) -> int:
-    diff = np.zeros(length + 1, dtype=np.int32)
-    iv = np.asarray(list(intervals), dtype=np.int64).reshape(-1, 2)
-    iv = np.clip(iv, 0, length)
-    np.add.at(diff, iv[:, 0], 1)
-    np.add.at(diff, iv[:, 1], -1)
-    return int((np.cumsum(diff[:-1]) > 0).sum())
+    """Bases of [0, length) covered by the union of half-open ``intervals`` (clipped to it).
+
+    Merged in start order, so memory follows the intervals, not the genome (a per-base array
+    took 89 MB at the peak for E. coli's 4.6 Mb, more than a 1,000-sample expression matrix).
+    """
+    iv = np.clip(np.asarray(list(intervals), dtype=np.int64).reshape(-1, 2), 0, length)
+    iv = iv[iv[:, 1] > iv[:, 0]]
+    if not len(iv):
+        return 0
+    iv = iv[np.argsort(iv[:, 0], kind="stable")]
+    # A run of overlapping or touching intervals starts where an interval begins after every
+    # earlier one has ended.
+    reach = np.maximum.accumulate(iv[:, 1])
+    first = np.flatnonzero(np.r_[True, iv[1:, 0] > reach[:-1]])
+    run_end = reach[np.r_[first[1:] - 1, len(iv) - 1]]
+    return int((run_end - iv[first, 0]).sum())
 
 
 def _collect_genes(
@@ -339,6 +354,73 @@ def _collect_genes(
     return genes, n_docs, n_bad
 
 
+class _ValueGrid:
+    """Values by (row, column) as they stream in, for a [rows, columns] matrix.
+
+    One float64 array per row, NaN where no value came yet, grown as columns appear (by a
+    quarter at least, or at once to every column seen so far: a gene x sample table's rows
+    after the first are made at their full width); a cell given more than once keeps its
+    further values aside, in the order given. 8 bytes per cell, twice the float32 matrix.
+    Values must be finite (NaN marks an empty cell).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.n_columns = 0
+        # row -> column -> the cell's values after its first
+        self.repeats: dict[int, dict[int, list[float]]] = {}
+
+    def put(self, row: int, column: int, value: float) -> None:
+        self.n_columns = max(self.n_columns, column + 1)
+        if row == len(self.rows):
+            self.rows.append(np.full(max(self.n_columns, 8), np.nan))
+        cells = self.rows[row]
+        if column >= cells.size:
+            wider = np.full(max(self.n_columns, cells.size + cells.size // 4), np.nan)
+            wider[: cells.size] = cells
+            self.rows[row] = cells = wider
+        if math.isnan(cells[column]):
+            cells[column] = value
+        else:
+            self.repeats.setdefault(row, {}).setdefault(column, []).append(value)
+
+    def to_matrix(self, n_columns: int, scale: np.ndarray | None) -> np.ndarray:
+        """[rows, n_columns] float32 of log1p(value), or of log1p(1e6 * value / scale[column])
+        with ``scale``; a cell with several values gets their mean, summed in the order given
+        (as ``np.bincount`` sums). Empties the grid one row at a time, so that the float64
+        rows give way to the float32 ones: the peak stays at 8 bytes per cell."""
+
+        def scaled(values: np.ndarray, columns: Any) -> np.ndarray:
+            return values if scale is None else 1e6 * values / scale[columns]
+
+        out = []
+        for i in range(len(self.rows)):
+            cells, self.rows[i] = self.rows[i], np.empty(0)
+            k = min(cells.size, n_columns)
+            row = np.full(n_columns, np.nan, dtype=np.float32)
+            row[:k] = np.log1p(scaled(cells[:k], slice(0, k)))
+            for j, more in self.repeats.get(i, {}).items():
+                total = 0.0
+                for v in np.log1p(scaled(np.asarray([cells[j], *more]), j)):
+                    total += float(v)
+                row[j] = total / (1 + len(more))
+            out.append(row)
+            del cells
+        self.rows, self.repeats = [], {}
+        _release_freed_memory()
+        return np.stack(out) if out else np.empty((0, n_columns), dtype=np.float32)
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed to the C heap back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). The grid's rows are small heap blocks: freed, they stayed resident beside
+    the matrix made next (5,000 samples: 3.4x the matrix resident instead of about 2x)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class _ExpressionTally:
     """Streaming per-gene sums of one value field over every expression document.
@@ -367,15 +449,17 @@ class _ExpressionTally:
     # Datasets with a document whose value is missing; those never with a value are named.
     missing_datasets: set[str] = field(default_factory=set)
     uniq_small: set[float] = field(default_factory=set)
-    # Every kept value, for co-expression: gene and dataset indices, value.
+    # Every kept value, for co-expression: rows (genes) and columns (datasets) in the order
+    # first seen, the values in a grid of them until log_matrix turns it into its matrix.
     gene_index: dict[str, int] = field(default_factory=dict)
     dataset_index: dict[str, int] = field(default_factory=dict)
-    value_gene: array = field(default_factory=lambda: array("i"))
-    value_dataset: array = field(default_factory=lambda: array("i"))
-    value: array = field(default_factory=lambda: array("d"))
+    grid: _ValueGrid | None = field(default_factory=lambda: _ValueGrid())
+    matrix: np.ndarray | None = None
 
     def add(self, doc: dict[str, Any], genes: dict[str, dict[str, Any]]) -> None:
         """Count one expression document; adds a gene to ``genes`` from the document's own coordinates."""
+        if self.grid is None:
+            raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
         self.n_docs += 1
         for f in VALUE_FIELDS:
             self.field_seen[f] += doc.get(f) is not None
@@ -416,33 +500,33 @@ class _ExpressionTally:
         self.raw_sums[bnumber] += value
         self.counts[bnumber] += 1
         self.dataset_totals[dataset] += value
-        self.value_gene.append(self.gene_index.setdefault(bnumber, len(self.gene_index)))
-        self.value_dataset.append(self.dataset_index.setdefault(dataset, len(self.dataset_index)))
-        self.value.append(value)
+        assert self.grid is not None
+        self.grid.put(
+            self.gene_index.setdefault(bnumber, len(self.gene_index)),
+            self.dataset_index.setdefault(dataset, len(self.dataset_index)),
+            value,
+        )
 
     def log_matrix(self) -> tuple[dict[str, int], np.ndarray]:
         """(row of each b-number, log1p values [genes, datasets] float32, NaN = not measured).
         Counts are scaled to counts per million of their dataset first, so that library
         size does not correlate every pair; values given more than once for one gene and
-        dataset are averaged (on the log scale)."""
-        # np.asarray reads each array's own item type (no assumption on the C int's size).
-        values = np.asarray(self.value, dtype=np.float64)
-        rows = np.asarray(self.value_gene, dtype=np.int64)
-        cols = np.asarray(self.value_dataset, dtype=np.int64)
-        if self.value_field == "count":
-            totals = np.zeros(len(self.dataset_index))
-            for name, i in self.dataset_index.items():
-                totals[i] = self.dataset_totals[name]
-            values = 1e6 * values / np.maximum(totals[cols], 1e-12)
-        shape = (len(self.gene_index), len(self.dataset_index))
-        # Summed and counted per cell, so that repeats average whatever their order (an
-        # assignment with repeated indices keeps an unspecified one of them).
-        flat = rows * shape[1] + cols
-        total = np.bincount(flat, weights=np.log1p(values), minlength=shape[0] * shape[1])
-        n = np.bincount(flat, minlength=shape[0] * shape[1])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(n > 0, total / n, np.nan).astype(np.float32).reshape(shape)
-        return self.gene_index, out
+        dataset are averaged (on the log scale, summed in the order given).
+
+        The first call turns the grid of values into the matrix row by row, freeing each
+        float64 row as its float32 row is made (peak: 8 bytes per cell, twice the matrix);
+        the tally keeps the matrix and takes no more values."""
+        if self.matrix is None:
+            assert self.grid is not None
+            scale = None
+            if self.value_field == "count":
+                totals = np.zeros(len(self.dataset_index))
+                for name, i in self.dataset_index.items():
+                    totals[i] = self.dataset_totals[name]
+                scale = np.maximum(totals, 1e-12)
+            self.matrix = self.grid.to_matrix(len(self.dataset_index), scale)
+            self.grid = None
+        return self.gene_index, self.matrix
 
     def warnings(self, n_measured: int, where: str = "the expression") -> list[str]:
         """Warnings for units and ranges that point at the history's failures (``where``: the

@@ -48,10 +48,18 @@ def to_linear(values: np.ndarray, transform: str) -> np.ndarray:
     )
 
 
-def read_expression_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A gene x sample matrix (CSV or TSV, gzip allowed): first column gene b-numbers, header samples.
+# Cells per chunk of an expression table read as documents (about 2 MB of float64): a
+# compendium of thousands of samples is never held whole beside the values it becomes.
+CHUNK_CELLS = 1 << 18
 
-    Returns a float frame [n_genes, n_samples] indexed by b-number; empty cells are NaN.
+
+def iter_expression_table(path: str | os.PathLike) -> Iterator[pd.DataFrame]:
+    """A gene x sample matrix (CSV or TSV, gzip allowed: first column gene b-numbers, header
+    samples) in chunks of rows: float frames [rows, n_samples] indexed by b-number, about
+    CHUNK_CELLS cells each; empty cells are NaN.
+
+    Every check of :func:`read_expression_table` is made, naming the file and line, when
+    the chunk holding the line is read.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,27 +67,53 @@ def read_expression_table(path: str | os.PathLike) -> pd.DataFrame:
     name = path.name.lower().removesuffix(".gz")
     sep = "\t" if name.endswith((".tsv", ".txt", ".tab")) else ","
     with compressed_errors(path):
-        table = pd.read_csv(path, sep=sep, index_col=0, comment=None, compression="infer")
-    if table.shape[1] == 0 or table.shape[0] == 0:
+        n_columns = len(pd.read_csv(path, sep=sep, index_col=0, nrows=0, compression="infer").columns)
+        first_line: dict[str, int] = {}  # gene -> its line
+        n_rows = 0
+        rows_per_chunk = max(1, CHUNK_CELLS // max(n_columns, 1))
+        with pd.read_csv(
+            path, sep=sep, index_col=0, comment=None, compression="infer", chunksize=rows_per_chunk
+        ) as chunks:
+            for chunk in chunks:
+                if chunk.shape[1] == 0 or len(chunk) == 0:
+                    break
+                yield _checked_chunk(path, chunk, n_rows, first_line)
+                n_rows += len(chunk)
+    if n_columns == 0 or n_rows == 0:
         raise FormatError(path, "expression table has no sample columns or no gene rows")
-    bad_cols = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
+
+
+def _checked_chunk(path: Path, chunk: pd.DataFrame, offset: int, first_line: dict[str, int]) -> pd.DataFrame:
+    """``chunk`` (rows ``offset`` on of the table) as floats indexed by b-number, after the
+    checks that name a line: a value that is not a number, a gene given twice (``first_line``
+    remembers the lines of the genes read so far)."""
+    bad_cols = [c for c, dtype in chunk.dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)]
     if bad_cols:
         col = bad_cols[0]
-        row = int(np.flatnonzero(pd.to_numeric(table[col], errors="coerce").isna() & table[col].notna())[0])
-        raise FormatError(path, f"sample {col!r}: value {table[col].iloc[row]!r} is not a number", row + 2)
-    repeated = table.index.duplicated()
-    if repeated.any():
-        row = int(np.flatnonzero(repeated)[0])
-        gene = table.index[row]
-        first = int(np.flatnonzero(table.index == gene)[0])
+        row = int(np.flatnonzero(pd.to_numeric(chunk[col], errors="coerce").isna() & chunk[col].notna())[0])
         raise FormatError(
-            path,
-            f"gene {gene!r} appears twice (first on line {first + 2}): the table needs one row per "
-            "gene (average or drop the repeats, e.g. probes or isoforms of one gene)",
-            row + 2,
+            path, f"sample {col!r}: value {chunk[col].iloc[row]!r} is not a number", offset + row + 2
         )
-    table.index = table.index.astype(str)
-    return table.astype(float)
+    chunk.index = chunk.index.astype(str)
+    for row, gene in enumerate(chunk.index):
+        first = first_line.setdefault(gene, offset + row + 2)
+        if first != offset + row + 2:
+            raise FormatError(
+                path,
+                f"gene {gene!r} appears twice (first on line {first}): the table needs one row per "
+                "gene (average or drop the repeats, e.g. probes or isoforms of one gene)",
+                offset + row + 2,
+            )
+    return chunk.astype(float)
+
+
+def read_expression_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A gene x sample matrix (CSV or TSV, gzip allowed): first column gene b-numbers, header samples.
+
+    Returns a float frame [n_genes, n_samples] indexed by b-number; empty cells are NaN.
+    The data step reads tables by :func:`iter_expression_table` instead, a chunk at a time.
+    """
+    return pd.concat(list(iter_expression_table(path)))
 
 
 def _gene_doc(rec: dict[str, Any]) -> dict[str, Any]:
@@ -166,18 +200,18 @@ class FlatSource:
     def _expression_docs(self) -> Iterator[dict[str, Any]]:
         if self.expression is None:
             return
-        table = read_expression_table(self.expression)
-        linear = to_linear(table.to_numpy(), self.transform)
-        samples = [str(c) for c in table.columns]
-        for i, bnumber in enumerate(table.index):
-            for j, sample in enumerate(samples):
-                v = float(linear[i, j])
-                yield {
-                    "_id": f"{sample},{bnumber}",
-                    "datasetIds": [sample],
-                    "gene": {"bnumber": bnumber},
-                    self.value_field: None if math.isnan(v) else v,
-                }
+        for chunk in iter_expression_table(self.expression):
+            linear = to_linear(chunk.to_numpy(), self.transform)
+            samples = [str(c) for c in chunk.columns]
+            for i, bnumber in enumerate(chunk.index):
+                for j, sample in enumerate(samples):
+                    v = float(linear[i, j])
+                    yield {
+                        "_id": f"{sample},{bnumber}",
+                        "datasetIds": [sample],
+                        "gene": {"bnumber": bnumber},
+                        self.value_field: None if math.isnan(v) else v,
+                    }
 
     def describe(self) -> str:
         parts = [str(p) for p in self.files.values() if p is not None]

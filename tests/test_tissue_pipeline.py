@@ -128,6 +128,14 @@ def test_variance_ratio_is_exact_and_fires_on_shuffled_labels(easy):
     )
     result = dg.check_variance(noise, cfg)[0]
     assert result.status == FAIL and "unrelated" in result.message
+    assert "(shuffled or mismatched sample sheet?)" in result.message
+    # A misspelt label makes a class of one training sample: the failure names it first.
+    y = noise.y.copy()
+    y[noise.index("train")[0]] = len(noise.classes)
+    typo = dg.TissueData(**{**noise.__dict__, "y": y, "classes": [*noise.classes, "IDHwt-K4"]})
+    result = dg.check_variance(typo, cfg)[0]
+    assert result.status == FAIL
+    assert "1 class(es) with a single training sample (['IDHwt-K4']; a misspelt label?)" in result.message
 
 
 def test_label_consistency_catches_conflicting_copies(easy, tmp_path):

@@ -310,13 +310,23 @@ def check_variance(
     fig_name = Path(figure).name if figure is not None else None
     # Under no association only alpha of regions pass by chance; require clearly more.
     if frac <= 2 * cfg.variance_alpha:
+        # A class with one training sample (a misspelt label makes one) costs the test a
+        # degree of freedom and adds no within-class spread: name it, as the likelier cause.
+        n_per = np.bincount(data.y[train], minlength=len(data.classes))
+        lone = [str(data.classes[c]) for c in np.flatnonzero(n_per == 1)]
+        cause = (
+            f"{len(lone)} class(es) with a single training sample ({lone[:5]}; a misspelt label?) "
+            "or a shuffled or mismatched sample sheet?"
+            if lone
+            else "shuffled or mismatched sample sheet?"
+        )
         return [
             DiagnosticResult(
                 name,
                 FAIL,
                 f"only {frac:.2%} of regions separate the classes (F > {crit:.3g}, "
                 f"expected {cfg.variance_alpha:.2%} by chance): the labels look unrelated to "
-                "the methylation data (shuffled or mismatched sample sheet?)",
+                f"the methylation data ({cause})",
                 figure=fig_name,
                 details=details,
             )

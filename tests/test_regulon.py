@@ -860,3 +860,22 @@ def test_summary_holds_paired_tests(synth, tmp_path):
     assert "held-out test blocks [2, 5, 8]" in " ".join(summary.notes).lower()
     assert "p = " in (tmp_path / "eval" / "summary.md").read_text()
     json.loads((tmp_path / "eval" / "summary.json").read_text())
+
+
+def test_the_summary_says_what_the_data_step_left_out():
+    """Operons below regulon.min_confidence and gene records without a position were counted
+    only in data_report.json; the summary, which users read, now says so too."""
+    report = {
+        "warnings": ["w1"],
+        "min_confidence": "strong",
+        "n_operons": 1634,
+        "n_operons_below_confidence": 817,
+        "n_genes_dropped_bad_docs": 3,
+    }
+    notes = reval.data_report_notes(report)
+    assert notes[0] == "Data report warning: w1"
+    assert (
+        "1634 kept at regulon.min_confidence 'strong', 817 below it (or without a level) left out" in notes[1]
+    )
+    assert notes[2].startswith("Data report, genes: 3 gene record(s) without a usable position")
+    assert reval.data_report_notes({"min_confidence": None, "n_genes_dropped_bad_docs": 0}) == []

@@ -317,6 +317,27 @@ def flatten_for_json(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
 
 
+def data_report_notes(report: dict[str, Any]) -> list[str]:
+    """What the data step dropped or warned about, for the summary beside the results (users
+    read the summary, not data_report.json): warnings, the co-expression note, operons below
+    ``min_confidence`` and gene documents without a position."""
+    notes = [f"Data report warning: {w}" for w in report.get("warnings", [])]
+    if (report.get("coexpression") or {}).get("note"):
+        notes.append(f"Data report, co-expression: {report['coexpression']['note']}")
+    if report.get("min_confidence"):
+        kept, below = report.get("n_operons", 0), report.get("n_operons_below_confidence", 0)
+        notes.append(
+            f"Data report, operons: {kept} kept at regulon.min_confidence {report['min_confidence']!r}, "
+            f"{below} below it (or without a level) left out."
+        )
+    if report.get("n_genes_dropped_bad_docs"):
+        notes.append(
+            f"Data report, genes: {report['n_genes_dropped_bad_docs']} gene record(s) without a usable "
+            "position or strand (e.g. RegulonDB's phantom genes) were left out."
+        )
+    return notes
+
+
 def evaluate(
     targets_path: str | os.PathLike,
     genes_path: str | os.PathLike,
@@ -416,9 +437,7 @@ def evaluate(
                 f"{', '.join(f'{v:.3g}' for v in t['train_loss_per_epoch'])}; validation loss per epoch: "
                 f"{', '.join(f'{v:.3g}' for v in t['val_loss_per_epoch'])}."
             )
-        notes += [f"Data report warning: {w}" for w in report.get("warnings", [])]
-        if (report.get("coexpression") or {}).get("note"):
-            notes.append(f"Data report, co-expression: {report['coexpression']['note']}")
+        notes += data_report_notes(report)
         held = data.blocks.loc[data.blocks["split"] == split, "block"].tolist()
 
         def metrics_of(b: int) -> dict[str, dict[str, float]]:

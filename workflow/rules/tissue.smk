@@ -63,17 +63,12 @@ else:
     TISSUE_INPUT = {"hdf5": TISSUE["input"]["hdf5"]} | (
         {"sheet": TISSUE["input"]["sheet"]} if TISSUE["input"]["sheet"] else {}
     )
-# The user's input files exist (a misspelt one is named by its key, not only its path); a
-# key the source does not read is left to check_input below, which says to remove it.
-if TISSUE["enabled"] and TISSUE["input"]["source"] != "simulate":
-    check_config_files(
-        {
-            f"tissue.input.{k}": TISSUE["input"].get(k) or ""
-            for k in ("sheet", "hdf5")
-            if k == "sheet" or TISSUE["input"]["source"] == "hdf5"
-        },
-        RESULTS,
-    )
+if TISSUE["enabled"]:
+    from genomelab.tissue.task import check_input as check_tissue_input
+
+    # The input keys and files (a misspelt one named by its key), labels, subset and a given
+    # split checked now, not after the features of every sample.
+    check_tissue_input(TISSUE, os.path.normpath(TISSUE["input"]["sheet"] or ".") not in MADE_SHEETS)
 # The files a user sheet lists (read and validated now): inputs of the features, so a
 # changed NPZ reruns them. A stacked HDF5's sheet only labels its samples.
 TISSUE_SHEET_FILES = (
@@ -83,11 +78,6 @@ TISSUE_SHEET_FILES = (
 )
 if TISSUE["enabled"] and TISSUE["input"]["source"] == "hdf5":
     get_sheet_files(TISSUE["input"]["sheet"], check_files=False)
-if TISSUE["enabled"]:
-    from genomelab.tissue.task import check_input as check_tissue_input
-
-    # The input keys, labels and subset checked now, not after the features of every sample.
-    check_tissue_input(TISSUE, os.path.normpath(TISSUE["input"]["sheet"] or ".") not in MADE_SHEETS)
 
 DIAGNOSTICS["tissue"] = [f"{TISSUE_OUT}/diagnostics/{c}.json" for c in TISSUE_CHECKS]
 if TISSUE["enabled"]:

@@ -159,6 +159,9 @@ def check_input(section: Mapping[str, Any], sheet_exists: bool = True) -> None:
         existing_file(splits, "tissue.input.splits")
     source = section["input"]["source"]
     sheet = section["input"]["sheet"] if source != "simulate" and sheet_exists else ""
+    if sheet:
+        # Named by its key: the sheet reader's own error gives only the path.
+        existing_file(sheet, "tissue.input.sheet")
     # A given split or folds (values, keys given twice, both a file and a sheet column),
     # named by file and line now, not after the features of the whole cohort.
     check_given_kind(given_assignment(splits, sheet or None), section.get("evaluation", {}).get("folds", 1))

@@ -301,6 +301,7 @@ rule assoc_infer:
         runtime=10,
     params:
         infer=ASSOC["infer"],
+        device=config["device"],
     script:
         "../scripts/run_step.py"
 

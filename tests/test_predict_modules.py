@@ -556,6 +556,49 @@ def test_regulon_tracks_of_a_test_block_equal_training(regulon_run, tmp_path):
     assert json.loads((out / "tracks.json").read_text())["steps_bp"]["density"] == 128
 
 
+def test_regulon_predict_with_folds_records_and_logs_the_fold_used(regulon_run, tmp_path, caplog):
+    """With K > 1 folds regulon_predict predicts with fold 0's network alone (the readouts of
+    the folds' networks are not averaged): the rule passes the fold, and tracks.json and the
+    log say which fold's of how many; without it (one split, or a model named) neither."""
+    from types import SimpleNamespace
+
+    from genomelab.config import schema_defaults
+    from genomelab.predict.steps import regulon_step
+
+    section = schema_defaults("regulon.predict") | {
+        "inputs": str(regulon_run["genome"]),
+        "region": "synth1:0-4096",
+    }
+    model = str(regulon_run["run"] / "best.pt")
+    for name, fold in (("folds", {"fold": 0, "n_folds": 3}), ("one", None)):
+        params = {"predict": json.dumps(section), "device": "cpu"} | (
+            {"fold": json.dumps(fold)} if fold else {}
+        )
+        out = tmp_path / name / "tracks.json"
+        smk = SimpleNamespace(
+            rule="regulon_predict",
+            input=SimpleNamespace(model=model, inputs=section["inputs"]),
+            output=SimpleNamespace(json=str(out)),
+            params=SimpleNamespace(**params),
+        )
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="genomelab.predict.regulon"):
+            regulon_step(smk)
+        meta = json.loads(out.read_text())
+        if fold:
+            assert (meta["model"], meta["fold"], meta["n_folds"]) == (model, 0, 3)
+            assert (
+                f"regulon.evaluation.folds is 3: the tracks are fold 0's network's alone ({model})"
+                in caplog.text
+            )
+        else:
+            assert "fold" not in meta and "n_folds" not in meta and "folds is" not in caplog.text
+    # The head tracks are the model's either way.
+    assert (tmp_path / "folds" / "operon.plus.bedGraph").read_text() == (
+        tmp_path / "one" / "operon.plus.bedGraph"
+    ).read_text()
+
+
 def test_regulon_region_errors_name_the_problem(regulon_run):
     from genomelab.predict.regulon import RegulonPredictor, parse_region
 

@@ -520,6 +520,35 @@ def test_tissue_predict_with_folds_averages_the_model_of_every_fold(workdir):
     assert predict_input(2, model=given) == [*given, features]
 
 
+def test_regulon_predict_with_folds_takes_fold_0_s_network_and_says_so(workdir):
+    """regulon_predict with K > 1 folds reads fold 0's best.pt (the folds' networks are not
+    averaged, docs/regulon.md) and passes the fold to the step, which records it in
+    tracks.json; with one split the run's one network."""
+    config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
+    for module in (*MODULES, "ingest"):
+        if module != "regulon" and module in config:
+            config[module]["enabled"] = False
+    config["run"] = "regpredict"
+    config["regulon"]["predict"] = {
+        "inputs": config["regulon"]["genome"],
+        "annotation": "results/regpredict/regulon/data/genes.tsv",
+    }
+    target = "results/regpredict/regulon/predict/tracks.json"
+    inputs = {}
+    for k in (1, 2):
+        config["regulon"]["evaluation"] = {"folds": k}
+        (workdir / f"regpredict_k{k}.yaml").write_text(yaml.safe_dump(config))
+        res = snakemake(workdir, target, "-n", "--cores", "1", "--configfile", f"regpredict_k{k}.yaml")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        job = re.search(r"^rule regulon_predict:\n\s+input: (.+)$", res.stdout, flags=re.M)
+        assert job, res.stdout[-3000:]
+        inputs[k] = job.group(1).split(", ")[0]
+    assert inputs == {
+        1: "results/regpredict/regulon/model/best.pt",
+        2: "results/regpredict/regulon/folds/0/model/best.pt",
+    }
+
+
 def regulon_only_config(workdir: Path, name: str, heldout: dict | None) -> str:
     """The test config's regulon block alone (other modules off), with ``heldout`` blocks."""
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())

@@ -74,6 +74,8 @@ def regulon_step(smk: Any) -> None:
         region=p["region"] or None,
         device=smk.params.device,
         annotation=p["annotation"] or None,
+        # Set with K > 1 folds and predict.model empty: the model is fold 0's of K.
+        fold=param(smk, "fold") if hasattr(smk.params, "fold") else None,
     )
 
 

@@ -143,6 +143,19 @@ def test_bad_given_folds_are_refused_naming_file_link_and_line(tmp_path):
         prepare(folded.assign(fold=folded["fold"].replace({1: 3})), 4)
 
 
+def snakemake_on_config(folder: Path, *options: str) -> subprocess.CompletedProcess:
+    """The workflow run (``options``: ``-n`` for a dry run) on ``folder``/c.yaml, in ``folder``."""
+    command = [SNAKEMAKE, *options, "--cores", "1", "-s", str(ROOT / "Snakefile"), "-d", str(folder)]
+    return subprocess.run(
+        [*command, "--configfile", "c.yaml"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+
+
 def test_given_folds_that_disagree_with_evaluation_folds_are_refused_at_parse_time(tmp_path):
     """check_input (run when Snakemake reads the config) refuses what assoc_data refused a
     job into the run, with assoc_data's message: folds given with folds: 1, a split given with
@@ -194,24 +207,7 @@ def test_a_fold_column_with_one_split_stops_snakemake_before_any_job(tmp_path):
     data = {"links": "data/links.tsv", "sources": "data/sources.tsv", "targets": "data/targets.tsv"}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"run": "one", "assoc": {"enabled": True, "data": data}}))
     before = sorted(tmp_path.rglob("*"))
-    res = subprocess.run(
-        [
-            SNAKEMAKE,
-            "--cores",
-            "1",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(tmp_path),
-            "--configfile",
-            "c.yaml",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
+    res = snakemake_on_config(tmp_path)
     assert res.returncode != 0
     message = "data/links.tsv gives 3 folds but assoc.evaluation.folds is 1; set evaluation: {folds: 3}"
     assert message in res.stdout + res.stderr, res.stderr[-2000:]
@@ -236,15 +232,7 @@ def planned_jobs(tmp_path: Path, folds: int) -> tuple[list[tuple[str, str]], str
         },
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    command = [SNAKEMAKE, "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
-    res = subprocess.run(
-        [*command, "--configfile", "c.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
+    res = snakemake_on_config(tmp_path, "-n")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:\s+.*\n)*?\s+output: (.+)$", res.stdout, flags=re.M)
     return jobs, res.stdout
@@ -284,25 +272,7 @@ def test_links_scheme_alone_without_infer_scheme_says_what_to_set(tmp_path):
     data = {"links": "data/links.tsv", "sources": "data/sources.tsv", "targets": "data/targets.tsv"}
     config = {"run": "one", "assoc": {"enabled": True, "data": data, "schemes": ["links"]}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    res = subprocess.run(
-        [
-            SNAKEMAKE,
-            "-n",
-            "--cores",
-            "1",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(tmp_path),
-            "--configfile",
-            "c.yaml",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
+    res = snakemake_on_config(tmp_path, "-n")
     assert res.returncode != 0
     assert "set assoc.infer.scheme to one of ['links']" in res.stdout + res.stderr, res.stderr[-2000:]
 

@@ -143,6 +143,77 @@ def test_bad_given_folds_are_refused_naming_file_link_and_line(tmp_path):
         prepare(folded.assign(fold=folded["fold"].replace({1: 3})), 4)
 
 
+def snakemake_on_config(folder: Path, *options: str) -> subprocess.CompletedProcess:
+    """The workflow run (``options``: ``-n`` for a dry run) on ``folder``/c.yaml, in ``folder``."""
+    command = [SNAKEMAKE, *options, "--cores", "1", "-s", str(ROOT / "Snakefile"), "-d", str(folder)]
+    return subprocess.run(
+        [*command, "--configfile", "c.yaml"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+
+
+def test_given_folds_that_disagree_with_evaluation_folds_are_refused_at_parse_time(tmp_path):
+    """check_input (run when Snakemake reads the config) refuses what assoc_data refused a
+    job into the run, with assoc_data's message: folds given with folds: 1, a split given with
+    K folds, another number of folds; from the links table's column or a splits file."""
+    sources, targets, links = tables(tmp_path)
+    path, splits = tmp_path / "links.tsv", tmp_path / "splits.tsv"
+    given_folds(links).to_csv(path, sep="\t", index=False)
+    split = links.assign(
+        split=np.where(links["target"] == "T0", "test", np.where(links["target"] == "T1", "val", "train"))
+    )
+    for frame, folds in ((given_folds(links), 1), (given_folds(links), 5), (split, 3)):
+        frame.to_csv(path, sep="\t", index=False)
+        with pytest.raises(ValueError) as at_parse:
+            D.check_input({"links": str(path), "splits": ""}, folds)
+        with pytest.raises(ValueError) as in_job:
+            D.prepare_data(path, sources, targets, tmp_path / "out", seed=0, folds=folds)
+        assert str(at_parse.value) == str(in_job.value)
+    assert str(at_parse.value).startswith(f"{path} gives one train/val/test split")
+    # Agreeing settings pass; so do a table without either column and one assoc_data refuses
+    # for its values (named by line there).
+    given_folds(links).to_csv(path, sep="\t", index=False)
+    D.check_input({"links": str(path), "splits": ""}, 3)
+    links.to_csv(path, sep="\t", index=False)
+    for folds in (1, 4):
+        D.check_input({"links": str(path), "splits": ""}, folds)
+    given_folds(links).astype({"fold": str}).replace({"fold": {"1": "one"}}).to_csv(
+        path, sep="\t", index=False
+    )
+    D.check_input({"links": str(path), "splits": ""}, 1)
+    D.check_input({"links": str(tmp_path / "absent.tsv"), "splits": ""}, 1)
+    # A splits file of folds with one split: named, not the links table.
+    given_folds(links)[["source", "target", "fold"]].drop_duplicates(["source", "target"]).to_csv(
+        splits, sep="\t", index=False
+    )
+    links.to_csv(path, sep="\t", index=False)
+    with pytest.raises(
+        ValueError, match=rf"^{re.escape(str(splits))} gives 3 folds but assoc.evaluation.folds is 1"
+    ):
+        D.check_input({"links": str(path), "splits": str(splits)}, 1)
+    D.check_input({"links": str(path), "splits": str(splits)}, 3)
+
+
+def test_a_fold_column_with_one_split_stops_snakemake_before_any_job(tmp_path):
+    """folds: 1 (the default) with a fold column in the links table: Snakemake stops when it
+    reads the config, with assoc_data's message; it stopped inside that job."""
+    (tmp_path / "data").mkdir()
+    links = tables(tmp_path / "data")[2]
+    given_folds(links).to_csv(tmp_path / "data" / "links.tsv", sep="\t", index=False)
+    data = {"links": "data/links.tsv", "sources": "data/sources.tsv", "targets": "data/targets.tsv"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"run": "one", "assoc": {"enabled": True, "data": data}}))
+    before = sorted(tmp_path.rglob("*"))
+    res = snakemake_on_config(tmp_path)
+    assert res.returncode != 0
+    message = "data/links.tsv gives 3 folds but assoc.evaluation.folds is 1; set evaluation: {folds: 3}"
+    assert message in res.stdout + res.stderr, res.stderr[-2000:]
+    assert [p for p in sorted(tmp_path.rglob("*")) if ".snakemake" not in p.parts] == before, "a job ran"
+
+
 # ------------------------------------------------------------------ the plan
 def planned_jobs(tmp_path: Path, folds: int) -> tuple[list[tuple[str, str]], str]:
     """Dry run of a config made here (links scheme only): [(rule, output)] and stdout."""
@@ -161,15 +232,7 @@ def planned_jobs(tmp_path: Path, folds: int) -> tuple[list[tuple[str, str]], str
         },
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    command = [SNAKEMAKE, "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
-    res = subprocess.run(
-        [*command, "--configfile", "c.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
+    res = snakemake_on_config(tmp_path, "-n")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:\s+.*\n)*?\s+output: (.+)$", res.stdout, flags=re.M)
     return jobs, res.stdout
@@ -209,25 +272,7 @@ def test_links_scheme_alone_without_infer_scheme_says_what_to_set(tmp_path):
     data = {"links": "data/links.tsv", "sources": "data/sources.tsv", "targets": "data/targets.tsv"}
     config = {"run": "one", "assoc": {"enabled": True, "data": data, "schemes": ["links"]}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    res = subprocess.run(
-        [
-            SNAKEMAKE,
-            "-n",
-            "--cores",
-            "1",
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(tmp_path),
-            "--configfile",
-            "c.yaml",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
+    res = snakemake_on_config(tmp_path, "-n")
     assert res.returncode != 0
     assert "set assoc.infer.scheme to one of ['links']" in res.stdout + res.stderr, res.stderr[-2000:]
 

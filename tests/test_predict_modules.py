@@ -112,8 +112,10 @@ def test_deconv_bad_truth_leaves_no_half_written_folder(deconv_run, tmp_path, ca
     assert "vs_truth" in json.loads((out / FILES["join"]).read_text())
 
 
-def predict_rule_on_each_device(repo: Path, config: dict, module: str, args: list[str]) -> str:
-    """Run ``<module>_predict`` in ``repo`` (``args``: snakemake's targets and options) with
+def predict_rule_on_each_device(
+    repo: Path, config: dict, module: str, args: list[str], step: str = "predict"
+) -> str:
+    """Run ``<module>_<step>`` in ``repo`` (``args``: snakemake's targets and options) with
     ``config`` and the top-level ``device`` cuda, then cpu: cuda is refused in the rule's log
     where CUDA is absent (CI), taken where present (the GPU machine, where a test expecting
     the refusal failed); cpu runs. Returns the cpu run's log."""
@@ -128,7 +130,7 @@ def predict_rule_on_each_device(repo: Path, config: dict, module: str, args: lis
             [str(Path(sys.executable).parent / "snakemake"), *args],
             cwd=repo, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-        log = (repo / f"logs/r/{module}/predict.log").read_text()
+        log = (repo / f"logs/r/{module}/{step}.log").read_text()
         assert res.returncode == code, res.stderr[-3000:] + log[-2000:]
         assert ("device 'cuda' requested but CUDA is not available" in log) == (
             device == "cuda" and refused
@@ -463,6 +465,40 @@ def test_assoc_predict_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
     assert pd.read_csv(repo / out, sep="\t")["score"].notna().all()
 
 
+def test_assoc_infer_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
+    """assoc_infer takes the top-level ``device`` as assoc_predict does: it had no device
+    param and ranked on the CPU whatever the config said (``device: cuda`` without CUDA now
+    fails in its log with genomelab's message). On the CPU it writes what
+    predict_new_entities writes."""
+    from genomelab.assoc import data as D
+    from genomelab.assoc.infer import predict_new_entities
+    from shared_run import copy_repo
+
+    repo = copy_repo(tmp_path / "repo")
+    src, r = ROOT / "tests" / "data" / "assoc", repo / "results/r/assoc"
+    # The run's data, features and selected model as done (the fixture's, same data seed).
+    D.prepare_data(src / "links.tsv", src / "sources.tsv", src / "targets.tsv", r / "data", 3)
+    (r / "features").mkdir()
+    shutil.copy(assoc_run / "featurizer.npz", r / "features" / "featurizer.npz")
+    (r / "entities").mkdir()
+    shutil.copy(assoc_run / "run" / "model.pt", r / "entities" / "best_model.pt")
+    config = {
+        "run": "r",
+        "assoc": {
+            "enabled": True,
+            "data": {k: f"tests/data/assoc/{k}.tsv" for k in ("links", "sources", "targets")},
+        },
+    }
+    out = "results/r/assoc/inference/predictions.tsv"
+    log = predict_rule_on_each_device(repo, config, "assoc", [out, "--allowed-rules", "assoc_infer"], "infer")
+    assert re.search(r"ranking \d+ new source entities against \d+ candidates on cpu", log), log
+    # assoc.infer's defaults: side source, top_k 10.
+    model, featurizer = r / "entities" / "best_model.pt", r / "features" / "featurizer.npz"
+    queries, links = r / "data" / "heldout_sources.tsv", r / "data" / "links.tsv"
+    predict_new_entities(model, featurizer, queries, "source", 10, tmp_path / "p.tsv", links)
+    assert (repo / out).read_text() == (tmp_path / "p.tsv").read_text()
+
+
 # --------------------------------------------------------------------------- regulon
 @pytest.fixture(scope="module")
 def regulon_run(tmp_path_factory):
@@ -518,6 +554,49 @@ def test_regulon_tracks_of_a_test_block_equal_training(regulon_run, tmp_path):
     assert first[:3] == [data.contig, str(start), str(start + 16)]
     assert float(first[3]) == pytest.approx(float(tracks.tracks["operon"][0, 0]), rel=1e-5)
     assert json.loads((out / "tracks.json").read_text())["steps_bp"]["density"] == 128
+
+
+def test_regulon_predict_with_folds_records_and_logs_the_fold_used(regulon_run, tmp_path, caplog):
+    """With K > 1 folds regulon_predict predicts with fold 0's network alone (the readouts of
+    the folds' networks are not averaged): the rule passes the fold, and tracks.json and the
+    log say which fold's of how many; without it (one split, or a model named) neither."""
+    from types import SimpleNamespace
+
+    from genomelab.config import schema_defaults
+    from genomelab.predict.steps import regulon_step
+
+    section = schema_defaults("regulon.predict") | {
+        "inputs": str(regulon_run["genome"]),
+        "region": "synth1:0-4096",
+    }
+    model = str(regulon_run["run"] / "best.pt")
+    for name, fold in (("folds", {"fold": 0, "n_folds": 3}), ("one", None)):
+        params = {"predict": json.dumps(section), "device": "cpu"} | (
+            {"fold": json.dumps(fold)} if fold else {}
+        )
+        out = tmp_path / name / "tracks.json"
+        smk = SimpleNamespace(
+            rule="regulon_predict",
+            input=SimpleNamespace(model=model, inputs=section["inputs"]),
+            output=SimpleNamespace(json=str(out)),
+            params=SimpleNamespace(**params),
+        )
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="genomelab.predict.regulon"):
+            regulon_step(smk)
+        meta = json.loads(out.read_text())
+        if fold:
+            assert (meta["model"], meta["fold"], meta["n_folds"]) == (model, 0, 3)
+            assert (
+                f"regulon.evaluation.folds is 3: the tracks are fold 0's network's alone ({model})"
+                in caplog.text
+            )
+        else:
+            assert "fold" not in meta and "n_folds" not in meta and "folds is" not in caplog.text
+    # The head tracks are the model's either way.
+    assert (tmp_path / "folds" / "operon.plus.bedGraph").read_text() == (
+        tmp_path / "one" / "operon.plus.bedGraph"
+    ).read_text()
 
 
 def test_regulon_region_errors_name_the_problem(regulon_run):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -676,3 +677,112 @@ def test_a_model_exported_with_a_repeated_region_loads_with_a_warning(trained, t
     assert "more than once" not in caplog.text
     out = predict_files(path, trained["sheet"], tmp_path / "o.tsv", tmp_path / "o.json", 0.5, 0.25)
     assert np.isfinite(out.proba[next(iter(out.proba))]).all() and pred.region_index.ids[-1] == regions[0]
+
+
+def _ensemble_of(trained, members: list[int], out, threshold: float = 0.0):
+    """The ensemble model.pt of the fixture's ``members``, calibrated on the validation split
+    (another run's fold stands in: same regions and classes, its own temperature)."""
+    from genomelab.tissue.calibration import CalibrationConfig
+
+    dirs = [trained["members"][i] for i in members]
+    files = {n: [d / n for d in dirs] for n in ("model.pt", "metrics.json", "diagnostics.json")}
+    combine_members(
+        "mlp", trained["data"], files["model.pt"], files["metrics.json"], files["diagnostics.json"], out,
+        CalibrationConfig(threshold=threshold),
+    )  # fmt: skip
+    return out / "model.pt"
+
+
+def test_several_model_files_average_their_calibrated_probabilities(trained, tmp_path):
+    """tissue.predict.model as a list (and the K folds' models of a cross-validated run): the
+    averaged probabilities are the mean of each file's calibrated ensemble probabilities, the
+    call, confidence and threshold apply to that mean, and the outputs name the files. A list
+    of one file writes exactly what the file alone writes."""
+    a, b = trained["ens"] / "model.pt", _ensemble_of(trained, [1], tmp_path / "one")
+    feats = read_features(trained["h5"])
+    inputs = TissueInputs(feats["samples"], feats["regions"], feats["means"], feats["coverage"], "h5")
+    alone = [TissuePredictor.load(m).predict(inputs, 0.5, 0.25).proba[ENSEMBLE] for m in (a, b)]
+    assert not np.allclose(alone[0], alone[1])  # two models that disagree somewhere
+    pred = predict_files([a, b], trained["h5"], tmp_path / "p.tsv", tmp_path / "p.json", 0.5, 0.25)
+    np.testing.assert_allclose(pred.proba[ENSEMBLE], (alone[0] + alone[1]) / 2, rtol=0, atol=1e-12)
+    for path, proba in zip((a, b), alone, strict=True):
+        np.testing.assert_allclose(pred.proba[str(path)], proba, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(pred.confidence, pred.proba[ENSEMBLE].max(1))
+    assert pred.calibrated and pred.model_files == [str(a), str(b)]
+    summary = json.loads((tmp_path / "p.json").read_text())
+    assert summary["model_files"] == [str(a), str(b)] and summary["calibrated"] is True
+    table = pd.read_csv(tmp_path / "p.tsv", sep="\t")
+    n = len(pred.samples)
+    assert table["model"].tolist() == [str(a)] * n + [str(b)] * n + [ENSEMBLE] * n
+    ens = table[table["model"] == ENSEMBLE]
+    np.testing.assert_allclose(ens[[f"p_{c}" for c in pred.classes]], pred.proba[ENSEMBLE], atol=1e-6)
+    # The threshold applies to the averaged confidence.
+    threshold = float(np.median(pred.confidence))
+    cut = predict_files(
+        [a, b], trained["h5"], tmp_path / "t.tsv", tmp_path / "t.json", 0.5, 0.25, threshold=threshold
+    )
+    np.testing.assert_array_equal(cut.classifiable, cut.confidence >= threshold)
+    assert 0 < cut.classifiable.sum() < len(cut.samples)
+    # One file, as a string or a list of one: the same bytes, without model_files.
+    predict_files(a, trained["h5"], tmp_path / "s.tsv", tmp_path / "s.json", 0.5, 0.25)
+    predict_files([a], trained["h5"], tmp_path / "l.tsv", tmp_path / "l.json", 0.5, 0.25)
+    for ext in ("tsv", "json"):
+        assert (tmp_path / f"s.{ext}").read_bytes() == (tmp_path / f"l.{ext}").read_bytes()
+    assert "model_files" not in json.loads((tmp_path / "s.json").read_text())
+    # genomelab predict tissue takes several --model files and writes the same.
+    args = ["predict", "tissue", "--model", str(a), str(b), "--inputs", str(trained["h5"])]
+    assert main([*args, "--out", str(tmp_path / "cli")]) == 0
+    for ext in ("tsv", "json"):
+        assert (tmp_path / "cli" / f"predictions.{ext}").read_bytes() == (tmp_path / f"p.{ext}").read_bytes()
+
+
+def test_models_of_other_regions_or_classes_are_not_averaged(trained, tmp_path):
+    """Files of other region lists (another set, or order), other classes, the same file
+    twice, or other recorded thresholds (unless one is given) are refused, naming the files."""
+    from genomelab.predict.tissue import AveragedPredictor
+    from genomelab.train.export import load_exported, save_exported
+
+    src = trained["ens"] / "model.pt"
+    old = load_exported(src)
+    regions, classes = list(old.ids["regions"]), list(old.ids["classes"])
+
+    def variant(name: str, **ids) -> str:
+        path = tmp_path / f"{name}.pt"
+        save_exported(
+            path, old.weights, kind=old.kind, config=old.config, ids=dict(old.ids, **ids),
+            data_fingerprint=old.data_fingerprint, extra=old.extra,
+        )  # fmt: skip
+        return str(path)
+
+    cases = [
+        (
+            variant("renamed", regions=regions[:-1] + ["chrX:1-2"]),
+            r"regions differ \(120 and 120; #119 is 'chrX:1-2'",
+        ),
+        (variant("reordered", regions=regions[::-1]), r"regions differ \(120 and 120; #0 is"),
+        (
+            variant("classes", classes=[*classes[:-1], "Lung"]),
+            rf"classes differ \(3 and 3; #2 is 'Lung' in one, '{classes[-1]}'",
+        ),
+    ]
+    for other, message in cases:
+        with pytest.raises(
+            ValueError,
+            match=rf"{re.escape(other)} and {re.escape(str(src))} cannot be averaged: their {message}",
+        ):
+            AveragedPredictor.load([src, other])
+        # Refused before any output is written.
+        with pytest.raises(ValueError, match="cannot be averaged"):
+            predict_files([src, other], trained["h5"], tmp_path / "x.tsv", tmp_path / "x.json", 0.5, 0.25)
+        assert not (tmp_path / "x.tsv").exists()
+    with pytest.raises(ValueError, match=r"model.pt is given twice among the tissue model files to average"):
+        AveragedPredictor.load([src, src])
+    strict = _ensemble_of(trained, [0, 1], tmp_path / "strict", threshold=0.6)
+    both = AveragedPredictor.load([src, strict])
+    feats = read_features(trained["h5"])
+    inputs = TissueInputs(feats["samples"], feats["regions"], feats["means"], feats["coverage"], "h5")
+    with pytest.raises(
+        ValueError, match=r"record different thresholds .*give one \(tissue.predict.threshold"
+    ):
+        both.predict(inputs, 0.5, 0.25)
+    assert both.predict(inputs, 0.5, 0.25, threshold=0.6).threshold == 0.6

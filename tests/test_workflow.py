@@ -10,6 +10,7 @@ import gzip
 import html as html_module
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -488,6 +489,64 @@ def test_dry_run_with_folds_plans_a_training_job_per_fold(workdir):
     # Data, splits, diagnostics and the summary run once whatever the folds.
     for rule in ("tissue_features", "tissue_splits", "tissue_diagnostic", "tissue_summary"):
         assert jobs[3][rule] == jobs[1][rule], (rule, jobs)
+
+
+def test_tissue_predict_with_folds_averages_the_model_of_every_fold(workdir):
+    """With K folds tissue_predict took fold 0's model alone (trained on part of the labelled
+    samples) and said nothing: its input is now the first tissue.models entry of every fold,
+    whose probabilities the step averages; one split keeps the run's one model, and a list in
+    tissue.predict.model is taken as given."""
+    features = "results/folds/tissue/features/region_means.h5"  # made by the run: no file needed
+    target = "results/folds/tissue/predict/predictions.json"
+
+    def predict_input(k: int, **predict) -> list[str]:
+        config = tissue_only_config(
+            workdir,
+            f"predict_k{k}.yaml",
+            k,
+            models=["masked", "mlp"],
+            predict={"inputs": features, **predict},
+        )
+        res = snakemake(workdir, target, "-n", "--cores", "1", "--configfile", config)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        job = re.search(r"^rule tissue_predict:\n\s+input: (.+)$", res.stdout, flags=re.M)
+        assert job, res.stdout[-3000:]
+        return job.group(1).split(", ")
+
+    run = "results/folds/tissue"
+    assert predict_input(2) == [f"{run}/folds/{k}/train/masked/model.pt" for k in (0, 1)] + [features]
+    assert predict_input(1) == [f"{run}/train/masked/model.pt", features]
+    given = [f"{run}/folds/1/train/mlp/model.pt", f"{run}/folds/0/train/mlp/model.pt"]
+    assert predict_input(2, model=given) == [*given, features]
+
+
+def test_regulon_predict_with_folds_takes_fold_0_s_network_and_says_so(workdir):
+    """regulon_predict with K > 1 folds reads fold 0's best.pt (the folds' networks are not
+    averaged, docs/regulon.md) and passes the fold to the step, which records it in
+    tracks.json; with one split the run's one network."""
+    config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
+    for module in (*MODULES, "ingest"):
+        if module != "regulon" and module in config:
+            config[module]["enabled"] = False
+    config["run"] = "regpredict"
+    config["regulon"]["predict"] = {
+        "inputs": config["regulon"]["genome"],
+        "annotation": "results/regpredict/regulon/data/genes.tsv",
+    }
+    target = "results/regpredict/regulon/predict/tracks.json"
+    inputs = {}
+    for k in (1, 2):
+        config["regulon"]["evaluation"] = {"folds": k}
+        (workdir / f"regpredict_k{k}.yaml").write_text(yaml.safe_dump(config))
+        res = snakemake(workdir, target, "-n", "--cores", "1", "--configfile", f"regpredict_k{k}.yaml")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        job = re.search(r"^rule regulon_predict:\n\s+input: (.+)$", res.stdout, flags=re.M)
+        assert job, res.stdout[-3000:]
+        inputs[k] = job.group(1).split(", ")[0]
+    assert inputs == {
+        1: "results/regpredict/regulon/model/best.pt",
+        2: "results/regpredict/regulon/folds/0/model/best.pt",
+    }
 
 
 def regulon_only_config(workdir: Path, name: str, heldout: dict | None) -> str:

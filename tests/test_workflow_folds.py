@@ -33,12 +33,30 @@ def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
         models=["mlp", "masked"],
         ensemble=1,
         sparsity={"depths": [10, 1], "observed": [0.5]},
+        # tissue_predict on the run's own features: every fold's first model, averaged.
+        predict={"inputs": "results/folds/tissue/features/region_means.h5"},
     )
+    predictions = "results/folds/tissue/predict/predictions.json"
     res = snakemake(
-        workdir, "results/folds/tissue/summary.json", "--cores", "2", "--configfile", config, timeout=1500
+        workdir,
+        "results/folds/tissue/summary.json",
+        predictions,
+        "--cores",
+        "2",
+        "--configfile",
+        config,
+        timeout=1500,
     )
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
     out = workdir / "results" / "folds" / "tissue"
+    predicted = json.loads((workdir / predictions).read_text())
+    files = [f"results/folds/tissue/folds/{k}/train/mlp/model.pt" for k in (0, 1)]
+    assert predicted["model_files"] == files and predicted["calibrated"] is True
+    for record in predicted["samples"]:
+        means = [
+            sum(record["models"][f]["probabilities"][c] for f in files) / 2 for c in predicted["classes"]
+        ]
+        assert list(record["models"]["ensemble"]["probabilities"].values()) == pytest.approx(means)
     folds = (out / "folds.tsv").read_text().splitlines()
     assert folds[0].split("\t")[-1] == "fold" and {line.split("\t")[-1] for line in folds[1:]} == {"0", "1"}
     summary = json.loads((out / "summary.json").read_text())

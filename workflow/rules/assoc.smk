@@ -46,6 +46,10 @@ ASSOC_INFER_MODEL = (
 
 
 if ASSOC["enabled"]:
+    from genomelab.assoc.data import check_input as check_assoc_input
+
+    # A given split or folds that disagrees with evaluation.folds, refused now, not in assoc_data.
+    check_assoc_input(ASSOC["data"], ASSOC_FOLDS)
     if ASSOC["infer"]["scheme"] not in ASSOC["schemes"]:
         raise ValueError(
             f"assoc.infer.scheme {ASSOC['infer']['scheme']!r} (default: entities) is not in "
@@ -301,6 +305,7 @@ rule assoc_infer:
         runtime=10,
     params:
         infer=ASSOC["infer"],
+        device=config["device"],
     script:
         "../scripts/run_step.py"
 

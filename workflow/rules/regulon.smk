@@ -346,6 +346,14 @@ if (
         "channels (regulon.model.inputs: sequence+annotation): name the genes of "
         "regulon.predict.inputs (GFF3, or a gene table such as results/<run>/regulon/data/genes.tsv)"
     )
+# With K > 1 folds and predict.model empty, fold 0's network predicts alone (tracks.json and
+# the log say so): each fold's model carries its own operon pair readout, so an average over
+# the folds would have to average the readouts' calls too, which prediction does not do.
+REGULON_PREDICT_FOLD = (
+    {"fold": config_json({"fold": 0, "n_folds": REGULON_FOLDS})}
+    if REGULON_FOLDS > 1 and not REGULON["predict"]["model"]
+    else {}
+)
 if REGULON["predict"]["inputs"]:
 
     rule regulon_predict:
@@ -374,6 +382,7 @@ if REGULON["predict"]["inputs"]:
             mem_mb=4000,
             runtime=30,
         params:
+            **REGULON_PREDICT_FOLD,
             predict=config_json(REGULON["predict"]),
             device=config["device"],
         script:

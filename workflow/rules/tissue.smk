@@ -405,14 +405,29 @@ rule tissue_summary:
 
 
 # Classify new samples with a trained model (genomelab predict tissue): only when
-# tissue.predict.inputs names them.
-check_config_files({f"tissue.predict.{k}": TISSUE["predict"][k] for k in ("inputs", "model")}, RESULTS)
+# tissue.predict.inputs names them. The model: tissue.predict.model (one file, or a list whose
+# calibrated probabilities are averaged), else the first of tissue.models, with K > 1 folds
+# every fold's (a cross-validation ensemble: fold 0's model alone trained on part of the
+# labelled samples, and nothing said so).
+TISSUE_PREDICT_MODEL = TISSUE["predict"]["model"] or (
+    f"{TISSUE_OUT}/train/{TISSUE_MODELS[0]}/model.pt"
+    if TISSUE_FOLDS == 1
+    else [f"{TISSUE_OUT}/folds/{k}/train/{TISSUE_MODELS[0]}/model.pt" for k in TISSUE_FOLD_IDS]
+)
+check_config_files(
+    {"tissue.predict.inputs": TISSUE["predict"]["inputs"]}
+    | (
+        {"tissue.predict.model": TISSUE["predict"]["model"]}
+        if isinstance(TISSUE["predict"]["model"], str)
+        else {f"tissue.predict.model[{i}]": m for i, m in enumerate(TISSUE["predict"]["model"])}
+    ),
+    RESULTS,
+)
 if TISSUE["predict"]["inputs"]:
 
     rule tissue_predict:
         input:
-            model=TISSUE["predict"]["model"]
-            or f"{TISSUE_OUT}/{'' if TISSUE_FOLDS == 1 else 'folds/0/'}train/{TISSUE_MODELS[0]}/model.pt",
+            model=TISSUE_PREDICT_MODEL,
             inputs=TISSUE["predict"]["inputs"],
             # A sheet's NPZ files, validated now (no tissue column needed): a changed file reruns it.
             files=(

@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,6 +350,64 @@ def given_link_assignment(
     return kind, given.assign(names, [p.replace("\t", " -> ") for p in pairs])
 
 
+def check_given_kind(kind: str, n_given: int, k: int, source: str | os.PathLike) -> None:
+    """Refuse given folds (``kind`` "fold", ``n_given`` of them) with one split (``k`` = 1),
+    a given split with ``k`` > 1 folds, or given folds whose number is not ``k``
+    (``assoc.evaluation.folds``), naming ``source``: in ``assoc_data`` and, by
+    :func:`check_input`, when Snakemake reads the config."""
+    if k == 1 and kind == "fold":
+        raise ValueError(
+            f"{source} gives {n_given} folds but assoc.evaluation.folds is 1; set "
+            f"evaluation: {{folds: {n_given}}} or give a split column instead"
+        )
+    if k > 1 and kind == "split":
+        raise ValueError(
+            f"{source} gives one train/val/test split but assoc.evaluation.folds is {k}; give a "
+            "fold column (0..K-1) for cross-validation or set folds: 1"
+        )
+    if k > 1 and n_given != k:
+        raise ValueError(f"{source} gives {n_given} folds but assoc.evaluation.folds is {k}; make them agree")
+
+
+def _n_given(values: np.ndarray, kind: str) -> int:
+    """How many folds given ``values`` name (max + 1); 1 for a split."""
+    return int(values.max()) + 1 if kind == "fold" else 1
+
+
+def check_input(data: Mapping[str, Any], folds: int) -> None:
+    """Parse-time check of ``assoc.data`` against ``assoc.evaluation.folds`` (``folds``): a
+    splits file (``data.splits``) or a ``split``/``fold`` column of the links table that
+    disagrees with it is refused with :func:`check_given_kind`'s message, before any job
+    (``assoc_data`` raised it, a job into the run). Reads the splits file, or only the links
+    table's header and that column; a file that is absent, or a column ``assoc_data`` would
+    refuse (both columns, values that are not folds), is left to Snakemake and that job,
+    which name the problem by line."""
+    if data.get("splits"):
+        if Path(data["splits"]).is_file():
+            given = read_link_split_file(data["splits"])
+            check_given_kind(given.kind, given.n_folds, folds, data["splits"])
+        return
+    links = data.get("links")
+    if not links or not Path(links).is_file():
+        return
+    try:
+        # As read_link_table reads it (pandas: blank lines before the header skipped).
+        header = pd.read_csv(links, sep="\t", nrows=0).columns
+        kinds = [c for c in ("split", "fold") if c in header]
+        if len(kinds) != 1:
+            return
+        values = pd.read_csv(links, sep="\t", usecols=kinds, dtype=str, keep_default_na=False)[kinds[0]]
+    except (ValueError, UnicodeDecodeError, OSError, EOFError):
+        return  # an unreadable table: assoc_data names the problem
+    values = values.str.strip()
+    if kinds[0] == "fold":
+        if len(values) == 0 or not values.str.fullmatch(r"[0-9]+").all():
+            return
+        check_given_kind("fold", int(values.astype(np.int64).max()) + 1, folds, links)
+    else:
+        check_given_kind("split", 1, folds, links)
+
+
 def single_link_split(given: tuple[str, np.ndarray] | None, source: str | os.PathLike) -> np.ndarray | None:
     """The given split of the ``links`` scheme, [n_links] names, or ``None`` (draw one),
     from :func:`given_link_assignment`'s answer; given folds are an error naming ``source``
@@ -356,12 +415,7 @@ def single_link_split(given: tuple[str, np.ndarray] | None, source: str | os.Pat
     if given is None:
         return None
     kind, values = given
-    if kind == "fold":
-        k = int(values.max()) + 1
-        raise ValueError(
-            f"{source} gives {k} folds but assoc.evaluation.folds is 1; set "
-            f"evaluation: {{folds: {k}}} or give a split column instead"
-        )
+    check_given_kind(kind, _n_given(values, kind), 1, source)
     return values
 
 
@@ -380,14 +434,7 @@ def link_folds(
         pair = np.char.add(np.char.add(links.source.astype(str), ":"), links.target.astype(str))
         return group_kfold(pair, k, seed)
     kind, values = given
-    if kind == "split":
-        raise ValueError(
-            f"{source} gives one train/val/test split but assoc.evaluation.folds is {k}; give a "
-            "fold column (0..K-1) for cross-validation or set folds: 1"
-        )
-    n_given = int(values.max()) + 1
-    if n_given != k:
-        raise ValueError(f"{source} gives {n_given} folds but assoc.evaluation.folds is {k}; make them agree")
+    check_given_kind(kind, _n_given(values, kind), k, source)
     return np.asarray(values, dtype=np.int64)
 
 

@@ -212,10 +212,11 @@ def rank_new_entities(
     table = read_entities(queries_path, side)
     ranker = Ranker.load(model_path, featurizer_path, device)
     logger.info(
-        "ranking %d new %s entities against %d candidates",
+        "ranking %d new %s entities against %d candidates on %s",
         len(table),
         side,
         len(ranker.ids["target" if side == "source" else "source"]),
+        ranker.device,
     )
     return ranker.rank(table, side, top_k)
 

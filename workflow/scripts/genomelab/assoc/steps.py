@@ -158,4 +158,5 @@ def infer_step(smk: Any) -> None:
         int(p["top_k"]),
         smk.output[0],
         known_links=smk.input.links,
+        device=smk.params.device,
     )

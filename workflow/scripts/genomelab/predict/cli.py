@@ -30,7 +30,8 @@ def _tissue(a: argparse.Namespace, out: Path) -> None:
 
     with relaxed_by("--min-region-match"):
         predict_files(
-            a.model,
+            # One file exactly as before; several: their probabilities averaged.
+            a.model[0] if len(a.model) == 1 else a.model,
             a.inputs,
             out / "predictions.tsv",
             out / "predictions.json",
@@ -190,7 +191,8 @@ def _run(args: argparse.Namespace) -> int:
         # which would also block the rerun into the same --out.
         remove_written(out, existed)
         raise
-    logger.info("predictions of %s written to %s", args.model, out)
+    models = args.model if isinstance(args.model, str) else " ".join(args.model)
+    logger.info("predictions of %s written to %s", models, out)
     return 0
 
 
@@ -303,7 +305,16 @@ def add_parser(sub: Any) -> None:
     mods = p.add_subparsers(dest="module", required=True)
     for module in RUNNERS:
         m = mods.add_parser(module, help=f"{module}: {INPUT_HELP[module]}")
-        m.add_argument("--model", required=True, help="exported model.pt of a run")
+        if module == "tissue":
+            m.add_argument(
+                "--model",
+                required=True,
+                nargs="+",
+                help="exported model.pt of a run; several (e.g. a cross-validated run's "
+                "folds/<k>/train/<model>/model.pt) are averaged: the mean of their calibrated probabilities",
+            )
+        else:
+            m.add_argument("--model", required=True, help="exported model.pt of a run")
         m.add_argument("--inputs", required=True, help=INPUT_HELP[module])
         m.add_argument("--out", required=True, help="new output folder")
         m.add_argument("--device", default="cpu")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -486,9 +487,13 @@ def predict_files(
     region: str | None = None,
     device: str = "cpu",
     annotation: str | os.PathLike | None = None,
+    fold: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """bedGraph tracks (and ``tracks.json``: region, steps, files, genes) of ``fasta``'s
-    ``region``; ``annotation``: GFF3 or gene table, for models with annotation inputs."""
+    ``region``; ``annotation``: GFF3 or gene table, for models with annotation inputs.
+    ``fold`` (``{"fold": k, "n_folds": K}``): the model is fold k's of a run of K folds (the
+    ``regulon_predict`` rule's default with K > 1), recorded in ``tracks.json`` and logged:
+    one fold's network, not an average over the folds."""
     # The pair files of an earlier prediction into this folder (the regulon_predict rule's,
     # which does not declare them, so Snakemake keeps them) would sit beside tracks of
     # another region or without genes, or alone when this prediction fails: removed first.
@@ -497,6 +502,15 @@ def predict_files(
         if stale.is_file():
             stale.unlink()
             logger.info("removed %s of an earlier prediction", stale)
+    if fold is not None:
+        logger.warning(
+            "regulon.evaluation.folds is %d: the tracks are fold %d's network's alone (%s), trained "
+            "without that fold's test blocks, not an average over the folds "
+            "(docs/regulon.md, 'Predicting with folds'); set regulon.predict.model for another fold's",
+            fold["n_folds"],
+            fold["fold"],
+            model,
+        )
     predictor = RegulonPredictor(model, device)
     tracks = predictor.predict_fasta(fasta, region, annotation)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -505,6 +519,8 @@ def predict_files(
         Path(out_dir) / "tracks.json",
         {
             "model": str(model),
+            # Which fold's network this is, of how many (absent: the model file as given).
+            **({} if fold is None else {"fold": int(fold["fold"]), "n_folds": int(fold["n_folds"])}),
             "contig": tracks.contig,
             "start": tracks.start,
             "end": tracks.end,

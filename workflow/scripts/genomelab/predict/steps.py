@@ -16,7 +16,8 @@ def tissue_step(smk: Any) -> None:
     p = param(smk, "predict")
     with relaxed_by("tissue.predict.min_region_match in the run's config"):
         predict_files(
-            smk.input.model,
+            # One file (a str) exactly as before; a list (every fold's model): averaged.
+            smk.input.model if isinstance(smk.input.model, str) else list(smk.input.model),
             smk.input.inputs,
             smk.output.tsv,
             smk.output.json,
@@ -73,6 +74,8 @@ def regulon_step(smk: Any) -> None:
         region=p["region"] or None,
         device=smk.params.device,
         annotation=p["annotation"] or None,
+        # Set with K > 1 folds and predict.model empty: the model is fold 0's of K.
+        fold=param(smk, "fold") if hasattr(smk.params, "fold") else None,
     )
 
 

@@ -14,6 +14,9 @@ when it covers fewer than ``min_covered`` of the model's regions. A sample is
 confidence reaches the threshold (by default the one recorded with the model, the run's
 ``tissue.calibration.threshold``; 0 = every unflagged sample): below it the call is reported
 "not classifiable", as diagnostic classifiers report a calibrated score below their cut-off.
+Several model files of one region list and class list (a cross-validated run's K folds'
+models) are averaged: :class:`AveragedPredictor`, the mean of each file's calibrated
+probabilities, to which the threshold then applies.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +84,9 @@ class TissuePrediction:
     threshold: float = 0.0
     # False: the model is one network without its run's calibration (raw probabilities).
     calibrated: bool = True
+    # The model files whose probabilities were averaged (None: one model file, the
+    # predictions' layout before averaging existed).
+    model_files: list[str] | None = None
 
     @property
     def classifiable(self) -> np.ndarray:
@@ -119,7 +126,89 @@ class TissuePrediction:
         return out
 
 
-class TissuePredictor:
+class _SampleClassifier:
+    """What :meth:`predict` shares between one exported model (:class:`TissuePredictor`)
+    and several averaged (:class:`AveragedPredictor`): the region join, the coverage flag and
+    the threshold, around the subclass's ``predict_arrays``."""
+
+    classes: list[str]
+    regions: np.ndarray
+    region_index: IdIndex
+    n_positions: int
+    threshold: float
+    calibrated: bool
+    model_files: list[str] | None = None
+
+    def predict_arrays(
+        self, means: np.ndarray, coverage: np.ndarray, batch_size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def predict(
+        self,
+        inputs: TissueInputs,
+        min_region_match: float,
+        min_covered: float,
+        threshold: float | None = None,
+    ) -> TissuePrediction:
+        """Join ``inputs`` to the model's regions, classify, flag poorly covered samples and
+        mark those below the confidence ``threshold`` (None: the model's) not classifiable."""
+        threshold = self.threshold if threshold is None else float(threshold)
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold: {threshold} is not in [0, 1)")
+        try:
+            match = match_ids(self.region_index, inputs.regions, "regions", inputs.source, min_region_match)
+        except InputMismatch as exc:
+            # The same error (a TooFewMatched stays one, for the option that relaxes it).
+            exc.args = (f"{exc}{naming_hint(self.regions, inputs.regions)}",)
+            raise
+        found = match.index >= 0
+        n = len(inputs.samples)
+        if len(inputs.regions) == len(self.regions) and (match.index == np.arange(len(self.regions))).all():
+            # Inputs in the model's order (a server request without region IDs): no join.
+            # Copied only where read-only (a base64 request's buffer), as torch needs.
+            means, coverage = (
+                x if x.flags.writeable else x.copy()
+                for x in (np.asarray(inputs.means, np.float32), np.asarray(inputs.coverage, np.float32))
+            )
+        else:
+            means = np.full((n, len(self.regions)), np.nan, np.float32)
+            coverage = np.zeros((n, len(self.regions)), np.float32)
+            means[:, found] = inputs.means[:, match.index[found]]
+            coverage[:, found] = inputs.coverage[:, match.index[found]]
+        # A value with no calls behind it (coverage 0) is uncovered, as in training, whose
+        # features are NaN wherever coverage is 0 (tissue.features.count_means/region_means):
+        # the counts, the flag and every member see the region as missing.
+        no_calls = np.isfinite(means) & ~(coverage > 0)
+        if no_calls.any():
+            means = np.where(no_calls, np.float32(np.nan), means)
+        n_covered = np.isfinite(means).sum(1)
+        flagged = n_covered < min_covered * len(self.regions)
+        if flagged.any():
+            logger.warning(
+                "%s: %d of %d sample(s) cover fewer than %.0f%% of the model's %d regions (flagged): %s",
+                inputs.source,
+                int(flagged.sum()),
+                n,
+                100 * min_covered,
+                len(self.regions),
+                [str(s) for s in inputs.samples[flagged][:5]],
+            )
+        proba = self.predict_arrays(means, coverage)
+        return TissuePrediction(
+            [str(s) for s in inputs.samples],
+            self.classes,
+            proba,
+            match,
+            n_covered,
+            flagged,
+            threshold,
+            self.calibrated,
+            self.model_files,
+        )
+
+
+class TissuePredictor(_SampleClassifier):
     """An exported tissue model (one network, or an ensemble's members), ready to classify."""
 
     def __init__(self, exported: ExportedModel, path: str | os.PathLike, device: str | torch.device = "cpu"):
@@ -240,67 +329,94 @@ class TissuePredictor:
         proba[ENSEMBLE] = apply_temperature(np.mean(list(proba.values()), axis=0), self.temperature)
         return proba
 
-    def predict(
-        self,
-        inputs: TissueInputs,
-        min_region_match: float,
-        min_covered: float,
-        threshold: float | None = None,
-    ) -> TissuePrediction:
-        """Join ``inputs`` to the model's regions, classify, flag poorly covered samples and
-        mark those below the confidence ``threshold`` (None: the model's) not classifiable."""
-        threshold = self.threshold if threshold is None else float(threshold)
-        if not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold: {threshold} is not in [0, 1)")
-        try:
-            match = match_ids(self.region_index, inputs.regions, "regions", inputs.source, min_region_match)
-        except InputMismatch as exc:
-            # The same error (a TooFewMatched stays one, for the option that relaxes it).
-            exc.args = (f"{exc}{naming_hint(self.regions, inputs.regions)}",)
-            raise
-        found = match.index >= 0
-        n = len(inputs.samples)
-        if len(inputs.regions) == len(self.regions) and (match.index == np.arange(len(self.regions))).all():
-            # Inputs in the model's order (a server request without region IDs): no join.
-            # Copied only where read-only (a base64 request's buffer), as torch needs.
-            means, coverage = (
-                x if x.flags.writeable else x.copy()
-                for x in (np.asarray(inputs.means, np.float32), np.asarray(inputs.coverage, np.float32))
+
+def _first_difference(a: list[str], b: list[str]) -> str:
+    """Where the lists ``a`` and ``b`` first differ, for an error."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"#{i} is {x!r} in one, {y!r} in the other"
+    return f"{len(a)} and {len(b)} long, equal over the first {min(len(a), len(b))}"
+
+
+class AveragedPredictor(_SampleClassifier):
+    """Several exported tissue models over one region list and class list, e.g. the K
+    folds' models of a cross-validated run (``tissue.evaluation.folds`` > 1): each file's
+    calibrated probabilities (its ensemble's, temperature-scaled on its own fold's
+    validation split) are averaged per sample, a cross-validation ensemble, and the
+    "not classifiable" threshold applies to that mean. Models of other regions (or region
+    order), classes or slots per region are refused, naming both files."""
+
+    def __init__(self, predictors: list[TissuePredictor]) -> None:
+        if len(predictors) < 2:
+            raise ValueError(f"averaging needs 2 model files or more, not {len(predictors)}")
+        first = predictors[0]
+        seen: dict[Path, str] = {}
+        for p in predictors:
+            key = Path(p.path).resolve()
+            if key in seen:
+                raise ValueError(
+                    f"{p.path} is given twice among the tissue model files to average (also as {seen[key]})"
+                )
+            seen[key] = p.path
+            for what, mine, theirs in (
+                ("regions", first.regions.astype(str).tolist(), p.regions.astype(str).tolist()),
+                ("classes", first.classes, p.classes),
+            ):
+                if mine != theirs:
+                    raise ValueError(
+                        f"{p.path} and {first.path} cannot be averaged: their {what} differ "
+                        f"({len(theirs)} and {len(mine)}; {_first_difference(theirs, mine)}); average "
+                        "models of one run's folds (the same inputs, task and tissue.models entry)"
+                    )
+            if p.n_positions != first.n_positions:
+                raise ValueError(
+                    f"{p.path} and {first.path} cannot be averaged: they were trained on files of "
+                    f"{p.n_positions} and {first.n_positions} slots per region"
+                )
+        self.predictors = predictors
+        self.model_files = [p.path for p in predictors]
+        self.classes, self.regions = first.classes, first.regions
+        self.region_index, self.n_positions = first.region_index, first.n_positions
+        # Calibrated when every file is (one member's file is not: its probabilities are raw).
+        self.calibrated = all(p.calibrated for p in predictors)
+
+    @classmethod
+    def load(cls, paths: list[str | os.PathLike], device: str | torch.device = "cpu") -> AveragedPredictor:
+        return cls([TissuePredictor.load(p, device) for p in paths])
+
+    @property
+    def threshold(self) -> float:  # type: ignore[override]
+        """The threshold the files record (one run's tissue.calibration.threshold); files that
+        record different ones are an error unless a threshold is given."""
+        recorded = {p.path: p.threshold for p in self.predictors}
+        if len(set(recorded.values())) > 1:
+            raise ValueError(
+                f"the tissue model files to average record different thresholds ({recorded}): give "
+                "one (tissue.predict.threshold, or --threshold)"
             )
-        else:
-            means = np.full((n, len(self.regions)), np.nan, np.float32)
-            coverage = np.zeros((n, len(self.regions)), np.float32)
-            means[:, found] = inputs.means[:, match.index[found]]
-            coverage[:, found] = inputs.coverage[:, match.index[found]]
-        # A value with no calls behind it (coverage 0) is uncovered, as in training, whose
-        # features are NaN wherever coverage is 0 (tissue.features.count_means/region_means):
-        # the counts, the flag and every member see the region as missing.
-        no_calls = np.isfinite(means) & ~(coverage > 0)
-        if no_calls.any():
-            means = np.where(no_calls, np.float32(np.nan), means)
-        n_covered = np.isfinite(means).sum(1)
-        flagged = n_covered < min_covered * len(self.regions)
-        if flagged.any():
-            logger.warning(
-                "%s: %d of %d sample(s) cover fewer than %.0f%% of the model's %d regions (flagged): %s",
-                inputs.source,
-                int(flagged.sum()),
-                n,
-                100 * min_covered,
-                len(self.regions),
-                [str(s) for s in inputs.samples[flagged][:5]],
-            )
-        proba = self.predict_arrays(means, coverage)
-        return TissuePrediction(
-            [str(s) for s in inputs.samples],
-            self.classes,
-            proba,
-            match,
-            n_covered,
-            flagged,
-            threshold,
-            self.calibrated,
-        )
+        return self.predictors[0].threshold
+
+    def predict_arrays(
+        self, means: np.ndarray, coverage: np.ndarray, batch_size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Probabilities float64 [S, C] of each model file (its ``ensemble``'s, keyed by the
+        file's path) and their mean (``ensemble``), for inputs in the models' region order."""
+        proba = {p.path: p.predict_arrays(means, coverage, batch_size)[ENSEMBLE] for p in self.predictors}
+        proba[ENSEMBLE] = np.mean(list(proba.values()), axis=0)
+        return proba
+
+
+def load_predictor(
+    model: str | os.PathLike | Sequence[str | os.PathLike], device: str | torch.device = "cpu"
+) -> TissuePredictor | AveragedPredictor:
+    """One exported model (a path, or a list of one) or, for a list of several, their
+    average (:class:`AveragedPredictor`)."""
+    paths = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+    if not paths:
+        raise ValueError("no tissue model file given")
+    if len(paths) == 1:
+        return TissuePredictor.load(paths[0], device)
+    return AveragedPredictor.load(paths, device)
 
 
 # Region IDs ingest gives a BED region without a name (chrom:start-end), and those of an NPZ
@@ -492,6 +608,7 @@ def write_predictions(
             "n_flagged": int(pred.flagged.sum()),
             "threshold": pred.threshold,
             "calibrated": pred.calibrated,
+            **({} if pred.model_files is None else {"model_files": pred.model_files}),
             "n_not_classifiable": int((~pred.classifiable).sum()),
             "samples": pred.records(),
         },
@@ -499,7 +616,7 @@ def write_predictions(
 
 
 def predict_files(
-    model: str | os.PathLike,
+    model: str | os.PathLike | Sequence[str | os.PathLike],
     inputs: str | os.PathLike,
     out_tsv: str | os.PathLike,
     out_json: str | os.PathLike,
@@ -509,8 +626,15 @@ def predict_files(
     threshold: float | None = None,
 ) -> TissuePrediction:
     """:class:`TissuePredictor` on the samples of ``inputs``, written as TSV and JSON
-    (``threshold`` None: the model's recorded one)."""
-    predictor = TissuePredictor.load(model, device)
+    (``threshold`` None: the model's recorded one); ``model`` a list of several files:
+    their calibrated probabilities averaged (:class:`AveragedPredictor`)."""
+    predictor = load_predictor(model, device)
+    if isinstance(predictor, AveragedPredictor):
+        logger.info(
+            "averaging the calibrated probabilities of %d model files: %s",
+            len(predictor.model_files or []),
+            predictor.model_files,
+        )
     pred = predictor.predict(
         read_inputs(inputs, predictor.n_positions), min_region_match, min_covered, threshold
     )

@@ -361,6 +361,23 @@ def test_the_own_data_example_plans_only_its_module(workdir, module):
         assert counts["ingest_sample"] == len(example.rows(example.section()["samples"]))
 
 
+@pytest.mark.parametrize("module", ["binning", "deconv", "ingest"])
+def test_the_own_data_example_plans_from_a_folder_outside_the_repository(workdir, tmp_path, module):
+    # A user keeps data and config in a project folder and runs the workflow there with
+    # -s and --directory (README: relative paths are read from that folder); the shipped
+    # defaults (binning's marker HMMs) must still be found beside the Snakefile.
+    example, config = own_data_example(module, tmp_path)
+    res = snakemake(
+        workdir, "-s", str(workdir / "Snakefile"), "--directory", str(tmp_path), "-n", "--cores", "2",
+        "--configfile", str(config),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    counts = job_counts(res.stdout)
+    assert_plans_only(example, counts)
+    if module == "binning":
+        assert counts.get("binning_markers") == 1, counts
+
+
 # -- real runs where they are cheap on a CPU
 
 

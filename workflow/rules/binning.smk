@@ -1,13 +1,18 @@
 # Module binning: k-mer profiles -> diagnostics -> gate -> embedding (binning.model.kind: the
 # contrastive encoder on fragment views, or the beta-VAE) and TNF baseline -> kNN-graph
 # clustering -> bins -> AMBER-style evaluation -> summary (docs/binning.md).
+from genomelab.binning.markers import DEFAULT_HMM as DEFAULT_MARKER_HMM
+from genomelab.binning.markers import DEFAULT_SETS as DEFAULT_MARKER_SETS
 from genomelab.binning.paths import resolve_paths
 
 BIN = config["binning"]
 BIN_DIR = f"{RESULTS}/binning"
 BIN_LOGS = f"{LOGS}/binning"
 BIN_BENCH = f"{RESULTS}/benchmarks/binning"
-BIN_PATHS = resolve_paths(BIN, BIN_DIR)
+# Shipped defaults (genomes to shred, marker HMMs) are found beside the Snakefile, so that a
+# run in another folder (--directory, relative config paths read from there) finds them too.
+BIN_RESOURCES = Path(workflow.basedir) / "resources" / "binning"
+BIN_PATHS = resolve_paths(BIN, BIN_DIR, str(BIN_RESOURCES))
 BIN_SHRED = BIN_PATHS.shred
 BIN_CONTIGS = BIN_PATHS.contigs
 BIN_TRUTH = BIN_PATHS.truth
@@ -249,9 +254,9 @@ rule binning_bins:
 
 # Single-copy marker genes of the written bins (binning.markers; docs/binning.md, "Bin quality").
 BIN_MARKERS = BIN["markers"]["enabled"]
-BIN_MARKER_HMM = BIN["markers"]["hmm"] or "resources/binning/markers/bacteria_universal31.hmm.gz"
+BIN_MARKER_HMM = BIN["markers"]["hmm"] or str(Path(workflow.basedir) / DEFAULT_MARKER_HMM)
 BIN_MARKER_SETS = BIN["markers"]["sets"] or (
-    "" if BIN["markers"]["hmm"] else "resources/binning/markers/bacteria_universal31.sets.tsv"
+    "" if BIN["markers"]["hmm"] else str(Path(workflow.basedir) / DEFAULT_MARKER_SETS)
 )
 if BIN_MARKERS:
 

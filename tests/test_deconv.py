@@ -27,7 +27,7 @@ from genomelab.deconv.nnls import (
     nnls_torch,
     weighted_nnls_batched,
 )
-from genomelab.deconv.reference import ReferenceConfig, build_reference, select_markers
+from genomelab.deconv.reference import ReferenceConfig, build_reference, build_references, select_markers
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
 from genomelab.io.methylation import npz_region_counts
 from scipy.optimize import nnls as scipy_nnls
@@ -622,6 +622,28 @@ def test_simulator_uses_every_atlas_region_unless_asked(tmp_path):
             50,
             1,
         )
+
+
+def test_a_reference_from_a_subsampled_atlas_keeps_the_drawn_regions(tmp_path):
+    # simulate.atlas_regions (the documented opt-in to subsample) drew 15 of the atlas's 50
+    # regions; deconv_reference then stopped with "only 15 of 50 regions occur in the sample
+    # data", the check meant for an atlas and samples that name regions differently.
+    atlas = tmp_path / "atlas.tsv"
+    rng = np.random.default_rng(1)
+    dio.write_table(atlas, rng.uniform(0, 1, (50, 3)), [f"cg{i:04d}" for i in range(50)], ["A", "B", "C"])
+    cfg = SimulationConfig(
+        tissues=["A", "B", "C"], blood=["A"], samples_per_tissue=3, profiles=str(atlas), atlas_regions=15
+    )
+    simulate_demo(cfg, *(tmp_path / n for n in ("s", "sheet.tsv", "n.csv", "t.csv", "p.csv", "sim.json")))
+    src = dio.sources_from_sheet(tmp_path / "sheet.tsv")
+    table = dio.read_table(atlas, "atlas")
+    ref_cfg = ReferenceConfig(atlas=str(atlas), select_markers=False)
+    with pytest.raises(ValueError, match=r"only 15 of 50 regions occur in the sample data"):
+        build_reference(src, ref_cfg, table)
+    ref, record, _ = build_references(src, ref_cfg, table, atlas_subsample=15)
+    assert sorted(ref.regions.tolist()) == sorted(src.regions.tolist()) and len(ref.regions) == 15
+    (dropped,) = [d for d in record["dropped"] if d["what"] == "atlas regions"]
+    assert dropped["count"] == 35 and "not drawn by deconv.simulate.atlas_regions=15" in dropped["reason"]
 
 
 def test_unsolvable_samples_of_both_kinds_are_named_in_one_error():

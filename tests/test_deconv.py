@@ -294,6 +294,29 @@ def test_table_reader_and_join_errors(tmp_path):
         dio.read_table(path)
 
 
+def test_a_transposed_whole_array_table_is_named_as_such():
+    """A transposed table of every probe (the reference's markers a quarter of its columns,
+    as the Moss atlas' 1,500 of a 6,105-probe input) said only '0 of the reference's regions
+    found': the hint wanted half of the input's columns to be reference regions."""
+    columns = [f"cg{i}" for i in range(12)]
+    with pytest.raises(
+        ValueError,
+        match=r"3 of the input's 12 column names are regions of the reference: the table looks transposed",
+    ):
+        dio.join_regions(
+            np.array(["cg1", "cg2", "cg3"]),
+            np.array(["p1", "p2"]),
+            np.zeros((12, 2)),
+            columns,
+            0.5,
+            "plasma.csv",
+        )
+    # Column names that merely share a few IDs with a large reference give no hint.
+    assert (
+        dio.transposed_hint(np.array([f"cg{i}" for i in range(100)]), ["cg1", "s2", "s3", "s4", "s5"]) == ""
+    )
+
+
 def test_a_transposed_samples_table_is_named_as_such():
     """Samples as rows and regions as columns (the wrong way round for infer.samples) gave
     '0 of the reference's 3 regions found ... unknown to the reference, first ['p1', 'p2']'

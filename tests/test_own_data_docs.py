@@ -368,8 +368,16 @@ def test_the_own_data_example_plans_from_a_folder_outside_the_repository(workdir
     # defaults (binning's marker HMMs) must still be found beside the Snakefile.
     example, config = own_data_example(module, tmp_path)
     res = snakemake(
-        workdir, "-s", str(workdir / "Snakefile"), "--directory", str(tmp_path), "-n", "--cores", "2",
-        "--configfile", str(config),
+        workdir,
+        "-s",
+        str(workdir / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        str(config),
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     counts = job_counts(res.stdout)
@@ -395,6 +403,20 @@ def test_the_own_data_example_runs(workdir, module):
         table = (results / "binning" / "bins" / "contig_bins.tsv").read_text().splitlines()
         bins = list(csv.DictReader(table, delimiter="\t"))
         assert len(bins) == 48 and {row["status"] for row in bins} == {"binned"}
+        # The doc's command for new contigs runs as written, on the run's model (here on a
+        # copy of the run's contigs under the doc's file name).
+        (command,) = [
+            c
+            for c in documented_commands(own_data_section("binning").replace("\\\n", " "))
+            if c.startswith("genomelab predict binning --model")
+        ]
+        shutil.copy(workdir / example.section()["input"]["contigs"], workdir / "new_contigs.fna.gz")
+        words = command.split()
+        res = test_workflow.run([test_workflow.tool("genomelab"), *words[1:]], workdir)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        out = workdir / words[words.index("--out") + 1] / "contig_bins.tsv"
+        predicted = list(csv.DictReader(out.read_text().splitlines(), delimiter="\t"))
+        assert len(predicted) == 48 and {row["status"] for row in predicted} == {"binned"}
     if module == "ingest":
         sheet = (results / "ingest" / "samples.tsv").read_text()
         assert all(row["sample"] in sheet for row in example.rows(example.section()["samples"]))

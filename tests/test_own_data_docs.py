@@ -386,6 +386,28 @@ def test_the_own_data_example_plans_from_a_folder_outside_the_repository(workdir
         assert counts.get("binning_markers") == 1, counts
 
 
+def test_binning_predict_of_a_run_with_abundances_needs_a_depth_table_before_any_job(workdir, tmp_path):
+    # With binning.input.depth the run's encoder reads abundances; binning.predict.inputs
+    # without binning.predict.depth failed in binning_predict after training, naming the
+    # CLI's --depth. Now the plan stops naming the config key.
+    example, config = own_data_example("binning", tmp_path)
+    contigs = [row["contig"] for row in example.rows(example.section()["input"]["truth"])]
+    depth = tmp_path / "depth.tsv"
+    depth.write_text("".join(f"{c}\t{i + 1}.5\t2.0\n" for i, c in enumerate(contigs)))
+    cfg = yaml.safe_load(config.read_text())
+    cfg["binning"]["input"]["depth"] = str(depth)
+    cfg["binning"]["predict"] = {"inputs": str(tmp_path / example.section()["input"]["contigs"])}
+    config.write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "--directory", str(tmp_path), "-n", "--cores", "2", "--configfile", str(config))
+    assert res.returncode != 0
+    assert "set binning.predict.depth to the new contigs' abundance table" in res.stderr + res.stdout
+    cfg["binning"]["predict"]["depth"] = str(depth)
+    config.write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "--directory", str(tmp_path), "-n", "--cores", "2", "--configfile", str(config))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert job_counts(res.stdout).get("binning_predict") == 1
+
+
 # -- real runs where they are cheap on a CPU
 
 

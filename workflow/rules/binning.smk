@@ -24,6 +24,20 @@ if BIN["enabled"] and not BIN_TRAINED and BIN["predict"]["inputs"] and not BIN["
         "binning.model.kind 'tnf' trains no model, so binning.predict needs binning.predict.model "
         "(an exported encoder) to embed binning.predict.inputs"
     )
+if (
+    BIN["enabled"]
+    and BIN["predict"]["inputs"]
+    and not BIN["predict"]["model"]
+    and BIN_PATHS.depth
+    and not BIN["predict"]["depth"]
+):
+    # This run's encoder reads abundances: without the new contigs' table binning_predict
+    # would fail only after training, naming the CLI's --depth.
+    raise ValueError(
+        f"binning.predict.inputs ({BIN['predict']['inputs']}) is embedded with this run's encoder, "
+        f"which is trained with the abundances of binning.input.depth ({BIN_PATHS.depth}): set "
+        "binning.predict.depth to the new contigs' abundance table (same samples, same order)"
+    )
 if BIN["enabled"] and not BIN_SHRED:
     from genomelab.io.fasta import check_fasta_start
 

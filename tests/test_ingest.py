@@ -604,7 +604,7 @@ def test_per_cpg_counts_become_bismark_coverage_as_the_doc_shows(tmp_path):
     from genomelab.ingest.sheet import workflow_records
 
     rows = [("chr22", 1001, 3, 4), ("chr22", 1010, 0, 0), ("chr22", 1020, 5, 5), ("chr22", 5003, 1, 3)]
-    counts = write(
+    write(
         tmp_path / "counts.tsv.gz",
         "chr\tpos\tM\tCov\n" + "".join(f"{c}\t{p}\t{m}\t{n}\n" for c, p, m, n in rows),
     )

@@ -27,7 +27,7 @@ from genomelab.deconv.nnls import (
     nnls_torch,
     weighted_nnls_batched,
 )
-from genomelab.deconv.reference import ReferenceConfig, build_reference, select_markers
+from genomelab.deconv.reference import ReferenceConfig, build_reference, build_references, select_markers
 from genomelab.deconv.simulate import SimulationConfig, simulate_demo
 from genomelab.io.methylation import npz_region_counts
 from scipy.optimize import nnls as scipy_nnls
@@ -292,6 +292,29 @@ def test_table_reader_and_join_errors(tmp_path):
     path.write_text("CpGs,s1,s2\ncg1,0.1,0.3\ncg2,inf,0.2\n")
     with pytest.raises(ValueError, match=r"samples.csv: 1 infinite value\(s\), first at row cg2 column s1"):
         dio.read_table(path)
+
+
+def test_a_transposed_whole_array_table_is_named_as_such():
+    """A transposed table of every probe (the reference's markers a quarter of its columns,
+    as the Moss atlas' 1,500 of a 6,105-probe input) said only '0 of the reference's regions
+    found': the hint wanted half of the input's columns to be reference regions."""
+    columns = [f"cg{i}" for i in range(12)]
+    with pytest.raises(
+        ValueError,
+        match=r"3 of the input's 12 column names are regions of the reference: the table looks transposed",
+    ):
+        dio.join_regions(
+            np.array(["cg1", "cg2", "cg3"]),
+            np.array(["p1", "p2"]),
+            np.zeros((12, 2)),
+            columns,
+            0.5,
+            "plasma.csv",
+        )
+    # Column names that merely share a few IDs with a large reference give no hint.
+    assert (
+        dio.transposed_hint(np.array([f"cg{i}" for i in range(100)]), ["cg1", "s2", "s3", "s4", "s5"]) == ""
+    )
 
 
 def test_a_transposed_samples_table_is_named_as_such():
@@ -622,6 +645,28 @@ def test_simulator_uses_every_atlas_region_unless_asked(tmp_path):
             50,
             1,
         )
+
+
+def test_a_reference_from_a_subsampled_atlas_keeps_the_drawn_regions(tmp_path):
+    # simulate.atlas_regions (the documented opt-in to subsample) drew 15 of the atlas's 50
+    # regions; deconv_reference then stopped with "only 15 of 50 regions occur in the sample
+    # data", the check meant for an atlas and samples that name regions differently.
+    atlas = tmp_path / "atlas.tsv"
+    rng = np.random.default_rng(1)
+    dio.write_table(atlas, rng.uniform(0, 1, (50, 3)), [f"cg{i:04d}" for i in range(50)], ["A", "B", "C"])
+    cfg = SimulationConfig(
+        tissues=["A", "B", "C"], blood=["A"], samples_per_tissue=3, profiles=str(atlas), atlas_regions=15
+    )
+    simulate_demo(cfg, *(tmp_path / n for n in ("s", "sheet.tsv", "n.csv", "t.csv", "p.csv", "sim.json")))
+    src = dio.sources_from_sheet(tmp_path / "sheet.tsv")
+    table = dio.read_table(atlas, "atlas")
+    ref_cfg = ReferenceConfig(atlas=str(atlas), select_markers=False)
+    with pytest.raises(ValueError, match=r"only 15 of 50 regions occur in the sample data"):
+        build_reference(src, ref_cfg, table)
+    ref, record, _ = build_references(src, ref_cfg, table, atlas_subsample=15)
+    assert sorted(ref.regions.tolist()) == sorted(src.regions.tolist()) and len(ref.regions) == 15
+    (dropped,) = [d for d in record["dropped"] if d["what"] == "atlas regions"]
+    assert dropped["count"] == 35 and "not drawn by deconv.simulate.atlas_regions=15" in dropped["reason"]
 
 
 def test_unsolvable_samples_of_both_kinds_are_named_in_one_error():

@@ -591,3 +591,44 @@ def test_new_samples_to_predict_need_no_tissue_label(tmp_path):
         match=r"new.tsv: 2 sample\(s\) have no tissue label, first \['A', 'B'\], but tissue.input.sheet",
     ):
         check_labels(by_sample, config, made)
+
+
+def test_per_cpg_counts_become_bismark_coverage_as_the_doc_shows(tmp_path):
+    """A per-CpG counts table (bsseq's export: chrom, pos, M, Cov) named .tsv.gz was taken for
+    an array matrix and stopped asking for ingest.probes, nothing more; the error now says the
+    format came from the name and where counts go, and the doc's awk line converts it."""
+    import re
+    import shutil
+    import subprocess
+
+    from genomelab.ingest.sheet import workflow_records
+
+    rows = [("chr22", 1001, 3, 4), ("chr22", 1010, 0, 0), ("chr22", 1020, 5, 5), ("chr22", 5003, 1, 3)]
+    write(
+        tmp_path / "counts.tsv.gz",
+        "chr\tpos\tM\tCov\n" + "".join(f"{c}\t{p}\t{m}\t{n}\n" for c, p, m, n in rows),
+    )
+    regions_bed = bed(tmp_path, [("chr22", 950, 1100, "a"), ("chr22", 4950, 5100, "b")])
+    sheet = write(tmp_path / "samples.tsv", "sample\tpath\ttissue\nimr90\tcounts.tsv.gz\tLung\n")
+    section = {
+        "samples": str(sheet),
+        "regions": str(regions_bed),
+        "genome_build": "hg18",
+        "slots": "position",
+    }
+    section |= {"cpg_index": "", "probes": "", "n_positions": 150}
+    with pytest.raises(
+        ValueError,
+        match=r"imr90 is an array matrix: .*counts\.tsv\.gz: format array, guessed from its name.*Bismark coverage",
+    ):
+        workflow_records(section)
+    if shutil.which("awk") is None:
+        pytest.skip("awk is not installed")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ingest.md").read_text()
+    (command,) = re.findall(r"^zcat counts\.tsv\.gz \| awk .*$", text, flags=re.M)
+    subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], cwd=tmp_path, check=True)
+    regions = read_regions(regions_bed, genome_build("hg18"))
+    convert_sample(tmp_path / "sample1.cov.gz", "", "imr90", regions, IngestConfig(), tmp_path / "s.npz")
+    got = load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(got["coverage"], [9, 3])  # the CpG without reads is left out
+    np.testing.assert_array_equal(got["methylated"], [8, 1])

@@ -361,6 +361,53 @@ def test_the_own_data_example_plans_only_its_module(workdir, module):
         assert counts["ingest_sample"] == len(example.rows(example.section()["samples"]))
 
 
+@pytest.mark.parametrize("module", ["binning", "deconv", "ingest"])
+def test_the_own_data_example_plans_from_a_folder_outside_the_repository(workdir, tmp_path, module):
+    # A user keeps data and config in a project folder and runs the workflow there with
+    # -s and --directory (README: relative paths are read from that folder); the shipped
+    # defaults (binning's marker HMMs) must still be found beside the Snakefile.
+    example, config = own_data_example(module, tmp_path)
+    res = snakemake(
+        workdir,
+        "-s",
+        str(workdir / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        str(config),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    counts = job_counts(res.stdout)
+    assert_plans_only(example, counts)
+    if module == "binning":
+        assert counts.get("binning_markers") == 1, counts
+
+
+def test_binning_predict_of_a_run_with_abundances_needs_a_depth_table_before_any_job(workdir, tmp_path):
+    # With binning.input.depth the run's encoder reads abundances; binning.predict.inputs
+    # without binning.predict.depth failed in binning_predict after training, naming the
+    # CLI's --depth. Now the plan stops naming the config key.
+    example, config = own_data_example("binning", tmp_path)
+    contigs = [row["contig"] for row in example.rows(example.section()["input"]["truth"])]
+    depth = tmp_path / "depth.tsv"
+    depth.write_text("".join(f"{c}\t{i + 1}.5\t2.0\n" for i, c in enumerate(contigs)))
+    cfg = yaml.safe_load(config.read_text())
+    cfg["binning"]["input"]["depth"] = str(depth)
+    cfg["binning"]["predict"] = {"inputs": str(tmp_path / example.section()["input"]["contigs"])}
+    config.write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "--directory", str(tmp_path), "-n", "--cores", "2", "--configfile", str(config))
+    assert res.returncode != 0
+    assert "set binning.predict.depth to the new contigs' abundance table" in res.stderr + res.stdout
+    cfg["binning"]["predict"]["depth"] = str(depth)
+    config.write_text(yaml.safe_dump(cfg))
+    res = snakemake(workdir, "--directory", str(tmp_path), "-n", "--cores", "2", "--configfile", str(config))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert job_counts(res.stdout).get("binning_predict") == 1
+
+
 # -- real runs where they are cheap on a CPU
 
 
@@ -378,6 +425,20 @@ def test_the_own_data_example_runs(workdir, module):
         table = (results / "binning" / "bins" / "contig_bins.tsv").read_text().splitlines()
         bins = list(csv.DictReader(table, delimiter="\t"))
         assert len(bins) == 48 and {row["status"] for row in bins} == {"binned"}
+        # The doc's command for new contigs runs as written, on the run's model (here on a
+        # copy of the run's contigs under the doc's file name).
+        (command,) = [
+            c
+            for c in documented_commands(own_data_section("binning").replace("\\\n", " "))
+            if c.startswith("genomelab predict binning --model")
+        ]
+        shutil.copy(workdir / example.section()["input"]["contigs"], workdir / "new_contigs.fna.gz")
+        words = command.split()
+        res = test_workflow.run([test_workflow.tool("genomelab"), *words[1:]], workdir)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        out = workdir / words[words.index("--out") + 1] / "contig_bins.tsv"
+        predicted = list(csv.DictReader(out.read_text().splitlines(), delimiter="\t"))
+        assert len(predicted) == 48 and {row["status"] for row in predicted} == {"binned"}
     if module == "ingest":
         sheet = (results / "ingest" / "samples.tsv").read_text()
         assert all(row["sample"] in sheet for row in example.rows(example.section()["samples"]))

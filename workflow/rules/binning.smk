@@ -1,13 +1,18 @@
 # Module binning: k-mer profiles -> diagnostics -> gate -> embedding (binning.model.kind: the
 # contrastive encoder on fragment views, or the beta-VAE) and TNF baseline -> kNN-graph
 # clustering -> bins -> AMBER-style evaluation -> summary (docs/binning.md).
+from genomelab.binning.markers import DEFAULT_HMM as DEFAULT_MARKER_HMM
+from genomelab.binning.markers import DEFAULT_SETS as DEFAULT_MARKER_SETS
 from genomelab.binning.paths import resolve_paths
 
 BIN = config["binning"]
 BIN_DIR = f"{RESULTS}/binning"
 BIN_LOGS = f"{LOGS}/binning"
 BIN_BENCH = f"{RESULTS}/benchmarks/binning"
-BIN_PATHS = resolve_paths(BIN, BIN_DIR)
+# Shipped defaults (genomes to shred, marker HMMs) are found beside the Snakefile, so that a
+# run in another folder (--directory, relative config paths read from there) finds them too.
+BIN_RESOURCES = Path(workflow.basedir) / "resources" / "binning"
+BIN_PATHS = resolve_paths(BIN, BIN_DIR, str(BIN_RESOURCES))
 BIN_SHRED = BIN_PATHS.shred
 BIN_CONTIGS = BIN_PATHS.contigs
 BIN_TRUTH = BIN_PATHS.truth
@@ -18,6 +23,20 @@ if BIN["enabled"] and not BIN_TRAINED and BIN["predict"]["inputs"] and not BIN["
     raise ValueError(
         "binning.model.kind 'tnf' trains no model, so binning.predict needs binning.predict.model "
         "(an exported encoder) to embed binning.predict.inputs"
+    )
+if (
+    BIN["enabled"]
+    and BIN["predict"]["inputs"]
+    and not BIN["predict"]["model"]
+    and BIN_PATHS.depth
+    and not BIN["predict"]["depth"]
+):
+    # This run's encoder reads abundances: without the new contigs' table binning_predict
+    # would fail only after training, naming the CLI's --depth.
+    raise ValueError(
+        f"binning.predict.inputs ({BIN['predict']['inputs']}) is embedded with this run's encoder, "
+        f"which is trained with the abundances of binning.input.depth ({BIN_PATHS.depth}): set "
+        "binning.predict.depth to the new contigs' abundance table (same samples, same order)"
     )
 if BIN["enabled"] and not BIN_SHRED:
     from genomelab.io.fasta import check_fasta_start
@@ -249,9 +268,9 @@ rule binning_bins:
 
 # Single-copy marker genes of the written bins (binning.markers; docs/binning.md, "Bin quality").
 BIN_MARKERS = BIN["markers"]["enabled"]
-BIN_MARKER_HMM = BIN["markers"]["hmm"] or "resources/binning/markers/bacteria_universal31.hmm.gz"
+BIN_MARKER_HMM = BIN["markers"]["hmm"] or str(Path(workflow.basedir) / DEFAULT_MARKER_HMM)
 BIN_MARKER_SETS = BIN["markers"]["sets"] or (
-    "" if BIN["markers"]["hmm"] else "resources/binning/markers/bacteria_universal31.sets.tsv"
+    "" if BIN["markers"]["hmm"] else str(Path(workflow.basedir) / DEFAULT_MARKER_SETS)
 )
 if BIN_MARKERS:
 

@@ -45,6 +45,13 @@ DC_SOURCES_INPUT = (
     if DECONV["input"]["features"]
     else {"sheet": DECONV["input"]["sample_sheet"] or f"{DC_OUT}/demo/sample_sheet.tsv"}
 )
+# Individuals simulated from a subsample of the atlas (simulate.atlas_regions) cover only those
+# of its regions: the reference step must not take the rest for a naming mismatch.
+DC_ATLAS_SUBSAMPLE = (
+    DECONV["simulate"]["atlas_regions"]
+    if DC_SIMULATE and DECONV["reference"]["atlas"] and DC_PROFILES == DECONV["reference"]["atlas"]
+    else 0
+)
 DC_REFERENCE_INPUT = {"sources": f"{DC_OUT}/sources.h5"} | (
     {"atlas": DECONV["reference"]["atlas"]} if DECONV["reference"]["atlas"] else {}
 )
@@ -141,6 +148,7 @@ rule deconv_reference:
         mixtures=config_json(DC_MIXTURES_CFG),
         seed=config["seed"],
         presence_threshold=DECONV["presence_threshold"],
+        atlas_subsample=DC_ATLAS_SUBSAMPLE,
     script:
         "../scripts/run_step.py"
 

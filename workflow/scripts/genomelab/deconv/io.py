@@ -275,7 +275,10 @@ def transposed_hint(ref_regions: np.ndarray | IdIndex, samples: Sequence[str]) -
     a samples x regions table (a transposed MethAtlas input); else ""."""
     index = ref_regions if isinstance(ref_regions, IdIndex) else IdIndex(ref_regions)
     n = sum(str(s) in index.pos for s in samples)
-    if n < max(1, len(samples) // 2):
+    # Half of the columns, or half of the reference: a transposed whole-array table (450K
+    # probes as columns) holds every marker of a reference of a few thousand, but those are
+    # a small share of its columns.
+    if n < max(1, min(len(samples), len(index)) // 2):
         return ""
     return (
         f". {n} of the input's {len(samples)} column names are regions of the reference: the table "

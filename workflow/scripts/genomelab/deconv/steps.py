@@ -51,6 +51,7 @@ def reference_step(smk: Any) -> None:
         param(smk, "mixtures"),
         int(smk.params.seed),
         float(smk.params.presence_threshold),
+        int(smk.params.atlas_subsample),
     )
 
 

@@ -39,6 +39,8 @@ class IngestRecord:
     column: str = ""
     probes: Path | None = None
     build: str = ""
+    #: The format came from the file's name (the sheet's ``format`` empty or ``auto``).
+    format_guessed: bool = False
 
 
 def read_ingest_sheet(
@@ -79,6 +81,7 @@ def read_ingest_sheet(
                 v["column"],
                 probes,
                 v["build"],
+                v["format"] in ("", "auto"),
             )
         )
     return records
@@ -121,9 +124,14 @@ def workflow_records(section: dict) -> dict[str, IngestRecord]:
                 "(a wgbstools CpG.bed.gz)"
             )
         if rec.format == "array" and not (rec.probes or section["probes"]):
+            # A table of per-CpG counts saved as .tsv (R's bsseq/methylKit exports) is read
+            # as an array by its name: say so, and where such counts go instead.
+            how = "guessed from its name: .csv/.tsv are" if rec.format_guessed else "from the sheet: a"
             raise ValueError(
                 f"ingest sample {rec.sample} is an array matrix: set ingest.probes or the 'probes' column of "
-                "the ingest sample sheet"
+                f"the ingest sample sheet ({rec.path}: format array, {how} beta matrices of probes x samples; "
+                "per-CpG counts (chrom, position, methylated, total) are not: write them as a Bismark "
+                'coverage file, docs/ingest.md "Per-CpG counts in a table")'
             )
     return {rec.sample: rec for rec in records}
 

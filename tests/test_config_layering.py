@@ -435,6 +435,19 @@ def test_init_refuses_to_overwrite_and_names_unknown_modules(tmp_path, capsys):
         config_template("nope")
 
 
+def test_init_names_the_snakefile_when_run_outside_the_repository(tmp_path, monkeypatch, capfd):
+    # A user's project folder: a bare `snakemake -n` there finds no Snakefile.
+    monkeypatch.chdir(tmp_path)
+    assert genomelab_main(["init", "binning", "--out", "my.yaml"]) == 0
+    said = capfd.readouterr().err
+    assert f"snakemake -n -s {ROOT.resolve() / 'Snakefile'} --directory . --configfile my.yaml" in said
+    # In the repository the short form stays.
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "other.yaml"
+    assert genomelab_main(["init", "binning", "--out", str(out)]) == 0
+    assert f"then snakemake -n --configfile {out}" in capfd.readouterr().err
+
+
 def test_validate_config_applies_the_workflow_checks(tmp_path, capsys):
     assert genomelab_main(["validate-config", str(ROOT / "config" / "test.yaml")]) == 0
     path = tmp_path / "my.yaml"

@@ -67,8 +67,18 @@ def _init(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    logger.info("wrote %s: fill in its <...> placeholders, then snakemake -n --configfile %s", out, out)
+    logger.info("wrote %s: fill in its <...> placeholders, then %s", out, _plan_command(out))
     return 0
+
+
+def _plan_command(config: Path) -> str:
+    """The dry run of ``config`` as typed in the current folder: outside the repository
+    Snakemake finds no Snakefile, so the command names this checkout's (and runs in ``.``)."""
+    repo = Path(__file__).resolve().parents[3]
+    snakefile = repo / "Snakefile"
+    if not snakefile.is_file() or Path.cwd().resolve() == repo:
+        return f"snakemake -n --configfile {config}"
+    return f"snakemake -n -s {snakefile} --directory . --configfile {config}"
 
 
 def _gate(args: argparse.Namespace) -> int:

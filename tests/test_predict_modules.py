@@ -556,47 +556,107 @@ def test_regulon_tracks_of_a_test_block_equal_training(regulon_run, tmp_path):
     assert json.loads((out / "tracks.json").read_text())["steps_bp"]["density"] == 128
 
 
-def test_regulon_predict_with_folds_records_and_logs_the_fold_used(regulon_run, tmp_path, caplog):
-    """With K > 1 folds regulon_predict predicts with fold 0's network alone (the readouts of
-    the folds' networks are not averaged): the rule passes the fold, and tracks.json and the
-    log say which fold's of how many; without it (one split, or a model named) neither."""
+@pytest.fixture(scope="module")
+def regulon_second_fold(regulon_run):
+    """A second network on the same targets (another seed, as another fold's would be)."""
+    from genomelab.regulon import training as rtraining
+    from genomelab.train.engine import TrainConfig
+
+    run = regulon_run["run"].parent / "run2"
+    targets = {"block_bp": 6144, "window_bp": 2048, "stride_bp": 1024}
+    rtraining.train(
+        regulon_run["targets"], rtraining.model_config({"channels": 8, "n_layers": 2, "inputs": "sequence"}, targets),
+        TrainConfig(max_epochs=1, batch_size=16, seed=11), run / "state", run / "best.pt",
+        run / "m.json", run / "tb", run / "p.h5", "cpu",
+    )  # fmt: skip
+    return run / "best.pt"
+
+
+def test_regulon_predict_with_folds_averages_every_fold_s_network(regulon_run, regulon_second_fold, tmp_path):
+    """With K > 1 folds regulon_predict gives the step every fold's network: the tracks
+    written are the mean of the networks' own, and tracks.json lists the files; one file
+    writes what it wrote alone."""
     from types import SimpleNamespace
 
     from genomelab.config import schema_defaults
+    from genomelab.predict.regulon import RegulonPredictor
     from genomelab.predict.steps import regulon_step
 
     section = schema_defaults("regulon.predict") | {
         "inputs": str(regulon_run["genome"]),
         "region": "synth1:0-4096",
     }
-    model = str(regulon_run["run"] / "best.pt")
-    for name, fold in (("folds", {"fold": 0, "n_folds": 3}), ("one", None)):
-        params = {"predict": json.dumps(section), "device": "cpu"} | (
-            {"fold": json.dumps(fold)} if fold else {}
-        )
-        out = tmp_path / name / "tracks.json"
+    models = [str(regulon_run["run"] / "best.pt"), str(regulon_second_fold)]
+    for name, model in (("folds", models), ("one", models[0])):
         smk = SimpleNamespace(
             rule="regulon_predict",
             input=SimpleNamespace(model=model, inputs=section["inputs"]),
-            output=SimpleNamespace(json=str(out)),
-            params=SimpleNamespace(**params),
+            output=SimpleNamespace(json=str(tmp_path / name / "tracks.json")),
+            params=SimpleNamespace(predict=json.dumps(section), device="cpu"),
         )
-        caplog.clear()
-        with caplog.at_level("WARNING", logger="genomelab.predict.regulon"):
-            regulon_step(smk)
-        meta = json.loads(out.read_text())
-        if fold:
-            assert (meta["model"], meta["fold"], meta["n_folds"]) == (model, 0, 3)
-            assert (
-                f"regulon.evaluation.folds is 3: the tracks are fold 0's network's alone ({model})"
-                in caplog.text
-            )
-        else:
-            assert "fold" not in meta and "n_folds" not in meta and "folds is" not in caplog.text
-    # The head tracks are the model's either way.
-    assert (tmp_path / "folds" / "operon.plus.bedGraph").read_text() == (
-        tmp_path / "one" / "operon.plus.bedGraph"
-    ).read_text()
+        regulon_step(smk)
+    meta = json.loads((tmp_path / "folds" / "tracks.json").read_text())
+    assert meta["model_files"] == models
+    assert "model_files" not in json.loads((tmp_path / "one" / "tracks.json").read_text())
+    each = [RegulonPredictor(m).predict_fasta(regulon_run["genome"], "synth1:0-4096") for m in models]
+    a, b = (e.tracks["expression"][0] for e in each)
+    assert not np.allclose(a, b)  # two networks, two tracks: the mean is neither
+    # genomelab predict regulon --model a b: the same average.
+    cli = [
+        "predict",
+        "regulon",
+        "--model",
+        *models,
+        "--inputs",
+        section["inputs"],
+        "--region",
+        section["region"],
+    ]
+    assert main([*cli, "--out", str(tmp_path / "cli")]) == 0
+    for name, expected in (("folds", (a + b) / 2), ("one", a), ("cli", (a + b) / 2)):
+        lines = (tmp_path / name / "expression.plus.bedGraph").read_text().splitlines()[1:]
+        written = np.array([float(line.split("\t")[3]) for line in lines])
+        np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_regulon_pair_calls_average_over_the_networks_that_give_them():
+    from genomelab.predict.regulon import RegulonTracks, average_tracks
+
+    def tracks(p_operon, p_coexpression, readout, expression):
+        pairs = pd.DataFrame(
+            {"p_operon": p_operon, "p_operon_network": p_operon, "coexpression": [0.5, np.nan],
+             "p_operon_coexpression": p_coexpression}
+        )  # fmt: skip
+        found = RegulonTracks(
+            "c", 0, 32, {"expression": np.array([expression], np.float32)}, {"expression": 16}, 0, 2
+        )
+        found.pairs, found.readout = pairs, np.array([readout])
+        return found
+
+    mean = average_tracks(
+        [tracks([0.2, 0.4], [0.9, np.nan], [0.1, 0.3], [1.0, 2.0]),
+         tracks([0.6, 0.8], [np.nan, np.nan], [0.3, 0.5], [3.0, 4.0])]
+    )  # fmt: skip
+    np.testing.assert_allclose(mean.tracks["expression"], [[2.0, 3.0]])
+    np.testing.assert_allclose(mean.pairs["p_operon"], [0.4, 0.6])
+    # The co-expression call of the one network that gives it; NaN where none does.
+    np.testing.assert_allclose(mean.pairs["p_operon_coexpression"], [0.9, np.nan])
+    np.testing.assert_allclose(mean.readout, [[0.2, 0.4]])
+
+
+def test_regulon_networks_of_other_geometry_are_not_averaged(regulon_run, tmp_path):
+    from genomelab.predict.regulon import RegulonPredictor, check_same_geometry
+
+    one = RegulonPredictor(regulon_run["run"] / "best.pt")
+    other = RegulonPredictor(regulon_run["run"] / "best.pt")
+    other.path = str(tmp_path / "other.pt")
+    other.window_bp = one.window_bp * 2
+    with pytest.raises(
+        ValueError, match=r"other\.pt and .*best\.pt cannot be averaged: window_bp 4096 and 2048"
+    ):
+        check_same_geometry([one, other])
+    with pytest.raises(ValueError, match="is given twice among the regulon models to average"):
+        check_same_geometry([one, RegulonPredictor(regulon_run["run"] / "best.pt")])
 
 
 def test_regulon_region_errors_name_the_problem(regulon_run):

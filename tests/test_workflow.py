@@ -520,10 +520,9 @@ def test_tissue_predict_with_folds_averages_the_model_of_every_fold(workdir):
     assert predict_input(2, model=given) == [*given, features]
 
 
-def test_regulon_predict_with_folds_takes_fold_0_s_network_and_says_so(workdir):
-    """regulon_predict with K > 1 folds reads fold 0's best.pt (the folds' networks are not
-    averaged, docs/regulon.md) and passes the fold to the step, which records it in
-    tracks.json; with one split the run's one network."""
+def test_regulon_predict_with_folds_reads_every_fold_s_network(workdir):
+    """regulon_predict with K > 1 folds reads every fold's best.pt (their tracks and pair
+    calls are averaged, docs/regulon.md); with one split the run's one network."""
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
     for module in (*MODULES, "ingest"):
         if module != "regulon" and module in config:
@@ -542,10 +541,10 @@ def test_regulon_predict_with_folds_takes_fold_0_s_network_and_says_so(workdir):
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         job = re.search(r"^rule regulon_predict:\n\s+input: (.+)$", res.stdout, flags=re.M)
         assert job, res.stdout[-3000:]
-        inputs[k] = job.group(1).split(", ")[0]
+        inputs[k] = [f for f in job.group(1).split(", ") if f.endswith("best.pt")]
     assert inputs == {
-        1: "results/regpredict/regulon/model/best.pt",
-        2: "results/regpredict/regulon/folds/0/model/best.pt",
+        1: ["results/regpredict/regulon/model/best.pt"],
+        2: [f"results/regpredict/regulon/folds/{k}/model/best.pt" for k in (0, 1)],
     }
 
 

@@ -346,24 +346,19 @@ if (
         "channels (regulon.model.inputs: sequence+annotation): name the genes of "
         "regulon.predict.inputs (GFF3, or a gene table such as results/<run>/regulon/data/genes.tsv)"
     )
-# With K > 1 folds and predict.model empty, fold 0's network predicts alone (tracks.json and
-# the log say so): each fold's model carries its own operon pair readout, so an average over
-# the folds would have to average the readouts' calls too, which prediction does not do.
-REGULON_PREDICT_FOLD = (
-    {"fold": config_json({"fold": 0, "n_folds": REGULON_FOLDS})}
-    if REGULON_FOLDS > 1 and not REGULON["predict"]["model"]
-    else {}
+# With K > 1 folds and predict.model empty, every fold's network predicts and their tracks
+# and pair calls are averaged (each fold's readout on its own network's track first), as
+# replicate models are: fold 0's alone was trained on part of the genome's blocks.
+REGULON_PREDICT_MODEL = REGULON["predict"]["model"] or (
+    rules.regulon_train.output.checkpoint
+    if REGULON_FOLDS == 1
+    else [f"{REGULON_OUT}/folds/{k}/model/best.pt" for k in REGULON_FOLD_IDS]
 )
 if REGULON["predict"]["inputs"]:
 
     rule regulon_predict:
         input:
-            model=REGULON["predict"]["model"]
-            or (
-                rules.regulon_train.output.checkpoint
-                if REGULON_FOLDS == 1
-                else f"{REGULON_OUT}/folds/0/model/best.pt"
-            ),
+            model=REGULON_PREDICT_MODEL,
             inputs=REGULON["predict"]["inputs"],
             annotation=REGULON_PREDICT_ANNOTATION,
         output:
@@ -382,7 +377,6 @@ if REGULON["predict"]["inputs"]:
             mem_mb=4000,
             runtime=30,
         params:
-            **REGULON_PREDICT_FOLD,
             predict=config_json(REGULON["predict"]),
             device=config["device"],
         script:

@@ -83,7 +83,15 @@ def _assoc(a: argparse.Namespace, out: Path) -> None:
 def _regulon(a: argparse.Namespace, out: Path) -> None:
     from genomelab.predict.regulon import predict_files
 
-    predict_files(a.model, a.inputs, out, region=a.region or None, device=a.device, annotation=a.annotation)
+    predict_files(
+        # One file exactly as before; several: their tracks and pair calls averaged.
+        a.model[0] if len(a.model) == 1 else a.model,
+        a.inputs,
+        out,
+        region=a.region or None,
+        device=a.device,
+        annotation=a.annotation,
+    )
 
 
 def run_config(path: str | Path) -> dict[str, Any]:
@@ -299,20 +307,23 @@ INPUT_HELP = {
 }
 
 
+# Modules whose --model takes several files, averaged (a cross-validated run's folds).
+AVERAGED = {
+    "tissue": "exported model.pt of a run; several (e.g. a cross-validated run's "
+    "folds/<k>/train/<model>/model.pt) are averaged: the mean of their calibrated probabilities",
+    "regulon": "exported network of a run (model/best.pt); several (a cross-validated run's "
+    "folds/<k>/model/best.pt) are averaged: the mean of their tracks and pair calls",
+}
+
+
 def add_parser(sub: Any) -> None:
     """Add ``predict`` with one sub-command per module to the ``genomelab`` parser."""
     p = sub.add_parser("predict", help="apply a trained model (model.pt) to new inputs")
     mods = p.add_subparsers(dest="module", required=True)
     for module in RUNNERS:
         m = mods.add_parser(module, help=f"{module}: {INPUT_HELP[module]}")
-        if module == "tissue":
-            m.add_argument(
-                "--model",
-                required=True,
-                nargs="+",
-                help="exported model.pt of a run; several (e.g. a cross-validated run's "
-                "folds/<k>/train/<model>/model.pt) are averaged: the mean of their calibrated probabilities",
-            )
+        if module in AVERAGED:
+            m.add_argument("--model", required=True, nargs="+", help=AVERAGED[module])
         else:
             m.add_argument("--model", required=True, help="exported model.pt of a run")
         m.add_argument("--inputs", required=True, help=INPUT_HELP[module])

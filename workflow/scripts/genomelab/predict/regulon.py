@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,7 @@ import torch
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.errors import FormatError
+from genomelab.predict.common import refuse_repeated_files
 from genomelab.regulon.operons import OperonReadout
 from genomelab.train.device import resolve_device
 
@@ -438,6 +439,62 @@ class RegulonPredictor:
         return self.predict_codes(codes[start:end], name, start, genes=genes)
 
 
+def check_same_geometry(predictors: Sequence[RegulonPredictor]) -> None:
+    """Refuse networks whose tracks cannot be averaged (ValueError naming both files): other
+    window, resolution or bin sizes, annotation inputs in one only, or a pair readout in one
+    only (their outputs would not lie on one grid, or read other inputs)."""
+    first = predictors[0]
+    refuse_repeated_files([p.path for p in predictors], "regulon models")
+    for p in predictors:
+        for what, mine, theirs in (
+            ("window_bp", first.window_bp, p.window_bp),
+            ("resolution_bp", first.resolution_bp, p.resolution_bp),
+            ("bin_bp", first.bin_bp, p.bin_bp),
+            ("annotation inputs", first.uses_annotation, p.uses_annotation),
+            ("an operon pair readout", first.readout is not None, p.readout is not None),
+        ):
+            if mine != theirs:
+                raise ValueError(
+                    f"{p.path} and {first.path} cannot be averaged: {what} {theirs} and {mine}; average "
+                    "the networks of one run's folds (regulon/folds/<k>/model/best.pt)"
+                )
+
+
+def _nanmean(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Element-wise mean over ``arrays`` of what is finite; NaN where none is."""
+    stack = np.stack([np.asarray(a, np.float64) for a in arrays])
+    finite = np.isfinite(stack)
+    n = finite.sum(0)
+    total = np.where(finite, stack, 0.0).sum(0)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def average_tracks(found: Sequence[RegulonTracks]) -> RegulonTracks:
+    """The mean of several networks' :class:`RegulonTracks` over one region (a
+    cross-validated run's folds, as replicate models are averaged): each head's track, and
+    with genes and pair readouts each pair's probabilities and the readout's per-bp track,
+    every fold's readout applied to its own network's operon track first. A pair's
+    co-expression call averages the folds whose readout gives one (a fold whose training
+    split gave too few co-expressed pairs carries no co-expression readout)."""
+    first = found[0]
+    out = RegulonTracks(
+        first.contig,
+        first.start,
+        first.end,
+        {head: np.mean([f.tracks[head] for f in found], axis=0).astype(np.float32) for head in first.tracks},
+        dict(first.steps),
+        first.n_unknown_bases,
+        first.n_genes,
+    )
+    if first.pairs is not None:
+        pairs = first.pairs.copy()
+        for column in ("p_operon", "p_operon_network", "coexpression", "p_operon_coexpression"):
+            pairs[column] = _nanmean([f.pairs[column] for f in found])  # type: ignore[index]
+        out.pairs = pairs
+        out.readout = _nanmean([f.readout for f in found])  # type: ignore[misc]
+    return out
+
+
 def write_bedgraphs(tracks: RegulonTracks, out_dir: str | os.PathLike) -> dict[str, str]:
     """One bedGraph per head and strand (``<head>.<strand>.bedGraph``); NaN values are left
     out. Returns {``head.strand``: path}."""
@@ -481,19 +538,18 @@ def write_bedgraphs(tracks: RegulonTracks, out_dir: str | os.PathLike) -> dict[s
 
 
 def predict_files(
-    model: str | os.PathLike,
+    model: str | os.PathLike | Sequence[str | os.PathLike],
     fasta: str | os.PathLike,
     out_dir: str | os.PathLike,
     region: str | None = None,
     device: str = "cpu",
     annotation: str | os.PathLike | None = None,
-    fold: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """bedGraph tracks (and ``tracks.json``: region, steps, files, genes) of ``fasta``'s
     ``region``; ``annotation``: GFF3 or gene table, for models with annotation inputs.
-    ``fold`` (``{"fold": k, "n_folds": K}``): the model is fold k's of a run of K folds (the
-    ``regulon_predict`` rule's default with K > 1), recorded in ``tracks.json`` and logged:
-    one fold's network, not an average over the folds."""
+    ``model``: one exported network, or several (a cross-validated run's folds, the
+    ``regulon_predict`` rule's default with K > 1), whose tracks and pair calls are averaged
+    (:func:`average_tracks`); ``tracks.json`` then lists them under ``model_files``."""
     # The pair files of an earlier prediction into this folder (the regulon_predict rule's,
     # which does not declare them, so Snakemake keeps them) would sit beside tracks of
     # another region or without genes, or alone when this prediction fails: removed first.
@@ -502,25 +558,23 @@ def predict_files(
         if stale.is_file():
             stale.unlink()
             logger.info("removed %s of an earlier prediction", stale)
-    if fold is not None:
-        logger.warning(
-            "regulon.evaluation.folds is %d: the tracks are fold %d's network's alone (%s), trained "
-            "without that fold's test blocks, not an average over the folds "
-            "(docs/regulon.md, 'Predicting with folds'); set regulon.predict.model for another fold's",
-            fold["n_folds"],
-            fold["fold"],
-            model,
-        )
-    predictor = RegulonPredictor(model, device)
-    tracks = predictor.predict_fasta(fasta, region, annotation)
+    files = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+    if not files:
+        raise ValueError("no regulon model file given")
+    predictors = [RegulonPredictor(f, device) for f in files]
+    check_same_geometry(predictors)
+    found = [p.predict_fasta(fasta, region, annotation) for p in predictors]
+    tracks = found[0] if len(found) == 1 else average_tracks(found)
+    if len(found) > 1:
+        logger.info("averaged the tracks of %d networks: %s", len(found), ", ".join(map(str, files)))
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     paths = write_bedgraphs(tracks, out_dir)
     atomic_write_json(
         Path(out_dir) / "tracks.json",
         {
-            "model": str(model),
-            # Which fold's network this is, of how many (absent: the model file as given).
-            **({} if fold is None else {"fold": int(fold["fold"]), "n_folds": int(fold["n_folds"])}),
+            "model": str(files[0]) if len(files) == 1 else [str(f) for f in files],
+            # The networks averaged (absent: one model file).
+            **({} if len(files) == 1 else {"model_files": [str(f) for f in files]}),
             "contig": tracks.contig,
             "start": tracks.start,
             "end": tracks.end,

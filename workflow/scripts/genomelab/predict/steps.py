@@ -68,14 +68,13 @@ def regulon_step(smk: Any) -> None:
 
     p = param(smk, "predict")
     predict_files(
-        smk.input.model,
+        # One file (a str); a list (every fold's network, K > 1 folds): averaged.
+        smk.input.model if isinstance(smk.input.model, str) else list(smk.input.model),
         smk.input.inputs,
         Path(smk.output.json).parent,
         region=p["region"] or None,
         device=smk.params.device,
         annotation=p["annotation"] or None,
-        # Set with K > 1 folds and predict.model empty: the model is fold 0's of K.
-        fold=param(smk, "fold") if hasattr(smk.params, "fold") else None,
     )
 
 

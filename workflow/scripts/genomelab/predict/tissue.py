@@ -38,6 +38,7 @@ from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, match_ids, refuse_duplicates
+from genomelab.predict.common import refuse_repeated_files
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble, MaskedEnsemble
 from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config
@@ -350,14 +351,8 @@ class AveragedPredictor(_SampleClassifier):
         if len(predictors) < 2:
             raise ValueError(f"averaging needs 2 model files or more, not {len(predictors)}")
         first = predictors[0]
-        seen: dict[Path, str] = {}
+        refuse_repeated_files([p.path for p in predictors], "tissue model files")
         for p in predictors:
-            key = Path(p.path).resolve()
-            if key in seen:
-                raise ValueError(
-                    f"{p.path} is given twice among the tissue model files to average (also as {seen[key]})"
-                )
-            seen[key] = p.path
             for what, mine, theirs in (
                 ("regions", first.regions.astype(str).tolist(), p.regions.astype(str).tolist()),
                 ("classes", first.classes, p.classes),

@@ -45,6 +45,7 @@ from genomelab.io.errors import FormatError
 from genomelab.io.regulondb_flat import CONFIDENCE_LEVELS, confidence_rank, parse_confidence
 from genomelab.io.streams import open_text
 from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART, Source
+from genomelab.regulon.flat import ExpressionBlock, block_documents
 
 logger = logging.getLogger(__name__)
 
@@ -371,7 +372,8 @@ class _ValueGrid:
         self.repeats: dict[int, dict[int, list[float]]] = {}
 
     def put(self, row: int, column: int, value: float) -> None:
-        self.n_columns = max(self.n_columns, column + 1)
+        if column >= self.n_columns:
+            self.n_columns = column + 1
         if row == len(self.rows):
             self.rows.append(np.full(max(self.n_columns, 8), np.nan))
         cells = self.rows[row]
@@ -383,6 +385,14 @@ class _ValueGrid:
             cells[column] = value
         else:
             self.repeats.setdefault(row, {}).setdefault(column, []).append(value)
+
+    def put_row(self, columns: np.ndarray, values: np.ndarray) -> None:
+        """A new row (the next one) with ``values`` [k] in distinct ``columns`` [k]: what
+        ``put`` of each would make, at once."""
+        self.n_columns = max(self.n_columns, int(columns.max()) + 1)
+        cells = np.full(self.n_columns, np.nan)
+        cells[columns] = values
+        self.rows.append(cells)
 
     def to_matrix(self, n_columns: int, scale: np.ndarray | None) -> np.ndarray:
         """[rows, n_columns] float32 of log1p(value), or of log1p(1e6 * value / scale[column])
@@ -457,12 +467,18 @@ class _ExpressionTally:
     matrix: np.ndarray | None = None
 
     def add(self, doc: dict[str, Any], genes: dict[str, dict[str, Any]]) -> None:
-        """Count one expression document; adds a gene to ``genes`` from the document's own coordinates."""
+        """Count one expression document; adds a gene to ``genes`` from the document's own coordinates.
+
+        Called once per (gene, dataset) value of a BSON dump or database, so it is written
+        for speed (no ``min``/``max`` calls, locals); :meth:`add_block` does the same for a
+        table's rows at once."""
         if self.grid is None:
             raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
         self.n_docs += 1
+        seen = self.field_seen
         for f in VALUE_FIELDS:
-            self.field_seen[f] += doc.get(f) is not None
+            if doc.get(f) is not None:
+                seen[f] += 1
         parsed = parse_expression_doc(doc, self.value_field)
         if parsed is None or parsed[2] is None:
             self.n_missing += 1
@@ -480,7 +496,11 @@ class _ExpressionTally:
             self.n_nonint += 1
         if len(self.uniq_small) <= 3:
             self.uniq_small.add(value)
-        self.vmin, self.vmax = min(self.vmin, value), max(self.vmax, value)
+        # As min() and max() do: the first of equal values stays (0.0 before -0.0).
+        if value < self.vmin:
+            self.vmin = value
+        if value > self.vmax:
+            self.vmax = value
         if bnumber not in genes:
             coords = _coords(gene_sub)
             if coords is None:
@@ -506,6 +526,105 @@ class _ExpressionTally:
             self.dataset_index.setdefault(dataset, len(self.dataset_index)),
             value,
         )
+
+    def add_block(self, block: ExpressionBlock, genes: dict[str, dict[str, Any]]) -> None:
+        """Count the documents an expression table's block of rows stands for (a document per
+        cell, in row-major order, none with coordinates) as ``add`` of each would, to the bit,
+        with array operations instead of a Python call per value.
+
+        Where that order matters, it is kept: sums run along each row and each column from
+        the running total, in the order of the cells (``np.cumsum``, not a pairwise sum), and
+        datasets are numbered in the order of their first kept value. ``log1p`` of the
+        per-gene sums is ``math.log1p``, as in ``add`` (numpy's may differ in the last bit).
+        A block with samples given twice, or with a gene already tallied (its cells could
+        repeat cells of the grid), goes through ``add`` one document at a time."""
+        if self.grid is None:
+            raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
+        bnumbers, samples, values = block.bnumbers, block.samples, block.values
+        n_rows, n_cols = len(bnumbers), len(samples)
+        if values.shape != (n_rows, n_cols):
+            raise ValueError(f"expression block of {n_rows} genes x {n_cols} samples holds {values.shape} values")
+        if n_rows == 0 or n_cols == 0:
+            return
+        if len(set(samples)) < n_cols or any(b in self.gene_index for b in bnumbers):
+            for doc in block_documents(block):
+                self.add(doc, genes)
+            return
+        self.n_docs += n_rows * n_cols
+        present = ~np.isnan(values)
+        if block.value_field in self.field_seen:
+            self.field_seen[block.value_field] += int(present.sum())
+        # A document without a b-number is missing and names no dataset.
+        named = np.fromiter((bool(b) for b in bnumbers), bool, n_rows)
+        if block.value_field != self.value_field:
+            present[:] = False  # every document lacks the field read
+        self.n_missing += n_rows * n_cols - int(present[named].sum())
+        missing = ~present & named[:, None]
+        if missing.any():
+            self.missing_datasets.update(samples[j] for j in np.flatnonzero(missing.any(axis=0)))
+        present &= named[:, None]
+        with np.errstate(invalid="ignore"):
+            finite = present & np.isfinite(values)
+            negative = finite & (values < 0)
+        self.n_nonfinite += int((present & ~finite).sum())
+        self.n_negative += int(negative.sum())
+        kept = finite & ~negative  # -0.0 is kept, as `value < 0` keeps it
+        if not kept.any():
+            return
+        ordered = values[kept]  # row-major: the documents' order
+        if self.value_field == "count":
+            self.n_nonint += int((ordered != np.trunc(ordered)).sum())
+        if len(self.uniq_small) <= 3:
+            # The first distinct values in order until there are four, as `add` collects them.
+            _, first = np.unique(ordered, return_index=True)
+            for v in ordered[np.sort(first)].tolist():
+                if len(self.uniq_small) > 3:
+                    break
+                self.uniq_small.add(v)
+        # argmin/argmax give the first of equal values, as `add` keeps them.
+        low, high = float(ordered[np.argmin(ordered)]), float(ordered[np.argmax(ordered)])
+        if low < self.vmin:
+            self.vmin = low
+        if high > self.vmax:
+            self.vmax = high
+        del ordered
+
+        matched = np.fromiter((b in genes for b in bnumbers), bool, n_rows)
+        n_kept = kept.sum(axis=1)
+        for i in np.flatnonzero(~matched & (n_kept > 0)):
+            self.n_unmatched += int(n_kept[i])
+            self.unmatched.add(bnumbers[i])
+        kept &= matched[:, None]
+        if not kept.any():
+            return
+        # Datasets new to the tally, numbered in the order of their first kept value.
+        rows_of = np.flatnonzero(kept.any(axis=1))
+        has = kept.any(axis=0)
+        first_row = np.where(has, kept.argmax(axis=0), n_rows)
+        column_index = np.asarray([self.dataset_index.get(s, -1) for s in samples], dtype=np.int64)
+        new = np.flatnonzero(has & (column_index < 0))
+        for j in new[np.lexsort((new, first_row[new]))]:
+            column_index[j] = len(self.dataset_index)
+            self.dataset_index[samples[j]] = int(column_index[j])
+            self.dataset_totals[samples[j]] = 0.0
+        # Sums run a cell at a time, in the documents' order, from the running total: a
+        # dataset's down the rows, a gene's along its row from 0.0 (np.cumsum, not the
+        # pairwise np.sum, whose last bits differ).
+        totals = np.asarray([self.dataset_totals.get(s, 0.0) for s in samples])
+        assert self.grid is not None
+        for i in rows_of:
+            b = bnumbers[i]
+            cells = np.flatnonzero(kept[i])
+            row = values[i, cells]
+            totals[cells] += row
+            logs = np.fromiter(map(math.log1p, row.tolist()), float, cells.size)
+            self.sums[b] = float(np.cumsum(np.r_[0.0, logs])[-1])
+            self.raw_sums[b] = float(np.cumsum(np.r_[0.0, row])[-1])
+            self.counts[b] = int(cells.size)
+            self.gene_index[b] = len(self.gene_index)
+            self.grid.put_row(column_index[cells], row)
+        for j in np.flatnonzero(has):
+            self.dataset_totals[samples[j]] = float(totals[j])
 
     def log_matrix(self) -> tuple[dict[str, int], np.ndarray]:
         """(row of each b-number, log1p values [genes, datasets] float32, NaN = not measured).
@@ -809,13 +928,20 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
     """Tally the expression documents; an absent or empty collection gives an empty tally.
 
     Expression often comes from elsewhere (PRECISE, GEO), so its absence is reported, not
-    fatal; a collection whose documents lack the value field is still an error.
+    fatal; a collection whose documents lack the value field is still an error. A source
+    with ``expression_blocks`` (an expression table) is read a block of rows at a time
+    (``_ExpressionTally.add_block``: the same tally, without a document per value).
     """
     tally = _ExpressionTally(value_field)
     if not source.has(GENE_EXPRESSION):
         return tally
-    for doc in source.iter(GENE_EXPRESSION):
-        tally.add(doc, genes)
+    blocks = getattr(source, "expression_blocks", None)
+    if blocks is not None:
+        for block in blocks():
+            tally.add_block(block, genes)
+    else:
+        for doc in source.iter(GENE_EXPRESSION):
+            tally.add(doc, genes)
     # IDs that match no gene but name one: a table keyed by gene names, in whole or in part.
     names = {str(g.get("name")): b for b, g in genes.items() if g.get("name")}
     tally.unmatched_names = {n: names[n] for n in tally.unmatched if n in names}

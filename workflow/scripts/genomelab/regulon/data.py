@@ -532,90 +532,63 @@ class _ExpressionTally:
         cell, in row-major order, none with coordinates) as ``add`` of each would, to the bit,
         with array operations instead of a Python call per value.
 
-        Where that order matters, it is kept: sums run along each row and each column from
-        the running total, in the order of the cells (``np.cumsum``, not a pairwise sum), and
-        datasets are numbered in the order of their first kept value. ``log1p`` of the
-        per-gene sums is ``math.log1p``, as in ``add`` (numpy's may differ in the last bit).
-        A block with samples given twice, or with a gene already tallied (its cells could
-        repeat cells of the grid), goes through ``add`` one document at a time."""
+        Where order matters it is kept: rows are taken in order, sums run a cell at a time
+        from the running total (``np.cumsum`` and ``+=`` along the documents' order, not the
+        pairwise ``np.sum``), datasets are numbered in the order of their first kept value,
+        and ``log1p`` of the per-gene sums is ``math.log1p`` as in ``add`` (numpy's may
+        differ in the last bit). A block with samples given twice, or with a gene already
+        tallied (its cells could repeat cells of the grid), goes through ``add`` one
+        document at a time. Memory: a few boolean masks of the block beside it."""
         if self.grid is None:
             raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
         bnumbers, samples, values = block.bnumbers, block.samples, block.values
         n_rows, n_cols = len(bnumbers), len(samples)
         if values.shape != (n_rows, n_cols):
             raise ValueError(f"expression block of {n_rows} genes x {n_cols} samples holds {values.shape} values")
-        if n_rows == 0 or n_cols == 0:
-            return
         if len(set(samples)) < n_cols or any(b in self.gene_index for b in bnumbers):
             for doc in block_documents(block):
                 self.add(doc, genes)
             return
         self.n_docs += n_rows * n_cols
-        present = ~np.isnan(values)
+        kept = ~np.isnan(values)  # present, then kept
         if block.value_field in self.field_seen:
-            self.field_seen[block.value_field] += int(present.sum())
+            self.field_seen[block.value_field] += int(kept.sum())
+        if block.value_field != self.value_field:
+            kept[:] = False  # every document lacks the field read
         # A document without a b-number is missing and names no dataset.
         named = np.fromiter((bool(b) for b in bnumbers), bool, n_rows)
-        if block.value_field != self.value_field:
-            present[:] = False  # every document lacks the field read
-        self.n_missing += n_rows * n_cols - int(present[named].sum())
-        missing = ~present & named[:, None]
-        if missing.any():
-            self.missing_datasets.update(samples[j] for j in np.flatnonzero(missing.any(axis=0)))
-        present &= named[:, None]
+        kept &= named[:, None]
+        self.n_missing += n_rows * n_cols - int(kept.sum())
+        empty = ~kept[named].all(axis=0)
+        if empty.any():
+            self.missing_datasets.update(samples[j] for j in np.flatnonzero(empty))
         with np.errstate(invalid="ignore"):
-            finite = present & np.isfinite(values)
-            negative = finite & (values < 0)
-        self.n_nonfinite += int((present & ~finite).sum())
-        self.n_negative += int(negative.sum())
-        kept = finite & ~negative  # -0.0 is kept, as `value < 0` keeps it
-        if not kept.any():
-            return
-        ordered = values[kept]  # row-major: the documents' order
-        if self.value_field == "count":
-            self.n_nonint += int((ordered != np.trunc(ordered)).sum())
-        if len(self.uniq_small) <= 3:
-            # The first distinct values in order until there are four, as `add` collects them.
-            _, first = np.unique(ordered, return_index=True)
-            for v in ordered[np.sort(first)].tolist():
-                if len(self.uniq_small) > 3:
-                    break
-                self.uniq_small.add(v)
-        # argmin/argmax give the first of equal values, as `add` keeps them.
-        low, high = float(ordered[np.argmin(ordered)]), float(ordered[np.argmax(ordered)])
-        if low < self.vmin:
-            self.vmin = low
-        if high > self.vmax:
-            self.vmax = high
-        del ordered
-
-        matched = np.fromiter((b in genes for b in bnumbers), bool, n_rows)
-        n_kept = kept.sum(axis=1)
-        for i in np.flatnonzero(~matched & (n_kept > 0)):
-            self.n_unmatched += int(n_kept[i])
-            self.unmatched.add(bnumbers[i])
-        kept &= matched[:, None]
-        if not kept.any():
-            return
-        # Datasets new to the tally, numbered in the order of their first kept value.
-        rows_of = np.flatnonzero(kept.any(axis=1))
-        has = kept.any(axis=0)
-        first_row = np.where(has, kept.argmax(axis=0), n_rows)
+            bad = kept & ~np.isfinite(values)
+            self.n_nonfinite += int(bad.sum())
+            kept &= ~bad
+            np.less(values, 0, out=bad, where=kept)  # -0.0 is kept, as `value < 0` keeps it
+            bad &= kept
+        self.n_negative += int(bad.sum())
+        kept &= ~bad
+        del bad
         column_index = np.asarray([self.dataset_index.get(s, -1) for s in samples], dtype=np.int64)
-        new = np.flatnonzero(has & (column_index < 0))
-        for j in new[np.lexsort((new, first_row[new]))]:
-            column_index[j] = len(self.dataset_index)
-            self.dataset_index[samples[j]] = int(column_index[j])
-            self.dataset_totals[samples[j]] = 0.0
-        # Sums run a cell at a time, in the documents' order, from the running total: a
-        # dataset's down the rows, a gene's along its row from 0.0 (np.cumsum, not the
-        # pairwise np.sum, whose last bits differ).
         totals = np.asarray([self.dataset_totals.get(s, 0.0) for s in samples])
+        touched = np.zeros(n_cols, bool)
         assert self.grid is not None
-        for i in rows_of:
+        for i in np.flatnonzero(kept.any(axis=1)):
             b = bnumbers[i]
             cells = np.flatnonzero(kept[i])
             row = values[i, cells]
+            self._value_stats(row)
+            if b not in genes:
+                self.n_unmatched += int(cells.size)
+                self.unmatched.add(b)
+                continue
+            for j in cells[column_index[cells] < 0]:  # new datasets, in the documents' order
+                column_index[j] = len(self.dataset_index)
+                self.dataset_index[samples[j]] = int(column_index[j])
+                self.dataset_totals[samples[j]] = 0.0
+            touched[cells] = True
             totals[cells] += row
             logs = np.fromiter(map(math.log1p, row.tolist()), float, cells.size)
             self.sums[b] = float(np.cumsum(np.r_[0.0, logs])[-1])
@@ -623,8 +596,27 @@ class _ExpressionTally:
             self.counts[b] = int(cells.size)
             self.gene_index[b] = len(self.gene_index)
             self.grid.put_row(column_index[cells], row)
-        for j in np.flatnonzero(has):
+        for j in np.flatnonzero(touched):
             self.dataset_totals[samples[j]] = float(totals[j])
+
+    def _value_stats(self, values: np.ndarray) -> None:
+        """``add``'s counts over kept values (finite, not negative; known gene or not) for a run
+        of them [k] in the documents' order: non-integer counts, the first distinct values
+        (until there are four), the range (the first of equal values stays, as in ``add``:
+        ``argmin`` and ``argmax`` give the first)."""
+        if self.value_field == "count":
+            self.n_nonint += int((values != np.trunc(values)).sum())
+        if len(self.uniq_small) <= 3:
+            _, first = np.unique(values, return_index=True)
+            for v in values[np.sort(first)].tolist():
+                if len(self.uniq_small) > 3:
+                    break
+                self.uniq_small.add(v)
+        low, high = float(values[np.argmin(values)]), float(values[np.argmax(values)])
+        if low < self.vmin:
+            self.vmin = low
+        if high > self.vmax:
+            self.vmax = high
 
     def log_matrix(self) -> tuple[dict[str, int], np.ndarray]:
         """(row of each b-number, log1p values [genes, datasets] float32, NaN = not measured).

@@ -104,7 +104,9 @@ def _checked_chunk(path: Path, chunk: pd.DataFrame, offset: int, first_line: dic
                 "gene (average or drop the repeats, e.g. probes or isoforms of one gene)",
                 offset + row + 2,
             )
-    return chunk.astype(float)
+    # One float block for the whole chunk: DataFrame.astype works a column at a time (at
+    # 5,000 samples, half the step's time went to its per-column overhead).
+    return pd.DataFrame(chunk.to_numpy(dtype=float), index=chunk.index, columns=chunk.columns)
 
 
 def read_expression_table(path: str | os.PathLike) -> pd.DataFrame:

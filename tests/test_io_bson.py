@@ -79,7 +79,9 @@ def test_buffered_reading_yields_what_decode_file_iter_yields(tmp_path, monkeypa
     from genomelab.io import bson as gbson
 
     monkeypatch.setattr(gbson, "READ_BYTES", read_bytes)
-    docs = [{"_id": i, "v": float(i), "gene": {"bnumber": f"b{i:04d}", "pad": "x" * (i % 90)}} for i in range(60)]
+    docs = [
+        {"_id": i, "v": float(i), "gene": {"bnumber": f"b{i:04d}", "pad": "x" * (i % 90)}} for i in range(60)
+    ]
     docs[30]["big"] = "y" * 200
     path = tmp_path / "c.bson"
     write_bson_file(path, docs)

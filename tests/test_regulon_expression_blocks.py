@@ -90,7 +90,9 @@ def _table(root: Path, field: str, name: str = "expr.csv") -> Path:
 def _bits(frame: pd.DataFrame) -> dict[str, Any]:
     """Each column as exact values: floats as their 64-bit patterns (NaN and -0.0 included)."""
     return {
-        c: frame[c].to_numpy(np.float64).view(np.int64).tolist() if frame[c].dtype.kind == "f" else frame[c].tolist()
+        c: frame[c].to_numpy(np.float64).view(np.int64).tolist()
+        if frame[c].dtype.kind == "f"
+        else frame[c].tolist()
         for c in frame.columns
     }
 
@@ -98,7 +100,9 @@ def _bits(frame: pd.DataFrame) -> dict[str, Any]:
 def _tally_state(tally: _ExpressionTally) -> dict[str, Any]:
     rows, matrix = tally.log_matrix()
     state = {
-        k: v for k, v in vars(tally).items() if k not in ("grid", "matrix", "unmatched", "missing_datasets", "uniq_small")
+        k: v
+        for k, v in vars(tally).items()
+        if k not in ("grid", "matrix", "unmatched", "missing_datasets", "uniq_small")
     }
     state = {k: list(v.items()) if isinstance(v, dict) else v for k, v in state.items()}
     return state | {
@@ -120,7 +124,14 @@ def _assert_same_outputs(source: Any, fasta: Path, gff: Path, field: str, tmp: P
         out = tmp / how
         out.mkdir()
         report = process(
-            src, fasta, out / "genes.tsv", out / "operons.tsv", out / "stats.json", out / "report.json", field, gff
+            src,
+            fasta,
+            out / "genes.tsv",
+            out / "operons.tsv",
+            out / "stats.json",
+            out / "report.json",
+            field,
+            gff,
         )
         genes = process_data(src, fasta, field, gff)[0]
         outputs[how] = (report, genes, {p.name: p.read_bytes() for p in sorted(out.iterdir())})
@@ -133,7 +144,9 @@ def _assert_same_outputs(source: Any, fasta: Path, gff: Path, field: str, tmp: P
 
 @pytest.mark.parametrize("chunk_cells", [flat.CHUNK_CELLS, 40])
 @pytest.mark.parametrize(("field", "transform"), [("tpm", "linear"), ("count", "linear"), ("tpm", "log2p1")])
-def test_a_table_read_by_blocks_gives_what_its_documents_give(tmp_path, monkeypatch, field, transform, chunk_cells):
+def test_a_table_read_by_blocks_gives_what_its_documents_give(
+    tmp_path, monkeypatch, field, transform, chunk_cells
+):
     monkeypatch.setattr(flat, "CHUNK_CELLS", chunk_cells)  # 40: three rows of 13 samples a chunk
     fasta, gff = _genome(tmp_path)
     table = _table(tmp_path, field)
@@ -202,9 +215,13 @@ def test_a_block_of_genes_already_tallied_or_repeated_samples_is_read_a_document
     assert _tally_state(by_blocks) == _tally_state(by_docs)
     # b2 in S1 twice (4.0, then 7.0): the mean of the logs, in the order given.
     rows, matrix = by_blocks.log_matrix()
-    assert matrix[rows["b2"], by_blocks.dataset_index["S1"]] == np.float32((np.log1p(4.0) + np.log1p(7.0)) / 2)
+    assert matrix[rows["b2"], by_blocks.dataset_index["S1"]] == np.float32(
+        (np.log1p(4.0) + np.log1p(7.0)) / 2
+    )
     with pytest.raises(ValueError, match="2 genes x 3 samples holds"):
-        _ExpressionTally("tpm").add_block(flat.ExpressionBlock(["b1", "b2"], ["a", "b", "c"], values[:1], "tpm"), genes)
+        _ExpressionTally("tpm").add_block(
+            flat.ExpressionBlock(["b1", "b2"], ["a", "b", "c"], values[:1], "tpm"), genes
+        )
 
 
 def test_flat_source_documents_are_its_blocks_cell_by_cell(tmp_path):

@@ -372,8 +372,7 @@ class _ValueGrid:
         self.repeats: dict[int, dict[int, list[float]]] = {}
 
     def put(self, row: int, column: int, value: float) -> None:
-        if column >= self.n_columns:
-            self.n_columns = column + 1
+        self.n_columns = max(self.n_columns, column + 1)
         if row == len(self.rows):
             self.rows.append(np.full(max(self.n_columns, 8), np.nan))
         cells = self.rows[row]
@@ -469,16 +468,13 @@ class _ExpressionTally:
     def add(self, doc: dict[str, Any], genes: dict[str, dict[str, Any]]) -> None:
         """Count one expression document; adds a gene to ``genes`` from the document's own coordinates.
 
-        Called once per (gene, dataset) value of a BSON dump or database, so it is written
-        for speed (no ``min``/``max`` calls, locals); :meth:`add_block` does the same for a
-        table's rows at once."""
+        Called once per (gene, dataset) value of a BSON dump or database; :meth:`add_block`
+        does the same for a table's rows at once."""
         if self.grid is None:
             raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
         self.n_docs += 1
-        seen = self.field_seen
         for f in VALUE_FIELDS:
-            if doc.get(f) is not None:
-                seen[f] += 1
+            self.field_seen[f] += doc.get(f) is not None
         parsed = parse_expression_doc(doc, self.value_field)
         if parsed is None or parsed[2] is None:
             self.n_missing += 1
@@ -496,11 +492,7 @@ class _ExpressionTally:
             self.n_nonint += 1
         if len(self.uniq_small) <= 3:
             self.uniq_small.add(value)
-        # As min() and max() do: the first of equal values stays (0.0 before -0.0).
-        if value < self.vmin:
-            self.vmin = value
-        if value > self.vmax:
-            self.vmax = value
+        self.vmin, self.vmax = min(self.vmin, value), max(self.vmax, value)
         if bnumber not in genes:
             coords = _coords(gene_sub)
             if coords is None:
@@ -544,7 +536,9 @@ class _ExpressionTally:
         bnumbers, samples, values = block.bnumbers, block.samples, block.values
         n_rows, n_cols = len(bnumbers), len(samples)
         if values.shape != (n_rows, n_cols):
-            raise ValueError(f"expression block of {n_rows} genes x {n_cols} samples holds {values.shape} values")
+            raise ValueError(
+                f"expression block of {n_rows} genes x {n_cols} samples holds {values.shape} values"
+            )
         if len(set(samples)) < n_cols or any(b in self.gene_index for b in bnumbers):
             for doc in block_documents(block):
                 self.add(doc, genes)

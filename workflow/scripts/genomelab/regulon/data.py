@@ -592,6 +592,10 @@ class _ExpressionTally:
             self.grid.put_row(column_index[cells], row)
         for j in np.flatnonzero(touched):
             self.dataset_totals[samples[j]] = float(totals[j])
+        # The block's arrays, freed between the grid's rows on the C heap, stayed resident
+        # (5,000 samples: 10 MB more at the peak than a document per value); returned here at
+        # no measurable cost, the peak stays the per-value path's.
+        _release_freed_memory()
 
     def _value_stats(self, values: np.ndarray) -> None:
         """``add``'s counts over kept values (finite, not negative; known gene or not) for a run

@@ -12,7 +12,12 @@ in a fresh child process, and prints the seconds, the ratio and the peak residen
 must be identical, or the script fails.
 
     PYTHONPATH=workflow/scripts nice python benchmarks/bench_regulon_expression_speed.py \\
-        [--genes 4600] [--samples 1000 5000] [--fields tpm count] [--out X.json]
+        [--genes 4600] [--samples 1000 5000] [--fields tpm count] [--before ../main/workflow/scripts] \\
+        [--out X.json]
+
+``--before``: the step as another checkout's code runs it (a table then still went through a
+document per value, and ``DataFrame.astype`` a column at a time), timed in the same run; its
+outputs must be identical too.
 
 Writes ``--out`` (JSON; default benchmarks/results/bench_regulon_expression_speed.json).
 Committed figures (4,600 genes, 2 shared and loaded cores, niced): see the JSON and
@@ -23,10 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench_regulon_expression_memory import GENOME, SCRIPTS, write_inputs
@@ -61,10 +66,16 @@ print(json.dumps({{"seconds": seconds, "peak_mb": status_mb("VmHWM") - before,
 """
 
 
-def measure(table: Path, gff: Path, field: str, path: str, genome: tuple[str, int]) -> dict:
-    code = CHILD.format(scripts=str(SCRIPTS))
+def measure(
+    table: Path, gff: Path, field: str, path: str, genome: tuple[str, int], scripts: Path = SCRIPTS
+) -> dict:
+    code = CHILD.format(scripts=str(scripts))
     args = [str(table), str(gff), str(GENOME), field, path, genome[0], str(genome[1])]
-    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    # No bytecode written into another checkout's tree (--before).
+    env = os.environ | {"PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, env=env
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -73,6 +84,12 @@ def main() -> None:
     p.add_argument("--genes", type=int, default=4600)
     p.add_argument("--samples", type=int, nargs="+", default=[1000])
     p.add_argument("--fields", nargs="+", default=["tpm", "count"], choices=["tpm", "fpkm", "count"])
+    p.add_argument(
+        "--before",
+        type=Path,
+        help="workflow/scripts of a checkout of older code (e.g. main before blocks): its data step "
+        "is timed too, and its outputs must be identical",
+    )
     p.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_regulon_expression_speed.json"
     )
@@ -87,9 +104,11 @@ def main() -> None:
             for field in args.fields:
                 table, gff = write_inputs(Path(tmp), args.genes, n_samples, field)
                 got = {path: measure(table, gff, field, path, genome) for path in ("blocks", "documents")}
+                if args.before:
+                    got["before"] = measure(table, gff, field, "blocks", genome, args.before.resolve())
                 table.unlink()
-                if got["blocks"]["digest"] != got["documents"]["digest"]:
-                    raise SystemExit(f"{n_samples} samples, {field}: the two paths' outputs differ: {got}")
+                if len({g["digest"] for g in got.values()}) > 1:
+                    raise SystemExit(f"{n_samples} samples, {field}: the paths' outputs differ: {got}")
                 ratio = got["documents"]["seconds"] / got["blocks"]["seconds"]
                 row = {
                     "genes": args.genes,
@@ -103,6 +122,10 @@ def main() -> None:
                     "peak_mb_documents": round(got["documents"]["peak_mb"], 1),
                     "identical_outputs": True,
                 }
+                if args.before:
+                    row["seconds_before"] = round(got["before"]["seconds"], 2)
+                    row["speedup_vs_before"] = round(got["before"]["seconds"] / got["blocks"]["seconds"], 1)
+                    row["peak_mb_before"] = round(got["before"]["peak_mb"], 1)
                 print(json.dumps(row), file=sys.stderr)
                 results.append(row)
                 speedup[f"{args.genes}x{n_samples}_{field}"] = row["speedup"]

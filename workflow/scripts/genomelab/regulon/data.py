@@ -14,10 +14,15 @@ Memory: the values wait in a float64 grid of genes x datasets (8 bytes per cell,
 float32 matrix the co-expression reads; a cell given twice keeps its further values
 aside), an expression table is read a chunk of rows at a time, and the matrix replaces the
 grid row by row. The whole step at 4,600 genes x 1,000 / 5,000 samples
-(``benchmarks/bench_regulon_expression_memory.py``): 50 / 207 MB resident at the peak, 2.9x /
-2.4x the 17.5 / 87.7 MB matrix (traced: 46 / 199 MB, 2.6x / 2.3x). Before (value lists of 16
+(``benchmarks/bench_regulon_expression_memory.py``): 52 / 210 MB resident at the peak, 3.0x /
+2.4x the 17.5 / 87.7 MB matrix (traced: 46 / 195 MB, 2.6x / 2.2x). Before (value lists of 16
 bytes a value, their int64 / float64 copies and bincounts, the table held whole, per-base
 coverage arrays): 359 / 1,823 MB resident, 20.5x / 20.8x (traced: 325 / 1,616 MB).
+Time: a table is tallied a chunk of rows at a time (``_ExpressionTally.add_block``), to the
+same bits as a document per value (``add``, which a BSON dump or a database still takes): the
+whole step at 4,600 x 5,000 takes 14-16 s instead of 75 s, 86-89 s before the chunk became
+one float block (``benchmarks/bench_regulon_expression_speed.py``, 2 loaded cores); most of
+what is left is pandas parsing chunks of 52 rows x 5,000 columns.
 
 Coordinates: RegulonDB and GFF are 1-based inclusive; everything written here is 0-based
 half-open (``start = left - 1``, ``end = right``).

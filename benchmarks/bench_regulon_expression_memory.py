@@ -17,9 +17,11 @@ size taken from the same run):
 
 Writes ``--out`` (JSON; default benchmarks/results/bench_regulon_expression_memory.json).
 It measures the code of the tree it sits in: the committed results' "before" rows came from
-a copy of it run in a tree of the older code (main at f4e5745). Not a test: an ``rss``
-measurement takes 3-5 minutes at 4,600 x 5,000, a ``tracemalloc`` one 25-30 (every
-document's allocations are traced), on 2 loaded cores.
+a copy of it run in a tree of the older code (main at f4e5745), its "after" rows from branch
+h/lowmem (a document per value), its "blocks" rows from h/regspeed (a table tallied a chunk of
+rows at a time). Not a test: at 4,600 x 5,000 an ``rss`` measurement takes 10-35 s, a
+``tracemalloc`` one 5-6 minutes (every allocation is traced), on 2 loaded cores; with a
+document per value they took 3-5 and 14-28 minutes.
 """
 
 from __future__ import annotations

@@ -14,10 +14,15 @@ Memory: the values wait in a float64 grid of genes x datasets (8 bytes per cell,
 float32 matrix the co-expression reads; a cell given twice keeps its further values
 aside), an expression table is read a chunk of rows at a time, and the matrix replaces the
 grid row by row. The whole step at 4,600 genes x 1,000 / 5,000 samples
-(``benchmarks/bench_regulon_expression_memory.py``): 50 / 207 MB resident at the peak, 2.9x /
-2.4x the 17.5 / 87.7 MB matrix (traced: 46 / 199 MB, 2.6x / 2.3x). Before (value lists of 16
+(``benchmarks/bench_regulon_expression_memory.py``): 52 / 210 MB resident at the peak, 3.0x /
+2.4x the 17.5 / 87.7 MB matrix (traced: 46 / 195 MB, 2.6x / 2.2x). Before (value lists of 16
 bytes a value, their int64 / float64 copies and bincounts, the table held whole, per-base
 coverage arrays): 359 / 1,823 MB resident, 20.5x / 20.8x (traced: 325 / 1,616 MB).
+Time: a table is tallied a chunk of rows at a time (``_ExpressionTally.add_block``), to the
+same bits as a document per value (``add``, which a BSON dump or a database still takes): the
+whole step at 4,600 x 5,000 takes 14-16 s instead of 75 s, 86-89 s before the chunk became
+one float block (``benchmarks/bench_regulon_expression_speed.py``, 2 loaded cores); most of
+what is left is pandas parsing chunks of 52 rows x 5,000 columns.
 
 Coordinates: RegulonDB and GFF are 1-based inclusive; everything written here is 0-based
 half-open (``start = left - 1``, ``end = right``).
@@ -45,6 +50,7 @@ from genomelab.io.errors import FormatError
 from genomelab.io.regulondb_flat import CONFIDENCE_LEVELS, confidence_rank, parse_confidence
 from genomelab.io.streams import open_text
 from genomelab.regulon.bsonio import GENE_DATAMART, GENE_EXPRESSION, OPERON_DATAMART, Source
+from genomelab.regulon.flat import ExpressionBlock, block_documents
 
 logger = logging.getLogger(__name__)
 
@@ -384,6 +390,14 @@ class _ValueGrid:
         else:
             self.repeats.setdefault(row, {}).setdefault(column, []).append(value)
 
+    def put_row(self, columns: np.ndarray, values: np.ndarray) -> None:
+        """A new row (the next one) with ``values`` [k] in distinct ``columns`` [k]: what
+        ``put`` of each would make, at once."""
+        self.n_columns = max(self.n_columns, int(columns.max()) + 1)
+        cells = np.full(self.n_columns, np.nan)
+        cells[columns] = values
+        self.rows.append(cells)
+
     def to_matrix(self, n_columns: int, scale: np.ndarray | None) -> np.ndarray:
         """[rows, n_columns] float32 of log1p(value), or of log1p(1e6 * value / scale[column])
         with ``scale``; a cell with several values gets their mean, summed in the order given
@@ -457,7 +471,10 @@ class _ExpressionTally:
     matrix: np.ndarray | None = None
 
     def add(self, doc: dict[str, Any], genes: dict[str, dict[str, Any]]) -> None:
-        """Count one expression document; adds a gene to ``genes`` from the document's own coordinates."""
+        """Count one expression document; adds a gene to ``genes`` from the document's own coordinates.
+
+        Called once per (gene, dataset) value of a BSON dump or database; :meth:`add_block`
+        does the same for a table's rows at once."""
         if self.grid is None:
             raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
         self.n_docs += 1
@@ -506,6 +523,103 @@ class _ExpressionTally:
             self.dataset_index.setdefault(dataset, len(self.dataset_index)),
             value,
         )
+
+    def add_block(self, block: ExpressionBlock, genes: dict[str, dict[str, Any]]) -> None:
+        """Count the documents an expression table's block of rows stands for (a document per
+        cell, in row-major order, none with coordinates) as ``add`` of each would, to the bit,
+        with array operations instead of a Python call per value.
+
+        Where order matters it is kept: rows are taken in order, sums run a cell at a time
+        from the running total (``np.cumsum`` and ``+=`` along the documents' order, not the
+        pairwise ``np.sum``), datasets are numbered in the order of their first kept value,
+        and ``log1p`` of the per-gene sums is ``math.log1p`` as in ``add`` (numpy's may
+        differ in the last bit). A block with samples given twice, or with a gene already
+        tallied (its cells could repeat cells of the grid), goes through ``add`` one
+        document at a time. Memory: a few boolean masks of the block beside it."""
+        if self.grid is None:
+            raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
+        bnumbers, samples, values = block.bnumbers, block.samples, block.values
+        n_rows, n_cols = len(bnumbers), len(samples)
+        if values.shape != (n_rows, n_cols):
+            raise ValueError(
+                f"expression block of {n_rows} genes x {n_cols} samples holds {values.shape} values"
+            )
+        if len(set(samples)) < n_cols or any(b in self.gene_index for b in bnumbers):
+            for doc in block_documents(block):
+                self.add(doc, genes)
+            return
+        self.n_docs += n_rows * n_cols
+        kept = ~np.isnan(values)  # present, then kept
+        if block.value_field in self.field_seen:
+            self.field_seen[block.value_field] += int(kept.sum())
+        if block.value_field != self.value_field:
+            kept[:] = False  # every document lacks the field read
+        # A document without a b-number is missing and names no dataset.
+        named = np.fromiter((bool(b) for b in bnumbers), bool, n_rows)
+        kept &= named[:, None]
+        self.n_missing += n_rows * n_cols - int(kept.sum())
+        empty = ~kept[named].all(axis=0)
+        if empty.any():
+            self.missing_datasets.update(samples[j] for j in np.flatnonzero(empty))
+        with np.errstate(invalid="ignore"):
+            bad = kept & ~np.isfinite(values)
+            self.n_nonfinite += int(bad.sum())
+            kept &= ~bad
+            np.less(values, 0, out=bad, where=kept)  # -0.0 is kept, as `value < 0` keeps it
+            bad &= kept
+        self.n_negative += int(bad.sum())
+        kept &= ~bad
+        del bad
+        column_index = np.asarray([self.dataset_index.get(s, -1) for s in samples], dtype=np.int64)
+        totals = np.asarray([self.dataset_totals.get(s, 0.0) for s in samples])
+        touched = np.zeros(n_cols, bool)
+        assert self.grid is not None
+        for i in np.flatnonzero(kept.any(axis=1)):
+            b = bnumbers[i]
+            cells = np.flatnonzero(kept[i])
+            row = values[i, cells]
+            self._value_stats(row)
+            if b not in genes:
+                self.n_unmatched += int(cells.size)
+                self.unmatched.add(b)
+                continue
+            for j in cells[column_index[cells] < 0]:  # new datasets, in the documents' order
+                column_index[j] = len(self.dataset_index)
+                self.dataset_index[samples[j]] = int(column_index[j])
+                self.dataset_totals[samples[j]] = 0.0
+            touched[cells] = True
+            totals[cells] += row
+            logs = np.fromiter(map(math.log1p, row.tolist()), float, cells.size)
+            self.sums[b] = float(np.cumsum(np.r_[0.0, logs])[-1])
+            self.raw_sums[b] = float(np.cumsum(np.r_[0.0, row])[-1])
+            self.counts[b] = int(cells.size)
+            self.gene_index[b] = len(self.gene_index)
+            self.grid.put_row(column_index[cells], row)
+        for j in np.flatnonzero(touched):
+            self.dataset_totals[samples[j]] = float(totals[j])
+        # The block's arrays, freed between the grid's rows on the C heap, stayed resident
+        # (5,000 samples: 10 MB more at the peak than a document per value); returned here at
+        # no measurable cost, the peak stays the per-value path's.
+        _release_freed_memory()
+
+    def _value_stats(self, values: np.ndarray) -> None:
+        """``add``'s counts over kept values (finite, not negative; known gene or not) for a run
+        of them [k] in the documents' order: non-integer counts, the first distinct values
+        (until there are four), the range (the first of equal values stays, as in ``add``:
+        ``argmin`` and ``argmax`` give the first)."""
+        if self.value_field == "count":
+            self.n_nonint += int((values != np.trunc(values)).sum())
+        if len(self.uniq_small) <= 3:
+            _, first = np.unique(values, return_index=True)
+            for v in values[np.sort(first)].tolist():
+                if len(self.uniq_small) > 3:
+                    break
+                self.uniq_small.add(v)
+        low, high = float(values[np.argmin(values)]), float(values[np.argmax(values)])
+        if low < self.vmin:
+            self.vmin = low
+        if high > self.vmax:
+            self.vmax = high
 
     def log_matrix(self) -> tuple[dict[str, int], np.ndarray]:
         """(row of each b-number, log1p values [genes, datasets] float32, NaN = not measured).
@@ -809,13 +923,20 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
     """Tally the expression documents; an absent or empty collection gives an empty tally.
 
     Expression often comes from elsewhere (PRECISE, GEO), so its absence is reported, not
-    fatal; a collection whose documents lack the value field is still an error.
+    fatal; a collection whose documents lack the value field is still an error. A source
+    with ``expression_blocks`` (an expression table) is read a block of rows at a time
+    (``_ExpressionTally.add_block``: the same tally, without a document per value).
     """
     tally = _ExpressionTally(value_field)
     if not source.has(GENE_EXPRESSION):
         return tally
-    for doc in source.iter(GENE_EXPRESSION):
-        tally.add(doc, genes)
+    blocks = getattr(source, "expression_blocks", None)
+    if blocks is not None:
+        for block in blocks():
+            tally.add_block(block, genes)
+    else:
+        for doc in source.iter(GENE_EXPRESSION):
+            tally.add(doc, genes)
     # IDs that match no gene but name one: a table keyed by gene names, in whole or in part.
     names = {str(g.get("name")): b for b, g in genes.items() if g.get("name")}
     tally.unmatched_names = {n: names[n] for n in tally.unmatched if n in names}

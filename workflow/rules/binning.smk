@@ -11,8 +11,7 @@ BIN_LOGS = f"{LOGS}/binning"
 BIN_BENCH = f"{RESULTS}/benchmarks/binning"
 # Shipped defaults (genomes to shred, marker HMMs) are found beside the Snakefile, so that a
 # run in another folder (--directory, relative config paths read from there) finds them too.
-BIN_RESOURCES = Path(workflow.basedir) / "resources" / "binning"
-BIN_PATHS = resolve_paths(BIN, BIN_DIR, str(BIN_RESOURCES))
+BIN_PATHS = resolve_paths(BIN, BIN_DIR, shipped("resources/binning"))
 BIN_SHRED = BIN_PATHS.shred
 BIN_CONTIGS = BIN_PATHS.contigs
 BIN_TRUTH = BIN_PATHS.truth
@@ -268,9 +267,9 @@ rule binning_bins:
 
 # Single-copy marker genes of the written bins (binning.markers; docs/binning.md, "Bin quality").
 BIN_MARKERS = BIN["markers"]["enabled"]
-BIN_MARKER_HMM = BIN["markers"]["hmm"] or str(Path(workflow.basedir) / DEFAULT_MARKER_HMM)
+BIN_MARKER_HMM = BIN["markers"]["hmm"] or shipped(DEFAULT_MARKER_HMM)
 BIN_MARKER_SETS = BIN["markers"]["sets"] or (
-    "" if BIN["markers"]["hmm"] else str(Path(workflow.basedir) / DEFAULT_MARKER_SETS)
+    "" if BIN["markers"]["hmm"] else shipped(DEFAULT_MARKER_SETS)
 )
 if BIN_MARKERS:
 

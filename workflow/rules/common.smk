@@ -17,6 +17,16 @@ if "genomelab" in sys.modules and not Path(_loaded).resolve().is_relative_to(SCR
 
 from snakemake.logging import logger
 
+
+def shipped(relative: str) -> str:
+    """A file or folder the repository ships (``relative`` to its root): that relative path
+    when the run is in the repository, else its path beside the Snakefile (a run with
+    --directory elsewhere). Relative where possible: Snakemake records a job's input paths,
+    so an absolute one would rerun the job after the checkout is moved or copied."""
+    beside = Path(workflow.basedir) / relative
+    return relative if Path(relative).resolve() == beside.resolve() else str(beside)
+
+
 from genomelab.config_schema import module_sections
 from genomelab.run_config import load_run_config
 

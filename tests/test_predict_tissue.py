@@ -736,45 +736,36 @@ def test_several_model_files_average_their_calibrated_probabilities(trained, tmp
         assert (tmp_path / "cli" / f"predictions.{ext}").read_bytes() == (tmp_path / f"p.{ext}").read_bytes()
 
 
-def test_models_of_other_regions_or_classes_are_not_averaged(trained, tmp_path):
-    """Files of other region lists (another set, or order), other classes, the same file
-    twice, or other recorded thresholds (unless one is given) are refused, naming the files."""
-    from genomelab.predict.tissue import AveragedPredictor
+def _variant(src, path, **ids) -> str:
+    """``src``'s exported model saved to ``path`` with other ``ids`` (regions, classes)."""
     from genomelab.train.export import load_exported, save_exported
 
-    src = trained["ens"] / "model.pt"
     old = load_exported(src)
-    regions, classes = list(old.ids["regions"]), list(old.ids["classes"])
+    save_exported(
+        path, old.weights, kind=old.kind, config=old.config, ids=dict(old.ids, **ids),
+        data_fingerprint=old.data_fingerprint, extra=old.extra,
+    )  # fmt: skip
+    return str(path)
 
-    def variant(name: str, **ids) -> str:
-        path = tmp_path / f"{name}.pt"
-        save_exported(
-            path, old.weights, kind=old.kind, config=old.config, ids=dict(old.ids, **ids),
-            data_fingerprint=old.data_fingerprint, extra=old.extra,
-        )  # fmt: skip
-        return str(path)
 
-    cases = [
-        (
-            variant("renamed", regions=regions[:-1] + ["chrX:1-2"]),
-            r"regions differ \(120 and 120; #119 is 'chrX:1-2'",
-        ),
-        (variant("reordered", regions=regions[::-1]), r"regions differ \(120 and 120; #0 is"),
-        (
-            variant("classes", classes=[*classes[:-1], "Lung"]),
-            rf"classes differ \(3 and 3; #2 is 'Lung' in one, '{classes[-1]}'",
-        ),
-    ]
-    for other, message in cases:
-        with pytest.raises(
-            ValueError,
-            match=rf"{re.escape(other)} and {re.escape(str(src))} cannot be averaged: their {message}",
-        ):
-            AveragedPredictor.load([src, other])
-        # Refused before any output is written.
-        with pytest.raises(ValueError, match="cannot be averaged"):
-            predict_files([src, other], trained["h5"], tmp_path / "x.tsv", tmp_path / "x.json", 0.5, 0.25)
-        assert not (tmp_path / "x.tsv").exists()
+def test_models_of_other_classes_are_not_averaged(trained, tmp_path):
+    """Files of other classes, the same file twice, or other recorded thresholds (unless one
+    is given) are refused, naming the files."""
+    from genomelab.predict.tissue import AveragedPredictor
+
+    src = trained["ens"] / "model.pt"
+    classes = TissuePredictor.load(src).classes
+    other = _variant(src, tmp_path / "classes.pt", classes=[*classes[:-1], "Lung"])
+    message = rf"classes differ \(3 and 3; #2 is 'Lung' in one, '{classes[-1]}'"
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(other)} and {re.escape(str(src))} cannot be averaged: their {message}",
+    ):
+        AveragedPredictor.load([src, other])
+    # Refused before any output is written.
+    with pytest.raises(ValueError, match="cannot be averaged"):
+        predict_files([src, other], trained["h5"], tmp_path / "x.tsv", tmp_path / "x.json", 0.5, 0.25)
+    assert not (tmp_path / "x.tsv").exists()
     with pytest.raises(ValueError, match=r"model.pt is given twice among the tissue model files to average"):
         AveragedPredictor.load([src, src])
     strict = _ensemble_of(trained, [0, 1], tmp_path / "strict", threshold=0.6)
@@ -786,3 +777,24 @@ def test_models_of_other_regions_or_classes_are_not_averaged(trained, tmp_path):
     ):
         both.predict(inputs, 0.5, 0.25)
     assert both.predict(inputs, 0.5, 0.25, threshold=0.6).threshold == 0.6
+
+
+def test_models_of_other_region_lists_each_read_their_own_regions(trained, tmp_path):
+    """The folds of a run with tissue.task.select_regions keep other regions (each fold's own
+    training samples choose them): averaged, each file reads its own regions of the inputs
+    (joined to the files' union), so the mean is that of each file predicting alone. Region
+    lists in another order average alike."""
+    src = trained["ens"] / "model.pt"
+    regions = TissuePredictor.load(src).regions.astype(str).tolist()
+    feats = read_features(trained["h5"])
+    inputs = TissueInputs(feats["samples"], feats["regions"], feats["means"], feats["coverage"], "h5")
+    for name, other_regions in (("other", [*regions[:-1], "chrX:1-2"]), ("reordered", regions[::-1])):
+        other = _variant(src, tmp_path / f"{name}.pt", regions=other_regions)
+        alone = [TissuePredictor.load(m).predict(inputs, 0.5, 0.25).proba[ENSEMBLE] for m in (src, other)]
+        assert not np.allclose(alone[0], alone[1])
+        pred = predict_files(
+            [src, other], trained["h5"], tmp_path / f"{name}.tsv", tmp_path / f"{name}.json", 0.5, 0.25
+        )
+        np.testing.assert_allclose(pred.proba[ENSEMBLE], (alone[0] + alone[1]) / 2, rtol=0, atol=1e-12)
+        n_union = len(set(regions) | set(other_regions))
+        assert json.loads((tmp_path / f"{name}.json").read_text())["regions"]["n_model"] == n_union

@@ -14,9 +14,10 @@ when it covers fewer than ``min_covered`` of the model's regions. A sample is
 confidence reaches the threshold (by default the one recorded with the model, the run's
 ``tissue.calibration.threshold``; 0 = every unflagged sample): below it the call is reported
 "not classifiable", as diagnostic classifiers report a calibrated score below their cut-off.
-Several model files of one region list and class list (a cross-validated run's K folds'
-models) are averaged: :class:`AveragedPredictor`, the mean of each file's calibrated
-probabilities, to which the threshold then applies.
+Several model files of one class list (a cross-validated run's K folds' models) are
+averaged: :class:`AveragedPredictor`, the mean of each file's calibrated probabilities, to
+which the threshold then applies; files of other region lists (each fold of a run with
+``tissue.task.select_regions`` keeps its own) each read their own regions of the inputs.
 """
 
 from __future__ import annotations
@@ -340,12 +341,15 @@ def _first_difference(a: list[str], b: list[str]) -> str:
 
 
 class AveragedPredictor(_SampleClassifier):
-    """Several exported tissue models over one region list and class list, e.g. the K
-    folds' models of a cross-validated run (``tissue.evaluation.folds`` > 1): each file's
-    calibrated probabilities (its ensemble's, temperature-scaled on its own fold's
-    validation split) are averaged per sample, a cross-validation ensemble, and the
-    "not classifiable" threshold applies to that mean. Models of other regions (or region
-    order), classes or slots per region are refused, naming both files."""
+    """Several exported tissue models over one class list, e.g. the K folds' models of a
+    cross-validated run (``tissue.evaluation.folds`` > 1): each file's calibrated
+    probabilities (its ensemble's, temperature-scaled on its own fold's validation split)
+    are averaged per sample, a cross-validation ensemble, and the "not classifiable"
+    threshold applies to that mean. Files of other region lists (or order) are averaged
+    too: with ``tissue.task.select_regions`` each fold keeps the regions of its own training
+    samples. The inputs are then joined to the union of the files' regions (in the order
+    first seen; ``min_region_match`` and ``min_covered`` count over it) and each file reads
+    its own. Models of other classes or slots per region are refused, naming both files."""
 
     def __init__(self, predictors: list[TissuePredictor]) -> None:
         if len(predictors) < 2:
@@ -353,16 +357,13 @@ class AveragedPredictor(_SampleClassifier):
         first = predictors[0]
         refuse_repeated_files([p.path for p in predictors], "tissue model files")
         for p in predictors:
-            for what, mine, theirs in (
-                ("regions", first.regions.astype(str).tolist(), p.regions.astype(str).tolist()),
-                ("classes", first.classes, p.classes),
-            ):
-                if mine != theirs:
-                    raise ValueError(
-                        f"{p.path} and {first.path} cannot be averaged: their {what} differ "
-                        f"({len(theirs)} and {len(mine)}; {_first_difference(theirs, mine)}); average "
-                        "models of one run's folds (the same inputs, task and tissue.models entry)"
-                    )
+            if p.classes != first.classes:
+                raise ValueError(
+                    f"{p.path} and {first.path} cannot be averaged: their classes differ "
+                    f"({len(p.classes)} and {len(first.classes)}; "
+                    f"{_first_difference(p.classes, first.classes)}); average models of one run's "
+                    "folds (the same inputs, task and tissue.models entry)"
+                )
             if p.n_positions != first.n_positions:
                 raise ValueError(
                     f"{p.path} and {first.path} cannot be averaged: they were trained on files of "
@@ -370,8 +371,24 @@ class AveragedPredictor(_SampleClassifier):
                 )
         self.predictors = predictors
         self.model_files = [p.path for p in predictors]
-        self.classes, self.regions = first.classes, first.regions
-        self.region_index, self.n_positions = first.region_index, first.n_positions
+        self.classes, self.n_positions = first.classes, first.n_positions
+        names = [p.regions.astype(str).tolist() for p in predictors]
+        # Each file's columns of the joined inputs (None: the first file's regions, in order).
+        self.columns: list[np.ndarray | None] = [None] * len(predictors)
+        if all(n == names[0] for n in names):
+            self.regions, self.region_index = first.regions, first.region_index
+        else:
+            union = list(dict.fromkeys(r for n in names for r in n))
+            at = {r: i for i, r in enumerate(union)}
+            self.columns = [np.asarray([at[r] for r in n], np.int64) for n in names]
+            self.regions = np.asarray(union)
+            self.region_index = IdIndex(self.regions)
+            logger.info(
+                "the %d model files name %d regions in all (%s each): each reads its own",
+                len(predictors),
+                len(union),
+                "/".join(str(len(n)) for n in names),
+            )
         # Calibrated when every file is (one member's file is not: its probabilities are raw).
         self.calibrated = all(p.calibrated for p in predictors)
 
@@ -395,8 +412,16 @@ class AveragedPredictor(_SampleClassifier):
         self, means: np.ndarray, coverage: np.ndarray, batch_size: int | None = None
     ) -> dict[str, np.ndarray]:
         """Probabilities float64 [S, C] of each model file (its ``ensemble``'s, keyed by the
-        file's path) and their mean (``ensemble``), for inputs in the models' region order."""
-        proba = {p.path: p.predict_arrays(means, coverage, batch_size)[ENSEMBLE] for p in self.predictors}
+        file's path) and their mean (``ensemble``), for inputs in the order of ``regions``
+        (the files' union when they differ: each file reads its own columns)."""
+        proba = {
+            p.path: p.predict_arrays(
+                means if cols is None else means[:, cols],
+                coverage if cols is None else coverage[:, cols],
+                batch_size,
+            )[ENSEMBLE]
+            for p, cols in zip(self.predictors, self.columns, strict=True)
+        }
         proba[ENSEMBLE] = np.mean(list(proba.values()), axis=0)
         return proba
 

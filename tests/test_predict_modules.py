@@ -935,3 +935,14 @@ def test_binning_predict_without_configfile_uses_what_the_model_records(binning_
         match=r"the run's config contradicts the model .*vae.pt: binning.features.min_length is 2000, the model's 1000",
     ):
         binning_step(smk)
+
+
+@pytest.mark.parametrize("module", ["tissue", "regulon"])
+def test_model_given_twice_names_both_files(module):
+    """--model a.pt --model b.pt is two files to average (argparse kept the last alone)."""
+    from genomelab.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["predict", module, "--model", "a.pt", "--model", "b.pt", "c.pt", "--inputs", "x", "--out", "o"]
+    )
+    assert args.model == ["a.pt", "b.pt", "c.pt"]

@@ -323,7 +323,8 @@ def add_parser(sub: Any) -> None:
     for module in RUNNERS:
         m = mods.add_parser(module, help=f"{module}: {INPUT_HELP[module]}")
         if module in AVERAGED:
-            m.add_argument("--model", required=True, nargs="+", help=AVERAGED[module])
+            # extend: --model a.pt --model b.pt averages both (the last alone otherwise).
+            m.add_argument("--model", required=True, nargs="+", action="extend", help=AVERAGED[module])
         else:
             m.add_argument("--model", required=True, help="exported model.pt of a run")
         m.add_argument("--inputs", required=True, help=INPUT_HELP[module])

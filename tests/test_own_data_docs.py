@@ -408,6 +408,22 @@ def test_binning_predict_of_a_run_with_abundances_needs_a_depth_table_before_any
     assert job_counts(res.stdout).get("binning_predict") == 1
 
 
+def test_binning_predict_of_shredded_genomes_with_simulated_abundances_names_them(workdir, tmp_path):
+    # Shredded genomes with binning.shred.depth_samples > 0 (the test config) train on
+    # simulated abundances: the plan's refusal names that setting, not binning.input.depth,
+    # which is not set.
+    new = tmp_path / "new.fna"
+    new.write_text(">c1\n" + "ACGT" * 500 + "\n")
+    res = snakemake(
+        workdir, "-n", "--cores", "2", "--configfile", "config/test.yaml",
+        "--config", f"binning={{'predict': {{'inputs': '{new}'}}}}",
+    )  # fmt: skip
+    out = res.stderr + res.stdout
+    assert res.returncode != 0
+    assert "trained with the abundances of binning.shred.depth_samples: 2 (simulated" in out, out[-3000:]
+    assert "binning.input.depth" not in out
+
+
 # -- real runs where they are cheap on a CPU
 
 

@@ -31,11 +31,18 @@ if (
     and not BIN["predict"]["depth"]
 ):
     # This run's encoder reads abundances: without the new contigs' table binning_predict
-    # would fail only after training, naming the CLI's --depth.
+    # would fail only after training, naming the CLI's --depth. Named by where they came
+    # from: shredded genomes get simulated ones (binning.input.depth is then unset).
     raise ValueError(
         f"binning.predict.inputs ({BIN['predict']['inputs']}) is embedded with this run's encoder, "
-        f"which is trained with the abundances of binning.input.depth ({BIN_PATHS.depth}): set "
-        "binning.predict.depth to the new contigs' abundance table (same samples, same order)"
+        "which is trained with the abundances of "
+        + (
+            f"binning.shred.depth_samples: {BIN['shred']['depth_samples']} (simulated, {BIN_PATHS.depth})"
+            if BIN_PATHS.shred
+            else f"binning.input.depth ({BIN_PATHS.depth})"
+        )
+        + ": set binning.predict.depth to the new contigs' abundance table (same samples, same "
+        "order), or train without abundances" + (" (depth_samples: 0)" if BIN_PATHS.shred else "")
     )
 if BIN["enabled"] and not BIN_SHRED:
     from genomelab.io.fasta import check_fasta_start
@@ -268,9 +275,7 @@ rule binning_bins:
 # Single-copy marker genes of the written bins (binning.markers; docs/binning.md, "Bin quality").
 BIN_MARKERS = BIN["markers"]["enabled"]
 BIN_MARKER_HMM = BIN["markers"]["hmm"] or shipped(DEFAULT_MARKER_HMM)
-BIN_MARKER_SETS = BIN["markers"]["sets"] or (
-    "" if BIN["markers"]["hmm"] else shipped(DEFAULT_MARKER_SETS)
-)
+BIN_MARKER_SETS = BIN["markers"]["sets"] or ("" if BIN["markers"]["hmm"] else shipped(DEFAULT_MARKER_SETS))
 if BIN_MARKERS:
 
     rule binning_markers:

@@ -840,3 +840,32 @@ def test_a_region_inside_one_intergenic_gap_carries_that_pairs_call():
     assert len(table) == 0
     np.testing.assert_allclose(track[0], want, rtol=1e-6)
     assert (track[1] == 0).all()
+
+
+def test_networks_with_and_without_a_pair_readout_average_their_tracks_and_the_calls_given(
+    annotated_run, tmp_path, caplog
+):
+    """A fold whose training split gave no pairs of both classes saves no pair readout
+    (fit_readout): averaged with folds that carry one (regulon_predict with folds), the
+    tracks are every network's mean and the pair calls those of the networks that give them;
+    averaging was refused ('an operon pair readout False and True'), stopping the rule."""
+    from genomelab.predict.regulon import predict_files
+    from genomelab.train.export import load_exported, save_exported
+
+    model = annotated_run["run"] / "best.pt"
+    old = load_exported(model)
+    bare = tmp_path / "bare.pt"
+    save_exported(
+        bare, old.weights, kind=old.kind, config=old.config, ids=old.ids,
+        data_fingerprint=old.data_fingerprint, extra={k: v for k, v in old.extra.items() if k != "operon_readout"},
+    )  # fmt: skip
+    region, genes = "synth1:12288-16384", annotated_run["genes"]
+    predict_files(model, annotated_run["genome"], tmp_path / "one", region=region, annotation=genes)
+    with caplog.at_level("WARNING"):
+        predict_files(
+            [bare, model], annotated_run["genome"], tmp_path / "both", region=region, annotation=genes
+        )
+    assert f"{bare} carry no operon pair readout" in caplog.text
+    for name in ("operon_pairs.tsv", "operon.plus.bedGraph", "operon_readout.minus.bedGraph"):
+        one, both = ((tmp_path / d / name).read_text() for d in ("one", "both"))
+        assert len(one) > 100 and one == both, name

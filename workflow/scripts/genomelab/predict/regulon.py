@@ -441,8 +441,10 @@ class RegulonPredictor:
 
 def check_same_geometry(predictors: Sequence[RegulonPredictor]) -> None:
     """Refuse networks whose tracks cannot be averaged (ValueError naming both files): other
-    window, resolution or bin sizes, annotation inputs in one only, or a pair readout in one
-    only (their outputs would not lie on one grid, or read other inputs)."""
+    window, resolution or bin sizes, or annotation inputs in one only (their outputs would
+    not lie on one grid, or read other inputs). A pair readout in some only is no refusal: a
+    fold whose training split gave no pairs of both classes saves none (``fit_readout``),
+    and the pair calls are then those of the networks that carry one."""
     first = predictors[0]
     refuse_repeated_files([p.path for p in predictors], "regulon models")
     for p in predictors:
@@ -451,7 +453,6 @@ def check_same_geometry(predictors: Sequence[RegulonPredictor]) -> None:
             ("resolution_bp", first.resolution_bp, p.resolution_bp),
             ("bin_bp", first.bin_bp, p.bin_bp),
             ("annotation inputs", first.uses_annotation, p.uses_annotation),
-            ("an operon pair readout", first.readout is not None, p.readout is not None),
         ):
             if mine != theirs:
                 raise ValueError(
@@ -473,9 +474,10 @@ def average_tracks(found: Sequence[RegulonTracks]) -> RegulonTracks:
     """The mean of several networks' :class:`RegulonTracks` over one region (a
     cross-validated run's folds, as replicate models are averaged): each head's track, and
     with genes and pair readouts each pair's probabilities and the readout's per-bp track,
-    every fold's readout applied to its own network's operon track first. A pair's
-    co-expression call averages the folds whose readout gives one (a fold whose training
-    split gave too few co-expressed pairs carries no co-expression readout)."""
+    every fold's readout applied to its own network's operon track first, over the networks
+    that carry a readout (a fold whose training split gave no pairs of both classes has
+    none). A pair's co-expression call averages the folds whose readout gives one (a fold
+    whose training split gave too few co-expressed pairs carries no co-expression readout)."""
     first = found[0]
     out = RegulonTracks(
         first.contig,
@@ -486,12 +488,13 @@ def average_tracks(found: Sequence[RegulonTracks]) -> RegulonTracks:
         first.n_unknown_bases,
         first.n_genes,
     )
-    if first.pairs is not None:
-        pairs = first.pairs.copy()
+    called = [f for f in found if f.pairs is not None]
+    if called:
+        pairs = called[0].pairs.copy()  # type: ignore[union-attr]
         for column in ("p_operon", "p_operon_network", "coexpression", "p_operon_coexpression"):
-            pairs[column] = _nanmean([f.pairs[column] for f in found])  # type: ignore[index]
+            pairs[column] = _nanmean([f.pairs[column] for f in called])  # type: ignore[index]
         out.pairs = pairs
-        out.readout = _nanmean([f.readout for f in found])  # type: ignore[misc]
+        out.readout = _nanmean([f.readout for f in called])  # type: ignore[misc]
     return out
 
 
@@ -563,7 +566,20 @@ def predict_files(
         raise ValueError("no regulon model file given")
     predictors = [RegulonPredictor(f, device) for f in files]
     check_same_geometry(predictors)
-    found = [p.predict_fasta(fasta, region, annotation) for p in predictors]
+    # Genes go to the networks that read them (annotation inputs, or a pair readout); with
+    # none that does, to all, which refuse them as one network does.
+    reads = [p.uses_annotation or p.readout is not None for p in predictors]
+    found = [
+        p.predict_fasta(fasta, region, annotation if ok or not any(reads) else None)
+        for p, ok in zip(predictors, reads, strict=True)
+    ]
+    called = [p.readout is not None for p in predictors]
+    if annotation is not None and any(called) and not all(called):
+        logger.warning(
+            "%s carry no operon pair readout: the pair calls are the mean of the other %d network(s)",
+            ", ".join(p.path for p, ok in zip(predictors, called, strict=True) if not ok),
+            sum(called),
+        )
     tracks = found[0] if len(found) == 1 else average_tracks(found)
     if len(found) > 1:
         logger.info("averaged the tracks of %d networks: %s", len(found), ", ".join(map(str, files)))

@@ -468,6 +468,8 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    if not 0 < args.train_fraction <= 1:
+        ap.error(f"--train-fraction {args.train_fraction} is not in (0, 1]")
     torch.set_num_threads(1)
     t0 = time.time()
     samples, labels, _, betas = load(args.csv)

@@ -596,8 +596,9 @@ def test_regulon_predict_with_folds_averages_every_fold_s_network(regulon_run, r
         )
         regulon_step(smk)
     meta = json.loads((tmp_path / "folds" / "tracks.json").read_text())
-    assert meta["model_files"] == models
-    assert "model_files" not in json.loads((tmp_path / "one" / "tracks.json").read_text())
+    assert meta["model_files"] == models and "model" not in meta
+    one = json.loads((tmp_path / "one" / "tracks.json").read_text())
+    assert one["model"] == models[0] and "model_files" not in one
     each = [RegulonPredictor(m).predict_fasta(regulon_run["genome"], "synth1:0-4096") for m in models]
     a, b = (e.tracks["expression"][0] for e in each)
     assert not np.allclose(a, b)  # two networks, two tracks: the mean is neither

@@ -413,30 +413,39 @@ class RegulonPredictor:
     ) -> RegulonTracks:
         """Tracks over ``region`` (``contig[:start-end]``) of ``fasta``, or its first record;
         ``annotation``: GFF3 or gene table of its genes (models with annotation inputs)."""
-        from genomelab.regulon.targets import read_genome
-
         self.check_genes(annotation is not None)
+        name, codes, start, genes = read_region(fasta, region, annotation)
+        return self.predict_codes(codes, name, start, genes=genes)
 
-        contig, start, end = parse_region(region) if region else (None, None, None)
-        name, codes = read_genome(fasta, contig)
-        start = 0 if start is None else start
-        end = len(codes) if end is None else end
-        if not 0 <= start < end <= len(codes):
-            raise ValueError(f"{fasta}: region {name}:{start}-{end} is outside the record's {len(codes)} bp")
-        genes = None if annotation is None else read_gene_loci(annotation, name)
-        if genes is not None:
-            beyond = genes[genes["start"] >= len(codes)]
-            if len(beyond):
-                # Another sequence's genes (a whole genome's table given with a FASTA of one
-                # part of it, or of another genome): their channels would sit at wrong places.
-                first = beyond.iloc[0]
-                raise ValueError(
-                    f"{annotation}: {len(beyond)} of its {len(genes)} genes start past the end of "
-                    f"{fasta}'s record {name!r} ({len(codes)} bp), first {first['id']} at "
-                    f"{first['start']}: not this sequence's genes (coordinates are the record's, "
-                    "0-based)"
-                )
-        return self.predict_codes(codes[start:end], name, start, genes=genes)
+
+def read_region(
+    fasta: str | os.PathLike, region: str | None = None, annotation: str | os.PathLike | None = None
+) -> tuple[str, np.ndarray, int, pd.DataFrame | None]:
+    """(record name, codes [end - start] of ``region`` (``contig[:start-end]``, or the first
+    record whole), start, genes of ``annotation`` on the record or None): what a network
+    scores, read once however many networks score it."""
+    from genomelab.regulon.targets import read_genome
+
+    contig, start, end = parse_region(region) if region else (None, None, None)
+    name, codes = read_genome(fasta, contig)
+    start = 0 if start is None else start
+    end = len(codes) if end is None else end
+    if not 0 <= start < end <= len(codes):
+        raise ValueError(f"{fasta}: region {name}:{start}-{end} is outside the record's {len(codes)} bp")
+    genes = None if annotation is None else read_gene_loci(annotation, name)
+    if genes is not None:
+        beyond = genes[genes["start"] >= len(codes)]
+        if len(beyond):
+            # Another sequence's genes (a whole genome's table given with a FASTA of one
+            # part of it, or of another genome): their channels would sit at wrong places.
+            first = beyond.iloc[0]
+            raise ValueError(
+                f"{annotation}: {len(beyond)} of its {len(genes)} genes start past the end of "
+                f"{fasta}'s record {name!r} ({len(codes)} bp), first {first['id']} at "
+                f"{first['start']}: not this sequence's genes (coordinates are the record's, "
+                "0-based)"
+            )
+    return name, codes[start:end], start, genes
 
 
 def check_same_geometry(predictors: Sequence[RegulonPredictor]) -> None:
@@ -569,9 +578,14 @@ def predict_files(
     # Genes go to the networks that read them (annotation inputs, or a pair readout); with
     # none that does, to all, which refuse them as one network does.
     reads = [p.uses_annotation or p.readout is not None for p in predictors]
+    given = [annotation is not None and (ok or not any(reads)) for ok in reads]
+    for p, g in zip(predictors, given, strict=True):
+        p.check_genes(g)  # before the genome is read
+    # The region and its genes read once, scored by every network.
+    name, codes, start, genes = read_region(fasta, region, annotation)
     found = [
-        p.predict_fasta(fasta, region, annotation if ok or not any(reads) else None)
-        for p, ok in zip(predictors, reads, strict=True)
+        p.predict_codes(codes, name, start, genes=genes if g else None)
+        for p, g in zip(predictors, given, strict=True)
     ]
     called = [p.readout is not None for p in predictors]
     if annotation is not None and any(called) and not all(called):
@@ -588,9 +602,8 @@ def predict_files(
     atomic_write_json(
         Path(out_dir) / "tracks.json",
         {
-            "model": str(files[0]) if len(files) == 1 else [str(f) for f in files],
-            # The networks averaged (absent: one model file).
-            **({} if len(files) == 1 else {"model_files": [str(f) for f in files]}),
+            # One model file, or the networks averaged (as tissue's predictions.json lists them).
+            **({"model": str(files[0])} if len(files) == 1 else {"model_files": [str(f) for f in files]}),
             "contig": tracks.contig,
             "start": tracks.start,
             "end": tracks.end,

@@ -125,10 +125,10 @@ def stackable_methods(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def subsample(tr: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """``fraction`` of the training samples ``tr`` of each class (at least 2 per class),
+    """``fraction`` of the training samples ``tr`` of each class (at least 2 per class, or all it has),
     drawn without replacement: the learning curve's smaller training sets."""
     keep = [
-        rng.choice(idx, max(2, round(fraction * len(idx))), replace=False)
+        rng.choice(idx, min(len(idx), max(2, round(fraction * len(idx)))), replace=False)
         for idx in (tr[y[tr] == c] for c in np.unique(y[tr]))
     ]
     return np.sort(np.concatenate(keep))

@@ -59,9 +59,13 @@ def _session_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def finished_test_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of a copy of the repository in which ``snakemake --cores 2 --configfile
-    config/test.yaml`` ran to completion, once for the whole session. Copy it before use."""
+    config/test.yaml`` ran to completion, once for the whole session. Copy it before use.
+    Beside it, ``test_config_run.imports/`` holds each job's record of the packages it
+    imported (``genomelab.entry.record_imports``)."""
     folder = _session_folder(tmp_path_factory)
-    run_dir, done, failed = (folder / f"test_config_run{s}" for s in ("", ".done", ".failed"))
+    run_dir, done, failed, imports = (
+        folder / f"test_config_run{s}" for s in ("", ".done", ".failed", ".imports")
+    )
     with open(folder / "test_config_run.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if failed.exists():
@@ -69,8 +73,13 @@ def finished_test_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not done.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
             copy_repo(run_dir)
+            shutil.rmtree(imports, ignore_errors=True)
             env = dict(
-                os.environ, PYTHONWARNINGS="ignore", PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+                os.environ,
+                PYTHONWARNINGS="ignore",
+                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                # Each job lists the packages it imported (tests/test_envs.py).
+                GENOMELAB_IMPORT_RECORD=str(imports),
             )
             exe = str(BIN / "snakemake") if (BIN / "snakemake").exists() else "snakemake"
             res = subprocess.run(

@@ -119,7 +119,7 @@ def test_a_request_in_the_model_s_own_order_needs_no_lookup():
 def test_every_tissue_model_kind_belongs_to_tissue():
     """predict and serve find a model's module from its kind: every tissue model the workflow
     trains (and its ensemble export) must be known, the masked model included."""
-    from genomelab.tissue.models import MODEL_KINDS
+    from genomelab.tissue.kinds import MODEL_KINDS
 
     for kind in MODEL_KINDS:
         assert KIND_MODULES.get(kind) == "tissue", kind

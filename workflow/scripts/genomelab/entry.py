@@ -15,13 +15,50 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import genomelab
-from genomelab.runtime import log_run_header, setup_logging
-from genomelab.steps_registry import STEPS
+# A folder: with it set, each finished job writes there which packages genomelab's code
+# imported in it, for the developers' check of envs/*.yaml (tests/test_envs.py).
+IMPORT_RECORD_ENV = "GENOMELAB_IMPORT_RECORD"
+_IMPORTED: set[tuple[str, str, int]] = set()  # (top-level package, importing file, line)
+
+
+def _record_genomelab_imports() -> None:
+    """Wrap ``__import__`` so that every ``import x`` / ``from x import y`` executed by
+    genomelab's code adds ``x``'s top-level name, with the file and line of the statement,
+    to ``_IMPORTED``, whether or not ``x`` was already loaded. Only imports made by genomelab
+    count: a library's optional imports (``try: import psutil``) are its own business and its
+    conda package's dependencies. Where the statement is tells a required import from an
+    optional one (inside ``try: ... except ImportError``)."""
+    import builtins
+
+    original = builtins.__import__
+
+    def recording_import(
+        name: str,
+        globals: Mapping[str, object] | None = None,
+        locals: Mapping[str, object] | None = None,
+        fromlist: Sequence[str] = (),
+        level: int = 0,
+    ) -> ModuleType:
+        module = str((globals or {}).get("__name__", ""))
+        if level == 0 and (module == "genomelab" or module.startswith("genomelab.")):
+            caller = sys._getframe(1)
+            _IMPORTED.add((name.partition(".")[0], caller.f_code.co_filename, caller.f_lineno))
+        return original(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = recording_import  # type: ignore[assignment]
+
+
+if os.environ.get(IMPORT_RECORD_ENV):
+    _record_genomelab_imports()
+
+import genomelab  # noqa: E402 - after the import recorder above
+from genomelab.runtime import log_run_header, setup_logging  # noqa: E402
+from genomelab.steps_registry import STEPS  # noqa: E402
 
 logger = logging.getLogger("genomelab")
 
@@ -194,3 +231,40 @@ def dispatch(smk: Any, steps: Mapping[str, str] = STEPS) -> None:
     multi-GPU rule's launcher process relaunches under torchrun without importing it.
     """
     run_rule(smk, lambda smk_: resolve_step(smk_.rule, steps)(smk_))
+    folder = os.environ.get(IMPORT_RECORD_ENV)
+    if folder:
+        record_imports(Path(folder), smk.rule)
+
+
+def imported_packages() -> list[dict[str, object]]:
+    """The third-party packages genomelab's code imported since ``_record_genomelab_imports``
+    was installed (the standard library and genomelab left out), each with where:
+    ``{"package", "file", "line"}``, files relative to the folder holding genomelab. What the
+    job's conda environment has to provide, less the optional imports among them. Snakemake
+    appends its own site-packages to ``sys.path`` for its script preamble, so a package
+    missing from an environment can still import where Snakemake's installation has it;
+    this list tells."""
+    scripts = Path(__file__).resolve().parents[1]
+    out = []
+    for package, file, line in sorted(_IMPORTED):
+        if package in sys.stdlib_module_names or package == "genomelab":
+            continue
+        path = Path(file).resolve()
+        out.append(
+            {
+                "package": package,
+                "file": str(path.relative_to(scripts) if path.is_relative_to(scripts) else path),
+                "line": line,
+            }
+        )
+    return out
+
+
+def record_imports(folder: Path, rule: str) -> Path:
+    """Write ``<folder>/<rule>.<pid>.json``: ``{"rule": ..., "imports": imported_packages()}``."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{rule}.{os.getpid()}.json"
+    path.write_text(json.dumps({"rule": rule, "imports": imported_packages()}) + "\n")
+    return path

@@ -42,7 +42,8 @@ from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, match_ids, refuse_
 from genomelab.predict.common import refuse_repeated_files
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble, MaskedEnsemble
-from genomelab.tissue.models import FILE_LEVEL, REGION_LEVEL, build_model, exported_config
+from genomelab.tissue.kinds import FILE_LEVEL, REGION_LEVEL
+from genomelab.tissue.models import build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
 from genomelab.train.export import KIND_MODULES, ExportedModel, load_exported

@@ -20,9 +20,13 @@ positions, swap each pair" (:func:`rc_annotation`), the rule of every strand-awa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 CHANNELS = ("body+", "body-", "start+", "start-", "end+", "end-")
 N_ANNOTATION = len(CHANNELS)
@@ -66,11 +70,15 @@ def rc_annotation_np(flags: np.ndarray) -> np.ndarray:
 
 def rc_annotation(flags: torch.Tensor) -> torch.Tensor:
     """[B, L] packed flags -> those of the reverse complement (torch)."""
+    import torch  # here, not at the top: the CPU rules import this module without torch
+
     lut = torch.from_numpy(_RC_LUT).to(flags.device)
     return lut[flags.flip(-1).long()].to(flags.dtype)
 
 
 def unpack(flags: torch.Tensor) -> torch.Tensor:
     """[B, L] packed flags -> [B, 6, L] float 0/1 channels in :data:`CHANNELS` order."""
+    import torch
+
     bits = torch.arange(N_ANNOTATION, device=flags.device)
     return ((flags.long()[:, None, :] >> bits[None, :, None]) & 1).float()

@@ -29,7 +29,7 @@ from genomelab.diagnostics.checks import group_leakage
 from genomelab.io.atomic import atomic_output
 from genomelab.io.features import read_features
 from genomelab.splits import group_split
-from genomelab.tissue.models import CONFIGS, FILE_LEVEL, MODEL_TITLES, build_model
+from genomelab.tissue.kinds import FILE_LEVEL, MODEL_TITLES
 from genomelab.tissue.task import (
     TaskConfig,
     TissueData,
@@ -664,6 +664,7 @@ def tiny_model_and_batch(
     """A fresh model ``kind`` (initialised from ``seed``) and the full batch of ``n`` training samples."""
     import torch
 
+    from genomelab.tissue.models import CONFIGS, build_model  # torch: the overfit rule's env only
     from genomelab.tissue.training import file_examples, region_examples
 
     torch.manual_seed(seed)

@@ -21,18 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from genomelab.config import ConfigSection, from_schema
+from genomelab.tissue.kinds import MODEL_KINDS
 from genomelab.tissue.sparse import degrade_batch
 from genomelab.train.engine import LossOutput
-
-FILE_LEVEL = ("mlp", "attention", "masked")
-REGION_LEVEL = ("region",)
-MODEL_KINDS = FILE_LEVEL + REGION_LEVEL
-MODEL_TITLES = {
-    "mlp": "file-level MLP",
-    "attention": "region-attention model",
-    "masked": "masked single-layer model",
-    "region": "region-level (ablation)",
-}
 
 
 def _check_common(section: str, dropout: float, label_smoothing: float, z_clip: float = 0.0) -> None:

@@ -22,10 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from genomelab.config import ConfigSection, from_schema
 
@@ -110,6 +112,8 @@ def evaluate_grid(
 
 
 def _log_uniform(lo: float, hi: float, n: int, device: torch.device) -> torch.Tensor:
+    import torch
+
     u = torch.rand(n, device=device)
     return torch.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
 
@@ -125,6 +129,8 @@ def degrade_batch(
     ``fraction`` of samples is degraded, each to its own depth (log-uniform integer in
     ``depth_range``) and observed fraction (log-uniform in ``observed_range``); the others
     keep their full data so the model still sees complete profiles."""
+    import torch  # here, not at the top: tissue_baselines (CPU env) imports this module
+
     b = means.shape[0]
     dev = means.device
     pick = torch.rand(b, device=dev) < fraction

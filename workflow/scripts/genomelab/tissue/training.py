@@ -21,11 +21,10 @@ from genomelab.diagnostics.checks import (
 )
 from genomelab.io.metrics import Metrics, read_metrics, write_metrics
 from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
+from genomelab.tissue.kinds import FILE_LEVEL, MODEL_TITLES
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import (
     CONFIGS,
-    FILE_LEVEL,
-    MODEL_TITLES,
     RegionAttention,
     build_model,
     exported_config,

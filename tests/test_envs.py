@@ -1,0 +1,196 @@
+"""Each rule's conda environment provides every package its step imports.
+
+CI runs the workflow in the project's virtualenv, never under ``--use-conda``, so a package
+missing from ``envs/*.yaml`` would show only on a user's cluster: as ModuleNotFoundError, or
+worse as a package picked up from Snakemake's own installation, which Snakemake's script
+preamble appends to ``sys.path``. The session's run of config/test.yaml records, per job, the
+packages its step imported (``genomelab.entry.record_imports``); each must come from a
+package its rule's environment lists or from one of those packages' dependencies (read from
+the installed distributions' metadata, as conda installs them too). An import inside
+``try: ... except ImportError`` is optional and may be missing.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# conda-forge names that differ from the distribution's name on PyPI.
+CONDA_TO_PYPI = {"pytorch": "torch", "matplotlib-base": "matplotlib", "python-igraph": "igraph"}
+# Snakemake's script preamble imports snakemake; the job reaches it through the preamble's
+# search path by design, not through the environment.
+PROVIDED_BY_SNAKEMAKE = {"snakemake"}
+
+
+def rule_envs() -> dict[str, str]:
+    """Rule name -> the env variable its ``conda:`` names (ENV_CPU, ENV_TORCH), from the rule files."""
+    envs: dict[str, str] = {}
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        rule = None
+        lines = smk.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if m := re.match(r"\s*rule (\w+):", line):
+                rule = m.group(1)
+            elif line.strip() == "conda:" and rule is not None:
+                envs[rule] = lines[i + 1].strip()
+    return envs
+
+
+def env_files() -> dict[str, Path]:
+    """ENV_CPU -> envs/cpu.yaml, as common.smk defines them."""
+    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    return {
+        name: (ROOT / "workflow" / "rules" / rel).resolve()
+        for name, rel in re.findall(r'^(ENV_\w+) = "([^"]+)"', text, flags=re.M)
+    }
+
+
+def _top_level_of() -> dict[str, set[str]]:
+    """Canonical distribution name -> the top-level modules it installs."""
+    out: dict[str, set[str]] = {}
+    for module, dists in metadata.packages_distributions().items():
+        for dist in dists:
+            out.setdefault(canonicalize_name(dist), set()).add(module)
+    return out
+
+
+def provided_modules(env_file: Path) -> set[str]:
+    """Top-level modules of the env's packages and their dependencies (closure over the
+    installed distributions' requirements, extras left out); packages not installed here
+    are skipped, as nothing in this run can have imported them."""
+    deps = yaml.safe_load(env_file.read_text())["dependencies"]
+    names = [re.split(r"[=<>! ]", d, maxsplit=1)[0] for d in deps if isinstance(d, str)]
+    todo = [canonicalize_name(CONDA_TO_PYPI.get(n, n)) for n in names if n != "python"]
+    top = _top_level_of()
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for req in map(Requirement, requires):
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(req.name))
+    return set().union(*(top.get(n, set()) for n in seen)) | PROVIDED_BY_SNAKEMAKE
+
+
+OPTIONAL_HANDLERS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+
+
+@functools.cache
+def _optional_lines(file: Path) -> frozenset[int]:
+    """Lines of the import statements in ``file`` inside ``try:`` blocks that catch ImportError
+    (or a base of it): optional imports, which a missing package does not break."""
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if not isinstance(node, ast.Try):
+            continue
+        caught = set()
+        for handler in node.handlers:
+            types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+            caught |= {"BaseException" if t is None else ast.unparse(t).rpartition(".")[2] for t in types}
+        if caught & OPTIONAL_HANDLERS:
+            for stmt in node.body:
+                for sub in ast.walk(stmt):
+                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                        lines.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
+    return frozenset(lines)
+
+
+def required(entry: dict) -> bool:
+    """An import recorded by a job is required unless it sits in a ``try`` that catches ImportError."""
+    file = Path(entry["file"])
+    file = file if file.is_absolute() else ROOT / "workflow" / "scripts" / file
+    return entry["line"] not in _optional_lines(file)
+
+
+def test_optional_imports_are_told_from_required_ones(tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text(
+        "import numpy\n"
+        "try:\n    import torch\nexcept ImportError:\n    torch = None\n"
+        "try:\n    import scipy\nexcept (ValueError, ModuleNotFoundError):\n    pass\n"
+        "try:\n    import pandas\nexcept KeyError:\n    pass\n"
+    )
+    entries = {
+        p: {"package": p, "file": str(src), "line": n}
+        for p, n in [("numpy", 1), ("torch", 3), ("scipy", 7), ("pandas", 11)]
+    }
+    assert {p for p, e in entries.items() if required(e)} == {"numpy", "pandas"}
+
+
+def test_the_record_lists_genomelab_imports_only(tmp_path):
+    """In a fresh interpreter with the recorder on: a genomelab module's third-party imports
+    are listed (numpy, pandas), its standard-library ones are not (logging), nor what those
+    libraries import themselves (pandas imports dateutil), nor imports made outside genomelab."""
+    code = (
+        "from genomelab.entry import record_imports\n"
+        "import genomelab.assoc.data\n"
+        "import packaging.version\n"  # not imported by genomelab: not listed
+        f"record_imports(__import__('pathlib').Path({str(tmp_path)!r}), 'assoc_data')\n"
+    )
+    env = dict(
+        os.environ, GENOMELAB_IMPORT_RECORD=str(tmp_path), PYTHONPATH=str(ROOT / "workflow" / "scripts")
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    (path,) = tmp_path.glob("assoc_data.*.json")
+    record = json.loads(path.read_text())
+    assert record["rule"] == "assoc_data"
+    packages = {e["package"] for e in record["imports"]}
+    assert {"numpy", "pandas"} <= packages
+    assert not {"logging", "dateutil", "packaging", "genomelab"} & packages
+    (pandas,) = [
+        e for e in record["imports"] if e["package"] == "pandas" and e["file"] == "genomelab/assoc/data.py"
+    ]
+    assert (
+        "import pandas"
+        in (ROOT / "workflow/scripts" / pandas["file"]).read_text().splitlines()[pandas["line"] - 1]
+    )
+
+
+def test_the_torch_env_lacking_pytorch_would_fail(tmp_path):
+    """The check can fail: without pytorch listed, torch is not provided."""
+    env = tmp_path / "env.yaml"
+    env.write_text("channels: [conda-forge]\ndependencies:\n  - python=3.12\n  - numpy=2.2.6\n")
+    assert "numpy" in provided_modules(env) and "torch" not in provided_modules(env)
+
+
+def test_every_rule_of_the_run_imports_only_what_its_conda_env_provides(test_config_run):
+    records = sorted((test_config_run.parent / "test_config_run.imports").glob("*.json"))
+    envs, files = rule_envs(), env_files()
+    rules = {json.loads(p.read_text())["rule"] for p in records}
+    # The record is only worth something if the run's jobs wrote it.
+    assert {"tissue_train", "tissue_features", "binning_encode", "regulon_train"} <= rules, rules
+    provided = {name: provided_modules(path) for name, path in files.items()}
+    missing = []
+    for path in records:
+        record = json.loads(path.read_text())
+        env = envs[record["rule"]]
+        for entry in record["imports"]:
+            if entry["package"] not in provided[env] and required(entry):
+                missing.append(
+                    f"{record['rule']} ({files[env].relative_to(ROOT)}): {entry['package']}, "
+                    f"imported at {entry['file']}:{entry['line']}"
+                )
+    if missing:
+        pytest.fail(
+            "rules import packages their conda env does not provide:\n" + "\n".join(sorted(set(missing)))
+        )

@@ -48,9 +48,9 @@ import torch
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.errors import FormatError
-from genomelab.predict.common import refuse_repeated_files
 from genomelab.regulon.operons import OperonReadout
 from genomelab.train.device import resolve_device
+from genomelab.train.export import refuse_repeated_files
 
 logger = logging.getLogger(__name__)
 

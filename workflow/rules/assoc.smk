@@ -48,13 +48,14 @@ ASSOC_INFER_MODELS = [
 ]
 ASSOC_INFER_MODEL = ASSOC_INFER_MODELS[0] if len(ASSOC_INFER_MODELS) == 1 else ASSOC_INFER_MODELS
 ASSOC_PREDICT_MODEL = ASSOC["predict"]["model"] or ASSOC_INFER_MODEL
-
-
-def assoc_averaged_record(model, tsv: str) -> dict[str, str]:
-    """The predictions.json beside ``tsv`` that lists the model files when ``model`` names
-    several (averaged); one model's prediction writes the TSV alone."""
-    several = not isinstance(model, str) and len(model) > 1
-    return {"json": str(Path(tsv).with_suffix(".json"))} if several else {}
+# Several models averaged: predictions.json beside predictions.tsv lists them (one model's
+# prediction writes the TSV alone, as before).
+ASSOC_INFER_RECORD = {"json": f"{ASSOC_R}/inference/predictions.json"} if len(ASSOC_INFER_MODELS) > 1 else {}
+ASSOC_PREDICT_RECORD = (
+    {"json": f"{ASSOC_R}/predict/predictions.json"}
+    if not isinstance(ASSOC_PREDICT_MODEL, str) and len(ASSOC_PREDICT_MODEL) > 1
+    else {}
+)
 
 
 if ASSOC["enabled"]:
@@ -308,7 +309,7 @@ rule assoc_infer:
         links=rules.assoc_data.output.links,
     output:
         f"{ASSOC_R}/inference/predictions.tsv",
-        **assoc_averaged_record(ASSOC_INFER_MODEL, f"{ASSOC_R}/inference/predictions.tsv"),
+        **ASSOC_INFER_RECORD,
     log:
         f"{ASSOC_L}/infer.log",
     conda:
@@ -336,7 +337,7 @@ if ASSOC["predict"]["inputs"]:
             links=rules.assoc_data.output.links,
         output:
             f"{ASSOC_R}/predict/predictions.tsv",
-            **assoc_averaged_record(ASSOC_PREDICT_MODEL, f"{ASSOC_R}/predict/predictions.tsv"),
+            **ASSOC_PREDICT_RECORD,
         log:
             f"{ASSOC_L}/predict.log",
         conda:

@@ -1073,7 +1073,7 @@ def test_binning_predict_without_configfile_uses_what_the_model_records(binning_
         binning_step(smk)
 
 
-@pytest.mark.parametrize("module", ["tissue", "regulon"])
+@pytest.mark.parametrize("module", ["tissue", "regulon", "assoc"])
 def test_model_given_twice_names_both_files(module):
     """--model a.pt --model b.pt is two files to average (argparse kept the last alone)."""
     from genomelab.cli import build_parser

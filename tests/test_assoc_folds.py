@@ -250,14 +250,23 @@ def test_a_dry_run_with_k_folds_plans_one_training_job_per_fold(tmp_path):
     data = next(out for rule, out in jobs if rule == "assoc_data")
     assert "results/folds/assoc/data/link_folds.tsv" in data
     assert all(f"results/folds/assoc/data/folds/{f}/splits.npz" in data for f in range(k))
-    # infer ranks with fold 0's model of the links scheme.
-    assert "results/folds/assoc/folds/0/links/best_model.pt" in stdout
+    # infer ranks with every fold's model of the links scheme (it read fold 0's alone), and
+    # writes predictions.json to list them.
+    infer = re.search(r"^(?:local)?rule assoc_infer:\n((?:\s+.*\n)*?)\s+output: (.+)$", stdout, flags=re.M)
+    assert infer, stdout[-3000:]
+    inputs = re.search(r"^\s+input: (.+)$", infer.group(1), flags=re.M).group(1).split(", ")
+    assert [i for i in inputs if i.endswith("best_model.pt")] == [
+        f"results/folds/assoc/folds/{f}/links/best_model.pt" for f in range(k)
+    ]
+    assert "results/folds/assoc/inference/predictions.json" in infer.group(2)
     # One split (folds: 1) plans the paths it always had: no fold folder anywhere.
     jobs, stdout = planned_jobs(tmp_path, 1)
     assert [out for rule, out in jobs if rule == "assoc_train"][0].startswith(
         "results/folds/assoc/links/runs/"
     )
     outputs = " ".join(out for _, out in jobs)
+    # One model: assoc_infer reads the links scheme's and writes its TSV alone, as before.
+    assert "results/folds/assoc/links/best_model.pt" in stdout and "predictions.json" not in outputs
     assert (
         "assoc/folds/" not in outputs
         and "link_folds" not in outputs

@@ -499,6 +499,141 @@ def test_assoc_infer_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
     assert (repo / out).read_text() == (tmp_path / "p.tsv").read_text()
 
 
+@pytest.fixture(scope="module")
+def assoc_pair(assoc_run):
+    """A second model of assoc_run's data and featuriser (another seed), as a second fold's
+    selected model is: the same vocabularies, other weights."""
+    from genomelab.assoc import training as T
+
+    tmp = assoc_run
+    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
+    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 8}
+    T.train_run(
+        tmp / "data", tmp / "feat.npz", "entities", model, {"max_epochs": 2, "seed": 1}, point,
+        tmp / "run1", tmp / "state1", device="cpu",
+    )  # fmt: skip
+    return tmp / "run" / "model.pt", tmp / "run1" / "model.pt"
+
+
+def test_several_assoc_models_rank_by_the_mean_of_their_link_probabilities(assoc_run, assoc_pair, tmp_path):
+    from genomelab.assoc.data import read_entities
+    from genomelab.assoc.features import load_featurizer
+    from genomelab.assoc.infer import AveragedRanker, Ranker, load_ranker, predict_new_entities
+    from genomelab.predict.assoc import AssocPredictor
+
+    a, b = assoc_pair
+    featurizer, queries = assoc_run / "featurizer.npz", assoc_run / "data" / "heldout_sources.tsv"
+    arrays = load_featurizer(featurizer).transform(read_entities(queries, "source"))
+    one, two = (Ranker.load(m, featurizer).scores(arrays, "source") for m in (a, b))
+    assert not np.allclose(one, two)  # two models, not one twice
+    averaged = load_ranker([a, b], featurizer)
+    assert isinstance(averaged, AveragedRanker) and averaged.model_files == [str(a), str(b)]
+    np.testing.assert_allclose(averaged.scores(arrays, "source"), (one + two) / 2, rtol=1e-6)
+    # genomelab predict assoc --model a --model b: each query's top K by that mean, its scores
+    # the mean's; predictions.json lists both files. One file writes the TSV alone.
+    out = tmp_path / "cli"
+    args = ["predict", "assoc", "--model", str(a), "--model", str(b), "--inputs", str(queries)]
+    assert main([*args, "--featurizer", str(featurizer), "--top-k", "4", "--out", str(out)]) == 0
+    got = pd.read_csv(out / "predictions.tsv", sep="\t")
+    mean = (one + two) / 2
+    targets = Ranker.load(a, featurizer).ids["target"]
+    ids = pd.read_csv(queries, sep="\t", dtype=str)["id"].tolist()
+    for i, query in enumerate(ids):
+        rows = got[got["query"] == query]
+        want = np.argsort(-mean[i], kind="stable")[:4]
+        assert rows["candidate"].tolist() == [targets[c] for c in want]
+        np.testing.assert_allclose(rows["score"], mean[i, want], rtol=1e-4)
+    record = json.loads((out / "predictions.json").read_text())
+    assert record["model_files"] == [str(a), str(b)] and record["n_queries"] == len(ids)
+    predict_new_entities(a, featurizer, queries, "source", 4, tmp_path / "one" / "predictions.tsv")
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["predictions.tsv"]
+    # The records the server ranks: the same average.
+    records = pd.read_csv(queries, sep="\t", dtype=str, keep_default_na=False).to_dict(orient="records")
+    records = [{k: v for k, v in r.items() if k != "split"} for r in records]
+    ranked = AssocPredictor([a, b], featurizer).rank_records(records, "source", 4)
+    assert ranked["candidate"].tolist() == got["candidate"].tolist()
+
+
+def test_assoc_models_of_other_vocabularies_or_featurisers_are_not_averaged(
+    assoc_run, assoc_pair, tmp_path, capfd
+):
+    from genomelab.assoc import features as Fe
+    from genomelab.assoc import training as T
+    from genomelab.assoc.infer import load_ranker
+
+    a, b = assoc_pair
+    featurizer = assoc_run / "featurizer.npz"
+    # Another run's entities: one target renamed.
+    net, exported = T.load_model(b)
+    ids = {**exported.ids, "targets": ["renamed", *exported.ids["targets"][1:]]}
+    renamed = tmp_path / "renamed.pt"
+    T.save_model(renamed, net, ids, extra=exported.extra)
+    with pytest.raises(
+        ValueError,
+        match=rf"^{re.escape(str(renamed))} and {re.escape(str(a))} cannot be averaged: their target vocabularies differ .*#0 is 'renamed'",
+    ):
+        load_ranker([a, renamed], featurizer)
+    # A model of another featuriser (text width 4): refused naming it and the featuriser.
+    cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=4, max_fields=2)
+    Fe.build_features(assoc_run / "data", tmp_path / "feat.npz", tmp_path / "other.npz", cfg, seed=0)
+    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
+    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 8}
+    T.train_run(
+        assoc_run / "data", tmp_path / "feat.npz", "entities", model, {"max_epochs": 1, "seed": 0}, point,
+        tmp_path / "other", tmp_path / "state", device="cpu",
+    )  # fmt: skip
+    other = tmp_path / "other" / "model.pt"
+    with pytest.raises(
+        ValueError,
+        match=rf"^{re.escape(str(featurizer))}: not the featuriser {re.escape(str(other))} was trained with",
+    ):
+        load_ranker([a, other], featurizer)
+    # One file twice, by another spelling: refused before anything loads.
+    queries = assoc_run / "data" / "heldout_sources.tsv"
+    args = ["predict", "assoc", "--model", str(a), "--model", str(a.parent / ".." / "run" / a.name)]
+    out = tmp_path / "twice"
+    assert main([*args, "--inputs", str(queries), "--featurizer", str(featurizer), "--out", str(out)]) == 2
+    assert "is given twice among the assoc model files to average" in capfd.readouterr().err
+    assert not out.exists()
+
+
+def test_assoc_infer_rule_with_folds_averages_every_fold_s_model(assoc_run, assoc_pair, tmp_path):
+    """assoc_infer of a run with infer.scheme links and evaluation.folds 2 reads both folds'
+    best_model.pt and writes what predict_new_entities writes for both (it took fold 0's
+    alone), with predictions.json naming them."""
+    from genomelab.assoc import data as D
+    from genomelab.assoc.infer import predict_new_entities
+    from shared_run import copy_repo
+
+    repo = copy_repo(tmp_path / "repo")
+    src, r = ROOT / "tests" / "data" / "assoc", repo / "results/r/assoc"
+    D.prepare_data(src / "links.tsv", src / "sources.tsv", src / "targets.tsv", r / "data", 3, folds=2)
+    (r / "features").mkdir()
+    shutil.copy(assoc_run / "featurizer.npz", r / "features" / "featurizer.npz")
+    for k, model in enumerate(assoc_pair):
+        (r / "folds" / str(k) / "links").mkdir(parents=True)
+        shutil.copy(model, r / "folds" / str(k) / "links" / "best_model.pt")
+    config = {
+        "run": "r",
+        "assoc": {
+            "enabled": True,
+            "data": {k: f"tests/data/assoc/{k}.tsv" for k in ("links", "sources", "targets")},
+            "evaluation": {"folds": 2},
+            "infer": {"scheme": "links"},
+        },
+    }
+    out = "results/r/assoc/inference/predictions.tsv"
+    log = predict_rule_on_each_device(repo, config, "assoc", [out, "--allowed-rules", "assoc_infer"], "infer")
+    assert "averaging the link probabilities of 2 model files" in log
+    models = [f"results/r/assoc/folds/{k}/links/best_model.pt" for k in range(2)]
+    queries, links = r / "data" / "heldout_sources.tsv", r / "data" / "links.tsv"
+    featurizer = r / "features" / "featurizer.npz"
+    expected = tmp_path / "expected" / "predictions.tsv"
+    predict_new_entities([repo / m for m in models], featurizer, queries, "source", 10, expected, links)
+    assert (repo / out).read_text() == expected.read_text()
+    assert json.loads((r / "inference" / "predictions.json").read_text())["model_files"] == models
+
+
 # --------------------------------------------------------------------------- regulon
 @pytest.fixture(scope="module")
 def regulon_run(tmp_path_factory):
@@ -938,7 +1073,7 @@ def test_binning_predict_without_configfile_uses_what_the_model_records(binning_
         binning_step(smk)
 
 
-@pytest.mark.parametrize("module", ["tissue", "regulon"])
+@pytest.mark.parametrize("module", ["tissue", "regulon", "assoc"])
 def test_model_given_twice_names_both_files(module):
     """--model a.pt --model b.pt is two files to average (argparse kept the last alone)."""
     from genomelab.cli import build_parser

@@ -230,3 +230,25 @@ def test_a_wilcoxon_side_against_the_means_is_a_tie_and_the_table_says_what_favo
     text = (tmp_path / "s.md").read_text()
     assert "| net vs popularity | Wilcoxon signed-rank | 44 |" in text
     assert "the larger signed-rank sum, which can differ from the side with the higher mean" in text
+
+
+def test_the_versions_record_hashes_every_setting_but_the_predict_sections():
+    from genomelab.report.versions import reported_config, software_versions
+
+    config = {
+        "seed": 3,
+        "tissue": {"train": {"lr": 0.1}, "predict": {"inputs": ""}},
+        "ingest": {"enabled": False},
+    }
+    reported = reported_config(config, ("tissue", "regulon", "ingest"))
+    assert reported == {"seed": 3, "tissue": {"train": {"lr": 0.1}}, "ingest": {"enabled": False}}
+    assert config["tissue"]["predict"] == {"inputs": ""}  # the run's config is left as it was
+
+    def record(cfg: dict) -> dict:
+        return software_versions(json.dumps(reported_config(cfg, ("tissue",)), sort_keys=True))
+
+    other_predict = {**config, "tissue": {**config["tissue"], "predict": {"inputs": "new.h5"}}}
+    assert record(other_predict)["config_sha256"] == record(config)["config_sha256"]
+    other_lr = {**config, "tissue": {"train": {"lr": 0.2}, "predict": {"inputs": ""}}}
+    assert record(other_lr)["config_sha256"] != record(config)["config_sha256"]
+    assert record(config)["seed"] == 3

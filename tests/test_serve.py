@@ -63,10 +63,12 @@ def refused(reply) -> dict:
     return detail[0]
 
 
-def _tissue_model(path: Path, n_regions: int = 40, classes=("Blood", "Brain", "Liver"), **extra) -> list[str]:
+def _tissue_model(
+    path: Path, n_regions: int = 40, classes=("Blood", "Brain", "Liver"), seed: int = 0, **extra
+) -> list[str]:
     from genomelab.tissue.models import MLPConfig, build_model
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     rng = np.random.default_rng(0)
     mu, sd = rng.uniform(0.2, 0.8, n_regions).astype(np.float32), np.full(n_regions, 0.2, np.float32)
     cfg = MLPConfig.from_dict({"hidden": [8]})
@@ -214,14 +216,14 @@ def test_server_never_unpickles(tmp_path):
     assert "weights_only" not in str(err.value) and "objects other than tensors" in str(err.value)
 
 
-def _regulon_model(path: Path) -> None:
-    """An untrained sequence-only regulon network, 128 bp bins, 512 bp windows."""
+def _regulon_model(path: Path, seed: int = 0, bin_bp: int = 128) -> None:
+    """An untrained sequence-only regulon network, 128 bp bins (``bin_bp``), 512 bp windows."""
     from genomelab.regulon.model import RegulonModelConfig, RegulonNet
     from genomelab.regulon.training import KIND as RG_KIND
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     rcfg = RegulonModelConfig.from_dict(
-        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=128
+        {"channels": 4, "n_layers": 1, "inputs": "sequence"}, resolution_bp=16, bin_bp=bin_bp
     )
     save_exported(
         path, RegulonNet(rcfg), kind=RG_KIND, config=dict(rcfg.__dict__),
@@ -355,6 +357,110 @@ def test_assoc_server_ranks_like_the_file_path(tmp_path):
     assert "numeric columns of the target entities differ" in refused(extra)["msg"]
     with pytest.raises(ValueError, match="needs --featurizer"):
         create_app(tmp_path / "assoc.pt")
+    # Two models (a cross-validated run's folds): ranked by the mean of their scores, as
+    # genomelab predict assoc --model a --model b ranks.
+    torch.manual_seed(1)
+    model = T.build_model(section, feats, labels["train"]).eval()
+    save_exported(
+        tmp_path / "fold1.pt", model, kind=T.KIND, config=dataclasses.asdict(model.config),
+        ids={"sources": s.ids, "targets": t.ids}, data_fingerprint="0",
+    )  # fmt: skip
+    both = [tmp_path / "assoc.pt", tmp_path / "fold1.pt"]
+    with serving(create_app(both, featurizer=tmp_path / "featurizer.npz")) as client:
+        reply = client.post("/predict", json={"entities": records, "side": "target", "top_k": 3})
+        health = client.get("/health").json()
+    expected = rank_new_entities(both, tmp_path / "featurizer.npz", queries, "target", 3)
+    got = pd.DataFrame(reply.json()["predictions"])
+    assert got["candidate"].tolist() == expected["candidate"].tolist()
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5)
+    assert health["model_files"] == [str(f) for f in both]
+
+
+def test_several_tissue_or_regulon_files_are_served_averaged_like_predict(tmp_path):
+    """genomelab serve --model a.pt --model b.pt (a cross-validated run's folds) answers with
+    the average genomelab predict takes of the same files (AveragedPredictor, average_tracks);
+    /health and /card name the files."""
+    from genomelab.predict.regulon import RegulonPredictor, encode
+    from genomelab.predict.tissue import AveragedPredictor, TissueInputs
+
+    a, b = tmp_path / "fold0.pt", tmp_path / "fold1.pt"
+    regions = _tissue_model(a, seed=0)
+    _tissue_model(b, seed=1)
+    means = np.random.default_rng(3).uniform(0, 1, (2, len(regions))).astype(np.float32)
+    body = {"samples": [{"sample": f"s{i}", "means": m.tolist()} for i, m in enumerate(means)]}
+    with serving(create_app([a, b])) as client:
+        health = client.get("/health").json()
+        card = client.get("/card").json()
+        got = client.post("/predict", json=body).json()["samples"]
+    assert health["model_files"] == [str(a), str(b)] and "model" not in health
+    assert health["module"] == "tissue" and health["kind"] == "mlp-ensemble"
+    assert card["model_files"] == [str(a), str(b)] and [c["model"] for c in card["models"]] == [
+        str(a),
+        str(b),
+    ]
+    assert "calibrated probabilities" in card["averaged"] and card["regions"]["n"] == len(regions)
+    inputs = TissueInputs(np.array(["s0", "s1"]), np.array(regions), means, np.ones_like(means), "x")
+    expected = AveragedPredictor.load([a, b]).predict(inputs, 0.5, 0.25).records()
+    assert set(got[0]["models"]) == {str(a), str(b), "ensemble"}  # each file and their mean
+    for record, want in zip(got, expected, strict=True):
+        assert record["call"] == want["call"] and record["confidence"] == pytest.approx(want["confidence"])
+        for name, m in want["models"].items():
+            for c, v in m["probabilities"].items():
+                assert record["models"][name]["probabilities"][c] == pytest.approx(v, rel=1e-6)
+    with serving(create_app(a)) as client:  # one file: named as model, the card as ever
+        assert client.get("/health").json()["model"] == str(a)
+        assert "model_files" not in client.get("/card").json()
+
+    _regulon_model(tmp_path / "r0.pt", seed=0)
+    _regulon_model(tmp_path / "r1.pt", seed=1)
+    seq = "".join(np.random.default_rng(6).choice(list("ACGT"), 1000))
+    with serving(create_app([tmp_path / "r0.pt", tmp_path / "r1.pt"])) as client:
+        reply = client.post("/predict", json={"sequence": seq, "contig": "q"}).json()
+        health = client.get("/health").json()
+    assert health["model_files"] == [str(tmp_path / "r0.pt"), str(tmp_path / "r1.pt")]
+    one, two = (RegulonPredictor(tmp_path / f"r{k}.pt").predict_codes(encode(seq), "q", 0) for k in (0, 1))
+    assert not np.allclose(one.tracks["operon"], two.tracks["operon"])
+    for head in one.tracks:
+        for row, strand in enumerate(("plus", "minus")):
+            mean = (one.tracks[head][row] + two.tracks[head][row]) / 2
+            np.testing.assert_allclose(reply["tracks"][head][strand], mean, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_or_mismatched_model_files_are_refused_as_predict_refuses_them(tmp_path):
+    _tissue_model(tmp_path / "t.pt")
+    _tissue_model(tmp_path / "other_classes.pt", classes=("Blood", "Brain", "Lung"), seed=1)
+    _regulon_model(tmp_path / "r.pt")
+    _regulon_model(tmp_path / "r64.pt", seed=1, bin_bp=64)
+    # A regulon network among tissue models: the tissue loader's message.
+    with pytest.raises(ValueError, match=r"r.pt holds a 'regulon' model, expected a tissue model"):
+        create_app([tmp_path / "t.pt", tmp_path / "r.pt"])
+    with pytest.raises(
+        ValueError, match=r"other_classes.pt and .*t.pt cannot be averaged: their classes differ"
+    ):
+        create_app([tmp_path / "t.pt", tmp_path / "other_classes.pt"])
+    with pytest.raises(ValueError, match=r"r64.pt and .*r.pt cannot be averaged: bin_bp 64 and 128"):
+        create_app([tmp_path / "r.pt", tmp_path / "r64.pt"])
+    with pytest.raises(ValueError, match=r"is given twice among the tissue model files to average"):
+        create_app([tmp_path / "t.pt", tmp_path / ".." / tmp_path.name / "t.pt"])
+    save_exported(
+        tmp_path / "vae.pt",
+        torch.nn.Linear(2, 2),
+        kind="binning-vae",
+        config={},
+        ids={},
+        data_fingerprint="0",
+    )
+    with pytest.raises(ValueError, match=r"2 model files given: a binning server takes one"):
+        create_app([tmp_path / "vae.pt", tmp_path / "r.pt"])
+
+
+def test_serve_takes_model_repeated():
+    """--model a.pt --model b.pt is two files (argparse kept the last alone); one stays a path."""
+    from genomelab.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--model", "a.pt", "--model", "b.pt", "c.pt"])
+    assert args.model == ["a.pt", "b.pt", "c.pt"]
+    assert build_parser().parse_args(["serve", "--model", "a.pt"]).model == ["a.pt"]
 
 
 def test_tissue_compact_form_equals_list_form_and_is_checked(tmp_path):

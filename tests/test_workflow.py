@@ -201,6 +201,30 @@ def test_changing_a_training_parameter_reruns_training_not_features(finished_run
     assert "tissue_features" not in jobs and "tissue_simulate" not in jobs, jobs
 
 
+def test_predict_settings_do_not_rerun_the_versions_record_but_reported_ones_do(tmp_path):
+    # Snakemake's default rerun triggers (params among them) on a record written under the
+    # test config: the predict sections are not part of what it reports (its config hash and
+    # seed), so setting them schedules nothing; the seed and any other setting do.
+    repo = copy_repo(tmp_path / "repo")
+    target = f"results/{RUN}/report/software_versions.json"
+    res = snakemake(repo, target, "--cores", "1", "--configfile", "config/test.yaml")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    written = json.loads((repo / target).read_text())
+
+    def planned(override: dict) -> dict[str, int]:
+        extra = repo / f"override{len(list(repo.glob('override*.yaml')))}.yaml"
+        extra.write_text(yaml.safe_dump(override))
+        res = snakemake(repo, target, "-n", "--cores", "1", "--configfile", "config/test.yaml", str(extra))
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return job_counts(res.stdout + res.stderr)
+
+    assert planned({}) == {}
+    assert planned({"tissue": {"predict": {"min_covered": 0.4, "threshold": 0.6}}}) == {}
+    assert planned({"seed": 7}).get("report_software_versions") == 1
+    assert planned({"tissue": {"train": {"lr": 0.002}}}).get("report_software_versions") == 1
+    assert json.loads((repo / target).read_text()) == written
+
+
 def _chromium(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -39,9 +39,22 @@ ASSOC_FOLD_OUTPUTS = (
         "fold_splits": [f"{ASSOC_R}/data/{d}splits.npz" for d in ASSOC_FOLD_DIRS["links"]],
     }
 )
-# The model that infer and predict use: infer.scheme's (fold 0's for cross-validated links).
-ASSOC_INFER_MODEL = (
-    f"{ASSOC_R}/{ASSOC_FOLD_DIRS[ASSOC['infer']['scheme']][0]}{ASSOC['infer']['scheme']}/best_model.pt"
+# The model that infer and predict use: infer.scheme's selected model (one path); for the
+# cross-validated links scheme (K > 1) that of every fold (a list), whose link probabilities
+# are averaged: fold 0's alone was trained without its test fold's links, and nothing said so.
+ASSOC_INFER_MODELS = [
+    f"{ASSOC_R}/{d}{ASSOC['infer']['scheme']}/best_model.pt"
+    for d in ASSOC_FOLD_DIRS[ASSOC["infer"]["scheme"]]
+]
+ASSOC_INFER_MODEL = ASSOC_INFER_MODELS[0] if len(ASSOC_INFER_MODELS) == 1 else ASSOC_INFER_MODELS
+ASSOC_PREDICT_MODEL = ASSOC["predict"]["model"] or ASSOC_INFER_MODEL
+# Several models averaged: predictions.json beside predictions.tsv lists them (one model's
+# prediction writes the TSV alone, as before).
+ASSOC_INFER_RECORD = {"json": f"{ASSOC_R}/inference/predictions.json"} if len(ASSOC_INFER_MODELS) > 1 else {}
+ASSOC_PREDICT_RECORD = (
+    {"json": f"{ASSOC_R}/predict/predictions.json"}
+    if not isinstance(ASSOC_PREDICT_MODEL, str) and len(ASSOC_PREDICT_MODEL) > 1
+    else {}
 )
 
 
@@ -287,7 +300,8 @@ rule assoc_summary:
 
 
 rule assoc_infer:
-    """Rank candidates for new entities with the selected model of infer.scheme."""
+    """Rank candidates for new entities with the selected model of infer.scheme (the mean of
+    every fold's for the cross-validated links scheme)."""
     input:
         model=ASSOC_INFER_MODEL,
         featurizer=rules.assoc_features.output.featurizer,
@@ -295,6 +309,7 @@ rule assoc_infer:
         links=rules.assoc_data.output.links,
     output:
         f"{ASSOC_R}/inference/predictions.tsv",
+        **ASSOC_INFER_RECORD,
     log:
         f"{ASSOC_L}/infer.log",
     conda:
@@ -316,12 +331,13 @@ if ASSOC["predict"]["inputs"]:
 
     rule assoc_predict:
         input:
-            model=ASSOC["predict"]["model"] or ASSOC_INFER_MODEL,
+            model=ASSOC_PREDICT_MODEL,
             featurizer=ASSOC["predict"]["featurizer"] or rules.assoc_features.output.featurizer,
             inputs=ASSOC["predict"]["inputs"],
             links=rules.assoc_data.output.links,
         output:
             f"{ASSOC_R}/predict/predictions.tsv",
+            **ASSOC_PREDICT_RECORD,
         log:
             f"{ASSOC_L}/predict.log",
         conda:

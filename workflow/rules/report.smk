@@ -1,4 +1,5 @@
 # Run-level summary over every enabled module, and the software-versions record.
+from genomelab.report.versions import reported_config
 
 
 # Seconds of work on small files: run on the submit host, not as cluster jobs.
@@ -55,6 +56,9 @@ rule report_software_versions:
         mem_mb=1000,
         runtime=10,
     params:
-        config=config_json(config),
+        # The config the record hashes (and takes the seed from): all but the modules'
+        # predict sections, so that pointing a finished run's predict rules at new inputs
+        # reruns neither this record nor the summary that reads it.
+        config=config_json(reported_config(config, (*MODULES, "ingest"))),
     script:
         "../scripts/run_step.py"

@@ -151,7 +151,9 @@ def infer_step(smk: Any) -> None:
     limit_threads(int(smk.threads))
     p = param(smk, "infer")
     predict_new_entities(
-        smk.input.model,
+        # One file (a str) exactly as before; a list (every fold's model of the cross-validated
+        # links scheme): ranked by the mean of their link probabilities.
+        smk.input.model if isinstance(smk.input.model, str) else list(smk.input.model),
         smk.input.featurizer,
         smk.input.queries,
         p["side"],

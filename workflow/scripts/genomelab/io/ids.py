@@ -274,6 +274,14 @@ def match_ids(
     return match
 
 
+def first_difference(a: Sequence[Any], b: Sequence[Any]) -> str:
+    """Where the lists ``a`` and ``b`` first differ, for an error naming two files' lists."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"#{i} is {x!r} in one, {y!r} in the other"
+    return f"{len(a)} and {len(b)} long, equal over the first {min(len(a), len(b))}"
+
+
 def check_same(found: Sequence[Any], expected: Sequence[Any], what: str, source: str) -> None:
     """Refuse unless ``found`` equals ``expected`` element by element (a layout: k-mer
     columns, class order), naming the first differences and counting them."""

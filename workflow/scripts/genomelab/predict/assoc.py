@@ -19,13 +19,21 @@ from genomelab.io.ids import check_same
 
 
 class AssocPredictor:
-    """A :class:`~genomelab.assoc.infer.Ranker` (model plus featuriser) for new entities."""
+    """A :class:`~genomelab.assoc.infer.Ranker` (model plus featuriser) for new entities, or
+    for several model files an :class:`~genomelab.assoc.infer.AveragedRanker` (the mean of
+    their link probabilities)."""
 
-    def __init__(self, model: str | os.PathLike, featurizer: str | os.PathLike, device: str = "cpu") -> None:
-        from genomelab.assoc.infer import Ranker
+    def __init__(
+        self,
+        model: str | os.PathLike | Sequence[str | os.PathLike],
+        featurizer: str | os.PathLike,
+        device: str = "cpu",
+    ) -> None:
+        from genomelab.assoc.infer import load_ranker, model_files
 
-        self.ranker = Ranker.load(model, featurizer, device)
-        self.path = str(model)
+        self.ranker = load_ranker(model, featurizer, device)
+        self.model_files = model_files(model)
+        self.path = self.model_files[0]
 
     def table(self, records: Sequence[dict[str, Any]], side: str, source: str = "request") -> Any:
         """An entity table of ``records`` (``id``, optional ``description``/``sequence`` and
@@ -63,7 +71,7 @@ class AssocPredictor:
 
 
 def predict_files(
-    model: str | os.PathLike,
+    model: str | os.PathLike | Sequence[str | os.PathLike],
     featurizer: str | os.PathLike,
     queries: str | os.PathLike,
     side: str,
@@ -72,7 +80,8 @@ def predict_files(
     known_links: str | os.PathLike | None = None,
     device: str = "cpu",
 ) -> None:
-    """The ``assoc_infer`` predictions TSV for the entity table ``queries``."""
+    """The ``assoc_infer`` predictions TSV for the entity table ``queries``; ``model`` a list
+    of several files: ranked by the mean of their scores, and listed in predictions.json."""
     from genomelab.assoc.infer import predict_new_entities
 
     predict_new_entities(model, featurizer, queries, side, top_k, out, known_links, device)

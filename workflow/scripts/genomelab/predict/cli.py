@@ -69,7 +69,8 @@ def _assoc(a: argparse.Namespace, out: Path) -> None:
     if not a.featurizer:
         raise ValueError("genomelab predict assoc needs --featurizer (the run's features/featurizer.npz)")
     predict_files(
-        a.model,
+        # One file exactly as before; several: ranked by the mean of their link probabilities.
+        a.model[0] if len(a.model) == 1 else a.model,
         a.featurizer,
         a.inputs,
         _default(a.side, "assoc.infer.side"),
@@ -313,6 +314,8 @@ AVERAGED = {
     "folds/<k>/train/<model>/model.pt) are averaged: the mean of their calibrated probabilities",
     "regulon": "exported network of a run (model/best.pt); several (a cross-validated run's "
     "folds/<k>/model/best.pt) are averaged: the mean of their tracks and pair calls",
+    "assoc": "exported model of a run (<scheme>/best_model.pt); several (a cross-validated run's "
+    "folds/<k>/links/best_model.pt) are averaged: candidates ranked by the mean of their link probabilities",
 }
 
 

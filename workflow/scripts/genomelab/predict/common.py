@@ -21,17 +21,6 @@ from genomelab.train.export import module_of_kind
 MODULES = ("tissue", "deconv", "regulon", "assoc", "binning")
 
 
-def refuse_repeated_files(paths: Sequence[str | os.PathLike], what: str) -> None:
-    """Refuse a file given twice (by any spelling of its path) among ``paths``, the ``what``
-    to average: averaging one model with itself would weigh it twice (ValueError naming both)."""
-    seen: dict[Path, str] = {}
-    for path in paths:
-        key = Path(path).resolve()
-        if key in seen:
-            raise ValueError(f"{path} is given twice among the {what} to average (also as {seen[key]})")
-        seen[key] = str(path)
-
-
 def fresh_out_dir(out_dir: str | os.PathLike, protected: Sequence[str | os.PathLike] = ()) -> Path:
     """A prediction's output folder: created if absent, refused when it holds files or is
     one of ``protected`` (a run's own outputs, which a prediction must never overwrite)."""

@@ -48,9 +48,9 @@ import torch
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.errors import FormatError
-from genomelab.predict.common import refuse_repeated_files
 from genomelab.regulon.operons import OperonReadout
 from genomelab.train.device import resolve_device
+from genomelab.train.export import refuse_repeated_files
 
 logger = logging.getLogger(__name__)
 
@@ -507,6 +507,57 @@ def average_tracks(found: Sequence[RegulonTracks]) -> RegulonTracks:
     return out
 
 
+def load_predictors(
+    files: Sequence[str | os.PathLike], device: str | torch.device = "cpu"
+) -> list[RegulonPredictor]:
+    """The networks of ``files``: one, or several whose tracks can be averaged
+    (:func:`check_same_geometry`)."""
+    if not files:
+        raise ValueError("no regulon model file given")
+    predictors = [RegulonPredictor(f, device) for f in files]
+    if len(predictors) > 1:
+        check_same_geometry(predictors)
+    return predictors
+
+
+def route_genes(predictors: Sequence[RegulonPredictor], given: bool) -> list[bool]:
+    """Whether each network gets the genes, when ``given``: those that read them (annotation
+    inputs, or a pair readout); with none that does, all, which refuse them as one network
+    does. Each is checked (:meth:`RegulonPredictor.check_genes`: ValueError naming its file)."""
+    reads = [p.uses_annotation or p.readout is not None for p in predictors]
+    routed = [given and (ok or not any(reads)) for ok in reads]
+    for p, g in zip(predictors, routed, strict=True):
+        p.check_genes(g)
+    return routed
+
+
+def predict_averaged(
+    predictors: Sequence[RegulonPredictor],
+    routed: Sequence[bool],
+    codes: np.ndarray,
+    contig: str,
+    start: int,
+    genes: pd.DataFrame | None,
+) -> RegulonTracks:
+    """Every network's tracks of one region (``genes`` to those :func:`route_genes` gave them),
+    or one network's; several averaged (:func:`average_tracks`)."""
+    found = [
+        p.predict_codes(codes, contig, start, genes=genes if g else None)
+        for p, g in zip(predictors, routed, strict=True)
+    ]
+    called = [p.readout is not None for p in predictors]
+    if genes is not None and any(called) and not all(called):
+        logger.warning(
+            "%s carry no operon pair readout: the pair calls are the mean of the other %d network(s)",
+            ", ".join(p.path for p, ok in zip(predictors, called, strict=True) if not ok),
+            sum(called),
+        )
+    if len(found) == 1:
+        return found[0]
+    logger.info("averaged the tracks of %d networks: %s", len(found), ", ".join(p.path for p in predictors))
+    return average_tracks(found)
+
+
 def write_bedgraphs(tracks: RegulonTracks, out_dir: str | os.PathLike) -> dict[str, str]:
     """One bedGraph per head and strand (``<head>.<strand>.bedGraph``); NaN values are left
     out. Returns {``head.strand``: path}."""
@@ -571,32 +622,11 @@ def predict_files(
             stale.unlink()
             logger.info("removed %s of an earlier prediction", stale)
     files = [model] if isinstance(model, (str, os.PathLike)) else list(model)
-    if not files:
-        raise ValueError("no regulon model file given")
-    predictors = [RegulonPredictor(f, device) for f in files]
-    check_same_geometry(predictors)
-    # Genes go to the networks that read them (annotation inputs, or a pair readout); with
-    # none that does, to all, which refuse them as one network does.
-    reads = [p.uses_annotation or p.readout is not None for p in predictors]
-    given = [annotation is not None and (ok or not any(reads)) for ok in reads]
-    for p, g in zip(predictors, given, strict=True):
-        p.check_genes(g)  # before the genome is read
+    predictors = load_predictors(files, device)
+    given = route_genes(predictors, annotation is not None)  # before the genome is read
     # The region and its genes read once, scored by every network.
     name, codes, start, genes = read_region(fasta, region, annotation)
-    found = [
-        p.predict_codes(codes, name, start, genes=genes if g else None)
-        for p, g in zip(predictors, given, strict=True)
-    ]
-    called = [p.readout is not None for p in predictors]
-    if annotation is not None and any(called) and not all(called):
-        logger.warning(
-            "%s carry no operon pair readout: the pair calls are the mean of the other %d network(s)",
-            ", ".join(p.path for p, ok in zip(predictors, called, strict=True) if not ok),
-            sum(called),
-        )
-    tracks = found[0] if len(found) == 1 else average_tracks(found)
-    if len(found) > 1:
-        logger.info("averaged the tracks of %d networks: %s", len(found), ", ".join(map(str, files)))
+    tracks = predict_averaged(predictors, given, codes, name, start, genes)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     paths = write_bedgraphs(tracks, out_dir)
     atomic_write_json(

@@ -52,7 +52,9 @@ def assoc_step(smk: Any) -> None:
 
     p = param(smk, "infer")
     predict_files(
-        smk.input.model,
+        # One file (a str) exactly as before; a list (every fold's model, or assoc.predict.model
+        # of several): ranked by the mean of their link probabilities.
+        smk.input.model if isinstance(smk.input.model, str) else list(smk.input.model),
         smk.input.featurizer,
         smk.input.inputs,
         p["side"],

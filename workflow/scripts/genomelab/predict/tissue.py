@@ -38,15 +38,14 @@ import torch
 from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
-from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, match_ids, refuse_duplicates
-from genomelab.predict.common import refuse_repeated_files
+from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, first_difference, match_ids, refuse_duplicates
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble, MaskedEnsemble
 from genomelab.tissue.kinds import FILE_LEVEL, REGION_LEVEL
 from genomelab.tissue.models import build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
-from genomelab.train.export import KIND_MODULES, ExportedModel, load_exported
+from genomelab.train.export import KIND_MODULES, ExportedModel, load_exported, refuse_repeated_files
 
 logger = logging.getLogger(__name__)
 
@@ -333,14 +332,6 @@ class TissuePredictor(_SampleClassifier):
         return proba
 
 
-def _first_difference(a: list[str], b: list[str]) -> str:
-    """Where the lists ``a`` and ``b`` first differ, for an error."""
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return f"#{i} is {x!r} in one, {y!r} in the other"
-    return f"{len(a)} and {len(b)} long, equal over the first {min(len(a), len(b))}"
-
-
 class AveragedPredictor(_SampleClassifier):
     """Several exported tissue models over one class list, e.g. the K folds' models of a
     cross-validated run (``tissue.evaluation.folds`` > 1): each file's calibrated
@@ -362,7 +353,7 @@ class AveragedPredictor(_SampleClassifier):
                 raise ValueError(
                     f"{p.path} and {first.path} cannot be averaged: their classes differ "
                     f"({len(p.classes)} and {len(first.classes)}; "
-                    f"{_first_difference(p.classes, first.classes)}); average models of one run's "
+                    f"{first_difference(p.classes, first.classes)}); average models of one run's "
                     "folds (the same inputs, task and tissue.models entry)"
                 )
             if p.n_positions != first.n_positions:

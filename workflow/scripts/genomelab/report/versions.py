@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,24 @@ def _git_commit(cwd: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
+
+
+def reported_config(config: dict[str, Any], modules: Iterable[str]) -> dict[str, Any]:
+    """What the record reports of a run's config (its hash and seed): all of it but each
+    module's ``predict`` section, a copy (``config`` is left as it is).
+
+    The predict sections only point the ``<module>_predict`` rules at new inputs, whose
+    outputs name their own model and inputs; nothing the run summary reports depends on them.
+    The report rule passes this as a ``params:`` value, so that editing them (adding
+    ``tissue.predict.inputs`` to a finished run) does not rerun the record and the summary
+    after it, while any other setting does (Snakemake's params rerun trigger).
+    """
+    reported = dict(config)
+    for module in modules:
+        section = reported.get(module)
+        if isinstance(section, dict) and "predict" in section:
+            reported[module] = {k: v for k, v in section.items() if k != "predict"}
+    return reported
 
 
 def _seed(config_text: str) -> int | None:

@@ -1,6 +1,7 @@
-"""An HTTP server for one exported model: FastAPI endpoints over the predict functions.
+"""An HTTP server for one exported model (or, for tissue, regulon and assoc, several averaged
+as ``genomelab predict`` averages them): FastAPI endpoints over the predict functions.
 
-``GET /health``: liveness and what is loaded. ``GET /card``: the model card (what it was
+``GET /health``: liveness and what is loaded (``model``, or ``model_files``). ``GET /card``: the model card (what it was
 trained on, its test metrics and its comparison with the baselines where the run wrote
 them, the genomelab versions). ``POST /predict``: the loaded module's prediction, with a
 request body validated by pydantic (a bad request gets 422 naming the field, an input that
@@ -21,6 +22,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -45,7 +47,7 @@ from genomelab import __version__
 from genomelab.config import schema_bounds, schema_default, schema_node
 from genomelab.io.ids import relaxed_by
 from genomelab.predict.common import model_card
-from genomelab.train.export import ExportError, load_exported, module_of_kind
+from genomelab.train.export import ExportError, load_exported, module_of_kind, refuse_repeated_files
 
 logger = logging.getLogger(__name__)
 
@@ -323,13 +325,20 @@ def _model_order(values: np.ndarray, regions: list[str] | None, n_model: int, fi
 
 
 class _Tissue:
-    def __init__(self, path: str, opts: dict[str, Any]) -> None:
-        from genomelab.predict.tissue import TissuePredictor
+    def __init__(self, paths: list[str], opts: dict[str, Any]) -> None:
+        from genomelab.io.ids import N_SHOWN
+        from genomelab.predict.tissue import load_predictor
 
-        self.p = TissuePredictor.load(path, opts.get("device", "cpu"))
+        # One file, or several averaged as genomelab predict tissue averages them.
+        self.p = load_predictor(paths[0] if len(paths) == 1 else paths, opts.get("device", "cpu"))
         self.defaults = {
             k: schema_default(f"tissue.predict.{k}") for k in ("min_region_match", "min_covered")
         }
+        if len(paths) > 1:
+            # The order of means sent without region IDs: the files' regions joined (the
+            # first file's when all list the same).
+            regions = self.p.regions.tolist()
+            self.card = {"regions": {"n": len(regions), "first": regions[:N_SHOWN]}}
 
     def __call__(self, req: TissueRequest) -> dict[str, Any]:
         from genomelab.predict.tissue import TissueInputs
@@ -369,9 +378,10 @@ class _Tissue:
 
 
 class _Deconv:
-    def __init__(self, path: str, opts: dict[str, Any]) -> None:
+    def __init__(self, paths: list[str], opts: dict[str, Any]) -> None:
         from genomelab.predict.deconv import DeconvPredictor
 
+        (path,) = paths  # one file (create_app refuses several)
         self.p = DeconvPredictor(path, opts.get("device", "cpu"))
         self.min_match = schema_default("deconv.infer.min_match")
         self.unknown_component = schema_default("deconv.reference.unknown_component")
@@ -429,12 +439,14 @@ class _Deconv:
 
 
 class _Assoc:
-    def __init__(self, path: str, opts: dict[str, Any]) -> None:
+    def __init__(self, paths: list[str], opts: dict[str, Any]) -> None:
         from genomelab.predict.assoc import AssocPredictor
 
         if not opts.get("featurizer"):
             raise ValueError("serving an assoc model needs --featurizer (the run's features/featurizer.npz)")
-        self.p = AssocPredictor(path, opts["featurizer"], opts.get("device", "cpu"))
+        # One file, or several ranked by the mean of their link probabilities.
+        model = paths[0] if len(paths) == 1 else paths
+        self.p = AssocPredictor(model, opts["featurizer"], opts.get("device", "cpu"))
 
     def __call__(self, req: AssocRequest) -> dict[str, Any]:
         records = [e.model_dump(exclude_none=True) for e in req.entities]
@@ -443,13 +455,15 @@ class _Assoc:
 
 
 class _Regulon:
-    def __init__(self, path: str, opts: dict[str, Any]) -> None:
-        from genomelab.predict.regulon import RegulonPredictor
+    def __init__(self, paths: list[str], opts: dict[str, Any]) -> None:
+        from genomelab.predict.regulon import load_predictors
 
-        self.p = RegulonPredictor(path, opts.get("device", "cpu"))
+        # One network, or several whose tracks and pair calls are averaged (the checks and
+        # the averaging of genomelab predict regulon).
+        self.predictors = load_predictors(paths, opts.get("device", "cpu"))
 
     def __call__(self, req: RegulonRequest) -> dict[str, Any]:
-        from genomelab.predict.regulon import encode
+        from genomelab.predict.regulon import encode, predict_averaged, route_genes
 
         genes = None
         if req.genes is not None:
@@ -464,10 +478,10 @@ class _Regulon:
                 }
             )
         try:
-            self.p.check_genes(genes is not None)
+            routed = route_genes(self.predictors, genes is not None)
         except ValueError as exc:
             raise ValueError(f"genes: {exc}") from None  # 422 naming the field to fix
-        t = self.p.predict_codes(encode(req.sequence), req.contig, req.start, genes=genes)
+        t = predict_averaged(self.predictors, routed, encode(req.sequence), req.contig, req.start, genes)
         tracks = {
             head: {
                 "step_bp": t.steps[head],
@@ -515,10 +529,11 @@ def _regulon_pairs(pairs: Any) -> list[dict[str, Any]]:
 
 
 class _Binning:
-    def __init__(self, path: str, opts: dict[str, Any]) -> None:
+    def __init__(self, paths: list[str], opts: dict[str, Any]) -> None:
         from genomelab.binning.training import load_model
         from genomelab.predict.binning import check_kmer_layout, min_length_of
 
+        (path,) = paths  # one file (create_app refuses several)
         check_kmer_layout(path)
         extra = load_exported(path).extra
         # Abundance columns the model was trained with (0: composition only).
@@ -612,6 +627,13 @@ def _skip_reason(sequence: str, min_length: int = 0) -> str:
 
 
 HANDLERS = {"tissue": _Tissue, "deconv": _Deconv, "assoc": _Assoc, "regulon": _Regulon, "binning": _Binning}
+# Modules whose server takes several model files (a cross-validated run's folds), and what
+# it averages: the predict functions' averaging, for the same files.
+AVERAGED = {
+    "tissue": "the mean of the files' calibrated probabilities per sample",
+    "regulon": "the mean of the networks' tracks and pair calls",
+    "assoc": "candidates ranked by the mean of the models' link probabilities",
+}
 REQUESTS = {
     "tissue": TissueRequest,
     "deconv": DeconvRequest,
@@ -688,15 +710,52 @@ def _add_schemas(app: FastAPI, request_type: type[BaseModel]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(model: str | os.PathLike, **opts: Any) -> FastAPI:
-    """The app serving ``model``; ``opts``: ``device``, ``featurizer`` (assoc), ``reference``
-    (deconv: NNLS and the weighted NNLS beside the network; default the model's NNLS prior), ``metrics`` and
-    ``summary`` (the card's metrics JSON and module summary when not found beside the model)."""
-    path = str(model)
-    exported = load_exported(path)
-    module = module_of_kind(exported.kind, path)
-    card = model_card(path, exported, opts.get("metrics"), opts.get("summary")).to_dict()
-    handler = HANDLERS[module](path, opts)
+def _loaded(
+    model: str | os.PathLike | Sequence[str | os.PathLike], opts: dict[str, Any]
+) -> tuple[str, list[str], str, dict[str, Any]]:
+    """The module, the files, their kind and the card of what ``model`` names: one file (its
+    card, as ever) or several of one module (:data:`AVERAGED`), each file's card under
+    ``models``, the files under ``model_files``. Files of another module are refused by that
+    module's loader with the predict path's message (``genomelab predict <module>``'s)."""
+    paths = [str(model)] if isinstance(model, (str, os.PathLike)) else [str(m) for m in model]
+    if not paths:
+        raise ValueError("no model file given")
+    exported = [load_exported(paths[0])]
+    module = module_of_kind(exported[0].kind, paths[0])
+    if len(paths) == 1:
+        card = model_card(paths[0], exported[0], opts.get("metrics"), opts.get("summary")).to_dict()
+        return module, paths, exported[0].kind, card
+    if module not in AVERAGED:
+        raise ValueError(
+            f"{len(paths)} model files given: a {module} server takes one (several are averaged for "
+            f"{', '.join(AVERAGED)} models)"
+        )
+    refuse_repeated_files(paths, f"{module} model files")
+    exported += [load_exported(p) for p in paths[1:]]
+    kinds = list(dict.fromkeys(e.kind for e in exported))
+    cards = [
+        model_card(p, e, opts.get("metrics"), opts.get("summary")).to_dict()
+        for p, e in zip(paths, exported, strict=True)
+    ]
+    card = {
+        "module": module,
+        "kind": ", ".join(kinds),
+        "model_files": paths,
+        "averaged": AVERAGED[module],
+        "genomelab_version": __version__,
+        "models": cards,
+    }
+    return module, paths, card["kind"], card
+
+
+def create_app(model: str | os.PathLike | Sequence[str | os.PathLike], **opts: Any) -> FastAPI:
+    """The app serving ``model``, one file or, for tissue, regulon and assoc, a list of
+    several averaged as ``genomelab predict`` averages them (a cross-validated run's folds);
+    ``opts``: ``device``, ``featurizer`` (assoc), ``reference`` (deconv: NNLS and the weighted
+    NNLS beside the network; default the model's NNLS prior), ``metrics`` and ``summary``
+    (the card's metrics JSON and module summary when not found beside the model)."""
+    module, paths, kind, card = _loaded(model, opts)
+    handler = HANDLERS[module](paths, opts)
     # What a module's server adds to the card (deconv: the reference NNLS uses).
     card.update(getattr(handler, "card", {}))
     request_type = REQUESTS[module]
@@ -710,9 +769,12 @@ def create_app(model: str | os.PathLike, **opts: Any) -> FastAPI:
         # shape as a body that does not validate, so a client reads one kind of 422.
         return JSONResponse(status_code=422, content={"detail": value_error_detail(str(exc), request_type)})
 
+    # Which files are loaded: model for one, model_files for several (as predictions.json).
+    files = {"model": paths[0]} if len(paths) == 1 else {"model_files": paths}
+
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "module": module, "kind": exported.kind, "genomelab_version": __version__}
+        return {"status": "ok", "module": module, "kind": kind, **files, "genomelab_version": __version__}
 
     @app.get("/card")
     def get_card() -> dict[str, Any]:
@@ -727,7 +789,7 @@ def create_app(model: str | os.PathLike, **opts: Any) -> FastAPI:
     # model, no Python dicts in between): the endpoint declares its schema for /docs itself.
     app.post("/predict", summary=f"{module} prediction", openapi_extra=_body_schema(request_type))(predict)
     _add_schemas(app, request_type)
-    logger.info("serving %s model %s (%s)", module, path, exported.kind)
+    logger.info("serving %s model %s (%s)", module, ", ".join(paths), kind)
     return app
 
 

@@ -1,4 +1,4 @@
-"""``genomelab serve --model model.pt [--host 127.0.0.1 --port 8000]``."""
+"""``genomelab serve --model model.pt [--model fold1.pt ...] [--host 127.0.0.1 --port 8000]``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     limit_threads(args.threads)
     app = create_app(
-        args.model,
+        args.model[0] if len(args.model) == 1 else args.model,
         device=args.device,
         featurizer=args.featurizer,
         reference=args.reference,
@@ -32,7 +32,15 @@ def _serve(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     """Add ``serve`` to the ``genomelab`` parser."""
     p = sub.add_parser("serve", help="serve an exported model over HTTP (FastAPI): /health, /card, /predict")
-    p.add_argument("--model", required=True, help="exported model.pt of a run")
+    # extend: --model a.pt --model b.pt serves both, averaged (nargs="+" alone kept the last).
+    p.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        action="extend",
+        help="exported model.pt of a run; tissue, regulon and assoc take several (a cross-validated "
+        "run's folds), averaged as genomelab predict averages them",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu")

@@ -236,6 +236,18 @@ KIND_MODULES = {
 }
 
 
+def refuse_repeated_files(paths: Sequence[str | os.PathLike], what: str) -> None:
+    """Refuse a file given twice (by any spelling of its path) among ``paths``, the ``what``
+    to average: averaging one model with itself would weigh it twice (ValueError naming both).
+    Here, below the modules, so that a module's own averaging (assoc_infer's) uses it too."""
+    seen: dict[Path, str] = {}
+    for path in paths:
+        key = Path(path).resolve()
+        if key in seen:
+            raise ValueError(f"{path} is given twice among the {what} to average (also as {seen[key]})")
+        seen[key] = str(path)
+
+
 def module_of_kind(kind: str, path: str | os.PathLike = "model") -> str:
     """The module that made an exported model of ``kind``."""
     base = kind.removesuffix("-ensemble")

@@ -25,6 +25,7 @@ import yaml
 from genomelab.config import schema_default
 from genomelab.train.export import load_exported
 from shared_run import copy_repo, copy_run
+from test_envs import env_gaps
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -403,7 +404,7 @@ def test_interrupted_training_rule_resumes_to_the_same_result(finished_run):
 
 
 @pytest.mark.slow
-def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run, tmp_path):
+def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run, tmp_path, monkeypatch):
     # Every module's <module>_predict rule, run for real on the finished test run's models.
     # Inputs the run has already scored must give its own numbers back, and nothing of the run
     # may change (the predict outputs live in their own folders).
@@ -458,10 +459,14 @@ def test_predict_rules_apply_the_trained_models_to_new_inputs(finished_run, tmp_
         "config/test.yaml",
         str(tmp_path / "predict.yaml"),
     )
+    # The predict rules are not in the session's run, whose imports tests/test_envs.py checks.
+    monkeypatch.setenv("GENOMELAB_IMPORT_RECORD", str(tmp_path / "imports"))
     res = snakemake(finished_run, *rules, *args)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
     assert set(job_counts(res.stdout + res.stderr)) == set(rules), res.stderr[-3000:]
     assert bins.stat().st_mtime_ns == before
+    recorded, missing = env_gaps(tmp_path / "imports")
+    assert recorded == set(rules) and not missing, missing
     tissue = pd.read_csv(run / "tissue" / "predict" / "predictions.tsv", sep="\t")
     probs = tissue.filter(like="p_")
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)

@@ -26,7 +26,7 @@ from genomelab.regulon.baselines import (
     kmer_bin_counts,
     kmer_rc_permutation,
 )
-from genomelab.regulon.bsonio import GENE_EXPRESSION, Source, iter_dump
+from genomelab.regulon.bsonio import GENE_EXPRESSION, Source, check_dump, iter_dump
 from genomelab.regulon.data import Normaliser, process_data, read_annotation
 from genomelab.regulon.diagnostics import (
     DiagnosticsConfig,
@@ -91,6 +91,29 @@ def test_dump_layout_and_missing_collection(tmp_path):
         list(iter_dump(tmp_path, "operonDatamart"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list(iter_dump(tmp_path / "nope", GENE_EXPRESSION))
+
+
+def test_check_dump_names_the_key_and_collections_in_another_format(tmp_path):
+    """A dump checked when Snakemake starts: operons are required, genes unless the annotation
+    gives them, and a collection saved as JSON is named as not read (mongodump's own
+    <c>.metadata.json is not)."""
+    db = tmp_path / "regulondb"
+    db.mkdir()
+    with pytest.raises(FileNotFoundError, match="regulon.dump_dir .*nope is not a folder"):
+        check_dump(tmp_path / "nope")
+    write_bson(db / "geneDatamart.bson", [{"_id": 1}])
+    (db / "operonDatamart.metadata.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"no operonDatamart.bson\[.gz\] .*\)?; the regulon module needs its operons$"):
+        check_dump(tmp_path)
+    (db / "operonDatamart.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"operonDatamart.json'\] is not read: only mongodump's BSON is"):
+        check_dump(tmp_path)
+    write_bson(db / "operonDatamart.bson.gz", [{"_id": 2}])
+    check_dump(tmp_path)
+    (db / "geneDatamart.bson").unlink()
+    with pytest.raises(FileNotFoundError, match="needs its genes"):
+        check_dump(tmp_path)
+    check_dump(tmp_path, genes_elsewhere=True)
 
 
 def test_mongo_uri_comes_from_environment_only(monkeypatch):

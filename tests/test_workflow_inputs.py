@@ -323,3 +323,23 @@ def test_a_misspelt_input_file_is_named_by_its_config_key_before_any_job(workdir
     res = snakemake(workdir, "-n", "--configfile", config)
     assert res.returncode != 0
     assert f"regulon.flat_files.operons {operons} does not exist" in res.stdout + res.stderr
+
+
+def test_a_misspelt_or_operonless_regulon_dump_stops_the_run_naming_the_key(workdir, tmp_path):
+    """regulon.dump_dir misspelt, or a dump whose operons are JSON (a datamart export) rather
+    than BSON: both planned every job, and the second trained nothing until the gate failed on
+    a constant operon target. Now both stop when Snakemake starts, naming the key."""
+    regulon = {"enabled": True, "genome": "resources/regulon/genome.fna.gz", "dump_dir": str(tmp_path / "dumpp")}
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "typo.yaml", regulon=regulon))
+    assert res.returncode != 0
+    assert f"regulon.dump_dir {tmp_path / 'dumpp'} is not a folder" in res.stdout + res.stderr
+    dump = tmp_path / "dump" / "regulondb"
+    dump.mkdir(parents=True)
+    shipped = workdir / "resources" / "regulon" / "dump" / "regulondb" / "geneDatamart.bson.gz"
+    (dump / "geneDatamart.bson.gz").write_bytes(shipped.read_bytes())
+    (dump / "operonDatamart.json").write_text('{"operon": {"id": "o1"}}\n')
+    regulon["dump_dir"] = str(tmp_path / "dump")
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "json.yaml", regulon=regulon))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "has no operonDatamart.bson[.gz]" in out
+    assert f"{dump / 'operonDatamart.json'}'] is not read" in out and "needs its operons" in out

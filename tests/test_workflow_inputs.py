@@ -343,3 +343,19 @@ def test_a_misspelt_or_operonless_regulon_dump_stops_the_run_naming_the_key(work
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "has no operonDatamart.bson[.gz]" in out
     assert f"{dump / 'operonDatamart.json'}'] is not read" in out and "needs its operons" in out
+
+
+def test_an_assoc_train_lr_the_grid_would_replace_stops_the_run(workdir, tmp_path):
+    """assoc.train.lr was silently replaced by assoc.grid.lr (1e-4): the run trained at a rate
+    the user never asked for. Now Snakemake stops when it starts, naming the grid key."""
+    assoc = {
+        "enabled": True,
+        "data": {k: f"resources/assoc/{k}.tsv" for k in ("links", "sources", "targets")},
+        "train": {"lr": 0.01, "max_epochs": 3},
+    }
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "lr.yaml", assoc=assoc))
+    assert res.returncode != 0
+    assert "assoc.train.lr = 0.01 is not used" in res.stdout + res.stderr
+    assoc["train"] = {"max_epochs": 3}
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "ok.yaml", assoc=assoc))
+    assert res.returncode == 0, res.stderr

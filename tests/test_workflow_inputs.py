@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import test_workflow
 import yaml
@@ -359,3 +360,40 @@ def test_an_assoc_train_lr_the_grid_would_replace_stops_the_run(workdir, tmp_pat
     assoc["train"] = {"max_epochs": 3}
     res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "ok.yaml", assoc=assoc))
     assert res.returncode == 0, res.stderr
+
+
+def test_the_documented_array_to_sequencing_config_plans_ingest_and_predict_only(workdir, tmp_path):
+    """docs/tissue.md "Train on arrays, predict sequencing" said `ingest` and `predict` carry
+    sequencing samples to an array-trained model but showed no config; its file (merged after
+    the training run's config) must plan one ingest job per new sample and tissue_predict on
+    the sheet ingest writes."""
+    from genomelab.tissue.convert import convert_beta_table
+    from genomelab.tissue.sequencing import draw_counts, write_bedmethyl, write_probe_regions
+
+    text = (test_workflow.ROOT / "docs" / "tissue.md").read_text()
+    section = text[text.index("### Train on arrays, predict sequencing") :]
+    section = section[: section.index("\n## ")]
+    block = re.search(r"<!-- file: (\S+) -->\n```yaml\n(.*?)```", section, flags=re.S)
+    assert block, "docs/tissue.md's sequencing section has no marked config block"
+    seq = yaml.safe_load(block.group(2))
+    run = seq["tissue"]["predict"]["inputs"].split("/")[1]
+    rng = np.random.default_rng(0)
+    probes = [f"cg{i:03d}" for i in range(12)]
+    rows = [f"P{i},K{i % 3},{','.join(f'{b:.3f}' for b in rng.uniform(0, 1, 12))}" for i in range(12)]
+    (tmp_path / "betas.csv").write_text("sample,label," + ",".join(probes) + "\n" + "\n".join(rows) + "\n")
+    h5 = convert_beta_table(tmp_path / "betas.csv", workdir / "train.h5", n_positions=150)
+    pos = write_probe_regions(np.asarray(probes), workdir / seq["ingest"]["regions"])
+    sheet = workdir / seq["ingest"]["samples"]
+    for name in ("new1", "new2"):
+        write_bedmethyl(sheet.parent / f"{name}.bed", pos, *draw_counts(rng.uniform(0, 1, 12), 5, rng))
+    sheet.write_text("sample\tpath\nnew1\tnew1.bed\nnew2\tnew2.bed\n")
+    tissue = {"enabled": True, "input": {"source": "hdf5", "hdf5": str(h5)}, "task": {"label": "subtype"}}
+    train = {"run": run, "tissue": tissue}
+    (workdir / "train.yaml").write_text(yaml.safe_dump(train))
+    (workdir / block.group(1)).write_text(block.group(2))
+    res = snakemake(workdir, "-n", "--configfile", "train.yaml", block.group(1))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    counts = job_counts(res.stdout)
+    assert counts["ingest_sample"] == 2 and counts["ingest_sheet"] == 1 and counts["tissue_predict"] == 1
+    predict = res.stdout[res.stdout.index("rule tissue_predict:") :].split("\n\n")[0]
+    assert f"results/{run}/ingest/samples.tsv" in predict

@@ -277,6 +277,24 @@ def test_a_beta_table_of_new_samples_converts_without_labels(tmp_path):
     np.testing.assert_allclose(read_features(tmp_path / "f.h5")["means"], [[0.0, 1.0], [0.5, np.nan]])
 
 
+def test_a_beta_table_writing_missing_values_as_NA_converts_them_as_missing(tmp_path):
+    """R's write.csv (how the TCGA tables were exported) writes a missing beta as NA; the
+    converter read only an empty cell as missing and refused the table ("non-numeric beta
+    value 'NA'"). NA, NaN, null and . now read as missing (a row of 2s: the region uncovered), as
+    the ingest array reader reads them; other words are still refused, naming the cell."""
+    from genomelab.tissue.convert import convert_beta_table
+
+    table = tmp_path / "r.csv"
+    table.write_text("sample,cg1,cg2,cg3\nN1,0.0,NA,1.0\nN2,NaN,0.5,null\nN3,0.2,,0.4\n")
+    out = convert_beta_table(table, tmp_path / "r.h5", label_column=None, n_positions=10)
+    extract_features_from_hdf5(out, tmp_path / "f.h5")
+    means = read_features(tmp_path / "f.h5")["means"]
+    np.testing.assert_allclose(means, [[0.0, np.nan, 1.0], [np.nan, 0.5, np.nan], [0.2, np.nan, 0.4]])
+    table.write_text("sample,cg1,cg2\nN1,0.1,missing\n")
+    with pytest.raises(ValueError, match=r"r\.csv: non-numeric beta value 'missing' \(sample N1, probe cg2\)"):
+        convert_beta_table(table, tmp_path / "x.h5", label_column=None)
+
+
 def test_the_converter_script_reports_a_bad_table_without_a_traceback(tmp_path, capsys):
     """Betas in percent (0-100), a common export, were refused with a traceback and a range
     only; the script now exits 2 with one line naming the table and the likely cause."""

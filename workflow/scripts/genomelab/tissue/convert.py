@@ -111,9 +111,17 @@ def convert_beta_table(
     non_numeric = np.isnan(beta) & ~missing
     if non_numeric.any():
         r, c = np.argwhere(non_numeric)[0]
+        # A column of text throughout is a label column read as a probe (--no-labels given
+        # for a table that has one, or a label column under another name).
+        hint = (
+            f"; column {probes[c]!r} holds no number at all: a label column? name it with "
+            "--label-column (and leave out --no-labels)"
+            if non_numeric[:, c].all()
+            else ""
+        )
         raise ValueError(
             f"{table}: non-numeric beta value {df[probes].iat[r, c]!r} (sample {samples[r]}, "
-            f"probe {probes[c]})"
+            f"probe {probes[c]}){hint}"
         )
     finite = beta[np.isfinite(beta)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):

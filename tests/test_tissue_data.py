@@ -340,3 +340,31 @@ def test_tcga_glioma_converts(shared_data, tmp_path):
     # 276 samples, 2 labelled NA dropped (PROVENANCE.md); 145 probes.
     assert len(src.samples) == 274 and len(src.region_ids) == 145
     assert set(src.subtype) == {"G-CIMP-high", "G-CIMP-low"}
+
+
+def test_the_documented_label_sheet_labels_an_hdf5_converted_without_labels(tmp_path):
+    """docs/tissue.md said a stacked HDF5 takes "an optional sheet" of labels but not its
+    columns: a labels table (sample, tissue, subtype) stopped with "sample sheet lacks
+    column(s) ['file']". The documented block (with the `file` column the reader needs) labels
+    an HDF5 made with --no-labels, and the column's absence is the documented error."""
+    import re
+    from pathlib import Path
+
+    from genomelab.io.errors import FormatError
+    from genomelab.tissue.convert import convert_beta_table
+    from genomelab.tissue.features import hdf5_records
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tissue.md").read_text()
+    block = re.search(r"<!-- hdf5-labels -->\n```\n(.*?)```", text, flags=re.S)
+    assert block, "docs/tissue.md shows no marked label sheet for a stacked HDF5"
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_text(block.group(1))
+    sample = block.group(1).splitlines()[1].split("\t")[0]
+    table = tmp_path / "new.csv"
+    table.write_text(f"sample,cg1,cg2\n{sample},0.1,0.9\n")
+    h5 = convert_beta_table(table, tmp_path / "n.h5", label_column=None, n_positions=10)
+    (rec,) = hdf5_records(StackedHDF5.open(h5), sheet)
+    assert (rec.sample, rec.tissue, rec.subtype) == (sample, "Glioma", "IDHwt-K1")
+    sheet.write_text(f"sample\ttissue\tsubtype\n{sample}\tGlioma\tIDHwt-K1\n")
+    with pytest.raises(FormatError, match=r"sample sheet lacks column\(s\) \['file'\]"):
+        hdf5_records(StackedHDF5.open(h5), sheet)

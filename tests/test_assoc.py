@@ -790,7 +790,10 @@ def test_train_lr_or_batch_size_the_grid_would_replace_is_refused():
     defaults = {k: schema_default(f"assoc.train.{k}") for k in ("lr", "batch_size", "max_epochs")}
     G.check_train_keys(defaults, grid)
     G.check_train_keys({**defaults, "max_epochs": 3}, grid)  # the grid sets only lr and batch size
-    with pytest.raises(ValueError, match=r"assoc.train.lr = 0.01 is not used: .*assoc.grid.lr \(now \[0.0001\]\), so set assoc.grid.lr: \[0.01\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"assoc.train.lr = 0.01 is not used: .*assoc.grid.lr \(now \[0.0001\]\), so set assoc.grid.lr: \[0.01\]",
+    ):
         G.check_train_keys({**defaults, "lr": 0.01}, grid)
     with pytest.raises(ValueError, match=r"assoc.train.batch_size = 8 is not used"):
         G.check_train_keys({**defaults, "batch_size": 8}, grid)

@@ -264,7 +264,9 @@ def test_the_own_data_example_says_how_to_run_from_a_project_folder(module):
     text = own_data_section(module)
     for snippet in ("-s\n/path/to/genomelab/Snakefile --directory .", "/path/to/genomelab/profiles/slurm"):
         flat = " ".join(text.split())
-        assert " ".join(snippet.split()) in flat, f"docs/{module}.md 'Your own data' does not show {snippet!r}"
+        assert " ".join(snippet.split()) in flat, (
+            f"docs/{module}.md 'Your own data' does not show {snippet!r}"
+        )
 
 
 def test_the_readme_points_to_every_own_data_example():

@@ -103,10 +103,14 @@ def test_check_dump_names_the_key_and_collections_in_another_format(tmp_path):
         check_dump(tmp_path / "nope")
     write_bson(db / "geneDatamart.bson", [{"_id": 1}])
     (db / "operonDatamart.metadata.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match=r"no operonDatamart.bson\[.gz\] .*\)?; the regulon module needs its operons$"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no operonDatamart.bson\[.gz\] .*\)?; the regulon module needs its operons$"
+    ):
         check_dump(tmp_path)
     (db / "operonDatamart.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match=r"operonDatamart.json'\] is not read: only mongodump's BSON is"):
+    with pytest.raises(
+        FileNotFoundError, match=r"operonDatamart.json'\] is not read: only mongodump's BSON is"
+    ):
         check_dump(tmp_path)
     write_bson(db / "operonDatamart.bson.gz", [{"_id": 2}])
     check_dump(tmp_path)

@@ -291,7 +291,9 @@ def test_a_beta_table_writing_missing_values_as_NA_converts_them_as_missing(tmp_
     means = read_features(tmp_path / "f.h5")["means"]
     np.testing.assert_allclose(means, [[0.0, np.nan, 1.0], [np.nan, 0.5, np.nan], [0.2, np.nan, 0.4]])
     table.write_text("sample,cg1,cg2\nN1,0.1,missing\nN2,0.2,0.3\n")
-    with pytest.raises(ValueError, match=r"r\.csv: non-numeric beta value 'missing' \(sample N1, probe cg2\)$"):
+    with pytest.raises(
+        ValueError, match=r"r\.csv: non-numeric beta value 'missing' \(sample N1, probe cg2\)$"
+    ):
         convert_beta_table(table, tmp_path / "x.h5", label_column=None)
 
 
@@ -303,7 +305,10 @@ def test_a_labelled_table_converted_with_no_labels_says_its_label_column_is_text
 
     table = tmp_path / "t.csv"
     table.write_text("sample,label,cg1\nP1,K1,0.1\nP2,K2,0.4\n")
-    with pytest.raises(ValueError, match=r"probe label\); column 'label' holds no number at all: a label column\? name it with --label-column"):
+    with pytest.raises(
+        ValueError,
+        match=r"probe label\); column 'label' holds no number at all: a label column\? name it with --label-column",
+    ):
         convert_beta_table(table, tmp_path / "x.h5", label_column=None)
 
 

@@ -330,7 +330,11 @@ def test_a_misspelt_or_operonless_regulon_dump_stops_the_run_naming_the_key(work
     """regulon.dump_dir misspelt, or a dump whose operons are JSON (a datamart export) rather
     than BSON: both planned every job, and the second trained nothing until the gate failed on
     a constant operon target. Now both stop when Snakemake starts, naming the key."""
-    regulon = {"enabled": True, "genome": "resources/regulon/genome.fna.gz", "dump_dir": str(tmp_path / "dumpp")}
+    regulon = {
+        "enabled": True,
+        "genome": "resources/regulon/genome.fna.gz",
+        "dump_dir": str(tmp_path / "dumpp"),
+    }
     res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "typo.yaml", regulon=regulon))
     assert res.returncode != 0
     assert f"regulon.dump_dir {tmp_path / 'dumpp'} is not a folder" in res.stdout + res.stderr

@@ -177,6 +177,47 @@ def test_suspicious_units_are_reported(tmp_path):
         process_data(Source(flags), paths["genome"], value_field="fpkm")
 
 
+def test_operons_given_but_none_kept_stop_the_data_step_saying_why(tmp_path):
+    """A dump's operons name genes by geneDatamart id; with the genes from regulon.annotation
+    alone (the gene documents saved as JSON, not read) none resolved: the data step warned and
+    went on with every operon target 0, until the gate failed on a constant target (or, with
+    diagnostics.strict false, trained the operon head on it). Now it stops, saying why; so
+    does a min_confidence that leaves no operon."""
+    paths = make_synthetic(tmp_path, n_bp=20_000, seed=2)
+    ops = tmp_path / "ops" / "regulondb"
+    ops.mkdir(parents=True)
+    docs = list(iter_dump(paths["dump"], "operonDatamart"))
+    write_bson(ops / "operonDatamart.bson", docs)
+    genes = pd.DataFrame(
+        [
+            parse
+            for d in iter_dump(paths["dump"], "geneDatamart")
+            if (parse := rdata.parse_gene_doc(d)) is not None
+        ]
+    )
+    gff = tmp_path / "genes.gff3"
+    gff.write_text(
+        "##gff-version 3\n"
+        + "".join(
+            f"{rtargets.read_genome(paths['genome'])[0]}\tx\tgene\t{r.start + 1}\t{r.end}\t.\t{r.strand}\t.\t"
+            f"ID={r.bnumber};locus_tag={r.bnumber}\n"
+            for r in genes.itertuples()
+        )
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"no operon kept: none of the \d+ operons names a gene of the genes read .*geneDatamart ids",
+    ):
+        process_data(Source(tmp_path / "ops"), paths["genome"], annotation=gff)
+    (ops / "geneDatamart.bson").write_bytes((paths["dump"] / "regulondb" / "geneDatamart.bson").read_bytes())
+    _, operons, _, _ = process_data(Source(tmp_path / "ops"), paths["genome"], annotation=gff)
+    assert len(operons) > 0
+    with pytest.raises(
+        ValueError, match=r"no operon kept: all \d+ operons are below regulon.min_confidence 'confirmed'"
+    ):
+        process_data(Source(tmp_path / "ops"), paths["genome"], min_confidence="confirmed")
+
+
 def test_read_annotation_gff():
     ann = read_annotation(DATA / "tiny.gff3")
     assert ann["bnumber"].tolist() == ["b0001", "b0002", "b0003"]

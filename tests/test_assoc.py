@@ -781,6 +781,24 @@ def test_run_names_and_grid():
         G.grid_runs({"lr": [1e-3], "batch_size": [32], "dropout": [], "bridge_dim": [16]})
 
 
+def test_train_lr_or_batch_size_the_grid_would_replace_is_refused():
+    """assoc.train.lr and batch_size were silently replaced by each grid point's (a user's
+    `train: {lr: 0.01}` trained at the grid's 1e-4): refused, naming the grid key to set."""
+    from genomelab.config import schema_default
+
+    grid = {"lr": [1e-4], "batch_size": [64], "dropout": [0.1], "bridge_dim": [64]}
+    defaults = {k: schema_default(f"assoc.train.{k}") for k in ("lr", "batch_size", "max_epochs")}
+    G.check_train_keys(defaults, grid)
+    G.check_train_keys({**defaults, "max_epochs": 3}, grid)  # the grid sets only lr and batch size
+    with pytest.raises(
+        ValueError,
+        match=r"assoc.train.lr = 0.01 is not used: .*assoc.grid.lr \(now \[0.0001\]\), so set assoc.grid.lr: \[0.01\]",
+    ):
+        G.check_train_keys({**defaults, "lr": 0.01}, grid)
+    with pytest.raises(ValueError, match=r"assoc.train.batch_size = 8 is not used"):
+        G.check_train_keys({**defaults, "batch_size": 8}, grid)
+
+
 def test_ranker_scores_new_entities_like_vocabulary(easy, tmp_path):
     tmp, data_dir = easy
     src, tgt, links, asg = D.load_data(data_dir)

@@ -256,6 +256,19 @@ def test_every_module_doc_has_a_complete_own_data_example():
         )
 
 
+@pytest.mark.parametrize("module", ["tissue", "regulon", "assoc", "ingest"])
+def test_the_own_data_example_says_how_to_run_from_a_project_folder(module):
+    """`genomelab init` suggests running from a project folder (-s .../Snakefile --directory
+    .), but the tissue, regulon and assoc examples showed only `--profile profiles/slurm`,
+    which finds no profile outside the repository; as docs/ingest.md does, each says how."""
+    text = own_data_section(module)
+    for snippet in ("-s\n/path/to/genomelab/Snakefile --directory .", "/path/to/genomelab/profiles/slurm"):
+        flat = " ".join(text.split())
+        assert " ".join(snippet.split()) in flat, (
+            f"docs/{module}.md 'Your own data' does not show {snippet!r}"
+        )
+
+
 def test_the_readme_points_to_every_own_data_example():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Using your own data") :]

@@ -26,7 +26,7 @@ from genomelab.regulon.baselines import (
     kmer_bin_counts,
     kmer_rc_permutation,
 )
-from genomelab.regulon.bsonio import GENE_EXPRESSION, Source, iter_dump
+from genomelab.regulon.bsonio import GENE_EXPRESSION, Source, check_dump, iter_dump
 from genomelab.regulon.data import Normaliser, process_data, read_annotation
 from genomelab.regulon.diagnostics import (
     DiagnosticsConfig,
@@ -93,6 +93,33 @@ def test_dump_layout_and_missing_collection(tmp_path):
         list(iter_dump(tmp_path / "nope", GENE_EXPRESSION))
 
 
+def test_check_dump_names_the_key_and_collections_in_another_format(tmp_path):
+    """A dump checked when Snakemake starts: operons are required, genes unless the annotation
+    gives them, and a collection saved as JSON is named as not read (mongodump's own
+    <c>.metadata.json is not)."""
+    db = tmp_path / "regulondb"
+    db.mkdir()
+    with pytest.raises(FileNotFoundError, match="regulon.dump_dir .*nope is not a folder"):
+        check_dump(tmp_path / "nope")
+    write_bson(db / "geneDatamart.bson", [{"_id": 1}])
+    (db / "operonDatamart.metadata.json").write_text("{}")
+    with pytest.raises(
+        FileNotFoundError, match=r"no operonDatamart.bson\[.gz\] .*\)?; the regulon module needs its operons$"
+    ):
+        check_dump(tmp_path)
+    (db / "operonDatamart.json").write_text("{}")
+    with pytest.raises(
+        FileNotFoundError, match=r"operonDatamart.json'\] is not read: only mongodump's BSON is"
+    ):
+        check_dump(tmp_path)
+    write_bson(db / "operonDatamart.bson.gz", [{"_id": 2}])
+    check_dump(tmp_path)
+    (db / "geneDatamart.bson").unlink()
+    with pytest.raises(FileNotFoundError, match="needs its genes"):
+        check_dump(tmp_path)
+    check_dump(tmp_path, genes_elsewhere=True)
+
+
 def test_mongo_uri_comes_from_environment_only(monkeypatch):
     monkeypatch.delenv("REGULON_TEST_URI", raising=False)
     with pytest.raises(ValueError, match="REGULON_TEST_URI"):
@@ -148,6 +175,47 @@ def test_suspicious_units_are_reported(tmp_path):
         process_data(Source(flags), paths["genome"], value_field="rpkm")
     with pytest.raises(ValueError, match="no geneExpression document has a usable 'fpkm'"):
         process_data(Source(flags), paths["genome"], value_field="fpkm")
+
+
+def test_operons_given_but_none_kept_stop_the_data_step_saying_why(tmp_path):
+    """A dump's operons name genes by geneDatamart id; with the genes from regulon.annotation
+    alone (the gene documents saved as JSON, not read) none resolved: the data step warned and
+    went on with every operon target 0, until the gate failed on a constant target (or, with
+    diagnostics.strict false, trained the operon head on it). Now it stops, saying why; so
+    does a min_confidence that leaves no operon."""
+    paths = make_synthetic(tmp_path, n_bp=20_000, seed=2)
+    ops = tmp_path / "ops" / "regulondb"
+    ops.mkdir(parents=True)
+    docs = list(iter_dump(paths["dump"], "operonDatamart"))
+    write_bson(ops / "operonDatamart.bson", docs)
+    genes = pd.DataFrame(
+        [
+            parse
+            for d in iter_dump(paths["dump"], "geneDatamart")
+            if (parse := rdata.parse_gene_doc(d)) is not None
+        ]
+    )
+    gff = tmp_path / "genes.gff3"
+    gff.write_text(
+        "##gff-version 3\n"
+        + "".join(
+            f"{rtargets.read_genome(paths['genome'])[0]}\tx\tgene\t{r.start + 1}\t{r.end}\t.\t{r.strand}\t.\t"
+            f"ID={r.bnumber};locus_tag={r.bnumber}\n"
+            for r in genes.itertuples()
+        )
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"no operon kept: none of the \d+ operons names a gene of the genes read .*geneDatamart ids",
+    ):
+        process_data(Source(tmp_path / "ops"), paths["genome"], annotation=gff)
+    (ops / "geneDatamart.bson").write_bytes((paths["dump"] / "regulondb" / "geneDatamart.bson").read_bytes())
+    _, operons, _, _ = process_data(Source(tmp_path / "ops"), paths["genome"], annotation=gff)
+    assert len(operons) > 0
+    with pytest.raises(
+        ValueError, match=r"no operon kept: all \d+ operons are below regulon.min_confidence 'confirmed'"
+    ):
+        process_data(Source(tmp_path / "ops"), paths["genome"], min_confidence="confirmed")
 
 
 def test_read_annotation_gff():

@@ -277,6 +277,41 @@ def test_a_beta_table_of_new_samples_converts_without_labels(tmp_path):
     np.testing.assert_allclose(read_features(tmp_path / "f.h5")["means"], [[0.0, 1.0], [0.5, np.nan]])
 
 
+def test_a_beta_table_writing_missing_values_as_NA_converts_them_as_missing(tmp_path):
+    """R's write.csv (how the TCGA tables were exported) writes a missing beta as NA; the
+    converter read only an empty cell as missing and refused the table ("non-numeric beta
+    value 'NA'"). NA, NaN, null and . now read as missing (a row of 2s: the region uncovered), as
+    the ingest array reader reads them; other words are still refused, naming the cell."""
+    from genomelab.tissue.convert import convert_beta_table
+
+    table = tmp_path / "r.csv"
+    table.write_text("sample,cg1,cg2,cg3\nN1,0.0,NA,1.0\nN2,NaN,0.5,null\nN3,0.2,,0.4\n")
+    out = convert_beta_table(table, tmp_path / "r.h5", label_column=None, n_positions=10)
+    extract_features_from_hdf5(out, tmp_path / "f.h5")
+    means = read_features(tmp_path / "f.h5")["means"]
+    np.testing.assert_allclose(means, [[0.0, np.nan, 1.0], [np.nan, 0.5, np.nan], [0.2, np.nan, 0.4]])
+    table.write_text("sample,cg1,cg2\nN1,0.1,missing\nN2,0.2,0.3\n")
+    with pytest.raises(
+        ValueError, match=r"r\.csv: non-numeric beta value 'missing' \(sample N1, probe cg2\)$"
+    ):
+        convert_beta_table(table, tmp_path / "x.h5", label_column=None)
+
+
+def test_a_labelled_table_converted_with_no_labels_says_its_label_column_is_text(tmp_path):
+    """--no-labels on a training table read its label column as a probe and stopped at
+    "non-numeric beta value 'K1' (sample P1, probe label)"; the error now says the column holds
+    no number at all and how to name a label column."""
+    from genomelab.tissue.convert import convert_beta_table
+
+    table = tmp_path / "t.csv"
+    table.write_text("sample,label,cg1\nP1,K1,0.1\nP2,K2,0.4\n")
+    with pytest.raises(
+        ValueError,
+        match=r"probe label\); column 'label' holds no number at all: a label column\? name it with --label-column",
+    ):
+        convert_beta_table(table, tmp_path / "x.h5", label_column=None)
+
+
 def test_the_converter_script_reports_a_bad_table_without_a_traceback(tmp_path, capsys):
     """Betas in percent (0-100), a common export, were refused with a traceback and a range
     only; the script now exits 2 with one line naming the table and the likely cause."""
@@ -310,3 +345,31 @@ def test_tcga_glioma_converts(shared_data, tmp_path):
     # 276 samples, 2 labelled NA dropped (PROVENANCE.md); 145 probes.
     assert len(src.samples) == 274 and len(src.region_ids) == 145
     assert set(src.subtype) == {"G-CIMP-high", "G-CIMP-low"}
+
+
+def test_the_documented_label_sheet_labels_an_hdf5_converted_without_labels(tmp_path):
+    """docs/tissue.md said a stacked HDF5 takes "an optional sheet" of labels but not its
+    columns: a labels table (sample, tissue, subtype) stopped with "sample sheet lacks
+    column(s) ['file']". The documented block (with the `file` column the reader needs) labels
+    an HDF5 made with --no-labels, and the column's absence is the documented error."""
+    import re
+    from pathlib import Path
+
+    from genomelab.io.errors import FormatError
+    from genomelab.tissue.convert import convert_beta_table
+    from genomelab.tissue.features import hdf5_records
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tissue.md").read_text()
+    block = re.search(r"<!-- hdf5-labels -->\n```\n(.*?)```", text, flags=re.S)
+    assert block, "docs/tissue.md shows no marked label sheet for a stacked HDF5"
+    sheet = tmp_path / "labels.tsv"
+    sheet.write_text(block.group(1))
+    sample = block.group(1).splitlines()[1].split("\t")[0]
+    table = tmp_path / "new.csv"
+    table.write_text(f"sample,cg1,cg2\n{sample},0.1,0.9\n")
+    h5 = convert_beta_table(table, tmp_path / "n.h5", label_column=None, n_positions=10)
+    (rec,) = hdf5_records(StackedHDF5.open(h5), sheet)
+    assert (rec.sample, rec.tissue, rec.subtype) == (sample, "Glioma", "IDHwt-K1")
+    sheet.write_text(f"sample\ttissue\tsubtype\n{sample}\tGlioma\tIDHwt-K1\n")
+    with pytest.raises(FormatError, match=r"sample sheet lacks column\(s\) \['file'\]"):
+        hdf5_records(StackedHDF5.open(h5), sheet)

@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import test_workflow
 import yaml
@@ -323,3 +324,80 @@ def test_a_misspelt_input_file_is_named_by_its_config_key_before_any_job(workdir
     res = snakemake(workdir, "-n", "--configfile", config)
     assert res.returncode != 0
     assert f"regulon.flat_files.operons {operons} does not exist" in res.stdout + res.stderr
+
+
+def test_a_misspelt_or_operonless_regulon_dump_stops_the_run_naming_the_key(workdir, tmp_path):
+    """regulon.dump_dir misspelt, or a dump whose operons are JSON (a datamart export) rather
+    than BSON: both planned every job, and the second trained nothing until the gate failed on
+    a constant operon target. Now both stop when Snakemake starts, naming the key."""
+    regulon = {
+        "enabled": True,
+        "genome": "resources/regulon/genome.fna.gz",
+        "dump_dir": str(tmp_path / "dumpp"),
+    }
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "typo.yaml", regulon=regulon))
+    assert res.returncode != 0
+    assert f"regulon.dump_dir {tmp_path / 'dumpp'} is not a folder" in res.stdout + res.stderr
+    dump = tmp_path / "dump" / "regulondb"
+    dump.mkdir(parents=True)
+    shipped = workdir / "resources" / "regulon" / "dump" / "regulondb" / "geneDatamart.bson.gz"
+    (dump / "geneDatamart.bson.gz").write_bytes(shipped.read_bytes())
+    (dump / "operonDatamart.json").write_text('{"operon": {"id": "o1"}}\n')
+    regulon["dump_dir"] = str(tmp_path / "dump")
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "json.yaml", regulon=regulon))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "has no operonDatamart.bson[.gz]" in out
+    assert f"{dump / 'operonDatamart.json'}'] is not read" in out and "needs its operons" in out
+
+
+def test_an_assoc_train_lr_the_grid_would_replace_stops_the_run(workdir, tmp_path):
+    """assoc.train.lr was silently replaced by assoc.grid.lr (1e-4): the run trained at a rate
+    the user never asked for. Now Snakemake stops when it starts, naming the grid key."""
+    assoc = {
+        "enabled": True,
+        "data": {k: f"resources/assoc/{k}.tsv" for k in ("links", "sources", "targets")},
+        "train": {"lr": 0.01, "max_epochs": 3},
+    }
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "lr.yaml", assoc=assoc))
+    assert res.returncode != 0
+    assert "assoc.train.lr = 0.01 is not used" in res.stdout + res.stderr
+    assoc["train"] = {"max_epochs": 3}
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "ok.yaml", assoc=assoc))
+    assert res.returncode == 0, res.stderr
+
+
+def test_the_documented_array_to_sequencing_config_plans_ingest_and_predict_only(workdir, tmp_path):
+    """docs/tissue.md "Train on arrays, predict sequencing" said `ingest` and `predict` carry
+    sequencing samples to an array-trained model but showed no config; its file (merged after
+    the training run's config) must plan one ingest job per new sample and tissue_predict on
+    the sheet ingest writes."""
+    from genomelab.tissue.convert import convert_beta_table
+    from genomelab.tissue.sequencing import draw_counts, write_bedmethyl, write_probe_regions
+
+    text = (test_workflow.ROOT / "docs" / "tissue.md").read_text()
+    section = text[text.index("### Train on arrays, predict sequencing") :]
+    section = section[: section.index("\n## ")]
+    block = re.search(r"<!-- file: (\S+) -->\n```yaml\n(.*?)```", section, flags=re.S)
+    assert block, "docs/tissue.md's sequencing section has no marked config block"
+    seq = yaml.safe_load(block.group(2))
+    run = seq["tissue"]["predict"]["inputs"].split("/")[1]
+    rng = np.random.default_rng(0)
+    probes = [f"cg{i:03d}" for i in range(12)]
+    rows = [f"P{i},K{i % 3},{','.join(f'{b:.3f}' for b in rng.uniform(0, 1, 12))}" for i in range(12)]
+    (tmp_path / "betas.csv").write_text("sample,label," + ",".join(probes) + "\n" + "\n".join(rows) + "\n")
+    h5 = convert_beta_table(tmp_path / "betas.csv", workdir / "train.h5", n_positions=150)
+    pos = write_probe_regions(np.asarray(probes), workdir / seq["ingest"]["regions"])
+    sheet = workdir / seq["ingest"]["samples"]
+    for name in ("new1", "new2"):
+        write_bedmethyl(sheet.parent / f"{name}.bed", pos, *draw_counts(rng.uniform(0, 1, 12), 5, rng))
+    sheet.write_text("sample\tpath\nnew1\tnew1.bed\nnew2\tnew2.bed\n")
+    tissue = {"enabled": True, "input": {"source": "hdf5", "hdf5": str(h5)}, "task": {"label": "subtype"}}
+    train = {"run": run, "tissue": tissue}
+    (workdir / "train.yaml").write_text(yaml.safe_dump(train))
+    (workdir / block.group(1)).write_text(block.group(2))
+    res = snakemake(workdir, "-n", "--configfile", "train.yaml", block.group(1))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    counts = job_counts(res.stdout)
+    assert counts["ingest_sample"] == 2 and counts["ingest_sheet"] == 1 and counts["tissue_predict"] == 1
+    predict = res.stdout[res.stdout.index("rule tissue_predict:") :].split("\n\n")[0]
+    assert f"results/{run}/ingest/samples.tsv" in predict

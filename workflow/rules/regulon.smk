@@ -31,6 +31,11 @@ if REGULON["enabled"]:
         },
         RESULTS,
     )
+    if not (REGULON["mongodb_uri_env"] or any(REGULON["flat_files"].values())):
+        from genomelab.regulon.bsonio import check_dump
+
+        # A misspelt dump folder, or one without operons, planned every job before.
+        check_dump(REGULON["dump_dir"], genes_elsewhere=bool(REGULON["annotation"]))
 
 
 # Plain values rather than helper functions (snakemake --lint wants functions in common.smk).

@@ -21,6 +21,29 @@ def run_name(lr: float, batch_size: int, dropout: float, bridge_dim: int) -> str
     return f"lr{lr:g}_bs{int(batch_size)}_do{dropout:g}_bd{int(bridge_dim)}"
 
 
+# Keys of the shared train section that every grid point sets for itself (assoc.grid.<key>).
+GRID_TRAIN_KEYS = ("lr", "batch_size")
+
+
+def check_train_keys(train: dict[str, Any], grid: dict[str, list]) -> None:
+    """Refuse ``assoc.train.lr`` / ``batch_size`` other than the shared engine's defaults:
+    each grid point trains with its own ``assoc.grid.lr`` and ``batch_size``, so a value set
+    under train was silently replaced (a user's ``train: {lr: 0.01}`` trained at 1e-4).
+    ``ValueError`` naming the key, its value and the grid key to set instead."""
+    from genomelab.config import schema_default
+
+    changed = [k for k in GRID_TRAIN_KEYS if train.get(k) != schema_default(f"assoc.train.{k}")]
+    if changed:
+        raise ValueError(
+            "; ".join(
+                f"assoc.train.{k} = {train[k]!r} is not used: every grid point trains with its own "
+                f"assoc.grid.{k} (now {grid.get(k)}), so set assoc.grid.{k}: [{train[k]!r}] "
+                f"instead (a list: each value is one run) and remove assoc.train.{k}"
+                for k in changed
+            )
+        )
+
+
 def grid_runs(grid: dict[str, list]) -> list[str]:
     """All run names of the hyper-parameter grid (lr x batch_size x dropout x bridge_dim)."""
     for key in ("lr", "batch_size", "dropout", "bridge_dim"):

@@ -43,13 +43,52 @@ def collection_file(dump_dir: str | os.PathLike, collection: str) -> Path:
     if not found:
         raise FileNotFoundError(
             f"RegulonDB dump folder {root} has no {collection}.bson[.gz] "
-            "(expected mongodump layout <dump>/<database>/<collection>.bson)"
+            f"(expected mongodump layout <dump>/<database>/<collection>.bson){_unread(root, collection)}"
         )
     if len(found) > 1:
         raise ValueError(
             f"RegulonDB dump folder {root} has several {collection} files: {[str(f) for f in found]}"
         )
     return found[0]
+
+
+def _unread(root: Path, collection: str) -> str:
+    """A note naming files of ``collection`` in another format (``geneDatamart.json``, a
+    RegulonDB-Datamarts export or ``mongoexport`` output), which the dump reader skips; "" when
+    there are none. mongodump's own ``<c>.metadata.json`` is no such file."""
+    others = sorted(
+        str(p)
+        for d in (root, *(d for d in sorted(root.iterdir()) if d.is_dir()))
+        for p in d.glob(f"{collection}.*")
+        if p.is_file() and not p.name.endswith((".bson", ".bson.gz", ".metadata.json"))
+    )
+    if not others:
+        return ""
+    return (
+        f"; {others} is not read: only mongodump's BSON is (JSON documents: load them with "
+        "mongoimport and give regulon.mongodb_uri_env, or write them as BSON, e.g. "
+        "genomelab.io.bson.write_bson_file; docs/regulon.md, 'Your own data')"
+    )
+
+
+def check_dump(dump_dir: str | os.PathLike, genes_elsewhere: bool = False) -> None:
+    """A mongodump folder the data step can read, checked when Snakemake starts:
+    ``FileNotFoundError`` naming ``regulon.dump_dir`` when it is no folder or lacks
+    ``operonDatamart`` (without it every operon target is 0 and the gate stopped the run much
+    later, on a constant target), or ``geneDatamart`` unless ``genes_elsewhere``
+    (``regulon.annotation`` gives the genes). ``geneExpression`` is optional (an expression
+    table, or none). A collection saved in another format (JSON) is named as not read."""
+    root = Path(dump_dir)
+    if not root.is_dir():
+        where = "" if root.is_absolute() else f" (looked for in the working directory {Path.cwd()})"
+        raise FileNotFoundError(f"regulon.dump_dir {root} is not a folder{where}")
+    needed = [OPERON_DATAMART] + ([] if genes_elsewhere else [GENE_DATAMART])
+    for collection in needed:
+        try:
+            collection_file(root, collection)
+        except FileNotFoundError as err:
+            why = "its operons" if collection == OPERON_DATAMART else "its genes (or set regulon.annotation)"
+            raise FileNotFoundError(f"regulon.dump_dir: {err}; the regulon module needs {why}") from None
 
 
 def iter_dump(

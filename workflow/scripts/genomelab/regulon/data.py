@@ -714,6 +714,34 @@ class _OperonTally:
     unresolved_members: list[str] = field(default_factory=list)
 
 
+def _check_operons_kept(
+    where: str, operons: pd.DataFrame, tally: _OperonTally, n_considered: int, min_confidence: str | None
+) -> None:
+    """``ValueError`` saying why when operons were given but none was kept: every operon target
+    would be 0, and the run went on (a warning at most) until the gate failed on that constant
+    target, or trained a head on it with diagnostics.strict false. A source without any
+    operon document (an expression table alone, through the Python API) passes: the workflow
+    refuses a dump or flat files without operons when Snakemake starts."""
+    if operons.empty and tally.n_docs:
+        raise ValueError(_no_operons(where, tally, n_considered, min_confidence))
+
+
+def _no_operons(where: str, tally: _OperonTally, n_considered: int, min_confidence: str | None) -> str:
+    """Why no operon was kept (see :func:`_check_operons_kept`)."""
+    if n_considered == 0:
+        why = f"all {tally.n_docs} operons are below regulon.min_confidence {min_confidence!r}"
+    elif tally.n_unmatched == n_considered:
+        why = (
+            f"none of the {n_considered} operons names a gene of the genes read (members e.g. "
+            f"{tally.unresolved_members}; matched by gene id, b-number or unique name): another ID "
+            "scheme than the genes'? A dump's operon members are geneDatamart ids, so its genes must "
+            "come from geneDatamart, not from regulon.annotation alone"
+        )
+    else:
+        why = f"none of the {n_considered} operons has a member among the genes kept on the modelled contig"
+    return f"{where}: no operon kept: {why}; every operon target would be 0 (docs/regulon.md)"
+
+
 def _member_lookup(genes: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Gene id, b-number or (unique) name -> b-number: flat files name members either way."""
     names: dict[str, list[str]] = defaultdict(list)
@@ -1014,6 +1042,7 @@ def process_data(
 
     operons, gene_operon, operon_tally = _collect_operons(source, genes, keep, min_confidence)
     n_considered = operon_tally.n_docs - operon_tally.n_below_confidence
+    _check_operons_kept(source.describe(), operons, operon_tally, n_considered, min_confidence)
     if operon_tally.n_unmatched and 2 * operon_tally.n_unmatched > n_considered:
         # Most operons name no known gene: members written in another ID scheme than the
         # genes' (the operon target then holds little or nothing; the gate says only that).

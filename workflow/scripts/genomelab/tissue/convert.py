@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 STR = h5py.string_dtype("utf-8")
 
 
+# Cells of a beta table that mean "no value" (the ingest array reader's set).
+MISSING_BETAS = ("", "NA", "NaN", "nan", "null", ".")
+
+
 def beta_to_calls(beta: np.ndarray, n_positions: int, rng: np.random.Generator) -> np.ndarray:
     """int8 [n_probes, n_positions] calls whose per-row methylated fraction is round(beta * P) / P.
 
@@ -99,13 +103,25 @@ def convert_beta_table(
     if bad_names:
         raise ValueError(f"{table}: sample name(s) {bad_names[:3]} {NAME_RULE}")
     probes = [c for c in df.columns if c not in (sample_column, label_column)]
-    beta = df[probes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    non_numeric = np.isnan(beta) & df[probes].notna().to_numpy()
+    # Missing betas as R writes them (NA: the TCGA tables were exported from R) and as the
+    # ingest array reader takes them, besides an empty cell; any other word is an error.
+    values = df[probes]
+    missing = (values.isna() | values.isin(MISSING_BETAS)).to_numpy()
+    beta = values.mask(missing).apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    non_numeric = np.isnan(beta) & ~missing
     if non_numeric.any():
         r, c = np.argwhere(non_numeric)[0]
+        # A column of text throughout is a label column read as a probe (--no-labels given
+        # for a table that has one, or a label column under another name).
+        hint = (
+            f"; column {probes[c]!r} holds no number at all: a label column? name it with "
+            "--label-column (and leave out --no-labels)"
+            if non_numeric[:, c].all()
+            else ""
+        )
         raise ValueError(
             f"{table}: non-numeric beta value {df[probes].iat[r, c]!r} (sample {samples[r]}, "
-            f"probe {probes[c]})"
+            f"probe {probes[c]}){hint}"
         )
     finite = beta[np.isfinite(beta)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):

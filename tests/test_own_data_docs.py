@@ -256,7 +256,7 @@ def test_every_module_doc_has_a_complete_own_data_example():
         )
 
 
-@pytest.mark.parametrize("module", ["tissue", "regulon", "assoc", "ingest"])
+@pytest.mark.parametrize("module", ["tissue", "deconv", "regulon", "assoc", "binning", "ingest"])
 def test_the_own_data_example_says_how_to_run_from_a_project_folder(module):
     """`genomelab init` suggests running from a project folder (-s .../Snakefile --directory
     .), but the tissue, regulon and assoc examples showed only `--profile profiles/slurm`,

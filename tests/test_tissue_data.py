@@ -349,9 +349,10 @@ def test_tcga_glioma_converts(shared_data, tmp_path):
 
 def test_the_documented_label_sheet_labels_an_hdf5_converted_without_labels(tmp_path):
     """docs/tissue.md said a stacked HDF5 takes "an optional sheet" of labels but not its
-    columns: a labels table (sample, tissue, subtype) stopped with "sample sheet lacks
-    column(s) ['file']". The documented block (with the `file` column the reader needs) labels
-    an HDF5 made with --no-labels, and the column's absence is the documented error."""
+    columns, and a labels table (sample, tissue, subtype) stopped with "sample sheet lacks
+    column(s) ['file']", a column nothing reads for an HDF5. The documented block (no `file`)
+    labels an HDF5 made with --no-labels; a `file` column is allowed and ignored (the
+    records' file is the HDF5); `tissue` is still required."""
     import re
     from pathlib import Path
 
@@ -369,7 +370,10 @@ def test_the_documented_label_sheet_labels_an_hdf5_converted_without_labels(tmp_
     table.write_text(f"sample,cg1,cg2\n{sample},0.1,0.9\n")
     h5 = convert_beta_table(table, tmp_path / "n.h5", label_column=None, n_positions=10)
     (rec,) = hdf5_records(StackedHDF5.open(h5), sheet)
-    assert (rec.sample, rec.tissue, rec.subtype) == (sample, "Glioma", "IDHwt-K1")
-    sheet.write_text(f"sample\ttissue\tsubtype\n{sample}\tGlioma\tIDHwt-K1\n")
-    with pytest.raises(FormatError, match=r"sample sheet lacks column\(s\) \['file'\]"):
+    assert (rec.sample, rec.tissue, rec.subtype, rec.file) == (sample, "Glioma", "IDHwt-K1", h5)
+    sheet.write_text(f"sample\tfile\ttissue\tsubtype\n{sample}\tno/such/file\tGlioma\tIDHwt-K1\n")
+    (rec,) = hdf5_records(StackedHDF5.open(h5), sheet)
+    assert (rec.subtype, rec.file) == ("IDHwt-K1", h5)
+    sheet.write_text(f"sample\tsubtype\n{sample}\tIDHwt-K1\n")
+    with pytest.raises(FormatError, match=r"sample sheet lacks column\(s\) \['tissue'\]"):
         hdf5_records(StackedHDF5.open(h5), sheet)

@@ -101,23 +101,26 @@ def iter_sheet_rows(
 
 
 def read_sample_sheet(
-    path: str | os.PathLike, check_files: bool = True, labels: bool = True
+    path: str | os.PathLike, check_files: bool = True, labels: bool = True, files: bool = True
 ) -> list[SampleRecord]:
     """Read and validate a tissue sample sheet.
 
     ``labels`` False (new samples to classify): the ``tissue`` column is optional, its
-    value "" where absent or empty. Raises ``FormatError`` naming the sheet and line for
+    value "" where absent or empty. ``files`` False (the label sheet of a stacked HDF5, whose
+    data are in the HDF5): the ``file`` column is optional and not read, and each record's
+    ``file`` is the sheet itself. Raises ``FormatError`` naming the sheet and line for
     missing columns, empty fields, unsafe or duplicate sample names; ``FileNotFoundError``
     for a missing sheet or (with ``check_files``) data file.
     """
     path = Path(path)
     records = []
-    required = REQUIRED_COLUMNS if labels else PREDICT_COLUMNS
+    required = tuple(c for c in (REQUIRED_COLUMNS if labels else PREDICT_COLUMNS) if files or c != "file")
     optional = tuple(c for c in SHEET_COLUMNS if c not in required)
+    check_files = check_files and files
     first_use: dict[Path, tuple[int, SampleRecord]] = {}
     for line, values in iter_sheet_rows(path, "sample sheet", required, optional):
         sample = values["sample"]
-        file = resolve(path.parent, values["file"])
+        file = resolve(path.parent, values["file"]) if files else path
         if check_files and not file.is_file():
             raise FileNotFoundError(
                 f"sample sheet {path}, line {line}: file {file} of sample {sample!r} does not exist"

@@ -26,6 +26,7 @@ import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -216,10 +217,13 @@ def extract_features_from_hdf5(
 def hdf5_records(src: StackedHDF5, sheet: str | os.PathLike | None = None) -> list[SampleRecord]:
     """The labels of a stacked HDF5's samples, in its order: its own ``tissue``, ``subtype`` and
     ``source_sample``, or a sample sheet's row where the sheet names the sample (the sheet's
-    tissue labels must agree with the HDF5's)."""
+    tissue labels must agree with the HDF5's; its ``file`` column is optional and unread: the
+    data are the HDF5's)."""
     by_name: dict[str, SampleRecord] = {}
     if sheet is not None:
-        records = read_sample_sheet(sheet, check_files=False)
+        records = [
+            replace(r, file=src.path) for r in read_sample_sheet(sheet, check_files=False, files=False)
+        ]
         src.check_labels(records, sheet)
         by_name = {r.sample: r for r in records}
     subtype = src.subtype if src.subtype is not None else np.full(len(src.samples), "")

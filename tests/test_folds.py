@@ -282,6 +282,17 @@ def test_verdict_says_beats_only_when_the_paired_test_supports_it():
     assert "3 folds' test splits (mean)" in comparison(0.85, weak, folds=3).verdict()
 
 
+def test_a_paired_t_test_over_two_folds_calls_no_winner():
+    """A 2-fold run's t-test has one degree of freedom: a 0.0005 lead held in both folds came
+    out p = 0.04 and "beats". Two folds decide nothing; three can."""
+    two = paired_t([0.9410, 0.9400], [0.9405, 0.93951])
+    assert two.p_value < 0.05 and two.favours == "model"
+    verdict = comparison(0.85, two, folds=2).verdict()
+    assert "ties with LR" in verdict and "2 folds are too few to call" in verdict
+    three = paired_t([0.90, 0.91, 0.92], [0.80, 0.805, 0.81])
+    assert three.p_value < 0.05 and "beats LR" in comparison(0.85, three, folds=3).verdict()
+
+
 def test_summary_keeps_tests_spread_and_folds_and_the_report_reads_them_back(tmp_path):
     strong = exact_mcnemar([True] * 9 + [False], [False] * 9 + [True])
     comp = comparison(0.85, strong, folds=3)

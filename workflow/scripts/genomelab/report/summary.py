@@ -18,6 +18,9 @@ from genomelab.io.errors import FormatError
 from genomelab.io.metrics import read_json_file
 from genomelab.report.stats import ALPHA, PairedTest
 
+# Fewest folds whose paired t-test may decide a verdict (K - 1 degrees of freedom).
+MIN_T_FOLDS = 3
+
 
 def pair_key(model: str, baseline: str) -> str:
     """Key of a model-vs-baseline paired test in ``Comparison.tests``."""
@@ -53,7 +56,8 @@ class Comparison:
 
         "beats" needs the paired test of the two to favour the model with p < ``ALPHA`` (and
         the model to be ahead on ``primary``); a test favouring the baseline so gives "does
-        NOT beat"; anything else is a tie, the reason in ``why``. Without a paired test a
+        NOT beat"; anything else is a tie, the reason in ``why``. A paired t-test across
+        fewer than ``MIN_T_FOLDS`` folds decides nothing (a tie, said why). Without a paired test a
         model ahead "ties" and one behind "does NOT beat".
         """
         models = {k: v for k, v in self.rows.items() if self.kinds.get(k, "model") == "model"}
@@ -73,7 +77,13 @@ class Comparison:
         else:
             test = PairedTest.from_dict(found)
             why, p = test.describe(), test.p_value
-            if test.significant() and test.favours == "model" and ahead > 0:
+            if test.test == "paired t-test" and test.n < MIN_T_FOLDS:
+                # One degree of freedom: the spread of the difference is guessed from two
+                # values, and a tiny lead held in both folds comes out "significant" (a
+                # first-time user's 2-fold run called a 0.0005 AUROC lead "beats", p = 0.043).
+                word = "ties with"
+                why += f"; {test.n} folds are too few to call (a paired t-test needs {MIN_T_FOLDS} or more)"
+            elif test.significant() and test.favours == "model" and ahead > 0:
                 word = "beats"
             elif test.significant() and test.favours == "baseline" and ahead < 0:
                 word, why = "does NOT beat", f"the baseline is better, {why}"

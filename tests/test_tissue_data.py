@@ -310,6 +310,11 @@ def test_a_labelled_table_converted_with_no_labels_says_its_label_column_is_text
         match=r"probe label\); column 'label' holds no number at all: a label column\? name it with --label-column",
     ):
         convert_beta_table(table, tmp_path / "x.h5", label_column=None)
+    # A sample without a label (NA, as R writes it; the TCGA tables have such rows): still a
+    # column without any number.
+    table.write_text("sample,label,cg1\nP1,K1,0.1\nP2,NA,0.4\n")
+    with pytest.raises(ValueError, match=r"column 'label' holds no number at all"):
+        convert_beta_table(table, tmp_path / "x.h5", label_column=None)
 
 
 def test_the_converter_script_reports_a_bad_table_without_a_traceback(tmp_path, capsys):

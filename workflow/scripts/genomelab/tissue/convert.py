@@ -116,7 +116,7 @@ def convert_beta_table(
         hint = (
             f"; column {probes[c]!r} holds no number at all: a label column? name it with "
             "--label-column (and leave out --no-labels)"
-            if non_numeric[:, c].all()
+            if np.isnan(beta[:, c]).all()  # words, and maybe missing cells (an NA label)
             else ""
         )
         raise ValueError(

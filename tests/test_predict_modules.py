@@ -547,6 +547,14 @@ def test_several_assoc_models_rank_by_the_mean_of_their_link_probabilities(assoc
     assert record["model_files"] == [str(a), str(b)] and record["n_queries"] == len(ids)
     predict_new_entities(a, featurizer, queries, "source", 4, tmp_path / "one" / "predictions.tsv")
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["predictions.tsv"]
+    # One model into the folder of an averaged prediction (assoc_infer rerun after folds went
+    # from K > 1 to 1): the earlier record, which would name the fold models, is gone.
+    predict_new_entities(a, featurizer, queries, "source", 4, out / "predictions.tsv")
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.tsv"]
+    # A JSON file of the user's beside a TSV named alike is no record of ours: kept.
+    (tmp_path / "one" / "predictions.json").write_text('{"mine": 1}')
+    predict_new_entities(a, featurizer, queries, "source", 4, tmp_path / "one" / "predictions.tsv")
+    assert json.loads((tmp_path / "one" / "predictions.json").read_text()) == {"mine": 1}
     # The records the server ranks: the same average.
     records = pd.read_csv(queries, sep="\t", dtype=str, keep_default_na=False).to_dict(orient="records")
     records = [{k: v for k, v in r.items() if k != "split"} for r in records]

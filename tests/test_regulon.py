@@ -99,6 +99,10 @@ def test_check_dump_names_the_key_and_collections_in_another_format(tmp_path):
     <c>.metadata.json is not)."""
     db = tmp_path / "regulondb"
     db.mkdir()
+    # The schema's empty default (no dump, flat files nor MongoDB given): not the working
+    # directory searched as a dump ("dump folder . has no operonDatamart").
+    with pytest.raises(FileNotFoundError, match=r"^regulon.dump_dir is empty: .*regulon.flat_files"):
+        check_dump("")
     with pytest.raises(FileNotFoundError, match="regulon.dump_dir .*nope is not a folder"):
         check_dump(tmp_path / "nope")
     write_bson(db / "geneDatamart.bson", [{"_id": 1}])

@@ -407,6 +407,15 @@ def test_several_tissue_or_regulon_files_are_served_averaged_like_predict(tmp_pa
         for name, m in want["models"].items():
             for c, v in m["probabilities"].items():
                 assert record["models"][name]["probabilities"][c] == pytest.approx(v, rel=1e-6)
+    # Files that record different thresholds: a request without one is refused naming its
+    # threshold field (predict's advice, tissue.predict.threshold or --threshold, is no field).
+    c = tmp_path / "fold2.pt"
+    _tissue_model(c, seed=2, threshold=0.7)
+    with serving(create_app([a, c])) as client:
+        detail = refused(client.post("/predict", json=body))
+        assert client.post("/predict", json={**body, "threshold": 0.7}).json()["threshold"] == 0.7
+    assert detail["loc"] == ["body", "threshold"] and "send threshold with the request" in detail["msg"]
+    assert str(c) in detail["msg"] and "--threshold" not in detail["msg"]
     with serving(create_app(a)) as client:  # one file: named as model, the card as ever
         assert client.get("/health").json()["model"] == str(a)
         assert "model_files" not in client.get("/card").json()

@@ -223,7 +223,11 @@ def test_beta_table_conversion_is_exact_and_validated(tmp_path):
     from genomelab.tissue.convert import convert_beta_table
 
     table = tmp_path / "betas.csv"
-    table.write_text("sample,label,cg1,cg2,cg3\nP1,K1,0.0,0.5,1.0\nP2,K2,0.25,,0.9\nP3,NA,0.1,0.1,0.1\n")
+    # P3 labelled NA and P4 with an empty label are dropped (the default --drop-label: NA and
+    # empty); the empty one stopped the conversion in h5py (a NaN label), or became a class "nan".
+    table.write_text(
+        "sample,label,cg1,cg2,cg3\nP1,K1,0.0,0.5,1.0\nP2,K2,0.25,,0.9\nP3,NA,0.1,0.1,0.1\nP4,,0.2,0.2,0.2\n"
+    )
     out = convert_beta_table(table, tmp_path / "s.h5", n_positions=20)
     src = StackedHDF5.open(out)
     assert src.samples.tolist() == ["P1", "P2"] and src.subtype.tolist() == ["K1", "K2"]
@@ -309,6 +313,11 @@ def test_a_labelled_table_converted_with_no_labels_says_its_label_column_is_text
         ValueError,
         match=r"probe label\); column 'label' holds no number at all: a label column\? name it with --label-column",
     ):
+        convert_beta_table(table, tmp_path / "x.h5", label_column=None)
+    # A sample without a label (NA, as R writes it; the TCGA tables have such rows): still a
+    # column without any number.
+    table.write_text("sample,label,cg1\nP1,K1,0.1\nP2,NA,0.4\n")
+    with pytest.raises(ValueError, match=r"column 'label' holds no number at all"):
         convert_beta_table(table, tmp_path / "x.h5", label_column=None)
 
 

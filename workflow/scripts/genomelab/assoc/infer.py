@@ -18,6 +18,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -332,6 +333,15 @@ def averaged_record(out: str | os.PathLike) -> Path:
     return Path(out).with_suffix(".json")
 
 
+def _json_object(path: Path) -> dict:
+    """``path``'s JSON object; {} for a file that holds none (not a record of ours)."""
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def predict_new_entities(
     model: str | os.PathLike | Sequence[str | os.PathLike],
     featurizer: str | os.PathLike,
@@ -345,9 +355,16 @@ def predict_new_entities(
     """:func:`rank_new_entities` written as a predictions TSV (known links marked); with
     several model files, :func:`averaged_record` lists them under ``model_files`` (as tissue's
     predictions.json and regulon's tracks.json do)."""
+    files = model_files(model)
+    # An earlier averaged prediction's record (assoc_infer's with evaluation.folds K > 1, which
+    # a rerun with K = 1 does not declare, so Snakemake keeps it) would name the fold models
+    # beside this prediction's TSV: removed first, whatever this prediction writes.
+    record = averaged_record(out)
+    if record.is_file() and "model_files" in _json_object(record):
+        record.unlink()
+        logger.info("removed %s of an earlier averaged prediction", record)
     table = rank_new_entities(model, featurizer, queries, side, top_k, device)
     write_predictions(table, out, known_links=known_links)
-    files = model_files(model)
     if len(files) > 1:
         atomic_write_json(
             averaged_record(out),

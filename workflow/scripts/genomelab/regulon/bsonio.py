@@ -78,6 +78,12 @@ def check_dump(dump_dir: str | os.PathLike, genes_elsewhere: bool = False) -> No
     later, on a constant target), or ``geneDatamart`` unless ``genes_elsewhere``
     (``regulon.annotation`` gives the genes). ``geneExpression`` is optional (an expression
     table, or none). A collection saved in another format (JSON) is named as not read."""
+    if not str(dump_dir).strip():
+        # Path("") is the working directory, which would be searched as the dump.
+        raise FileNotFoundError(
+            "regulon.dump_dir is empty: give the RegulonDB mongodump folder, or regulon.flat_files "
+            "(genes, operons) or regulon.mongodb_uri_env instead (docs/regulon.md)"
+        )
     root = Path(dump_dir)
     if not root.is_dir():
         where = "" if root.is_absolute() else f" (looked for in the working directory {Path.cwd()})"

@@ -340,12 +340,24 @@ class _Tissue:
             regions = self.p.regions.tolist()
             self.card = {"regions": {"n": len(regions), "first": regions[:N_SHOWN]}}
 
+    def _threshold(self) -> float:
+        """The threshold the served file records; files that record different ones leave it
+        to the request (the predict path's advice, a config key and an option, is no field)."""
+        try:
+            return self.p.threshold
+        except ValueError:
+            recorded = {p.path: p.threshold for p in self.p.predictors}
+            raise ValueError(
+                f"threshold: none given, and the served model files record different ones ({recorded}): "
+                "send threshold with the request"
+            ) from None
+
     def __call__(self, req: TissueRequest) -> dict[str, Any]:
         from genomelab.predict.tissue import TissueInputs
 
         n_model = len(self.p.regions)
         records = []
-        threshold = self.p.threshold if req.threshold is None else float(req.threshold)
+        threshold = self._threshold() if req.threshold is None else float(req.threshold)
         for i, s in enumerate(req.samples):
             _model_order(s._means, s.regions, n_model, f"samples.{i}.{_given(s, 'means')}")
             # Without IDs the values are in the model's order: passing the model's own array

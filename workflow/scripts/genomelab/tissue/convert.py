@@ -84,7 +84,8 @@ def convert_beta_table(
             advice = " (a table of new samples without labels: --no-labels)" if col == label_column else ""
             raise ValueError(f"{table}: no {col!r} column (columns start {list(df.columns[:5])}){advice}")
     labels = (
-        df[label_column].astype(str).str.strip()
+        # An empty label cell reads as NaN, which no drop label matches: "" (dropped by default).
+        df[label_column].fillna("").astype(str).str.strip()
         if label_column is not None
         else pd.Series("", index=df.index, dtype=object)
     )
@@ -116,7 +117,7 @@ def convert_beta_table(
         hint = (
             f"; column {probes[c]!r} holds no number at all: a label column? name it with "
             "--label-column (and leave out --no-labels)"
-            if non_numeric[:, c].all()
+            if np.isnan(beta[:, c]).all()  # words, and maybe missing cells (an NA label)
             else ""
         )
         raise ValueError(

@@ -1,8 +1,9 @@
 """Copies of the repository, and config/test.yaml run to completion once per test session.
 
-tests/test_workflow.py (its finished run) and tests/slurm (the local reference next to the
-SLURM run) both need config/test.yaml run to completion, and CI runs both files at once on
-its two pytest workers: each ran it itself, a third of the suite's CPU time for one result.
+tests/test_workflow.py (its finished run), tests/slurm (the local reference next to the
+SLURM run) and tests/test_regulon_folds.py (a finished one-split run to switch to folds) need
+config/test.yaml run to completion, and CI runs such files at once on its two pytest
+workers: each ran it itself, a third of the suite's CPU time for one result.
 :func:`finished_test_config` runs it once: the first test to ask runs it, and under
 pytest-xdist a test in another worker waits for it (a lock file in the folder the workers
 share, pytest-xdist's recipe for session fixtures). Tests never change that run: they work

@@ -20,6 +20,7 @@ from genomelab.regulon.summary import summarise_folds
 from genomelab.report.summary import Comparison, ModuleSummary, read_module_summary, write_module_summary
 from genomelab.splits import group_kfold
 from scipy import stats
+from shared_run import copy_run
 from test_workflow import MODULES, job_counts, snakemake
 from test_workflow import workdir as workdir  # noqa: F401  (the fixture: a copy of the repository)
 
@@ -314,18 +315,18 @@ def test_dry_run_with_folds_refuses_fixed_block_indices(workdir):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_switching_a_finished_run_between_one_split_and_folds_reruns_it(workdir):  # noqa: F811
+def test_switching_a_finished_run_between_one_split_and_folds_reruns_it(test_config_run, tmp_path):
     """summary.json is regulon_evaluate's with one split and regulon_summary's with folds:
     after a finished run, changing evaluation.folds must plan the other mode's jobs, not
     keep (and report) the old summary."""
-    one, three = (regulon_config(workdir, f"rswitch{k}.yaml", k) for k in (1, 3))
-    for name in (one, three):  # a run of its own, not the other tests' rfolds
-        config = yaml.safe_load((workdir / name).read_text())
-        (workdir / name).write_text(yaml.safe_dump({**config, "run": "rswitch"}))
-    res = snakemake(workdir, "--cores", "1", "--configfile", one)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert not job_counts(snakemake(workdir, "-n", "--cores", "1", "--configfile", one).stdout)
-    res = snakemake(workdir, "-n", "--cores", "1", "--configfile", three)
+    # The session's finished run of config/test.yaml (one split for regulon, tests/shared_run.py)
+    # is such a run: a regulon run of this test's own repeated its one-split jobs (~30 s).
+    run = copy_run(test_config_run, tmp_path / "run")
+    one = ("--configfile", "config/test.yaml")
+    res = snakemake(run, "-n", "--cores", "1", *one)
+    assert res.returncode == 0 and not job_counts(res.stdout), res.stdout[-3000:] + res.stderr[-3000:]
+    (run / "rswitch3.yaml").write_text(yaml.safe_dump({"regulon": {"evaluation": {"folds": 3}}}))
+    res = snakemake(run, "-n", "--cores", "1", *one, "rswitch3.yaml")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     jobs = job_counts(res.stdout)
     assert jobs.get("regulon_summary") == 1 and jobs.get("regulon_train") == 3, jobs

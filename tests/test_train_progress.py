@@ -83,3 +83,16 @@ def test_elapsed_counts_the_time_between_epochs_too(tmp_path, caplog, monkeypatc
         ("0:01:40", "0:00:50"),
         ("0:03:20", "0:00:00"),
     ]
+
+
+def test_the_first_line_names_device_precision_torch_and_cuda(tmp_path, caplog):
+    """A training log says what trained it: the run's software_versions.json comes from a
+    job on another node, often one without a GPU, so it cannot say which GPU and CUDA did."""
+    from genomelab.train.engine import _device_name
+
+    cfg = TrainConfig(max_epochs=1, batch_size=8, lr=0.05, patience=5, device="cpu", seed=0)
+    with caplog.at_level(logging.INFO, logger="genomelab.train.engine"):
+        Trainer(Linear(), cfg, tmp_path / "state", device="cpu").fit(_data(16), _data(8))
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training on ")]
+    assert line.startswith(f"training on cpu (float32; torch {torch.__version__}, CUDA ")
+    assert _device_name(torch.device("cpu")) == "cpu"

@@ -160,6 +160,14 @@ class FitResult:
     best_checkpoint: Path
 
 
+def _device_name(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 80GB HBM3)``: the log of a training job says which GPU trained it
+    (the run's software_versions.json is written by a job on another node, often without one)."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
 class TrainingInterrupted(RuntimeError):
     """Raised after a signal made the trainer save ``last.pt`` and stop."""
 
@@ -816,9 +824,12 @@ class Trainer:
             # of epochs last.pt kept (see _tb).
             self._tb()
         logger.info(
-            "training on %s (%s), %d train / %d val examples, %d batches/epoch, state in %s",
-            self.device,
+            "training on %s (%s; torch %s, CUDA %s), %d train / %d val examples, %d batches/epoch, "
+            "state in %s",
+            _device_name(self.device),
             self.metrics_payload()["precision"],
+            torch.__version__,
+            torch.version.cuda or "none",
             n_train,
             len(val),  # type: ignore[arg-type]
             batches_per_epoch,

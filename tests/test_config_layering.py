@@ -21,7 +21,7 @@ import yaml
 from genomelab.cli import main as genomelab_main
 from genomelab.config import ConfigError, schema_default, schema_node
 from genomelab.config_schema import fill_defaults
-from genomelab.config_template import OWN_DATA, RUN_PLACEHOLDER, config_template
+from genomelab.config_template import OWN_DATA, RUN_PLACEHOLDER, USED_FROM, config_template
 from genomelab.run_config import load_run_config, placeholders
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -420,6 +420,15 @@ def test_init_comments_every_other_key_at_its_schema_default(module):
     expected["resources"]["training"] = {
         k: v for k, v in expected["resources"]["training"].items() if k.startswith(module)
     }
+    # Keys the module takes from elsewhere are a note naming where (assoc.train.lr: the grid's).
+    for key, source in USED_FROM.items():
+        section, *inner, last = key.split(".")
+        if section == module:
+            node = expected[section]
+            for part in inner:
+                node = node[part]
+            del node[last]
+            assert f"# {last}: not set here: each run takes its own {source}" in text
     assert uncommented == expected
     assert live[module]["enabled"] is True and set(live) == {"run", module}
 

@@ -34,6 +34,10 @@ OWN_DATA: dict[str, dict[str, Any]] = {
 RUN_PLACEHOLDER = "<name of this run, e.g. cohort1>"
 # Per-job resource overrides are keyed by module; the template keeps its own module's.
 PER_MODULE = {"resources.training"}
+# Keys a module reads from elsewhere: written as a note, not at a default that does nothing
+# (assoc trains every grid point with the grid's lr and batch size, and refuses other
+# values under train; the template showed "lr: 0.001" while runs trained at 1e-4).
+USED_FROM = {"assoc.train.lr": "assoc.grid.lr", "assoc.train.batch_size": "assoc.grid.batch_size"}
 
 
 def config_template(module: str, filename: str = "my.yaml") -> str:
@@ -74,6 +78,8 @@ def _emit(
     def line(text: str) -> str:
         return "  " * depth + text if live else "  " * block + "# " + "  " * (depth - block) + text
 
+    if path in USED_FROM:
+        return [line(f"# {key}: not set here: each run takes its own {USED_FROM[path]}")]
     note = f"  # {' '.join(node['description'].split())}" if node.get("description") else ""
     children = schema_properties(f"config.{path}")
     if path in PER_MODULE:

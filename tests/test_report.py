@@ -252,3 +252,18 @@ def test_the_versions_record_hashes_every_setting_but_the_predict_sections():
     other_lr = {**config, "tissue": {"train": {"lr": 0.2}, "predict": {"inputs": ""}}}
     assert record(other_lr)["config_sha256"] != record(config)["config_sha256"]
     assert record(config)["seed"] == 3
+
+
+def test_the_versions_record_keeps_every_rule_envs_pins():
+    """Under --use-conda the record's job runs in the CPU env (no torch) on whatever node:
+    the record also keeps what each rule env pins, and which interpreter wrote it."""
+    import sys
+
+    from genomelab.report.versions import software_versions
+
+    record = software_versions("{}")
+    envs = sorted((Path(__file__).resolve().parents[1] / "envs").glob("*.yaml"))
+    assert list(record["conda_envs"]) == [f"envs/{p.name}" for p in envs] and envs
+    for path in envs:
+        assert record["conda_envs"][f"envs/{path.name}"] == yaml.safe_load(path.read_text())["dependencies"]
+    assert record["python_prefix"] == sys.prefix

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,34 @@ def _seed(config_text: str) -> int | None:
         return None
 
 
+# The workflow's conda environment files: envs/ at the root of the checkout this package is in.
+ENVS_DIR = Path(__file__).resolve().parents[4] / "envs"
+
+
+def conda_envs(envs_dir: Path = ENVS_DIR) -> dict[str, list[str]]:
+    """``{"envs/cpu.yaml": [pinned specs], ...}``: what ``--use-conda`` installs for the rules."""
+    import yaml
+
+    return {
+        f"envs/{path.name}": [
+            str(d) for d in (yaml.safe_load(path.read_text()) or {}).get("dependencies", [])
+        ]
+        for path in sorted(envs_dir.glob("*.yaml"))
+    }
+
+
 def software_versions(config_text: str = "", cwd: str | os.PathLike = ".") -> dict[str, Any]:
-    """Versions of Python, key packages, torch/CUDA and the GPU; git commit; config hash."""
+    """Versions of Python, key packages, torch/CUDA and the GPU; git commit; config hash.
+
+    ``packages``, ``torch_cuda`` and ``gpus`` are what the job writing the record sees: under
+    ``--use-conda`` it runs in the CPU environment (no torch), and under SLURM on a node that
+    may have no GPU. So the record also keeps each rule environment's pinned specs
+    (``conda_envs``) and the job's interpreter (``python_prefix``); each training job's log
+    names its own device, GPU, torch and CUDA."""
     record: dict[str, Any] = {
         "genomelab": __version__,
         "python": platform.python_version(),
+        "python_prefix": sys.prefix,
         "platform": platform.platform(),
         "git_commit": _git_commit(Path(cwd)),
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
@@ -94,6 +118,7 @@ def software_versions(config_text: str = "", cwd: str | os.PathLike = ".") -> di
         )
     except ImportError:
         record["torch_cuda"], record["cuda_available"], record["gpus"] = None, False, []
+    record["conda_envs"] = conda_envs()
     return record
 
 

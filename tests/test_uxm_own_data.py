@@ -21,6 +21,7 @@ import yaml
 from genomelab.deconv.uxm import UxmDeconvConfig, deconvolve_samples, write_proportions
 from genomelab.ingest.fragments import read_reads_sheet, uxm_records, write_sample_counts
 from genomelab.io.blocks import read_block_counts
+from test_envs import env_gaps
 from test_workflow import job_counts, snakemake
 
 workdir = test_workflow.workdir
@@ -114,10 +115,14 @@ def test_example_plans_one_job_per_sample(workdir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_example_runs(workdir: Path) -> None:
+def test_example_runs(workdir: Path, tmp_path: Path, monkeypatch) -> None:
     config_path, config = write_example(workdir)
+    # These rules are not in the session's test-config run, whose imports tests/test_envs.py checks.
+    monkeypatch.setenv("GENOMELAB_IMPORT_RECORD", str(tmp_path / "imports"))
     res = snakemake(workdir, "deconv_uxm", "--cores", "2", "--configfile", str(config_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    recorded, missing = env_gaps(tmp_path / "imports")
+    assert recorded == {"ingest_block_counts", "deconv_uxm"} and not missing, (recorded, missing)
     out = workdir / "results" / config["run"] / "ingest" / "uxm"
     assert_shown(workdir / "results" / config["run"] / "deconv" / "uxm" / "proportions.csv")
     assert (out / "qc" / "plasma1.json").is_file() and (out / "counts" / "plasma2.tsv").is_file()

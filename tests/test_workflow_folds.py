@@ -15,6 +15,7 @@ import pytest
 import yaml
 from genomelab.report.summary import Comparison, pair_key
 from shared_run import copy_repo
+from test_envs import env_gaps
 from test_workflow import MODULES, snakemake, tissue_only_config
 
 
@@ -77,7 +78,7 @@ def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
 
 
 @pytest.mark.slow
-def test_regulon_and_assoc_with_two_folds_report_mean_sd_and_paired_tests(tmp_path):
+def test_regulon_and_assoc_with_two_folds_report_mean_sd_and_paired_tests(tmp_path, monkeypatch):
     # Folds over genome blocks (regulon) and over links (assoc), each fold's training its own
     # job, run for real through the run summary that the report's landing page is made from.
     workdir = copy_repo(tmp_path)
@@ -89,10 +90,14 @@ def test_regulon_and_assoc_with_two_folds_report_mean_sd_and_paired_tests(tmp_pa
         config[module]["evaluation"] = {"folds": 2}
     config["run"] = "folds2"
     (workdir / "k2.yaml").write_text(yaml.safe_dump(config))
+    # regulon_folds and regulon_summary run only with folds: their imports are checked here.
+    monkeypatch.setenv("GENOMELAB_IMPORT_RECORD", str(tmp_path / "imports"))
     res = snakemake(
         workdir, "results/folds2/report/summary.json", "--cores", "2", "--configfile", "k2.yaml", timeout=1500
     )
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    recorded, missing = env_gaps(tmp_path / "imports")
+    assert {"regulon_folds", "regulon_summary"} <= recorded and not missing, missing
     out = workdir / "results" / "folds2"
     for fold in ("0", "1"):
         assert (out / "regulon" / "folds" / fold / "summary.json").is_file()

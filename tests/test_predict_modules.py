@@ -253,23 +253,36 @@ def test_deconv_sheet_of_new_samples_needs_no_tissue_column(deconv_run, tmp_path
 
 
 # ----------------------------------------------------------------------------- assoc
+def _train_tiny_assoc(data, features, run, state, epochs: int, seed: int) -> None:
+    """A 1-layer, 8-wide assoc network of the entities scheme trained on CPU into ``run``."""
+    from genomelab.assoc import training as T
+
+    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
+    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 8}
+    T.train_run(
+        data,
+        features,
+        "entities",
+        model,
+        {"max_epochs": epochs, "seed": seed},
+        point,
+        run,
+        state,
+        device="cpu",
+    )
+
+
 @pytest.fixture(scope="module")
 def assoc_run(tmp_path_factory):
     from genomelab.assoc import data as D
     from genomelab.assoc import features as Fe
-    from genomelab.assoc import training as T
 
     tmp = tmp_path_factory.mktemp("assoc_predict")
     src = ROOT / "tests" / "data" / "assoc"
     D.prepare_data(src / "links.tsv", src / "sources.tsv", src / "targets.tsv", tmp / "data", seed=3)
     cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=8, max_fields=2)
     Fe.build_features(tmp / "data", tmp / "feat.npz", tmp / "featurizer.npz", cfg, seed=0)
-    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
-    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 8}
-    T.train_run(
-        tmp / "data", tmp / "feat.npz", "entities", model, {"max_epochs": 2, "seed": 0}, point,
-        tmp / "run", tmp / "state", device="cpu",
-    )  # fmt: skip
+    _train_tiny_assoc(tmp / "data", tmp / "feat.npz", tmp / "run", tmp / "state", epochs=2, seed=0)
     return tmp
 
 
@@ -503,15 +516,8 @@ def test_assoc_infer_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
 def assoc_pair(assoc_run):
     """A second model of assoc_run's data and featuriser (another seed), as a second fold's
     selected model is: the same vocabularies, other weights."""
-    from genomelab.assoc import training as T
-
     tmp = assoc_run
-    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
-    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 8}
-    T.train_run(
-        tmp / "data", tmp / "feat.npz", "entities", model, {"max_epochs": 2, "seed": 1}, point,
-        tmp / "run1", tmp / "state1", device="cpu",
-    )  # fmt: skip
+    _train_tiny_assoc(tmp / "data", tmp / "feat.npz", tmp / "run1", tmp / "state1", epochs=2, seed=1)
     return tmp / "run" / "model.pt", tmp / "run1" / "model.pt"
 
 
@@ -584,12 +590,9 @@ def test_assoc_models_of_other_vocabularies_or_featurisers_are_not_averaged(
     # A model of another featuriser (text width 4): refused naming it and the featuriser.
     cfg = Fe.FeatureConfig(analyzer="word", ngram_min=1, ngram_max=1, text_dim=4, max_fields=2)
     Fe.build_features(assoc_run / "data", tmp_path / "feat.npz", tmp_path / "other.npz", cfg, seed=0)
-    model = {"d_model": 8, "n_layers": 1, "n_heads": 2, "bridge_heads": 2}
-    point = {"lr": 0.01, "batch_size": 16, "dropout": 0.0, "bridge_dim": 8}
-    T.train_run(
-        assoc_run / "data", tmp_path / "feat.npz", "entities", model, {"max_epochs": 1, "seed": 0}, point,
-        tmp_path / "other", tmp_path / "state", device="cpu",
-    )  # fmt: skip
+    _train_tiny_assoc(
+        assoc_run / "data", tmp_path / "feat.npz", tmp_path / "other", tmp_path / "state", epochs=1, seed=0
+    )
     other = tmp_path / "other" / "model.pt"
     with pytest.raises(
         ValueError,

@@ -175,3 +175,12 @@ def test_a_missing_model_names_the_model_files_beside_it(tmp_path):
         load_exported(tmp_path / "model.pt")
     with pytest.raises(ExportError, match=r"nowhere/model\.pt does not exist$"):
         load_exported(tmp_path / "nowhere" / "model.pt")
+
+
+def test_model_files_takes_one_path_or_several_and_refuses_none(tmp_path):
+    from genomelab.train.export import model_files
+
+    assert model_files(tmp_path / "a.pt") == [str(tmp_path / "a.pt")]
+    assert model_files(["a.pt", tmp_path / "b.pt"]) == ["a.pt", str(tmp_path / "b.pt")]
+    with pytest.raises(ValueError, match="no tissue model file given"):
+        model_files([], "tissue model")

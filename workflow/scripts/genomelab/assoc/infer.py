@@ -36,7 +36,7 @@ from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.ids import first_difference
 from genomelab.io.tables import read_link_table
 from genomelab.train.device import resolve_device
-from genomelab.train.export import ExportedModel, refuse_repeated_files
+from genomelab.train.export import ExportedModel, model_files, refuse_repeated_files
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +268,7 @@ def load_ranker(
 ) -> Ranker | AveragedRanker:
     """One exported model (a path, or a list of one) or, for a list of several, their
     average (:class:`AveragedRanker`)."""
-    paths = [model] if isinstance(model, (str, os.PathLike)) else list(model)
-    if not paths:
-        raise ValueError("no assoc model file given")
+    paths = model_files(model, "assoc model")
     if len(paths) == 1:
         return Ranker.load(paths[0], featurizer_path, device)
     refuse_repeated_files(paths, "assoc model files")  # before any file loads
@@ -322,11 +320,6 @@ def write_predictions(
         df.to_csv(tmp, sep="\t", index=False, float_format="%.5g")
 
 
-def model_files(model: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    """The model file, or files, of a prediction, as given."""
-    return [str(model)] if isinstance(model, (str, os.PathLike)) else [str(m) for m in model]
-
-
 def averaged_record(out: str | os.PathLike) -> Path:
     """Where a prediction of several averaged models records them: ``predictions.json`` beside
     ``predictions.tsv`` (``out``). One model's prediction writes the TSV alone, as always."""
@@ -355,7 +348,7 @@ def predict_new_entities(
     """:func:`rank_new_entities` written as a predictions TSV (known links marked); with
     several model files, :func:`averaged_record` lists them under ``model_files`` (as tissue's
     predictions.json and regulon's tracks.json do)."""
-    files = model_files(model)
+    files = model_files(model, "assoc model")
     # An earlier averaged prediction's record (assoc_infer's with evaluation.folds K > 1, which
     # a rerun with K = 1 does not declare, so Snakemake keeps it) would name the fold models
     # beside this prediction's TSV: removed first, whatever this prediction writes.

@@ -32,7 +32,7 @@ class AssocPredictor:
         from genomelab.assoc.infer import load_ranker, model_files
 
         self.ranker = load_ranker(model, featurizer, device)
-        self.model_files = model_files(model)
+        self.model_files = model_files(model, "assoc model")
         self.path = self.model_files[0]
 
     def table(self, records: Sequence[dict[str, Any]], side: str, source: str = "request") -> Any:

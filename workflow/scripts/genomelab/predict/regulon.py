@@ -50,7 +50,7 @@ from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.errors import FormatError
 from genomelab.regulon.operons import OperonReadout
 from genomelab.train.device import resolve_device
-from genomelab.train.export import refuse_repeated_files
+from genomelab.train.export import model_files, refuse_repeated_files
 
 logger = logging.getLogger(__name__)
 
@@ -621,7 +621,7 @@ def predict_files(
         if stale.is_file():
             stale.unlink()
             logger.info("removed %s of an earlier prediction", stale)
-    files = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+    files = model_files(model, "regulon model")
     predictors = load_predictors(files, device)
     given = route_genes(predictors, annotation is not None)  # before the genome is read
     # The region and its genes read once, scored by every network.
@@ -633,7 +633,7 @@ def predict_files(
         Path(out_dir) / "tracks.json",
         {
             # One model file, or the networks averaged (as tissue's predictions.json lists them).
-            **({"model": str(files[0])} if len(files) == 1 else {"model_files": [str(f) for f in files]}),
+            **({"model": files[0]} if len(files) == 1 else {"model_files": files}),
             "contig": tracks.contig,
             "start": tracks.start,
             "end": tracks.end,

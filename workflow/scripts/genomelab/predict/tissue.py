@@ -45,7 +45,13 @@ from genomelab.tissue.kinds import FILE_LEVEL, REGION_LEVEL
 from genomelab.tissue.models import build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
-from genomelab.train.export import KIND_MODULES, ExportedModel, load_exported, refuse_repeated_files
+from genomelab.train.export import (
+    KIND_MODULES,
+    ExportedModel,
+    load_exported,
+    model_files,
+    refuse_repeated_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -423,9 +429,7 @@ def load_predictor(
 ) -> TissuePredictor | AveragedPredictor:
     """One exported model (a path, or a list of one) or, for a list of several, their
     average (:class:`AveragedPredictor`)."""
-    paths = [model] if isinstance(model, (str, os.PathLike)) else list(model)
-    if not paths:
-        raise ValueError("no tissue model file given")
+    paths = model_files(model, "tissue model")
     if len(paths) == 1:
         return TissuePredictor.load(paths[0], device)
     return AveragedPredictor.load(paths, device)

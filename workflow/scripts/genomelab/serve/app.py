@@ -47,7 +47,13 @@ from genomelab import __version__
 from genomelab.config import schema_bounds, schema_default, schema_node
 from genomelab.io.ids import relaxed_by
 from genomelab.predict.common import model_card
-from genomelab.train.export import ExportError, load_exported, module_of_kind, refuse_repeated_files
+from genomelab.train.export import (
+    ExportError,
+    load_exported,
+    model_files,
+    module_of_kind,
+    refuse_repeated_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -729,9 +735,7 @@ def _loaded(
     card, as ever) or several of one module (:data:`AVERAGED`), each file's card under
     ``models``, the files under ``model_files``. Files of another module are refused by that
     module's loader with the predict path's message (``genomelab predict <module>``'s)."""
-    paths = [str(model)] if isinstance(model, (str, os.PathLike)) else [str(m) for m in model]
-    if not paths:
-        raise ValueError("no model file given")
+    paths = model_files(model)
     exported = [load_exported(paths[0])]
     module = module_of_kind(exported[0].kind, paths[0])
     if len(paths) == 1:

@@ -236,6 +236,15 @@ KIND_MODULES = {
 }
 
 
+def model_files(model: str | os.PathLike | Sequence[str | os.PathLike], what: str = "model") -> list[str]:
+    """The file, or files, a prediction is asked to use, as given (``--model a.pt b.pt`` or a
+    config list); ValueError for an empty list, naming ``what``."""
+    paths = [str(model)] if isinstance(model, (str, os.PathLike)) else [str(m) for m in model]
+    if not paths:
+        raise ValueError(f"no {what} file given")
+    return paths
+
+
 def refuse_repeated_files(paths: Sequence[str | os.PathLike], what: str) -> None:
     """Refuse a file given twice (by any spelling of its path) among ``paths``, the ``what``
     to average: averaging one model with itself would weigh it twice (ValueError naming both).

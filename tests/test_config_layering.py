@@ -614,3 +614,14 @@ def test_a_predict_only_run_plans_the_predict_rules_of_modules_that_are_off(work
             match=rf"sets {module}.predict.inputs with the module off.*genomelab predict {module}",
         ):
             load(idle)
+
+
+def test_the_template_notes_every_train_key_assoc_takes_from_its_grid():
+    """config_template may not import a module, so USED_FROM restates assoc's GRID_TRAIN_KEYS:
+    the two must name the same keys."""
+    from genomelab.assoc.grid import GRID_TRAIN_KEYS
+
+    assert {k for k in USED_FROM if k.startswith("assoc.train.")} == {
+        f"assoc.train.{k}" for k in GRID_TRAIN_KEYS
+    }
+    assert all(USED_FROM[f"assoc.train.{k}"] == f"assoc.grid.{k}" for k in GRID_TRAIN_KEYS)

@@ -8,6 +8,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from genomelab.train.distributed import shutdown  # noqa: E402
 from test_train_distributed import NormRegressor, Regressor, train_once  # noqa: E402
 
 if __name__ == "__main__":
@@ -21,4 +22,4 @@ if __name__ == "__main__":
         torch.save({"val": val, "buffers": dict(trainer.model.named_buffers())}, out / f"rank{rank}.pt")
     elif rank == 0:
         torch.save(trainer.model.state_dict(), out / "weights.pt")
-    torch.distributed.destroy_process_group()
+    shutdown()

@@ -113,3 +113,15 @@ def test_ranks_agree_on_validation_with_batchnorm(tmp_path):
     assert ranks[0]["val"] == ranks[1]["val"] and len(ranks[0]["val"]) == 4
     for name, value in ranks[0]["buffers"].items():
         assert torch.equal(value, ranks[1]["buffers"][name]), name
+
+
+def test_shutdown_leaves_the_process_group_and_is_a_no_op_outside_one(tmp_path):
+    from genomelab.train import distributed as ddp
+
+    ddp.shutdown()  # no group: nothing to do, no error
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    assert ddp.dist_info() == (0, 1)
+    ddp.shutdown()
+    assert not torch.distributed.is_initialized()

@@ -176,6 +176,10 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
         sys.exit(1)
     _keep_last_good(smk)
     _prune_states(smk)
+    if "WORLD_SIZE" in os.environ and "torch" in sys.modules:
+        from genomelab.train.distributed import shutdown
+
+        shutdown()
     logger.info("rule %s finished", smk.rule)
 
 

@@ -99,3 +99,20 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 def barrier() -> None:
     if dist_info()[1] > 1:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group after a successful run: wait for every rank, then destroy it.
+
+    Call it on the success path only: a rank that failed exits without it, and torchrun
+    stops the others. Why both steps: a process that exits with the group still alive, or
+    that tears down its gloo connections while a peer is still using them, can abort at
+    exit ("terminate called without an active exception", SIGABRT) after its work is done;
+    torchrun then reports the whole job as failed.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

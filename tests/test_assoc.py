@@ -783,20 +783,36 @@ def test_run_names_and_grid():
 
 def test_train_lr_or_batch_size_the_grid_would_replace_is_refused():
     """assoc.train.lr and batch_size were silently replaced by each grid point's (a user's
-    `train: {lr: 0.01}` trained at the grid's 1e-4): refused, naming the grid key to set."""
+    `train: {lr: 0.01}` trained at the grid's 1e-4): refused when written, naming the grid key
+    to set, even at the schema's default value (0.001 is as unused as 0.01)."""
     from genomelab.config import schema_default
 
     grid = {"lr": [1e-4], "batch_size": [64], "dropout": [0.1], "bridge_dim": [64]}
-    defaults = {k: schema_default(f"assoc.train.{k}") for k in ("lr", "batch_size", "max_epochs")}
-    G.check_train_keys(defaults, grid)
-    G.check_train_keys({**defaults, "max_epochs": 3}, grid)  # the grid sets only lr and batch size
+    G.check_train_keys({}, grid)
+    G.check_train_keys({"max_epochs": 3}, grid)  # the grid sets only lr and batch size
     with pytest.raises(
         ValueError,
         match=r"assoc.train.lr = 0.01 is not used: .*assoc.grid.lr \(now \[0.0001\]\), so set assoc.grid.lr: \[0.01\]",
     ):
-        G.check_train_keys({**defaults, "lr": 0.01}, grid)
+        G.check_train_keys({"lr": 0.01}, grid)
     with pytest.raises(ValueError, match=r"assoc.train.batch_size = 8 is not used"):
-        G.check_train_keys({**defaults, "batch_size": 8}, grid)
+        G.check_train_keys({"batch_size": 8}, grid)
+    default_lr = schema_default("assoc.train.lr")
+    with pytest.raises(ValueError, match=rf"assoc.train.lr = {default_lr!r} is not used"):
+        G.check_train_keys({"lr": default_lr}, grid)
+
+
+def test_the_cli_refuses_a_config_whose_train_lr_the_grid_would_replace(tmp_path):
+    """`genomelab.assoc.cli train --config` read the same section without the workflow's check."""
+    from genomelab.assoc.cli import load_section
+
+    config = tmp_path / "my.yaml"
+    config.write_text("assoc:\n  train: {lr: 0.001, max_epochs: 3}\n")
+    with pytest.raises(ValueError, match=rf"--config {config}: assoc.train.lr = 0.001 is not used"):
+        load_section(config)
+    config.write_text("assoc:\n  train: {max_epochs: 3}\n  grid: {lr: [0.001]}\n")
+    section, _, _ = load_section(config)
+    assert section["train"]["max_epochs"] == 3 and section["grid"]["lr"] == [0.001]
 
 
 def test_ranker_scores_new_entities_like_vocabulary(easy, tmp_path):

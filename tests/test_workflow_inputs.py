@@ -361,6 +361,11 @@ def test_an_assoc_train_lr_the_grid_would_replace_stops_the_run(workdir, tmp_pat
     res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "lr.yaml", assoc=assoc))
     assert res.returncode != 0
     assert "assoc.train.lr = 0.01 is not used" in res.stdout + res.stderr
+    # Written at the schema default it is as unused (round 18 let 0.001 through).
+    assoc["train"] = {"lr": 0.001, "max_epochs": 3}
+    res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "default.yaml", assoc=assoc))
+    assert res.returncode != 0
+    assert "assoc.train.lr = 0.001 is not used" in res.stdout + res.stderr
     assoc["train"] = {"max_epochs": 3}
     res = snakemake(workdir, "-n", "--configfile", write_config(tmp_path, "ok.yaml", assoc=assoc))
     assert res.returncode == 0, res.stderr

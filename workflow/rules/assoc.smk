@@ -63,10 +63,8 @@ if ASSOC["enabled"]:
 
     # A given split or folds that disagrees with evaluation.folds, refused now, not in assoc_data.
     check_assoc_input(ASSOC["data"], ASSOC_FOLDS)
-    from genomelab.assoc.grid import check_train_keys
-
-    # train.lr / batch_size would be replaced by each grid point's: refused, naming the grid key.
-    check_train_keys(ASSOC["train"], ASSOC_GRID)
+    # (assoc.train.lr / batch_size, which each grid point's would replace, are refused by
+    # load_run_config: it sees the config as written, before the schema's defaults.)
     if ASSOC["infer"]["scheme"] not in ASSOC["schemes"]:
         raise ValueError(
             f"assoc.infer.scheme {ASSOC['infer']['scheme']!r} (default: entities) is not in "

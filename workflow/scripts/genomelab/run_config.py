@@ -174,6 +174,10 @@ def load_run_config(
             )
         )
     simulated = {m for m in OWN_DATA_INPUTS if _asks_for_simulation(config, m)}
+    # As written, before the defaults: assoc.train.lr at its default value is still unused.
+    assoc = config.get("assoc")
+    assoc_train = assoc.get("train") if isinstance(assoc, Mapping) else None
+    assoc_train = dict(assoc_train) if isinstance(assoc_train, Mapping) else {}
     fill_defaults(config, schema_path)
     problems = schema_errors(config, schema_path)
     if problems:
@@ -206,8 +210,7 @@ def load_run_config(
             f"{_named(configfiles)} enables a module without its input(s): set {', '.join(missing)} "
             "(`genomelab init <module>` lists them; config/README.md describes each)"
         )
-    if config["regulon"]["enabled"]:
-        _check_regulon_flat_files(config["regulon"], configfiles)
+    _check_modules(config, configfiles, assoc_train)
     for module, keys in OWN_DATA_INPUTS.items():
         # tissue.input.source sheet or hdf5 with its file left empty: tissue's own check
         # (tissue.task.check_input) names the key to fill.
@@ -238,6 +241,21 @@ def load_run_config(
             + ". Write absolute paths (or paths relative to that folder)."
         )
     return config
+
+
+def _check_modules(
+    config: Mapping[str, Any], configfiles: Sequence[str | os.PathLike], assoc_train: Mapping[str, Any]
+) -> None:
+    """The enabled modules' own parse-time checks; ``assoc_train`` is assoc.train as written."""
+    if config["regulon"]["enabled"]:
+        _check_regulon_flat_files(config["regulon"], configfiles)
+    if config["assoc"]["enabled"]:
+        from genomelab.assoc.grid import check_train_keys
+
+        try:
+            check_train_keys(assoc_train, config["assoc"]["grid"])
+        except ValueError as exc:
+            raise ConfigError(f"{_named(configfiles)}: {exc}") from None
 
 
 def _beside_config(

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from genomelab.assoc.grid import check_train_keys
 from genomelab.config import SCHEMA_DIR, schema_default
 from genomelab.config_schema import fill_defaults
 
@@ -29,14 +30,21 @@ logger = logging.getLogger(__name__)
 
 
 def load_section(config_path: Path | None) -> tuple[dict[str, Any], int, str]:
-    """The ``assoc`` section (defaults filled), the seed and the device of a config file."""
+    """The ``assoc`` section (defaults filled), the seed and the device of a config file;
+    ``ValueError`` for an ``assoc.train.lr`` / ``batch_size`` there, as the workflow refuses
+    them (each grid point's replaces them; here ``--lr`` / ``--batch-size`` do)."""
     config: dict[str, Any] = {}
     if config_path is not None:
         if not config_path.is_file():
             raise FileNotFoundError(f"config file {config_path} does not exist")
         config = yaml.safe_load(config_path.read_text()) or {}
     section = dict(config.get("assoc") or {})
+    given_train = dict(section.get("train") or {})  # as written: the defaults would hide a key
     fill_defaults(section, SCHEMA)
+    try:
+        check_train_keys(given_train, section["grid"])
+    except ValueError as exc:
+        raise ValueError(f"--config {config_path}: {exc}") from None
     seed = config.get("seed", schema_default("config.seed"))
     return section, int(seed), str(config.get("device", schema_default("config.device")))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,23 @@ def run_name(lr: float, batch_size: int, dropout: float, bridge_dim: int) -> str
 GRID_TRAIN_KEYS = ("lr", "batch_size")
 
 
-def check_train_keys(train: dict[str, Any], grid: dict[str, list]) -> None:
-    """Refuse ``assoc.train.lr`` / ``batch_size`` other than the shared engine's defaults:
-    each grid point trains with its own ``assoc.grid.lr`` and ``batch_size``, so a value set
-    under train was silently replaced (a user's ``train: {lr: 0.01}`` trained at 1e-4).
-    ``ValueError`` naming the key, its value and the grid key to set instead."""
-    from genomelab.config import schema_default
+def check_train_keys(given: Mapping[str, Any], grid: Mapping[str, list]) -> None:
+    """Refuse ``assoc.train.lr`` / ``batch_size`` written in the user's config: each grid point
+    trains with its own ``assoc.grid.lr`` and ``batch_size``, so a value set under train was
+    silently replaced (a user's ``train: {lr: 0.01}`` trained at 1e-4).
 
-    changed = [k for k in GRID_TRAIN_KEYS if train.get(k) != schema_default(f"assoc.train.{k}")]
-    if changed:
+    ``given`` is the train section as the user wrote it, before the schema's defaults fill it:
+    a key written at its default value (``lr: 0.001``) is as unused as any other. ``grid`` is
+    the filled ``assoc.grid``. ``ValueError`` naming each key, its value and the grid key to
+    set instead."""
+    written = [k for k in GRID_TRAIN_KEYS if k in given]
+    if written:
         raise ValueError(
             "; ".join(
-                f"assoc.train.{k} = {train[k]!r} is not used: every grid point trains with its own "
-                f"assoc.grid.{k} (now {grid.get(k)}), so set assoc.grid.{k}: [{train[k]!r}] "
+                f"assoc.train.{k} = {given[k]!r} is not used: every grid point trains with its own "
+                f"assoc.grid.{k} (now {grid.get(k)}), so set assoc.grid.{k}: [{given[k]!r}] "
                 f"instead (a list: each value is one run) and remove assoc.train.{k}"
-                for k in changed
+                for k in written
             )
         )
 

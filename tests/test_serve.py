@@ -463,6 +463,36 @@ def test_mixed_or_mismatched_model_files_are_refused_as_predict_refuses_them(tmp
         create_app([tmp_path / "vae.pt", tmp_path / "r.pt"])
 
 
+def test_each_model_files_card_carries_its_own_folds_metrics(tmp_path):
+    """With several files, --metrics with one file put that fold's test figures on every card.
+    Each card reads the metrics.json beside its own model, or --metrics gives one per file."""
+    files = []
+    for k in (0, 1):
+        (tmp_path / f"fold{k}").mkdir()
+        files.append(tmp_path / f"fold{k}" / "model.pt")
+        _tissue_model(files[-1], seed=k)
+        (tmp_path / f"fold{k}" / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.8 + k / 10}}))
+    with serving(create_app(files)) as client:
+        cards = client.get("/card").json()["models"]
+    assert [c["metrics"]["test"]["accuracy"] for c in cards] == [0.8, 0.9]
+    given = [tmp_path / "m0.json", tmp_path / "m1.json"]
+    for k, path in enumerate(given):
+        path.write_text(json.dumps({"test": {"accuracy": 0.5 + k / 10}}))
+    with serving(create_app(files, metrics=given)) as client:
+        cards = client.get("/card").json()["models"]
+    assert [c["metrics"]["test"]["accuracy"] for c in cards] == [0.5, 0.6]
+    with pytest.raises(
+        ValueError, match=r"1 metrics file\(s\) for 2 model file\(s\): give one per model file"
+    ):
+        create_app(files, metrics=given[:1])
+    with serving(create_app(files[0], metrics=str(given[1]))) as client:  # one file: as ever
+        assert client.get("/card").json()["metrics"]["test"]["accuracy"] == 0.6
+    from genomelab.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--model", "a.pt", "b.pt", "--metrics", "x.json", "y.json"])
+    assert args.metrics == ["x.json", "y.json"]
+
+
 def test_serve_takes_model_repeated():
     """--model a.pt --model b.pt is two files (argparse kept the last alone); one stays a path."""
     from genomelab.cli import build_parser

@@ -728,6 +728,24 @@ def _add_schemas(app: FastAPI, request_type: type[BaseModel]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _metrics_per_file(
+    metrics: str | os.PathLike | Sequence[str | os.PathLike] | None, paths: list[str]
+) -> list[str | os.PathLike | None]:
+    """The metrics JSON of each model file's card, in the files' order: None for each (each
+    card reads the ``metrics.json`` beside its model) or one per file. Each fold of a run has
+    its own test metrics, so one file for several models would put one fold's figures on every
+    card: ``ValueError`` naming both counts."""
+    if metrics is None:
+        return [None] * len(paths)
+    given = [metrics] if isinstance(metrics, (str, os.PathLike)) else list(metrics)
+    if len(given) != len(paths):
+        raise ValueError(
+            f"{len(given)} metrics file(s) for {len(paths)} model file(s): give one per model file, "
+            "in the same order, or none (each card then reads the metrics.json beside its model)"
+        )
+    return given
+
+
 def _loaded(
     model: str | os.PathLike | Sequence[str | os.PathLike], opts: dict[str, Any]
 ) -> tuple[str, list[str], str, dict[str, Any]]:
@@ -736,10 +754,11 @@ def _loaded(
     ``models``, the files under ``model_files``. Files of another module are refused by that
     module's loader with the predict path's message (``genomelab predict <module>``'s)."""
     paths = model_files(model)
+    metrics = _metrics_per_file(opts.get("metrics"), paths)
     exported = [load_exported(paths[0])]
     module = module_of_kind(exported[0].kind, paths[0])
     if len(paths) == 1:
-        card = model_card(paths[0], exported[0], opts.get("metrics"), opts.get("summary")).to_dict()
+        card = model_card(paths[0], exported[0], metrics[0], opts.get("summary")).to_dict()
         return module, paths, exported[0].kind, card
     if module not in AVERAGED:
         raise ValueError(
@@ -750,8 +769,8 @@ def _loaded(
     exported += [load_exported(p) for p in paths[1:]]
     kinds = list(dict.fromkeys(e.kind for e in exported))
     cards = [
-        model_card(p, e, opts.get("metrics"), opts.get("summary")).to_dict()
-        for p, e in zip(paths, exported, strict=True)
+        model_card(p, e, m, opts.get("summary")).to_dict()
+        for p, e, m in zip(paths, exported, metrics, strict=True)
     ]
     card = {
         "module": module,

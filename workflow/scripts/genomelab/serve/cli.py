@@ -51,6 +51,12 @@ def add_parser(sub: Any) -> None:
         help="deconv: the run's deconv/reference/reference.tsv, for NNLS and the weighted NNLS beside the network "
         "(default: the profiles of the model's NNLS prior; needed without one)",
     )
-    p.add_argument("--metrics", help="metrics JSON for the card (default: metrics.json beside the model)")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        action="extend",
+        help="metrics JSON for the card, one per --model file in the same order (default: the "
+        "metrics.json beside each model)",
+    )
     p.add_argument("--summary", help="module summary.json for the card (default: found above the model)")
     p.set_defaults(func=_serve)

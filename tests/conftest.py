@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -87,6 +88,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def drop_rule_log_handlers():
+    """Remove the root handlers a test's ``setup_logging`` call installed, after the test.
+
+    Tests that run a rule step in this process call ``setup_logging``, which puts a handler on
+    the test's captured stderr and one on its log file on the root logger; left in place,
+    every later test logged into that closed stream ("--- Logging error --- ValueError: I/O
+    operation on closed file" in CI's output) and kept the file open. Only plain
+    StreamHandler / FileHandler objects are setup_logging's: pytest's own are subclasses.
+    """
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in list(root.handlers):
+        if type(handler) in (logging.StreamHandler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
 
 
 DECONV_TISSUES = ["Neutrophils", "Lymphocytes", "Liver", "Lung", "Colon", "Pancreas"]

@@ -347,3 +347,25 @@ def test_schema_descriptions_are_whole(schema):
     raw = yaml.safe_load((SCHEMA.parent / schema).read_text())
     stray = [s for name, sub in raw["properties"].items() for s in _stray_keys(sub, name)]
     assert not stray, f"{schema}: keys that are no schema keyword (a cut description?): {stray}"
+
+
+def test_schema_files_are_parsed_once_and_as_the_safe_loader_reads_them(tmp_path):
+    """Snakemake's parse read each schema from several places: 33 parses per start. A file
+    is now parsed once per version (an edited file is read again), with libyaml where PyYAML
+    has it, into what yaml.safe_load reads."""
+    import os
+
+    import yaml
+    from genomelab.config import SCHEMA_DIR
+    from genomelab.config_schema import load_schema_file
+
+    for path in sorted(SCHEMA_DIR.glob("*.schema.yaml")):
+        assert load_schema_file(path) == yaml.safe_load(path.read_text()), path.name
+        assert load_schema_file(path) is load_schema_file(path)
+    own = tmp_path / "toy.schema.yaml"
+    own.write_text("properties: {a: {default: 1}}\n")
+    first = load_schema_file(own)
+    own.write_text("properties: {a: {default: 22}}\n")
+    os.utime(own, ns=(0, own.stat().st_mtime_ns + 1_000_000))
+    assert first["properties"]["a"]["default"] == 1
+    assert load_schema_file(own)["properties"]["a"]["default"] == 22

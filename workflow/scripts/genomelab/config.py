@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import yaml
+from genomelab.config_schema import load_schema_file
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -56,8 +56,7 @@ def _schema_file(name: str) -> dict[str, Any]:
         raise ConfigError(
             f"no schema {path} (schema path {name!r}); genomelab reads its schemas from {SCHEMA_DIR}"
         )
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    return load_schema_file(path)
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:

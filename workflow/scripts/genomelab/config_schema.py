@@ -9,16 +9,35 @@ the result (the only validation: ``load_run_config`` does not call Snakemake's a
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+# libyaml's loader where PyYAML was built with it: the schemas are ~10 files read on every
+# Snakemake start (each dry run), and the pure-Python loader took most of a second for them.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-def _load(path: Path) -> dict[str, Any]:
+
+def load_schema_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A schema file, parsed once per process (per file version): Snakemake's parse reads
+    each module schema from several places (defaults, validation, dataclass defaults), which
+    parsed it 33 times. The dict is shared: callers copy what they hand on (defaults are
+    deep-copied into configs)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _load_cached(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_cached(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=_Loader)  # noqa: S506 - a safe loader (C or Python)
+
+
+_load = load_schema_file
 
 
 def fill_defaults(instance: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:

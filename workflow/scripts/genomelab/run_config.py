@@ -301,13 +301,10 @@ def schema_errors(config: Mapping[str, Any], schema_path: str | os.PathLike) -> 
     from urllib.parse import urlparse
     from urllib.request import url2pathname
 
-    import yaml
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
 
-    def load(path: str | os.PathLike) -> dict[str, Any]:
-        with open(path) as fh:
-            return yaml.safe_load(fh)
+    from genomelab.config_schema import load_schema_file as load
 
     path = Path(schema_path).resolve()
     schema = {**load(path), "$id": path.as_uri()}

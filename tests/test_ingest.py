@@ -505,6 +505,41 @@ def test_workflow_records_and_job_inputs(tmp_path):
             workflow_records({**section, "regions": str(bad)})
 
 
+def test_a_sample_file_in_the_other_chromosome_naming_stops_the_run_at_parse_time(tmp_path):
+    """A bedMethyl or coverage file with `1` against hg38's `chr1` regions stopped only in
+    that sample's ingest job, after reading the file; now the parse does, naming the sample,
+    file and line, from the file's first data line. Jobs (peek_files=False) skip it."""
+    import gzip
+    import re
+
+    from genomelab.ingest.sheet import workflow_records
+
+    sheet = demo.write_demo(tmp_path / "d")
+    section = {
+        "samples": str(sheet),
+        "regions": str(tmp_path / "d" / "regions.bed"),
+        "genome_build": "hg38",
+        "slots": "position",
+        "cpg_index": str(tmp_path / "d" / "CpG.bed.gz"),
+        "probes": str(tmp_path / "d" / "probes.tsv"),
+        "n_positions": 150,
+    }
+    records = workflow_records(section)
+    cov = records["blood_cov"].path
+    opener = gzip.open if cov.suffix == ".gz" else open
+    with opener(cov, "rt") as fh:
+        lines = fh.read().splitlines()
+    with opener(cov, "wt") as fh:
+        fh.write("".join(f"{line.removeprefix('chr')}\n" for line in lines))
+    with pytest.raises(
+        ValueError,
+        match=rf"ingest sample blood_cov \({re.escape(str(cov))}, line 1\): chromosome '1' does not "
+        "follow the naming of genome build hg38",
+    ):
+        workflow_records(section)
+    assert set(workflow_records(section, peek_files=False)) == set(records)
+
+
 def test_regions_with_more_cpgs_than_slots_and_empty_files(tmp_path):
     n_cpg = 12
     write(tmp_path / "CpG.bed.gz", "".join(f"chr1\t{10 + 4 * i + 1}\t{i + 1}\n" for i in range(n_cpg)))

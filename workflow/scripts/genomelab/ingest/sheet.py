@@ -15,12 +15,15 @@ format of ``genomelab.io.sheets`` (``read_sample_sheet``, ``write_sample_sheet``
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from genomelab.ingest.formats import detect_format
+from genomelab.ingest.formats import BEDMETHYL, BISMARK_COV, CPG_REPORT, PAT, detect_format
+from genomelab.ingest.regions import Regions
 from genomelab.io.errors import FormatError
 from genomelab.io.sheets import SampleRecord, iter_sheet_rows, resolve, write_sample_sheet
+from genomelab.io.streams import open_text, text_errors
 
 REQUIRED = ("sample", "path")
 OPTIONAL = ("tissue", "format", "subtype", "source_sample", "column", "probes", "build")
@@ -103,11 +106,13 @@ def write_tissue_sheet(
 NEEDS_INDEX = ("wgbs_pat", "wgbs_beta")
 
 
-def workflow_records(section: dict) -> dict[str, IngestRecord]:
+def workflow_records(section: dict, peek_files: bool = True) -> dict[str, IngestRecord]:
     """The ingest sheet of an ``ingest`` config section, checked at parse time: sheet and
     regions given, a CpG index where a format or ``slots: cpg`` needs one, probes for arrays.
     The regions BED is read too (lines, overlaps, chromosome naming and lengths of the build),
-    so that a bad one stops the run once, before any job, not in every sample's job."""
+    so that a bad one stops the run once, before any job, not in every sample's job; with
+    ``peek_files``, so is each sample file's first chromosome (:func:`check_first_chromosomes`;
+    the workflow's main process does it, the jobs, which parse the workflow again, do not)."""
     from genomelab.ingest.regions import load_regions
 
     for key in ("samples", "regions"):
@@ -116,7 +121,7 @@ def workflow_records(section: dict) -> dict[str, IngestRecord]:
                 f"ingest.enabled is true but ingest.{key} is empty; see config/README.md (ingest)"
             )
     records = read_ingest_sheet(section["samples"], section["genome_build"])
-    load_regions(section, section["regions"])
+    regions = load_regions(section, section["regions"])
     for rec in records:
         if (rec.format in NEEDS_INDEX or section["slots"] == "cpg") and not section["cpg_index"]:
             raise ValueError(
@@ -133,7 +138,42 @@ def workflow_records(section: dict) -> dict[str, IngestRecord]:
                 "per-CpG counts (chrom, position, methylated, total) are not: write them as a Bismark "
                 'coverage file, docs/ingest.md "Per-CpG counts in a table")'
             )
+    if peek_files:
+        check_first_chromosomes(records, regions)
     return {rec.sample: rec for rec in records}
+
+
+# Formats whose data lines start with the chromosome name (a .beta file is indexed by CpG
+# number, an array by probe ID).
+CHROM_FIRST = (BISMARK_COV, CPG_REPORT, BEDMETHYL, PAT)
+
+
+def check_first_chromosomes(records: Iterable[IngestRecord], regions: Regions) -> None:
+    """Read the first data line of each sample file whose lines start with a chromosome and
+    refuse, naming the sample, file and line, a chromosome named in the other style than the
+    build (``1`` for hg38, whose regions say ``chr1``): found here, the run stops once, before any job,
+    instead of in each sample's ingest job after its file is read. One line per file, so
+    hundreds of samples cost a fraction of a second; the full check stays in the job."""
+    for rec in records:
+        if rec.format not in CHROM_FIRST or not Path(rec.path).is_file():
+            continue
+        found = _first_chromosome(Path(rec.path))
+        if found is None:
+            continue
+        chrom, line_no = found
+        # The regions BED was checked against the same build, so this is the check against them.
+        regions.build.check_name(chrom, f"ingest sample {rec.sample} ({rec.path}, line {line_no})")
+
+
+def _first_chromosome(path: Path) -> tuple[str, int] | None:
+    """The first field of the first data line (after ``#``/``track``/``browser`` lines) and
+    that line's number; None for a file without data lines (the job reports it)."""
+    with text_errors(path), open_text(path) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.startswith(("#", "track", "browser")) or not line.strip():
+                continue
+            return line.split(maxsplit=1)[0], line_no
+    return None
 
 
 def sample_inputs(rec: IngestRecord, section: dict, index_npz: str) -> dict[str, str]:

@@ -457,19 +457,23 @@ def test_region_and_sheet_errors(tmp_path):
         IngestConfig(slots="bins")
 
 
+def demo_ingest_section(folder: Path, probes: bool = True) -> dict:
+    """An ingest config section for the demo's files written to ``folder`` (hg38)."""
+    return {
+        "samples": str(demo.write_demo(folder)),
+        "regions": str(folder / "regions.bed"),
+        "genome_build": "hg38",
+        "slots": "position",
+        "cpg_index": str(folder / "CpG.bed.gz"),
+        "probes": str(folder / "probes.tsv") if probes else "",
+        "n_positions": 150,
+    }
+
+
 def test_workflow_records_and_job_inputs(tmp_path):
     from genomelab.ingest.sheet import sample_inputs, workflow_records
 
-    sheet = demo.write_demo(tmp_path / "d")
-    section = {
-        "samples": str(sheet),
-        "regions": str(tmp_path / "d" / "regions.bed"),
-        "genome_build": "hg38",
-        "slots": "position",
-        "cpg_index": str(tmp_path / "d" / "CpG.bed.gz"),
-        "probes": "",
-        "n_positions": 150,
-    }
+    section = demo_ingest_section(tmp_path / "d", probes=False)
     with pytest.raises(ValueError, match="array_blood is an array matrix: set ingest.probes"):
         workflow_records(section)
     section["probes"] = str(tmp_path / "d" / "probes.tsv")
@@ -509,21 +513,11 @@ def test_a_sample_file_in_the_other_chromosome_naming_stops_the_run_at_parse_tim
     """A bedMethyl or coverage file with `1` against hg38's `chr1` regions stopped only in
     that sample's ingest job, after reading the file; now the parse does, naming the sample,
     file and line, from the file's first data line. Jobs (peek_files=False) skip it."""
-    import gzip
     import re
 
     from genomelab.ingest.sheet import workflow_records
 
-    sheet = demo.write_demo(tmp_path / "d")
-    section = {
-        "samples": str(sheet),
-        "regions": str(tmp_path / "d" / "regions.bed"),
-        "genome_build": "hg38",
-        "slots": "position",
-        "cpg_index": str(tmp_path / "d" / "CpG.bed.gz"),
-        "probes": str(tmp_path / "d" / "probes.tsv"),
-        "n_positions": 150,
-    }
+    section = demo_ingest_section(tmp_path / "d")
     records = workflow_records(section)
     cov = records["blood_cov"].path
     opener = gzip.open if cov.suffix == ".gz" else open

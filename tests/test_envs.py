@@ -92,13 +92,17 @@ def provided_modules(env_file: Path) -> set[str]:
     return set().union(*(top.get(n, set()) for n in seen)) | PROVIDED_BY_SNAKEMAKE
 
 
-OPTIONAL_HANDLERS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+OPTIONAL_HANDLERS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+# Above the import (``via``) only a handler of ImportError itself makes it optional: the rule
+# runner's ``try: step(smk) except Exception`` logs the failure and exits non-zero.
+VIA_HANDLERS = frozenset({"ImportError", "ModuleNotFoundError"})
 
 
 @functools.cache
-def _optional_lines(file: Path) -> frozenset[int]:
-    """Lines of the import statements in ``file`` inside ``try:`` blocks that catch ImportError
-    (or a base of it): optional imports, which a missing package does not break."""
+def _optional_lines(file: Path, handlers: frozenset[str] = OPTIONAL_HANDLERS) -> frozenset[int]:
+    """Lines of the statements in ``file`` inside ``try:`` blocks that catch ImportError (or a
+    base of it): an import there, or one made by what a statement there runs (a genomelab
+    module it imports, a function it calls), is optional: a missing package does not break it."""
     lines: set[int] = set()
     for node in ast.walk(ast.parse(file.read_text())):
         if not isinstance(node, ast.Try):
@@ -107,19 +111,24 @@ def _optional_lines(file: Path) -> frozenset[int]:
         for handler in node.handlers:
             types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
             caught |= {"BaseException" if t is None else ast.unparse(t).rpartition(".")[2] for t in types}
-        if caught & OPTIONAL_HANDLERS:
+        if caught & handlers:
             for stmt in node.body:
-                for sub in ast.walk(stmt):
-                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
-                        lines.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
+                lines.update(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
     return frozenset(lines)
 
 
 def required(entry: dict) -> bool:
-    """An import recorded by a job is required unless it sits in a ``try`` that catches ImportError."""
-    file = Path(entry["file"])
-    file = file if file.is_absolute() else ROOT / "workflow" / "scripts" / file
-    return entry["line"] not in _optional_lines(file)
+    """An import recorded by a job is required unless it, or a genomelab frame above it (the
+    import of the module that made it, the call that ran it: ``via``), sits in a ``try`` that
+    catches ImportError."""
+
+    def optional(file: str, line: int, handlers: frozenset[str]) -> bool:
+        path = Path(file) if Path(file).is_absolute() else ROOT / "workflow" / "scripts" / file
+        return line in _optional_lines(path, handlers)
+
+    return not optional(entry["file"], entry["line"], OPTIONAL_HANDLERS) and not any(
+        optional(f, n, VIA_HANDLERS) for f, n in entry.get("via", [])
+    )
 
 
 def test_optional_imports_are_told_from_required_ones(tmp_path):
@@ -141,18 +150,8 @@ def test_the_record_lists_genomelab_imports_only(tmp_path):
     """In a fresh interpreter with the recorder on: a genomelab module's third-party imports
     are listed (numpy, pandas), its standard-library ones are not (logging), nor what those
     libraries import themselves (pandas imports dateutil), nor imports made outside genomelab."""
-    code = (
-        "from genomelab.entry import record_imports\n"
-        "import genomelab.assoc.data\n"
-        "import packaging.version\n"  # not imported by genomelab: not listed
-        f"record_imports(__import__('pathlib').Path({str(tmp_path)!r}), 'assoc_data')\n"
-    )
-    env = dict(
-        os.environ, GENOMELAB_IMPORT_RECORD=str(tmp_path), PYTHONPATH=str(ROOT / "workflow" / "scripts")
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
-    (path,) = tmp_path.glob("assoc_data.*.json")
-    record = json.loads(path.read_text())
+    # packaging is not imported by genomelab: not listed.
+    record = _record(tmp_path, "import genomelab.assoc.data\nimport packaging.version", "assoc_data")
     assert record["rule"] == "assoc_data"
     packages = {e["package"] for e in record["imports"]}
     assert {"numpy", "pandas"} <= packages
@@ -164,6 +163,34 @@ def test_the_record_lists_genomelab_imports_only(tmp_path):
         "import pandas"
         in (ROOT / "workflow/scripts" / pandas["file"]).read_text().splitlines()[pandas["line"] - 1]
     )
+
+
+def _record(tmp_path: Path, code: str, rule: str = "x") -> dict:
+    """What a fresh interpreter with the recorder on records for ``rule`` after running ``code``."""
+    code = f"from genomelab.entry import record_imports\n{code}\n" + (
+        f"record_imports(__import__('pathlib').Path({str(tmp_path)!r}), {rule!r})\n"
+    )
+    env = dict(
+        os.environ, GENOMELAB_IMPORT_RECORD=str(tmp_path), PYTHONPATH=str(ROOT / "workflow" / "scripts")
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    (path,) = tmp_path.glob(f"{rule}.*.json")
+    return json.loads(path.read_text())
+
+
+def test_an_import_made_by_a_module_imported_under_try_is_optional(tmp_path):
+    """`import numba` sits at the top of kmer_kernel, outside any try, but kmers.resolve_engine
+    imports kmer_kernel inside `try: ... except ImportError` and falls back to numpy: numba is
+    optional there (it was counted as required). Imported directly, kmer_kernel needs it."""
+    pytest.importorskip("numba")
+    auto = _record(tmp_path / "a", "import genomelab.binning.kmers as k\nk.resolve_engine('auto')")
+    (numba,) = [e for e in auto["imports"] if e["package"] == "numba"]
+    assert numba["file"] == "genomelab/binning/kmer_kernel.py"
+    assert any(f == "genomelab/binning/kmers.py" for f, _ in numba["via"])
+    assert not required(numba)
+    direct = _record(tmp_path / "b", "import genomelab.binning.kmer_kernel")
+    (numba,) = [e for e in direct["imports"] if e["package"] == "numba"]
+    assert required(numba)
 
 
 def test_the_torch_env_lacking_pytorch_would_fail(tmp_path):

@@ -23,7 +23,12 @@ from typing import Any
 # A folder: with it set, each finished job writes there which packages genomelab's code
 # imported in it, for the developers' check of envs/*.yaml (tests/test_envs.py).
 IMPORT_RECORD_ENV = "GENOMELAB_IMPORT_RECORD"
-_IMPORTED: set[tuple[str, str, int]] = set()  # (top-level package, importing file, line)
+# (top-level package, importing file, line, the genomelab frames above it as (file, line)).
+_IMPORTED: set[tuple[str, str, int, tuple[tuple[str, int], ...]]] = set()
+
+
+def _is_genomelab(module: str) -> bool:
+    return module == "genomelab" or module.startswith("genomelab.")
 
 
 def _record_genomelab_imports() -> None:
@@ -32,7 +37,9 @@ def _record_genomelab_imports() -> None:
     to ``_IMPORTED``, whether or not ``x`` was already loaded. Only imports made by genomelab
     count: a library's optional imports (``try: import psutil``) are its own business and its
     conda package's dependencies. Where the statement is tells a required import from an
-    optional one (inside ``try: ... except ImportError``)."""
+    optional one (inside ``try: ... except ImportError``); so do the genomelab frames above it
+    (``via``): ``import numba`` at the top of ``kmer_kernel`` is optional when ``kmer_kernel``
+    is itself imported inside such a ``try``."""
     import builtins
 
     original = builtins.__import__
@@ -45,9 +52,15 @@ def _record_genomelab_imports() -> None:
         level: int = 0,
     ) -> ModuleType:
         module = str((globals or {}).get("__name__", ""))
-        if level == 0 and (module == "genomelab" or module.startswith("genomelab.")):
+        if level == 0 and _is_genomelab(module):
             caller = sys._getframe(1)
-            _IMPORTED.add((name.partition(".")[0], caller.f_code.co_filename, caller.f_lineno))
+            via = []
+            frame = caller.f_back
+            while frame is not None:
+                if _is_genomelab(str(frame.f_globals.get("__name__", ""))):
+                    via.append((frame.f_code.co_filename, frame.f_lineno))
+                frame = frame.f_back
+            _IMPORTED.add((name.partition(".")[0], caller.f_code.co_filename, caller.f_lineno, tuple(via)))
         return original(name, globals, locals, fromlist, level)
 
     builtins.__import__ = recording_import  # type: ignore[assignment]
@@ -243,23 +256,24 @@ def dispatch(smk: Any, steps: Mapping[str, str] = STEPS) -> None:
 def imported_packages() -> list[dict[str, object]]:
     """The third-party packages genomelab's code imported since ``_record_genomelab_imports``
     was installed (the standard library and genomelab left out), each with where:
-    ``{"package", "file", "line"}``, files relative to the folder holding genomelab. What the
+    ``{"package", "file", "line", "via"}``, files relative to the folder holding genomelab,
+    ``via`` the ``[file, line]`` of each genomelab frame above the import (innermost first). What the
     job's conda environment has to provide, less the optional imports among them. Snakemake
     appends its own site-packages to ``sys.path`` for its script preamble, so a package
     missing from an environment can still import where Snakemake's installation has it;
     this list tells."""
     scripts = Path(__file__).resolve().parents[1]
+
+    def shown(file: str) -> str:
+        path = Path(file).resolve()
+        return str(path.relative_to(scripts) if path.is_relative_to(scripts) else path)
+
     out = []
-    for package, file, line in sorted(_IMPORTED):
+    for package, file, line, via in sorted(_IMPORTED):
         if package in sys.stdlib_module_names or package == "genomelab":
             continue
-        path = Path(file).resolve()
         out.append(
-            {
-                "package": package,
-                "file": str(path.relative_to(scripts) if path.is_relative_to(scripts) else path),
-                "line": line,
-            }
+            {"package": package, "file": shown(file), "line": line, "via": [[shown(f), n] for f, n in via]}
         )
     return out
 

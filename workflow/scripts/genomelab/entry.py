@@ -57,12 +57,14 @@ def _record_genomelab_imports() -> None:
             via = []
             frame = caller.f_back
             while frame is not None:
-                if _is_genomelab(str(frame.f_globals.get("__name__", ""))):
+                # (this wrapper's own frames, of outer imports, are not the importing code)
+                if frame.f_code is not own_code and _is_genomelab(str(frame.f_globals.get("__name__", ""))):
                     via.append((frame.f_code.co_filename, frame.f_lineno))
                 frame = frame.f_back
             _IMPORTED.add((name.partition(".")[0], caller.f_code.co_filename, caller.f_lineno, tuple(via)))
         return original(name, globals, locals, fromlist, level)
 
+    own_code = recording_import.__code__
     builtins.__import__ = recording_import  # type: ignore[assignment]
 
 

@@ -189,12 +189,13 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
             sys.exit(128 + exc.signum)
         logger.error("rule %s failed: %s: %s", smk.rule, type(exc).__name__, exc, exc_info=exc)
         sys.exit(1)
-    _keep_last_good(smk)
-    _prune_states(smk)
     if "WORLD_SIZE" in os.environ and "torch" in sys.modules:
         from genomelab.train.distributed import shutdown
 
+        # Before rank 0's file keeping below: the other ranks need not wait for it.
         shutdown()
+    _keep_last_good(smk)
+    _prune_states(smk)
     logger.info("rule %s finished", smk.rule)
 
 

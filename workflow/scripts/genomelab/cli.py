@@ -50,6 +50,12 @@ def _validate_config(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     if args.print:
+        from genomelab.assoc.grid import GRID_TRAIN_KEYS
+
+        # Filled like every key, but each grid point's replaces them and a config that writes
+        # them is refused: left out, so that the printed config is one this command accepts.
+        for key in GRID_TRAIN_KEYS:
+            config["assoc"].get("train", {}).pop(key, None)
         print(yaml.safe_dump(config, sort_keys=False))
     logger.info("%s is valid", args.config)
     return 0

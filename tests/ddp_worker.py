@@ -13,7 +13,23 @@ from test_train_distributed import NormRegressor, Regressor, train_once  # noqa:
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
-    norm = len(sys.argv) > 2 and sys.argv[2] == "norm"
+    mode = sys.argv[2] if len(sys.argv) > 2 else ""
+    if mode == "leave":
+        # Rank 1 leaves without waiting for rank 0: rank 0's final wait fails, and it must
+        # still end well (its work is done), saying so in its log.
+        import logging
+
+        from genomelab.train.distributed import init_from_env
+
+        logging.basicConfig(level=logging.INFO)
+        rank, _ = init_from_env("cpu")
+        if rank == 1:
+            torch.distributed.destroy_process_group()
+            sys.exit(0)
+        shutdown()
+        (out / "rank0_done").write_text("ok")
+        sys.exit(0)
+    norm = mode == "norm"
     trainer = train_once(out / "state", NormRegressor if norm else Regressor)
     rank = torch.distributed.get_rank()
     if norm:

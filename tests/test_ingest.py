@@ -532,6 +532,9 @@ def test_a_sample_file_in_the_other_chromosome_naming_stops_the_run_at_parse_tim
     ):
         workflow_records(section)
     assert set(workflow_records(section, peek_files=False)) == set(records)
+    # A file the peek cannot read (corrupt gzip) is left to its own job: the others still run.
+    cov.write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    assert set(workflow_records(section)) == set(records)
 
 
 def test_regions_with_more_cpgs_than_slots_and_empty_files(tmp_path):

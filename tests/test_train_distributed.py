@@ -115,6 +115,15 @@ def test_ranks_agree_on_validation_with_batchnorm(tmp_path):
         assert torch.equal(value, ranks[1]["buffers"][name]), name
 
 
+@pytest.mark.slow
+def test_a_rank_whose_peer_left_early_still_ends_well(tmp_path):
+    """The final wait failing (a peer gone) is logged, not raised: the rank's work is done."""
+    res = run_two_ranks(tmp_path, "leave")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (tmp_path / "rank0_done").read_text() == "ok"
+    assert "ranks did not all reach the end together" in res.stderr
+
+
 def test_shutdown_leaves_the_process_group_and_is_a_no_op_outside_one(tmp_path):
     from genomelab.train import distributed as ddp
 

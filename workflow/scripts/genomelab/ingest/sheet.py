@@ -157,7 +157,12 @@ def check_first_chromosomes(records: Iterable[IngestRecord], regions: Regions) -
     for rec in records:
         if rec.format not in CHROM_FIRST or not Path(rec.path).is_file():
             continue
-        found = _first_chromosome(Path(rec.path))
+        try:
+            found = _first_chromosome(Path(rec.path))
+        except (OSError, EOFError, ValueError):
+            # Unreadable (corrupt gzip, another encoding): that sample's job says so, and
+            # --keep-going still runs the others.
+            continue
         if found is None:
             continue
         chrom, line_no = found

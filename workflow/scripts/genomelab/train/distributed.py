@@ -13,11 +13,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 logger = logging.getLogger(__name__)
+
+# How long a rank waits at the end for the others (rank 0 alone writes the exported model,
+# metrics and plots after training, which can take minutes on a shared file system). NCCL's
+# default collective timeout (10 minutes) would fail a finished job there, so the final wait
+# goes through a gloo group of its own with this timeout.
+FINAL_WAIT = timedelta(hours=2)
+_final_group: dist.ProcessGroup | None = None
 
 
 def dist_info() -> tuple[int, int]:
@@ -36,6 +44,9 @@ def init_from_env(device_type: str = "cpu") -> tuple[int, int]:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+    global _final_group
+    # Created now, by every rank at the same point, as new_group requires.
+    _final_group = dist.new_group(backend="gloo", timeout=FINAL_WAIT)
     rank, world = dist_info()
     logger.info("joined process group: rank %d of %d (%s)", rank, world, backend)
     return rank, world
@@ -108,11 +119,17 @@ def shutdown() -> None:
     stops the others. Why both steps: a process that exits with the group still alive, or
     that tears down its gloo connections while a peer is still using them, can abort at
     exit ("terminate called without an active exception", SIGABRT) after its work is done;
-    torchrun then reports the whole job as failed.
+    torchrun then reports the whole job as failed. The wait is on a gloo group with a long
+    timeout (:data:`FINAL_WAIT`), not NCCL's; if it still fails (a peer died: torchrun
+    reports that one), this rank's work is done, so it is logged, not raised.
     """
+    global _final_group
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
-        dist.barrier()
+        dist.barrier(group=_final_group)
+    except Exception as exc:  # noqa: BLE001 - this rank finished; the failing one is reported
+        logger.warning("ranks did not all reach the end together (%s); leaving the process group", exc)
     finally:
+        _final_group = None
         dist.destroy_process_group()

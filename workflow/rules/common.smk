@@ -189,8 +189,12 @@ def get_final_targets() -> list[str]:
     return targets
 
 
-def gate_input(module: str) -> str:
-    return f"{RESULTS}/{module}/diagnostics/gate.json"
+def gate_input(module: str):
+    """The module's gate as an input of its training rules: it orders training after the
+    checks (a failed gate stops it) but carries no data, so ancient(): a gate rerun by a
+    changed diagnostics setting that passes again retrains nothing. Changed data reruns the
+    training through its own inputs."""
+    return ancient(f"{RESULTS}/{module}/diagnostics/gate.json")
 
 
 def state_dir(module: str, name: str) -> str:

@@ -618,11 +618,12 @@ def test_dry_run_with_given_heldout_blocks_plans_the_same_jobs(workdir):
 
 
 @pytest.mark.slow
-def test_a_gate_or_diagnostics_setting_does_not_retrain_a_finished_model(tmp_path):
+def test_a_gate_diagnostics_or_cadence_setting_does_not_retrain_a_finished_model(tmp_path):
     """The gate only orders training after the checks. A changed diagnostics setting
     (diagnostics.strict, a module's diagnostics section) reruns the checks and the gate, and
     used to retrain every model after it (the rewritten gate.json is newer than the models):
-    hours of GPU time for a check that passed again. A training setting still retrains."""
+    hours of GPU time for a check that passed again. So did train.log_every_steps and
+    train.checkpoint_every_*, which change no result. A training setting still retrains."""
     repo = copy_repo(tmp_path / "repo")
     train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "weight_decay": 0.05, "patience": 10}
     config = tissue_only_config(repo, "one.yaml", 1, models=["mlp"], ensemble=1, train=train)
@@ -642,4 +643,6 @@ def test_a_gate_or_diagnostics_setting_does_not_retrain_a_finished_model(tmp_pat
     assert strict.get("gate") == 1 and "tissue_train" not in strict, strict
     checks = planned({"tissue": {"diagnostics": {"overfit_steps": 30}}})
     assert checks.get("tissue_diagnostic_overfit") == 1 and "tissue_train" not in checks, checks
+    # How often a run saves and logs is no setting of what it learns.
+    assert planned({"tissue": {"train": {"log_every_steps": 5, "checkpoint_every_epochs": 2}}}) == {}
     assert planned({"tissue": {"train": {"lr": 0.002}}}).get("tissue_train") == 1

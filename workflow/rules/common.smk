@@ -206,6 +206,16 @@ def config_json(section) -> str:
     return json.dumps(section, sort_keys=True)
 
 
+from genomelab.runtime import CADENCE_KEYS
+
+
+def train_settings(section: dict) -> dict:
+    """A module's ``train`` section for a training rule's params, without how often the run
+    saves and logs (CADENCE_KEYS): changing those retrains nothing; the step reads them from
+    the config (genomelab.train.run.train_param)."""
+    return {k: v for k, v in section.items() if k not in CADENCE_KEYS}
+
+
 # Diagnostics JSON files per module that the module's gate reads; filled in by the module.
 DIAGNOSTICS: dict[str, list[str]] = {m: [] for m in MODULES}
 

@@ -19,6 +19,14 @@ from genomelab import __version__
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
+# The `train` keys that say how often a training run saves its state and logs, not what it
+# learns. They are left out of the state fingerprints (genomelab.train.engine: a killed run
+# resumes after one changed, so more frequent checkpoints after a preemption do not restart
+# it) and out of the training rules' params (workflow/rules/common.smk, train_settings:
+# changing one retrains nothing). Here, not in the engine, so that the workflow reads them
+# without importing torch.
+CADENCE_KEYS = ("checkpoint_every_steps", "checkpoint_every_epochs", "log_every_steps")
+
 
 def setup_logging(
     log_file: str | os.PathLike | None = None,

@@ -278,3 +278,18 @@ def test_a_training_step_takes_the_cadence_keys_from_the_config_not_the_params()
         "checkpoint_every_steps": 7,
     }
     assert train_param(SimpleNamespace(), "tissue", section) == section
+
+
+def test_the_cadence_keys_at_their_defaults_leave_a_default_section_as_it_was():
+    """What a training rule's params and a state fingerprint see: a section at the default
+    cadence is unchanged (params and state folders of runs made before stay the same, so a
+    finished run is not retrained after an upgrade: dropping the keys did that), and any
+    other cadence gives that same section."""
+    from genomelab.config import schema_defaults
+    from genomelab.runtime import CADENCE_KEYS, with_default_cadence
+
+    section = schema_defaults("train") | {"lr": 0.005}
+    assert with_default_cadence(section) == section
+    changed = section | {"log_every_steps": 5, "checkpoint_every_steps": 100, "checkpoint_every_epochs": 3}
+    assert with_default_cadence(changed) == section
+    assert set(CADENCE_KEYS) <= set(schema_defaults("train"))

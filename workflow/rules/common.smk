@@ -206,14 +206,9 @@ def config_json(section) -> str:
     return json.dumps(section, sort_keys=True)
 
 
-from genomelab.runtime import CADENCE_KEYS
-
-
-def train_settings(section: dict) -> dict:
-    """A module's ``train`` section for a training rule's params, without how often the run
-    saves and logs (CADENCE_KEYS): changing those retrains nothing; the step reads them from
-    the config (genomelab.train.run.train_param)."""
-    return {k: v for k, v in section.items() if k not in CADENCE_KEYS}
+# A training rule's params hold its module's train section with how often it saves and logs
+# at the defaults: changing those retrains nothing (genomelab.runtime.with_default_cadence).
+from genomelab.runtime import with_default_cadence
 
 
 # Diagnostics JSON files per module that the module's gate reads; filled in by the module.

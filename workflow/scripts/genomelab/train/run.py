@@ -23,6 +23,7 @@ are not written yet: a job killed there is rerun from its finished state, not tr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -38,13 +39,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from genomelab.io.atomic import staging_dir
-from genomelab.runtime import CADENCE_KEYS
+from genomelab.runtime import CADENCE_KEYS, with_default_cadence
 from genomelab.train.engine import (
     FitResult,
     TrainConfig,
     Trainer,
     config_fingerprint,
-    learning_settings,
 )
 from genomelab.train.export import save_exported
 
@@ -182,8 +182,8 @@ def outputs_pending(state_dir: Path) -> Path:
 def train_param(smk: Any, module: str, section: dict[str, Any]) -> dict[str, Any]:
     """A training rule's ``train`` section (``section``, from its params) with how often the
     run saves and logs (:data:`~genomelab.runtime.CADENCE_KEYS`) taken from the run's
-    config: the rules leave those keys out of their params, so that changing one retrains
-    nothing (workflow/rules/common.smk, ``train_settings``). A job object without a config
+    config: the rules' params hold them at their defaults, so that changing one retrains
+    nothing (:func:`~genomelab.runtime.with_default_cadence`). A job object without a config
     (a test's) keeps ``section`` as it is."""
     config = getattr(smk, "config", None) or {}
     given = (config.get(module) or {}).get("train") or {}
@@ -194,7 +194,7 @@ def state_key(spec: RunSpec) -> str:
     """The state folder's name: changes with any setting or the data, not otherwise; how
     often the run saves and logs (:data:`~genomelab.runtime.CADENCE_KEYS`) is no setting
     of what it learns, so a killed run resumes after one of them changed."""
-    return config_fingerprint(learning_settings(spec.train_config), _run_config(spec))
+    return config_fingerprint(with_default_cadence(dataclasses.asdict(spec.train_config)), _run_config(spec))
 
 
 def _run_config(spec: RunSpec) -> dict[str, Any]:

@@ -191,6 +191,21 @@ def test_report_command_opens_on_the_landing_page_when_the_run_has_one(tmp_path,
         report_command("bad.yaml")
 
 
+def test_report_command_from_a_project_folder_names_the_workflow(tmp_path, monkeypatch):
+    """The docs run a user's own data from a project folder (`snakemake -s .../Snakefile
+    --directory .`); `genomelab report` there ran a bare `snakemake --report`, which stopped
+    with "No Snakefile found". In the repository itself the command stays bare."""
+    from genomelab.cli import report_command
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("run: cohort_p\ntissue: {enabled: true}\n")
+    cmd = report_command("my.yaml")
+    assert cmd[cmd.index("-s") + 1] == str(repo / "Snakefile") and cmd[cmd.index("--directory") + 1] == "."
+    monkeypatch.chdir(repo)
+    assert "-s" not in report_command(str(tmp_path / "my.yaml"))
+
+
 def test_report_of_an_unfinished_run_says_to_finish_it(tmp_path, monkeypatch, capfd):
     """`genomelab report` before the run's summary exists: exit 2 naming the missing file and
     the command to run (Snakemake's own report stopped on a raw WorkflowError)."""
@@ -201,7 +216,9 @@ def test_report_of_an_unfinished_run_says_to_finish_it(tmp_path, monkeypatch, ca
     assert main(["report", "--configfile", "my.yaml"]) == 2
     err = capfd.readouterr().err
     assert "results/cohort_c/report/summary.md does not exist" in err
-    assert "snakemake --configfile my.yaml" in err
+    # Outside the repository the command names the workflow's Snakefile.
+    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
+    assert f"snakemake -s {snakefile} --directory . --cores 1 --configfile my.yaml" in err
     assert not (tmp_path / "results" / "cohort_c" / "report.html").exists()
 
 

@@ -271,6 +271,27 @@ def test_the_versions_record_hashes_every_setting_but_the_predict_sections():
     assert record(config)["seed"] == 3
 
 
+def test_the_versions_record_names_the_workflow_s_commit_from_a_project_folder(tmp_path, monkeypatch):
+    """The record's git commit is the workflow checkout's, wherever Snakemake runs: from a
+    project folder (`--directory .`, the docs' way for own data) it was "unknown", or the
+    commit of the user's own project repository when that folder is one."""
+    import subprocess
+
+    from genomelab.report.versions import software_versions
+
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip(f"{repo} is not a git checkout (an unpacked archive): no commit to record")
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q", "--allow-empty", "-m", "x"],
+        check=True,
+    )
+    assert software_versions("{}")["git_commit"] == head.stdout.strip()
+
+
 def test_the_versions_record_keeps_every_rule_envs_pins():
     """Under --use-conda the record's job runs in the CPU env (no torch) on whatever node:
     the record also keeps what each rule env pins, and which interpreter wrote it."""

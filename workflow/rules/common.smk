@@ -210,7 +210,6 @@ def config_json(section) -> str:
 # at the defaults: changing those retrains nothing (genomelab.runtime.with_default_cadence).
 from genomelab.runtime import with_default_cadence
 
-
 # Diagnostics JSON files per module that the module's gate reads; filled in by the module.
 DIAGNOSTICS: dict[str, list[str]] = {m: [] for m in MODULES}
 

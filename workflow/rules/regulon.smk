@@ -224,7 +224,11 @@ rule regulon_train:
         **train_resources("regulon"),
     params:
         cfg=config_json(
-            {"model": REGULON["model"], "targets": REGULON["targets"], "train": with_default_cadence(REGULON["train"])}
+            {
+                "model": REGULON["model"],
+                "targets": REGULON["targets"],
+                "train": with_default_cadence(REGULON["train"]),
+            }
         ),
         seed=config["seed"],
         device=config["device"],

@@ -99,6 +99,28 @@ def test_every_successful_rule_keeps_its_outputs_and_the_cli_restores_them(tmp_p
     assert out.read_text() == '{"mrr": 0.5}'
 
 
+def test_restore_prints_a_rerun_command_that_runs_where_it_was_typed(tmp_path, monkeypatch, capfd):
+    """The command `genomelab restore` prints to remake the restored files had no --cores
+    (Snakemake refuses a local run without it) and, in a project folder outside the
+    repository (the docs' way for own data), no Snakefile ("No Snakefile found")."""
+    monkeypatch.chdir(tmp_path)
+    out = Path("results/cohort3/assoc/metrics.json")
+    run_rule(_job(tmp_path, "assoc_summary", out, {"run": "cohort3", "seed": 1}), lambda s: _write(out))
+    out.unlink()
+    (tmp_path / "my.yaml").write_text("run: cohort3\n")
+    assert main(["restore", "--configfile", "my.yaml"]) == 0
+    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
+    err = capfd.readouterr().err
+    command = err[err.index("run: snakemake ") :]
+    assert f"-s {snakefile} --directory . " in command and "--cores" in command, command
+    assert f"--forcerun {out}" in command, command
+
+
+def _write(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"mrr": 0.5}')
+
+
 def test_a_finished_training_job_keeps_its_newest_states(tmp_path):
     from genomelab.last_good import prune_states
 

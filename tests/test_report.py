@@ -191,6 +191,21 @@ def test_report_command_opens_on_the_landing_page_when_the_run_has_one(tmp_path,
         report_command("bad.yaml")
 
 
+def test_report_command_from_a_project_folder_names_the_workflow(tmp_path, monkeypatch):
+    """The docs run a user's own data from a project folder (`snakemake -s .../Snakefile
+    --directory .`); `genomelab report` there ran a bare `snakemake --report`, which stopped
+    with "No Snakefile found". In the repository itself the command stays bare."""
+    from genomelab.cli import report_command
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("run: cohort_p\ntissue: {enabled: true}\n")
+    cmd = report_command("my.yaml")
+    assert cmd[cmd.index("-s") + 1] == str(repo / "Snakefile") and cmd[cmd.index("--directory") + 1] == "."
+    monkeypatch.chdir(repo)
+    assert "-s" not in report_command(str(tmp_path / "my.yaml"))
+
+
 def test_report_of_an_unfinished_run_says_to_finish_it(tmp_path, monkeypatch, capfd):
     """`genomelab report` before the run's summary exists: exit 2 naming the missing file and
     the command to run (Snakemake's own report stopped on a raw WorkflowError)."""
@@ -201,7 +216,9 @@ def test_report_of_an_unfinished_run_says_to_finish_it(tmp_path, monkeypatch, ca
     assert main(["report", "--configfile", "my.yaml"]) == 2
     err = capfd.readouterr().err
     assert "results/cohort_c/report/summary.md does not exist" in err
-    assert "snakemake --configfile my.yaml" in err
+    # Outside the repository the command names the workflow's Snakefile.
+    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
+    assert f"snakemake -s {snakefile} --directory . --cores 1 --configfile my.yaml" in err
     assert not (tmp_path / "results" / "cohort_c" / "report.html").exists()
 
 
@@ -252,6 +269,27 @@ def test_the_versions_record_hashes_every_setting_but_the_predict_sections():
     other_lr = {**config, "tissue": {"train": {"lr": 0.2}, "predict": {"inputs": ""}}}
     assert record(other_lr)["config_sha256"] != record(config)["config_sha256"]
     assert record(config)["seed"] == 3
+
+
+def test_the_versions_record_names_the_workflow_s_commit_from_a_project_folder(tmp_path, monkeypatch):
+    """The record's git commit is the workflow checkout's, wherever Snakemake runs: from a
+    project folder (`--directory .`, the docs' way for own data) it was "unknown", or the
+    commit of the user's own project repository when that folder is one."""
+    import subprocess
+
+    from genomelab.report.versions import software_versions
+
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip(f"{repo} is not a git checkout (an unpacked archive): no commit to record")
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q", "--allow-empty", "-m", "x"],
+        check=True,
+    )
+    assert software_versions("{}")["git_commit"] == head.stdout.strip()
 
 
 def test_the_versions_record_keeps_every_rule_envs_pins():

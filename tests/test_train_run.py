@@ -233,3 +233,63 @@ def test_pruning_keeps_an_older_state_whose_job_was_killed_before_its_outputs(tm
     assert (killed / "outputs_pending").exists()
     run_training(_spec(seen=seen), state, _outputs(out))
     assert seen["trainer"].model.epoch_calls == 0  # A's training was reused, not redone
+
+
+def test_a_killed_run_resumes_after_its_checkpoint_or_log_cadence_changed(tmp_path, caplog):
+    """After a preemption a user asks for more frequent checkpoints (or progress lines) and
+    reruns: the run resumes from its state to the weights of an uninterrupted run. Those keys
+    were part of the state fingerprint, so the rerun started afresh in a new folder (the
+    preempted hours lost); a setting of what is learnt still gets its own folder."""
+    import dataclasses
+
+    ref = run_training(_spec(), tmp_path / "ref", _outputs(tmp_path / "ref_out"))
+    with pytest.raises(RuntimeError, match="boom"):
+        run_training(_spec(fail_in_epoch=3), tmp_path / "state", _outputs(tmp_path / "out"))
+    spec = _spec()
+    spec.train_config = dataclasses.replace(
+        spec.train_config, checkpoint_every_steps=2, checkpoint_every_epochs=2, log_every_steps=1
+    )
+    with caplog.at_level("INFO", logger="genomelab.train.engine"):
+        resumed = run_training(spec, tmp_path / "state", _outputs(tmp_path / "out"))
+    assert [p.name for p in (tmp_path / "state").iterdir()] == [resumed.state_dir.name]
+    assert "resumed from" in caplog.text, "it started afresh"
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    other = _spec()
+    other.train_config = dataclasses.replace(other.train_config, lr=0.25)
+    assert run_training(other, tmp_path / "state", _outputs(tmp_path / "o")).state_dir != resumed.state_dir
+
+
+def test_a_training_step_takes_the_cadence_keys_from_the_config_not_the_params():
+    """The training rules leave the cadence keys out of their params (changing one reruns no
+    training); the step takes them from the job's config, and a job without one (a test's)
+    keeps the section given."""
+    from types import SimpleNamespace
+
+    from genomelab.train.run import train_param
+
+    section = {"lr": 0.1, "max_epochs": 3}
+    smk = SimpleNamespace(
+        config={"tissue": {"train": {"lr": 9.0, "log_every_steps": 5, "checkpoint_every_steps": 7}}}
+    )
+    assert train_param(smk, "tissue", section) == {
+        **section,
+        "log_every_steps": 5,
+        "checkpoint_every_steps": 7,
+    }
+    assert train_param(SimpleNamespace(), "tissue", section) == section
+
+
+def test_the_cadence_keys_at_their_defaults_leave_a_default_section_as_it_was():
+    """What a training rule's params and a state fingerprint see: a section at the default
+    cadence is unchanged (params and state folders of runs made before stay the same, so a
+    finished run is not retrained after an upgrade: dropping the keys did that), and any
+    other cadence gives that same section."""
+    from genomelab.config import schema_defaults
+    from genomelab.runtime import CADENCE_KEYS, with_default_cadence
+
+    section = schema_defaults("train") | {"lr": 0.005}
+    assert with_default_cadence(section) == section
+    changed = section | {"log_every_steps": 5, "checkpoint_every_steps": 100, "checkpoint_every_epochs": 3}
+    assert with_default_cadence(changed) == section
+    assert set(CADENCE_KEYS) <= set(schema_defaults("train"))

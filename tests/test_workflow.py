@@ -615,3 +615,34 @@ def test_dry_run_with_given_heldout_blocks_plans_the_same_jobs(workdir):
     assert jobs["drawn"]["regulon_targets"] == 1
     assert "heldout.bed" in outputs["file"] and "heldout.bed" not in outputs["drawn"]
     assert "data/blocks.tsv" in outputs["drawn"]
+
+
+@pytest.mark.slow
+def test_a_gate_diagnostics_or_cadence_setting_does_not_retrain_a_finished_model(tmp_path):
+    """The gate only orders training after the checks. A changed diagnostics setting
+    (diagnostics.strict, a module's diagnostics section) reruns the checks and the gate, and
+    used to retrain every model after it (the rewritten gate.json is newer than the models):
+    hours of GPU time for a check that passed again. So did train.log_every_steps and
+    train.checkpoint_every_*, which change no result. A training setting still retrains."""
+    repo = copy_repo(tmp_path / "repo")
+    train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "weight_decay": 0.05, "patience": 10}
+    config = tissue_only_config(repo, "one.yaml", 1, models=["mlp"], ensemble=1, train=train)
+    target = "results/folds/tissue/train/mlp/members/0/model.pt"
+    res = snakemake(repo, target, "--cores", "2", "--configfile", config)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+    def planned(override: dict) -> dict[str, int]:
+        extra = repo / f"override{len(list(repo.glob('override*.yaml')))}.yaml"
+        extra.write_text(yaml.safe_dump(override))
+        res = snakemake(repo, target, "-n", "--cores", "2", "--configfile", config, str(extra))
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return job_counts(res.stdout + res.stderr)
+
+    assert planned({}) == {}
+    strict = planned({"diagnostics": {"strict": False}})
+    assert strict.get("gate") == 1 and "tissue_train" not in strict, strict
+    checks = planned({"tissue": {"diagnostics": {"overfit_steps": 30}}})
+    assert checks.get("tissue_diagnostic_overfit") == 1 and "tissue_train" not in checks, checks
+    # How often a run saves and logs is no setting of what it learns.
+    assert planned({"tissue": {"train": {"log_every_steps": 5, "checkpoint_every_epochs": 2}}}) == {}
+    assert planned({"tissue": {"train": {"lr": 0.002}}}).get("tissue_train") == 1

@@ -227,7 +227,7 @@ rule assoc_train:
         **train_resources("assoc"),
     params:
         model=config_json(ASSOC["model"]),
-        train=config_json(ASSOC["train"]),
+        train=config_json(with_default_cadence(ASSOC["train"])),
         quick_test=ASSOC["quick_test"],
         device=config["device"],
         seed=config["seed"],

@@ -203,7 +203,7 @@ if BIN_TRAINED:
             **train_resources("binning"),
         params:
             model=config_json(BIN["model"]),
-            train=config_json(BIN["train"]),
+            train=config_json(with_default_cadence(BIN["train"])),
             split=config_json(BIN["split"]),
             preload=BIN["preload"],
             seed=config["seed"],

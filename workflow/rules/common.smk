@@ -189,8 +189,12 @@ def get_final_targets() -> list[str]:
     return targets
 
 
-def gate_input(module: str) -> str:
-    return f"{RESULTS}/{module}/diagnostics/gate.json"
+def gate_input(module: str):
+    """The module's gate as an input of its training rules: it orders training after the
+    checks (a failed gate stops it) but carries no data, so ancient(): a gate rerun by a
+    changed diagnostics setting that passes again retrains nothing. Changed data reruns the
+    training through its own inputs."""
+    return ancient(f"{RESULTS}/{module}/diagnostics/gate.json")
 
 
 def state_dir(module: str, name: str) -> str:
@@ -201,6 +205,10 @@ def config_json(section) -> str:
     """A stable JSON string of a config section, used in params so changes trigger reruns."""
     return json.dumps(section, sort_keys=True)
 
+
+# A training rule's params hold its module's train section with how often it saves and logs
+# at the defaults: changing those retrains nothing (genomelab.runtime.with_default_cadence).
+from genomelab.runtime import with_default_cadence
 
 # Diagnostics JSON files per module that the module's gate reads; filled in by the module.
 DIAGNOSTICS: dict[str, list[str]] = {m: [] for m in MODULES}

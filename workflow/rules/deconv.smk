@@ -260,7 +260,7 @@ rule deconv_train:
         **train_resources("deconv"),
     params:
         model=config_json(DECONV["model"]),
-        train=config_json(DECONV["train"]),
+        train=config_json(with_default_cadence(DECONV["train"])),
         presence_threshold=DECONV["presence_threshold"],
         seed=lambda wc: config["seed"] + int(wc.rep[3:]),
         device=config["device"],

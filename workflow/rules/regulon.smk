@@ -223,7 +223,13 @@ rule regulon_train:
     resources:
         **train_resources("regulon"),
     params:
-        cfg=config_json({k: REGULON[k] for k in ("model", "targets", "train")}),
+        cfg=config_json(
+            {
+                "model": REGULON["model"],
+                "targets": REGULON["targets"],
+                "train": with_default_cadence(REGULON["train"]),
+            }
+        ),
         seed=config["seed"],
         device=config["device"],
         state_dir=REGULON_FOLD_STATE,

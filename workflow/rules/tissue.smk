@@ -298,7 +298,7 @@ rule tissue_train:
         **train_resources("tissue"),
     params:
         model_config=lambda wc: config_json(TISSUE[wc.tissue_model]),
-        train=config_json(TISSUE["train"]),
+        train=config_json(with_default_cadence(TISSUE["train"])),
         task=TISSUE_TASK,
         state_dir=lambda wc: state_dir(
             "tissue", expand(f"{TISSUE_FOLD_STATE}{{tissue_model}}/{{tissue_member}}", **wc)[0]

@@ -77,14 +77,25 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_command(config: Path) -> str:
-    """The dry run of ``config`` as typed in the current folder: outside the repository
-    Snakemake finds no Snakefile, so the command names this checkout's (and runs in ``.``)."""
+def _workflow_args() -> list[str]:
+    """What a ``snakemake`` command typed in the current folder needs to find the workflow:
+    nothing in the repository; outside it (a project folder, as the docs run own data)
+    Snakemake finds no Snakefile, so this checkout's, run in ``.``."""
     repo = Path(__file__).resolve().parents[3]
     snakefile = repo / "Snakefile"
     if not snakefile.is_file() or Path.cwd().resolve() == repo:
-        return f"snakemake -n --configfile {config}"
-    return f"snakemake -n -s {snakefile} --directory . --configfile {config}"
+        return []
+    return ["-s", str(snakefile), "--directory", "."]
+
+
+def _snakemake(*args: str, dry_run: bool = False) -> str:
+    """``snakemake [-n] <workflow args> <args>`` as a user types it here."""
+    return " ".join(["snakemake", *(["-n"] if dry_run else []), *_workflow_args(), *args])
+
+
+def _plan_command(config: Path) -> str:
+    """The dry run of ``config`` as typed in the current folder."""
+    return _snakemake("--configfile", str(config), dry_run=True)
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -172,7 +183,7 @@ def report_command(configfile: str, out: str | None = None) -> list[str]:
     """
     run = _run_name(configfile)
     landing = Path("results") / str(run) / "report" / "landing.yaml"
-    cmd = [sys.executable, "-m", "snakemake", "--configfile", configfile, "--report"]
+    cmd = [sys.executable, "-m", "snakemake", *_workflow_args(), "--configfile", configfile, "--report"]
     cmd.append(out or str(Path("results") / str(run) / "report.html"))
     cmd += ["--report-stylesheet", str(REPORT_CSS)]
     if landing.exists():
@@ -196,9 +207,9 @@ def _restore(args: argparse.Namespace) -> int:
         files = " ".join(sorted({os.path.relpath(p) for p in restored})[:20])
         logger.warning(
             "restored %d file(s): Snakemake takes them as up to date; to remake them with the current "
-            "settings run: snakemake --configfile %s --forcerun %s%s",
+            "settings run: %s --forcerun %s%s (or --profile instead of --cores)",
             len(restored),
-            args.configfile,
+            _snakemake("--cores", "1", "--configfile", args.configfile),
             files,
             " ..." if len(restored) > 20 else "",
         )
@@ -212,10 +223,10 @@ def _report(args: argparse.Namespace) -> int:
         # with a WorkflowError; say what is missing and what to run instead.
         logger.error(
             "%s does not exist: the run of %s has not finished (or runs in another folder); "
-            "finish it with `snakemake --configfile %s` (add --profile for a cluster), then make the report",
+            "finish it with `%s` (or --profile for a cluster), then make the report",
             summary,
             args.configfile,
-            args.configfile,
+            _snakemake("--cores", "1", "--configfile", args.configfile),
         )
         return 2
     target = Path(args.out or Path("results") / _run_name(args.configfile) / "report.html")

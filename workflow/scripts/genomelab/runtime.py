@@ -10,14 +10,33 @@ import random
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from genomelab import __version__
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# The `train` keys that say how often a training run saves its state and logs, not what it
+# learns: the state fingerprints (genomelab.train.engine) and the training rules' params
+# (workflow/rules/common.smk) see them at their defaults (with_default_cadence). Here, not in
+# the engine, so that the workflow reads them without importing torch.
+CADENCE_KEYS = ("checkpoint_every_steps", "checkpoint_every_epochs", "log_every_steps")
+
+
+def with_default_cadence(section: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``train`` section (or a TrainConfig as a dict) with its :data:`CADENCE_KEYS` at the
+    schema defaults: what a state fingerprint hashes and a training rule's params hold. So a
+    killed run resumes after its checkpoint or log cadence changed (more frequent checkpoints
+    after a preemption must not restart it) and a finished one is not retrained for it. At
+    the defaults rather than left out, so that params and state folders made before with the
+    default cadence stay the same (a finished run is not retrained after an upgrade)."""
+    from genomelab.config import schema_default
+
+    return {**section, **{k: schema_default(f"train.{k}") for k in CADENCE_KEYS}}
 
 
 def setup_logging(

@@ -80,6 +80,7 @@ def baselines_step(smk: Any) -> None:
 
 def train_step(smk: Any) -> None:
     from genomelab.assoc.training import train_run
+    from genomelab.train.run import train_param
 
     # torch came with the import above: exactly the rule's threads for it too.
     limit_threads(int(smk.threads))
@@ -90,7 +91,7 @@ def train_step(smk: Any) -> None:
         wc.scheme,
         param(smk, "model"),
         # The run's seed drives batch order and dropout, as in every other module.
-        {**param(smk, "train"), "seed": int(smk.params.seed)},
+        {**train_param(smk, "assoc", param(smk, "train")), "seed": int(smk.params.seed)},
         {
             "lr": float(wc.lr),
             "batch_size": int(wc.bs),

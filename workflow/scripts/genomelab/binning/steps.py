@@ -99,6 +99,7 @@ def views_step(smk: Any) -> None:
 
 def train_step(smk: Any) -> None:
     from genomelab.binning.training import train_from_files
+    from genomelab.train.run import train_param
 
     limit_threads(int(smk.threads))
     train_from_files(
@@ -106,7 +107,7 @@ def train_step(smk: Any) -> None:
         _optional(smk, "depth"),
         _optional(smk, "views"),
         param(smk, "model"),
-        param(smk, "train"),
+        train_param(smk, "binning", param(smk, "train")),
         param(smk, "split"),
         int(smk.params.seed),
         smk.params.state_dir,

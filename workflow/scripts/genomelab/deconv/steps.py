@@ -132,6 +132,7 @@ def train_step(smk: Any) -> None:
     import torch
 
     from genomelab.deconv.training import train_model
+    from genomelab.train.run import train_param
 
     # Rules get a fixed number of cores; more intra-op threads than that only contend.
     torch.set_num_threads(max(1, int(smk.threads)))
@@ -140,7 +141,7 @@ def train_step(smk: Any) -> None:
         smk.input.reference,
         smk.wildcards.variant,
         param(smk, "model"),
-        param(smk, "train"),
+        train_param(smk, "deconv", param(smk, "train")),
         float(smk.params.presence_threshold),
         smk.params.state_dir,
         smk.output.model,

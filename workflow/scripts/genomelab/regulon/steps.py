@@ -78,6 +78,7 @@ def train_step(smk: Any) -> None:
     import torch
 
     from genomelab.regulon.training import train_from_sections
+    from genomelab.train.run import train_param
 
     cfg = param(smk, "cfg")
     # Exactly the rule's threads (1 by default): more intra-op threads than free cores makes
@@ -88,7 +89,7 @@ def train_step(smk: Any) -> None:
         smk.input.targets,
         cfg["model"],
         cfg["targets"],
-        cfg["train"],
+        train_param(smk, "regulon", cfg["train"]),
         int(smk.params.seed),
         smk.params.state_dir,
         smk.output.checkpoint,

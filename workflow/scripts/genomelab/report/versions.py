@@ -83,7 +83,13 @@ def conda_envs(envs_dir: Path = ENVS_DIR) -> dict[str, list[str]]:
     }
 
 
-def software_versions(config_text: str = "", cwd: str | os.PathLike = ".") -> dict[str, Any]:
+# The checkout this package belongs to (workflow/scripts/genomelab/report/versions.py): its
+# commit is the workflow's version, whatever folder Snakemake runs in (`--directory` a
+# project folder, which may be a git repository of its own).
+WORKFLOW_ROOT = Path(__file__).resolve().parents[4]
+
+
+def software_versions(config_text: str = "", cwd: str | os.PathLike = WORKFLOW_ROOT) -> dict[str, Any]:
     """Versions of Python, key packages, torch/CUDA and the GPU; git commit; config hash.
 
     ``packages``, ``torch_cuda`` and ``gpus`` are what the job writing the record sees: under

@@ -113,6 +113,7 @@ def baselines_step(smk: Any) -> None:
 
 def train_step(smk: Any) -> None:
     from genomelab.tissue.training import train_from_files
+    from genomelab.train.run import train_param
 
     _limit_threads(smk)
     train_from_files(
@@ -120,7 +121,7 @@ def train_step(smk: Any) -> None:
         smk.input.h5,
         smk.input.splits,
         param(smk, "model_config"),
-        param(smk, "train"),
+        train_param(smk, "tissue", param(smk, "train")),
         smk.params.state_dir,
         Path(smk.output.metrics).parent,
         smk.params.device,

@@ -49,6 +49,7 @@ from genomelab import __version__
 from genomelab.config import ConfigSection, from_schema
 from genomelab.io.atomic import remove_leftovers
 from genomelab.io.metrics import Metrics, write_metrics
+from genomelab.runtime import with_default_cadence
 from genomelab.train import distributed as ddp
 from genomelab.train.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from genomelab.train.device import resolve_device
@@ -438,7 +439,7 @@ class Trainer:
         self.run_config = run_config or {}
         self.reuse_finished = reuse_finished
         self.fingerprint = config_fingerprint(
-            dataclasses.asdict(config), self.run_config, self._model_signature()
+            with_default_cadence(dataclasses.asdict(config)), self.run_config, self._model_signature()
         )
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype is torch.float16)

@@ -39,7 +39,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from genomelab.io.atomic import staging_dir
-from genomelab.train.engine import FitResult, TrainConfig, Trainer, config_fingerprint
+from genomelab.runtime import CADENCE_KEYS, with_default_cadence
+from genomelab.train.engine import (
+    FitResult,
+    TrainConfig,
+    Trainer,
+    config_fingerprint,
+)
 from genomelab.train.export import save_exported
 
 logger = logging.getLogger(__name__)
@@ -173,9 +179,22 @@ def outputs_pending(state_dir: Path) -> Path:
     return state_dir / "outputs_pending"
 
 
+def train_param(smk: Any, module: str, section: dict[str, Any]) -> dict[str, Any]:
+    """A training rule's ``train`` section (``section``, from its params) with how often the
+    run saves and logs (:data:`~genomelab.runtime.CADENCE_KEYS`) taken from the run's
+    config: the rules' params hold them at their defaults, so that changing one retrains
+    nothing (:func:`~genomelab.runtime.with_default_cadence`). A job object without a config
+    (a test's) keeps ``section`` as it is."""
+    config = getattr(smk, "config", None) or {}
+    given = (config.get(module) or {}).get("train") or {}
+    return {**section, **{k: given[k] for k in CADENCE_KEYS if k in given}}
+
+
 def state_key(spec: RunSpec) -> str:
-    """The state folder's name: changes with any setting or the data, not otherwise."""
-    return config_fingerprint(dataclasses.asdict(spec.train_config), _run_config(spec))
+    """The state folder's name: changes with any setting or the data, not otherwise; how
+    often the run saves and logs (:data:`~genomelab.runtime.CADENCE_KEYS`) is no setting
+    of what it learns, so a killed run resumes after one of them changed."""
+    return config_fingerprint(with_default_cadence(dataclasses.asdict(spec.train_config)), _run_config(spec))
 
 
 def _run_config(spec: RunSpec) -> dict[str, Any]:

@@ -642,3 +642,18 @@ def test_the_template_notes_every_train_key_assoc_takes_from_its_grid():
         f"assoc.train.{k}" for k in GRID_TRAIN_KEYS
     }
     assert all(USED_FROM[f"assoc.train.{k}"] == f"assoc.grid.{k}" for k in GRID_TRAIN_KEYS)
+
+
+def test_a_bad_command_line_value_is_named_as_the_command_line_value():
+    """`--config seed=abc` was reported as "my.yaml is invalid", naming the file for a value
+    the file does not hold; a nested --config value (whose numbers Snakemake keeps as
+    strings) gets the advice to write it in a config file."""
+    config = {"run": "r", "binning": {"enabled": True, "input": {"contigs": "x.fa"}}, "seed": "abc"}
+    with pytest.raises(ConfigError, match=r"^my.yaml with --config seed is invalid: 1 problem") as err:
+        load_run_config(copy.deepcopy(config), ["my.yaml"], SCHEMA, SECTIONS, {"seed": "abc"})
+    assert "seed: 'abc' is not of type 'integer'" in str(err.value) and "nested" not in str(err.value)
+    nested = {**config, "seed": 1, "resources": {"training_mem_mb": "8000"}}
+    with pytest.raises(ConfigError, match=r"my.yaml with --config resources \(Snakemake reads the values"):
+        load_run_config(nested, ["my.yaml"], SCHEMA, SECTIONS, {"resources": {"training_mem_mb": "8000"}})
+    with pytest.raises(ConfigError, match=r"^my.yaml is invalid"):  # the file's own value
+        load_run_config(copy.deepcopy(config), ["my.yaml"], SCHEMA, SECTIONS, {"run": "r"})

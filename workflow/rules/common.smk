@@ -47,6 +47,7 @@ load_run_config(
     workflow.overwrite_configfiles,
     Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
     (*MODULES, "ingest"),
+    workflow.config_settings.overwrite_config,
 )
 ENABLED = [m for m in MODULES if config[m]["enabled"]]
 # Steps with a summary in the run report: the enabled modules, plus ingest when enabled.

@@ -109,8 +109,25 @@ def _asks_for_simulation(config: Mapping[str, Any], module: str) -> bool:
     return "simulate" in section or source == "simulate"
 
 
-def _named(configfiles: Sequence[str | os.PathLike]) -> str:
-    return ", ".join(str(p) for p in configfiles) or "the --config values"
+def _named(configfiles: Sequence[str | os.PathLike], cli: Mapping[str, Any] | None = None) -> str:
+    """The config's sources for a message: its files, and the ``--config`` values concerned."""
+    files = ", ".join(str(p) for p in configfiles)
+    if not cli:
+        return files or "the --config values"
+    given = f"--config {', '.join(cli)}"
+    if any(isinstance(v, (Mapping, list)) for v in cli.values()):
+        # Snakemake's --config 'resources={training_mem_mb: 8000}' keeps 8000 a string.
+        given += (
+            " (Snakemake reads the values inside a nested --config value as strings: write "
+            "nested sections such as resources or a module's settings in a config file)"
+        )
+    return f"{files} with {given}" if files else given
+
+
+def _overridden(problems: Sequence[str], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``--config`` values among the top-level keys of ``problems`` (``key.sub: message``)."""
+    tops = {re.split(r"[.:\[]", p, maxsplit=1)[0] for p in problems}
+    return {k: v for k, v in sorted((overrides or {}).items()) if k in tops}
 
 
 def placeholders(config: Any, where: str = "") -> list[str]:
@@ -144,6 +161,7 @@ def load_run_config(
     configfiles: Sequence[str | os.PathLike],
     schema_path: str | os.PathLike,
     modules: Iterable[str],
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Check ``config`` (what Snakemake read from ``configfiles`` and ``--config``), fill its
     schema defaults in place and validate it; raise ConfigError saying what to fix.
@@ -155,6 +173,7 @@ def load_run_config(
     section and config instead of the key.
 
     ``modules`` are the config sections with an ``enabled`` key; at least one must be on.
+    ``overrides`` are the ``--config`` values: a problem in one of them is named as such.
     """
     if not config and not configfiles:
         raise ConfigError(f"No config given: genomelab reads no config file by default. {HOW_TO}")
@@ -182,8 +201,8 @@ def load_run_config(
     problems = schema_errors(config, schema_path)
     if problems:
         raise ConfigError(
-            f"{_named(configfiles)} is invalid: {len(problems)} problem(s) (config/README.md explains "
-            "every key):\n" + "\n".join(f"  - {p}" for p in problems)
+            f"{_named(configfiles, _overridden(problems, overrides))} is invalid: {len(problems)} "
+            "problem(s) (config/README.md explains every key):\n" + "\n".join(f"  - {p}" for p in problems)
         )
     modules = list(modules)
     predicting = _check_predict_sections(config, configfiles, modules)

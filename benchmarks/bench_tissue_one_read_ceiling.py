@@ -92,6 +92,7 @@ from genomelab.report.stats import exact_mcnemar  # noqa: E402
 from genomelab.splits import fold_split, group_kfold  # noqa: E402
 from genomelab.tissue.baselines import ReadNaiveBayes, choose_c, fit_logreg, full_proba  # noqa: E402
 from genomelab.tissue.metrics import classification_metrics  # noqa: E402
+from genomelab.tissue.read_profiles import ReadsConfig, fit_read_profiles  # noqa: E402
 from genomelab.tissue.sparse import degrade  # noqa: E402
 from genomelab.tissue.task import impute_standardise_params, standardise  # noqa: E402
 
@@ -116,6 +117,7 @@ MLP_NB = "MLP + naive Bayes input"
 STACK = "stack (chosen on validation)"
 STACK_ALL = "stack of all seven"
 STACK_FIVE = "stack of the five without networks"
+READS = "read-profile model (the workflow's reads)"
 STACKABLE = (NB, LIN, REF, MIX, FAC, MLP, MLP_NB)
 
 
@@ -409,7 +411,16 @@ def fit_fold(
         chosen[name] = {"hidden": best_h, "epochs": trained[best_h][2]}
         nets[name] = trained[best_h][1]
 
+    # The workflow's model: its own fit and its own validation draws (from its own stream).
+    reads, chosen["reads"] = fit_read_profiles(
+        betas[tr], y_tr, betas[va], y[va], n_classes, ReadsConfig(), args.seed
+    )
+
+    def reads_scores(r: np.ndarray) -> np.ndarray:
+        return reads(torch.as_tensor(r), torch.ones(r.shape)).double().numpy()
+
     scorers = {
+        READS: reads_scores,
         LR: lambda r: np.log(full_proba(logreg, standardise(r, mu, sd), n_classes) + 1e-300),
         LR01: lambda r: np.log(full_proba(logreg01, standardise(r, mu, sd), n_classes) + 1e-300),
         NB: lambda r: bayes.log_likelihood(r, np.ones_like(r)),
@@ -477,9 +488,9 @@ def main() -> None:
     n_classes = len(classes)
     folds = group_kfold(samples, args.folds, seed=args.seed, stratify=labels)
     names = (
-        (LR, LR01, NB, LIN, REF, MIX, FAC, MLP, MLP_NB, STACK, STACK_ALL)
+        (LR, LR01, NB, LIN, REF, MIX, FAC, MLP, MLP_NB, STACK, STACK_ALL, READS)
         if args.networks
-        else (LR, LR01, NB, LIN, REF, MIX, FAC, STACK, STACK_FIVE)
+        else (LR, LR01, NB, LIN, REF, MIX, FAC, STACK, STACK_FIVE, READS)
     )
     n = len(samples)
     right = {m: np.zeros((args.draws, n), bool) for m in names}

@@ -33,10 +33,11 @@ from genomelab.io.tables import write_split_table
 from genomelab.splits import fold_split, group_kfold
 from genomelab.tissue.baselines import BaselineConfig, run_baselines
 from genomelab.tissue.calibration import CalibrationConfig
+from genomelab.tissue.kinds import CLOSED_FORM
 from genomelab.tissue.report import build_fold_summary
 from genomelab.tissue.sparse import SparsityConfig
 from genomelab.tissue.task import TissueData, select_regions
-from genomelab.tissue.training import combine_members, train_model
+from genomelab.tissue.training import combine_members, fit_read_model, train_model
 
 # name -> (kind, model config); the plain MLP is the earlier default model, trained on
 # complete data only, the others train with masking and read resampling.
@@ -45,12 +46,14 @@ MODELS = {
     "mlp_sparse": ("mlp", {"hidden": [128, 64], "sparse_training": 0.8}),
     "attention_sparse": ("attention", {"hidden": [128, 64], "dim": 16, "sparse_training": 0.8}),
     "masked": ("masked", {}),
+    "reads": ("reads", {}),
 }
 TITLES = {
     "mlp": "file-level MLP",
     "mlp_sparse": "file-level MLP (sparse training)",
     "attention_sparse": "region-attention model (sparse training)",
     "masked": "masked single-layer model",
+    "reads": "read-profile model",
 }
 
 
@@ -156,24 +159,28 @@ def main() -> None:
             kind, cfg = MODELS[name]
             d = out / f"folds/{k}/{name}"
             t0 = time.perf_counter()
-            members = [d / f"m{m}" for m in range(args.members)]
+            members = [] if kind in CLOSED_FORM else [d / f"m{m}" for m in range(args.members)]
+            if kind in CLOSED_FORM:
+                # One closed-form fit per fold, as the workflow's tissue_reads rule.
+                fit_read_model(data, cfg, d, cal, sparsity, args.seed, args.seed)
             for m, md in enumerate(members):
                 # Seeds as the workflow's ensemble members: seed + 1000 x member.
                 seed = args.seed + 1000 * m
                 train_model(
                     kind, data, cfg, train_cfg, out / ".state" / f"{k}_{name}_{m}", md, args.device, seed
                 )
-            combine_members(
-                kind,
-                data,
-                [md / "model.pt" for md in members],
-                [md / "metrics.json" for md in members],
-                [md / "diagnostics.json" for md in members],
-                d,
-                cal,
-                sparsity,
-                args.seed,
-            )
+            if members:
+                combine_members(
+                    kind,
+                    data,
+                    [md / "model.pt" for md in members],
+                    [md / "metrics.json" for md in members],
+                    [md / "diagnostics.json" for md in members],
+                    d,
+                    cal,
+                    sparsity,
+                    args.seed,
+                )
             timings[name] = timings.get(name, 0) + time.perf_counter() - t0
             rec = json.loads((d / "metrics.json").read_text())
             rec["title"] = TITLES[name]  # two MLP variants need two names in one table

@@ -23,6 +23,7 @@ from genomelab.config import ConfigError, schema_default, schema_node
 from genomelab.config_schema import fill_defaults
 from genomelab.config_template import OWN_DATA, RUN_PLACEHOLDER, USED_FROM, config_template
 from genomelab.run_config import load_run_config, placeholders
+from genomelab.tissue.kinds import CLOSED_FORM
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -113,8 +114,11 @@ def test_a_config_naming_one_module_plans_only_that_module(workdir):
     modules = {rule.split("_")[0] for rule in counts if rule not in RUN_RULES}
     assert modules == {"tissue"}, counts
     assert counts["gate"] == 1 and counts["report_summary"] == 1
-    # Schema defaults, not the demo's: two models x ensemble 5 (the schema's) training jobs.
-    assert counts["tissue_train"] == len(schema_default("tissue.models")) * schema_default("tissue.ensemble")
+    # Schema defaults, not the demo's: each engine-trained model x ensemble 5 (the schema's)
+    # training jobs, and one closed-form fit of the read-profile model.
+    engine = [m for m in schema_default("tissue.models") if m not in CLOSED_FORM]
+    assert counts["tissue_train"] == len(engine) * schema_default("tissue.ensemble")
+    assert counts["tissue_reads"] == 1 and "reads" in schema_default("tissue.models")
     assert "tissue_simulate" not in counts, "the user's sheet is the input, not the demo simulator"
     outside = sorted(p for p in paths if not p.startswith(("results/cohort1/", "logs/cohort1/")))
     assert paths and not outside, outside[:5]

@@ -22,7 +22,7 @@ TISSUE_TASK = config_json(
         "select_regions": TISSUE["task"]["select_regions"],
     }
 )
-TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "masked", "region")}
+TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "masked", "reads", "region")}
 
 
 # Folds: TISSUE_RUN is the folder of one evaluation (a fold's when K > 1, with the
@@ -48,8 +48,11 @@ if TISSUE["input"]["source"] != "simulate" and TISSUE["input"]["sheet"]:
     TISSUE_SPLIT_SOURCES["sheet"] = TISSUE["input"]["sheet"]
 
 
-# Ensemble member indices per model (the region-level ablation is a single run).
-TISSUE_MEMBERS = {m: [0] if m == "region" else list(range(TISSUE["ensemble"])) for m in TISSUE_MODEL_CONFIGS}
+# Ensemble member indices per engine-trained model (the region-level ablation is a single
+# run; the read-profile model is fitted by tissue_reads, not trained by members).
+TISSUE_MEMBERS = {
+    m: [0] if m == "region" else list(range(TISSUE["ensemble"])) for m in TISSUE_MODEL_CONFIGS if m != "reads"
+}
 
 
 # What the features step reads: the simulated or user sheet, or a stacked HDF5 (with an
@@ -348,6 +351,39 @@ rule tissue_ensemble:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
     params:
+        task=TISSUE_TASK,
+        calibration=config_json(TISSUE["calibration"]),
+        sparsity=config_json(TISSUE["sparsity"]),
+        seed=config["seed"],
+    script:
+        "../scripts/run_step.py"
+
+
+rule tissue_reads:
+    """Fit the read-profile model (closed form, CPU) after the gate passed: its metrics, model
+    and checks sit where an ensemble's do, so the summary and tissue_predict take it alike."""
+    input:
+        h5=rules.tissue_features.output.h5,
+        splits=f"{TISSUE_RUN}/splits.tsv",
+        gate=gate_input("tissue"),
+    output:
+        metrics=f"{TISSUE_RUN}/train/reads/metrics.json",
+        model=f"{TISSUE_RUN}/train/reads/model.pt",
+        diagnostics=f"{TISSUE_RUN}/train/reads/diagnostics.json",
+    log:
+        f"{LOGS}/tissue/{TISSUE_FOLD_LOG}fit_reads.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tissue/{TISSUE_FOLD_LOG}fit_reads.tsv"
+    conda:
+        ENV_TORCH
+    # Matrix products of the read counts with the profiles (BLAS): 2 threads. At 880 samples x
+    # 51,089 regions the features, five validation draws and their counts take ~1.5 GB.
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    params:
+        model_config=config_json(TISSUE["reads"]),
         task=TISSUE_TASK,
         calibration=config_json(TISSUE["calibration"]),
         sparsity=config_json(TISSUE["sparsity"]),

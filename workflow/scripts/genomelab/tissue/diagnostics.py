@@ -29,7 +29,7 @@ from genomelab.diagnostics.checks import group_leakage
 from genomelab.io.atomic import atomic_output
 from genomelab.io.features import read_features
 from genomelab.splits import group_split
-from genomelab.tissue.kinds import FILE_LEVEL, MODEL_TITLES
+from genomelab.tissue.kinds import CLOSED_FORM, FILE_LEVEL, MODEL_TITLES
 from genomelab.tissue.task import (
     TaskConfig,
     TissueData,
@@ -695,6 +695,42 @@ def _overfit_report(model: Any, batch: tuple[Any, ...]) -> dict[str, float]:
     }
 
 
+def _closed_form_overfit(
+    kind: str, model_cfg: dict[str, Any], data: TissueData, n: int, seed: int
+) -> DiagnosticResult:
+    """The closed-form model's wiring: fitted on ``n`` training samples (its settings chosen
+    on them too), it must classify every one of them at full coverage."""
+    import torch
+
+    from genomelab.tissue.read_profiles import ReadsConfig, fit_read_profiles
+
+    rows = _tiny_subset(data, n)
+    # Only the classes the tiny set holds: each needs samples to have profiles.
+    present, y = np.unique(data.y[rows], return_inverse=True)
+    means = data.means[rows]
+    model, _ = fit_read_profiles(means, y, means, y, len(present), ReadsConfig.from_dict(model_cfg), seed)
+    coverage = np.where(np.isfinite(means), np.asarray(data.coverage[rows], np.float32), 0)
+    pred = model(torch.as_tensor(means, dtype=torch.float32), torch.as_tensor(coverage, dtype=torch.float32))
+    right = int((pred.argmax(1).numpy() == y).sum())
+    name = f"overfit {n} samples: {MODEL_TITLES[kind]}"
+    details = {"n": len(rows), "n_classes": len(present), "right": right}
+    if right == len(rows):
+        return DiagnosticResult(
+            name,
+            PASS,
+            f"fitted on {len(rows)} training samples of {len(present)} classes, it classifies all of them",
+            details=details,
+        )
+    return DiagnosticResult(
+        name,
+        FAIL,
+        f"fitted on {len(rows)} training samples of {len(present)} classes, it classifies only {right} "
+        "of them: its profiles or read counts are wired wrongly (or the samples are identical across "
+        "classes)",
+        details=details,
+    )
+
+
 def check_overfit(
     data: TissueData,
     models: list[str],
@@ -707,6 +743,11 @@ def check_overfit(
 
     results = []
     for kind in models:
+        if kind in CLOSED_FORM:
+            results.append(
+                _closed_form_overfit(kind, model_cfgs.get(kind, {}), data, cfg.overfit_samples, seed)
+            )
+            continue
         model, batch = tiny_model_and_batch(kind, model_cfgs.get(kind, {}), data, cfg.overfit_samples, seed)
         result = overfit_check(
             model,

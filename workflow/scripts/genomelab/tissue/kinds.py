@@ -7,12 +7,16 @@ which the CPU conda environment (envs/cpu.yaml) does not have.
 
 from __future__ import annotations
 
-FILE_LEVEL = ("mlp", "attention", "masked")
+FILE_LEVEL = ("mlp", "attention", "masked", "reads")
 REGION_LEVEL = ("region",)
 MODEL_KINDS = FILE_LEVEL + REGION_LEVEL
+# Fitted in closed form on the CPU (rule tissue_reads), not trained by the engine: one model
+# per split, no ensemble members, no training curve.
+CLOSED_FORM = ("reads",)
 MODEL_TITLES = {
     "mlp": "file-level MLP",
     "attention": "region-attention model",
     "masked": "masked single-layer model",
+    "reads": "read-profile model",
     "region": "region-level (ablation)",
 }

@@ -22,6 +22,7 @@ from torch import nn
 
 from genomelab.config import ConfigSection, from_schema
 from genomelab.tissue.kinds import MODEL_KINDS
+from genomelab.tissue.read_profiles import ReadProfiles, ReadsConfig
 from genomelab.tissue.sparse import degrade_batch
 from genomelab.train.engine import LossOutput
 
@@ -156,7 +157,13 @@ class RegionConfig(ConfigSection):
         _check_common("region", self.dropout, self.label_smoothing)
 
 
-CONFIGS = {"mlp": MLPConfig, "attention": AttentionConfig, "masked": MaskedConfig, "region": RegionConfig}
+CONFIGS = {
+    "mlp": MLPConfig,
+    "attention": AttentionConfig,
+    "masked": MaskedConfig,
+    "reads": ReadsConfig,
+    "region": RegionConfig,
+}
 
 
 class _Standardise(nn.Module):
@@ -555,7 +562,7 @@ def build_model(
     n_positions: int,
     read_params: tuple[np.ndarray, np.ndarray] | None = None,
     fold_params: tuple[np.ndarray, np.ndarray] | None = None,
-) -> _Classifier:
+) -> nn.Module:
     """Instantiate a model of ``kind`` (one of MODEL_KINDS) from its config dataclass or dict.
 
     ``read_params``: the beta (a, b) [C, R] of the read-likelihood pathway (attention with
@@ -565,12 +572,17 @@ def build_model(
         raise ValueError(f"unknown tissue model {kind!r}; choose from {MODEL_KINDS}")
     if isinstance(cfg, dict):
         cfg = CONFIGS[kind].from_dict(cfg)
-    cls = {
+    cls: Any = {
         "mlp": FileMLP,
         "attention": RegionAttention,
         "masked": MaskedLinear,
+        "reads": ReadProfiles,
         "region": RegionLevelClassifier,
     }[kind]
     if kind == "attention":
         return RegionAttention(n_regions, n_classes, cfg, mu, sd, n_positions, read_params, fold_params)
+    if kind == "reads":
+        # Empty profiles: genomelab.tissue.read_profiles.fit_read_profiles fits them, or an
+        # exported model's buffers are loaded next (they take the file's shapes).
+        return ReadProfiles(n_regions, n_classes, cfg.families)
     return cls(n_regions, n_classes, cfg, mu, sd, n_positions)

@@ -557,6 +557,8 @@ def build_summary(
     plots = _plot_confusions(confusions, out, "test split")
     plots += write_calibration(calib, out, notes)
     plots += write_grid(grids, {**kinds, **dict.fromkeys(grid_only, "baseline")}, out, notes)
+    # A closed-form fit (the read-profile model) has no curve to draw.
+    histories = {title: h for title, h in histories.items() if h}
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")
@@ -767,6 +769,8 @@ def build_fold_summary(
     )
     plots += write_calibration(calib, out, notes)
     plots += write_grid(grids, {**results.kinds, **grid_kinds}, out, notes)
+    # A closed-form fit (the read-profile model) has no curve to draw.
+    histories = {title: h for title, h in histories.items() if h}
     if histories:
         plot_training_curves(histories, chance, out / "plots" / "training_curves.png")
         plots.append("plots/training_curves.png")

@@ -148,6 +148,23 @@ def ensemble_step(smk: Any) -> None:
     )
 
 
+def reads_step(smk: Any) -> None:
+    from genomelab.tissue.task import load_task
+    from genomelab.tissue.training import fit_read_model
+
+    _limit_threads(smk)
+    seed = int(smk.params.seed)
+    fit_read_model(
+        load_task(smk.input.h5, smk.input.splits, _task(smk).select_regions),
+        param(smk, "model_config"),
+        Path(smk.output.metrics).parent,
+        _calibration(smk),
+        _sparsity(smk),
+        grid_seed=seed,
+        seed=seed,
+    )
+
+
 def summary_step(smk: Any) -> None:
     from genomelab.tissue.report import summarise
 

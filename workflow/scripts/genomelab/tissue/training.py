@@ -21,7 +21,7 @@ from genomelab.diagnostics.checks import (
 )
 from genomelab.io.metrics import Metrics, read_metrics, write_metrics
 from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
-from genomelab.tissue.kinds import FILE_LEVEL, MODEL_TITLES
+from genomelab.tissue.kinds import CLOSED_FORM, FILE_LEVEL, MODEL_TITLES
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import (
     CONFIGS,
@@ -244,6 +244,10 @@ def train_model(
     (initial loss, chance-level loss and prediction-collapse checks) and ``tensorboard/``.
     Resumable state lives in ``state_root/<fingerprint>``. Returns the test metrics.
     """
+    if kind in CLOSED_FORM:
+        raise ValueError(
+            f"the {MODEL_TITLES[kind]} ({kind!r}) is fitted in closed form, not trained: use fit_read_model"
+        )
     model_cfg = CONFIGS[kind].from_dict(model_cfg_dict)
     train_cfg = TrainConfig.from_dict(train_cfg_dict, seed=seed)
     out_dir = Path(out_dir)
@@ -585,6 +589,113 @@ def combine_members(
         max(single),
         metrics["test"]["balanced_accuracy"],
         metrics["test"]["ece"],
+    )
+    return metrics["test"]
+
+
+def fit_read_model(
+    data: TissueData,
+    model_cfg_dict: dict[str, Any],
+    out_dir: str | os.PathLike,
+    cal: CalibrationConfig | None = None,
+    sparsity: SparsityConfig | None = None,
+    grid_seed: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit the read-profile model (:mod:`genomelab.tissue.read_profiles`) on the train
+    split, choose its settings on the validation split, evaluate it on the test split.
+
+    No engine, no epochs: the fit is closed-form (seconds on the CPU). Writes into
+    ``out_dir`` what an ensemble's folder holds, so the summary, the grid, the paired tests,
+    ``tissue_predict`` and ``genomelab serve`` take it like any model: ``metrics.json`` (val
+    and test metrics after one temperature fitted on validation, the grid, the settings
+    chosen; an empty training history), ``model.pt`` (kind ``reads``, with its temperature
+    and threshold) and ``diagnostics.json`` (prediction collapse). Returns the test metrics.
+    """
+    from genomelab.diagnostics.checks import chance_cross_entropy
+    from genomelab.tissue.read_profiles import fit_read_profiles
+
+    kind = "reads"
+    cfg = CONFIGS[kind].from_dict(model_cfg_dict)
+    cal = cal or CalibrationConfig()
+    out_dir = Path(out_dir)
+    tr, va = data.index("train"), data.index("val")
+    model, choices = fit_read_profiles(
+        data.means[tr], data.y[tr], data.means[va], data.y[va], len(data.classes), cfg, seed
+    )
+    datasets = {s: file_examples(data, s) for s in ("val", "test")}
+    dev = torch.device("cpu")
+    probs = {s: predict_proba(model, datasets[s], dev) for s in datasets}
+    labels = {s: labels_of(datasets[s]) for s in datasets}
+    uncalibrated_val = classification_metrics(labels["val"], probs["val"], data.classes)
+    probs["val"], probs["test"], calibration = calibrate(
+        (probs["val"], labels["val"]), (probs["test"], labels["test"]), cal
+    )
+    metrics = {s: classification_metrics(labels[s], probs[s], data.classes) for s in ("val", "test")}
+    metrics["test"]["ece_uncalibrated"] = calibration["ece_before"]
+    chance = chance_cross_entropy(np.bincount(data.y[tr], minlength=len(data.classes)))
+    digest = data_digest(data)
+    payload: dict[str, Any] = {
+        "model": kind,
+        "title": MODEL_TITLES[kind],
+        "model_config": dataclasses.asdict(cfg),
+        "granularity": "file",
+        "classes": data.classes.tolist(),
+        "chance_nll": chance,
+        # Before the fit the model is its class prior: the chance loss.
+        "initial_nll": chance,
+        "train_config": {"seed": seed},
+        "monitor": "closed-form fit; settings chosen on validation accuracy",
+        "history": [],
+        "best_epoch": 0,
+        "epochs_run": 0,
+        "stopped_reason": "closed-form fit",
+        "n_members": 1,
+        "n_parameters": 0,
+        "n_profile_values": int(sum(b.numel() for b in model.buffers())),
+        "choices": choices,
+        "val_uncalibrated": uncalibrated_val,
+        "val": metrics["val"],
+        "test": metrics["test"],
+        "calibration": calibration,
+    }
+    if sparsity is not None and sparsity.points():
+        payload["grid"] = ensemble_grid([model], data, sparsity, grid_seed)
+    payload["predictions"] = {
+        **data.predictions("test", probs["test"]),
+        **call_records(probs["test"], cal.threshold),
+    }
+    save_exported(
+        out_dir / "model.pt",
+        model,
+        kind=kind,
+        config=dataclasses.asdict(cfg),
+        ids={"classes": data.classes, "regions": data.regions},
+        data_fingerprint=digest,
+        extra={
+            "n_positions": int(data.n_positions),
+            "temperature": float(calibration["temperature"]),
+            "threshold": float(cal.threshold),
+            "seed": int(seed),
+        },
+    )
+    checks = []
+    for split in ("val", "test"):
+        r = prediction_collapse(
+            probs[split].argmax(1), labels[split], name=f"{kind}: prediction collapse ({split})"
+        )
+        r.blocking = False
+        r.message = f"{MODEL_TITLES[kind]}: {r.message}"
+        checks.append(r)
+    write_results(out_dir / "diagnostics.json", "tissue", checks)
+    write_metrics(out_dir / "metrics.json", Metrics(payload, str(out_dir / "metrics.json")))
+    logger.info(
+        "%s: test accuracy %.3f, balanced %.3f, ECE %.3f (settings: %s)",
+        MODEL_TITLES[kind],
+        metrics["test"]["accuracy"],
+        metrics["test"]["balanced_accuracy"],
+        metrics["test"]["ece"],
+        {f: choices[f]["chosen"] for f in cfg.families},
     )
     return metrics["test"]
 

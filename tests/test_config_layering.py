@@ -8,6 +8,7 @@ schema. Dry runs happen in a copy of the repository under tmp_path.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -661,3 +662,38 @@ def test_a_bad_command_line_value_is_named_as_the_command_line_value():
         load_run_config(nested, ["my.yaml"], SCHEMA, SECTIONS, {"resources": {"training_mem_mb": "8000"}})
     with pytest.raises(ConfigError, match=r"^my.yaml is invalid"):  # the file's own value
         load_run_config(copy.deepcopy(config), ["my.yaml"], SCHEMA, SECTIONS, {"run": "r"})
+
+
+def test_a_bad_value_in_the_file_is_named_as_the_file_s_in_a_real_run(workdir):
+    """Snakemake's overwrite_config holds the config files' contents as well as --config, so
+    round 19 named a bad value of the file itself as "with --config seed"."""
+    bad = workdir / "bad_seed.yaml"
+    bad.write_text("run: bad\nseed: abc\ntissue: {enabled: true, input: {source: simulate}}\n")
+    res = snakemake(workdir, "-n", "--configfile", str(bad))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and f"{bad} is invalid: 1 problem" in out, out[-2000:]
+    res = snakemake(workdir, "-n", "--configfile", str(bad), "--config", "seed=abd")
+    out = res.stdout + res.stderr
+    assert f"{bad} with --config seed is invalid" in out, out[-2000:]
+
+
+def test_a_target_after_configfile_is_named_as_a_target_read_as_a_config(tmp_path):
+    """`snakemake --configfile my.yaml results/r/tissue/summary.json` made Snakemake read the
+    summary as a second config file: a screen of its keys, unknown, and no word of why."""
+    target = tmp_path / "results" / "r" / "summary.json"
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps({"module": "tissue", "title": "x", "diagnostics": []}))
+    config = {"run": "r", "binning": {"enabled": True, "input": {"contigs": "x.fa"}}, "module": "tissue"}
+    with pytest.raises(
+        ConfigError, match=r"summary.json \(keys module, title\): read as a config file"
+    ) as err:
+        load_run_config(config, ["my.yaml", target], SCHEMA, SECTIONS)
+    assert "name targets before it" in str(err.value)
+    # A YAML config's own unknown key is the schema's to name (with its did-you-mean).
+    with pytest.raises(ConfigError, match="is invalid"):
+        load_run_config(
+            {"run": "r", "binning": {"enabled": True, "input": {"contigs": "x.fa"}}, "modul": 1},
+            ["my.yaml"],
+            SCHEMA,
+            SECTIONS,
+        )

@@ -47,7 +47,9 @@ load_run_config(
     workflow.overwrite_configfiles,
     Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
     (*MODULES, "ingest"),
-    workflow.config_settings.overwrite_config,
+    # The --config values alone (overwrite_config also holds the config files' contents, so
+    # a bad value in a file was named as a --config value).
+    workflow.config_settings.config,
 )
 ENABLED = [m for m in MODULES if config[m]["enabled"]]
 # Steps with a summary in the run report: the enabled modules, plus ingest when enabled.

@@ -156,6 +156,42 @@ def _other_inputs(key: str) -> str:
     return f" (or delete that line if your data is named by {' or '.join(others)} instead)"
 
 
+def _check_targets_read_as_configs(
+    configfiles: Sequence[str | os.PathLike], schema_path: str | os.PathLike
+) -> None:
+    """Refuse a non-YAML "config file" with keys the config does not know: `snakemake
+    --configfile my.yaml results/x/summary.json` reads every path after --configfile as a
+    config file, and a target placed there came back as a screen of unknown keys (its JSON's)
+    without a word of the cause. A YAML file's unknown keys are left to the schema's messages."""
+    import yaml
+
+    from genomelab.config_schema import load_schema_file
+
+    known = set(load_schema_file(schema_path).get("properties", {}))
+    strays = {}
+    for path in configfiles:
+        if Path(path).suffix.lower() in (".yaml", ".yml"):
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                content = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue  # Snakemake itself reports a config file it cannot read
+        unknown = sorted(set(content) - known) if isinstance(content, Mapping) else []
+        if unknown:
+            strays[str(path)] = unknown
+    if strays:
+        named = "; ".join(
+            f"{p} (keys {', '.join(k[:5])}{', ...' if len(k) > 5 else ''})" for p, k in strays.items()
+        )
+        raise ConfigError(
+            f"{named}: read as a config file, with keys that are no config keys. Snakemake's "
+            "--configfile takes every path after it: name targets before it (`snakemake "
+            "results/<run>/tissue/summary.json --configfile my.yaml`) or end the list with "
+            "another option."
+        )
+
+
 def load_run_config(
     config: dict[str, Any],
     configfiles: Sequence[str | os.PathLike],
@@ -192,6 +228,7 @@ def load_run_config(
                 for key in unfilled
             )
         )
+    _check_targets_read_as_configs(configfiles, schema_path)
     simulated = {m for m in OWN_DATA_INPUTS if _asks_for_simulation(config, m)}
     # As written, before the defaults: assoc.train.lr at its default value is still unused.
     assoc = config.get("assoc")

@@ -44,6 +44,12 @@ scored.
   temperatures and the combination chosen on the validation draws per fold;
   ``stack of all seven``: the same mean over all seven, no choice.
 
+- ``read-profile model (the workflow's reads)`` (round 20): the workflow's default model,
+  ``genomelab.tissue.read_profiles.fit_read_profiles`` with the schema defaults (the mixture
+  and factor families above, through tempered binomial likelihoods), its settings chosen on
+  its own 1-read validation draws. Round 20, seeds 1-19 and 42 (``r20_seeds/``): 0.915 (SD
+  0.003 over seeds) against LR's 0.867 and the stack of five's 0.918.
+
 K folds by sample (the workflow's ``group_kfold`` + ``fold_split``), each test sample drawn
 ``--draws`` times (seeds 1000 + d, as ``bench_tissue_read_draws.py``); the output gives each
 method's pooled accuracy per draw, mean and SD over draws, its gap to the bar, and per draw

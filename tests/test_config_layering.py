@@ -460,6 +460,14 @@ def test_init_names_the_snakefile_when_run_outside_the_repository(tmp_path, monk
     out = tmp_path / "other.yaml"
     assert genomelab_main(["init", "binning", "--out", str(out)]) == 0
     assert f"then snakemake -n --configfile {out}" in capfd.readouterr().err
+    # A folder with a Snakefile of its own (a wrapper workflow): `-s` would replace it.
+    wrapper = tmp_path / "wrapper"
+    (wrapper / "workflow").mkdir(parents=True)
+    (wrapper / "workflow" / "Snakefile").write_text("include: 'x.smk'\n")
+    monkeypatch.chdir(wrapper)
+    assert genomelab_main(["init", "binning", "--out", "my.yaml"]) == 0
+    said = capfd.readouterr().err
+    assert "then snakemake -n --configfile my.yaml" in said and " -s " not in said
 
 
 def test_validate_config_applies_the_workflow_checks(tmp_path, capsys):

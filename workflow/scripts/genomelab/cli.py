@@ -77,13 +77,19 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+# Where a bare `snakemake` looks for the workflow in the current folder, in its order.
+SNAKEFILE_NAMES = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
+
+
 def _workflow_args() -> list[str]:
     """What a ``snakemake`` command typed in the current folder needs to find the workflow:
-    nothing in the repository; outside it (a project folder, as the docs run own data)
-    Snakemake finds no Snakefile, so this checkout's, run in ``.``."""
+    nothing in the repository, or in a folder with a Snakefile of its own (another checkout,
+    a user's wrapper workflow: `-s` would replace theirs); elsewhere (a project folder, as
+    the docs run own data) Snakemake finds no Snakefile, so this checkout's, run in ``.``."""
     repo = Path(__file__).resolve().parents[3]
     snakefile = repo / "Snakefile"
-    if not snakefile.is_file() or Path.cwd().resolve() == repo:
+    here = Path.cwd().resolve()
+    if not snakefile.is_file() or here == repo or any((here / n).is_file() for n in SNAKEFILE_NAMES):
         return []
     return ["-s", str(snakefile), "--directory", "."]
 

@@ -24,8 +24,9 @@ Poisson(depth) reads per CpG instead of ``depth`` each, so depth varies across r
 some get no reads (uncovered), as in real low-pass sequencing.
 
 Usage (masked model: about 1 CPU-minute; attention: 1.2-1.6 minutes; reads: 15-35 s at the
-default 200 regions, 75-120 s (200 with tests beside it) at all 843 probes with ``--regions 0``, the workflow's default
-``tissue.task.select_regions``; 5 folds, niced on a shared 2-core machine, round 20):
+default 200 regions, 75-120 s (200 with tests beside it) at all 843 probes with
+``--regions 0``, the workflow's default ``tissue.task.select_regions``; 5 folds, niced on a
+shared 2-core machine, round 20):
     PYTHONPATH=workflow/scripts python benchmarks/bench_tissue_crossplatform.py \
         ../shared/data/methylation_tcga_glioma/glioma.idhwt.trainingData.csv.gz \
         --out benchmarks/results/tissue_crossplatform_idhwt --kind masked --depth 5

@@ -100,3 +100,48 @@ def test_array_trained_model_classifies_ingested_sequencing(tmp_path, call):
     seq_acc = float(np.mean(np.array(pred.call) == data.labels[test]))
     # Marker regions at 0.15 vs 0.85: one call per region still separates the classes.
     assert same_acc >= 0.95 and seq_acc >= same_acc - 0.1
+
+
+def test_read_profile_model_reads_ingested_counts_in_any_region_order(tmp_path):
+    """The read-profile model (``reads``, tissue_predict's default), fitted as tissue_reads
+    fits it on array betas, scores ingested bedMethyl / Bismark files exactly as the drawn
+    counts themselves: same depth per region (not one call), a probe without reads uncovered,
+    and a regions BED in another order than the model's joined by name."""
+    from genomelab.tissue.training import fit_read_model
+
+    data = array_task()
+    model_dir = tmp_path / "reads"
+    fit_read_model(data, {"latent_draws": 32, "mixture_components": [1, 2]}, model_dir, seed=0)
+    predictor = TissuePredictor.load(model_dir / "model.pt")
+    test = data.index("test")
+
+    # The BED lists the model's regions reversed, then two it never saw.
+    order = np.arange(len(data.regions))[::-1]
+    ids = np.concatenate([data.regions[order], ["extra0", "extra1"]])
+    pos = write_probe_regions(ids, tmp_path / "regions.bed")
+    regions = read_regions(tmp_path / "regions.bed", genome_build("hg38"), 150)
+    rng = np.random.default_rng(3)
+    sheet = ["sample\tfile"]
+    drawn = np.zeros((2, len(test), len(data.regions)))  # methylated, total in the model's order
+    for j, i in enumerate(test):
+        betas = np.concatenate([data.means[i][order], [0.5, 0.5]])
+        betas[j % len(data.regions)] = np.nan  # one probe without a value: no reads there
+        meth, total = draw_counts(betas, 1 + j % 6, rng, poisson=j % 2 == 1)
+        drawn[0, j, order], drawn[1, j, order] = meth[: len(order)], total[: len(order)]
+        write, ext = (write_bismark_cov, "cov") if j % 2 else (write_bedmethyl, "bed")
+        path = write(tmp_path / f"{data.samples[i]}.{ext}", pos, meth, total)
+        npz = tmp_path / f"{data.samples[i]}.npz"
+        convert_sample(path, "", str(data.samples[i]), regions, IngestConfig(call="sample"), npz, seed=0)
+        sheet.append(f"{data.samples[i]}\t{npz.name}")
+    (tmp_path / "sheet.tsv").write_text("\n".join(sheet) + "\n")
+    pred = predict_files(
+        model_dir / "model.pt", tmp_path / "sheet.tsv", tmp_path / "p.tsv", tmp_path / "p.json", 0.9, 0.0
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(drawn[1] > 0, drawn[0] / drawn[1], np.nan).astype(np.float32)
+    direct = predictor.predict_arrays(means, drawn[1].astype(np.float32))
+    assert (drawn[1] == 0).any() and (drawn[1] > 1).any()
+    np.testing.assert_allclose(pred.proba["ensemble"], direct["ensemble"], rtol=1e-5, atol=1e-7)
+    assert pred.n_covered.tolist() == (drawn[1] > 0).sum(1).tolist()
+    # The model's own temperature and threshold travel with it (tissue.calibration defaults).
+    assert predictor.calibrated and predictor.threshold == 0.0

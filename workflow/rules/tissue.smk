@@ -240,7 +240,7 @@ rule tissue_diagnostic_plot:
 
 rule tissue_diagnostic_overfit:
     """One configured model memorises 10 training samples (its wiring works): one job per
-    model, with that model's settings only, so that another model's leave it alone."""
+    model, with that model's settings only, so that another model's settings leave it alone."""
     input:
         h5=rules.tissue_features.output.h5,
         splits=TISSUE_DIAG_SPLITS,
@@ -321,7 +321,7 @@ rule tissue_baselines:
 
 
 rule tissue_train:
-    """Train one ensemble member with the shared engine (GPU when present) after the gate passed."""
+    """Train one ensemble member with the shared engine (GPU when present) after its model's gate passed."""
     input:
         h5=rules.tissue_features.output.h5,
         splits=f"{TISSUE_RUN}/splits.tsv",
@@ -403,7 +403,7 @@ rule tissue_ensemble:
 
 
 rule tissue_reads:
-    """Fit the read-profile model (closed form, CPU) after the gate passed: its metrics, model
+    """Fit the read-profile model (closed form, CPU) after its gate passed: its metrics, model
     and checks sit where an ensemble's do, so the summary and tissue_predict take it alike."""
     input:
         h5=rules.tissue_features.output.h5,

@@ -203,7 +203,11 @@ def test_learnability_fires_for_region_level_mode_only(tmp_path):
     # tissue.models must not rerun the check): the verdict and details are the same.
     assert "No configured model is region-level" in file_level.message
     none = dg.check_learnability(data, [], dcfg, seed=0)[0]
-    assert (none.status, none.message, none.details) == (file_level.status, file_level.message, file_level.details)
+    assert (none.status, none.message, none.details) == (
+        file_level.status,
+        file_level.message,
+        file_level.details,
+    )
     assert region_level.status == FAIL and region_level.blocking
     assert (
         "granularity mismatch" in region_level.message

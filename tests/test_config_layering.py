@@ -120,6 +120,9 @@ def test_a_config_naming_one_module_plans_only_that_module(workdir):
     engine = [m for m in schema_default("tissue.models") if m not in CLOSED_FORM]
     assert counts["tissue_train"] == len(engine) * schema_default("tissue.ensemble")
     assert counts["tissue_reads"] == 1 and "reads" in schema_default("tissue.models")
+    # One overfit check and one gate per model (each model's training waits for its own).
+    n_models = len(schema_default("tissue.models"))
+    assert counts["tissue_diagnostic_overfit"] == counts["tissue_gate"] == n_models, counts
     assert "tissue_simulate" not in counts, "the user's sheet is the input, not the demo simulator"
     outside = sorted(p for p in paths if not p.startswith(("results/cohort1/", "logs/cohort1/")))
     assert paths and not outside, outside[:5]

@@ -18,11 +18,13 @@ from genomelab.steps_registry import STEPS
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "workflow" / "rules"
 # Rules whose step is named otherwise, and why: three tissue diagnostics rules differ only in
-# outputs and resources (the check is a param); the gate is one rule for every module.
+# outputs and resources (the check is a param); the gate is one rule for every module, and
+# tissue's per-model gate runs the same step.
 NAMED_OTHERWISE = {
     "tissue_diagnostic_plot": "genomelab.tissue.steps:diagnostic_step",
     "tissue_diagnostic_overfit": "genomelab.tissue.steps:diagnostic_step",
     "gate": "genomelab.diagnostics.steps:gate_step",
+    "tissue_gate": "genomelab.diagnostics.steps:gate_step",
     # One predict code path for every module (genomelab predict, the rules, genomelab serve).
     **{
         f"{m}_predict": f"genomelab.predict.steps:{m}_step"

@@ -33,6 +33,7 @@ GPU_RULES = {
 # Seconds of work on small files; none of them should wait in a SLURM queue.
 LOCAL_RULES = {
     "gate",
+    "tissue_gate",
     "tissue_summary",
     "deconv_summary",
     "assoc_select",

@@ -199,6 +199,15 @@ def test_learnability_fires_for_region_level_mode_only(tmp_path):
     file_level = dg.check_learnability(data, ["mlp", "attention"], dcfg, seed=0, figure=tmp_path / "l.png")[0]
     region_level = dg.check_learnability(data, ["mlp", "region"], dcfg, seed=0)[0]
     assert file_level.status == PASS and (tmp_path / "l.png").exists()
+    # The workflow passes only the region-level models (a file-level one added to
+    # tissue.models must not rerun the check): the verdict and details are the same.
+    assert "No configured model is region-level" in file_level.message
+    none = dg.check_learnability(data, [], dcfg, seed=0)[0]
+    assert (none.status, none.message, none.details) == (
+        file_level.status,
+        file_level.message,
+        file_level.details,
+    )
     assert region_level.status == FAIL and region_level.blocking
     assert (
         "granularity mismatch" in region_level.message

@@ -627,7 +627,7 @@ def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_do
     with the gate an ancient() input of the training rules, Snakemake 9 planned only the
     checks and the gate then (it skips a job's own rerun reasons when an ancient() input of
     it is rerun) and ended with exit status 0 and the old model. So a rerun gate (a changed
-    diagnostics setting) reruns the training after it."""
+    diagnostics setting) reruns the training after it (the model's own gate, tissue_gate)."""
     repo = copy_repo(tmp_path / "repo")
     train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "weight_decay": 0.05, "patience": 10}
     config = tissue_only_config(repo, "one.yaml", 1, models=["mlp"], ensemble=1, train=train)
@@ -644,11 +644,85 @@ def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_do
 
     assert planned({}) == {}
     both = planned({"diagnostics": {"strict": False}, "tissue": {"train": {"lr": 0.002}}})
-    assert both.get("gate") == 1 and both.get("tissue_train") == 1, both
+    assert both.get("tissue_gate") == 1 and both.get("tissue_train") == 1, both
     strict = planned({"diagnostics": {"strict": False}})
-    assert strict.get("gate") == 1 and strict.get("tissue_train") == 1, strict
+    assert strict.get("tissue_gate") == 1 and strict.get("tissue_train") == 1, strict
     checks = planned({"tissue": {"diagnostics": {"overfit_steps": 30}}})
     assert checks.get("tissue_diagnostic_overfit") == 1 and checks.get("tissue_train") == 1, checks
     # How often a run saves and logs is no setting of what it learns.
     assert planned({"tissue": {"train": {"log_every_steps": 5, "checkpoint_every_epochs": 2}}}) == {}
     assert planned({"tissue": {"train": {"lr": 0.002}}}).get("tissue_train") == 1
+
+
+def planned_jobs(output: str) -> list[tuple[str, str]]:
+    """``(rule, wildcards)`` of every job a dry run lists (wildcards "" where it has none)."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if head:
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.MULTILINE)
+            jobs.append((head.group(1), wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
+@pytest.mark.slow
+def test_adding_or_removing_a_tissue_model_trains_that_model_only(tmp_path):
+    """Each tissue model trains after its own gate (the module-level checks and that model's
+    overfit check). With one gate for the module, and tissue.models a param of every check,
+    adding a model to a finished run reran every check, the gate and every member of every
+    other model (6 tissue_train jobs on the demo for attention and MLP, unchanged)."""
+    repo = copy_repo(tmp_path / "repo")
+    train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "weight_decay": 0.05, "patience": 10}
+    config = tissue_only_config(repo, "one.yaml", 1, models=["mlp"], ensemble=1, train=train)
+    target = "results/folds/tissue/summary.json"
+    res = snakemake(repo, target, "--cores", "2", "--configfile", config)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    diagnostics = repo / "results" / "folds" / "tissue" / "diagnostics"
+    overfit = json.loads((diagnostics / "overfit_mlp.json").read_text())["results"]
+    assert [r["name"] for r in overfit] == ["overfit 10 samples: file-level MLP"], overfit
+    # The model's gate counts the five module-level checks' results and its overfit check; the
+    # module's gate.json (every check, made with the summary) counts the same here.
+    checks = ("labels", "leakage", "variance", "subtypes", "learnability", "overfit_mlp")
+    n_results = sum(len(json.loads((diagnostics / f"{c}.json").read_text())["results"]) for c in checks)
+    for name in ("gate_mlp.json", "gate.json"):
+        gate = json.loads((diagnostics / name).read_text())
+        assert gate["opened"] and sum(gate["counts"].values()) == n_results, (name, gate)
+    assert not (diagnostics / "overfit.json").exists()
+    learnability = json.loads((diagnostics / "learnability.json").read_text())["results"][0]
+    assert learnability["details"]["region_level_models"] == []
+
+    def planned(override: dict) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        extra = repo / f"override{len(list(repo.glob('override*.yaml')))}.yaml"
+        extra.write_text(yaml.safe_dump(override))
+        res = snakemake(repo, target, "-n", "--cores", "2", "--configfile", config, str(extra))
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return job_counts(res.stdout + res.stderr), planned_jobs(res.stdout)
+
+    counts, jobs = planned({"tissue": {"models": ["mlp", "masked"]}})
+    # The new model's check, gate, member and ensemble; the module's gate and the summary.
+    assert [w for r, w in jobs if r == "tissue_train"] == ["tissue_model=masked, tissue_member=0"], jobs
+    assert [w for r, w in jobs if r in ("tissue_diagnostic_overfit", "tissue_gate")] == [
+        "tissue_kind=masked"
+    ] * 2
+    assert not {"tissue_diagnostic", "tissue_diagnostic_plot"} & set(counts), counts
+    assert counts.get("gate") == counts.get("tissue_summary") == 1, counts
+    counts, jobs = planned({"tissue": {"models": ["mlp", "reads"]}})
+    assert counts.get("tissue_reads") == 1 and "tissue_train" not in counts, counts
+    # Train the added model, then remove it again: nothing trains, the summary reruns.
+    extra = repo / "with_masked.yaml"
+    extra.write_text(yaml.safe_dump({"tissue": {"models": ["mlp", "masked"]}}))
+    res = snakemake(repo, target, "--cores", "2", "--configfile", config, str(extra))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (diagnostics / "gate_masked.json").exists() and (diagnostics / "overfit_masked.json").exists()
+    counts, _ = planned({})
+    assert "tissue_train" not in counts and counts.get("tissue_summary") == 1, counts
+    assert not {
+        "tissue_diagnostic",
+        "tissue_diagnostic_plot",
+        "tissue_diagnostic_overfit",
+        "tissue_gate",
+    } & set(counts), counts
+    # A model's own settings rerun its own check, gate and training, not another model's.
+    counts, jobs = planned({"tissue": {"models": ["mlp", "masked"], "masked": {"z_clip": 2.0}}})
+    assert [w for r, w in jobs if r == "tissue_train"] == ["tissue_model=masked, tissue_member=0"], jobs
+    assert [w for r, w in jobs if r == "tissue_gate"] == ["tissue_kind=masked"], jobs

@@ -192,13 +192,17 @@ def get_final_targets() -> list[str]:
     return targets
 
 
-def gate_input(module: str) -> str:
+def gate_input(module: str, model: str | None = None) -> str:
     """The module's gate as an input of its training rules: it orders training after the
     checks (a failed gate stops it). Not ancient(), although it carries no data: Snakemake 9
     then skips a training job's own rerun reasons whenever the gate reruns (a changed
     training setting or a deleted model with a changed diagnostics setting: it ran the gate
-    only and ended with exit status 0), so a rerun gate retrains the models after it."""
-    return f"{RESULTS}/{module}/diagnostics/gate.json"
+    only and ended with exit status 0), so a rerun gate retrains the models after it.
+    ``model``: that model's own gate, ``diagnostics/gate_<model>.json`` (a wildcard such as
+    ``"{tissue_model}"`` works), where a module gates each model on its own checks (tissue:
+    adding a model then reruns no other model's gate, and so retrains none)."""
+    name = "gate" if model is None else f"gate_{model}"
+    return f"{RESULTS}/{module}/diagnostics/{name}.json"
 
 
 def state_dir(module: str, name: str) -> str:

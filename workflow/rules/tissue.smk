@@ -1,19 +1,25 @@
 # Module tissue: tissue-of-origin classification from per-sample methylation.
-# Chain: simulate (or user input) -> features -> splits -> diagnostics -> gate -> baselines
-#        + training (file-level models; region-level only as an ablation) -> summary.
+# Chain: simulate (or user input) -> features -> splits -> diagnostics -> one gate per model
+#        -> baselines + training (file-level models; region-level only as an ablation) -> summary.
+# Each model's training waits for its own gate (the module-level checks and that model's
+# overfit check), so adding or removing a model in tissue.models trains that model only.
 # With evaluation.folds K > 1 the splits rule writes folds.tsv and one splits table per fold,
 # and baselines, training and ensembles run once per fold under folds/<fold>/ (one job each);
 # with K = 1 every path is the single split's.
 from genomelab.io.sheets import is_sample_sheet
 from genomelab.io.streams import check_config_files
+from genomelab.tissue.kinds import MODEL_KINDS, REGION_LEVEL
 
 TISSUE = config["tissue"]
 TISSUE_OUT = f"{RESULTS}/tissue"
 TISSUE_MODELS = list(TISSUE["models"])
-# Checks with a figure, checks without one, and the model-based overfit check (torch).
+# Checks with a figure and checks without one: the module-level checks, one job each. The
+# model-based overfit check (torch) is one job per model, diagnostics/overfit_<model>.json.
 TISSUE_PLOT_CHECKS = ["variance", "subtypes", "learnability"]
 TISSUE_TEXT_CHECKS = ["labels", "leakage"]
-TISSUE_CHECKS = TISSUE_TEXT_CHECKS + TISSUE_PLOT_CHECKS + ["overfit"]
+# Of the module-level checks only learnability reads the models, and only which configured
+# ones are region-level: adding or removing a file-level model leaves every one of them alone.
+TISSUE_REGION_MODELS = [m for m in TISSUE_MODELS if m in REGION_LEVEL]
 TISSUE_TASK = config_json(
     {
         "label": TISSUE["task"]["label"],
@@ -82,13 +88,20 @@ TISSUE_SHEET_FILES = (
 if TISSUE["enabled"] and TISSUE["input"]["source"] == "hdf5":
     get_sheet_files(TISSUE["input"]["sheet"], check_files=False)
 
-DIAGNOSTICS["tissue"] = [f"{TISSUE_OUT}/diagnostics/{c}.json" for c in TISSUE_CHECKS]
+# Every model's gate reads the module-level checks and its own overfit check; the module's
+# gate.json (shared rule gate) reads them all, for the summary and the reports only.
+TISSUE_MODULE_CHECKS = [f"{TISSUE_OUT}/diagnostics/{c}.json" for c in TISSUE_TEXT_CHECKS + TISSUE_PLOT_CHECKS]
+DIAGNOSTICS["tissue"] = TISSUE_MODULE_CHECKS + [
+    f"{TISSUE_OUT}/diagnostics/overfit_{m}.json" for m in TISSUE_MODELS
+]
 if TISSUE["enabled"]:
     FINAL_TARGETS["tissue"] = [f"{TISSUE_OUT}/summary.json"]
 
 
 wildcard_constraints:
     tissue_model="|".join(["mlp", "attention", "masked", "region"]),
+    # Any configured kind, the closed-form reads included: per-model checks and gates.
+    tissue_kind="|".join(MODEL_KINDS),
     tissue_plot_check="|".join(TISSUE_PLOT_CHECKS),
     tissue_text_check="|".join(TISSUE_TEXT_CHECKS),
     tissue_member=r"\d+",
@@ -188,7 +201,6 @@ rule tissue_diagnostic:
         diagnostics=config_json(TISSUE["diagnostics"]),
         task=TISSUE_TASK,
         seed=config["seed"],
-        models=TISSUE_MODELS,
     script:
         "../scripts/run_step.py"
 
@@ -219,20 +231,23 @@ rule tissue_diagnostic_plot:
         diagnostics=config_json(TISSUE["diagnostics"]),
         task=TISSUE_TASK,
         seed=config["seed"],
-        models=TISSUE_MODELS,
+        # Learnability: the configured region-level models (its verdict depends on them alone);
+        # variance and subtypes read none.
+        models=lambda wc: TISSUE_REGION_MODELS if wc.tissue_plot_check == "learnability" else [],
     script:
         "../scripts/run_step.py"
 
 
 rule tissue_diagnostic_overfit:
-    """Each configured model memorises 10 training samples (its wiring works)."""
+    """One configured model memorises 10 training samples (its wiring works): one job per
+    model, with that model's settings only, so that another model's settings leave it alone."""
     input:
         h5=rules.tissue_features.output.h5,
         splits=TISSUE_DIAG_SPLITS,
     output:
-        json=f"{TISSUE_OUT}/diagnostics/overfit.json",
+        json=f"{TISSUE_OUT}/diagnostics/overfit_{{tissue_kind}}.json",
     log:
-        f"{LOGS}/tissue/diagnostics_overfit.log",
+        f"{LOGS}/tissue/diagnostics_overfit_{{tissue_kind}}.log",
     conda:
         ENV_TORCH
     threads: 1
@@ -244,8 +259,36 @@ rule tissue_diagnostic_overfit:
         diagnostics=config_json(TISSUE["diagnostics"]),
         task=TISSUE_TASK,
         seed=config["seed"],
-        models=TISSUE_MODELS,
-        model_configs=config_json(TISSUE_MODEL_CONFIGS),
+        models=lambda wc: [wc.tissue_kind],
+        model_configs=lambda wc: config_json({wc.tissue_kind: TISSUE[wc.tissue_kind]}),
+    script:
+        "../scripts/run_step.py"
+
+
+# Seconds of work on small files: run on the submit host, not as cluster jobs.
+localrules:
+    tissue_gate,
+
+
+rule tissue_gate:
+    """One model's gate before its training (the shared gate step): the module-level checks
+    and that model's overfit check. The module's gate.json (rule gate) reads every check for
+    the summary; no training waits for it, so adding a model reruns no other model's gate."""
+    input:
+        TISSUE_MODULE_CHECKS,
+        rules.tissue_diagnostic_overfit.output.json,
+    output:
+        f"{TISSUE_OUT}/diagnostics/gate_{{tissue_kind}}.json",
+    log:
+        f"{LOGS}/tissue/gate_{{tissue_kind}}.log",
+    conda:
+        ENV_CPU
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        strict=config["diagnostics"]["strict"],
     script:
         "../scripts/run_step.py"
 
@@ -278,11 +321,11 @@ rule tissue_baselines:
 
 
 rule tissue_train:
-    """Train one ensemble member with the shared engine (GPU when present) after the gate passed."""
+    """Train one ensemble member with the shared engine (GPU when present) after its model's gate passed."""
     input:
         h5=rules.tissue_features.output.h5,
         splits=f"{TISSUE_RUN}/splits.tsv",
-        gate=gate_input("tissue"),
+        gate=gate_input("tissue", "{tissue_model}"),
     output:
         metrics=f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{tissue_member}}/metrics.json",
         model=f"{TISSUE_RUN}/train/{{tissue_model}}/members/{{tissue_member}}/model.pt",
@@ -360,12 +403,12 @@ rule tissue_ensemble:
 
 
 rule tissue_reads:
-    """Fit the read-profile model (closed form, CPU) after the gate passed: its metrics, model
+    """Fit the read-profile model (closed form, CPU) after its gate passed: its metrics, model
     and checks sit where an ensemble's do, so the summary and tissue_predict take it alike."""
     input:
         h5=rules.tissue_features.output.h5,
         splits=f"{TISSUE_RUN}/splits.tsv",
-        gate=gate_input("tissue"),
+        gate=gate_input("tissue", "reads"),
     output:
         metrics=f"{TISSUE_RUN}/train/reads/metrics.json",
         model=f"{TISSUE_RUN}/train/reads/model.pt",
@@ -410,6 +453,9 @@ rule tissue_summary:
             f"{TISSUE_RUN}/train/{{m}}/diagnostics.json", m=TISSUE_MODELS, tissue_fold=TISSUE_FOLD_IDS
         ),
         diagnostics=DIAGNOSTICS["tissue"],
+        # The module's gate over every check: the record a user looks at, made with the summary
+        # (no training rule takes it).
+        gate=gate_input("tissue"),
     output:
         json=f"{TISSUE_OUT}/summary.json",
         md=f"{TISSUE_OUT}/summary.md",

@@ -4,7 +4,7 @@ Every rule's ``script:`` is ``workflow/scripts/run_step.py``, which looks up its
 (``genomelab.entry.dispatch``). Entries are strings, imported only when their rule runs, so
 a CPU rule never pays for importing torch. A new step is one function, one line here and
 one rule; the rule's name is ``<module>_<name>`` and its step ``<name>_step`` (the gate,
-one rule for every module, is ``gate``).
+one rule for every module, is ``gate``; tissue's per-model ``tissue_gate`` runs its step).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ STEPS = MappingProxyType(
         "tissue_diagnostic": "genomelab.tissue.steps:diagnostic_step",
         "tissue_diagnostic_plot": "genomelab.tissue.steps:diagnostic_step",
         "tissue_diagnostic_overfit": "genomelab.tissue.steps:diagnostic_step",
+        # One model's gate (its training's input): the shared gate step on fewer files.
+        "tissue_gate": "genomelab.diagnostics.steps:gate_step",
         "tissue_baselines": "genomelab.tissue.steps:baselines_step",
         "tissue_train": "genomelab.tissue.steps:train_step",
         "tissue_ensemble": "genomelab.tissue.steps:ensemble_step",

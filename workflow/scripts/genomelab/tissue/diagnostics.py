@@ -549,7 +549,12 @@ def check_learnability(
     seed: int,
     figure: str | os.PathLike | None = None,
 ) -> list[DiagnosticResult]:
-    """Region-level vs file-level learnability; fail when a configured model is region-level and regions are uninformative."""
+    """Region-level vs file-level learnability; fail when a configured model is region-level and regions are uninformative.
+
+    ``models``: the configured models, or only their region-level ones (the workflow passes
+    those, so that adding a file-level model does not rerun this check): the verdict and
+    the details depend on the region-level ones alone.
+    """
     region = region_probe(data, cfg.probe_regions, seed)
     file = file_probe(data, seed)
     info_r = informativeness(region["accuracy"], region["chance"])
@@ -560,7 +565,6 @@ def check_learnability(
         "file_probe": file,
         "region_informativeness": info_r,
         "file_informativeness": info_f,
-        "models": list(models),
         "region_level_models": region_models,
         "n_classes": len(data.classes),
     }
@@ -628,8 +632,8 @@ def check_learnability(
                 name,
                 PASS,
                 f"{summary}. Regions alone are not learnable but whole samples are: "
-                f"{explanation}. The configured models {list(models)} classify whole samples, "
-                "which is the right granularity",
+                f"{explanation}. No configured model is region-level: they classify whole "
+                "samples, which is the right granularity",
                 figure=fig_name,
                 details=details,
             )

@@ -77,7 +77,11 @@ def splits_step(smk: Any) -> None:
 
 
 def diagnostic_step(smk: Any) -> None:
-    """One diagnostics rule: ``smk.params.check`` names the check (see diagnostics.CHECKS)."""
+    """One diagnostics rule: ``smk.params.check`` names the check (see diagnostics.CHECKS).
+
+    ``smk.params.models``, where the check reads models: the one model of an overfit job, the
+    region-level ones for learnability; the checks of the data alone have none.
+    """
     from genomelab.tissue.diagnostics import DiagnosticsConfig, run_check
 
     _limit_threads(smk)
@@ -87,7 +91,7 @@ def diagnostic_step(smk: Any) -> None:
         smk.input.get("splits"),
         _task(smk),
         DiagnosticsConfig.from_dict(param(smk, "diagnostics")),
-        list(smk.params.models),
+        list(smk.params.models) if "models" in smk.params.keys() else [],
         param(smk, "model_configs") if "model_configs" in smk.params.keys() else None,
         int(smk.params.seed),
         smk.output.json,

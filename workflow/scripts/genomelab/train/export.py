@@ -227,6 +227,7 @@ KIND_MODULES = {
     "mlp": "tissue",
     "attention": "tissue",
     "masked": "tissue",
+    "reads": "tissue",
     "region": "tissue",
     "deconv": "deconv",
     "regulon": "regulon",

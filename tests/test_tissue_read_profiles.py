@@ -106,6 +106,30 @@ def test_float32_scores_relative_to_the_centre_keep_the_float64_class_difference
     np.testing.assert_allclose(model.family_scores("mixture", k, n, absolute=True).numpy(), want, atol=2e-3)
 
 
+def test_profiles_scored_in_small_chunks_score_as_in_one(monkeypatch):
+    """Chunks of 16 profile rows (classes split across chunks, the factor family's latent
+    points in several chunks per class) give the scores of one chunk of all."""
+    from genomelab.tissue import read_profiles
+
+    data = make_data(9, n_regions=80)
+    tr, va, te = (data.index(s) for s in ("train", "val", "test"))
+    cfg = ReadsConfig(mixture_components=[8], latent_draws=40)
+    model, _ = fit_read_profiles(data.means[tr], data.y[tr], data.means[va], data.y[va], 3, cfg)
+    assert len(model.mixture_p) > 16 and len(model.factor_z) > 16
+    means, cov = degrade(data.means[te], 3, 0.5, np.random.default_rng(0))
+    k, n = model.counts(torch.as_tensor(means), torch.as_tensor(cov))
+    assert read_profiles.chunk_rows(80) == read_profiles.PROFILE_CHUNK
+    whole = {f: model.family_scores(f, k, n) for f in ("mixture", "factor")}
+    monkeypatch.setattr(read_profiles, "PROFILE_CHUNK", 16)
+    assert read_profiles.chunk_rows(80) == 16
+    for f, want in whole.items():
+        torch.testing.assert_close(model.family_scores(f, k, n), want, rtol=1e-5, atol=1e-4)
+    # The byte budget bounds a chunk at the panel's size: [rows, 51,089] float32 <= 24 MiB.
+    monkeypatch.undo()
+    rows = read_profiles.chunk_rows(51_089)
+    assert rows == 112 and rows * 51_089 * 4 <= read_profiles.PROFILE_BYTES
+
+
 def test_forward_makes_no_float64_tensor():
     """float32 throughout, so the model runs on any accelerator (fp64 is slow on most GPUs
     and absent on some)."""

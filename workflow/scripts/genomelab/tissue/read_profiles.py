@@ -59,8 +59,18 @@ logger = logging.getLogger(__name__)
 FAMILIES = ("mixture", "factor", "reference")
 EPS = 1e-3  # a read probability is kept in [EPS, 1 - EPS]: one read never scores -inf
 KAPPA_RANGE = (0.5, 1e4)  # as the naive Bayes baseline clips its concentrations
-# Profile rows scored at once: [B, chunk] scores and [chunk, R] probabilities in memory.
+# Profile rows scored at once: [B, chunk] scores and [chunk, R] probabilities in memory. At
+# most PROFILE_CHUNK rows and PROFILE_BYTES per [chunk, R] float32 temporary, in multiples of
+# 16 rows (the matrix products' blocks): glibc gives a block over 32 MiB its own mapping, which
+# the kernel zero-fills page by page on every use. At 51,089 regions chunks of 256 rows (52 MB)
+# scored 62 samples/s on 2 threads, of 112 rows ~130 (benchmarks/bench_tissue_reads_scale.py).
 PROFILE_CHUNK = 256
+PROFILE_BYTES = 24 * 2**20
+
+
+def chunk_rows(n_regions: int) -> int:
+    """Profile rows per chunk at ``n_regions`` regions (16 to PROFILE_CHUNK)."""
+    return max(16, min(PROFILE_CHUNK, PROFILE_BYTES // (4 * max(n_regions, 1)) // 16 * 16))
 
 
 @dataclass
@@ -147,20 +157,22 @@ class ReadProfiles(nn.Module):
         _resizable(self, state_dict, prefix)
 
     def _profiles(self, family: str) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Chunks (p [P', R], class [P'], log weight within class [P']) of one family."""
+        """Chunks (p [P', R], class [P'], log weight within class [P']) of one family, P' <=
+        :func:`chunk_rows` (a chunk never mixes classes of the factor family)."""
+        rows = chunk_rows(self.kappa.shape[0])
         if family == "factor":
             n_z = len(self.factor_z)
             for c in range(len(self.factor_mean)):
-                for start in range(0, n_z, PROFILE_CHUNK):
-                    z = self.factor_z[start : start + PROFILE_CHUNK]
-                    p = (self.factor_mean[c] + z @ self.factor_load[c]).clamp(EPS, 1 - EPS)
+                for start in range(0, n_z, rows):
+                    z = self.factor_z[start : start + rows]
+                    p = torch.addmm(self.factor_mean[c], z, self.factor_load[c]).clamp_(EPS, 1 - EPS)
                     cls = torch.full((len(z),), c, dtype=torch.int64, device=p.device)
                     yield p, cls, torch.full((len(z),), -float(np.log(n_z)), device=p.device)
             return
         p_all = getattr(self, f"{family}_p")
         cls_all, lw_all = getattr(self, f"{family}_class"), getattr(self, f"{family}_logw")
-        for start in range(0, len(p_all), PROFILE_CHUNK):
-            sl = slice(start, start + PROFILE_CHUNK)
+        for start in range(0, len(p_all), rows):
+            sl = slice(start, start + rows)
             yield p_all[sl], cls_all[sl], lw_all[sl]
 
     def centre(self, family: str) -> torch.Tensor:
@@ -186,8 +198,12 @@ class ReadProfiles(nn.Module):
         log_q, log_1q = torch.log(q), torch.log1p(-q)
         out = torch.full((len(k), self.n_classes), -float("inf"), device=k.device)
         for p, cls, lw in self._profiles(family):
+            # In place where possible: at 51,089 regions a chunk's [P', R] temporaries, not the
+            # products, were most of the time (each a fresh allocation the kernel zero-fills).
             p = p.float()
-            ll = k @ (torch.log(p) - log_q).T + n @ (torch.log1p(-p) - log_1q).T + lw.float()  # [B, P']
+            log_p = torch.log(p).sub_(log_q)
+            log_1p = torch.neg(p).log1p_().sub_(log_1q)
+            ll = torch.addmm(lw.float(), k, log_p.T).addmm_(n, log_1p.T)  # [B, P']
             for c in torch.unique(cls).tolist():
                 out[:, c] = torch.logaddexp(out[:, c], torch.logsumexp(ll[:, cls == c], dim=1))
         out = out + self.log_prior.float()

@@ -16,8 +16,11 @@ from genomelab.tissue.models import build_model
 from genomelab.tissue.read_profiles import (
     ReadProfiles,
     ReadsConfig,
+    degrade_draws,
+    factor_analysis,
     fit_read_profiles,
     pooled_concentration,
+    validation_counts,
 )
 from genomelab.tissue.report import build_summary
 from genomelab.tissue.sparse import SparsityConfig, degrade
@@ -60,7 +63,7 @@ def test_score_is_the_tempered_binomial_of_the_reads_at_observed_regions():
     means[0, :10] = np.nan  # unobserved
     depth[1, 5:20] = 0  # no reads: unobserved too
     kf, nf = model.counts(torch.as_tensor(means), torch.as_tensor(depth))
-    got = model.family_scores("mixture", kf, nf).numpy()
+    got = model.family_scores("mixture", kf, nf, absolute=True).numpy()
     observed = np.isfinite(means) & (depth > 0)
     f = np.where(observed, (kappa + 1.0) / (kappa + depth), 0)
     kk, dd = np.where(observed, k, 0), np.where(observed, depth, 0)
@@ -72,6 +75,87 @@ def test_score_is_the_tempered_binomial_of_the_reads_at_observed_regions():
     # The output is the temperature-scaled log-softmax of those scores (one family).
     out = model(torch.as_tensor(means), torch.as_tensor(depth)).numpy()
     np.testing.assert_allclose(out, want - np.log(np.exp(want).sum(1, keepdims=True)), atol=1e-4)
+
+
+def test_float32_scores_relative_to_the_centre_keep_the_float64_class_differences():
+    """At the panel's size the absolute log-likelihoods are ~-10^4 nats: float32 sums of
+    them would blur class differences; the relative scores must match float64 to 1e-3."""
+    rng = np.random.default_rng(10)
+    n_classes, n_regions = 6, 20_000
+    p = np.clip(rng.beta(2, 2, n_regions) + rng.normal(0, 0.1, (2 * n_classes, n_regions)), 0.01, 0.99)
+    model = ReadProfiles(n_regions, n_classes, ["mixture"])
+    model.load_state_dict(
+        {
+            **model.state_dict(),
+            "kappa": torch.full((n_regions,), 20.0),
+            "mixture_p": torch.as_tensor(p, dtype=torch.float32),
+            "mixture_class": torch.arange(2 * n_classes) % n_classes,
+            "mixture_logw": torch.full((2 * n_classes,), -float(np.log(2))),
+        }
+    )
+    means, cov = degrade(p[rng.integers(0, 2 * n_classes, 8)], 1, 0.7, rng)
+    k, n = model.counts(torch.as_tensor(means), torch.as_tensor(cov))
+    p64 = model.mixture_p.double().numpy()
+    ll = k.double().numpy() @ np.log(p64).T + n.double().numpy() @ np.log1p(-p64).T - np.log(2)
+    want = np.logaddexp(ll[:, :n_classes], ll[:, n_classes:]) + model.log_prior.double().numpy()
+    assert np.abs(want).min() > 1e3  # the regime float32 absolute sums cannot hold
+    rel = model.family_scores("mixture", k, n)
+    assert rel.dtype == torch.float32
+    rel = rel.double().numpy()
+    np.testing.assert_allclose(rel - rel[:, :1], want - want[:, :1], atol=1e-3)
+    np.testing.assert_allclose(model.family_scores("mixture", k, n, absolute=True).numpy(), want, atol=2e-3)
+
+
+def test_profiles_scored_in_small_chunks_score_as_in_one(monkeypatch):
+    """Chunks of 16 profile rows (classes split across chunks, the factor family's latent
+    points in several chunks per class) give the scores of one chunk of all."""
+    from genomelab.tissue import read_profiles
+
+    data = make_data(9, n_regions=80)
+    tr, va, te = (data.index(s) for s in ("train", "val", "test"))
+    cfg = ReadsConfig(mixture_components=[8], latent_draws=40)
+    model, _ = fit_read_profiles(data.means[tr], data.y[tr], data.means[va], data.y[va], 3, cfg)
+    assert len(model.mixture_p) > 16 and len(model.factor_z) > 16
+    means, cov = degrade(data.means[te], 3, 0.5, np.random.default_rng(0))
+    k, n = model.counts(torch.as_tensor(means), torch.as_tensor(cov))
+    assert read_profiles.chunk_rows(80) == read_profiles.PROFILE_CHUNK
+    whole = {f: model.family_scores(f, k, n) for f in ("mixture", "factor")}
+    monkeypatch.setattr(read_profiles, "PROFILE_CHUNK", 16)
+    assert read_profiles.chunk_rows(80) == 16
+    for f, want in whole.items():
+        torch.testing.assert_close(model.family_scores(f, k, n), want, rtol=1e-5, atol=1e-4)
+    # The byte budget bounds a chunk at the panel's size: [rows, 51,089] float32 <= 24 MiB.
+    monkeypatch.undo()
+    rows = read_profiles.chunk_rows(51_089)
+    assert rows == 112 and rows * 51_089 * 4 <= read_profiles.PROFILE_BYTES
+
+
+def test_forward_makes_no_float64_tensor():
+    """float32 throughout, so the model runs on any accelerator (fp64 is slow on most GPUs
+    and absent on some)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Dtypes(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set[torch.dtype] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, tuple | list) else [out]:
+                if isinstance(t, torch.Tensor):
+                    self.seen.add(t.dtype)
+            return out
+
+    data = make_data(8, n_regions=60)
+    tr, va, te = (data.index(s) for s in ("train", "val", "test"))
+    model, _ = fit_read_profiles(
+        data.means[tr], data.y[tr], data.means[va], data.y[va], 3, ReadsConfig(latent_draws=16)
+    )
+    mode = Dtypes()
+    with mode:
+        model(torch.as_tensor(data.means[te]), torch.full(data.means[te].shape, 30.0))
+    assert torch.float32 in mode.seen and torch.float64 not in mode.seen, mode.seen
 
 
 def test_unobserved_regions_change_nothing():
@@ -128,6 +212,42 @@ def test_factor_family_sees_correlated_regions_that_naive_bayes_cannot():
         assert choices[family]["temperature"] > 0
     assert acc["mixture"] < 0.65, acc  # same means: about chance
     assert acc["factor"] > acc["mixture"] + 0.15, acc
+
+
+@pytest.mark.parametrize("n_regions", [300, 12])  # the Gram matrix on either side
+@pytest.mark.parametrize("d", [1, 3])
+def test_factor_analysis_is_scikit_learns(n_regions, d):
+    from sklearn.decomposition import FactorAnalysis
+
+    rng = np.random.default_rng(d)
+    x = rng.normal(0, 0.05, (40, n_regions)) + rng.normal(0, 1, (40, 2)) @ rng.normal(0, 0.1, (2, n_regions))
+    mean, load = factor_analysis(x, d)
+    fa = FactorAnalysis(d, svd_method="lapack").fit(x)
+    np.testing.assert_allclose(mean, fa.mean_)
+    sign = np.sign((fa.components_ * load).sum(1))
+    np.testing.assert_allclose(load, fa.components_ * sign[:, None], atol=1e-10)
+    # Each factor's largest loading is positive (the fit does not depend on SVD signs).
+    assert (load[np.arange(d), np.abs(load).argmax(1)] > 0).all()
+
+
+def test_validation_counts_filled_draw_by_draw_equal_the_stacked_draws():
+    rng = np.random.default_rng(11)
+    val = rng.uniform(0, 1, (7, 50)).astype(np.float32)
+    val[:, :5] = np.nan
+    cfg = ReadsConfig(choose_depth=2, choose_observed=[1.0, 0.3], validation_draws=3)
+    model = _one_profile_model(rng.uniform(0.1, 0.9, (2, 50)), rng.uniform(1, 30, 50), np.log([0.5, 0.5]))
+    k, n = validation_counts(model, val, cfg, seed=4)
+    draws = list(degrade_draws(val, 2, [1.0, 0.3], 3, seed=4))
+    assert len(draws) == 6 and k.shape == n.shape == (42, 50)
+    want_k, want_n = model.counts(
+        torch.as_tensor(np.concatenate([m for m, _ in draws])),
+        torch.as_tensor(np.concatenate([c for _, c in draws])),
+    )
+    torch.testing.assert_close(k, want_k, rtol=0, atol=0)
+    torch.testing.assert_close(n, want_n, rtol=0, atol=0)
+    # The draws differ, and fewer regions are observed in the second fraction's.
+    assert not torch.equal(k[:7], k[7:14])
+    assert (k[21:] + n[21:] > 0).float().mean() < (k[:21] + n[:21] > 0).float().mean()
 
 
 def test_beats_logistic_regression_at_one_read_and_ties_it_at_full_coverage():

@@ -31,6 +31,10 @@ mean of the families' temperature-scaled log-probabilities. On TCGA IDH-wt at on
 mixture and factor families score 0.912 each, naive Bayes 0.898 and logistic regression
 0.867 (20 fold seeds, ``benchmarks/bench_tissue_one_read_ceiling.py``, docs/tissue.md).
 
+The products are float32: a family's scores are taken relative to the likelihood under its
+mean profile (a constant per sample, which the softmax ignores), so the sums stay small enough
+for float32's digits (``ReadProfiles.family_scores``); the forward makes no float64 tensor.
+
 Shapes: means, coverage [B, R] (NaN or coverage 0 = unobserved); output [B, C] log-probabilities.
 """
 
@@ -46,7 +50,6 @@ import torch
 from scipy.special import log_softmax
 from scipy.stats import norm, qmc
 from sklearn.cluster import KMeans
-from sklearn.decomposition import FactorAnalysis
 from torch import nn
 
 from genomelab.config import ConfigSection, from_schema
@@ -56,8 +59,18 @@ logger = logging.getLogger(__name__)
 FAMILIES = ("mixture", "factor", "reference")
 EPS = 1e-3  # a read probability is kept in [EPS, 1 - EPS]: one read never scores -inf
 KAPPA_RANGE = (0.5, 1e4)  # as the naive Bayes baseline clips its concentrations
-# Profile rows scored at once: [B, chunk] scores and [chunk, R] probabilities in memory.
+# Profile rows scored at once: [B, chunk] scores and [chunk, R] probabilities in memory. At
+# most PROFILE_CHUNK rows and PROFILE_BYTES per [chunk, R] float32 temporary, in multiples of
+# 16 rows (the matrix products' blocks): glibc gives a block over 32 MiB its own mapping, which
+# the kernel zero-fills page by page on every use. At 51,089 regions chunks of 256 rows (52 MB)
+# scored 62 samples/s on 2 threads, of 112 rows ~130 (benchmarks/bench_tissue_reads_scale.py).
 PROFILE_CHUNK = 256
+PROFILE_BYTES = 24 * 2**20
+
+
+def chunk_rows(n_regions: int) -> int:
+    """Profile rows per chunk at ``n_regions`` regions (16 to PROFILE_CHUNK)."""
+    return max(16, min(PROFILE_CHUNK, PROFILE_BYTES // (4 * max(n_regions, 1)) // 16 * 16))
 
 
 @dataclass
@@ -144,57 +157,91 @@ class ReadProfiles(nn.Module):
         _resizable(self, state_dict, prefix)
 
     def _profiles(self, family: str) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Chunks (p [P', R], class [P'], log weight within class [P']) of one family."""
+        """Chunks (p [P', R], class [P'], log weight within class [P']) of one family, P' <=
+        :func:`chunk_rows` (a chunk never mixes classes of the factor family)."""
+        rows = chunk_rows(self.kappa.shape[0])
         if family == "factor":
             n_z = len(self.factor_z)
             for c in range(len(self.factor_mean)):
-                for start in range(0, n_z, PROFILE_CHUNK):
-                    z = self.factor_z[start : start + PROFILE_CHUNK]
-                    p = (self.factor_mean[c] + z @ self.factor_load[c]).clamp(EPS, 1 - EPS)
+                for start in range(0, n_z, rows):
+                    z = self.factor_z[start : start + rows]
+                    p = torch.addmm(self.factor_mean[c], z, self.factor_load[c]).clamp_(EPS, 1 - EPS)
                     cls = torch.full((len(z),), c, dtype=torch.int64, device=p.device)
                     yield p, cls, torch.full((len(z),), -float(np.log(n_z)), device=p.device)
             return
         p_all = getattr(self, f"{family}_p")
         cls_all, lw_all = getattr(self, f"{family}_class"), getattr(self, f"{family}_logw")
-        for start in range(0, len(p_all), PROFILE_CHUNK):
-            sl = slice(start, start + PROFILE_CHUNK)
+        for start in range(0, len(p_all), rows):
+            sl = slice(start, start + rows)
             yield p_all[sl], cls_all[sl], lw_all[sl]
 
-    def family_scores(self, family: str, k: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def centre(self, family: str) -> torch.Tensor:
+        """The mean of ``family``'s profiles, q [R] (each factor class at its mean level): the
+        reference its scores are taken relative to."""
+        p = self.factor_mean if family == "factor" else getattr(self, f"{family}_p")
+        return p.float().mean(0).clamp(EPS, 1 - EPS)
+
+    def family_scores(
+        self, family: str, k: torch.Tensor, n: torch.Tensor, absolute: bool = False
+    ) -> torch.Tensor:
         """Tempered methylated / unmethylated counts k, n [B, R] -> [B, C] log prior + class
-        log-likelihood under ``family``'s profiles."""
-        out = torch.full((len(k), self.n_classes), -float("inf"), dtype=k.dtype, device=k.device)
+        log-likelihood under ``family``'s profiles, relative to the read likelihood under
+        :meth:`centre` q (float32); ``absolute``: without that shift (float64).
+
+        The shift, k log q + n log(1 - q) summed over regions, is the same for every class: a
+        constant per sample, which the softmax, the argmax and a temperature ignore. Leaving
+        it out is what lets the products be float32: the absolute sums over 51,089 regions
+        are ~-35,000 nats, where float32's spacing (~0.004) and the rounding of a long sum
+        would blur the class differences; the log-ratios log(p / q) sum to a few hundred."""
+        k, n = k.float(), n.float()
+        q = self.centre(family).to(k.device)
+        log_q, log_1q = torch.log(q), torch.log1p(-q)
+        out = torch.full((len(k), self.n_classes), -float("inf"), device=k.device)
         for p, cls, lw in self._profiles(family):
-            p = p.to(k.dtype)
-            ll = k @ torch.log(p).T + n @ torch.log1p(-p).T + lw.to(k.dtype)  # [B, P']
+            # In place where possible: at 51,089 regions a chunk's [P', R] temporaries, not the
+            # products, were most of the time (each a fresh allocation the kernel zero-fills).
+            p = p.float()
+            log_p = torch.log(p).sub_(log_q)
+            log_1p = torch.neg(p).log1p_().sub_(log_1q)
+            ll = torch.addmm(lw.float(), k, log_p.T).addmm_(n, log_1p.T)  # [B, P']
             for c in torch.unique(cls).tolist():
                 out[:, c] = torch.logaddexp(out[:, c], torch.logsumexp(ll[:, cls == c], dim=1))
-        return out + self.log_prior.to(k.dtype)
+        out = out + self.log_prior.float()
+        if not absolute:
+            return out
+        shift = torch.cat(
+            [
+                k[i : i + PROFILE_CHUNK].double() @ log_q.double()
+                + n[i : i + PROFILE_CHUNK].double() @ log_1q.double()
+                for i in range(0, len(k), PROFILE_CHUNK)
+            ]
+        )
+        return out.double() + shift[:, None]
 
     def counts(self, means: torch.Tensor, coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """means, coverage [B, R] -> tempered methylated and unmethylated counts [B, R]
-        (0 where unobserved), float64 so that sums over 51,089 regions keep their digits."""
-        cov = coverage.double()
+        """means, coverage [B, R] -> tempered methylated and unmethylated counts float32 [B, R]
+        (0 where unobserved)."""
+        cov = coverage.float()
         observed = torch.isfinite(means) & (cov > 0)
         d = torch.where(observed, cov, torch.zeros_like(cov))
         k = torch.where(
-            observed, torch.round(torch.nan_to_num(means.double()).clamp(0, 1) * d), torch.zeros_like(d)
+            observed, torch.round(torch.nan_to_num(means.float()).clamp(0, 1) * d), torch.zeros_like(d)
         )
-        kappa = self.kappa.double()
+        kappa = self.kappa.float()
         f = torch.where(observed, (kappa + 1) / (kappa + d), torch.zeros_like(d))
         return f * k, f * (d - k)
 
     @torch.no_grad()
     def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-        """means, coverage [B, R] -> [B, C] mean over families of log_softmax(scores / T)."""
+        """means, coverage [B, R] -> [B, C] mean over families of log_softmax(scores / T)
+        (float32 throughout: no float64 on a GPU)."""
         k, n = self.counts(means, coverage)
-        out = torch.stack(
+        return torch.stack(
             [
-                torch.log_softmax(self.family_scores(f, k, n) / self.temperature[i].double(), dim=1)
+                torch.log_softmax(self.family_scores(f, k, n) / self.temperature[i].float(), dim=1)
                 for i, f in enumerate(self.families)
             ]
         ).mean(0)
-        return out.float()
 
 
 def _filled(levels: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -252,12 +299,57 @@ def fit_mixture(levels: np.ndarray, k: int, steps: int, seed: int) -> tuple[np.n
 
 def fit_factor(levels: np.ndarray, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A d-factor model of one class's levels [n, R]: (mean [R], loadings [d', R]); d' =
-    min(d, n - 1) (0 loadings for a class of one sample)."""
+    min(d, n - 1) (0 loadings for a class of one sample). ``seed`` is unused (the fit is
+    deterministic); it stays for the callers' symmetry with :func:`fit_mixture`."""
     d = min(d, len(levels) - 1)
     if d < 1:
         return levels.mean(0), np.zeros((0, levels.shape[1]))
-    fa = FactorAnalysis(d, random_state=seed).fit(levels)
-    return fa.mean_, fa.components_
+    return factor_analysis(levels, d)
+
+
+def factor_analysis(
+    x: np.ndarray, d: int, tol: float = 1e-2, max_iter: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood factor analysis of x [n, R] with d factors: (mean [R], loadings
+    [d, R]), each factor's sign fixed so that its largest loading is positive.
+
+    The EM of scikit-learn's ``FactorAnalysis`` (Barber 2012, 21.2.33: the same start,
+    updates and stopping rule), but each step's SVD of the noise-whitened data [n, R] is
+    taken from the eigenvectors of its Gram matrix on the smaller side (n x n for a class of
+    tens of samples): O(min(n, R)^2 max(n, R)), exact (no random state). At 51,089 regions
+    and ~90 samples scikit-learn's randomized SVD took ~1 min per fit (LAPACK's SVD ~5 s per
+    step), 36 fits in all and most of the model's cost; this takes 1-3 s per fit."""
+    n, r = x.shape
+    mean = x.mean(0)
+    xc = x - mean
+    var = xc.var(0)
+    psi = np.ones(r)
+    llconst = r * np.log(2.0 * np.pi) + d
+    old_ll = -np.inf
+    small = 1e-12
+    w = np.zeros((d, r))
+    for _ in range(max_iter):
+        sqrt_psi = np.sqrt(psi) + small
+        a = xc / (sqrt_psi * np.sqrt(n))
+        if n <= r:
+            gram = a @ a.T
+            lam, u = np.linalg.eigh(gram)  # ascending
+            s2 = np.maximum(lam[::-1][:d], small)  # squared singular values, largest first
+            vt = (u[:, ::-1][:, :d].T @ a) / np.sqrt(s2)[:, None]
+        else:
+            gram = a.T @ a
+            lam, v = np.linalg.eigh(gram)
+            s2 = np.maximum(lam[::-1][:d], small)
+            vt = v[:, ::-1][:, :d].T
+        unexplained = max(float(np.trace(gram) - s2.sum()), 0.0)
+        w = np.sqrt(np.maximum(s2 - 1.0, 0.0))[:, None] * vt * sqrt_psi
+        ll = -n / 2.0 * (llconst + np.log(s2).sum() + unexplained + np.log(psi).sum())
+        if ll - old_ll < tol:
+            break
+        old_ll = ll
+        psi = np.maximum(var - (w**2).sum(0), small)
+    sign = np.sign(w[np.arange(d), np.abs(w).argmax(1)])
+    return mean, w * np.where(sign == 0, 1.0, sign)[:, None]
 
 
 def sobol_normal(d: int, n: int, seed: int) -> np.ndarray:
@@ -283,15 +375,36 @@ def _accuracy(scores: np.ndarray, y: np.ndarray) -> float:
 
 def degrade_draws(
     means: np.ndarray, depth: int, observed: list[float], draws: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``draws`` copies of means [m, R] at ``depth`` reads per covered region for each
-    fraction of regions in ``observed``, stacked [len(observed) * draws * m, R] (means,
-    coverage), from their own random stream."""
+    fraction of regions in ``observed``, one copy (means, coverage [m, R]) at a time, from
+    their own random stream (the order: every draw of the first fraction, then the next)."""
     from genomelab.tissue.sparse import degrade
 
     rng = np.random.default_rng([seed, 77])
-    parts = [degrade(means, depth, f, rng) for f in observed for _ in range(draws)]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    for f in observed:
+        for _ in range(draws):
+            yield degrade(means, depth, f, rng)
+
+
+def validation_counts(
+    model: ReadProfiles, val_means: np.ndarray, cfg: ReadsConfig, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tempered counts k, n float32 [len(choose_observed) * validation_draws * m, R] of
+    :func:`degrade_draws` of the validation means [m, R], filled one draw at a time: the
+    draws' means and coverage never all exist at once (at 176 samples x 51,089 regions x 5
+    draws they and their float64 counts took ~1.5 GB; the counts alone take 360 MB)."""
+    m, r = val_means.shape
+    n_rows = len(cfg.choose_observed) * cfg.validation_draws * m
+    k, n = torch.empty(n_rows, r), torch.empty(n_rows, r)
+    draws = degrade_draws(
+        np.asarray(val_means, np.float32), cfg.choose_depth, cfg.choose_observed, cfg.validation_draws, seed
+    )
+    for i, (dm, dc) in enumerate(draws):
+        k[i * m : (i + 1) * m], n[i * m : (i + 1) * m] = model.counts(
+            torch.as_tensor(dm), torch.as_tensor(dc)
+        )
+    return k, n
 
 
 def fit_read_profiles(
@@ -327,14 +440,13 @@ def fit_read_profiles(
     model = ReadProfiles(n_regions, n_classes, cfg.families)
     model.log_prior.copy_(torch.as_tensor(log_prior))
     model.kappa.copy_(torch.as_tensor(pooled_concentration(levels, y_train, class_means)))
-    vm, vc = degrade_draws(
-        np.asarray(val_means, np.float32), cfg.choose_depth, cfg.choose_observed, cfg.validation_draws, seed
-    )
     yv = np.tile(y_val, cfg.validation_draws * len(cfg.choose_observed))
-    k, n = model.counts(torch.as_tensor(vm), torch.as_tensor(vc))
+    k, n = validation_counts(model, val_means, cfg, seed)
 
     def val_scores(family: str) -> np.ndarray:
-        return model.family_scores(family, k, n).numpy()
+        # Relative scores (a constant per sample off the log-likelihood): the accuracy and
+        # the temperature do not see the difference.
+        return model.family_scores(family, k, n).double().numpy()
 
     choices: dict[str, Any] = {}
     scores: dict[str, np.ndarray] = {}

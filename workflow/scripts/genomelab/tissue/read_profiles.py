@@ -248,8 +248,10 @@ def _filled(levels: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarr
     """Training levels [n, R] with NaN (uncovered) -> (levels with each NaN at its class's
     mean of the region, class means [C, R]); a region no sample of a class covers takes the
     mean over classes, one nobody covers 0.5."""
-    pooled = np.nanmean(np.where(np.isfinite(levels), levels, np.nan), axis=0) if len(levels) else None
-    pooled = np.where(np.isfinite(pooled), pooled, 0.5)
+    # The mean over every sample that covers a region (no nanmean: it warns on a region nobody covers).
+    seen = np.isfinite(levels)
+    n_seen = seen.sum(0)
+    pooled = np.where(n_seen > 0, np.where(seen, levels, 0).sum(0) / np.maximum(n_seen, 1), 0.5)
     means = np.empty((n_classes, levels.shape[1]))
     for c in range(n_classes):
         rows = levels[y == c]

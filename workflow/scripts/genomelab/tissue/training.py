@@ -605,7 +605,8 @@ def fit_read_model(
     """Fit the read-profile model (:mod:`genomelab.tissue.read_profiles`) on the train
     split, choose its settings on the validation split, evaluate it on the test split.
 
-    No engine, no epochs: the fit is closed-form (seconds on the CPU). Writes into
+    No engine, no epochs: the fit is closed-form (8 s for 5 folds of 843 regions, about 2
+    minutes at 528 training samples x 51,089 regions on 2 threads). Writes into
     ``out_dir`` what an ensemble's folder holds, so the summary, the grid, the paired tests,
     ``tissue_predict`` and ``genomelab serve`` take it like any model: ``metrics.json`` (val
     and test metrics after one temperature fitted on validation, the grid, the settings

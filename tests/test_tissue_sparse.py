@@ -51,7 +51,7 @@ def test_degrade_draws_reads_and_masks_as_asked():
     one, _ = degrade(means, 1, 1.0, rng)
     assert set(np.unique(one[np.isfinite(one)])) == {0.0, 1.0}
     # Each grid point has its own seed: two calls give the same inputs, two points differ.
-    a, b = grid_inputs(means, GRID, seed=3), grid_inputs(means, GRID, seed=3)
+    a, b = list(grid_inputs(means, GRID, seed=3)), list(grid_inputs(means, GRID, seed=3))
     assert all(np.array_equal(x["means"], y["means"], equal_nan=True) for x, y in zip(a, b, strict=True))
     assert [(p["depth"], p["observed"]) for p in a] == [(30, 1.0), (30, 0.1), (1, 1.0), (1, 0.1)]
 

@@ -20,7 +20,7 @@ model and baseline sees the same degraded inputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,15 +67,15 @@ def degrade(
     return out, np.where(keep, float(depth), 0.0).astype(np.float32)
 
 
-def grid_inputs(means: np.ndarray, cfg: SparsityConfig, seed: int) -> list[dict[str, Any]]:
-    """Every grid point's degraded copy of ``means`` [n, R]: ``depth``, ``observed``, ``means``,
-    ``coverage``. Point i draws from its own seed (seed, i), so two jobs degrade a split alike."""
-    out = []
+def grid_inputs(means: np.ndarray, cfg: SparsityConfig, seed: int) -> Iterator[dict[str, Any]]:
+    """Every grid point's degraded copy of ``means`` [n, R], one at a time: ``depth``,
+    ``observed``, ``means``, ``coverage``. Point i draws from its own seed (seed, i), so two
+    jobs degrade a split alike. A generator: the 16 copies of a test split at 51,089 regions
+    held at once were most of a grid's memory (1.15 GB at 176 samples)."""
     for i, (depth, frac) in enumerate(cfg.points()):
         rng = np.random.default_rng([seed, i])
         m, c = degrade(means, depth, frac, rng)
-        out.append({"depth": depth, "observed": frac, "means": m, "coverage": c})
-    return out
+        yield {"depth": depth, "observed": frac, "means": m, "coverage": c}
 
 
 def evaluate_grid(

@@ -18,6 +18,7 @@ from genomelab.tissue.read_profiles import (
     ReadsConfig,
     degrade_draws,
     factor_analysis,
+    fit_factor,
     fit_read_profiles,
     pooled_concentration,
     validation_counts,
@@ -356,3 +357,32 @@ def test_it_is_fitted_not_trained_and_its_overfit_check_fits_ten_samples(tmp_pat
     results = check_overfit(data, ["reads"], {"reads": {"latent_draws": 16}}, DiagnosticsConfig(), seed=0)
     assert len(results) == 1 and results[0].status == "pass", results[0].message
     assert results[0].details["right"] == results[0].details["n"] == 10
+
+
+def test_concentration_counts_only_the_covered_levels():
+    """Levels filled in at their class mean have no residual: counted in the divisor, a region
+    covered by 10% of the samples got a kappa ten times too large (review20)."""
+    rng = np.random.default_rng(8)
+    y = np.repeat([0, 1], 500)
+    levels = rng.beta(np.where(y == 0, 1.0, 4.0), np.where(y == 0, 4.0, 1.0))[:, None]  # concentration 5
+    means = np.stack([levels[y == c].mean(0) for c in (0, 1)])
+    full = pooled_concentration(levels, y, means)
+    observed = rng.random(levels.shape) < 0.1
+    sparse_levels = np.where(observed, levels, means[y])  # what the fit's filling gives
+    sparse_means = np.stack([levels[(y == c) & observed[:, 0]].mean(0) for c in (0, 1)])
+    sparse = pooled_concentration(sparse_levels, y, sparse_means, observed)
+    # m (1 - m) / v - 1 with m the pooled mean 0.5 and v = 0.0267 (Beta(1, 4)): about 8.4.
+    assert 6 < full[0] < 11 and abs(sparse[0] - full[0]) < 2, (full, sparse)
+    # Without the mask the filled levels shrink the variance: the old estimate.
+    assert pooled_concentration(sparse_levels, y, sparse_means)[0] > 4 * full[0]
+
+
+def test_more_factors_than_regions_are_capped():
+    rng = np.random.default_rng(9)
+    levels = rng.uniform(0.1, 0.9, (10, 3))
+    mean, load = fit_factor(levels, 4, seed=0)
+    assert mean.shape == (3,) and load.shape[0] <= 3 and np.isfinite(load).all()
+    y = np.repeat([0, 1], 10)
+    both = np.concatenate([levels, 1 - levels])
+    model, _ = fit_read_profiles(both, y, both, y, 2, ReadsConfig(latent_draws=16), seed=0)
+    assert all(torch.isfinite(b.float()).all() for b in model.buffers())

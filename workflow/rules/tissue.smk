@@ -422,9 +422,10 @@ rule tissue_reads:
     # Matrix products of the read counts with the profiles (BLAS): 2 threads. Measured at 880
     # samples (528/176/176) x 51,089 regions x 6 classes, schema defaults, 2 threads
     # (benchmarks/bench_tissue_reads_scale.py): 118 s on a quiet machine (fit and choice 77 s,
-    # grid 37 s), 11 min on an oversubscribed one; peak RSS 2.2 GB, in the grid (its 16 degraded
-    # copies of the test samples, ~6.5 MB per test sample; the fit's peak is 1.8 GB). Memory and
-    # time grow about linearly with the samples: 4 GB and 20 min hold ~1,500 samples.
+    # grid 37 s), 11 min on an oversubscribed one; peak RSS 2.2 GB, in the grid, which then
+    # held its 16 degraded copies of the test samples at once (now one at a time, not
+    # re-measured; the fit's peak is 1.8 GB). Memory and time grow about linearly with the
+    # samples: 4 GB and 20 min hold ~1,500 samples.
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,

@@ -35,7 +35,8 @@ The products are float32: a family's scores are taken relative to the likelihood
 mean profile (a constant per sample, which the softmax ignores), so the sums stay small enough
 for float32's digits (``ReadProfiles.family_scores``); the forward makes no float64 tensor.
 
-Shapes: means, coverage [B, R] (NaN or coverage 0 = unobserved); output [B, C] log-probabilities.
+Shapes: means, coverage [B, R] (NaN or coverage 0 = unobserved); output [B, C] scores (a mean
+of log-probabilities, not normalised: a softmax of them gives the class probabilities).
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ class ReadsConfig(ConfigSection):
                 f"tissue.reads.choose_observed must list fractions in (0, 1], not {self.choose_observed}"
             )
         for name in ("em_steps", "latent_draws", "choose_depth", "validation_draws"):
-            if getattr(self, name) < (0 if name == "em_steps" else 1):
-                raise ValueError(f"tissue.reads.{name} must be >= 1, not {getattr(self, name)}")
+            low = 0 if name == "em_steps" else 1
+            if getattr(self, name) < low:
+                raise ValueError(f"tissue.reads.{name} must be >= {low}, not {getattr(self, name)}")
 
 
 def _resizable(module: nn.Module, state_dict: dict, prefix: str) -> None:
@@ -263,13 +265,24 @@ def _filled(levels: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarr
     return np.clip(filled, 0, 1), means
 
 
-def pooled_concentration(levels: np.ndarray, y: np.ndarray, class_means: np.ndarray) -> np.ndarray:
+def pooled_concentration(
+    levels: np.ndarray, y: np.ndarray, class_means: np.ndarray, observed: np.ndarray | None = None
+) -> np.ndarray:
     """Per region the concentration kappa = m (1 - m) / v - 1 of the level around its class
-    mean (v the pooled within-class variance, m the mean), clipped to KAPPA_RANGE [R]."""
-    resid = levels - class_means[y]
-    dof = max(len(levels) - len(np.unique(y)), 1)
+    mean (v the pooled within-class variance, m the mean), clipped to KAPPA_RANGE [R].
+
+    ``observed`` [n, R] (default: all): only the covered levels count. Levels filled in at
+    their class mean have no residual, and counting them in the divisor made a sparsely
+    covered region's variance small and its kappa large (50 instead of 5 at 10% coverage), so
+    deep reads there weighed several times too much."""
+    if observed is None:
+        observed = np.ones(levels.shape, bool)
+    resid = np.where(observed, levels - class_means[y], 0.0)
+    n_obs = observed.sum(0)
+    classes_seen = np.stack([observed[y == c].any(0) for c in np.unique(y)]).sum(0)
+    dof = np.maximum(n_obs - classes_seen, 1)
     v = (resid**2).sum(0) / dof
-    m = levels.mean(0)
+    m = np.where(observed, levels, 0.0).sum(0) / np.maximum(n_obs, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = m * (1 - m) / v - 1
     return np.clip(np.nan_to_num(kappa, nan=KAPPA_RANGE[1], posinf=KAPPA_RANGE[1]), *KAPPA_RANGE)
@@ -301,9 +314,10 @@ def fit_mixture(levels: np.ndarray, k: int, steps: int, seed: int) -> tuple[np.n
 
 def fit_factor(levels: np.ndarray, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A d-factor model of one class's levels [n, R]: (mean [R], loadings [d', R]); d' =
-    min(d, n - 1) (0 loadings for a class of one sample). ``seed`` is unused (the fit is
+    min(d, n - 1, R) (0 loadings for a class of one sample). ``seed`` is unused (the fit is
     deterministic); it stays for the callers' symmetry with :func:`fit_mixture`."""
-    d = min(d, len(levels) - 1)
+    # At most n - 1 factors (n samples) and at most R (regions): more have nothing to fit.
+    d = min(d, len(levels) - 1, levels.shape[1])
     if d < 1:
         return levels.mean(0), np.zeros((0, levels.shape[1]))
     return factor_analysis(levels, d)
@@ -441,7 +455,9 @@ def fit_read_profiles(
     log_prior = np.log((counts + 1) / (counts.sum() + n_classes))  # Laplace, as naive Bayes
     model = ReadProfiles(n_regions, n_classes, cfg.families)
     model.log_prior.copy_(torch.as_tensor(log_prior))
-    model.kappa.copy_(torch.as_tensor(pooled_concentration(levels, y_train, class_means)))
+    model.kappa.copy_(
+        torch.as_tensor(pooled_concentration(levels, y_train, class_means, np.isfinite(train_means)))
+    )
     yv = np.tile(y_val, cfg.validation_draws * len(cfg.choose_observed))
     k, n = validation_counts(model, val_means, cfg, seed)
 

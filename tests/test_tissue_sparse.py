@@ -18,7 +18,7 @@ from tissue_toy import toy_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TRAIN = {"max_epochs": 15, "batch_size": 16, "lr": 0.01, "patience": 15}
+TRAIN = {"max_epochs": 40, "batch_size": 16, "lr": 0.01, "patience": 15}
 GRID = SparsityConfig(depths=[30, 1], observed=[1.0, 0.1])
 
 
@@ -247,3 +247,94 @@ def test_build_model_knows_the_masked_kind_and_sparse_mlp_reads_three_channels()
     assert build_model("mlp", plain, 10, 3, mu, sd, 150).input_proj.in_features == 10
     with pytest.raises(ValueError, match="train_depths"):
         MaskedConfig(train_depths=[0, 3])
+
+
+def test_count_channels_weigh_reads_by_the_region_concentration():
+    from genomelab.tissue.models import count_channels
+
+    mu, sd = torch.tensor([0.5, 0.5, 0.2]), torch.tensor([0.1, 0.1, 0.2])
+    kappa = torch.tensor([4.0, 4.0, 9.0])
+    means = torch.tensor([[1.0, 0.0, float("nan")], [0.75, 0.25, 0.6]])
+    cov = torch.tensor([[1.0, 1.0, 0.0], [4.0, 400.0, 10.0]])
+    x = count_channels(means, cov, mu, sd, kappa)
+    assert x.shape == (2, 9)
+    value, observed, w = x[:, :3], x[:, 3:6], x[:, 6:]
+    # One read of a region of kappa 4 weighs 1 / 5; four reads 4 / 8; 400 reads nearly 1.
+    assert w[0].tolist() == pytest.approx([0.2, 0.2, 0.0])
+    assert w[1].tolist() == pytest.approx([0.5, 400 / 404, 10 / 19])
+    assert value[0].tolist() == pytest.approx([0.2 * 5.0, 0.2 * -5.0, 0.0])
+    assert value[1].tolist() == pytest.approx([0.5 * 2.5, 400 / 404 * -2.5, 10 / 19 * 2.0])
+    assert observed.tolist() == [[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    # Unobserved (NaN, or a level with no coverage): every channel 0.
+    none = count_channels(
+        torch.tensor([[0.3, float("nan"), 0.9]]), torch.tensor([[0.0, 3.0, 0.0]]), mu, sd, kappa
+    )
+    assert torch.count_nonzero(none) == 0
+
+
+def test_masked_model_uses_its_encoding_and_old_exports_keep_z():
+    from genomelab.tissue.models import exported_config
+
+    r = 6
+    mu, sd = np.full(r, 0.5, np.float32), np.full(r, 0.1, np.float32)
+    kappa = np.full(r, 4.0, np.float32)
+    counts = build_model("masked", {}, r, 3, mu, sd, 150, kappa=kappa)
+    z = build_model("masked", {"encoding": "z"}, r, 3, mu, sd, 150)
+    assert counts.encoding == "counts" and torch.equal(counts.kappa, torch.full((r,), 4.0))
+    assert not hasattr(z, "kappa")
+    means, cov = torch.ones(1, r), torch.ones(1, r)  # one methylated read per region
+    assert counts.features(means, cov)[0, :r].tolist() == pytest.approx([1.0] * r)  # 0.2 * 5
+    assert z.features(means, cov)[0, :r].tolist() == pytest.approx([3 * np.tanh(5 / 3)] * r)
+    # A model exported before the option was trained on z-scores with complete validation.
+    old = exported_config("masked", {"label_smoothing": 0.0})
+    assert old["encoding"] == "z" and old["validation_draws"] == 0
+    # Its state has no kappa; loading it into a counts model fails rather than misreading it.
+    with pytest.raises(RuntimeError, match="kappa"):
+        counts.load_state_dict(z.state_dict())
+    with pytest.raises(ValueError, match="tissue.masked.encoding"):
+        MaskedConfig(encoding="beta")
+    with pytest.raises(ValueError, match="tissue.masked.validation_draws"):
+        MaskedConfig(validation_draws=-1)
+
+
+def test_degraded_copies_draw_depths_and_subsets_in_the_ranges_seeded():
+    from genomelab.tissue.sparse import degraded_copies
+
+    rng = np.random.default_rng(0)
+    means = rng.uniform(0, 1, (50, 400)).astype(np.float32)
+    means[:, :20] = np.nan
+    m, c = degraded_copies(means, 3, (1, 30), (0.1, 1.0), seed=5)
+    assert m.shape == c.shape == (150, 400) and m.dtype == np.float32
+    kept = np.isfinite(m)
+    assert not kept[:, :20].any() and (c[~kept] == 0).all()
+    depth = c.max(1)
+    assert depth.min() >= 1 and depth.max() <= 30
+    assert ((c == depth[:, None]) | (c == 0)).all()  # one depth per copy
+    frac = kept[:, 20:].mean(1)
+    assert frac.min() > 0.03 and frac.max() <= 1.0 and frac.std() > 0.1  # each copy its own fraction
+    assert np.allclose((m * c)[kept], np.round((m * c)[kept]), atol=1e-4)  # counts of reads
+    m2, c2 = degraded_copies(means, 3, (1, 30), (0.1, 1.0), seed=5)
+    assert np.array_equal(m, m2, equal_nan=True) and np.array_equal(c, c2)
+
+
+def test_degraded_validation_copies_join_the_validation_loss_but_not_the_reported_metrics(tmp_path):
+    from genomelab.tissue.training import make_datasets, with_degraded_validation
+
+    data = make_data(0)
+    cfg = MaskedConfig(validation_draws=3)
+    ds = with_degraded_validation(make_datasets("masked", data, cfg, 0), cfg, seed=0)
+    n_val = len(data.index("val"))
+    means, cov, y = ds["val"].tensors
+    assert len(y) == 4 * n_val
+    complete = torch.as_tensor(data.means[data.index("val")])
+    assert torch.equal(torch.nan_to_num(means[:n_val], -1.0), torch.nan_to_num(complete, -1.0))
+    assert torch.equal(y[n_val:], torch.as_tensor(data.y[data.index("val")]).repeat(3))
+    assert (cov[n_val:].amax(1) <= 30).all() and torch.isnan(means[n_val:]).any()
+    off = make_datasets("masked", data, MaskedConfig(validation_draws=0), 0)
+    assert with_degraded_validation(off, MaskedConfig(validation_draws=0), 0) is off
+    # Trained with them: the reported validation metrics are over the complete samples.
+    train_model(
+        "masked", data, {"validation_draws": 3}, TRAIN, tmp_path / "st", tmp_path / "m", "cpu", seed=0
+    )
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["val"]["n"] == n_val

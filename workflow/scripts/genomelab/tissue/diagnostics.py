@@ -669,13 +669,16 @@ def tiny_model_and_batch(
     import torch
 
     from genomelab.tissue.models import CONFIGS, build_model  # torch: the overfit rule's env only
-    from genomelab.tissue.training import file_examples, region_examples
+    from genomelab.tissue.training import file_examples, masked_kappa, region_examples
 
     torch.manual_seed(seed)
     rows = _tiny_subset(data, n)
     mu, sd = impute_standardise_params(data.means[data.index("train")])
     cfg = CONFIGS[kind].from_dict(model_cfg)
-    model = build_model(kind, cfg, len(data.regions), len(data.classes), mu, sd, data.n_positions)
+    kappa = masked_kappa(kind, cfg, data)
+    model = build_model(
+        kind, cfg, len(data.regions), len(data.classes), mu, sd, data.n_positions, kappa=kappa
+    )
     # Memorising a fixed batch tests the wiring; sparse augmentation would change the batch.
     model.augment = False
     tiny = TissueData(

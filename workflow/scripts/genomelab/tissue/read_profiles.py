@@ -288,6 +288,15 @@ def pooled_concentration(
     return np.clip(np.nan_to_num(kappa, nan=KAPPA_RANGE[1], posinf=KAPPA_RANGE[1]), *KAPPA_RANGE)
 
 
+def region_concentration(train_means: np.ndarray, y_train: np.ndarray, n_classes: int) -> np.ndarray:
+    """Training region means [n, R] (NaN = uncovered), labels [n] -> kappa [R] float32: the
+    :func:`pooled_concentration` of the covered levels around their class means (what the
+    read-profile model and the masked model's count channels weigh reads by)."""
+    means = np.asarray(train_means, np.float64)
+    levels, class_means = _filled(means, y_train, n_classes)
+    return pooled_concentration(levels, y_train, class_means, np.isfinite(means)).astype(np.float32)
+
+
 def _bernoulli_ll(levels: np.ndarray, p: np.ndarray) -> np.ndarray:
     """[n, K] expected log-likelihood of levels [n, R] (as expected reads) under p [K, R]."""
     return levels @ np.log(p).T + (1 - levels) @ np.log1p(-p).T
@@ -455,9 +464,7 @@ def fit_read_profiles(
     log_prior = np.log((counts + 1) / (counts.sum() + n_classes))  # Laplace, as naive Bayes
     model = ReadProfiles(n_regions, n_classes, cfg.families)
     model.log_prior.copy_(torch.as_tensor(log_prior))
-    model.kappa.copy_(
-        torch.as_tensor(pooled_concentration(levels, y_train, class_means, np.isfinite(train_means)))
-    )
+    model.kappa.copy_(torch.as_tensor(region_concentration(train_means, y_train, n_classes)))
     yv = np.tile(y_val, cfg.validation_draws * len(cfg.choose_observed))
     k, n = validation_counts(model, val_means, cfg, seed)
 

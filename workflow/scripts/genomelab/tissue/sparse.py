@@ -67,6 +67,35 @@ def degrade(
     return out, np.where(keep, float(depth), 0.0).astype(np.float32)
 
 
+def degraded_copies(
+    means: np.ndarray,
+    draws: int,
+    depth_range: tuple[float, float],
+    observed_range: tuple[float, float],
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``draws`` degraded copies of every sample of ``means`` [n, R] (NaN = not covered),
+    each at its own depth and observed fraction drawn as :func:`degrade_batch` draws them
+    (log-uniform in the ranges): (means float32 [draws * n, R], coverage float32
+    [draws * n, R]), copy j of sample i at row j * n + i. Seeded: a rerun draws the same."""
+    rng = np.random.default_rng([seed, 2])
+    n = len(means)
+    covered = np.isfinite(means)
+    level = np.where(covered, np.clip(means, 0, 1), 0.0)
+
+    def log_uniform(lo: float, hi: float) -> np.ndarray:
+        return np.exp(rng.uniform(np.log(lo), np.log(hi), (n, 1)))
+
+    out_m, out_c = [], []
+    for _ in range(draws):
+        depth = np.maximum(np.round(log_uniform(*depth_range)), 1)
+        keep = covered & (rng.random(means.shape) < log_uniform(*observed_range))
+        count = rng.binomial(np.broadcast_to(depth, level.shape).astype(np.int64), level)
+        out_m.append(np.where(keep, count / depth, np.nan).astype(np.float32))
+        out_c.append(np.where(keep, depth, 0.0).astype(np.float32))
+    return np.concatenate(out_m), np.concatenate(out_c)
+
+
 def grid_inputs(means: np.ndarray, cfg: SparsityConfig, seed: int) -> Iterator[dict[str, Any]]:
     """Every grid point's degraded copy of ``means`` [n, R], one at a time: ``depth``,
     ``observed``, ``means``, ``coverage``. Point i draws from its own seed (seed, i), so two

@@ -92,6 +92,33 @@ def make_datasets(
     return {s: region_examples(data, s, model_cfg.regions_per_sample, seed) for s in ("train", "val", "test")}
 
 
+def with_degraded_validation(
+    datasets: dict[str, TensorDataset], model_cfg: Any, seed: int
+) -> dict[str, TensorDataset]:
+    """The datasets with ``model_cfg.validation_draws`` degraded copies of each validation
+    sample appended after the complete ones (a sparse-trained file-level model's option, see
+    :func:`genomelab.tissue.sparse.degraded_copies`); unchanged where it is 0 or absent.
+
+    Why: early stopping on complete validation samples keeps the weights best at full
+    coverage, which for a sparse-trained model came after two or three epochs, before it
+    had learned to read a few reads (the masked model on TCGA, docs/tissue.md)."""
+    draws = getattr(model_cfg, "validation_draws", 0)
+    if draws <= 0 or getattr(model_cfg, "sparse_training", 0.0) <= 0:
+        return datasets
+    from genomelab.tissue.sparse import degraded_copies
+
+    means, coverage, y = datasets["val"].tensors
+    m, c = degraded_copies(
+        means.numpy(), draws, tuple(model_cfg.train_depths), tuple(model_cfg.train_observed), seed
+    )
+    val = TensorDataset(
+        torch.cat([means, torch.as_tensor(m)]),
+        torch.cat([coverage, torch.as_tensor(c)]),
+        torch.cat([y, y.repeat(draws)]),
+    )
+    return {**datasets, "val": val}
+
+
 def labels_of(dataset: TensorDataset) -> np.ndarray:
     """The labels int64 [n] of a dataset (its last tensor), wherever the tensors live."""
     return dataset.tensors[-1].cpu().numpy()
@@ -191,6 +218,17 @@ def read_params(data: TissueData) -> tuple[np.ndarray, np.ndarray]:
     return nb.a_, nb.b_
 
 
+def masked_kappa(kind: str, model_cfg: Any, data: TissueData) -> np.ndarray | None:
+    """The masked model's region concentrations [R] from the training split where its count
+    channels use them (:func:`genomelab.tissue.models.count_channels`), else None."""
+    if kind != "masked" or model_cfg.encoding != "counts":
+        return None
+    from genomelab.tissue.read_profiles import region_concentration
+
+    train = data.index("train")
+    return region_concentration(data.means[train], data.y[train], len(data.classes))
+
+
 def crossfit_read_params(
     data: TissueData, k: int, seed: int
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
@@ -268,7 +306,9 @@ def train_model(
         state.values["initial"] = float(predict_nll(state.model, train, state.device))
 
     def after_fit(state: RunState) -> dict[str, Any]:
-        ds = state.datasets
+        # The complete validation samples: the first rows of a validation set with degraded copies.
+        n_val = len(data.index("val")) if kind in FILE_LEVEL else len(state.datasets["val"])
+        ds = {**state.datasets, "val": TensorDataset(*(t[:n_val] for t in state.datasets["val"].tensors))}
         probs = {s: predict_proba(state.model, ds[s], state.device) for s in ("val", "test")}
         metrics = {s: classification_metrics(labels_of(ds[s]), probs[s], data.classes) for s in probs}
         state.values.update(probs=probs, metrics=metrics)
@@ -319,9 +359,15 @@ def train_model(
             data.n_positions,
             read_params(data) if uses_reads else None,
             None if crossfit is None else crossfit[1],
+            masked_kappa(kind, model_cfg, data),
         ),
         build_data=lambda device: preload_datasets(
-            make_datasets(kind, data, model_cfg, seed, None if crossfit is None else crossfit[0]), device
+            with_degraded_validation(
+                make_datasets(kind, data, model_cfg, seed, None if crossfit is None else crossfit[0]),
+                model_cfg,
+                seed,
+            ),
+            device,
         ),
         ids={"classes": data.classes, "regions": data.regions},
         data_fingerprint=data_digest(data),

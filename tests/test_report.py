@@ -305,3 +305,34 @@ def test_the_versions_record_keeps_every_rule_envs_pins():
     for path in envs:
         assert record["conda_envs"][f"envs/{path.name}"] == yaml.safe_load(path.read_text())["dependencies"]
     assert record["python_prefix"] == sys.prefix
+
+
+def test_an_archive_unpacked_inside_another_repository_records_no_commit_of_that_repository(tmp_path):
+    """A release archive unpacked in a user's git repository: the enclosing repository's
+    commit is reported only once it tracks the workflow's files (then it pins them)."""
+    import subprocess
+
+    from genomelab.report.versions import _git_commit
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=u", "-c", "user.email=u@x", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "notes.txt").write_text("the user's project\n")
+    git("add", "notes.txt")
+    git("commit", "-q", "-m", "project")
+    wf = tmp_path / "genomelab-1.0"
+    wf.mkdir()
+    (wf / "Snakefile").write_text("# the workflow\n")
+    assert _git_commit(wf) is None  # untracked: the user's commit says nothing of it
+    git("add", "genomelab-1.0/Snakefile")
+    git("commit", "-q", "-m", "vendor the workflow")
+    assert _git_commit(wf) == git("rev-parse", "HEAD")
+    assert _git_commit(tmp_path) == git("rev-parse", "HEAD")  # the top level: its own checkout
+    assert _git_commit(tmp_path.parent / "nowhere") is None

@@ -31,14 +31,33 @@ PACKAGES = (
 )
 
 
-def _git_commit(cwd: Path) -> str | None:
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+
+
+def _git_commit(root: Path) -> str | None:
+    """The commit of the workflow checkout at ``root``, or None where git cannot say.
+
+    A release archive unpacked inside another git repository (a user's project) is not a
+    checkout of its own: ``git rev-parse HEAD`` there answers with the enclosing repository's
+    commit, which says nothing of the workflow's files unless that repository tracks them.
+    So a commit is reported only when ``root`` is the repository's top level, or when the
+    enclosing repository tracks the workflow's Snakefile (the workflow vendored and committed
+    there, whose commit then does pin it)."""
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None or top.returncode != 0 or not top.stdout.strip():
+        return None
+    if Path(top.stdout.strip()).resolve() != root.resolve():
+        tracked = _git(root, "ls-files", "--error-unmatch", "Snakefile")
+        if tracked is None or tracked.returncode != 0:
+            return None
+    head = _git(root, "rev-parse", "HEAD")
+    return head.stdout.strip() or None if head is not None and head.returncode == 0 else None
 
 
 def reported_config(config: dict[str, Any], modules: Iterable[str]) -> dict[str, Any]:

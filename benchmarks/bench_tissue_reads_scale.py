@@ -49,6 +49,9 @@ from genomelab.tissue.calibration import CalibrationConfig
 from genomelab.tissue.sparse import SparsityConfig, degrade
 from genomelab.tissue.task import TissueData
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cohort import synthetic_cohort  # noqa: E402
+
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "tissue.schema.yaml"
 
 
@@ -70,45 +73,6 @@ def reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
-
-
-def cohort(n: int, n_regions: int, n_classes: int, uncovered: float, seed: int) -> TissueData:
-    """``n`` samples (60/20/20 train/val/test): level = class mean + two class-specific latent
-    factors + noise; a fraction ``uncovered`` of (sample, region) cells NaN with coverage 0,
-    the rest 1 + Poisson(19) reads."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % n_classes
-    base = rng.beta(2, 2, n_regions).astype(np.float32)
-    shift = np.zeros((n_classes, n_regions), np.float32)
-    informative = rng.choice(n_regions, n_regions // 20, replace=False)
-    shift[:, informative] = rng.normal(0, 0.05, (n_classes, len(informative)))
-    load = rng.normal(0, 0.08, (n_classes, 2, n_regions)).astype(np.float32)
-    z = rng.normal(size=(n, 2)).astype(np.float32)
-    means = base + shift[y] + np.einsum("nd,ndr->nr", z, load[y])
-    means += rng.normal(0, 0.05, (n, n_regions)).astype(np.float32)
-    means = np.clip(means, 0, 1)
-    coverage = (1 + rng.poisson(19, (n, n_regions))).astype(np.uint16)
-    missing = rng.random((n, n_regions)) < uncovered
-    means[missing] = np.nan
-    coverage[missing] = 0
-    split = np.array(["train"] * n, dtype=object)
-    split[n * 6 // 10 : n * 8 // 10] = "val"
-    split[n * 8 // 10 :] = "test"
-    samples = np.array([f"s{i}" for i in range(n)])
-    labels = np.array([f"class{c}" for c in y])
-    return TissueData(
-        samples=samples,
-        groups=samples.copy(),
-        tissue=labels.copy(),
-        labels=labels,
-        classes=np.unique(labels),
-        y=y.astype(np.int64),
-        means=means,
-        coverage=coverage,
-        regions=np.array([f"r{i}" for i in range(n_regions)]),
-        n_positions=150,
-        split=split.astype(str),
-    )
 
 
 class Stages:
@@ -219,7 +183,17 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tissue = fill_defaults({}, SCHEMA)
-    data = cohort(args.samples, args.regions, args.classes, args.uncovered, seed=0)
+    # Per class a mean and two latent factors, ~20 reads per covered region.
+    data = synthetic_cohort(
+        args.samples,
+        args.regions,
+        args.classes,
+        seed=0,
+        shift_sd=0.05,
+        factors=2,
+        mean_reads=20,
+        uncovered=args.uncovered,
+    )
     reset_peak()
     rss_data = peak_rss_mb()
     n_train = len(data.index("train"))

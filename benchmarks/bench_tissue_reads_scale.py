@@ -10,10 +10,17 @@ changed): the fit and the choice of settings (``fit_read_profiles``), the val/te
 predictions and calibration, the grid of test samples at every sparsity point, and the rest
 (the model file, metrics). Each stage's peak RSS is the kernel's high-water mark (VmHWM),
 reset as the stage starts (``/proc/self/clear_refs``): the cohort in memory is included,
-as the rule's ``mem_mb`` must hold it, but not the synthetic generator's temporaries.
+as the rule's ``mem_mb`` must hold it, but not the synthetic generator's temporaries. (The
+resets also reach the maximum resident set that ``/usr/bin/time -v`` prints: there it is the
+last stage's peak, not the run's.)
 
 Then the fitted ``model.pt`` scores the test samples through ``TissuePredictor`` at full
-coverage and at one read per region (samples/s).
+coverage and at one read per region (samples/s). With ``--grid-memory`` its grid
+(``ensemble_grid``, 16 points on the 176 test samples) runs twice more: with each point's
+degraded copy of the test split drawn when it is scored (``sparse.grid_inputs`` a generator,
+as now) and with all of them drawn first and held together (the generator made a list, as
+``grid_inputs`` was before round 20's change), each with its peak RSS and seconds, and the
+ratio of the peaks printed.
 
 The reference measured in the same run (so that a loaded and a quiet machine compare) is one
 epoch of the masked single-layer model trained by ``train_model`` on the same cohort (its
@@ -21,7 +28,7 @@ second epoch, as ``bench_tissue_throughput.py`` takes steady epochs): the fit is
 multiple of it.
 
     PYTHONPATH=workflow/scripts python benchmarks/bench_tissue_reads_scale.py \
-        [--samples 880] [--regions 51089] [--threads 2] [--device cpu]
+        [--samples 880] [--regions 51089] [--threads 2] [--device cpu] [--grid-memory]
 
 Writes ``benchmarks/results/bench_tissue_reads_scale.json``. Not a test.
 """
@@ -29,6 +36,7 @@ Writes ``benchmarks/results/bench_tissue_reads_scale.json``. Not a test.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -44,24 +52,39 @@ import numpy as np
 import torch
 from genomelab.config_schema import fill_defaults
 from genomelab.predict.tissue import TissuePredictor
-from genomelab.tissue import read_profiles, training
+from genomelab.tissue import read_profiles, sparse, training
 from genomelab.tissue.calibration import CalibrationConfig
 from genomelab.tissue.sparse import SparsityConfig, degrade
 from genomelab.tissue.task import TissueData
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cohort import synthetic_cohort  # noqa: E402
+
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "tissue.schema.yaml"
+
+
+def status_mb(field: str) -> float | None:
+    """A size line of ``/proc/self/status`` (``VmHWM``, ``VmRSS``), MB; None where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def peak_rss_mb() -> float:
     """The process's peak resident set since the last :func:`reset_peak` (Linux's VmHWM),
     MB; where that cannot be reset or read, the peak of the whole run (ru_maxrss)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """The process's current resident set (Linux's VmRSS), MB; NaN where it cannot be read."""
+    rss = status_mb("VmRSS")
+    return rss if rss is not None else float("nan")
 
 
 def reset_peak() -> None:
@@ -70,45 +93,6 @@ def reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
-
-
-def cohort(n: int, n_regions: int, n_classes: int, uncovered: float, seed: int) -> TissueData:
-    """``n`` samples (60/20/20 train/val/test): level = class mean + two class-specific latent
-    factors + noise; a fraction ``uncovered`` of (sample, region) cells NaN with coverage 0,
-    the rest 1 + Poisson(19) reads."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % n_classes
-    base = rng.beta(2, 2, n_regions).astype(np.float32)
-    shift = np.zeros((n_classes, n_regions), np.float32)
-    informative = rng.choice(n_regions, n_regions // 20, replace=False)
-    shift[:, informative] = rng.normal(0, 0.05, (n_classes, len(informative)))
-    load = rng.normal(0, 0.08, (n_classes, 2, n_regions)).astype(np.float32)
-    z = rng.normal(size=(n, 2)).astype(np.float32)
-    means = base + shift[y] + np.einsum("nd,ndr->nr", z, load[y])
-    means += rng.normal(0, 0.05, (n, n_regions)).astype(np.float32)
-    means = np.clip(means, 0, 1)
-    coverage = (1 + rng.poisson(19, (n, n_regions))).astype(np.uint16)
-    missing = rng.random((n, n_regions)) < uncovered
-    means[missing] = np.nan
-    coverage[missing] = 0
-    split = np.array(["train"] * n, dtype=object)
-    split[n * 6 // 10 : n * 8 // 10] = "val"
-    split[n * 8 // 10 :] = "test"
-    samples = np.array([f"s{i}" for i in range(n)])
-    labels = np.array([f"class{c}" for c in y])
-    return TissueData(
-        samples=samples,
-        groups=samples.copy(),
-        tissue=labels.copy(),
-        labels=labels,
-        classes=np.unique(labels),
-        y=y.astype(np.int64),
-        means=means,
-        coverage=coverage,
-        regions=np.array([f"r{i}" for i in range(n_regions)]),
-        n_positions=150,
-        split=split.astype(str),
-    )
 
 
 class Stages:
@@ -198,6 +182,42 @@ def scoring(model_pt: Path, data: TissueData, device: str) -> dict[str, Any]:
     return out
 
 
+def grid_memory(model_pt: Path, data: TissueData, sparsity: SparsityConfig) -> dict[str, Any]:
+    """Seconds and peak RSS of the fitted model's grid (``training.ensemble_grid``, seed 0 as
+    the fit's), its points drawn all at once (the code before the generator) and one at a
+    time (now). Each peak is the high-water mark from the grid's start, the cohort and the
+    model in memory included; ``rss_at_start_mb`` is what was resident then."""
+    model = TissuePredictor.load(model_pt).members["model"]
+    one_at_a_time = sparse.grid_inputs
+
+    def all_at_once(means: np.ndarray, cfg: SparsityConfig, seed: int) -> list[dict[str, Any]]:
+        return list(one_at_a_time(means, cfg, seed))
+
+    out: dict[str, Any] = {}
+    for name, draw in (("all_at_once", all_at_once), ("one_at_a_time", one_at_a_time)):
+        sparse.grid_inputs = draw  # evaluate_grid looks it up in its module at each call
+        gc.collect()
+        reset_peak()
+        start = rss_mb()
+        t0 = time.perf_counter()
+        try:
+            grid = training.ensemble_grid([model], data, sparsity, 0)
+        finally:
+            sparse.grid_inputs = one_at_a_time
+        out[name] = {
+            "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": peak_rss_mb(),
+            "rss_at_start_mb": start,
+            "accuracy": [p["accuracy"] for p in grid],
+        }
+    if out["all_at_once"]["accuracy"] != out["one_at_a_time"]["accuracy"]:
+        raise RuntimeError(f"the two ways of drawing the grid scored differently: {out}")
+    out["peak_one_at_a_time_over_all_at_once"] = (
+        out["one_at_a_time"]["peak_rss_mb"] / out["all_at_once"]["peak_rss_mb"]
+    )
+    return out
+
+
 def masked_epoch(data: TissueData, tissue: dict[str, Any], tmp: Path, device: str) -> float:
     """Seconds of the masked model's second epoch (the reference), schema defaults."""
     train_cfg = {**tissue["train"], "max_epochs": 2, "patience": 3}
@@ -215,11 +235,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="as the rule tissue_reads")
     ap.add_argument("--device", default="cpu", help="the scoring's device (the fit is on the CPU)")
     ap.add_argument("--no-reference", action="store_true", help="skip the masked model's epoch")
+    ap.add_argument(
+        "--grid-memory",
+        action="store_true",
+        help="also run the grid with its points drawn all at once (as before) and one at a time",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tissue = fill_defaults({}, SCHEMA)
-    data = cohort(args.samples, args.regions, args.classes, args.uncovered, seed=0)
+    # Per class a mean and two latent factors, ~20 reads per covered region.
+    data = synthetic_cohort(
+        args.samples,
+        args.regions,
+        args.classes,
+        seed=0,
+        shift_sd=0.05,
+        factors=2,
+        mean_reads=20,
+        uncovered=args.uncovered,
+    )
     reset_peak()
     rss_data = peak_rss_mb()
     n_train = len(data.index("train"))
@@ -236,6 +271,19 @@ def main() -> None:
         reads["scoring"] = scoring(Path(tmp) / "reads" / "model.pt", data, args.device)
         for name, r in reads["scoring"].items():
             print(f"reads scoring {name:13s} {r['samples_per_s']:8.1f} samples/s ({args.device})", flush=True)
+        if args.grid_memory:
+            sparsity = SparsityConfig.from_dict(tissue["sparsity"])
+            grid = reads["grid_memory"] = grid_memory(Path(tmp) / "reads" / "model.pt", data, sparsity)
+            for name in ("all_at_once", "one_at_a_time"):
+                g = grid[name]
+                print(
+                    f"grid, points {name.replace('_', ' '):14s} {g['seconds']:7.1f} s  peak RSS "
+                    f"{g['peak_rss_mb']:6.0f} MB (from {g['rss_at_start_mb']:.0f} MB)",
+                    flush=True,
+                )
+            print(
+                f"grid peak RSS, one at a time / all at once: {grid['peak_one_at_a_time_over_all_at_once']:.2f}"
+            )
         ref = None if args.no_reference else masked_epoch(data, tissue, Path(tmp), "cpu")
     result: dict[str, Any] = {
         "benchmark": "tissue_reads_scale",

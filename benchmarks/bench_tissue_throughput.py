@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,40 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from genomelab.config_schema import fill_defaults
-from genomelab.tissue.task import TissueData
 from genomelab.tissue.training import fit_read_model, train_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cohort import synthetic_cohort  # noqa: E402
 
 KINDS = ("masked", "mlp", "attention", "reads")
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "tissue.schema.yaml"
-
-
-def synthetic_cohort(n: int, n_regions: int, n_classes: int, seed: int) -> TissueData:
-    """``n`` samples, ``n_classes`` classes, 5% of regions class-specific, 150 calls each."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % n_classes
-    base = rng.beta(2, 2, n_regions).astype(np.float32)
-    shift = np.zeros((n_classes, n_regions), np.float32)
-    informative = rng.choice(n_regions, max(1, n_regions // 20), replace=False)
-    shift[:, informative] = rng.normal(0, 0.2, (n_classes, len(informative)))
-    means = np.clip(base + shift[y] + rng.normal(0, 0.05, (n, n_regions)).astype(np.float32), 0, 1)
-    split = np.array(["train"] * n, dtype=object)
-    split[n * 6 // 10 : n * 8 // 10] = "val"
-    split[n * 8 // 10 :] = "test"
-    samples = np.array([f"s{i}" for i in range(n)])
-    labels = np.array([f"class{c}" for c in y])
-    return TissueData(
-        samples=samples,
-        groups=samples.copy(),
-        tissue=labels.copy(),
-        labels=labels,
-        classes=np.unique(labels),
-        y=y.astype(np.int64),
-        means=means.astype(np.float32),
-        coverage=np.full(means.shape, 150, np.uint16),
-        regions=np.array([f"r{i}" for i in range(n_regions)]),
-        n_positions=150,
-        split=split.astype(str),
-    )
 
 
 def main() -> None:

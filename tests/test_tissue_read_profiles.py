@@ -4,6 +4,8 @@ files it leaves where an ensemble's are (summary, predict, overfit check)."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from genomelab.config import schema_defaults
 from genomelab.predict.tissue import TissuePredictor
 from genomelab.tissue.baselines import fit_logreg, full_proba
 from genomelab.tissue.diagnostics import DiagnosticsConfig, check_overfit
+from genomelab.tissue.kinds import MODEL_TITLES
 from genomelab.tissue.models import build_model
 from genomelab.tissue.read_profiles import (
     ReadProfiles,
@@ -386,3 +389,30 @@ def test_more_factors_than_regions_are_capped():
     both = np.concatenate([levels, 1 - levels])
     model, _ = fit_read_profiles(both, y, both, y, 2, ReadsConfig(latent_draws=16), seed=0)
     assert all(torch.isfinite(b.float()).all() for b in model.buffers())
+
+
+def test_the_fit_logs_its_test_metrics_in_the_line_a_trained_model_logs(tmp_path, caplog):
+    data = make_data(8)
+    train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "patience": 10}
+    line = re.compile(
+        r"(?P<title>.+): test accuracy (?P<accuracy>[\d.]+), balanced (?P<balanced_accuracy>[\d.]+), "
+        r"macro-F1 (?P<macro_f1>[\d.]+), ECE (?P<ece>[\d.]+)(?: \((?P<detail>.+)\))?$"
+    )
+    for kind in ("reads", "mlp"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="genomelab.tissue.training"):
+            if kind == "reads":
+                test = fit_read_model(data, {"latent_draws": 16}, tmp_path / kind, seed=0)
+            else:
+                test = train_model(kind, data, {}, train, tmp_path / "state", tmp_path / kind, "cpu", seed=0)
+        found = [m for r in caplog.records if (m := line.match(r.getMessage()))]
+        assert len(found) == 1, [r.getMessage() for r in caplog.records]
+        logged = found[0]
+        assert logged["title"] == MODEL_TITLES[kind]
+        for name in ("accuracy", "balanced_accuracy", "macro_f1", "ece"):
+            assert float(logged[name]) == pytest.approx(test[name], abs=5e-4), name
+        # The fit adds the settings chosen on validation; a trained model has nothing to add.
+        if kind == "reads":
+            assert logged["detail"].startswith("settings: {'mixture'"), logged["detail"]
+        else:
+            assert logged["detail"] is None

@@ -123,6 +123,30 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+def planned_jobs(output: str) -> list[tuple[str, str]]:
+    """``(rule, wildcards)`` of every job a dry run lists (wildcards "" where it has none)."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if head:
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.MULTILINE)
+            jobs.append((head.group(1), wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
+def dry_run(
+    repo: Path, target: str, configfile: str, override: dict, cores: int = 2
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """What Snakemake would run for ``target`` in ``repo`` under ``configfile`` and then
+    ``override`` (written to the next free ``override<i>.yaml`` there): the job counts per
+    rule (:func:`job_counts`) and the jobs (:func:`planned_jobs`)."""
+    extra = repo / f"override{len(list(repo.glob('override*.yaml')))}.yaml"
+    extra.write_text(yaml.safe_dump(override))
+    res = snakemake(repo, target, "-n", "--cores", str(cores), "--configfile", configfile, str(extra))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return job_counts(res.stdout + res.stderr), planned_jobs(res.stdout)
+
+
 @pytest.fixture(scope="module")
 def finished_run(test_config_run, tmp_path_factory) -> Path:
     """The test configuration run to completion (once per session, tests/shared_run.py; the
@@ -216,11 +240,7 @@ def test_predict_settings_do_not_rerun_the_versions_record_but_reported_ones_do(
     written = json.loads((repo / target).read_text())
 
     def planned(override: dict) -> dict[str, int]:
-        extra = repo / f"override{len(list(repo.glob('override*.yaml')))}.yaml"
-        extra.write_text(yaml.safe_dump(override))
-        res = snakemake(repo, target, "-n", "--cores", "1", "--configfile", "config/test.yaml", str(extra))
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-        return job_counts(res.stdout + res.stderr)
+        return dry_run(repo, target, "config/test.yaml", override, cores=1)[0]
 
     assert planned({}) == {}
     assert planned({"tissue": {"predict": {"min_covered": 0.4, "threshold": 0.6}}}) == {}
@@ -636,11 +656,7 @@ def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_do
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
     def planned(override: dict) -> dict[str, int]:
-        extra = repo / f"override{len(list(repo.glob('override*.yaml')))}.yaml"
-        extra.write_text(yaml.safe_dump(override))
-        res = snakemake(repo, target, "-n", "--cores", "2", "--configfile", config, str(extra))
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-        return job_counts(res.stdout + res.stderr)
+        return dry_run(repo, target, config, override)[0]
 
     assert planned({}) == {}
     both = planned({"diagnostics": {"strict": False}, "tissue": {"train": {"lr": 0.002}}})
@@ -652,17 +668,6 @@ def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_do
     # How often a run saves and logs is no setting of what it learns.
     assert planned({"tissue": {"train": {"log_every_steps": 5, "checkpoint_every_epochs": 2}}}) == {}
     assert planned({"tissue": {"train": {"lr": 0.002}}}).get("tissue_train") == 1
-
-
-def planned_jobs(output: str) -> list[tuple[str, str]]:
-    """``(rule, wildcards)`` of every job a dry run lists (wildcards "" where it has none)."""
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
-        head = re.match(r"(?:local)?rule (\w+):", block)
-        if head:
-            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.MULTILINE)
-            jobs.append((head.group(1), wildcards.group(1) if wildcards else ""))
-    return jobs
 
 
 @pytest.mark.slow
@@ -692,11 +697,7 @@ def test_adding_or_removing_a_tissue_model_trains_that_model_only(tmp_path):
     assert learnability["details"]["region_level_models"] == []
 
     def planned(override: dict) -> tuple[dict[str, int], list[tuple[str, str]]]:
-        extra = repo / f"override{len(list(repo.glob('override*.yaml')))}.yaml"
-        extra.write_text(yaml.safe_dump(override))
-        res = snakemake(repo, target, "-n", "--cores", "2", "--configfile", config, str(extra))
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-        return job_counts(res.stdout + res.stderr), planned_jobs(res.stdout)
+        return dry_run(repo, target, config, override)
 
     counts, jobs = planned({"tissue": {"models": ["mlp", "masked"]}})
     # The new model's check, gate, member and ensemble; the module's gate and the summary.

@@ -265,6 +265,21 @@ def crossfit_read_params(
     return folds, (np.stack([nb.a_ for nb in fits]), np.stack([nb.b_ for nb in fits]))
 
 
+def log_test_metrics(title: str, test: dict[str, Any], detail: str = "") -> None:
+    """The one line a trained or fitted model logs: its test accuracy, balanced accuracy,
+    macro-F1 and ECE (``test``: :func:`classification_metrics` of the test split), then
+    ``detail`` in brackets where given."""
+    logger.info(
+        "%s: test accuracy %.3f, balanced %.3f, macro-F1 %.3f, ECE %.3f%s",
+        title,
+        test["accuracy"],
+        test["balanced_accuracy"],
+        test["macro_f1"],
+        test["ece"],
+        f" ({detail})" if detail else "",
+    )
+
+
 def train_model(
     kind: str,
     data: TissueData,
@@ -328,14 +343,7 @@ def train_model(
         }
         if kind in FILE_LEVEL:
             extra["predictions"] = data.predictions("test", probs["test"])
-        logger.info(
-            "%s: test accuracy %.3f, balanced %.3f, macro-F1 %.3f, ECE %.3f",
-            MODEL_TITLES[kind],
-            metrics["test"]["accuracy"],
-            metrics["test"]["balanced_accuracy"],
-            metrics["test"]["macro_f1"],
-            metrics["test"]["ece"],
-        )
+        log_test_metrics(MODEL_TITLES[kind], metrics["test"])
         return extra
 
     def write_outputs(state: RunState) -> None:
@@ -736,14 +744,8 @@ def fit_read_model(
         checks.append(r)
     write_results(out_dir / "diagnostics.json", "tissue", checks)
     write_metrics(out_dir / "metrics.json", Metrics(payload, str(out_dir / "metrics.json")))
-    logger.info(
-        "%s: test accuracy %.3f, balanced %.3f, ECE %.3f (settings: %s)",
-        MODEL_TITLES[kind],
-        metrics["test"]["accuracy"],
-        metrics["test"]["balanced_accuracy"],
-        metrics["test"]["ece"],
-        {f: choices[f]["chosen"] for f in cfg.families},
-    )
+    chosen = {f: choices[f]["chosen"] for f in cfg.families}
+    log_test_metrics(MODEL_TITLES[kind], metrics["test"], f"settings: {chosen}")
     return metrics["test"]
 
 

@@ -23,10 +23,10 @@ equal (the exported model and the prediction path score the same inputs). ``--po
 Poisson(depth) reads per CpG instead of ``depth`` each, so depth varies across regions and
 some get no reads (uncovered), as in real low-pass sequencing.
 
-Usage (masked model: about 1 CPU-minute; attention: 1.2-1.6 minutes; reads: 15-35 s at the
-default 200 regions, 75-120 s (200 with tests beside it) at all 843 probes with
-``--regions 0``, the workflow's default ``tissue.task.select_regions``; 5 folds, niced on a
-shared 2-core machine, round 20):
+Usage (5 folds, niced on a shared 2-core machine; at all 843 probes with ``--regions 0``, the
+workflow's default ``tissue.task.select_regions``, round 21: reads 15-29 s, masked 32-53 s;
+at the default 200 regions: masked about 1.5 CPU-minutes, attention 1.2-1.6 minutes, reads
+15-35 s, round 20):
     PYTHONPATH=workflow/scripts python benchmarks/bench_tissue_crossplatform.py \
         ../shared/data/methylation_tcga_glioma/glioma.idhwt.trainingData.csv.gz \
         --out benchmarks/results/tissue_crossplatform_idhwt --kind masked --depth 5
@@ -34,7 +34,9 @@ shared 2-core machine, round 20):
         ../shared/data/methylation_tcga_glioma/glioma.idhwt.trainingData.csv.gz \
         --out /tmp/xp_reads --kind reads --depth 5 --seed 42 [--depth 1] [--regions 0] [--poisson]
 
-Round 20's results: ``benchmarks/results/tissue_crossplatform_idhwt/*_round20_seed<seed>.json``
+Round 21's results (the final read-profile code, the masked model's count channels):
+``*_all843_depth{5,1}_round21_seed<seed>.json`` and ``masked_depth5_round21_seed42.json`` (200
+regions). Round 20's: ``benchmarks/results/tissue_crossplatform_idhwt/*_round20_seed<seed>.json``
 (``reads_depth{5,1}``: 200 regions; ``reads_all843_*``: ``--regions 0``; ``*_poisson*``:
 ``--poisson``; ``attention_depth{5,1}``: ``--kind attention --model-config '{"hidden": [128,
 64], "dim": 16}'``), each the ``crossplatform.json`` of one run.

@@ -332,6 +332,7 @@ def test_an_archive_unpacked_inside_another_repository_records_no_commit_of_that
     (wf / "Snakefile").write_text("# the workflow\n")
     assert _git_commit(wf) is None  # untracked: the user's commit says nothing of it
     git("add", "genomelab-1.0/Snakefile")
+    assert _git_commit(wf) is None  # staged, but HEAD does not hold it yet
     git("commit", "-q", "-m", "vendor the workflow")
     assert _git_commit(wf) == git("rev-parse", "HEAD")
     assert _git_commit(tmp_path) == git("rev-parse", "HEAD")  # the top level: its own checkout

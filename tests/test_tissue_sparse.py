@@ -283,8 +283,10 @@ def test_masked_model_uses_its_encoding_and_old_exports_keep_z():
     assert counts.encoding == "counts" and torch.equal(counts.kappa, torch.full((r,), 4.0))
     assert not hasattr(z, "kappa")
     means, cov = torch.ones(1, r), torch.ones(1, r)  # one methylated read per region
-    assert counts.features(means, cov)[0, :r].tolist() == pytest.approx([1.0] * r)  # 0.2 * 5
-    assert z.features(means, cov)[0, :r].tolist() == pytest.approx([3 * np.tanh(5 / 3)] * r)
+    # w = 1 / 5 times the z-score 5, soft-clipped at z_clip 3 as the z encoding clips it.
+    clipped = 3 * np.tanh(5 / 3)
+    assert counts.features(means, cov)[0, :r].tolist() == pytest.approx([0.2 * clipped] * r)
+    assert z.features(means, cov)[0, :r].tolist() == pytest.approx([clipped] * r)
     # A model exported before the option was trained on z-scores with complete validation.
     old = exported_config("masked", {"label_smoothing": 0.0})
     assert old["encoding"] == "z" and old["validation_draws"] == 0
@@ -303,8 +305,10 @@ def test_degraded_copies_draw_depths_and_subsets_in_the_ranges_seeded():
     rng = np.random.default_rng(0)
     means = rng.uniform(0, 1, (50, 400)).astype(np.float32)
     means[:, :20] = np.nan
-    m, c = degraded_copies(means, 3, (1, 30), (0.1, 1.0), seed=5)
-    assert m.shape == c.shape == (150, 400) and m.dtype == np.float32
+    parts = list(degraded_copies(means, 3, (1, 30), (0.1, 1.0), seed=5))
+    assert len(parts) == 3 and all(p[0].shape == p[1].shape == (50, 400) for p in parts)
+    m, c = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    assert m.dtype == c.dtype == np.float32
     kept = np.isfinite(m)
     assert not kept[:, :20].any() and (c[~kept] == 0).all()
     depth = c.max(1)
@@ -313,8 +317,11 @@ def test_degraded_copies_draw_depths_and_subsets_in_the_ranges_seeded():
     frac = kept[:, 20:].mean(1)
     assert frac.min() > 0.03 and frac.max() <= 1.0 and frac.std() > 0.1  # each copy its own fraction
     assert np.allclose((m * c)[kept], np.round((m * c)[kept]), atol=1e-4)  # counts of reads
-    m2, c2 = degraded_copies(means, 3, (1, 30), (0.1, 1.0), seed=5)
-    assert np.array_equal(m, m2, equal_nan=True) and np.array_equal(c, c2)
+    again = list(degraded_copies(means, 3, (1, 30), (0.1, 1.0), seed=5))
+    assert all(
+        np.array_equal(a[0], b[0], equal_nan=True) and np.array_equal(a[1], b[1])
+        for a, b in zip(parts, again, strict=True)
+    )
 
 
 def test_degraded_validation_copies_join_the_validation_loss_but_not_the_reported_metrics(tmp_path):
@@ -332,9 +339,16 @@ def test_degraded_validation_copies_join_the_validation_loss_but_not_the_reporte
     assert (cov[n_val:].amax(1) <= 30).all() and torch.isnan(means[n_val:]).any()
     off = make_datasets("masked", data, MaskedConfig(validation_draws=0), 0)
     assert with_degraded_validation(off, MaskedConfig(validation_draws=0), 0) is off
-    # Trained with them: the reported validation metrics are over the complete samples.
+    # Trained with them: the reported validation metrics, the epoch-by-epoch ones and the
+    # chance check are over the complete samples; the loss early stopping follows is not.
     train_model(
         "masked", data, {"validation_draws": 3}, TRAIN, tmp_path / "st", tmp_path / "m", "cpu", seed=0
     )
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["val"]["n"] == n_val
+    best = next(h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"])
+    assert best["val/accuracy"] == pytest.approx(metrics["val"]["accuracy"])
+    assert best["val/nll"] == pytest.approx(metrics["val"]["nll"], rel=1e-4)
+    assert best["val/loss"] != pytest.approx(best["val/nll"], rel=1e-3)  # the copies' loss too
+    checks = json.loads((tmp_path / "m" / "diagnostics.json").read_text())["results"]
+    assert all(c["status"] == "pass" for c in checks), [c["message"] for c in checks]

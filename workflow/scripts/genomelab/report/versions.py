@@ -47,13 +47,14 @@ def _git_commit(root: Path) -> str | None:
     checkout of its own: ``git rev-parse HEAD`` there answers with the enclosing repository's
     commit, which says nothing of the workflow's files unless that repository tracks them.
     So a commit is reported only when ``root`` is the repository's top level, or when the
-    enclosing repository tracks the workflow's Snakefile (the workflow vendored and committed
-    there, whose commit then does pin it)."""
+    enclosing repository's HEAD holds the workflow's Snakefile (the workflow vendored and
+    committed there, whose commit then does pin it; staged is not enough)."""
     top = _git(root, "rev-parse", "--show-toplevel")
     if top is None or top.returncode != 0 or not top.stdout.strip():
         return None
     if Path(top.stdout.strip()).resolve() != root.resolve():
-        tracked = _git(root, "ls-files", "--error-unmatch", "Snakefile")
+        # In the commit itself, not merely staged: HEAD must hold the Snakefile.
+        tracked = _git(root, "cat-file", "-e", "HEAD:./Snakefile")
         if tracked is None or tracked.returncode != 0:
             return None
     head = _git(root, "rev-parse", "HEAD")

@@ -246,26 +246,36 @@ def sparse_channels(feats: torch.Tensor) -> torch.Tensor:
 
 
 def count_channels(
-    means: torch.Tensor, coverage: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor, kappa: torch.Tensor
+    means: torch.Tensor,
+    coverage: torch.Tensor,
+    mu: torch.Tensor,
+    sd: torch.Tensor,
+    kappa: torch.Tensor,
+    z_clip: float = 0.0,
 ) -> torch.Tensor:
     """means (NaN = unobserved), coverage [B, R]; mu, sd, kappa [R] -> [B, 3R]: per region
-    w (level - mu) / sd, whether it was observed, and w, with w = d / (kappa + d) at d reads.
+    w z, whether it was observed, and w, with z the level's z-score (soft-clipped at
+    ``z_clip``, 0 = off) and w = d / (kappa + d) at d reads (for NPZ inputs d counts the
+    region's CpG calls, as the read-profile model's counts do).
 
     Why: d reads of one region share its level, which varies around a class's profile like a
     beta of concentration kappa, so their evidence is the binomial's divided by
     (kappa + d) / (kappa + 1) (:mod:`genomelab.tissue.read_profiles`). A linear layer over
     these channels therefore scores k methylated of d reads as the tempered log-likelihood
-    ratio f(d) [k A + (d - k) B] of every class: one read weighs 1 / (kappa + 1) of a
-    fully covered region. A plain z-score instead treats a single read's 0 or 1 as an
-    extreme sample (measured on TCGA: 14 points below logistic regression at one read,
-    docs/tissue.md). The division by sd only puts the first channel on the z-scale at full
-    coverage (w near 1), which the optimiser likes; at one read kappa ~ 1 / within-class
-    variance keeps w (level - mu) / sd below about sd, with no clipping needed.
+    ratio f(d) [k A + (d - k) B] of every class (exactly so without the clip and the sd,
+    which only rescale per region): one read weighs 1 / (kappa + 1) of a region whose depth
+    is well above kappa. A plain z-score instead treats a single read's 0 or 1 as an extreme
+    sample (measured on TCGA: 14 points below logistic regression at one read,
+    docs/tissue.md). The clip keeps one region from dominating a sample: in a region of low
+    spread near 0 or 1 (a CpG island at 0.02, sd 0.03) a fully covered level of 0.5 is 17
+    SDs out, and one methylated read 35 SDs times w = 1/26.
     """
     observed = torch.isfinite(means) & (coverage > 0)
     d = torch.where(observed, coverage.float(), torch.zeros_like(coverage, dtype=torch.float32))
     w = d / (kappa + d)  # 0 where unobserved
     z = torch.where(observed, (means.float() - mu) / sd, torch.zeros_like(w))
+    if z_clip > 0:
+        z = z_clip * torch.tanh(z / z_clip)
     return torch.cat([w * z, observed.float(), w], dim=-1)
 
 
@@ -353,7 +363,7 @@ class MaskedLinear(_Classifier):
         if self.encoding == "z":
             return sparse_channels(self.standardise(means, coverage))
         std = self.standardise
-        return count_channels(means, coverage, std.mu, std.sd, self.kappa)
+        return count_channels(means, coverage, std.mu, std.sd, self.kappa, std.z_clip)
 
     def forward(self, means: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
         return self.linear(self.features(means, coverage))

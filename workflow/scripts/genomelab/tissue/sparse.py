@@ -73,27 +73,37 @@ def degraded_copies(
     depth_range: tuple[float, float],
     observed_range: tuple[float, float],
     seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``draws`` degraded copies of every sample of ``means`` [n, R] (NaN = not covered),
-    each at its own depth and observed fraction drawn as :func:`degrade_batch` draws them
-    (log-uniform in the ranges): (means float32 [draws * n, R], coverage float32
-    [draws * n, R]), copy j of sample i at row j * n + i. Seeded: a rerun draws the same."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``draws`` degraded copies of the samples ``means`` [n, R] (NaN = not covered), one copy
+    of every sample at a time: (means float32 [n, R], coverage float32 [n, R]), each sample at
+    its own depth and observed fraction drawn as :func:`degrade_batch` draws them
+    (log-uniform in the ranges). Seeded: a rerun draws the same. A generator, so the caller
+    can write each copy into its place without holding them all twice (at 176 x 51,089 and
+    4 draws the copies are 290 MB)."""
     rng = np.random.default_rng([seed, 2])
-    n = len(means)
-    covered = np.isfinite(means)
-    level = np.where(covered, np.clip(means, 0, 1), 0.0)
+    n, n_regions = means.shape
+    # Rows per step: the binomial draw's float64 and int64 temporaries stay a few MB each.
+    step = max(1, 2**20 // max(n_regions, 1))
 
     def log_uniform(lo: float, hi: float) -> np.ndarray:
         return np.exp(rng.uniform(np.log(lo), np.log(hi), (n, 1)))
 
-    out_m, out_c = [], []
     for _ in range(draws):
         depth = np.maximum(np.round(log_uniform(*depth_range)), 1)
-        keep = covered & (rng.random(means.shape) < log_uniform(*observed_range))
-        count = rng.binomial(np.broadcast_to(depth, level.shape).astype(np.int64), level)
-        out_m.append(np.where(keep, count / depth, np.nan).astype(np.float32))
-        out_c.append(np.where(keep, depth, 0.0).astype(np.float32))
-    return np.concatenate(out_m), np.concatenate(out_c)
+        frac = log_uniform(*observed_range)
+        out_m = np.empty((n, n_regions), np.float32)
+        out_c = np.empty((n, n_regions), np.float32)
+        for a in range(0, n, step):
+            rows = slice(a, a + step)
+            block = means[rows]
+            covered = np.isfinite(block)
+            keep = covered & (rng.random(block.shape) < frac[rows])
+            level = np.where(covered, np.clip(block, 0, 1), 0.0)
+            count = rng.binomial(np.broadcast_to(depth[rows].astype(np.int64), block.shape), level)
+            np.divide(count, depth[rows], out=out_m[rows], casting="unsafe")
+            out_m[rows][~keep] = np.nan
+            out_c[rows] = np.where(keep, depth[rows], 0.0)
+        yield out_m, out_c
 
 
 def grid_inputs(means: np.ndarray, cfg: SparsityConfig, seed: int) -> Iterator[dict[str, Any]]:

@@ -108,15 +108,18 @@ def with_degraded_validation(
     from genomelab.tissue.sparse import degraded_copies
 
     means, coverage, y = datasets["val"].tensors
-    m, c = degraded_copies(
+    n = len(y)
+    # Filled in place, one copy at a time: the copies are most of the validation set's memory.
+    all_means = torch.empty((n * (draws + 1), means.shape[1]), dtype=torch.float32)
+    all_cov = torch.empty_like(all_means)
+    all_means[:n], all_cov[:n] = means, coverage
+    copies = degraded_copies(
         means.numpy(), draws, tuple(model_cfg.train_depths), tuple(model_cfg.train_observed), seed
     )
-    val = TensorDataset(
-        torch.cat([means, torch.as_tensor(m)]),
-        torch.cat([coverage, torch.as_tensor(c)]),
-        torch.cat([y, y.repeat(draws)]),
-    )
-    return {**datasets, "val": val}
+    for j, (m, c) in enumerate(copies, start=1):
+        all_means[j * n : (j + 1) * n] = torch.from_numpy(m)
+        all_cov[j * n : (j + 1) * n] = torch.from_numpy(c)
+    return {**datasets, "val": TensorDataset(all_means, all_cov, y.repeat(draws + 1))}
 
 
 def labels_of(dataset: TensorDataset) -> np.ndarray:
@@ -183,13 +186,30 @@ def predict_proba(
     return torch.cat(out).double().numpy()
 
 
-def make_eval_fn(classes: np.ndarray):
-    """Validation metrics for the engine; ``n_predicted_classes`` tracks collapse epoch by epoch."""
+def complete_rows(dataset: TensorDataset, n_complete: int | None) -> TensorDataset:
+    """The first ``n_complete`` examples of ``dataset`` (the complete validation samples
+    ahead of their degraded copies, :func:`with_degraded_validation`); all where None."""
+    if n_complete is None or n_complete >= len(dataset):
+        return dataset
+    return TensorDataset(*(t[:n_complete] for t in dataset.tensors))
+
+
+def make_eval_fn(classes: np.ndarray, n_complete: int | None = None):
+    """Validation metrics for the engine; ``n_predicted_classes`` tracks collapse epoch by epoch.
+
+    ``n_complete``: with degraded validation copies, the metrics (and ``nll``, which the
+    chance check reads) are over the complete samples only, the first ``n_complete`` rows;
+    the engine's ``val/loss``, which early stopping follows, stays over every row."""
 
     def eval_fn(model: torch.nn.Module, dataset: TensorDataset, device: torch.device) -> dict[str, float]:
-        proba = predict_proba(model, dataset, device)
-        m = classification_metrics(labels_of(dataset), proba, classes)
-        return {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "n_predicted_classes")}
+        trimmed = complete_rows(dataset, n_complete)
+        proba = predict_proba(model, trimmed, device)
+        m = classification_metrics(labels_of(trimmed), proba, classes)
+        keep = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "n_predicted_classes")
+        out = {k: m[k] for k in keep}
+        if trimmed is not dataset:
+            out["nll"] = m["nll"]  # else the engine's own nll, the same samples
+        return out
 
     return eval_fn
 
@@ -312,6 +332,9 @@ def train_model(
         else None
     )
 
+    # File-level validation sets may carry degraded copies after their complete samples.
+    n_complete = len(data.index("val")) if kind in FILE_LEVEL else None
+
     def before_fit(state: RunState) -> None:
         train = state.datasets["train"]
         state.values["chance"] = chance_cross_entropy(
@@ -322,11 +345,10 @@ def train_model(
 
     def after_fit(state: RunState) -> dict[str, Any]:
         # The complete validation samples: the first rows of a validation set with degraded copies.
-        n_val = len(data.index("val")) if kind in FILE_LEVEL else len(state.datasets["val"])
-        ds = {**state.datasets, "val": TensorDataset(*(t[:n_val] for t in state.datasets["val"].tensors))}
+        ds = {**state.datasets, "val": complete_rows(state.datasets["val"], n_complete)}
         probs = {s: predict_proba(state.model, ds[s], state.device) for s in ("val", "test")}
         metrics = {s: classification_metrics(labels_of(ds[s]), probs[s], data.classes) for s in probs}
-        state.values.update(probs=probs, metrics=metrics)
+        state.values.update(probs=probs, metrics=metrics, datasets=ds)
         extra = {
             "model": kind,
             "title": MODEL_TITLES[kind],
@@ -349,7 +371,7 @@ def train_model(
     def write_outputs(state: RunState) -> None:
         v = state.values
         checks = training_checks(
-            state.fit.history, v["chance"], v["initial"], v["probs"], state.datasets, kind
+            state.fit.history, v["chance"], v["initial"], v["probs"], v["datasets"], kind
         )
         write_results(out_dir / "diagnostics.json", "tissue", checks)
 
@@ -380,7 +402,7 @@ def train_model(
         ids={"classes": data.classes, "regions": data.regions},
         data_fingerprint=data_digest(data),
         run_config={"classes": data.classes.tolist(), "inputs": inputs_digest(data)},
-        eval_fn=make_eval_fn(data.classes),
+        eval_fn=make_eval_fn(data.classes, n_complete),
         before_fit=before_fit,
         after_fit=after_fit,
         write_outputs=write_outputs,

@@ -299,6 +299,21 @@ def test_masked_model_uses_its_encoding_and_old_exports_keep_z():
         MaskedConfig(validation_draws=-1)
 
 
+def test_masked_kappa_is_the_training_splits_concentration_for_count_channels_only():
+    from genomelab.tissue.read_profiles import region_concentration
+    from genomelab.tissue.training import masked_kappa
+
+    data = make_data(0)
+    train = data.index("train")
+    data.means[:, 1] = np.nan  # a region nobody covers: the range's top, reads weigh ~nothing
+    kappa = masked_kappa("masked", MaskedConfig(), data)
+    assert kappa.shape == (120,) and np.isfinite(kappa).all()
+    assert np.allclose(kappa, region_concentration(data.means[train], data.y[train], 3))
+    assert kappa[1] == kappa.max()
+    assert masked_kappa("masked", MaskedConfig(encoding="z"), data) is None
+    assert masked_kappa("mlp", MaskedConfig(), data) is None
+
+
 def test_degraded_copies_draw_depths_and_subsets_in_the_ranges_seeded():
     from genomelab.tissue.sparse import degraded_copies
 

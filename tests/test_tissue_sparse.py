@@ -18,7 +18,8 @@ from tissue_toy import toy_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TRAIN = {"max_epochs": 40, "batch_size": 16, "lr": 0.01, "patience": 15}
+# The masked model trains at tissue.masked.lr_scale (3) x this rate.
+TRAIN = {"max_epochs": 40, "batch_size": 16, "lr": 0.003, "patience": 15}
 GRID = SparsityConfig(depths=[30, 1], observed=[1.0, 0.1])
 
 
@@ -297,6 +298,9 @@ def test_masked_model_uses_its_encoding_and_old_exports_keep_z():
         MaskedConfig(encoding="beta")
     with pytest.raises(ValueError, match="tissue.masked.validation_draws"):
         MaskedConfig(validation_draws=-1)
+    with pytest.raises(ValueError, match="tissue.masked.lr_scale"):
+        MaskedConfig(lr_scale=0.0)
+    assert exported_config("masked", {})["lr_scale"] == 1.0
 
 
 def test_masked_kappa_is_the_training_splits_concentration_for_count_channels_only():
@@ -361,6 +365,8 @@ def test_degraded_validation_copies_join_the_validation_loss_but_not_the_reporte
     )
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["val"]["n"] == n_val
+    # It trained at lr_scale x the module's rate (what the exported train config records).
+    assert metrics["train_config"]["lr"] == pytest.approx(3 * TRAIN["lr"])
     best = next(h for h in metrics["history"] if h["epoch"] == metrics["best_epoch"])
     assert best["val/accuracy"] == pytest.approx(metrics["val"]["accuracy"])
     assert best["val/nll"] == pytest.approx(metrics["val"]["nll"], rel=1e-4)

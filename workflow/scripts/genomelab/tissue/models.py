@@ -136,8 +136,11 @@ class MaskedConfig(ConfigSection):
     train_depths: list[float] = from_schema("tissue.masked.train_depths")
     train_observed: list[float] = from_schema("tissue.masked.train_observed")
     validation_draws: int = from_schema("tissue.masked.validation_draws")
+    lr_scale: float = from_schema("tissue.masked.lr_scale")
 
     def __post_init__(self) -> None:
+        if not self.lr_scale > 0:
+            raise ValueError(f"tissue.masked.lr_scale must be > 0, not {self.lr_scale}")
         if self.validation_draws < 0:
             raise ValueError(f"tissue.masked.validation_draws must be >= 0, not {self.validation_draws}")
         if self.encoding not in MASKED_ENCODINGS:
@@ -607,7 +610,7 @@ class RegionLevelClassifier(_Classifier):
 # exported before them: an export whose config lacks the key was trained without it.
 _LATER_OPTIONS = {
     "attention": {"read_likelihood": False, "read_likelihood_folds": 0},
-    "masked": {"encoding": "z", "validation_draws": 0},
+    "masked": {"encoding": "z", "validation_draws": 0, "lr_scale": 1.0},
 }
 
 

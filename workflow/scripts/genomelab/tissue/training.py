@@ -323,6 +323,11 @@ def train_model(
         )
     model_cfg = CONFIGS[kind].from_dict(model_cfg_dict)
     train_cfg = TrainConfig.from_dict(train_cfg_dict, seed=seed)
+    scale = getattr(model_cfg, "lr_scale", 1.0)
+    if scale != 1.0:
+        # A model's own multiple of the module's learning rate (the masked model's lr_scale).
+        train_cfg = dataclasses.replace(train_cfg, lr=train_cfg.lr * scale)
+        logger.info("%s: learning rate %.3g (lr_scale %g)", MODEL_TITLES[kind], train_cfg.lr, scale)
     out_dir = Path(out_dir)
     mu, sd = impute_standardise_params(data.means[data.index("train")])
     uses_reads = getattr(model_cfg, "read_likelihood", False)

@@ -640,6 +640,17 @@ def test_dry_run_with_given_heldout_blocks_plans_the_same_jobs(workdir):
     assert "data/blocks.tsv" in outputs["drawn"]
 
 
+def finished_mlp_run(tmp_path: Path, target: str) -> tuple[Path, str]:
+    """A copy of the repository with ``target`` made by a one-split tissue run of a single
+    MLP (2 epochs): (repository, config file) for dry runs of changes to it."""
+    repo = copy_repo(tmp_path / "repo")
+    train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "weight_decay": 0.05, "patience": 10}
+    config = tissue_only_config(repo, "one.yaml", 1, models=["mlp"], ensemble=1, train=train)
+    res = snakemake(repo, target, "--cores", "2", "--configfile", config)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return repo, config
+
+
 @pytest.mark.slow
 def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_does(tmp_path):
     """train.log_every_steps and train.checkpoint_every_* change no result: they retrain
@@ -648,12 +659,8 @@ def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_do
     checks and the gate then (it skips a job's own rerun reasons when an ancient() input of
     it is rerun) and ended with exit status 0 and the old model. So a rerun gate (a changed
     diagnostics setting) reruns the training after it (the model's own gate, tissue_gate)."""
-    repo = copy_repo(tmp_path / "repo")
-    train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "weight_decay": 0.05, "patience": 10}
-    config = tissue_only_config(repo, "one.yaml", 1, models=["mlp"], ensemble=1, train=train)
     target = "results/folds/tissue/train/mlp/members/0/model.pt"
-    res = snakemake(repo, target, "--cores", "2", "--configfile", config)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    repo, config = finished_mlp_run(tmp_path, target)
 
     def planned(override: dict) -> dict[str, int]:
         return dry_run(repo, target, config, override)[0]
@@ -676,12 +683,8 @@ def test_adding_or_removing_a_tissue_model_trains_that_model_only(tmp_path):
     overfit check). With one gate for the module, and tissue.models a param of every check,
     adding a model to a finished run reran every check, the gate and every member of every
     other model (6 tissue_train jobs on the demo for attention and MLP, unchanged)."""
-    repo = copy_repo(tmp_path / "repo")
-    train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "weight_decay": 0.05, "patience": 10}
-    config = tissue_only_config(repo, "one.yaml", 1, models=["mlp"], ensemble=1, train=train)
     target = "results/folds/tissue/summary.json"
-    res = snakemake(repo, target, "--cores", "2", "--configfile", config)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    repo, config = finished_mlp_run(tmp_path, target)
     diagnostics = repo / "results" / "folds" / "tissue" / "diagnostics"
     overfit = json.loads((diagnostics / "overfit_mlp.json").read_text())["results"]
     assert [r["name"] for r in overfit] == ["overfit 10 samples: file-level MLP"], overfit

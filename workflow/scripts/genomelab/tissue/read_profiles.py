@@ -464,7 +464,10 @@ def fit_read_profiles(
     log_prior = np.log((counts + 1) / (counts.sum() + n_classes))  # Laplace, as naive Bayes
     model = ReadProfiles(n_regions, n_classes, cfg.families)
     model.log_prior.copy_(torch.as_tensor(log_prior))
-    model.kappa.copy_(torch.as_tensor(region_concentration(train_means, y_train, n_classes)))
+    # The filled levels are at hand: region_concentration would fill them again (360 MB of
+    # float64 at 880 x 51,089).
+    kappa = pooled_concentration(levels, y_train, class_means, np.isfinite(train_means))
+    model.kappa.copy_(torch.as_tensor(kappa))
     yv = np.tile(y_val, cfg.validation_draws * len(cfg.choose_observed))
     k, n = validation_counts(model, val_means, cfg, seed)
 

@@ -1,7 +1,9 @@
 """Wall time of the regulon data step on a large expression table: the table read a block of
-rows at a time (``_ExpressionTally.add_block``, what the step does) against a document per
-value (``_ExpressionTally.add``, the path a BSON dump or a database takes, and the one every
-table took before), in the same run on the same table.
+rows at a time (``_ExpressionTally.add_block``, what the step does) against its documents, one
+per value (``_ExpressionTally.add_documents``, the path a BSON dump or a database takes, and
+the one every table took before), in the same run on the same table. Since round 22 those
+documents are tallied a block of documents at a time, not by a call per value as in the
+committed figures; ``bench_regulon_bson_speed.py`` times that change on a dump.
 
 Writes the synthetic gene x sample table of ``bench_regulon_expression_memory.py``
 (``--genes`` made-up b-numbers placed on the shipped E. coli genome by a made-up GFF3, 1% of

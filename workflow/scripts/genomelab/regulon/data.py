@@ -458,7 +458,9 @@ def _release_freed_memory() -> None:
 
 
 # Expression documents (a dump's or a database's) read into arrays at a time, then counted
-# together (_ExpressionTally.add_documents): 200,000 documents' arrays take 4.8 MB.
+# together (_ExpressionTally.add_documents). 200,000 documents' arrays take 4.8 MB, and with
+# the temporaries of counting them about 20 MB at the peak (100,000: half, and a little
+# slower; benchmarks/bench_regulon_bson_speed.py).
 DOCUMENT_BLOCK = 200_000
 
 
@@ -651,11 +653,17 @@ class _ExpressionTally:
         kept &= ~block.unmatched
         if not kept.any():
             return
-        values = values[kept]
-        logs = np.fromiter(map(math.log1p, values.tolist()), float, values.size)
-        genes, gene_of = _first_seen(block.gene[kept], block.bnumbers, self.gene_index)
-        datasets, dataset_of = _first_seen(block.dataset[kept], block.datasets, self.dataset_index)
+        gene, dataset = block.gene, block.dataset
+        if not kept.all():  # copies only where some value is left out
+            gene, dataset, values = gene[kept], dataset[kept], values[kept]
+        del kept
+        # A float at a time from the array (not from a list of them: 40 bytes a value at the peak).
+        logs = np.fromiter(map(math.log1p, values), float, values.size)
+        genes, gene_of = _first_seen(gene, block.bnumbers, self.gene_index)
+        datasets, dataset_of = _first_seen(dataset, block.datasets, self.dataset_index)
+        del gene, dataset
         sums = _running_sums(self.sums, genes, gene_of, logs)
+        del logs
         raw_sums = _running_sums(self.raw_sums, genes, gene_of, values)
         counts = np.bincount(gene_of, minlength=len(genes))
         for b, total, raw, n in zip(genes, sums.tolist(), raw_sums.tolist(), counts.tolist(), strict=True):
@@ -663,12 +671,12 @@ class _ExpressionTally:
             self.counts[b] += n
         totals = _running_sums(self.dataset_totals, datasets, dataset_of, values)
         self.dataset_totals.update(zip(datasets, totals.tolist(), strict=True))
+        rows = np.asarray([self.gene_index[b] for b in genes])[gene_of]
+        del gene_of
+        columns = np.asarray([self.dataset_index[d] for d in datasets])[dataset_of]
+        del dataset_of
         assert self.grid is not None
-        self.grid.put_many(
-            np.asarray([self.gene_index[b] for b in genes])[gene_of],
-            np.asarray([self.dataset_index[d] for d in datasets])[dataset_of],
-            values,
-        )
+        self.grid.put_many(rows, columns, values)
 
     def add_block(self, block: ExpressionBlock, genes: dict[str, dict[str, Any]]) -> None:
         """Count the documents an expression table's block of rows stands for (a document per

@@ -81,6 +81,21 @@ def measure(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def write_summary(name: str, what: str, speedup: dict, results: list, out: Path) -> None:
+    """Write the benchmark's summary (its command line, speed-ups and result rows) to ``out``
+    (JSON) and print it."""
+    summary = {
+        "benchmark": name,
+        "what": what,
+        "command": " ".join(["python", f"benchmarks/bench_{name}.py", *sys.argv[1:]]),
+        "speedup": speedup,
+        "results": results,
+    }
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--genes", type=int, default=4600)
@@ -131,18 +146,12 @@ def main() -> None:
                 print(json.dumps(row), file=sys.stderr)
                 results.append(row)
                 speedup[f"{args.genes}x{n_samples}_{field}"] = row["speedup"]
-    summary = {
-        "benchmark": "regulon_expression_speed",
-        "what": "seconds of regulon.data.process_data on a synthetic genes x samples table, read by "
-        "blocks of rows vs a document per value, each in a fresh child process; peak_mb: VmHWM less "
-        "VmRSS before the step",
-        "command": " ".join(["python", "benchmarks/bench_regulon_expression_speed.py", *sys.argv[1:]]),
-        "speedup": speedup,
-        "results": results,
-    }
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    what = (
+        "seconds of regulon.data.process_data on a synthetic genes x samples table, read by blocks of "
+        "rows vs a document per value, each in a fresh child process; peak_mb: VmHWM less VmRSS before "
+        "the step"
+    )
+    write_summary("regulon_expression_speed", what, speedup, results, args.out)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ def tally_state(tally: _ExpressionTally) -> dict[str, Any]:
     assert grid is not None
     width = grid.n_columns
     cells = [
-        np.r_[row[:width], np.full(max(0, width - row.size), np.nan)].view(np.int64).tolist() for row in grid.rows
+        np.r_[row[:width], np.full(max(0, width - row.size), np.nan)].view(np.int64).tolist()
+        for row in grid.rows
     ]
     repeats = sorted((i, sorted(by_column.items())) for i, by_column in grid.repeats.items())
     rows, matrix = tally.log_matrix()

@@ -19,10 +19,15 @@ grid row by row. The whole step at 4,600 genes x 1,000 / 5,000 samples
 bytes a value, their int64 / float64 copies and bincounts, the table held whole, per-base
 coverage arrays): 359 / 1,823 MB resident, 20.5x / 20.8x (traced: 325 / 1,616 MB).
 Time: a table is tallied a chunk of rows at a time (``_ExpressionTally.add_block``), to the
-same bits as a document per value (``add``, which a BSON dump or a database still takes): the
-whole step at 4,600 x 5,000 takes 14-16 s instead of 75 s, 86-89 s before the chunk became
-one float block (``benchmarks/bench_regulon_expression_speed.py``, 2 loaded cores); most of
-what is left is pandas parsing chunks of 52 rows x 5,000 columns.
+same bits as its documents, one per value: the whole step at 4,600 x 5,000 takes 14-16 s
+instead of 75 s, 86-89 s before the chunk became one float block
+(``benchmarks/bench_regulon_expression_speed.py``, 2 loaded cores); most of what is left is
+pandas parsing chunks of 52 rows x 5,000 columns. A BSON dump's or a database's documents are
+tallied DOCUMENT_BLOCK at a time (``_ExpressionTally.add_documents``: parsed into arrays, then
+counted at once), to the same bits as the call per document before round 22: the whole step
+on 920,000 documents (4,600 genes x 200 datasets) takes 3.6-5.0 s instead of 6.4-7.6 s, of
+which decoding the BSON is 1.8-2.1 s; peak 40 MB resident instead of 19 (a block's arrays and
+their temporaries; ``benchmarks/bench_regulon_bson_speed.py``, 2 loaded cores).
 
 Coordinates: RegulonDB and GFF are 1-based inclusive; everything written here is 0-based
 half-open (``start = left - 1``, ``end = right``).
@@ -35,8 +40,8 @@ import json
 import logging
 import math
 import os
-from collections import defaultdict
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice

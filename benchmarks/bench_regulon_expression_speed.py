@@ -1,7 +1,9 @@
 """Wall time of the regulon data step on a large expression table: the table read a block of
-rows at a time (``_ExpressionTally.add_block``, what the step does) against a document per
-value (``_ExpressionTally.add``, the path a BSON dump or a database takes, and the one every
-table took before), in the same run on the same table.
+rows at a time (``_ExpressionTally.add_block``, what the step does) against its documents, one
+per value (``_ExpressionTally.add_documents``, the path a BSON dump or a database takes, and
+the one every table took before), in the same run on the same table. Since round 22 those
+documents are tallied a block of documents at a time, not by a call per value as in the
+committed figures; ``bench_regulon_bson_speed.py`` times that change on a dump.
 
 Writes the synthetic gene x sample table of ``bench_regulon_expression_memory.py``
 (``--genes`` made-up b-numbers placed on the shipped E. coli genome by a made-up GFF3, 1% of
@@ -79,6 +81,21 @@ def measure(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def write_summary(name: str, what: str, speedup: dict, results: list, out: Path) -> None:
+    """Write the benchmark's summary (its command line, speed-ups and result rows) to ``out``
+    (JSON) and print it."""
+    summary = {
+        "benchmark": name,
+        "what": what,
+        "command": " ".join(["python", f"benchmarks/bench_{name}.py", *sys.argv[1:]]),
+        "speedup": speedup,
+        "results": results,
+    }
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--genes", type=int, default=4600)
@@ -129,18 +146,12 @@ def main() -> None:
                 print(json.dumps(row), file=sys.stderr)
                 results.append(row)
                 speedup[f"{args.genes}x{n_samples}_{field}"] = row["speedup"]
-    summary = {
-        "benchmark": "regulon_expression_speed",
-        "what": "seconds of regulon.data.process_data on a synthetic genes x samples table, read by "
-        "blocks of rows vs a document per value, each in a fresh child process; peak_mb: VmHWM less "
-        "VmRSS before the step",
-        "command": " ".join(["python", "benchmarks/bench_regulon_expression_speed.py", *sys.argv[1:]]),
-        "speedup": speedup,
-        "results": results,
-    }
-    args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    what = (
+        "seconds of regulon.data.process_data on a synthetic genes x samples table, read by blocks of "
+        "rows vs a document per value, each in a fresh child process; peak_mb: VmHWM less VmRSS before "
+        "the step"
+    )
+    write_summary("regulon_expression_speed", what, speedup, results, args.out)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from genomelab.regulon import flat
 from genomelab.regulon.bsonio import GENE_EXPRESSION
 from genomelab.regulon.data import _ExpressionTally, _read_expression, process, process_data
 from genomelab.regulon.flat import FlatSource, block_documents, with_expression_table
+from regulon_reference import add_document, tally_state
 
 N_GENES = 14
 N_SAMPLES = 12
@@ -97,25 +98,6 @@ def _bits(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _tally_state(tally: _ExpressionTally) -> dict[str, Any]:
-    rows, matrix = tally.log_matrix()
-    state = {
-        k: v
-        for k, v in vars(tally).items()
-        if k not in ("grid", "matrix", "unmatched", "missing_datasets", "uniq_small")
-    }
-    state = {k: list(v.items()) if isinstance(v, dict) else v for k, v in state.items()}
-    return state | {
-        "unmatched": sorted(tally.unmatched),
-        "missing_datasets": sorted(tally.missing_datasets),
-        "uniq_small": sorted(tally.uniq_small),
-        "vmin": repr(tally.vmin),
-        "vmax": repr(tally.vmax),
-        "rows": list(rows.items()),
-        "matrix": (matrix.shape, matrix.view(np.int32).tolist()),
-    }
-
-
 def _assert_same_outputs(source: Any, fasta: Path, gff: Path, field: str, tmp: Path) -> dict[str, Any]:
     """process() by blocks and by documents: the same files, byte for byte, and the same
     gene table and report to the bit."""
@@ -162,7 +144,7 @@ def test_a_table_read_by_blocks_gives_what_its_documents_give(
         _read_expression(src, field, {f"b{i:04d}": {"name": f"gn{i}"} for i in range(N_GENES)})
         for src in (source, _Documents(source))
     ]
-    assert _tally_state(tallies[0]) == _tally_state(tallies[1])
+    assert tally_state(tallies[0]) == tally_state(tallies[1])
     # The first row's first cells are empty: datasets are numbered from its later ones.
     assert list(tallies[0].dataset_index)[:2] == ["s2", "s3"]
 
@@ -199,7 +181,8 @@ def test_errors_of_a_table_are_the_same_by_blocks(tmp_path):
 
 def test_a_block_of_genes_already_tallied_or_repeated_samples_is_read_a_document_at_a_time():
     """Cells that could repeat a cell of the grid (a gene tallied before, a sample twice in
-    one block) keep ``add``'s order of repeats: the block goes through ``add``."""
+    one block) keep the order of repeats of a document at a time (the reference, as the data
+    step read documents until round 22): the block goes through ``add_documents``."""
     genes: dict[str, dict[str, Any]] = {b: {} for b in ("b1", "b2", "b3")}
     values = np.asarray([[1.0, 2.0, np.nan], [3.0, 4.0, 5.0]])
     blocks = [
@@ -211,8 +194,8 @@ def test_a_block_of_genes_already_tallied_or_repeated_samples_is_read_a_document
     for block in blocks:
         by_blocks.add_block(block, genes)
         for doc in block_documents(block):
-            by_docs.add(doc, genes)
-    assert _tally_state(by_blocks) == _tally_state(by_docs)
+            add_document(by_docs, doc, genes)
+    assert tally_state(by_blocks) == tally_state(by_docs)
     # b2 in S1 twice (4.0, then 7.0): the mean of the logs, in the order given.
     rows, matrix = by_blocks.log_matrix()
     assert matrix[rows["b2"], by_blocks.dataset_index["S1"]] == np.float32(

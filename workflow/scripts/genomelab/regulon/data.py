@@ -19,10 +19,15 @@ grid row by row. The whole step at 4,600 genes x 1,000 / 5,000 samples
 bytes a value, their int64 / float64 copies and bincounts, the table held whole, per-base
 coverage arrays): 359 / 1,823 MB resident, 20.5x / 20.8x (traced: 325 / 1,616 MB).
 Time: a table is tallied a chunk of rows at a time (``_ExpressionTally.add_block``), to the
-same bits as a document per value (``add``, which a BSON dump or a database still takes): the
-whole step at 4,600 x 5,000 takes 14-16 s instead of 75 s, 86-89 s before the chunk became
-one float block (``benchmarks/bench_regulon_expression_speed.py``, 2 loaded cores); most of
-what is left is pandas parsing chunks of 52 rows x 5,000 columns.
+same bits as its documents, one per value: the whole step at 4,600 x 5,000 takes 14-16 s
+instead of 75 s, 86-89 s before the chunk became one float block
+(``benchmarks/bench_regulon_expression_speed.py``, 2 loaded cores); most of what is left is
+pandas parsing chunks of 52 rows x 5,000 columns. A BSON dump's or a database's documents are
+tallied DOCUMENT_BLOCK at a time (``_ExpressionTally.add_documents``: parsed into arrays, then
+counted at once), to the same bits as the call per document before round 22: the whole step
+on 920,000 documents (4,600 genes x 200 datasets) takes 3.6-5.0 s instead of 6.4-7.6 s, of
+which decoding the BSON is 1.8-2.1 s; peak 40 MB resident instead of 19 (a block's arrays and
+their temporaries; ``benchmarks/bench_regulon_bson_speed.py``, 2 loaded cores).
 
 Coordinates: RegulonDB and GFF are 1-based inclusive; everything written here is 0-based
 half-open (``start = left - 1``, ``end = right``).
@@ -35,9 +40,11 @@ import json
 import logging
 import math
 import os
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -376,23 +383,43 @@ class _ValueGrid:
         # row -> column -> the cell's values after its first
         self.repeats: dict[int, dict[int, list[float]]] = {}
 
-    def put(self, row: int, column: int, value: float) -> None:
-        self.n_columns = max(self.n_columns, column + 1)
-        if row == len(self.rows):
-            self.rows.append(np.full(max(self.n_columns, 8), np.nan))
-        cells = self.rows[row]
-        if column >= cells.size:
-            wider = np.full(max(self.n_columns, cells.size + cells.size // 4), np.nan)
-            wider[: cells.size] = cells
-            self.rows[row] = cells = wider
-        if math.isnan(cells[column]):
-            cells[column] = value
-        else:
-            self.repeats.setdefault(row, {}).setdefault(column, []).append(value)
+    def put_many(self, rows: np.ndarray, columns: np.ndarray, values: np.ndarray) -> None:
+        """``values`` [k] into cells (``rows`` [k], ``columns`` [k]), in the order given: rows
+        past the last are new (numbered on from it, each with a value here), a cell's first
+        value fills it, and a cell already filled, or given again, keeps the further values
+        aside in the order given."""
+        self.n_columns = max(self.n_columns, int(columns.max()) + 1)
+        for _ in range(len(self.rows), int(rows.max()) + 1):
+            self.rows.append(np.full(self.n_columns, np.nan))
+        # By cell, and within a cell in the order given (a stable sort).
+        order = np.argsort(rows * self.n_columns + columns, kind="stable")
+        rows, columns, values = rows[order], columns[order], values[order]
+        # Each cell's first value here [m], then the rows' runs of them.
+        first = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (columns[1:] != columns[:-1])])
+        at_row, at_column, at_value = rows[first], columns[first], values[first]
+        empty = np.empty(first.size, bool)
+        bounds = np.flatnonzero(np.r_[True, at_row[1:] != at_row[:-1], True]).tolist()
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            row = int(at_row[start])
+            cells = self.rows[row]
+            if cells.size < self.n_columns:
+                wider = np.full(max(self.n_columns, cells.size + cells.size // 4), np.nan)
+                wider[: cells.size] = cells
+                self.rows[row] = cells = wider
+            where = at_column[start:stop]
+            now = cells[where]
+            np.isnan(now, out=empty[start:stop])
+            cells[where] = np.where(empty[start:stop], at_value[start:stop], now)
+        aside = np.ones(rows.size, bool)
+        aside[first[empty]] = False
+        for i, j, v in zip(
+            rows[aside].tolist(), columns[aside].tolist(), values[aside].tolist(), strict=True
+        ):
+            self.repeats.setdefault(i, {}).setdefault(j, []).append(v)
 
     def put_row(self, columns: np.ndarray, values: np.ndarray) -> None:
         """A new row (the next one) with ``values`` [k] in distinct ``columns`` [k]: what
-        ``put`` of each would make, at once."""
+        ``put_many`` of them would make."""
         self.n_columns = max(self.n_columns, int(columns.max()) + 1)
         cells = np.full(self.n_columns, np.nan)
         cells[columns] = values
@@ -435,6 +462,67 @@ def _release_freed_memory() -> None:
         pass
 
 
+# Expression documents (a dump's or a database's) read into arrays at a time, then counted
+# together (_ExpressionTally.add_documents). 200,000 documents' arrays take 4.8 MB, and with
+# the temporaries of counting them about 20 MB at the peak (100,000: half, and a little
+# slower; benchmarks/bench_regulon_bson_speed.py).
+DOCUMENT_BLOCK = 200_000
+
+
+@dataclass
+class _DocumentValues:
+    """The values of a block of expression documents [k], in the documents' order: gene and
+    dataset as codes into ``bnumbers`` and ``datasets`` (numbered as first seen in the
+    block), and whether a kept value's gene is unknown and placed by no coordinates."""
+
+    bnumbers: list[str]
+    datasets: list[str]
+    gene: np.ndarray
+    dataset: np.ndarray
+    values: np.ndarray
+    unmatched: np.ndarray
+
+
+def _expression_gene(bnumber: str, gene_sub: dict[str, Any]) -> dict[str, Any] | None:
+    """A gene record from an expression document's own coordinates (strand unknown), or None
+    without them."""
+    coords = _coords(gene_sub)
+    if coords is None:
+        return None
+    return {
+        "bnumber": bnumber,
+        "gene_id": str(gene_sub.get("_id") or bnumber),
+        "name": str(gene_sub.get("name") or ""),
+        "start": coords[0],
+        "end": coords[1],
+        "strand": None,
+    }
+
+
+def _first_seen(codes: np.ndarray, names: list[str], index: dict[str, int]) -> tuple[list[str], np.ndarray]:
+    """The names of ``codes`` [k] in the order first seen, numbered on in ``index`` where new,
+    and each code's place among them [k]."""
+    distinct, first, where = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    seen = [names[c] for c in distinct[order].tolist()]
+    for name in seen:
+        index.setdefault(name, len(index))
+    place = np.empty(order.size, np.int64)
+    place[order] = np.arange(order.size)
+    return seen, place[where.reshape(-1)]
+
+
+def _running_sums(
+    totals: dict[str, float], names: list[str], of: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """``totals[name] + values...`` [len(names)] for the values [k] of each name (``of`` [k]),
+    added one at a time in the order given from the running total (0.0 for a new name), as
+    ``+=`` of each would: ``np.bincount`` adds its weights in order, the totals first."""
+    n = len(names)
+    start = np.fromiter((totals.get(name, 0.0) for name in names), float, n)
+    return np.bincount(np.r_[np.arange(n), of], weights=np.r_[start, values], minlength=n)
+
+
 @dataclass
 class _ExpressionTally:
     """Streaming per-gene sums of one value field over every expression document.
@@ -470,72 +558,143 @@ class _ExpressionTally:
     grid: _ValueGrid | None = field(default_factory=lambda: _ValueGrid())
     matrix: np.ndarray | None = None
 
-    def add(self, doc: dict[str, Any], genes: dict[str, dict[str, Any]]) -> None:
-        """Count one expression document; adds a gene to ``genes`` from the document's own coordinates.
+    def add_documents(
+        self,
+        docs: Iterable[dict[str, Any]],
+        genes: dict[str, dict[str, Any]],
+        block_docs: int | None = None,
+    ) -> None:
+        """Count expression documents (one per (gene, dataset) value: a BSON dump's, a
+        database's, or the cells of a table block that :meth:`add_block` cannot take whole);
+        a gene not in ``genes`` whose document has coordinates is added to it from them.
 
-        Called once per (gene, dataset) value of a BSON dump or database; :meth:`add_block`
-        does the same for a table's rows at once."""
+        The documents are read ``block_docs`` (default DOCUMENT_BLOCK) at a time into arrays
+        of gene, dataset and value (:meth:`_parse_documents`), which are then counted at once
+        (:meth:`_add_values`), to the bit as one document at a time was counted until round
+        22: the same counts, sums, matrix and dataset order, the same error from the same
+        document. Memory: one block's arrays (24 bytes a document) and their temporaries,
+        whatever the number of documents."""
+        size = DOCUMENT_BLOCK if block_docs is None else block_docs
+        if size < 1:
+            raise ValueError(f"block_docs must be >= 1, not {size}")
         if self.grid is None:
             raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
-        self.n_docs += 1
-        for f in VALUE_FIELDS:
-            self.field_seen[f] += doc.get(f) is not None
-        parsed = parse_expression_doc(doc, self.value_field)
-        if parsed is None or parsed[2] is None:
-            self.n_missing += 1
-            if parsed is not None:
-                self.missing_datasets.add(parsed[0])
-            return
-        dataset, bnumber, value, gene_sub = parsed
-        if not math.isfinite(value):
-            self.n_nonfinite += 1
-            return
-        if value < 0:
-            self.n_negative += 1
-            return
-        if self.value_field == "count" and value != int(value):
-            self.n_nonint += 1
-        if len(self.uniq_small) <= 3:
-            self.uniq_small.add(value)
-        self.vmin, self.vmax = min(self.vmin, value), max(self.vmax, value)
-        if bnumber not in genes:
-            coords = _coords(gene_sub)
-            if coords is None:
-                self.n_unmatched += 1
-                self.unmatched.add(bnumber)
-                return
-            # Coordinates from the expression document itself; strand stays unknown.
-            genes[bnumber] = {
-                "bnumber": bnumber,
-                "gene_id": str(gene_sub.get("_id") or bnumber),
-                "name": str(gene_sub.get("name") or ""),
-                "start": coords[0],
-                "end": coords[1],
-                "strand": None,
-            }
-        self.sums[bnumber] += math.log1p(value)
-        self.raw_sums[bnumber] += value
-        self.counts[bnumber] += 1
-        self.dataset_totals[dataset] += value
-        assert self.grid is not None
-        self.grid.put(
-            self.gene_index.setdefault(bnumber, len(self.gene_index)),
-            self.dataset_index.setdefault(dataset, len(self.dataset_index)),
-            value,
+        stream = iter(docs)
+        while (block := self._parse_documents(islice(stream, size), genes)) is not None:
+            self._add_values(block)
+
+    def _parse_documents(
+        self, docs: Iterator[dict[str, Any]], genes: dict[str, dict[str, Any]]
+    ) -> _DocumentValues | None:
+        """The values of ``docs`` in their order (None when there is no document); counts the
+        documents, the value fields present and the missing values on the way. What depends on
+        the order of the documents and on ``genes`` is settled here, as a document at a time:
+        a gene not in ``genes`` is added at its first kept value whose document has
+        coordinates (those before it are marked unmatched), and a value that ``float`` cannot
+        read raises from its document."""
+        n_docs = 0
+        seen = dict.fromkeys(VALUE_FIELDS, 0)
+        gene_codes: dict[str, int] = {}
+        dataset_codes: dict[str, int] = {}
+        gene, dataset, values = array("q"), array("q"), array("d")
+        unmatched: list[int] = []
+        for doc in docs:
+            n_docs += 1
+            for f in VALUE_FIELDS:
+                if doc.get(f) is not None:
+                    seen[f] += 1
+            parsed = parse_expression_doc(doc, self.value_field)
+            if parsed is None or parsed[2] is None:
+                self.n_missing += 1
+                if parsed is not None:
+                    self.missing_datasets.add(parsed[0])
+                continue
+            name, bnumber, value, gene_sub = parsed
+            # Only a kept value (finite, not negative) can place or miss a gene.
+            if bnumber not in genes and math.isfinite(value) and not value < 0:
+                record = _expression_gene(bnumber, gene_sub)
+                if record is None:
+                    unmatched.append(len(values))
+                else:
+                    genes[bnumber] = record
+            gene.append(gene_codes.setdefault(bnumber, len(gene_codes)))
+            dataset.append(dataset_codes.setdefault(name, len(dataset_codes)))
+            values.append(value)
+        if not n_docs:
+            return None
+        self.n_docs += n_docs
+        for f, n in seen.items():
+            self.field_seen[f] += n
+        lost = np.zeros(len(values), bool)
+        lost[unmatched] = True
+        return _DocumentValues(
+            list(gene_codes),
+            list(dataset_codes),
+            np.frombuffer(gene, np.int64),
+            np.frombuffer(dataset, np.int64),
+            np.frombuffer(values, np.float64),
+            lost,
         )
+
+    def _add_values(self, block: _DocumentValues) -> None:
+        """Count a block of parsed documents' values [k], as one document at a time would:
+        sums run along the documents' order from the running total (``np.bincount`` adds its
+        weights in the order given, the running totals first), genes and datasets are numbered
+        in the order of their first kept value, ``log1p`` is ``math.log1p``, and a cell's
+        values go into the grid in the order given."""
+        values = block.values
+        kept = np.isfinite(values)
+        self.n_nonfinite += int(values.size - kept.sum())
+        negative = np.less(values, 0, out=np.zeros(values.size, bool), where=kept)
+        self.n_negative += int(negative.sum())
+        kept &= ~negative
+        if not kept.any():
+            return
+        self._value_stats(values[kept])
+        lost = kept & block.unmatched
+        if lost.any():
+            self.n_unmatched += int(lost.sum())
+            self.unmatched.update(block.bnumbers[c] for c in np.unique(block.gene[lost]).tolist())
+        kept &= ~block.unmatched
+        if not kept.any():
+            return
+        gene, dataset = block.gene, block.dataset
+        if not kept.all():  # copies only where some value is left out
+            gene, dataset, values = gene[kept], dataset[kept], values[kept]
+        del kept
+        # A float at a time from the array (not from a list of them: 40 bytes a value at the peak).
+        logs = np.fromiter(map(math.log1p, values), float, values.size)
+        genes, gene_of = _first_seen(gene, block.bnumbers, self.gene_index)
+        datasets, dataset_of = _first_seen(dataset, block.datasets, self.dataset_index)
+        del gene, dataset
+        sums = _running_sums(self.sums, genes, gene_of, logs)
+        del logs
+        raw_sums = _running_sums(self.raw_sums, genes, gene_of, values)
+        counts = np.bincount(gene_of, minlength=len(genes))
+        for b, total, raw, n in zip(genes, sums.tolist(), raw_sums.tolist(), counts.tolist(), strict=True):
+            self.sums[b], self.raw_sums[b] = total, raw
+            self.counts[b] += n
+        totals = _running_sums(self.dataset_totals, datasets, dataset_of, values)
+        self.dataset_totals.update(zip(datasets, totals.tolist(), strict=True))
+        rows = np.asarray([self.gene_index[b] for b in genes])[gene_of]
+        del gene_of
+        columns = np.asarray([self.dataset_index[d] for d in datasets])[dataset_of]
+        del dataset_of
+        assert self.grid is not None
+        self.grid.put_many(rows, columns, values)
 
     def add_block(self, block: ExpressionBlock, genes: dict[str, dict[str, Any]]) -> None:
         """Count the documents an expression table's block of rows stands for (a document per
-        cell, in row-major order, none with coordinates) as ``add`` of each would, to the bit,
-        with array operations instead of a Python call per value.
+        cell, in row-major order, none with coordinates) as :meth:`add_documents` of them
+        would, to the bit, without making the documents.
 
         Where order matters it is kept: rows are taken in order, sums run a cell at a time
         from the running total (``np.cumsum`` and ``+=`` along the documents' order, not the
         pairwise ``np.sum``), datasets are numbered in the order of their first kept value,
-        and ``log1p`` of the per-gene sums is ``math.log1p`` as in ``add`` (numpy's may
-        differ in the last bit). A block with samples given twice, or with a gene already
-        tallied (its cells could repeat cells of the grid), goes through ``add`` one
-        document at a time. Memory: a few boolean masks of the block beside it."""
+        and ``log1p`` of the per-gene sums is ``math.log1p`` as in ``add_documents`` (numpy's
+        may differ in the last bit). A block with samples given twice, or with a gene already
+        tallied (its cells could repeat cells of the grid), goes through ``add_documents``
+        as its documents. Memory: a few boolean masks of the block beside it."""
         if self.grid is None:
             raise RuntimeError("expression tally: a document added after log_matrix built the matrix")
         bnumbers, samples, values = block.bnumbers, block.samples, block.values
@@ -545,8 +704,7 @@ class _ExpressionTally:
                 f"expression block of {n_rows} genes x {n_cols} samples holds {values.shape} values"
             )
         if len(set(samples)) < n_cols or any(b in self.gene_index for b in bnumbers):
-            for doc in block_documents(block):
-                self.add(doc, genes)
+            self.add_documents(block_documents(block), genes)
             return
         self.n_docs += n_rows * n_cols
         kept = ~np.isnan(values)  # present, then kept
@@ -603,10 +761,10 @@ class _ExpressionTally:
         _release_freed_memory()
 
     def _value_stats(self, values: np.ndarray) -> None:
-        """``add``'s counts over kept values (finite, not negative; known gene or not) for a run
+        """The counts over kept values (finite, not negative; known gene or not) for a run
         of them [k] in the documents' order: non-integer counts, the first distinct values
-        (until there are four), the range (the first of equal values stays, as in ``add``:
-        ``argmin`` and ``argmax`` give the first)."""
+        (until there are four), the range (the first of equal values stays, as a value at a
+        time keeps it: ``argmin`` and ``argmax`` give the first)."""
         if self.value_field == "count":
             self.n_nonint += int((values != np.trunc(values)).sum())
         if len(self.uniq_small) <= 3:
@@ -953,7 +1111,8 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
     Expression often comes from elsewhere (PRECISE, GEO), so its absence is reported, not
     fatal; a collection whose documents lack the value field is still an error. A source
     with ``expression_blocks`` (an expression table) is read a block of rows at a time
-    (``_ExpressionTally.add_block``: the same tally, without a document per value).
+    (``_ExpressionTally.add_block``: the same tally, without a document per value); a dump's
+    or database's documents DOCUMENT_BLOCK at a time (``_ExpressionTally.add_documents``).
     """
     tally = _ExpressionTally(value_field)
     if not source.has(GENE_EXPRESSION):
@@ -963,8 +1122,7 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
         for block in blocks():
             tally.add_block(block, genes)
     else:
-        for doc in source.iter(GENE_EXPRESSION):
-            tally.add(doc, genes)
+        tally.add_documents(source.iter(GENE_EXPRESSION), genes)
     # IDs that match no gene but name one: a table keyed by gene names, in whole or in part.
     names = {str(g.get("name")): b for b, g in genes.items() if g.get("name")}
     tally.unmatched_names = {n: names[n] for n in tally.unmatched if n in names}

@@ -174,7 +174,16 @@ def parse_expression_doc(doc: dict[str, Any], value_field: str) -> tuple[str, st
     datasets = doc.get("datasetIds") or []
     dataset = str(datasets[0]) if datasets else str(doc.get("_id", "")).split(",")[0]
     value = doc.get(value_field)
-    return dataset, str(bnumber), (None if value is None else float(value)), gene
+    if value is None:
+        return dataset, str(bnumber), None, gene
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"the expression value of gene {bnumber} in dataset {dataset!r}: {value_field} "
+            f"{value!r} is not a number"
+        ) from None
+    return dataset, str(bnumber), number, gene
 
 
 def parse_operon_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -1122,7 +1131,10 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
         for block in blocks():
             tally.add_block(block, genes)
     else:
-        tally.add_documents(source.iter(GENE_EXPRESSION), genes)
+        try:
+            tally.add_documents(source.iter(GENE_EXPRESSION), genes)
+        except ValueError as err:
+            raise ValueError(f"{source.describe()}, {GENE_EXPRESSION}: {err}") from None
     # IDs that match no gene but name one: a table keyed by gene names, in whole or in part.
     names = {str(g.get("name")): b for b, g in genes.items() if g.get("name")}
     tally.unmatched_names = {n: names[n] for n in tally.unmatched if n in names}

@@ -1,14 +1,16 @@
-"""Paired tests of one method against others across ``bench_tissue_sparse.py`` runs (issue 18).
+"""Model against model, paired, at full coverage and every grid point, from the fold folders of
+``bench_tissue_sparse.py`` runs (issue 18, round 22).
 
-Runs with the same data, folds, regions and seed degrade the same test samples alike at each
-grid point, so a model of one run pairs with a model or baseline of another. For ``--model``
-(``RUN:NAME``, NAME a model folder of the run or a baseline title), per grid point and for
-full coverage (``test``): pooled accuracy and the exact McNemar test against each ``--other``.
+``bench_tissue_sparse.py``'s summary tests every model against the baselines; whether one
+model is worth training beside another needs them tested against each other. Each model is
+named ``RUN:NAME`` (a run's ``--out`` folder and a model name of its ``--models``); runs of the
+same ``--seed`` and grid score the same test samples on the same degraded inputs, so models of
+two runs pair too. Per point: each model's accuracy pooled over the folds and the exact
+McNemar test of each model against the first (the reference), with the wins and losses.
 
 Usage:
-    PYTHONPATH=workflow/scripts python benchmarks/bench_tissue_pairs.py \\
-        --model runA:masked --other runB:attention_sparse "runA:logistic regression" \\
-        --out pairs.json
+    python benchmarks/bench_tissue_pairs.py RUN:reads RUN:att OTHER_RUN:masked \
+        --out benchmarks/results/tissue_sparse_idhwt_r22_deep/pairs_s42.json
 """
 
 from __future__ import annotations
@@ -18,58 +20,81 @@ import json
 from pathlib import Path
 
 import numpy as np
-from genomelab.report.stats import mcnemar_predictions
+from genomelab.report.stats import exact_mcnemar
+
+FULL = "full coverage"
 
 
-def _records(run: Path, name: str) -> dict[str, dict[str, list]]:
-    """Pooled predictions of ``name`` per point key (``test``, ``<depth>/<observed>``)."""
-    pooled: dict[str, dict[str, list]] = {}
-    for fold in sorted((run / "folds").iterdir(), key=lambda p: int(p.name)):
-        model = fold / name / "metrics.json"
-        if model.is_file():
-            m = json.loads(model.read_text())
-            full, grid = m["predictions"], m["grid"]
-        else:
-            base = json.loads((fold / "baselines.json").read_text())
-            res = base["methods"].get(name) or base.get("grid_methods", {}).get(name)
-            if res is None:
-                raise SystemExit(f"{fold}: no model folder or baseline named {name!r}")
-            full, grid = res.get("predictions"), res["grid"]
-        points = [("test", full)] + [(f"{p['depth']}/{p['observed']}", p["predictions"]) for p in grid]
-        for key, rec in points:
-            if rec is None:
-                continue
-            slot = pooled.setdefault(key, {"sample": [], "true": [], "pred": []})
-            for f in slot:
-                slot[f] += list(rec[f])
-    return pooled
+def right_per_point(run: Path, name: str) -> dict[str, dict[str, bool]]:
+    """Point ("full coverage" or "<depth> x <observed>") -> sample -> whether the model of
+    ``name`` in the run's fold folders called it right."""
+    out: dict[str, dict[str, bool]] = {}
+    folds = sorted(run.glob("folds/*/"), key=lambda p: int(p.name))
+    if not folds:
+        raise SystemExit(f"{run}: no folds/<k>/ folders (not a bench_tissue_sparse.py --out folder?)")
+    for fold in folds:
+        path = fold / name / "metrics.json"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: is {name!r} one of the run's --models?")
+        metrics = json.loads(path.read_text())
+        points = [(FULL, metrics["predictions"])]
+        points += [(f"{g['depth']} x {g['observed']:g}", g["predictions"]) for g in metrics.get("grid", [])]
+        for key, p in points:
+            cell = out.setdefault(key, {})
+            for sample, true, pred in zip(p["sample"], p["true"], p["pred"], strict=True):
+                cell[sample] = true == pred
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="RUN:NAME")
-    ap.add_argument("--other", nargs="+", required=True, help="RUN:NAME ...")
+    ap.add_argument("models", nargs="+", help="RUN:NAME, the reference first")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    specs = [args.model, *args.other]
-    recs = {s: _records(Path(s.split(":", 1)[0]), s.split(":", 1)[1]) for s in specs}
-    out = {}
-    for key, mine in recs[args.model].items():
-        row = {"accuracy": {}, "p_value": {}, "favours": {}}
-        row["accuracy"][args.model] = float(np.mean(np.equal(mine["true"], mine["pred"])))
-        for other in args.other:
-            theirs = recs[other].get(key)
-            if theirs is None:
-                continue
-            t = mcnemar_predictions(mine, theirs)
-            row["accuracy"][other] = float(np.mean(np.equal(theirs["true"], theirs["pred"])))
-            row["p_value"][other], row["favours"][other] = t.p_value, t.favours
-        out[key] = row
-        cells = [f"{n.split(':', 1)[1]} {a:.4f}" for n, a in row["accuracy"].items()]
-        tests = [f"{n.split(':', 1)[1]} p={p:.3g} ({row['favours'][n]})" for n, p in row["p_value"].items()]
-        print(f"{key:>8}: " + ", ".join(cells) + " | " + "; ".join(tests))
+    if len(args.models) < 2:
+        ap.error("name the reference model and at least one other")
+    right = {}
+    for spec in args.models:
+        run, _, name = spec.rpartition(":")
+        if not run or not name:
+            ap.error(f"{spec!r}: give RUN:NAME")
+        right[spec] = right_per_point(Path(run), name)
+    reference, others = args.models[0], args.models[1:]
+    rows = []
+    for point, ref in right[reference].items():
+        samples = sorted(ref)
+        r = np.array([ref[s] for s in samples])
+        row = {
+            "point": point,
+            "n": len(samples),
+            "accuracy": {reference: round(float(r.mean()), 4)},
+            "vs_reference": {},
+        }
+        for spec in others:
+            cell = right[spec].get(point, {})
+            if sorted(cell) != samples:
+                raise SystemExit(f"{spec} and {reference} did not score the same samples at {point}")
+            a = np.array([cell[s] for s in samples])
+            test = exact_mcnemar(a.tolist(), r.tolist())
+            row["accuracy"][spec] = round(float(a.mean()), 4)
+            row["vs_reference"][spec] = {
+                "wins": int((a & ~r).sum()),
+                "losses": int((~a & r).sum()),
+                "p_value": test.p_value,
+            }
+        rows.append(row)
+        parts = [f"{point:>16s}  {reference.rpartition(':')[2]} {r.mean():.3f}"]
+        for spec in others:
+            v = row["vs_reference"][spec]
+            a = np.array([right[spec][point][s] for s in samples])
+            flag = " *" if v["p_value"] < 0.05 else ""
+            parts.append(
+                f"{spec.rpartition(':')[2]} {a.mean():.3f} (+{v['wins']}/-{v['losses']}, p {v['p_value']:.2g}{flag})"
+            )
+        print("  ".join(parts))
     if args.out:
-        args.out.write_text(json.dumps({"model": args.model, "others": args.other, "points": out}, indent=2))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"models": args.models, "points": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

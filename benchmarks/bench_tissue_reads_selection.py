@@ -13,7 +13,16 @@ seed (logistic regression included, read from its results):
 - ``nll``: the setting with the lowest validation log-loss after its own temperature
   (a smooth criterion, no ties);
 - ``draws10``: accuracy on 10 validation draws instead of 5;
-- ``nll_draws10``: both.
+- ``nll_draws10``: both;
+- ``depth3``, ``depth5``, ``depth10``, ``depth30``: settings and temperatures chosen on
+  validation draws of 3, 5, 10 or 30 reads per region (``tissue.reads.choose_depth``; the
+  default is 1, the depth the model is for).
+
+Besides the one-read draws each variant is scored on the complete test samples (``full``,
+the betas at 150 calls) and on one draw of 30 reads per region (``r30``, from
+``default_rng([2000, k])``). ``--variants`` picks some; ``--csv``-style cohorts other than
+TCGA IDH-wt work too (then give no ``--ceiling``: logistic regression's figures are only
+taken from it).
 
 The criterion is swapped by replacing ``read_profiles._accuracy`` (what the fit ranks
 settings by) for the fit only; the reported setting accuracies then hold the criterion's
@@ -60,20 +69,26 @@ VARIANTS: dict[str, tuple[dict, Callable[[np.ndarray, np.ndarray], float]]] = {
     "nll": ({}, validation_nll),
     "draws10": ({"validation_draws": 10}, rp._accuracy),
     "nll_draws10": ({"validation_draws": 10}, validation_nll),
+    **{f"depth{d}": ({"choose_depth": d}, rp._accuracy) for d in (3, 5, 10, 30)},
 }
 
 
-def run_seed(csv: Path, seed: int, ceiling: Path, folds_n: int = 5, draws: int = 5) -> dict:
+def run_seed(
+    csv: Path, seed: int, ceiling: Path | None, variants: list[str], folds_n: int = 5, draws: int = 5
+) -> dict:
     samples, labels, _, betas = load(csv)
     classes, y = np.unique(labels, return_inverse=True)
     folds = group_kfold(samples, folds_n, seed=seed, stratify=labels)
-    right = {v: np.zeros((draws, len(y)), bool) for v in VARIANTS}
+    right = {v: np.zeros((draws, len(y)), bool) for v in variants}
+    full = {v: np.zeros(len(y), bool) for v in variants}
+    r30 = {v: np.zeros(len(y), bool) for v in variants}
     t0 = time.time()
     original = rp._accuracy
     for k in range(folds_n):
         split = np.asarray(fold_split(folds, k, samples, 0.25, seed, labels))
         tr, va, te = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
-        for name, (overrides, criterion) in VARIANTS.items():
+        for name in variants:
+            overrides, criterion = VARIANTS[name]
             rp._accuracy = criterion
             try:
                 model, _ = fit_read_profiles(
@@ -81,48 +96,73 @@ def run_seed(csv: Path, seed: int, ceiling: Path, folds_n: int = 5, draws: int =
                 )
             finally:
                 rp._accuracy = original
-            for d in range(draws):
-                means, _ = degrade(betas[te], 1, 1.0, np.random.default_rng([1000 + d, k]))
-                pred = model(torch.as_tensor(means), torch.ones(means.shape)).argmax(1).numpy()
-                right[name][d, te] = pred == y[te]
-    methods = json.loads(ceiling.read_text())["methods"]
-    return {
+            with torch.no_grad():
+                for d in range(draws):
+                    means, _ = degrade(betas[te], 1, 1.0, np.random.default_rng([1000 + d, k]))
+                    pred = model(torch.as_tensor(means), torch.ones(means.shape)).argmax(1).numpy()
+                    right[name][d, te] = pred == y[te]
+                pred = model(torch.as_tensor(betas[te]), torch.full(betas[te].shape, 150.0)).argmax(1).numpy()
+                full[name][te] = pred == y[te]
+                means, cover = degrade(betas[te], 30, 1.0, np.random.default_rng([2000, k]))
+                pred = model(torch.as_tensor(means), torch.as_tensor(cover)).argmax(1).numpy()
+                r30[name][te] = pred == y[te]
+    out = {
         "seed": seed,
-        **{v: right[v].mean(1).round(4).tolist() for v in VARIANTS},
-        "LR": methods[LR]["draws"],
-        "ceiling_reads": methods[READS]["draws"],
+        **{v: right[v].mean(1).round(4).tolist() for v in variants},
+        "full": {v: round(float(full[v].mean()), 4) for v in variants},
+        "r30": {v: round(float(r30[v].mean()), 4) for v in variants},
         "seconds": round(time.time() - t0),
     }
+    if ceiling is not None:
+        methods = json.loads(ceiling.read_text())["methods"]
+        out["LR"] = methods[LR]["draws"]
+        out["ceiling_reads"] = methods[READS]["draws"]
+    return out
 
 
 def summarise(path: Path) -> None:
+    """Per variant: one-read accuracy (and its gap to LR where the lines have it), and where
+    the lines have them the complete and 30-read figures, each against the default."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    lr = np.array([np.mean(r["LR"]) for r in rows])
+    variants = [v for v in VARIANTS if v in rows[0]]
     default = np.array([np.mean(r["default"]) for r in rows])
-    print(f"{len(rows)} seeds; logistic regression {lr.mean():.4f}")
-    for v in VARIANTS:
+    has_lr = all("LR" in r for r in rows)
+    lr = np.array([np.mean(r["LR"]) for r in rows]) if has_lr else None
+    print(f"{len(rows)} seeds" + (f"; logistic regression {lr.mean():.4f}" if lr is not None else ""))
+    for v in variants:
         acc = np.array([np.mean(r[v]) for r in rows])
-        gap, moved = (acc - lr) * 100, (acc - default) * 100
-        print(
-            f"{v:12s} accuracy {acc.mean():.4f} (SD {acc.std(ddof=1):.4f})  minus LR {gap.mean():+.2f} points "
-            f"(+5 or more with {(gap >= 5).sum()} seeds)  minus default {moved.mean():+.2f} (SD {moved.std(ddof=1):.2f})"
-        )
+        moved = (acc - default) * 100
+        line = f"{v:12s} one read {acc.mean():.4f} (SD {acc.std(ddof=1):.4f})"
+        if lr is not None:
+            gap = (acc - lr) * 100
+            line += f"  minus LR {gap.mean():+.2f} points (+5 or more with {(gap >= 5).sum()} seeds)"
+        line += f"  minus default {moved.mean():+.2f} (SD {moved.std(ddof=1):.2f})"
+        for key in ("full", "r30"):
+            if all(key in r for r in rows):
+                a = np.array([r[key][v] for r in rows])
+                d = (a - np.array([r[key]["default"] for r in rows])) * 100
+                line += f"; {key} {a.mean():.4f} ({d.mean():+.2f}, SD {d.std(ddof=1):.2f})"
+        print(line)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("csv", type=Path, nargs="?")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--ceiling", type=Path, help="bench_tissue_one_read_ceiling.py's JSON of this seed")
+    ap.add_argument(
+        "--ceiling", type=Path, help="bench_tissue_one_read_ceiling.py's JSON of this seed (its LR figures)"
+    )
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--summarise", type=Path, help="a JSON-lines file of this script's output")
     args = ap.parse_args()
     if args.summarise:
         summarise(args.summarise)
         return
-    if args.csv is None or args.ceiling is None:
-        ap.error("give the cohort CSV and --ceiling (or --summarise)")
+    if args.csv is None:
+        ap.error("give the cohort CSV (or --summarise)")
+    variants = list(dict.fromkeys(["default", *args.variants]))  # the reference is always run
     torch.set_num_threads(1)
-    print(json.dumps(run_seed(args.csv, args.seed, args.ceiling)), flush=True)
+    print(json.dumps(run_seed(args.csv, args.seed, args.ceiling, variants)), flush=True)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ Usage (about 20 s per seed for the four variants, one thread):
     PYTHONPATH=workflow/scripts OMP_NUM_THREADS=1 python benchmarks/bench_tissue_reads_selection.py \
         ../shared/data/methylation_tcga_glioma/glioma.idhwt.trainingData.csv.gz --seed 42 \
         --ceiling benchmarks/results/tissue_one_read_ceiling/r20_seeds_final/s42.json \
-        >> benchmarks/results/tissue_reads_selection/seeds.jsonl
-then ``--summarise benchmarks/results/tissue_reads_selection/seeds.jsonl``.
+        >> benchmarks/results/tissue_reads_selection/criteria_idhwt.jsonl
+then ``--summarise benchmarks/results/tissue_reads_selection/criteria_idhwt.jsonl``.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@
 model is worth training beside another needs them tested against each other. Each model is
 named ``RUN:NAME`` (a run's ``--out`` folder and a model name of its ``--models``); runs of the
 same ``--seed`` and grid score the same test samples on the same degraded inputs, so models of
-two runs pair too. Per point: each model's accuracy pooled over the folds and the exact
-McNemar test of each model against the first (the reference), with the wins and losses.
+two runs pair too (runs that differ in cohort, folds, regions, seed or grid are refused: other
+seeds test the same samples, on other folds and draws). Per point: each model's accuracy
+pooled over the folds and the exact McNemar test of each model against the first (the
+reference), with the wins and losses.
 
 Usage:
     python benchmarks/bench_tissue_pairs.py RUN:reads RUN:att OTHER_RUN:masked \
@@ -23,6 +25,22 @@ import numpy as np
 from genomelab.report.stats import exact_mcnemar
 
 FULL = "full coverage"
+# The run settings (bench.json's args) that decide which samples each fold tests and the
+# degraded inputs of every grid point: runs that differ in one score other inputs (another
+# --seed: other folds and draws, though the same 430 samples), so their models do not pair.
+PAIRING = ("csv", "folds", "regions", "seed", "depths", "observed")
+
+
+def pairing_settings(run: Path) -> dict[str, str | None]:
+    """The run's settings in PAIRING, from its bench.json."""
+    path = run / "bench.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing (not a bench_tissue_sparse.py --out folder?)")
+    args = json.loads(path.read_text())["args"]
+    settings = {key: args.get(key) for key in PAIRING}
+    # The cohort by its file name: runs started from other folders name it by other paths.
+    settings["csv"] = Path(settings["csv"]).name if settings["csv"] else None
+    return settings
 
 
 def right_per_point(run: Path, name: str) -> dict[str, dict[str, bool]]:
@@ -54,12 +72,22 @@ def main() -> None:
     if len(args.models) < 2:
         ap.error("name the reference model and at least one other")
     right = {}
+    settings = {}
     for spec in args.models:
         run, _, name = spec.rpartition(":")
         if not run or not name:
             ap.error(f"{spec!r}: give RUN:NAME")
+        settings[spec] = pairing_settings(Path(run))
         right[spec] = right_per_point(Path(run), name)
     reference, others = args.models[0], args.models[1:]
+    for spec in others:
+        differ = [k for k in PAIRING if settings[spec][k] != settings[reference][k]]
+        if differ:
+            raise SystemExit(
+                f"{spec} and {reference} come from runs with different "
+                + ", ".join(f"{k} ({settings[spec][k]} vs {settings[reference][k]})" for k in differ)
+                + ": their test inputs differ, so their predictions do not pair"
+            )
     rows = []
     for point, ref in right[reference].items():
         samples = sorted(ref)

@@ -124,7 +124,7 @@ def summarise(path: Path) -> None:
     """Per variant: one-read accuracy (and its gap to LR where the lines have it), and where
     the lines have them the complete and 30-read figures, each against the default."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    variants = [v for v in VARIANTS if v in rows[0]]
+    variants = [v for v in VARIANTS if all(v in r for r in rows)]  # those every line has
     default = np.array([np.mean(r["default"]) for r in rows])
     has_lr = all("LR" in r for r in rows)
     lr = np.array([np.mean(r["LR"]) for r in rows]) if has_lr else None

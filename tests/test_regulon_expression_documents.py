@@ -261,3 +261,20 @@ def test_max_docs_per_file_reads_as_many_documents_as_before(tmp_path, monkeypat
     assert got[0] == got[1]
     if max_docs > 1:
         assert json.loads(got[0][0])["documents"][GENE_EXPRESSION] == max_docs
+
+
+def test_only_an_unreadable_value_gets_the_dump_prefixed_and_an_empty_block_is_nothing(tmp_path):
+    """The reader's own errors name the dump already: they reach the user unprefixed; an
+    empty set of values leaves the grid as it was."""
+    dump = _dump(tmp_path, "tpm", "datasets")
+    # A second geneExpression file deeper in the dump: the reader refuses the ambiguity.
+    (dump / "other").mkdir()
+    write_bson_file(dump / "other" / f"{GENE_EXPRESSION}.bson", [])
+    with pytest.raises(ValueError) as err:
+        _read_expression(Source(dump), "tpm", {})
+    assert str(err.value).startswith("RegulonDB dump folder ") and "several" in str(err.value)
+    assert f"{GENE_EXPRESSION}: RegulonDB" not in str(err.value)  # no second prefix
+    grid = rdata._ValueGrid()
+    empty = np.zeros(0, np.int64)
+    grid.put_many(empty, empty, np.zeros(0))
+    assert grid.rows == [] and grid.repeats == {} and grid.n_columns == 0

@@ -165,6 +165,11 @@ def parse_gene_doc(doc: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+class ExpressionValueError(ValueError):
+    """An expression document's value is not a number (the message names gene, dataset,
+    field and value; the reader adds the dump or database)."""
+
+
 def parse_expression_doc(doc: dict[str, Any], value_field: str) -> tuple[str, str, float | None, dict] | None:
     """A geneExpression document -> (dataset, b-number, value, gene sub-document)."""
     gene = doc.get("gene") or {}
@@ -179,7 +184,7 @@ def parse_expression_doc(doc: dict[str, Any], value_field: str) -> tuple[str, st
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ExpressionValueError(
             f"the expression value of gene {bnumber} in dataset {dataset!r}: {value_field} "
             f"{value!r} is not a number"
         ) from None
@@ -396,7 +401,9 @@ class _ValueGrid:
         """``values`` [k] into cells (``rows`` [k], ``columns`` [k]), in the order given: rows
         past the last are new (numbered on from it, each with a value here), a cell's first
         value fills it, and a cell already filled, or given again, keeps the further values
-        aside in the order given."""
+        aside in the order given. No values (k = 0): nothing to do."""
+        if rows.size == 0:
+            return
         self.n_columns = max(self.n_columns, int(columns.max()) + 1)
         for _ in range(len(self.rows), int(rows.max()) + 1):
             self.rows.append(np.full(self.n_columns, np.nan))
@@ -1133,7 +1140,8 @@ def _read_expression(source: Any, value_field: str, genes: dict[str, dict[str, A
     else:
         try:
             tally.add_documents(source.iter(GENE_EXPRESSION), genes)
-        except ValueError as err:
+        except ExpressionValueError as err:
+            # Only this error lacks the source: the reader's own errors name the dump already.
             raise ValueError(f"{source.describe()}, {GENE_EXPRESSION}: {err}") from None
     # IDs that match no gene but name one: a table keyed by gene names, in whole or in part.
     names = {str(g.get("name")): b for b, g in genes.items() if g.get("name")}

@@ -620,7 +620,7 @@ def check_learnability(
                 FAIL,
                 f"granularity mismatch: {summary}. {explanation[0].upper()}"
                 f"{explanation[1:]}. The configured model(s) {region_models} classify single "
-                "regions: use the file-level models (tissue.models: [mlp, attention]) or set "
+                "regions: use the file-level models (tissue.models: [reads, masked], the default) or set "
                 "diagnostics.strict: false to run the region-level ablation anyway",
                 figure=fig_name,
                 details=details,

@@ -79,10 +79,12 @@ def _record_genomelab_imports() -> None:
         fromlist: Sequence[str] = (),
         level: int = 0,
     ) -> ModuleType:
+        # Every import of every library passes here: the common case (neither side genomelab)
+        # costs two string prefix tests.
         module = str((globals or {}).get("__name__", ""))
-        by_genomelab = _is_genomelab(module)
+        by_genomelab = module.startswith("genomelab") and _is_genomelab(module)
         # (a relative import stays in the importing package)
-        of_genomelab = by_genomelab if level else _is_genomelab(name)
+        of_genomelab = by_genomelab if level else name.startswith("genomelab") and _is_genomelab(name)
         if not (by_genomelab or of_genomelab):
             return original(name, globals, locals, fromlist, level)
         caller = sys._getframe(1)

@@ -7,7 +7,9 @@ preamble appends to ``sys.path``. The session's run of config/test.yaml records,
 packages its step imported (``genomelab.entry.record_imports``); each must come from a
 package its rule's environment lists or from one of those packages' dependencies (read from
 the installed distributions' metadata, as conda installs them too). An import inside
-``try: ... except ImportError`` is optional and may be missing.
+``try: ... except ImportError`` is optional and may be missing, and so is one made below
+such a ``try``; but a module's top-level import, which Python runs at the module's first
+import only, is required when the job imports the module on any required path.
 """
 
 from __future__ import annotations

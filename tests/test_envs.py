@@ -124,6 +124,11 @@ def _source(file: str) -> Path:
     return Path(file) if Path(file).is_absolute() else ROOT / "workflow" / "scripts" / file
 
 
+@functools.cache
+def _readable(file: str) -> bool:
+    return not file.startswith("<") and _source(file).is_file()
+
+
 def _source_line(file: str, line: int) -> str:
     return _source(file).read_text().splitlines()[line - 1]
 
@@ -154,9 +159,8 @@ def _required_path(chain: list[tuple[str, int, frozenset[str]]], loaded: frozens
     catching ``handlers`` makes it optional. A frame at the top of genomelab module M ran at
     M's first import only, so the frames above it tell one path that loads M: M also counts as
     required when it is in ``loaded`` (some path in the job loads it where it is required)."""
-
     for i, (file, line, handlers) in enumerate(chain):
-        if file.startswith("<"):  # code with no file (python -c): nothing to read
+        if not _readable(file):  # code with no file (python -c, Snakemake's script copy): not genomelab's
             continue
         if line in _optional_lines(_source(file), handlers):
             return False

@@ -48,7 +48,7 @@ def _brought_in(name: str, fromlist: Sequence[str], result: ModuleType) -> tuple
         for attr in fromlist:
             sub = sys.modules.get(f"{base}.{attr}")
             if sub is not None and getattr(result, attr, None) is sub:
-                modules.append(sub.__name__)
+                modules.append(f"{base}.{attr}")
     return tuple(modules)
 
 

@@ -7,7 +7,9 @@ preamble appends to ``sys.path``. The session's run of config/test.yaml records,
 packages its step imported (``genomelab.entry.record_imports``); each must come from a
 package its rule's environment lists or from one of those packages' dependencies (read from
 the installed distributions' metadata, as conda installs them too). An import inside
-``try: ... except ImportError`` is optional and may be missing.
+``try: ... except ImportError`` is optional and may be missing, and so is one made below
+such a ``try``; but a module's top-level import, which Python runs at the module's first
+import only, is required when the job imports the module on any required path.
 """
 
 from __future__ import annotations
@@ -117,18 +119,92 @@ def _optional_lines(file: Path, handlers: frozenset[str] = OPTIONAL_HANDLERS) ->
     return frozenset(lines)
 
 
-def required(entry: dict) -> bool:
+def _source(file: str) -> Path:
+    """A recorded file: relative to the folder holding genomelab, or absolute."""
+    return Path(file) if Path(file).is_absolute() else ROOT / "workflow" / "scripts" / file
+
+
+@functools.cache
+def _readable(file: str) -> bool:
+    return not file.startswith("<") and _source(file).is_file()
+
+
+def _source_line(file: str, line: int) -> str:
+    return _source(file).read_text().splitlines()[line - 1]
+
+
+@functools.cache
+def _function_lines(file: Path) -> frozenset[int]:
+    """Lines of the bodies of ``file``'s functions: what runs when called, not when the module
+    is imported (the rest, class bodies at the top included, runs once, at its first import)."""
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines.update(range(node.body[0].lineno, (node.end_lineno or node.lineno) + 1))
+    return frozenset(lines)
+
+
+def _module_of(file: str) -> str | None:
+    """``genomelab/a/b.py`` -> ``genomelab.a.b``, ``genomelab/a/__init__.py`` -> ``genomelab.a``;
+    None for other files (a genomelab from elsewhere, named by its absolute path)."""
+    parts = Path(file).with_suffix("").parts
+    if Path(file).is_absolute() or parts[:1] != ("genomelab",):
+        return None
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _required_path(chain: list[tuple[str, int, frozenset[str]]], loaded: frozenset[str]) -> bool:
+    """Whether the statements ``chain`` (``(file, line, handlers)``, innermost first: an import,
+    then the genomelab frames above it) fail when the import does. A frame inside a ``try``
+    catching ``handlers`` makes it optional. A frame at the top of genomelab module M ran at
+    M's first import only, so the frames above it tell one path that loads M: M also counts as
+    required when it is in ``loaded`` (some path in the job loads it where it is required)."""
+    for i, (file, line, handlers) in enumerate(chain):
+        if not _readable(file):  # code with no file (python -c, Snakemake's script copy): not genomelab's
+            continue
+        if line in _optional_lines(_source(file), handlers):
+            return False
+        module = _module_of(file)
+        if module is None or line in _function_lines(_source(file)):
+            continue
+        rest = chain[i + 1 :]
+        # A class body's frame has its module's frame, at the class statement, above it.
+        while rest and rest[0][0] == file and rest[0][1] not in _function_lines(_source(file)):
+            if rest[0][1] in _optional_lines(_source(file), rest[0][2]):
+                return False
+            rest = rest[1:]
+        return module in loaded or _required_path(rest, loaded)
+    return True
+
+
+def required(entry: dict, loaded: frozenset[str] = frozenset()) -> bool:
     """An import recorded by a job is required unless it, or a genomelab frame above it (the
     import of the module that made it, the call that ran it: ``via``), sits in a ``try`` that
-    catches ImportError."""
+    catches ImportError. An import that ran at the top of module M (``import numba`` in
+    kmer_kernel) ran only at M's first import, maybe under such a ``try``: it is also required
+    where M is in ``loaded``, the modules the job imports on a required path
+    (``loaded_on_required_paths``)."""
+    chain = [(entry["file"], entry["line"], OPTIONAL_HANDLERS)]
+    chain += [(f, n, VIA_HANDLERS) for f, n in entry.get("via", [])]
+    return _required_path(chain, loaded)
 
-    def optional(file: str, line: int, handlers: frozenset[str]) -> bool:
-        path = Path(file) if Path(file).is_absolute() else ROOT / "workflow" / "scripts" / file
-        return line in _optional_lines(path, handlers)
 
-    return not optional(entry["file"], entry["line"], OPTIONAL_HANDLERS) and not any(
-        optional(f, n, VIA_HANDLERS) for f, n in entry.get("via", [])
-    )
+def loaded_on_required_paths(record: dict) -> frozenset[str]:
+    """The genomelab modules that a job's record (``record_imports``) shows imported on at
+    least one required path: by an import statement that ``required`` holds required, given
+    the modules found so far (a fixed point: the job's script imports genomelab.entry, which
+    imports ..., each import statement counting only once its own module is found). Records
+    without ``genomelab_imports`` (written before they were kept) give none."""
+    loaded: set[str] = set()
+    statements = record.get("genomelab_imports", [])
+    grew = True
+    while grew:
+        grew = False
+        for entry in statements:
+            if not loaded.issuperset(entry["modules"]) and required(entry, frozenset(loaded)):
+                loaded.update(entry["modules"])
+                grew = True
+    return frozenset(loaded)
 
 
 def test_optional_imports_are_told_from_required_ones(tmp_path):
@@ -159,10 +235,7 @@ def test_the_record_lists_genomelab_imports_only(tmp_path):
     (pandas,) = [
         e for e in record["imports"] if e["package"] == "pandas" and e["file"] == "genomelab/assoc/data.py"
     ]
-    assert (
-        "import pandas"
-        in (ROOT / "workflow/scripts" / pandas["file"]).read_text().splitlines()[pandas["line"] - 1]
-    )
+    assert "import pandas" in _source_line(pandas["file"], pandas["line"])
 
 
 def _record(tmp_path: Path, code: str, rule: str = "x") -> dict:
@@ -188,10 +261,77 @@ def test_an_import_made_by_a_module_imported_under_try_is_optional(tmp_path):
     assert numba["file"] == "genomelab/binning/kmer_kernel.py"
     assert any(f == "genomelab/binning/kmers.py" for f, _ in numba["via"])
     assert not any(f == "genomelab/entry.py" for f, _ in numba["via"])  # not the recorder's own frames
-    assert not required(numba)
+    assert not required(numba) and not required(numba, loaded_on_required_paths(auto))
     direct = _record(tmp_path / "b", "import genomelab.binning.kmer_kernel")
     (numba,) = [e for e in direct["imports"] if e["package"] == "numba"]
-    assert required(numba)
+    assert required(numba) and required(numba, loaded_on_required_paths(direct))
+
+
+def test_a_module_imported_outside_try_as_well_needs_its_top_level_imports(tmp_path):
+    """Python runs kmer_kernel's `import numba` once, at its first import: here under
+    resolve_engine's `try`, so the record's `via` names only that optional path. The same job
+    then imports kmer_kernel outside any try, where a missing numba fails it: numba is required
+    (it was counted as optional)."""
+    pytest.importorskip("numba")
+    record = _record(
+        tmp_path,
+        "import genomelab.binning.kmers as k\nk.resolve_engine('auto')\nimport genomelab.binning.kmer_kernel",
+    )
+    (numba,) = [e for e in record["imports"] if e["package"] == "numba"]
+    assert any(f == "genomelab/binning/kmers.py" for f, _ in numba["via"])  # the first, optional path
+    assert not required(numba)
+    loaded = loaded_on_required_paths(record)
+    assert {
+        "genomelab",
+        "genomelab.binning",
+        "genomelab.binning.kmers",
+        "genomelab.binning.kmer_kernel",
+    } <= loaded
+    assert required(numba, loaded)
+
+
+def test_only_imports_at_a_modules_top_count_its_required_imports():
+    """kmer_kernel imported on a required path makes its top-level imports required, not one
+    in a function of it called under an optional path (same file, same `via`)."""
+    kernel = "genomelab/binning/kmer_kernel.py"
+    tree = ast.parse(_source(kernel).read_text())
+    (top,) = [n.lineno for n in tree.body if isinstance(n, ast.Import) and n.names[0].name == "numba"]
+    in_function = next(n for n in tree.body if isinstance(n, ast.FunctionDef)).body[-1].lineno
+    via = [["genomelab/binning/kmers.py", 244]]  # inside resolve_engine's try
+    assert "import genomelab.binning.kmer_kernel" in _source_line(*via[0])
+    loaded = frozenset({"genomelab.binning.kmer_kernel"})
+    for line, want in [(top, True), (in_function, False)]:
+        entry = {"package": "numba", "file": kernel, "line": line, "via": via}
+        assert not required(entry) and required(entry, loaded) is want
+
+
+def test_the_record_names_the_genomelab_modules_each_import_brings_in(tmp_path):
+    """Each import of a genomelab module is listed every time it runs, by whatever code, with
+    the full names it brings in: a submodule named in `from ... import`, not a function; a
+    relative import resolved against its package."""
+    code = (
+        "import genomelab.binning.kmers\n"
+        "from genomelab.binning.kmers import resolve_engine\n"
+        "from genomelab.binning import kmers\n"
+        "import genomelab.binning.kmers\n"
+        # what `from .kmers import ENGINES` compiles to in a module of genomelab.binning
+        "__import__('kmers', {'__name__': 'genomelab.binning.bins', '__package__': 'genomelab.binning'},"
+        " None, ('ENGINES',), 1)"
+    )
+    record = _record(tmp_path, code)
+    by_line = {e["line"]: e for e in record["genomelab_imports"] if e["file"] == "<string>"}
+    kmers = ["genomelab", "genomelab.binning", "genomelab.binning.kmers"]
+    assert {n: e["modules"] for n, e in by_line.items()} == {2: kmers, 3: kmers, 4: kmers, 5: kmers, 6: kmers}
+    assert all(e["via"] == [] for e in by_line.values())
+    # genomelab's own imports, with where they are (kmers imports genomelab.io.fasta at its top)
+    (fasta,) = [
+        e
+        for e in record["genomelab_imports"]
+        if e["file"] == "genomelab/binning/kmers.py" and "genomelab.io.fasta" in e["modules"]
+    ]
+    assert "genomelab.io" in _source_line(fasta["file"], fasta["line"])
+    # the relative import by "genomelab.binning.bins" is genomelab's: listed, not as a package
+    assert not {e["package"] for e in record["imports"]} & {"kmers", "genomelab"}
 
 
 def test_the_torch_env_lacking_pytorch_would_fail(tmp_path):
@@ -211,8 +351,9 @@ def env_gaps(folder: Path) -> tuple[set[str], list[str]]:
     missing = set()
     for record in records:
         env = envs[record["rule"]]
+        loaded = loaded_on_required_paths(record)
         for entry in record["imports"]:
-            if entry["package"] not in provided[env] and required(entry):
+            if entry["package"] not in provided[env] and required(entry, loaded):
                 missing.add(
                     f"{record['rule']} ({files[env].relative_to(ROOT)}): {entry['package']}, "
                     f"imported at {entry['file']}:{entry['line']}"

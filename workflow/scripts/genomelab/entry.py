@@ -25,10 +25,31 @@ from typing import Any
 IMPORT_RECORD_ENV = "GENOMELAB_IMPORT_RECORD"
 # (top-level package, importing file, line, the genomelab frames above it as (file, line)).
 _IMPORTED: set[tuple[str, str, int, tuple[tuple[str, int], ...]]] = set()
+# (the genomelab modules an import statement brings in, its file, line, via): every such
+# statement, by any code, each time it runs. Python runs a module's top-level imports only
+# at its first import, so their ``via`` names that first path alone; these tell whether the
+# module is also imported where it is required (tests/test_envs.py).
+_GENOMELAB_IMPORTED: set[tuple[tuple[str, ...], str, int, tuple[tuple[str, int], ...]]] = set()
 
 
 def _is_genomelab(module: str) -> bool:
     return module == "genomelab" or module.startswith("genomelab.")
+
+
+def _brought_in(name: str, fromlist: Sequence[str], result: ModuleType) -> tuple[str, ...]:
+    """The modules an import statement of ``name`` loads (or finds loaded), ``result`` being
+    what ``__import__`` returned: ``import a.b.c`` brings in ``a``, ``a.b`` and ``a.b.c``;
+    ``from a.b import c`` brings in ``a``, ``a.b``, and ``a.b.c`` when ``c`` is that
+    submodule rather than a name defined in ``a.b`` (``import *`` adds none)."""
+    parts = name.split(".")
+    modules = [".".join(parts[: i + 1]) for i in range(len(parts))]
+    if fromlist:
+        base = result.__name__
+        for attr in fromlist:
+            sub = sys.modules.get(f"{base}.{attr}")
+            if sub is not None and getattr(result, attr, None) is sub:
+                modules.append(f"{base}.{attr}")
+    return tuple(modules)
 
 
 def _record_genomelab_imports() -> None:
@@ -39,7 +60,14 @@ def _record_genomelab_imports() -> None:
     conda package's dependencies. Where the statement is tells a required import from an
     optional one (inside ``try: ... except ImportError``); so do the genomelab frames above it
     (``via``): ``import numba`` at the top of ``kmer_kernel`` is optional when ``kmer_kernel``
-    is itself imported inside such a ``try``."""
+    is itself imported inside such a ``try``.
+
+    Every import of a genomelab module, by any code (the rule's script, a test), also adds
+    the modules it brings in, its file, line and ``via`` to ``_GENOMELAB_IMPORTED``, each time
+    it runs: ``kmer_kernel`` imported once under ``try`` and once outside it needs numba,
+    though its ``import numba`` ran (and was recorded) only under the ``try``. Imports through
+    ``importlib.import_module`` (the step's module) bypass ``__import__``: the ``via`` of the
+    imports they run names them."""
     import builtins
 
     original = builtins.__import__
@@ -51,18 +79,32 @@ def _record_genomelab_imports() -> None:
         fromlist: Sequence[str] = (),
         level: int = 0,
     ) -> ModuleType:
+        # Every import of every library passes here: the common case (neither side genomelab)
+        # costs two string prefix tests.
         module = str((globals or {}).get("__name__", ""))
-        if level == 0 and _is_genomelab(module):
-            caller = sys._getframe(1)
-            via = []
-            frame = caller.f_back
-            while frame is not None:
-                # (this wrapper's own frames, of outer imports, are not the importing code)
-                if frame.f_code is not own_code and _is_genomelab(str(frame.f_globals.get("__name__", ""))):
-                    via.append((frame.f_code.co_filename, frame.f_lineno))
-                frame = frame.f_back
-            _IMPORTED.add((name.partition(".")[0], caller.f_code.co_filename, caller.f_lineno, tuple(via)))
-        return original(name, globals, locals, fromlist, level)
+        by_genomelab = module.startswith("genomelab") and _is_genomelab(module)
+        # (a relative import stays in the importing package)
+        of_genomelab = by_genomelab if level else name.startswith("genomelab") and _is_genomelab(name)
+        if not (by_genomelab or of_genomelab):
+            return original(name, globals, locals, fromlist, level)
+        caller = sys._getframe(1)
+        via = []
+        frame = caller.f_back
+        while frame is not None:
+            # (this wrapper's own frames, of outer imports, are not the importing code)
+            if frame.f_code is not own_code and _is_genomelab(str(frame.f_globals.get("__name__", ""))):
+                via.append((frame.f_code.co_filename, frame.f_lineno))
+            frame = frame.f_back
+        where = (caller.f_code.co_filename, caller.f_lineno, tuple(via))
+        if by_genomelab and not level:
+            _IMPORTED.add((name.partition(".")[0], *where))
+        result = original(name, globals, locals, fromlist, level)
+        if of_genomelab:
+            # ``from x import y`` (relative too) returns ``x`` itself, ``import x.y`` the top package.
+            _GENOMELAB_IMPORTED.add(
+                (_brought_in(result.__name__ if fromlist else name, fromlist, result), *where)
+            )
+        return result
 
     own_code = recording_import.__code__
     builtins.__import__ = recording_import  # type: ignore[assignment]
@@ -256,6 +298,16 @@ def dispatch(smk: Any, steps: Mapping[str, str] = STEPS) -> None:
         record_imports(Path(folder), smk.rule)
 
 
+def _shown(file: str) -> str:
+    """``file`` relative to the folder holding genomelab where it is in it; code with no
+    file (``<string>``, ``python -c``) as Python names it."""
+    if file.startswith("<"):
+        return file
+    path = Path(file).resolve()
+    scripts = Path(__file__).resolve().parents[1]
+    return str(path.relative_to(scripts) if path.is_relative_to(scripts) else path)
+
+
 def imported_packages() -> list[dict[str, object]]:
     """The third-party packages genomelab's code imported since ``_record_genomelab_imports``
     was installed (the standard library and genomelab left out), each with where:
@@ -264,28 +316,45 @@ def imported_packages() -> list[dict[str, object]]:
     job's conda environment has to provide, less the optional imports among them. Snakemake
     appends its own site-packages to ``sys.path`` for its script preamble, so a package
     missing from an environment can still import where Snakemake's installation has it;
-    this list tells."""
-    scripts = Path(__file__).resolve().parents[1]
-
-    def shown(file: str) -> str:
-        path = Path(file).resolve()
-        return str(path.relative_to(scripts) if path.is_relative_to(scripts) else path)
-
+    this list tells. An import at the top of a module ran once, at the module's first import:
+    its ``via`` is that import's path, and ``imported_genomelab_modules`` gives the others."""
     out = []
     for package, file, line, via in sorted(_IMPORTED):
         if package in sys.stdlib_module_names or package == "genomelab":
             continue
         out.append(
-            {"package": package, "file": shown(file), "line": line, "via": [[shown(f), n] for f, n in via]}
+            {"package": package, "file": _shown(file), "line": line, "via": [[_shown(f), n] for f, n in via]}
         )
     return out
 
 
+def imported_genomelab_modules() -> list[dict[str, object]]:
+    """Every import statement of a genomelab module that ran since ``_record_genomelab_imports``
+    was installed, by any code, whether or not the module was loaded already:
+    ``{"modules", "file", "line", "via"}``, ``modules`` the full names of the genomelab
+    modules it brings in (``import genomelab.a.b``: ``genomelab``, ``genomelab.a``,
+    ``genomelab.a.b``; ``from genomelab.a import b``: the same when ``b`` is a submodule,
+    without ``genomelab.a.b`` when ``b`` is a name in ``genomelab.a``), the rest as in
+    ``imported_packages``. A module's top-level imports are required of the environment when
+    some path that imports it is (tests/test_envs.py)."""
+    return [
+        {
+            "modules": list(modules),
+            "file": _shown(file),
+            "line": line,
+            "via": [[_shown(f), n] for f, n in via],
+        }
+        for modules, file, line, via in sorted(_GENOMELAB_IMPORTED)
+    ]
+
+
 def record_imports(folder: Path, rule: str) -> Path:
-    """Write ``<folder>/<rule>.<pid>.json``: ``{"rule": ..., "imports": imported_packages()}``."""
+    """Write ``<folder>/<rule>.<pid>.json``: ``{"rule": ..., "imports": imported_packages(),
+    "genomelab_imports": imported_genomelab_modules()}``."""
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{rule}.{os.getpid()}.json"
-    path.write_text(json.dumps({"rule": rule, "imports": imported_packages()}) + "\n")
+    record = {"rule": rule, "imports": imported_packages(), "genomelab_imports": imported_genomelab_modules()}
+    path.write_text(json.dumps(record) + "\n")
     return path

@@ -153,6 +153,41 @@ print(sys.modules["genomelab"].__file__)
     assert (out / "versions.json").is_file()
 
 
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_a_job_lets_idle_openmp_threads_sleep_unless_its_environment_says_otherwise(
+    tmp_path, given, expected
+):
+    """run_step.py run as Snakemake runs it: when torch first loads in the job (libgomp reads
+    the policy then, once), OMP_WAIT_POLICY is already PASSIVE, or what the user set."""
+    out = tmp_path / "out"
+    code = f"""
+import os, sys, runpy
+from types import SimpleNamespace
+seen = []
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+        return None
+sys.meta_path.insert(0, Watch())
+smk = SimpleNamespace(
+    rule="report_software_versions", log=[{str(out / "rule.log")!r}], resources=SimpleNamespace(gpu=0),
+    threads=1, wildcards={{}}, input=[], output=[{str(out / "versions.json")!r}],
+    params=SimpleNamespace(config="{{}}"), config={{"seed": 1}},
+)
+runpy.run_path({str(ROOT / "workflow" / "scripts" / "run_step.py")!r}, init_globals={{"snakemake": smk}})
+import torch
+print(seen[0])
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OMP_WAIT_POLICY")}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.split() == [expected]
+    assert (out / "versions.json").is_file()
+
+
 def test_a_rule_runs_this_workflows_genomelab_not_another_on_the_path(tmp_path):
     """A real Snakemake run of a cheap rule in a copy of the repository, with another
     genomelab on PYTHONPATH (ahead of the folder Snakemake appends for scripts) and the

@@ -229,6 +229,7 @@ def test_changing_a_training_parameter_reruns_training_not_features(finished_run
     assert "tissue_features" not in jobs and "tissue_simulate" not in jobs, jobs
 
 
+@pytest.mark.slow  # a real run and four dry runs of config/test.yaml
 def test_predict_settings_do_not_rerun_the_versions_record_but_reported_ones_do(tmp_path):
     # Snakemake's default rerun triggers (params among them) on a record written under the
     # test config: the predict sections are not part of what it reports (its config hash and

@@ -186,6 +186,7 @@ def test_deconv_predict_on_cuda_agrees_with_the_cpu(deconv_run, tmp_path):
     )
 
 
+@pytest.mark.slow  # two real Snakemake runs of the rule (cuda, then cpu)
 def test_deconv_predict_rule_runs_on_the_config_s_device(deconv_run, tmp_path):
     """The deconv_predict rule takes the top-level ``device`` as the other <module>_predict
     rules do: it had no device param and ran the network on the CPU whatever the config said.
@@ -448,6 +449,7 @@ def test_assoc_predict_takes_the_device_option(assoc_run, tmp_path, capfd):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.slow  # two real Snakemake runs of the rule (cuda, then cpu)
 def test_assoc_predict_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
     """The assoc_predict rule takes the top-level ``device`` as the other <module>_predict
     rules do: it had no device param and ranked on the CPU whatever the config said."""
@@ -478,6 +480,7 @@ def test_assoc_predict_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
     assert pd.read_csv(repo / out, sep="\t")["score"].notna().all()
 
 
+@pytest.mark.slow  # two real Snakemake runs of the rule (cuda, then cpu)
 def test_assoc_infer_rule_runs_on_the_config_s_device(assoc_run, tmp_path):
     """assoc_infer takes the top-level ``device`` as assoc_predict does: it had no device
     param and ranked on the CPU whatever the config said (``device: cuda`` without CUDA now
@@ -608,6 +611,7 @@ def test_assoc_models_of_other_vocabularies_or_featurisers_are_not_averaged(
     assert not out.exists()
 
 
+@pytest.mark.slow  # two real Snakemake runs of the rule (cuda, then cpu)
 def test_assoc_infer_rule_with_folds_averages_every_fold_s_model(assoc_run, assoc_pair, tmp_path):
     """assoc_infer of a run with infer.scheme links and evaluation.folds 2 reads both folds'
     best_model.pt and writes what predict_new_entities writes for both (it took fold 0's

@@ -229,6 +229,7 @@ def test_changing_a_training_parameter_reruns_training_not_features(finished_run
     assert "tissue_features" not in jobs and "tissue_simulate" not in jobs, jobs
 
 
+@pytest.mark.slow  # a real run and four dry runs of config/test.yaml
 def test_predict_settings_do_not_rerun_the_versions_record_but_reported_ones_do(tmp_path):
     # Snakemake's default rerun triggers (params among them) on a record written under the
     # test config: the predict sections are not part of what it reports (its config hash and
@@ -640,19 +641,34 @@ def test_dry_run_with_given_heldout_blocks_plans_the_same_jobs(workdir):
     assert "data/blocks.tsv" in outputs["drawn"]
 
 
-def finished_mlp_run(tmp_path: Path, target: str) -> tuple[Path, str]:
-    """A copy of the repository with ``target`` made by a one-split tissue run of a single
-    MLP (2 epochs): (repository, config file) for dry runs of changes to it."""
-    repo = copy_repo(tmp_path / "repo")
+# The one-split tissue run of a single MLP that the two tests below change: made once, through
+# its summary (the member model the first test targets is one of its inputs).
+MLP_SUMMARY = "results/folds/tissue/summary.json"
+
+
+@pytest.fixture(scope="module")
+def mlp_run_once(tmp_path_factory) -> tuple[Path, str]:
+    """A copy of the repository with :data:`MLP_SUMMARY` made by a one-split tissue run of a
+    single MLP (2 epochs): (repository, config file). Tests change copies of it
+    (:func:`finished_mlp_run`), never it."""
+    repo = copy_repo(tmp_path_factory.mktemp("mlp") / "repo")
     train = {"max_epochs": 2, "batch_size": 8, "lr": 0.005, "weight_decay": 0.05, "patience": 10}
     config = tissue_only_config(repo, "one.yaml", 1, models=["mlp"], ensemble=1, train=train)
-    res = snakemake(repo, target, "--cores", "2", "--configfile", config)
+    res = snakemake(repo, MLP_SUMMARY, "--cores", "2", "--configfile", config)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return repo, config
 
 
+@pytest.fixture
+def finished_mlp_run(mlp_run_once, tmp_path) -> tuple[Path, str]:
+    """A copy of :func:`mlp_run_once`'s finished run (times kept, so Snakemake sees it
+    finished there too): (repository, config file) for dry and real runs of changes to it."""
+    repo, config = mlp_run_once
+    return copy_run(repo, tmp_path / "repo"), config
+
+
 @pytest.mark.slow
-def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_does(tmp_path):
+def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_does(finished_mlp_run):
     """train.log_every_steps and train.checkpoint_every_* change no result: they retrain
     nothing. A training setting retrains, also when a diagnostics setting changed with it:
     with the gate an ancient() input of the training rules, Snakemake 9 planned only the
@@ -660,7 +676,7 @@ def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_do
     it is rerun) and ended with exit status 0 and the old model. So a rerun gate (a changed
     diagnostics setting) reruns the training after it (the model's own gate, tissue_gate)."""
     target = "results/folds/tissue/train/mlp/members/0/model.pt"
-    repo, config = finished_mlp_run(tmp_path, target)
+    repo, config = finished_mlp_run
 
     def planned(override: dict) -> dict[str, int]:
         return dry_run(repo, target, config, override)[0]
@@ -678,13 +694,13 @@ def test_a_cadence_setting_does_not_retrain_a_finished_model_and_a_rerun_gate_do
 
 
 @pytest.mark.slow
-def test_adding_or_removing_a_tissue_model_trains_that_model_only(tmp_path):
+def test_adding_or_removing_a_tissue_model_trains_that_model_only(finished_mlp_run):
     """Each tissue model trains after its own gate (the module-level checks and that model's
     overfit check). With one gate for the module, and tissue.models a param of every check,
     adding a model to a finished run reran every check, the gate and every member of every
     other model (6 tissue_train jobs on the demo for attention and MLP, unchanged)."""
-    target = "results/folds/tissue/summary.json"
-    repo, config = finished_mlp_run(tmp_path, target)
+    target = MLP_SUMMARY
+    repo, config = finished_mlp_run
     diagnostics = repo / "results" / "folds" / "tissue" / "diagnostics"
     overfit = json.loads((diagnostics / "overfit_mlp.json").read_text())["results"]
     assert [r["name"] for r in overfit] == ["overfit 10 samples: file-level MLP"], overfit

@@ -23,15 +23,17 @@ from test_workflow import MODULES, snakemake, tissue_only_config
 def test_tissue_with_two_folds_reports_mean_sd_and_paired_tests(tmp_path):
     # A copy of its own: the shared workdir's results belong to finished_run.
     workdir = copy_repo(tmp_path)
-    # What the folds need, kept small: two models (the verdict picks the better one) of one
-    # member each, 4 training jobs instead of the test config's 12 (ensembles of several
-    # members are the end-to-end run's), and a sparsity grid of 2 points instead of 16 (each
-    # point refits logistic regression per pattern of observed regions in every fold).
+    # What the folds need, kept small: two models (the verdict picks the better one), a
+    # trained one of one member and the closed-form read-profile one (fitted per fold by
+    # tissue_reads, no member, and its overfit check fits no network): 2 training jobs instead
+    # of the test config's 12 (ensembles of several members are the end-to-end run's), and a
+    # sparsity grid of 2 points instead of 16 (each point refits logistic regression per
+    # pattern of observed regions in every fold).
     config = tissue_only_config(
         workdir,
         "k2.yaml",
         2,
-        models=["mlp", "masked"],
+        models=["mlp", "reads"],
         ensemble=1,
         sparsity={"depths": [10, 1], "observed": [0.5]},
         # tissue_predict on the run's own features: every fold's first model, averaged.

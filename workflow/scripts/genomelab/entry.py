@@ -26,7 +26,8 @@ from typing import Any
 # job's own thread pools; a spinning thread then takes the core another one needs. Measured
 # (benchmarks/bench_omp_wait_policy.py): two CPU training jobs of two threads on two cores
 # took 0.66x the default policy's wall time and 0.63x its CPU (0.83x / 0.67x at 51,089
-# regions, beside other work); one job alone, the same wall time (1.02x), its epochs 1.1x. Set before torch loads: libgomp reads it once.
+# regions, beside other work); one job alone, the same wall time (1.02x), its epochs 1.1x.
+# Set before torch loads: libgomp reads it once.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # A folder: with it set, each finished job writes there which packages genomelab's code

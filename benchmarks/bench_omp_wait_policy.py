@@ -26,6 +26,11 @@ the same run: ratios are PASSIVE / default.
         [--jobs 2] [--repeats 3] [--settings alone shared]
 
 Writes ``benchmarks/results/bench_omp_wait_policy.json``. Not a test.
+``bench_omp_wait_policy_51089.json`` is the same at the real panel's size, on a busier
+machine (load 4.0 on 2 cores at its end): ``--samples 320 --regions 51089 --epochs 3 --out
+benchmarks/results/bench_omp_wait_policy_51089.json``. The machine's other work shows in
+the runs, not only in the medians: compare ``runs`` before trusting a wall-time ratio (the
+CPU seconds per job separate the policies in every shared run of both files).
 """
 
 from __future__ import annotations

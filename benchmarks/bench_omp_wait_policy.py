@@ -28,7 +28,9 @@ the same run: ratios are PASSIVE / default.
 Writes ``benchmarks/results/bench_omp_wait_policy.json``. Not a test.
 ``bench_omp_wait_policy_51089.json`` is the same at the real panel's size, on a busier
 machine (load 4.0 on 2 cores at its end): ``--samples 320 --regions 51089 --epochs 3 --out
-benchmarks/results/bench_omp_wait_policy_51089.json``. The machine's other work shows in
+benchmarks/results/bench_omp_wait_policy_51089.json``; ``_51089_alone.json`` and
+``_51089_shared.json`` repeat it on a quiet machine, one setting each (``--settings alone``,
+``--settings shared``), and are the figures docs/slurm.md gives. The machine's other work shows in
 the runs, not only in the medians: compare ``runs`` before trusting a wall-time ratio (the
 CPU seconds per job separate the policies in every shared run of both files).
 """

@@ -24,9 +24,9 @@ from typing import Any
 # environment sets the policy. Snakemake keeps a job to its `threads`, but cores are shared
 # all the same on nodes without core binding, beside other users' processes, and between a
 # job's own thread pools; a spinning thread then takes the core another one needs. Measured
-# (benchmarks/bench_omp_wait_policy.py): two CPU training jobs of two threads on two cores
-# took 0.66x the default policy's wall time and 0.63x its CPU (0.83x / 0.67x at 51,089
-# regions, beside other work); one job alone, the same wall time (1.02x), its epochs 1.1x.
+# (benchmarks/bench_omp_wait_policy.py, 51,089 regions, a quiet 2-core machine): two CPU
+# training jobs of two threads sharing the cores took 0.79x the default policy's wall time
+# and 0.74x its CPU; one job alone 1.01x and 0.95x (docs/slurm.md, "Threads").
 # Set before torch loads: libgomp reads it once.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -202,6 +202,8 @@ def test_a_rule_runs_this_workflows_genomelab_not_another_on_the_path(tmp_path):
             shutil.copy2(ROOT / rel, copy / rel)
     fake = fake_genomelab(tmp_path / "site", "raise ImportError('the other genomelab was imported')\n")
     env = dict(os.environ, PYTHONPATH=str(fake), PYTHONWARNINGS="ignore")
+    # The tests set OMP_WAIT_POLICY for themselves (conftest.py); a user's shell does not.
+    env.pop("OMP_WAIT_POLICY", None)
     target = "results/test/report/software_versions.json"  # config/test.yaml's run: test
     snakemake = Path(sys.executable).parent / "snakemake"
     res = subprocess.run(
@@ -215,4 +217,7 @@ def test_a_rule_runs_this_workflows_genomelab_not_another_on_the_path(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     log = (copy / "logs" / "test" / "report" / "software_versions.log").read_text()
     assert f"genomelab code: {copy / 'workflow' / 'scripts' / 'genomelab'}\n" in log, log
+    # The job's own thread settings, in its log: Snakemake's OMP_NUM_THREADS (the rule's
+    # threads) and the wait policy genomelab sets when the environment has none.
+    assert re.search(r"threads: (\d+) \(OMP_NUM_THREADS=\1, OMP_WAIT_POLICY=PASSIVE\)\n", log), log
     assert (copy / target).is_file()

@@ -227,6 +227,13 @@ def run_rule(smk: Any, step: Callable[[Any], Any]) -> None:
     # Which copy of the package ran: another clone's or an installed genomelab must not.
     logger.info("genomelab code: %s", Path(genomelab.__file__).resolve().parent)
     logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards.items()))
+    # What a slow job's reader asks first: how many threads, and whether idle ones spin.
+    logger.info(
+        "threads: %s (OMP_NUM_THREADS=%s, OMP_WAIT_POLICY=%s)",
+        getattr(smk, "threads", 1),
+        os.environ.get("OMP_NUM_THREADS", "unset"),
+        os.environ.get("OMP_WAIT_POLICY", "unset"),
+    )
     logger.info("inputs: %s", list(smk.input))
     logger.info("outputs: %s", list(smk.output))
     if attempt is not None:

@@ -322,7 +322,9 @@ def main() -> None:
     parser.add_argument("--n-tissue", type=int, default=800)
     parser.add_argument("--n-ingest", type=int, default=400)
     parser.add_argument("--n-deconv", type=int, default=400)
-    parser.add_argument("--repeats", type=int, default=3, help="dry runs per size, interleaved (median reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="dry runs per size, interleaved (median reported)"
+    )
     parser.add_argument("--slurm", action="store_true", help="also plan each case at N with profiles/slurm")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_dag_scale.json")
     args = parser.parse_args()

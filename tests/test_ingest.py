@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from genomelab.ingest.summary import collect
 from genomelab.io.dropped import dropped_to_json
 
 HG38 = genome_build("hg38")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(path: Path, text: str) -> Path:
@@ -509,12 +512,73 @@ def test_workflow_records_and_job_inputs(tmp_path):
             workflow_records({**section, "regions": str(bad)})
 
 
+def test_jobs_leave_the_regions_bed_to_the_main_process(tmp_path):
+    """A cluster job parses the workflow again: it gets the same records and job inputs
+    without reading the regions BED (the main process has refused a bad one already, naming
+    it; the job's own step reads it again)."""
+    from genomelab.ingest.sheet import sample_inputs, workflow_records
+
+    section = demo_ingest_section(tmp_path / "d")
+    records = workflow_records(section)
+    in_job = workflow_records(section, main_process=False)
+    assert in_job == records
+    assert [sample_inputs(r, section, "i.npz") for r in in_job.values()] == [
+        sample_inputs(r, section, "i.npz") for r in records.values()
+    ]
+    bed = Path(section["regions"])
+    lines = bed.read_text().splitlines()
+    bed.write_text("\n".join([lines[0].removeprefix("chr"), *lines[1:]]) + "\n")
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(str(bed))}[:,] line 1: chromosome '1' does not follow"
+    ):
+        workflow_records(section)
+    assert workflow_records(section, main_process=False) == records
+    # The sheet itself is still read and checked in every job (its records are the inputs).
+    section["cpg_index"] = ""
+    with pytest.raises(ValueError, match=r"blood_pat \(wgbs_pat, slots position\) needs ingest.cpg_index"):
+        workflow_records(section, main_process=False)
+
+
+def test_a_cluster_jobs_parse_skips_the_regions_bed_and_the_main_dry_run_refuses_a_bad_one(tmp_path):
+    """The rule file passes ``workflow.is_main_process``: a job started the way the SLURM
+    executor starts one (``--target-jobs ... --mode remote``) plans its sample without reading
+    the regions BED, while the dry run that plans the whole run still stops on a bad BED,
+    naming it, before any job."""
+    import subprocess
+
+    from test_workflow import tool
+
+    section = demo_ingest_section(tmp_path / "d")
+    config = tmp_path / "my_ingest.yaml"
+    config.write_text(json.dumps({"run": "dagjobs", "ingest": {"enabled": True, **section}}))
+    bed = Path(section["regions"])
+    lines = bed.read_text().splitlines()
+    bed.write_text("\n".join([lines[0].removeprefix("chr"), *lines[1:]]) + "\n")
+    base = [tool("snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n"]
+    base += ["--cores", "1", "--configfile", str(config)]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+
+    def plan(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=300, env=env)
+
+    main = plan()
+    assert main.returncode != 0
+    assert re.search(
+        rf"{re.escape(str(bed))}[:,] line 1: chromosome '1' does not follow", main.stdout + main.stderr
+    )
+    target = ("--target-jobs", "ingest_sample:sample=blood_cov", "--allowed-rules", "ingest_sample")
+    # The same target planned by a main process still reads the BED...
+    assert plan(*target).returncode != 0
+    # ...a cluster job's parse does not (the main process refused it before submitting any).
+    job = plan(*target, "--mode", "remote")
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    assert re.search(r"^ingest_sample\s+1$", job.stdout, flags=re.M), job.stdout[-3000:]
+
+
 def test_a_sample_file_in_the_other_chromosome_naming_stops_the_run_at_parse_time(tmp_path):
     """A bedMethyl or coverage file with `1` against hg38's `chr1` regions stopped only in
     that sample's ingest job, after reading the file; now the parse does, naming the sample,
-    file and line, from the file's first data line. Jobs (peek_files=False) skip it."""
-    import re
-
+    file and line, from the file's first data line. Jobs (main_process=False) skip it."""
     from genomelab.ingest.sheet import workflow_records
 
     section = demo_ingest_section(tmp_path / "d")
@@ -531,7 +595,7 @@ def test_a_sample_file_in_the_other_chromosome_naming_stops_the_run_at_parse_tim
         "follow the naming of genome build hg38",
     ):
         workflow_records(section)
-    assert set(workflow_records(section, peek_files=False)) == set(records)
+    assert set(workflow_records(section, main_process=False)) == set(records)
     # A file the peek cannot read (corrupt gzip) is left to its own job: the others still run.
     cov.write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
     assert set(workflow_records(section)) == set(records)
@@ -629,7 +693,6 @@ def test_per_cpg_counts_become_bismark_coverage_as_the_doc_shows(tmp_path):
     """A per-CpG counts table (bsseq's export: chrom, pos, M, Cov) named .tsv.gz was taken for
     an array matrix and stopped asking for ingest.probes, nothing more; the error now says the
     format came from the name and where counts go, and the doc's awk line converts it."""
-    import re
     import shutil
     import subprocess
 

@@ -13,9 +13,9 @@ if INGEST["enabled"]:
     from genomelab.ingest.sheet import check_labels, check_tissue_input, sample_inputs, workflow_records
 
     # Read and validated at parse time: a bad sheet stops Snakemake before any job runs.
-    # The main process also reads each sample file's first line (chromosome naming); the
-    # jobs, which parse the workflow again, leave that to it.
-    INGEST_RECORDS = workflow_records(INGEST, peek_files=workflow.is_main_process)
+    # The main process also reads the regions BED and each sample file's first line
+    # (chromosome naming); the jobs, which parse the workflow again, leave that to it.
+    INGEST_RECORDS = workflow_records(INGEST, main_process=workflow.is_main_process)
     check_tissue_input(INGEST, config["tissue"]["input"], f"{INGEST_OUT}/samples.tsv")
     # Samples without a tissue (new ones, to predict) only where no module trains on them.
     check_labels(INGEST_RECORDS, config, f"{INGEST_OUT}/samples.tsv")

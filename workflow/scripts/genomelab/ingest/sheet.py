@@ -106,13 +106,18 @@ def write_tissue_sheet(
 NEEDS_INDEX = ("wgbs_pat", "wgbs_beta")
 
 
-def workflow_records(section: dict, peek_files: bool = True) -> dict[str, IngestRecord]:
+def workflow_records(section: dict, main_process: bool = True) -> dict[str, IngestRecord]:
     """The ingest sheet of an ``ingest`` config section, checked at parse time: sheet and
     regions given, a CpG index where a format or ``slots: cpg`` needs one, probes for arrays.
-    The regions BED is read too (lines, overlaps, chromosome naming and lengths of the build),
-    so that a bad one stops the run once, before any job, not in every sample's job; with
-    ``peek_files``, so is each sample file's first chromosome (:func:`check_first_chromosomes`;
-    the workflow's main process does it, the jobs, which parse the workflow again, do not)."""
+
+    ``main_process`` (the Snakemake process that plans the run, ``workflow.is_main_process``)
+    also reads the regions BED (lines, overlaps, chromosome naming and lengths of the build)
+    and each sample file's first chromosome (:func:`check_first_chromosomes`), so that a bad
+    one stops the run once, before any job, not in every sample's job. A cluster job parses
+    the workflow again (twice per job under SLURM) and leaves both to the main process, which
+    has checked them already (reading a 51,089-region BED was about a tenth of an ingest job's
+    parse, benchmarks/bench_dag_scale.py); the job's own step reads the BED again, with the
+    same checks, to convert its sample."""
     from genomelab.ingest.regions import load_regions
 
     for key in ("samples", "regions"):
@@ -121,7 +126,6 @@ def workflow_records(section: dict, peek_files: bool = True) -> dict[str, Ingest
                 f"ingest.enabled is true but ingest.{key} is empty; see config/README.md (ingest)"
             )
     records = read_ingest_sheet(section["samples"], section["genome_build"])
-    regions = load_regions(section, section["regions"])
     for rec in records:
         if (rec.format in NEEDS_INDEX or section["slots"] == "cpg") and not section["cpg_index"]:
             raise ValueError(
@@ -138,8 +142,8 @@ def workflow_records(section: dict, peek_files: bool = True) -> dict[str, Ingest
                 "per-CpG counts (chrom, position, methylated, total) are not: write them as a Bismark "
                 'coverage file, docs/ingest.md "Per-CpG counts in a table")'
             )
-    if peek_files:
-        check_first_chromosomes(records, regions)
+    if main_process:
+        check_first_chromosomes(records, load_regions(section, section["regions"]))
     return {rec.sample: rec for rec in records}
 
 

@@ -7,7 +7,13 @@ for one model (``--model``, by its title in the run's summary), per seed:
 
 - full coverage (the run's complete test samples): the model's and logistic regression's
   accuracy, the exact McNemar p of the model against LR on the pooled out-of-fold predictions,
-  and the model's test ECE after temperature scaling (mean over folds);
+  and the model's test ECE after temperature scaling: the mean of the folds' ECE (what the
+  summary's table gives), the ECE of the pooled out-of-fold predictions
+  (``plots/coverage.json``), and for each the *floor*: the mean ECE a perfectly calibrated
+  model with the same confidences would score (each test call right with probability equal
+  to its confidence, ``--floor-draws`` draws). A 10-bin ECE on a fold's ~86 samples is far
+  from 0 even for a perfectly calibrated model, so a per-fold figure means something only
+  against its floor;
 - at each bar point (``--points``, depth:observed; default 1 read with every region, and 30
   and 1 read(s) with 10% observed): the model's accuracy, LR's, the gap in points and the
   exact McNemar p against LR (as ``plots/grid.json`` has them);
@@ -40,6 +46,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from genomelab.tissue.metrics import expected_calibration_error
+
 ALPHA = 0.05
 LR = "logistic regression"
 
@@ -60,10 +69,46 @@ def load_run(run: Path) -> dict[str, Any]:
     bench = json.loads((run / "bench.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     grid = json.loads((run / "plots/grid.json").read_text())
+    coverage = run / "plots/coverage.json"
+    folds = {}
+    for path in sorted(run.glob("folds/*/*/metrics.json")):
+        rec = json.loads(path.read_text())
+        if "title" in rec and "predictions" in rec:
+            folds.setdefault(rec["title"], []).append(rec)
     return {
         "seed": int(bench["args"]["seed"]),
         "comparison": summary["comparisons"][0],
         "points": grid["points"],
+        "calibration": json.loads(coverage.read_text()) if coverage.exists() else {},
+        "folds": folds,
+    }
+
+
+def calibrated_floor(confidence: np.ndarray, draws: int, rng: np.random.Generator) -> float:
+    """Mean 10-bin ECE of a perfectly calibrated model with these top-class confidences [n]:
+    each call right with probability equal to its confidence."""
+    # Column 0 carries the confidence, so it is the top class whatever the number of classes
+    # (the ECE reads only the top probability and whether that class is right).
+    proba = np.stack([confidence, np.zeros_like(confidence)], axis=1)
+    scores = []
+    for _ in range(draws):
+        right = rng.random(len(confidence)) < confidence
+        scores.append(expected_calibration_error(proba, np.where(right, 0, 1)))
+    return float(np.mean(scores))
+
+
+def ece_figures(run: dict[str, Any], model: str, draws: int, seed: int) -> dict[str, float | None]:
+    """The model's pooled test ECE and the floors of the per-fold and pooled figures."""
+    pooled = run["calibration"].get(model, {}).get("ece_after")
+    folds = run["folds"].get(model, [])
+    if not folds or draws < 1:
+        return {"ece_pooled": pooled, "ece_floor_folds": None, "ece_floor_pooled": None}
+    rng = np.random.default_rng(seed)
+    confidence = [np.asarray(f["predictions"]["confidence"], float) for f in folds]
+    return {
+        "ece_pooled": pooled,
+        "ece_floor_folds": float(np.mean([calibrated_floor(c, draws, rng) for c in confidence])),
+        "ece_floor_pooled": calibrated_floor(np.concatenate(confidence), draws, rng),
     }
 
 
@@ -76,7 +121,7 @@ def point(points: list[dict[str, Any]], depth: float, observed: float) -> dict[s
 
 
 def seed_row(
-    run: dict[str, Any], model: str, points: list[tuple[float, float]], margin: float
+    run: dict[str, Any], model: str, points: list[tuple[float, float]], margin: float, floor_draws: int = 0
 ) -> dict[str, Any]:
     """One seed's figures for ``model`` (see the module docstring)."""
     comp = run["comparison"]
@@ -93,6 +138,7 @@ def seed_row(
         "full_p_vs_lr": test["p_value"] if test else None,
         "full_favours": test["favours"] if test else None,
         "ece_model": rows[model].get("ece"),
+        **ece_figures(run, model, floor_draws, run["seed"]),
     }
     for depth, observed in points:
         pt = point(run["points"], depth, observed)
@@ -132,6 +178,8 @@ def aggregate(rows: list[dict[str, Any]], points: list[tuple[float, float]], mar
         if key == "seed" or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         values = [r[key] for r in rows if r[key] is not None]
+        if not values:
+            continue
         stats[key] = {
             "mean": statistics.fmean(values),
             "sd": statistics.pstdev(values),
@@ -149,6 +197,9 @@ def aggregate(rows: list[dict[str, Any]], points: list[tuple[float, float]], mar
         for r in rows
     )
     counts["ece_at_most_0.05"] = sum(r["ece_model"] is not None and r["ece_model"] <= 0.05 for r in rows)
+    counts["ece_pooled_at_most_0.05"] = sum(
+        r["ece_pooled"] is not None and r["ece_pooled"] <= 0.05 for r in rows
+    )
     counts["below_fair_raw_any"] = sum(r["below_fair_raw"] > 0 for r in rows)
     counts["below_fair_holm_any"] = sum(r["below_fair_holm"] > 0 for r in rows)
     counts["bar_above_best_complete"] = sum(r["bar_minus_best_complete"] > 0 for r in rows)
@@ -163,12 +214,13 @@ def main() -> None:
     ap.add_argument("--model", default="read-profile model", help="the model's title in the summary")
     ap.add_argument("--points", nargs="+", type=parse_point, default=[(1, 1.0), (30, 0.1), (1, 0.1)])
     ap.add_argument("--margin", type=float, default=5.0, help="the bar: points above LR")
+    ap.add_argument("--floor-draws", type=int, default=500, help="draws of the ECE floor (0: none)")
     args = ap.parse_args()
     runs = sorted((load_run(r) for r in args.runs), key=lambda r: r["seed"])
     seeds = [r["seed"] for r in runs]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"two runs share a seed ({seeds}): each seed is one fold assignment")
-    rows = [seed_row(r, args.model, args.points, args.margin) for r in runs]
+    rows = [seed_row(r, args.model, args.points, args.margin, args.floor_draws) for r in runs]
     summary = aggregate(rows, args.points, args.margin)
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "seeds.tsv", "w", newline="") as fh:

@@ -44,6 +44,13 @@ def make_run(root: Path, seed: int, full: dict, grid: dict) -> Path:
     return run
 
 
+def add_fold(run: Path, k: int, confidence: list[float]) -> None:
+    """A fold's model metrics with its test predictions' confidences."""
+    path = run / "folds" / str(k) / "reads" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"title": MODEL, "predictions": {"confidence": confidence}}))
+
+
 def two_point_grid(model_1read: float, lr_1read: float, p: float, behind: dict | None = None) -> dict:
     return {
         (30, 1.0): {MODEL: 0.94, LR: 0.93, NB: 0.95, "tests": {LR: _test(0.4, "model")}},
@@ -114,3 +121,19 @@ def test_the_command_refuses_a_repeated_seed_and_names_a_missing_point(tmp_path)
     table = (tmp_path / "out" / "seeds.tsv").read_text().splitlines()
     assert len(table) == 2 and table[0].startswith("seed\tfull_model")
     assert json.loads((tmp_path / "out" / "seeds.json").read_text())["counts"]["d1_o1_bar_met"] == 1
+
+
+def test_the_ece_floor_is_what_a_calibrated_model_scores_on_that_many_samples(seeds, tmp_path):
+    run = make_run(tmp_path, 3, {MODEL: 0.94, LR: 0.93}, two_point_grid(0.92, 0.86, 0.001))
+    (run / "plots/coverage.json").write_text(json.dumps({MODEL: {"ece_after": 0.02}}))
+    add_fold(run, 0, [0.9] * 80)
+    add_fold(run, 1, [0.9] * 80)
+    row = seeds.seed_row(seeds.load_run(run), MODEL, [(1, 1.0)], 5.0, floor_draws=1000)
+    assert row["ece_pooled"] == 0.02
+    # E|Binomial(n, 0.9) / n - 0.9|: 0.0265 for a fold of 80, 0.0188 for the 160 pooled.
+    assert row["ece_floor_folds"] == pytest.approx(0.0265, abs=0.002)
+    assert row["ece_floor_pooled"] == pytest.approx(0.0188, abs=0.002)
+    certain = make_run(tmp_path, 4, {MODEL: 0.94, LR: 0.93}, two_point_grid(0.92, 0.86, 0.001))
+    add_fold(certain, 0, [1.0] * 80)  # a calibrated model is right on every certain call
+    row = seeds.seed_row(seeds.load_run(certain), MODEL, [(1, 1.0)], 5.0, floor_draws=50)
+    assert row["ece_floor_folds"] == 0 and row["ece_pooled"] is None

@@ -12,6 +12,7 @@ from genomelab.tissue.calibration import (
     ece_of_bins,
     fit_temperature,
     reliability_bins,
+    succession_nll,
 )
 from genomelab.tissue.metrics import expected_calibration_error
 
@@ -42,6 +43,61 @@ def test_temperature_scaling_lowers_ece_of_an_overconfident_model():
     assert record["ece_after"] == pytest.approx(after, abs=1e-3)
     assert record["val_nll_after"] < record["val_nll_before"]
     assert (cal_test.argmax(1) == p_test.argmax(1)).all()
+
+
+def plain_nll_temperature(proba: np.ndarray, y: np.ndarray) -> float:
+    """The temperature the plain NLL gives (the fit before round 24), on a fine log grid."""
+    grid = np.geomspace(0.1, 20, 2001)
+    nll = [-np.log(apply_temperature(proba, t)[np.arange(len(y)), y]).mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+def test_a_validation_split_the_model_gets_all_right_keeps_a_finite_temperature():
+    """An under-confident model right on all 87 validation samples: the plain NLL runs the
+    temperature to its bound (0.1, every call near certainty), so the test split's errors
+    come with confidence ~1; the rule of succession stops near (n + 1) / (n + 2)."""
+    rng = np.random.default_rng(5)
+
+    def split(n: int, right: float) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 3, n)
+        pred = np.where(rng.random(n) < right, y, (y + 1) % 3)
+        p = np.full((n, 3), 0.2)
+        p[np.arange(n), pred] = 0.6
+        return p, y
+
+    p_val, y_val = split(87, 1.0)
+    p_test, y_test = split(400, 0.9)
+    assert plain_nll_temperature(p_val, y_val) == pytest.approx(0.1)
+    t = fit_temperature(p_val, y_val)
+    assert 0.15 < t < 0.5
+    top = apply_temperature(p_val, t).max(1).mean()
+    assert top == pytest.approx(88 / 89, abs=0.01)
+
+    # The test errors' cost: near-certain wrong calls at the bound.
+    def test_nll(temp: float) -> float:
+        return float(-np.log(apply_temperature(p_test, temp)[np.arange(len(y_test)), y_test]).mean())
+
+    assert test_nll(t) < test_nll(0.1) / 2
+
+
+def test_with_errors_in_the_split_the_succession_fit_moves_the_temperature_little():
+    for seed in range(3):
+        p, y = overconfident(90, seed)
+        plain, fitted = plain_nll_temperature(p, y), fit_temperature(p, y)
+        assert fitted == pytest.approx(plain, rel=0.05)
+
+
+def test_succession_nll_is_the_smoothed_cross_entropy():
+    logp = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    y = np.array([0, 2])
+    eps = 1 / 4
+    want = -np.mean(
+        [
+            (1 - eps) * logp[0, 0] + eps / 2 * (logp[0, 1] + logp[0, 2]),
+            (1 - eps) * logp[1, 2] + eps / 2 * (logp[1, 0] + logp[1, 1]),
+        ]
+    )
+    assert succession_nll(logp, y) == pytest.approx(want)
 
 
 def test_reliability_bins_give_the_same_ece_and_pool_by_adding():

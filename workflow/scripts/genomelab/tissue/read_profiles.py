@@ -388,9 +388,13 @@ def sobol_normal(d: int, n: int, seed: int) -> np.ndarray:
 
 
 def temperature(scores: np.ndarray, y: np.ndarray) -> float:
-    """T in [0.01, 1000] (log grid of 121) minimising the NLL of log_softmax(scores / T)."""
+    """T in [0.01, 1000] (log grid of 121) minimising the cross-entropy of log_softmax(scores /
+    T) against the labels smoothed by the rule of succession (``calibration.succession_nll``:
+    validation draws the family gets all right do not drive T to the grid's end)."""
+    from genomelab.tissue.calibration import succession_nll
+
     grid = np.geomspace(0.01, 1000, 121)
-    nll = [-log_softmax(scores / t, axis=1)[np.arange(len(y)), y].mean() for t in grid]
+    nll = [succession_nll(log_softmax(scores / t, axis=1), y) for t in grid]
     return float(grid[int(np.argmin(nll))])
 
 

@@ -87,17 +87,24 @@ def test_with_errors_in_the_split_the_succession_fit_moves_the_temperature_littl
         assert fitted == pytest.approx(plain, rel=0.05)
 
 
-def test_succession_nll_is_the_smoothed_cross_entropy():
-    logp = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
-    y = np.array([0, 2])
+def test_succession_nll_smooths_towards_the_runner_up():
+    logp = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]))
+    y = np.array([0, 1])  # the second sample is an error: its call (class 2) is the runner-up
     eps = 1 / 4
-    want = -np.mean(
-        [
-            (1 - eps) * logp[0, 0] + eps / 2 * (logp[0, 1] + logp[0, 2]),
-            (1 - eps) * logp[1, 2] + eps / 2 * (logp[1, 0] + logp[1, 1]),
-        ]
-    )
+    want = -np.mean([(1 - eps) * logp[0, 0] + eps * logp[0, 1], (1 - eps) * logp[1, 1] + eps * logp[1, 2]])
     assert succession_nll(logp, y) == pytest.approx(want)
+
+
+def test_classes_the_model_rules_out_do_not_flatten_the_calls():
+    """Naive Bayes on many regions: the runner-up 5 nats behind, a third class 500 behind, all
+    calls right. The fit sets p(label) near (n + 1) / (n + 2) from the runner-up's margin; the
+    third class would otherwise pull T up by two orders of magnitude."""
+    n = 60
+    logits = np.tile([0.0, -5.0, -500.0], (n, 1))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    t = fit_temperature(p, np.zeros(n, dtype=int))
+    assert apply_temperature(p, t)[0, 0] == pytest.approx((n + 1) / (n + 2), abs=0.005)
 
 
 def test_reliability_bins_give_the_same_ece_and_pool_by_adding():

@@ -421,6 +421,46 @@ def test_binning_predict_of_a_run_with_abundances_needs_a_depth_table_before_any
     assert job_counts(res.stdout).get("binning_predict") == 1
 
 
+def test_binning_new_contigs_joined_with_the_run_s_as_the_doc_shows(tmp_path):
+    """docs/binning.md joins the run's contigs and a new assembly's to see which run bins
+    the new contigs join; its bare `cat` stopped on MEGAHIT's repeated names (`duplicate
+    record name 'k141_1'`). The documented lines prefix the new names, in the depth table too,
+    and give a FASTA and a depth table whose names are unique and agree."""
+    import subprocess
+
+    from genomelab.io.fasta import read_fasta
+    from genomelab.io.tables import read_abundance_table
+
+    if shutil.which("sed") is None or shutil.which("gzip") is None:
+        pytest.skip("sed or gzip is not installed")
+    rng = np.random.default_rng(0)
+
+    def assembly(path: Path, n: int) -> list[str]:
+        names = [f"k141_{i}" for i in range(1, n + 1)]  # MEGAHIT restarts its numbering
+        with gzip.open(path, "wt") as fh:
+            for name in names:
+                seq = "".join(rng.choice(list("ACGT"), 3000))
+                fh.write(f">{name} flag=1 multi=4.0000 len=3000\n{seq[:1500]}\n{seq[1500:]}\n")
+        return names
+
+    run, new = assembly(tmp_path / "contigs.fna.gz", 4), assembly(tmp_path / "new_contigs.fna.gz", 3)
+    for path, names in (("depth.tsv", run), ("new_depth.tsv", new)):
+        (tmp_path / path).write_text("Contig\ts1 Mean\ts2 Mean\n" + "".join(f"{c}\t3.0\t5.0\n" for c in names))
+    text = (ROOT / "docs" / "binning.md").read_text()
+    commands = [
+        line
+        for line in text.splitlines()
+        if line.startswith(("zcat new_contigs.fna.gz |", "cat contigs.fna.gz new_", "(cat depth.tsv;"))
+    ]
+    assert len(commands) == 3, commands
+    for command in commands:
+        subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], cwd=tmp_path, check=True)
+    names = [name for name, _ in read_fasta(tmp_path / "all.fna.gz")]  # duplicates would raise
+    assert names == run + [f"new_{c}" for c in new]
+    contigs, values, samples = read_abundance_table(tmp_path / "all_depth.tsv")
+    assert list(contigs) == names and values.shape == (7, 2) and len(samples) == 2
+
+
 def test_binning_predict_of_shredded_genomes_with_simulated_abundances_names_them(workdir, tmp_path):
     # Shredded genomes with binning.shred.depth_samples > 0 (the test config) train on
     # simulated abundances: the plan's refusal names that setting, not binning.input.depth,

@@ -686,3 +686,35 @@ def test_unsolvable_samples_of_both_kinds_are_named_in_one_error():
         err.value
     )
     assert "['few (3 regions)']" in str(err.value)
+
+
+def test_atlas_rows_with_na_absent_from_simulated_samples_are_named_for_the_na(tmp_path):
+    """Atlas-only training simulates its individuals from the atlas's complete rows, so an
+    atlas row with an NA cell is absent from the samples; the record said 'not in the sample
+    data', which reads as a naming mismatch, while the NA is what the user has to fix."""
+    from genomelab.deconv.simulate import SimulationConfig, load_profiles
+
+    tissues = ["Neutrophils_EPIC", "Hepatocytes", "Lung_cells"]
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.05, 0.95, (40, 3))
+    values[[3, 17], 1] = np.nan
+    atlas = tmp_path / "atlas.csv"
+    dio.write_table(atlas, values, [f"cg{i:03d}" for i in range(40)], tissues)
+    prof, ids, _, record = load_profiles(SimulationConfig(profiles=str(atlas)), rng)
+    assert record["n_regions_with_na_dropped"] == 2 and len(ids) == 38
+    # Sources simulated from those profiles: every complete row, none of the two.
+    n = len(tissues)
+    src = dio.Sources(
+        np.array(tissues),
+        np.array(tissues),
+        np.array(tissues),
+        ids,
+        (prof.T * 10).astype(np.float32),
+        np.full((n, len(ids)), 10.0, np.float32),
+    )
+    _, record = build_reference(
+        src, ReferenceConfig(atlas=str(atlas), select_markers=False), dio.read_table(atlas, "atlas")
+    )
+    (entry,) = [d for d in record["dropped"] if d["what"] == "atlas regions"]
+    assert entry["count"] == 2 and entry["examples"] == ["cg003", "cg017"]
+    assert entry["reason"].startswith(f"an NA cell in atlas {atlas}, not in the sample data")

@@ -718,3 +718,20 @@ def test_atlas_rows_with_na_absent_from_simulated_samples_are_named_for_the_na(t
     (entry,) = [d for d in record["dropped"] if d["what"] == "atlas regions"]
     assert entry["count"] == 2 and entry["examples"] == ["cg003", "cg017"]
     assert entry["reason"].startswith(f"an NA cell in atlas {atlas}, not in the sample data")
+
+
+def test_repeated_atlas_rows_are_not_reported_under_a_key_the_user_never_set(tmp_path, caplog):
+    """An atlas-only run reads reference.atlas as the profiles to simulate from; its warning
+    about repeated rows (the Moss atlas has 1,785) named 'simulate.profiles table', a key the
+    user had not set."""
+    from genomelab.deconv.simulate import SimulationConfig, load_profiles
+
+    values = np.random.default_rng(0).uniform(0.05, 0.95, (6, 2))
+    values[5] = values[4]
+    atlas = tmp_path / "atlas.csv"
+    dio.write_table(atlas, values, ["a", "b", "c", "d", "e", "e"], ["Neutrophils", "Liver"])
+    with caplog.at_level("WARNING"):
+        _, ids, _, _ = load_profiles(SimulationConfig(profiles=str(atlas)), np.random.default_rng(0))
+    assert len(ids) == 5
+    assert f"profiles to simulate from, table {atlas}: dropped 1 identical repeated rows" in caplog.text
+    assert "simulate.profiles" not in caplog.text

@@ -401,7 +401,9 @@ def test_dry_run_scores_the_baseline_bins_only_without_a_truth_table(tmp_path, e
 
     workdir = copy_repo(tmp_path)
     write_bin(workdir / "asm.fna", ecoli_contigs)
-    (workdir / "truth.tsv").write_text("contig\tgenome\n" + "".join(f"{n}\tecoli\n" for n, _ in ecoli_contigs))
+    (workdir / "truth.tsv").write_text(
+        "contig\tgenome\n" + "".join(f"{n}\tecoli\n" for n, _ in ecoli_contigs)
+    )
     planned = {}
     for name, extra in (
         ("no_truth", {}),

@@ -445,7 +445,9 @@ def test_binning_new_contigs_joined_with_the_run_s_as_the_doc_shows(tmp_path):
 
     run, new = assembly(tmp_path / "contigs.fna.gz", 4), assembly(tmp_path / "new_contigs.fna.gz", 3)
     for path, names in (("depth.tsv", run), ("new_depth.tsv", new)):
-        (tmp_path / path).write_text("Contig\ts1 Mean\ts2 Mean\n" + "".join(f"{c}\t3.0\t5.0\n" for c in names))
+        (tmp_path / path).write_text(
+            "Contig\ts1 Mean\ts2 Mean\n" + "".join(f"{c}\t3.0\t5.0\n" for c in names)
+        )
     text = (ROOT / "docs" / "binning.md").read_text()
     commands = [
         line

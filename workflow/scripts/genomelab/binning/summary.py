@@ -219,9 +219,13 @@ def write_summary(
             )
         )
         if markers is not None and baseline_markers is not None:
-            clustering = "kNN-graph clustering" if cluster_method == "graph" else f"{cluster_method} clustering"
+            clustering = (
+                "kNN-graph clustering" if cluster_method == "graph" else f"{cluster_method} clustering"
+            )
             comparisons.append(
-                marker_comparison(markers, baseline_markers, f"{model} + {clustering}", f"TNF PCA + {clustering}")
+                marker_comparison(
+                    markers, baseline_markers, f"{model} + {clustering}", f"TNF PCA + {clustering}"
+                )
             )
     quality, quality_md = None, ""
     if markers is not None:

@@ -199,9 +199,30 @@ def test_markers_table_missing_column_is_named(tmp_path):
         read_markers_table(bad)
 
 
+def _summary_without_truth(tmp_path: Path, metrics, kind: str, markers, baseline_markers=None) -> dict:
+    """summary.json of write_summary over tmp_path's bs.tsv / cb.tsv, no truth table."""
+    from genomelab.binning.summary import write_summary
+
+    write_summary(
+        metrics,
+        tmp_path / "bs.tsv",
+        tmp_path / "cb.tsv",
+        [],
+        None,
+        None,
+        "graph",
+        100_000,
+        tmp_path / "summary.json",
+        tmp_path / "summary.md",
+        kind,
+        markers,
+        baseline_markers,
+    )
+    return json.loads((tmp_path / "summary.json").read_text())
+
+
 def test_summary_has_the_quality_view(tmp_path):
     from genomelab.binning.bins import bin_summary
-    from genomelab.binning.summary import write_summary
     from genomelab.io.tables import write_table
 
     names = np.array([f"c{i}" for i in range(20)])
@@ -214,21 +235,7 @@ def test_summary_has_the_quality_view(tmp_path):
         "completeness\tcontamination\ttier\tmarker_set\n"
         f"bin_1\t300000\t10\t280\t31\t12\t30\t0\t0\t96.77\t0\t{TIER_HIGH}\tbacteria_universal31.hmm.gz\n"
     )
-    write_summary(
-        None,
-        tmp_path / "bs.tsv",
-        tmp_path / "cb.tsv",
-        [],
-        None,
-        None,
-        "graph",
-        100_000,
-        tmp_path / "summary.json",
-        tmp_path / "summary.md",
-        "tnf",
-        markers,
-    )
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = _summary_without_truth(tmp_path, None, "tnf", markers)
     assert summary["quality"][0]["bin"] == "bin_1"
     assert any("MIMAG tiers 1 high" in n for n in summary["notes"])
     assert "Bin quality from single-copy marker genes" in (tmp_path / "summary.md").read_text()
@@ -326,7 +333,6 @@ def test_summary_without_truth_compares_model_and_baseline_bins_by_markers(tmp_p
     bins of both scored by marker genes (before, the summary had no baseline at all and
     spoke of good bins, which only a truth table defines)."""
     from genomelab.binning.bins import bin_summary
-    from genomelab.binning.summary import write_summary
     from genomelab.io.tables import write_table
 
     names = np.array([f"c{i}" for i in range(20)])
@@ -356,25 +362,7 @@ def test_summary_without_truth_compares_model_and_baseline_bins_by_markers(tmp_p
     model = _markers_table(tmp_path / "markers.tsv", [TIER_HIGH, TIER_MEDIUM])
     baseline = _markers_table(tmp_path / "baseline_markers.tsv", [TIER_MEDIUM, TIER_LOW, TIER_LOW])
 
-    def summarise(baseline_markers):
-        write_summary(
-            metrics,
-            tmp_path / "bs.tsv",
-            tmp_path / "cb.tsv",
-            [],
-            None,
-            None,
-            "graph",
-            100_000,
-            tmp_path / "summary.json",
-            tmp_path / "summary.md",
-            "contrastive",
-            model,
-            baseline_markers,
-        )
-        return json.loads((tmp_path / "summary.json").read_text())
-
-    summary = summarise(baseline)
+    summary = _summary_without_truth(tmp_path, metrics, "contrastive", model, baseline)
     (comp,) = summary["comparisons"]
     assert comp["primary"] == "n_medium_or_better"
     ours, tnf = "contrastive encoder + kNN-graph clustering", "TNF PCA + kNN-graph clustering"
@@ -387,7 +375,7 @@ def test_summary_without_truth_compares_model_and_baseline_bins_by_markers(tmp_p
     assert any("compared by single-copy marker genes" in n for n in summary["notes"])
     assert "Bins scored by single-copy marker genes" in (tmp_path / "summary.md").read_text()
     # Markers off (or kind tnf): no baseline markers, no comparison, the note says so.
-    summary = summarise(None)
+    summary = _summary_without_truth(tmp_path, metrics, "contrastive", model)
     assert summary["comparisons"] == []
     assert any(n.endswith("(binning.input.truth).") for n in summary["notes"])
 

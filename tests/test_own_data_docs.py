@@ -513,3 +513,21 @@ def test_the_own_data_example_runs(workdir, module):
     if module == "ingest":
         sheet = (results / "ingest" / "samples.tsv").read_text()
         assert all(row["sample"] in sheet for row in example.rows(example.section()["samples"]))
+
+
+def test_the_deconv_example_says_how_to_deconvolve_new_samples_with_options_that_exist():
+    """docs/deconv.md's own-data section ended at the run: how to deconvolve the next batch
+    of plasma with the trained network (genomelab predict deconv) was only in docs/predict.md.
+    The documented command parses with the CLI's own parser, every option and the subcommand."""
+    import shlex
+
+    from genomelab.cli import build_parser
+
+    section = own_data_section("deconv")
+    match = re.search(r"^genomelab predict deconv (?:.*\\\n)*.*$", section, flags=re.M)
+    assert match, "docs/deconv.md's own-data section has no genomelab predict deconv command"
+    argv = shlex.split(match.group(0).replace("\\\n", " "))[1:]
+    args = build_parser().parse_args(argv)
+    assert args.module == "deconv" and args.reference.endswith("reference/reference.tsv")
+    assert args.model.endswith("phase3/sparse/rep0/model.pt") and args.out
+    assert "--presence-threshold" in section and "not the network's presence mask" in section

@@ -285,6 +285,17 @@ def test_table_reader_and_join_errors(tmp_path):
     path.write_text("CpGs,s1\ncg1,10\ncg2,90\n")
     with pytest.raises(ValueError, match="divide percentages by 100"):
         dio.read_table(path)
+    # M-values (minfi's getM, common in array pipelines) are negative below a beta of 0.5:
+    # the percentage hint would leave them negative; the error names what they look like.
+    path.write_text("CpGs,s1\ncg1,-3.2\ncg2,2.5\n")
+    with pytest.raises(
+        ValueError, match=r"found -3.2..2.5; negative values: M-values.*2\*\*M / \(2\*\*M \+ 1\)"
+    ):
+        dio.read_table(path)
+    with pytest.raises(
+        ValueError, match=r"values must be proportions in \[0, 1\] \(found -3.2..2.5; not proportions\)"
+    ):
+        dio.read_table(path, "truth table", "proportions")
     # A text cell (pandas reads the column as its own string dtype) and an infinite value.
     path.write_text("CpGs,s1,s2\ncg1,0.1,abc\ncg2,0.5,0.2\n")
     with pytest.raises(ValueError, match=r"samples.csv: column\(s\) \['s2'\] are not numeric"):

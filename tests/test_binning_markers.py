@@ -199,6 +199,17 @@ def test_markers_table_missing_column_is_named(tmp_path):
         read_markers_table(bad)
 
 
+def _two_bin_tables(tmp_path: Path) -> None:
+    """cb.tsv and bs.tsv (contig_bins, bin_summary) of 20 contigs in two 300-kb bins."""
+    from genomelab.binning.bins import bin_summary
+    from genomelab.io.tables import write_table
+
+    names = np.array([f"c{i}" for i in range(20)])
+    table, per_bin = bin_summary(names, np.repeat([0, 1], 10), np.full(20, 30_000), np.full(20, 0.5), 100_000)
+    write_table(table, tmp_path / "cb.tsv")
+    write_table(per_bin, tmp_path / "bs.tsv")
+
+
 def _summary_without_truth(tmp_path: Path, metrics, kind: str, markers, baseline_markers=None) -> dict:
     """summary.json of write_summary over tmp_path's bs.tsv / cb.tsv, no truth table."""
     from genomelab.binning.summary import write_summary
@@ -222,13 +233,7 @@ def _summary_without_truth(tmp_path: Path, metrics, kind: str, markers, baseline
 
 
 def test_summary_has_the_quality_view(tmp_path):
-    from genomelab.binning.bins import bin_summary
-    from genomelab.io.tables import write_table
-
-    names = np.array([f"c{i}" for i in range(20)])
-    table, per_bin = bin_summary(names, np.repeat([0, 1], 10), np.full(20, 30_000), np.full(20, 0.5), 100_000)
-    write_table(table, tmp_path / "cb.tsv")
-    write_table(per_bin, tmp_path / "bs.tsv")
+    _two_bin_tables(tmp_path)
     markers = tmp_path / "markers.tsv"
     markers.write_text(
         "bin\tsize_bp\tn_contigs\tn_genes\tn_markers\tn_sets\tmarkers_found\tmarkers_multi\textra_copies\t"
@@ -332,13 +337,7 @@ def test_summary_without_truth_compares_model_and_baseline_bins_by_markers(tmp_p
     """A trained model without a truth table is still reported beside the TNF baseline: the
     bins of both scored by marker genes (before, the summary had no baseline at all and
     spoke of good bins, which only a truth table defines)."""
-    from genomelab.binning.bins import bin_summary
-    from genomelab.io.tables import write_table
-
-    names = np.array([f"c{i}" for i in range(20)])
-    table, per_bin = bin_summary(names, np.repeat([0, 1], 10), np.full(20, 30_000), np.full(20, 0.5), 100_000)
-    write_table(table, tmp_path / "cb.tsv")
-    write_table(per_bin, tmp_path / "bs.tsv")
+    _two_bin_tables(tmp_path)
     metrics = tmp_path / "metrics.json"
     metrics.write_text(
         json.dumps(

@@ -199,23 +199,23 @@ def test_markers_table_missing_column_is_named(tmp_path):
         read_markers_table(bad)
 
 
-def test_summary_has_the_quality_view(tmp_path):
+def _two_bin_tables(tmp_path: Path) -> None:
+    """cb.tsv and bs.tsv (contig_bins, bin_summary) of 20 contigs in two 300-kb bins."""
     from genomelab.binning.bins import bin_summary
-    from genomelab.binning.summary import write_summary
     from genomelab.io.tables import write_table
 
     names = np.array([f"c{i}" for i in range(20)])
     table, per_bin = bin_summary(names, np.repeat([0, 1], 10), np.full(20, 30_000), np.full(20, 0.5), 100_000)
     write_table(table, tmp_path / "cb.tsv")
     write_table(per_bin, tmp_path / "bs.tsv")
-    markers = tmp_path / "markers.tsv"
-    markers.write_text(
-        "bin\tsize_bp\tn_contigs\tn_genes\tn_markers\tn_sets\tmarkers_found\tmarkers_multi\textra_copies\t"
-        "completeness\tcontamination\ttier\tmarker_set\n"
-        f"bin_1\t300000\t10\t280\t31\t12\t30\t0\t0\t96.77\t0\t{TIER_HIGH}\tbacteria_universal31.hmm.gz\n"
-    )
+
+
+def _summary_without_truth(tmp_path: Path, metrics, kind: str, markers, baseline_markers=None) -> dict:
+    """summary.json of write_summary over tmp_path's bs.tsv / cb.tsv, no truth table."""
+    from genomelab.binning.summary import write_summary
+
     write_summary(
-        None,
+        metrics,
         tmp_path / "bs.tsv",
         tmp_path / "cb.tsv",
         [],
@@ -225,10 +225,22 @@ def test_summary_has_the_quality_view(tmp_path):
         100_000,
         tmp_path / "summary.json",
         tmp_path / "summary.md",
-        "tnf",
+        kind,
         markers,
+        baseline_markers,
     )
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    return json.loads((tmp_path / "summary.json").read_text())
+
+
+def test_summary_has_the_quality_view(tmp_path):
+    _two_bin_tables(tmp_path)
+    markers = tmp_path / "markers.tsv"
+    markers.write_text(
+        "bin\tsize_bp\tn_contigs\tn_genes\tn_markers\tn_sets\tmarkers_found\tmarkers_multi\textra_copies\t"
+        "completeness\tcontamination\ttier\tmarker_set\n"
+        f"bin_1\t300000\t10\t280\t31\t12\t30\t0\t0\t96.77\t0\t{TIER_HIGH}\tbacteria_universal31.hmm.gz\n"
+    )
+    summary = _summary_without_truth(tmp_path, None, "tnf", markers)
     assert summary["quality"][0]["bin"] == "bin_1"
     assert any("MIMAG tiers 1 high" in n for n in summary["notes"])
     assert "Bin quality from single-copy marker genes" in (tmp_path / "summary.md").read_text()
@@ -276,3 +288,124 @@ def test_dry_run_plans_markers_only_when_enabled(tmp_path):
     res = snakemake(workdir, "-n", "--cores", "2", "--configfile", "off.yaml")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "binning_markers" not in job_counts(res.stdout) and "markers.tsv" not in res.stdout
+
+
+def test_baseline_bins_are_scored_like_the_model_bins(tmp_path, ecoli_contigs):
+    """Without a truth table binning_markers also scores the TNF baseline's bins: the
+    clusters are cut into bins as binning_bins cuts the model's (small ones not written), and
+    only the marker tables stay (no bin FASTA of the baseline is left behind)."""
+    from genomelab.binning.kmers import write_profiles_h5
+    from genomelab.binning.markers import write_baseline_markers
+    from genomelab.io.tables import write_clusters
+
+    contigs = write_bin(tmp_path / "contigs.fna", ecoli_contigs)
+    write_profiles_h5(contigs, tmp_path / "profiles.h5", 2000)
+    names = [n for n, _ in ecoli_contigs]
+    # Eight 40-kb contigs in one cluster (320 kb, written), two in another (80 kb, not).
+    write_clusters(names, np.array([0] * 8 + [1] * 2), tmp_path / "clusters.tsv")
+    out = tmp_path / "baseline"
+    table = write_baseline_markers(
+        tmp_path / "profiles.h5",
+        tmp_path / "clusters.tsv",
+        contigs,
+        200_000,
+        MarkersConfig.from_dict({}),
+        out / "markers.tsv",
+        out / "marker_counts.tsv",
+        1,
+        ROOT / DEFAULT_HMM,
+        ROOT / DEFAULT_SETS,
+    )
+    assert list(table["bin"]) == ["bin_00001"] and table.loc[0, "n_contigs"] == 8
+    assert table.loc[0, "size_bp"] == 320_000 and table.loc[0, "markers_found"] >= 1
+    assert sorted(p.name for p in out.iterdir()) == ["marker_counts.tsv", "markers.tsv"]
+
+
+def _markers_table(path: Path, tiers: list[str]) -> Path:
+    rows = [
+        f"bin_{i}\t300000\t10\t280\t31\t12\t30\t0\t0\t{c}\t0\t{t}\tbacteria_universal31.hmm.gz"
+        for i, (t, c) in enumerate(zip(tiers, [96.77, 60.0, 20.0], strict=False), 1)
+    ]
+    path.write_text(
+        "bin\tsize_bp\tn_contigs\tn_genes\tn_markers\tn_sets\tmarkers_found\tmarkers_multi\textra_copies\t"
+        "completeness\tcontamination\ttier\tmarker_set\n" + "\n".join(rows) + "\n"
+    )
+    return path
+
+
+def test_summary_without_truth_compares_model_and_baseline_bins_by_markers(tmp_path):
+    """A trained model without a truth table is still reported beside the TNF baseline: the
+    bins of both scored by marker genes (before, the summary had no baseline at all and
+    spoke of good bins, which only a truth table defines)."""
+    _two_bin_tables(tmp_path)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(
+        json.dumps(
+            {
+                "genomelab_version": "0",
+                "device": "cpu",
+                "precision": "fp32",
+                "train_config": {},
+                "monitor": "val/loss",
+                "best_epoch": 2,
+                "best_value": 0.1,
+                "stopped_reason": "max_epochs",
+                "epochs_run": 3,
+                "history": [],
+                "final": {},
+                "test": {"test/loss": 0.1},
+                "chance_nt_xent": 4.0,
+            }
+        )
+    )
+    model = _markers_table(tmp_path / "markers.tsv", [TIER_HIGH, TIER_MEDIUM])
+    baseline = _markers_table(tmp_path / "baseline_markers.tsv", [TIER_MEDIUM, TIER_LOW, TIER_LOW])
+
+    summary = _summary_without_truth(tmp_path, metrics, "contrastive", model, baseline)
+    (comp,) = summary["comparisons"]
+    assert comp["primary"] == "n_medium_or_better"
+    ours, tnf = "contrastive encoder + kNN-graph clustering", "TNF PCA + kNN-graph clustering"
+    assert comp["rows"][ours]["n_medium_or_better"] == 2 and comp["rows"][ours]["n_high"] == 1
+    assert comp["rows"][tnf]["n_medium_or_better"] == 1 and comp["rows"][tnf]["n_written_bins"] == 3
+    assert comp["kinds"] == {ours: "model", tnf: "baseline"}
+    # No paired test between two clusterings' bins: ahead is a tie, never "beats".
+    assert "ties with" in comp["verdict"] and "no paired test" in comp["verdict"]
+    assert not any("good bins" in n for n in summary["notes"])
+    assert any("compared by single-copy marker genes" in n for n in summary["notes"])
+    assert "Bins scored by single-copy marker genes" in (tmp_path / "summary.md").read_text()
+    # Markers off (or kind tnf): no baseline markers, no comparison, the note says so.
+    summary = _summary_without_truth(tmp_path, metrics, "contrastive", model)
+    assert summary["comparisons"] == []
+    assert any(n.endswith("(binning.input.truth).") for n in summary["notes"])
+
+
+def test_dry_run_scores_the_baseline_bins_only_without_a_truth_table(tmp_path, ecoli_contigs):
+    """An own assembly without a truth table plans binning_baseline and its marker table
+    (before, no baseline job was planned at all); with a truth table the baseline is scored
+    against the truth instead, and kind tnf has no model to compare."""
+    import yaml
+    from test_workflow import copy_repo, job_counts, snakemake
+
+    workdir = copy_repo(tmp_path)
+    write_bin(workdir / "asm.fna", ecoli_contigs)
+    (workdir / "truth.tsv").write_text(
+        "contig\tgenome\n" + "".join(f"{n}\tecoli\n" for n, _ in ecoli_contigs)
+    )
+    planned = {}
+    for name, extra in (
+        ("no_truth", {}),
+        ("truth", {"truth": "truth.tsv"}),
+        ("tnf", {"kind": "tnf"}),
+    ):
+        binning = {"enabled": True, "input": {"contigs": "asm.fna"}}
+        if "truth" in extra:
+            binning["input"]["truth"] = extra["truth"]
+        if "kind" in extra:
+            binning["model"] = {"kind": extra["kind"]}
+        (workdir / f"{name}.yaml").write_text(yaml.safe_dump({"run": name, "binning": binning}))
+        res = snakemake(workdir, "-n", "--cores", "2", "--configfile", f"{name}.yaml")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        planned[name] = (job_counts(res.stdout), f"results/{name}/binning/baseline/markers.tsv" in res.stdout)
+    assert planned["no_truth"][0].get("binning_baseline") == 1 and planned["no_truth"][1]
+    assert planned["truth"][0].get("binning_evaluate") == 1 and not planned["truth"][1]
+    assert not planned["tnf"][1]

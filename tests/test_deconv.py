@@ -285,6 +285,17 @@ def test_table_reader_and_join_errors(tmp_path):
     path.write_text("CpGs,s1\ncg1,10\ncg2,90\n")
     with pytest.raises(ValueError, match="divide percentages by 100"):
         dio.read_table(path)
+    # M-values (minfi's getM, common in array pipelines) are negative below a beta of 0.5:
+    # the percentage hint would leave them negative; the error names what they look like.
+    path.write_text("CpGs,s1\ncg1,-3.2\ncg2,2.5\n")
+    with pytest.raises(
+        ValueError, match=r"found -3.2..2.5; negative values: M-values.*2\*\*M / \(2\*\*M \+ 1\)"
+    ):
+        dio.read_table(path)
+    with pytest.raises(
+        ValueError, match=r"values must be proportions in \[0, 1\] \(found -3.2..2.5; not proportions\)"
+    ):
+        dio.read_table(path, "truth table", "proportions")
     # A text cell (pandas reads the column as its own string dtype) and an infinite value.
     path.write_text("CpGs,s1,s2\ncg1,0.1,abc\ncg2,0.5,0.2\n")
     with pytest.raises(ValueError, match=r"samples.csv: column\(s\) \['s2'\] are not numeric"):
@@ -686,3 +697,52 @@ def test_unsolvable_samples_of_both_kinds_are_named_in_one_error():
         err.value
     )
     assert "['few (3 regions)']" in str(err.value)
+
+
+def test_atlas_rows_with_na_absent_from_simulated_samples_are_named_for_the_na(tmp_path):
+    """Atlas-only training simulates its individuals from the atlas's complete rows, so an
+    atlas row with an NA cell is absent from the samples; the record said 'not in the sample
+    data', which reads as a naming mismatch, while the NA is what the user has to fix."""
+    from genomelab.deconv.simulate import SimulationConfig, load_profiles
+
+    tissues = ["Neutrophils_EPIC", "Hepatocytes", "Lung_cells"]
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.05, 0.95, (40, 3))
+    values[[3, 17], 1] = np.nan
+    atlas = tmp_path / "atlas.csv"
+    dio.write_table(atlas, values, [f"cg{i:03d}" for i in range(40)], tissues)
+    prof, ids, _, record = load_profiles(SimulationConfig(profiles=str(atlas)), rng)
+    assert record["n_regions_with_na_dropped"] == 2 and len(ids) == 38
+    # Sources simulated from those profiles: every complete row, none of the two.
+    n = len(tissues)
+    src = dio.Sources(
+        np.array(tissues),
+        np.array(tissues),
+        np.array(tissues),
+        ids,
+        (prof.T * 10).astype(np.float32),
+        np.full((n, len(ids)), 10.0, np.float32),
+    )
+    _, record = build_reference(
+        src, ReferenceConfig(atlas=str(atlas), select_markers=False), dio.read_table(atlas, "atlas")
+    )
+    (entry,) = [d for d in record["dropped"] if d["what"] == "atlas regions"]
+    assert entry["count"] == 2 and entry["examples"] == ["cg003", "cg017"]
+    assert entry["reason"].startswith(f"an NA cell in atlas {atlas}, not in the sample data")
+
+
+def test_repeated_atlas_rows_are_not_reported_under_a_key_the_user_never_set(tmp_path, caplog):
+    """An atlas-only run reads reference.atlas as the profiles to simulate from; its warning
+    about repeated rows (the Moss atlas has 1,785) named 'simulate.profiles table', a key the
+    user had not set."""
+    from genomelab.deconv.simulate import SimulationConfig, load_profiles
+
+    values = np.random.default_rng(0).uniform(0.05, 0.95, (6, 2))
+    values[5] = values[4]
+    atlas = tmp_path / "atlas.csv"
+    dio.write_table(atlas, values, ["a", "b", "c", "d", "e", "e"], ["Neutrophils", "Liver"])
+    with caplog.at_level("WARNING"):
+        _, ids, _, _ = load_profiles(SimulationConfig(profiles=str(atlas)), np.random.default_rng(0))
+    assert len(ids) == 5
+    assert f"profiles to simulate from, table {atlas}: dropped 1 identical repeated rows" in caplog.text
+    assert "simulate.profiles" not in caplog.text

@@ -129,6 +129,30 @@ def test_background_is_derived_from_the_run_and_checked(tmp_path):
         resolve_background(later)
 
 
+def test_summary_names_the_phase3_background(tmp_path):
+    """The docs ask a user to check the derived background ("name it to be sure"); before,
+    the derived list was only in the mixtures' HDF5 attributes. The summary names it, and
+    whether it was derived or named."""
+    from genomelab.deconv.summary import summarise
+    from genomelab.diagnostics import DiagnosticResult, write_results
+
+    diags = tmp_path / "checks.json"
+    write_results(diags, "deconv", [DiagnosticResult("x", "pass", "ok")])
+
+    def notes(**kw) -> list[str]:
+        summarise([], str(diags), None, [], tmp_path / "s.json", tmp_path / "s.md", [], **kw)
+        return json.loads((tmp_path / "s.json").read_text())["notes"]
+
+    derived = notes(background=MOSS_LIKE[:3])
+    assert any(
+        "phase-3 blood background: Neutrophils_EPIC, CD4T-cells_EPIC, Erythrocyte_progenitors (derived" in n
+        for n in derived
+    ), derived
+    named = notes(background=["Neutrophils_EPIC"], background_named=True)
+    assert any("Neutrophils_EPIC (named in deconv.mixtures.phase3.background)" in n for n in named), named
+    assert "phase-3 blood background" in (tmp_path / "s.md").read_text()
+
+
 def test_an_atlas_alone_builds_sources_and_reference(tmp_path):
     # issue 19: an atlas alone failed with "only 0 of N regions occur in the sample data".
     values = _atlas(tmp_path / "atlas.csv", n_regions=600)

@@ -727,3 +727,55 @@ def test_per_cpg_counts_become_bismark_coverage_as_the_doc_shows(tmp_path):
     got = load(tmp_path / "s.npz")
     np.testing.assert_array_equal(got["coverage"], [9, 3])  # the CpG without reads is left out
     np.testing.assert_array_equal(got["methylated"], [8, 1])
+
+
+def _doc_command(pattern: str) -> str:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ingest.md").read_text()
+    (command,) = re.findall(pattern, text, flags=re.M)
+    return command
+
+
+def _run_doc_command(command: str, cwd: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("awk") is None:
+        pytest.skip("awk is not installed")
+    subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], cwd=cwd, check=True)
+
+
+def test_a_second_sample_s_counts_and_methylkit_files_as_the_doc_shows(tmp_path):
+    """Counts tables hold several samples (bsseq's BS.chr22: M_r1 Cov_r1 M_r2 Cov_r2) and
+    methylKit writes percentages, not counts; the doc's one awk line fitted only the first
+    sample of a bsseq export, though its heading names methylKit. Its lines now take the
+    sample's columns, and methylKit's percentages back to exact counts."""
+    rows = [("chr22", 1001, 3, 4, 1, 7), ("chr22", 1020, 5, 5, 0, 3), ("chr22", 5003, 1, 3, 0, 0)]
+    write(
+        tmp_path / "counts.tsv.gz",
+        "chr\tpos\tM_r1\tCov_r1\tM_r2\tCov_r2\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows),
+    )
+    regions = read_regions(
+        bed(tmp_path, [("chr22", 950, 1100, "a"), ("chr22", 4950, 5100, "b")]), genome_build("hg18")
+    )
+    command = _doc_command(r"^zcat counts\.tsv\.gz \| awk .*$")
+    _run_doc_command(command.replace("-v M=3 -v C=4", "-v M=5 -v C=6"), tmp_path)
+    convert_sample(tmp_path / "sample1.cov.gz", "", "r2", regions, IngestConfig(), tmp_path / "r2.npz")
+    got = load(tmp_path / "r2.npz")
+    np.testing.assert_array_equal(got["coverage"], [10, 0])  # r2 has no read at 5003
+    np.testing.assert_array_equal(got["methylated"], [1, 0])
+    # methylKit: 1 of 3 reads is 33.33%, 7 of 12 is 58.33%; a minus-strand row on the G.
+    write(
+        tmp_path / "sample1.methylKit.txt.gz",
+        "chrBase\tchr\tbase\tstrand\tcoverage\tfreqC\tfreqT\n"
+        "chr22.1001\tchr22\t1001\tF\t3\t33.33\t66.67\n"
+        "chr22.1002\tchr22\t1002\tR\t12\t58.33\t41.67\n"
+        "chr22.5003\tchr22\t5003\tF\t9999\t99.99\t0.01\n",
+    )
+    (tmp_path / "sample1.cov.gz").unlink()
+    _run_doc_command(_doc_command(r"^zcat sample1\.methylKit\.txt\.gz \| awk .*$"), tmp_path)
+    convert_sample(tmp_path / "sample1.cov.gz", "", "mk", regions, IngestConfig(), tmp_path / "mk.npz")
+    got = load(tmp_path / "mk.npz")
+    np.testing.assert_array_equal(got["coverage"], [15, 9999])
+    np.testing.assert_array_equal(got["methylated"], [8, 9998])

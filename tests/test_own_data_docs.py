@@ -276,6 +276,10 @@ def test_the_readme_points_to_every_own_data_example():
     for module in MODULES:
         assert f"(docs/{module}.md#your-own-data)" in section, module
         assert "\n## Your own data\n" in (ROOT / "docs" / f"{module}.md").read_text()
+    # A published atlas alone is enough to train deconv (docs/deconv.md, "An atlas alone"),
+    # the commonest case; the README's row named only pure-tissue NPZ samples.
+    (row,) = [line for line in section.splitlines() if line.startswith("| `deconv` |")]
+    assert "atlas" in row, row
 
 
 def documented_commands(text: str) -> list[str]:
@@ -421,6 +425,48 @@ def test_binning_predict_of_a_run_with_abundances_needs_a_depth_table_before_any
     assert job_counts(res.stdout).get("binning_predict") == 1
 
 
+def test_binning_new_contigs_joined_with_the_run_s_as_the_doc_shows(tmp_path):
+    """docs/binning.md joins the run's contigs and a new assembly's to see which run bins
+    the new contigs join; its bare `cat` stopped on MEGAHIT's repeated names (`duplicate
+    record name 'k141_1'`). The documented lines prefix the new names, in the depth table too,
+    and give a FASTA and a depth table whose names are unique and agree."""
+    import subprocess
+
+    from genomelab.io.fasta import read_fasta
+    from genomelab.io.tables import read_abundance_table
+
+    if shutil.which("sed") is None or shutil.which("gzip") is None:
+        pytest.skip("sed or gzip is not installed")
+    rng = np.random.default_rng(0)
+
+    def assembly(path: Path, n: int) -> list[str]:
+        names = [f"k141_{i}" for i in range(1, n + 1)]  # MEGAHIT restarts its numbering
+        with gzip.open(path, "wt") as fh:
+            for name in names:
+                seq = "".join(rng.choice(list("ACGT"), 3000))
+                fh.write(f">{name} flag=1 multi=4.0000 len=3000\n{seq[:1500]}\n{seq[1500:]}\n")
+        return names
+
+    run, new = assembly(tmp_path / "contigs.fna.gz", 4), assembly(tmp_path / "new_contigs.fna.gz", 3)
+    for path, names in (("depth.tsv", run), ("new_depth.tsv", new)):
+        (tmp_path / path).write_text(
+            "Contig\ts1 Mean\ts2 Mean\n" + "".join(f"{c}\t3.0\t5.0\n" for c in names)
+        )
+    text = (ROOT / "docs" / "binning.md").read_text()
+    commands = [
+        line
+        for line in text.splitlines()
+        if line.startswith(("zcat new_contigs.fna.gz |", "cat contigs.fna.gz new_", "(cat depth.tsv;"))
+    ]
+    assert len(commands) == 3, commands
+    for command in commands:
+        subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], cwd=tmp_path, check=True)
+    names = [name for name, _ in read_fasta(tmp_path / "all.fna.gz")]  # duplicates would raise
+    assert names == run + [f"new_{c}" for c in new]
+    contigs, values, samples = read_abundance_table(tmp_path / "all_depth.tsv")
+    assert list(contigs) == names and values.shape == (7, 2) and len(samples) == 2
+
+
 def test_binning_predict_of_shredded_genomes_with_simulated_abundances_names_them(workdir, tmp_path):
     # Shredded genomes with binning.shred.depth_samples > 0 (the test config) train on
     # simulated abundances: the plan's refusal names that setting, not binning.input.depth,
@@ -459,7 +505,8 @@ def test_the_own_data_example_runs(workdir, module):
         (command,) = [
             c
             for c in documented_commands(own_data_section("binning").replace("\\\n", " "))
-            if c.startswith("genomelab predict binning --model")
+            # The new contigs alone (the section also joins them with the run's, all.fna.gz).
+            if c.startswith("genomelab predict binning --model") and "--inputs new_contigs.fna.gz" in c
         ]
         shutil.copy(workdir / example.section()["input"]["contigs"], workdir / "new_contigs.fna.gz")
         words = command.split()
@@ -471,3 +518,21 @@ def test_the_own_data_example_runs(workdir, module):
     if module == "ingest":
         sheet = (results / "ingest" / "samples.tsv").read_text()
         assert all(row["sample"] in sheet for row in example.rows(example.section()["samples"]))
+
+
+def test_the_deconv_example_says_how_to_deconvolve_new_samples_with_options_that_exist():
+    """docs/deconv.md's own-data section ended at the run: how to deconvolve the next batch
+    of plasma with the trained network (genomelab predict deconv) was only in docs/predict.md.
+    The documented command parses with the CLI's own parser, every option and the subcommand."""
+    import shlex
+
+    from genomelab.cli import build_parser
+
+    section = own_data_section("deconv")
+    match = re.search(r"^genomelab predict deconv (?:.*\\\n)*.*$", section, flags=re.M)
+    assert match, "docs/deconv.md's own-data section has no genomelab predict deconv command"
+    argv = shlex.split(match.group(0).replace("\\\n", " "))[1:]
+    args = build_parser().parse_args(argv)
+    assert args.module == "deconv" and args.reference.endswith("reference/reference.tsv")
+    assert args.model.endswith("phase3/sparse/rep0/model.pt") and args.out
+    assert "--presence-threshold" in section and "not the network's presence mask" in section

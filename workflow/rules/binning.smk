@@ -276,14 +276,34 @@ rule binning_bins:
 BIN_MARKERS = BIN["markers"]["enabled"]
 BIN_MARKER_HMM = BIN["markers"]["hmm"] or shipped(DEFAULT_MARKER_HMM)
 BIN_MARKER_SETS = BIN["markers"]["sets"] or ("" if BIN["markers"]["hmm"] else shipped(DEFAULT_MARKER_SETS))
+# Without a truth table the marker genes are the only score of bins: the TNF baseline's bins
+# are scored too, so that the trained model is still reported beside its baseline.
+BIN_MARKER_BASELINE = BIN_MARKERS and BIN_TRAINED and not BIN_TRUTH
 if BIN_MARKERS:
 
     rule binning_markers:
         input:
             **({"sets": BIN_MARKER_SETS} if BIN_MARKER_SETS else {}),
+            **(
+                {
+                    "baseline_clusters": rules.binning_baseline.output.clusters,
+                    "h5": rules.binning_features.output.h5,
+                    "contigs": BIN_CONTIGS,
+                }
+                if BIN_MARKER_BASELINE
+                else {}
+            ),
             fasta_dir=rules.binning_bins.output.fasta_dir,
             hmm=BIN_MARKER_HMM,
         output:
+            **(
+                {
+                    "baseline_tsv": f"{BIN_DIR}/baseline/markers.tsv",
+                    "baseline_counts": f"{BIN_DIR}/baseline/marker_counts.tsv",
+                }
+                if BIN_MARKER_BASELINE
+                else {}
+            ),
             tsv=f"{BIN_DIR}/bins/markers.tsv",
             counts=f"{BIN_DIR}/bins/marker_counts.tsv",
         log:
@@ -297,6 +317,7 @@ if BIN_MARKERS:
             mem_mb=2000,
             runtime=60,
         params:
+            **({"min_bin_bp": BIN["bins"]["min_bin_bp"]} if BIN_MARKER_BASELINE else {}),
             markers=config_json(BIN["markers"]),
         script:
             "../scripts/run_step.py"
@@ -362,6 +383,13 @@ rule binning_summary:
         ),
         unpack(lambda wc: {"metrics": rules.binning_train.output.metrics} if BIN_TRAINED else {}),
         unpack(lambda wc: {"markers": rules.binning_markers.output.tsv} if BIN_MARKERS else {}),
+        unpack(
+            lambda wc: (
+                {"baseline_markers": rules.binning_markers.output.baseline_tsv}
+                if BIN_MARKER_BASELINE
+                else {}
+            )
+        ),
         bin_summary=rules.binning_bins.output.bin_summary,
         contig_bins=rules.binning_bins.output.contig_bins,
         fasta_dir=rules.binning_bins.output.fasta_dir,

@@ -457,6 +457,10 @@ rule deconv_summary:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        # The phase-3 background, named or derived from the tissue names: the summary says which.
+        background=DC_BACKGROUND,
+        background_named=bool(DECONV["mixtures"]["phase3"]["background"]),
     script:
         "../scripts/run_step.py"
 

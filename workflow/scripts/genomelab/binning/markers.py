@@ -478,14 +478,65 @@ def quality_view(table: pd.DataFrame) -> tuple[list[dict[str, Any]], str, str]:
     return table[cols].to_dict("records"), note, "\n".join(lines) + "\n"
 
 
+def write_baseline_markers(
+    features_h5: str | os.PathLike,
+    clusters: str | os.PathLike,
+    contigs: str | os.PathLike,
+    min_bin_bp: int,
+    cfg: MarkersConfig,
+    out_tsv: str | os.PathLike,
+    out_counts: str | os.PathLike,
+    threads: int = 1,
+    hmm_path: str | os.PathLike | None = None,
+    sets_path: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """:func:`write_markers` of the bins another clustering (``clusters``, the TNF
+    baseline's) makes of the same contigs, cut as ``binning_bins`` cuts the model's (bins of
+    at least ``min_bin_bp`` bp). Without a truth table this is the only score the model's
+    bins and the baseline's share; the baseline's bin FASTAs are written to a scratch folder
+    beside ``out_tsv`` and removed, only the marker tables are kept."""
+    import tempfile
+
+    from genomelab.binning.bins import write_bins
+
+    out_dir = Path(out_tsv).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".baseline_bins_") as tmp:
+        scratch = Path(tmp)
+        write_bins(
+            features_h5,
+            clusters,
+            contigs,
+            min_bin_bp,
+            scratch / "fasta",
+            scratch / "contig_bins.tsv",
+            scratch / "bin_summary.tsv",
+        )
+        return write_markers(scratch / "fasta", cfg, out_tsv, out_counts, threads, hmm_path, sets_path)
+
+
 def markers_step(smk: Any) -> None:
-    """Snakemake step of rule ``binning_markers``."""
+    """Snakemake step of rule ``binning_markers``; with ``baseline_clusters`` among the inputs
+    (a trained model and no truth table) the TNF baseline's bins are scored too."""
     from genomelab.config import param
 
     cfg = MarkersConfig.from_dict(param(smk, "markers"))
     threads = int(getattr(smk, "threads", 1) or 1)
     sets = smk.input.sets if "sets" in smk.input.keys() else ""
     write_markers(smk.input.fasta_dir, cfg, smk.output.tsv, smk.output.counts, threads, smk.input.hmm, sets)
+    if "baseline_clusters" in smk.input.keys():
+        write_baseline_markers(
+            smk.input.h5,
+            smk.input.baseline_clusters,
+            smk.input.contigs,
+            int(smk.params.min_bin_bp),
+            cfg,
+            smk.output.baseline_tsv,
+            smk.output.baseline_counts,
+            threads,
+            smk.input.hmm,
+            sets,
+        )
 
 
 # --- building the default marker set -------------------------------------------------------

@@ -184,4 +184,5 @@ def summary_step(smk: Any) -> None:
         smk.output.md,
         smk.params.model_kind,
         _optional(smk, "markers"),  # none when binning.markers.enabled is false
+        _optional(smk, "baseline_markers"),  # only for a trained model without a truth table
     )

@@ -52,6 +52,47 @@ def genome_tests(scores: dict[str, Any], model: str, baseline: str) -> dict[str,
     return {pair_key(model, baseline): test.to_dict()}
 
 
+#: Per clustering, from its bins' marker table (bins/markers.tsv, baseline/markers.tsv).
+MARKER_KEYS = ("n_medium_or_better", "n_high", "n_written_bins", "mean_completeness", "mean_contamination")
+
+
+def marker_scores(table: pd.DataFrame) -> dict[str, float]:
+    """Counts of written bins per MIMAG tier and their mean completeness and contamination (%)
+    from a :func:`genomelab.binning.markers.write_markers` table."""
+    from genomelab.binning.markers import TIER_HIGH, TIER_MEDIUM
+
+    tiers = table["tier"].astype(str)
+    return {
+        "n_medium_or_better": int(tiers.isin([TIER_HIGH, TIER_MEDIUM]).sum()),
+        "n_high": int((tiers == TIER_HIGH).sum()),
+        "n_written_bins": len(table),
+        "mean_completeness": round(float(table["completeness"].mean()), 2) if len(table) else 0.0,
+        "mean_contamination": round(float(table["contamination"].mean()), 2) if len(table) else 0.0,
+    }
+
+
+def marker_comparison(
+    model_markers: str | os.PathLike, baseline_markers: str | os.PathLike, model: str, baseline: str
+) -> Comparison:
+    """The model's bins against the TNF baseline's where no truth table scores them: both
+    clusterings' written bins scored by the same single-copy marker genes. Bins of two
+    clusterings are not paired, so there is no paired test: the verdict can only tie or trail."""
+    from genomelab.binning.markers import read_markers_table
+
+    return Comparison(
+        title="Bins scored by single-copy marker genes, no truth table (MIMAG tiers from estimated "
+        "completeness and contamination: medium or better = >= 50% complete, < 10% contaminated)",
+        split="all contigs",
+        primary="n_medium_or_better",
+        higher_is_better=True,
+        rows={
+            model: marker_scores(read_markers_table(model_markers)),
+            baseline: marker_scores(read_markers_table(baseline_markers)),
+        },
+        kinds={model: "model", baseline: "baseline"},
+    )
+
+
 def training_notes(metrics: dict[str, Any], model_kind: str) -> list[str]:
     """The test loss beside its reference (VAE) or chance level (contrastive) and the
     training speed, from the training ``metrics``."""
@@ -88,13 +129,16 @@ def write_summary(
     out_md: str | os.PathLike,
     model_kind: str = "vae",
     markers: str | os.PathLike | None = None,
+    baseline_markers: str | os.PathLike | None = None,
 ) -> ModuleSummary:
     """The module summary; ``evaluation`` (with the model's and baseline's ``latent_plots``) is
     None when no truth table was given; unbinned contigs of ``contig_bins`` are counted as
     dropped records; ``model_kind`` (binning.model.kind) names the model. With kind ``tnf``
     nothing was trained (``metrics_path`` None): the bins are the TNF baseline's, the one
     row of the comparison. ``markers`` (bins/markers.tsv, when binning.markers is on) adds
-    the quality view: bins ranked by estimated completeness/contamination with MIMAG tiers."""
+    the quality view: bins ranked by estimated completeness/contamination with MIMAG tiers;
+    ``baseline_markers`` (baseline/markers.tsv: a trained model and no truth table) the
+    comparison of the model's bins with the TNF baseline's by those marker genes."""
     model = MODEL_LABELS.get(model_kind, model_kind)
     trained = model_kind != "tnf"
     per_bin = pd.read_csv(bin_summary, sep="\t")
@@ -147,7 +191,9 @@ def write_summary(
     notes = [
         *trained_notes[:1],
         f"{len(per_bin)} bins; {len(written)} of at least {min_bp} bp written as FASTA "
-        f"({int(written['size_bp'].sum())} bp); good bins = recall >= 0.9 and precision >= 0.95.",
+        f"({int(written['size_bp'].sum())} bp)"
+        # Good bins are scored against the truth table: said only where one was given.
+        + ("; good bins = recall >= 0.9 and precision >= 0.95." if comparisons else "."),
         *trained_notes[1:],
     ]
     if not trained:
@@ -164,7 +210,23 @@ def write_summary(
             "with status 'outlier'."
         )
     if not comparisons:
-        notes.append("No truth table was given, so bins were not evaluated (binning.input.truth).")
+        notes.append(
+            "No truth table was given, so bins were not evaluated against one (binning.input.truth)"
+            + (
+                "; the model's bins and the TNF baseline's are compared by single-copy marker genes."
+                if markers is not None and baseline_markers is not None
+                else "."
+            )
+        )
+        if markers is not None and baseline_markers is not None:
+            clustering = (
+                "kNN-graph clustering" if cluster_method == "graph" else f"{cluster_method} clustering"
+            )
+            comparisons.append(
+                marker_comparison(
+                    markers, baseline_markers, f"{model} + {clustering}", f"TNF PCA + {clustering}"
+                )
+            )
     quality, quality_md = None, ""
     if markers is not None:
         from genomelab.binning.markers import quality_view, read_markers_table

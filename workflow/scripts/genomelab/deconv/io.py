@@ -156,6 +156,17 @@ def read_sources(path: str | os.PathLike) -> Sources:
         )
 
 
+def _out_of_range_hint(finite: np.ndarray, values_are: str) -> str:
+    """What the values outside [0, 1] of a table most likely are. Array pipelines also write
+    M-values (log2 of methylated over unmethylated intensity, minfi's getM), negative below a
+    beta of 0.5: dividing them by 100, the percentage hint, leaves them negative."""
+    if finite.min() < 0 and values_are == "methylation fractions":
+        return "negative values: M-values (log2 ratios)? convert them to betas, 2**M / (2**M + 1)"
+    if finite.min() >= 0 and finite.max() <= 100:
+        return "divide percentages by 100"
+    return f"not {values_are}"
+
+
 def read_table(
     path: str | os.PathLike, what: str = "table", values_are: str = "methylation fractions"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,7 +210,7 @@ def read_table(
     if finite.size and (finite.min() < 0 or finite.max() > 1):
         raise ValueError(
             f"{what} {path}: values must be {values_are} in [0, 1] "
-            f"(found {finite.min():g}..{finite.max():g}; divide percentages by 100)"
+            f"(found {finite.min():g}..{finite.max():g}; {_out_of_range_hint(finite, values_are)})"
         )
     ids = df.index.astype(str).to_numpy()
     if len(set(ids.tolist())) != len(ids):

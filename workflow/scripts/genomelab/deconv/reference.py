@@ -462,7 +462,19 @@ def build_references(
         usable = np.isfinite(prof).all(1)
         origin = f"atlas {cfg.atlas}"
         na_reason = f"an NA cell in a used tissue column of atlas {cfg.atlas}"
+        absent = np.array([r not in pos for r in a_regions.tolist()], dtype=bool)
+        # Individuals simulated around the atlas (atlas-only training) are drawn from its
+        # complete rows only: a row with an NA cell is absent from the samples because of
+        # that NA, which is what the user has to fix, not a naming mismatch.
+        incomplete = absent & ~np.isfinite(values).all(axis=1)
         dropped = [
+            count_dropped(
+                "deconv_reference",
+                "atlas regions",
+                f"an NA cell in atlas {cfg.atlas}, not in the sample data (an atlas-only run simulates "
+                "its individuals from complete rows only)",
+                a_regions[incomplete],
+            ),
             count_dropped(
                 "deconv_reference",
                 "atlas regions",
@@ -471,8 +483,8 @@ def build_references(
                     if atlas_subsample
                     else f"not in the sample data (atlas {cfg.atlas})"
                 ),
-                [r for r in a_regions.tolist() if r not in pos],
-            )
+                a_regions[absent & ~incomplete],
+            ),
         ]
     dropped.append(count_dropped("deconv_reference", "regions", na_reason, np.asarray(regions)[~usable]))
     n_usable = int(usable.sum())

@@ -131,7 +131,8 @@ def load_profiles(
     if not cfg.profiles:
         prof, ids = synthetic_profiles(cfg, rng)
         return prof, ids, list(cfg.tissues), {"origin": "synthetic", "n_regions": len(ids)}
-    values, ids, tissues = read_table(cfg.profiles, "simulate.profiles table")
+    # The table is simulate.profiles or, in an atlas-only run, reference.atlas: name neither key.
+    values, ids, tissues = read_table(cfg.profiles, "profiles to simulate from, table")
     record: dict[str, Any] = {"origin": str(cfg.profiles), "n_regions_table": int(len(ids))}
     keep = np.isfinite(values).all(axis=1)
     values, ids = values[keep], ids[keep]

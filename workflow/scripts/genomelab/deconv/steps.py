@@ -205,4 +205,6 @@ def summary_step(smk: Any) -> None:
         list(smk.input.plots),
         smk.output.curves,
         smk.input.get("markers"),
+        background=list(getattr(smk.params, "background", []) or []),
+        background_named=bool(getattr(smk.params, "background_named", False)),
     )

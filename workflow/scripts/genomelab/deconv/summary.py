@@ -91,7 +91,12 @@ def summarise(
     plot_paths: list[str],
     curves_png: str | os.PathLike | None = None,
     markers_json: str | None = None,
+    background: list[str] | None = None,
+    background_named: bool = False,
 ) -> None:
+    """The module summary. ``background``: the phase-3 blood background the mixtures were
+    drawn on, ``background_named`` whether the config named it (else it was derived from the
+    tissue names, which the user is asked to check: the summary names it either way)."""
     from genomelab.deconv import plots as P
     from genomelab.diagnostics import read_results
     from genomelab.report import ModuleSummary, write_module_summary
@@ -105,6 +110,16 @@ def summarise(
         notes.append(
             f"reference from {rec['origin']}: {rec['n_regions_input']} regions in, "
             f"{rec['n_regions_usable']} usable, {rec['n_markers']} used ({len(rec['tissues'])} tissues)"
+        )
+    if background:
+        notes.append(
+            f"phase-3 blood background: {', '.join(background)} "
+            + (
+                "(named in deconv.mixtures.phase3.background)"
+                if background_named
+                else "(derived from the tissue names that read as blood cell types; name it in "
+                "deconv.mixtures.phase3.background to change it)"
+            )
         )
     for path in comparisons:
         data = read_json_file(path, "deconv comparison")

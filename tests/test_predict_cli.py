@@ -130,3 +130,14 @@ def test_an_option_out_of_its_keys_range_is_refused_naming_it(tmp_path, capsys, 
         main(["predict", module, "--model", "m.pt", "--inputs", "x", "--out", out, option, value])
     assert err.value.code == 2 and not (tmp_path / "out").exists()
     assert f"argument {option}: {value} {why}" in capsys.readouterr().err
+
+
+def test_the_presence_threshold_s_help_says_it_scores_against_truth(capsys):
+    """It sets only the scoring of calls against --truth (the network's presence mask uses the
+    thresholds saved in the model); its help was the bare key, which read as the mask's."""
+    from genomelab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["predict", "deconv", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "counts as present when the calls are scored against --truth" in text

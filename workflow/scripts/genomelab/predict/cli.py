@@ -258,7 +258,14 @@ def _module_options(p: argparse.ArgumentParser, module: str) -> None:
     elif module == "deconv":
         p.add_argument("--reference", help="reference table (results/<run>/deconv/reference/reference.tsv)")
         p.add_argument("--truth", help="tissues x samples table of true proportions")
-        _key_option(p, "--presence-threshold", "deconv.presence_threshold")
+        _key_option(
+            p,
+            "--presence-threshold",
+            "deconv.presence_threshold",
+            "proportion at which a tissue counts as present when the calls are scored against "
+            "--truth (deconv.presence_threshold); the network's own presence mask uses the "
+            "thresholds saved in the model",
+        )
         _key_option(p, "--min-match", "deconv.infer.min_match")
         p.add_argument("--unknown-component", action=argparse.BooleanOptionalAction, default=None)
         _key_option(p, "--other-threshold", "deconv.infer.other_threshold")

@@ -18,7 +18,10 @@ for one model (``--model``, by its title in the run's summary), per seed:
   and 1 read(s) with 10% observed): the model's accuracy, LR's, the gap in points and the
   exact McNemar p against LR (as ``plots/grid.json`` has them);
 - the grid points at which a fair baseline is significantly ahead of the model (favours the
-  baseline, raw p < 0.05), and how many stay so after Holm's adjustment across the points;
+  baseline, raw p < 0.05), and how many stay so after Holm's adjustment across the points
+  (the fair baselines are the summary's, ``genomelab.tissue.report.FAIR_BASELINES``: LR, LR
+  refit on the observed regions, nearest centroid, naive Bayes and the masked model, which
+  is a default model too);
 - *reach* at the first bar point: the bar (LR + ``--margin``) against the best accuracy any
   method of the run reaches on complete data (full coverage, or the grid's deepest point with
   every region observed). A degraded sample carries no more information than the complete one,
@@ -172,13 +175,13 @@ def seed_row(
 
 
 def aggregate(rows: list[dict[str, Any]], points: list[tuple[float, float]], margin: float) -> dict[str, Any]:
-    """Mean, SD, min and max of every numeric column over the seeds, and the bar counts."""
+    """Mean, SD (population SD over the seeds), min and max of every numeric column, and the
+    bar counts. A column counts where any seed has a number (a run without fold predictions
+    has no ECE floor)."""
     stats = {}
-    for key, value in rows[0].items():
-        if key == "seed" or not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        values = [r[key] for r in rows if r[key] is not None]
-        if not values:
+    for key in rows[0]:
+        values = [r[key] for r in rows if isinstance(r[key], (int, float)) and not isinstance(r[key], bool)]
+        if key == "seed" or not values:
             continue
         stats[key] = {
             "mean": statistics.fmean(values),

@@ -137,3 +137,23 @@ def test_the_ece_floor_is_what_a_calibrated_model_scores_on_that_many_samples(se
     add_fold(certain, 0, [1.0] * 80)  # a calibrated model is right on every certain call
     row = seeds.seed_row(seeds.load_run(certain), MODEL, [(1, 1.0)], 5.0, floor_draws=50)
     assert row["ece_floor_folds"] == 0 and row["ece_pooled"] is None
+
+
+def test_a_seed_below_lr_at_full_coverage_and_below_a_fair_baseline_after_holm_is_counted(seeds, tmp_path):
+    run = make_run(
+        tmp_path,
+        5,
+        {MODEL: 0.90, LR: 0.95},
+        two_point_grid(0.92, 0.86, 0.001, behind={NB: _test(0.001, "baseline", holm=0.01)}),
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    summary["comparisons"][0]["tests"][f"{MODEL} vs {LR}"] = {"p_value": 0.01, "favours": "baseline"}
+    (run / "summary.json").write_text(json.dumps(summary))
+    other = make_run(tmp_path, 6, {MODEL: 0.94, LR: 0.93}, two_point_grid(0.92, 0.86, 0.001))
+    rows = [seeds.seed_row(seeds.load_run(r), MODEL, [(1, 1.0)], 5.0) for r in (run, other)]
+    counts = seeds.aggregate(rows, [(1, 1.0)], 5.0)["counts"]
+    assert counts["full_significantly_below_lr"] == 1
+    assert (counts["below_fair_raw_any"], counts["below_fair_holm_any"]) == (1, 1)
+    # A column that only some seeds have is still summarised (ECE floors need fold files).
+    rows[0]["ece_floor_folds"], rows[1]["ece_floor_folds"] = None, 0.04
+    assert seeds.aggregate(rows, [(1, 1.0)], 5.0)["stats"]["ece_floor_folds"]["mean"] == 0.04

@@ -228,6 +228,7 @@ KIND_MODULES = {
     "attention": "tissue",
     "masked": "tissue",
     "reads": "tissue",
+    "routed": "tissue",
     "region": "tissue",
     "deconv": "deconv",
     "regulon": "regulon",

@@ -119,6 +119,13 @@ def main() -> None:
         metavar="NAME=KIND:JSON",
         help='an extra model, e.g. masked_noclip=masked:{"z_clip": 0} (then list NAME in --models)',
     )
+    ap.add_argument(
+        "--reuse",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="models whose fold folders an earlier run left in --out (same seed and folds): read, not refitted",
+    )
     ap.add_argument("--device", default="cpu", help="training device of the models (cpu, cuda)")
     ap.add_argument("--depths", nargs="+", type=int, default=[30, 10, 3, 1])
     ap.add_argument("--observed", nargs="+", type=float, default=[1.0, 0.5, 0.1, 0.02])
@@ -171,6 +178,10 @@ def main() -> None:
             d = out / f"folds/{k}/{name}"
             t0 = time.perf_counter()
             members = [] if kind in CLOSED_FORM + COMBINED else [d / f"m{m}" for m in range(args.members)]
+            if name in args.reuse:
+                if not (d / "metrics.json").is_file():
+                    ap.error(f"--reuse {name}: {d / 'metrics.json'} does not exist")
+                kind, members = "", []  # neither fitted nor trained below
             if kind in COMBINED:
                 parts = {role: out / f"folds/{k}/{cfg[role]}/model.pt" for role in (SPARSE, DENSE)}
                 fit_routed_model(data, parts, d, cal, sparsity, args.seed)

@@ -100,6 +100,40 @@ def test_fit_router_picks_the_model_with_the_lower_validation_nll_per_point():
         fit_router(_toy_models(), means[:0], cov[:0], y[:0], cfg, seed=0)
 
 
+def test_the_dense_model_takes_a_corner_of_the_grid_not_single_noisy_points():
+    from genomelab.tissue.routing import _best_corner
+
+    def table(dense_better):
+        # 2 depths x 2 observed fractions; the dense model's NLL 0.1 lower where it is better.
+        pts = [(30.0, 1.0), (30.0, 0.1), (1.0, 1.0), (1.0, 0.1)]
+        return [
+            {
+                "depth": d,
+                "observed": f,
+                "sparse_nll": 0.5,
+                "dense_nll": 0.4 if (d, f) in dense_better else 0.6,
+            }
+            for d, f in pts
+        ]
+
+    # Better where data are rich: that corner.
+    assert _best_corner(table({(30.0, 1.0)})) == [True, False, False, False]
+    assert _best_corner(table({(30.0, 1.0), (30.0, 0.1)})) == [True, True, False, False]
+    # Better at the sparsest point alone (noise on a small validation split): taking it would
+    # take every richer point too, which costs more, so the sparse model keeps it.
+    assert _best_corner(table({(1.0, 0.1)})) == [False] * 4
+    # Better everywhere: every point. Nowhere: none.
+    assert (
+        _best_corner(table(set(map(tuple, [(30.0, 1.0), (30.0, 0.1), (1.0, 1.0), (1.0, 0.1)])))) == [True] * 4
+    )
+    assert _best_corner(table(set())) == [False] * 4
+    # A tie goes to the sparse model (it reads any input).
+    tie = table(set())
+    for r in tie:
+        r["dense_nll"] = 0.5
+    assert _best_corner(tie) == [False] * 4
+
+
 def test_without_a_grid_the_router_has_one_point_at_the_samples_own_depth():
     n, r = 30, 50
     y = np.arange(n) % 3
@@ -218,3 +252,28 @@ def test_parts_of_another_split_are_refused_naming_the_file(routed_run, tmp_path
             SparsityConfig(depths=[1], observed=[1.0]),
         )
     assert not (tmp_path / "x/model.pt").exists()
+
+
+def test_the_server_loads_a_routed_model_and_names_the_part(routed_run):
+    """``genomelab serve`` on a routed model.pt answers as predict does, routed_to included."""
+    from genomelab.serve.app import create_app
+    from test_serve import serving
+
+    data, tmp, _ = routed_run
+    test_idx = data.index("test")[:4]
+    body = {
+        "samples": [
+            {
+                "sample": str(data.samples[i]),
+                "means": data.means[i].tolist(),
+                "coverage": [30.0] * len(data.regions),
+            }
+            for i in test_idx
+        ]
+    }
+    with serving(create_app(tmp / "routed/model.pt")) as client:
+        reply = client.post("/predict", json=body).json()
+    routed = load_predictor(tmp / "routed/model.pt")
+    want = routed.routes(data.means[test_idx], np.full((4, len(data.regions)), 30, np.float32))
+    assert [r["routed_to"] for r in reply["samples"]] == want.tolist()
+    assert reply["calibrated"] is True and set(reply["samples"][0]["models"]) == {"reads", "masked", ENSEMBLE}

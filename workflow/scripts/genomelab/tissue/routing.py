@@ -1,13 +1,15 @@
 """Send each sample to the model that reads its kind of data best.
 
 On TCGA glioma folds no single tissue model is best everywhere (docs/tissue.md, round 25): the
-masked single-layer model (discriminative, one weight per region) leads on complete, deep
-samples, the read-profile model (generative, per-read likelihoods) on sparse or shallow ones.
+masked single-layer model (discriminative, one weight per region) is ahead on complete, deep
+samples by about half a point, the read-profile model (generative, per-read likelihoods) far
+ahead on sparse or shallow ones.
 A sample's kind of data is visible before it is classified: the fraction of the model's
 regions it covers and its reads per covered region. The router places a sample at the nearest
-point of a grid of (reads per region, fraction observed) in log space and sends it to the
-model that was better at that point *on the validation split*, degraded to the point as the
-evaluation grid degrades the test split (:func:`genomelab.tissue.sparse.degrade`), judged by
+point of a grid of (reads per region, fraction observed) in log space and sends it to the dense
+model where that point lies in the dense model's corner of the grid (:func:`_best_corner`),
+else to the sparse model. The corner is chosen on the validation split, degraded to each point
+as the evaluation grid degrades the test split (:func:`genomelab.tissue.sparse.degrade`), by
 the negative log-likelihood of the models' calibrated probabilities (a continuous score:
 accuracy on ~90 validation samples moves in steps of 1%). Nothing here is fitted on test
 samples, and nothing is fixed from one cohort: another cohort can route every point to one
@@ -96,8 +98,9 @@ def _best_corner(table: list[dict[str, Any]]) -> list[bool]:
 
     Why a corner and not each point on its own: on ~90 validation samples, one point's NLL
     difference is noisy, and choosing per point sent some sparse points of some folds to the
-    masked model, which costs there (TCGA IDH-wt, 13 seeds: -0.2 accuracy points over the
-    grid against the read-profile model alone; docs/tissue.md, "The routed model"). A model
+    masked model, which costs there (TCGA IDH-wt, 20 fold seeds: -0.18 accuracy points over
+    the grid against the read-profile model alone, the corner -0.04; docs/tissue.md, round 25
+    under "Results"). A model
     better on richer data is better on all richer data; the corner says so, and a sparse point
     joins the dense model only if every richer point does too."""
     best: list[bool] = [False] * len(table)

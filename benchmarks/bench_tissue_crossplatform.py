@@ -61,7 +61,7 @@ from genomelab.predict.tissue import TissuePredictor, predict_files
 from genomelab.report.stats import mcnemar_predictions
 from genomelab.splits import fold_split, group_kfold
 from genomelab.tissue.calibration import CalibrationConfig
-from genomelab.tissue.kinds import ROUTABLE
+from genomelab.tissue.kinds import FILE_LEVEL
 from genomelab.tissue.sequencing import draw_counts, write_bedmethyl, write_probe_regions
 from genomelab.tissue.task import select_regions
 from genomelab.tissue.training import fit_read_model, train_model
@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument(
         "--kind",
         default="masked",
-        choices=ROUTABLE,
+        choices=FILE_LEVEL,
         help="the model: reads is fitted as tissue_reads fits it, the others trained by train_model",
     )
     ap.add_argument("--model-config", default="{}", help="JSON overrides of the model's config")

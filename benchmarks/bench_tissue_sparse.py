@@ -33,10 +33,8 @@ from genomelab.io.tables import write_split_table
 from genomelab.splits import fold_split, group_kfold
 from genomelab.tissue.baselines import BaselineConfig, run_baselines
 from genomelab.tissue.calibration import CalibrationConfig
-from genomelab.tissue.kinds import CLOSED_FORM, COMBINED
+from genomelab.tissue.kinds import CLOSED_FORM
 from genomelab.tissue.report import build_fold_summary
-from genomelab.tissue.routed import fit_routed_model
-from genomelab.tissue.routing import DENSE, SPARSE
 from genomelab.tissue.sparse import SparsityConfig
 from genomelab.tissue.task import TissueData, select_regions
 from genomelab.tissue.training import combine_members, fit_read_model, train_model
@@ -49,8 +47,6 @@ MODELS = {
     "attention_sparse": ("attention", {"hidden": [128, 64], "dim": 16, "sparse_training": 0.8}),
     "masked": ("masked", {}),
     "reads": ("reads", {}),
-    # Made from the fold's reads and masked files (the workflow's tissue_route): list it after them.
-    "routed": ("routed", {"sparse": "reads", "dense": "masked"}),
 }
 TITLES = {
     "mlp": "file-level MLP",
@@ -58,7 +54,6 @@ TITLES = {
     "attention_sparse": "region-attention model (sparse training)",
     "masked": "masked single-layer model",
     "reads": "read-profile model",
-    "routed": "routed model",
 }
 
 
@@ -119,13 +114,6 @@ def main() -> None:
         metavar="NAME=KIND:JSON",
         help='an extra model, e.g. masked_noclip=masked:{"z_clip": 0} (then list NAME in --models)',
     )
-    ap.add_argument(
-        "--reuse",
-        nargs="+",
-        default=[],
-        metavar="MODEL",
-        help="models whose fold folders an earlier run left in --out (same seed and folds): read, not refitted",
-    )
     ap.add_argument("--device", default="cpu", help="training device of the models (cpu, cuda)")
     ap.add_argument("--depths", nargs="+", type=int, default=[30, 10, 3, 1])
     ap.add_argument("--observed", nargs="+", type=float, default=[1.0, 0.5, 0.1, 0.02])
@@ -154,12 +142,6 @@ def main() -> None:
     train_cfg = {"max_epochs": args.max_epochs, "batch_size": 32, "lr": args.lr, "patience": args.patience}
     timings: dict[str, float] = {}
     baselines, metrics, diags = [], {m: [] for m in args.models}, {m: [] for m in args.models}
-    for name in args.models:
-        kind, cfg = MODELS[name]
-        if kind in COMBINED and not all(
-            cfg[role] in args.models[: args.models.index(name)] for role in (SPARSE, DENSE)
-        ):
-            ap.error(f"--models: {name} routes between {cfg[SPARSE]} and {cfg[DENSE]}: list both before it")
     for k in range(args.folds):
         split = fold_split(folds, k, samples, 0.25, args.seed, labels)
         data = select_regions(task_of(samples, labels, probes, betas, split), args.regions)
@@ -177,14 +159,7 @@ def main() -> None:
             kind, cfg = MODELS[name]
             d = out / f"folds/{k}/{name}"
             t0 = time.perf_counter()
-            members = [] if kind in CLOSED_FORM + COMBINED else [d / f"m{m}" for m in range(args.members)]
-            if name in args.reuse:
-                if not (d / "metrics.json").is_file():
-                    ap.error(f"--reuse {name}: {d / 'metrics.json'} does not exist")
-                kind, members = "", []  # neither fitted nor trained below
-            if kind in COMBINED:
-                parts = {role: out / f"folds/{k}/{cfg[role]}/model.pt" for role in (SPARSE, DENSE)}
-                fit_routed_model(data, parts, d, cal, sparsity, args.seed)
+            members = [] if kind in CLOSED_FORM else [d / f"m{m}" for m in range(args.members)]
             if kind in CLOSED_FORM:
                 # One closed-form fit per fold, as the workflow's tissue_reads rule.
                 fit_read_model(data, cfg, d, cal, sparsity, args.seed, args.seed)

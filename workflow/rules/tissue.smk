@@ -8,8 +8,7 @@
 # with K = 1 every path is the single split's.
 from genomelab.io.sheets import is_sample_sheet
 from genomelab.io.streams import check_config_files
-from genomelab.tissue.kinds import COMBINED, MODEL_KINDS, REGION_LEVEL
-from genomelab.tissue.routed import check_routed_models
+from genomelab.tissue.kinds import MODEL_KINDS, REGION_LEVEL
 
 TISSUE = config["tissue"]
 TISSUE_OUT = f"{RESULTS}/tissue"
@@ -30,12 +29,6 @@ TISSUE_TASK = config_json(
     }
 )
 TISSUE_MODEL_CONFIGS = {m: TISSUE[m] for m in ("mlp", "attention", "masked", "reads", "region")}
-# The routed model (made from two listed models' files, rule tissue_route): checked now, so a
-# routed entry without its two models fails before any job.
-check_routed_models(TISSUE_MODELS, TISSUE["routed"])
-# Models with checks of their own (the overfit check and a gate): not the routed one, whose
-# parts are gated by theirs.
-TISSUE_GATED_MODELS = [m for m in TISSUE_MODELS if m not in COMBINED]
 
 
 # Folds: TISSUE_RUN is the folder of one evaluation (a fold's when K > 1, with the
@@ -99,7 +92,7 @@ if TISSUE["enabled"] and TISSUE["input"]["source"] == "hdf5":
 # gate.json (shared rule gate) reads them all, for the summary and the reports only.
 TISSUE_MODULE_CHECKS = [f"{TISSUE_OUT}/diagnostics/{c}.json" for c in TISSUE_TEXT_CHECKS + TISSUE_PLOT_CHECKS]
 DIAGNOSTICS["tissue"] = TISSUE_MODULE_CHECKS + [
-    f"{TISSUE_OUT}/diagnostics/overfit_{m}.json" for m in TISSUE_GATED_MODELS
+    f"{TISSUE_OUT}/diagnostics/overfit_{m}.json" for m in TISSUE_MODELS
 ]
 if TISSUE["enabled"]:
     FINAL_TARGETS["tissue"] = [f"{TISSUE_OUT}/summary.json"]
@@ -107,9 +100,8 @@ if TISSUE["enabled"]:
 
 wildcard_constraints:
     tissue_model="|".join(["mlp", "attention", "masked", "region"]),
-    # Any configured kind with checks of its own, the closed-form reads included: per-model
-    # checks and gates.
-    tissue_kind="|".join(k for k in MODEL_KINDS if k not in COMBINED),
+    # Any configured kind, the closed-form reads included: per-model checks and gates.
+    tissue_kind="|".join(MODEL_KINDS),
     tissue_plot_check="|".join(TISSUE_PLOT_CHECKS),
     tissue_text_check="|".join(TISSUE_TEXT_CHECKS),
     tissue_member=r"\d+",
@@ -440,41 +432,6 @@ rule tissue_reads:
         runtime=lambda wc, attempt: 20 * attempt,
     params:
         model_config=config_json(TISSUE["reads"]),
-        task=TISSUE_TASK,
-        calibration=config_json(TISSUE["calibration"]),
-        sparsity=config_json(TISSUE["sparsity"]),
-        seed=config["seed"],
-    script:
-        "../scripts/run_step.py"
-
-
-rule tissue_route:
-    """Make the routed model (tissue.routed): each sample to one of two of the split's trained
-    models by its depth and observed fraction, the model per grid point chosen on validation;
-    its metrics, model and checks sit where an ensemble's do."""
-    input:
-        h5=rules.tissue_features.output.h5,
-        splits=f"{TISSUE_RUN}/splits.tsv",
-        sparse=f"{TISSUE_RUN}/train/{TISSUE['routed']['sparse']}/model.pt",
-        dense=f"{TISSUE_RUN}/train/{TISSUE['routed']['dense']}/model.pt",
-    output:
-        metrics=f"{TISSUE_RUN}/train/routed/metrics.json",
-        model=f"{TISSUE_RUN}/train/routed/model.pt",
-        diagnostics=f"{TISSUE_RUN}/train/routed/diagnostics.json",
-    log:
-        f"{LOGS}/tissue/{TISSUE_FOLD_LOG}route.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tissue/{TISSUE_FOLD_LOG}route.tsv"
-    conda:
-        ENV_TORCH
-    # Both models on the validation split at each grid point and on the test grid: about the
-    # read-profile model's grid twice over (its fit is not repeated); its memory, for the
-    # features of the split.
-    threads: 2
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 20 * attempt,
-    params:
         task=TISSUE_TASK,
         calibration=config_json(TISSUE["calibration"]),
         sparsity=config_json(TISSUE["sparsity"]),

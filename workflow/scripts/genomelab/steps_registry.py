@@ -33,7 +33,6 @@ STEPS = MappingProxyType(
         "tissue_train": "genomelab.tissue.steps:train_step",
         "tissue_ensemble": "genomelab.tissue.steps:ensemble_step",
         "tissue_reads": "genomelab.tissue.steps:reads_step",
-        "tissue_route": "genomelab.tissue.steps:route_step",
         "tissue_summary": "genomelab.tissue.steps:summary_step",
         "deconv_simulate": "genomelab.deconv.steps:simulate_step",
         "deconv_sources": "genomelab.deconv.steps:sources_step",

@@ -41,7 +41,7 @@ from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, first_difference, match_ids, refuse_duplicates
 from genomelab.tissue.calibration import apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble, MaskedEnsemble
-from genomelab.tissue.kinds import COMBINED, FILE_LEVEL, REGION_LEVEL
+from genomelab.tissue.kinds import FILE_LEVEL, REGION_LEVEL
 from genomelab.tissue.models import build_model, exported_config
 from genomelab.tissue.training import ENSEMBLE_SUFFIX, predict_proba
 from genomelab.train.device import resolve_device
@@ -56,7 +56,6 @@ from genomelab.train.export import (
 logger = logging.getLogger(__name__)
 
 ENSEMBLE = "ensemble"
-ROUTED = COMBINED[0]
 ACCEPTED_INPUTS = (
     "tissue --inputs takes a features HDF5 (tissue_features output), a stacked methylation HDF5 "
     "(tissue.input.hdf5's layout, e.g. tissue_convert_tcga.py output), a tab-separated sample "
@@ -96,8 +95,6 @@ class TissuePrediction:
     # The model files whose probabilities were averaged (None: one model file, the
     # predictions' layout before averaging existed).
     model_files: list[str] | None = None
-    # A routed model: the kind of the model each sample went to (None: not routed).
-    routed_to: list[str] | None = None
 
     @property
     def classifiable(self) -> np.ndarray:
@@ -131,7 +128,6 @@ class TissuePrediction:
                     "n_regions_covered": int(self.n_covered[i]),
                     "flagged": bool(self.flagged[i]),
                     "classifiable": bool(self.classifiable[i]),
-                    **({} if self.routed_to is None else {"routed_to": self.routed_to[i]}),
                     "models": models,
                 }
             )
@@ -155,10 +151,6 @@ class _SampleClassifier:
         self, means: np.ndarray, coverage: np.ndarray, batch_size: int | None = None
     ) -> dict[str, np.ndarray]:
         raise NotImplementedError
-
-    def routes(self, means: np.ndarray, coverage: np.ndarray) -> np.ndarray | None:
-        """Which part of a routed model classifies each sample [S] (None: not a routed model)."""
-        return None
 
     def predict(
         self,
@@ -211,7 +203,6 @@ class _SampleClassifier:
                 [str(s) for s in inputs.samples[flagged][:5]],
             )
         proba = self.predict_arrays(means, coverage)
-        routes = self.routes(means, coverage)
         return TissuePrediction(
             [str(s) for s in inputs.samples],
             self.classes,
@@ -222,7 +213,6 @@ class _SampleClassifier:
             threshold,
             self.calibrated,
             self.model_files,
-            None if routes is None else [str(r) for r in routes],
         )
 
 
@@ -231,8 +221,6 @@ class TissuePredictor(_SampleClassifier):
 
     def __init__(self, exported: ExportedModel, path: str | os.PathLike, device: str | torch.device = "cpu"):
         kind = exported.kind.removesuffix(ENSEMBLE_SUFFIX)
-        if kind == ROUTED:
-            raise ValueError(f"{path}: a routed model is loaded by RoutedPredictor (load_model_file)")
         if kind in REGION_LEVEL:
             raise ValueError(
                 f"{path}: a {exported.kind!r} model classifies single regions (the ablation), "
@@ -350,90 +338,6 @@ class TissuePredictor(_SampleClassifier):
         return proba
 
 
-class RoutedPredictor(_SampleClassifier):
-    """A routed model's file (kind ``routed``, rule tissue_route): two tissue models and the
-    router between them (:mod:`genomelab.tissue.routing`). Each sample's probabilities are
-    those of the model the router sends it to by its reads per covered region and fraction
-    of the model's regions covered, after the routed model's own temperature (fitted on the
-    routed validation probabilities); both parts' probabilities are reported too, under
-    their kinds, and ``routed_to`` names the part each sample went to."""
-
-    def __init__(self, exported: ExportedModel, path: str | os.PathLike, device: str | torch.device = "cpu"):
-        from genomelab.tissue.routing import DENSE, SPARSE, Router
-
-        if exported.kind != ROUTED:
-            raise ValueError(f"{path} holds a {exported.kind!r} model, not a routed one")
-        self.path, self.exported = str(path), exported
-        self.parts: dict[str, TissuePredictor] = {}
-        for role in (SPARSE, DENSE):
-            part = exported.config[role]
-            weights = {
-                k.split(".", 1)[1]: v for k, v in exported.weights.items() if k.split(".", 1)[0] == role
-            }
-            sub = ExportedModel(
-                kind=part["kind"],
-                weights=weights,
-                config=part["config"],
-                ids=exported.ids,
-                data_fingerprint=part.get("data_fingerprint", exported.data_fingerprint),
-                genomelab_version=exported.genomelab_version,
-                extra=part["extra"],
-            )
-            self.parts[role] = TissuePredictor(sub, f"{path} ({role} part)", device)
-        self.router = Router.from_dict(exported.config["router"])
-        self.roles = (SPARSE, DENSE)
-        first = self.parts[SPARSE]
-        self.classes, self.regions, self.region_index = first.classes, first.regions, first.region_index
-        self.n_positions = int(exported.extra["n_positions"])
-        self.temperature = float(exported.extra.get("temperature", 1.0))
-        self.threshold = float(exported.extra.get("threshold", 0.0))
-        self.calibrated = True
-        self.model_files = None
-
-    def routes(self, means: np.ndarray, coverage: np.ndarray) -> np.ndarray | None:
-        """The kind of the part each sample [S] goes to."""
-        from genomelab.tissue.routing import DENSE
-
-        dense = self.router.route(means, coverage)
-        return np.where(dense, self.part_name(DENSE), self.part_name(self.roles[0]))
-
-    def part_name(self, role: str) -> str:
-        """The name a part's probabilities are reported under: its kind (``reads``, ``masked``)."""
-        return str(self.parts[role].exported.kind.removesuffix(ENSEMBLE_SUFFIX))
-
-    def predict_arrays(
-        self, means: np.ndarray, coverage: np.ndarray, batch_size: int | None = None
-    ) -> dict[str, np.ndarray]:
-        """Probabilities float64 [S, C] of each part (under its kind, for every sample) and the
-        routed ones (``ensemble``), for inputs in the model's region order (means [S, R] NaN =
-        uncovered, coverage [S, R])."""
-        from genomelab.tissue.routing import DENSE
-
-        if means.ndim != 2 or means.shape[1] != len(self.regions) or coverage.shape != means.shape:
-            raise ValueError(
-                f"means and coverage must be [n_samples, {len(self.regions)}], not {means.shape} and {coverage.shape}"
-            )
-        parts = {
-            role: p.predict_arrays(means, coverage, batch_size)[ENSEMBLE] for role, p in self.parts.items()
-        }
-        dense = self.router.route(means, coverage)
-        routed = np.where(dense[:, None], parts[DENSE], parts[self.roles[0]])
-        proba = {self.part_name(role): p for role, p in parts.items()}
-        proba[ENSEMBLE] = apply_temperature(routed, self.temperature)
-        return proba
-
-
-def load_model_file(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> TissuePredictor | RoutedPredictor:
-    """One exported tissue model file: a routed model's (:class:`RoutedPredictor`) or any
-    other's (:class:`TissuePredictor`)."""
-    exported = load_exported(path)
-    if exported.kind == ROUTED:
-        return RoutedPredictor(exported, path, device)
-    return TissuePredictor(exported, path, device)
-
-
 class AveragedPredictor(_SampleClassifier):
     """Several exported tissue models over one class list, e.g. the K folds' models of a
     cross-validated run (``tissue.evaluation.folds`` > 1): each file's calibrated
@@ -445,7 +349,7 @@ class AveragedPredictor(_SampleClassifier):
     first seen; ``min_region_match`` and ``min_covered`` count over it) and each file reads
     its own. Models of other classes or slots per region are refused, naming both files."""
 
-    def __init__(self, predictors: list[TissuePredictor | RoutedPredictor]) -> None:
+    def __init__(self, predictors: list[TissuePredictor]) -> None:
         if len(predictors) < 2:
             raise ValueError(f"averaging needs 2 model files or more, not {len(predictors)}")
         first = predictors[0]
@@ -488,7 +392,7 @@ class AveragedPredictor(_SampleClassifier):
 
     @classmethod
     def load(cls, paths: list[str | os.PathLike], device: str | torch.device = "cpu") -> AveragedPredictor:
-        return cls([load_model_file(p, device) for p in paths])
+        return cls([TissuePredictor.load(p, device) for p in paths])
 
     @property
     def threshold(self) -> float:  # type: ignore[override]
@@ -522,12 +426,12 @@ class AveragedPredictor(_SampleClassifier):
 
 def load_predictor(
     model: str | os.PathLike | Sequence[str | os.PathLike], device: str | torch.device = "cpu"
-) -> TissuePredictor | RoutedPredictor | AveragedPredictor:
+) -> TissuePredictor | AveragedPredictor:
     """One exported model (a path, or a list of one) or, for a list of several, their
     average (:class:`AveragedPredictor`)."""
     paths = model_files(model, "tissue model")
     if len(paths) == 1:
-        return load_model_file(paths[0], device)
+        return TissuePredictor.load(paths[0], device)
     return AveragedPredictor.load(paths, device)
 
 
@@ -707,8 +611,6 @@ def write_predictions(
                 "flagged": bool(pred.flagged[i]),
                 "classifiable": bool(pred.classifiable[i]) if name == ENSEMBLE else None,
             }
-            if pred.routed_to is not None:
-                row["routed_to"] = pred.routed_to[i] if name == ENSEMBLE else None
             row.update({f"p_{c}": float(v) for c, v in zip(pred.classes, p[i], strict=True)})
             rows.append(row)
     with atomic_output(out_tsv) as tmp:

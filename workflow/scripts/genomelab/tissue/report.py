@@ -18,7 +18,6 @@ from genomelab.report import Comparison, ModuleSummary, write_module_summary
 from genomelab.report.stats import ALPHA, holm, mcnemar_predictions, mean_sd, paired_t, wilcoxon_signed_rank
 from genomelab.report.summary import pair_key
 from genomelab.tissue.calibration import ece_of_bins, finish_curve
-from genomelab.tissue.kinds import MODEL_TITLES
 from genomelab.tissue.metrics import HEADLINE
 
 logger = logging.getLogger(__name__)
@@ -407,27 +406,6 @@ def _grid_below_notes(points: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def _routing_note(title: str, routings: list[dict[str, Any] | None]) -> str | None:
-    """Where a routed model sent samples, over its folds' routing tables (None: not routed)."""
-    if not all(routings) or not routings:
-        return None
-    dense, sparse = (MODEL_TITLES.get(routings[0][r], routings[0][r]) for r in ("dense", "sparse"))
-    chosen: dict[tuple[float, float], int] = {}
-    for r in routings:
-        for p in r["points"]:
-            key = (p["depth"], p["observed"])
-            chosen[key] = chosen.get(key, 0) + (p["model"] == "dense")
-    n_points = len(chosen)
-    where = [f"{d:g} x {f:g} ({n}/{len(routings)})" for (d, f), n in chosen.items() if n]
-    n_test = sum(r["test_samples_dense"] for r in routings)
-    return (
-        f"{title}: the {dense}, where its validation NLL was below the {sparse}'s, at "
-        f"{len(where)} of {n_points} reads x observed points"
-        + (f" (folds choosing it: {', '.join(where)})" if where else "")
-        + f"; the {sparse} everywhere else. {n_test} test sample(s) as given (not degraded) went to the {dense}."
-    )
-
-
 def _refit_notes(grids: dict[str, list[list[dict[str, Any]]]]) -> list[str]:
     """How many test patterns a refit baseline refitted and how many samples it imputed
     instead (past its budget), over all folds and grid points."""
@@ -559,7 +537,9 @@ def build_summary(
         n_test[title] = m.test["n"]
         histories[title] = m.history
         chance[title] = m["chance_nll"]
-        notes += [n for n in (_members_note(title, m), _routing_note(title, [m.get("routing")])) if n]
+        note = _members_note(title, m)
+        if note:
+            notes.append(note)
         if m["granularity"] == "file":
             confusions[title] = (m["test"]["confusion"], m["test"]["classes"])
             for name, b in base.items():
@@ -772,15 +752,12 @@ def build_fold_summary(
             grids.setdefault(name, []).append(grid)
             grid_kinds[name] = "baseline"
     for paths in model_metrics.values():
-        routings = []
         for path in paths:
             m = _read_model(path)
             if m.get("calibration") and m["granularity"] == "file":
                 calib.setdefault(m["title"], []).append(m["calibration"])
             if m["granularity"] == "file":
                 grids.setdefault(m["title"], []).append(m.get("grid"))
-            routings.append(m.get("routing"))
-        notes += [n for n in [_routing_note(m["title"], routings)] if n]
     for paths in model_metrics.values():
         _add_model_folds(results, list(paths), k, histories, chance, notes)
     rows, spread = results.mean_and_sd()

@@ -169,22 +169,6 @@ def reads_step(smk: Any) -> None:
     )
 
 
-def route_step(smk: Any) -> None:
-    from genomelab.tissue.routed import fit_routed_model
-    from genomelab.tissue.routing import DENSE, SPARSE
-    from genomelab.tissue.task import load_task
-
-    _limit_threads(smk)
-    fit_routed_model(
-        load_task(smk.input.h5, smk.input.splits, _task(smk).select_regions),
-        {SPARSE: smk.input.sparse, DENSE: smk.input.dense},
-        Path(smk.output.metrics).parent,
-        _calibration(smk),
-        _sparsity(smk),
-        grid_seed=int(smk.params.seed),
-    )
-
-
 def summary_step(smk: Any) -> None:
     from genomelab.tissue.report import summarise
 

@@ -674,23 +674,6 @@ def combine_members(
     return metrics["test"]
 
 
-def collapse_checks(
-    kind: str, probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]
-) -> list[DiagnosticResult]:
-    """Prediction collapse on the validation and test splits (probs [n, C], labels [n] per
-    split) of a model that is not trained by the engine (the read-profile and routed models),
-    not blocking: its diagnostics.json, as an ensemble's holds it."""
-    checks = []
-    for split in ("val", "test"):
-        r = prediction_collapse(
-            probs[split].argmax(1), labels[split], name=f"{kind}: prediction collapse ({split})"
-        )
-        r.blocking = False
-        r.message = f"{MODEL_TITLES[kind]}: {r.message}"
-        checks.append(r)
-    return checks
-
-
 def fit_read_model(
     data: TissueData,
     model_cfg_dict: dict[str, Any],
@@ -778,7 +761,15 @@ def fit_read_model(
             "seed": int(seed),
         },
     )
-    write_results(out_dir / "diagnostics.json", "tissue", collapse_checks(kind, probs, labels))
+    checks = []
+    for split in ("val", "test"):
+        r = prediction_collapse(
+            probs[split].argmax(1), labels[split], name=f"{kind}: prediction collapse ({split})"
+        )
+        r.blocking = False
+        r.message = f"{MODEL_TITLES[kind]}: {r.message}"
+        checks.append(r)
+    write_results(out_dir / "diagnostics.json", "tissue", checks)
     write_metrics(out_dir / "metrics.json", Metrics(payload, str(out_dir / "metrics.json")))
     chosen = {f: choices[f]["chosen"] for f in cfg.families}
     log_test_metrics(MODEL_TITLES[kind], metrics["test"], f"settings: {chosen}")

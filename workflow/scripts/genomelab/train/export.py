@@ -228,7 +228,6 @@ KIND_MODULES = {
     "attention": "tissue",
     "masked": "tissue",
     "reads": "tissue",
-    "routed": "tissue",
     "region": "tissue",
     "deconv": "deconv",
     "regulon": "regulon",

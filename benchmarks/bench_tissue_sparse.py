@@ -87,6 +87,17 @@ def task_of(samples, labels, probes, betas, split) -> TissueData:
     )
 
 
+def rebuild_fold(run: Path, k: int) -> TissueData:
+    """Fold ``k``'s task of a finished run (its ``bench.json``: CSV, seed, folds, regions), as
+    ``main`` built it: for scripts that score a run's saved models again."""
+    args = json.loads((run / "bench.json").read_text())["args"]
+    samples, labels, probes, betas = load(Path(args["csv"]))
+    seed = int(args["seed"])
+    folds = group_kfold(samples, int(args["folds"]), seed=seed, stratify=labels)
+    split = fold_split(folds, k, samples, 0.25, seed, labels)
+    return select_regions(task_of(samples, labels, probes, betas, split), int(args["regions"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("csv", type=Path)
@@ -114,6 +125,11 @@ def main() -> None:
         metavar="NAME=KIND:JSON",
         help='an extra model, e.g. masked_noclip=masked:{"z_clip": 0} (then list NAME in --models)',
     )
+    ap.add_argument(
+        "--one-temperature",
+        action="store_true",
+        help="tissue.calibration.by_profile false: one temperature on complete validation samples",
+    )
     ap.add_argument("--device", default="cpu", help="training device of the models (cpu, cuda)")
     ap.add_argument("--depths", nargs="+", type=int, default=[30, 10, 3, 1])
     ap.add_argument("--observed", nargs="+", type=float, default=[1.0, 0.5, 0.1, 0.02])
@@ -138,7 +154,7 @@ def main() -> None:
         kind="fold",
     )
     sparsity = SparsityConfig(depths=args.depths, observed=args.observed)
-    cal = CalibrationConfig()
+    cal = CalibrationConfig(by_profile=not args.one_temperature)
     train_cfg = {"max_epochs": args.max_epochs, "batch_size": 32, "lr": args.lr, "patience": args.patience}
     timings: dict[str, float] = {}
     baselines, metrics, diags = [], {m: [] for m in args.models}, {m: [] for m in args.models}

@@ -136,3 +136,117 @@ def test_calibration_config_rejects_bad_values():
         CalibrationConfig(threshold=1.0)
     with pytest.raises(ValueError, match="n_bins"):
         CalibrationConfig(n_bins=0)
+
+
+def evidence_model(n: int, depth: float, observed: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A toy model whose calls get more often right with more evidence (depth x observed) but
+    whose confidence grows far faster, as a model scoring regions as independent does: right
+    with probability 0.5 + 0.45 e / (e + 3), e = depth x observed x 10; logit margin 0.8 e."""
+    rng = np.random.default_rng(seed)
+    e = depth * observed * 10
+    y = rng.integers(0, 3, n)
+    right = rng.random(n) < 0.5 + 0.45 * e / (e + 3)
+    pred = np.where(right, y, (y + rng.integers(1, 3, n)) % 3)
+    logits = rng.normal(0, 0.2, (n, 3))
+    logits[np.arange(n), pred] += 0.8 * e
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True), y
+
+
+REGIMES = [(30.0, 1.0), (30.0, 0.1), (1.0, 1.0), (1.0, 0.1), (3.0, 0.02)]
+
+
+def _regime_sets(n: int, seed: int):
+    sets = [
+        (*evidence_model(n, d, f, seed + i), np.full(n, f), np.full(n, d)) for i, (d, f) in enumerate(REGIMES)
+    ]
+    return [np.concatenate([s[j] for s in sets]) for j in range(4)], sets
+
+
+def test_a_temperature_per_sample_profile_calibrates_every_regime_one_temperature_cannot():
+    from genomelab.tissue.calibration import fit_profile_temperature
+
+    (p, y, o, d), _ = _regime_sets(600, 0)
+    (_, val) = _regime_sets(600, 0)
+    _, test = _regime_sets(2000, 100)
+    model = fit_profile_temperature(p, y, o, d)
+    t_one = fit_temperature(p, y)
+    one, per, oracle = [], [], []
+    for (pv, yv, _, _), (pt, yt, ot, dt) in zip(val, test, strict=True):
+        one.append(expected_calibration_error(apply_temperature(pt, t_one), yt))
+        per.append(expected_calibration_error(apply_temperature(pt, model.of(ot, dt)), yt))
+        # The best one temperature can do within the regime (fitted on its validation samples).
+        oracle.append(expected_calibration_error(apply_temperature(pt, fit_temperature(pv, yv)), yt))
+    assert max(one) > 0.15  # one temperature: too sure of deep samples or unsure of shallow ones
+    assert max(per) < 0.06 and all(a <= b + 0.02 for a, b in zip(per, oracle, strict=True)), (per, oracle)
+    # Deeper samples get the larger temperature (their confidence outgrew their accuracy).
+    assert model.of(np.array([1.0]), np.array([30.0]))[0] > model.of(np.array([0.1]), np.array([1.0]))[0]
+
+
+def test_a_profile_temperature_clips_to_its_range_and_round_trips():
+    from genomelab.tissue.calibration import ProfileTemperature, fit_profile_temperature
+
+    (p, y, o, d), _ = _regime_sets(300, 1)
+    model = fit_profile_temperature(p, y, o, d)
+    back = ProfileTemperature.from_dict(model.to_dict())
+    assert back == model
+    # Deeper than any validation copy (30 reads): the temperature at 30 reads.
+    assert model.of(np.array([1.0]), np.array([500.0])) == pytest.approx(
+        model.of(np.array([1.0]), np.array([30.0]))
+    )
+    # One kind of sample only: nothing to tell apart, the single temperature's fit.
+    q, yq = overconfident(400, 2)
+    flat = fit_profile_temperature(q, yq, np.ones(400), np.full(400, 30.0))
+    assert flat.of(np.ones(1), np.full(1, 30.0))[0] == pytest.approx(fit_temperature(q, yq), rel=1e-3)
+
+
+def test_calibrate_by_profile_records_the_model_and_applies_it_per_sample():
+    (p, y, o, d), sets = _regime_sets(300, 3)
+    val, deg = sets[0], [np.concatenate([s[j] for s in sets[1:]]) for j in range(4)]
+    test = sets[0]
+    cfg = CalibrationConfig()
+    _, cal_test, rec = calibrate(
+        (val[0], val[1]), (test[0], test[1]), cfg, tuple(deg), ((val[2], val[3]), (test[2], test[3]))
+    )
+    assert "temperature_model" in rec and "degraded" in rec["fitted_on"]
+    off = CalibrationConfig(by_profile=False)
+    _, _, rec_one = calibrate(
+        (val[0], val[1]), (test[0], test[1]), off, tuple(deg), ((val[2], val[3]), (test[2], test[3]))
+    )
+    assert "temperature_model" not in rec_one
+    # Without degraded copies (no grid): the one temperature, as before.
+    _, _, rec_none = calibrate((val[0], val[1]), (test[0], test[1]), cfg)
+    assert "temperature_model" not in rec_none and rec_none["temperature"] == pytest.approx(
+        rec_one["temperature"]
+    )
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_fitted_model_carries_its_profile_temperature_to_predict_and_the_grid(tmp_path):
+    """fit_read_model with a grid: metrics record the temperature model, each grid point its
+    reliability bins and ECE after scaling; the exported file makes predict apply the same
+    per-sample temperatures."""
+    import json
+
+    from genomelab.predict.tissue import ENSEMBLE, TissuePredictor
+    from genomelab.tissue.calibration import ProfileTemperature
+    from genomelab.tissue.sparse import SparsityConfig, degrade
+    from genomelab.tissue.training import fit_read_model
+    from test_tissue_crossplatform import array_task
+
+    data = array_task()
+    sparsity = SparsityConfig(depths=[30, 1], observed=[1.0, 0.1])
+    fit_read_model(data, {"latent_draws": 32, "mixture_components": [1, 2]}, tmp_path, None, sparsity, 0, 0)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    model = ProfileTemperature.from_dict(metrics["calibration"]["temperature_model"])
+    assert all({"ece", "reliability"} <= set(pt) for pt in metrics["grid"])
+    predictor = TissuePredictor.load(tmp_path / "model.pt")
+    assert predictor.profile_temperature == model
+    test = data.index("test")
+    m, c = degrade(data.means[test], 1, 0.1, np.random.default_rng(0))
+    got = predictor.predict_arrays(m, c)
+    raw = got["model"]
+    np.testing.assert_allclose(got[ENSEMBLE], apply_temperature(raw, model.of_inputs(m, c)), rtol=1e-6)
+    # A sample's temperature depends on what of it was seen: complete samples get another one.
+    full = predictor.temperatures(data.means[test], data.coverage[test].astype(np.float32))
+    assert not np.allclose(full, model.of_inputs(m, c))

@@ -318,7 +318,10 @@ def test_fit_read_model_writes_what_the_summary_and_predict_read(tmp_path):
     assert metrics["test"]["accuracy"] == test_metrics["accuracy"] == 1.0
     assert [(p["depth"], p["observed"]) for p in metrics["grid"]] == GRID.points()
     assert set(metrics["choices"]) >= {"mixture", "factor"}
-    assert metrics["calibration"]["fitted_on"] == "validation split"
+    assert (
+        metrics["calibration"]["fitted_on"] == "validation split, complete and degraded to the grid's points"
+    )
+    assert set(metrics["calibration"]["temperature_model"]) == {"a", "w", "mu", "sd", "lo", "hi"}
     # The exported model: loaded by predict, the same probabilities as the run's (calibrated).
     exported = load_exported(out / "model.pt")
     assert exported.kind == "reads" and exported.extra["temperature"] > 0

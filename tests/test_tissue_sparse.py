@@ -162,12 +162,19 @@ def test_grid_in_baselines_ensemble_and_fold_summary(tmp_path):
         for t in pt["methods"]["masked single-layer model"]["tests"].values():
             assert t["p_value"] <= t["p_value_holm"] <= 1
     header = (tmp_path / "out" / "plots" / "grid.tsv").read_text().splitlines()[0].split("\t")
-    assert header[-4:] == [
+    assert header[-5:] == [
         "p_vs_logistic_regression",
         "p_vs_logistic_regression_holm",
         "p_vs_best_fair_baseline",
         "p_vs_best_fair_baseline_holm",
+        "ece",
     ]
+    # ECE after scaling at each point: the models' (calibrated, bins pooled over folds), not
+    # the baselines' (their grid probabilities are not temperature-scaled).
+    rows = [r.split("\t") for r in (tmp_path / "out" / "plots" / "grid.tsv").read_text().splitlines()[1:]]
+    assert all((r[-1] != "") == (r[3] == "model") for r in rows)
+    assert all(0 <= float(r[-1]) <= 1 for r in rows if r[3] == "model")
+    assert "ECE after scaling at the grid points" in (tmp_path / "out" / "summary.md").read_text()
     assert (tmp_path / "out" / "plots" / "grid.tsv").read_text().startswith("depth\tobserved\tmethod")
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert (

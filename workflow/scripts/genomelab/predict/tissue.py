@@ -39,7 +39,7 @@ from torch.utils.data import TensorDataset
 
 from genomelab.io.atomic import atomic_output, atomic_write_json
 from genomelab.io.ids import IdIndex, IdMatch, InputMismatch, first_difference, match_ids, refuse_duplicates
-from genomelab.tissue.calibration import apply_temperature
+from genomelab.tissue.calibration import ProfileTemperature, apply_temperature
 from genomelab.tissue.inference import AttentionEnsemble, MaskedEnsemble
 from genomelab.tissue.kinds import FILE_LEVEL, REGION_LEVEL
 from genomelab.tissue.models import build_model, exported_config
@@ -252,6 +252,10 @@ class TissuePredictor(_SampleClassifier):
         # The temperature fitted on validation when the ensemble was made (1 = none, as for a
         # single member, whose training metrics are uncalibrated too).
         self.temperature = float(exported.extra.get("temperature", 1.0))
+        # Since round 25 (tissue.calibration.by_profile) one temperature per sample, from its
+        # fraction of regions observed and reads per region; files before it hold one T.
+        model = exported.extra.get("temperature_model")
+        self.profile_temperature = ProfileTemperature.from_dict(model) if model else None
         # The run's "not classifiable" threshold on that calibrated confidence (0: none).
         self.threshold = float(exported.extra.get("threshold", 0.0))
         # Whether the file carries its run's calibration (an ensemble's model.pt does; one
@@ -326,7 +330,9 @@ class TissuePredictor(_SampleClassifier):
                 torch.as_tensor(means, dtype=torch.float32), torch.as_tensor(np.asarray(coverage, np.float32))
             )
             proba = dict(zip(self.members, probs.double().numpy(), strict=True))
-            proba[ENSEMBLE] = apply_temperature(np.mean(list(proba.values()), axis=0), self.temperature)
+            proba[ENSEMBLE] = apply_temperature(
+                np.mean(list(proba.values()), axis=0), self.temperatures(means, coverage)
+            )
             return proba
         ds = TensorDataset(
             torch.as_tensor(means, dtype=torch.float32),
@@ -334,8 +340,16 @@ class TissuePredictor(_SampleClassifier):
             torch.zeros(len(means), dtype=torch.int64),  # labels: unused by predict_proba
         )
         proba = {name: predict_proba(m, ds, self.device, batch_size) for name, m in self.members.items()}
-        proba[ENSEMBLE] = apply_temperature(np.mean(list(proba.values()), axis=0), self.temperature)
+        proba[ENSEMBLE] = apply_temperature(
+            np.mean(list(proba.values()), axis=0), self.temperatures(means, coverage)
+        )
         return proba
+
+    def temperatures(self, means: np.ndarray, coverage: np.ndarray) -> float | np.ndarray:
+        """The temperature of each sample [S] (a file with a profile temperature), else the one T."""
+        if self.profile_temperature is None:
+            return self.temperature
+        return self.profile_temperature.of_inputs(np.asarray(means), np.asarray(coverage))
 
 
 class AveragedPredictor(_SampleClassifier):

@@ -305,6 +305,10 @@ def write_grid(
                 "pooled_accuracy": float(np.mean(np.equal(pooled["true"], pooled["pred"]))),
                 "pooled": pooled,
             }
+            if all("reliability" in r for r in recs):
+                # Calibrated models: ECE of the folds' reliability bins pooled (sums add up).
+                bins = {k: np.sum([r["reliability"][k] for r in recs], axis=0).tolist() for k in _BIN_SUMS}
+                methods[name]["ece"] = ece_of_bins(bins)
         for name in methods:
             if methods[name]["kind"] == "model":
                 methods[name]["tests"] = _grid_point_tests(name, methods, kinds)
@@ -329,6 +333,7 @@ def write_grid(
                 "p_vs_logistic_regression_holm",
                 "p_vs_best_fair_baseline",
                 "p_vs_best_fair_baseline_holm",
+                "ece",
             ]
         )
         for pt in points:
@@ -350,6 +355,7 @@ def write_grid(
                         f"{lr['p_value_holm']:.3g}" if lr else "",
                         "" if best is None else f"{tests[best]['p_value']:.3g} ({best})",
                         "" if best is None else f"{tests[best]['p_value_holm']:.3g} ({best})",
+                        f"{m['ece']:.4f}" if "ece" in m else "",
                     ]
                 )
     _plot_grid(points, out / "plots" / "grid.png")
@@ -362,7 +368,27 @@ def write_grid(
         "baseline: the family of tests behind a claim about every point)."
     )
     notes += _grid_below_notes(points)
+    notes += _grid_ece_notes(points)
     return ["plots/grid.png"]
+
+
+# The reliability-bin sums that pool over folds by adding (``edges`` is the same in every fold).
+_BIN_SUMS = ("count", "correct", "confidence")
+
+
+def _grid_ece_notes(points: list[dict[str, Any]]) -> list[str]:
+    """Per model with calibrated grid probabilities: its ECE over the grid points (pooled
+    over folds), the worst point named."""
+    notes = []
+    names = [n for n, m in points[0]["methods"].items() if "ece" in m] if points else []
+    for name in names:
+        eces = [(pt["methods"][name]["ece"], pt["depth"], pt["observed"]) for pt in points]
+        worst = max(eces)
+        notes.append(
+            f"{name}: ECE after scaling at the grid points {min(eces)[0]:.3f}-{worst[0]:.3f} (worst at "
+            f"{worst[1]} read(s) / {100 * worst[2]:g}% observed; plots/grid.tsv, column ece)."
+        )
+    return notes
 
 
 def _add_holm(points: list[dict[str, Any]]) -> None:

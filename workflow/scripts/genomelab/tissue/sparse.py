@@ -125,28 +125,34 @@ def evaluate_grid(
     classes: np.ndarray,
     cfg: SparsityConfig,
     seed: int,
+    reliability: bool = False,
 ) -> list[dict[str, Any]]:
     """Accuracy and balanced accuracy of ``predict(means, coverage) -> proba [n, C]`` at every
-    grid point, with the per-sample predictions the summary's paired tests need."""
+    grid point, with the per-sample predictions the summary's paired tests need; with
+    ``reliability`` (calibrated probabilities) each point's reliability bins (sums, which
+    folds pool by adding) and ECE too."""
+    from genomelab.tissue.calibration import ece_of_bins, reliability_bins
     from genomelab.tissue.metrics import classification_metrics
 
     points = []
     for point in grid_inputs(means, cfg, seed):
         proba = predict(point["means"], point["coverage"])
         m = classification_metrics(y, proba, classes)
-        points.append(
-            {
-                "depth": point["depth"],
-                "observed": point["observed"],
-                "accuracy": m["accuracy"],
-                "balanced_accuracy": m["balanced_accuracy"],
-                "predictions": {
-                    "sample": [str(s) for s in samples],
-                    "true": np.asarray(y).tolist(),
-                    "pred": proba.argmax(1).tolist(),
-                },
-            }
-        )
+        rec = {
+            "depth": point["depth"],
+            "observed": point["observed"],
+            "accuracy": m["accuracy"],
+            "balanced_accuracy": m["balanced_accuracy"],
+            "predictions": {
+                "sample": [str(s) for s in samples],
+                "true": np.asarray(y).tolist(),
+                "pred": proba.argmax(1).tolist(),
+            },
+        }
+        if reliability:
+            rec["reliability"] = reliability_bins(proba, np.asarray(y))
+            rec["ece"] = ece_of_bins(rec["reliability"])
+        points.append(rec)
     return points
 
 

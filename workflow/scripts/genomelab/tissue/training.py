@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,14 @@ from genomelab.diagnostics.checks import (
     prediction_collapse,
 )
 from genomelab.io.metrics import Metrics, read_metrics, write_metrics
-from genomelab.tissue.calibration import CalibrationConfig, calibrate, call_records
+from genomelab.tissue.calibration import (
+    CalibrationConfig,
+    ProfileTemperature,
+    apply_temperature,
+    calibrate,
+    call_records,
+    sample_profile,
+)
 from genomelab.tissue.kinds import CLOSED_FORM, FILE_LEVEL, MODEL_TITLES
 from genomelab.tissue.metrics import classification_metrics
 from genomelab.tissue.models import (
@@ -29,7 +37,7 @@ from genomelab.tissue.models import (
     build_model,
     exported_config,
 )
-from genomelab.tissue.sparse import SparsityConfig, evaluate_grid
+from genomelab.tissue.sparse import SparsityConfig, degrade, evaluate_grid
 from genomelab.tissue.task import TissueData, impute_standardise_params
 from genomelab.train.engine import TrainConfig
 from genomelab.train.export import data_fingerprint, load_exported, save_exported
@@ -506,12 +514,8 @@ def _worst_per_check(member_results: list[list[DiagnosticResult]]) -> list[Diagn
     return list(out.values())
 
 
-def ensemble_grid(
-    models: list[torch.nn.Module], data: TissueData, sparsity: SparsityConfig, seed: int
-) -> list[dict[str, Any]]:
-    """The ensemble's accuracy on the test samples degraded to each grid point (the inputs the
-    baselines rule draws with the same ``seed``)."""
-    test = data.index("test")
+def ensemble_predict(models: list[torch.nn.Module]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``predict(means [n, R], coverage [n, R]) -> proba [n, C]``: the members' mean, on the CPU."""
     dev = torch.device("cpu")
 
     def predict(means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
@@ -520,8 +524,73 @@ def ensemble_grid(
         )
         return np.mean([predict_proba(m, ds, dev) for m in models], axis=0)
 
+    return predict
+
+
+def profile_inputs(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    data: TissueData,
+    sparsity: SparsityConfig | None,
+    seed: int,
+) -> tuple[Any, Any]:
+    """What :func:`~genomelab.tissue.calibration.calibrate` fits a temperature per sample
+    profile on: the validation samples degraded to every grid point (stream [seed, i, 1]; the
+    test grid draws with [seed, i]) as (proba, y, observed, depth), and the complete
+    validation and test samples' (observed, depth). (None, None) without a grid."""
+    if sparsity is None or not sparsity.points():
+        return None, None
+    means, _, y = data.subset("val")
+    parts: list[tuple[np.ndarray, ...]] = []
+    for i, (depth, frac) in enumerate(sparsity.points()):
+        m, c = degrade(means, depth, frac, np.random.default_rng([seed, i, 1]))
+        parts.append((predict(m, c), y, *sample_profile(m, c)))
+    degraded = tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
+    profiles = tuple(
+        sample_profile(data.means[data.index(s)], data.coverage[data.index(s)]) for s in ("val", "test")
+    )
+    return degraded, profiles
+
+
+def calibrated(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray], calibration: dict[str, Any]
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``predict`` followed by the calibration record's temperature: per sample where the
+    record holds a ``temperature_model``, else its one T."""
+    model = calibration.get("temperature_model")
+    profile = ProfileTemperature.from_dict(model) if model else None
+    t = float(calibration["temperature"])
+
+    def f(means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        return apply_temperature(
+            predict(means, coverage), t if profile is None else profile.of_inputs(means, coverage)
+        )
+
+    return f
+
+
+def ensemble_grid(
+    models: list[torch.nn.Module],
+    data: TissueData,
+    sparsity: SparsityConfig,
+    seed: int,
+    calibration: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The ensemble's accuracy on the test samples degraded to each grid point (the inputs the
+    baselines rule draws with the same ``seed``); with the ``calibration`` record, its
+    temperature applied and each point's reliability bins and ECE kept."""
+    test = data.index("test")
+    predict = ensemble_predict(models)
+    if calibration is not None:
+        predict = calibrated(predict, calibration)
     return evaluate_grid(
-        predict, data.means[test], data.y[test], data.samples[test], data.classes, sparsity, seed
+        predict,
+        data.means[test],
+        data.y[test],
+        data.samples[test],
+        data.classes,
+        sparsity,
+        seed,
+        reliability=calibration is not None,
     )
 
 
@@ -575,10 +644,16 @@ def combine_members(
         s: np.mean([predict_proba(m, datasets[s], dev) for m in models], axis=0) for s in ("val", "test")
     }
     labels = {s: labels_of(datasets[s]) for s in ("val", "test")}
-    # One temperature for the ensemble's averaged probabilities, fitted on validation.
+    # One temperature for the ensemble's averaged probabilities, fitted on validation (per
+    # sample profile for file-level models with a grid: tissue.calibration.by_profile).
     cal = cal or CalibrationConfig()
+    degraded, profiles = (
+        profile_inputs(ensemble_predict(models), data, sparsity, grid_seed)
+        if kind in FILE_LEVEL
+        else (None, None)
+    )
     probs["val"], probs["test"], calibration = calibrate(
-        (probs["val"], labels["val"]), (probs["test"], labels["test"]), cal
+        (probs["val"], labels["val"]), (probs["test"], labels["test"]), cal, degraded, profiles
     )
     metrics = {s: classification_metrics(labels[s], probs[s], data.classes) for s in ("val", "test")}
     metrics["test"]["ece_uncalibrated"] = calibration["ece_before"]
@@ -625,7 +700,7 @@ def combine_members(
         }
     )
     if kind in FILE_LEVEL and sparsity is not None and sparsity.points():
-        payload["grid"] = ensemble_grid(models, data, sparsity, grid_seed)
+        payload["grid"] = ensemble_grid(models, data, sparsity, grid_seed, calibration)
     if kind in FILE_LEVEL:
         payload["predictions"] = {
             **data.predictions("test", probs["test"]),
@@ -644,6 +719,12 @@ def combine_members(
             "seeds": [m["seed"] for m in members],
             "n_positions": int(data.n_positions),
             "temperature": float(calibration["temperature"]),
+            # Per sample profile (tissue.calibration.by_profile): what predict applies instead.
+            **(
+                {"temperature_model": calibration["temperature_model"]}
+                if "temperature_model" in calibration
+                else {}
+            ),
             "threshold": float(cal.threshold),
         },
     )
@@ -710,8 +791,9 @@ def fit_read_model(
     probs = {s: predict_proba(model, datasets[s], dev) for s in datasets}
     labels = {s: labels_of(datasets[s]) for s in datasets}
     uncalibrated_val = classification_metrics(labels["val"], probs["val"], data.classes)
+    degraded, profiles = profile_inputs(ensemble_predict([model]), data, sparsity, grid_seed)
     probs["val"], probs["test"], calibration = calibrate(
-        (probs["val"], labels["val"]), (probs["test"], labels["test"]), cal
+        (probs["val"], labels["val"]), (probs["test"], labels["test"]), cal, degraded, profiles
     )
     metrics = {s: classification_metrics(labels[s], probs[s], data.classes) for s in ("val", "test")}
     metrics["test"]["ece_uncalibrated"] = calibration["ece_before"]
@@ -742,7 +824,7 @@ def fit_read_model(
         "calibration": calibration,
     }
     if sparsity is not None and sparsity.points():
-        payload["grid"] = ensemble_grid([model], data, sparsity, grid_seed)
+        payload["grid"] = ensemble_grid([model], data, sparsity, grid_seed, calibration)
     payload["predictions"] = {
         **data.predictions("test", probs["test"]),
         **call_records(probs["test"], cal.threshold),
@@ -757,6 +839,12 @@ def fit_read_model(
         extra={
             "n_positions": int(data.n_positions),
             "temperature": float(calibration["temperature"]),
+            # Per sample profile (tissue.calibration.by_profile): what predict applies instead.
+            **(
+                {"temperature_model": calibration["temperature_model"]}
+                if "temperature_model" in calibration
+                else {}
+            ),
             "threshold": float(cal.threshold),
             "seed": int(seed),
         },

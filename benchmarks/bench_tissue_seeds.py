@@ -17,6 +17,8 @@ for one model (``--model``, by its title in the run's summary), per seed:
 - at each bar point (``--points``, depth:observed; default 1 read with every region, and 30
   and 1 read(s) with 10% observed): the model's accuracy, LR's, the gap in points and the
   exact McNemar p against LR (as ``plots/grid.json`` has them);
+- the model's ECE after scaling at the grid points (runs since round 25: the folds'
+  reliability bins pooled per point, ``plots/grid.json``): the worst point and the mean;
 - the grid points at which a fair baseline is significantly ahead of the model (favours the
   baseline, raw p < 0.05), and how many stay so after Holm's adjustment across the points
   (the fair baselines are the summary's, ``genomelab.tissue.report.FAIR_BASELINES``: LR, LR
@@ -161,6 +163,10 @@ def seed_row(
         below_raw += bool(behind)
         below_holm += any(t["p_value_holm"] < ALPHA for t in behind)
     row["grid_points"] = len(run["points"])
+    # ECE after scaling at the grid points (the folds pooled; runs since round 25 record it).
+    eces = [pt["methods"][model]["ece"] for pt in run["points"] if "ece" in pt["methods"][model]]
+    row["grid_ece_worst"] = max(eces) if eces else None
+    row["grid_ece_mean"] = statistics.fmean(eces) if eces else None
     row["below_fair_raw"] = below_raw
     row["below_fair_holm"] = below_holm
     deepest = max(float(pt["depth"]) for pt in run["points"])
@@ -202,6 +208,9 @@ def aggregate(rows: list[dict[str, Any]], points: list[tuple[float, float]], mar
     counts["ece_at_most_0.05"] = sum(r["ece_model"] is not None and r["ece_model"] <= 0.05 for r in rows)
     counts["ece_pooled_at_most_0.05"] = sum(
         r["ece_pooled"] is not None and r["ece_pooled"] <= 0.05 for r in rows
+    )
+    counts["grid_ece_every_point_at_most_0.05"] = sum(
+        r["grid_ece_worst"] is not None and r["grid_ece_worst"] <= 0.05 for r in rows
     )
     counts["below_fair_raw_any"] = sum(r["below_fair_raw"] > 0 for r in rows)
     counts["below_fair_holm_any"] = sum(r["below_fair_holm"] > 0 for r in rows)

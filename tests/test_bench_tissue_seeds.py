@@ -157,3 +157,22 @@ def test_a_seed_below_lr_at_full_coverage_and_below_a_fair_baseline_after_holm_i
     # A column that only some seeds have is still summarised (ECE floors need fold files).
     rows[0]["ece_floor_folds"], rows[1]["ece_floor_folds"] = None, 0.04
     assert seeds.aggregate(rows, [(1, 1.0)], 5.0)["stats"]["ece_floor_folds"]["mean"] == 0.04
+
+
+def test_the_grid_ece_columns_take_the_model_s_worst_and_mean_point(seeds, tmp_path):
+    run = make_run(tmp_path, 3, {MODEL: 0.94, LR: 0.93}, two_point_grid(0.92, 0.86, 0.001))
+    grid = json.loads((run / "plots/grid.json").read_text())
+    for pt, ece in zip(grid["points"], [0.02, 0.07], strict=True):
+        pt["methods"][MODEL]["ece"] = ece
+    (run / "plots/grid.json").write_text(json.dumps(grid))
+    row = seeds.seed_row(seeds.load_run(run), MODEL, [(1, 1.0)], 5.0)
+    assert row["grid_ece_worst"] == 0.07 and row["grid_ece_mean"] == pytest.approx(0.045)
+    assert seeds.aggregate([row], [(1, 1.0)], 5.0)["counts"]["grid_ece_every_point_at_most_0.05"] == 0
+    # Runs before round 25 record no ECE at the grid points: no figure, not a zero.
+    old = seeds.seed_row(
+        seeds.load_run(make_run(tmp_path, 4, {MODEL: 0.94, LR: 0.93}, two_point_grid(0.92, 0.86, 0.001))),
+        MODEL,
+        [(1, 1.0)],
+        5.0,
+    )
+    assert old["grid_ece_worst"] is None

@@ -21,7 +21,9 @@ validation samples, the workflow's calibration before round 25), ``linear`` (log
 alone: the total reads), ``per_point`` (one T per grid point fitted on that point's validation
 copies: an oracle's form, since every test sample of a point shares its profile).
 
-Writes ``<out>/temperature.json`` and prints a table. Usage (~1 minute per 10 runs, reads):
+Writes ``<out>/temperature.json`` and prints a table; their ``max`` and ``mean`` are over
+full coverage and the grid points together (17 on the default grid), so the mean is not the
+mean of the 16 points that docs/tissue.md round 25 gives (from ``ece``). Usage (~1 minute per 10 runs, reads):
     PYTHONPATH=workflow/scripts python benchmarks/bench_tissue_temperature.py runs/s* --model reads \
         --out benchmarks/results/tissue_temperature_idhwt
 """

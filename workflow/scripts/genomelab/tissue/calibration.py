@@ -152,9 +152,10 @@ class ProfileTemperature:
     Why: a model's confidence grows with the evidence in a sample, but not as its training
     assumed. The read-profile model scores regions as independent, so with every region at
     30 reads it is far too sure, and one temperature fitted on complete validation samples
-    (T 4.4-6.6 on the TCGA folds) then leaves a sample of one read at 10% of its regions
-    under-confident (accuracy 0.80-0.96, mean confidence 0.41-0.55; pooled ECE up to 0.39 at
-    the grid's points over 20 IDH-wt fold seeds). Fitted on validation samples degraded to
+    (T 3.6-5.3 on the IDH-wt folds, 6.3-8.2 on G-CIMP's) then leaves a sample of one read at
+    10% of its regions under-confident (accuracy 0.80 / 0.94 on IDH-wt / G-CIMP, mean
+    confidence 0.41-0.55; pooled ECE up to 0.39 at the grid's points over 20 IDH-wt fold
+    seeds). Fitted on validation samples degraded to
     every grid point as well as complete, T follows the sample's kind of data: pooled ECE at
     most 0.025 at any point (round 25, docs/tissue.md, which also compares a linear form, 0.049,
     and a form in the total reads alone, 0.124). A model whose confidence already tracks the

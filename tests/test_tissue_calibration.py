@@ -250,3 +250,27 @@ def test_a_fitted_model_carries_its_profile_temperature_to_predict_and_the_grid(
     # A sample's temperature depends on what of it was seen: complete samples get another one.
     full = predictor.temperatures(data.means[test], data.coverage[test].astype(np.float32))
     assert not np.allclose(full, model.of_inputs(m, c))
+
+
+def test_profile_inputs_are_made_only_where_a_profile_temperature_is_fitted():
+    """by_profile or temperature false: no degraded validation copies are predicted (the
+    grid's worth of predictions would be thrown away); on: each point's copies, once."""
+    from genomelab.tissue.sparse import SparsityConfig
+    from genomelab.tissue.training import profile_inputs
+    from test_tissue_crossplatform import array_task
+
+    data = array_task()
+    sparsity = SparsityConfig(depths=[30, 1], observed=[1.0, 0.1])
+    calls = []
+
+    def predict(means: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        calls.append(len(means))
+        return np.full((len(means), len(data.classes)), 1 / len(data.classes))
+
+    for off in (CalibrationConfig(by_profile=False), CalibrationConfig(temperature=False)):
+        assert profile_inputs(predict, data, sparsity, 0, off) == (None, None)
+    assert calls == []
+    degraded, profiles = profile_inputs(predict, data, sparsity, 0, CalibrationConfig())
+    n_val = len(data.index("val"))
+    assert calls == [n_val] * 4 and len(degraded[0]) == 4 * n_val
+    assert len(profiles[0][0]) == n_val and len(profiles[1][0]) == len(data.index("test"))

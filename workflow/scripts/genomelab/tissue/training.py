@@ -532,12 +532,15 @@ def profile_inputs(
     data: TissueData,
     sparsity: SparsityConfig | None,
     seed: int,
+    cal: CalibrationConfig,
 ) -> tuple[Any, Any]:
     """What :func:`~genomelab.tissue.calibration.calibrate` fits a temperature per sample
     profile on: the validation samples degraded to every grid point (stream [seed, i, 1]; the
     test grid draws with [seed, i]) as (proba, y, observed, depth), and the complete
-    validation and test samples' (observed, depth). (None, None) without a grid."""
-    if sparsity is None or not sparsity.points():
+    validation and test samples' (observed, depth). (None, None) without a grid, or where
+    ``cal`` fits no profile temperature (``temperature`` or ``by_profile`` false): then the
+    grid's predictions of the validation samples would be made for nothing."""
+    if sparsity is None or not sparsity.points() or not (cal.temperature and cal.by_profile):
         return None, None
     means, _, y = data.subset("val")
     parts: list[tuple[np.ndarray, ...]] = []
@@ -648,7 +651,7 @@ def combine_members(
     # sample profile for file-level models with a grid: tissue.calibration.by_profile).
     cal = cal or CalibrationConfig()
     degraded, profiles = (
-        profile_inputs(ensemble_predict(models), data, sparsity, grid_seed)
+        profile_inputs(ensemble_predict(models), data, sparsity, grid_seed, cal)
         if kind in FILE_LEVEL
         else (None, None)
     )
@@ -791,7 +794,7 @@ def fit_read_model(
     probs = {s: predict_proba(model, datasets[s], dev) for s in datasets}
     labels = {s: labels_of(datasets[s]) for s in datasets}
     uncalibrated_val = classification_metrics(labels["val"], probs["val"], data.classes)
-    degraded, profiles = profile_inputs(ensemble_predict([model]), data, sparsity, grid_seed)
+    degraded, profiles = profile_inputs(ensemble_predict([model]), data, sparsity, grid_seed, cal)
     probs["val"], probs["test"], calibration = calibrate(
         (probs["val"], labels["val"]), (probs["test"], labels["test"]), cal, degraded, profiles
     )

@@ -214,6 +214,9 @@ def write_calibration(records: dict[str, list[dict[str, Any]]], out: Path, notes
         t_text = (
             f"T = {temps[0]:.2f}" if len(temps) == 1 else f"T = {min(temps):.2f}-{max(temps):.2f} over folds"
         )
+        if any("temperature_model" in r for r in recs):
+            # calibration.by_profile: the recorded T is the median of the complete validation samples'.
+            t_text = f"T per sample profile; complete samples' median {t_text}"
         notes.append(
             f"{name}: temperature scaling on validation ({t_text}) takes test ECE from "
             f"{p['ece_before']:.3f} to {p['ece_after']:.3f}; at confidence threshold {p['threshold']:.2f} "

@@ -86,9 +86,10 @@ def fit_form(
     def loss(theta: np.ndarray) -> float:
         z = logp / np.exp(log_t(theta, (x - mu) / sd))[:, None]
         z = z - z.max(1, keepdims=True)
-        return succession_nll(z - np.log(np.exp(z).sum(1, keepdims=True)), y)
+        return succession_nll(z - np.log(np.exp(z).sum(1, keepdims=True)), y, n_samples)
 
-    theta = minimize(loss, np.r_[np.log(fit_temperature(p, y)), np.zeros(x.shape[1])], method="L-BFGS-B").x
+    start = np.r_[np.log(fit_temperature(p, y, n_samples)), np.zeros(x.shape[1])]
+    theta = minimize(loss, start, method="L-BFGS-B").x
     return lambda o2, d2: np.exp(log_t(theta, (np.clip(_terms(o2, d2, form), lo, hi) - mu) / sd))
 
 
@@ -133,7 +134,8 @@ def score_runs(
                 sets[split] = rows
             val = [np.concatenate([r[j] for r in sets["val"]]) for j in range(4)]
             t_one = fit_temperature(sets["val"][0][0], sets["val"][0][1])
-            fitted = {f: fit_form(*val, f) for f in ("linear", "interaction", "quadratic", "total")}
+            n_val = len(sets["val"][0][1])
+            fitted = {f: fit_form(*val, f, n_val) for f in ("linear", "interaction", "quadratic", "total")}
             t_point = [fit_temperature(r[0], r[1]) for r in sets["val"]]
             for i, (p, y, o, d) in enumerate(sets["test"]):
                 _add(bins["one"], i, apply_temperature(p, t_one), y)

@@ -274,3 +274,34 @@ def test_profile_inputs_are_made_only_where_a_profile_temperature_is_fitted():
     n_val = len(data.index("val"))
     assert calls == [n_val] * 4 and len(degraded[0]) == 4 * n_val
     assert len(profiles[0][0]) == n_val and len(profiles[1][0]) == len(data.index("test"))
+
+
+def test_copies_of_an_all_right_split_do_not_bring_back_certainty():
+    """The profile fit sees each validation sample 17 times (complete and at 16 grid points):
+    the rule of succession must count the samples, not the copies, or a split the model calls
+    all right at full coverage gets near-certain calls there again (round 24's bug, by
+    another road)."""
+    from genomelab.tissue.calibration import fit_profile_temperature
+
+    rng = np.random.default_rng(0)
+    n, n_classes = 40, 3
+    y = rng.integers(0, n_classes, n)
+    rows = []
+    for depth, observed, margin, wrong in [(30.0, 1.0, 4.0, 0.0)] + [
+        (1.0, f, 1.0, 0.3) for f in (1.0, 0.5, 0.1)
+    ] * 4:
+        logits = rng.normal(0, 0.3, (n, n_classes))
+        call = np.where(rng.random(n) < wrong, (y + 1) % n_classes, y)
+        logits[np.arange(n), call] += margin
+        p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        rows.append((p, y, np.full(n, observed), np.full(n, depth)))
+    p, yy, o, d = (np.concatenate([r[j] for r in rows]) for j in range(4))
+    complete = rows[0][0]
+
+    def confidence(model):
+        return float(apply_temperature(complete, model.of(np.ones(n), np.full(n, 30.0))).max(1).mean())
+
+    by_samples = confidence(fit_profile_temperature(p, yy, o, d, n_samples=n))
+    by_rows = confidence(fit_profile_temperature(p, yy, o, d))
+    # n right calls of n: about (n + 1) / (n + 2) = 0.976, not the 0.998 of 520 rows.
+    assert by_samples < 0.985 < by_rows

@@ -64,7 +64,7 @@ def _nll(proba: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.clip(proba[np.arange(len(y)), y], EPS, 1.0)).mean())
 
 
-def succession_nll(log_proba: np.ndarray, y: np.ndarray) -> float:
+def succession_nll(log_proba: np.ndarray, y: np.ndarray, n_samples: int | None = None) -> float:
     """Cross-entropy of ``log_proba`` [n, C] (natural-log probabilities) against the labels
     ``y`` [n] smoothed by Laplace's rule of succession: 1 - eps on each sample's label and eps
     on its most probable other class (its runner-up, or the wrong call it made), eps = 1 / (n
@@ -87,18 +87,20 @@ def succession_nll(log_proba: np.ndarray, y: np.ndarray) -> float:
     Where the split has more errors, eps (about 0.01 for 90 samples) moves the temperature little
     (``tests/test_tissue_calibration.py``). The read-profile model's family temperatures are
     fitted on several draws of each validation sample, and n counts the draws there: a weaker
-    pull."""
+    pull. ``n_samples``: the n of eps where rows are copies of fewer samples (the profile
+    temperature's degraded validation copies: 17 rows per sample would make eps 17 times
+    smaller, and the complete samples' confidence near certainty again)."""
     n, n_classes = log_proba.shape
     own = log_proba[np.arange(n), y]
     if n_classes < 2 or n == 0:
         return float(-own.mean()) if n else 0.0
-    eps = 1.0 / (n + 2)
+    eps = 1.0 / ((n if n_samples is None else n_samples) + 2)
     others = log_proba.copy()
     others[np.arange(n), y] = -np.inf
     return float(-((1 - eps) * own + eps * others.max(axis=1)).mean())
 
 
-def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
+def fit_temperature(proba: np.ndarray, y: np.ndarray, n_samples: int | None = None) -> float:
     """The T in [0.1, 20] minimising :func:`succession_nll` of ``y`` [n] under
     ``apply_temperature(proba, T)`` (a 1-D bounded search over log T; convex in 1/T)."""
     from scipy.optimize import minimize_scalar
@@ -107,7 +109,7 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
         raise ValueError("temperature scaling needs validation samples (the split has none)")
     res = minimize_scalar(
         lambda log_t: succession_nll(
-            np.log(np.clip(apply_temperature(proba, float(np.exp(log_t))), EPS, 1.0)), y
+            np.log(np.clip(apply_temperature(proba, float(np.exp(log_t))), EPS, 1.0)), y, n_samples
         ),
         bounds=(np.log(0.1), np.log(20.0)),
         method="bounded",
@@ -191,12 +193,17 @@ class ProfileTemperature:
 
 
 def fit_profile_temperature(
-    proba: np.ndarray, y: np.ndarray, observed: np.ndarray, depth: np.ndarray
+    proba: np.ndarray,
+    y: np.ndarray,
+    observed: np.ndarray,
+    depth: np.ndarray,
+    n_samples: int | None = None,
 ) -> ProfileTemperature:
     """The :class:`ProfileTemperature` minimising :func:`succession_nll` of ``y`` [n] under
     per-sample temperatures (``proba`` [n, C]; each sample's ``observed`` fraction and
     ``depth`` [n]); L-BFGS from the single temperature's fit (w = 0), which it keeps unless it
-    finds a lower loss."""
+    finds a lower loss. ``n_samples``: how many distinct samples the rows are copies of (the
+    rule of succession's n; None: the rows)."""
     from scipy.optimize import minimize
 
     if len(y) == 0:
@@ -211,9 +218,9 @@ def fit_profile_temperature(
         log_t = np.clip(theta[0] + z @ theta[1:], *LOG_T_RANGE)
         x = logp / np.exp(log_t)[:, None]
         x = x - x.max(1, keepdims=True)
-        return succession_nll(x - np.log(np.exp(x).sum(1, keepdims=True)), y)
+        return succession_nll(x - np.log(np.exp(x).sum(1, keepdims=True)), y, n_samples)
 
-    start = np.r_[np.log(fit_temperature(proba, y)), np.zeros(z.shape[1])]
+    start = np.r_[np.log(fit_temperature(proba, y, n_samples)), np.zeros(z.shape[1])]
     res = minimize(loss, start, method="L-BFGS-B")
     theta = res.x if res.fun <= loss(start) else start
     u, v = terms[:, 0], terms[:, 1]
@@ -299,6 +306,8 @@ def calibrate(
             np.concatenate([y_val, y_deg]),
             np.concatenate([o_val, o_deg]),
             np.concatenate([d_val, d_deg]),
+            # The copies are draws of the same samples: the rule of succession counts samples.
+            n_samples=len(y_val),
         )
         t_val, t_test = model.of(o_val, d_val), model.of(o_test, d_test)
         t = float(np.median(t_val)) if len(t_val) else 1.0

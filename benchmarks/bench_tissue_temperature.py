@@ -68,11 +68,13 @@ def _terms(observed: np.ndarray, depth: np.ndarray, form: str) -> np.ndarray:
 
 
 def fit_form(
-    p: np.ndarray, y: np.ndarray, o: np.ndarray, d: np.ndarray, form: str
+    p: np.ndarray, y: np.ndarray, o: np.ndarray, d: np.ndarray, form: str, n_samples: int | None = None
 ) -> Callable[..., np.ndarray]:
-    """``form``'s temperature fitted on (proba [n, C], y, observed, depth): (observed, depth) -> T [S]."""
+    """``form``'s temperature fitted on (proba [n, C], y, observed, depth), the rule of
+    succession counting ``n_samples`` samples (the rows are copies of them): (observed,
+    depth) -> T [S]."""
     if form == "quadratic":  # the workflow's own
-        return fit_profile_temperature(p, y, o, d).of
+        return fit_profile_temperature(p, y, o, d, n_samples).of
     from scipy.optimize import minimize
 
     x = _terms(o, d, form)

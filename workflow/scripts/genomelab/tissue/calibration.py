@@ -159,8 +159,8 @@ class ProfileTemperature:
     confidence 0.41-0.55; pooled ECE up to 0.39 at the grid's points over 20 IDH-wt fold
     seeds). Fitted on validation samples degraded to
     every grid point as well as complete, T follows the sample's kind of data: pooled ECE at
-    most 0.025 at any point (round 25, docs/tissue.md, which also compares a linear form, 0.049,
-    and a form in the total reads alone, 0.124). A model whose confidence already tracks the
+    most 0.032 at any point (round 25, docs/tissue.md, which also compares a linear form, 0.057,
+    and a form in the total reads alone, 0.151). A model whose confidence already tracks the
     evidence gets w = 0, the single temperature, back."""
 
     a: float

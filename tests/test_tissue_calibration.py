@@ -305,3 +305,15 @@ def test_copies_of_an_all_right_split_do_not_bring_back_certainty():
     by_rows = confidence(fit_profile_temperature(p, yy, o, d))
     # n right calls of n: about (n + 1) / (n + 2) = 0.976, not the 0.998 of 520 rows.
     assert by_samples < 0.985 < by_rows
+
+
+def test_sample_profile_is_observed_fraction_and_median_depth():
+    from genomelab.tissue.calibration import sample_profile
+
+    means = np.array([[0.1, np.nan, 0.5, 0.2], [np.nan] * 4, [0.3, 0.3, 0.3, 0.3]], np.float32)
+    coverage = np.array([[3, 0, 100, 5], [0, 0, 0, 0], [30, 30, 30, 0]], np.float32)
+    observed, depth = sample_profile(means, coverage)
+    # Row 3: a value with coverage 0 is not observed; row 2 covers nothing (depth 1, the floor).
+    assert observed.tolist() == [0.75, 0.0, 0.75]
+    # The median, not the mean: one deep region does not make row 1 deep (its mean is 36).
+    assert depth.tolist() == [5.0, 1.0, 30.0]

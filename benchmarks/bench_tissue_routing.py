@@ -24,8 +24,9 @@ dense model at each point where its validation NLL is lower / accuracy higher);
 an observed fraction, or none, with the lowest summed validation NLL / errors: a model better
 on richer data is taken on all richer data, which damps one point's noise); ``both`` (the
 points both corners hold). Writes ``<out>/routing.json`` (per run and variant: accuracy at
-full coverage, mean over the grid, per point, dense points chosen; means over runs) and
-prints a table.
+full coverage, mean over the grid, per point, dense points chosen, and the exact McNemar test
+against the default, the read-profile model everywhere, on the same test samples at full
+coverage and over all grid points' samples together; means over runs) and prints a table.
 
 Usage (after ``bench_tissue_sparse.py ... --models reads masked`` per seed; ~10 s per run):
     PYTHONPATH=workflow/scripts python benchmarks/bench_tissue_routing.py runs/s* \
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 from genomelab.predict.tissue import ENSEMBLE, TissuePredictor
+from genomelab.report.stats import exact_mcnemar
 from genomelab.tissue.sparse import degrade
 from genomelab.tissue.task import TissueData
 
@@ -149,15 +151,26 @@ def score_run(run: Path, folds: int) -> dict[str, Any]:
             points[name].append(pts)
             n_dense[name] += sum(chosen[name])
     out: dict[str, Any] = {"grid_points": [[r["depth"], r["observed"]] for r in tables[0]], "tables": tables}
+    pooled = {
+        name: (np.concatenate(full[name]), np.concatenate([np.concatenate(pts) for pts in points[name]]))
+        for name in VARIANTS
+    }
     for name in VARIANTS:
         per_point = [
             float(np.concatenate([f[i] for f in points[name]]).mean()) for i in range(len(tables[0]))
         ]
+        # Against the default (the read-profile model everywhere), paired on the same test
+        # samples: at full coverage, and over every grid point's samples together.
+        tests = {
+            where: exact_mcnemar(pooled[name][j], pooled["sparse"][j]).to_dict()
+            for j, where in enumerate(("full", "grid"))
+        }
         out[name] = {
-            "full": float(np.concatenate(full[name]).mean()),
+            "full": float(pooled[name][0].mean()),
             "grid_mean": float(np.mean(per_point)),
             "points": per_point,
             "dense_points": n_dense[name],
+            "vs_default": tests,
         }
     return out
 
@@ -192,6 +205,21 @@ def main() -> None:
     print(f"{'variant':11s} full    grid    dense points")
     for v in VARIANTS:
         print(f"{v:11s} {mean[v]['full']:.4f}  {mean[v]['grid_mean']:.4f}  {mean[v]['dense_points']:.1f}")
+    print(
+        "exact McNemar against the default per run, runs with p < 0.05 (which is ahead): full coverage; grid"
+    )
+    side = {"model": "the variant", "baseline": "the default"}
+    for v in VARIANTS[1:]:
+        cells = []
+        for where in ("full", "grid"):
+            sig = [
+                r[v]["vs_default"][where]
+                for r in runs.values()
+                if r[v]["vs_default"][where]["p_value"] < 0.05
+            ]
+            sides = ", ".join(sorted({side.get(t["favours"], t["favours"]) for t in sig})) or "-"
+            cells.append(f"{len(sig)} of {len(runs)} ({sides})")
+        print(f"{v:11s} " + "; ".join(cells))
     print("per point:", " ".join(f"{d:g}x{f:g}" for d, f in first["grid_points"]))
     for v in VARIANTS:
         print(f"{v:11s}", " ".join(f"{x:.3f}" for x in mean[v]["points"]))

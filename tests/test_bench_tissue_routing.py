@@ -78,15 +78,21 @@ def test_on_a_small_bench_tissue_sparse_run(tmp_path, bench):
     out = bench["score_run"](run, 3)
     assert out["grid_points"] == [[30.0, 1.0], [30.0, 0.1], [1.0, 1.0], [1.0, 0.1]]
     assert len(out["tables"]) == 3 and {"reads_nll", "masked_err"} <= set(out["tables"][0][0])
-    # One model everywhere is that model's own pooled test accuracy.
-    reads = json.loads((run / "summary.json").read_text())
+    # One model everywhere scores that model's own test accuracy (the folds' metrics, pooled).
+    for variant, model in (("sparse", "reads"), ("dense", "masked")):
+        tests = [json.loads((run / f"folds/{k}/{model}/metrics.json").read_text())["test"] for k in range(3)]
+        pooled = sum(t["accuracy"] * t["n"] for t in tests) / sum(t["n"] for t in tests)
+        assert out[variant]["full"] == pytest.approx(pooled)
     assert out["sparse"]["dense_points"] == 0 and out["dense"]["dense_points"] == 12
     assert (
         0
         <= out["both"]["dense_points"]
         <= min(out["corner_nll"]["dense_points"], out["corner_acc"]["dense_points"])
     )
-    assert reads  # the run's own summary exists beside the scored files
+    # Each variant is tested against the default on the same samples: 60 at full coverage,
+    # 4 x 60 over the grid; the default against itself has no discordant sample.
+    assert out["sparse"]["vs_default"]["full"]["p_value"] == 1.0
+    assert out["dense"]["vs_default"]["full"]["n"] == 60 and out["dense"]["vs_default"]["grid"]["n"] == 240
     res = subprocess.run(
         [sys.executable, str(SCRIPT), str(run), "--out", str(tmp_path / "o"), "--folds", "3"],
         check=True, capture_output=True, text=True, env=ENV,
